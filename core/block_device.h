@@ -1,0 +1,46 @@
+// block_device.h — the one interface through which the engine touches bytes.
+//
+// Origins, difference storage and test fakes all implement it. Implementations must be thread-safe:
+// the engine calls them from many threads at once on disjoint or overlapping ranges.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "status.h"
+
+namespace nbdsnap {
+
+// A run of bytes with one allocation state (for NBD base:allocation).
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool hole = false;  // reads as zeroes and is not allocated
+  bool zero = false;  // reads as zeroes
+  bool operator==(const Extent&) const = default;
+};
+
+class BlockDevice {
+ public:
+  virtual ~BlockDevice() = default;
+
+  virtual uint64_t size() const = 0;
+  // Reads exactly len bytes at offset; a short read is an error.
+  virtual Status pread(void* buf, uint64_t len, uint64_t offset) = 0;
+  // Writes exactly len bytes; fua asks for the data to be durable before returning.
+  virtual Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) = 0;
+  virtual Status flush() = 0;
+  // Discards a range (reads of it afterwards are unspecified unless can_trim_zeroes). Default: not supported.
+  virtual Status trim(uint64_t len, uint64_t offset, bool fua);
+  // Makes a range read as zeroes; may_trim allows deallocating. Default: writes zero buffers.
+  virtual Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua);
+  // Appends the allocation extents covering [offset, offset+len) to out. Default: all data.
+  virtual Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out);
+  virtual bool can_trim() const { return false; }
+  virtual bool is_read_only() const { return false; }
+};
+
+// Checks that [offset, offset+len) lies inside a device of the given size without overflow.
+Status check_range(uint64_t device_size, uint64_t len, uint64_t offset);
+
+}  // namespace nbdsnap

@@ -1,0 +1,36 @@
+// cbt_store.h — saves and loads CBT state in the state directory, and knows whether the last stop was clean.
+//
+// One file per origin, STATE_DIR/<origin>.cbt. While an origin is tracked its file says "in use"; a clean
+// stop rewrites it as "clean". Loading a file that is in use, damaged, or for another device size yields
+// nothing, so the caller starts a new generation (CBT never under-reports after a crash).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "cbt.h"
+#include "status.h"
+
+namespace nbdsnap {
+
+enum class CbtLoadResult { loaded, missing, unclean, mismatch, damaged };
+const char* cbt_load_result_name(CbtLoadResult result);
+
+class CbtStore {
+ public:
+  explicit CbtStore(std::string state_dir) : dir_(std::move(state_dir)) {}
+  bool enabled() const { return !dir_.empty(); }
+  const std::string& directory() const { return dir_; }
+
+  // Loads the state of an origin if it was saved cleanly for a device of device_size.
+  CbtLoadResult load(const std::string& origin, uint64_t device_size, CbtState& out) const;
+  // Writes the state atomically (temp file + rename). clean=false marks it in use.
+  Status save(const std::string& origin, const CbtState& state, bool clean) const;
+  Status remove(const std::string& origin) const;
+
+ private:
+  std::string path_for(const std::string& origin) const;
+  std::string dir_;
+};
+
+}  // namespace nbdsnap

@@ -1,0 +1,167 @@
+// engine.h — the nbdsnap engine: origins, snapshots, images, CBT and events behind one thread-safe object.
+//
+// Front ends own an Engine, attach origins to it, route origin I/O through Origin and image I/O through
+// Image, and serve Control (control.h) on top of it. The engine is synchronous: every call returns when done.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "block_device.h"
+#include "cbt.h"
+#include "cbt_store.h"
+#include "events.h"
+#include "image.h"
+#include "origin.h"
+#include "sizing.h"
+#include "status.h"
+
+namespace nbdsnap {
+
+class Snapshot;
+class BufferBudget;
+
+struct EngineConfig {
+  std::string state_dir;                        // where CBT state is saved; empty = not persistent
+  SizingRules sizing;
+  uint64_t chunk_buffer_budget = 64ull << 20;   // old chunks held in memory awaiting writeback
+  uint64_t low_space_threshold = 64ull << 20;   // free difference storage below this posts low_free_space
+  uint64_t copy_io_size = 4ull << 20;           // a chunk larger than this is copied in several reads
+};
+
+struct OriginInfo {
+  std::string name;
+  uint64_t size = 0;
+  bool read_only = false;
+  bool tracker_attached = true;
+  std::string generation;
+  unsigned change_number = 0;
+  uint64_t tracking_block_size = 0;
+  uint64_t chunk_size = 0;
+  std::string snapshot;  // the snapshot it belongs to, if any
+};
+
+enum class SnapshotState { created, taken, corrupted };
+const char* snapshot_state_name(SnapshotState state);
+
+struct StorageAreaInfo {
+  std::string path;
+  uint64_t size = 0;
+  bool created_by_engine = false;
+};
+
+struct SnapshotInfo {
+  std::string name;
+  SnapshotState state = SnapshotState::created;
+  bool writable = false;
+  std::vector<std::string> origins;
+  std::vector<StorageAreaInfo> storage;
+  uint64_t storage_total = 0;   // bytes of all areas
+  uint64_t storage_used = 0;    // bytes allocated to chunks
+  uint64_t storage_limit = 0;   // 0 = the areas' total
+  uint64_t chunks_copied = 0;
+  uint64_t memory_bytes = 0;
+  std::string corruption_reason;
+  int64_t taken_unix_ms = 0;
+};
+
+struct StorageSpec {
+  std::string path;
+  uint64_t size = 0;  // 0: use the existing file's or block device's size
+};
+
+struct SnapshotOptions {
+  std::vector<std::string> origins;
+  std::vector<StorageSpec> storage;
+  uint64_t limit = 0;  // 0: no limit beyond the storage given
+  bool writable = false;
+};
+
+struct CbtInfo {
+  std::string origin;
+  std::string generation;
+  unsigned change_number = 0;
+  uint64_t block_size = 0;
+  uint64_t block_count = 0;
+  uint64_t device_size = 0;
+  std::map<std::string, uint8_t> checkpoints;
+};
+
+class Engine {
+ public:
+  explicit Engine(EngineConfig config);
+  // Stops background work. Does not save state: call save_state() for a clean stop.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const EngineConfig& config() const { return config_; }
+
+  // --- origins ---
+  // Attaches a tracker to a device under `name`. CBT resumes from a clean saved state of the same size, else
+  // starts a new generation (posting generation_renewed with the reason). device may be null when the front
+  // end always passes a source for I/O (then size must be given); otherwise size 0 means device->size().
+  Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
+                       uint64_t size = 0);
+  // Detaches an origin: refused (busy) while it is in a snapshot unless force, which drops it from the
+  // snapshot (the image disappears). Saves its CBT state cleanly.
+  Status detach_origin(const std::string& name, bool force);
+  std::shared_ptr<Origin> find_origin(const std::string& name) const;
+  std::vector<OriginInfo> origins() const;
+  Status origin_info(const std::string& name, OriginInfo& out) const;
+
+  // --- CBT ---
+  Status cbt_info(const std::string& origin, CbtInfo& out) const;
+  // Changed ranges of the live map; with a checkpoint, only blocks changed after it.
+  Status cbt_map(const std::string& origin, const std::string& since_checkpoint, std::vector<Range>& out) const;
+  Status cbt_mark_dirty(const std::string& origin, const std::vector<Range>& ranges);
+  Status cbt_reset(const std::string& origin);
+
+  // --- snapshots ---
+  Status create_snapshot(const std::string& name, const SnapshotOptions& options);
+  Status add_origin_to_snapshot(const std::string& snapshot, const std::string& origin);
+  Status remove_origin_from_snapshot(const std::string& snapshot, const std::string& origin);
+  // Freezes all origins of the snapshot at once: new writes wait, in-flight writes finish, then every
+  // origin switches to copy-on-write for this snapshot and its CBT is frozen under the snapshot's name.
+  Status take_snapshot(const std::string& name);
+  Status append_storage(const std::string& snapshot, const StorageSpec& spec);
+  // Waits for in-flight image I/O, stops copy-on-write, frees difference storage (removing files it created).
+  Status destroy_snapshot(const std::string& name);
+  Status snapshot_info(const std::string& name, SnapshotInfo& out) const;
+  std::vector<SnapshotInfo> snapshots() const;
+
+  // --- images ---
+  // The image of `origin` in a taken snapshot (not_found for unknown names or an untaken snapshot).
+  Status find_image(const std::string& origin, const std::string& snapshot, std::shared_ptr<Image>& out) const;
+  // Export names of every image of taken snapshots ("ORIGIN@SNAPSHOT").
+  std::vector<std::string> image_export_names() const;
+
+  // --- events, state, accounting ---
+  EventLog& events() { return events_; }
+  // Saves every origin's CBT as cleanly stopped. Call once at shutdown, after I/O has stopped.
+  Status save_state();
+  // Bytes the engine holds for chunk maps, buffers and CBT maps.
+  uint64_t memory_bytes() const;
+
+ private:
+  std::shared_ptr<Snapshot> find_snapshot_locked(const std::string& name) const;  // REQUIRES: mutex_
+  std::string snapshot_of_origin_locked(const std::string& origin) const;         // REQUIRES: mutex_
+
+  const EngineConfig config_;
+  CbtStore store_;
+  EventLog events_;
+  std::shared_ptr<BufferBudget> budget_;
+  // Serialises control operations (create/take/destroy/attach...) so they never interleave half-done.
+  mutable std::mutex control_mutex_;
+  // Guards the registries below; held briefly, never across I/O.
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<Origin>> origins_;      // GUARDED_BY(mutex_)
+  std::map<std::string, std::shared_ptr<Snapshot>> snapshots_;  // GUARDED_BY(mutex_)
+};
+
+}  // namespace nbdsnap

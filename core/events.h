@@ -1,0 +1,53 @@
+// events.h — the engine's waitable event log: low free space, corruption, storage appended, destroyed.
+//
+// Events are numbered; a waiter asks for everything after the number it last saw, so several agents can
+// follow the same log independently. The log keeps the most recent events only (bounded memory).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace nbdsnap {
+
+enum class EventType { low_free_space, corrupted, storage_appended, snapshot_taken, snapshot_destroyed,
+                       origin_attached, origin_detached, generation_renewed };
+const char* event_type_name(EventType type);
+
+struct Event {
+  uint64_t sequence = 0;
+  int64_t time_unix_ms = 0;
+  EventType type = EventType::low_free_space;
+  std::string snapshot;
+  std::string origin;
+  std::string reason;
+  uint64_t requested_bytes = 0;  // low_free_space: how much more storage would relieve it
+  uint64_t bytes = 0;            // storage_appended: bytes added
+};
+
+class EventLog {
+ public:
+  explicit EventLog(size_t capacity = 4096) : capacity_(capacity) {}
+  // Records an event (its sequence and time are filled in) and wakes waiters. Returns its sequence.
+  uint64_t post(Event event);
+  // Events with sequence > after; waits up to timeout for at least one. Empty on timeout.
+  std::vector<Event> wait_after(uint64_t after, std::chrono::milliseconds timeout);
+  // Sequence of the newest event (0 when none).
+  uint64_t last_sequence() const;
+  // Wakes every waiter (used at shutdown); they return what they have.
+  void interrupt();
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Event> events_;  // GUARDED_BY(mutex_)
+  uint64_t next_sequence_ = 1;  // GUARDED_BY(mutex_)
+  uint64_t interrupts_ = 0;     // GUARDED_BY(mutex_)
+  const size_t capacity_;
+};
+
+}  // namespace nbdsnap

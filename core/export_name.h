@@ -1,0 +1,22 @@
+// export_name.h — the one parser of export names: "ORIGIN" is an origin, "ORIGIN@SNAPSHOT" its image.
+#pragma once
+
+#include <string>
+
+#include "status.h"
+
+namespace nbdsnap {
+
+struct ExportName {
+  std::string origin;
+  std::string snapshot;  // empty for an origin export
+  bool is_image() const { return !snapshot.empty(); }
+};
+
+// Splits at the last '@'. Refuses an empty origin or snapshot part ("@x", "x@").
+Status parse_export_name(const std::string& name, ExportName& out);
+std::string format_export_name(const std::string& origin, const std::string& snapshot);
+// Names of origins and snapshots: 1..255 bytes of [A-Za-z0-9._-], not starting with '.' or '-'.
+Status check_object_name(const std::string& kind, const std::string& name);
+
+}  // namespace nbdsnap

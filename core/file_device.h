@@ -1,0 +1,49 @@
+// file_device.h — a BlockDevice over a regular file or a block device (pread/pwrite on a descriptor).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "block_device.h"
+
+namespace nbdsnap {
+
+class FileDevice final : public BlockDevice {
+ public:
+  // Opens an existing file or block device. readonly opens O_RDONLY and refuses writes.
+  static Status open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out);
+  // Creates (or opens) a regular file and makes it at least `size` bytes, allocating with fallocate where the
+  // file system can (falls back to ftruncate). created tells whether the file did not exist before.
+  static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created);
+  ~FileDevice() override;
+  FileDevice(const FileDevice&) = delete;
+  FileDevice& operator=(const FileDevice&) = delete;
+
+  uint64_t size() const override { return size_; }
+  Status pread(void* buf, uint64_t len, uint64_t offset) override;
+  Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override;
+  Status flush() override;
+  Status trim(uint64_t len, uint64_t offset, bool fua) override;
+  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override;
+  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) override;
+  bool can_trim() const override { return !is_block_device_; }
+  bool is_read_only() const override { return readonly_; }
+
+  const std::string& path() const { return path_; }
+  bool is_block_device() const { return is_block_device_; }
+  // Device and inode, to refuse serving the same file twice.
+  uint64_t device_id() const { return dev_; }
+  uint64_t inode() const { return ino_; }
+
+ private:
+  FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device, uint64_t dev,
+             uint64_t ino);
+  int fd_;
+  std::string path_;
+  uint64_t size_;
+  bool readonly_;
+  bool is_block_device_;
+  uint64_t dev_, ino_;
+};
+
+}  // namespace nbdsnap
