@@ -1,0 +1,240 @@
+// control_socket.cpp — the Unix stream socket behind both front ends' control servers.
+//
+// Design notes. One acceptor thread, one thread per client. A client thread closes its own descriptor when it
+// ends, under clients_mutex_, and marks its entry finished by setting the descriptor to -1; the acceptor joins
+// finished entries before each accept, so the number of threads follows the number of live clients, not the
+// number of connections ever made. stop() shuts the listening descriptor down (which wakes accept() on Linux)
+// and shuts every live client descriptor down (which wakes recv()); because descriptors are closed only under
+// the mutex, stop() never shuts down a descriptor number that was closed and reused elsewhere. A handler that
+// blocks on its own (events-wait) must be woken by its owner before stop(), e.g. EventLog::interrupt().
+#include "control_socket.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace nbdsnap {
+namespace {
+
+constexpr size_t kMaxLineBytes = 1u << 20;  // docs/control.md: longer lines close the connection
+constexpr size_t kReadChunkBytes = 64u << 10;
+
+std::string errno_text(const std::string& what, int err) { return what + ": " + std::strerror(err); }
+
+bool fill_address(const std::string& path, sockaddr_un& address, std::string& error) {
+  address = {};
+  address.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
+    error = "control socket path '" + path + "' is empty or longer than " +
+            std::to_string(sizeof(address.sun_path) - 1) + " bytes";
+    return false;
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return true;
+}
+
+// Removes a socket file nobody listens on; refuses a live socket or a file that is not a socket.
+bool remove_stale_socket(const std::string& path, const sockaddr_un& address, std::string& error) {
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return true;
+    error = errno_text("cannot inspect " + path, errno);
+    return false;
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    error = path + " exists and is not a socket";
+    return false;
+  }
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) {
+    error = errno_text("socket", errno);
+    return false;
+  }
+  int rc = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  int err = errno;
+  close(probe);
+  if (rc == 0) {
+    error = path + " is in use: another process is listening on it";
+    return false;
+  }
+  if (err != ECONNREFUSED && err != ENOENT) {
+    error = errno_text("cannot probe " + path, err);
+    return false;
+  }
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    error = errno_text("cannot remove stale socket " + path, errno);
+    return false;
+  }
+  return true;
+}
+
+bool send_all(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+ControlSocketServer::~ControlSocketServer() { stop(); }
+
+bool ControlSocketServer::start(const std::string& path, LineHandler handler, std::string& error) {
+  if (listen_fd_ >= 0) {
+    error = "control socket server already started on " + path_;
+    return false;
+  }
+  sockaddr_un address;
+  if (!fill_address(path, address, error) || !remove_stale_socket(path, address, error)) return false;
+
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = errno_text("socket", errno);
+    return false;
+  }
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+    error = errno_text("cannot bind " + path, errno);
+    close(fd);
+    return false;
+  }
+  // Nobody can connect before listen(), so tightening the mode here leaves no window.
+  if (chmod(path.c_str(), 0600) != 0 || listen(fd, 64) != 0) {
+    error = errno_text("cannot set up " + path, errno);
+    close(fd);
+    unlink(path.c_str());
+    return false;
+  }
+
+  path_ = path;
+  handler_ = std::move(handler);
+  stopping_ = false;
+  listen_fd_ = fd;
+  try {
+    acceptor_ = std::thread([this] { accept_loop(); });
+  } catch (const std::exception& e) {
+    error = std::string("cannot start the control socket thread: ") + e.what();
+    close(fd);
+    listen_fd_ = -1;
+    unlink(path.c_str());
+    return false;
+  }
+  return true;
+}
+
+void ControlSocketServer::stop() {
+  if (listen_fd_ < 0) return;
+  stopping_ = true;
+  shutdown(listen_fd_, SHUT_RDWR);
+  if (acceptor_.joinable()) acceptor_.join();
+
+  std::list<std::pair<int, std::thread>> clients;
+  {
+    std::scoped_lock lock(clients_mutex_);
+    for (auto& [fd, thread] : clients_)
+      if (fd >= 0) shutdown(fd, SHUT_RDWR);
+    clients.swap(clients_);
+  }
+  for (auto& [fd, thread] : clients)
+    if (thread.joinable()) thread.join();
+
+  close(listen_fd_);
+  listen_fd_ = -1;
+  unlink(path_.c_str());
+}
+
+void ControlSocketServer::accept_loop() {
+  while (!stopping_) {
+    // Join the threads of clients that have gone (their entries carry fd -1).
+    std::list<std::pair<int, std::thread>> finished;
+    {
+      std::scoped_lock lock(clients_mutex_);
+      for (auto it = clients_.begin(); it != clients_.end();) {
+        auto next = std::next(it);
+        if (it->first < 0) finished.splice(finished.end(), clients_, it);
+        it = next;
+      }
+    }
+    for (auto& [fd, thread] : finished) thread.join();
+
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping_) break;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let clients go, then retry
+        continue;
+      }
+      break;  // the listening socket is gone
+    }
+    std::scoped_lock lock(clients_mutex_);
+    if (stopping_) {
+      close(fd);
+      break;
+    }
+    // The lock is held until the entry exists, so serve_client always finds its own entry at the end.
+    std::thread thread;
+    try {
+      thread = std::thread([this, fd] { serve_client(fd); });
+    } catch (const std::exception&) {
+      close(fd);  // out of threads: refuse this client, keep serving the others
+      continue;
+    }
+    clients_.emplace_back(fd, std::move(thread));
+  }
+}
+
+void ControlSocketServer::serve_client(int fd) {
+  std::string pending;
+  std::vector<char> chunk(kReadChunkBytes);
+  bool open = true;
+  while (open) {
+    ssize_t n = recv(fd, chunk.data(), chunk.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    pending.append(chunk.data(), static_cast<size_t>(n));
+    size_t start = 0;
+    for (size_t end; open && (end = pending.find('\n', start)) != std::string::npos; start = end + 1) {
+      std::string line = pending.substr(start, end - start);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.size() > kMaxLineBytes) {
+        open = false;
+        break;
+      }
+      if (line.find_first_not_of(" \t") == std::string::npos) continue;
+      std::string reply;
+      try {
+        reply = handler_(line);
+      } catch (...) {
+        open = false;  // a handler that throws leaves the client without an answer: close rather than hang
+        break;
+      }
+      reply.push_back('\n');
+      open = send_all(fd, reply);
+    }
+    pending.erase(0, start);
+    if (pending.size() > kMaxLineBytes) open = false;
+  }
+
+  // Close under the lock and mark the entry finished, so stop() never shuts down a reused descriptor.
+  std::scoped_lock lock(clients_mutex_);
+  close(fd);
+  for (auto& [entry_fd, thread] : clients_) {
+    if (thread.get_id() == std::this_thread::get_id()) {
+      entry_fd = -1;
+      break;
+    }
+  }
+}
+
+}  // namespace nbdsnap
