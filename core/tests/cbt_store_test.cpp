@@ -1,0 +1,161 @@
+// cbt_store_test.cpp — saving and loading CBT state: only a clean state of the same device size is loaded.
+#include "cbt_store.h"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <set>
+
+#include "test_support.h"
+
+using namespace nbdsnap;
+using nbdsnap::test::TempDir;
+
+namespace {
+
+constexpr uint64_t kBlock = 64 << 10;
+constexpr uint64_t kDevice = 20 * kBlock + 4096;
+
+CbtState sample_state() {
+  Cbt cbt(kDevice, kBlock);
+  cbt.mark_dirty(0, 1);
+  cbt.freeze("monday");
+  cbt.mark_dirty(3 * kBlock, 2 * kBlock);
+  cbt.freeze("tuesday");
+  cbt.mark_dirty(20 * kBlock, 1);
+  return cbt.state();
+}
+
+void check_same(const CbtState& a, const CbtState& b) {
+  CHECK(a.generation == b.generation);
+  CHECK(a.number == b.number);
+  CHECK(a.block_size == b.block_size);
+  CHECK(a.device_size == b.device_size);
+  CHECK(a.map == b.map);
+  CHECK(a.checkpoints == b.checkpoints);
+}
+
+}  // namespace
+
+TEST_CASE("a cleanly saved cbt state loads back identical") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  CHECK(store.enabled());
+  const CbtState saved = sample_state();
+  REQUIRE_OK(store.save("disk0", saved, true));
+  CHECK(std::filesystem::exists(dir.file("disk0.cbt")));
+  CbtState loaded;
+  REQUIRE(store.load("disk0", kDevice, loaded) == CbtLoadResult::loaded);
+  check_same(saved, loaded);
+}
+
+TEST_CASE("saving again replaces the previous state") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  CbtState first = sample_state();
+  REQUIRE_OK(store.save("disk0", first, true));
+  Cbt cbt(first);
+  cbt.mark_dirty(10 * kBlock, 1);
+  cbt.freeze("wednesday");
+  const CbtState second = cbt.state();
+  REQUIRE_OK(store.save("disk0", second, true));
+  CbtState loaded;
+  REQUIRE(store.load("disk0", kDevice, loaded) == CbtLoadResult::loaded);
+  check_same(second, loaded);
+  // No temporary files are left beside the state.
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    (void)entry;
+    ++files;
+  }
+  CHECK(files == 1);
+}
+
+TEST_CASE("a state saved while in use loads as unclean") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  REQUIRE_OK(store.save("disk0", sample_state(), false));
+  CbtState loaded;
+  CHECK(store.load("disk0", kDevice, loaded) == CbtLoadResult::unclean);
+}
+
+TEST_CASE("a state saved for another device size loads as mismatch") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  REQUIRE_OK(store.save("disk0", sample_state(), true));
+  CbtState loaded;
+  CHECK(store.load("disk0", kDevice + 512, loaded) == CbtLoadResult::mismatch);
+  CHECK(store.load("disk0", kDevice - 4096, loaded) == CbtLoadResult::mismatch);
+}
+
+TEST_CASE("a garbage state file loads as damaged") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  {
+    std::ofstream out(dir.file("disk0.cbt"), std::ios::binary);
+    out << "this is not a cbt state file\n" << std::string(1000, '\x7f');
+  }
+  CbtState loaded;
+  CHECK(store.load("disk0", kDevice, loaded) == CbtLoadResult::damaged);
+}
+
+TEST_CASE("an empty state file loads as damaged") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  { std::ofstream out(dir.file("disk0.cbt"), std::ios::binary); }
+  CbtState loaded;
+  CHECK(store.load("disk0", kDevice, loaded) == CbtLoadResult::damaged);
+}
+
+TEST_CASE("a truncated state file loads as damaged") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  REQUIRE_OK(store.save("disk0", sample_state(), true));
+  const auto path = dir.file("disk0.cbt");
+  const auto full = std::filesystem::file_size(path);
+  REQUIRE(full > 8);
+  std::filesystem::resize_file(path, full - 5);
+  CbtState loaded;
+  CHECK(store.load("disk0", kDevice, loaded) == CbtLoadResult::damaged);
+}
+
+TEST_CASE("a missing state file loads as missing, also after remove") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  CbtState loaded;
+  CHECK(store.load("disk0", kDevice, loaded) == CbtLoadResult::missing);
+  REQUIRE_OK(store.save("disk0", sample_state(), true));
+  REQUIRE_OK(store.remove("disk0"));
+  CHECK(store.load("disk0", kDevice, loaded) == CbtLoadResult::missing);
+}
+
+TEST_CASE("origins have separate state files") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  const CbtState a = sample_state();
+  const CbtState b = sample_state();
+  REQUIRE_OK(store.save("a", a, true));
+  REQUIRE_OK(store.save("b", b, false));
+  CbtState loaded;
+  REQUIRE(store.load("a", kDevice, loaded) == CbtLoadResult::loaded);
+  check_same(a, loaded);
+  CHECK(store.load("b", kDevice, loaded) == CbtLoadResult::unclean);
+}
+
+TEST_CASE("a store without a directory is disabled") {
+  CbtStore store("");
+  CHECK_FALSE(store.enabled());
+}
+
+TEST_CASE("load results have distinct names") {
+  std::set<std::string> names;
+  for (auto result : {CbtLoadResult::loaded, CbtLoadResult::missing, CbtLoadResult::unclean,
+                      CbtLoadResult::mismatch, CbtLoadResult::damaged}) {
+    const char* name = cbt_load_result_name(result);
+    REQUIRE(name != nullptr);
+    CHECK(std::string(name) != "");
+    names.insert(name);
+  }
+  CHECK(names.size() == 5);
+  CHECK(std::string(cbt_load_result_name(CbtLoadResult::unclean)) == "unclean");
+}

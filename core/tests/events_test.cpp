@@ -1,0 +1,140 @@
+// events_test.cpp — the waitable event log: sequence numbers, waiting, bounded memory, interrupt.
+#include "events.h"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+using namespace nbdsnap;
+using namespace std::chrono_literals;
+
+namespace {
+
+Event event_of(EventType type, const std::string& snapshot) {
+  Event event;
+  event.type = type;
+  event.snapshot = snapshot;
+  return event;
+}
+
+}  // namespace
+
+TEST_CASE("posted events get increasing sequence numbers from 1 and a time") {
+  EventLog log;
+  CHECK(log.last_sequence() == 0);
+  CHECK(log.post(event_of(EventType::snapshot_taken, "a")) == 1);
+  CHECK(log.post(event_of(EventType::snapshot_destroyed, "a")) == 2);
+  CHECK(log.last_sequence() == 2);
+  const auto events = log.wait_after(0, 0ms);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].sequence == 1);
+  CHECK(events[0].type == EventType::snapshot_taken);
+  CHECK(events[0].snapshot == "a");
+  CHECK(events[1].sequence == 2);
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  CHECK(events[0].time_unix_ms > now_ms - 60000);
+  CHECK(events[0].time_unix_ms <= now_ms + 1000);
+}
+
+TEST_CASE("wait after returns only newer events") {
+  EventLog log;
+  for (int i = 0; i < 5; ++i) log.post(event_of(EventType::storage_appended, std::to_string(i)));
+  const auto events = log.wait_after(3, 0ms);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].sequence == 4);
+  CHECK(events[0].snapshot == "3");
+  CHECK(events[1].sequence == 5);
+  CHECK(log.wait_after(5, 0ms).empty());
+}
+
+TEST_CASE("wait after times out empty when nothing is posted") {
+  EventLog log;
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(log.wait_after(0, 50ms).empty());
+  CHECK(std::chrono::steady_clock::now() - start >= 45ms);
+}
+
+TEST_CASE("a waiter wakes when an event is posted from another thread") {
+  EventLog log;
+  std::thread poster([&log] {
+    std::this_thread::sleep_for(20ms);
+    Event event = event_of(EventType::low_free_space, "s");
+    event.requested_bytes = 1234;
+    log.post(event);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const auto events = log.wait_after(0, 10s);
+  poster.join();
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].type == EventType::low_free_space);
+  CHECK(events[0].requested_bytes == 1234);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
+TEST_CASE("the log keeps only the most recent events up to its capacity") {
+  EventLog log(4);
+  for (int i = 0; i < 10; ++i) log.post(event_of(EventType::corrupted, std::to_string(i)));
+  CHECK(log.last_sequence() == 10);
+  const auto events = log.wait_after(0, 0ms);
+  REQUIRE(events.size() == 4);
+  CHECK(events.front().sequence == 7);
+  CHECK(events.back().sequence == 10);
+}
+
+TEST_CASE("interrupt wakes a waiter before its timeout") {
+  EventLog log;
+  std::atomic<bool> returned{false};
+  std::thread waiter([&] {
+    (void)log.wait_after(0, 30s);
+    returned = true;
+  });
+  std::this_thread::sleep_for(20ms);
+  const auto start = std::chrono::steady_clock::now();
+  // The waiter may not be waiting yet when interrupt is called; interrupt again until it returns.
+  while (!returned && std::chrono::steady_clock::now() - start < 5s) {
+    log.interrupt();
+    std::this_thread::sleep_for(5ms);
+  }
+  waiter.join();
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
+TEST_CASE("several waiters following the log each see every event") {
+  EventLog log;
+  constexpr int kEvents = 50;
+  std::atomic<int> seen_total{0};
+  std::vector<std::thread> followers;
+  for (int f = 0; f < 3; ++f) {
+    followers.emplace_back([&] {
+      uint64_t after = 0;
+      int seen = 0;
+      const auto deadline = std::chrono::steady_clock::now() + 10s;
+      while (seen < kEvents && std::chrono::steady_clock::now() < deadline) {
+        for (const Event& event : log.wait_after(after, 100ms)) {
+          CHECK(event.sequence == after + 1);
+          after = event.sequence;
+          ++seen;
+        }
+      }
+      seen_total += seen;
+    });
+  }
+  for (int i = 0; i < kEvents; ++i) log.post(event_of(EventType::snapshot_taken, "s"));
+  for (auto& follower : followers) follower.join();
+  CHECK(seen_total == 3 * kEvents);
+}
+
+TEST_CASE("event type names are the protocol's names") {
+  CHECK(std::string(event_type_name(EventType::low_free_space)) == "low_free_space");
+  CHECK(std::string(event_type_name(EventType::corrupted)) == "corrupted");
+  CHECK(std::string(event_type_name(EventType::storage_appended)) == "storage_appended");
+  CHECK(std::string(event_type_name(EventType::snapshot_taken)) == "snapshot_taken");
+  CHECK(std::string(event_type_name(EventType::snapshot_destroyed)) == "snapshot_destroyed");
+  CHECK(std::string(event_type_name(EventType::origin_attached)) == "origin_attached");
+  CHECK(std::string(event_type_name(EventType::origin_detached)) == "origin_detached");
+  CHECK(std::string(event_type_name(EventType::generation_renewed)) == "generation_renewed");
+}

@@ -1,0 +1,72 @@
+// export_name_test.cpp — "ORIGIN" and "ORIGIN@SNAPSHOT" export names, and object name rules.
+#include "export_name.h"
+
+#include <doctest/doctest.h>
+
+#include "test_support.h"
+
+using namespace nbdsnap;
+
+TEST_CASE("a name without at sign is an origin export") {
+  ExportName name;
+  REQUIRE_OK(parse_export_name("disk0", name));
+  CHECK(name.origin == "disk0");
+  CHECK(name.snapshot.empty());
+  CHECK_FALSE(name.is_image());
+}
+
+TEST_CASE("origin at snapshot is an image export") {
+  ExportName name;
+  REQUIRE_OK(parse_export_name("disk0@nightly", name));
+  CHECK(name.origin == "disk0");
+  CHECK(name.snapshot == "nightly");
+  CHECK(name.is_image());
+}
+
+TEST_CASE("an export name splits at the last at sign") {
+  ExportName name;
+  REQUIRE_OK(parse_export_name("a@b@c", name));
+  CHECK(name.origin == "a@b");
+  CHECK(name.snapshot == "c");
+}
+
+TEST_CASE("export names with an empty part are refused") {
+  ExportName name;
+  CHECK_ERRC(parse_export_name("@snap", name), Errc::invalid_argument);
+  CHECK_ERRC(parse_export_name("disk@", name), Errc::invalid_argument);
+  CHECK_ERRC(parse_export_name("@", name), Errc::invalid_argument);
+  CHECK_FALSE(parse_export_name("", name).is_ok());
+}
+
+TEST_CASE("format and parse of export names round-trip") {
+  CHECK(format_export_name("disk0", "snap") == "disk0@snap");
+  CHECK(format_export_name("disk0", "") == "disk0");
+  ExportName name;
+  REQUIRE_OK(parse_export_name(format_export_name("vm-1.img", "2026-11-26_night"), name));
+  CHECK(name.origin == "vm-1.img");
+  CHECK(name.snapshot == "2026-11-26_night");
+}
+
+TEST_CASE("object names allow letters digits dot underscore and dash") {
+  CHECK_OK(check_object_name("origin", "disk0"));
+  CHECK_OK(check_object_name("origin", "a.b-c_D9"));
+  CHECK_OK(check_object_name("snapshot", "x"));
+  CHECK_OK(check_object_name("snapshot", "_x"));
+  CHECK_OK(check_object_name("snapshot", std::string(255, 'a')));
+}
+
+TEST_CASE("object names that are empty, too long, or have other characters are refused") {
+  CHECK_ERRC(check_object_name("origin", ""), Errc::invalid_argument);
+  CHECK_ERRC(check_object_name("origin", std::string(256, 'a')), Errc::invalid_argument);
+  CHECK_ERRC(check_object_name("origin", ".hidden"), Errc::invalid_argument);
+  CHECK_ERRC(check_object_name("origin", "-option"), Errc::invalid_argument);
+  for (const char* bad : {"a b", "a/b", "a@b", "a:b", "a\nb", "..", "é", "a\\b", "a*"}) {
+    CAPTURE(bad);
+    CHECK_ERRC(check_object_name("snapshot", bad), Errc::invalid_argument);
+  }
+}
+
+TEST_CASE("the refusal message names the kind of object") {
+  const Status status = check_object_name("snapshot", "a/b");
+  CHECK(status.message().find("snapshot") != std::string::npos);
+}

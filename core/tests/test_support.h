@@ -1,0 +1,167 @@
+// test_support.h — fixtures the engine's unit tests share: temporary directories, byte patterns that say
+// where they were written, engine configurations with small chunks, and waiting for events.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine.h"
+#include "events.h"
+#include "memory_device.h"
+#include "status.h"
+
+// Checks that a Status-returning expression succeeded, printing the engine's message when it did not.
+#define REQUIRE_OK(expr)                                          \
+  do {                                                            \
+    const ::nbdsnap::Status status_ = (expr);                     \
+    REQUIRE_MESSAGE(status_.is_ok(), #expr ": " << status_.to_string()); \
+  } while (0)
+#define CHECK_OK(expr)                                            \
+  do {                                                            \
+    const ::nbdsnap::Status status_ = (expr);                     \
+    CHECK_MESSAGE(status_.is_ok(), #expr ": " << status_.to_string()); \
+  } while (0)
+// Checks that an expression failed with a given Errc.
+#define CHECK_ERRC(expr, errc)                                                               \
+  do {                                                                                       \
+    const ::nbdsnap::Status status_ = (expr);                                                \
+    CHECK_MESSAGE(status_.code() == (errc), #expr ": got " << status_.to_string() << ", want " \
+                                                           << ::nbdsnap::errc_name(errc));   \
+  } while (0)
+
+namespace nbdsnap::test {
+
+// A fresh directory under the system's temporary directory, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string templ = (std::filesystem::temp_directory_path() / "nbdsnap-test-XXXXXX").string();
+    REQUIRE(mkdtemp(templ.data()) != nullptr);
+    path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The byte that "version" v of the data holds at absolute offset o: differs between versions and offsets,
+// so a read from the wrong place or the wrong time shows.
+inline uint8_t pattern_byte(uint64_t offset, uint32_t version) {
+  uint64_t x = offset * 0x9E3779B97F4A7C15ull + uint64_t{version} * 0xC2B2AE3D27D4EB4Full + 0x165667B19E3779F9ull;
+  x ^= x >> 29;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 32;
+  return static_cast<uint8_t>(x);
+}
+
+inline std::vector<uint8_t> pattern(uint64_t len, uint64_t offset, uint32_t version) {
+  std::vector<uint8_t> out(len);
+  for (uint64_t i = 0; i < len; ++i) out[i] = pattern_byte(offset + i, version);
+  return out;
+}
+
+// Fills a device with version v of the pattern.
+inline void fill_device(BlockDevice& device, uint32_t version) {
+  constexpr uint64_t kStep = 1 << 20;
+  for (uint64_t offset = 0; offset < device.size(); offset += kStep) {
+    const uint64_t len = std::min(kStep, device.size() - offset);
+    const auto data = pattern(len, offset, version);
+    REQUIRE_OK(device.pwrite(data.data(), len, offset, false));
+  }
+}
+
+// Rules that keep the minimum sizes whatever the device size, so tiny devices have many chunks.
+inline SizingRules small_sizing(unsigned chunk_shift, unsigned tracking_shift = 12) {
+  SizingRules rules;
+  rules.chunk_minimum_shift = chunk_shift;
+  rules.chunk_maximum_count = uint64_t{1} << 40;
+  rules.tracking_block_minimum_shift = tracking_shift;
+  rules.tracking_block_maximum_count = uint64_t{1} << 40;
+  return rules;
+}
+
+// An engine configuration for tests: small chunks, a small buffer pool, no low-space noise.
+inline EngineConfig small_config(unsigned chunk_shift = 16) {
+  EngineConfig config;
+  config.sizing = small_sizing(chunk_shift);
+  config.chunk_buffer_budget = 1 << 20;
+  config.low_space_threshold = 0;
+  config.copy_io_size = 64 << 10;
+  return config;
+}
+
+// Attaches a MemoryDevice filled with version `version` of the pattern; returns the device.
+inline std::shared_ptr<MemoryDevice> attach_memory_origin(Engine& engine, const std::string& name, uint64_t size,
+                                                          uint32_t version = 1) {
+  auto device = std::make_shared<MemoryDevice>(size);
+  fill_device(*device, version);
+  REQUIRE_OK(engine.attach_origin(name, device, false));
+  return device;
+}
+
+// Options for a snapshot of some origins with one storage file of `storage_size` bytes in `dir`.
+inline SnapshotOptions snapshot_options(const std::vector<std::string>& origins, const TempDir& dir,
+                                        const std::string& storage_name, uint64_t storage_size) {
+  SnapshotOptions options;
+  options.origins = origins;
+  options.storage.push_back({dir.file(storage_name), storage_size});
+  return options;
+}
+
+// Waits until an event of `type` (for `snapshot`, when given) with sequence > after is posted.
+inline std::optional<Event> wait_for_event(EventLog& log, EventType type, uint64_t after,
+                                           std::chrono::milliseconds timeout,
+                                           const std::string& snapshot = std::string()) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return std::nullopt;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    const auto events = log.wait_after(after, left);
+    for (const Event& event : events) {
+      after = std::max(after, event.sequence);
+      if (event.type == type && (snapshot.empty() || event.snapshot == snapshot)) return event;
+    }
+  }
+}
+
+// Reads [offset, offset+len) of an image, requiring success.
+inline std::vector<uint8_t> read_image(Image& image, uint64_t len, uint64_t offset) {
+  std::vector<uint8_t> out(len);
+  REQUIRE_OK(image.read(out.data(), len, offset));
+  return out;
+}
+
+inline std::vector<uint8_t> read_origin(Origin& origin, uint64_t len, uint64_t offset) {
+  std::vector<uint8_t> out(len);
+  REQUIRE_OK(origin.read(out.data(), len, offset));
+  return out;
+}
+
+// The first offset at which two buffers differ, for readable failure messages (-1 when equal).
+inline int64_t first_difference(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  const size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i)
+    if (a[i] != b[i]) return static_cast<int64_t>(i);
+  return a.size() == b.size() ? -1 : static_cast<int64_t>(n);
+}
+
+}  // namespace nbdsnap::test
