@@ -36,6 +36,8 @@ class FileDevice final : public BlockDevice {
   uint64_t inode() const { return ino_; }
 
  private:
+  // Takes ownership of fd (closing it on failure) and reads its kind and size.
+  static Status from_descriptor(int fd, const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out);
   FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device, uint64_t dev,
              uint64_t ino);
   int fd_;

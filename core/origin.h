@@ -47,6 +47,7 @@ class Origin {
   bool read_only() const { return read_only_; }
   // The device the engine was given (may be null for front ends that always pass a source).
   BlockDevice* device() const { return device_.get(); }
+  const std::shared_ptr<BlockDevice>& shared_device() const { return device_; }
 
   Status read(void* buf, uint64_t len, uint64_t offset);
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua);

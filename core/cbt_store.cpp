@@ -1,0 +1,110 @@
+// cbt_store.cpp — CBT state files: one JSON header line, then the raw map bytes.
+//
+// The header carries a "clean" flag and an FNV-1a hash of the map, so a file left "in use" by a crash, or
+// damaged on disk, is recognised and never trusted.
+#include "cbt_store.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace nbdsnap {
+
+namespace {
+
+constexpr const char* kMagic = "nbdsnap-cbt";
+constexpr int kFormatVersion = 1;
+
+uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
+  uint64_t hash = 14695981039346656037ull;
+  for (const uint8_t b : bytes) hash = (hash ^ b) * 1099511628211ull;
+  return hash;
+}
+
+}  // namespace
+
+const char* cbt_load_result_name(CbtLoadResult result) {
+  switch (result) {
+    case CbtLoadResult::loaded: return "loaded";
+    case CbtLoadResult::missing: return "no saved state";
+    case CbtLoadResult::unclean: return "the last stop was not clean";
+    case CbtLoadResult::mismatch: return "the saved state is for a device of another size";
+    case CbtLoadResult::damaged: return "the saved state is damaged";
+  }
+  return "unknown";
+}
+
+std::string CbtStore::path_for(const std::string& origin) const { return dir_ + "/" + origin + ".cbt"; }
+
+CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, CbtState& out) const {
+  std::ifstream in(path_for(origin), std::ios::binary);
+  if (!in) return CbtLoadResult::missing;
+  std::string header_line;
+  if (!std::getline(in, header_line)) return CbtLoadResult::damaged;
+  try {
+    const auto header = nlohmann::json::parse(header_line);
+    if (header.at("magic") != kMagic || header.at("version") != kFormatVersion) return CbtLoadResult::damaged;
+    CbtState state;
+    const auto generation = Uuid::parse(header.at("generation").get<std::string>());
+    if (!generation) return CbtLoadResult::damaged;
+    state.generation = *generation;
+    state.number = header.at("number").get<uint8_t>();
+    state.block_size = header.at("block_size").get<uint64_t>();
+    state.device_size = header.at("device_size").get<uint64_t>();
+    state.checkpoints = header.at("checkpoints").get<std::map<std::string, uint8_t>>();
+    const auto map_bytes = header.at("map_bytes").get<uint64_t>();
+    if (state.block_size == 0 || map_bytes != (state.device_size + state.block_size - 1) / state.block_size) {
+      return CbtLoadResult::damaged;
+    }
+    state.map.resize(map_bytes);
+    if (!in.read(reinterpret_cast<char*>(state.map.data()), static_cast<std::streamsize>(map_bytes))) {
+      return CbtLoadResult::damaged;
+    }
+    if (header.at("map_hash").get<uint64_t>() != fnv1a(state.map)) return CbtLoadResult::damaged;
+    if (!header.at("clean").get<bool>()) return CbtLoadResult::unclean;
+    if (state.device_size != device_size) return CbtLoadResult::mismatch;
+    out = std::move(state);
+    return CbtLoadResult::loaded;
+  } catch (const std::exception&) {
+    return CbtLoadResult::damaged;
+  }
+}
+
+Status CbtStore::save(const std::string& origin, const CbtState& state, bool clean) const {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) return {Errc::io_error, "create state directory " + dir_ + ": " + ec.message()};
+  const nlohmann::json header = {
+      {"magic", kMagic},           {"version", kFormatVersion},          {"clean", clean},
+      {"generation", state.generation.to_string()}, {"number", state.number}, {"block_size", state.block_size},
+      {"device_size", state.device_size}, {"map_bytes", state.map.size()}, {"map_hash", fnv1a(state.map)},
+      {"checkpoints", state.checkpoints}};
+  const std::string path = path_for(origin), temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << header.dump() << '\n';
+    out.write(reinterpret_cast<const char*>(state.map.data()), static_cast<std::streamsize>(state.map.size()));
+    out.flush();
+    if (!out) return {Errc::io_error, "write " + temp};
+  }
+  // Durable before the rename so a crash leaves either the old or the new state, never a torn one.
+  if (FILE* f = std::fopen(temp.c_str(), "r+")) {
+    ::fsync(fileno(f));
+    std::fclose(f);
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + temp);
+  return Status::ok();
+}
+
+Status CbtStore::remove(const std::string& origin) const {
+  if (std::remove(path_for(origin).c_str()) != 0 && errno != ENOENT) {
+    return Status::from_errno(errno, "remove " + path_for(origin));
+  }
+  return Status::ok();
+}
+
+}  // namespace nbdsnap

@@ -1,0 +1,295 @@
+// chunk_map.cpp — copy-on-write of chunks and reads of the frozen view (see the design notes in the header).
+#include "chunk_map.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "buffer_budget.h"
+#include "snapshot.h"
+
+namespace nbdsnap {
+
+ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
+                   uint64_t origin_size, uint64_t chunk_size, uint64_t copy_io_size)
+    : snapshot_(snapshot),
+      origin_name_(std::move(origin_name)),
+      origin_device_(std::move(origin_device)),
+      origin_size_(origin_size),
+      chunk_size_(chunk_size),
+      copy_io_size_(std::max<uint64_t>(copy_io_size, 4096)) {}
+
+ChunkMap::~ChunkMap() {
+  // Buffers still queued when the snapshot goes away give their budget back.
+  std::scoped_lock lock(mutex_);
+  snapshot_.budget().release(buffered_bytes_);
+}
+
+uint64_t ChunkMap::chunk_length(uint64_t index) const {
+  return std::min(chunk_size_, origin_size_ - index * chunk_size_);
+}
+
+BlockDevice* ChunkMap::origin_reader(BlockDevice* source) const { return source ? source : origin_device_.get(); }
+
+Status ChunkMap::snapshot_health() const {
+  if (dropped()) return {Errc::not_found, "origin '" + origin_name_ + "' was detached from the snapshot"};
+  if (snapshot_.is_corrupted()) {
+    return {Errc::corrupted, "snapshot '" + snapshot_.name() + "' is corrupted: " + snapshot_.corruption_reason()};
+  }
+  return Status::ok();
+}
+
+void ChunkMap::copy_before_write(uint64_t len, uint64_t offset, BlockDevice* source) {
+  if (len == 0 || offset >= origin_size_) return;
+  const uint64_t last_byte = std::min(origin_size_, offset + len) - 1;
+  for (uint64_t index = offset / chunk_size_; index <= last_byte / chunk_size_; ++index) {
+    // Once corrupted, the snapshot needs no more copies; readers check the flag after reading the origin.
+    if (snapshot_.is_corrupted()) return;
+    ensure_copied(index, source);
+  }
+}
+
+ChunkState ChunkMap::ensure_copied(uint64_t index, BlockDevice* source) {
+  {
+    std::unique_lock lock(mutex_);
+    auto it = chunks_.find(index);
+    while (it != chunks_.end() && it->second.state == ChunkState::copying) {
+      chunk_done_.wait(lock);
+      it = chunks_.find(index);
+    }
+    if (it != chunks_.end()) return it->second.state;
+    chunks_.emplace(index, Chunk{});  // we copy it; others wait for us
+  }
+  copy_chunk(index, source);
+  std::scoped_lock lock(mutex_);
+  return chunks_.at(index).state;
+}
+
+void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source) {
+  const uint64_t length = chunk_length(index);
+  auto buffer = std::make_shared<std::vector<uint8_t>>(length);
+  if (Status s = read_piece(buffer->data(), length, index * chunk_size_, source); !s) {
+    finish_chunk(index, ChunkState::failed, nullptr, {});
+    snapshot_.corrupt(origin_name_, "copy-on-write read of the origin failed: " + s.to_string());
+    return;
+  }
+  if (snapshot_.budget().try_reserve(length)) {
+    {
+      std::scoped_lock lock(mutex_);
+      buffered_bytes_ += length;
+    }
+    finish_chunk(index, ChunkState::in_memory, std::move(buffer), {});
+    snapshot_.queue_writeback(shared_from_this(), index);
+    return;
+  }
+  StorageLocation location;  // memory is full: store it ourselves, the write waits (back-pressure)
+  if (Status s = store_buffer(index, *buffer, location); !s) {
+    finish_chunk(index, ChunkState::failed, nullptr, {});
+    snapshot_.corrupt(origin_name_, s.to_string());
+    return;
+  }
+  finish_chunk(index, ChunkState::stored, nullptr, location);
+}
+
+Status ChunkMap::read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
+  BlockDevice* origin = origin_reader(source);
+  if (!origin) return {Errc::io_error, "no device to read origin '" + origin_name_ + "' from"};
+  while (len > 0) {
+    const uint64_t n = std::min(len, copy_io_size_);
+    if (Status s = origin->pread(buf, n, offset); !s) return s;
+    buf += n;
+    offset += n;
+    len -= n;
+  }
+  return Status::ok();
+}
+
+Status ChunkMap::store_buffer(uint64_t index, const std::vector<uint8_t>& buffer, StorageLocation& location) {
+  if (Status s = snapshot_.storage().allocate(buffer.size(), location); !s) return s;
+  return snapshot_.storage().write(location, buffer.data(), buffer.size(), 0);
+}
+
+void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const std::vector<uint8_t>> buffer,
+                            StorageLocation location) {
+  std::scoped_lock lock(mutex_);
+  Chunk& chunk = chunks_.at(index);
+  chunk.state = state;
+  chunk.buffer = std::move(buffer);
+  chunk.location = location;
+  chunk_done_.notify_all();
+}
+
+void ChunkMap::store_chunk(uint64_t index) {
+  std::shared_ptr<const std::vector<uint8_t>> buffer;
+  {
+    std::scoped_lock lock(mutex_);
+    auto it = chunks_.find(index);
+    if (it == chunks_.end() || it->second.state != ChunkState::in_memory) return;  // taken over by a writer
+    it->second.state = ChunkState::storing;
+    buffer = it->second.buffer;
+  }
+  StorageLocation location;
+  const Status s = snapshot_.is_corrupted() ? Status{Errc::corrupted, "snapshot corrupted"}
+                                             : store_buffer(index, *buffer, location);
+  {
+    std::scoped_lock lock(mutex_);
+    buffered_bytes_ -= buffer->size();
+  }
+  snapshot_.budget().release(buffer->size());
+  if (!s) {
+    finish_chunk(index, ChunkState::failed, nullptr, {});
+    if (s.code() != Errc::corrupted) snapshot_.corrupt(origin_name_, s.to_string());
+    return;
+  }
+  finish_chunk(index, ChunkState::stored, nullptr, location);
+}
+
+Status ChunkMap::ensure_stored(uint64_t index, StorageLocation& location) {
+  for (;;) {
+    std::unique_lock lock(mutex_);
+    Chunk& chunk = chunks_.at(index);
+    switch (chunk.state) {
+      case ChunkState::stored:
+        location = chunk.location;
+        return Status::ok();
+      case ChunkState::failed:
+        return snapshot_health().is_ok() ? Status{Errc::corrupted, "chunk copy failed"} : snapshot_health();
+      case ChunkState::copying:
+      case ChunkState::storing:
+        chunk_done_.wait(lock);
+        break;
+      case ChunkState::in_memory:
+        lock.unlock();
+        store_chunk(index);  // take the writeback over; the queued entry becomes a no-op
+        break;
+    }
+  }
+}
+
+Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
+  if (Status s = check_range(origin_size_, len, offset); !s) return s;
+  if (Status s = snapshot_health(); !s) return s;
+  auto* out = static_cast<uint8_t*>(buf);
+  while (len > 0) {
+    const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
+    const uint64_t n = std::min(len, chunk_size_ - in_chunk);
+    std::unique_lock lock(mutex_);
+    auto it = chunks_.find(index);
+    if (it == chunks_.end()) {
+      lock.unlock();
+      if (Status s = read_piece(out, n, offset, source); !s) return s;
+      lock.lock();
+      it = chunks_.find(index);
+      // Still absent: no write reached the origin here during our read (writers insert first).
+    }
+    while (it != chunks_.end() && (it->second.state == ChunkState::copying)) {
+      chunk_done_.wait(lock);
+      it = chunks_.find(index);
+    }
+    if (it != chunks_.end()) {
+      const Chunk chunk = it->second;  // a copy: the buffer stays alive without the lock
+      lock.unlock();
+      if (chunk.state == ChunkState::failed) return snapshot_health().is_ok() ? Status{Errc::corrupted, "chunk lost"}
+                                                                             : snapshot_health();
+      if (chunk.buffer) {
+        std::memcpy(out, chunk.buffer->data() + in_chunk, n);
+      } else if (Status s = snapshot_.storage().read(chunk.location, out, n, in_chunk); !s) {
+        snapshot_.corrupt(origin_name_, "read of difference storage failed: " + s.to_string());
+        return snapshot_health();
+      }
+    } else {
+      lock.unlock();
+    }
+    out += n;
+    offset += n;
+    len -= n;
+  }
+  // A corruption during the read may have let writers change the origin without copying first.
+  return snapshot_health();
+}
+
+Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
+  if (Status s = check_range(origin_size_, len, offset); !s) return s;
+  if (Status s = snapshot_health(); !s) return s;
+  const auto* in = static_cast<const uint8_t*>(buf);
+  std::vector<uint8_t> zeroes;
+  while (len > 0) {
+    const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
+    const uint64_t n = std::min(len, chunk_size_ - in_chunk);
+    ensure_copied(index, source);
+    StorageLocation location;
+    if (Status s = ensure_stored(index, location); !s) return s;
+    const void* data = in;
+    if (!in) {
+      zeroes.assign(n, 0);
+      data = zeroes.data();
+    }
+    if (Status s = snapshot_.storage().write(location, data, n, in_chunk); !s) {
+      snapshot_.corrupt(origin_name_, "write to difference storage failed: " + s.to_string());
+      return snapshot_health();
+    }
+    if (in) in += n;
+    offset += n;
+    len -= n;
+  }
+  return snapshot_health();
+}
+
+Status ChunkMap::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source) {
+  if (Status s = check_range(origin_size_, len, offset); !s) return s;
+  if (Status s = snapshot_health(); !s) return s;
+  BlockDevice* origin = origin_reader(source);
+  auto add = [&out](uint64_t at, uint64_t n, bool hole) {
+    if (!out.empty() && out.back().offset + out.back().length == at && out.back().hole == hole) {
+      out.back().length += n;
+    } else {
+      out.push_back({at, n, hole, hole});
+    }
+  };
+  while (len > 0) {
+    const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
+    const uint64_t n = std::min(len, chunk_size_ - in_chunk);
+    bool copied;
+    {
+      std::scoped_lock lock(mutex_);
+      copied = chunks_.count(index) != 0;
+    }
+    std::vector<Extent> piece;
+    if (!copied && origin && origin->extents(n, offset, piece).is_ok()) {
+      std::scoped_lock lock(mutex_);
+      copied = chunks_.count(index) != 0;  // copied meanwhile: the origin's answer may describe new data
+    } else {
+      copied = true;
+    }
+    if (copied) {
+      add(offset, n, false);
+    } else {
+      for (const Extent& e : piece) add(e.offset, e.length, e.hole && e.zero);
+    }
+    offset += n;
+    len -= n;
+  }
+  return Status::ok();
+}
+
+void ChunkMap::drop() {
+  std::scoped_lock lock(mutex_);
+  dropped_ = true;
+}
+
+bool ChunkMap::dropped() const {
+  std::scoped_lock lock(mutex_);
+  return dropped_;
+}
+
+uint64_t ChunkMap::chunks_copied() const {
+  std::scoped_lock lock(mutex_);
+  return chunks_.size();
+}
+
+uint64_t ChunkMap::memory_bytes() const {
+  std::scoped_lock lock(mutex_);
+  // Per entry: the node, its key and state, and a bucket pointer (an estimate of unordered_map's cost).
+  return chunks_.size() * (sizeof(Chunk) + sizeof(uint64_t) + 3 * sizeof(void*)) + buffered_bytes_;
+}
+
+}  // namespace nbdsnap

@@ -1,0 +1,339 @@
+// control.cpp — the JSON command set over the engine (docs/control.md is its reference).
+#include "control.h"
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <map>
+
+#include "export_name.h"
+
+namespace nbdsnap {
+
+using json = nlohmann::json;
+
+namespace {
+
+// Thrown inside handlers for malformed arguments; caught in Control::handle, never escapes it.
+struct BadArgument {
+  Status status;
+};
+
+const json& argument(const json& request, const char* key) {
+  auto it = request.find(key);
+  if (it == request.end()) throw BadArgument{{Errc::invalid_argument, std::string("missing argument '") + key + "'"}};
+  return *it;
+}
+
+std::string string_arg(const json& request, const char* key) {
+  const json& value = argument(request, key);
+  if (!value.is_string()) throw BadArgument{{Errc::invalid_argument, std::string("'") + key + "' must be a string"}};
+  return value.get<std::string>();
+}
+
+std::string optional_string(const json& request, const char* key) {
+  return request.contains(key) ? string_arg(request, key) : std::string();
+}
+
+uint64_t uint_arg(const json& value, const char* key) {
+  if (!value.is_number_unsigned() && !(value.is_number_integer() && value.get<int64_t>() >= 0)) {
+    throw BadArgument{{Errc::invalid_argument, std::string("'") + key + "' must be a non-negative integer"}};
+  }
+  return value.get<uint64_t>();
+}
+
+uint64_t optional_uint(const json& request, const char* key, uint64_t fallback) {
+  return request.contains(key) ? uint_arg(request.at(key), key) : fallback;
+}
+
+bool optional_bool(const json& request, const char* key) {
+  if (!request.contains(key)) return false;
+  if (!request.at(key).is_boolean()) {
+    throw BadArgument{{Errc::invalid_argument, std::string("'") + key + "' must be true or false"}};
+  }
+  return request.at(key).get<bool>();
+}
+
+std::vector<Range> ranges_arg(const json& request) {
+  const json& list = argument(request, "ranges");
+  if (!list.is_array()) throw BadArgument{{Errc::invalid_argument, "'ranges' must be a list"}};
+  std::vector<Range> ranges;
+  for (const json& r : list) {
+    if (!r.is_object()) throw BadArgument{{Errc::invalid_argument, "each range is {offset, length}"}};
+    ranges.push_back({uint_arg(argument(r, "offset"), "offset"), uint_arg(argument(r, "length"), "length")});
+  }
+  return ranges;
+}
+
+json ranges_json(const std::vector<Range>& ranges) {
+  json list = json::array();
+  for (const Range& r : ranges) list.push_back({{"offset", r.offset}, {"length", r.length}});
+  return list;
+}
+
+json event_json(const Event& e) {
+  return {{"sequence", e.sequence}, {"time_unix_ms", e.time_unix_ms}, {"type", event_type_name(e.type)},
+          {"snapshot", e.snapshot}, {"origin", e.origin}, {"reason", e.reason},
+          {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}};
+}
+
+json ok_reply(json result = json::object()) {
+  result["ok"] = true;
+  return result;
+}
+
+}  // namespace
+
+json error_reply(const Status& status) {
+  return {{"ok", false},
+          {"error", {{"code", errc_name(status.code())}, {"errno", to_errno(status)}, {"message", status.message()}}}};
+}
+
+namespace {
+
+class CommandSet {
+ public:
+  CommandSet(Engine& engine, ControlFrontEnd& front_end) : engine_(engine), front_end_(front_end) {}
+
+  json run(const std::string& command, const json& request) {
+    using Handler = json (CommandSet::*)(const json&);
+    static const std::map<std::string, Handler> kCommands = {
+        {"version", &CommandSet::version},
+        {"origins", &CommandSet::origins},
+        {"origin-info", &CommandSet::origin_info},
+        {"origin-attach", &CommandSet::origin_attach},
+        {"origin-detach", &CommandSet::origin_detach},
+        {"cbt-info", &CommandSet::cbt_info},
+        {"cbt-map", &CommandSet::cbt_map},
+        {"cbt-mark-dirty", &CommandSet::cbt_mark_dirty},
+        {"cbt-reset", &CommandSet::cbt_reset},
+        {"checkpoints", &CommandSet::checkpoints},
+        {"snapshot-create", &CommandSet::snapshot_create},
+        {"snapshot-add", &CommandSet::snapshot_add},
+        {"snapshot-remove", &CommandSet::snapshot_remove},
+        {"snapshot-take", &CommandSet::snapshot_take},
+        {"snapshot-append-storage", &CommandSet::snapshot_append_storage},
+        {"snapshot-info", &CommandSet::snapshot_info},
+        {"snapshot-list", &CommandSet::snapshot_list},
+        {"snapshot-destroy", &CommandSet::snapshot_destroy},
+        {"events-wait", &CommandSet::events_wait},
+    };
+    auto it = kCommands.find(command);
+    if (it == kCommands.end()) return error_reply({Errc::invalid_argument, "unknown command '" + command + "'"});
+    return (this->*(it->second))(request);
+  }
+
+ private:
+  static json result_or_error(const Status& s, json result = json::object()) {
+    return s ? ok_reply(std::move(result)) : error_reply(s);
+  }
+
+  json origin_json(const OriginInfo& o) const {
+    return {{"name", o.name}, {"size", o.size}, {"read_only", o.read_only},
+            {"tracker_attached", o.tracker_attached}, {"generation", o.generation},
+            {"change_number", o.change_number}, {"tracking_block_size", o.tracking_block_size},
+            {"chunk_size", o.chunk_size}, {"snapshot", o.snapshot},
+            {"clients", front_end_.client_count(o.name)}, {"uri", front_end_.export_uri(o.name)}};
+  }
+
+  json snapshot_json(const SnapshotInfo& s) const {
+    json images = json::array(), storage = json::array();
+    if (s.state != SnapshotState::created) {
+      for (const auto& origin : s.origins) {
+        const std::string name = format_export_name(origin, s.name);
+        images.push_back({{"origin", origin}, {"export", name}, {"uri", front_end_.export_uri(name)},
+                          {"clients", front_end_.client_count(name)}});
+      }
+    }
+    for (const auto& area : s.storage) {
+      storage.push_back({{"path", area.path}, {"size", area.size}, {"created", area.created_by_engine}});
+    }
+    return {{"name", s.name}, {"state", snapshot_state_name(s.state)}, {"writable", s.writable},
+            {"origins", s.origins}, {"images", images}, {"storage", storage}, {"storage_total", s.storage_total},
+            {"storage_used", s.storage_used}, {"storage_limit", s.storage_limit},
+            {"chunks_copied", s.chunks_copied}, {"memory_bytes", s.memory_bytes},
+            {"corruption_reason", s.corruption_reason}, {"taken_unix_ms", s.taken_unix_ms}};
+  }
+
+  json snapshot_reply(const std::string& name) {
+    SnapshotInfo info;
+    Status s = engine_.snapshot_info(name, info);
+    return result_or_error(s, s ? json{{"snapshot", snapshot_json(info)}} : json());
+  }
+
+  json version(const json&) {
+    return ok_reply({{"version", NBDSNAP_VERSION}, {"protocol", kControlProtocolVersion},
+                     {"front_end", front_end_.front_end_name()}});
+  }
+
+  json origins(const json&) {
+    json list = json::array();
+    for (const auto& o : engine_.origins()) list.push_back(origin_json(o));
+    return ok_reply({{"origins", list}});
+  }
+
+  json origin_info(const json& request) {
+    OriginInfo info;
+    Status s = engine_.origin_info(string_arg(request, "name"), info);
+    return result_or_error(s, s ? json{{"origin", origin_json(info)}} : json());
+  }
+
+  json origin_attach(const json& request) {
+    const std::string name = string_arg(request, "name");
+    if (Status s = front_end_.attach_origin(name, string_arg(request, "path"), optional_bool(request, "read_only"));
+        !s) {
+      return error_reply(s);
+    }
+    return origin_info({{"name", name}});
+  }
+
+  json origin_detach(const json& request) {
+    return result_or_error(front_end_.detach_origin(string_arg(request, "name"), optional_bool(request, "force")));
+  }
+
+  json cbt_info(const json& request) {
+    CbtInfo info;
+    Status s = engine_.cbt_info(string_arg(request, "origin"), info);
+    if (!s) return error_reply(s);
+    return ok_reply({{"cbt",
+                      {{"origin", info.origin}, {"generation", info.generation},
+                       {"change_number", info.change_number}, {"block_size", info.block_size},
+                       {"block_count", info.block_count}, {"device_size", info.device_size},
+                       {"checkpoints", info.checkpoints}}}});
+  }
+
+  json cbt_map(const json& request) {
+    const std::string origin = string_arg(request, "origin");
+    std::vector<Range> ranges;
+    if (Status s = engine_.cbt_map(origin, optional_string(request, "since"), ranges); !s) return error_reply(s);
+    CbtInfo info;
+    if (Status s = engine_.cbt_info(origin, info); !s) return error_reply(s);
+    return ok_reply({{"generation", info.generation}, {"change_number", info.change_number},
+                     {"block_size", info.block_size}, {"ranges", ranges_json(ranges)}});
+  }
+
+  json cbt_mark_dirty(const json& request) {
+    return result_or_error(engine_.cbt_mark_dirty(string_arg(request, "origin"), ranges_arg(request)));
+  }
+
+  json cbt_reset(const json& request) {
+    const std::string origin = string_arg(request, "origin");
+    if (Status s = engine_.cbt_reset(origin); !s) return error_reply(s);
+    CbtInfo info;
+    Status s = engine_.cbt_info(origin, info);
+    return result_or_error(s, {{"generation", info.generation}});
+  }
+
+  json checkpoints(const json& request) {
+    CbtInfo info;
+    if (Status s = engine_.cbt_info(string_arg(request, "origin"), info); !s) return error_reply(s);
+    std::vector<std::pair<uint8_t, std::string>> ordered;
+    for (const auto& [name, number] : info.checkpoints) ordered.emplace_back(number, name);
+    std::sort(ordered.begin(), ordered.end());
+    json list = json::array();
+    for (const auto& [number, name] : ordered) list.push_back({{"name", name}, {"number", number}});
+    return ok_reply({{"generation", info.generation}, {"checkpoints", list}});
+  }
+
+  json snapshot_create(const json& request) {
+    const std::string name = string_arg(request, "name");
+    SnapshotOptions options;
+    if (request.contains("origins")) {
+      const json& origins = request.at("origins");
+      if (!origins.is_array()) throw BadArgument{{Errc::invalid_argument, "'origins' must be a list of names"}};
+      for (const json& o : origins) {
+        if (!o.is_string()) throw BadArgument{{Errc::invalid_argument, "'origins' must be a list of names"}};
+        options.origins.push_back(o.get<std::string>());
+      }
+    }
+    if (request.contains("storage")) {
+      const json& storage = request.at("storage");
+      if (!storage.is_array()) throw BadArgument{{Errc::invalid_argument, "'storage' must be a list"}};
+      for (const json& area : storage) {
+        if (!area.is_object()) throw BadArgument{{Errc::invalid_argument, "each storage entry is {path, size}"}};
+        options.storage.push_back({string_arg(area, "path"), optional_uint(area, "size", 0)});
+      }
+    }
+    options.limit = optional_uint(request, "limit", 0);
+    options.writable = optional_bool(request, "writable");
+    if (Status s = engine_.create_snapshot(name, options); !s) return error_reply(s);
+    return snapshot_reply(name);
+  }
+
+  json snapshot_add(const json& request) {
+    return result_or_error(engine_.add_origin_to_snapshot(string_arg(request, "name"), string_arg(request, "origin")));
+  }
+
+  json snapshot_remove(const json& request) {
+    return result_or_error(
+        engine_.remove_origin_from_snapshot(string_arg(request, "name"), string_arg(request, "origin")));
+  }
+
+  json snapshot_take(const json& request) {
+    const std::string name = string_arg(request, "name");
+    if (Status s = engine_.take_snapshot(name); !s) return error_reply(s);
+    return snapshot_reply(name);
+  }
+
+  json snapshot_append_storage(const json& request) {
+    const std::string name = string_arg(request, "name");
+    const StorageSpec spec{string_arg(request, "path"), optional_uint(request, "size", 0)};
+    if (Status s = engine_.append_storage(name, spec); !s) return error_reply(s);
+    return snapshot_reply(name);
+  }
+
+  json snapshot_info(const json& request) { return snapshot_reply(string_arg(request, "name")); }
+
+  json snapshot_list(const json&) {
+    json list = json::array();
+    for (const auto& info : engine_.snapshots()) list.push_back(snapshot_json(info));
+    return ok_reply({{"snapshots", list}});
+  }
+
+  json snapshot_destroy(const json& request) {
+    return result_or_error(engine_.destroy_snapshot(string_arg(request, "name")));
+  }
+
+  json events_wait(const json& request) {
+    const uint64_t after = optional_uint(request, "after", 0);
+    const uint64_t timeout_ms = std::min<uint64_t>(optional_uint(request, "timeout_ms", 0), 24ull * 3600 * 1000);
+    json list = json::array();
+    for (const Event& e : engine_.events().wait_after(after, std::chrono::milliseconds(timeout_ms))) {
+      list.push_back(event_json(e));
+    }
+    return ok_reply({{"events", list}, {"last_sequence", engine_.events().last_sequence()}});
+  }
+
+  Engine& engine_;
+  ControlFrontEnd& front_end_;
+};
+
+}  // namespace
+
+json Control::handle(const json& request) {
+  try {
+    if (!request.is_object()) return error_reply({Errc::invalid_argument, "a request is a JSON object"});
+    auto command = request.find("command");
+    if (command == request.end() || !command->is_string()) {
+      return error_reply({Errc::invalid_argument, "a request needs a \"command\" string"});
+    }
+    return CommandSet(engine_, front_end_).run(command->get<std::string>(), request);
+  } catch (const BadArgument& bad) {
+    return error_reply(bad.status);
+  } catch (const std::exception& e) {
+    return error_reply({Errc::invalid_argument, std::string("bad request: ") + e.what()});
+  }
+}
+
+std::string Control::handle_line(const std::string& line) {
+  json request;
+  try {
+    request = json::parse(line);
+  } catch (const json::parse_error& e) {
+    return error_reply({Errc::invalid_argument, std::string("request is not valid JSON: ") + e.what()}).dump();
+  }
+  // Replies may carry names from the request: replace invalid UTF-8 rather than throw while dumping.
+  return handle(request).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace nbdsnap

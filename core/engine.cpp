@@ -1,0 +1,447 @@
+// engine.cpp — registries of origins and snapshots, and the orchestration of take, destroy and detach.
+//
+// Design notes. Control operations are serialised by control_mutex_, so a take never interleaves with a
+// destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze.
+// Take freezes the trackers of all its origins (in name order) before switching any of them, so the
+// snapshot holds, for every origin, exactly the writes that completed before the freeze.
+#include "engine.h"
+
+#include <algorithm>
+
+#include "buffer_budget.h"
+#include "export_name.h"
+#include "snapshot.h"
+#include "tracker.h"
+
+namespace nbdsnap {
+
+namespace {
+
+Status unknown_origin(const std::string& name) { return {Errc::not_found, "origin '" + name + "' does not exist"}; }
+Status unknown_snapshot(const std::string& name) {
+  return {Errc::not_found, "snapshot '" + name + "' does not exist"};
+}
+
+void post(EventLog& events, EventType type, const std::string& snapshot, const std::string& origin,
+          const std::string& reason) {
+  Event e;
+  e.type = type;
+  e.snapshot = snapshot;
+  e.origin = origin;
+  e.reason = reason;
+  events.post(std::move(e));
+}
+
+}  // namespace
+
+Engine::Engine(EngineConfig config)
+    : config_(std::move(config)),
+      store_(config_.state_dir),
+      budget_(std::make_shared<BufferBudget>(config_.chunk_buffer_budget)) {}
+
+Engine::~Engine() {
+  events_.interrupt();
+  std::map<std::string, std::shared_ptr<Snapshot>> snapshots;
+  std::map<std::string, std::shared_ptr<Origin>> origins;
+  {
+    std::scoped_lock lock(mutex_);
+    snapshots.swap(snapshots_);
+    origins.swap(origins_);
+  }
+  // Chunk maps refer to their snapshot: unhook them from the trackers before the snapshots go.
+  for (auto& [name, origin] : origins) {
+    origin->tracker().freeze();
+    origin->tracker().set_cow_target(nullptr);
+    origin->tracker().thaw();
+  }
+  for (auto& [name, snapshot] : snapshots) {
+    snapshot->image_gate().close();
+    snapshot->shutdown();
+  }
+}
+
+// ---------------------------------------------------------------- origins
+
+Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
+                             uint64_t size) {
+  if (Status s = check_object_name("origin", name); !s) return s;
+  if (size == 0 && device) size = device->size();
+  if (size == 0) return {Errc::invalid_argument, "origin '" + name + "' has no size"};
+  std::scoped_lock control(control_mutex_);
+  {
+    std::scoped_lock lock(mutex_);
+    if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
+  }
+  const uint64_t block_size = tracking_block_size(size, config_.sizing);
+  std::unique_ptr<Cbt> cbt;
+  std::string renewed_because;
+  if (store_.enabled()) {
+    CbtState state;
+    const CbtLoadResult result = store_.load(name, size, state);
+    if (result == CbtLoadResult::loaded && state.block_size == block_size) {
+      cbt = std::make_unique<Cbt>(std::move(state));
+    } else {
+      renewed_because = result == CbtLoadResult::loaded ? "the tracking block size changed"
+                                                        : cbt_load_result_name(result);
+    }
+  } else {
+    renewed_because = "no state directory";
+  }
+  if (!cbt) cbt = std::make_unique<Cbt>(size, block_size);
+  // From now until a clean save the state on disk says "in use": a crash means a new generation next time.
+  if (store_.enabled()) {
+    if (Status s = store_.save(name, cbt->state(), false); !s) {
+      return {s.code(), "cannot record CBT state of origin '" + name + "': " + s.message()};
+    }
+  }
+  const std::string generation = cbt->generation().to_string();
+  auto origin = std::make_shared<Origin>(name, std::move(device), size, read_only,
+                                         std::make_unique<Tracker>(std::move(cbt)));
+  {
+    std::scoped_lock lock(mutex_);
+    origins_[name] = origin;
+  }
+  post(events_, EventType::origin_attached, "", name, "generation " + generation);
+  if (!renewed_because.empty()) {
+    post(events_, EventType::generation_renewed, "", name,
+         "new CBT generation " + generation + ": " + renewed_because);
+  }
+  return Status::ok();
+}
+
+Status Engine::detach_origin(const std::string& name, bool force) {
+  std::scoped_lock control(control_mutex_);
+  std::shared_ptr<Origin> origin;
+  std::shared_ptr<Snapshot> snapshot;
+  {
+    std::scoped_lock lock(mutex_);
+    auto it = origins_.find(name);
+    if (it == origins_.end()) return unknown_origin(name);
+    origin = it->second;
+    snapshot = find_snapshot_locked(snapshot_of_origin_locked(name));
+  }
+  if (snapshot && !force) {
+    return {Errc::busy, "origin '" + name + "' is in snapshot '" + snapshot->name() + "' (destroy it or force)"};
+  }
+  origin->tracker().freeze();
+  origin->tracker().set_cow_target(nullptr);
+  {
+    std::scoped_lock lock(mutex_);
+    origins_.erase(name);
+  }
+  origin->tracker().thaw();
+  if (snapshot) snapshot->drop_origin(name);
+  Status saved = store_.enabled() ? store_.save(name, origin->cbt().state(), true) : Status::ok();
+  post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
+       snapshot ? "forced out of its snapshot; its image is gone" : "");
+  return saved;
+}
+
+std::shared_ptr<Origin> Engine::find_origin(const std::string& name) const {
+  std::scoped_lock lock(mutex_);
+  auto it = origins_.find(name);
+  return it == origins_.end() ? nullptr : it->second;
+}
+
+Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
+  std::scoped_lock lock(mutex_);
+  auto it = origins_.find(name);
+  if (it == origins_.end()) return unknown_origin(name);
+  Origin& origin = *it->second;
+  out.name = name;
+  out.size = origin.size();
+  out.read_only = origin.read_only();
+  out.tracker_attached = true;
+  out.generation = origin.cbt().generation().to_string();
+  out.change_number = origin.cbt().current_number();
+  out.tracking_block_size = origin.cbt().block_size();
+  out.chunk_size = chunk_size(origin.size(), config_.sizing);
+  out.snapshot = snapshot_of_origin_locked(name);
+  return Status::ok();
+}
+
+std::vector<OriginInfo> Engine::origins() const {
+  std::vector<std::string> names;
+  {
+    std::scoped_lock lock(mutex_);
+    for (const auto& [name, origin] : origins_) names.push_back(name);
+  }
+  std::vector<OriginInfo> infos;
+  for (const auto& name : names) {
+    OriginInfo info;
+    if (origin_info(name, info)) infos.push_back(std::move(info));
+  }
+  return infos;
+}
+
+// ---------------------------------------------------------------- CBT
+
+Status Engine::cbt_info(const std::string& name, CbtInfo& out) const {
+  auto origin = find_origin(name);
+  if (!origin) return unknown_origin(name);
+  const auto live = origin->cbt().snapshot_of_live_map();
+  out = {name, live->generation.to_string(), live->number, live->block_size, live->map.size(), live->device_size,
+         live->checkpoints};
+  return Status::ok();
+}
+
+Status Engine::cbt_map(const std::string& name, const std::string& since_checkpoint,
+                       std::vector<Range>& out) const {
+  auto origin = find_origin(name);
+  if (!origin) return unknown_origin(name);
+  const auto live = origin->cbt().snapshot_of_live_map();
+  uint8_t since = 0;
+  if (!since_checkpoint.empty()) {
+    auto it = live->checkpoints.find(since_checkpoint);
+    if (it == live->checkpoints.end()) {
+      return {Errc::not_found, "checkpoint '" + since_checkpoint + "' is not in CBT generation " +
+                                   live->generation.to_string() + " of origin '" + name + "'"};
+    }
+    since = it->second;
+  }
+  out = live->changed_ranges(since, 0, live->device_size);
+  return Status::ok();
+}
+
+Status Engine::cbt_mark_dirty(const std::string& name, const std::vector<Range>& ranges) {
+  auto origin = find_origin(name);
+  if (!origin) return unknown_origin(name);
+  for (const Range& r : ranges) {
+    if (Status s = check_range(origin->size(), r.length, r.offset); !s) return s;
+  }
+  for (const Range& r : ranges) origin->cbt().mark_dirty(r.offset, r.length);
+  return Status::ok();
+}
+
+Status Engine::cbt_reset(const std::string& name) {
+  std::scoped_lock control(control_mutex_);
+  auto origin = find_origin(name);
+  if (!origin) return unknown_origin(name);
+  origin->cbt().reset();
+  post(events_, EventType::generation_renewed, "", name,
+       "new CBT generation " + origin->cbt().generation().to_string() + ": reset by request");
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------- snapshots
+
+std::shared_ptr<Snapshot> Engine::find_snapshot_locked(const std::string& name) const {
+  auto it = snapshots_.find(name);
+  return it == snapshots_.end() ? nullptr : it->second;
+}
+
+std::string Engine::snapshot_of_origin_locked(const std::string& origin) const {
+  for (const auto& [name, snapshot] : snapshots_) {
+    const auto members = snapshot->origins();
+    if (std::find(members.begin(), members.end(), origin) != members.end()) return name;
+  }
+  return "";
+}
+
+Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& options) {
+  if (Status s = check_object_name("snapshot", name); !s) return s;
+  std::scoped_lock control(control_mutex_);
+  {
+    std::scoped_lock lock(mutex_);
+    if (snapshots_.count(name)) return {Errc::already_exists, "snapshot '" + name + "' already exists"};
+    for (size_t i = 0; i < options.origins.size(); ++i) {
+      const std::string& origin = options.origins[i];
+      if (!origins_.count(origin)) return unknown_origin(origin);
+      if (std::find(options.origins.begin(), options.origins.begin() + static_cast<ptrdiff_t>(i), origin) !=
+          options.origins.begin() + static_cast<ptrdiff_t>(i)) {
+        return {Errc::already_exists, "origin '" + origin + "' is named twice"};
+      }
+      if (auto other = snapshot_of_origin_locked(origin); !other.empty()) {
+        return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
+      }
+    }
+  }
+  auto snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
+  for (const StorageSpec& spec : options.storage) {
+    if (Status s = snapshot->storage().append(spec); !s) return s;  // the snapshot's destructor cleans up
+  }
+  std::scoped_lock lock(mutex_);
+  snapshots_[name] = std::move(snapshot);
+  return Status::ok();
+}
+
+Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const std::string& origin) {
+  std::scoped_lock control(control_mutex_);
+  std::scoped_lock lock(mutex_);
+  auto snapshot = find_snapshot_locked(snapshot_name);
+  if (!snapshot) return unknown_snapshot(snapshot_name);
+  if (!origins_.count(origin)) return unknown_origin(origin);
+  if (auto other = snapshot_of_origin_locked(origin); !other.empty() && other != snapshot_name) {
+    return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
+  }
+  return snapshot->add_origin(origin);
+}
+
+Status Engine::remove_origin_from_snapshot(const std::string& snapshot_name, const std::string& origin) {
+  std::scoped_lock control(control_mutex_);
+  std::scoped_lock lock(mutex_);
+  auto snapshot = find_snapshot_locked(snapshot_name);
+  if (!snapshot) return unknown_snapshot(snapshot_name);
+  return snapshot->remove_origin(origin);
+}
+
+Status Engine::take_snapshot(const std::string& name) {
+  std::scoped_lock control(control_mutex_);
+  std::shared_ptr<Snapshot> snapshot;
+  std::vector<std::shared_ptr<Origin>> members;
+  {
+    std::scoped_lock lock(mutex_);
+    snapshot = find_snapshot_locked(name);
+    if (!snapshot) return unknown_snapshot(name);
+    if (snapshot->state() != SnapshotState::created) {
+      return {Errc::bad_state, "snapshot '" + name + "' is already taken"};
+    }
+    for (const auto& origin : snapshot->origins()) {
+      auto it = origins_.find(origin);
+      if (it == origins_.end()) return unknown_origin(origin);
+      members.push_back(it->second);
+    }
+  }
+  if (members.empty()) return {Errc::bad_state, "snapshot '" + name + "' has no origins"};
+  if (snapshot->storage().total() == 0) {
+    return {Errc::bad_state, "snapshot '" + name + "' has no difference storage"};
+  }
+  std::sort(members.begin(), members.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
+  for (auto& origin : members) origin->tracker().freeze();
+  for (auto& origin : members) {
+    auto chunks = std::make_shared<ChunkMap>(*snapshot, origin->name(), origin->shared_device(), origin->size(),
+                                             chunk_size(origin->size(), config_.sizing), config_.copy_io_size);
+    snapshot->install(origin->name(), chunks, origin->cbt().freeze(name));
+    origin->tracker().set_cow_target(std::move(chunks));
+  }
+  snapshot->mark_taken();
+  for (auto& origin : members) origin->tracker().thaw();
+  post(events_, EventType::snapshot_taken, name, "", "");
+  return Status::ok();
+}
+
+Status Engine::append_storage(const std::string& snapshot_name, const StorageSpec& spec) {
+  std::shared_ptr<Snapshot> snapshot;
+  {
+    std::scoped_lock lock(mutex_);
+    snapshot = find_snapshot_locked(snapshot_name);
+  }
+  if (!snapshot) return unknown_snapshot(snapshot_name);
+  return snapshot->append_storage(spec);
+}
+
+Status Engine::destroy_snapshot(const std::string& name) {
+  std::scoped_lock control(control_mutex_);
+  std::shared_ptr<Snapshot> snapshot;
+  std::vector<std::shared_ptr<Origin>> members;
+  {
+    std::scoped_lock lock(mutex_);
+    snapshot = find_snapshot_locked(name);
+    if (!snapshot) return unknown_snapshot(name);
+    snapshots_.erase(name);  // from now on find_image cannot hand out new images of it
+    for (const auto& origin : snapshot->origins()) {
+      if (auto it = origins_.find(origin); it != origins_.end()) members.push_back(it->second);
+    }
+  }
+  for (auto& origin : members) {
+    origin->tracker().freeze();
+    if (origin->tracker().cow_target() == snapshot->chunk_map(origin->name())) {
+      origin->tracker().set_cow_target(nullptr);
+    }
+    origin->tracker().thaw();
+  }
+  snapshot->image_gate().close();  // waits for image I/O in flight; later calls fail cleanly
+  snapshot->shutdown();
+  post(events_, EventType::snapshot_destroyed, name, "", "");
+  return Status::ok();
+}
+
+Status Engine::snapshot_info(const std::string& name, SnapshotInfo& out) const {
+  std::shared_ptr<Snapshot> snapshot;
+  {
+    std::scoped_lock lock(mutex_);
+    snapshot = find_snapshot_locked(name);
+  }
+  if (!snapshot) return unknown_snapshot(name);
+  out = snapshot->info();
+  return Status::ok();
+}
+
+std::vector<SnapshotInfo> Engine::snapshots() const {
+  std::vector<std::shared_ptr<Snapshot>> all;
+  {
+    std::scoped_lock lock(mutex_);
+    for (const auto& [name, snapshot] : snapshots_) all.push_back(snapshot);
+  }
+  std::vector<SnapshotInfo> infos;
+  for (const auto& snapshot : all) infos.push_back(snapshot->info());
+  return infos;
+}
+
+// ---------------------------------------------------------------- images
+
+Status Engine::find_image(const std::string& origin, const std::string& snapshot_name,
+                          std::shared_ptr<Image>& out) const {
+  std::shared_ptr<Snapshot> snapshot;
+  {
+    std::scoped_lock lock(mutex_);
+    snapshot = find_snapshot_locked(snapshot_name);
+  }
+  if (!snapshot) return unknown_snapshot(snapshot_name);
+  if (snapshot->state() == SnapshotState::created) {
+    return {Errc::not_found, "snapshot '" + snapshot_name + "' is not taken yet"};
+  }
+  auto chunks = snapshot->chunk_map(origin);
+  auto cbt = snapshot->frozen_cbt(origin);
+  if (!chunks || !cbt) {
+    return {Errc::not_found, "origin '" + origin + "' has no image in snapshot '" + snapshot_name + "'"};
+  }
+  out = std::make_shared<Image>(snapshot, std::move(chunks), std::move(cbt), origin);
+  return Status::ok();
+}
+
+std::vector<std::string> Engine::image_export_names() const {
+  std::vector<std::shared_ptr<Snapshot>> all;
+  {
+    std::scoped_lock lock(mutex_);
+    for (const auto& [name, snapshot] : snapshots_) all.push_back(snapshot);
+  }
+  std::vector<std::string> names;
+  for (const auto& snapshot : all) {
+    if (snapshot->state() == SnapshotState::created) continue;
+    for (const auto& origin : snapshot->origins()) {
+      if (snapshot->chunk_map(origin)) names.push_back(format_export_name(origin, snapshot->name()));
+    }
+  }
+  return names;
+}
+
+// ---------------------------------------------------------------- state
+
+Status Engine::save_state() {
+  if (!store_.enabled()) return Status::ok();
+  std::vector<std::shared_ptr<Origin>> all;
+  {
+    std::scoped_lock lock(mutex_);
+    for (const auto& [name, origin] : origins_) all.push_back(origin);
+  }
+  Status result;
+  for (const auto& origin : all) {
+    if (Status s = store_.save(origin->name(), origin->cbt().state(), true); !s && result) result = s;
+  }
+  return result;
+}
+
+uint64_t Engine::memory_bytes() const {
+  uint64_t total = 0;  // buffered chunks are counted by their snapshots
+  std::vector<std::shared_ptr<Origin>> all;
+  {
+    std::scoped_lock lock(mutex_);
+    for (const auto& [name, origin] : origins_) all.push_back(origin);
+  }
+  for (const auto& origin : all) total += origin->cbt().memory_bytes();
+  for (const auto& info : snapshots()) total += info.memory_bytes;
+  return total;
+}
+
+}  // namespace nbdsnap

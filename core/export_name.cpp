@@ -1,0 +1,34 @@
+// export_name.cpp — "ORIGIN" and "ORIGIN@SNAPSHOT", and what a valid object name is.
+#include "export_name.h"
+
+namespace nbdsnap {
+
+Status check_object_name(const std::string& kind, const std::string& name) {
+  if (name.empty() || name.size() > 255) return {Errc::invalid_argument, kind + " name must be 1 to 255 characters"};
+  if (name[0] == '.' || name[0] == '-') {
+    return {Errc::invalid_argument, kind + " name '" + name + "' must not start with '.' or '-'"};
+  }
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return {Errc::invalid_argument, kind + " name '" + name + "' may hold only A-Z a-z 0-9 . _ -"};
+  }
+  return Status::ok();
+}
+
+Status parse_export_name(const std::string& name, ExportName& out) {
+  const auto at = name.rfind('@');
+  if (at == std::string::npos) {
+    out = {name, ""};
+    return check_object_name("origin", name);
+  }
+  out = {name.substr(0, at), name.substr(at + 1)};
+  if (Status s = check_object_name("origin", out.origin); !s) return s;
+  return check_object_name("snapshot", out.snapshot);
+}
+
+std::string format_export_name(const std::string& origin, const std::string& snapshot) {
+  return snapshot.empty() ? origin : origin + "@" + snapshot;
+}
+
+}  // namespace nbdsnap

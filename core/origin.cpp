@@ -1,0 +1,81 @@
+// origin.cpp — origin I/O: reads pass through; writes, trims and zeroes go through the tracker first.
+#include "origin.h"
+
+#include "tracker.h"
+
+namespace nbdsnap {
+
+Origin::WriteGuard& Origin::WriteGuard::operator=(WriteGuard&& other) noexcept {
+  if (this != &other) {
+    release();
+    tracker_ = other.tracker_;
+    other.tracker_ = nullptr;
+  }
+  return *this;
+}
+
+void Origin::WriteGuard::release() {
+  if (tracker_) tracker_->end_write();
+  tracker_ = nullptr;
+}
+
+Origin::Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, bool read_only,
+               std::unique_ptr<Tracker> tracker)
+    : name_(std::move(name)), device_(std::move(device)), size_(size), read_only_(read_only),
+      tracker_(std::move(tracker)) {}
+
+Origin::~Origin() = default;
+
+Cbt& Origin::cbt() { return tracker_->cbt(); }
+
+Status Origin::begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard) {
+  if (read_only_) return {Errc::read_only, "origin '" + name_ + "' is read-only"};
+  if (Status s = check_range(size_, len, offset); !s) return s;
+  tracker_->begin_write(len, offset, source);
+  guard = WriteGuard(tracker_.get());
+  return Status::ok();
+}
+
+static Status no_device(const std::string& name) {
+  return {Errc::io_error, "origin '" + name + "' has no device attached"};
+}
+
+Status Origin::read(void* buf, uint64_t len, uint64_t offset) {
+  if (!device_) return no_device(name_);
+  if (Status s = check_range(size_, len, offset); !s) return s;
+  return device_->pread(buf, len, offset);
+}
+
+Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua) {
+  if (!device_) return no_device(name_);
+  WriteGuard guard;
+  if (Status s = begin_write(len, offset, nullptr, guard); !s) return s;
+  return device_->pwrite(buf, len, offset, fua);
+}
+
+Status Origin::trim(uint64_t len, uint64_t offset, bool fua) {
+  if (!device_) return no_device(name_);
+  WriteGuard guard;
+  if (Status s = begin_write(len, offset, nullptr, guard); !s) return s;
+  return device_->trim(len, offset, fua);
+}
+
+Status Origin::zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) {
+  if (!device_) return no_device(name_);
+  WriteGuard guard;
+  if (Status s = begin_write(len, offset, nullptr, guard); !s) return s;
+  return device_->zero(len, offset, may_trim, fua);
+}
+
+Status Origin::flush() {
+  if (!device_) return no_device(name_);
+  return device_->flush();
+}
+
+Status Origin::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) {
+  if (!device_) return no_device(name_);
+  if (Status s = check_range(size_, len, offset); !s) return s;
+  return device_->extents(len, offset, out);
+}
+
+}  // namespace nbdsnap

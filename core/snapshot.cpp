@@ -1,0 +1,197 @@
+// snapshot.cpp — snapshot state, corruption, and the background writeback of buffered chunks.
+#include "snapshot.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace nbdsnap {
+
+const char* snapshot_state_name(SnapshotState state) {
+  switch (state) {
+    case SnapshotState::created: return "created";
+    case SnapshotState::taken: return "taken";
+    case SnapshotState::corrupted: return "corrupted";
+  }
+  return "unknown";
+}
+
+Snapshot::Snapshot(std::string name, const SnapshotOptions& options, const EngineConfig& config, EventLog& events,
+                   std::shared_ptr<BufferBudget> budget)
+    : name_(std::move(name)),
+      writable_(options.writable),
+      events_(events),
+      budget_(std::move(budget)),
+      storage_(options.limit, config.low_space_threshold,
+               [this](uint64_t requested) {
+                 Event e;
+                 e.type = EventType::low_free_space;
+                 e.snapshot = name_;
+                 e.requested_bytes = requested;
+                 e.reason = "difference storage is running out of free space";
+                 events_.post(std::move(e));
+               }),
+      origins_(options.origins) {
+  writeback_thread_ = std::thread([this] { writeback_loop(); });
+}
+
+Snapshot::~Snapshot() { shutdown(); }
+
+SnapshotState Snapshot::state() const {
+  std::scoped_lock lock(mutex_);
+  return corrupted_ ? SnapshotState::corrupted : state_;
+}
+
+std::vector<std::string> Snapshot::origins() const {
+  std::scoped_lock lock(mutex_);
+  return origins_;
+}
+
+Status Snapshot::add_origin(const std::string& origin) {
+  std::scoped_lock lock(mutex_);
+  if (state_ != SnapshotState::created) return {Errc::bad_state, "snapshot '" + name_ + "' is already taken"};
+  if (std::find(origins_.begin(), origins_.end(), origin) != origins_.end()) {
+    return {Errc::already_exists, "origin '" + origin + "' is already in snapshot '" + name_ + "'"};
+  }
+  origins_.push_back(origin);
+  return Status::ok();
+}
+
+Status Snapshot::remove_origin(const std::string& origin) {
+  std::scoped_lock lock(mutex_);
+  if (state_ != SnapshotState::created) return {Errc::bad_state, "snapshot '" + name_ + "' is already taken"};
+  auto it = std::find(origins_.begin(), origins_.end(), origin);
+  if (it == origins_.end()) return {Errc::not_found, "origin '" + origin + "' is not in snapshot '" + name_ + "'"};
+  origins_.erase(it);
+  return Status::ok();
+}
+
+void Snapshot::install(const std::string& origin, std::shared_ptr<ChunkMap> chunks,
+                       std::shared_ptr<const CbtFrozen> cbt) {
+  std::scoped_lock lock(mutex_);
+  chunk_maps_[origin] = std::move(chunks);
+  frozen_cbt_[origin] = std::move(cbt);
+}
+
+void Snapshot::mark_taken() {
+  std::scoped_lock lock(mutex_);
+  state_ = SnapshotState::taken;
+  taken_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+}
+
+std::shared_ptr<ChunkMap> Snapshot::chunk_map(const std::string& origin) const {
+  std::scoped_lock lock(mutex_);
+  auto it = chunk_maps_.find(origin);
+  return it == chunk_maps_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const CbtFrozen> Snapshot::frozen_cbt(const std::string& origin) const {
+  std::scoped_lock lock(mutex_);
+  auto it = frozen_cbt_.find(origin);
+  return it == frozen_cbt_.end() ? nullptr : it->second;
+}
+
+void Snapshot::drop_origin(const std::string& origin) {
+  std::shared_ptr<ChunkMap> dropped;
+  {
+    std::scoped_lock lock(mutex_);
+    origins_.erase(std::remove(origins_.begin(), origins_.end(), origin), origins_.end());
+    auto it = chunk_maps_.find(origin);
+    if (it != chunk_maps_.end()) {
+      dropped = it->second;
+      chunk_maps_.erase(it);
+    }
+    frozen_cbt_.erase(origin);
+  }
+  // Images still holding the map see it dropped; writeback entries for it stay valid (the map lives on).
+  if (dropped) dropped->drop();
+}
+
+void Snapshot::queue_writeback(std::shared_ptr<ChunkMap> chunks, uint64_t index) {
+  std::scoped_lock lock(writeback_mutex_);
+  writeback_queue_.emplace_back(std::move(chunks), index);
+  writeback_wake_.notify_one();
+}
+
+void Snapshot::writeback_loop() {
+  for (;;) {
+    std::pair<std::shared_ptr<ChunkMap>, uint64_t> job;
+    {
+      std::unique_lock lock(writeback_mutex_);
+      writeback_wake_.wait(lock, [&] { return writeback_stop_ || !writeback_queue_.empty(); });
+      if (writeback_queue_.empty()) return;  // stopping and drained
+      job = std::move(writeback_queue_.front());
+      writeback_queue_.pop_front();
+    }
+    job.first->store_chunk(job.second);
+  }
+}
+
+std::string Snapshot::corruption_reason() const {
+  std::scoped_lock lock(mutex_);
+  return corruption_reason_;
+}
+
+void Snapshot::corrupt(const std::string& origin, const std::string& reason) {
+  {
+    std::scoped_lock lock(mutex_);
+    if (corrupted_) return;
+    corruption_reason_ = reason;
+    corrupted_ = true;
+  }
+  Event e;
+  e.type = EventType::corrupted;
+  e.snapshot = name_;
+  e.origin = origin;
+  e.reason = reason;
+  events_.post(std::move(e));
+}
+
+Status Snapshot::append_storage(const StorageSpec& spec) {
+  if (Status s = storage_.append(spec); !s) return s;
+  Event e;
+  e.type = EventType::storage_appended;
+  e.snapshot = name_;
+  e.bytes = storage_.areas().back().size;
+  e.reason = spec.path;
+  events_.post(std::move(e));
+  return Status::ok();
+}
+
+void Snapshot::shutdown() {
+  {
+    std::scoped_lock lock(writeback_mutex_);
+    if (writeback_stop_) return;
+    writeback_stop_ = true;
+    // Nobody will read these chunks again: drop them rather than write them out. Their chunk maps give the
+    // buffer budget back when they are destroyed.
+    writeback_queue_.clear();
+    writeback_wake_.notify_all();
+  }
+  if (writeback_thread_.joinable()) writeback_thread_.join();
+  storage_.release();
+}
+
+SnapshotInfo Snapshot::info() const {
+  SnapshotInfo out;
+  out.name = name_;
+  out.writable = writable_;
+  out.storage = storage_.areas();
+  out.storage_total = storage_.total();
+  out.storage_used = storage_.used();
+  out.storage_limit = storage_.limit();
+  std::scoped_lock lock(mutex_);
+  out.state = corrupted_ ? SnapshotState::corrupted : state_;
+  out.origins = origins_;
+  for (const auto& [origin, chunks] : chunk_maps_) {
+    out.chunks_copied += chunks->chunks_copied();
+    out.memory_bytes += chunks->memory_bytes();
+  }
+  for (const auto& [origin, cbt] : frozen_cbt_) out.memory_bytes += cbt->map.size();
+  out.corruption_reason = corruption_reason_;
+  out.taken_unix_ms = taken_unix_ms_;
+  return out;
+}
+
+}  // namespace nbdsnap
