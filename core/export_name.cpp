@@ -4,14 +4,15 @@
 namespace nbdsnap {
 
 Status check_object_name(const std::string& kind, const std::string& name) {
-  if (name.empty() || name.size() > 255) return {Errc::invalid_argument, kind + " name must be 1 to 255 characters"};
+  if (name.empty() || name.size() > 255) return {Errc::invalid_argument, kind + " name must be 1 to 255 bytes"};
   if (name[0] == '.' || name[0] == '-') {
     return {Errc::invalid_argument, kind + " name '" + name + "' must not start with '.' or '-'"};
   }
   for (const char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-';
-    if (!ok) return {Errc::invalid_argument, kind + " name '" + name + "' may hold only A-Z a-z 0-9 . _ -"};
+    // '/' would escape the state directory, '@' separates origin and snapshot, control bytes break logs.
+    if (c == '/' || c == '@' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return {Errc::invalid_argument, kind + " name '" + name + "' must not contain '/', '@' or control characters"};
+    }
   }
   return Status::ok();
 }

@@ -16,7 +16,8 @@ struct ExportName {
 // Splits at the last '@'. Refuses an empty origin or snapshot part ("@x", "x@").
 Status parse_export_name(const std::string& name, ExportName& out);
 std::string format_export_name(const std::string& origin, const std::string& snapshot);
-// Names of origins and snapshots: 1..255 bytes of [A-Za-z0-9._-], not starting with '.' or '-'.
+// Names of origins and snapshots: 1..255 bytes without '/', '@' or control characters, not starting with
+// '.' or '-' (origins are often file names chosen by an nbdkit plugin, so spaces and '+' are allowed).
 Status check_object_name(const std::string& kind, const std::string& name);
 
 }  // namespace nbdsnap
