@@ -1,0 +1,406 @@
+// control_test.cpp — every command of docs/control.md through Control::handle, and its error replies.
+#include "control.h"
+
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "test_support.h"
+
+using namespace nbdsnap;
+using namespace nbdsnap::test;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr uint64_t MiB = 1ull << 20;
+
+// A front end that attaches MemoryDevices by "path" and makes up URIs, recording what it was asked.
+class FakeFrontEnd final : public ControlFrontEnd {
+ public:
+  explicit FakeFrontEnd(Engine& engine) : engine_(engine) {}
+  std::string front_end_name() const override { return "nbdsnapd"; }
+  std::string export_uri(const std::string& export_name) const override {
+    return "nbd+unix:///" + export_name + "?socket=/run/test.sock";
+  }
+  unsigned client_count(const std::string& export_name) const override { return export_name == "disk0" ? 2 : 0; }
+  Status attach_origin(const std::string& name, const std::string& path, bool read_only) override {
+    attached_paths.push_back(path);
+    return engine_.attach_origin(name, std::make_shared<MemoryDevice>(2 * MiB), read_only);
+  }
+  Status detach_origin(const std::string& name, bool force) override { return engine_.detach_origin(name, force); }
+  std::vector<std::string> attached_paths;
+
+ private:
+  Engine& engine_;
+};
+
+// An engine with two origins and a Control over the fake front end.
+struct ControlFixture {
+  ControlFixture() : engine(small_config(16)), front_end(engine), control(engine, front_end) {
+    attach_memory_origin(engine, "disk0", 4 * MiB);
+    attach_memory_origin(engine, "disk1", 2 * MiB);
+  }
+  json ok(const json& request) {
+    json reply = control.handle(request);
+    INFO("request: " << request.dump() << " reply: " << reply.dump());
+    REQUIRE(reply.is_object());
+    REQUIRE(reply.value("ok", false) == true);
+    return reply;
+  }
+  json fails(const json& request, const std::string& code) {
+    json reply = control.handle(request);
+    INFO("request: " << request.dump() << " reply: " << reply.dump());
+    check_error_shape(reply);
+    CHECK(reply["error"]["code"] == code);
+    return reply;
+  }
+  static void check_error_shape(const json& reply) {
+    static const std::set<std::string> codes = {"invalid_argument", "out_of_range", "not_found", "already_exists",
+                                                "busy", "bad_state", "read_only", "no_space", "io_error",
+                                                "corrupted", "not_supported", "overflow"};
+    REQUIRE(reply.is_object());
+    CHECK(reply["ok"] == false);
+    REQUIRE(reply.contains("error"));
+    const json& error = reply["error"];
+    REQUIRE(error.is_object());
+    REQUIRE(error["code"].is_string());
+    CHECK(codes.count(error["code"].get<std::string>()) == 1);
+    CHECK(error["errno"].is_number_integer());
+    CHECK(error["errno"].get<int>() > 0);
+    REQUIRE(error["message"].is_string());
+    CHECK_FALSE(error["message"].get<std::string>().empty());
+  }
+  // The engine's visible state, to show that a failed command changed nothing.
+  std::string state() {
+    json all = {{"origins", control.handle({{"command", "origins"}})},
+                {"snapshots", control.handle({{"command", "snapshot-list"}})}};
+    return all.dump();
+  }
+  json create_request(const std::string& name, const std::vector<std::string>& origins) {
+    return {{"command", "snapshot-create"},
+            {"name", name},
+            {"origins", origins},
+            {"storage", json::array({{{"path", dir.file(name + ".diff")}, {"size", 4 * MiB}}})}};
+  }
+
+  TempDir dir;
+  Engine engine;
+  FakeFrontEnd front_end;
+  Control control;
+};
+
+void check_origin_object(const json& origin) {
+  for (const char* key : {"name", "size", "read_only", "tracker_attached", "generation", "change_number",
+                          "tracking_block_size", "chunk_size", "snapshot", "clients", "uri"}) {
+    CAPTURE(key);
+    CHECK(origin.contains(key));
+  }
+}
+
+void check_snapshot_object(const json& snapshot) {
+  for (const char* key : {"name", "state", "writable", "origins", "images", "storage", "storage_total",
+                          "storage_used", "storage_limit", "chunks_copied", "memory_bytes", "corruption_reason",
+                          "taken_unix_ms"}) {
+    CAPTURE(key);
+    CHECK(snapshot.contains(key));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("control version names the protocol and the front end") {
+  ControlFixture f;
+  const json reply = f.ok({{"command", "version"}});
+  CHECK(reply["version"].is_string());
+  CHECK_FALSE(reply["version"].get<std::string>().empty());
+  CHECK(reply["protocol"] == kControlProtocolVersion);
+  CHECK(reply["protocol"] == 1);
+  CHECK(reply["front_end"] == "nbdsnapd");
+}
+
+TEST_CASE("control origins and origin-info describe each origin") {
+  ControlFixture f;
+  const json reply = f.ok({{"command", "origins"}});
+  REQUIRE(reply["origins"].is_array());
+  REQUIRE(reply["origins"].size() == 2);
+  for (const json& origin : reply["origins"]) check_origin_object(origin);
+
+  const json info = f.ok({{"command", "origin-info"}, {"name", "disk0"}});
+  const json& origin = info["origin"];
+  check_origin_object(origin);
+  CHECK(origin["name"] == "disk0");
+  CHECK(origin["size"] == 4 * MiB);
+  CHECK(origin["read_only"] == false);
+  CHECK(origin["tracker_attached"] == true);
+  CHECK(Uuid::parse(origin["generation"].get<std::string>()).has_value());
+  CHECK(origin["change_number"] == 1);
+  CHECK(origin["tracking_block_size"] == 4096);
+  CHECK(origin["chunk_size"] == 65536);
+  CHECK(origin["snapshot"] == "");
+  CHECK(origin["clients"] == 2);
+  CHECK(origin["uri"] == "nbd+unix:///disk0?socket=/run/test.sock");
+}
+
+TEST_CASE("control origin-attach and origin-detach go through the front end") {
+  ControlFixture f;
+  const json reply = f.ok({{"command", "origin-attach"}, {"name", "disk2"}, {"path", "/dev/fake"}, {"read_only", true}});
+  CHECK(reply["origin"]["name"] == "disk2");
+  CHECK(reply["origin"]["read_only"] == true);
+  CHECK(f.front_end.attached_paths == std::vector<std::string>{"/dev/fake"});
+  CHECK(f.engine.find_origin("disk2") != nullptr);
+  f.ok({{"command", "origin-detach"}, {"name", "disk2"}});
+  CHECK(f.engine.find_origin("disk2") == nullptr);
+  f.fails({{"command", "origin-detach"}, {"name", "disk2"}}, "not_found");
+}
+
+TEST_CASE("control origin-attach is not supported by a front end that cannot attach") {
+  Engine engine(small_config());
+  struct Minimal final : ControlFrontEnd {
+    std::string front_end_name() const override { return "nbdkit-filter"; }
+    std::string export_uri(const std::string&) const override { return ""; }
+  } minimal;
+  Control control(engine, minimal);
+  const json reply = control.handle({{"command", "origin-attach"}, {"name", "x"}, {"path", "/dev/null"}});
+  ControlFixture::check_error_shape(reply);
+  CHECK(reply["error"]["code"] == "not_supported");
+  CHECK(control.handle({{"command", "version"}})["front_end"] == "nbdkit-filter");
+  CHECK(engine.origins().empty());
+}
+
+TEST_CASE("control cbt commands mark, map, list checkpoints and reset") {
+  ControlFixture f;
+  f.ok({{"command", "cbt-mark-dirty"},
+        {"origin", "disk0"},
+        {"ranges", json::array({{{"offset", 0}, {"length", 1}}, {{"offset", 8192}, {"length", 8192}}})}});
+  json map = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}});
+  CHECK(map["block_size"] == 4096);
+  CHECK(map["change_number"] == 1);
+  CHECK(map["ranges"] == json::parse(R"([{"offset":0,"length":4096},{"offset":8192,"length":8192}])"));
+  const std::string generation = map["generation"];
+
+  f.ok(f.create_request("s1", {"disk0"}));
+  const json taken = f.ok({{"command", "snapshot-take"}, {"name", "s1"}});
+  f.ok({{"command", "snapshot-destroy"}, {"name", "s1"}});
+  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", MiB}, {"length", 10}}})}});
+  map = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "s1"}});
+  CHECK(map["ranges"] == json::parse(R"([{"offset":1048576,"length":4096}])"));
+  CHECK(map["change_number"] == 2);
+
+  const json info = f.ok({{"command", "cbt-info"}, {"origin", "disk0"}});
+  const json& cbt = info["cbt"];
+  CHECK(cbt["origin"] == "disk0");
+  CHECK(cbt["generation"] == generation);
+  CHECK(cbt["change_number"] == 2);
+  CHECK(cbt["block_size"] == 4096);
+  CHECK(cbt["block_count"] == 1024);
+  CHECK(cbt["device_size"] == 4 * MiB);
+  CHECK(cbt["checkpoints"] == json::parse(R"({"s1":1})"));
+
+  const json checkpoints = f.ok({{"command", "checkpoints"}, {"origin", "disk0"}});
+  CHECK(checkpoints["generation"] == generation);
+  CHECK(checkpoints["checkpoints"] == json::parse(R"([{"name":"s1","number":1}])"));
+
+  const json reset = f.ok({{"command", "cbt-reset"}, {"origin", "disk0"}});
+  CHECK(reset["generation"].is_string());
+  CHECK(reset["generation"] != generation);
+  CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}})["checkpoints"].empty());
+  CHECK(f.ok({{"command", "cbt-map"}, {"origin", "disk0"}})["ranges"].empty());
+  f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "s1"}}, "not_found");
+}
+
+TEST_CASE("control snapshot commands create, add, remove, take, append, list and destroy") {
+  ControlFixture f;
+  json reply = f.ok({{"command", "snapshot-create"},
+                     {"name", "nightly"},
+                     {"origins", {"disk0"}},
+                     {"storage", json::array({{{"path", f.dir.file("d0")}, {"size", 4 * MiB}}})},
+                     {"limit", 3 * MiB},
+                     {"writable", true}});
+  json snapshot = reply["snapshot"];
+  check_snapshot_object(snapshot);
+  CHECK(snapshot["name"] == "nightly");
+  CHECK(snapshot["state"] == "created");
+  CHECK(snapshot["writable"] == true);
+  CHECK(snapshot["origins"] == json::array({"disk0"}));
+  CHECK(snapshot["images"].empty());
+  CHECK(snapshot["storage"] == json::array({{{"path", f.dir.file("d0")}, {"size", 4 * MiB}, {"created", true}}}));
+  CHECK(snapshot["storage_total"] == 4 * MiB);
+  CHECK(snapshot["storage_limit"] == 3 * MiB);
+
+  f.ok({{"command", "snapshot-add"}, {"name", "nightly"}, {"origin", "disk1"}});
+  CHECK(f.ok({{"command", "origin-info"}, {"name", "disk1"}})["origin"]["snapshot"] == "nightly");
+  f.ok({{"command", "snapshot-remove"}, {"name", "nightly"}, {"origin", "disk1"}});
+  CHECK(f.ok({{"command", "origin-info"}, {"name", "disk1"}})["origin"]["snapshot"] == "");
+  f.ok({{"command", "snapshot-add"}, {"name", "nightly"}, {"origin", "disk1"}});
+
+  reply = f.ok({{"command", "snapshot-take"}, {"name", "nightly"}});
+  snapshot = reply["snapshot"];
+  CHECK(snapshot["state"] == "taken");
+  CHECK(snapshot["taken_unix_ms"].get<int64_t>() > 0);
+  REQUIRE(snapshot["images"].size() == 2);
+  std::set<std::string> exports;
+  for (const json& image : snapshot["images"]) {
+    exports.insert(image["export"].get<std::string>());
+    CHECK(image["uri"] == "nbd+unix:///" + image["export"].get<std::string>() + "?socket=/run/test.sock");
+    CHECK(image["export"] == image["origin"].get<std::string>() + "@nightly");
+  }
+  CHECK(exports == std::set<std::string>{"disk0@nightly", "disk1@nightly"});
+
+  reply = f.ok({{"command", "snapshot-append-storage"}, {"name", "nightly"}, {"path", f.dir.file("d1")}, {"size", MiB}});
+  CHECK(reply["snapshot"]["storage_total"] == 5 * MiB);
+  CHECK(reply["snapshot"]["storage"].size() == 2);
+
+  reply = f.ok({{"command", "snapshot-info"}, {"name", "nightly"}});
+  check_snapshot_object(reply["snapshot"]);
+  CHECK(reply["snapshot"]["name"] == "nightly");
+  reply = f.ok({{"command", "snapshot-list"}});
+  REQUIRE(reply["snapshots"].size() == 1);
+  CHECK(reply["snapshots"][0]["name"] == "nightly");
+
+  f.ok({{"command", "snapshot-destroy"}, {"name", "nightly"}});
+  CHECK(f.ok({{"command", "snapshot-list"}})["snapshots"].empty());
+  CHECK_FALSE(std::filesystem::exists(f.dir.file("d0")));
+  CHECK_FALSE(std::filesystem::exists(f.dir.file("d1")));
+}
+
+TEST_CASE("control events-wait returns events after a sequence") {
+  ControlFixture f;
+  f.ok(f.create_request("s", {"disk0"}));
+  f.ok({{"command", "snapshot-take"}, {"name", "s"}});
+  json reply = f.ok({{"command", "events-wait"}});
+  REQUIRE(reply["events"].is_array());
+  REQUIRE_FALSE(reply["events"].empty());
+  const uint64_t last = reply["last_sequence"];
+  CHECK(last == reply["events"].back()["sequence"].get<uint64_t>());
+  bool taken = false;
+  for (const json& event : reply["events"]) {
+    for (const char* key : {"sequence", "time_unix_ms", "type", "snapshot", "origin", "reason", "requested_bytes",
+                            "bytes"}) {
+      CAPTURE(key);
+      CHECK(event.contains(key));
+    }
+    if (event["type"] == "snapshot_taken" && event["snapshot"] == "s") taken = true;
+  }
+  CHECK(taken);
+
+  reply = f.ok({{"command", "events-wait"}, {"after", last}, {"timeout_ms", 20}});
+  CHECK(reply["events"].empty());
+  f.ok({{"command", "snapshot-destroy"}, {"name", "s"}});
+  reply = f.ok({{"command", "events-wait"}, {"after", last}, {"timeout_ms", 1000}});
+  REQUIRE_FALSE(reply["events"].empty());
+  CHECK(reply["events"][0]["type"] == "snapshot_destroyed");
+  CHECK(reply["events"][0]["sequence"].get<uint64_t>() > last);
+}
+
+TEST_CASE("control refuses unknown commands and malformed requests without changing anything") {
+  ControlFixture f;
+  f.ok(f.create_request("s", {"disk0"}));
+  const std::string before = f.state();
+  for (const json& request : {json{{"command", "snapshot-explode"}, {"name", "s"}}, json{{"name", "s"}},
+                              json{{"command", 42}}, json::array({"snapshot-destroy", "s"}), json("version"),
+                              json(nullptr)}) {
+    CAPTURE(request.dump());
+    const json reply = f.control.handle(request);
+    ControlFixture::check_error_shape(reply);
+    const std::string code = reply["error"]["code"];
+    CHECK((code == "invalid_argument" || code == "not_supported"));
+  }
+  CHECK(f.state() == before);
+}
+
+TEST_CASE("control refuses bad arguments with invalid_argument and changes nothing") {
+  ControlFixture f;
+  f.ok(f.create_request("s", {"disk0"}));
+  const std::string before = f.state();
+  const std::vector<json> requests = {
+      {{"command", "origin-info"}},
+      {{"command", "origin-info"}, {"name", 5}},
+      {{"command", "snapshot-destroy"}},
+      {{"command", "snapshot-take"}, {"name", json::array({"s"})}},
+      {{"command", "snapshot-create"}, {"name", "t"}, {"origins", "disk1"}, {"storage", json::array()}},
+      {{"command", "snapshot-create"}, {"name", "bad name"}, {"origins", {"disk1"}},
+       {"storage", json::array({{{"path", f.dir.file("x")}, {"size", MiB}}})}},
+      {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}}, {"storage", "/tmp/x"}},
+      {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}},
+       {"storage", json::array({{{"path", f.dir.file("x")}, {"size", -1}}})}},
+      {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", 7}, {"size", MiB}},
+      {{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", "everything"}},
+      {{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", "zero"}}})}},
+      {{"command", "events-wait"}, {"after", "yesterday"}},
+      {{"command", "origin-detach"}, {"name", "disk1"}, {"force", "yes"}},
+  };
+  for (const json& request : requests) f.fails(request, "invalid_argument");
+  CHECK(f.state() == before);
+  CHECK_FALSE(std::filesystem::exists(f.dir.file("x")));
+}
+
+TEST_CASE("control answers unknown names with not_found and changes nothing") {
+  ControlFixture f;
+  f.ok(f.create_request("s", {"disk0"}));
+  const std::string before = f.state();
+  const std::vector<json> requests = {
+      {{"command", "origin-info"}, {"name", "ghost"}},
+      {{"command", "origin-detach"}, {"name", "ghost"}},
+      {{"command", "cbt-info"}, {"origin", "ghost"}},
+      {{"command", "cbt-map"}, {"origin", "ghost"}},
+      {{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "ghost"}},
+      {{"command", "cbt-mark-dirty"}, {"origin", "ghost"}, {"ranges", json::array()}},
+      {{"command", "cbt-reset"}, {"origin", "ghost"}},
+      {{"command", "checkpoints"}, {"origin", "ghost"}},
+      {{"command", "snapshot-add"}, {"name", "ghost"}, {"origin", "disk1"}},
+      {{"command", "snapshot-add"}, {"name", "s"}, {"origin", "ghost"}},
+      {{"command", "snapshot-remove"}, {"name", "s"}, {"origin", "disk1"}},
+      {{"command", "snapshot-take"}, {"name", "ghost"}},
+      {{"command", "snapshot-append-storage"}, {"name", "ghost"}, {"path", f.dir.file("y")}, {"size", MiB}},
+      {{"command", "snapshot-info"}, {"name", "ghost"}},
+      {{"command", "snapshot-destroy"}, {"name", "ghost"}},
+      f.create_request("t", {"disk1", "ghost"}),
+  };
+  for (const json& request : requests) f.fails(request, "not_found");
+  CHECK(f.state() == before);
+  CHECK_FALSE(std::filesystem::exists(f.dir.file("y")));
+  CHECK_FALSE(std::filesystem::exists(f.dir.file("t.diff")));
+}
+
+TEST_CASE("control refuses state violations with their codes and changes nothing") {
+  ControlFixture f;
+  f.ok(f.create_request("s", {"disk0"}));
+  f.ok({{"command", "snapshot-take"}, {"name", "s"}});
+  const std::string before = f.state();
+  f.fails(f.create_request("s", {"disk1"}), "already_exists");
+  f.fails({{"command", "snapshot-take"}, {"name", "s"}}, "bad_state");
+  f.fails({{"command", "snapshot-add"}, {"name", "s"}, {"origin", "disk1"}}, "bad_state");
+  f.fails({{"command", "origin-detach"}, {"name", "disk0"}}, "busy");
+  const json twice = f.control.handle(f.create_request("t", {"disk0"}));
+  ControlFixture::check_error_shape(twice);
+  CHECK((twice["error"]["code"] == "busy" || twice["error"]["code"] == "already_exists"));
+  CHECK(f.state() == before);
+}
+
+TEST_CASE("control handle_line answers one line, also for text that is not JSON") {
+  ControlFixture f;
+  const std::string line = f.control.handle_line(R"({"command":"version"})");
+  CHECK(line.find('\n') == std::string::npos);
+  const json reply = json::parse(line);
+  CHECK(reply["ok"] == true);
+  CHECK(reply["protocol"] == 1);
+
+  for (const std::string bad : {"{not json", "", "[1,2", "\"version\""}) {
+    CAPTURE(bad);
+    const std::string answer = f.control.handle_line(bad);
+    CHECK(answer.find('\n') == std::string::npos);
+    const json parsed = json::parse(answer, nullptr, false);
+    REQUIRE_FALSE(parsed.is_discarded());
+    ControlFixture::check_error_shape(parsed);
+    CHECK(parsed["error"]["code"] == "invalid_argument");
+  }
+}
+
+TEST_CASE("error_reply carries the code, errno and message of a status") {
+  const json reply = error_reply(Status(Errc::not_found, "snapshot 'x' does not exist"));
+  CHECK(reply["ok"] == false);
+  CHECK(reply["error"]["code"] == "not_found");
+  CHECK(reply["error"]["errno"] == to_errno(Status(Errc::not_found, "")));
+  CHECK(reply["error"]["message"].get<std::string>().find("snapshot 'x' does not exist") != std::string::npos);
+}
