@@ -1,0 +1,121 @@
+// filter_front_end.cpp — client registry, origin attach at first open, detach, and export URIs.
+#include "filter_front_end.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace nbdsnap {
+namespace {
+
+// Inodes of the sockets this process holds (from /proc/self/fd links "socket:[INODE]").
+std::set<unsigned long> own_socket_inodes() {
+  std::set<unsigned long> inodes;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return inodes;
+  while (dirent* entry = readdir(dir)) {
+    char target[64];
+    std::string link = std::string("/proc/self/fd/") + entry->d_name;
+    ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = '\0';
+    unsigned long inode = 0;
+    if (std::sscanf(target, "socket:[%lu]", &inode) == 1) inodes.insert(inode);
+  }
+  closedir(dir);
+  return inodes;
+}
+
+}  // namespace
+
+std::string FilterFrontEnd::find_nbd_socket() const {
+  // /proc/net/unix: "Num RefCount Protocol Flags Type St Inode Path"; flag 0x10000 marks a listening socket.
+  constexpr unsigned long kListening = 0x10000;
+  const auto inodes = own_socket_inodes();
+  std::ifstream table("/proc/net/unix");
+  std::string line;
+  std::getline(table, line);  // header
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string num, refcount, protocol, flags, type, state, path;
+    unsigned long inode = 0;
+    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode >> path)) continue;
+    if ((std::stoul(flags, nullptr, 16) & kListening) == 0 || inodes.count(inode) == 0 || path[0] == '@') continue;
+    if (path[0] != '/') path = startup_dir_ + "/" + path;
+    if (path != control_socket_) return path;
+  }
+  return {};
+}
+
+std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
+  std::scoped_lock lock(mutex_);
+  if (nbd_socket_.empty()) nbd_socket_ = find_nbd_socket();
+  if (nbd_socket_.empty()) return {};
+  return "nbd+unix:///" + export_name + "?socket=" + nbd_socket_;
+}
+
+unsigned FilterFrontEnd::client_count(const std::string& export_name) const {
+  std::scoped_lock lock(mutex_);
+  unsigned count = 0;
+  for (const auto& [handle, client] : clients_) count += client.export_name == export_name;
+  return count;
+}
+
+Status FilterFrontEnd::attach_origin(const std::string& name, const std::string&, bool) {
+  return {Errc::not_supported, "the nbdkit filter attaches origin '" + name +
+                                   "' when a client first opens the plugin's export of that name"};
+}
+
+Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
+  std::scoped_lock lock(mutex_);
+  unsigned writers = 0;
+  for (const auto& [handle, client] : clients_) writers += client.export_name == name;
+  if (writers > 0 && !force)
+    return {Errc::busy, "origin '" + name + "' has " + std::to_string(writers) +
+                            " client(s) connected; disconnect them or use force"};
+  // Cut off the remaining connections first, so no write slips in untracked after the engine saved the CBT.
+  auto mark = [&](bool value) {
+    for (auto& [handle, client] : clients_)
+      if (client.origin == name && client.detached != nullptr) *client.detached = value;
+  };
+  mark(true);
+  if (Status s = engine_.detach_origin(name, force); !s) {
+    mark(false);
+    return s;
+  }
+  return Status::ok();
+}
+
+Status FilterFrontEnd::open_origin(const void* client, const std::string& name, uint64_t size, bool read_only,
+                                   std::atomic<bool>* detached, std::shared_ptr<Origin>& out) {
+  std::scoped_lock lock(mutex_);
+  out = engine_.find_origin(name);
+  if (!out) {
+    if (Status s = engine_.attach_origin(name, nullptr, read_only, size); !s) return s;
+    out = engine_.find_origin(name);
+    if (!out) return {Errc::not_found, "origin '" + name + "' vanished right after attaching"};
+  }
+  if (out->size() != size)
+    return {Errc::bad_state, "export '" + name + "' is now " + std::to_string(size) + " bytes but origin '" + name +
+                                 "' was attached with " + std::to_string(out->size()) +
+                                 " bytes; detach the origin (origin-detach) to attach it again"};
+  clients_[client] = Client{name, name, detached};
+  return Status::ok();
+}
+
+void FilterFrontEnd::open_image(const void* client, const std::string& export_name, const std::string& origin,
+                                std::atomic<bool>* detached) {
+  std::scoped_lock lock(mutex_);
+  clients_[client] = Client{export_name, origin, detached};
+}
+
+void FilterFrontEnd::close_client(const void* client) {
+  std::scoped_lock lock(mutex_);
+  clients_.erase(client);
+}
+
+}  // namespace nbdsnap

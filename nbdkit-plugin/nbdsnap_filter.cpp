@@ -1,0 +1,454 @@
+// nbdsnap_filter.cpp — the nbdkit callbacks of nbdkit-nbdsnap-filter: translation to the engine, nothing more.
+//
+// Design notes. Every export of the plugin is an origin, attached to the engine when a client first opens it
+// (.prepare, where the plugin's size is known). Writes, trims and zeroes of an origin call
+// Origin::begin_write (CBT mark + copy-on-write of old chunks read through the plugin) and keep its guard
+// until the plugin's write has returned; reads pass through. "ORIGIN@SNAPSHOT" opens the plugin's ORIGIN
+// read-only and is served from the engine's Image, which reads unchanged chunks through that connection.
+// The engine and the control socket start in .after_fork (threads must not cross nbdkit's fork) and stop in
+// .cleanup; .unload saves CBT state if .cleanup did not. No exception crosses a callback: each one catches,
+// reports with nbdkit_error and returns the C error value. Engine errors become errno in fail() only.
+#include <nbdkit-filter.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <memory>
+#include <new>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "control_socket.h"
+#include "engine.h"
+#include "export_name.h"
+#include "filter_config.h"
+#include "filter_front_end.h"
+#include "next_device.h"
+
+namespace nbdsnap {
+namespace {
+
+// ---------------------------------------------------------------- state of the filter
+
+FilterConfig config;             // set in .config / .config_complete, read-only afterwards
+std::string startup_dir;         // nbdkit's working directory before it daemonized
+std::unique_ptr<Engine> engine;  // from .after_fork to .unload
+std::unique_ptr<FilterFrontEnd> front_end;
+std::unique_ptr<Control> control;
+std::unique_ptr<ControlSocketServer> control_server;
+bool state_saved = false;
+
+// One client connection: an origin export or an image export.
+struct Connection {
+  ExportName name;
+  std::shared_ptr<Origin> origin;  // origin exports
+  std::shared_ptr<Image> image;    // image exports
+  std::unique_ptr<NextDevice> source;
+  std::atomic<bool> detached{false};  // the origin was force-detached: refuse further writes
+  bool is_image() const { return name.is_image(); }
+};
+
+Connection& connection_of(void* handle) { return *static_cast<Connection*>(handle); }
+
+// The plugin export behind an origin: the plugin's default export "" is the configured default origin.
+std::string plugin_export_of(const std::string& origin) { return origin == config.default_origin ? "" : origin; }
+
+// ---------------------------------------------------------------- errors
+
+// The one place an engine Status becomes an nbdkit error and errno.
+int fail(const Status& status, int* err) {
+  nbdkit_error("nbdsnap: %s", status.to_string().c_str());
+  int code = to_errno(status);
+  if (err != nullptr) *err = code;
+  errno = code;
+  return -1;
+}
+
+// Runs a callback body; exceptions become an nbdkit error and `failed` (never cross into C).
+template <typename Result, typename Body>
+Result guarded(Result failed, int* err, Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    nbdkit_error("nbdsnap: out of memory");
+    if (err != nullptr) *err = ENOMEM;
+  } catch (const std::exception& e) {
+    nbdkit_error("nbdsnap: unexpected error: %s", e.what());
+    if (err != nullptr) *err = EIO;
+  } catch (...) {
+    nbdkit_error("nbdsnap: unexpected error");
+    if (err != nullptr) *err = EIO;
+  }
+  return failed;
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+void nbdsnap_load() {
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd) != nullptr) startup_dir = cwd;
+}
+
+int nbdsnap_config(nbdkit_next_config* next, nbdkit_backend* nxdata, const char* key, const char* value) {
+  return guarded(-1, nullptr, [&] {
+    if (std::string(key).rfind(kParameterPrefix, 0) != 0) return next(nxdata, key, value);
+    if (Status s = config.apply(key, value); !s) {
+      nbdkit_error("nbdsnap: %s", s.message().c_str());
+      return -1;
+    }
+    return 0;
+  });
+}
+
+int nbdsnap_config_complete(nbdkit_next_config_complete* next, nbdkit_backend* nxdata) {
+  return guarded(-1, nullptr, [&] {
+    if (Status s = config.complete(); !s) {
+      nbdkit_error("nbdsnap: %s", s.message().c_str());
+      return -1;
+    }
+    return next(nxdata);
+  });
+}
+
+int nbdsnap_thread_model() { return NBDKIT_THREAD_MODEL_PARALLEL; }
+
+// Control requests as they arrive on the socket; fills in the default difference storage and limit.
+std::string handle_control_line(const std::string& line) {
+  if (!config.has_default_storage() && config.storage_limit == 0) return control->handle_line(line);
+  nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
+  if (request.is_discarded() || !request.is_object()) return control->handle_line(line);
+  auto command = request.find("command");
+  auto name = request.find("name");
+  if (command != request.end() && *command == "snapshot-create" && name != request.end() && name->is_string() &&
+      check_object_name("snapshot", name->get<std::string>())) {
+    auto storage = request.find("storage");
+    if (config.has_default_storage() && (storage == request.end() || (storage->is_array() && storage->empty()))) {
+      StorageSpec spec = config.default_storage_for(name->get<std::string>());
+      request["storage"] = nlohmann::json::array({{{"path", spec.path}, {"size", spec.size}}});
+    }
+    if (config.storage_limit != 0 && !request.contains("limit")) request["limit"] = config.storage_limit;
+  }
+  return control->handle(request).dump();
+}
+
+// Starts the control server with every signal blocked in its threads: signals stay with nbdkit's threads.
+bool start_control_server(std::string& error) {
+  sigset_t all, previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  control_server = std::make_unique<ControlSocketServer>();
+  bool started = control_server->start(config.control_socket, handle_control_line, error);
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  return started;
+}
+
+int nbdsnap_after_fork(nbdkit_backend*) {
+  return guarded(-1, nullptr, [&] {
+    EngineConfig engine_config;
+    engine_config.state_dir = config.state_dir;
+    engine_config.sizing = config.sizing;
+    engine = std::make_unique<Engine>(std::move(engine_config));
+    front_end = std::make_unique<FilterFrontEnd>(*engine, startup_dir, config.control_socket);
+    control = std::make_unique<Control>(*engine, *front_end);
+    if (config.control_socket.empty()) return 0;
+    std::string error;
+    if (!start_control_server(error)) {
+      nbdkit_error("nbdsnap: control socket: %s", error.c_str());
+      return -1;
+    }
+    nbdkit_debug("nbdsnap: control protocol on %s", config.control_socket.c_str());
+    return 0;
+  });
+}
+
+// Stops the control server; handlers blocked in events-wait are woken until the server has stopped.
+void stop_control_server() {
+  if (!control_server) return;
+  std::atomic<bool> stopped{false};
+  std::thread waker([&] {
+    while (!stopped) {
+      engine->events().interrupt();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  control_server->stop();
+  stopped = true;
+  waker.join();
+  control_server.reset();
+}
+
+void save_state_once() {
+  if (!engine || state_saved) return;
+  state_saved = true;
+  if (Status s = engine->save_state(); !s) nbdkit_error("nbdsnap: saving CBT state: %s", s.to_string().c_str());
+}
+
+void nbdsnap_cleanup(nbdkit_backend*) {
+  guarded(0, nullptr, [&] {
+    stop_control_server();
+    save_state_once();
+    return 0;
+  });
+}
+
+void nbdsnap_unload() {
+  guarded(0, nullptr, [&] {
+    if (engine) stop_control_server();
+    save_state_once();
+    control.reset();
+    front_end.reset();
+    engine.reset();
+    return 0;
+  });
+}
+
+// ---------------------------------------------------------------- exports and connections
+
+int nbdsnap_list_exports(nbdkit_next_list_exports* next, nbdkit_backend* nxdata, int readonly, int is_tls,
+                         nbdkit_exports* exports) {
+  return guarded(-1, nullptr, [&] {
+    if (next(nxdata, readonly, exports) == -1) return -1;
+    if (!engine) return 0;
+    for (const std::string& name : engine->image_export_names()) {
+      if (nbdkit_add_export(exports, name.c_str(), "nbdsnap snapshot image") == -1) return -1;
+    }
+    return 0;
+  });
+}
+
+void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly, const char* exportname,
+                   int is_tls) {
+  return guarded<void*>(nullptr, nullptr, [&]() -> void* {
+    if (!engine) {
+      nbdkit_error("nbdsnap: the engine is not running");
+      return nullptr;
+    }
+    auto connection = std::make_unique<Connection>();
+    std::string requested = exportname;
+    if (requested.empty()) {
+      connection->name.origin = config.default_origin;
+    } else if (Status s = parse_export_name(requested, connection->name); !s) {
+      nbdkit_error("nbdsnap: export '%s' cannot be served: %s", exportname, s.message().c_str());
+      return nullptr;
+    }
+    if (connection->is_image()) {
+      const ExportName& name = connection->name;
+      if (Status s = engine->find_image(name.origin, name.snapshot, connection->image); !s) {
+        nbdkit_error("nbdsnap: no snapshot image '%s' (snapshot '%s' of origin '%s' is unknown or not taken): %s",
+                     exportname, name.snapshot.c_str(), name.origin.c_str(), s.message().c_str());
+        return nullptr;
+      }
+      readonly = 1;  // the plugin is only read for an image; its writes go to difference storage
+    }
+    if (next(context, readonly, plugin_export_of(connection->name.origin).c_str()) == -1) return nullptr;
+    return connection.release();
+  });
+}
+
+int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
+  return guarded(-1, nullptr, [&] {
+    Connection& c = connection_of(handle);
+    int64_t size = next->get_size(next);
+    if (size == -1) return -1;
+    c.source = std::make_unique<NextDevice>(next, static_cast<uint64_t>(size));
+    if (c.is_image()) {
+      front_end->open_image(handle, format_export_name(c.name.origin, c.name.snapshot), c.name.origin, &c.detached);
+      return 0;
+    }
+    int can_write = next->can_write(next);
+    if (can_write == -1) return -1;
+    bool read_only = readonly || can_write == 0;
+    if (Status s = front_end->open_origin(handle, c.name.origin, size, read_only, &c.detached, c.origin); !s)
+      return fail(s, nullptr);
+    return 0;
+  });
+}
+
+void nbdsnap_close(void* handle) {
+  guarded(0, nullptr, [&] {
+    if (front_end) front_end->close_client(handle);
+    delete &connection_of(handle);
+    return 0;
+  });
+}
+
+// ---------------------------------------------------------------- what the client is told
+
+int64_t nbdsnap_get_size(nbdkit_next* next, void* handle) {
+  Connection& c = connection_of(handle);
+  return c.is_image() ? static_cast<int64_t>(c.image->size()) : next->get_size(next);
+}
+
+const char* nbdsnap_export_description(nbdkit_next* next, void* handle) {
+  Connection& c = connection_of(handle);
+  if (!c.is_image()) return next->export_description(next);
+  return nbdkit_printf_intern("snapshot '%s' of origin '%s'", c.name.snapshot.c_str(), c.name.origin.c_str());
+}
+
+int nbdsnap_can_write(nbdkit_next* next, void* handle) {
+  Connection& c = connection_of(handle);
+  return c.is_image() ? c.image->writable() : next->can_write(next);
+}
+
+int nbdsnap_can_flush(nbdkit_next* next, void* handle) {
+  return connection_of(handle).is_image() ? 0 : next->can_flush(next);
+}
+
+int nbdsnap_can_trim(nbdkit_next* next, void* handle) {
+  return connection_of(handle).is_image() ? 0 : next->can_trim(next);
+}
+
+int nbdsnap_can_zero(nbdkit_next* next, void* handle) {
+  Connection& c = connection_of(handle);
+  if (!c.is_image()) return next->can_zero(next);
+  return c.image->writable() ? NBDKIT_ZERO_NATIVE : NBDKIT_ZERO_NONE;
+}
+
+int nbdsnap_can_fast_zero(nbdkit_next* next, void* handle) {
+  return connection_of(handle).is_image() ? 0 : next->can_fast_zero(next);
+}
+
+int nbdsnap_can_extents(nbdkit_next* next, void* handle) {
+  return connection_of(handle).is_image() ? 1 : next->can_extents(next);
+}
+
+int nbdsnap_can_fua(nbdkit_next* next, void* handle) {
+  return connection_of(handle).is_image() ? NBDKIT_FUA_NONE : next->can_fua(next);
+}
+
+// Read-only images are consistent across connections; origins are as consistent as the plugin says.
+int nbdsnap_can_multi_conn(nbdkit_next* next, void* handle) {
+  Connection& c = connection_of(handle);
+  return c.is_image() ? !c.image->writable() : next->can_multi_conn(next);
+}
+
+int nbdsnap_can_cache(nbdkit_next* next, void* handle) {
+  return connection_of(handle).is_image() ? NBDKIT_CACHE_NONE : next->can_cache(next);
+}
+
+// ---------------------------------------------------------------- data
+
+int nbdsnap_pread(nbdkit_next* next, void* handle, void* buf, uint32_t count, uint64_t offset, uint32_t flags,
+                  int* err) {
+  return guarded(-1, err, [&] {
+    Connection& c = connection_of(handle);
+    if (!c.is_image()) return next->pread(next, buf, count, offset, flags, err);
+    if (Status s = c.image->read(buf, count, offset, c.source.get()); !s) return fail(s, err);
+    return 0;
+  });
+}
+
+// An origin write: CBT and copy-on-write first, then `write_to_plugin` while the write gate is held.
+template <typename WriteToPlugin>
+int write_origin(Connection& c, uint32_t count, uint64_t offset, int* err, WriteToPlugin&& write_to_plugin) {
+  if (c.detached)
+    return fail({Errc::io_error, "origin '" + c.name.origin + "' was detached; reconnect to write"}, err);
+  Origin::WriteGuard guard;
+  if (Status s = c.origin->begin_write(count, offset, c.source.get(), guard); !s) return fail(s, err);
+  return write_to_plugin();
+}
+
+int nbdsnap_pwrite(nbdkit_next* next, void* handle, const void* buf, uint32_t count, uint64_t offset,
+                   uint32_t flags, int* err) {
+  return guarded(-1, err, [&] {
+    Connection& c = connection_of(handle);
+    if (c.is_image()) {
+      if (Status s = c.image->write(buf, count, offset, c.source.get()); !s) return fail(s, err);
+      return 0;
+    }
+    return write_origin(c, count, offset, err, [&] { return next->pwrite(next, buf, count, offset, flags, err); });
+  });
+}
+
+int nbdsnap_trim(nbdkit_next* next, void* handle, uint32_t count, uint64_t offset, uint32_t flags, int* err) {
+  return guarded(-1, err, [&] {
+    Connection& c = connection_of(handle);
+    return write_origin(c, count, offset, err, [&] { return next->trim(next, count, offset, flags, err); });
+  });
+}
+
+int nbdsnap_zero(nbdkit_next* next, void* handle, uint32_t count, uint64_t offset, uint32_t flags, int* err) {
+  return guarded(-1, err, [&] {
+    Connection& c = connection_of(handle);
+    if (c.is_image()) {
+      if (Status s = c.image->zero(count, offset, c.source.get()); !s) return fail(s, err);
+      return 0;
+    }
+    return write_origin(c, count, offset, err, [&] { return next->zero(next, count, offset, flags, err); });
+  });
+}
+
+int nbdsnap_extents(nbdkit_next* next, void* handle, uint32_t count, uint64_t offset, uint32_t flags,
+                    nbdkit_extents* extents, int* err) {
+  return guarded(-1, err, [&] {
+    Connection& c = connection_of(handle);
+    if (!c.is_image()) return next->extents(next, count, offset, flags, extents, err);
+    std::vector<Extent> found;
+    if (Status s = c.image->extents(count, offset, found, c.source.get()); !s) return fail(s, err);
+    for (const Extent& e : found) {
+      uint32_t type = (e.hole ? NBDKIT_EXTENT_HOLE : 0) | (e.zero ? NBDKIT_EXTENT_ZERO : 0);
+      if (nbdkit_add_extent(extents, e.offset, e.length, type) == -1) {
+        *err = errno;
+        return -1;
+      }
+      if (flags & NBDKIT_FLAG_REQ_ONE) break;
+    }
+    return 0;
+  });
+}
+
+// ---------------------------------------------------------------- registration
+
+nbdkit_filter make_filter() {
+  nbdkit_filter f{};
+  f.name = "nbdsnap";
+  f.longname = "nbdkit nbdsnap filter";
+  f.description =
+      "Block-device snapshots and change block tracking for any plugin: every export is an origin, "
+      "ORIGIN@SNAPSHOT serves a snapshot image, control on a Unix socket.";
+  f.load = nbdsnap_load;
+  f.unload = nbdsnap_unload;
+  f.config = nbdsnap_config;
+  f.config_complete = nbdsnap_config_complete;
+  f.config_help = kConfigHelp;
+  f.thread_model = nbdsnap_thread_model;
+  f.after_fork = nbdsnap_after_fork;
+  f.cleanup = nbdsnap_cleanup;
+  f.list_exports = nbdsnap_list_exports;
+  f.open = nbdsnap_open;
+  f.close = nbdsnap_close;
+  f.prepare = nbdsnap_prepare;
+  f.get_size = nbdsnap_get_size;
+  f.export_description = nbdsnap_export_description;
+  f.can_write = nbdsnap_can_write;
+  f.can_flush = nbdsnap_can_flush;
+  f.can_trim = nbdsnap_can_trim;
+  f.can_zero = nbdsnap_can_zero;
+  f.can_fast_zero = nbdsnap_can_fast_zero;
+  f.can_extents = nbdsnap_can_extents;
+  f.can_fua = nbdsnap_can_fua;
+  f.can_multi_conn = nbdsnap_can_multi_conn;
+  f.can_cache = nbdsnap_can_cache;
+  f.pread = nbdsnap_pread;
+  f.pwrite = nbdsnap_pwrite;
+  f.trim = nbdsnap_trim;
+  f.zero = nbdsnap_zero;
+  f.extents = nbdsnap_extents;
+  return f;
+}
+
+nbdkit_filter filter = make_filter();
+
+}  // namespace
+}  // namespace nbdsnap
+
+// nbdkit looks up filter_init; NBDKIT_REGISTER_FILTER stamps the API version into the struct.
+using nbdsnap::filter;
+NBDKIT_REGISTER_FILTER(filter)
