@@ -1,0 +1,70 @@
+# lib.sh — shared helpers of the nbdkit filter tests: a private directory, nbdkit started in the background
+# with the nbdsnap filter, the control protocol, and cleanup that always runs.
+#
+# Usage: FILTER=path/to/nbdkit-nbdsnap-filter.so; source lib.sh; start_nbdkit [nbdkit args...]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+FILTER=${FILTER:?FILTER must name nbdkit-nbdsnap-filter.so}
+case "$FILTER" in */*) ;; *) FILTER=./$FILTER ;; esac  # nbdkit loads a filter by path only with a slash
+PY=/usr/bin/python3  # Debian's Python has the nbd module
+dir=$(mktemp -d /tmp/nbdsnap-filter-test.XXXXXX)
+sock=$dir/nbd.sock
+ctl_sock=$dir/control.sock
+pids=()
+
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  if [[ $status -ne 0 ]]; then
+    echo "--- test failed ($status); nbdkit log:"
+    tail -n 60 "$dir"/nbdkit*.log 2>/dev/null || true
+  fi
+  rm -rf "$dir"
+  exit $status
+}
+trap cleanup EXIT INT TERM
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# Waits until a file exists (a socket nbdkit or the filter creates), or fails after a long grace period.
+wait_for() {
+  local path=$1 pid=$2
+  for _ in $(seq 600); do
+    [[ -e $path ]] && return 0
+    kill -0 "$pid" 2>/dev/null || fail "nbdkit exited before creating $path"
+    sleep 0.1
+  done
+  fail "$path did not appear"
+}
+
+# start_nbdkit NAME ARGS...: runs nbdkit -f on $sock with the filter first; logs to $dir/nbdkit-NAME.log.
+start_nbdkit() {
+  local name=$1; shift
+  rm -f "$sock" "$ctl_sock"
+  setsid nbdkit -f -v -U "$sock" -P "$dir/nbdkit-$name.pid" --filter="$FILTER" "$@" \
+    nbdsnap-control="$ctl_sock" </dev/null >"$dir/nbdkit-$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_for "$sock" "$pid"
+  wait_for "$ctl_sock" "$pid"
+  nbdkit_pid=$pid
+}
+
+stop_nbdkit() {
+  kill "$nbdkit_pid"
+  for _ in $(seq 300); do kill -0 "$nbdkit_pid" 2>/dev/null || return 0; sleep 0.1; done
+  fail "nbdkit $nbdkit_pid did not stop"
+}
+
+# ctl JSON: one control request; prints the reply; fails unless it is {"ok": true}.
+ctl() { "$PY" "$here/control.py" "$ctl_sock" "$1"; }
+# ctl_error JSON: a request that must fail; prints the reply.
+ctl_error() { "$PY" "$here/control.py" --expect-error "$ctl_sock" "$1"; }
+
+uri() { echo "nbd+unix:///$1?socket=$sock"; }

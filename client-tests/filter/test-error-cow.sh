@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# test-error-cow.sh — the plugin fails the copy-on-write read (nbdkit's error filter below ours): the client's
+# write still succeeds, the snapshot turns corrupted with an event, and its image returns errors.
+# Usage: test-error-cow.sh FILTER.so
+FILTER=$1
+source "$(dirname "$0")/lib.sh"
+
+disk=$dir/disk.img
+truncate -s 16M "$disk"
+qemu-io -f raw -c 'write -P 0x11 0 16M' "$disk" >/dev/null
+# Reads fail only while $dir/inject exists.
+start_nbdkit error --filter=error file "$disk" error-pread-rate=100% error-pread-file="$dir/inject"
+
+qemu-io -f raw -r -c 'read -P 0x11 0 4K' "$(uri '')" >/dev/null  # attach the origin
+ctl '{"command":"snapshot-create","name":"s","origins":["default"],"storage":[{"path":"'"$dir"'/s.diff","size":16777216}]}' >/dev/null
+ctl '{"command":"snapshot-take","name":"s"}' >/dev/null
+qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$(uri default@s)" >/dev/null || fail "healthy image unreadable"
+
+touch "$dir/inject"
+qemu-io -f raw -c 'write -P 0xcc 0 64K' "$(uri '')" >/dev/null || fail "the origin write failed with the snapshot"
+rm "$dir/inject"
+qemu-io -f raw -r -c 'read -P 0xcc 0 64K' "$(uri '')" >/dev/null || fail "the origin write was lost"
+pass "origin write succeeds although copy-on-write could not read the old data"
+
+info=$(ctl '{"command":"snapshot-info","name":"s"}')
+[[ $(jq -r .snapshot.state <<<"$info") == corrupted ]] || fail "snapshot not corrupted: $info"
+events=$(ctl '{"command":"events-wait","after":0}')
+jq -e '.events | map(select(.type == "corrupted" and .snapshot == "s")) | length == 1' <<<"$events" >/dev/null ||
+  fail "no corrupted event: $events"
+pass "snapshot is corrupted, with an event"
+
+if qemu-io -f raw -r -c 'read 0 64K' "$(uri default@s)" >/dev/null 2>&1; then fail "corrupted image read back data"; fi
+if qemu-io -f raw -r -c 'read 8M 64K' "$(uri default@s)" >/dev/null 2>&1; then
+  fail "corrupted image served unchanged data"
+fi
+pass "the corrupted snapshot's image returns errors"
+ctl '{"command":"snapshot-destroy","name":"s"}' >/dev/null
