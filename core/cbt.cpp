@@ -30,6 +30,7 @@ Cbt::Cbt(uint64_t device_size, uint64_t block_size)
   start_generation();
 }
 
+// cppcheck-suppress passedByValue ; the state is moved from
 Cbt::Cbt(CbtState state)
     : device_size_(state.device_size),
       block_size_(state.block_size),

@@ -16,7 +16,7 @@ Status parse_size(const std::string& text, uint64_t& out) {
   }
   if (i == 0) return {Errc::invalid_argument, "size '" + text + "' does not start with a number"};
   std::string suffix = text.substr(i);
-  if (suffix.size() >= 2 && (suffix.substr(1) == "iB" || suffix.substr(1) == "B")) suffix = suffix.substr(0, 1);
+  if (suffix.size() >= 2 && (suffix.substr(1) == "iB" || suffix.substr(1) == "B")) suffix.resize(1);
   unsigned shift = 0;
   if (suffix.empty() || suffix == "B") shift = 0;
   else if (suffix == "K" || suffix == "k") shift = 10;
