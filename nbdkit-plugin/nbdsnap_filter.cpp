@@ -119,6 +119,16 @@ int nbdsnap_config_complete(nbdkit_next_config_complete* next, nbdkit_backend* n
 
 int nbdsnap_thread_model() { return NBDKIT_THREAD_MODEL_PARALLEL; }
 
+// The engine does not refuse one file as the difference storage of two snapshots: never hand it out twice.
+Status check_storage_unused(const std::string& path) {
+  for (const SnapshotInfo& snapshot : engine->snapshots())
+    for (const StorageAreaInfo& area : snapshot.storage)
+      if (area.path == path)
+        return {Errc::busy, "default difference storage " + path + " is in use by snapshot '" + snapshot.name +
+                                "'; destroy it or give storage explicitly"};
+  return Status::ok();
+}
+
 // Control requests as they arrive on the socket; fills in the default difference storage and limit.
 std::string handle_control_line(const std::string& line) {
   if (!config.has_default_storage() && config.storage_limit == 0) return control->handle_line(line);
@@ -131,6 +141,7 @@ std::string handle_control_line(const std::string& line) {
     auto storage = request.find("storage");
     if (config.has_default_storage() && (storage == request.end() || (storage->is_array() && storage->empty()))) {
       StorageSpec spec = config.default_storage_for(name->get<std::string>());
+      if (Status s = check_storage_unused(spec.path); !s) return error_reply(s).dump();
       request["storage"] = nlohmann::json::array({{{"path", spec.path}, {"size", spec.size}}});
     }
     if (config.storage_limit != 0 && !request.contains("limit")) request["limit"] = config.storage_limit;

@@ -5,15 +5,20 @@
 FILTER=$1
 source "$(dirname "$0")/lib.sh"
 
-start_nbdkit memory memory size=16M nbdsnap-default-origin=ram nbdsnap-chunk-min-shift=16
+start_nbdkit memory memory size=16M nbdsnap-default-origin=ram nbdsnap-chunk-min-shift=16 \
+  nbdsnap-storage="$dir/one.diff:32M"
 qemu-io -f raw -c 'write -P 0x5a 0 16M' "$(uri '')" >/dev/null
 qemu-img convert -f raw -O raw "$(uri ram)" "$dir/take-time.img"  # "ram" and "" are the same origin
 
 ctl_error '{"command":"snapshot-create","name":"x","origins":["nosuch"],"storage":[{"path":"'"$dir"'/x","size":1048576}]}' >/dev/null
-ctl '{"command":"snapshot-create","name":"ro","origins":["ram"],"storage":[{"path":"'"$dir"'/ro.diff","size":33554432}]}' >/dev/null
+ctl '{"command":"snapshot-create","name":"ro","origins":["ram"]}' >/dev/null  # default storage: one.diff
+[[ -e $dir/one.diff ]] || fail "default difference storage file not used"
+nbdinfo "$(uri other)" >/dev/null  # attaches a second origin
+reply=$(ctl_error '{"command":"snapshot-create","name":"second","origins":["other"]}')
+grep -q "in use by snapshot 'ro'" <<<"$reply" || fail "default storage file handed to two snapshots: $reply"
 ctl_error '{"command":"snapshot-create","name":"again","origins":["ram"],"storage":[{"path":"'"$dir"'/a","size":1048576}]}' >/dev/null
 ctl '{"command":"snapshot-take","name":"ro"}' >/dev/null
-pass "snapshot-create refuses unknown origins and an origin already in a snapshot"
+pass "snapshot-create refuses unknown origins, an origin already in a snapshot, and a busy default storage file"
 
 qemu-io -f raw -c 'write -P 0x66 1M 3M' "$(uri '')" >/dev/null
 qemu-img compare -f raw -F raw "$dir/take-time.img" "$(uri ram@ro)" >/dev/null || fail "ram@ro differs from the copy"
