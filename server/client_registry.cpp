@@ -1,0 +1,67 @@
+// client_registry.cpp — the table of open connections (see client_registry.h).
+#include "client_registry.h"
+
+#include "export_name.h"
+
+namespace nbdsnap {
+
+void ClientRegistry::add(uint64_t id, const std::shared_ptr<Connection>& connection) {
+  std::scoped_lock lock(mutex_);
+  entries_[id] = Entry{connection, {}};
+}
+
+void ClientRegistry::set_export(uint64_t id, const std::string& export_name) {
+  std::scoped_lock lock(mutex_);
+  if (auto it = entries_.find(id); it != entries_.end()) it->second.export_name = export_name;
+}
+
+void ClientRegistry::remove(uint64_t id) {
+  std::scoped_lock lock(mutex_);
+  entries_.erase(id);
+}
+
+size_t ClientRegistry::size() const {
+  std::scoped_lock lock(mutex_);
+  return entries_.size();
+}
+
+unsigned ClientRegistry::count(const std::string& export_name) const {
+  std::scoped_lock lock(mutex_);
+  unsigned n = 0;
+  for (const auto& [id, entry] : entries_) n += entry.export_name == export_name;
+  return n;
+}
+
+bool ClientRegistry::serves_origin(const Entry& entry, const std::string& origin) const {
+  ExportName parsed;
+  return !entry.export_name.empty() && parse_export_name(entry.export_name, parsed).is_ok() &&
+         parsed.origin == origin;
+}
+
+unsigned ClientRegistry::count_of_origin(const std::string& origin) const {
+  std::scoped_lock lock(mutex_);
+  unsigned n = 0;
+  for (const auto& [id, entry] : entries_) n += serves_origin(entry, origin);
+  return n;
+}
+
+std::vector<std::shared_ptr<Connection>> ClientRegistry::of_origin(const std::string& origin) const {
+  std::scoped_lock lock(mutex_);
+  std::vector<std::shared_ptr<Connection>> out;
+  for (const auto& [id, entry] : entries_) {
+    if (!serves_origin(entry, origin)) continue;
+    if (auto connection = entry.connection.lock()) out.push_back(std::move(connection));
+  }
+  return out;
+}
+
+std::vector<std::shared_ptr<Connection>> ClientRegistry::all() const {
+  std::scoped_lock lock(mutex_);
+  std::vector<std::shared_ptr<Connection>> out;
+  for (const auto& [id, entry] : entries_) {
+    if (auto connection = entry.connection.lock()) out.push_back(std::move(connection));
+  }
+  return out;
+}
+
+}  // namespace nbdsnap

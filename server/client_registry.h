@@ -1,0 +1,42 @@
+// client_registry.h — which NBD connections are open and which export each one serves.
+//
+// The control socket asks it for client counts and to disconnect the clients of an origin before detaching
+// it; shutdown asks it for every connection. Thread-safe (control threads and the I/O thread use it).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace nbdsnap {
+
+class Connection;
+
+class ClientRegistry {
+ public:
+  void add(uint64_t id, const std::shared_ptr<Connection>& connection);
+  // Records the export a connection entered transmission with.
+  void set_export(uint64_t id, const std::string& export_name);
+  void remove(uint64_t id);
+
+  size_t size() const;
+  unsigned count(const std::string& export_name) const;
+  // Clients of the origin's own export and of its images ("ORIGIN@...").
+  unsigned count_of_origin(const std::string& origin) const;
+  std::vector<std::shared_ptr<Connection>> of_origin(const std::string& origin) const;
+  std::vector<std::shared_ptr<Connection>> all() const;
+
+ private:
+  struct Entry {
+    std::weak_ptr<Connection> connection;
+    std::string export_name;  // empty during the handshake
+  };
+  bool serves_origin(const Entry& entry, const std::string& origin) const;
+  mutable std::mutex mutex_;
+  std::map<uint64_t, Entry> entries_;  // GUARDED_BY(mutex_)
+};
+
+}  // namespace nbdsnap

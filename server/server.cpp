@@ -1,0 +1,136 @@
+// server.cpp — listeners, signal handling and the shutdown sequence of the NBD side (see server.h).
+#include "server.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "log.h"
+
+namespace nbdsnap {
+
+Server::Server(Engine& engine, const ServerConfig& config)
+    : config_(config), catalog_(engine), workers_(config.threads), signals_(io_, SIGINT, SIGTERM) {}
+
+Server::~Server() {
+  workers_.join();
+  for (const auto& path : unix_paths_) ::unlink(path.c_str());
+}
+
+Status Server::listen() {
+  for (const auto& address : config_.listen) {
+    Status status = listen_on(address);
+    if (!status.is_ok()) return status;
+  }
+  return Status::ok();
+}
+
+Status Server::listen_on(const ListenAddress& address) {
+  auto acceptor = std::make_unique<Acceptor>(io_);
+  asio::error_code ec;
+  const std::string text = format_listen_address(address);
+  if (address.kind == ListenAddress::Kind::unix_socket) {
+    std::filesystem::create_directories(std::filesystem::path(address.path).parent_path(), ec);
+    struct stat st {};
+    if (::stat(address.path.c_str(), &st) == 0) {
+      if (!S_ISSOCK(st.st_mode)) return {Errc::already_exists, address.path + " exists and is not a socket"};
+      asio::local::stream_protocol::socket probe(io_);
+      probe.connect(asio::local::stream_protocol::endpoint(address.path), ec);
+      if (!ec) return {Errc::busy, address.path + " is in use by another server"};
+      ::unlink(address.path.c_str());
+    }
+    const asio::generic::stream_protocol::endpoint endpoint(asio::local::stream_protocol::endpoint(address.path));
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) unix_paths_.push_back(address.path);
+  } else {
+    asio::ip::tcp::resolver resolver(io_);
+    auto results = resolver.resolve(address.host, std::to_string(address.port),
+                                    asio::ip::resolver_base::passive, ec);
+    if (ec || results.empty()) return {Errc::invalid_argument, "cannot resolve " + text + ": " + ec.message()};
+    const asio::generic::stream_protocol::endpoint endpoint(results.begin()->endpoint());
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+  }
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::from_errno(ec.value(), "listen on " + text);
+  log_info("listening on " + text);
+  asio::co_spawn(io_, accept_clients(*acceptor, address.kind == ListenAddress::Kind::tcp), asio::detached);
+  acceptors_.push_back(std::move(acceptor));
+  return Status::ok();
+}
+
+asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
+  const ConnectionLimits limits{config_.max_in_flight, config_.max_in_flight_bytes};
+  for (;;) {
+    asio::error_code ec;
+    NbdSocket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+    if (ec) {
+      log_warning("accept: " + ec.message());
+      if (ec == asio::error::no_descriptors) {  // let connections close before trying again
+        asio::steady_timer pause(io_, std::chrono::milliseconds(100));
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      continue;
+    }
+    if (tcp) socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    const uint64_t id = next_connection_id_++;
+    log_debug("connection " + std::to_string(id) + ": accepted");
+    std::make_shared<Connection>(std::move(socket), id, catalog_, workers_, registry_, limits)->start();
+  }
+}
+
+void Server::run() {
+  signals_.async_wait([this](asio::error_code ec, int signal) {
+    if (ec) return;
+    log_info(std::string("received ") + (signal == SIGTERM ? "SIGTERM" : "SIGINT") + ": shutting down");
+    begin_shutdown();
+  });
+  io_.run();
+}
+
+void Server::request_shutdown() {
+  asio::post(io_, [this] { begin_shutdown(); });
+}
+
+void Server::begin_shutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  asio::error_code ignored;
+  signals_.cancel(ignored);
+  for (auto& acceptor : acceptors_) acceptor->close(ignored);
+  const auto connections = registry_.all();
+  if (!connections.empty()) {
+    log_info("waiting for " + std::to_string(connections.size()) + " connections to finish in-flight requests");
+  }
+  for (const auto& connection : connections) connection->shut_down();
+}
+
+bool Server::disconnect_origin_clients(const std::string& origin, std::chrono::milliseconds timeout) {
+  for (const auto& connection : registry_.of_origin(origin)) {
+    asio::post(connection->executor(), [connection] { connection->abort(); });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (registry_.count_of_origin(origin) > 0) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+std::string Server::export_uri(const std::string& export_name) const {
+  if (config_.listen.empty()) return {};
+  const ListenAddress& address = config_.listen.front();
+  if (address.kind == ListenAddress::Kind::unix_socket) {
+    return "nbd+unix:///" + export_name + "?socket=" + address.path;
+  }
+  const bool ipv6 = address.host.find(':') != std::string::npos;
+  return "nbd://" + (ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(address.port) + "/" +
+         export_name;
+}
+
+}  // namespace nbdsnap

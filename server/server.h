@@ -1,0 +1,60 @@
+// server.h — nbdsnapd's NBD listeners: accepts clients on Unix and TCP sockets and runs their connections.
+//
+// One I/O thread runs every socket (Asio); a pool of workers runs the engine calls. SIGTERM/SIGINT start a
+// clean shutdown: listeners close, connections stop reading and finish what is in flight, then run() returns.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <asio.hpp>
+
+#include "client_registry.h"
+#include "connection.h"
+#include "engine_exports.h"
+#include "server_config.h"
+
+namespace nbdsnap {
+
+class Server {
+ public:
+  Server(Engine& engine, const ServerConfig& config);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every listen address (a stale Unix socket file is replaced, a live one refused).
+  Status listen();
+  // Serves until a signal or request_shutdown(), then until every connection has finished.
+  void run();
+  // Thread-safe.
+  void request_shutdown();
+
+  const ClientRegistry& clients() const { return registry_; }
+  // Closes the connections of an origin and of its images, and waits (bounded) until they are gone.
+  bool disconnect_origin_clients(const std::string& origin, std::chrono::milliseconds timeout);
+  // An NBD URI for an export on the first listen address.
+  std::string export_uri(const std::string& export_name) const;
+
+ private:
+  using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
+  Status listen_on(const ListenAddress& address);
+  asio::awaitable<void> accept_clients(Acceptor& acceptor, bool tcp);
+  void begin_shutdown();  // on the I/O thread
+
+  const ServerConfig& config_;
+  EngineCatalog catalog_;
+  asio::io_context io_{1};
+  asio::thread_pool workers_;
+  asio::signal_set signals_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<std::string> unix_paths_;  // removed at exit
+  ClientRegistry registry_;
+  std::atomic<uint64_t> next_connection_id_{1};
+  bool shutting_down_ = false;  // I/O thread only
+};
+
+}  // namespace nbdsnap

@@ -1,0 +1,3 @@
+// main.cpp — doctest's runner for nbdsnapd's unit tests (wire format, handshake, request execution, config).
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>

@@ -1,0 +1,148 @@
+// request_executor_test.cpp — validation and replies of transmission requests on a fake export.
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+#include "fake_export.h"
+#include "request_executor.h"
+
+using namespace nbdsnap;
+using namespace nbdsnap::nbd;
+using nbdsnap::testing::FakeExport;
+
+namespace {
+
+NegotiatedSession session_for(std::shared_ptr<FakeExport> e, bool structured, std::vector<MetaContext> contexts = {}) {
+  NegotiatedSession s;
+  s.structured_replies = structured;
+  s.transmission_flags = transmission_flags(e->features(), structured);
+  s.contexts = std::move(contexts);
+  s.target = std::move(e);
+  return s;
+}
+
+RequestHeader request(uint16_t type, uint64_t offset, uint32_t length, uint16_t flags = 0) {
+  return {kRequestMagic, flags, type, 77, offset, length};
+}
+
+uint32_t validate(const RequestExecutor& x, const RequestHeader& r) {
+  std::string why;
+  return x.validate(r, why);
+}
+
+}  // namespace
+
+TEST_CASE("requests_beyond_the_end_are_enospc_for_writes_and_einval_otherwise") {
+  auto e = std::make_shared<FakeExport>("d", 1 << 20, testing::writable_features());
+  RequestExecutor x(session_for(e, true));
+  CHECK(validate(x, request(kCmdWrite, (1 << 20) - 512, 1024)) == kEnospc);
+  CHECK(validate(x, request(kCmdWriteZeroes, 1 << 20, 1)) == kEnospc);
+  CHECK(validate(x, request(kCmdRead, (1 << 20) - 512, 1024)) == kEinval);
+  CHECK(validate(x, request(kCmdTrim, ~0ull - 10, 100)) == kEinval);
+  CHECK(validate(x, request(kCmdRead, 0, 4096)) == 0);
+}
+
+TEST_CASE("reads_and_writes_over_32_mib_are_einval") {
+  auto e = std::make_shared<FakeExport>("d", 1ull << 30, testing::writable_features());
+  RequestExecutor x(session_for(e, true));
+  CHECK(validate(x, request(kCmdRead, 0, (32u << 20) + 1)) == kEinval);
+  CHECK(validate(x, request(kCmdWrite, 0, (32u << 20) + 1)) == kEinval);
+  CHECK(validate(x, request(kCmdTrim, 0, 64u << 20)) == 0);
+}
+
+TEST_CASE("writes_to_a_read_only_export_are_eperm") {
+  auto e = std::make_shared<FakeExport>("d@s", 1 << 20, ExportFeatures{});
+  RequestExecutor x(session_for(e, true));
+  CHECK(validate(x, request(kCmdWrite, 0, 512)) == kEperm);
+  CHECK(validate(x, request(kCmdTrim, 0, 512)) == kEperm);
+  CHECK(validate(x, request(kCmdWriteZeroes, 0, 512)) == kEperm);
+  CHECK(validate(x, request(kCmdRead, 0, 512, kCmdFlagFua)) == kEinval);  // FUA not advertised on images
+}
+
+TEST_CASE("unknown_commands_and_misplaced_flags_are_einval") {
+  auto e = std::make_shared<FakeExport>("d", 1 << 20, testing::writable_features());
+  RequestExecutor x(session_for(e, false));
+  CHECK(validate(x, request(42, 0, 0)) == kEinval);
+  CHECK(validate(x, request(kCmdRead, 0, 512, kCmdFlagDf)) == kEinval);  // DF needs structured replies
+  CHECK(validate(x, request(kCmdWrite, 0, 512, kCmdFlagNoHole)) == kEinval);
+  CHECK(validate(x, request(kCmdBlockStatus, 0, 512)) == kEinval);  // no contexts
+  CHECK(validate(x, request(kCmdRead, 0, 512, kCmdFlagFua)) == 0);
+}
+
+TEST_CASE("simple_read_reply_is_header_then_data") {
+  auto e = std::make_shared<FakeExport>("d", 1 << 20, testing::writable_features());
+  RequestExecutor x(session_for(e, false));
+  std::vector<uint8_t> data(512, 0xab);
+  auto reply = x.execute(request(kCmdWrite, 4096, 512), data);
+  CHECK(reply.size() == kSimpleReplySize);
+  CHECK(get_u32(reply.data() + 4) == 0);
+  reply = x.execute(request(kCmdRead, 4096, 512), {});
+  REQUIRE(reply.size() == kSimpleReplySize + 512);
+  CHECK(get_u32(reply.data()) == kSimpleReplyMagic);
+  CHECK(get_u64(reply.data() + 8) == 77);
+  CHECK(reply[kSimpleReplySize] == 0xab);
+}
+
+TEST_CASE("structured_read_of_zeroes_is_one_hole_chunk") {
+  auto e = std::make_shared<FakeExport>("d", 1 << 20, testing::writable_features());
+  RequestExecutor x(session_for(e, true));
+  auto reply = x.execute(request(kCmdRead, 0, 65536), {});
+  REQUIRE(reply.size() == kStructuredHeaderSize + 12);
+  CHECK(get_u16(reply.data() + 6) == kReplyTypeOffsetHole);
+  CHECK(get_u32(reply.data() + 28) == 65536);
+}
+
+TEST_CASE("structured_read_of_data_is_one_offset_data_chunk_marked_done") {
+  auto e = std::make_shared<FakeExport>("d", 1 << 20, testing::writable_features());
+  RequestExecutor x(session_for(e, true));
+  std::vector<uint8_t> data(100, 7);
+  (void)x.execute(request(kCmdWrite, 1000, 100), data);
+  auto reply = x.execute(request(kCmdRead, 1000, 100, kCmdFlagDf), {});
+  REQUIRE(reply.size() == kStructuredHeaderSize + 8 + 100);
+  CHECK(get_u16(reply.data() + 4) == kReplyFlagDone);
+  CHECK(get_u16(reply.data() + 6) == kReplyTypeOffsetData);
+  CHECK(get_u64(reply.data() + 20) == 1000);
+  CHECK(reply[28] == 7);
+}
+
+TEST_CASE("failed_structured_read_is_an_error_chunk_with_eio") {
+  auto e = std::make_shared<FakeExport>("d", 1 << 20, testing::writable_features());
+  e->fail_reads = true;
+  RequestExecutor x(session_for(e, true));
+  auto reply = x.execute(request(kCmdRead, 0, 512), {});
+  CHECK(get_u16(reply.data() + 6) == kReplyTypeError);
+  CHECK(get_u32(reply.data() + 20) == kEio);
+}
+
+TEST_CASE("fast_zero_with_no_hole_is_enotsup_and_plain_zero_may_trim") {
+  auto e = std::make_shared<FakeExport>("d", 1 << 20, testing::writable_features());
+  RequestExecutor x(session_for(e, true));
+  auto reply = x.execute(request(kCmdWriteZeroes, 0, 4096, kCmdFlagFastZero | kCmdFlagNoHole), {});
+  CHECK(get_u32(reply.data() + 20) == kEnotsup);
+  reply = x.execute(request(kCmdWriteZeroes, 0, 4096), {});
+  CHECK(get_u32(reply.data() + 4) == 0);
+  CHECK(e->last_may_trim);
+  (void)x.execute(request(kCmdWriteZeroes, 0, 4096, kCmdFlagNoHole), {});
+  CHECK_FALSE(e->last_may_trim);
+}
+
+TEST_CASE("block_status_answers_one_chunk_per_context_last_one_done") {
+  auto e = std::make_shared<FakeExport>("d@s", 1 << 20, ExportFeatures{}, std::vector<std::string>{"c1"});
+  e->changed = {{65536, 65536}};
+  MetaContext base{1, MetaContextKind::base_allocation, "base:allocation", ""};
+  MetaContext dirty{2, MetaContextKind::dirty_bitmap, "qemu:dirty-bitmap:c1", "c1"};
+  RequestExecutor x(session_for(e, true, {base, dirty}));
+  auto reply = x.execute(request(kCmdBlockStatus, 0, 1 << 20), {});
+  // chunk 1: base:allocation, one descriptor (all hole+zero on an empty fake)
+  CHECK(get_u16(reply.data() + 4) == 0);
+  CHECK(get_u32(reply.data() + 20) == 1);
+  const size_t second = kStructuredHeaderSize + get_u32(reply.data() + 16);
+  CHECK(get_u16(reply.data() + second + 4) == kReplyFlagDone);
+  CHECK(get_u32(reply.data() + second + 20) == 2);
+  CHECK(get_u32(reply.data() + second + 16) == 4 + 3 * 8);
+  CHECK(get_u32(reply.data() + second + 24) == 65536);
+  CHECK(get_u32(reply.data() + second + 28) == 0);
+  CHECK(get_u32(reply.data() + second + 36) == kStateDirty);
+  auto one = x.execute(request(kCmdBlockStatus, 0, 1 << 20, kCmdFlagReqOne), {});
+  CHECK(get_u32(one.data() + 16) == 4 + 8);
+}

@@ -1,0 +1,54 @@
+// server_config_test.cpp — command line parsing of nbdsnapd.
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "server_config.h"
+
+using namespace nbdsnap;
+
+namespace {
+ConfigOutcome parse(std::vector<const char*> args, ServerConfig& config, std::string* err_text = nullptr) {
+  args.insert(args.begin(), "nbdsnapd");
+  std::ostringstream out, err;
+  auto outcome = parse_server_config(int(args.size()), args.data(), config, out, err);
+  if (err_text) *err_text = err.str();
+  return outcome;
+}
+}  // namespace
+
+TEST_CASE("origins_listeners_and_control_come_from_the_command_line") {
+  ServerConfig c;
+  REQUIRE(parse({"--origin", "disk0=/tmp/a.raw", "--origin-read-only", "base=/tmp/b", "--listen", "unix:/tmp/s.sock",
+                 "--listen", "tcp:127.0.0.1:10809", "--control", "/tmp/c.sock", "--state-dir", "/tmp/st",
+                 "--threads", "2", "--chunk-min-shift", "16"},
+                c) == ConfigOutcome::run);
+  REQUIRE(c.origins.size() == 2);
+  CHECK(c.origins[0].name == "disk0");
+  CHECK(c.origins[0].path == "/tmp/a.raw");
+  CHECK(c.origins[1].read_only);
+  REQUIRE(c.listen.size() == 2);
+  CHECK(c.listen[1].kind == ListenAddress::Kind::tcp);
+  CHECK(c.listen[1].port == 10809);
+  CHECK(c.control_path == "/tmp/c.sock");
+  CHECK(c.engine.state_dir == "/tmp/st");
+  CHECK(c.threads == 2);
+  CHECK(c.engine.sizing.chunk_minimum_shift == 16);
+}
+
+TEST_CASE("bad_origin_and_listen_values_are_refused") {
+  ServerConfig c;
+  CHECK(parse({"--origin", "nopath"}, c) == ConfigOutcome::exit_failure);
+  ServerConfig d;
+  CHECK(parse({"--listen", "tcp:host"}, d) == ConfigOutcome::exit_failure);
+  ServerConfig e;
+  CHECK(parse({"--origin", "a@b=/x"}, e) == ConfigOutcome::exit_failure);
+  ServerConfig f;
+  CHECK(parse({"--bogus"}, f) == ConfigOutcome::exit_failure);
+}
+
+TEST_CASE("help_and_version_exit_successfully") {
+  ServerConfig c;
+  CHECK(parse({"--help"}, c) == ConfigOutcome::exit_success);
+  CHECK(parse({"--version"}, c) == ConfigOutcome::exit_success);
+}
