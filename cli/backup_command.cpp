@@ -1,0 +1,272 @@
+// backup_command.cpp — the backup job: find out what the backup file holds, choose full or incremental,
+// find the ranges to read (block status or the control socket's CBT map), copy, sync, verify, record.
+#include "backup_command.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <optional>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backup_plan.h"
+#include "backup_sidecar.h"
+#include "byte_ranges.h"
+#include "exit_codes.h"
+#include "export_name.h"
+#include "image_copier.h"
+#include "json_fields.h"
+#include "nbd_image.h"
+#include "progress_bar.h"
+#include "table.h"
+#include "units.h"
+
+namespace po = boost::program_options;
+
+namespace nbdsnap::cli {
+
+namespace {
+
+constexpr const char* kSynopsis = "backup --image URI --to FILE [--since CHECKPOINT] [--verify]";
+
+struct BackupJob {
+  std::string uri;
+  std::string file;
+  std::string since;
+  bool verify = false;
+  CopyOptions copy;
+};
+
+struct BackupReport {
+  BackupPlan plan;
+  std::string origin;
+  std::string snapshot;
+  std::string ranges_source;
+  std::string checkpoint;
+  std::string generation;
+  uint64_t image_size = 0;
+  uint64_t bytes_read = 0;
+  uint64_t bytes_written = 0;
+  uint64_t verify_bytes_read = 0;
+  double seconds = 0;
+};
+
+// The origin's CBT facts from the control socket. Without a reachable control socket a full backup goes on
+// (recording an unknown generation, so the next incremental falls back to full); an incremental one cannot.
+void read_cbt_facts(Context& context, const BackupJob& job, BackupFacts& facts) {
+  try {
+    nlohmann::json cbt = context.control().request("cbt-info", {{"origin", facts.origin}})["cbt"];
+    facts.generation = field_text(cbt, "generation");
+    if (cbt.contains("checkpoints") && cbt["checkpoints"].is_object()) {
+      for (const auto& [name, number] : cbt["checkpoints"].items()) facts.checkpoints.insert(name);
+    }
+  } catch (const CliError& error) {
+    if (!job.since.empty()) {
+      throw CliError(error.code(), "an incremental backup needs the origin's CBT from the control socket: " +
+                                       std::string(error.what()));
+    }
+    context.err() << "nbdsnap backup: warning: no CBT information (" << error.what()
+                  << "); the next incremental backup will be full\n";
+  }
+}
+
+BackupFacts gather_facts(Context& context, const BackupJob& job, NbdImage& image, BackupReport& report) {
+  BackupFacts facts;
+  facts.since = job.since;
+  facts.backup_file = job.file;
+  facts.image_size = image.size();
+  ExportName name;
+  Status status = parse_export_name(image.export_name(), name);
+  if (!status) throw CliError(ExitCode::usage, "export '" + image.export_name() + "': " + status.message());
+  if (!name.is_image()) {
+    context.err() << "nbdsnap backup: warning: " << job.uri
+                  << " is a live origin, not a snapshot image: the copy will not be consistent\n";
+  }
+  facts.origin = name.origin;
+  report.origin = name.origin;
+  report.snapshot = name.snapshot;
+  read_cbt_facts(context, job, facts);
+  struct stat info {};
+  if (::stat(job.file.c_str(), &info) == 0) {
+    if (!S_ISREG(info.st_mode)) usage_error("--to " + job.file + " is not a regular file");
+    facts.backup_file_exists = true;
+    facts.backup_file_size = static_cast<uint64_t>(info.st_size);
+  } else if (errno != ENOENT) {
+    throw CliError(ExitCode::io_error, job.file + ": " + std::strerror(errno));
+  }
+  facts.previous = load_backup_record(job.file);
+  return facts;
+}
+
+// Dirty ranges from the control socket's live CBT map (a superset of the changes up to the take).
+std::vector<ByteRange> ranges_from_cbt_map(Context& context, const BackupFacts& facts) {
+  nlohmann::json reply = context.control().request("cbt-map", {{"origin", facts.origin}, {"since", facts.since}});
+  if (field_text(reply, "generation") != facts.generation) {
+    throw CliError(ExitCode::server_error, "the CBT generation of " + facts.origin +
+                                               " changed during the backup; run it again (it will be full)");
+  }
+  std::vector<ByteRange> ranges;
+  for (ByteRange range : byte_ranges_from_json(reply.value("ranges", nlohmann::json::array()))) {
+    if (range.offset >= facts.image_size) continue;
+    range.length = std::min(range.length, facts.image_size - range.offset);
+    ranges.push_back(range);
+  }
+  return merge_byte_ranges(std::move(ranges));
+}
+
+std::vector<ByteRange> ranges_to_read(Context& context, NbdImage& image, const BackupFacts& facts,
+                                      BackupReport& report) {
+  if (report.plan.incremental) {
+    const std::string dirty = dirty_bitmap_context(facts.since);
+    if (image.has_meta_context(dirty)) {
+      report.ranges_source = dirty;
+      return image.ranges_where(dirty, kStateDirty, kStateDirty);
+    }
+    report.ranges_source = "control socket cbt-map --since " + facts.since;
+    return ranges_from_cbt_map(context, facts);
+  }
+  if (image.has_meta_context(kBaseAllocation)) {
+    report.ranges_source = kBaseAllocation;
+    return image.ranges_where(kBaseAllocation, kStateZero, 0);
+  }
+  report.ranges_source = "whole image (no block status)";
+  if (image.size() == 0) return {};
+  return {{0, image.size()}};
+}
+
+int open_backup_file(const BackupJob& job, bool incremental, uint64_t size) {
+  int flags = O_RDWR | O_CLOEXEC | (incremental ? 0 : O_CREAT | O_TRUNC);
+  int fd = ::open(job.file.c_str(), flags, 0644);
+  if (fd < 0) throw CliError(ExitCode::io_error, job.file + ": " + std::strerror(errno));
+  if (!incremental && ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int err = errno;
+    ::close(fd);
+    throw CliError(ExitCode::io_error, job.file + ": cannot size to " + std::to_string(size) + ": " + std::strerror(err));
+  }
+  return fd;
+}
+
+BackupRecord record_of(const BackupJob& job, const BackupFacts& facts, const BackupReport& report) {
+  BackupRecord record;
+  record.kind = report.plan.incremental ? "incremental" : "full";
+  record.image_uri = job.uri;
+  record.origin = facts.origin;
+  record.snapshot = report.snapshot;
+  record.generation = facts.generation;
+  record.size = facts.image_size;
+  return record;
+}
+
+void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& image,
+                     const std::vector<ByteRange>& ranges, BackupReport& report) {
+  BackupRecord record = record_of(job, facts, report);
+  int fd = open_backup_file(job, report.plan.incremental, facts.image_size);
+  try {
+    save_backup_record(job.file, record);  // "incomplete" until the data is synced
+    const bool terminal = ::isatty(STDERR_FILENO) == 1;
+    CopyOptions options = job.copy;
+    options.skip_zero_writes = !report.plan.incremental;
+    auto start = std::chrono::steady_clock::now();
+    CopyResult result;
+    {
+      ProgressBar bar(report.plan.incremental ? "incremental" : "full backup", total_length(ranges), terminal);
+      result = copy_ranges(image, ranges, fd, options, &bar);
+    }
+    if (::fdatasync(fd) != 0) throw CliError(ExitCode::io_error, job.file + ": sync: " + std::strerror(errno));
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report.bytes_read = result.bytes_read;
+    report.bytes_written = result.bytes_written;
+    if (job.verify) {
+      ProgressBar bar("verify", result.bytes_read, terminal);
+      report.verify_bytes_read = verify_pieces(image, result.pieces, fd, options, &bar);
+    }
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  record.complete = true;
+  record.bytes_read = report.bytes_read;
+  record.checkpoint = facts.checkpoints.count(report.snapshot) ? report.snapshot : "";
+  record.completed_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+  save_backup_record(job.file, record);
+  report.checkpoint = record.checkpoint;
+  report.generation = record.generation;
+}
+
+void print_report(Context& context, const BackupJob& job, const BackupReport& report) {
+  const char* kind = report.plan.incremental ? "incremental" : "full";
+  double rate = report.seconds > 0 ? static_cast<double>(report.bytes_read) / report.seconds : 0;
+  if (context.json()) {
+    context.print_json({{"kind", kind}, {"fallback_reason", report.plan.fallback_reason}, {"image_uri", job.uri},
+                        {"file", job.file}, {"origin", report.origin}, {"snapshot", report.snapshot},
+                        {"since", report.plan.incremental ? job.since : ""}, {"ranges_source", report.ranges_source},
+                        {"image_size", report.image_size}, {"bytes_read", report.bytes_read},
+                        {"bytes_written", report.bytes_written}, {"seconds", report.seconds},
+                        {"checkpoint", report.checkpoint}, {"generation", report.generation},
+                        {"verified", job.verify}, {"verify_bytes_read", report.verify_bytes_read}});
+    return;
+  }
+  KeyValueList list;
+  list.add("backup", std::string(kind) + (report.plan.incremental ? " since " + job.since : ""));
+  list.add("image", job.uri + " (" + format_size(report.image_size) + ")");
+  list.add("file", job.file);
+  list.add("ranges from", report.ranges_source);
+  char timing[64];
+  std::snprintf(timing, sizeof(timing), "%.2f s, %s/s", report.seconds, format_size(static_cast<uint64_t>(rate)).c_str());
+  list.add("time", timing);
+  list.add("bytes written", std::to_string(report.bytes_written) + " (" + format_size(report.bytes_written) + ")");
+  list.add("checkpoint", report.checkpoint.empty() ? "none (the next backup will be full)"
+                                                   : report.checkpoint + " (generation " + report.generation + ")");
+  list.add("verify", job.verify ? "ok, " + format_size(report.verify_bytes_read) + " re-read, checksums match"
+                                : "not requested");
+  list.add("bytes read", std::to_string(report.bytes_read) + " (" + format_size(report.bytes_read) + ")");
+  context.out() << list.render();
+}
+
+int run_backup(Context& context, const std::vector<std::string>& words) {
+  CommandArgs args(kSynopsis);
+  args.options()
+      ("image", po::value<std::string>()->value_name("URI"), "NBD URI of the snapshot image (nbd+unix:///ORIGIN@SNAPSHOT?socket=...)")
+      ("to", po::value<std::string>()->value_name("FILE"), "backup file (sparse; an incremental backup updates it in place)")
+      ("since", po::value<std::string>()->value_name("CHECKPOINT"), "incremental: copy only what changed after this checkpoint")
+      ("verify", "re-read the image and the file and compare checksums of what was copied")
+      ("requests", po::value<unsigned>()->value_name("N")->default_value(16), "NBD reads in flight")
+      ("request-size", po::value<std::string>()->value_name("SIZE")->default_value("4M"), "bytes per NBD read");
+  if (!parse_or_show_help(context, args, words)) return 0;
+  if (!args.has("image") || !args.has("to")) usage_error(std::string("backup needs --image URI and --to FILE\nUsage: nbdsnap ") + kSynopsis);
+  BackupJob job;
+  job.uri = args.text("image");
+  job.file = args.text("to");
+  job.since = args.text("since");
+  job.verify = args.flag("verify");
+  job.copy.requests_in_flight = args.get<unsigned>("requests");
+  job.copy.request_size = parse_size_argument("--request-size", args.text("request-size"));
+  if (job.copy.requests_in_flight == 0 || job.copy.requests_in_flight > 64) usage_error("--requests must be 1..64");
+  if (job.copy.request_size < 4096 || job.copy.request_size > (32u << 20)) usage_error("--request-size must be 4K..32M");
+
+  std::vector<std::string> contexts = {kBaseAllocation};
+  if (!job.since.empty()) contexts.push_back(dirty_bitmap_context(job.since));
+  NbdImage image(job.uri, contexts);
+  BackupReport report;
+  report.image_size = image.size();
+  BackupFacts facts = gather_facts(context, job, image, report);
+  report.plan = plan_backup(facts);
+  if (!report.plan.fallback_reason.empty()) context.err() << "nbdsnap backup: " << report.plan.fallback_reason << "\n";
+  std::vector<ByteRange> ranges = ranges_to_read(context, image, facts, report);
+  copy_and_record(job, facts, image, ranges, report);
+  print_report(context, job, report);
+  return 0;
+}
+
+}  // namespace
+
+std::vector<CommandSpec> backup_command_specs() {
+  return {{{"backup"}, kSynopsis, "copy a snapshot image to a sparse file, fully or incrementally", run_backup}};
+}
+
+}  // namespace nbdsnap::cli

@@ -1,0 +1,41 @@
+// backup_plan.cpp — the checks an incremental backup must pass; the first failing one explains the fallback.
+#include "backup_plan.h"
+
+namespace nbdsnap::cli {
+
+namespace {
+
+BackupPlan full_because(const std::string& reason) { return {false, reason + ": doing a full backup"}; }
+
+}  // namespace
+
+BackupPlan plan_backup(const BackupFacts& facts) {
+  if (facts.since.empty()) return {};
+  const std::string& file = facts.backup_file;
+  if (!facts.backup_file_exists) return full_because("no previous backup in " + file);
+  if (!facts.previous) return full_because("no backup record " + sidecar_path(file) + " beside " + file);
+  const BackupRecord& previous = *facts.previous;
+  if (!previous.complete) return full_because("the previous backup into " + file + " did not complete");
+  if (previous.origin != facts.origin) {
+    return full_because(file + " holds a backup of origin '" + previous.origin + "', not '" + facts.origin + "'");
+  }
+  if (previous.size != facts.image_size || facts.backup_file_size != facts.image_size) {
+    return full_because("the image size changed (" + std::to_string(previous.size) + " -> " +
+                        std::to_string(facts.image_size) + " bytes)");
+  }
+  if (previous.generation.empty() || previous.generation != facts.generation) {
+    return full_because("the CBT generation of " + facts.origin + " changed (" +
+                        (previous.generation.empty() ? std::string("unknown") : previous.generation) + " -> " +
+                        facts.generation + "), so changes since " + facts.since + " are unknown");
+  }
+  if (previous.checkpoint != facts.since) {
+    return full_because(file + " holds checkpoint '" + (previous.checkpoint.empty() ? "none" : previous.checkpoint) +
+                        "', not '" + facts.since + "'");
+  }
+  if (facts.checkpoints.count(facts.since) == 0) {
+    return full_because("checkpoint '" + facts.since + "' is not in the CBT of " + facts.origin + " any more");
+  }
+  return {true, {}};
+}
+
+}  // namespace nbdsnap::cli

@@ -1,0 +1,33 @@
+// backup_plan.h — full or incremental? The rule that decides whether an incremental backup may build on the
+// previous copy, and the message saying why not when it falls back to a full backup (pure, unit-tested).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "backup_sidecar.h"
+
+namespace nbdsnap::cli {
+
+struct BackupFacts {
+  std::string since;                    // --since CHECKPOINT ("" for a full backup)
+  std::string backup_file;
+  bool backup_file_exists = false;
+  uint64_t backup_file_size = 0;
+  std::optional<BackupRecord> previous;  // the sidecar, if any
+  uint64_t image_size = 0;
+  std::string origin;
+  std::string generation;                // the origin's current CBT generation
+  std::set<std::string> checkpoints;     // checkpoints of the current generation
+};
+
+struct BackupPlan {
+  bool incremental = false;
+  std::string fallback_reason;  // set when --since was given but a full backup is needed
+};
+
+BackupPlan plan_backup(const BackupFacts& facts);
+
+}  // namespace nbdsnap::cli

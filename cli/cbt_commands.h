@@ -1,0 +1,21 @@
+// cbt_commands.h — `cbt info|map|mark-dirty|reset` and `checkpoints`: changed-block tracking of origins.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "context.h"
+
+namespace nbdsnap::cli {
+
+std::vector<CommandSpec> cbt_command_specs();
+
+// Request for `cbt mark-dirty ORIGIN RANGE...` (ranges as "OFFSET+LENGTH"; pure, unit-tested).
+nlohmann::json cbt_mark_dirty_request(const std::string& origin, const std::vector<std::string>& ranges);
+std::string format_cbt_info(const nlohmann::json& cbt);
+std::string format_cbt_map(const nlohmann::json& reply);
+std::string format_checkpoints(const nlohmann::json& reply);
+
+}  // namespace nbdsnap::cli

@@ -1,0 +1,202 @@
+// events_commands.cpp — following the event log, and the storage watcher's loop.
+#include "events_commands.h"
+
+#include <cstdio>
+#include <set>
+
+#include <sys/stat.h>
+
+#include "exit_codes.h"
+#include "json_fields.h"
+#include "storage_watcher.h"
+#include "table.h"
+
+namespace po = boost::program_options;
+
+namespace nbdsnap::cli {
+
+namespace {
+
+constexpr int kFollowPollMilliseconds = 1000;
+
+std::string pad(std::string text, size_t width) {
+  if (text.size() < width) text.append(width - text.size(), ' ');
+  return text;
+}
+
+std::string event_detail(const nlohmann::json& event) {
+  const std::string type = field_text(event, "type");
+  if (type == "low_free_space") return "requested " + size_cell(field_uint(event, "requested_bytes"));
+  if (type == "storage_appended") return "+" + size_cell(field_uint(event, "bytes"));
+  return field_text(event, "reason");
+}
+
+// Prints events (table lines or one JSON object per line) and returns the newest sequence seen.
+uint64_t print_events(Context& context, const nlohmann::json& events, uint64_t after) {
+  for (const auto& event : events) {
+    if (context.json()) {
+      context.out() << event.dump() << "\n";
+    } else {
+      context.out() << format_event_line(event);
+    }
+    after = std::max(after, field_uint(event, "sequence"));
+  }
+  context.out().flush();
+  return after;
+}
+
+int run_events(Context& context, const std::vector<std::string>& words) {
+  CommandArgs args("events [--after SEQUENCE] [--wait SECONDS] [--follow]");
+  args.options()
+      ("after", po::value<uint64_t>()->default_value(0)->value_name("SEQUENCE"), "only events with a larger sequence number")
+      ("wait", po::value<double>()->value_name("SECONDS")->default_value(0), "wait up to SECONDS for the first event")
+      ("follow", "keep printing events as they come (until interrupted)");
+  if (!parse_or_show_help(context, args, words)) return 0;
+  uint64_t after = args.get<uint64_t>("after");
+  double wait_seconds = args.get<double>("wait");
+  if (wait_seconds < 0) usage_error("--wait must not be negative");
+  const bool follow = args.flag("follow");
+  if (!context.json()) context.out() << format_event_header();
+  nlohmann::json reply = context.control().request(
+      "events-wait", {{"after", after}, {"timeout_ms", static_cast<uint64_t>(wait_seconds * 1000)}});
+  if (!follow && context.json()) {
+    context.print_json(reply);
+    return 0;
+  }
+  after = print_events(context, reply.value("events", nlohmann::json::array()), after);
+  while (follow) {
+    reply = context.control().request("events-wait", {{"after", after}, {"timeout_ms", kFollowPollMilliseconds}});
+    after = print_events(context, reply.value("events", nlohmann::json::array()), after);
+  }
+  return 0;
+}
+
+bool file_exists(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0;
+}
+
+// Appends the next GROW_PATH.N of `size` bytes to the snapshot; reports and returns false on failure.
+bool append_next_storage(Context& context, StorageWatcher& watcher, uint64_t size, const nlohmann::json& event) {
+  ControlClient& control = context.control();
+  std::set<std::string> in_use;
+  nlohmann::json info = control.request("snapshot-info", {{"name", watcher.snapshot()}});
+  for (const auto& area : info["snapshot"].value("storage", nlohmann::json::array())) {
+    in_use.insert(field_text(area, "path"));
+  }
+  std::string path = watcher.next_storage_path(in_use, file_exists);
+  try {
+    control.request("snapshot-append-storage", {{"name", watcher.snapshot()}, {"path", path}, {"size", size}});
+  } catch (const CliError& error) {
+    if (error.code() == ExitCode::not_found) throw;
+    context.err() << "nbdsnap watch-storage: appending " << path << " to " << watcher.snapshot()
+                  << " failed: " << error.what() << "\n";
+    return false;
+  }
+  if (context.json()) {
+    context.out() << nlohmann::json({{"action", "appended"}, {"snapshot", watcher.snapshot()}, {"path", path},
+                                     {"size", size}, {"event", field_uint(event, "sequence")}})
+                         .dump()
+                  << "\n";
+  } else {
+    context.out() << "snapshot " << watcher.snapshot() << " low on space (requested "
+                  << size_cell(field_uint(event, "requested_bytes")) << "): appended " << path << " ("
+                  << size_cell(size) << ")\n";
+  }
+  context.out().flush();
+  return true;
+}
+
+// Applies the watcher's decision for each event; returns false once the snapshot is destroyed.
+bool handle_events(Context& context, StorageWatcher& watcher, const nlohmann::json& events) {
+  for (const auto& event : events) {
+    WatchAction action = watcher.on_event(event);
+    switch (action.kind) {
+      case WatchAction::append_storage:
+        if (!append_next_storage(context, watcher, action.size, event)) watcher.append_failed();
+        break;
+      case WatchAction::report_corruption:
+        context.err() << "nbdsnap watch-storage: snapshot " << watcher.snapshot() << " corrupted: " << action.message
+                      << "\n";
+        break;
+      case WatchAction::stop:
+        return false;
+      case WatchAction::none:
+        break;
+    }
+  }
+  return true;
+}
+
+int run_watch_storage(Context& context, const std::vector<std::string>& words) {
+  CommandArgs args("watch-storage NAME --grow PATH --step SIZE");
+  args.options()
+      ("grow", po::value<std::string>()->value_name("PATH"), "new storage files are PATH.1, PATH.2, ...")
+      ("step", po::value<std::string>()->value_name("SIZE"), "size of each new file (more if an event asks for more)");
+  args.positional("NAME", 1);
+  if (!parse_or_show_help(context, args, words)) return 0;
+  if (!args.has("grow") || !args.has("step")) usage_error("watch-storage needs --grow PATH and --step SIZE");
+  uint64_t step = args.size("step");
+  if (step == 0) usage_error("--step must be larger than 0");
+  StorageWatcher watcher(args.text("NAME"), args.text("grow"), step);
+  ControlClient& control = context.control();
+  control.request("snapshot-info", {{"name", watcher.snapshot()}});  // not_found ends here, exit 3
+  // Catch up: answer a low_free_space event already in the log that no append followed.
+  nlohmann::json reply = control.request("events-wait", {{"after", 0}, {"timeout_ms", 0}});
+  uint64_t after = field_uint(reply, "last_sequence");
+  nlohmann::json last_relevant;
+  for (const auto& event : reply.value("events", nlohmann::json::array())) {
+    const std::string type = field_text(event, "type");
+    if (field_text(event, "snapshot") == watcher.snapshot() && (type == "low_free_space" || type == "storage_appended")) {
+      last_relevant = event;
+    }
+    after = std::max(after, field_uint(event, "sequence"));
+  }
+  if (!last_relevant.is_null()) handle_events(context, watcher, nlohmann::json::array({last_relevant}));
+  unsigned quiet_rounds = 0;
+  for (;;) {
+    reply = control.request("events-wait", {{"after", after}, {"timeout_ms", kFollowPollMilliseconds}});
+    nlohmann::json events = reply.value("events", nlohmann::json::array());
+    for (const auto& event : events) after = std::max(after, field_uint(event, "sequence"));
+    if (!handle_events(context, watcher, events)) break;
+    if (!events.empty()) {
+      quiet_rounds = 0;
+    } else if (++quiet_rounds % 5 == 0) {
+      // The log is bounded: a destroy may have been pushed out of it. Ask directly now and then.
+      try {
+        control.request("snapshot-info", {{"name", watcher.snapshot()}});
+      } catch (const CliError& error) {
+        if (error.code() != ExitCode::not_found) throw;
+        break;
+      }
+    }
+  }
+  if (!context.json()) context.out() << "snapshot " << watcher.snapshot() << " destroyed; watch-storage ends\n";
+  return 0;
+}
+
+}  // namespace
+
+std::vector<CommandSpec> events_command_specs() {
+  return {
+      {{"events"}, "events [--after SEQUENCE] [--wait SECONDS] [--follow]", "show or follow the server's event log",
+       run_events},
+      {{"watch-storage"}, "watch-storage NAME --grow PATH --step SIZE",
+       "append storage to a snapshot whenever it runs low (until it is destroyed)", run_watch_storage},
+  };
+}
+
+std::string format_event_header() {
+  return pad("SEQ", 7) + pad("TIME", 21) + pad("TYPE", 20) + pad("SNAPSHOT", 16) + pad("ORIGIN", 16) + "DETAIL\n";
+}
+
+std::string format_event_line(const nlohmann::json& event) {
+  std::string line = pad(std::to_string(field_uint(event, "sequence")), 6) + " " +
+                     pad(time_cell(field_int(event, "time_unix_ms")), 20) + " " + pad(field_text(event, "type"), 19) +
+                     " " + pad(or_dash(field_text(event, "snapshot")), 15) + " " +
+                     pad(or_dash(field_text(event, "origin")), 15) + " " + event_detail(event);
+  line.erase(line.find_last_not_of(' ') + 1);
+  return line + "\n";
+}
+
+}  // namespace nbdsnap::cli

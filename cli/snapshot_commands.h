@@ -1,0 +1,25 @@
+// snapshot_commands.h — `snapshot create|add|remove|take|append-storage|info|list|destroy`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "context.h"
+
+namespace nbdsnap::cli {
+
+std::vector<CommandSpec> snapshot_command_specs();
+
+// Requests built from the command line (pure, unit-tested). Storage specs are "PATH" or "PATH:SIZE".
+nlohmann::json snapshot_create_request(const std::string& name, const std::vector<std::string>& origins,
+                                       const std::vector<std::string>& storage_specs, uint64_t limit,
+                                       bool writable);
+nlohmann::json snapshot_append_storage_request(const std::string& name, const std::string& storage_spec);
+
+std::string format_snapshot(const nlohmann::json& snapshot);
+std::string format_snapshot_table(const nlohmann::json& snapshots);
+
+}  // namespace nbdsnap::cli

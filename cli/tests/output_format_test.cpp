@@ -1,0 +1,88 @@
+// output_format_test.cpp — the human-readable forms of control replies, progress lines and copy pieces.
+#include <doctest/doctest.h>
+
+#include "cbt_commands.h"
+#include "events_commands.h"
+#include "image_copier.h"
+#include "origin_commands.h"
+#include "progress_bar.h"
+#include "snapshot_commands.h"
+
+using namespace nbdsnap::cli;
+
+TEST_CASE("origin_table_shows_one_row_per_origin") {
+  auto origins = nlohmann::json::parse(R"([
+    {"name":"disk","size":268435456,"read_only":false,"tracker_attached":true,"generation":"g-1",
+     "change_number":3,"snapshot":"s1","clients":2},
+    {"name":"db","size":1024,"read_only":true,"tracker_attached":true,"generation":"g-2",
+     "change_number":1,"snapshot":"","clients":0}])");
+  std::string table = format_origin_table(origins);
+  CHECK(table.rfind("NAME", 0) == 0);
+  CHECK(table.find("disk  256.0 MiB  no   attached  g-1") != std::string::npos);
+  CHECK(table.find("s1") != std::string::npos);
+  CHECK(std::count(table.begin(), table.end(), '\n') == 3);
+}
+
+TEST_CASE("cbt_map_lists_ranges_and_a_total") {
+  auto reply = nlohmann::json::parse(
+      R"({"generation":"g","change_number":4,"block_size":65536,"ranges":[{"offset":0,"length":65536},{"offset":131072,"length":131072}]})");
+  std::string text = format_cbt_map(reply);
+  CHECK(text.find("131072  131072  262144") != std::string::npos);
+  CHECK(text.find("2 range(s), 192.0 KiB changed (generation g, change number 4") != std::string::npos);
+}
+
+TEST_CASE("cbt_info_and_checkpoints") {
+  auto cbt = nlohmann::json::parse(
+      R"({"origin":"disk","generation":"g","change_number":2,"block_size":65536,"block_count":16,"device_size":1048576,"checkpoints":{"s1":1}})");
+  CHECK(format_cbt_info(cbt).find("checkpoints:    s1=1") != std::string::npos);
+  auto checkpoints = nlohmann::json::parse(R"({"generation":"g","checkpoints":[{"name":"s1","number":1},{"name":"s2","number":2}]})");
+  CHECK(format_checkpoints(checkpoints) == "NAME  NUMBER  GENERATION\ns1         1  g\ns2         2  g\n");
+}
+
+TEST_CASE("snapshot_info_shows_state_images_and_storage") {
+  auto snapshot = nlohmann::json::parse(R"({"name":"s1","state":"taken","writable":false,"origins":["a","b"],
+    "images":[{"origin":"a","export":"a@s1","uri":"nbd+unix:///a@s1?socket=/x"}],
+    "storage":[{"path":"/d/s1","size":1048576,"created":true}],
+    "storage_total":1048576,"storage_used":65536,"storage_limit":0,"chunks_copied":1,"memory_bytes":10,
+    "corruption_reason":"","taken_unix_ms":1764160000000})");
+  std::string text = format_snapshot(snapshot);
+  CHECK(text.find("state:          taken") != std::string::npos);
+  CHECK(text.find("origins:        a,b") != std::string::npos);
+  CHECK(text.find("storage used:   64.0 KiB / 1.0 MiB") != std::string::npos);
+  CHECK(text.find("a@s1    nbd+unix:///a@s1?socket=/x") != std::string::npos);
+  CHECK(text.find("/d/s1    1.0 MiB  yes") != std::string::npos);
+  std::string table = format_snapshot_table(nlohmann::json::array({snapshot}));
+  CHECK(table.find("s1    taken  a,b") != std::string::npos);
+}
+
+TEST_CASE("event_lines_show_type_specific_details") {
+  auto low = nlohmann::json::parse(R"({"sequence":7,"time_unix_ms":0,"type":"low_free_space","snapshot":"s1","origin":"","requested_bytes":67108864})");
+  std::string line = format_event_line(low);
+  CHECK(line.rfind("7 ", 0) == 0);
+  CHECK(line.find("low_free_space") != std::string::npos);
+  CHECK(line.find("requested 64.0 MiB\n") != std::string::npos);
+  auto appended = nlohmann::json::parse(R"({"sequence":8,"type":"storage_appended","snapshot":"s1","bytes":1048576})");
+  CHECK(format_event_line(appended).find("+1.0 MiB") != std::string::npos);
+  CHECK(format_event_header().rfind("SEQ", 0) == 0);
+}
+
+TEST_CASE("progress_line_has_percent_sizes_rate_and_eta") {
+  std::string line = render_progress_line("full backup", 50 << 20, 100 << 20, 1.0, 120);
+  CHECK(line.find(" 50%") != std::string::npos);
+  CHECK(line.find("50.0 MiB / 100.0 MiB") != std::string::npos);
+  CHECK(line.find("50.0 MiB/s") != std::string::npos);
+  CHECK(line.find("ETA 0:01") != std::string::npos);
+  CHECK(line.find("[####") != std::string::npos);
+  CHECK(render_progress_line("x", 0, 0, 0, 120).find("100%") != std::string::npos);
+  CHECK(format_duration(3725) == "1:02:05");
+}
+
+TEST_CASE("split_into_pieces_cuts_ranges_at_the_request_size") {
+  std::vector<CopyPiece> pieces = split_into_pieces({{0, 10}, {100, 4}}, 4);
+  REQUIRE(pieces.size() == 4);
+  CHECK(pieces[0].offset == 0);
+  CHECK(pieces[2].offset == 8);
+  CHECK(pieces[2].length == 2);
+  CHECK(pieces[3].offset == 100);
+  CHECK(pieces[3].length == 4);
+}

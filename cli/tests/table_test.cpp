@@ -1,0 +1,38 @@
+// table_test.cpp — table and key/value rendering.
+#include <doctest/doctest.h>
+
+#include "table.h"
+
+using namespace nbdsnap::cli;
+
+TEST_CASE("table_aligns_columns_to_the_widest_cell_and_right_aligns_numbers") {
+  Table table({{"NAME"}, {"SIZE", Align::right}, {"SNAPSHOT"}});
+  table.add_row({"disk", "1.0 GiB", "-"});
+  table.add_row({"database-volume", "256.0 MiB", "nightly"});
+  CHECK(table.render() ==
+        "NAME                  SIZE  SNAPSHOT\n"
+        "disk               1.0 GiB  -\n"
+        "database-volume  256.0 MiB  nightly\n");
+}
+
+TEST_CASE("table_without_rows_prints_its_header") {
+  Table table({{"NAME"}, {"STATE"}});
+  CHECK(table.empty());
+  CHECK(table.render() == "NAME  STATE\n");
+}
+
+TEST_CASE("key_value_list_aligns_values_and_drops_trailing_spaces") {
+  KeyValueList list;
+  list.add("name", "s1");
+  list.add("storage used", "0 B");
+  list.add("empty", "");
+  CHECK(list.render() == "name:          s1\nstorage used:  0 B\nempty:\n");
+}
+
+TEST_CASE("cell_helpers") {
+  CHECK(yes_no(true) == "yes");
+  CHECK(or_dash("") == "-");
+  CHECK(size_cell(1536) == "1.5 KiB");
+  CHECK(time_cell(0) == "-");
+  CHECK(time_cell(1700000000000).size() == 19);
+}
