@@ -319,7 +319,7 @@ TEST_CASE("control refuses bad arguments with invalid_argument and changes nothi
       {{"command", "snapshot-destroy"}},
       {{"command", "snapshot-take"}, {"name", json::array({"s"})}},
       {{"command", "snapshot-create"}, {"name", "t"}, {"origins", "disk1"}, {"storage", json::array()}},
-      {{"command", "snapshot-create"}, {"name", "bad name"}, {"origins", {"disk1"}},
+      {{"command", "snapshot-create"}, {"name", "bad/name"}, {"origins", {"disk1"}},
        {"storage", json::array({{{"path", f.dir.file("x")}, {"size", MiB}}})}},
       {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}}, {"storage", "/tmp/x"}},
       {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}},

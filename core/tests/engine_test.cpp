@@ -69,7 +69,7 @@ TEST_CASE("attaching an origin name twice is refused and keeps the first") {
 
 TEST_CASE("origin names that break the naming rule are refused") {
   Engine engine(EngineConfig{});
-  for (const char* bad : {"", ".x", "-x", "a b", "a@b", "a/b"}) {
+  for (const char* bad : {"", ".x", "-x", "a\nb", "a@b", "a/b"}) {
     CAPTURE(bad);
     CHECK_ERRC(engine.attach_origin(bad, std::make_shared<MemoryDevice>(MiB), false), Errc::invalid_argument);
   }

@@ -23,11 +23,9 @@ TEST_CASE("origin at snapshot is an image export") {
   CHECK(name.is_image());
 }
 
-TEST_CASE("an export name splits at the last at sign") {
+TEST_CASE("an export name with two at signs is refused: origin names cannot hold one") {
   ExportName name;
-  REQUIRE_OK(parse_export_name("a@b@c", name));
-  CHECK(name.origin == "a@b");
-  CHECK(name.snapshot == "c");
+  CHECK_ERRC(parse_export_name("a@b@c", name), Errc::invalid_argument);
 }
 
 TEST_CASE("export names with an empty part are refused") {
@@ -47,20 +45,25 @@ TEST_CASE("format and parse of export names round-trip") {
   CHECK(name.snapshot == "2026-11-26_night");
 }
 
-TEST_CASE("object names allow letters digits dot underscore and dash") {
+TEST_CASE("object names allow printable characters other than slash and at sign") {
   CHECK_OK(check_object_name("origin", "disk0"));
   CHECK_OK(check_object_name("origin", "a.b-c_D9"));
+  // Origins are often file names an nbdkit plugin chose.
+  for (const char* good : {"vm disk.img", "a+b", "a:b", "é", "a\\b", "a*", "x.."}) {
+    CAPTURE(good);
+    CHECK_OK(check_object_name("origin", good));
+  }
   CHECK_OK(check_object_name("snapshot", "x"));
   CHECK_OK(check_object_name("snapshot", "_x"));
   CHECK_OK(check_object_name("snapshot", std::string(255, 'a')));
 }
 
-TEST_CASE("object names that are empty, too long, or have other characters are refused") {
+TEST_CASE("object names that are empty, too long, or hold slash, at sign or control characters are refused") {
   CHECK_ERRC(check_object_name("origin", ""), Errc::invalid_argument);
   CHECK_ERRC(check_object_name("origin", std::string(256, 'a')), Errc::invalid_argument);
   CHECK_ERRC(check_object_name("origin", ".hidden"), Errc::invalid_argument);
   CHECK_ERRC(check_object_name("origin", "-option"), Errc::invalid_argument);
-  for (const char* bad : {"a b", "a/b", "a@b", "a:b", "a\nb", "..", "é", "a\\b", "a*"}) {
+  for (const char* bad : {"a/b", "a@b", "a\nb", "..", "a\x7f", "\tx", "/"}) {
     CAPTURE(bad);
     CHECK_ERRC(check_object_name("snapshot", bad), Errc::invalid_argument);
   }

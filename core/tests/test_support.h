@@ -131,15 +131,14 @@ inline std::optional<Event> wait_for_event(EventLog& log, EventType type, uint64
                                            std::chrono::milliseconds timeout,
                                            const std::string& snapshot = std::string()) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return std::nullopt;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-    const auto events = log.wait_after(after, left);
-    for (const Event& event : events) {
+  for (;;) {  // looks at least once, also with a zero timeout
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::max(deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero()));
+    for (const Event& event : log.wait_after(after, left)) {
       after = std::max(after, event.sequence);
       if (event.type == type && (snapshot.empty() || event.snapshot == snapshot)) return event;
     }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
   }
 }
 
