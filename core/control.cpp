@@ -326,14 +326,15 @@ json Control::handle(const json& request) {
 }
 
 std::string Control::handle_line(const std::string& line) {
+  // Replies may quote bytes of the request (names, parse errors): replace invalid UTF-8 rather than throw.
+  auto dump = [](const json& reply) { return reply.dump(-1, ' ', false, json::error_handler_t::replace); };
   json request;
   try {
     request = json::parse(line);
   } catch (const json::parse_error& e) {
-    return error_reply({Errc::invalid_argument, std::string("request is not valid JSON: ") + e.what()}).dump();
+    return dump(error_reply({Errc::invalid_argument, std::string("request is not valid JSON: ") + e.what()}));
   }
-  // Replies may carry names from the request: replace invalid UTF-8 rather than throw while dumping.
-  return handle(request).dump(-1, ' ', false, json::error_handler_t::replace);
+  return dump(handle(request));
 }
 
 }  // namespace nbdsnap
