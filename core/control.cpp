@@ -331,7 +331,7 @@ std::string Control::handle_line(const std::string& line) {
   json request;
   try {
     request = json::parse(line);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e9999
     return dump(error_reply({Errc::invalid_argument, std::string("request is not valid JSON: ") + e.what()}));
   }
   return dump(handle(request));
