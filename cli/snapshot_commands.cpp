@@ -32,7 +32,7 @@ void print_snapshot_reply(Context& context, const nlohmann::json& reply) {
 }
 
 int run_create(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("snapshot create NAME --origin ORIGIN... --storage PATH[:SIZE]... [--limit SIZE] [--writable]");
+  CommandArgs args("snapshot create NAME --origin ORIGIN... [--storage PATH[:SIZE]]... [--limit SIZE] [--writable]");
   args.options()
       ("origin", po::value<std::vector<std::string>>()->value_name("ORIGIN"), "an origin of the snapshot (repeat for several)")
       ("storage", po::value<std::vector<std::string>>()->value_name("PATH[:SIZE]"), "difference storage file or device, created at SIZE if given")
@@ -166,7 +166,7 @@ std::string storage_use(const nlohmann::json& snapshot) {
 std::vector<CommandSpec> snapshot_command_specs() {
   return {
       {{"snapshot", "create"},
-       "snapshot create NAME --origin ORIGIN... --storage PATH[:SIZE]... [--limit SIZE] [--writable]",
+       "snapshot create NAME --origin ORIGIN... [--storage PATH[:SIZE]]... [--limit SIZE] [--writable]",
        "create a snapshot of one or more origins (not yet taken)", run_create},
       {{"snapshot", "add"}, "snapshot add NAME ORIGIN", "add an origin to a created snapshot", run_add},
       {{"snapshot", "remove"}, "snapshot remove NAME ORIGIN", "remove an origin from a created snapshot", run_remove},
@@ -184,10 +184,11 @@ nlohmann::json snapshot_create_request(const std::string& name, const std::vecto
                                        const std::vector<std::string>& storage_specs, uint64_t limit,
                                        bool writable) {
   if (origins.empty()) usage_error("snapshot create needs at least one --origin");
-  if (storage_specs.empty()) usage_error("snapshot create needs at least one --storage PATH[:SIZE]");
   nlohmann::json storage = nlohmann::json::array();
   for (const std::string& spec : storage_specs) storage.push_back(storage_entry(spec));
-  nlohmann::json request = {{"name", name}, {"origins", origins}, {"storage", storage}, {"writable", writable}};
+  // Without --storage the server picks its default storage (the nbdkit filter's nbdsnap-storage=DIR) or refuses.
+  nlohmann::json request = {{"name", name}, {"origins", origins}, {"writable", writable}};
+  if (!storage.empty()) request["storage"] = storage;
   if (limit != 0) request["limit"] = limit;
   return request;
 }

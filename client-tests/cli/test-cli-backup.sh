@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# test-cli-backup.sh — `nbdsnap backup` against nbdsnapd: a full backup and several incremental rounds with
+# writes between them, each equal to a copy of the origin made at take time; holes are skipped; incremental
+# backups read only what changed (qemu:dirty-bitmap); --verify; a CBT generation change (cbt reset) makes the
+# next incremental backup a full one with a clear message; an interrupted backup is not a base.
+# Usage: test-cli-backup.sh NBDSNAP NBDSNAPD
+NBDSNAP=$1
+source "$(dirname "$0")/lib.sh"
+NBDSNAPD=$2
+
+disk=$dir/disk.img
+backup=$dir/backup.img
+truncate -s 64M "$disk"
+start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk"
+
+# take NAME: snapshot of disk with the origin quiet, plus a reference copy of the origin at that instant.
+take() {
+  run_cli 0 snapshot create "$1" --origin disk --storage "$dir/$1.diff:64M"
+  cp --sparse=always "$disk" "$dir/ref-$1.img"
+  run_cli 0 snapshot take "$1"
+}
+same_as_reference() {  # NAME
+  cmp "$backup" "$dir/ref-$1.img" || fail "backup differs from the take-time copy of $1"
+}
+
+write 0x11 0 4M disk
+write 0x12 40M 2M disk
+take s1
+write 0x13 1M 3M disk   # after the take: must not reach the backup
+run_cli 0 --json backup --image "$(uri disk@s1)" --to "$backup" --verify
+[[ $(json_field .kind) == full && $(json_field .checkpoint) == s1 ]] || fail "full backup: $out"
+bytes=$(json_field .bytes_read)
+((bytes >= 6 << 20 && bytes < 16 << 20)) || fail "full backup read $bytes bytes; holes not skipped?"
+same_as_reference s1
+allocated=$(($(stat -c %b "$backup") * 512))
+((allocated < 32 << 20)) || fail "backup file is not sparse ($allocated bytes allocated)"
+[[ $(jq -r .state "$backup.nbdsnap-backup") == complete ]] || fail "sidecar: $(cat "$backup.nbdsnap-backup")"
+pass "full backup equals the take-time copy, skips holes, is sparse, verified ($bytes bytes read)"
+
+run_cli 0 snapshot destroy s1
+previous=s1
+patterns=(0x21 0x32 0x43)
+for round in 2 3 4; do
+  p=${patterns[round - 2]}
+  write "$p" $((round * 5))M 1M disk
+  write "$p" 63M 64K disk
+  take "s$round"
+  write 0x7f 0 8M disk  # after the take: must not reach the backup
+  run_cli 0 --json backup --image "$(uri "disk@s$round")" --to "$backup" --since "$previous" --verify
+  [[ $(json_field .kind) == incremental ]] || fail "round $round not incremental: $out / $err"
+  [[ $(json_field .ranges_source) == "qemu:dirty-bitmap:$previous" ]] || fail "round $round ranges: $out"
+  bytes=$(json_field .bytes_read)
+  # Changed since $previous: this round's 1M + 64K, and the 8M written after the previous take.
+  ((bytes >= (1 << 20) + 65536 && bytes <= (10 << 20))) || fail "round $round read $bytes bytes"
+  same_as_reference "s$round"
+  run_cli 0 snapshot destroy "s$round"
+  pass "incremental round $round equals the take-time copy ($bytes bytes read)"
+  previous=s$round
+done
+
+# Table output of a backup ends with the bytes read.
+take s5
+run_cli 0 backup --image "$(uri disk@s5)" --to "$backup" --since s4
+expect_out '^backup: +incremental since s4$'
+expect_out '^bytes read: +[0-9]+ \('
+same_as_reference s5
+run_cli 0 snapshot destroy s5
+pass "backup prints a summary ending with the bytes read"
+
+# A new CBT generation: the incremental backup must become full, and say why.
+run_cli 0 cbt reset disk
+write 0x55 20M 64K disk
+take s6
+run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5
+[[ $(json_field .kind) == full ]] || fail "incremental after cbt reset: $out"
+expect_err 'CBT generation of disk changed .*doing a full backup'
+same_as_reference s6
+run_cli 0 snapshot destroy s6
+pass "a CBT generation change forces a full backup with a message"
+
+# An interrupted backup leaves an incomplete record: the next incremental must be full.
+take s7
+jq '.state = "incomplete"' "$backup.nbdsnap-backup" >"$dir/sidecar" && mv "$dir/sidecar" "$backup.nbdsnap-backup"
+run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s6
+[[ $(json_field .kind) == full ]] || fail "incremental on an incomplete base: $out"
+expect_err 'did not complete'
+same_as_reference s7
+# And an incremental since a checkpoint the file does not hold is refused as a base too.
+run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s5
+[[ $(json_field .kind) == full ]] || fail "incremental on the wrong checkpoint: $out"
+expect_err "holds checkpoint 's7', not 's5'"
+run_cli 0 snapshot destroy s7
+pass "incomplete or mismatched bases fall back to a full backup"

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# test-cli-commands.sh — every nbdsnap command against a real nbdsnapd: table and --json output, and the exit
+# code of each kind of error (usage 2, not found 3, server refusal 1, connection 4), and take hooks.
+# Usage: test-cli-commands.sh NBDSNAP NBDSNAPD
+NBDSNAP=$1
+source "$(dirname "$0")/lib.sh"
+NBDSNAPD=$2
+
+truncate -s 64M "$dir/disk.img" "$dir/data.img"
+start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img" --origin "data=$dir/data.img"
+
+run_cli 0 version
+expect_out '^client: +nbdsnap [0-9]'
+expect_out '^server: +nbdsnapd '
+expect_out '^protocol: +1$'
+run_cli 0 --json version
+[[ $(json_field .protocol) == 1 && $(json_field .front_end) == nbdsnapd ]] || fail "version --json: $out"
+pass "version (table and --json)"
+
+run_cli 0 origins
+expect_out '^NAME +SIZE +RO +TRACKER +GENERATION +CHANGE +SNAPSHOT +CLIENTS$'
+expect_out '^disk +64\.0 MiB +no +attached '
+expect_out '^data +64\.0 MiB '
+run_cli 0 origins --json
+[[ $(json_field '.origins | length') == 2 ]] || fail "origins --json: $out"
+[[ $(json_field '.origins[] | select(.name == "disk") | .size') == 67108864 ]] || fail "origins --json size: $out"
+run_cli 0 origin info disk
+expect_out '^uri: +nbd'
+pass "origins and origin info"
+
+write 0x11 0 1M disk
+run_cli 0 cbt info disk
+expect_out '^generation: +[^-]'
+expect_out '^block size: +64\.0 KiB'
+run_cli 0 --json cbt info disk
+generation=$(json_field .cbt.generation)
+run_cli 0 cbt map disk
+expect_out '^ +OFFSET +LENGTH +END +SIZE$'
+expect_out '^ +0 +1048576 +1048576 +1\.0 MiB$'
+expect_out '1 range\(s\), 1\.0 MiB changed'
+run_cli 0 cbt mark-dirty disk 8M+4K 16M+64K
+expect_out 'marked 2 range\(s\)'
+run_cli 0 --json cbt map disk
+[[ $(json_field '.ranges | length') == 3 ]] || fail "mark-dirty not in the map: $out"
+[[ $(json_field '.ranges[1].offset') == 8388608 ]] || fail "cbt map --json: $out"
+pass "cbt info, map, mark-dirty"
+
+run_cli 0 snapshot create s1 --origin disk --origin data --storage "$dir/s1.diff:32M" --limit 48M
+expect_out '^state: +created$'
+expect_out '^origins: +disk,data$'
+expect_out '^storage limit: +48\.0 MiB$'
+run_cli 0 snapshot remove s1 data
+run_cli 0 --json snapshot info s1
+[[ $(json_field '.snapshot.origins | join(",")') == disk ]] || fail "remove: $out"
+run_cli 0 snapshot add s1 data
+run_cli 0 snapshot take s1 --pre-hook "echo pre \$NBDSNAP_SNAPSHOT \$NBDSNAP_HOOK > $dir/hooks" \
+  --post-hook "echo post \$NBDSNAP_SNAPSHOT \$NBDSNAP_HOOK >> $dir/hooks"
+expect_out '^state: +taken$'
+expect_out '^disk +disk@s1 +nbd'
+[[ $(cat "$dir/hooks") == $'pre s1 pre\npost s1 post' ]] || fail "hooks: $(cat "$dir/hooks")"
+run_cli 0 --json snapshot info s1
+[[ $(json_field '.snapshot.images | length') == 2 ]] || fail "images: $out"
+image_uri=$(json_field '.snapshot.images[] | select(.origin == "disk") | .uri')
+qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$image_uri" >/dev/null || fail "image URI from snapshot info unusable"
+run_cli 0 snapshot append-storage s1 "$dir/s1.more:8M"
+expect_out "s1\.more +8\.0 MiB"
+run_cli 0 snapshot list
+expect_out '^NAME +STATE +ORIGINS +USED / TOTAL +LIMIT +CHUNKS +TAKEN$'
+expect_out '^s1 +taken +disk,data +.* / 40\.0 MiB +48\.0 MiB '
+run_cli 0 --json snapshot list
+[[ $(json_field '.snapshots[0].storage_total') == $((40 << 20)) ]] || fail "snapshot list --json: $out"
+run_cli 0 origins
+expect_out '^disk .* s1 '
+pass "snapshot create, remove, add, take with hooks, append-storage, info, list"
+
+run_cli 0 checkpoints disk
+expect_out '^NAME +NUMBER +GENERATION$'
+expect_out "^s1 +[0-9]+ +$generation\$"
+run_cli 0 --json checkpoints disk
+[[ $(json_field '.checkpoints[0].name') == s1 ]] || fail "checkpoints --json: $out"
+write 0x22 2M 64K disk
+run_cli 0 --json cbt map disk --since s1
+[[ $(json_field '.ranges | map("\(.offset)+\(.length)") | join(" ")') == "2097152+65536" ]] ||
+  fail "cbt map --since s1: $out"
+pass "checkpoints and cbt map --since"
+
+run_cli 0 events
+expect_out '^SEQ +TIME +TYPE +SNAPSHOT +ORIGIN +DETAIL$'
+expect_out ' snapshot_taken +s1 '
+expect_out ' storage_appended +s1 .*\+8\.0 MiB'
+run_cli 0 --json events
+last=$(json_field .last_sequence)
+[[ $(json_field '[.events[] | select(.type == "snapshot_taken")] | length') -ge 1 ]] || fail "events --json: $out"
+run_cli 0 events --after "$last" --wait 0.2
+[[ $(wc -l <<<"$out") == 1 ]] || fail "events after the last one: $out"
+pass "events (table, --json, --after, --wait)"
+
+# Errors: one line on stderr, a distinct exit code per kind.
+run_cli 2 frobnicate
+expect_err '^nbdsnap: unknown command'
+run_cli 2 snapshot create
+run_cli 2 cbt mark-dirty disk 12
+expect_err 'OFFSET\+LENGTH'
+run_cli 2 snapshot create s9 --origin disk --limit lots
+run_cli 3 snapshot info nosuch
+expect_err '^nbdsnap: .*\(not_found\)$'
+run_cli 3 cbt info nosuch
+run_cli 3 cbt map disk --since nosuch
+run_cli 1 snapshot create s2 --origin disk --storage "$dir/s2.diff:8M"
+expect_err '^nbdsnap: .*\((busy|already_exists|bad_state)\)$'
+run_cli 1 snapshot take s1
+run_cli 4 --control "$dir/no.sock" origins
+expect_err '^nbdsnap: control socket .*no\.sock: cannot connect'
+run_cli 3 backup --image "$(uri nosuch@s1)" --to "$dir/x.img"
+[[ $(wc -l <"$dir/err") == 1 ]] || fail "error message is not one line: $err"
+pass "error exits: usage 2, not found 3, server 1, connection 4"
+
+run_cli 0 snapshot destroy s1
+expect_out '^snapshot s1 destroyed$'
+run_cli 0 snapshot create s3 --origin disk --storage "$dir/s3.diff:8M"
+run_cli 1 snapshot take s3 --pre-hook 'exit 3' --post-hook "touch $dir/post-ran"
+expect_err 'pre-hook failed with status 3: snapshot s3 not taken'
+[[ -e $dir/post-ran ]] || fail "post-hook did not run after a failed pre-hook"
+run_cli 0 --json snapshot info s3
+[[ $(json_field .snapshot.state) == created ]] || fail "a failed pre-hook still took the snapshot: $out"
+run_cli 1 snapshot take s3 --post-hook 'exit 4'
+expect_err 'taken but the post-hook failed with status 4'
+run_cli 0 --json snapshot info s3
+[[ $(json_field .snapshot.state) == taken ]] || fail "post-hook failure undid the take: $out"
+run_cli 0 --json snapshot destroy s3
+pass "hooks: a failing pre-hook aborts the take, the post-hook always runs"
+
+run_cli 0 cbt reset disk
+expect_out 'new generation'
+run_cli 0 --json cbt info disk
+[[ $(json_field .cbt.generation) != "$generation" ]] || fail "cbt reset kept the generation"
+truncate -s 1M "$dir/extra.img"
+run_cli 0 origin attach extra "$dir/extra.img" --read-only
+expect_out '^read only: +yes$'
+run_cli 0 origin detach extra
+expect_out 'detached'
+run_cli 3 origin info extra
+pass "cbt reset, origin attach and detach"
