@@ -9,7 +9,6 @@
 
 #include <array>
 
-#include <asio/experimental/as_tuple.hpp>
 
 #include "log.h"
 
@@ -18,7 +17,6 @@ namespace nbdsnap {
 using namespace nbd;
 
 namespace {
-constexpr auto kNoThrow = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr uint64_t kMaxDiscard = 256ull << 20;  // a refused WRITE larger than this ends the connection
 }  // namespace
 
@@ -74,7 +72,9 @@ void Connection::close_socket() {
 }
 
 asio::awaitable<void> Connection::run() {
-  if (co_await negotiate()) co_await transmit();
+  // (no co_await inside conditions or structured bindings: g++ 12 miscompiles some of those forms)
+  const bool negotiated = co_await negotiate();
+  if (negotiated) co_await transmit();
   co_await wait_until_idle(false, 0);
   close_socket();
   registry_.remove(id_);
@@ -82,15 +82,17 @@ asio::awaitable<void> Connection::run() {
 }
 
 asio::awaitable<bool> Connection::negotiate() {
-  auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(handshake_.greeting()), kNoThrow);
+  asio::error_code ec;
+  const auto greeting = handshake_.greeting();
+  co_await asio::async_write(socket_, asio::buffer(greeting), asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return false;
   std::array<uint8_t, 4> flags{};
-  std::tie(ec, n) = co_await asio::async_read(socket_, asio::buffer(flags), kNoThrow);
+  co_await asio::async_read(socket_, asio::buffer(flags), asio::redirect_error(asio::use_awaitable, ec));
   if (ec || !handshake_.accept_client_flags(get_u32(flags.data()))) co_return false;
   std::vector<uint8_t> data;
   for (;;) {
     std::array<uint8_t, kOptionHeaderSize> raw{};
-    std::tie(ec, n) = co_await asio::async_read(socket_, asio::buffer(raw), kNoThrow);
+    co_await asio::async_read(socket_, asio::buffer(raw), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return false;
     const OptionHeader header = parse_option_header(raw);
     if (!handshake_.accept_option_header(header)) {
@@ -98,12 +100,12 @@ asio::awaitable<bool> Connection::negotiate() {
       co_return false;
     }
     data.resize(header.length);
-    std::tie(ec, n) = co_await asio::async_read(socket_, asio::buffer(data), kNoThrow);
+    co_await asio::async_read(socket_, asio::buffer(data), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return false;
     log_debug(describe() + ": option " + option_name(header.option));
     Handshake::Step step = handshake_.handle_option(header.option, data);
     if (!step.reply.empty()) {
-      std::tie(ec, n) = co_await asio::async_write(socket_, asio::buffer(step.reply), kNoThrow);
+      co_await asio::async_write(socket_, asio::buffer(step.reply), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return false;
     }
     if (step.next == Handshake::Next::close) co_return false;
@@ -121,7 +123,8 @@ asio::awaitable<bool> Connection::negotiate() {
 asio::awaitable<void> Connection::transmit() {
   std::array<uint8_t, kRequestHeaderSize> raw{};
   while (!stopping_ && !broken_) {
-    auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(raw), kNoThrow);
+    asio::error_code ec;
+    co_await asio::async_read(socket_, asio::buffer(raw), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
     const RequestHeader request = parse_request_header(raw);
     if (request.magic != kRequestMagic) {
@@ -137,7 +140,8 @@ asio::awaitable<void> Connection::transmit() {
           log_warning(describe() + ": oversized WRITE of " + std::to_string(request.length) + " bytes; disconnecting");
           break;
         }
-        if (!co_await discard_payload(request.length)) break;
+        const bool discarded = co_await discard_payload(request.length);
+        if (!discarded) break;
       }
       co_await wait_until_idle(true, 0);
       ++in_flight_;
@@ -150,7 +154,7 @@ asio::awaitable<void> Connection::transmit() {
     std::vector<uint8_t> payload;
     if (request.type == kCmdWrite) {
       payload.resize(request.length);
-      std::tie(ec, n) = co_await asio::async_read(socket_, asio::buffer(payload), kNoThrow);
+      co_await asio::async_read(socket_, asio::buffer(payload), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
     }
     dispatch(request, std::move(payload), accounted);
@@ -161,7 +165,8 @@ asio::awaitable<bool> Connection::discard_payload(uint64_t bytes) {
   std::vector<uint8_t> scratch(std::min<uint64_t>(bytes, 1u << 20));
   while (bytes > 0) {
     const size_t chunk = size_t(std::min<uint64_t>(bytes, scratch.size()));
-    auto [ec, n] = co_await asio::async_read(socket_, asio::buffer(scratch.data(), chunk), kNoThrow);
+    asio::error_code ec;
+    co_await asio::async_read(socket_, asio::buffer(scratch.data(), chunk), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return false;
     bytes -= chunk;
   }
@@ -178,7 +183,8 @@ asio::awaitable<void> Connection::wait_until_idle(bool for_slot, uint64_t bytes)
   };
   while (busy()) {
     wakeup_.expires_at(asio::steady_timer::time_point::max());
-    co_await wakeup_.async_wait(kNoThrow);
+    asio::error_code ignored;
+    co_await wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
   }
   if (for_slot) {
     // the caller takes the slot
