@@ -168,11 +168,12 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
     const bool terminal = ::isatty(STDERR_FILENO) == 1;
     CopyOptions options = job.copy;
     options.skip_zero_writes = !report.plan.incremental;
+    options.checksums = job.verify;
     auto start = std::chrono::steady_clock::now();
     CopyResult result;
     {
       ProgressBar bar(report.plan.incremental ? "incremental" : "full backup", total_length(ranges), terminal);
-      result = copy_ranges(image, ranges, fd, options, &bar);
+      result = copy_ranges(image, job.uri, ranges, fd, options, &bar);
     }
     if (::fdatasync(fd) != 0) throw CliError(ExitCode::io_error, job.file + ": sync: " + std::strerror(errno));
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -180,7 +181,7 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
     report.bytes_written = result.bytes_written;
     if (job.verify) {
       ProgressBar bar("verify", result.bytes_read, terminal);
-      report.verify_bytes_read = verify_pieces(image, result.pieces, fd, options, &bar);
+      report.verify_bytes_read = verify_pieces(image, job.uri, result.pieces, fd, options, &bar);
     }
   } catch (...) {
     ::close(fd);
@@ -235,8 +236,9 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
       ("to", po::value<std::string>()->value_name("FILE"), "backup file (sparse; an incremental backup updates it in place)")
       ("since", po::value<std::string>()->value_name("CHECKPOINT"), "incremental: copy only what changed after this checkpoint")
       ("verify", "re-read the image and the file and compare checksums of what was copied")
-      ("requests", po::value<unsigned>()->value_name("N")->default_value(16), "NBD reads in flight")
-      ("request-size", po::value<std::string>()->value_name("SIZE")->default_value("4M"), "bytes per NBD read");
+      ("connections", po::value<unsigned>()->value_name("N")->default_value(4), "NBD connections (1..16)")
+      ("requests", po::value<unsigned>()->value_name("N")->default_value(16), "NBD reads in flight, over all connections")
+      ("request-size", po::value<std::string>()->value_name("SIZE")->default_value("1M"), "bytes per NBD read");
   if (!parse_or_show_help(context, args, words)) return 0;
   if (!args.has("image") || !args.has("to")) usage_error(std::string("backup needs --image URI and --to FILE\nUsage: nbdsnap ") + kSynopsis);
   BackupJob job;
@@ -244,7 +246,9 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
   job.file = args.text("to");
   job.since = args.text("since");
   job.verify = args.flag("verify");
+  job.copy.connections = args.get<unsigned>("connections");
   job.copy.requests_in_flight = args.get<unsigned>("requests");
+  if (job.copy.connections == 0 || job.copy.connections > 16) usage_error("--connections must be 1..16");
   job.copy.request_size = parse_size_argument("--request-size", args.text("request-size"));
   if (job.copy.requests_in_flight == 0 || job.copy.requests_in_flight > 64) usage_error("--requests must be 1..64");
   if (job.copy.request_size < 4096 || job.copy.request_size > (32u << 20)) usage_error("--request-size must be 4K..32M");
