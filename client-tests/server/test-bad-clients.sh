@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# test-bad-clients.sh — garbage bytes, oversized requests, unknown options and forbidden writes are refused
+# (error replies or a dropped connection) while a concurrent well-behaved client keeps working.
+source "$(dirname "$0")/common.sh"
+
+truncate -s 64M "$tmp/disk.raw"
+start_nbdsnapd --origin "disk=$tmp/disk.raw"
+snapshot s1 disk
+/usr/bin/python3 "$here/bad_clients.py" "$sock" disk disk@s1 || fail "bad clients were not handled"
+kill -0 "$(cat "$pidfile")" || fail "nbdsnapd died"
+qemu-io -f raw -r -c 'read 0 64k' "$(uri disk)" >/dev/null || fail "nbdsnapd no longer serves"
+stop_nbdsnapd TERM
+((stopped_status == 0)) || fail "nbdsnapd did not exit 0"
+echo PASS
