@@ -35,7 +35,7 @@ expect_out '^block size: +64\.0 KiB'
 run_cli 0 --json cbt info disk
 generation=$(json_field .cbt.generation)
 run_cli 0 cbt map disk
-expect_out '^ +OFFSET +LENGTH +END +SIZE$'
+expect_out '^ *OFFSET +LENGTH +END +SIZE$'
 expect_out '^ +0 +1048576 +1048576 +1\.0 MiB$'
 expect_out '1 range\(s\), 1\.0 MiB changed'
 run_cli 0 cbt mark-dirty disk 8M+4K 16M+64K
