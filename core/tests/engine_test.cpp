@@ -3,6 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <mutex>
+#include <random>
+#include <thread>
+
 #include "test_support.h"
 
 using namespace nbdsnap;
@@ -349,4 +354,105 @@ TEST_CASE("engine memory stays small for a 16 TiB origin until chunks are touche
   for (uint64_t i = 0; i < kTouched; i += 37)
     CHECK(read_image(*image, 4096, i * stride + 8192) == std::vector<uint8_t>(4096, 0));
   CHECK(read_origin(*origin, 4096, 5 * stride + 8192) == data);
+}
+
+TEST_CASE("incremental CBT maps cover every write made between two takes, with writers running") {
+  TempDir dir;
+  Engine engine(small_config(12));
+  attach_memory_origin(engine, "disk0", 2 * MiB);
+  auto origin = engine.find_origin("disk0");
+  const uint64_t block = 4096;
+
+  // Writers record each finished write with the number of takes completed before it started and the number
+  // of takes started before it finished.
+  struct Done {
+    uint64_t offset, length, takes_ended_before_start, takes_started_before_end;
+  };
+  std::mutex mutex;
+  std::vector<Done> done;
+  std::atomic<uint64_t> takes_started{0}, takes_ended{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (uint64_t w = 0; w < 2; ++w) {
+    writers.emplace_back([&, w] {
+      std::mt19937_64 random(w + 5);
+      std::vector<uint8_t> data(20000, static_cast<uint8_t>(w));
+      while (!stop) {
+        const uint64_t length = 1 + random() % data.size();
+        const uint64_t offset = random() % (2 * MiB - length);
+        const uint64_t ended = takes_ended.load();
+        CHECK(origin->write(data.data(), length, offset, false).is_ok());
+        const uint64_t started = takes_started.load();
+        std::scoped_lock lock(mutex);
+        done.push_back({offset, length, ended, started});
+      }
+    });
+  }
+  std::vector<std::shared_ptr<const CbtFrozen>> frozen;
+  for (int k = 1; k <= 12; ++k) {
+    const std::string name = "t" + std::to_string(k);
+    REQUIRE_OK(engine.create_snapshot(name, snapshot_options({"disk0"}, dir, name, 4 * MiB)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ++takes_started;
+    REQUIRE_OK(engine.take_snapshot(name));
+    ++takes_ended;
+    std::shared_ptr<Image> image;
+    REQUIRE_OK(engine.find_image("disk0", name, image));
+    frozen.push_back(std::make_shared<CbtFrozen>(image->cbt()));
+    REQUIRE_OK(engine.destroy_snapshot(name));
+  }
+  stop = true;
+  for (auto& writer : writers) writer.join();
+
+  // A write that finished before take k started is in frozen map k with a number above the checkpoint
+  // of every take that ended before the write started.
+  uint64_t checked = 0;
+  for (const Done& write : done) {
+    for (uint64_t k = write.takes_started_before_end + 1; k <= frozen.size(); ++k) {
+      const CbtFrozen& map = *frozen[k - 1];
+      const uint8_t since = write.takes_ended_before_start == 0
+                                ? 0
+                                : frozen[write.takes_ended_before_start - 1]->number;
+      for (uint64_t b = write.offset / block; b <= (write.offset + write.length - 1) / block; ++b) {
+        if (map.map[b] <= since) {
+          FAIL_CHECK("block " << b << " written between takes " << write.takes_ended_before_start << " and "
+                              << write.takes_started_before_end + 1 << " has number " << int{map.map[b]}
+                              << " in take " << k << ", checkpoint number " << int{since});
+          return;
+        }
+      }
+      ++checked;
+      break;  // the first take after the write is the one that matters
+    }
+  }
+  MESSAGE(done.size() << " writes, " << checked << " checked against the next take's map");
+  CHECK(checked > 0);
+}
+
+TEST_CASE("the 255th take of an origin starts a new CBT generation") {
+  TempDir dir;
+  Engine engine(small_config());
+  attach_memory_origin(engine, "disk0", MiB);
+  CbtInfo info;
+  REQUIRE_OK(engine.cbt_info("disk0", info));
+  const std::string first = info.generation;
+  uint64_t before = 0;
+  for (int k = 1; k <= 255; ++k) {
+    const std::string name = "t" + std::to_string(k);
+    REQUIRE_OK(engine.cbt_mark_dirty("disk0", {{0, 1}}));
+    REQUIRE_OK(engine.create_snapshot(name, snapshot_options({"disk0"}, dir, name, 256 << 10)));
+    if (k == 255) before = engine.events().last_sequence();
+    REQUIRE_OK(engine.take_snapshot(name));
+    REQUIRE_OK(engine.destroy_snapshot(name));
+    REQUIRE_OK(engine.cbt_info("disk0", info));
+    if (k < 255) REQUIRE(info.generation == first);
+  }
+  CHECK(info.generation != first);
+  CHECK(info.change_number == 1);
+  CHECK(info.checkpoints.empty());
+  const auto renewed = wait_for_event(engine.events(), EventType::generation_renewed, before, 1s);
+  REQUIRE(renewed.has_value());
+  CHECK(renewed->origin == "disk0");
+  std::vector<Range> ranges;
+  CHECK_ERRC(engine.cbt_map("disk0", "t254", ranges), Errc::not_found);
 }

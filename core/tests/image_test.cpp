@@ -313,3 +313,40 @@ TEST_CASE("image extents cover the requested range") {
   }
   CHECK(next == MiB);
 }
+
+TEST_CASE("take waits for a write in flight on the front end's own path and the image holds it") {
+  TempDir dir;
+  Engine engine(small_config(14));
+  auto next = std::make_shared<MemoryDevice>(MiB);
+  fill_device(*next, 1);
+  REQUIRE_OK(engine.attach_origin("disk0", nullptr, false, MiB));
+  auto origin = engine.find_origin("disk0");
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 2 * MiB)));
+
+  Origin::WriteGuard guard;
+  REQUIRE_OK(origin->begin_write(4096, 8192, next.get(), guard));
+  std::atomic<bool> taken{false};
+  std::thread taker([&] {
+    CHECK(engine.take_snapshot("s").is_ok());
+    taken = true;
+  });
+  std::this_thread::sleep_for(50ms);
+  CHECK_FALSE(taken);  // the write is still in flight
+  const auto data = pattern(4096, 8192, 2);
+  REQUIRE_OK(next->pwrite(data.data(), data.size(), 8192, false));
+  guard.release();
+  taker.join();
+  REQUIRE(taken);
+
+  // Written before the switch, so the image has it; a write after the take does not show.
+  const auto after = pattern(4096, 8192, 3);
+  Origin::WriteGuard second;
+  REQUIRE_OK(origin->begin_write(4096, 8192, next.get(), second));
+  REQUIRE_OK(next->pwrite(after.data(), after.size(), 8192, false));
+  second.release();
+  std::shared_ptr<Image> image;
+  REQUIRE_OK(engine.find_image("disk0", "s", image));
+  std::vector<uint8_t> got(4096);
+  REQUIRE_OK(image->read(got.data(), got.size(), 8192, next.get()));
+  CHECK(got == data);
+}

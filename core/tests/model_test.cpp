@@ -74,6 +74,9 @@ struct OriginOp {
   uint64_t offset = 0;
   uint64_t length = 0;
   std::vector<uint8_t> data;
+  uint32_t version = 0;  // writes: the pattern version of data
+  uint64_t claimed = 0;  // model clock when the range was claimed and released, for failure reports
+  uint64_t released = 0;
   bool done = false;  // GUARDED_BY(OriginModel::mutex)
 };
 
@@ -91,6 +94,8 @@ struct OriginModel {
   std::vector<uint8_t> reference;                   // GUARDED_BY(mutex)
   std::vector<std::shared_ptr<OriginOp>> in_flight;  // GUARDED_BY(mutex)
   std::vector<TakeWindow*> open_takes;              // GUARDED_BY(mutex)
+  // Finished writes, zeroes and trims without their data (but for trims), to explain a failure.
+  std::vector<std::shared_ptr<const OriginOp>> history;  // GUARDED_BY(mutex)
   std::string snapshot;                             // controller thread only
 };
 
@@ -100,6 +105,8 @@ struct ImageModel {
   std::vector<uint8_t> frozen;                         // the reference at take (plus image writes)
   std::vector<std::shared_ptr<OriginOp>> candidates;  // writes that may or may not be in the image
   std::vector<uint8_t> image_written;                  // writable snapshots: 1 where an image write decided
+  uint64_t take_started = 0;                           // model clock around take_snapshot
+  uint64_t take_ended = 0;
 };
 
 struct SnapshotModel {
@@ -149,7 +156,7 @@ class WriterGate {
 
 struct ModelCounts {
   std::atomic<uint64_t> writes{0}, zeroes{0}, trims{0}, origin_reads{0}, flushes{0};
-  std::atomic<uint64_t> takes{0}, racing_takes{0}, destroys{0}, image_reads{0}, image_writes{0};
+  std::atomic<uint64_t> takes{0}, racing_takes{0}, raced_writes{0}, destroys{0}, image_reads{0}, image_writes{0};
   uint64_t total() const {
     return writes.load() + zeroes.load() + trims.load() + origin_reads.load() + flushes.load() + takes.load() +
            destroys.load() + image_reads.load() + image_writes.load();
@@ -210,7 +217,9 @@ class Model {
   bool read_image(std::mt19937_64& random, bool writable_too);
   void write_image(std::mt19937_64& random, uint32_t& version);
   void check_image_read(const SnapshotModel& snapshot, const ImageModel& image, const uint8_t* buf, uint64_t len,
-                        uint64_t offset);
+                        uint64_t offset, uint64_t read_started, const char* note = "");
+  // Which origin operations wrote `value` at byte `at`, relative to the take: the culprit of a failure.
+  std::string explain(const ImageModel& image, uint64_t at, uint8_t value);
   std::shared_ptr<SnapshotModel> pick_snapshot(std::mt19937_64& random, bool writable_too);
   void finish();
 
@@ -224,6 +233,7 @@ class Model {
   std::unique_ptr<Engine> engine_;
   std::vector<std::unique_ptr<OriginModel>> origins_;
   std::atomic<bool> controller_done_{false};
+  std::atomic<uint64_t> clock_{0};  // orders claims, releases, takes and reads in failure reports
   ModelCounts counts_;
   Failures failures_;
   std::unique_ptr<WriterGate> gate_;
@@ -276,6 +286,7 @@ void Model::claim_range(OriginModel& model, const std::shared_ptr<OriginOp>& op)
       if (other->offset < op->offset + op->length && op->offset < other->offset + other->length) return false;
     return true;
   });
+  op->claimed = ++clock_;
   model.in_flight.push_back(op);
   if (op->kind != OpKind::read)
     for (TakeWindow* window : model.open_takes) window->ops.push_back(op);
@@ -285,7 +296,19 @@ void Model::release_range(OriginModel& model, const std::shared_ptr<OriginOp>& o
   std::scoped_lock lock(model.mutex);
   if (op->kind != OpKind::read)
     std::copy(op->data.begin(), op->data.end(), model.reference.begin() + static_cast<ptrdiff_t>(op->offset));
+  op->released = ++clock_;
   op->done = true;
+  if (op->kind != OpKind::read) {
+    auto light = std::make_shared<OriginOp>();
+    light->kind = op->kind;
+    light->offset = op->offset;
+    light->length = op->length;
+    light->version = op->version;
+    light->claimed = op->claimed;
+    light->released = op->released;
+    if (op->kind == OpKind::trim) light->data = op->data;
+    model.history.push_back(std::move(light));
+  }
   model.in_flight.erase(std::find(model.in_flight.begin(), model.in_flight.end(), op));
   model.changed.notify_all();
 }
@@ -302,7 +325,10 @@ void Model::origin_operation(std::mt19937_64& random, uint32_t& version, int id)
     return;
   }
   std::tie(op->offset, op->length) = random_range(random, model.size);
-  if (op->kind == OpKind::write) op->data = pattern(op->length, op->offset, (static_cast<uint32_t>(id) << 24) | ++version);
+  if (op->kind == OpKind::write) {
+    op->version = (static_cast<uint32_t>(id) << 24) | ++version;
+    op->data = pattern(op->length, op->offset, op->version);
+  }
   if (op->kind == OpKind::zero) op->data.assign(op->length, 0);
   claim_range(model, op);
   Status status;
@@ -366,8 +392,29 @@ std::shared_ptr<SnapshotModel> Model::pick_snapshot(std::mt19937_64& random, boo
   return candidates[random() % candidates.size()];
 }
 
+std::string Model::explain(const ImageModel& image, uint64_t at, uint8_t value) {
+  std::ostringstream out;
+  std::scoped_lock lock(image.origin->mutex);
+  int found = 0;
+  auto describe = [&](const OriginOp& op, const char* state) {
+    if (at < op.offset || at >= op.offset + op.length) return;
+    uint8_t wrote = 0;
+    if (op.kind == OpKind::write) wrote = pattern_byte(at, op.version);
+    if (op.kind == OpKind::trim) wrote = op.data.empty() ? 0 : op.data[at - op.offset];
+    if (wrote != value || ++found > 4) return;
+    const char* kind = op.kind == OpKind::write ? "write" : op.kind == OpKind::zero ? "zero" : "trim";
+    out << "; matches " << state << " " << kind << " [" << op.offset << ", +" << op.length << ") claimed at "
+        << op.claimed << (op.claimed > image.take_ended ? " (after the take)" : op.claimed < image.take_started ? " (before the take)" : " (during the take)");
+    if (op.released) out << ", released at " << op.released;
+  };
+  for (const auto& op : image.origin->history) describe(*op, "finished");
+  for (const auto& op : image.origin->in_flight) describe(*op, "in-flight");
+  if (found == 0) out << "; no origin operation wrote this value here";
+  return out.str();
+}
+
 void Model::check_image_read(const SnapshotModel& snapshot, const ImageModel& image, const uint8_t* buf,
-                             uint64_t len, uint64_t offset) {
+                             uint64_t len, uint64_t offset, uint64_t read_started, const char* note) {
   for (uint64_t i = 0; i < len; ++i) {
     const uint64_t at = offset + i;
     if (buf[i] == image.frozen[at]) continue;
@@ -384,7 +431,9 @@ void Model::check_image_read(const SnapshotModel& snapshot, const ImageModel& im
       std::ostringstream out;
       out << "image " << image.origin->name << "@" << snapshot.name << (snapshot.racing ? " (racing take)" : "")
           << " read [" << offset << ", +" << len << "): byte " << at << " is " << int{buf[i]} << ", take-time "
-          << int{image.frozen[at]} << ", " << image.candidates.size() << " writes in flight at take";
+          << int{image.frozen[at]} << ", " << image.candidates.size() << " writes in flight at take; take clock ["
+          << image.take_started << ", " << image.take_ended << "], read at " << read_started
+          << (snapshot.writable ? ", writable" : "") << note << explain(image, at, buf[i]);
       failures_.add(out.str());
       return;
     }
@@ -399,14 +448,20 @@ bool Model::read_image(std::mt19937_64& random, bool writable_too) {
   uint64_t length = image.origin->size;
   if (random() % 20 != 0) std::tie(offset, length) = random_range(random, image.origin->size);
   std::vector<uint8_t> buf(length);
+  const uint64_t read_started = ++clock_;
+  const bool destroying_before = snapshot->destroying;
   const Status status = image.image->read(buf.data(), length, offset);
+  const bool destroying_after = snapshot->destroying;
   ++counts_.image_reads;
   if (status.code() == Errc::not_found && snapshot->destroying) return true;
   if (!status) {
     failures_.add("image read " + image.origin->name + "@" + snapshot->name + ": " + status.to_string());
     return true;
   }
-  check_image_read(*snapshot, image, buf.data(), length, offset);
+  const char* note = destroying_before ? ", read while the snapshot was destroyed"
+                     : destroying_after ? ", snapshot destroy started during the read"
+                                        : "";
+  check_image_read(*snapshot, image, buf.data(), length, offset, read_started, note);
   return true;
 }
 
@@ -477,13 +532,16 @@ void Model::take(std::mt19937_64& random) {
     std::scoped_lock lock(free[i]->mutex);
     snapshot->images[i].origin = free[i];
     snapshot->images[i].frozen = free[i]->reference;
+    snapshot->images[i].take_started = ++clock_;
     for (const auto& op : free[i]->in_flight)
       if (op->kind != OpKind::read) windows[i].ops.push_back(op);
     free[i]->open_takes.push_back(&windows[i]);
   }
   status = engine_->take_snapshot(snapshot->name);
+  const uint64_t take_ended = ++clock_;
   for (size_t i = 0; i < free.size(); ++i) {
     std::scoped_lock lock(free[i]->mutex);
+    snapshot->images[i].take_ended = take_ended;
     auto& open = free[i]->open_takes;
     open.erase(std::find(open.begin(), open.end(), &windows[i]));
   }
@@ -503,6 +561,7 @@ void Model::take(std::mt19937_64& random) {
     free[i]->changed.wait(lock, [&] {
       return std::all_of(windows[i].ops.begin(), windows[i].ops.end(), [](const auto& op) { return op->done; });
     });
+    counts_.raced_writes += windows[i].ops.size();
     image.candidates = std::move(windows[i].ops);
     lock.unlock();
     if (snapshot->writable) image.image_written.assign(free[i]->size, 0);
@@ -554,15 +613,15 @@ void Model::reader_loop() {
 void Model::controller_loop() {
   std::mt19937_64 random(seed_ * 1000 + 500);
   uint32_t version = 0;
-  // The controller runs until every thread together did the operations asked for, doing at least an eighth
-  // of them itself so that takes and destroys are not crowded out by fast writers.
-  for (uint64_t done = 0; done < operations_ / 8 || counts_.total() < operations_; ++done) {
+  // The controller runs until every thread together did the operations asked for, doing at least a quarter
+  // of them itself so that takes and destroys are not crowded out by fast writers and the reader.
+  for (uint64_t done = 0; done < operations_ / 4 || counts_.total() < operations_; ++done) {
     const unsigned pick = random() % 100;
-    if (pick < 12)
+    if (pick < 25)
       take(random);
-    else if (pick < 18)
+    else if (pick < 37)
       destroy(random);
-    else if (pick < 28)
+    else if (pick < 50)
       write_image(random, version);
     else
       (void)read_image(random, true);
@@ -584,7 +643,7 @@ void Model::finish() {
       if (!status)
         failures_.add("final image read " + image.origin->name + "@" + snapshot->name + ": " + status.to_string());
       else
-        check_image_read(*snapshot, image, buf.data(), buf.size(), 0);
+        check_image_read(*snapshot, image, buf.data(), buf.size(), 0, clock_);
     }
     destroy_snapshot(snapshot);
   }
@@ -618,7 +677,8 @@ void run_seed(uint64_t seed, uint64_t operations) {
                            << " writes, " << counts.zeroes.load() << " zeroes, " << counts.trims.load() << " trims, "
                            << counts.origin_reads.load() << " origin reads, " << counts.flushes.load()
                            << " flushes, " << counts.takes.load() << " takes of which " << counts.racing_takes.load()
-                           << " racing, " << counts.destroys.load() << " destroys, " << counts.image_reads.load()
+                           << " racing with " << counts.raced_writes.load() << " writes in flight, "
+                           << counts.destroys.load() << " destroys, " << counts.image_reads.load()
                            << " image reads, " << counts.image_writes.load() << " image writes)");
   for (const std::string& message : model.failures().messages()) FAIL_CHECK(model.describe() << ": " << message);
   CHECK_MESSAGE(model.failures().count() == 0, model.describe() << ": " << model.failures().count() << " failures");
@@ -628,7 +688,7 @@ void run_seed(uint64_t seed, uint64_t operations) {
 }  // namespace
 
 TEST_CASE("image reads equal the origin at take time under random concurrent I/O, takes and destroys") {
-  const uint64_t operations = env_u64("NBDSNAP_MODEL_OPS", 2000);
+  const uint64_t operations = env_u64("NBDSNAP_MODEL_OPS", 1000);
   std::vector<uint64_t> seeds;
   if (std::getenv("NBDSNAP_SEED") != nullptr) {
     seeds.push_back(env_u64("NBDSNAP_SEED", 1));
