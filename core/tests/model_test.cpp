@@ -234,6 +234,9 @@ class Model {
   std::vector<std::unique_ptr<OriginModel>> origins_;
   std::atomic<bool> controller_done_{false};
   std::atomic<uint64_t> clock_{0};  // orders claims, releases, takes and reads in failure reports
+  std::atomic<uint64_t> controller_ops_{0};
+  // Writers and the reader keep pace with the controller, so a run has takes and destroys all along it.
+  bool ahead_of_controller(uint64_t my_ops) const { return my_ops > 2 * controller_ops_.load() + 20; }
   ModelCounts counts_;
   Failures failures_;
   std::unique_ptr<WriterGate> gate_;
@@ -376,9 +379,15 @@ void Model::origin_operation(std::mt19937_64& random, uint32_t& version, int id)
 void Model::writer_loop(int id) {
   std::mt19937_64 random(seed_ * 1000 + static_cast<uint64_t>(id));
   uint32_t version = 0;
+  uint64_t my_ops = 0;
   while (!controller_done_) {
     gate_->pass();
+    if (ahead_of_controller(my_ops)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      continue;
+    }
     origin_operation(random, version, id);
+    ++my_ops;
   }
   gate_->leave();
 }
@@ -605,17 +614,21 @@ void Model::destroy(std::mt19937_64& random) {
 
 void Model::reader_loop() {
   std::mt19937_64 random(seed_ * 1000 + 999);
+  uint64_t my_ops = 0;
   while (!controller_done_) {
-    if (!read_image(random, false)) std::this_thread::yield();
+    if (ahead_of_controller(my_ops) || !read_image(random, false)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+      continue;
+    }
+    ++my_ops;
   }
 }
 
 void Model::controller_loop() {
   std::mt19937_64 random(seed_ * 1000 + 500);
   uint32_t version = 0;
-  // The controller runs until every thread together did the operations asked for, doing at least a quarter
-  // of them itself so that takes and destroys are not crowded out by fast writers and the reader.
-  for (uint64_t done = 0; done < operations_ / 4 || counts_.total() < operations_; ++done) {
+  // The controller runs until every thread together did the operations asked for.
+  for (; counts_.total() < operations_; ++controller_ops_) {
     const unsigned pick = random() % 100;
     if (pick < 25)
       take(random);
@@ -688,7 +701,7 @@ void run_seed(uint64_t seed, uint64_t operations) {
 }  // namespace
 
 TEST_CASE("image reads equal the origin at take time under random concurrent I/O, takes and destroys") {
-  const uint64_t operations = env_u64("NBDSNAP_MODEL_OPS", 1000);
+  const uint64_t operations = env_u64("NBDSNAP_MODEL_OPS", 3000);
   std::vector<uint64_t> seeds;
   if (std::getenv("NBDSNAP_SEED") != nullptr) {
     seeds.push_back(env_u64("NBDSNAP_SEED", 1));
