@@ -64,11 +64,11 @@ int run_events(Context& context, const std::vector<std::string>& words) {
     return 0;
   }
   after = print_events(context, reply.value("events", nlohmann::json::array()), after);
-  while (follow) {
+  if (!follow) return 0;
+  for (;;) {  // until interrupted, or the server goes away (exit 4)
     reply = context.control().request("events-wait", {{"after", after}, {"timeout_ms", kFollowPollMilliseconds}});
     after = print_events(context, reply.value("events", nlohmann::json::array()), after);
   }
-  return 0;
 }
 
 bool file_exists(const std::string& path) {
