@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <fstream>
 #include <thread>
@@ -581,4 +583,82 @@ TEST_CASE("destroy waits for image readers, which then see not_found") {
   std::vector<uint8_t> buf(512);
   CHECK_ERRC(image->read(buf.data(), buf.size(), 0), Errc::not_found);
   CHECK_FALSE(std::filesystem::exists(dir.file("diff")));
+}
+
+namespace {
+
+// A memory device that can hold one read inside pread until released, to order a race deterministically.
+class ReadLatchDevice final : public BlockDevice {
+ public:
+  explicit ReadLatchDevice(uint64_t size) : inner_(size) {}
+  uint64_t size() const override { return inner_.size(); }
+  Status pread(void* buf, uint64_t len, uint64_t offset) override {
+    if (hold_next_read.exchange(false)) {
+      std::unique_lock lock(mutex_);
+      held_ = true;
+      changed_.notify_all();
+      changed_.wait(lock, [this] { return released_; });
+    }
+    return inner_.pread(buf, len, offset);
+  }
+  Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
+    return inner_.pwrite(buf, len, offset, fua);
+  }
+  Status flush() override { return Status::ok(); }
+  void wait_until_held() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return held_; });
+  }
+  void release() {
+    std::scoped_lock lock(mutex_);
+    released_ = true;
+    changed_.notify_all();
+  }
+  std::atomic<bool> hold_next_read{false};
+
+ private:
+  MemoryDevice inner_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool held_ = false;      // GUARDED_BY(mutex_)
+  bool released_ = false;  // GUARDED_BY(mutex_)
+};
+
+}  // namespace
+
+TEST_CASE("an image read in flight while its snapshot is destroyed never returns bytes written after the take") {
+  TempDir dir;
+  Engine engine(small_config(16));
+  auto device = std::make_shared<ReadLatchDevice>(MiB);
+  fill_device(*device, 1);
+  REQUIRE_OK(engine.attach_origin("disk0", device, false));
+  auto origin = engine.find_origin("disk0");
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 2 * MiB)));
+  REQUIRE_OK(engine.take_snapshot("s"));
+  std::shared_ptr<Image> image;
+  REQUIRE_OK(engine.find_image("disk0", "s", image));
+
+  // The image read of an untouched chunk reads the origin and is held there.
+  device->hold_next_read = true;
+  std::vector<uint8_t> got(4096);
+  Status read_status;
+  std::thread reader([&] { read_status = image->read(got.data(), got.size(), 0); });
+  device->wait_until_held();
+  // Destroy starts while the read is in flight; an origin write to the same chunk follows.
+  std::thread destroyer([&] { CHECK(engine.destroy_snapshot("s").is_ok()); });
+  std::this_thread::sleep_for(100ms);
+  const auto data = pattern(4096, 0, 2);
+  std::thread writer([&] { CHECK(origin->write(data.data(), data.size(), 0, false).is_ok()); });
+  std::this_thread::sleep_for(100ms);
+  device->release();
+  reader.join();
+  writer.join();
+  destroyer.join();
+  INFO("read status: " << read_status.to_string());
+  if (read_status.is_ok()) {
+    CHECK(got == pattern(4096, 0, 1));
+  } else {
+    CHECK(read_status.code() == Errc::not_found);
+  }
+  CHECK(read_origin(*origin, 4096, 0) == data);
 }
