@@ -216,6 +216,7 @@ void nbdsnap_unload() {
     control.reset();
     front_end.reset();
     engine.reset();
+    nbdkit_debug("nbdsnap: unloaded, CBT state saved");
     return 0;
   });
 }
