@@ -404,3 +404,26 @@ TEST_CASE("error_reply carries the code, errno and message of a status") {
   CHECK(reply["error"]["errno"] == to_errno(Status(Errc::not_found, "")));
   CHECK(reply["error"]["message"].get<std::string>().find("snapshot 'x' does not exist") != std::string::npos);
 }
+
+TEST_CASE("control refuses numbers that do not fit and ranges that overflow") {
+  ControlFixture f;
+  const std::string before = f.state();
+  for (const std::string line :
+       {R"({"command":"events-wait","after":1e999})", R"({"command":"events-wait","after":-1})",
+        R"({"command":"events-wait","timeout_ms":1.5})",
+        R"({"command":"cbt-mark-dirty","origin":"disk0","ranges":[{"offset":99999999999999999999999,"length":1}]})",
+        R"({"command":"snapshot-create","name":"t","origins":["disk1"],"storage":[{"path":"/tmp/x","size":1e30}]})"}) {
+    CAPTURE(line);
+    const json reply = json::parse(f.control.handle_line(line));
+    ControlFixture::check_error_shape(reply);
+    CHECK(reply["error"]["code"] == "invalid_argument");
+  }
+  const json overflow = f.control.handle(
+      {{"command", "cbt-mark-dirty"},
+       {"origin", "disk0"},
+       {"ranges", json::array({{{"offset", UINT64_MAX}, {"length", 2}}})}});
+  ControlFixture::check_error_shape(overflow);
+  CHECK(overflow["error"]["code"] == "out_of_range");
+  CHECK(f.state() == before);
+  CHECK(f.ok({{"command", "cbt-map"}, {"origin", "disk0"}})["ranges"].empty());
+}

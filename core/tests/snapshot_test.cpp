@@ -259,7 +259,7 @@ TEST_CASE("add and remove work before take and are refused after") {
   CHECK(names == std::vector<std::string>{"disk0@s", "disk1@s"});
 }
 
-TEST_CASE("take is refused twice and for unknown snapshots; destroy of unknown is not found") {
+TEST_CASE("take is refused twice and for unknown snapshots, and destroy of an unknown one is not found") {
   TempDir dir;
   Engine engine(small_config());
   attach_memory_origin(engine, "disk0", MiB);
@@ -661,4 +661,34 @@ TEST_CASE("an image read in flight while its snapshot is destroyed never returns
     CHECK(read_status.code() == Errc::not_found);
   }
   CHECK(read_origin(*origin, 4096, 0) == data);
+}
+
+TEST_CASE("origin writes from several threads all land while the snapshot overflows") {
+  TempDir dir;
+  EngineConfig config = small_config(14);  // 16 KiB chunks
+  config.chunk_buffer_budget = 64 * KiB;
+  Engine engine(config);
+  attach_memory_origin(engine, "disk0", 2 * MiB);
+  auto origin = engine.find_origin("disk0");
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 256 * KiB)));  // 16 of 128 chunks
+  REQUIRE_OK(engine.take_snapshot("s"));
+  std::vector<std::thread> writers;
+  std::atomic<int> failed_writes{0};
+  for (uint64_t w = 0; w < 4; ++w) {
+    writers.emplace_back([&, w] {
+      // Each thread owns every fourth 8 KiB stripe, so the final content is known.
+      for (uint64_t stripe = w; stripe < 256; stripe += 4) {
+        const auto data = pattern(8 * KiB, stripe * 8 * KiB, 2);
+        if (!origin->write(data.data(), data.size(), stripe * 8 * KiB, false).is_ok()) ++failed_writes;
+      }
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  CHECK(failed_writes == 0);
+  CHECK(first_difference(read_origin(*origin, 2 * MiB, 0), pattern(2 * MiB, 0, 2)) == -1);
+  REQUIRE(wait_for_event(engine.events(), EventType::corrupted, 0, 10s, "s").has_value());
+  std::shared_ptr<Image> image;
+  REQUIRE_OK(engine.find_image("disk0", "s", image));
+  std::vector<uint8_t> buf(4096);
+  CHECK_ERRC(image->read(buf.data(), buf.size(), MiB), Errc::corrupted);
 }
