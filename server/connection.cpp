@@ -34,7 +34,7 @@ Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catal
 void Connection::start() {
   registry_.add(id_, shared_from_this());
   asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
-                 [self = shared_from_this()](std::exception_ptr error) {
+                 [self = shared_from_this()](const std::exception_ptr& error) {
                    if (!error) return;
                    try {
                      std::rethrow_exception(error);
@@ -186,10 +186,8 @@ asio::awaitable<void> Connection::wait_until_idle(bool for_slot, uint64_t bytes)
     asio::error_code ignored;
     co_await wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
   }
-  if (for_slot) {
-    // the caller takes the slot
-    in_flight_bytes_ += bytes;
-  }
+  if (for_slot) in_flight_bytes_ += bytes;  // the caller takes the slot
+  co_return;
 }
 
 void Connection::dispatch(const RequestHeader& request, std::vector<uint8_t> payload, uint64_t accounted) {
