@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# test-control-attach-detach.sh — a config file with an origin and a TCP listener; origin-attach by path over
+# the control socket; origin-detach is refused while a client is connected, and with force disconnects it.
+source "$(dirname "$0")/common.sh"
+
+truncate -s 16M "$tmp/a.raw" "$tmp/b.raw"
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$tmp/nbdsnapd.conf" <<CONF
+# nbdsnapd test configuration
+origin = a=$tmp/a.raw
+listen = tcp:127.0.0.1:$port
+log-level = debug
+CONF
+start_nbdsnapd --config "$tmp/nbdsnapd.conf"
+qemu-io -f raw -c 'write -P 0x41 0 64k' "nbd://127.0.0.1:$port/a" >/dev/null || fail "TCP listener"
+qemu-io -f raw -r -c 'read -P 0x41 0 64k' "$(uri a)" >/dev/null || fail "Unix listener"
+
+reply=$(control "{\"command\":\"origin-attach\",\"name\":\"b\",\"path\":\"$tmp/b.raw\"}")
+[[ $(json_field "$reply" 'r["origin"]["uri"]') == "$(uri b)" ]] || fail "origin uri: $reply"
+control "{\"command\":\"origin-attach\",\"name\":\"b2\",\"path\":\"$tmp/b.raw\"}" >/dev/null && fail "same file attached twice"
+nbdinfo --list "$(uri '')" | grep -q '^export="b":' || fail "attached origin not listed"
+
+# A client holding a connection to b.
+/usr/bin/python3 -c '
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+print("connected", flush=True)
+sys.stdin.read()
+try:
+    h.pread(512, 0)
+    print("still served")
+except nbd.Error:
+    print("disconnected")
+' "$(uri b)" < <(while [[ ! -f $tmp/release ]]; do sleep 0.1; done) >"$tmp/holder.out" 2>&1 &
+holder=$!
+until grep -q connected "$tmp/holder.out" 2>/dev/null; do
+  kill -0 $holder 2>/dev/null || fail "holder client failed: $(cat "$tmp/holder.out")"
+  sleep 0.1
+done
+[[ $(json_field "$(control '{"command":"origin-info","name":"b"}')" 'r["origin"]["clients"]') == 1 ]] ||
+  fail "client count"
+reply=$(control '{"command":"origin-detach","name":"b"}' || true)
+[[ $(json_field "$reply" 'r["error"]["code"]') == busy ]] || fail "detach with a client was not refused: $reply"
+control '{"command":"origin-detach","name":"b","force":true}' >/dev/null || fail "forced detach failed"
+touch "$tmp/release"
+wait $holder || true
+grep -q disconnected "$tmp/holder.out" || fail "the client was not disconnected: $(cat "$tmp/holder.out")"
+nbdinfo "$(uri b)" >/dev/null 2>&1 && fail "detached origin still served"
+control "{\"command\":\"origin-attach\",\"name\":\"b2\",\"path\":\"$tmp/b.raw\"}" >/dev/null || fail "reattach after detach"
+stop_nbdsnapd TERM
+((stopped_status == 0)) || fail "nbdsnapd did not exit 0"
+echo PASS
