@@ -108,6 +108,25 @@ void Server::begin_shutdown() {
     log_info("waiting for " + std::to_string(connections.size()) + " connections to finish in-flight requests");
   }
   for (const auto& connection : connections) connection->shut_down();
+  asio::co_spawn(io_, drain_connections(), asio::detached);
+}
+
+// Gives connections time to finish in-flight requests; one whose client stopped reading replies is closed
+// after the grace period so that a stuck client cannot keep nbdsnapd from saving state and exiting.
+asio::awaitable<void> Server::drain_connections() {
+  const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+  asio::steady_timer tick(io_);
+  while (registry_.size() > 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      log_warning("closing " + std::to_string(registry_.size()) + " connections that did not finish in time");
+      for (const auto& connection : registry_.all()) connection->abort();
+      co_return;
+    }
+    tick.expires_after(std::chrono::milliseconds(50));
+    asio::error_code ignored;
+    co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+  co_return;
 }
 
 bool Server::disconnect_origin_clients(const std::string& origin, std::chrono::milliseconds timeout) {

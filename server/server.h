@@ -44,6 +44,8 @@ class Server {
   Status listen_on(const ListenAddress& address);
   asio::awaitable<void> accept_clients(Acceptor& acceptor, bool tcp);
   void begin_shutdown();  // on the I/O thread
+  asio::awaitable<void> drain_connections();
+  static constexpr std::chrono::seconds kShutdownGrace{20};
 
   const ServerConfig& config_;
   EngineCatalog catalog_;
