@@ -123,6 +123,9 @@ Status Engine::detach_origin(const std::string& name, bool force) {
   if (snapshot && !force) {
     return {Errc::busy, "origin '" + name + "' is in snapshot '" + snapshot->name() + "' (destroy it or force)"};
   }
+  // Drop the image before copy-on-write stops, so an image read in flight ends with not_found rather than
+  // with origin bytes written after the take.
+  if (snapshot) snapshot->drop_origin(name);
   origin->tracker().freeze();
   origin->tracker().set_cow_target(nullptr);
   {
@@ -130,7 +133,6 @@ Status Engine::detach_origin(const std::string& name, bool force) {
     origins_.erase(name);
   }
   origin->tracker().thaw();
-  if (snapshot) snapshot->drop_origin(name);
   Status saved = store_.enabled() ? store_.save(name, origin->cbt().state(), true) : Status::ok();
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
@@ -307,16 +309,24 @@ Status Engine::take_snapshot(const std::string& name) {
     return {Errc::bad_state, "snapshot '" + name + "' has no difference storage"};
   }
   std::sort(members.begin(), members.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
+  std::vector<std::shared_ptr<Origin>> wrapped;
   for (auto& origin : members) origin->tracker().freeze();
   for (auto& origin : members) {
     auto chunks = std::make_shared<ChunkMap>(*snapshot, origin->name(), origin->shared_device(), origin->size(),
                                              chunk_size(origin->size(), config_.sizing), config_.copy_io_size);
-    snapshot->install(origin->name(), chunks, origin->cbt().freeze(name));
+    auto frozen = origin->cbt().freeze(name);
+    if (origin->cbt().generation() != frozen->generation) wrapped.push_back(origin);
+    snapshot->install(origin->name(), chunks, std::move(frozen));
     origin->tracker().set_cow_target(std::move(chunks));
   }
   snapshot->mark_taken();
   for (auto& origin : members) origin->tracker().thaw();
   post(events_, EventType::snapshot_taken, name, "", "");
+  for (auto& origin : wrapped) {
+    post(events_, EventType::generation_renewed, name, origin->name(),
+         "new CBT generation " + origin->cbt().generation().to_string() +
+             ": change numbers wrapped after 255 takes");
+  }
   return Status::ok();
 }
 
@@ -343,6 +353,9 @@ Status Engine::destroy_snapshot(const std::string& name) {
       if (auto it = origins_.find(origin); it != origins_.end()) members.push_back(it->second);
     }
   }
+  // Image I/O must be drained before copy-on-write stops: a read in flight that found a chunk still on the
+  // origin relies on writers copying that chunk before changing it. Later image calls fail cleanly.
+  snapshot->image_gate().close();
   for (auto& origin : members) {
     origin->tracker().freeze();
     if (origin->tracker().cow_target() == snapshot->chunk_map(origin->name())) {
@@ -350,7 +363,6 @@ Status Engine::destroy_snapshot(const std::string& name) {
     }
     origin->tracker().thaw();
   }
-  snapshot->image_gate().close();  // waits for image I/O in flight; later calls fail cleanly
   snapshot->shutdown();
   post(events_, EventType::snapshot_destroyed, name, "", "");
   return Status::ok();
