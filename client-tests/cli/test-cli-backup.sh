@@ -67,6 +67,15 @@ same_as_reference s5
 run_cli 0 snapshot destroy s5
 pass "backup prints a summary ending with the bytes read"
 
+# On a terminal (script(1) gives it a pty) the backup draws a progress bar with bytes, rate and ETA.
+take s5b
+script -qec "$NBDSNAP backup --image '$(uri disk@s5b)' --to '$dir/tty.img'" /dev/null >"$dir/tty.out" 2>&1 ||
+  fail "backup on a terminal failed: $(cat "$dir/tty.out")"
+grep -Eq 'full backup \[#+\] +100%  .* / .*/s  ETA ' "$dir/tty.out" || fail "no progress bar: $(cat "$dir/tty.out")"
+cmp "$dir/tty.img" "$dir/ref-s5b.img" || fail "backup on a terminal differs"
+run_cli 0 snapshot destroy s5b
+pass "progress bar on a terminal"
+
 # A new CBT generation: the incremental backup must become full, and say why.
 run_cli 0 cbt reset disk
 write 0x55 20M 64K disk

@@ -93,7 +93,15 @@ last=$(json_field .last_sequence)
 [[ $(json_field '[.events[] | select(.type == "snapshot_taken")] | length') -ge 1 ]] || fail "events --json: $out"
 run_cli 0 events --after "$last" --wait 0.2
 [[ $(wc -l <<<"$out") == 1 ]] || fail "events after the last one: $out"
-pass "events (table, --json, --after, --wait)"
+"$NBDSNAP" --json events --follow --after "$last" >"$dir/follow.out" 2>&1 &
+follower=$!
+background_pids+=("$follower")
+run_cli 0 cbt reset data
+for _ in $(seq 300); do grep -q generation_renewed "$dir/follow.out" && break; sleep 0.1; done
+grep -q '"type":"generation_renewed"' "$dir/follow.out" || fail "events --follow: $(cat "$dir/follow.out")"
+[[ $(jq -r .origin <"$dir/follow.out" | head -1) == data ]] || fail "events --follow: $(cat "$dir/follow.out")"
+kill "$follower"
+pass "events (table, --json, --after, --wait, --follow)"
 
 # Errors: one line on stderr, a distinct exit code per kind.
 run_cli 2 frobnicate
@@ -108,7 +116,8 @@ run_cli 3 cbt info nosuch
 run_cli 3 cbt map disk --since nosuch
 run_cli 1 snapshot create s2 --origin disk --storage "$dir/s2.diff:8M"
 expect_err '^nbdsnap: .*\((busy|already_exists|bad_state)\)$'
-run_cli 1 snapshot take s1
+run_cli 1 snapshot take s1 --post-hook "touch $dir/post-after-failed-take"
+[[ -e $dir/post-after-failed-take ]] || fail "post-hook did not run after a failed take"
 run_cli 4 --control "$dir/no.sock" origins
 expect_err '^nbdsnap: control socket .*no\.sock: cannot connect'
 run_cli 3 backup --image "$(uri nosuch@s1)" --to "$dir/x.img"
