@@ -72,7 +72,7 @@ start_nbdkit() {
   case "$FILTER" in */*) ;; *) FILTER=./$FILTER ;; esac
   rm -f "$sock" "$ctl"
   server_log=$dir/nbdkit-$name.log
-  setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit -f -U "$sock" \
+  setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit -f ${NBDSNAP_NBDKIT_PRELOAD:+-v} -U "$sock" \
     --filter="$FILTER" "$@" nbdsnap-control="$ctl" </dev/null >>"$server_log" 2>&1 &
   server_pid=$!
   echo "$server_pid" >"$dir/server.pid"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test-crash-filter.sh — kill -9 nbdkit running the nbdsnap filter (file plugin, dir= mode) while writers
-# write and flush (a snapshot taken, so copy-on-write is active); restart with the same nbdsnap-state-dir: every write acknowledged before a completed flush is on the
-# origin, CBT generations are renewed, and no storage file the engine created is left behind.
+# write and flush (a snapshot taken, so copy-on-write is active); restart with the same
+# nbdsnap-state-dir: every write acknowledged before a completed flush is on the origin, CBT generations are
+# renewed, and no storage file the engine created is left behind.
 # Usage: test-crash-filter.sh FILTER.so [--rounds N]
 FILTER=${1:?usage: $0 FILTER.so [--rounds N]}; shift
 source "$(dirname "$0")/lib.sh"
