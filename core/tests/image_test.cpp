@@ -350,3 +350,45 @@ TEST_CASE("take waits for a write in flight on the front end's own path and the 
   REQUIRE_OK(image->read(got.data(), got.size(), 8192, next.get()));
   CHECK(got == data);
 }
+
+TEST_CASE("image writes racing with origin writes to the same chunks keep the image's own data") {
+  TempDir dir;
+  EngineConfig config = small_config(14);  // 16 KiB chunks
+  config.chunk_buffer_budget = 48 * KiB;   // some chunks wait in memory, others are stored by the writer
+  Engine engine(config);
+  attach_memory_origin(engine, "disk0", MiB);
+  auto origin = engine.find_origin("disk0");
+  auto image = take_one(engine, dir, "disk0", "s", 2 * MiB, true);
+  std::thread image_writer([&] {
+    // Every other 4 KiB block, in an order that meets the origin writer in the middle.
+    for (uint64_t block = 0; block < 256; block += 2) {
+      const uint64_t offset = (block * 37 % 256) / 2 * 2 * 4 * KiB;
+      const auto data = pattern(4 * KiB, offset, 50);
+      CHECK(image->write(data.data(), data.size(), offset).is_ok());
+    }
+  });
+  std::thread origin_writer([&] {
+    for (uint64_t block = 0; block < 256; ++block) {
+      const uint64_t offset = (255 - block) * 4 * KiB + 100;
+      const uint64_t length = std::min<uint64_t>(6 * KiB, MiB - offset);
+      const auto data = pattern(length, offset, 60);
+      CHECK(origin->write(data.data(), length, offset, false).is_ok());
+    }
+  });
+  image_writer.join();
+  origin_writer.join();
+  auto expected = pattern(MiB, 0, 1);
+  for (uint64_t offset = 0; offset < MiB; offset += 8 * KiB) {
+    const auto data = pattern(4 * KiB, offset, 50);
+    std::copy(data.begin(), data.end(), expected.begin() + static_cast<ptrdiff_t>(offset));
+  }
+  CHECK(first_difference(read_image(*image, MiB, 0), expected) == -1);
+  auto origin_expected = pattern(MiB, 0, 1);
+  for (uint64_t block = 0; block < 256; ++block) {
+    const uint64_t offset = (255 - block) * 4 * KiB + 100;
+    const uint64_t length = std::min<uint64_t>(6 * KiB, MiB - offset);
+    const auto data = pattern(length, offset, 60);
+    std::copy(data.begin(), data.end(), origin_expected.begin() + static_cast<ptrdiff_t>(offset));
+  }
+  CHECK(first_difference(read_origin(*origin, MiB, 0), origin_expected) == -1);
+}

@@ -692,3 +692,38 @@ TEST_CASE("origin writes from several threads all land while the snapshot overfl
   std::vector<uint8_t> buf(4096);
   CHECK_ERRC(image->read(buf.data(), buf.size(), MiB), Errc::corrupted);
 }
+
+TEST_CASE("an image read in flight while its origin is detached by force never returns bytes written after the take") {
+  TempDir dir;
+  Engine engine(small_config(16));
+  auto device = std::make_shared<ReadLatchDevice>(MiB);
+  fill_device(*device, 1);
+  REQUIRE_OK(engine.attach_origin("disk0", device, false));
+  auto origin = engine.find_origin("disk0");
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 2 * MiB)));
+  REQUIRE_OK(engine.take_snapshot("s"));
+  std::shared_ptr<Image> image;
+  REQUIRE_OK(engine.find_image("disk0", "s", image));
+
+  device->hold_next_read = true;
+  std::vector<uint8_t> got(4096);
+  Status read_status;
+  std::thread reader([&] { read_status = image->read(got.data(), got.size(), 0); });
+  device->wait_until_held();
+  std::thread detacher([&] { CHECK(engine.detach_origin("disk0", true).is_ok()); });
+  std::this_thread::sleep_for(100ms);
+  // The Origin object outlives the detach here; its writes are no longer copied for the snapshot.
+  const auto data = pattern(4096, 0, 2);
+  std::thread writer([&] { CHECK(origin->write(data.data(), data.size(), 0, false).is_ok()); });
+  std::this_thread::sleep_for(100ms);
+  device->release();
+  reader.join();
+  writer.join();
+  detacher.join();
+  INFO("read status: " << read_status.to_string());
+  if (read_status.is_ok()) {
+    CHECK(got == pattern(4096, 0, 1));
+  } else {
+    CHECK(read_status.code() == Errc::not_found);
+  }
+}
