@@ -48,7 +48,10 @@ NbdImage::NbdImage(const std::string& uri, const std::vector<std::string>& meta_
   if (handle_ == nullptr) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
   for (const std::string& context : meta_contexts) {
     if (nbd_add_meta_context(handle_, context.c_str()) == -1) {
-      throw CliError(ExitCode::io_error, "libnbd: " + last_error());
+      std::string message = "libnbd: " + last_error();
+      nbd_close(handle_);
+      handle_ = nullptr;
+      throw CliError(ExitCode::io_error, message);
     }
   }
   if (nbd_connect_uri(handle_, uri.c_str()) == -1) {
