@@ -30,6 +30,30 @@ std::set<unsigned long> own_socket_inodes() {
   return inodes;
 }
 
+// "HOST:PORT" of a listening IPv4 TCP socket this process holds, from /proc/net/tcp, or empty.
+std::string find_tcp_listener(const std::set<unsigned long>& inodes) {
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // header
+  while (std::getline(table, line)) {
+    unsigned address = 0, port = 0, state = 0;
+    unsigned long inode = 0;
+    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+    if (std::sscanf(line.c_str(), " %*d: %8X:%4X %*8X:%*4X %2X %*8X:%*8X %*2X:%*8X %*8X %*u %*d %lu", &address,
+                    &port, &state, &inode) != 4)
+      continue;
+    constexpr unsigned kListen = 0x0A;
+    if (state != kListen || inodes.count(inode) == 0) continue;
+    // The address is in network byte order read as a little-endian number.
+    std::string host = address == 0 ? "localhost"
+                                     : std::to_string(address & 0xff) + "." + std::to_string((address >> 8) & 0xff) +
+                                           "." + std::to_string((address >> 16) & 0xff) + "." +
+                                           std::to_string(address >> 24);
+    return host + ":" + std::to_string(port);
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string FilterFrontEnd::find_nbd_socket() const {
@@ -53,9 +77,13 @@ std::string FilterFrontEnd::find_nbd_socket() const {
 
 std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
   std::scoped_lock lock(mutex_);
-  if (nbd_socket_.empty()) nbd_socket_ = find_nbd_socket();
-  if (nbd_socket_.empty()) return {};
-  return "nbd+unix:///" + export_name + "?socket=" + nbd_socket_;
+  if (nbd_socket_.empty() && tcp_listener_.empty()) {
+    nbd_socket_ = find_nbd_socket();
+    if (nbd_socket_.empty()) tcp_listener_ = find_tcp_listener(own_socket_inodes());
+  }
+  if (!nbd_socket_.empty()) return "nbd+unix:///" + export_name + "?socket=" + nbd_socket_;
+  if (!tcp_listener_.empty()) return "nbd://" + tcp_listener_ + "/" + export_name;
+  return {};
 }
 
 unsigned FilterFrontEnd::client_count(const std::string& export_name) const {

@@ -43,7 +43,7 @@ class FilterFrontEnd final : public ControlFrontEnd {
     std::string origin;
     std::atomic<bool>* detached = nullptr;
   };
-  // The listening Unix socket of this nbdkit (not the control socket), or empty.
+  // The listening Unix socket of this nbdkit (not the control socket), or empty. IPv4 TCP is the fallback.
   std::string find_nbd_socket() const;
 
   Engine& engine_;
@@ -52,6 +52,7 @@ class FilterFrontEnd final : public ControlFrontEnd {
   mutable std::mutex mutex_;  // also serialises attach and detach against new connections
   std::map<const void*, Client> clients_;  // GUARDED_BY(mutex_)
   mutable std::string nbd_socket_;         // GUARDED_BY(mutex_) cache of find_nbd_socket()
+  mutable std::string tcp_listener_;       // GUARDED_BY(mutex_) "HOST:PORT" when nbdkit listens on TCP only
 };
 
 }  // namespace nbdsnap
