@@ -36,12 +36,13 @@ fail() {
 
 # start_nbdsnapd ARGS...: starts nbdsnapd with the test's sockets and state dir and waits for the control socket.
 start_nbdsnapd() {
+  rm -f "$sock" "$ctl"  # stale sockets of a killed server must not look like a started one
   setsid "$nbdsnapd" --listen "unix:$sock" --control "$ctl" --state-dir "$state" --threads 4 "$@" \
     </dev/null >>"$log" 2>&1 &
   echo $! >"$pidfile"
   local i
-  for ((i = 0; i < 300; i++)); do
-    [[ -S $ctl && -S $sock ]] && return 0
+  for ((i = 0; i < 600; i++)); do
+    if [[ -S $ctl && -S $sock ]] && control '{"command":"version"}' >/dev/null 2>&1; then return 0; fi
     kill -0 "$(cat "$pidfile")" 2>/dev/null || fail "nbdsnapd exited at start"
     sleep 0.1
   done
