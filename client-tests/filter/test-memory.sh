@@ -5,6 +5,12 @@
 FILTER=$1
 source "$(dirname "$0")/lib.sh"
 
+help=$(${NBDSNAP_NBDKIT_PRELOAD:+env LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit --filter="$FILTER" memory --help)
+for parameter in control state-dir storage storage-limit default-origin chunk-min-shift tracking-min-shift; do
+  grep -q "nbdsnap-$parameter=" <<<"$help" || fail "--help does not document nbdsnap-$parameter"
+done
+pass "nbdkit --filter=nbdsnap --help documents every parameter"
+
 start_nbdkit memory memory size=16M nbdsnap-default-origin=ram nbdsnap-chunk-min-shift=16 \
   nbdsnap-storage="$dir/one.diff:32M"
 qemu-io -f raw -c 'write -P 0x5a 0 16M' "$(uri '')" >/dev/null
