@@ -66,13 +66,14 @@ start_nbdsnapd() {
   wait_for "$ctl" "$server_pid"
 }
 
-# start_nbdkit NAME ARGS...: nbdkit -f with the filter ($FILTER) outermost; control socket $ctl.
+# start_nbdkit NAME ARGS...: nbdkit -f with the filter ($FILTER) outermost; control socket $ctl. With a
+# sanitizer runtime preloaded it adds -v (the stop checks look for the filter unloading) unless NBDKIT_VERBOSE= is set.
 start_nbdkit() {
   local name=$1; shift
   case "$FILTER" in */*) ;; *) FILTER=./$FILTER ;; esac
   rm -f "$sock" "$ctl"
   server_log=$dir/nbdkit-$name.log
-  setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit -f ${NBDSNAP_NBDKIT_PRELOAD:+-v} -U "$sock" \
+  setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit -f ${NBDSNAP_NBDKIT_PRELOAD:+${NBDKIT_VERBOSE--v}} -U "$sock" \
     --filter="$FILTER" "$@" nbdsnap-control="$ctl" </dev/null >>"$server_log" 2>&1 &
   server_pid=$!
   echo "$server_pid" >"$dir/server.pid"
@@ -85,7 +86,12 @@ kill_server() {
   local signal=${1:-TERM}
   kill -"$signal" "$server_pid" 2>/dev/null || true
   if [[ $signal != KILL ]]; then
-    for _ in $(seq 300); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    for i in $(seq 300); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      # nbdkit with a preloaded sanitizer runtime may hang in exit handlers once the filter unloaded (below).
+      ((i > 30)) && [[ -n ${NBDSNAP_NBDKIT_PRELOAD:-} ]] && grep -q "nbdsnap: unloaded" "$server_log" && break
+      sleep 0.1
+    done
     if kill -0 "$server_pid" 2>/dev/null; then
       # With a sanitizer runtime preloaded into nbdkit, glibc's exit handlers sometimes deadlock after the
       # filter has unloaded (see client-tests/filter/lib.sh); anything else is a failure.

@@ -11,7 +11,7 @@ done
 size=${SOAK_ORIGIN_SIZE:-8M}
 mkdir "$dir/disks" "$dir/state" "$dir/storage"
 for o in a b c; do truncate -s "$size" "$dir/disks/$o"; done
-start_nbdkit soak --threads 16 file dir="$dir/disks" nbdsnap-state-dir="$dir/state" nbdsnap-chunk-min-shift=16
+NBDKIT_VERBOSE= start_nbdkit soak --threads 16 file dir="$dir/disks" nbdsnap-state-dir="$dir/state" nbdsnap-chunk-min-shift=16
 "$PY" "$here/integrity_soak.py" --nbd "$sock" --control "$ctl" --storage-dir "$dir/storage" \
   --origins a,b,c --groups 'a,b;c' --takes 20 "${args[@]}"
 server_alive || fail "nbdkit died"
