@@ -13,7 +13,7 @@
 // holds the range. Writable snapshots get image writes from the controller thread only.
 //
 // Seeds: three fixed seeds plus one random seed (printed), or only NBDSNAP_SEED when set. NBDSNAP_MODEL_OPS
-// sets the operations per seed, all threads together (default 3000, 1000 under ThreadSanitizer).
+// sets the operations per seed, all threads together (default 3000, 800 under ThreadSanitizer).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -39,10 +39,10 @@ constexpr uint64_t KiB = 1ull << 10;
 
 // ThreadSanitizer makes every operation several times slower: a smaller default keeps its run short.
 #if defined(__SANITIZE_THREAD__)
-constexpr uint64_t kDefaultOperations = 1000;
+constexpr uint64_t kDefaultOperations = 800;
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-constexpr uint64_t kDefaultOperations = 1000;
+constexpr uint64_t kDefaultOperations = 800;
 #else
 constexpr uint64_t kDefaultOperations = 3000;
 #endif
