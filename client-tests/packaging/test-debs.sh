@@ -63,6 +63,7 @@ pass "built $(deb nbdsnap) $(deb nbdkit-nbdsnap-filter)"
 if command -v lintian >/dev/null; then
   lintian --fail-on error "$(deb nbdsnap)" "$(deb nbdkit-nbdsnap-filter)" >"$tmp/lintian.txt" 2>&1 ||
     { cat "$tmp/lintian.txt"; fail "lintian errors"; }
+  grep -E '^[WIP]:' "$tmp/lintian.txt" || true  # for review; only errors fail the test
   pass "lintian: no errors ($(grep -c '^W:' "$tmp/lintian.txt" || true) warnings)"
 fi
 
