@@ -68,6 +68,11 @@ def load(sock, pidfile, statefile, flushes, origins):
             if not killed.is_set():
                 errors.append(f"{origin}: request failed before the kill")
 
+    for o in origins:  # a clean start (zeroes), so earlier rounds' data cannot pass for this round's
+        h = connect(sock, o)
+        h.zero(h.get_size(), 0)
+        h.flush()
+        h.shutdown()
     threads = [threading.Thread(target=writer, args=(oi, o, half))
                for oi, o in enumerate(origins) for half in (0, 1)]
     for t in threads:
