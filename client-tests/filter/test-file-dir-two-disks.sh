@@ -24,5 +24,13 @@ for name in a.img b.img a.img@s2 b.img@s2; do
 done
 pass "nbdinfo --list shows origins and images"
 ctl '{"command":"snapshot-destroy","name":"s2"}' >/dev/null
+
+# An export name a URI path cannot hold as is: the reported URI is percent-encoded and works.
+truncate -s 1M "$dir/disks/my disk.img"
+nbdinfo --json "nbd+unix:///my%20disk.img?socket=$sock" >/dev/null
+reported=$(ctl '{"command":"origin-info","name":"my disk.img"}' | jq -r .origin.uri)
+[[ $reported == "nbd+unix:///my%20disk.img?socket=$sock" ]] || fail "uri of 'my disk.img': $reported"
+[[ $(nbdinfo --size "$reported") == 1048576 ]] || fail "reported uri does not open the export"
+pass "export URIs are percent-encoded"
 [[ ! -e $dir/s2.diff ]] || fail "difference storage the engine created was not removed at destroy"
 pass "destroy removes the difference storage it created"
