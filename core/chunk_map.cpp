@@ -66,8 +66,9 @@ ChunkState ChunkMap::ensure_copied(uint64_t index, BlockDevice* source) {
 
 void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source) {
   const uint64_t length = chunk_length(index);
-  auto buffer = std::make_shared<std::vector<uint8_t>>(length);
-  if (Status s = read_piece(buffer->data(), length, index * chunk_size_, source); !s) {
+  // Not zero-filled: the read overwrites every byte, and zeroing a chunk per first write was measurable.
+  std::shared_ptr<uint8_t[]> buffer = std::make_shared_for_overwrite<uint8_t[]>(length);
+  if (Status s = read_piece(buffer.get(), length, index * chunk_size_, source); !s) {
     finish_chunk(index, ChunkState::failed, nullptr, {});
     snapshot_.corrupt(origin_name_, "copy-on-write read of the origin failed: " + s.to_string());
     return;
@@ -82,7 +83,7 @@ void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source) {
     return;
   }
   StorageLocation location;  // memory is full: store it ourselves, the write waits (back-pressure)
-  if (Status s = store_buffer(index, *buffer, location); !s) {
+  if (Status s = store_buffer(index, buffer.get(), location); !s) {
     finish_chunk(index, ChunkState::failed, nullptr, {});
     snapshot_.corrupt(origin_name_, s.to_string());
     return;
@@ -103,12 +104,13 @@ Status ChunkMap::read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDe
   return Status::ok();
 }
 
-Status ChunkMap::store_buffer(uint64_t index, const std::vector<uint8_t>& buffer, StorageLocation& location) {
-  if (Status s = snapshot_.storage().allocate(buffer.size(), location); !s) return s;
-  return snapshot_.storage().write(location, buffer.data(), buffer.size(), 0);
+Status ChunkMap::store_buffer(uint64_t index, const uint8_t* buffer, StorageLocation& location) {
+  const uint64_t length = chunk_length(index);
+  if (Status s = snapshot_.storage().allocate(length, location); !s) return s;
+  return snapshot_.storage().write(location, buffer, length, 0);
 }
 
-void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const std::vector<uint8_t>> buffer,
+void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
                             StorageLocation location) {
   std::scoped_lock lock(mutex_);
   Chunk& chunk = chunks_.at(index);
@@ -119,7 +121,7 @@ void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<co
 }
 
 void ChunkMap::store_chunk(uint64_t index) {
-  std::shared_ptr<const std::vector<uint8_t>> buffer;
+  std::shared_ptr<const uint8_t[]> buffer;
   {
     std::scoped_lock lock(mutex_);
     auto it = chunks_.find(index);
@@ -129,12 +131,12 @@ void ChunkMap::store_chunk(uint64_t index) {
   }
   StorageLocation location;
   const Status s = snapshot_.is_corrupted() ? Status{Errc::corrupted, "snapshot corrupted"}
-                                             : store_buffer(index, *buffer, location);
+                                             : store_buffer(index, buffer.get(), location);
   {
     std::scoped_lock lock(mutex_);
-    buffered_bytes_ -= buffer->size();
+    buffered_bytes_ -= chunk_length(index);
   }
-  snapshot_.budget().release(buffer->size());
+  snapshot_.budget().release(chunk_length(index));
   if (!s) {
     finish_chunk(index, ChunkState::failed, nullptr, {});
     if (s.code() != Errc::corrupted) snapshot_.corrupt(origin_name_, s.to_string());
@@ -191,7 +193,7 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
       if (chunk.state == ChunkState::failed) return snapshot_health().is_ok() ? Status{Errc::corrupted, "chunk lost"}
                                                                              : snapshot_health();
       if (chunk.buffer) {
-        std::memcpy(out, chunk.buffer->data() + in_chunk, n);
+        std::memcpy(out, chunk.buffer.get() + in_chunk, n);
       } else if (Status s = snapshot_.storage().read(chunk.location, out, n, in_chunk); !s) {
         snapshot_.corrupt(origin_name_, "read of difference storage failed: " + s.to_string());
         return snapshot_health();

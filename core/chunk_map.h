@@ -65,7 +65,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
  private:
   struct Chunk {
     ChunkState state = ChunkState::copying;
-    std::shared_ptr<const std::vector<uint8_t>> buffer;  // in_memory/storing: the old data
+    std::shared_ptr<const uint8_t[]> buffer;  // in_memory/storing: the old data, chunk_length() bytes
     StorageLocation location;                            // stored
   };
   uint64_t chunk_length(uint64_t index) const;
@@ -75,8 +75,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   void copy_chunk(uint64_t index, BlockDevice* source);  // REQUIRES: chunk inserted as copying by caller
   Status read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDevice* source);
   Status ensure_stored(uint64_t index, StorageLocation& location);
-  Status store_buffer(uint64_t index, const std::vector<uint8_t>& buffer, StorageLocation& location);
-  void finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const std::vector<uint8_t>> buffer,
+  Status store_buffer(uint64_t index, const uint8_t* buffer, StorageLocation& location);
+  void finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
                     StorageLocation location);
   Status snapshot_health() const;
 

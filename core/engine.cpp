@@ -37,7 +37,14 @@ void post(EventLog& events, EventType type, const std::string& snapshot, const s
 Engine::Engine(EngineConfig config)
     : config_(std::move(config)),
       store_(config_.state_dir),
-      budget_(std::make_shared<BufferBudget>(config_.chunk_buffer_budget)) {}
+      storage_ledger_(config_.state_dir),
+      budget_(std::make_shared<BufferBudget>(config_.chunk_buffer_budget)) {
+  // Snapshots die with the process: storage files a crashed run created are garbage now.
+  for (const std::string& file : storage_ledger_.remove_leftovers()) {
+    post(events_, EventType::snapshot_destroyed, "", "",
+         "removed difference storage " + file + " left by a run that did not stop cleanly");
+  }
+}
 
 Engine::~Engine() {
   events_.interrupt();
@@ -58,6 +65,20 @@ Engine::~Engine() {
     snapshot->image_gate().close();
     snapshot->shutdown();
   }
+  (void)storage_ledger_.record({});
+}
+
+void Engine::record_created_storage() {
+  std::vector<std::string> files;
+  {
+    std::scoped_lock lock(mutex_);
+    for (const auto& [name, snapshot] : snapshots_) {
+      for (const auto& area : snapshot->storage().areas()) {
+        if (area.created_by_engine) files.push_back(area.path);
+      }
+    }
+  }
+  (void)storage_ledger_.record(files);  // best effort: a missing ledger only means leftovers after a crash
 }
 
 // ---------------------------------------------------------------- origins
@@ -262,8 +283,11 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
   for (const StorageSpec& spec : options.storage) {
     if (Status s = snapshot->storage().append(spec); !s) return s;  // the snapshot's destructor cleans up
   }
-  std::scoped_lock lock(mutex_);
-  snapshots_[name] = std::move(snapshot);
+  {
+    std::scoped_lock lock(mutex_);
+    snapshots_[name] = std::move(snapshot);
+  }
+  record_created_storage();
   return Status::ok();
 }
 
@@ -331,13 +355,16 @@ Status Engine::take_snapshot(const std::string& name) {
 }
 
 Status Engine::append_storage(const std::string& snapshot_name, const StorageSpec& spec) {
+  std::scoped_lock control(control_mutex_);  // never append to a snapshot a destroy is releasing
   std::shared_ptr<Snapshot> snapshot;
   {
     std::scoped_lock lock(mutex_);
     snapshot = find_snapshot_locked(snapshot_name);
   }
   if (!snapshot) return unknown_snapshot(snapshot_name);
-  return snapshot->append_storage(spec);
+  if (Status s = snapshot->append_storage(spec); !s) return s;
+  record_created_storage();
+  return Status::ok();
 }
 
 Status Engine::destroy_snapshot(const std::string& name) {
@@ -364,6 +391,7 @@ Status Engine::destroy_snapshot(const std::string& name) {
     origin->tracker().thaw();
   }
   snapshot->shutdown();
+  record_created_storage();
   post(events_, EventType::snapshot_destroyed, name, "", "");
   return Status::ok();
 }

@@ -20,6 +20,7 @@
 #include "origin.h"
 #include "sizing.h"
 #include "status.h"
+#include "storage_ledger.h"
 
 namespace nbdsnap {
 
@@ -151,9 +152,12 @@ class Engine {
  private:
   std::shared_ptr<Snapshot> find_snapshot_locked(const std::string& name) const;  // REQUIRES: mutex_
   std::string snapshot_of_origin_locked(const std::string& origin) const;         // REQUIRES: mutex_
+  // Records the storage files the engine created for live snapshots. REQUIRES: control_mutex_
+  void record_created_storage();
 
   const EngineConfig config_;
   CbtStore store_;
+  StorageLedger storage_ledger_;
   EventLog events_;
   std::shared_ptr<BufferBudget> budget_;
   // Serialises control operations (create/take/destroy/attach...) so they never interleave half-done.

@@ -1,5 +1,6 @@
 // main.cpp — nbdsnapd: reads the configuration, attaches origins, serves NBD and the control socket, and on
 // SIGTERM/SIGINT stops cleanly (in-flight requests finished, origins flushed, CBT state saved, exit 0).
+#include <malloc.h>
 #include <signal.h>
 
 #include <filesystem>
@@ -78,6 +79,11 @@ int main(int argc, char** argv) {
   }
   set_log_level(config.log_level);
   ::signal(SIGPIPE, SIG_IGN);
+  // Request payloads and chunk buffers are large and short-lived. With glibc's defaults each one is a fresh
+  // mmap (or the heap is trimmed after it), so every request pays page faults on memory it just freed; the
+  // bench measured 1 MiB writes at 75 MiB/s this way and 517 MiB/s with these thresholds.
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 512 << 20);
 
   std::error_code ec;
   std::filesystem::create_directories(config.engine.state_dir, ec);

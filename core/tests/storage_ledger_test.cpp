@@ -1,0 +1,51 @@
+// storage_ledger_test.cpp — storage files of snapshots that died with a crashed run are removed at start.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine.h"
+#include "memory_device.h"
+#include "storage_ledger.h"
+#include "test_support.h"
+
+using namespace nbdsnap;
+using namespace nbdsnap::test;
+
+TEST_CASE("storage a crashed engine created is removed when the next engine starts") {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  EngineConfig config;
+  config.state_dir = state;
+  const std::string storage = dir.file("s1.diff");
+  const std::string user_file = dir.file("mine.diff");
+  std::ofstream(user_file) << std::string(1 << 20, 'u');
+  {
+    auto engine = std::make_unique<Engine>(config);
+    REQUIRE(engine->attach_origin("disk", std::make_shared<MemoryDevice>(4 << 20), false).is_ok());
+    SnapshotOptions options;
+    options.origins = {"disk"};
+    options.storage = {{storage, 1 << 20}, {user_file, 0}};
+    REQUIRE(engine->create_snapshot("s1", options).is_ok());
+    REQUIRE(engine->take_snapshot("s1").is_ok());
+    REQUIRE(std::filesystem::exists(storage));
+    // A crash: the engine object is never destroyed, so nothing is cleaned up.
+    (void)engine.release();
+  }
+  Engine restarted(config);
+  CHECK_FALSE(std::filesystem::exists(storage));
+  CHECK(std::filesystem::exists(user_file));  // files the user gave are never deleted
+  const auto events = restarted.events().wait_after(0, std::chrono::milliseconds(0));
+  bool reported = false;
+  for (const Event& e : events) reported |= e.reason.find(storage) != std::string::npos;
+  CHECK(reported);
+}
+
+TEST_CASE("a clean stop leaves an empty storage ledger") {
+  TempDir dir;
+  StorageLedger ledger(dir.file("state"));
+  REQUIRE(ledger.record({dir.file("x")}).is_ok());
+  std::ofstream(dir.file("x")) << "x";
+  CHECK(ledger.remove_leftovers() == std::vector<std::string>{dir.file("x")});
+  CHECK(ledger.remove_leftovers().empty());
+}
