@@ -57,7 +57,11 @@ start_nbdkit_filter() {
   local filter=$1; shift
   case "$filter" in */*) ;; *) filter=./$filter ;; esac
   rm -f "$sock" "$NBDSNAP_CONTROL"
-  setsid nbdkit -f -U "$sock" -P "$dir/server.pid" --filter="$filter" "$@" nbdsnap-control="$NBDSNAP_CONTROL" \
+  # NBDSNAP_NBDKIT_PRELOAD: the sanitizer runtime an instrumented filter needs, for nbdkit only (clients such as
+  # qemu-io hang with it preloaded).
+  setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} \
+    nbdkit -f ${NBDSNAP_NBDKIT_PRELOAD:+-v} -U "$sock" -P "$dir/server.pid" --filter="$filter" "$@" \
+    nbdsnap-control="$NBDSNAP_CONTROL" \
     </dev/null >"$dir/server-nbdkit.log" 2>&1 &
   server_pid=$!
   wait_for_socket "$sock" "$server_pid"
@@ -66,7 +70,15 @@ start_nbdkit_filter() {
 
 stop_server() {
   kill "$server_pid"
-  for _ in $(seq 300); do kill -0 "$server_pid" 2>/dev/null || { server_pid=; return 0; }; sleep 0.1; done
+  for _ in $(seq 300); do
+    kill -0 "$server_pid" 2>/dev/null || { server_pid=; return 0; }
+    # Under a preloaded sanitizer nbdkit can hang in glibc's exit handlers after the filter has unloaded
+    # cleanly (see client-tests/filter/lib.sh); once the filter says so, nothing of ours is left to check.
+    if [[ -n ${NBDSNAP_NBDKIT_PRELOAD:-} ]] && grep -qs "nbdsnap: unloaded, CBT state saved" "$dir/server-nbdkit.log"; then
+      kill -9 "$server_pid" 2>/dev/null; server_pid=; return 0
+    fi
+    sleep 0.1
+  done
   fail "server $server_pid did not stop"
 }
 
