@@ -1,5 +1,7 @@
 // storage_ledger_test.cpp — storage files of snapshots that died with a crashed run are removed at start.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -20,18 +22,23 @@ TEST_CASE("storage a crashed engine created is removed when the next engine star
   const std::string storage = dir.file("s1.diff");
   const std::string user_file = dir.file("mine.diff");
   std::ofstream(user_file) << std::string(1 << 20, 'u');
-  {
-    auto engine = std::make_unique<Engine>(config);
-    REQUIRE(engine->attach_origin("disk", std::make_shared<MemoryDevice>(4 << 20), false).is_ok());
+  // The crash: a child process builds the engine, takes a snapshot and dies without any cleanup.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    Engine engine(config);
+    bool ok = engine.attach_origin("disk", std::make_shared<MemoryDevice>(4 << 20), false).is_ok();
     SnapshotOptions options;
     options.origins = {"disk"};
     options.storage = {{storage, 1 << 20}, {user_file, 0}};
-    REQUIRE(engine->create_snapshot("s1", options).is_ok());
-    REQUIRE(engine->take_snapshot("s1").is_ok());
-    REQUIRE(std::filesystem::exists(storage));
-    // A crash: the engine object is never destroyed, so nothing is cleaned up.
-    (void)engine.release();
+    ok = ok && engine.create_snapshot("s1", options).is_ok() && engine.take_snapshot("s1").is_ok();
+    ::_exit(ok ? 0 : 1);
   }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(std::filesystem::exists(storage));
   Engine restarted(config);
   CHECK_FALSE(std::filesystem::exists(storage));
   CHECK(std::filesystem::exists(user_file));  // files the user gave are never deleted
