@@ -111,8 +111,9 @@ kill_server() {
 
 server_alive() { [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; }
 
-ctl() { "$PY" "$here/control.py" "$ctl" "$1"; }
-ctl_error() { "$PY" "$here/control.py" --expect-error "$ctl" "$1"; }
+# One control client for all shell tests: client-tests/filter/control.py.
+ctl() { "$PY" "$here/../filter/control.py" "$ctl" "$1"; }
+ctl_error() { "$PY" "$here/../filter/control.py" --expect-error "$ctl" "$1"; }
 uri() { echo "nbd+unix:///$1?socket=$sock"; }
 # jf JSON EXPR: a Python expression over the parsed JSON `r`.
 jf() { "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
