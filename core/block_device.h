@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "status.h"
@@ -38,6 +39,10 @@ class BlockDevice {
   virtual Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out);
   virtual bool can_trim() const { return false; }
   virtual bool is_read_only() const { return false; }
+  // A text that changes whenever the content may have been changed by someone else (for a file: its
+  // identity, size and modification time). CBT saved at a clean stop is resumed only if this is still the
+  // same, since writes made while nothing tracked the device are missing from the map. Empty: cannot tell.
+  virtual std::string content_fingerprint() const { return {}; }
 };
 
 // Checks that [offset, offset+len) lies inside a device of the given size without overflow.

@@ -104,7 +104,7 @@ Status Cbt::checkpoint_number(const std::string& name, uint8_t& number) const {
 
 CbtState Cbt::state() const {
   std::scoped_lock lock(mutex_);
-  return {generation_, number_, block_size_, device_size_, map_, checkpoints_};
+  return {generation_, number_, block_size_, device_size_, map_, checkpoints_, {}};
 }
 
 uint64_t Cbt::memory_bytes() const {

@@ -49,6 +49,8 @@ struct CbtState {
   uint64_t device_size = 0;
   std::vector<uint8_t> map;
   std::map<std::string, uint8_t> checkpoints;
+  // The device's content_fingerprint() when the state was saved cleanly (the engine fills it in).
+  std::string device_fingerprint;
 };
 
 class Cbt {

@@ -56,6 +56,7 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
     state.block_size = header.at("block_size").get<uint64_t>();
     state.device_size = header.at("device_size").get<uint64_t>();
     state.checkpoints = header.at("checkpoints").get<std::map<std::string, uint8_t>>();
+    state.device_fingerprint = header.value("device_fingerprint", std::string());  // older files lack it
     const auto map_bytes = header.at("map_bytes").get<uint64_t>();
     if (state.block_size == 0 || map_bytes != (state.device_size + state.block_size - 1) / state.block_size) {
       return CbtLoadResult::damaged;
@@ -82,7 +83,7 @@ Status CbtStore::save(const std::string& origin, const CbtState& state, bool cle
       {"magic", kMagic},           {"version", kFormatVersion},          {"clean", clean},
       {"generation", state.generation.to_string()}, {"number", state.number}, {"block_size", state.block_size},
       {"device_size", state.device_size}, {"map_bytes", state.map.size()}, {"map_hash", fnv1a(state.map)},
-      {"checkpoints", state.checkpoints}};
+      {"checkpoints", state.checkpoints}, {"device_fingerprint", state.device_fingerprint}};
   const std::string path = path_for(origin), temp = path + ".tmp";
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);

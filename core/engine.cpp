@@ -99,11 +99,15 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   if (store_.enabled()) {
     CbtState state;
     const CbtLoadResult result = store_.load(name, size, state);
-    if (result == CbtLoadResult::loaded && state.block_size == block_size) {
-      cbt = std::make_unique<Cbt>(std::move(state));
+    const std::string fingerprint = device ? device->content_fingerprint() : std::string();
+    if (result != CbtLoadResult::loaded) {
+      renewed_because = cbt_load_result_name(result);
+    } else if (state.block_size != block_size) {
+      renewed_because = "the tracking block size changed";
+    } else if (!state.device_fingerprint.empty() && state.device_fingerprint != fingerprint) {
+      renewed_because = "the origin was changed while nothing tracked it";
     } else {
-      renewed_because = result == CbtLoadResult::loaded ? "the tracking block size changed"
-                                                        : cbt_load_result_name(result);
+      cbt = std::make_unique<Cbt>(std::move(state));
     }
   } else {
     renewed_because = "no state directory";
@@ -154,7 +158,7 @@ Status Engine::detach_origin(const std::string& name, bool force) {
     origins_.erase(name);
   }
   origin->tracker().thaw();
-  Status saved = store_.enabled() ? store_.save(name, origin->cbt().state(), true) : Status::ok();
+  Status saved = store_.enabled() ? save_clean(*origin) : Status::ok();
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
   return saved;
@@ -467,9 +471,15 @@ Status Engine::save_state() {
   }
   Status result;
   for (const auto& origin : all) {
-    if (Status s = store_.save(origin->name(), origin->cbt().state(), true); !s && result) result = s;
+    if (Status s = save_clean(*origin); !s && result) result = s;
   }
   return result;
+}
+
+Status Engine::save_clean(Origin& origin) const {
+  CbtState state = origin.cbt().state();
+  if (const BlockDevice* device = origin.device()) state.device_fingerprint = device->content_fingerprint();
+  return store_.save(origin.name(), state, true);
 }
 
 uint64_t Engine::memory_bytes() const {

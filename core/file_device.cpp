@@ -72,6 +72,14 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
   return from_descriptor(fd, path, false, out);
 }
 
+std::string FileDevice::content_fingerprint() const {
+  struct stat st {};
+  if (is_block_device_ || ::fstat(fd_, &st) != 0) return {};
+  return "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + " size " +
+         std::to_string(st.st_size) + " mtime " + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
+}
+
 Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {
   if (Status s = check_range(size_, len, offset); !s) return s;
   auto* p = static_cast<char*>(buf);

@@ -28,6 +28,9 @@ class FileDevice final : public BlockDevice {
   Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) override;
   bool can_trim() const override { return !is_block_device_; }
   bool is_read_only() const override { return readonly_; }
+  // Regular files only: writes to a block device change no timestamp the device node shows. A write that
+  // lands within the same timestamp tick as our own last write is not seen either.
+  std::string content_fingerprint() const override;
 
   const std::string& path() const { return path_; }
   bool is_block_device() const { return is_block_device_; }

@@ -23,7 +23,9 @@ CbtState sample_state() {
   cbt.mark_dirty(3 * kBlock, 2 * kBlock);
   cbt.freeze("tuesday");
   cbt.mark_dirty(20 * kBlock, 1);
-  return cbt.state();
+  CbtState state = cbt.state();
+  state.device_fingerprint = "file 2049:12 size 1314816 mtime 1764160000.5";
+  return state;
 }
 
 void check_same(const CbtState& a, const CbtState& b) {
@@ -33,6 +35,7 @@ void check_same(const CbtState& a, const CbtState& b) {
   CHECK(a.device_size == b.device_size);
   CHECK(a.map == b.map);
   CHECK(a.checkpoints == b.checkpoints);
+  CHECK(a.device_fingerprint == b.device_fingerprint);
 }
 
 }  // namespace

@@ -2,12 +2,15 @@
 #include "engine.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <mutex>
 #include <random>
 #include <thread>
 
+#include "file_device.h"
 #include "test_support.h"
 
 using namespace nbdsnap;
@@ -295,6 +298,51 @@ TEST_CASE("detach saves the CBT cleanly so a re-attach resumes it") {
   std::vector<Range> ranges;
   REQUIRE_OK(engine.cbt_map("disk0", "", ranges));
   CHECK(ranges.size() == 1);
+}
+
+// Writes made while no engine tracked a file are missing from its CBT, so a file changed after a clean
+// detach must start a new generation; an untouched file resumes. The test moves the mtime on itself: a write
+// within the same timestamp tick as the engine's last one leaves it unchanged, a window the check cannot see.
+TEST_CASE("a file changed while detached gets a new generation; an unchanged one resumes") {
+  TempDir state;
+  EngineConfig config = small_config();
+  config.state_dir = state.path().string();
+  const std::string path = (state.path() / "disk.raw").string();
+  {
+    std::unique_ptr<FileDevice> file;
+    bool created = false;
+    REQUIRE_OK(FileDevice::create(path, 4 * MiB, file, created));
+  }
+  auto attach = [&](Engine& engine) {
+    std::unique_ptr<FileDevice> file;
+    REQUIRE_OK(FileDevice::open(path, false, file));
+    REQUIRE_OK(engine.attach_origin("disk0", std::shared_ptr<BlockDevice>(std::move(file)), false));
+  };
+  Engine engine(config);
+  attach(engine);
+  const std::string first = info_of(engine, "disk0").generation;
+  const std::vector<uint8_t> bytes(4096, 0x5a);
+  REQUIRE_OK(engine.find_origin("disk0")->write(bytes.data(), bytes.size(), 0, false));
+  REQUIRE_OK(engine.detach_origin("disk0", false));
+  attach(engine);
+  CHECK(info_of(engine, "disk0").generation == first);
+  REQUIRE_OK(engine.detach_origin("disk0", false));
+
+  {  // someone else writes the file while nbdsnap does not track it
+    std::unique_ptr<FileDevice> other;
+    REQUIRE_OK(FileDevice::open(path, false, other));
+    REQUIRE_OK(other->pwrite(bytes.data(), bytes.size(), MiB, false));
+  }
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  const struct timespec times[2] = {st.st_atim, {st.st_mtim.tv_sec + 1, st.st_mtim.tv_nsec}};
+  REQUIRE(::utimensat(AT_FDCWD, path.c_str(), times, 0) == 0);
+  const uint64_t before = engine.events().last_sequence();
+  attach(engine);
+  CHECK(info_of(engine, "disk0").generation != first);
+  const auto renewed = wait_for_event(engine.events(), EventType::generation_renewed, before, 1s);
+  REQUIRE(renewed);
+  CHECK(renewed->reason.find("changed while nothing tracked it") != std::string::npos);
 }
 
 TEST_CASE("a saved CBT for another device size is not resumed") {
