@@ -2,13 +2,28 @@
 //
 // Design notes. The reader coroutine is the only one reading the socket; it parses a request header,
 // validates it (refused WRITEs have their payload read and dropped so the stream stays in step), reads the
-// payload, and hands the request to the worker pool. Replies are queued and written one at a time by a
-// completion-handler chain. Garbage (a bad request magic) ends the connection: there is no way to find the
-// next request in the stream. Nothing here touches the engine directly; RequestExecutor does.
+// payload, and hands the request to the worker pool. It reads through a receive buffer, so one system call
+// brings in many small requests; large payloads are read straight into their own buffer, never zero-filled.
+//
+// Replies: the worker that finishes a request queues its reply and, unless another thread is sending, sends
+// the queue itself with non-blocking gathered writes (several replies in one sendmsg), so a reply needs no
+// trip through the I/O thread. One thread at a time holds the sender role, and a reply is sent from its first
+// to its last byte before the next one starts: two replies' bytes never interleave. When the socket is full
+// the sender hands the role to the I/O thread, which waits until it is writable and sends on; workers never
+// block on a client that does not read. A request holds its in-flight slot until its reply is sent.
+//
+// Garbage (a bad request magic) ends the connection: there is no way to find the next request in the stream.
+// Nothing here touches the engine directly; RequestExecutor does.
 #include "connection.h"
 
-#include <array>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
+#include <array>
+#include <cerrno>
+#include <cstring>
 
 #include "log.h"
 
@@ -18,6 +33,12 @@ using namespace nbd;
 
 namespace {
 constexpr uint64_t kMaxDiscard = 256ull << 20;  // a refused WRITE larger than this ends the connection
+constexpr size_t kInboxSize = 64 << 10;         // receive buffer; reads of half of it or more bypass it
+constexpr size_t kMaxGather = 64;               // replies sent by one sendmsg
+
+// Reads until the buffer is full, each receive as large as the socket allows (asio's transfer_all caps
+// every receive at 64 KiB).
+size_t whole_buffer(const asio::error_code& ec, size_t) { return ec ? 0 : kMaxRequestLength; }
 }  // namespace
 
 Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, asio::thread_pool& workers,
@@ -30,6 +51,10 @@ Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catal
       limits_(limits),
       handshake_(catalog),
       wakeup_(socket_.get_executor()) {}
+
+Connection::~Connection() {
+  if (send_fd_ >= 0) ::close(send_fd_);
+}
 
 void Connection::start() {
   registry_.add(id_, shared_from_this());
@@ -59,7 +84,7 @@ void Connection::shut_down() {
 }
 
 void Connection::abort() {
-  broken_ = true;
+  broken_ = true;  // a sender drops what is queued; a wait for writability ends with the close
   stopping_ = true;
   close_socket();
   wakeup_.cancel();
@@ -74,8 +99,15 @@ void Connection::close_socket() {
 asio::awaitable<void> Connection::run() {
   // (no co_await inside conditions or structured bindings: g++ 12 miscompiles some of those forms)
   const bool negotiated = co_await negotiate();
-  if (negotiated) co_await transmit();
-  co_await wait_until_idle(false, 0);
+  if (negotiated) {
+    send_fd_ = ::fcntl(socket_.native_handle(), F_DUPFD_CLOEXEC, 0);
+    if (send_fd_ < 0) {
+      log_warning(describe() + ": cannot duplicate the socket descriptor: " + std::strerror(errno));
+    } else {
+      co_await transmit();
+    }
+  }
+  co_await wait_until_idle();
   close_socket();
   registry_.remove(id_);
   log_debug(describe() + ": closed");
@@ -121,11 +153,11 @@ asio::awaitable<bool> Connection::negotiate() {
 }
 
 asio::awaitable<void> Connection::transmit() {
+  inbox_ = std::make_unique_for_overwrite<uint8_t[]>(kInboxSize);
   std::array<uint8_t, kRequestHeaderSize> raw{};
   while (!stopping_ && !broken_) {
-    asio::error_code ec;
-    co_await asio::async_read(socket_, asio::buffer(raw), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) break;
+    const bool received = co_await receive(raw.data(), raw.size());
+    if (!received) break;
     const RequestHeader request = parse_request_header(raw);
     if (request.magic != kRequestMagic) {
       log_warning(describe() + ": bad request magic; disconnecting");
@@ -143,101 +175,206 @@ asio::awaitable<void> Connection::transmit() {
         const bool discarded = co_await discard_payload(request.length);
         if (!discarded) break;
       }
-      co_await wait_until_idle(true, 0);
-      ++in_flight_;
+      const bool slot = co_await wait_for_slot(0);
+      if (!slot) break;
       send(executor_->error_reply(request, error, why), 0);
       continue;
     }
     const uint64_t accounted = (request.type == kCmdRead || request.type == kCmdWrite) ? request.length : 0;
-    co_await wait_until_idle(true, accounted);
-    if (broken_) break;
-    std::vector<uint8_t> payload;
+    const bool slot = co_await wait_for_slot(accounted);
+    if (!slot) break;
+    std::unique_ptr<uint8_t[]> payload;
     if (request.type == kCmdWrite) {
-      payload.resize(request.length);
-      co_await asio::async_read(socket_, asio::buffer(payload), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
+      payload = std::make_unique_for_overwrite<uint8_t[]>(request.length);
+      const bool complete = co_await receive(payload.get(), request.length);
+      if (!complete) {
+        give_back_slot(accounted);
+        break;
+      }
     }
     dispatch(request, std::move(payload), accounted);
   }
+  inbox_.reset();
+}
+
+asio::awaitable<bool> Connection::receive(uint8_t* out, size_t length) {
+  const size_t buffered = std::min(length, inbox_end_ - inbox_begin_);
+  if (buffered > 0) std::memcpy(out, inbox_.get() + inbox_begin_, buffered);
+  inbox_begin_ += buffered;
+  out += buffered;
+  length -= buffered;
+  if (length == 0) co_return true;
+  inbox_begin_ = inbox_end_ = 0;
+  asio::error_code ec;
+  if (length >= kInboxSize / 2) {
+    co_await asio::async_read(socket_, asio::buffer(out, length), whole_buffer,
+                              asio::redirect_error(asio::use_awaitable, ec));
+    co_return !ec;
+  }
+  const size_t got = co_await asio::async_read(socket_, asio::buffer(inbox_.get(), kInboxSize),
+                                               asio::transfer_at_least(length),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+  if (got < length) co_return false;
+  std::memcpy(out, inbox_.get(), length);
+  inbox_begin_ = length;
+  inbox_end_ = got;
+  co_return true;
 }
 
 asio::awaitable<bool> Connection::discard_payload(uint64_t bytes) {
   std::vector<uint8_t> scratch(std::min<uint64_t>(bytes, 1u << 20));
   while (bytes > 0) {
     const size_t chunk = size_t(std::min<uint64_t>(bytes, scratch.size()));
-    asio::error_code ec;
-    co_await asio::async_read(socket_, asio::buffer(scratch.data(), chunk), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return false;
+    const bool received = co_await receive(scratch.data(), chunk);
+    if (!received) co_return false;
     bytes -= chunk;
   }
   co_return true;
 }
 
-// for_slot: wait until one more request of `bytes` fits the limits; otherwise wait until nothing is in flight.
-asio::awaitable<void> Connection::wait_until_idle(bool for_slot, uint64_t bytes) {
-  auto busy = [&] {
-    if (!for_slot) return in_flight_ > 0 || writing_;
-    if (broken_) return false;
-    return in_flight_ >= limits_.max_in_flight ||
-           (in_flight_ > 0 && in_flight_bytes_ + bytes > limits_.max_in_flight_bytes);
-  };
-  while (busy()) {
-    wakeup_.expires_at(asio::steady_timer::time_point::max());
-    asio::error_code ignored;
-    co_await wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+// Waits until one more request of `bytes` fits the limits and takes its slot; false (no slot) once broken.
+asio::awaitable<bool> Connection::wait_for_slot(uint64_t bytes) {
+  for (;;) {
+    {
+      std::scoped_lock lock(mutex_);
+      if (broken_) co_return false;
+      const bool full = in_flight_ >= limits_.max_in_flight ||
+                        (in_flight_ > 0 && in_flight_bytes_ + bytes > limits_.max_in_flight_bytes);
+      if (!full) {
+        ++in_flight_;
+        in_flight_bytes_ += bytes;
+        co_return true;
+      }
+      reader_waiting_ = true;
+    }
+    co_await sleep_until_woken();
   }
-  if (for_slot) in_flight_bytes_ += bytes;  // the caller takes the slot
-  co_return;
 }
 
-void Connection::dispatch(const RequestHeader& request, std::vector<uint8_t> payload, uint64_t accounted) {
-  ++in_flight_;
-  auto self = shared_from_this();
-  asio::post(workers_, [self, request, payload = std::move(payload), accounted,
+// Waits until every request read has been answered and no reply is being sent.
+asio::awaitable<void> Connection::wait_until_idle() {
+  for (;;) {
+    {
+      std::scoped_lock lock(mutex_);
+      if (in_flight_ == 0 && !sending_) co_return;
+      reader_waiting_ = true;
+    }
+    co_await sleep_until_woken();
+  }
+}
+
+// The reader sleeps here after setting reader_waiting_; wake_reader() posts the cancel to this (the I/O)
+// thread, so it cannot run between the check and the wait.
+asio::awaitable<void> Connection::sleep_until_woken() {
+  wakeup_.expires_at(asio::steady_timer::time_point::max());
+  asio::error_code ignored;
+  co_await wakeup_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+}
+
+void Connection::give_back_slot(uint64_t accounted) {
+  std::scoped_lock lock(mutex_);
+  --in_flight_;
+  in_flight_bytes_ -= accounted;
+}
+
+void Connection::dispatch(const RequestHeader& request, std::unique_ptr<uint8_t[]> payload, uint64_t accounted) {
+  asio::post(workers_, [self = shared_from_this(), request, payload = std::move(payload), accounted,
                         work = asio::make_work_guard(socket_.get_executor())]() mutable {
-    std::vector<uint8_t> reply;
+    Reply reply;
     try {
-      reply = self->executor_->execute(request, payload);
+      const size_t payload_length = payload ? request.length : 0;
+      reply = self->executor_->execute(request, {payload.get(), payload_length});
     } catch (const std::exception& e) {
       reply = self->executor_->error_reply(request, kEio, e.what());
     }
-    payload = {};
-    asio::post(work.get_executor(), [self, reply = std::move(reply), accounted]() mutable {
-      self->send(std::move(reply), accounted);
-    });
+    payload.reset();
+    self->send(std::move(reply), accounted);
   });
 }
 
-// Queues a reply; the request it answers stays counted in flight until the reply is written.
-void Connection::send(std::vector<uint8_t> reply, uint64_t accounted) {
-  outbox_.push_back({std::move(reply), accounted});
-  if (!writing_) write_next();
+void Connection::send(Reply reply, uint64_t accounted) {
+  {
+    std::scoped_lock lock(mutex_);
+    outbox_.push_back({std::move(reply), accounted});
+    if (sending_) return;  // the sender sends it after the ones before it
+    sending_ = true;
+  }
+  send_queued();
 }
 
-void Connection::write_next() {
-  while (broken_ && !outbox_.empty()) {  // nobody will read them: just release their slots
-    --in_flight_;
-    in_flight_bytes_ -= outbox_.front().accounted;
-    outbox_.pop_front();
+void Connection::send_queued() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (broken_) {  // nobody will read them: just release their slots
+      while (!outbox_.empty()) {
+        release_slot(outbox_.front());
+        outbox_.pop_front();
+      }
+      front_sent_ = 0;
+    }
+    if (outbox_.empty()) {
+      sending_ = false;
+      wake_reader();
+      return;
+    }
+    std::array<iovec, kMaxGather> iov{};
+    size_t count = 0;
+    for (Outgoing& out : outbox_) {
+      if (count == kMaxGather) break;
+      const size_t skip = count == 0 ? front_sent_ : 0;
+      iov[count++] = {out.reply.data() + skip, out.reply.size() - skip};
+    }
+    lock.unlock();  // queued replies stay put (only the sender pops them); new ones may be queued meanwhile
+    msghdr message{};
+    message.msg_iov = iov.data();
+    message.msg_iovlen = count;
+    const ssize_t sent = ::sendmsg(send_fd_, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+    const int error = sent < 0 ? errno : 0;
+    lock.lock();
+    if (sent < 0) {
+      if (error == EINTR) continue;
+      if (error == EAGAIN || error == EWOULDBLOCK) {
+        // The client has not read enough yet: the I/O thread waits for room and sends on.
+        asio::post(socket_.get_executor(), [self = shared_from_this()] { self->wait_writable(); });
+        return;
+      }
+      broken_ = true;
+      asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close_socket(); });
+      continue;
+    }
+    size_t left = size_t(sent);
+    while (!outbox_.empty()) {
+      Outgoing& front = outbox_.front();
+      const size_t rest = front.reply.size() - front_sent_;
+      if (left < rest) {
+        front_sent_ += left;
+        break;
+      }
+      left -= rest;
+      release_slot(front);
+      outbox_.pop_front();
+      front_sent_ = 0;
+    }
+    wake_reader();
   }
-  if (outbox_.empty()) {
-    writing_ = false;
-    wakeup_.cancel();
-    return;
-  }
-  writing_ = true;
-  asio::async_write(socket_, asio::buffer(outbox_.front().bytes),
-                    [self = shared_from_this()](asio::error_code ec, size_t) {
-                      --self->in_flight_;
-                      self->in_flight_bytes_ -= self->outbox_.front().accounted;
-                      self->outbox_.pop_front();
-                      if (ec) {
-                        self->broken_ = true;
-                        self->close_socket();
-                      }
-                      self->wakeup_.cancel();
-                      self->write_next();
-                    });
+}
+
+void Connection::wait_writable() {
+  socket_.async_wait(asio::socket_base::wait_write, [self = shared_from_this()](asio::error_code ec) {
+    if (ec) self->broken_ = true;  // closed meanwhile
+    self->send_queued();
+  });
+}
+
+void Connection::release_slot(const Outgoing& sent) {
+  --in_flight_;
+  in_flight_bytes_ -= sent.accounted;
+}
+
+void Connection::wake_reader() {
+  if (!reader_waiting_) return;
+  reader_waiting_ = false;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->wakeup_.cancel(); });
 }
 
 }  // namespace nbdsnap

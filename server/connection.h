@@ -1,14 +1,17 @@
 // connection.h — one NBD client over a socket: the handshake, then requests served concurrently.
 //
-// Threading: every member runs on the server's single I/O thread, except the request executions, which run
-// on the worker pool and post their reply back. Up to `max_in_flight` requests are served at once; replies
-// go out in completion order (NBD allows that). shut_down() stops reading requests, lets in-flight ones
-// finish and their replies go out, then closes; abort() closes at once.
+// Threading: the handshake, the request reader and closing run on the server's single I/O thread; request
+// executions run on the worker pool, and the worker that finishes a request sends its reply itself when the
+// socket is free (see connection.cpp). Up to `max_in_flight` requests are served at once; replies go out in
+// completion order (NBD allows that). shut_down() stops reading requests, lets in-flight ones finish and
+// their replies go out, then closes; abort() closes at once.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -31,6 +34,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, asio::thread_pool& workers,
              ClientRegistry& registry, ConnectionLimits limits);
+  ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -38,21 +42,38 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void start();
   // REQUIRES: called on executor().
   void shut_down();
+  // REQUIRES: called on executor().
   void abort();
 
   uint64_t id() const { return id_; }
   asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
+  struct Outgoing {
+    Reply reply;
+    uint64_t accounted = 0;  // bytes counted in in_flight_bytes_ until the reply is written
+  };
+
   asio::awaitable<void> run();
   asio::awaitable<bool> negotiate();
   asio::awaitable<void> transmit();
+  // Reads exactly `length` request bytes, through the receive buffer. False on end of file or error.
+  asio::awaitable<bool> receive(uint8_t* out, size_t length);
   asio::awaitable<bool> discard_payload(uint64_t bytes);
-  asio::awaitable<void> wait_until_idle(bool for_slot, uint64_t bytes);
-  void dispatch(const nbd::RequestHeader& request, std::vector<uint8_t> payload, uint64_t accounted);
-  void send(std::vector<uint8_t> reply, uint64_t accounted);
-  void write_next();
-  void close_socket();
+  asio::awaitable<bool> wait_for_slot(uint64_t bytes);
+  asio::awaitable<void> wait_until_idle();
+  asio::awaitable<void> sleep_until_woken();
+  void give_back_slot(uint64_t accounted);
+  void dispatch(const nbd::RequestHeader& request, std::unique_ptr<uint8_t[]> payload, uint64_t accounted);
+  // Queues a reply and sends it if no other thread is sending. Any thread.
+  void send(Reply reply, uint64_t accounted);
+  // Sends queued replies without blocking until none is left; waits for the socket on the I/O thread when
+  // it is full. REQUIRES: the caller holds the sender role (sending_), which it gives up when none is left.
+  void send_queued();
+  void wait_writable();  // on the I/O thread
+  void release_slot(const Outgoing& sent);  // REQUIRES: mutex_ held
+  void wake_reader();                       // REQUIRES: mutex_ held
+  void close_socket();                      // on the I/O thread
   std::string describe() const;
 
   NbdSocket socket_;
@@ -62,20 +83,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ClientRegistry& registry_;
   const ConnectionLimits limits_;
 
+  // I/O thread only.
   Handshake handshake_;
   std::shared_ptr<const RequestExecutor> executor_;  // set when transmission starts
   std::string export_name_;
   asio::steady_timer wakeup_;  // the reader sleeps on it while the in-flight limit is reached
-  unsigned in_flight_ = 0;     // requests read and not yet answered
-  uint64_t in_flight_bytes_ = 0;
-  struct Outgoing {
-    std::vector<uint8_t> bytes;
-    uint64_t accounted = 0;
-  };
-  std::deque<Outgoing> outbox_;
-  bool writing_ = false;
-  bool broken_ = false;    // a write failed or abort(): replies are dropped
-  bool stopping_ = false;  // shut_down(): no new requests
+  bool stopping_ = false;      // shut_down(): no new requests
+  std::unique_ptr<uint8_t[]> inbox_;  // received bytes not yet parsed: [inbox_begin_, inbox_end_)
+  size_t inbox_begin_ = 0;
+  size_t inbox_end_ = 0;
+
+  // A duplicate of the socket's descriptor for the senders: it stays open until the connection is destroyed,
+  // so a worker sending while the I/O thread closes the socket never writes to a reused descriptor (closing
+  // shuts the socket down, and sends fail).
+  int send_fd_ = -1;
+  std::atomic<bool> broken_{false};  // a send failed or abort(): replies are dropped
+
+  std::mutex mutex_;
+  unsigned in_flight_ = 0;         // GUARDED_BY(mutex_): requests read and not yet answered
+  uint64_t in_flight_bytes_ = 0;   // GUARDED_BY(mutex_)
+  std::deque<Outgoing> outbox_;    // GUARDED_BY(mutex_): replies not yet (completely) sent, in order
+  size_t front_sent_ = 0;          // GUARDED_BY(mutex_): bytes of outbox_.front() already sent
+  bool sending_ = false;           // GUARDED_BY(mutex_): a thread holds the sender role
+  bool reader_waiting_ = false;    // GUARDED_BY(mutex_): the reader sleeps on wakeup_
 };
 
 }  // namespace nbdsnap

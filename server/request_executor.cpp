@@ -1,8 +1,9 @@
 // request_executor.cpp — validation and execution of transmission requests (see request_executor.h).
 //
 // Design notes. READ replies are built in one buffer: the reply header is written in front of the data the
-// engine reads in place, so a 32 MiB read is never copied. With structured replies an all-zero read is
-// answered by a single OFFSET_HOLE chunk (cheap to detect after the read, and it saves the transfer).
+// engine reads in place, so a 32 MiB read is never copied, and the buffer is not zero-filled first. With
+// structured replies an all-zero read is answered by a single OFFSET_HOLE chunk (cheap to detect after the
+// read: the scan stops at the first non-zero byte, and it saves the transfer).
 // Errors: engine Status -> errno (to_errno, core) -> NBD code (nbd_error_from_errno), nowhere else.
 #include "request_executor.h"
 
@@ -46,6 +47,10 @@ bool all_zero(const uint8_t* data, size_t length) {
 
 }  // namespace
 
+Reply::Reply(std::span<const uint8_t> encoded) : Reply(encoded.size()) {
+  std::copy(encoded.begin(), encoded.end(), bytes_.get());
+}
+
 uint32_t RequestExecutor::validate(const RequestHeader& request, std::string& message) const {
   const ExportFeatures features = session_.target->features();
   const uint16_t flags = session_.transmission_flags;
@@ -87,25 +92,24 @@ uint32_t RequestExecutor::validate(const RequestHeader& request, std::string& me
   return 0;
 }
 
-std::vector<uint8_t> RequestExecutor::error_reply(const RequestHeader& request, uint32_t error,
-                                                  std::string_view message) const {
+Reply RequestExecutor::error_reply(const RequestHeader& request, uint32_t error, std::string_view message) const {
   std::vector<uint8_t> out;
   if (session_.structured_replies) {
     append_structured_error(out, request.handle, error, message);
   } else {
     append_simple_reply(out, error, request.handle);
   }
-  return out;
+  return Reply(out);
 }
 
-std::vector<uint8_t> RequestExecutor::status_reply(const RequestHeader& request, const Status& status) const {
+Reply RequestExecutor::status_reply(const RequestHeader& request, const Status& status) const {
   if (!status.is_ok()) return error_reply(request, wire_error(status), status.to_string());
   std::vector<uint8_t> out;
   append_simple_reply(out, 0, request.handle);  // allowed for data-less replies even when structured
-  return out;
+  return Reply(out);
 }
 
-std::vector<uint8_t> RequestExecutor::execute(const RequestHeader& request, std::span<const uint8_t> payload) const {
+Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uint8_t> payload) const {
   ServedExport& target = *session_.target;
   const bool fua = (request.flags & kCmdFlagFua) != 0;
   switch (request.type) {
@@ -130,43 +134,42 @@ std::vector<uint8_t> RequestExecutor::execute(const RequestHeader& request, std:
   }
 }
 
-std::vector<uint8_t> RequestExecutor::read(const RequestHeader& request) const {
+Reply RequestExecutor::read(const RequestHeader& request) const {
+  std::vector<uint8_t> head;
+  if (request.length == 0) {
+    if (session_.structured_replies) {
+      append_structured_none(head, request.handle);
+    } else {
+      append_simple_reply(head, 0, request.handle);
+    }
+    return Reply(head);
+  }
   const size_t header = session_.structured_replies ? kStructuredHeaderSize + 8 : kSimpleReplySize;
-  std::vector<uint8_t> out(header + request.length);
-  if (request.length > 0) {
-    Status status = session_.target->read(out.data() + header, request.length, request.offset);
-    if (!status.is_ok()) return error_reply(request, wire_error(status), status.to_string());
+  Reply out(header + request.length);
+  uint8_t* data = out.data() + header;
+  if (Status status = session_.target->read(data, request.length, request.offset); !status.is_ok()) {
+    return error_reply(request, wire_error(status), status.to_string());
   }
   if (!session_.structured_replies) {
-    std::vector<uint8_t> head;
     append_simple_reply(head, 0, request.handle);
-    std::copy(head.begin(), head.end(), out.begin());
-    return out;
+  } else if (all_zero(data, request.length)) {
+    append_offset_hole(head, request.handle, request.offset, request.length, true);
+    return Reply(head);
+  } else {
+    append_structured_header(head, kReplyFlagDone, kReplyTypeOffsetData, request.handle, 8 + request.length);
+    put_u64(head, request.offset);
   }
-  if (request.length == 0) {
-    out.clear();
-    append_structured_none(out, request.handle);
-    return out;
-  }
-  if (all_zero(out.data() + header, request.length)) {
-    out.clear();
-    append_offset_hole(out, request.handle, request.offset, request.length, true);
-    return out;
-  }
-  std::vector<uint8_t> head;
-  append_structured_header(head, kReplyFlagDone, kReplyTypeOffsetData, request.handle, 8 + request.length);
-  put_u64(head, request.offset);
-  std::copy(head.begin(), head.end(), out.begin());
+  std::copy(head.begin(), head.end(), out.data());
   return out;
 }
 
-std::vector<uint8_t> RequestExecutor::block_status(const RequestHeader& request) const {
+Reply RequestExecutor::block_status(const RequestHeader& request) const {
   ServedExport& target = *session_.target;
   const bool req_one = (request.flags & kCmdFlagReqOne) != 0;
   std::vector<uint8_t> out;
   if (request.length == 0) {
     append_structured_none(out, request.handle);
-    return out;
+    return Reply(out);
   }
   for (size_t i = 0; i < session_.contexts.size(); ++i) {
     const MetaContext& context = session_.contexts[i];
@@ -185,7 +188,7 @@ std::vector<uint8_t> RequestExecutor::block_status(const RequestHeader& request)
     if (req_one && descriptors.size() > 1) descriptors.resize(1);
     append_block_status(out, request.handle, context.id, descriptors, i + 1 == session_.contexts.size());
   }
-  return out;
+  return Reply(out);
 }
 
 }  // namespace nbdsnap

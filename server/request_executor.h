@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -16,6 +17,25 @@
 
 namespace nbdsnap {
 
+/// The bytes of one reply, contiguous, as they go on the wire. A buffer made by size is not zero-filled:
+/// a READ reply's data is read in place behind its header, and zeroing it first cost a pass over the data.
+class Reply {
+ public:
+  Reply() = default;
+  // Uninitialized bytes: the caller fills all of them.
+  explicit Reply(size_t size) : bytes_(std::make_unique_for_overwrite<uint8_t[]>(size)), size_(size) {}
+  explicit Reply(std::span<const uint8_t> encoded);
+
+  uint8_t* data() { return bytes_.get(); }
+  const uint8_t* data() const { return bytes_.get(); }
+  size_t size() const { return size_; }
+  uint8_t operator[](size_t i) const { return bytes_[i]; }
+
+ private:
+  std::unique_ptr<uint8_t[]> bytes_;
+  size_t size_ = 0;
+};
+
 class RequestExecutor {
  public:
   explicit RequestExecutor(NegotiatedSession session) : session_(std::move(session)) {}
@@ -24,14 +44,14 @@ class RequestExecutor {
   // 0 when the request may run, else the NBD error to answer it with (message says why).
   uint32_t validate(const nbd::RequestHeader& request, std::string& message) const;
   // Runs a validated request. payload holds WRITE data (empty otherwise).
-  std::vector<uint8_t> execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload) const;
+  Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload) const;
   // The reply refusing a request with an error.
-  std::vector<uint8_t> error_reply(const nbd::RequestHeader& request, uint32_t error, std::string_view message) const;
+  Reply error_reply(const nbd::RequestHeader& request, uint32_t error, std::string_view message) const;
 
  private:
-  std::vector<uint8_t> read(const nbd::RequestHeader& request) const;
-  std::vector<uint8_t> block_status(const nbd::RequestHeader& request) const;
-  std::vector<uint8_t> status_reply(const nbd::RequestHeader& request, const Status& status) const;
+  Reply read(const nbd::RequestHeader& request) const;
+  Reply block_status(const nbd::RequestHeader& request) const;
+  Reply status_reply(const nbd::RequestHeader& request, const Status& status) const;
   NegotiatedSession session_;
 };
 
