@@ -35,6 +35,7 @@ namespace {
 constexpr uint64_t kMaxDiscard = 256ull << 20;  // a refused WRITE larger than this ends the connection
 constexpr size_t kInboxSize = 64 << 10;         // receive buffer; reads of half of it or more bypass it
 constexpr size_t kMaxGather = 64;               // replies sent by one sendmsg
+constexpr int kUnixSendBuffer = 1 << 20;        // the kernel doubles it for its bookkeeping
 
 // Reads until the buffer is full, each receive as large as the socket allows (asio's transfer_all caps
 // every receive at 64 KiB).
@@ -100,6 +101,7 @@ asio::awaitable<void> Connection::run() {
   // (no co_await inside conditions or structured bindings: g++ 12 miscompiles some of those forms)
   const bool negotiated = co_await negotiate();
   if (negotiated) {
+    enlarge_unix_send_buffer();
     send_fd_ = ::fcntl(socket_.native_handle(), F_DUPFD_CLOEXEC, 0);
     if (send_fd_ < 0) {
       log_warning(describe() + ": cannot duplicate the socket descriptor: " + std::strerror(errno));
@@ -111,6 +113,16 @@ asio::awaitable<void> Connection::run() {
   close_socket();
   registry_.remove(id_);
   log_debug(describe() + ": closed");
+}
+
+// A Unix socket's default send buffer (about 200 KiB) is smaller than one 256 KiB READ reply: every such reply
+// would fill it and be finished by the I/O thread. TCP keeps the kernel's buffer autotuning (which an explicit
+// size would turn off).
+void Connection::enlarge_unix_send_buffer() {
+  asio::error_code ec;
+  const auto local = socket_.local_endpoint(ec);
+  if (ec || local.protocol().family() != AF_UNIX) return;
+  socket_.set_option(asio::socket_base::send_buffer_size(kUnixSendBuffer), ec);  // capped by net.core.wmem_max
 }
 
 asio::awaitable<bool> Connection::negotiate() {

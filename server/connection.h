@@ -56,6 +56,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<void> run();
   asio::awaitable<bool> negotiate();
+  void enlarge_unix_send_buffer();
   asio::awaitable<void> transmit();
   // Reads exactly `length` request bytes, through the receive buffer. False on end of file or error.
   asio::awaitable<bool> receive(uint8_t* out, size_t length);
