@@ -16,7 +16,13 @@ Status NbdsnapdFrontEnd::attach_origin(const std::string& name, const std::strin
 }
 
 Status NbdsnapdFrontEnd::detach_origin(const std::string& name, bool force) {
-  if (!engine_.find_origin(name)) return {Errc::not_found, "origin '" + name + "' does not exist"};
+  if (!engine_.find_origin(name)) {
+    if (files_.forget(name)) {  // listed, but its file could not be opened at start
+      log_info("origin " + name + " removed from the origin list");
+      return Status::ok();
+    }
+    return {Errc::not_found, "origin '" + name + "' does not exist"};
+  }
   const unsigned clients = server_.clients().count_of_origin(name);
   if (clients > 0) {
     if (!force) {

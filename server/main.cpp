@@ -32,20 +32,13 @@ void log_startup_events(Engine& engine) {
   }
 }
 
-bool attach_configured_origins(const ServerConfig& config, OriginFiles& files, Engine& engine) {
-  for (const auto& spec : config.origins) {
-    Status status = files.attach(spec.name, spec.path, spec.read_only);
-    if (!status.is_ok()) {
-      log_error("origin " + spec.name + " (" + spec.path + "): " + status.to_string());
-      return false;
-    }
-    OriginInfo info;
-    if (engine.origin_info(spec.name, info).is_ok()) {
-      log_info("origin " + spec.name + ": " + spec.path + ", " + std::to_string(info.size) + " bytes, generation " +
-               info.generation + " change " + std::to_string(info.change_number));
-    }
+// Logs each origin served at start with its CBT generation.
+void log_origins(Engine& engine) {
+  for (const OriginInfo& info : engine.origins()) {
+    log_info("origin " + info.name + ": " + std::to_string(info.size) + " bytes" +
+             (info.read_only ? ", read-only" : "") + ", generation " + info.generation + " change " +
+             std::to_string(info.change_number));
   }
-  return true;
 }
 
 // Flushes every origin and saves CBT state as cleanly stopped. REQUIRES: no NBD I/O any more.
@@ -92,8 +85,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   Engine engine(config.engine);
-  OriginFiles files(engine);
-  if (!attach_configured_origins(config, files, engine)) return 1;
+  OriginFiles files(engine, config.engine.state_dir);
+  if (Status status = files.attach_at_start(config.origins); !status.is_ok()) {
+    log_error(status.to_string());
+    return 1;
+  }
+  log_origins(engine);
   log_startup_events(engine);
 
   Server server(engine, config);

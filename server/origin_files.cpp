@@ -1,27 +1,105 @@
-// origin_files.cpp — opening origin files (see origin_files.h).
+// origin_files.cpp — opening origin files and keeping the origin list (see origin_files.h).
 #include "origin_files.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <optional>
+
 #include "file_device.h"
+#include "log.h"
 
 namespace nbdsnap {
 
-Status OriginFiles::attach(const std::string& name, const std::string& path, bool read_only) {
-  std::unique_ptr<FileDevice> device;
-  Status status = FileDevice::open(path, read_only, device);
-  if (!status.is_ok()) return status;
-  const std::pair<uint64_t, uint64_t> identity{device->device_id(), device->inode()};
-  std::scoped_lock lock(mutex_);
-  for (const auto& [other, file] : files_) {
-    if (file == identity) return {Errc::already_exists, path + " is already served as origin '" + other + "'"};
+namespace {
+
+// The list outlives the working directory of whoever asked: keep absolute paths.
+std::string absolute_path(const std::string& path) {
+  std::error_code ec;
+  const auto absolute = std::filesystem::absolute(path, ec);
+  return ec ? path : absolute.lexically_normal().string();
+}
+
+}  // namespace
+
+OriginFiles::OriginFiles(Engine& engine, const std::string& state_dir) : engine_(engine), list_(state_dir) {}
+
+Status OriginFiles::attach_at_start(const std::vector<OriginSpec>& command_line) {
+  std::vector<OriginSpec> saved;
+  if (Status status = list_.load(saved); !status.is_ok()) {
+    // Serving the command line's origins beats not starting; the damaged file is kept for the administrator.
+    log_error(status.to_string() + "; serving only the command line's origins");
+    std::error_code ignored;
+    std::filesystem::rename(list_.path(), list_.path() + ".damaged", ignored);
   }
-  status = engine_.attach_origin(name, std::shared_ptr<BlockDevice>(std::move(device)), read_only);
-  if (status.is_ok()) files_[name] = identity;
+  std::scoped_lock lock(mutex_);
+  for (const OriginSpec& spec : command_line) {
+    const OriginSpec absolute{spec.name, absolute_path(spec.path), spec.read_only};
+    if (Status status = attach_locked(absolute); !status.is_ok()) {
+      return {status.code(), "origin " + spec.name + " (" + spec.path + "): " + status.message()};
+    }
+  }
+  for (const OriginSpec& spec : saved) {
+    if (std::any_of(command_line.begin(), command_line.end(), [&](const auto& c) { return c.name == spec.name; })) {
+      continue;
+    }
+    if (Status status = attach_locked(spec); !status.is_ok()) {
+      log_error("listed origin " + spec.name + " (" + spec.path + ") not attached: " + status.to_string() +
+                "; it stays listed in " + list_.path() + " (nbdsnap origin detach " + spec.name + " unlists it)");
+      listed_.push_back(spec);
+    }
+  }
+  save_list_locked();
+  return Status::ok();
+}
+
+Status OriginFiles::attach(const std::string& name, const std::string& path, bool read_only) {
+  std::scoped_lock lock(mutex_);
+  // A listed origin that could not be attached at start is replaced by this attach, if it succeeds.
+  std::optional<OriginSpec> unattached;
+  const auto listed = std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
+  if (listed != listed_.end() && !files_.count(name)) {
+    unattached = *listed;
+    listed_.erase(listed);
+  }
+  Status status = attach_locked({name, absolute_path(path), read_only});
+  if (status.is_ok()) {
+    save_list_locked();
+  } else if (unattached) {
+    listed_.push_back(*unattached);
+  }
   return status;
 }
 
-void OriginFiles::forget(const std::string& name) {
+Status OriginFiles::attach_locked(const OriginSpec& spec) {
+  std::unique_ptr<FileDevice> device;
+  Status status = FileDevice::open(spec.path, spec.read_only, device);
+  if (!status.is_ok()) return status;
+  const std::pair<uint64_t, uint64_t> identity{device->device_id(), device->inode()};
+  for (const auto& [other, file] : files_) {
+    if (file == identity) return {Errc::already_exists, spec.path + " is already served as origin '" + other + "'"};
+  }
+  status = engine_.attach_origin(spec.name, std::shared_ptr<BlockDevice>(std::move(device)), spec.read_only);
+  if (!status.is_ok()) return status;
+  files_[spec.name] = identity;
+  listed_.push_back(spec);
+  return Status::ok();
+}
+
+bool OriginFiles::forget(const std::string& name) {
   std::scoped_lock lock(mutex_);
   files_.erase(name);
+  const auto listed = std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
+  if (listed == listed_.end()) return false;
+  listed_.erase(listed);
+  save_list_locked();
+  return true;
+}
+
+void OriginFiles::save_list_locked() {
+  // The origins are served either way; only the next start would miss a change, so say so loudly.
+  if (Status status = list_.save(listed_); !status.is_ok()) {
+    log_error("origin list not saved (" + status.to_string() + "): the next start may serve other origins");
+  }
 }
 
 }  // namespace nbdsnap

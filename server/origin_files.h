@@ -1,4 +1,6 @@
-// origin_files.h — attaches files and block devices to the engine as origins, refusing the same file twice.
+// origin_files.h — the origins nbdsnapd serves from files and block devices: opens and attaches them,
+// refuses the same file twice, and keeps the origin list (origin_list.h) in step with what is attached, so a
+// restart serves the same origins.
 #pragma once
 
 #include <cstdint>
@@ -6,23 +8,38 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "engine.h"
+#include "origin_list.h"
 
 namespace nbdsnap {
 
 class OriginFiles {
  public:
-  explicit OriginFiles(Engine& engine) : engine_(engine) {}
-  // Opens PATH with FileDevice::open and attaches it as origin NAME.
+  // state_dir holds the origin list; empty keeps no list.
+  OriginFiles(Engine& engine, const std::string& state_dir);
+
+  // At start: attaches the listed origins and those of the command line (a command-line origin replaces a
+  // listed one of the same name), then saves the list. A command-line origin that cannot be attached is an
+  // error (the caller stops); a listed one is logged and stays listed, to be tried again at the next start,
+  // so a disk that is missing for a while is not forgotten.
+  Status attach_at_start(const std::vector<OriginSpec>& command_line);
+  // Opens PATH (made absolute) and attaches it as origin NAME, then lists it.
   Status attach(const std::string& name, const std::string& path, bool read_only);
-  // Forgets the file of a detached origin.
-  void forget(const std::string& name);
+  // Drops NAME from the list after the engine detached it, or when it is listed but was never attached.
+  // Returns whether it was listed.
+  bool forget(const std::string& name);
 
  private:
+  Status attach_locked(const OriginSpec& spec);  // REQUIRES: mutex_
+  void save_list_locked();                        // REQUIRES: mutex_
+
   Engine& engine_;
-  std::mutex mutex_;
-  std::map<std::string, std::pair<uint64_t, uint64_t>> files_;  // GUARDED_BY(mutex_); origin -> (dev, inode)
+  OriginList list_;
+  mutable std::mutex mutex_;
+  std::vector<OriginSpec> listed_;                                // GUARDED_BY(mutex_); attach order
+  std::map<std::string, std::pair<uint64_t, uint64_t>> files_;  // GUARDED_BY(mutex_); attached -> (dev, inode)
 };
 
 }  // namespace nbdsnap

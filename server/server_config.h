@@ -8,6 +8,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "origin_list.h"
 
 namespace nbdsnap {
 
@@ -21,12 +22,6 @@ struct ListenAddress {
 bool parse_listen_address(const std::string& text, ListenAddress& out, std::string& error);
 std::string format_listen_address(const ListenAddress& address);
 
-// "--origin NAME=PATH": a file or block device served as export NAME.
-struct OriginSpec {
-  std::string name;
-  std::string path;
-  bool read_only = false;
-};
 bool parse_origin_spec(const std::string& text, bool read_only, OriginSpec& out, std::string& error);
 
 struct ServerConfig {

@@ -1,0 +1,69 @@
+// origin_list.cpp — reading and writing STATE_DIR/origins.json (see origin_list.h).
+#include "origin_list.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace nbdsnap {
+
+namespace {
+constexpr int kFormatVersion = 1;
+}  // namespace
+
+OriginList::OriginList(const std::string& state_dir) : path_(state_dir.empty() ? "" : state_dir + "/origins.json") {}
+
+Status OriginList::load(std::vector<OriginSpec>& out) const {
+  out.clear();
+  if (path_.empty()) return Status::ok();
+  std::ifstream in(path_);
+  if (!in) return errno == ENOENT ? Status::ok() : Status::from_errno(errno, "open " + path_);
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    const auto document = nlohmann::json::parse(text.str());
+    if (document.at("version").get<int>() != kFormatVersion) {
+      return {Errc::invalid_argument, path_ + ": unknown format version"};
+    }
+    for (const auto& entry : document.at("origins")) {
+      out.push_back({entry.at("name").get<std::string>(), entry.at("path").get<std::string>(),
+                     entry.value("read_only", false)});
+    }
+  } catch (const std::exception& e) {
+    out.clear();
+    return {Errc::invalid_argument, path_ + " is damaged: " + e.what()};
+  }
+  return Status::ok();
+}
+
+Status OriginList::save(const std::vector<OriginSpec>& origins) const {
+  if (path_.empty()) return Status::ok();
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& origin : origins) {
+    list.push_back({{"name", origin.name}, {"path", origin.path}, {"read_only", origin.read_only}});
+  }
+  const std::string text =
+      nlohmann::json{{"version", kFormatVersion}, {"origins", list}}.dump(2, ' ', false,
+                                                                          nlohmann::json::error_handler_t::replace) +
+      "\n";
+  const std::string temp = path_ + ".tmp";
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::from_errno(errno, "create " + temp);
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  const int write_errno = errno;
+  const bool synced = written && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written || !synced) {
+    ::unlink(temp.c_str());
+    return Status::from_errno(written ? EIO : write_errno, "write " + temp);
+  }
+  if (std::rename(temp.c_str(), path_.c_str()) != 0) return Status::from_errno(errno, "rename " + temp);
+  return Status::ok();
+}
+
+}  // namespace nbdsnap
