@@ -8,6 +8,7 @@
 
 #include "exit_codes.h"
 #include "json_fields.h"
+#include "server_path.h"
 #include "storage_watcher.h"
 #include "table.h"
 
@@ -138,7 +139,7 @@ int run_watch_storage(Context& context, const std::vector<std::string>& words) {
   if (!args.has("grow") || !args.has("step")) usage_error("watch-storage needs --grow PATH and --step SIZE");
   uint64_t step = args.size("step");
   if (step == 0) usage_error("--step must be larger than 0");
-  StorageWatcher watcher(args.text("NAME"), args.text("grow"), step);
+  StorageWatcher watcher(args.text("NAME"), server_path(args.text("grow")), step);
   ControlClient& control = context.control();
   control.request("snapshot-info", {{"name", watcher.snapshot()}});  // not_found ends here, exit 3
   // Catch up: answer a low_free_space event already in the log that no append followed.

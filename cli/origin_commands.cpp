@@ -2,6 +2,7 @@
 #include "origin_commands.h"
 
 #include "json_fields.h"
+#include "server_path.h"
 #include "table.h"
 
 namespace nbdsnap::cli {
@@ -52,7 +53,7 @@ int run_origin_attach(Context& context, const std::vector<std::string>& words) {
   args.positional("NAME", 1).positional("PATH", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
   nlohmann::json reply = context.control().request(
-      "origin-attach", {{"name", args.text("NAME")}, {"path", args.text("PATH")}, {"read_only", args.flag("read-only")}});
+      "origin-attach", {{"name", args.text("NAME")}, {"path", server_path(args.text("PATH"))}, {"read_only", args.flag("read-only")}});
   if (context.json()) {
     context.print_json(reply);
   } else {

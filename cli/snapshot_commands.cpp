@@ -6,6 +6,7 @@
 #include "exit_codes.h"
 #include "hooks.h"
 #include "json_fields.h"
+#include "server_path.h"
 #include "table.h"
 #include "units.h"
 
@@ -20,7 +21,7 @@ nlohmann::json storage_entry(const std::string& spec) {
   uint64_t size = 0;
   Status status = parse_storage_spec(spec, path, size);
   if (!status) usage_error("storage '" + spec + "': " + status.message());
-  return {{"path", path}, {"size", size}};
+  return {{"path", server_path(path)}, {"size", size}};
 }
 
 void print_snapshot_reply(Context& context, const nlohmann::json& reply) {

@@ -1,10 +1,13 @@
 // command_line_test.cpp — global options, per-command arguments, requests built from the command line.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+
 #include "cbt_commands.h"
 #include "command_line.h"
 #include "command_registry.h"
 #include "exit_codes.h"
+#include "server_path.h"
 #include "snapshot_commands.h"
 
 using namespace nbdsnap::cli;
@@ -82,6 +85,14 @@ TEST_CASE("snapshot_create_request_needs_an_origin_and_valid_storage_specs") {
 TEST_CASE("append_storage_request_carries_path_and_size") {
   nlohmann::json request = snapshot_append_storage_request("s1", "/diff/more:256M");
   CHECK(request == nlohmann::json({{"name", "s1"}, {"path", "/diff/more"}, {"size", 256ull << 20}}));
+}
+
+TEST_CASE("storage_paths_are_sent_absolute_because_the_server_has_another_working_directory") {
+  const std::string cwd = std::filesystem::current_path().string();
+  nlohmann::json request = snapshot_append_storage_request("s1", "diff/../more.img:1M");
+  CHECK(request["path"] == cwd + "/more.img");
+  CHECK(server_path("/srv/./a.raw") == "/srv/a.raw");
+  CHECK(server_path("") == "");
 }
 
 TEST_CASE("cbt_mark_dirty_request_lists_the_ranges") {
