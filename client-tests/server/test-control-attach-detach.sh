@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test-control-attach-detach.sh — a config file with an origin and a TCP listener; origin-attach by path over
-# the control socket; origin-detach is refused while a client is connected, and with force disconnects it.
+# the control socket; origin-detach is refused while a client is connected, and with force disconnects it and
+# drops the origin's image from its snapshot (with an event).
 source "$(dirname "$0")/common.sh"
 
 truncate -s 16M "$tmp/a.raw" "$tmp/b.raw"
@@ -40,9 +41,19 @@ until grep -q connected "$tmp/holder.out" 2>/dev/null; do
 done
 [[ $(json_field "$(control '{"command":"origin-info","name":"b"}')" 'r["origin"]["clients"]') == 1 ]] ||
   fail "client count"
+snapshot s1 b
+nbdinfo "$(uri b@s1)" >/dev/null || fail "image of b not served"
 reply=$(control '{"command":"origin-detach","name":"b"}' || true)
 [[ $(json_field "$reply" 'r["error"]["code"]') == busy ]] || fail "detach with a client was not refused: $reply"
 control '{"command":"origin-detach","name":"b","force":true}' >/dev/null || fail "forced detach failed"
+# The snapshot lives on without b's image, and says so with an event.
+nbdinfo "$(uri b@s1)" >/dev/null 2>&1 && fail "the image of a detached origin is still served"
+[[ $(json_field "$(control '{"command":"snapshot-info","name":"s1"}')" 'len(r["snapshot"]["images"])') == 0 ]] ||
+  fail "snapshot still lists the image of the detached origin"
+events=$(control '{"command":"events-wait","after":0}')
+json_field "$events" '[e["reason"] for e in r["events"] if e["type"] == "origin_detached" and e["origin"] == "b"][0]' |
+  grep -q 'forced out of its snapshot' || fail "no origin_detached event for the forced detach: $events"
+control '{"command":"snapshot-destroy","name":"s1"}' >/dev/null
 touch "$tmp/release"
 wait $holder || true
 grep -q disconnected "$tmp/holder.out" || fail "the client was not disconnected: $(cat "$tmp/holder.out")"
