@@ -5,6 +5,14 @@
 // payload, and hands the request to the worker pool. It reads through a receive buffer, so one system call
 // brings in many small requests; large payloads are read straight into their own buffer, never zero-filled.
 //
+// Small requests served from memory run on the I/O thread itself: a READ or WRITE of at most 64 KiB while
+// the connection's requests run inline recently took less than 50 us on average, which only the page cache
+// achieves. Handing such a request to a worker cost more than the request (a thread wake-up and a context
+// switch; measured 58 -> 33 us of server CPU per 4 KiB write). When they get slow (a disk, copy-on-write,
+// dirty page throttling) requests go to the worker pool, and only every 32nd small one runs inline to see
+// whether they are fast again, so the I/O thread is never held up for long. Replies to requests run inline
+// are held while more requests are already received, and sent together before the reader next waits.
+//
 // Replies: the worker that finishes a request queues its reply and, unless another thread is sending, sends
 // the queue itself with non-blocking gathered writes (several replies in one sendmsg), so a reply needs no
 // trip through the I/O thread. One thread at a time holds the sender role, and a reply is sent from its first
@@ -23,6 +31,7 @@
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "log.h"
@@ -36,6 +45,10 @@ constexpr uint64_t kMaxDiscard = 256ull << 20;  // a refused WRITE larger than t
 constexpr size_t kInboxSize = 64 << 10;         // receive buffer; reads of half of it or more bypass it
 constexpr size_t kMaxGather = 64;               // replies sent by one sendmsg
 constexpr int kUnixSendBuffer = 1 << 20;        // the kernel doubles it for its bookkeeping
+constexpr uint32_t kInlineMaxLength = 64 << 10;  // larger requests always go to the workers
+constexpr uint64_t kInlineMaxNanoseconds = 50'000;
+constexpr unsigned kInlineProbeInterval = 32;
+
 
 // Reads until the buffer is full, each receive as large as the socket allows (asio's transfer_all caps
 // every receive at 64 KiB).
@@ -189,7 +202,7 @@ asio::awaitable<void> Connection::transmit() {
       }
       const bool slot = co_await wait_for_slot(0);
       if (!slot) break;
-      send(executor_->error_reply(request, error, why), 0);
+      send(executor_->error_reply(request, error, why), 0, true);
       continue;
     }
     const uint64_t accounted = (request.type == kCmdRead || request.type == kCmdWrite) ? request.length : 0;
@@ -204,8 +217,16 @@ asio::awaitable<void> Connection::transmit() {
         break;
       }
     }
-    dispatch(request, std::move(payload), accounted);
+    if (runs_inline(request)) {
+      const size_t payload_length = payload ? request.length : 0;
+      Reply reply = execute_inline(request, {payload.get(), payload_length});
+      payload.reset();
+      send(std::move(reply), accounted, true);
+    } else {
+      dispatch(request, std::move(payload), accounted);
+    }
   }
+  send_held();
   inbox_.reset();
 }
 
@@ -216,6 +237,7 @@ asio::awaitable<bool> Connection::receive(uint8_t* out, size_t length) {
   out += buffered;
   length -= buffered;
   if (length == 0) co_return true;
+  send_held();  // the socket may make us wait
   inbox_begin_ = inbox_end_ = 0;
   asio::error_code ec;
   if (length >= kInboxSize / 2) {
@@ -259,6 +281,7 @@ asio::awaitable<bool> Connection::wait_for_slot(uint64_t bytes) {
       }
       reader_waiting_ = true;
     }
+    send_held();
     co_await sleep_until_woken();
   }
 }
@@ -268,9 +291,10 @@ asio::awaitable<void> Connection::wait_until_idle() {
   for (;;) {
     {
       std::scoped_lock lock(mutex_);
-      if (in_flight_ == 0 && !sending_) co_return;
+      if (in_flight_ == 0 && !sending_ && outbox_.empty()) co_return;
       reader_waiting_ = true;
     }
+    send_held();
     co_await sleep_until_woken();
   }
 }
@@ -292,23 +316,51 @@ void Connection::give_back_slot(uint64_t accounted) {
 void Connection::dispatch(const RequestHeader& request, std::unique_ptr<uint8_t[]> payload, uint64_t accounted) {
   asio::post(workers_, [self = shared_from_this(), request, payload = std::move(payload), accounted,
                         work = asio::make_work_guard(socket_.get_executor())]() mutable {
-    Reply reply;
-    try {
-      const size_t payload_length = payload ? request.length : 0;
-      reply = self->executor_->execute(request, {payload.get(), payload_length});
-    } catch (const std::exception& e) {
-      reply = self->executor_->error_reply(request, kEio, e.what());
-    }
+    const size_t payload_length = payload ? request.length : 0;
+    Reply reply = self->execute(request, {payload.get(), payload_length});
     payload.reset();
-    self->send(std::move(reply), accounted);
+    self->send(std::move(reply), accounted, false);
   });
 }
 
-void Connection::send(Reply reply, uint64_t accounted) {
+Reply Connection::execute(const RequestHeader& request, std::span<const uint8_t> payload) const {
+  try {
+    return executor_->execute(request, payload);
+  } catch (const std::exception& e) {
+    return executor_->error_reply(request, kEio, e.what());
+  }
+}
+
+bool Connection::runs_inline(const RequestHeader& request) {
+  if (request.type != kCmdRead && request.type != kCmdWrite) return false;
+  if (request.length > kInlineMaxLength) return false;
+  return inline_average_ns_ < kInlineMaxNanoseconds || ++inline_probe_ % kInlineProbeInterval == 0;
+}
+
+Reply Connection::execute_inline(const RequestHeader& request, std::span<const uint8_t> payload) {
+  const auto start = std::chrono::steady_clock::now();
+  Reply reply = execute(request, payload);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  const uint64_t sample = std::min<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
+                                             1'000'000'000);
+  inline_average_ns_ = inline_average_ns_ - inline_average_ns_ / 8 + sample / 8;  // over about 8 requests
+  return reply;
+}
+
+void Connection::send(Reply reply, uint64_t accounted, bool hold) {
   {
     std::scoped_lock lock(mutex_);
     outbox_.push_back({std::move(reply), accounted});
-    if (sending_) return;  // the sender sends it after the ones before it
+    if (sending_ || hold) return;  // the sender sends it after the ones before it
+    sending_ = true;
+  }
+  send_queued();
+}
+
+void Connection::send_held() {
+  {
+    std::scoped_lock lock(mutex_);
+    if (sending_ || outbox_.empty()) return;
     sending_ = true;
   }
   send_queued();

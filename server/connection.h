@@ -1,8 +1,8 @@
 // connection.h — one NBD client over a socket: the handshake, then requests served concurrently.
 //
 // Threading: the handshake, the request reader and closing run on the server's single I/O thread; request
-// executions run on the worker pool, and the worker that finishes a request sends its reply itself when the
-// socket is free (see connection.cpp). Up to `max_in_flight` requests are served at once; replies go out in
+// executions run on the worker pool (small ones served from memory on the I/O thread), and the thread that
+// finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to `max_in_flight` requests are served at once; replies go out in
 // completion order (NBD allows that). shut_down() stops reading requests, lets in-flight ones finish and
 // their replies go out, then closes; abort() closes at once.
 #pragma once
@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,8 +67,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> sleep_until_woken();
   void give_back_slot(uint64_t accounted);
   void dispatch(const nbd::RequestHeader& request, std::unique_ptr<uint8_t[]> payload, uint64_t accounted);
-  // Queues a reply and sends it if no other thread is sending. Any thread.
-  void send(Reply reply, uint64_t accounted);
+  // Runs a request (any thread); exceptions become EIO replies.
+  Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload) const;
+  // Whether the reader runs this request itself (see connection.cpp), and running it so, timed.
+  bool runs_inline(const nbd::RequestHeader& request);
+  Reply execute_inline(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
+  // Queues a reply and sends it if no other thread is sending. Any thread. hold (I/O thread only): leave it
+  // queued for send_held(), unless a sender is active anyway.
+  void send(Reply reply, uint64_t accounted, bool hold);
+  // Starts sending held replies. The reader calls it before every wait.
+  void send_held();
   // Sends queued replies without blocking until none is left; waits for the socket on the I/O thread when
   // it is full. REQUIRES: the caller holds the sender role (sending_), which it gives up when none is left.
   void send_queued();
@@ -93,6 +102,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<uint8_t[]> inbox_;  // received bytes not yet parsed: [inbox_begin_, inbox_end_)
   size_t inbox_begin_ = 0;
   size_t inbox_end_ = 0;
+  uint64_t inline_average_ns_ = 0;  // moving average of the requests run inline
+  unsigned inline_probe_ = 0;       // counts small requests while they go to the workers
 
   // A duplicate of the socket's descriptor for the senders: it stays open until the connection is destroyed,
   // so a worker sending while the I/O thread closes the socket never writes to a reused descriptor (closing
@@ -103,7 +114,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::mutex mutex_;
   unsigned in_flight_ = 0;         // GUARDED_BY(mutex_): requests read and not yet answered
   uint64_t in_flight_bytes_ = 0;   // GUARDED_BY(mutex_)
-  std::deque<Outgoing> outbox_;    // GUARDED_BY(mutex_): replies not yet (completely) sent, in order
+  std::deque<Outgoing> outbox_;    // GUARDED_BY(mutex_): replies not yet (completely) sent, in order; not
+                                   // empty while nobody sends only between send(hold) and send_held()
   size_t front_sent_ = 0;          // GUARDED_BY(mutex_): bytes of outbox_.front() already sent
   bool sending_ = false;           // GUARDED_BY(mutex_): a thread holds the sender role
   bool reader_waiting_ = false;    // GUARDED_BY(mutex_): the reader sleeps on wakeup_
