@@ -5,13 +5,16 @@
 // payload, and hands the request to the worker pool. It reads through a receive buffer, so one system call
 // brings in many small requests; large payloads are read straight into their own buffer, never zero-filled.
 //
-// Small requests served from memory run on the I/O thread itself: a READ or WRITE of at most 64 KiB while
-// the connection's requests run inline recently took less than 50 us on average, which only the page cache
-// achieves. Handing such a request to a worker cost more than the request (a thread wake-up and a context
-// switch; measured 58 -> 33 us of server CPU per 4 KiB write). When they get slow (a disk, copy-on-write,
-// dirty page throttling) requests go to the worker pool, and only every 32nd small one runs inline to see
-// whether they are fast again, so the I/O thread is never held up for long. Replies to requests run inline
-// are held while more requests are already received, and sent together before the reader next waits.
+// Small requests served from memory run on the I/O thread itself: a READ or WRITE of at most 64 KiB, while
+// the connection's recent inline requests did not sleep and used under 200 us of CPU on average. A sample
+// of them (every 4th) is measured with getrusage(RUSAGE_THREAD): a voluntary context switch means it waited
+// (for a disk, a lock, dirty page throttling). Handing a page-cache request to a worker cost more than the
+// request (a thread wake-up and a context switch; measured 58 -> 33 us of server CPU per 4 KiB write).
+// Elapsed time cannot tell a disk from a busy machine: under load the I/O thread is preempted, and page
+// cache writes took 50-330 us from start to end. When they sleep or cost much, requests go to the worker
+// pool, and only every 32nd small one runs inline to see whether they are cheap again, so the I/O thread is
+// never held up for long. Replies to requests run inline are held while more requests are already received,
+// and sent together before the reader next waits.
 //
 // Replies: the worker that finishes a request queues its reply and, unless another thread is sending, sends
 // the queue itself with non-blocking gathered writes (several replies in one sendmsg), so a reply needs no
@@ -25,13 +28,13 @@
 #include "connection.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
 #include "log.h"
@@ -46,8 +49,18 @@ constexpr size_t kInboxSize = 64 << 10;         // receive buffer; reads of half
 constexpr size_t kMaxGather = 64;               // replies sent by one sendmsg
 constexpr int kUnixSendBuffer = 1 << 20;        // the kernel doubles it for its bookkeeping
 constexpr uint32_t kInlineMaxLength = 64 << 10;  // larger requests always go to the workers
-constexpr uint64_t kInlineMaxNanoseconds = 50'000;
+constexpr uint64_t kInlineMaxCpuMicroseconds = 200;
+constexpr uint32_t kInlineMaxSleeps = 256;  // of 1024: a quarter of the sampled requests
 constexpr unsigned kInlineProbeInterval = 32;
+constexpr unsigned kInlineSampleInterval = 4;
+
+// The calling thread's CPU time in microseconds and its count of voluntary context switches.
+std::pair<uint64_t, uint64_t> thread_usage() {
+  rusage usage{};
+  ::getrusage(RUSAGE_THREAD, &usage);
+  const auto micros = [](const timeval& t) { return uint64_t(t.tv_sec) * 1'000'000 + uint64_t(t.tv_usec); };
+  return {micros(usage.ru_utime) + micros(usage.ru_stime), uint64_t(usage.ru_nvcsw)};
+}
 
 
 // Reads until the buffer is full, each receive as large as the socket allows (asio's transfer_all caps
@@ -334,16 +347,22 @@ Reply Connection::execute(const RequestHeader& request, std::span<const uint8_t>
 bool Connection::runs_inline(const RequestHeader& request) {
   if (request.type != kCmdRead && request.type != kCmdWrite) return false;
   if (request.length > kInlineMaxLength) return false;
-  return inline_average_ns_ < kInlineMaxNanoseconds || ++inline_probe_ % kInlineProbeInterval == 0;
+  if (inline_cpu_us_ < kInlineMaxCpuMicroseconds && inline_sleeps_ < kInlineMaxSleeps) return true;
+  probing_ = ++inline_probe_ % kInlineProbeInterval == 0;
+  return probing_;
 }
 
 Reply Connection::execute_inline(const RequestHeader& request, std::span<const uint8_t> payload) {
-  const auto start = std::chrono::steady_clock::now();
+  const bool sampled = probing_ || ++inline_count_ % kInlineSampleInterval == 0;
+  probing_ = false;
+  if (!sampled) return execute(request, payload);
+  const auto [cpu_before, switches_before] = thread_usage();
   Reply reply = execute(request, payload);
-  const auto elapsed = std::chrono::steady_clock::now() - start;
-  const uint64_t sample = std::min<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count(),
-                                             1'000'000'000);
-  inline_average_ns_ = inline_average_ns_ - inline_average_ns_ / 8 + sample / 8;  // over about 8 requests
+  const auto [cpu_after, switches_after] = thread_usage();
+  // Moving averages over about 8 samples.
+  const uint64_t cpu = std::min<uint64_t>(cpu_after - cpu_before, 1'000'000);
+  inline_cpu_us_ = inline_cpu_us_ - inline_cpu_us_ / 8 + cpu / 8;
+  inline_sleeps_ = inline_sleeps_ - inline_sleeps_ / 8 + (switches_after != switches_before ? 1024 / 8 : 0);
   return reply;
 }
 

@@ -102,8 +102,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<uint8_t[]> inbox_;  // received bytes not yet parsed: [inbox_begin_, inbox_end_)
   size_t inbox_begin_ = 0;
   size_t inbox_end_ = 0;
-  uint64_t inline_average_ns_ = 0;  // moving average of the requests run inline
+  uint64_t inline_cpu_us_ = 0;      // moving average of the CPU time of sampled requests run inline
+  uint32_t inline_sleeps_ = 0;      // moving average of sampled inline requests that slept, in 1/1024
+  unsigned inline_count_ = 0;       // requests run inline, for sampling
   unsigned inline_probe_ = 0;       // counts small requests while they go to the workers
+  bool probing_ = false;            // the request runs inline to see whether requests are fast again
 
   // A duplicate of the socket's descriptor for the senders: it stays open until the connection is destroyed,
   // so a worker sending while the I/O thread closes the socket never writes to a reused descriptor (closing
