@@ -336,9 +336,9 @@ void Connection::dispatch(const RequestHeader& request, std::unique_ptr<uint8_t[
   });
 }
 
-Reply Connection::execute(const RequestHeader& request, std::span<const uint8_t> payload) const {
+Reply Connection::execute(const RequestHeader& request, std::span<const uint8_t> payload) {
   try {
-    return executor_->execute(request, payload);
+    return executor_->execute(request, payload, &reply_buffers_);
   } catch (const std::exception& e) {
     return executor_->error_reply(request, kEio, e.what());
   }
@@ -435,6 +435,7 @@ void Connection::send_queued() {
       }
       left -= rest;
       release_slot(front);
+      reply_buffers_.recycle(std::move(front.reply));
       outbox_.pop_front();
       front_sent_ = 0;
     }

@@ -68,7 +68,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void give_back_slot(uint64_t accounted);
   void dispatch(const nbd::RequestHeader& request, std::unique_ptr<uint8_t[]> payload, uint64_t accounted);
   // Runs a request (any thread); exceptions become EIO replies.
-  Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload) const;
+  Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
   // Whether the reader runs this request itself (see connection.cpp), and running it so, timed.
   bool runs_inline(const nbd::RequestHeader& request);
   Reply execute_inline(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
@@ -113,6 +113,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // shuts the socket down, and sends fail).
   int send_fd_ = -1;
   std::atomic<bool> broken_{false};  // a send failed or abort(): replies are dropped
+
+  ReplyBufferPool reply_buffers_;
 
   std::mutex mutex_;
   unsigned in_flight_ = 0;         // GUARDED_BY(mutex_): requests read and not yet answered

@@ -51,6 +51,30 @@ Reply::Reply(std::span<const uint8_t> encoded) : Reply(encoded.size()) {
   std::copy(encoded.begin(), encoded.end(), bytes_.get());
 }
 
+Reply ReplyBufferPool::make(size_t size) {
+  if (size >= kMinSize) {
+    std::scoped_lock lock(mutex_);
+    if (size == size_ && !free_.empty()) {
+      Reply reply(std::move(free_.back()), size);
+      free_.pop_back();
+      return reply;
+    }
+  }
+  return Reply(size);
+}
+
+void ReplyBufferPool::recycle(Reply reply) {
+  const size_t size = reply.size();
+  if (size < kMinSize || size > kMaxBytes) return;
+  std::unique_ptr<uint8_t[]> buffer = reply.release();
+  std::scoped_lock lock(mutex_);
+  if (size != size_) {
+    free_.clear();
+    size_ = size;
+  }
+  if (free_.size() < kMaxBuffers && (free_.size() + 1) * size <= kMaxBytes) free_.push_back(std::move(buffer));
+}
+
 uint32_t RequestExecutor::validate(const RequestHeader& request, std::string& message) const {
   const ExportFeatures features = session_.target->features();
   const uint16_t flags = session_.transmission_flags;
@@ -109,11 +133,12 @@ Reply RequestExecutor::status_reply(const RequestHeader& request, const Status& 
   return Reply(out);
 }
 
-Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uint8_t> payload) const {
+Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uint8_t> payload,
+                               ReplyBufferPool* pool) const {
   ServedExport& target = *session_.target;
   const bool fua = (request.flags & kCmdFlagFua) != 0;
   switch (request.type) {
-    case kCmdRead: return read(request);
+    case kCmdRead: return read(request, pool);
     case kCmdWrite: return status_reply(request, target.write(payload.data(), request.length, request.offset, fua));
     case kCmdFlush: return status_reply(request, target.flush());
     case kCmdTrim: {
@@ -134,7 +159,7 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
   }
 }
 
-Reply RequestExecutor::read(const RequestHeader& request) const {
+Reply RequestExecutor::read(const RequestHeader& request, ReplyBufferPool* pool) const {
   std::vector<uint8_t> head;
   if (request.length == 0) {
     if (session_.structured_replies) {
@@ -145,7 +170,7 @@ Reply RequestExecutor::read(const RequestHeader& request) const {
     return Reply(head);
   }
   const size_t header = session_.structured_replies ? kStructuredHeaderSize + 8 : kSimpleReplySize;
-  Reply out(header + request.length);
+  Reply out = pool ? pool->make(header + request.length) : Reply(header + request.length);
   uint8_t* data = out.data() + header;
   if (Status status = session_.target->read(data, request.length, request.offset); !status.is_ok()) {
     return error_reply(request, wire_error(status), status.to_string());
