@@ -43,6 +43,10 @@ class BlockDevice {
   // identity, size and modification time). CBT saved at a clean stop is resumed only if this is still the
   // same, since writes made while nothing tracked the device are missing from the map. Empty: cannot tell.
   virtual std::string content_fingerprint() const { return {}; }
+  // Names the file or disk behind the device ("file DEV:INODE", "block MAJOR:MINOR"), so the engine can
+  // refuse to use one disk twice: as two origins, as storage of two snapshots, or as an origin and storage
+  // (copy-on-write would overwrite the data it preserves). Empty: unknown, never matches.
+  virtual std::string file_identity() const { return {}; }
 };
 
 // Checks that [offset, offset+len) lies inside a device of the given size without overflow.

@@ -15,26 +15,33 @@ DiffStorage::DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::func
 
 DiffStorage::~DiffStorage() { release(); }
 
-Status DiffStorage::append(const StorageSpec& spec) {
+Status DiffStorage::append(const StorageSpec& spec, const std::vector<std::string>& in_use) {
   if (spec.path.empty()) return {Errc::invalid_argument, "difference storage needs a path"};
-  {
-    std::scoped_lock lock(mutex_);
-    for (const Area& a : areas_) {
-      if (a.info.path == spec.path) return {Errc::already_exists, spec.path + " is already in this storage"};
-    }
-  }
   std::unique_ptr<FileDevice> file;
   bool created = false;
   Status s = spec.size > 0 ? FileDevice::create(spec.path, spec.size, file, created)
                            : FileDevice::open(spec.path, false, file);
   if (!s) return s;
-  if (file->size() == 0) {
+  auto refuse = [&](Status status) {
+    file.reset();
     if (created) ::unlink(spec.path.c_str());
-    return {Errc::invalid_argument, spec.path + " has no size: give PATH:SIZE"};
+    return status;
+  };
+  if (file->size() == 0) return refuse({Errc::invalid_argument, spec.path + " has no size: give PATH:SIZE"});
+  const std::string identity = file->file_identity();
+  if (std::find(in_use.begin(), in_use.end(), identity) != in_use.end()) {
+    return refuse({Errc::already_exists, spec.path + " is an origin or storage of another snapshot"});
   }
   const uint64_t size = spec.size > 0 ? std::min(spec.size, file->size()) : file->size();
   std::shared_ptr<BlockDevice> device = std::move(file);
   std::scoped_lock lock(mutex_);
+  for (const Area& a : areas_) {
+    if (a.device && a.device->file_identity() == identity) {
+      device.reset();
+      if (created) ::unlink(spec.path.c_str());
+      return {Errc::already_exists, spec.path + " is already in this storage"};
+    }
+  }
   areas_.push_back({device, {spec.path, size, created}, 0});
   low_space_signalled_ = false;
   return Status::ok();
@@ -45,6 +52,16 @@ void DiffStorage::append_device(std::shared_ptr<BlockDevice> device, const std::
   const uint64_t size = device->size();
   areas_.push_back({std::move(device), {label, size, false}, 0});
   low_space_signalled_ = false;
+}
+
+std::vector<std::string> DiffStorage::file_identities() const {
+  std::scoped_lock lock(mutex_);
+  std::vector<std::string> out;
+  for (const Area& a : areas_) {
+    if (!a.device) continue;
+    if (std::string identity = a.device->file_identity(); !identity.empty()) out.push_back(std::move(identity));
+  }
+  return out;
 }
 
 uint64_t DiffStorage::free_locked() const {

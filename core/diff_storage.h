@@ -32,8 +32,9 @@ class DiffStorage {
   DiffStorage(const DiffStorage&) = delete;
   DiffStorage& operator=(const DiffStorage&) = delete;
 
-  // Opens or creates the file/device and adds it to the pool.
-  Status append(const StorageSpec& spec);
+  // Opens or creates the file/device and adds it to the pool. A file whose file_identity() is in `in_use`
+  // (origins, other snapshots' storage) or already in this pool is refused with already_exists.
+  Status append(const StorageSpec& spec, const std::vector<std::string>& in_use = {});
   // Adds an already open device (tests inject failing devices this way).
   void append_device(std::shared_ptr<BlockDevice> device, const std::string& label);
   // Reserves `bytes` contiguous bytes; no_space when the areas or the limit are exhausted.
@@ -48,6 +49,8 @@ class DiffStorage {
   uint64_t limit() const { return limit_; }
   uint64_t free_bytes() const;
   std::vector<StorageAreaInfo> areas() const;
+  // file_identity() of every area that has one.
+  std::vector<std::string> file_identities() const;
 
  private:
   struct Area {

@@ -93,6 +93,13 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     std::scoped_lock lock(mutex_);
     if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
   }
+  if (const std::string identity = device ? device->file_identity() : std::string(); !identity.empty()) {
+    for (const std::string& used : files_in_use()) {
+      if (used == identity) {
+        return {Errc::already_exists, "the device of origin '" + name + "' is already an origin or snapshot storage"};
+      }
+    }
+  }
   const uint64_t block_size = tracking_block_size(size, config_.sizing);
   std::unique_ptr<Cbt> cbt;
   std::string renewed_because;
@@ -284,8 +291,9 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     }
   }
   auto snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
+  const std::vector<std::string> in_use = files_in_use();
   for (const StorageSpec& spec : options.storage) {
-    if (Status s = snapshot->storage().append(spec); !s) return s;  // the snapshot's destructor cleans up
+    if (Status s = snapshot->storage().append(spec, in_use); !s) return s;  // the destructor cleans up
   }
   {
     std::scoped_lock lock(mutex_);
@@ -366,7 +374,7 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
     snapshot = find_snapshot_locked(snapshot_name);
   }
   if (!snapshot) return unknown_snapshot(snapshot_name);
-  if (Status s = snapshot->append_storage(spec); !s) return s;
+  if (Status s = snapshot->append_storage(spec, files_in_use()); !s) return s;
   record_created_storage();
   return Status::ok();
 }
@@ -474,6 +482,24 @@ Status Engine::save_state() {
     if (Status s = save_clean(*origin); !s && result) result = s;
   }
   return result;
+}
+
+std::vector<std::string> Engine::files_in_use() const {
+  std::vector<std::shared_ptr<Snapshot>> snapshots;
+  std::vector<std::string> out;
+  {
+    std::scoped_lock lock(mutex_);
+    for (const auto& [name, origin] : origins_) {
+      if (const BlockDevice* device = origin->device()) {
+        if (std::string identity = device->file_identity(); !identity.empty()) out.push_back(std::move(identity));
+      }
+    }
+    for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
+  }
+  for (const auto& snapshot : snapshots) {
+    for (std::string& identity : snapshot->storage().file_identities()) out.push_back(std::move(identity));
+  }
+  return out;
 }
 
 Status Engine::save_clean(Origin& origin) const {

@@ -154,6 +154,8 @@ class Engine {
   std::string snapshot_of_origin_locked(const std::string& origin) const;         // REQUIRES: mutex_
   // Records the storage files the engine created for live snapshots. REQUIRES: control_mutex_
   void record_created_storage();
+  // file_identity() of every origin's device and every snapshot's storage. REQUIRES: control_mutex_
+  std::vector<std::string> files_in_use() const;
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.
   Status save_clean(Origin& origin) const;
 

@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,9 +14,9 @@
 namespace nbdsnap {
 
 FileDevice::FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device,
-                       uint64_t dev, uint64_t ino)
+                       std::string identity)
     : fd_(fd), path_(std::move(path)), size_(size), readonly_(readonly), is_block_device_(is_block_device),
-      dev_(dev), ino_(ino) {}
+      identity_(std::move(identity)) {}
 
 FileDevice::~FileDevice() { ::close(fd_); }
 
@@ -38,7 +39,10 @@ Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonl
     ::close(fd);
     return {Errc::invalid_argument, path + " is neither a regular file nor a block device"};
   }
-  out.reset(new FileDevice(fd, path, size, readonly, block, st.st_dev, st.st_ino));
+  // A disk reached through two device nodes (/dev/sda, /dev/disk/by-id/...) is one disk: name it by st_rdev.
+  std::string identity = block ? "block " + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev))
+                               : "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  out.reset(new FileDevice(fd, path, size, readonly, block, std::move(identity)));
   return Status::ok();
 }
 
@@ -71,6 +75,8 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
   }
   return from_descriptor(fd, path, false, out);
 }
+
+std::string FileDevice::file_identity() const { return identity_; }
 
 std::string FileDevice::content_fingerprint() const {
   struct stat st {};

@@ -32,23 +32,21 @@ class FileDevice final : public BlockDevice {
   // lands within the same timestamp tick as our own last write is not seen either.
   std::string content_fingerprint() const override;
 
+  std::string file_identity() const override;
+
   const std::string& path() const { return path_; }
   bool is_block_device() const { return is_block_device_; }
-  // Device and inode, to refuse serving the same file twice.
-  uint64_t device_id() const { return dev_; }
-  uint64_t inode() const { return ino_; }
 
  private:
   // Takes ownership of fd (closing it on failure) and reads its kind and size.
   static Status from_descriptor(int fd, const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out);
-  FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device, uint64_t dev,
-             uint64_t ino);
+  FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device, std::string identity);
   int fd_;
   std::string path_;
   uint64_t size_;
   bool readonly_;
   bool is_block_device_;
-  uint64_t dev_, ino_;
+  std::string identity_;
 };
 
 }  // namespace nbdsnap

@@ -148,8 +148,8 @@ void Snapshot::corrupt(const std::string& origin, const std::string& reason) {
   events_.post(std::move(e));
 }
 
-Status Snapshot::append_storage(const StorageSpec& spec) {
-  if (Status s = storage_.append(spec); !s) return s;
+Status Snapshot::append_storage(const StorageSpec& spec, const std::vector<std::string>& in_use) {
+  if (Status s = storage_.append(spec, in_use); !s) return s;
   Event e;
   e.type = EventType::storage_appended;
   e.snapshot = name_;

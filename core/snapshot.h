@@ -60,7 +60,8 @@ class Snapshot {
   void corrupt(const std::string& origin, const std::string& reason);
 
   IoGate& image_gate() { return image_gate_; }
-  Status append_storage(const StorageSpec& spec);
+  // Appends storage (see DiffStorage::append for in_use) and posts storage_appended.
+  Status append_storage(const StorageSpec& spec, const std::vector<std::string>& in_use);
   // Stops writeback and releases difference storage. REQUIRES: no more I/O (gates closed/cleared).
   void shutdown();
   SnapshotInfo info() const;

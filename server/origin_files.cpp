@@ -57,7 +57,7 @@ Status OriginFiles::attach(const std::string& name, const std::string& path, boo
   // A listed origin that could not be attached at start is replaced by this attach, if it succeeds.
   std::optional<OriginSpec> unattached;
   const auto listed = std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
-  if (listed != listed_.end() && !files_.count(name)) {
+  if (listed != listed_.end() && !attached_.count(name)) {
     unattached = *listed;
     listed_.erase(listed);
   }
@@ -74,20 +74,16 @@ Status OriginFiles::attach_locked(const OriginSpec& spec) {
   std::unique_ptr<FileDevice> device;
   Status status = FileDevice::open(spec.path, spec.read_only, device);
   if (!status.is_ok()) return status;
-  const std::pair<uint64_t, uint64_t> identity{device->device_id(), device->inode()};
-  for (const auto& [other, file] : files_) {
-    if (file == identity) return {Errc::already_exists, spec.path + " is already served as origin '" + other + "'"};
-  }
   status = engine_.attach_origin(spec.name, std::shared_ptr<BlockDevice>(std::move(device)), spec.read_only);
   if (!status.is_ok()) return status;
-  files_[spec.name] = identity;
+  attached_.insert(spec.name);
   listed_.push_back(spec);
   return Status::ok();
 }
 
 bool OriginFiles::forget(const std::string& name) {
   std::scoped_lock lock(mutex_);
-  files_.erase(name);
+  attached_.erase(name);
   const auto listed = std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
   if (listed == listed_.end()) return false;
   listed_.erase(listed);

@@ -1,13 +1,12 @@
-// origin_files.h — the origins nbdsnapd serves from files and block devices: opens and attaches them,
-// refuses the same file twice, and keeps the origin list (origin_list.h) in step with what is attached, so a
-// restart serves the same origins.
+// origin_files.h — the origins nbdsnapd serves from files and block devices: opens and attaches them (the
+// engine refuses one file twice, see BlockDevice::file_identity), and keeps the origin list (origin_list.h)
+// in step with what is attached, so a restart serves the same origins.
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <mutex>
+#include <set>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "engine.h"
@@ -39,7 +38,7 @@ class OriginFiles {
   OriginList list_;
   mutable std::mutex mutex_;
   std::vector<OriginSpec> listed_;                                // GUARDED_BY(mutex_); attach order
-  std::map<std::string, std::pair<uint64_t, uint64_t>> files_;  // GUARDED_BY(mutex_); attached -> (dev, inode)
+  std::set<std::string> attached_;                               // GUARDED_BY(mutex_)
 };
 
 }  // namespace nbdsnap

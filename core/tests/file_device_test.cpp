@@ -53,8 +53,12 @@ TEST_CASE("create makes a file of the given size and says it created it") {
   CHECK_FALSE(device->is_read_only());
   struct stat st {};
   REQUIRE(::stat(dir.file("diff").c_str(), &st) == 0);
-  CHECK(device->inode() == st.st_ino);
-  CHECK(device->device_id() == st.st_dev);
+  CHECK(device->file_identity() == "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
+  // A hard link is the same file.
+  std::filesystem::create_hard_link(dir.file("diff"), dir.file("link"));
+  std::unique_ptr<FileDevice> link;
+  REQUIRE_OK(FileDevice::open(dir.file("link"), true, link));
+  CHECK(link->file_identity() == device->file_identity());
 }
 
 TEST_CASE("create on an existing file grows it and says it did not create it") {
