@@ -32,4 +32,21 @@ std::string format_export_name(const std::string& origin, const std::string& sna
   return snapshot.empty() ? origin : origin + "@" + snapshot;
 }
 
+std::string export_name_uri_path(const std::string& export_name) {
+  static const char* const kHex = "0123456789ABCDEF";
+  std::string out;
+  for (const unsigned char c : export_name) {
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                            c == '.' || c == '_' || c == '~' || c == '@';
+    if (unreserved) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace nbdsnap

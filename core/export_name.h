@@ -16,6 +16,9 @@ struct ExportName {
 // Splits at the last '@'. Refuses an empty origin or snapshot part ("@x", "x@").
 Status parse_export_name(const std::string& name, ExportName& out);
 std::string format_export_name(const std::string& origin, const std::string& snapshot);
+// An export name as the path of an NBD URI ("nbd+unix:///PATH?socket=..."): names may hold spaces and other
+// bytes a URI path cannot, so every byte but unreserved ones and '@' (kept readable) is percent-encoded.
+std::string export_name_uri_path(const std::string& export_name);
 // Names of origins and snapshots: 1..255 bytes without '/', '@' or control characters, not starting with
 // '.' or '-' (origins are often file names chosen by an nbdkit plugin, so spaces and '+' are allowed).
 Status check_object_name(const std::string& kind, const std::string& name);

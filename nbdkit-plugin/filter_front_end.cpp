@@ -4,11 +4,12 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include "export_name.h"
 
 namespace nbdsnap {
 namespace {
@@ -55,22 +56,6 @@ std::string find_tcp_listener(const std::set<unsigned long>& inodes) {
   return {};
 }
 
-// Export names may hold bytes a URI path cannot; the same escaping as nbdsnapd's (keeps '@' readable).
-std::string uri_path_escape(const std::string& text) {
-  static const char* const kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '@') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string FilterFrontEnd::find_nbd_socket() const {
@@ -98,8 +83,8 @@ std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
     nbd_socket_ = find_nbd_socket();
     if (nbd_socket_.empty()) tcp_listener_ = find_tcp_listener(own_socket_inodes());
   }
-  if (!nbd_socket_.empty()) return "nbd+unix:///" + uri_path_escape(export_name) + "?socket=" + nbd_socket_;
-  if (!tcp_listener_.empty()) return "nbd://" + tcp_listener_ + "/" + uri_path_escape(export_name);
+  if (!nbd_socket_.empty()) return "nbd+unix:///" + export_name_uri_path(export_name) + "?socket=" + nbd_socket_;
+  if (!tcp_listener_.empty()) return "nbd://" + tcp_listener_ + "/" + export_name_uri_path(export_name);
   return {};
 }
 

@@ -4,10 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <filesystem>
 #include <thread>
 
+#include "export_name.h"
 #include "log.h"
 
 namespace nbdsnap {
@@ -142,27 +142,9 @@ bool Server::disconnect_origin_clients(const std::string& origin, std::chrono::m
   return true;
 }
 
-namespace {
-// Origin names may hold spaces and other bytes a URI path cannot (only '/', '@' and controls are refused).
-std::string uri_path_escape(const std::string& text) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '@') {
-      out += char(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-}  // namespace
-
 std::string Server::export_uri(const std::string& raw_name) const {
   if (config_.listen.empty()) return {};
-  const std::string export_name = uri_path_escape(raw_name);
+  const std::string export_name = export_name_uri_path(raw_name);
   const ListenAddress& address = config_.listen.front();
   if (address.kind == ListenAddress::Kind::unix_socket) {
     return "nbd+unix:///" + export_name + "?socket=" + address.path;

@@ -73,3 +73,10 @@ TEST_CASE("the refusal message names the kind of object") {
   const Status status = check_object_name("snapshot", "a/b");
   CHECK(status.message().find("snapshot") != std::string::npos);
 }
+
+TEST_CASE("export names in URI paths keep letters, digits and '@' and percent-encode the rest") {
+  CHECK(export_name_uri_path("vm1@monday") == "vm1@monday");
+  CHECK(export_name_uri_path("disk 1+2.raw") == "disk%201%2B2.raw");
+  CHECK(export_name_uri_path("a?b#c%") == "a%3Fb%23c%25");
+  CHECK(export_name_uri_path("\xc3\xa9t\xc3\xa9") == "%C3%A9t%C3%A9");
+}
