@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# test-sigterm-restart-keeps-cbt.sh — SIGTERM while a client writes: nbdsnapd finishes in-flight requests,
-# saves CBT cleanly and exits 0; after a restart the generation, change number and checkpoints are the same,
+# test-sigterm-restart-keeps-cbt.sh — SIGHUP is ignored; SIGTERM while a client writes: nbdsnapd finishes
+# in-flight requests, saves CBT cleanly and exits 0; after a restart the generation, change number and checkpoints are the same,
 # and the changes recorded before the stop are still in the CBT map.
 source "$(dirname "$0")/common.sh"
 
@@ -8,6 +8,8 @@ truncate -s 64M "$tmp/disk.raw"
 start_nbdsnapd --origin "disk=$tmp/disk.raw"
 snapshot s1 disk
 qemu-io -f raw -c "write -P 0x21 2M 64k" "$(uri disk)" >/dev/null
+kill -HUP "$(cat "$pidfile")"  # a closed terminal: ignored
+control '{"command":"version"}' >/dev/null || fail "nbdsnapd did not survive SIGHUP"
 before=$(control '{"command":"cbt-info","origin":"disk"}')
 map_before=$(control '{"command":"cbt-map","origin":"disk","since":"s1"}')
 
