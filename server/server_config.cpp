@@ -209,8 +209,8 @@ ConfigOutcome parse_server_config(int argc, const char* const* argv, ServerConfi
            "Serves block devices and their snapshots over NBD: origin NAME read-write, image NAME@SNAPSHOT "
            "read-only,\nwith CBT as qemu:dirty-bitmap contexts; snapshots are managed through the control "
            "socket (nbdsnap CLI).\n\n"
-        << options << "\nExample:\n  nbdsnapd --origin disk0=/var/lib/vm/disk0.raw --listen unix:/run/nbdsnap/nbd.sock "
-                      "--control /run/nbdsnap/control.sock\n";
+        << options << "\nExample (as root: NBD on /run/nbdsnap/nbdsnapd.sock, control on /run/nbdsnap/control.sock):\n"
+                      "  nbdsnapd --origin disk0=/var/lib/vm/disk0.raw\n";
     return ConfigOutcome::exit_success;
   }
   if (vm.count("version")) {
