@@ -69,7 +69,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void dispatch(const nbd::RequestHeader& request, std::unique_ptr<uint8_t[]> payload, uint64_t accounted);
   // Runs a request (any thread); exceptions become EIO replies.
   Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
-  // Whether the reader runs this request itself (see connection.cpp), and running it so, timed.
+  // Whether the reader runs this request itself (see connection.cpp), and running it so, sampled.
   bool runs_inline(const nbd::RequestHeader& request);
   Reply execute_inline(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
   // Queues a reply and sends it if no other thread is sending. Any thread. hold (I/O thread only): leave it
