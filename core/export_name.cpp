@@ -1,6 +1,8 @@
 // export_name.cpp — "ORIGIN" and "ORIGIN@SNAPSHOT", and what a valid object name is.
 #include "export_name.h"
 
+#include <string_view>
+
 namespace nbdsnap {
 
 Status check_object_name(const std::string& kind, const std::string& name) {
@@ -32,12 +34,15 @@ std::string format_export_name(const std::string& origin, const std::string& sna
   return snapshot.empty() ? origin : origin + "@" + snapshot;
 }
 
-std::string export_name_uri_path(const std::string& export_name) {
+namespace {
+
+// RFC 3986 percent-encoding of every byte but the unreserved ones and those in `kept`.
+std::string percent_encode(const std::string& text, std::string_view kept) {
   static const char* const kHex = "0123456789ABCDEF";
   std::string out;
-  for (const unsigned char c : export_name) {
+  for (const unsigned char c : text) {
     const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                            c == '.' || c == '_' || c == '~' || c == '@';
+                            c == '.' || c == '_' || c == '~' || kept.find(char(c)) != std::string_view::npos;
     if (unreserved) {
       out += static_cast<char>(c);
     } else {
@@ -47,6 +52,14 @@ std::string export_name_uri_path(const std::string& export_name) {
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::string export_name_uri_path(const std::string& export_name) { return percent_encode(export_name, "@"); }
+
+std::string nbd_unix_uri(const std::string& export_name, const std::string& socket_path) {
+  return "nbd+unix:///" + export_name_uri_path(export_name) + "?socket=" + percent_encode(socket_path, "/");
 }
 
 }  // namespace nbdsnap

@@ -83,7 +83,7 @@ std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
     nbd_socket_ = find_nbd_socket();
     if (nbd_socket_.empty()) tcp_listener_ = find_tcp_listener(own_socket_inodes());
   }
-  if (!nbd_socket_.empty()) return "nbd+unix:///" + export_name_uri_path(export_name) + "?socket=" + nbd_socket_;
+  if (!nbd_socket_.empty()) return nbd_unix_uri(export_name, nbd_socket_);
   if (!tcp_listener_.empty()) return "nbd://" + tcp_listener_ + "/" + export_name_uri_path(export_name);
   return {};
 }

@@ -144,11 +144,9 @@ bool Server::disconnect_origin_clients(const std::string& origin, std::chrono::m
 
 std::string Server::export_uri(const std::string& raw_name) const {
   if (config_.listen.empty()) return {};
-  const std::string export_name = export_name_uri_path(raw_name);
   const ListenAddress& address = config_.listen.front();
-  if (address.kind == ListenAddress::Kind::unix_socket) {
-    return "nbd+unix:///" + export_name + "?socket=" + address.path;
-  }
+  if (address.kind == ListenAddress::Kind::unix_socket) return nbd_unix_uri(raw_name, address.path);
+  const std::string export_name = export_name_uri_path(raw_name);
   const bool ipv6 = address.host.find(':') != std::string::npos;
   return "nbd://" + (ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(address.port) + "/" +
          export_name;

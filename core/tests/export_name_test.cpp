@@ -80,3 +80,8 @@ TEST_CASE("export names in URI paths keep letters, digits and '@' and percent-en
   CHECK(export_name_uri_path("a?b#c%") == "a%3Fb%23c%25");
   CHECK(export_name_uri_path("\xc3\xa9t\xc3\xa9") == "%C3%A9t%C3%A9");
 }
+
+TEST_CASE("unix URIs percent-encode the socket path but keep its slashes") {
+  CHECK(nbd_unix_uri("disk@s1", "/run/nbdsnap/nbdsnapd.sock") == "nbd+unix:///disk@s1?socket=/run/nbdsnap/nbdsnapd.sock");
+  CHECK(nbd_unix_uri("my disk", "/tmp/a b&c=d/nbd.sock") == "nbd+unix:///my%20disk?socket=/tmp/a%20b%26c%3Dd/nbd.sock");
+}
