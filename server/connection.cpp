@@ -102,9 +102,13 @@ std::string Connection::describe() const {
   return "connection " + std::to_string(id_) + (export_name_.empty() ? "" : " (" + export_name_ + ")");
 }
 
+void Connection::refuse(uint32_t reply_type, std::string message) {
+  handshake_.refuse_all_options(reply_type, std::move(message));
+}
+
 void Connection::shut_down() {
   stopping_ = true;
-  handshake_.set_shutting_down();
+  handshake_.refuse_all_options(kRepErrShutdown, "the server is shutting down");
   asio::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_receive, ignored);  // wakes the reader with end of file
   wakeup_.cancel();
@@ -125,7 +129,11 @@ void Connection::close_socket() {
 
 asio::awaitable<void> Connection::run() {
   // (no co_await inside conditions or structured bindings: g++ 12 miscompiles some of those forms)
+  asio::steady_timer deadline(socket_.get_executor());
+  start_handshake_deadline(deadline);
   const bool negotiated = co_await negotiate();
+  negotiating_ = false;
+  deadline.cancel();
   if (negotiated) {
     enlarge_unix_send_buffer();
     send_fd_ = ::fcntl(socket_.native_handle(), F_DUPFD_CLOEXEC, 0);
@@ -139,6 +147,21 @@ asio::awaitable<void> Connection::run() {
   close_socket();
   registry_.remove(id_);
   log_debug(describe() + ": closed");
+}
+
+// A client that connects and then says nothing (or too little) would hold a descriptor and a connection slot
+// for ever. The deadline covers the whole handshake, as QEMU's handshake-max-seconds does.
+void Connection::start_handshake_deadline(asio::steady_timer& deadline) {
+  if (limits_.handshake_timeout.count() == 0) return;
+  deadline.expires_after(limits_.handshake_timeout);
+  deadline.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
+    const auto self = weak.lock();
+    if (ec || !self || !self->negotiating_) return;
+    log_warning(self->describe() + ": no handshake within " + std::to_string(self->limits_.handshake_timeout.count()) +
+                " s; disconnecting");
+    asio::error_code ignored;
+    self->socket_.shutdown(asio::socket_base::shutdown_both, ignored);  // the pending read ends
+  });
 }
 
 // A Unix socket's default send buffer (about 200 KiB) is smaller than one 256 KiB READ reply: every such reply

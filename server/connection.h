@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -29,6 +30,7 @@ using NbdSocket = asio::generic::stream_protocol::socket;
 struct ConnectionLimits {
   unsigned max_in_flight = 64;
   uint64_t max_in_flight_bytes = 256ull << 20;
+  std::chrono::seconds handshake_timeout{10};  // zero: none
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -41,6 +43,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Registers the connection and starts serving it.
   void start();
+  // Before start(): the handshake answers every option with this error, so that the client says why it
+  // cannot connect (the server is over its connection limit).
+  void refuse(uint32_t reply_type, std::string message);
   // REQUIRES: called on executor().
   void shut_down();
   // REQUIRES: called on executor().
@@ -57,6 +62,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<void> run();
   asio::awaitable<bool> negotiate();
+  // Disconnects a client still negotiating when the handshake timeout expires.
+  void start_handshake_deadline(asio::steady_timer& deadline);
   void enlarge_unix_send_buffer();
   asio::awaitable<void> transmit();
   // Reads exactly `length` request bytes, through the receive buffer. False on end of file or error.
@@ -99,6 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string export_name_;
   asio::steady_timer wakeup_;  // the reader sleeps on it while the in-flight limit is reached
   bool stopping_ = false;      // shut_down(): no new requests
+  bool negotiating_ = true;    // the handshake deadline applies
   std::unique_ptr<uint8_t[]> inbox_;  // received bytes not yet parsed: [inbox_begin_, inbox_end_)
   size_t inbox_begin_ = 0;
   size_t inbox_end_ = 0;

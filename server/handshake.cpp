@@ -67,6 +67,11 @@ Handshake::Step Handshake::refuse(uint32_t option, uint32_t reply_type, const st
   return step;
 }
 
+void Handshake::refuse_all_options(uint32_t reply_type, std::string message) {
+  refusal_ = reply_type;
+  refusal_message_ = std::move(message);
+}
+
 Handshake::Step Handshake::handle_option(uint32_t option, std::span<const uint8_t> data) {
   if (option == kOptAbort) {
     Step step;
@@ -74,9 +79,9 @@ Handshake::Step Handshake::handle_option(uint32_t option, std::span<const uint8_
     step.next = Next::close;
     return step;
   }
-  if (shutting_down_) {
+  if (refusal_ != 0) {
     if (option == kOptExportName) return {{}, Next::close};
-    return refuse(option, kRepErrShutdown, "the server is shutting down");
+    return refuse(option, refusal_, refusal_message_);
   }
   switch (option) {
     case kOptExportName: return handle_export_name(data);

@@ -44,8 +44,9 @@ class Handshake {
   bool accept_option_header(const nbd::OptionHeader& header) const;
   // Answers one option whose data has been read in full.
   Step handle_option(uint32_t option, std::span<const uint8_t> data);
-  // From now on options other than ABORT are refused with ERR_SHUTDOWN.
-  void set_shutting_down() { shutting_down_ = true; }
+  // From now on options other than ABORT are refused with `reply_type` and `message` (NBD_OPT_EXPORT_NAME,
+  // which has no error reply, closes): for a server shutting down, or a connection over the limit.
+  void refuse_all_options(uint32_t reply_type, std::string message);
 
   const NegotiatedSession& session() const { return session_; }
   NegotiatedSession take_session() { return std::move(session_); }
@@ -62,7 +63,8 @@ class Handshake {
 
   const ExportCatalog& catalog_;
   bool no_zeroes_ = false;
-  bool shutting_down_ = false;
+  uint32_t refusal_ = 0;  // non-zero: refuse_all_options() was called
+  std::string refusal_message_;
   NegotiatedSession session_;
   std::string contexts_export_;  // export name the last SET_META_CONTEXT was for
   std::vector<MetaContext> selected_contexts_;

@@ -65,7 +65,8 @@ Status Server::listen_on(const ListenAddress& address) {
 }
 
 asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
-  const ConnectionLimits limits{config_.max_in_flight, config_.max_in_flight_bytes};
+  const ConnectionLimits limits{config_.max_in_flight, config_.max_in_flight_bytes,
+                                std::chrono::seconds(config_.handshake_timeout_seconds)};
   for (;;) {
     asio::error_code ec;
     NbdSocket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
@@ -81,8 +82,26 @@ asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
     if (tcp) socket.set_option(asio::ip::tcp::no_delay(true), ec);
     const uint64_t id = next_connection_id_++;
     log_debug("connection " + std::to_string(id) + ": accepted");
-    std::make_shared<Connection>(std::move(socket), id, catalog_, workers_, registry_, limits)->start();
+    auto connection = std::make_shared<Connection>(std::move(socket), id, catalog_, workers_, registry_, limits);
+    refuse_if_over_limit(*connection);
+    connection->start();
   }
+}
+
+// The refused client still gets a handshake (bounded by the handshake timeout) so that it can report why it
+// cannot connect; a client that gives up at the first error holds its descriptor for one round trip.
+void Server::refuse_if_over_limit(Connection& connection) {
+  const unsigned limit = config_.max_connections;
+  if (limit == 0 || registry_.size() < limit) return;
+  connection.refuse(nbd::kRepErrPolicy, "too many connections: this server serves at most " + std::to_string(limit) +
+                                            " clients at once (nbdsnapd --max-connections)");
+  ++refusals_unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_refusal_log_ < std::chrono::seconds(1)) return;
+  log_warning("refused " + std::to_string(refusals_unlogged_) + " connection(s): " + std::to_string(limit) +
+              " are open (--max-connections)");
+  refusals_unlogged_ = 0;
+  last_refusal_log_ = now;
 }
 
 void Server::run() {

@@ -43,6 +43,8 @@ class Server {
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
   Status listen_on(const ListenAddress& address);
   asio::awaitable<void> accept_clients(Acceptor& acceptor, bool tcp);
+  // Over --max-connections, a new client is told so in the handshake. On the I/O thread.
+  void refuse_if_over_limit(Connection& connection);
   void begin_shutdown();  // on the I/O thread
   asio::awaitable<void> drain_connections();
   static constexpr std::chrono::seconds kShutdownGrace{20};
@@ -57,6 +59,8 @@ class Server {
   ClientRegistry registry_;
   std::atomic<uint64_t> next_connection_id_{1};
   bool shutting_down_ = false;  // I/O thread only
+  std::chrono::steady_clock::time_point last_refusal_log_{};  // I/O thread only: refusals are logged once a second
+  uint64_t refusals_unlogged_ = 0;                              // I/O thread only
 };
 
 }  // namespace nbdsnap

@@ -55,7 +55,11 @@ po::options_description option_descriptions() {
        "error, warning, info or debug")
       ("threads", po::value<unsigned>()->default_value(4)->value_name("N"), "worker threads for I/O")
       ("max-in-flight", po::value<unsigned>()->default_value(64)->value_name("N"),
-       "requests served at once per connection");
+       "requests served at once per connection")
+      ("max-connections", po::value<unsigned>()->default_value(1000)->value_name("N"),
+       "NBD clients served at once (0: no limit); more are refused in the handshake with an error")
+      ("handshake-timeout", po::value<unsigned>()->default_value(10)->value_name("SECONDS"),
+       "disconnect a client that has not finished the NBD handshake after SECONDS (0: never)");
   po::options_description tuning("Engine tuning");
   tuning.add_options()
       ("chunk-min-shift", po::value<unsigned>()->value_name("N"), "smallest copy-on-write chunk is 2^N bytes (18)")
@@ -110,6 +114,13 @@ bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err)
   }
   config.threads = vm["threads"].as<unsigned>();
   config.max_in_flight = vm["max-in-flight"].as<unsigned>();
+  config.max_connections = vm["max-connections"].as<unsigned>();
+  config.handshake_timeout_seconds = vm["handshake-timeout"].as<unsigned>();
+  // (Program_options reads "-1" into an unsigned as 4294967295: the upper bounds catch it.)
+  if (config.max_connections > 1'000'000 || config.handshake_timeout_seconds > 86'400) {
+    err << "nbdsnapd: --max-connections must be 0..1000000 and --handshake-timeout 0..86400\n";
+    return false;
+  }
   if (config.threads < 1 || config.threads > 1024 || config.max_in_flight < 1 || config.max_in_flight > 4096) {
     err << "nbdsnapd: --threads must be 1..1024 and --max-in-flight 1..4096\n";
     return false;

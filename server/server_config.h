@@ -32,6 +32,8 @@ struct ServerConfig {
   unsigned threads = 4;                    // workers running engine calls
   unsigned max_in_flight = 64;             // requests per connection
   uint64_t max_in_flight_bytes = 256ull << 20;  // request and reply payload per connection
+  unsigned max_connections = 1000;         // NBD connections at once, handshaking ones included; 0: no limit
+  unsigned handshake_timeout_seconds = 10;  // 0: none
   EngineConfig engine;                     // state_dir and tuning
 };
 

@@ -213,6 +213,18 @@ TEST_CASE("abort_is_acknowledged_and_closes") {
 TEST_CASE("options_during_shutdown_get_err_shutdown") {
   Fixture f;
   Handshake h(f.catalog);
-  h.set_shutting_down();
+  h.refuse_all_options(kRepErrShutdown, "the server is shutting down");
   CHECK(split_replies(h.handle_option(kOptList, {}).reply)[0].type == kRepErrShutdown);
+}
+
+TEST_CASE("a_refused_connection_gets_the_error_for_every_option_and_abort_still_works") {
+  Fixture f;
+  Handshake h(f.catalog);
+  h.refuse_all_options(kRepErrPolicy, "too many connections");
+  const auto go = split_replies(h.handle_option(kOptGo, name_and_infos("disk", {})).reply);
+  REQUIRE(go.size() == 1);
+  CHECK(go[0].type == kRepErrPolicy);
+  CHECK(std::string(go[0].payload.begin(), go[0].payload.end()) == "too many connections");
+  CHECK(h.handle_option(kOptExportName, {}).next == Handshake::Next::close);
+  CHECK(h.handle_option(kOptAbort, {}).next == Handshake::Next::close);
 }

@@ -52,3 +52,16 @@ TEST_CASE("help_and_version_exit_successfully") {
   CHECK(parse({"--help"}, c) == ConfigOutcome::exit_success);
   CHECK(parse({"--version"}, c) == ConfigOutcome::exit_success);
 }
+
+TEST_CASE("connection_limits_default_to_1000_clients_and_a_10_second_handshake_and_0_turns_them_off") {
+  ServerConfig defaults;
+  REQUIRE(parse({}, defaults) == ConfigOutcome::run);
+  CHECK(defaults.max_connections == 1000);
+  CHECK(defaults.handshake_timeout_seconds == 10);
+  ServerConfig off;
+  REQUIRE(parse({"--max-connections", "0", "--handshake-timeout", "0"}, off) == ConfigOutcome::run);
+  CHECK(off.max_connections == 0);
+  CHECK(off.handshake_timeout_seconds == 0);
+  ServerConfig bad;
+  CHECK(parse({"--handshake-timeout", "-1"}, bad) == ConfigOutcome::exit_failure);
+}
