@@ -5,9 +5,9 @@
 
 namespace nbdsnap {
 
-void ClientRegistry::add(uint64_t id, const std::shared_ptr<Connection>& connection) {
+void ClientRegistry::add(uint64_t id, const std::shared_ptr<Connection>& connection, bool refused) {
   std::scoped_lock lock(mutex_);
-  entries_[id] = Entry{connection, {}};
+  entries_[id] = Entry{connection, {}, refused};
 }
 
 void ClientRegistry::set_export(uint64_t id, const std::string& export_name) {
@@ -23,6 +23,13 @@ void ClientRegistry::remove(uint64_t id) {
 size_t ClientRegistry::size() const {
   std::scoped_lock lock(mutex_);
   return entries_.size();
+}
+
+size_t ClientRegistry::admitted() const {
+  std::scoped_lock lock(mutex_);
+  size_t n = 0;
+  for (const auto& [id, entry] : entries_) n += !entry.refused;
+  return n;
 }
 
 unsigned ClientRegistry::count(const std::string& export_name) const {

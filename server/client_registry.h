@@ -17,12 +17,15 @@ class Connection;
 
 class ClientRegistry {
  public:
-  void add(uint64_t id, const std::shared_ptr<Connection>& connection);
+  // A refused connection (over --max-connections) is only answered with errors until it leaves.
+  void add(uint64_t id, const std::shared_ptr<Connection>& connection, bool refused);
   // Records the export a connection entered transmission with.
   void set_export(uint64_t id, const std::string& export_name);
   void remove(uint64_t id);
 
   size_t size() const;
+  // Connections not refused: what --max-connections limits.
+  size_t admitted() const;
   unsigned count(const std::string& export_name) const;
   // Clients of the origin's own export and of its images ("ORIGIN@...").
   unsigned count_of_origin(const std::string& origin) const;
@@ -33,6 +36,7 @@ class ClientRegistry {
   struct Entry {
     std::weak_ptr<Connection> connection;
     std::string export_name;  // empty during the handshake
+    bool refused = false;
   };
   bool serves_origin(const Entry& entry, const std::string& origin) const;
   mutable std::mutex mutex_;

@@ -84,7 +84,7 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
-  registry_.add(id_, shared_from_this());
+  registry_.add(id_, shared_from_this(), refused_);
   asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
                  [self = shared_from_this()](const std::exception_ptr& error) {
                    if (!error) return;
@@ -103,6 +103,7 @@ std::string Connection::describe() const {
 }
 
 void Connection::refuse(uint32_t reply_type, std::string message) {
+  refused_ = true;
   handshake_.refuse_all_options(reply_type, std::move(message));
 }
 

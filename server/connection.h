@@ -107,6 +107,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::steady_timer wakeup_;  // the reader sleeps on it while the in-flight limit is reached
   bool stopping_ = false;      // shut_down(): no new requests
   bool negotiating_ = true;    // the handshake deadline applies
+  bool refused_ = false;       // refuse() was called
   std::unique_ptr<uint8_t[]> inbox_;  // received bytes not yet parsed: [inbox_begin_, inbox_end_)
   size_t inbox_begin_ = 0;
   size_t inbox_end_ = 0;

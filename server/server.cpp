@@ -89,10 +89,11 @@ asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
 }
 
 // The refused client still gets a handshake (bounded by the handshake timeout) so that it can report why it
-// cannot connect; a client that gives up at the first error holds its descriptor for one round trip.
+// cannot connect; a client that gives up at the first error holds its descriptor for one round trip. Refused
+// connections do not count: one that lingers must not keep the next client out once a slot is free.
 void Server::refuse_if_over_limit(Connection& connection) {
   const unsigned limit = config_.max_connections;
-  if (limit == 0 || registry_.size() < limit) return;
+  if (limit == 0 || registry_.admitted() < limit) return;
   connection.refuse(nbd::kRepErrPolicy, "too many connections: this server serves at most " + std::to_string(limit) +
                                             " clients at once (nbdsnapd --max-connections)");
   ++refusals_unlogged_;

@@ -60,4 +60,30 @@ grep -q "no handshake within 2 s" "$log" || fail "the handshake timeout was not 
 grep -q "refused 1 connection(s): 3 are open (--max-connections)" "$log" || fail "the refusal was not logged"
 stop_nbdsnapd TERM
 ((stopped_status == 0)) || fail "nbdsnapd did not exit 0"
+
+# A refused client that lingers (no handshake timeout here) does not count: once an admitted client leaves,
+# the next one is served.
+start_nbdsnapd --origin "disk=$tmp/disk.raw" --max-connections 2 --handshake-timeout 0
+/usr/bin/python3 - "$sock" "$(uri disk)" <<'PY' || fail "a lingering refused client kept a free slot"
+import socket, subprocess, sys, time
+import nbd
+
+sock, uri = sys.argv[1:3]
+first, second = nbd.NBD(), nbd.NBD()
+first.connect_uri(uri)
+second.connect_uri(uri)
+lingering = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # refused, and says nothing
+lingering.connect(sock)
+assert lingering.recv(8) == b"NBDMAGIC"
+second.shutdown()
+for _ in range(100):
+    served = subprocess.run(["nbdinfo", "--size", uri], capture_output=True, text=True)
+    if served.returncode == 0:
+        break
+    time.sleep(0.1)
+assert served.returncode == 0, served.stderr
+first.shutdown()
+PY
+stop_nbdsnapd TERM
+((stopped_status == 0)) || fail "nbdsnapd did not exit 0 with a client in the handshake"
 echo PASS
