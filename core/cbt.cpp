@@ -26,7 +26,7 @@ std::vector<Range> CbtFrozen::changed_ranges(uint8_t since, uint64_t offset, uin
 
 Cbt::Cbt(uint64_t device_size, uint64_t block_size)
     : device_size_(device_size), block_size_(block_size), map_(unit_count(device_size, block_size), 0) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   start_generation();
 }
 
@@ -47,12 +47,12 @@ void Cbt::start_generation() {
 }
 
 Uuid Cbt::generation() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return generation_;
 }
 
 uint8_t Cbt::current_number() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return number_;
 }
 
@@ -60,15 +60,17 @@ void Cbt::mark_dirty(uint64_t offset, uint64_t length) {
   if (length == 0 || offset >= device_size_) return;
   const uint64_t last_byte = std::min(device_size_ - 1, offset + length - 1);
   const uint64_t first = offset / block_size_, last = last_byte / block_size_;
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   std::fill(map_.begin() + static_cast<ptrdiff_t>(first), map_.begin() + static_cast<ptrdiff_t>(last + 1), number_);
 }
 
 std::shared_ptr<const CbtFrozen> Cbt::freeze(const std::string& checkpoint) {
-  std::scoped_lock lock(mutex_);
-  checkpoints_[checkpoint] = number_;
+  MutexLock lock(mutex_);
+  auto checkpoints = checkpoints_;  // everything that may throw happens before the state changes
+  checkpoints[checkpoint] = number_;
   auto frozen = std::make_shared<CbtFrozen>(
-      CbtFrozen{generation_, number_, block_size_, device_size_, map_, checkpoints_});
+      CbtFrozen{generation_, number_, block_size_, device_size_, map_, checkpoints});
+  checkpoints_.swap(checkpoints);
   if (number_ == 255) {
     start_generation();  // the next write could not be told apart: history restarts
   } else {
@@ -78,22 +80,22 @@ std::shared_ptr<const CbtFrozen> Cbt::freeze(const std::string& checkpoint) {
 }
 
 void Cbt::reset() {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   start_generation();
 }
 
 std::shared_ptr<const CbtFrozen> Cbt::snapshot_of_live_map() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return std::make_shared<CbtFrozen>(CbtFrozen{generation_, number_, block_size_, device_size_, map_, checkpoints_});
 }
 
 std::map<std::string, uint8_t> Cbt::checkpoints() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return checkpoints_;
 }
 
 Status Cbt::checkpoint_number(const std::string& name, uint8_t& number) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = checkpoints_.find(name);
   if (it == checkpoints_.end()) {
     return {Errc::not_found, "checkpoint '" + name + "' is not in CBT generation " + generation_.to_string()};
@@ -103,12 +105,12 @@ Status Cbt::checkpoint_number(const std::string& name, uint8_t& number) const {
 }
 
 CbtState Cbt::state() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return {generation_, number_, block_size_, device_size_, map_, checkpoints_, {}};
 }
 
 uint64_t Cbt::memory_bytes() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return map_.size();
 }
 

@@ -11,10 +11,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "mutex.h"
 #include "status.h"
 #include "uuid.h"
 
@@ -69,6 +69,7 @@ class Cbt {
   void mark_dirty(uint64_t offset, uint64_t length);
   // Freezes the map for a snapshot named `checkpoint`, records the checkpoint, and advances the number
   // (starting a new generation when the number would wrap). REQUIRES: no concurrent writes (take holds them).
+  // On std::bad_alloc nothing has changed.
   std::shared_ptr<const CbtFrozen> freeze(const std::string& checkpoint);
   // Starts a new generation: new UUID, zeroed map, no checkpoints.
   void reset();
@@ -85,14 +86,14 @@ class Cbt {
   uint64_t memory_bytes() const;
 
  private:
-  void start_generation();  // REQUIRES: mutex_ held
-  mutable std::mutex mutex_;
+  void start_generation() REQUIRES(mutex_);
+  mutable Mutex mutex_;  // a leaf lock (core/lock_order.h)
   const uint64_t device_size_;
   const uint64_t block_size_;
-  Uuid generation_;                              // GUARDED_BY(mutex_)
-  uint8_t number_ = 1;                           // GUARDED_BY(mutex_)
-  std::vector<uint8_t> map_;                     // GUARDED_BY(mutex_)
-  std::map<std::string, uint8_t> checkpoints_;   // GUARDED_BY(mutex_)
+  Uuid generation_ GUARDED_BY(mutex_);
+  uint8_t number_ GUARDED_BY(mutex_) = 1;
+  std::vector<uint8_t> map_ GUARDED_BY(mutex_);
+  std::map<std::string, uint8_t> checkpoints_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

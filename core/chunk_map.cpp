@@ -5,9 +5,36 @@
 #include <cstring>
 
 #include "buffer_budget.h"
+#include "chunk_buffer.h"
 #include "snapshot.h"
 
 namespace nbdsnap {
+
+// A chunk this thread inserted as `copying`. finish() or fail() settle it; if neither ran because an
+// exception unwound the copy, the destructor fails it, so no waiter of the chunk waits for ever.
+class ChunkMap::CopyClaim {
+ public:
+  CopyClaim(ChunkMap& map, uint64_t index) : map_(map), index_(index) {}
+  ~CopyClaim() {
+    if (!settled_) map_.fail_chunk(index_, "copy-on-write of a chunk was interrupted (out of memory)");
+  }
+  CopyClaim(const CopyClaim&) = delete;
+  CopyClaim& operator=(const CopyClaim&) = delete;
+
+  void finish(ChunkState state, std::shared_ptr<const uint8_t[]> buffer, StorageLocation location) noexcept {
+    map_.finish_chunk(index_, state, std::move(buffer), location);
+    settled_ = true;
+  }
+  void fail(std::string_view reason) noexcept {
+    map_.fail_chunk(index_, reason);
+    settled_ = true;
+  }
+
+ private:
+  ChunkMap& map_;
+  const uint64_t index_;
+  bool settled_ = false;
+};
 
 ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
                    uint64_t origin_size, uint64_t chunk_size, uint64_t copy_io_size)
@@ -20,7 +47,7 @@ ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<
 
 ChunkMap::~ChunkMap() {
   // Buffers still queued when the snapshot goes away give their budget back.
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   snapshot_.budget().release(buffered_bytes_);
 }
 
@@ -38,57 +65,79 @@ Status ChunkMap::snapshot_health() const {
   return Status::ok();
 }
 
-void ChunkMap::copy_before_write(uint64_t len, uint64_t offset, BlockDevice* source) {
+Status ChunkMap::failed_chunk_status() const {
+  Status health = snapshot_health();
+  if (!health.is_ok()) return health;
+  return {Errc::corrupted, "a chunk of origin '" + origin_name_ + "' was lost"};  // not expected: fail_chunk corrupts
+}
+
+void ChunkMap::copy_before_write(uint64_t len, uint64_t offset, BlockDevice* source) noexcept {
   if (len == 0 || offset >= origin_size_) return;
   const uint64_t last_byte = std::min(origin_size_, offset + len) - 1;
-  for (uint64_t index = offset / chunk_size_; index <= last_byte / chunk_size_; ++index) {
-    // Once corrupted, the snapshot needs no more copies; readers check the flag after reading the origin.
-    if (snapshot_.is_corrupted()) return;
-    ensure_copied(index, source);
-  }
-}
-
-ChunkState ChunkMap::ensure_copied(uint64_t index, BlockDevice* source) {
-  {
-    std::unique_lock lock(mutex_);
-    auto it = chunks_.find(index);
-    while (it != chunks_.end() && it->second.state == ChunkState::copying) {
-      chunk_done_.wait(lock);
-      it = chunks_.find(index);
+  try {
+    for (uint64_t index = offset / chunk_size_; index <= last_byte / chunk_size_; ++index) {
+      // Once corrupted, the snapshot needs no more copies; readers check the flag after reading the origin.
+      if (snapshot_.is_corrupted()) return;
+      ensure_copied(index, source);
     }
-    if (it != chunks_.end()) return it->second.state;
-    chunks_.emplace(index, Chunk{});  // we copy it; others wait for us
+  } catch (...) {
+    // Nothing of this chunk was claimed (a claimed one is failed by its CopyClaim), but its old data may be
+    // overwritten now: the snapshot cannot be trusted any more.
+    snapshot_.corrupt(origin_name_, "copy-on-write failed: out of memory");
   }
-  copy_chunk(index, source);
-  std::scoped_lock lock(mutex_);
-  return chunks_.at(index).state;
 }
 
-void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source) {
+bool ChunkMap::copies_needed(uint64_t len, uint64_t offset) const {
+  if (len == 0 || offset >= origin_size_ || snapshot_.is_corrupted()) return false;
+  const uint64_t last_byte = std::min(origin_size_, offset + len) - 1;
+  MutexLock lock(mutex_);
+  for (uint64_t index = offset / chunk_size_; index <= last_byte / chunk_size_; ++index) {
+    const auto it = chunks_.find(index);
+    if (it == chunks_.end() || it->second.state == ChunkState::copying) return true;
+  }
+  return false;
+}
+
+void ChunkMap::ensure_copied(uint64_t index, BlockDevice* source) {
+  {
+    MutexLock lock(mutex_);
+    for (auto it = chunks_.find(index); it != chunks_.end(); it = chunks_.find(index)) {
+      if (it->second.state != ChunkState::copying) return;
+      waiters_of(index).wait(mutex_);
+    }
+    chunks_.emplace(index, Chunk{});  // we copy it; others wait for us. May throw: then nothing is inserted.
+  }
+  CopyClaim claim(*this, index);
+  copy_chunk(index, source, claim);
+}
+
+void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim) {
   const uint64_t length = chunk_length(index);
   // Not zero-filled: the read overwrites every byte, and zeroing a chunk per first write was measurable.
-  std::shared_ptr<uint8_t[]> buffer = std::make_shared_for_overwrite<uint8_t[]>(length);
+  std::shared_ptr<uint8_t[]> buffer = allocate_chunk_buffer(length);
   if (Status s = read_piece(buffer.get(), length, index * chunk_size_, source); !s) {
-    finish_chunk(index, ChunkState::failed, nullptr, {});
-    snapshot_.corrupt(origin_name_, "copy-on-write read of the origin failed: " + s.to_string());
+    claim.fail("copy-on-write read of the origin failed: " + s.to_string());
     return;
   }
   if (snapshot_.budget().try_reserve(length)) {
     {
-      std::scoped_lock lock(mutex_);
+      MutexLock lock(mutex_);
       buffered_bytes_ += length;
     }
-    finish_chunk(index, ChunkState::in_memory, std::move(buffer), {});
-    snapshot_.queue_writeback(shared_from_this(), index);
+    claim.finish(ChunkState::in_memory, std::move(buffer), {});
+    try {
+      snapshot_.queue_writeback(shared_from_this(), index);
+    } catch (...) {
+      store_chunk(index);  // no room in the queue: write it back ourselves
+    }
     return;
   }
   StorageLocation location;  // memory is full: store it ourselves, the write waits (back-pressure)
   if (Status s = store_buffer(index, buffer.get(), location); !s) {
-    finish_chunk(index, ChunkState::failed, nullptr, {});
-    snapshot_.corrupt(origin_name_, s.to_string());
+    claim.fail(s.to_string());
     return;
   }
-  finish_chunk(index, ChunkState::stored, nullptr, location);
+  claim.finish(ChunkState::stored, nullptr, location);
 }
 
 Status ChunkMap::read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
@@ -111,53 +160,69 @@ Status ChunkMap::store_buffer(uint64_t index, const uint8_t* buffer, StorageLoca
 }
 
 void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
-                            StorageLocation location) {
-  std::scoped_lock lock(mutex_);
-  Chunk& chunk = chunks_.at(index);
-  chunk.state = state;
-  chunk.buffer = std::move(buffer);
-  chunk.location = location;
-  chunk_done_.notify_all();
+                            StorageLocation location) noexcept {
+  MutexLock lock(mutex_);
+  const auto it = chunks_.find(index);
+  if (it == chunks_.end()) return;  // not reached: chunks are never erased
+  it->second.state = state;
+  it->second.buffer = std::move(buffer);
+  it->second.location = location;
+  waiters_of(index).notify_all();
 }
 
-void ChunkMap::store_chunk(uint64_t index) {
+void ChunkMap::fail_chunk(uint64_t index, std::string_view reason) noexcept {
+  snapshot_.corrupt(origin_name_, reason);
+  finish_chunk(index, ChunkState::failed, nullptr, {});
+}
+
+void ChunkMap::store_chunk(uint64_t index) noexcept {
   std::shared_ptr<const uint8_t[]> buffer;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = chunks_.find(index);
     if (it == chunks_.end() || it->second.state != ChunkState::in_memory) return;  // taken over by a writer
-    it->second.state = ChunkState::storing;
+    it->second.state = ChunkState::storing;  // from here on the chunk is settled below, whatever happens
     buffer = it->second.buffer;
   }
+  const uint64_t length = chunk_length(index);
   StorageLocation location;
-  const Status s = snapshot_.is_corrupted() ? Status{Errc::corrupted, "snapshot corrupted"}
-                                             : store_buffer(index, buffer.get(), location);
+  bool stored = false;
+  std::string failure;
+  try {
+    if (!snapshot_.is_corrupted()) {  // a corrupted snapshot needs no more copies
+      const Status status = store_buffer(index, buffer.get(), location);
+      stored = status.is_ok();
+      if (!stored) failure = status.to_string();
+    }
+  } catch (...) {
+    stored = false;
+  }
   {
-    std::scoped_lock lock(mutex_);
-    buffered_bytes_ -= chunk_length(index);
+    MutexLock lock(mutex_);
+    buffered_bytes_ -= length;
   }
-  snapshot_.budget().release(chunk_length(index));
-  if (!s) {
-    finish_chunk(index, ChunkState::failed, nullptr, {});
-    if (s.code() != Errc::corrupted) snapshot_.corrupt(origin_name_, s.to_string());
-    return;
+  snapshot_.budget().release(length);
+  if (stored) {
+    finish_chunk(index, ChunkState::stored, nullptr, location);
+  } else {
+    fail_chunk(index, failure.empty() ? std::string_view("writeback of a chunk failed") : std::string_view(failure));
   }
-  finish_chunk(index, ChunkState::stored, nullptr, location);
 }
 
 Status ChunkMap::ensure_stored(uint64_t index, StorageLocation& location) {
   for (;;) {
-    std::unique_lock lock(mutex_);
-    Chunk& chunk = chunks_.at(index);
+    MutexLock lock(mutex_);
+    const Chunk& chunk = chunks_.at(index);
     switch (chunk.state) {
       case ChunkState::stored:
         location = chunk.location;
         return Status::ok();
       case ChunkState::failed:
-        return snapshot_health().is_ok() ? Status{Errc::corrupted, "chunk copy failed"} : snapshot_health();
+        lock.unlock();
+        return failed_chunk_status();
       case ChunkState::copying:
       case ChunkState::storing:
-        chunk_done_.wait(lock);
+        waiters_of(index).wait(mutex_);
         break;
       case ChunkState::in_memory:
         lock.unlock();
@@ -167,14 +232,14 @@ Status ChunkMap::ensure_stored(uint64_t index, StorageLocation& location) {
   }
 }
 
-Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
+Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {
   if (Status s = check_range(origin_size_, len, offset); !s) return s;
   if (Status s = snapshot_health(); !s) return s;
   auto* out = static_cast<uint8_t*>(buf);
   while (len > 0) {
     const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
     const uint64_t n = std::min(len, chunk_size_ - in_chunk);
-    std::unique_lock lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = chunks_.find(index);
     if (it == chunks_.end()) {
       lock.unlock();
@@ -183,23 +248,21 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
       it = chunks_.find(index);
       // Still absent: no write reached the origin here during our read (writers insert first).
     }
-    while (it != chunks_.end() && (it->second.state == ChunkState::copying)) {
-      chunk_done_.wait(lock);
+    while (it != chunks_.end() && it->second.state == ChunkState::copying) {
+      if (!may_wait) return {Errc::would_block, "a chunk of the image is being copied"};
+      waiters_of(index).wait(mutex_);
       it = chunks_.find(index);
     }
     if (it != chunks_.end()) {
       const Chunk chunk = it->second;  // a copy: the buffer stays alive without the lock
       lock.unlock();
-      if (chunk.state == ChunkState::failed) return snapshot_health().is_ok() ? Status{Errc::corrupted, "chunk lost"}
-                                                                             : snapshot_health();
+      if (chunk.state == ChunkState::failed) return failed_chunk_status();
       if (chunk.buffer) {
         std::memcpy(out, chunk.buffer.get() + in_chunk, n);
       } else if (Status s = snapshot_.storage().read(chunk.location, out, n, in_chunk); !s) {
         snapshot_.corrupt(origin_name_, "read of difference storage failed: " + s.to_string());
         return snapshot_health();
       }
-    } else {
-      lock.unlock();
     }
     out += n;
     offset += n;
@@ -252,12 +315,12 @@ Status ChunkMap::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out
     const uint64_t n = std::min(len, chunk_size_ - in_chunk);
     bool copied;
     {
-      std::scoped_lock lock(mutex_);
+      MutexLock lock(mutex_);
       copied = chunks_.count(index) != 0;
     }
     std::vector<Extent> piece;
     if (!copied && origin && origin->extents(n, offset, piece).is_ok()) {
-      std::scoped_lock lock(mutex_);
+      MutexLock lock(mutex_);
       copied = chunks_.count(index) != 0;  // copied meanwhile: the origin's answer may describe new data
     } else {
       copied = true;
@@ -273,23 +336,13 @@ Status ChunkMap::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out
   return Status::ok();
 }
 
-void ChunkMap::drop() {
-  std::scoped_lock lock(mutex_);
-  dropped_ = true;
-}
-
-bool ChunkMap::dropped() const {
-  std::scoped_lock lock(mutex_);
-  return dropped_;
-}
-
 uint64_t ChunkMap::chunks_copied() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return chunks_.size();
 }
 
 uint64_t ChunkMap::memory_bytes() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   // Per entry: the node, its key and state, and a bucket pointer (an estimate of unordered_map's cost).
   return chunks_.size() * (sizeof(Chunk) + sizeof(uint64_t) + 3 * sizeof(void*)) + buffered_bytes_;
 }

@@ -4,25 +4,39 @@
 // write to a chunk, copy_before_write() inserts it as `copying`, reads the old data from the origin into a
 // buffer, and marks it `in_memory` (queued for background writeback) or, when the engine-wide buffer budget
 // is spent, writes it to difference storage itself (`stored`). Concurrent writers of one chunk copy it once:
-// the later ones wait on the condition variable only for that chunk's copy; writes to other chunks never
-// wait. A failed read or storage write marks the chunk `failed` and corrupts the snapshot; the origin write
-// goes on regardless (invariant 2).
+// the later ones wait for that chunk's copy only; writes to other chunks never wait. A failed read, storage
+// write or allocation marks the chunk `failed` and corrupts the snapshot; the origin write goes on regardless
+// (invariant 2). Whatever happens, a chunk never stays `copying` or `storing`: the thread that moved it
+// there holds a claim (CopyClaim, or the guard in store_chunk) whose destructor marks it failed if the copy
+// did not finish, also when an exception unwinds through it (invariant 5).
+//
+// Waiting. Waiters of a chunk sleep on one of kWaitStripes condition variables chosen by the chunk's index,
+// and a finished copy wakes only that stripe: with 16 writers on different chunks, a finished copy does not
+// wake the other 15 (one condition variable per map did, and each woken writer took the map's mutex to find
+// its chunk still copying). Waiters re-check their own chunk's state, so sharing a stripe costs a spurious
+// wake-up at worst, never a lost one: the state changes and the notify happen under the map's mutex.
 //
 // Image reads never lock across I/O. For a chunk that looks absent they read the origin and then look again:
 // a writer inserts the chunk *before* it changes the origin, so if the chunk is still absent after the read,
 // no write touched those bytes during it. Otherwise the read is redone from the copy. The snapshot's
 // corrupted flag is checked after the read too, because once corrupted, writers stop copying.
+//
+// Locks: mutex_ is a leaf (core/lock_order.h). Nothing that takes another lock — the snapshot's state, its
+// storage, the event log — is called while it is held.
 #pragma once
 
-#include <condition_variable>
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "block_device.h"
 #include "diff_storage.h"
+#include "mutex.h"
 #include "status.h"
 
 namespace nbdsnap {
@@ -33,6 +47,8 @@ enum class ChunkState { copying, in_memory, storing, stored, failed };
 
 class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
  public:
+  // REQUIRES: the snapshot outlives the map's use for copy-on-write (the engine clears trackers' targets
+  // before a snapshot goes).
   ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
            uint64_t origin_size, uint64_t chunk_size, uint64_t copy_io_size);
   ~ChunkMap();
@@ -44,41 +60,59 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   uint64_t chunk_size() const { return chunk_size_; }
 
   // Copies every not-yet-copied chunk of [offset, offset+len) before the origin is written there.
-  // `source` reads the origin (null: the origin device). Never fails: failures corrupt the snapshot.
-  void copy_before_write(uint64_t len, uint64_t offset, BlockDevice* source);
-  // Reads take-time data.
-  Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source);
+  // `source` reads the origin (null: the origin device). Never fails and never throws: failures (I/O,
+  // allocation) corrupt the snapshot.
+  void copy_before_write(uint64_t len, uint64_t offset, BlockDevice* source) noexcept EXCLUDES(mutex_);
+  // Whether a write of [offset, offset+len) would copy a chunk or wait for another writer's copy. Exact while
+  // the caller holds the origin's write gate (no take can install another map meanwhile, and a copied chunk
+  // never becomes uncopied).
+  bool copies_needed(uint64_t len, uint64_t offset) const EXCLUDES(mutex_);
+  // Reads take-time data. With may_wait false, a read that would wait for a chunk being copied fails with
+  // would_block (the buffer is then partly filled; the caller reads again where it may wait).
+  Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait = true)
+      EXCLUDES(mutex_);
   // Writes into the snapshot's copy (writable snapshots); buf == nullptr writes zeroes.
-  Status write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source);
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source);
+  Status write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) EXCLUDES(mutex_);
+  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source) EXCLUDES(mutex_);
 
   // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
-  void store_chunk(uint64_t index);
+  void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);
 
   // Marks the map as dropped (its origin was detached): every later call fails with not_found.
-  void drop();
-  bool dropped() const;
+  void drop() { dropped_.store(true, std::memory_order_release); }
+  bool dropped() const { return dropped_.load(std::memory_order_acquire); }
 
-  uint64_t chunks_copied() const;
-  uint64_t memory_bytes() const;
+  uint64_t chunks_copied() const EXCLUDES(mutex_);
+  uint64_t memory_bytes() const EXCLUDES(mutex_);
 
  private:
+  static constexpr size_t kWaitStripes = 64;
   struct Chunk {
     ChunkState state = ChunkState::copying;
     std::shared_ptr<const uint8_t[]> buffer;  // in_memory/storing: the old data, chunk_length() bytes
-    StorageLocation location;                            // stored
+    StorageLocation location;                 // stored
   };
+  class CopyClaim;
+
   uint64_t chunk_length(uint64_t index) const;
   BlockDevice* origin_reader(BlockDevice* source) const;
-  // Ensures the chunk is copied (or failed). Returns its state after the copy.
-  ChunkState ensure_copied(uint64_t index, BlockDevice* source);
-  void copy_chunk(uint64_t index, BlockDevice* source);  // REQUIRES: chunk inserted as copying by caller
+  CondVar& waiters_of(uint64_t index) { return chunk_done_[index % kWaitStripes]; }
+  // Ensures the chunk is copied (or failed). May throw std::bad_alloc before it claimed the chunk.
+  void ensure_copied(uint64_t index, BlockDevice* source) EXCLUDES(mutex_);
+  void copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim) EXCLUDES(mutex_);
   Status read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDevice* source);
-  Status ensure_stored(uint64_t index, StorageLocation& location);
+  Status ensure_stored(uint64_t index, StorageLocation& location) EXCLUDES(mutex_);
   Status store_buffer(uint64_t index, const uint8_t* buffer, StorageLocation& location);
+  // Moves a claimed chunk to its final state and wakes its waiters.
   void finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
-                    StorageLocation location);
-  Status snapshot_health() const;
+                    StorageLocation location) noexcept EXCLUDES(mutex_);
+  // Corrupts the snapshot with `reason`, then marks the chunk failed: a reader that sees the chunk failed also
+  // sees the snapshot corrupted.
+  void fail_chunk(uint64_t index, std::string_view reason) noexcept EXCLUDES(mutex_);
+  // not_found once dropped, corrupted once the snapshot is; ok otherwise. Takes the snapshot's lock.
+  Status snapshot_health() const EXCLUDES(mutex_);
+  // The error for a chunk found failed.
+  Status failed_chunk_status() const EXCLUDES(mutex_);
 
   Snapshot& snapshot_;
   const std::string origin_name_;
@@ -86,11 +120,11 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   const uint64_t origin_size_;
   const uint64_t chunk_size_;
   const uint64_t copy_io_size_;
-  mutable std::mutex mutex_;
-  std::condition_variable chunk_done_;
-  std::unordered_map<uint64_t, Chunk> chunks_;  // GUARDED_BY(mutex_)
-  uint64_t buffered_bytes_ = 0;                 // GUARDED_BY(mutex_)
-  bool dropped_ = false;                        // GUARDED_BY(mutex_)
+  std::atomic<bool> dropped_{false};
+  mutable Mutex mutex_;
+  std::array<CondVar, kWaitStripes> chunk_done_;  // waiters of chunks whose index % kWaitStripes is i
+  std::unordered_map<uint64_t, Chunk> chunks_ GUARDED_BY(mutex_);
+  uint64_t buffered_bytes_ GUARDED_BY(mutex_) = 0;
 };
 
 }  // namespace nbdsnap

@@ -34,7 +34,7 @@ Status DiffStorage::append(const StorageSpec& spec, const std::vector<std::strin
   }
   const uint64_t size = spec.size > 0 ? std::min(spec.size, file->size()) : file->size();
   std::shared_ptr<BlockDevice> device = std::move(file);
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   for (const Area& a : areas_) {
     if (a.device && a.device->file_identity() == identity) {
       device.reset();
@@ -48,14 +48,14 @@ Status DiffStorage::append(const StorageSpec& spec, const std::vector<std::strin
 }
 
 void DiffStorage::append_device(std::shared_ptr<BlockDevice> device, const std::string& label) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   const uint64_t size = device->size();
   areas_.push_back({std::move(device), {label, size, false}, 0});
   low_space_signalled_ = false;
 }
 
 std::vector<std::string> DiffStorage::file_identities() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::string> out;
   for (const Area& a : areas_) {
     if (!a.device) continue;
@@ -75,7 +75,7 @@ Status DiffStorage::allocate(uint64_t bytes, StorageLocation& out) {
   uint64_t low_space_request = 0;
   Status result;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     if (limit_ != 0 && used_ + bytes > limit_) {
       result = {Errc::no_space, "difference storage limit of " + format_size(limit_) + " reached"};
     } else {
@@ -101,7 +101,7 @@ Status DiffStorage::allocate(uint64_t bytes, StorageLocation& out) {
 }
 
 std::shared_ptr<BlockDevice> DiffStorage::device_of(uint32_t area) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return area < areas_.size() ? areas_[area].device : nullptr;
 }
 
@@ -120,7 +120,7 @@ Status DiffStorage::read(const StorageLocation& at, void* buf, uint64_t len, uin
 void DiffStorage::release() {
   std::vector<Area> areas;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     areas.swap(areas_);
     current_ = 0;
   }
@@ -131,24 +131,24 @@ void DiffStorage::release() {
 }
 
 uint64_t DiffStorage::total() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   uint64_t sum = 0;
   for (const Area& a : areas_) sum += a.info.size;
   return sum;
 }
 
 uint64_t DiffStorage::used() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return used_;
 }
 
 uint64_t DiffStorage::free_bytes() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return free_locked();
 }
 
 std::vector<StorageAreaInfo> DiffStorage::areas() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<StorageAreaInfo> infos;
   for (const Area& a : areas_) infos.push_back(a.info);
   return infos;

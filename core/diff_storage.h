@@ -8,12 +8,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "block_device.h"
 #include "engine.h"
+#include "mutex.h"
 #include "status.h"
 
 namespace nbdsnap {
@@ -58,17 +58,17 @@ class DiffStorage {
     StorageAreaInfo info;
     uint64_t cursor = 0;  // next free byte
   };
-  uint64_t free_locked() const;  // REQUIRES: mutex_
-  std::shared_ptr<BlockDevice> device_of(uint32_t area) const;
+  uint64_t free_locked() const REQUIRES(mutex_);
+  std::shared_ptr<BlockDevice> device_of(uint32_t area) const EXCLUDES(mutex_);
 
   const uint64_t limit_;
   const uint64_t low_space_threshold_;
   const std::function<void(uint64_t)> on_low_space_;
-  mutable std::mutex mutex_;
-  std::vector<Area> areas_;        // GUARDED_BY(mutex_); only grows until release()
-  size_t current_ = 0;             // GUARDED_BY(mutex_): area the allocator is filling
-  uint64_t used_ = 0;              // GUARDED_BY(mutex_)
-  bool low_space_signalled_ = false;  // GUARDED_BY(mutex_)
+  mutable Mutex mutex_;  // a leaf lock (core/lock_order.h); never held across I/O or on_low_space_
+  std::vector<Area> areas_ GUARDED_BY(mutex_);  // only grows until release()
+  size_t current_ GUARDED_BY(mutex_) = 0;       // area the allocator is filling
+  uint64_t used_ GUARDED_BY(mutex_) = 0;
+  bool low_space_signalled_ GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace nbdsnap

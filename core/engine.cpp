@@ -51,15 +51,15 @@ Engine::~Engine() {
   std::map<std::string, std::shared_ptr<Snapshot>> snapshots;
   std::map<std::string, std::shared_ptr<Origin>> origins;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     snapshots.swap(snapshots_);
     origins.swap(origins_);
   }
-  // Chunk maps refer to their snapshot: unhook them from the trackers before the snapshots go.
+  // Connections that still hold an origin get errors from now on. Chunk maps refer to their snapshot: unhook
+  // them from the trackers before the snapshots go.
   for (auto& [name, origin] : origins) {
-    origin->tracker().freeze();
+    origin->tracker().gate().close();
     origin->tracker().set_cow_target(nullptr);
-    origin->tracker().thaw();
   }
   for (auto& [name, snapshot] : snapshots) {
     snapshot->image_gate().close();
@@ -71,7 +71,7 @@ Engine::~Engine() {
 void Engine::record_created_storage() {
   std::vector<std::string> files;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     for (const auto& [name, snapshot] : snapshots_) {
       for (const auto& area : snapshot->storage().areas()) {
         if (area.created_by_engine) files.push_back(area.path);
@@ -88,9 +88,9 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   if (Status s = check_object_name("origin", name); !s) return s;
   if (size == 0 && device) size = device->size();
   if (size == 0) return {Errc::invalid_argument, "origin '" + name + "' has no size"};
-  std::scoped_lock control(control_mutex_);
+  MutexLock control(control_mutex_);
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
   }
   if (const std::string identity = device ? device->file_identity() : std::string(); !identity.empty()) {
@@ -130,7 +130,7 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   auto origin = std::make_shared<Origin>(name, std::move(device), size, read_only,
                                          std::make_unique<Tracker>(std::move(cbt)));
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     origins_[name] = origin;
   }
   post(events_, EventType::origin_attached, "", name, "generation " + generation);
@@ -142,11 +142,11 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
 }
 
 Status Engine::detach_origin(const std::string& name, bool force) {
-  std::scoped_lock control(control_mutex_);
+  MutexLock control(control_mutex_);
   std::shared_ptr<Origin> origin;
   std::shared_ptr<Snapshot> snapshot;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = origins_.find(name);
     if (it == origins_.end()) return unknown_origin(name);
     origin = it->second;
@@ -158,13 +158,14 @@ Status Engine::detach_origin(const std::string& name, bool force) {
   // Drop the image before copy-on-write stops, so an image read in flight ends with not_found rather than
   // with origin bytes written after the take.
   if (snapshot) snapshot->drop_origin(name);
-  origin->tracker().freeze();
-  origin->tracker().set_cow_target(nullptr);
+  // Close the origin's gate: in-flight writes finish (tracked), and every later request of a connection
+  // that still holds this origin fails, so none can write it untracked after its CBT is saved below.
+  origin->tracker().gate().close();
+  origin->tracker().set_cow_target(nullptr);  // closed: nobody is inside
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     origins_.erase(name);
   }
-  origin->tracker().thaw();
   Status saved = store_.enabled() ? save_clean(*origin) : Status::ok();
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
@@ -172,13 +173,13 @@ Status Engine::detach_origin(const std::string& name, bool force) {
 }
 
 std::shared_ptr<Origin> Engine::find_origin(const std::string& name) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = origins_.find(name);
   return it == origins_.end() ? nullptr : it->second;
 }
 
 Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = origins_.find(name);
   if (it == origins_.end()) return unknown_origin(name);
   Origin& origin = *it->second;
@@ -197,7 +198,7 @@ Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
 std::vector<OriginInfo> Engine::origins() const {
   std::vector<std::string> names;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     for (const auto& [name, origin] : origins_) names.push_back(name);
   }
   std::vector<OriginInfo> infos;
@@ -248,7 +249,7 @@ Status Engine::cbt_mark_dirty(const std::string& name, const std::vector<Range>&
 }
 
 Status Engine::cbt_reset(const std::string& name) {
-  std::scoped_lock control(control_mutex_);
+  MutexLock control(control_mutex_);
   auto origin = find_origin(name);
   if (!origin) return unknown_origin(name);
   origin->cbt().reset();
@@ -274,9 +275,9 @@ std::string Engine::snapshot_of_origin_locked(const std::string& origin) const {
 
 Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& options) {
   if (Status s = check_object_name("snapshot", name); !s) return s;
-  std::scoped_lock control(control_mutex_);
+  MutexLock control(control_mutex_);
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     if (snapshots_.count(name)) return {Errc::already_exists, "snapshot '" + name + "' already exists"};
     for (size_t i = 0; i < options.origins.size(); ++i) {
       const std::string& origin = options.origins[i];
@@ -296,7 +297,7 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     if (Status s = snapshot->storage().append(spec, in_use); !s) return s;  // the destructor cleans up
   }
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     snapshots_[name] = std::move(snapshot);
   }
   record_created_storage();
@@ -304,8 +305,8 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
 }
 
 Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const std::string& origin) {
-  std::scoped_lock control(control_mutex_);
-  std::scoped_lock lock(mutex_);
+  MutexLock control(control_mutex_);
+  MutexLock lock(mutex_);
   auto snapshot = find_snapshot_locked(snapshot_name);
   if (!snapshot) return unknown_snapshot(snapshot_name);
   if (!origins_.count(origin)) return unknown_origin(origin);
@@ -316,19 +317,39 @@ Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const st
 }
 
 Status Engine::remove_origin_from_snapshot(const std::string& snapshot_name, const std::string& origin) {
-  std::scoped_lock control(control_mutex_);
-  std::scoped_lock lock(mutex_);
+  MutexLock control(control_mutex_);
+  MutexLock lock(mutex_);
   auto snapshot = find_snapshot_locked(snapshot_name);
   if (!snapshot) return unknown_snapshot(snapshot_name);
   return snapshot->remove_origin(origin);
 }
 
+namespace {
+
+// The chunk maps and frozen CBTs of a take, built before the snapshot changes. May throw std::bad_alloc;
+// CBT freezes that already happened then leave a checkpoint nobody can back up from, which under-reports
+// nothing.
+std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins,
+                                           const EngineConfig& config) {
+  std::vector<Snapshot::Member> members;
+  members.reserve(origins.size());
+  for (const auto& origin : origins) {
+    auto chunks = std::make_shared<ChunkMap>(snapshot, origin->name(), origin->shared_device(), origin->size(),
+                                             chunk_size(origin->size(), config.sizing), config.copy_io_size);
+    members.push_back({origin->name(), std::move(chunks), nullptr});
+  }
+  for (size_t i = 0; i < origins.size(); ++i) members[i].cbt = origins[i]->cbt().freeze(snapshot.name());
+  return members;
+}
+
+}  // namespace
+
 Status Engine::take_snapshot(const std::string& name) {
-  std::scoped_lock control(control_mutex_);
+  MutexLock control(control_mutex_);
   std::shared_ptr<Snapshot> snapshot;
-  std::vector<std::shared_ptr<Origin>> members;
+  std::vector<std::shared_ptr<Origin>> origins;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     snapshot = find_snapshot_locked(name);
     if (!snapshot) return unknown_snapshot(name);
     if (snapshot->state() != SnapshotState::created) {
@@ -337,26 +358,32 @@ Status Engine::take_snapshot(const std::string& name) {
     for (const auto& origin : snapshot->origins()) {
       auto it = origins_.find(origin);
       if (it == origins_.end()) return unknown_origin(origin);
-      members.push_back(it->second);
+      origins.push_back(it->second);
     }
   }
-  if (members.empty()) return {Errc::bad_state, "snapshot '" + name + "' has no origins"};
+  if (origins.empty()) return {Errc::bad_state, "snapshot '" + name + "' has no origins"};
   if (snapshot->storage().total() == 0) {
     return {Errc::bad_state, "snapshot '" + name + "' has no difference storage"};
   }
-  std::sort(members.begin(), members.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
+  std::sort(origins.begin(), origins.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
   std::vector<std::shared_ptr<Origin>> wrapped;
-  for (auto& origin : members) origin->tracker().freeze();
-  for (auto& origin : members) {
-    auto chunks = std::make_shared<ChunkMap>(*snapshot, origin->name(), origin->shared_device(), origin->size(),
-                                             chunk_size(origin->size(), config_.sizing), config_.copy_io_size);
-    auto frozen = origin->cbt().freeze(name);
-    if (origin->cbt().generation() != frozen->generation) wrapped.push_back(origin);
-    snapshot->install(origin->name(), chunks, std::move(frozen));
-    origin->tracker().set_cow_target(std::move(chunks));
+  try {
+    // Every origin is frozen until the end of this block, however it is left.
+    std::vector<IoGate::Freeze> frozen;
+    frozen.reserve(origins.size());
+    for (auto& origin : origins) frozen.emplace_back(origin->tracker().gate());
+    std::vector<Uuid> generations;
+    for (auto& origin : origins) generations.push_back(origin->cbt().generation());
+    std::vector<Snapshot::Member> members = prepare_take(*snapshot, origins, config_);
+    for (size_t i = 0; i < origins.size(); ++i) {
+      if (origins[i]->cbt().generation() != generations[i]) wrapped.push_back(origins[i]);
+    }
+    auto targets = members;  // the trackers' copies; what cannot throw comes last
+    snapshot->install_and_mark_taken(std::move(members));
+    for (size_t i = 0; i < origins.size(); ++i) origins[i]->tracker().set_cow_target(std::move(targets[i].chunks));
+  } catch (const std::bad_alloc&) {
+    return {Errc::no_memory, "out of memory while taking snapshot '" + name + "'; nothing was taken"};
   }
-  snapshot->mark_taken();
-  for (auto& origin : members) origin->tracker().thaw();
   post(events_, EventType::snapshot_taken, name, "", "");
   for (auto& origin : wrapped) {
     post(events_, EventType::generation_renewed, name, origin->name(),
@@ -367,10 +394,10 @@ Status Engine::take_snapshot(const std::string& name) {
 }
 
 Status Engine::append_storage(const std::string& snapshot_name, const StorageSpec& spec) {
-  std::scoped_lock control(control_mutex_);  // never append to a snapshot a destroy is releasing
+  MutexLock control(control_mutex_);  // never append to a snapshot a destroy is releasing
   std::shared_ptr<Snapshot> snapshot;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     snapshot = find_snapshot_locked(snapshot_name);
   }
   if (!snapshot) return unknown_snapshot(snapshot_name);
@@ -380,11 +407,11 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
 }
 
 Status Engine::destroy_snapshot(const std::string& name) {
-  std::scoped_lock control(control_mutex_);
+  MutexLock control(control_mutex_);
   std::shared_ptr<Snapshot> snapshot;
   std::vector<std::shared_ptr<Origin>> members;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     snapshot = find_snapshot_locked(name);
     if (!snapshot) return unknown_snapshot(name);
     snapshots_.erase(name);  // from now on find_image cannot hand out new images of it
@@ -396,11 +423,10 @@ Status Engine::destroy_snapshot(const std::string& name) {
   // origin relies on writers copying that chunk before changing it. Later image calls fail cleanly.
   snapshot->image_gate().close();
   for (auto& origin : members) {
-    origin->tracker().freeze();
+    IoGate::Freeze frozen(origin->tracker().gate());
     if (origin->tracker().cow_target() == snapshot->chunk_map(origin->name())) {
       origin->tracker().set_cow_target(nullptr);
     }
-    origin->tracker().thaw();
   }
   snapshot->shutdown();
   record_created_storage();
@@ -411,7 +437,7 @@ Status Engine::destroy_snapshot(const std::string& name) {
 Status Engine::snapshot_info(const std::string& name, SnapshotInfo& out) const {
   std::shared_ptr<Snapshot> snapshot;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     snapshot = find_snapshot_locked(name);
   }
   if (!snapshot) return unknown_snapshot(name);
@@ -422,7 +448,7 @@ Status Engine::snapshot_info(const std::string& name, SnapshotInfo& out) const {
 std::vector<SnapshotInfo> Engine::snapshots() const {
   std::vector<std::shared_ptr<Snapshot>> all;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     for (const auto& [name, snapshot] : snapshots_) all.push_back(snapshot);
   }
   std::vector<SnapshotInfo> infos;
@@ -436,7 +462,7 @@ Status Engine::find_image(const std::string& origin, const std::string& snapshot
                           std::shared_ptr<Image>& out) const {
   std::shared_ptr<Snapshot> snapshot;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     snapshot = find_snapshot_locked(snapshot_name);
   }
   if (!snapshot) return unknown_snapshot(snapshot_name);
@@ -455,7 +481,7 @@ Status Engine::find_image(const std::string& origin, const std::string& snapshot
 std::vector<std::string> Engine::image_export_names() const {
   std::vector<std::shared_ptr<Snapshot>> all;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     for (const auto& [name, snapshot] : snapshots_) all.push_back(snapshot);
   }
   std::vector<std::string> names;
@@ -474,7 +500,7 @@ Status Engine::save_state() {
   if (!store_.enabled()) return Status::ok();
   std::vector<std::shared_ptr<Origin>> all;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     for (const auto& [name, origin] : origins_) all.push_back(origin);
   }
   Status result;
@@ -488,7 +514,7 @@ std::vector<std::string> Engine::files_in_use() const {
   std::vector<std::shared_ptr<Snapshot>> snapshots;
   std::vector<std::string> out;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     for (const auto& [name, origin] : origins_) {
       if (const BlockDevice* device = origin->device()) {
         if (std::string identity = device->file_identity(); !identity.empty()) out.push_back(std::move(identity));
@@ -512,7 +538,7 @@ uint64_t Engine::memory_bytes() const {
   uint64_t total = 0;  // buffered chunks are counted by their snapshots
   std::vector<std::shared_ptr<Origin>> all;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     for (const auto& [name, origin] : origins_) all.push_back(origin);
   }
   for (const auto& origin : all) total += origin->cbt().memory_bytes();

@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -17,6 +16,7 @@
 #include "cbt_store.h"
 #include "events.h"
 #include "image.h"
+#include "mutex.h"
 #include "origin.h"
 #include "sizing.h"
 #include "status.h"
@@ -150,12 +150,12 @@ class Engine {
   uint64_t memory_bytes() const;
 
  private:
-  std::shared_ptr<Snapshot> find_snapshot_locked(const std::string& name) const;  // REQUIRES: mutex_
-  std::string snapshot_of_origin_locked(const std::string& origin) const;         // REQUIRES: mutex_
-  // Records the storage files the engine created for live snapshots. REQUIRES: control_mutex_
-  void record_created_storage();
-  // file_identity() of every origin's device and every snapshot's storage. REQUIRES: control_mutex_
-  std::vector<std::string> files_in_use() const;
+  std::shared_ptr<Snapshot> find_snapshot_locked(const std::string& name) const REQUIRES(mutex_);
+  std::string snapshot_of_origin_locked(const std::string& origin) const REQUIRES(mutex_);
+  // Records the storage files the engine created for live snapshots.
+  void record_created_storage() REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // file_identity() of every origin's device and every snapshot's storage.
+  std::vector<std::string> files_in_use() const REQUIRES(control_mutex_) EXCLUDES(mutex_);
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.
   Status save_clean(Origin& origin) const;
 
@@ -164,12 +164,13 @@ class Engine {
   StorageLedger storage_ledger_;
   EventLog events_;
   std::shared_ptr<BufferBudget> budget_;
-  // Serialises control operations (create/take/destroy/attach...) so they never interleave half-done.
-  mutable std::mutex control_mutex_;
-  // Guards the registries below; held briefly, never across I/O.
-  mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<Origin>> origins_;      // GUARDED_BY(mutex_)
-  std::map<std::string, std::shared_ptr<Snapshot>> snapshots_;  // GUARDED_BY(mutex_)
+  // Serialises control operations (create/take/destroy/attach...) so they never interleave half-done. The
+  // first lock in core/lock_order.h: taken before every other, held across freezes and I/O of control calls.
+  mutable Mutex control_mutex_;
+  // Guards the registries below; held briefly, never across I/O or a freeze.
+  mutable Mutex mutex_ ACQUIRED_AFTER(control_mutex_);
+  std::map<std::string, std::shared_ptr<Origin>> origins_ GUARDED_BY(mutex_);
+  std::map<std::string, std::shared_ptr<Snapshot>> snapshots_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

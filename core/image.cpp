@@ -23,15 +23,15 @@ const std::string& Image::snapshot_name() const { return snapshot_->name(); }
 uint64_t Image::size() const { return chunks_->origin_size(); }
 bool Image::writable() const { return snapshot_->writable(); }
 
-Status Image::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
-  GatePass pass(snapshot_->image_gate());
+Status Image::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {
+  IoGate::Pass pass(snapshot_->image_gate());
   if (!pass.entered()) return destroyed(snapshot_->name());
-  return chunks_->read(buf, len, offset, source);
+  return chunks_->read(buf, len, offset, source, may_wait);
 }
 
 Status Image::write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
   if (!writable()) return {Errc::read_only, "snapshot '" + snapshot_->name() + "' is read-only"};
-  GatePass pass(snapshot_->image_gate());
+  IoGate::Pass pass(snapshot_->image_gate());
   if (!pass.entered()) return destroyed(snapshot_->name());
   return chunks_->write(buf, len, offset, source);
 }
@@ -41,7 +41,7 @@ Status Image::zero(uint64_t len, uint64_t offset, BlockDevice* source) {
 }
 
 Status Image::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source) {
-  GatePass pass(snapshot_->image_gate());
+  IoGate::Pass pass(snapshot_->image_gate());
   if (!pass.entered()) return destroyed(snapshot_->name());
   return chunks_->extents(len, offset, out, source);
 }

@@ -1,47 +1,109 @@
 // io_gate.h — the one facility for draining in-flight I/O (after seastar's gate).
 //
 // I/O enters and leaves the gate. freeze() makes new entries wait and returns once nothing is inside (a take
-// or a detach switching an origin); thaw() lets them go on. close() refuses new entries for good and waits
-// for those inside (destroying a snapshot that clients still read).
+// or a destroy switching an origin's copy-on-write target); thaw() lets them go on. close() refuses new
+// entries for good and waits for those inside (detaching an origin, destroying a snapshot that clients still
+// read). Callers hold a gate through the RAII types Pass and Freeze, so an exception or an early return can
+// never leave it entered or frozen.
+//
+// Design notes. Entering and leaving an open gate costs one atomic read-modify-write, no lock: every origin
+// write passes here. state_ holds the number of entries inside and a `blocked` bit that freeze() and close()
+// set under the mutex; an entry that sees the bit takes the mutex and waits (or gives up). The last entry to
+// leave a blocked gate takes the mutex to wake the freezer; since the freezer checks the count under the mutex
+// after setting the bit, the wake-up cannot be lost.
 #pragma once
 
-#include <condition_variable>
-#include <mutex>
+#include <atomic>
+#include <cstdint>
+#include <utility>
+
+#include "mutex.h"
 
 namespace nbdsnap {
 
 class IoGate {
  public:
-  // Returns false when the gate is closed. Waits while it is frozen.
-  bool enter();
-  void leave();
-  void freeze();
-  void thaw();
-  void close();
-  bool is_closed() const;
+  class Pass;
+  class Freeze;
+
+  IoGate() = default;
+  IoGate(const IoGate&) = delete;
+  IoGate& operator=(const IoGate&) = delete;
+
+  // Enters the gate: waits while it is frozen; false (not entered) once it is closed.
+  bool enter() EXCLUDES(mutex_);
+  // Enters only if that needs no wait: false while the gate is frozen or closed.
+  bool try_enter() EXCLUDES(mutex_);
+  void leave() EXCLUDES(mutex_);
+  // Holds new entries and waits until nothing is inside. Freezes nest. REQUIRES: the caller is not inside.
+  void freeze() EXCLUDES(mutex_);
+  void thaw() EXCLUDES(mutex_);
+  // Refuses every later entry and waits until nothing is inside. REQUIRES: the caller is not inside.
+  void close() EXCLUDES(mutex_);
+  bool is_closed() const { return closed_flag_.load(std::memory_order_acquire); }
+  bool is_frozen() const EXCLUDES(mutex_);
 
  private:
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  unsigned inside_ = 0;   // GUARDED_BY(mutex_)
-  unsigned freezes_ = 0;  // GUARDED_BY(mutex_): nested freezes allowed
-  bool closed_ = false;   // GUARDED_BY(mutex_)
+  static constexpr uint64_t kBlocked = uint64_t{1} << 63;  // frozen or closed: entries take the mutex
+  static constexpr uint64_t kInsideMask = kBlocked - 1;
+  bool enter_slow(bool may_wait) EXCLUDES(mutex_);
+  uint64_t inside() const { return state_.load(std::memory_order_acquire) & kInsideMask; }
+
+  std::atomic<uint64_t> state_{0};  // kBlocked | entries inside
+  std::atomic<bool> closed_flag_{false};
+  mutable Mutex mutex_;
+  CondVar changed_;
+  unsigned freezes_ GUARDED_BY(mutex_) = 0;  // nested freezes
+  bool closed_ GUARDED_BY(mutex_) = false;
 };
 
-// Holds a gate entered for one scope.
-class GatePass {
+// The gate entered for as long as the Pass lives (or until release()). Move-only.
+class IoGate::Pass {
  public:
-  explicit GatePass(IoGate& gate) : gate_(gate), entered_(gate.enter()) {}
-  ~GatePass() {
-    if (entered_) gate_.leave();
+  Pass() = default;
+  // Enters, waiting while the gate is frozen; not entered() when it is closed.
+  explicit Pass(IoGate& gate) : gate_(gate.enter() ? &gate : nullptr) {}
+  // Enters only if that needs no wait (see IoGate::try_enter).
+  static Pass try_enter(IoGate& gate) {
+    Pass pass;
+    if (gate.try_enter()) pass.gate_ = &gate;
+    return pass;
   }
-  GatePass(const GatePass&) = delete;
-  GatePass& operator=(const GatePass&) = delete;
-  bool entered() const { return entered_; }
+  Pass(Pass&& other) noexcept : gate_(std::exchange(other.gate_, nullptr)) {}
+  Pass& operator=(Pass&& other) noexcept {
+    if (this != &other) {
+      release();
+      gate_ = std::exchange(other.gate_, nullptr);
+    }
+    return *this;
+  }
+  Pass(const Pass&) = delete;
+  Pass& operator=(const Pass&) = delete;
+  ~Pass() { release(); }
+
+  bool entered() const { return gate_ != nullptr; }
+  void release() {
+    if (gate_ != nullptr) std::exchange(gate_, nullptr)->leave();
+  }
 
  private:
-  IoGate& gate_;
-  const bool entered_;
+  IoGate* gate_ = nullptr;
+};
+
+// The gate frozen for as long as the Freeze lives. Move-only.
+class IoGate::Freeze {
+ public:
+  explicit Freeze(IoGate& gate) : gate_(&gate) { gate.freeze(); }
+  Freeze(Freeze&& other) noexcept : gate_(std::exchange(other.gate_, nullptr)) {}
+  Freeze& operator=(Freeze&&) = delete;
+  Freeze(const Freeze&) = delete;
+  Freeze& operator=(const Freeze&) = delete;
+  ~Freeze() {
+    if (gate_ != nullptr) gate_->thaw();
+  }
+
+ private:
+  IoGate* gate_;
 };
 
 }  // namespace nbdsnap

@@ -11,7 +11,7 @@ MemoryDevice::MemoryDevice(uint64_t size) : size_(size) {}
 Status MemoryDevice::pread(void* buf, uint64_t len, uint64_t offset) {
   if (Status s = check_range(size_, len, offset); !s) return s;
   auto* out = static_cast<uint8_t*>(buf);
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   while (len > 0) {
     const uint64_t page = offset / kPageSize, in_page = offset % kPageSize;
     const uint64_t n = std::min(len, kPageSize - in_page);
@@ -31,7 +31,7 @@ Status MemoryDevice::pread(void* buf, uint64_t len, uint64_t offset) {
 Status MemoryDevice::write_or_zero(const void* buf, uint64_t len, uint64_t offset) {
   if (Status s = check_range(size_, len, offset); !s) return s;
   const auto* in = static_cast<const uint8_t*>(buf);
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   while (len > 0) {
     const uint64_t page = offset / kPageSize, in_page = offset % kPageSize;
     const uint64_t n = std::min(len, kPageSize - in_page);
@@ -65,7 +65,7 @@ Status MemoryDevice::zero(uint64_t len, uint64_t offset, bool, bool) {
 
 Status MemoryDevice::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) {
   if (Status s = check_range(size_, len, offset); !s) return s;
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   const uint64_t end = offset + len;
   uint64_t pos = offset;
   while (pos < end) {
@@ -86,7 +86,7 @@ Status MemoryDevice::extents(uint64_t len, uint64_t offset, std::vector<Extent>&
 }
 
 uint64_t MemoryDevice::allocated_bytes() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return pages_.size() * kPageSize;
 }
 

@@ -6,9 +6,9 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <mutex>
 
 #include "block_device.h"
+#include "mutex.h"
 
 namespace nbdsnap {
 
@@ -30,8 +30,8 @@ class MemoryDevice final : public BlockDevice {
   static constexpr uint64_t kPageSize = 4096;
   Status write_or_zero(const void* buf, uint64_t len, uint64_t offset);
   const uint64_t size_;
-  mutable std::mutex mutex_;
-  std::map<uint64_t, std::unique_ptr<uint8_t[]>> pages_;  // GUARDED_BY(mutex_); page index -> page
+  mutable Mutex mutex_;
+  std::map<uint64_t, std::unique_ptr<uint8_t[]>> pages_ GUARDED_BY(mutex_);  // page index -> page
 };
 
 // Wraps a device and fails chosen operations: for tests of COW read errors, storage write errors, ENOSPC.

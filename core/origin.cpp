@@ -5,20 +5,6 @@
 
 namespace nbdsnap {
 
-Origin::WriteGuard& Origin::WriteGuard::operator=(WriteGuard&& other) noexcept {
-  if (this != &other) {
-    release();
-    tracker_ = other.tracker_;
-    other.tracker_ = nullptr;
-  }
-  return *this;
-}
-
-void Origin::WriteGuard::release() {
-  if (tracker_) tracker_->end_write();
-  tracker_ = nullptr;
-}
-
 Origin::Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, bool read_only,
                std::unique_ptr<Tracker> tracker)
     : name_(std::move(name)), device_(std::move(device)), size_(size), read_only_(read_only),
@@ -28,12 +14,22 @@ Origin::~Origin() = default;
 
 Cbt& Origin::cbt() { return tracker_->cbt(); }
 
-Status Origin::begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard) {
+Status Origin::check_attached() const {
+  if (tracker_->gate().is_closed()) {
+    return {Errc::io_error, "origin '" + name_ + "' was detached; reconnect once it is attached again"};
+  }
+  return Status::ok();
+}
+
+Status Origin::begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard, bool may_wait) {
   if (read_only_) return {Errc::read_only, "origin '" + name_ + "' is read-only"};
   if (Status s = check_range(size_, len, offset); !s) return s;
-  tracker_->begin_write(len, offset, source);
-  guard = WriteGuard(tracker_.get());
-  return Status::ok();
+  switch (tracker_->begin_write(len, offset, source, may_wait, guard)) {
+    case Tracker::Admission::admitted: return Status::ok();
+    case Tracker::Admission::closed: return check_attached();
+    case Tracker::Admission::would_block: break;
+  }
+  return {Errc::would_block, "a write to origin '" + name_ + "' must wait for a take or a chunk copy"};
 }
 
 static Status no_device(const std::string& name) {
@@ -42,14 +38,15 @@ static Status no_device(const std::string& name) {
 
 Status Origin::read(void* buf, uint64_t len, uint64_t offset) {
   if (!device_) return no_device(name_);
+  if (Status s = check_attached(); !s) return s;
   if (Status s = check_range(size_, len, offset); !s) return s;
   return device_->pread(buf, len, offset);
 }
 
-Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua) {
+Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait) {
   if (!device_) return no_device(name_);
   WriteGuard guard;
-  if (Status s = begin_write(len, offset, nullptr, guard); !s) return s;
+  if (Status s = begin_write(len, offset, nullptr, guard, may_wait); !s) return s;
   return device_->pwrite(buf, len, offset, fua);
 }
 
@@ -69,11 +66,13 @@ Status Origin::zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) {
 
 Status Origin::flush() {
   if (!device_) return no_device(name_);
+  if (Status s = check_attached(); !s) return s;
   return device_->flush();
 }
 
 Status Origin::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) {
   if (!device_) return no_device(name_);
+  if (Status s = check_attached(); !s) return s;
   if (Status s = check_range(size_, len, offset); !s) return s;
   return device_->extents(len, offset, out);
 }

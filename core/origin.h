@@ -3,6 +3,11 @@
 // Front ends that write through the Origin (nbdsnapd) call write/trim/zero. Front ends that must write on
 // their own path (the nbdkit filter writes to `next`) call begin_write() first and keep the guard until their
 // write has returned; `source` is the device to read old data from for copy-on-write (nbdkit's next).
+//
+// Lifecycle: attached (I/O passes) -> detached (Engine::detach_origin closed the gate). Once detached, every
+// call fails with io_error naming the origin, and front ends that read on their own path call
+// check_attached() first: a connection that still holds a detached origin can never write it untracked.
+// Thread-safe: front ends call it from many threads at once.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +17,7 @@
 
 #include "block_device.h"
 #include "cbt.h"
+#include "io_gate.h"
 #include "status.h"
 
 namespace nbdsnap {
@@ -20,21 +26,8 @@ class Tracker;
 
 class Origin {
  public:
-  // Holds the origin's write gate open for one write. Move-only; releasing it lets a pending take proceed.
-  class WriteGuard {
-   public:
-    WriteGuard() = default;
-    explicit WriteGuard(Tracker* tracker) : tracker_(tracker) {}
-    WriteGuard(WriteGuard&& other) noexcept : tracker_(other.tracker_) { other.tracker_ = nullptr; }
-    WriteGuard& operator=(WriteGuard&& other) noexcept;
-    WriteGuard(const WriteGuard&) = delete;
-    WriteGuard& operator=(const WriteGuard&) = delete;
-    ~WriteGuard() { release(); }
-    void release();
-
-   private:
-    Tracker* tracker_ = nullptr;
-  };
+  // Holds the origin's write gate for one write (IoGate::Pass). Releasing it lets a pending take proceed.
+  using WriteGuard = IoGate::Pass;
 
   Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, bool read_only,
          std::unique_ptr<Tracker> tracker);
@@ -49,16 +42,22 @@ class Origin {
   BlockDevice* device() const { return device_.get(); }
   const std::shared_ptr<BlockDevice>& shared_device() const { return device_; }
 
+  // I/O through the origin's device. Writes, trims and zeroes pass the tracker first. With may_wait false a
+  // write that would wait for a take or copy chunks first fails with would_block and changes nothing (nbdsnapd
+  // tries small writes on its I/O thread this way and hands those to its workers).
   Status read(void* buf, uint64_t len, uint64_t offset);
-  Status write(const void* buf, uint64_t len, uint64_t offset, bool fua);
+  Status write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait = true);
   Status trim(uint64_t len, uint64_t offset, bool fua);
   Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua);
   Status flush();
   Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out);
 
-  // Marks CBT and copies old chunks for live snapshots before a write of [offset, offset+len).
-  // Never fails because of a snapshot (a failed copy corrupts the snapshot instead); fails only for a bad range.
-  Status begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard);
+  // Marks CBT and copies old chunks for live snapshots before a write of [offset, offset+len), and holds the
+  // write gate in `guard`. Never fails because of a snapshot (a failed copy corrupts the snapshot instead);
+  // fails for a read-only origin, a bad range, a detached origin (io_error), or would_block (see above).
+  Status begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard, bool may_wait = true);
+  // ok while attached; io_error naming the origin once it was detached.
+  Status check_attached() const;
 
   Tracker& tracker() { return *tracker_; }
   Cbt& cbt();

@@ -37,17 +37,17 @@ Snapshot::Snapshot(std::string name, const SnapshotOptions& options, const Engin
 Snapshot::~Snapshot() { shutdown(); }
 
 SnapshotState Snapshot::state() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return corrupted_ ? SnapshotState::corrupted : state_;
 }
 
 std::vector<std::string> Snapshot::origins() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return origins_;
 }
 
 Status Snapshot::add_origin(const std::string& origin) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (state_ != SnapshotState::created) return {Errc::bad_state, "snapshot '" + name_ + "' is already taken"};
   if (std::find(origins_.begin(), origins_.end(), origin) != origins_.end()) {
     return {Errc::already_exists, "origin '" + origin + "' is already in snapshot '" + name_ + "'"};
@@ -57,7 +57,7 @@ Status Snapshot::add_origin(const std::string& origin) {
 }
 
 Status Snapshot::remove_origin(const std::string& origin) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (state_ != SnapshotState::created) return {Errc::bad_state, "snapshot '" + name_ + "' is already taken"};
   auto it = std::find(origins_.begin(), origins_.end(), origin);
   if (it == origins_.end()) return {Errc::not_found, "origin '" + origin + "' is not in snapshot '" + name_ + "'"};
@@ -65,15 +65,17 @@ Status Snapshot::remove_origin(const std::string& origin) {
   return Status::ok();
 }
 
-void Snapshot::install(const std::string& origin, std::shared_ptr<ChunkMap> chunks,
-                       std::shared_ptr<const CbtFrozen> cbt) {
-  std::scoped_lock lock(mutex_);
-  chunk_maps_[origin] = std::move(chunks);
-  frozen_cbt_[origin] = std::move(cbt);
-}
-
-void Snapshot::mark_taken() {
-  std::scoped_lock lock(mutex_);
+void Snapshot::install_and_mark_taken(std::vector<Member> members) {
+  // Build the new maps aside (this may throw), then swap them in (this cannot).
+  MutexLock lock(mutex_);
+  auto chunk_maps = chunk_maps_;
+  auto frozen_cbt = frozen_cbt_;
+  for (Member& member : members) {
+    chunk_maps[member.origin] = std::move(member.chunks);
+    frozen_cbt[member.origin] = std::move(member.cbt);
+  }
+  chunk_maps_.swap(chunk_maps);
+  frozen_cbt_.swap(frozen_cbt);
   state_ = SnapshotState::taken;
   taken_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
@@ -81,13 +83,13 @@ void Snapshot::mark_taken() {
 }
 
 std::shared_ptr<ChunkMap> Snapshot::chunk_map(const std::string& origin) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = chunk_maps_.find(origin);
   return it == chunk_maps_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<const CbtFrozen> Snapshot::frozen_cbt(const std::string& origin) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = frozen_cbt_.find(origin);
   return it == frozen_cbt_.end() ? nullptr : it->second;
 }
@@ -95,7 +97,7 @@ std::shared_ptr<const CbtFrozen> Snapshot::frozen_cbt(const std::string& origin)
 void Snapshot::drop_origin(const std::string& origin) {
   std::shared_ptr<ChunkMap> dropped;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     origins_.erase(std::remove(origins_.begin(), origins_.end(), origin), origins_.end());
     auto it = chunk_maps_.find(origin);
     if (it != chunk_maps_.end()) {
@@ -109,7 +111,7 @@ void Snapshot::drop_origin(const std::string& origin) {
 }
 
 void Snapshot::queue_writeback(std::shared_ptr<ChunkMap> chunks, uint64_t index) {
-  std::scoped_lock lock(writeback_mutex_);
+  MutexLock lock(writeback_mutex_);
   writeback_queue_.emplace_back(std::move(chunks), index);
   writeback_wake_.notify_one();
 }
@@ -118,34 +120,40 @@ void Snapshot::writeback_loop() {
   for (;;) {
     std::pair<std::shared_ptr<ChunkMap>, uint64_t> job;
     {
-      std::unique_lock lock(writeback_mutex_);
-      writeback_wake_.wait(lock, [&] { return writeback_stop_ || !writeback_queue_.empty(); });
+      MutexLock lock(writeback_mutex_);
+      while (!writeback_stop_ && writeback_queue_.empty()) writeback_wake_.wait(writeback_mutex_);
       if (writeback_queue_.empty()) return;  // stopping and drained
       job = std::move(writeback_queue_.front());
       writeback_queue_.pop_front();
     }
-    job.first->store_chunk(job.second);
+    job.first->store_chunk(job.second);  // noexcept: a failure corrupts the snapshot
   }
 }
 
 std::string Snapshot::corruption_reason() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return corruption_reason_;
 }
 
-void Snapshot::corrupt(const std::string& origin, const std::string& reason) {
+void Snapshot::corrupt(std::string_view origin, std::string_view reason) noexcept {
   {
-    std::scoped_lock lock(mutex_);
-    if (corrupted_) return;
-    corruption_reason_ = reason;
-    corrupted_ = true;
+    MutexLock lock(mutex_);
+    if (corrupted_.load()) return;  // the first reason wins
+    try {
+      corruption_reason_ = reason;
+    } catch (...) {  // out of memory: the reason stays empty, the flag below is what keeps images safe
+    }
+    corrupted_.store(true);
   }
-  Event e;
-  e.type = EventType::corrupted;
-  e.snapshot = name_;
-  e.origin = origin;
-  e.reason = reason;
-  events_.post(std::move(e));
+  try {
+    Event e;
+    e.type = EventType::corrupted;
+    e.snapshot = name_;
+    e.origin = origin;
+    e.reason = reason;
+    events_.post(std::move(e));
+  } catch (...) {  // out of memory: the event is lost, the state says corrupted
+  }
 }
 
 Status Snapshot::append_storage(const StorageSpec& spec, const std::vector<std::string>& in_use) {
@@ -161,7 +169,7 @@ Status Snapshot::append_storage(const StorageSpec& spec, const std::vector<std::
 
 void Snapshot::shutdown() {
   {
-    std::scoped_lock lock(writeback_mutex_);
+    MutexLock lock(writeback_mutex_);
     if (writeback_stop_) return;
     writeback_stop_ = true;
     // Nobody will read these chunks again: drop them rather than write them out. Their chunk maps give the
@@ -181,16 +189,21 @@ SnapshotInfo Snapshot::info() const {
   out.storage_total = storage_.total();
   out.storage_used = storage_.used();
   out.storage_limit = storage_.limit();
-  std::scoped_lock lock(mutex_);
-  out.state = corrupted_ ? SnapshotState::corrupted : state_;
-  out.origins = origins_;
-  for (const auto& [origin, chunks] : chunk_maps_) {
+  std::vector<std::shared_ptr<ChunkMap>> maps;
+  {
+    MutexLock lock(mutex_);
+    out.state = corrupted_ ? SnapshotState::corrupted : state_;
+    out.origins = origins_;
+    for (const auto& [origin, chunks] : chunk_maps_) maps.push_back(chunks);
+    for (const auto& [origin, cbt] : frozen_cbt_) out.memory_bytes += cbt->map.size();
+    out.corruption_reason = corruption_reason_;
+    out.taken_unix_ms = taken_unix_ms_;
+  }
+  // Chunk maps take their own lock: never while holding ours (core/lock_order.h).
+  for (const auto& chunks : maps) {
     out.chunks_copied += chunks->chunks_copied();
     out.memory_bytes += chunks->memory_bytes();
   }
-  for (const auto& [origin, cbt] : frozen_cbt_) out.memory_bytes += cbt->map.size();
-  out.corruption_reason = corruption_reason_;
-  out.taken_unix_ms = taken_unix_ms_;
   return out;
 }
 

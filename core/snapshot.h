@@ -2,15 +2,16 @@
 // state (created -> taken, corrupted at any time after), the image I/O gate and the writeback thread.
 //
 // The Engine orchestrates take and destroy across origins; a Snapshot only keeps its own state consistent.
+// Locks (core/lock_order.h): mutex_ comes after the engine's locks and is never held while calling a chunk
+// map, the storage or the event log; writeback_mutex_ is a leaf.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "engine.h"
 #include "events.h"
 #include "io_gate.h"
+#include "mutex.h"
 
 namespace nbdsnap {
 
@@ -34,40 +36,48 @@ class Snapshot {
 
   const std::string& name() const { return name_; }
   bool writable() const { return writable_; }
-  SnapshotState state() const;
+  SnapshotState state() const EXCLUDES(mutex_);
 
   // --- membership (before take) ---
-  std::vector<std::string> origins() const;
-  Status add_origin(const std::string& origin);
-  Status remove_origin(const std::string& origin);
+  std::vector<std::string> origins() const EXCLUDES(mutex_);
+  Status add_origin(const std::string& origin) EXCLUDES(mutex_);
+  Status remove_origin(const std::string& origin) EXCLUDES(mutex_);
 
-  // --- take (the engine holds every origin frozen while calling these) ---
-  void install(const std::string& origin, std::shared_ptr<ChunkMap> chunks, std::shared_ptr<const CbtFrozen> cbt);
-  void mark_taken();
+  // --- take (the engine holds every origin frozen while calling this) ---
+  struct Member {
+    std::string origin;
+    std::shared_ptr<ChunkMap> chunks;
+    std::shared_ptr<const CbtFrozen> cbt;
+  };
+  // Installs every origin's chunk map and frozen CBT and marks the snapshot taken, all or nothing: on
+  // std::bad_alloc nothing has changed.
+  void install_and_mark_taken(std::vector<Member> members) EXCLUDES(mutex_);
   // The chunk map and frozen CBT of an origin once taken (null if absent or dropped).
-  std::shared_ptr<ChunkMap> chunk_map(const std::string& origin) const;
-  std::shared_ptr<const CbtFrozen> frozen_cbt(const std::string& origin) const;
+  std::shared_ptr<ChunkMap> chunk_map(const std::string& origin) const EXCLUDES(mutex_);
+  std::shared_ptr<const CbtFrozen> frozen_cbt(const std::string& origin) const EXCLUDES(mutex_);
   // Detaching an origin by force removes its image.
-  void drop_origin(const std::string& origin);
+  void drop_origin(const std::string& origin) EXCLUDES(mutex_);
 
   // --- what chunk maps need ---
   DiffStorage& storage() { return storage_; }
   BufferBudget& budget() { return *budget_; }
-  void queue_writeback(std::shared_ptr<ChunkMap> chunks, uint64_t index);
+  // May throw std::bad_alloc (the caller then writes the chunk back itself).
+  void queue_writeback(std::shared_ptr<ChunkMap> chunks, uint64_t index) EXCLUDES(writeback_mutex_);
   bool is_corrupted() const { return corrupted_.load(); }
-  std::string corruption_reason() const;
-  // Marks the snapshot corrupted (first reason wins) and posts a corrupted event.
-  void corrupt(const std::string& origin, const std::string& reason);
+  std::string corruption_reason() const EXCLUDES(mutex_);
+  // Marks the snapshot corrupted (first reason wins) and posts a corrupted event. Never throws: it runs on
+  // the copy-on-write path, also after an allocation failed (the flag is set first, without allocating).
+  void corrupt(std::string_view origin, std::string_view reason) noexcept EXCLUDES(mutex_);
 
   IoGate& image_gate() { return image_gate_; }
   // Appends storage (see DiffStorage::append for in_use) and posts storage_appended.
   Status append_storage(const StorageSpec& spec, const std::vector<std::string>& in_use);
   // Stops writeback and releases difference storage. REQUIRES: no more I/O (gates closed/cleared).
-  void shutdown();
-  SnapshotInfo info() const;
+  void shutdown() EXCLUDES(writeback_mutex_);
+  SnapshotInfo info() const EXCLUDES(mutex_);
 
  private:
-  void writeback_loop();
+  void writeback_loop() EXCLUDES(writeback_mutex_);
 
   const std::string name_;
   const bool writable_;
@@ -77,18 +87,18 @@ class Snapshot {
   IoGate image_gate_;
   std::atomic<bool> corrupted_{false};
 
-  mutable std::mutex mutex_;
-  SnapshotState state_ = SnapshotState::created;                       // GUARDED_BY(mutex_)
-  std::vector<std::string> origins_;                                    // GUARDED_BY(mutex_)
-  std::map<std::string, std::shared_ptr<ChunkMap>> chunk_maps_;         // GUARDED_BY(mutex_)
-  std::map<std::string, std::shared_ptr<const CbtFrozen>> frozen_cbt_;  // GUARDED_BY(mutex_)
-  std::string corruption_reason_;                                       // GUARDED_BY(mutex_)
-  int64_t taken_unix_ms_ = 0;                                           // GUARDED_BY(mutex_)
+  mutable Mutex mutex_;
+  SnapshotState state_ GUARDED_BY(mutex_) = SnapshotState::created;
+  std::vector<std::string> origins_ GUARDED_BY(mutex_);
+  std::map<std::string, std::shared_ptr<ChunkMap>> chunk_maps_ GUARDED_BY(mutex_);
+  std::map<std::string, std::shared_ptr<const CbtFrozen>> frozen_cbt_ GUARDED_BY(mutex_);
+  std::string corruption_reason_ GUARDED_BY(mutex_);
+  int64_t taken_unix_ms_ GUARDED_BY(mutex_) = 0;
 
-  std::mutex writeback_mutex_;
-  std::condition_variable writeback_wake_;
-  std::deque<std::pair<std::shared_ptr<ChunkMap>, uint64_t>> writeback_queue_;  // GUARDED_BY(writeback_mutex_)
-  bool writeback_stop_ = false;                                 // GUARDED_BY(writeback_mutex_)
+  Mutex writeback_mutex_;
+  CondVar writeback_wake_;
+  std::deque<std::pair<std::shared_ptr<ChunkMap>, uint64_t>> writeback_queue_ GUARDED_BY(writeback_mutex_);
+  bool writeback_stop_ GUARDED_BY(writeback_mutex_) = false;
   std::thread writeback_thread_;
 };
 

@@ -21,6 +21,8 @@ const char* errc_name(Errc code) {
     case Errc::corrupted: return "corrupted";
     case Errc::not_supported: return "not_supported";
     case Errc::overflow: return "overflow";
+    case Errc::no_memory: return "no_memory";
+    case Errc::would_block: return "would_block";
   }
   return "unknown";
 }
@@ -36,6 +38,7 @@ Status Status::from_errno(int err, const std::string& what) {
     case EBUSY: code = Errc::busy; break;
     case EOPNOTSUPP: code = Errc::not_supported; break;
     case EOVERFLOW: code = Errc::overflow; break;
+    case ENOMEM: code = Errc::no_memory; break;
     default: break;
   }
   return {code, what + ": " + std::strerror(err)};
@@ -61,6 +64,8 @@ int to_errno(const Status& status) {
     case Errc::corrupted: return EIO;
     case Errc::not_supported: return EOPNOTSUPP;
     case Errc::overflow: return EOVERFLOW;
+    case Errc::no_memory: return ENOMEM;
+    case Errc::would_block: return EAGAIN;
   }
   return EIO;
 }

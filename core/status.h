@@ -23,6 +23,8 @@ enum class Errc {
   corrupted,         // the snapshot lost data it needs: its images fail from now on
   not_supported,     // the device cannot do this (trim on a plain device...)
   overflow,          // a value does not fit (NBD's EOVERFLOW)
+  no_memory,         // an allocation failed (ENOMEM)
+  would_block,       // a call asked not to wait would have had to (front ends retry it where waiting is fine)
 };
 
 const char* errc_name(Errc code);

@@ -1,8 +1,10 @@
-// tracker.h — the write hook of one origin: CBT marking and copy-on-write for the snapshot it belongs to.
+// tracker.h — the write hook of one origin: CBT marking and copy-on-write for the snapshot it belongs to,
+// behind the origin's I/O gate.
 //
-// Writes enter the tracker's gate for their whole duration (begin_write .. end_write). A take or destroy
-// freezes the gate, which waits for in-flight writes and holds new ones, then switches the copy-on-write
-// target; so every write lies entirely before or entirely after the switch.
+// Every write holds the gate for its whole duration (from begin_write until the origin write returned). A
+// take or destroy freezes the gate, which waits for in-flight writes and holds new ones, then switches the
+// copy-on-write target; so every write lies entirely before or entirely after the switch. Detaching the origin
+// closes the gate for good: a connection still holding the origin gets errors, never an untracked write.
 #pragma once
 
 #include <memory>
@@ -18,16 +20,22 @@ class Tracker {
  public:
   explicit Tracker(std::unique_ptr<Cbt> cbt) : cbt_(std::move(cbt)) {}
 
-  // Enters the gate, marks CBT, copies old chunks for the live snapshot. Pair with end_write().
-  void begin_write(uint64_t len, uint64_t offset, BlockDevice* source);
-  void end_write() { gate_.leave(); }
+  enum class Admission {
+    admitted,     // the pass holds the gate; CBT is marked and old chunks are preserved
+    closed,       // the origin was detached
+    would_block,  // only with may_wait == false: a take holds the gate, or chunks need copying first
+  };
+  // Admits one write of [offset, offset+len): enters the gate (into `pass`), marks CBT and copies the old
+  // chunks for the live snapshot (reading them through `source`, or the origin's device when null). The
+  // write to the origin must happen while `pass` is held. Never fails because of a snapshot: a failed copy
+  // corrupts the snapshot and the write goes on (invariant 2). With may_wait false, a write that would wait
+  // for a take or a chunk copy is not admitted (would_block) and nothing is changed.
+  Admission begin_write(uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait, IoGate::Pass& pass);
 
-  // Freeze/thaw around set_cow_target (the engine's take, destroy and detach).
-  void freeze() { gate_.freeze(); }
-  void thaw() { gate_.thaw(); }
-  // REQUIRES: frozen by the caller.
+  IoGate& gate() { return gate_; }
+  // REQUIRES: the gate frozen or closed by the caller (the engine's take, destroy and detach).
   void set_cow_target(std::shared_ptr<ChunkMap> target) { cow_target_ = std::move(target); }
-  // REQUIRES: frozen by the caller.
+  // REQUIRES: the gate frozen or closed by the caller.
   const std::shared_ptr<ChunkMap>& cow_target() const { return cow_target_; }
 
   Cbt& cbt() { return *cbt_; }
@@ -35,7 +43,8 @@ class Tracker {
  private:
   const std::unique_ptr<Cbt> cbt_;
   IoGate gate_;
-  // Changed only while the gate is frozen, read only by writers inside it: the gate orders the accesses.
+  // Changed only while the gate is frozen or closed, read only by writers inside it: the gate orders the
+  // accesses (its atomic count is the happens-before edge), so no lock guards it.
   std::shared_ptr<ChunkMap> cow_target_;
 };
 

@@ -110,9 +110,10 @@ TEST_CASE("image reads spanning chunks at unaligned offsets return take-time dat
   const auto straddle = pattern(1000, 16 * KiB * 9 - 500, 3);
   REQUIRE_OK(origin->write(straddle.data(), straddle.size(), 16 * KiB * 9 - 500, false));
   const auto frozen = pattern(MiB, 0, 1);
-  for (const auto& [offset, len] : std::vector<std::pair<uint64_t, uint64_t>>{
+  for (const auto& range : std::vector<std::pair<uint64_t, uint64_t>>{
            {0, MiB}, {1, 1}, {16 * KiB - 1, 2}, {16 * KiB - 7, 3 * 16 * KiB + 11}, {100, 3000}, {MiB - 1, 1},
            {8 * 16 * KiB + 3, 2 * 16 * KiB}, {513, 511}}) {
+    const uint64_t offset = range.first, len = range.second;  // (clang 14 cannot capture structured bindings)
     CAPTURE(offset);
     CAPTURE(len);
     const auto got = read_image(*image, len, offset);
