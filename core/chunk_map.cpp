@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "buffer_budget.h"
 #include "chunk_buffer.h"
@@ -280,7 +281,12 @@ Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevi
   while (len > 0) {
     const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
     const uint64_t n = std::min(len, chunk_size_ - in_chunk);
-    ensure_copied(index, source);
+    try {
+      ensure_copied(index, source);
+    } catch (const std::bad_alloc&) {  // a claimed chunk was failed (corrupting the snapshot) on the way out
+      Status health = snapshot_health();
+      return health.is_ok() ? Status{Errc::no_memory, "out of memory writing the image"} : health;
+    }
     StorageLocation location;
     if (Status s = ensure_stored(index, location); !s) return s;
     const void* data = in;

@@ -10,8 +10,12 @@
 
 namespace nbdsnap {
 
-DiffStorage::DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space)
-    : limit_(limit), low_space_threshold_(low_space_threshold), on_low_space_(std::move(on_low_space)) {}
+DiffStorage::DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space,
+                         std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device)
+    : limit_(limit),
+      low_space_threshold_(low_space_threshold),
+      on_low_space_(std::move(on_low_space)),
+      wrap_device_(std::move(wrap_device)) {}
 
 DiffStorage::~DiffStorage() { release(); }
 
@@ -34,15 +38,16 @@ Status DiffStorage::append(const StorageSpec& spec, const std::vector<std::strin
   }
   const uint64_t size = spec.size > 0 ? std::min(spec.size, file->size()) : file->size();
   std::shared_ptr<BlockDevice> device = std::move(file);
+  if (wrap_device_) device = wrap_device_(std::move(device));
   MutexLock lock(mutex_);
   for (const Area& a : areas_) {
-    if (a.device && a.device->file_identity() == identity) {
+    if (a.device && !identity.empty() && a.identity == identity) {
       device.reset();
       if (created) ::unlink(spec.path.c_str());
       return {Errc::already_exists, spec.path + " is already in this storage"};
     }
   }
-  areas_.push_back({device, {spec.path, size, created}, 0});
+  areas_.push_back({device, {spec.path, size, created}, identity, 0});
   low_space_signalled_ = false;
   return Status::ok();
 }
@@ -50,7 +55,8 @@ Status DiffStorage::append(const StorageSpec& spec, const std::vector<std::strin
 void DiffStorage::append_device(std::shared_ptr<BlockDevice> device, const std::string& label) {
   MutexLock lock(mutex_);
   const uint64_t size = device->size();
-  areas_.push_back({std::move(device), {label, size, false}, 0});
+  std::string identity = device->file_identity();
+  areas_.push_back({std::move(device), {label, size, false}, std::move(identity), 0});
   low_space_signalled_ = false;
 }
 
@@ -58,8 +64,7 @@ std::vector<std::string> DiffStorage::file_identities() const {
   MutexLock lock(mutex_);
   std::vector<std::string> out;
   for (const Area& a : areas_) {
-    if (!a.device) continue;
-    if (std::string identity = a.device->file_identity(); !identity.empty()) out.push_back(std::move(identity));
+    if (a.device && !a.identity.empty()) out.push_back(a.identity);
   }
   return out;
 }

@@ -27,7 +27,9 @@ class DiffStorage {
  public:
   // on_low_space(requested_bytes) is called (without locks held) when free space falls below the threshold;
   // once until storage is appended.
-  DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space);
+  // wrap_device (may be empty) wraps every device append() opens (EngineConfig::wrap_storage_device).
+  DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space,
+              std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device = {});
   ~DiffStorage();
   DiffStorage(const DiffStorage&) = delete;
   DiffStorage& operator=(const DiffStorage&) = delete;
@@ -56,7 +58,8 @@ class DiffStorage {
   struct Area {
     std::shared_ptr<BlockDevice> device;
     StorageAreaInfo info;
-    uint64_t cursor = 0;  // next free byte
+    std::string identity;  // the device's file_identity() when it was opened (empty: unknown)
+    uint64_t cursor = 0;   // next free byte
   };
   uint64_t free_locked() const REQUIRES(mutex_);
   std::shared_ptr<BlockDevice> device_of(uint32_t area) const EXCLUDES(mutex_);
@@ -64,6 +67,7 @@ class DiffStorage {
   const uint64_t limit_;
   const uint64_t low_space_threshold_;
   const std::function<void(uint64_t)> on_low_space_;
+  const std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device_;
   mutable Mutex mutex_;  // a leaf lock (core/lock_order.h); never held across I/O or on_low_space_
   std::vector<Area> areas_ GUARDED_BY(mutex_);  // only grows until release()
   size_t current_ GUARDED_BY(mutex_) = 0;       // area the allocator is filling

@@ -534,6 +534,8 @@ Status Engine::save_clean(Origin& origin) const {
   return store_.save(origin.name(), state, true);
 }
 
+uint64_t Engine::chunk_buffer_bytes() const { return budget_->used(); }
+
 uint64_t Engine::memory_bytes() const {
   uint64_t total = 0;  // buffered chunks are counted by their snapshots
   std::vector<std::shared_ptr<Origin>> all;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -33,6 +34,9 @@ struct EngineConfig {
   uint64_t chunk_buffer_budget = 64ull << 20;   // old chunks held in memory awaiting writeback
   uint64_t low_space_threshold = 64ull << 20;   // free difference storage below this posts low_free_space
   uint64_t copy_io_size = 4ull << 20;           // a chunk larger than this is copied in several reads
+  // Tests only: wraps each difference-storage device the engine opens, to inject faults (as LevelDB's
+  // fault-injection tests wrap its Env). Empty: the files are used as they are.
+  std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_storage_device;
 };
 
 struct OriginInfo {
@@ -148,6 +152,9 @@ class Engine {
   Status save_state();
   // Bytes the engine holds for chunk maps, buffers and CBT maps.
   uint64_t memory_bytes() const;
+  // Bytes of old chunks held in memory awaiting writeback, all snapshots together (at most
+  // EngineConfig::chunk_buffer_budget; 0 once every snapshot is destroyed).
+  uint64_t chunk_buffer_bytes() const;
 
  private:
   std::shared_ptr<Snapshot> find_snapshot_locked(const std::string& name) const REQUIRES(mutex_);

@@ -29,7 +29,8 @@ Snapshot::Snapshot(std::string name, const SnapshotOptions& options, const Engin
                  e.requested_bytes = requested;
                  e.reason = "difference storage is running out of free space";
                  events_.post(std::move(e));
-               }),
+               },
+               config.wrap_storage_device),
       origins_(options.origins) {
   writeback_thread_ = std::thread([this] { writeback_loop(); });
 }

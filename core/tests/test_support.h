@@ -6,12 +6,16 @@
 #include <stdlib.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "engine.h"
@@ -39,6 +43,40 @@
   } while (0)
 
 namespace nbdsnap::test {
+
+// Ends the test program with a message if it is still alive after `limit`: for tests whose failure is a hang
+// (a hung call cannot be reported any other way). Stops when destroyed.
+class HangWatchdog {
+ public:
+  HangWatchdog(std::string what, std::chrono::seconds limit) : what_(std::move(what)) {
+    thread_ = std::thread([this, limit] {
+      std::unique_lock lock(mutex_);
+      if (!done_changed_.wait_for(lock, limit, [this] { return done_; })) {
+        std::fprintf(stderr, "HANG: %s did not finish within %lld s\n", what_.c_str(),
+                     static_cast<long long>(limit.count()));
+        std::fflush(stderr);
+        std::_Exit(3);
+      }
+    });
+  }
+  ~HangWatchdog() {
+    {
+      std::scoped_lock lock(mutex_);
+      done_ = true;
+    }
+    done_changed_.notify_all();
+    thread_.join();
+  }
+  HangWatchdog(const HangWatchdog&) = delete;
+  HangWatchdog& operator=(const HangWatchdog&) = delete;
+
+ private:
+  std::string what_;
+  std::mutex mutex_;
+  std::condition_variable done_changed_;
+  bool done_ = false;  // GUARDED_BY(mutex_)
+  std::thread thread_;
+};
 
 // A fresh directory under the system's temporary directory, removed with everything in it.
 class TempDir {
