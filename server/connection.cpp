@@ -5,10 +5,13 @@
 // payload, and hands the request to the worker pool. It reads through a receive buffer, so one system call
 // brings in many small requests; large payloads are read straight into their own buffer, never zero-filled.
 //
-// Small requests served from memory run on the I/O thread itself: a READ or WRITE of at most 64 KiB, while
-// the connection's recent inline requests did not sleep and used under 200 us of CPU on average. A sample
-// of them (every 4th) is measured with getrusage(RUSAGE_THREAD): a voluntary context switch means it waited
-// (for a disk, a lock, dirty page throttling). Handing a page-cache request to a worker cost more than the
+// Small requests served from memory run on the I/O thread itself: a READ or WRITE of at most 64 KiB without
+// FUA, while the connection's recent inline requests did not sleep and used under 200 us of CPU on average.
+// They never wait for the engine: the I/O thread runs them with execute_without_waiting(), which refuses
+// (would_block, nothing changed) a write that must copy a chunk, wait for another writer's copy or for a take,
+// and a read of a chunk being copied; those go to the workers like any other request, so one slow copy or a
+// take never stalls every connection. A sample of them (every 4th) is measured with getrusage(RUSAGE_THREAD):
+// a voluntary context switch means it waited (for a disk, a lock, dirty page throttling). Handing a page-cache request to a worker cost more than the
 // request (a thread wake-up and a context switch; measured 58 -> 33 us of server CPU per 4 KiB write).
 // Elapsed time cannot tell a disk from a busy machine: under load the I/O thread is preempted, and page
 // cache writes took 50-330 us from start to end. When they sleep or cost much, requests go to the worker
@@ -198,6 +201,12 @@ asio::awaitable<bool> Connection::negotiate() {
     if (ec) co_return false;
     log_debug(describe() + ": option " + option_name(header.option));
     Handshake::Step step = handshake_.handle_option(header.option, data);
+    if (step.next == Handshake::Next::transmission) {
+      // The export is resolved: from now on this connection counts as its client (a detach without force is
+      // refused), even while the GO reply still waits in a full socket buffer below.
+      export_name_ = handshake_.session().target->name();
+      registry_.set_export(id_, export_name_);
+    }
     if (!step.reply.empty()) {
       co_await asio::async_write(socket_, asio::buffer(step.reply), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return false;
@@ -206,8 +215,6 @@ asio::awaitable<bool> Connection::negotiate() {
     if (step.next == Handshake::Next::transmission) break;
   }
   NegotiatedSession session = handshake_.take_session();
-  export_name_ = session.target->name();
-  registry_.set_export(id_, export_name_);
   log_debug(describe() + ": transmission, structured replies " + (session.structured_replies ? "on" : "off") +
             ", " + std::to_string(session.contexts.size()) + " metadata contexts");
   executor_ = std::make_shared<const RequestExecutor>(std::move(session));
@@ -254,11 +261,11 @@ asio::awaitable<void> Connection::transmit() {
         break;
       }
     }
-    if (runs_inline(request)) {
-      const size_t payload_length = payload ? request.length : 0;
-      Reply reply = execute_inline(request, {payload.get(), payload_length});
+    std::optional<Reply> reply;
+    if (runs_inline(request)) reply = execute_inline(request, {payload.get(), payload ? request.length : 0});
+    if (reply) {
       payload.reset();
-      send(std::move(reply), accounted, true);
+      send(std::move(*reply), accounted, true);
     } else {
       dispatch(request, std::move(payload), accounted);
     }
@@ -371,17 +378,25 @@ Reply Connection::execute(const RequestHeader& request, std::span<const uint8_t>
 bool Connection::runs_inline(const RequestHeader& request) {
   if (request.type != kCmdRead && request.type != kCmdWrite) return false;
   if (request.length > kInlineMaxLength) return false;
+  if (request.flags & kCmdFlagFua) return false;  // waits for the disk by definition
   if (inline_cpu_us_ < kInlineMaxCpuMicroseconds && inline_sleeps_ < kInlineMaxSleeps) return true;
   probing_ = ++inline_probe_ % kInlineProbeInterval == 0;
   return probing_;
 }
 
-Reply Connection::execute_inline(const RequestHeader& request, std::span<const uint8_t> payload) {
+std::optional<Reply> Connection::execute_inline(const RequestHeader& request, std::span<const uint8_t> payload) {
+  const auto attempt = [&]() -> std::optional<Reply> {
+    try {
+      return executor_->execute_without_waiting(request, payload, &reply_buffers_);
+    } catch (const std::exception& e) {
+      return executor_->error_reply(request, kEio, e.what());
+    }
+  };
   const bool sampled = probing_ || ++inline_count_ % kInlineSampleInterval == 0;
   probing_ = false;
-  if (!sampled) return execute(request, payload);
+  if (!sampled) return attempt();
   const auto [cpu_before, switches_before] = thread_usage();
-  Reply reply = execute(request, payload);
+  std::optional<Reply> reply = attempt();
   const auto [cpu_after, switches_after] = thread_usage();
   // Moving averages over about 8 samples.
   const uint64_t cpu = std::min<uint64_t>(cpu_after - cpu_before, 1'000'000);

@@ -76,9 +76,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void dispatch(const nbd::RequestHeader& request, std::unique_ptr<uint8_t[]> payload, uint64_t accounted);
   // Runs a request (any thread); exceptions become EIO replies.
   Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
-  // Whether the reader runs this request itself (see connection.cpp), and running it so, sampled.
+  // Whether the reader tries to run this request itself (see connection.cpp), and trying so, sampled:
+  // nullopt when the engine would have waited (the request then goes to the workers).
   bool runs_inline(const nbd::RequestHeader& request);
-  Reply execute_inline(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
+  std::optional<Reply> execute_inline(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
   // Queues a reply and sends it if no other thread is sending. Any thread. hold (I/O thread only): leave it
   // queued for send_held(), unless a sender is active anyway.
   void send(Reply reply, uint64_t accounted, bool hold);

@@ -25,6 +25,13 @@ class OriginExport final : public ServedExport {
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
     return origin_->write(buf, len, offset, fua);
   }
+  // An origin read never waits for the engine (only for the device).
+  Status read_without_waiting(void* buf, uint64_t len, uint64_t offset) override {
+    return origin_->read(buf, len, offset);
+  }
+  Status write_without_waiting(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
+    return origin_->write(buf, len, offset, fua, /*may_wait=*/false);
+  }
   Status trim(uint64_t len, uint64_t offset, bool fua) override { return origin_->trim(len, offset, fua); }
   Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override {
     return origin_->zero(len, offset, may_trim, fua);
@@ -51,6 +58,10 @@ class ImageExport final : public ServedExport {
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
     return image_->write(buf, len, offset);
   }
+  Status read_without_waiting(void* buf, uint64_t len, uint64_t offset) override {
+    return image_->read(buf, len, offset, nullptr, /*may_wait=*/false);
+  }
+  // Image writes (writable snapshots) copy or store chunks: they always may wait (the default).
   Status trim(uint64_t len, uint64_t offset, bool fua) override {
     return {Errc::not_supported, "images cannot be trimmed"};
   }

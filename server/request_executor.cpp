@@ -138,7 +138,7 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
   ServedExport& target = *session_.target;
   const bool fua = (request.flags & kCmdFlagFua) != 0;
   switch (request.type) {
-    case kCmdRead: return read(request, pool);
+    case kCmdRead: return *read(request, pool, true);
     case kCmdWrite: return status_reply(request, target.write(payload.data(), request.length, request.offset, fua));
     case kCmdFlush: return status_reply(request, target.flush());
     case kCmdTrim: {
@@ -159,7 +159,18 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
   }
 }
 
-Reply RequestExecutor::read(const RequestHeader& request, ReplyBufferPool* pool) const {
+std::optional<Reply> RequestExecutor::execute_without_waiting(const RequestHeader& request,
+                                                             std::span<const uint8_t> payload,
+                                                             ReplyBufferPool* pool) const {
+  if (request.type == kCmdRead) return read(request, pool, false);
+  if (request.type != kCmdWrite) return std::nullopt;
+  const bool fua = (request.flags & kCmdFlagFua) != 0;
+  Status status = session_.target->write_without_waiting(payload.data(), request.length, request.offset, fua);
+  if (status.code() == Errc::would_block) return std::nullopt;
+  return status_reply(request, status);
+}
+
+std::optional<Reply> RequestExecutor::read(const RequestHeader& request, ReplyBufferPool* pool, bool may_wait) const {
   std::vector<uint8_t> head;
   if (request.length == 0) {
     if (session_.structured_replies) {
@@ -172,9 +183,13 @@ Reply RequestExecutor::read(const RequestHeader& request, ReplyBufferPool* pool)
   const size_t header = session_.structured_replies ? kStructuredHeaderSize + 8 : kSimpleReplySize;
   Reply out = pool ? pool->make(header + request.length) : Reply(header + request.length);
   uint8_t* data = out.data() + header;
-  if (Status status = session_.target->read(data, request.length, request.offset); !status.is_ok()) {
-    return error_reply(request, wire_error(status), status.to_string());
+  const Status status = may_wait ? session_.target->read(data, request.length, request.offset)
+                                  : session_.target->read_without_waiting(data, request.length, request.offset);
+  if (status.code() == Errc::would_block) {
+    if (pool) pool->recycle(std::move(out));
+    return std::nullopt;
   }
+  if (!status.is_ok()) return error_reply(request, wire_error(status), status.to_string());
   if (!session_.structured_replies) {
     append_simple_reply(head, 0, request.handle);
   } else if (all_zero(data, request.length)) {
