@@ -131,7 +131,10 @@ vm_poweroff() {  # VMDIR
 }
 
 vm_kill() {  # VMDIR
+  local pid
   [[ -f $1/qemu.pid ]] || return 0
-  kill -KILL "$(cat "$1/qemu.pid")" 2>/dev/null || true
+  pid=$(cat "$1/qemu.pid")
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true  # reaps a child of this shell without its "Killed" notice
   vm_wait_exit "$1" 30
 }

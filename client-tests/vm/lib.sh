@@ -6,6 +6,7 @@
 #             filter:   SERVER is nbdkit-nbdsnap-filter.so, over nbdkit's file plugin with the plugin's default
 #                       export named "disk" (nbdsnap-default-origin=disk), so both serve the same export names.
 #   CACHE-DIR keeps the guest's initramfs between tests.
+# Environment: VM_KEEP=1 keeps the test's directory (consoles, server log, images); VM_VERBOSE=1 runs nbdkit -v.
 # Provides: $tmp, $sock, $origin, $NBDSNAP_CONTROL; server_start; server_stop (sets $server_status);
 # nbdsnap ARGS (fails the test on a non-zero exit); uri EXPORT; start_guest NAME APPEND EXPORT [RECONNECT];
 # check_filesystem IMAGE LABEL; check_files IMAGE SUMS LABEL; copy_image EXPORT FILE; fail; pass.
@@ -56,7 +57,7 @@ cleanup() {
     echo "--- test failed ($status) after $((SECONDS - test_started)) s; server log:" >&2
     grep -v 'debug:' "$tmp/server.log" 2>/dev/null | tail -n 30 >&2 || true
   fi
-  rm -rf "$tmp"
+  if [[ ${VM_KEEP:-0} == 1 ]]; then echo "kept $tmp" >&2; else rm -rf "$tmp"; fi
   exit $status
 }
 trap cleanup EXIT INT TERM
@@ -81,9 +82,9 @@ server_start() {
         --state-dir "$state" </dev/null >>"$tmp/server.log" 2>&1 & ;;
     filter)
       # NBDSNAP_NBDKIT_PRELOAD: the sanitizer runtime an instrumented filter needs, for nbdkit only; with it,
-      # -v makes the filter's unload message visible to server_stop.
+      # -v makes the filter's unload message visible to server_stop. VM_VERBOSE=1 logs every request.
       setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} \
-        nbdkit -f ${NBDSNAP_NBDKIT_PRELOAD:+-v} -U "$sock" --filter="$vm_server" file "$origin" \
+        nbdkit -f ${NBDSNAP_NBDKIT_PRELOAD:+-v} ${VM_VERBOSE:+-v} -U "$sock" --filter="$vm_server" file "$origin" \
         nbdsnap-default-origin=disk nbdsnap-control="$NBDSNAP_CONTROL" nbdsnap-state-dir="$state" \
         </dev/null >>"$tmp/server.log" 2>&1 & ;;
   esac
