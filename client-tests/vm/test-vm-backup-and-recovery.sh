@@ -3,7 +3,8 @@
 # fsyncing each. While it writes:
 #  1. take s1 with --pre-hook/--post-hook freezing and thawing the guest's filesystem, back up disk@s1 (full);
 #  2. more writes; take s2 the same way, back up incrementally since s1 into a copy of the full backup;
-#     both backups pass e2fsck -fn and hold every file whose fsync the guest reported before the take;
+#     both backups equal the disk at their take (copied while the guest was frozen), pass e2fsck -fn and hold
+#     every file whose fsync the guest reported before the take;
 #  3. take s3, writable, without hooks (a crash-consistent image): after journal replay (e2fsck on a copy) the
 #     filesystem is clean and holds every file fsynced before the take;
 #  4. a recovery guest boots on disk@s3: its kernel replays the journal into the writable image, it finds every
@@ -12,10 +13,14 @@
 # Usage: test-vm-backup-and-recovery.sh nbdsnapd|filter NBDSNAP SERVER CACHE-DIR (see lib.sh)
 source "$(dirname "$0")/lib.sh"
 
-take_frozen() {  # SNAPSHOT: create and take SNAPSHOT of disk with the guest's filesystem frozen around the take
+# take_frozen SNAPSHOT: creates and takes SNAPSHOT of disk with the guest's filesystem frozen around the take.
+# Nothing writes the disk while the filesystem is frozen, so the pre-hook also copies the origin file then:
+# $tmp/ref-SNAPSHOT.img is the disk as it was at the take, byte for byte, to compare backups with.
+take_frozen() {
   nbdsnap snapshot create "$1" --origin disk --storage "$tmp/$1.diff:256M" >/dev/null
   vm_fsynced "$tmp/g1" >"$tmp/sums-$1"  # fsyncs that returned before the take began
-  nbdsnap snapshot take "$1" --pre-hook "$here/guest-command $tmp/g1 freeze" \
+  nbdsnap snapshot take "$1" \
+    --pre-hook "$here/guest-command $tmp/g1 freeze && cp --sparse=always $origin $tmp/ref-$1.img" \
     --post-hook "$here/guest-command $tmp/g1 thaw" >/dev/null
   vm_wait_fsynced "$tmp/g1" $(($(wc -l <"$tmp/sums-$1") + 3)) 120 || fail "the guest did not write after the thaw"
 }
@@ -28,6 +33,7 @@ pass "guest g1 formatted disk ext4 and writes ($vm_front_end)"
 take_frozen s1
 nbdsnap backup --image "$(uri disk@s1)" --to "$tmp/full.img" --verify --json >"$tmp/full.json"
 nbdsnap snapshot destroy s1 >/dev/null
+cmp "$tmp/full.img" "$tmp/ref-s1.img" || fail "the full backup differs from the disk at the take of s1"
 check_filesystem "$tmp/full.img" "full backup (s1)"
 check_files "$tmp/full.img" "$tmp/sums-s1" "full backup (s1)"
 pass "full backup of a frozen take while the guest writes"
@@ -39,6 +45,7 @@ cp "$tmp/full.img.nbdsnap-backup" "$tmp/incremental.img.nbdsnap-backup"
 nbdsnap backup --image "$(uri disk@s2)" --to "$tmp/incremental.img" --since s1 --verify --json >"$tmp/incremental.json"
 nbdsnap snapshot destroy s2 >/dev/null
 [[ $(jq -r .kind "$tmp/incremental.json") == incremental ]] || fail "not incremental: $(cat "$tmp/incremental.json")"
+cmp "$tmp/incremental.img" "$tmp/ref-s2.img" || fail "the incremental backup differs from the disk at the take of s2"
 check_filesystem "$tmp/incremental.img" "incremental backup (s2)"
 check_files "$tmp/incremental.img" "$tmp/sums-s2" "incremental backup (s2)"
 pass "incremental backup: read $(jq .bytes_read "$tmp/incremental.json") bytes (full: $(jq .bytes_read "$tmp/full.json"))"
