@@ -18,8 +18,10 @@ modules=/lib/modules/$version
 wanted_modules=(virtio_pci virtio_blk crc32c_generic ext4)
 
 [[ -f $modules/modules.dep ]] || { echo "build-initramfs: no $modules/modules.dep (linux-image-amd64)" >&2; exit 1; }
-[[ -x /bin/busybox ]] && /bin/busybox --list | grep -x fsfreeze >/dev/null ||
-  { echo "build-initramfs: /bin/busybox with fsfreeze missing (busybox-static)" >&2; exit 1; }
+if ! [[ -x /bin/busybox ]] || ! /bin/busybox --list | grep -x fsfreeze >/dev/null; then
+  echo "build-initramfs: /bin/busybox with fsfreeze missing (busybox-static)" >&2
+  exit 1
+fi
 command -v cpio >/dev/null || { echo "build-initramfs: cpio missing" >&2; exit 1; }
 
 root=$(mktemp -d "${TMPDIR:-/tmp}/nbdsnap-initramfs.XXXXXX")

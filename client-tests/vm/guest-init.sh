@@ -36,7 +36,7 @@ die() {
   sleep 3600
 }
 
-format=0 writer_prefix= writer_pause=0.2
+format=0 writer_prefix='' writer_pause=0.2
 for word in $(cat /proc/cmdline); do
   case $word in
     nbdsnap.format=*) format=${word#*=} ;;
