@@ -54,11 +54,13 @@ vm_running() {  # VMDIR
 }
 
 # vm_wait_line VMDIR REGEX SECONDS: waits for a console line "nbdsnap-guest: REGEX" (extended regex).
+# (grep reads all of its input here, never -q: under pipefail, a grep that stops early kills the producer with
+# SIGPIPE once the console outgrows a pipe's buffer, and the match would count as a failure.)
 vm_wait_line() {
   local deadline=$((SECONDS + $3))
   while ((SECONDS < deadline)); do
-    vm_console "$1" | grep -qE "nbdsnap-guest: $2" && return 0
-    if vm_console "$1" | grep -q 'nbdsnap-guest: FATAL'; then
+    vm_console "$1" | grep -E "nbdsnap-guest: $2" >/dev/null && return 0
+    if vm_console "$1" | grep 'nbdsnap-guest: FATAL' >/dev/null; then
       vm_show_console "$1"; vm_fail "guest $(basename "$1") failed"; return 1
     fi
     vm_running "$1" || { vm_show_console "$1"; vm_fail "guest $(basename "$1") exited"; return 1; }

@@ -54,7 +54,7 @@ nbdsnap snapshot create s3 --origin disk --storage "$tmp/s3.diff:256M" --writabl
 vm_fsynced "$tmp/g1" >"$tmp/sums-s3"
 nbdsnap snapshot take s3 >/dev/null
 copy_image disk@s3 "$tmp/s3.img"
-dumpe2fs -h "$tmp/s3.img" 2>/dev/null | grep -q needs_recovery && replay="journal replayed" || replay="no journal to replay"
+dumpe2fs -h "$tmp/s3.img" 2>/dev/null | grep needs_recovery >/dev/null && replay="journal replayed" || replay="no journal to replay"
 e2fsck -E journal_only -y "$tmp/s3.img" >"$tmp/s3.replay" 2>&1 || (($? == 1)) || fail "journal replay on the copy of disk@s3"
 check_filesystem "$tmp/s3.img" "take without hooks (s3), $replay"
 check_files "$tmp/s3.img" "$tmp/sums-s3" "take without hooks (s3)"
@@ -85,7 +85,7 @@ server_stop
 ((server_status == 0)) || fail "$vm_front_end exited $server_status on SIGTERM"
 check_filesystem "$origin" "origin"
 check_files "$origin" "$tmp/sums-g1" "origin (every file of g1)"
-if debugfs -R "ls /w" "$origin" 2>/dev/null | grep -qE '\br[0-9]{6}\b'; then
+if debugfs -R "ls /w" "$origin" 2>/dev/null | grep -E '\br[0-9]{6}\b' >/dev/null; then
   fail "the recovery guest's files reached the origin"
 fi
 pass "origin clean with all $(wc -l <"$tmp/sums-g1") files of g1 and none of the recovery guest"
