@@ -78,7 +78,9 @@ vm_start() {  # VMDIR APPEND SOCKET EXPORT [RECONNECT-DELAY]
   mkfifo "$dir/cmd.in" "$dir/cmd.out"
   # QEMU's NBD block driver straight under virtio-blk: the guest's flushes (fsync) reach the server as NBD
   # flushes; with reconnect-delay, requests wait that long for the server to come back instead of failing.
-  setsid qemu-system-x86_64 -accel tcg -machine pc -m 256 -smp 1 -nodefaults -no-user-config -display none \
+  # No setsid: QEMU stays in the caller's process group, so a test killed on its timeout (ctest kills the
+  # group) or interrupted does not leave a guest spinning a core.
+  qemu-system-x86_64 -accel tcg -machine pc -m 256 -smp 1 -nodefaults -no-user-config -display none \
     -no-reboot -kernel "$vm_kernel" -initrd "$vm_initramfs" \
     -append "console=ttyS0 loglevel=4 panic=-1 $append" \
     -chardev "file,id=console,path=$dir/console.log" -serial chardev:console \

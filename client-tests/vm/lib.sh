@@ -39,6 +39,7 @@ test_started=$SECONDS
 
 cleanup() {
   local status=$? guest
+  set +e  # a failing step here must not keep the rest of the cleanup from running
   for guest in "${guests[@]}"; do
     ((status == 0)) || vm_show_console "$guest"
     vm_kill "$guest" >/dev/null 2>&1 || true
