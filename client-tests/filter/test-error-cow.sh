@@ -35,3 +35,24 @@ if qemu-io -f raw -r -c 'read 8M 64K' "$(uri default@s)" >/dev/null 2>&1; then
 fi
 pass "the corrupted snapshot's image returns errors"
 ctl '{"command":"snapshot-destroy","name":"s"}' >/dev/null
+
+# A writable image whose chunk must first be read from the origin, while that read fails: the write fails at
+# once (it hung for ever before: the chunk map re-locked its own mutex), the snapshot is corrupted with the
+# reason, and destroy works (issue 15, part 1).
+ctl '{"command":"snapshot-create","name":"w","origins":["default"],"writable":true,"storage":[{"path":"'"$dir"'/w.diff","size":16777216}]}' >/dev/null
+ctl '{"command":"snapshot-take","name":"w"}' >/dev/null
+touch "$dir/inject"
+started=$SECONDS
+if timeout 30 qemu-io -f raw -c 'write -P 0x77 0 4k' "$(uri default@w)" >"$dir/w.out" 2>&1; then
+  fail "a writable image write succeeded although its chunk could not be read: $(cat "$dir/w.out")"
+fi
+(( SECONDS - started < 20 )) || fail "the writable image write hung ($(( SECONDS - started )) s)"
+grep -q "Input/output error" "$dir/w.out" || fail "the write did not fail with EIO: $(cat "$dir/w.out")"
+rm "$dir/inject"
+info=$(ctl '{"command":"snapshot-info","name":"w"}')
+[[ $(jq -r .snapshot.state <<<"$info") == corrupted ]] || fail "snapshot w not corrupted: $info"
+jq -e '.snapshot.corruption_reason | test("read of the origin failed")' <<<"$info" >/dev/null ||
+  fail "the corruption reason does not name the failed read: $info"
+ctl '{"command":"snapshot-destroy","name":"w"}' >/dev/null
+qemu-io -f raw -c 'write -P 0x78 0 4k' "$(uri '')" >/dev/null || fail "the origin is not writable after destroy"
+pass "a writable image write with a failing origin read fails at once; destroy works"
