@@ -6,54 +6,54 @@
 namespace nbdsnap {
 
 void ClientRegistry::add(uint64_t id, const std::shared_ptr<Connection>& connection, bool refused) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   entries_[id] = Entry{connection, {}, refused};
 }
 
 void ClientRegistry::set_export(uint64_t id, const std::string& export_name) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (auto it = entries_.find(id); it != entries_.end()) it->second.export_name = export_name;
 }
 
 void ClientRegistry::remove(uint64_t id) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   entries_.erase(id);
 }
 
 size_t ClientRegistry::size() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return entries_.size();
 }
 
 size_t ClientRegistry::admitted() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   size_t n = 0;
   for (const auto& [id, entry] : entries_) n += !entry.refused;
   return n;
 }
 
 unsigned ClientRegistry::count(const std::string& export_name) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   unsigned n = 0;
   for (const auto& [id, entry] : entries_) n += entry.export_name == export_name;
   return n;
 }
 
-bool ClientRegistry::serves_origin(const Entry& entry, const std::string& origin) const {
+bool ClientRegistry::serves_origin(const Entry& entry, const std::string& origin) {
   ExportName parsed;
   return !entry.export_name.empty() && parse_export_name(entry.export_name, parsed).is_ok() &&
          parsed.origin == origin;
 }
 
 unsigned ClientRegistry::count_of_origin(const std::string& origin) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   unsigned n = 0;
   for (const auto& [id, entry] : entries_) n += serves_origin(entry, origin);
   return n;
 }
 
 std::vector<std::shared_ptr<Connection>> ClientRegistry::of_origin(const std::string& origin) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::shared_ptr<Connection>> out;
   for (const auto& [id, entry] : entries_) {
     if (!serves_origin(entry, origin)) continue;
@@ -63,7 +63,7 @@ std::vector<std::shared_ptr<Connection>> ClientRegistry::of_origin(const std::st
 }
 
 std::vector<std::shared_ptr<Connection>> ClientRegistry::all() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   std::vector<std::shared_ptr<Connection>> out;
   for (const auto& [id, entry] : entries_) {
     if (auto connection = entry.connection.lock()) out.push_back(std::move(connection));

@@ -7,9 +7,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "mutex.h"
 
 namespace nbdsnap {
 
@@ -38,9 +39,9 @@ class ClientRegistry {
     std::string export_name;  // empty during the handshake
     bool refused = false;
   };
-  bool serves_origin(const Entry& entry, const std::string& origin) const;
-  mutable std::mutex mutex_;
-  std::map<uint64_t, Entry> entries_;  // GUARDED_BY(mutex_)
+  static bool serves_origin(const Entry& entry, const std::string& origin);
+  mutable Mutex mutex_;  // a leaf lock
+  std::map<uint64_t, Entry> entries_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

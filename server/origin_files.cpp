@@ -31,7 +31,7 @@ Status OriginFiles::attach_at_start(const std::vector<OriginSpec>& command_line)
     std::error_code ignored;
     std::filesystem::rename(list_.path(), list_.path() + ".damaged", ignored);
   }
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   for (const OriginSpec& spec : command_line) {
     const OriginSpec absolute{spec.name, absolute_path(spec.path), spec.read_only};
     if (Status status = attach_locked(absolute); !status.is_ok()) {
@@ -53,7 +53,7 @@ Status OriginFiles::attach_at_start(const std::vector<OriginSpec>& command_line)
 }
 
 Status OriginFiles::attach(const std::string& name, const std::string& path, bool read_only) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   // A listed origin that could not be attached at start is replaced by this attach, if it succeeds.
   std::optional<OriginSpec> unattached;
   const auto listed = std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
@@ -82,7 +82,7 @@ Status OriginFiles::attach_locked(const OriginSpec& spec) {
 }
 
 bool OriginFiles::forget(const std::string& name) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   attached_.erase(name);
   const auto listed = std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
   if (listed == listed_.end()) return false;

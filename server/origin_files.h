@@ -4,12 +4,12 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "engine.h"
+#include "mutex.h"
 #include "origin_list.h"
 
 namespace nbdsnap {
@@ -31,14 +31,15 @@ class OriginFiles {
   bool forget(const std::string& name);
 
  private:
-  Status attach_locked(const OriginSpec& spec);  // REQUIRES: mutex_
-  void save_list_locked();                        // REQUIRES: mutex_
+  Status attach_locked(const OriginSpec& spec) REQUIRES(mutex_);
+  void save_list_locked() REQUIRES(mutex_);
 
   Engine& engine_;
   OriginList list_;
-  mutable std::mutex mutex_;
-  std::vector<OriginSpec> listed_;                                // GUARDED_BY(mutex_); attach order
-  std::set<std::string> attached_;                               // GUARDED_BY(mutex_)
+  // Serialises attaches and the list; taken before the engine's locks (it calls Engine::attach_origin).
+  mutable Mutex mutex_;
+  std::vector<OriginSpec> listed_ GUARDED_BY(mutex_);  // attach order
+  std::set<std::string> attached_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

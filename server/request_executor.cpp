@@ -53,7 +53,7 @@ Reply::Reply(std::span<const uint8_t> encoded) : Reply(encoded.size()) {
 
 Reply ReplyBufferPool::make(size_t size) {
   if (size >= kMinSize) {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     if (size == size_ && !free_.empty()) {
       Reply reply(std::move(free_.back()), size);
       free_.pop_back();
@@ -67,7 +67,7 @@ void ReplyBufferPool::recycle(Reply reply) {
   const size_t size = reply.size();
   if (size < kMinSize || size > kMaxBytes) return;
   std::unique_ptr<uint8_t[]> buffer = reply.release();
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (size != size_) {
     free_.clear();
     size_ = size;

@@ -7,7 +7,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -15,6 +14,7 @@
 #include <vector>
 
 #include "handshake.h"
+#include "mutex.h"
 #include "nbd_protocol.h"
 
 namespace nbdsnap {
@@ -60,9 +60,9 @@ class ReplyBufferPool {
   void recycle(Reply reply);
 
  private:
-  std::mutex mutex_;
-  size_t size_ = 0;                                // GUARDED_BY(mutex_)
-  std::vector<std::unique_ptr<uint8_t[]>> free_;  // GUARDED_BY(mutex_)
+  Mutex mutex_;  // a leaf lock
+  size_t size_ GUARDED_BY(mutex_) = 0;
+  std::vector<std::unique_ptr<uint8_t[]>> free_ GUARDED_BY(mutex_);
 };
 
 class RequestExecutor {
