@@ -98,7 +98,10 @@ void nbdsnap_load() {
 
 int nbdsnap_config(nbdkit_next_config* next, nbdkit_backend* nxdata, const char* key, const char* value) {
   return guarded(-1, nullptr, [&] {
-    if (std::string(key).rfind(kParameterPrefix, 0) != 0) return next(nxdata, key, value);
+    if (std::string(key).rfind(kParameterPrefix, 0) != 0) {
+      config.note_plugin_parameter(key, value);
+      return next(nxdata, key, value);
+    }
     if (Status s = config.apply(key, value); !s) {
       nbdkit_error("nbdsnap: %s", s.message().c_str());
       return -1;
@@ -165,6 +168,7 @@ int nbdsnap_after_fork(nbdkit_backend*) {
     EngineConfig engine_config;
     engine_config.state_dir = config.state_dir;
     engine_config.sizing = config.sizing;
+    engine_config.served_origin_files = config.served_files;
     engine = std::make_unique<Engine>(std::move(engine_config));
     front_end = std::make_unique<FilterFrontEnd>(*engine, startup_dir, config.control_socket);
     control = std::make_unique<Control>(*engine, *front_end);
