@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# test-export-aliases.sh — one disk is one origin: over plugins that ignore export names (memory, file with
+# file= and with the bare file argument), a client asking for another export name is refused at NBD_OPT_GO,
+# so it cannot write the disk behind the tracker; the image keeps its take-time bytes.
+# Usage: test-export-aliases.sh FILTER.so
+FILTER=$1
+source "$(dirname "$0")/lib.sh"
+
+truncate -s 16M "$dir/disk.img"
+
+# check_aliases LABEL PLUGIN-ARGS...: snapshot of the default export, then writes through other names.
+check_aliases() {
+  local label=$1; shift
+  start_nbdkit "$label" "$@" nbdsnap-chunk-min-shift=16
+  qemu-io -f raw -c 'write -P 0x11 0 4M' "$(uri '')" >/dev/null
+  ctl '{"command":"snapshot-create","name":"s","origins":["default"],"storage":[{"path":"'"$dir/$label.diff"'","size":16777216}]}' >/dev/null
+  ctl '{"command":"snapshot-take","name":"s"}' >/dev/null
+
+  for alias in other disk.img other@s; do
+    if qemu-io -f raw -c 'write -P 0x99 0 1M' "$(uri "$alias")" >"$dir/alias.out" 2>&1; then
+      fail "$label: a write through export '$alias' was accepted: $(cat "$dir/alias.out")"
+    fi
+  done
+  grep -q "Requested export not available" "$dir/alias.out" || fail "$label: qemu-io said: $(cat "$dir/alias.out")"
+  grep -q "export 'other' is refused: export 'other' is not one of the plugin's exports (\"\")" "$nbdkit_log" ||
+    fail "$label: no clear message in nbdkit's log"
+  if nbdinfo "$(uri other)" >"$dir/nbdinfo.out" 2>&1; then fail "$label: nbdinfo opened 'other'"; fi
+  qemu-io -f raw -r -c 'read -P 0x11 0 4M' "$(uri default@s)" >/dev/null ||
+    fail "$label: the image does not hold the take-time bytes"
+  qemu-io -f raw -r -c 'read -P 0x11 0 4M' "$(uri '')" >/dev/null || fail "$label: the origin changed"
+  origins=$(ctl '{"command":"origins"}' | jq -c '[.origins[].name]')
+  [[ $origins == '["default"]' ]] || fail "$label: origins are $origins"
+  # The default origin's own name and its image still open.
+  qemu-io -f raw -c 'write -P 0x22 4M 1M' "$(uri default)" >/dev/null || fail "$label: export 'default' refused"
+  qemu-io -f raw -r -c 'read -P 0x11 0 4M' "$(uri default@s)" >/dev/null || fail "$label: image changed"
+  pass "$label: writes through other export names are refused at NBD_OPT_GO; the image keeps take-time bytes"
+  stop_nbdkit
+}
+
+check_aliases memory memory 16M
+check_aliases file-key file file="$dir/disk.img"
+check_aliases file-bare file "$dir/disk.img"
+echo "what a client sees: $(head -n 3 "$dir/nbdinfo.out" | tr '\n' ' ')"
