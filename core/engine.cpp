@@ -186,7 +186,6 @@ Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
   out.name = name;
   out.size = origin.size();
   out.read_only = origin.read_only();
-  out.tracker_attached = true;
   out.generation = origin.cbt().generation().to_string();
   out.change_number = origin.cbt().current_number();
   out.tracking_block_size = origin.cbt().block_size();

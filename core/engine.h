@@ -43,7 +43,6 @@ struct OriginInfo {
   std::string name;
   uint64_t size = 0;
   bool read_only = false;
-  bool tracker_attached = true;
   std::string generation;
   unsigned change_number = 0;
   uint64_t tracking_block_size = 0;
