@@ -466,7 +466,7 @@ nbdkit_filter make_filter() {
   f.name = "nbdsnap";
   f.longname = "nbdkit nbdsnap filter";
   f.description =
-      "Block-device snapshots and change block tracking for any plugin: every export is an origin, "
+      "Block-device snapshots and change block tracking for any plugin: every listed export is an origin, "
       "ORIGIN@SNAPSHOT serves a snapshot image, control on a Unix socket.";
   f.load = nbdsnap_load;
   f.unload = nbdsnap_unload;
