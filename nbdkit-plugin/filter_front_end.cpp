@@ -2,6 +2,7 @@
 #include "filter_front_end.h"
 
 #include <dirent.h>
+#include <nbdkit-filter.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -93,9 +94,18 @@ std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
   return {};
 }
 
-Status FilterFrontEnd::connect_to_self(std::unique_ptr<SelfClient>& out) const {
-  if (!may_connect_to_self_)
+SelfConnection self_connection_for_thread_model(int thread_model) {
+  if (thread_model <= NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS) return SelfConnection::never;
+  if (thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS) return SelfConnection::outside_handshakes;
+  return SelfConnection::always;
+}
+
+Status FilterFrontEnd::connect_to_self(bool in_handshake, std::unique_ptr<SelfClient>& out) const {
+  if (self_connection_ == SelfConnection::never)
     return {Errc::not_supported, "nbdkit serves one connection at a time (thread model serialize_connections)"};
+  if (in_handshake && self_connection_ == SelfConnection::outside_handshakes)
+    return {Errc::not_supported, "nbdkit serializes all requests, handshakes included (thread model "
+                                 "serialize_all_requests): the list is read before control requests only"};
   const NbdListener where = nbd_listener();
   if (where.empty()) return {Errc::not_supported, "nbdkit listens on no Unix or IPv4 socket the filter can find"};
   return SelfClient::connect(where, kSelfClientTimeout, out);
@@ -107,7 +117,7 @@ Status FilterFrontEnd::plugin_export_for(const std::string& requested, const std
   plugin_export = export_now();
   if (exports_.list_known() && exports_.is_listed(plugin_export)) return Status::ok();
   std::unique_ptr<SelfClient> client;
-  Status refreshed = connect_to_self(client);
+  Status refreshed = connect_to_self(true, client);
   if (refreshed) refreshed = exports_.refresh(*client);
   plugin_export = export_now();  // the default origin's export depends on the list
   if (exports_.is_listed(plugin_export)) return Status::ok();
@@ -125,7 +135,7 @@ std::vector<std::string> FilterFrontEnd::attach_listed_origins() {
   std::scoped_lock discovery(discovery_mutex_);
   std::vector<std::string> failures;
   std::unique_ptr<SelfClient> client;
-  Status s = connect_to_self(client);
+  Status s = connect_to_self(false, client);
   if (s) s = exports_.refresh(*client);
   if (!s) {
     failures.push_back("reading the plugin's export list: " + s.message());

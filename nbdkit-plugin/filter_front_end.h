@@ -23,18 +23,26 @@
 
 namespace nbdsnap {
 
+// When the filter may connect to nbdkit's own socket. nbdkit holds a lock through every handshake when it
+// serializes all requests, and through whole connections when it serializes connections: a connection of the
+// filter's own, made while nbdkit holds that lock for the caller, would wait for it until its deadline.
+enum class SelfConnection {
+  always,              // thread models parallel and serialize_requests
+  outside_handshakes,  // serialize_all_requests: from control requests, not from .open
+  never,               // serialize_connections: the list is only what clients' NBD_OPT_LIST showed
+};
+SelfConnection self_connection_for_thread_model(int thread_model);
+
 class FilterFrontEnd final : public ControlFrontEnd {
  public:
   // startup_dir resolves a relative nbdkit socket path; control_socket is skipped when looking for it.
-  // may_connect_to_self: false when nbdkit serves one connection at a time (a connection of the filter's own
-  // would wait for the client being served), so the export list is only what clients' NBD_OPT_LIST showed.
   FilterFrontEnd(Engine& engine, PluginExports& exports, std::string startup_dir, std::string control_socket,
-                 bool may_connect_to_self)
+                 SelfConnection self_connection)
       : engine_(engine),
         exports_(exports),
         startup_dir_(std::move(startup_dir)),
         control_socket_(std::move(control_socket)),
-        may_connect_to_self_(may_connect_to_self) {}
+        self_connection_(self_connection) {}
 
   std::string front_end_name() const override { return "nbdkit-filter"; }
   std::string export_uri(const std::string& export_name) const override;
@@ -73,8 +81,9 @@ class FilterFrontEnd final : public ControlFrontEnd {
   };
   // The listening Unix socket of this nbdkit (not the control socket), or empty. IPv4 TCP is the fallback.
   std::string find_nbd_socket() const;
-  // A connection to nbdkit's own socket, or why there is none.
-  Status connect_to_self(std::unique_ptr<SelfClient>& out) const;
+  // A connection to nbdkit's own socket, or why there is none. in_handshake: the caller is inside one of
+  // nbdkit's handshakes (.open).
+  Status connect_to_self(bool in_handshake, std::unique_ptr<SelfClient>& out) const;
 
   // Every step of a connection to nbdkit's own socket (connect, NBD_OPT_LIST, each NBD_OPT_INFO) ends by then.
   static constexpr std::chrono::milliseconds kSelfClientTimeout{5000};
@@ -83,7 +92,7 @@ class FilterFrontEnd final : public ControlFrontEnd {
   PluginExports& exports_;
   const std::string startup_dir_;
   const std::string control_socket_;
-  const bool may_connect_to_self_;
+  const SelfConnection self_connection_;
   std::mutex discovery_mutex_;  // one attach_listed_origins at a time; taken before mutex_, never inside it
   mutable std::mutex mutex_;  // also serialises attach and detach against new connections
   std::map<const void*, Client> clients_;  // GUARDED_BY(mutex_)

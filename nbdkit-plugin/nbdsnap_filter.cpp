@@ -42,7 +42,7 @@ namespace {
 
 FilterConfig config;             // set in .config / .config_complete, read-only afterwards
 std::string startup_dir;         // nbdkit's working directory before it daemonized
-bool serialized_connections = false;  // nbdkit's thread model, from .get_ready
+int thread_model = NBDKIT_THREAD_MODEL_PARALLEL;  // nbdkit's, from .get_ready
 std::unique_ptr<Engine> engine;  // from .after_fork to .unload
 std::unique_ptr<PluginExports> plugin_exports;
 std::unique_ptr<FilterFrontEnd> front_end;
@@ -124,8 +124,8 @@ int nbdsnap_config_complete(nbdkit_next_config_complete* next, nbdkit_backend* n
 
 int nbdsnap_thread_model() { return NBDKIT_THREAD_MODEL_PARALLEL; }
 
-int nbdsnap_get_ready(int thread_model) {
-  serialized_connections = thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS;
+int nbdsnap_get_ready(int model) {
+  thread_model = model;
   return 0;
 }
 
@@ -196,7 +196,7 @@ int nbdsnap_after_fork(nbdkit_backend*) {
     engine = std::make_unique<Engine>(std::move(engine_config));
     plugin_exports = std::make_unique<PluginExports>(config.default_origin);
     front_end = std::make_unique<FilterFrontEnd>(*engine, *plugin_exports, startup_dir, config.control_socket,
-                                                 !serialized_connections);
+                                                 self_connection_for_thread_model(thread_model));
     control = std::make_unique<Control>(*engine, *front_end);
     if (config.control_socket.empty()) return 0;
     std::string error;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test-export-aliases.sh — one disk is one origin: over plugins that ignore export names (memory, file with
 # file= and with the bare file argument), a client asking for another export name is refused at NBD_OPT_GO,
-# so it cannot write the disk behind the tracker; the image keeps its take-time bytes.
+# so it cannot write the disk behind the tracker; the image keeps its take-time bytes. Under a plugin that
+# serializes all requests the filter reads the list without waiting on nbdkit's handshake lock.
 # Usage: test-export-aliases.sh FILTER.so
 FILTER=$1
 source "$(dirname "$0")/lib.sh"
@@ -40,4 +41,20 @@ check_aliases() {
 check_aliases memory memory 16M
 check_aliases file-key file file="$dir/disk.img"
 check_aliases file-bare file "$dir/disk.img"
+
+# A plugin that serializes all requests: nbdkit holds one lock through every handshake, so the filter must not
+# wait for a connection of its own from inside .open. A name not yet seen in a list is refused at once; a
+# control request reads the list (outside any handshake) and makes the listed exports origins.
+start_nbdkit serialized eval thread_model='echo serialize_all_requests' list_exports='echo a; echo b' \
+  get_size='echo 1048576' pread='dd if=/dev/zero count=$3 iflag=count_bytes status=none' \
+  pwrite='cat >/dev/null' can_write='exit 0'
+start=$(date +%s%N)
+if nbdinfo "$(uri a)" >/dev/null 2>&1; then fail "serialized: 'a' opened before any list was read"; fi
+(( ($(date +%s%N) - start) / 1000000 < 3000 )) || fail "serialized: the refusal waited for nbdkit's lock"
+grep -q "the list is read before control requests only" "$nbdkit_log" || fail "serialized: no reason in the log"
+origins=$(ctl '{"command":"origins"}' | jq -c '[.origins[].name] | sort')
+[[ $origins == '["a","b"]' ]] || fail "serialized: origins after a control request: $origins"
+qemu-io -f raw -c 'write -P 0x33 0 64K' "$(uri a)" >/dev/null || fail "serialized: listed export 'a' refused"
+if nbdinfo "$(uri other)" >/dev/null 2>&1; then fail "serialized: 'other' opened"; fi
+pass "serialize_all_requests: no self-connection inside a handshake; control requests read the list"
 echo "what a client sees: $(head -n 3 "$dir/nbdinfo.out" | tr '\n' ' ')"
