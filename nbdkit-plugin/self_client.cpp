@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -41,9 +42,14 @@ Status socket_address(const NbdListener& where, sockaddr_storage& address, sockl
   if (colon == std::string::npos) return {Errc::invalid_argument, "no port in " + where.tcp_host_port};
   std::string host = where.tcp_host_port.substr(0, colon);
   if (host == "localhost") host = "127.0.0.1";
+  const std::string port = where.tcp_host_port.substr(colon + 1);
+  char* end = nullptr;
+  const unsigned long number = std::strtoul(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || number == 0 || number > 65535)
+    return {Errc::invalid_argument, "bad port in " + where.tcp_host_port};
   auto* in = reinterpret_cast<sockaddr_in*>(&address);
   in->sin_family = AF_INET;
-  in->sin_port = htons(static_cast<uint16_t>(std::stoul(where.tcp_host_port.substr(colon + 1))));
+  in->sin_port = htons(static_cast<uint16_t>(number));
   if (inet_pton(AF_INET, host.c_str(), &in->sin_addr) != 1)
     return {Errc::invalid_argument, "not an IPv4 address: " + host};
   length = sizeof *in;
@@ -86,7 +92,7 @@ Status SelfClient::connect(const NbdListener& where, std::chrono::milliseconds t
   const std::string what = "connect to " + where.to_string();
   // A Unix socket whose backlog is full answers EAGAIN at once: try again until the deadline.
   while (::connect(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
-    if (errno == EINPROGRESS) {
+    if (errno == EINPROGRESS || errno == EALREADY) {
       if (Status s = client->wait_ready(POLLOUT); !s) return {s.code(), what + ": " + s.message()};
       int error = 0;
       socklen_t size = sizeof error;

@@ -57,4 +57,18 @@ origins=$(ctl '{"command":"origins"}' | jq -c '[.origins[].name] | sort')
 qemu-io -f raw -c 'write -P 0x33 0 64K' "$(uri a)" >/dev/null || fail "serialized: listed export 'a' refused"
 if nbdinfo "$(uri other)" >/dev/null 2>&1; then fail "serialized: 'other' opened"; fi
 pass "serialize_all_requests: no self-connection inside a handshake; control requests read the list"
+stop_nbdkit
+
+# nbdkit on IPv4 TCP only: the filter finds its listener in /proc/net/tcp and reads the list there.
+port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+rm -f "$ctl_sock"
+setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit -f -v -i 127.0.0.1 -p "$port" \
+  --filter="$FILTER" memory 16M nbdsnap-control="$ctl_sock" </dev/null >"$dir/nbdkit-tcp.log" 2>&1 &
+pids+=("$!")
+wait_for "$ctl_sock" "$!"
+origins=$(ctl '{"command":"origins"}' | jq -c '[.origins[] | [.name, .uri]]')
+[[ $origins == "[[\"default\",\"nbd://127.0.0.1:$port/default\"]]" ]] || fail "tcp: origins $origins"
+if nbdinfo "nbd://127.0.0.1:$port/other" >/dev/null 2>&1; then fail "tcp: 'other' opened"; fi
+grep -q "export 'other' is not one of the plugin's exports" "$dir/nbdkit-tcp.log" || fail "tcp: no reason in the log"
+pass "over TCP: the filter reads the list from its own listener"
 echo "what a client sees: $(head -n 3 "$dir/nbdinfo.out" | tr '\n' ' ')"
