@@ -66,11 +66,11 @@ void ServedOriginFiles::add_directory(const std::string& path, const std::string
   directories_.push_back({resolved(path), source});
 }
 
-Status ServedOriginFiles::check_storage(const std::string& path) const {
+Status ServedOriginFiles::check_storage(const std::string& path, const std::string& what) const {
   if (path.empty() || empty()) return Status::ok();
   const std::string full = absolute(path);
-  if (Status s = check_identity(full, path); !s) return s;
-  return check_location(full, path);
+  if (Status s = check_identity(full, what + " " + path); !s) return s;
+  return check_location(full, what + " " + path);
 }
 
 Status ServedOriginFiles::check_identity(const std::string& path, const std::string& shown) const {
@@ -79,13 +79,13 @@ Status ServedOriginFiles::check_identity(const std::string& path, const std::str
   for (const Entry& file : files_) {
     Identity served;
     if (identity_of(file.path, served) && served == storage)
-      return {Errc::already_exists, "difference storage " + shown + " is " + file.path +
+      return {Errc::already_exists, shown + " is " + file.path +
                                         ", which the plugin serves (" + file.source + ")" + kWhy};
   }
   for (const Entry& directory : directories_) {
     Identity served;
     if (identity_of(directory.path, served) && served == storage)
-      return {Errc::invalid_argument, "difference storage " + shown + " is the directory the plugin serves (" +
+      return {Errc::invalid_argument, shown + " is the directory the plugin serves (" +
                                           directory.source + ")"};
     DIR* dir = ::opendir(directory.path.c_str());
     if (dir == nullptr) continue;
@@ -95,7 +95,7 @@ Status ServedOriginFiles::check_identity(const std::string& path, const std::str
       if (::fstatat(::dirfd(dir), entry->d_name, &st, 0) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
         continue;
       if (identity_of(st) == storage) {
-        found = {Errc::already_exists, "difference storage " + shown + " is " + directory.path + "/" + entry->d_name +
+        found = {Errc::already_exists, shown + " is " + directory.path + "/" + entry->d_name +
                                            ", which the plugin serves as export '" + entry->d_name + "' (" +
                                            directory.source + ")" + kWhy};
         break;
@@ -116,7 +116,7 @@ Status ServedOriginFiles::check_location(const std::string& path, const std::str
   for (const Entry& directory : directories_) {
     Identity served;
     if (identity_of(directory.path, served) && served == parent)
-      return {Errc::invalid_argument, "difference storage " + shown + " lies in " + directory.path +
+      return {Errc::invalid_argument, shown + " lies in " + directory.path +
                                           ", which the plugin serves (" + directory.source +
                                           "): every file there is an export; put storage in another directory"};
   }

@@ -35,14 +35,16 @@ class ServedOriginFiles {
   //    path, another device node of the same block device);
   //  - invalid_argument: the path names a file directly in a served directory (an export, or one as soon as it
   //    is created), or is a served directory itself. Another directory passes: it may hold storage files.
-  // A relative path is taken from the current directory, as opening it would. Thread-safe.
-  Status check_storage(const std::string& path) const;
+  // A relative path is taken from the current directory, as opening it would. `what` names the path in
+  // messages ("difference storage PATH is ..."). Thread-safe.
+  Status check_storage(const std::string& path, const std::string& what = "difference storage") const;
 
  private:
   struct Entry {
     std::string path;
     std::string source;
   };
+  // `shown` is the path as messages name it ("difference storage D/e").
   Status check_identity(const std::string& path, const std::string& shown) const;
   Status check_location(const std::string& path, const std::string& shown) const;
 

@@ -103,6 +103,8 @@ void FilterConfig::note_plugin_parameter(const std::string& key, const std::stri
 Status FilterConfig::complete() {
   if (!state_dir.empty() && !is_directory(state_dir))
     return {Errc::not_found, "nbdsnap-state-dir " + state_dir + " is not a directory"};
+  // CBT state files in a directory the plugin serves would be exports, and origins, themselves.
+  if (Status s = served_files->check_storage(state_dir, "nbdsnap-state-dir"); !s) return s;
   if (has_default_storage()) {
     if (Status s = check_storage_path(storage_path, storage_is_directory); !s) return s;
     if (storage_is_directory && storage_size == 0)

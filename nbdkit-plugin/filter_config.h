@@ -34,7 +34,7 @@ struct FilterConfig {
   // a plugin's bare first argument under the plugin's magic key: `file` for the file plugin.
   void note_plugin_parameter(const std::string& key, const std::string& value);
   // Checks the parameters together, once all are known: nbdsnap-state-dir must be a directory; nbdsnap-storage
-  // must exist (a directory: one file per snapshot in it; a file or block device: used as is) and must not be
+  // must exist (a directory: one file per snapshot in it; a file or block device: used as is); neither may be
   // something the plugin serves.
   Status complete();
 

@@ -107,7 +107,7 @@ TEST_CASE("default_storage_that_does_not_exist_is_refused_with_both_ways_out") {
   rmdir(dir.c_str());
 }
 
-TEST_CASE("default_storage_the_plugin_serves_is_refused") {
+TEST_CASE("default_storage_or_state_dir_the_plugin_serves_is_refused") {
   std::string dir = temp_dir();
   std::string disk = dir + "/disk.img";
   std::ofstream(disk).close();
@@ -122,6 +122,14 @@ TEST_CASE("default_storage_the_plugin_serves_is_refused") {
   served_dir.note_plugin_parameter("dir", dir);
   REQUIRE(served_dir.apply("nbdsnap-storage", dir + ":64M"));
   CHECK(served_dir.complete().code() == Errc::invalid_argument);
+
+  FilterConfig state_in_served_dir;
+  state_in_served_dir.note_plugin_parameter("dir", dir);
+  REQUIRE(state_in_served_dir.apply("nbdsnap-state-dir", dir));
+  auto state = state_in_served_dir.complete();
+  CHECK(state.code() == Errc::invalid_argument);
+  CHECK(state.message().find("nbdsnap-state-dir " + dir + " is the directory the plugin serves (dir=") !=
+        std::string::npos);
 
   FilterConfig other_keys;
   other_keys.note_plugin_parameter("size", disk);
