@@ -45,19 +45,24 @@ check_aliases file-bare file "$dir/disk.img"
 # A plugin that serializes all requests: nbdkit holds one lock through every handshake, so the filter must not
 # wait for a connection of its own from inside .open. A name not yet seen in a list is refused at once; a
 # control request reads the list (outside any handshake) and makes the listed exports origins.
-start_nbdkit serialized eval thread_model='echo serialize_all_requests' list_exports='echo a; echo b' \
-  get_size='echo 1048576' pread='dd if=/dev/zero count=$3 iflag=count_bytes status=none' \
-  pwrite='cat >/dev/null' can_write='exit 0'
-start=$(date +%s%N)
-if nbdinfo "$(uri a)" >/dev/null 2>&1; then fail "serialized: 'a' opened before any list was read"; fi
-(( ($(date +%s%N) - start) / 1000000 < 3000 )) || fail "serialized: the refusal waited for nbdkit's lock"
-grep -q "the list is read before control requests only" "$nbdkit_log" || fail "serialized: no reason in the log"
-origins=$(ctl '{"command":"origins"}' | jq -c '[.origins[].name] | sort')
-[[ $origins == '["a","b"]' ]] || fail "serialized: origins after a control request: $origins"
-qemu-io -f raw -c 'write -P 0x33 0 64K' "$(uri a)" >/dev/null || fail "serialized: listed export 'a' refused"
-if nbdinfo "$(uri other)" >/dev/null 2>&1; then fail "serialized: 'other' opened"; fi
-pass "serialize_all_requests: no self-connection inside a handshake; control requests read the list"
-stop_nbdkit
+check_serialized() {
+  start_nbdkit serialized eval thread_model='echo serialize_all_requests' list_exports='echo a; echo b' \
+    get_size='echo 1048576' pread='dd if=/dev/zero count=$3 iflag=count_bytes status=none' \
+    pwrite='cat >/dev/null' can_write='exit 0'
+  start=$(date +%s%N)
+  if nbdinfo "$(uri a)" >/dev/null 2>&1; then fail "serialized: 'a' opened before any list was read"; fi
+  (( ($(date +%s%N) - start) / 1000000 < 3000 )) || fail "serialized: the refusal waited for nbdkit's lock"
+  grep -q "the list is read before control requests only" "$nbdkit_log" || fail "serialized: no reason in the log"
+  origins=$(ctl '{"command":"origins"}' | jq -c '[.origins[].name] | sort')
+  [[ $origins == '["a","b"]' ]] || fail "serialized: origins after a control request: $origins"
+  qemu-io -f raw -c 'write -P 0x33 0 64K' "$(uri a)" >/dev/null || fail "serialized: listed export 'a' refused"
+  if nbdinfo "$(uri other)" >/dev/null 2>&1; then fail "serialized: 'other' opened"; fi
+  pass "serialize_all_requests: no self-connection inside a handshake; control requests read the list"
+  stop_nbdkit
+}
+# The eval plugin runs shell scripts, which the TSan runtime preloaded into nbdkit crashes.
+if [[ ${NBDSNAP_NBDKIT_PRELOAD:-} == *tsan* ]]; then echo "skipped under TSan: serialize_all_requests (eval plugin)"
+else check_serialized; fi
 
 # nbdkit on IPv4 TCP only: the filter finds its listener in /proc/net/tcp and reads the list there.
 port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
