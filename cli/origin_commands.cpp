@@ -99,12 +99,12 @@ std::string format_version(const std::string& client_version, const nlohmann::js
 }
 
 std::string format_origin_table(const nlohmann::json& origins) {
-  Table table({{"NAME"}, {"SIZE", Align::right}, {"RO"}, {"TRACKER"}, {"GENERATION"}, {"CHANGE", Align::right},
-               {"SNAPSHOT"}, {"CLIENTS", Align::right}});
+  Table table({{"NAME"}, {"SIZE", Align::right}, {"RO"}, {"GENERATION"}, {"CHANGE", Align::right}, {"SNAPSHOT"},
+               {"CLIENTS", Align::right}});
   for (const auto& origin : origins) {
     table.add_row({field_text(origin, "name"), size_cell(field_uint(origin, "size")),
-                   yes_no(field_bool(origin, "read_only")), field_bool(origin, "tracker_attached") ? "attached" : "detached",
-                   or_dash(field_text(origin, "generation")), std::to_string(field_uint(origin, "change_number")),
+                   yes_no(field_bool(origin, "read_only")), or_dash(field_text(origin, "generation")),
+                   std::to_string(field_uint(origin, "change_number")),
                    or_dash(field_text(origin, "snapshot")), std::to_string(field_uint(origin, "clients"))});
   }
   return table.render();
@@ -115,7 +115,6 @@ std::string format_origin(const nlohmann::json& origin) {
   list.add("name", field_text(origin, "name"));
   list.add("size", size_cell(field_uint(origin, "size")) + " (" + std::to_string(field_uint(origin, "size")) + " bytes)");
   list.add("read only", yes_no(field_bool(origin, "read_only")));
-  list.add("tracker", field_bool(origin, "tracker_attached") ? "attached" : "detached");
   list.add("generation", or_dash(field_text(origin, "generation")));
   list.add("change number", std::to_string(field_uint(origin, "change_number")));
   list.add("tracking block", size_cell(field_uint(origin, "tracking_block_size")));

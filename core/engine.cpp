@@ -10,6 +10,7 @@
 
 #include "buffer_budget.h"
 #include "export_name.h"
+#include "served_origin_files.h"
 #include "snapshot.h"
 #include "tracker.h"
 
@@ -186,7 +187,6 @@ Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
   out.name = name;
   out.size = origin.size();
   out.read_only = origin.read_only();
-  out.tracker_attached = true;
   out.generation = origin.cbt().generation().to_string();
   out.change_number = origin.cbt().current_number();
   out.tracking_block_size = origin.cbt().block_size();
@@ -294,6 +294,7 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
   auto snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
   const std::vector<std::string> in_use = files_in_use();
   for (const StorageSpec& spec : options.storage) {
+    if (Status s = check_storage_not_served(spec); !s) return s;
     if (Status s = snapshot->storage().append(spec, in_use); !s) return s;  // the destructor cleans up
   }
   {
@@ -401,6 +402,7 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
     snapshot = find_snapshot_locked(snapshot_name);
   }
   if (!snapshot) return unknown_snapshot(snapshot_name);
+  if (Status s = check_storage_not_served(spec); !s) return s;
   if (Status s = snapshot->append_storage(spec, files_in_use()); !s) return s;
   record_created_storage();
   return Status::ok();
@@ -526,6 +528,10 @@ std::vector<std::string> Engine::files_in_use() const {
     for (std::string& identity : snapshot->storage().file_identities()) out.push_back(std::move(identity));
   }
   return out;
+}
+
+Status Engine::check_storage_not_served(const StorageSpec& spec) const {
+  return config_.served_origin_files ? config_.served_origin_files->check_storage(spec.path) : Status::ok();
 }
 
 Status Engine::save_clean(Origin& origin) const {

@@ -27,10 +27,14 @@ namespace nbdsnap {
 
 class Snapshot;
 class BufferBudget;
+class ServedOriginFiles;
 
 struct EngineConfig {
   std::string state_dir;                        // where CBT state is saved; empty = not persistent
   SizingRules sizing;
+  // Files the front end serves as origins without a BlockDevice saying so (the nbdkit filter's plugin files):
+  // difference storage there is refused. Null: none.
+  std::shared_ptr<const ServedOriginFiles> served_origin_files;
   uint64_t chunk_buffer_budget = 64ull << 20;   // old chunks held in memory awaiting writeback
   uint64_t low_space_threshold = 64ull << 20;   // free difference storage below this posts low_free_space
   uint64_t copy_io_size = 4ull << 20;           // a chunk larger than this is copied in several reads
@@ -43,7 +47,6 @@ struct OriginInfo {
   std::string name;
   uint64_t size = 0;
   bool read_only = false;
-  bool tracker_attached = true;
   std::string generation;
   unsigned change_number = 0;
   uint64_t tracking_block_size = 0;
@@ -128,6 +131,8 @@ class Engine {
   Status cbt_reset(const std::string& origin);
 
   // --- snapshots ---
+  // Storage that is an origin's file, another snapshot's storage, or a served origin file (or lies in a served
+  // directory, EngineConfig::served_origin_files) is refused before it is opened.
   Status create_snapshot(const std::string& name, const SnapshotOptions& options);
   Status add_origin_to_snapshot(const std::string& snapshot, const std::string& origin);
   Status remove_origin_from_snapshot(const std::string& snapshot, const std::string& origin);
@@ -163,6 +168,8 @@ class Engine {
   void record_created_storage() REQUIRES(control_mutex_) EXCLUDES(mutex_);
   // file_identity() of every origin's device and every snapshot's storage.
   std::vector<std::string> files_in_use() const REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // Refuses difference storage among the files the front end serves (EngineConfig::served_origin_files).
+  Status check_storage_not_served(const StorageSpec& spec) const;
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.
   Status save_clean(Origin& origin) const;
 

@@ -43,13 +43,29 @@ bool is_directory(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// nbdsnap-storage=PATH must exist: a misspelt directory must not silently become a file named like it.
+Status check_storage_path(const std::string& path, bool& is_directory) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) return Status::from_errno(errno, "nbdsnap-storage=" + path);
+    return {Errc::not_found, "nbdsnap-storage=" + path + " does not exist: mkdir " + path +
+                                 " for one file per snapshot in it, or create the file first (e.g. fallocate -l SIZE " +
+                                 path + ")"};
+  }
+  is_directory = S_ISDIR(st.st_mode);
+  if (!is_directory && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+    return {Errc::invalid_argument,
+            "nbdsnap-storage=" + path + " is neither a directory, a regular file nor a block device"};
+  return Status::ok();
+}
+
 }  // namespace
 
 const char* const kConfigHelp =
     "nbdsnap-control=SOCKET        Serve the nbdsnap control protocol on this Unix socket.\n"
     "nbdsnap-state-dir=DIR         Keep change block tracking state here across restarts.\n"
-    "nbdsnap-storage=PATH[:SIZE]   Default difference storage for snapshots created without any\n"
-    "                              (a file, or a directory holding one SNAPSHOT.nbdsnap-diff per snapshot).\n"
+    "nbdsnap-storage=PATH[:SIZE]   Default difference storage for snapshots created without any: an\n"
+    "                              existing file, or a directory holding one SNAPSHOT.nbdsnap-diff per snapshot.\n"
     "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
     "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).\n"
     "nbdsnap-chunk-min-shift=N     Smallest copy-on-write chunk is 2^N bytes (default 18).\n"
@@ -78,14 +94,23 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
   return {Errc::invalid_argument, "unknown parameter " + key + " (see nbdkit --filter=nbdsnap --help)"};
 }
 
+void FilterConfig::note_plugin_parameter(const std::string& key, const std::string& value) {
+  if (value.empty()) return;
+  if (key == "file") served_files->add_file(value, key + "=" + value);
+  if (key == "dir" || key == "directory") served_files->add_directory(value, key + "=" + value);
+}
+
 Status FilterConfig::complete() {
   if (!state_dir.empty() && !is_directory(state_dir))
     return {Errc::not_found, "nbdsnap-state-dir " + state_dir + " is not a directory"};
+  // CBT state files in a directory the plugin serves would be exports, and origins, themselves.
+  if (Status s = served_files->check_storage(state_dir, "nbdsnap-state-dir"); !s) return s;
   if (has_default_storage()) {
-    storage_is_directory = is_directory(storage_path);
+    if (Status s = check_storage_path(storage_path, storage_is_directory); !s) return s;
     if (storage_is_directory && storage_size == 0)
       return {Errc::invalid_argument,
               "nbdsnap-storage=" + storage_path + " is a directory: give the size of each snapshot's file as DIR:SIZE"};
+    if (Status s = served_files->check_storage(storage_path); !s) return {s.code(), "nbdsnap-storage: " + s.message()};
   }
   return Status::ok();
 }

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "engine.h"
+#include "served_origin_files.h"
 #include "status.h"
 
 namespace nbdsnap {
@@ -21,11 +23,19 @@ struct FilterConfig {
   bool storage_is_directory = false;    // one file per snapshot inside storage_path
   uint64_t storage_limit = 0;           // nbdsnap-storage-limit: default limit for new snapshots
   SizingRules sizing;                   // nbdsnap-chunk-min-shift, nbdsnap-tracking-min-shift
+  // The files and directories the plugin's own parameters name (note_plugin_parameter): never storage.
+  std::shared_ptr<ServedOriginFiles> served_files = std::make_shared<ServedOriginFiles>();
 
   // Applies one parameter (key with its prefix). Paths are made absolute: nbdkit changes directory when it
   // daemonizes. REQUIRES: key starts with kParameterPrefix.
   Status apply(const std::string& key, const std::string& value);
-  // Checks the parameters together, once all are known.
+  // Notes a plugin parameter on its way to the plugin: file= serves a file, dir= (directory=) every file in a
+  // directory, whatever the plugin (nbdkit's file plugin; split, partitioning and ondemand too). nbdkit passes
+  // a plugin's bare first argument under the plugin's magic key: `file` for the file plugin.
+  void note_plugin_parameter(const std::string& key, const std::string& value);
+  // Checks the parameters together, once all are known: nbdsnap-state-dir must be a directory; nbdsnap-storage
+  // must exist (a directory: one file per snapshot in it; a file or block device: used as is); neither may be
+  // something the plugin serves.
   Status complete();
 
   bool has_default_storage() const { return !storage_path.empty(); }

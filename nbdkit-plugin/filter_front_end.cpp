@@ -1,7 +1,8 @@
-// filter_front_end.cpp — client registry, origin attach at first open, detach, and export URIs.
+// filter_front_end.cpp — client registry, which exports are origins, origin attach, detach, and export URIs.
 #include "filter_front_end.h"
 
 #include <dirent.h>
+#include <nbdkit-filter.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -77,15 +78,84 @@ std::string FilterFrontEnd::find_nbd_socket() const {
   return {};
 }
 
-std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
+NbdListener FilterFrontEnd::nbd_listener() const {
   std::scoped_lock lock(mutex_);
   if (nbd_socket_.empty() && tcp_listener_.empty()) {
     nbd_socket_ = find_nbd_socket();
     if (nbd_socket_.empty()) tcp_listener_ = find_tcp_listener(own_socket_inodes());
   }
-  if (!nbd_socket_.empty()) return nbd_unix_uri(export_name, nbd_socket_);
-  if (!tcp_listener_.empty()) return "nbd://" + tcp_listener_ + "/" + export_name_uri_path(export_name);
+  return {nbd_socket_, tcp_listener_};
+}
+
+std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
+  const NbdListener where = nbd_listener();
+  if (!where.unix_path.empty()) return nbd_unix_uri(export_name, where.unix_path);
+  if (!where.tcp_host_port.empty()) return "nbd://" + where.tcp_host_port + "/" + export_name_uri_path(export_name);
   return {};
+}
+
+SelfConnection self_connection_for_thread_model(int thread_model) {
+  if (thread_model <= NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS) return SelfConnection::never;
+  if (thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS) return SelfConnection::outside_handshakes;
+  return SelfConnection::always;
+}
+
+Status FilterFrontEnd::connect_to_self(bool in_handshake, std::unique_ptr<SelfClient>& out) const {
+  if (self_connection_ == SelfConnection::never)
+    return {Errc::not_supported, "nbdkit serves one connection at a time (thread model serialize_connections)"};
+  if (in_handshake && self_connection_ == SelfConnection::outside_handshakes)
+    return {Errc::not_supported, "nbdkit serializes all requests, handshakes included (thread model "
+                                 "serialize_all_requests): the list is read before control requests only"};
+  const NbdListener where = nbd_listener();
+  if (where.empty()) return {Errc::not_supported, "nbdkit listens on no Unix or IPv4 socket the filter can find"};
+  return SelfClient::connect(where, kSelfClientTimeout, out);
+}
+
+Status FilterFrontEnd::plugin_export_for(const std::string& requested, const std::string& origin,
+                                         std::string& plugin_export) {
+  auto export_now = [&] { return requested.empty() ? std::string() : exports_.export_of(origin); };
+  plugin_export = export_now();
+  if (exports_.list_known() && exports_.is_listed(plugin_export)) return Status::ok();
+  std::unique_ptr<SelfClient> client;
+  Status refreshed = connect_to_self(true, client);
+  if (refreshed) refreshed = exports_.refresh(*client);
+  plugin_export = export_now();  // the default origin's export depends on the list
+  if (exports_.is_listed(plugin_export)) return Status::ok();
+  if (!exports_.list_known())
+    return {Errc::not_found, "export '" + plugin_export + "' cannot be checked against the plugin's export list (" +
+                                 refreshed.message() + "); until the list can be read (a client's NBD_OPT_LIST, "
+                                 "e.g. nbdinfo --list, also shows it to the filter) only the default export \"\" "
+                                 "is served"};
+  return {Errc::not_found, "export '" + plugin_export + "' is not one of the plugin's exports (" +
+                               exports_.describe() + "); only those are origins, so that one disk is never tracked "
+                               "under two names"};
+}
+
+std::vector<std::string> FilterFrontEnd::attach_listed_origins() {
+  std::scoped_lock discovery(discovery_mutex_);
+  std::vector<std::string> failures;
+  std::unique_ptr<SelfClient> client;
+  Status s = connect_to_self(false, client);
+  if (s) s = exports_.refresh(*client);
+  if (!s) {
+    failures.push_back("reading the plugin's export list: " + s.message());
+    return failures;
+  }
+  for (const std::string& name : exports_.names()) {
+    const std::string origin = exports_.origin_of(name);
+    if (!check_object_name("origin", origin)) continue;  // never an origin; .open refuses it too
+    {
+      std::scoped_lock lock(mutex_);
+      if (!attach_tried_.insert(origin).second) continue;
+    }
+    if (engine_.find_origin(origin)) continue;
+    client->renew_deadline();
+    if (Status opened = client->info(name); !opened) {
+      failures.push_back("attaching export '" + name + "': " + opened.message());
+      if (opened.code() == Errc::io_error) break;  // the connection is unusable now
+    }
+  }
+  return failures;
 }
 
 unsigned FilterFrontEnd::client_count(const std::string& export_name) const {
@@ -134,6 +204,7 @@ Status FilterFrontEnd::open_origin(const void* client, const std::string& name, 
                                  "' was attached with " + std::to_string(out->size()) +
                                  " bytes; detach the origin (origin-detach) to attach it again"};
   clients_[client] = Client{name, name, detached};
+  attach_tried_.insert(name);
   return Status::ok();
 }
 

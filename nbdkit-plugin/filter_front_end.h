@@ -1,25 +1,48 @@
-// filter_front_end.h — what the control protocol needs to know about the nbdkit side: clients and URIs.
+// filter_front_end.h — what the control protocol needs to know about the nbdkit side: clients, URIs, and
+// which exports are origins.
 //
 // Keeps the registry of open connections (which export, which origin), so `origins` can report client counts
-// and `origin-detach` can refuse or cut off the writers of an origin before the engine forgets it.
+// and `origin-detach` can refuse or cut off the writers of an origin before the engine forgets it. Decides,
+// with the plugin's own export list (plugin_exports.h), which export names may be opened at all, and makes
+// every listed export an origin once, so CBT state is there before any client opened it.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "control.h"
 #include "engine.h"
+#include "plugin_exports.h"
+#include "self_client.h"
 
 namespace nbdsnap {
+
+// When the filter may connect to nbdkit's own socket. nbdkit holds a lock through every handshake when it
+// serializes all requests, and through whole connections when it serializes connections: a connection of the
+// filter's own, made while nbdkit holds that lock for the caller, would wait for it until its deadline.
+enum class SelfConnection {
+  always,              // thread models parallel and serialize_requests
+  outside_handshakes,  // serialize_all_requests: from control requests, not from .open
+  never,               // serialize_connections: the list is only what clients' NBD_OPT_LIST showed
+};
+SelfConnection self_connection_for_thread_model(int thread_model);
 
 class FilterFrontEnd final : public ControlFrontEnd {
  public:
   // startup_dir resolves a relative nbdkit socket path; control_socket is skipped when looking for it.
-  FilterFrontEnd(Engine& engine, std::string startup_dir, std::string control_socket)
-      : engine_(engine), startup_dir_(std::move(startup_dir)), control_socket_(std::move(control_socket)) {}
+  FilterFrontEnd(Engine& engine, PluginExports& exports, std::string startup_dir, std::string control_socket,
+                 SelfConnection self_connection)
+      : engine_(engine),
+        exports_(exports),
+        startup_dir_(std::move(startup_dir)),
+        control_socket_(std::move(control_socket)),
+        self_connection_(self_connection) {}
 
   std::string front_end_name() const override { return "nbdkit-filter"; }
   std::string export_uri(const std::string& export_name) const override;
@@ -27,6 +50,19 @@ class FilterFrontEnd final : public ControlFrontEnd {
   Status attach_origin(const std::string& name, const std::string& path, bool read_only) override;
   // Refused (busy) while clients have the origin open, unless force: then their writes fail from now on.
   Status detach_origin(const std::string& name, bool force) override;
+
+  // Where this nbdkit listens for NBD clients, found once in /proc; empty when the filter cannot tell.
+  NbdListener nbd_listener() const;
+  // The plugin export a client's export name opens, if the plugin lists it: `requested` "" is the plugin's
+  // default export, otherwise `origin`'s export (the origin part of the name, PluginExports::export_of). A name
+  // not in the recorded list makes the filter ask nbdkit for the list again first. Refused with not_found and
+  // a message naming the export and the list. Called on nbdkit's connection threads (.open).
+  Status plugin_export_for(const std::string& requested, const std::string& origin, std::string& plugin_export);
+  // Called before each control request: asks nbdkit for the plugin's list, then opens once (NBD_OPT_INFO on
+  // nbdkit's own socket, which attaches it in .prepare) every listed export that has not been an origin
+  // during this run. Exports attached before and detached since are left to their next client. Returns what
+  // failed, for the log. Serialised; bounded by kSelfClientTimeout per step.
+  std::vector<std::string> attach_listed_origins();
 
   // Finds the origin `name`, attaching it (size from the plugin) when this is its first connection, and
   // registers `client`. `detached` is set when the origin is force-detached under this client.
@@ -45,12 +81,22 @@ class FilterFrontEnd final : public ControlFrontEnd {
   };
   // The listening Unix socket of this nbdkit (not the control socket), or empty. IPv4 TCP is the fallback.
   std::string find_nbd_socket() const;
+  // A connection to nbdkit's own socket, or why there is none. in_handshake: the caller is inside one of
+  // nbdkit's handshakes (.open).
+  Status connect_to_self(bool in_handshake, std::unique_ptr<SelfClient>& out) const;
+
+  // Every step of a connection to nbdkit's own socket (connect, NBD_OPT_LIST, each NBD_OPT_INFO) ends by then.
+  static constexpr std::chrono::milliseconds kSelfClientTimeout{5000};
 
   Engine& engine_;
+  PluginExports& exports_;
   const std::string startup_dir_;
   const std::string control_socket_;
+  const SelfConnection self_connection_;
+  std::mutex discovery_mutex_;  // one attach_listed_origins at a time; taken before mutex_, never inside it
   mutable std::mutex mutex_;  // also serialises attach and detach against new connections
   std::map<const void*, Client> clients_;  // GUARDED_BY(mutex_)
+  std::set<std::string> attach_tried_;     // GUARDED_BY(mutex_): origins attached or offered during this run
   mutable std::string nbd_socket_;         // GUARDED_BY(mutex_) cache of find_nbd_socket()
   mutable std::string tcp_listener_;       // GUARDED_BY(mutex_) "HOST:PORT" when nbdkit listens on TCP only
 };

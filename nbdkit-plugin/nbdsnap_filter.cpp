@@ -1,7 +1,9 @@
 // nbdsnap_filter.cpp — the nbdkit callbacks of nbdkit-nbdsnap-filter: translation to the engine, nothing more.
 //
-// Design notes. Every export of the plugin is an origin, attached to the engine when a client first opens it
-// (.prepare, where the plugin's size is known). Writes, trims and zeroes of an origin call
+// Design notes. Every export the plugin lists is an origin (plugin_exports.h), and no other name opens: the
+// list is recorded in .list_exports and checked in .open. An origin is attached to the engine when it is first
+// opened (.prepare, where the plugin's size is known): by a client, or by the filter itself over nbdkit's own
+// socket before a control request, so every listed export is an origin once the control socket answers. Writes, trims and zeroes of an origin call
 // Origin::begin_write (CBT mark + copy-on-write of old chunks read through the plugin) and keep its guard
 // until the plugin's write has returned; reads pass through. "ORIGIN@SNAPSHOT" opens the plugin's ORIGIN
 // read-only and is served from the engine's Image, which reads unchanged chunks through that connection.
@@ -31,6 +33,7 @@
 #include "filter_config.h"
 #include "filter_front_end.h"
 #include "next_device.h"
+#include "plugin_exports.h"
 
 namespace nbdsnap {
 namespace {
@@ -39,7 +42,9 @@ namespace {
 
 FilterConfig config;             // set in .config / .config_complete, read-only afterwards
 std::string startup_dir;         // nbdkit's working directory before it daemonized
+int thread_model = NBDKIT_THREAD_MODEL_PARALLEL;  // nbdkit's, from .get_ready
 std::unique_ptr<Engine> engine;  // from .after_fork to .unload
+std::unique_ptr<PluginExports> plugin_exports;
 std::unique_ptr<FilterFrontEnd> front_end;
 std::unique_ptr<Control> control;
 std::unique_ptr<ControlSocketServer> control_server;
@@ -56,9 +61,6 @@ struct Connection {
 };
 
 Connection& connection_of(void* handle) { return *static_cast<Connection*>(handle); }
-
-// The plugin export behind an origin: the plugin's default export "" is the configured default origin.
-std::string plugin_export_of(const std::string& origin) { return origin == config.default_origin ? "" : origin; }
 
 // ---------------------------------------------------------------- errors
 
@@ -98,7 +100,10 @@ void nbdsnap_load() {
 
 int nbdsnap_config(nbdkit_next_config* next, nbdkit_backend* nxdata, const char* key, const char* value) {
   return guarded(-1, nullptr, [&] {
-    if (std::string(key).rfind(kParameterPrefix, 0) != 0) return next(nxdata, key, value);
+    if (std::string(key).rfind(kParameterPrefix, 0) != 0) {
+      config.note_plugin_parameter(key, value);
+      return next(nxdata, key, value);
+    }
     if (Status s = config.apply(key, value); !s) {
       nbdkit_error("nbdsnap: %s", s.message().c_str());
       return -1;
@@ -119,6 +124,11 @@ int nbdsnap_config_complete(nbdkit_next_config_complete* next, nbdkit_backend* n
 
 int nbdsnap_thread_model() { return NBDKIT_THREAD_MODEL_PARALLEL; }
 
+int nbdsnap_get_ready(int model) {
+  thread_model = model;
+  return 0;
+}
+
 // The engine does not refuse one file as the difference storage of two snapshots: never hand it out twice.
 Status check_storage_unused(const std::string& path) {
   for (const SnapshotInfo& snapshot : engine->snapshots())
@@ -129,24 +139,41 @@ Status check_storage_unused(const std::string& path) {
   return Status::ok();
 }
 
-// Control requests as they arrive on the socket; fills in the default difference storage and limit.
-std::string handle_control_line(const std::string& line) {
-  if (!config.has_default_storage() && config.storage_limit == 0) return control->handle_line(line);
-  nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
-  if (request.is_discarded() || !request.is_object()) return control->handle_line(line);
+// Every export the plugin lists is an origin before a control request is answered (except the two that do
+// not look at origins), so CBT state is there without any client having opened the export.
+void attach_listed_origins(const nlohmann::json& request) {
+  auto command = request.find("command");
+  if (command != request.end() && (*command == "version" || *command == "events-wait")) return;
+  for (const std::string& failure : front_end->attach_listed_origins())
+    nbdkit_debug("nbdsnap: %s", failure.c_str());
+}
+
+// A snapshot-create without storage or limit gets the configured defaults.
+Status apply_snapshot_defaults(nlohmann::json& request) {
   auto command = request.find("command");
   auto name = request.find("name");
-  if (command != request.end() && *command == "snapshot-create" && name != request.end() && name->is_string() &&
-      check_object_name("snapshot", name->get<std::string>())) {
-    auto storage = request.find("storage");
-    if (config.has_default_storage() && (storage == request.end() || (storage->is_array() && storage->empty()))) {
-      StorageSpec spec = config.default_storage_for(name->get<std::string>());
-      if (Status s = check_storage_unused(spec.path); !s) return error_reply(s).dump();
-      request["storage"] = nlohmann::json::array({{{"path", spec.path}, {"size", spec.size}}});
-    }
-    if (config.storage_limit != 0 && !request.contains("limit")) request["limit"] = config.storage_limit;
+  if (command == request.end() || *command != "snapshot-create" || name == request.end() || !name->is_string() ||
+      !check_object_name("snapshot", name->get<std::string>()))
+    return Status::ok();
+  auto storage = request.find("storage");
+  if (config.has_default_storage() && (storage == request.end() || (storage->is_array() && storage->empty()))) {
+    StorageSpec spec = config.default_storage_for(name->get<std::string>());
+    if (Status s = check_storage_unused(spec.path); !s) return s;
+    request["storage"] = nlohmann::json::array({{{"path", spec.path}, {"size", spec.size}}});
   }
-  return control->handle(request).dump();
+  if (config.storage_limit != 0 && !request.contains("limit")) request["limit"] = config.storage_limit;
+  return Status::ok();
+}
+
+// Control requests as they arrive on the socket. A reply may quote file names that are not UTF-8: those bytes
+// are replaced rather than thrown on, as Control::handle_line does.
+std::string handle_control_line(const std::string& line) {
+  nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
+  if (request.is_discarded() || !request.is_object()) return control->handle_line(line);
+  attach_listed_origins(request);
+  const Status defaults = apply_snapshot_defaults(request);
+  const nlohmann::json reply = defaults ? control->handle(request) : error_reply(defaults);
+  return reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 // Starts the control server with every signal blocked in its threads: signals stay with nbdkit's threads.
@@ -165,8 +192,11 @@ int nbdsnap_after_fork(nbdkit_backend*) {
     EngineConfig engine_config;
     engine_config.state_dir = config.state_dir;
     engine_config.sizing = config.sizing;
+    engine_config.served_origin_files = config.served_files;
     engine = std::make_unique<Engine>(std::move(engine_config));
-    front_end = std::make_unique<FilterFrontEnd>(*engine, startup_dir, config.control_socket);
+    plugin_exports = std::make_unique<PluginExports>(config.default_origin);
+    front_end = std::make_unique<FilterFrontEnd>(*engine, *plugin_exports, startup_dir, config.control_socket,
+                                                 self_connection_for_thread_model(thread_model));
     control = std::make_unique<Control>(*engine, *front_end);
     if (config.control_socket.empty()) return 0;
     std::string error;
@@ -215,6 +245,7 @@ void nbdsnap_unload() {
     save_state_once();
     control.reset();
     front_end.reset();
+    plugin_exports.reset();
     engine.reset();
     nbdkit_debug("nbdsnap: unloaded, CBT state saved");
     return 0;
@@ -223,11 +254,16 @@ void nbdsnap_unload() {
 
 // ---------------------------------------------------------------- exports and connections
 
+// The plugin's list is recorded (it decides which names are origins), then the images are added to it.
 int nbdsnap_list_exports(nbdkit_next_list_exports* next, nbdkit_backend* nxdata, int readonly, int is_tls,
                          nbdkit_exports* exports) {
   return guarded(-1, nullptr, [&] {
     if (next(nxdata, readonly, exports) == -1) return -1;
     if (!engine) return 0;
+    std::vector<std::string> listed;
+    for (size_t i = 0, n = nbdkit_exports_count(exports); i < n; ++i)
+      listed.emplace_back(nbdkit_get_export(exports, i).name);
+    plugin_exports->record(listed);
     for (const std::string& name : engine->image_export_names()) {
       if (nbdkit_add_export(exports, name.c_str(), "nbdsnap snapshot image") == -1) return -1;
     }
@@ -250,6 +286,13 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
       nbdkit_error("nbdsnap: export '%s' cannot be served: %s", exportname, s.message().c_str());
       return nullptr;
     }
+    // Only the plugin's own exports are origins (and images of them): a name the plugin merely accepts
+    // could be the same disk under a second name.
+    std::string plugin_export;
+    if (Status s = front_end->plugin_export_for(requested, connection->name.origin, plugin_export); !s) {
+      nbdkit_error("nbdsnap: export '%s' is refused: %s", exportname, s.message().c_str());
+      return nullptr;
+    }
     if (connection->is_image()) {
       const ExportName& name = connection->name;
       if (Status s = engine->find_image(name.origin, name.snapshot, connection->image); !s) {
@@ -259,7 +302,7 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
       }
       readonly = 1;  // the plugin is only read for an image; its writes go to difference storage
     }
-    if (next(context, readonly, plugin_export_of(connection->name.origin).c_str()) == -1) return nullptr;
+    if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
     return connection.release();
   });
 }
@@ -423,7 +466,7 @@ nbdkit_filter make_filter() {
   f.name = "nbdsnap";
   f.longname = "nbdkit nbdsnap filter";
   f.description =
-      "Block-device snapshots and change block tracking for any plugin: every export is an origin, "
+      "Block-device snapshots and change block tracking for any plugin: every listed export is an origin, "
       "ORIGIN@SNAPSHOT serves a snapshot image, control on a Unix socket.";
   f.load = nbdsnap_load;
   f.unload = nbdsnap_unload;
@@ -431,6 +474,7 @@ nbdkit_filter make_filter() {
   f.config_complete = nbdsnap_config_complete;
   f.config_help = kConfigHelp;
   f.thread_model = nbdsnap_thread_model;
+  f.get_ready = nbdsnap_get_ready;
   f.after_fork = nbdsnap_after_fork;
   f.cleanup = nbdsnap_cleanup;
   f.list_exports = nbdsnap_list_exports;

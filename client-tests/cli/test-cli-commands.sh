@@ -18,8 +18,8 @@ run_cli 0 --json version
 pass "version (table and --json)"
 
 run_cli 0 origins
-expect_out '^NAME +SIZE +RO +TRACKER +GENERATION +CHANGE +SNAPSHOT +CLIENTS$'
-expect_out '^disk +64\.0 MiB +no +attached '
+expect_out '^NAME +SIZE +RO +GENERATION +CHANGE +SNAPSHOT +CLIENTS$'
+expect_out '^disk +64\.0 MiB +no +[0-9a-f-]{36} '
 expect_out '^data +64\.0 MiB '
 run_cli 0 origins --json
 [[ $(json_field '.origins | length') == 2 ]] || fail "origins --json: $out"

@@ -17,7 +17,7 @@ write 0x11 0 2M ''   # the first open attaches the origin "default"
 run_cli 0 --json version
 [[ $(json_field .front_end) == nbdkit-filter ]] || fail "version: $out"
 run_cli 0 origins
-expect_out '^default +32\.0 MiB +no +attached '
+expect_out '^default +32\.0 MiB +no +[0-9a-f-]{36} '
 pass "version and origins through the filter"
 
 run_cli 0 snapshot create s1 --origin default

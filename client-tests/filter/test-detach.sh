@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test-detach.sh — origin-detach through the control socket: refused while a client has the origin open;
-# forced, it cuts the connected writer off (its writes fail, so none is untracked) and the next open attaches
-# the origin again with its CBT resumed.
+# forced, it cuts the connected writer off (its writes, trims and zeroes fail with EIO, so none is untracked;
+# reads keep working) and the next open attaches the origin again with its CBT resumed.
 # Usage: test-detach.sh FILTER.so
 FILTER=$1
 source "$(dirname "$0")/lib.sh"
@@ -28,6 +28,13 @@ try:
     print("second write ok", flush=True)
 except nbd.Error as e:
     print(f"second write failed: {e}", flush=True)
+for name, call in (("trim", lambda: h.trim(4096, 0)), ("zero", lambda: h.zero(4096, 0))):
+    try:
+        call()
+        print(f"{name} ok", flush=True)
+    except nbd.Error as e:
+        print(f"{name} failed: errno {e.errno}", flush=True)
+print("read ok" if h.pread(4096, 0) == b"\x01" * 4096 else "read wrong", flush=True)
 PYEOF
 writer=$!
 for _ in $(seq 300); do grep -q "first write ok" "$dir/writer.out" && break; sleep 0.1; done
@@ -42,7 +49,11 @@ ctl '{"command":"origin-detach","name":"default","force":true}' >/dev/null
 echo go >"$dir/go"
 wait "$writer"
 grep -q "second write failed" "$dir/writer.out" || fail "a write after forced detach went through: $(cat "$dir/writer.out")"
+grep -q "trim failed: errno EIO" "$dir/writer.out" || fail "trim after forced detach: $(cat "$dir/writer.out")"
+grep -q "zero failed: errno EIO" "$dir/writer.out" || fail "zero after forced detach: $(cat "$dir/writer.out")"
+grep -q "read ok" "$dir/writer.out" || fail "read after forced detach: $(cat "$dir/writer.out")"
 qemu-io -f raw -r -c 'read -P 0 4K 4K' "$disk" >/dev/null || fail "the refused write reached the disk"
+qemu-io -f raw -r -c 'read -P 1 0 4K' "$disk" >/dev/null || fail "the refused trim or zero reached the disk"
 pass "forced detach cuts off connected writers; plain detach is refused while they are connected"
 
 qemu-io -f raw -c 'write -P 0x33 64K 4K' "$(uri '')" >/dev/null  # reattaches

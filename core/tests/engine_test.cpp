@@ -45,7 +45,6 @@ TEST_CASE("an attached origin is listed with its sizes and a fresh CBT") {
   CHECK(info.name == "disk0");
   CHECK(info.size == 4 * MiB);
   CHECK_FALSE(info.read_only);
-  CHECK(info.tracker_attached);
   CHECK(Uuid::parse(info.generation).has_value());
   CHECK(info.change_number == 1);
   CHECK(info.tracking_block_size == tracking_block_size(4 * MiB, SizingRules{}));

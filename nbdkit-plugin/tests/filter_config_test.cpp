@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "filter_config.h"
@@ -80,13 +81,62 @@ TEST_CASE("default_storage_directory_needs_a_size") {
 }
 
 TEST_CASE("default_storage_file_is_used_as_given") {
+  std::string dir = temp_dir();
+  std::string file = dir + "/diff.img";
+  std::ofstream(file).close();
   FilterConfig config;
-  REQUIRE(config.apply("nbdsnap-storage", "/srv/diff.img"));
+  REQUIRE(config.apply("nbdsnap-storage", file));
   REQUIRE(config.complete());
   CHECK_FALSE(config.storage_is_directory);
   auto spec = config.default_storage_for("s");
-  CHECK(spec.path == "/srv/diff.img");
+  CHECK(spec.path == file);
   CHECK(spec.size == 0);
+  unlink(file.c_str());
+  rmdir(dir.c_str());
+}
+
+TEST_CASE("default_storage_that_does_not_exist_is_refused_with_both_ways_out") {
+  std::string dir = temp_dir();
+  FilterConfig config;
+  REQUIRE(config.apply("nbdsnap-storage", dir + "/dif:64M"));  // a misspelt directory
+  auto s = config.complete();
+  CHECK(s.code() == Errc::not_found);
+  CHECK(s.message().find("nbdsnap-storage=" + dir + "/dif does not exist") != std::string::npos);
+  CHECK(s.message().find("mkdir " + dir + "/dif") != std::string::npos);
+  CHECK(s.message().find("fallocate -l SIZE " + dir + "/dif") != std::string::npos);
+  rmdir(dir.c_str());
+}
+
+TEST_CASE("default_storage_or_state_dir_the_plugin_serves_is_refused") {
+  std::string dir = temp_dir();
+  std::string disk = dir + "/disk.img";
+  std::ofstream(disk).close();
+  FilterConfig served_file;
+  served_file.note_plugin_parameter("file", disk);  // `nbdkit file DISK`: the magic key
+  REQUIRE(served_file.apply("nbdsnap-storage", disk));
+  auto s = served_file.complete();
+  CHECK(s.code() == Errc::already_exists);
+  CHECK(s.message().find("nbdsnap-storage: difference storage " + disk + " is " + disk) != std::string::npos);
+
+  FilterConfig served_dir;
+  served_dir.note_plugin_parameter("dir", dir);
+  REQUIRE(served_dir.apply("nbdsnap-storage", dir + ":64M"));
+  CHECK(served_dir.complete().code() == Errc::invalid_argument);
+
+  FilterConfig state_in_served_dir;
+  state_in_served_dir.note_plugin_parameter("dir", dir);
+  REQUIRE(state_in_served_dir.apply("nbdsnap-state-dir", dir));
+  auto state = state_in_served_dir.complete();
+  CHECK(state.code() == Errc::invalid_argument);
+  CHECK(state.message().find("nbdsnap-state-dir " + dir + " is the directory the plugin serves (dir=") !=
+        std::string::npos);
+
+  FilterConfig other_keys;
+  other_keys.note_plugin_parameter("size", disk);
+  REQUIRE(other_keys.apply("nbdsnap-storage", disk));
+  CHECK(other_keys.complete());
+  unlink(disk.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST_CASE("state_dir_must_exist") {

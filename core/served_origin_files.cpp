@@ -1,0 +1,126 @@
+// served_origin_files.cpp — comparing a storage path with served files by identity (device and inode) and place.
+#include "served_origin_files.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <memory>
+
+namespace nbdsnap {
+namespace {
+
+// One file however it is reached: a block device by its device number (two device nodes are one disk), anything
+// else by file system and inode (hard links and symbolic links are one file).
+struct Identity {
+  bool block = false;
+  dev_t device = 0;
+  ino_t inode = 0;
+  bool operator==(const Identity&) const = default;
+};
+
+Identity identity_of(const struct stat& st) {
+  if (S_ISBLK(st.st_mode)) return {true, st.st_rdev, 0};
+  return {false, st.st_dev, st.st_ino};
+}
+
+// The identity of what `path` names, following symbolic links; false when nothing is there.
+bool identity_of(const std::string& path, Identity& out) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return false;
+  out = identity_of(st);
+  return true;
+}
+
+std::string absolute(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return path;
+  return std::string(cwd) + "/" + path;
+}
+
+// The path with symbolic links, "." and ".." resolved, or the absolute path when it does not exist.
+std::string resolved(const std::string& path) {
+  std::unique_ptr<char, decltype(&std::free)> real(::realpath(path.c_str(), nullptr), &std::free);
+  return real ? std::string(real.get()) : absolute(path);
+}
+
+std::string parent_of(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos || slash == 0 ? std::string("/") : path.substr(0, slash);
+}
+
+constexpr const char* kWhy =
+    ": copy-on-write into it would overwrite an origin's data; use a file the plugin does not serve";
+
+}  // namespace
+
+void ServedOriginFiles::add_file(const std::string& path, const std::string& source) {
+  files_.push_back({resolved(path), source});
+}
+
+void ServedOriginFiles::add_directory(const std::string& path, const std::string& source) {
+  directories_.push_back({resolved(path), source});
+}
+
+Status ServedOriginFiles::check_storage(const std::string& path, const std::string& what) const {
+  if (path.empty() || empty()) return Status::ok();
+  const std::string full = absolute(path);
+  if (Status s = check_identity(full, what + " " + path); !s) return s;
+  return check_location(full, what + " " + path);
+}
+
+Status ServedOriginFiles::check_identity(const std::string& path, const std::string& shown) const {
+  Identity storage;
+  if (!identity_of(path, storage)) return Status::ok();  // nothing there yet: where it would be is checked next
+  for (const Entry& file : files_) {
+    Identity served;
+    if (identity_of(file.path, served) && served == storage)
+      return {Errc::already_exists, shown + " is " + file.path +
+                                        ", which the plugin serves (" + file.source + ")" + kWhy};
+  }
+  for (const Entry& directory : directories_) {
+    Identity served;
+    if (identity_of(directory.path, served) && served == storage)
+      return {Errc::invalid_argument, shown + " is the directory the plugin serves (" +
+                                          directory.source + ")"};
+    DIR* dir = ::opendir(directory.path.c_str());
+    if (dir == nullptr) continue;
+    Status found;
+    while (dirent* entry = ::readdir(dir)) {
+      struct stat st {};
+      if (::fstatat(::dirfd(dir), entry->d_name, &st, 0) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+        continue;
+      if (identity_of(st) == storage) {
+        found = {Errc::already_exists, shown + " is " + directory.path + "/" + entry->d_name +
+                                           ", which the plugin serves as export '" + entry->d_name + "' (" +
+                                           directory.source + ")" + kWhy};
+        break;
+      }
+    }
+    ::closedir(dir);
+    if (!found) return found;
+  }
+  return Status::ok();
+}
+
+Status ServedOriginFiles::check_location(const std::string& path, const std::string& shown) const {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Status::ok();  // a directory holds storage files
+  // Where the file is, or would be created: a symbolic link is followed to the file it names.
+  Identity parent;
+  if (!identity_of(parent_of(resolved(path)), parent)) return Status::ok();  // opening it will fail anyway
+  for (const Entry& directory : directories_) {
+    Identity served;
+    if (identity_of(directory.path, served) && served == parent)
+      return {Errc::invalid_argument, shown + " lies in " + directory.path +
+                                          ", which the plugin serves (" + directory.source +
+                                          "): every file there is an export; put storage in another directory"};
+  }
+  return Status::ok();
+}
+
+}  // namespace nbdsnap

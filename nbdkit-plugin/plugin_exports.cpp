@@ -1,0 +1,68 @@
+// plugin_exports.cpp — recording the plugin's export list and asking nbdkit for it.
+#include "plugin_exports.h"
+
+namespace nbdsnap {
+
+std::string PluginExports::origin_of(const std::string& export_name) const {
+  return export_name.empty() ? default_origin_ : export_name;
+}
+
+std::string PluginExports::export_of(const std::string& origin) const {
+  if (origin != default_origin_) return origin;
+  return is_listed("") ? std::string() : origin;
+}
+
+void PluginExports::record(const std::vector<std::string>& names) {
+  std::scoped_lock lock(mutex_);
+  names_ = std::set<std::string>(names.begin(), names.end());
+  known_ = true;
+  ++recorded_count_;
+}
+
+bool PluginExports::is_listed(const std::string& export_name) const {
+  std::scoped_lock lock(mutex_);
+  return known_ ? names_.count(export_name) != 0 : export_name.empty();
+}
+
+bool PluginExports::list_known() const {
+  std::scoped_lock lock(mutex_);
+  return known_;
+}
+
+std::vector<std::string> PluginExports::names() const {
+  std::scoped_lock lock(mutex_);
+  return {names_.begin(), names_.end()};
+}
+
+Status PluginExports::refresh(SelfClient& client) {
+  std::scoped_lock serial(refresh_mutex_);
+  uint64_t before = 0;
+  {
+    std::scoped_lock lock(mutex_);
+    before = recorded_count_;
+  }
+  std::vector<std::string> answered;
+  if (Status s = client.list(answered); !s) return s;
+  std::scoped_lock lock(mutex_);
+  if (recorded_count_ == before)
+    return {Errc::io_error, "nbdkit answered NBD_OPT_LIST without asking the nbdsnap filter (does a filter "
+                            "stacked above nbdsnap answer it?)"};
+  return Status::ok();
+}
+
+std::string PluginExports::describe() const {
+  constexpr size_t kShown = 8;
+  std::scoped_lock lock(mutex_);
+  if (!known_) return "no list read yet";
+  if (names_.empty()) return "no exports";
+  std::string text;
+  size_t shown = 0;
+  for (const std::string& name : names_) {
+    if (shown == kShown) break;
+    text += (shown++ ? ", \"" : "\"") + name + "\"";
+  }
+  if (names_.size() > kShown) text += " and " + std::to_string(names_.size() - kShown) + " more";
+  return text;
+}
+
+}  // namespace nbdsnap

@@ -1,0 +1,61 @@
+// plugin_exports.h — the export names the plugin itself lists: the only names the filter serves as origins.
+//
+// Design notes. One disk must be one origin. Plugins such as memory, or file with file=, serve the same disk
+// under every export name; if each name became an origin, a client writing through a second name would change
+// the disk behind the first origin's tracker, and that origin's snapshot images and CBT would silently miss it.
+// The plugin's own list (its .list_exports; nbdkit's default for plugins without one is the default export
+// alone) is the truth: an export the plugin lists is one disk, any other name is refused.
+//
+// nbdkit hands a filter that list only inside .list_exports, which runs when a client sends NBD_OPT_LIST. So
+// the filter records every list that passes through .list_exports, and when it needs a fresh one it makes
+// nbdkit run it by asking its own socket (refresh, self_client.h). Until a list has been read (no socket the
+// filter can reach, nbdkit requires TLS...), only the default export "" counts as listed.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "self_client.h"
+#include "status.h"
+
+namespace nbdsnap {
+
+class PluginExports {
+ public:
+  // default_origin: the origin name of the plugin's default export "".
+  explicit PluginExports(std::string default_origin) : default_origin_(std::move(default_origin)) {}
+
+  // --- names (the one mapping between origin names and the plugin's export names) ---
+  // The origin a plugin export is served as: "" is the default origin, other names are themselves.
+  std::string origin_of(const std::string& export_name) const;
+  // The plugin export behind an origin name: the default origin is "" unless the plugin's list lacks "" (then
+  // a listed export of that very name is meant). Thread-safe.
+  std::string export_of(const std::string& origin) const;
+
+  // --- the list ---
+  // Records the plugin's list as .list_exports received it. Thread-safe.
+  void record(const std::vector<std::string>& names);
+  // Whether the plugin lists `export_name`; while no list has been read, true for "" only. Thread-safe.
+  bool is_listed(const std::string& export_name) const;
+  bool list_known() const;
+  std::vector<std::string> names() const;
+  // Makes nbdkit run .list_exports by sending NBD_OPT_LIST through `client`, so that the list is recorded.
+  // Errors: the client's (no answer, TLS required...), or io_error when nbdkit answered without the filter
+  // seeing the list (a filter stacked above this one answers NBD_OPT_LIST itself). Serialised.
+  Status refresh(SelfClient& client);
+  // "\"\", \"a.img\"": the list for messages (the first few names, then how many more).
+  std::string describe() const;
+
+ private:
+  const std::string default_origin_;
+  std::mutex refresh_mutex_;             // one NBD_OPT_LIST at a time; taken before mutex_
+  mutable std::mutex mutex_;
+  std::set<std::string> names_;          // GUARDED_BY(mutex_)
+  bool known_ = false;                   // GUARDED_BY(mutex_): a list has been recorded
+  uint64_t recorded_count_ = 0;          // GUARDED_BY(mutex_): lists recorded so far
+};
+
+}  // namespace nbdsnap
