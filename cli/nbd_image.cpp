@@ -25,6 +25,7 @@ constexpr uint64_t kBlockStatusWindow = 1ull << 30;        // below 4 GiB: every
 constexpr std::chrono::milliseconds kProbeAfter{1000};       // an NBD server greets at once
 constexpr std::chrono::milliseconds kProbeGreetingWait{500};  // the probe's wait for an NBD greeting
 constexpr std::chrono::milliseconds kProbeBound{2000};        // the whole probe
+constexpr std::chrono::milliseconds kDisconnectWait{1000};    // for the server to close after NBD_CMD_DISC
 
 // Whether the socket is an nbdsnap control socket, asked within `budget` (half of it at most to listen for
 // an NBD greeting first).
@@ -123,8 +124,10 @@ void NbdImage::connect_failed(const std::string& socket, bool probed) {
 
 NbdImage::~NbdImage() {
   if (handle_ == nullptr) return;
+  // NBD_CMD_DISC has no reply: waiting for the server to close is a courtesy, so it is kept short (a backup
+  // closes several connections, and a server that stopped answering would hold up each of them).
   if (responsive_ && nbd_aio_is_ready(handle_) == 1 && nbd_aio_disconnect(handle_, 0) == 0) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout_;
+    const auto deadline = std::chrono::steady_clock::now() + std::min(timeout_, kDisconnectWait);
     while (nbd_aio_is_closed(handle_) != 1 && nbd_aio_is_dead(handle_) != 1 &&
            std::chrono::steady_clock::now() < deadline) {
       if (poll(until(deadline)) == -1) break;

@@ -34,7 +34,8 @@ class NbdImage {
   // otherwise (a timeout names it).
   NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts, std::chrono::milliseconds timeout,
            Probe probe = Probe::wrong_socket);
-  // Disconnects politely (bounded by the timeout) unless give_up() was called; then just closes.
+  // Disconnects politely (waiting at most a second, or the timeout if shorter) unless give_up() was called;
+  // then just closes.
   ~NbdImage();
   NbdImage(const NbdImage&) = delete;
   NbdImage& operator=(const NbdImage&) = delete;
