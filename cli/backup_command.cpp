@@ -255,7 +255,7 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
 
   std::vector<std::string> contexts = {kBaseAllocation};
   if (!job.since.empty()) contexts.push_back(dirty_bitmap_context(job.since));
-  NbdImage image(job.uri, contexts);
+  NbdImage image(job.uri, contexts, context.global().timeout);
   BackupReport report;
   report.image_size = image.size();
   BackupFacts facts = gather_facts(context, job, image, report);

@@ -2,6 +2,7 @@
 #include "command_line.h"
 
 #include "exit_codes.h"
+#include "socket_io.h"
 #include "units.h"
 
 namespace po = boost::program_options;
@@ -12,6 +13,7 @@ Invocation split_command_line(const std::vector<std::string>& arguments, const c
   po::options_description global;
   global.add_options()
       ("control", po::value<std::string>())
+      ("timeout", po::value<std::string>())
       ("json", po::bool_switch())
       ("help,h", po::bool_switch())
       ("version", po::bool_switch())
@@ -28,6 +30,7 @@ Invocation split_command_line(const std::vector<std::string>& arguments, const c
     invocation.global.json = values["json"].as<bool>();
     invocation.global.help = values["help"].as<bool>();
     invocation.global.version = values["version"].as<bool>();
+    if (values.count("timeout")) invocation.global.timeout = parse_timeout_argument(values["timeout"].as<std::string>());
     if (values.count("control")) {
       invocation.global.control = values["control"].as<std::string>();
     } else if (environment_control != nullptr && *environment_control != '\0') {
@@ -95,6 +98,21 @@ std::string CommandArgs::help() const {
   out << "Usage: nbdsnap " << synopsis_ << "\n";
   if (!visible_.options().empty()) out << "\n" << visible_;
   return out.str();
+}
+
+std::chrono::milliseconds parse_timeout_argument(const std::string& text) {
+  double seconds = 0;
+  size_t used = 0;
+  try {
+    seconds = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || !(seconds > 0) || seconds > kMaximumTimeoutSeconds) {
+    usage_error("--timeout '" + text + "': give seconds, more than 0 and at most " +
+                std::to_string(static_cast<int>(kMaximumTimeoutSeconds)) + " (e.g. 30 or 2.5)");
+  }
+  return timeout_milliseconds(seconds);
 }
 
 uint64_t parse_size_argument(const std::string& what, const std::string& text) {

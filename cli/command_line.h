@@ -1,10 +1,11 @@
 // command_line.h — command-line parsing shared by every command: global options, per-command arguments.
 //
-// `nbdsnap [GLOBAL OPTIONS] COMMAND [SUBCOMMAND] [ARGS] [OPTIONS]`: global options (--control, --json, --help)
-// may appear anywhere; the words left over go to the command, which parses them with CommandArgs.
+// `nbdsnap [GLOBAL OPTIONS] COMMAND [SUBCOMMAND] [ARGS] [OPTIONS]`: global options (--control, --timeout,
+// --json, --help) may appear anywhere; the words left over go to the command, which parses them with CommandArgs.
 // Every parse error becomes a CliError with ExitCode::usage.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,9 +16,14 @@ namespace nbdsnap::cli {
 
 inline constexpr const char* kDefaultControlPath = "/run/nbdsnap/control.sock";
 inline constexpr const char* kControlEnvironmentVariable = "NBDSNAP_CONTROL";
+inline constexpr double kDefaultTimeoutSeconds = 30;
+inline constexpr double kMaximumTimeoutSeconds = 24 * 3600;
 
 struct GlobalOptions {
   std::string control;  // resolved: --control, else $NBDSNAP_CONTROL, else kDefaultControlPath
+  // --timeout: the bound of every network wait (connecting, handshakes, each control request beyond what
+  // the command waits on the server, each NBD request during a backup).
+  std::chrono::milliseconds timeout{static_cast<long long>(kDefaultTimeoutSeconds * 1000)};
   bool json = false;
   bool help = false;
   bool version = false;
@@ -64,6 +70,9 @@ class CommandArgs {
   std::vector<int> positional_counts_;
   boost::program_options::variables_map values_;
 };
+
+// --timeout SECONDS (a fraction allowed): more than 0, at most kMaximumTimeoutSeconds, else a usage error.
+std::chrono::milliseconds parse_timeout_argument(const std::string& text);
 
 // A size given by the user ("256M") or a usage error naming what it is for.
 uint64_t parse_size_argument(const std::string& what, const std::string& text);

@@ -33,7 +33,7 @@ const CommandSpec* find_command(const std::vector<CommandSpec>& specs, const std
 
 std::string general_help(const std::vector<CommandSpec>& specs) {
   std::string out =
-      "Usage: nbdsnap [--control PATH] [--json] COMMAND [ARGS...]\n"
+      "Usage: nbdsnap [--control PATH] [--timeout SECONDS] [--json] COMMAND [ARGS...]\n"
       "Client of the nbdsnap control socket, and a backup agent reading snapshot images over NBD.\n\n"
       "Commands:\n";
   size_t width = 0;
@@ -44,11 +44,14 @@ std::string general_help(const std::vector<CommandSpec>& specs) {
   out +=
       "\nGlobal options:\n"
       "  --control PATH  control socket (default: $NBDSNAP_CONTROL, else /run/nbdsnap/control.sock)\n"
+      "  --timeout SECONDS\n"
+      "                  give up on a server that does not answer within SECONDS (default 30): when\n"
+      "                  connecting, in handshakes, for each control request and each NBD read\n"
       "  --json          print the server's replies as JSON, for scripts\n"
       "  --help, -h      this help; `nbdsnap COMMAND --help` shows a command's options\n"
       "  --version       print the client's version\n"
-      "\nExit status: 0 ok, 1 the command failed (server error, hook failure), 2 usage error,\n"
-      "3 not found, 4 I/O or connection error.\n";
+      "\nExit status: 0 ok, 1 the command failed (server error, hook failure), 2 usage error (also a\n"
+      "control socket given for an NBD one or back), 3 not found, 4 I/O or connection error (also a timeout).\n";
   return out;
 }
 

@@ -22,7 +22,7 @@ class Context {
   std::ostream& err() { return err_; }
   // The control connection, opened on first use.
   ControlClient& control() {
-    if (!control_) control_ = std::make_unique<ControlClient>(global_.control);
+    if (!control_) control_ = std::make_unique<ControlClient>(global_.control, global_.timeout);
     return *control_;
   }
   // Pretty JSON for --json output.

@@ -1,18 +1,21 @@
-// control_client.cpp — Unix socket connection and reply decoding for the control protocol.
+// control_client.cpp — Unix socket connection and reply decoding for the control protocol, every wait bounded.
 #include "control_client.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "exit_codes.h"
+#include "socket_kind.h"
 
 namespace nbdsnap::cli {
 
 namespace {
+
+// How long to listen for an NBD greeting when the connection ended without a reply: a server greets at once.
+constexpr std::chrono::milliseconds kGreetingWait{1000};
 
 [[noreturn]] void connection_error(const std::string& path, const std::string& what, int err) {
   throw CliError(ExitCode::io_error, "control socket " + path + ": " + what + ": " + std::strerror(err));
@@ -20,58 +23,85 @@ namespace {
 
 }  // namespace
 
-ControlClient::ControlClient(const std::string& path) : path_(path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(address.sun_path)) {
-    throw CliError(ExitCode::usage, "control socket path '" + path + "' is empty or too long");
+std::string format_timeout(std::chrono::milliseconds timeout) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g s", static_cast<double>(timeout.count()) / 1000);
+  return text;
+}
+
+ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout)
+    : path_(path), timeout_(timeout) {
+  fd_ = connect_unix(path, Deadline(timeout));
+  if (fd_ >= 0) return;
+  const int err = errno;
+  if (err == ENAMETOOLONG) throw CliError(ExitCode::usage, "control socket path '" + path + "' is empty or too long");
+  if (err == ETIMEDOUT) {
+    throw CliError(ExitCode::io_error, "control socket " + path + ": cannot connect within " +
+                                           format_timeout(timeout) + " (--timeout): the server accepts no clients");
   }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) connection_error(path, "socket", errno);
-  if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    int err = errno;
-    ::close(fd_);
-    fd_ = -1;
-    connection_error(path, "cannot connect", err);
-  }
+  connection_error(path, "cannot connect", err);
 }
 
 ControlClient::~ControlClient() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-nlohmann::json ControlClient::request(const std::string& command, nlohmann::json arguments) {
+nlohmann::json ControlClient::request(const std::string& command, nlohmann::json arguments,
+                                      std::chrono::milliseconds server_wait) {
+  const Deadline deadline(timeout_ + server_wait);
   arguments["command"] = command;
-  send_line(arguments.dump() + "\n");
-  return result_of_reply(receive_line());
+  send_line(command, arguments.dump() + "\n", deadline);
+  std::string line = receive_line(command, deadline);
+  replied_ = true;
+  return result_of_reply(line);
 }
 
-void ControlClient::send_line(const std::string& line) {
-  size_t done = 0;
-  while (done < line.size()) {
-    ssize_t n = ::send(fd_, line.data() + done, line.size() - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) connection_error(path_, "send", errno);
-    done += static_cast<size_t>(n);
+void ControlClient::send_line(const std::string& command, const std::string& line, const Deadline& deadline) {
+  if (send_all(fd_, line, deadline)) return;
+  const int err = errno;
+  if (err == ETIMEDOUT) {
+    throw CliError(ExitCode::io_error, "control socket " + path_ + ": cannot send " + command + " within " +
+                                           format_timeout(timeout_) + " (--timeout): the server does not read");
   }
+  connection_lost("send", err);
 }
 
-std::string ControlClient::receive_line() {
+std::string ControlClient::receive_line(const std::string& command, const Deadline& deadline) {
   for (;;) {
-    size_t newline = buffered_.find('\n');
+    if (!replied_ && is_nbd_greeting(buffered_)) {
+      throw CliError(ExitCode::usage, nbd_socket_given_as_control_message(path_));
+    }
+    const size_t newline = buffered_.find('\n');
     if (newline != std::string::npos) {
       std::string line = buffered_.substr(0, newline);
       buffered_.erase(0, newline + 1);
       return line;
     }
     char chunk[65536];
-    ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) connection_error(path_, "receive", errno);
-    if (n == 0) throw CliError(ExitCode::io_error, "control socket " + path_ + ": server closed the connection");
-    buffered_.append(chunk, static_cast<size_t>(n));
+    const ssize_t n = receive_some(fd_, chunk, sizeof(chunk), deadline);
+    if (n > 0) {
+      buffered_.append(chunk, static_cast<size_t>(n));
+      continue;
+    }
+    const int err = n == 0 ? 0 : errno;
+    if (err == ETIMEDOUT) {
+      throw CliError(ExitCode::io_error, "control socket " + path_ + ": no reply to " + command + " within " +
+                                             format_timeout(timeout_) +
+                                             " (--timeout); the server may still carry it out");
+    }
+    connection_lost("receive", err);
   }
+}
+
+void ControlClient::connection_lost(const std::string& what, int err) {
+  // An NBD server closes the connection when our request arrives as its client flags; the greeting it sent
+  // first may be lost with the reset, so a fresh connection listens for it.
+  if (!replied_ && probe_socket_kind(path_, kGreetingWait, Deadline(std::min(timeout_, kGreetingWait * 2))) ==
+                       SocketKind::nbd) {
+    throw CliError(ExitCode::usage, nbd_socket_given_as_control_message(path_));
+  }
+  if (err == 0) throw CliError(ExitCode::io_error, "control socket " + path_ + ": server closed the connection");
+  connection_error(path_, what, err);
 }
 
 nlohmann::json result_of_reply(const std::string& line) {

@@ -1,6 +1,7 @@
 // events_commands.cpp — following the event log, and the storage watcher's loop.
 #include "events_commands.h"
 
+#include <chrono>
 #include <cstdio>
 #include <set>
 
@@ -18,7 +19,7 @@ namespace nbdsnap::cli {
 
 namespace {
 
-constexpr int kFollowPollMilliseconds = 1000;
+constexpr std::chrono::milliseconds kFollowPoll{1000};  // one events-wait of --follow and watch-storage
 
 std::string pad(std::string text, size_t width) {
   if (text.size() < width) text.append(width - text.size(), ' ');
@@ -58,8 +59,10 @@ int run_events(Context& context, const std::vector<std::string>& words) {
   if (wait_seconds < 0) usage_error("--wait must not be negative");
   const bool follow = args.flag("follow");
   if (!context.json()) context.out() << format_event_header();
-  nlohmann::json reply = context.control().request(
-      "events-wait", {{"after", after}, {"timeout_ms", static_cast<uint64_t>(wait_seconds * 1000)}});
+  // The server waits at most 24 h (docs/control.md); so does the client, plus its --timeout.
+  const auto wait = std::chrono::milliseconds(static_cast<uint64_t>(std::min(wait_seconds, 86400.0) * 1000));
+  nlohmann::json reply =
+      context.control().request("events-wait", {{"after", after}, {"timeout_ms", wait.count()}}, wait);
   if (!follow && context.json()) {
     context.print_json(reply);
     return 0;
@@ -67,7 +70,8 @@ int run_events(Context& context, const std::vector<std::string>& words) {
   after = print_events(context, reply.value("events", nlohmann::json::array()), after);
   if (!follow) return 0;
   for (;;) {  // until interrupted, or the server goes away (exit 4)
-    reply = context.control().request("events-wait", {{"after", after}, {"timeout_ms", kFollowPollMilliseconds}});
+    reply = context.control().request("events-wait", {{"after", after}, {"timeout_ms", kFollowPoll.count()}},
+                                      kFollowPoll);
     after = print_events(context, reply.value("events", nlohmann::json::array()), after);
   }
 }
@@ -156,7 +160,7 @@ int run_watch_storage(Context& context, const std::vector<std::string>& words) {
   if (!last_relevant.is_null()) handle_events(context, watcher, nlohmann::json::array({last_relevant}));
   unsigned quiet_rounds = 0;
   for (;;) {
-    reply = control.request("events-wait", {{"after", after}, {"timeout_ms", kFollowPollMilliseconds}});
+    reply = control.request("events-wait", {{"after", after}, {"timeout_ms", kFollowPoll.count()}}, kFollowPoll);
     nlohmann::json events = reply.value("events", nlohmann::json::array());
     for (const auto& event : events) after = std::max(after, field_uint(event, "sequence"));
     if (!handle_events(context, watcher, events)) break;

@@ -71,11 +71,7 @@ class RequestLoop {
         }
         issue(slot, index);
       }
-      if (in_flight_ > 0 && nbd_poll(image_.handle(), -1) == -1) {
-        // The connection is dead: libnbd has completed (failed) what was in flight.
-        fail("NBD connection failed: " + NbdImage::last_error());
-        break;
-      }
+      if (in_flight_ > 0 && !wait_for_replies()) break;
     }
     if (failure_) throw *failure_;
   }
@@ -85,6 +81,25 @@ class RequestLoop {
 
  private:
   bool stopping() const { return work_.failed.load(std::memory_order_relaxed); }
+
+  // Lets libnbd send requests and receive replies until something happens. False when the loop must end
+  // with requests in flight: the connection died (libnbd has failed what was in flight), or no reply came
+  // for the timeout (a stopped server must not hang the backup; the connection is given up, so nothing
+  // reads into our buffers any more).
+  bool wait_for_replies() {
+    const auto silent_until = last_reply_ + image_.timeout();
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(silent_until - std::chrono::steady_clock::now());
+    if (image_.poll(std::max(left, std::chrono::milliseconds(0))) == -1) {
+      fail("NBD connection failed: " + NbdImage::last_error());
+      return false;
+    }
+    if (in_flight_ > 0 && std::chrono::steady_clock::now() >= silent_until) {
+      image_.give_up();
+      fail(image_.no_reply_message("reading the image"));
+      return false;
+    }
+    return true;
+  }
 
   static int on_complete(void* user_data, int* error) {
     auto* slot = static_cast<Slot*>(user_data);
@@ -97,6 +112,7 @@ class RequestLoop {
     slot.piece = piece_index;
     slot.busy = true;
     nbd_completion_callback callback{on_complete, &slot, nullptr};
+    if (in_flight_ == 0) last_reply_ = std::chrono::steady_clock::now();  // the silence starts now
     if (nbd_aio_pread(image_.handle(), slot.buffer.get(), piece.length, piece.offset, callback, 0) == -1) {
       // Not thrown here: requests in flight still point at our slots, so run() drains them first.
       slot.busy = false;
@@ -109,6 +125,7 @@ class RequestLoop {
   void complete(Slot& slot, int error) {
     slot.busy = false;
     --in_flight_;
+    last_reply_ = std::chrono::steady_clock::now();
     CopyPiece& piece = work_.pieces[slot.piece];
     if (failure_) return;
     if (error != 0) {
@@ -171,6 +188,7 @@ class RequestLoop {
   SharedWork& work_;
   std::vector<Slot> slots_;
   unsigned in_flight_ = 0;
+  std::chrono::steady_clock::time_point last_reply_{};  // of any request, or when the first one was issued
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;
   std::optional<CliError> failure_;
@@ -197,7 +215,7 @@ LoopTotals run_loops(NbdImage& image, const std::string& uri, SharedWork& work, 
   std::vector<std::unique_ptr<NbdImage>> extra;
   for (unsigned i = 1; i < wanted; ++i) {
     try {
-      extra.push_back(std::make_unique<NbdImage>(uri, std::vector<std::string>{}));
+      extra.push_back(std::make_unique<NbdImage>(uri, std::vector<std::string>{}, image.timeout(), NbdImage::Probe::none));
     } catch (const CliError&) {
       break;  // the server limits connections: do with fewer
     }

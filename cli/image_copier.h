@@ -6,7 +6,8 @@
 // request slot. Threads claim the next piece from one atomic index, so a slow connection never holds up the
 // others. The completion callback (run inside nbd_poll on the connection's thread) checksums the buffer
 // when verification is wanted and pwrite()s it at the same offset (pieces never overlap), then frees its
-// slot. The calling thread only draws the progress bar from an atomic byte count.
+// slot. The calling thread only draws the progress bar from an atomic byte count. A connection whose server
+// sends no reply for the image's timeout (nbdsnap --timeout) fails the copy instead of waiting for ever.
 #pragma once
 
 #include <cstdint>

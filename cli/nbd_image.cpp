@@ -1,4 +1,10 @@
-// nbd_image.cpp — libnbd connection and block status walking.
+// nbd_image.cpp — libnbd connection with a bounded handshake, and block status walking.
+//
+// Design notes. The handshake runs through nbd_aio_connect_uri() and nbd_poll() until the handle is ready,
+// the connection fails, or the timeout passes. The wrong socket given by mistake is recognised on the way:
+// an nbdsnap control socket accepts the connection and then says nothing (it waits for a request line), so
+// a handshake that has not finished after kProbeAfter, or that failed or timed out, probes the URI's Unix
+// socket on a fresh connection (socket_kind.h) and, if it speaks the control protocol, says so.
 #include "nbd_image.h"
 
 #include <algorithm>
@@ -7,13 +13,26 @@
 
 #include <libnbd.h>
 
+#include "control_client.h"
 #include "exit_codes.h"
+#include "socket_kind.h"
 
 namespace nbdsnap::cli {
 
 namespace {
 
-constexpr uint64_t kBlockStatusWindow = 1ull << 30;  // below 4 GiB: every server accepts it
+constexpr uint64_t kBlockStatusWindow = 1ull << 30;        // below 4 GiB: every server accepts it
+constexpr std::chrono::milliseconds kProbeAfter{1000};       // an NBD server greets at once
+constexpr std::chrono::milliseconds kProbeGreetingWait{500};  // the probe's wait for an NBD greeting
+constexpr std::chrono::milliseconds kProbeBound{2000};        // the whole probe
+constexpr std::chrono::milliseconds kDisconnectWait{1000};    // for the server to close after NBD_CMD_DISC
+
+// Whether the socket is an nbdsnap control socket, asked within `budget` (half of it at most to listen for
+// an NBD greeting first).
+bool is_control_socket(const std::string& socket, std::chrono::milliseconds budget) {
+  const auto bound = std::min(budget, kProbeBound);
+  return probe_socket_kind(socket, std::min(kProbeGreetingWait, bound / 2), Deadline(bound)) == SocketKind::control;
+}
 
 struct ExtentWalk {
   const std::string* context;
@@ -39,42 +58,105 @@ int collect_extents(void* user_data, const char* metacontext, uint64_t offset, u
   return 0;
 }
 
+std::chrono::milliseconds until(std::chrono::steady_clock::time_point when) {
+  const auto left = when - std::chrono::steady_clock::now();
+  return std::max(std::chrono::milliseconds(0), std::chrono::ceil<std::chrono::milliseconds>(left));
+}
+
 }  // namespace
 
 std::string dirty_bitmap_context(const std::string& checkpoint) { return "qemu:dirty-bitmap:" + checkpoint; }
 
-NbdImage::NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts) {
+NbdImage::NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts,
+                   std::chrono::milliseconds timeout, Probe probe)
+    : uri_(uri), timeout_(timeout) {
   handle_ = nbd_create();
   if (handle_ == nullptr) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
-  for (const std::string& context : meta_contexts) {
-    if (nbd_add_meta_context(handle_, context.c_str()) == -1) {
-      std::string message = "libnbd: " + last_error();
-      nbd_close(handle_);
-      handle_ = nullptr;
-      throw CliError(ExitCode::io_error, message);
-    }
-  }
-  if (nbd_connect_uri(handle_, uri.c_str()) == -1) {
-    int err = nbd_get_errno();
-    std::string message = "cannot open " + uri + ": " + last_error();
+  try {
+    connect(meta_contexts, probe);
+  } catch (...) {
     nbd_close(handle_);
     handle_ = nullptr;
-    throw CliError(err == ENOENT ? ExitCode::not_found : ExitCode::io_error, message);
+    throw;
+  }
+}
+
+void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe probe) {
+  for (const std::string& context : meta_contexts) {
+    if (nbd_add_meta_context(handle_, context.c_str()) == -1) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
+  }
+  const std::string socket = probe == Probe::wrong_socket ? unix_socket_of_uri(uri_) : std::string();
+  bool probed = socket.empty();
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout_;
+  const auto probe_at = start + std::min(kProbeAfter, timeout_ / 2);  // leaves time to probe within the timeout
+  if (nbd_aio_connect_uri(handle_, uri_.c_str()) == -1) connect_failed(socket, probed);
+  while (nbd_aio_is_ready(handle_) != 1) {
+    if (nbd_aio_is_dead(handle_) == 1 || nbd_aio_is_closed(handle_) == 1) connect_failed(socket, probed);
+    const auto now = std::chrono::steady_clock::now();
+    if (!probed && now >= probe_at) {
+      probed = true;
+      if (is_control_socket(socket, until(deadline))) {
+        throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket));
+      }
+    }
+    if (now >= deadline) {
+      responsive_ = false;
+      throw CliError(ExitCode::io_error, "cannot open " + uri_ + ": no NBD handshake within " +
+                                             format_timeout(timeout_) + " (--timeout): is it an NBD server?");
+    }
+    if (poll(until(probed ? deadline : std::min(deadline, probe_at))) == -1) connect_failed(socket, probed);
   }
   int64_t size = nbd_get_size(handle_);
-  if (size < 0) {
-    std::string message = uri + ": cannot get the size: " + last_error();
-    nbd_close(handle_);
-    handle_ = nullptr;
-    throw CliError(ExitCode::io_error, message);
-  }
+  if (size < 0) throw CliError(ExitCode::io_error, uri_ + ": cannot get the size: " + last_error());
   size_ = static_cast<uint64_t>(size);
 }
 
+// A handshake that failed: with a reply that is not NBD, the socket may be a control socket.
+void NbdImage::connect_failed(const std::string& socket, bool probed) {
+  const int err = nbd_get_errno();
+  const std::string message = "cannot open " + uri_ + ": " + last_error();
+  if (!probed && is_control_socket(socket, kProbeBound)) {
+    throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket));
+  }
+  throw CliError(err == ENOENT ? ExitCode::not_found : ExitCode::io_error, message);
+}
+
 NbdImage::~NbdImage() {
-  if (handle_ != nullptr) {
-    nbd_shutdown(handle_, 0);
-    nbd_close(handle_);
+  if (handle_ == nullptr) return;
+  // NBD_CMD_DISC has no reply: waiting for the server to close is a courtesy, so it is kept short (a backup
+  // closes several connections, and a server that stopped answering would hold up each of them).
+  if (responsive_ && nbd_aio_is_ready(handle_) == 1 && nbd_aio_disconnect(handle_, 0) == 0) {
+    const auto deadline = std::chrono::steady_clock::now() + std::min(timeout_, kDisconnectWait);
+    while (nbd_aio_is_closed(handle_) != 1 && nbd_aio_is_dead(handle_) != 1 &&
+           std::chrono::steady_clock::now() < deadline) {
+      if (poll(until(deadline)) == -1) break;
+    }
+  }
+  nbd_close(handle_);
+}
+
+int NbdImage::poll(std::chrono::milliseconds wait) {
+  const auto milliseconds = std::min<std::chrono::milliseconds::rep>(wait.count(), 1 << 30);
+  return nbd_poll(handle_, static_cast<int>(milliseconds));
+}
+
+std::string NbdImage::no_reply_message(const std::string& request) const {
+  return uri_ + ": " + request + ": no reply from the NBD server within " + format_timeout(timeout_) +
+         " (--timeout)";
+}
+
+void NbdImage::wait_for_command(int64_t cookie, const std::string& request) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  for (;;) {
+    const int done = nbd_aio_command_completed(handle_, static_cast<uint64_t>(cookie));
+    if (done == 1) return;
+    if (done == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
+    if (std::chrono::steady_clock::now() >= deadline) {
+      give_up();
+      throw CliError(ExitCode::io_error, no_reply_message(request));
+    }
+    if (poll(until(deadline)) == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
   }
 }
 
@@ -102,10 +184,10 @@ std::vector<ByteRange> NbdImage::ranges_where(const std::string& context, uint32
     uint64_t count = std::min(kBlockStatusWindow, size_ - offset);
     ExtentWalk walk{&context, offset, offset + count, mask, want, offset, &out};
     nbd_extent_callback callback{collect_extents, &walk, nullptr};
-    if (nbd_block_status(handle_, count, offset, callback, 0) == -1) {
-      throw CliError(ExitCode::io_error, "block status (" + context + ") at offset " + std::to_string(offset) + ": " +
-                                             last_error());
-    }
+    const std::string request = "block status (" + context + ") at offset " + std::to_string(offset);
+    const int64_t cookie = nbd_aio_block_status(handle_, count, offset, callback, NBD_NULL_COMPLETION, 0);
+    if (cookie == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
+    wait_for_command(cookie, request);  // `walk` outlives the command: it completed, or the handle gave up
     if (walk.covered <= offset) {
       throw CliError(ExitCode::io_error, "the server sent no " + context + " extents at offset " + std::to_string(offset));
     }

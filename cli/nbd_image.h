@@ -1,7 +1,12 @@
 // nbd_image.h — an NBD export opened with libnbd for reading: size, export name, and extents from the
 // block status meta contexts (base:allocation for holes and zeroes, qemu:dirty-bitmap:NAME for changes).
+//
+// Every wait on the server is bounded by the timeout given at construction (nbdsnap --timeout): connecting
+// and the handshake, each block status request, and (through poll()) the reads of image_copier. libnbd 1.14
+// has no timeouts of its own, so everything goes through its asynchronous API and nbd_poll() with a bound.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,14 +26,23 @@ std::string dirty_bitmap_context(const std::string& checkpoint);
 
 class NbdImage {
  public:
-  // Connects to uri asking for the given meta contexts. Throws CliError (io_error, or not_found when the
-  // server does not know the export).
-  NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts);
+  // Whether a handshake that fails or stalls should check if the URI's Unix socket is a control socket.
+  enum class Probe { wrong_socket, none };
+
+  // Connects to uri asking for the given meta contexts, within `timeout`. Throws CliError: not_found when
+  // the server does not know the export; usage when the URI's socket is an nbdsnap control socket; io_error
+  // otherwise (a timeout names it).
+  NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts, std::chrono::milliseconds timeout,
+           Probe probe = Probe::wrong_socket);
+  // Disconnects politely (waiting at most a second, or the timeout if shorter) unless give_up() was called;
+  // then just closes.
   ~NbdImage();
   NbdImage(const NbdImage&) = delete;
   NbdImage& operator=(const NbdImage&) = delete;
 
   nbd_handle* handle() { return handle_; }
+  const std::string& uri() const { return uri_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
   uint64_t size() const { return size_; }
   std::string export_name() const;
   // Whether the server agreed to serve this meta context.
@@ -37,12 +51,29 @@ class NbdImage {
   uint64_t maximum_request_size() const;
   // Ranges of [0, size) whose flags in `context` satisfy (flags & mask) == want, merged.
   std::vector<ByteRange> ranges_where(const std::string& context, uint32_t mask, uint32_t want);
+
+  // Runs libnbd's state machine for at most `wait`: 1 when something happened, 0 when nothing did, -1 when
+  // the connection failed (last_error() says why).
+  int poll(std::chrono::milliseconds wait);
+  // The server stopped answering: requests in flight are abandoned, so closing must not wait for them (nor
+  // let libnbd read their replies into buffers their owner has freed).
+  void give_up() { responsive_ = false; }
+  // The message for a request that got no reply within the timeout.
+  std::string no_reply_message(const std::string& request) const;
   // The last libnbd error as text.
   static std::string last_error();
 
  private:
+  void connect(const std::vector<std::string>& meta_contexts, Probe probe);
+  [[noreturn]] void connect_failed(const std::string& socket, bool probed);
+  // Waits for one command to complete; throws CliError (io_error) when it fails or times out.
+  void wait_for_command(int64_t cookie, const std::string& request);
+
   nbd_handle* handle_ = nullptr;
+  std::string uri_;
+  std::chrono::milliseconds timeout_;
   uint64_t size_ = 0;
+  bool responsive_ = true;
 };
 
 }  // namespace nbdsnap::cli

@@ -6,7 +6,9 @@
 // number of connections ever made. stop() shuts the listening descriptor down (which wakes accept() on Linux)
 // and shuts every live client descriptor down (which wakes recv()); because descriptors are closed only under
 // the mutex, stop() never shuts down a descriptor number that was closed and reused elsewhere. A handler that
-// blocks on its own (events-wait) must be woken by its owner before stop(), e.g. EventLog::interrupt().
+// blocks on its own (events-wait) must be released by its owner before stop(), for good: EventLog::stop().
+// A one-time wake-up is not enough, because a client may have its next request already received (or send
+// one before its descriptor is shut down), and that request's wait would hold up the join.
 #include "control_socket.h"
 
 #include <cerrno>

@@ -26,7 +26,10 @@ class ControlSocketServer {
   // Binds PATH (removing a stale socket file, refusing a live one), chmod 0600, and starts accepting.
   // Returns false with a message in `error` on failure.
   bool start(const std::string& path, LineHandler handler, std::string& error);
-  // Stops accepting, shuts down client connections, joins all threads, removes the socket file.
+  // Stops accepting, shuts down client connections, joins all threads, removes the socket file. Returns as
+  // soon as every handler running returns: a handler that waits (events-wait) must have been released
+  // before, for good (EventLog::stop()). Clients that send half a line or do not read their replies do not
+  // hold it up (their descriptors are shut down).
   void stop();
 
  private:

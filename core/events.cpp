@@ -32,7 +32,8 @@ uint64_t EventLog::post(Event event) {
 std::vector<Event> EventLog::wait_after(uint64_t after, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   const uint64_t interrupts = interrupts_;
-  changed_.wait_for(lock, timeout, [&] { return next_sequence_ - 1 > after || interrupts_ != interrupts; });
+  changed_.wait_for(lock, timeout,
+                    [&] { return next_sequence_ - 1 > after || interrupts_ != interrupts || stopped_; });
   std::vector<Event> found;
   for (const Event& e : events_) {
     if (e.sequence > after) found.push_back(e);
@@ -48,6 +49,12 @@ uint64_t EventLog::last_sequence() const {
 void EventLog::interrupt() {
   std::scoped_lock lock(mutex_);
   ++interrupts_;
+  changed_.notify_all();
+}
+
+void EventLog::stop() {
+  std::scoped_lock lock(mutex_);
+  stopped_ = true;
   changed_.notify_all();
 }
 

@@ -2,6 +2,8 @@
 //
 // Events are numbered; a waiter asks for everything after the number it last saw, so several agents can
 // follow the same log independently. The log keeps the most recent events only (bounded memory).
+//
+// Thread-safety: every method may be called from any thread at any time.
 #pragma once
 
 #include <chrono>
@@ -34,12 +36,18 @@ class EventLog {
   explicit EventLog(size_t capacity = 4096) : capacity_(capacity) {}
   // Records an event (its sequence and time are filled in) and wakes waiters. Returns its sequence.
   uint64_t post(Event event);
-  // Events with sequence > after; waits up to timeout for at least one. Empty on timeout.
+  // Events with sequence > after; waits up to timeout for at least one. Empty on timeout. Returns at once,
+  // with what it has, once stop() has been called.
   std::vector<Event> wait_after(uint64_t after, std::chrono::milliseconds timeout);
   // Sequence of the newest event (0 when none).
   uint64_t last_sequence() const;
-  // Wakes every waiter (used at shutdown); they return what they have.
+  // Wakes the waiters of this moment; they return what they have. A wait that starts afterwards waits as
+  // usual, so this cannot end a shutdown: a waiter that arrives a moment later holds it up (use stop()).
   void interrupt();
+  // Permanent: wakes every waiter, and every later wait_after() returns at once. For shutdown, where a
+  // control client's events-wait (up to 24 h) must not hold up saving state and exiting however late it
+  // arrives. Events can still be posted, and read without waiting.
+  void stop();
 
  private:
   mutable std::mutex mutex_;
@@ -47,6 +55,7 @@ class EventLog {
   std::deque<Event> events_;  // GUARDED_BY(mutex_)
   uint64_t next_sequence_ = 1;  // GUARDED_BY(mutex_)
   uint64_t interrupts_ = 0;     // GUARDED_BY(mutex_)
+  bool stopped_ = false;        // GUARDED_BY(mutex_)
   const size_t capacity_;
 };
 

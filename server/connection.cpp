@@ -112,10 +112,18 @@ void Connection::refuse(uint32_t reply_type, std::string message) {
 
 void Connection::shut_down() {
   stopping_ = true;
-  handshake_.refuse_all_options(kRepErrShutdown, "the server is shutting down");
+  wakeup_.cancel();
+  if (negotiating_) {
+    // NBD spec (proto.md, "Termination of the session during option haggling"): a server shutting down
+    // SHOULD answer further options with NBD_REP_ERR_SHUTDOWN. So the reader goes on: the client's next
+    // option gets that error and the connection closes; one that sends nothing is closed by the server's
+    // shutdown deadline. (A connection entering transmission meanwhile sees stopping_ and reads nothing.)
+    handshake_.refuse_all_options(kRepErrShutdown, "the server is shutting down",
+                                  Handshake::AfterRefusal::close);
+    return;
+  }
   asio::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_receive, ignored);  // wakes the reader with end of file
-  wakeup_.cancel();
 }
 
 void Connection::abort() {

@@ -4,7 +4,8 @@
 // executions run on the worker pool (small ones served from memory on the I/O thread), and the thread that
 // finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to `max_in_flight` requests are served at once; replies go out in
 // completion order (NBD allows that). shut_down() stops reading requests, lets in-flight ones finish and
-// their replies go out, then closes; abort() closes at once.
+// their replies go out, then closes (in the handshake it answers the next option with ERR_SHUTDOWN, then
+// closes); abort() closes at once. shut_down() sets no deadline of its own: the server bounds it.
 #pragma once
 
 #include <atomic>

@@ -67,9 +67,10 @@ Handshake::Step Handshake::refuse(uint32_t option, uint32_t reply_type, const st
   return step;
 }
 
-void Handshake::refuse_all_options(uint32_t reply_type, std::string message) {
+void Handshake::refuse_all_options(uint32_t reply_type, std::string message, AfterRefusal after) {
   refusal_ = reply_type;
   refusal_message_ = std::move(message);
+  after_refusal_ = after;
 }
 
 Handshake::Step Handshake::handle_option(uint32_t option, std::span<const uint8_t> data) {
@@ -81,7 +82,9 @@ Handshake::Step Handshake::handle_option(uint32_t option, std::span<const uint8_
   }
   if (refusal_ != 0) {
     if (option == kOptExportName) return {{}, Next::close};
-    return refuse(option, refusal_, refusal_message_);
+    Step step = refuse(option, refusal_, refusal_message_);
+    if (after_refusal_ == AfterRefusal::close) step.next = Next::close;
+    return step;
   }
   switch (option) {
     case kOptExportName: return handle_export_name(data);

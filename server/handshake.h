@@ -44,9 +44,13 @@ class Handshake {
   bool accept_option_header(const nbd::OptionHeader& header) const;
   // Answers one option whose data has been read in full.
   Step handle_option(uint32_t option, std::span<const uint8_t> data);
+  // What a refused option leads to: more options (the client may ask again or send ABORT), or the end.
+  enum class AfterRefusal { keep_negotiating, close };
   // From now on options other than ABORT are refused with `reply_type` and `message` (NBD_OPT_EXPORT_NAME,
-  // which has no error reply, closes): for a server shutting down, or a connection over the limit.
-  void refuse_all_options(uint32_t reply_type, std::string message);
+  // which has no error reply, closes): for a server shutting down (NBD_REP_ERR_SHUTDOWN, then close), or a
+  // connection over the limit (keep negotiating, so the client can report the error and abort).
+  void refuse_all_options(uint32_t reply_type, std::string message,
+                          AfterRefusal after = AfterRefusal::keep_negotiating);
 
   const NegotiatedSession& session() const { return session_; }
   NegotiatedSession take_session() { return std::move(session_); }
@@ -65,6 +69,7 @@ class Handshake {
   bool no_zeroes_ = false;
   uint32_t refusal_ = 0;  // non-zero: refuse_all_options() was called
   std::string refusal_message_;
+  AfterRefusal after_refusal_ = AfterRefusal::keep_negotiating;
   NegotiatedSession session_;
   std::string contexts_export_;  // export name the last SET_META_CONTEXT was for
   std::vector<MetaContext> selected_contexts_;

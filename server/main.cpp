@@ -137,9 +137,11 @@ int main(int argc, char** argv) {
   }
   log_info("nbdsnapd " NBDSNAP_VERSION " ready with " + std::to_string(engine.origins().size()) + " origins");
 
-  server.run();  // returns after a signal, once every connection has finished
+  server.run();  // returns after a signal, once every connection has finished (bounded: server.h)
 
-  engine.events().interrupt();  // wakes control clients blocked in events-wait
+  // For good, not just a wake-up: an events-wait that arrives while the control socket is closing must not
+  // hold up saving state for its timeout (up to 24 h).
+  engine.events().stop();
   control_socket.stop();
   const bool saved = save_clean_state(engine);
   log_info(saved ? "CBT state saved; stopped cleanly" : "stopped with errors");

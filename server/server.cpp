@@ -126,14 +126,16 @@ void Server::begin_shutdown() {
   for (auto& acceptor : acceptors_) acceptor->close(ignored);
   const auto connections = registry_.all();
   if (!connections.empty()) {
-    log_info("waiting for " + std::to_string(connections.size()) + " connections to finish in-flight requests");
+    log_info("waiting up to " + std::to_string(kShutdownGrace.count()) + " ms for " +
+             std::to_string(connections.size()) + " connections to finish in-flight requests");
   }
   for (const auto& connection : connections) connection->shut_down();
   asio::co_spawn(io_, drain_connections(), asio::detached);
 }
 
-// Gives connections time to finish in-flight requests; one whose client stopped reading replies is closed
-// after the grace period so that a stuck client cannot keep nbdsnapd from saving state and exiting.
+// Gives connections time to send the replies of in-flight requests and to answer one more option; one whose
+// client stopped reading replies, or says nothing in its handshake, is closed after the grace period so that
+// a stuck client cannot keep nbdsnapd from saving state and exiting.
 asio::awaitable<void> Server::drain_connections() {
   const auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
   asio::steady_timer tick(io_);

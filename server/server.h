@@ -1,7 +1,9 @@
 // server.h — nbdsnapd's NBD listeners: accepts clients on Unix and TCP sockets and runs their connections.
 //
 // One I/O thread runs every socket (Asio); a pool of workers runs the engine calls. SIGTERM/SIGINT start a
-// clean shutdown: listeners close, connections stop reading and finish what is in flight, then run() returns.
+// clean shutdown: listeners close, connections stop reading and finish what is in flight, clients still
+// negotiating get NBD_REP_ERR_SHUTDOWN for their next option, then run() returns. No client can hold that up:
+// after kShutdownGrace every connection left is closed (docs/nbdsnapd.pod, SIGNALS).
 #pragma once
 
 #include <atomic>
@@ -47,7 +49,11 @@ class Server {
   void refuse_if_over_limit(Connection& connection);
   void begin_shutdown();  // on the I/O thread
   asio::awaitable<void> drain_connections();
-  static constexpr std::chrono::seconds kShutdownGrace{20};
+  // How long connections may take, after SIGTERM, to send the replies of requests in flight (a client that
+  // reads them gets them in far less) and to negotiate one more option (answered with ERR_SHUTDOWN). Engine
+  // calls in flight are not cut short: they always return, and run() waits for them. Small enough that
+  // nbdsnapd stops within 2 s whatever its clients do, which the SIGTERM tests check.
+  static constexpr std::chrono::milliseconds kShutdownGrace{1000};
 
   const ServerConfig& config_;
   EngineCatalog catalog_;

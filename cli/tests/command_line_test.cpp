@@ -34,6 +34,16 @@ TEST_CASE("global_options_may_appear_before_or_after_the_command") {
   CHECK(b.words == std::vector<std::string>{"snapshot", "create", "s1", "--origin", "a"});
 }
 
+TEST_CASE("timeout_defaults_to_30_seconds_takes_fractions_and_refuses_zero_negative_and_words") {
+  CHECK(split_command_line({"origins"}, nullptr).global.timeout == std::chrono::seconds(30));
+  CHECK(split_command_line({"origins", "--timeout", "2.5"}, nullptr).global.timeout == std::chrono::milliseconds(2500));
+  CHECK(split_command_line({"--timeout=1", "origins"}, nullptr).global.timeout == std::chrono::seconds(1));
+  for (const char* bad : {"0", "-1", "abc", "1x", "", "nan", "inf", "86401"}) {
+    CAPTURE(bad);
+    CHECK(code_of([&] { split_command_line({"--timeout", bad, "origins"}, nullptr); }) == ExitCode::usage);
+  }
+}
+
 TEST_CASE("control_path_comes_from_the_option_then_the_environment_then_the_default") {
   CHECK(split_command_line({"origins"}, "/env.sock").global.control == "/env.sock");
   CHECK(split_command_line({"--control", "/opt.sock", "origins"}, "/env.sock").global.control == "/opt.sock");

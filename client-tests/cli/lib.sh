@@ -98,6 +98,24 @@ run_cli() {
   fi
 }
 
+# run_cli_within SECONDS EXPECTED-STATUS ARGS...: run_cli, but nbdsnap is killed after SECONDS (a hang fails the
+# test with status 124 instead of holding it up); leaves the run's duration in $elapsed_ms.
+run_cli_within() {
+  local limit=$1 want=$2; shift 2
+  local status=0 start
+  start=$(date +%s%N)
+  timeout -k 2 "$limit" "$NBDSNAP" "$@" >"$dir/out" 2>"$dir/err" || status=$?
+  elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+  out=$(cat "$dir/out")
+  err=$(cat "$dir/err")
+  if [[ $status -ne $want ]]; then
+    echo "stdout: $out" >&2
+    echo "stderr: $err" >&2
+    ((status == 124)) && fail "nbdsnap $* still ran after $limit s (killed)"
+    fail "nbdsnap $* exited $status, expected $want"
+  fi
+}
+
 # expect_out REGEX / expect_err REGEX: the last run_cli's stdout / stderr matches (grep -E).
 expect_out() { grep -Eq -- "$1" <<<"$out" || fail "stdout lacks /$1/: $out"; }
 expect_err() { grep -Eq -- "$1" <<<"$err" || fail "stderr lacks /$1/: $err"; }

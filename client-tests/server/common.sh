@@ -1,7 +1,8 @@
 # common.sh — shared by the nbdsnapd integration tests: a private nbdsnapd on a Unix socket in a temporary
 # directory, always stopped and removed on exit. Source it with the nbdsnapd binary path as $1.
 #
-# Provides: $tmp, $sock, $ctl, $state; start_nbdsnapd ORIGIN-ARGS...; stop_nbdsnapd [SIGNAL]; control JSON...;
+# Provides: $tmp, $sock, $ctl, $state; start_nbdsnapd ORIGIN-ARGS...; stop_nbdsnapd [SIGNAL]; stop_nbdsnapd_timed;
+# await_nbdsnapd_exit START_NS; control JSON...;
 # uri EXPORT; json_field JSON PYTHON-EXPR; fail MESSAGE.
 set -euo pipefail
 
@@ -57,6 +58,34 @@ stop_nbdsnapd() {
   stopped_status=0
   wait "$pid" || stopped_status=$?
   rm -f "$pidfile"
+}
+
+# await_nbdsnapd_exit START_NS: waits (at most 30 s, then SIGKILL) for nbdsnapd to exit; sets $stopped_status
+# and $stop_ms, the milliseconds from START_NS (date +%s%N) to its exit.
+await_nbdsnapd_exit() {
+  local start=$1 pid
+  pid=$(cat "$pidfile")
+  while kill -0 "$pid" 2>/dev/null && (($(date +%s%N) - start < 30000000000)); do sleep 0.01; done
+  stop_ms=$((($(date +%s%N) - start) / 1000000))
+  kill -KILL "$pid" 2>/dev/null && echo "nbdsnapd still ran after 30 s: killed" >&2
+  stopped_status=0
+  wait "$pid" || stopped_status=$?
+  rm -f "$pidfile"
+}
+
+# stop_nbdsnapd_timed: SIGTERM, then await_nbdsnapd_exit.
+stop_nbdsnapd_timed() {
+  local start
+  start=$(date +%s%N)
+  kill -TERM "$(cat "$pidfile")"
+  await_nbdsnapd_exit "$start"
+}
+
+# cbt_state_is_clean ORIGIN: the origin's CBT state file (its JSON header line) says it was saved at a clean
+# stop, and the log says so too.
+cbt_state_is_clean() {
+  grep -q 'stopped cleanly' "$log" &&
+    head -n 1 "$state/$1.cbt" | /usr/bin/python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)'
 }
 
 control() {

@@ -1,4 +1,4 @@
-// events_test.cpp — the waitable event log: sequence numbers, waiting, bounded memory, interrupt.
+// events_test.cpp — the waitable event log: sequence numbers, waiting, bounded memory, interrupt, stop.
 #include "events.h"
 
 #include <doctest/doctest.h>
@@ -101,6 +101,30 @@ TEST_CASE("interrupt wakes a waiter before its timeout") {
   }
   waiter.join();
   CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
+TEST_CASE("stop wakes a waiter and every later wait returns at once, with the events it asks for") {
+  EventLog log;
+  std::atomic<bool> returned{false};
+  std::thread waiter([&] {
+    (void)log.wait_after(0, 30s);
+    returned = true;
+  });
+  std::this_thread::sleep_for(20ms);
+  const auto start = std::chrono::steady_clock::now();
+  log.stop();  // once: unlike interrupt(), stopping cannot be missed by a waiter that is not waiting yet
+  waiter.join();
+  CHECK(returned);
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+
+  // A wait that begins after the stop (an events-wait arriving late in a shutdown) does not wait.
+  log.post(event_of(EventType::snapshot_taken, "late"));
+  const auto later = std::chrono::steady_clock::now();
+  CHECK(log.wait_after(1, 30s).empty());
+  const auto events = log.wait_after(0, 30s);
+  REQUIRE(events.size() == 1);
+  CHECK(events.front().snapshot == "late");
+  CHECK(std::chrono::steady_clock::now() - later < 5s);
 }
 
 TEST_CASE("several waiters following the log each see every event") {

@@ -217,6 +217,18 @@ TEST_CASE("options_during_shutdown_get_err_shutdown") {
   CHECK(split_replies(h.handle_option(kOptList, {}).reply)[0].type == kRepErrShutdown);
 }
 
+TEST_CASE("a_refusal_that_closes_answers_the_option_then_ends_the_handshake") {
+  Fixture f;
+  Handshake h(f.catalog);
+  h.refuse_all_options(kRepErrShutdown, "the server is shutting down", Handshake::AfterRefusal::close);
+  const auto step = h.handle_option(kOptGo, name_and_infos("disk", {}));
+  const auto replies = split_replies(step.reply);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].type == kRepErrShutdown);
+  CHECK(step.next == Handshake::Next::close);
+  CHECK(h.handle_option(kOptAbort, {}).next == Handshake::Next::close);
+}
+
 TEST_CASE("a_refused_connection_gets_the_error_for_every_option_and_abort_still_works") {
   Fixture f;
   Handshake h(f.catalog);
