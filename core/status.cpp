@@ -21,6 +21,7 @@ const char* errc_name(Errc code) {
     case Errc::corrupted: return "corrupted";
     case Errc::not_supported: return "not_supported";
     case Errc::overflow: return "overflow";
+    case Errc::name_too_long: return "name_too_long";
   }
   return "unknown";
 }
@@ -36,6 +37,7 @@ Status Status::from_errno(int err, const std::string& what) {
     case EBUSY: code = Errc::busy; break;
     case EOPNOTSUPP: code = Errc::not_supported; break;
     case EOVERFLOW: code = Errc::overflow; break;
+    case ENAMETOOLONG: code = Errc::name_too_long; break;
     default: break;
   }
   return {code, what + ": " + std::strerror(err)};
@@ -61,6 +63,7 @@ int to_errno(const Status& status) {
     case Errc::corrupted: return EIO;
     case Errc::not_supported: return EOPNOTSUPP;
     case Errc::overflow: return EOVERFLOW;
+    case Errc::name_too_long: return ENAMETOOLONG;
   }
   return EIO;
 }

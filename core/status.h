@@ -23,6 +23,7 @@ enum class Errc {
   corrupted,         // the snapshot lost data it needs: its images fail from now on
   not_supported,     // the device cannot do this (trim on a plain device...)
   overflow,          // a value does not fit (NBD's EOVERFLOW)
+  name_too_long,     // a file name or path is longer than the file system takes (ENAMETOOLONG)
 };
 
 const char* errc_name(Errc code);
@@ -49,7 +50,7 @@ class [[nodiscard]] Status {
 };
 
 // The errno a front end reports for a Status (EINVAL, ENOENT, EEXIST, EBUSY, EROFS/EPERM, ENOSPC, EIO,
-// EOVERFLOW, EOPNOTSUPP...). The one mapping from engine errors to errno.
+// EOVERFLOW, EOPNOTSUPP, ENAMETOOLONG...). The one mapping from engine errors to errno.
 int to_errno(const Status& status);
 
 }  // namespace nbdsnap
