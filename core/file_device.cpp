@@ -54,8 +54,8 @@ Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonl
 
 namespace {
 
-// Where a block device that refused an exclusive open is held: its mount point, or the devices stacked on
-// it (device mapper, RAID); empty when neither is found (another program opened it with O_EXCL).
+// Who holds a block device that refused an exclusive open: its mount point, the devices stacked on it (device
+// mapper, RAID), or a process holding a lock on its node (another nbdsnap, QEMU); empty when none is found.
 std::string block_device_holder(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return {};
@@ -71,7 +71,11 @@ std::string block_device_holder(const std::string& path) {
   for (const auto& holder : std::filesystem::directory_iterator("/sys/dev/block/" + number + "/holders", ec)) {
     return "held by " + holder.path().filename().string();
   }
-  return {};
+  std::string processes;
+  for (const LockHolder& holder : find_lock_holders(st.st_dev, st.st_ino, 0, 0, FileLockMode::exclusive)) {
+    processes += (processes.empty() ? "opened by " : "; ") + holder.command + ", pid " + std::to_string(holder.pid);
+  }
+  return processes;
 }
 
 // Opens `path` with `flags`; read-write block devices also with O_EXCL (see file_lock.h), so a mounted device
