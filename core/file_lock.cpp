@@ -130,8 +130,7 @@ Status lock_exclusive(int fd, const std::string& path) {
   const LockRange whole{0, 0};
   const int err = set_lock(fd, F_WRLCK, whole);
   if (err == EAGAIN || err == EACCES) {
-    return refusal(fd, path, whole, FileLockMode::exclusive, "locked by",
-                   "nbdsnap needs it for itself so that every write passes its tracker");
+    return refusal(fd, path, whole, FileLockMode::exclusive, "locked by", "nbdsnap must be its only user");
   }
   if (err != 0) return Status::from_errno(err, "lock " + path);
   return Status::ok();
