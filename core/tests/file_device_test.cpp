@@ -257,6 +257,8 @@ class LockHoldingChild {
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {  // only async-signal-safe calls from here on
+      ::close(ready[0]);
+      ::close(release[1]);  // so that the parent closing its end wakes the poll below
       ::prctl(PR_SET_NAME, command);
       const int fd = ::open(path.c_str(), O_RDWR);
       char status = fd >= 0 ? 'y' : 'n';
