@@ -10,8 +10,23 @@ if ((EUID != 0)) || ! command -v losetup >/dev/null; then
 fi
 truncate -s 64M "$tmp/backing.raw"
 loop=$(losetup --find --show "$tmp/backing.raw" 2>/dev/null) || { echo "SKIP: no loop device here"; exit 77; }
-mounted=
-trap 'status=$?; [[ -n $mounted ]] && umount "$mounted"; losetup -d "$loop"; (exit $status); cleanup' EXIT
+mounted= second=
+# The servers go first (a loop device in use is not detached), then the mount and the loop device, then
+# common.sh's cleanup with the test's exit status (errexit is off so that `(exit $status)` does not end the trap).
+release_loop_device() {
+  local status=$? i
+  set +e
+  [[ -n $second ]] && kill -KILL "$second" 2>/dev/null
+  if [[ -f $pidfile ]]; then
+    kill -KILL "$(cat "$pidfile")" 2>/dev/null
+    wait "$(cat "$pidfile")" 2>/dev/null
+  fi
+  [[ -n $mounted ]] && umount "$mounted"
+  for ((i = 0; i < 50; i++)); do losetup -d "$loop" 2>/dev/null && break; sleep 0.1; done
+  (exit $status)
+  cleanup
+}
+trap release_loop_device EXIT
 
 start_nbdsnapd --origin "blk=$loop"
 first_pid=$(cat "$pidfile")

@@ -11,9 +11,17 @@ truncate -s 16M "$tmp/disk.raw" "$tmp/other.raw" "$tmp/ro.raw"
 qemu-io -f raw -c 'write -P 0x11 0 1M' "$tmp/disk.raw" >/dev/null
 qemu-io -f raw -c 'write -P 0x33 0 1M' "$tmp/ro.raw" >/dev/null
 
-# Processes this test starts besides common.sh's nbdsnapd; killed by pid on exit.
+# Processes this test starts besides common.sh's nbdsnapd; killed by pid on exit, before common.sh's cleanup
+# (which must see the test's exit status: errexit is off here so that `(exit $status)` does not end the trap).
 extra_pids=()
-trap 'status=$?; for p in "${extra_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; (exit $status); cleanup' EXIT
+stop_extra_processes() {
+  local status=$? pid
+  set +e
+  for pid in "${extra_pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  (exit $status)
+  cleanup
+}
+trap stop_extra_processes EXIT
 
 # second_nbdsnapd NAME ARGS...: a second nbdsnapd with its own sockets and state, run until it exits at start
 # or its control socket answers (bounded); sets second_status (0 = running) and second_log.
