@@ -1,9 +1,11 @@
 // cbt_store.cpp — CBT state files: one JSON header line, then the raw map bytes.
 //
 // The header carries a "clean" flag and an FNV-1a hash of the map, so a file left "in use" by a crash, or
-// damaged on disk, is recognised and never trusted.
+// damaged on disk, is recognised and never trusted. It also carries the origin's name: a long name's file name
+// is hashed (object_file_name.h), and a file holding another origin's name is not this origin's state.
 #include "cbt_store.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "object_file_name.h"
 
 namespace nbdsnap {
 
@@ -23,6 +27,36 @@ uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
   uint64_t hash = 14695981039346656037ull;
   for (const uint8_t b : bytes) hash = (hash ^ b) * 1099511628211ull;
   return hash;
+}
+
+// JSON text of a value. Origin names may hold bytes that are not UTF-8, which JSON text cannot: those are
+// replaced (U+FFFD), the same way when a header is written and when a name is compared with it.
+std::string json_text(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Writes `bytes` to a new file at `path` and syncs it; the errno of a failure is kept (ENOSPC, ENAMETOOLONG...).
+Status write_durably(const std::string& path, const std::string& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::from_errno(errno, "create " + path);
+  size_t done = 0;
+  int err = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err != 0) {
+    ::unlink(path.c_str());
+    return Status::from_errno(err, "write " + path);
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -38,7 +72,9 @@ const char* cbt_load_result_name(CbtLoadResult result) {
   return "unknown";
 }
 
-std::string CbtStore::path_for(const std::string& origin) const { return dir_ + "/" + origin + ".cbt"; }
+std::string CbtStore::path_for(const std::string& origin) const {
+  return dir_ + "/" + object_file_name(origin, ".cbt");
+}
 
 CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, CbtState& out) const {
   std::ifstream in(path_for(origin), std::ios::binary);
@@ -48,6 +84,10 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
   try {
     const auto header = nlohmann::json::parse(header_line);
     if (header.at("magic") != kMagic || header.at("version") != kFormatVersion) return CbtLoadResult::damaged;
+    // Files of earlier versions hold no name; they were only ever written under the plain file name.
+    const bool is_this_origin = header.contains("origin") ? json_text(header.at("origin")) == json_text(origin)
+                                                          : object_file_name_is_plain(origin, ".cbt");
+    if (!is_this_origin) return CbtLoadResult::missing;
     CbtState state;
     const auto generation = Uuid::parse(header.at("generation").get<std::string>());
     if (!generation) return CbtLoadResult::damaged;
@@ -78,26 +118,23 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
 Status CbtStore::save(const std::string& origin, const CbtState& state, bool clean) const {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
-  if (ec) return {Errc::io_error, "create state directory " + dir_ + ": " + ec.message()};
+  if (ec) return Status::from_errno(ec.value(), "create state directory " + dir_);
   const nlohmann::json header = {
       {"magic", kMagic},           {"version", kFormatVersion},          {"clean", clean},
+      {"origin", origin},
       {"generation", state.generation.to_string()}, {"number", state.number}, {"block_size", state.block_size},
       {"device_size", state.device_size}, {"map_bytes", state.map.size()}, {"map_hash", fnv1a(state.map)},
       {"checkpoints", state.checkpoints}, {"device_fingerprint", state.device_fingerprint}};
-  const std::string path = path_for(origin), temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << header.dump() << '\n';
-    out.write(reinterpret_cast<const char*>(state.map.data()), static_cast<std::streamsize>(state.map.size()));
-    out.flush();
-    if (!out) return {Errc::io_error, "write " + temp};
-  }
+  const std::string path = path_for(origin), temp = path + std::string(kTemporaryFileSuffix);
+  std::string bytes = json_text(header) + '\n';
+  bytes.append(reinterpret_cast<const char*>(state.map.data()), state.map.size());
   // Durable before the rename so a crash leaves either the old or the new state, never a torn one.
-  if (FILE* f = std::fopen(temp.c_str(), "r+")) {
-    ::fsync(fileno(f));
-    std::fclose(f);
+  if (Status s = write_durably(temp, bytes); !s) return s;
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    return Status::from_errno(err, "rename " + temp);
   }
-  if (std::rename(temp.c_str(), path.c_str()) != 0) return Status::from_errno(errno, "rename " + temp);
   return Status::ok();
 }
 

@@ -1,8 +1,10 @@
 // cbt_store.h — saves and loads CBT state in the state directory, and knows whether the last stop was clean.
 //
-// One file per origin, STATE_DIR/<origin>.cbt. While an origin is tracked its file says "in use"; a clean
-// stop rewrites it as "clean". Loading a file that is in use, damaged, or for another device size yields
-// nothing, so the caller starts a new generation (CBT never under-reports after a crash).
+// One file per origin, STATE_DIR/<origin>.cbt (a long origin name gets a shortened, hashed file name:
+// object_file_name.h; the file holds the name, and a file holding another name is not loaded). While an
+// origin is tracked its file says "in use"; a clean stop rewrites it as "clean". Loading a file that is in use,
+// damaged, or for another device size yields nothing, so the caller starts a new generation (CBT never
+// under-reports after a crash).
 #pragma once
 
 #include <optional>
@@ -22,9 +24,11 @@ class CbtStore {
   bool enabled() const { return !dir_.empty(); }
   const std::string& directory() const { return dir_; }
 
-  // Loads the state of an origin if it was saved cleanly for a device of device_size.
+  // Loads the state of an origin if it was saved cleanly for a device of device_size; `missing` also when the
+  // file found holds another origin's state.
   CbtLoadResult load(const std::string& origin, uint64_t device_size, CbtState& out) const;
-  // Writes the state atomically (temp file + rename). clean=false marks it in use.
+  // Writes the state atomically (temp file + rename). clean=false marks it in use. Errors keep their errno's
+  // code (no_space, name_too_long when the state directory's path is too long...).
   Status save(const std::string& origin, const CbtState& state, bool clean) const;
   Status remove(const std::string& origin) const;
 

@@ -1,4 +1,5 @@
-// file_device.cpp — pread/pwrite over a descriptor; fallocate for trim/zero; SEEK_DATA/SEEK_HOLE for extents.
+// file_device.cpp — pread/pwrite over a descriptor; fallocate for trim/zero; SEEK_DATA/SEEK_HOLE for extents;
+// the lock (file_lock.h) and, for read-write block devices, O_EXCL taken at open.
 #include "file_device.h"
 
 #include <fcntl.h>
@@ -10,6 +11,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "file_lock.h"
 
 namespace nbdsnap {
 
@@ -46,32 +52,90 @@ Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonl
   return Status::ok();
 }
 
+namespace {
+
+// Who holds a block device that refused an exclusive open: its mount point, the devices stacked on it (device
+// mapper, RAID), or a process holding a lock on its node (another nbdsnap, QEMU); empty when none is found.
+std::string block_device_holder(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode)) return {};
+  const std::string number = std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
+  std::ifstream mounts("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mounts, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, device, root, mount_point;
+    if (fields >> id >> parent >> device >> root >> mount_point && device == number) return "mounted on " + mount_point;
+  }
+  std::error_code ec;
+  for (const auto& holder : std::filesystem::directory_iterator("/sys/dev/block/" + number + "/holders", ec)) {
+    return "held by " + holder.path().filename().string();
+  }
+  std::string processes;
+  for (const LockHolder& holder : find_lock_holders(st.st_dev, st.st_ino, 0, 0, FileLockMode::exclusive)) {
+    processes += (processes.empty() ? "opened by " : "; ") + holder.command + ", pid " + std::to_string(holder.pid);
+  }
+  return processes;
+}
+
+// Opens `path` with `flags`; read-write block devices also with O_EXCL (see file_lock.h), so a mounted device
+// or one another program opened exclusively is refused with busy. Returns the descriptor or -1 with `error` set.
+int open_device_node(const std::string& path, int flags, Status& error) {
+  struct stat st {};
+  const bool exclusive_block = (flags & O_ACCMODE) == O_RDWR && ::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC | (exclusive_block ? O_EXCL : 0));
+  if (fd >= 0) return fd;
+  const int err = errno;
+  if (err == EBUSY && exclusive_block) {
+    const std::string holder = block_device_holder(path);
+    error = {Errc::busy, path + " is in use (" +
+                             (holder.empty() ? "opened exclusively by another program" : holder) +
+                             "): writes nbdsnap does not see would reach it; unmount or stop its user first"};
+  } else {
+    error = Status::from_errno(err, "open " + path);
+  }
+  return -1;
+}
+
+}  // namespace
+
 Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out) {
-  const int fd = ::open(path.c_str(), (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-  if (fd < 0) return Status::from_errno(errno, "open " + path);
+  Status error;
+  const int fd = open_device_node(path, readonly ? O_RDONLY : O_RDWR, error);
+  if (fd < 0) return error;
+  if (Status s = lock_file(fd, path, readonly ? FileLockMode::shared_read : FileLockMode::exclusive); !s) {
+    ::close(fd);
+    return s;
+  }
   return from_descriptor(fd, path, readonly, out);
 }
 
 Status FileDevice::create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
                           bool& created) {
   created = false;
+  Status error;
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600);
   if (fd >= 0) {
     created = true;
   } else if (errno == EEXIST) {
-    fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    fd = open_device_node(path, O_RDWR, error);
+    if (fd < 0) return error;
+  } else {
+    return Status::from_errno(errno, "create " + path);
   }
-  if (fd < 0) return Status::from_errno(errno, "create " + path);
+  auto give_up = [&](Status status) {
+    ::close(fd);
+    if (created) ::unlink(path.c_str());
+    return status;
+  };
+  // Locked before anything changes the file: an existing file may be another process's disk.
+  if (Status s = lock_file(fd, path, FileLockMode::exclusive); !s) return give_up(std::move(s));
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && size > static_cast<uint64_t>(st.st_size)) {
     // Reserve the space now so running out shows up here, not as a failed copy-on-write later.
     int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
     if (rc == EOPNOTSUPP || rc == EINVAL) rc = ::ftruncate(fd, static_cast<off_t>(size)) == 0 ? 0 : errno;
-    if (rc != 0) {
-      ::close(fd);
-      if (created) ::unlink(path.c_str());
-      return Status::from_errno(rc, "allocate " + std::to_string(size) + " bytes for " + path);
-    }
+    if (rc != 0) return give_up(Status::from_errno(rc, "allocate " + std::to_string(size) + " bytes for " + path));
   }
   return from_descriptor(fd, path, false, out);
 }

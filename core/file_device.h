@@ -1,4 +1,5 @@
-// file_device.h — a BlockDevice over a regular file or a block device (pread/pwrite on a descriptor).
+// file_device.h — a BlockDevice over a regular file or a block device (pread/pwrite on a descriptor), locked
+// against other writers for as long as it is open (file_lock.h).
 #pragma once
 
 #include <memory>
@@ -10,10 +11,14 @@ namespace nbdsnap {
 
 class FileDevice final : public BlockDevice {
  public:
-  // Opens an existing file or block device. readonly opens O_RDONLY and refuses writes.
+  // Opens an existing file or block device. readonly opens O_RDONLY, takes a shared lock (others may read,
+  // nobody may write) and refuses writes; otherwise the file is locked exclusively and a block device is opened
+  // O_EXCL. A file another process holds is refused with busy naming the holder; a file this process already
+  // holds (as an origin or storage) with already_exists.
   static Status open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out);
-  // Creates (or opens) a regular file and makes it at least `size` bytes, allocating with fallocate where the
-  // file system can (falls back to ftruncate). created tells whether the file did not exist before.
+  // Creates (or opens) a regular file, locks it exclusively (as open), and makes it at least `size` bytes,
+  // allocating with fallocate where the file system can (falls back to ftruncate). created tells whether the
+  // file did not exist before (a created file is removed again when this fails).
   static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created);
   ~FileDevice() override;
   FileDevice(const FileDevice&) = delete;

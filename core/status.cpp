@@ -23,6 +23,7 @@ const char* errc_name(Errc code) {
     case Errc::overflow: return "overflow";
     case Errc::no_memory: return "no_memory";
     case Errc::would_block: return "would_block";
+    case Errc::name_too_long: return "name_too_long";
   }
   return "unknown";
 }
@@ -39,6 +40,7 @@ Status Status::from_errno(int err, const std::string& what) {
     case EOPNOTSUPP: code = Errc::not_supported; break;
     case EOVERFLOW: code = Errc::overflow; break;
     case ENOMEM: code = Errc::no_memory; break;
+    case ENAMETOOLONG: code = Errc::name_too_long; break;
     default: break;
   }
   return {code, what + ": " + std::strerror(err)};
@@ -66,6 +68,7 @@ int to_errno(const Status& status) {
     case Errc::overflow: return EOVERFLOW;
     case Errc::no_memory: return ENOMEM;
     case Errc::would_block: return EAGAIN;
+    case Errc::name_too_long: return ENAMETOOLONG;
   }
   return EIO;
 }

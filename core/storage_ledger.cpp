@@ -1,6 +1,7 @@
 // storage_ledger.cpp — a JSON list of paths, rewritten with temp file + rename.
 #include "storage_ledger.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,7 +10,24 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "file_lock.h"
+
 namespace nbdsnap {
+
+namespace {
+
+// Removes a leftover storage file unless a process holds its lock: since the crash its path may have been given
+// to another nbdsnap as storage (or to anything else that locks it), and then it is no longer ours to delete.
+bool remove_if_unused(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  const bool unused = lock_file(fd, path, FileLockMode::exclusive).is_ok();
+  const bool removed = unused && ::unlink(path.c_str()) == 0;
+  ::close(fd);
+  return removed;
+}
+
+}  // namespace
 
 std::vector<std::string> StorageLedger::remove_leftovers() const {
   std::vector<std::string> removed;
@@ -19,7 +37,7 @@ std::vector<std::string> StorageLedger::remove_leftovers() const {
   try {
     const auto listed = nlohmann::json::parse(in).at("files").get<std::vector<std::string>>();
     for (const std::string& file : listed) {
-      if (::unlink(file.c_str()) == 0) removed.push_back(file);
+      if (remove_if_unused(file)) removed.push_back(file);
     }
   } catch (const std::exception&) {
     // A damaged ledger lists nothing we can trust to delete.

@@ -13,7 +13,8 @@ class StorageLedger {
  public:
   explicit StorageLedger(std::string state_dir) : dir_(std::move(state_dir)) {}
   bool enabled() const { return !dir_.empty(); }
-  // Removes the files a previous run listed and clears the list. Returns the paths that were removed.
+  // Removes the files a previous run listed and clears the list. A listed file some process holds locked (it
+  // became another nbdsnap's storage since) is left alone. Returns the paths that were removed.
   std::vector<std::string> remove_leftovers() const;
   // Replaces the list with `paths` (written atomically).
   Status record(const std::vector<std::string>& paths) const;

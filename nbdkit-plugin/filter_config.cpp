@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "export_name.h"
+#include "object_file_name.h"
 #include "units.h"
 
 namespace nbdsnap {
@@ -117,7 +118,7 @@ Status FilterConfig::complete() {
 
 StorageSpec FilterConfig::default_storage_for(const std::string& snapshot) const {
   StorageSpec spec;
-  spec.path = storage_is_directory ? storage_path + "/" + snapshot + ".nbdsnap-diff" : storage_path;
+  spec.path = storage_is_directory ? storage_path + "/" + object_file_name(snapshot, ".nbdsnap-diff") : storage_path;
   spec.size = storage_size;
   return spec;
 }

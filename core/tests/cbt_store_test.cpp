@@ -4,8 +4,11 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 #include <set>
 
+#include "object_file_name.h"
 #include "test_support.h"
 
 using namespace nbdsnap;
@@ -160,4 +163,91 @@ TEST_CASE("load results have distinct names") {
     names.insert(name);
   }
   CHECK(names.size() == 5);
+}
+
+namespace {
+
+// Rewrites the JSON header line of a state file with `edit` applied (the map bytes after it are kept).
+template <typename Edit>
+void edit_header(const std::string& path, Edit edit) {
+  std::ifstream in(path, std::ios::binary);
+  std::string header_line;
+  REQUIRE(std::getline(in, header_line));
+  const std::string map((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  auto header = nlohmann::json::parse(header_line);
+  edit(header);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << header.dump() << '\n' << map;
+}
+
+}  // namespace
+
+TEST_CASE("origins with names of every length up to 255 bytes save and load their state") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  const CbtState saved = sample_state();
+  for (size_t length = 240; length <= 255; ++length) {
+    const std::string name(length, 'o');
+    INFO("origin name of " << length << " bytes");
+    REQUIRE_OK(store.save(name, saved, true));
+    CbtState loaded;
+    REQUIRE(store.load(name, kDevice, loaded) == CbtLoadResult::loaded);
+    check_same(saved, loaded);
+  }
+  // Names that fit keep their file name; longer ones have their own, shortened one each.
+  CHECK(std::filesystem::exists(dir.file(std::string(247, 'o') + ".cbt")));
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    CHECK(entry.path().filename().string().size() <= 251);
+    ++files;
+  }
+  CHECK(files == 16);
+}
+
+TEST_CASE("a state file holding another origin's name is not loaded") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  REQUIRE_OK(store.save("a", sample_state(), true));
+  // As if two long names shared a hashed file name: the file found for "b" holds "a".
+  std::filesystem::rename(dir.file("a.cbt"), dir.file("b.cbt"));
+  CbtState loaded;
+  CHECK(store.load("b", kDevice, loaded) == CbtLoadResult::missing);
+  const std::string long_a(255, 'a'), long_b(255, 'b');
+  REQUIRE_OK(store.save(long_a, sample_state(), true));
+  std::filesystem::rename(dir.file(object_file_name(long_a, ".cbt")), dir.file(object_file_name(long_b, ".cbt")));
+  CHECK(store.load(long_b, kDevice, loaded) == CbtLoadResult::missing);
+}
+
+TEST_CASE("a state file of an earlier version, without the origin's name, still loads under its plain name") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  const CbtState saved = sample_state();
+  REQUIRE_OK(store.save("disk0", saved, true));
+  edit_header(dir.file("disk0.cbt"), [](nlohmann::json& header) { header.erase("origin"); });
+  CbtState loaded;
+  REQUIRE(store.load("disk0", kDevice, loaded) == CbtLoadResult::loaded);
+  check_same(saved, loaded);
+  // Earlier versions never wrote a hashed file name: such a file without a name is nobody's.
+  const std::string long_name(255, 'l');
+  REQUIRE_OK(store.save(long_name, saved, true));
+  edit_header(dir.file(object_file_name(long_name, ".cbt")), [](nlohmann::json& header) { header.erase("origin"); });
+  CHECK(store.load(long_name, kDevice, loaded) == CbtLoadResult::missing);
+}
+
+TEST_CASE("origin names that are not UTF-8 are kept apart in their state files") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  const std::string latin1 = "disk\xe9", other = std::string(250, 'x') + "\xff\xfe";
+  REQUIRE_OK(store.save(latin1, sample_state(), true));
+  REQUIRE_OK(store.save(other, sample_state(), true));
+  CbtState loaded;
+  CHECK(store.load(latin1, kDevice, loaded) == CbtLoadResult::loaded);
+  CHECK(store.load(other, kDevice, loaded) == CbtLoadResult::loaded);
+}
+
+TEST_CASE("a state directory path that is too long fails as name_too_long, not as an I/O error") {
+  TempDir dir;
+  CbtStore store(dir.file(std::string(300, 'd')));
+  CHECK_ERRC(store.save("disk0", sample_state(), false), Errc::name_too_long);
 }

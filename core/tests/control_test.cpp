@@ -58,7 +58,8 @@ struct ControlFixture {
   static void check_error_shape(const json& reply) {
     static const std::set<std::string> codes = {"invalid_argument", "out_of_range", "not_found", "already_exists",
                                                 "busy", "bad_state", "read_only", "no_space", "io_error",
-                                                "corrupted", "not_supported", "overflow"};
+                                                "corrupted", "not_supported", "overflow",
+                                                "name_too_long"};
     REQUIRE(reply.is_object());
     CHECK(reply["ok"] == false);
     REQUIRE(reply.contains("error"));

@@ -345,30 +345,49 @@ TEST_CASE("a file changed while detached gets a new generation; an unchanged one
 }
 
 // Copy-on-write into a file that is itself an origin, or into another snapshot's storage, would overwrite the
-// data it is meant to preserve: one file (also through a hard link or another path) is used once.
+// data it is meant to preserve: one file (also through a hard link or another path) is used once. The file's
+// lock refuses a second read-write open in this process (already_exists); the engine's identity check refuses
+// what the lock lets through (a read-only file opened twice, devices opened by a front end without locks).
 TEST_CASE("one file is never both an origin and storage, two origins, or storage of two snapshots") {
   TempDir dir;
   Engine engine(small_config());
-  auto open_file = [&](const std::string& name) {
+  auto open_file = [&](const std::string& name, std::shared_ptr<BlockDevice>& out) {
     std::unique_ptr<FileDevice> file;
     bool created = false;
-    REQUIRE_OK(FileDevice::create(dir.file(name), 4 * MiB, file, created));
-    return std::shared_ptr<BlockDevice>(std::move(file));
+    const Status status = FileDevice::create(dir.file(name), 4 * MiB, file, created);
+    out = std::move(file);
+    return status;
   };
-  REQUIRE_OK(engine.attach_origin("disk0", open_file("disk0.raw"), false));
-  REQUIRE_OK(engine.attach_origin("disk1", open_file("disk1.raw"), false));
+  std::shared_ptr<BlockDevice> disk0, disk1, alias;
+  REQUIRE_OK(open_file("disk0.raw", disk0));
+  REQUIRE_OK(open_file("disk1.raw", disk1));
+  REQUIRE_OK(engine.attach_origin("disk0", disk0, false));
+  REQUIRE_OK(engine.attach_origin("disk1", disk1, false));
   std::filesystem::create_hard_link(dir.file("disk0.raw"), dir.file("alias.raw"));
-  CHECK_ERRC(engine.attach_origin("again", open_file("alias.raw"), false), Errc::already_exists);
+  CHECK_ERRC(open_file("alias.raw", alias), Errc::already_exists);
+  {
+    std::unique_ptr<FileDevice> first, second;
+    bool created = false;
+    REQUIRE_OK(FileDevice::create(dir.file("ro.raw"), 4 * MiB, first, created));
+    first.reset();
+    REQUIRE_OK(FileDevice::open(dir.file("ro.raw"), true, first));
+    REQUIRE_OK(FileDevice::open(dir.file("ro.raw"), true, second));  // shared locks: both opens succeed
+    REQUIRE_OK(engine.attach_origin("ro", std::move(first), true));
+    CHECK_ERRC(engine.attach_origin("ro-again", std::move(second), true), Errc::already_exists);
+  }
 
   SnapshotOptions options{{"disk0"}, {{dir.file("alias.raw"), 0}}, 0, false};
   CHECK_ERRC(engine.create_snapshot("s0", options), Errc::already_exists);
   CHECK(std::filesystem::exists(dir.file("disk0.raw")));  // refused, not removed
+  options.storage = {{dir.file("ro.raw"), 0}};
+  CHECK_ERRC(engine.create_snapshot("s0", options), Errc::already_exists);
   options.storage = {{dir.file("s0.diff"), 4 * MiB}};
   REQUIRE_OK(engine.create_snapshot("s0", options));
   CHECK_ERRC(engine.append_storage("s0", {dir.file("disk1.raw"), 0}), Errc::already_exists);
   CHECK_ERRC(engine.append_storage("s0", {dir.file("./s0.diff"), 0}), Errc::already_exists);
   CHECK_ERRC(engine.create_snapshot("s1", {{"disk1"}, {{dir.file("s0.diff"), 0}}, 0, false}), Errc::already_exists);
-  CHECK_ERRC(engine.attach_origin("storage", open_file("s0.diff"), false), Errc::already_exists);
+  std::shared_ptr<BlockDevice> storage;
+  CHECK_ERRC(open_file("s0.diff", storage), Errc::already_exists);
   REQUIRE_OK(engine.destroy_snapshot("s0"));
   REQUIRE_OK(engine.create_snapshot("s1", {{"disk1"}, {{dir.file("s1.diff"), 4 * MiB}}, 0, false}));
 }

@@ -1,14 +1,19 @@
-// file_device_test.cpp — the file / block-device backend: create, read/write, short reads, extents, trim.
+// file_device_test.cpp — the file / block-device backend: create, read/write, short reads, extents, trim, and
+// the locks that keep other processes out (with forked children holding locks as QEMU would).
 #include "file_device.h"
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <thread>
 
+#include "file_lock.h"
 #include "test_support.h"
 
 using namespace nbdsnap;
@@ -54,11 +59,14 @@ TEST_CASE("create makes a file of the given size and says it created it") {
   struct stat st {};
   REQUIRE(::stat(dir.file("diff").c_str(), &st) == 0);
   CHECK(device->file_identity() == "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
-  // A hard link is the same file.
+  // A hard link is the same file: refused while the file is open here, the same identity once it is closed.
   std::filesystem::create_hard_link(dir.file("diff"), dir.file("link"));
   std::unique_ptr<FileDevice> link;
+  CHECK_ERRC(FileDevice::open(dir.file("link"), true, link), Errc::already_exists);
+  const std::string identity = device->file_identity();
+  device.reset();
   REQUIRE_OK(FileDevice::open(dir.file("link"), true, link));
-  CHECK(link->file_identity() == device->file_identity());
+  CHECK(link->file_identity() == identity);
 }
 
 TEST_CASE("create on an existing file grows it and says it did not create it") {
@@ -103,7 +111,8 @@ TEST_CASE("file device writes read back at unaligned offsets") {
   REQUIRE_OK(device->pread(back.data(), back.size(), 1234));
   CHECK(back == data);
 
-  // Another open of the same file sees the data.
+  // Another open of the same file, once this one is closed, sees the data.
+  device.reset();
   std::unique_ptr<FileDevice> again;
   REQUIRE_OK(FileDevice::open(dir.file("disk"), true, again));
   CHECK(again->size() == (1u << 20));
@@ -225,4 +234,184 @@ TEST_CASE("concurrent writers to one file device all land") {
   std::vector<uint8_t> back(1 << 20);
   REQUIRE_OK(device->pread(back.data(), back.size(), 0));
   CHECK(back == pattern(1 << 20, 0, 4));
+}
+
+// ---------------------------------------------------------------- locks (file_lock.h)
+
+namespace {
+
+struct ByteLock {
+  short type;  // F_RDLCK or F_WRLCK
+  off_t start;
+  off_t length;  // 0: to the end
+};
+
+// A forked child that opens `path` read-write, takes OFD locks as another program would (QEMU, a second
+// nbdsnapd), names itself `command` and holds them until destroyed. Every wait is bounded.
+class LockHoldingChild {
+ public:
+  LockHoldingChild(const std::string& path, const std::vector<ByteLock>& locks, const char* command) {
+    int ready[2], release[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(release) == 0);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {  // only async-signal-safe calls from here on
+      ::close(ready[0]);
+      ::close(release[1]);  // so that the parent closing its end wakes the poll below
+      ::prctl(PR_SET_NAME, command);
+      const int fd = ::open(path.c_str(), O_RDWR);
+      char status = fd >= 0 ? 'y' : 'n';
+      for (const ByteLock& lock : locks) {
+        struct flock fl {};
+        fl.l_type = lock.type;
+        fl.l_whence = SEEK_SET;
+        fl.l_start = lock.start;
+        fl.l_len = lock.length;
+        if (::fcntl(fd, F_OFD_SETLK, &fl) != 0) status = 'n';
+      }
+      (void)!::write(ready[1], &status, 1);
+      struct pollfd until_released {release[0], POLLIN, 0};
+      ::poll(&until_released, 1, 30000);
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    ::close(release[0]);
+    release_ = release[1];
+    struct pollfd wait_ready {ready[0], POLLIN, 0};
+    char status = 'n';
+    const bool answered = ::poll(&wait_ready, 1, 10000) == 1 && ::read(ready[0], &status, 1) == 1;
+    ::close(ready[0]);
+    REQUIRE_MESSAGE((answered && status == 'y'), "the child could not take its locks");
+  }
+  ~LockHoldingChild() {
+    ::close(release_);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  LockHoldingChild(const LockHoldingChild&) = delete;
+  LockHoldingChild& operator=(const LockHoldingChild&) = delete;
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int release_ = -1;
+};
+
+std::string make_file(const TempDir& dir, const std::string& name, size_t size) {
+  const std::string path = dir.file(name);
+  std::ofstream out(path, std::ios::binary);
+  out << std::string(size, 'o');
+  return path;
+}
+
+// Whether an open file other than `fd`'s own holds a lock that conflicts with a write lock on one byte.
+bool byte_is_locked(const std::string& path, off_t byte) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  REQUIRE(fd >= 0);
+  struct flock fl {};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  REQUIRE(::fcntl(fd, F_OFD_GETLK, &fl) == 0);
+  ::close(fd);
+  return fl.l_type != F_UNLCK;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("a file another process locked exclusively is refused, naming the process, and left unchanged") {
+  TempDir dir;
+  const std::string path = make_file(dir, "disk", 4096);
+  LockHoldingChild holder(path, {{F_WRLCK, 0, 0}}, "lock-holder");
+  const std::string named = "(lock-holder, pid " + std::to_string(holder.pid()) + ")";
+  std::unique_ptr<FileDevice> device;
+  Status rw = FileDevice::open(path, false, device);
+  CHECK(rw.code() == Errc::busy);
+  CHECK_MESSAGE(contains(rw.message(), path + " is locked by another process " + named), rw.message());
+  CHECK(to_errno(rw) == EBUSY);
+  Status ro = FileDevice::open(path, true, device);
+  CHECK(ro.code() == Errc::busy);
+  CHECK_MESSAGE(contains(ro.message(), named), ro.message());
+  bool created = true;
+  CHECK_ERRC(FileDevice::create(path, 1 << 20, device, created), Errc::busy);
+  CHECK_FALSE(created);
+  CHECK(std::filesystem::file_size(path) == 4096);  // not grown behind the holder's back
+}
+
+TEST_CASE("the lock holder lookup finds the process by the file's device and inode") {
+  TempDir dir;
+  const std::string path = make_file(dir, "disk", 4096);
+  const std::string other = make_file(dir, "other", 4096);
+  LockHoldingChild holder(path, {{F_RDLCK, 100, 1}, {F_RDLCK, 101, 1}}, "qemu-like");
+  struct stat st {}, other_st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  REQUIRE(::stat(other.c_str(), &other_st) == 0);
+  const auto holders = find_lock_holders(st.st_dev, st.st_ino, 0, 0, FileLockMode::exclusive);
+  REQUIRE(holders.size() == 1);
+  CHECK(holders[0].pid == holder.pid());
+  CHECK(holders[0].command == "qemu-like");
+  // Only locks that overlap the range and conflict with the mode count.
+  CHECK(find_lock_holders(st.st_dev, st.st_ino, 101, 1, FileLockMode::exclusive).size() == 1);
+  CHECK(find_lock_holders(st.st_dev, st.st_ino, 102, 0, FileLockMode::exclusive).empty());
+  CHECK(find_lock_holders(st.st_dev, st.st_ino, 0, 0, FileLockMode::shared_read).empty());  // read locks only
+  CHECK(find_lock_holders(other_st.st_dev, other_st.st_ino, 0, 0, FileLockMode::exclusive).empty());
+}
+
+TEST_CASE("a read-only open lets readers in and keeps writers and resizers out, in QEMU's lock bytes") {
+  TempDir dir;
+  const std::string path = make_file(dir, "disk", 4096);
+  {
+    LockHoldingChild reader(path, {{F_RDLCK, 100, 1}}, "qemu-reader");  // qemu-io -r
+    std::unique_ptr<FileDevice> first, second;
+    REQUIRE_OK(FileDevice::open(path, true, first));
+    REQUIRE_OK(FileDevice::open(path, true, second));  // another read-only origin
+    CHECK(byte_is_locked(path, 201));   // QEMU opening for write tests this byte and fails
+    CHECK(byte_is_locked(path, 203));   // ... and for resize this one
+    CHECK_FALSE(byte_is_locked(path, 200));  // QEMU opening for read tests this one and succeeds
+    std::unique_ptr<FileDevice> writer;
+    CHECK_ERRC(FileDevice::open(path, false, writer), Errc::already_exists);  // held by this process
+  }
+  {
+    LockHoldingChild writer(path, {{F_RDLCK, 100, 1}, {F_RDLCK, 101, 1}}, "qemu-writer");  // qemu-io
+    std::unique_ptr<FileDevice> device;
+    const Status status = FileDevice::open(path, true, device);
+    CHECK(status.code() == Errc::busy);
+    CHECK_MESSAGE(contains(status.message(), "open for writing by another process (qemu-writer, pid " +
+                                                 std::to_string(writer.pid()) + ")"),
+                  status.message());
+  }
+  {
+    LockHoldingChild reader(path, {{F_RDLCK, 100, 1}}, "qemu-reader");
+    std::unique_ptr<FileDevice> device;
+    CHECK_ERRC(FileDevice::open(path, false, device), Errc::busy);  // read-write needs the file to itself
+  }
+}
+
+TEST_CASE("a second read-write open in this process is refused as already in use, until the first closes") {
+  TempDir dir;
+  const std::string path = make_file(dir, "disk", 4096);
+  std::unique_ptr<FileDevice> first, second;
+  REQUIRE_OK(FileDevice::open(path, false, first));
+  const Status again = FileDevice::open(path, false, second);
+  CHECK(again.code() == Errc::already_exists);
+  CHECK_MESSAGE(contains(again.message(), "already open in this process"), again.message());
+  first.reset();
+  REQUIRE_OK(FileDevice::open(path, false, second));
+}
+
+TEST_CASE("the lock outlives the thread that opened the file and ends with the device") {
+  TempDir dir;
+  const std::string path = make_file(dir, "disk", 4096);
+  std::unique_ptr<FileDevice> device;
+  std::thread opener([&] { CHECK_OK(FileDevice::open(path, false, device)); });
+  opener.join();
+  REQUIRE(device);
+  CHECK(byte_is_locked(path, 0));
+  CHECK(byte_is_locked(path, 1 << 30));  // the whole file, also beyond its end
+  device.reset();
+  CHECK_FALSE(byte_is_locked(path, 0));
 }

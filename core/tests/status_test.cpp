@@ -36,6 +36,7 @@ TEST_CASE("error codes are named as in the control protocol") {
   CHECK(std::string(errc_name(Errc::corrupted)) == "corrupted");
   CHECK(std::string(errc_name(Errc::not_supported)) == "not_supported");
   CHECK(std::string(errc_name(Errc::overflow)) == "overflow");
+  CHECK(std::string(errc_name(Errc::name_too_long)) == "name_too_long");
 }
 
 TEST_CASE("statuses map to the errno a front end reports") {
@@ -47,6 +48,7 @@ TEST_CASE("statuses map to the errno a front end reports") {
   CHECK(to_errno(Status(Errc::io_error, "")) == EIO);
   CHECK(to_errno(Status(Errc::overflow, "")) == EOVERFLOW);
   CHECK(to_errno(Status(Errc::not_supported, "")) == EOPNOTSUPP);
+  CHECK(to_errno(Status(Errc::name_too_long, "")) == ENAMETOOLONG);
   const int read_only = to_errno(Status(Errc::read_only, ""));
   CHECK((read_only == EROFS || read_only == EPERM));
   CHECK(to_errno(Status(Errc::corrupted, "")) != 0);
@@ -63,4 +65,11 @@ TEST_CASE("a status from errno maps common errors and keeps the system message")
   CHECK(Status::from_errno(EEXIST, "create").code() == Errc::already_exists);
   CHECK(Status::from_errno(EINVAL, "x").code() == Errc::invalid_argument);
   CHECK_FALSE(Status::from_errno(EBADF, "x").is_ok());
+}
+
+TEST_CASE("a file name that is too long is reported as such, not as an I/O error") {
+  const Status status = Status::from_errno(ENAMETOOLONG, "create /state/x.cbt.tmp");
+  CHECK(status.code() == Errc::name_too_long);
+  CHECK(to_errno(status) == ENAMETOOLONG);
+  CHECK(status.to_string() == "name_too_long: create /state/x.cbt.tmp: File name too long");
 }

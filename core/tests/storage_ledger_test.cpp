@@ -1,4 +1,5 @@
-// storage_ledger_test.cpp — storage files of snapshots that died with a crashed run are removed at start.
+// storage_ledger_test.cpp — storage files of snapshots that died with a crashed run are removed at start, unless
+// someone has locked them since.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <fstream>
 
 #include "engine.h"
+#include "file_device.h"
 #include "memory_device.h"
 #include "storage_ledger.h"
 #include "test_support.h"
@@ -55,4 +57,20 @@ TEST_CASE("a clean stop leaves an empty storage ledger") {
   std::ofstream(dir.file("x")) << "x";
   CHECK(ledger.remove_leftovers() == std::vector<std::string>{dir.file("x")});
   CHECK(ledger.remove_leftovers().empty());
+}
+
+TEST_CASE("a leftover storage file that another user locked since the crash is not removed") {
+  TempDir dir;
+  const std::string state = dir.file("state");
+  const std::string taken = dir.file("taken.diff"), free = dir.file("free.diff");
+  std::ofstream(taken) << std::string(4096, 't');
+  std::ofstream(free) << std::string(4096, 'f');
+  StorageLedger ledger(state);
+  REQUIRE_OK(ledger.record({taken, free}));
+  // Since the crash, the path was given as storage to another engine (here in this process), which locks it.
+  std::unique_ptr<FileDevice> user;
+  REQUIRE_OK(FileDevice::open(taken, false, user));
+  CHECK(ledger.remove_leftovers() == std::vector<std::string>{free});
+  CHECK(std::filesystem::exists(taken));
+  CHECK_FALSE(std::filesystem::exists(free));
 }

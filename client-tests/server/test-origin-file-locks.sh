@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# test-origin-file-locks.sh — other processes cannot write an origin or difference-storage file behind the
+# tracker: a second nbdsnapd on the same origin file exits at start naming the first; origin-attach of a file
+# qemu-io holds is refused naming qemu-io; qemu-io cannot open a served origin file, and the image of a taken
+# snapshot still reads take-time bytes; a read-only origin lets readers (qemu-io -r, another read-only
+# nbdsnapd) in and keeps writers out; one nbdsnapd's difference storage is refused to another. Once the
+# holder is gone, the file is free again.
+source "$(dirname "$0")/common.sh"
+
+truncate -s 16M "$tmp/disk.raw" "$tmp/other.raw" "$tmp/ro.raw"
+qemu-io -f raw -c 'write -P 0x11 0 1M' "$tmp/disk.raw" >/dev/null
+qemu-io -f raw -c 'write -P 0x33 0 1M' "$tmp/ro.raw" >/dev/null
+
+# Processes this test starts besides common.sh's nbdsnapd; killed by pid on exit, before common.sh's cleanup
+# (which must see the test's exit status: errexit is off here so that `(exit $status)` does not end the trap).
+extra_pids=()
+stop_extra_processes() {
+  local status=$? pid
+  set +e
+  for pid in "${extra_pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  (exit $status)
+  cleanup
+}
+trap stop_extra_processes EXIT
+
+# second_nbdsnapd NAME ARGS...: a second nbdsnapd with its own sockets and state, run until it exits at start
+# or its control socket answers (bounded); sets second_status (0 = running) and second_log.
+second_nbdsnapd() {
+  local name=$1 i
+  shift
+  second_log=$tmp/$name.log
+  setsid "$nbdsnapd" --listen "unix:$tmp/$name.sock" --control "$tmp/$name.ctl" --state-dir "$tmp/$name.state" \
+    "$@" </dev/null >"$second_log" 2>&1 &
+  second_pid=$!
+  extra_pids+=("$second_pid")
+  for ((i = 0; i < 300; i++)); do
+    if ! kill -0 "$second_pid" 2>/dev/null; then
+      second_status=0
+      wait "$second_pid" || second_status=$?
+      ((second_status != 0)) || second_status=1  # exited, even if with 0: it did not serve
+      return 0
+    fi
+    if [[ -S $tmp/$name.ctl ]] && /usr/bin/python3 "$here/nbdsnap_control.py" "$tmp/$name.ctl" \
+      '{"command":"version"}' >/dev/null 2>&1; then
+      second_status=0
+      return 0
+    fi
+    sleep 0.1
+  done
+  fail "second nbdsnapd $name neither started nor exited"
+}
+
+# wait_for_locks PID: waits until process PID holds a lock (qemu-io takes its locks after it starts).
+wait_for_locks() {
+  local i
+  for ((i = 0; i < 200; i++)); do
+    grep -qs '^lock:' /proc/"$1"/fdinfo/* && return 0
+    kill -0 "$1" 2>/dev/null || fail "process $1 exited before locking"
+    sleep 0.05
+  done
+  fail "process $1 took no lock"
+}
+
+start_nbdsnapd --origin "disk=$tmp/disk.raw" --origin-read-only "ro=$tmp/ro.raw"
+first_pid=$(cat "$pidfile")
+
+# 1. A second nbdsnapd on the same origin file (here through a hard link) exits at start, naming the first.
+ln "$tmp/disk.raw" "$tmp/disk-link.raw"
+second_nbdsnapd second --origin "x=$tmp/disk-link.raw"
+((second_status != 0)) || fail "a second nbdsnapd served the same origin file"
+grep -q "busy: origin x .*is locked by another process (nbdsnapd, pid $first_pid)" "$second_log" ||
+  fail "the refusal does not name the holder: $(cat "$second_log")"
+
+# 2. qemu-io cannot open the served origin file, neither to write nor to read; the image keeps take-time bytes.
+snapshot s1 disk
+if qemu-io -f raw -c 'write -P 0x99 0 1M' "$tmp/disk.raw" >"$tmp/qemu-io.out" 2>&1; then
+  fail "qemu-io wrote a served origin file"
+fi
+grep -q 'Failed to lock byte\|Failed to get .* lock' "$tmp/qemu-io.out" || fail "qemu-io: $(cat "$tmp/qemu-io.out")"
+qemu-io -f raw -r -c 'read 0 4k' "$tmp/disk.raw" >/dev/null 2>&1 && fail "qemu-io -r opened a served read-write origin"
+qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$(uri disk@s1)" >/dev/null || fail "image lost its take-time bytes"
+echo "ok: served origin files are locked against qemu-io and a second nbdsnapd"
+
+# 3. origin-attach of a file qemu-io holds open is refused with busy, naming qemu-io.
+qemu-io -f raw -c 'sleep 20000' "$tmp/other.raw" </dev/null >/dev/null 2>&1 &
+holder=$!
+extra_pids+=("$holder")
+wait_for_locks "$holder"
+reply=$(control "{\"command\":\"origin-attach\",\"name\":\"other\",\"path\":\"$tmp/other.raw\"}") &&
+  fail "attached a file qemu-io holds: $reply"
+[[ $(json_field "$reply" 'r["error"]["code"]') == busy ]] || fail "not busy: $reply"
+[[ $(json_field "$reply" 'r["error"]["errno"]') == 16 ]] || fail "not EBUSY: $reply"
+json_field "$reply" 'r["error"]["message"]' | grep -q "locked by another process (qemu-io, pid $holder)" ||
+  fail "the refusal does not name qemu-io: $reply"
+kill "$holder"
+wait "$holder" || true
+control "{\"command\":\"origin-attach\",\"name\":\"other\",\"path\":\"$tmp/other.raw\"}" >/dev/null ||
+  fail "the file stayed refused after qemu-io exited"
+echo "ok: origin-attach refuses a file qemu-io holds, naming it, and takes it once qemu-io is gone"
+
+# 4. A read-only origin: readers come in, writers do not.
+qemu-io -f raw -r -c 'read -P 0x33 0 1M' "$tmp/ro.raw" >/dev/null || fail "qemu-io -r refused a read-only origin"
+qemu-io -f raw -c 'write -P 0x44 0 4k' "$tmp/ro.raw" >"$tmp/qemu-io.out" 2>&1 && fail "qemu-io wrote a read-only origin"
+grep -q 'Failed to get "write" lock' "$tmp/qemu-io.out" || fail "qemu-io: $(cat "$tmp/qemu-io.out")"
+qemu-img resize -f raw "$tmp/ro.raw" 32M >/dev/null 2>&1 && fail "qemu-img resized a read-only origin"
+second_nbdsnapd reader --origin-read-only "ro2=$tmp/ro.raw"
+((second_status == 0)) || fail "a second read-only nbdsnapd was refused: $(cat "$second_log")"
+qemu-io -f raw -r -c 'read -P 0x33 0 1M' "nbd+unix:///ro2?socket=$tmp/reader.sock" >/dev/null ||
+  fail "second read-only nbdsnapd does not serve"
+reader_pid=$second_pid
+second_nbdsnapd writer --origin "rw=$tmp/ro.raw"
+((second_status != 0)) || fail "a read-write nbdsnapd served a read-only origin's file"
+grep -q "busy: origin rw .*is locked by another process (nbdsnapd, pid $first_pid; nbdsnapd, pid $reader_pid)" \
+  "$second_log" || fail "read-write refusal does not name both readers: $(cat "$second_log")"
+kill "$reader_pid"
+wait "$reader_pid" || true
+echo "ok: a read-only origin is shared with readers and refused to writers"
+
+# 5. One nbdsnapd's difference storage is refused to another, naming the holder.
+truncate -s 16M "$tmp/thief.raw"
+second_nbdsnapd thief --origin "t=$tmp/thief.raw"
+((second_status == 0)) || fail "third nbdsnapd did not start: $(cat "$second_log")"
+reply=$(/usr/bin/python3 "$here/nbdsnap_control.py" "$tmp/thief.ctl" \
+  "{\"command\":\"snapshot-create\",\"name\":\"t1\",\"origins\":[\"t\"],\"storage\":[{\"path\":\"$tmp/s1.diff\"}]}") &&
+  fail "a second nbdsnapd took another's difference storage: $reply"
+json_field "$reply" 'r["error"]["message"]' | grep -q "locked by another process (nbdsnapd, pid $first_pid)" ||
+  fail "storage refusal does not name the holder: $reply"
+qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$(uri disk@s1)" >/dev/null || fail "image damaged by the refused storage"
+kill "$second_pid"
+wait "$second_pid" || true
+echo "ok: difference storage of one nbdsnapd is refused to another"
+
+# 6. Once the first nbdsnapd has stopped, its files are free.
+stop_nbdsnapd TERM
+qemu-io -f raw -c 'write -P 0x55 0 4k' "$tmp/disk.raw" >/dev/null || fail "origin file still locked after stop"
+echo PASS
