@@ -233,8 +233,16 @@ Status ChunkMap::ensure_stored(uint64_t index, StorageLocation& location) {
   }
 }
 
+void ChunkMap::drop() {
+  dropped_.store(true, std::memory_order_release);
+  image_io_.close();
+  origin_device_.reset();
+}
+
 Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {
   if (Status s = check_range(origin_size_, len, offset); !s) return s;
+  IoGate::Pass pass(image_io_);
+  if (!pass.entered()) return snapshot_health();
   if (Status s = snapshot_health(); !s) return s;
   auto* out = static_cast<uint8_t*>(buf);
   while (len > 0) {
@@ -275,6 +283,8 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
 
 Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
   if (Status s = check_range(origin_size_, len, offset); !s) return s;
+  IoGate::Pass pass(image_io_);
+  if (!pass.entered()) return snapshot_health();
   if (Status s = snapshot_health(); !s) return s;
   const auto* in = static_cast<const uint8_t*>(buf);
   std::vector<uint8_t> zeroes;
@@ -307,6 +317,8 @@ Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevi
 
 Status ChunkMap::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source) {
   if (Status s = check_range(origin_size_, len, offset); !s) return s;
+  IoGate::Pass pass(image_io_);
+  if (!pass.entered()) return snapshot_health();
   if (Status s = snapshot_health(); !s) return s;
   BlockDevice* origin = origin_reader(source);
   auto add = [&out](uint64_t at, uint64_t n, bool hole) {

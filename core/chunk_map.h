@@ -36,6 +36,7 @@
 
 #include "block_device.h"
 #include "diff_storage.h"
+#include "io_gate.h"
 #include "mutex.h"
 #include "status.h"
 
@@ -78,8 +79,10 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
   void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);
 
-  // Marks the map as dropped (its origin was detached): every later call fails with not_found.
-  void drop() { dropped_.store(true, std::memory_order_release); }
+  // Drops the map (its origin was detached): waits for image calls in flight, fails every later one with
+  // not_found, and lets go of the origin's device. REQUIRES: no copy-on-write into this map any more (the
+  // origin's write gate is closed).
+  void drop();
   bool dropped() const { return dropped_.load(std::memory_order_acquire); }
 
   uint64_t chunks_copied() const EXCLUDES(mutex_);
@@ -116,11 +119,12 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
 
   Snapshot& snapshot_;
   const std::string origin_name_;
-  const std::shared_ptr<BlockDevice> origin_device_;
+  std::shared_ptr<BlockDevice> origin_device_;  // reset by drop(), once no image call is inside image_io_
   const uint64_t origin_size_;
   const uint64_t chunk_size_;
   const uint64_t copy_io_size_;
   std::atomic<bool> dropped_{false};
+  IoGate image_io_;  // image calls (read, write, extents); closed by drop()
   mutable Mutex mutex_;
   std::array<CondVar, kWaitStripes> chunk_done_;  // waiters of chunks whose index % kWaitStripes is i
   std::unordered_map<uint64_t, Chunk> chunks_ GUARDED_BY(mutex_);

@@ -59,7 +59,7 @@ Engine::~Engine() {
   // Connections that still hold an origin get errors from now on. Chunk maps refer to their snapshot: unhook
   // them from the trackers before the snapshots go.
   for (auto& [name, origin] : origins) {
-    origin->tracker().gate().close();
+    origin->close_io();
     origin->tracker().set_cow_target(nullptr);
   }
   for (auto& [name, snapshot] : snapshots) {
@@ -156,18 +156,21 @@ Status Engine::detach_origin(const std::string& name, bool force) {
   if (snapshot && !force) {
     return {Errc::busy, "origin '" + name + "' is in snapshot '" + snapshot->name() + "' (destroy it or force)"};
   }
-  // Drop the image before copy-on-write stops, so an image read in flight ends with not_found rather than
-  // with origin bytes written after the take.
-  if (snapshot) snapshot->drop_origin(name);
-  // Close the origin's gate: in-flight writes finish (tracked), and every later request of a connection
-  // that still holds this origin fails, so none can write it untracked after its CBT is saved below.
-  origin->tracker().gate().close();
+  // Close the origin's gates: in-flight requests finish (writes tracked), and every later request of a
+  // connection that still holds this origin fails, so none can write it untracked after its CBT is saved
+  // below. From here nothing writes the origin through nbdsnap, so an image read in flight still reads
+  // take-time data; dropping the image then waits for those reads and fails later ones with not_found.
+  origin->close_io();
   origin->tracker().set_cow_target(nullptr);  // closed: nobody is inside
+  if (snapshot) snapshot->drop_origin(name);
   {
     MutexLock lock(mutex_);
     origins_.erase(name);
   }
   Status saved = store_.enabled() ? save_clean(*origin) : Status::ok();
+  // The device (and its file's lock) goes now, even while connections still hold the Origin: the file can be
+  // attached again at once.
+  origin->release_device();
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
   return saved;

@@ -7,8 +7,19 @@ namespace nbdsnap {
 
 Origin::Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, bool read_only,
                std::unique_ptr<Tracker> tracker)
-    : name_(std::move(name)), device_(std::move(device)), size_(size), read_only_(read_only),
+    : name_(std::move(name)),
+      device_(std::move(device)),
+      can_trim_(device_ && device_->can_trim()),
+      size_(size),
+      read_only_(read_only),
       tracker_(std::move(tracker)) {}
+
+void Origin::close_io() {
+  tracker_->gate().close();
+  read_gate_.close();
+}
+
+void Origin::release_device() { device_.reset(); }
 
 Origin::~Origin() = default;
 
@@ -37,42 +48,46 @@ static Status no_device(const std::string& name) {
 }
 
 Status Origin::read(void* buf, uint64_t len, uint64_t offset) {
+  IoGate::Pass pass(read_gate_);
+  if (!pass.entered()) return check_attached();
   if (!device_) return no_device(name_);
-  if (Status s = check_attached(); !s) return s;
   if (Status s = check_range(size_, len, offset); !s) return s;
   return device_->pread(buf, len, offset);
 }
 
+// Writes check device_ only once they hold the write gate: a detached origin has none.
 Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait) {
-  if (!device_) return no_device(name_);
   WriteGuard guard;
   if (Status s = begin_write(len, offset, nullptr, guard, may_wait); !s) return s;
+  if (!device_) return no_device(name_);
   return device_->pwrite(buf, len, offset, fua);
 }
 
 Status Origin::trim(uint64_t len, uint64_t offset, bool fua) {
-  if (!device_) return no_device(name_);
   WriteGuard guard;
   if (Status s = begin_write(len, offset, nullptr, guard); !s) return s;
+  if (!device_) return no_device(name_);
   return device_->trim(len, offset, fua);
 }
 
 Status Origin::zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) {
-  if (!device_) return no_device(name_);
   WriteGuard guard;
   if (Status s = begin_write(len, offset, nullptr, guard); !s) return s;
+  if (!device_) return no_device(name_);
   return device_->zero(len, offset, may_trim, fua);
 }
 
 Status Origin::flush() {
+  IoGate::Pass pass(read_gate_);
+  if (!pass.entered()) return check_attached();
   if (!device_) return no_device(name_);
-  if (Status s = check_attached(); !s) return s;
   return device_->flush();
 }
 
 Status Origin::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) {
+  IoGate::Pass pass(read_gate_);
+  if (!pass.entered()) return check_attached();
   if (!device_) return no_device(name_);
-  if (Status s = check_attached(); !s) return s;
   if (Status s = check_range(size_, len, offset); !s) return s;
   return device_->extents(len, offset, out);
 }

@@ -4,9 +4,11 @@
 // their own path (the nbdkit filter writes to `next`) call begin_write() first and keep the guard until their
 // write has returned; `source` is the device to read old data from for copy-on-write (nbdkit's next).
 //
-// Lifecycle: attached (I/O passes) -> detached (Engine::detach_origin closed the gate). Once detached, every
-// call fails with io_error naming the origin, and front ends that read on their own path call
-// check_attached() first: a connection that still holds a detached origin can never write it untracked.
+// Lifecycle: attached (I/O passes) -> detached (Engine::detach_origin closed its gates and let go of the
+// device). Once detached, every call fails with io_error naming the origin, and front ends that read on their
+// own path call check_attached() first: a connection that still holds a detached origin can never write it
+// untracked. Letting go of the device at detach closes its file (and releases the file's lock, file_lock.h)
+// while such connections still hold the Origin, so the file can be attached again at once.
 // Thread-safe: front ends call it from many threads at once.
 #pragma once
 
@@ -38,9 +40,17 @@ class Origin {
   const std::string& name() const { return name_; }
   uint64_t size() const { return size_; }
   bool read_only() const { return read_only_; }
-  // The device the engine was given (may be null for front ends that always pass a source).
+  // Whether the device can trim (punch holes): what the origin export advertises.
+  bool can_trim() const { return can_trim_; }
+  // The device the engine was given (may be null for front ends that always pass a source). REQUIRES: the
+  // origin is attached and the caller serialises with detach (the engine's control lock).
   BlockDevice* device() const { return device_.get(); }
   const std::shared_ptr<BlockDevice>& shared_device() const { return device_; }
+
+  // Detaching (Engine::detach_origin): close_io() refuses every later request and waits for those in flight;
+  // release_device() then lets go of the device. REQUIRES for release_device(): close_io() has returned.
+  void close_io();
+  void release_device();
 
   // I/O through the origin's device. Writes, trims and zeroes pass the tracker first. With may_wait false a
   // write that would wait for a take or copy chunks first fails with would_block and changes nothing (nbdsnapd
@@ -64,7 +74,10 @@ class Origin {
 
  private:
   const std::string name_;
-  const std::shared_ptr<BlockDevice> device_;
+  // Reset only by release_device(), once no request can be inside either gate: readers hold a pass.
+  std::shared_ptr<BlockDevice> device_;
+  const bool can_trim_;
+  IoGate read_gate_;  // reads, flushes, extents: closed at detach (never frozen: a take does not wait for reads)
   const uint64_t size_;
   const bool read_only_;
   const std::unique_ptr<Tracker> tracker_;

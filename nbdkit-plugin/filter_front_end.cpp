@@ -177,21 +177,13 @@ Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
   if (writers > 0 && !force)
     return {Errc::busy, "origin '" + name + "' has " + std::to_string(writers) +
                             " client(s) connected; disconnect them or use force"};
-  // Cut off the remaining connections first, so no write slips in untracked after the engine saved the CBT.
-  auto mark = [&](bool value) {
-    for (auto& [handle, client] : clients_)
-      if (client.origin == name && client.detached != nullptr) *client.detached = value;
-  };
-  mark(true);
-  if (Status s = engine_.detach_origin(name, force); !s) {
-    mark(false);
-    return s;
-  }
-  return Status::ok();
+  // The engine closes the origin's gates: the connections that still hold it get EIO on every request from
+  // now on, so no write reaches the plugin untracked after the CBT was saved.
+  return engine_.detach_origin(name, force);
 }
 
 Status FilterFrontEnd::open_origin(const void* client, const std::string& name, uint64_t size, bool read_only,
-                                   std::atomic<bool>* detached, std::shared_ptr<Origin>& out) {
+                                   std::shared_ptr<Origin>& out) {
   std::scoped_lock lock(mutex_);
   out = engine_.find_origin(name);
   if (!out) {
@@ -203,15 +195,14 @@ Status FilterFrontEnd::open_origin(const void* client, const std::string& name, 
     return {Errc::bad_state, "export '" + name + "' is now " + std::to_string(size) + " bytes but origin '" + name +
                                  "' was attached with " + std::to_string(out->size()) +
                                  " bytes; detach the origin (origin-detach) to attach it again"};
-  clients_[client] = Client{name, name, detached};
+  clients_[client] = Client{name, name};
   attach_tried_.insert(name);
   return Status::ok();
 }
 
-void FilterFrontEnd::open_image(const void* client, const std::string& export_name, const std::string& origin,
-                                std::atomic<bool>* detached) {
+void FilterFrontEnd::open_image(const void* client, const std::string& export_name, const std::string& origin) {
   std::scoped_lock lock(mutex_);
-  clients_[client] = Client{export_name, origin, detached};
+  clients_[client] = Client{export_name, origin};
 }
 
 void FilterFrontEnd::close_client(const void* client) {

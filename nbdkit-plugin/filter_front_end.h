@@ -65,19 +65,17 @@ class FilterFrontEnd final : public ControlFrontEnd {
   std::vector<std::string> attach_listed_origins();
 
   // Finds the origin `name`, attaching it (size from the plugin) when this is its first connection, and
-  // registers `client`. `detached` is set when the origin is force-detached under this client.
+  // registers `client`. Once the origin is detached, every request of `client` fails (the origin's gates).
   Status open_origin(const void* client, const std::string& name, uint64_t size, bool read_only,
-                     std::atomic<bool>* detached, std::shared_ptr<Origin>& out);
+                     std::shared_ptr<Origin>& out);
   // Registers a connection to an image export.
-  void open_image(const void* client, const std::string& export_name, const std::string& origin,
-                  std::atomic<bool>* detached);
+  void open_image(const void* client, const std::string& export_name, const std::string& origin);
   void close_client(const void* client);
 
  private:
   struct Client {
     std::string export_name;
     std::string origin;
-    std::atomic<bool>* detached = nullptr;
   };
   // The listening Unix socket of this nbdkit (not the control socket), or empty. IPv4 TCP is the fallback.
   std::string find_nbd_socket() const;

@@ -56,7 +56,6 @@ struct Connection {
   std::shared_ptr<Origin> origin;  // origin exports
   std::shared_ptr<Image> image;    // image exports
   std::unique_ptr<NextDevice> source;
-  std::atomic<bool> detached{false};  // the origin was force-detached: refuse further writes
   bool is_image() const { return name.is_image(); }
 };
 
@@ -307,13 +306,13 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     if (size == -1) return -1;
     c.source = std::make_unique<NextDevice>(next, static_cast<uint64_t>(size));
     if (c.is_image()) {
-      front_end->open_image(handle, format_export_name(c.name.origin, c.name.snapshot), c.name.origin, &c.detached);
+      front_end->open_image(handle, format_export_name(c.name.origin, c.name.snapshot), c.name.origin);
       return 0;
     }
     int can_write = next->can_write(next);
     if (can_write == -1) return -1;
     bool read_only = readonly || can_write == 0;
-    if (Status s = front_end->open_origin(handle, c.name.origin, size, read_only, &c.detached, c.origin); !s)
+    if (Status s = front_end->open_origin(handle, c.name.origin, size, read_only, c.origin); !s)
       return fail(s, nullptr);
     return 0;
   });
@@ -387,17 +386,19 @@ int nbdsnap_pread(nbdkit_next* next, void* handle, void* buf, uint32_t count, ui
                   int* err) {
   return guarded(-1, err, [&] {
     Connection& c = connection_of(handle);
-    if (!c.is_image()) return next->pread(next, buf, count, offset, flags, err);
+    if (!c.is_image()) {
+      if (Status s = c.origin->check_attached(); !s) return fail(s, err);
+      return next->pread(next, buf, count, offset, flags, err);
+    }
     if (Status s = c.image->read(buf, count, offset, c.source.get()); !s) return fail(s, err);
     return 0;
   });
 }
 
-// An origin write: CBT and copy-on-write first, then `write_to_plugin` while the write gate is held.
+// An origin write: CBT and copy-on-write first, then `write_to_plugin` while the write gate is held. A
+// detached origin's gate is closed: begin_write fails (EIO), so nothing reaches the plugin untracked.
 template <typename WriteToPlugin>
 int write_origin(Connection& c, uint32_t count, uint64_t offset, int* err, WriteToPlugin&& write_to_plugin) {
-  if (c.detached)
-    return fail({Errc::io_error, "origin '" + c.name.origin + "' was detached; reconnect to write"}, err);
   Origin::WriteGuard guard;
   if (Status s = c.origin->begin_write(count, offset, c.source.get(), guard); !s) return fail(s, err);
   return write_to_plugin();
@@ -433,11 +434,24 @@ int nbdsnap_zero(nbdkit_next* next, void* handle, uint32_t count, uint64_t offse
   });
 }
 
+int nbdsnap_flush(nbdkit_next* next, void* handle, uint32_t flags, int* err) {
+  return guarded(-1, err, [&] {
+    Connection& c = connection_of(handle);
+    if (!c.is_image()) {
+      if (Status s = c.origin->check_attached(); !s) return fail(s, err);
+    }
+    return next->flush(next, flags, err);
+  });
+}
+
 int nbdsnap_extents(nbdkit_next* next, void* handle, uint32_t count, uint64_t offset, uint32_t flags,
                     nbdkit_extents* extents, int* err) {
   return guarded(-1, err, [&] {
     Connection& c = connection_of(handle);
-    if (!c.is_image()) return next->extents(next, count, offset, flags, extents, err);
+    if (!c.is_image()) {
+      if (Status s = c.origin->check_attached(); !s) return fail(s, err);
+      return next->extents(next, count, offset, flags, extents, err);
+    }
     std::vector<Extent> found;
     if (Status s = c.image->extents(count, offset, found, c.source.get()); !s) return fail(s, err);
     for (const Extent& e : found) {
@@ -489,6 +503,7 @@ nbdkit_filter make_filter() {
   f.pwrite = nbdsnap_pwrite;
   f.trim = nbdsnap_trim;
   f.zero = nbdsnap_zero;
+  f.flush = nbdsnap_flush;
   f.extents = nbdsnap_extents;
   return f;
 }

@@ -12,6 +12,7 @@
 
 #include "chunk_buffer.h"
 #include "engine.h"
+#include "file_device.h"
 #include "snapshot.h"
 #include "test_support.h"
 
@@ -194,4 +195,32 @@ TEST_CASE("a detached origin refuses every request of the connections that still
   std::vector<uint8_t> disk(4 * KiB);
   REQUIRE_OK(f.device->pread(disk.data(), disk.size(), 0));
   CHECK(disk == pattern(4 * KiB, 0, 1));  // nothing reached the disk
+}
+
+TEST_CASE("a detached origin lets go of its file at once, so it can be attached again while clients hold it") {
+  TempDir dir;
+  const std::string path = dir.file("disk.img");
+  {
+    std::unique_ptr<FileDevice> file;
+    bool created = false;
+    REQUIRE_OK(FileDevice::create(path, MiB, file, created));
+  }
+  Engine engine(small_config(16));
+  std::unique_ptr<FileDevice> first;
+  REQUIRE_OK(FileDevice::open(path, false, first));
+  REQUIRE_OK(engine.attach_origin("d", std::move(first), false));
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"d"}, dir, "diff", 2 * MiB)));
+  REQUIRE_OK(engine.take_snapshot("s"));
+  std::shared_ptr<Origin> held = engine.find_origin("d");  // a connection's reference
+  std::shared_ptr<Image> image;
+  REQUIRE_OK(engine.find_image("d", "s", image));          // and an image client's
+  REQUIRE_OK(engine.detach_origin("d", true));
+  std::unique_ptr<FileDevice> again;
+  REQUIRE_OK(FileDevice::open(path, false, again));  // the file's lock went with the detach
+  REQUIRE_OK(engine.attach_origin("d", std::move(again), false));
+  std::vector<uint8_t> buf(4 * KiB);
+  CHECK_ERRC(held->read(buf.data(), buf.size(), 0), Errc::io_error);
+  CHECK_ERRC(held->write(buf.data(), buf.size(), 0, false), Errc::io_error);
+  CHECK_ERRC(image->read(buf.data(), buf.size(), 0), Errc::not_found);
+  CHECK_OK(engine.find_origin("d")->write(buf.data(), buf.size(), 0, false));
 }

@@ -1,0 +1,441 @@
+#!/usr/bin/python3
+"""tracked_paths.py — every write that reaches an origin's disk is tracked, whatever the clients and the
+control socket do meanwhile (issue 14).
+
+Usage: tracked_paths.py --nbd SOCK --control CTL --origin NAME --file PATH [--attach] [--duration S] [--seed N]
+
+Writer clients (libnbd) and slow-handshake clients (a raw socket that sleeps between options) connect to the
+origin, write their own stripes of it and disconnect, while a controller attaches (--attach: the front end
+attaches by path, nbdsnapd), detaches (with and without force), takes, reads images and destroys at random.
+Takes are quiesced (writers pause between requests), so the model knows the take-time content exactly.
+
+A write that reached the disk untracked fails the test, whichever way it shows:
+  - an image read differs from the origin's content at take;
+  - the CBT map after a take misses a write completed since the previous take (same generation);
+  - a write the server refused is found on the disk (each client reads its stripe back from the file);
+  - at the end the file differs from the content of every write the server acknowledged.
+"""
+import argparse
+import os
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+
+import nbd
+
+from reltools import Control, fail, main_wrapper, ok
+
+KiB = 1024
+STRIPES = 8            # clients 0..5 write with libnbd, 6..7 with slow handshakes
+SLOW_CLIENTS = 2
+UNIT = 4 * KiB
+
+
+class Model:
+    """The origin's content as acknowledged writes left it, and the writes since the last take."""
+
+    def __init__(self, path, size):
+        with open(path, "rb") as f:
+            self.content = bytearray(f.read())
+        assert len(self.content) == size
+        self.lock = threading.Lock()
+        self.since_take = []           # (offset, length) acknowledged since the last take
+        self.quiesce = threading.Condition()
+        self.writing = 0               # clients inside a request
+        self.paused = False
+        self.errors = []
+        self.counts = dict(writes=0, refused=0, lost=0, connects=0, refused_connects=0, slow_handshakes=0)
+
+    def begin_request(self):
+        with self.quiesce:
+            while self.paused:
+                self.quiesce.wait()
+            self.writing += 1
+
+    def end_request(self):
+        with self.quiesce:
+            self.writing -= 1
+            self.quiesce.notify_all()
+
+    def pause(self):
+        with self.quiesce:
+            self.paused = True
+            while self.writing:
+                self.quiesce.wait()
+
+    def resume(self):
+        with self.quiesce:
+            self.paused = False
+            self.quiesce.notify_all()
+
+    def acknowledged(self, offset, data):
+        with self.lock:
+            self.content[offset:offset + len(data)] = data
+            self.since_take.append((offset, len(data)))
+            self.counts["writes"] += 1
+
+    def error(self, message):
+        with self.lock:
+            self.errors.append(message)
+
+
+def stripe_range(stripe, size):
+    length = size // STRIPES
+    return stripe * length, length
+
+
+def random_write(rng, stripe, size, serial):
+    start, length = stripe_range(stripe, size)
+    units = rng.randint(1, 16)
+    offset = start + UNIT * rng.randrange(0, (length - units * UNIT) // UNIT + 1)
+    # Every write's bytes say who wrote them and when: a stale copy cannot be mistaken for them.
+    tag = struct.pack(">IIQ", stripe, serial, rng.getrandbits(64))
+    return offset, (tag * (units * UNIT // len(tag) + 1))[:units * UNIT]
+
+
+def read_file(path, offset, length):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def check_refused_write(model, path, offset, data, how):
+    """A write the server refused must not be on the disk (this client owns the range)."""
+    if read_file(path, offset, len(data)) == data:
+        model.error(f"a write the server refused ({how}) reached the disk at {offset}, +{len(data)}")
+
+
+def resolve_lost_write(model, path, lost):
+    """A write whose connection was cut before its reply may or may not have happened. Called once the client
+    has connected again, so the detach that cut it has finished and the write with it: if it is on the disk, it
+    was done (and tracked, which the takes check), else nothing of it may be there."""
+    if lost is None:
+        return
+    offset, data = lost
+    on_disk = read_file(path, offset, len(data))
+    if on_disk == data:
+        model.acknowledged(offset, data)
+    else:
+        with model.lock:
+            expected = bytes(model.content[offset:offset + len(data)])
+        if on_disk != expected:
+            model.error(f"a write cut off by a disconnect left part of its data at {offset}, +{len(data)}")
+
+
+class LibnbdClient(threading.Thread):
+    def __init__(self, model, args, stripe, stop):
+        super().__init__(daemon=True)
+        self.model, self.args, self.stripe, self.stop = model, args, stripe, stop
+
+    def run(self):
+        rng = random.Random(self.args.seed * 100 + self.stripe)
+        serial = 0
+        self.lost = None
+        while not self.stop.is_set():
+            h = nbd.NBD()
+            try:
+                h.connect_uri(f"nbd+unix:///{self.args.origin}?socket={self.args.nbd}")
+            except nbd.Error:
+                self.model.counts["refused_connects"] += 1
+                time.sleep(0.05)
+                continue
+            self.model.counts["connects"] += 1
+            resolve_lost_write(self.model, self.args.file, self.lost)
+            self.lost = None
+            for _ in range(rng.randint(1, 20)):
+                if self.stop.is_set():
+                    break
+                serial += 1
+                offset, data = random_write(rng, self.stripe, self.args.size, serial)
+                self.model.begin_request()
+                try:
+                    h.pwrite(data, offset)
+                    self.model.acknowledged(offset, data)
+                    failed = None
+                except nbd.Error as e:
+                    failed = str(e)
+                finally:
+                    self.model.end_request()
+                if failed is not None:
+                    if h.aio_is_dead() or h.aio_is_closed():
+                        self.lost = (offset, data)  # cut off: resolved after the next connect
+                        self.model.counts["lost"] += 1
+                    else:
+                        self.model.counts["refused"] += 1
+                        check_refused_write(self.model, self.args.file, offset, data, failed)
+                    break  # a detached origin: connect again
+            try:
+                h.shutdown()
+            except nbd.Error:
+                pass
+            h.close()
+
+
+def recv_exact(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+class SlowHandshakeClient(LibnbdClient):
+    """Sleeps between handshake steps, so detaches and takes land in the middle of its negotiation."""
+
+    def option(self, s, option, data=b""):
+        s.sendall(b"IHAVEOPT" + struct.pack(">II", option, len(data)) + data)
+        while True:
+            _, _, reply_type, length = struct.unpack(">QIII", recv_exact(s, 20))
+            recv_exact(s, length)
+            if reply_type == 1 or reply_type & 0x80000000:  # ACK or an error ends the reply
+                return reply_type
+
+    def run(self):
+        rng = random.Random(self.args.seed * 100 + self.stripe)
+        serial = 0
+        lost = None
+        name = self.args.origin.encode()
+        while not self.stop.is_set():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(30)
+            try:
+                s.connect(self.args.nbd)
+                recv_exact(s, 18)
+                s.sendall(struct.pack(">I", 3))
+                for _ in range(rng.randint(0, 3)):
+                    time.sleep(rng.random() * 0.2)
+                    self.option(s, 3)  # LIST
+                time.sleep(rng.random() * 0.2)
+                go = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+                if self.option(s, 7, go) != 1:
+                    self.model.counts["refused_connects"] += 1
+                    s.close()
+                    time.sleep(0.05)
+                    continue
+                self.model.counts["slow_handshakes"] += 1
+                resolve_lost_write(self.model, self.args.file, self.lost)
+                self.lost = None
+                for _ in range(rng.randint(1, 5)):
+                    time.sleep(rng.random() * 0.1)
+                    serial += 1
+                    offset, data = random_write(rng, self.stripe, self.args.size, serial)
+                    self.model.begin_request()
+                    try:
+                        s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, serial, offset, len(data)) + data)
+                        _, error, _ = struct.unpack(">IIQ", recv_exact(s, 16))
+                    except (EOFError, OSError):
+                        error = -1
+                    if error == 0:
+                        self.model.acknowledged(offset, data)
+                    self.model.end_request()
+                    if error == -1:
+                        self.lost = (offset, data)
+                        self.model.counts["lost"] += 1
+                        break
+                    if error != 0:
+                        self.model.counts["refused"] += 1
+                        check_refused_write(self.model, self.args.file, offset, data, f"NBD error {error}")
+                        break
+            except (EOFError, OSError):
+                pass
+            finally:
+                s.close()
+
+
+class Controller:
+    def __init__(self, model, args):
+        self.model, self.args = model, args
+        self.ctl = Control(args.control)
+        self.rng = random.Random(args.seed)
+        self.snapshot = None     # (name, take-time content)
+        self.last_take = None    # (checkpoint name, generation)
+        self.serial = 0
+        self.counts = dict(takes=0, destroys=0, detaches=0, forced=0, busy=0, attaches=0, image_reads=0,
+                           cbt_checks=0, new_generations=0)
+
+    def attached(self):
+        reply = self.ctl.call("origin-info", name=self.args.origin)
+        return reply.get("ok", False)
+
+    def ensure_attached(self):
+        if self.attached():
+            return True
+        if self.args.attach:
+            self.ctl("origin-attach", name=self.args.origin, path=self.args.file)
+            self.counts["attaches"] += 1
+            return True
+        # The filter attaches a listed export when a client opens it: let a connect do that.
+        try:
+            h = nbd.NBD()
+            h.connect_uri(f"nbd+unix:///{self.args.origin}?socket={self.args.nbd}")
+            h.shutdown()
+            h.close()
+        except nbd.Error:
+            pass
+        return self.attached()
+
+    def take(self):
+        if self.snapshot or not self.ensure_attached():
+            return
+        self.serial += 1
+        name = f"s{self.serial}"
+        storage = os.path.join(self.args.storage_dir, name)
+        self.model.pause()
+        try:
+            reply = self.ctl.call("snapshot-create", name=name, origins=[self.args.origin],
+                                  storage=[{"path": storage, "size": self.args.size + (4 << 20)}])
+            if not reply["ok"]:
+                if reply["error"]["code"] == "not_found":  # detached meanwhile (it cannot be: we control it)
+                    fail(f"create {name}: {reply}")
+                fail(f"create {name}: {reply}")
+            reply = self.ctl.call("snapshot-take", name=name)
+            if not reply["ok"]:
+                self.ctl("snapshot-destroy", name=name)
+                fail(f"take {name}: {reply}")
+            with self.model.lock:
+                frozen = bytes(self.model.content)
+                written = self.model.since_take
+                self.model.since_take = []
+            self.check_cbt(name, written)
+        finally:
+            self.model.resume()
+        self.snapshot = (name, frozen)
+        self.counts["takes"] += 1
+
+    def check_cbt(self, name, written):
+        """Right after a quiesced take the live map since the previous take holds exactly the writes between."""
+        info = self.ctl("cbt-info", origin=self.args.origin)["cbt"]
+        generation = info["generation"]
+        if self.last_take and self.last_take[1] == generation and self.last_take[0] in info["checkpoints"]:
+            ranges = self.ctl("cbt-map", origin=self.args.origin, since=self.last_take[0])["ranges"]
+            for offset, length in written:
+                covered = sum(max(0, min(offset + length, r["offset"] + r["length"]) - max(offset, r["offset"]))
+                              for r in ranges)
+                if covered != length:
+                    fail(f"CBT since {self.last_take[0]} misses the acknowledged write [{offset}, +{length}) "
+                         f"before take {name}")
+                self.counts["cbt_checks"] += 1
+        elif self.last_take:
+            self.counts["new_generations"] += 1
+        self.last_take = (name, generation)
+
+    def read_image(self):
+        if not self.snapshot:
+            return
+        name, frozen = self.snapshot
+        try:
+            h = nbd.NBD()
+            h.connect_uri(f"nbd+unix:///{self.args.origin}@{name}?socket={self.args.nbd}")
+        except nbd.Error:
+            return  # the origin was force-detached: its image is gone
+        try:
+            step = 1 << 20
+            for offset in range(0, self.args.size, step):
+                got = h.pread(min(step, self.args.size - offset), offset)
+                want = frozen[offset:offset + len(got)]
+                if got != want:
+                    bad = next(i for i in range(len(got)) if got[i] != want[i])
+                    fail(f"image {self.args.origin}@{name}: byte {offset + bad} is not the take-time byte "
+                         "(a write reached the origin without copy-on-write)")
+        except nbd.Error as e:
+            if self.attached():
+                info = self.ctl.call("snapshot-info", name=name)
+                fail(f"image {self.args.origin}@{name} read failed while the origin is attached: {e}; {info}")
+        finally:
+            h.close()
+        self.counts["image_reads"] += 1
+
+    def destroy(self):
+        if not self.snapshot:
+            return
+        self.read_image()
+        self.ctl("snapshot-destroy", name=self.snapshot[0])
+        self.snapshot = None
+        self.counts["destroys"] += 1
+
+    def detach(self, force):
+        reply = self.ctl.call("origin-detach", name=self.args.origin, force=force)
+        if reply["ok"]:
+            self.counts["detaches"] += 1
+            self.counts["forced"] += force
+            if self.snapshot:
+                self.ctl("snapshot-destroy", name=self.snapshot[0])  # its image went with the origin
+                self.snapshot = None
+        elif reply["error"]["code"] in ("busy", "not_found"):
+            self.counts["busy"] += 1
+        else:
+            fail(f"detach: {reply}")
+
+    def step(self):
+        pick = self.rng.random()
+        if pick < 0.25:
+            self.take()
+        elif pick < 0.45:
+            self.read_image()
+        elif pick < 0.60:
+            self.destroy()
+        elif pick < 0.70:
+            self.detach(force=False)
+        elif pick < 0.80:
+            self.detach(force=True)
+        else:
+            self.ensure_attached()
+        time.sleep(self.rng.random() * 0.05)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nbd", required=True)
+    parser.add_argument("--control", required=True)
+    parser.add_argument("--origin", required=True)
+    parser.add_argument("--file", required=True)
+    parser.add_argument("--storage-dir", required=True)
+    parser.add_argument("--attach", action="store_true", help="the front end attaches origins by path")
+    parser.add_argument("--duration", type=float, default=12)
+    parser.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "little"))
+    args = parser.parse_args()
+    args.size = os.path.getsize(args.file)
+    print(f"seed {args.seed} (rerun with --seed {args.seed})", flush=True)
+
+    model = Model(args.file, args.size)
+    controller = Controller(model, args)
+    controller.ensure_attached()
+    stop = threading.Event()
+    clients = [LibnbdClient(model, args, i, stop) for i in range(STRIPES - SLOW_CLIENTS)]
+    clients += [SlowHandshakeClient(model, args, i, stop) for i in range(STRIPES - SLOW_CLIENTS, STRIPES)]
+    for c in clients:
+        c.start()
+    deadline = time.monotonic() + args.duration
+    try:
+        while time.monotonic() < deadline and not model.errors:
+            controller.step()
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(60)
+            if c.is_alive():
+                fail("a client did not finish within 60 s")
+    if model.errors:
+        fail("; ".join(model.errors[:5]))
+    for c in clients:  # writes cut off at the very end: the server is quiet now
+        resolve_lost_write(model, args.file, c.lost)
+    if model.errors:
+        fail("; ".join(model.errors[:5]))
+    controller.destroy()
+    with open(args.file, "rb") as f:
+        on_disk = f.read()
+    if on_disk != model.content:
+        bad = next(i for i in range(len(on_disk)) if on_disk[i] != model.content[i])
+        fail(f"the origin file differs from the acknowledged writes at byte {bad}")
+    ok(f"{model.counts} {controller.counts}")
+    if controller.counts["takes"] < 3 or model.counts["writes"] < 50:
+        fail("the run was too short to mean anything")
+
+
+if __name__ == "__main__":
+    main_wrapper(main)
