@@ -1,8 +1,11 @@
 // control_front_end.cpp — origin attach/detach for the control protocol (see control_front_end.h).
 //
 // An origin must not be detached while a connection can still write through it: those writes would miss
-// CBT after its state was saved. So detach refuses while clients are connected, and a forced detach first
-// closes them and waits until their in-flight requests are done.
+// CBT after its state was saved. Detach without force refuses while clients are connected (a connection counts
+// from the moment its NBD_OPT_GO resolved the origin). A forced detach first detaches in the engine, which
+// closes the origin's gates (in-flight requests finish, every later one fails) and takes the name away from
+// new connections, and then disconnects the clients still holding it: the other way round, clients that
+// reconnect at once kept the origin busy for ever.
 #include "control_front_end.h"
 
 #include "log.h"
@@ -24,22 +27,22 @@ Status NbdsnapdFrontEnd::detach_origin(const std::string& name, bool force) {
     return {Errc::not_found, "origin '" + name + "' does not exist"};
   }
   const unsigned clients = server_.clients().count_of_origin(name);
-  if (clients > 0) {
-    if (!force) {
-      return {Errc::busy, std::to_string(clients) + " NBD clients use origin '" + name +
-                              "' or its images (detach with force to disconnect them)"};
-    }
-    log_info("disconnecting " + std::to_string(clients) + " clients of origin " + name);
-    if (!server_.disconnect_origin_clients(name, std::chrono::seconds(30))) {
-      return {Errc::busy, "clients of origin '" + name + "' did not finish in time"};
-    }
+  if (clients > 0 && !force) {
+    return {Errc::busy, std::to_string(clients) + " NBD clients use origin '" + name +
+                            "' or its images (detach with force to disconnect them)"};
   }
   Status status = engine_.detach_origin(name, force);
-  if (status.is_ok()) {
-    files_.forget(name);
-    log_info("origin " + name + " detached");
+  if (!status.is_ok()) return status;
+  files_.forget(name);
+  log_info("origin " + name + " detached");
+  if (server_.clients().count_of_origin(name) > 0) {
+    log_info("disconnecting the clients of detached origin " + name);
+    if (!server_.disconnect_origin_clients(name, std::chrono::seconds(5))) {
+      // Harmless: every request of theirs fails now. They go when their sockets close.
+      log_warning("clients of detached origin " + name + " are still closing");
+    }
   }
-  return status;
+  return Status::ok();
 }
 
 }  // namespace nbdsnap

@@ -31,8 +31,7 @@ ExportFeatures OriginExport::features() const {
   f.read_only = origin_->read_only();
   f.can_flush = !f.read_only;
   f.can_zero = !f.read_only;
-  BlockDevice* device = origin_->device();
-  f.can_trim = !f.read_only && device && device->can_trim();
+  f.can_trim = !f.read_only && origin_->can_trim();
   f.can_fast_zero = f.can_trim;  // zeroing by punching holes
   return f;
 }

@@ -5,7 +5,7 @@ control socket do meanwhile (issue 14).
 Usage: tracked_paths.py --nbd SOCK --control CTL --origin NAME --file PATH [--attach] [--duration S] [--seed N]
 
 Writer clients (libnbd) and slow-handshake clients (a raw socket that sleeps between options) connect to the
-origin, write their own stripes of it and disconnect, while a controller attaches (--attach: the front end
+origin, write their own stripes of it and disconnect (one more client tries the same by another export name), while a controller attaches (--attach: the front end
 attaches by path, nbdsnapd), detaches (with and without force), takes, reads images and destroys at random.
 Takes are quiesced (writers pause between requests), so the model knows the take-time content exactly.
 
@@ -29,8 +29,9 @@ import nbd
 from reltools import Control, fail, main_wrapper, ok
 
 KiB = 1024
-STRIPES = 8            # clients 0..5 write with libnbd, 6..7 with slow handshakes
+STRIPES = 9            # clients 0..5 write with libnbd, 6..7 with slow handshakes, 8 through an alias name
 SLOW_CLIENTS = 2
+ALIAS_STRIPE = 8
 UNIT = 4 * KiB
 
 
@@ -83,7 +84,7 @@ class Model:
 
 
 def stripe_range(stripe, size):
-    length = size // STRIPES
+    length = size // STRIPES // UNIT * UNIT
     return stripe * length, length
 
 
@@ -130,6 +131,9 @@ class LibnbdClient(threading.Thread):
         super().__init__(daemon=True)
         self.model, self.args, self.stripe, self.stop = model, args, stripe, stop
 
+    def export(self):
+        return self.args.origin
+
     def run(self):
         rng = random.Random(self.args.seed * 100 + self.stripe)
         serial = 0
@@ -137,7 +141,7 @@ class LibnbdClient(threading.Thread):
         while not self.stop.is_set():
             h = nbd.NBD()
             try:
-                h.connect_uri(f"nbd+unix:///{self.args.origin}?socket={self.args.nbd}")
+                h.connect_uri(f"nbd+unix:///{self.export()}?socket={self.args.nbd}")
             except nbd.Error:
                 self.model.counts["refused_connects"] += 1
                 time.sleep(0.05)
@@ -148,6 +152,7 @@ class LibnbdClient(threading.Thread):
             for _ in range(rng.randint(1, 20)):
                 if self.stop.is_set():
                     break
+                time.sleep(rng.random() * 0.004)  # interleaving matters here, not throughput
                 serial += 1
                 offset, data = random_write(rng, self.stripe, self.args.size, serial)
                 self.model.begin_request()
@@ -171,7 +176,16 @@ class LibnbdClient(threading.Thread):
                 h.shutdown()
             except nbd.Error:
                 pass
-            h.close()
+            del h
+            time.sleep(rng.random() * 0.01)
+
+
+class AliasClient(LibnbdClient):
+    """Writes its stripe through another export name: one disk must be one origin, so the front end refuses the
+    name, or whatever it accepts must be tracked as the origin (the images and CBT checks show it)."""
+
+    def export(self):
+        return self.args.alias
 
 
 def recv_exact(s, n):
@@ -198,7 +212,7 @@ class SlowHandshakeClient(LibnbdClient):
     def run(self):
         rng = random.Random(self.args.seed * 100 + self.stripe)
         serial = 0
-        lost = None
+        self.lost = None
         name = self.args.origin.encode()
         while not self.stop.is_set():
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -274,7 +288,6 @@ class Controller:
             h = nbd.NBD()
             h.connect_uri(f"nbd+unix:///{self.args.origin}?socket={self.args.nbd}")
             h.shutdown()
-            h.close()
         except nbd.Error:
             pass
         return self.attached()
@@ -347,7 +360,7 @@ class Controller:
                 info = self.ctl.call("snapshot-info", name=name)
                 fail(f"image {self.args.origin}@{name} read failed while the origin is attached: {e}; {info}")
         finally:
-            h.close()
+            del h
         self.counts["image_reads"] += 1
 
     def destroy(self):
@@ -396,6 +409,7 @@ def main():
     parser.add_argument("--file", required=True)
     parser.add_argument("--storage-dir", required=True)
     parser.add_argument("--attach", action="store_true", help="the front end attaches origins by path")
+    parser.add_argument("--alias", default="other", help="another export name a client writes the origin by")
     parser.add_argument("--duration", type=float, default=12)
     parser.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "little"))
     args = parser.parse_args()
@@ -406,8 +420,9 @@ def main():
     controller = Controller(model, args)
     controller.ensure_attached()
     stop = threading.Event()
-    clients = [LibnbdClient(model, args, i, stop) for i in range(STRIPES - SLOW_CLIENTS)]
-    clients += [SlowHandshakeClient(model, args, i, stop) for i in range(STRIPES - SLOW_CLIENTS, STRIPES)]
+    clients = [LibnbdClient(model, args, i, stop) for i in range(STRIPES - 1 - SLOW_CLIENTS)]
+    clients += [SlowHandshakeClient(model, args, i, stop) for i in range(STRIPES - 1 - SLOW_CLIENTS, STRIPES - 1)]
+    clients.append(AliasClient(model, args, ALIAS_STRIPE, stop))
     for c in clients:
         c.start()
     deadline = time.monotonic() + args.duration
