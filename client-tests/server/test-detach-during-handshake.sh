@@ -10,7 +10,7 @@ start_nbdsnapd --origin "d=$tmp/d.img"
 mkfifo "$tmp/go"
 /usr/bin/python3 "$here/held_go_client.py" "$sock" d "$tmp/go" >"$tmp/client.out" 2>&1 &
 client=$!
-trap 'rc=$?; kill $client 2>/dev/null; (exit $rc); cleanup' EXIT  # the client waits on a FIFO: never leave it behind
+trap 'rc=$?; kill $client 2>/dev/null || true; (exit $rc); cleanup' EXIT  # the client waits on a FIFO: never leave it behind
 for _ in $(seq 300); do grep -q sent "$tmp/client.out" && break; sleep 0.1; done
 grep -q sent "$tmp/client.out" || fail "client did not start: $(cat "$tmp/client.out")"
 
