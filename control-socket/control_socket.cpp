@@ -142,7 +142,7 @@ void ControlSocketServer::stop() {
 
   std::list<std::pair<int, std::thread>> clients;
   {
-    std::scoped_lock lock(clients_mutex_);
+    MutexLock lock(clients_mutex_);
     for (auto& [fd, thread] : clients_)
       if (fd >= 0) shutdown(fd, SHUT_RDWR);
     clients.swap(clients_);
@@ -160,7 +160,7 @@ void ControlSocketServer::accept_loop() {
     // Join the threads of clients that have gone (their entries carry fd -1).
     std::list<std::pair<int, std::thread>> finished;
     {
-      std::scoped_lock lock(clients_mutex_);
+      MutexLock lock(clients_mutex_);
       for (auto it = clients_.begin(); it != clients_.end();) {
         auto next = std::next(it);
         if (it->first < 0) finished.splice(finished.end(), clients_, it);
@@ -179,7 +179,7 @@ void ControlSocketServer::accept_loop() {
       }
       break;  // the listening socket is gone
     }
-    std::scoped_lock lock(clients_mutex_);
+    MutexLock lock(clients_mutex_);
     if (stopping_) {
       close(fd);
       break;
@@ -229,7 +229,7 @@ void ControlSocketServer::serve_client(int fd) {
   }
 
   // Close under the lock and mark the entry finished, so stop() never shuts down a reused descriptor.
-  std::scoped_lock lock(clients_mutex_);
+  MutexLock lock(clients_mutex_);
   close(fd);
   for (auto& [entry_fd, thread] : clients_) {
     if (thread.get_id() == std::this_thread::get_id()) {

@@ -8,9 +8,10 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
+
+#include "mutex.h"
 
 namespace nbdsnap {
 
@@ -40,8 +41,8 @@ class ControlSocketServer {
   int listen_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;
-  std::mutex clients_mutex_;
-  std::list<std::pair<int, std::thread>> clients_;  // GUARDED_BY(clients_mutex_)
+  Mutex clients_mutex_;  // a leaf lock; held while closing a client's descriptor (see control_socket.cpp)
+  std::list<std::pair<int, std::thread>> clients_ GUARDED_BY(clients_mutex_);
 };
 
 }  // namespace nbdsnap

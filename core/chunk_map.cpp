@@ -237,6 +237,22 @@ void ChunkMap::drop() {
   dropped_.store(true, std::memory_order_release);
   image_io_.close();
   origin_device_.reset();
+  release_buffers();
+}
+
+void ChunkMap::release_buffers() noexcept {
+  uint64_t released = 0;
+  {
+    MutexLock lock(mutex_);
+    for (auto& [index, chunk] : chunks_) {
+      if (chunk.state != ChunkState::in_memory) continue;  // a chunk being stored gives its bytes back itself
+      chunk.state = ChunkState::failed;  // never read again; a queued writeback finds nothing to do
+      chunk.buffer.reset();
+      released += chunk_length(index);
+    }
+    buffered_bytes_ -= released;
+  }
+  snapshot_.budget().release(released);
 }
 
 Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {

@@ -78,9 +78,13 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
 
   // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
   void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);
+  // Frees the old data held in memory and gives its buffer budget back: the snapshot was destroyed, or the
+  // origin dropped, so nobody reads it again (invariant 4: a client that keeps a destroyed image open must
+  // not keep its buffers). REQUIRES: no image call and no copy-on-write into this map any more.
+  void release_buffers() noexcept EXCLUDES(mutex_);
 
   // Drops the map (its origin was detached): waits for image calls in flight, fails every later one with
-  // not_found, and lets go of the origin's device. REQUIRES: no copy-on-write into this map any more (the
+  // not_found, and lets go of the origin's device and of the old data held in memory. REQUIRES: no copy-on-write into this map any more (the
   // origin's write gate is closed).
   void drop();
   bool dropped() const { return dropped_.load(std::memory_order_acquire); }

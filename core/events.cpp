@@ -18,7 +18,7 @@ const char* event_type_name(EventType type) {
 }
 
 uint64_t EventLog::post(Event event) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   event.sequence = next_sequence_++;
   event.time_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch())
@@ -30,10 +30,12 @@ uint64_t EventLog::post(Event event) {
 }
 
 std::vector<Event> EventLog::wait_after(uint64_t after, std::chrono::milliseconds timeout) {
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   const uint64_t interrupts = interrupts_;
-  changed_.wait_for(lock, timeout,
-                    [&] { return next_sequence_ - 1 > after || interrupts_ != interrupts || stopped_; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (next_sequence_ - 1 <= after && interrupts_ == interrupts && !stopped_) {
+    if (!changed_.wait_until(mutex_, deadline)) break;
+  }
   std::vector<Event> found;
   for (const Event& e : events_) {
     if (e.sequence > after) found.push_back(e);
@@ -42,18 +44,18 @@ std::vector<Event> EventLog::wait_after(uint64_t after, std::chrono::millisecond
 }
 
 uint64_t EventLog::last_sequence() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return next_sequence_ - 1;
 }
 
 void EventLog::interrupt() {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   ++interrupts_;
   changed_.notify_all();
 }
 
 void EventLog::stop() {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   stopped_ = true;
   changed_.notify_all();
 }

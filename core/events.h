@@ -7,12 +7,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "mutex.h"
 
 namespace nbdsnap {
 
@@ -50,12 +50,12 @@ class EventLog {
   void stop();
 
  private:
-  mutable std::mutex mutex_;
-  std::condition_variable changed_;
-  std::deque<Event> events_;  // GUARDED_BY(mutex_)
-  uint64_t next_sequence_ = 1;  // GUARDED_BY(mutex_)
-  uint64_t interrupts_ = 0;     // GUARDED_BY(mutex_)
-  bool stopped_ = false;        // GUARDED_BY(mutex_)
+  mutable Mutex mutex_;  // a leaf lock (core/lock_order.h)
+  CondVar changed_;
+  std::deque<Event> events_ GUARDED_BY(mutex_);
+  uint64_t next_sequence_ GUARDED_BY(mutex_) = 1;
+  uint64_t interrupts_ GUARDED_BY(mutex_) = 0;
+  bool stopped_ GUARDED_BY(mutex_) = false;
   const size_t capacity_;
 };
 

@@ -173,12 +173,17 @@ void Snapshot::shutdown() {
     MutexLock lock(writeback_mutex_);
     if (writeback_stop_) return;
     writeback_stop_ = true;
-    // Nobody will read these chunks again: drop them rather than write them out. Their chunk maps give the
-    // buffer budget back when they are destroyed.
+    // Nobody will read these chunks again: drop them rather than write them out; their buffers go below.
     writeback_queue_.clear();
     writeback_wake_.notify_all();
   }
   if (writeback_thread_.joinable()) writeback_thread_.join();
+  std::vector<std::shared_ptr<ChunkMap>> maps;
+  {
+    MutexLock lock(mutex_);
+    for (const auto& [origin, chunks] : chunk_maps_) maps.push_back(chunks);
+  }
+  for (const auto& chunks : maps) chunks->release_buffers();  // images still open elsewhere keep no buffers
   storage_.release();
 }
 

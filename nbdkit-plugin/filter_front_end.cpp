@@ -79,7 +79,7 @@ std::string FilterFrontEnd::find_nbd_socket() const {
 }
 
 NbdListener FilterFrontEnd::nbd_listener() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (nbd_socket_.empty() && tcp_listener_.empty()) {
     nbd_socket_ = find_nbd_socket();
     if (nbd_socket_.empty()) tcp_listener_ = find_tcp_listener(own_socket_inodes());
@@ -132,7 +132,7 @@ Status FilterFrontEnd::plugin_export_for(const std::string& requested, const std
 }
 
 std::vector<std::string> FilterFrontEnd::attach_listed_origins() {
-  std::scoped_lock discovery(discovery_mutex_);
+  MutexLock discovery(discovery_mutex_);
   std::vector<std::string> failures;
   std::unique_ptr<SelfClient> client;
   Status s = connect_to_self(false, client);
@@ -145,7 +145,7 @@ std::vector<std::string> FilterFrontEnd::attach_listed_origins() {
     const std::string origin = exports_.origin_of(name);
     if (!check_object_name("origin", origin)) continue;  // never an origin; .open refuses it too
     {
-      std::scoped_lock lock(mutex_);
+      MutexLock lock(mutex_);
       if (!attach_tried_.insert(origin).second) continue;
     }
     if (engine_.find_origin(origin)) continue;
@@ -159,7 +159,7 @@ std::vector<std::string> FilterFrontEnd::attach_listed_origins() {
 }
 
 unsigned FilterFrontEnd::client_count(const std::string& export_name) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   unsigned count = 0;
   for (const auto& [handle, client] : clients_) count += client.export_name == export_name;
   return count;
@@ -171,7 +171,7 @@ Status FilterFrontEnd::attach_origin(const std::string& name, const std::string&
 }
 
 Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   unsigned writers = 0;
   for (const auto& [handle, client] : clients_) writers += client.export_name == name;
   if (writers > 0 && !force)
@@ -184,7 +184,7 @@ Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
 
 Status FilterFrontEnd::open_origin(const void* client, const std::string& name, uint64_t size, bool read_only,
                                    std::shared_ptr<Origin>& out) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   out = engine_.find_origin(name);
   if (!out) {
     if (Status s = engine_.attach_origin(name, nullptr, read_only, size); !s) return s;
@@ -201,12 +201,12 @@ Status FilterFrontEnd::open_origin(const void* client, const std::string& name, 
 }
 
 void FilterFrontEnd::open_image(const void* client, const std::string& export_name, const std::string& origin) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   clients_[client] = Client{export_name, origin};
 }
 
 void FilterFrontEnd::close_client(const void* client) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   clients_.erase(client);
 }
 

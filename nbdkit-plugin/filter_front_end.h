@@ -11,13 +11,13 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "control.h"
 #include "engine.h"
+#include "mutex.h"
 #include "plugin_exports.h"
 #include "self_client.h"
 
@@ -91,12 +91,14 @@ class FilterFrontEnd final : public ControlFrontEnd {
   const std::string startup_dir_;
   const std::string control_socket_;
   const SelfConnection self_connection_;
-  std::mutex discovery_mutex_;  // one attach_listed_origins at a time; taken before mutex_, never inside it
-  mutable std::mutex mutex_;  // also serialises attach and detach against new connections
-  std::map<const void*, Client> clients_;  // GUARDED_BY(mutex_)
-  std::set<std::string> attach_tried_;     // GUARDED_BY(mutex_): origins attached or offered during this run
-  mutable std::string nbd_socket_;         // GUARDED_BY(mutex_) cache of find_nbd_socket()
-  mutable std::string tcp_listener_;       // GUARDED_BY(mutex_) "HOST:PORT" when nbdkit listens on TCP only
+  // Locks of the filter, in precedence order: discovery_mutex_, then mutex_ (held while it calls the engine,
+  // whose locks come next, core/lock_order.h), then PluginExports' refresh_mutex_ and mutex_.
+  Mutex discovery_mutex_;  // one attach_listed_origins at a time
+  mutable Mutex mutex_ ACQUIRED_AFTER(discovery_mutex_);  // also serialises attach and detach against opens
+  std::map<const void*, Client> clients_ GUARDED_BY(mutex_);
+  std::set<std::string> attach_tried_ GUARDED_BY(mutex_);  // origins attached or offered during this run
+  mutable std::string nbd_socket_ GUARDED_BY(mutex_);      // cache of find_nbd_socket()
+  mutable std::string tcp_listener_ GUARDED_BY(mutex_);    // "HOST:PORT" when nbdkit listens on TCP only
 };
 
 }  // namespace nbdsnap

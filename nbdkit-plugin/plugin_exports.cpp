@@ -13,37 +13,37 @@ std::string PluginExports::export_of(const std::string& origin) const {
 }
 
 void PluginExports::record(const std::vector<std::string>& names) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   names_ = std::set<std::string>(names.begin(), names.end());
   known_ = true;
   ++recorded_count_;
 }
 
 bool PluginExports::is_listed(const std::string& export_name) const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return known_ ? names_.count(export_name) != 0 : export_name.empty();
 }
 
 bool PluginExports::list_known() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return known_;
 }
 
 std::vector<std::string> PluginExports::names() const {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   return {names_.begin(), names_.end()};
 }
 
 Status PluginExports::refresh(SelfClient& client) {
-  std::scoped_lock serial(refresh_mutex_);
+  MutexLock serial(refresh_mutex_);
   uint64_t before = 0;
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     before = recorded_count_;
   }
   std::vector<std::string> answered;
   if (Status s = client.list(answered); !s) return s;
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (recorded_count_ == before)
     return {Errc::io_error, "nbdkit answered NBD_OPT_LIST without asking the nbdsnap filter (does a filter "
                             "stacked above nbdsnap answer it?)"};
@@ -52,7 +52,7 @@ Status PluginExports::refresh(SelfClient& client) {
 
 std::string PluginExports::describe() const {
   constexpr size_t kShown = 8;
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   if (!known_) return "no list read yet";
   if (names_.empty()) return "no exports";
   std::string text;

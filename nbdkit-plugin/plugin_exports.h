@@ -13,11 +13,11 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "mutex.h"
 #include "self_client.h"
 #include "status.h"
 
@@ -51,11 +51,11 @@ class PluginExports {
 
  private:
   const std::string default_origin_;
-  std::mutex refresh_mutex_;             // one NBD_OPT_LIST at a time; taken before mutex_
-  mutable std::mutex mutex_;
-  std::set<std::string> names_;          // GUARDED_BY(mutex_)
-  bool known_ = false;                   // GUARDED_BY(mutex_): a list has been recorded
-  uint64_t recorded_count_ = 0;          // GUARDED_BY(mutex_): lists recorded so far
+  Mutex refresh_mutex_;  // one NBD_OPT_LIST at a time
+  mutable Mutex mutex_ ACQUIRED_AFTER(refresh_mutex_);  // a leaf
+  std::set<std::string> names_ GUARDED_BY(mutex_);
+  bool known_ GUARDED_BY(mutex_) = false;            // a list has been recorded
+  uint64_t recorded_count_ GUARDED_BY(mutex_) = 0;   // lists recorded so far
 };
 
 }  // namespace nbdsnap

@@ -75,7 +75,6 @@ Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catal
                        ClientRegistry& registry, ConnectionLimits limits)
     : socket_(std::move(socket)),
       id_(id),
-      catalog_(catalog),
       workers_(workers),
       registry_(registry),
       limits_(limits),
@@ -322,7 +321,7 @@ asio::awaitable<bool> Connection::discard_payload(uint64_t bytes) {
 asio::awaitable<bool> Connection::wait_for_slot(uint64_t bytes) {
   for (;;) {
     {
-      std::scoped_lock lock(mutex_);
+      MutexLock lock(mutex_);
       if (broken_) co_return false;
       const bool full = in_flight_ >= limits_.max_in_flight ||
                         (in_flight_ > 0 && in_flight_bytes_ + bytes > limits_.max_in_flight_bytes);
@@ -342,7 +341,7 @@ asio::awaitable<bool> Connection::wait_for_slot(uint64_t bytes) {
 asio::awaitable<void> Connection::wait_until_idle() {
   for (;;) {
     {
-      std::scoped_lock lock(mutex_);
+      MutexLock lock(mutex_);
       if (in_flight_ == 0 && !sending_ && outbox_.empty()) co_return;
       reader_waiting_ = true;
     }
@@ -360,7 +359,7 @@ asio::awaitable<void> Connection::sleep_until_woken() {
 }
 
 void Connection::give_back_slot(uint64_t accounted) {
-  std::scoped_lock lock(mutex_);
+  MutexLock lock(mutex_);
   --in_flight_;
   in_flight_bytes_ -= accounted;
 }
@@ -415,7 +414,7 @@ std::optional<Reply> Connection::execute_inline(const RequestHeader& request, st
 
 void Connection::send(Reply reply, uint64_t accounted, bool hold) {
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     outbox_.push_back({std::move(reply), accounted});
     if (sending_ || hold) return;  // the sender sends it after the ones before it
     sending_ = true;
@@ -425,7 +424,7 @@ void Connection::send(Reply reply, uint64_t accounted, bool hold) {
 
 void Connection::send_held() {
   {
-    std::scoped_lock lock(mutex_);
+    MutexLock lock(mutex_);
     if (sending_ || outbox_.empty()) return;
     sending_ = true;
   }
@@ -433,7 +432,7 @@ void Connection::send_held() {
 }
 
 void Connection::send_queued() {
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   for (;;) {
     if (broken_) {  // nobody will read them: just release their slots
       while (!outbox_.empty()) {

@@ -13,7 +13,6 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,6 +21,7 @@
 
 #include "client_registry.h"
 #include "handshake.h"
+#include "mutex.h"
 #include "request_executor.h"
 
 namespace nbdsnap {
@@ -83,21 +83,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<Reply> execute_inline(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
   // Queues a reply and sends it if no other thread is sending. Any thread. hold (I/O thread only): leave it
   // queued for send_held(), unless a sender is active anyway.
-  void send(Reply reply, uint64_t accounted, bool hold);
+  void send(Reply reply, uint64_t accounted, bool hold) EXCLUDES(mutex_);
   // Starts sending held replies. The reader calls it before every wait.
-  void send_held();
+  void send_held() EXCLUDES(mutex_);
   // Sends queued replies without blocking until none is left; waits for the socket on the I/O thread when
   // it is full. REQUIRES: the caller holds the sender role (sending_), which it gives up when none is left.
-  void send_queued();
+  void send_queued() EXCLUDES(mutex_);
   void wait_writable();  // on the I/O thread
-  void release_slot(const Outgoing& sent);  // REQUIRES: mutex_ held
-  void wake_reader();                       // REQUIRES: mutex_ held
+  void release_slot(const Outgoing& sent) REQUIRES(mutex_);
+  void wake_reader() REQUIRES(mutex_);
   void close_socket();                      // on the I/O thread
   std::string describe() const;
 
   NbdSocket socket_;
   const uint64_t id_;
-  const ExportCatalog& catalog_;
   asio::thread_pool& workers_;
   ClientRegistry& registry_;
   const ConnectionLimits limits_;
@@ -127,14 +126,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   ReplyBufferPool reply_buffers_;
 
-  std::mutex mutex_;
-  unsigned in_flight_ = 0;         // GUARDED_BY(mutex_): requests read and not yet answered
-  uint64_t in_flight_bytes_ = 0;   // GUARDED_BY(mutex_)
-  std::deque<Outgoing> outbox_;    // GUARDED_BY(mutex_): replies not yet (completely) sent, in order; not
-                                   // empty while nobody sends only between send(hold) and send_held()
-  size_t front_sent_ = 0;          // GUARDED_BY(mutex_): bytes of outbox_.front() already sent
-  bool sending_ = false;           // GUARDED_BY(mutex_): a thread holds the sender role
-  bool reader_waiting_ = false;    // GUARDED_BY(mutex_): the reader sleeps on wakeup_
+  // Locks of nbdsnapd, in precedence order: OriginFiles::mutex_ (held while attaching: it calls the engine,
+  // whose locks come next, core/lock_order.h), then the leaves, none held while taking another:
+  // Connection::mutex_, ClientRegistry::mutex_, ReplyBufferPool::mutex_, the log's mutex.
+  Mutex mutex_;
+  unsigned in_flight_ GUARDED_BY(mutex_) = 0;  // requests read and not yet answered
+  uint64_t in_flight_bytes_ GUARDED_BY(mutex_) = 0;
+  // Replies not yet (completely) sent, in order; not empty while nobody sends only between send(hold) and
+  // send_held().
+  std::deque<Outgoing> outbox_ GUARDED_BY(mutex_);
+  size_t front_sent_ GUARDED_BY(mutex_) = 0;        // bytes of outbox_.front() already sent
+  bool sending_ GUARDED_BY(mutex_) = false;         // a thread holds the sender role
+  bool reader_waiting_ GUARDED_BY(mutex_) = false;  // the reader sleeps on wakeup_
 };
 
 }  // namespace nbdsnap

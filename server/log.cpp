@@ -5,13 +5,14 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <mutex>
+
+#include "mutex.h"
 
 namespace nbdsnap {
 
 namespace {
 std::atomic<int> g_level{int(LogLevel::info)};
-std::mutex g_mutex;  // keeps lines whole
+Mutex g_mutex;  // keeps lines whole; a leaf lock
 const char* level_name(LogLevel level) {
   switch (level) {
     case LogLevel::error: return "error";
@@ -49,7 +50,7 @@ void log_message(LogLevel level, const std::string& message) {
   gmtime_r(&seconds, &tm);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::scoped_lock lock(g_mutex);
+  MutexLock lock(g_mutex);
   std::fprintf(stderr, "%s.%03dZ nbdsnapd %s: %s\n", stamp, millis, level_name(level), message.c_str());
   std::fflush(stderr);
 }

@@ -224,3 +224,52 @@ TEST_CASE("a detached origin lets go of its file at once, so it can be attached 
   CHECK_ERRC(image->read(buf.data(), buf.size(), 0), Errc::not_found);
   CHECK_OK(engine.find_origin("d")->write(buf.data(), buf.size(), 0, false));
 }
+
+namespace {
+// Difference storage whose writes wait until released: chunks copied meanwhile stay in memory.
+class HeldWritesDevice final : public BlockDevice {
+ public:
+  explicit HeldWritesDevice(std::shared_ptr<BlockDevice> inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  Status pread(void* buf, uint64_t len, uint64_t offset) override { return inner_->pread(buf, len, offset); }
+  Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
+    while (held.load()) std::this_thread::sleep_for(1ms);
+    return inner_->pwrite(buf, len, offset, fua);
+  }
+  Status flush() override { return inner_->flush(); }
+  static inline std::atomic<bool> held{false};
+
+ private:
+  std::shared_ptr<BlockDevice> inner_;
+};
+}  // namespace
+
+TEST_CASE("destroying a snapshot frees its buffered chunks even while a client still holds its image") {
+  HangWatchdog watchdog("destroy with buffered chunks", 20s);
+  TempDir dir;
+  EngineConfig config = small_config(16);
+  config.chunk_buffer_budget = 4 * MiB;
+  config.wrap_storage_device = [](std::shared_ptr<BlockDevice> file) -> std::shared_ptr<BlockDevice> {
+    return std::make_shared<HeldWritesDevice>(std::move(file));
+  };
+  Engine engine(config);
+  auto origin_device = attach_memory_origin(engine, "d", MiB);
+  auto origin = engine.find_origin("d");
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"d"}, dir, "diff", 4 * MiB)));
+  REQUIRE_OK(engine.take_snapshot("s"));
+  std::shared_ptr<Image> image;
+  REQUIRE_OK(engine.find_image("d", "s", image));  // a client that keeps its image open
+  HeldWritesDevice::held = true;
+  const auto data = pattern(MiB, 0, 2);
+  REQUIRE_OK(origin->write(data.data(), data.size(), 0, false));  // 16 chunks copied into memory
+  CHECK(engine.chunk_buffer_bytes() > 0);
+  std::thread release([] {
+    std::this_thread::sleep_for(100ms);
+    HeldWritesDevice::held = false;
+  });
+  REQUIRE_OK(engine.destroy_snapshot("s"));
+  release.join();
+  CHECK(engine.chunk_buffer_bytes() == 0);
+  std::vector<uint8_t> buf(4 * KiB);
+  CHECK_ERRC(image->read(buf.data(), buf.size(), 0), Errc::not_found);
+}
