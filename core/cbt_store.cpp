@@ -1,7 +1,8 @@
 // cbt_store.cpp — CBT state files: one JSON header line, then the raw map bytes.
 //
 // The header carries a "clean" flag and an FNV-1a hash of the map, so a file left "in use" by a crash, or
-// damaged on disk, is recognised and never trusted.
+// damaged on disk, is recognised and never trusted. Format 2 keeps each checkpoint's take time and the names of
+// recently dropped checkpoints; format 1 files (checkpoint name -> number) still load, with unknown take times.
 #include "cbt_store.h"
 
 #include <unistd.h>
@@ -17,12 +18,45 @@ namespace nbdsnap {
 namespace {
 
 constexpr const char* kMagic = "nbdsnap-cbt";
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
 
 uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
   uint64_t hash = 14695981039346656037ull;
   for (const uint8_t b : bytes) hash = (hash ^ b) * 1099511628211ull;
   return hash;
+}
+
+using json = nlohmann::json;
+
+json checkpoints_json(const Checkpoints& checkpoints) {
+  json out = json::object();
+  for (const auto& [name, c] : checkpoints) out[name] = {{"number", c.number}, {"taken_unix_ms", c.taken_unix_ms}};
+  return out;
+}
+
+// Throws on a malformed header (the caller treats that as damaged).
+Checkpoints checkpoints_from_json(const json& in, int version) {
+  Checkpoints out;
+  for (const auto& [name, value] : in.items()) {
+    out[name] = version == 1 ? Checkpoint{value.get<uint8_t>(), 0}
+                             : Checkpoint{value.at("number").get<uint8_t>(), value.at("taken_unix_ms").get<int64_t>()};
+  }
+  return out;
+}
+
+json dropped_json(const std::vector<DroppedCheckpoint>& dropped) {
+  json out = json::array();
+  for (const auto& d : dropped) out.push_back({{"name", d.name}, {"reason", d.reason}});
+  return out;
+}
+
+std::vector<DroppedCheckpoint> dropped_from_json(const json& header) {
+  std::vector<DroppedCheckpoint> out;
+  if (!header.contains("dropped_checkpoints")) return out;
+  for (const auto& d : header.at("dropped_checkpoints")) {
+    out.push_back({d.at("name").get<std::string>(), d.at("reason").get<std::string>()});
+  }
+  return out;
 }
 
 }  // namespace
@@ -46,8 +80,9 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
   std::string header_line;
   if (!std::getline(in, header_line)) return CbtLoadResult::damaged;
   try {
-    const auto header = nlohmann::json::parse(header_line);
-    if (header.at("magic") != kMagic || header.at("version") != kFormatVersion) return CbtLoadResult::damaged;
+    const auto header = json::parse(header_line);
+    const int version = header.at("version").get<int>();
+    if (header.at("magic") != kMagic || version < 1 || version > kFormatVersion) return CbtLoadResult::damaged;
     CbtState state;
     const auto generation = Uuid::parse(header.at("generation").get<std::string>());
     if (!generation) return CbtLoadResult::damaged;
@@ -55,7 +90,8 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
     state.number = header.at("number").get<uint8_t>();
     state.block_size = header.at("block_size").get<uint64_t>();
     state.device_size = header.at("device_size").get<uint64_t>();
-    state.checkpoints = header.at("checkpoints").get<std::map<std::string, uint8_t>>();
+    state.checkpoints = checkpoints_from_json(header.at("checkpoints"), version);
+    state.dropped = dropped_from_json(header);
     state.device_fingerprint = header.value("device_fingerprint", std::string());  // older files lack it
     const auto map_bytes = header.at("map_bytes").get<uint64_t>();
     if (state.block_size == 0 || map_bytes != (state.device_size + state.block_size - 1) / state.block_size) {
@@ -79,11 +115,12 @@ Status CbtStore::save(const std::string& origin, const CbtState& state, bool cle
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) return {Errc::io_error, "create state directory " + dir_ + ": " + ec.message()};
-  const nlohmann::json header = {
+  const json header = {
       {"magic", kMagic},           {"version", kFormatVersion},          {"clean", clean},
       {"generation", state.generation.to_string()}, {"number", state.number}, {"block_size", state.block_size},
       {"device_size", state.device_size}, {"map_bytes", state.map.size()}, {"map_hash", fnv1a(state.map)},
-      {"checkpoints", state.checkpoints}, {"device_fingerprint", state.device_fingerprint}};
+      {"checkpoints", checkpoints_json(state.checkpoints)}, {"dropped_checkpoints", dropped_json(state.dropped)},
+      {"device_fingerprint", state.device_fingerprint}};
   const std::string path = path_for(origin), temp = path + ".tmp";
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);

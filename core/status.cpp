@@ -23,6 +23,7 @@ const char* errc_name(Errc code) {
     case Errc::overflow: return "overflow";
     case Errc::no_memory: return "no_memory";
     case Errc::would_block: return "would_block";
+    case Errc::checkpoint_gone: return "checkpoint_gone";
   }
   return "unknown";
 }
@@ -66,6 +67,7 @@ int to_errno(const Status& status) {
     case Errc::overflow: return EOVERFLOW;
     case Errc::no_memory: return ENOMEM;
     case Errc::would_block: return EAGAIN;
+    case Errc::checkpoint_gone: return ENOENT;
   }
   return EIO;
 }
