@@ -21,6 +21,7 @@ struct FilterConfig {
   bool storage_is_directory = false;    // one file per snapshot inside storage_path
   uint64_t storage_limit = 0;           // nbdsnap-storage-limit: default limit for new snapshots
   SizingRules sizing;                   // nbdsnap-chunk-min-shift, nbdsnap-tracking-min-shift
+  unsigned checkpoints_kept = kDefaultCheckpointsKept;  // nbdsnap-checkpoints-kept
 
   // Applies one parameter (key with its prefix). Paths are made absolute: nbdkit changes directory when it
   // daemonizes. REQUIRES: key starts with kParameterPrefix.

@@ -165,6 +165,7 @@ int nbdsnap_after_fork(nbdkit_backend*) {
     EngineConfig engine_config;
     engine_config.state_dir = config.state_dir;
     engine_config.sizing = config.sizing;
+    engine_config.checkpoints_kept = config.checkpoints_kept;
     engine = std::make_unique<Engine>(std::move(engine_config));
     front_end = std::make_unique<FilterFrontEnd>(*engine, startup_dir, config.control_socket);
     control = std::make_unique<Control>(*engine, *front_end);
