@@ -3,7 +3,9 @@
 previous take into the same file: every backup must equal its image (the origin at take time) and none but
 the first may be full, across the compactions of the change numbers every ~255 takes.
 
-Usage: incremental_forever.py NBDSNAP NBD_SOCKET CONTROL_SOCKET ORIGIN WORK_DIR ROUNDS KEPT [STORAGE_SIZE]
+Usage: incremental_forever.py NBDSNAP NBD_SOCKET CONTROL_SOCKET ORIGIN WORK_DIR ROUNDS KEPT RANGES [STORAGE_SIZE]
+  RANGES: where incremental backups must find their ranges: dirty-bitmap (the image's qemu:dirty-bitmap
+  context, nbdsnapd) or cbt-map (the control socket's map of the image's snapshot, the nbdkit filter).
   STORAGE_SIZE: difference storage per snapshot, created in WORK_DIR (omit when the server has a default).
 Each round writes a few blocks (known only to this script's model of the origin), takes a snapshot, writes once
 more (that write must not reach the backup), backs up with the CLI and compares the file with the model.
@@ -44,9 +46,9 @@ def fail(round_number, message):
 
 
 def main():
-    nbdsnap, nbd_socket, control_socket, origin, work, rounds, kept = sys.argv[1:8]
+    nbdsnap, nbd_socket, control_socket, origin, work, rounds, kept, ranges = sys.argv[1:9]
     rounds, kept = int(rounds), int(kept)
-    storage_size = int(sys.argv[8]) if len(sys.argv) > 8 else 0
+    storage_size = int(sys.argv[9]) if len(sys.argv) > 9 else 0
     disk = nbd.NBD()
     disk.connect_uri(f"nbd+unix:///{origin}?socket={nbd_socket}")  # first: the filter attaches at the first open
     control = Control(control_socket)
@@ -87,6 +89,10 @@ def main():
         want = "incremental" if previous else "full"
         if report["kind"] != want or report["fallback_reason"]:
             fail(r, f"a {report['kind']} backup, not {want}: {report['fallback_reason']} {run.stderr}")
+        source = {"dirty-bitmap": f"qemu:dirty-bitmap:{previous}",
+                  "cbt-map": f"control socket cbt-map --since {previous} --snapshot {name}"}[ranges]
+        if previous and report["ranges_source"] != source:
+            fail(r, f"ranges from {report['ranges_source']}, not {source}")
         if previous and report["bytes_read"] > len(changed) * block:
             fail(r, f"read {report['bytes_read']} bytes for {len(changed)} changed blocks of {block}")
         largest_incremental = max(largest_incremental, report["bytes_read"] if previous else 0)

@@ -15,14 +15,14 @@ truncate -s 4M "$disk"  # 64 tracking blocks of 64 KiB
 if [[ $front_end == nbdsnapd ]]; then
   kept=16  # the default
   start_nbdsnapd "$server" --origin "disk=$disk"
-  origin=disk storage=(8388608)
+  origin=disk ranges=dirty-bitmap storage=(8388608)
 else
   kept=2  # the smallest: a compaction every 254 takes keeps only the previous checkpoint's meaning
   mkdir "$dir/state" "$dir/diffs"
   start_nbdkit_filter "$server" file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:8M" \
     nbdsnap-checkpoints-kept=$kept
-  origin=default storage=()
+  origin=default ranges=cbt-map storage=()
 fi
 /usr/bin/python3 "$(dirname "$0")/incremental_forever.py" "$NBDSNAP" "$sock" "$NBDSNAP_CONTROL" "$origin" "$dir" \
-  "$rounds" "$kept" "${storage[@]}" || fail "incremental forever through $front_end"
+  "$rounds" "$kept" "$ranges" "${storage[@]}" || fail "incremental forever through $front_end"
 pass "incremental forever through $front_end"
