@@ -14,10 +14,14 @@ namespace nbdsnap::cli {
 namespace {
 
 int run_cbt_info(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("cbt info ORIGIN");
+  CommandArgs args("cbt info ORIGIN [--snapshot NAME]");
+  args.options()("snapshot", boost::program_options::value<std::string>()->value_name("NAME"),
+                 "the CBT frozen when snapshot NAME was taken (default: the live one)");
   args.positional("ORIGIN", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json reply = context.control().request("cbt-info", {{"origin", args.text("ORIGIN")}});
+  nlohmann::json request = {{"origin", args.text("ORIGIN")}};
+  if (args.has("snapshot")) request["snapshot"] = args.text("snapshot");
+  nlohmann::json reply = context.control().request("cbt-info", request);
   if (context.json()) {
     context.print_json(reply);
   } else {
@@ -131,7 +135,8 @@ int run_checkpoint_delete(Context& context, const std::vector<std::string>& word
 
 std::vector<CommandSpec> cbt_command_specs() {
   return {
-      {{"cbt", "info"}, "cbt info ORIGIN", "CBT generation, change number, block size, checkpoints", run_cbt_info},
+      {{"cbt", "info"}, "cbt info ORIGIN [--snapshot NAME]", "CBT generation, change number, block size, checkpoints",
+       run_cbt_info},
       {{"cbt", "map"}, kCbtMapSynopsis, "changed ranges of an origin, or its raw change numbers", run_cbt_map},
       {{"cbt", "mark-dirty"}, "cbt mark-dirty ORIGIN OFFSET+LENGTH...",
        "mark ranges changed (writes the tracker did not see)", run_cbt_mark_dirty},
@@ -153,6 +158,7 @@ nlohmann::json cbt_mark_dirty_request(const std::string& origin, const std::vect
 std::string format_cbt_info(const nlohmann::json& cbt) {
   KeyValueList list;
   list.add("origin", field_text(cbt, "origin"));
+  if (!field_text(cbt, "snapshot").empty()) list.add("snapshot", field_text(cbt, "snapshot"));
   list.add("generation", field_text(cbt, "generation"));
   list.add("change number", std::to_string(field_uint(cbt, "change_number")));
   list.add("block size", size_cell(field_uint(cbt, "block_size")));

@@ -161,6 +161,10 @@ run_cli 0 --json checkpoints disk
 [[ $(json_field '.checkpoints | length') == 0 ]] || fail "checkpoint delete: $out"
 run_cli 0 --json checkpoints disk --snapshot s4
 [[ $(json_field '.checkpoints[0].name') == s4 ]] || fail "the image lost its checkpoint: $out"
+run_cli 0 cbt info disk --snapshot s4
+expect_out '^snapshot: +s4$'
+expect_out '^checkpoints: +s4=1$'
+run_cli 3 cbt info disk --snapshot nosuch
 run_cli 3 checkpoint delete disk s4
 expect_err "checkpoint 's4' is gone: it was deleted; do a full backup \(checkpoint_gone\)$"
 run_cli 3 checkpoint delete disk never
