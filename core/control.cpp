@@ -77,8 +77,9 @@ json event_json(const Event& e) {
           {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}};
 }
 
-// Replies of cbt-map and cbt-raw-map stay well under 1 MiB (the line limit of docs/control.md): at most this
-// many ranges (about 45 bytes each) or runs (at most 16 bytes each) per page.
+// Replies of cbt-map and cbt-raw-map stay under 1 MiB (the line limit of docs/control.md) whatever the map: at
+// most this many ranges (at most 58 bytes of JSON each) or runs (at most 27 bytes each, beside at most 128
+// checkpoints of at most ~320 bytes) per page.
 constexpr uint64_t kMaxRangesPerPage = 16384;
 constexpr uint64_t kMaxRunsPerPage = 32768;
 
