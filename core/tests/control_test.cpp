@@ -519,3 +519,30 @@ TEST_CASE("control refuses numbers that do not fit and ranges that overflow") {
   CHECK(f.state() == before);
   CHECK(f.ok({{"command", "cbt-map"}, {"origin", "disk0"}})["ranges"].empty());
 }
+
+TEST_CASE("control cbt-map and cbt-raw-map pages of a map that changes every other block stay under 1 MiB") {
+  ControlFixture f;
+  constexpr uint64_t kBlocks = 1 << 17;  // 4 KiB tracking blocks: 512 MiB
+  attach_memory_origin(f.engine, "big", kBlocks * 4096);
+  std::vector<Range> every_other;
+  for (uint64_t b = 0; b < kBlocks; b += 2) every_other.push_back({b * 4096, 1});
+  REQUIRE_OK(f.engine.cbt_mark_dirty("big", every_other));
+  for (const char* command : {"cbt-map", "cbt-raw-map"}) {
+    CAPTURE(command);
+    const bool raw = std::string(command) == "cbt-raw-map";
+    uint64_t offset = 0, items = 0, pages = 0;
+    for (bool more = true; more; ++pages) {
+      const json page = f.ok({{"command", command}, {"origin", "big"}, {"offset", offset}});
+      CHECK(page.dump().size() < (1u << 20));
+      const json& list = page[raw ? "runs" : "ranges"];
+      CHECK(list.size() == (raw ? 32768u : 16384u));
+      items += list.size();
+      REQUIRE(page["next_offset"].get<uint64_t>() > offset);
+      offset = page["next_offset"];
+      more = page["more"];
+    }
+    CHECK(pages == 4);
+    CHECK(items == (raw ? kBlocks : kBlocks / 2));
+    CHECK(offset == kBlocks * 4096);
+  }
+}
