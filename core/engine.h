@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -49,6 +50,7 @@ struct EngineConfig {
   uint64_t chunk_buffer_budget = 64ull << 20;   // old chunks held in memory awaiting writeback
   uint64_t low_space_threshold = 64ull << 20;   // free difference storage below this posts low_free_space
   uint64_t copy_io_size = 4ull << 20;           // a chunk larger than this is copied in several reads
+  unsigned checkpoints_kept = kDefaultCheckpointsKept;  // CBT checkpoints kept per origin (check_checkpoints_kept)
   // Tests only: wraps each difference-storage device the engine opens, to inject faults (as LevelDB's
   // fault-injection tests wrap its Env). Empty: the files are used as they are.
   std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_storage_device;
@@ -101,14 +103,26 @@ struct SnapshotOptions {
   bool writable = false;
 };
 
+// An origin's CBT: its live map, or the map frozen when a snapshot was taken.
 struct CbtInfo {
   std::string origin;
+  std::string snapshot;        // "" for the live map
   std::string generation;
-  unsigned change_number = 0;
+  unsigned change_number = 0;  // live: the number writes get now; frozen: the number the take closed
   uint64_t block_size = 0;
   uint64_t block_count = 0;
   uint64_t device_size = 0;
-  std::map<std::string, uint8_t> checkpoints;
+  Checkpoints checkpoints;
+};
+
+// Which CBT map a query reads, and which part of it.
+struct CbtMapQuery {
+  std::string origin;
+  std::string snapshot;  // "": the live map; else the map frozen when this snapshot was taken
+  std::string since;     // cbt_map only: blocks changed after this checkpoint ("": in this generation)
+  uint64_t offset = 0;   // bytes; at most the device size
+  uint64_t length = UINT64_MAX;                  // bytes; clipped to the device
+  size_t max_items = SIZE_MAX;                   // ranges (cbt_map) or runs (cbt_raw_map) per page, at least 1
 };
 
 class Engine {
@@ -140,15 +154,26 @@ class Engine {
   // Valid: attached. Errors: not_found.
   Status origin_info(const std::string& name, OriginInfo& out) const;
 
-  // --- CBT --- (valid: the origin attached; errors: not_found for an unknown origin)
-  Status cbt_info(const std::string& origin, CbtInfo& out) const;
-  // Changed ranges of the live map; with a checkpoint, only blocks changed after it. Errors: not_found also for
-  // a checkpoint the current generation does not have.
+  // --- CBT --- (valid: the origin attached)
+  // Reads of a map: the live one (not_found for an unknown origin) or a snapshot's frozen one (not_found for
+  // an unknown snapshot, one not taken yet, or one without this origin). A `since` checkpoint that was
+  // dropped gives checkpoint_gone, an unknown one not_found; an offset beyond the device out_of_range.
+  // Each read is consistent: no write, take or compaction of the live map happens during it (pages of the
+  // live map read one after another are not one picture; a snapshot's frozen map is).
+  Status cbt_info(const std::string& origin, CbtInfo& out) const { return cbt_info(origin, "", out); }
+  Status cbt_info(const std::string& origin, const std::string& snapshot, CbtInfo& out) const;
+  // Changed ranges of the live map, whole device, no page limit; with a checkpoint, only blocks changed after it.
   Status cbt_map(const std::string& origin, const std::string& since_checkpoint, std::vector<Range>& out) const;
-  // Errors: out_of_range for a range beyond the origin (then nothing is marked).
+  // One page of changed ranges (CbtView::changed_ranges), and the map's info.
+  Status cbt_map(const CbtMapQuery& query, CbtInfo& info, CbtRangesPage& page) const;
+  // One page of raw change numbers (blksnap's CBT map; CbtView::number_runs), and the map's info.
+  Status cbt_raw_map(const CbtMapQuery& query, CbtInfo& info, CbtRunsPage& page) const;
+  // Errors: not_found; out_of_range for a range beyond the origin (then nothing is marked).
   Status cbt_mark_dirty(const std::string& origin, const std::vector<Range>& ranges);
   // Starts a new generation (posts generation_renewed).
   Status cbt_reset(const std::string& origin);
+  // Deletes a checkpoint of the live CBT (images keep theirs): later queries for it get checkpoint_gone.
+  Status checkpoint_delete(const std::string& origin, const std::string& checkpoint);
 
   // --- snapshots ---
   // Creates a snapshot (state created) of attached origins that are in no other snapshot, with its difference
@@ -203,6 +228,9 @@ class Engine {
   Status check_storage_not_served(const StorageSpec& spec) const;
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.
   Status save_clean(Origin& origin) const;
+  // Calls read with a view of the map `snapshot` froze for `origin` ("" = the live map, under its lock).
+  Status read_cbt(const std::string& origin, const std::string& snapshot,
+                  const std::function<Status(const CbtView&)>& read) const EXCLUDES(mutex_);
 
   const EngineConfig config_;
   CbtStore store_;

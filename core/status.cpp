@@ -24,6 +24,7 @@ const char* errc_name(Errc code) {
     case Errc::no_memory: return "no_memory";
     case Errc::would_block: return "would_block";
     case Errc::name_too_long: return "name_too_long";
+    case Errc::checkpoint_gone: return "checkpoint_gone";
   }
   return "unknown";
 }
@@ -69,6 +70,7 @@ int to_errno(const Status& status) {
     case Errc::no_memory: return ENOMEM;
     case Errc::would_block: return EAGAIN;
     case Errc::name_too_long: return ENAMETOOLONG;
+    case Errc::checkpoint_gone: return ENOENT;
   }
   return EIO;
 }

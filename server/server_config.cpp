@@ -68,7 +68,9 @@ po::options_description option_descriptions() {
       ("chunk-buffer-budget", po::value<std::string>()->value_name("SIZE"),
        "memory for old chunks awaiting writeback (64M)")
       ("low-space-threshold", po::value<std::string>()->value_name("SIZE"),
-       "free difference storage below which low_free_space is posted (64M)");
+       "free difference storage below which low_free_space is posted (64M)")
+      ("checkpoints-kept", po::value<unsigned>()->value_name("N"),
+       "CBT checkpoints kept per origin, 2..128; older ones are dropped (16)");
   po::options_description all;
   all.add(general).add(serving).add(tuning);
   return all;
@@ -134,6 +136,13 @@ bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err)
       config.engine.sizing.tracking_block_minimum_shift > 30) {
     err << "nbdsnapd: shifts must be 9..30\n";
     return false;
+  }
+  if (vm.count("checkpoints-kept")) {
+    config.engine.checkpoints_kept = vm["checkpoints-kept"].as<unsigned>();
+    if (Status s = check_checkpoints_kept(config.engine.checkpoints_kept); !s) {
+      err << "nbdsnapd: --checkpoints-kept " << config.engine.checkpoints_kept << ": " << s.message() << "\n";
+      return false;
+    }
   }
   return parse_size_option(vm, "chunk-buffer-budget", config.engine.chunk_buffer_budget, err) &&
          parse_size_option(vm, "low-space-threshold", config.engine.low_space_threshold, err);

@@ -65,3 +65,25 @@ TEST_CASE("connection_limits_default_to_1000_clients_and_a_10_second_handshake_a
   ServerConfig bad;
   CHECK(parse({"--handshake-timeout", "-1"}, bad) == ConfigOutcome::exit_failure);
 }
+
+TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
+  ServerConfig defaults;
+  REQUIRE(parse({}, defaults) == ConfigOutcome::run);
+  CHECK(defaults.engine.checkpoints_kept == 16);
+  for (const char* good : {"2", "128"}) {
+    ServerConfig config;
+    REQUIRE(parse({"--checkpoints-kept", good}, config) == ConfigOutcome::run);
+    CHECK(config.engine.checkpoints_kept == std::stoul(good));
+  }
+  for (const char* bad : {"1", "129", "0", "-1", "16x"}) {
+    CAPTURE(bad);
+    ServerConfig config;
+    std::string err;
+    CHECK(parse({"--checkpoints-kept", bad}, config, &err) == ConfigOutcome::exit_failure);
+    CHECK(err.find("checkpoints-kept") != std::string::npos);
+  }
+  ServerConfig config;
+  std::string err;
+  REQUIRE(parse({"--checkpoints-kept", "200"}, config, &err) == ConfigOutcome::exit_failure);
+  CHECK(err == "nbdsnapd: --checkpoints-kept 200: must be 2..128 checkpoints (default 16)\n");
+}
