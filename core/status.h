@@ -26,6 +26,7 @@ enum class Errc {
   no_memory,         // an allocation failed (ENOMEM)
   would_block,       // a call asked not to wait would have had to (front ends retry it where waiting is fine)
   name_too_long,     // a file name or path is longer than the file system takes (ENAMETOOLONG)
+  permission_denied, // the caller's identity or role may not do this (a remote control client; EACCES)
 };
 
 const char* errc_name(Errc code);
