@@ -261,13 +261,14 @@ asio::awaitable<bool> Connection::start_tls() {
   if (!secured) {
     // A wrong PSK, a certificate from another CA, a plain client that sent STARTTLS and nothing else...
     log_warning(describe() + ": TLS handshake failed: " + tls_->error());
+    tls_.reset();  // no close_notify for a session that never started
     co_return false;
   }
   handshake_.tls_started();
   if (security_.access) {
     handshake_.set_access(std::make_shared<ClientAccess>(security_.access, tls_->peer(), security_.tcp));
   }
-  log_info(describe() + ": TLS as " + tls_->peer().describe() + " (" + tls_->description() + ")");
+  log_debug(describe() + ": TLS as " + tls_->peer().describe() + " (" + tls_->description() + ")");
   co_return true;
 }
 
