@@ -390,7 +390,9 @@ json Control::handle(const json& request) {
   }
 }
 
-std::string Control::handle_line(const std::string& line) {
+std::string Control::handle_line(const std::string& line) { return handle_line(line, ControlCaller{}); }
+
+std::string Control::handle_line(const std::string& line, const ControlCaller& caller) {
   // Replies may quote bytes of the request (names, parse errors): replace invalid UTF-8 rather than throw.
   auto dump = [](const json& reply) { return reply.dump(-1, ' ', false, json::error_handler_t::replace); };
   json request;
@@ -398,6 +400,15 @@ std::string Control::handle_line(const std::string& line) {
     request = json::parse(line);
   } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e9999
     return dump(error_reply({Errc::invalid_argument, std::string("request is not valid JSON: ") + e.what()}));
+  }
+  if (request.is_object() && request.contains("command") && request["command"].is_string()) {
+    const std::string command = request["command"].get<std::string>();
+    const ControlRole needed = required_control_role(command);
+    if (caller.role < needed) {
+      return dump(error_reply({Errc::permission_denied,
+                               "command '" + command + "' needs the " + control_role_name(needed) + " role; " +
+                                   caller.identity + " has " + control_role_name(caller.role)}));
+    }
   }
   return dump(handle(request));
 }

@@ -25,6 +25,7 @@ const char* errc_name(Errc code) {
     case Errc::would_block: return "would_block";
     case Errc::name_too_long: return "name_too_long";
     case Errc::checkpoint_gone: return "checkpoint_gone";
+    case Errc::permission_denied: return "permission_denied";
   }
   return "unknown";
 }
@@ -71,6 +72,7 @@ int to_errno(const Status& status) {
     case Errc::would_block: return EAGAIN;
     case Errc::name_too_long: return ENAMETOOLONG;
     case Errc::checkpoint_gone: return ENOENT;
+    case Errc::permission_denied: return EACCES;
   }
   return EIO;
 }

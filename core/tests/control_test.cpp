@@ -59,7 +59,8 @@ struct ControlFixture {
     static const std::set<std::string> codes = {"invalid_argument", "out_of_range", "not_found", "already_exists",
                                                 "busy", "bad_state", "read_only", "no_space", "io_error",
                                                 "corrupted", "not_supported", "overflow",
-                                                "name_too_long", "checkpoint_gone"};
+                                                "name_too_long", "checkpoint_gone",
+                                                "permission_denied"};
     REQUIRE(reply.is_object());
     CHECK(reply["ok"] == false);
     REQUIRE(reply.contains("error"));
@@ -547,4 +548,43 @@ TEST_CASE("control cbt-map and cbt-raw-map pages of a map that changes every oth
     CHECK(items == (raw ? kBlocks : kBlocks / 2));
     CHECK(offset == kBlocks * 4096);
   }
+}
+
+TEST_CASE("control refuses a command above the caller's role and names the role it needs") {
+  ControlFixture f;
+  const ControlCaller reader{"psk:reader", ControlRole::read_only};
+  json listed = json::parse(f.control.handle_line(R"({"command":"snapshot-list"})", reader));
+  CHECK(listed["ok"] == true);
+  const std::string before = f.state();
+  json refused = json::parse(f.control.handle_line(f.create_request("s1", {"disk0"}).dump(), reader));
+  ControlFixture::check_error_shape(refused);
+  CHECK(refused["error"]["code"] == "permission_denied");
+  CHECK(refused["error"]["message"] ==
+        "command 'snapshot-create' needs the operator role; psk:reader has read-only");
+  CHECK(f.state() == before);
+  const ControlCaller operator_caller{"psk:op", ControlRole::operator_role};
+  CHECK(json::parse(f.control.handle_line(f.create_request("s1", {"disk0"}).dump(), operator_caller))["ok"] == true);
+  json detach = json::parse(f.control.handle_line(R"({"command":"origin-detach","name":"disk1"})", operator_caller));
+  CHECK(detach["error"]["code"] == "permission_denied");
+  // A command nobody listed needs admin; an admin learns that it does not exist.
+  CHECK(json::parse(f.control.handle_line(R"({"command":"made-up"})", operator_caller))["error"]["code"] ==
+        "permission_denied");
+  CHECK(json::parse(f.control.handle_line(R"({"command":"made-up"})"))["error"]["code"] == "invalid_argument");
+}
+
+TEST_CASE("every command of the role table is one the control serves") {
+  ControlFixture f;
+  for (const std::string& command : listed_control_commands()) {
+    CAPTURE(command);
+    json reply = f.control.handle({{"command", command}});
+    if (reply.value("ok", false)) continue;
+    CHECK(reply["error"]["message"].get<std::string>().find("unknown command") == std::string::npos);
+  }
+  CHECK(required_control_role("snapshot-take") == ControlRole::operator_role);
+  CHECK(required_control_role("cbt-map") == ControlRole::read_only);
+  CHECK(required_control_role("cbt-raw-map") == ControlRole::read_only);
+  CHECK(required_control_role("checkpoint-delete") == ControlRole::operator_role);
+  CHECK(required_control_role("origin-attach") == ControlRole::admin);
+  CHECK(parse_control_role("operator") == ControlRole::operator_role);
+  CHECK_FALSE(parse_control_role("root").has_value());
 }
