@@ -38,13 +38,13 @@ class ChunkMap::CopyClaim {
 };
 
 ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
-                   uint64_t origin_size, uint64_t chunk_size, uint64_t copy_io_size)
+                   uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size)
     : snapshot_(snapshot),
       origin_name_(std::move(origin_name)),
       origin_device_(std::move(origin_device)),
       origin_size_(origin_size),
       chunk_size_(chunk_size),
-      copy_io_size_(std::max<uint64_t>(copy_io_size, 4096)) {}
+      copy_read_size_(copy_read_size) {}
 
 ChunkMap::~ChunkMap() {
   // Buffers still queued when the snapshot goes away give their budget back.
@@ -145,7 +145,7 @@ Status ChunkMap::read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDe
   BlockDevice* origin = origin_reader(source);
   if (!origin) return {Errc::io_error, "no device to read origin '" + origin_name_ + "' from"};
   while (len > 0) {
-    const uint64_t n = std::min(len, copy_io_size_);
+    const uint64_t n = std::min(len, copy_read_size_);
     if (Status s = origin->pread(buf, n, offset); !s) return s;
     buf += n;
     offset += n;

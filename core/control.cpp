@@ -129,7 +129,8 @@ class CommandSet {
   }
 
   json origin_json(const OriginInfo& o) const {
-    return {{"name", o.name}, {"size", o.size}, {"read_only", o.read_only}, {"generation", o.generation},
+    return {{"name", o.name}, {"size", o.size}, {"minimum_io_size", o.minimum_io_size}, {"read_only", o.read_only},
+            {"generation", o.generation},
             {"change_number", o.change_number}, {"tracking_block_size", o.tracking_block_size},
             {"chunk_size", o.chunk_size}, {"snapshot", o.snapshot},
             {"clients", front_end_.client_count(o.name)}, {"uri", front_end_.export_uri(o.name)}};

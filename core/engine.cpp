@@ -85,9 +85,10 @@ void Engine::record_created_storage() {
 // ---------------------------------------------------------------- origins
 
 Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                             uint64_t size) {
+                             uint64_t size, uint64_t minimum_io_size) {
   if (Status s = check_object_name("origin", name); !s) return s;
   if (size == 0 && device) size = device->size();
+  if (minimum_io_size == 0) minimum_io_size = device ? device->minimum_io_size() : 1;
   if (size == 0) return {Errc::invalid_argument, "origin '" + name + "' has no size"};
   MutexLock control(control_mutex_);
   {
@@ -101,7 +102,7 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
       }
     }
   }
-  const uint64_t block_size = tracking_block_size(size, config_.sizing);
+  const uint64_t block_size = tracking_block_size(size, minimum_io_size, config_.sizing);
   std::unique_ptr<Cbt> cbt;
   std::string renewed_because;
   if (store_.enabled()) {
@@ -128,7 +129,7 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     }
   }
   const std::string generation = cbt->generation().to_string();
-  auto origin = std::make_shared<Origin>(name, std::move(device), size, read_only,
+  auto origin = std::make_shared<Origin>(name, std::move(device), size, minimum_io_size, read_only,
                                          std::make_unique<Tracker>(std::move(cbt)));
   {
     MutexLock lock(mutex_);
@@ -189,11 +190,12 @@ Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
   Origin& origin = *it->second;
   out.name = name;
   out.size = origin.size();
+  out.minimum_io_size = origin.minimum_io_size();
   out.read_only = origin.read_only();
   out.generation = origin.cbt().generation().to_string();
   out.change_number = origin.cbt().current_number();
   out.tracking_block_size = origin.cbt().block_size();
-  out.chunk_size = chunk_size(origin.size(), config_.sizing);
+  out.chunk_size = chunk_size(origin.size(), origin.minimum_io_size(), config_.sizing);
   out.snapshot = snapshot_of_origin_locked(name);
   return Status::ok();
 }
@@ -338,8 +340,9 @@ std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector
   std::vector<Snapshot::Member> members;
   members.reserve(origins.size());
   for (const auto& origin : origins) {
-    auto chunks = std::make_shared<ChunkMap>(snapshot, origin->name(), origin->shared_device(), origin->size(),
-                                             chunk_size(origin->size(), config.sizing), config.copy_io_size);
+    const uint64_t chunk = chunk_size(origin->size(), origin->minimum_io_size(), config.sizing);
+    auto chunks = std::make_shared<ChunkMap>(snapshot, origin->name(), origin->shared_device(), origin->size(), chunk,
+                                             copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk));
     members.push_back({origin->name(), std::move(chunks), nullptr});
   }
   for (size_t i = 0; i < origins.size(); ++i) members[i].cbt = origins[i]->cbt().freeze(snapshot.name());

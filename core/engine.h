@@ -46,6 +46,7 @@ struct EngineConfig {
 struct OriginInfo {
   std::string name;
   uint64_t size = 0;
+  uint64_t minimum_io_size = 1;  // the device's; chunks and tracking blocks are never smaller
   bool read_only = false;
   std::string generation;
   unsigned change_number = 0;
@@ -114,8 +115,10 @@ class Engine {
   // Attaches a tracker to a device under `name`. CBT resumes from a clean saved state of the same size, else
   // starts a new generation (posting generation_renewed with the reason). device may be null when the front
   // end always passes a source for I/O (then size must be given); otherwise size 0 means device->size().
+  // minimum_io_size 0 means device->minimum_io_size() (1 without a device); sizing.h keeps chunks and tracking
+  // blocks at least that large.
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                       uint64_t size = 0);
+                       uint64_t size = 0, uint64_t minimum_io_size = 0);
   // Detaches an origin: refused (busy) while it is in a snapshot unless force, which drops it from the
   // snapshot (the image disappears). Saves its CBT state cleanly.
   Status detach_origin(const std::string& name, bool force);

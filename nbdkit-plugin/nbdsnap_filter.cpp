@@ -312,7 +312,10 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     int can_write = next->can_write(next);
     if (can_write == -1) return -1;
     bool read_only = readonly || can_write == 0;
-    if (Status s = front_end->open_origin(handle, c.name.origin, size, read_only, c.origin); !s)
+    // The plugin's minimum block size (0 when it states none): chunks and tracking blocks are never smaller.
+    uint32_t minimum = 0, preferred = 0, maximum = 0;
+    if (next->block_size(next, &minimum, &preferred, &maximum) == -1) return -1;
+    if (Status s = front_end->open_origin(handle, c.name.origin, size, minimum, read_only, c.origin); !s)
       return fail(s, nullptr);
     return 0;
   });
