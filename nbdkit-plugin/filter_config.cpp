@@ -1,6 +1,7 @@
 // filter_config.cpp — parsing and checking the filter's parameters.
 #include "filter_config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <string_view>
@@ -10,6 +11,7 @@
 
 #include "export_name.h"
 #include "object_file_name.h"
+#include "tuning.h"
 #include "units.h"
 
 namespace nbdsnap {
@@ -28,16 +30,7 @@ Status absolute_path(const std::string& key, const std::string& path, std::strin
   return Status::ok();
 }
 
-Status parse_shift(const std::string& key, const std::string& value, unsigned minimum, unsigned& out) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long shift = std::strtoul(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || errno != 0 || shift < minimum || shift > 40)
-    return {Errc::invalid_argument,
-            key + "=" + value + ": expected a power of two exponent from " + std::to_string(minimum) + " to 40"};
-  out = static_cast<unsigned>(shift);
-  return Status::ok();
-}
+const OptionSpelling kSpelling{kParameterPrefix, "="};
 
 bool is_directory(const std::string& path) {
   struct stat st {};
@@ -62,18 +55,33 @@ Status check_storage_path(const std::string& path, bool& is_directory) {
 
 }  // namespace
 
-const char* const kConfigHelp =
-    "nbdsnap-control=SOCKET        Serve the nbdsnap control protocol on this Unix socket.\n"
-    "nbdsnap-state-dir=DIR         Keep change block tracking state here across restarts.\n"
-    "nbdsnap-storage=PATH[:SIZE]   Default difference storage for snapshots created without any: an\n"
-    "                              existing file, or a directory holding one SNAPSHOT.nbdsnap-diff per snapshot.\n"
-    "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
-    "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).\n"
-    "nbdsnap-chunk-min-shift=N     Smallest copy-on-write chunk is 2^N bytes (default 18).\n"
-    "nbdsnap-tracking-min-shift=N  Smallest change tracking block is 2^N bytes (default 16).";
+const char* config_help() {
+  static const std::string help = [] {
+    std::string text =
+        "nbdsnap-control=SOCKET        Serve the nbdsnap control protocol on this Unix socket.\n"
+        "nbdsnap-state-dir=DIR         Keep change block tracking state here across restarts.\n"
+        "nbdsnap-storage=PATH[:SIZE]   Default difference storage for snapshots created without any: an\n"
+        "                              existing file, or a directory holding one SNAPSHOT.nbdsnap-diff per snapshot.\n"
+        "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
+        "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).";
+    for (const TuningOption& option : tuning_options()) {
+      std::string key = kParameterPrefix + std::string(option.name) + "=" + std::string(option.value_name);
+      key.resize(std::max<size_t>(key.size() + 1, 30), ' ');
+      text += "\n" + key + option.help_text() + ".";
+    }
+    return text;
+  }();
+  return help.c_str();
+}
+
+std::string_view canonical_parameter_name(std::string_view name) {
+  if (name == "tracking-min-shift") return "tracking-block-min-shift";
+  return name;
+}
 
 Status FilterConfig::apply(const std::string& key, const std::string& value) {
-  std::string_view name = std::string_view(key).substr(std::string_view(kParameterPrefix).size());
+  const std::string_view name =
+      canonical_parameter_name(std::string_view(key).substr(std::string_view(kParameterPrefix).size()));
   if (name == "control") return absolute_path(key, value, control_socket);
   if (name == "state-dir") return absolute_path(key, value, state_dir);
   if (name == "default-origin") {
@@ -90,8 +98,13 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
     if (Status s = parse_size(value, storage_limit); !s) return {s.code(), key + ": " + s.message()};
     return Status::ok();
   }
-  if (name == "chunk-min-shift") return parse_shift(key, value, 9, sizing.chunk_minimum_shift);
-  if (name == "tracking-min-shift") return parse_shift(key, value, 9, sizing.tracking_block_minimum_shift);
+  if (const TuningOption* option = find_tuning_option(name)) {
+    Status s = parse_tuning_option(*option, value, tuning, kSpelling);
+    if (!s && key != kSpelling.name(name)) {  // an old name: say which one the message means
+      return {s.code(), key + " is the old name of " + kSpelling.name(name) + ": " + s.message()};
+    }
+    return s;
+  }
   return {Errc::invalid_argument, "unknown parameter " + key + " (see nbdkit --filter=nbdsnap --help)"};
 }
 
@@ -102,6 +115,7 @@ void FilterConfig::note_plugin_parameter(const std::string& key, const std::stri
 }
 
 Status FilterConfig::complete() {
+  if (Status s = sanitize_tuning(tuning, kSpelling); !s) return s;
   if (!state_dir.empty() && !is_directory(state_dir))
     return {Errc::not_found, "nbdsnap-state-dir " + state_dir + " is not a directory"};
   // CBT state files in a directory the plugin serves would be exports, and origins, themselves.

@@ -188,9 +188,8 @@ bool start_control_server(std::string& error) {
 
 int nbdsnap_after_fork(nbdkit_backend*) {
   return guarded(-1, nullptr, [&] {
-    EngineConfig engine_config;
+    EngineConfig engine_config = config.tuning;  // sanitized in .config_complete
     engine_config.state_dir = config.state_dir;
-    engine_config.sizing = config.sizing;
     engine_config.served_origin_files = config.served_files;
     engine = std::make_unique<Engine>(std::move(engine_config));
     plugin_exports = std::make_unique<PluginExports>(config.default_origin);
@@ -482,7 +481,7 @@ nbdkit_filter make_filter() {
   f.unload = nbdsnap_unload;
   f.config = nbdsnap_config;
   f.config_complete = nbdsnap_config_complete;
-  f.config_help = kConfigHelp;
+  f.config_help = config_help();
   f.thread_model = nbdsnap_thread_model;
   f.get_ready = nbdsnap_get_ready;
   f.after_fork = nbdsnap_after_fork;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include "filter_config.h"
 
@@ -44,12 +45,84 @@ TEST_CASE("sizes_and_shifts_are_checked") {
   CHECK(config.storage_limit == (2ull << 30));
   CHECK_FALSE(config.apply("nbdsnap-storage-limit", "lots"));
   REQUIRE(config.apply("nbdsnap-chunk-min-shift", "16"));
-  CHECK(config.sizing.chunk_minimum_shift == 16);
-  REQUIRE(config.apply("nbdsnap-tracking-min-shift", "20"));
-  CHECK(config.sizing.tracking_block_minimum_shift == 20);
-  CHECK_FALSE(config.apply("nbdsnap-chunk-min-shift", "3"));
+  CHECK(config.tuning.sizing.chunk_minimum_shift == 16);
+  REQUIRE(config.apply("nbdsnap-tracking-block-min-shift", "20"));
+  CHECK(config.tuning.sizing.tracking_block_minimum_shift == 20);
   CHECK_FALSE(config.apply("nbdsnap-chunk-min-shift", "16x"));
-  CHECK_FALSE(config.apply("nbdsnap-tracking-min-shift", "99"));
+  CHECK(config.complete());
+}
+
+TEST_CASE("every_tuning_option_of_the_engine_is_a_parameter_with_the_bounds_nbdsnapd_has") {
+  struct Case {
+    const char* key;
+    const char* good;
+    const char* bad;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"nbdsnap-chunk-min-shift", "16", "11", "nbdsnap-chunk-min-shift=11 is out of range: it must be 12..30"},
+      {"nbdsnap-chunk-max-shift", "28", "31", "nbdsnap-chunk-max-shift=31 is out of range: it must be 12..30"},
+      {"nbdsnap-chunk-max-count-shift", "21", "64",
+       "nbdsnap-chunk-max-count-shift=64 is out of range: it must be 1..63"},
+      {"nbdsnap-tracking-block-min-shift", "12", "8",
+       "nbdsnap-tracking-block-min-shift=8 is out of range: it must be 9..30"},
+      {"nbdsnap-tracking-block-max-shift", "24", "31",
+       "nbdsnap-tracking-block-max-shift=31 is out of range: it must be 9..30"},
+      {"nbdsnap-tracking-block-max-count", "65536", "0",
+       "nbdsnap-tracking-block-max-count=0 is out of range: it must be 1..4294967296"},
+      {"nbdsnap-chunk-buffer-budget", "1G", "65G",
+       "nbdsnap-chunk-buffer-budget=65G is out of range: it must be 0..64G"},
+      {"nbdsnap-low-space-threshold", "0", "2P", "nbdsnap-low-space-threshold=2P is out of range: it must be 0..1P"},
+      {"nbdsnap-copy-io-size", "1M", "48K",
+       "nbdsnap-copy-io-size=48K is not a power of two: it must be 4K..64M, a power of two"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.key);
+    FilterConfig good;
+    REQUIRE(good.apply(c.key, c.good));
+    CHECK(good.complete());
+    FilterConfig bad;
+    REQUIRE(bad.apply(c.key, c.bad));  // bounds are the sanitize step's, in .config_complete
+    auto s = bad.complete();
+    CHECK(s.code() == Errc::invalid_argument);
+    CHECK(s.message() == c.message);
+  }
+}
+
+TEST_CASE("tuning_parameters_reach_the_engine_configuration") {
+  FilterConfig config;
+  for (auto [key, value] : {std::pair{"nbdsnap-chunk-max-shift", "24"}, {"nbdsnap-chunk-max-count-shift", "30"},
+                            {"nbdsnap-tracking-block-max-shift", "20"}, {"nbdsnap-tracking-block-max-count", "4096"},
+                            {"nbdsnap-chunk-buffer-budget", "16M"}, {"nbdsnap-low-space-threshold", "1G"},
+                            {"nbdsnap-copy-io-size", "256K"}}) {
+    REQUIRE(config.apply(key, value));
+  }
+  REQUIRE(config.complete());
+  CHECK(config.tuning.sizing.chunk_maximum_shift == 24);
+  CHECK(config.tuning.sizing.chunk_maximum_count_shift == 30);
+  CHECK(config.tuning.sizing.tracking_block_maximum_shift == 20);
+  CHECK(config.tuning.sizing.tracking_block_maximum_count == 4096);
+  CHECK(config.tuning.chunk_buffer_budget == (16ull << 20));
+  CHECK(config.tuning.low_space_threshold == (1ull << 30));
+  CHECK(config.tuning.copy_io_size == (256ull << 10));
+}
+
+TEST_CASE("the_old_name_nbdsnap_tracking_min_shift_still_works") {
+  FilterConfig config;
+  REQUIRE(config.apply("nbdsnap-tracking-min-shift", "20"));
+  CHECK(config.tuning.sizing.tracking_block_minimum_shift == 20);
+  auto s = config.apply("nbdsnap-tracking-min-shift", "x");
+  CHECK(s.code() == Errc::invalid_argument);
+  CHECK(s.message() ==
+        "nbdsnap-tracking-min-shift is the old name of nbdsnap-tracking-block-min-shift: "
+        "nbdsnap-tracking-block-min-shift=x: expected a whole number 9..30");
+}
+
+TEST_CASE("the_help_lists_every_tuning_parameter_with_its_default_and_bounds") {
+  const std::string help = nbdsnap::config_help();
+  CHECK(help.find("nbdsnap-chunk-min-shift=N") != std::string::npos);
+  CHECK(help.find("nbdsnap-copy-io-size=SIZE") != std::string::npos);
+  CHECK(help.find("(default 18; 12..30)") != std::string::npos);
 }
 
 TEST_CASE("default_origin_must_be_a_valid_origin_name") {
