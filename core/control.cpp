@@ -65,6 +65,18 @@ std::vector<Range> ranges_arg(const json& request) {
   return ranges;
 }
 
+// A storage entry: {path, size} (a whole file, created at size if given) or {path, offset, length} (a range of an
+// existing file or device; length 0 or absent: to the end). Checked by check_storage_spec().
+StorageSpec storage_arg(const json& entry) {
+  StorageSpec spec;
+  spec.path = string_arg(entry, "path");
+  spec.size = optional_uint(entry, "size", 0);
+  spec.offset = optional_uint(entry, "offset", 0);
+  spec.length = optional_uint(entry, "length", 0);
+  if (Status s = check_storage_spec(spec); !s) throw BadArgument{s};
+  return spec;
+}
+
 json ranges_json(const std::vector<Range>& ranges) {
   json list = json::array();
   for (const Range& r : ranges) list.push_back({{"offset", r.offset}, {"length", r.length}});
@@ -146,7 +158,8 @@ class CommandSet {
       }
     }
     for (const auto& area : s.storage) {
-      storage.push_back({{"path", area.path}, {"size", area.size}, {"created", area.created_by_engine}});
+      storage.push_back({{"path", area.path}, {"offset", area.offset}, {"size", area.size},
+                         {"created", area.created_by_engine}});
     }
     return {{"name", s.name}, {"state", snapshot_state_name(s.state)}, {"writable", s.writable},
             {"origins", s.origins}, {"images", images}, {"storage", storage}, {"storage_total", s.storage_total},
@@ -250,8 +263,10 @@ class CommandSet {
       const json& storage = request.at("storage");
       if (!storage.is_array()) throw BadArgument{{Errc::invalid_argument, "'storage' must be a list"}};
       for (const json& area : storage) {
-        if (!area.is_object()) throw BadArgument{{Errc::invalid_argument, "each storage entry is {path, size}"}};
-        options.storage.push_back({string_arg(area, "path"), optional_uint(area, "size", 0)});
+        if (!area.is_object()) {
+          throw BadArgument{{Errc::invalid_argument, "each storage entry is {path, size} or {path, offset, length}"}};
+        }
+        options.storage.push_back(storage_arg(area));
       }
     }
     options.limit = optional_uint(request, "limit", 0);
@@ -277,8 +292,7 @@ class CommandSet {
 
   json snapshot_append_storage(const json& request) {
     const std::string name = string_arg(request, "name");
-    const StorageSpec spec{string_arg(request, "path"), optional_uint(request, "size", 0)};
-    if (Status s = engine_.append_storage(name, spec); !s) return error_reply(s);
+    if (Status s = engine_.append_storage(name, storage_arg(request)); !s) return error_reply(s);
     return snapshot_reply(name);
   }
 

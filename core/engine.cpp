@@ -96,10 +96,10 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
   }
   if (const std::string identity = device ? device->file_identity() : std::string(); !identity.empty()) {
-    for (const std::string& used : files_in_use()) {
-      if (used == identity) {
-        return {Errc::already_exists, "the device of origin '" + name + "' is already an origin or snapshot storage"};
-      }
+    const std::vector<DiskUse> in_use = disks_in_use();
+    if (const DiskUse* used = find_overlap(in_use, {identity, 0, 0, ""})) {  // an origin is the whole disk
+      return {Errc::already_exists, "the device of origin '" + name + "' is already in use: " + used->extent_text() +
+                                        " it is " + used->user};
     }
   }
   const uint64_t block_size = tracking_block_size(size, minimum_io_size, config_.sizing);
@@ -297,10 +297,12 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     }
   }
   auto snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
-  const std::vector<std::string> in_use = files_in_use();
+  const std::vector<DiskUse> in_use = disks_in_use();
+  const OpenStorageLookup open_elsewhere = [this](const std::string& identity) { return open_storage_device(identity); };
   for (const StorageSpec& spec : options.storage) {
     if (Status s = check_storage_not_served(spec); !s) return s;
-    if (Status s = snapshot->storage().append(spec, in_use); !s) return s;  // the destructor cleans up
+    // Earlier entries are areas of this snapshot's storage by now: append() checks overlaps with them too.
+    if (Status s = snapshot->storage().append(spec, in_use, open_elsewhere); !s) return s;  // the destructor cleans up
   }
   {
     MutexLock lock(mutex_);
@@ -409,7 +411,8 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
   }
   if (!snapshot) return unknown_snapshot(snapshot_name);
   if (Status s = check_storage_not_served(spec); !s) return s;
-  if (Status s = snapshot->append_storage(spec, files_in_use()); !s) return s;
+  const OpenStorageLookup open_elsewhere = [this](const std::string& identity) { return open_storage_device(identity); };
+  if (Status s = snapshot->append_storage(spec, disks_in_use(), open_elsewhere); !s) return s;
   record_created_storage();
   return Status::ok();
 }
@@ -518,22 +521,38 @@ Status Engine::save_state() {
   return result;
 }
 
-std::vector<std::string> Engine::files_in_use() const {
+std::vector<DiskUse> Engine::disks_in_use() const {
   std::vector<std::shared_ptr<Snapshot>> snapshots;
-  std::vector<std::string> out;
+  std::vector<DiskUse> out;
   {
     MutexLock lock(mutex_);
     for (const auto& [name, origin] : origins_) {
       if (const BlockDevice* device = origin->device()) {
-        if (std::string identity = device->file_identity(); !identity.empty()) out.push_back(std::move(identity));
+        if (std::string identity = device->file_identity(); !identity.empty()) {
+          out.push_back({std::move(identity), 0, 0, "origin '" + name + "'"});
+        }
       }
     }
     for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
   }
   for (const auto& snapshot : snapshots) {
-    for (std::string& identity : snapshot->storage().file_identities()) out.push_back(std::move(identity));
+    for (DiskUse& use : snapshot->storage().disk_uses("difference storage of snapshot '" + snapshot->name() + "'")) {
+      out.push_back(std::move(use));
+    }
   }
   return out;
+}
+
+std::shared_ptr<BlockDevice> Engine::open_storage_device(const std::string& identity) const {
+  std::vector<std::shared_ptr<Snapshot>> snapshots;
+  {
+    MutexLock lock(mutex_);
+    for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
+  }
+  for (const auto& snapshot : snapshots) {
+    if (auto device = snapshot->storage().open_device(identity)) return device;
+  }
+  return nullptr;
 }
 
 Status Engine::check_storage_not_served(const StorageSpec& spec) const {

@@ -15,6 +15,7 @@
 #include "block_device.h"
 #include "cbt.h"
 #include "cbt_store.h"
+#include "disk_use.h"
 #include "events.h"
 #include "image.h"
 #include "mutex.h"
@@ -22,6 +23,7 @@
 #include "sizing.h"
 #include "status.h"
 #include "storage_ledger.h"
+#include "storage_spec.h"
 
 namespace nbdsnap {
 
@@ -60,7 +62,8 @@ const char* snapshot_state_name(SnapshotState state);
 
 struct StorageAreaInfo {
   std::string path;
-  uint64_t size = 0;
+  uint64_t offset = 0;  // where the area starts in the file or device
+  uint64_t size = 0;    // bytes of the area
   bool created_by_engine = false;
 };
 
@@ -77,11 +80,6 @@ struct SnapshotInfo {
   uint64_t memory_bytes = 0;
   std::string corruption_reason;
   int64_t taken_unix_ms = 0;
-};
-
-struct StorageSpec {
-  std::string path;
-  uint64_t size = 0;  // 0: use the existing file's or block device's size
 };
 
 struct SnapshotOptions {
@@ -134,14 +132,17 @@ class Engine {
   Status cbt_reset(const std::string& origin);
 
   // --- snapshots ---
-  // Storage that is an origin's file, another snapshot's storage, or a served origin file (or lies in a served
-  // directory, EngineConfig::served_origin_files) is refused before it is opened.
+  // Storage (storage_spec.h: a whole file or device, or a range of one) that overlaps an origin's file, another
+  // snapshot's storage or another area of this one, or that is a served origin file (or lies in a served
+  // directory, EngineConfig::served_origin_files), is refused before it is opened. Several ranges of one file,
+  // in one snapshot or in several, share one open of it.
   Status create_snapshot(const std::string& name, const SnapshotOptions& options);
   Status add_origin_to_snapshot(const std::string& snapshot, const std::string& origin);
   Status remove_origin_from_snapshot(const std::string& snapshot, const std::string& origin);
   // Freezes all origins of the snapshot at once: new writes wait, in-flight writes finish, then every
   // origin switches to copy-on-write for this snapshot and its CBT is frozen under the snapshot's name.
   Status take_snapshot(const std::string& name);
+  // Adds storage to a snapshot, checked as create_snapshot checks it.
   Status append_storage(const std::string& snapshot, const StorageSpec& spec);
   // Waits for in-flight image I/O, stops copy-on-write, frees difference storage (removing files it created).
   Status destroy_snapshot(const std::string& name);
@@ -169,8 +170,10 @@ class Engine {
   std::string snapshot_of_origin_locked(const std::string& origin) const REQUIRES(mutex_);
   // Records the storage files the engine created for live snapshots.
   void record_created_storage() REQUIRES(control_mutex_) EXCLUDES(mutex_);
-  // file_identity() of every origin's device and every snapshot's storage.
-  std::vector<std::string> files_in_use() const REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // What every origin's device and every snapshot's storage uses of its file or disk.
+  std::vector<DiskUse> disks_in_use() const REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // A device some snapshot's storage has open with this file identity (null: none), to share it.
+  std::shared_ptr<BlockDevice> open_storage_device(const std::string& identity) const EXCLUDES(mutex_);
   // Refuses difference storage among the files the front end serves (EngineConfig::served_origin_files).
   Status check_storage_not_served(const StorageSpec& spec) const;
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.

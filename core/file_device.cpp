@@ -26,6 +26,12 @@ FileDevice::FileDevice(int fd, std::string path, uint64_t size, bool readonly, b
 
 namespace {
 
+// A disk reached through two device nodes (/dev/sda, /dev/disk/by-id/...) is one disk: name it by st_rdev.
+std::string identity_of_stat(const struct stat& st) {
+  if (S_ISBLK(st.st_mode)) return "block " + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
+  return "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
 // A block device's minimum I/O size: BLKIOMIN (the kernel's io_min, e.g. a RAID chunk), at least the logical
 // block size. 1 when the kernel tells neither.
 uint64_t block_device_minimum_io(int fd) {
@@ -59,9 +65,7 @@ Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonl
     ::close(fd);
     return {Errc::invalid_argument, path + " is neither a regular file nor a block device"};
   }
-  // A disk reached through two device nodes (/dev/sda, /dev/disk/by-id/...) is one disk: name it by st_rdev.
-  std::string identity = block ? "block " + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev))
-                               : "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  std::string identity = identity_of_stat(st);
   const uint64_t minimum_io = block ? block_device_minimum_io(fd) : 1;
   out.reset(new FileDevice(fd, path, size, readonly, block, std::move(identity), minimum_io));
   return Status::ok();
@@ -156,6 +160,14 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
 }
 
 std::string FileDevice::file_identity() const { return identity_; }
+
+Status FileDevice::identity_of(const std::string& path, std::string& identity) {
+  identity.clear();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? Status::ok() : Status::from_errno(errno, "stat " + path);
+  identity = identity_of_stat(st);
+  return Status::ok();
+}
 
 std::string FileDevice::content_fingerprint() const {
   struct stat st {};

@@ -20,6 +20,9 @@ class FileDevice final : public BlockDevice {
   // allocating with fallocate where the file system can (falls back to ftruncate). created tells whether the
   // file did not exist before (a created file is removed again when this fails).
   static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created);
+  // The file_identity() a FileDevice of `path` would have, found without opening it (stat), so that a file in
+  // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
+  static Status identity_of(const std::string& path, std::string& identity);
   ~FileDevice() override;
   FileDevice(const FileDevice&) = delete;
   FileDevice& operator=(const FileDevice&) = delete;

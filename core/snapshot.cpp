@@ -157,8 +157,9 @@ void Snapshot::corrupt(std::string_view origin, std::string_view reason) noexcep
   }
 }
 
-Status Snapshot::append_storage(const StorageSpec& spec, const std::vector<std::string>& in_use) {
-  if (Status s = storage_.append(spec, in_use); !s) return s;
+Status Snapshot::append_storage(const StorageSpec& spec, const std::vector<DiskUse>& in_use,
+                                const OpenStorageLookup& open_elsewhere) {
+  if (Status s = storage_.append(spec, in_use, open_elsewhere); !s) return s;
   Event e;
   e.type = EventType::storage_appended;
   e.snapshot = name_;

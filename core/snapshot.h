@@ -70,8 +70,9 @@ class Snapshot {
   void corrupt(std::string_view origin, std::string_view reason) noexcept EXCLUDES(mutex_);
 
   IoGate& image_gate() { return image_gate_; }
-  // Appends storage (see DiffStorage::append for in_use) and posts storage_appended.
-  Status append_storage(const StorageSpec& spec, const std::vector<std::string>& in_use);
+  // Appends storage (see DiffStorage::append for in_use and open_elsewhere) and posts storage_appended.
+  Status append_storage(const StorageSpec& spec, const std::vector<DiskUse>& in_use,
+                        const OpenStorageLookup& open_elsewhere);
   // Stops writeback and releases difference storage. REQUIRES: no more I/O (gates closed/cleared).
   void shutdown() EXCLUDES(writeback_mutex_);
   SnapshotInfo info() const EXCLUDES(mutex_);

@@ -61,7 +61,8 @@ const char* config_help() {
         "nbdsnap-control=SOCKET        Serve the nbdsnap control protocol on this Unix socket.\n"
         "nbdsnap-state-dir=DIR         Keep change block tracking state here across restarts.\n"
         "nbdsnap-storage=PATH[:SIZE]   Default difference storage for snapshots created without any: an\n"
-        "                              existing file, or a directory holding one SNAPSHOT.nbdsnap-diff per snapshot.\n"
+        "                              existing file or device (PATH:OFFSET+LENGTH: a range of it), or a\n"
+        "                              directory holding one SNAPSHOT.nbdsnap-diff of SIZE per snapshot.\n"
         "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
         "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).";
     for (const TuningOption& option : tuning_options()) {
@@ -90,9 +91,11 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
     return Status::ok();
   }
   if (name == "storage") {
-    std::string path;
-    if (Status s = parse_storage_spec(value, path, storage_size); !s) return {s.code(), key + ": " + s.message()};
-    return absolute_path(key, path, storage_path);
+    StorageSpec spec;
+    if (Status s = parse_storage_spec(value, spec); !s) return {s.code(), key + ": " + s.message()};
+    if (Status s = absolute_path(key, spec.path, spec.path); !s) return s;
+    storage = spec;
+    return Status::ok();
   }
   if (name == "storage-limit") {
     if (Status s = parse_size(value, storage_limit); !s) return {s.code(), key + ": " + s.message()};
@@ -121,19 +124,23 @@ Status FilterConfig::complete() {
   // CBT state files in a directory the plugin serves would be exports, and origins, themselves.
   if (Status s = served_files->check_storage(state_dir, "nbdsnap-state-dir"); !s) return s;
   if (has_default_storage()) {
-    if (Status s = check_storage_path(storage_path, storage_is_directory); !s) return s;
-    if (storage_is_directory && storage_size == 0)
+    if (Status s = check_storage_path(storage.path, storage_is_directory); !s) return s;
+    if (storage_is_directory && storage.is_range())
+      return {Errc::invalid_argument, "nbdsnap-storage=" + storage.to_string() + ": " + storage.path +
+                                          " is a directory: give the size of each snapshot's file as DIR:SIZE, "
+                                          "not a range"};
+    if (storage_is_directory && storage.size == 0)
       return {Errc::invalid_argument,
-              "nbdsnap-storage=" + storage_path + " is a directory: give the size of each snapshot's file as DIR:SIZE"};
-    if (Status s = served_files->check_storage(storage_path); !s) return {s.code(), "nbdsnap-storage: " + s.message()};
+              "nbdsnap-storage=" + storage.to_string() + ": " + storage.path +
+                  " is a directory: give the size of each snapshot's file as DIR:SIZE"};
+    if (Status s = served_files->check_storage(storage.path); !s) return {s.code(), "nbdsnap-storage: " + s.message()};
   }
   return Status::ok();
 }
 
 StorageSpec FilterConfig::default_storage_for(const std::string& snapshot) const {
-  StorageSpec spec;
-  spec.path = storage_is_directory ? storage_path + "/" + object_file_name(snapshot, ".nbdsnap-diff") : storage_path;
-  spec.size = storage_size;
+  StorageSpec spec = storage;
+  if (storage_is_directory) spec.path = storage.path + "/" + object_file_name(snapshot, ".nbdsnap-diff");
   return spec;
 }
 

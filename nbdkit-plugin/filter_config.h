@@ -19,9 +19,10 @@ struct FilterConfig {
   std::string control_socket;           // nbdsnap-control: control protocol socket; empty = no control
   std::string state_dir;                // nbdsnap-state-dir: CBT state; empty = not persistent
   std::string default_origin = "default";  // nbdsnap-default-origin: origin name of the plugin's "" export
-  std::string storage_path;             // nbdsnap-storage: default difference storage (file or directory)
-  uint64_t storage_size = 0;            // its size (0: the existing file's size)
-  bool storage_is_directory = false;    // one file per snapshot inside storage_path
+  // nbdsnap-storage: default difference storage (storage_spec.h's text form): a file or device, a range of one,
+  // or a directory with a size (one file of that size per snapshot). Its path is absolute.
+  StorageSpec storage;
+  bool storage_is_directory = false;    // one file per snapshot inside storage.path
   uint64_t storage_limit = 0;           // nbdsnap-storage-limit: default limit for new snapshots
   // The engine's tuning (nbdsnap-chunk-min-shift, ... : every option of core/tuning.h, as nbdsnapd has them);
   // the other fields of EngineConfig are filled in when the engine starts.
@@ -41,8 +42,8 @@ struct FilterConfig {
   // per snapshot in it; a file or block device: used as is); neither may be something the plugin serves.
   Status complete();
 
-  bool has_default_storage() const { return !storage_path.empty(); }
-  // Difference storage for a snapshot created without any: the file, or DIRECTORY/SNAPSHOT.nbdsnap-diff.
+  bool has_default_storage() const { return !storage.path.empty(); }
+  // Difference storage for a snapshot created without any: the file (or range), or DIRECTORY/SNAPSHOT.nbdsnap-diff.
   StorageSpec default_storage_for(const std::string& snapshot) const;
 };
 

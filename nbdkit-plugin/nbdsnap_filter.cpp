@@ -158,7 +158,14 @@ Status apply_snapshot_defaults(nlohmann::json& request) {
   if (config.has_default_storage() && (storage == request.end() || (storage->is_array() && storage->empty()))) {
     StorageSpec spec = config.default_storage_for(name->get<std::string>());
     if (Status s = check_storage_unused(spec.path); !s) return s;
-    request["storage"] = nlohmann::json::array({{{"path", spec.path}, {"size", spec.size}}});
+    nlohmann::json entry = {{"path", spec.path}};
+    if (spec.is_range()) {
+      entry["offset"] = spec.offset;
+      entry["length"] = spec.length;
+    } else {
+      entry["size"] = spec.size;
+    }
+    request["storage"] = nlohmann::json::array({entry});
   }
   if (config.storage_limit != 0 && !request.contains("limit")) request["limit"] = config.storage_limit;
   return Status::ok();

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
+
 #include <set>
 
 #include "test_support.h"
@@ -226,7 +228,8 @@ TEST_CASE("control snapshot commands create, add, remove, take, append, list and
   CHECK(snapshot["writable"] == true);
   CHECK(snapshot["origins"] == json::array({"disk0"}));
   CHECK(snapshot["images"].empty());
-  CHECK(snapshot["storage"] == json::array({{{"path", f.dir.file("d0")}, {"size", 4 * MiB}, {"created", true}}}));
+  CHECK(snapshot["storage"] ==
+        json::array({{{"path", f.dir.file("d0")}, {"offset", 0}, {"size", 4 * MiB}, {"created", true}}}));
   CHECK(snapshot["storage_total"] == 4 * MiB);
   CHECK(snapshot["storage_limit"] == 3 * MiB);
 
@@ -311,6 +314,35 @@ TEST_CASE("control refuses unknown commands and malformed requests without chang
   CHECK(f.state() == before);
 }
 
+TEST_CASE("control storage entries may be ranges of a file: {path, offset, length}") {
+  ControlFixture f;
+  {
+    std::ofstream file(f.dir.file("shared"), std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(8 * MiB - 1));
+    file.put('\0');
+  }
+  json reply = f.ok({{"command", "snapshot-create"},
+                     {"name", "r"},
+                     {"origins", {"disk0"}},
+                     {"storage", json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"length", 2 * MiB}}})}});
+  CHECK(reply["snapshot"]["storage"] ==
+        json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"size", 2 * MiB}, {"created", false}}}));
+  reply = f.ok({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")},
+                {"offset", 4 * MiB}});  // no length: to the end
+  CHECK(reply["snapshot"]["storage"][1]["size"] == 4 * MiB);
+  CHECK(reply["snapshot"]["storage_total"] == 6 * MiB);
+  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")}, {"offset", 2 * MiB},
+           {"length", 2 * MiB}},
+          "already_exists");
+  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")}, {"offset", 0},
+           {"length", 16 * MiB}},
+          "already_exists");
+  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("none")}, {"offset", 0},
+           {"length", MiB}},
+          "not_found");
+  CHECK_FALSE(std::filesystem::exists(f.dir.file("none")));
+}
+
 TEST_CASE("control refuses bad arguments with invalid_argument and changes nothing") {
   ControlFixture f;
   f.ok(f.create_request("s", {"disk0"}));
@@ -327,6 +359,11 @@ TEST_CASE("control refuses bad arguments with invalid_argument and changes nothi
       {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}},
        {"storage", json::array({{{"path", f.dir.file("x")}, {"size", -1}}})}},
       {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", 7}, {"size", MiB}},
+      {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", f.dir.file("x")}, {"size", MiB},
+       {"offset", 0}, {"length", MiB}},
+      {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", f.dir.file("x")}, {"offset", -1}},
+      {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}},
+       {"storage", json::array({{{"path", f.dir.file("x")}, {"size", MiB}, {"length", MiB}}})}},
       {{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", "everything"}},
       {{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", "zero"}}})}},
       {{"command", "events-wait"}, {"after", "yesterday"}},

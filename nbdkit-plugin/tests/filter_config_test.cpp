@@ -217,3 +217,29 @@ TEST_CASE("state_dir_must_exist") {
   REQUIRE(config.apply("nbdsnap-state-dir", "/nonexistent/nbdsnap-state"));
   CHECK(config.complete().code() == Errc::not_found);
 }
+
+TEST_CASE("default_storage_may_be_a_range_of_a_file_but_not_of_a_directory") {
+  std::string dir = temp_dir();
+  std::string file = dir + "/diff.img";
+  std::ofstream(file).close();
+  FilterConfig config;
+  REQUIRE(config.apply("nbdsnap-storage", file + ":1M+64M"));
+  REQUIRE(config.complete());
+  auto spec = config.default_storage_for("s");
+  CHECK(spec.path == file);
+  CHECK(spec.offset == (1ull << 20));
+  CHECK(spec.length == (64ull << 20));
+  CHECK(spec.size == 0);
+  FilterConfig directory;
+  REQUIRE(directory.apply("nbdsnap-storage", dir + ":0+64M"));
+  auto s = directory.complete();
+  CHECK(s.code() == Errc::invalid_argument);
+  CHECK(s.message().find("is a directory: give the size of each snapshot's file as DIR:SIZE, not a range") !=
+        std::string::npos);
+  FilterConfig typo;
+  auto t = typo.apply("nbdsnap-storage", dir + ":1.5G");
+  CHECK(t.code() == Errc::invalid_argument);
+  CHECK(t.message().find("nbdsnap-storage: storage '" + dir + ":1.5G': '1.5G' after the last ':' is not a size") == 0);
+  unlink(file.c_str());
+  rmdir(dir.c_str());
+}
