@@ -227,6 +227,14 @@ std::string format_snapshot(const nlohmann::json& snapshot) {
   if (!field_text(snapshot, "corruption_reason").empty()) {
     list.add("corrupted", field_text(snapshot, "corruption_reason"));
   }
+  // Per origin, the errno that corrupted it (blksnap's SNAPSHOTINFO error_code) and its text.
+  if (snapshot.contains("origin_errors") && snapshot["origin_errors"].is_array()) {
+    for (const auto& error : snapshot["origin_errors"]) {
+      list.add("error of " + field_text(error, "origin"),
+               "errno " + std::to_string(field_int(error, "errno")) + " (" + field_text(error, "error") +
+                   "): " + field_text(error, "reason"));
+    }
+  }
   std::string out = list.render();
   Table images({{"ORIGIN"}, {"EXPORT"}, {"URI"}});
   if (snapshot.contains("images") && snapshot["images"].is_array()) {

@@ -117,7 +117,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
                     StorageLocation location) noexcept EXCLUDES(mutex_);
   // Corrupts the snapshot with `reason`, then marks the chunk failed: a reader that sees the chunk failed also
   // sees the snapshot corrupted.
-  void fail_chunk(uint64_t index, std::string_view reason) noexcept EXCLUDES(mutex_);
+  void fail_chunk(uint64_t index, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);
   // not_found once dropped, corrupted once the snapshot is; ok otherwise. Takes the snapshot's lock.
   Status snapshot_health() const EXCLUDES(mutex_);
   // The error for a chunk found failed.

@@ -1,6 +1,8 @@
 // control.cpp — the JSON command set over the engine (docs/control.md is its reference).
 #include "control.h"
 
+#include <string.h>
+
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -83,10 +85,18 @@ json ranges_json(const std::vector<Range>& ranges) {
   return list;
 }
 
+// strerror's text for an errno ("No space left on device"), thread-safe.
+std::string error_text(int error_code) {
+  if (error_code == 0) return "";
+  char buffer[256];
+  return ::strerror_r(error_code, buffer, sizeof buffer);  // the GNU form returns the text
+}
+
 json event_json(const Event& e) {
   return {{"sequence", e.sequence}, {"time_unix_ms", e.time_unix_ms}, {"type", event_type_name(e.type)},
           {"snapshot", e.snapshot}, {"origin", e.origin}, {"reason", e.reason},
-          {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}};
+          {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}, {"errno", e.error_code},
+          {"error", error_text(e.error_code)}};
 }
 
 json ok_reply(json result = json::object()) {
@@ -157,6 +167,11 @@ class CommandSet {
                           {"clients", front_end_.client_count(name)}});
       }
     }
+    json origin_errors = json::array();
+    for (const OriginError& error : s.origin_errors) {
+      origin_errors.push_back({{"origin", error.origin}, {"errno", error.error_code},
+                               {"error", error_text(error.error_code)}, {"reason", error.reason}});
+    }
     for (const auto& area : s.storage) {
       storage.push_back({{"path", area.path}, {"offset", area.offset}, {"size", area.size},
                          {"created", area.created_by_engine}});
@@ -165,7 +180,8 @@ class CommandSet {
             {"origins", s.origins}, {"images", images}, {"storage", storage}, {"storage_total", s.storage_total},
             {"storage_used", s.storage_used}, {"storage_limit", s.storage_limit},
             {"chunks_copied", s.chunks_copied}, {"memory_bytes", s.memory_bytes},
-            {"corruption_reason", s.corruption_reason}, {"taken_unix_ms", s.taken_unix_ms}};
+            {"corruption_reason", s.corruption_reason}, {"origin_errors", origin_errors},
+            {"taken_unix_ms", s.taken_unix_ms}};
   }
 
   json snapshot_reply(const std::string& name) {

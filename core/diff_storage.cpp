@@ -80,8 +80,9 @@ Status DiffStorage::open_spec_device(const StorageSpec& spec, std::shared_ptr<Bl
   return Status::ok();
 }
 
-Status DiffStorage::append(const StorageSpec& spec, const std::vector<DiskUse>& in_use,
-                           const OpenStorageLookup& open_elsewhere) {
+Status DiffStorage::append(const StorageSpec& spec, const AreaRequirements& requirements) {
+  const std::vector<DiskUse>& in_use = requirements.in_use;
+  const OpenStorageLookup& open_elsewhere = requirements.open_elsewhere;
   if (Status s = check_storage_spec(spec); !s) return s;
   std::string identity;
   if (Status s = FileDevice::identity_of(spec.path, identity); !s) return s;
@@ -110,6 +111,13 @@ Status DiffStorage::append(const StorageSpec& spec, const std::vector<DiskUse>& 
   }
   uint64_t offset = 0, length = 0;
   if (Status s = area_range(spec, device->size(), offset, length); !s) return give_up(s);
+  if (length < requirements.minimum_size) {
+    return give_up({Errc::invalid_argument,
+                    "storage " + spec.to_string() + " holds " + format_size(length) + ", less than " +
+                        requirements.minimum_reason + " (" + format_size(requirements.minimum_size) +
+                        "): copy-on-write could store nothing in it; give at least " +
+                        std::to_string(requirements.minimum_size) + " bytes"});
+  }
   MutexLock lock(mutex_);
   for (const Area& a : areas_) {  // appended meanwhile by a concurrent append
     if (a.device && DiskUse{a.identity, a.info.offset, a.info.size, ""}.overlaps({identity, offset, length, ""})) {
@@ -147,6 +155,18 @@ std::shared_ptr<BlockDevice> DiffStorage::open_device(const std::string& identit
   return nullptr;
 }
 
+Status DiffStorage::full_status(uint64_t bytes) const {
+  uint64_t total = 0;
+  for (const Area& a : areas_) total += a.info.size;
+  if (used_ == 0) {  // the engine refuses areas smaller than a chunk, so this is not expected
+    return {Errc::no_space, "no difference storage area can hold a chunk of " + format_size(bytes) + " (" +
+                                std::to_string(areas_.size()) + " area(s), " + format_size(total) + ")"};
+  }
+  return {Errc::no_space, "difference storage is full: " + format_size(used_) + " of " + format_size(total) +
+                              " in " + std::to_string(areas_.size()) +
+                              " area(s) hold copied chunks; append storage before it fills (low_free_space events)"};
+}
+
 uint64_t DiffStorage::free_locked() const {
   uint64_t in_areas = 0;
   for (size_t i = current_; i < areas_.size(); ++i) in_areas += areas_[i].info.size - areas_[i].cursor;
@@ -166,7 +186,7 @@ Status DiffStorage::allocate(uint64_t bytes, StorageLocation& out) {
         ++current_;  // the tail of this area is too small for a piece: move on
       }
       if (current_ == areas_.size()) {
-        result = {Errc::no_space, "difference storage is full (" + format_size(used_) + " used)"};
+        result = full_status(bytes);
       } else {
         Area& area = areas_[current_];
         out = {static_cast<uint32_t>(current_), area.cursor};

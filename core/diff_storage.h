@@ -33,6 +33,14 @@ struct StorageLocation {
 // A device already open as difference storage elsewhere in the engine, by file identity (null: none).
 using OpenStorageLookup = std::function<std::shared_ptr<BlockDevice>(const std::string& identity)>;
 
+// What the engine requires of a new area.
+struct AreaRequirements {
+  std::vector<DiskUse> in_use;     // origins and other snapshots' storage: no byte of these may be used
+  OpenStorageLookup open_elsewhere;  // devices other snapshots have open, to share instead of opening again
+  uint64_t minimum_size = 0;       // bytes the area must hold at least: one chunk (a piece never straddles areas)
+  std::string minimum_reason;      // what minimum_size is, for the message: "one chunk of origin 'disk0'"
+};
+
 class DiffStorage {
  public:
   // on_low_space(requested_bytes) is called (without locks held) when free space falls below the threshold;
@@ -45,13 +53,13 @@ class DiffStorage {
   DiffStorage& operator=(const DiffStorage&) = delete;
 
   // Adds the file, device or range of `spec` to the pool: a size creates (or grows) the file; without one the
-  // file or device must exist. A range that overlaps a use in `in_use` (origins, other snapshots' storage) or
-  // an area of this pool is refused with already_exists, before anything is opened. A file or device this
-  // pool or `open_elsewhere` already has open is shared, not opened again. Errors: invalid_argument (a bad
-  // spec, an empty file), not_found (no such file for a range), out_of_range (a range beyond the end),
-  // already_exists, and the errors of opening the file (busy when another process holds it).
-  Status append(const StorageSpec& spec, const std::vector<DiskUse>& in_use = {},
-                const OpenStorageLookup& open_elsewhere = {});
+  // file or device must exist. A range that overlaps a use in requirements.in_use or an area of this pool is
+  // refused with already_exists, before anything is opened. A file or device this pool or
+  // requirements.open_elsewhere already has open is shared, not opened again. Errors: invalid_argument (a bad
+  // spec, an empty file, an area smaller than requirements.minimum_size), not_found (no such file for a
+  // range), out_of_range (a range beyond the end), already_exists, and the errors of opening the file (busy
+  // when another process holds it). A file created here is removed again when the append fails.
+  Status append(const StorageSpec& spec, const AreaRequirements& requirements = {});
   // Adds an already open device (tests inject failing devices this way).
   void append_device(std::shared_ptr<BlockDevice> device, const std::string& label);
   // Reserves `bytes` contiguous bytes; no_space when the areas or the limit are exhausted.
@@ -84,6 +92,8 @@ class DiffStorage {
   Status check_unused(const StorageSpec& spec, const DiskUse& wanted, const std::vector<DiskUse>& in_use) const
       EXCLUDES(mutex_);
   uint64_t free_locked() const REQUIRES(mutex_);
+  // The no_space error for an allocation of `bytes` that fits no area.
+  Status full_status(uint64_t bytes) const REQUIRES(mutex_);
   // The area's device and where the area starts in it (null once released).
   std::shared_ptr<BlockDevice> device_of(uint32_t area, uint64_t& start) const EXCLUDES(mutex_);
 

@@ -13,6 +13,7 @@
 #include "served_origin_files.h"
 #include "snapshot.h"
 #include "tracker.h"
+#include "units.h"
 
 namespace nbdsnap {
 
@@ -278,6 +279,49 @@ std::string Engine::snapshot_of_origin_locked(const std::string& origin) const {
   return "";
 }
 
+uint64_t Engine::largest_chunk_locked(const std::vector<std::string>& origins, std::string& reason) const {
+  const SizingRules& rules = config_.sizing;
+  uint64_t largest = uint64_t{1} << std::min(rules.chunk_minimum_shift, rules.chunk_maximum_shift);
+  reason = "the smallest chunk";
+  for (const std::string& name : origins) {
+    auto it = origins_.find(name);
+    if (it == origins_.end()) continue;
+    const uint64_t chunk = chunk_size(it->second->size(), it->second->minimum_io_size(), rules);
+    if (chunk > largest || reason == "the smallest chunk") {
+      largest = std::max(largest, chunk);
+      reason = "one chunk of origin '" + name + "'";
+    }
+  }
+  return largest;
+}
+
+AreaRequirements Engine::area_requirements(const std::vector<std::string>& origins) const {
+  AreaRequirements requirements;
+  requirements.in_use = disks_in_use();
+  requirements.open_elsewhere = [this](const std::string& identity) { return open_storage_device(identity); };
+  MutexLock lock(mutex_);
+  requirements.minimum_size = largest_chunk_locked(origins, requirements.minimum_reason);
+  return requirements;
+}
+
+Status Engine::check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector<std::string>& origins,
+                                          Errc code) const {
+  std::string reason;
+  const uint64_t chunk = largest_chunk_locked(origins, reason);
+  for (const StorageAreaInfo& area : snapshot.storage().areas()) {
+    if (area.size < chunk) {
+      return {code, "difference storage " + area.path + " of snapshot '" + snapshot.name() + "' holds " +
+                        format_size(area.size) + ", less than " + reason + " (" + format_size(chunk) +
+                        "): copy-on-write could store nothing in it"};
+    }
+  }
+  if (const uint64_t limit = snapshot.storage().limit(); limit != 0 && limit < chunk) {
+    return {code, "the limit of snapshot '" + snapshot.name() + "' (" + format_size(limit) + ") is less than " +
+                      reason + " (" + format_size(chunk) + "): no chunk could be stored"};
+  }
+  return Status::ok();
+}
+
 Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& options) {
   if (Status s = check_object_name("snapshot", name); !s) return s;
   MutexLock control(control_mutex_);
@@ -296,13 +340,17 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
       }
     }
   }
+  const AreaRequirements requirements = area_requirements(options.origins);
+  if (options.limit != 0 && options.limit < requirements.minimum_size) {
+    return {Errc::invalid_argument, "limit " + std::to_string(options.limit) + " (" + format_size(options.limit) +
+                                        ") is less than " + requirements.minimum_reason + " (" +
+                                        format_size(requirements.minimum_size) + "): no chunk could be stored"};
+  }
   auto snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
-  const std::vector<DiskUse> in_use = disks_in_use();
-  const OpenStorageLookup open_elsewhere = [this](const std::string& identity) { return open_storage_device(identity); };
   for (const StorageSpec& spec : options.storage) {
     if (Status s = check_storage_not_served(spec); !s) return s;
     // Earlier entries are areas of this snapshot's storage by now: append() checks overlaps with them too.
-    if (Status s = snapshot->storage().append(spec, in_use, open_elsewhere); !s) return s;  // the destructor cleans up
+    if (Status s = snapshot->storage().append(spec, requirements); !s) return s;  // the destructor cleans up
   }
   {
     MutexLock lock(mutex_);
@@ -321,6 +369,8 @@ Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const st
   if (auto other = snapshot_of_origin_locked(origin); !other.empty() && other != snapshot_name) {
     return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
   }
+  // The origin's chunks may be larger than the snapshot's storage areas were checked for.
+  if (Status s = check_storage_holds_a_chunk(*snapshot, {origin}, Errc::bad_state); !s) return s;
   return snapshot->add_origin(origin);
 }
 
@@ -374,6 +424,11 @@ Status Engine::take_snapshot(const std::string& name) {
   if (snapshot->storage().total() == 0) {
     return {Errc::bad_state, "snapshot '" + name + "' has no difference storage"};
   }
+  {
+    // Checked at create, append and add already; once more where every origin's chunk size is final.
+    MutexLock lock(mutex_);
+    if (Status s = check_storage_holds_a_chunk(*snapshot, snapshot->origins(), Errc::bad_state); !s) return s;
+  }
   std::sort(origins.begin(), origins.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
   std::vector<std::shared_ptr<Origin>> wrapped;
   try {
@@ -411,8 +466,7 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
   }
   if (!snapshot) return unknown_snapshot(snapshot_name);
   if (Status s = check_storage_not_served(spec); !s) return s;
-  const OpenStorageLookup open_elsewhere = [this](const std::string& identity) { return open_storage_device(identity); };
-  if (Status s = snapshot->append_storage(spec, disks_in_use(), open_elsewhere); !s) return s;
+  if (Status s = snapshot->append_storage(spec, area_requirements(snapshot->origins())); !s) return s;
   record_created_storage();
   return Status::ok();
 }

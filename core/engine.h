@@ -30,6 +30,7 @@ namespace nbdsnap {
 class Snapshot;
 class BufferBudget;
 class ServedOriginFiles;
+struct AreaRequirements;
 
 struct EngineConfig {
   std::string state_dir;                        // where CBT state is saved; empty = not persistent
@@ -58,6 +59,14 @@ struct OriginInfo {
 };
 
 enum class SnapshotState { created, taken, corrupted };
+
+// The failure that corrupted a snapshot for one of its origins (blksnap's SNAPSHOTINFO error_code): the first
+// one of that origin.
+struct OriginError {
+  std::string origin;
+  int error_code = 0;  // errno: EIO (an origin read or storage write failed), ENOSPC (storage full), ENOMEM...
+  std::string reason;  // what failed, in words
+};
 const char* snapshot_state_name(SnapshotState state);
 
 struct StorageAreaInfo {
@@ -79,6 +88,7 @@ struct SnapshotInfo {
   uint64_t chunks_copied = 0;
   uint64_t memory_bytes = 0;
   std::string corruption_reason;
+  std::vector<OriginError> origin_errors;  // per origin with a failure, in origin name order
   int64_t taken_unix_ms = 0;
 };
 
@@ -176,6 +186,15 @@ class Engine {
   std::shared_ptr<BlockDevice> open_storage_device(const std::string& identity) const EXCLUDES(mutex_);
   // Refuses difference storage among the files the front end serves (EngineConfig::served_origin_files).
   Status check_storage_not_served(const StorageSpec& spec) const;
+  // The largest chunk of the named origins (unknown ones skipped), or, without any, the smallest chunk an
+  // origin can have: every storage area and the limit must hold one. `reason` names it for messages.
+  uint64_t largest_chunk_locked(const std::vector<std::string>& origins, std::string& reason) const REQUIRES(mutex_);
+  // What a new storage area of a snapshot of `origins` must satisfy (DiffStorage::append).
+  AreaRequirements area_requirements(const std::vector<std::string>& origins) const
+      REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // Every area of the snapshot and its limit hold one chunk of `origins` (else `code`, naming the area).
+  Status check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector<std::string>& origins, Errc code) const
+      REQUIRES(mutex_);
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.
   Status save_clean(Origin& origin) const;
 

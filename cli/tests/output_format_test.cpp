@@ -68,6 +68,22 @@ TEST_CASE("event_lines_show_type_specific_details") {
   CHECK(format_event_header().rfind("SEQ", 0) == 0);
 }
 
+TEST_CASE("a corrupted snapshot shows each failed origin's errno with its text, and so does the event") {
+  auto snapshot = nlohmann::json::parse(R"({"name":"s1","state":"corrupted","origins":["a","b"],
+    "corruption_reason":"difference storage is full: 1.0 MiB of 1.0 MiB in 1 area(s) hold copied chunks",
+    "origin_errors":[{"origin":"a","errno":28,"error":"No space left on device",
+                      "reason":"difference storage is full: 1.0 MiB of 1.0 MiB in 1 area(s) hold copied chunks"}]})");
+  const std::string text = format_snapshot(snapshot);
+  const auto line = text.find("error of a:");
+  REQUIRE(line != std::string::npos);
+  CHECK(text.find("errno 28 (No space left on device): difference storage is full", line) != std::string::npos);
+  CHECK(text.find("error of b") == std::string::npos);
+  auto event = nlohmann::json::parse(R"({"sequence":9,"type":"corrupted","snapshot":"s1","origin":"a","errno":5,
+    "error":"Input/output error","reason":"copy-on-write read of the origin failed: read: Input/output error"})");
+  CHECK(format_event_line(event).find("errno 5 (Input/output error): copy-on-write read of the origin failed") !=
+        std::string::npos);
+}
+
 TEST_CASE("progress_line_has_percent_sizes_rate_and_eta") {
   std::string line = render_progress_line("full backup", 50 << 20, 100 << 20, 1.0, 120);
   CHECK(line.find(" 50%") != std::string::npos);

@@ -77,3 +77,17 @@ run_cli 0 snapshot destroy b
 run_cli 0 snapshot create c --origin disk --storage "$dir/shared.img:0+16M"  # the lock was given back and taken again
 run_cli 0 snapshot destroy c
 pass "destroy leaves the ranges' file in place and lets go of it"
+
+# Storage that cannot hold one chunk (256 KiB here) is refused at create and append, and no file is made.
+run_cli 1 snapshot create d --origin disk --storage "$dir/tiny.diff:100K"
+expect_err "holds 100\.0 KiB, less than one chunk of origin 'disk' \(256\.0 KiB\)"
+[[ ! -e $dir/tiny.diff ]] || fail "a refused storage file was left behind"
+run_cli 1 snapshot create d --origin disk --storage "$dir/shared.img:0+100K"
+expect_err "less than one chunk"
+run_cli 1 snapshot create d --origin disk --storage "$dir/d.diff:1M" --limit 4K
+expect_err "limit 4096 \(4\.0 KiB\) is less than one chunk of origin 'disk'"
+run_cli 0 snapshot create d --origin disk --storage "$dir/shared.img:0+256K"
+run_cli 1 snapshot append-storage d "$dir/shared.img:1M+4K"
+expect_err "less than one chunk"
+run_cli 0 snapshot destroy d
+pass "storage or a limit smaller than one chunk is refused at create and append"

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cerrno>
 #include <fstream>
 
 #include <set>
@@ -106,7 +107,7 @@ void check_origin_object(const json& origin) {
 void check_snapshot_object(const json& snapshot) {
   for (const char* key : {"name", "state", "writable", "origins", "images", "storage", "storage_total",
                           "storage_used", "storage_limit", "chunks_copied", "memory_bytes", "corruption_reason",
-                          "taken_unix_ms"}) {
+                          "origin_errors", "taken_unix_ms"}) {
     CAPTURE(key);
     CHECK(snapshot.contains(key));
   }
@@ -341,6 +342,45 @@ TEST_CASE("control storage entries may be ranges of a file: {path, offset, lengt
            {"length", MiB}},
           "not_found");
   CHECK_FALSE(std::filesystem::exists(f.dir.file("none")));
+}
+
+TEST_CASE("control snapshot info and the corrupted event give the origin's errno with its text") {
+  ControlFixture f;
+  f.ok({{"command", "snapshot-create"},
+        {"name", "s"},
+        {"origins", {"disk0"}},
+        {"storage", json::array({{{"path", f.dir.file("s.diff")}, {"size", 64 * 1024}}})}});  // one chunk
+  f.ok({{"command", "snapshot-take"}, {"name", "s"}});
+  const uint64_t after = f.ok({{"command", "events-wait"}})["last_sequence"];
+  auto origin = f.engine.find_origin("disk0");
+  const auto data = pattern(4096, 0, 2);
+  for (uint64_t chunk = 0; chunk < 3; ++chunk) REQUIRE_OK(origin->write(data.data(), 4096, chunk * 64 * 1024, false));
+  // Buffered chunks are stored in the background: the storage fills there.
+  REQUIRE(wait_for_event(f.engine.events(), EventType::corrupted, after, std::chrono::seconds(10), "s").has_value());
+  json snapshot = f.ok({{"command", "snapshot-info"}, {"name", "s"}})["snapshot"];
+  CHECK(snapshot["state"] == "corrupted");
+  REQUIRE(snapshot["origin_errors"].size() == 1);
+  const json& error = snapshot["origin_errors"][0];
+  CHECK(error["origin"] == "disk0");
+  CHECK(error["errno"] == ENOSPC);
+  CHECK(error["error"] == "No space left on device");
+  CHECK(error["reason"].get<std::string>().find("difference storage is full") == 0);
+  json events = f.ok({{"command", "events-wait"}, {"after", after}})["events"];
+  bool found = false;
+  for (const json& event : events) {
+    if (event["type"] != "corrupted") {
+      CHECK(event["errno"] == 0);
+      continue;
+    }
+    found = true;
+    CHECK(event["origin"] == "disk0");
+    CHECK(event["errno"] == ENOSPC);
+    CHECK(event["error"] == "No space left on device");
+  }
+  CHECK(found);
+  // A healthy snapshot lists no errors.
+  f.ok(f.create_request("t", {"disk1"}));
+  CHECK(f.ok({{"command", "snapshot-info"}, {"name", "t"}})["snapshot"]["origin_errors"] == json::array());
 }
 
 TEST_CASE("control refuses bad arguments with invalid_argument and changes nothing") {
