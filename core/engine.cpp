@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "buffer_budget.h"
+#include "chunk_buffer.h"
 #include "export_name.h"
 #include "served_origin_files.h"
 #include "snapshot.h"
@@ -34,6 +35,10 @@ void post(EventLog& events, EventType type, const std::string& snapshot, const s
   events.post(std::move(e));
 }
 
+// Freed chunk buffers the pool may keep beyond the budget: the copies in flight when memory is full (each
+// writer's chunk is stored by the writer itself, chunk_map.h), so that those do not map and fault every time.
+constexpr uint64_t kPoolRoomForCopiesInFlight = 64ull << 20;
+
 }  // namespace
 
 Engine::Engine(EngineConfig config)
@@ -41,6 +46,8 @@ Engine::Engine(EngineConfig config)
       store_(config_.state_dir),
       storage_ledger_(config_.state_dir),
       budget_(std::make_shared<BufferBudget>(config_.chunk_buffer_budget)) {
+  // The pool keeps what the budget may hold, and room for copies in flight past it (written back at once).
+  set_chunk_buffer_pool_limit(config_.chunk_buffer_budget + kPoolRoomForCopiesInFlight);
   // Snapshots die with the process: storage files a crashed run created are garbage now.
   for (const std::string& file : storage_ledger_.remove_leftovers()) {
     post(events_, EventType::snapshot_destroyed, "", "",
@@ -81,6 +88,11 @@ void Engine::record_created_storage() {
     }
   }
   (void)storage_ledger_.record(files);  // best effort: a missing ledger only means leftovers after a crash
+}
+
+void Engine::give_back_memory() {
+  release_free_chunk_buffers();
+  if (config_.memory_released) config_.memory_released();
 }
 
 // ---------------------------------------------------------------- origins
@@ -175,6 +187,7 @@ Status Engine::detach_origin(const std::string& name, bool force) {
   origin->release_device();
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
+  if (snapshot) give_back_memory();  // the image's buffers went in drop_origin()
   return saved;
 }
 
@@ -496,6 +509,7 @@ Status Engine::destroy_snapshot(const std::string& name) {
   snapshot->shutdown();
   record_created_storage();
   post(events_, EventType::snapshot_destroyed, name, "", "");
+  give_back_memory();  // the buffers went in shutdown()
   return Status::ok();
 }
 

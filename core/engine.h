@@ -41,6 +41,11 @@ struct EngineConfig {
   uint64_t chunk_buffer_budget = 64ull << 20;   // old chunks held in memory awaiting writeback
   uint64_t low_space_threshold = 64ull << 20;   // free difference storage below this posts low_free_space
   uint64_t copy_io_size = 4ull << 20;           // a chunk larger than this is copied in several reads
+  // Called (without engine locks held) once a snapshot's memory was freed: after destroy, and after a forced
+  // detach dropped an origin's image; the engine has already unmapped its free chunk buffers (chunk_buffer.h).
+  // A front end that keeps freed heap in its allocator for speed (nbdsnapd's mallopt settings) may hand the
+  // rest back to the system here (malloc_trim). Empty: nothing.
+  std::function<void()> memory_released;
   // Tests only: wraps each difference-storage device the engine opens, to inject faults (as LevelDB's
   // fault-injection tests wrap its Env). Empty: the files are used as they are.
   std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_storage_device;
@@ -180,6 +185,9 @@ class Engine {
   std::string snapshot_of_origin_locked(const std::string& origin) const REQUIRES(mutex_);
   // Records the storage files the engine created for live snapshots.
   void record_created_storage() REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // A snapshot's chunk buffers were freed (destroy, forced detach): unmaps the pool's free buffers
+  // (chunk_buffer.h) and calls EngineConfig::memory_released.
+  void give_back_memory() EXCLUDES(mutex_);
   // What every origin's device and every snapshot's storage uses of its file or disk.
   std::vector<DiskUse> disks_in_use() const REQUIRES(control_mutex_) EXCLUDES(mutex_);
   // A device some snapshot's storage has open with this file identity (null: none), to share it.
