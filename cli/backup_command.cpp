@@ -14,6 +14,7 @@
 #include "backup_plan.h"
 #include "backup_sidecar.h"
 #include "byte_ranges.h"
+#include "cbt_pages.h"
 #include "exit_codes.h"
 #include "export_name.h"
 #include "image_copier.h"
@@ -53,14 +54,38 @@ struct BackupReport {
   double seconds = 0;
 };
 
-// The origin's CBT facts from the control socket. Without a reachable control socket a full backup goes on
-// (recording an unknown generation, so the next incremental falls back to full); an incremental one cannot.
-void read_cbt_facts(Context& context, const BackupJob& job, BackupFacts& facts) {
+// The CBT the backup reads: for an image, the CBT frozen at its take (so a take or a compaction of the live
+// map since then changes nothing); for an origin, the live one.
+nlohmann::json cbt_source(const BackupFacts& facts, const std::string& snapshot) {
+  nlohmann::json source = {{"origin", facts.origin}};
+  if (!snapshot.empty()) source["snapshot"] = snapshot;
+  return source;
+}
+
+// Why the server cannot answer changes since `since` (checkpoint_gone says it was dropped), or "".
+std::string since_problem(Context& context, const BackupFacts& facts, const std::string& snapshot) {
+  nlohmann::json request = cbt_source(facts, snapshot);
+  request["since"] = facts.since;
+  request["length"] = 0;
   try {
-    nlohmann::json cbt = context.control().request("cbt-info", {{"origin", facts.origin}})["cbt"];
+    context.control().request("cbt-map", request);
+  } catch (const CliError& error) {
+    return error.what();
+  }
+  return {};
+}
+
+// The CBT facts from the control socket. Without a reachable control socket a full backup goes on
+// (recording an unknown generation, so the next incremental falls back to full); an incremental one cannot.
+void read_cbt_facts(Context& context, const BackupJob& job, const std::string& snapshot, BackupFacts& facts) {
+  try {
+    nlohmann::json cbt = context.control().request("cbt-info", cbt_source(facts, snapshot))["cbt"];
     facts.generation = field_text(cbt, "generation");
     if (cbt.contains("checkpoints") && cbt["checkpoints"].is_object()) {
       for (const auto& [name, number] : cbt["checkpoints"].items()) facts.checkpoints.insert(name);
+    }
+    if (!facts.since.empty() && facts.checkpoints.count(facts.since) == 0) {
+      facts.since_problem = since_problem(context, facts, snapshot);
     }
   } catch (const CliError& error) {
     if (!job.since.empty()) {
@@ -87,7 +112,7 @@ BackupFacts gather_facts(Context& context, const BackupJob& job, NbdImage& image
   facts.origin = name.origin;
   report.origin = name.origin;
   report.snapshot = name.snapshot;
-  read_cbt_facts(context, job, facts);
+  read_cbt_facts(context, job, name.snapshot, facts);
   struct stat info {};
   if (::stat(job.file.c_str(), &info) == 0) {
     if (!S_ISREG(info.st_mode)) usage_error("--to " + job.file + " is not a regular file");
@@ -100,9 +125,11 @@ BackupFacts gather_facts(Context& context, const BackupJob& job, NbdImage& image
   return facts;
 }
 
-// Dirty ranges from the control socket's live CBT map (a superset of the changes up to the take).
-std::vector<ByteRange> ranges_from_cbt_map(Context& context, const BackupFacts& facts) {
-  nlohmann::json reply = context.control().request("cbt-map", {{"origin", facts.origin}, {"since", facts.since}});
+// Dirty ranges from the control socket's CBT map: the image's frozen one (exactly the changes up to the take).
+std::vector<ByteRange> ranges_from_cbt_map(Context& context, const BackupFacts& facts, const std::string& snapshot) {
+  nlohmann::json request = cbt_source(facts, snapshot);
+  request["since"] = facts.since;
+  nlohmann::json reply = read_cbt_pages(context.control(), "cbt-map", request);
   if (field_text(reply, "generation") != facts.generation) {
     throw CliError(ExitCode::server_error, "the CBT generation of " + facts.origin +
                                                " changed during the backup; run it again (it will be full)");
@@ -124,8 +151,9 @@ std::vector<ByteRange> ranges_to_read(Context& context, NbdImage& image, const B
       report.ranges_source = dirty;
       return image.ranges_where(dirty, kStateDirty, kStateDirty);
     }
-    report.ranges_source = "control socket cbt-map --since " + facts.since;
-    return ranges_from_cbt_map(context, facts);
+    report.ranges_source = "control socket cbt-map --since " + facts.since +
+                           (report.snapshot.empty() ? "" : " --snapshot " + report.snapshot);
+    return ranges_from_cbt_map(context, facts, report.snapshot);
   }
   if (image.has_meta_context(kBaseAllocation)) {
     report.ranges_source = kBaseAllocation;

@@ -29,8 +29,12 @@ std::string format_timeout(std::chrono::milliseconds timeout) {
   return text;
 }
 
-ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout)
+ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout, const ControlTls& tls)
     : path_(path), timeout_(timeout) {
+  if (is_tls_address(path)) {
+    connect_tls(tls);
+    return;
+  }
   fd_ = connect_unix(path, Deadline(timeout));
   if (fd_ >= 0) return;
   const int err = errno;
@@ -40,6 +44,25 @@ ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds 
                                            format_timeout(timeout) + " (--timeout): the server accepts no clients");
   }
   connection_error(path, "cannot connect", err);
+}
+
+void ControlClient::connect_tls(const ControlTls& tls) {
+  TlsAddress address;
+  if (Status s = parse_tls_address(path_, address); !s) throw CliError(ExitCode::usage, s.message());
+  TlsOptions options;
+  options.certificates_dir = tls.certificates_dir;
+  options.psk_file = tls.psk_file;
+  options.psk_username = address.user;
+  if (!options.enabled()) {
+    throw CliError(ExitCode::usage, path_ + ": a tls:// control address needs --tls-certificates DIR or --tls-psk FILE");
+  }
+  std::shared_ptr<const TlsCredentials> credentials;
+  if (Status s = TlsCredentials::load(TlsEndpoint::client, options, credentials); !s) {
+    throw CliError(ExitCode::usage, s.message());
+  }
+  if (Status s = TlsLineClient::connect(address, credentials, timeout_, tls_); !s) {
+    throw CliError(ExitCode::io_error, "control " + s.message());
+  }
 }
 
 ControlClient::~ControlClient() {
@@ -57,6 +80,14 @@ nlohmann::json ControlClient::request(const std::string& command, nlohmann::json
 }
 
 void ControlClient::send_line(const std::string& command, const std::string& line, const Deadline& deadline) {
+  if (tls_) {
+    std::string text = line;
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    if (Status s = tls_->send_line(text, deadline.end()); !s) {
+      throw CliError(ExitCode::io_error, "control " + s.message() + (tls_->timed_out() ? " (--timeout " + format_timeout(timeout_) + ")" : ""));
+    }
+    return;
+  }
   if (send_all(fd_, line, deadline)) return;
   const int err = errno;
   if (err == ETIMEDOUT) {
@@ -67,6 +98,17 @@ void ControlClient::send_line(const std::string& command, const std::string& lin
 }
 
 std::string ControlClient::receive_line(const std::string& command, const Deadline& deadline) {
+  if (tls_) {
+    std::string reply;
+    if (Status s = tls_->receive_line(reply, deadline.end()); !s) {
+      if (tls_->timed_out()) {
+        throw CliError(ExitCode::io_error, "control " + path_ + ": no reply to " + command + " within " +
+                                               format_timeout(timeout_) + " (--timeout); the server may still carry it out");
+      }
+      throw CliError(ExitCode::io_error, "control " + s.message());
+    }
+    return reply;
+  }
   for (;;) {
     if (!replied_ && is_nbd_greeting(buffered_)) {
       throw CliError(ExitCode::usage, nbd_socket_given_as_control_message(path_));

@@ -12,14 +12,22 @@
 #include <nlohmann/json.hpp>
 
 #include "socket_io.h"
+#include "tls_line_client.h"
 
 namespace nbdsnap::cli {
 
+// Credentials for a tls:// control address (--tls-certificates, --tls-psk).
+struct ControlTls {
+  std::string certificates_dir;
+  std::string psk_file;
+};
+
 class ControlClient {
  public:
-  // Connects to the Unix socket at path within `timeout` (throws CliError io_error on failure). The timeout
-  // also bounds each request's wait for its reply.
-  ControlClient(const std::string& path, std::chrono::milliseconds timeout);
+  // Connects to the Unix socket at path, or to tls://[USER@]HOST:PORT with `tls` (TLS handshake included),
+  // within `timeout` (throws CliError io_error on failure, usage for a tls:// address without credentials).
+  // The timeout also bounds each request's wait for its reply.
+  ControlClient(const std::string& path, std::chrono::milliseconds timeout, const ControlTls& tls = {});
   ~ControlClient();
   ControlClient(const ControlClient&) = delete;
   ControlClient& operator=(const ControlClient&) = delete;
@@ -38,9 +46,12 @@ class ControlClient {
   // greeting). Throws the message for the case found.
   [[noreturn]] void connection_lost(const std::string& what, int err);
 
+  void connect_tls(const ControlTls& tls);
+
   std::string path_;
   std::chrono::milliseconds timeout_;
   int fd_ = -1;
+  std::unique_ptr<nbdsnap::TlsLineClient> tls_;  // a tls:// address: the transport instead of fd_
   std::string buffered_;  // bytes received after the last complete line
   bool replied_ = false;  // a reply has been received on this connection
 };

@@ -5,9 +5,11 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -229,7 +231,11 @@ LoopTotals run_loops(NbdImage& image, const std::string& uri, SharedWork& work, 
     loops.push_back(std::make_unique<RequestLoop>(*connection, work, per_connection, buffer_size));
   }
   std::vector<std::exception_ptr> errors(loops.size());
-  std::atomic<unsigned> running{static_cast<unsigned>(loops.size())};
+  // The progress bar is redrawn every 50 ms; the last loop to finish wakes this thread at once, so a small
+  // copy does not wait out a whole period.
+  std::mutex running_mutex;
+  std::condition_variable finished;
+  size_t running = loops.size();
   std::vector<std::thread> threads;
   for (size_t i = 0; i < loops.size(); ++i) {
     threads.emplace_back([&, i] {
@@ -238,12 +244,13 @@ LoopTotals run_loops(NbdImage& image, const std::string& uri, SharedWork& work, 
       } catch (...) {
         errors[i] = std::current_exception();
       }
-      --running;
+      std::scoped_lock lock(running_mutex);
+      if (--running == 0) finished.notify_one();
     });
   }
   uint64_t shown = 0;
-  while (running > 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (std::unique_lock lock(running_mutex); running > 0;) {
+    finished.wait_for(lock, std::chrono::milliseconds(50), [&] { return running == 0; });
     uint64_t done = work.bytes_done.load();
     if (progress != nullptr) progress->add(done - shown);
     shown = done;

@@ -21,6 +21,7 @@ class Deadline {
   // Whichever of the two comes first.
   static Deadline earlier(const Deadline& a, const Deadline& b) { return a.end_ < b.end_ ? a : b; }
   bool passed() const { return std::chrono::steady_clock::now() >= end_; }
+  std::chrono::steady_clock::time_point end() const { return end_; }
   // Milliseconds left for poll(2): 0 once passed, rounded up so a wait never ends early, capped at INT_MAX.
   int poll_milliseconds() const;
 

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "cbt.h"
 #include "units.h"
 
 namespace nbdsnap {
@@ -61,6 +62,11 @@ const std::vector<TuningOption>& make_options() {
       {"copy-io-size", "SIZE", "largest read that copies a chunk from the origin, a power of two",
        TuningUnit::size, 4 * KiB, 64 * MiB, true, [](const EngineConfig& c) { return c.copy_io_size; },
        [](EngineConfig& c, uint64_t v) { c.copy_io_size = v; }},
+      // Not a blksnap parameter: blksnap keeps no history past its 255 change numbers (core/cbt.h).
+      {"checkpoints-kept", "N", "CBT checkpoints kept per origin; older ones are dropped when change numbers wrap",
+       TuningUnit::count, kMinCheckpointsKept, kMaxCheckpointsKept, false,
+       [](const EngineConfig& c) -> uint64_t { return c.checkpoints_kept; },
+       [](EngineConfig& c, uint64_t v) { c.checkpoints_kept = static_cast<unsigned>(v); }},
   };
   return options;
 }

@@ -1,4 +1,4 @@
-// tuning.h — the engine's tuning options (sizing, buffers, low space, copy reads), named, bounded and checked
+// tuning.h — the engine's tuning options (sizing, buffers, low space, copy reads, CBT checkpoints kept), named, bounded and checked
 // in one place for both front ends: the sanitize step.
 //
 // LevelDB's SanitizeOptions is the model: every option is checked once, before the engine starts, and a bad

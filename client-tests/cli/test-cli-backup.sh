@@ -100,3 +100,27 @@ run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s5
 expect_err "holds checkpoint 's7', not 's5'"
 run_cli 0 snapshot destroy s7
 pass "incomplete or mismatched bases fall back to a full backup"
+
+# The backup compares with the image's own CBT, frozen at its take: a reset of the live CBT after the take
+# changes nothing for this image (before, the live generation made it full and recorded no checkpoint).
+write 0x66 30M 64K disk
+take s8
+run_cli 0 cbt reset disk
+run_cli 0 --json backup --image "$(uri disk@s8)" --to "$backup" --since s7
+[[ $(json_field .kind) == incremental && $(json_field .checkpoint) == s8 ]] || fail "image after a live reset: $out / $err"
+same_as_reference s8
+run_cli 0 snapshot destroy s8
+pass "a reset of the live CBT after the take leaves the image's backup incremental"
+
+# A checkpoint the image's CBT no longer has: a full backup, saying it is gone.
+take s9
+run_cli 0 --json backup --image "$(uri disk@s9)" --to "$backup"
+run_cli 0 snapshot destroy s9
+run_cli 0 checkpoint delete disk s9
+take s10
+run_cli 0 --json backup --image "$(uri disk@s10)" --to "$backup" --since s9
+[[ $(json_field .kind) == full ]] || fail "incremental since a deleted checkpoint: $out"
+expect_err "checkpoint 's9' is gone: it was deleted; do a full backup \(checkpoint_gone\): doing a full backup"
+same_as_reference s10
+run_cli 0 snapshot destroy s10
+pass "a deleted checkpoint makes the next backup full, with the checkpoint_gone reason"

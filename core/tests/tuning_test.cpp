@@ -35,6 +35,7 @@ const OptionCase kCases[] = {
     {"chunk-buffer-budget", "1G", 1ull << 30, nullptr, "65G"},
     {"low-space-threshold", "256M", 256ull << 20, nullptr, "1025T"},
     {"copy-io-size", "1M", 1ull << 20, "2K", "128M"},
+    {"checkpoints-kept", "32", 32, "1", "129"},
 };
 
 std::string sanitize_message(const char* name, const char* text, const OptionSpelling& spelling) {

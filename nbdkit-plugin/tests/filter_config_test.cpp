@@ -75,6 +75,7 @@ TEST_CASE("every_tuning_option_of_the_engine_is_a_parameter_with_the_bounds_nbds
       {"nbdsnap-low-space-threshold", "0", "2P", "nbdsnap-low-space-threshold=2P is out of range: it must be 0..1P"},
       {"nbdsnap-copy-io-size", "1M", "48K",
        "nbdsnap-copy-io-size=48K is not a power of two: it must be 4K..64M, a power of two"},
+      {"nbdsnap-checkpoints-kept", "32", "129", "nbdsnap-checkpoints-kept=129 is out of range: it must be 2..128"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.key);
@@ -242,4 +243,29 @@ TEST_CASE("default_storage_may_be_a_range_of_a_file_but_not_of_a_directory") {
   CHECK(t.message().find("nbdsnap-storage: storage '" + dir + ":1.5G': '1.5G' after the last ':' is not a size") == 0);
   unlink(file.c_str());
   rmdir(dir.c_str());
+}
+
+TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
+  FilterConfig config;
+  CHECK(config.tuning.checkpoints_kept == 16);
+  REQUIRE(config.apply("nbdsnap-checkpoints-kept", "2"));
+  CHECK(config.tuning.checkpoints_kept == 2);
+  REQUIRE(config.apply("nbdsnap-checkpoints-kept", "128"));
+  CHECK(config.tuning.checkpoints_kept == 128);
+  REQUIRE(config.complete());
+  for (const char* bad : {"1", "129", "0"}) {  // numbers: refused by the sanitize step
+    CAPTURE(bad);
+    FilterConfig out_of_range;
+    REQUIRE(out_of_range.apply("nbdsnap-checkpoints-kept", bad));
+    auto s = out_of_range.complete();
+    CHECK(s.code() == Errc::invalid_argument);
+    CHECK(s.message() == std::string("nbdsnap-checkpoints-kept=") + bad + " is out of range: it must be 2..128");
+  }
+  for (const char* bad : {"-1", "", "16x"}) {  // not numbers: refused at once
+    CAPTURE(bad);
+    auto s = config.apply("nbdsnap-checkpoints-kept", bad);
+    CHECK(s.code() == Errc::invalid_argument);
+    CHECK(s.message() == std::string("nbdsnap-checkpoints-kept=") + bad + ": expected a whole number 2..128");
+  }
+  CHECK(config.apply("nbdsnap-checkpoints-kept", "99999999999999999999").code() == Errc::overflow);
 }
