@@ -30,6 +30,10 @@ std::string event_detail(const nlohmann::json& event) {
   const std::string type = field_text(event, "type");
   if (type == "low_free_space") return "requested " + size_cell(field_uint(event, "requested_bytes"));
   if (type == "storage_appended") return "+" + size_cell(field_uint(event, "bytes"));
+  if (type == "corrupted" && field_int(event, "errno") != 0) {  // blksnap's err_code, with its text
+    return "errno " + std::to_string(field_int(event, "errno")) + " (" + field_text(event, "error") +
+           "): " + field_text(event, "reason");
+  }
   return field_text(event, "reason");
 }
 

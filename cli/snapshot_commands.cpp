@@ -7,6 +7,7 @@
 #include "hooks.h"
 #include "json_fields.h"
 #include "server_path.h"
+#include "storage_spec.h"
 #include "table.h"
 #include "units.h"
 
@@ -16,13 +17,24 @@ namespace nbdsnap::cli {
 
 namespace {
 
-nlohmann::json storage_entry(const std::string& spec) {
-  std::string path;
-  uint64_t size = 0;
-  Status status = parse_storage_spec(spec, path, size);
-  if (!status) usage_error("storage '" + spec + "': " + status.message());
-  return {{"path", server_path(path)}, {"size", size}};
+// A --storage argument (storage_spec.h: PATH, PATH:SIZE, PATH:OFFSET+LENGTH, PATH:) as the control protocol's
+// {path, size} or {path, offset, length}; a usage error in words otherwise.
+nlohmann::json storage_entry(const std::string& text) {
+  StorageSpec spec;
+  if (Status status = parse_storage_spec(text, spec); !status) usage_error(status.message());
+  nlohmann::json entry = {{"path", server_path(spec.path)}};
+  if (spec.is_range()) {
+    entry["offset"] = spec.offset;
+    entry["length"] = spec.length;
+  } else {
+    entry["size"] = spec.size;
+  }
+  return entry;
 }
+
+constexpr const char* kStorageHelp =
+    "difference storage: PATH (an existing file or device), PATH:SIZE (a file created at SIZE), "
+    "PATH:OFFSET+LENGTH (a range of an existing file or device), PATH: (a PATH containing ':')";
 
 void print_snapshot_reply(Context& context, const nlohmann::json& reply) {
   if (context.json()) {
@@ -33,10 +45,10 @@ void print_snapshot_reply(Context& context, const nlohmann::json& reply) {
 }
 
 int run_create(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("snapshot create NAME --origin ORIGIN... [--storage PATH[:SIZE]]... [--limit SIZE] [--writable]");
+  CommandArgs args("snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable]");
   args.options()
       ("origin", po::value<std::vector<std::string>>()->value_name("ORIGIN"), "an origin of the snapshot (repeat for several)")
-      ("storage", po::value<std::vector<std::string>>()->value_name("PATH[:SIZE]"), "difference storage file or device, created at SIZE if given")
+      ("storage", po::value<std::vector<std::string>>()->value_name("STORAGE"), kStorageHelp)
       ("limit", po::value<std::string>()->value_name("SIZE"), "most difference storage the snapshot may use")
       ("writable", "images accept writes (kept in difference storage)");
   args.positional("NAME", 1);
@@ -107,10 +119,10 @@ int run_take(Context& context, const std::vector<std::string>& words) {
 }
 
 int run_append_storage(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("snapshot append-storage NAME PATH[:SIZE]");
-  args.positional("NAME", 1).positional("PATH[:SIZE]", 1);
+  CommandArgs args("snapshot append-storage NAME STORAGE");
+  args.positional("NAME", 1).positional("STORAGE", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json request = snapshot_append_storage_request(args.text("NAME"), args.text("PATH[:SIZE]"));
+  nlohmann::json request = snapshot_append_storage_request(args.text("NAME"), args.text("STORAGE"));
   print_snapshot_reply(context, context.control().request("snapshot-append-storage", request));
   return 0;
 }
@@ -167,14 +179,14 @@ std::string storage_use(const nlohmann::json& snapshot) {
 std::vector<CommandSpec> snapshot_command_specs() {
   return {
       {{"snapshot", "create"},
-       "snapshot create NAME --origin ORIGIN... [--storage PATH[:SIZE]]... [--limit SIZE] [--writable]",
+       "snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable]",
        "create a snapshot of one or more origins (not yet taken)", run_create},
       {{"snapshot", "add"}, "snapshot add NAME ORIGIN", "add an origin to a created snapshot", run_add},
       {{"snapshot", "remove"}, "snapshot remove NAME ORIGIN", "remove an origin from a created snapshot", run_remove},
       {{"snapshot", "take"}, "snapshot take NAME [--pre-hook CMD] [--post-hook CMD]",
        "freeze all origins of the snapshot at once", run_take},
-      {{"snapshot", "append-storage"}, "snapshot append-storage NAME PATH[:SIZE]",
-       "give a snapshot more difference storage", run_append_storage},
+      {{"snapshot", "append-storage"}, "snapshot append-storage NAME STORAGE",
+       "give a snapshot more difference storage (PATH, PATH:SIZE or PATH:OFFSET+LENGTH)", run_append_storage},
       {{"snapshot", "info"}, "snapshot info NAME", "state, images (NBD URIs), storage used and limit", run_info},
       {{"snapshot", "list"}, "snapshot list", "list snapshots", run_list},
       {{"snapshot", "destroy"}, "snapshot destroy NAME", "destroy a snapshot and free its storage", run_destroy},
@@ -195,8 +207,9 @@ nlohmann::json snapshot_create_request(const std::string& name, const std::vecto
 }
 
 nlohmann::json snapshot_append_storage_request(const std::string& name, const std::string& storage_spec) {
-  nlohmann::json entry = storage_entry(storage_spec);
-  return {{"name", name}, {"path", entry["path"]}, {"size", entry["size"]}};
+  nlohmann::json request = storage_entry(storage_spec);
+  request["name"] = name;
+  return request;
 }
 
 std::string format_snapshot(const nlohmann::json& snapshot) {
@@ -214,6 +227,14 @@ std::string format_snapshot(const nlohmann::json& snapshot) {
   if (!field_text(snapshot, "corruption_reason").empty()) {
     list.add("corrupted", field_text(snapshot, "corruption_reason"));
   }
+  // Per origin, the errno that corrupted it (blksnap's SNAPSHOTINFO error_code) and its text.
+  if (snapshot.contains("origin_errors") && snapshot["origin_errors"].is_array()) {
+    for (const auto& error : snapshot["origin_errors"]) {
+      list.add("error of " + field_text(error, "origin"),
+               "errno " + std::to_string(field_int(error, "errno")) + " (" + field_text(error, "error") +
+                   "): " + field_text(error, "reason"));
+    }
+  }
   std::string out = list.render();
   Table images({{"ORIGIN"}, {"EXPORT"}, {"URI"}});
   if (snapshot.contains("images") && snapshot["images"].is_array()) {
@@ -222,10 +243,11 @@ std::string format_snapshot(const nlohmann::json& snapshot) {
     }
   }
   if (!images.empty()) out += "\n" + images.render();
-  Table storage({{"STORAGE"}, {"SIZE", Align::right}, {"CREATED"}});
+  Table storage({{"STORAGE"}, {"OFFSET", Align::right}, {"SIZE", Align::right}, {"CREATED"}});
   if (snapshot.contains("storage") && snapshot["storage"].is_array()) {
     for (const auto& area : snapshot["storage"]) {
-      storage.add_row({field_text(area, "path"), size_cell(field_uint(area, "size")), yes_no(field_bool(area, "created"))});
+      storage.add_row({field_text(area, "path"), std::to_string(field_uint(area, "offset")),
+                       size_cell(field_uint(area, "size")), yes_no(field_bool(area, "created"))});
     }
   }
   if (!storage.empty()) out += "\n" + storage.render();

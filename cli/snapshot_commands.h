@@ -13,7 +13,8 @@ namespace nbdsnap::cli {
 
 std::vector<CommandSpec> snapshot_command_specs();
 
-// Requests built from the command line (pure, unit-tested). Storage specs are "PATH" or "PATH:SIZE".
+// Requests built from the command line (pure, unit-tested). Storage specs are core/storage_spec.h's text form:
+// "PATH", "PATH:SIZE", "PATH:OFFSET+LENGTH" or "PATH:".
 nlohmann::json snapshot_create_request(const std::string& name, const std::vector<std::string>& origins,
                                        const std::vector<std::string>& storage_specs, uint64_t limit,
                                        bool writable);

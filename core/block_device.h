@@ -38,6 +38,9 @@ class BlockDevice {
   // Appends the allocation extents covering [offset, offset+len) to out. Default: all data.
   virtual Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out);
   virtual bool can_trim() const { return false; }
+  // The smallest unit the device reads and writes on its own, in bytes (a block device's BLKIOMIN and logical
+  // block size): chunks and tracking blocks are never smaller (sizing.h). 1: no minimum.
+  virtual uint64_t minimum_io_size() const { return 1; }
   virtual bool is_read_only() const { return false; }
   // A text that changes whenever the content may have been changed by someone else (for a file: its
   // identity, size and modification time). CBT saved at a clean stop is resumed only if this is still the

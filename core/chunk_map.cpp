@@ -17,7 +17,7 @@ class ChunkMap::CopyClaim {
  public:
   CopyClaim(ChunkMap& map, uint64_t index) : map_(map), index_(index) {}
   ~CopyClaim() {
-    if (!settled_) map_.fail_chunk(index_, "copy-on-write of a chunk was interrupted (out of memory)");
+    if (!settled_) map_.fail_chunk(index_, Errc::no_memory, "copy-on-write of a chunk was interrupted (out of memory)");
   }
   CopyClaim(const CopyClaim&) = delete;
   CopyClaim& operator=(const CopyClaim&) = delete;
@@ -26,8 +26,8 @@ class ChunkMap::CopyClaim {
     map_.finish_chunk(index_, state, std::move(buffer), location);
     settled_ = true;
   }
-  void fail(std::string_view reason) noexcept {
-    map_.fail_chunk(index_, reason);
+  void fail(const Status& cause) noexcept {
+    map_.fail_chunk(index_, cause.code(), cause.message());
     settled_ = true;
   }
 
@@ -38,13 +38,13 @@ class ChunkMap::CopyClaim {
 };
 
 ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
-                   uint64_t origin_size, uint64_t chunk_size, uint64_t copy_io_size)
+                   uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size)
     : snapshot_(snapshot),
       origin_name_(std::move(origin_name)),
       origin_device_(std::move(origin_device)),
       origin_size_(origin_size),
       chunk_size_(chunk_size),
-      copy_io_size_(std::max<uint64_t>(copy_io_size, 4096)) {}
+      copy_read_size_(copy_read_size) {}
 
 ChunkMap::~ChunkMap() {
   // Buffers still queued when the snapshot goes away give their budget back.
@@ -84,7 +84,7 @@ void ChunkMap::copy_before_write(uint64_t len, uint64_t offset, BlockDevice* sou
   } catch (...) {
     // Nothing of this chunk was claimed (a claimed one is failed by its CopyClaim), but its old data may be
     // overwritten now: the snapshot cannot be trusted any more.
-    snapshot_.corrupt(origin_name_, "copy-on-write failed: out of memory");
+    snapshot_.corrupt(origin_name_, Errc::no_memory, "copy-on-write failed: out of memory");
   }
 }
 
@@ -117,7 +117,7 @@ void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim)
   // Not zero-filled: the read overwrites every byte, and zeroing a chunk per first write was measurable.
   std::shared_ptr<uint8_t[]> buffer = allocate_chunk_buffer(length);
   if (Status s = read_piece(buffer.get(), length, index * chunk_size_, source); !s) {
-    claim.fail("copy-on-write read of the origin failed: " + s.to_string());
+    claim.fail({s.code(), "copy-on-write read of the origin failed: " + s.message()});
     return;
   }
   if (snapshot_.budget().try_reserve(length)) {
@@ -135,7 +135,7 @@ void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim)
   }
   StorageLocation location;  // memory is full: store it ourselves, the write waits (back-pressure)
   if (Status s = store_buffer(index, buffer.get(), location); !s) {
-    claim.fail(s.to_string());
+    claim.fail(s);
     return;
   }
   claim.finish(ChunkState::stored, nullptr, location);
@@ -145,7 +145,7 @@ Status ChunkMap::read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDe
   BlockDevice* origin = origin_reader(source);
   if (!origin) return {Errc::io_error, "no device to read origin '" + origin_name_ + "' from"};
   while (len > 0) {
-    const uint64_t n = std::min(len, copy_io_size_);
+    const uint64_t n = std::min(len, copy_read_size_);
     if (Status s = origin->pread(buf, n, offset); !s) return s;
     buf += n;
     offset += n;
@@ -171,8 +171,8 @@ void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<co
   waiters_of(index).notify_all();
 }
 
-void ChunkMap::fail_chunk(uint64_t index, std::string_view reason) noexcept {
-  snapshot_.corrupt(origin_name_, reason);
+void ChunkMap::fail_chunk(uint64_t index, Errc code, std::string_view reason) noexcept {
+  snapshot_.corrupt(origin_name_, code, reason);
   finish_chunk(index, ChunkState::failed, nullptr, {});
 }
 
@@ -188,12 +188,11 @@ void ChunkMap::store_chunk(uint64_t index) noexcept {
   const uint64_t length = chunk_length(index);
   StorageLocation location;
   bool stored = false;
-  std::string failure;
+  Status failure;
   try {
     if (!snapshot_.is_corrupted()) {  // a corrupted snapshot needs no more copies
-      const Status status = store_buffer(index, buffer.get(), location);
-      stored = status.is_ok();
-      if (!stored) failure = status.to_string();
+      failure = store_buffer(index, buffer.get(), location);
+      stored = failure.is_ok();
     }
   } catch (...) {
     stored = false;
@@ -206,7 +205,10 @@ void ChunkMap::store_chunk(uint64_t index) noexcept {
   if (stored) {
     finish_chunk(index, ChunkState::stored, nullptr, location);
   } else {
-    fail_chunk(index, failure.empty() ? std::string_view("writeback of a chunk failed") : std::string_view(failure));
+    // Not stored without a failure: the snapshot was corrupted already, or an allocation failed on the way.
+    const bool known = !failure.is_ok();
+    fail_chunk(index, known ? failure.code() : Errc::io_error,
+               known ? std::string_view(failure.message()) : std::string_view("writeback of a chunk failed"));
   }
 }
 
@@ -285,7 +287,7 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
       if (chunk.buffer) {
         std::memcpy(out, chunk.buffer.get() + in_chunk, n);
       } else if (Status s = snapshot_.storage().read(chunk.location, out, n, in_chunk); !s) {
-        snapshot_.corrupt(origin_name_, "read of difference storage failed: " + s.to_string());
+        snapshot_.corrupt(origin_name_, s.code(), "read of difference storage failed: " + s.message());
         return snapshot_health();
       }
     }
@@ -321,7 +323,7 @@ Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevi
       data = zeroes.data();
     }
     if (Status s = snapshot_.storage().write(location, data, n, in_chunk); !s) {
-      snapshot_.corrupt(origin_name_, "write to difference storage failed: " + s.to_string());
+      snapshot_.corrupt(origin_name_, s.code(), "write to difference storage failed: " + s.message());
       return snapshot_health();
     }
     if (in) in += n;

@@ -50,8 +50,10 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
  public:
   // REQUIRES: the snapshot outlives the map's use for copy-on-write (the engine clears trackers' targets
   // before a snapshot goes).
+  // copy_read_size: each read of the origin that copies a chunk is at most this large (sizing.h's
+  // copy_read_size()). REQUIRES: chunk_size and copy_read_size are not 0.
   ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
-           uint64_t origin_size, uint64_t chunk_size, uint64_t copy_io_size);
+           uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size);
   ~ChunkMap();
   ChunkMap(const ChunkMap&) = delete;
   ChunkMap& operator=(const ChunkMap&) = delete;
@@ -115,7 +117,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
                     StorageLocation location) noexcept EXCLUDES(mutex_);
   // Corrupts the snapshot with `reason`, then marks the chunk failed: a reader that sees the chunk failed also
   // sees the snapshot corrupted.
-  void fail_chunk(uint64_t index, std::string_view reason) noexcept EXCLUDES(mutex_);
+  void fail_chunk(uint64_t index, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);
   // not_found once dropped, corrupted once the snapshot is; ok otherwise. Takes the snapshot's lock.
   Status snapshot_health() const EXCLUDES(mutex_);
   // The error for a chunk found failed.
@@ -126,7 +128,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   std::shared_ptr<BlockDevice> origin_device_;  // reset by drop(), once no image call is inside image_io_
   const uint64_t origin_size_;
   const uint64_t chunk_size_;
-  const uint64_t copy_io_size_;
+  const uint64_t copy_read_size_;
   std::atomic<bool> dropped_{false};
   IoGate image_io_;  // image calls (read, write, extents); closed by drop()
   mutable Mutex mutex_;

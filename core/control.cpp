@@ -1,6 +1,8 @@
 // control.cpp — the JSON command set over the engine (docs/control.md is its reference).
 #include "control.h"
 
+#include <string.h>
+
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -65,16 +67,36 @@ std::vector<Range> ranges_arg(const json& request) {
   return ranges;
 }
 
+// A storage entry: {path, size} (a whole file, created at size if given) or {path, offset, length} (a range of an
+// existing file or device; length 0 or absent: to the end). Checked by check_storage_spec().
+StorageSpec storage_arg(const json& entry) {
+  StorageSpec spec;
+  spec.path = string_arg(entry, "path");
+  spec.size = optional_uint(entry, "size", 0);
+  spec.offset = optional_uint(entry, "offset", 0);
+  spec.length = optional_uint(entry, "length", 0);
+  if (Status s = check_storage_spec(spec); !s) throw BadArgument{s};
+  return spec;
+}
+
 json ranges_json(const std::vector<Range>& ranges) {
   json list = json::array();
   for (const Range& r : ranges) list.push_back({{"offset", r.offset}, {"length", r.length}});
   return list;
 }
 
+// strerror's text for an errno ("No space left on device"), thread-safe.
+std::string error_text(int error_code) {
+  if (error_code == 0) return "";
+  char buffer[256];
+  return ::strerror_r(error_code, buffer, sizeof buffer);  // the GNU form returns the text
+}
+
 json event_json(const Event& e) {
   return {{"sequence", e.sequence}, {"time_unix_ms", e.time_unix_ms}, {"type", event_type_name(e.type)},
           {"snapshot", e.snapshot}, {"origin", e.origin}, {"reason", e.reason},
-          {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}};
+          {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}, {"errno", e.error_code},
+          {"error", error_text(e.error_code)}};
 }
 
 // Replies of cbt-map and cbt-raw-map stay under 1 MiB (the line limit of docs/control.md) whatever the map: at
@@ -157,7 +179,8 @@ class CommandSet {
   }
 
   json origin_json(const OriginInfo& o) const {
-    return {{"name", o.name}, {"size", o.size}, {"read_only", o.read_only}, {"generation", o.generation},
+    return {{"name", o.name}, {"size", o.size}, {"minimum_io_size", o.minimum_io_size}, {"read_only", o.read_only},
+            {"generation", o.generation},
             {"change_number", o.change_number}, {"tracking_block_size", o.tracking_block_size},
             {"chunk_size", o.chunk_size}, {"snapshot", o.snapshot},
             {"clients", front_end_.client_count(o.name)}, {"uri", front_end_.export_uri(o.name)}};
@@ -172,14 +195,21 @@ class CommandSet {
                           {"clients", front_end_.client_count(name)}});
       }
     }
+    json origin_errors = json::array();
+    for (const OriginError& error : s.origin_errors) {
+      origin_errors.push_back({{"origin", error.origin}, {"errno", error.error_code},
+                               {"error", error_text(error.error_code)}, {"reason", error.reason}});
+    }
     for (const auto& area : s.storage) {
-      storage.push_back({{"path", area.path}, {"size", area.size}, {"created", area.created_by_engine}});
+      storage.push_back({{"path", area.path}, {"offset", area.offset}, {"size", area.size},
+                         {"created", area.created_by_engine}});
     }
     return {{"name", s.name}, {"state", snapshot_state_name(s.state)}, {"writable", s.writable},
             {"origins", s.origins}, {"images", images}, {"storage", storage}, {"storage_total", s.storage_total},
             {"storage_used", s.storage_used}, {"storage_limit", s.storage_limit},
             {"chunks_copied", s.chunks_copied}, {"memory_bytes", s.memory_bytes},
-            {"corruption_reason", s.corruption_reason}, {"taken_unix_ms", s.taken_unix_ms}};
+            {"corruption_reason", s.corruption_reason}, {"origin_errors", origin_errors},
+            {"taken_unix_ms", s.taken_unix_ms}};
   }
 
   json snapshot_reply(const std::string& name) {
@@ -315,8 +345,10 @@ class CommandSet {
       const json& storage = request.at("storage");
       if (!storage.is_array()) throw BadArgument{{Errc::invalid_argument, "'storage' must be a list"}};
       for (const json& area : storage) {
-        if (!area.is_object()) throw BadArgument{{Errc::invalid_argument, "each storage entry is {path, size}"}};
-        options.storage.push_back({string_arg(area, "path"), optional_uint(area, "size", 0)});
+        if (!area.is_object()) {
+          throw BadArgument{{Errc::invalid_argument, "each storage entry is {path, size} or {path, offset, length}"}};
+        }
+        options.storage.push_back(storage_arg(area));
       }
     }
     options.limit = optional_uint(request, "limit", 0);
@@ -342,8 +374,7 @@ class CommandSet {
 
   json snapshot_append_storage(const json& request) {
     const std::string name = string_arg(request, "name");
-    const StorageSpec spec{string_arg(request, "path"), optional_uint(request, "size", 0)};
-    if (Status s = engine_.append_storage(name, spec); !s) return error_reply(s);
+    if (Status s = engine_.append_storage(name, storage_arg(request)); !s) return error_reply(s);
     return snapshot_reply(name);
   }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "file_device.h"
+#include "storage_spec.h"
 #include "units.h"
 
 namespace nbdsnap {
@@ -19,35 +20,112 @@ DiffStorage::DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::func
 
 DiffStorage::~DiffStorage() { release(); }
 
-Status DiffStorage::append(const StorageSpec& spec, const std::vector<std::string>& in_use) {
-  if (spec.path.empty()) return {Errc::invalid_argument, "difference storage needs a path"};
+namespace {
+
+// The range of the device a spec asks for, checked against the device's size.
+Status area_range(const StorageSpec& spec, uint64_t device_size, uint64_t& offset, uint64_t& length) {
+  if (device_size == 0) {
+    return {Errc::invalid_argument, spec.path + " has no size: give PATH:SIZE to create it at a size"};
+  }
+  if (!spec.is_range()) {
+    offset = 0;
+    length = spec.size > 0 ? std::min(spec.size, device_size) : device_size;
+    return Status::ok();
+  }
+  if (spec.offset >= device_size) {
+    return {Errc::out_of_range, "storage " + spec.to_string() + " starts at byte " + std::to_string(spec.offset) +
+                                    " but " + spec.path + " has only " + std::to_string(device_size) + " bytes (" +
+                                    format_size(device_size) + ")"};
+  }
+  offset = spec.offset;
+  length = spec.length != 0 ? spec.length : device_size - spec.offset;
+  if (length > device_size - offset) {
+    return {Errc::out_of_range, "storage " + spec.to_string() + " ends at byte " + std::to_string(offset + length) +
+                                    " but " + spec.path + " has only " + std::to_string(device_size) + " bytes (" +
+                                    format_size(device_size) + "): shorten the range"};
+  }
+  return Status::ok();
+}
+
+// The use a spec makes of its file: the range, or (a size, or nothing) the whole file.
+DiskUse wanted_use(const StorageSpec& spec, const std::string& identity) {
+  return {identity, spec.offset, spec.is_range() ? spec.length : 0, ""};
+}
+
+}  // namespace
+
+Status DiffStorage::check_unused(const StorageSpec& spec, const DiskUse& wanted,
+                                 const std::vector<DiskUse>& in_use) const {
+  if (const DiskUse* other = find_overlap(in_use, wanted)) {
+    return {Errc::already_exists, "storage " + spec.to_string() + " overlaps " + other->user + " (" +
+                                      other->extent_text() + " " + spec.path +
+                                      "): copy-on-write would overwrite what it preserves"};
+  }
+  const std::vector<DiskUse> own_areas = disk_uses("this snapshot's storage");
+  if (const DiskUse* own = find_overlap(own_areas, wanted)) {
+    return {Errc::already_exists, "storage " + spec.to_string() + " overlaps " + own->extent_text() + " " +
+                                      spec.path + ", already in this snapshot's storage"};
+  }
+  return Status::ok();
+}
+
+Status DiffStorage::open_spec_device(const StorageSpec& spec, std::shared_ptr<BlockDevice>& out, bool& created) {
+  created = false;
   std::unique_ptr<FileDevice> file;
-  bool created = false;
   Status s = spec.size > 0 ? FileDevice::create(spec.path, spec.size, file, created)
                            : FileDevice::open(spec.path, false, file);
   if (!s) return s;
-  auto refuse = [&](Status status) {
-    file.reset();
+  out = std::move(file);
+  if (wrap_device_) out = wrap_device_(std::move(out));
+  return Status::ok();
+}
+
+Status DiffStorage::append(const StorageSpec& spec, const AreaRequirements& requirements) {
+  const std::vector<DiskUse>& in_use = requirements.in_use;
+  const OpenStorageLookup& open_elsewhere = requirements.open_elsewhere;
+  if (Status s = check_storage_spec(spec); !s) return s;
+  std::string identity;
+  if (Status s = FileDevice::identity_of(spec.path, identity); !s) return s;
+  if (identity.empty() && spec.size == 0) {
+    return {Errc::not_found, "difference storage " + spec.path + " does not exist: " +
+                                 (spec.is_range() ? "a range needs an existing file or block device"
+                                                  : "give PATH:SIZE to create it, or create it first")};
+  }
+  // Refused before anything is opened: an origin's block device must not even be opened again (O_EXCL).
+  if (Status s = check_unused(spec, wanted_use(spec, identity), in_use); !s) return s;
+  std::shared_ptr<BlockDevice> device = identity.empty() ? nullptr : open_device(identity);
+  if (!device && !identity.empty() && open_elsewhere) device = open_elsewhere(identity);
+  bool created = false;
+  if (!device) {  // (a shared device is never grown: a size means the whole file, which overlaps its areas)
+    if (Status s = open_spec_device(spec, device, created); !s) return s;
+  }
+  auto give_up = [&](Status status) {
+    device.reset();
     if (created) ::unlink(spec.path.c_str());
     return status;
   };
-  if (file->size() == 0) return refuse({Errc::invalid_argument, spec.path + " has no size: give PATH:SIZE"});
-  const std::string identity = file->file_identity();
-  if (std::find(in_use.begin(), in_use.end(), identity) != in_use.end()) {
-    return refuse({Errc::already_exists, spec.path + " is an origin or storage of another snapshot"});
+  // The open file is what counts: the path may have been replaced since it was looked at.
+  if (const std::string opened = device->file_identity(); opened != identity) {
+    identity = opened;
+    if (Status s = check_unused(spec, wanted_use(spec, identity), in_use); !s) return give_up(s);
   }
-  const uint64_t size = spec.size > 0 ? std::min(spec.size, file->size()) : file->size();
-  std::shared_ptr<BlockDevice> device = std::move(file);
-  if (wrap_device_) device = wrap_device_(std::move(device));
+  uint64_t offset = 0, length = 0;
+  if (Status s = area_range(spec, device->size(), offset, length); !s) return give_up(s);
+  if (length < requirements.minimum_size) {
+    return give_up({Errc::invalid_argument,
+                    "storage " + spec.to_string() + " holds " + format_size(length) + ", less than " +
+                        requirements.minimum_reason + " (" + format_size(requirements.minimum_size) +
+                        "): copy-on-write could store nothing in it; give at least " +
+                        std::to_string(requirements.minimum_size) + " bytes"});
+  }
   MutexLock lock(mutex_);
-  for (const Area& a : areas_) {
-    if (a.device && !identity.empty() && a.identity == identity) {
-      device.reset();
-      if (created) ::unlink(spec.path.c_str());
-      return {Errc::already_exists, spec.path + " is already in this storage"};
+  for (const Area& a : areas_) {  // appended meanwhile by a concurrent append
+    if (a.device && DiskUse{a.identity, a.info.offset, a.info.size, ""}.overlaps({identity, offset, length, ""})) {
+      lock.unlock();
+      return give_up({Errc::already_exists, "storage " + spec.to_string() + " is already in this storage"});
     }
   }
-  areas_.push_back({device, {spec.path, size, created}, identity, 0});
+  areas_.push_back({device, {spec.path, offset, length, created}, identity, 0});
   low_space_signalled_ = false;
   return Status::ok();
 }
@@ -56,17 +134,37 @@ void DiffStorage::append_device(std::shared_ptr<BlockDevice> device, const std::
   MutexLock lock(mutex_);
   const uint64_t size = device->size();
   std::string identity = device->file_identity();
-  areas_.push_back({std::move(device), {label, size, false}, std::move(identity), 0});
+  areas_.push_back({std::move(device), {label, 0, size, false}, std::move(identity), 0});
   low_space_signalled_ = false;
 }
 
-std::vector<std::string> DiffStorage::file_identities() const {
+std::vector<DiskUse> DiffStorage::disk_uses(const std::string& user) const {
   MutexLock lock(mutex_);
-  std::vector<std::string> out;
+  std::vector<DiskUse> out;
   for (const Area& a : areas_) {
-    if (a.device && !a.identity.empty()) out.push_back(a.identity);
+    if (a.device && !a.identity.empty()) out.push_back({a.identity, a.info.offset, a.info.size, user});
   }
   return out;
+}
+
+std::shared_ptr<BlockDevice> DiffStorage::open_device(const std::string& identity) const {
+  MutexLock lock(mutex_);
+  for (const Area& a : areas_) {
+    if (a.device && !identity.empty() && a.identity == identity) return a.device;
+  }
+  return nullptr;
+}
+
+Status DiffStorage::full_status(uint64_t bytes) const {
+  uint64_t total = 0;
+  for (const Area& a : areas_) total += a.info.size;
+  if (used_ == 0) {  // the engine refuses areas smaller than a chunk, so this is not expected
+    return {Errc::no_space, "no difference storage area can hold a chunk of " + format_size(bytes) + " (" +
+                                std::to_string(areas_.size()) + " area(s), " + format_size(total) + ")"};
+  }
+  return {Errc::no_space, "difference storage is full: " + format_size(used_) + " of " + format_size(total) +
+                              " in " + std::to_string(areas_.size()) +
+                              " area(s) hold copied chunks; append storage before it fills (low_free_space events)"};
 }
 
 uint64_t DiffStorage::free_locked() const {
@@ -88,7 +186,7 @@ Status DiffStorage::allocate(uint64_t bytes, StorageLocation& out) {
         ++current_;  // the tail of this area is too small for a piece: move on
       }
       if (current_ == areas_.size()) {
-        result = {Errc::no_space, "difference storage is full (" + format_size(used_) + " used)"};
+        result = full_status(bytes);
       } else {
         Area& area = areas_[current_];
         out = {static_cast<uint32_t>(current_), area.cursor};
@@ -105,21 +203,25 @@ Status DiffStorage::allocate(uint64_t bytes, StorageLocation& out) {
   return result;
 }
 
-std::shared_ptr<BlockDevice> DiffStorage::device_of(uint32_t area) const {
+std::shared_ptr<BlockDevice> DiffStorage::device_of(uint32_t area, uint64_t& start) const {
   MutexLock lock(mutex_);
-  return area < areas_.size() ? areas_[area].device : nullptr;
+  if (area >= areas_.size()) return nullptr;
+  start = areas_[area].info.offset;
+  return areas_[area].device;
 }
 
 Status DiffStorage::write(const StorageLocation& at, const void* buf, uint64_t len, uint64_t offset_in_piece) {
-  const auto device = device_of(at.area);
+  uint64_t start = 0;
+  const auto device = device_of(at.area, start);
   if (!device) return {Errc::io_error, "difference storage was released"};
-  return device->pwrite(buf, len, at.offset + offset_in_piece, false);
+  return device->pwrite(buf, len, start + at.offset + offset_in_piece, false);
 }
 
 Status DiffStorage::read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece) {
-  const auto device = device_of(at.area);
+  uint64_t start = 0;
+  const auto device = device_of(at.area, start);
   if (!device) return {Errc::io_error, "difference storage was released"};
-  return device->pread(buf, len, at.offset + offset_in_piece);
+  return device->pread(buf, len, start + at.offset + offset_in_piece);
 }
 
 void DiffStorage::release() {

@@ -1,8 +1,14 @@
-// diff_storage.h — difference storage of one snapshot: a pool of areas (files or block devices) holding
-// old chunks, with a limit, run-time append and a low-free-space signal.
+// diff_storage.h — difference storage of one snapshot: a pool of areas (whole files or block devices, or
+// ranges of them) holding old chunks, with a limit, run-time append and a low-free-space signal.
 //
 // Space is handed out by a bump allocator, area after area; a piece never straddles two areas. Chunks are
 // never freed individually: storage lives as long as the snapshot (like blksnap's difference storage).
+//
+// Ranges. blksnap v4 takes any sector ranges of any block devices; so does an area here (storage_spec.h). A
+// file is opened once per process, however many ranges of it are in use: file_lock.h locks an open file
+// exclusively, and a second open of it would be refused as "already used here". So a range of a file that
+// this pool, or another snapshot's pool (the engine's lookup), already has open shares that device; the lock
+// then covers every range, and lasts until the last area using the device lets go of it.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +18,7 @@
 #include <vector>
 
 #include "block_device.h"
+#include "disk_use.h"
 #include "engine.h"
 #include "mutex.h"
 #include "status.h"
@@ -20,7 +27,18 @@ namespace nbdsnap {
 
 struct StorageLocation {
   uint32_t area = 0;
-  uint64_t offset = 0;
+  uint64_t offset = 0;  // in the area
+};
+
+// A device already open as difference storage elsewhere in the engine, by file identity (null: none).
+using OpenStorageLookup = std::function<std::shared_ptr<BlockDevice>(const std::string& identity)>;
+
+// What the engine requires of a new area.
+struct AreaRequirements {
+  std::vector<DiskUse> in_use;     // origins and other snapshots' storage: no byte of these may be used
+  OpenStorageLookup open_elsewhere;  // devices other snapshots have open, to share instead of opening again
+  uint64_t minimum_size = 0;       // bytes the area must hold at least: one chunk (a piece never straddles areas)
+  std::string minimum_reason;      // what minimum_size is, for the message: "one chunk of origin 'disk0'"
 };
 
 class DiffStorage {
@@ -34,9 +52,14 @@ class DiffStorage {
   DiffStorage(const DiffStorage&) = delete;
   DiffStorage& operator=(const DiffStorage&) = delete;
 
-  // Opens or creates the file/device and adds it to the pool. A file whose file_identity() is in `in_use`
-  // (origins, other snapshots' storage) or already in this pool is refused with already_exists.
-  Status append(const StorageSpec& spec, const std::vector<std::string>& in_use = {});
+  // Adds the file, device or range of `spec` to the pool: a size creates (or grows) the file; without one the
+  // file or device must exist. A range that overlaps a use in requirements.in_use or an area of this pool is
+  // refused with already_exists, before anything is opened. A file or device this pool or
+  // requirements.open_elsewhere already has open is shared, not opened again. Errors: invalid_argument (a bad
+  // spec, an empty file, an area smaller than requirements.minimum_size), not_found (no such file for a
+  // range), out_of_range (a range beyond the end), already_exists, and the errors of opening the file (busy
+  // when another process holds it). A file created here is removed again when the append fails.
+  Status append(const StorageSpec& spec, const AreaRequirements& requirements = {});
   // Adds an already open device (tests inject failing devices this way).
   void append_device(std::shared_ptr<BlockDevice> device, const std::string& label);
   // Reserves `bytes` contiguous bytes; no_space when the areas or the limit are exhausted.
@@ -51,18 +74,28 @@ class DiffStorage {
   uint64_t limit() const { return limit_; }
   uint64_t free_bytes() const;
   std::vector<StorageAreaInfo> areas() const;
-  // file_identity() of every area that has one.
-  std::vector<std::string> file_identities() const;
+  // The range of every area whose device has a file identity, labelled `user` for messages.
+  std::vector<DiskUse> disk_uses(const std::string& user) const;
+  // The device of an area with this file identity, or null.
+  std::shared_ptr<BlockDevice> open_device(const std::string& identity) const;
 
  private:
   struct Area {
-    std::shared_ptr<BlockDevice> device;
-    StorageAreaInfo info;
+    std::shared_ptr<BlockDevice> device;  // shared with other areas of the same file
+    StorageAreaInfo info;                 // info.offset: where the area starts in the device
     std::string identity;  // the device's file_identity() when it was opened (empty: unknown)
-    uint64_t cursor = 0;   // next free byte
+    uint64_t cursor = 0;   // next free byte, relative to the area's start
   };
+  // Opens or creates the device of `spec` (no range checks). `created` tells whether the file is new.
+  Status open_spec_device(const StorageSpec& spec, std::shared_ptr<BlockDevice>& out, bool& created);
+  // already_exists when [offset, offset+length) of `identity` overlaps in_use or an area of this pool.
+  Status check_unused(const StorageSpec& spec, const DiskUse& wanted, const std::vector<DiskUse>& in_use) const
+      EXCLUDES(mutex_);
   uint64_t free_locked() const REQUIRES(mutex_);
-  std::shared_ptr<BlockDevice> device_of(uint32_t area) const EXCLUDES(mutex_);
+  // The no_space error for an allocation of `bytes` that fits no area.
+  Status full_status(uint64_t bytes) const REQUIRES(mutex_);
+  // The area's device and where the area starts in it (null once released).
+  std::shared_ptr<BlockDevice> device_of(uint32_t area, uint64_t& start) const EXCLUDES(mutex_);
 
   const uint64_t limit_;
   const uint64_t low_space_threshold_;

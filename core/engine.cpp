@@ -9,10 +9,12 @@
 #include <algorithm>
 
 #include "buffer_budget.h"
+#include "chunk_buffer.h"
 #include "export_name.h"
 #include "served_origin_files.h"
 #include "snapshot.h"
 #include "tracker.h"
+#include "units.h"
 
 namespace nbdsnap {
 
@@ -33,6 +35,10 @@ void post(EventLog& events, EventType type, const std::string& snapshot, const s
   events.post(std::move(e));
 }
 
+// Freed chunk buffers the pool may keep beyond the budget: the copies in flight when memory is full (each
+// writer's chunk is stored by the writer itself, chunk_map.h), so that those do not map and fault every time.
+constexpr uint64_t kPoolRoomForCopiesInFlight = 64ull << 20;
+
 }  // namespace
 
 Engine::Engine(EngineConfig config)
@@ -40,6 +46,8 @@ Engine::Engine(EngineConfig config)
       store_(config_.state_dir),
       storage_ledger_(config_.state_dir),
       budget_(std::make_shared<BufferBudget>(config_.chunk_buffer_budget)) {
+  // The pool keeps what the budget may hold, and room for copies in flight past it (written back at once).
+  set_chunk_buffer_pool_limit(config_.chunk_buffer_budget + kPoolRoomForCopiesInFlight);
   // Snapshots die with the process: storage files a crashed run created are garbage now.
   for (const std::string& file : storage_ledger_.remove_leftovers()) {
     post(events_, EventType::snapshot_destroyed, "", "",
@@ -82,12 +90,18 @@ void Engine::record_created_storage() {
   (void)storage_ledger_.record(files);  // best effort: a missing ledger only means leftovers after a crash
 }
 
+void Engine::give_back_memory() {
+  release_free_chunk_buffers();
+  if (config_.memory_released) config_.memory_released();
+}
+
 // ---------------------------------------------------------------- origins
 
 Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                             uint64_t size) {
+                             uint64_t size, uint64_t minimum_io_size) {
   if (Status s = check_object_name("origin", name); !s) return s;
   if (size == 0 && device) size = device->size();
+  if (minimum_io_size == 0) minimum_io_size = device ? device->minimum_io_size() : 1;
   if (size == 0) return {Errc::invalid_argument, "origin '" + name + "' has no size"};
   MutexLock control(control_mutex_);
   {
@@ -95,13 +109,13 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
   }
   if (const std::string identity = device ? device->file_identity() : std::string(); !identity.empty()) {
-    for (const std::string& used : files_in_use()) {
-      if (used == identity) {
-        return {Errc::already_exists, "the device of origin '" + name + "' is already an origin or snapshot storage"};
-      }
+    const std::vector<DiskUse> in_use = disks_in_use();
+    if (const DiskUse* used = find_overlap(in_use, {identity, 0, 0, ""})) {  // an origin is the whole disk
+      return {Errc::already_exists, "the device of origin '" + name + "' is already in use: " + used->extent_text() +
+                                        " it is " + used->user};
     }
   }
-  const uint64_t block_size = tracking_block_size(size, config_.sizing);
+  const uint64_t block_size = tracking_block_size(size, minimum_io_size, config_.sizing);
   std::unique_ptr<Cbt> cbt;
   std::string renewed_because;
   if (store_.enabled()) {
@@ -128,7 +142,7 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     }
   }
   const std::string generation = cbt->generation().to_string();
-  auto origin = std::make_shared<Origin>(name, std::move(device), size, read_only,
+  auto origin = std::make_shared<Origin>(name, std::move(device), size, minimum_io_size, read_only,
                                          std::make_unique<Tracker>(std::move(cbt)));
   {
     MutexLock lock(mutex_);
@@ -173,6 +187,7 @@ Status Engine::detach_origin(const std::string& name, bool force) {
   origin->release_device();
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
+  if (snapshot) give_back_memory();  // the image's buffers went in drop_origin()
   return saved;
 }
 
@@ -189,11 +204,12 @@ Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
   Origin& origin = *it->second;
   out.name = name;
   out.size = origin.size();
+  out.minimum_io_size = origin.minimum_io_size();
   out.read_only = origin.read_only();
   out.generation = origin.cbt().generation().to_string();
   out.change_number = origin.cbt().current_number();
   out.tracking_block_size = origin.cbt().block_size();
-  out.chunk_size = chunk_size(origin.size(), config_.sizing);
+  out.chunk_size = chunk_size(origin.size(), origin.minimum_io_size(), config_.sizing);
   out.snapshot = snapshot_of_origin_locked(name);
   return Status::ok();
 }
@@ -340,6 +356,49 @@ std::string Engine::snapshot_of_origin_locked(const std::string& origin) const {
   return "";
 }
 
+uint64_t Engine::largest_chunk_locked(const std::vector<std::string>& origins, std::string& reason) const {
+  const SizingRules& rules = config_.sizing;
+  uint64_t largest = uint64_t{1} << std::min(rules.chunk_minimum_shift, rules.chunk_maximum_shift);
+  reason = "the smallest chunk";
+  for (const std::string& name : origins) {
+    auto it = origins_.find(name);
+    if (it == origins_.end()) continue;
+    const uint64_t chunk = chunk_size(it->second->size(), it->second->minimum_io_size(), rules);
+    if (chunk > largest || reason == "the smallest chunk") {
+      largest = std::max(largest, chunk);
+      reason = "one chunk of origin '" + name + "'";
+    }
+  }
+  return largest;
+}
+
+AreaRequirements Engine::area_requirements(const std::vector<std::string>& origins) const {
+  AreaRequirements requirements;
+  requirements.in_use = disks_in_use();
+  requirements.open_elsewhere = [this](const std::string& identity) { return open_storage_device(identity); };
+  MutexLock lock(mutex_);
+  requirements.minimum_size = largest_chunk_locked(origins, requirements.minimum_reason);
+  return requirements;
+}
+
+Status Engine::check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector<std::string>& origins,
+                                          Errc code) const {
+  std::string reason;
+  const uint64_t chunk = largest_chunk_locked(origins, reason);
+  for (const StorageAreaInfo& area : snapshot.storage().areas()) {
+    if (area.size < chunk) {
+      return {code, "difference storage " + area.path + " of snapshot '" + snapshot.name() + "' holds " +
+                        format_size(area.size) + ", less than " + reason + " (" + format_size(chunk) +
+                        "): copy-on-write could store nothing in it"};
+    }
+  }
+  if (const uint64_t limit = snapshot.storage().limit(); limit != 0 && limit < chunk) {
+    return {code, "the limit of snapshot '" + snapshot.name() + "' (" + format_size(limit) + ") is less than " +
+                      reason + " (" + format_size(chunk) + "): no chunk could be stored"};
+  }
+  return Status::ok();
+}
+
 Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& options) {
   if (Status s = check_object_name("snapshot", name); !s) return s;
   MutexLock control(control_mutex_);
@@ -358,11 +417,17 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
       }
     }
   }
+  const AreaRequirements requirements = area_requirements(options.origins);
+  if (options.limit != 0 && options.limit < requirements.minimum_size) {
+    return {Errc::invalid_argument, "limit " + std::to_string(options.limit) + " (" + format_size(options.limit) +
+                                        ") is less than " + requirements.minimum_reason + " (" +
+                                        format_size(requirements.minimum_size) + "): no chunk could be stored"};
+  }
   auto snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
-  const std::vector<std::string> in_use = files_in_use();
   for (const StorageSpec& spec : options.storage) {
     if (Status s = check_storage_not_served(spec); !s) return s;
-    if (Status s = snapshot->storage().append(spec, in_use); !s) return s;  // the destructor cleans up
+    // Earlier entries are areas of this snapshot's storage by now: append() checks overlaps with them too.
+    if (Status s = snapshot->storage().append(spec, requirements); !s) return s;  // the destructor cleans up
   }
   {
     MutexLock lock(mutex_);
@@ -381,6 +446,8 @@ Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const st
   if (auto other = snapshot_of_origin_locked(origin); !other.empty() && other != snapshot_name) {
     return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
   }
+  // The origin's chunks may be larger than the snapshot's storage areas were checked for.
+  if (Status s = check_storage_holds_a_chunk(*snapshot, {origin}, Errc::bad_state); !s) return s;
   return snapshot->add_origin(origin);
 }
 
@@ -402,8 +469,9 @@ std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector
   std::vector<Snapshot::Member> members;
   members.reserve(origins.size());
   for (const auto& origin : origins) {
-    auto chunks = std::make_shared<ChunkMap>(snapshot, origin->name(), origin->shared_device(), origin->size(),
-                                             chunk_size(origin->size(), config.sizing), config.copy_io_size);
+    const uint64_t chunk = chunk_size(origin->size(), origin->minimum_io_size(), config.sizing);
+    auto chunks = std::make_shared<ChunkMap>(snapshot, origin->name(), origin->shared_device(), origin->size(), chunk,
+                                             copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk));
     members.push_back({origin->name(), std::move(chunks), nullptr});
   }
   for (size_t i = 0; i < origins.size(); ++i) {
@@ -435,6 +503,11 @@ Status Engine::take_snapshot(const std::string& name) {
   if (snapshot->storage().total() == 0) {
     return {Errc::bad_state, "snapshot '" + name + "' has no difference storage"};
   }
+  {
+    // Checked at create, append and add already; once more where every origin's chunk size is final.
+    MutexLock lock(mutex_);
+    if (Status s = check_storage_holds_a_chunk(*snapshot, snapshot->origins(), Errc::bad_state); !s) return s;
+  }
   std::sort(origins.begin(), origins.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
   // One instant for the snapshot and its checkpoints.
   const int64_t taken_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -465,7 +538,7 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
   }
   if (!snapshot) return unknown_snapshot(snapshot_name);
   if (Status s = check_storage_not_served(spec); !s) return s;
-  if (Status s = snapshot->append_storage(spec, files_in_use()); !s) return s;
+  if (Status s = snapshot->append_storage(spec, area_requirements(snapshot->origins())); !s) return s;
   record_created_storage();
   return Status::ok();
 }
@@ -495,6 +568,7 @@ Status Engine::destroy_snapshot(const std::string& name) {
   snapshot->shutdown();
   record_created_storage();
   post(events_, EventType::snapshot_destroyed, name, "", "");
+  give_back_memory();  // the buffers went in shutdown()
   return Status::ok();
 }
 
@@ -574,22 +648,38 @@ Status Engine::save_state() {
   return result;
 }
 
-std::vector<std::string> Engine::files_in_use() const {
+std::vector<DiskUse> Engine::disks_in_use() const {
   std::vector<std::shared_ptr<Snapshot>> snapshots;
-  std::vector<std::string> out;
+  std::vector<DiskUse> out;
   {
     MutexLock lock(mutex_);
     for (const auto& [name, origin] : origins_) {
       if (const BlockDevice* device = origin->device()) {
-        if (std::string identity = device->file_identity(); !identity.empty()) out.push_back(std::move(identity));
+        if (std::string identity = device->file_identity(); !identity.empty()) {
+          out.push_back({std::move(identity), 0, 0, "origin '" + name + "'"});
+        }
       }
     }
     for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
   }
   for (const auto& snapshot : snapshots) {
-    for (std::string& identity : snapshot->storage().file_identities()) out.push_back(std::move(identity));
+    for (DiskUse& use : snapshot->storage().disk_uses("difference storage of snapshot '" + snapshot->name() + "'")) {
+      out.push_back(std::move(use));
+    }
   }
   return out;
+}
+
+std::shared_ptr<BlockDevice> Engine::open_storage_device(const std::string& identity) const {
+  std::vector<std::shared_ptr<Snapshot>> snapshots;
+  {
+    MutexLock lock(mutex_);
+    for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
+  }
+  for (const auto& snapshot : snapshots) {
+    if (auto device = snapshot->storage().open_device(identity)) return device;
+  }
+  return nullptr;
 }
 
 Status Engine::check_storage_not_served(const StorageSpec& spec) const {

@@ -27,6 +27,7 @@
 #include "block_device.h"
 #include "cbt.h"
 #include "cbt_store.h"
+#include "disk_use.h"
 #include "events.h"
 #include "image.h"
 #include "mutex.h"
@@ -34,12 +35,14 @@
 #include "sizing.h"
 #include "status.h"
 #include "storage_ledger.h"
+#include "storage_spec.h"
 
 namespace nbdsnap {
 
 class Snapshot;
 class BufferBudget;
 class ServedOriginFiles;
+struct AreaRequirements;
 
 struct EngineConfig {
   std::string state_dir;                        // where CBT state is saved; empty = not persistent
@@ -50,6 +53,11 @@ struct EngineConfig {
   uint64_t chunk_buffer_budget = 64ull << 20;   // old chunks held in memory awaiting writeback
   uint64_t low_space_threshold = 64ull << 20;   // free difference storage below this posts low_free_space
   uint64_t copy_io_size = 4ull << 20;           // a chunk larger than this is copied in several reads
+  // Called (without engine locks held) once a snapshot's memory was freed: after destroy, and after a forced
+  // detach dropped an origin's image; the engine has already unmapped its free chunk buffers (chunk_buffer.h).
+  // A front end that keeps freed heap in its allocator for speed (nbdsnapd's mallopt settings) may hand the
+  // rest back to the system here (malloc_trim). Empty: nothing.
+  std::function<void()> memory_released;
   unsigned checkpoints_kept = kDefaultCheckpointsKept;  // CBT checkpoints kept per origin (check_checkpoints_kept)
   // Tests only: wraps each difference-storage device the engine opens, to inject faults (as LevelDB's
   // fault-injection tests wrap its Env). Empty: the files are used as they are.
@@ -59,6 +67,7 @@ struct EngineConfig {
 struct OriginInfo {
   std::string name;
   uint64_t size = 0;
+  uint64_t minimum_io_size = 1;  // the device's; chunks and tracking blocks are never smaller
   bool read_only = false;
   std::string generation;
   unsigned change_number = 0;
@@ -68,11 +77,20 @@ struct OriginInfo {
 };
 
 enum class SnapshotState { created, taken, corrupted };
+
+// The failure that corrupted a snapshot for one of its origins (blksnap's SNAPSHOTINFO error_code): the first
+// one of that origin.
+struct OriginError {
+  std::string origin;
+  int error_code = 0;  // errno: EIO (an origin read or storage write failed), ENOSPC (storage full), ENOMEM...
+  std::string reason;  // what failed, in words
+};
 const char* snapshot_state_name(SnapshotState state);
 
 struct StorageAreaInfo {
   std::string path;
-  uint64_t size = 0;
+  uint64_t offset = 0;  // where the area starts in the file or device
+  uint64_t size = 0;    // bytes of the area
   bool created_by_engine = false;
 };
 
@@ -88,12 +106,8 @@ struct SnapshotInfo {
   uint64_t chunks_copied = 0;
   uint64_t memory_bytes = 0;
   std::string corruption_reason;
+  std::vector<OriginError> origin_errors;  // per origin with a failure, in origin name order
   int64_t taken_unix_ms = 0;
-};
-
-struct StorageSpec {
-  std::string path;
-  uint64_t size = 0;  // 0: use the existing file's or block device's size
 };
 
 struct SnapshotOptions {
@@ -139,10 +153,12 @@ class Engine {
   // Attaches a tracker to a device under `name`. CBT resumes from a clean saved state of the same size, else
   // starts a new generation (posting generation_renewed with the reason). device may be null when the front
   // end always passes a source for I/O (then size must be given); otherwise size 0 means device->size().
+  // minimum_io_size 0 means device->minimum_io_size() (1 without a device); sizing.h keeps chunks and tracking
+  // blocks at least that large.
   // Valid: `name` not attached. Errors: invalid_argument (bad name, no size), already_exists (name attached,
   // or the device is already an origin or storage), I/O errors of the CBT state file.
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                       uint64_t size = 0);
+                       uint64_t size = 0, uint64_t minimum_io_size = 0);
   // Detaches an origin: closes its gates (in-flight I/O finishes, later I/O of anyone holding the Origin fails),
   // saves its CBT state cleanly and lets go of its device. Valid: attached. Errors: not_found; busy while it is
   // in a snapshot unless force, which drops it from the snapshot (the image disappears); the CBT save's error
@@ -177,11 +193,13 @@ class Engine {
 
   // --- snapshots ---
   // Creates a snapshot (state created) of attached origins that are in no other snapshot, with its difference
-  // storage. Storage that is an origin's file, another snapshot's storage, or a served origin file (or lies in a
-  // served directory, EngineConfig::served_origin_files) is refused before it is opened. Errors:
-  // invalid_argument (bad name or storage), already_exists (name, or storage in use), not_found (origin), busy
-  // (origin in another snapshot), the storage's I/O errors (no_space, name_too_long...). Nothing is left behind
-  // on failure.
+  // storage. Storage (storage_spec.h: a whole file or device, or a range of one) that overlaps an origin's
+  // file, another snapshot's storage or another area of this one, or that is a served origin file (or lies in
+  // a served directory, EngineConfig::served_origin_files), is refused before it is opened; so is an area
+  // smaller than one chunk. Several ranges of one file, in one snapshot or in several, share one open of it.
+  // Errors: invalid_argument (bad name or storage), already_exists (name, or storage in use), not_found
+  // (origin), busy (origin in another snapshot), the storage's I/O errors (no_space, name_too_long...).
+  // Nothing is left behind on failure.
   Status create_snapshot(const std::string& name, const SnapshotOptions& options);
   // Valid: snapshot created (not taken). Errors: not_found, bad_state, already_exists, busy.
   Status add_origin_to_snapshot(const std::string& snapshot, const std::string& origin);
@@ -190,7 +208,8 @@ class Engine {
   // origin switches to copy-on-write for this snapshot and its CBT is frozen under the snapshot's name.
   // Valid: created, with origins and storage. Errors: not_found, bad_state, no_memory (nothing was taken).
   Status take_snapshot(const std::string& name);
-  // Valid: created or taken (also corrupted: it does not heal). Errors as create_snapshot's storage.
+  // Adds storage to a snapshot, checked as create_snapshot checks it. Valid: created or taken (also
+  // corrupted: it does not heal). Errors as create_snapshot's storage.
   Status append_storage(const std::string& snapshot, const StorageSpec& spec);
   // Waits for in-flight image I/O, stops copy-on-write, frees difference storage (removing files it created)
   // and the chunks held in memory. Valid: any state. Errors: not_found.
@@ -222,10 +241,24 @@ class Engine {
   std::string snapshot_of_origin_locked(const std::string& origin) const REQUIRES(mutex_);
   // Records the storage files the engine created for live snapshots.
   void record_created_storage() REQUIRES(control_mutex_) EXCLUDES(mutex_);
-  // file_identity() of every origin's device and every snapshot's storage.
-  std::vector<std::string> files_in_use() const REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // A snapshot's chunk buffers were freed (destroy, forced detach): unmaps the pool's free buffers
+  // (chunk_buffer.h) and calls EngineConfig::memory_released.
+  void give_back_memory() EXCLUDES(mutex_);
+  // What every origin's device and every snapshot's storage uses of its file or disk.
+  std::vector<DiskUse> disks_in_use() const REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // A device some snapshot's storage has open with this file identity (null: none), to share it.
+  std::shared_ptr<BlockDevice> open_storage_device(const std::string& identity) const EXCLUDES(mutex_);
   // Refuses difference storage among the files the front end serves (EngineConfig::served_origin_files).
   Status check_storage_not_served(const StorageSpec& spec) const;
+  // The largest chunk of the named origins (unknown ones skipped), or, without any, the smallest chunk an
+  // origin can have: every storage area and the limit must hold one. `reason` names it for messages.
+  uint64_t largest_chunk_locked(const std::vector<std::string>& origins, std::string& reason) const REQUIRES(mutex_);
+  // What a new storage area of a snapshot of `origins` must satisfy (DiffStorage::append).
+  AreaRequirements area_requirements(const std::vector<std::string>& origins) const
+      REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // Every area of the snapshot and its limit hold one chunk of `origins` (else `code`, naming the area).
+  Status check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector<std::string>& origins, Errc code) const
+      REQUIRES(mutex_);
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.
   Status save_clean(Origin& origin) const;
   // Calls read with a view of the map `snapshot` froze for `origin` ("" = the live map, under its lock).

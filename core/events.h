@@ -29,6 +29,7 @@ struct Event {
   std::string reason;
   uint64_t requested_bytes = 0;  // low_free_space: how much more storage would relieve it
   uint64_t bytes = 0;            // storage_appended: bytes added
+  int error_code = 0;            // corrupted: the errno of the failure (blksnap's err_code); 0 otherwise
 };
 
 class EventLog {

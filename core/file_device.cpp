@@ -20,9 +20,29 @@
 namespace nbdsnap {
 
 FileDevice::FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device,
-                       std::string identity)
+                       std::string identity, uint64_t minimum_io_size)
     : fd_(fd), path_(std::move(path)), size_(size), readonly_(readonly), is_block_device_(is_block_device),
-      identity_(std::move(identity)) {}
+      identity_(std::move(identity)), minimum_io_size_(minimum_io_size) {}
+
+namespace {
+
+// A disk reached through two device nodes (/dev/sda, /dev/disk/by-id/...) is one disk: name it by st_rdev.
+std::string identity_of_stat(const struct stat& st) {
+  if (S_ISBLK(st.st_mode)) return "block " + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
+  return "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
+// A block device's minimum I/O size: BLKIOMIN (the kernel's io_min, e.g. a RAID chunk), at least the logical
+// block size. 1 when the kernel tells neither.
+uint64_t block_device_minimum_io(int fd) {
+  unsigned int io_min = 0;
+  int logical_block = 0;
+  if (::ioctl(fd, BLKIOMIN, &io_min) != 0) io_min = 0;
+  if (::ioctl(fd, BLKSSZGET, &logical_block) != 0 || logical_block < 0) logical_block = 0;
+  return std::max<uint64_t>({1, io_min, static_cast<uint64_t>(logical_block)});
+}
+
+}  // namespace
 
 FileDevice::~FileDevice() { ::close(fd_); }
 
@@ -45,10 +65,9 @@ Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonl
     ::close(fd);
     return {Errc::invalid_argument, path + " is neither a regular file nor a block device"};
   }
-  // A disk reached through two device nodes (/dev/sda, /dev/disk/by-id/...) is one disk: name it by st_rdev.
-  std::string identity = block ? "block " + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev))
-                               : "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-  out.reset(new FileDevice(fd, path, size, readonly, block, std::move(identity)));
+  std::string identity = identity_of_stat(st);
+  const uint64_t minimum_io = block ? block_device_minimum_io(fd) : 1;
+  out.reset(new FileDevice(fd, path, size, readonly, block, std::move(identity), minimum_io));
   return Status::ok();
 }
 
@@ -141,6 +160,14 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
 }
 
 std::string FileDevice::file_identity() const { return identity_; }
+
+Status FileDevice::identity_of(const std::string& path, std::string& identity) {
+  identity.clear();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? Status::ok() : Status::from_errno(errno, "stat " + path);
+  identity = identity_of_stat(st);
+  return Status::ok();
+}
 
 std::string FileDevice::content_fingerprint() const {
   struct stat st {};

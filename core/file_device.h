@@ -20,6 +20,9 @@ class FileDevice final : public BlockDevice {
   // allocating with fallocate where the file system can (falls back to ftruncate). created tells whether the
   // file did not exist before (a created file is removed again when this fails).
   static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created);
+  // The file_identity() a FileDevice of `path` would have, found without opening it (stat), so that a file in
+  // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
+  static Status identity_of(const std::string& path, std::string& identity);
   ~FileDevice() override;
   FileDevice(const FileDevice&) = delete;
   FileDevice& operator=(const FileDevice&) = delete;
@@ -32,6 +35,9 @@ class FileDevice final : public BlockDevice {
   Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override;
   Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) override;
   bool can_trim() const override { return !is_block_device_; }
+  // Block devices: the larger of BLKIOMIN and the logical block size (BLKSSZGET). Regular files: 1 (the page
+  // cache takes writes of any size).
+  uint64_t minimum_io_size() const override { return minimum_io_size_; }
   bool is_read_only() const override { return readonly_; }
   // Regular files only: writes to a block device change no timestamp the device node shows. A write that
   // lands within the same timestamp tick as our own last write is not seen either.
@@ -45,13 +51,15 @@ class FileDevice final : public BlockDevice {
  private:
   // Takes ownership of fd (closing it on failure) and reads its kind and size.
   static Status from_descriptor(int fd, const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out);
-  FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device, std::string identity);
+  FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device, std::string identity,
+             uint64_t minimum_io_size);
   int fd_;
   std::string path_;
   uint64_t size_;
   bool readonly_;
   bool is_block_device_;
   std::string identity_;
+  uint64_t minimum_io_size_;
 };
 
 }  // namespace nbdsnap

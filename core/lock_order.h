@@ -21,6 +21,8 @@
 //       EventLog::mutex_          the event queue
 //       IoGate::mutex_            the gate's freeze count (held only inside IoGate)
 //       MemoryDevice::mutex_      test device pages
+//  6. below the leaves — taken with a leaf held, takes nothing:
+//       the chunk buffer pool's mutex (core/chunk_buffer.cpp): a buffer may be freed with ChunkMap::mutex_ held
 //
 // Paths that nest, for reference: take = 1 -> 2 (freeze each origin) -> 3 -> 4; destroy = 1 -> 3 -> 2 -> 4;
 // detach = 1 -> 3 -> 4 -> 2 (close); a write = gate entered -> ChunkMap -> (released) -> DiffStorage / device

@@ -5,12 +5,13 @@
 
 namespace nbdsnap {
 
-Origin::Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, bool read_only,
-               std::unique_ptr<Tracker> tracker)
+Origin::Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, uint64_t minimum_io_size,
+               bool read_only, std::unique_ptr<Tracker> tracker)
     : name_(std::move(name)),
       device_(std::move(device)),
       can_trim_(device_ && device_->can_trim()),
       size_(size),
+      minimum_io_size_(minimum_io_size == 0 ? 1 : minimum_io_size),
       read_only_(read_only),
       tracker_(std::move(tracker)) {}
 

@@ -31,14 +31,16 @@ class Origin {
   // Holds the origin's write gate for one write (IoGate::Pass). Releasing it lets a pending take proceed.
   using WriteGuard = IoGate::Pass;
 
-  Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, bool read_only,
-         std::unique_ptr<Tracker> tracker);
+  Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, uint64_t minimum_io_size,
+         bool read_only, std::unique_ptr<Tracker> tracker);
   ~Origin();
   Origin(const Origin&) = delete;
   Origin& operator=(const Origin&) = delete;
 
   const std::string& name() const { return name_; }
   uint64_t size() const { return size_; }
+  // The device's minimum I/O size in bytes (1: none); chunks and tracking blocks are never smaller.
+  uint64_t minimum_io_size() const { return minimum_io_size_; }
   bool read_only() const { return read_only_; }
   // Whether the device can trim (punch holes): what the origin export advertises.
   bool can_trim() const { return can_trim_; }
@@ -79,6 +81,7 @@ class Origin {
   const bool can_trim_;
   IoGate read_gate_;  // reads, flushes, extents: closed at detach (never frozen: a take does not wait for reads)
   const uint64_t size_;
+  const uint64_t minimum_io_size_;
   const bool read_only_;
   const std::unique_ptr<Tracker> tracker_;
 };

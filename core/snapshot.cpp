@@ -134,15 +134,21 @@ std::string Snapshot::corruption_reason() const {
   return corruption_reason_;
 }
 
-void Snapshot::corrupt(std::string_view origin, std::string_view reason) noexcept {
+void Snapshot::corrupt(std::string_view origin, Errc code, std::string_view reason) noexcept {
+  const int error_code = to_errno(Status(code, std::string()));  // an empty message does not allocate
   {
     MutexLock lock(mutex_);
-    if (corrupted_.load()) return;  // the first reason wins
+    const bool first = !corrupted_.load();
+    corrupted_.store(true);  // before anything that allocates
     try {
+      if (origin_errors_.find(origin) == origin_errors_.end()) {
+        origin_errors_.emplace(std::string(origin), OriginError{std::string(origin), error_code, std::string(reason)});
+      }
+      if (!first) return;  // the first reason wins
       corruption_reason_ = reason;
-    } catch (...) {  // out of memory: the reason stays empty, the flag below is what keeps images safe
+    } catch (...) {  // out of memory: the reason stays empty, the flag is what keeps images safe
+      if (!first) return;
     }
-    corrupted_.store(true);
   }
   try {
     Event e;
@@ -150,13 +156,14 @@ void Snapshot::corrupt(std::string_view origin, std::string_view reason) noexcep
     e.snapshot = name_;
     e.origin = origin;
     e.reason = reason;
+    e.error_code = error_code;
     events_.post(std::move(e));
   } catch (...) {  // out of memory: the event is lost, the state says corrupted
   }
 }
 
-Status Snapshot::append_storage(const StorageSpec& spec, const std::vector<std::string>& in_use) {
-  if (Status s = storage_.append(spec, in_use); !s) return s;
+Status Snapshot::append_storage(const StorageSpec& spec, const AreaRequirements& requirements) {
+  if (Status s = storage_.append(spec, requirements); !s) return s;
   Event e;
   e.type = EventType::storage_appended;
   e.snapshot = name_;
@@ -201,6 +208,7 @@ SnapshotInfo Snapshot::info() const {
     for (const auto& [origin, chunks] : chunk_maps_) maps.push_back(chunks);
     for (const auto& [origin, cbt] : frozen_cbt_) out.memory_bytes += cbt->map.size();
     out.corruption_reason = corruption_reason_;
+    for (const auto& [origin, error] : origin_errors_) out.origin_errors.push_back(error);
     out.taken_unix_ms = taken_unix_ms_;
   }
   // Chunk maps take their own lock: never while holding ours (core/lock_order.h).

@@ -65,13 +65,15 @@ class Snapshot {
   void queue_writeback(std::shared_ptr<ChunkMap> chunks, uint64_t index) EXCLUDES(writeback_mutex_);
   bool is_corrupted() const { return corrupted_.load(); }
   std::string corruption_reason() const EXCLUDES(mutex_);
-  // Marks the snapshot corrupted (first reason wins) and posts a corrupted event. Never throws: it runs on
-  // the copy-on-write path, also after an allocation failed (the flag is set first, without allocating).
-  void corrupt(std::string_view origin, std::string_view reason) noexcept EXCLUDES(mutex_);
+  // Marks the snapshot corrupted because `origin` failed with `code` (first reason wins) and posts a corrupted
+  // event with the errno of `code` (to_errno). Records the first failure of each origin for info(). Never
+  // throws: it runs on the copy-on-write path, also after an allocation failed (the flag is set first, without
+  // allocating).
+  void corrupt(std::string_view origin, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);
 
   IoGate& image_gate() { return image_gate_; }
-  // Appends storage (see DiffStorage::append for in_use) and posts storage_appended.
-  Status append_storage(const StorageSpec& spec, const std::vector<std::string>& in_use);
+  // Appends storage (see DiffStorage::append for the requirements) and posts storage_appended.
+  Status append_storage(const StorageSpec& spec, const AreaRequirements& requirements);
   // Stops writeback and releases difference storage. REQUIRES: no more I/O (gates closed/cleared).
   void shutdown() EXCLUDES(writeback_mutex_);
   SnapshotInfo info() const EXCLUDES(mutex_);
@@ -93,6 +95,7 @@ class Snapshot {
   std::map<std::string, std::shared_ptr<ChunkMap>> chunk_maps_ GUARDED_BY(mutex_);
   std::map<std::string, std::shared_ptr<const CbtFrozen>> frozen_cbt_ GUARDED_BY(mutex_);
   std::string corruption_reason_ GUARDED_BY(mutex_);
+  std::map<std::string, OriginError, std::less<>> origin_errors_ GUARDED_BY(mutex_);  // first failure per origin
   int64_t taken_unix_ms_ GUARDED_BY(mutex_) = 0;
 
   Mutex writeback_mutex_;

@@ -5,8 +5,47 @@
 
 namespace nbdsnap {
 
+namespace {
+
+// The binary shift of a size suffix ("", "B", "K", "KiB", "KB", "M"...), or -1 when it is not one.
+int suffix_shift(std::string suffix) {
+  if (suffix.size() >= 2 && (suffix.substr(1) == "iB" || suffix.substr(1) == "B")) suffix.resize(1);
+  if (suffix.empty() || suffix == "B") return 0;
+  static const char kLetters[] = "KMGTP";
+  for (int i = 0; i < 5; ++i) {
+    if (suffix.size() == 1 && (suffix[0] == kLetters[i] || suffix[0] == kLetters[i] + ('a' - 'A'))) return 10 * (i + 1);
+  }
+  return -1;
+}
+
+// "1.5G": what to write instead, in words ("1536M" when the value is whole in a smaller unit).
+std::string fraction_advice(const std::string& text, size_t point) {
+  size_t end = point + 1;
+  while (end < text.size() && text[end] >= '0' && text[end] <= '9') ++end;
+  const std::string whole = text.substr(0, point), fraction = text.substr(point + 1, end - point - 1);
+  const int shift = suffix_shift(text.substr(end));
+  std::string advice = "write a whole number of bytes or of a smaller unit";
+  if (shift <= 0 || fraction.empty() || whole.size() + fraction.size() > 15) return advice;
+  // value = digits / 10^decimals * 2^shift, exact when 10^decimals divides digits << shift.
+  uint64_t digits = std::stoull(whole + fraction), scale = 1;
+  for (size_t i = 0; i < fraction.size(); ++i) scale *= 10;
+  for (int unit_shift = shift - 10; unit_shift >= 0; unit_shift -= 10) {
+    const uint64_t numerator = digits << (shift - unit_shift);
+    if ((numerator >> (shift - unit_shift)) != digits) break;  // too large to say exactly
+    if (numerator % scale == 0) {
+      static const char* const kUnits[] = {"", "K", "M", "G", "T"};
+      return advice + ": " + text.substr(0, end) + text.substr(end, 1) + " is " + std::to_string(numerator / scale) +
+             kUnits[unit_shift / 10];
+    }
+  }
+  return advice;
+}
+
+}  // namespace
+
 Status parse_size(const std::string& text, uint64_t& out) {
-  if (text.empty()) return {Errc::invalid_argument, "empty size"};
+  if (text.empty()) return {Errc::invalid_argument, "the size is empty: give a number of bytes such as 4096, 64K or 2G"};
+  if (text[0] == '-') return {Errc::invalid_argument, "size '" + text + "' is negative: sizes are whole numbers of bytes"};
   uint64_t value = 0;
   size_t i = 0;
   for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
@@ -14,17 +53,17 @@ Status parse_size(const std::string& text, uint64_t& out) {
     if (value > (UINT64_MAX - digit) / 10) return {Errc::overflow, "size '" + text + "' is too large"};
     value = value * 10 + digit;
   }
-  if (i == 0) return {Errc::invalid_argument, "size '" + text + "' does not start with a number"};
-  std::string suffix = text.substr(i);
-  if (suffix.size() >= 2 && (suffix.substr(1) == "iB" || suffix.substr(1) == "B")) suffix.resize(1);
-  unsigned shift = 0;
-  if (suffix.empty() || suffix == "B") shift = 0;
-  else if (suffix == "K" || suffix == "k") shift = 10;
-  else if (suffix == "M" || suffix == "m") shift = 20;
-  else if (suffix == "G" || suffix == "g") shift = 30;
-  else if (suffix == "T" || suffix == "t") shift = 40;
-  else if (suffix == "P" || suffix == "p") shift = 50;
-  else return {Errc::invalid_argument, "size '" + text + "' has an unknown suffix (use K, M, G, T, P)"};
+  if (i == 0) {
+    return {Errc::invalid_argument, "size '" + text + "' does not start with a number (sizes look like 4096, 64K, 2G)"};
+  }
+  if (i < text.size() && (text[i] == '.' || text[i] == ',')) {
+    return {Errc::invalid_argument, "size '" + text + "' is not a whole number: " + fraction_advice(text, i)};
+  }
+  const int shift = suffix_shift(text.substr(i));
+  if (shift < 0) {
+    return {Errc::invalid_argument, "size '" + text + "' has an unknown suffix '" + text.substr(i) +
+                                        "' (use K, M, G, T or P, powers of 1024)"};
+  }
   if (shift && value > (UINT64_MAX >> shift)) return {Errc::overflow, "size '" + text + "' is too large"};
   out = value << shift;
   return Status::ok();
@@ -39,19 +78,6 @@ std::string format_size(uint64_t bytes) {
   if (unit == 0) std::snprintf(text, sizeof text, "%llu B", static_cast<unsigned long long>(bytes));
   else std::snprintf(text, sizeof text, "%.1f %s", value, kUnits[unit]);
   return text;
-}
-
-Status parse_storage_spec(const std::string& text, std::string& path, uint64_t& size) {
-  size = 0;
-  const auto colon = text.rfind(':');
-  if (colon != std::string::npos && colon + 1 < text.size() && text[colon + 1] >= '0' && text[colon + 1] <= '9') {
-    path = text.substr(0, colon);
-    if (Status s = parse_size(text.substr(colon + 1), size); !s) return s;
-  } else {
-    path = text;
-  }
-  if (path.empty()) return {Errc::invalid_argument, "storage spec '" + text + "' has no path"};
-  return Status::ok();
 }
 
 }  // namespace nbdsnap

@@ -1,4 +1,4 @@
-// units.h — sizes as users write them: "1048576", "64K", "256M", "2G", "1T" (powers of 1024), "PATH:SIZE".
+// units.h — sizes as users write them: "1048576", "64K", "256M", "2G", "1T" (powers of 1024).
 #pragma once
 
 #include <cstdint>
@@ -8,9 +8,10 @@
 
 namespace nbdsnap {
 
+// Reads a whole number of bytes with an optional binary suffix (K, M, G, T, P; KiB and KB read the same).
+// invalid_argument says in words what is wrong and what to write instead (a negative size, "1.5G" -> 1536M,
+// an unknown suffix); overflow when the value does not fit in 64 bits.
 Status parse_size(const std::string& text, uint64_t& out);
 std::string format_size(uint64_t bytes);  // "1.5 GiB"
-// "PATH" or "PATH:SIZE" (difference storage specs). size 0 when absent.
-Status parse_storage_spec(const std::string& text, std::string& path, uint64_t& size);
 
 }  // namespace nbdsnap

@@ -1,6 +1,7 @@
 // filter_config.cpp — parsing and checking the filter's parameters.
 #include "filter_config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <string_view>
@@ -10,6 +11,7 @@
 
 #include "export_name.h"
 #include "object_file_name.h"
+#include "tuning.h"
 #include "units.h"
 
 namespace nbdsnap {
@@ -28,28 +30,7 @@ Status absolute_path(const std::string& key, const std::string& path, std::strin
   return Status::ok();
 }
 
-Status parse_shift(const std::string& key, const std::string& value, unsigned minimum, unsigned& out) {
-  char* end = nullptr;
-  errno = 0;
-  unsigned long shift = std::strtoul(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || errno != 0 || shift < minimum || shift > 40)
-    return {Errc::invalid_argument,
-            key + "=" + value + ": expected a power of two exponent from " + std::to_string(minimum) + " to 40"};
-  out = static_cast<unsigned>(shift);
-  return Status::ok();
-}
-
-Status parse_checkpoints_kept(const std::string& key, const std::string& value, unsigned& out) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long kept = std::strtoul(value.c_str(), &end, 10);
-  Status s = check_checkpoints_kept(kept);
-  if (value.empty() || value[0] == '-' || *end != '\0' || errno != 0 || !s) {
-    return {Errc::invalid_argument, key + "=" + value + ": " + check_checkpoints_kept(0).message()};
-  }
-  out = static_cast<unsigned>(kept);
-  return Status::ok();
-}
+const OptionSpelling kSpelling{kParameterPrefix, "="};
 
 bool is_directory(const std::string& path) {
   struct stat st {};
@@ -74,20 +55,34 @@ Status check_storage_path(const std::string& path, bool& is_directory) {
 
 }  // namespace
 
-const char* const kConfigHelp =
-    "nbdsnap-control=SOCKET        Serve the nbdsnap control protocol on this Unix socket.\n"
-    "nbdsnap-state-dir=DIR         Keep change block tracking state here across restarts.\n"
-    "nbdsnap-storage=PATH[:SIZE]   Default difference storage for snapshots created without any: an\n"
-    "                              existing file, or a directory holding one SNAPSHOT.nbdsnap-diff per snapshot.\n"
-    "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
-    "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).\n"
-    "nbdsnap-chunk-min-shift=N     Smallest copy-on-write chunk is 2^N bytes (default 18).\n"
-    "nbdsnap-tracking-min-shift=N  Smallest change tracking block is 2^N bytes (default 16).\n"
-    "nbdsnap-checkpoints-kept=N    CBT checkpoints kept per origin, 2..128; older ones are dropped\n"
-    "                              (default 16).";
+const char* config_help() {
+  static const std::string help = [] {
+    std::string text =
+        "nbdsnap-control=SOCKET        Serve the nbdsnap control protocol on this Unix socket.\n"
+        "nbdsnap-state-dir=DIR         Keep change block tracking state here across restarts.\n"
+        "nbdsnap-storage=PATH[:SIZE]   Default difference storage for snapshots created without any: an\n"
+        "                              existing file or device (PATH:OFFSET+LENGTH: a range of it), or a\n"
+        "                              directory holding one SNAPSHOT.nbdsnap-diff of SIZE per snapshot.\n"
+        "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
+        "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).";
+    for (const TuningOption& option : tuning_options()) {
+      std::string key = kParameterPrefix + std::string(option.name) + "=" + std::string(option.value_name);
+      key.resize(std::max<size_t>(key.size() + 1, 30), ' ');
+      text += "\n" + key + option.help_text() + ".";
+    }
+    return text;
+  }();
+  return help.c_str();
+}
+
+std::string_view canonical_parameter_name(std::string_view name) {
+  if (name == "tracking-min-shift") return "tracking-block-min-shift";
+  return name;
+}
 
 Status FilterConfig::apply(const std::string& key, const std::string& value) {
-  std::string_view name = std::string_view(key).substr(std::string_view(kParameterPrefix).size());
+  const std::string_view name =
+      canonical_parameter_name(std::string_view(key).substr(std::string_view(kParameterPrefix).size()));
   if (name == "control") return absolute_path(key, value, control_socket);
   if (name == "state-dir") return absolute_path(key, value, state_dir);
   if (name == "default-origin") {
@@ -96,17 +91,23 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
     return Status::ok();
   }
   if (name == "storage") {
-    std::string path;
-    if (Status s = parse_storage_spec(value, path, storage_size); !s) return {s.code(), key + ": " + s.message()};
-    return absolute_path(key, path, storage_path);
+    StorageSpec spec;
+    if (Status s = parse_storage_spec(value, spec); !s) return {s.code(), key + ": " + s.message()};
+    if (Status s = absolute_path(key, spec.path, spec.path); !s) return s;
+    storage = spec;
+    return Status::ok();
   }
   if (name == "storage-limit") {
     if (Status s = parse_size(value, storage_limit); !s) return {s.code(), key + ": " + s.message()};
     return Status::ok();
   }
-  if (name == "chunk-min-shift") return parse_shift(key, value, 9, sizing.chunk_minimum_shift);
-  if (name == "tracking-min-shift") return parse_shift(key, value, 9, sizing.tracking_block_minimum_shift);
-  if (name == "checkpoints-kept") return parse_checkpoints_kept(key, value, checkpoints_kept);
+  if (const TuningOption* option = find_tuning_option(name)) {
+    Status s = parse_tuning_option(*option, value, tuning, kSpelling);
+    if (!s && key != kSpelling.name(name)) {  // an old name: say which one the message means
+      return {s.code(), key + " is the old name of " + kSpelling.name(name) + ": " + s.message()};
+    }
+    return s;
+  }
   return {Errc::invalid_argument, "unknown parameter " + key + " (see nbdkit --filter=nbdsnap --help)"};
 }
 
@@ -117,24 +118,29 @@ void FilterConfig::note_plugin_parameter(const std::string& key, const std::stri
 }
 
 Status FilterConfig::complete() {
+  if (Status s = sanitize_tuning(tuning, kSpelling); !s) return s;
   if (!state_dir.empty() && !is_directory(state_dir))
     return {Errc::not_found, "nbdsnap-state-dir " + state_dir + " is not a directory"};
   // CBT state files in a directory the plugin serves would be exports, and origins, themselves.
   if (Status s = served_files->check_storage(state_dir, "nbdsnap-state-dir"); !s) return s;
   if (has_default_storage()) {
-    if (Status s = check_storage_path(storage_path, storage_is_directory); !s) return s;
-    if (storage_is_directory && storage_size == 0)
+    if (Status s = check_storage_path(storage.path, storage_is_directory); !s) return s;
+    if (storage_is_directory && storage.is_range())
+      return {Errc::invalid_argument, "nbdsnap-storage=" + storage.to_string() + ": " + storage.path +
+                                          " is a directory: give the size of each snapshot's file as DIR:SIZE, "
+                                          "not a range"};
+    if (storage_is_directory && storage.size == 0)
       return {Errc::invalid_argument,
-              "nbdsnap-storage=" + storage_path + " is a directory: give the size of each snapshot's file as DIR:SIZE"};
-    if (Status s = served_files->check_storage(storage_path); !s) return {s.code(), "nbdsnap-storage: " + s.message()};
+              "nbdsnap-storage=" + storage.to_string() + ": " + storage.path +
+                  " is a directory: give the size of each snapshot's file as DIR:SIZE"};
+    if (Status s = served_files->check_storage(storage.path); !s) return {s.code(), "nbdsnap-storage: " + s.message()};
   }
   return Status::ok();
 }
 
 StorageSpec FilterConfig::default_storage_for(const std::string& snapshot) const {
-  StorageSpec spec;
-  spec.path = storage_is_directory ? storage_path + "/" + object_file_name(snapshot, ".nbdsnap-diff") : storage_path;
-  spec.size = storage_size;
+  StorageSpec spec = storage;
+  if (storage_is_directory) spec.path = storage.path + "/" + object_file_name(snapshot, ".nbdsnap-diff");
   return spec;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "engine.h"
 #include "served_origin_files.h"
@@ -18,14 +19,16 @@ struct FilterConfig {
   std::string control_socket;           // nbdsnap-control: control protocol socket; empty = no control
   std::string state_dir;                // nbdsnap-state-dir: CBT state; empty = not persistent
   std::string default_origin = "default";  // nbdsnap-default-origin: origin name of the plugin's "" export
-  std::string storage_path;             // nbdsnap-storage: default difference storage (file or directory)
-  uint64_t storage_size = 0;            // its size (0: the existing file's size)
-  bool storage_is_directory = false;    // one file per snapshot inside storage_path
+  // nbdsnap-storage: default difference storage (storage_spec.h's text form): a file or device, a range of one,
+  // or a directory with a size (one file of that size per snapshot). Its path is absolute.
+  StorageSpec storage;
+  bool storage_is_directory = false;    // one file per snapshot inside storage.path
   uint64_t storage_limit = 0;           // nbdsnap-storage-limit: default limit for new snapshots
-  SizingRules sizing;                   // nbdsnap-chunk-min-shift, nbdsnap-tracking-min-shift
+  // The engine's tuning (nbdsnap-chunk-min-shift, ... : every option of core/tuning.h, as nbdsnapd has them);
+  // the other fields of EngineConfig are filled in when the engine starts.
+  EngineConfig tuning;
   // The files and directories the plugin's own parameters name (note_plugin_parameter): never storage.
   std::shared_ptr<ServedOriginFiles> served_files = std::make_shared<ServedOriginFiles>();
-  unsigned checkpoints_kept = kDefaultCheckpointsKept;  // nbdsnap-checkpoints-kept
 
   // Applies one parameter (key with its prefix). Paths are made absolute: nbdkit changes directory when it
   // daemonizes. REQUIRES: key starts with kParameterPrefix.
@@ -34,17 +37,21 @@ struct FilterConfig {
   // directory, whatever the plugin (nbdkit's file plugin; split, partitioning and ondemand too). nbdkit passes
   // a plugin's bare first argument under the plugin's magic key: `file` for the file plugin.
   void note_plugin_parameter(const std::string& key, const std::string& value);
-  // Checks the parameters together, once all are known: nbdsnap-state-dir must be a directory; nbdsnap-storage
-  // must exist (a directory: one file per snapshot in it; a file or block device: used as is); neither may be
-  // something the plugin serves.
+  // Checks the parameters together, once all are known: the engine's sanitize step for the tuning options
+  // (core/tuning.h); nbdsnap-state-dir must be a directory; nbdsnap-storage must exist (a directory: one file
+  // per snapshot in it; a file or block device: used as is); neither may be something the plugin serves.
   Status complete();
 
-  bool has_default_storage() const { return !storage_path.empty(); }
-  // Difference storage for a snapshot created without any: the file, or DIRECTORY/SNAPSHOT.nbdsnap-diff.
+  bool has_default_storage() const { return !storage.path.empty(); }
+  // Difference storage for a snapshot created without any: the file (or range), or DIRECTORY/SNAPSHOT.nbdsnap-diff.
   StorageSpec default_storage_for(const std::string& snapshot) const;
 };
 
-// Help text for `nbdkit --filter=nbdsnap --help`.
-extern const char* const kConfigHelp;
+// Help text for `nbdkit --filter=nbdsnap --help`: the filter's own parameters and every tuning option.
+const char* config_help();
+
+// Old names of parameters, still accepted: nbdsnap-tracking-min-shift (now nbdsnap-tracking-block-min-shift,
+// the name nbdsnapd has always used).
+std::string_view canonical_parameter_name(std::string_view name);
 
 }  // namespace nbdsnap

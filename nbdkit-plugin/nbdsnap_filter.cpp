@@ -158,7 +158,14 @@ Status apply_snapshot_defaults(nlohmann::json& request) {
   if (config.has_default_storage() && (storage == request.end() || (storage->is_array() && storage->empty()))) {
     StorageSpec spec = config.default_storage_for(name->get<std::string>());
     if (Status s = check_storage_unused(spec.path); !s) return s;
-    request["storage"] = nlohmann::json::array({{{"path", spec.path}, {"size", spec.size}}});
+    nlohmann::json entry = {{"path", spec.path}};
+    if (spec.is_range()) {
+      entry["offset"] = spec.offset;
+      entry["length"] = spec.length;
+    } else {
+      entry["size"] = spec.size;
+    }
+    request["storage"] = nlohmann::json::array({entry});
   }
   if (config.storage_limit != 0 && !request.contains("limit")) request["limit"] = config.storage_limit;
   return Status::ok();
@@ -188,11 +195,9 @@ bool start_control_server(std::string& error) {
 
 int nbdsnap_after_fork(nbdkit_backend*) {
   return guarded(-1, nullptr, [&] {
-    EngineConfig engine_config;
+    EngineConfig engine_config = config.tuning;  // sanitized in .config_complete
     engine_config.state_dir = config.state_dir;
-    engine_config.sizing = config.sizing;
     engine_config.served_origin_files = config.served_files;
-    engine_config.checkpoints_kept = config.checkpoints_kept;
     engine = std::make_unique<Engine>(std::move(engine_config));
     plugin_exports = std::make_unique<PluginExports>(config.default_origin);
     front_end = std::make_unique<FilterFrontEnd>(*engine, *plugin_exports, startup_dir, config.control_socket,
@@ -313,7 +318,10 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     int can_write = next->can_write(next);
     if (can_write == -1) return -1;
     bool read_only = readonly || can_write == 0;
-    if (Status s = front_end->open_origin(handle, c.name.origin, size, read_only, c.origin); !s)
+    // The plugin's minimum block size (0 when it states none): chunks and tracking blocks are never smaller.
+    uint32_t minimum = 0, preferred = 0, maximum = 0;
+    if (next->block_size(next, &minimum, &preferred, &maximum) == -1) return -1;
+    if (Status s = front_end->open_origin(handle, c.name.origin, size, minimum, read_only, c.origin); !s)
       return fail(s, nullptr);
     return 0;
   });
@@ -480,7 +488,7 @@ nbdkit_filter make_filter() {
   f.unload = nbdsnap_unload;
   f.config = nbdsnap_config;
   f.config_complete = nbdsnap_config_complete;
-  f.config_help = kConfigHelp;
+  f.config_help = config_help();
   f.thread_model = nbdsnap_thread_model;
   f.get_ready = nbdsnap_get_ready;
   f.after_fork = nbdsnap_after_fork;

@@ -10,7 +10,7 @@
 #include <boost/program_options.hpp>
 
 #include "export_name.h"
-#include "units.h"
+#include "tuning.h"
 
 namespace po = boost::program_options;
 
@@ -78,27 +78,35 @@ po::options_description option_descriptions() {
        "give a remote control identity a role: read-only, operator or admin (repeatable)")
       ("control-group", po::value<std::string>()->value_name("GROUP"),
        "the Unix control socket belongs to GROUP with mode 0660 (default: mode 0600, owner only)");
-  po::options_description tuning("Engine tuning");
-  tuning.add_options()
-      ("chunk-min-shift", po::value<unsigned>()->value_name("N"), "smallest copy-on-write chunk is 2^N bytes (18)")
-      ("tracking-block-min-shift", po::value<unsigned>()->value_name("N"),
-       "smallest CBT block is 2^N bytes (16)")
-      ("chunk-buffer-budget", po::value<std::string>()->value_name("SIZE"),
-       "memory for old chunks awaiting writeback (64M)")
-      ("low-space-threshold", po::value<std::string>()->value_name("SIZE"),
-       "free difference storage below which low_free_space is posted (64M)")
-      ("checkpoints-kept", po::value<unsigned>()->value_name("N"),
-       "CBT checkpoints kept per origin, 2..128; older ones are dropped (16)");
+  // The engine's tuning options, named and bounded as the nbdkit filter's are (core/tuning.h).
+  po::options_description tuning("Engine tuning (blksnap v4's parameters where it has them)");
+  for (const TuningOption& option : tuning_options()) {
+    tuning.add_options()(std::string(option.name).c_str(),
+                         po::value<std::string>()->value_name(std::string(option.value_name)),
+                         option.help_text().c_str());
+  }
   po::options_description all;
   all.add(general).add(serving).add(security).add(tuning);
   return all;
 }
 
-bool parse_size_option(const po::variables_map& vm, const char* key, uint64_t& out, std::ostream& err) {
-  if (!vm.count(key)) return true;
-  Status status = parse_size(vm[key].as<std::string>(), out);
-  if (!status.is_ok()) err << "nbdsnapd: --" << key << ": " << status.message() << "\n";
-  return status.is_ok();
+const OptionSpelling kSpelling{"--", " "};
+
+// Reads the tuning options given and runs the engine's sanitize step on the result.
+bool apply_tuning(const po::variables_map& vm, EngineConfig& engine, std::ostream& err) {
+  for (const TuningOption& option : tuning_options()) {
+    const std::string key(option.name);
+    if (!vm.count(key)) continue;
+    if (Status s = parse_tuning_option(option, vm[key].as<std::string>(), engine, kSpelling); !s) {
+      err << "nbdsnapd: " << s.message() << "\n";
+      return false;
+    }
+  }
+  if (Status s = sanitize_tuning(engine, kSpelling); !s) {
+    err << "nbdsnapd: " << s.message() << "\n";
+    return false;
+  }
+  return true;
 }
 
 // The security options, checked together: TLS needs credentials, the remote control listener needs TLS
@@ -215,26 +223,7 @@ bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err)
     err << "nbdsnapd: --threads must be 1..1024 and --max-in-flight 1..4096\n";
     return false;
   }
-  if (vm.count("chunk-min-shift")) config.engine.sizing.chunk_minimum_shift = vm["chunk-min-shift"].as<unsigned>();
-  if (vm.count("tracking-block-min-shift")) {
-    config.engine.sizing.tracking_block_minimum_shift = vm["tracking-block-min-shift"].as<unsigned>();
-  }
-  if (config.engine.sizing.chunk_minimum_shift < 9 || config.engine.sizing.chunk_minimum_shift > 30 ||
-      config.engine.sizing.tracking_block_minimum_shift < 9 ||
-      config.engine.sizing.tracking_block_minimum_shift > 30) {
-    err << "nbdsnapd: shifts must be 9..30\n";
-    return false;
-  }
-  if (vm.count("checkpoints-kept")) {
-    config.engine.checkpoints_kept = vm["checkpoints-kept"].as<unsigned>();
-    if (Status s = check_checkpoints_kept(config.engine.checkpoints_kept); !s) {
-      err << "nbdsnapd: --checkpoints-kept " << config.engine.checkpoints_kept << ": " << s.message() << "\n";
-      return false;
-    }
-  }
-  return parse_size_option(vm, "chunk-buffer-budget", config.engine.chunk_buffer_budget, err) &&
-         parse_size_option(vm, "low-space-threshold", config.engine.low_space_threshold, err) &&
-         apply_security(vm, config.security, err);
+  return apply_tuning(vm, config.engine, err) && apply_security(vm, config.security, err);
 }
 
 }  // namespace

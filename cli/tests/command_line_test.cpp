@@ -97,6 +97,31 @@ TEST_CASE("append_storage_request_carries_path_and_size") {
   CHECK(request == nlohmann::json({{"name", "s1"}, {"path", "/diff/more"}, {"size", 256ull << 20}}));
 }
 
+TEST_CASE("storage_ranges_are_sent_as_offset_and_length") {
+  nlohmann::json request = snapshot_append_storage_request("s1", "/dev/sdz:10G+2G");
+  CHECK(request == nlohmann::json({{"name", "s1"}, {"path", "/dev/sdz"}, {"offset", 10ull << 30},
+                                   {"length", 2ull << 30}}));
+  request = snapshot_create_request("s1", {"a"}, {"/dev/sdz:0+1G", "/dev/sdz:1G+1G", "/dev/a:b:"}, 0, false);
+  CHECK(request["storage"][0] == nlohmann::json({{"path", "/dev/sdz"}, {"offset", 0}, {"length", 1ull << 30}}));
+  CHECK(request["storage"][1] == nlohmann::json({{"path", "/dev/sdz"}, {"offset", 1ull << 30}, {"length", 1ull << 30}}));
+  CHECK(request["storage"][2] == nlohmann::json({{"path", "/dev/a:b"}, {"size", 0}}));
+}
+
+TEST_CASE("storage_specs_that_are_not_sizes_are_usage_errors_in_words_never_file_names") {
+  for (const char* spec : {"/x:-5M", "/x:1.5G", "/x:1G+", "/x:abc"}) {
+    CAPTURE(spec);
+    std::string message;
+    try {
+      snapshot_append_storage_request("s1", spec);
+    } catch (const CliError& error) {
+      CHECK(error.code() == ExitCode::usage);
+      message = error.what();
+    }
+    CHECK(message.find(std::string("storage '") + spec + "'") != std::string::npos);
+    CHECK(message.find("end the spec with ':'") != std::string::npos);
+  }
+}
+
 TEST_CASE("storage_paths_are_sent_absolute_because_the_server_has_another_working_directory") {
   const std::string cwd = std::filesystem::current_path().string();
   nlohmann::json request = snapshot_append_storage_request("s1", "diff/../more.img:1M");

@@ -59,15 +59,17 @@ TEST_CASE("cbt_raw_map_lists_runs_with_offsets_and_what_the_numbers_mean") {
 TEST_CASE("snapshot_info_shows_state_images_and_storage") {
   auto snapshot = nlohmann::json::parse(R"({"name":"s1","state":"taken","writable":false,"origins":["a","b"],
     "images":[{"origin":"a","export":"a@s1","uri":"nbd+unix:///a@s1?socket=/x"}],
-    "storage":[{"path":"/d/s1","size":1048576,"created":true}],
-    "storage_total":1048576,"storage_used":65536,"storage_limit":0,"chunks_copied":1,"memory_bytes":10,
+    "storage":[{"path":"/d/s1","offset":0,"size":1048576,"created":true},
+               {"path":"/dev/sdz","offset":1073741824,"size":2097152,"created":false}],
+    "storage_total":3145728,"storage_used":65536,"storage_limit":0,"chunks_copied":1,"memory_bytes":10,
     "corruption_reason":"","taken_unix_ms":1764160000000})");
   std::string text = format_snapshot(snapshot);
   CHECK(text.find("state:          taken") != std::string::npos);
   CHECK(text.find("origins:        a,b") != std::string::npos);
-  CHECK(text.find("storage used:   64.0 KiB / 1.0 MiB") != std::string::npos);
+  CHECK(text.find("storage used:   64.0 KiB / 3.0 MiB") != std::string::npos);
   CHECK(text.find("a@s1    nbd+unix:///a@s1?socket=/x") != std::string::npos);
-  CHECK(text.find("/d/s1    1.0 MiB  yes") != std::string::npos);
+  CHECK(text.find("/d/s1              0  1.0 MiB  yes") != std::string::npos);
+  CHECK(text.find("/dev/sdz  1073741824  2.0 MiB  no") != std::string::npos);
   std::string table = format_snapshot_table(nlohmann::json::array({snapshot}));
   CHECK(table.find("s1    taken  a,b") != std::string::npos);
 }
@@ -81,6 +83,22 @@ TEST_CASE("event_lines_show_type_specific_details") {
   auto appended = nlohmann::json::parse(R"({"sequence":8,"type":"storage_appended","snapshot":"s1","bytes":1048576})");
   CHECK(format_event_line(appended).find("+1.0 MiB") != std::string::npos);
   CHECK(format_event_header().rfind("SEQ", 0) == 0);
+}
+
+TEST_CASE("a corrupted snapshot shows each failed origin's errno with its text, and so does the event") {
+  auto snapshot = nlohmann::json::parse(R"({"name":"s1","state":"corrupted","origins":["a","b"],
+    "corruption_reason":"difference storage is full: 1.0 MiB of 1.0 MiB in 1 area(s) hold copied chunks",
+    "origin_errors":[{"origin":"a","errno":28,"error":"No space left on device",
+                      "reason":"difference storage is full: 1.0 MiB of 1.0 MiB in 1 area(s) hold copied chunks"}]})");
+  const std::string text = format_snapshot(snapshot);
+  const auto line = text.find("error of a:");
+  REQUIRE(line != std::string::npos);
+  CHECK(text.find("errno 28 (No space left on device): difference storage is full", line) != std::string::npos);
+  CHECK(text.find("error of b") == std::string::npos);
+  auto event = nlohmann::json::parse(R"({"sequence":9,"type":"corrupted","snapshot":"s1","origin":"a","errno":5,
+    "error":"Input/output error","reason":"copy-on-write read of the origin failed: read: Input/output error"})");
+  CHECK(format_event_line(event).find("errno 5 (Input/output error): copy-on-write read of the origin failed") !=
+        std::string::npos);
 }
 
 TEST_CASE("progress_line_has_percent_sizes_rate_and_eta") {

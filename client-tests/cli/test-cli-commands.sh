@@ -63,7 +63,7 @@ run_cli 0 --json snapshot info s1
 image_uri=$(json_field '.snapshot.images[] | select(.origin == "disk") | .uri')
 qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$image_uri" >/dev/null || fail "image URI from snapshot info unusable"
 run_cli 0 snapshot append-storage s1 "$dir/s1.more:8M"
-expect_out "s1\.more +8\.0 MiB"
+expect_out "s1\.more +0 +8\.0 MiB"
 run_cli 0 snapshot list
 expect_out '^NAME +STATE +ORIGINS +USED / TOTAL +LIMIT +CHUNKS +TAKEN$'
 expect_out '^s1 +taken +disk,data +.* / 40\.0 MiB +48\.0 MiB '

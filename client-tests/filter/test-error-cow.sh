@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test-error-cow.sh — the plugin fails the copy-on-write read (nbdkit's error filter below ours): the client's
-# write still succeeds, the snapshot turns corrupted with an event, and its image returns errors.
+# write still succeeds, the snapshot turns corrupted with an event carrying the origin and the errno (EIO), as
+# snapshot info does per origin, and its image returns errors.
 # Usage: test-error-cow.sh FILTER.so
 FILTER=$1
 source "$(dirname "$0")/lib.sh"
@@ -27,7 +28,13 @@ info=$(ctl '{"command":"snapshot-info","name":"s"}')
 events=$(ctl '{"command":"events-wait","after":0}')
 jq -e '.events | map(select(.type == "corrupted" and .snapshot == "s")) | length == 1' <<<"$events" >/dev/null ||
   fail "no corrupted event: $events"
-pass "snapshot is corrupted, with an event"
+jq -e '.events[] | select(.type == "corrupted") | .origin == "default" and .errno == 5 and .error == "Input/output error"' \
+  <<<"$events" >/dev/null || fail "the corrupted event lacks the origin or errno: $events"
+jq -e '.snapshot.origin_errors == [{"origin": "default", "errno": 5, "error": "Input/output error",
+        "reason": .snapshot.origin_errors[0].reason}] and
+       (.snapshot.origin_errors[0].reason | test("read of the origin failed"))' <<<"$info" >/dev/null ||
+  fail "snapshot info lacks the origin's errno: $info"
+pass "snapshot is corrupted, with an event; both give the origin and its errno"
 
 if qemu-io -f raw -r -c 'read 0 64K' "$(uri default@s)" >/dev/null 2>&1; then fail "corrupted image read back data"; fi
 if qemu-io -f raw -r -c 'read 8M 64K' "$(uri default@s)" >/dev/null 2>&1; then

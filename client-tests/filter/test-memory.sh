@@ -6,7 +6,7 @@ FILTER=$1
 source "$(dirname "$0")/lib.sh"
 
 help=$(${NBDSNAP_NBDKIT_PRELOAD:+env LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit --filter="$FILTER" memory --help)
-for parameter in control state-dir storage storage-limit default-origin chunk-min-shift tracking-min-shift; do
+for parameter in control state-dir storage storage-limit default-origin chunk-min-shift tracking-block-min-shift; do
   grep -q "nbdsnap-$parameter=" <<<"$help" || fail "--help does not document nbdsnap-$parameter"
 done
 pass "nbdkit --filter=nbdsnap --help documents every parameter"

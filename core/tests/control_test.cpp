@@ -3,6 +3,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cerrno>
+#include <fstream>
+
 #include <set>
 
 #include "test_support.h"
@@ -105,7 +108,7 @@ void check_origin_object(const json& origin) {
 void check_snapshot_object(const json& snapshot) {
   for (const char* key : {"name", "state", "writable", "origins", "images", "storage", "storage_total",
                           "storage_used", "storage_limit", "chunks_copied", "memory_bytes", "corruption_reason",
-                          "taken_unix_ms"}) {
+                          "origin_errors", "taken_unix_ms"}) {
     CAPTURE(key);
     CHECK(snapshot.contains(key));
   }
@@ -315,7 +318,8 @@ TEST_CASE("control snapshot commands create, add, remove, take, append, list and
   CHECK(snapshot["writable"] == true);
   CHECK(snapshot["origins"] == json::array({"disk0"}));
   CHECK(snapshot["images"].empty());
-  CHECK(snapshot["storage"] == json::array({{{"path", f.dir.file("d0")}, {"size", 4 * MiB}, {"created", true}}}));
+  CHECK(snapshot["storage"] ==
+        json::array({{{"path", f.dir.file("d0")}, {"offset", 0}, {"size", 4 * MiB}, {"created", true}}}));
   CHECK(snapshot["storage_total"] == 4 * MiB);
   CHECK(snapshot["storage_limit"] == 3 * MiB);
 
@@ -400,6 +404,74 @@ TEST_CASE("control refuses unknown commands and malformed requests without chang
   CHECK(f.state() == before);
 }
 
+TEST_CASE("control storage entries may be ranges of a file: {path, offset, length}") {
+  ControlFixture f;
+  {
+    std::ofstream file(f.dir.file("shared"), std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(8 * MiB - 1));
+    file.put('\0');
+  }
+  json reply = f.ok({{"command", "snapshot-create"},
+                     {"name", "r"},
+                     {"origins", {"disk0"}},
+                     {"storage", json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"length", 2 * MiB}}})}});
+  CHECK(reply["snapshot"]["storage"] ==
+        json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"size", 2 * MiB}, {"created", false}}}));
+  reply = f.ok({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")},
+                {"offset", 4 * MiB}});  // no length: to the end
+  CHECK(reply["snapshot"]["storage"][1]["size"] == 4 * MiB);
+  CHECK(reply["snapshot"]["storage_total"] == 6 * MiB);
+  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")}, {"offset", 2 * MiB},
+           {"length", 2 * MiB}},
+          "already_exists");
+  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")}, {"offset", 0},
+           {"length", 16 * MiB}},
+          "already_exists");
+  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("none")}, {"offset", 0},
+           {"length", MiB}},
+          "not_found");
+  CHECK_FALSE(std::filesystem::exists(f.dir.file("none")));
+}
+
+TEST_CASE("control snapshot info and the corrupted event give the origin's errno with its text") {
+  ControlFixture f;
+  f.ok({{"command", "snapshot-create"},
+        {"name", "s"},
+        {"origins", {"disk0"}},
+        {"storage", json::array({{{"path", f.dir.file("s.diff")}, {"size", 64 * 1024}}})}});  // one chunk
+  f.ok({{"command", "snapshot-take"}, {"name", "s"}});
+  const uint64_t after = f.ok({{"command", "events-wait"}})["last_sequence"];
+  auto origin = f.engine.find_origin("disk0");
+  const auto data = pattern(4096, 0, 2);
+  for (uint64_t chunk = 0; chunk < 3; ++chunk) REQUIRE_OK(origin->write(data.data(), 4096, chunk * 64 * 1024, false));
+  // Buffered chunks are stored in the background: the storage fills there.
+  REQUIRE(wait_for_event(f.engine.events(), EventType::corrupted, after, std::chrono::seconds(10), "s").has_value());
+  json snapshot = f.ok({{"command", "snapshot-info"}, {"name", "s"}})["snapshot"];
+  CHECK(snapshot["state"] == "corrupted");
+  REQUIRE(snapshot["origin_errors"].size() == 1);
+  const json& error = snapshot["origin_errors"][0];
+  CHECK(error["origin"] == "disk0");
+  CHECK(error["errno"] == ENOSPC);
+  CHECK(error["error"] == "No space left on device");
+  CHECK(error["reason"].get<std::string>().find("difference storage is full") == 0);
+  json events = f.ok({{"command", "events-wait"}, {"after", after}})["events"];
+  bool found = false;
+  for (const json& event : events) {
+    if (event["type"] != "corrupted") {
+      CHECK(event["errno"] == 0);
+      continue;
+    }
+    found = true;
+    CHECK(event["origin"] == "disk0");
+    CHECK(event["errno"] == ENOSPC);
+    CHECK(event["error"] == "No space left on device");
+  }
+  CHECK(found);
+  // A healthy snapshot lists no errors.
+  f.ok(f.create_request("t", {"disk1"}));
+  CHECK(f.ok({{"command", "snapshot-info"}, {"name", "t"}})["snapshot"]["origin_errors"] == json::array());
+}
+
 TEST_CASE("control refuses bad arguments with invalid_argument and changes nothing") {
   ControlFixture f;
   f.ok(f.create_request("s", {"disk0"}));
@@ -416,6 +488,11 @@ TEST_CASE("control refuses bad arguments with invalid_argument and changes nothi
       {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}},
        {"storage", json::array({{{"path", f.dir.file("x")}, {"size", -1}}})}},
       {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", 7}, {"size", MiB}},
+      {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", f.dir.file("x")}, {"size", MiB},
+       {"offset", 0}, {"length", MiB}},
+      {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", f.dir.file("x")}, {"offset", -1}},
+      {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}},
+       {"storage", json::array({{{"path", f.dir.file("x")}, {"size", MiB}, {"length", MiB}}})}},
       {{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", "everything"}},
       {{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", "zero"}}})}},
       {{"command", "events-wait"}, {"after", "yesterday"}},

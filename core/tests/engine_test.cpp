@@ -47,8 +47,8 @@ TEST_CASE("an attached origin is listed with its sizes and a fresh CBT") {
   CHECK_FALSE(info.read_only);
   CHECK(Uuid::parse(info.generation).has_value());
   CHECK(info.change_number == 1);
-  CHECK(info.tracking_block_size == tracking_block_size(4 * MiB, SizingRules{}));
-  CHECK(info.chunk_size == chunk_size(4 * MiB, SizingRules{}));
+  CHECK(info.tracking_block_size == tracking_block_size(4 * MiB, 1, SizingRules{}));
+  CHECK(info.chunk_size == chunk_size(4 * MiB, 1, SizingRules{}));
   CHECK(info.snapshot.empty());
   const auto all = engine.origins();
   REQUIRE(all.size() == 1);
@@ -412,7 +412,7 @@ TEST_CASE("engine memory stays small for a 16 TiB origin until chunks are touche
   TempDir dir;
   EngineConfig config;
   config.sizing.chunk_minimum_shift = 16;  // 64 KiB chunks: 2^28 of them on 16 TiB
-  config.sizing.chunk_maximum_count = 1ull << 40;
+  config.sizing.chunk_maximum_count_shift = 40;
   config.chunk_buffer_budget = 4 * MiB;
   config.low_space_threshold = 0;
   Engine engine(config);

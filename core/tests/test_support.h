@@ -130,7 +130,7 @@ inline void fill_device(BlockDevice& device, uint32_t version) {
 inline SizingRules small_sizing(unsigned chunk_shift, unsigned tracking_shift = 12) {
   SizingRules rules;
   rules.chunk_minimum_shift = chunk_shift;
-  rules.chunk_maximum_count = uint64_t{1} << 40;
+  rules.chunk_maximum_count_shift = 40;
   rules.tracking_block_minimum_shift = tracking_shift;
   rules.tracking_block_maximum_count = uint64_t{1} << 40;
   return rules;

@@ -1,4 +1,4 @@
-// units_test.cpp — sizes as users write them, and storage specs "PATH[:SIZE]".
+// units_test.cpp — sizes as users write them, and what the errors say.
 #include "units.h"
 
 #include <doctest/doctest.h>
@@ -50,24 +50,31 @@ TEST_CASE("format size prints binary units") {
   CHECK(format_size(5ull << 40).find("TiB") != std::string::npos);
 }
 
-TEST_CASE("a storage spec is a path with an optional size") {
-  std::string path;
-  uint64_t size = 99;
-  REQUIRE_OK(parse_storage_spec("/var/lib/nbdsnap/diff0", path, size));
-  CHECK(path == "/var/lib/nbdsnap/diff0");
-  CHECK(size == 0);
-  REQUIRE_OK(parse_storage_spec("/var/lib/nbdsnap/diff1:2G", path, size));
-  CHECK(path == "/var/lib/nbdsnap/diff1");
-  CHECK(size == (2ull << 30));
-  REQUIRE_OK(parse_storage_spec("diff2:1048576", path, size));
-  CHECK(path == "diff2");
-  CHECK(size == 1048576);
+TEST_CASE("size errors say in words what to write instead") {
+  uint64_t bytes = 0;
+  Status s = parse_size("-5M", bytes);
+  CHECK(s.message() == "size '-5M' is negative: sizes are whole numbers of bytes");
+  s = parse_size("1.5G", bytes);
+  CHECK(s.message() == "size '1.5G' is not a whole number: write a whole number of bytes or of a smaller unit: "
+                       "1.5G is 1536M");
+  s = parse_size("0.25M", bytes);
+  CHECK(s.message().find("0.25M is 256K") != std::string::npos);
+  s = parse_size("1.3G", bytes);
+  CHECK(s.message() == "size '1.3G' is not a whole number: write a whole number of bytes or of a smaller unit");
+  s = parse_size("12Q", bytes);
+  CHECK(s.message() == "size '12Q' has an unknown suffix 'Q' (use K, M, G, T or P, powers of 1024)");
+  s = parse_size("", bytes);
+  CHECK(s.message().find("the size is empty") == 0);
+  s = parse_size("lots", bytes);
+  CHECK(s.message().find("does not start with a number") != std::string::npos);
 }
 
-TEST_CASE("a storage spec without a path or with a bad size is refused") {
-  std::string path;
-  uint64_t size = 0;
-  CHECK_FALSE(parse_storage_spec("", path, size).is_ok());
-  CHECK_FALSE(parse_storage_spec(":1G", path, size).is_ok());
-  CHECK_FALSE(parse_storage_spec("/tmp/diff:12Q", path, size).is_ok());
+TEST_CASE("binary suffixes may be written as KiB, KB or lower case") {
+  uint64_t bytes = 0;
+  CHECK_OK(parse_size("64KiB", bytes));
+  CHECK(bytes == 64ull << 10);
+  CHECK_OK(parse_size("2GB", bytes));
+  CHECK(bytes == 2ull << 30);
+  CHECK_OK(parse_size("3p", bytes));
+  CHECK(bytes == 3ull << 50);
 }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include "filter_config.h"
 
@@ -44,12 +45,85 @@ TEST_CASE("sizes_and_shifts_are_checked") {
   CHECK(config.storage_limit == (2ull << 30));
   CHECK_FALSE(config.apply("nbdsnap-storage-limit", "lots"));
   REQUIRE(config.apply("nbdsnap-chunk-min-shift", "16"));
-  CHECK(config.sizing.chunk_minimum_shift == 16);
-  REQUIRE(config.apply("nbdsnap-tracking-min-shift", "20"));
-  CHECK(config.sizing.tracking_block_minimum_shift == 20);
-  CHECK_FALSE(config.apply("nbdsnap-chunk-min-shift", "3"));
+  CHECK(config.tuning.sizing.chunk_minimum_shift == 16);
+  REQUIRE(config.apply("nbdsnap-tracking-block-min-shift", "20"));
+  CHECK(config.tuning.sizing.tracking_block_minimum_shift == 20);
   CHECK_FALSE(config.apply("nbdsnap-chunk-min-shift", "16x"));
-  CHECK_FALSE(config.apply("nbdsnap-tracking-min-shift", "99"));
+  CHECK(config.complete());
+}
+
+TEST_CASE("every_tuning_option_of_the_engine_is_a_parameter_with_the_bounds_nbdsnapd_has") {
+  struct Case {
+    const char* key;
+    const char* good;
+    const char* bad;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"nbdsnap-chunk-min-shift", "16", "11", "nbdsnap-chunk-min-shift=11 is out of range: it must be 12..30"},
+      {"nbdsnap-chunk-max-shift", "28", "31", "nbdsnap-chunk-max-shift=31 is out of range: it must be 12..30"},
+      {"nbdsnap-chunk-max-count-shift", "21", "64",
+       "nbdsnap-chunk-max-count-shift=64 is out of range: it must be 1..63"},
+      {"nbdsnap-tracking-block-min-shift", "12", "8",
+       "nbdsnap-tracking-block-min-shift=8 is out of range: it must be 9..30"},
+      {"nbdsnap-tracking-block-max-shift", "24", "31",
+       "nbdsnap-tracking-block-max-shift=31 is out of range: it must be 9..30"},
+      {"nbdsnap-tracking-block-max-count", "65536", "0",
+       "nbdsnap-tracking-block-max-count=0 is out of range: it must be 1..4294967296"},
+      {"nbdsnap-chunk-buffer-budget", "1G", "65G",
+       "nbdsnap-chunk-buffer-budget=65G is out of range: it must be 0..64G"},
+      {"nbdsnap-low-space-threshold", "0", "2P", "nbdsnap-low-space-threshold=2P is out of range: it must be 0..1P"},
+      {"nbdsnap-copy-io-size", "1M", "48K",
+       "nbdsnap-copy-io-size=48K is not a power of two: it must be 4K..64M, a power of two"},
+      {"nbdsnap-checkpoints-kept", "32", "129", "nbdsnap-checkpoints-kept=129 is out of range: it must be 2..128"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.key);
+    FilterConfig good;
+    REQUIRE(good.apply(c.key, c.good));
+    CHECK(good.complete());
+    FilterConfig bad;
+    REQUIRE(bad.apply(c.key, c.bad));  // bounds are the sanitize step's, in .config_complete
+    auto s = bad.complete();
+    CHECK(s.code() == Errc::invalid_argument);
+    CHECK(s.message() == c.message);
+  }
+}
+
+TEST_CASE("tuning_parameters_reach_the_engine_configuration") {
+  FilterConfig config;
+  for (auto [key, value] : {std::pair{"nbdsnap-chunk-max-shift", "24"}, {"nbdsnap-chunk-max-count-shift", "30"},
+                            {"nbdsnap-tracking-block-max-shift", "20"}, {"nbdsnap-tracking-block-max-count", "4096"},
+                            {"nbdsnap-chunk-buffer-budget", "16M"}, {"nbdsnap-low-space-threshold", "1G"},
+                            {"nbdsnap-copy-io-size", "256K"}}) {
+    REQUIRE(config.apply(key, value));
+  }
+  REQUIRE(config.complete());
+  CHECK(config.tuning.sizing.chunk_maximum_shift == 24);
+  CHECK(config.tuning.sizing.chunk_maximum_count_shift == 30);
+  CHECK(config.tuning.sizing.tracking_block_maximum_shift == 20);
+  CHECK(config.tuning.sizing.tracking_block_maximum_count == 4096);
+  CHECK(config.tuning.chunk_buffer_budget == (16ull << 20));
+  CHECK(config.tuning.low_space_threshold == (1ull << 30));
+  CHECK(config.tuning.copy_io_size == (256ull << 10));
+}
+
+TEST_CASE("the_old_name_nbdsnap_tracking_min_shift_still_works") {
+  FilterConfig config;
+  REQUIRE(config.apply("nbdsnap-tracking-min-shift", "20"));
+  CHECK(config.tuning.sizing.tracking_block_minimum_shift == 20);
+  auto s = config.apply("nbdsnap-tracking-min-shift", "x");
+  CHECK(s.code() == Errc::invalid_argument);
+  CHECK(s.message() ==
+        "nbdsnap-tracking-min-shift is the old name of nbdsnap-tracking-block-min-shift: "
+        "nbdsnap-tracking-block-min-shift=x: expected a whole number 9..30");
+}
+
+TEST_CASE("the_help_lists_every_tuning_parameter_with_its_default_and_bounds") {
+  const std::string help = nbdsnap::config_help();
+  CHECK(help.find("nbdsnap-chunk-min-shift=N") != std::string::npos);
+  CHECK(help.find("nbdsnap-copy-io-size=SIZE") != std::string::npos);
+  CHECK(help.find("(default 18; 12..30)") != std::string::npos);
 }
 
 TEST_CASE("default_origin_must_be_a_valid_origin_name") {
@@ -145,18 +219,53 @@ TEST_CASE("state_dir_must_exist") {
   CHECK(config.complete().code() == Errc::not_found);
 }
 
+TEST_CASE("default_storage_may_be_a_range_of_a_file_but_not_of_a_directory") {
+  std::string dir = temp_dir();
+  std::string file = dir + "/diff.img";
+  std::ofstream(file).close();
+  FilterConfig config;
+  REQUIRE(config.apply("nbdsnap-storage", file + ":1M+64M"));
+  REQUIRE(config.complete());
+  auto spec = config.default_storage_for("s");
+  CHECK(spec.path == file);
+  CHECK(spec.offset == (1ull << 20));
+  CHECK(spec.length == (64ull << 20));
+  CHECK(spec.size == 0);
+  FilterConfig directory;
+  REQUIRE(directory.apply("nbdsnap-storage", dir + ":0+64M"));
+  auto s = directory.complete();
+  CHECK(s.code() == Errc::invalid_argument);
+  CHECK(s.message().find("is a directory: give the size of each snapshot's file as DIR:SIZE, not a range") !=
+        std::string::npos);
+  FilterConfig typo;
+  auto t = typo.apply("nbdsnap-storage", dir + ":1.5G");
+  CHECK(t.code() == Errc::invalid_argument);
+  CHECK(t.message().find("nbdsnap-storage: storage '" + dir + ":1.5G': '1.5G' after the last ':' is not a size") == 0);
+  unlink(file.c_str());
+  rmdir(dir.c_str());
+}
+
 TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
   FilterConfig config;
-  CHECK(config.checkpoints_kept == 16);
+  CHECK(config.tuning.checkpoints_kept == 16);
   REQUIRE(config.apply("nbdsnap-checkpoints-kept", "2"));
-  CHECK(config.checkpoints_kept == 2);
+  CHECK(config.tuning.checkpoints_kept == 2);
   REQUIRE(config.apply("nbdsnap-checkpoints-kept", "128"));
-  CHECK(config.checkpoints_kept == 128);
-  for (const char* bad : {"1", "129", "0", "-1", "", "16x", "99999999999999999999"}) {
+  CHECK(config.tuning.checkpoints_kept == 128);
+  REQUIRE(config.complete());
+  for (const char* bad : {"1", "129", "0"}) {  // numbers: refused by the sanitize step
+    CAPTURE(bad);
+    FilterConfig out_of_range;
+    REQUIRE(out_of_range.apply("nbdsnap-checkpoints-kept", bad));
+    auto s = out_of_range.complete();
+    CHECK(s.code() == Errc::invalid_argument);
+    CHECK(s.message() == std::string("nbdsnap-checkpoints-kept=") + bad + " is out of range: it must be 2..128");
+  }
+  for (const char* bad : {"-1", "", "16x"}) {  // not numbers: refused at once
     CAPTURE(bad);
     auto s = config.apply("nbdsnap-checkpoints-kept", bad);
     CHECK(s.code() == Errc::invalid_argument);
-    CHECK(s.message() == std::string("nbdsnap-checkpoints-kept=") + bad + ": must be 2..128 checkpoints (default 16)");
+    CHECK(s.message() == std::string("nbdsnap-checkpoints-kept=") + bad + ": expected a whole number 2..128");
   }
-  CHECK(config.checkpoints_kept == 128);
+  CHECK(config.apply("nbdsnap-checkpoints-kept", "99999999999999999999").code() == Errc::overflow);
 }
