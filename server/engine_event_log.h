@@ -6,7 +6,7 @@
 // daemon does them (main.cpp, control_front_end.cpp), with the path, so their events are debug lines here.
 //
 // Thread-safety: start() and stop() from one thread; stop() returns once the follower has gone, after it has
-// logged every event posted before EventLog::stop() (which stop() REQUIRES has been called: it is the wake-up).
+// logged every event posted before stop() was called.
 #pragma once
 
 #include <atomic>
@@ -27,7 +27,7 @@ class EngineEventLog {
 
   // Follows the log from its first event still kept (startup events included).
   void start();
-  // REQUIRES: events.stop() was called (else this waits for the follower's next poll, up to a second).
+  // Logs what is left and joins the follower: at once after EventLog::stop(), else within its next poll (1 s).
   void stop();
 
  private:

@@ -209,9 +209,9 @@ int main(int argc, char** argv) {
   engine.events().stop();
   remote_control.stop();
   control_socket.stop();
+  event_log.stop();  // no control command runs any more, so no event comes after this
   log_dropped_snapshots(engine);
   const bool saved = save_clean_state(engine);
-  event_log.stop();  // after the last event (EventLog::stop() above is its wake-up)
   log_info(saved ? "CBT state saved; stopped cleanly" : "stopped with errors");
   return saved ? 0 : 1;
 }

@@ -23,7 +23,8 @@ bool bound_address(int fd, bool unix_only, ListenAddress& out) {
   if (sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0) {
     const auto* un = reinterpret_cast<const sockaddr_un*>(&address);
     out.kind = ListenAddress::Kind::unix_socket;
-    out.path = length > offsetof(sockaddr_un, sun_path) && un->sun_path[0] != '\0' ? std::string(un->sun_path) : "";
+    out.path =
+        length > offsetof(sockaddr_un, sun_path) && un->sun_path[0] != '\0' ? std::string(un->sun_path) : "";
     return true;
   }
   if (unix_only || sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) <= 0) return false;
@@ -68,8 +69,9 @@ Status take_activated_sockets(ActivatedSockets& out) {
         out.control_path = socket.address.path;
       }
     } else {
-      status = {Errc::invalid_argument, "socket activation: descriptor " + std::to_string(fd) + " is named '" +
-                                            name + "': name each socket FileDescriptorName=nbd or =control"};
+      status = {Errc::invalid_argument, "socket activation: descriptor " + std::to_string(fd) +
+                                            " is named '" + name +
+                                            "': name each socket FileDescriptorName=nbd or =control"};
     }
   }
   for (int i = 0; names && i < count; ++i) std::free(names[i]);
@@ -77,6 +79,8 @@ Status take_activated_sockets(ActivatedSockets& out) {
   return status;
 }
 
-void notify_service_manager(const char* state) { sd_notify(0, state); }
+void notify_service_manager(const char* state) {
+  sd_notify(0, state);
+}
 
 }  // namespace nbdsnap

@@ -4,8 +4,8 @@
 // descriptors 3, 4, ... with LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES; each is named by its
 // FileDescriptorName=: "nbd" for an NBD listener (Unix or TCP, any number), "control" for the control socket
 // (Unix, at most one). Passed NBD sockets replace the configured `listen` addresses, a passed control socket
-// the configured `control` path; a kind systemd does not pass is bound as configured. Passed sockets are never
-// unlinked or shut down by nbdsnapd: they belong to systemd, which keeps them across restarts.
+// the configured `control` path; a kind systemd does not pass is bound as configured. Passed sockets are
+// never unlinked or shut down by nbdsnapd: they belong to systemd, which keeps them across restarts.
 // Notification (sd_notify(3)): READY=1 once every socket listens, RELOADING=1 ... READY=1 around a SIGHUP
 // reload, STOPPING=1 when a clean stop begins. Without NOTIFY_SOCKET these do nothing.
 #pragma once

@@ -9,7 +9,8 @@ using namespace nbdsnap;
 
 TEST_CASE("journal_stream_matches_only_stderr's_own_device_and_inode") {
   CHECK(journal_stream_matches("8:12345", 8, 12345));
-  CHECK_FALSE(journal_stream_matches("8:12345", 8, 12346));  // stderr redirected: a child's inherited variable
+  CHECK_FALSE(
+      journal_stream_matches("8:12345", 8, 12346));  // stderr redirected: a child's inherited variable
   CHECK_FALSE(journal_stream_matches("9:12345", 8, 12345));
   CHECK_FALSE(journal_stream_matches(nullptr, 8, 12345));  // not started by systemd
   CHECK_FALSE(journal_stream_matches("", 8, 12345));
