@@ -13,7 +13,9 @@
 // its waits are poll(2)s, which shutting its descriptor down ends as it ends recv().
 #include "control_socket.h"
 
+#include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <netdb.h>
 #include <netinet/in.h>
 
@@ -35,6 +37,7 @@ namespace {
 
 constexpr size_t kMaxLineBytes = 1u << 20;  // docs/control.md: longer lines close the connection
 constexpr size_t kReadChunkBytes = 64u << 10;
+constexpr int kAdoptedPollMs = 200;  // how soon stop() is noticed on an adopted socket
 
 std::string errno_text(const std::string& what, int err) { return what + ": " + std::strerror(err); }
 
@@ -196,6 +199,22 @@ bool ControlSocketServer::start(const std::string& path, LineHandler handler, st
   return false;
 }
 
+bool ControlSocketServer::adopt(int fd, const std::string& path, LineHandler handler, std::string& error) {
+  if (listen_fd_ >= 0) {
+    error = "control socket server already started on " + path_;
+    return false;
+  }
+  // Non-blocking, so that a client gone between poll() and accept4() cannot hold up stop().
+  if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+    error = errno_text("cannot use the control socket passed for " + path, errno);
+    return false;
+  }
+  path_.clear();  // not ours to unlink
+  adopted_ = true;
+  handler_ = [handler = std::move(handler)](const std::string& line, const PeerIdentity&) { return handler(line); };
+  return start_accepting(fd, error);
+}
+
 bool ControlSocketServer::start_tls(const std::string& host, uint16_t port, const TlsCredentialStore& credentials,
                                     PeerLineHandler handler, std::string& error) {
   const std::string where = host + ":" + std::to_string(port);
@@ -245,7 +264,7 @@ bool ControlSocketServer::start_accepting(int fd, std::string& error) {
 void ControlSocketServer::stop() {
   if (listen_fd_ < 0) return;
   stopping_ = true;
-  shutdown(listen_fd_, SHUT_RDWR);
+  if (!adopted_) shutdown(listen_fd_, SHUT_RDWR);  // wakes accept4(); an adopted socket's poll() times out
   if (acceptor_.joinable()) acceptor_.join();
 
   std::list<std::pair<int, std::thread>> clients;
@@ -277,10 +296,14 @@ void ControlSocketServer::accept_loop() {
     }
     for (auto& [fd, thread] : finished) thread.join();
 
+    if (adopted_) {
+      pollfd ready{listen_fd_, POLLIN, 0};
+      if (poll(&ready, 1, kAdoptedPollMs) == 0) continue;
+    }
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       if (stopping_) break;
-      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let clients go, then retry
         continue;

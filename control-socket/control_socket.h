@@ -39,6 +39,10 @@ class ControlSocketServer {
   // Binds PATH (removing a stale socket file, refusing a live one), chmod 0600 (0660 and that group when
   // `group` names one), and starts accepting. Returns false with a message in `error` on failure.
   bool start(const std::string& path, LineHandler handler, std::string& error, const std::string& group = "");
+  // As start(), on a listening Unix socket someone else bound (systemd's socket activation): takes `fd`, serves
+  // it, and on stop() closes it without shutting it down or removing `path` (only named in messages), so
+  // that its owner can pass it on again.
+  bool adopt(int fd, const std::string& path, LineHandler handler, std::string& error);
   // Listens on HOST:PORT (TCP) and serves TLS clients only, with the store's current credentials for each
   // new client (a reload applies to the next one). REQUIRES: the store is loaded, verifies peers when it has
   // X.509 credentials, and outlives this server.
@@ -61,6 +65,7 @@ class ControlSocketServer {
   PeerLineHandler handler_;
   std::function<void(const std::string&)> warn_;
   int listen_fd_ = -1;
+  bool adopted_ = false;  // listen_fd_ is not ours to shut down: accept_loop polls stopping_ instead
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;
   Mutex clients_mutex_;  // a leaf lock; held while closing a client's descriptor (see control_socket.cpp)

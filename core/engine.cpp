@@ -434,6 +434,9 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     snapshots_[name] = std::move(snapshot);
   }
   record_created_storage();
+  std::string origins;
+  for (const std::string& origin : options.origins) origins += (origins.empty() ? "" : ",") + origin;
+  post(events_, EventType::snapshot_created, name, origins, "");
   return Status::ok();
 }
 

@@ -13,6 +13,7 @@ const char* event_type_name(EventType type) {
     case EventType::origin_attached: return "origin_attached";
     case EventType::origin_detached: return "origin_detached";
     case EventType::generation_renewed: return "generation_renewed";
+    case EventType::snapshot_created: return "snapshot_created";
   }
   return "unknown";
 }

@@ -1,4 +1,5 @@
-// events.h — the engine's waitable event log: low free space, corruption, storage appended, destroyed.
+// events.h — the engine's waitable event log: created, taken, low free space, corruption, storage appended,
+// destroyed, origins attached and detached, CBT generations renewed.
 //
 // Events are numbered; a waiter asks for everything after the number it last saw, so several agents can
 // follow the same log independently. The log keeps the most recent events only (bounded memory).
@@ -17,7 +18,7 @@
 namespace nbdsnap {
 
 enum class EventType { low_free_space, corrupted, storage_appended, snapshot_taken, snapshot_destroyed,
-                       origin_attached, origin_detached, generation_renewed };
+                       origin_attached, origin_detached, generation_renewed, snapshot_created };
 const char* event_type_name(EventType type);
 
 struct Event {

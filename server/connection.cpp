@@ -38,6 +38,7 @@
 #include "connection.h"
 
 #include <fcntl.h>
+#include <netdb.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -73,6 +74,28 @@ std::pair<uint64_t, uint64_t> thread_usage() {
 }
 
 
+// Who is at the other end, as the kernel tells: the TCP peer's address, or a Unix-socket client's credentials.
+std::string peer_address(NbdSocket& socket, bool tcp) {
+  if (tcp) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    char host[NI_MAXHOST];
+    char port[NI_MAXSERV];
+    if (::getpeername(socket.native_handle(), reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+        ::getnameinfo(reinterpret_cast<sockaddr*>(&address), length, host, sizeof host, port, sizeof port,
+                      NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+      return "an unknown TCP peer";
+    }
+    return address.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + port : std::string(host) + ":" + port;
+  }
+  ucred credentials{};
+  socklen_t length = sizeof credentials;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+    return "a local client";
+  }
+  return "uid " + std::to_string(credentials.uid) + " pid " + std::to_string(credentials.pid);
+}
+
 // Reads until the buffer is full, each receive as large as the socket allows (asio's transfer_all caps
 // every receive at 64 KiB).
 size_t whole_buffer(const asio::error_code& ec, size_t) { return ec ? 0 : kMaxRequestLength; }
@@ -86,6 +109,7 @@ Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catal
       registry_(registry),
       limits_(limits),
       security_(std::move(security)),
+      peer_address_(peer_address(socket_, security_.tcp)),
       handshake_(catalog, security_.tls),
       wakeup_(socket_.get_executor()) {
   if (security_.access) {
@@ -116,6 +140,10 @@ void Connection::start() {
 
 std::string Connection::describe() const {
   return "connection " + std::to_string(id_) + (export_name_.empty() ? "" : " (" + export_name_ + ")");
+}
+
+std::string Connection::describe_client() const {
+  return describe() + " from " + peer_address_ + (tls_ ? " as " + tls_->peer().describe() : "");
 }
 
 void Connection::refuse(uint32_t reply_type, std::string message) {
@@ -221,7 +249,7 @@ asio::awaitable<bool> Connection::negotiate() {
     if (!got_data) co_return false;
     log_debug(describe() + ": option " + option_name(header.option));
     Handshake::Step step = handshake_.handle_option(header.option, data);
-    if (!step.refused.empty()) log_warning(describe() + ": refused: " + step.refused);
+    if (!step.refused.empty()) log_warning(describe_client() + ": refused: " + step.refused);
     if (step.next == Handshake::Next::transmission) {
       // The export is resolved: from now on this connection counts as its client (a detach without force is
       // refused), even while the GO reply still waits in a full socket buffer below.
@@ -260,8 +288,9 @@ asio::awaitable<bool> Connection::start_tls() {
   const bool secured = co_await tls_->handshake(socket_);
   if (!secured) {
     // A wrong PSK, a certificate from another CA, a plain client that sent STARTTLS and nothing else...
-    log_warning(describe() + ": TLS handshake failed: " + tls_->error());
-    tls_.reset();  // no close_notify for a session that never started
+    const std::string error = tls_->error();
+    tls_.reset();  // no close_notify for a session that never started; and no identity for describe_client()
+    log_warning(describe_client() + ": refused: TLS handshake failed: " + error);
     co_return false;
   }
   handshake_.tls_started();

@@ -112,6 +112,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void wake_reader() REQUIRES(mutex_);
   void close_socket();                      // on the I/O thread
   std::string describe() const;
+  // describe() with who the client is, for refusals: its address (TCP) or process credentials (Unix
+  // socket), and its TLS identity once it has one.
+  std::string describe_client() const;
 
   NbdSocket socket_;
   const uint64_t id_;
@@ -119,6 +122,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ClientRegistry& registry_;
   const ConnectionLimits limits_;
   const ConnectionSecurity security_;
+  const std::string peer_address_;  // "192.0.2.7:50123" or "uid 1000 pid 4242", at accept
 
   // Set by start_tls() on the I/O thread before transmission; then used by the reader and the senders.
   std::unique_ptr<TlsChannel> tls_;

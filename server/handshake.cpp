@@ -89,8 +89,12 @@ Handshake::Step Handshake::handle_option(uint32_t option, std::span<const uint8_
   if (option == kOptStartTls) return handle_starttls(data);
   if (tls_ == TlsMode::require && !tls_active_) {
     // FORCEDTLS: EXPORT_NAME cannot be refused with an error, so the connection ends.
-    if (option == kOptExportName) return {{}, Next::close, {}};
-    return refuse(option, kRepErrTlsReqd, "this server requires TLS: use NBD_OPT_STARTTLS (nbds:// URIs)");
+    const std::string why =
+        std::string("TLS is required and the client did not start it (") + option_name(option) + ")";
+    if (option == kOptExportName) return {{}, Next::close, why};
+    Step step = refuse(option, kRepErrTlsReqd, "this server requires TLS: use NBD_OPT_STARTTLS (nbds:// URIs)");
+    step.refused = why;
+    return step;
   }
   switch (option) {
     case kOptExportName: return handle_export_name(data);

@@ -54,7 +54,7 @@ class Handshake {
   struct Step {
     std::vector<uint8_t> reply;  // bytes to send (may be empty)
     Next next = Next::read_option;
-    std::string refused;         // an export refused by the access rules: the reason, for the server log
+    std::string refused;         // a client refused (access rules, TLS required): the reason, for the log
   };
 
   explicit Handshake(const ExportCatalog& catalog, TlsMode tls = TlsMode::off) : catalog_(catalog), tls_(tls) {}

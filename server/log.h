@@ -1,5 +1,8 @@
-// log.h — nbdsnapd's log: one line per message on stderr, with a UTC time stamp and a level.
+// log.h — nbdsnapd's log: one line per message on stderr, with a UTC time stamp and a level; under systemd,
+// when stderr is the journal, with the journal's priority prefix ("<6>") in place of the time stamp.
 #pragma once
+
+#include <sys/types.h>
 
 #include <string>
 
@@ -8,11 +11,23 @@ namespace nbdsnap {
 enum class LogLevel { error = 0, warning = 1, info = 2, debug = 3 };
 
 // "error", "warning", "info", "debug".
+const char* log_level_name(LogLevel level);
 bool parse_log_level(const std::string& text, LogLevel& out);
 void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
 // Thread-safe; lines from several threads never interleave.
 void log_message(LogLevel level, const std::string& message);
+
+// Looks once whether stderr is the journal (below) and formats lines for it from then on. Call at start,
+// before other threads log.
+void detect_journal_stderr();
+// Whether JOURNAL_STREAM (systemd.exec(5): "DEVICE:INODE" of the stream systemd connected to the journal, in
+// decimal) names the file stderr is: dev and ino are stderr's fstat(). False for a null or malformed value,
+// so a variable inherited by a child whose stderr was redirected elsewhere does not count.
+bool journal_stream_matches(const char* journal_stream, dev_t dev, ino_t ino);
+// The syslog priority prefix sd-daemon(3) defines for a level: "<3>" (SD_ERR), "<4>" (SD_WARNING),
+// "<6>" (SD_INFO), "<7>" (SD_DEBUG).
+const char* journal_priority_prefix(LogLevel level);
 
 inline void log_error(const std::string& message) { log_message(LogLevel::error, message); }
 inline void log_warning(const std::string& message) { log_message(LogLevel::warning, message); }

@@ -7,31 +7,64 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include "control.h"
 #include "control_front_end.h"
 #include "control_socket.h"
 #include "engine.h"
+#include "engine_event_log.h"
 #include "log.h"
 #include "origin_files.h"
 #include "remote_security.h"
 #include "server.h"
 #include "server_config.h"
+#include "systemd_service.h"
 
 using namespace nbdsnap;
 
 namespace {
 
-// Says what the engine noticed while attaching: above all, a new CBT generation after an unclean stop.
-void log_startup_events(Engine& engine) {
-  for (const Event& event : engine.events().wait_after(0, std::chrono::milliseconds(0))) {
-    if (event.type == EventType::generation_renewed) {
-      log_warning("origin " + event.origin + ": new CBT generation (" + event.reason +
-                  "); incremental backups must start again with a full backup");
-    } else {
-      log_debug(std::string("event ") + event_type_name(event.type) + " origin=" + event.origin +
-                (event.reason.empty() ? "" : " reason=" + event.reason));
+// SIGHUP: the log level is read again from the command line and configuration file (nothing else of the
+// file is applied: listeners, origins and limits need a restart). A file that no longer parses changes nothing.
+void reload_log_level(int argc, char** argv) {
+  ServerConfig fresh;
+  std::ostringstream out;
+  std::ostringstream err;
+  if (parse_server_config(argc, argv, fresh, out, err) != ConfigOutcome::run) {
+    log_error("configuration not reloaded, the log level stays: " + err.str());
+    return;
+  }
+  set_log_level(fresh.log_level);
+  log_info(std::string("log level ") + log_level_name(fresh.log_level));
+}
+
+// systemd's sockets replace the configured ones (systemd_service.h). A configured address systemd did not pass
+// is not served: say so, since the configuration file alone no longer tells what nbdsnapd listens on.
+void use_activated_sockets(const ActivatedSockets& activated, ServerConfig& config) {
+  if (!activated.nbd.empty()) {
+    std::vector<std::string> passed;
+    for (const ActivatedSocket& socket : activated.nbd) passed.push_back(format_listen_address(socket.address));
+    for (const ListenAddress& address : config.listen) {
+      const std::string text = format_listen_address(address);
+      if (std::find(passed.begin(), passed.end(), text) == passed.end()) {
+        log_warning("listen " + text + " is not served: under socket activation nbdsnapd serves the NBD sockets " +
+                    "systemd passes (add ListenStream= to nbdsnapd.socket)");
+      }
     }
+    config.listen.clear();
+    for (const ActivatedSocket& socket : activated.nbd) config.listen.push_back(socket.address);
+  }
+  if (activated.control_fd >= 0) config.control_path = activated.control_path;
+}
+
+// Says which snapshots a stop ends: snapshots live only as long as the process (their storage goes with them).
+void log_dropped_snapshots(Engine& engine) {
+  for (const SnapshotInfo& info : engine.snapshots()) {
+    std::string origins;
+    for (const std::string& origin : info.origins) origins += (origins.empty() ? "" : ",") + origin;
+    log_info("snapshot " + info.name + " (" + snapshot_state_name(info.state) + ", origins " + origins +
+             ") dropped at shutdown: snapshots do not outlive nbdsnapd");
   }
 }
 
@@ -93,6 +126,13 @@ int main(int argc, char** argv) {
     case ConfigOutcome::run: break;
   }
   set_log_level(config.log_level);
+  detect_journal_stderr();
+  ActivatedSockets activated;
+  if (Status status = take_activated_sockets(activated); !status.is_ok()) {
+    log_error(status.to_string());
+    return 2;
+  }
+  use_activated_sockets(activated, config);
   ::signal(SIGPIPE, SIG_IGN);
   // A closed terminal must not take down the disks of running VMs: SIGHUP reloads TLS credentials once the
   // server runs (server.h), and is ignored until then.
@@ -116,13 +156,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   Engine engine(config.engine);
+  EngineEventLog event_log(engine.events());  // stopped before the engine goes (declared after it)
+  event_log.start();
   OriginFiles files(engine, config.engine.state_dir);
   if (Status status = files.attach_at_start(config.origins); !status.is_ok()) {
     log_error(status.to_string());
     return 1;
   }
   log_origins(engine);
-  log_startup_events(engine);
 
   RemoteSecurity security(config.security);
   if (Status status = security.load(); !status.is_ok()) {
@@ -130,20 +171,29 @@ int main(int argc, char** argv) {
     return 1;
   }
   Server server(engine, config, security.nbd_credentials());
-  server.set_reload_handler([&security] { security.reload(); });
-  if (Status status = server.listen(); !status.is_ok()) {
+  server.set_reload_handler([&security, argc, argv] {
+    reload_log_level(argc, argv);
+    security.reload();
+  });
+  if (Status status = server.listen(activated.nbd); !status.is_ok()) {
     log_error(status.to_string());
     return 1;
   }
   NbdsnapdFrontEnd front_end(engine, server, files);
   Control control(engine, front_end);
   ControlSocketServer control_socket;
-  if (!config.control_path.empty()) {
+  const auto handle_line = [&control](const std::string& line) { return control.handle_line(line); };
+  if (activated.control_fd >= 0) {
+    std::string error;
+    if (!control_socket.adopt(activated.control_fd, config.control_path, handle_line, error)) {
+      log_error("control socket " + config.control_path + ": " + error);
+      return 1;
+    }
+    log_info("control socket on " + config.control_path + " (socket from systemd)");
+  } else if (!config.control_path.empty()) {
     std::filesystem::create_directories(std::filesystem::path(config.control_path).parent_path(), ec);
     std::string error;
-    if (!control_socket.start(config.control_path,
-                              [&control](const std::string& line) { return control.handle_line(line); }, error,
-                              config.security.control_group)) {
+    if (!control_socket.start(config.control_path, handle_line, error, config.security.control_group)) {
       log_error("control socket " + config.control_path + ": " + error);
       return 1;
     }
@@ -155,6 +205,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   log_info("nbdsnapd " NBDSNAP_VERSION " ready with " + std::to_string(engine.origins().size()) + " origins");
+  notify_service_manager("READY=1");
 
   server.run();  // returns after a signal, once every connection has finished (bounded: server.h)
 
@@ -163,6 +214,8 @@ int main(int argc, char** argv) {
   engine.events().stop();
   remote_control.stop();
   control_socket.stop();
+  event_log.stop();  // no control command runs any more, so no event comes after this
+  log_dropped_snapshots(engine);
   const bool saved = save_clean_state(engine);
   log_info(saved ? "CBT state saved; stopped cleanly" : "stopped with errors");
   return saved ? 0 : 1;

@@ -1,6 +1,7 @@
 // server.cpp — listeners, signal handling and the shutdown sequence of the NBD side (see server.h).
 #include "server.h"
 
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,7 +26,11 @@ Server::~Server() {
   for (const auto& path : unix_paths_) ::unlink(path.c_str());
 }
 
-Status Server::listen() {
+Status Server::listen(const std::vector<ActivatedSocket>& activated) {
+  for (const ActivatedSocket& socket : activated) {
+    if (Status status = adopt(socket); !status.is_ok()) return status;
+  }
+  if (!activated.empty()) return Status::ok();
   for (const auto& address : config_.listen) {
     Status status = listen_on(address);
     if (!status.is_ok()) return status;
@@ -64,9 +69,27 @@ Status Server::listen_on(const ListenAddress& address) {
   if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::from_errno(ec.value(), "listen on " + text);
   log_info("listening on " + text);
+  start_accepting(std::move(acceptor), address);
+  return Status::ok();
+}
+
+Status Server::adopt(const ActivatedSocket& socket) {
+  auto acceptor = std::make_unique<Acceptor>(io_);
+  const int family = socket.address.kind == ListenAddress::Kind::unix_socket ? AF_UNIX
+                     : socket.address.host.find(':') != std::string::npos ? AF_INET6
+                                                                            : AF_INET;
+  asio::error_code ec;
+  acceptor->assign(asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), socket.fd, ec);
+  const std::string text = format_listen_address(socket.address);
+  if (ec) return Status::from_errno(ec.value(), "socket activation: serving " + text);
+  log_info("listening on " + text + " (socket from systemd)");
+  start_accepting(std::move(acceptor), socket.address);
+  return Status::ok();
+}
+
+void Server::start_accepting(std::unique_ptr<Acceptor> acceptor, const ListenAddress& address) {
   asio::co_spawn(io_, accept_clients(*acceptor, address.kind == ListenAddress::Kind::tcp), asio::detached);
   acceptors_.push_back(std::move(acceptor));
-  return Status::ok();
 }
 
 asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
@@ -121,8 +144,10 @@ void Server::wait_for_signal() {
   signals_.async_wait([this](asio::error_code ec, int signal) {
     if (ec) return;
     if (signal == SIGHUP) {
-      log_info("received SIGHUP: reloading TLS credentials");
+      notify_service_manager("RELOADING=1");
+      log_info("received SIGHUP: reloading the log level and TLS credentials");
       if (reload_) reload_();
+      notify_service_manager("READY=1");
       wait_for_signal();
       return;
     }
@@ -138,6 +163,7 @@ void Server::request_shutdown() {
 void Server::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
+  notify_service_manager("STOPPING=1");
   asio::error_code ignored;
   signals_.cancel(ignored);
   for (auto& acceptor : acceptors_) acceptor->close(ignored);

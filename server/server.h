@@ -20,6 +20,7 @@
 #include "connection.h"
 #include "engine_exports.h"
 #include "server_config.h"
+#include "systemd_service.h"
 
 namespace nbdsnap {
 
@@ -31,13 +32,14 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds every listen address (a stale Unix socket file is replaced, a live one refused).
-  Status listen();
+  // Binds every listen address (a stale Unix socket file is replaced, a live one refused); or, socket-activated,
+  // serves the sockets systemd passed instead (never unlinked: systemd_service.h).
+  Status listen(const std::vector<ActivatedSocket>& activated = {});
   // Serves until a signal or request_shutdown(), then until every connection has finished.
   void run();
   // Thread-safe.
   void request_shutdown();
-  // What SIGHUP does (on the I/O thread). Before run().
+  // What SIGHUP does (on the I/O thread), between RELOADING=1 and READY=1 to systemd. Before run().
   void set_reload_handler(std::function<void()> reload) { reload_ = std::move(reload); }
 
   const ClientRegistry& clients() const { return registry_; }
@@ -49,6 +51,8 @@ class Server {
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
   Status listen_on(const ListenAddress& address);
+  Status adopt(const ActivatedSocket& socket);
+  void start_accepting(std::unique_ptr<Acceptor> acceptor, const ListenAddress& address);
   asio::awaitable<void> accept_clients(Acceptor& acceptor, bool tcp);
   // Over --max-connections, a new client is told so in the handshake. On the I/O thread.
   void refuse_if_over_limit(Connection& connection);

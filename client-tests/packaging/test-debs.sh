@@ -75,7 +75,8 @@ expect_in() {  # PACKAGE PATH...
 }
 filterdir=$(pkg-config --variable=filterdir nbdkit)
 expect_in nbdsnap usr/sbin/nbdsnapd usr/bin/nbdsnap usr/share/man/man8/nbdsnapd.8.gz usr/share/man/man1/nbdsnap.1.gz \
-  "${unit#/}" usr/lib/sysusers.d/nbdsnap.conf "${conf#/}" usr/share/bash-completion/completions/nbdsnap \
+  "${unit#/}" lib/systemd/system/nbdsnapd.socket lib/systemd/system/nbdsnapd-control.socket \
+  usr/lib/sysusers.d/nbdsnap.conf "${conf#/}" usr/share/bash-completion/completions/nbdsnap \
   usr/share/doc/nbdsnap/guide.md usr/share/doc/nbdsnap/control.md usr/share/doc/nbdsnap/copyright
 expect_in nbdkit-nbdsnap-filter "${filterdir#/}/nbdkit-nbdsnap-filter.so" usr/share/man/man1/nbdkit-nbdsnap-filter.1.gz
 dpkg -c "$(deb nbdkit-nbdsnap-filter)" | grep -q 'nbdsnapd\|bin/nbdsnap' && fail "the filter package holds the daemon"
@@ -94,7 +95,8 @@ dpkg-query -W -f='${Conffiles}' nbdsnap | grep -q "$conf" || fail "$conf is not 
 /usr/sbin/nbdsnapd --version | grep -q '^nbdsnapd ' || fail "nbdsnapd --version"
 /usr/bin/nbdsnap --version | grep -q '^nbdsnap ' || fail "nbdsnap --version"
 if command -v systemd-analyze >/dev/null; then
-  systemd-analyze verify "$unit" >"$tmp/verify.txt" 2>&1 || true
+  systemd-analyze verify "$unit" /lib/systemd/system/nbdsnapd.socket /lib/systemd/system/nbdsnapd-control.socket \
+    >"$tmp/verify.txt" 2>&1 || true
   if grep -v -e "Command 'man " -e 'man:' "$tmp/verify.txt" | grep -q .; then cat "$tmp/verify.txt"; fail "unit"; fi
 fi
 pass "installed: user nbdsnap, conffile, binaries run, unit verifies"

@@ -161,4 +161,5 @@ TEST_CASE("event type names are the protocol's names") {
   CHECK(std::string(event_type_name(EventType::origin_attached)) == "origin_attached");
   CHECK(std::string(event_type_name(EventType::origin_detached)) == "origin_detached");
   CHECK(std::string(event_type_name(EventType::generation_renewed)) == "generation_renewed");
+  CHECK(std::string(event_type_name(EventType::snapshot_created)) == "snapshot_created");
 }

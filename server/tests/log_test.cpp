@@ -1,0 +1,59 @@
+// log_test.cpp — the journald prefix choice (log.h) and the lines the engine's events are logged with
+// (engine_event_log.h).
+#include <doctest/doctest.h>
+
+#include "engine_event_log.h"
+#include "log.h"
+
+using namespace nbdsnap;
+
+TEST_CASE("journal_stream_matches_only_stderr's_own_device_and_inode") {
+  CHECK(journal_stream_matches("8:12345", 8, 12345));
+  CHECK_FALSE(
+      journal_stream_matches("8:12345", 8, 12346));  // stderr redirected: a child's inherited variable
+  CHECK_FALSE(journal_stream_matches("9:12345", 8, 12345));
+  CHECK_FALSE(journal_stream_matches(nullptr, 8, 12345));  // not started by systemd
+  CHECK_FALSE(journal_stream_matches("", 8, 12345));
+  CHECK_FALSE(journal_stream_matches("8:12345x", 8, 12345));
+  CHECK_FALSE(journal_stream_matches("8", 8, 12345));
+}
+
+TEST_CASE("journal_priority_prefixes_are_sd_daemon's_syslog_levels") {
+  CHECK(std::string(journal_priority_prefix(LogLevel::error)) == "<3>");
+  CHECK(std::string(journal_priority_prefix(LogLevel::warning)) == "<4>");
+  CHECK(std::string(journal_priority_prefix(LogLevel::info)) == "<6>");
+  CHECK(std::string(journal_priority_prefix(LogLevel::debug)) == "<7>");
+}
+
+TEST_CASE("a_fresh_origin's_first_generation_is_info_and_a_lost_one_a_warning") {
+  Event event;
+  event.type = EventType::generation_renewed;
+  event.origin = "disk0";
+  event.reason = "new CBT generation 1234: no saved state";
+  CHECK(describe_event(event).level == LogLevel::info);
+  CHECK(describe_event(event).text.find("incremental backups must start again") == std::string::npos);
+  event.reason = "new CBT generation 1234: the last stop was not clean";
+  CHECK(describe_event(event).level == LogLevel::warning);
+  CHECK(describe_event(event).text.find("incremental backups must start again") != std::string::npos);
+}
+
+TEST_CASE("snapshot_events_are_logged_at_info_and_corruption_as_an_error") {
+  Event event;
+  event.snapshot = "s1";
+  event.origin = "disk0";
+  event.type = EventType::snapshot_created;
+  CHECK(describe_event(event).level == LogLevel::info);
+  CHECK(describe_event(event).text == "snapshot s1 created for origins disk0");
+  event.type = EventType::snapshot_taken;
+  CHECK(describe_event(event).text == "snapshot s1 taken");
+  event.type = EventType::snapshot_destroyed;
+  CHECK(describe_event(event).text == "snapshot s1 destroyed");
+  event.type = EventType::corrupted;
+  event.reason = "difference storage is full";
+  CHECK(describe_event(event).level == LogLevel::error);
+  event.type = EventType::storage_appended;
+  event.bytes = 1048576;
+  event.reason = "/var/tmp/s1.more";
+  CHECK(describe_event(event).level == LogLevel::info);
+  CHECK(describe_event(event).text.find("1048576 bytes (/var/tmp/s1.more)") != std::string::npos);
+}
