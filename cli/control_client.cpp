@@ -1,27 +1,12 @@
-// control_client.cpp — Unix socket connection and reply decoding for the control protocol, every wait bounded.
+// control_client.cpp — the CLI over libnbdsnap: connecting with --timeout, and the exit code of each error.
 #include "control_client.h"
 
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 
-#include <unistd.h>
-
-#include "exit_codes.h"
 #include "socket_kind.h"
 
 namespace nbdsnap::cli {
-
-namespace {
-
-// How long to listen for an NBD greeting when the connection ended without a reply: a server greets at once.
-constexpr std::chrono::milliseconds kGreetingWait{1000};
-
-[[noreturn]] void connection_error(const std::string& path, const std::string& what, int err) {
-  throw CliError(ExitCode::io_error, "control socket " + path + ": " + what + ": " + std::strerror(err));
-}
-
-}  // namespace
 
 std::string format_timeout(std::chrono::milliseconds timeout) {
   char text[32];
@@ -29,94 +14,35 @@ std::string format_timeout(std::chrono::milliseconds timeout) {
   return text;
 }
 
-ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout)
-    : path_(path), timeout_(timeout) {
-  fd_ = connect_unix(path, Deadline(timeout));
-  if (fd_ >= 0) return;
-  const int err = errno;
-  if (err == ENAMETOOLONG) throw CliError(ExitCode::usage, "control socket path '" + path + "' is empty or too long");
-  if (err == ETIMEDOUT) {
-    throw CliError(ExitCode::io_error, "control socket " + path + ": cannot connect within " +
-                                           format_timeout(timeout) + " (--timeout): the server accepts no clients");
-  }
-  connection_error(path, "cannot connect", err);
+ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout) : path_(path) {
+  client::Options options;
+  options.timeout = timeout;
+  options.timeout_name = "--timeout";
+  client_ = std::make_unique<client::Client>(checked(client::Client::connect(path, options)));
 }
 
-ControlClient::~ControlClient() {
-  if (fd_ >= 0) ::close(fd_);
+CliError ControlClient::cli_error(const client::Error& error) const {
+  if (error.from_server()) return CliError(exit_code_for_server_error(error.code), error.describe());
+  if (error.code == client::kWrongSocket) return CliError(ExitCode::usage, nbd_socket_given_as_control_message(path_));
+  if (error.code == client::kConnectionFailed && error.errno_value == ENAMETOOLONG) {
+    return CliError(ExitCode::usage, error.message);
+  }
+  if (error.code == client::kInvalidRequest) return CliError(ExitCode::usage, error.message);
+  return CliError(ExitCode::io_error, error.message);
 }
 
 nlohmann::json ControlClient::request(const std::string& command, nlohmann::json arguments,
                                       std::chrono::milliseconds server_wait) {
-  const Deadline deadline(timeout_ + server_wait);
   arguments["command"] = command;
-  send_line(command, arguments.dump() + "\n", deadline);
-  std::string line = receive_line(command, deadline);
-  replied_ = true;
-  return result_of_reply(line);
-}
-
-void ControlClient::send_line(const std::string& command, const std::string& line, const Deadline& deadline) {
-  if (send_all(fd_, line, deadline)) return;
-  const int err = errno;
-  if (err == ETIMEDOUT) {
-    throw CliError(ExitCode::io_error, "control socket " + path_ + ": cannot send " + command + " within " +
-                                           format_timeout(timeout_) + " (--timeout): the server does not read");
+  std::string line;
+  try {
+    line = arguments.dump();
+  } catch (const nlohmann::json::exception&) {
+    usage_error(command + ": names and paths must be UTF-8 text");
   }
-  connection_lost("send", err);
-}
-
-std::string ControlClient::receive_line(const std::string& command, const Deadline& deadline) {
-  for (;;) {
-    if (!replied_ && is_nbd_greeting(buffered_)) {
-      throw CliError(ExitCode::usage, nbd_socket_given_as_control_message(path_));
-    }
-    const size_t newline = buffered_.find('\n');
-    if (newline != std::string::npos) {
-      std::string line = buffered_.substr(0, newline);
-      buffered_.erase(0, newline + 1);
-      return line;
-    }
-    char chunk[65536];
-    const ssize_t n = receive_some(fd_, chunk, sizeof(chunk), deadline);
-    if (n > 0) {
-      buffered_.append(chunk, static_cast<size_t>(n));
-      continue;
-    }
-    const int err = n == 0 ? 0 : errno;
-    if (err == ETIMEDOUT) {
-      throw CliError(ExitCode::io_error, "control socket " + path_ + ": no reply to " + command + " within " +
-                                             format_timeout(timeout_) +
-                                             " (--timeout); the server may still carry it out");
-    }
-    connection_lost("receive", err);
-  }
-}
-
-void ControlClient::connection_lost(const std::string& what, int err) {
-  // An NBD server closes the connection when our request arrives as its client flags; the greeting it sent
-  // first may be lost with the reset, so a fresh connection listens for it.
-  if (!replied_ && probe_socket_kind(path_, kGreetingWait, Deadline(std::min(timeout_, kGreetingWait * 2))) ==
-                       SocketKind::nbd) {
-    throw CliError(ExitCode::usage, nbd_socket_given_as_control_message(path_));
-  }
-  if (err == 0) throw CliError(ExitCode::io_error, "control socket " + path_ + ": server closed the connection");
-  connection_error(path_, what, err);
-}
-
-nlohmann::json result_of_reply(const std::string& line) {
-  nlohmann::json reply = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (!reply.is_object() || !reply.contains("ok") || !reply["ok"].is_boolean()) {
-    throw CliError(ExitCode::io_error, "malformed reply from the control socket: " + line.substr(0, 200));
-  }
-  if (reply["ok"].get<bool>()) {
-    reply.erase("ok");
-    return reply;
-  }
-  const nlohmann::json error = reply.value("error", nlohmann::json::object());
-  std::string code = error.value("code", std::string("unknown"));
-  std::string message = error.value("message", std::string("(no message)"));
-  throw CliError(exit_code_for_server_error(code), message + " (" + code + ")");
+  nlohmann::json reply = nlohmann::json::parse(checked(client_->call(line, server_wait)));
+  reply.erase("ok");
+  return reply;
 }
 
 }  // namespace nbdsnap::cli

@@ -4,7 +4,7 @@
 // the connection fails, or the timeout passes. The wrong socket given by mistake is recognised on the way:
 // an nbdsnap control socket accepts the connection and then says nothing (it waits for a request line), so
 // a handshake that has not finished after kProbeAfter, or that failed or timed out, probes the URI's Unix
-// socket on a fresh connection (socket_kind.h) and, if it speaks the control protocol, says so.
+// socket on a fresh connection (libnbdsnap's socket_probe.h) and, if it speaks the control protocol, says so.
 #include "nbd_image.h"
 
 #include <algorithm>
@@ -31,7 +31,8 @@ constexpr std::chrono::milliseconds kDisconnectWait{1000};    // for the server 
 // an NBD greeting first).
 bool is_control_socket(const std::string& socket, std::chrono::milliseconds budget) {
   const auto bound = std::min(budget, kProbeBound);
-  return probe_socket_kind(socket, std::min(kProbeGreetingWait, bound / 2), Deadline(bound)) == SocketKind::control;
+  return client::probe_socket_kind(socket, std::min(kProbeGreetingWait, bound / 2),
+                                   std::chrono::steady_clock::now() + bound) == client::SocketKind::control;
 }
 
 struct ExtentWalk {
