@@ -173,7 +173,7 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
     CopyResult result;
     {
       ProgressBar bar(report.plan.incremental ? "incremental" : "full backup", total_length(ranges), terminal);
-      result = copy_ranges(image, job.uri, ranges, fd, options, &bar);
+      result = copy_ranges(image, job.uri, ranges, CopyTarget{fd, nullptr, job.file}, options, &bar);
     }
     if (::fdatasync(fd) != 0) throw CliError(ExitCode::io_error, job.file + ": sync: " + std::strerror(errno));
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -181,7 +181,8 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
     report.bytes_written = result.bytes_written;
     if (job.verify) {
       ProgressBar bar("verify", result.bytes_read, terminal);
-      report.verify_bytes_read = verify_pieces(image, job.uri, result.pieces, fd, options, &bar);
+      report.verify_bytes_read =
+          verify_pieces(image, job.uri, result.pieces, CopyTarget{fd, nullptr, job.file}, options, &bar);
     }
   } catch (...) {
     ::close(fd);

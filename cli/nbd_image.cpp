@@ -12,6 +12,7 @@
 #include <cstdlib>
 
 #include <libnbd.h>
+#include <poll.h>
 
 #include "control_client.h"
 #include "exit_codes.h"
@@ -140,6 +141,52 @@ NbdImage::~NbdImage() {
 int NbdImage::poll(std::chrono::milliseconds wait) {
   const auto milliseconds = std::min<std::chrono::milliseconds::rep>(wait.count(), 1 << 30);
   return nbd_poll(handle_, static_cast<int>(milliseconds));
+}
+
+int NbdImage::poll_both(NbdImage& first, NbdImage& second, std::chrono::milliseconds wait) {
+  // libnbd's nbd_poll() for one handle, done for two: wait on both descriptors in the direction each state
+  // machine wants, then tell the ready ones (as nbd_poll does: read first, then write, else a hang-up).
+  NbdImage* images[2] = {&first, &second};
+  pollfd entries[2];
+  for (int i = 0; i < 2; ++i) {
+    nbd_handle* handle = images[i]->handle_;
+    const int fd = nbd_aio_get_fd(handle);
+    if (fd < 0) return -1;
+    const unsigned direction = nbd_aio_get_direction(handle);
+    short events = 0;
+    if ((direction & LIBNBD_AIO_DIRECTION_READ) != 0) events |= POLLIN;
+    if ((direction & LIBNBD_AIO_DIRECTION_WRITE) != 0) events |= POLLOUT;
+    entries[i] = pollfd{fd, events, 0};
+  }
+  const auto milliseconds = std::min<std::chrono::milliseconds::rep>(wait.count(), 1 << 30);
+  const int ready = ::poll(entries, 2, static_cast<int>(milliseconds));
+  if (ready < 0) return errno == EINTR ? 0 : -1;
+  if (ready == 0) return 0;
+  for (int i = 0; i < 2; ++i) {
+    nbd_handle* handle = images[i]->handle_;
+    const short revents = entries[i].revents;
+    int status = 0;
+    if ((revents & (POLLIN | POLLHUP)) != 0) {
+      status = nbd_aio_notify_read(handle);
+    } else if ((revents & POLLOUT) != 0) {
+      status = nbd_aio_notify_write(handle);
+    } else if ((revents & (POLLERR | POLLNVAL)) != 0) {
+      status = -1;
+    }
+    if (status == -1) return -1;
+  }
+  return 1;
+}
+
+bool NbdImage::read_only() const { return nbd_is_read_only(handle_) == 1; }
+
+bool NbdImage::can_zero() const { return nbd_can_zero(handle_) == 1; }
+
+void NbdImage::flush() {
+  if (nbd_can_flush(handle_) != 1) return;
+  const int64_t cookie = nbd_aio_flush(handle_, NBD_NULL_COMPLETION, 0);
+  if (cookie == -1) throw CliError(ExitCode::io_error, uri_ + ": flush: " + last_error());
+  wait_for_command(cookie, uri_ + ": flush");
 }
 
 std::string NbdImage::no_reply_message(const std::string& request) const {

@@ -45,6 +45,12 @@ class NbdImage {
   std::chrono::milliseconds timeout() const { return timeout_; }
   uint64_t size() const { return size_; }
   std::string export_name() const;
+  // Whether the export takes writes, and write-zeroes requests (NBD_CMD_WRITE_ZEROES).
+  bool read_only() const;
+  bool can_zero() const;
+  // Flushes the export's writes to stable storage (NBD_CMD_FLUSH); a no-op where the server has no flush.
+  // Throws CliError (io_error) when it fails or no reply comes within the timeout.
+  void flush();
   // Whether the server agreed to serve this meta context.
   bool has_meta_context(const std::string& context) const;
   // Largest request the server accepts (0: unknown).
@@ -55,6 +61,9 @@ class NbdImage {
   // Runs libnbd's state machine for at most `wait`: 1 when something happened, 0 when nothing did, -1 when
   // the connection failed (last_error() says why).
   int poll(std::chrono::milliseconds wait);
+  // As poll(), for two connections at once (a copy reading one export and writing another): runs the state
+  // machine of whichever is ready. -1 when either connection failed (last_error() says why).
+  static int poll_both(NbdImage& first, NbdImage& second, std::chrono::milliseconds wait);
   // The server stopped answering: requests in flight are abandoned, so closing must not wait for them (nor
   // let libnbd read their replies into buffers their owner has freed).
   void give_up() { responsive_ = false; }
