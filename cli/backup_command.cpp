@@ -17,6 +17,7 @@
 #include "backup_sidecar.h"
 #include "byte_ranges.h"
 #include "chain_backup.h"
+#include "copy_arguments.h"
 #include "exit_codes.h"
 #include "export_name.h"
 #include "image_copier.h"
@@ -256,12 +257,7 @@ BackupJob backup_job_of(const CommandArgs& args) {
     job.mode_given = true;
   }
   if (args.has("progress")) job.progress_fd = parse_progress_fd(args.text("progress"));
-  job.copy.connections = args.get<unsigned>("connections");
-  job.copy.requests_in_flight = args.get<unsigned>("requests");
-  if (job.copy.connections == 0 || job.copy.connections > 16) usage_error("--connections must be 1..16");
-  job.copy.request_size = parse_size_argument("--request-size", args.text("request-size"));
-  if (job.copy.requests_in_flight == 0 || job.copy.requests_in_flight > 64) usage_error("--requests must be 1..64");
-  if (job.copy.request_size < 4096 || job.copy.request_size > (32u << 20)) usage_error("--request-size must be 4K..32M");
+  job.copy = copy_options_from(args);
   return job;
 }
 
@@ -275,10 +271,8 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
       ("allow-full", "if the server does not know the --since checkpoint, do a full backup instead of failing")
       ("verify", "re-read the image and the backup and compare checksums of what was copied")
       ("mode", po::value<std::string>()->value_name("MODE"), "permission bits of the files written (octal; default 600)")
-      ("progress", po::value<std::string>()->value_name("FD"), "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)")
-      ("connections", po::value<unsigned>()->value_name("N")->default_value(4), "NBD connections (1..16)")
-      ("requests", po::value<unsigned>()->value_name("N")->default_value(16), "NBD reads in flight, over all connections")
-      ("request-size", po::value<std::string>()->value_name("SIZE")->default_value("1M"), "bytes per NBD read");
+      ("progress", po::value<std::string>()->value_name("FD"), "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
+  add_copy_arguments(args);
   if (!parse_or_show_help(context, args, words)) return 0;
   if (!args.has("image") || !args.has("to")) usage_error(std::string("backup needs --image URI and --to FILE|DIR\nUsage: nbdsnap ") + kSynopsis);
   BackupJob job = backup_job_of(args);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "chain_directory.h"
+#include "copy_arguments.h"
 #include "exit_codes.h"
 #include "image_copier.h"
 #include "nbd_image.h"
@@ -178,10 +179,8 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
       ("point", po::value<std::string>()->value_name("NAME"), "the point (or its checkpoint) to restore; default: the newest")
       ("to", po::value<std::string>()->value_name("FILE|URI"), "a file (created sparse), a block device, or an NBD URI (nbd+unix:///ORIGIN?socket=...)")
       ("mode", po::value<std::string>()->value_name("MODE"), "permission bits of a file created (octal; default 600)")
-      ("progress", po::value<std::string>()->value_name("FD"), "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)")
-      ("connections", po::value<unsigned>()->value_name("N")->default_value(4), "NBD connections (1..16)")
-      ("requests", po::value<unsigned>()->value_name("N")->default_value(16), "NBD requests in flight, over all connections")
-      ("request-size", po::value<std::string>()->value_name("SIZE")->default_value("1M"), "bytes per NBD request");
+      ("progress", po::value<std::string>()->value_name("FD"), "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
+  add_copy_arguments(args);
   args.positional("DIR", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
   if (!args.has("to")) usage_error(std::string("restore needs --to FILE|URI\nUsage: nbdsnap ") + kSynopsis);
@@ -195,12 +194,7 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
     job.mode_given = true;
   }
   if (args.has("progress")) job.progress_fd = parse_progress_fd(args.text("progress"));
-  job.copy.connections = args.get<unsigned>("connections");
-  job.copy.requests_in_flight = args.get<unsigned>("requests");
-  job.copy.request_size = parse_size_argument("--request-size", args.text("request-size"));
-  if (job.copy.connections == 0 || job.copy.connections > 16) usage_error("--connections must be 1..16");
-  if (job.copy.requests_in_flight == 0 || job.copy.requests_in_flight > 64) usage_error("--requests must be 1..64");
-  if (job.copy.request_size < 4096 || job.copy.request_size > (32u << 20)) usage_error("--request-size must be 4K..32M");
+  job.copy = copy_options_from(args);
 
   ChainDirectory chain(job.directory, /*exclusive=*/false, /*create=*/false, /*must_hold_chain=*/true, job.mode);
   RestoreReport report;
