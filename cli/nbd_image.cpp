@@ -70,8 +70,18 @@ std::chrono::milliseconds until(std::chrono::steady_clock::time_point when) {
 std::string dirty_bitmap_context(const std::string& checkpoint) { return "qemu:dirty-bitmap:" + checkpoint; }
 
 NbdImage::NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts,
+                   std::chrono::milliseconds timeout, const std::string& option)
+    : uri_(uri), timeout_(timeout), option_(option) {
+  open(meta_contexts, Probe::wrong_socket);
+}
+
+NbdImage::NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts,
                    std::chrono::milliseconds timeout, Probe probe)
     : uri_(uri), timeout_(timeout) {
+  open(meta_contexts, probe);
+}
+
+void NbdImage::open(const std::vector<std::string>& meta_contexts, Probe probe) {
   handle_ = nbd_create();
   if (handle_ == nullptr) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
   try {
@@ -99,7 +109,7 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
     if (!probed && now >= probe_at) {
       probed = true;
       if (is_control_socket(socket, until(deadline))) {
-        throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket));
+        throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_));
       }
     }
     if (now >= deadline) {
@@ -119,7 +129,7 @@ void NbdImage::connect_failed(const std::string& socket, bool probed) {
   const int err = nbd_get_errno();
   const std::string message = "cannot open " + uri_ + ": " + last_error();
   if (!probed && is_control_socket(socket, kProbeBound)) {
-    throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket));
+    throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_));
   }
   throw CliError(err == ENOENT ? ExitCode::not_found : ExitCode::io_error, message);
 }

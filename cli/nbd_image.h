@@ -34,6 +34,10 @@ class NbdImage {
   // otherwise (a timeout names it).
   NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts, std::chrono::milliseconds timeout,
            Probe probe = Probe::wrong_socket);
+  // As above with Probe::wrong_socket, naming `option` (the command's option that took the URI; "--image"
+  // otherwise) in the message for a control socket given by mistake.
+  NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts, std::chrono::milliseconds timeout,
+           const std::string& option);
   // Disconnects politely (waiting at most a second, or the timeout if shorter) unless give_up() was called;
   // then just closes.
   ~NbdImage();
@@ -73,6 +77,7 @@ class NbdImage {
   static std::string last_error();
 
  private:
+  void open(const std::vector<std::string>& meta_contexts, Probe probe);
   void connect(const std::vector<std::string>& meta_contexts, Probe probe);
   [[noreturn]] void connect_failed(const std::string& socket, bool probed);
   // Waits for one command to complete; throws CliError (io_error) when it fails or times out.
@@ -83,6 +88,7 @@ class NbdImage {
   std::chrono::milliseconds timeout_;
   uint64_t size_ = 0;
   bool responsive_ = true;
+  std::string option_ = "--image";
 };
 
 }  // namespace nbdsnap::cli

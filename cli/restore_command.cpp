@@ -112,7 +112,7 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
   const bool terminal = ::isatty(STDERR_FILENO) == 1 && job.progress_fd < 0;
   const auto start = std::chrono::steady_clock::now();
   if (job.to_nbd) {
-    NbdImage target(job.to, {}, context.global().timeout);
+    NbdImage target(job.to, {}, context.global().timeout, std::string("--to"));
     if (target.read_only()) usage_error("--to " + job.to + ": the export is read-only");
     if (target.size() < point.size) {
       usage_error("--to " + job.to + ": the export holds " + std::to_string(target.size()) + " bytes, the point " +

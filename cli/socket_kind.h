@@ -13,8 +13,10 @@ namespace nbdsnap::cli {
 // empty for other URIs (TCP, vsock) or when there is none.
 std::string unix_socket_of_uri(std::string_view uri);
 
-// The messages for each mistake: what the path is, and what to give instead.
+// The messages for each mistake: what the path is, and what to give instead (`option`: the command's option
+// that took the URI, --image or --to).
 std::string nbd_socket_given_as_control_message(const std::string& path);
-std::string control_socket_given_as_nbd_message(const std::string& uri, const std::string& path);
+std::string control_socket_given_as_nbd_message(const std::string& uri, const std::string& path,
+                                                const std::string& option = "--image");
 
 }  // namespace nbdsnap::cli
