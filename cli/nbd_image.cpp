@@ -27,6 +27,7 @@ constexpr std::chrono::milliseconds kProbeAfter{1000};       // an NBD server gr
 constexpr std::chrono::milliseconds kProbeGreetingWait{500};  // the probe's wait for an NBD greeting
 constexpr std::chrono::milliseconds kProbeBound{2000};        // the whole probe
 constexpr std::chrono::milliseconds kDisconnectWait{1000};    // for the server to close after NBD_CMD_DISC
+constexpr std::chrono::milliseconds kFlushWait{std::chrono::minutes(10)};  // for NBD_CMD_FLUSH at least
 
 // Whether the socket is an nbdsnap control socket, asked within `budget` (half of it at most to listen for
 // an NBD greeting first).
@@ -196,7 +197,9 @@ void NbdImage::flush() {
   if (nbd_can_flush(handle_) != 1) return;
   const int64_t cookie = nbd_aio_flush(handle_, NBD_NULL_COMPLETION, 0);
   if (cookie == -1) throw CliError(ExitCode::io_error, uri_ + ": flush: " + last_error());
-  wait_for_command(cookie, uri_ + ": flush");
+  // A flush writes out everything the server cached (gigabytes after a backup into a writeback cache): it
+  // may take far longer than one request, so it gets its own, longer bound.
+  wait_for_command(cookie, uri_ + ": flush", std::max(timeout_, kFlushWait));
 }
 
 std::string NbdImage::no_reply_message(const std::string& request) const {
@@ -205,14 +208,19 @@ std::string NbdImage::no_reply_message(const std::string& request) const {
 }
 
 void NbdImage::wait_for_command(int64_t cookie, const std::string& request) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  wait_for_command(cookie, request, timeout_);
+}
+
+void NbdImage::wait_for_command(int64_t cookie, const std::string& request, std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
   for (;;) {
     const int done = nbd_aio_command_completed(handle_, static_cast<uint64_t>(cookie));
     if (done == 1) return;
     if (done == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
     if (std::chrono::steady_clock::now() >= deadline) {
       give_up();
-      throw CliError(ExitCode::io_error, no_reply_message(request));
+      if (bound == timeout_) throw CliError(ExitCode::io_error, no_reply_message(request));
+      throw CliError(ExitCode::io_error, request + ": no reply from the NBD server within " + format_timeout(bound));
     }
     if (poll(until(deadline)) == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
   }

@@ -53,7 +53,7 @@ class NbdImage {
   bool read_only() const;
   bool can_zero() const;
   // Flushes the export's writes to stable storage (NBD_CMD_FLUSH); a no-op where the server has no flush.
-  // Throws CliError (io_error) when it fails or no reply comes within the timeout.
+  // Throws CliError (io_error) when it fails or no reply comes within the timeout (at least 10 minutes).
   void flush();
   // Whether the server agreed to serve this meta context.
   bool has_meta_context(const std::string& context) const;
@@ -80,8 +80,10 @@ class NbdImage {
   void open(const std::vector<std::string>& meta_contexts, Probe probe);
   void connect(const std::vector<std::string>& meta_contexts, Probe probe);
   [[noreturn]] void connect_failed(const std::string& socket, bool probed);
-  // Waits for one command to complete; throws CliError (io_error) when it fails or times out.
+  // Waits for one command to complete (at most the timeout, or `bound`); throws CliError (io_error) when it
+  // fails or times out.
   void wait_for_command(int64_t cookie, const std::string& request);
+  void wait_for_command(int64_t cookie, const std::string& request, std::chrono::milliseconds bound);
 
   nbd_handle* handle_ = nullptr;
   std::string uri_;
