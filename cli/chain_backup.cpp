@@ -80,6 +80,12 @@ void copy_into_point(const std::string& path, const BackupJob& job, NbdImage& im
 
 void describe_chain_target(const ChainDirectory& chain, BackupFacts& facts) {
   facts.backup_file = chain.path();
+  for (const ChainPoint& point : chain.manifest().points) {
+    if (!point.origin.empty() && point.origin != facts.origin) {
+      usage_error(chain.path() + " holds backups of origin '" + point.origin + "', not '" + facts.origin +
+                  "': give each origin a chain directory of its own");
+    }
+  }
   const ChainPoint* newest = newest_complete_point(chain.manifest());
   if (newest == nullptr) return;
   facts.backup_file_exists = true;

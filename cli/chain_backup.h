@@ -15,7 +15,8 @@ namespace nbdsnap::cli {
 class MachineProgress;
 class NbdImage;
 
-// The plan's view of the chain (backup_plan.h): its newest complete point is the previous backup.
+// The plan's view of the chain (backup_plan.h): its newest complete point is the previous backup. A chain
+// holds one origin's points: another origin's backup is a usage error.
 void describe_chain_target(const ChainDirectory& chain, BackupFacts& facts);
 
 // Writes the next point of the chain from `ranges` of the image: recorded as "writing" in the manifest

@@ -98,6 +98,9 @@ run_cli 0 --control "$second/control.sock" --json cbt map disk2
 (($(json_field '.ranges | length') > 0)) || fail "the restore's writes are not in the origin's CBT: $out"
 run_cli 2 restore "$chain" --point s9 --to "nbd+unix:///disk2?socket=$second/control.sock"
 expect_err "this is an nbdsnap control socket, not an NBD socket: give --to a URI"
+run_cli 2 --control "$second/control.sock" backup --image "nbd+unix:///disk2?socket=$second/nbd.sock" \
+  --format qcow2 --to "$chain"
+expect_err "holds backups of origin 'disk', not 'disk2'"
 pass "restore into a live origin of a second nbdsnapd equals the point, zeroes included; its CBT saw it"
 
 # A damaged middle file: verify names it and the points built on it; the points before still restore.
