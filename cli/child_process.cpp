@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,6 +42,7 @@ pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::stri
   std::vector<char*> args;
   for (const std::string& word : argv) args.push_back(const_cast<char*>(word.c_str()));
   args.push_back(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {
     const int err = errno;
@@ -55,7 +57,11 @@ pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::stri
     if (null >= 0) ::dup2(null, STDIN_FILENO);
     ::dup2(output_fd, STDOUT_FILENO);
     ::dup2(output_fd, STDERR_FILENO);
-    ::setpgid(0, 0);  // a terminal's ^C reaches the CLI, which stops its helpers itself
+    // A helper must not outlive the command (a killed or ^C'd backup would leave qemu-nbd holding the chain
+    // file), so it stays in the CLI's process group and gets SIGTERM when its parent dies. The signal follows
+    // the forking *thread*: spawn only from the thread that outlives the helper (the CLI's main thread).
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(127);
     ::execvp(args[0], args.data());
     const int err = errno;
     (void)!::write(report[1], &err, sizeof(err));
