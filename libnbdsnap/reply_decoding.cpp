@@ -78,6 +78,17 @@ std::vector<std::string> decode_names(const nlohmann::json& list) {
   return names;
 }
 
+// What every page of a CBT map says about the map and where the next page starts.
+template <typename Page>
+void decode_page(const Members& members, Page& page) {
+  page.generation = members.text("generation");
+  page.change_number = members.count("change_number");
+  page.block_size = members.count("block_size");
+  page.device_size = members.count("device_size");
+  page.more = members.flag("more");
+  page.next_offset = members.count("next_offset");
+}
+
 }  // namespace
 
 ServerVersion decode_version(const nlohmann::json& reply) {
@@ -123,23 +134,15 @@ CbtInfo decode_cbt_info(const nlohmann::json& object) {
 CbtMap decode_cbt_map(const nlohmann::json& reply) {
   Members members(reply);
   CbtMap map;
-  map.generation = members.text("generation");
-  map.change_number = members.count("change_number");
-  map.block_size = members.count("block_size");
-  map.device_size = members.count("device_size");
+  decode_page(members, map);
   map.ranges = decode_ranges(members.list("ranges"));
-  map.more = members.flag("more");
-  map.next_offset = members.count("next_offset");
   return map;
 }
 
 CbtRawMap decode_cbt_raw_map(const nlohmann::json& reply) {
   Members members(reply);
   CbtRawMap map;
-  map.generation = members.text("generation");
-  map.change_number = members.count("change_number");
-  map.block_size = members.count("block_size");
-  map.device_size = members.count("device_size");
+  decode_page(members, map);
   map.checkpoints = decode_checkpoints(members.list("checkpoints"));
   map.offset = members.count("offset");
   map.length = members.count("length");
@@ -148,8 +151,6 @@ CbtRawMap decode_cbt_raw_map(const nlohmann::json& reply) {
       map.runs.push_back({run[0].get<uint64_t>(), run[1].get<uint64_t>()});
     }
   }
-  map.more = members.flag("more");
-  map.next_offset = members.count("next_offset");
   return map;
 }
 

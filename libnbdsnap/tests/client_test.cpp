@@ -132,3 +132,45 @@ TEST_CASE("a_closed_client_refuses_every_call") {
   CHECK(version.error().message.find("closed") != std::string::npos);
   client.close();  // idempotent
 }
+
+namespace {
+
+// A transport of our own (as a TLS one would be): answers from a script, records what was sent.
+class ScriptedTransport final : public Transport {
+ public:
+  explicit ScriptedTransport(std::vector<std::string> replies, std::vector<std::string>* sent)
+      : replies_(std::move(replies)), sent_(sent) {}
+  Result<void> connect(Deadline) override { return {}; }
+  Result<void> send_line(std::string_view line, Deadline) override {
+    sent_->emplace_back(line);
+    return {};
+  }
+  Result<std::string> receive_line(Deadline) override {
+    if (next_ == replies_.size()) return Error{ErrorSource::client, kConnectionLost, 0, "script ended"};
+    return replies_[next_++];
+  }
+  std::string endpoint() const override { return "scripted transport"; }
+
+ private:
+  std::vector<std::string> replies_;
+  size_t next_ = 0;
+  std::vector<std::string>* sent_;
+};
+
+}  // namespace
+
+TEST_CASE("a_transport_of_its_own_plugs_into_the_client") {
+  std::vector<std::string> sent;
+  auto transport = std::make_unique<ScriptedTransport>(
+      std::vector<std::string>{R"({"ok":true,"version":"t","protocol":1,"front_end":"nbdsnapd"})"}, &sent);
+  Result<Client> client = Client::connect(std::move(transport));
+  REQUIRE(client.ok());
+  CHECK(client->endpoint() == "scripted transport");
+  REQUIRE(client->version().ok());
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0] == "{\"command\":\"version\"}\n");
+  Result<std::vector<Origin>> lost = client->origins();
+  REQUIRE_FALSE(lost.ok());
+  CHECK(lost.error().code == kConnectionLost);
+  CHECK(client->state() == State::dead);
+}
