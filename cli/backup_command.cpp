@@ -38,14 +38,40 @@ constexpr const char* kSynopsis =
     "backup --image URI --to FILE|DIR [--format raw|qcow2] [--since CHECKPOINT] [--allow-full] [--verify] "
     "[--mode MODE] [--progress FD]";
 
-// The origin's CBT facts from the control socket. Without a reachable control socket a full backup goes on
+// The CBT the backup reads: for an image, the CBT frozen at its take (so a take or a compaction of the live
+// map since then changes nothing); for an origin, the live one.
+nlohmann::json cbt_source(const BackupFacts& facts, const std::string& snapshot) {
+  nlohmann::json source = {{"origin", facts.origin}};
+  if (!snapshot.empty()) source["snapshot"] = snapshot;
+  return source;
+}
+
+// Why the server cannot answer changes since `since`, asked with an empty range: its refusal, whose code tells
+// a checkpoint it knew and lost (checkpoint_gone) from a name it never knew (not_found).
+void ask_about_since(Context& context, const std::string& snapshot, BackupFacts& facts) {
+  client::CbtQuery query;
+  query.origin = facts.origin;
+  query.snapshot = snapshot;
+  query.since = facts.since;
+  query.length = 0;
+  client::Result<client::CbtMap> reply = context.control().library().cbt_map(query);
+  if (reply) return;
+  if (!reply.error().from_server()) throw context.control().cli_error(reply.error());
+  facts.since_problem = reply.error().describe();
+  facts.since_gone = reply.error().code == "checkpoint_gone";
+}
+
+// The CBT facts from the control socket. Without a reachable control socket a full backup goes on
 // (recording an unknown generation, so the next incremental falls back to full); an incremental one cannot.
-void read_cbt_facts(Context& context, const BackupJob& job, BackupFacts& facts) {
+void read_cbt_facts(Context& context, const BackupJob& job, const std::string& snapshot, BackupFacts& facts) {
   try {
-    nlohmann::json cbt = context.control().request("cbt-info", {{"origin", facts.origin}})["cbt"];
+    nlohmann::json cbt = context.control().request("cbt-info", cbt_source(facts, snapshot))["cbt"];
     facts.generation = field_text(cbt, "generation");
     if (cbt.contains("checkpoints") && cbt["checkpoints"].is_object()) {
       for (const auto& [name, number] : cbt["checkpoints"].items()) facts.checkpoints.insert(name);
+    }
+    if (!facts.since.empty() && facts.checkpoints.count(facts.since) == 0) {
+      ask_about_since(context, snapshot, facts);
     }
   } catch (const CliError& error) {
     if (!job.since.empty()) {
@@ -72,7 +98,7 @@ BackupFacts gather_facts(Context& context, const BackupJob& job, NbdImage& image
   facts.origin = name.origin;
   report.origin = name.origin;
   report.snapshot = name.snapshot;
-  read_cbt_facts(context, job, facts);
+  read_cbt_facts(context, job, name.snapshot, facts);
   return facts;
 }
 
@@ -89,19 +115,24 @@ void describe_raw_target(const BackupJob& job, BackupFacts& facts) {
   facts.previous = load_backup_record(job.file);
 }
 
-// --since naming a checkpoint the server does not know (a typo, a dropped checkpoint, a new generation)
-// means a full backup is needed: without --allow-full that is an error, never a silent full backup.
+// --since naming a checkpoint the server does not know (a typo, another origin's name) would make the backup
+// full: without --allow-full that is an error, never a silent full backup. A checkpoint the server knew and
+// reports gone (checkpoint_gone: deleted, older than the checkpoints kept, CBT history lost) is not a typo: the
+// plan makes the backup full and says why (the server's own advice).
 void check_since_is_known(const BackupJob& job, const BackupFacts& facts) {
-  if (job.since.empty() || job.allow_full || facts.checkpoints.count(job.since) != 0) return;
+  if (job.since.empty() || job.allow_full || facts.since_gone || facts.checkpoints.count(job.since) != 0) return;
+  const std::string why = facts.since_problem.empty() ? "" : " (" + facts.since_problem + ")";
   throw CliError(ExitCode::not_found,
                  "checkpoint '" + job.since + "' is not known to the server for origin " + facts.origin +
-                     " (CBT generation " + facts.generation + "): a full backup is needed; give --allow-full to do "
-                     "one, or check the name with nbdsnap checkpoints " + facts.origin);
+                     " (CBT generation " + facts.generation + ")" + why + ": a full backup is needed; give "
+                     "--allow-full to do one, or check the name with nbdsnap checkpoints " + facts.origin);
 }
 
-// Dirty ranges from the control socket's live CBT map (a superset of the changes up to the take).
-std::vector<ByteRange> ranges_from_cbt_map(Context& context, const BackupFacts& facts) {
-  nlohmann::json reply = context.control().request("cbt-map", {{"origin", facts.origin}, {"since", facts.since}});
+// Dirty ranges from the control socket's CBT map: the image's frozen one (exactly the changes up to the take).
+std::vector<ByteRange> ranges_from_cbt_map(Context& context, const BackupFacts& facts, const std::string& snapshot) {
+  nlohmann::json request = cbt_source(facts, snapshot);
+  request["since"] = facts.since;
+  nlohmann::json reply = context.control().request_all_pages("cbt-map", request);
   if (field_text(reply, "generation") != facts.generation) {
     throw CliError(ExitCode::server_error, "the CBT generation of " + facts.origin +
                                                " changed during the backup; run it again (it will be full)");
@@ -123,8 +154,9 @@ std::vector<ByteRange> ranges_to_read(Context& context, NbdImage& image, const B
       report.ranges_source = dirty;
       return image.ranges_where(dirty, kStateDirty, kStateDirty);
     }
-    report.ranges_source = "control socket cbt-map --since " + facts.since;
-    return ranges_from_cbt_map(context, facts);
+    report.ranges_source = "control socket cbt-map --since " + facts.since +
+                           (report.snapshot.empty() ? "" : " --snapshot " + report.snapshot);
+    return ranges_from_cbt_map(context, facts, report.snapshot);
   }
   if (image.has_meta_context(kBaseAllocation)) {
     report.ranges_source = kBaseAllocation;

@@ -33,6 +33,7 @@ BackupPlan plan_backup(const BackupFacts& facts) {
                         "', not '" + facts.since + "'");
   }
   if (facts.checkpoints.count(facts.since) == 0) {
+    if (!facts.since_problem.empty()) return full_because(facts.since_problem);
     return full_because("checkpoint '" + facts.since + "' is not in the CBT of " + facts.origin + " any more");
   }
   return {true, {}};

@@ -19,8 +19,13 @@ struct BackupFacts {
   std::optional<BackupRecord> previous;  // the sidecar, if any
   uint64_t image_size = 0;
   std::string origin;
-  std::string generation;                // the origin's current CBT generation
-  std::set<std::string> checkpoints;     // checkpoints of the current generation
+  // The CBT the backup reads: the image's own (frozen at its take), or the live one for an origin export.
+  std::string generation;
+  std::set<std::string> checkpoints;     // its checkpoints
+  std::string since_problem;             // the server's answer for `since` when it is not among them
+  // That answer was checkpoint_gone: the server knew the checkpoint (deleted, dropped as older than those kept,
+  // or lost with the CBT history), so a full backup is the known way on; a name it never knew is not_found.
+  bool since_gone = false;
 };
 
 struct BackupPlan {

@@ -1,6 +1,8 @@
 // cbt_commands.cpp — the CBT commands and their tables.
 #include "cbt_commands.h"
 
+#include <algorithm>
+
 #include "byte_ranges.h"
 #include "exit_codes.h"
 #include "json_fields.h"
@@ -11,10 +13,14 @@ namespace nbdsnap::cli {
 namespace {
 
 int run_cbt_info(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("cbt info ORIGIN");
+  CommandArgs args("cbt info ORIGIN [--snapshot NAME]");
+  args.options()("snapshot", boost::program_options::value<std::string>()->value_name("NAME"),
+                 "the CBT frozen when snapshot NAME was taken (default: the live one)");
   args.positional("ORIGIN", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json reply = context.control().request("cbt-info", {{"origin", args.text("ORIGIN")}});
+  nlohmann::json request = {{"origin", args.text("ORIGIN")}};
+  if (args.has("snapshot")) request["snapshot"] = args.text("snapshot");
+  nlohmann::json reply = context.control().request("cbt-info", request);
   if (context.json()) {
     context.print_json(reply);
   } else {
@@ -23,19 +29,41 @@ int run_cbt_info(Context& context, const std::vector<std::string>& words) {
   return 0;
 }
 
+constexpr const char* kCbtMapSynopsis =
+    "cbt map ORIGIN [--since CHECKPOINT | --raw] [--snapshot NAME] [--offset SIZE] [--length SIZE] [--page-size N]";
+
 int run_cbt_map(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("cbt map ORIGIN [--since CHECKPOINT]");
-  args.options()("since", boost::program_options::value<std::string>()->value_name("CHECKPOINT"),
-                 "only blocks changed after this checkpoint (default: all changes in this generation)");
+  namespace po = boost::program_options;
+  CommandArgs args(kCbtMapSynopsis);
+  args.options()
+      ("since", po::value<std::string>()->value_name("CHECKPOINT"),
+       "only blocks changed after this checkpoint (default: all changes in this generation)")
+      ("raw", "the change number of every block (runs of equal numbers) instead of changed ranges")
+      ("snapshot", po::value<std::string>()->value_name("NAME"),
+       "the map frozen when snapshot NAME was taken (default: the live map)")
+      ("offset", po::value<std::string>()->value_name("SIZE"), "start at this byte offset (default 0)")
+      ("length", po::value<std::string>()->value_name("SIZE"), "cover this many bytes (default: to the end)")
+      ("page-size", po::value<unsigned>()->value_name("N"),
+       "ranges (or runs with --raw) per control request (default: the server's maximum)");
   args.positional("ORIGIN", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
+  const bool raw = args.flag("raw");
+  if (raw && args.has("since")) usage_error("cbt map: --raw shows every block's change number; drop --since");
   nlohmann::json request = {{"origin", args.text("ORIGIN")}};
   if (args.has("since")) request["since"] = args.text("since");
-  nlohmann::json reply = context.control().request("cbt-map", request);
+  if (args.has("snapshot")) request["snapshot"] = args.text("snapshot");
+  if (args.has("offset")) request["offset"] = args.size("offset");
+  if (args.has("length")) request["length"] = args.size("length");
+  if (args.has("page-size")) {
+    const unsigned page_size = args.get<unsigned>("page-size");
+    if (page_size == 0) usage_error("--page-size must be at least 1");
+    request[raw ? "max_runs" : "max_ranges"] = page_size;
+  }
+  nlohmann::json reply = context.control().request_all_pages(raw ? "cbt-raw-map" : "cbt-map", request);
   if (context.json()) {
     context.print_json(reply);
   } else {
-    context.out() << format_cbt_map(reply);
+    context.out() << (raw ? format_cbt_raw_map(reply) : format_cbt_map(reply));
   }
   return 0;
 }
@@ -71,10 +99,14 @@ int run_cbt_reset(Context& context, const std::vector<std::string>& words) {
 }
 
 int run_checkpoints(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("checkpoints ORIGIN");
+  CommandArgs args("checkpoints ORIGIN [--snapshot NAME]");
+  args.options()("snapshot", boost::program_options::value<std::string>()->value_name("NAME"),
+                 "the checkpoints snapshot NAME froze with its CBT (default: the live ones)");
   args.positional("ORIGIN", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json reply = context.control().request("checkpoints", {{"origin", args.text("ORIGIN")}});
+  nlohmann::json request = {{"origin", args.text("ORIGIN")}};
+  if (args.has("snapshot")) request["snapshot"] = args.text("snapshot");
+  nlohmann::json reply = context.control().request("checkpoints", request);
   if (context.json()) {
     context.print_json(reply);
   } else {
@@ -83,16 +115,35 @@ int run_checkpoints(Context& context, const std::vector<std::string>& words) {
   return 0;
 }
 
+int run_checkpoint_delete(Context& context, const std::vector<std::string>& words) {
+  CommandArgs args("checkpoint delete ORIGIN NAME");
+  args.positional("ORIGIN", 1).positional("NAME", 1);
+  if (!parse_or_show_help(context, args, words)) return 0;
+  nlohmann::json reply =
+      context.control().request("checkpoint-delete", {{"origin", args.text("ORIGIN")}, {"name", args.text("NAME")}});
+  if (context.json()) {
+    context.print_json(reply);
+  } else {
+    context.out() << "checkpoint " << args.text("NAME") << " of " << args.text("ORIGIN")
+                  << " deleted (a backup since it must be full)\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 std::vector<CommandSpec> cbt_command_specs() {
   return {
-      {{"cbt", "info"}, "cbt info ORIGIN", "CBT generation, change number, block size, checkpoints", run_cbt_info},
-      {{"cbt", "map"}, "cbt map ORIGIN [--since CHECKPOINT]", "changed ranges of an origin", run_cbt_map},
+      {{"cbt", "info"}, "cbt info ORIGIN [--snapshot NAME]", "CBT generation, change number, block size, checkpoints",
+       run_cbt_info},
+      {{"cbt", "map"}, kCbtMapSynopsis, "changed ranges of an origin, or its raw change numbers", run_cbt_map},
       {{"cbt", "mark-dirty"}, "cbt mark-dirty ORIGIN OFFSET+LENGTH...",
        "mark ranges changed (writes the tracker did not see)", run_cbt_mark_dirty},
       {{"cbt", "reset"}, "cbt reset ORIGIN", "start a new CBT generation (forces full backups)", run_cbt_reset},
-      {{"checkpoints"}, "checkpoints ORIGIN", "list the CBT checkpoints of an origin", run_checkpoints},
+      {{"checkpoints"}, "checkpoints ORIGIN [--snapshot NAME]", "list the CBT checkpoints of an origin",
+       run_checkpoints},
+      {{"checkpoint", "delete"}, "checkpoint delete ORIGIN NAME", "delete a CBT checkpoint of an origin",
+       run_checkpoint_delete},
   };
 }
 
@@ -106,6 +157,7 @@ nlohmann::json cbt_mark_dirty_request(const std::string& origin, const std::vect
 std::string format_cbt_info(const nlohmann::json& cbt) {
   KeyValueList list;
   list.add("origin", field_text(cbt, "origin"));
+  if (!field_text(cbt, "snapshot").empty()) list.add("snapshot", field_text(cbt, "snapshot"));
   list.add("generation", field_text(cbt, "generation"));
   list.add("change number", std::to_string(field_uint(cbt, "change_number")));
   list.add("block size", size_cell(field_uint(cbt, "block_size")));
@@ -135,12 +187,41 @@ std::string format_cbt_map(const nlohmann::json& reply) {
          size_cell(field_uint(reply, "block_size")) + ")\n";
 }
 
+std::string format_cbt_raw_map(const nlohmann::json& reply) {
+  Table table({{"OFFSET", Align::right}, {"LENGTH", Align::right}, {"BLOCKS", Align::right},
+               {"NUMBER", Align::right}});
+  const uint64_t block_size = field_uint(reply, "block_size"), device_size = field_uint(reply, "device_size");
+  uint64_t offset = field_uint(reply, "offset"), blocks = 0, runs = 0;
+  for (const auto& run : reply.value("runs", nlohmann::json::array())) {
+    if (!run.is_array() || run.size() != 2 || !run[0].is_number_unsigned() || !run[1].is_number_unsigned()) continue;
+    const uint64_t count = run[1].get<uint64_t>();
+    const uint64_t end = std::min(device_size, offset + count * block_size);
+    table.add_row({std::to_string(offset), std::to_string(end - offset), std::to_string(count),
+                   std::to_string(run[0].get<unsigned>())});
+    offset = end;
+    blocks += count;
+    ++runs;
+  }
+  std::string checkpoints;
+  for (const auto& checkpoint : reply.value("checkpoints", nlohmann::json::array())) {
+    checkpoints += (checkpoints.empty() ? "" : ", ") + field_text(checkpoint, "name") + "=" +
+                   std::to_string(field_uint(checkpoint, "number"));
+  }
+  const std::string map = field_text(reply, "snapshot").empty() ? "live map"
+                                                                : "map of snapshot " + field_text(reply, "snapshot");
+  return table.render() + std::to_string(blocks) + " block(s) of " + size_cell(block_size) + " in " +
+         std::to_string(runs) + " run(s), " + map + " (generation " + field_text(reply, "generation") +
+         ", change number " + std::to_string(field_uint(reply, "change_number")) + ")\n" +
+         "0: unchanged in this generation; N: changed after every checkpoint numbered below N (" +
+         or_dash(checkpoints) + ")\n";
+}
+
 std::string format_checkpoints(const nlohmann::json& reply) {
-  Table table({{"NAME"}, {"NUMBER", Align::right}, {"GENERATION"}});
+  Table table({{"NAME"}, {"NUMBER", Align::right}, {"TAKEN"}, {"GENERATION"}});
   if (reply.contains("checkpoints") && reply["checkpoints"].is_array()) {
     for (const auto& checkpoint : reply["checkpoints"]) {
       table.add_row({field_text(checkpoint, "name"), std::to_string(field_uint(checkpoint, "number")),
-                     field_text(reply, "generation")});
+                     time_cell(field_int(checkpoint, "taken_unix_ms")), field_text(reply, "generation")});
     }
   }
   return table.render();

@@ -1,4 +1,5 @@
-// cbt_commands.h — `cbt info|map|mark-dirty|reset` and `checkpoints`: changed-block tracking of origins.
+// cbt_commands.h — `cbt info|map|mark-dirty|reset`, `checkpoints` and `checkpoint delete`: changed-block
+// tracking of origins.
 #pragma once
 
 #include <string>
@@ -16,6 +17,8 @@ std::vector<CommandSpec> cbt_command_specs();
 nlohmann::json cbt_mark_dirty_request(const std::string& origin, const std::vector<std::string>& ranges);
 std::string format_cbt_info(const nlohmann::json& cbt);
 std::string format_cbt_map(const nlohmann::json& reply);
+// `cbt map --raw`: one row per run of equal change numbers, and what the numbers mean.
+std::string format_cbt_raw_map(const nlohmann::json& reply);
 std::string format_checkpoints(const nlohmann::json& reply);
 
 }  // namespace nbdsnap::cli

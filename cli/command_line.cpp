@@ -23,6 +23,9 @@ Invocation split_command_line(const std::vector<std::string>& arguments, const c
   po::options_description global;
   global.add_options()
       ("control", po::value<std::string>())
+      ("connect", po::value<std::string>())
+      ("tls-certificates", po::value<std::string>())
+      ("tls-psk", po::value<std::string>())
       ("timeout", po::value<std::string>())
       ("json", po::bool_switch())
       ("help,h", po::bool_switch())
@@ -41,8 +44,11 @@ Invocation split_command_line(const std::vector<std::string>& arguments, const c
     invocation.global.help = values["help"].as<bool>();
     invocation.global.version = values["version"].as<bool>();
     if (values.count("timeout")) invocation.global.timeout = parse_timeout_argument(values["timeout"].as<std::string>());
-    if (values.count("control")) {
-      invocation.global.control = values["control"].as<std::string>();
+    if (values.count("control") && values.count("connect")) usage_error("give --control or --connect, not both");
+    if (values.count("tls-certificates")) invocation.global.tls_certificates = values["tls-certificates"].as<std::string>();
+    if (values.count("tls-psk")) invocation.global.tls_psk = values["tls-psk"].as<std::string>();
+    if (values.count("control") || values.count("connect")) {
+      invocation.global.control = values[values.count("control") ? "control" : "connect"].as<std::string>();
     } else if (environment_control != nullptr && *environment_control != '\0') {
       invocation.global.control = environment_control;
     } else {

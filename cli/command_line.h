@@ -20,7 +20,11 @@ inline constexpr double kDefaultTimeoutSeconds = 30;
 inline constexpr double kMaximumTimeoutSeconds = 24 * 3600;
 
 struct GlobalOptions {
-  std::string control;  // resolved: --control, else $NBDSNAP_CONTROL, else kDefaultControlPath
+  // resolved: --control (or --connect), else $NBDSNAP_CONTROL, else kDefaultControlPath; a Unix socket path,
+  // or tls://[USER@]HOST:PORT for nbdsnapd's remote control listener
+  std::string control;
+  std::string tls_certificates;  // --tls-certificates DIR: ca-cert.pem, client-cert.pem, client-key.pem
+  std::string tls_psk;           // --tls-psk FILE (username:hexkey; USER@ in the address picks the line)
   // --timeout: the bound of every network wait (connecting, handshakes, each control request beyond what
   // the command waits on the server, each NBD request during a backup).
   std::chrono::milliseconds timeout{static_cast<long long>(kDefaultTimeoutSeconds * 1000)};

@@ -46,6 +46,10 @@ std::string general_help(const std::vector<CommandSpec>& specs) {
   out +=
       "\nGlobal options:\n"
       "  --control PATH  control socket (default: $NBDSNAP_CONTROL, else /run/nbdsnap/control.sock)\n"
+      "  --connect tls://[USER@]HOST:PORT\n"
+      "                  nbdsnapd's remote control listener (also as --control or $NBDSNAP_CONTROL),\n"
+      "                  with --tls-certificates DIR (ca-cert.pem, client-cert.pem, client-key.pem)\n"
+      "                  or --tls-psk FILE (USER picks the key)\n"
       "  --timeout SECONDS\n"
       "                  give up on a server that does not answer within SECONDS (default 30): when\n"
       "                  connecting, in handshakes, for each control request and each NBD read\n"

@@ -22,7 +22,10 @@ class Context {
   std::ostream& err() { return err_; }
   // The control connection, opened on first use.
   ControlClient& control() {
-    if (!control_) control_ = std::make_unique<ControlClient>(global_.control, global_.timeout);
+    if (!control_) {
+      control_ = std::make_unique<ControlClient>(global_.control, global_.timeout,
+                                                 ControlTls{global_.tls_certificates, global_.tls_psk});
+    }
     return *control_;
   }
   // Pretty JSON for --json output.

@@ -14,10 +14,15 @@ std::string format_timeout(std::chrono::milliseconds timeout) {
   return text;
 }
 
-ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout) : path_(path) {
+ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout, const ControlTls& tls)
+    : path_(path) {
   client::Options options;
   options.timeout = timeout;
   options.timeout_name = "--timeout";
+  if (client::is_tls_address(path) && tls.certificates_dir.empty() && tls.psk_file.empty()) {
+    throw CliError(ExitCode::usage, path + ": a tls:// control address needs --tls-certificates DIR or --tls-psk FILE");
+  }
+  options.tls = {tls.certificates_dir, tls.psk_file};
   client_ = std::make_unique<client::Client>(checked(client::Client::connect(path, options)));
 }
 
@@ -27,22 +32,40 @@ CliError ControlClient::cli_error(const client::Error& error) const {
   if (error.code == client::kConnectionFailed && error.errno_value == ENAMETOOLONG) {
     return CliError(ExitCode::usage, error.message);
   }
-  if (error.code == client::kInvalidRequest) return CliError(ExitCode::usage, error.message);
+  if (error.code == client::kGenerationChanged) return CliError(ExitCode::server_error, error.message);
+  if (error.code == client::kInvalidRequest || error.code == client::kBadCredentials) {
+    return CliError(ExitCode::usage, error.message);
+  }
   return CliError(ExitCode::io_error, error.message);
 }
 
-nlohmann::json ControlClient::request(const std::string& command, nlohmann::json arguments,
-                                      std::chrono::milliseconds server_wait) {
+namespace {
+
+// The request line of `command` with `arguments`; names and paths that are not UTF-8 are a usage error.
+std::string request_line(const std::string& command, nlohmann::json arguments) {
   arguments["command"] = command;
-  std::string line;
   try {
-    line = arguments.dump();
+    return arguments.dump();
   } catch (const nlohmann::json::exception&) {
     usage_error(command + ": names and paths must be UTF-8 text");
   }
-  nlohmann::json reply = nlohmann::json::parse(checked(client_->call(line, server_wait)));
+}
+
+nlohmann::json result_of(const std::string& reply_text) {
+  nlohmann::json reply = nlohmann::json::parse(reply_text);
   reply.erase("ok");
   return reply;
+}
+
+}  // namespace
+
+nlohmann::json ControlClient::request(const std::string& command, nlohmann::json arguments,
+                                      std::chrono::milliseconds server_wait) {
+  return result_of(checked(client_->call(request_line(command, std::move(arguments)), server_wait)));
+}
+
+nlohmann::json ControlClient::request_all_pages(const std::string& command, nlohmann::json arguments) {
+  return result_of(checked(client_->call_all_pages(request_line(command, std::move(arguments)))));
 }
 
 }  // namespace nbdsnap::cli

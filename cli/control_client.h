@@ -18,11 +18,18 @@
 
 namespace nbdsnap::cli {
 
+// Credentials for a tls:// control address (--tls-certificates, --tls-psk).
+struct ControlTls {
+  std::string certificates_dir;
+  std::string psk_file;
+};
+
 class ControlClient {
  public:
-  // Connects to the Unix socket at path within `timeout` (throws CliError io_error on failure). The timeout
-  // also bounds each request's wait for its reply.
-  ControlClient(const std::string& path, std::chrono::milliseconds timeout);
+  // Connects to the Unix socket at path, or to tls://[USER@]HOST:PORT with `tls` (TLS handshake included),
+  // within `timeout` (throws CliError io_error on failure, usage for a tls:// address without credentials or
+  // with bad ones). The timeout also bounds each request's wait for its reply.
+  ControlClient(const std::string& path, std::chrono::milliseconds timeout, const ControlTls& tls = {});
   ControlClient(const ControlClient&) = delete;
   ControlClient& operator=(const ControlClient&) = delete;
 
@@ -30,6 +37,10 @@ class ControlClient {
   // (what the command itself may wait on the server, e.g. events-wait's timeout_ms).
   nlohmann::json request(const std::string& command, nlohmann::json arguments = nlohmann::json::object(),
                          std::chrono::milliseconds server_wait = std::chrono::milliseconds(0));
+
+  // As request() for cbt-map and cbt-raw-map, following their pages (libnbdsnap's call_all_pages): one reply
+  // with every page's ranges or runs. A CBT generation that changes between pages is server_error.
+  nlohmann::json request_all_pages(const std::string& command, nlohmann::json arguments);
 
   // The library's handle, for typed calls; its errors become CliErrors through cli_error().
   client::Client& library() { return *client_; }

@@ -28,9 +28,9 @@ class CliError : public std::runtime_error {
 
 [[noreturn]] inline void usage_error(const std::string& message) { throw CliError(ExitCode::usage, message); }
 
-// The exit code for a control protocol error code ("not_found" -> 3, anything else -> 1).
+// The exit code for a control protocol error code ("not_found" and "checkpoint_gone" -> 3, anything else -> 1).
 inline ExitCode exit_code_for_server_error(const std::string& code) {
-  return code == "not_found" ? ExitCode::not_found : ExitCode::server_error;
+  return code == "not_found" || code == "checkpoint_gone" ? ExitCode::not_found : ExitCode::server_error;
 }
 
 }  // namespace nbdsnap::cli

@@ -3,6 +3,7 @@
 #include "image_copier.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <memory>

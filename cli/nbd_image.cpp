@@ -95,6 +95,9 @@ void NbdImage::open(const std::vector<std::string>& meta_contexts, Probe probe) 
 }
 
 void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe probe) {
+  // The URI is the user's own (--image): its tls-psk-file= may name a local file, as with nbdinfo and nbdcopy.
+  // nbds:// and nbds+unix:// need TLS; tls-certificates= names the CA and client certificate directory.
+  if (nbd_set_uri_allow_local_file(handle_, true) == -1) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
   for (const std::string& context : meta_contexts) {
     if (nbd_add_meta_context(handle_, context.c_str()) == -1) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
   }

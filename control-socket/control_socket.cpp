@@ -9,13 +9,21 @@
 // blocks on its own (events-wait) must be released by its owner before stop(), for good: EventLog::stop().
 // A one-time wake-up is not enough, because a client may have its next request already received (or send
 // one before its descriptor is shut down), and that request's wait would hold up the join.
+// A TLS client's thread runs the TLS handshake (bounded by kTlsHandshakeTimeout) before its first line; all of
+// its waits are poll(2)s, which shutting its descriptor down ends as it ends recv().
 #include "control_socket.h"
+
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <utility>
 #include <vector>
+
+#include "tls_stream.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -88,11 +96,74 @@ bool send_all(int fd, const std::string& data) {
   return true;
 }
 
+// A client's connection: plain on the Unix socket, TLS on TCP.
+class ClientChannel {
+ public:
+  virtual ~ClientChannel() = default;
+  // Some bytes, 0 at the end, -1 on failure.
+  virtual ssize_t receive(char* buffer, size_t capacity) = 0;
+  virtual bool send(const std::string& data) = 0;
+};
+
+class PlainChannel final : public ClientChannel {
+ public:
+  explicit PlainChannel(int fd) : fd_(fd) {}
+  ssize_t receive(char* buffer, size_t capacity) override {
+    for (;;) {
+      const ssize_t n = recv(fd_, buffer, capacity, 0);
+      if (n < 0 && errno == EINTR) continue;
+      return n;
+    }
+  }
+  bool send(const std::string& data) override { return send_all(fd_, data); }
+
+ private:
+  int fd_;
+};
+
+class TlsClientChannel final : public ClientChannel {
+ public:
+  explicit TlsClientChannel(std::unique_ptr<TlsStream> stream) : stream_(std::move(stream)) {}
+  ~TlsClientChannel() override { stream_->bye(); }
+  ssize_t receive(char* buffer, size_t capacity) override {
+    // The next request may be long in coming (a client between commands); stop() ends the wait.
+    return stream_->read_some(buffer, capacity, std::chrono::steady_clock::now() + std::chrono::hours(24 * 365));
+  }
+  bool send(const std::string& data) override {
+    return stream_->write_all(data, std::chrono::steady_clock::now() + ControlSocketServer::kTlsSendTimeout);
+  }
+
+ private:
+  std::unique_ptr<TlsStream> stream_;
+};
+
+// chmod 0660 and chown to GROUP (a name or a number).
+bool give_to_group(const std::string& path, const std::string& group_name, std::string& error) {
+  gid_t gid = 0;
+  if (const struct group* entry = getgrnam(group_name.c_str())) {
+    gid = entry->gr_gid;
+  } else {
+    char* end = nullptr;
+    const unsigned long number = std::strtoul(group_name.c_str(), &end, 10);
+    if (group_name.empty() || *end != '\0') {
+      error = "group '" + group_name + "' does not exist";
+      return false;
+    }
+    gid = gid_t(number);
+  }
+  if (chown(path.c_str(), uid_t(-1), gid) != 0 || chmod(path.c_str(), 0660) != 0) {
+    error = errno_text("cannot give " + path + " to group " + group_name, errno);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 ControlSocketServer::~ControlSocketServer() { stop(); }
 
-bool ControlSocketServer::start(const std::string& path, LineHandler handler, std::string& error) {
+bool ControlSocketServer::start(const std::string& path, LineHandler handler, std::string& error,
+                                const std::string& group) {
   if (listen_fd_ >= 0) {
     error = "control socket server already started on " + path_;
     return false;
@@ -111,15 +182,53 @@ bool ControlSocketServer::start(const std::string& path, LineHandler handler, st
     return false;
   }
   // Nobody can connect before listen(), so tightening the mode here leaves no window.
-  if (chmod(path.c_str(), 0600) != 0 || listen(fd, 64) != 0) {
-    error = errno_text("cannot set up " + path, errno);
+  if (chmod(path.c_str(), 0600) != 0 || (!group.empty() && !give_to_group(path, group, error)) ||
+      listen(fd, 64) != 0) {
+    if (error.empty()) error = errno_text("cannot set up " + path, errno);
     close(fd);
     unlink(path.c_str());
     return false;
   }
-
   path_ = path;
+  handler_ = [handler = std::move(handler)](const std::string& line, const PeerIdentity&) { return handler(line); };
+  if (start_accepting(fd, error)) return true;
+  unlink(path.c_str());
+  return false;
+}
+
+bool ControlSocketServer::start_tls(const std::string& host, uint16_t port, const TlsCredentialStore& credentials,
+                                    PeerLineHandler handler, std::string& error) {
+  const std::string where = host + ":" + std::to_string(port);
+  if (listen_fd_ >= 0) {
+    error = "control server already started";
+    return false;
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found); rc != 0) {
+    error = "cannot resolve " + where + ": " + gai_strerror(rc);
+    return false;
+  }
+  int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int on = 1;
+  const bool bound = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == 0 &&
+                     bind(fd, found->ai_addr, found->ai_addrlen) == 0 && listen(fd, 64) == 0;
+  const int err = errno;
+  freeaddrinfo(found);
+  if (!bound) {
+    error = errno_text("cannot listen on " + where, err);
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  path_.clear();
+  tls_ = &credentials;
   handler_ = std::move(handler);
+  return start_accepting(fd, error);
+}
+
+bool ControlSocketServer::start_accepting(int fd, std::string& error) {
   stopping_ = false;
   listen_fd_ = fd;
   try {
@@ -128,7 +237,6 @@ bool ControlSocketServer::start(const std::string& path, LineHandler handler, st
     error = std::string("cannot start the control socket thread: ") + e.what();
     close(fd);
     listen_fd_ = -1;
-    unlink(path.c_str());
     return false;
   }
   return true;
@@ -152,7 +260,7 @@ void ControlSocketServer::stop() {
 
   close(listen_fd_);
   listen_fd_ = -1;
-  unlink(path_.c_str());
+  if (!path_.empty()) unlink(path_.c_str());
 }
 
 void ControlSocketServer::accept_loop() {
@@ -197,12 +305,29 @@ void ControlSocketServer::accept_loop() {
 }
 
 void ControlSocketServer::serve_client(int fd) {
+  std::unique_ptr<ClientChannel> channel;
+  PeerIdentity peer;
+  peer.local = tls_ == nullptr;
+  if (tls_ != nullptr) {
+    std::unique_ptr<TlsSession> session;
+    const auto credentials = tls_->current();
+    if (credentials && TlsSession::create(credentials, fd, fd, "", session).is_ok()) {
+      auto stream = std::make_unique<TlsStream>(std::move(session), fd);
+      if (stream->handshake(std::chrono::steady_clock::now() + kTlsHandshakeTimeout)) {
+        peer = stream->session().peer();
+        channel = std::make_unique<TlsClientChannel>(std::move(stream));
+      } else if (warn_) {
+        warn_("remote control client refused: TLS handshake failed: " + stream->error());
+      }
+    }
+  } else {
+    channel = std::make_unique<PlainChannel>(fd);
+  }
   std::string pending;
   std::vector<char> chunk(kReadChunkBytes);
-  bool open = true;
+  bool open = channel != nullptr;  // a failed TLS handshake ends the client here
   while (open) {
-    ssize_t n = recv(fd, chunk.data(), chunk.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = channel->receive(chunk.data(), chunk.size());
     if (n <= 0) break;
     pending.append(chunk.data(), static_cast<size_t>(n));
     size_t start = 0;
@@ -216,18 +341,19 @@ void ControlSocketServer::serve_client(int fd) {
       if (line.find_first_not_of(" \t") == std::string::npos) continue;
       std::string reply;
       try {
-        reply = handler_(line);
+        reply = handler_(line, peer);
       } catch (...) {
         open = false;  // a handler that throws leaves the client without an answer: close rather than hang
         break;
       }
       reply.push_back('\n');
-      open = send_all(fd, reply);
+      open = channel->send(reply);
     }
     pending.erase(0, start);
     if (pending.size() > kMaxLineBytes) open = false;
   }
 
+  channel.reset();  // close_notify first
   // Close under the lock and mark the entry finished, so stop() never shuts down a reused descriptor.
   MutexLock lock(clients_mutex_);
   close(fd);

@@ -1,10 +1,15 @@
-// control_socket.h — serves a line protocol on a Unix stream socket with one thread per client.
+// control_socket.h — serves a line protocol on a Unix stream socket, or on TCP with TLS only, with one thread
+// per client.
 //
 // Both front ends use it to serve the engine's Control (one JSON request per line, one reply per line).
 // The handler runs on the client's thread and may block (events-wait) without holding up other clients.
+// On TCP every client must complete a TLS handshake within kTlsHandshakeTimeout and authenticate (a PSK, or
+// a client certificate signed by the CA: the credential store must verify peers); the handler gets who it is.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
@@ -12,21 +17,35 @@
 #include <thread>
 
 #include "mutex.h"
+#include "peer_identity.h"
+#include "tls_credentials.h"
 
 namespace nbdsnap {
 
 class ControlSocketServer {
  public:
   using LineHandler = std::function<std::string(const std::string& line)>;
+  // For clients that may differ in what they are allowed (TCP with TLS); Unix clients are `local`.
+  using PeerLineHandler = std::function<std::string(const std::string& line, const PeerIdentity& peer)>;
+  static constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
+  // A client that does not read its reply for this long is dropped (TLS sends only).
+  static constexpr std::chrono::seconds kTlsSendTimeout{60};
 
   ControlSocketServer() = default;
   ~ControlSocketServer();  // stop()
   ControlSocketServer(const ControlSocketServer&) = delete;
   ControlSocketServer& operator=(const ControlSocketServer&) = delete;
 
-  // Binds PATH (removing a stale socket file, refusing a live one), chmod 0600, and starts accepting.
-  // Returns false with a message in `error` on failure.
-  bool start(const std::string& path, LineHandler handler, std::string& error);
+  // Binds PATH (removing a stale socket file, refusing a live one), chmod 0600 (0660 and that group when
+  // `group` names one), and starts accepting. Returns false with a message in `error` on failure.
+  bool start(const std::string& path, LineHandler handler, std::string& error, const std::string& group = "");
+  // Listens on HOST:PORT (TCP) and serves TLS clients only, with the store's current credentials for each
+  // new client (a reload applies to the next one). REQUIRES: the store is loaded, verifies peers when it has
+  // X.509 credentials, and outlives this server.
+  bool start_tls(const std::string& host, uint16_t port, const TlsCredentialStore& credentials,
+                 PeerLineHandler handler, std::string& error);
+  // Where failed TLS handshakes are reported (the front end's log). Before start_tls().
+  void set_warning_log(std::function<void(const std::string&)> warn) { warn_ = std::move(warn); }
   // Stops accepting, shuts down client connections, joins all threads, removes the socket file. Returns as
   // soon as every handler running returns: a handler that waits (events-wait) must have been released
   // before, for good (EventLog::stop()). Clients that send half a line or do not read their replies do not
@@ -34,10 +53,13 @@ class ControlSocketServer {
   void stop();
 
  private:
+  bool start_accepting(int fd, std::string& error);
   void accept_loop();
   void serve_client(int fd);
-  std::string path_;
-  LineHandler handler_;
+  std::string path_;  // empty for TCP
+  const TlsCredentialStore* tls_ = nullptr;  // TCP: every client speaks TLS
+  PeerLineHandler handler_;
+  std::function<void(const std::string&)> warn_;
   int listen_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;

@@ -1,49 +1,166 @@
-// cbt.cpp — change numbers per tracking block, freezing at take, generations.
+// cbt.cpp — change numbers per tracking block, freezing at take, checkpoints, compaction, generations.
 #include "cbt.h"
 
 #include <algorithm>
+#include <array>
+#include <limits>
 
 #include "sizing.h"
 
 namespace nbdsnap {
 
-std::vector<Range> CbtFrozen::changed_ranges(uint8_t since, uint64_t offset, uint64_t length) const {
-  std::vector<Range> ranges;
-  if (block_size == 0 || offset >= device_size) return ranges;
-  const uint64_t end = std::min(device_size, offset + std::min(length, device_size - offset));
+namespace {
+
+// Remembers a dropped checkpoint (newest last), forgetting the oldest beyond the bound.
+void remember_dropped(std::vector<DroppedCheckpoint>& dropped, DroppedCheckpoint entry) {
+  std::erase_if(dropped, [&](const DroppedCheckpoint& d) { return d.name == entry.name; });
+  dropped.push_back(std::move(entry));
+  if (dropped.size() > kDroppedCheckpointsRemembered) {
+    dropped.erase(dropped.begin(), dropped.end() - static_cast<ptrdiff_t>(kDroppedCheckpointsRemembered));
+  }
+}
+
+// Drops the oldest checkpoints (lowest numbers: numbers grow with takes, and compaction keeps their order)
+// until at most `kept` remain.
+void drop_oldest(Checkpoints& checkpoints, std::vector<DroppedCheckpoint>& dropped, unsigned kept) {
+  while (checkpoints.size() > kept) {
+    auto oldest = std::min_element(checkpoints.begin(), checkpoints.end(), [](const auto& a, const auto& b) {
+      return a.second.number < b.second.number;
+    });
+    remember_dropped(dropped, {oldest->first, "only the " + std::to_string(kept) + " newest checkpoints are kept"});
+    checkpoints.erase(oldest);
+  }
+}
+
+}  // namespace
+
+Status check_checkpoints_kept(uint64_t kept) {
+  if (kept < kMinCheckpointsKept || kept > kMaxCheckpointsKept) {
+    return {Errc::invalid_argument, "must be " + std::to_string(kMinCheckpointsKept) + ".." +
+                                        std::to_string(kMaxCheckpointsKept) + " checkpoints (default " +
+                                        std::to_string(kDefaultCheckpointsKept) + ")"};
+  }
+  return Status::ok();
+}
+
+// ---------------------------------------------------------------- views
+
+Status CbtView::find_checkpoint(const std::string& name, Checkpoint& out) const {
+  if (auto it = checkpoints.find(name); it != checkpoints.end()) {
+    out = it->second;
+    return Status::ok();
+  }
+  for (auto it = dropped.rbegin(); it != dropped.rend(); ++it) {
+    if (it->name == name) {
+      return {Errc::checkpoint_gone, "checkpoint '" + name + "' is gone: " + it->reason + "; do a full backup"};
+    }
+  }
+  return {Errc::not_found, "checkpoint '" + name + "' is not in CBT generation " + generation.to_string()};
+}
+
+CbtRangesPage CbtView::changed_ranges(uint8_t since, uint64_t offset, uint64_t length, size_t max_ranges) const {
+  CbtRangesPage page;
+  page.next_offset = std::min(offset, device_size);
+  if (block_size == 0 || offset >= device_size) return page;
+  const uint64_t end = offset + std::min(length, device_size - offset);
+  page.next_offset = end;
+  std::vector<Range>& ranges = page.ranges;
   for (uint64_t block = offset / block_size; block < map.size() && block * block_size < end; ++block) {
     if (map[block] <= since) continue;
     const uint64_t start = std::max(offset, block * block_size);
     const uint64_t stop = std::min(end, (block + 1) * block_size);
     if (!ranges.empty() && ranges.back().offset + ranges.back().length == start) {
       ranges.back().length += stop - start;
-    } else {
-      ranges.push_back({start, stop - start});
+      continue;
     }
+    if (ranges.size() >= max_ranges) {  // every range so far is whole: the next page starts at this one
+      page.more = true;
+      page.next_offset = start;
+      break;
+    }
+    ranges.push_back({start, stop - start});
   }
-  return ranges;
+  return page;
 }
 
-Cbt::Cbt(uint64_t device_size, uint64_t block_size)
-    : device_size_(device_size), block_size_(block_size), map_(unit_count(device_size, block_size), 0) {
+CbtRunsPage CbtView::number_runs(uint64_t offset, uint64_t length, size_t max_runs) const {
+  CbtRunsPage page;
+  if (block_size == 0 || offset >= device_size || length == 0) {
+    page.offset = page.next_offset = std::min(offset, device_size);
+    return page;
+  }
+  const uint64_t first = offset / block_size;
+  const uint64_t end = offset + std::min(length, device_size - offset);
+  const uint64_t last = std::min<uint64_t>(map.size(), (end + block_size - 1) / block_size);
+  uint64_t block = first;
+  while (block < last) {
+    if (page.runs.size() >= max_runs) {
+      page.more = true;
+      break;
+    }
+    const uint8_t number = map[block];
+    uint64_t count = 1;
+    while (block + count < last && map[block + count] == number) ++count;
+    page.runs.emplace_back(number, count);
+    block += count;
+  }
+  page.offset = first * block_size;
+  page.next_offset = std::min(block * block_size, device_size);
+  page.length = page.next_offset - page.offset;
+  return page;
+}
+
+std::vector<Range> CbtFrozen::changed_ranges(uint8_t since, uint64_t offset, uint64_t length) const {
+  return view().changed_ranges(since, offset, length, std::numeric_limits<size_t>::max()).ranges;
+}
+
+// ---------------------------------------------------------------- the live CBT
+
+Cbt::Cbt(uint64_t device_size, uint64_t block_size, unsigned checkpoints_kept)
+    : device_size_(device_size),
+      block_size_(block_size),
+      checkpoints_kept_(checkpoints_kept),
+      map_(unit_count(device_size, block_size), 0) {
   MutexLock lock(mutex_);
   start_generation();
 }
 
 // cppcheck-suppress passedByValue ; the state is moved from
-Cbt::Cbt(CbtState state)
+Cbt::Cbt(CbtState state, unsigned checkpoints_kept)
     : device_size_(state.device_size),
       block_size_(state.block_size),
+      checkpoints_kept_(checkpoints_kept),
       generation_(state.generation),
       number_(state.number),
       map_(std::move(state.map)),
-      checkpoints_(std::move(state.checkpoints)) {}
+      checkpoints_(std::move(state.checkpoints)),
+      dropped_(std::move(state.dropped)) {
+  MutexLock lock(mutex_);
+  drop_oldest(checkpoints_, dropped_, checkpoints_kept_);  // the limit may have been lowered since the save
+}
 
 void Cbt::start_generation() {
+  const std::string reason = "CBT history was lost (generation " + generation_.to_string() + " ended)";
+  for (const auto& [name, checkpoint] : checkpoints_) remember_dropped(dropped_, {name, reason});
   generation_ = Uuid::random();
   number_ = 1;
   std::fill(map_.begin(), map_.end(), 0);
   checkpoints_.clear();
+}
+
+void Cbt::compact() {
+  // renumber[v] = 0 for v == 0, else 1 + (kept checkpoints with a number below v): see the design notes.
+  std::array<bool, 256> closes_checkpoint{};
+  for (const auto& [name, checkpoint] : checkpoints_) closes_checkpoint[checkpoint.number] = true;
+  std::array<uint8_t, 256> renumber{};
+  unsigned below = 0;
+  for (unsigned v = 1; v < renumber.size(); ++v) {
+    renumber[v] = static_cast<uint8_t>(below + 1);
+    if (closes_checkpoint[v]) ++below;
+  }
+  for (uint8_t& number : map_) number = renumber[number];
+  for (auto& [name, checkpoint] : checkpoints_) checkpoint.number = renumber[checkpoint.number];
+  number_ = static_cast<uint8_t>(below + 1);
 }
 
 Uuid Cbt::generation() const {
@@ -64,15 +181,20 @@ void Cbt::mark_dirty(uint64_t offset, uint64_t length) {
   std::fill(map_.begin() + static_cast<ptrdiff_t>(first), map_.begin() + static_cast<ptrdiff_t>(last + 1), number_);
 }
 
-std::shared_ptr<const CbtFrozen> Cbt::freeze(const std::string& checkpoint) {
+std::shared_ptr<const CbtFrozen> Cbt::freeze(const std::string& checkpoint, int64_t taken_unix_ms) {
   MutexLock lock(mutex_);
-  auto checkpoints = checkpoints_;  // everything that may throw happens before the state changes
-  checkpoints[checkpoint] = number_;
+  // Everything that may throw works on copies, before the state changes.
+  Checkpoints checkpoints = checkpoints_;
+  std::vector<DroppedCheckpoint> dropped = dropped_;
+  checkpoints[checkpoint] = {number_, taken_unix_ms};
+  std::erase_if(dropped, [&](const DroppedCheckpoint& d) { return d.name == checkpoint; });
+  drop_oldest(checkpoints, dropped, checkpoints_kept_);
   auto frozen = std::make_shared<CbtFrozen>(
-      CbtFrozen{generation_, number_, block_size_, device_size_, map_, checkpoints});
+      CbtFrozen{generation_, number_, block_size_, device_size_, map_, checkpoints, dropped});
   checkpoints_.swap(checkpoints);
+  dropped_.swap(dropped);
   if (number_ == 255) {
-    start_generation();  // the next write could not be told apart: history restarts
+    compact();  // the next write could not be told apart from this take's: renumber, keep the history
   } else {
     ++number_;
   }
@@ -84,29 +206,44 @@ void Cbt::reset() {
   start_generation();
 }
 
-std::shared_ptr<const CbtFrozen> Cbt::snapshot_of_live_map() const {
+Status Cbt::delete_checkpoint(const std::string& name) {
   MutexLock lock(mutex_);
-  return std::make_shared<CbtFrozen>(CbtFrozen{generation_, number_, block_size_, device_size_, map_, checkpoints_});
+  auto it = checkpoints_.find(name);
+  if (it == checkpoints_.end()) {
+    Checkpoint unused;
+    return CbtView{generation_, number_, block_size_, device_size_, map_, checkpoints_, dropped_}.find_checkpoint(
+        name, unused);
+  }
+  std::vector<DroppedCheckpoint> dropped = dropped_;  // may throw: before anything changes
+  remember_dropped(dropped, {name, "it was deleted"});
+  dropped_.swap(dropped);
+  checkpoints_.erase(it);
+  return Status::ok();
 }
 
-std::map<std::string, uint8_t> Cbt::checkpoints() const {
+std::shared_ptr<const CbtFrozen> Cbt::snapshot_of_live_map() const {
+  MutexLock lock(mutex_);
+  return std::make_shared<CbtFrozen>(
+      CbtFrozen{generation_, number_, block_size_, device_size_, map_, checkpoints_, dropped_});
+}
+
+Checkpoints Cbt::checkpoints() const {
   MutexLock lock(mutex_);
   return checkpoints_;
 }
 
 Status Cbt::checkpoint_number(const std::string& name, uint8_t& number) const {
-  MutexLock lock(mutex_);
-  auto it = checkpoints_.find(name);
-  if (it == checkpoints_.end()) {
-    return {Errc::not_found, "checkpoint '" + name + "' is not in CBT generation " + generation_.to_string()};
-  }
-  number = it->second;
-  return Status::ok();
+  return visit_live([&](const CbtView& view) {
+    Checkpoint checkpoint;
+    Status s = view.find_checkpoint(name, checkpoint);
+    if (s) number = checkpoint.number;
+    return s;
+  });
 }
 
 CbtState Cbt::state() const {
   MutexLock lock(mutex_);
-  return {generation_, number_, block_size_, device_size_, map_, checkpoints_, {}};
+  return {generation_, number_, block_size_, device_size_, map_, checkpoints_, dropped_, {}};
 }
 
 uint64_t Cbt::memory_bytes() const {

@@ -2,7 +2,9 @@
 //
 // The header carries a "clean" flag and an FNV-1a hash of the map, so a file left "in use" by a crash, or
 // damaged on disk, is recognised and never trusted. It also carries the origin's name: a long name's file name
-// is hashed (object_file_name.h), and a file holding another origin's name is not this origin's state.
+// is hashed (object_file_name.h), and a file holding another origin's name is not this origin's state. Format 2
+// keeps each checkpoint's take time and the names of recently dropped checkpoints; format 1 files (checkpoint
+// name -> number) still load, with unknown take times.
 #include "cbt_store.h"
 
 #include <fcntl.h>
@@ -21,7 +23,7 @@ namespace nbdsnap {
 namespace {
 
 constexpr const char* kMagic = "nbdsnap-cbt";
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;
 
 uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
   uint64_t hash = 14695981039346656037ull;
@@ -33,6 +35,39 @@ uint64_t fnv1a(const std::vector<uint8_t>& bytes) {
 // replaced (U+FFFD), the same way when a header is written and when a name is compared with it.
 std::string json_text(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+using json = nlohmann::json;
+
+json checkpoints_json(const Checkpoints& checkpoints) {
+  json out = json::object();
+  for (const auto& [name, c] : checkpoints) out[name] = {{"number", c.number}, {"taken_unix_ms", c.taken_unix_ms}};
+  return out;
+}
+
+// Throws on a malformed header (the caller treats that as damaged).
+Checkpoints checkpoints_from_json(const json& in, int version) {
+  Checkpoints out;
+  for (const auto& [name, value] : in.items()) {
+    out[name] = version == 1 ? Checkpoint{value.get<uint8_t>(), 0}
+                             : Checkpoint{value.at("number").get<uint8_t>(), value.at("taken_unix_ms").get<int64_t>()};
+  }
+  return out;
+}
+
+json dropped_json(const std::vector<DroppedCheckpoint>& dropped) {
+  json out = json::array();
+  for (const auto& d : dropped) out.push_back({{"name", d.name}, {"reason", d.reason}});
+  return out;
+}
+
+std::vector<DroppedCheckpoint> dropped_from_json(const json& header) {
+  std::vector<DroppedCheckpoint> out;
+  if (!header.contains("dropped_checkpoints")) return out;
+  for (const auto& d : header.at("dropped_checkpoints")) {
+    out.push_back({d.at("name").get<std::string>(), d.at("reason").get<std::string>()});
+  }
+  return out;
 }
 
 // Writes `bytes` to a new file at `path` and syncs it; the errno of a failure is kept (ENOSPC, ENAMETOOLONG...).
@@ -83,7 +118,8 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
   if (!std::getline(in, header_line)) return CbtLoadResult::damaged;
   try {
     const auto header = nlohmann::json::parse(header_line);
-    if (header.at("magic") != kMagic || header.at("version") != kFormatVersion) return CbtLoadResult::damaged;
+    const int version = header.at("version").get<int>();
+    if (header.at("magic") != kMagic || version < 1 || version > kFormatVersion) return CbtLoadResult::damaged;
     // Files of earlier versions hold no name; they were only ever written under the plain file name.
     const bool is_this_origin = header.contains("origin") ? json_text(header.at("origin")) == json_text(origin)
                                                           : object_file_name_is_plain(origin, ".cbt");
@@ -95,7 +131,8 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
     state.number = header.at("number").get<uint8_t>();
     state.block_size = header.at("block_size").get<uint64_t>();
     state.device_size = header.at("device_size").get<uint64_t>();
-    state.checkpoints = header.at("checkpoints").get<std::map<std::string, uint8_t>>();
+    state.checkpoints = checkpoints_from_json(header.at("checkpoints"), version);
+    state.dropped = dropped_from_json(header);
     state.device_fingerprint = header.value("device_fingerprint", std::string());  // older files lack it
     const auto map_bytes = header.at("map_bytes").get<uint64_t>();
     if (state.block_size == 0 || map_bytes != (state.device_size + state.block_size - 1) / state.block_size) {
@@ -124,7 +161,8 @@ Status CbtStore::save(const std::string& origin, const CbtState& state, bool cle
       {"origin", origin},
       {"generation", state.generation.to_string()}, {"number", state.number}, {"block_size", state.block_size},
       {"device_size", state.device_size}, {"map_bytes", state.map.size()}, {"map_hash", fnv1a(state.map)},
-      {"checkpoints", state.checkpoints}, {"device_fingerprint", state.device_fingerprint}};
+      {"checkpoints", checkpoints_json(state.checkpoints)}, {"dropped_checkpoints", dropped_json(state.dropped)},
+      {"device_fingerprint", state.device_fingerprint}};
   const std::string path = path_for(origin), temp = path + std::string(kTemporaryFileSuffix);
   std::string bytes = json_text(header) + '\n';
   bytes.append(reinterpret_cast<const char*>(state.map.data()), state.map.size());

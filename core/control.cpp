@@ -77,6 +77,32 @@ json event_json(const Event& e) {
           {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}};
 }
 
+// Replies of cbt-map and cbt-raw-map stay under 1 MiB (the line limit of docs/control.md) whatever the map: at
+// most this many ranges (at most 58 bytes of JSON each) or runs (at most 27 bytes each, beside at most 128
+// checkpoints of at most ~320 bytes) per page.
+constexpr uint64_t kMaxRangesPerPage = 16384;
+constexpr uint64_t kMaxRunsPerPage = 32768;
+
+uint64_t page_limit(const json& request, const char* key, uint64_t maximum) {
+  const uint64_t limit = optional_uint(request, key, maximum);
+  if (limit == 0 || limit > maximum) {
+    throw BadArgument{{Errc::invalid_argument, std::string("'") + key + "' must be 1.." + std::to_string(maximum)}};
+  }
+  return limit;
+}
+
+// Checkpoints oldest first: [{name, number, taken_unix_ms}].
+json checkpoint_list(const Checkpoints& checkpoints) {
+  std::vector<std::pair<uint8_t, std::string>> ordered;
+  for (const auto& [name, checkpoint] : checkpoints) ordered.emplace_back(checkpoint.number, name);
+  std::sort(ordered.begin(), ordered.end());
+  json list = json::array();
+  for (const auto& [number, name] : ordered) {
+    list.push_back({{"name", name}, {"number", number}, {"taken_unix_ms", checkpoints.at(name).taken_unix_ms}});
+  }
+  return list;
+}
+
 json ok_reply(json result = json::object()) {
   result["ok"] = true;
   return result;
@@ -107,7 +133,9 @@ class CommandSet {
         {"cbt-map", &CommandSet::cbt_map},
         {"cbt-mark-dirty", &CommandSet::cbt_mark_dirty},
         {"cbt-reset", &CommandSet::cbt_reset},
+        {"cbt-raw-map", &CommandSet::cbt_raw_map},
         {"checkpoints", &CommandSet::checkpoints},
+        {"checkpoint-delete", &CommandSet::checkpoint_delete},
         {"snapshot-create", &CommandSet::snapshot_create},
         {"snapshot-add", &CommandSet::snapshot_add},
         {"snapshot-remove", &CommandSet::snapshot_remove},
@@ -190,25 +218,63 @@ class CommandSet {
     return result_or_error(front_end_.detach_origin(string_arg(request, "name"), optional_bool(request, "force")));
   }
 
+  // The map a CBT command reads: `origin`, optional `snapshot` (its frozen map), `offset` and `length`.
+  static CbtMapQuery map_query(const json& request) {
+    CbtMapQuery query;
+    query.origin = string_arg(request, "origin");
+    query.snapshot = optional_string(request, "snapshot");
+    query.offset = optional_uint(request, "offset", 0);
+    query.length = optional_uint(request, "length", UINT64_MAX);
+    return query;
+  }
+
+  static json map_fields(const CbtInfo& info) {
+    return {{"origin", info.origin},           {"snapshot", info.snapshot},       {"generation", info.generation},
+            {"change_number", info.change_number}, {"block_size", info.block_size}, {"device_size", info.device_size}};
+  }
+
   json cbt_info(const json& request) {
     CbtInfo info;
-    Status s = engine_.cbt_info(string_arg(request, "origin"), info);
+    Status s = engine_.cbt_info(string_arg(request, "origin"), optional_string(request, "snapshot"), info);
     if (!s) return error_reply(s);
-    return ok_reply({{"cbt",
-                      {{"origin", info.origin}, {"generation", info.generation},
-                       {"change_number", info.change_number}, {"block_size", info.block_size},
-                       {"block_count", info.block_count}, {"device_size", info.device_size},
-                       {"checkpoints", info.checkpoints}}}});
+    json numbers = json::object();
+    for (const auto& [name, checkpoint] : info.checkpoints) numbers[name] = checkpoint.number;
+    json cbt = map_fields(info);
+    cbt["block_count"] = info.block_count;
+    cbt["checkpoints"] = numbers;
+    return ok_reply({{"cbt", cbt}});
   }
 
   json cbt_map(const json& request) {
-    const std::string origin = string_arg(request, "origin");
-    std::vector<Range> ranges;
-    if (Status s = engine_.cbt_map(origin, optional_string(request, "since"), ranges); !s) return error_reply(s);
+    CbtMapQuery query = map_query(request);
+    query.since = optional_string(request, "since");
+    query.max_items = page_limit(request, "max_ranges", kMaxRangesPerPage);
     CbtInfo info;
-    if (Status s = engine_.cbt_info(origin, info); !s) return error_reply(s);
-    return ok_reply({{"generation", info.generation}, {"change_number", info.change_number},
-                     {"block_size", info.block_size}, {"ranges", ranges_json(ranges)}});
+    CbtRangesPage page;
+    if (Status s = engine_.cbt_map(query, info, page); !s) return error_reply(s);
+    json reply = map_fields(info);
+    reply["ranges"] = ranges_json(page.ranges);
+    reply["next_offset"] = page.next_offset;
+    reply["more"] = page.more;
+    return ok_reply(std::move(reply));
+  }
+
+  json cbt_raw_map(const json& request) {
+    CbtMapQuery query = map_query(request);
+    query.max_items = page_limit(request, "max_runs", kMaxRunsPerPage);
+    CbtInfo info;
+    CbtRunsPage page;
+    if (Status s = engine_.cbt_raw_map(query, info, page); !s) return error_reply(s);
+    json runs = json::array();
+    for (const auto& [number, blocks] : page.runs) runs.push_back({number, blocks});
+    json reply = map_fields(info);
+    reply["checkpoints"] = checkpoint_list(info.checkpoints);
+    reply["offset"] = page.offset;
+    reply["length"] = page.length;
+    reply["runs"] = std::move(runs);
+    reply["next_offset"] = page.next_offset;
+    reply["more"] = page.more;
+    return ok_reply(std::move(reply));
   }
 
   json cbt_mark_dirty(const json& request) {
@@ -225,13 +291,13 @@ class CommandSet {
 
   json checkpoints(const json& request) {
     CbtInfo info;
-    if (Status s = engine_.cbt_info(string_arg(request, "origin"), info); !s) return error_reply(s);
-    std::vector<std::pair<uint8_t, std::string>> ordered;
-    for (const auto& [name, number] : info.checkpoints) ordered.emplace_back(number, name);
-    std::sort(ordered.begin(), ordered.end());
-    json list = json::array();
-    for (const auto& [number, name] : ordered) list.push_back({{"name", name}, {"number", number}});
-    return ok_reply({{"generation", info.generation}, {"checkpoints", list}});
+    Status s = engine_.cbt_info(string_arg(request, "origin"), optional_string(request, "snapshot"), info);
+    if (!s) return error_reply(s);
+    return ok_reply({{"generation", info.generation}, {"checkpoints", checkpoint_list(info.checkpoints)}});
+  }
+
+  json checkpoint_delete(const json& request) {
+    return result_or_error(engine_.checkpoint_delete(string_arg(request, "origin"), string_arg(request, "name")));
   }
 
   json snapshot_create(const json& request) {
@@ -324,7 +390,9 @@ json Control::handle(const json& request) {
   }
 }
 
-std::string Control::handle_line(const std::string& line) {
+std::string Control::handle_line(const std::string& line) { return handle_line(line, ControlCaller{}); }
+
+std::string Control::handle_line(const std::string& line, const ControlCaller& caller) {
   // Replies may quote bytes of the request (names, parse errors): replace invalid UTF-8 rather than throw.
   auto dump = [](const json& reply) { return reply.dump(-1, ' ', false, json::error_handler_t::replace); };
   json request;
@@ -332,6 +400,15 @@ std::string Control::handle_line(const std::string& line) {
     request = json::parse(line);
   } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e9999
     return dump(error_reply({Errc::invalid_argument, std::string("request is not valid JSON: ") + e.what()}));
+  }
+  if (request.is_object() && request.contains("command") && request["command"].is_string()) {
+    const std::string command = request["command"].get<std::string>();
+    const ControlRole needed = required_control_role(command);
+    if (caller.role < needed) {
+      return dump(error_reply({Errc::permission_denied,
+                               "command '" + command + "' needs the " + control_role_name(needed) + " role; " +
+                                   caller.identity + " has " + control_role_name(caller.role)}));
+    }
   }
   return dump(handle(request));
 }

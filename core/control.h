@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control_roles.h"
 #include "engine.h"
 
 namespace nbdsnap {
@@ -43,6 +44,9 @@ class Control {
   nlohmann::json handle(const nlohmann::json& request);
   // Parses one line of text, handles it, and returns the reply as one line (no newline).
   std::string handle_line(const std::string& line);
+  // As handle_line() for a caller with a role (a remote control client): a command needing more than the
+  // caller's role is refused with permission_denied naming the role it needs (control_roles.h).
+  std::string handle_line(const std::string& line, const ControlCaller& caller);
 
  private:
   Engine& engine_;

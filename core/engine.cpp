@@ -115,12 +115,12 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     } else if (!state.device_fingerprint.empty() && state.device_fingerprint != fingerprint) {
       renewed_because = "the origin was changed while nothing tracked it";
     } else {
-      cbt = std::make_unique<Cbt>(std::move(state));
+      cbt = std::make_unique<Cbt>(std::move(state), config_.checkpoints_kept);
     }
   } else {
     renewed_because = "no state directory";
   }
-  if (!cbt) cbt = std::make_unique<Cbt>(size, block_size);
+  if (!cbt) cbt = std::make_unique<Cbt>(size, block_size, config_.checkpoints_kept);
   // From now until a clean save the state on disk says "in use": a crash means a new generation next time.
   if (store_.enabled()) {
     if (Status s = store_.save(name, cbt->state(), false); !s) {
@@ -214,31 +214,85 @@ std::vector<OriginInfo> Engine::origins() const {
 
 // ---------------------------------------------------------------- CBT
 
-Status Engine::cbt_info(const std::string& name, CbtInfo& out) const {
-  auto origin = find_origin(name);
-  if (!origin) return unknown_origin(name);
-  const auto live = origin->cbt().snapshot_of_live_map();
-  out = {name, live->generation.to_string(), live->number, live->block_size, live->map.size(), live->device_size,
-         live->checkpoints};
+Status Engine::read_cbt(const std::string& origin, const std::string& snapshot,
+                        const std::function<Status(const CbtView&)>& read) const {
+  if (snapshot.empty()) {
+    auto live = find_origin(origin);
+    if (!live) return unknown_origin(origin);
+    return live->cbt().visit_live(read);
+  }
+  std::shared_ptr<Snapshot> frozen_by;
+  {
+    MutexLock lock(mutex_);
+    frozen_by = find_snapshot_locked(snapshot);
+  }
+  if (!frozen_by) return unknown_snapshot(snapshot);
+  const auto frozen = frozen_by->frozen_cbt(origin);
+  if (!frozen) {
+    return {Errc::not_found, "snapshot '" + snapshot + "' has no CBT of origin '" + origin +
+                                 "' (it is not taken yet, or the origin is not in it)"};
+  }
+  return read(frozen->view());
+}
+
+namespace {
+
+CbtInfo info_of(const std::string& origin, const std::string& snapshot, const CbtView& view) {
+  return {origin,          snapshot,         view.generation.to_string(), view.number, view.block_size,
+          view.map.size(), view.device_size, view.checkpoints};
+}
+
+Status check_query_offset(const CbtMapQuery& query, const CbtView& view) {
+  if (query.offset <= view.device_size) return Status::ok();
+  return {Errc::out_of_range, "offset " + std::to_string(query.offset) + " is beyond the end of origin '" +
+                                  query.origin + "' (" + std::to_string(view.device_size) + " bytes)"};
+}
+
+}  // namespace
+
+Status Engine::cbt_info(const std::string& origin, const std::string& snapshot, CbtInfo& out) const {
+  return read_cbt(origin, snapshot, [&](const CbtView& view) {
+    out = info_of(origin, snapshot, view);
+    return Status::ok();
+  });
+}
+
+Status Engine::cbt_map(const std::string& origin, const std::string& since_checkpoint,
+                       std::vector<Range>& out) const {
+  CbtInfo info;
+  CbtRangesPage page;
+  CbtMapQuery query;
+  query.origin = origin;
+  query.since = since_checkpoint;
+  if (Status s = cbt_map(query, info, page); !s) return s;
+  out = std::move(page.ranges);
   return Status::ok();
 }
 
-Status Engine::cbt_map(const std::string& name, const std::string& since_checkpoint,
-                       std::vector<Range>& out) const {
-  auto origin = find_origin(name);
-  if (!origin) return unknown_origin(name);
-  const auto live = origin->cbt().snapshot_of_live_map();
-  uint8_t since = 0;
-  if (!since_checkpoint.empty()) {
-    auto it = live->checkpoints.find(since_checkpoint);
-    if (it == live->checkpoints.end()) {
-      return {Errc::not_found, "checkpoint '" + since_checkpoint + "' is not in CBT generation " +
-                                   live->generation.to_string() + " of origin '" + name + "'"};
+Status Engine::cbt_map(const CbtMapQuery& query, CbtInfo& info, CbtRangesPage& page) const {
+  if (query.max_items == 0) return {Errc::invalid_argument, "a page of the CBT map holds at least one range"};
+  return read_cbt(query.origin, query.snapshot, [&](const CbtView& view) {
+    if (Status s = check_query_offset(query, view); !s) return s;
+    Checkpoint since;  // number 0: every block changed in this generation
+    if (!query.since.empty()) {
+      if (Status s = view.find_checkpoint(query.since, since); !s) {
+        return Status(s.code(), "origin '" + query.origin + "': " + s.message());
+      }
     }
-    since = it->second;
-  }
-  out = live->changed_ranges(since, 0, live->device_size);
-  return Status::ok();
+    info = info_of(query.origin, query.snapshot, view);
+    page = view.changed_ranges(since.number, query.offset, query.length, query.max_items);
+    return Status::ok();
+  });
+}
+
+Status Engine::cbt_raw_map(const CbtMapQuery& query, CbtInfo& info, CbtRunsPage& page) const {
+  if (query.max_items == 0) return {Errc::invalid_argument, "a page of the CBT map holds at least one run"};
+  return read_cbt(query.origin, query.snapshot, [&](const CbtView& view) {
+    if (Status s = check_query_offset(query, view); !s) return s;
+    info = info_of(query.origin, query.snapshot, view);
+    page = view.number_runs(query.offset, query.length, query.max_items);
+    return Status::ok();
+  });
 }
 
 Status Engine::cbt_mark_dirty(const std::string& name, const std::vector<Range>& ranges) {
@@ -258,6 +312,16 @@ Status Engine::cbt_reset(const std::string& name) {
   origin->cbt().reset();
   post(events_, EventType::generation_renewed, "", name,
        "new CBT generation " + origin->cbt().generation().to_string() + ": reset by request");
+  return Status::ok();
+}
+
+Status Engine::checkpoint_delete(const std::string& name, const std::string& checkpoint) {
+  MutexLock control(control_mutex_);  // never between a take's freeze and its end
+  auto origin = find_origin(name);
+  if (!origin) return unknown_origin(name);
+  if (Status s = origin->cbt().delete_checkpoint(checkpoint); !s) {
+    return {s.code(), "origin '" + name + "': " + s.message()};
+  }
   return Status::ok();
 }
 
@@ -334,7 +398,7 @@ namespace {
 // CBT freezes that already happened then leave a checkpoint nobody can back up from, which under-reports
 // nothing.
 std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins,
-                                           const EngineConfig& config) {
+                                           const EngineConfig& config, int64_t taken_unix_ms) {
   std::vector<Snapshot::Member> members;
   members.reserve(origins.size());
   for (const auto& origin : origins) {
@@ -342,7 +406,9 @@ std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector
                                              chunk_size(origin->size(), config.sizing), config.copy_io_size);
     members.push_back({origin->name(), std::move(chunks), nullptr});
   }
-  for (size_t i = 0; i < origins.size(); ++i) members[i].cbt = origins[i]->cbt().freeze(snapshot.name());
+  for (size_t i = 0; i < origins.size(); ++i) {
+    members[i].cbt = origins[i]->cbt().freeze(snapshot.name(), taken_unix_ms);
+  }
   return members;
 }
 
@@ -370,30 +436,23 @@ Status Engine::take_snapshot(const std::string& name) {
     return {Errc::bad_state, "snapshot '" + name + "' has no difference storage"};
   }
   std::sort(origins.begin(), origins.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
-  std::vector<std::shared_ptr<Origin>> wrapped;
+  // One instant for the snapshot and its checkpoints.
+  const int64_t taken_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
   try {
     // Every origin is frozen until the end of this block, however it is left.
     std::vector<IoGate::Freeze> frozen;
     frozen.reserve(origins.size());
     for (auto& origin : origins) frozen.emplace_back(origin->tracker().gate());
-    std::vector<Uuid> generations;
-    for (auto& origin : origins) generations.push_back(origin->cbt().generation());
-    std::vector<Snapshot::Member> members = prepare_take(*snapshot, origins, config_);
-    for (size_t i = 0; i < origins.size(); ++i) {
-      if (origins[i]->cbt().generation() != generations[i]) wrapped.push_back(origins[i]);
-    }
+    std::vector<Snapshot::Member> members = prepare_take(*snapshot, origins, config_, taken_unix_ms);
     auto targets = members;  // the trackers' copies; what cannot throw comes last
-    snapshot->install_and_mark_taken(std::move(members));
+    snapshot->install_and_mark_taken(std::move(members), taken_unix_ms);
     for (size_t i = 0; i < origins.size(); ++i) origins[i]->tracker().set_cow_target(std::move(targets[i].chunks));
   } catch (const std::bad_alloc&) {
     return {Errc::no_memory, "out of memory while taking snapshot '" + name + "'; nothing was taken"};
   }
   post(events_, EventType::snapshot_taken, name, "", "");
-  for (auto& origin : wrapped) {
-    post(events_, EventType::generation_renewed, name, origin->name(),
-         "new CBT generation " + origin->cbt().generation().to_string() +
-             ": change numbers wrapped after 255 takes");
-  }
   return Status::ok();
 }
 

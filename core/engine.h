@@ -1,10 +1,22 @@
 // engine.h — the nbdsnap engine: origins, snapshots, images, CBT and events behind one thread-safe object.
 //
 // Front ends own an Engine, attach origins to it, route origin I/O through Origin and image I/O through
-// Image, and serve Control (control.h) on top of it. The engine is synchronous: every call returns when done.
+// Image, and serve Control (control.h) on top of it. The engine is synchronous: every call returns when done
+// (invariant 5: a call waits only for I/O in flight, never for a client).
+//
+// Lifecycles (each call below says in which states it is valid, as libnbd's API does, and what it returns):
+//   origin:   attached --detach_origin--> detached (its Origin object refuses all I/O, core/origin.h)
+//   snapshot: created --take_snapshot--> taken --(a failed copy or storage I/O)--> corrupted
+//             created | taken | corrupted --destroy_snapshot--> destroyed (gone from the engine)
+//   image:    exists while its snapshot is taken (or corrupted: then every read fails with corrupted) and its
+//             origin is in it; after destroy, or a forced detach of its origin, every call fails with not_found.
+// An origin belongs to at most one snapshot at a time. Every public method is thread-safe; control operations
+// (attach, detach, create, add, remove, take, append, destroy, reset) run one at a time (lock order:
+// core/lock_order.h).
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -38,6 +50,7 @@ struct EngineConfig {
   uint64_t chunk_buffer_budget = 64ull << 20;   // old chunks held in memory awaiting writeback
   uint64_t low_space_threshold = 64ull << 20;   // free difference storage below this posts low_free_space
   uint64_t copy_io_size = 4ull << 20;           // a chunk larger than this is copied in several reads
+  unsigned checkpoints_kept = kDefaultCheckpointsKept;  // CBT checkpoints kept per origin (check_checkpoints_kept)
   // Tests only: wraps each difference-storage device the engine opens, to inject faults (as LevelDB's
   // fault-injection tests wrap its Env). Empty: the files are used as they are.
   std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_storage_device;
@@ -90,14 +103,26 @@ struct SnapshotOptions {
   bool writable = false;
 };
 
+// An origin's CBT: its live map, or the map frozen when a snapshot was taken.
 struct CbtInfo {
   std::string origin;
+  std::string snapshot;        // "" for the live map
   std::string generation;
-  unsigned change_number = 0;
+  unsigned change_number = 0;  // live: the number writes get now; frozen: the number the take closed
   uint64_t block_size = 0;
   uint64_t block_count = 0;
   uint64_t device_size = 0;
-  std::map<std::string, uint8_t> checkpoints;
+  Checkpoints checkpoints;
+};
+
+// Which CBT map a query reads, and which part of it.
+struct CbtMapQuery {
+  std::string origin;
+  std::string snapshot;  // "": the live map; else the map frozen when this snapshot was taken
+  std::string since;     // cbt_map only: blocks changed after this checkpoint ("": in this generation)
+  uint64_t offset = 0;   // bytes; at most the device size
+  uint64_t length = UINT64_MAX;                  // bytes; clipped to the device
+  size_t max_items = SIZE_MAX;                   // ranges (cbt_map) or runs (cbt_raw_map) per page, at least 1
 };
 
 class Engine {
@@ -114,46 +139,77 @@ class Engine {
   // Attaches a tracker to a device under `name`. CBT resumes from a clean saved state of the same size, else
   // starts a new generation (posting generation_renewed with the reason). device may be null when the front
   // end always passes a source for I/O (then size must be given); otherwise size 0 means device->size().
+  // Valid: `name` not attached. Errors: invalid_argument (bad name, no size), already_exists (name attached,
+  // or the device is already an origin or storage), I/O errors of the CBT state file.
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
                        uint64_t size = 0);
-  // Detaches an origin: refused (busy) while it is in a snapshot unless force, which drops it from the
-  // snapshot (the image disappears). Saves its CBT state cleanly.
+  // Detaches an origin: closes its gates (in-flight I/O finishes, later I/O of anyone holding the Origin fails),
+  // saves its CBT state cleanly and lets go of its device. Valid: attached. Errors: not_found; busy while it is
+  // in a snapshot unless force, which drops it from the snapshot (the image disappears); the CBT save's error
+  // (the origin is detached all the same).
   Status detach_origin(const std::string& name, bool force);
+  // The attached origin of that name, or null.
   std::shared_ptr<Origin> find_origin(const std::string& name) const;
   std::vector<OriginInfo> origins() const;
+  // Valid: attached. Errors: not_found.
   Status origin_info(const std::string& name, OriginInfo& out) const;
 
-  // --- CBT ---
-  Status cbt_info(const std::string& origin, CbtInfo& out) const;
-  // Changed ranges of the live map; with a checkpoint, only blocks changed after it.
+  // --- CBT --- (valid: the origin attached)
+  // Reads of a map: the live one (not_found for an unknown origin) or a snapshot's frozen one (not_found for
+  // an unknown snapshot, one not taken yet, or one without this origin). A `since` checkpoint that was
+  // dropped gives checkpoint_gone, an unknown one not_found; an offset beyond the device out_of_range.
+  // Each read is consistent: no write, take or compaction of the live map happens during it (pages of the
+  // live map read one after another are not one picture; a snapshot's frozen map is).
+  Status cbt_info(const std::string& origin, CbtInfo& out) const { return cbt_info(origin, "", out); }
+  Status cbt_info(const std::string& origin, const std::string& snapshot, CbtInfo& out) const;
+  // Changed ranges of the live map, whole device, no page limit; with a checkpoint, only blocks changed after it.
   Status cbt_map(const std::string& origin, const std::string& since_checkpoint, std::vector<Range>& out) const;
+  // One page of changed ranges (CbtView::changed_ranges), and the map's info.
+  Status cbt_map(const CbtMapQuery& query, CbtInfo& info, CbtRangesPage& page) const;
+  // One page of raw change numbers (blksnap's CBT map; CbtView::number_runs), and the map's info.
+  Status cbt_raw_map(const CbtMapQuery& query, CbtInfo& info, CbtRunsPage& page) const;
+  // Errors: not_found; out_of_range for a range beyond the origin (then nothing is marked).
   Status cbt_mark_dirty(const std::string& origin, const std::vector<Range>& ranges);
+  // Starts a new generation (posts generation_renewed).
   Status cbt_reset(const std::string& origin);
+  // Deletes a checkpoint of the live CBT (images keep theirs): later queries for it get checkpoint_gone.
+  Status checkpoint_delete(const std::string& origin, const std::string& checkpoint);
 
   // --- snapshots ---
-  // Storage that is an origin's file, another snapshot's storage, or a served origin file (or lies in a served
-  // directory, EngineConfig::served_origin_files) is refused before it is opened.
+  // Creates a snapshot (state created) of attached origins that are in no other snapshot, with its difference
+  // storage. Storage that is an origin's file, another snapshot's storage, or a served origin file (or lies in a
+  // served directory, EngineConfig::served_origin_files) is refused before it is opened. Errors:
+  // invalid_argument (bad name or storage), already_exists (name, or storage in use), not_found (origin), busy
+  // (origin in another snapshot), the storage's I/O errors (no_space, name_too_long...). Nothing is left behind
+  // on failure.
   Status create_snapshot(const std::string& name, const SnapshotOptions& options);
+  // Valid: snapshot created (not taken). Errors: not_found, bad_state, already_exists, busy.
   Status add_origin_to_snapshot(const std::string& snapshot, const std::string& origin);
   Status remove_origin_from_snapshot(const std::string& snapshot, const std::string& origin);
   // Freezes all origins of the snapshot at once: new writes wait, in-flight writes finish, then every
   // origin switches to copy-on-write for this snapshot and its CBT is frozen under the snapshot's name.
+  // Valid: created, with origins and storage. Errors: not_found, bad_state, no_memory (nothing was taken).
   Status take_snapshot(const std::string& name);
+  // Valid: created or taken (also corrupted: it does not heal). Errors as create_snapshot's storage.
   Status append_storage(const std::string& snapshot, const StorageSpec& spec);
-  // Waits for in-flight image I/O, stops copy-on-write, frees difference storage (removing files it created).
+  // Waits for in-flight image I/O, stops copy-on-write, frees difference storage (removing files it created)
+  // and the chunks held in memory. Valid: any state. Errors: not_found.
   Status destroy_snapshot(const std::string& name);
+  // Errors: not_found.
   Status snapshot_info(const std::string& name, SnapshotInfo& out) const;
   std::vector<SnapshotInfo> snapshots() const;
 
   // --- images ---
-  // The image of `origin` in a taken snapshot (not_found for unknown names or an untaken snapshot).
+  // The image of `origin` in a taken snapshot. Errors: not_found (unknown names, an untaken snapshot, an origin
+  // not in it).
   Status find_image(const std::string& origin, const std::string& snapshot, std::shared_ptr<Image>& out) const;
   // Export names of every image of taken snapshots ("ORIGIN@SNAPSHOT").
   std::vector<std::string> image_export_names() const;
 
   // --- events, state, accounting ---
   EventLog& events() { return events_; }
-  // Saves every origin's CBT as cleanly stopped. Call once at shutdown, after I/O has stopped.
+  // Saves every origin's CBT as cleanly stopped. Call once at shutdown, after I/O has stopped. Returns the
+  // first save's error (it tries them all).
   Status save_state();
   // Bytes the engine holds for chunk maps, buffers and CBT maps.
   uint64_t memory_bytes() const;
@@ -172,6 +228,9 @@ class Engine {
   Status check_storage_not_served(const StorageSpec& spec) const;
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.
   Status save_clean(Origin& origin) const;
+  // Calls read with a view of the map `snapshot` froze for `origin` ("" = the live map, under its lock).
+  Status read_cbt(const std::string& origin, const std::string& snapshot,
+                  const std::function<Status(const CbtView&)>& read) const EXCLUDES(mutex_);
 
   const EngineConfig config_;
   CbtStore store_;

@@ -49,19 +49,20 @@ Status Image::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, B
 Status Image::changed_since(const std::string& checkpoint, uint64_t len, uint64_t offset,
                             std::vector<Range>& out) const {
   if (Status s = check_range(cbt_->device_size, len, offset); !s) return s;
-  auto it = cbt_->checkpoints.find(checkpoint);
-  if (it == cbt_->checkpoints.end() || it->second >= cbt_->number) {
+  Checkpoint since;
+  if (Status s = cbt_->view().find_checkpoint(checkpoint, since); !s) return s;  // checkpoint_gone or not_found
+  if (since.number >= cbt_->number) {
     return {Errc::not_found, "checkpoint '" + checkpoint + "' is not an earlier checkpoint of CBT generation " +
                                  cbt_->generation.to_string()};
   }
-  out = cbt_->changed_ranges(it->second, offset, len);
+  out = cbt_->changed_ranges(since.number, offset, len);
   return Status::ok();
 }
 
 std::vector<std::string> Image::usable_checkpoints() const {
   std::vector<std::pair<uint8_t, std::string>> found;
-  for (const auto& [name, number] : cbt_->checkpoints) {
-    if (number < cbt_->number) found.emplace_back(number, name);
+  for (const auto& [name, checkpoint] : cbt_->checkpoints) {
+    if (checkpoint.number < cbt_->number) found.emplace_back(checkpoint.number, name);
   }
   std::sort(found.begin(), found.end());
   std::vector<std::string> names;

@@ -41,7 +41,8 @@ class Image {
   // The frozen CBT of this image (generation, number, map).
   const CbtFrozen& cbt() const { return *cbt_; }
   // Ranges changed between `checkpoint` and this snapshot, clipped to [offset, offset+len). The checkpoint
-  // must belong to the same generation and be older than this snapshot (not_found otherwise).
+  // must belong to the same generation and be older than this snapshot: checkpoint_gone if this snapshot's
+  // CBT had dropped it, not_found otherwise.
   Status changed_since(const std::string& checkpoint, uint64_t len, uint64_t offset, std::vector<Range>& out) const;
   // Checkpoints that changed_since accepts, oldest first.
   std::vector<std::string> usable_checkpoints() const;

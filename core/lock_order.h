@@ -16,7 +16,8 @@
 //       ChunkMap::mutex_          chunk states (waiters sleep on its striped condition variables)
 //       DiffStorage::mutex_       allocation cursor and areas (never held across I/O or on_low_space)
 //       Snapshot::writeback_mutex_  the writeback queue
-//       Cbt::mutex_               the change map
+//       Cbt::mutex_               the change map and checkpoints (Cbt::visit_live runs a reader under it: the
+//                                 reader only computes, takes no lock and calls nothing outside core/cbt)
 //       EventLog::mutex_          the event queue
 //       IoGate::mutex_            the gate's freeze count (held only inside IoGate)
 //       MemoryDevice::mutex_      test device pages

@@ -66,7 +66,7 @@ Status Snapshot::remove_origin(const std::string& origin) {
   return Status::ok();
 }
 
-void Snapshot::install_and_mark_taken(std::vector<Member> members) {
+void Snapshot::install_and_mark_taken(std::vector<Member> members, int64_t taken_unix_ms) {
   // Build the new maps aside (this may throw), then swap them in (this cannot).
   MutexLock lock(mutex_);
   auto chunk_maps = chunk_maps_;
@@ -78,9 +78,7 @@ void Snapshot::install_and_mark_taken(std::vector<Member> members) {
   chunk_maps_.swap(chunk_maps);
   frozen_cbt_.swap(frozen_cbt);
   state_ = SnapshotState::taken;
-  taken_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
+  taken_unix_ms_ = taken_unix_ms;
 }
 
 std::shared_ptr<ChunkMap> Snapshot::chunk_map(const std::string& origin) const {

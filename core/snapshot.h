@@ -49,9 +49,9 @@ class Snapshot {
     std::shared_ptr<ChunkMap> chunks;
     std::shared_ptr<const CbtFrozen> cbt;
   };
-  // Installs every origin's chunk map and frozen CBT and marks the snapshot taken, all or nothing: on
-  // std::bad_alloc nothing has changed.
-  void install_and_mark_taken(std::vector<Member> members) EXCLUDES(mutex_);
+  // Installs every origin's chunk map and frozen CBT and marks the snapshot taken at taken_unix_ms (the time
+  // its checkpoints carry), all or nothing: on std::bad_alloc nothing has changed.
+  void install_and_mark_taken(std::vector<Member> members, int64_t taken_unix_ms) EXCLUDES(mutex_);
   // The chunk map and frozen CBT of an origin once taken (null if absent or dropped).
   std::shared_ptr<ChunkMap> chunk_map(const std::string& origin) const EXCLUDES(mutex_);
   std::shared_ptr<const CbtFrozen> frozen_cbt(const std::string& origin) const EXCLUDES(mutex_);

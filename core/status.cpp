@@ -24,6 +24,8 @@ const char* errc_name(Errc code) {
     case Errc::no_memory: return "no_memory";
     case Errc::would_block: return "would_block";
     case Errc::name_too_long: return "name_too_long";
+    case Errc::checkpoint_gone: return "checkpoint_gone";
+    case Errc::permission_denied: return "permission_denied";
   }
   return "unknown";
 }
@@ -69,6 +71,8 @@ int to_errno(const Status& status) {
     case Errc::no_memory: return ENOMEM;
     case Errc::would_block: return EAGAIN;
     case Errc::name_too_long: return ENAMETOOLONG;
+    case Errc::checkpoint_gone: return ENOENT;
+    case Errc::permission_denied: return EACCES;
   }
   return EIO;
 }

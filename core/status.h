@@ -26,6 +26,8 @@ enum class Errc {
   no_memory,         // an allocation failed (ENOMEM)
   would_block,       // a call asked not to wait would have had to (front ends retry it where waiting is fine)
   name_too_long,     // a file name or path is longer than the file system takes (ENAMETOOLONG)
+  checkpoint_gone,   // a CBT checkpoint that existed was dropped (kept count, deleted, history lost): back up fully
+  permission_denied, // the caller's identity or role may not do this (a remote control client; EACCES)
 };
 
 const char* errc_name(Errc code);
@@ -52,7 +54,8 @@ class [[nodiscard]] Status {
 };
 
 // The errno a front end reports for a Status (EINVAL, ENOENT, EEXIST, EBUSY, EROFS/EPERM, ENOSPC, EIO,
-// EOVERFLOW, EOPNOTSUPP, ENAMETOOLONG...). The one mapping from engine errors to errno.
+// EOVERFLOW, EOPNOTSUPP, ENAMETOOLONG...; checkpoint_gone is ENOENT, like not_found). The one mapping from
+// engine errors to errno.
 int to_errno(const Status& status);
 
 }  // namespace nbdsnap

@@ -106,8 +106,13 @@ Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
 Client::~Client() { close(); }
 
-Result<Client> Client::connect(const std::string& socket_path, const Options& options) {
-  return connect(unix_socket_transport(socket_path), options);
+Result<Client> Client::connect(const std::string& address, const Options& options) {
+  if (is_tls_address(address)) {
+    Result<std::unique_ptr<Transport>> transport = tls_transport(address, options.tls);
+    if (!transport) return transport.error();
+    return connect(std::move(transport).value(), options);
+  }
+  return connect(unix_socket_transport(address), options);
 }
 
 Result<Client> Client::connect(std::unique_ptr<Transport> transport, const Options& options) {
@@ -120,7 +125,7 @@ Result<Client> Client::connect(std::unique_ptr<Transport> transport, const Optio
     if (!connected) {
       Error error = connected.error();
       if (error.code == kTimeout) {
-        error.message = impl->endpoint_name + ": cannot connect " + impl->within() + ": the server accepts no clients";
+        error.message = impl->endpoint_name + ": cannot connect " + impl->within() + ": " + error.message;
       }
       return error;
     }

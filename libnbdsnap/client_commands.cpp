@@ -92,40 +92,21 @@ Result<CbtMap> Client::cbt_map(const CbtQuery& query) {
 }
 
 Result<CbtMap> Client::cbt_changed_ranges(const CbtQuery& query) {
-  CbtQuery page = query;
-  Result<CbtMap> first = cbt_map(page);
-  if (!first) return first;
-  CbtMap all = std::move(*first);
-  while (all.more) {
-    // Pages start where the last one stopped; a server that did not move on would loop for ever.
-    if (all.next_offset <= page.offset) {
-      return client_failure(kProtocolError, EPROTO, "cbt-map of " + query.origin + ": the next page starts at " +
-                                                        std::to_string(all.next_offset) + ", not after " +
-                                                        std::to_string(page.offset));
-    }
-    if (page.length) {
-      const uint64_t end = page.offset + *page.length;
-      page.length = end > all.next_offset ? end - all.next_offset : 0;
-    }
-    page.offset = all.next_offset;
-    Result<CbtMap> next = cbt_map(page);
-    if (!next) return next;
-    if (next->generation != all.generation) {
-      return client_failure(kGenerationChanged, ESTALE, "the CBT generation of " + query.origin + " changed from " +
-                                                            all.generation + " to " + next->generation +
-                                                            " between pages: CBT history was lost, do a full backup");
-    }
-    all.ranges.insert(all.ranges.end(), next->ranges.begin(), next->ranges.end());
-    all.more = next->more;
-    all.next_offset = next->next_offset;
-  }
-  return all;
+  if (!impl_) return moved_from().error();
+  return decoded(impl_->all_pages("cbt-map", encode_cbt_query(query, "max_ranges")), decode_cbt_map);
 }
 
 Result<CbtRawMap> Client::cbt_raw_map(const CbtQuery& query) {
   nlohmann::json arguments = encode_cbt_query(query, "max_runs");
   arguments.erase("since");
   return decoded(run(impl_.get(), "cbt-raw-map", arguments), decode_cbt_raw_map);
+}
+
+Result<CbtRawMap> Client::cbt_whole_raw_map(const CbtQuery& query) {
+  if (!impl_) return moved_from().error();
+  nlohmann::json arguments = encode_cbt_query(query, "max_runs");
+  arguments.erase("since");
+  return decoded(impl_->all_pages("cbt-raw-map", std::move(arguments)), decode_cbt_raw_map);
 }
 
 Result<void> Client::cbt_mark_dirty(const std::string& origin, const std::vector<ByteRange>& ranges) {

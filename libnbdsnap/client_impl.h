@@ -23,6 +23,11 @@ struct Client::Impl {
   Result<nlohmann::json> exchange(const std::string& command, nlohmann::json arguments,
                                   std::chrono::milliseconds server_wait) EXCLUDES(call_mutex);
 
+  // cbt-map or cbt-raw-map with `arguments`, following `more` page after page (cbt_paging.cpp): the first
+  // reply with every page's ranges (or runs) and the last page's next_offset; more is false. Errors: the
+  // exchanges', kGenerationChanged (pages of two generations), kProtocolError (a page that does not move on).
+  Result<nlohmann::json> all_pages(const std::string& command, nlohmann::json arguments) EXCLUDES(call_mutex);
+
   // Ends the connection; `to` is dead or closed.
   void end(State to, const std::string& why) REQUIRES(call_mutex);
   // "within 30 s (--timeout)" for messages.

@@ -38,7 +38,7 @@ class UnixTransport final : public Transport {
     if (err == ENAMETOOLONG) {
       return client_error(kConnectionFailed, err, "control socket path '" + path_ + "' is empty or too long");
     }
-    if (err == ETIMEDOUT) return client_error(kTimeout, err, endpoint() + ": cannot connect in time");
+    if (err == ETIMEDOUT) return client_error(kTimeout, err, "the server accepts no clients");
     return client_error(kConnectionFailed, err, endpoint() + ": cannot connect: " + std::strerror(err));
   }
 

@@ -39,6 +39,18 @@ Status parse_shift(const std::string& key, const std::string& value, unsigned mi
   return Status::ok();
 }
 
+Status parse_checkpoints_kept(const std::string& key, const std::string& value, unsigned& out) {
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long kept = std::strtoul(value.c_str(), &end, 10);
+  Status s = check_checkpoints_kept(kept);
+  if (value.empty() || value[0] == '-' || *end != '\0' || errno != 0 || !s) {
+    return {Errc::invalid_argument, key + "=" + value + ": " + check_checkpoints_kept(0).message()};
+  }
+  out = static_cast<unsigned>(kept);
+  return Status::ok();
+}
+
 bool is_directory(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -70,7 +82,9 @@ const char* const kConfigHelp =
     "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
     "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).\n"
     "nbdsnap-chunk-min-shift=N     Smallest copy-on-write chunk is 2^N bytes (default 18).\n"
-    "nbdsnap-tracking-min-shift=N  Smallest change tracking block is 2^N bytes (default 16).";
+    "nbdsnap-tracking-min-shift=N  Smallest change tracking block is 2^N bytes (default 16).\n"
+    "nbdsnap-checkpoints-kept=N    CBT checkpoints kept per origin, 2..128; older ones are dropped\n"
+    "                              (default 16).";
 
 Status FilterConfig::apply(const std::string& key, const std::string& value) {
   std::string_view name = std::string_view(key).substr(std::string_view(kParameterPrefix).size());
@@ -92,6 +106,7 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
   }
   if (name == "chunk-min-shift") return parse_shift(key, value, 9, sizing.chunk_minimum_shift);
   if (name == "tracking-min-shift") return parse_shift(key, value, 9, sizing.tracking_block_minimum_shift);
+  if (name == "checkpoints-kept") return parse_checkpoints_kept(key, value, checkpoints_kept);
   return {Errc::invalid_argument, "unknown parameter " + key + " (see nbdkit --filter=nbdsnap --help)"};
 }
 

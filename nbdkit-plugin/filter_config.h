@@ -25,6 +25,7 @@ struct FilterConfig {
   SizingRules sizing;                   // nbdsnap-chunk-min-shift, nbdsnap-tracking-min-shift
   // The files and directories the plugin's own parameters name (note_plugin_parameter): never storage.
   std::shared_ptr<ServedOriginFiles> served_files = std::make_shared<ServedOriginFiles>();
+  unsigned checkpoints_kept = kDefaultCheckpointsKept;  // nbdsnap-checkpoints-kept
 
   // Applies one parameter (key with its prefix). Paths are made absolute: nbdkit changes directory when it
   // daemonizes. REQUIRES: key starts with kParameterPrefix.

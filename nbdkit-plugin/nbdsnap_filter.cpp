@@ -192,6 +192,7 @@ int nbdsnap_after_fork(nbdkit_backend*) {
     engine_config.state_dir = config.state_dir;
     engine_config.sizing = config.sizing;
     engine_config.served_origin_files = config.served_files;
+    engine_config.checkpoints_kept = config.checkpoints_kept;
     engine = std::make_unique<Engine>(std::move(engine_config));
     plugin_exports = std::make_unique<PluginExports>(config.default_origin);
     front_end = std::make_unique<FilterFrontEnd>(*engine, *plugin_exports, startup_dir, config.control_socket,

@@ -26,6 +26,13 @@
 // the sender hands the role to the I/O thread, which waits until it is writable and sends on; workers never
 // block on a client that does not read. A request holds its in-flight slot until its reply is sent.
 //
+// TLS: after STARTTLS the reader receives and the sender role sends through the connection's TlsChannel
+// instead of the socket: the same roles, so replies still go out from the thread that finished them, one
+// record per send (no gathering: a record already carries up to 16 KiB). A send that cannot go on waits for
+// writability on the I/O thread as in clear, and is repeated with the same bytes, as GnuTLS requires.
+// Nothing is read ahead before STARTTLS (every handshake read takes exactly the option's bytes), so bytes a
+// client sent after STARTTLS in clear cannot be taken for options negotiated under TLS.
+//
 // Garbage (a bad request magic) ends the connection: there is no way to find the next request in the stream.
 // Nothing here touches the engine directly; RequestExecutor does.
 #include "connection.h"
@@ -72,14 +79,21 @@ size_t whole_buffer(const asio::error_code& ec, size_t) { return ec ? 0 : kMaxRe
 }  // namespace
 
 Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, asio::thread_pool& workers,
-                       ClientRegistry& registry, ConnectionLimits limits)
+                       ClientRegistry& registry, ConnectionLimits limits, ConnectionSecurity security)
     : socket_(std::move(socket)),
       id_(id),
       workers_(workers),
       registry_(registry),
       limits_(limits),
-      handshake_(catalog),
-      wakeup_(socket_.get_executor()) {}
+      security_(std::move(security)),
+      handshake_(catalog, security_.tls),
+      wakeup_(socket_.get_executor()) {
+  if (security_.access) {
+    PeerIdentity plain;  // until STARTTLS: a local client on a Unix socket, anonymous on TCP
+    plain.local = !security_.tcp;
+    handshake_.set_access(std::make_shared<ClientAccess>(security_.access, plain, security_.tcp));
+  }
+}
 
 Connection::~Connection() {
   if (send_fd_ >= 0) ::close(send_fd_);
@@ -147,7 +161,7 @@ asio::awaitable<void> Connection::run() {
   deadline.cancel();
   if (negotiated) {
     enlarge_unix_send_buffer();
-    send_fd_ = ::fcntl(socket_.native_handle(), F_DUPFD_CLOEXEC, 0);
+    if (send_fd_ < 0) send_fd_ = ::fcntl(socket_.native_handle(), F_DUPFD_CLOEXEC, 0);  // TLS made it earlier
     if (send_fd_ < 0) {
       log_warning(describe() + ": cannot duplicate the socket descriptor: " + std::strerror(errno));
     } else {
@@ -155,6 +169,7 @@ asio::awaitable<void> Connection::run() {
     }
   }
   co_await wait_until_idle();
+  if (tls_ && !broken_) tls_->bye();
   close_socket();
   registry_.remove(id_);
   log_debug(describe() + ": closed");
@@ -186,28 +201,27 @@ void Connection::enlarge_unix_send_buffer() {
 }
 
 asio::awaitable<bool> Connection::negotiate() {
-  asio::error_code ec;
-  const auto greeting = handshake_.greeting();
-  co_await asio::async_write(socket_, asio::buffer(greeting), asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return false;
+  const bool greeted = co_await write_all(handshake_.greeting());
+  if (!greeted) co_return false;
   std::array<uint8_t, 4> flags{};
-  co_await asio::async_read(socket_, asio::buffer(flags), asio::redirect_error(asio::use_awaitable, ec));
-  if (ec || !handshake_.accept_client_flags(get_u32(flags.data()))) co_return false;
+  const bool flagged = co_await read_exact(flags.data(), flags.size());
+  if (!flagged || !handshake_.accept_client_flags(get_u32(flags.data()))) co_return false;
   std::vector<uint8_t> data;
   for (;;) {
     std::array<uint8_t, kOptionHeaderSize> raw{};
-    co_await asio::async_read(socket_, asio::buffer(raw), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return false;
+    const bool got_header = co_await read_exact(raw.data(), raw.size());
+    if (!got_header) co_return false;
     const OptionHeader header = parse_option_header(raw);
     if (!handshake_.accept_option_header(header)) {
       log_warning(describe() + ": malformed option header; disconnecting");
       co_return false;
     }
     data.resize(header.length);
-    co_await asio::async_read(socket_, asio::buffer(data), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return false;
+    const bool got_data = co_await read_exact(data.data(), data.size());
+    if (!got_data) co_return false;
     log_debug(describe() + ": option " + option_name(header.option));
     Handshake::Step step = handshake_.handle_option(header.option, data);
+    if (!step.refused.empty()) log_warning(describe() + ": refused: " + step.refused);
     if (step.next == Handshake::Next::transmission) {
       // The export is resolved: from now on this connection counts as its client (a detach without force is
       // refused), even while the GO reply still waits in a full socket buffer below.
@@ -215,17 +229,84 @@ asio::awaitable<bool> Connection::negotiate() {
       registry_.set_export(id_, export_name_);
     }
     if (!step.reply.empty()) {
-      co_await asio::async_write(socket_, asio::buffer(step.reply), asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return false;
+      const bool sent = co_await write_all(step.reply);
+      if (!sent) co_return false;
     }
     if (step.next == Handshake::Next::close) co_return false;
     if (step.next == Handshake::Next::transmission) break;
+    if (step.next == Handshake::Next::start_tls) {
+      const bool secured = co_await start_tls();
+      if (!secured) co_return false;
+    }
   }
   NegotiatedSession session = handshake_.take_session();
   log_debug(describe() + ": transmission, structured replies " + (session.structured_replies ? "on" : "off") +
             ", " + std::to_string(session.contexts.size()) + " metadata contexts");
   executor_ = std::make_shared<const RequestExecutor>(std::move(session));
   co_return true;
+}
+
+asio::awaitable<bool> Connection::start_tls() {
+  const auto credentials = security_.credentials ? security_.credentials->current() : nullptr;
+  // The senders' descriptor exists from now on: the TLS session writes to it (see send_fd_).
+  send_fd_ = ::fcntl(socket_.native_handle(), F_DUPFD_CLOEXEC, 0);
+  Status created = credentials ? Status::ok() : Status{Errc::bad_state, "no TLS credentials loaded"};
+  if (send_fd_ < 0) created = Status::from_errno(errno, "cannot duplicate the socket descriptor");
+  if (created) created = TlsChannel::create(credentials, socket_, send_fd_, tls_);
+  if (!created) {
+    log_error(describe() + ": cannot start TLS: " + created.to_string());
+    co_return false;
+  }
+  const bool secured = co_await tls_->handshake(socket_);
+  if (!secured) {
+    // A wrong PSK, a certificate from another CA, a plain client that sent STARTTLS and nothing else...
+    log_warning(describe() + ": TLS handshake failed: " + tls_->error());
+    tls_.reset();  // no close_notify for a session that never started
+    co_return false;
+  }
+  handshake_.tls_started();
+  if (security_.access) {
+    handshake_.set_access(std::make_shared<ClientAccess>(security_.access, tls_->peer(), security_.tcp));
+  }
+  log_debug(describe() + ": TLS as " + tls_->peer().describe() + " (" + tls_->description() + ")");
+  co_return true;
+}
+
+asio::awaitable<bool> Connection::read_exact(uint8_t* out, size_t length) {
+  if (length == 0) co_return true;
+  const size_t got = co_await read_at_least(out, length, length);
+  co_return got == length;
+}
+
+asio::awaitable<bool> Connection::write_all(const std::vector<uint8_t>& bytes) {
+  if (tls_) {
+    const bool sent = co_await tls_->write_all(socket_, bytes.data(), bytes.size());
+    co_return sent;
+  }
+  asio::error_code ec;
+  co_await asio::async_write(socket_, asio::buffer(bytes), asio::redirect_error(asio::use_awaitable, ec));
+  co_return !ec;
+}
+
+asio::awaitable<size_t> Connection::read_at_least(uint8_t* out, size_t minimum, size_t capacity) {
+  if (tls_) {
+    size_t got = 0;
+    while (got < minimum) {
+      const size_t n = co_await tls_->read_some(socket_, out + got, capacity - got);
+      if (n == 0) break;
+      got += n;
+    }
+    co_return got;
+  }
+  asio::error_code ec;
+  if (minimum == capacity) {
+    const size_t got = co_await asio::async_read(socket_, asio::buffer(out, capacity), whole_buffer,
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+    co_return ec ? std::min(got, minimum - 1) : got;
+  }
+  const size_t got = co_await asio::async_read(socket_, asio::buffer(out, capacity), asio::transfer_at_least(minimum),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+  co_return got;
 }
 
 asio::awaitable<void> Connection::transmit() {
@@ -290,15 +371,11 @@ asio::awaitable<bool> Connection::receive(uint8_t* out, size_t length) {
   if (length == 0) co_return true;
   send_held();  // the socket may make us wait
   inbox_begin_ = inbox_end_ = 0;
-  asio::error_code ec;
   if (length >= kInboxSize / 2) {
-    co_await asio::async_read(socket_, asio::buffer(out, length), whole_buffer,
-                              asio::redirect_error(asio::use_awaitable, ec));
-    co_return !ec;
+    const size_t got = co_await read_at_least(out, length, length);
+    co_return got == length;
   }
-  const size_t got = co_await asio::async_read(socket_, asio::buffer(inbox_.get(), kInboxSize),
-                                               asio::transfer_at_least(length),
-                                               asio::redirect_error(asio::use_awaitable, ec));
+  const size_t got = co_await read_at_least(inbox_.get(), length, kInboxSize);
   if (got < length) co_return false;
   std::memcpy(out, inbox_.get(), length);
   inbox_begin_ = length;
@@ -446,19 +523,35 @@ void Connection::send_queued() {
       wake_reader();
       return;
     }
-    std::array<iovec, kMaxGather> iov{};
-    size_t count = 0;
-    for (Outgoing& out : outbox_) {
-      if (count == kMaxGather) break;
-      const size_t skip = count == 0 ? front_sent_ : 0;
-      iov[count++] = {out.reply.data() + skip, out.reply.size() - skip};
+    ssize_t sent = 0;
+    int error = 0;
+    if (tls_) {
+      // The front reply's unsent bytes: the same call again after want_write, as GnuTLS requires.
+      const Outgoing& front = outbox_.front();
+      const uint8_t* data = front.reply.data() + front_sent_;
+      const size_t length = front.reply.size() - front_sent_;
+      lock.unlock();
+      size_t done = 0;
+      const TlsSession::Io io = tls_->send(data, length, done);
+      sent = io == TlsSession::Io::ok ? ssize_t(done) : -1;
+      error = io == TlsSession::Io::ok ? 0
+              : io == TlsSession::Io::want_read || io == TlsSession::Io::want_write ? EAGAIN
+                                                                                       : EPIPE;
+    } else {
+      std::array<iovec, kMaxGather> iov{};
+      size_t count = 0;
+      for (Outgoing& out : outbox_) {
+        if (count == kMaxGather) break;
+        const size_t skip = count == 0 ? front_sent_ : 0;
+        iov[count++] = {out.reply.data() + skip, out.reply.size() - skip};
+      }
+      lock.unlock();  // queued replies stay put (only the sender pops them); new ones may be queued meanwhile
+      msghdr message{};
+      message.msg_iov = iov.data();
+      message.msg_iovlen = count;
+      sent = ::sendmsg(send_fd_, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+      error = sent < 0 ? errno : 0;
     }
-    lock.unlock();  // queued replies stay put (only the sender pops them); new ones may be queued meanwhile
-    msghdr message{};
-    message.msg_iov = iov.data();
-    message.msg_iovlen = count;
-    const ssize_t sent = ::sendmsg(send_fd_, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
-    const int error = sent < 0 ? errno : 0;
     lock.lock();
     if (sent < 0) {
       if (error == EINTR) continue;

@@ -19,10 +19,12 @@
 
 #include <asio.hpp>
 
+#include "access_policy.h"
 #include "client_registry.h"
 #include "handshake.h"
 #include "mutex.h"
 #include "request_executor.h"
+#include "tls_channel.h"
 
 namespace nbdsnap {
 
@@ -34,10 +36,18 @@ struct ConnectionLimits {
   std::chrono::seconds handshake_timeout{10};  // zero: none
 };
 
+// What a connection needs to know for TLS and access control.
+struct ConnectionSecurity {
+  TlsMode tls = TlsMode::off;
+  const TlsCredentialStore* credentials = nullptr;  // set when tls is not off; outlives the connection
+  std::shared_ptr<const AccessPolicy> access;       // null: every export for every client
+  bool tcp = false;                                 // the client came over TCP (else a Unix socket)
+};
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, asio::thread_pool& workers,
-             ClientRegistry& registry, ConnectionLimits limits);
+             ClientRegistry& registry, ConnectionLimits limits, ConnectionSecurity security = {});
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -63,6 +73,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<void> run();
   asio::awaitable<bool> negotiate();
+  // Runs the TLS handshake after STARTTLS was acknowledged; false (logged) when it failed.
+  asio::awaitable<bool> start_tls();
+  // Handshake-phase I/O, in clear or through TLS. False on end of file or error.
+  asio::awaitable<bool> read_exact(uint8_t* out, size_t length);
+  asio::awaitable<bool> write_all(const std::vector<uint8_t>& bytes);
+  // Reads at least `minimum` and at most `capacity` bytes (exactly `capacity` when they are equal); returns
+  // the count, less than minimum on end of file or error.
+  asio::awaitable<size_t> read_at_least(uint8_t* out, size_t minimum, size_t capacity);
   // Disconnects a client still negotiating when the handshake timeout expires.
   void start_handshake_deadline(asio::steady_timer& deadline);
   void enlarge_unix_send_buffer();
@@ -100,6 +118,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::thread_pool& workers_;
   ClientRegistry& registry_;
   const ConnectionLimits limits_;
+  const ConnectionSecurity security_;
+
+  // Set by start_tls() on the I/O thread before transmission; then used by the reader and the senders.
+  std::unique_ptr<TlsChannel> tls_;
 
   // I/O thread only.
   Handshake handshake_;
@@ -128,7 +150,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Locks of nbdsnapd, in precedence order: OriginFiles::mutex_ (held while attaching: it calls the engine,
   // whose locks come next, core/lock_order.h), then the leaves, none held while taking another:
-  // Connection::mutex_, ClientRegistry::mutex_, ReplyBufferPool::mutex_, the log's mutex.
+  // Connection::mutex_, TlsChannel::session_mutex_, ClientRegistry::mutex_, ReplyBufferPool::mutex_, the
+  // log's mutex, TlsCredentialStore::mutex_.
   Mutex mutex_;
   unsigned in_flight_ GUARDED_BY(mutex_) = 0;  // requests read and not yet answered
   uint64_t in_flight_bytes_ GUARDED_BY(mutex_) = 0;

@@ -81,10 +81,16 @@ Handshake::Step Handshake::handle_option(uint32_t option, std::span<const uint8_
     return step;
   }
   if (refusal_ != 0) {
-    if (option == kOptExportName) return {{}, Next::close};
+    if (option == kOptExportName) return {{}, Next::close, {}};
     Step step = refuse(option, refusal_, refusal_message_);
     if (after_refusal_ == AfterRefusal::close) step.next = Next::close;
     return step;
+  }
+  if (option == kOptStartTls) return handle_starttls(data);
+  if (tls_ == TlsMode::require && !tls_active_) {
+    // FORCEDTLS: EXPORT_NAME cannot be refused with an error, so the connection ends.
+    if (option == kOptExportName) return {{}, Next::close, {}};
+    return refuse(option, kRepErrTlsReqd, "this server requires TLS: use NBD_OPT_STARTTLS (nbds:// URIs)");
   }
   switch (option) {
     case kOptExportName: return handle_export_name(data);
@@ -94,9 +100,48 @@ Handshake::Step Handshake::handle_option(uint32_t option, std::span<const uint8_
     case kOptStructuredReply: return handle_structured_reply(data);
     case kOptListMetaContext:
     case kOptSetMetaContext: return handle_meta_context(option, data);
-    case kOptStartTls: return refuse(option, kRepErrUnsup, "TLS is not supported by nbdsnapd");
     default: return refuse(option, kRepErrUnsup, "option " + std::to_string(option) + " is not supported");
   }
+}
+
+Handshake::Step Handshake::handle_starttls(std::span<const uint8_t> data) {
+  if (tls_ == TlsMode::off) return refuse(kOptStartTls, kRepErrUnsup, "TLS is not enabled on this server (nbdsnapd --tls)");
+  if (!data.empty()) return refuse(kOptStartTls, kRepErrInvalid, "OPT_STARTTLS takes no data");
+  if (tls_active_) return refuse(kOptStartTls, kRepErrInvalid, "TLS is already active");
+  Step step;
+  append_option_reply(step.reply, kOptStartTls, kRepAck);
+  step.next = Next::start_tls;
+  return step;
+}
+
+void Handshake::tls_started() {
+  tls_active_ = true;
+  session_ = {};
+  contexts_export_.clear();
+  selected_contexts_.clear();
+}
+
+std::string Handshake::access_refusal(const std::string& name) const {
+  return access_ ? access_->refusal(name) : std::string();
+}
+
+bool Handshake::open_allowed(uint32_t option, const std::string& name, std::shared_ptr<ServedExport>& target,
+                             Step& refusal) {
+  // The name asked for is checked before it is looked up, so a refused client cannot tell which exports exist.
+  std::string why = name.empty() ? std::string() : access_refusal(name);
+  if (why.empty()) {
+    Status opened = catalog_.open(name, target);
+    if (!opened.is_ok()) {
+      refusal = refuse(option, open_failure_reply(opened), status_message(opened));
+      return false;
+    }
+    if (target->name() != name) why = access_refusal(target->name());  // the default export
+  }
+  if (why.empty()) return true;
+  target.reset();
+  refusal = refuse(option, kRepErrPolicy, why);
+  refusal.refused = why;
+  return false;
 }
 
 void Handshake::finish_session(std::shared_ptr<ServedExport> target) {
@@ -106,10 +151,13 @@ void Handshake::finish_session(std::shared_ptr<ServedExport> target) {
 }
 
 Handshake::Step Handshake::handle_export_name(std::span<const uint8_t> data) {
-  if (data.size() > kMaxStringLength) return {{}, Next::close};
+  if (data.size() > kMaxStringLength) return {{}, Next::close, {}};
   std::string name(reinterpret_cast<const char*>(data.data()), data.size());
   std::shared_ptr<ServedExport> target;
-  if (!catalog_.open(name, target).is_ok()) return {{}, Next::close};  // this option cannot report errors
+  Step refused;
+  if (!open_allowed(kOptExportName, name, target, refused)) {  // this option cannot report errors: close
+    return {{}, Next::close, refused.refused};
+  }
   finish_session(target);
   Step step;
   step.reply = encode_export_name_reply(target->size(), session_.transmission_flags, no_zeroes_);
@@ -121,6 +169,7 @@ Handshake::Step Handshake::handle_list(std::span<const uint8_t> data) {
   if (!data.empty()) return refuse(kOptList, kRepErrInvalid, "OPT_LIST takes no data");
   Step step;
   for (const auto& name : catalog_.export_names()) {
+    if (!access_refusal(name).empty()) continue;  // only what this client may open
     std::shared_ptr<ServedExport> target;
     if (!catalog_.open(name, target).is_ok()) continue;  // vanished meanwhile
     std::vector<uint8_t> payload;
@@ -147,8 +196,8 @@ Handshake::Step Handshake::handle_info_or_go(uint32_t option, std::span<const ui
   if (!valid || reader.remaining() != 0) return refuse(option, kRepErrInvalid, "malformed INFO/GO request");
 
   std::shared_ptr<ServedExport> target;
-  Status opened = catalog_.open(name, target);
-  if (!opened.is_ok()) return refuse(option, open_failure_reply(opened), status_message(opened));
+  Step refused;
+  if (!open_allowed(option, name, target, refused)) return refused;
 
   const uint16_t flags = transmission_flags(target->features(), session_.structured_replies);
   Step step;
@@ -211,8 +260,8 @@ Handshake::Step Handshake::handle_meta_context(uint32_t option, std::span<const 
     return refuse(option, kRepErrInvalid, "malformed metadata context request");
   }
   std::shared_ptr<ServedExport> target;
-  Status opened = catalog_.open(name, target);
-  if (!opened.is_ok()) return refuse(option, open_failure_reply(opened), status_message(opened));
+  Step refused;
+  if (!open_allowed(option, name, target, refused)) return refused;
   const auto available = available_meta_contexts(target->dirty_bitmap_checkpoints());
 
   Step step;

@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "log.h"
 #include "origin_files.h"
+#include "remote_security.h"
 #include "server.h"
 #include "server_config.h"
 
@@ -93,7 +94,8 @@ int main(int argc, char** argv) {
   }
   set_log_level(config.log_level);
   ::signal(SIGPIPE, SIG_IGN);
-  // Nothing to reload, and a closed terminal must not take down the disks of running VMs.
+  // A closed terminal must not take down the disks of running VMs: SIGHUP reloads TLS credentials once the
+  // server runs (server.h), and is ignored until then.
   ::signal(SIGHUP, SIG_IGN);
   raise_open_file_limit(config.max_connections);
   // Request payloads and chunk buffers are large and short-lived. With glibc's defaults each one is a fresh
@@ -117,7 +119,13 @@ int main(int argc, char** argv) {
   log_origins(engine);
   log_startup_events(engine);
 
-  Server server(engine, config);
+  RemoteSecurity security(config.security);
+  if (Status status = security.load(); !status.is_ok()) {
+    log_error(status.to_string());
+    return 1;
+  }
+  Server server(engine, config, security.nbd_credentials());
+  server.set_reload_handler([&security] { security.reload(); });
   if (Status status = server.listen(); !status.is_ok()) {
     log_error(status.to_string());
     return 1;
@@ -129,11 +137,17 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(std::filesystem::path(config.control_path).parent_path(), ec);
     std::string error;
     if (!control_socket.start(config.control_path,
-                              [&control](const std::string& line) { return control.handle_line(line); }, error)) {
+                              [&control](const std::string& line) { return control.handle_line(line); }, error,
+                              config.security.control_group)) {
       log_error("control socket " + config.control_path + ": " + error);
       return 1;
     }
     log_info("control socket on " + config.control_path);
+  }
+  ControlSocketServer remote_control;
+  if (Status status = security.start_remote_control(remote_control, control); !status.is_ok()) {
+    log_error(status.to_string());
+    return 1;
   }
   log_info("nbdsnapd " NBDSNAP_VERSION " ready with " + std::to_string(engine.origins().size()) + " origins");
 
@@ -142,6 +156,7 @@ int main(int argc, char** argv) {
   // For good, not just a wake-up: an events-wait that arrives while the control socket is closing must not
   // hold up saving state for its timeout (up to 24 h).
   engine.events().stop();
+  remote_control.stop();
   control_socket.stop();
   const bool saved = save_clean_state(engine);
   log_info(saved ? "CBT state saved; stopped cleanly" : "stopped with errors");

@@ -12,8 +12,13 @@
 
 namespace nbdsnap {
 
-Server::Server(Engine& engine, const ServerConfig& config)
-    : config_(config), catalog_(engine), workers_(config.threads), signals_(io_, SIGINT, SIGTERM) {}
+Server::Server(Engine& engine, const ServerConfig& config, const TlsCredentialStore* tls_credentials)
+    : config_(config),
+      tls_credentials_(tls_credentials),
+      access_(std::make_shared<const AccessPolicy>(config.security.access)),
+      catalog_(engine),
+      workers_(config.threads),
+      signals_(io_, SIGINT, SIGTERM, SIGHUP) {}
 
 Server::~Server() {
   workers_.join();
@@ -82,7 +87,9 @@ asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
     if (tcp) socket.set_option(asio::ip::tcp::no_delay(true), ec);
     const uint64_t id = next_connection_id_++;
     log_debug("connection " + std::to_string(id) + ": accepted");
-    auto connection = std::make_shared<Connection>(std::move(socket), id, catalog_, workers_, registry_, limits);
+    const ConnectionSecurity security{config_.security.tls, tls_credentials_, access_, tcp};
+    auto connection =
+        std::make_shared<Connection>(std::move(socket), id, catalog_, workers_, registry_, limits, security);
     refuse_if_over_limit(*connection);
     connection->start();
   }
@@ -106,12 +113,22 @@ void Server::refuse_if_over_limit(Connection& connection) {
 }
 
 void Server::run() {
+  wait_for_signal();
+  io_.run();
+}
+
+void Server::wait_for_signal() {
   signals_.async_wait([this](asio::error_code ec, int signal) {
     if (ec) return;
+    if (signal == SIGHUP) {
+      log_info("received SIGHUP: reloading TLS credentials");
+      if (reload_) reload_();
+      wait_for_signal();
+      return;
+    }
     log_info(std::string("received ") + (signal == SIGTERM ? "SIGTERM" : "SIGINT") + ": shutting down");
     begin_shutdown();
   });
-  io_.run();
 }
 
 void Server::request_shutdown() {
@@ -167,11 +184,18 @@ bool Server::disconnect_origin_clients(const std::string& origin, std::chrono::m
 std::string Server::export_uri(const std::string& raw_name) const {
   if (config_.listen.empty()) return {};
   const ListenAddress& address = config_.listen.front();
-  if (address.kind == ListenAddress::Kind::unix_socket) return nbd_unix_uri(raw_name, address.path);
-  const std::string export_name = export_name_uri_path(raw_name);
-  const bool ipv6 = address.host.find(':') != std::string::npos;
-  return "nbd://" + (ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(address.port) + "/" +
-         export_name;
+  std::string uri;
+  if (address.kind == ListenAddress::Kind::unix_socket) {
+    uri = nbd_unix_uri(raw_name, address.path);
+  } else {
+    const std::string export_name = export_name_uri_path(raw_name);
+    const bool ipv6 = address.host.find(':') != std::string::npos;
+    uri = "nbd://" + (ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(address.port) + "/" +
+          export_name;
+  }
+  // Under --tls require only TLS clients get in: nbd:// -> nbds://, nbd+unix:// -> nbds+unix://.
+  if (config_.security.tls == TlsMode::require) uri.insert(3, "s");
+  return uri;
 }
 
 }  // namespace nbdsnap

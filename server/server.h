@@ -3,11 +3,13 @@
 // One I/O thread runs every socket (Asio); a pool of workers runs the engine calls. SIGTERM/SIGINT start a
 // clean shutdown: listeners close, connections stop reading and finish what is in flight, clients still
 // negotiating get NBD_REP_ERR_SHUTDOWN for their next option, then run() returns. No client can hold that up:
-// after kShutdownGrace every connection left is closed (docs/nbdsnapd.pod, SIGNALS).
+// after kShutdownGrace every connection left is closed (docs/nbdsnapd.pod, SIGNALS). SIGHUP calls the reload
+// handler (TLS credentials are read again) and serving goes on.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,7 +25,8 @@ namespace nbdsnap {
 
 class Server {
  public:
-  Server(Engine& engine, const ServerConfig& config);
+  // tls_credentials: the NBD side's, loaded, when config.security.tls is not off (outlives the server).
+  Server(Engine& engine, const ServerConfig& config, const TlsCredentialStore* tls_credentials = nullptr);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -34,6 +37,8 @@ class Server {
   void run();
   // Thread-safe.
   void request_shutdown();
+  // What SIGHUP does (on the I/O thread). Before run().
+  void set_reload_handler(std::function<void()> reload) { reload_ = std::move(reload); }
 
   const ClientRegistry& clients() const { return registry_; }
   // Closes the connections of an origin and of its images, and waits (bounded) until they are gone.
@@ -47,6 +52,7 @@ class Server {
   asio::awaitable<void> accept_clients(Acceptor& acceptor, bool tcp);
   // Over --max-connections, a new client is told so in the handshake. On the I/O thread.
   void refuse_if_over_limit(Connection& connection);
+  void wait_for_signal();
   void begin_shutdown();  // on the I/O thread
   asio::awaitable<void> drain_connections();
   // How long connections may take, after SIGTERM, to send the replies of requests in flight (a client that
@@ -56,6 +62,9 @@ class Server {
   static constexpr std::chrono::milliseconds kShutdownGrace{1000};
 
   const ServerConfig& config_;
+  const TlsCredentialStore* tls_credentials_;
+  const std::shared_ptr<const AccessPolicy> access_;
+  std::function<void()> reload_;
   EngineCatalog catalog_;
   asio::io_context io_{1};
   asio::thread_pool workers_;

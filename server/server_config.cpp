@@ -60,6 +60,24 @@ po::options_description option_descriptions() {
        "NBD clients served at once (0: no limit); more are refused in the handshake with an error")
       ("handshake-timeout", po::value<unsigned>()->default_value(10)->value_name("SECONDS"),
        "disconnect a client that has not finished the NBD handshake after SECONDS (0: never)");
+  po::options_description security("TLS and access control");
+  security.add_options()
+      ("tls", po::value<std::string>()->default_value("off")->value_name("MODE"),
+       "off, on (clients may use STARTTLS) or require (every option but STARTTLS is refused in clear)")
+      ("tls-certificates", po::value<std::string>()->value_name("DIR"),
+       "X.509: DIR/ca-cert.pem, server-cert.pem, server-key.pem (as nbdkit and QEMU); SIGHUP reloads them")
+      ("tls-psk", po::value<std::string>()->value_name("FILE"), "PSK: username:hexkey lines (psktool)")
+      ("tls-verify-peer", po::bool_switch(), "NBD clients must present a certificate signed by ca-cert.pem")
+      ("allow", po::value<std::vector<std::string>>()->composing()->value_name("'PATTERN IDENTITY'"),
+       "only IDENTITY (psk:NAME, dn:DN, san:NAME, local or *) may open exports matching PATTERN (repeatable; "
+       "with none, every client may open every export)")
+      ("tcp-origins", po::bool_switch(), "serve origins over TCP too (by default TCP serves snapshot images only)")
+      ("control-listen", po::value<std::string>()->value_name("tcp:HOST:PORT"),
+       "also serve the control protocol on TCP, TLS only (client certificate or PSK required)")
+      ("control-role", po::value<std::vector<std::string>>()->composing()->value_name("'ROLE IDENTITY'"),
+       "give a remote control identity a role: read-only, operator or admin (repeatable)")
+      ("control-group", po::value<std::string>()->value_name("GROUP"),
+       "the Unix control socket belongs to GROUP with mode 0660 (default: mode 0600, owner only)");
   po::options_description tuning("Engine tuning");
   tuning.add_options()
       ("chunk-min-shift", po::value<unsigned>()->value_name("N"), "smallest copy-on-write chunk is 2^N bytes (18)")
@@ -68,9 +86,11 @@ po::options_description option_descriptions() {
       ("chunk-buffer-budget", po::value<std::string>()->value_name("SIZE"),
        "memory for old chunks awaiting writeback (64M)")
       ("low-space-threshold", po::value<std::string>()->value_name("SIZE"),
-       "free difference storage below which low_free_space is posted (64M)");
+       "free difference storage below which low_free_space is posted (64M)")
+      ("checkpoints-kept", po::value<unsigned>()->value_name("N"),
+       "CBT checkpoints kept per origin, 2..128; older ones are dropped (16)");
   po::options_description all;
-  all.add(general).add(serving).add(tuning);
+  all.add(general).add(serving).add(security).add(tuning);
   return all;
 }
 
@@ -79,6 +99,76 @@ bool parse_size_option(const po::variables_map& vm, const char* key, uint64_t& o
   Status status = parse_size(vm[key].as<std::string>(), out);
   if (!status.is_ok()) err << "nbdsnapd: --" << key << ": " << status.message() << "\n";
   return status.is_ok();
+}
+
+// The security options, checked together: TLS needs credentials, the remote control listener needs TLS
+// credentials that authenticate clients, rules must parse.
+bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::ostream& err) {
+  std::string error;
+  const std::string mode = vm["tls"].as<std::string>();
+  if (mode == "off") {
+    security.tls = TlsMode::off;
+  } else if (mode == "on") {
+    security.tls = TlsMode::on;
+  } else if (mode == "require") {
+    security.tls = TlsMode::require;
+  } else {
+    err << "nbdsnapd: --tls must be off, on or require\n";
+    return false;
+  }
+  if (vm.count("tls-certificates")) security.tls_options.certificates_dir = vm["tls-certificates"].as<std::string>();
+  if (vm.count("tls-psk")) security.tls_options.psk_file = vm["tls-psk"].as<std::string>();
+  security.tls_options.verify_peer = vm["tls-verify-peer"].as<bool>();
+  security.access.tcp_origins = vm["tcp-origins"].as<bool>();
+  if (vm.count("allow")) {
+    for (const auto& text : vm["allow"].as<std::vector<std::string>>()) {
+      AccessRule rule;
+      if (!parse_access_rule(text, rule, error)) {
+        err << "nbdsnapd: --allow '" << text << "': " << error << "\n";
+        return false;
+      }
+      security.access.rules.push_back(rule);
+    }
+  }
+  if (vm.count("control-role")) {
+    for (const auto& text : vm["control-role"].as<std::vector<std::string>>()) {
+      ControlRoleRule rule;
+      if (!parse_control_role_rule(text, rule, error)) {
+        err << "nbdsnapd: --control-role '" << text << "': " << error << "\n";
+        return false;
+      }
+      security.control_roles.push_back(rule);
+    }
+  }
+  if (vm.count("control-group")) security.control_group = vm["control-group"].as<std::string>();
+  if (vm.count("control-listen")) {
+    ListenAddress address;
+    const std::string text = vm["control-listen"].as<std::string>();
+    if (!parse_listen_address(text, address, error) || address.kind != ListenAddress::Kind::tcp) {
+      err << "nbdsnapd: --control-listen " << text << ": expected tcp:HOST:PORT (the Unix control socket is --control)\n";
+      return false;
+    }
+    security.control_listen = address;
+  }
+  const bool credentials = security.tls_options.enabled();
+  if ((security.tls != TlsMode::off || security.control_listen) && !credentials) {
+    err << "nbdsnapd: " << (security.tls != TlsMode::off ? "--tls " + mode : std::string("--control-listen"))
+        << " needs credentials: --tls-certificates DIR or --tls-psk FILE\n";
+    return false;
+  }
+  if (credentials && security.tls == TlsMode::off && !security.control_listen) {
+    err << "nbdsnapd: TLS credentials are given but unused: add --tls on or --tls require (or --control-listen)\n";
+    return false;
+  }
+  if (security.tls_options.verify_peer && security.tls_options.certificates_dir.empty()) {
+    err << "nbdsnapd: --tls-verify-peer needs --tls-certificates DIR (its ca-cert.pem signs the clients)\n";
+    return false;
+  }
+  if (security.control_listen && security.control_roles.empty()) {
+    err << "nbdsnapd: --control-listen needs at least one --control-role: nobody could use it\n";
+    return false;
+  }
+  return true;
 }
 
 bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err) {
@@ -135,8 +225,16 @@ bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err)
     err << "nbdsnapd: shifts must be 9..30\n";
     return false;
   }
+  if (vm.count("checkpoints-kept")) {
+    config.engine.checkpoints_kept = vm["checkpoints-kept"].as<unsigned>();
+    if (Status s = check_checkpoints_kept(config.engine.checkpoints_kept); !s) {
+      err << "nbdsnapd: --checkpoints-kept " << config.engine.checkpoints_kept << ": " << s.message() << "\n";
+      return false;
+    }
+  }
   return parse_size_option(vm, "chunk-buffer-budget", config.engine.chunk_buffer_budget, err) &&
-         parse_size_option(vm, "low-space-threshold", config.engine.low_space_threshold, err);
+         parse_size_option(vm, "low-space-threshold", config.engine.low_space_threshold, err) &&
+         apply_security(vm, config.security, err);
 }
 
 }  // namespace
@@ -193,6 +291,28 @@ bool parse_origin_spec(const std::string& text, bool read_only, OriginSpec& out,
   Status status = check_object_name("origin", out.name);
   if (!status.is_ok()) error = status.message();
   return status.is_ok();
+}
+
+bool parse_control_role_rule(const std::string& text, ControlRoleRule& out, std::string& error) {
+  const auto blank = text.find_first_of(" \t");
+  const auto identity = blank == std::string::npos ? std::string::npos : text.find_first_not_of(" \t", blank);
+  const auto role = parse_control_role(text.substr(0, blank));
+  if (!role || identity == std::string::npos) {
+    error = "expected 'ROLE IDENTITY' with ROLE read-only, operator or admin (e.g. 'operator psk:agent1')";
+    return false;
+  }
+  out.role = *role;
+  out.identity = text.substr(identity);
+  while (!out.identity.empty() && (out.identity.back() == ' ' || out.identity.back() == '\t')) out.identity.pop_back();
+  return valid_identity_pattern(out.identity, error);
+}
+
+std::optional<ControlRole> SecurityConfig::control_role_of(const PeerIdentity& peer) const {
+  std::optional<ControlRole> best;
+  for (const ControlRoleRule& rule : control_roles) {
+    if (identity_matches(rule.identity, peer) && (!best || rule.role > *best)) best = rule.role;
+  }
+  return best;
 }
 
 ConfigOutcome parse_server_config(int argc, const char* const* argv, ServerConfig& config, std::ostream& out,

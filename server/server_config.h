@@ -3,12 +3,17 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "access_policy.h"
+#include "control_roles.h"
 #include "engine.h"
+#include "handshake.h"
 #include "log.h"
 #include "origin_list.h"
+#include "tls_credentials.h"
 
 namespace nbdsnap {
 
@@ -24,6 +29,25 @@ std::string format_listen_address(const ListenAddress& address);
 
 bool parse_origin_spec(const std::string& text, bool read_only, OriginSpec& out, std::string& error);
 
+// `control-role = ROLE IDENTITY`: a remote control identity and what it may do (control_roles.h).
+struct ControlRoleRule {
+  ControlRole role = ControlRole::read_only;
+  std::string identity;  // peer_identity.h
+};
+bool parse_control_role_rule(const std::string& text, ControlRoleRule& out, std::string& error);
+
+// TLS, access control and the remote control listener (docs/nbdsnapd.pod, SECURITY).
+struct SecurityConfig {
+  TlsMode tls = TlsMode::off;          // NBD STARTTLS
+  TlsOptions tls_options;              // certificates_dir, psk_file, verify_peer (NBD clients)
+  AccessPolicy access;                 // allow rules, origins over TCP
+  std::optional<ListenAddress> control_listen;  // tcp only: the JSON control protocol over TLS
+  std::vector<ControlRoleRule> control_roles;
+  std::string control_group;           // the Unix control socket's group (mode 0660); empty: mode 0600
+  // The highest role any rule gives `peer`; none when no rule names it.
+  std::optional<ControlRole> control_role_of(const PeerIdentity& peer) const;
+};
+
 struct ServerConfig {
   std::vector<OriginSpec> origins;
   std::vector<ListenAddress> listen;
@@ -35,6 +59,7 @@ struct ServerConfig {
   unsigned max_connections = 1000;         // NBD connections at once, handshaking ones included; 0: no limit
   unsigned handshake_timeout_seconds = 10;  // 0: none
   EngineConfig engine;                     // state_dir and tuning
+  SecurityConfig security;
 };
 
 enum class ConfigOutcome { run, exit_success, exit_failure };

@@ -70,3 +70,13 @@ TEST_CASE("every_unusable_base_falls_back_to_full") {
   CHECK(reason([](BackupFacts& f) { f.previous->checkpoint = "s0"; }).find("holds checkpoint 's0'") != std::string::npos);
   CHECK(reason([](BackupFacts& f) { f.checkpoints.erase("s1"); }).find("not in the CBT") != std::string::npos);
 }
+
+TEST_CASE("a_checkpoint_the_image_does_not_know_falls_back_to_full_with_the_servers_reason") {
+  BackupFacts facts = incremental_facts();
+  facts.checkpoints.erase("s1");
+  facts.since_problem = "origin 'disk': checkpoint 's1' is gone: only the 16 newest checkpoints are kept; do a "
+                        "full backup (checkpoint_gone)";
+  BackupPlan plan = plan_backup(facts);
+  CHECK_FALSE(plan.incremental);
+  CHECK(plan.fallback_reason == facts.since_problem + ": doing a full backup");
+}

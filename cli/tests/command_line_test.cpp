@@ -128,7 +128,8 @@ TEST_CASE("every_command_of_issue_5_is_registered") {
            {"version"}, {"origins"}, {"origin", "attach"}, {"origin", "detach"}, {"cbt", "info"}, {"cbt", "map"},
            {"cbt", "mark-dirty"}, {"cbt", "reset"}, {"checkpoints"}, {"snapshot", "create"}, {"snapshot", "add"},
            {"snapshot", "remove"}, {"snapshot", "take"}, {"snapshot", "append-storage"}, {"snapshot", "info"},
-           {"snapshot", "list"}, {"snapshot", "destroy"}, {"events"}, {"watch-storage"}, {"backup"}}) {
+           {"snapshot", "list"}, {"snapshot", "destroy"}, {"events"}, {"watch-storage"}, {"backup"},
+           {"checkpoint", "delete"}}) {
     CAPTURE(words.front());
     const CommandSpec* spec = find_command(specs, words);
     REQUIRE(spec != nullptr);

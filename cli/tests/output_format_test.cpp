@@ -7,6 +7,7 @@
 #include "origin_commands.h"
 #include "progress_bar.h"
 #include "snapshot_commands.h"
+#include "table.h"
 
 using namespace nbdsnap::cli;
 
@@ -35,8 +36,24 @@ TEST_CASE("cbt_info_and_checkpoints") {
   auto cbt = nlohmann::json::parse(
       R"({"origin":"disk","generation":"g","change_number":2,"block_size":65536,"block_count":16,"device_size":1048576,"checkpoints":{"s1":1}})");
   CHECK(format_cbt_info(cbt).find("checkpoints:    s1=1") != std::string::npos);
-  auto checkpoints = nlohmann::json::parse(R"({"generation":"g","checkpoints":[{"name":"s1","number":1},{"name":"s2","number":2}]})");
-  CHECK(format_checkpoints(checkpoints) == "NAME  NUMBER  GENERATION\ns1         1  g\ns2         2  g\n");
+  auto checkpoints = nlohmann::json::parse(
+      R"({"generation":"g","checkpoints":[{"name":"s1","number":1,"taken_unix_ms":0},{"name":"s2","number":2}]})");
+  CHECK(format_checkpoints(checkpoints) == "NAME  NUMBER  TAKEN  GENERATION\ns1         1  -      g\ns2         2  -      g\n");
+  checkpoints["checkpoints"][1]["taken_unix_ms"] = 1764160000000;
+  CHECK(format_checkpoints(checkpoints).find("s2         2  " + time_cell(1764160000000) + "  g\n") != std::string::npos);
+}
+
+TEST_CASE("cbt_raw_map_lists_runs_with_offsets_and_what_the_numbers_mean") {
+  auto reply = nlohmann::json::parse(R"({"origin":"disk","snapshot":"","generation":"g","change_number":3,
+    "block_size":65536,"device_size":300000,"offset":0,"length":300000,"runs":[[0,2],[2,1],[0,2]],
+    "checkpoints":[{"name":"s1","number":1},{"name":"s2","number":2}],"next_offset":300000,"more":false})");
+  const std::string text = format_cbt_raw_map(reply);
+  CHECK(text.find("OFFSET  LENGTH  BLOCKS  NUMBER\n") == 0);
+  CHECK(text.find("     0  131072       2       0\n") != std::string::npos);
+  CHECK(text.find("131072   65536       1       2\n") != std::string::npos);
+  CHECK(text.find("196608  103392       2       0\n") != std::string::npos);  // the last block is partial
+  CHECK(text.find("5 block(s) of 64.0 KiB in 3 run(s), live map (generation g, change number 3)") != std::string::npos);
+  CHECK(text.find("(s1=1, s2=2)") != std::string::npos);
 }
 
 TEST_CASE("snapshot_info_shows_state_images_and_storage") {

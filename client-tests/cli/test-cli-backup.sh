@@ -2,8 +2,8 @@
 # test-cli-backup.sh — `nbdsnap backup` against nbdsnapd: a full backup and several incremental rounds with
 # writes between them, each equal to a copy of the origin made at take time; holes are skipped; incremental
 # backups read only what changed (qemu:dirty-bitmap); --verify; a CBT generation change (cbt reset) makes the
-# next incremental backup a full one with a clear message (with --allow-full; without it the unknown checkpoint
-# fails); an interrupted backup is not a base; backup files are private (0600) whatever the umask.
+# next incremental backup a full one with a clear message; a checkpoint name the server never knew fails unless
+# --allow-full; an interrupted backup is not a base; backup files are private (0600) whatever the umask.
 # Usage: test-cli-backup.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/lib.sh"
@@ -81,21 +81,24 @@ cmp "$dir/tty.img" "$dir/ref-s5b.img" || fail "backup on a terminal differs"
 run_cli 0 snapshot destroy s5b
 pass "progress bar on a terminal"
 
-# A new CBT generation: the server no longer knows the checkpoint, so an incremental backup is refused unless
-# --allow-full lets it become full, saying why (a typo must not turn into a silent full backup).
+# A name the server never knew (a typo) is refused unless --allow-full lets the backup become full, saying why:
+# a typo must not turn into a silent full backup. A checkpoint it knew and lost with a new CBT generation
+# (checkpoint_gone) makes the backup full with the reason, as a deleted one does (below).
 run_cli 0 cbt reset disk
 write 0x55 20M 64K disk
 take s6
-run_cli 3 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5
-expect_err "checkpoint 's5' is not known to the server for origin disk .*give --allow-full"
+run_cli 3 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5-typo
+expect_err "checkpoint 's5-typo' is not known to the server for origin disk .*give --allow-full"
 same_as_reference s5  # the refused backup did not touch the file
-run_cli 3 backup --image "$(uri disk@s6)" --to "$backup" --since s5-typo
-run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5 --allow-full
+run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5
 [[ $(json_field .kind) == full ]] || fail "incremental after cbt reset: $out"
 expect_err 'CBT generation of disk changed .*doing a full backup'
 same_as_reference s6
+run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5-typo --allow-full
+[[ $(json_field .kind) == full ]] || fail "incremental since a typo with --allow-full: $out"
+same_as_reference s6
 run_cli 0 snapshot destroy s6
-pass "an unknown checkpoint fails (exit 3) unless --allow-full; then a full backup with a message"
+pass "a checkpoint never known fails (exit 3) unless --allow-full; one lost with the CBT generation makes a full backup"
 
 # An interrupted backup leaves an incomplete record: the next incremental must be full.
 take s7
@@ -110,3 +113,27 @@ run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s5 --all
 expect_err "holds checkpoint 's7', not 's5'"
 run_cli 0 snapshot destroy s7
 pass "incomplete or mismatched bases fall back to a full backup"
+
+# The backup compares with the image's own CBT, frozen at its take: a reset of the live CBT after the take
+# changes nothing for this image (before, the live generation made it full and recorded no checkpoint).
+write 0x66 30M 64K disk
+take s8
+run_cli 0 cbt reset disk
+run_cli 0 --json backup --image "$(uri disk@s8)" --to "$backup" --since s7
+[[ $(json_field .kind) == incremental && $(json_field .checkpoint) == s8 ]] || fail "image after a live reset: $out / $err"
+same_as_reference s8
+run_cli 0 snapshot destroy s8
+pass "a reset of the live CBT after the take leaves the image's backup incremental"
+
+# A checkpoint the image's CBT no longer has: a full backup, saying it is gone.
+take s9
+run_cli 0 --json backup --image "$(uri disk@s9)" --to "$backup"
+run_cli 0 snapshot destroy s9
+run_cli 0 checkpoint delete disk s9
+take s10
+run_cli 0 --json backup --image "$(uri disk@s10)" --to "$backup" --since s9
+[[ $(json_field .kind) == full ]] || fail "incremental since a deleted checkpoint: $out"
+expect_err "checkpoint 's9' is gone: it was deleted; do a full backup \(checkpoint_gone\): doing a full backup"
+same_as_reference s10
+run_cli 0 snapshot destroy s10
+pass "a deleted checkpoint makes the next backup full, with the checkpoint_gone reason"

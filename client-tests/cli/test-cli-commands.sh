@@ -74,8 +74,8 @@ expect_out '^disk .* s1 '
 pass "snapshot create, remove, add, take with hooks, append-storage, info, list"
 
 run_cli 0 checkpoints disk
-expect_out '^NAME +NUMBER +GENERATION$'
-expect_out "^s1 +[0-9]+ +$generation\$"
+expect_out '^NAME +NUMBER +TAKEN +GENERATION$'
+expect_out "^s1 +[0-9]+ +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} +$generation\$"
 run_cli 0 --json checkpoints disk
 [[ $(json_field '.checkpoints[0].name') == s1 ]] || fail "checkpoints --json: $out"
 write 0x22 2M 64K disk
@@ -143,10 +143,32 @@ run_cli 0 cbt reset disk
 expect_out 'new generation'
 run_cli 0 --json cbt info disk
 [[ $(json_field .cbt.generation) != "$generation" ]] || fail "cbt reset kept the generation"
+run_cli 3 cbt map disk --since s1
+expect_err "checkpoint 's1' is gone: CBT history was lost .*; do a full backup \(checkpoint_gone\)$"
 truncate -s 1M "$dir/extra.img"
 run_cli 0 origin attach extra "$dir/extra.img" --read-only
 expect_out '^read only: +yes$'
 run_cli 0 origin detach extra
 expect_out 'detached'
 run_cli 3 origin info extra
-pass "cbt reset, origin attach and detach"
+pass "cbt reset (an old checkpoint is checkpoint_gone), origin attach and detach"
+
+run_cli 0 snapshot create s4 --origin disk --storage "$dir/s4.diff:8M"
+run_cli 0 snapshot take s4
+run_cli 0 checkpoint delete disk s4
+expect_out '^checkpoint s4 of disk deleted'
+run_cli 0 --json checkpoints disk
+[[ $(json_field '.checkpoints | length') == 0 ]] || fail "checkpoint delete: $out"
+run_cli 0 --json checkpoints disk --snapshot s4
+[[ $(json_field '.checkpoints[0].name') == s4 ]] || fail "the image lost its checkpoint: $out"
+run_cli 0 cbt info disk --snapshot s4
+expect_out '^snapshot: +s4$'
+expect_out '^checkpoints: +s4=1$'
+run_cli 3 cbt info disk --snapshot nosuch
+run_cli 3 checkpoint delete disk s4
+expect_err "checkpoint 's4' is gone: it was deleted; do a full backup \(checkpoint_gone\)$"
+run_cli 3 checkpoint delete disk never
+expect_err '\(not_found\)$'
+run_cli 2 checkpoint delete disk
+run_cli 0 snapshot destroy s4
+pass "checkpoint delete; a deleted checkpoint is checkpoint_gone (exit 3), the image keeps it"

@@ -10,6 +10,8 @@ cat >"$tmp/nbdsnapd.conf" <<CONF
 # nbdsnapd test configuration
 origin = a=$tmp/a.raw
 listen = tcp:127.0.0.1:$port
+# origins over TCP are off by default (images only)
+tcp-origins = true
 log-level = debug
 CONF
 start_nbdsnapd --config "$tmp/nbdsnapd.conf"

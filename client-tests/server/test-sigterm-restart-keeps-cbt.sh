@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # test-sigterm-restart-keeps-cbt.sh — SIGHUP is ignored; SIGTERM while a client writes: nbdsnapd finishes
-# in-flight requests, saves CBT cleanly and exits 0; after a restart the generation, change number and checkpoints are the same,
-# and the changes recorded before the stop are still in the CBT map.
+# in-flight requests, saves CBT cleanly and exits 0; after a restart the generation, change number and checkpoints
+# (with their take times, and a deleted one still gone) are the same, and the changes recorded before the stop are
+# still in the CBT map.
 source "$(dirname "$0")/common.sh"
 
 truncate -s 64M "$tmp/disk.raw"
 start_nbdsnapd --origin "disk=$tmp/disk.raw"
+snapshot s0 disk
+control '{"command":"snapshot-destroy","name":"s0"}' >/dev/null
 snapshot s1 disk
+control '{"command":"checkpoint-delete","origin":"disk","name":"s0"}' | grep -q '"ok":true' || fail "checkpoint-delete s0"
 qemu-io -f raw -c "write -P 0x21 2M 64k" "$(uri disk)" >/dev/null
 kill -HUP "$(cat "$pidfile")"  # a closed terminal: ignored
 control '{"command":"version"}' >/dev/null || fail "nbdsnapd did not survive SIGHUP"
 before=$(control '{"command":"cbt-info","origin":"disk"}')
+checkpoints_before=$(control '{"command":"checkpoints","origin":"disk"}')
+[[ $(json_field "$checkpoints_before" "r['checkpoints'][0]['taken_unix_ms'] > 1.7e12") == True ]] ||
+  fail "checkpoint s1 has no take time: $checkpoints_before"
 map_before=$(control '{"command":"cbt-map","origin":"disk","since":"s1"}')
 
 # A client writing while the signal arrives must not stop nbdsnapd from exiting cleanly.
@@ -31,6 +38,11 @@ for field in generation change_number checkpoints block_size; do
   [[ $(json_field "$before" "r['cbt']['$field']") == $(json_field "$after" "r['cbt']['$field']") ]] ||
     fail "$field changed across a clean restart: $before vs $after"
 done
+checkpoints_after=$(control '{"command":"checkpoints","origin":"disk"}')
+[[ $checkpoints_after == "$checkpoints_before" ]] ||
+  fail "checkpoints or their take times changed across a clean restart: $checkpoints_before vs $checkpoints_after"
+gone=$(control '{"command":"cbt-map","origin":"disk","since":"s0"}') && fail "the deleted checkpoint s0 came back: $gone"
+[[ $(json_field "$gone" "r['error']['code']") == checkpoint_gone ]] || fail "s0 after a restart: $gone"
 map_after=$(control '{"command":"cbt-map","origin":"disk","since":"s1"}')
 /usr/bin/python3 - "$map_before" "$map_after" <<'PY' || fail "changes recorded before the stop were lost"
 import json, sys

@@ -5,8 +5,9 @@
 
 #include <fstream>
 #include <iterator>
-#include <nlohmann/json.hpp>
 #include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "object_file_name.h"
 #include "test_support.h"
@@ -38,7 +39,16 @@ void check_same(const CbtState& a, const CbtState& b) {
   CHECK(a.device_size == b.device_size);
   CHECK(a.map == b.map);
   CHECK(a.checkpoints == b.checkpoints);
+  CHECK(a.dropped == b.dropped);
   CHECK(a.device_fingerprint == b.device_fingerprint);
+}
+
+// The one file a store wrote in `dir` (whatever it is named).
+std::filesystem::path only_file(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) files.push_back(entry.path());
+  REQUIRE(files.size() == 1);
+  return files[0];
 }
 
 }  // namespace
@@ -250,4 +260,47 @@ TEST_CASE("a state directory path that is too long fails as name_too_long, not a
   TempDir dir;
   CbtStore store(dir.file(std::string(300, 'd')));
   CHECK_ERRC(store.save("disk0", sample_state(), false), Errc::name_too_long);
+}
+
+TEST_CASE("checkpoint take times and dropped checkpoints survive a save and load") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  Cbt cbt(kDevice, kBlock, 2);
+  cbt.freeze("monday", 1764000000000);
+  cbt.freeze("tuesday", 1764086400000);
+  cbt.freeze("wednesday", 1764172800000);  // monday is dropped: 2 kept
+  const CbtState saved = cbt.state();
+  REQUIRE(saved.dropped.size() == 1);
+  REQUIRE_OK(store.save("disk0", saved, true));
+  CbtState loaded;
+  REQUIRE(store.load("disk0", kDevice, loaded) == CbtLoadResult::loaded);
+  check_same(saved, loaded);
+  CHECK(loaded.checkpoints.at("tuesday").taken_unix_ms == 1764086400000);
+}
+
+TEST_CASE("a format 1 state file (checkpoint numbers only) loads with unknown take times") {
+  TempDir dir;
+  CbtStore store(dir.path().string());
+  const CbtState saved = sample_state();
+  REQUIRE_OK(store.save("disk0", saved, true));
+  // Rewrite the header as format 1 wrote it: version 1, checkpoints as name -> number, no dropped list.
+  const auto path = only_file(dir.path());
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const size_t newline = bytes.find('\n');
+  auto header = nlohmann::json::parse(bytes.substr(0, newline));
+  header["version"] = 1;
+  header["checkpoints"] = {{"monday", 1}, {"tuesday", 2}};
+  header.erase("dropped_checkpoints");
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << header.dump() << bytes.substr(newline);
+  }
+  CbtState loaded;
+  REQUIRE(store.load("disk0", kDevice, loaded) == CbtLoadResult::loaded);
+  CHECK(loaded.checkpoints == Checkpoints{{"monday", {1, 0}}, {"tuesday", {2, 0}}});
+  CHECK(loaded.map == saved.map);
 }

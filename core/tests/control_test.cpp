@@ -59,7 +59,8 @@ struct ControlFixture {
     static const std::set<std::string> codes = {"invalid_argument", "out_of_range", "not_found", "already_exists",
                                                 "busy", "bad_state", "read_only", "no_space", "io_error",
                                                 "corrupted", "not_supported", "overflow",
-                                                "name_too_long"};
+                                                "name_too_long", "checkpoint_gone",
+                                                "permission_denied"};
     REQUIRE(reply.is_object());
     CHECK(reply["ok"] == false);
     REQUIRE(reply.contains("error"));
@@ -201,14 +202,102 @@ TEST_CASE("control cbt commands mark, map, list checkpoints and reset") {
 
   const json checkpoints = f.ok({{"command", "checkpoints"}, {"origin", "disk0"}});
   CHECK(checkpoints["generation"] == generation);
-  CHECK(checkpoints["checkpoints"] == json::parse(R"([{"name":"s1","number":1}])"));
+  REQUIRE(checkpoints["checkpoints"].size() == 1);
+  CHECK(checkpoints["checkpoints"][0]["name"] == "s1");
+  CHECK(checkpoints["checkpoints"][0]["number"] == 1);
+  CHECK(checkpoints["checkpoints"][0]["taken_unix_ms"] == taken["snapshot"]["taken_unix_ms"]);
 
   const json reset = f.ok({{"command", "cbt-reset"}, {"origin", "disk0"}});
   CHECK(reset["generation"].is_string());
   CHECK(reset["generation"] != generation);
   CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}})["checkpoints"].empty());
   CHECK(f.ok({{"command", "cbt-map"}, {"origin", "disk0"}})["ranges"].empty());
-  f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "s1"}}, "not_found");
+  const json gone = f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "s1"}}, "checkpoint_gone");
+  CHECK(gone["error"]["message"].get<std::string>().find("do a full backup") != std::string::npos);
+  f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "never"}}, "not_found");
+}
+
+TEST_CASE("control cbt-map pages by offset and length, and reads a snapshot's frozen map") {
+  ControlFixture f;  // disk0: 4 MiB in 4 KiB tracking blocks
+  json ranges = json::array();
+  for (int i = 0; i < 5; ++i) ranges.push_back({{"offset", i * 2 * 4096}, {"length", 1}});  // blocks 0, 2, 4, 6, 8
+  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", ranges}});
+  json page = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"max_ranges", 2}});
+  CHECK(page["ranges"] == json::parse(R"([{"offset":0,"length":4096},{"offset":8192,"length":4096}])"));
+  CHECK(page["more"] == true);
+  CHECK(page["next_offset"] == 16384);
+  page = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"max_ranges", 2}, {"offset", 16384}, {"length", 20000}});
+  CHECK(page["ranges"] == json::parse(R"([{"offset":16384,"length":4096},{"offset":24576,"length":4096}])"));
+  CHECK(page["more"] == true);
+  CHECK(page["next_offset"] == 32768);
+  page = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"offset", 32768}, {"length", 100}});
+  CHECK(page["ranges"] == json::parse(R"([{"offset":32768,"length":100}])"));
+  CHECK(page["more"] == false);
+  CHECK(page["next_offset"] == 32868);
+  CHECK(page["device_size"] == 4 * MiB);
+  f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"max_ranges", 0}}, "invalid_argument");
+  f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"max_ranges", 16385}}, "invalid_argument");
+  f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"offset", 4 * MiB + 1}}, "out_of_range");
+
+  // A snapshot's frozen map does not see writes made after its take.
+  f.ok(f.create_request("s1", {"disk0"}));
+  f.ok({{"command", "snapshot-take"}, {"name", "s1"}});
+  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", MiB}, {"length", 1}}})}});
+  page = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"snapshot", "s1"}});
+  CHECK(page["snapshot"] == "s1");
+  CHECK(page["change_number"] == 1);
+  CHECK(page["ranges"].size() == 5);
+  CHECK(f.ok({{"command", "cbt-map"}, {"origin", "disk0"}})["ranges"].size() == 6);
+  CHECK(f.ok({{"command", "cbt-info"}, {"origin", "disk0"}, {"snapshot", "s1"}})["cbt"]["change_number"] == 1);
+  CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}, {"snapshot", "s1"}})["checkpoints"].size() == 1);
+  f.fails({{"command", "cbt-map"}, {"origin", "disk1"}, {"snapshot", "s1"}}, "not_found");
+  f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"snapshot", "nosuch"}}, "not_found");
+}
+
+TEST_CASE("control cbt-raw-map returns change numbers as runs, in pages") {
+  ControlFixture f;
+  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", 4096}, {"length", 1}}})}});
+  f.ok(f.create_request("s1", {"disk0"}));
+  f.ok({{"command", "snapshot-take"}, {"name", "s1"}});
+  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", 8192}, {"length", 1}}})}});
+  json raw = f.ok({{"command", "cbt-raw-map"}, {"origin", "disk0"}});
+  CHECK(raw["runs"] == json::parse("[[0,1],[1,1],[2,1],[0,1021]]"));
+  CHECK(raw["offset"] == 0);
+  CHECK(raw["length"] == 4 * MiB);
+  CHECK(raw["more"] == false);
+  CHECK(raw["next_offset"] == 4 * MiB);
+  CHECK(raw["block_size"] == 4096);
+  CHECK(raw["change_number"] == 2);
+  CHECK(raw["checkpoints"][0]["name"] == "s1");
+  CHECK(raw["checkpoints"][0]["number"] == 1);
+  // Unaligned requests widen to whole blocks; pages end where max_runs stops them.
+  raw = f.ok({{"command", "cbt-raw-map"}, {"origin", "disk0"}, {"offset", 4097}, {"length", 10}});
+  CHECK(raw["offset"] == 4096);
+  CHECK(raw["length"] == 4096);
+  CHECK(raw["runs"] == json::parse("[[1,1]]"));
+  raw = f.ok({{"command", "cbt-raw-map"}, {"origin", "disk0"}, {"max_runs", 2}});
+  CHECK(raw["runs"] == json::parse("[[0,1],[1,1]]"));
+  CHECK(raw["more"] == true);
+  CHECK(raw["next_offset"] == 8192);
+  // The frozen map of s1 does not have the later write.
+  raw = f.ok({{"command", "cbt-raw-map"}, {"origin", "disk0"}, {"snapshot", "s1"}});
+  CHECK(raw["runs"] == json::parse("[[0,1],[1,1],[0,1022]]"));
+  CHECK(raw["change_number"] == 1);
+  f.fails({{"command", "cbt-raw-map"}, {"origin", "disk0"}, {"max_runs", 32769}}, "invalid_argument");
+  f.fails({{"command", "cbt-raw-map"}, {"origin", "ghost"}}, "not_found");
+}
+
+TEST_CASE("control checkpoint-delete drops a checkpoint of the live CBT") {
+  ControlFixture f;
+  f.ok(f.create_request("s1", {"disk0"}));
+  f.ok({{"command", "snapshot-take"}, {"name", "s1"}});
+  f.ok({{"command", "checkpoint-delete"}, {"origin", "disk0"}, {"name", "s1"}});
+  CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}})["checkpoints"].empty());
+  f.fails({{"command", "checkpoint-delete"}, {"origin", "disk0"}, {"name", "s1"}}, "checkpoint_gone");
+  f.fails({{"command", "checkpoint-delete"}, {"origin", "disk0"}, {"name", "never"}}, "not_found");
+  f.fails({{"command", "checkpoint-delete"}, {"origin", "disk0"}}, "invalid_argument");
+  // The image keeps its own checkpoints.
+  CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}, {"snapshot", "s1"}})["checkpoints"].size() == 1);
 }
 
 TEST_CASE("control snapshot commands create, add, remove, take, append, list and destroy") {
@@ -350,6 +439,10 @@ TEST_CASE("control answers unknown names with not_found and changes nothing") {
       {{"command", "cbt-mark-dirty"}, {"origin", "ghost"}, {"ranges", json::array()}},
       {{"command", "cbt-reset"}, {"origin", "ghost"}},
       {{"command", "checkpoints"}, {"origin", "ghost"}},
+      {{"command", "cbt-raw-map"}, {"origin", "ghost"}},
+      {{"command", "cbt-raw-map"}, {"origin", "disk0"}, {"snapshot", "ghost"}},
+      {{"command", "checkpoint-delete"}, {"origin", "ghost"}, {"name", "c"}},
+      {{"command", "checkpoint-delete"}, {"origin", "disk0"}, {"name", "ghost"}},
       {{"command", "snapshot-add"}, {"name", "ghost"}, {"origin", "disk1"}},
       {{"command", "snapshot-add"}, {"name", "s"}, {"origin", "ghost"}},
       {{"command", "snapshot-remove"}, {"name", "s"}, {"origin", "disk1"}},
@@ -428,4 +521,70 @@ TEST_CASE("control refuses numbers that do not fit and ranges that overflow") {
   CHECK(overflow["error"]["code"] == "out_of_range");
   CHECK(f.state() == before);
   CHECK(f.ok({{"command", "cbt-map"}, {"origin", "disk0"}})["ranges"].empty());
+}
+
+TEST_CASE("control cbt-map and cbt-raw-map pages of a map that changes every other block stay under 1 MiB") {
+  ControlFixture f;
+  constexpr uint64_t kBlocks = 1 << 17;  // 4 KiB tracking blocks: 512 MiB
+  attach_memory_origin(f.engine, "big", kBlocks * 4096);
+  std::vector<Range> every_other;
+  for (uint64_t b = 0; b < kBlocks; b += 2) every_other.push_back({b * 4096, 1});
+  REQUIRE_OK(f.engine.cbt_mark_dirty("big", every_other));
+  for (const char* command : {"cbt-map", "cbt-raw-map"}) {
+    CAPTURE(command);
+    const bool raw = std::string(command) == "cbt-raw-map";
+    uint64_t offset = 0, items = 0, pages = 0;
+    for (bool more = true; more; ++pages) {
+      const json page = f.ok({{"command", command}, {"origin", "big"}, {"offset", offset}});
+      CHECK(page.dump().size() < (1u << 20));
+      const json& list = page[raw ? "runs" : "ranges"];
+      CHECK(list.size() == (raw ? 32768u : 16384u));
+      items += list.size();
+      REQUIRE(page["next_offset"].get<uint64_t>() > offset);
+      offset = page["next_offset"];
+      more = page["more"];
+    }
+    CHECK(pages == 4);
+    CHECK(items == (raw ? kBlocks : kBlocks / 2));
+    CHECK(offset == kBlocks * 4096);
+  }
+}
+
+TEST_CASE("control refuses a command above the caller's role and names the role it needs") {
+  ControlFixture f;
+  const ControlCaller reader{"psk:reader", ControlRole::read_only};
+  json listed = json::parse(f.control.handle_line(R"({"command":"snapshot-list"})", reader));
+  CHECK(listed["ok"] == true);
+  const std::string before = f.state();
+  json refused = json::parse(f.control.handle_line(f.create_request("s1", {"disk0"}).dump(), reader));
+  ControlFixture::check_error_shape(refused);
+  CHECK(refused["error"]["code"] == "permission_denied");
+  CHECK(refused["error"]["message"] ==
+        "command 'snapshot-create' needs the operator role; psk:reader has read-only");
+  CHECK(f.state() == before);
+  const ControlCaller operator_caller{"psk:op", ControlRole::operator_role};
+  CHECK(json::parse(f.control.handle_line(f.create_request("s1", {"disk0"}).dump(), operator_caller))["ok"] == true);
+  json detach = json::parse(f.control.handle_line(R"({"command":"origin-detach","name":"disk1"})", operator_caller));
+  CHECK(detach["error"]["code"] == "permission_denied");
+  // A command nobody listed needs admin; an admin learns that it does not exist.
+  CHECK(json::parse(f.control.handle_line(R"({"command":"made-up"})", operator_caller))["error"]["code"] ==
+        "permission_denied");
+  CHECK(json::parse(f.control.handle_line(R"({"command":"made-up"})"))["error"]["code"] == "invalid_argument");
+}
+
+TEST_CASE("every command of the role table is one the control serves") {
+  ControlFixture f;
+  for (const std::string& command : listed_control_commands()) {
+    CAPTURE(command);
+    json reply = f.control.handle({{"command", command}});
+    if (reply.value("ok", false)) continue;
+    CHECK(reply["error"]["message"].get<std::string>().find("unknown command") == std::string::npos);
+  }
+  CHECK(required_control_role("snapshot-take") == ControlRole::operator_role);
+  CHECK(required_control_role("cbt-map") == ControlRole::read_only);
+  CHECK(required_control_role("cbt-raw-map") == ControlRole::read_only);
+  CHECK(required_control_role("checkpoint-delete") == ControlRole::operator_role);
+  CHECK(required_control_role("origin-attach") == ControlRole::admin);
+  CHECK(parse_control_role("operator") == ControlRole::operator_role);
+  CHECK_FALSE(parse_control_role("root").has_value());
 }

@@ -524,30 +524,88 @@ TEST_CASE("incremental CBT maps cover every write made between two takes, with w
   CHECK(checked > 0);
 }
 
-TEST_CASE("the 255th take of an origin starts a new CBT generation") {
+TEST_CASE("300 takes of an origin keep its CBT generation and the meaning of its newest checkpoints") {
   TempDir dir;
-  Engine engine(small_config());
+  Engine engine(small_config());  // 4 KiB tracking blocks, 16 checkpoints kept
   attach_memory_origin(engine, "disk0", MiB);
   CbtInfo info;
   REQUIRE_OK(engine.cbt_info("disk0", info));
   const std::string first = info.generation;
-  uint64_t before = 0;
-  for (int k = 1; k <= 255; ++k) {
+  const uint64_t start = engine.events().last_sequence();
+  for (int k = 1; k <= 300; ++k) {
     const std::string name = "t" + std::to_string(k);
-    REQUIRE_OK(engine.cbt_mark_dirty("disk0", {{0, 1}}));
+    const uint64_t block = static_cast<uint64_t>(k) % 256;
+    REQUIRE_OK(engine.cbt_mark_dirty("disk0", {{block * 4096, 1}}));
     REQUIRE_OK(engine.create_snapshot(name, snapshot_options({"disk0"}, dir, name, 256 << 10)));
-    if (k == 255) before = engine.events().last_sequence();
     REQUIRE_OK(engine.take_snapshot(name));
+    std::shared_ptr<Image> image;
+    REQUIRE_OK(engine.find_image("disk0", name, image));
+    REQUIRE(image->cbt().generation.to_string() == first);
+    REQUIRE(image->usable_checkpoints().size() == static_cast<size_t>(std::min(k - 1, 15)));
+    if (k > 1) {  // the dirty bitmap since the previous take holds exactly this round's block
+      std::vector<Range> changed;
+      REQUIRE_OK(image->changed_since("t" + std::to_string(k - 1), MiB, 0, changed));
+      REQUIRE(changed == std::vector<Range>{{block * 4096, 4096}});
+    }
     REQUIRE_OK(engine.destroy_snapshot(name));
-    REQUIRE_OK(engine.cbt_info("disk0", info));
-    if (k < 255) REQUIRE(info.generation == first);
   }
-  CHECK(info.generation != first);
-  CHECK(info.change_number == 1);
-  CHECK(info.checkpoints.empty());
-  const auto renewed = wait_for_event(engine.events(), EventType::generation_renewed, before, 1s);
-  REQUIRE(renewed.has_value());
-  CHECK(renewed->origin == "disk0");
+  REQUIRE_OK(engine.cbt_info("disk0", info));
+  CHECK(info.generation == first);
+  CHECK(info.checkpoints.size() == 16);
+  CHECK_FALSE(wait_for_event(engine.events(), EventType::generation_renewed, start, 0s).has_value());
+  // Since t290, t291..t300 changed blocks 35..44 (t300 marked block 44), plus nothing since.
   std::vector<Range> ranges;
-  CHECK_ERRC(engine.cbt_map("disk0", "t254", ranges), Errc::not_found);
+  REQUIRE_OK(engine.cbt_map("disk0", "t290", ranges));
+  CHECK(ranges == std::vector<Range>{{35 * 4096, 10 * 4096}});
+  CHECK_ERRC(engine.cbt_map("disk0", "t284", ranges), Errc::checkpoint_gone);
+  CHECK_ERRC(engine.cbt_map("disk0", "nosuch", ranges), Errc::not_found);
+}
+
+TEST_CASE("a deleted checkpoint is gone from the live CBT but not from an image taken before") {
+  TempDir dir;
+  Engine engine(small_config());
+  attach_memory_origin(engine, "disk0", MiB);
+  REQUIRE_OK(engine.create_snapshot("a", snapshot_options({"disk0"}, dir, "a", 256 << 10)));
+  REQUIRE_OK(engine.take_snapshot("a"));
+  REQUIRE_OK(engine.destroy_snapshot("a"));
+  REQUIRE_OK(engine.cbt_mark_dirty("disk0", {{8192, 1}}));
+  REQUIRE_OK(engine.create_snapshot("b", snapshot_options({"disk0"}, dir, "b", 256 << 10)));
+  REQUIRE_OK(engine.take_snapshot("b"));
+  REQUIRE_OK(engine.checkpoint_delete("disk0", "a"));
+  std::vector<Range> ranges;
+  CHECK_ERRC(engine.cbt_map("disk0", "a", ranges), Errc::checkpoint_gone);
+  CHECK_ERRC(engine.checkpoint_delete("disk0", "a"), Errc::checkpoint_gone);
+  CHECK_ERRC(engine.checkpoint_delete("ghost", "a"), Errc::not_found);
+  // The image of b froze its CBT with checkpoint a in it.
+  CbtMapQuery query;
+  query.origin = "disk0";
+  query.snapshot = "b";
+  query.since = "a";
+  CbtInfo info;
+  CbtRangesPage page;
+  REQUIRE_OK(engine.cbt_map(query, info, page));
+  CHECK(page.ranges == std::vector<Range>{{8192, 4096}});
+  CHECK(info.snapshot == "b");
+  CHECK(info.change_number == 2);
+  REQUIRE_OK(engine.destroy_snapshot("b"));
+}
+
+TEST_CASE("cbt reads of a snapshot need a taken snapshot with that origin") {
+  TempDir dir;
+  Engine engine(small_config());
+  attach_memory_origin(engine, "disk0", MiB);
+  attach_memory_origin(engine, "disk1", MiB);
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "s", 256 << 10)));
+  CbtInfo info;
+  CHECK_ERRC(engine.cbt_info("disk0", "s", info), Errc::not_found);  // not taken yet
+  REQUIRE_OK(engine.take_snapshot("s"));
+  CHECK_OK(engine.cbt_info("disk0", "s", info));
+  CHECK_ERRC(engine.cbt_info("disk1", "s", info), Errc::not_found);
+  CHECK_ERRC(engine.cbt_info("disk0", "nosuch", info), Errc::not_found);
+  CbtMapQuery query;
+  query.origin = "disk0";
+  query.offset = MiB + 1;
+  CbtRunsPage runs;
+  CHECK_ERRC(engine.cbt_raw_map(query, info, runs), Errc::out_of_range);
+  REQUIRE_OK(engine.destroy_snapshot("s"));
 }

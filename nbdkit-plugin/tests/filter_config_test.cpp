@@ -144,3 +144,19 @@ TEST_CASE("state_dir_must_exist") {
   REQUIRE(config.apply("nbdsnap-state-dir", "/nonexistent/nbdsnap-state"));
   CHECK(config.complete().code() == Errc::not_found);
 }
+
+TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
+  FilterConfig config;
+  CHECK(config.checkpoints_kept == 16);
+  REQUIRE(config.apply("nbdsnap-checkpoints-kept", "2"));
+  CHECK(config.checkpoints_kept == 2);
+  REQUIRE(config.apply("nbdsnap-checkpoints-kept", "128"));
+  CHECK(config.checkpoints_kept == 128);
+  for (const char* bad : {"1", "129", "0", "-1", "", "16x", "99999999999999999999"}) {
+    CAPTURE(bad);
+    auto s = config.apply("nbdsnap-checkpoints-kept", bad);
+    CHECK(s.code() == Errc::invalid_argument);
+    CHECK(s.message() == std::string("nbdsnap-checkpoints-kept=") + bad + ": must be 2..128 checkpoints (default 16)");
+  }
+  CHECK(config.checkpoints_kept == 128);
+}

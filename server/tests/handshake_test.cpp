@@ -78,7 +78,7 @@ TEST_CASE("unknown_option_gets_err_unsup_and_haggling_goes_on") {
   REQUIRE(replies.size() == 1);
   CHECK(replies[0].option == 4242);
   CHECK(replies[0].type == kRepErrUnsup);
-  CHECK(split_replies(h.handle_option(kOptStartTls, {}).reply)[0].type == kRepErrUnsup);
+  CHECK(split_replies(h.handle_option(kOptStartTls, {}).reply)[0].type == kRepErrUnsup);  // TLS off by default
 }
 
 TEST_CASE("bad_option_magic_or_huge_option_data_is_not_accepted") {
@@ -239,4 +239,105 @@ TEST_CASE("a_refused_connection_gets_the_error_for_every_option_and_abort_still_
   CHECK(std::string(go[0].payload.begin(), go[0].payload.end()) == "too many connections");
   CHECK(h.handle_option(kOptExportName, {}).next == Handshake::Next::close);
   CHECK(h.handle_option(kOptAbort, {}).next == Handshake::Next::close);
+}
+
+namespace {
+
+// Refuses every export whose name does not start with `prefix`.
+struct PrefixAccess final : ExportAccess {
+  std::string prefix;
+  explicit PrefixAccess(std::string p) : prefix(std::move(p)) {}
+  std::string refusal(const std::string& name) const override {
+    return name.starts_with(prefix) ? std::string() : "psk:agent2 may not open export '" + name + "'";
+  }
+};
+
+uint32_t first_reply_type(Handshake& h, uint32_t option, const std::vector<uint8_t>& data = {}) {
+  auto replies = split_replies(h.handle_option(option, data).reply);
+  REQUIRE(!replies.empty());
+  return replies[0].type;
+}
+
+}  // namespace
+
+TEST_CASE("tls_off_answers_starttls_with_err_unsup_and_never_tls_reqd") {
+  Fixture f;
+  Handshake h(f.catalog, TlsMode::off);
+  CHECK(first_reply_type(h, kOptStartTls) == kRepErrUnsup);
+  CHECK(first_reply_type(h, kOptList) == kRepServer);
+}
+
+TEST_CASE("tls_require_refuses_every_option_but_starttls_and_abort_and_reveals_no_export") {
+  Fixture f;
+  Handshake h(f.catalog, TlsMode::require);
+  for (uint32_t option : {kOptList, kOptStructuredReply, 4242u}) {
+    auto step = h.handle_option(option, {});
+    CHECK(step.next == Handshake::Next::read_option);
+    auto replies = split_replies(step.reply);
+    REQUIRE(replies.size() == 1);
+    CHECK(replies[0].type == kRepErrTlsReqd);
+  }
+  for (uint32_t option : {kOptInfo, kOptGo}) {
+    auto replies = split_replies(h.handle_option(option, name_and_infos("disk", {})).reply);
+    REQUIRE(replies.size() == 1);
+    CHECK(replies[0].type == kRepErrTlsReqd);
+  }
+  CHECK(first_reply_type(h, kOptListMetaContext, meta_request("disk@s2", {})) == kRepErrTlsReqd);
+  const std::string name = "disk";
+  auto export_name = h.handle_option(kOptExportName, {reinterpret_cast<const uint8_t*>(name.data()), name.size()});
+  CHECK(export_name.next == Handshake::Next::close);
+  CHECK(export_name.reply.empty());
+}
+
+TEST_CASE("starttls_is_acknowledged_then_options_are_served_and_a_second_starttls_is_invalid") {
+  Fixture f;
+  Handshake h(f.catalog, TlsMode::require);
+  const uint8_t junk[] = {1};
+  CHECK(first_reply_type(h, kOptStartTls, {junk, junk + 1}) == kRepErrInvalid);
+  auto step = h.handle_option(kOptStartTls, {});
+  CHECK(step.next == Handshake::Next::start_tls);
+  auto replies = split_replies(step.reply);
+  REQUIRE(replies.size() == 1);
+  CHECK(replies[0].type == kRepAck);
+  h.tls_started();
+  CHECK(h.tls_active());
+  CHECK(first_reply_type(h, kOptList) == kRepServer);
+  CHECK(first_reply_type(h, kOptStartTls) == kRepErrInvalid);
+  CHECK(h.handle_option(kOptGo, name_and_infos("disk", {})).next == Handshake::Next::transmission);
+}
+
+TEST_CASE("tls_on_serves_plain_clients_and_forgets_what_was_negotiated_in_clear") {
+  Fixture f;
+  Handshake h(f.catalog, TlsMode::on);
+  CHECK(first_reply_type(h, kOptStructuredReply) == kRepAck);
+  CHECK(first_reply_type(h, kOptSetMetaContext, meta_request("disk@s2", {"base:allocation"})) == kRepMetaContext);
+  CHECK(h.handle_option(kOptStartTls, {}).next == Handshake::Next::start_tls);
+  h.tls_started();
+  // Structured replies negotiated before TLS do not count: meta contexts need them again.
+  CHECK(first_reply_type(h, kOptSetMetaContext, meta_request("disk@s2", {"base:allocation"})) == kRepErrInvalid);
+  CHECK(first_reply_type(h, kOptStructuredReply) == kRepAck);
+  CHECK(h.handle_option(kOptGo, name_and_infos("disk@s2", {})).next == Handshake::Next::transmission);
+  CHECK(h.session().contexts.empty());
+}
+
+TEST_CASE("access_rules_hide_refused_exports_from_list_and_refuse_them_with_err_policy") {
+  Fixture f;
+  Handshake h(f.catalog);
+  h.set_access(std::make_shared<PrefixAccess>("disk@"));
+  auto replies = split_replies(h.handle_option(kOptList, {}).reply);
+  REQUIRE(replies.size() == 2);  // disk@s2 and the ACK
+  CHECK(std::string(replies[0].payload.begin() + 4, replies[0].payload.begin() + 4 + 7) == "disk@s2");
+  auto step = h.handle_option(kOptGo, name_and_infos("disk", {}));
+  CHECK(step.next == Handshake::Next::read_option);
+  CHECK(split_replies(step.reply)[0].type == kRepErrPolicy);
+  CHECK(step.refused == "psk:agent2 may not open export 'disk'");
+  // A name that does not exist is refused the same way: the client learns nothing about what exists.
+  CHECK(first_reply_type(h, kOptInfo, name_and_infos("secret", {})) == kRepErrPolicy);
+  CHECK(first_reply_type(h, kOptStructuredReply) == kRepAck);
+  CHECK(first_reply_type(h, kOptListMetaContext, meta_request("disk", {})) == kRepErrPolicy);
+  const std::string name = "disk";
+  auto export_name = h.handle_option(kOptExportName, {reinterpret_cast<const uint8_t*>(name.data()), name.size()});
+  CHECK(export_name.next == Handshake::Next::close);
+  CHECK_FALSE(export_name.refused.empty());
+  CHECK(h.handle_option(kOptGo, name_and_infos("disk@s2", {})).next == Handshake::Next::transmission);
 }

@@ -65,3 +65,79 @@ TEST_CASE("connection_limits_default_to_1000_clients_and_a_10_second_handshake_a
   ServerConfig bad;
   CHECK(parse({"--handshake-timeout", "-1"}, bad) == ConfigOutcome::exit_failure);
 }
+
+TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
+  ServerConfig defaults;
+  REQUIRE(parse({}, defaults) == ConfigOutcome::run);
+  CHECK(defaults.engine.checkpoints_kept == 16);
+  for (const char* good : {"2", "128"}) {
+    ServerConfig config;
+    REQUIRE(parse({"--checkpoints-kept", good}, config) == ConfigOutcome::run);
+    CHECK(config.engine.checkpoints_kept == std::stoul(good));
+  }
+  for (const char* bad : {"1", "129", "0", "-1", "16x"}) {
+    CAPTURE(bad);
+    ServerConfig config;
+    std::string err;
+    CHECK(parse({"--checkpoints-kept", bad}, config, &err) == ConfigOutcome::exit_failure);
+    CHECK(err.find("checkpoints-kept") != std::string::npos);
+  }
+  ServerConfig config;
+  std::string err;
+  REQUIRE(parse({"--checkpoints-kept", "200"}, config, &err) == ConfigOutcome::exit_failure);
+  CHECK(err == "nbdsnapd: --checkpoints-kept 200: must be 2..128 checkpoints (default 16)\n");
+}
+
+TEST_CASE("tls_access_and_remote_control_options_are_checked_together") {
+  ServerConfig c;
+  REQUIRE(parse({"--tls", "require", "--tls-psk", "/k.psk", "--allow", "disk0@* psk:agent1", "--allow",
+                 "* dn:CN=backup agent,O=Example", "--control-listen", "tcp:127.0.0.1:10810", "--control-role",
+                 "operator psk:agent1", "--control-group", "backup"},
+                c) == ConfigOutcome::run);
+  CHECK(c.security.tls == TlsMode::require);
+  CHECK(c.security.tls_options.psk_file == "/k.psk");
+  REQUIRE(c.security.access.rules.size() == 2);
+  CHECK(c.security.access.rules[1].identity == "dn:CN=backup agent,O=Example");
+  CHECK_FALSE(c.security.access.tcp_origins);
+  REQUIRE(c.security.control_listen.has_value());
+  CHECK(c.security.control_listen->port == 10810);
+  PeerIdentity agent;
+  agent.psk_username = "agent1";
+  CHECK(c.security.control_role_of(agent) == ControlRole::operator_role);
+  CHECK_FALSE(c.security.control_role_of(PeerIdentity{}).has_value());
+  CHECK(c.security.control_group == "backup");
+
+  std::string err;
+  ServerConfig d;
+  CHECK(parse({"--tls", "require"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(err.find("needs credentials") != std::string::npos);
+  CHECK(parse({"--tls-psk", "/k.psk"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(err.find("unused") != std::string::npos);
+  CHECK(parse({"--tls", "maybe"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(parse({"--tls", "on", "--tls-psk", "/k", "--tls-verify-peer"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(err.find("--tls-verify-peer needs --tls-certificates") != std::string::npos);
+  CHECK(parse({"--allow", "disk0"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(parse({"--allow", "disk0 agent1"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(err.find("psk:NAME") != std::string::npos);
+  CHECK(parse({"--tls-psk", "/k", "--control-listen", "tcp:127.0.0.1:1"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(err.find("--control-role") != std::string::npos);
+  CHECK(parse({"--tls-psk", "/k", "--control-listen", "unix:/x", "--control-role", "admin *"}, d, &err) ==
+        ConfigOutcome::exit_failure);
+  CHECK(parse({"--control-role", "root psk:a"}, d, &err) == ConfigOutcome::exit_failure);
+}
+
+TEST_CASE("origins_are_refused_over_tcp_unless_tcp_origins_and_allow_rules_name_who") {
+  AccessPolicy policy;
+  PeerIdentity agent;
+  agent.psk_username = "agent1";
+  CHECK(policy.refusal("disk0", agent, /*over_tcp=*/false).empty());
+  CHECK(policy.refusal("disk0@s1", agent, true).empty());
+  CHECK(policy.refusal("disk0", agent, true).find("--tcp-origins") != std::string::npos);
+  policy.tcp_origins = true;
+  CHECK(policy.refusal("disk0", agent, true).empty());
+  policy.rules.push_back({"disk0@*", "psk:agent1"});
+  CHECK(policy.refusal("disk0@s1", agent, true).empty());
+  CHECK(policy.refusal("disk1@s1", agent, true) ==
+        "psk:agent1 may not open export 'disk1@s1': no allow rule names it (nbdsnapd allow)");
+  CHECK_FALSE(policy.refusal("disk0", agent, true).empty());
+}

@@ -42,16 +42,20 @@ struct Options {
   std::chrono::milliseconds timeout{30000};
   // How messages about a timeout name the setting, e.g. "--timeout" gives "within 30 s (--timeout)".
   std::string timeout_name;
+  // The credentials connect() uses for a tls:// address (see tls_transport() in transport.h).
+  TlsFiles tls;
 };
 
 enum class State { connected, dead, closed };
 
 class Client {
  public:
-  // Connects to the control socket at `socket_path` (nbdsnapd --control PATH, nbdkit nbdsnap-control=PATH)
+  // Connects to the control socket at `address` (nbdsnapd --control PATH, nbdkit nbdsnap-control=PATH)
   // within options.timeout. Errors: kConnectionFailed (errno: ENOENT no such socket, ECONNREFUSED no server,
   // ENAMETOOLONG a path that is empty or too long), kTimeout (the server's listen backlog stayed full).
-  static Result<Client> connect(const std::string& socket_path, const Options& options = {});
+  // An address "tls://[USER@]HOST:PORT" is nbdsnapd's remote control listener, reached with options.tls
+  // through tls_transport() (its errors too).
+  static Result<Client> connect(const std::string& address, const Options& options = {});
   // Connects through another transport (e.g. TLS). Errors: those of transport->connect().
   static Result<Client> connect(std::unique_ptr<Transport> transport, const Options& options = {});
 
@@ -72,6 +76,12 @@ class Client {
   // server's, kInvalidRequest (not a JSON object, or a newline in it).
   Result<std::string> call(const std::string& request_json,
                            std::chrono::milliseconds server_wait = std::chrono::milliseconds(0));
+  // As call() for the paged commands (cbt-map, cbt-raw-map): asks for page after page while the reply says
+  // `more`, and returns one reply holding every page's `ranges` (or `runs`), the last page's `next_offset`,
+  // `more` false (cbt-raw-map: `length` covering all pages). Errors: call()'s; kInvalidRequest (another
+  // command), kGenerationChanged (the CBT generation changed between pages: read it again; a backup must be
+  // full), kProtocolError (a page that says more follows but does not move on).
+  Result<std::string> call_all_pages(const std::string& request_json);
 
   // --- server and origins ----------------------------------------------------------------------------------
   Result<ServerVersion> version();
@@ -90,6 +100,9 @@ class Client {
   Result<CbtMap> cbt_changed_ranges(const CbtQuery& query);
   // One page of change numbers per tracking block (servers with cbt-raw-map only).
   Result<CbtRawMap> cbt_raw_map(const CbtQuery& query);
+  // All pages of the raw map from query.offset on, joined (more == false; length covers them all). Errors:
+  // cbt_raw_map()'s, kGenerationChanged as cbt_changed_ranges().
+  Result<CbtRawMap> cbt_whole_raw_map(const CbtQuery& query);
   Result<void> cbt_mark_dirty(const std::string& origin, const std::vector<ByteRange>& ranges);
   // Starts a new generation; returns it.
   Result<std::string> cbt_reset(const std::string& origin);

@@ -24,6 +24,7 @@ inline constexpr const char* kProtocolError = "protocol_error";        // a repl
 inline constexpr const char* kNotConnected = "not_connected";          // the handle is dead or closed
 inline constexpr const char* kInvalidRequest = "invalid_request";      // the call's arguments cannot be sent
 inline constexpr const char* kGenerationChanged = "generation_changed";  // CBT pages of two generations
+inline constexpr const char* kBadCredentials = "bad_credentials";      // TLS files missing, unreadable or refused
 
 struct Error {
   ErrorSource source = ErrorSource::client;

@@ -1,0 +1,147 @@
+// tls_line_client.cpp — TCP connect with a deadline, TLS on top, line framing (see tls_line_client.h).
+#include "tls_line_client.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+namespace nbdsnap {
+
+namespace {
+
+int milliseconds_left(SteadyDeadline deadline) {
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return int(std::clamp<long long>(left.count(), 0, INT_MAX));
+}
+
+// A non-blocking connect to one resolved address, waited for until the deadline. The descriptor or -1 (errno).
+int connect_by(const addrinfo& info, SteadyDeadline deadline) {
+  const int fd = ::socket(info.ai_family, info.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, info.ai_protocol);
+  if (fd < 0) return -1;
+  if (::connect(fd, info.ai_addr, info.ai_addrlen) == 0) return fd;
+  int err = errno;
+  if (err == EINPROGRESS) {
+    pollfd entry{fd, POLLOUT, 0};
+    int ready = 0;
+    do {
+      ready = ::poll(&entry, 1, milliseconds_left(deadline));
+    } while (ready < 0 && errno == EINTR);
+    socklen_t length = sizeof(err);
+    if (ready == 0) {
+      err = ETIMEDOUT;
+    } else if (ready < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &length) != 0) {
+      err = errno;
+    }
+    if (err == 0) return fd;
+  }
+  ::close(fd);
+  errno = err;
+  return -1;
+}
+
+}  // namespace
+
+bool is_tls_address(const std::string& text) { return text.starts_with("tls://"); }
+
+Status parse_tls_address(const std::string& text, TlsAddress& out) {
+  const auto bad = [&](const std::string& why) {
+    return Status{Errc::invalid_argument, "'" + text + "': " + why + " (expected tls://[USER@]HOST:PORT)"};
+  };
+  if (!is_tls_address(text)) return bad("not a tls:// address");
+  std::string rest = text.substr(6);
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  out = {};
+  if (const auto at = rest.rfind('@'); at != std::string::npos) {
+    out.user = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+  }
+  const auto colon = rest.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size()) return bad("no port");
+  out.host = rest.substr(0, colon);
+  if (out.host.size() > 2 && out.host.front() == '[' && out.host.back() == ']') {
+    out.host = out.host.substr(1, out.host.size() - 2);
+  }
+  const std::string port = rest.substr(colon + 1);
+  char* end = nullptr;
+  const unsigned long value = std::strtoul(port.c_str(), &end, 10);
+  if (*end != '\0' || value == 0 || value > 65535 || port.find_first_not_of("0123456789") != std::string::npos) {
+    return bad("bad port '" + port + "'");
+  }
+  out.port = uint16_t(value);
+  return Status::ok();
+}
+
+Status TlsLineClient::connect(const TlsAddress& address, std::shared_ptr<const TlsCredentials> credentials,
+                              std::chrono::milliseconds timeout, std::unique_ptr<TlsLineClient>& out) {
+  const SteadyDeadline deadline = std::chrono::steady_clock::now() + timeout;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = ::getaddrinfo(address.host.c_str(), std::to_string(address.port).c_str(), &hints, &found); rc != 0) {
+    return {Errc::not_found, address.text() + ": cannot resolve " + address.host + ": " + gai_strerror(rc)};
+  }
+  int fd = -1, err = 0;
+  for (addrinfo* info = found; info != nullptr && fd < 0; info = info->ai_next) {
+    fd = connect_by(*info, deadline);
+    if (fd < 0) err = errno;
+  }
+  ::freeaddrinfo(found);
+  if (fd < 0) {
+    return Status::from_errno(err, address.text() + ": cannot connect");
+  }
+  const int on = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+  std::unique_ptr<TlsLineClient> client(new TlsLineClient(address, fd));
+  std::unique_ptr<TlsSession> session;
+  if (Status s = TlsSession::create(std::move(credentials), fd, fd, address.host, session); !s) return s;
+  client->stream_ = std::make_unique<TlsStream>(std::move(session), fd);
+  if (!client->stream_->handshake(deadline)) return client->failure("TLS handshake");
+  out = std::move(client);
+  return Status::ok();
+}
+
+TlsLineClient::~TlsLineClient() {
+  if (stream_) stream_->bye();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status TlsLineClient::failure(const std::string& what) {
+  timed_out_ = stream_->timed_out();
+  const std::string& why = stream_->error();
+  return {Errc::io_error, address_.text() + ": " + (why.starts_with(what) ? why : what + ": " + why)};
+}
+
+Status TlsLineClient::send_line(const std::string& line, SteadyDeadline deadline) {
+  if (!stream_->write_all(line + "\n", deadline)) return failure("send");
+  return Status::ok();
+}
+
+Status TlsLineClient::receive_line(std::string& line, SteadyDeadline deadline, size_t max_bytes) {
+  for (;;) {
+    const size_t newline = buffered_.find('\n');
+    if (newline != std::string::npos) {
+      line = buffered_.substr(0, newline);
+      buffered_.erase(0, newline + 1);
+      return Status::ok();
+    }
+    if (buffered_.size() > max_bytes) {
+      return {Errc::io_error, address_.text() + ": a reply line longer than " + std::to_string(max_bytes) + " bytes"};
+    }
+    char chunk[16384];
+    const ssize_t got = stream_->read_some(chunk, sizeof(chunk), deadline);
+    if (got < 0) return failure("receive");
+    if (got == 0) return {Errc::io_error, address_.text() + ": the server closed the connection"};
+    buffered_.append(chunk, size_t(got));
+  }
+}
+
+}  // namespace nbdsnap

@@ -1,0 +1,39 @@
+// remote_security.h — nbdsnapd's TLS credentials (for NBD STARTTLS and for the remote control listener) and
+// the remote control listener itself: who may run which control command over TCP.
+//
+// The two listeners read the same files (--tls-certificates, --tls-psk) with one difference: remote control
+// always authenticates its clients (a client certificate signed by ca-cert.pem, or a PSK), while NBD asks for
+// client certificates only under --tls-verify-peer. SIGHUP reloads both (Server::set_reload_handler); a file
+// that no longer loads leaves the previous credentials in use and is logged.
+#pragma once
+
+#include <memory>
+
+#include "control.h"
+#include "control_socket.h"
+#include "server_config.h"
+#include "tls_credentials.h"
+
+namespace nbdsnap {
+
+class RemoteSecurity {
+ public:
+  explicit RemoteSecurity(const SecurityConfig& config);
+  // Loads what the configuration asks for; errors name the file.
+  Status load();
+  // Reads the files again (SIGHUP); logs the outcome.
+  void reload();
+  // The NBD side's credentials (null with --tls off).
+  const TlsCredentialStore* nbd_credentials() const { return nbd_.get(); }
+  // Starts `server` on --control-listen, if given, serving `control` to identities with a --control-role.
+  Status start_remote_control(ControlSocketServer& server, Control& control);
+  // The reply line for one remote request: refused without a role, else handled within the role.
+  std::string handle_remote_line(Control& control, const std::string& line, const PeerIdentity& peer) const;
+
+ private:
+  const SecurityConfig& config_;
+  std::unique_ptr<TlsCredentialStore> nbd_;
+  std::unique_ptr<TlsCredentialStore> control_;
+};
+
+}  // namespace nbdsnap
