@@ -12,6 +12,7 @@ import errno as errno_codes
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 
@@ -86,15 +87,63 @@ def probe_socket_kind(path, greeting_wait=1.0, timeout=2.0):
         return "unknown"
 
 
+def parse_tls_address(address):
+    """"tls://[USER@]HOST:PORT" (HOST may be [IPv6]) as (user, host, port); raises Error("invalid_request")."""
+    def bad(why):
+        return Error("invalid_request", f"'{address}': {why} (expected tls://[USER@]HOST:PORT)", errno_codes.EINVAL)
+    if not address.startswith("tls://"):
+        raise bad("not a tls:// address")
+    rest = address[len("tls://"):].rstrip("/")
+    user, _, hostport = rest.rpartition("@")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port:
+        raise bad("no port")
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise bad(f"bad port '{port}'")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return user, host, int(port)
+
+
+def _tls_context(address, certificates, psk):
+    """An ssl context for nbdsnapd's remote control listener with X.509 files in the layout of nbdkit, QEMU and
+    libnbd: DIR/ca-cert.pem (the CA that signed the server), and DIR/client-cert.pem + client-key.pem when
+    present. TLS-PSK is refused: Python's ssl module has no PSK before 3.13 (Debian 12 ships 3.11)."""
+    if psk:
+        raise Error("not_supported", f"{address}: TLS-PSK is not available from Python (its ssl module has no PSK "
+                    "before Python 3.13; Debian 12 has 3.11): use X.509 (tls_certificates=DIR), or the C++ library "
+                    "or the nbdsnap CLI, which do PSK", errno_codes.ENOTSUP)
+    if not certificates:
+        raise Error("invalid_request", f"{address}: a tls:// address needs tls_certificates=DIR (ca-cert.pem, and "
+                    "client-cert.pem and client-key.pem for a client certificate)", errno_codes.EINVAL)
+    ca = os.path.join(certificates, "ca-cert.pem")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+        cert, key = os.path.join(certificates, "client-cert.pem"), os.path.join(certificates, "client-key.pem")
+        if os.path.exists(cert) and os.path.exists(key):
+            context.load_cert_chain(cert, key)
+    except FileNotFoundError as e:
+        raise Error("bad_credentials", f"{e.filename or ca} does not exist", errno_codes.ENOENT) from None
+    except (OSError, ssl.SSLError) as e:
+        raise Error("bad_credentials", f"{certificates}: cannot load the TLS credentials: {e}",
+                    getattr(e, "errno", 0) or errno_codes.EINVAL) from None
+    return context
+
+
 class Client:
-    """A connection to the control socket at `path` (nbdsnapd --control PATH, nbdkit nbdsnap-control=PATH).
+    """A connection to the control socket at `path` (nbdsnapd --control PATH, nbdkit nbdsnap-control=PATH), or
+    to nbdsnapd's remote control listener at "tls://[USER@]HOST:PORT" over TLS with X.509 credentials
+    (`tls_certificates`: a directory with ca-cert.pem, and client-cert.pem and client-key.pem for a client
+    certificate; the server's certificate must name HOST). `tls_psk` (a PSK file) raises Error("not_supported"):
+    Python's ssl module has no TLS-PSK before 3.13.
 
     `timeout` (seconds) bounds connecting and each call's wait for its reply, on top of what the command itself
     waits on the server (wait_events). Raises Error("connection_failed") with the errno (ENOENT, ECONNREFUSED,
-    ENAMETOOLONG...) or Error("timeout"). Safe to share between threads: calls are serialised.
+    ENAMETOOLONG...), Error("timeout"), and for tls:// Error("invalid_request") (a malformed address, no
+    credentials) or Error("bad_credentials"). Safe to share between threads: calls are serialised.
     """
 
-    def __init__(self, path, timeout=30.0, timeout_name=""):
+    def __init__(self, path, timeout=30.0, timeout_name="", tls_certificates=None, tls_psk=None):
         self.path = path
         self.endpoint = f"control socket {path}"
         self.timeout = float(timeout)
@@ -104,6 +153,10 @@ class Client:
         self._buffered = b""
         self._replied = False
         self._end_reason = ""
+        self._tls = path.startswith("tls://") if isinstance(path, str) else False
+        if self._tls:
+            self._connect_tls(tls_certificates, tls_psk)
+            return
         if not path or len(path.encode()) >= 108:
             raise Error("connection_failed", f"control socket path '{path}' is empty or too long",
                         errno_codes.ENAMETOOLONG)
@@ -118,6 +171,30 @@ class Client:
         except OSError as e:
             self._sock.close()
             raise Error("connection_failed", f"{self.endpoint}: cannot connect: {e.strerror}", e.errno) from None
+
+    def _connect_tls(self, certificates, psk):
+        user, host, port = parse_tls_address(self.path)
+        self.endpoint = f"remote control {self.path}"
+        context = _tls_context(self.path, certificates, psk)
+        deadline = time.monotonic() + self.timeout
+        try:
+            plain = socket.create_connection((host, port), timeout=self.timeout)
+        except socket.timeout:
+            raise Error("timeout", f"{self.endpoint}: cannot connect {_within(self.timeout, self.timeout_name)}",
+                        errno_codes.ETIMEDOUT) from None
+        except OSError as e:
+            raise Error("connection_failed", f"{self.endpoint}: cannot connect: {e.strerror or e}",
+                        e.errno or 0) from None
+        try:
+            plain.settimeout(max(deadline - time.monotonic(), 0.001))
+            self._sock = context.wrap_socket(plain, server_hostname=host)
+        except socket.timeout:
+            plain.close()
+            raise Error("timeout", f"{self.endpoint}: no TLS handshake {_within(self.timeout, self.timeout_name)}",
+                        errno_codes.ETIMEDOUT) from None
+        except (OSError, ssl.SSLError) as e:
+            plain.close()
+            raise Error("connection_failed", f"{self.endpoint}: TLS handshake: {e}", errno_codes.ECONNREFUSED) from None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def close(self):
@@ -188,6 +265,8 @@ class Client:
             raise self._fail("timeout", f"{self.endpoint}: cannot send {command} "
                              f"{_within(self.timeout, self.timeout_name)}: the server does not read",
                              errno_codes.ETIMEDOUT) from None
+        except ssl.SSLError as e:
+            raise self._ssl_lost("send", e) from None
         except OSError as e:
             raise self._lost("send", e.errno) from None
 
@@ -210,6 +289,8 @@ class Client:
                 raise self._fail("timeout", f"{self.endpoint}: no reply to {command} "
                                  f"{_within(self.timeout, self.timeout_name)}; the server may still carry it out",
                                  errno_codes.ETIMEDOUT) from None
+            except ssl.SSLError as e:
+                raise self._ssl_lost("receive", e) from None
             except OSError as e:
                 raise self._lost("receive", e.errno) from None
             if not chunk:
@@ -223,11 +304,15 @@ class Client:
     def _lost(self, what, err):
         # An NBD server closes the connection on our request line (it is no NBD client flags field); the
         # greeting it sent first may be lost with the reset, so a fresh connection listens for it.
-        if not self._replied and probe_socket_kind(self.path) == "nbd":
+        if not self._tls and not self._replied and probe_socket_kind(self.path) == "nbd":
             return self._fail("wrong_socket", self._wrong_socket_message(), errno_codes.EPROTO)
         if not err:
             return self._fail("connection_lost", f"{self.endpoint}: server closed the connection", 0)
         return self._fail("connection_lost", f"{self.endpoint}: {what}: {os.strerror(err)}", err)
+
+    def _ssl_lost(self, what, error):
+        """A TLS connection that broke: SSLError carries no errno of its own."""
+        return self._fail("connection_lost", f"{self.endpoint}: {what}: {error}", errno_codes.ECONNRESET)
 
     # --- server and origins -----------------------------------------------------------------------------------
     def version(self):
@@ -258,25 +343,48 @@ class Client:
         return self.call("cbt-map", **_present(origin=origin, since=since, snapshot=snapshot, offset=offset,
                                               length=length, max_ranges=max_ranges))
 
-    def cbt_changed_ranges(self, origin, since=None, snapshot=None):
-        """All pages of cbt_map joined: the reply of the first page with every page's ranges. A change of
-        generation between pages raises Error("generation_changed")."""
-        first = self.cbt_map(origin, since=since, snapshot=snapshot)
-        page = first
-        while page.get("more"):
-            offset = page.get("next_offset", 0)
-            page = self.cbt_map(origin, since=since, snapshot=snapshot, offset=offset)
-            if page.get("generation") != first.get("generation"):
-                raise Error("generation_changed", f"the CBT generation of {origin} changed between pages: "
-                            "CBT history was lost, do a full backup", errno_codes.ESTALE)
-            first["ranges"].extend(page.get("ranges", []))
-        first["more"] = False
-        return first
+    def cbt_changed_ranges(self, origin, since=None, snapshot=None, offset=None, length=None):
+        """All pages of cbt_map joined: the reply of the first page with every page's ranges, more False. A change
+        of generation between pages raises Error("generation_changed"); a page that says more follows but does
+        not move on raises Error("protocol_error")."""
+        return self._all_pages("cbt-map", "ranges", origin=origin, since=since, snapshot=snapshot, offset=offset,
+                               length=length)
 
     def cbt_raw_map(self, origin, snapshot=None, offset=None, length=None, max_runs=None):
         """One page of change numbers per tracking block (servers with cbt-raw-map)."""
         return self.call("cbt-raw-map", **_present(origin=origin, snapshot=snapshot, offset=offset, length=length,
                                                   max_runs=max_runs))
+
+    def cbt_whole_raw_map(self, origin, snapshot=None, offset=None, length=None):
+        """All pages of cbt_raw_map joined (runs of every page; length covers them all), as cbt_changed_ranges."""
+        return self._all_pages("cbt-raw-map", "runs", origin=origin, snapshot=snapshot, offset=offset, length=length)
+
+    def _all_pages(self, command, items, **arguments):
+        arguments = _present(**arguments)
+        start = arguments.get("offset", 0)
+        end = start + arguments["length"] if "length" in arguments else None
+        joined = self.call(command, **arguments)
+        joined.setdefault(items, [])
+        page, offset = joined, start
+        while page.get("more"):
+            following = page.get("next_offset", 0)
+            if following <= offset or (end is not None and following >= end):
+                raise Error("protocol_error", f"{command} of {arguments['origin']}: a page ended at offset "
+                            f"{following} yet said more follows", errno_codes.EPROTO)
+            offset = arguments["offset"] = following
+            if end is not None:
+                arguments["length"] = end - following
+            page = self.call(command, **arguments)
+            if page.get("generation") != joined.get("generation"):
+                raise Error("generation_changed", f"the CBT generation of {arguments['origin']} changed from "
+                            f"{joined.get('generation')} to {page.get('generation')} while its map was read: CBT "
+                            "history was lost, read it again (a backup: do a full one)", errno_codes.ESTALE)
+            joined[items].extend(page.get(items, []))
+        joined["next_offset"] = page.get("next_offset", 0)
+        joined["more"] = False
+        if command == "cbt-raw-map":
+            joined["length"] = page.get("next_offset", 0) - joined.get("offset", 0)
+        return joined
 
     def cbt_mark_dirty(self, origin, ranges):
         """ranges: [(offset, length)] or [{offset, length}]"""

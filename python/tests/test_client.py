@@ -161,6 +161,42 @@ class ClientTest(unittest.TestCase):
                 ctl.cbt_changed_ranges("disk")
             self.assertEqual(caught.exception.code, "generation_changed")
 
+    def test_whole_raw_map_joins_the_runs_and_a_page_that_does_not_move_on_is_refused(self):
+        stuck = {"on": False}
+
+        def answer(request):
+            offset = request.get("offset", 0)
+            if offset == 0:
+                return {"ok": True, "generation": "g1", "offset": 0, "length": 65536, "runs": [[0, 1]],
+                        "more": True, "next_offset": 0 if stuck["on"] else 65536}
+            return {"ok": True, "generation": "g1", "offset": 65536, "length": 65536, "runs": [[3, 1]],
+                    "more": False, "next_offset": 131072}
+        server = self.server(replying(answer))
+        with nbdsnap.Client(server.path) as ctl:
+            whole = ctl.cbt_whole_raw_map("disk")
+            self.assertEqual(whole["runs"], [[0, 1], [3, 1]])
+            self.assertEqual((whole["offset"], whole["length"], whole["more"]), (0, 131072, False))
+            stuck["on"] = True
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.cbt_whole_raw_map("disk")
+            self.assertEqual(caught.exception.code, "protocol_error")
+
+    def test_tls_addresses_need_x509_files_and_psk_is_refused_clearly(self):
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("tls://agent@127.0.0.1:1", tls_psk="/nowhere/keys.psk")
+        self.assertEqual(caught.exception.code, "not_supported")
+        self.assertIn("TLS-PSK", caught.exception.message)
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("tls://127.0.0.1:1")
+        self.assertEqual(caught.exception.code, "invalid_request")
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("tls://127.0.0.1", tls_certificates="/nowhere")
+        self.assertIn("no port", caught.exception.message)
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("tls://127.0.0.1:1", tls_certificates="/nowhere")
+        self.assertEqual(caught.exception.code, "bad_credentials")
+        self.assertIn("/nowhere/ca-cert.pem", caught.exception.message)
+
     def test_calls_from_many_threads_each_get_their_own_reply(self):
         server = self.server(replying(lambda request: {"ok": True, "version": request["name"]}))
         mismatches = []
