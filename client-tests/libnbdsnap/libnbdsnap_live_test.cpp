@@ -94,7 +94,33 @@ int main(int argc, char** argv) {
   check(list.size() == 1 && list[0].name == "lib1", "snapshot-list");
   CheckpointList checkpoints = must(client.checkpoints(origin), "checkpoints");
   check(!checkpoints.checkpoints.empty() && checkpoints.checkpoints.back().name == "lib1", "the take's checkpoint");
-  pass("snapshot create, take, append-storage, list; checkpoint lib1 recorded");
+  check(checkpoints.checkpoints.back().taken_unix_ms > 0, "the checkpoint's take time");
+  pass("snapshot create, take, append-storage, list; checkpoint lib1 recorded with its take time");
+
+  // Paging, as the server does it: one range per page, followed to the end by the library; the raw map the same.
+  must(client.cbt_mark_dirty(origin, {{0, 4096}, {1u << 20, 4096}, {2u << 20, 4096}}), "cbt-mark-dirty");
+  CbtQuery paged;
+  paged.origin = origin;
+  paged.max_entries = 1;
+  CbtMap page = must(client.cbt_map(paged), "cbt-map page");
+  check(page.ranges.size() == 1 && page.more && page.next_offset > 0, "cbt-map max_ranges 1 gives one page");
+  CbtMap whole = must(client.cbt_changed_ranges(paged), "cbt-map all pages");
+  check(whole.ranges.size() >= 3 && !whole.more, "cbt_changed_ranges follows more to the end");
+  CbtRawMap raw = must(client.cbt_whole_raw_map(paged), "cbt-raw-map all pages");
+  uint64_t blocks = 0;
+  for (const CbtRun& run : raw.runs) blocks += run.blocks;
+  check(!raw.more && raw.offset == 0 && raw.length >= info.size && raw.length < info.size + raw.block_size &&
+            blocks * raw.block_size == raw.length,
+        "cbt_whole_raw_map covers the device: " + std::to_string(raw.length));
+  pass("cbt-map and cbt-raw-map paged by one entry, joined by the library");
+
+  must(client.checkpoint_delete(origin, "lib1"), "checkpoint-delete");
+  CbtQuery gone;
+  gone.origin = origin;
+  gone.since = "lib1";
+  Result<CbtMap> after_delete = client.cbt_map(gone);
+  check(!after_delete && after_delete.error().code == "checkpoint_gone", "a deleted checkpoint is checkpoint_gone");
+  pass("checkpoint-delete; cbt-map since it: " + after_delete.error().describe());
 
   bool seen_take = false;
   for (int i = 0; i < 20 && !seen_take; ++i) {

@@ -67,6 +67,20 @@ def main(control, sock, origin, storage_dir, front_end):
         check("py1" in [c["name"] for c in ctl.checkpoints(origin)["checkpoints"]], "no checkpoint py1")
         print("ok: changed ranges since the take's checkpoint", flush=True)
 
+        ctl.cbt_mark_dirty(origin, [(0, 4096), (8 * MiB, 4096)])
+        page = ctl.cbt_map(origin, max_ranges=1)
+        check(len(page["ranges"]) == 1 and page["more"], f"cbt-map max_ranges=1: {page}")
+        raw = ctl.cbt_whole_raw_map(origin)
+        check(not raw["more"] and sum(blocks for _, blocks in raw["runs"]) * raw["block_size"] == raw["length"],
+              f"whole raw map: {raw}")
+        ctl.checkpoint_delete(origin, "py1")
+        try:
+            ctl.cbt_map(origin, since="py1")
+            fail("cbt-map since a deleted checkpoint succeeded")
+        except nbdsnap.Error as e:
+            check(e.code == "checkpoint_gone", f"since a deleted checkpoint: {e!r}")
+        print("ok: paged cbt-map, whole raw map, checkpoint-delete gives checkpoint_gone", flush=True)
+
         try:
             ctl.snapshot_info("no-such-snapshot")
             fail("snapshot-info of a missing snapshot succeeded")

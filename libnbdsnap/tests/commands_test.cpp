@@ -149,6 +149,38 @@ TEST_CASE("changed_ranges_follow_the_pages_and_refuse_a_generation_change_betwee
   CHECK(client.state() == State::connected);
 }
 
+TEST_CASE("the_whole_raw_map_joins_runs_of_every_page_and_a_page_that_does_not_move_on_is_refused") {
+  std::atomic<bool> stuck{false};
+  ScriptedServer server([&](const json& request) -> json {
+    const uint64_t offset = request.value("offset", 0);
+    if (offset == 0) {
+      return {{"generation", "g1"}, {"block_size", 65536}, {"offset", 0}, {"length", 65536},
+              {"runs", {{0, 1}}}, {"more", true}, {"next_offset", stuck ? 0 : 65536}};
+    }
+    return {{"generation", "g1"}, {"block_size", 65536}, {"offset", offset}, {"length", 65536},
+            {"runs", {{7, 1}}}, {"more", false}, {"next_offset", offset + 65536}};
+  });
+  Client client = connected(server.path());
+  CbtQuery query;
+  query.origin = "disk";
+  Result<CbtRawMap> whole = client.cbt_whole_raw_map(query);
+  REQUIRE(whole.ok());
+  REQUIRE(whole->runs.size() == 2);
+  CHECK(whole->runs[1].number == 7);
+  CHECK(whole->length == 131072);
+  CHECK_FALSE(whole->more);
+  // The generic call keeps every field of the reply, as the CLI's --json needs.
+  Result<std::string> text = client.call_all_pages(R"({"command":"cbt-raw-map","origin":"disk"})");
+  REQUIRE(text.ok());
+  CHECK(json::parse(*text)["runs"] == json({{0, 1}, {7, 1}}));
+  CHECK(client.call_all_pages(R"({"command":"origins"})").error().code == kInvalidRequest);
+  stuck = true;
+  Result<CbtRawMap> looping = client.cbt_whole_raw_map(query);
+  REQUIRE_FALSE(looping.ok());
+  CHECK(looping.error().code == kProtocolError);
+  CHECK(client.state() == State::connected);
+}
+
 TEST_CASE("an_event_stream_returns_events_one_by_one_and_asks_for_more_after_the_last") {
   ScriptedServer server([](const json& request) -> json {
     const uint64_t after = request["after"];
