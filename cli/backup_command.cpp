@@ -5,21 +5,25 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <optional>
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backup_job.h"
 #include "backup_plan.h"
 #include "backup_sidecar.h"
 #include "byte_ranges.h"
-#include "cbt_pages.h"
+#include "chain_backup.h"
+#include "copy_arguments.h"
 #include "exit_codes.h"
 #include "export_name.h"
 #include "image_copier.h"
 #include "json_fields.h"
 #include "nbd_image.h"
+#include "private_files.h"
 #include "progress_bar.h"
 #include "table.h"
 #include "units.h"
@@ -30,29 +34,9 @@ namespace nbdsnap::cli {
 
 namespace {
 
-constexpr const char* kSynopsis = "backup --image URI --to FILE [--since CHECKPOINT] [--verify]";
-
-struct BackupJob {
-  std::string uri;
-  std::string file;
-  std::string since;
-  bool verify = false;
-  CopyOptions copy;
-};
-
-struct BackupReport {
-  BackupPlan plan;
-  std::string origin;
-  std::string snapshot;
-  std::string ranges_source;
-  std::string checkpoint;
-  std::string generation;
-  uint64_t image_size = 0;
-  uint64_t bytes_read = 0;
-  uint64_t bytes_written = 0;
-  uint64_t verify_bytes_read = 0;
-  double seconds = 0;
-};
+constexpr const char* kSynopsis =
+    "backup --image URI --to FILE|DIR [--format raw|qcow2] [--since CHECKPOINT] [--allow-full] [--verify] "
+    "[--mode MODE] [--progress FD]";
 
 // The CBT the backup reads: for an image, the CBT frozen at its take (so a take or a compaction of the live
 // map since then changes nothing); for an origin, the live one.
@@ -62,17 +46,19 @@ nlohmann::json cbt_source(const BackupFacts& facts, const std::string& snapshot)
   return source;
 }
 
-// Why the server cannot answer changes since `since` (checkpoint_gone says it was dropped), or "".
-std::string since_problem(Context& context, const BackupFacts& facts, const std::string& snapshot) {
-  nlohmann::json request = cbt_source(facts, snapshot);
-  request["since"] = facts.since;
-  request["length"] = 0;
-  try {
-    context.control().request("cbt-map", request);
-  } catch (const CliError& error) {
-    return error.what();
-  }
-  return {};
+// Why the server cannot answer changes since `since`, asked with an empty range: its refusal, whose code tells
+// a checkpoint it knew and lost (checkpoint_gone) from a name it never knew (not_found).
+void ask_about_since(Context& context, const std::string& snapshot, BackupFacts& facts) {
+  client::CbtQuery query;
+  query.origin = facts.origin;
+  query.snapshot = snapshot;
+  query.since = facts.since;
+  query.length = 0;
+  client::Result<client::CbtMap> reply = context.control().library().cbt_map(query);
+  if (reply) return;
+  if (!reply.error().from_server()) throw context.control().cli_error(reply.error());
+  facts.since_problem = reply.error().describe();
+  facts.since_gone = reply.error().code == "checkpoint_gone";
 }
 
 // The CBT facts from the control socket. Without a reachable control socket a full backup goes on
@@ -85,7 +71,7 @@ void read_cbt_facts(Context& context, const BackupJob& job, const std::string& s
       for (const auto& [name, number] : cbt["checkpoints"].items()) facts.checkpoints.insert(name);
     }
     if (!facts.since.empty() && facts.checkpoints.count(facts.since) == 0) {
-      facts.since_problem = since_problem(context, facts, snapshot);
+      ask_about_since(context, snapshot, facts);
     }
   } catch (const CliError& error) {
     if (!job.since.empty()) {
@@ -113,6 +99,11 @@ BackupFacts gather_facts(Context& context, const BackupJob& job, NbdImage& image
   report.origin = name.origin;
   report.snapshot = name.snapshot;
   read_cbt_facts(context, job, name.snapshot, facts);
+  return facts;
+}
+
+// What the raw backup file holds: its size and its sidecar record.
+void describe_raw_target(const BackupJob& job, BackupFacts& facts) {
   struct stat info {};
   if (::stat(job.file.c_str(), &info) == 0) {
     if (!S_ISREG(info.st_mode)) usage_error("--to " + job.file + " is not a regular file");
@@ -122,14 +113,26 @@ BackupFacts gather_facts(Context& context, const BackupJob& job, NbdImage& image
     throw CliError(ExitCode::io_error, job.file + ": " + std::strerror(errno));
   }
   facts.previous = load_backup_record(job.file);
-  return facts;
+}
+
+// --since naming a checkpoint the server does not know (a typo, another origin's name) would make the backup
+// full: without --allow-full that is an error, never a silent full backup. A checkpoint the server knew and
+// reports gone (checkpoint_gone: deleted, older than the checkpoints kept, CBT history lost) is not a typo: the
+// plan makes the backup full and says why (the server's own advice).
+void check_since_is_known(const BackupJob& job, const BackupFacts& facts) {
+  if (job.since.empty() || job.allow_full || facts.since_gone || facts.checkpoints.count(job.since) != 0) return;
+  const std::string why = facts.since_problem.empty() ? "" : " (" + facts.since_problem + ")";
+  throw CliError(ExitCode::not_found,
+                 "checkpoint '" + job.since + "' is not known to the server for origin " + facts.origin +
+                     " (CBT generation " + facts.generation + ")" + why + ": a full backup is needed; give "
+                     "--allow-full to do one, or check the name with nbdsnap checkpoints " + facts.origin);
 }
 
 // Dirty ranges from the control socket's CBT map: the image's frozen one (exactly the changes up to the take).
 std::vector<ByteRange> ranges_from_cbt_map(Context& context, const BackupFacts& facts, const std::string& snapshot) {
   nlohmann::json request = cbt_source(facts, snapshot);
   request["since"] = facts.since;
-  nlohmann::json reply = read_cbt_pages(context.control(), "cbt-map", request);
+  nlohmann::json reply = context.control().request_all_pages("cbt-map", request);
   if (field_text(reply, "generation") != facts.generation) {
     throw CliError(ExitCode::server_error, "the CBT generation of " + facts.origin +
                                                " changed during the backup; run it again (it will be full)");
@@ -165,9 +168,8 @@ std::vector<ByteRange> ranges_to_read(Context& context, NbdImage& image, const B
 }
 
 int open_backup_file(const BackupJob& job, bool incremental, uint64_t size) {
-  int flags = O_RDWR | O_CLOEXEC | (incremental ? 0 : O_CREAT | O_TRUNC);
-  int fd = ::open(job.file.c_str(), flags, 0644);
-  if (fd < 0) throw CliError(ExitCode::io_error, job.file + ": " + std::strerror(errno));
+  // Disk contents: created 0600 (or --mode) whatever the umask.
+  int fd = open_private_file(job.file, job.mode, /*truncate=*/!incremental, job.mode_given);
   if (!incremental && ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int err = errno;
     ::close(fd);
@@ -188,28 +190,31 @@ BackupRecord record_of(const BackupJob& job, const BackupFacts& facts, const Bac
 }
 
 void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& image,
-                     const std::vector<ByteRange>& ranges, BackupReport& report) {
+                     const std::vector<ByteRange>& ranges, BackupReport& report, MachineProgress* machine) {
   BackupRecord record = record_of(job, facts, report);
   int fd = open_backup_file(job, report.plan.incremental, facts.image_size);
   try {
-    save_backup_record(job.file, record);  // "incomplete" until the data is synced
-    const bool terminal = ::isatty(STDERR_FILENO) == 1;
+    save_backup_record(job.file, record, job.mode);  // "incomplete" until the data is synced
+    const bool terminal = ::isatty(STDERR_FILENO) == 1 && job.progress_fd < 0;
     CopyOptions options = job.copy;
     options.skip_zero_writes = !report.plan.incremental;
     options.checksums = job.verify;
     auto start = std::chrono::steady_clock::now();
     CopyResult result;
     {
-      ProgressBar bar(report.plan.incremental ? "incremental" : "full backup", total_length(ranges), terminal);
-      result = copy_ranges(image, job.uri, ranges, fd, options, &bar);
+      ProgressBar bar(report.plan.incremental ? "incremental" : "full backup", total_length(ranges), terminal, stderr,
+                      machine);
+      result = copy_ranges(image, job.uri, ranges, CopyTarget{fd, nullptr, job.file}, options, &bar);
     }
     if (::fdatasync(fd) != 0) throw CliError(ExitCode::io_error, job.file + ": sync: " + std::strerror(errno));
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     report.bytes_read = result.bytes_read;
     report.bytes_written = result.bytes_written;
+    report.bytes_zeroed = result.bytes_zeroed;
     if (job.verify) {
-      ProgressBar bar("verify", result.bytes_read, terminal);
-      report.verify_bytes_read = verify_pieces(image, job.uri, result.pieces, fd, options, &bar);
+      ProgressBar bar("verify", result.bytes_read, terminal, stderr, machine);
+      report.verify_bytes_read =
+          verify_pieces(image, job.uri, result.pieces, CopyTarget{fd, nullptr, job.file}, options, &bar);
     }
   } catch (...) {
     ::close(fd);
@@ -222,33 +227,42 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
   record.completed_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();
-  save_backup_record(job.file, record);
+  save_backup_record(job.file, record, job.mode);
   report.checkpoint = record.checkpoint;
   report.generation = record.generation;
 }
 
 void print_report(Context& context, const BackupJob& job, const BackupReport& report) {
   const char* kind = report.plan.incremental ? "incremental" : "full";
+  const char* format = job.format == BackupFormat::qcow2 ? "qcow2" : "raw";
   double rate = report.seconds > 0 ? static_cast<double>(report.bytes_read) / report.seconds : 0;
   if (context.json()) {
-    context.print_json({{"kind", kind}, {"fallback_reason", report.plan.fallback_reason}, {"image_uri", job.uri},
-                        {"file", job.file}, {"origin", report.origin}, {"snapshot", report.snapshot},
+    context.print_json({{"kind", kind}, {"format", format}, {"fallback_reason", report.plan.fallback_reason},
+                        {"image_uri", job.uri}, {"file", job.format == BackupFormat::qcow2 ? report.point_file : job.file},
+                        {"directory", job.format == BackupFormat::qcow2 ? job.file : ""}, {"point", report.point},
+                        {"origin", report.origin}, {"snapshot", report.snapshot},
                         {"since", report.plan.incremental ? job.since : ""}, {"ranges_source", report.ranges_source},
                         {"image_size", report.image_size}, {"bytes_read", report.bytes_read},
-                        {"bytes_written", report.bytes_written}, {"seconds", report.seconds},
-                        {"checkpoint", report.checkpoint}, {"generation", report.generation},
-                        {"verified", job.verify}, {"verify_bytes_read", report.verify_bytes_read}});
+                        {"bytes_written", report.bytes_written}, {"bytes_zeroed", report.bytes_zeroed},
+                        {"seconds", report.seconds}, {"checkpoint", report.checkpoint},
+                        {"generation", report.generation}, {"verified", job.verify},
+                        {"verify_bytes_read", report.verify_bytes_read}});
     return;
   }
   KeyValueList list;
   list.add("backup", std::string(kind) + (report.plan.incremental ? " since " + job.since : ""));
   list.add("image", job.uri + " (" + format_size(report.image_size) + ")");
-  list.add("file", job.file);
+  if (job.format == BackupFormat::qcow2) {
+    list.add("point", report.point + " in " + job.file + " (" + report.point_file + ")");
+  } else {
+    list.add("file", job.file);
+  }
   list.add("ranges from", report.ranges_source);
   char timing[64];
   std::snprintf(timing, sizeof(timing), "%.2f s, %s/s", report.seconds, format_size(static_cast<uint64_t>(rate)).c_str());
   list.add("time", timing);
-  list.add("bytes written", std::to_string(report.bytes_written) + " (" + format_size(report.bytes_written) + ")");
+  list.add("bytes written", std::to_string(report.bytes_written) + " (" + format_size(report.bytes_written) + ")" +
+                                (report.bytes_zeroed > 0 ? ", " + format_size(report.bytes_zeroed) + " of zeroes" : ""));
   list.add("checkpoint", report.checkpoint.empty() ? "none (the next backup will be full)"
                                                    : report.checkpoint + " (generation " + report.generation + ")");
   list.add("verify", job.verify ? "ok, " + format_size(report.verify_bytes_read) + " re-read, checksums match"
@@ -257,29 +271,43 @@ void print_report(Context& context, const BackupJob& job, const BackupReport& re
   context.out() << list.render();
 }
 
+BackupJob backup_job_of(const CommandArgs& args) {
+  BackupJob job;
+  job.uri = args.text("image");
+  job.file = args.text("to");
+  const std::string format = args.text("format");
+  if (format == "qcow2") {
+    job.format = BackupFormat::qcow2;
+  } else if (format != "raw") {
+    usage_error("--format '" + format + "': give raw (one file, updated in place) or qcow2 (a chain of restore points)");
+  }
+  job.since = args.text("since");
+  job.allow_full = args.flag("allow-full");
+  job.verify = args.flag("verify");
+  if (args.has("mode")) {
+    job.mode = parse_file_mode(args.text("mode"));
+    job.mode_given = true;
+  }
+  if (args.has("progress")) job.progress_fd = parse_progress_fd(args.text("progress"));
+  job.copy = copy_options_from(args);
+  return job;
+}
+
 int run_backup(Context& context, const std::vector<std::string>& words) {
   CommandArgs args(kSynopsis);
   args.options()
       ("image", po::value<std::string>()->value_name("URI"), "NBD URI of the snapshot image (nbd+unix:///ORIGIN@SNAPSHOT?socket=...)")
-      ("to", po::value<std::string>()->value_name("FILE"), "backup file (sparse; an incremental backup updates it in place)")
+      ("to", po::value<std::string>()->value_name("FILE|DIR"), "raw: the backup file (sparse; an incremental backup updates it in place); qcow2: the chain directory")
+      ("format", po::value<std::string>()->value_name("raw|qcow2")->default_value("raw"), "raw: one file; qcow2: a restore point per backup, each incremental one a qcow2 overlay of the last")
       ("since", po::value<std::string>()->value_name("CHECKPOINT"), "incremental: copy only what changed after this checkpoint")
-      ("verify", "re-read the image and the file and compare checksums of what was copied")
-      ("connections", po::value<unsigned>()->value_name("N")->default_value(4), "NBD connections (1..16)")
-      ("requests", po::value<unsigned>()->value_name("N")->default_value(16), "NBD reads in flight, over all connections")
-      ("request-size", po::value<std::string>()->value_name("SIZE")->default_value("1M"), "bytes per NBD read");
+      ("allow-full", "if the server does not know the --since checkpoint, do a full backup instead of failing")
+      ("verify", "re-read the image and the backup and compare checksums of what was copied")
+      ("mode", po::value<std::string>()->value_name("MODE"), "permission bits of the files written (octal; default 600)")
+      ("progress", po::value<std::string>()->value_name("FD"), "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
+  add_copy_arguments(args);
   if (!parse_or_show_help(context, args, words)) return 0;
-  if (!args.has("image") || !args.has("to")) usage_error(std::string("backup needs --image URI and --to FILE\nUsage: nbdsnap ") + kSynopsis);
-  BackupJob job;
-  job.uri = args.text("image");
-  job.file = args.text("to");
-  job.since = args.text("since");
-  job.verify = args.flag("verify");
-  job.copy.connections = args.get<unsigned>("connections");
-  job.copy.requests_in_flight = args.get<unsigned>("requests");
-  if (job.copy.connections == 0 || job.copy.connections > 16) usage_error("--connections must be 1..16");
-  job.copy.request_size = parse_size_argument("--request-size", args.text("request-size"));
-  if (job.copy.requests_in_flight == 0 || job.copy.requests_in_flight > 64) usage_error("--requests must be 1..64");
-  if (job.copy.request_size < 4096 || job.copy.request_size > (32u << 20)) usage_error("--request-size must be 4K..32M");
+  if (!args.has("image") || !args.has("to")) usage_error(std::string("backup needs --image URI and --to FILE|DIR\nUsage: nbdsnap ") + kSynopsis);
+  BackupJob job = backup_job_of(args);
 
   std::vector<std::string> contexts = {kBaseAllocation};
   if (!job.since.empty()) contexts.push_back(dirty_bitmap_context(job.since));
@@ -287,10 +315,28 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
   BackupReport report;
   report.image_size = image.size();
   BackupFacts facts = gather_facts(context, job, image, report);
+  check_since_is_known(job, facts);
+  // A chain directory stays locked from reading its newest point to recording the new one.
+  std::unique_ptr<ChainDirectory> chain;
+  if (job.format == BackupFormat::qcow2) {
+    chain = std::make_unique<ChainDirectory>(job.file, /*exclusive=*/true, /*create=*/true, false, job.mode);
+    for (const std::string& name : chain->discard_unfinished()) {
+      context.err() << "nbdsnap backup: removed point " << name << ", left unfinished by an earlier backup\n";
+    }
+    describe_chain_target(*chain, facts);
+  } else {
+    describe_raw_target(job, facts);
+  }
   report.plan = plan_backup(facts);
   if (!report.plan.fallback_reason.empty()) context.err() << "nbdsnap backup: " << report.plan.fallback_reason << "\n";
   std::vector<ByteRange> ranges = ranges_to_read(context, image, facts, report);
-  copy_and_record(job, facts, image, ranges, report);
+  MachineProgress machine(job.progress_fd, total_length(ranges) * (job.verify ? 2 : 1));
+  if (chain) {
+    write_chain_point(*chain, job, facts, image, ranges, report, &machine);
+  } else {
+    copy_and_record(job, facts, image, ranges, report, &machine);
+  }
+  machine.finish();
   print_report(context, job, report);
   return 0;
 }
@@ -298,7 +344,9 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
 }  // namespace
 
 std::vector<CommandSpec> backup_command_specs() {
-  return {{{"backup"}, kSynopsis, "copy a snapshot image to a sparse file, fully or incrementally", run_backup}};
+  return {{{"backup"}, kSynopsis,
+           "copy a snapshot image to a sparse file or a qcow2 chain of restore points, fully or incrementally",
+           run_backup}};
 }
 
 }  // namespace nbdsnap::cli

@@ -23,6 +23,9 @@ struct BackupFacts {
   std::string generation;
   std::set<std::string> checkpoints;     // its checkpoints
   std::string since_problem;             // the server's answer for `since` when it is not among them
+  // That answer was checkpoint_gone: the server knew the checkpoint (deleted, dropped as older than those kept,
+  // or lost with the CBT history), so a full backup is the known way on; a name it never knew is not_found.
+  bool since_gone = false;
 };
 
 struct BackupPlan {

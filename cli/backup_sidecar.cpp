@@ -2,16 +2,13 @@
 #include "backup_sidecar.h"
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "exit_codes.h"
 #include "json_fields.h"
+#include "private_files.h"
 
 namespace nbdsnap::cli {
 
@@ -75,20 +72,8 @@ std::optional<BackupRecord> load_backup_record(const std::string& backup_file) {
   }
 }
 
-void save_backup_record(const std::string& backup_file, const BackupRecord& record) {
-  const std::string path = sidecar_path(backup_file);
-  const std::string temporary = path + ".tmp";
-  const std::string text = backup_record_to_json(record).dump(2) + "\n";
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw CliError(ExitCode::io_error, temporary + ": " + std::strerror(errno));
-  bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
-  if (!written || ::rename(temporary.c_str(), path.c_str()) != 0) {
-    if (written) err = errno;
-    ::unlink(temporary.c_str());
-    throw CliError(ExitCode::io_error, path + ": " + std::strerror(err));
-  }
+void save_backup_record(const std::string& backup_file, const BackupRecord& record, mode_t mode) {
+  write_file_atomically(sidecar_path(backup_file), backup_record_to_json(record).dump(2) + "\n", mode);
 }
 
 }  // namespace nbdsnap::cli

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/types.h>
+
 namespace nbdsnap::cli {
 
 struct BackupRecord {
@@ -34,7 +36,8 @@ BackupRecord backup_record_from_json(const nlohmann::json& json);
 
 // Reads the sidecar of backup_file; nullopt when there is none. Throws CliError (io_error) when unreadable.
 std::optional<BackupRecord> load_backup_record(const std::string& backup_file);
-// Writes it atomically (temporary file + rename). Throws CliError (io_error).
-void save_backup_record(const std::string& backup_file, const BackupRecord& record);
+// Writes it atomically (temporary file + rename), with `mode` (it describes disk contents: 0600 by
+// default, whatever the umask). Throws CliError (io_error).
+void save_backup_record(const std::string& backup_file, const BackupRecord& record, mode_t mode = 0600);
 
 }  // namespace nbdsnap::cli

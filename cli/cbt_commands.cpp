@@ -4,7 +4,6 @@
 #include <algorithm>
 
 #include "byte_ranges.h"
-#include "cbt_pages.h"
 #include "exit_codes.h"
 #include "json_fields.h"
 #include "table.h"
@@ -60,7 +59,7 @@ int run_cbt_map(Context& context, const std::vector<std::string>& words) {
     if (page_size == 0) usage_error("--page-size must be at least 1");
     request[raw ? "max_runs" : "max_ranges"] = page_size;
   }
-  nlohmann::json reply = read_cbt_pages(context.control(), raw ? "cbt-raw-map" : "cbt-map", request);
+  nlohmann::json reply = context.control().request_all_pages(raw ? "cbt-raw-map" : "cbt-map", request);
   if (context.json()) {
     context.print_json(reply);
   } else {

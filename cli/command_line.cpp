@@ -1,13 +1,23 @@
 // command_line.cpp — Boost.Program_options glue: global options, per-command arguments, usage errors.
 #include "command_line.h"
 
+#include <cmath>
+
 #include "exit_codes.h"
-#include "socket_io.h"
 #include "units.h"
 
 namespace po = boost::program_options;
 
 namespace nbdsnap::cli {
+
+namespace {
+
+// Seconds (a fraction allowed) as milliseconds, rounded up so a timeout never ends early.
+std::chrono::milliseconds timeout_milliseconds(double seconds) {
+  return std::chrono::milliseconds(static_cast<long long>(std::ceil(seconds * 1000)));
+}
+
+}  // namespace
 
 Invocation split_command_line(const std::vector<std::string>& arguments, const char* environment_control) {
   po::options_description global;

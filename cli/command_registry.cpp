@@ -5,9 +5,11 @@
 
 #include "backup_command.h"
 #include "cbt_commands.h"
+#include "chain_commands.h"
 #include "events_commands.h"
 #include "exit_codes.h"
 #include "origin_commands.h"
+#include "restore_command.h"
 #include "snapshot_commands.h"
 
 namespace nbdsnap::cli {
@@ -15,7 +17,7 @@ namespace nbdsnap::cli {
 std::vector<CommandSpec> all_command_specs() {
   std::vector<CommandSpec> specs;
   for (auto group : {origin_command_specs, cbt_command_specs, snapshot_command_specs, events_command_specs,
-                     backup_command_specs}) {
+                     backup_command_specs, chain_command_specs, restore_command_specs}) {
     for (CommandSpec& spec : group()) specs.push_back(std::move(spec));
   }
   return specs;

@@ -1,4 +1,5 @@
-// control_client.h — a client of the JSON control socket (docs/control.md): one request line, one reply line.
+// control_client.h — the CLI's connection to the control socket: libnbdsnap's Client (one protocol client in
+// the project), with its errors turned into CliError and exit codes.
 //
 // request() returns the reply's result (the reply object without "ok") or throws CliError: a refused
 // command keeps the server's message and maps its code to an exit code; a broken connection, or a server that
@@ -7,12 +8,13 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "socket_io.h"
-#include "tls_line_client.h"
+#include "exit_codes.h"
+#include "nbdsnap/client.h"
 
 namespace nbdsnap::cli {
 
@@ -25,10 +27,9 @@ struct ControlTls {
 class ControlClient {
  public:
   // Connects to the Unix socket at path, or to tls://[USER@]HOST:PORT with `tls` (TLS handshake included),
-  // within `timeout` (throws CliError io_error on failure, usage for a tls:// address without credentials).
-  // The timeout also bounds each request's wait for its reply.
+  // within `timeout` (throws CliError io_error on failure, usage for a tls:// address without credentials or
+  // with bad ones). The timeout also bounds each request's wait for its reply.
   ControlClient(const std::string& path, std::chrono::milliseconds timeout, const ControlTls& tls = {});
-  ~ControlClient();
   ControlClient(const ControlClient&) = delete;
   ControlClient& operator=(const ControlClient&) = delete;
 
@@ -37,27 +38,30 @@ class ControlClient {
   nlohmann::json request(const std::string& command, nlohmann::json arguments = nlohmann::json::object(),
                          std::chrono::milliseconds server_wait = std::chrono::milliseconds(0));
 
+  // As request() for cbt-map and cbt-raw-map, following their pages (libnbdsnap's call_all_pages): one reply
+  // with every page's ranges or runs. A CBT generation that changes between pages is server_error.
+  nlohmann::json request_all_pages(const std::string& command, nlohmann::json arguments);
+
+  // The library's handle, for typed calls; its errors become CliErrors through cli_error().
+  client::Client& library() { return *client_; }
+  // The CliError for an error of the library: exit code by the server's code, or by what went wrong.
+  CliError cli_error(const client::Error& error) const;
+  // Returns the value or throws cli_error().
+  template <typename T>
+  T checked(client::Result<T> result) const {
+    if (!result) throw cli_error(result.error());
+    return std::move(result).value();
+  }
+  void checked(const client::Result<void>& result) const {
+    if (!result) throw cli_error(result.error());
+  }
+
   const std::string& path() const { return path_; }
 
  private:
-  void send_line(const std::string& command, const std::string& line, const Deadline& deadline);
-  std::string receive_line(const std::string& command, const Deadline& deadline);
-  // The connection ended before a reply: an NBD server does that after our request (it is no NBD
-  // greeting). Throws the message for the case found.
-  [[noreturn]] void connection_lost(const std::string& what, int err);
-
-  void connect_tls(const ControlTls& tls);
-
   std::string path_;
-  std::chrono::milliseconds timeout_;
-  int fd_ = -1;
-  std::unique_ptr<nbdsnap::TlsLineClient> tls_;  // a tls:// address: the transport instead of fd_
-  std::string buffered_;  // bytes received after the last complete line
-  bool replied_ = false;  // a reply has been received on this connection
+  std::unique_ptr<client::Client> client_;
 };
-
-// The result part of a reply line, or a CliError for {"ok": false, ...} and for malformed replies.
-nlohmann::json result_of_reply(const std::string& line);
 
 // "30 s", "0.5 s": a timeout for messages.
 std::string format_timeout(std::chrono::milliseconds timeout);

@@ -4,7 +4,7 @@
 // the connection fails, or the timeout passes. The wrong socket given by mistake is recognised on the way:
 // an nbdsnap control socket accepts the connection and then says nothing (it waits for a request line), so
 // a handshake that has not finished after kProbeAfter, or that failed or timed out, probes the URI's Unix
-// socket on a fresh connection (socket_kind.h) and, if it speaks the control protocol, says so.
+// socket on a fresh connection (libnbdsnap's socket_probe.h) and, if it speaks the control protocol, says so.
 #include "nbd_image.h"
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <cstdlib>
 
 #include <libnbd.h>
+#include <poll.h>
 
 #include "control_client.h"
 #include "exit_codes.h"
@@ -26,12 +27,14 @@ constexpr std::chrono::milliseconds kProbeAfter{1000};       // an NBD server gr
 constexpr std::chrono::milliseconds kProbeGreetingWait{500};  // the probe's wait for an NBD greeting
 constexpr std::chrono::milliseconds kProbeBound{2000};        // the whole probe
 constexpr std::chrono::milliseconds kDisconnectWait{1000};    // for the server to close after NBD_CMD_DISC
+constexpr std::chrono::milliseconds kFlushWait{std::chrono::minutes(10)};  // for NBD_CMD_FLUSH at least
 
 // Whether the socket is an nbdsnap control socket, asked within `budget` (half of it at most to listen for
 // an NBD greeting first).
 bool is_control_socket(const std::string& socket, std::chrono::milliseconds budget) {
   const auto bound = std::min(budget, kProbeBound);
-  return probe_socket_kind(socket, std::min(kProbeGreetingWait, bound / 2), Deadline(bound)) == SocketKind::control;
+  return client::probe_socket_kind(socket, std::min(kProbeGreetingWait, bound / 2),
+                                   std::chrono::steady_clock::now() + bound) == client::SocketKind::control;
 }
 
 struct ExtentWalk {
@@ -68,8 +71,18 @@ std::chrono::milliseconds until(std::chrono::steady_clock::time_point when) {
 std::string dirty_bitmap_context(const std::string& checkpoint) { return "qemu:dirty-bitmap:" + checkpoint; }
 
 NbdImage::NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts,
+                   std::chrono::milliseconds timeout, const std::string& option)
+    : uri_(uri), timeout_(timeout), option_(option) {
+  open(meta_contexts, Probe::wrong_socket);
+}
+
+NbdImage::NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts,
                    std::chrono::milliseconds timeout, Probe probe)
     : uri_(uri), timeout_(timeout) {
+  open(meta_contexts, probe);
+}
+
+void NbdImage::open(const std::vector<std::string>& meta_contexts, Probe probe) {
   handle_ = nbd_create();
   if (handle_ == nullptr) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
   try {
@@ -100,7 +113,7 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
     if (!probed && now >= probe_at) {
       probed = true;
       if (is_control_socket(socket, until(deadline))) {
-        throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket));
+        throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_));
       }
     }
     if (now >= deadline) {
@@ -120,7 +133,7 @@ void NbdImage::connect_failed(const std::string& socket, bool probed) {
   const int err = nbd_get_errno();
   const std::string message = "cannot open " + uri_ + ": " + last_error();
   if (!probed && is_control_socket(socket, kProbeBound)) {
-    throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket));
+    throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_));
   }
   throw CliError(err == ENOENT ? ExitCode::not_found : ExitCode::io_error, message);
 }
@@ -144,20 +157,73 @@ int NbdImage::poll(std::chrono::milliseconds wait) {
   return nbd_poll(handle_, static_cast<int>(milliseconds));
 }
 
+int NbdImage::poll_both(NbdImage& first, NbdImage& second, std::chrono::milliseconds wait) {
+  // libnbd's nbd_poll() for one handle, done for two: wait on both descriptors in the direction each state
+  // machine wants, then tell the ready ones (as nbd_poll does: read first, then write, else a hang-up).
+  NbdImage* images[2] = {&first, &second};
+  pollfd entries[2];
+  for (int i = 0; i < 2; ++i) {
+    nbd_handle* handle = images[i]->handle_;
+    const int fd = nbd_aio_get_fd(handle);
+    if (fd < 0) return -1;
+    const unsigned direction = nbd_aio_get_direction(handle);
+    short events = 0;
+    if ((direction & LIBNBD_AIO_DIRECTION_READ) != 0) events |= POLLIN;
+    if ((direction & LIBNBD_AIO_DIRECTION_WRITE) != 0) events |= POLLOUT;
+    entries[i] = pollfd{fd, events, 0};
+  }
+  const auto milliseconds = std::min<std::chrono::milliseconds::rep>(wait.count(), 1 << 30);
+  const int ready = ::poll(entries, 2, static_cast<int>(milliseconds));
+  if (ready < 0) return errno == EINTR ? 0 : -1;
+  if (ready == 0) return 0;
+  for (int i = 0; i < 2; ++i) {
+    nbd_handle* handle = images[i]->handle_;
+    const short revents = entries[i].revents;
+    int status = 0;
+    if ((revents & (POLLIN | POLLHUP)) != 0) {
+      status = nbd_aio_notify_read(handle);
+    } else if ((revents & POLLOUT) != 0) {
+      status = nbd_aio_notify_write(handle);
+    } else if ((revents & (POLLERR | POLLNVAL)) != 0) {
+      status = -1;
+    }
+    if (status == -1) return -1;
+  }
+  return 1;
+}
+
+bool NbdImage::read_only() const { return nbd_is_read_only(handle_) == 1; }
+
+bool NbdImage::can_zero() const { return nbd_can_zero(handle_) == 1; }
+
+void NbdImage::flush() {
+  if (nbd_can_flush(handle_) != 1) return;
+  const int64_t cookie = nbd_aio_flush(handle_, NBD_NULL_COMPLETION, 0);
+  if (cookie == -1) throw CliError(ExitCode::io_error, uri_ + ": flush: " + last_error());
+  // A flush writes out everything the server cached (gigabytes after a backup into a writeback cache): it
+  // may take far longer than one request, so it gets its own, longer bound.
+  wait_for_command(cookie, uri_ + ": flush", std::max(timeout_, kFlushWait));
+}
+
 std::string NbdImage::no_reply_message(const std::string& request) const {
   return uri_ + ": " + request + ": no reply from the NBD server within " + format_timeout(timeout_) +
          " (--timeout)";
 }
 
 void NbdImage::wait_for_command(int64_t cookie, const std::string& request) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout_;
+  wait_for_command(cookie, request, timeout_);
+}
+
+void NbdImage::wait_for_command(int64_t cookie, const std::string& request, std::chrono::milliseconds bound) {
+  const auto deadline = std::chrono::steady_clock::now() + bound;
   for (;;) {
     const int done = nbd_aio_command_completed(handle_, static_cast<uint64_t>(cookie));
     if (done == 1) return;
     if (done == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
     if (std::chrono::steady_clock::now() >= deadline) {
       give_up();
-      throw CliError(ExitCode::io_error, no_reply_message(request));
+      if (bound == timeout_) throw CliError(ExitCode::io_error, no_reply_message(request));
+      throw CliError(ExitCode::io_error, request + ": no reply from the NBD server within " + format_timeout(bound));
     }
     if (poll(until(deadline)) == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
   }

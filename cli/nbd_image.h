@@ -34,6 +34,10 @@ class NbdImage {
   // otherwise (a timeout names it).
   NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts, std::chrono::milliseconds timeout,
            Probe probe = Probe::wrong_socket);
+  // As above with Probe::wrong_socket, naming `option` (the command's option that took the URI; "--image"
+  // otherwise) in the message for a control socket given by mistake.
+  NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts, std::chrono::milliseconds timeout,
+           const std::string& option);
   // Disconnects politely (waiting at most a second, or the timeout if shorter) unless give_up() was called;
   // then just closes.
   ~NbdImage();
@@ -45,6 +49,12 @@ class NbdImage {
   std::chrono::milliseconds timeout() const { return timeout_; }
   uint64_t size() const { return size_; }
   std::string export_name() const;
+  // Whether the export takes writes, and write-zeroes requests (NBD_CMD_WRITE_ZEROES).
+  bool read_only() const;
+  bool can_zero() const;
+  // Flushes the export's writes to stable storage (NBD_CMD_FLUSH); a no-op where the server has no flush.
+  // Throws CliError (io_error) when it fails or no reply comes within the timeout (at least 10 minutes).
+  void flush();
   // Whether the server agreed to serve this meta context.
   bool has_meta_context(const std::string& context) const;
   // Largest request the server accepts (0: unknown).
@@ -55,6 +65,9 @@ class NbdImage {
   // Runs libnbd's state machine for at most `wait`: 1 when something happened, 0 when nothing did, -1 when
   // the connection failed (last_error() says why).
   int poll(std::chrono::milliseconds wait);
+  // As poll(), for two connections at once (a copy reading one export and writing another): runs the state
+  // machine of whichever is ready. -1 when either connection failed (last_error() says why).
+  static int poll_both(NbdImage& first, NbdImage& second, std::chrono::milliseconds wait);
   // The server stopped answering: requests in flight are abandoned, so closing must not wait for them (nor
   // let libnbd read their replies into buffers their owner has freed).
   void give_up() { responsive_ = false; }
@@ -64,16 +77,20 @@ class NbdImage {
   static std::string last_error();
 
  private:
+  void open(const std::vector<std::string>& meta_contexts, Probe probe);
   void connect(const std::vector<std::string>& meta_contexts, Probe probe);
   [[noreturn]] void connect_failed(const std::string& socket, bool probed);
-  // Waits for one command to complete; throws CliError (io_error) when it fails or times out.
+  // Waits for one command to complete (at most the timeout, or `bound`); throws CliError (io_error) when it
+  // fails or times out.
   void wait_for_command(int64_t cookie, const std::string& request);
+  void wait_for_command(int64_t cookie, const std::string& request, std::chrono::milliseconds bound);
 
   nbd_handle* handle_ = nullptr;
   std::string uri_;
   std::chrono::milliseconds timeout_;
   uint64_t size_ = 0;
   bool responsive_ = true;
+  std::string option_ = "--image";
 };
 
 }  // namespace nbdsnap::cli

@@ -4,9 +4,15 @@
 #include <algorithm>
 #include <cmath>
 
+#include <cerrno>
+#include <csignal>
+
+#include <fcntl.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "exit_codes.h"
 #include "units.h"
 
 namespace nbdsnap::cli {
@@ -43,11 +49,63 @@ std::string render_progress_line(const std::string& label, uint64_t done, uint64
   return head + "[" + std::string(filled, '#') + std::string(bar_width - filled, '.') + "]" + tail;
 }
 
-ProgressBar::ProgressBar(std::string label, uint64_t total, bool enabled, std::FILE* stream)
-    : label_(std::move(label)), total_(total), enabled_(enabled), stream_(stream) {}
+int progress_percent(uint64_t done, uint64_t total) {
+  if (total == 0 || done >= total) return 100;
+  return static_cast<int>(static_cast<double>(done) * 100 / static_cast<double>(total));
+}
+
+void MachineProgress::add(uint64_t bytes) {
+  if (fd_ < 0) return;
+  done_ += bytes;
+  const int percent = std::min(progress_percent(done_, total_), 99);  // 100 only from finish()
+  if (percent > last_) write_line(percent);
+}
+
+void MachineProgress::finish() {
+  if (fd_ >= 0 && last_ < 100) write_line(100);
+}
+
+void MachineProgress::write_line(int percent) {
+  last_ = percent;
+  const std::string line = std::to_string(percent) + "/100\n";
+  // A reader that went away must not kill the command with SIGPIPE: block it on this thread for the write
+  // and consume one it raised.
+  sigset_t pipe_signal, previous;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_signal, &previous);
+  ssize_t written = 0;
+  do {
+    written = ::write(fd_, line.data(), line.size());
+  } while (written < 0 && errno == EINTR);
+  if (written < 0 && errno == EPIPE) {
+    const timespec no_wait{0, 0};
+    sigtimedwait(&pipe_signal, nullptr, &no_wait);
+  }
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (written != static_cast<ssize_t>(line.size())) fd_ = -1;
+}
+
+int parse_progress_fd(const std::string& text) {
+  int fd = -1;
+  size_t used = 0;
+  try {
+    fd = std::stoi(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size() || fd < 0 || ::fcntl(fd, F_GETFD) == -1) {
+    usage_error("--progress '" + text + "': give the number of a file descriptor open for writing (e.g. 3 with 3>FILE)");
+  }
+  return fd;
+}
+
+ProgressBar::ProgressBar(std::string label, uint64_t total, bool enabled, std::FILE* stream, MachineProgress* machine)
+    : label_(std::move(label)), total_(total), enabled_(enabled), stream_(stream), machine_(machine) {}
 
 void ProgressBar::add(uint64_t bytes) {
   done_ += bytes;
+  if (machine_ != nullptr) machine_->add(bytes);
   if (!enabled_) return;
   auto now = std::chrono::steady_clock::now();
   if (now - last_draw_ < std::chrono::milliseconds(100)) return;

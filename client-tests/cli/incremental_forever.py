@@ -14,31 +14,14 @@ Prints one summary line; exits 1 with the round and the reason on the first fail
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
 
 import nbd
 
-
-class Control:
-    """A connection to the JSON control socket: one request line, one reply line."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(60)  # every wait has a bound
-        self.sock.connect(path)
-        self.stream = self.sock.makefile("rwb")
-
-    def __call__(self, command, **arguments):
-        arguments["command"] = command
-        self.stream.write(json.dumps(arguments).encode() + b"\n")
-        self.stream.flush()
-        reply = json.loads(self.stream.readline())
-        if not reply.get("ok"):
-            raise RuntimeError(f"{command} {arguments}: {reply}")
-        return reply
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+import nbdsnap  # noqa: E402  (the package from the source tree)
 
 
 def fail(round_number, message):
@@ -46,13 +29,13 @@ def fail(round_number, message):
 
 
 def main():
-    nbdsnap, nbd_socket, control_socket, origin, work, rounds, kept, ranges = sys.argv[1:9]
+    nbdsnap_cli, nbd_socket, control_socket, origin, work, rounds, kept, ranges = sys.argv[1:9]
     rounds, kept = int(rounds), int(kept)
     storage_size = int(sys.argv[9]) if len(sys.argv) > 9 else 0
     disk = nbd.NBD()
     disk.connect_uri(f"nbd+unix:///{origin}?socket={nbd_socket}")  # first: the filter attaches at the first open
-    control = Control(control_socket)
-    cbt = control("cbt-info", origin=origin)["cbt"]
+    control = nbdsnap.Client(control_socket, timeout=60)  # every wait has a bound
+    cbt = control.cbt_info(origin)
     generation, block, size = cbt["generation"], cbt["block_size"], cbt["device_size"]
     random.seed(16)
     model = bytearray(disk.pread(size, 0))  # the origin as this script wrote it
@@ -73,12 +56,12 @@ def main():
             changed |= write(random.randrange(size - length), length)
         name = f"s{r}"
         storage = [{"path": os.path.join(work, "diff"), "size": storage_size}] if storage_size else []
-        control("snapshot-create", name=name, origins=[origin], **({"storage": storage} if storage else {}))
-        control("snapshot-take", name=name)
+        control.snapshot_create(name, [origin], storage=storage or None)
+        control.snapshot_take(name)
         expected = bytes(model)
         length = random.randint(1, block)
         post_take_blocks = write(random.randrange(size - length), length)  # must not reach this backup
-        command = [nbdsnap, "--control", control_socket, "--json", "backup", "--to", backup, "--connections", "1",
+        command = [nbdsnap_cli, "--control", control_socket, "--json", "backup", "--to", backup, "--connections", "1",
                    "--image", f"nbd+unix:///{origin}@{name}?socket={nbd_socket}"]
         if previous:
             command += ["--since", previous]
@@ -99,10 +82,10 @@ def main():
         with open(backup, "rb") as f:
             if f.read() != expected:
                 fail(r, "the backup differs from the origin at take time")
-        control("snapshot-destroy", name=name)
+        control.snapshot_destroy(name)
         previous = name
         if r % 100 == 0 or r == rounds:
-            cbt = control("cbt-info", origin=origin)["cbt"]
+            cbt = control.cbt_info(origin)
             if cbt["generation"] != generation:
                 fail(r, f"the CBT generation changed: {generation} -> {cbt['generation']}")
             if len(cbt["checkpoints"]) != min(r, kept):

@@ -2,7 +2,8 @@
 # test-cli-backup.sh — `nbdsnap backup` against nbdsnapd: a full backup and several incremental rounds with
 # writes between them, each equal to a copy of the origin made at take time; holes are skipped; incremental
 # backups read only what changed (qemu:dirty-bitmap); --verify; a CBT generation change (cbt reset) makes the
-# next incremental backup a full one with a clear message; an interrupted backup is not a base.
+# next incremental backup a full one with a clear message; a checkpoint name the server never knew fails unless
+# --allow-full; an interrupted backup is not a base; backup files are private (0600) whatever the umask.
 # Usage: test-cli-backup.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/lib.sh"
@@ -27,7 +28,9 @@ write 0x11 0 4M disk
 write 0x12 40M 2M disk
 take s1
 write 0x13 1M 3M disk   # after the take: must not reach the backup
+umask 000  # backups hold disk contents: private whatever the umask
 run_cli 0 --json backup --image "$(uri disk@s1)" --to "$backup" --verify
+umask 022
 [[ $(json_field .kind) == full && $(json_field .checkpoint) == s1 ]] || fail "full backup: $out"
 bytes=$(json_field .bytes_read)
 ((bytes >= 6 << 20 && bytes < 16 << 20)) || fail "full backup read $bytes bytes; holes not skipped?"
@@ -35,7 +38,9 @@ same_as_reference s1
 allocated=$(($(stat -c %b "$backup") * 512))
 ((allocated < 32 << 20)) || fail "backup file is not sparse ($allocated bytes allocated)"
 [[ $(jq -r .state "$backup.nbdsnap-backup") == complete ]] || fail "sidecar: $(cat "$backup.nbdsnap-backup")"
-pass "full backup equals the take-time copy, skips holes, is sparse, verified ($bytes bytes read)"
+[[ $(stat -c %a "$backup") == 600 && $(stat -c %a "$backup.nbdsnap-backup") == 600 ]] ||
+  fail "backup files are not private: $(stat -c '%a %n' "$backup" "$backup.nbdsnap-backup")"
+pass "full backup equals the take-time copy, skips holes, is sparse, verified, mode 0600 ($bytes bytes read)"
 
 run_cli 0 snapshot destroy s1
 previous=s1
@@ -76,16 +81,24 @@ cmp "$dir/tty.img" "$dir/ref-s5b.img" || fail "backup on a terminal differs"
 run_cli 0 snapshot destroy s5b
 pass "progress bar on a terminal"
 
-# A new CBT generation: the incremental backup must become full, and say why.
+# A name the server never knew (a typo) is refused unless --allow-full lets the backup become full, saying why:
+# a typo must not turn into a silent full backup. A checkpoint it knew and lost with a new CBT generation
+# (checkpoint_gone) makes the backup full with the reason, as a deleted one does (below).
 run_cli 0 cbt reset disk
 write 0x55 20M 64K disk
 take s6
+run_cli 3 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5-typo
+expect_err "checkpoint 's5-typo' is not known to the server for origin disk .*give --allow-full"
+same_as_reference s5  # the refused backup did not touch the file
 run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5
 [[ $(json_field .kind) == full ]] || fail "incremental after cbt reset: $out"
 expect_err 'CBT generation of disk changed .*doing a full backup'
 same_as_reference s6
+run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5-typo --allow-full
+[[ $(json_field .kind) == full ]] || fail "incremental since a typo with --allow-full: $out"
+same_as_reference s6
 run_cli 0 snapshot destroy s6
-pass "a CBT generation change forces a full backup with a message"
+pass "a checkpoint never known fails (exit 3) unless --allow-full; one lost with the CBT generation makes a full backup"
 
 # An interrupted backup leaves an incomplete record: the next incremental must be full.
 take s7
@@ -95,7 +108,7 @@ run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s6
 expect_err 'did not complete'
 same_as_reference s7
 # And an incremental since a checkpoint the file does not hold is refused as a base too.
-run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s5
+run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s5 --allow-full
 [[ $(json_field .kind) == full ]] || fail "incremental on the wrong checkpoint: $out"
 expect_err "holds checkpoint 's7', not 's5'"
 run_cli 0 snapshot destroy s7

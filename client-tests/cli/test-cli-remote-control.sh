@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test-cli-remote-control.sh — nbdsnapd's remote control listener (TLS only, roles per identity) used by the
 # CLI over 127.0.0.1: create, take, backup over nbds:// and destroy as an operator (PSK), an admin by client
-# certificate, a read-only identity refused a take with the role it needs, an identity without a role and a
-# client without TLS refused; the Unix control socket is mode 0600 (0660 with --control-group).
+# certificate (also through the Python package, whose PSK is refused with the reason), a read-only identity
+# refused a take with the role it needs, an identity without a role and a client without TLS refused; the Unix control socket is mode 0600 (0660 with --control-group).
 # Usage: test-cli-remote-control.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/lib.sh"
@@ -48,6 +48,20 @@ pass "a read-only identity is refused a take, an identity without a role everyth
 # An admin by client certificate (the host name is checked against the server's certificate).
 run_cli 0 --connect "tls://localhost:$control_port" --tls-certificates "$dir/pki" --json origins
 [[ $(json_field '.origins[0].name') == disk ]] || fail "origins over X.509: $out"
+# The Python package over the same listener: X.509 through Python's ssl module; PSK refused with the reason.
+PYTHONPATH=$(dirname "$0")/../../python timeout 30 /usr/bin/python3 -B - "$control_port" "$dir/pki" "$dir/keys.psk" <<'PY' ||
+import sys, nbdsnap
+port, pki, psk = sys.argv[1:]
+with nbdsnap.Client(f"tls://localhost:{port}", timeout=10, tls_certificates=pki) as ctl:
+    assert [o["name"] for o in ctl.origins()] == ["disk"], ctl.origins()
+    assert ctl.snapshot_info("s1")["name"] == "s1"
+try:
+    nbdsnap.Client(f"tls://agent1@127.0.0.1:{port}", tls_psk=psk)
+    sys.exit("PSK did not raise")
+except nbdsnap.Error as e:
+    assert e.code == "not_supported" and "TLS-PSK" in e.message, e
+PY
+  fail "the Python package over TLS (X.509)"
 run_cli 0 --connect "tls://localhost:$control_port" --tls-certificates "$dir/pki" snapshot destroy s1
 # A client without TLS gets nothing: the server waits for a TLS handshake and ends the connection.
 reply=$(timeout 15 /usr/bin/python3 -c '

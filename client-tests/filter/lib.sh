@@ -8,6 +8,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 FILTER=${FILTER:?FILTER must name nbdkit-nbdsnap-filter.so}
 case "$FILTER" in */*) ;; *) FILTER=./$FILTER ;; esac  # nbdkit loads a filter by path only with a slash
 PY=/usr/bin/python3  # Debian's Python has the nbd module
+# The nbdsnap Python package of this source tree (python/nbdsnap): the tests' one control client.
+export PYTHONPATH=$(cd "$here/../../python" && pwd)${PYTHONPATH:+:$PYTHONPATH}
 dir=$(mktemp -d /tmp/nbdsnap-filter-test.XXXXXX)
 sock=$dir/nbd.sock
 ctl_sock=$dir/control.sock
@@ -83,8 +85,8 @@ stop_nbdkit() {
 }
 
 # ctl JSON: one control request; prints the reply; fails unless it is {"ok": true}.
-ctl() { "$PY" "$here/control.py" "$ctl_sock" "$1"; }
+ctl() { "$PY" -m nbdsnap "$ctl_sock" "$1"; }
 # ctl_error JSON: a request that must fail; prints the reply.
-ctl_error() { "$PY" "$here/control.py" --expect-error "$ctl_sock" "$1"; }
+ctl_error() { "$PY" -m nbdsnap --expect-error "$ctl_sock" "$1"; }
 
 uri() { echo "nbd+unix:///$1?socket=$sock"; }

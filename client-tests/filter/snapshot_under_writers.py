@@ -11,14 +11,13 @@ over all origins shows numbers that differ by at most one step, in the writing o
 Usage: snapshot_under_writers.py NBD_SOCKET CONTROL_SOCKET STORAGE_FILE ORIGIN...
 """
 import itertools
-import json
 import random
-import socket
 import struct
 import sys
 import threading
 
 import nbd
+import nbdsnap
 
 BLOCK = 4096
 MAGIC = b"NBDSNAPW"
@@ -40,19 +39,14 @@ class Clock:
 
 
 def control(path, request):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(path)
-        s.sendall(json.dumps(request).encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            reply += chunk
-    answer = json.loads(reply)
-    if not answer.get("ok"):
-        raise SystemExit(f"control {request['command']} failed: {answer}")
-    return answer
+    """One control request with the nbdsnap package; its result, or the test ends."""
+    arguments = dict(request)
+    command = arguments.pop("command")
+    with nbdsnap.Client(path) as client:
+        try:
+            return client.call(command, **arguments)
+        except nbdsnap.Error as e:
+            raise SystemExit(f"control {command} failed: {e}") from None
 
 
 def block_content(origin_index, block, seq):

@@ -25,14 +25,14 @@ setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit 
 pids+=($!)
 wait_for "$second_ctl" "$!"
 nbdinfo "nbd+unix:///?socket=$second_sock" >/dev/null  # attaches its origin
-reply=$("$PY" "$here/control.py" --expect-error "$second_ctl" \
+reply=$("$PY" -m nbdsnap --expect-error "$second_ctl" \
   '{"command":"snapshot-create","name":"t","origins":["default"],"storage":[{"path":"'"$dir"'/s.diff"}]}')
 jq -e --arg pid "$nbdkit_pid" '.error.code == "busy" and (.error.message | contains("(nbdkit, pid " + $pid + ")"))' \
   <<<"$reply" >/dev/null || fail "second process took the storage: $reply"
 pass "another process cannot take the filter's storage file, and is told who holds it"
 
 ctl '{"command":"snapshot-destroy","name":"s"}' >/dev/null
-"$PY" "$here/control.py" "$second_ctl" \
+"$PY" -m nbdsnap "$second_ctl" \
   '{"command":"snapshot-create","name":"t","origins":["default"],"storage":[{"path":"'"$dir"'/s.diff","size":16777216}]}' \
   >/dev/null || fail "the storage file stayed locked after destroy"
 pass "destroy releases the storage file"

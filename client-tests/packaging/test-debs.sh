@@ -3,13 +3,15 @@
 # packaging/build-debs, check them with lintian, install them with dpkg -i, check what they hold, start
 # /usr/sbin/nbdsnapd the way nbdsnapd.service does (user nbdsnap, its runtime and state directories, umask,
 # no capabilities, the unit's ExecStart and the packaged configuration plus one origin), take snapshots and
-# back them up with /usr/bin/nbdsnap (full, then incremental), stop with SIGTERM and check that CBT survives a
-# restart, load the installed nbdkit filter, then purge both packages and check nothing is left.
+# back them up with /usr/bin/nbdsnap (full, then incremental, and into a qcow2 chain restored again), reach the
+# service with a program built against the installed libnbdsnap (pkg-config) and with the installed Python
+# package, stop with SIGTERM and check that CBT survives a restart, load the installed nbdkit filter, then purge
+# every package and check nothing is left.
 #
 # Exit 77 (skipped) when not root, or when nbdsnap packages are already installed (they would be replaced).
 set -euo pipefail
 top=$(cd "${1:?usage: test-debs.sh SOURCE-DIR}" && pwd)
-packages=(nbdsnap nbdkit-nbdsnap-filter)
+packages=(nbdsnap nbdkit-nbdsnap-filter libnbdsnap0 libnbdsnap-dev python3-nbdsnap)
 
 if (($(id -u) != 0)); then echo "SKIP: installing packages needs root"; exit 77; fi
 for p in "${packages[@]}"; do
@@ -18,7 +20,7 @@ for p in "${packages[@]}"; do
     exit 77
   fi
 done
-for tool in dpkg-buildpackage dh qemu-io nbdinfo; do
+for tool in dpkg-buildpackage dh qemu-io qemu-img qemu-nbd nbdinfo g++ pkg-config; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool missing (scripts/install-deps installs it)" >&2; exit 1; }
 done
 
@@ -37,9 +39,11 @@ cleanup() {
   local status=$?
   if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   if ((status != 0)) && [[ -f $log ]]; then echo "---- nbdsnapd log ----" >&2; tail -n 40 "$log" >&2; fi
+  local installed=()
   for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed' && dpkg -P "$p" >/dev/null 2>&1
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed' && installed+=("$p")
   done
+  ((${#installed[@]} == 0)) || dpkg -P "${installed[@]}" >/dev/null 2>&1 || true
   rm -rf /run/nbdsnap
   if ((user_existed == 0)) && getent passwd nbdsnap >/dev/null; then userdel nbdsnap 2>/dev/null || true; fi
   if ((user_existed == 0)) && getent group nbdsnap >/dev/null; then groupdel nbdsnap 2>/dev/null || true; fi
@@ -59,9 +63,9 @@ if [[ -z ${NBDSNAP_TEST_DEBS:-} ]]; then
 fi
 deb() { ls "$debs/$1"_*.deb; }
 for p in "${packages[@]}"; do deb "$p" >/dev/null || fail "no $p package built"; done
-pass "built $(deb nbdsnap) $(deb nbdkit-nbdsnap-filter)"
+pass "built $(for p in "${packages[@]}"; do deb "$p"; done | xargs)"
 if command -v lintian >/dev/null; then
-  lintian --fail-on error "$(deb nbdsnap)" "$(deb nbdkit-nbdsnap-filter)" >"$tmp/lintian.txt" 2>&1 ||
+  lintian --fail-on error $(for p in "${packages[@]}"; do deb "$p"; done) >"$tmp/lintian.txt" 2>&1 ||
     { cat "$tmp/lintian.txt"; fail "lintian errors"; }
   grep -E '^[WIP]:' "$tmp/lintian.txt" || true  # for review; only errors fail the test
   pass "lintian: no errors ($(grep -c '^W:' "$tmp/lintian.txt" || true) warnings)"
@@ -81,10 +85,17 @@ expect_in nbdsnap usr/sbin/nbdsnapd usr/bin/nbdsnap usr/share/man/man8/nbdsnapd.
 expect_in nbdkit-nbdsnap-filter "${filterdir#/}/nbdkit-nbdsnap-filter.so" usr/share/man/man1/nbdkit-nbdsnap-filter.1.gz
 dpkg -c "$(deb nbdkit-nbdsnap-filter)" | grep -q 'nbdsnapd\|bin/nbdsnap' && fail "the filter package holds the daemon"
 dpkg-deb -f "$(deb nbdkit-nbdsnap-filter)" Depends | grep -q 'nbdkit (>= ' || fail "filter does not depend on nbdkit"
-pass "dpkg -c: both packages hold what they should"
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+expect_in libnbdsnap0 "usr/lib/$multiarch/libnbdsnap.so.0"
+expect_in libnbdsnap-dev usr/include/nbdsnap/client.h usr/include/nbdsnap/transport.h "usr/lib/$multiarch/libnbdsnap.so" \
+  "usr/lib/$multiarch/pkgconfig/libnbdsnap.pc" usr/share/doc/libnbdsnap-dev/libnbdsnap.md
+expect_in python3-nbdsnap usr/lib/python3/dist-packages/nbdsnap/__init__.py usr/lib/python3/dist-packages/nbdsnap/client.py
+dpkg-deb -f "$(deb nbdsnap)" Depends | grep -q 'libnbdsnap0' || fail "nbdsnap does not depend on libnbdsnap0"
+dpkg-deb -f "$(deb python3-nbdsnap)" Depends | grep -q 'python3' || fail "python3-nbdsnap does not depend on python3"
+pass "dpkg -c: every package holds what it should"
 
 # --- install
-if ! dpkg -i "$(deb nbdsnap)" "$(deb nbdkit-nbdsnap-filter)" >"$tmp/dpkg-i.log" 2>&1; then
+if ! dpkg -i $(for p in "${packages[@]}"; do deb "$p"; done) >"$tmp/dpkg-i.log" 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -f -y -qq >>"$tmp/dpkg-i.log" 2>&1 || { cat "$tmp/dpkg-i.log"; fail "dpkg -i"; }
 fi
 for p in "${packages[@]}"; do
@@ -185,6 +196,38 @@ qemu-io -f raw -r -c 'read -P 0x22 0 1M' -c 'read -P 0x33 4M 1M' -c 'read -P 0x1
   fail "incremental backup does not hold s2's data"
 pass "snapshot s2, incremental backup since s1 (qemu:dirty-bitmap:s1) equals the take-time data"
 
+chain=$tmp/chain
+nbdsnap --json backup --image "$(uri disk0@s2)" --format qcow2 --to "$chain" >"$tmp/chain.json"
+nbdsnap restore "$chain" --to "$tmp/restored.raw" >/dev/null
+qemu-img compare -q -f raw -F raw "$tmp/restored.raw" "$backup" || fail "restored point differs from the raw backup"
+nbdsnap backup verify "$chain" >/dev/null || fail "backup verify of a fresh chain"
+pass "qcow2 chain point written through qemu-nbd, restored, verified"
+
+# A program built against the installed library (pkg-config libnbdsnap), and the installed Python package.
+cat >"$tmp/agent.cpp" <<'CPP'
+#include <cstdio>
+#include <nbdsnap/client.h>
+int main(int argc, char** argv) {
+  auto client = nbdsnap::client::Client::connect(argv[1]);
+  if (!client) { std::fprintf(stderr, "%s\n", client.error().describe().c_str()); return 1; }
+  auto snapshots = client->snapshots();
+  if (!snapshots) { std::fprintf(stderr, "%s\n", snapshots.error().describe().c_str()); return 1; }
+  std::printf("%zu %s\n", snapshots->size(), snapshots->front().name.c_str());
+  return 0;
+}
+CPP
+# shellcheck disable=SC2046 # pkg-config prints separate flags
+g++ -std=c++20 -o "$tmp/agent" "$tmp/agent.cpp" $(pkg-config --cflags --libs libnbdsnap) || fail "building against libnbdsnap"
+[[ $("$tmp/agent" "$ctl") == "1 s2" ]] || fail "agent built on libnbdsnap: $("$tmp/agent" "$ctl" 2>&1)"
+# (/lib is /usr/lib on a merged-/usr system, and ld.so.cache may name either.)
+ldd "$tmp/agent" | grep -Eq "=> (/usr)?/lib/$multiarch/libnbdsnap.so.0 " || fail "agent does not use the installed library: $(ldd "$tmp/agent")"
+(cd / && env -u PYTHONPATH /usr/bin/python3 -c 'import sys, nbdsnap
+assert nbdsnap.__file__.startswith("/usr/lib/python3/dist-packages/"), nbdsnap.__file__
+print(nbdsnap.Client(sys.argv[1]).snapshot_info("s2")["state"])' "$ctl") >"$tmp/python.txt" 2>&1 ||
+  fail "the installed Python package: $(cat "$tmp/python.txt")"
+[[ $(cat "$tmp/python.txt") == taken ]] || fail "python3-nbdsnap: $(cat "$tmp/python.txt")"
+pass "a program built with pkg-config libnbdsnap and the installed nbdsnap Python package reach the service"
+
 generation=$(nbdsnap --json cbt info disk0 | json 'r["cbt"]["generation"]')
 stop_service
 pass "SIGTERM: clean stop"
@@ -197,12 +240,14 @@ stop_service
 pass "restart after a clean stop keeps the CBT generation and checkpoints"
 
 # --- purge
-dpkg -P nbdkit-nbdsnap-filter nbdsnap >"$tmp/purge.log" 2>&1 || { cat "$tmp/purge.log"; fail "dpkg -P"; }
-for path in /usr/sbin/nbdsnapd /usr/bin/nbdsnap /etc/nbdsnap "$unit" "$filterdir/nbdkit-nbdsnap-filter.so" "$state"; do
+dpkg -P nbdkit-nbdsnap-filter nbdsnap python3-nbdsnap libnbdsnap-dev libnbdsnap0 >"$tmp/purge.log" 2>&1 ||
+  { cat "$tmp/purge.log"; fail "dpkg -P"; }
+for path in /usr/sbin/nbdsnapd /usr/bin/nbdsnap /etc/nbdsnap "$unit" "$filterdir/nbdkit-nbdsnap-filter.so" "$state" \
+  /usr/include/nbdsnap "/usr/lib/$multiarch/libnbdsnap.so.0" /usr/lib/python3/dist-packages/nbdsnap; do
   [[ -e $path ]] && fail "$path is left after purge"
 done
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed' && fail "$p still known to dpkg"
 done
-pass "dpkg -P removed both packages, the configuration and the state"
+pass "dpkg -P removed every package, the configuration and the state"
 echo PASS

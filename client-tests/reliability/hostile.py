@@ -19,7 +19,8 @@ import time
 
 import nbd
 
-from reltools import MiB, Control, connect, fail, ok, main_wrapper
+from reltools import MiB, connect, fail, ok, main_wrapper
+import nbdsnap
 
 SOCK, CTL, PID, ROUNDS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 REQUEST_MAGIC = 0x25609513
@@ -267,7 +268,7 @@ def control_abuse(rng):
 
 def main():
     rng = random.Random(6)
-    c = Control(CTL)
+    c = nbdsnap.Client(CTL)
     h = connect(SOCK, "a")
     h.pwrite(b"\x5a" * 2 * MiB, 0)
     h.flush()
@@ -299,7 +300,7 @@ def main():
                 fail(f"round {rnd}: nbdsnapd died")
             if good.error:
                 fail(f"round {rnd}: the good client failed: {good.error}")
-            if c("version")["protocol"] != 1:
+            if c.call("version")["protocol"] != 1:
                 fail("control socket answers oddly")
             time.sleep(0.5)
             rss_held = vmrss_kib()
@@ -332,7 +333,7 @@ def main():
         good.join()
     if good.error:
         fail(f"the good client failed: {good.error}")
-    c("snapshot-info", name="s")
+    c.call("snapshot-info", name="s")
     ok(f"{ROUNDS} round(s) of hostile clients; VmRSS per round (KiB): {per_round}; good client {good.rounds} "
        f"rounds without error{' (ASan build)' if asan else ''}")
 

@@ -23,16 +23,15 @@ Usage: integrity_soak.py --nbd SOCK --control SOCK --storage-dir DIR --origins A
 """
 import argparse
 import itertools
-import json
 import os
 import random
-import socket
 import struct
 import sys
 import threading
 import time
 
 import nbd
+import nbdsnap
 
 SECTOR = 512
 MAGIC = b"NBDSNAPS"
@@ -102,19 +101,13 @@ class Soak:
         return h
 
     def control(self, request):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(self.args.control)
-            s.sendall(json.dumps(request).encode() + b"\n")
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                reply += chunk
-        answer = json.loads(reply)
-        if not answer.get("ok"):
-            raise Failure(f"control {request} failed: {answer}")
-        return answer
+        arguments = dict(request)
+        command = arguments.pop("command")
+        with nbdsnap.Client(self.args.control) as client:
+            try:
+                return client.call(command, **arguments)
+            except nbdsnap.Error as e:
+                raise Failure(f"control {request} failed: {e}") from None
 
     def error(self, message):
         print("FAIL:", message, file=sys.stderr, flush=True)

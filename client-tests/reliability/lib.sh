@@ -9,6 +9,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=/usr/bin/python3  # Debian's Python has the nbd module
+# The nbdsnap Python package of this source tree (python/nbdsnap): the tests' one control client.
+export PYTHONPATH=$(cd "$here/../../python" && pwd)${PYTHONPATH:+:$PYTHONPATH}
 dir=$(mktemp -d /tmp/nbdsnap-reliability.XXXXXX)
 sock=$dir/nbd.sock
 ctl=$dir/control.sock
@@ -111,9 +113,9 @@ kill_server() {
 
 server_alive() { [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; }
 
-# One control client for all shell tests: client-tests/filter/control.py.
-ctl() { "$PY" "$here/../filter/control.py" "$ctl" "$1"; }
-ctl_error() { "$PY" "$here/../filter/control.py" --expect-error "$ctl" "$1"; }
+# One control client for all tests: the nbdsnap package (python3 -m nbdsnap prints the replies).
+ctl() { "$PY" -m nbdsnap "$ctl" "$1"; }
+ctl_error() { "$PY" -m nbdsnap --expect-error "$ctl" "$1"; }
 uri() { echo "nbd+unix:///$1?socket=$sock"; }
 # jf JSON EXPR: a Python expression over the parsed JSON `r`.
 jf() { "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }

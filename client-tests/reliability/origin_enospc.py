@@ -12,7 +12,8 @@ import sys
 
 import nbd
 
-from reltools import MiB, Control, connect, check_pattern, fail, ok, main_wrapper
+from reltools import MiB, connect, check_pattern, fail, ok, main_wrapper
+import nbdsnap
 
 SOCK, CTL, DIR, FILLER, ROUNDS = sys.argv[1:5] + [int(sys.argv[5])]
 
@@ -28,15 +29,15 @@ def fill(path):
 
 
 def main():
-    c = Control(CTL)
+    c = nbdsnap.Client(CTL)
     h = connect(SOCK, "a")
     for rnd in range(1, ROUNDS + 1):
         h.pwrite(b"\x11" * 2 * MiB, 0)
         h.trim(14 * MiB, 2 * MiB)   # punch the rest back into a hole (previous round wrote there)
         h.flush()
         name = f"s{rnd}"
-        c("snapshot-create", name=name, origins=["a"], storage=[{"path": f"{DIR}/{name}.diff", "size": 32 * MiB}])
-        c("snapshot-take", name=name)
+        c.call("snapshot-create", name=name, origins=["a"], storage=[{"path": f"{DIR}/{name}.diff", "size": 32 * MiB}])
+        c.call("snapshot-take", name=name)
         fill(FILLER)
         try:
             h.pwrite(b"\x77" * MiB, 8 * MiB + 512)
@@ -48,7 +49,7 @@ def main():
         img = connect(SOCK, f"a@{name}")
         check_pattern(img, 0x11, 0, 2 * MiB, f"image a@{name} (allocated part)")
         check_pattern(img, 0x00, 2 * MiB, 14 * MiB, f"image a@{name} (hole)")
-        info = c.info(name)
+        info = c.snapshot_info(name)
         if info["state"] != "taken":
             fail(f"{name}: origin ENOSPC changed the snapshot: {info}")
         os.unlink(FILLER)
@@ -56,7 +57,7 @@ def main():
         check_pattern(h, 0x77, 8 * MiB + 512, MiB, "origin write after space was freed")
         check_pattern(img, 0x00, 2 * MiB, 14 * MiB, f"image a@{name} (hole) after the retry")
         img.shutdown()
-        c("snapshot-destroy", name=name)
+        c.call("snapshot-destroy", name=name)
         ok(f"round {rnd}: origin ENOSPC reached the client, the snapshot stayed consistent, retry worked")
 
 

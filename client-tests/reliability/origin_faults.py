@@ -19,7 +19,8 @@ import threading
 
 import nbd
 
-from reltools import MiB, Control, connect, fail, ok, main_wrapper
+from reltools import MiB, connect, fail, ok, main_wrapper
+import nbdsnap
 
 SOCK, CTL, DIR, PREAD, PWRITE, ROUNDS = sys.argv[1:6] + [int(sys.argv[6])]
 SIZE = 16 * MiB
@@ -31,15 +32,15 @@ def take_time(block):
 
 
 def main():
-    c = Control(CTL)
+    c = nbdsnap.Client(CTL)
     h = connect(SOCK, "a")
     for rnd in range(1, ROUNDS + 1):
         for b in range(SIZE // BLK):
             h.pwrite(take_time(b), b * BLK)
         h.flush()
         name = f"pw{rnd}"
-        c("snapshot-create", name=name, origins=["a"], storage=[{"path": f"{DIR}/{name}.diff", "size": 32 * MiB}])
-        c("snapshot-take", name=name)
+        c.call("snapshot-create", name=name, origins=["a"], storage=[{"path": f"{DIR}/{name}.diff", "size": 32 * MiB}])
+        c.call("snapshot-take", name=name)
         img = connect(SOCK, f"a@{name}")
 
         # 1. Origin write errors reach the client as EIO; the snapshot is unaffected.
@@ -52,7 +53,7 @@ def main():
                 fail(f"origin write error reached the client as {e.errno} ({e}), expected EIO")
         finally:
             os.unlink(PWRITE)
-        info = c.info(name)
+        info = c.snapshot_info(name)
         if info["state"] != "taken":
             fail(f"a failed origin write changed the snapshot: {info}")
         for b in range(4, 10):
@@ -63,15 +64,15 @@ def main():
             fail("origin write after the fault cleared did not read back")
         ok(f"round {rnd}: origin write error reached the client as EIO, snapshot kept its take-time data")
         img.shutdown()
-        c("snapshot-destroy", name=name)
+        c.call("snapshot-destroy", name=name)
 
         # 2. Copy-on-write read failures, toggled under load.
         for b in range(SIZE // BLK):
             h.pwrite(take_time(b), b * BLK)
         name = f"pr{rnd}"
-        c("snapshot-create", name=name, origins=["a"], storage=[{"path": f"{DIR}/{name}.diff", "size": 32 * MiB}])
-        c("snapshot-take", name=name)
-        seq = c.last_sequence()
+        c.call("snapshot-create", name=name, origins=["a"], storage=[{"path": f"{DIR}/{name}.diff", "size": 32 * MiB}])
+        c.call("snapshot-take", name=name)
+        seq = c.wait_events(0)["last_sequence"]
         stop = threading.Event()
         warm = threading.Event()  # the readers have read good data before faults and writes begin
         errors = []
@@ -129,8 +130,8 @@ def main():
             os.unlink(PREAD)
         if errors:
             fail("\n  ".join(errors[:10]))
-        info = c.info(name)
-        corrupted = [e for e in c.events(seq) if e["type"] == "corrupted" and e["snapshot"] == name]
+        info = c.snapshot_info(name)
+        corrupted = [e for e in c.wait_events(seq)["events"] if e["type"] == "corrupted" and e["snapshot"] == name]
         if info["state"] == "corrupted":
             if len(corrupted) != 1:
                 fail(f"{name}: corrupted with {len(corrupted)} corrupted events")
@@ -140,7 +141,7 @@ def main():
             fail(f"{name}: corrupted event but state {info['state']}")
         ok(f"round {rnd}: pread faults under load: {counts}, snapshot {info['state']}"
            f" ({info['corruption_reason'] or 'no copy hit a fault'}); no wrong bytes")
-        c("snapshot-destroy", name=name)
+        c.call("snapshot-destroy", name=name)
         if os.path.exists(f"{DIR}/{name}.diff"):
             fail(f"{name}: storage file left after destroy")
 

@@ -26,7 +26,8 @@ import time
 
 import nbd
 
-from reltools import Control, fail, main_wrapper, ok
+from reltools import fail, main_wrapper, ok
+import nbdsnap
 
 KiB = 1024
 STRIPES = 9            # clients 0..5 write with libnbd, 6..7 with slow handshakes, 8 through an alias name
@@ -264,7 +265,7 @@ class SlowHandshakeClient(LibnbdClient):
 class Controller:
     def __init__(self, model, args):
         self.model, self.args = model, args
-        self.ctl = Control(args.control)
+        self.ctl = nbdsnap.Client(args.control)
         self.rng = random.Random(args.seed)
         self.snapshot = None     # (name, take-time content)
         self.last_take = None    # (checkpoint name, generation)
@@ -273,14 +274,14 @@ class Controller:
                            cbt_checks=0, new_generations=0)
 
     def attached(self):
-        reply = self.ctl.call("origin-info", name=self.args.origin)
+        reply = self.ctl.reply("origin-info", name=self.args.origin)
         return reply.get("ok", False)
 
     def ensure_attached(self):
         if self.attached():
             return True
         if self.args.attach:
-            self.ctl("origin-attach", name=self.args.origin, path=self.args.file)
+            self.ctl.call("origin-attach", name=self.args.origin, path=self.args.file)
             self.counts["attaches"] += 1
             return True
         # The filter attaches a listed export when a client opens it: let a connect do that.
@@ -300,15 +301,15 @@ class Controller:
         storage = os.path.join(self.args.storage_dir, name)
         self.model.pause()
         try:
-            reply = self.ctl.call("snapshot-create", name=name, origins=[self.args.origin],
+            reply = self.ctl.reply("snapshot-create", name=name, origins=[self.args.origin],
                                   storage=[{"path": storage, "size": self.args.size + (4 << 20)}])
             if not reply["ok"]:
                 if reply["error"]["code"] == "not_found":  # detached meanwhile (it cannot be: we control it)
                     fail(f"create {name}: {reply}")
                 fail(f"create {name}: {reply}")
-            reply = self.ctl.call("snapshot-take", name=name)
+            reply = self.ctl.reply("snapshot-take", name=name)
             if not reply["ok"]:
-                self.ctl("snapshot-destroy", name=name)
+                self.ctl.call("snapshot-destroy", name=name)
                 fail(f"take {name}: {reply}")
             with self.model.lock:
                 frozen = bytes(self.model.content)
@@ -322,10 +323,10 @@ class Controller:
 
     def check_cbt(self, name, written):
         """Right after a quiesced take the live map since the previous take holds exactly the writes between."""
-        info = self.ctl("cbt-info", origin=self.args.origin)["cbt"]
+        info = self.ctl.call("cbt-info", origin=self.args.origin)["cbt"]
         generation = info["generation"]
         if self.last_take and self.last_take[1] == generation and self.last_take[0] in info["checkpoints"]:
-            ranges = self.ctl("cbt-map", origin=self.args.origin, since=self.last_take[0])["ranges"]
+            ranges = self.ctl.call("cbt-map", origin=self.args.origin, since=self.last_take[0])["ranges"]
             for offset, length in written:
                 covered = sum(max(0, min(offset + length, r["offset"] + r["length"]) - max(offset, r["offset"]))
                               for r in ranges)
@@ -357,7 +358,7 @@ class Controller:
                          "(a write reached the origin without copy-on-write)")
         except nbd.Error as e:
             if self.attached():
-                info = self.ctl.call("snapshot-info", name=name)
+                info = self.ctl.reply("snapshot-info", name=name)
                 fail(f"image {self.args.origin}@{name} read failed while the origin is attached: {e}; {info}")
         finally:
             del h
@@ -367,17 +368,17 @@ class Controller:
         if not self.snapshot:
             return
         self.read_image()
-        self.ctl("snapshot-destroy", name=self.snapshot[0])
+        self.ctl.call("snapshot-destroy", name=self.snapshot[0])
         self.snapshot = None
         self.counts["destroys"] += 1
 
     def detach(self, force):
-        reply = self.ctl.call("origin-detach", name=self.args.origin, force=force)
+        reply = self.ctl.reply("origin-detach", name=self.args.origin, force=force)
         if reply["ok"]:
             self.counts["detaches"] += 1
             self.counts["forced"] += force
             if self.snapshot:
-                self.ctl("snapshot-destroy", name=self.snapshot[0])  # its image went with the origin
+                self.ctl.call("snapshot-destroy", name=self.snapshot[0])  # its image went with the origin
                 self.snapshot = None
         elif reply["error"]["code"] in ("busy", "not_found"):
             self.counts["busy"] += 1

@@ -8,6 +8,8 @@ set -euo pipefail
 
 nbdsnapd=${1:?usage: $0 PATH-TO-nbdsnapd}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The nbdsnap Python package of this source tree (python/nbdsnap): the tests' one control client.
+export PYTHONPATH=$(cd "$here/../../python" && pwd)${PYTHONPATH:+:$PYTHONPATH}
 tmp=$(mktemp -d /tmp/nbdsnapd-test.XXXXXX)
 sock=$tmp/nbd.sock
 ctl=$tmp/control.sock
@@ -88,8 +90,9 @@ cbt_state_is_clean() {
     head -n 1 "$state/$1.cbt" | /usr/bin/python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)'
 }
 
+# control JSON...: requests on one connection, a reply line each; fails if a reply is not ok (the nbdsnap package).
 control() {
-  /usr/bin/python3 "$here/nbdsnap_control.py" "$ctl" "$@"
+  /usr/bin/python3 -m nbdsnap "$ctl" "$@"
 }
 
 uri() {

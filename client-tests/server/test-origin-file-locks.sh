@@ -40,7 +40,7 @@ second_nbdsnapd() {
       ((second_status != 0)) || second_status=1  # exited, even if with 0: it did not serve
       return 0
     fi
-    if [[ -S $tmp/$name.ctl ]] && /usr/bin/python3 "$here/nbdsnap_control.py" "$tmp/$name.ctl" \
+    if [[ -S $tmp/$name.ctl ]] && /usr/bin/python3 -m nbdsnap "$tmp/$name.ctl" \
       '{"command":"version"}' >/dev/null 2>&1; then
       second_status=0
       return 0
@@ -120,7 +120,7 @@ echo "ok: a read-only origin is shared with readers and refused to writers"
 truncate -s 16M "$tmp/thief.raw"
 second_nbdsnapd thief --origin "t=$tmp/thief.raw"
 ((second_status == 0)) || fail "third nbdsnapd did not start: $(cat "$second_log")"
-reply=$(/usr/bin/python3 "$here/nbdsnap_control.py" "$tmp/thief.ctl" \
+reply=$(/usr/bin/python3 -m nbdsnap "$tmp/thief.ctl" \
   "{\"command\":\"snapshot-create\",\"name\":\"t1\",\"origins\":[\"t\"],\"storage\":[{\"path\":\"$tmp/s1.diff\"}]}") &&
   fail "a second nbdsnapd took another's difference storage: $reply"
 json_field "$reply" 'r["error"]["message"]' | grep -q "locked by another process (nbdsnapd, pid $first_pid)" ||

@@ -1,10 +1,9 @@
-// socket_io.cpp — non-blocking Unix socket I/O with poll(2) bounded by a deadline (see socket_io.h).
-#include "socket_io.h"
+// unix_socket.cpp — non-blocking Unix socket I/O with poll(2) bounded by a deadline (see unix_socket.h).
+#include "unix_socket.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <cmath>
 #include <cstring>
 #include <thread>
 
@@ -13,15 +12,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-namespace nbdsnap::cli {
+namespace nbdsnap::client {
 
 namespace {
 
 // Waits until fd is ready for `events` or the deadline passes. False with errno ETIMEDOUT (or poll's).
-bool wait_ready(int fd, short events, const Deadline& deadline) {
+bool wait_ready(int fd, short events, Deadline deadline) {
   for (;;) {
     pollfd entry{fd, events, 0};
-    const int ready = ::poll(&entry, 1, deadline.poll_milliseconds());
+    const int ready = ::poll(&entry, 1, poll_milliseconds(deadline));
     if (ready > 0) return true;  // also for POLLERR/POLLHUP: the next call reports what happened
     if (ready < 0 && errno == EINTR) continue;
     if (ready == 0) errno = ETIMEDOUT;
@@ -31,18 +30,14 @@ bool wait_ready(int fd, short events, const Deadline& deadline) {
 
 }  // namespace
 
-int Deadline::poll_milliseconds() const {
-  const auto left = end_ - std::chrono::steady_clock::now();
+int poll_milliseconds(Deadline deadline) {
+  const auto left = deadline - std::chrono::steady_clock::now();
   if (left <= std::chrono::steady_clock::duration::zero()) return 0;
   const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
   return static_cast<int>(std::min<long long>(ms, INT_MAX));
 }
 
-std::chrono::milliseconds timeout_milliseconds(double seconds) {
-  return std::chrono::milliseconds(static_cast<long long>(std::ceil(seconds * 1000)));
-}
-
-int connect_unix(const std::string& path, const Deadline& deadline) {
+int connect_unix(const std::string& path, Deadline deadline) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(address.sun_path)) {
@@ -58,7 +53,7 @@ int connect_unix(const std::string& path, const Deadline& deadline) {
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) return fd;
     const int err = errno;
     if (err == EINTR) continue;
-    if (err != EAGAIN || deadline.passed()) {
+    if (err != EAGAIN || std::chrono::steady_clock::now() >= deadline) {
       ::close(fd);
       errno = err == EAGAIN ? ETIMEDOUT : err;
       return -1;
@@ -67,7 +62,7 @@ int connect_unix(const std::string& path, const Deadline& deadline) {
   }
 }
 
-bool send_all(int fd, std::string_view data, const Deadline& deadline) {
+bool send_all(int fd, std::string_view data, Deadline deadline) {
   while (!data.empty()) {
     const ssize_t sent = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
     if (sent > 0) {
@@ -84,7 +79,7 @@ bool send_all(int fd, std::string_view data, const Deadline& deadline) {
   return true;
 }
 
-ssize_t receive_some(int fd, char* buffer, size_t capacity, const Deadline& deadline) {
+ssize_t receive_some(int fd, char* buffer, size_t capacity, Deadline deadline) {
   for (;;) {
     const ssize_t received = ::recv(fd, buffer, capacity, 0);
     if (received >= 0) return received;
@@ -94,4 +89,4 @@ ssize_t receive_some(int fd, char* buffer, size_t capacity, const Deadline& dead
   }
 }
 
-}  // namespace nbdsnap::cli
+}  // namespace nbdsnap::client

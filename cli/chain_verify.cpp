@@ -1,0 +1,80 @@
+// chain_verify.cpp — the checks of one chain file, in order of cost, and the chain order they run in.
+#include "chain_verify.h"
+
+#include <map>
+
+#include <sys/stat.h>
+
+#include "exit_codes.h"
+#include "file_digest.h"
+#include "progress_bar.h"
+#include "qemu_tools.h"
+
+namespace nbdsnap::cli {
+
+namespace {
+
+uint64_t size_of(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
+}
+
+// What is wrong with one point's own file, or "".
+std::string check_point(const ChainDirectory& chain, const ChainPoint& point, ProgressBar& bar) {
+  if (point.state == "writing") return "unfinished: a backup that did not complete (the next backup removes it)";
+  if (point.state == "pruning") return "being removed by a prune that did not finish (run backup prune again)";
+  if (point.state != "complete") return "in an unknown state '" + point.state + "'";
+  const std::string path = chain.file_of(point);
+  if (!path_exists(path)) return path + " is missing";
+  std::string digest;
+  try {
+    digest = file_sha256(path, [&](uint64_t bytes) { bar.add(bytes); });
+  } catch (const CliError& error) {
+    return error.what();
+  }
+  if (digest != point.file_sha256) {
+    return path + " is damaged: its SHA-256 is " + digest + ", the manifest says " + point.file_sha256;
+  }
+  if (std::string findings = qemu_img_check(path); !findings.empty()) return path + ": " + findings;
+  const QemuImageInfo info = qemu_img_info(path);
+  std::string expected_backing;
+  if (!point.backing.empty()) expected_backing = chain.point(point.backing).file;
+  if (info.format != "qcow2") return path + " is not a qcow2 file (" + info.format + ")";
+  if (info.backing_filename != expected_backing) {
+    return path + " is an overlay of '" + info.backing_filename + "', the manifest says '" + expected_backing + "'";
+  }
+  if (info.virtual_size != point.size) {
+    return path + " holds a disk of " + std::to_string(info.virtual_size) + " bytes, the manifest says " +
+           std::to_string(point.size);
+  }
+  return {};
+}
+
+}  // namespace
+
+std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::string& point_name, bool terminal,
+                                     MachineProgress* machine) {
+  std::vector<const ChainPoint*> points;
+  if (point_name.empty()) {
+    for (const ChainPoint& point : chain.manifest().points) points.push_back(&point);
+  } else {
+    points = backing_chain(chain.manifest(), chain.point(point_name));
+  }
+  uint64_t total = 0;
+  for (const ChainPoint* point : points) total += size_of(chain.file_of(*point));
+  std::vector<PointCheck> checks;
+  std::map<std::string, std::string> damaged;  // point -> why
+  ProgressBar bar("verify", total, terminal, stderr, machine);
+  for (const ChainPoint* point : points) {  // oldest first: a base is checked before its overlays
+    PointCheck check{point->name, chain.file_of(*point), check_point(chain, *point, bar)};
+    auto base = damaged.find(point->backing);
+    if (check.problem.empty() && base != damaged.end()) {
+      check.problem = "built on point " + point->backing + ", which is damaged";
+    }
+    if (!check.problem.empty()) damaged[point->name] = check.problem;
+    checks.push_back(std::move(check));
+  }
+  return checks;
+}
+
+}  // namespace nbdsnap::cli

@@ -1,0 +1,26 @@
+// chain_verify.h — `nbdsnap backup verify`: re-reads the files of a backup chain and checks each against its
+// manifest entry (SHA-256 of the file), QEMU's own consistency check (qemu-img check), and its place in the
+// chain (the backing file and size qemu-img reads in its header). A point built on a damaged one is named too.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "chain_directory.h"
+
+namespace nbdsnap::cli {
+
+class MachineProgress;
+
+struct PointCheck {
+  std::string point;
+  std::string file;
+  std::string problem;  // "" when the point is fine
+};
+
+// Checks the point named (with the points it is built on), or every point when `point_name` is empty.
+// Progress counts the bytes hashed. Throws CliError only when the directory cannot be read at all.
+std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::string& point_name, bool terminal,
+                                     MachineProgress* machine);
+
+}  // namespace nbdsnap::cli

@@ -1,0 +1,151 @@
+// nbdsnap/client.h — libnbdsnap: a C++ client of the nbdsnap control protocol (docs/control.md), for backup
+// agents. One Client is one connection to nbdsnapd or to nbdkit with the nbdsnap filter.
+//
+// Lifecycle (docs/libnbdsnap.md has the diagram): connect() returns a Client in state `connected`. A call
+// that cannot know where the conversation stands (the connection broke, a reply did not come in time, a
+// reply was not the protocol's) leaves it `dead`: the server may still answer later, so the connection is
+// not reused and every later call fails with kNotConnected. close() makes it `closed`. A server's refusal
+// ({"ok": false}) leaves the Client connected.
+//
+// Every call of the server is valid only while `connected` and fails otherwise with kNotConnected; besides
+// its own errors, each may fail with the transport's (kTimeout, kConnectionLost, kWrongSocket) and with
+// kProtocolError, after which the Client is dead. The errors each command can get from the server are listed
+// in docs/libnbdsnap.md.
+//
+// Thread-safety: a Client may be used from several threads at once. The protocol answers requests in order
+// on one connection, so calls are serialised: a call waits while another thread's call is in flight,
+// including wait_events() for the time it waits on the server. Follow events on a Client of their own.
+// Moving or destroying a Client while another thread uses it is not allowed.
+//
+// Time: Options::timeout bounds connecting and each call's wait for its reply, on top of what the command
+// itself waits on the server (wait_events' wait). Nothing in the library waits without a bound.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nbdsnap/result.h"
+#include "nbdsnap/transport.h"
+#include "nbdsnap/types.h"
+
+namespace nbdsnap::client {
+
+// The library's version, "MAJOR.MINOR.PATCH" (the soname is libnbdsnap.so.MAJOR-ish: see docs/libnbdsnap.md).
+const char* library_version();
+
+struct Options {
+  // Bounds connecting and each call's wait for its reply (beyond what the command waits on the server).
+  std::chrono::milliseconds timeout{30000};
+  // How messages about a timeout name the setting, e.g. "--timeout" gives "within 30 s (--timeout)".
+  std::string timeout_name;
+  // The credentials connect() uses for a tls:// address (see tls_transport() in transport.h).
+  TlsFiles tls;
+};
+
+enum class State { connected, dead, closed };
+
+class Client {
+ public:
+  // Connects to the control socket at `address` (nbdsnapd --control PATH, nbdkit nbdsnap-control=PATH)
+  // within options.timeout. Errors: kConnectionFailed (errno: ENOENT no such socket, ECONNREFUSED no server,
+  // ENAMETOOLONG a path that is empty or too long), kTimeout (the server's listen backlog stayed full).
+  // An address "tls://[USER@]HOST:PORT" is nbdsnapd's remote control listener, reached with options.tls
+  // through tls_transport() (its errors too).
+  static Result<Client> connect(const std::string& address, const Options& options = {});
+  // Connects through another transport (e.g. TLS). Errors: those of transport->connect().
+  static Result<Client> connect(std::unique_ptr<Transport> transport, const Options& options = {});
+
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();  // close()
+
+  State state() const;
+  // Ends the connection (any state; idempotent). Waits for a call in flight on another thread to end.
+  void close();
+  // The endpoint in messages: "control socket PATH".
+  std::string endpoint() const;
+
+  // --- any command -----------------------------------------------------------------------------------------
+  // Sends `request_json` (one JSON object with a "command" member, no newline) and returns the reply line
+  // ({"ok": true, ...}) as text. For commands newer than this library, or to see every field of a reply.
+  // `server_wait` is what the command may wait on the server (events-wait's timeout_ms). Errors: the
+  // server's, kInvalidRequest (not a JSON object, or a newline in it).
+  Result<std::string> call(const std::string& request_json,
+                           std::chrono::milliseconds server_wait = std::chrono::milliseconds(0));
+  // As call() for the paged commands (cbt-map, cbt-raw-map): asks for page after page while the reply says
+  // `more`, and returns one reply holding every page's `ranges` (or `runs`), the last page's `next_offset`,
+  // `more` false (cbt-raw-map: `length` covering all pages). Errors: call()'s; kInvalidRequest (another
+  // command), kGenerationChanged (the CBT generation changed between pages: read it again; a backup must be
+  // full), kProtocolError (a page that says more follows but does not move on).
+  Result<std::string> call_all_pages(const std::string& request_json);
+
+  // --- server and origins ----------------------------------------------------------------------------------
+  Result<ServerVersion> version();
+  Result<std::vector<Origin>> origins();
+  Result<Origin> origin_info(const std::string& name);
+  // nbdsnapd only (the filter answers not_supported). `path` as the server sees it: give an absolute path.
+  Result<Origin> origin_attach(const std::string& name, const std::string& path, bool read_only = false);
+  Result<void> origin_detach(const std::string& name, bool force = false);
+
+  // --- change block tracking -------------------------------------------------------------------------------
+  Result<CbtInfo> cbt_info(const std::string& origin, const std::string& snapshot = {});
+  // One page of the changed ranges (query.since: after that checkpoint).
+  Result<CbtMap> cbt_map(const CbtQuery& query);
+  // All pages of the changed ranges from query.offset on, joined into one CbtMap (more == false). A change
+  // of generation between pages fails with kGenerationChanged: CBT history was lost, do a full backup.
+  Result<CbtMap> cbt_changed_ranges(const CbtQuery& query);
+  // One page of change numbers per tracking block (servers with cbt-raw-map only).
+  Result<CbtRawMap> cbt_raw_map(const CbtQuery& query);
+  // All pages of the raw map from query.offset on, joined (more == false; length covers them all). Errors:
+  // cbt_raw_map()'s, kGenerationChanged as cbt_changed_ranges().
+  Result<CbtRawMap> cbt_whole_raw_map(const CbtQuery& query);
+  Result<void> cbt_mark_dirty(const std::string& origin, const std::vector<ByteRange>& ranges);
+  // Starts a new generation; returns it.
+  Result<std::string> cbt_reset(const std::string& origin);
+  Result<CheckpointList> checkpoints(const std::string& origin, const std::string& snapshot = {});
+  // Servers with checkpoint-delete only.
+  Result<void> checkpoint_delete(const std::string& origin, const std::string& name);
+
+  // --- snapshots and their difference storage --------------------------------------------------------------
+  Result<Snapshot> snapshot_create(const SnapshotSpec& spec);
+  Result<void> snapshot_add(const std::string& name, const std::string& origin);
+  Result<void> snapshot_remove(const std::string& name, const std::string& origin);
+  Result<Snapshot> snapshot_take(const std::string& name);
+  Result<Snapshot> snapshot_append_storage(const std::string& name, const StorageArea& storage);
+  Result<Snapshot> snapshot_info(const std::string& name);
+  Result<std::vector<Snapshot>> snapshots();
+  Result<void> snapshot_destroy(const std::string& name);
+
+  // --- events ----------------------------------------------------------------------------------------------
+  // The events with sequence > after, waiting up to `wait` (at most 24 h) for the first one.
+  Result<EventBatch> wait_events(uint64_t after, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A blocking iterator over the event log: next() returns the events one by one, asking the server for more
+// (events-wait) when it has none buffered. Uses the Client it is given; not thread-safe itself.
+class EventStream {
+ public:
+  // Events with sequence > after (0: from the oldest the server still holds).
+  explicit EventStream(Client& client, uint64_t after = 0) : client_(&client), after_(after) {}
+  // The next event, waiting up to `wait` for one; std::nullopt when none came. Errors: wait_events()'s.
+  Result<std::optional<Event>> next(std::chrono::milliseconds wait);
+  // The sequence of the last event returned (or `after`).
+  uint64_t position() const { return after_; }
+
+ private:
+  Client* client_;
+  uint64_t after_;
+  std::vector<Event> buffered_;
+  size_t next_buffered_ = 0;
+};
+
+}  // namespace nbdsnap::client

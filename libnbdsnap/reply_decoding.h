@@ -1,0 +1,27 @@
+// reply_decoding.h — the protocol's JSON objects turned into the values of nbdsnap/types.h, and back for
+// the few a request carries. Tolerant like the protocol asks of clients: a missing or mistyped field reads
+// as empty, 0 or false, so a newer server's extra or renamed fields never fail a call. Internal.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "nbdsnap/types.h"
+
+namespace nbdsnap::client {
+
+ServerVersion decode_version(const nlohmann::json& reply);
+Origin decode_origin(const nlohmann::json& object);
+CbtInfo decode_cbt_info(const nlohmann::json& object);
+CbtMap decode_cbt_map(const nlohmann::json& reply);
+CbtRawMap decode_cbt_raw_map(const nlohmann::json& reply);
+CheckpointList decode_checkpoint_list(const nlohmann::json& reply);
+Snapshot decode_snapshot(const nlohmann::json& object);
+Event decode_event(const nlohmann::json& object);
+EventBatch decode_event_batch(const nlohmann::json& reply);
+
+nlohmann::json encode_ranges(const std::vector<ByteRange>& ranges);
+// The arguments of cbt-map / cbt-raw-map for a query; `entries_key` is "max_ranges" or "max_runs".
+nlohmann::json encode_cbt_query(const CbtQuery& query, const char* entries_key);
+nlohmann::json encode_snapshot_spec(const SnapshotSpec& spec);
+
+}  // namespace nbdsnap::client

@@ -1,0 +1,226 @@
+// commands_test.cpp — typed calls: what each sends and how its reply is decoded, CBT paging joined (and
+// refused across a generation change), the event stream, and calls from many threads on one Client.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "fake_server.h"
+#include "nbdsnap/client.h"
+
+using namespace nbdsnap::client;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+// A server that records the requests and answers from a table of command -> reply (the "ok" added).
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::function<json(const json&)> answer)
+      : answer_(std::move(answer)), server_(fake::replying([this](const std::string& line) {
+          json request = json::parse(line);
+          {
+            std::scoped_lock lock(mutex_);
+            requests_.push_back(request);
+          }
+          json reply = answer_(request);
+          if (!reply.contains("ok")) reply["ok"] = true;
+          return reply.dump();
+        })) {}
+  const std::string& path() const { return server_.path(); }
+  json last_request() {
+    std::scoped_lock lock(mutex_);
+    return requests_.back();
+  }
+
+ private:
+  std::function<json(const json&)> answer_;
+  std::mutex mutex_;
+  std::vector<json> requests_;
+  fake::Server server_;
+};
+
+Client connected(const std::string& path) {
+  Result<Client> client = Client::connect(path);
+  REQUIRE(client.ok());
+  return std::move(client).value();
+}
+
+}  // namespace
+
+TEST_CASE("origins_snapshots_and_cbt_info_are_decoded_field_by_field") {
+  ScriptedServer server([](const json& request) -> json {
+    const std::string command = request["command"];
+    if (command == "origins") {
+      return {{"origins", {{{"name", "disk"}, {"size", 1048576}, {"read_only", false}, {"generation", "g1"},
+                            {"change_number", 7}, {"tracking_block_size", 65536}, {"chunk_size", 65536},
+                            {"snapshot", "s1"}, {"clients", 2}, {"uri", "nbd+unix:///disk?socket=/x"},
+                            {"a_field_of_the_future", true}}}}};
+    }
+    if (command == "snapshot-take") {
+      return {{"snapshot", {{"name", "s1"}, {"state", "taken"}, {"origins", {"disk"}},
+                            {"images", {{{"origin", "disk"}, {"export", "disk@s1"}, {"uri", "u"}}}},
+                            {"storage", {{{"path", "/d"}, {"size", 4096}, {"created", true}}}},
+                            {"storage_used", 0}, {"taken_unix_ms", 1700000000000}}}};
+    }
+    if (command == "cbt-info") return {{"cbt", {{"generation", "g1"}, {"checkpoints", {{"b", 5}, {"a", 3}}}}}};
+    return json::object();
+  });
+  Client client = connected(server.path());
+  Result<std::vector<Origin>> origins = client.origins();
+  REQUIRE(origins.ok());
+  REQUIRE(origins->size() == 1);
+  const Origin& disk = origins->front();
+  CHECK(disk.name == "disk");
+  CHECK(disk.size == 1048576);
+  CHECK(disk.generation == "g1");
+  CHECK(disk.change_number == 7);
+  CHECK(disk.snapshot == "s1");
+  CHECK(disk.clients == 2);
+
+  Result<Snapshot> taken = client.snapshot_take("s1");
+  REQUIRE(taken.ok());
+  CHECK(server.last_request() == json({{"command", "snapshot-take"}, {"name", "s1"}}));
+  CHECK(taken->state == "taken");
+  REQUIRE(taken->images.size() == 1);
+  CHECK(taken->images[0].export_name == "disk@s1");
+  REQUIRE(taken->storage.size() == 1);
+  CHECK(taken->storage[0].created);
+  CHECK(taken->taken_unix_ms == 1700000000000);
+
+  Result<CbtInfo> cbt = client.cbt_info("disk", "s1");
+  REQUIRE(cbt.ok());
+  CHECK(server.last_request() == json({{"command", "cbt-info"}, {"origin", "disk"}, {"snapshot", "s1"}}));
+  REQUIRE(cbt->checkpoints.size() == 2);
+  CHECK(cbt->checkpoints[0].name == "a");  // oldest (smallest number) first
+  CHECK(cbt->checkpoints[1].number == 5);
+}
+
+TEST_CASE("requests_carry_exactly_the_arguments_of_the_protocol") {
+  ScriptedServer server([](const json&) { return json::object(); });
+  Client client = connected(server.path());
+  SnapshotSpec spec;
+  spec.name = "s";
+  spec.origins = {"a", "b"};
+  spec.storage = {{"/var/tmp/s.diff", 1 << 20, false}};
+  spec.limit = 4096;
+  REQUIRE(client.snapshot_create(spec).ok());
+  CHECK(server.last_request() == json({{"command", "snapshot-create"}, {"name", "s"}, {"origins", {"a", "b"}},
+                                       {"writable", false}, {"limit", 4096},
+                                       {"storage", {{{"path", "/var/tmp/s.diff"}, {"size", 1 << 20}}}}}));
+  REQUIRE(client.cbt_mark_dirty("a", {{0, 4096}, {65536, 512}}).ok());
+  CHECK(server.last_request()["ranges"] == json({{{"offset", 0}, {"length", 4096}}, {{"offset", 65536}, {"length", 512}}}));
+  REQUIRE(client.origin_detach("a", true).ok());
+  CHECK(server.last_request() == json({{"command", "origin-detach"}, {"name", "a"}, {"force", true}}));
+  CbtQuery query;
+  query.origin = "a";
+  query.since = "s0";
+  query.length = 8192;
+  REQUIRE(client.cbt_map(query).ok());
+  CHECK(server.last_request() == json({{"command", "cbt-map"}, {"origin", "a"}, {"since", "s0"}, {"length", 8192}}));
+}
+
+TEST_CASE("changed_ranges_follow_the_pages_and_refuse_a_generation_change_between_them") {
+  std::atomic<bool> renew{false};
+  ScriptedServer server([&](const json& request) -> json {
+    const uint64_t offset = request.value("offset", 0);
+    const std::string generation = renew && offset > 0 ? "g2" : "g1";
+    if (offset == 0) {
+      return {{"generation", generation}, {"ranges", {{{"offset", 0}, {"length", 4096}}}}, {"more", true},
+              {"next_offset", 65536}};
+    }
+    return {{"generation", generation}, {"ranges", {{{"offset", 65536}, {"length", 4096}}}}, {"more", false},
+            {"next_offset", 1 << 20}};
+  });
+  Client client = connected(server.path());
+  CbtQuery query;
+  query.origin = "disk";
+  Result<CbtMap> all = client.cbt_changed_ranges(query);
+  REQUIRE(all.ok());
+  CHECK(all->ranges == std::vector<ByteRange>{{0, 4096}, {65536, 4096}});
+  CHECK_FALSE(all->more);
+  renew = true;
+  Result<CbtMap> torn = client.cbt_changed_ranges(query);
+  REQUIRE_FALSE(torn.ok());
+  CHECK(torn.error().code == kGenerationChanged);
+  CHECK(client.state() == State::connected);
+}
+
+TEST_CASE("the_whole_raw_map_joins_runs_of_every_page_and_a_page_that_does_not_move_on_is_refused") {
+  std::atomic<bool> stuck{false};
+  ScriptedServer server([&](const json& request) -> json {
+    const uint64_t offset = request.value("offset", 0);
+    if (offset == 0) {
+      return {{"generation", "g1"}, {"block_size", 65536}, {"offset", 0}, {"length", 65536},
+              {"runs", {{0, 1}}}, {"more", true}, {"next_offset", stuck ? 0 : 65536}};
+    }
+    return {{"generation", "g1"}, {"block_size", 65536}, {"offset", offset}, {"length", 65536},
+            {"runs", {{7, 1}}}, {"more", false}, {"next_offset", offset + 65536}};
+  });
+  Client client = connected(server.path());
+  CbtQuery query;
+  query.origin = "disk";
+  Result<CbtRawMap> whole = client.cbt_whole_raw_map(query);
+  REQUIRE(whole.ok());
+  REQUIRE(whole->runs.size() == 2);
+  CHECK(whole->runs[1].number == 7);
+  CHECK(whole->length == 131072);
+  CHECK_FALSE(whole->more);
+  // The generic call keeps every field of the reply, as the CLI's --json needs.
+  Result<std::string> text = client.call_all_pages(R"({"command":"cbt-raw-map","origin":"disk"})");
+  REQUIRE(text.ok());
+  CHECK(json::parse(*text)["runs"] == json({{0, 1}, {7, 1}}));
+  CHECK(client.call_all_pages(R"({"command":"origins"})").error().code == kInvalidRequest);
+  stuck = true;
+  Result<CbtRawMap> looping = client.cbt_whole_raw_map(query);
+  REQUIRE_FALSE(looping.ok());
+  CHECK(looping.error().code == kProtocolError);
+  CHECK(client.state() == State::connected);
+}
+
+TEST_CASE("an_event_stream_returns_events_one_by_one_and_asks_for_more_after_the_last") {
+  ScriptedServer server([](const json& request) -> json {
+    const uint64_t after = request["after"];
+    json events = json::array();
+    for (uint64_t sequence = after + 1; sequence <= std::min<uint64_t>(after + 2, 3); ++sequence) {
+      events.push_back({{"sequence", sequence}, {"type", "snapshot_taken"}, {"snapshot", "s"}});
+    }
+    return {{"events", events}, {"last_sequence", 3}};
+  });
+  Client client = connected(server.path());
+  EventStream stream(client);
+  std::vector<uint64_t> seen;
+  for (int i = 0; i < 4; ++i) {
+    Result<std::optional<Event>> event = stream.next(0ms);
+    REQUIRE(event.ok());
+    if (!*event) break;
+    seen.push_back((*event)->sequence);
+  }
+  CHECK(seen == std::vector<uint64_t>{1, 2, 3});
+  CHECK(stream.position() == 3);
+  CHECK(server.last_request()["after"] == 3);
+}
+
+TEST_CASE("calls_from_many_threads_on_one_client_each_get_their_own_reply") {
+  ScriptedServer server([](const json& request) -> json { return {{"version", request["name"]}}; });
+  Client client = connected(server.path());
+  constexpr int kThreads = 8, kCalls = 100;
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kCalls; ++i) {
+        const std::string tag = std::to_string(t) + "." + std::to_string(i);
+        Result<std::string> reply = client.call(json({{"command", "version"}, {"name", tag}}).dump());
+        if (!reply.ok() || json::parse(*reply)["version"] != tag) ++mismatches;
+        if (i % 10 == 0) (void)client.state();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  CHECK(mismatches == 0);
+  CHECK(client.state() == State::connected);
+}

@@ -1,0 +1,3 @@
+// main.cpp — doctest's main for libnbdsnap's unit tests.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>

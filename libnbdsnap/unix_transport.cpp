@@ -1,0 +1,110 @@
+// unix_transport.cpp — the Unix socket transport: line framing over a non-blocking stream socket, and the
+// recognition of an NBD socket given by mistake (see nbdsnap/transport.h).
+#include <cerrno>
+#include <cstring>
+
+#include <unistd.h>
+
+#include "nbdsnap/socket_probe.h"
+#include "nbdsnap/transport.h"
+#include "unix_socket.h"
+
+namespace nbdsnap::client {
+
+namespace {
+
+// How long to listen for an NBD greeting when the connection ended without a reply: a server greets at once.
+constexpr std::chrono::milliseconds kGreetingWait{1000};
+// Lines longer than the server's limit (1 MiB) plus slack are not replies of the protocol.
+constexpr size_t kMaximumLine = 64u << 20;
+
+Error client_error(const char* code, int err, std::string message) {
+  return Error{ErrorSource::client, code, err, std::move(message)};
+}
+
+class UnixTransport final : public Transport {
+ public:
+  explicit UnixTransport(std::string path) : path_(std::move(path)) {}
+  ~UnixTransport() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  UnixTransport(const UnixTransport&) = delete;
+  UnixTransport& operator=(const UnixTransport&) = delete;
+
+  Result<void> connect(Deadline deadline) override {
+    fd_ = connect_unix(path_, deadline);
+    if (fd_ >= 0) return {};
+    const int err = errno;
+    if (err == ENAMETOOLONG) {
+      return client_error(kConnectionFailed, err, "control socket path '" + path_ + "' is empty or too long");
+    }
+    if (err == ETIMEDOUT) return client_error(kTimeout, err, "the server accepts no clients");
+    return client_error(kConnectionFailed, err, endpoint() + ": cannot connect: " + std::strerror(err));
+  }
+
+  Result<void> send_line(std::string_view line, Deadline deadline) override {
+    if (send_all(fd_, line, deadline)) return {};
+    const int err = errno;
+    if (err == ETIMEDOUT) return client_error(kTimeout, err, endpoint() + ": the server does not read");
+    return connection_lost("send", err);
+  }
+
+  Result<std::string> receive_line(Deadline deadline) override {
+    for (;;) {
+      if (!replied_ && is_nbd_greeting(buffered_)) return wrong_socket();
+      const size_t newline = buffered_.find('\n');
+      if (newline != std::string::npos) {
+        std::string line = buffered_.substr(0, newline);
+        buffered_.erase(0, newline + 1);
+        replied_ = true;
+        return line;
+      }
+      if (buffered_.size() > kMaximumLine) {
+        return client_error(kProtocolError, EPROTO, endpoint() + ": a reply line longer than " +
+                                                        std::to_string(kMaximumLine) + " bytes");
+      }
+      char chunk[65536];
+      const ssize_t n = receive_some(fd_, chunk, sizeof(chunk), deadline);
+      if (n > 0) {
+        buffered_.append(chunk, static_cast<size_t>(n));
+        continue;
+      }
+      const int err = n == 0 ? 0 : errno;
+      if (err == ETIMEDOUT) return client_error(kTimeout, err, endpoint() + ": no reply in time");
+      return connection_lost("receive", err);
+    }
+  }
+
+  std::string endpoint() const override { return "control socket " + path_; }
+
+ private:
+  Error wrong_socket() const {
+    return client_error(kWrongSocket, EPROTO,
+                        path_ + ": this is an NBD socket, not a control socket: give the control socket "
+                                "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)");
+  }
+
+  // The connection ended before a reply: an NBD server does that after our request (it is no NBD client
+  // flags field), and the greeting it sent first may be lost with the reset, so a fresh connection listens.
+  Error connection_lost(const char* what, int err) const {
+    if (!replied_) {
+      const Deadline probe_deadline = std::chrono::steady_clock::now() + 2 * kGreetingWait;
+      if (probe_socket_kind(path_, kGreetingWait, probe_deadline) == SocketKind::nbd) return wrong_socket();
+    }
+    if (err == 0) return client_error(kConnectionLost, 0, endpoint() + ": server closed the connection");
+    return client_error(kConnectionLost, err, endpoint() + ": " + what + ": " + std::strerror(err));
+  }
+
+  std::string path_;
+  int fd_ = -1;
+  std::string buffered_;  // bytes received after the last complete line
+  bool replied_ = false;  // a line has been received on this connection
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> unix_socket_transport(const std::string& path) {
+  return std::make_unique<UnixTransport>(path);
+}
+
+}  // namespace nbdsnap::client

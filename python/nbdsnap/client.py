@@ -1,0 +1,479 @@
+"""client.py — the Client handle of the nbdsnap package: one connection to a control socket, its states,
+one request/reply exchange per call (under a lock: replies come in order on a connection), and every wait
+bounded by the timeout.
+
+States (as libnbdsnap's): "connected" after the constructor; "dead" after a call that cannot know where the
+conversation stands (no reply in time, a broken connection, a reply that is not the protocol's), since a
+late reply would be taken for the next call's; "closed" after close(). Calls on a dead or closed client raise
+Error("not_connected"). A server's refusal ({"ok": false}) raises Error with source "server" and leaves the
+client connected.
+"""
+import errno as errno_codes
+import json
+import os
+import socket
+import ssl
+import threading
+import time
+
+LIBRARY_VERSION = "0.1.0"
+
+NBD_GREETING_MAGIC = b"NBDMAGIC"
+MAXIMUM_EVENT_WAIT = 24 * 3600.0  # seconds: the server's bound (docs/control.md)
+
+
+class Error(Exception):
+    """A refused command (source "server") or a failure of the client (source "client")."""
+
+    def __init__(self, code, message, errno=0, source="client"):
+        super().__init__(f"{message} ({code})")
+        self.code = code
+        self.message = message
+        self.errno = errno
+        self.source = source
+
+    @property
+    def from_server(self):
+        return self.source == "server"
+
+
+def _within(timeout, timeout_name):
+    text = f"within {timeout:g} s"
+    return f"{text} ({timeout_name})" if timeout_name else text
+
+
+def _receive_until(sock, deadline, done):
+    """Receives until done(bytes) or the deadline; returns what came, or None at end of file."""
+    received = b""
+    while not done(received):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout()
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None if not received else received
+        received += chunk
+    return received
+
+
+def probe_socket_kind(path, greeting_wait=1.0, timeout=2.0):
+    """Whether the Unix socket at path is an NBD server's ("nbd"), an nbdsnap control socket ("control") or
+    neither ("unknown"): an NBD server greets with "NBDMAGIC" at once, a control server answers a request line
+    with a JSON object holding a boolean "ok". Never raises; waits `timeout` seconds at most."""
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            try:
+                greeting = _receive_until(sock, min(deadline, time.monotonic() + greeting_wait),
+                                          lambda got: len(got) >= len(NBD_GREETING_MAGIC))
+            except socket.timeout:
+                greeting = b""
+            if greeting is None:
+                return "unknown"
+            if greeting.startswith(NBD_GREETING_MAGIC):
+                return "nbd"
+            if greeting:
+                return "unknown"
+            sock.sendall(b'{"command":"version"}\n')
+            line = _receive_until(sock, deadline, lambda got: b"\n" in got)
+            if line is None:
+                return "unknown"
+            reply = json.loads(line.split(b"\n", 1)[0])
+            return "control" if isinstance(reply, dict) and isinstance(reply.get("ok"), bool) else "unknown"
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def parse_tls_address(address):
+    """"tls://[USER@]HOST:PORT" (HOST may be [IPv6]) as (user, host, port); raises Error("invalid_request")."""
+    def bad(why):
+        return Error("invalid_request", f"'{address}': {why} (expected tls://[USER@]HOST:PORT)", errno_codes.EINVAL)
+    if not address.startswith("tls://"):
+        raise bad("not a tls:// address")
+    rest = address[len("tls://"):].rstrip("/")
+    user, _, hostport = rest.rpartition("@")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port:
+        raise bad("no port")
+    if not port.isdigit() or not 0 < int(port) <= 65535:
+        raise bad(f"bad port '{port}'")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return user, host, int(port)
+
+
+def _tls_context(address, certificates, psk):
+    """An ssl context for nbdsnapd's remote control listener with X.509 files in the layout of nbdkit, QEMU and
+    libnbd: DIR/ca-cert.pem (the CA that signed the server), and DIR/client-cert.pem + client-key.pem when
+    present. TLS-PSK is refused: Python's ssl module has no PSK before 3.13 (Debian 12 ships 3.11)."""
+    if psk:
+        raise Error("not_supported", f"{address}: TLS-PSK is not available from Python (its ssl module has no PSK "
+                    "before Python 3.13; Debian 12 has 3.11): use X.509 (tls_certificates=DIR), or the C++ library "
+                    "or the nbdsnap CLI, which do PSK", errno_codes.ENOTSUP)
+    if not certificates:
+        raise Error("invalid_request", f"{address}: a tls:// address needs tls_certificates=DIR (ca-cert.pem, and "
+                    "client-cert.pem and client-key.pem for a client certificate)", errno_codes.EINVAL)
+    ca = os.path.join(certificates, "ca-cert.pem")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+        cert, key = os.path.join(certificates, "client-cert.pem"), os.path.join(certificates, "client-key.pem")
+        if os.path.exists(cert) and os.path.exists(key):
+            context.load_cert_chain(cert, key)
+    except FileNotFoundError as e:
+        raise Error("bad_credentials", f"{e.filename or ca} does not exist", errno_codes.ENOENT) from None
+    except (OSError, ssl.SSLError) as e:
+        raise Error("bad_credentials", f"{certificates}: cannot load the TLS credentials: {e}",
+                    getattr(e, "errno", 0) or errno_codes.EINVAL) from None
+    return context
+
+
+class Client:
+    """A connection to the control socket at `path` (nbdsnapd --control PATH, nbdkit nbdsnap-control=PATH), or
+    to nbdsnapd's remote control listener at "tls://[USER@]HOST:PORT" over TLS with X.509 credentials
+    (`tls_certificates`: a directory with ca-cert.pem, and client-cert.pem and client-key.pem for a client
+    certificate; the server's certificate must name HOST). `tls_psk` (a PSK file) raises Error("not_supported"):
+    Python's ssl module has no TLS-PSK before 3.13.
+
+    `timeout` (seconds) bounds connecting and each call's wait for its reply, on top of what the command itself
+    waits on the server (wait_events). Raises Error("connection_failed") with the errno (ENOENT, ECONNREFUSED,
+    ENAMETOOLONG...), Error("timeout"), and for tls:// Error("invalid_request") (a malformed address, no
+    credentials) or Error("bad_credentials"). Safe to share between threads: calls are serialised.
+    """
+
+    def __init__(self, path, timeout=30.0, timeout_name="", tls_certificates=None, tls_psk=None):
+        self.path = path
+        self.endpoint = f"control socket {path}"
+        self.timeout = float(timeout)
+        self.timeout_name = timeout_name
+        self.state = "connected"
+        self._lock = threading.Lock()
+        self._buffered = b""
+        self._replied = False
+        self._end_reason = ""
+        self._tls = path.startswith("tls://") if isinstance(path, str) else False
+        if self._tls:
+            self._connect_tls(tls_certificates, tls_psk)
+            return
+        if not path or len(path.encode()) >= 108:
+            raise Error("connection_failed", f"control socket path '{path}' is empty or too long",
+                        errno_codes.ENAMETOOLONG)
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(self.timeout)
+        try:
+            self._sock.connect(path)
+        except socket.timeout:
+            self._sock.close()
+            raise Error("timeout", f"{self.endpoint}: cannot connect {_within(self.timeout, timeout_name)}: "
+                        "the server accepts no clients", errno_codes.ETIMEDOUT) from None
+        except OSError as e:
+            self._sock.close()
+            raise Error("connection_failed", f"{self.endpoint}: cannot connect: {e.strerror}", e.errno) from None
+
+    def _connect_tls(self, certificates, psk):
+        user, host, port = parse_tls_address(self.path)
+        self.endpoint = f"remote control {self.path}"
+        context = _tls_context(self.path, certificates, psk)
+        deadline = time.monotonic() + self.timeout
+        try:
+            plain = socket.create_connection((host, port), timeout=self.timeout)
+        except socket.timeout:
+            raise Error("timeout", f"{self.endpoint}: cannot connect {_within(self.timeout, self.timeout_name)}",
+                        errno_codes.ETIMEDOUT) from None
+        except OSError as e:
+            raise Error("connection_failed", f"{self.endpoint}: cannot connect: {e.strerror or e}",
+                        e.errno or 0) from None
+        try:
+            plain.settimeout(max(deadline - time.monotonic(), 0.001))
+            self._sock = context.wrap_socket(plain, server_hostname=host)
+        except socket.timeout:
+            plain.close()
+            raise Error("timeout", f"{self.endpoint}: no TLS handshake {_within(self.timeout, self.timeout_name)}",
+                        errno_codes.ETIMEDOUT) from None
+        except (OSError, ssl.SSLError) as e:
+            plain.close()
+            raise Error("connection_failed", f"{self.endpoint}: TLS handshake: {e}", errno_codes.ECONNREFUSED) from None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    def close(self):
+        """Ends the connection (any state; idempotent). Waits for a call in flight on another thread."""
+        with self._lock:
+            if self.state != "closed":
+                self._end("closed", "")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _end(self, state, why):
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        self.state = state
+        self._end_reason = why
+
+    def _fail(self, code, message, err):
+        self._end("dead", message)
+        return Error(code, message, err)
+
+    # --- the exchange ----------------------------------------------------------------------------------------
+    def reply(self, command, server_wait=0.0, **arguments):
+        """Sends {"command": command, ...arguments} and returns the reply object as the server sent it, "ok"
+        true or false (for programs that look at refusals themselves). Client failures raise Error."""
+        request = dict(arguments, command=command)
+        try:
+            line = json.dumps(request).encode() + b"\n"
+        except (TypeError, ValueError) as e:
+            raise Error("invalid_request", f"{command}: the arguments cannot be sent as JSON: {e}",
+                        errno_codes.EINVAL) from None
+        with self._lock:
+            if self.state != "connected":
+                reason = "it was closed" if self.state == "closed" else "an earlier call failed: " + self._end_reason
+                raise Error("not_connected", f"{self.endpoint}: not connected ({reason})", errno_codes.ENOTCONN)
+            deadline = time.monotonic() + self.timeout + server_wait
+            self._send(line, command, deadline)
+            text = self._receive_line(command, deadline)
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None
+            if not isinstance(value, dict) or not isinstance(value.get("ok"), bool):
+                raise self._fail("protocol_error", "malformed reply from the control socket: " +
+                                 text[:200].decode(errors="replace"), errno_codes.EPROTO)
+            return value
+
+    def call(self, command, server_wait=0.0, **arguments):
+        """Sends a command and returns its result (the reply without "ok"); a refusal raises Error with the
+        server's code, errno and message."""
+        value = self.reply(command, server_wait, **arguments)
+        if value.pop("ok"):
+            return value
+        error = value.get("error") if isinstance(value.get("error"), dict) else {}
+        raise Error(error.get("code", "unknown"), error.get("message", "(no message)"), error.get("errno", 0),
+                    source="server")
+
+    def _send(self, line, command, deadline):
+        try:
+            self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            self._sock.sendall(line)
+        except socket.timeout:
+            raise self._fail("timeout", f"{self.endpoint}: cannot send {command} "
+                             f"{_within(self.timeout, self.timeout_name)}: the server does not read",
+                             errno_codes.ETIMEDOUT) from None
+        except ssl.SSLError as e:
+            raise self._ssl_lost("send", e) from None
+        except OSError as e:
+            raise self._lost("send", e.errno) from None
+
+    def _receive_line(self, command, deadline):
+        while True:
+            if not self._replied and self._buffered.startswith(NBD_GREETING_MAGIC):
+                raise self._fail("wrong_socket", self._wrong_socket_message(), errno_codes.EPROTO)
+            newline = self._buffered.find(b"\n")
+            if newline >= 0:
+                line, self._buffered = self._buffered[:newline], self._buffered[newline + 1:]
+                self._replied = True
+                return line
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise socket.timeout()
+                self._sock.settimeout(left)
+                chunk = self._sock.recv(65536)
+            except socket.timeout:
+                raise self._fail("timeout", f"{self.endpoint}: no reply to {command} "
+                                 f"{_within(self.timeout, self.timeout_name)}; the server may still carry it out",
+                                 errno_codes.ETIMEDOUT) from None
+            except ssl.SSLError as e:
+                raise self._ssl_lost("receive", e) from None
+            except OSError as e:
+                raise self._lost("receive", e.errno) from None
+            if not chunk:
+                raise self._lost("receive", 0)
+            self._buffered += chunk
+
+    def _wrong_socket_message(self):
+        return (f"{self.path}: this is an NBD socket, not a control socket: give the control socket "
+                "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)")
+
+    def _lost(self, what, err):
+        # An NBD server closes the connection on our request line (it is no NBD client flags field); the
+        # greeting it sent first may be lost with the reset, so a fresh connection listens for it.
+        if not self._tls and not self._replied and probe_socket_kind(self.path) == "nbd":
+            return self._fail("wrong_socket", self._wrong_socket_message(), errno_codes.EPROTO)
+        if not err:
+            return self._fail("connection_lost", f"{self.endpoint}: server closed the connection", 0)
+        return self._fail("connection_lost", f"{self.endpoint}: {what}: {os.strerror(err)}", err)
+
+    def _ssl_lost(self, what, error):
+        """A TLS connection that broke: SSLError carries no errno of its own."""
+        return self._fail("connection_lost", f"{self.endpoint}: {what}: {error}", errno_codes.ECONNRESET)
+
+    # --- server and origins -----------------------------------------------------------------------------------
+    def version(self):
+        """{version, protocol, front_end}"""
+        return self.call("version")
+
+    def origins(self):
+        """The origin objects: [{name, size, read_only, generation, change_number, ..., snapshot, clients, uri}]"""
+        return self.call("origins").get("origins", [])
+
+    def origin_info(self, name):
+        return self.call("origin-info", name=name)["origin"]
+
+    def origin_attach(self, name, path, read_only=False):
+        """nbdsnapd only; `path` as the server sees it (give an absolute path)."""
+        return self.call("origin-attach", name=name, path=path, read_only=read_only)["origin"]
+
+    def origin_detach(self, name, force=False):
+        self.call("origin-detach", name=name, force=force)
+
+    # --- change block tracking --------------------------------------------------------------------------------
+    def cbt_info(self, origin, snapshot=None):
+        return self.call("cbt-info", **_present(origin=origin, snapshot=snapshot))["cbt"]
+
+    def cbt_map(self, origin, since=None, snapshot=None, offset=None, length=None, max_ranges=None):
+        """One page of changed ranges: {generation, change_number, block_size, ranges: [{offset, length}],
+        more, next_offset} (paging needs a server that pages; others send the whole map)."""
+        return self.call("cbt-map", **_present(origin=origin, since=since, snapshot=snapshot, offset=offset,
+                                              length=length, max_ranges=max_ranges))
+
+    def cbt_changed_ranges(self, origin, since=None, snapshot=None, offset=None, length=None):
+        """All pages of cbt_map joined: the reply of the first page with every page's ranges, more False. A change
+        of generation between pages raises Error("generation_changed"); a page that says more follows but does
+        not move on raises Error("protocol_error")."""
+        return self._all_pages("cbt-map", "ranges", origin=origin, since=since, snapshot=snapshot, offset=offset,
+                               length=length)
+
+    def cbt_raw_map(self, origin, snapshot=None, offset=None, length=None, max_runs=None):
+        """One page of change numbers per tracking block (servers with cbt-raw-map)."""
+        return self.call("cbt-raw-map", **_present(origin=origin, snapshot=snapshot, offset=offset, length=length,
+                                                  max_runs=max_runs))
+
+    def cbt_whole_raw_map(self, origin, snapshot=None, offset=None, length=None):
+        """All pages of cbt_raw_map joined (runs of every page; length covers them all), as cbt_changed_ranges."""
+        return self._all_pages("cbt-raw-map", "runs", origin=origin, snapshot=snapshot, offset=offset, length=length)
+
+    def _all_pages(self, command, items, **arguments):
+        arguments = _present(**arguments)
+        start = arguments.get("offset", 0)
+        end = start + arguments["length"] if "length" in arguments else None
+        joined = self.call(command, **arguments)
+        joined.setdefault(items, [])
+        page, offset = joined, start
+        while page.get("more"):
+            following = page.get("next_offset", 0)
+            if following <= offset or (end is not None and following >= end):
+                raise Error("protocol_error", f"{command} of {arguments['origin']}: a page ended at offset "
+                            f"{following} yet said more follows", errno_codes.EPROTO)
+            offset = arguments["offset"] = following
+            if end is not None:
+                arguments["length"] = end - following
+            page = self.call(command, **arguments)
+            if page.get("generation") != joined.get("generation"):
+                raise Error("generation_changed", f"the CBT generation of {arguments['origin']} changed from "
+                            f"{joined.get('generation')} to {page.get('generation')} while its map was read: CBT "
+                            "history was lost, read it again (a backup: do a full one)", errno_codes.ESTALE)
+            joined[items].extend(page.get(items, []))
+        joined["next_offset"] = page.get("next_offset", 0)
+        joined["more"] = False
+        if command == "cbt-raw-map":
+            joined["length"] = page.get("next_offset", 0) - joined.get("offset", 0)
+        return joined
+
+    def cbt_mark_dirty(self, origin, ranges):
+        """ranges: [(offset, length)] or [{offset, length}]"""
+        ranges = [r if isinstance(r, dict) else {"offset": r[0], "length": r[1]} for r in ranges]
+        self.call("cbt-mark-dirty", origin=origin, ranges=ranges)
+
+    def cbt_reset(self, origin):
+        """Starts a new generation; returns it."""
+        return self.call("cbt-reset", origin=origin).get("generation", "")
+
+    def checkpoints(self, origin, snapshot=None):
+        """{generation, checkpoints: [{name, number, taken_unix_ms}]} oldest first"""
+        return self.call("checkpoints", **_present(origin=origin, snapshot=snapshot))
+
+    def checkpoint_delete(self, origin, name):
+        """Servers with checkpoint-delete."""
+        self.call("checkpoint-delete", origin=origin, name=name)
+
+    # --- snapshots and their storage --------------------------------------------------------------------------
+    def snapshot_create(self, name, origins, storage=None, limit=None, writable=False):
+        """storage: [(path, size)] or [{path, size}] (size 0: the existing size); None: the server's default."""
+        arguments = dict(name=name, origins=list(origins), writable=writable)
+        if storage:
+            arguments["storage"] = [s if isinstance(s, dict) else {"path": s[0], "size": s[1]} for s in storage]
+        if limit:
+            arguments["limit"] = limit
+        return self.call("snapshot-create", **arguments)["snapshot"]
+
+    def snapshot_add(self, name, origin):
+        self.call("snapshot-add", name=name, origin=origin)
+
+    def snapshot_remove(self, name, origin):
+        self.call("snapshot-remove", name=name, origin=origin)
+
+    def snapshot_take(self, name):
+        return self.call("snapshot-take", name=name)["snapshot"]
+
+    def snapshot_append_storage(self, name, path, size=0):
+        return self.call("snapshot-append-storage", name=name, path=path, size=size)["snapshot"]
+
+    def snapshot_info(self, name):
+        return self.call("snapshot-info", name=name)["snapshot"]
+
+    def snapshots(self):
+        return self.call("snapshot-list").get("snapshots", [])
+
+    def snapshot_destroy(self, name):
+        self.call("snapshot-destroy", name=name)
+
+    # --- events -----------------------------------------------------------------------------------------------
+    def wait_events(self, after=0, wait=0.0):
+        """{events, last_sequence}: the events with sequence > after, waiting up to `wait` seconds (at most
+        24 h) for the first one."""
+        wait = min(max(float(wait), 0.0), MAXIMUM_EVENT_WAIT)
+        return self.call("events-wait", server_wait=wait, after=after, timeout_ms=int(wait * 1000))
+
+    def events(self, after=0, wait=1.0):
+        """A blocking iterator over the event log from sequence `after` on; see EventStream."""
+        return EventStream(self, after, wait)
+
+
+class EventStream:
+    """Iterates over events as they come, asking the server (events-wait, up to `wait` seconds each time) when
+    none is buffered; runs until the caller stops (break) or an Error. `position` is the last sequence seen."""
+
+    def __init__(self, client, after=0, wait=1.0):
+        self.client = client
+        self.position = after
+        self.wait = wait
+        self._buffered = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while not self._buffered:
+            self._buffered = self.client.wait_events(self.position, self.wait).get("events", [])
+        event = self._buffered.pop(0)
+        self.position = max(self.position, event.get("sequence", 0))
+        return event
+
+    def next(self, wait):
+        """The next event within `wait` seconds, or None."""
+        if not self._buffered:
+            self._buffered = self.client.wait_events(self.position, wait).get("events", [])
+        if not self._buffered:
+            return None
+        return self.__next__()
+
+
+def _present(**arguments):
+    return {key: value for key, value in arguments.items() if value is not None}

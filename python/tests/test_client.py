@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""test_client.py — the nbdsnap package against fake servers on Unix sockets: refusals as nbdsnap.Error with
+the server's code and errno, a silent server's timeout and the dead state it leaves, an NBD socket given by
+mistake, malformed replies, paging of CBT maps, and calls from several threads. Run: python3 -m unittest."""
+import errno
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import nbdsnap  # noqa: E402
+
+NBD_GREETING = b"NBDMAGICIHAVEOPT\x00\x03"
+
+
+class FakeServer:
+    """A Unix socket server running serve(connection) on a thread per client, until stopped."""
+
+    def __init__(self, serve):
+        self.dir = tempfile.mkdtemp(prefix="nbdsnap-py-test.")
+        self.path = os.path.join(self.dir, "s.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(8)
+        self.serve = serve
+        self.threads = []
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._run, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _run(self, conn):
+        with conn:
+            conn.settimeout(5)
+            try:
+                self.serve(conn)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for t in self.threads:
+            t.join(6)
+        os.unlink(self.path)
+        os.rmdir(self.dir)
+
+
+def replying(answer):
+    """serve(): answers each request line with answer(request) as JSON."""
+    def serve(conn):
+        stream = conn.makefile("rwb")
+        for line in stream:
+            stream.write(json.dumps(answer(json.loads(line))).encode() + b"\n")
+            stream.flush()
+    return serve
+
+
+def silent(conn):
+    while conn.recv(256):
+        pass
+
+
+def nbd_like(conn):
+    conn.sendall(NBD_GREETING)
+    conn.recv(4)
+
+
+class ClientTest(unittest.TestCase):
+    def server(self, serve):
+        server = FakeServer(serve)
+        self.addCleanup(server.stop)
+        return server
+
+    def test_a_refusal_carries_the_servers_code_and_errno_and_the_client_stays_connected(self):
+        def answer(request):
+            if request["command"] == "snapshot-info":
+                return {"ok": False, "error": {"code": "not_found", "errno": 2, "message": "no snapshot x"}}
+            return {"ok": True, "version": "9", "protocol": 1, "front_end": "nbdsnapd"}
+        server = self.server(replying(answer))
+        with nbdsnap.Client(server.path) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.snapshot_info("x")
+            self.assertEqual((caught.exception.code, caught.exception.errno), ("not_found", errno.ENOENT))
+            self.assertTrue(caught.exception.from_server)
+            self.assertEqual(ctl.reply("snapshot-info", name="x")["ok"], False)
+            self.assertEqual(ctl.version()["front_end"], "nbdsnapd")
+            self.assertEqual(ctl.state, "connected")
+
+    def test_a_silent_server_times_out_and_the_client_is_dead(self):
+        server = self.server(silent)
+        ctl = nbdsnap.Client(server.path, timeout=0.2, timeout_name="--timeout")
+        start = time.monotonic()
+        with self.assertRaises(nbdsnap.Error) as caught:
+            ctl.wait_events(0, 0.3)
+        elapsed = time.monotonic() - start
+        self.assertEqual(caught.exception.code, "timeout")
+        self.assertIn("no reply to events-wait within 0.2 s (--timeout)", caught.exception.message)
+        self.assertTrue(0.5 <= elapsed < 4, elapsed)
+        self.assertEqual(ctl.state, "dead")
+        with self.assertRaises(nbdsnap.Error) as later:
+            ctl.version()
+        self.assertEqual(later.exception.code, "not_connected")
+        ctl.close()
+
+    def test_an_nbd_socket_is_named_as_such(self):
+        server = self.server(nbd_like)
+        with nbdsnap.Client(server.path) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.origins()
+        self.assertEqual(caught.exception.code, "wrong_socket")
+        self.assertIn(f"{server.path}: this is an NBD socket, not a control socket", caught.exception.message)
+        self.assertEqual(nbdsnap.probe_socket_kind(server.path), "nbd")
+
+    def test_a_malformed_reply_ends_the_connection(self):
+        server = self.server(lambda conn: (conn.recv(4096), conn.sendall(b"hello\n")))
+        with nbdsnap.Client(server.path) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.snapshots()
+            self.assertEqual(caught.exception.code, "protocol_error")
+            self.assertEqual(ctl.state, "dead")
+
+    def test_connecting_to_nothing_fails_with_errno(self):
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("/nonexistent/control.sock")
+        self.assertEqual((caught.exception.code, caught.exception.errno), ("connection_failed", errno.ENOENT))
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("/" + "x" * 200)
+        self.assertEqual(caught.exception.errno, errno.ENAMETOOLONG)
+
+    def test_changed_ranges_follow_the_pages_and_refuse_a_generation_change(self):
+        renew = {"on": False}
+
+        def answer(request):
+            offset = request.get("offset", 0)
+            generation = "g2" if renew["on"] and offset else "g1"
+            if offset == 0:
+                return {"ok": True, "generation": generation, "ranges": [{"offset": 0, "length": 4096}],
+                        "more": True, "next_offset": 65536}
+            return {"ok": True, "generation": generation, "ranges": [{"offset": 65536, "length": 4096}],
+                    "more": False, "next_offset": 1 << 20}
+        server = self.server(replying(answer))
+        with nbdsnap.Client(server.path) as ctl:
+            whole = ctl.cbt_changed_ranges("disk")
+            self.assertEqual(whole["ranges"], [{"offset": 0, "length": 4096}, {"offset": 65536, "length": 4096}])
+            renew["on"] = True
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.cbt_changed_ranges("disk")
+            self.assertEqual(caught.exception.code, "generation_changed")
+
+    def test_whole_raw_map_joins_the_runs_and_a_page_that_does_not_move_on_is_refused(self):
+        stuck = {"on": False}
+
+        def answer(request):
+            offset = request.get("offset", 0)
+            if offset == 0:
+                return {"ok": True, "generation": "g1", "offset": 0, "length": 65536, "runs": [[0, 1]],
+                        "more": True, "next_offset": 0 if stuck["on"] else 65536}
+            return {"ok": True, "generation": "g1", "offset": 65536, "length": 65536, "runs": [[3, 1]],
+                    "more": False, "next_offset": 131072}
+        server = self.server(replying(answer))
+        with nbdsnap.Client(server.path) as ctl:
+            whole = ctl.cbt_whole_raw_map("disk")
+            self.assertEqual(whole["runs"], [[0, 1], [3, 1]])
+            self.assertEqual((whole["offset"], whole["length"], whole["more"]), (0, 131072, False))
+            stuck["on"] = True
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.cbt_whole_raw_map("disk")
+            self.assertEqual(caught.exception.code, "protocol_error")
+
+    def test_tls_addresses_need_x509_files_and_psk_is_refused_clearly(self):
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("tls://agent@127.0.0.1:1", tls_psk="/nowhere/keys.psk")
+        self.assertEqual(caught.exception.code, "not_supported")
+        self.assertIn("TLS-PSK", caught.exception.message)
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("tls://127.0.0.1:1")
+        self.assertEqual(caught.exception.code, "invalid_request")
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("tls://127.0.0.1", tls_certificates="/nowhere")
+        self.assertIn("no port", caught.exception.message)
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client("tls://127.0.0.1:1", tls_certificates="/nowhere")
+        self.assertEqual(caught.exception.code, "bad_credentials")
+        self.assertIn("/nowhere/ca-cert.pem", caught.exception.message)
+
+    def test_calls_from_many_threads_each_get_their_own_reply(self):
+        server = self.server(replying(lambda request: {"ok": True, "version": request["name"]}))
+        mismatches = []
+        with nbdsnap.Client(server.path) as ctl:
+            def hammer(t):
+                for i in range(100):
+                    tag = f"{t}.{i}"
+                    if ctl.call("version", name=tag)["version"] != tag:
+                        mismatches.append(tag)
+            threads = [threading.Thread(target=hammer, args=(t,)) for t in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        self.assertEqual(mismatches, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
