@@ -37,8 +37,8 @@ expect_log "warning: connection [0-9]+ from uid $(id -u) pid [0-9]+: refused: lo
 control '{"command":"snapshot-destroy","name":"s1"}' >/dev/null
 expect_log "info: snapshot s1 destroyed$"
 
-# A storage limit of three chunks and 4 MiB written: the snapshot is corrupted (the origin is not).
-control "{\"command\":\"snapshot-create\",\"name\":\"s2\",\"origins\":[\"d\"],\"limit\":196608,\"storage\":[{\"path\":\"$tmp/s2.diff\",\"size\":1048576}]}" \
+# A storage limit of three chunks (256 KiB, the v4 minimum) and 4 MiB written: the snapshot is corrupted.
+control "{\"command\":\"snapshot-create\",\"name\":\"s2\",\"origins\":[\"d\"],\"limit\":786432,\"storage\":[{\"path\":\"$tmp/s2.diff\",\"size\":1048576}]}" \
   '{"command":"snapshot-take","name":"s2"}' >/dev/null
 qemu-io -f raw -c "write -P 0x5a 0 4M" "$(uri d)" >/dev/null
 expect_log "error: snapshot s2 corrupted \\(origin d\\)"
