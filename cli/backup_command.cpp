@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_command.cpp — the backup job: find out what the backup file holds, choose full or incremental,
 // find the ranges to read (block status or the control socket's CBT map), copy, sync, verify, record.
 #include "backup_command.h"

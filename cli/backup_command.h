@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_command.h — `nbdsnap backup`: the reference backup agent (full or incremental copy of an image).
 #pragma once
 

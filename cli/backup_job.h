@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_job.h — what `nbdsnap backup` was asked to do and what it reports, shared by the raw-file backup
 // (backup_command.cpp) and the qcow2 chain backup (chain_backup.cpp).
 #pragma once

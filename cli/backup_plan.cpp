@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_plan.cpp — the checks an incremental backup must pass; the first failing one explains the fallback.
 #include "backup_plan.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_plan.h — full or incremental? The rule that decides whether an incremental backup may build on the
 // previous copy, and the message saying why not when it falls back to a full backup (pure, unit-tested).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_sidecar.cpp — JSON form and atomic storage of the backup record.
 #include "backup_sidecar.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_sidecar.h — FILE.nbdsnap-backup: what a backup file holds (image, checkpoint, CBT generation),
 // so the next incremental backup knows whether it may build on it.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // byte_ranges.cpp — parsing and merging of byte ranges.
 #include "byte_ranges.h"
 

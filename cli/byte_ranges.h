@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // byte_ranges.h — byte ranges as the CLI handles them: "OFFSET+LENGTH" arguments, sorting/merging, JSON.
 #pragma once
 

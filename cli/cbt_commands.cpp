@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt_commands.cpp — the CBT commands and their tables.
 #include "cbt_commands.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt_commands.h — `cbt info|map|mark-dirty|reset`, `checkpoints` and `checkpoint delete`: changed-block
 // tracking of origins.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_backup.cpp — one restore point of a qcow2 chain: create, serve, copy, verify, checksum, record.
 #include "chain_backup.h"
 

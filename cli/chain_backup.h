@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_backup.h — `nbdsnap backup --format qcow2 --to DIR`: each backup is a new restore point in the chain
 // directory, a full one a qcow2 file of its own, an incremental one a qcow2 overlay of the newest point that
 // holds only the changed ranges. The file is created by qemu-img and written through qemu-nbd, so QEMU's

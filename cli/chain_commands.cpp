@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_commands.cpp — backup verify, backup prune and backup list: the command lines, reports and tables
 // around chain_verify.cpp, chain_prune.cpp and the manifest.
 #include "chain_commands.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_directory.cpp — opening, locking and naming in a backup chain directory (chain_directory.h).
 #include "chain_directory.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_directory.h — a backup chain directory opened for one command: locked against other nbdsnap
 // commands (exclusive for backup and prune, which change it; shared for list, verify and restore), its
 // manifest loaded, and the paths of its points.

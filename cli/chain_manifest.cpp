@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_manifest.cpp — the manifest's JSON form, its storage, and the chain and prune rules.
 #include "chain_manifest.h"
 

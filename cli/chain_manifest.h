@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_manifest.h — DIR/nbdsnap-chain.json: the restore points of a backup chain directory, oldest first.
 //
 // A chain directory holds one qcow2 file per point: a full point is a qcow2 file of its own; an incremental

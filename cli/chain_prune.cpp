@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_prune.cpp — carrying out a prune plan (chain_manifest.h plan_prune) in crash-safe order.
 #include "chain_prune.h"
 

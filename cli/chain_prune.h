@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_prune.h — `nbdsnap backup prune DIR --keep N`: removes all but the newest N restore points without
 // changing what any kept point reads as.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_verify.cpp — the checks of one chain file, in order of cost, and the chain order they run in.
 #include "chain_verify.h"
 

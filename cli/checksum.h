@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // checksum.h — a fast 64-bit checksum of a buffer, used by `backup --verify` to compare what was copied
 // with what the image and the backup file hold now. Not cryptographic: it detects accidents, not attacks.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // child_process.cpp — fork/exec with a close-on-exec pipe that reports a failed exec, and bounded waits.
 #include "child_process.h"
 

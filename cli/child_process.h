@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // child_process.h — running QEMU's tools (qemu-img, qemu-nbd) from the CLI: with the umask 077 (so any file
 // they create is private until we set its mode), stdin from /dev/null, their output kept for messages, and
 // every wait bounded: a tool that does not finish in time is killed and named in the error.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // command_line.cpp — Boost.Program_options glue: global options, per-command arguments, usage errors.
 #include "command_line.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // command_line.h — command-line parsing shared by every command: global options, per-command arguments.
 //
 // `nbdsnap [GLOBAL OPTIONS] COMMAND [SUBCOMMAND] [ARGS] [OPTIONS]`: global options (--control, --timeout,

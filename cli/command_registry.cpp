@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // command_registry.cpp — the command table and the top-level help.
 #include "command_registry.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // command_registry.h — the list of all commands, the general help text, and dispatch by command words.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // context.h — what every command runs with: the global options, the output stream, the control connection.
 #pragma once
 

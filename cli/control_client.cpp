@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_client.cpp — the CLI over libnbdsnap: connecting with --timeout, and the exit code of each error.
 #include "control_client.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_client.h — the CLI's connection to the control socket: libnbdsnap's Client (one protocol client in
 // the project), with its errors turned into CliError and exit codes.
 //

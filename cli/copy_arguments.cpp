@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // copy_arguments.cpp — the copy options and their bounds (copy_arguments.h).
 #include "copy_arguments.h"
 

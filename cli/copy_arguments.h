@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // copy_arguments.h — the options every command that copies over NBD shares (backup, restore): how many
 // connections, requests in flight and bytes per request, checked once with their bounds in the messages.
 #pragma once

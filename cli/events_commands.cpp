@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // events_commands.cpp — following the event log, and the storage watcher's loop.
 #include "events_commands.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // events_commands.h — `events` (read or follow the server's event log) and `watch-storage` (grow a
 // snapshot's difference storage when the server reports low free space).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // exit_codes.h — the CLI's exit codes and the one exception type that carries an error to main().
 //
 // Every failure of a command ends as a CliError: main() prints its message as one line on stderr and exits

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // file_digest.cpp — SHA-256 over a file read in large blocks (file_digest.h).
 #include "file_digest.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // file_digest.h — the SHA-256 of a file, as a backup chain's manifest records it for each qcow2 file so
 // that `nbdsnap backup verify` can name a file whose bytes changed since it was written (nettle's SHA-256,
 // FIPS 180-4; compare with `sha256sum FILE`).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // hooks.cpp — fork/exec of a hook command through /bin/sh.
 #include "hooks.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // hooks.h — runs the --pre-hook / --post-hook commands of `snapshot take` (e.g. a guest fsfreeze / thaw).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // image_copier.cpp — connections and threads of a copy or verification; the request loops themselves are in
 // request_loop.cpp.
 #include "image_copier.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // image_copier.h — copies ranges of an NBD image into a local file or into another NBD export with many
 // requests in flight, and verifies the copy afterwards by re-reading both sides and comparing checksums.
 //

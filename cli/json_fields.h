@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // json_fields.h — tolerant readers of reply fields: a missing or mistyped field reads as empty/0/false,
 // so a newer server with extra or renamed fields still gets a table instead of an exception.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // main.cpp — nbdsnap: finds the command named on the command line, runs it, and turns errors into one line
 // on stderr and an exit code (exit_codes.h).
 #include <cstdlib>

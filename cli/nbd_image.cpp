@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbd_image.cpp — libnbd connection with a bounded handshake, and block status walking.
 //
 // Design notes. The handshake runs through nbd_aio_connect_uri() and nbd_poll() until the handle is ready,

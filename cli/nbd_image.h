@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbd_image.h — an NBD export opened with libnbd for reading: size, export name, and extents from the
 // block status meta contexts (base:allocation for holes and zeroes, qemu:dirty-bitmap:NAME for changes).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin_commands.cpp — the commands about the server and its origins, and their tables.
 #include "origin_commands.h"
 

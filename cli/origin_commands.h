@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin_commands.h — `version`, `origins`, `origin attach|detach|info`: the server and its origins.
 #pragma once
 

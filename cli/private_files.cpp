@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // private_files.cpp — modes, atomic writes and syncs of the files nbdsnap writes (private_files.h).
 #include "private_files.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // private_files.h — files that hold disk contents (backup files, qcow2 chain files, manifests, restored
 // disks): created with an explicit mode whatever the umask (0600 unless the user says otherwise with
 // --mode), written atomically where a half-written file would mislead, synced before they count.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // progress_bar.cpp — drawing of the progress line.
 #include "progress_bar.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // progress_bar.h — progress for people and programs: a one-line bar on a terminal (bytes, rate, ETA),
 // silent when disabled, and --progress=FD lines for agents ("N/100\n", nbdcopy's --progress=FD convention).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // qemu_tools.cpp — the qemu-img commands and the qemu-nbd helper (qemu_tools.h).
 #include "qemu_tools.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // qemu_tools.h — qcow2 files through QEMU only: qemu-img creates, inspects, checks and merges them;
 // qemu-nbd serves one (with its backing chain) on a private Unix socket so that the copier reads or writes
 // it over NBD. nbdsnap has no qcow2 code of its own: QEMU's is the one that every reader of these files uses.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // request_loop.cpp — the slots of one connection: issuing reads and writes, their completions, the bounded
 // wait for replies (request_loop.h).
 #include "request_loop.h"

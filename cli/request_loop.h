@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // request_loop.h — one connection's share of a copy or verification (image_copier.h): a thread keeps its
 // request slots busy with pieces claimed from a shared index, reading the image and writing the target.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // restore_command.cpp — restore: qemu-nbd serves the point (its qcow2 file and backing chain) read-only, its
 // block status tells data from zeroes, and the copier writes the data, and the zeroes where the target is not
 // fresh (an NBD export or a block device still holds old data), to the target.

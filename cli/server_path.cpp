@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // server_path.cpp — see server_path.h.
 #include "server_path.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // server_path.h — file paths the CLI sends to the server are absolute.
 //
 // The server resolves a relative path against its own working directory (/ under systemd), not the user's:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // snapshot_commands.cpp — the snapshot life cycle from the shell: create, take (with hooks), grow, destroy.
 #include "snapshot_commands.h"
 

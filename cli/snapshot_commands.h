@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // snapshot_commands.h — `snapshot create|add|remove|take|append-storage|info|list|destroy`.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // socket_kind.cpp — the URI's socket and the wrong-socket messages (see socket_kind.h).
 #include "socket_kind.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // socket_kind.h — the CLI's words for the wrong socket given by mistake (libnbdsnap's socket_probe.h tells
 // the protocols apart), and the Unix socket of an NBD URI, which it probes.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // storage_watcher.cpp — event handling rules of the storage watcher.
 #include "storage_watcher.h"
 

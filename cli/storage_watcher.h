@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // storage_watcher.h — the decisions of `watch-storage`: which events of a snapshot call for more storage,
 // how much, and under which file name. No I/O here; events_commands.cpp runs the loop around it.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // table.cpp — column width computation and rendering for tables and key/value blocks.
 #include "table.h"
 

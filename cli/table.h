@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // table.h — the human-readable output of the CLI: aligned tables and "key: value" blocks.
 #pragma once
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # tls-credentials.sh — makes throw-away TLS credentials for the tests with GnuTLS's own tools (gnutls-bin),
 # in the layouts nbdkit, QEMU and libnbd read:
 #   tls-credentials.sh x509 DIR [CLIENT_CN]   a CA, a server certificate for localhost/127.0.0.1, and a client

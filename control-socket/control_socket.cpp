@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_socket.cpp — the Unix stream socket behind both front ends' control servers.
 //
 // Design notes. One acceptor thread, one thread per client. A client thread closes its own descriptor when it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_socket.h — serves a line protocol on a Unix stream socket, or on TCP with TLS only, with one thread
 // per client.
 //

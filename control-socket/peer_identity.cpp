@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // peer_identity.cpp — identity patterns (see peer_identity.h).
 #include "peer_identity.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // peer_identity.h — who is at the other end of a connection, and the one rule that matches an identity in
 // the configuration (export allow-lists, control roles) against it.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_credentials.cpp — loading X.509 and PSK credentials with GnuTLS (see tls_credentials.h).
 #include "tls_credentials.h"
 

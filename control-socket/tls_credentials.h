@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_credentials.h — GnuTLS credentials loaded from the files nbdkit, QEMU and libnbd use, for a server or a
 // client endpoint, and a store that swaps them on reload while sessions keep the ones they started with.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_line_client.cpp — TCP connect with a deadline, TLS on top, line framing (see tls_line_client.h).
 #include "tls_line_client.h"
 

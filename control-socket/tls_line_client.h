@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_line_client.h — a client of a line protocol over TLS on TCP: the transport of `nbdsnap --connect
 // tls://HOST:PORT` to nbdsnapd's remote control listener (--control-listen). Independent of the CLI's classes,
 // so the control client library can use it as it is.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_session.cpp — a non-blocking GnuTLS session and the peer's identity (see tls_session.h).
 #include "tls_session.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_session.h — one GnuTLS session over a connected socket, non-blocking: every call returns at once, saying
 // whether it finished or which readiness of the socket it waits for. Callers bring the waiting (Asio in
 // nbdsnapd's NBD connections, poll(2) with a deadline in tls_stream.h).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_stream.cpp — poll(2)-bounded waits around a non-blocking TlsSession (see tls_stream.h).
 #include "tls_stream.h"
 

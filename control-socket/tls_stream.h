@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_stream.h — blocking use of a TlsSession with a deadline on every wait (poll(2) on the descriptor), for
 // threads that serve or use one connection each: the control server's TLS clients and the CLI's TLS client.
 //

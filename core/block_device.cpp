@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // block_device.cpp — default behaviour of optional BlockDevice operations and range checking.
 #include "block_device.h"
 

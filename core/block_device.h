@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // block_device.h — the one interface through which the engine touches bytes.
 //
 // Origins, difference storage and test fakes all implement it. Implementations must be thread-safe:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // buffer_budget.cpp — a compare-and-swap reservation so concurrent writers never overshoot the limit.
 #include "buffer_budget.h"
 

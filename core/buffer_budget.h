@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // buffer_budget.h — bounds the bytes of old chunks held in memory awaiting writeback, engine-wide.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt.cpp — change numbers per tracking block, freezing at take, checkpoints, compaction, generations.
 #include "cbt.h"
 

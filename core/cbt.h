@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt.h — change block tracking for one origin: a change number per tracking block, a generation id, and
 // the checkpoints backups start from.
 //

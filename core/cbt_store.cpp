@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt_store.cpp — CBT state files: one JSON header line, then the raw map bytes.
 //
 // The header carries a "clean" flag and an FNV-1a hash of the map, so a file left "in use" by a crash, or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt_store.h — saves and loads CBT state in the state directory, and knows whether the last stop was clean.
 //
 // One file per origin, STATE_DIR/<origin>.cbt (a long origin name gets a shortened, hashed file name:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chunk_buffer.cpp — the chunk buffer pool (anonymous mappings kept for reuse, unmapped on request) and the
 // allocation hook for fault-injection tests.
 #include "chunk_buffer.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chunk_buffer.h — allocation of the buffers that hold a chunk's old data between copy-on-write and
 // writeback: a process-wide pool of our own, with a hook through which tests make allocations fail.
 //

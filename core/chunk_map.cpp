@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chunk_map.cpp — copy-on-write of chunks and reads of the frozen view (see the design notes in the header).
 #include "chunk_map.h"
 

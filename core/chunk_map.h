@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chunk_map.h — the copy-on-write state of one origin in one snapshot: only chunks touched since the take.
 //
 // Design notes. A chunk absent from the map still holds its take-time data on the origin. Before the first

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control.cpp — the JSON command set over the engine (docs/control.md is its reference).
 #include "control.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control.h — the control command set every front end serves: one JSON request in, one JSON reply out.
 //
 // The protocol (docs/control.md): a request is {"command": "...", ...arguments}; a reply is

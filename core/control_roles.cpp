@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_roles.cpp — the command-to-role table (see control_roles.h).
 #include "control_roles.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_roles.h — what a remote control client may do: each control command needs a role, and an
 // identity's role must be at least that (read-only < operator < admin).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // diff_storage.cpp — bump allocation over areas, limit and low-space accounting.
 #include "diff_storage.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // diff_storage.h — difference storage of one snapshot: a pool of areas (whole files or block devices, or
 // ranges of them) holding old chunks, with a limit, run-time append and a low-free-space signal.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // disk_use.cpp — overlap of disk uses (see disk_use.h).
 #include "disk_use.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // disk_use.h — which bytes of which file or disk the engine uses, so that none is used twice: as two origins, as
 // an origin and difference storage (copy-on-write would overwrite the data it preserves), or as storage twice.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // engine.cpp — registries of origins and snapshots, and the orchestration of take, destroy and detach.
 //
 // Design notes. Control operations are serialised by control_mutex_, so a take never interleaves with a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // engine.h — the nbdsnap engine: origins, snapshots, images, CBT and events behind one thread-safe object.
 //
 // Front ends own an Engine, attach origins to it, route origin I/O through Origin and image I/O through

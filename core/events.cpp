@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // events.cpp — a bounded, numbered event log with waiters.
 #include "events.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // events.h — the engine's waitable event log: created, taken, low free space, corruption, storage appended,
 // destroyed, origins attached and detached, CBT generations renewed.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // export_name.cpp — "ORIGIN" and "ORIGIN@SNAPSHOT", and what a valid object name is.
 #include "export_name.h"
 

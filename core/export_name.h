@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // export_name.h — the one parser of export names: "ORIGIN" is an origin, "ORIGIN@SNAPSHOT" its image.
 #pragma once
 

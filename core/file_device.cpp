@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // file_device.cpp — pread/pwrite over a descriptor; fallocate for trim/zero; SEEK_DATA/SEEK_HOLE for extents;
 // the lock (file_lock.h) and, for read-write block devices, O_EXCL taken at open.
 #include "file_device.h"

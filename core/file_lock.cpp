@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // file_lock.cpp — OFD locks in QEMU's byte layout and the /proc scan that names lock holders (see file_lock.h).
 #include "file_lock.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // file_lock.h — locks on origin and difference-storage files, so that other processes (a second nbdsnapd,
 // qemu-io, a VM) cannot write them behind the tracker, and naming whoever holds a lock we are refused.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // image.cpp — image calls enter the snapshot's gate, then read or write through the origin's chunk map.
 #include "image.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // image.h — the frozen view of one origin in a taken snapshot, as a front end reads (and maybe writes) it.
 //
 // Every call enters the snapshot's I/O gate: after destroy, calls fail with not_found instead of touching

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // io_gate.cpp — a lock-free count for the open gate, a mutex and condition variable once it is blocked.
 #include "io_gate.h"
 

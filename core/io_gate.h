@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // io_gate.h — the one facility for draining in-flight I/O (after seastar's gate).
 //
 // I/O enters and leaves the gate. freeze() makes new entries wait and returns once nothing is inside (a take

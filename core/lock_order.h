@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // lock_order.h — the engine's locks in precedence order: the one place that says which lock may be taken while
 // which other is held (as nbdkit's server/internal.h lists its locks). No code lives here.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // memory_device.cpp — sparse pages in a map; FaultyDevice forwards unless told to fail.
 #include "memory_device.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // memory_device.h — a sparse in-memory BlockDevice for tests and demos, plus a fault-injecting wrapper.
 //
 // Memory grows with the pages written, so a 16 TiB "virtual" origin costs nothing until touched.

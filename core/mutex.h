@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // mutex.h — the mutex, scoped lock and condition variable every nbdsnap module uses, annotated so that clang's
 // -Wthread-safety checks them (libstdc++'s std::mutex carries no annotations).
 //

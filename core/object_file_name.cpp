@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // object_file_name.cpp — plain or hashed file names for objects (see object_file_name.h).
 #include "object_file_name.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // object_file_name.h — the one rule that turns an origin's or snapshot's name into a file name.
 //
 // Object names are 1..255 bytes (check_object_name), and Linux file names are at most 255 bytes (NAME_MAX), so

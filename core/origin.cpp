@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin.cpp — origin I/O: reads pass through; writes, trims and zeroes go through the tracker first.
 #include "origin.h"
 

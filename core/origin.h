@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin.h — a tracked disk: I/O on an origin export goes through here so CBT and copy-on-write see it.
 //
 // Front ends that write through the Origin (nbdsnapd) call write/trim/zero. Front ends that must write on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // served_origin_files.cpp — comparing a storage path with served files by identity (device and inode) and place.
 #include "served_origin_files.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // served_origin_files.h — files a front end serves as origins although no BlockDevice of the engine names them,
 // so that difference storage never lands on one.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // sizing.cpp — the tracking-block and chunk size rules (blksnap v4's: minimum shift, maximum shift, maximum
 // count, never below the device's minimum I/O size).
 #include "sizing.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // sizing.h — the one rule for tracking-block size and chunk size, blksnap v4's (the module parameters of the
 // v4 patch set, "blksnap: module management model functions" and its documentation, are our defaults).
 //

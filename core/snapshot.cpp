@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // snapshot.cpp — snapshot state, corruption, and the background writeback of buffered chunks.
 #include "snapshot.h"
 

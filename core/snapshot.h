@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // snapshot.h — one snapshot: its origins, difference storage, per-origin chunk maps and frozen CBT, its
 // state (created -> taken, corrupted at any time after), the image I/O gate and the writeback thread.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // status.cpp — names of error codes and the one mapping from engine errors to errno.
 #include "status.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // status.h — the engine's one way to report errors: a value, never an exception across modules.
 //
 // Every fallible engine call returns a Status. Front ends turn it into an errno with to_errno() (the one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // storage_ledger.cpp — a JSON list of paths, rewritten with temp file + rename.
 #include "storage_ledger.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // storage_ledger.h — remembers, in the state directory, the difference-storage files the engine created,
 // so files left behind by a crash (snapshots never survive a restart) are removed at the next start.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // storage_spec.cpp — the text form of difference storage and its checks (see storage_spec.h).
 #include "storage_spec.h"
 

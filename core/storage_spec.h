@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // storage_spec.h — what a user names as difference storage: a whole file or block device (created at a size
 // if asked), or a range of bytes of an existing one (blksnap v4 takes sector ranges of any block device).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // thread_annotations.h — clang's thread-safety attributes as macros, so the compiler checks what each mutex
 // guards and which functions need it held (-Wthread-safety; after LevelDB's port/thread_annotations.h).
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tracker.cpp — the write hook.
 #include "tracker.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tracker.h — the write hook of one origin: CBT marking and copy-on-write for the snapshot it belongs to,
 // behind the origin's I/O gate.
 //

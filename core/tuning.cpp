@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tuning.cpp — the table of tuning options, their parsing and the sanitize step (see tuning.h).
 #include "tuning.h"
 

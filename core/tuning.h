@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tuning.h — the engine's tuning options (sizing, buffers, low space, copy reads, CBT checkpoints kept), named, bounded and checked
 // in one place for both front ends: the sanitize step.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // units.cpp — parsing and printing byte sizes.
 #include "units.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // units.h — sizes as users write them: "1048576", "64K", "256M", "2G", "1T" (powers of 1024).
 #pragma once
 

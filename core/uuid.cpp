@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // uuid.cpp — version 4 UUIDs from std::random_device.
 #include "uuid.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // uuid.h — random (version 4) UUIDs: the CBT generation id.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // fuzz_control.cpp — feeds arbitrary lines to the control command set of an engine with two small origins.
 //
 // Finds crashes, hangs and sanitizer reports in JSON parsing, argument checking and the engine calls behind

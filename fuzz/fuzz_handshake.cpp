@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // fuzz_handshake.cpp — drives the newstyle handshake with arbitrary client bytes: client flags, then options
 // (16-byte header + data) until the handshake closes, enters transmission, or the input runs out.
 // The first byte picks the TLS mode (off, on, require) and whether access rules apply; a STARTTLS the

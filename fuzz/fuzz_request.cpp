@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // fuzz_request.cpp — drives the transmission phase with arbitrary request bytes on a negotiated session.
 //
 // The first input byte picks the export (origin "disk" or image "disk@s2") and whether structured replies

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // fuzz_world.h — the server-side world the NBD protocol harnesses run against: an engine with one origin
 // ("disk", 4 MiB in memory) and two taken snapshots, so images and qemu:dirty-bitmap contexts exist.
 #pragma once

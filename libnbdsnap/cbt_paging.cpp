@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt_paging.cpp — a whole CBT map out of its pages: cbt-map and cbt-raw-map answer a bounded number of ranges
 // or runs per reply, with `more` and `next_offset` (docs/control.md, "Paging"). The one place of the project
 // that follows `more`: the typed calls of client_commands.cpp and the nbdsnap CLI both use it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // client.cpp — the Client handle: connecting, its states, and the request/reply exchange (client.h).
 //
 // Design notes. Every call builds one JSON request line, sends it and reads one reply line while holding

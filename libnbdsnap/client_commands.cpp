@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // client_commands.cpp — each command of docs/control.md as a typed call: its arguments encoded, its reply
 // decoded (reply_decoding.h); the exchange itself is Client::Impl::exchange().
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // client_impl.h — the state behind a Client handle and the one request/reply exchange every call goes
 // through. Internal to libnbdsnap.
 #pragma once

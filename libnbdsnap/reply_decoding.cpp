@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // reply_decoding.cpp — field by field, as docs/control.md describes each object.
 #include "reply_decoding.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // reply_decoding.h — the protocol's JSON objects turned into the values of nbdsnap/types.h, and back for
 // the few a request carries. Tolerant like the protocol asks of clients: a missing or mistyped field reads
 // as empty, 0 or false, so a newer server's extra or renamed fields never fail a call. Internal.

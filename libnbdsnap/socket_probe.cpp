@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // socket_probe.cpp — greeting recognition and the probe (see nbdsnap/socket_probe.h).
 #include "nbdsnap/socket_probe.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_transport.cpp — the TLS transport: nbdsnapd's remote control listener (--control-listen) reached over
 // TCP with TLS, through the project's GnuTLS line client (control-socket/tls_line_client.h), so the CLI, agents
 // and nbdsnapd share one TLS implementation. See nbdsnap/transport.h.

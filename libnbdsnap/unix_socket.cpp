@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // unix_socket.cpp — non-blocking Unix socket I/O with poll(2) bounded by a deadline (see unix_socket.h).
 #include "unix_socket.h"
 

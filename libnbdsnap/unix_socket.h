@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // unix_socket.h — bounded waits on Unix stream sockets: connecting, sending and receiving each end at a
 // deadline, so a server that accepts and never answers (or a full listen backlog) cannot hang a caller.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // unix_transport.cpp — the Unix socket transport: line framing over a non-blocking stream socket, and the
 // recognition of an NBD socket given by mistake (see nbdsnap/transport.h).
 #include <cerrno>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // filter_config.cpp — parsing and checking the filter's parameters.
 #include "filter_config.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // filter_config.h — the filter's `nbdsnap-*` parameters: parsed in .config, checked once in .config_complete.
 #pragma once
 

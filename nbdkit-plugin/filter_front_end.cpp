@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // filter_front_end.cpp — client registry, which exports are origins, origin attach, detach, and export URIs.
 #include "filter_front_end.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // filter_front_end.h — what the control protocol needs to know about the nbdkit side: clients, URIs, and
 // which exports are origins.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbdsnap_filter.cpp — the nbdkit callbacks of nbdkit-nbdsnap-filter: translation to the engine, nothing more.
 //
 // Design notes. Every export the plugin lists is an origin (plugin_exports.h), and no other name opens: the

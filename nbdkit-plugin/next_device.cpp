@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // next_device.cpp — reads and allocation queries forwarded to the plugin below the filter.
 #include "next_device.h"
 

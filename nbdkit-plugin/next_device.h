@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // next_device.h — the engine's BlockDevice over nbdkit's `next`: the plugin the filter sits on.
 //
 // The engine reads old data through it (copy-on-write before an origin write, unchanged chunks of an image).

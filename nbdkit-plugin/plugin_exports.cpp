@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // plugin_exports.cpp — recording the plugin's export list and asking nbdkit for it.
 #include "plugin_exports.h"
 

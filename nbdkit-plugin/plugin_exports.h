@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // plugin_exports.h — the export names the plugin itself lists: the only names the filter serves as origins.
 //
 // Design notes. One disk must be one origin. Plugins such as memory, or file with file=, serve the same disk

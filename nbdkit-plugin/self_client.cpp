@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // self_client.cpp — the client side of the NBD fixed newstyle handshake, over a non-blocking socket with a deadline.
 #include "self_client.h"
 

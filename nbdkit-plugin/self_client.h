@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // self_client.h — a minimal NBD client of this nbdkit's own listening socket: the filter's way to ask nbdkit
 // what only a client can make it do.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // access_policy.cpp — allow rules and origins over TCP (see access_policy.h).
 #include "access_policy.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // access_policy.h — which client may open which export of nbdsnapd: allow rules from the configuration
 // (`allow = EXPORT-PATTERN IDENTITY`, repeatable) and whether origins are served over TCP at all.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // block_status.cpp — building block status descriptors from extents and ranges (see block_status.h).
 #include "block_status.h"
 

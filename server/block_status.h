@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // block_status.h — turns engine answers (allocation extents, changed ranges) into NBD block status descriptors.
 #pragma once
 

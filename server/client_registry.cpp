@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // client_registry.cpp — the table of open connections (see client_registry.h).
 #include "client_registry.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // client_registry.h — which NBD connections are open and which export each one serves.
 //
 // The control socket asks it for client counts and to disconnect the clients of an origin before detaching

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // connection.cpp — the socket side of an NBD connection (see connection.h).
 //
 // Design notes. The reader coroutine is the only one reading the socket; it parses a request header,

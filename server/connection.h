@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // connection.h — one NBD client over a socket: the handshake, then requests served concurrently.
 //
 // Threading: the handshake, the request reader and closing run on the server's single I/O thread; request

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_front_end.cpp — origin attach/detach for the control protocol (see control_front_end.h).
 //
 // An origin must not be detached while a connection can still write through it: those writes would miss

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_front_end.h — nbdsnapd's answers to the control protocol's front-end questions: export URIs,
 // client counts, attaching origins by path and detaching them (disconnecting their clients when forced).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // engine_event_log.cpp — the thread that logs the engine's events (see engine_event_log.h).
 #include "engine_event_log.h"
 

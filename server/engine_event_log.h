@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // engine_event_log.h — writes the engine's events to nbdsnapd's log: snapshots created, taken, corrupted and
 // destroyed, storage appended, low free space, CBT generations renewed.
 //

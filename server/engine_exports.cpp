@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // engine_exports.cpp — descriptions, features and name resolution of origin and image exports.
 #include "engine_exports.h"
 

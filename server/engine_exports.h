@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // engine_exports.h — the exports nbdsnapd serves, over the engine: an origin (read-write through its tracker)
 // and a snapshot image (frozen, read-only unless the snapshot is writable), plus the catalog naming them.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // handshake.cpp — option haggling (see handshake.h). Each handler parses its option data defensively:
 // anything malformed gets NBD_REP_ERR_INVALID and the connection goes on.
 #include "handshake.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // handshake.h — the fixed newstyle option haggling of one NBD connection, as a pure state machine.
 //
 // The connection feeds it the client flags and each option (header, then data) and sends back the bytes it

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // log.h — nbdsnapd's log: one line per message on stderr, with a UTC time stamp and a level; under systemd,
 // when stderr is the journal, with the journal's priority prefix ("<6>") in place of the time stamp.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // main.cpp — nbdsnapd: reads the configuration, attaches origins, serves NBD and the control socket, and on
 // SIGTERM/SIGINT stops cleanly (in-flight requests finished, origins flushed, CBT state saved, exit 0).
 #include <malloc.h>

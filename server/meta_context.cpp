@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // meta_context.cpp — matching metadata context queries against what an export offers (see meta_context.h).
 #include "meta_context.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // meta_context.h — the NBD metadata contexts nbdsnapd serves and how client queries select them.
 //
 // Every export has `base:allocation`; an image export also has `qemu:dirty-bitmap:CHECKPOINT` for each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbd_protocol.cpp — encoding and decoding of NBD wire structures (see nbd_protocol.h).
 #include "nbd_protocol.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbd_protocol.h — the NBD wire format: constants, big-endian fields, request headers and reply encoding.
 //
 // Pure byte-level code with no sockets, so a fuzzer can drive it with buffers. The values follow the NBD

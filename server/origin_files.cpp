@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin_files.cpp — opening origin files and keeping the origin list (see origin_files.h).
 #include "origin_files.h"
 

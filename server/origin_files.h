@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin_files.h — the origins nbdsnapd serves from files and block devices: opens and attaches them (the
 // engine refuses one file twice, see BlockDevice::file_identity), and keeps the origin list (origin_list.h)
 // in step with what is attached, so a restart serves the same origins.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin_list.cpp — reading and writing STATE_DIR/origins.json (see origin_list.h).
 #include "origin_list.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin_list.h — the list of origins nbdsnapd serves, kept in STATE_DIR/origins.json.
 //
 // Origins attached at run time (nbdsnap origin attach) would be lost at the next start if only the command

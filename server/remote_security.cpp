@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // remote_security.cpp — credential stores and the remote control handler (see remote_security.h).
 #include "remote_security.h"
 

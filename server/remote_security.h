@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // remote_security.h — nbdsnapd's TLS credentials (for NBD STARTTLS and for the remote control listener) and
 // the remote control listener itself: who may run which control command over TCP.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // request_executor.cpp — validation and execution of transmission requests (see request_executor.h).
 //
 // Design notes. READ replies are built in one buffer: the reply header is written in front of the data the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // request_executor.h — serves one NBD transmission request on the negotiated export and encodes its reply.
 //
 // validate() checks a request header before any payload is read; execute() calls the export (the engine)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // served_export.h — what the NBD code sees of an export: its size, features and I/O, as engine calls.
 //
 // Implemented over the engine by OriginExport and ImageExport (engine_exports.h); the wire code (handshake,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // server.cpp — listeners, signal handling and the shutdown sequence of the NBD side (see server.h).
 #include "server.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // server.h — nbdsnapd's NBD listeners: accepts clients on Unix and TCP sockets and runs their connections.
 //
 // One I/O thread runs every socket (Asio); a pool of workers runs the engine calls. SIGTERM/SIGINT start a

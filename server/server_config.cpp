@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // server_config.cpp — Boost.Program_options description of nbdsnapd's options, checked once here.
 #include "server_config.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // server_config.h — nbdsnapd's configuration: the command line and the optional config file (same keys).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // systemd_service.cpp — socket activation and sd_notify (see systemd_service.h).
 #include "systemd_service.h"
 

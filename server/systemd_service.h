@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // systemd_service.h — nbdsnapd as a systemd service: socket activation and readiness notification.
 //
 // Socket activation (sd_listen_fds(3)): systemd binds the sockets of nbdsnapd.socket and passes them as

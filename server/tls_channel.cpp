@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_channel.cpp — GnuTLS calls under the session lock, socket waits through Asio (see tls_channel.h).
 #include "tls_channel.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_channel.h — the TLS side of one NBD connection after STARTTLS: its GnuTLS session, the lock every call
 // on it takes, and the Asio waits for the socket's readiness.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_plan_test.cpp — when an incremental backup may build on the previous copy, and the fallback messages.
 #include <doctest/doctest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // backup_sidecar_test.cpp — the backup record's JSON form and its atomic file.
 #include <doctest/doctest.h>
 

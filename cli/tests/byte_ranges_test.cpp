@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // byte_ranges_test.cpp — "OFFSET+LENGTH" parsing and range merging.
 #include <doctest/doctest.h>
 

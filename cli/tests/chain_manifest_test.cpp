@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chain_manifest_test.cpp — the chain manifest: its JSON round trip, point names, backing chains, finding
 // points by name or checkpoint, and what a prune keeps, merges and removes.
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // command_line_test.cpp — global options, per-command arguments, requests built from the command line.
 #include <doctest/doctest.h>
 

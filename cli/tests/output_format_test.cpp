@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // output_format_test.cpp — the human-readable forms of control replies, progress lines and copy pieces.
 #include <doctest/doctest.h>
 

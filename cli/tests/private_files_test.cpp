@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // private_files_test.cpp — files that hold disk contents get the mode asked for whatever the umask; an
 // atomic write leaves no temporary file; --mode parsing.
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // progress_test.cpp — --progress=FD lines: nbdcopy's "N/100" format, one line per percent gained, 100 at the
 // end once, and a reader that went away does not stop (or kill) the command.
 #include <doctest/doctest.h>

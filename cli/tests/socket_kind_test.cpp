@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // socket_kind_test.cpp — the wrong socket from the CLI's side: the URI's socket path, and ControlClient's exit
 // codes and messages against libnbdsnap's fake servers (an NBD-like one, a control-like one, a silent one).
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // storage_watcher_test.cpp — which events make watch-storage append storage, how much, and where.
 #include <doctest/doctest.h>
 

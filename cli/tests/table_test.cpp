@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // table_test.cpp — table and key/value rendering.
 #include <doctest/doctest.h>
 

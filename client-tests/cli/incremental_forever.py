@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """incremental_forever.py — many takes in a row on one origin, each followed by `nbdsnap backup --since` the
 previous take into the same file: every backup must equal its image (the origin at take time) and none but
 the first may be full, across the compactions of the change numbers every ~255 takes.

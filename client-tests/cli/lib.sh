@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib.sh — shared helpers of the nbdsnap CLI tests: a private directory, nbdsnapd (or nbdkit with the filter)
 # started in the background on Unix sockets, assertions on exit codes and output, cleanup that always runs.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-backup-chain.sh — qcow2 backup chains against nbdsnapd: ten points with random writes between them,
 # every point restored and equal (qemu-img compare) to a copy of the disk made at its take; files and
 # directory private whatever the umask; --progress=FD lines; prune --keep keeps every remaining point exact;

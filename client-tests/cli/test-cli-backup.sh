@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-backup.sh — `nbdsnap backup` against nbdsnapd: a full backup and several incremental rounds with
 # writes between them, each equal to a copy of the origin made at take time; holes are skipped; incremental
 # backups read only what changed (qemu:dirty-bitmap); --verify; a CBT generation change (cbt reset) makes the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-cbt-map.sh — `nbdsnap cbt map` against nbdsnapd after writes made through NBD: the raw change numbers
 # (--raw) of the live map and of a snapshot's frozen map, ranges and runs read in small pages (--page-size) equal
 # to the unpaged answer, --offset/--length windows (unaligned ones widened to whole blocks for --raw), and the

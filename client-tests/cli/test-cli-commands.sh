@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-commands.sh — every nbdsnap command against a real nbdsnapd: table and --json output, and the exit
 # code of each kind of error (usage 2, not found 3, server refusal 1, connection 4), and take hooks.
 # Usage: test-cli-commands.sh NBDSNAP NBDSNAPD

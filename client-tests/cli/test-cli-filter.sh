@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-filter.sh — nbdsnap against nbdkit with the nbdsnap filter: version and origins, a snapshot with the
 # filter's default storage, and full + incremental backups. nbdkit serves base:allocation only, so the
 # incremental backup takes its ranges from the control socket's cbt-map of the image's snapshot.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-incremental-forever.sh — 1,000 takes in a row on one origin, each followed by `nbdsnap backup --since`
 # the previous take: every backup equals its image, none after the first is full, the CBT generation stays
 # through the compactions of the 8-bit change number (incremental_forever.py drives the rounds).

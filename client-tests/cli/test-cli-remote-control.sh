@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-remote-control.sh — nbdsnapd's remote control listener (TLS only, roles per identity) used by the
 # CLI over 127.0.0.1: create, take, backup over nbds:// and destroy as an operator (PSK), an admin by client
 # certificate (also through the Python package, whose PSK is refused with the reason), a read-only identity

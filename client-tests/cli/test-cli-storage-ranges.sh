@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-storage-ranges.sh — difference storage as ranges of one file (PATH:OFFSET+LENGTH) through the CLI and
 # the control socket of a real nbdsnapd: two ranges serve one snapshot, a third another snapshot, images read
 # take-time data, nothing outside the ranges is written; overlaps (with each other, with an origin) and specs

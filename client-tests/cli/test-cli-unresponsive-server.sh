@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-unresponsive-server.sh — no server can hang nbdsnap: a socket whose server accepts and never
 # answers makes a control command and a backup give up after --timeout with a message naming the timeout (exit
 # 4); a backup whose nbdsnapd stops answering mid-copy (SIGSTOP) ends with an error after --timeout, not a hang.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-watch-storage.sh — `nbdsnap watch-storage` relieves low-space events during a long write: the
 # snapshot gets PATH.1, PATH.2... and stays intact (image equals the take-time copy) although the write is
 # far larger than its first storage; the watcher exits when the snapshot is destroyed.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-cli-wrong-socket.sh — each side of nbdsnap recognises the other protocol and says which socket to give:
 # --control pointed at the NBD socket (whose server greets with NBDMAGIC at once), and `backup --image` with a
 # URI whose socket is the control socket (which never greets). Both end within a few seconds with exit status 2

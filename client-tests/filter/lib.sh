@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib.sh — shared helpers of the nbdkit filter tests: a private directory, nbdkit started in the background
 # with the nbdsnap filter, the control protocol, and cleanup that always runs.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """snapshot_under_writers.py — takes one snapshot of several origins while writers run, then checks the images.
 
 Writers put 4 KiB blocks that name (origin, block, sequence) on every origin through libnbd. Every write and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-detach.sh — origin-detach through the control socket: refused while a client has the origin open;
 # forced, it cuts the connected client off (its writes, trims, zeroes and reads fail with EIO, so no write is
 # untracked) and the next open attaches the origin again with its CBT resumed.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-error-cow.sh — the plugin fails the copy-on-write read (nbdkit's error filter below ours): the client's
 # write still succeeds, the snapshot turns corrupted with an event carrying the origin and the errno (EIO), as
 # snapshot info does per origin, and its image returns errors.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-export-aliases.sh — one disk is one origin: over plugins that ignore export names (memory, file with
 # file= and with the bare file argument), a client asking for another export name is refused at NBD_OPT_GO,
 # so it cannot write the disk behind the tracker; the image keeps its take-time bytes. Under a plugin that

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-file-dir-exports.sh — `file dir=D`: the plugin's list is the truth. Every file in D is its own origin
 # before any client opened it; a name that is not a file in D is refused by the filter; a file added while
 # nbdkit runs becomes an origin when it is first listed or opened; after a restart with nbdsnap-state-dir, an

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-file-dir-two-disks.sh — `file dir=` serving two disks: one snapshot of both, taken while writers run.
 #
 # The images must show, block by block, only data that may have been there at the take, and one point in

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-file.sh — the `file` plugin over one file: image equals the take-time copy, images are read-only,
 # unknown images are refused, CBT map / mark-dirty through the control socket, CBT survives a clean restart
 # and renews its generation after a crash.

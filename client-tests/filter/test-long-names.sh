@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-long-names.sh — names of 255 bytes, the longest the docs allow, in the filter: an origin named by
 # nbdsnap-default-origin and a snapshot whose default storage file lies in the nbdsnap-storage directory. The
 # storage file's name fits (shortened, with a hash), the image serves take-time bytes, destroy removes the

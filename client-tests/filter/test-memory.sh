@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-memory.sh — the `memory` plugin: a snapshot of a RAM disk, a writable snapshot whose writes never reach
 # the origin, the export list, and refusals (unknown origin, origin in a snapshot twice).
 # Usage: test-memory.sh FILTER.so

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-sigterm-events-wait.sh — control clients in events-wait do not hold up nbdkit's stop: one that has a
 # second long events-wait queued behind the first, and others that connect and wait while nbdkit stops.
 # nbdkit exits within 2 s of SIGTERM (the test fails above 5 s) and the filter saves CBT as cleanly stopped.

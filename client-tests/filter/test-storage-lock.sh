@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-storage-lock.sh — the filter's difference-storage files are locked like nbdsnapd's: while a snapshot
 # uses one, qemu-io cannot open it and another nbdsnap process cannot take it as storage (it is refused naming
 # nbdkit); destroy releases it.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-storage-refusals.sh — a plugin's own file is never difference storage. With `file dir=D`, storage that
 # is a file in D (by path, hard link, symbolic link or relative path), or a new file in D, is refused through
 # the control socket with a message naming the file and the reason, and the file is left as it was; so is the

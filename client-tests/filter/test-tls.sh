@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tls.sh — nbdkit's own --tls with the filter in front: origins and images over nbds+unix:// (PSK) and
 # nbds://127.0.0.1 (X.509); an image read over TLS equals the origin at the take; a plain client is refused.
 # The filter's control socket stays a local Unix socket (nbdkit-nbdsnap-filter(1), CONTROL).

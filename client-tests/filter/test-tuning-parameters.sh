@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tuning-parameters.sh — the filter's engine tuning parameters (core/tuning.h, the same as nbdsnapd's): a bad
 # value stops nbdkit at start with a message naming the parameter and its bounds; good values (and the old name
 # nbdsnap-tracking-min-shift) reach the engine; --help lists them all.

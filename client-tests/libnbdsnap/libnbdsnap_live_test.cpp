@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // libnbdsnap_live_test.cpp — libnbdsnap against a running server (nbdsnapd, or nbdkit with the nbdsnap
 // filter): every kind of call once, as an agent makes them, with the server's answers checked: version and
 // origins, CBT (mark dirty, map, reset), a snapshot's life cycle with its storage, the checkpoint its take

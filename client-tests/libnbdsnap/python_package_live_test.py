@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """python_package_live_test.py — the nbdsnap Python package against a running server (nbdsnapd, or nbdkit with
 the nbdsnap filter), used with python3-libnbd as an agent would: data written before a take is what the image
 reads (after later writes to the origin), block status of the image, the changed ranges since the take's

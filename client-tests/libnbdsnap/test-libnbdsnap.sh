@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-libnbdsnap.sh — the client library (libnbdsnap_live_test) and the Python package
 # (python_package_live_test.py, from the source tree's python/) against a running server: nbdsnapd, or nbdkit
 # with the nbdsnap filter over the file plugin.

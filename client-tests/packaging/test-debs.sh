@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-debs.sh SOURCE-DIR — the Debian packages end to end on this machine: build them with
 # packaging/build-debs, check them with lintian, install them with dpkg -i, check what they hold, start
 # /usr/sbin/nbdsnapd the way nbdsnapd.service does (user nbdsnap, its runtime and state directories, umask,

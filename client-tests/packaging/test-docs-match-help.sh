@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-docs-match-help.sh SOURCE-DIR NBDSNAPD NBDSNAP [FILTER.so] — the man page sources say what the programs
 # say: every option in `nbdsnapd --help` is in docs/nbdsnapd.pod and in the packaged nbdsnapd.conf; every
 # command of `nbdsnap --help` and every option of `nbdsnap COMMAND --help` is in docs/nbdsnap.pod; every

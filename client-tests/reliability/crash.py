@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """crash.py — writes with periodic flushes until the server is killed with SIGKILL, then checks durability.
 
   crash.py load SOCK PIDFILE STATEFILE FLUSHES ORIGIN...

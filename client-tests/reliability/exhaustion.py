@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """exhaustion.py — difference storage runs out or fails (see test-exhaustion-nbdsnapd.sh).
 
 Usage: exhaustion.py NBD_SOCK CONTROL_SOCK DIR TMPFS_DIR ROUNDS

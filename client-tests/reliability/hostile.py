@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """hostile.py — hostile NBD and control clients against nbdsnapd while a good client keeps working.
 
 Usage: hostile.py NBD_SOCK CONTROL_SOCK PID ROUNDS

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """integrity_soak.py — sector-exact integrity of snapshot images under concurrent writers, trims and zeroes.
 
 Works against any front end that serves origins NAME and images NAME@SNAP plus the control socket (nbdsnapd,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib.sh — shared by the reliability tests: a private directory, nbdsnapd or nbdkit + filter started in the
 # background on Unix sockets with pid files, a control client, and cleanup that always runs (servers killed,
 # tmpfs unmounted, directory removed).

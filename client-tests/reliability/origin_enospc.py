@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """origin_enospc.py — nbdsnapd's origin is a sparse file on a full tmpfs: writes into holes fail (ENOSPC).
 
 Usage: origin_enospc.py NBD_SOCK CONTROL_SOCK DIR FILLER ROUNDS

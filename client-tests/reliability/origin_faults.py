@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """origin_faults.py — the origin device fails under the engine (nbdkit's error filter below the nbdsnap filter).
 
 Usage: origin_faults.py NBD_SOCK CONTROL_SOCK DIR PREAD_INJECT PWRITE_INJECT ROUNDS

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-crash-filter.sh — kill -9 nbdkit running the nbdsnap filter (file plugin, dir= mode) while writers
 # write and flush (a snapshot taken, so copy-on-write is active); restart with the same
 # nbdsnap-state-dir: every write acknowledged before a completed flush is on the origin, CBT generations are

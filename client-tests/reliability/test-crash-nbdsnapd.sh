@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-crash-nbdsnapd.sh — kill -9 nbdsnapd while writers write and flush (a snapshot taken, so copy-on-write is
 # active); restart with the same --state-dir: every write acknowledged before a completed flush is on the
 # origin, CBT generations are renewed, and no storage file the engine created is left behind.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-exhaustion-filter.sh — the storage exhaustion cases of exhaustion.py (limit, ENOSPC on a tmpfs, full
 # tmpfs) against nbdkit + the nbdsnap filter (file plugin, dir= mode).
 # Usage: test-exhaustion-filter.sh FILTER.so [--rounds N]

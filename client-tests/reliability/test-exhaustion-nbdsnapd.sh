@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-exhaustion-nbdsnapd.sh — difference storage runs out or fails; invariant 2: the snapshot turns corrupted
 # (event, image reads fail) while every origin write succeeds and reads back, nbdsnapd stays up, another
 # snapshot is unaffected, and destroy removes the storage files the engine created.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-hostile-nbdsnapd.sh — hostile NBD and control clients (hostile.py) against nbdsnapd: it stays up, its
 # memory stays bounded, a good client keeps working.
 # Usage: test-hostile-nbdsnapd.sh NBDSNAPD [--rounds N]

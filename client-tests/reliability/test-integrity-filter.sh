@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-integrity-filter.sh — integrity soak (integrity_soak.py) against nbdkit + the nbdsnap filter over the
 # file plugin in dir= mode: three origins in two snapshot groups, two writers per origin, >= 20 takes.
 # Usage: test-integrity-filter.sh FILTER.so [--takes N] [--duration SECONDS] [--rounds N] [soak options...]

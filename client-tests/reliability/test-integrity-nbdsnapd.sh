@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-integrity-nbdsnapd.sh — integrity soak (integrity_soak.py) against nbdsnapd: three origins in two
 # snapshot groups, two writers per origin, >= 20 takes in short mode.
 # Usage: test-integrity-nbdsnapd.sh NBDSNAPD [--takes N] [--duration SECONDS] [--rounds N] [soak options...]

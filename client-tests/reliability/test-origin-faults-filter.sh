@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-origin-faults-filter.sh — nbdkit's error filter under ours fails origin reads/writes on demand (see
 # origin_faults.py): write errors reach the client as EIO without touching the snapshot; copy-on-write read
 # failures corrupt the snapshot and never make an image return wrong bytes.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-origin-faults-nbdsnapd.sh — a failing origin device under nbdsnapd without dm or loop devices: the origin
 # is a sparse file on a tmpfs that fills up (origin_enospc.py). nbdsnapd has no fault-injection hook, so a
 # failing copy-on-write *read* (EIO from the device) cannot be produced here; the filter test covers that path

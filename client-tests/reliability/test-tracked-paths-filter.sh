@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tracked-paths-filter.sh — tracked_paths.py against nbdkit + the nbdsnap filter over the file plugin:
 # writer and slow-handshake clients race origin-detach (with and without force), takes and destroys; the
 # origin comes back when a client opens it; no write may reach the disk untracked (issue 14).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tracked-paths-nbdsnapd.sh — tracked_paths.py against nbdsnapd: writer and slow-handshake clients race
 # origin-attach, origin-detach (with and without force), takes and destroys; no write may reach the disk
 # untracked (issue 14).

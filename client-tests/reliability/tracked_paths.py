@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """tracked_paths.py — every write that reaches an origin's disk is tracked, whatever the clients and the
 control socket do meanwhile (issue 14).
 

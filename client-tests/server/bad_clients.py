@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """bad_clients.py — misbehaving NBD clients against nbdsnapd while a well-behaved libnbd client works.
 
 Usage: bad_clients.py SOCKET ORIGIN IMAGE

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # common.sh — shared by the nbdsnapd integration tests: a private nbdsnapd on a Unix socket in a temporary
 # directory, always stopped and removed on exit. Source it with the nbdsnapd binary path as $1.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """held_go_client.py — an NBD client whose NBD_OPT_GO reply waits in a full socket buffer.
 
 Usage: held_go_client.py SOCKET EXPORT FIFO

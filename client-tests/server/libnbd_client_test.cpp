@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // libnbd_client_test.cpp — nbdsnapd seen through libnbd: listing, info, I/O, block status in both contexts,
 // concurrent aio requests, multi-conn and image lifetime. run-libnbd-client-test.sh starts the server and
 // passes its sockets in NBDSNAP_SOCKET and NBDSNAP_CONTROL; origins "disk" (64 MiB) and "list" (16 MiB).

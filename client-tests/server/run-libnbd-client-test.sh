@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # run-libnbd-client-test.sh NBDSNAPD TEST-PROGRAM — runs the libnbd client test program against a private
 # nbdsnapd serving origins "disk" (64 MiB) and "list" (16 MiB).
 source "$(dirname "$0")/common.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """shutdown_clients.py — clients that try to hold nbdsnapd up while it stops on SIGTERM.
 
 Usage: shutdown_clients.py ROLE ARGS...

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-attach-under-load-and-restart.sh — origins attached at run time while another origin is under qemu-io
 # load (the load never sees an error); the new origin is snapshotted, and detaching it is refused while it is
 # in the snapshot; after a clean stop a restart with no --origin for them serves the same origins with the same

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-bad-clients.sh — garbage bytes, oversized requests, unknown options and forbidden writes are refused
 # (error replies or a dropped connection) while a concurrent well-behaved client keeps working.
 source "$(dirname "$0")/common.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-block-device-origin-locks.sh — a read-write block device origin (a loop device) is opened exclusively:
 # a second nbdsnapd on the same device exits at start naming the first, qemu-io cannot open it, and a mounted
 # device is refused naming its mount point. Needs root and loop devices; skipped (77) otherwise.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-connection-limits.sh — --max-connections refuses clients over the limit with an error they can report
 # (qemu-img prints it), and --handshake-timeout disconnects a client that connects and says nothing, while the
 # clients already in transmission go on working past the timeout.

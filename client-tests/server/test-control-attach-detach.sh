@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-control-attach-detach.sh — a config file with an origin and a TCP listener; origin-attach by path over
 # the control socket; origin-detach is refused while a client is connected, and with force disconnects it and
 # drops the origin's image from its snapshot (with an event).

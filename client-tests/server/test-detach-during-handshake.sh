@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-detach-during-handshake.sh — a client whose NBD_OPT_GO has resolved origin d, but whose GO reply still
 # waits in a full socket buffer, is a client of d: origin-detach without force is refused, with force its
 # connection is closed, and after d is attached again and a snapshot taken, that connection never writes d

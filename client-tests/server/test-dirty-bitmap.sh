@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-dirty-bitmap.sh — on the image of snapshot s2, qemu:dirty-bitmap:s1 marks exactly the CBT blocks
 # written (write, write zeroes, trim) between taking s1 and taking s2: nothing before s1, nothing after s2.
 source "$(dirname "$0")/common.sh"

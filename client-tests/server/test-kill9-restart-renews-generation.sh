@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-kill9-restart-renews-generation.sh — after kill -9 nbdsnapd cannot know which writes CBT missed, so
 # the restart starts a new CBT generation (dropping old checkpoints) and says so in the log.
 source "$(dirname "$0")/common.sh"

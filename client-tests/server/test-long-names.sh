@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-long-names.sh — origin and snapshot names of 255 bytes, the longest the docs allow: nbdsnapd starts with
 # such an origin, attaches another over the control socket, snapshots one under a 255-byte snapshot name, serves
 # the image, and after SIGTERM and a restart resumes the same CBT generation.

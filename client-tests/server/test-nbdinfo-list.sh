@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-nbdinfo-list.sh — nbdinfo --list shows origins and snapshot images with descriptions and contexts;
 # qemu-img info sees the right size; an image disappears from the list when its snapshot is destroyed.
 source "$(dirname "$0")/common.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-operator-logs.sh — what an operator reads in nbdsnapd's log at the default level (info): a fresh origin's
 # first start is news, not a warning; every snapshot create, take, storage append, corruption and destroy; origin
 # attach and detach; a refused client with who it was; the snapshots a stop drops. A clean restart says nothing

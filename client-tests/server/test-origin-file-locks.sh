@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-origin-file-locks.sh — other processes cannot write an origin or difference-storage file behind the
 # tracker: a second nbdsnapd on the same origin file exits at start naming the first; origin-attach of a file
 # qemu-io holds is refused naming qemu-io; qemu-io cannot open a served origin file, and the image of a taken

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-qemu-img-convert.sh — qemu-img convert writes a sparse image into an origin (zeroes, fast zero and
 # writes over NBD) and copies a snapshot image out again; qemu-img compare finds them identical.
 source "$(dirname "$0")/common.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-sigterm-during-handshake.sh — a client still negotiating options when SIGTERM arrives (libnbd in opt
 # mode) gets NBD_REP_ERR_SHUTDOWN for its next option, as the NBD spec asks a server that is shutting down,
 # instead of a connection closed under it; nbdsnapd still stops within 2 s (the test fails above 5 s).

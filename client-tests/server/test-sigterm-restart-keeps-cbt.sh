@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-sigterm-restart-keeps-cbt.sh — SIGHUP is ignored; SIGTERM while a client writes: nbdsnapd finishes
 # in-flight requests, saves CBT cleanly and exits 0; after a restart the generation, change number and checkpoints
 # (with their take times, and a deleted one still gone) are the same, and the changes recorded before the stop are

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-sigterm-with-client-not-reading.sh — an NBD client that sends many READs and never reads the replies
 # cannot hold up SIGTERM: nbdsnapd gives it a bounded time, exits 0 within 2 s (the test fails above 5 s)
 # and saves CBT as cleanly stopped.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-sigterm-with-control-waiters.sh — control clients in events-wait cannot hold up SIGTERM: one that has a
 # second long events-wait queued behind the first, and others that connect and wait right after the signal
 # (while an NBD client stuck in its handshake keeps the NBD side busy).

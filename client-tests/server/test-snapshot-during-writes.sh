@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-snapshot-during-writes.sh — a snapshot image keeps the origin's take-time bytes while qemu-io rewrites
 # the whole origin: copied out with nbdcopy during the writes, it equals (qemu-img compare) a copy of the
 # origin made before them. A second snapshot taken in the middle of a write storm holds, for every written

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-socket-path-uri.sh — the export URIs nbdsnapd reports stay valid when the socket path holds bytes that
 # mean something in a URI (space, '&', '#'): libnbd (nbdinfo) and QEMU (qemu-io) open them as reported.
 source "$(dirname "$0")/common.sh"

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """test-systemd-activation.py — nbdsnapd started as systemd starts nbdsnapd.socket's service: the NBD and control
 sockets bound by this launcher and passed as descriptors 3 and 4 (LISTEN_FDS, LISTEN_PID of the exec'd process,
 LISTEN_FDNAMES=nbd:control), and a NOTIFY_SOCKET datagram socket of the test's own.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tls.sh — NBD over TLS with real clients (nbdinfo, nbdcopy, qemu-img, qemu-io), X.509 and PSK, on Unix
 # and on 127.0.0.1: an image read over TLS equals the same read in clear; under --tls require a plain client
 # is refused and `nbdinfo --list` reveals nothing; a wrong PSK and a certificate of another CA are refused;

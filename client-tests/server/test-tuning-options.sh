@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-tuning-options.sh — nbdsnapd's engine tuning options (core/tuning.h): a bad value stops nbdsnapd at start
 # with exit status 2 and a message naming the option and its bounds; good values reach the engine (origin-info
 # shows the chunk and tracking block sizes they give).

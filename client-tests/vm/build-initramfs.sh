@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # build-initramfs.sh — builds the initramfs of the nbdsnap test guest from Debian packages installed on this
 # machine: busybox-static (the shell and every tool of the guest), the installed kernel's modules for a
 # virtio-blk disk with ext4 (virtio_pci, virtio_blk, crc32c, ext4 and what modules.dep says they need), and

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: BSD-3-Clause
 # guest-init.sh — /init (PID 1) of the nbdsnap test guest, run by busybox's shell. It mounts the guest's one
 # virtio-blk disk /dev/vda (the NBD export under test) at /mnt, formatting it ext4 first when asked, optionally
 # starts a writer, and then serves commands from the host.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # guest.sh — runs the nbdsnap test guest: a Debian kernel and the initramfs of build-initramfs.sh under QEMU
 # (TCG: KVM guests hang on these machines), its disk an NBD export, its console a file, its commands a pipe.
 # Sourcing it defines functions only; the VM tests, guest-command (the take hooks) and scripts/demo use it.

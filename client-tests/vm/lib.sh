@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib.sh — harness of the VM tests: a private directory with a 256 MiB origin file, served as origin "disk" by
 # either front end, test guests (guest.sh), checks of filesystem images, and cleanup that always runs.
 #

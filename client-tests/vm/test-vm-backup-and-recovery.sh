@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-vm-backup-and-recovery.sh — a Linux guest formats its NBD disk (the origin) ext4 and keeps writing files,
 # fsyncing each. While it writes:
 #  1. take s1 with --pre-hook/--post-hook freezing and thawing the guest's filesystem, back up disk@s1 (full);

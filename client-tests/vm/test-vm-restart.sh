@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test-vm-restart.sh — the server restarts under a running guest. The guest's disk is QEMU's NBD driver with
 # reconnect-delay, so its requests wait while the server is down. The server is stopped with SIGTERM while the
 # guest writes and started again: the guest's I/O resumes without an error, CBT keeps its generation and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tls_test.cpp — the TLS transport over socket pairs: PSK and X.509 handshakes, who the peer is, refusals
 // (wrong key, another CA), bounded waits, and the tls:// address syntax.
 #include <doctest/doctest.h>

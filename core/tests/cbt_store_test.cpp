@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt_store_test.cpp — saving and loading CBT state: only a clean state of the same device size is loaded.
 #include "cbt_store.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cbt_test.cpp — change numbers across takes, checkpoints (kept count, delete, take times), compaction at the
 // wrap, changed ranges and raw numbers with their pages, reset.
 #include "cbt.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // chunk_buffer_test.cpp — the chunk buffer pool: freed buffers are reused up to the limit, and a snapshot's
 // destroy or forced detach gives them back to the system (issue 16 part 3; bench T6 measures the RSS).
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // control_test.cpp — every command of docs/control.md through Control::handle, and its error replies.
 #include "control.h"
 

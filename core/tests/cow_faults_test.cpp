@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // cow_faults_test.cpp — failures on the copy-on-write path end in an error or a corrupted snapshot, never in a
 // hang, a failed origin write or a gate left entered (ARCHITECTURE.md invariants 2 and 5).
 //

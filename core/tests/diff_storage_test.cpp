@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // diff_storage_test.cpp — difference storage: bump allocation over areas, limit, low-space signal, release.
 #include "diff_storage.h"
 

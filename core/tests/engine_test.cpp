@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // engine_test.cpp — origins, CBT through the engine, CBT state across restarts, and memory accounting.
 #include "engine.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // error_codes_test.cpp — what corrupted a snapshot, per origin, as an errno with words (blksnap's SNAPSHOTINFO
 // error_code and the corrupted event's err_code), and storage too small for one chunk refused up front, so that
 // "difference storage is full" never comes with nothing used.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // events_test.cpp — the waitable event log: sequence numbers, waiting, bounded memory, interrupt, stop.
 #include "events.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // export_name_test.cpp — "ORIGIN" and "ORIGIN@SNAPSHOT" export names, and object name rules.
 #include "export_name.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // file_device_test.cpp — the file / block-device backend: create, read/write, short reads, extents, trim, and
 // the locks that keep other processes out (with forked children holding locks as QEMU would).
 #include "file_device.h"

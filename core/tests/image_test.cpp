@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // image_test.cpp — frozen reads of a taken snapshot, writable images, the begin_write path, changed ranges.
 #include "image.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // io_gate_test.cpp — draining in-flight I/O: freeze waits for those inside, close refuses newcomers.
 #include "io_gate.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // memory_device_test.cpp — the sparse in-memory device and the fault-injecting wrapper.
 #include "memory_device.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // model_test.cpp — the randomized model test: random origin I/O from several threads, takes, image reads and
 // writes, destroys and detaches, with injected faults, checked against a reference copy of every origin kept in
 // memory and against the five invariants of ARCHITECTURE.md.

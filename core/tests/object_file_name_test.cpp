@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // object_file_name_test.cpp — file names made from origin and snapshot names: plain when they fit, hashed
 // (and still fitting with the temporary suffix) when they do not, the same in every run.
 #include "object_file_name.h"

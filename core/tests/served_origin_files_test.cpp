@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // served_origin_files_test.cpp — difference storage never lands on a file a front end serves outside the engine.
 #include <sys/stat.h>
 #include <unistd.h>

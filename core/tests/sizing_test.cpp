@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // sizing_test.cpp — blksnap v4's tracking-block and chunk size rules, as tables from 1 MiB to 1 PiB, and what
 // the chunk rule means for difference storage on a large origin.
 #include "sizing.h"

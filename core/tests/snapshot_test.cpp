@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // snapshot_test.cpp — snapshot lifecycle, refusals, atomic take, overflow, append, and injected I/O errors.
 #include <doctest/doctest.h>
 #include <signal.h>

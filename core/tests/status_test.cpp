@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // status_test.cpp — error values, their names, and the one mapping to errno.
 #include "status.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // storage_ranges_test.cpp — difference storage as ranges of files (blksnap v4 takes sector ranges of any block
 // device): several ranges of one file in one snapshot and across snapshots, each chunk landing inside its
 // range, and every overlap (with an origin, another snapshot's storage, the snapshot's own areas) refused.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // test_support.h — fixtures the engine's unit tests share: temporary directories, byte patterns that say
 // where they were written, engine configurations with small chunks, and waiting for events.
 #pragma once

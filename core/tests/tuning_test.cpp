@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // tuning_test.cpp — the sanitize step: every tuning option with good and bad values, bounds in the messages,
 // in each front end's spelling.
 #include "tuning.h"

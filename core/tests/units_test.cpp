@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // units_test.cpp — sizes as users write them, and what the errors say.
 #include "units.h"
 

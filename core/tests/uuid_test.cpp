@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // uuid_test.cpp — version 4 UUIDs, the CBT generation id.
 #include "uuid.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // client_test.cpp — the Client handle against fake servers: connecting, refusals as values, timeouts and the
 // dead state they leave, the wrong socket, malformed replies, the raw call, and close().
 #include <doctest/doctest.h>

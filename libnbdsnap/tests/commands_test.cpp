@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // commands_test.cpp — typed calls: what each sends and how its reply is decoded, CBT paging joined (and
 // refused across a generation change), the event stream, and calls from many threads on one Client.
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // fake_server.h — small servers on Unix sockets in a temporary directory for libnbdsnap's tests: one that
 // greets like NBD, one that answers request lines with a function's reply, one that never says anything.
 #pragma once

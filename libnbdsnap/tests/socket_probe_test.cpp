@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // socket_probe_test.cpp — recognising each protocol's greeting: the pure recognisers, and
 // probe_socket_kind() against an NBD-like server, a control-like one and a silent one.
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // filter_config_test.cpp — the filter's nbdsnap-* parameters: parsing, checking, default storage.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>

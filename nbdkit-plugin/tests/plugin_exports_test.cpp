@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // plugin_exports_test.cpp — which names are origins, and asking "nbdkit" for the list: a fake server on a Unix
 // socket plays nbdkit, running the filter's part (PluginExports::record) when it answers NBD_OPT_LIST.
 #include <doctest/doctest.h>

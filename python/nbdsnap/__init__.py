@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """nbdsnap — a Python client of the nbdsnap control protocol (docs/control.md), for backup agents.
 
 Snapshots, origins, change block tracking (maps, raw maps, checkpoints), events and difference storage of

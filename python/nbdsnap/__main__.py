@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """python3 -m nbdsnap [--expect-error] SOCKET 'JSON' ['JSON'...] — sends control requests on one connection
 and prints each reply line. Exits 1 when a reply's "ok" is not the one expected (true; false with
 --expect-error), 4 when the client fails (timeout, connection). For shell scripts and tests."""

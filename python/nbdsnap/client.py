@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 """client.py — the Client handle of the nbdsnap package: one connection to a control socket, its states,
 one request/reply exchange per call (under a lock: replies come in order on a connection), and every wait
 bounded by the timeout.

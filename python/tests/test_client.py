@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """test_client.py — the nbdsnap package against fake servers on Unix sockets: refusals as nbdsnap.Error with
 the server's code and errno, a silent server's timeout and the dead state it leaves, an NBD socket given by
 mistake, malformed replies, paging of CBT maps, and calls from several threads. Run: python3 -m unittest."""

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // block_status_test.cpp — extents and changed ranges become clipped, merged descriptors.
 #include <doctest/doctest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // fake_export.h — an in-memory ServedExport and ExportCatalog for tests of the wire code.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // handshake_test.cpp — option haggling driven with byte buffers against a fake catalog.
 #include <doctest/doctest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // inline_execution_test.cpp — what nbdsnapd's I/O thread may run itself: requests that never wait for the
 // engine (connection.cpp). A write that must copy a chunk, or any write while a take holds the origin, is
 // refused without waiting and without changing anything, so the connection hands it to a worker.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // log_test.cpp — the journald prefix choice (log.h) and the lines the engine's events are logged with
 // (engine_event_log.h).
 #include <doctest/doctest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // meta_context_test.cpp — which contexts LIST and SET queries find.
 #include <doctest/doctest.h>
 

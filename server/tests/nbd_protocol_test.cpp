@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbd_protocol_test.cpp — byte layouts of NBD structures and the errno mapping.
 #include <doctest/doctest.h>
 

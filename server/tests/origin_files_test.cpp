@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // origin_files_test.cpp — the origin list in the state directory and how a start combines it with the
 // command line: what was attached at run time is served again, the command line wins on a name, and a
 // listed origin whose file is missing is neither fatal nor forgotten.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // request_executor_test.cpp — validation and replies of transmission requests on a fake export.
 #include <doctest/doctest.h>
 

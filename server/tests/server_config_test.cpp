@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // server_config_test.cpp — command line parsing of nbdsnapd.
 #include <doctest/doctest.h>
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbdsnap/client.h — libnbdsnap: a C++ client of the nbdsnap control protocol (docs/control.md), for backup
 // agents. One Client is one connection to nbdsnapd or to nbdkit with the nbdsnap filter.
 //

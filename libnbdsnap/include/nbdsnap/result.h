@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbdsnap/result.h — libnbdsnap's errors as values: every call returns a Result<T>, either a T or an Error
 // that carries the server's code, errno and message (docs/control.md, "Replies"), or the client's own.
 //

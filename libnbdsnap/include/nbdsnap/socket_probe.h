@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbdsnap/socket_probe.h — tells an NBD socket from an nbdsnap control socket, so a program that was given
 // one where the other belongs can say which socket to give instead of hanging or failing obscurely.
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbdsnap/transport.h — how a Client reaches the server: a connection that carries lines of text, every
 // step bounded by a deadline. The Unix socket is the transport built in; others (TLS over TCP) plug in by
 // implementing this interface and passing it to Client::connect().

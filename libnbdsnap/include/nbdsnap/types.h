@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // nbdsnap/types.h — the objects of the control protocol as C++ values: origins, snapshots, CBT maps,
 // checkpoints and events (docs/control.md, "Commands" and the object descriptions below it).
 //
