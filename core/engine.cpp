@@ -8,6 +8,7 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <new>
 
 #include "buffer_budget.h"
 #include "chunk_buffer.h"
@@ -135,7 +136,19 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   } else {
     renewed_because = "no state directory";
   }
-  if (!cbt) cbt = std::make_unique<Cbt>(size, block_size, config_.checkpoints_kept);
+  if (!cbt) {
+    // The map holds a change number per tracking block; for a huge origin (a sparse file of exabytes) that can
+    // be more memory than the process gets: refuse the origin by name rather than end the process.
+    try {
+      cbt = std::make_unique<Cbt>(size, block_size, config_.checkpoints_kept);
+    } catch (const std::bad_alloc&) {
+      const uint64_t blocks = size / block_size + (size % block_size != 0);
+      return {Errc::no_memory, "origin '" + name + "': its change tracking map of " + std::to_string(blocks) +
+                                   " blocks of " + std::to_string(block_size) +
+                                   " bytes could not be allocated; raise the tracking block maximum shift or "
+                                   "lower its maximum count (tracking-block-max-shift, tracking-block-max-count)"};
+    }
+  }
   // From now until a clean save the state on disk says "in use": a crash means a new generation next time.
   if (store_.enabled()) {
     if (Status s = store_.save(name, cbt->state(), false); !s) {

@@ -156,29 +156,35 @@ int main(int argc, char** argv) {
     log_error("state directory " + config.engine.state_dir + ": " + ec.message());
     return 1;
   }
-  Engine engine(config.engine);
-  EngineEventLog event_log(engine.events());  // stopped before the engine goes (declared after it)
-  event_log.start();
-  OriginFiles files(engine, config.engine.state_dir);
-  if (Status status = files.attach_at_start(config.origins); !status.is_ok()) {
-    log_error(status.to_string());
-    return 1;
-  }
-  log_origins(engine);
-
+  // Credentials are read before any origin opens: a typo in a key file must not cost the origins' CBT.
   RemoteSecurity security(config.security);
   if (Status status = security.load(); !status.is_ok()) {
     log_error(status.to_string());
     return 1;
   }
+  Engine engine(config.engine);
+  EngineEventLog event_log(engine.events());  // stopped before the engine goes (declared after it)
+  event_log.start();
+  // A start that fails once origins are attached has served nothing: their CBT state is saved as cleanly
+  // stopped, so the next start keeps the generation (else every disk would need a full backup after a typo).
+  const auto failed_start = [&engine](const std::string& message) {
+    log_error(message);
+    save_clean_state(engine);
+    return 1;
+  };
+  OriginFiles files(engine, config.engine.state_dir);
+  if (Status status = files.attach_at_start(config.origins); !status.is_ok()) {
+    return failed_start(status.to_string());
+  }
+  log_origins(engine);
+
   Server server(engine, config, security.nbd_credentials());
   server.set_reload_handler([&security, argc, argv] {
     reload_log_level(argc, argv);
     security.reload();
   });
   if (Status status = server.listen(activated.nbd); !status.is_ok()) {
-    log_error(status.to_string());
-    return 1;
+    return failed_start(status.to_string());
   }
   NbdsnapdFrontEnd front_end(engine, server, files);
   Control control(engine, front_end);
@@ -187,23 +193,21 @@ int main(int argc, char** argv) {
   if (activated.control_fd >= 0) {
     std::string error;
     if (!control_socket.adopt(activated.control_fd, config.control_path, handle_line, error)) {
-      log_error("control socket " + config.control_path + ": " + error);
-      return 1;
+      return failed_start("control socket " + config.control_path + ": " + error);
     }
     log_info("control socket on " + config.control_path + " (socket from systemd)");
   } else if (!config.control_path.empty()) {
     std::filesystem::create_directories(std::filesystem::path(config.control_path).parent_path(), ec);
     std::string error;
     if (!control_socket.start(config.control_path, handle_line, error, config.security.control_group)) {
-      log_error("control socket " + config.control_path + ": " + error);
-      return 1;
+      return failed_start("control socket " + config.control_path + ": " + error);
     }
     log_info("control socket on " + config.control_path);
   }
   ControlSocketServer remote_control;
   if (Status status = security.start_remote_control(remote_control, control); !status.is_ok()) {
-    log_error(status.to_string());
-    return 1;
+    control_socket.stop();  // no control command may run while the state is saved
+    return failed_start(status.to_string());
   }
   log_info("nbdsnapd " NBDSNAP_VERSION " ready with " + std::to_string(engine.origins().size()) + " origins");
   notify_service_manager("READY=1");
