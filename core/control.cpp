@@ -422,6 +422,29 @@ json Control::handle(const json& request) {
   }
 }
 
+namespace {
+
+// Every storage path of a snapshot-create or snapshot-append-storage request, checked for a remote caller
+// (control_roles.h). Malformed entries are left to the command, which reports them.
+Status check_remote_storage(const json& request, const ControlCaller& caller) {
+  const auto check_area = [&caller](const json& area) -> Status {
+    if (!area.is_object() || !area.contains("path") || !area["path"].is_string()) return Status::ok();
+    return check_remote_storage_path(caller, area["path"].get<std::string>(),
+                                     area.contains("offset") || area.contains("length"));
+  };
+  if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) return Status::ok();
+  const std::string command = request["command"].get<std::string>();
+  if (command == "snapshot-append-storage") return check_area(request);
+  if (command == "snapshot-create" && request.contains("storage") && request["storage"].is_array()) {
+    for (const json& area : request["storage"]) {
+      if (Status s = check_area(area); !s) return s;
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 std::string Control::handle_line(const std::string& line) { return handle_line(line, ControlCaller{}); }
 
 std::string Control::handle_line(const std::string& line, const ControlCaller& caller) {
@@ -441,6 +464,9 @@ std::string Control::handle_line(const std::string& line, const ControlCaller& c
                                "command '" + command + "' needs the " + control_role_name(needed) + " role; " +
                                    caller.identity + " has " + control_role_name(caller.role)}));
     }
+  }
+  if (caller.storage_dir) {
+    if (Status s = check_remote_storage(request, caller); !s) return dump(error_reply(s));
   }
   return dump(handle(request));
 }

@@ -2,6 +2,11 @@
 // control_roles.cpp — the command-to-role table (see control_roles.h).
 #include "control_roles.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <filesystem>
+
 
 namespace nbdsnap {
 
@@ -65,6 +70,29 @@ std::vector<std::string> listed_control_commands() {
   std::vector<std::string> names;
   for (const CommandRole& entry : kCommandRoles) names.emplace_back(entry.command);
   return names;
+}
+
+Status check_remote_storage_path(const ControlCaller& caller, const std::string& path, bool range) {
+  if (!caller.storage_dir) return Status::ok();
+  const auto refuse = [&](const std::string& why) {
+    return Status{Errc::permission_denied, caller.identity + " may not use '" + path + "' as difference storage: " +
+                                               why};
+  };
+  if (caller.storage_dir->empty()) {
+    return refuse("remote clients name storage only inside nbdsnapd's --remote-storage-dir, which is not set");
+  }
+  const std::string allowed = "remote clients may name only new files directly in " + *caller.storage_dir;
+  if (range) return refuse("ranges of existing files are for local clients; " + allowed);
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path given(path);
+  if (!given.is_absolute() || !given.has_filename()) return refuse("not an absolute file path; " + allowed);
+  const fs::path parent = fs::canonical(given.parent_path(), ec);
+  const fs::path dir = ec ? fs::path() : fs::canonical(*caller.storage_dir, ec);
+  if (ec || parent != dir) return refuse(allowed);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 || errno != ENOENT) return refuse("it exists; " + allowed);
+  return Status::ok();
 }
 
 }  // namespace nbdsnap

@@ -2,10 +2,10 @@
 // control_roles.h — what a remote control client may do: each control command needs a role, and an
 // identity's role must be at least that (read-only < operator < admin).
 //
-//   read-only  looks: version, origins, origin-info, cbt-info, cbt-map, checkpoints, snapshot-info,
-//              snapshot-list, events-wait
+//   read-only  looks: version, origins, origin-info, cbt-info, cbt-map, cbt-raw-map, checkpoints,
+//              snapshot-info, snapshot-list, events-wait
 //   operator   makes and ends snapshots and marks change tracking: snapshot-create, -add, -remove, -take,
-//              -append-storage, -destroy, cbt-mark-dirty, cbt-reset
+//              -append-storage, -destroy, cbt-mark-dirty, cbt-reset, checkpoint-delete
 //   admin      changes what is served: origin-attach, origin-detach
 // A command missing from the table needs admin: a new command is closed to lesser roles until it is listed
 // here. Local clients of the Unix control socket are admins (its file mode decides who connects).
@@ -14,6 +14,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "status.h"
 
 namespace nbdsnap {
 
@@ -31,6 +33,15 @@ std::vector<std::string> listed_control_commands();
 struct ControlCaller {
   std::string identity;  // "psk:agent1", "dn:...", "local"
   ControlRole role = ControlRole::admin;
+  // Remote callers only (set): the directory in which they may name difference storage, as new files only;
+  // empty: they may not name storage at all. Unset (local callers): any path, as the Unix socket's owner could
+  // write it anyway. Without this an operator could have copy-on-write overwrite any file nbdsnapd can write.
+  std::optional<std::string> storage_dir;
 };
+
+// For a caller with storage_dir: ok, or permission_denied naming the path and what is allowed. A path is
+// allowed when its directory, symbolic links resolved, is storage_dir and nothing exists at it yet (nbdsnapd
+// creates it, and removes it at destroy); ranges of existing files or devices are for local callers only.
+Status check_remote_storage_path(const ControlCaller& caller, const std::string& path, bool range);
 
 }  // namespace nbdsnap

@@ -43,7 +43,7 @@ std::string RemoteSecurity::handle_remote_line(Control& control, const std::stri
     return error_reply({Errc::permission_denied, peer.describe() + " has no control role (nbdsnapd --control-role)"})
         .dump();
   }
-  std::string reply = control.handle_line(line, {peer.describe(), *role});
+  std::string reply = control.handle_line(line, {peer.describe(), *role, config_.remote_storage_dir});
   if (reply.find("\"permission_denied\"") != std::string::npos) {
     log_warning("remote control: refused " + peer.describe() + " (" + control_role_name(*role) + "): " + line.substr(0, 200));
   }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -78,7 +79,9 @@ po::options_description option_descriptions() {
       ("control-role", po::value<std::vector<std::string>>()->composing()->value_name("'ROLE IDENTITY'"),
        "give a remote control identity a role: read-only, operator or admin (repeatable)")
       ("control-group", po::value<std::string>()->value_name("GROUP"),
-       "the Unix control socket belongs to GROUP with mode 0660 (default: mode 0600, owner only)");
+       "the Unix control socket belongs to GROUP with mode 0660 (default: mode 0600, owner only)")
+      ("remote-storage-dir", po::value<std::string>()->value_name("DIR"),
+       "remote control clients may name difference storage only as new files in DIR (default: not at all)");
   // The engine's tuning options, named and bounded as the nbdkit filter's are (core/tuning.h).
   po::options_description tuning("Engine tuning (blksnap v4's parameters where it has them)");
   for (const TuningOption& option : tuning_options()) {
@@ -150,6 +153,15 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::
     }
   }
   if (vm.count("control-group")) security.control_group = vm["control-group"].as<std::string>();
+  if (vm.count("remote-storage-dir")) {
+    const std::string dir = vm["remote-storage-dir"].as<std::string>();
+    std::error_code ec;
+    if (dir.empty() || dir.front() != '/' || !std::filesystem::is_directory(dir, ec)) {
+      err << "nbdsnapd: --remote-storage-dir " << dir << ": must be an existing directory, given as an absolute path\n";
+      return false;
+    }
+    security.remote_storage_dir = dir;
+  }
   if (vm.count("control-listen")) {
     ListenAddress address;
     const std::string text = vm["control-listen"].as<std::string>();

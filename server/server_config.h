@@ -45,6 +45,7 @@ struct SecurityConfig {
   std::optional<ListenAddress> control_listen;  // tcp only: the JSON control protocol over TLS
   std::vector<ControlRoleRule> control_roles;
   std::string control_group;           // the Unix control socket's group (mode 0660); empty: mode 0600
+  std::string remote_storage_dir;      // remote control clients' storage: new files here only; empty: none
   // The highest role any rule gives `peer`; none when no rule names it.
   std::optional<ControlRole> control_role_of(const PeerIdentity& peer) const;
 };

@@ -3,7 +3,9 @@
 # test-cli-remote-control.sh — nbdsnapd's remote control listener (TLS only, roles per identity) used by the
 # CLI over 127.0.0.1: create, take, backup over nbds:// and destroy as an operator (PSK), an admin by client
 # certificate (also through the Python package, whose PSK is refused with the reason), a read-only identity
-# refused a take with the role it needs, an identity without a role and a client without TLS refused; the Unix control socket is mode 0600 (0660 with --control-group).
+# refused a take with the role it needs, an identity without a role and a client without TLS refused; remote
+# storage only as new files in --remote-storage-dir (an existing file elsewhere is refused and left as it was); the
+# Unix control socket is mode 0600 (0660 with --control-group).
 # Usage: test-cli-remote-control.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/lib.sh"
@@ -20,12 +22,19 @@ truncate -s 32M "$disk"
 start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk" --listen "tcp:127.0.0.1:$nbd_port" --tls on --tls-psk "$dir/keys.psk" \
   --tls-certificates "$dir/pki" --control-listen "tcp:127.0.0.1:$control_port" \
   --control-role 'operator psk:agent1' --control-role 'read-only psk:reader' \
-  --control-role 'admin dn:CN=admin1,O=nbdsnap test' --log-level debug
+  --control-role 'admin dn:CN=admin1,O=nbdsnap test' --remote-storage-dir "$dir" --log-level debug
 [[ $(stat -c %a "$NBDSNAP_CONTROL") == 600 ]] || fail "the Unix control socket is not mode 0600"
 write 0x42 0 4M disk
 psk=(--tls-psk "$dir/keys.psk")
 remote=tls://agent1@127.0.0.1:$control_port
 
+mkdir "$dir/elsewhere"
+echo "precious data" >"$dir/elsewhere/victim.txt"
+run_cli 1 --connect "$remote" "${psk[@]}" snapshot create s0 --origin disk --storage "$dir/elsewhere/victim.txt:1M"
+expect_err "remote clients may name only new files directly in $dir"
+[[ $(cat "$dir/elsewhere/victim.txt") == "precious data" ]] || fail "a refused storage file was changed"
+run_cli 1 --connect "$remote" "${psk[@]}" snapshot create s0 --origin disk --storage "$dir/pki/ca-cert.pem:1M"
+expect_err "remote clients may name only new files"
 run_cli 0 --connect "$remote" "${psk[@]}" snapshot create s1 --origin disk --storage "$dir/s1.diff:32M"
 run_cli 0 --connect "$remote" "${psk[@]}" snapshot take s1
 cp --sparse=always "$disk" "$dir/reference.img"

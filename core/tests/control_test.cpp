@@ -5,7 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include <set>
 
@@ -630,7 +632,7 @@ TEST_CASE("control cbt-map and cbt-raw-map pages of a map that changes every oth
 
 TEST_CASE("control refuses a command above the caller's role and names the role it needs") {
   ControlFixture f;
-  const ControlCaller reader{"psk:reader", ControlRole::read_only};
+  const ControlCaller reader{"psk:reader", ControlRole::read_only, std::nullopt};
   json listed = json::parse(f.control.handle_line(R"({"command":"snapshot-list"})", reader));
   CHECK(listed["ok"] == true);
   const std::string before = f.state();
@@ -640,7 +642,7 @@ TEST_CASE("control refuses a command above the caller's role and names the role 
   CHECK(refused["error"]["message"] ==
         "command 'snapshot-create' needs the operator role; psk:reader has read-only");
   CHECK(f.state() == before);
-  const ControlCaller operator_caller{"psk:op", ControlRole::operator_role};
+  const ControlCaller operator_caller{"psk:op", ControlRole::operator_role, std::nullopt};
   CHECK(json::parse(f.control.handle_line(f.create_request("s1", {"disk0"}).dump(), operator_caller))["ok"] == true);
   json detach = json::parse(f.control.handle_line(R"({"command":"origin-detach","name":"disk1"})", operator_caller));
   CHECK(detach["error"]["code"] == "permission_denied");
@@ -665,4 +667,48 @@ TEST_CASE("every command of the role table is one the control serves") {
   CHECK(required_control_role("origin-attach") == ControlRole::admin);
   CHECK(parse_control_role("operator") == ControlRole::operator_role);
   CHECK_FALSE(parse_control_role("root").has_value());
+}
+
+TEST_CASE("a remote caller names difference storage only as new files in the remote storage directory") {
+  ControlFixture f;
+  TempDir tmp;
+  namespace fs = std::filesystem;
+  const fs::path dir = tmp.path() / "remote";
+  fs::create_directories(dir);
+  const std::string victim = tmp.file("precious.txt");
+  { std::ofstream(victim) << "precious data"; }
+  const std::string inside_existing = (dir / "exists.diff").string();
+  { std::ofstream(inside_existing) << "also precious"; }
+  fs::create_directory_symlink(tmp.path(), dir / "up");
+  const auto create = [&](const ControlCaller& caller, const json& area) {
+    json request = {{"command", "snapshot-create"}, {"name", "r1"}, {"origins", {"disk0"}}, {"storage", {area}}};
+    return json::parse(f.control.handle_line(request.dump(), caller));
+  };
+  const ControlCaller no_dir{"psk:agent", ControlRole::operator_role, std::string()};
+  json refused = create(no_dir, {{"path", (dir / "new.diff").string()}, {"size", 8 << 20}});
+  CHECK(refused["error"]["code"] == "permission_denied");
+  CHECK(refused["error"]["message"].get<std::string>().find("--remote-storage-dir") != std::string::npos);
+
+  const ControlCaller agent{"psk:agent", ControlRole::operator_role, dir.string()};
+  for (const json& area : {json{{"path", victim}, {"size", 1 << 20}},
+                           json{{"path", inside_existing}, {"size", 1 << 20}},
+                           json{{"path", (dir / "up" / "new.diff").string()}, {"size", 1 << 20}},
+                           json{{"path", "relative.diff"}, {"size", 1 << 20}},
+                           json{{"path", (dir / "new.diff").string()}, {"offset", 0}, {"length", 1 << 20}}}) {
+    CAPTURE(area.dump());
+    json reply = create(agent, area);
+    CHECK(reply["error"]["code"] == "permission_denied");
+  }
+  json append = json::parse(f.control.handle_line(
+      json{{"command", "snapshot-append-storage"}, {"name", "r1"}, {"path", victim}, {"size", 1 << 20}}.dump(), agent));
+  CHECK(append["error"]["code"] == "permission_denied");
+  std::ifstream in(victim);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(text == "precious data");
+  CHECK(fs::file_size(victim) == 13);
+
+  json made = create(agent, {{"path", (dir / "new.diff").string()}, {"size", 8 << 20}});
+  CHECK(made["ok"] == true);
+  // A local caller (the Unix socket's owner) is not limited.
+  CHECK(json::parse(f.control.handle_line(R"({"command":"snapshot-destroy","name":"r1"})"))["ok"] == true);
 }
