@@ -250,7 +250,15 @@ asio::awaitable<bool> Connection::negotiate() {
     if (!got_data) co_return false;
     log_debug(describe() + ": option " + option_name(header.option));
     Handshake::Step step = handshake_.handle_option(header.option, data);
-    if (!step.refused.empty()) log_warning(describe_client() + ": refused: " + step.refused);
+    if (!step.refused.empty()) {
+      // One warning per connection: a client may send thousands of refused options, and the log must not
+      // become theirs to fill. The rest go to the debug level.
+      if (refusals_logged_++ == 0) {
+        log_warning(describe_client() + ": refused: " + step.refused);
+      } else {
+        log_debug(describe_client() + ": refused again: " + step.refused);
+      }
+    }
     if (step.next == Handshake::Next::transmission) {
       // The export is resolved: from now on this connection counts as its client (a detach without force is
       // refused), even while the GO reply still waits in a full socket buffer below.

@@ -132,6 +132,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Handshake handshake_;
   std::shared_ptr<const RequestExecutor> executor_;  // set when transmission starts
   std::string export_name_;
+  uint64_t refusals_logged_ = 0;  // options refused in the handshake: only the first is a warning
   asio::steady_timer wakeup_;  // the reader sleeps on it while the in-flight limit is reached
   bool stopping_ = false;      // shut_down(): no new requests
   bool negotiating_ = true;    // the handshake deadline applies

@@ -73,8 +73,26 @@ void detect_journal_stderr() {
 void set_log_level(LogLevel level) { g_level = int(level); }
 bool log_enabled(LogLevel level) { return int(level) <= g_level.load(); }
 
-void log_message(LogLevel level, const std::string& message) {
+std::string log_safe_text(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (const char c : message) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void log_message(LogLevel level, const std::string& raw_message) {
   if (!log_enabled(level)) return;
+  const std::string message = log_safe_text(raw_message);
   if (g_journal.load()) {
     MutexLock lock(g_mutex);
     std::fprintf(stderr, "%s%s: %s\n", journal_priority_prefix(level), log_level_name(level), message.c_str());

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 
 namespace nbdsnap {
 
@@ -29,6 +30,10 @@ bool journal_stream_matches(const char* journal_stream, dev_t dev, ino_t ino);
 // The syslog priority prefix sd-daemon(3) defines for a level: "<3>" (SD_ERR), "<4>" (SD_WARNING),
 // "<6>" (SD_INFO), "<7>" (SD_DEBUG).
 const char* journal_priority_prefix(LogLevel level);
+// `message` with every control character (bytes below 0x20 and 0x7f) written as \xNN: log lines quote what
+// clients send (export names, TLS identities), and a newline or an escape sequence in them must not forge a line
+// or restyle a terminal.
+std::string log_safe_text(std::string_view message);
 
 inline void log_error(const std::string& message) { log_message(LogLevel::error, message); }
 inline void log_warning(const std::string& message) { log_message(LogLevel::warning, message); }

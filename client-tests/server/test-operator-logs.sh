@@ -34,6 +34,14 @@ expect_log "info: snapshot s1: difference storage appended, 2097152 bytes \\($tm
 
 nbdinfo "nbd+unix:///d@s1?socket=$sock" >/dev/null 2>&1 && fail "the allow rules let a local client open d@s1"
 expect_log "warning: connection [0-9]+ from uid $(id -u) pid [0-9]+: refused: local may not open export 'd@s1'"
+# An export name is the client's text: a newline in it must not forge a log line, and one connection's many
+# refusals (nbdinfo asks twice) make one warning.
+nbdinfo "nbd+unix:///x%0A2026-11-30T00:00:00.000Z%20nbdsnapd%20error:%20FORGED?socket=$sock" >/dev/null 2>&1 &&
+  fail "an export name with a newline was served"
+expect_log "refused: local may not open export 'x.x0a2026-11-30T00:00:00.000Z nbdsnapd error: FORGED'"
+grep -q '^2026-11-30T00:00:00.000Z nbdsnapd error: FORGED' "$log" && fail "a client forged a log line"
+[[ $(grep -c "warning: connection [0-9]* from .*export 'd@s1'" "$log") == 1 ]] ||
+  fail "one connection's refusals made more than one warning: $(grep "export 'd@s1'" "$log")"
 
 control '{"command":"snapshot-destroy","name":"s1"}' >/dev/null
 expect_log "info: snapshot s1 destroyed$"

@@ -58,3 +58,11 @@ TEST_CASE("snapshot_events_are_logged_at_info_and_corruption_as_an_error") {
   CHECK(describe_event(event).level == LogLevel::info);
   CHECK(describe_event(event).text.find("1048576 bytes (/var/tmp/s1.more)") != std::string::npos);
 }
+
+TEST_CASE("log_lines_escape_control_characters_so_a_client_cannot_forge_a_line") {
+  CHECK(log_safe_text("disk0@s1") == "disk0@s1");
+  CHECK(log_safe_text("a\n2026-11-30T00:00:00.000Z nbdsnapd error: FORGED") ==
+        "a\\x0a2026-11-30T00:00:00.000Z nbdsnapd error: FORGED");
+  CHECK(log_safe_text(std::string("\x1b[31mred\x7f\r", 10)) == "\\x1b[31mred\\x7f\\x0d");
+  CHECK(log_safe_text("caf\xc3\xa9") == "caf\xc3\xa9");  // UTF-8 passes
+}
