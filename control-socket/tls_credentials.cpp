@@ -5,10 +5,14 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
+#include <map>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+
+#include "mutex.h"
 
 namespace nbdsnap {
 
@@ -73,6 +77,42 @@ Status for_each_psk_entry(const std::string& path, OnEntry entry) {
   return Status::ok();
 }
 
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return c - 'A' + 10;  // is_hex() checked it
+}
+
+// A server's PSK keys (binary), by its GnuTLS credentials object. GnuTLS's key callback has no user pointer,
+// but it can ask the session for its credentials. Keys live here rather than in GnuTLS's file reader so that the
+// keys a handshake uses are exactly the ones load() checked (the file reader re-reads the file at each
+// handshake, so a reload that "kept the previous keys" did not, and CRLF lines passed the check but not GnuTLS).
+struct PskKeyTable {
+  Mutex mutex;
+  std::map<const void*, std::map<std::string, std::string>> keys GUARDED_BY(mutex);
+};
+
+PskKeyTable& psk_key_table() {
+  static PskKeyTable table;
+  return table;
+}
+
+int server_psk_key(gnutls_session_t session, const char* username, gnutls_datum_t* key) {
+  void* cred = nullptr;
+  if (gnutls_credentials_get(session, GNUTLS_CRD_PSK, &cred) < 0 || username == nullptr) return -1;
+  PskKeyTable& table = psk_key_table();
+  MutexLock lock(table.mutex);
+  const auto keys = table.keys.find(cred);
+  if (keys == table.keys.end()) return -1;
+  const auto found = keys->second.find(username);
+  if (found == keys->second.end()) return -1;
+  key->data = static_cast<unsigned char*>(gnutls_malloc(found->second.size()));
+  if (key->data == nullptr) return -1;
+  std::memcpy(key->data, found->second.data(), found->second.size());
+  key->size = unsigned(found->second.size());
+  return 0;
+}
+
 }  // namespace
 
 Status read_psk_entry(const std::string& path, std::string& username, std::string& hex_key) {
@@ -122,6 +162,11 @@ TlsCredentials::~TlsCredentials() {
   if (x509_ != nullptr) gnutls_certificate_free_credentials(static_cast<gnutls_certificate_credentials_t>(x509_));
   if (psk_ != nullptr) {
     if (endpoint_ == TlsEndpoint::server) {
+      {
+        PskKeyTable& table = psk_key_table();
+        MutexLock lock(table.mutex);
+        table.keys.erase(psk_);
+      }
       gnutls_psk_free_server_credentials(static_cast<gnutls_psk_server_credentials_t>(psk_));
     } else {
       gnutls_psk_free_client_credentials(static_cast<gnutls_psk_client_credentials_t>(psk_));
@@ -167,16 +212,26 @@ Status TlsCredentials::load_x509() {
 Status TlsCredentials::load_psk() {
   const std::string& path = options_.psk_file;
   if (endpoint_ == TlsEndpoint::server) {
-    // Every line is checked now; GnuTLS reads the file again at each handshake, so keys added later work
-    // without a reload.
-    if (Status s = for_each_psk_entry(path, [](const std::string&, const std::string&) {}); !s) return s;
+    // Every line is checked and decoded now; handshakes use these keys until a reload succeeds (SIGHUP), so
+    // keys added to the file need a reload.
+    std::map<std::string, std::string> keys;
+    Status read = for_each_psk_entry(path, [&keys](const std::string& user, const std::string& hex) {
+      std::string binary(hex.size() / 2, '\0');
+      for (size_t i = 0; i < binary.size(); ++i) {
+        binary[i] = char(hex_value(hex[2 * i]) << 4 | hex_value(hex[2 * i + 1]));
+      }
+      keys.emplace(user, std::move(binary));  // the first line of a user wins, as GnuTLS's reader did
+    });
+    if (!read) return read;
+    if (keys.empty()) return {Errc::invalid_argument, "PSK file " + path + " holds no keys (psktool -u NAME -p FILE)"};
     gnutls_psk_server_credentials_t cred = nullptr;
     if (int rc = gnutls_psk_allocate_server_credentials(&cred); rc < 0) return gnutls_failure(rc, "PSK credentials");
     psk_ = cred;
-    if (int rc = gnutls_psk_set_server_credentials_file(cred, path.c_str()); rc < 0) {
-      return gnutls_failure(rc, "PSK file " + path);
-    }
+    gnutls_psk_set_server_credentials_function(cred, server_psk_key);
     gnutls_psk_set_server_known_dh_params(cred, GNUTLS_SEC_PARAM_MEDIUM);
+    PskKeyTable& table = psk_key_table();
+    MutexLock lock(table.mutex);
+    table.keys[cred] = std::move(keys);
     return Status::ok();
   }
   std::string username = options_.psk_username, hex_key;

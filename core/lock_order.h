@@ -24,6 +24,8 @@
 //       MemoryDevice::mutex_      test device pages
 //  6. below the leaves — taken with a leaf held, takes nothing:
 //       the chunk buffer pool's mutex (core/chunk_buffer.cpp): a buffer may be freed with ChunkMap::mutex_ held
+// Outside the engine, the TLS server's PSK key table (control-socket/tls_credentials.cpp) is a leaf of its own:
+// held only to copy one key inside GnuTLS's handshake callback or to add and drop a credentials object's keys.
 //
 // Paths that nest, for reference: take = 1 -> 2 (freeze each origin) -> 3 -> 4; destroy = 1 -> 3 -> 2 -> 4;
 // detach = 1 -> 3 -> 4 -> 2 (close); a write = gate entered -> ChunkMap -> (released) -> DiffStorage / device

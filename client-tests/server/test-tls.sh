@@ -81,6 +81,25 @@ grep -q 'TLS credentials reloaded' "$log" || fail "SIGHUP did not reload the cre
 nbdinfo "$(x509_uri d@s2 old)" >/dev/null 2>&1 && fail "the old CA's client still served after the reload"
 nbdinfo "$(x509_uri d@s2 new)" >/dev/null || fail "the new CA's client refused after reload"
 kill -0 "$(cat "$pidfile")" || fail "SIGHUP stopped nbdsnapd"
+
+# The PSK keys a handshake uses are the ones the last successful load checked: a reload that fails keeps them
+# (agent2 removed from the file together with a bad line is still served), one that works replaces them, and
+# CRLF line ends (a file edited on Windows) are read as the check reads them.
+cp "$tmp/keys.psk" "$tmp/keys.psk.good"
+cp "$tmp/keys.psk" "$tmp/agent-keys.psk"  # the clients keep reading their keys from here
+{ grep -v '^agent2:' "$tmp/keys.psk.good"; echo "not a key line"; } >"$tmp/keys.psk"
+kill -HUP "$(cat "$pidfile")"
+for ((i = 0; i < 50; i++)); do grep -q 'TLS credentials not reloaded' "$log" && break; sleep 0.1; done
+grep -q 'TLS credentials not reloaded' "$log" || fail "a PSK file with a bad line was not refused at reload"
+agent2_s2="nbds+unix://agent2@/d@s2?socket=$sock&tls-psk-file=$tmp/keys.psk.good"
+nbdinfo "$agent2_s2" >/dev/null || fail "after a failed reload the previous PSK keys are not in use"
+sed 's/$/\r/' "$tmp/keys.psk.good" | grep -v '^agent2:' >"$tmp/keys.psk"
+reloads=$(grep -c 'TLS credentials reloaded' "$log")
+kill -HUP "$(cat "$pidfile")"
+for ((i = 0; i < 50; i++)); do (($(grep -c 'TLS credentials reloaded' "$log") > reloads)) && break; sleep 0.1; done
+(($(grep -c 'TLS credentials reloaded' "$log") > reloads)) || fail "a PSK file with CRLF line ends was not reloaded"
+nbdinfo "$(psk_uri d agent-keys)" >/dev/null || fail "psk:agent1 refused with the key read from a CRLF file"
+nbdinfo "$agent2_s2" >/dev/null 2>&1 && fail "psk:agent2 still served after a reload removed its key"
 control '{"command":"snapshot-destroy","name":"s2"}' >/dev/null
 stop_nbdsnapd
 ((stopped_status == 0)) || fail "nbdsnapd exit status $stopped_status"
