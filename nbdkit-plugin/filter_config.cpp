@@ -84,6 +84,9 @@ std::string_view canonical_parameter_name(std::string_view name) {
 Status FilterConfig::apply(const std::string& key, const std::string& value) {
   const std::string_view name =
       canonical_parameter_name(std::string_view(key).substr(std::string_view(kParameterPrefix).size()));
+  if (!given_.emplace(name).second) {
+    return {Errc::invalid_argument, key + " is given more than once (or with its old name too): give it once"};
+  }
   if (name == "control") return absolute_path(key, value, control_socket);
   if (name == "state-dir") return absolute_path(key, value, state_dir);
   if (name == "default-origin") {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -46,6 +47,11 @@ struct FilterConfig {
   bool has_default_storage() const { return !storage.path.empty(); }
   // Difference storage for a snapshot created without any: the file (or range), or DIRECTORY/SNAPSHOT.nbdsnap-diff.
   StorageSpec default_storage_for(const std::string& snapshot) const;
+
+ private:
+  // The parameters applied so far, by their current names (an old name counts as its new one): nbdkit passes
+  // every key=value, so a second one would silently override the first; nbdsnapd refuses a repeated option too.
+  std::set<std::string, std::less<>> given_;
 };
 
 // Help text for `nbdkit --filter=nbdsnap --help`: the filter's own parameters and every tuning option.

@@ -113,7 +113,7 @@ TEST_CASE("the_old_name_nbdsnap_tracking_min_shift_still_works") {
   FilterConfig config;
   REQUIRE(config.apply("nbdsnap-tracking-min-shift", "20"));
   CHECK(config.tuning.sizing.tracking_block_minimum_shift == 20);
-  auto s = config.apply("nbdsnap-tracking-min-shift", "x");
+  auto s = FilterConfig().apply("nbdsnap-tracking-min-shift", "x");
   CHECK(s.code() == Errc::invalid_argument);
   CHECK(s.message() ==
         "nbdsnap-tracking-min-shift is the old name of nbdsnap-tracking-block-min-shift: "
@@ -251,6 +251,7 @@ TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
   CHECK(config.tuning.checkpoints_kept == 16);
   REQUIRE(config.apply("nbdsnap-checkpoints-kept", "2"));
   CHECK(config.tuning.checkpoints_kept == 2);
+  config = FilterConfig();
   REQUIRE(config.apply("nbdsnap-checkpoints-kept", "128"));
   CHECK(config.tuning.checkpoints_kept == 128);
   REQUIRE(config.complete());
@@ -264,9 +265,20 @@ TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
   }
   for (const char* bad : {"-1", "", "16x"}) {  // not numbers: refused at once
     CAPTURE(bad);
-    auto s = config.apply("nbdsnap-checkpoints-kept", bad);
+    auto s = FilterConfig().apply("nbdsnap-checkpoints-kept", bad);
     CHECK(s.code() == Errc::invalid_argument);
     CHECK(s.message() == std::string("nbdsnap-checkpoints-kept=") + bad + ": expected a whole number 2..128");
   }
-  CHECK(config.apply("nbdsnap-checkpoints-kept", "99999999999999999999").code() == Errc::overflow);
+  CHECK(FilterConfig().apply("nbdsnap-checkpoints-kept", "99999999999999999999").code() == Errc::overflow);
+}
+
+TEST_CASE("a_parameter_given_twice_is_refused_as_nbdsnapd_refuses_a_repeated_option") {
+  FilterConfig config;
+  REQUIRE(config.apply("nbdsnap-chunk-min-shift", "20"));
+  nbdsnap::Status again = config.apply("nbdsnap-chunk-min-shift", "12");
+  CHECK(again.code() == nbdsnap::Errc::invalid_argument);
+  CHECK(again.message().find("nbdsnap-chunk-min-shift is given more than once") != std::string::npos);
+  FilterConfig aliases;
+  REQUIRE(aliases.apply("nbdsnap-tracking-min-shift", "12"));
+  CHECK_FALSE(aliases.apply("nbdsnap-tracking-block-min-shift", "20"));
 }
