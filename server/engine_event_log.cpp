@@ -18,7 +18,7 @@ bool first_generation(const Event& event) {
          event.reason.compare(event.reason.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string with_reason(std::string text, const std::string& reason) {
+std::string with_reason(const std::string& text, const std::string& reason) {
   return reason.empty() ? text : text + ": " + reason;
 }
 
