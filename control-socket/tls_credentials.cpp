@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <utility>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -97,15 +98,19 @@ PskKeyTable& psk_key_table() {
   return table;
 }
 
+thread_local PskLookup last_psk_lookup;
+
 int server_psk_key(gnutls_session_t session, const char* username, gnutls_datum_t* key) {
   void* cred = nullptr;
   if (gnutls_credentials_get(session, GNUTLS_CRD_PSK, &cred) < 0 || username == nullptr) return -1;
+  last_psk_lookup = {true, false, username};
   PskKeyTable& table = psk_key_table();
   MutexLock lock(table.mutex);
   const auto keys = table.keys.find(cred);
   if (keys == table.keys.end()) return -1;
   const auto found = keys->second.find(username);
   if (found == keys->second.end()) return -1;
+  last_psk_lookup.known = true;
   key->data = static_cast<unsigned char*>(gnutls_malloc(found->second.size()));
   if (key->data == nullptr) return -1;
   std::memcpy(key->data, found->second.data(), found->second.size());
@@ -114,6 +119,8 @@ int server_psk_key(gnutls_session_t session, const char* username, gnutls_datum_
 }
 
 }  // namespace
+
+PskLookup take_psk_lookup() { return std::exchange(last_psk_lookup, PskLookup{}); }
 
 Status read_psk_entry(const std::string& path, std::string& username, std::string& hex_key) {
   unsigned entries = 0;
@@ -239,6 +246,7 @@ Status TlsCredentials::load_psk() {
   gnutls_psk_client_credentials_t cred = nullptr;
   if (int rc = gnutls_psk_allocate_client_credentials(&cred); rc < 0) return gnutls_failure(rc, "PSK credentials");
   psk_ = cred;
+  client_psk_username_ = username;
   const gnutls_datum_t key{reinterpret_cast<unsigned char*>(hex_key.data()), unsigned(hex_key.size())};
   if (int rc = gnutls_psk_set_client_credentials(cred, username.c_str(), &key, GNUTLS_PSK_KEY_HEX); rc < 0) {
     return gnutls_failure(rc, "PSK key of '" + username + "' in " + path);

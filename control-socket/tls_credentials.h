@@ -47,6 +47,8 @@ class TlsCredentials {
   void* x509() const { return x509_; }
   void* psk() const { return psk_; }
   void* priority() const { return priority_; }
+  // Client: the PSK identity it offers (options().psk_username, or the file's only user); else empty.
+  const std::string& client_psk_username() const { return client_psk_username_; }
 
  private:
   TlsCredentials(TlsEndpoint endpoint, TlsOptions options) : endpoint_(endpoint), options_(std::move(options)) {}
@@ -59,6 +61,7 @@ class TlsCredentials {
   void* x509_ = nullptr;
   void* psk_ = nullptr;
   void* priority_ = nullptr;
+  std::string client_psk_username_;
 };
 
 // The credentials a server hands to new sessions. reload() reads the files again and, only if that works,
@@ -81,6 +84,17 @@ class TlsCredentialStore {
   mutable Mutex mutex_;  // a leaf lock
   std::shared_ptr<const TlsCredentials> current_ GUARDED_BY(mutex_);
 };
+
+// A server's PSK key look-up during a handshake: the identity the client offered and whether the key file
+// holds it (for explaining a failed handshake, tls_failure.h).
+struct PskLookup {
+  bool happened = false;
+  bool known = false;
+  std::string username;
+};
+// The look-up the last GnuTLS call on this thread made, cleared by reading it. A session reads it right after
+// each gnutls_handshake() step, which is where GnuTLS calls the key function, on the calling thread.
+PskLookup take_psk_lookup();
 
 // Reads `username:hexkey` lines. Returns the key of `username` (or of the only entry when username is empty,
 // setting it). Errors name the file and line.

@@ -7,9 +7,12 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <utility>
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+
+#include "tls_failure.h"
 
 namespace nbdsnap {
 
@@ -102,12 +105,33 @@ TlsSession::Io TlsSession::result_of(int rc, const char* what) {
   return Io::failed;
 }
 
+TlsFailureContext TlsSession::failure_context() const {
+  TlsFailureContext context;
+  context.server = credentials_->endpoint() == TlsEndpoint::server;
+  context.options = &credentials_->options();
+  context.client_psk_username = credentials_->client_psk_username();
+  context.server_name = server_name_;
+  context.psk = psk_lookup_;
+  return context;
+}
+
 TlsSession::Io TlsSession::handshake() {
   int rc = 0;
   do {
+    (void)take_psk_lookup();  // only this session's look-up counts (other sessions run steps on this thread)
     rc = gnutls_handshake(native(session_));
+    if (PskLookup lookup = take_psk_lookup(); lookup.happened) psk_lookup_ = std::move(lookup);
   } while (rc < 0 && gnutls_error_is_fatal(rc) == 0 && rc != GNUTLS_E_AGAIN && rc != GNUTLS_E_INTERRUPTED);
-  if (rc < 0) return result_of(rc, "TLS handshake");
+  if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) return result_of(rc, "TLS handshake");
+  if (rc < 0) {
+    TlsFailureContext context = failure_context();
+    if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+      const char* alert = gnutls_alert_get_name(gnutls_alert_get(native(session_)));
+      context.alert = alert != nullptr ? alert : "";
+    }
+    error_ = "TLS handshake: " + explain_handshake_error(rc, context);
+    return rc == GNUTLS_E_PREMATURE_TERMINATION ? Io::closed : Io::failed;
+  }
   return verify_and_identify() ? Io::ok : Io::failed;
 }
 
@@ -128,6 +152,10 @@ bool TlsSession::verify_and_identify() {
   const int rc = server ? gnutls_certificate_verify_peers2(s, &status)
                         : gnutls_certificate_verify_peers3(s, server_name_.empty() ? nullptr : server_name_.c_str(),
                                                            &status);
+  if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+    error_ = "TLS handshake: " + explain_handshake_error(rc, failure_context());
+    return false;
+  }
   if (rc < 0 || status != 0) {
     std::string why = rc < 0 ? gnutls_strerror(rc) : "";
     if (rc >= 0) {
@@ -136,15 +164,18 @@ bool TlsSession::verify_and_identify() {
         why = datum_text(text);
         gnutls_free(text.data);
       }
+      why = explain_certificate_status(status, why, failure_context());
+    } else {
+      why = std::string("the ") + (server ? "client" : "server") + "'s certificate could not be verified: " + why;
     }
-    error_ = std::string("the ") + (server ? "client" : "server") + "'s certificate was refused: " + why;
+    error_ = "TLS handshake: " + why;
     return false;
   }
   if (!server) return true;
   unsigned count = 0;
   const gnutls_datum_t* chain = gnutls_certificate_get_peers(s, &count);
   if (chain == nullptr || count == 0) {
-    error_ = "the client sent no certificate";
+    error_ = "TLS handshake: " + explain_handshake_error(GNUTLS_E_NO_CERTIFICATE_FOUND, failure_context());
     return false;
   }
   gnutls_x509_crt_t cert = nullptr;

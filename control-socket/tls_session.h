@@ -22,6 +22,8 @@
 
 namespace nbdsnap {
 
+struct TlsFailureContext;  // tls_failure.h
+
 class TlsSession {
  public:
   enum class Io { ok, want_read, want_write, closed, failed };
@@ -36,7 +38,8 @@ class TlsSession {
 
   // Runs the TLS handshake on; ok once it finished and the peer passed verification (a server certificate
   // signed by the CA and naming server_name; a client certificate signed by the CA under verify_peer).
-  // failed: error() says why (a wrong PSK, an unknown CA...).
+  // failed (closed when the peer hung up): error() says why in words an administrator acts on (the PSK file
+  // and user, the CA file, the certificate's dates; tls_failure.h), GnuTLS's text in parentheses.
   Io handshake();
   // Decrypted bytes into buffer: ok with got > 0, closed at the peer's close_notify or end of file.
   Io receive(void* buffer, size_t capacity, size_t& got);
@@ -58,6 +61,7 @@ class TlsSession {
       : credentials_(std::move(credentials)), server_name_(std::move(server_name)) {}
   Io result_of(int rc, const char* what);
   bool verify_and_identify();
+  TlsFailureContext failure_context() const;
 
   std::shared_ptr<const TlsCredentials> credentials_;  // GnuTLS keeps pointers into them
   std::string server_name_;
@@ -67,6 +71,7 @@ class TlsSession {
   bool said_bye_ = false;
   std::string error_;
   PeerIdentity peer_;
+  PskLookup psk_lookup_;  // server: the identity the client offered (for explaining a failure)
 };
 
 }  // namespace nbdsnap

@@ -299,7 +299,7 @@ asio::awaitable<bool> Connection::start_tls() {
     // A wrong PSK, a certificate from another CA, a plain client that sent STARTTLS and nothing else...
     const std::string error = tls_->error();
     tls_.reset();  // no close_notify for a session that never started; and no identity for describe_client()
-    log_warning(describe_client() + ": refused: TLS handshake failed: " + error);
+    log_warning(describe_client() + ": refused: " + error);  // "TLS handshake: what to check (GnuTLS: ...)"
     co_return false;
   }
   handshake_.tls_started();

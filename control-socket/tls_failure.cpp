@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// tls_failure.cpp — administrator-facing explanations of failed TLS handshakes (see tls_failure.h).
+//
+// The cases are those seen with GnuTLS 3.7 between nbdsnapd, the nbdsnap CLI, libnbd and QEMU: a wrong PSK makes
+// the server fail with "An illegal parameter has been received" (TLS 1.3 checks the PSK binder first) and the
+// client see the connection end; an unknown PSK identity leaves the server without credentials in common; a
+// client certificate from another CA, expired, or missing fails the server's verification (tls_session.cpp
+// verifies after the handshake); a client that refuses the server's certificate simply hangs up.
+#include "tls_failure.h"
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+
+#include <vector>
+
+namespace nbdsnap {
+
+namespace {
+
+std::string quoted(const std::string& text) { return "'" + text + "'"; }
+
+std::string in_parentheses(int rc) { return std::string(" (GnuTLS: ") + gnutls_strerror(rc) + ")"; }
+
+std::string ca_file(const TlsOptions& options) { return options.certificates_dir + "/ca-cert.pem"; }
+
+// Server: what a failure means once the client offered a PSK identity.
+std::string psk_explanation(const TlsFailureContext& c) {
+  if (!c.psk.known) {
+    return "the client offered an unknown PSK identity " + quoted(c.psk.username) + ": " + c.options->psk_file +
+           " has no key for it (add one with psktool -u " + c.psk.username + " -p FILE, then SIGHUP)";
+  }
+  return "the client's PSK does not match the key for user " + quoted(c.psk.username) + " in " +
+         c.options->psk_file + " (the client's key file must hold the same key for that user)";
+}
+
+// Client: what the server ending the handshake most likely means, with what to check.
+std::string client_refused_explanation(const TlsFailureContext& c) {
+  const TlsOptions& o = *c.options;
+  std::vector<std::string> checks;
+  if (!o.psk_file.empty()) {
+    checks.push_back("that the key of user " + quoted(c.client_psk_username) + " in " + o.psk_file +
+                     " is the one the server's --tls-psk file holds for that user");
+  }
+  if (!o.certificates_dir.empty()) {
+    checks.push_back("that " + o.certificates_dir + "/client-cert.pem exists, is signed by the CA the server "
+                     "trusts (its ca-cert.pem) and is within its validity dates (certtool -i --infile " +
+                     o.certificates_dir + "/client-cert.pem)");
+  }
+  std::string text = "the server refused the TLS handshake";
+  if (!c.alert.empty()) text += " with alert " + quoted(c.alert);
+  for (size_t i = 0; i < checks.size(); ++i) text += (i == 0 ? ": check " : "; or ") + checks[i];
+  return text;
+}
+
+// Server: the client ended the handshake (it sent an alert or hung up).
+std::string server_peer_ended_explanation(const TlsFailureContext& c) {
+  std::string text = c.alert.empty() ? "the client closed the connection during the TLS handshake"
+                                     : "the client ended the TLS handshake with alert " + quoted(c.alert);
+  if (!c.options->certificates_dir.empty()) {
+    text += "; if it refused this server's certificate, check that the client trusts the CA that signed " +
+            c.options->certificates_dir + "/server-cert.pem and that the certificate is within its validity dates";
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string explain_handshake_error(int rc, const TlsFailureContext& c) {
+  const TlsOptions& o = *c.options;
+  const bool peer_ended = rc == GNUTLS_E_PREMATURE_TERMINATION || rc == GNUTLS_E_PULL_ERROR ||
+                          rc == GNUTLS_E_PUSH_ERROR || rc == GNUTLS_E_FATAL_ALERT_RECEIVED;
+  std::string why;
+  if (rc == GNUTLS_E_UNEXPECTED_PACKET_LENGTH || rc == GNUTLS_E_UNSUPPORTED_VERSION_PACKET ||
+      rc == GNUTLS_E_UNEXPECTED_PACKET) {
+    why = std::string("the ") + (c.server ? "client" : "server") + " does not speak TLS here (a plain connection?)";
+  } else if (c.server && c.psk.happened) {
+    why = psk_explanation(c);  // the key decides a PSK handshake once the identity is found, or not
+  } else if (c.server && (rc == GNUTLS_E_CERTIFICATE_REQUIRED || rc == GNUTLS_E_NO_CERTIFICATE_FOUND)) {
+    // A GnuTLS client (libnbd, QEMU, the CLI) offers only a certificate signed by a CA the server names: one
+    // of another CA is not sent at all, so this is also what a foreign certificate looks like.
+    why = "the client sent no certificate signed by " + ca_file(o) +
+          " (it has none, or one of another CA, which clients do not offer)";
+  } else if (c.server && (rc == GNUTLS_E_INSUFFICIENT_CREDENTIALS || rc == GNUTLS_E_NO_CIPHER_SUITES ||
+                          rc == GNUTLS_E_UNKNOWN_CIPHER_SUITE)) {
+    why = std::string("the client offered no credentials this server accepts (it has ") +
+          (o.psk_file.empty() ? "" : "PSK keys in " + o.psk_file) +
+          (!o.psk_file.empty() && !o.certificates_dir.empty() ? " and " : "") +
+          (o.certificates_dir.empty() ? "" : "certificates in " + o.certificates_dir) + ")";
+  } else if (c.server && peer_ended) {
+    why = server_peer_ended_explanation(c);
+  } else if (!c.server && (peer_ended || rc == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
+                           rc == GNUTLS_E_DECRYPTION_FAILED || rc == GNUTLS_E_INSUFFICIENT_CREDENTIALS)) {
+    why = client_refused_explanation(c);
+  } else {
+    why = "the TLS handshake failed";
+  }
+  return why + in_parentheses(rc);
+}
+
+std::string explain_certificate_status(unsigned status, const std::string& gnutls_text,
+                                       const TlsFailureContext& c) {
+  const TlsOptions& o = *c.options;
+  const std::string whose = c.server ? "the client's certificate" : "the server's certificate";
+  std::vector<std::string> reasons;
+  if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) reasons.push_back(whose + " is not signed by " + ca_file(o));
+  if (status & GNUTLS_CERT_EXPIRED) {
+    reasons.push_back(whose + " has expired (check its validity dates: certtool -i --infile CERT)");
+  }
+  if (status & GNUTLS_CERT_NOT_ACTIVATED) {
+    reasons.push_back(whose + " is not valid yet (check its validity dates, and both machines' clocks)");
+  }
+  if (status & GNUTLS_CERT_REVOKED) reasons.push_back(whose + " is revoked by " + o.certificates_dir + "/ca-crl.pem");
+  if (status & GNUTLS_CERT_UNEXPECTED_OWNER) {
+    reasons.push_back(whose + " does not name " + quoted(c.server_name) +
+                      " (connect with a host name or address its certificate lists)");
+  }
+  if (status & GNUTLS_CERT_INSECURE_ALGORITHM) reasons.push_back(whose + " uses an insecure algorithm");
+  std::string text;
+  for (const std::string& reason : reasons) text += (text.empty() ? "" : "; ") + reason;
+  if (text.empty()) text = whose + " was refused";
+  return text + " (GnuTLS: " + gnutls_text + ")";
+}
+
+}  // namespace nbdsnap
