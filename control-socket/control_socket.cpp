@@ -10,8 +10,10 @@
 // blocks on its own (events-wait) must be released by its owner before stop(), for good: EventLog::stop().
 // A one-time wake-up is not enough, because a client may have its next request already received (or send
 // one before its descriptor is shut down), and that request's wait would hold up the join.
-// A TLS client's thread runs the TLS handshake (bounded by kTlsHandshakeTimeout) before its first line; all of
-// its waits are poll(2)s, which shutting its descriptor down ends as it ends recv().
+// On TCP, a connection first waits in the TlsHandshaker (one thread for all, bounded in number and time) and
+// gets its thread only once authenticated, within RemoteLimits::max_sessions; stop() stops the handshaker
+// after the acceptor and before shutting the clients down, so no client thread starts behind its back. A TLS
+// client's waits are poll(2)s, which shutting its descriptor down ends as it ends recv().
 #include "control_socket.h"
 
 #include <fcntl.h>
@@ -19,7 +21,9 @@
 #include <poll.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -36,8 +40,11 @@
 namespace nbdsnap {
 namespace {
 
-constexpr size_t kMaxLineBytes = 1u << 20;  // docs/control.md: longer lines close the connection
+constexpr size_t kMaxLineBytes = ControlSocketServer::kMaxLineBytes;
 constexpr size_t kReadChunkBytes = 64u << 10;
+// After an overlong line, this much more is read and dropped while looking for its end, so that the client's
+// send completes and it reads the error reply (rather than a connection reset); a client sending more is cut off.
+constexpr size_t kMaxDiscardBytes = 64u << 20;
 constexpr int kAdoptedPollMs = 200;  // how soon stop() is noticed on an adopted socket
 
 std::string errno_text(const std::string& what, int err) { return what + ": " + std::strerror(err); }
@@ -100,16 +107,20 @@ bool send_all(int fd, const std::string& data) {
   return true;
 }
 
+}  // namespace
+
 // A client's connection: plain on the Unix socket, TLS on TCP.
-class ClientChannel {
+class ControlChannel {
  public:
-  virtual ~ClientChannel() = default;
+  virtual ~ControlChannel() = default;
   // Some bytes, 0 at the end, -1 on failure.
   virtual ssize_t receive(char* buffer, size_t capacity) = 0;
   virtual bool send(const std::string& data) = 0;
 };
 
-class PlainChannel final : public ClientChannel {
+namespace {
+
+class PlainChannel final : public ControlChannel {
  public:
   explicit PlainChannel(int fd) : fd_(fd) {}
   ssize_t receive(char* buffer, size_t capacity) override {
@@ -125,7 +136,7 @@ class PlainChannel final : public ClientChannel {
   int fd_;
 };
 
-class TlsClientChannel final : public ClientChannel {
+class TlsClientChannel final : public ControlChannel {
  public:
   explicit TlsClientChannel(std::unique_ptr<TlsStream> stream) : stream_(std::move(stream)) {}
   ~TlsClientChannel() override { stream_->bye(); }
@@ -251,10 +262,25 @@ bool ControlSocketServer::start_tls(const std::string& host, uint16_t port, cons
 bool ControlSocketServer::start_accepting(int fd, std::string& error) {
   stopping_ = false;
   listen_fd_ = fd;
+  if (tls_ != nullptr) {
+    handshaker_ = std::make_unique<TlsHandshaker>(
+        limits_.max_handshakes, limits_.handshake_timeout,
+        [this](int client_fd, const std::string& peer_address, std::unique_ptr<TlsStream> stream) {
+          serve_authenticated(client_fd, peer_address, std::move(stream));
+        },
+        warn_);
+    if (!handshaker_->start(error)) {
+      handshaker_.reset();
+      close(fd);
+      listen_fd_ = -1;
+      return false;
+    }
+  }
   try {
     acceptor_ = std::thread([this] { accept_loop(); });
   } catch (const std::exception& e) {
     error = std::string("cannot start the control socket thread: ") + e.what();
+    handshaker_.reset();
     close(fd);
     listen_fd_ = -1;
     return false;
@@ -267,6 +293,8 @@ void ControlSocketServer::stop() {
   stopping_ = true;
   if (!adopted_) shutdown(listen_fd_, SHUT_RDWR);  // wakes accept4(); an adopted socket's poll() times out
   if (acceptor_.joinable()) acceptor_.join();
+  // After the acceptor (which feeds it) and before the clients (which it starts): no client starts after this.
+  if (handshaker_) handshaker_->stop();
 
   std::list<std::pair<int, std::thread>> clients;
   {
@@ -278,30 +306,69 @@ void ControlSocketServer::stop() {
   for (auto& [fd, thread] : clients)
     if (thread.joinable()) thread.join();
 
+  handshaker_.reset();
   close(listen_fd_);
   listen_fd_ = -1;
   if (!path_.empty()) unlink(path_.c_str());
 }
 
+void ControlSocketServer::reap_finished_clients() {
+  // Join the threads of clients that have gone (their entries carry fd -1).
+  std::list<std::pair<int, std::thread>> finished;
+  {
+    MutexLock lock(clients_mutex_);
+    for (auto it = clients_.begin(); it != clients_.end();) {
+      auto next = std::next(it);
+      if (it->first < 0) finished.splice(finished.end(), clients_, it);
+      it = next;
+    }
+  }
+  for (auto& [fd, thread] : finished) thread.join();
+}
+
+namespace {
+
+// "HOST:PORT" ("[HOST]:PORT" for IPv6) of a TCP peer, for logs.
+std::string peer_address_text(const sockaddr_storage& address) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (address.ss_family == AF_INET) {
+    const auto& in = reinterpret_cast<const sockaddr_in&>(address);
+    inet_ntop(AF_INET, &in.sin_addr, host, sizeof(host));
+    port = ntohs(in.sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  if (address.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(address);
+    inet_ntop(AF_INET6, &in6.sin6_addr, host, sizeof(host));
+    port = ntohs(in6.sin6_port);
+  }
+  return "[" + std::string(host) + "]:" + std::to_string(port);
+}
+
+// A reply line in the control protocol's error form (docs/control.md), for refusals made before any handler.
+std::string error_reply_line(const char* code, int err, const std::string& message) {
+  std::string escaped;
+  for (char c : message) {
+    if (c == '"' || c == '\\') escaped.push_back('\\');
+    if (static_cast<unsigned char>(c) >= 0x20) escaped.push_back(c);
+  }
+  return std::string("{\"ok\":false,\"error\":{\"code\":\"") + code + "\",\"errno\":" + std::to_string(err) +
+         ",\"message\":\"" + escaped + "\"}}\n";
+}
+
+}  // namespace
+
 void ControlSocketServer::accept_loop() {
   while (!stopping_) {
-    // Join the threads of clients that have gone (their entries carry fd -1).
-    std::list<std::pair<int, std::thread>> finished;
-    {
-      MutexLock lock(clients_mutex_);
-      for (auto it = clients_.begin(); it != clients_.end();) {
-        auto next = std::next(it);
-        if (it->first < 0) finished.splice(finished.end(), clients_, it);
-        it = next;
-      }
-    }
-    for (auto& [fd, thread] : finished) thread.join();
-
+    reap_finished_clients();
     if (adopted_) {
       pollfd ready{listen_fd_, POLLIN, 0};
       if (poll(&ready, 1, kAdoptedPollMs) == 0) continue;
     }
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_storage address{};
+    socklen_t length = sizeof(address);
+    int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length, SOCK_CLOEXEC);
     if (fd < 0) {
       if (stopping_) break;
       if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;
@@ -311,45 +378,103 @@ void ControlSocketServer::accept_loop() {
       }
       break;  // the listening socket is gone
     }
+    if (tls_ != nullptr) {
+      start_tls_handshake(fd, peer_address_text(address));
+      continue;
+    }
     MutexLock lock(clients_mutex_);
     if (stopping_) {
       close(fd);
       break;
     }
-    // The lock is held until the entry exists, so serve_client always finds its own entry at the end.
-    std::thread thread;
-    try {
-      thread = std::thread([this, fd] { serve_client(fd); });
-    } catch (const std::exception&) {
-      close(fd);  // out of threads: refuse this client, keep serving the others
-      continue;
-    }
-    clients_.emplace_back(fd, std::move(thread));
+    PeerIdentity local;
+    local.local = true;
+    start_client_thread(fd, std::make_unique<PlainChannel>(fd), local);
   }
 }
 
-void ControlSocketServer::serve_client(int fd) {
-  std::unique_ptr<ClientChannel> channel;
-  PeerIdentity peer;
-  peer.local = tls_ == nullptr;
-  if (tls_ != nullptr) {
-    std::unique_ptr<TlsSession> session;
-    const auto credentials = tls_->current();
-    if (credentials && TlsSession::create(credentials, fd, fd, "", session).is_ok()) {
-      auto stream = std::make_unique<TlsStream>(std::move(session), fd);
-      if (stream->handshake(std::chrono::steady_clock::now() + kTlsHandshakeTimeout)) {
-        peer = stream->session().peer();
-        channel = std::make_unique<TlsClientChannel>(std::move(stream));
-      } else if (warn_) {
-        warn_("remote control client refused: TLS handshake failed: " + stream->error());
-      }
-    }
-  } else {
-    channel = std::make_unique<PlainChannel>(fd);
+void ControlSocketServer::start_tls_handshake(int fd, const std::string& peer_address) {
+  std::unique_ptr<TlsSession> session;
+  const auto credentials = tls_->current();
+  Status created = credentials ? TlsSession::create(credentials, fd, fd, "", session)
+                               : Status{Errc::bad_state, "no TLS credentials loaded"};
+  if (!created) {
+    if (warn_) warn_("remote control: refused " + peer_address + ": cannot start TLS: " + created.message());
+    close(fd);
+    return;
   }
+  handshaker_->add(fd, peer_address, std::move(session));
+}
+
+void ControlSocketServer::serve_authenticated(int fd, const std::string& peer_address,
+                                              std::unique_ptr<TlsStream> stream) {
+  reap_finished_clients();
+  const PeerIdentity peer = stream->session().peer();
+  {
+    MutexLock lock(clients_mutex_);
+    if (stopping_) {
+      close(fd);
+      return;
+    }
+    if (sessions_ < limits_.max_sessions) {
+      ++sessions_;
+      if (!start_client_thread(fd, std::make_unique<TlsClientChannel>(std::move(stream)), peer)) --sessions_;
+      return;
+    }
+  }
+  // One too many: told so in the protocol's words, outside the lock (the send is bounded, not instant).
+  const std::string limit = std::to_string(limits_.max_sessions);
+  // The reply is short and the socket's buffer empty: this send does not wait in practice.
+  stream->write_all(error_reply_line("busy", EBUSY,
+                                     "the server already serves " + limit +
+                                         " remote control clients (nbdsnapd --control-max-sessions): try later"),
+                    std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  stream->bye();
+  stream.reset();
+  close(fd);
+  busy_log_.report("remote control: refused " + peer.describe() + " from " + peer_address + ": " + limit +
+                       " sessions are open (--control-max-sessions " + limit + ")",
+                   warn_);
+}
+
+bool ControlSocketServer::start_client_thread(int fd, std::unique_ptr<ControlChannel> channel, PeerIdentity peer) {
+  // The lock is held until the entry exists, so serve_client always finds its own entry at the end.
+  std::thread thread;
+  try {
+    thread = std::thread([this, fd, channel = std::move(channel), peer = std::move(peer)]() mutable {
+      serve_client(fd, std::move(channel), peer);
+    });
+  } catch (const std::exception&) {
+    close(fd);  // out of threads: refuse this client, keep serving the others
+    return false;
+  }
+  clients_.emplace_back(fd, std::move(thread));
+  return true;
+}
+
+namespace {
+
+// After a line longer than the limit: reads and drops the rest of it (up to its newline, within
+// kMaxDiscardBytes), so that the client, done sending, reads the error reply. False when it never ended.
+bool discard_rest_of_line(ControlChannel& channel) {
+  std::vector<char> chunk(kReadChunkBytes);
+  for (size_t dropped = 0; dropped < kMaxDiscardBytes;) {
+    const ssize_t n = channel.receive(chunk.data(), chunk.size());
+    if (n <= 0) return false;
+    if (std::find(chunk.begin(), chunk.begin() + n, '\n') != chunk.begin() + n) return true;
+    dropped += size_t(n);
+  }
+  return false;
+}
+
+}  // namespace
+
+void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> channel, const PeerIdentity& peer) {
   std::string pending;
   std::vector<char> chunk(kReadChunkBytes);
-  bool open = channel != nullptr;  // a failed TLS handshake ends the client here
+  bool open = true;
+  bool overlong = false;     // a line over kMaxLineBytes: refused with an error reply, then the connection ends
+  bool overlong_ended = false;  // ... and its newline was received
   while (open) {
     const ssize_t n = channel->receive(chunk.data(), chunk.size());
     if (n <= 0) break;
@@ -360,6 +485,7 @@ void ControlSocketServer::serve_client(int fd) {
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line.size() > kMaxLineBytes) {
         open = false;
+        overlong = overlong_ended = true;
         break;
       }
       if (line.find_first_not_of(" \t") == std::string::npos) continue;
@@ -373,14 +499,24 @@ void ControlSocketServer::serve_client(int fd) {
       reply.push_back('\n');
       open = channel->send(reply);
     }
+    if (overlong) break;
     pending.erase(0, start);
-    if (pending.size() > kMaxLineBytes) open = false;
+    if (pending.size() > kMaxLineBytes) {
+      open = false;
+      overlong = true;
+    }
+  }
+  if (overlong && (overlong_ended || discard_rest_of_line(*channel))) {
+    channel->send(error_reply_line("bad_request", EMSGSIZE,
+                                   "a request line longer than " + std::to_string(kMaxLineBytes) +
+                                       " bytes (1 MiB, the control protocol's limit): the connection is closed"));
   }
 
   channel.reset();  // close_notify first
   // Close under the lock and mark the entry finished, so stop() never shuts down a reused descriptor.
   MutexLock lock(clients_mutex_);
   close(fd);
+  if (!peer.local) --sessions_;
   for (auto& [entry_fd, thread] : clients_) {
     if (thread.get_id() == std::this_thread::get_id()) {
       entry_fd = -1;

@@ -4,8 +4,11 @@
 //
 // Both front ends use it to serve the engine's Control (one JSON request per line, one reply per line).
 // The handler runs on the client's thread and may block (events-wait) without holding up other clients.
-// On TCP every client must complete a TLS handshake within kTlsHandshakeTimeout and authenticate (a PSK, or
-// a client certificate signed by the CA: the credential store must verify peers); the handler gets who it is.
+// On TCP every client must complete a TLS handshake within RemoteLimits::handshake_timeout and authenticate (a
+// PSK, or a client certificate signed by the CA: the credential store must verify peers); the handler gets who
+// it is. Handshakes run on one thread for all (tls_handshaker.h): a client gets its own thread only once
+// authenticated, and at most RemoteLimits::max_sessions do.
+// A line longer than kMaxLineBytes gets a bad_request error reply (docs/control.md), then the connection ends.
 #pragma once
 
 #include <atomic>
@@ -19,9 +22,13 @@
 
 #include "mutex.h"
 #include "peer_identity.h"
+#include "rate_limited_log.h"
 #include "tls_credentials.h"
+#include "tls_handshaker.h"
 
 namespace nbdsnap {
+
+class ControlChannel;  // a client's connection, plain or TLS (control_socket.cpp)
 
 class ControlSocketServer {
  public:
@@ -31,6 +38,16 @@ class ControlSocketServer {
   static constexpr std::chrono::seconds kTlsHandshakeTimeout{10};
   // A client that does not read its reply for this long is dropped (TLS sends only).
   static constexpr std::chrono::seconds kTlsSendTimeout{60};
+  static constexpr size_t kMaxLineBytes = 1u << 20;  // docs/control.md
+
+  // Bounds of the TCP listener (start_tls); the Unix socket has none (its file mode decides who connects).
+  struct RemoteLimits {
+    // Connections waiting for their TLS handshake; one more closes the oldest (tls_handshaker.h).
+    size_t max_handshakes = 128;
+    std::chrono::milliseconds handshake_timeout = kTlsHandshakeTimeout;
+    // Authenticated clients served at once (a thread each); one more gets a `busy` error reply and is closed.
+    unsigned max_sessions = 32;
+  };
 
   ControlSocketServer() = default;
   ~ControlSocketServer();  // stop()
@@ -49,8 +66,10 @@ class ControlSocketServer {
   // X.509 credentials, and outlives this server.
   bool start_tls(const std::string& host, uint16_t port, const TlsCredentialStore& credentials,
                  PeerLineHandler handler, std::string& error);
-  // Where failed TLS handshakes are reported (the front end's log). Before start_tls().
+  // Where failed TLS handshakes and refused connections are reported (the front end's log), and the TCP
+  // listener's bounds. Before start_tls().
   void set_warning_log(std::function<void(const std::string&)> warn) { warn_ = std::move(warn); }
+  void set_remote_limits(const RemoteLimits& limits) { limits_ = limits; }
   // Stops accepting, shuts down client connections, joins all threads, removes the socket file. Returns as
   // soon as every handler running returns: a handler that waits (events-wait) must have been released
   // before, for good (EventLog::stop()). Clients that send half a line or do not read their replies do not
@@ -60,17 +79,28 @@ class ControlSocketServer {
  private:
   bool start_accepting(int fd, std::string& error);
   void accept_loop();
-  void serve_client(int fd);
+  void reap_finished_clients() EXCLUDES(clients_mutex_);
+  void start_tls_handshake(int fd, const std::string& peer_address);
+  void serve_authenticated(int fd, const std::string& peer_address, std::unique_ptr<TlsStream> stream)
+      EXCLUDES(clients_mutex_);
+  // Starts the client's thread; on failure closes fd (and the channel) and returns false. REQUIRES: the
+  // caller counted the client (sessions_) when it is remote.
+  bool start_client_thread(int fd, std::unique_ptr<ControlChannel> channel, PeerIdentity peer) REQUIRES(clients_mutex_);
+  void serve_client(int fd, std::unique_ptr<ControlChannel> channel, const PeerIdentity& peer) EXCLUDES(clients_mutex_);
   std::string path_;  // empty for TCP
   const TlsCredentialStore* tls_ = nullptr;  // TCP: every client speaks TLS
   PeerLineHandler handler_;
   std::function<void(const std::string&)> warn_;
+  RemoteLimits limits_;
+  std::unique_ptr<TlsHandshaker> handshaker_;  // TCP only
+  RateLimitedLog busy_log_;
   int listen_fd_ = -1;
   bool adopted_ = false;  // listen_fd_ is not ours to shut down: accept_loop polls stopping_ instead
   std::atomic<bool> stopping_{false};
   std::thread acceptor_;
   Mutex clients_mutex_;  // a leaf lock; held while closing a client's descriptor (see control_socket.cpp)
   std::list<std::pair<int, std::thread>> clients_ GUARDED_BY(clients_mutex_);
+  unsigned sessions_ GUARDED_BY(clients_mutex_) = 0;  // remote clients with a thread
 };
 
 }  // namespace nbdsnap

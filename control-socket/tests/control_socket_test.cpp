@@ -149,7 +149,7 @@ TEST_CASE("a_blocking_handler_does_not_hold_up_other_clients") {
   CHECK(waiter.read_line() == "released");
 }
 
-TEST_CASE("closes_a_client_whose_line_exceeds_one_mib_and_keeps_serving_others") {
+TEST_CASE("a_line_over_one_mib_gets_a_bad_request_reply_then_the_connection_ends_and_others_are_served") {
   TempDir dir;
   ControlSocketServer server;
   std::string error;
@@ -160,10 +160,19 @@ TEST_CASE("closes_a_client_whose_line_exceeds_one_mib_and_keeps_serving_others")
     REQUIRE(exact.send_text(line + "\n"));
     CHECK(exact.read_line() == "echo " + line);
   }
+  // Longer than the limit in one line (the rest is read and dropped up to its newline, then the reply).
   Client big(dir.socket());
-  std::string huge((1u << 20) + 10, 'b');
-  big.send_text(huge);  // may fail part-way once the server closes
+  std::string huge((3u << 20) + 10, 'b');
+  REQUIRE(big.send_text(huge + "\n"));
+  const std::string reply = big.read_line();
+  CHECK(reply.find("\"code\":\"bad_request\"") != std::string::npos);
+  CHECK(reply.find("longer than 1048576 bytes") != std::string::npos);
   CHECK(big.read_line() == "<eof>");
+  // A client that stops sending in the middle of an overlong line just loses its connection.
+  Client cut(dir.socket());
+  REQUIRE(cut.send_text(std::string((1u << 20) + 10, 'c')));
+  shutdown(cut.fd, SHUT_WR);
+  CHECK(cut.read_line() == "<eof>");
   Client other(dir.socket());
   REQUIRE(other.send_text("still here\n"));
   CHECK(other.read_line() == "echo still here");

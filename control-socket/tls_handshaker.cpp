@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// tls_handshaker.cpp — one thread polling every connection that has not finished its TLS handshake (see
+// tls_handshaker.h).
+//
+// Design notes. The thread owns the connections it polls (`active`, oldest first); add() only appends to
+// incoming_ and, when the limit is reached, asks the thread to close the oldest (evict_). So a connection's
+// descriptor is closed by exactly one thread, and counting (count_) is the only thing add() and the thread share
+// besides the queue. An eventfd wakes the poll for new connections and for stop().
+#include "tls_handshaker.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+namespace nbdsnap {
+
+namespace {
+
+std::string duration_text(std::chrono::milliseconds duration) {
+  if (duration.count() % 1000 == 0) return std::to_string(duration.count() / 1000) + " s";
+  return std::to_string(duration.count()) + " ms";
+}
+
+}  // namespace
+
+TlsHandshaker::~TlsHandshaker() {
+  stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+bool TlsHandshaker::start(std::string& error) {
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) {
+    error = std::string("cannot create the TLS handshake thread's eventfd: ") + std::strerror(errno);
+    return false;
+  }
+  try {
+    thread_ = std::thread([this] { run(); });
+  } catch (const std::exception& e) {
+    error = std::string("cannot start the TLS handshake thread: ") + e.what();
+    return false;
+  }
+  return true;
+}
+
+void TlsHandshaker::wake() {
+  const uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+void TlsHandshaker::add(int fd, std::string peer_address, std::unique_ptr<TlsSession> session) {
+  bool evicting = false;
+  {
+    MutexLock lock(mutex_);
+    if (stopping_) {
+      ::close(fd);
+      return;
+    }
+    if (count_ - evict_ >= max_pending_) {
+      ++evict_;
+      evicting = true;
+    }
+    incoming_.push_back({fd, peer_address, std::move(session), std::chrono::steady_clock::now() + timeout_});
+    ++count_;
+  }
+  if (evicting) {
+    evicted_log_.report("remote control: " + std::to_string(max_pending_) +
+                            " connections are waiting for their TLS handshake (the limit): the oldest is closed "
+                            "to let " + peer_address + " in",
+                        warn_);
+  }
+  wake();
+}
+
+void TlsHandshaker::stop() {
+  {
+    MutexLock lock(mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (thread_.joinable()) {
+    wake();
+    thread_.join();
+  }
+  MutexLock lock(mutex_);
+  for (Pending& pending : incoming_) ::close(pending.fd);
+  incoming_.clear();
+}
+
+size_t TlsHandshaker::pending() const {
+  MutexLock lock(mutex_);
+  return count_;
+}
+
+void TlsHandshaker::finished(size_t count) {
+  MutexLock lock(mutex_);
+  count_ -= count;
+}
+
+bool TlsHandshaker::take_incoming(std::list<Pending>& active) {
+  size_t evicted = 0;
+  {
+    MutexLock lock(mutex_);
+    if (stopping_) return false;
+    active.splice(active.end(), incoming_);
+    evicted = std::min(evict_, active.size());
+    evict_ -= evicted;
+    count_ -= evicted;
+  }
+  for (size_t i = 0; i < evicted; ++i) {
+    ::close(active.front().fd);
+    active.pop_front();
+  }
+  return true;
+}
+
+bool TlsHandshaker::step(Pending& pending) {
+  const TlsSession::Io io = pending.session->handshake();
+  if (io == TlsSession::Io::want_read || io == TlsSession::Io::want_write) {
+    pending.waiting_for = io;
+    return false;
+  }
+  if (io == TlsSession::Io::ok) {
+    const int fd = pending.fd;
+    authenticated_(fd, pending.peer_address, std::make_unique<TlsStream>(std::move(pending.session), fd));
+    return true;
+  }
+  // A wrong PSK, a certificate from another CA, a port scanner...: TlsSession's error says which, for an admin.
+  const std::string why = pending.session->error().empty() ? "the client closed the connection"
+                                                           : pending.session->error();
+  if (warn_) warn_("remote control: refused " + pending.peer_address + ": " + why);
+  ::close(pending.fd);
+  return true;
+}
+
+void TlsHandshaker::run() {
+  std::list<Pending> active;  // oldest first
+  std::vector<pollfd> entries;
+  std::vector<std::list<Pending>::iterator> polled;
+  while (take_incoming(active)) {
+    // Drop those past their deadline, then wait for the nearest deadline, a ready socket or a wake-up.
+    const auto now = std::chrono::steady_clock::now();
+    auto nearest = now + std::chrono::hours(1);
+    size_t done = 0;
+    for (auto it = active.begin(); it != active.end();) {
+      if (it->deadline <= now) {
+        timed_out_log_.report("remote control: closed " + it->peer_address + ": no TLS handshake within " +
+                                  duration_text(timeout_) + " (nbdsnapd --handshake-timeout)",
+                              warn_);
+        ::close(it->fd);
+        it = active.erase(it);
+        ++done;
+        continue;
+      }
+      nearest = std::min(nearest, it->deadline);
+      ++it;
+    }
+    entries.assign(1, pollfd{wake_fd_, POLLIN, 0});
+    polled.clear();
+    for (auto it = active.begin(); it != active.end(); ++it) {
+      entries.push_back({it->fd, short(it->waiting_for == TlsSession::Io::want_write ? POLLOUT : POLLIN), 0});
+      polled.push_back(it);
+    }
+    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(nearest - now);
+    const int ready = ::poll(entries.data(), entries.size(), int(std::clamp<long long>(wait.count(), 0, INT_MAX)));
+    if (ready > 0) {
+      uint64_t drained = 0;
+      if (entries[0].revents != 0) (void)!::read(wake_fd_, &drained, sizeof(drained));
+      for (size_t i = 1; i < entries.size(); ++i) {
+        if (entries[i].revents == 0) continue;  // POLLHUP/POLLERR too: the step says what happened
+        if (step(*polled[i - 1])) {
+          active.erase(polled[i - 1]);
+          ++done;
+        }
+      }
+    }
+    if (done > 0) finished(done);
+  }
+  for (Pending& pending : active) ::close(pending.fd);
+  finished(active.size());
+}
+
+}  // namespace nbdsnap
