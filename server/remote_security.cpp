@@ -2,9 +2,30 @@
 // remote_security.cpp — credential stores and the remote control handler (see remote_security.h).
 #include "remote_security.h"
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "log.h"
 
 namespace nbdsnap {
+
+namespace {
+
+// Why an identity rule can never name a client under these options; empty when it can. NBD clients are asked
+// for a certificate only under --tls-verify-peer (without it GnuTLS never receives one, so no DN or SAN is
+// known); remote control clients always are when --tls-certificates is given (remote_security.h).
+std::string why_never_matches(const std::string& identity, bool tls_enabled, bool certificates_asked,
+                              const std::string& certificate_option, const TlsOptions& options) {
+  const bool certificate_rule = identity.starts_with("dn:") || identity.starts_with("san:");
+  const bool psk_rule = identity.starts_with("psk:");
+  if ((certificate_rule || psk_rule) && !tls_enabled) return "TLS is off (--tls on or --tls require)";
+  if (certificate_rule && !certificates_asked) return "no client certificate is asked for (" + certificate_option + ")";
+  if (psk_rule && options.psk_file.empty()) return "no PSK file is loaded (--tls-psk FILE)";
+  return {};
+}
+
+}  // namespace
 
 RemoteSecurity::RemoteSecurity(const SecurityConfig& config) : config_(config) {
   if (config.tls != TlsMode::off) nbd_ = std::make_unique<TlsCredentialStore>(TlsEndpoint::server, config.tls_options);
@@ -20,19 +41,53 @@ Status RemoteSecurity::load() {
     if (store == nullptr) continue;
     if (Status s = store->load(); !s) return {s.code(), "TLS credentials: " + s.message()};
   }
+  warn_about_unmatchable_rules();
   return Status::ok();
 }
 
-void RemoteSecurity::reload() {
-  for (TlsCredentialStore* store : {nbd_.get(), control_.get()}) {
-    if (store == nullptr) continue;
-    Status s = store->reload();
-    if (s) {
-      log_info("TLS credentials reloaded" + std::string(store == nbd_.get() ? " (NBD)" : " (remote control)"));
-    } else {
-      log_error("TLS credentials not reloaded, the previous ones stay in use: " + s.message());
+void RemoteSecurity::warn_about_unmatchable_rules() const {
+  // A warning, not a refusal: rules only ever allow, so a rule that cannot match denies (fails closed), and a
+  // configuration shared by servers with different TLS options stays usable. QEMU, by contrast, skips its
+  // tls-authz check altogether when verify-peer is off, which would let anyone in; nbdkit has no such rules.
+  const TlsOptions& options = config_.tls_options;
+  for (const AccessRule& rule : config_.access.rules) {
+    const std::string why = why_never_matches(rule.identity, config_.tls != TlsMode::off, options.verify_peer,
+                                              "add --tls-verify-peer", options);
+    if (!why.empty()) {
+      log_warning("--allow '" + rule.pattern + " " + rule.identity + "' can never match: " + why);
     }
   }
+  if (!config_.control_listen) return;
+  for (const ControlRoleRule& rule : config_.control_roles) {
+    const std::string why = why_never_matches(rule.identity, true, !options.certificates_dir.empty(),
+                                              "add --tls-certificates DIR", options);
+    if (!why.empty()) {
+      log_warning("--control-role '" + std::string(control_role_name(rule.role)) + " " + rule.identity +
+                  "' can never match: " + why);
+    }
+  }
+}
+
+void RemoteSecurity::reload() {
+  // The NBD and remote control stores read the same files: a file that no longer loads fails both the same way,
+  // and is logged once (a message only one of them has, such as the CA the control side needs, still shows).
+  std::vector<std::string> reloaded, errors;
+  for (TlsCredentialStore* store : {nbd_.get(), control_.get()}) {
+    if (store == nullptr) continue;
+    if (Status s = store->reload(); !s) {
+      if (std::find(errors.begin(), errors.end(), s.message()) == errors.end()) errors.push_back(s.message());
+    } else {
+      reloaded.push_back(store == nbd_.get() ? "NBD" : "remote control");
+    }
+  }
+  if (!reloaded.empty()) {
+    log_info("TLS credentials reloaded (" + reloaded.front() + (reloaded.size() > 1 ? " and " + reloaded.back() : "") +
+             ")");
+  }
+  for (const std::string& error : errors) {
+    log_error("TLS credentials not reloaded, the previous ones stay in use: " + error);
+  }
+  warn_about_unmatchable_rules();
 }
 
 std::string RemoteSecurity::handle_remote_line(Control& control, const std::string& line,
@@ -54,6 +109,10 @@ Status RemoteSecurity::start_remote_control(ControlSocketServer& server, Control
   if (!config_.control_listen) return Status::ok();
   const ListenAddress& address = *config_.control_listen;
   server.set_warning_log([](const std::string& message) { log_warning(message); });
+  ControlSocketServer::RemoteLimits limits;
+  limits.max_sessions = config_.control_max_sessions;
+  limits.handshake_timeout = std::chrono::seconds(config_.control_handshake_timeout_seconds);
+  server.set_remote_limits(limits);
   std::string error;
   const bool started = server.start_tls(
       address.host, address.port, *control_,

@@ -20,9 +20,10 @@ namespace nbdsnap {
 class RemoteSecurity {
  public:
   explicit RemoteSecurity(const SecurityConfig& config);
-  // Loads what the configuration asks for; errors name the file.
+  // Loads what the configuration asks for; errors name the file. Warns about identity rules (--allow,
+  // --control-role) that these options make impossible to match, such as dn: without --tls-verify-peer.
   Status load();
-  // Reads the files again (SIGHUP); logs the outcome.
+  // Reads the files again (SIGHUP); logs the outcome once, and repeats the warnings of load().
   void reload();
   // The NBD side's credentials (null with --tls off).
   const TlsCredentialStore* nbd_credentials() const { return nbd_.get(); }
@@ -32,6 +33,8 @@ class RemoteSecurity {
   std::string handle_remote_line(Control& control, const std::string& line, const PeerIdentity& peer) const;
 
  private:
+  void warn_about_unmatchable_rules() const;
+
   const SecurityConfig& config_;
   std::unique_ptr<TlsCredentialStore> nbd_;
   std::unique_ptr<TlsCredentialStore> control_;

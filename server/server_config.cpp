@@ -61,7 +61,8 @@ po::options_description option_descriptions() {
       ("max-connections", po::value<unsigned>()->default_value(1000)->value_name("N"),
        "NBD clients served at once (0: no limit); more are refused in the handshake with an error")
       ("handshake-timeout", po::value<unsigned>()->default_value(10)->value_name("SECONDS"),
-       "disconnect a client that has not finished the NBD handshake after SECONDS (0: never)");
+       "disconnect a client that has not finished the NBD handshake (or the remote control's TLS handshake) "
+       "after SECONDS (0: never for NBD, 10 s for remote control)");
   po::options_description security("TLS and access control");
   security.add_options()
       ("tls", po::value<std::string>()->default_value("off")->value_name("MODE"),
@@ -78,6 +79,9 @@ po::options_description option_descriptions() {
        "also serve the control protocol on TCP, TLS only (client certificate or PSK required)")
       ("control-role", po::value<std::vector<std::string>>()->composing()->value_name("'ROLE IDENTITY'"),
        "give a remote control identity a role: read-only, operator or admin (repeatable)")
+      ("control-max-sessions", po::value<unsigned>()->default_value(32)->value_name("N"),
+       "remote control clients served at once (1..1024); more get a busy error (clients still in their TLS "
+       "handshake are bounded apart: 128, the oldest closed first)")
       ("control-group", po::value<std::string>()->value_name("GROUP"),
        "the Unix control socket belongs to GROUP with mode 0660 (default: mode 0600, owner only)")
       ("remote-storage-dir", po::value<std::string>()->value_name("DIR"),
@@ -185,6 +189,11 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::
     err << "nbdsnapd: --tls-verify-peer needs --tls-certificates DIR (its ca-cert.pem signs the clients)\n";
     return false;
   }
+  security.control_max_sessions = vm["control-max-sessions"].as<unsigned>();
+  if (security.control_max_sessions < 1 || security.control_max_sessions > 1024) {
+    err << "nbdsnapd: --control-max-sessions must be 1..1024\n";
+    return false;
+  }
   if (security.control_listen && security.control_roles.empty()) {
     err << "nbdsnapd: --control-listen needs at least one --control-role: nobody could use it\n";
     return false;
@@ -236,6 +245,8 @@ bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err)
     err << "nbdsnapd: --threads must be 1..1024 and --max-in-flight 1..4096\n";
     return false;
   }
+  config.security.control_handshake_timeout_seconds =
+      config.handshake_timeout_seconds > 0 ? config.handshake_timeout_seconds : 10;
   return apply_tuning(vm, config.engine, err) && apply_security(vm, config.security, err);
 }
 

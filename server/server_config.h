@@ -46,6 +46,10 @@ struct SecurityConfig {
   std::vector<ControlRoleRule> control_roles;
   std::string control_group;           // the Unix control socket's group (mode 0660); empty: mode 0600
   std::string remote_storage_dir;      // remote control clients' storage: new files here only; empty: none
+  unsigned control_max_sessions = 32;  // authenticated remote control clients at once (a thread each)
+  // Remote control clients must finish their TLS handshake within this: --handshake-timeout, except that 0
+  // (never, for NBD) means 10 s here, as a peer that never authenticates must not be kept.
+  unsigned control_handshake_timeout_seconds = 10;
   // The highest role any rule gives `peer`; none when no rule names it.
   std::optional<ControlRole> control_role_of(const PeerIdentity& peer) const;
 };
