@@ -3,9 +3,9 @@
 // tls_handshaker.h).
 //
 // Design notes. The thread owns the connections it polls (`active`, oldest first); add() only appends to
-// incoming_ and, when the limit is reached, asks the thread to close the oldest (evict_). So a connection's
-// descriptor is closed by exactly one thread, and counting (count_) is the only thing add() and the thread share
-// besides the queue. An eventfd wakes the poll for new connections and for stop().
+// incoming_; the thread, taking them in, closes the oldest beyond the limit. So a connection's descriptor is
+// closed by exactly one thread, and counting (count_, for the log line and pending()) is the only thing add()
+// and the thread share besides the queue. An eventfd wakes the poll for new connections and for stop().
 #include "tls_handshaker.h"
 
 #include <poll.h>
@@ -62,10 +62,7 @@ void TlsHandshaker::add(int fd, std::string peer_address, std::unique_ptr<TlsSes
       ::close(fd);
       return;
     }
-    if (count_ - evict_ >= max_pending_) {
-      ++evict_;
-      evicting = true;
-    }
+    evicting = count_ >= max_pending_;  // the thread closes the oldest when it takes this one in
     incoming_.push_back({fd, peer_address, std::move(session), std::chrono::steady_clock::now() + timeout_});
     ++count_;
   }
@@ -109,8 +106,7 @@ bool TlsHandshaker::take_incoming(std::list<Pending>& active) {
     MutexLock lock(mutex_);
     if (stopping_) return false;
     active.splice(active.end(), incoming_);
-    evicted = std::min(evict_, active.size());
-    evict_ -= evicted;
+    evicted = active.size() > max_pending_ ? active.size() - max_pending_ : 0;
     count_ -= evicted;
   }
   for (size_t i = 0; i < evicted; ++i) {

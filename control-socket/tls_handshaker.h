@@ -57,7 +57,7 @@ class TlsHandshaker {
     TlsSession::Io waiting_for = TlsSession::Io::want_read;
   };
   void run() EXCLUDES(mutex_);
-  // Takes new connections in and closes the oldest ones add() asked to evict; false once stopping.
+  // Takes new connections in and closes the oldest beyond max_pending_; false once stopping.
   bool take_incoming(std::list<Pending>& active) EXCLUDES(mutex_);
   // One handshake step for a connection its socket says is ready; true when it is finished (either way).
   bool step(Pending& pending);
@@ -75,7 +75,6 @@ class TlsHandshaker {
   mutable Mutex mutex_;  // a leaf lock
   std::list<Pending> incoming_ GUARDED_BY(mutex_);  // added, not yet polled by the thread
   size_t count_ GUARDED_BY(mutex_) = 0;             // incoming_ plus those the thread holds
-  size_t evict_ GUARDED_BY(mutex_) = 0;             // how many of the oldest the thread must close
   bool stopping_ GUARDED_BY(mutex_) = false;
 };
 
