@@ -33,8 +33,10 @@ std::string psk_explanation(const TlsFailureContext& c) {
          c.options->psk_file + " (the client's key file must hold the same key for that user)";
 }
 
-// Client: what the server ending the handshake most likely means, with what to check.
-std::string client_refused_explanation(const TlsFailureContext& c) {
+}  // namespace
+
+// What the server ending the handshake most likely means, with what to check.
+std::string explain_refused_by_server(const TlsFailureContext& c) {
   const TlsOptions& o = *c.options;
   std::vector<std::string> checks;
   if (!o.psk_file.empty()) {
@@ -51,6 +53,8 @@ std::string client_refused_explanation(const TlsFailureContext& c) {
   for (size_t i = 0; i < checks.size(); ++i) text += (i == 0 ? ": check " : "; or ") + checks[i];
   return text;
 }
+
+namespace {
 
 // Server: the client ended the handshake (it sent an alert or hung up).
 std::string server_peer_ended_explanation(const TlsFailureContext& c) {
@@ -90,7 +94,7 @@ std::string explain_handshake_error(int rc, const TlsFailureContext& c) {
     why = server_peer_ended_explanation(c);
   } else if (!c.server && (peer_ended || rc == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
                            rc == GNUTLS_E_DECRYPTION_FAILED || rc == GNUTLS_E_INSUFFICIENT_CREDENTIALS)) {
-    why = client_refused_explanation(c);
+    why = explain_refused_by_server(c);
   } else {
     why = "the TLS handshake failed";
   }

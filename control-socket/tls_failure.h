@@ -22,6 +22,9 @@ struct TlsFailureContext {
 
 // The explanation of a fatal GnuTLS handshake error `rc` (GnuTLS's text in parentheses).
 std::string explain_handshake_error(int rc, const TlsFailureContext& context);
+// Client: the server ended the handshake, or the connection right after it (under TLS 1.3 a client finishes
+// its handshake before the server has checked the client's certificate): what to check.
+std::string explain_refused_by_server(const TlsFailureContext& context);
 // The explanation of a peer certificate refused with GnuTLS verification `status` bits; `gnutls_text` is
 // GnuTLS's own description of them.
 std::string explain_certificate_status(unsigned status, const std::string& gnutls_text,

@@ -117,8 +117,14 @@ TlsLineClient::~TlsLineClient() {
 
 Status TlsLineClient::failure(const std::string& what) {
   timed_out_ = stream_->timed_out();
-  const std::string& why = stream_->error();
-  return {Errc::io_error, address_.text() + ": " + (why.starts_with(what) ? why : what + ": " + why)};
+  const std::string why = stream_->error().empty() ? "the server closed the connection" : stream_->error();
+  const std::string text = why.starts_with(what) ? why : what + ": " + why;
+  if (!timed_out_ && what != "TLS handshake" && !received_any_) {
+    // Nothing ever came back: under TLS 1.3 this is how a server refuses a client certificate.
+    return {Errc::io_error, address_.text() + ": " + stream_->session().refused_after_handshake() +
+                                " (the connection ended right after the handshake: " + text + ")"};
+  }
+  return {Errc::io_error, address_.text() + ": " + text};
 }
 
 Status TlsLineClient::send_line(const std::string& line, SteadyDeadline deadline) {
@@ -140,7 +146,9 @@ Status TlsLineClient::receive_line(std::string& line, SteadyDeadline deadline, s
     char chunk[16384];
     const ssize_t got = stream_->read_some(chunk, sizeof(chunk), deadline);
     if (got < 0) return failure("receive");
+    if (got == 0 && !received_any_) return failure("receive");
     if (got == 0) return {Errc::io_error, address_.text() + ": the server closed the connection"};
+    received_any_ = true;
     buffered_.append(chunk, size_t(got));
   }
 }

@@ -57,6 +57,7 @@ class TlsLineClient {
   std::unique_ptr<TlsStream> stream_;
   std::string buffered_;  // received bytes after the last complete line
   bool timed_out_ = false;
+  bool received_any_ = false;  // a server that ends the connection before any reply refused us (failure())
 };
 
 }  // namespace nbdsnap

@@ -115,6 +115,8 @@ TlsFailureContext TlsSession::failure_context() const {
   return context;
 }
 
+std::string TlsSession::refused_after_handshake() const { return explain_refused_by_server(failure_context()); }
+
 TlsSession::Io TlsSession::handshake() {
   int rc = 0;
   do {

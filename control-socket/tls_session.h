@@ -53,6 +53,9 @@ class TlsSession {
   const std::string& error() const { return error_; }
   // Who the peer authenticated as (after handshake() returned ok).
   const PeerIdentity& peer() const { return peer_; }
+  // Client: what to check when the server hung up right after the handshake (TLS 1.3 lets a client finish
+  // before the server has checked the client's certificate), as error() says for a refused handshake.
+  std::string refused_after_handshake() const;
   // "TLS1.3/AES-256-GCM/PSK" for logs.
   std::string describe() const;
 
