@@ -63,7 +63,6 @@ int run_events(Context& context, const std::vector<std::string>& words) {
   double wait_seconds = args.get<double>("wait");
   if (wait_seconds < 0) usage_error("--wait must not be negative");
   const bool follow = args.flag("follow");
-  if (!context.json()) context.out() << format_event_header();
   // The server waits at most 24 h (docs/control.md); so does the client, plus its --timeout.
   const auto wait = std::chrono::milliseconds(static_cast<uint64_t>(std::min(wait_seconds, 86400.0) * 1000));
   nlohmann::json reply =
@@ -72,6 +71,8 @@ int run_events(Context& context, const std::vector<std::string>& words) {
     context.print_json(reply);
     return 0;
   }
+  // Only now: a refused request (permission_denied, a bad --after) must leave stdout empty, not a lone header.
+  if (!context.json()) context.out() << format_event_header();
   after = print_events(context, reply.value("events", nlohmann::json::array()), after);
   if (!follow) return 0;
   for (;;) {  // until interrupted, or the server goes away (exit 4)
