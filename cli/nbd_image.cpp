@@ -17,6 +17,7 @@
 
 #include "control_client.h"
 #include "exit_codes.h"
+#include "nbd_connect_errors.h"
 #include "socket_kind.h"
 
 namespace nbdsnap::cli {
@@ -107,6 +108,7 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout_;
   const auto probe_at = start + std::min(kProbeAfter, timeout_ / 2);  // leaves time to probe within the timeout
+  capture_server_messages(handle_, server_message_);  // the server's reason for refusing, if it gives one
   if (nbd_aio_connect_uri(handle_, uri_.c_str()) == -1) connect_failed(socket, probed);
   while (nbd_aio_is_ready(handle_) != 1) {
     if (nbd_aio_is_dead(handle_) == 1 || nbd_aio_is_closed(handle_) == 1) connect_failed(socket, probed);
@@ -124,6 +126,7 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
     }
     if (poll(until(probed ? deadline : std::min(deadline, probe_at))) == -1) connect_failed(socket, probed);
   }
+  stop_capturing(handle_);
   int64_t size = nbd_get_size(handle_);
   if (size < 0) throw CliError(ExitCode::io_error, uri_ + ": cannot get the size: " + last_error());
   size_ = static_cast<uint64_t>(size);
@@ -132,7 +135,7 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
 // A handshake that failed: with a reply that is not NBD, the socket may be a control socket.
 void NbdImage::connect_failed(const std::string& socket, bool probed) {
   const int err = nbd_get_errno();
-  const std::string message = "cannot open " + uri_ + ": " + last_error();
+  const std::string message = "cannot open " + uri_ + ": " + explain_connect_failure(uri_, last_error(), server_message_);
   if (!probed && is_control_socket(socket, kProbeBound)) {
     throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_));
   }

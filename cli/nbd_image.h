@@ -92,6 +92,7 @@ class NbdImage {
   uint64_t size_ = 0;
   bool responsive_ = true;
   std::string option_ = "--image";
+  std::string server_message_;  // the server's error text in the handshake (NBD_REP_ERR_POLICY's reason...)
 };
 
 }  // namespace nbdsnap::cli
