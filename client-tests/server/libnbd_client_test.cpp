@@ -60,8 +60,10 @@ void take_snapshot(const std::string& name, const std::string& origin) {
   REQUIRE_MESSAGE(taken.find("\"ok\":true") != std::string::npos, taken);
 }
 
-void destroy_snapshot(const std::string& name) {
-  const std::string reply = control(R"({"command":"snapshot-destroy","name":")" + name + R"("})");
+// force: destroy while clients read its images (refused with busy otherwise).
+void destroy_snapshot(const std::string& name, bool force = false) {
+  const std::string reply = control(R"({"command":"snapshot-destroy","name":")" + name + R"(")" +
+                                    (force ? R"(,"force":true})" : "}"));
   REQUIRE_MESSAGE(reply.find("\"ok\":true") != std::string::npos, reply);
 }
 
@@ -249,7 +251,7 @@ TEST_CASE("destroyed_image_fails_reads_instead_of_serving_stale_data") {
   Handle h = connect("disk@gone");
   std::vector<uint8_t> buf(4096);
   REQUIRE(nbd_pread(h.get(), buf.data(), buf.size(), 0, 0) == 0);
-  destroy_snapshot("gone");
+  destroy_snapshot("gone", /*force=*/true);  // the connection holds the image
   CHECK(nbd_pread(h.get(), buf.data(), buf.size(), 0, 0) == -1);
   CHECK(nbd_get_errno() == EIO);
   Handle again(nbd_create());
