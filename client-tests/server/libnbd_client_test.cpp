@@ -226,6 +226,7 @@ TEST_CASE("image_serves_base_allocation_and_the_dirty_bitmap_of_the_previous_che
   CHECK(flags_at(dirty, 0, (2 << 20) - 1) == 0);
   CHECK(flags_at(dirty, 0, 3 << 20) == 0);
   CHECK(flags_at(status["base:allocation"], 0, 2 << 20) == 0);
+  h.reset();  // an image with a client is not destroyed without force
   destroy_snapshot("bs2");
 }
 
@@ -243,6 +244,7 @@ TEST_CASE("image_refuses_writes_with_eperm_and_reads_take_time_data") {
   CHECK(back == before);
   // libnbd refuses writes on read-only exports itself; the server's EPERM is checked by bad_clients.py.
   CHECK(nbd_pwrite(h.get(), after.data(), 512, 0, 0) == -1);
+  h.reset();
   destroy_snapshot("ro");
 }
 
