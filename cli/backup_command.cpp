@@ -283,6 +283,36 @@ void print_report(Context& context, const BackupJob& job, const BackupReport& re
   context.out() << list.render();
 }
 
+// An image read that failed (EIO) has its reason on the server: a corrupted snapshot (storage full, a failed
+// copy-on-write) or one destroyed meanwhile. Asks it (snapshot-info) and throws the read's error with that
+// reason, the state and the origin's errno; without an answer, or for a healthy snapshot, the read's error as it
+// was. The exit status stays the read's (4: I/O error).
+[[noreturn]] void explain_image_failure(Context& context, const BackupReport& report, const CliError& error) {
+  nlohmann::json snapshot;
+  try {
+    snapshot = context.control().request("snapshot-info", {{"name", report.snapshot}})["snapshot"];
+  } catch (const CliError& asked) {
+    if (asked.code() != ExitCode::not_found) throw error;
+    throw CliError(error.code(), std::string(error.what()) + "; snapshot " + report.snapshot +
+                                     " no longer exists (destroyed during the backup?)",
+                   {"not_found", ENOENT, ""});
+  }
+  const std::string state = field_text(snapshot, "state");
+  if (state != "corrupted") throw error;
+  std::string explanation = std::string(error.what()) + "; snapshot " + report.snapshot + " is corrupted: " +
+                            or_dash(field_text(snapshot, "corruption_reason"));
+  int origin_errno = 0;
+  if (snapshot.contains("origin_errors") && snapshot["origin_errors"].is_array()) {
+    for (const auto& failure : snapshot["origin_errors"]) {
+      if (field_text(failure, "origin") != report.origin) continue;
+      origin_errno = static_cast<int>(field_int(failure, "errno"));
+      explanation += "; origin " + report.origin + ": errno " + std::to_string(origin_errno) + " (" +
+                     field_text(failure, "error") + "): " + field_text(failure, "reason");
+    }
+  }
+  throw CliError(error.code(), explanation, {"corrupted", origin_errno, ""});
+}
+
 BackupJob backup_job_of(const CommandArgs& args) {
   BackupJob job;
   job.uri = args.text("image");
@@ -341,14 +371,19 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
   }
   report.plan = plan_backup(facts);
   if (!report.plan.fallback_reason.empty()) context.err() << "nbdsnap backup: " << report.plan.fallback_reason << "\n";
-  std::vector<ByteRange> ranges = ranges_to_read(context, image, facts, report);
-  MachineProgress machine(job.progress_fd, total_length(ranges) * (job.verify ? 2 : 1));
-  if (chain) {
-    write_chain_point(*chain, job, facts, image, ranges, report, &machine);
-  } else {
-    copy_and_record(job, facts, image, ranges, report, &machine);
+  try {
+    std::vector<ByteRange> ranges = ranges_to_read(context, image, facts, report);
+    MachineProgress machine(job.progress_fd, total_length(ranges) * (job.verify ? 2 : 1));
+    if (chain) {
+      write_chain_point(*chain, job, facts, image, ranges, report, &machine);
+    } else {
+      copy_and_record(job, facts, image, ranges, report, &machine);
+    }
+    machine.finish();
+  } catch (const CliError& error) {
+    if (error.code() != ExitCode::io_error || report.snapshot.empty()) throw;
+    explain_image_failure(context, report, error);
   }
-  machine.finish();
   print_report(context, job, report);
   return 0;
 }

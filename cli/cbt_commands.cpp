@@ -44,8 +44,8 @@ int run_cbt_map(Context& context, const std::vector<std::string>& words) {
        "the map frozen when snapshot NAME was taken (default: the live map)")
       ("offset", po::value<std::string>()->value_name("SIZE"), "start at this byte offset (default 0)")
       ("length", po::value<std::string>()->value_name("SIZE"), "cover this many bytes (default: to the end)")
-      ("page-size", po::value<unsigned>()->value_name("N"),
-       "ranges (or runs with --raw) per control request (default: the server's maximum)");
+      ("page-size", po::value<std::string>()->value_name("N"),
+       "ranges (or runs with --raw) per control request, 1..16384 (1..32768 with --raw; default: the maximum)");
   args.positional("ORIGIN", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
   const bool raw = args.flag("raw");
@@ -56,9 +56,8 @@ int run_cbt_map(Context& context, const std::vector<std::string>& words) {
   if (args.has("offset")) request["offset"] = args.size("offset");
   if (args.has("length")) request["length"] = args.size("length");
   if (args.has("page-size")) {
-    const unsigned page_size = args.get<unsigned>("page-size");
-    if (page_size == 0) usage_error("--page-size must be at least 1");
-    request[raw ? "max_runs" : "max_ranges"] = page_size;
+    // The server's page limits (docs/control.md, cbt-map and cbt-raw-map).
+    request[raw ? "max_runs" : "max_ranges"] = args.number("page-size", 1, raw ? 32768 : 16384);
   }
   nlohmann::json reply = context.control().request_all_pages(raw ? "cbt-raw-map" : "cbt-map", request);
   if (context.json()) {

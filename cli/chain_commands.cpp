@@ -75,13 +75,15 @@ int run_verify(Context& context, const std::vector<std::string>& words) {
 
 int run_prune(Context& context, const std::vector<std::string>& words) {
   CommandArgs args("backup prune DIR --keep N");
-  args.options()("keep", po::value<unsigned>()->value_name("N"), "how many of the newest complete points to keep (1 or more)");
+  args.options()("keep", po::value<std::string>()->value_name("N"),
+                 "how many of the newest complete points to keep (1..1000000)");
   args.positional("DIR", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  if (!args.has("keep") || args.get<unsigned>("keep") == 0) usage_error("backup prune needs --keep N, N at least 1");
+  if (!args.has("keep")) usage_error("backup prune needs --keep N, N 1..1000000");
+  const auto keep = static_cast<unsigned>(args.number("keep", 1, 1'000'000));
   ChainDirectory chain(args.text("DIR"), /*exclusive=*/true, /*create=*/false, /*must_hold_chain=*/true,
                        kPrivateFileMode);
-  PruneResult result = prune_chain(chain, args.get<unsigned>("keep"));
+  PruneResult result = prune_chain(chain, keep);
   if (context.json()) {
     context.print_json({{"directory", chain.path()}, {"removed", result.removed}, {"merged_into", result.merged_into},
                         {"kept", result.kept}});

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "exit_codes.h"
+#include "tuning.h"
 #include "units.h"
 
 namespace po = boost::program_options;
@@ -108,6 +109,15 @@ std::vector<std::string> CommandArgs::list(const std::string& name) const {
 uint64_t CommandArgs::size(const std::string& name, uint64_t default_value) const {
   if (!values_.count(name)) return default_value;
   return parse_size_argument("--" + name, values_[name].as<std::string>());
+}
+
+uint64_t CommandArgs::number(const std::string& name, uint64_t minimum, uint64_t maximum,
+                             uint64_t default_value) const {
+  if (!values_.count(name)) return default_value;
+  uint64_t value = 0;
+  const Status s = parse_bounded_number(name, values_[name].as<std::string>(), minimum, maximum, {"--", " "}, value);
+  if (!s) usage_error(s.message());
+  return value;
 }
 
 std::string CommandArgs::help() const {

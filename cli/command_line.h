@@ -64,6 +64,10 @@ class CommandArgs {
   }
   // The size option `name` read with parse_size ("64M"); default_value when absent.
   uint64_t size(const std::string& name, uint64_t default_value = 0) const;
+  // The whole-number option `name` (declared as a string), within minimum..maximum; default_value when absent.
+  // A bad value is a usage error naming the option, the value and the bounds, in the words nbdsnapd and the
+  // filter use (core/tuning.h, parse_bounded_number).
+  uint64_t number(const std::string& name, uint64_t minimum, uint64_t maximum, uint64_t default_value = 0) const;
   // "Usage: nbdsnap SYNOPSIS" and the options.
   std::string help() const;
   const std::string& synopsis() const { return synopsis_; }

@@ -28,16 +28,14 @@ ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds 
 }
 
 CliError ControlClient::cli_error(const client::Error& error) const {
-  if (error.from_server()) return CliError(exit_code_for_server_error(error.code), error.describe());
-  if (error.code == client::kWrongSocket) return CliError(ExitCode::usage, nbd_socket_given_as_control_message(path_));
-  if (error.code == client::kConnectionFailed && error.errno_value == ENAMETOOLONG) {
-    return CliError(ExitCode::usage, error.message);
+  const ExitCode exit_code = exit_code_for(error.code, error.errno_value);
+  ErrorDetail detail{error.code, error.errno_value, error.message};
+  if (error.from_server()) return CliError(exit_code, error.describe(), detail);
+  if (error.code == client::kWrongSocket) {
+    detail.message = nbd_socket_given_as_control_message(path_);
+    return CliError(exit_code, detail.message, detail);
   }
-  if (error.code == client::kGenerationChanged) return CliError(ExitCode::server_error, error.message);
-  if (error.code == client::kInvalidRequest || error.code == client::kBadCredentials) {
-    return CliError(ExitCode::usage, error.message);
-  }
-  return CliError(ExitCode::io_error, error.message);
+  return CliError(exit_code, error.message, detail);
 }
 
 namespace {

@@ -10,19 +10,19 @@ namespace nbdsnap::cli {
 
 void add_copy_arguments(CommandArgs& args) {
   args.options()
-      ("connections", po::value<unsigned>()->value_name("N")->default_value(4), "NBD connections (1..16)")
-      ("requests", po::value<unsigned>()->value_name("N")->default_value(16), "NBD requests in flight, over all connections (1..64)")
+      ("connections", po::value<std::string>()->value_name("N")->default_value("4"), "NBD connections (1..16)")
+      ("requests", po::value<std::string>()->value_name("N")->default_value("16"), "NBD requests in flight, over all connections (1..64)")
       ("request-size", po::value<std::string>()->value_name("SIZE")->default_value("1M"), "bytes per NBD request (4K..32M)");
 }
 
 CopyOptions copy_options_from(const CommandArgs& args) {
   CopyOptions options;
-  options.connections = args.get<unsigned>("connections");
-  options.requests_in_flight = args.get<unsigned>("requests");
+  options.connections = static_cast<unsigned>(args.number("connections", 1, 16));
+  options.requests_in_flight = static_cast<unsigned>(args.number("requests", 1, 64));
   options.request_size = parse_size_argument("--request-size", args.text("request-size"));
-  if (options.connections == 0 || options.connections > 16) usage_error("--connections must be 1..16");
-  if (options.requests_in_flight == 0 || options.requests_in_flight > 64) usage_error("--requests must be 1..64");
-  if (options.request_size < 4096 || options.request_size > (32u << 20)) usage_error("--request-size must be 4K..32M");
+  if (options.request_size < 4096 || options.request_size > (32u << 20)) {
+    usage_error("--request-size " + args.text("request-size") + " is out of range: it must be 4K..32M");
+  }
   return options;
 }
 

@@ -3,8 +3,10 @@
 #include "events_commands.h"
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <set>
+#include <string>
 
 #include <sys/stat.h>
 
@@ -39,6 +41,20 @@ std::string event_detail(const nlohmann::json& event) {
 }
 
 // Prints events (table lines or one JSON object per line) and returns the newest sequence seen.
+// --wait SECONDS: a fraction allowed, at most the 24 h the server waits (docs/control.md, events-wait).
+double parse_wait_seconds(const std::string& text) {
+  double seconds = -1;
+  size_t used = 0;
+  try {
+    seconds = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size()) usage_error("--wait " + text + ": expected seconds 0..86400 (e.g. 10 or 2.5)");
+  if (!(seconds >= 0 && seconds <= 86400)) usage_error("--wait " + text + " is out of range: it must be 0..86400");
+  return seconds;
+}
+
 uint64_t print_events(Context& context, const nlohmann::json& events, uint64_t after) {
   for (const auto& event : events) {
     if (context.json()) {
@@ -55,13 +71,12 @@ uint64_t print_events(Context& context, const nlohmann::json& events, uint64_t a
 int run_events(Context& context, const std::vector<std::string>& words) {
   CommandArgs args("events [--after SEQUENCE] [--wait SECONDS] [--follow]");
   args.options()
-      ("after", po::value<uint64_t>()->default_value(0)->value_name("SEQUENCE"), "only events with a larger sequence number")
-      ("wait", po::value<double>()->value_name("SECONDS")->default_value(0), "wait up to SECONDS for the first event")
+      ("after", po::value<std::string>()->value_name("SEQUENCE"), "only events with a larger sequence number")
+      ("wait", po::value<std::string>()->value_name("SECONDS"), "wait up to SECONDS for the first event (0..86400)")
       ("follow", "keep printing events as they come (until interrupted)");
   if (!parse_or_show_help(context, args, words)) return 0;
-  uint64_t after = args.get<uint64_t>("after");
-  double wait_seconds = args.get<double>("wait");
-  if (wait_seconds < 0) usage_error("--wait must not be negative");
+  uint64_t after = args.number("after", 0, UINT64_MAX);
+  const double wait_seconds = args.has("wait") ? parse_wait_seconds(args.text("wait")) : 0;
   const bool follow = args.flag("follow");
   // The server waits at most 24 h (docs/control.md); so does the client, plus its --timeout.
   const auto wait = std::chrono::milliseconds(static_cast<uint64_t>(std::min(wait_seconds, 86400.0) * 1000));

@@ -14,6 +14,7 @@
 
 #include <libnbd.h>
 #include <poll.h>
+#include <sys/stat.h>
 
 #include "control_client.h"
 #include "exit_codes.h"
@@ -121,8 +122,10 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
     }
     if (now >= deadline) {
       responsive_ = false;
-      throw CliError(ExitCode::io_error, "cannot open " + uri_ + ": no NBD handshake within " +
-                                             format_timeout(timeout_) + " (--timeout): is it an NBD server?");
+      throw CliError(ExitCode::io_error,
+                     "cannot open " + uri_ + ": no NBD handshake within " + format_timeout(timeout_) +
+                         " (--timeout): is it an NBD server?",
+                     {"timeout", ETIMEDOUT, ""});
     }
     if (poll(until(probed ? deadline : std::min(deadline, probe_at))) == -1) connect_failed(socket, probed);
   }
@@ -137,9 +140,16 @@ void NbdImage::connect_failed(const std::string& socket, bool probed) {
   const int err = nbd_get_errno();
   const std::string message = "cannot open " + uri_ + ": " + explain_connect_failure(uri_, last_error(), server_message_);
   if (!probed && is_control_socket(socket, kProbeBound)) {
-    throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_));
+    throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_),
+                   {"wrong_socket", 0, ""});
   }
-  throw CliError(err == ENOENT ? ExitCode::not_found : ExitCode::io_error, message);
+  // libnbd says ENOENT both for an export the server does not have (not found, 3) and for a Unix socket that
+  // does not exist, where no server answered (cannot be reached, 4).
+  const std::string unix_socket = unix_socket_of_uri(uri_);
+  struct stat st {};
+  const bool server_answered = unix_socket.empty() || ::stat(unix_socket.c_str(), &st) == 0;
+  if (err == ENOENT && server_answered) throw CliError(ExitCode::not_found, message, {"not_found", err, ""});
+  throw CliError(ExitCode::io_error, message, {"connection_failed", err, ""});
 }
 
 NbdImage::~NbdImage() {

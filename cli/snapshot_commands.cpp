@@ -149,10 +149,13 @@ int run_list(Context& context, const std::vector<std::string>& words) {
 }
 
 int run_destroy(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("snapshot destroy NAME");
+  CommandArgs args("snapshot destroy NAME [--force]");
+  args.options()("force", "destroy even while clients read its images (their reads fail from then on)");
   args.positional("NAME", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json reply = context.control().request("snapshot-destroy", {{"name", args.text("NAME")}});
+  nlohmann::json request = {{"name", args.text("NAME")}};
+  if (args.flag("force")) request["force"] = true;
+  nlohmann::json reply = context.control().request("snapshot-destroy", request);
   if (context.json()) {
     context.print_json(reply);
   } else {
@@ -190,7 +193,9 @@ std::vector<CommandSpec> snapshot_command_specs() {
        "give a snapshot more difference storage (PATH, PATH:SIZE or PATH:OFFSET+LENGTH)", run_append_storage},
       {{"snapshot", "info"}, "snapshot info NAME", "state, images (NBD URIs), storage used and limit", run_info},
       {{"snapshot", "list"}, "snapshot list", "list snapshots", run_list},
-      {{"snapshot", "destroy"}, "snapshot destroy NAME", "destroy a snapshot and free its storage", run_destroy},
+      {{"snapshot", "destroy"}, "snapshot destroy NAME [--force]",
+       "destroy a snapshot and free its storage (refused while clients read its images, unless --force)",
+       run_destroy},
   };
 }
 
@@ -237,10 +242,11 @@ std::string format_snapshot(const nlohmann::json& snapshot) {
     }
   }
   std::string out = list.render();
-  Table images({{"ORIGIN"}, {"EXPORT"}, {"URI"}});
+  Table images({{"ORIGIN"}, {"EXPORT"}, {"CLIENTS", Align::right}, {"URI"}});
   if (snapshot.contains("images") && snapshot["images"].is_array()) {
     for (const auto& image : snapshot["images"]) {
-      images.add_row({field_text(image, "origin"), field_text(image, "export"), or_dash(field_text(image, "uri"))});
+      images.add_row({field_text(image, "origin"), field_text(image, "export"),
+                      std::to_string(field_uint(image, "clients")), or_dash(field_text(image, "uri"))});
     }
   }
   if (!images.empty()) out += "\n" + images.render();

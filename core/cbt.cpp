@@ -22,15 +22,19 @@ void remember_dropped(std::vector<DroppedCheckpoint>& dropped, DroppedCheckpoint
 }
 
 // Drops the oldest checkpoints (lowest numbers: numbers grow with takes, and compaction keeps their order)
-// until at most `kept` remain.
-void drop_oldest(Checkpoints& checkpoints, std::vector<DroppedCheckpoint>& dropped, unsigned kept) {
+// until at most `kept` remain. Returns their names, oldest first.
+std::vector<std::string> drop_oldest(Checkpoints& checkpoints, std::vector<DroppedCheckpoint>& dropped,
+                                     unsigned kept) {
+  std::vector<std::string> names;
   while (checkpoints.size() > kept) {
     auto oldest = std::min_element(checkpoints.begin(), checkpoints.end(), [](const auto& a, const auto& b) {
       return a.second.number < b.second.number;
     });
     remember_dropped(dropped, {oldest->first, "only the " + std::to_string(kept) + " newest checkpoints are kept"});
+    names.push_back(oldest->first);
     checkpoints.erase(oldest);
   }
+  return names;
 }
 
 }  // namespace
@@ -137,7 +141,8 @@ Cbt::Cbt(CbtState state, unsigned checkpoints_kept)
       checkpoints_(std::move(state.checkpoints)),
       dropped_(std::move(state.dropped)) {
   MutexLock lock(mutex_);
-  drop_oldest(checkpoints_, dropped_, checkpoints_kept_);  // the limit may have been lowered since the save
+  // The limit may have been lowered since the save: the engine says which were dropped.
+  dropped_at_resume_ = drop_oldest(checkpoints_, dropped_, checkpoints_kept_);
 }
 
 void Cbt::start_generation() {

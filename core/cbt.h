@@ -144,6 +144,9 @@ class Cbt {
   // Resumes a saved state (caller checked it is clean and matches the device). Checkpoints beyond
   // checkpoints_kept are dropped, oldest first.
   explicit Cbt(CbtState state, unsigned checkpoints_kept = kDefaultCheckpointsKept);
+  // The checkpoints of the saved state that the constructor dropped, oldest first (checkpoints_kept was lowered
+  // since the save). Set once by the constructor, then constant.
+  const std::vector<std::string>& checkpoints_dropped_at_resume() const { return dropped_at_resume_; }
 
   Uuid generation() const;
   uint8_t current_number() const;
@@ -197,6 +200,7 @@ class Cbt {
   std::vector<uint8_t> map_ GUARDED_BY(mutex_);
   Checkpoints checkpoints_ GUARDED_BY(mutex_);
   std::vector<DroppedCheckpoint> dropped_ GUARDED_BY(mutex_);  // oldest first, at most kDroppedCheckpointsRemembered
+  std::vector<std::string> dropped_at_resume_;  // written by the constructor only
 };
 
 }  // namespace nbdsnap

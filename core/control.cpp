@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <thread>
 
 #include "export_name.h"
 
@@ -99,6 +100,9 @@ json event_json(const Event& e) {
           {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}, {"errno", e.error_code},
           {"error", error_text(e.error_code)}};
 }
+
+// How long snapshot-destroy waits for image clients that are disconnecting before it refuses (busy).
+constexpr std::chrono::milliseconds kImageClientsGrace{1500};
 
 // Replies of cbt-map and cbt-raw-map stay under 1 MiB (the line limit of docs/control.md) whatever the map: at
 // most this many ranges (at most 58 bytes of JSON each) or runs (at most 27 bytes each, beside at most 128
@@ -387,8 +391,45 @@ class CommandSet {
     return ok_reply({{"snapshots", list}});
   }
 
+  // Destroying a snapshot whose images clients still read cuts those clients off (their reads fail from then
+  // on): refused unless forced, here for both front ends. A client that just disconnected may still be
+  // counted for a moment (its front end notices the close a little later): that is waited for, briefly.
   json snapshot_destroy(const json& request) {
-    return result_or_error(engine_.destroy_snapshot(string_arg(request, "name")));
+    const std::string name = string_arg(request, "name");
+    if (!optional_bool(request, "force")) {
+      if (Status s = wait_for_no_image_clients(name); !s) return error_reply(s);
+    }
+    return result_or_error(engine_.destroy_snapshot(name));
+  }
+
+  // "disk@nightly: 1 client, data@nightly: 2 clients", or "" when no image of the snapshot has a client.
+  std::string image_clients_text(const SnapshotInfo& info) const {
+    std::string text;
+    for (const std::string& origin : info.origins) {
+      const std::string image = format_export_name(origin, info.name);
+      const unsigned clients = front_end_.client_count(image);
+      if (clients == 0) continue;
+      text += (text.empty() ? "" : ", ") + image + ": " + std::to_string(clients) +
+              (clients == 1 ? " client" : " clients");
+    }
+    return text;
+  }
+
+  // ok once no image of the snapshot has a client (at once, or within kImageClientsGrace); busy naming the
+  // clients of each image otherwise; not_found for an unknown snapshot (as destroy would say).
+  Status wait_for_no_image_clients(const std::string& name) const {
+    const auto deadline = std::chrono::steady_clock::now() + kImageClientsGrace;
+    for (;;) {
+      SnapshotInfo info;
+      if (Status s = engine_.snapshot_info(name, info); !s) return s;
+      const std::string clients = info.state == SnapshotState::created ? "" : image_clients_text(info);
+      if (clients.empty()) return Status::ok();
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return {Errc::busy, "snapshot '" + name + "' has image clients (" + clients +
+                                "): disconnect them, or destroy with force (their reads then fail)"};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
 
   json events_wait(const json& request) {

@@ -2,6 +2,7 @@
 // diff_storage.cpp — bump allocation over areas, limit and low-space accounting.
 #include "diff_storage.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,6 +54,16 @@ DiskUse wanted_use(const StorageSpec& spec, const std::string& identity) {
   return {identity, spec.offset, spec.is_range() ? spec.length : 0, ""};
 }
 
+// A directory given as difference storage (open() fails with EISDIR, an "I/O error" that tells nothing):
+// refused with what to give instead.
+Status check_not_directory(const StorageSpec& spec) {
+  struct stat st {};
+  if (::stat(spec.path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Status::ok();
+  return {Errc::invalid_argument, "difference storage " + spec.path +
+                                      " is a directory: give a file in it (" + spec.path +
+                                      "/NAME.diff:SIZE creates one of SIZE bytes), an existing file or a block device"};
+}
+
 }  // namespace
 
 Status DiffStorage::check_unused(const StorageSpec& spec, const DiskUse& wanted,
@@ -87,6 +98,7 @@ Status DiffStorage::append(const StorageSpec& spec, const AreaRequirements& requ
   if (Status s = check_storage_spec(spec); !s) return s;
   std::string identity;
   if (Status s = FileDevice::identity_of(spec.path, identity); !s) return s;
+  if (Status s = check_not_directory(spec); !s) return s;
   if (identity.empty() && spec.size == 0) {
     return {Errc::not_found, "difference storage " + spec.path + " does not exist: " +
                                  (spec.is_range() ? "a range needs an existing file or block device"

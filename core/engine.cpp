@@ -156,13 +156,20 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     }
   }
   const std::string generation = cbt->generation().to_string();
+  std::string attached_reason = "generation " + generation;
+  if (const std::vector<std::string>& dropped = cbt->checkpoints_dropped_at_resume(); !dropped.empty()) {
+    std::string names;
+    for (const std::string& checkpoint : dropped) names += (names.empty() ? "" : ", ") + checkpoint;
+    attached_reason += "; checkpoints dropped: " + names + " (checkpoints-kept is " +
+                       std::to_string(config_.checkpoints_kept) + ", fewer than were saved)";
+  }
   auto origin = std::make_shared<Origin>(name, std::move(device), size, minimum_io_size, read_only,
                                          std::make_unique<Tracker>(std::move(cbt)));
   {
     MutexLock lock(mutex_);
     origins_[name] = origin;
   }
-  post(events_, EventType::origin_attached, "", name, "generation " + generation);
+  post(events_, EventType::origin_attached, "", name, attached_reason);
   if (!renewed_because.empty()) {
     post(events_, EventType::generation_renewed, "", name,
          "new CBT generation " + generation + ": " + renewed_because);

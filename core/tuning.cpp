@@ -111,6 +111,37 @@ const TuningOption* find_tuning_option(std::string_view name) {
   return nullptr;
 }
 
+namespace {
+
+// A whole number of digits only: "-1", "+3", " 4" and "0x10" are not (strtoull would take them).
+Status parse_whole_number(std::string_view name, const std::string& text, const std::string& bounds,
+                          const OptionSpelling& spelling, uint64_t& value) {
+  const bool digits_only = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits_only) {
+    return {Errc::invalid_argument, spelling.with_value(name, text) + ": expected a whole number " + bounds};
+  }
+  errno = 0;
+  value = std::strtoull(text.c_str(), nullptr, 10);
+  if (errno == ERANGE) {
+    return {Errc::overflow, spelling.with_value(name, text) + " is too large: it must be " + bounds};
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Status parse_bounded_number(std::string_view name, const std::string& text, uint64_t minimum, uint64_t maximum,
+                            const OptionSpelling& spelling, uint64_t& out) {
+  const std::string bounds = std::to_string(minimum) + ".." + std::to_string(maximum);
+  uint64_t value = 0;
+  if (Status s = parse_whole_number(name, text, bounds, spelling, value); !s) return s;
+  if (value < minimum || value > maximum) {
+    return {Errc::invalid_argument, spelling.with_value(name, text) + " is out of range: it must be " + bounds};
+  }
+  out = value;
+  return Status::ok();
+}
+
 Status parse_tuning_option(const TuningOption& option, const std::string& text, EngineConfig& config,
                            const OptionSpelling& spelling) {
   uint64_t value = 0;
@@ -118,33 +149,28 @@ Status parse_tuning_option(const TuningOption& option, const std::string& text, 
     if (Status s = parse_size(text, value); !s) {
       return {s.code(), spelling.with_value(option.name, text) + ": " + s.message()};
     }
-  } else {
-    const bool digits_only = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
-    errno = 0;
-    value = digits_only ? std::strtoull(text.c_str(), nullptr, 10) : 0;
-    if (!digits_only) {
-      return {Errc::invalid_argument, spelling.with_value(option.name, text) + ": expected a whole number " +
-                                          option.bounds_text()};
-    }
-    if (errno == ERANGE) {
-      return {Errc::overflow, spelling.with_value(option.name, text) + " is too large: it must be " +
-                                  option.bounds_text()};
-    }
+  } else if (Status s = parse_whole_number(option.name, text, option.bounds_text(), spelling, value); !s) {
+    return s;
   }
   option.set(config, value);
   if (option.get(config) != value) return out_of_bounds(option, value, spelling);  // did not fit the field
   return Status::ok();
 }
 
-Status sanitize_tuning(const EngineConfig& config, const OptionSpelling& spelling) {
+Status sanitize_tuning(const EngineConfig& config, const OptionSpelling& spelling, std::string_view* wrong) {
+  std::string_view ignored;
+  std::string_view& name = wrong != nullptr ? *wrong : ignored;
   for (const TuningOption& option : tuning_options()) {
     const uint64_t value = option.get(config);
     if (value < option.minimum || value > option.maximum || (option.power_of_two && (value & (value - 1)) != 0)) {
+      name = option.name;
       return out_of_bounds(option, value, spelling);
     }
   }
-  if (Status s = check_shift_order(config, "chunk-min-shift", "chunk-max-shift", spelling); !s) return s;
-  return check_shift_order(config, "tracking-block-min-shift", "tracking-block-max-shift", spelling);
+  name = "chunk-max-shift";
+  if (Status s = check_shift_order(config, "chunk-min-shift", name, spelling); !s) return s;
+  name = "tracking-block-max-shift";
+  return check_shift_order(config, "tracking-block-min-shift", name, spelling);
 }
 
 }  // namespace nbdsnap

@@ -68,10 +68,18 @@ const TuningOption* find_tuning_option(std::string_view name);
 Status parse_tuning_option(const TuningOption& option, const std::string& text, EngineConfig& config,
                            const OptionSpelling& spelling);
 
+// Reads `text` as a whole number of the option `name` and checks it against minimum..maximum: the rule of
+// every numeric option a front end has beside the tuning options (nbdsnapd's --threads, the CLI's --keep...),
+// so every option error says the same words, with the option, the value and the bounds. Returns
+// invalid_argument (not a whole number, out of bounds) or overflow (too large to hold); out is then unchanged.
+Status parse_bounded_number(std::string_view name, const std::string& text, uint64_t minimum, uint64_t maximum,
+                            const OptionSpelling& spelling, uint64_t& out);
+
 // The sanitize step: checks every tuning option of config against its bounds, and the options that depend on
 // each other (a maximum shift not below its minimum shift). Returns ok, or invalid_argument for the first
 // option in tuning_options() order that is wrong, naming it as `spelling` writes it, with its value and its
-// bounds. Front ends call it once, after reading all their options and before starting the engine.
-Status sanitize_tuning(const EngineConfig& config, const OptionSpelling& spelling);
+// bounds. Front ends call it once, after reading all their options and before starting the engine. When
+// `wrong` is not null it is set to the name of the option the error is about (to say where it was given).
+Status sanitize_tuning(const EngineConfig& config, const OptionSpelling& spelling, std::string_view* wrong = nullptr);
 
 }  // namespace nbdsnap

@@ -12,6 +12,7 @@
 
 #include "export_name.h"
 #include "object_file_name.h"
+#include "state_directory.h"
 #include "tuning.h"
 #include "units.h"
 
@@ -32,11 +33,6 @@ Status absolute_path(const std::string& key, const std::string& path, std::strin
 }
 
 const OptionSpelling kSpelling{kParameterPrefix, "="};
-
-bool is_directory(const std::string& path) {
-  struct stat st {};
-  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
 
 // nbdsnap-storage=PATH must exist: a misspelt directory must not silently become a file named like it.
 Status check_storage_path(const std::string& path, bool& is_directory) {
@@ -123,10 +119,12 @@ void FilterConfig::note_plugin_parameter(const std::string& key, const std::stri
 
 Status FilterConfig::complete() {
   if (Status s = sanitize_tuning(tuning, kSpelling); !s) return s;
-  if (!state_dir.empty() && !is_directory(state_dir))
-    return {Errc::not_found, "nbdsnap-state-dir " + state_dir + " is not a directory"};
-  // CBT state files in a directory the plugin serves would be exports, and origins, themselves.
+  // CBT state files in a directory the plugin serves would be exports, and origins, themselves: checked
+  // before the directory is created, so a refused path leaves nothing behind.
   if (Status s = served_files->check_storage(state_dir, "nbdsnap-state-dir"); !s) return s;
+  if (!state_dir.empty()) {
+    if (Status s = prepare_state_directory(state_dir, "nbdsnap-state-dir="); !s) return s;
+  }
   if (has_default_storage()) {
     if (Status s = check_storage_path(storage.path, storage_is_directory); !s) return s;
     if (storage_is_directory && storage.is_range())

@@ -52,6 +52,11 @@ EventLogLine describe_event(const Event& event) {
       return {LogLevel::warning, "origin " + event.origin + ": " + event.reason +
                                      "; incremental backups must start again with a full backup"};
     case EventType::origin_attached:
+      // Checkpoints dropped because checkpoints-kept was lowered (core/engine.cpp attach_origin) are news:
+      // an agent's next incremental backup from one of them becomes a full one.
+      if (event.reason.find("; checkpoints dropped: ") != std::string::npos) {
+        return {LogLevel::info, "origin " + event.origin + " attached, " + event.reason};
+      }
       return {LogLevel::debug, with_reason("event origin_attached " + event.origin, event.reason)};
     case EventType::origin_detached:
       if (!event.reason.empty()) {

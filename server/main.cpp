@@ -20,6 +20,7 @@
 #include "remote_security.h"
 #include "server.h"
 #include "server_config.h"
+#include "state_directory.h"
 #include "systemd_service.h"
 
 using namespace nbdsnap;
@@ -67,6 +68,17 @@ void log_dropped_snapshots(Engine& engine) {
     log_info("snapshot " + info.name + " (" + snapshot_state_name(info.state) + ", origins " + origins +
              ") dropped at shutdown: snapshots do not outlive nbdsnapd");
   }
+}
+
+// The CBT state directory: a given --state-dir is created (mode 0700) only in an existing parent, as the
+// filter's nbdsnap-state-dir (a typo must not become a tree of directories); the default one, under the
+// runtime or home directory, is created with its parents.
+Status prepare_state(const ServerConfig& config) {
+  if (config.state_dir_given) return prepare_state_directory(config.engine.state_dir, "--state-dir ");
+  std::error_code ec;
+  std::filesystem::create_directories(config.engine.state_dir, ec);
+  if (ec) return {Errc::io_error, "state directory " + config.engine.state_dir + ": " + ec.message()};
+  return Status::ok();
 }
 
 // Logs each origin served at start with its CBT generation.
@@ -150,10 +162,8 @@ int main(int argc, char** argv) {
   ::mallopt(M_TRIM_THRESHOLD, 512 << 20);
   config.engine.memory_released = [] { ::malloc_trim(0); };
 
-  std::error_code ec;
-  std::filesystem::create_directories(config.engine.state_dir, ec);
-  if (ec) {
-    log_error("state directory " + config.engine.state_dir + ": " + ec.message());
+  if (Status s = prepare_state(config); !s) {
+    log_error(s.message());
     return 1;
   }
   // Credentials are read before any origin opens: a typo in a key file must not cost the origins' CBT.
@@ -197,6 +207,7 @@ int main(int argc, char** argv) {
     }
     log_info("control socket on " + config.control_path + " (socket from systemd)");
   } else if (!config.control_path.empty()) {
+    std::error_code ec;  // a failure shows when the socket is bound
     std::filesystem::create_directories(std::filesystem::path(config.control_path).parent_path(), ec);
     std::string error;
     if (!control_socket.start(config.control_path, handle_line, error, config.security.control_group)) {

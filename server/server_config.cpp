@@ -6,11 +6,12 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <set>
 
 #include <boost/program_options.hpp>
 
+#include "config_file.h"
 #include "export_name.h"
 #include "tuning.h"
 
@@ -52,17 +53,17 @@ po::options_description option_descriptions() {
        "serve the JSON control protocol on Unix socket PATH (mode 0600; default RUNTIME_DIR/control.sock, "
        "'none' to disable)")
       ("state-dir", po::value<std::string>()->value_name("DIR"),
-       "directory for CBT state (created if missing)")
+       "directory for CBT state (created, mode 0700, when its parent directory exists)")
       ("log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
        "error, warning, info or debug")
-      ("threads", po::value<unsigned>()->default_value(4)->value_name("N"), "worker threads for I/O")
-      ("max-in-flight", po::value<unsigned>()->default_value(64)->value_name("N"),
-       "requests served at once per connection")
-      ("max-connections", po::value<unsigned>()->default_value(1000)->value_name("N"),
-       "NBD clients served at once (0: no limit); more are refused in the handshake with an error")
-      ("handshake-timeout", po::value<unsigned>()->default_value(10)->value_name("SECONDS"),
+      ("threads", po::value<std::string>()->default_value("4")->value_name("N"), "worker threads for I/O (1..1024)")
+      ("max-in-flight", po::value<std::string>()->default_value("64")->value_name("N"),
+       "requests served at once per connection (1..4096)")
+      ("max-connections", po::value<std::string>()->default_value("1000")->value_name("N"),
+       "NBD clients served at once (0: no limit; 0..1000000); more are refused in the handshake with an error")
+      ("handshake-timeout", po::value<std::string>()->default_value("10")->value_name("SECONDS"),
        "disconnect a client that has not finished the NBD handshake (or the remote control's TLS handshake) "
-       "after SECONDS (0: never for NBD, 10 s for remote control)");
+       "after SECONDS (0: never for NBD, 10 s for remote control; 0..86400)");
   po::options_description security("TLS and access control");
   security.add_options()
       ("tls", po::value<std::string>()->default_value("off")->value_name("MODE"),
@@ -79,7 +80,7 @@ po::options_description option_descriptions() {
        "also serve the control protocol on TCP, TLS only (client certificate or PSK required)")
       ("control-role", po::value<std::vector<std::string>>()->composing()->value_name("'ROLE IDENTITY'"),
        "give a remote control identity a role: read-only, operator or admin (repeatable)")
-      ("control-max-sessions", po::value<unsigned>()->default_value(32)->value_name("N"),
+      ("control-max-sessions", po::value<std::string>()->default_value("32")->value_name("N"),
        "remote control clients served at once (1..1024); more get a busy error (clients still in their TLS "
        "handshake are bounded apart: 128, the oldest closed first)")
       ("control-group", po::value<std::string>()->value_name("GROUP"),
@@ -100,26 +101,75 @@ po::options_description option_descriptions() {
 
 const OptionSpelling kSpelling{"--", " "};
 
+// Where each option's value came from, so that an error about a value read from the configuration file
+// names the file and the line. A key given on the command line wins over the file (for single values).
+struct OptionSources {
+  ConfigFile file;                                   // no path: no --config
+  std::set<std::string, std::less<>> command_line;  // keys given on the command line
+
+  // "FILE:LINE: " when the value of `key` (the one equal to *value, for repeatable keys) came from the file.
+  std::string where(std::string_view key, const std::string* value = nullptr) const {
+    if (value == nullptr && command_line.count(key) != 0) return {};
+    return file.where(key, value);
+  }
+};
+
+// Prints one option error as "nbdsnapd: [FILE:LINE: ]MESSAGE" and returns false, for `return fail(...)`.
+class OptionErrors {
+ public:
+  OptionErrors(const OptionSources& sources, std::ostream& err) : sources_(sources), err_(err) {}
+  bool fail(std::string_view key, const std::string& message, const std::string* value = nullptr) {
+    err_ << "nbdsnapd: " << sources_.where(key, value) << message << "\n";
+    return false;
+  }
+
+ private:
+  const OptionSources& sources_;
+  std::ostream& err_;
+};
+
+// nbdsnapd's own numeric options, bounded as the tuning options are and refused in the same words.
+struct ServerNumberOption {
+  const char* name;
+  uint64_t minimum;
+  uint64_t maximum;
+  unsigned ServerConfig::*field;
+};
+constexpr ServerNumberOption kServerNumberOptions[] = {
+    {"threads", 1, 1024, &ServerConfig::threads},
+    {"max-in-flight", 1, 4096, &ServerConfig::max_in_flight},
+    {"max-connections", 0, 1'000'000, &ServerConfig::max_connections},
+    {"handshake-timeout", 0, 86'400, &ServerConfig::handshake_timeout_seconds},
+};
+
+bool apply_numbers(const po::variables_map& vm, ServerConfig& config, OptionErrors& errors) {
+  for (const ServerNumberOption& option : kServerNumberOptions) {
+    uint64_t value = 0;
+    Status s = parse_bounded_number(option.name, vm[option.name].as<std::string>(), option.minimum, option.maximum,
+                                    kSpelling, value);
+    if (!s) return errors.fail(option.name, s.message());
+    config.*option.field = static_cast<unsigned>(value);
+  }
+  return true;
+}
+
 // Reads the tuning options given and runs the engine's sanitize step on the result.
-bool apply_tuning(const po::variables_map& vm, EngineConfig& engine, std::ostream& err) {
+bool apply_tuning(const po::variables_map& vm, EngineConfig& engine, OptionErrors& errors) {
   for (const TuningOption& option : tuning_options()) {
     const std::string key(option.name);
     if (!vm.count(key)) continue;
     if (Status s = parse_tuning_option(option, vm[key].as<std::string>(), engine, kSpelling); !s) {
-      err << "nbdsnapd: " << s.message() << "\n";
-      return false;
+      return errors.fail(key, s.message());
     }
   }
-  if (Status s = sanitize_tuning(engine, kSpelling); !s) {
-    err << "nbdsnapd: " << s.message() << "\n";
-    return false;
-  }
+  std::string_view wrong;
+  if (Status s = sanitize_tuning(engine, kSpelling, &wrong); !s) return errors.fail(wrong, s.message());
   return true;
 }
 
 // The security options, checked together: TLS needs credentials, the remote control listener needs TLS
 // credentials that authenticate clients, rules must parse.
-bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::ostream& err) {
+bool apply_security(const po::variables_map& vm, SecurityConfig& security, OptionErrors& errors) {
   std::string error;
   const std::string mode = vm["tls"].as<std::string>();
   if (mode == "off") {
@@ -129,8 +179,7 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::
   } else if (mode == "require") {
     security.tls = TlsMode::require;
   } else {
-    err << "nbdsnapd: --tls must be off, on or require\n";
-    return false;
+    return errors.fail("tls", "--tls " + mode + ": must be off, on or require");
   }
   if (vm.count("tls-certificates")) security.tls_options.certificates_dir = vm["tls-certificates"].as<std::string>();
   if (vm.count("tls-psk")) security.tls_options.psk_file = vm["tls-psk"].as<std::string>();
@@ -140,8 +189,7 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::
     for (const auto& text : vm["allow"].as<std::vector<std::string>>()) {
       AccessRule rule;
       if (!parse_access_rule(text, rule, error)) {
-        err << "nbdsnapd: --allow '" << text << "': " << error << "\n";
-        return false;
+        return errors.fail("allow", "--allow '" + text + "': " + error, &text);
       }
       security.access.rules.push_back(rule);
     }
@@ -150,8 +198,7 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::
     for (const auto& text : vm["control-role"].as<std::vector<std::string>>()) {
       ControlRoleRule rule;
       if (!parse_control_role_rule(text, rule, error)) {
-        err << "nbdsnapd: --control-role '" << text << "': " << error << "\n";
-        return false;
+        return errors.fail("control-role", "--control-role '" + text + "': " + error, &text);
       }
       security.control_roles.push_back(rule);
     }
@@ -161,8 +208,8 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::
     const std::string dir = vm["remote-storage-dir"].as<std::string>();
     std::error_code ec;
     if (dir.empty() || dir.front() != '/' || !std::filesystem::is_directory(dir, ec)) {
-      err << "nbdsnapd: --remote-storage-dir " << dir << ": must be an existing directory, given as an absolute path\n";
-      return false;
+      return errors.fail("remote-storage-dir",
+                         "--remote-storage-dir " + dir + ": must be an existing directory, given as an absolute path");
     }
     security.remote_storage_dir = dir;
   }
@@ -170,46 +217,46 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, std::
     ListenAddress address;
     const std::string text = vm["control-listen"].as<std::string>();
     if (!parse_listen_address(text, address, error) || address.kind != ListenAddress::Kind::tcp) {
-      err << "nbdsnapd: --control-listen " << text << ": expected tcp:HOST:PORT (the Unix control socket is --control)\n";
-      return false;
+      return errors.fail("control-listen",
+                         "--control-listen " + text + ": expected tcp:HOST:PORT (the Unix control socket is --control)");
     }
     security.control_listen = address;
   }
   const bool credentials = security.tls_options.enabled();
   if ((security.tls != TlsMode::off || security.control_listen) && !credentials) {
-    err << "nbdsnapd: " << (security.tls != TlsMode::off ? "--tls " + mode : std::string("--control-listen"))
-        << " needs credentials: --tls-certificates DIR or --tls-psk FILE\n";
-    return false;
+    const char* key = security.tls != TlsMode::off ? "tls" : "control-listen";
+    return errors.fail(key, (security.tls != TlsMode::off ? "--tls " + mode : std::string("--control-listen")) +
+                                " needs credentials: --tls-certificates DIR or --tls-psk FILE");
   }
   if (credentials && security.tls == TlsMode::off && !security.control_listen) {
-    err << "nbdsnapd: TLS credentials are given but unused: add --tls on or --tls require (or --control-listen)\n";
-    return false;
+    return errors.fail(vm.count("tls-psk") ? "tls-psk" : "tls-certificates",
+                       "TLS credentials are given but unused: add --tls on or --tls require (or --control-listen)");
   }
   if (security.tls_options.verify_peer && security.tls_options.certificates_dir.empty()) {
-    err << "nbdsnapd: --tls-verify-peer needs --tls-certificates DIR (its ca-cert.pem signs the clients)\n";
-    return false;
+    return errors.fail("tls-verify-peer",
+                       "--tls-verify-peer needs --tls-certificates DIR (its ca-cert.pem signs the clients)");
   }
-  security.control_max_sessions = vm["control-max-sessions"].as<unsigned>();
-  if (security.control_max_sessions < 1 || security.control_max_sessions > 1024) {
-    err << "nbdsnapd: --control-max-sessions must be 1..1024\n";
-    return false;
+  uint64_t sessions = 0;
+  if (Status s = parse_bounded_number("control-max-sessions", vm["control-max-sessions"].as<std::string>(), 1, 1024,
+                                      kSpelling, sessions);
+      !s) {
+    return errors.fail("control-max-sessions", s.message());
   }
+  security.control_max_sessions = static_cast<unsigned>(sessions);
   if (security.control_listen && security.control_roles.empty()) {
-    err << "nbdsnapd: --control-listen needs at least one --control-role: nobody could use it\n";
-    return false;
+    return errors.fail("control-listen", "--control-listen needs at least one --control-role: nobody could use it");
   }
   return true;
 }
 
-bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err) {
+bool apply(const po::variables_map& vm, ServerConfig& config, OptionErrors& errors) {
   std::string error;
   for (const char* key : {"origin", "origin-read-only"}) {
     if (!vm.count(key)) continue;
     for (const auto& text : vm[key].as<std::vector<std::string>>()) {
       OriginSpec spec;
       if (!parse_origin_spec(text, std::string(key) == "origin-read-only", spec, error)) {
-        err << "nbdsnapd: --" << key << " " << text << ": " << error << "\n";
-        return false;
+        return errors.fail(key, "--" + std::string(key) + " " + text + ": " + error, &text);
       }
       config.origins.push_back(spec);
     }
@@ -220,34 +267,60 @@ bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err)
   for (const auto& text : listen) {
     ListenAddress address;
     if (!parse_listen_address(text, address, error)) {
-      err << "nbdsnapd: --listen " << text << ": " << error << "\n";
-      return false;
+      return errors.fail("listen", "--listen " + text + ": " + error, &text);
     }
     config.listen.push_back(address);
   }
   config.control_path = vm.count("control") ? vm["control"].as<std::string>() : runtime + "/control.sock";
   if (config.control_path == "none") config.control_path.clear();
-  config.engine.state_dir = vm.count("state-dir") ? vm["state-dir"].as<std::string>() : default_state_dir();
+  config.state_dir_given = vm.count("state-dir") != 0;
+  config.engine.state_dir = config.state_dir_given ? vm["state-dir"].as<std::string>() : default_state_dir();
   if (!parse_log_level(vm["log-level"].as<std::string>(), config.log_level)) {
-    err << "nbdsnapd: --log-level must be error, warning, info or debug\n";
-    return false;
+    return errors.fail("log-level",
+                       "--log-level " + vm["log-level"].as<std::string>() + ": must be error, warning, info or debug");
   }
-  config.threads = vm["threads"].as<unsigned>();
-  config.max_in_flight = vm["max-in-flight"].as<unsigned>();
-  config.max_connections = vm["max-connections"].as<unsigned>();
-  config.handshake_timeout_seconds = vm["handshake-timeout"].as<unsigned>();
-  // (Program_options reads "-1" into an unsigned as 4294967295: the upper bounds catch it.)
-  if (config.max_connections > 1'000'000 || config.handshake_timeout_seconds > 86'400) {
-    err << "nbdsnapd: --max-connections must be 0..1000000 and --handshake-timeout 0..86400\n";
-    return false;
-  }
-  if (config.threads < 1 || config.threads > 1024 || config.max_in_flight < 1 || config.max_in_flight > 4096) {
-    err << "nbdsnapd: --threads must be 1..1024 and --max-in-flight 1..4096\n";
-    return false;
-  }
+  if (!apply_numbers(vm, config, errors)) return false;
   config.security.control_handshake_timeout_seconds =
       config.handshake_timeout_seconds > 0 ? config.handshake_timeout_seconds : 10;
-  return apply_tuning(vm, config.engine, err) && apply_security(vm, config.security, err);
+  return apply_tuning(vm, config.engine, errors) && apply_security(vm, config.security, errors);
+}
+
+// What the configuration file may set: every option but --config, --help and --version (switches as
+// `tcp-origins = true`).
+ConfigKeyKind config_key_kind(const po::options_description& options, std::string_view key) {
+  const po::option_description* option = options.find_nothrow(std::string(key), false);
+  if (option == nullptr || key == "config" || key == "help" || key == "version") return ConfigKeyKind::unknown;
+  return option->semantic()->is_composing() ? ConfigKeyKind::repeatable : ConfigKeyKind::single;
+}
+
+// Reads the configuration file into vm after the command line (whose single values win), one entry at a time
+// so that a value Program_options refuses is reported with its line.
+bool store_config_file(const std::string& path, const po::options_description& options, OptionSources& sources,
+                       po::variables_map& vm, std::ostream& err) {
+  const auto kind_of = [&options](std::string_view key) { return config_key_kind(options, key); };
+  if (Status s = read_config_file(path, kind_of, sources.file); !s) {
+    err << "nbdsnapd: " << s.message() << "\n";
+    return false;
+  }
+  po::parsed_options parsed(&options);
+  for (const ConfigFileEntry& entry : sources.file.entries) {
+    po::option option(entry.key, {entry.value});
+    option.original_tokens = {entry.key, entry.value};
+    parsed.options.push_back(option);
+  }
+  try {
+    po::store(parsed, vm);
+  } catch (const po::error_with_option_name& e) {
+    // Program_options names the option ("--threads"): find its line.
+    std::string key = e.get_option_name();
+    key.erase(0, key.find_first_not_of('-'));
+    err << "nbdsnapd: " << sources.file.where(key) << e.what() << "\n";
+    return false;
+  } catch (const po::error& e) {
+    err << "nbdsnapd: " << path << ": " << e.what() << "\n";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -332,20 +405,16 @@ ConfigOutcome parse_server_config(int argc, const char* const* argv, ServerConfi
                                   std::ostream& err) {
   const po::options_description options = option_descriptions();
   po::variables_map vm;
+  OptionSources sources;
   try {
-    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
-    if (vm.count("config")) {
-      const std::string path = vm["config"].as<std::string>();
-      std::ifstream file(path);
-      if (!file) {
-        err << "nbdsnapd: cannot open config file " << path << "\n";
-        return ConfigOutcome::exit_failure;
-      }
-      po::store(po::parse_config_file(file, options), vm);  // the command line wins for single values
-    }
-    po::notify(vm);
+    const po::parsed_options parsed = po::command_line_parser(argc, argv).options(options).run();
+    for (const po::option& option : parsed.options) sources.command_line.insert(option.string_key);
+    po::store(parsed, vm);
   } catch (const po::error& e) {
     err << "nbdsnapd: " << e.what() << "\nTry 'nbdsnapd --help'.\n";
+    return ConfigOutcome::exit_failure;
+  }
+  if (vm.count("config") && !store_config_file(vm["config"].as<std::string>(), options, sources, vm, err)) {
     return ConfigOutcome::exit_failure;
   }
   if (vm.count("help")) {
@@ -361,7 +430,8 @@ ConfigOutcome parse_server_config(int argc, const char* const* argv, ServerConfi
     out << "nbdsnapd " << NBDSNAP_VERSION << "\n";
     return ConfigOutcome::exit_success;
   }
-  return apply(vm, config, err) ? ConfigOutcome::run : ConfigOutcome::exit_failure;
+  OptionErrors errors(sources, err);
+  return apply(vm, config, errors) ? ConfigOutcome::run : ConfigOutcome::exit_failure;
 }
 
 }  // namespace nbdsnap

@@ -65,6 +65,7 @@ struct ServerConfig {
   unsigned max_connections = 1000;         // NBD connections at once, handshaking ones included; 0: no limit
   unsigned handshake_timeout_seconds = 10;  // 0: none
   EngineConfig engine;                     // state_dir and tuning
+  bool state_dir_given = false;            // --state-dir given: created only in an existing parent (main.cpp)
   SecurityConfig security;
 };
 

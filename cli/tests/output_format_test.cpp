@@ -59,7 +59,7 @@ TEST_CASE("cbt_raw_map_lists_runs_with_offsets_and_what_the_numbers_mean") {
 
 TEST_CASE("snapshot_info_shows_state_images_and_storage") {
   auto snapshot = nlohmann::json::parse(R"({"name":"s1","state":"taken","writable":false,"origins":["a","b"],
-    "images":[{"origin":"a","export":"a@s1","uri":"nbd+unix:///a@s1?socket=/x"}],
+    "images":[{"origin":"a","export":"a@s1","uri":"nbd+unix:///a@s1?socket=/x","clients":2}],
     "storage":[{"path":"/d/s1","offset":0,"size":1048576,"created":true},
                {"path":"/dev/sdz","offset":1073741824,"size":2097152,"created":false}],
     "storage_total":3145728,"storage_used":65536,"storage_limit":0,"chunks_copied":1,"memory_bytes":10,
@@ -68,7 +68,8 @@ TEST_CASE("snapshot_info_shows_state_images_and_storage") {
   CHECK(text.find("state:          taken") != std::string::npos);
   CHECK(text.find("origins:        a,b") != std::string::npos);
   CHECK(text.find("storage used:   64.0 KiB / 3.0 MiB") != std::string::npos);
-  CHECK(text.find("a@s1    nbd+unix:///a@s1?socket=/x") != std::string::npos);
+  CHECK(text.find("EXPORT  CLIENTS  URI") != std::string::npos);
+  CHECK(text.find("a@s1          2  nbd+unix:///a@s1?socket=/x") != std::string::npos);
   CHECK(text.find("/d/s1              0  1.0 MiB  yes") != std::string::npos);
   CHECK(text.find("/dev/sdz  1073741824  2.0 MiB  no") != std::string::npos);
   std::string table = format_snapshot_table(nlohmann::json::array({snapshot}));

@@ -89,7 +89,7 @@ run_cli 0 cbt reset disk
 write 0x55 20M 64K disk
 take s6
 run_cli 3 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5-typo
-expect_err "checkpoint 's5-typo' is not known to the server for origin disk .*give --allow-full"
+expect_out "checkpoint 's5-typo' is not known to the server for origin disk .*give --allow-full"  # --json: the error object on stdout
 same_as_reference s5  # the refused backup did not touch the file
 run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5
 [[ $(json_field .kind) == full ]] || fail "incremental after cbt reset: $out"

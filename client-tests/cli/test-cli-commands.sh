@@ -57,7 +57,7 @@ run_cli 0 snapshot add s1 data
 run_cli 0 snapshot take s1 --pre-hook "echo pre \$NBDSNAP_SNAPSHOT \$NBDSNAP_HOOK > $dir/hooks" \
   --post-hook "echo post \$NBDSNAP_SNAPSHOT \$NBDSNAP_HOOK >> $dir/hooks"
 expect_out '^state: +taken$'
-expect_out '^disk +disk@s1 +nbd'
+expect_out '^disk +disk@s1 +0 +nbd'  # ORIGIN EXPORT CLIENTS URI
 [[ $(cat "$dir/hooks") == $'pre s1 pre\npost s1 post' ]] || fail "hooks: $(cat "$dir/hooks")"
 run_cli 0 --json snapshot info s1
 [[ $(json_field '.snapshot.images | length') == 2 ]] || fail "images: $out"

@@ -214,10 +214,20 @@ TEST_CASE("default_storage_or_state_dir_the_plugin_serves_is_refused") {
   rmdir(dir.c_str());
 }
 
-TEST_CASE("state_dir_must_exist") {
+TEST_CASE("state_dir_is_created_in_an_existing_parent_and_reported_missing_without_one") {
   FilterConfig config;
   REQUIRE(config.apply("nbdsnap-state-dir", "/nonexistent/nbdsnap-state"));
-  CHECK(config.complete().code() == Errc::not_found);
+  const nbdsnap::Status missing = config.complete();
+  CHECK(missing.code() == Errc::not_found);
+  CHECK(missing.message().find("nbdsnap-state-dir=/nonexistent/nbdsnap-state does not exist, and neither does its "
+                               "parent directory /nonexistent") == 0);
+  const std::string dir = temp_dir();
+  FilterConfig fresh;
+  REQUIRE(fresh.apply("nbdsnap-state-dir", dir + "/state"));
+  CHECK(fresh.complete());
+  CHECK(access((dir + "/state").c_str(), W_OK) == 0);
+  rmdir((dir + "/state").c_str());
+  rmdir(dir.c_str());
 }
 
 TEST_CASE("default_storage_may_be_a_range_of_a_file_but_not_of_a_directory") {

@@ -66,3 +66,16 @@ TEST_CASE("log_lines_escape_control_characters_so_a_client_cannot_forge_a_line")
   CHECK(log_safe_text(std::string("\x1b[31mred\x7f\r", 10)) == "\\x1b[31mred\\x7f\\x0d");
   CHECK(log_safe_text("caf\xc3\xa9") == "caf\xc3\xa9");  // UTF-8 passes
 }
+
+TEST_CASE("checkpoints_dropped_at_attach_are_logged_at_info_and_a_plain_attach_at_debug") {
+  Event event;
+  event.type = EventType::origin_attached;
+  event.origin = "disk0";
+  event.reason = "generation 1234";
+  CHECK(describe_event(event).level == LogLevel::debug);
+  event.reason = "generation 1234; checkpoints dropped: mon, tue (checkpoints-kept is 2, fewer than were saved)";
+  CHECK(describe_event(event).level == LogLevel::info);
+  CHECK(describe_event(event).text ==
+        "origin disk0 attached, generation 1234; checkpoints dropped: mon, tue (checkpoints-kept is 2, fewer than "
+        "were saved)");
+}

@@ -1,0 +1,44 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// exit_codes.cpp — the one mapping from error codes to exit statuses, and what --json prints of an error.
+#include "exit_codes.h"
+
+#include <cerrno>
+
+#include <nbdsnap/result.h>
+
+namespace nbdsnap::cli {
+
+namespace {
+
+const char* code_name(ExitCode code) {
+  switch (code) {
+    case ExitCode::usage: return "usage";
+    case ExitCode::not_found: return "not_found";
+    case ExitCode::io_error: return "io_error";
+    default: return "failed";
+  }
+}
+
+}  // namespace
+
+ErrorDetail CliError::detail() const {
+  ErrorDetail detail = detail_;
+  if (detail.code.empty()) detail.code = code_name(code_);
+  if (detail.message.empty()) detail.message = what();
+  return detail;
+}
+
+ExitCode exit_code_for(const std::string& code, int errno_value) {
+  if (code == "not_found" || code == "checkpoint_gone") return ExitCode::not_found;
+  if (code == client::kConnectionFailed && errno_value == ENAMETOOLONG) return ExitCode::usage;
+  if (code == client::kTimeout || code == client::kConnectionFailed || code == client::kConnectionLost ||
+      code == client::kProtocolError || code == client::kNotConnected) {
+    return ExitCode::io_error;
+  }
+  if (code == client::kWrongSocket || code == client::kInvalidRequest || code == client::kBadCredentials) {
+    return ExitCode::usage;
+  }
+  return ExitCode::server_error;  // a refusal of the server, generation_changed
+}
+
+}  // namespace nbdsnap::cli
