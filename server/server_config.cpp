@@ -61,7 +61,10 @@ po::options_description option_descriptions() {
       ("max-connections", po::value<unsigned>()->default_value(1000)->value_name("N"),
        "NBD clients served at once (0: no limit); more are refused in the handshake with an error")
       ("handshake-timeout", po::value<unsigned>()->default_value(10)->value_name("SECONDS"),
-       "disconnect a client that has not finished the NBD handshake after SECONDS (0: never)");
+       "disconnect a client that has not finished the NBD handshake after SECONDS (0: never)")
+      ("cache", po::value<std::string>()->default_value("writeback")->value_name("MODE"),
+       "none opens origins and difference storage with O_DIRECT, bypassing the page cache (nbdkit file's "
+       "cache=none, QEMU's cache.direct=on); writeback uses the page cache");
   po::options_description security("TLS and access control");
   security.add_options()
       ("tls", po::value<std::string>()->default_value("off")->value_name("MODE"),
@@ -236,6 +239,11 @@ bool apply(const po::variables_map& vm, ServerConfig& config, std::ostream& err)
     err << "nbdsnapd: --threads must be 1..1024 and --max-in-flight 1..4096\n";
     return false;
   }
+  if (Status s = parse_file_cache(vm["cache"].as<std::string>(), "--cache", config.cache); !s) {
+    err << "nbdsnapd: " << s.message() << "\n";
+    return false;
+  }
+  config.engine.storage_cache = config.cache;
   return apply_tuning(vm, config.engine, err) && apply_security(vm, config.security, err);
 }
 

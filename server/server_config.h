@@ -61,6 +61,7 @@ struct ServerConfig {
   unsigned max_connections = 1000;         // NBD connections at once, handshaking ones included; 0: no limit
   unsigned handshake_timeout_seconds = 10;  // 0: none
   EngineConfig engine;                     // state_dir and tuning
+  FileCache cache = FileCache::writeback;  // origins' (engine.storage_cache: storage's, set from it)
   SecurityConfig security;
 };
 
