@@ -57,13 +57,14 @@ BounceBuffer allocate_bounce(uint64_t bytes, uint64_t alignment) {
 
 DirectIoAlignment direct_io_alignment(int fd) {
   DirectIoAlignment out;
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  out.memory = page;
   struct statx sx {};
   if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 && (sx.stx_mask & STATX_DIOALIGN) != 0 &&
       sx.stx_dio_offset_align != 0) {
     out.offset = power_of_two_at_least(sx.stx_dio_offset_align);
     out.memory = power_of_two_at_least(std::max<uint64_t>(sx.stx_dio_mem_align, sizeof(void*)));
+    // A block boundary inside a bounce buffer must be a valid buffer address too (the edge blocks of an RMW
+    // are read there): never align offsets more loosely than memory. A coarser offset alignment is still valid.
+    out.offset = std::max(out.offset, out.memory);
     return out;
   }
   struct stat st {};
@@ -74,7 +75,7 @@ DirectIoAlignment direct_io_alignment(int fd) {
   } else if (st.st_blksize > 0) {
     out.offset = power_of_two_at_least(static_cast<uint64_t>(st.st_blksize));
   }
-  out.memory = std::max(out.memory, out.offset);
+  out.memory = out.offset;  // buffers aligned to the logical block size (open(2), O_DIRECT)
   return out;
 }
 

@@ -8,7 +8,8 @@
 // - Alignment. O_DIRECT transfers need the file offset and length to be multiples of the file's direct-I/O
 //   alignment and the buffer address to be aligned too (open(2), "O_DIRECT"): statx(STATX_DIOALIGN) tells both
 //   where the kernel knows (Linux 6.1+); otherwise the logical block size of a block device (BLKSSZGET) or the
-//   file system's block size (st_blksize) for a file, and the page size for memory (always enough).
+//   file system's block size (st_blksize) for a file, for offsets and memory alike. The offset alignment is
+//   never below the memory alignment, so every block boundary inside an aligned bounce buffer is a valid address.
 // - Aligned requests (the engine's chunk copies and storage writes: chunks are never smaller than the device's
 //   minimum I/O size, which FileDevice raises to the alignment) go straight to the descriptor. Others go
 //   through an aligned bounce buffer: a read reads the covering blocks and copies out; a write reads the
@@ -47,7 +48,7 @@ const char* file_cache_name(FileCache cache);
 
 // Direct-I/O alignment of an open descriptor, in bytes (powers of two, >= 1).
 struct DirectIoAlignment {
-  uint64_t offset = 4096;  // file offsets and lengths
+  uint64_t offset = 4096;  // file offsets and lengths; >= memory
   uint64_t memory = 4096;  // buffer addresses
 };
 // The alignment of fd (see the design notes for where it comes from).
