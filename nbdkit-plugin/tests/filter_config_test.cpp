@@ -13,7 +13,9 @@
 #include "filter_config.h"
 
 using nbdsnap::Errc;
+using nbdsnap::FileCache;
 using nbdsnap::FilterConfig;
+using nbdsnap::Status;
 
 namespace {
 std::string temp_dir() {
