@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// direct_io.cpp — O_DIRECT alignment discovery and the bounce-buffer path for requests it cannot take as they
-// are (design notes in direct_io.h).
+// direct_io.cpp — O_DIRECT alignment discovery and the bounce-buffer path for requests it cannot take as
+// they are (design notes in direct_io.h).
 #include "direct_io.h"
 
 #include <fcntl.h>
@@ -23,14 +23,17 @@ Status parse_file_cache(const std::string& text, const std::string& what, FileCa
   } else if (text == "writeback") {
     out = FileCache::writeback;
   } else {
-    return {Errc::invalid_argument, what + " '" + text +
-                                        "' is not a cache mode: give none (O_DIRECT, bypassing the page cache) or "
-                                        "writeback (the page cache, the default)"};
+    return {Errc::invalid_argument,
+            what + " '" + text +
+                "' is not a cache mode: give none (O_DIRECT, bypassing the page cache) or "
+                "writeback (the page cache, the default)"};
   }
   return Status::ok();
 }
 
-const char* file_cache_name(FileCache cache) { return cache == FileCache::none ? "none" : "writeback"; }
+const char* file_cache_name(FileCache cache) {
+  return cache == FileCache::none ? "none" : "writeback";
+}
 
 namespace {
 
@@ -40,8 +43,12 @@ uint64_t power_of_two_at_least(uint64_t value) {
   return p;
 }
 
-uint64_t round_down(uint64_t value, uint64_t unit) { return value / unit * unit; }
-uint64_t round_up(uint64_t value, uint64_t unit) { return (value + unit - 1) / unit * unit; }
+uint64_t round_down(uint64_t value, uint64_t unit) {
+  return value / unit * unit;
+}
+uint64_t round_up(uint64_t value, uint64_t unit) {
+  return (value + unit - 1) / unit * unit;
+}
 
 struct FreeDeleter {
   void operator()(void* p) const { std::free(p); }
@@ -63,7 +70,8 @@ DirectIoAlignment direct_io_alignment(int fd) {
     out.offset = power_of_two_at_least(sx.stx_dio_offset_align);
     out.memory = power_of_two_at_least(std::max<uint64_t>(sx.stx_dio_mem_align, sizeof(void*)));
     // A block boundary inside a bounce buffer must be a valid buffer address too (the edge blocks of an RMW
-    // are read there): never align offsets more loosely than memory. A coarser offset alignment is still valid.
+    // are read there): never align offsets more loosely than memory. A coarser offset alignment is still
+    // valid.
     out.offset = std::max(out.offset, out.memory);
     return out;
   }
@@ -79,7 +87,8 @@ DirectIoAlignment direct_io_alignment(int fd) {
   return out;
 }
 
-DirectFileIo::DirectFileIo(int fd, int buffered_fd, uint64_t size, DirectIoAlignment alignment, std::string path)
+DirectFileIo::DirectFileIo(int fd, int buffered_fd, uint64_t size, DirectIoAlignment alignment,
+                           std::string path)
     : fd_(fd),
       buffered_fd_(buffered_fd),
       direct_end_(round_down(size, alignment.offset)),

@@ -6,24 +6,26 @@
 // - Names. nbdkit's file plugin says `cache=none` for O_DIRECT and `cache=default` for the page cache; QEMU
 //   says `cache.direct=on` and calls the page-cache mode `writeback`. nbdsnap takes `none` and `writeback`.
 // - Alignment. O_DIRECT transfers need the file offset and length to be multiples of the file's direct-I/O
-//   alignment and the buffer address to be aligned too (open(2), "O_DIRECT"): statx(STATX_DIOALIGN) tells both
-//   where the kernel knows (Linux 6.1+); otherwise the logical block size of a block device (BLKSSZGET) or the
-//   file system's block size (st_blksize) for a file, for offsets and memory alike. The offset alignment is
-//   never below the memory alignment, so every block boundary inside an aligned bounce buffer is a valid address.
-// - Aligned requests (the engine's chunk copies and storage writes: chunks are never smaller than the device's
-//   minimum I/O size, which FileDevice raises to the alignment) go straight to the descriptor. Others go
-//   through an aligned bounce buffer: a read reads the covering blocks and copies out; a write reads the
-//   partial first and last blocks, copies the new bytes in and writes the covering blocks back
+//   alignment and the buffer address to be aligned too (open(2), "O_DIRECT"): statx(STATX_DIOALIGN) tells
+//   both where the kernel knows (Linux 6.1+); otherwise the logical block size of a block device (BLKSSZGET)
+//   or the file system's block size (st_blksize) for a file, for offsets and memory alike. The offset
+//   alignment is never below the memory alignment, so every block boundary inside an aligned bounce buffer is
+//   a valid address.
+// - Aligned requests (the engine's chunk copies and storage writes: chunks are never smaller than the
+//   device's minimum I/O size, which FileDevice raises to the alignment) go straight to the descriptor.
+//   Others go through an aligned bounce buffer: a read reads the covering blocks and copies out; a write
+//   reads the partial first and last blocks, copies the new bytes in and writes the covering blocks back
 //   (read-modify-write), like QEMU's block layer does for its request_alignment.
 // - Read-modify-write of a block must not lose a concurrent write to the other bytes of that block (two 512
-//   byte writes into one 4 KiB block are not overlapping requests for the client). Every RMW holds the lock of
-//   its edge blocks (a striped set of mutexes keyed by block number), so RMWs of one block are serialised. An
-//   aligned write that covers a block an RMW is changing overlaps that RMW's request in bytes, and NBD leaves
-//   the outcome of concurrent overlapping writes to the server (proto.md, "Ordering of messages and writes").
-// - A regular file whose size is not a multiple of the alignment has a last partial block that O_DIRECT cannot
-//   write without growing the file. Bytes from the last aligned boundary to the end go through a second,
-//   buffered open of the same file (opened through /proc/self/fd, so it is the same inode even if the path
-//   was replaced); Linux keeps direct and buffered I/O of one file coherent.
+//   byte writes into one 4 KiB block are not overlapping requests for the client). Every RMW holds the lock
+//   of its edge blocks (a striped set of mutexes keyed by block number), so RMWs of one block are serialised.
+//   An aligned write that covers a block an RMW is changing overlaps that RMW's request in bytes, and NBD
+//   leaves the outcome of concurrent overlapping writes to the server (proto.md, "Ordering of messages and
+//   writes").
+// - A regular file whose size is not a multiple of the alignment has a last partial block that O_DIRECT
+//   cannot write without growing the file. Bytes from the last aligned boundary to the end go through a
+//   second, buffered open of the same file (opened through /proc/self/fd, so it is the same inode even if the
+//   path was replaced); Linux keeps direct and buffered I/O of one file coherent.
 #pragma once
 
 #include <array>
@@ -41,8 +43,8 @@ enum class FileCache {
   none,       // O_DIRECT (nbdkit file's cache=none, QEMU's cache.direct=on)
 };
 
-// "none" or "writeback" to the mode; invalid_argument naming `what` (the option as the user spells it) and the
-// values otherwise.
+// "none" or "writeback" to the mode; invalid_argument naming `what` (the option as the user spells it) and
+// the values otherwise.
 Status parse_file_cache(const std::string& text, const std::string& what, FileCache& out);
 const char* file_cache_name(FileCache cache);
 

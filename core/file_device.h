@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // file_device.h — a BlockDevice over a regular file or a block device (pread/pwrite on a descriptor), locked
 // against other writers for as long as it is open (file_lock.h).
+// With cache none the descriptor is O_DIRECT and requests pass through direct_io.h.
 #pragma once
 
 #include <memory>

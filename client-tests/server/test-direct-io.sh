@@ -16,7 +16,8 @@ if "$nbdsnapd" --cache bogus --state-dir "$tmp/bad-state" --listen "unix:$tmp/ba
   >"$tmp/bad.log" 2>&1; then
   fail "--cache bogus was accepted"
 fi
-grep -q "\-\-cache 'bogus' is not a cache mode: give none" "$tmp/bad.log" || fail "unclear error: $(cat "$tmp/bad.log")"
+grep -q "\-\-cache 'bogus' is not a cache mode: give none" "$tmp/bad.log" ||
+  fail "unclear error: $(cat "$tmp/bad.log")"
 
 size=$((8 << 20))
 truncate -s $size "$tmp/disk.raw"

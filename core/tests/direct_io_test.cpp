@@ -25,7 +25,8 @@ constexpr uint64_t MiB = 1ull << 20;
 
 // Creates `name` of `size` bytes in dir opened with cache none; false (with a message) when the file system
 // of the temporary directory has no O_DIRECT, so the test has nothing to check there.
-bool create_direct(const TempDir& dir, const std::string& name, uint64_t size, std::unique_ptr<FileDevice>& out) {
+bool create_direct(const TempDir& dir, const std::string& name, uint64_t size,
+                   std::unique_ptr<FileDevice>& out) {
   bool created = false;
   const Status status = FileDevice::create(dir.file(name), size, out, created, FileCache::none);
   if (status.code() == Errc::not_supported) {
@@ -91,9 +92,9 @@ TEST_CASE("direct I/O requests of odd offsets, lengths and buffers give the byte
   CHECK(file_bytes(dir.file("disk")) == model);  // what reached the file, the partial block too
 }
 
-// The same with a coarser alignment than the file system's (4 KiB where ext4 takes 512 bytes): any multiple of
-// the kernel's alignment is one, so a DirectFileIo over a raw O_DIRECT descriptor checks the block arithmetic
-// with 4 KiB blocks and a last partial block of 100 bytes.
+// The same with a coarser alignment than the file system's (4 KiB where ext4 takes 512 bytes): any multiple
+// of the kernel's alignment is one, so a DirectFileIo over a raw O_DIRECT descriptor checks the block
+// arithmetic with 4 KiB blocks and a last partial block of 100 bytes.
 TEST_CASE("the bounce buffer keeps a model's bytes with 4 KiB blocks and a short last block") {
   TempDir dir;
   const std::string path = dir.file("disk");
@@ -120,7 +121,8 @@ TEST_CASE("the bounce buffer keeps a model's bytes with 4 KiB blocks and a short
       CAPTURE(len);
       for (uint64_t i = 0; i < len; ++i) data[shift + i] = pattern_byte(offset + i, version);
       REQUIRE_OK(io.pwrite(data.data() + shift, len, offset));
-      std::copy(data.begin() + static_cast<ptrdiff_t>(shift), data.begin() + static_cast<ptrdiff_t>(shift + len),
+      std::copy(data.begin() + static_cast<ptrdiff_t>(shift),
+                data.begin() + static_cast<ptrdiff_t>(shift + len),
                 model.begin() + static_cast<ptrdiff_t>(offset));
       const uint64_t read_offset = random() % size;
       const uint64_t read_len = 1 + random() % std::min<uint64_t>(data.size() - 8, size - read_offset);
