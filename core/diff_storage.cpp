@@ -14,11 +14,13 @@
 namespace nbdsnap {
 
 DiffStorage::DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space,
-                         std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device)
+                         std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device,
+                         FileCache cache)
     : limit_(limit),
       low_space_threshold_(low_space_threshold),
       on_low_space_(std::move(on_low_space)),
-      wrap_device_(std::move(wrap_device)) {}
+      wrap_device_(std::move(wrap_device)),
+      cache_(cache) {}
 
 DiffStorage::~DiffStorage() { release(); }
 
@@ -84,8 +86,8 @@ Status DiffStorage::check_unused(const StorageSpec& spec, const DiskUse& wanted,
 Status DiffStorage::open_spec_device(const StorageSpec& spec, std::shared_ptr<BlockDevice>& out, bool& created) {
   created = false;
   std::unique_ptr<FileDevice> file;
-  Status s = spec.size > 0 ? FileDevice::create(spec.path, spec.size, file, created)
-                           : FileDevice::open(spec.path, false, file);
+  Status s = spec.size > 0 ? FileDevice::create(spec.path, spec.size, file, created, cache_)
+                           : FileDevice::open(spec.path, false, file, cache_);
   if (!s) return s;
   out = std::move(file);
   if (wrap_device_) out = wrap_device_(std::move(out));

@@ -46,9 +46,11 @@ class DiffStorage {
  public:
   // on_low_space(requested_bytes) is called (without locks held) when free space falls below the threshold;
   // once until storage is appended.
-  // wrap_device (may be empty) wraps every device append() opens (EngineConfig::wrap_storage_device).
+  // wrap_device (may be empty) wraps every device append() opens (EngineConfig::wrap_storage_device); cache is
+  // how append() opens files (EngineConfig::storage_cache).
   DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space,
-              std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device = {});
+              std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device = {},
+              FileCache cache = FileCache::writeback);
   ~DiffStorage();
   DiffStorage(const DiffStorage&) = delete;
   DiffStorage& operator=(const DiffStorage&) = delete;
@@ -102,6 +104,7 @@ class DiffStorage {
   const uint64_t low_space_threshold_;
   const std::function<void(uint64_t)> on_low_space_;
   const std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device_;
+  const FileCache cache_;
   mutable Mutex mutex_;  // a leaf lock (core/lock_order.h); never held across I/O or on_low_space_
   std::vector<Area> areas_ GUARDED_BY(mutex_);  // only grows until release()
   size_t current_ GUARDED_BY(mutex_) = 0;       // area the allocator is filling

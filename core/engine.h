@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "direct_io.h"
 #include "block_device.h"
 #include "cbt.h"
 #include "cbt_store.h"
@@ -60,6 +61,8 @@ struct EngineConfig {
   // rest back to the system here (malloc_trim). Empty: nothing.
   std::function<void()> memory_released;
   unsigned checkpoints_kept = kDefaultCheckpointsKept;  // CBT checkpoints kept per origin (check_checkpoints_kept)
+  // How difference-storage files are opened: none bypasses the page cache (O_DIRECT, core/direct_io.h).
+  FileCache storage_cache = FileCache::writeback;
   // Tests only: wraps each difference-storage device the engine opens, to inject faults (as LevelDB's
   // fault-injection tests wrap its Env). Empty: the files are used as they are.
   std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_storage_device;

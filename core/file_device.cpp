@@ -45,10 +45,14 @@ uint64_t block_device_minimum_io(int fd) {
 
 }  // namespace
 
-FileDevice::~FileDevice() { ::close(fd_); }
+FileDevice::~FileDevice() {
+  direct_.reset();
+  if (buffered_fd_ >= 0) ::close(buffered_fd_);
+  ::close(fd_);
+}
 
-Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonly,
-                                   std::unique_ptr<FileDevice>& out) {
+Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
+                                   FileCache cache) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
@@ -69,6 +73,34 @@ Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonl
   std::string identity = identity_of_stat(st);
   const uint64_t minimum_io = block ? block_device_minimum_io(fd) : 1;
   out.reset(new FileDevice(fd, path, size, readonly, block, std::move(identity), minimum_io));
+  if (cache == FileCache::none) {
+    if (Status s = out->enable_direct_io(); !s) {
+      out.reset();  // closes fd
+      return s;
+    }
+  }
+  return Status::ok();
+}
+
+Status FileDevice::enable_direct_io() {
+  const DirectIoAlignment alignment = direct_io_alignment(fd_);
+  if (!is_block_device_ && size_ % alignment.offset != 0) {
+    // A second open file description without O_DIRECT for the last partial block (direct_io.h); through
+    // /proc/self/fd so that it is the inode we locked, whatever the path names now. It takes no lock of its own.
+    const std::string self = "/proc/self/fd/" + std::to_string(fd_);
+    buffered_fd_ = ::open(self.c_str(), (readonly_ ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (buffered_fd_ < 0) return Status::from_errno(errno, "reopen " + path_ + " for its last partial block");
+  }
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_DIRECT) != 0) {
+    if (errno == EINVAL) {
+      return {Errc::not_supported, "cache mode none needs direct I/O (O_DIRECT), which the file system of " + path_ +
+                                       " does not support: use cache mode writeback for it, or move it"};
+    }
+    return Status::from_errno(errno, "set O_DIRECT on " + path_);
+  }
+  direct_ = std::make_unique<DirectFileIo>(fd_, buffered_fd_, size_, alignment, path_);
+  minimum_io_size_ = std::max(minimum_io_size_, alignment.offset);
   return Status::ok();
 }
 
@@ -119,7 +151,8 @@ int open_device_node(const std::string& path, int flags, Status& error) {
 
 }  // namespace
 
-Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out) {
+Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
+                        FileCache cache) {
   Status error;
   const int fd = open_device_node(path, readonly ? O_RDONLY : O_RDWR, error);
   if (fd < 0) return error;
@@ -127,11 +160,11 @@ Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<
     ::close(fd);
     return s;
   }
-  return from_descriptor(fd, path, readonly, out);
+  return from_descriptor(fd, path, readonly, out, cache);
 }
 
 Status FileDevice::create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
-                          bool& created) {
+                          bool& created, FileCache cache) {
   created = false;
   Status error;
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600);
@@ -157,7 +190,11 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
     if (rc == EOPNOTSUPP || rc == EINVAL) rc = ::ftruncate(fd, static_cast<off_t>(size)) == 0 ? 0 : errno;
     if (rc != 0) return give_up(Status::from_errno(rc, "allocate " + std::to_string(size) + " bytes for " + path));
   }
-  return from_descriptor(fd, path, false, out);
+  if (Status s = from_descriptor(fd, path, false, out, cache); !s) {
+    if (created) ::unlink(path.c_str());  // from_descriptor closed fd
+    return s;
+  }
+  return Status::ok();
 }
 
 std::string FileDevice::file_identity() const { return identity_; }
@@ -180,35 +217,15 @@ std::string FileDevice::content_fingerprint() const {
 
 Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {
   if (Status s = check_range(size_, len, offset); !s) return s;
-  auto* p = static_cast<char*>(buf);
-  while (len > 0) {
-    const ssize_t n = ::pread(fd_, p, len, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::from_errno(errno, "read " + path_);
-    }
-    if (n == 0) return {Errc::io_error, "unexpected end of file reading " + path_};
-    p += n;
-    len -= static_cast<uint64_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-  return Status::ok();
+  if (direct_) return direct_->pread(buf, len, offset);
+  return read_fully(fd_, buf, len, offset, path_);
 }
 
 Status FileDevice::pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) {
   if (readonly_) return {Errc::read_only, path_ + " is read-only"};
   if (Status s = check_range(size_, len, offset); !s) return s;
-  const auto* p = static_cast<const char*>(buf);
-  while (len > 0) {
-    const ssize_t n = ::pwrite(fd_, p, len, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::from_errno(errno, "write " + path_);
-    }
-    p += n;
-    len -= static_cast<uint64_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
+  Status written = direct_ ? direct_->pwrite(buf, len, offset) : write_fully(fd_, buf, len, offset, path_);
+  if (!written) return written;
   return fua ? flush() : Status::ok();
 }
 

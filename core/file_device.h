@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // file_device.h — a BlockDevice over a regular file or a block device (pread/pwrite on a descriptor), locked
 // against other writers for as long as it is open (file_lock.h).
+// With cache none the descriptor is O_DIRECT and requests pass through direct_io.h.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "block_device.h"
+#include "direct_io.h"
 
 namespace nbdsnap {
 
@@ -16,11 +18,17 @@ class FileDevice final : public BlockDevice {
   // nobody may write) and refuses writes; otherwise the file is locked exclusively and a block device is opened
   // O_EXCL. A file another process holds is refused with busy naming the holder; a file this process already
   // holds (as an origin or storage) with already_exists.
-  static Status open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out);
+  // cache none opens it O_DIRECT (direct_io.h): requests of any alignment still work, and minimum_io_size()
+  // becomes at least the direct-I/O alignment; a file system without O_DIRECT is refused with not_supported
+  // naming the file.
+  static Status open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
+                     FileCache cache = FileCache::writeback);
   // Creates (or opens) a regular file, locks it exclusively (as open), and makes it at least `size` bytes,
   // allocating with fallocate where the file system can (falls back to ftruncate). created tells whether the
   // file did not exist before (a created file is removed again when this fails).
-  static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created);
+  // cache: as for open().
+  static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created,
+                       FileCache cache = FileCache::writeback);
   // The file_identity() a FileDevice of `path` would have, found without opening it (stat), so that a file in
   // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
   static Status identity_of(const std::string& path, std::string& identity);
@@ -37,7 +45,7 @@ class FileDevice final : public BlockDevice {
   Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) override;
   bool can_trim() const override { return !is_block_device_; }
   // Block devices: the larger of BLKIOMIN and the logical block size (BLKSSZGET). Regular files: 1 (the page
-  // cache takes writes of any size).
+  // cache takes writes of any size). With cache none, at least the direct-I/O alignment.
   uint64_t minimum_io_size() const override { return minimum_io_size_; }
   bool is_read_only() const override { return readonly_; }
   // Regular files only: writes to a block device change no timestamp the device node shows. A write that
@@ -48,10 +56,16 @@ class FileDevice final : public BlockDevice {
 
   const std::string& path() const { return path_; }
   bool is_block_device() const { return is_block_device_; }
+  FileCache cache() const { return direct_ ? FileCache::none : FileCache::writeback; }
+  // The O_DIRECT path (null with cache writeback); tests look at its counters.
+  const DirectFileIo* direct_io() const { return direct_.get(); }
 
  private:
   // Takes ownership of fd (closing it on failure) and reads its kind and size.
-  static Status from_descriptor(int fd, const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out);
+  static Status from_descriptor(int fd, const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
+                                FileCache cache);
+  // Switches fd to O_DIRECT and builds direct_ (cache none).
+  Status enable_direct_io();
   FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device, std::string identity,
              uint64_t minimum_io_size);
   int fd_;
@@ -61,6 +75,8 @@ class FileDevice final : public BlockDevice {
   bool is_block_device_;
   std::string identity_;
   uint64_t minimum_io_size_;
+  int buffered_fd_ = -1;                 // cache none, a size not a multiple of the alignment: the tail's fd
+  std::unique_ptr<DirectFileIo> direct_;  // cache none
 };
 
 }  // namespace nbdsnap

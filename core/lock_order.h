@@ -22,6 +22,7 @@
 //       EventLog::mutex_          the event queue
 //       IoGate::mutex_            the gate's freeze count (held only inside IoGate)
 //       MemoryDevice::mutex_      test device pages
+//       DirectFileIo::stripes_    a block under read-modify-write (core/direct_io.h); held across that block's I/O
 //  6. below the leaves — taken with a leaf held, takes nothing:
 //       the chunk buffer pool's mutex (core/chunk_buffer.cpp): a buffer may be freed with ChunkMap::mutex_ held
 // Outside the engine, the TLS server's PSK key table (control-socket/tls_credentials.cpp) is a leaf of its own:

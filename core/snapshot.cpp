@@ -31,7 +31,7 @@ Snapshot::Snapshot(std::string name, const SnapshotOptions& options, const Engin
                  e.reason = "difference storage is running out of free space";
                  events_.post(std::move(e));
                },
-               config.wrap_storage_device),
+               config.wrap_storage_device, config.storage_cache),
       origins_(options.origins) {
   writeback_thread_ = std::thread([this] { writeback_loop(); });
 }

@@ -61,6 +61,8 @@ const char* config_help() {
         "                              existing file or device (PATH:OFFSET+LENGTH: a range of it), or a\n"
         "                              directory holding one SNAPSHOT.nbdsnap-diff of SIZE per snapshot.\n"
         "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
+        "nbdsnap-storage-cache=MODE    none: open difference storage with O_DIRECT (the page cache bypassed,\n"
+        "                              as file cache=none does for the origin); writeback (default).\n"
         "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).";
     for (const TuningOption& option : tuning_options()) {
       std::string key = kParameterPrefix + std::string(option.name) + "=" + std::string(option.value_name);
@@ -100,6 +102,10 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
   if (name == "storage-limit") {
     if (Status s = parse_size(value, storage_limit); !s) return {s.code(), key + ": " + s.message()};
     return Status::ok();
+  }
+  if (name == "storage-cache") {
+    // The plugin owns the origin's descriptor (file cache=none for it); this is the filter's own storage.
+    return parse_file_cache(value, key, tuning.storage_cache);
   }
   if (const TuningOption* option = find_tuning_option(name)) {
     Status s = parse_tuning_option(*option, value, tuning, kSpelling);

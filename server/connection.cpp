@@ -378,9 +378,9 @@ asio::awaitable<void> Connection::transmit() {
     const uint64_t accounted = (request.type == kCmdRead || request.type == kCmdWrite) ? request.length : 0;
     const bool slot = co_await wait_for_slot(accounted);
     if (!slot) break;
-    std::unique_ptr<uint8_t[]> payload;
+    Payload payload;
     if (request.type == kCmdWrite) {
-      payload = std::make_unique_for_overwrite<uint8_t[]>(request.length);
+      payload.reset(new (std::align_val_t{kPayloadAlignment}) uint8_t[request.length]);
       const bool complete = co_await receive(payload.get(), request.length);
       if (!complete) {
         give_back_slot(accounted);
@@ -479,7 +479,7 @@ void Connection::give_back_slot(uint64_t accounted) {
   in_flight_bytes_ -= accounted;
 }
 
-void Connection::dispatch(const RequestHeader& request, std::unique_ptr<uint8_t[]> payload, uint64_t accounted) {
+void Connection::dispatch(const RequestHeader& request, Payload payload, uint64_t accounted) {
   asio::post(workers_, [self = shared_from_this(), request, payload = std::move(payload), accounted,
                         work = asio::make_work_guard(socket_.get_executor())]() mutable {
     const size_t payload_length = payload ? request.length : 0;

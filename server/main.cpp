@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
     save_clean_state(engine);
     return 1;
   };
-  OriginFiles files(engine, config.engine.state_dir);
+  OriginFiles files(engine, config.engine.state_dir, config.cache);
   if (Status status = files.attach_at_start(config.origins); !status.is_ok()) {
     return failed_start(status.to_string());
   }

@@ -22,7 +22,8 @@ std::string absolute_path(const std::string& path) {
 
 }  // namespace
 
-OriginFiles::OriginFiles(Engine& engine, const std::string& state_dir) : engine_(engine), list_(state_dir) {}
+OriginFiles::OriginFiles(Engine& engine, const std::string& state_dir, FileCache cache)
+    : engine_(engine), list_(state_dir), cache_(cache) {}
 
 Status OriginFiles::attach_at_start(const std::vector<OriginSpec>& command_line) {
   std::vector<OriginSpec> saved;
@@ -73,7 +74,7 @@ Status OriginFiles::attach(const std::string& name, const std::string& path, boo
 
 Status OriginFiles::attach_locked(const OriginSpec& spec) {
   std::unique_ptr<FileDevice> device;
-  Status status = FileDevice::open(spec.path, spec.read_only, device);
+  Status status = FileDevice::open(spec.path, spec.read_only, device, cache_);
   if (!status.is_ok()) return status;
   status = engine_.attach_origin(spec.name, std::shared_ptr<BlockDevice>(std::move(device)), spec.read_only);
   if (!status.is_ok()) return status;

@@ -17,8 +17,8 @@ namespace nbdsnap {
 
 class OriginFiles {
  public:
-  // state_dir holds the origin list; empty keeps no list.
-  OriginFiles(Engine& engine, const std::string& state_dir);
+  // state_dir holds the origin list; empty keeps no list. cache: how origin files are opened (direct_io.h).
+  OriginFiles(Engine& engine, const std::string& state_dir, FileCache cache = FileCache::writeback);
 
   // At start: attaches the listed origins and those of the command line (a command-line origin replaces a
   // listed one of the same name), then saves the list. A command-line origin that cannot be attached is an
@@ -37,6 +37,7 @@ class OriginFiles {
 
   Engine& engine_;
   OriginList list_;
+  const FileCache cache_;
   // Serialises attaches and the list; taken before the engine's locks (it calls Engine::attach_origin).
   mutable Mutex mutex_;
   std::vector<OriginSpec> listed_ GUARDED_BY(mutex_);  // attach order

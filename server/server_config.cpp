@@ -63,7 +63,10 @@ po::options_description option_descriptions() {
        "NBD clients served at once (0: no limit; 0..1000000); more are refused in the handshake with an error")
       ("handshake-timeout", po::value<std::string>()->default_value("10")->value_name("SECONDS"),
        "disconnect a client that has not finished the NBD handshake (or the remote control's TLS handshake) "
-       "after SECONDS (0: never for NBD, 10 s for remote control; 0..86400)");
+       "after SECONDS (0: never for NBD, 10 s for remote control; 0..86400)")
+      ("cache", po::value<std::string>()->default_value("writeback")->value_name("MODE"),
+       "none opens origins and difference storage with O_DIRECT, bypassing the page cache (nbdkit file's "
+       "cache=none, QEMU's cache.direct=on); writeback uses the page cache");
   po::options_description security("TLS and access control");
   security.add_options()
       ("tls", po::value<std::string>()->default_value("off")->value_name("MODE"),
@@ -282,6 +285,10 @@ bool apply(const po::variables_map& vm, ServerConfig& config, OptionErrors& erro
   if (!apply_numbers(vm, config, errors)) return false;
   config.security.control_handshake_timeout_seconds =
       config.handshake_timeout_seconds > 0 ? config.handshake_timeout_seconds : 10;
+  if (Status s = parse_file_cache(vm["cache"].as<std::string>(), "--cache", config.cache); !s) {
+    return errors.fail("cache", s.message());
+  }
+  config.engine.storage_cache = config.cache;
   return apply_tuning(vm, config.engine, errors) && apply_security(vm, config.security, errors);
 }
 

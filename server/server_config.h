@@ -66,6 +66,7 @@ struct ServerConfig {
   unsigned handshake_timeout_seconds = 10;  // 0: none
   EngineConfig engine;                     // state_dir and tuning
   bool state_dir_given = false;            // --state-dir given: created only in an existing parent (main.cpp)
+  FileCache cache = FileCache::writeback;  // origins' (engine.storage_cache: storage's, set from it)
   SecurityConfig security;
 };
 

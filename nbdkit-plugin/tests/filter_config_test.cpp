@@ -13,7 +13,9 @@
 #include "filter_config.h"
 
 using nbdsnap::Errc;
+using nbdsnap::FileCache;
 using nbdsnap::FilterConfig;
+using nbdsnap::Status;
 
 namespace {
 std::string temp_dir() {
@@ -38,6 +40,17 @@ TEST_CASE("unknown_parameters_with_the_prefix_are_refused") {
   auto s = config.apply("nbdsnap-stroage", "/x");
   CHECK(s.code() == Errc::invalid_argument);
   CHECK(s.message().find("unknown parameter nbdsnap-stroage") != std::string::npos);
+}
+
+TEST_CASE("storage_cache_none_opens_the_filters_storage_with_o_direct_and_a_bad_mode_is_refused") {
+  FilterConfig config;
+  CHECK(config.tuning.storage_cache == FileCache::writeback);
+  REQUIRE(config.apply("nbdsnap-storage-cache", "none"));
+  CHECK(config.tuning.storage_cache == FileCache::none);
+  FilterConfig other;
+  const Status bad = other.apply("nbdsnap-storage-cache", "direct");
+  CHECK(bad.code() == Errc::invalid_argument);
+  CHECK(bad.message().find("nbdsnap-storage-cache 'direct' is not a cache mode") != std::string::npos);
 }
 
 TEST_CASE("sizes_and_shifts_are_checked") {

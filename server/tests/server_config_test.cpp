@@ -69,6 +69,21 @@ TEST_CASE("connection_limits_default_to_1000_clients_and_a_10_second_handshake_a
   CHECK(parse({"--handshake-timeout", "-1"}, bad) == ConfigOutcome::exit_failure);
 }
 
+TEST_CASE("cache_defaults_to_writeback_and_none_opens_origins_and_storage_with_o_direct") {
+  ServerConfig defaults;
+  REQUIRE(parse({}, defaults) == ConfigOutcome::run);
+  CHECK(defaults.cache == FileCache::writeback);
+  CHECK(defaults.engine.storage_cache == FileCache::writeback);
+  ServerConfig direct;
+  REQUIRE(parse({"--cache", "none"}, direct) == ConfigOutcome::run);
+  CHECK(direct.cache == FileCache::none);
+  CHECK(direct.engine.storage_cache == FileCache::none);
+  ServerConfig bad;
+  std::string err;
+  CHECK(parse({"--cache", "directsync"}, bad, &err) == ConfigOutcome::exit_failure);
+  CHECK(err.find("--cache 'directsync' is not a cache mode") != std::string::npos);
+}
+
 TEST_CASE("every_tuning_option_of_the_engine_is_an_option_with_its_bounds") {
   struct Case {
     const char* option;
