@@ -12,13 +12,15 @@
 #include "origin_commands.h"
 #include "restore_command.h"
 #include "snapshot_commands.h"
+#include "stats_command.h"
 
 namespace nbdsnap::cli {
 
 std::vector<CommandSpec> all_command_specs() {
   std::vector<CommandSpec> specs;
   for (auto group : {origin_command_specs, cbt_command_specs, snapshot_command_specs, events_command_specs,
-                     backup_command_specs, chain_command_specs, restore_command_specs}) {
+                     backup_command_specs, chain_command_specs, restore_command_specs,
+                     stats_command_specs}) {
     for (CommandSpec& spec : group()) specs.push_back(std::move(spec));
   }
   return specs;

@@ -19,8 +19,9 @@ namespace nbdsnap::cli {
 namespace {
 
 // A --storage argument (storage_spec.h: PATH, PATH:SIZE, PATH:OFFSET+LENGTH, PATH:) as the control protocol's
-// {path, size} or {path, offset, length}; a usage error in words otherwise.
-nlohmann::json storage_entry(const std::string& text) {
+// {path, size[, sparse]} or {path, offset, length}; a usage error in words otherwise. `sparse` (--sparse) applies
+// to files created at a size; a range or an existing file is used as it is.
+nlohmann::json storage_entry(const std::string& text, bool sparse) {
   StorageSpec spec;
   if (Status status = parse_storage_spec(text, spec); !status) usage_error(status.message());
   nlohmann::json entry = {{"path", server_path(spec.path)}};
@@ -29,34 +30,68 @@ nlohmann::json storage_entry(const std::string& text) {
     entry["length"] = spec.length;
   } else {
     entry["size"] = spec.size;
+    if (sparse && spec.size != 0) entry["sparse"] = true;
   }
   return entry;
+}
+
+// Every storage spec a --sparse command names: at least one must be a file created at a size.
+void check_sparse_applies(const std::vector<std::string>& specs) {
+  for (const std::string& text : specs) {
+    StorageSpec spec;
+    if (parse_storage_spec(text, spec) && spec.size != 0) return;
+  }
+  usage_error("--sparse applies to files created at a size (PATH:SIZE): none of the storage given is one (a "
+              "range or an existing file is used as it is, nothing is allocated there)");
+}
+
+constexpr const char* kSparseHelp =
+    "create storage files sparse instead of allocating them now: no space is used at create, but if the "
+    "filesystem fills up, copy-on-write fails with ENOSPC and the snapshot is corrupted";
+
+// After create or append-storage: what each file the server created holds on disk now.
+std::string allocation_lines(const nlohmann::json& snapshot) {
+  std::string out;
+  if (!snapshot.contains("storage") || !snapshot["storage"].is_array()) return out;
+  for (const auto& area : snapshot["storage"]) {
+    if (!field_bool(area, "created")) continue;
+    const std::string size = size_cell(field_uint(area, "size")), path = field_text(area, "path");
+    out += field_bool(area, "sparse")
+               ? "sparse: " + path + " (" + size + ") takes space as chunks are copied; if its filesystem fills " +
+                     "up first, copy-on-write fails with ENOSPC and the snapshot is corrupted\n"
+               : size + " allocated in " + path + "\n";
+  }
+  return out;
 }
 
 constexpr const char* kStorageHelp =
     "difference storage: PATH (an existing file or device), PATH:SIZE (a file created at SIZE), "
     "PATH:OFFSET+LENGTH (a range of an existing file or device), PATH: (a PATH containing ':')";
 
-void print_snapshot_reply(Context& context, const nlohmann::json& reply) {
+void print_snapshot_reply(Context& context, const nlohmann::json& reply, bool show_allocation = false) {
   if (context.json()) {
     context.print_json(reply);
   } else {
-    context.out() << format_snapshot(reply.value("snapshot", nlohmann::json::object()));
+    const nlohmann::json snapshot = reply.value("snapshot", nlohmann::json::object());
+    context.out() << format_snapshot(snapshot);
+    if (show_allocation) context.out() << allocation_lines(snapshot);
   }
 }
 
 int run_create(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable]");
+  CommandArgs args(
+      "snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable] [--sparse]");
   args.options()
       ("origin", po::value<std::vector<std::string>>()->value_name("ORIGIN"), "an origin of the snapshot (repeat for several)")
       ("storage", po::value<std::vector<std::string>>()->value_name("STORAGE"), kStorageHelp)
       ("limit", po::value<std::string>()->value_name("SIZE"), "most difference storage the snapshot may use")
-      ("writable", "images accept writes (kept in difference storage)");
+      ("writable", "images accept writes (kept in difference storage)")
+      ("sparse", kSparseHelp);
   args.positional("NAME", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
   nlohmann::json request = snapshot_create_request(args.text("NAME"), args.list("origin"), args.list("storage"),
-                                                   args.size("limit"), args.flag("writable"));
-  print_snapshot_reply(context, context.control().request("snapshot-create", request));
+                                                   args.size("limit"), args.flag("writable"), args.flag("sparse"));
+  print_snapshot_reply(context, context.control().request("snapshot-create", request), true);
   return 0;
 }
 
@@ -120,11 +155,13 @@ int run_take(Context& context, const std::vector<std::string>& words) {
 }
 
 int run_append_storage(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("snapshot append-storage NAME STORAGE");
+  CommandArgs args("snapshot append-storage NAME STORAGE [--sparse]");
+  args.options()("sparse", kSparseHelp);
   args.positional("NAME", 1).positional("STORAGE", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json request = snapshot_append_storage_request(args.text("NAME"), args.text("STORAGE"));
-  print_snapshot_reply(context, context.control().request("snapshot-append-storage", request));
+  nlohmann::json request =
+      snapshot_append_storage_request(args.text("NAME"), args.text("STORAGE"), args.flag("sparse"));
+  print_snapshot_reply(context, context.control().request("snapshot-append-storage", request), true);
   return 0;
 }
 
@@ -183,13 +220,13 @@ std::string storage_use(const nlohmann::json& snapshot) {
 std::vector<CommandSpec> snapshot_command_specs() {
   return {
       {{"snapshot", "create"},
-       "snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable]",
+       "snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable] [--sparse]",
        "create a snapshot of one or more origins (not yet taken)", run_create},
       {{"snapshot", "add"}, "snapshot add NAME ORIGIN", "add an origin to a created snapshot", run_add},
       {{"snapshot", "remove"}, "snapshot remove NAME ORIGIN", "remove an origin from a created snapshot", run_remove},
       {{"snapshot", "take"}, "snapshot take NAME [--pre-hook CMD] [--post-hook CMD]",
        "freeze all origins of the snapshot at once", run_take},
-      {{"snapshot", "append-storage"}, "snapshot append-storage NAME STORAGE",
+      {{"snapshot", "append-storage"}, "snapshot append-storage NAME STORAGE [--sparse]",
        "give a snapshot more difference storage (PATH, PATH:SIZE or PATH:OFFSET+LENGTH)", run_append_storage},
       {{"snapshot", "info"}, "snapshot info NAME", "state, images (NBD URIs), storage used and limit", run_info},
       {{"snapshot", "list"}, "snapshot list", "list snapshots", run_list},
@@ -201,10 +238,15 @@ std::vector<CommandSpec> snapshot_command_specs() {
 
 nlohmann::json snapshot_create_request(const std::string& name, const std::vector<std::string>& origins,
                                        const std::vector<std::string>& storage_specs, uint64_t limit,
-                                       bool writable) {
+                                       bool writable, bool sparse) {
   if (origins.empty()) usage_error("snapshot create needs at least one --origin");
+  // The server's default storage (no --storage) follows its own setting (the filter's nbdsnap-storage-sparse).
+  if (sparse && !storage_specs.empty()) check_sparse_applies(storage_specs);
+  if (sparse && storage_specs.empty()) {
+    usage_error("--sparse needs --storage PATH:SIZE (the server's default storage follows its own setting)");
+  }
   nlohmann::json storage = nlohmann::json::array();
-  for (const std::string& spec : storage_specs) storage.push_back(storage_entry(spec));
+  for (const std::string& spec : storage_specs) storage.push_back(storage_entry(spec, sparse));
   // Without --storage the server picks its default storage (the nbdkit filter's nbdsnap-storage=DIR) or refuses.
   nlohmann::json request = {{"name", name}, {"origins", origins}, {"writable", writable}};
   if (!storage.empty()) request["storage"] = storage;
@@ -212,8 +254,10 @@ nlohmann::json snapshot_create_request(const std::string& name, const std::vecto
   return request;
 }
 
-nlohmann::json snapshot_append_storage_request(const std::string& name, const std::string& storage_spec) {
-  nlohmann::json request = storage_entry(storage_spec);
+nlohmann::json snapshot_append_storage_request(const std::string& name, const std::string& storage_spec,
+                                               bool sparse) {
+  if (sparse) check_sparse_applies({storage_spec});
+  nlohmann::json request = storage_entry(storage_spec, sparse);
   request["name"] = name;
   return request;
 }

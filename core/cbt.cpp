@@ -179,12 +179,13 @@ uint8_t Cbt::current_number() const {
   return number_;
 }
 
-void Cbt::mark_dirty(uint64_t offset, uint64_t length) {
-  if (length == 0 || offset >= device_size_) return;
+uint64_t Cbt::mark_dirty(uint64_t offset, uint64_t length) {
+  if (length == 0 || offset >= device_size_) return 0;
   const uint64_t last_byte = std::min(device_size_ - 1, offset + length - 1);
   const uint64_t first = offset / block_size_, last = last_byte / block_size_;
   MutexLock lock(mutex_);
   std::fill(map_.begin() + static_cast<ptrdiff_t>(first), map_.begin() + static_cast<ptrdiff_t>(last + 1), number_);
+  return last - first + 1;
 }
 
 std::shared_ptr<const CbtFrozen> Cbt::freeze(const std::string& checkpoint, int64_t taken_unix_ms) {

@@ -154,8 +154,9 @@ class Cbt {
   uint64_t device_size() const { return device_size_; }
   unsigned checkpoints_kept() const { return checkpoints_kept_; }
 
-  // Marks every block touching [offset, offset+length) as changed in the current number.
-  void mark_dirty(uint64_t offset, uint64_t length);
+  // Marks every block touching [offset, offset+length) as changed in the current number. Returns how many
+  // blocks that was (for the origin's counters, io_counters.h).
+  uint64_t mark_dirty(uint64_t offset, uint64_t length);
   // Freezes the map for a snapshot named `checkpoint` taken at taken_unix_ms, records the checkpoint (a name
   // used before is replaced), drops the oldest checkpoints beyond checkpoints_kept(), and advances the number
   // (compacting the live map when it would wrap). The generation stays. REQUIRES: no concurrent writes (take

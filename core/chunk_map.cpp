@@ -3,6 +3,7 @@
 #include "chunk_map.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <new>
 
@@ -39,13 +40,15 @@ class ChunkMap::CopyClaim {
 };
 
 ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
-                   uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size)
+                   uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size,
+                   std::shared_ptr<OriginCounters> counters)
     : snapshot_(snapshot),
       origin_name_(std::move(origin_name)),
       origin_device_(std::move(origin_device)),
       origin_size_(origin_size),
       chunk_size_(chunk_size),
-      copy_read_size_(copy_read_size) {}
+      copy_read_size_(copy_read_size),
+      counters_(counters ? std::move(counters) : std::make_shared<OriginCounters>()) {}
 
 ChunkMap::~ChunkMap() {
   // Buffers still queued when the snapshot goes away give their budget back.
@@ -110,7 +113,16 @@ void ChunkMap::ensure_copied(uint64_t index, BlockDevice* source) {
     chunks_.emplace(index, Chunk{});  // we copy it; others wait for us. May throw: then nothing is inserted.
   }
   CopyClaim claim(*this, index);
+  // Timed here only: a chunk copy does I/O anyway, so two clock reads cost nothing next to it.
+  const auto started = std::chrono::steady_clock::now();
   copy_chunk(index, source, claim);
+  const auto spent = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
+  count(counters_->copy_on_write_ns, static_cast<uint64_t>(spent.count()));
+}
+
+void ChunkMap::count_stored(uint64_t index) noexcept {
+  count(counters_->chunks_copied);
+  count(counters_->bytes_copied, chunk_length(index));
 }
 
 void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim) {
@@ -139,6 +151,7 @@ void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim)
     claim.fail(s);
     return;
   }
+  count_stored(index);
   claim.finish(ChunkState::stored, nullptr, location);
 }
 
@@ -204,6 +217,7 @@ void ChunkMap::store_chunk(uint64_t index) noexcept {
   }
   snapshot_.budget().release(length);
   if (stored) {
+    count_stored(index);
     finish_chunk(index, ChunkState::stored, nullptr, location);
   } else {
     // Not stored without a failure: the snapshot was corrupted already, or an allocation failed on the way.
@@ -263,6 +277,7 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
   IoGate::Pass pass(image_io_);
   if (!pass.entered()) return snapshot_health();
   if (Status s = snapshot_health(); !s) return s;
+  const uint64_t requested = len;
   auto* out = static_cast<uint8_t*>(buf);
   while (len > 0) {
     const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
@@ -297,7 +312,10 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
     len -= n;
   }
   // A corruption during the read may have let writers change the origin without copying first.
-  return snapshot_health();
+  if (Status s = snapshot_health(); !s) return s;
+  count(image_counters_.reads);
+  count(image_counters_.bytes_read, requested);
+  return Status::ok();
 }
 
 Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {

@@ -37,6 +37,7 @@
 
 #include "block_device.h"
 #include "diff_storage.h"
+#include "io_counters.h"
 #include "io_gate.h"
 #include "mutex.h"
 #include "status.h"
@@ -53,8 +54,10 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // before a snapshot goes).
   // copy_read_size: each read of the origin that copies a chunk is at most this large (sizing.h's
   // copy_read_size()). REQUIRES: chunk_size and copy_read_size are not 0.
+  // counters: the origin's (io_counters.h), where chunks copied and copy time are added; null: counted nowhere.
   ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
-           uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size);
+           uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size,
+           std::shared_ptr<OriginCounters> counters = nullptr);
   ~ChunkMap();
   ChunkMap(const ChunkMap&) = delete;
   ChunkMap& operator=(const ChunkMap&) = delete;
@@ -94,6 +97,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
 
   uint64_t chunks_copied() const EXCLUDES(mutex_);
   uint64_t memory_bytes() const EXCLUDES(mutex_);
+  // Reads of this image that succeeded, and their bytes (io_counters.h).
+  ImageCounterValues image_counters() const { return image_counters_.values(); }
 
  private:
   static constexpr size_t kWaitStripes = 64;
@@ -113,6 +118,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   Status read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDevice* source);
   Status ensure_stored(uint64_t index, StorageLocation& location) EXCLUDES(mutex_);
   Status store_buffer(uint64_t index, const uint8_t* buffer, StorageLocation& location);
+  // Counts a chunk whose old data reached difference storage (io_counters.h: failed copies are not counted).
+  void count_stored(uint64_t index) noexcept;
   // Moves a claimed chunk to its final state and wakes its waiters.
   void finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
                     StorageLocation location) noexcept EXCLUDES(mutex_);
@@ -131,6 +138,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   const uint64_t chunk_size_;
   const uint64_t copy_read_size_;
   std::atomic<bool> dropped_{false};
+  const std::shared_ptr<OriginCounters> counters_;  // the origin's; shared as the origin may be detached first
+  ImageCounters image_counters_;
   IoGate image_io_;  // image calls (read, write, extents); closed by drop()
   mutable Mutex mutex_;
   std::array<CondVar, kWaitStripes> chunk_done_;  // waiters of chunks whose index % kWaitStripes is i

@@ -69,14 +69,16 @@ std::vector<Range> ranges_arg(const json& request) {
   return ranges;
 }
 
-// A storage entry: {path, size} (a whole file, created at size if given) or {path, offset, length} (a range of an
-// existing file or device; length 0 or absent: to the end). Checked by check_storage_spec().
+// A storage entry: {path, size[, sparse]} (a whole file, created at size if given: fully allocated unless sparse)
+// or {path, offset, length} (a range of an existing file or device; length 0 or absent: to the end). Checked by
+// check_storage_spec().
 StorageSpec storage_arg(const json& entry) {
   StorageSpec spec;
   spec.path = string_arg(entry, "path");
   spec.size = optional_uint(entry, "size", 0);
   spec.offset = optional_uint(entry, "offset", 0);
   spec.length = optional_uint(entry, "length", 0);
+  spec.sparse = optional_bool(entry, "sparse");
   if (Status s = check_storage_spec(spec); !s) throw BadArgument{s};
   return spec;
 }
@@ -172,6 +174,7 @@ class CommandSet {
         {"snapshot-list", &CommandSet::snapshot_list},
         {"snapshot-destroy", &CommandSet::snapshot_destroy},
         {"events-wait", &CommandSet::events_wait},
+        {"stats", &CommandSet::stats},
     };
     auto it = kCommands.find(command);
     if (it == kCommands.end()) return error_reply({Errc::invalid_argument, "unknown command '" + command + "'"});
@@ -207,7 +210,7 @@ class CommandSet {
     }
     for (const auto& area : s.storage) {
       storage.push_back({{"path", area.path}, {"offset", area.offset}, {"size", area.size},
-                         {"created", area.created_by_engine}});
+                         {"created", area.created_by_engine}, {"sparse", area.sparse}});
     }
     return {{"name", s.name}, {"state", snapshot_state_name(s.state)}, {"writable", s.writable},
             {"origins", s.origins}, {"images", images}, {"storage", storage}, {"storage_total", s.storage_total},
@@ -215,6 +218,32 @@ class CommandSet {
             {"chunks_copied", s.chunks_copied}, {"memory_bytes", s.memory_bytes},
             {"corruption_reason", s.corruption_reason}, {"origin_errors", origin_errors},
             {"taken_unix_ms", s.taken_unix_ms}};
+  }
+
+  // `stats`: every origin's and image's counters and every snapshot's storage space (core/io_counters.h says
+  // what each counts), with the clients each export has now.
+  json stats(const json&) {
+    const EngineStats stats = engine_.stats();
+    json origins = json::array(), snapshots = json::array();
+    for (const OriginStats& o : stats.origins) {
+      const OriginCounterValues& c = o.counters;
+      origins.push_back({{"name", o.name}, {"writes", c.writes}, {"bytes_written", c.bytes_written},
+                         {"reads", c.reads}, {"bytes_read", c.bytes_read}, {"chunks_copied", c.chunks_copied},
+                         {"bytes_copied", c.bytes_copied}, {"copy_on_write_ns", c.copy_on_write_ns},
+                         {"cbt_blocks_marked", c.cbt_blocks_marked}, {"clients", front_end_.client_count(o.name)}});
+    }
+    for (const SnapshotStats& s : stats.snapshots) {
+      json images = json::array();
+      for (const ImageStats& image : s.images) {
+        const std::string name = format_export_name(image.origin, s.name);
+        images.push_back({{"origin", image.origin}, {"export", name}, {"reads", image.counters.reads},
+                          {"bytes_read", image.counters.bytes_read}, {"clients", front_end_.client_count(name)}});
+      }
+      snapshots.push_back({{"name", s.name}, {"state", s.state}, {"storage_total", s.storage_total},
+                           {"storage_used", s.storage_used}, {"storage_free", s.storage_free},
+                           {"storage_limit", s.storage_limit}, {"images", images}});
+    }
+    return ok_reply({{"origins", origins}, {"snapshots", snapshots}});
   }
 
   json snapshot_reply(const std::string& name) {

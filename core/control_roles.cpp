@@ -28,6 +28,7 @@ constexpr CommandRole kCommandRoles[] = {
     {"snapshot-info", ControlRole::read_only},
     {"snapshot-list", ControlRole::read_only},
     {"events-wait", ControlRole::read_only},
+    {"stats", ControlRole::read_only},
     {"snapshot-create", ControlRole::operator_role},
     {"snapshot-add", ControlRole::operator_role},
     {"snapshot-remove", ControlRole::operator_role},

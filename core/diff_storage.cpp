@@ -86,7 +86,7 @@ Status DiffStorage::check_unused(const StorageSpec& spec, const DiskUse& wanted,
 Status DiffStorage::open_spec_device(const StorageSpec& spec, std::shared_ptr<BlockDevice>& out, bool& created) {
   created = false;
   std::unique_ptr<FileDevice> file;
-  Status s = spec.size > 0 ? FileDevice::create(spec.path, spec.size, file, created, cache_)
+  Status s = spec.size > 0 ? FileDevice::create(spec.path, spec.size, file, created, cache_, spec.sparse)
                            : FileDevice::open(spec.path, false, file, cache_);
   if (!s) return s;
   out = std::move(file);
@@ -140,7 +140,7 @@ Status DiffStorage::append(const StorageSpec& spec, const AreaRequirements& requ
       return give_up({Errc::already_exists, "storage " + spec.to_string() + " is already in this storage"});
     }
   }
-  areas_.push_back({device, {spec.path, offset, length, created}, identity, 0});
+  areas_.push_back({device, {spec.path, offset, length, created, created && spec.sparse}, identity, 0});
   low_space_signalled_ = false;
   return Status::ok();
 }

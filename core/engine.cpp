@@ -495,7 +495,8 @@ std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector
   for (const auto& origin : origins) {
     const uint64_t chunk = chunk_size(origin->size(), origin->minimum_io_size(), config.sizing);
     auto chunks = std::make_shared<ChunkMap>(snapshot, origin->name(), origin->shared_device(), origin->size(), chunk,
-                                             copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk));
+                                             copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk),
+                                             origin->counters());
     members.push_back({origin->name(), std::move(chunks), nullptr});
   }
   for (size_t i = 0; i < origins.size(); ++i) {
@@ -616,6 +617,22 @@ std::vector<SnapshotInfo> Engine::snapshots() const {
   std::vector<SnapshotInfo> infos;
   for (const auto& snapshot : all) infos.push_back(snapshot->info());
   return infos;
+}
+
+// ---------------------------------------------------------------- metrics
+
+EngineStats Engine::stats() const {
+  std::vector<std::shared_ptr<Origin>> origins;
+  std::vector<std::shared_ptr<Snapshot>> snapshots;
+  {
+    MutexLock lock(mutex_);
+    for (const auto& [name, origin] : origins_) origins.push_back(origin);
+    for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
+  }
+  EngineStats out;
+  for (const auto& origin : origins) out.origins.push_back({origin->name(), origin->counters()->values()});
+  for (const auto& snapshot : snapshots) out.snapshots.push_back(snapshot->stats());  // takes the snapshot's lock
+  return out;
 }
 
 // ---------------------------------------------------------------- images

@@ -30,6 +30,7 @@
 #include "cbt.h"
 #include "cbt_store.h"
 #include "disk_use.h"
+#include "engine_stats.h"
 #include "events.h"
 #include "image.h"
 #include "mutex.h"
@@ -96,6 +97,7 @@ struct StorageAreaInfo {
   uint64_t offset = 0;  // where the area starts in the file or device
   uint64_t size = 0;    // bytes of the area
   bool created_by_engine = false;
+  bool sparse = false;  // created sparse (StorageSpec::sparse): its blocks are allocated as chunks are stored
 };
 
 struct SnapshotInfo {
@@ -228,6 +230,11 @@ class Engine {
   Status find_image(const std::string& origin, const std::string& snapshot, std::shared_ptr<Image>& out) const;
   // Export names of every image of taken snapshots ("ORIGIN@SNAPSHOT").
   std::vector<std::string> image_export_names() const;
+
+  // --- metrics ---
+  // Every origin's and image's counters and every snapshot's storage space, read without waiting for I/O
+  // (each counter on its own: not one atomic picture). Valid: any state. Never fails.
+  EngineStats stats() const;
 
   // --- events, state, accounting ---
   EventLog& events() { return events_; }

@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "file_lock.h"
+#include "storage_allocation.h"
 
 namespace nbdsnap {
 
@@ -163,8 +164,8 @@ Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<
   return from_descriptor(fd, path, readonly, out, cache);
 }
 
-Status FileDevice::create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
-                          bool& created, FileCache cache) {
+Status FileDevice::create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created,
+                          FileCache cache, bool sparse) {
   created = false;
   Status error;
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600);
@@ -185,10 +186,9 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
   if (Status s = lock_file(fd, path, FileLockMode::exclusive); !s) return give_up(std::move(s));
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && size > static_cast<uint64_t>(st.st_size)) {
-    // Reserve the space now so running out shows up here, not as a failed copy-on-write later.
-    int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
-    if (rc == EOPNOTSUPP || rc == EINVAL) rc = ::ftruncate(fd, static_cast<off_t>(size)) == 0 ? 0 : errno;
-    if (rc != 0) return give_up(Status::from_errno(rc, "allocate " + std::to_string(size) + " bytes for " + path));
+    if (Status s = allocate_storage_file(fd, path, size, static_cast<uint64_t>(st.st_size), sparse); !s) {
+      return give_up(std::move(s));
+    }
   }
   if (Status s = from_descriptor(fd, path, false, out, cache); !s) {
     if (created) ::unlink(path.c_str());  // from_descriptor closed fd

@@ -23,12 +23,13 @@ class FileDevice final : public BlockDevice {
   // naming the file.
   static Status open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
                      FileCache cache = FileCache::writeback);
-  // Creates (or opens) a regular file, locks it exclusively (as open), and makes it at least `size` bytes,
-  // allocating with fallocate where the file system can (falls back to ftruncate). created tells whether the
-  // file did not exist before (a created file is removed again when this fails).
+  // Creates (or opens) a regular file, locks it exclusively (as open), and makes it at least `size` bytes:
+  // every byte allocated, or only the size set when `sparse` (the rule and its errors: storage_allocation.h;
+  // no_space names the file, the size and the free space). created tells whether the file did not exist
+  // before (a created file is removed again when this fails; an existing one gets its old size back).
   // cache: as for open().
   static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created,
-                       FileCache cache = FileCache::writeback);
+                       FileCache cache = FileCache::writeback, bool sparse = false);
   // The file_identity() a FileDevice of `path` would have, found without opening it (stat), so that a file in
   // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
   static Status identity_of(const std::string& path, std::string& identity);

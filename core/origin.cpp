@@ -54,8 +54,18 @@ Status Origin::read(void* buf, uint64_t len, uint64_t offset) {
   if (!pass.entered()) return check_attached();
   if (!device_) return no_device(name_);
   if (Status s = check_range(size_, len, offset); !s) return s;
-  return device_->pread(buf, len, offset);
+  if (Status s = device_->pread(buf, len, offset); !s) return s;
+  count_read(len);
+  return Status::ok();
 }
+
+void Origin::count_read(uint64_t len) {
+  OriginCounters& counters = *tracker_->counters();
+  count(counters.reads);
+  count(counters.bytes_read, len);
+}
+
+const std::shared_ptr<OriginCounters>& Origin::counters() const { return tracker_->counters(); }
 
 // Writes check device_ only once they hold the write gate: a detached origin has none.
 Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait) {

@@ -20,6 +20,7 @@
 
 #include "block_device.h"
 #include "cbt.h"
+#include "io_counters.h"
 #include "io_gate.h"
 #include "status.h"
 
@@ -71,6 +72,12 @@ class Origin {
   Status begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard, bool may_wait = true);
   // ok while attached; io_error naming the origin once it was detached.
   Status check_attached() const;
+
+  // Front ends that read the origin on their own path (the nbdkit filter reads `next`) count each read that
+  // succeeded here; read() counts its own.
+  void count_read(uint64_t len);
+  // The origin's counters (io_counters.h), shared with the chunk maps of its snapshots.
+  const std::shared_ptr<OriginCounters>& counters() const;
 
   Tracker& tracker() { return *tracker_; }
   Cbt& cbt();

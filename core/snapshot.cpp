@@ -220,4 +220,19 @@ SnapshotInfo Snapshot::info() const {
   return out;
 }
 
+SnapshotStats Snapshot::stats() const {
+  SnapshotStats out;
+  out.name = name_;
+  out.storage_total = storage_.total();
+  out.storage_used = storage_.used();
+  out.storage_free = storage_.free_bytes();
+  out.storage_limit = storage_.limit();
+  MutexLock lock(mutex_);  // image counters are atomics: read under our lock without taking the maps' locks
+  out.state = snapshot_state_name(corrupted_ ? SnapshotState::corrupted : state_);
+  for (const auto& [origin, chunks] : chunk_maps_) {
+    if (!chunks->dropped()) out.images.push_back({origin, chunks->image_counters()});
+  }
+  return out;
+}
+
 }  // namespace nbdsnap

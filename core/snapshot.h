@@ -78,6 +78,8 @@ class Snapshot {
   // Stops writeback and releases difference storage. REQUIRES: no more I/O (gates closed/cleared).
   void shutdown() EXCLUDES(writeback_mutex_);
   SnapshotInfo info() const EXCLUDES(mutex_);
+  // Storage space and image counters (Engine::stats).
+  SnapshotStats stats() const EXCLUDES(mutex_);
 
  private:
   void writeback_loop() EXCLUDES(writeback_mutex_);

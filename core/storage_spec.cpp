@@ -62,6 +62,11 @@ Status check_storage_spec(const StorageSpec& spec) {
                                         ": give either a size (a file created at that size) or an offset and a "
                                         "length (a range of an existing file or device), not both"};
   }
+  if (spec.sparse && spec.size == 0) {
+    return {Errc::invalid_argument, "storage " + spec.to_string() +
+                                        ": sparse applies to a file created (or grown) at a size (PATH:SIZE); a "
+                                        "range or an existing file is used as it is, nothing is allocated there"};
+  }
   if (spec.offset + spec.length < spec.offset) {
     return {Errc::overflow, "storage " + spec.to_string() + ": the range ends beyond 2^64 bytes"};
   }

@@ -24,6 +24,10 @@ struct StorageSpec {
   uint64_t size = 0;    // whole-file form: create or grow the file to this size (0: the existing size)
   uint64_t offset = 0;  // range form: first byte of the range in the file or device
   uint64_t length = 0;  // range form: bytes of the range (0: to the end of the file or device)
+  // Whole-file form with a size: set the size only, allocating nothing ahead (storage_allocation.h). The file
+  // costs no space at create, but copy-on-write may then find its filesystem full and corrupt the snapshot.
+  // Not for ranges or existing files used at their size: the engine allocates nothing there anyway.
+  bool sparse = false;
 
   bool is_range() const { return offset != 0 || length != 0; }
   // "PATH", "PATH:2G" or "PATH:10G+10G" (sizes in bytes), for messages.

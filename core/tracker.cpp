@@ -12,7 +12,9 @@ Tracker::Admission Tracker::begin_write(uint64_t len, uint64_t offset, BlockDevi
     pass.release();
     return Admission::would_block;
   }
-  cbt_->mark_dirty(offset, len);
+  count(counters_->writes);
+  count(counters_->bytes_written, len);
+  count(counters_->cbt_blocks_marked, cbt_->mark_dirty(offset, len));
   if (cow_target_) cow_target_->copy_before_write(len, offset, source);  // never throws, never fails
   return Admission::admitted;
 }

@@ -13,13 +13,14 @@
 #include "block_device.h"
 #include "cbt.h"
 #include "chunk_map.h"
+#include "io_counters.h"
 #include "io_gate.h"
 
 namespace nbdsnap {
 
 class Tracker {
  public:
-  explicit Tracker(std::unique_ptr<Cbt> cbt) : cbt_(std::move(cbt)) {}
+  explicit Tracker(std::unique_ptr<Cbt> cbt) : cbt_(std::move(cbt)), counters_(std::make_shared<OriginCounters>()) {}
 
   enum class Admission {
     admitted,     // the pass holds the gate; CBT is marked and old chunks are preserved
@@ -40,9 +41,13 @@ class Tracker {
   const std::shared_ptr<ChunkMap>& cow_target() const { return cow_target_; }
 
   Cbt& cbt() { return *cbt_; }
+  // The origin's counters (io_counters.h): admitted writes and CBT marks here, reads by the Origin, chunk copies
+  // by the snapshots' chunk maps (which share them).
+  const std::shared_ptr<OriginCounters>& counters() const { return counters_; }
 
  private:
   const std::unique_ptr<Cbt> cbt_;
+  const std::shared_ptr<OriginCounters> counters_;
   IoGate gate_;
   // Changed only while the gate is frozen or closed, read only by writers inside it: the gate orders the
   // accesses (its atomic count is the happens-before edge), so no lock guards it.

@@ -132,7 +132,12 @@ Result<void> Client::checkpoint_delete(const std::string& origin, const std::str
 }
 
 Result<Snapshot> Client::snapshot_create(const SnapshotSpec& spec) {
-  return member_decoded(run(impl_.get(), "snapshot-create", encode_snapshot_spec(spec)), "snapshot", decode_snapshot);
+  return snapshot_create(spec, StorageAllocation::allocated);
+}
+
+Result<Snapshot> Client::snapshot_create(const SnapshotSpec& spec, StorageAllocation allocation) {
+  return member_decoded(run(impl_.get(), "snapshot-create", encode_snapshot_spec(spec, allocation)), "snapshot",
+                        decode_snapshot);
 }
 
 Result<void> Client::snapshot_add(const std::string& name, const std::string& origin) {
@@ -149,7 +154,13 @@ Result<Snapshot> Client::snapshot_take(const std::string& name) {
 }
 
 Result<Snapshot> Client::snapshot_append_storage(const std::string& name, const StorageArea& storage) {
-  nlohmann::json arguments = {{"name", name}, {"path", storage.path}, {"size", storage.size}};
+  return snapshot_append_storage(name, storage, StorageAllocation::allocated);
+}
+
+Result<Snapshot> Client::snapshot_append_storage(const std::string& name, const StorageArea& storage,
+                                                 StorageAllocation allocation) {
+  nlohmann::json arguments = encode_storage_area(storage, allocation);
+  arguments["name"] = name;
   return member_decoded(run(impl_.get(), "snapshot-append-storage", arguments), "snapshot", decode_snapshot);
 }
 
@@ -164,6 +175,10 @@ Result<std::vector<Snapshot>> Client::snapshots() {
 
 Result<void> Client::snapshot_destroy(const std::string& name) {
   return done(run(impl_.get(), "snapshot-destroy", nlohmann::json({{"name", name}})));
+}
+
+Result<Stats> Client::stats() {
+  return decoded(run(impl_.get(), "stats", nlohmann::json::object()), decode_stats);
 }
 
 Result<EventBatch> Client::wait_events(uint64_t after, milliseconds wait) {

@@ -185,6 +185,29 @@ Snapshot decode_snapshot(const nlohmann::json& object) {
   return snapshot;
 }
 
+Stats decode_stats(const nlohmann::json& reply) {
+  Members members(reply);
+  Stats stats;
+  for (const auto& entry : members.list("origins")) {
+    Members o(entry);
+    stats.origins.push_back({o.text("name"), o.count("writes"), o.count("bytes_written"), o.count("reads"),
+                             o.count("bytes_read"), o.count("chunks_copied"), o.count("bytes_copied"),
+                             o.count("copy_on_write_ns"), o.count("cbt_blocks_marked"), o.count("clients")});
+  }
+  for (const auto& entry : members.list("snapshots")) {
+    Members s(entry);
+    SnapshotStats snapshot{s.text("name"),         s.text("state"),        s.count("storage_total"),
+                           s.count("storage_used"), s.count("storage_free"), s.count("storage_limit"), {}};
+    for (const auto& image_entry : s.list("images")) {
+      Members image(image_entry);
+      snapshot.images.push_back({image.text("origin"), image.text("export"), image.count("reads"),
+                                 image.count("bytes_read"), image.count("clients")});
+    }
+    stats.snapshots.push_back(std::move(snapshot));
+  }
+  return stats;
+}
+
 Event decode_event(const nlohmann::json& object) {
   Members members(object);
   Event event;
@@ -223,11 +246,18 @@ nlohmann::json encode_cbt_query(const CbtQuery& query, const char* entries_key) 
   return arguments;
 }
 
-nlohmann::json encode_snapshot_spec(const SnapshotSpec& spec) {
+nlohmann::json encode_storage_area(const StorageArea& area, StorageAllocation allocation) {
+  nlohmann::json entry = {{"path", area.path}, {"size", area.size}};
+  // Only for a file created at a size (the server refuses sparse elsewhere), and only then sent at all.
+  if (allocation == StorageAllocation::sparse && area.size != 0) entry["sparse"] = true;
+  return entry;
+}
+
+nlohmann::json encode_snapshot_spec(const SnapshotSpec& spec, StorageAllocation allocation) {
   nlohmann::json arguments = {{"name", spec.name}, {"origins", spec.origins}, {"writable", spec.writable}};
   if (!spec.storage.empty()) {
     nlohmann::json storage = nlohmann::json::array();
-    for (const StorageArea& area : spec.storage) storage.push_back({{"path", area.path}, {"size", area.size}});
+    for (const StorageArea& area : spec.storage) storage.push_back(encode_storage_area(area, allocation));
     arguments["storage"] = storage;
   }
   if (spec.limit != 0) arguments["limit"] = spec.limit;

@@ -17,12 +17,15 @@ CbtMap decode_cbt_map(const nlohmann::json& reply);
 CbtRawMap decode_cbt_raw_map(const nlohmann::json& reply);
 CheckpointList decode_checkpoint_list(const nlohmann::json& reply);
 Snapshot decode_snapshot(const nlohmann::json& object);
+Stats decode_stats(const nlohmann::json& reply);
 Event decode_event(const nlohmann::json& object);
 EventBatch decode_event_batch(const nlohmann::json& reply);
 
 nlohmann::json encode_ranges(const std::vector<ByteRange>& ranges);
 // The arguments of cbt-map / cbt-raw-map for a query; `entries_key` is "max_ranges" or "max_runs".
 nlohmann::json encode_cbt_query(const CbtQuery& query, const char* entries_key);
-nlohmann::json encode_snapshot_spec(const SnapshotSpec& spec);
+// {path, size[, sparse]} of a storage area in snapshot-create and snapshot-append-storage.
+nlohmann::json encode_storage_area(const StorageArea& area, StorageAllocation allocation);
+nlohmann::json encode_snapshot_spec(const SnapshotSpec& spec, StorageAllocation allocation);
 
 }  // namespace nbdsnap::client

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <string_view>
+#include <strings.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,6 +51,17 @@ Status check_storage_path(const std::string& path, bool& is_directory) {
   return Status::ok();
 }
 
+// true/false, yes/no, on/off, 1/0 (as nbdkit_parse_bool reads them).
+Status parse_bool_parameter(const std::string& key, const std::string& value, bool& out) {
+  for (const char* yes : {"1", "true", "yes", "on"}) {
+    if (strcasecmp(value.c_str(), yes) == 0) return out = true, Status::ok();
+  }
+  for (const char* no : {"0", "false", "no", "off"}) {
+    if (strcasecmp(value.c_str(), no) == 0) return out = false, Status::ok();
+  }
+  return {Errc::invalid_argument, key + "=" + value + ": give true or false"};
+}
+
 }  // namespace
 
 const char* config_help() {
@@ -63,6 +75,8 @@ const char* config_help() {
         "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
         "nbdsnap-storage-cache=MODE    none: open difference storage with O_DIRECT (the page cache bypassed,\n"
         "                              as file cache=none does for the origin); writeback (default).\n"
+        "nbdsnap-storage-sparse=BOOL   Create the default storage's files sparse, not allocated at create\n"
+        "                              (copy-on-write may then fail with ENOSPC and corrupt a snapshot).\n"
         "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).";
     for (const TuningOption& option : tuning_options()) {
       std::string key = kParameterPrefix + std::string(option.name) + "=" + std::string(option.value_name);
@@ -99,6 +113,7 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
     storage = spec;
     return Status::ok();
   }
+  if (name == "storage-sparse") return parse_bool_parameter(key, value, storage_sparse);
   if (name == "storage-limit") {
     if (Status s = parse_size(value, storage_limit); !s) return {s.code(), key + ": " + s.message()};
     return Status::ok();
@@ -143,11 +158,17 @@ Status FilterConfig::complete() {
                   " is a directory: give the size of each snapshot's file as DIR:SIZE"};
     if (Status s = served_files->check_storage(storage.path); !s) return {s.code(), "nbdsnap-storage: " + s.message()};
   }
+  if (storage_sparse && storage.size == 0) {
+    return {Errc::invalid_argument, "nbdsnap-storage-sparse=true applies to files the filter creates: give "
+                                    "nbdsnap-storage=DIR:SIZE or PATH:SIZE (an existing file, device or range is "
+                                    "used as it is)"};
+  }
   return Status::ok();
 }
 
 StorageSpec FilterConfig::default_storage_for(const std::string& snapshot) const {
   StorageSpec spec = storage;
+  spec.sparse = storage_sparse;
   if (storage_is_directory) spec.path = storage.path + "/" + object_file_name(snapshot, ".nbdsnap-diff");
   return spec;
 }

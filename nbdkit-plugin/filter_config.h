@@ -26,6 +26,9 @@ struct FilterConfig {
   StorageSpec storage;
   bool storage_is_directory = false;    // one file per snapshot inside storage.path
   uint64_t storage_limit = 0;           // nbdsnap-storage-limit: default limit for new snapshots
+  // nbdsnap-storage-sparse: the default storage's files are created sparse instead of fully allocated
+  // (core/storage_allocation.h); only with a size (DIR:SIZE or PATH:SIZE).
+  bool storage_sparse = false;
   // The engine's tuning (nbdsnap-chunk-min-shift, ... : every option of core/tuning.h, as nbdsnapd has them);
   // the other fields of EngineConfig are filled in when the engine starts.
   EngineConfig tuning;

@@ -398,7 +398,9 @@ int nbdsnap_pread(nbdkit_next* next, void* handle, void* buf, uint32_t count, ui
     Connection& c = connection_of(handle);
     if (!c.is_image()) {
       if (Status s = c.origin->check_attached(); !s) return fail(s, err);
-      return next->pread(next, buf, count, offset, flags, err);
+      const int rc = next->pread(next, buf, count, offset, flags, err);
+      if (rc == 0) c.origin->count_read(count);  // the engine counts what it does not see (io_counters.h)
+      return rc;
     }
     if (Status s = c.image->read(buf, count, offset, c.source.get()); !s) return fail(s, err);
     return 0;

@@ -322,7 +322,7 @@ TEST_CASE("control snapshot commands create, add, remove, take, append, list and
   CHECK(snapshot["origins"] == json::array({"disk0"}));
   CHECK(snapshot["images"].empty());
   CHECK(snapshot["storage"] ==
-        json::array({{{"path", f.dir.file("d0")}, {"offset", 0}, {"size", 4 * MiB}, {"created", true}}}));
+        json::array({{{"path", f.dir.file("d0")}, {"offset", 0}, {"size", 4 * MiB}, {"created", true}, {"sparse", false}}}));
   CHECK(snapshot["storage_total"] == 4 * MiB);
   CHECK(snapshot["storage_limit"] == 3 * MiB);
 
@@ -419,7 +419,7 @@ TEST_CASE("control storage entries may be ranges of a file: {path, offset, lengt
                      {"origins", {"disk0"}},
                      {"storage", json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"length", 2 * MiB}}})}});
   CHECK(reply["snapshot"]["storage"] ==
-        json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"size", 2 * MiB}, {"created", false}}}));
+        json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"size", 2 * MiB}, {"created", false}, {"sparse", false}}}));
   reply = f.ok({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")},
                 {"offset", 4 * MiB}});  // no length: to the end
   CHECK(reply["snapshot"]["storage"][1]["size"] == 4 * MiB);

@@ -131,6 +131,14 @@ def _tls_context(address, certificates, psk):
     return context
 
 
+
+def _storage_entry(path, size, sparse):
+    """A storage entry of the control protocol: {path, size}, with sparse only for a file created at a size."""
+    entry = {"path": path, "size": size}
+    if sparse and size:
+        entry["sparse"] = True
+    return entry
+
 class Client:
     """A connection to the control socket at `path` (nbdsnapd --control PATH, nbdkit nbdsnap-control=PATH), or
     to nbdsnapd's remote control listener at "tls://[USER@]HOST:PORT" over TLS with X.509 credentials
@@ -405,11 +413,13 @@ class Client:
         self.call("checkpoint-delete", origin=origin, name=name)
 
     # --- snapshots and their storage --------------------------------------------------------------------------
-    def snapshot_create(self, name, origins, storage=None, limit=None, writable=False):
-        """storage: [(path, size)] or [{path, size}] (size 0: the existing size); None: the server's default."""
+    def snapshot_create(self, name, origins, storage=None, limit=None, writable=False, sparse=False):
+        """storage: [(path, size)] or [{path, size}] (size 0: the existing size); None: the server's default.
+        Files created at a size are fully allocated unless sparse=True (then copy-on-write may hit ENOSPC and
+        corrupt the snapshot); sparse applies to the (path, size) pairs with a size."""
         arguments = dict(name=name, origins=list(origins), writable=writable)
         if storage:
-            arguments["storage"] = [s if isinstance(s, dict) else {"path": s[0], "size": s[1]} for s in storage]
+            arguments["storage"] = [s if isinstance(s, dict) else _storage_entry(s[0], s[1], sparse) for s in storage]
         if limit:
             arguments["limit"] = limit
         return self.call("snapshot-create", **arguments)["snapshot"]
@@ -423,8 +433,9 @@ class Client:
     def snapshot_take(self, name):
         return self.call("snapshot-take", name=name)["snapshot"]
 
-    def snapshot_append_storage(self, name, path, size=0):
-        return self.call("snapshot-append-storage", name=name, path=path, size=size)["snapshot"]
+    def snapshot_append_storage(self, name, path, size=0, sparse=False):
+        """As snapshot_create's storage: a file created at `size` is allocated unless sparse=True."""
+        return self.call("snapshot-append-storage", name=name, **_storage_entry(path, size, sparse))["snapshot"]
 
     def snapshot_info(self, name):
         return self.call("snapshot-info", name=name)["snapshot"]
@@ -434,6 +445,14 @@ class Client:
 
     def snapshot_destroy(self, name):
         self.call("snapshot-destroy", name=name)
+
+    # --- metrics ----------------------------------------------------------------------------------------------
+    def stats(self):
+        """{origins: [{name, writes, bytes_written, reads, bytes_read, chunks_copied, bytes_copied,
+        copy_on_write_ns, cbt_blocks_marked, clients}], snapshots: [{name, state, storage_total, storage_used,
+        storage_free, storage_limit, images: [{origin, export, reads, bytes_read, clients}]}]} (docs/control.md)."""
+        reply = self.call("stats")
+        return {"origins": reply.get("origins", []), "snapshots": reply.get("snapshots", [])}
 
     # --- events -----------------------------------------------------------------------------------------------
     def wait_events(self, after=0, wait=0.0):

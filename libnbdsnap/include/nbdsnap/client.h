@@ -117,9 +117,18 @@ class Client {
   Result<void> snapshot_remove(const std::string& name, const std::string& origin);
   Result<Snapshot> snapshot_take(const std::string& name);
   Result<Snapshot> snapshot_append_storage(const std::string& name, const StorageArea& storage);
+  // As above, with the files created at a size made `allocation` (sparse only where a size is given).
+  Result<Snapshot> snapshot_create(const SnapshotSpec& spec, StorageAllocation allocation);
+  Result<Snapshot> snapshot_append_storage(const std::string& name, const StorageArea& storage,
+                                           StorageAllocation allocation);
   Result<Snapshot> snapshot_info(const std::string& name);
   Result<std::vector<Snapshot>> snapshots();
   Result<void> snapshot_destroy(const std::string& name);
+
+  // --- metrics ---------------------------------------------------------------------------------------------
+  // Every origin's and image's counters and every snapshot's storage space (servers with `stats` only; older
+  // ones answer invalid_argument "unknown command").
+  Result<Stats> stats();
 
   // --- events ----------------------------------------------------------------------------------------------
   // The events with sequence > after, waiting up to `wait` (at most 24 h) for the first one.

@@ -111,6 +111,12 @@ struct StorageArea {
   bool created = false;  // in replies: the server created the file
 };
 
+// How the server makes the files it creates at a size (docs/control.md, storage entries): fully allocated at
+// once (a full filesystem fails the create), or sparse (nothing taken now; a full filesystem during
+// copy-on-write fails the copy with ENOSPC and corrupts the snapshot). A separate argument, not a field of
+// StorageArea, so that StorageArea's layout (and the soname) stays.
+enum class StorageAllocation { allocated, sparse };
+
 struct SnapshotSpec {
   std::string name;
   std::vector<std::string> origins;
@@ -139,6 +145,43 @@ struct Snapshot {
   uint64_t memory_bytes = 0;
   std::string corruption_reason;
   int64_t taken_unix_ms = 0;
+};
+
+// The `stats` command (docs/control.md): counters since the origin was attached / the snapshot taken.
+struct OriginStats {
+  std::string name;
+  uint64_t writes = 0;             // write, trim and zero requests
+  uint64_t bytes_written = 0;
+  uint64_t reads = 0;              // read requests of the origin export
+  uint64_t bytes_read = 0;
+  uint64_t chunks_copied = 0;      // chunks whose old data reached difference storage
+  uint64_t bytes_copied = 0;
+  uint64_t copy_on_write_ns = 0;   // time writers spent copying chunks
+  uint64_t cbt_blocks_marked = 0;  // CBT blocks marked by writes
+  uint64_t clients = 0;            // connections to the origin export now
+};
+
+struct ImageStats {
+  std::string origin;
+  std::string export_name;  // ORIGIN@SNAPSHOT
+  uint64_t reads = 0;       // read requests of the image
+  uint64_t bytes_read = 0;
+  uint64_t clients = 0;
+};
+
+struct SnapshotStats {
+  std::string name;
+  std::string state;  // "created", "taken" or "corrupted"
+  uint64_t storage_total = 0;
+  uint64_t storage_used = 0;
+  uint64_t storage_free = 0;   // still allocatable, within the limit
+  uint64_t storage_limit = 0;  // 0: none beyond the storage given
+  std::vector<ImageStats> images;  // once taken
+};
+
+struct Stats {
+  std::vector<OriginStats> origins;
+  std::vector<SnapshotStats> snapshots;
 };
 
 struct Event {
