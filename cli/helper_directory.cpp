@@ -31,7 +31,8 @@ namespace {
 constexpr int kSlots = 8;
 constexpr size_t kPathMax = 4096;
 constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
-// A directory of the older kind (no pid in its name) is stale only after this long: its owner cannot be known.
+// A directory of the older kind (no pid in its name) is stale only after this long: its owner cannot be
+// known.
 constexpr time_t kStaleAge = 60;
 // How long the handler gives the helper to end after SIGTERM (qemu-nbd flushes the image) before SIGKILL.
 constexpr int kHelperStopMs = 5000;
@@ -181,7 +182,9 @@ pid_t owner_in_name(const std::string& name, const std::string& prefix) {
   return pid;
 }
 
-bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+bool process_exists(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno == EPERM;
+}
 
 // Removes `path` if it is stale (helper_directory.h); true if it did.
 bool remove_if_stale(const std::filesystem::path& path, pid_t owner) {
@@ -221,8 +224,8 @@ HelperDirectory::HelperDirectory(const std::string& kind) {
   remove_stale_helper_directories(kind);
   std::string pattern = temporary_base() + "/nbdsnap-" + kind + "." + std::to_string(::getpid()) + ".XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) {
-    throw CliError(ExitCode::io_error, "cannot create a temporary directory for " + kind + " in " + temporary_base() +
-                                           ": " + std::strerror(errno));
+    throw CliError(ExitCode::io_error, "cannot create a temporary directory for " + kind + " in " +
+                                           temporary_base() + ": " + std::strerror(errno));
   }
   path_ = pattern;
   fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -238,7 +241,9 @@ HelperDirectory::HelperDirectory(const std::string& kind) {
   }
 }
 
-HelperDirectory::~HelperDirectory() { remove(); }
+HelperDirectory::~HelperDirectory() {
+  remove();
+}
 
 void HelperDirectory::set_helper(pid_t pid) {
   if (slot_ >= 0) g_slots[slot_].helper.store(pid);

@@ -5,8 +5,8 @@
 // - its name carries the owner's pid (TMPDIR/nbdsnap-qemu-nbd.PID.XXXXXX) and the owner holds an flock on it
 //   for its whole life (released by the kernel however the owner ends, SIGKILL included);
 // - SIGINT, SIGTERM and SIGHUP (those whose disposition is the default when the first directory is made; an
-//   ignored SIGHUP under nohup stays ignored) run a handler that stops the helper (SIGTERM, then SIGKILL after
-//   a bound), empties and removes every live directory, then ends the command with the same signal;
+//   ignored SIGHUP under nohup stays ignored) run a handler that stops the helper (SIGTERM, then SIGKILL
+//   after a bound), empties and removes every live directory, then ends the command with the same signal;
 // - making a directory first removes the stale ones of the same kind: owned by this user, not locked, and
 //   either named after a pid that is gone or (older names without a pid) more than a minute old with no
 //   socket in them that accepts connections.

@@ -24,8 +24,8 @@ bool EventFilter::matches(const Event& event) const {
   return origin.empty() || event.origin == origin;
 }
 
-Result<WatchEnd> Client::watch_events(const EventFilter& filter, const EventCallback& callback, std::stop_token stop,
-                                      const WatchOptions& options) {
+Result<WatchEnd> Client::watch_events(const EventFilter& filter, const EventCallback& callback,
+                                      const std::stop_token& stop, const WatchOptions& options) {
   if (!callback) return client_failure(kInvalidRequest, EINVAL, "watch_events needs a callback");
   WatchEnd end;
   end.position = options.after;

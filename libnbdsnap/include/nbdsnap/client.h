@@ -165,8 +165,8 @@ class Client {
   // wait in flight on the server is not cut short: cutting it would leave the connection dead).
   // Errors: wait_events()'s (the watch ends; the last event the callback saw tells where to resume),
   // kInvalidRequest (no callback).
-  Result<WatchEnd> watch_events(const EventFilter& filter, const EventCallback& callback, std::stop_token stop = {},
-                                const WatchOptions& options = {});
+  Result<WatchEnd> watch_events(const EventFilter& filter, const EventCallback& callback,
+                                const std::stop_token& stop = {}, const WatchOptions& options = {});
 
  private:
   struct Impl;
