@@ -211,6 +211,7 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
     CopyOptions options = job.copy;
     options.skip_zero_writes = !report.plan.incremental;
     options.checksums = job.verify;
+    options.write_behind = true;  // the fdatasync below then waits for little
     auto start = std::chrono::steady_clock::now();
     CopyResult result;
     {

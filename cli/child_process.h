@@ -40,6 +40,8 @@ class ChildProcess {
   // Whether it still runs (reaps it when it has ended; exit_status() then tells how).
   bool running();
   int exit_status() const { return exit_status_; }
+  // Its process id (until stop() or running() reaped it, when the id may belong to another process).
+  pid_t pid() const { return pid_; }
   // SIGTERM, then waits up to `bound` for it to end (SIGKILL after that). Returns its exit status.
   int stop(std::chrono::milliseconds bound);
   // The last lines it wrote, for messages.

@@ -24,9 +24,12 @@ class NbdImage;
 class ProgressBar;
 
 struct CopyOptions {
-  unsigned connections = 4;         // NBD connections (more are opened to the same URI as the first)
+  unsigned connections = 1;          // NBD connections (more are opened to the same URI as the first)
   unsigned requests_in_flight = 16;  // over all connections
-  uint64_t request_size = 1ull << 20;
+  uint64_t request_size = 2ull << 20;  // qemu-img convert's size
+  // A file target: start writing each piece back to the disk as soon as it is written (sync_file_range), so
+  // the caller's final fdatasync() finds little left to do and the disk works while the copy goes on.
+  bool write_behind = false;
   bool skip_zero_writes = false;  // a fresh target: leave all-zero pieces as holes
   bool checksums = false;         // record checksums for verify_pieces()
 };

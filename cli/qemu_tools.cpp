@@ -2,10 +2,7 @@
 // qemu_tools.cpp — the qemu-img commands and the qemu-nbd helper (qemu_tools.h).
 #include "qemu_tools.h"
 
-#include <cerrno>
-#include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <thread>
 
 #include <sys/socket.h>
@@ -44,15 +41,6 @@ bool accepts(const std::string& path) {
   const bool connected = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
   ::close(fd);
   return connected;
-}
-
-std::string private_temporary_directory() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/nbdsnap-qemu-nbd.XXXXXX";
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    throw CliError(ExitCode::io_error, "cannot create a temporary directory for qemu-nbd: " + std::string(std::strerror(errno)));
-  }
-  return pattern;
 }
 
 }  // namespace
@@ -111,15 +99,16 @@ uint64_t qemu_img_stored_bytes(const std::string& path) {
 
 QemuNbdServer::QemuNbdServer(const std::string& path, bool writable)
     : path_(path),
-      directory_(private_temporary_directory()),
-      socket_(directory_ + "/qemu-nbd.sock"),
+      directory_("qemu-nbd"),
+      socket_(directory_.path() + "/qemu-nbd.sock"),
       uri_("nbd+unix:///?socket=" + socket_) {
   std::vector<std::string> argv = {"qemu-nbd", "--socket=" + socket_, "--format=qcow2", "--shared=32", "--persistent",
                                    "--cache=writeback", "--aio=threads"};
   if (!writable) argv.push_back("--read-only");
   argv.push_back(path);
   try {
-    process_ = std::make_unique<ChildProcess>(argv, directory_ + "/qemu-nbd.log");
+    process_ = std::make_unique<ChildProcess>(argv, directory_.path() + "/qemu-nbd.log");
+    directory_.set_helper(process_->pid());
     const auto deadline = std::chrono::steady_clock::now() + kToolBound;
     while (!accepts(socket_)) {
       if (!process_->running()) {
@@ -132,9 +121,9 @@ QemuNbdServer::QemuNbdServer(const std::string& path, bool writable)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   } catch (...) {
+    directory_.set_helper(0);  // reaped next: its pid may be reused
     process_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(directory_, ignored);
+    directory_.remove();
     throw;
   }
 }
@@ -148,12 +137,12 @@ QemuNbdServer::~QemuNbdServer() {
 
 void QemuNbdServer::stop() {
   if (!process_) return;
+  directory_.set_helper(0);  // reaped next: its pid may be reused
   const bool was_running = process_->running();
   const int status = process_->stop(kStopBound);
   const std::string log = process_->log_tail();
   process_.reset();
-  std::error_code ignored;
-  std::filesystem::remove_all(directory_, ignored);
+  directory_.remove();
   // qemu-nbd ends with status 0 on SIGTERM after flushing the image.
   if (!was_running || status != 0) {
     throw CliError(ExitCode::io_error, "qemu-nbd serving " + path_ + (was_running ? " failed when stopped" : " died") +

@@ -14,6 +14,8 @@
 
 #include <sys/types.h>
 
+#include "helper_directory.h"
+
 namespace nbdsnap::cli {
 
 class ChildProcess;
@@ -44,7 +46,8 @@ void qemu_img_commit(const std::string& top, const std::string& base);
 // Bytes of data (not zero, not a hole) stored in the file itself, not in its backing files.
 uint64_t qemu_img_stored_bytes(const std::string& path);
 
-// qemu-nbd serving one qcow2 file (and its backing chain) on a Unix socket in a private directory.
+// qemu-nbd serving one qcow2 file (and its backing chain) on a Unix socket in a private directory
+// (helper_directory.h: removed on SIGINT/SIGTERM/SIGHUP too, and at the next start when the command was killed).
 class QemuNbdServer {
  public:
   // Starts qemu-nbd and waits (at most kToolBound) until it accepts connections.
@@ -60,7 +63,7 @@ class QemuNbdServer {
 
  private:
   std::string path_;
-  std::string directory_;
+  HelperDirectory directory_;
   std::string socket_;
   std::string uri_;
   std::unique_ptr<ChildProcess> process_;

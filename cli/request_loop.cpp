@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include <fcntl.h>
 #include <libnbd.h>
 #include <unistd.h>
 
@@ -225,6 +226,11 @@ void RequestLoop::store(Slot& slot, CopyPiece& piece) {
     return;
   }
   bytes_written_ += piece.length;
+  if (work_.options.write_behind) {
+    // Only a hint: where it is not supported (a pipe, some file systems) the final fdatasync does it all.
+    ::sync_file_range(work_.target.fd, static_cast<off_t>(piece.offset), static_cast<off_t>(piece.length),
+                      SYNC_FILE_RANGE_WRITE);
+  }
 }
 
 void RequestLoop::compare(Slot& slot, const CopyPiece& piece) {

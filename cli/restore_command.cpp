@@ -134,6 +134,7 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
     bool fresh = false;
     const int fd = open_file_target(job, point.size, fresh);
     options.skip_zero_writes = fresh;
+    options.write_behind = true;  // the fdatasync below then waits for little
     MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
     try {
       {

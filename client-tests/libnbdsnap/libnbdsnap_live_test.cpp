@@ -2,7 +2,8 @@
 // libnbdsnap_live_test.cpp — libnbdsnap against a running server (nbdsnapd, or nbdkit with the nbdsnap
 // filter): every kind of call once, as an agent makes them, with the server's answers checked: version and
 // origins, CBT (mark dirty, map, reset), a snapshot's life cycle with its storage, the checkpoint its take
-// records, the event stream, refusals as values, calls from several threads, and close().
+// records, the event stream and the event callback (filter, stop by callback, by stop token, by timeout, the
+// callback calling the client), refusals as values, calls from several threads, and close().
 //
 // Usage: libnbdsnap_live_test CONTROL-SOCKET ORIGIN STORAGE-DIR FRONT-END   (FRONT-END: nbdsnapd|nbdkit-filter)
 // Prints "ok: ..." per step; exits 1 at the first failure.
@@ -10,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +42,73 @@ void must(const Result<void>& result, const std::string& what) {
 
 void check(bool condition, const std::string& what) {
   if (!condition) fail(what);
+}
+
+// Client::watch_events(): the filter, its four ways to end, the callback using the client, another thread's
+// call while a watch waits.
+void check_event_callback(Client& client, const std::string& origin, const std::string& storage_dir) {
+  WatchOptions options;
+  options.after = must(client.wait_events(0), "events-wait").last_sequence;
+  options.poll = 100ms;
+  options.timeout = 10s;
+  SnapshotSpec spec;
+  spec.name = "watch1";
+  spec.origins = {origin};
+  spec.storage = {{storage_dir + "/watch1.diff", 8u << 20, false}};
+  must(client.snapshot_create(spec), "snapshot-create watch1");
+  must(client.snapshot_take("watch1"), "snapshot-take watch1");
+
+  // Only watch1's snapshot_taken passes the filter (its snapshot_created does not); the callback asks the
+  // same client about it, then stops the watch.
+  EventFilter taken{{"snapshot_taken"}, "watch1", ""};
+  std::vector<std::string> seen;
+  std::string state_seen;
+  WatchEnd end = must(client.watch_events(taken, [&](const Event& event) {
+    seen.push_back(event.type + " " + event.snapshot);
+    Result<Snapshot> info = client.snapshot_info(event.snapshot);
+    state_seen = info ? info->state : info.error().describe();
+    return WatchVerdict::stop;
+  }, {}, options), "watch_events");
+  check(end.reason == WatchEnd::Reason::callback_stopped && end.delivered == 1 && seen.size() == 1 &&
+            seen[0] == "snapshot_taken watch1" && end.position > options.after,
+        "watch_events with a filter: " + std::to_string(seen.size()) + " events passed on");
+  check(state_seen == "taken", "the callback's own call of the client: " + state_seen);
+  pass("watch_events: only the filtered event passed on, the callback called the client and stopped the watch");
+
+  // Nothing matches: a stop request from another thread ends the watch within the poll; a call from a third
+  // thread meanwhile is served between the watch's waits.
+  options.after = end.position;
+  std::stop_source stopper;
+  std::atomic<bool> served{false};
+  std::thread other([&] {
+    std::this_thread::sleep_for(200ms);
+    served = client.origin_info(origin).ok();
+    stopper.request_stop();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  EventFilter nothing{{"corrupted"}, "no-such-snapshot", ""};
+  int calls = 0;
+  end = must(client.watch_events(nothing, [&](const Event&) { ++calls; return WatchVerdict::keep_watching; },
+                                 stopper.get_token(), options), "watch_events until stopped");
+  const auto took = std::chrono::steady_clock::now() - start;
+  other.join();
+  check(end.reason == WatchEnd::Reason::stop_requested && calls == 0 && end.delivered == 0 && took < 3s,
+        "watch_events stopped from another thread");
+  check(served, "another thread's call during a watch");
+  pass("watch_events: a stop token from another thread ends it, another thread's call is served meanwhile");
+
+  // The events of destroying watch1 come after position: a watch for a type that never comes times out.
+  must(client.snapshot_destroy("watch1"), "snapshot-destroy watch1");
+  options.timeout = 300ms;
+  int destroyed = 0;
+  EventFilter any_destroy{{"snapshot_destroyed"}, "", ""};
+  end = must(client.watch_events(any_destroy, [&](const Event&) { ++destroyed; return WatchVerdict::keep_watching; },
+                                 {}, options), "watch_events with a timeout");
+  check(end.reason == WatchEnd::Reason::timed_out && destroyed == 1 && end.delivered == 1,
+        "watch_events timed out after " + std::to_string(destroyed) + " snapshot_destroyed events");
+  Result<WatchEnd> no_callback = client.watch_events({}, nullptr, {}, options);
+  check(!no_callback && no_callback.error().code == kInvalidRequest, "watch_events without a callback");
+  pass("watch_events: keeps watching to its timeout; no callback is invalid_request");
 }
 
 }  // namespace
@@ -152,6 +221,7 @@ int main(int argc, char** argv) {
   pass("200 calls from 4 threads on one client");
 
   must(client.snapshot_destroy("lib1"), "snapshot-destroy");
+  check_event_callback(client, origin, storage_dir);  // an origin is in one snapshot at a time
   Result<Origin> attach = client.origin_attach("lib-extra", storage_dir + "/extra.img");
   if (front_end == "nbdkit-filter") {
     check(!attach && attach.error().code == "not_supported", "origin-attach on the filter");

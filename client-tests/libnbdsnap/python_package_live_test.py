@@ -11,6 +11,7 @@ Usage: python_package_live_test.py CONTROL-SOCKET NBD-SOCKET ORIGIN STORAGE-DIR 
 import errno
 import sys
 import threading
+import time
 
 import nbd
 import nbdsnap
@@ -101,6 +102,29 @@ def main(control, sock, origin, storage_dir, front_end):
                 break
         check(("snapshot_taken", "py1") in seen, f"events after {after}: {seen}")
         print("ok: event stream", flush=True)
+
+        # The callback form: only py1's snapshot_taken passes the filter; the callback calls the client and
+        # stops the watch. Then a threading.Event set by another thread ends a watch nothing matches.
+        passed = []
+
+        def on_event(event):
+            passed.append((event["type"], event["snapshot"], ctl.snapshot_info(event["snapshot"])["state"]))
+            return False
+
+        end = ctl.watch_events(on_event, types=["snapshot_taken"], snapshot="py1", after=after, timeout=10, poll=0.1)
+        check(end["reason"] == "callback_stopped" and end["delivered"] == 1 and end["position"] > after
+              and passed == [("snapshot_taken", "py1", "taken")], f"watch_events: {end} {passed}")
+        stop = threading.Event()
+        stopper = threading.Timer(0.2, stop.set)
+        stopper.start()
+        start = time.monotonic()
+        end = ctl.watch_events(lambda event: fail(f"unexpected {event}"), types=["corrupted"], snapshot="nothing",
+                               after=end["position"], timeout=10, poll=0.1, stop=stop)
+        stopper.join()
+        check(end["reason"] == "stop_requested" and time.monotonic() - start < 3, f"stopped watch: {end}")
+        end = ctl.watch_events(lambda event: True, types=["corrupted"], after=end["position"], timeout=0.3, poll=0.1)
+        check(end["reason"] == "timed_out" and end["delivered"] == 0, f"watch to its timeout: {end}")
+        print("ok: watch_events: filter, callback calling the client, stop event, timeout", flush=True)
 
         failures = []
 

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // commands_test.cpp — typed calls: what each sends and how its reply is decoded, CBT paging joined (and
-// refused across a generation change), the event stream, and calls from many threads on one Client.
+// refused across a generation change), the event stream and its callback form, and calls from many threads on
+// one Client.
 #include <doctest/doctest.h>
 
 #include <atomic>
 #include <mutex>
+#include <stop_token>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -203,6 +206,53 @@ TEST_CASE("an_event_stream_returns_events_one_by_one_and_asks_for_more_after_the
   CHECK(seen == std::vector<uint64_t>{1, 2, 3});
   CHECK(stream.position() == 3);
   CHECK(server.last_request()["after"] == 3);
+}
+
+TEST_CASE("watch_events_passes_the_filtered_events_and_ends_by_callback_by_stop_token_or_by_timeout") {
+  // Five events, two per reply; with nothing new the server waits out the wait asked for, as nbdsnapd does.
+  ScriptedServer server([](const json& request) -> json {
+    const uint64_t after = request["after"];
+    const char* types[] = {"snapshot_created", "snapshot_taken", "snapshot_taken", "low_free_space",
+                           "snapshot_taken"};
+    json events = json::array();
+    for (uint64_t sequence = after + 1; sequence <= std::min<uint64_t>(after + 2, 5); ++sequence) {
+      events.push_back({{"sequence", sequence}, {"type", types[sequence - 1]}, {"snapshot", sequence < 3 ? "a" : "b"}});
+    }
+    if (events.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(request["timeout_ms"].get<int64_t>()));
+    return {{"events", events}, {"last_sequence", 5}};
+  });
+  Client client = connected(server.path());
+  WatchOptions options;
+  options.poll = 20ms;
+  std::vector<uint64_t> seen;
+  Result<WatchEnd> end = client.watch_events({{"snapshot_taken"}, "", ""}, [&](const Event& event) {
+    seen.push_back(event.sequence);
+    return event.snapshot == "b" ? WatchVerdict::stop : WatchVerdict::keep_watching;
+  }, {}, options);
+  REQUIRE(end.ok());
+  CHECK(seen == std::vector<uint64_t>{2, 3});
+  CHECK((end->reason == WatchEnd::Reason::callback_stopped && end->position == 3 && end->delivered == 2));
+
+  // Nothing matches: a stop request from another thread ends the watch within a few polls.
+  options.after = end->position;
+  std::stop_source stop;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(100ms);
+    stop.request_stop();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  end = client.watch_events({{"corrupted"}, "", ""}, [](const Event&) { return WatchVerdict::keep_watching; },
+                            stop.get_token(), options);
+  stopper.join();
+  REQUIRE(end.ok());
+  CHECK((end->reason == WatchEnd::Reason::stop_requested && end->position == 5 && end->delivered == 0));
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
+
+  options.after = end->position;
+  options.timeout = 50ms;
+  end = client.watch_events({}, [](const Event&) { return WatchVerdict::keep_watching; }, {}, options);
+  REQUIRE(end.ok());
+  CHECK((end->reason == WatchEnd::Reason::timed_out && end->position == 5 && end->delivered == 0));
 }
 
 TEST_CASE("calls_from_many_threads_on_one_client_each_get_their_own_reply") {

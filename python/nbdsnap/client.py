@@ -461,6 +461,37 @@ class Client:
         wait = min(max(float(wait), 0.0), MAXIMUM_EVENT_WAIT)
         return self.call("events-wait", server_wait=wait, after=after, timeout_ms=int(wait * 1000))
 
+    def watch_events(self, callback, types=None, snapshot=None, origin=None, after=0, timeout=86400.0, poll=0.5,
+                     stop=None):
+        """Calls callback(event) with each event matching the filter (types: a list of event types; snapshot,
+        origin: names; None matches any) as the server logs it, until the callback returns False, `stop` (a
+        threading.Event) is set, or `timeout` seconds pass. Returns {"reason": "callback_stopped" |
+        "stop_requested" | "timed_out", "position": the last sequence read, "delivered": events passed on}.
+        As libnbdsnap's Client::watch_events: the callback runs on the calling thread, one event at a time, in
+        sequence order, with no lock held, so it may call this client (not close it); an exception it raises
+        propagates. `stop` is seen within `poll` seconds (each events-wait's wait, 0.01 .. 60); a call of
+        another thread on this client may wait that long behind the watch. Errors: wait_events()'s."""
+        poll = min(max(float(poll), 0.01), 60.0)
+        deadline = time.monotonic() + max(float(timeout), 0.0)
+        position, delivered = after, 0
+        while True:
+            if stop is not None and stop.is_set():
+                return {"reason": "stop_requested", "position": position, "delivered": delivered}
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return {"reason": "timed_out", "position": position, "delivered": delivered}
+            for event in self.wait_events(position, min(poll, left)).get("events", []):
+                position = max(position, event.get("sequence", 0))
+                if types is not None and event.get("type") not in types:
+                    continue
+                if snapshot is not None and event.get("snapshot") != snapshot:
+                    continue
+                if origin is not None and event.get("origin") != origin:
+                    continue
+                delivered += 1
+                if callback(event) is False:
+                    return {"reason": "callback_stopped", "position": position, "delivered": delivered}
+
     def events(self, after=0, wait=1.0):
         """A blocking iterator over the event log from sequence `after` on; see EventStream."""
         return EventStream(self, after, wait)

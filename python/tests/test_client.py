@@ -214,6 +214,35 @@ class ClientTest(unittest.TestCase):
                 t.join()
         self.assertEqual(mismatches, [])
 
+    def test_watch_events_filters_resumes_from_its_position_and_stops(self):
+        log = [{"sequence": n, "type": kind, "snapshot": name} for n, kind, name in
+               [(1, "snapshot_created", "a"), (2, "snapshot_taken", "a"), (3, "snapshot_taken", "b"),
+                (4, "low_free_space", "b"), (5, "snapshot_taken", "c")]]
+        asked = []
+
+        def events_wait(request):
+            asked.append(request["after"])
+            if request["timeout_ms"] > 0:
+                time.sleep(request["timeout_ms"] / 1000)  # nothing new: the server waits out the wait
+            return {"ok": True, "events": [e for e in log if e["sequence"] > request["after"]][:2],
+                    "last_sequence": 5}
+
+        server = self.server(replying(events_wait))
+        with nbdsnap.Client(server.path) as ctl:
+            seen = []
+            end = ctl.watch_events(lambda e: seen.append(e["snapshot"]) or e["snapshot"] != "b",
+                                   types=["snapshot_taken"], poll=0.01)
+            self.assertEqual(seen, ["a", "b"])
+            self.assertEqual(end, {"reason": "callback_stopped", "position": 3, "delivered": 2})
+            self.assertEqual(asked, [0, 2])  # pages of two, each asked after the last sequence read
+            stop = threading.Event()
+            stop.set()
+            self.assertEqual(ctl.watch_events(print, after=5, stop=stop)["reason"], "stop_requested")
+            start = time.monotonic()
+            end = ctl.watch_events(lambda e: self.fail(f"{e}"), origin="elsewhere", after=3, timeout=0.2, poll=0.05)
+            self.assertEqual((end["reason"], end["position"], end["delivered"]), ("timed_out", 5, 0))
+            self.assertLess(time.monotonic() - start, 2)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -24,8 +24,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,35 @@ struct Options {
 };
 
 enum class State { connected, dead, closed };
+
+// Which events Client::watch_events() passes to its callback. Each field left empty matches any event.
+struct EventFilter {
+  std::vector<std::string> types;  // e.g. {"low_free_space", "corrupted"} (types.h lists them)
+  std::string snapshot;
+  std::string origin;
+  bool matches(const Event& event) const;
+};
+
+// What a watch_events() callback answers: go on, or end the watch after this event.
+enum class WatchVerdict { keep_watching, stop };
+using EventCallback = std::function<WatchVerdict(const Event&)>;
+
+struct WatchOptions {
+  // Events with sequence > after (0: from the oldest the server still holds).
+  uint64_t after = 0;
+  // How long the whole watch may last (every wait in the library is bounded); the watch then ends timed_out.
+  std::chrono::milliseconds timeout{std::chrono::hours(24)};
+  // Each events-wait's wait on the server (10 ms .. 60 s): how late a stop request may be noticed, and how
+  // long another thread's call on the same Client may wait behind the watch.
+  std::chrono::milliseconds poll{500};
+};
+
+struct WatchEnd {
+  enum class Reason { callback_stopped, stop_requested, timed_out };
+  Reason reason = Reason::timed_out;
+  uint64_t position = 0;   // the sequence of the last event read (passed on or filtered out): resume after it
+  uint64_t delivered = 0;  // events passed to the callback
+};
 
 class Client {
  public:
@@ -133,6 +164,18 @@ class Client {
   // --- events ----------------------------------------------------------------------------------------------
   // The events with sequence > after, waiting up to `wait` (at most 24 h) for the first one.
   Result<EventBatch> wait_events(uint64_t after, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+  // Calls `callback` with each event that matches `filter` as the server logs it, until the callback answers
+  // WatchVerdict::stop, `stop` is requested or options.timeout passes (WatchEnd says which).
+  // Threading: the callback runs on the calling thread, one event at a time, in sequence order. No lock of the
+  // library is held while it runs, so it may call this Client (e.g. snapshot_append_storage() on
+  // low_free_space); it must not close(), move or destroy it. An exception it throws propagates out of
+  // watch_events() (the one thing the library lets through); the Client stays connected (no call in flight).
+  // Stopping from another thread: request_stop() on the std::stop_source; it is seen within options.poll (a
+  // wait in flight on the server is not cut short: cutting it would leave the connection dead).
+  // Errors: wait_events()'s (the watch ends; the last event the callback saw tells where to resume),
+  // kInvalidRequest (no callback).
+  Result<WatchEnd> watch_events(const EventFilter& filter, const EventCallback& callback,
+                                const std::stop_token& stop = {}, const WatchOptions& options = {});
 
  private:
   struct Impl;

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# test-cli-backup-interrupted.sh — a qcow2 backup stopped midway leaves nothing behind: SIGTERM or SIGINT during
+# the copy ends the CLI by that signal, with its qemu-nbd gone and its temporary directory removed; after SIGKILL
+# (no handler can run) the next backup removes the directory the dead one left, but not one whose owner lives
+# nor a fresh one of an older nbdsnap; the unfinished point is discarded and the chain still backs up. TMPDIR
+# is private, so only this test's directories are looked at.
+# Usage: test-cli-backup-interrupted.sh NBDSNAP NBDSNAPD
+NBDSNAP=$1
+source "$(dirname "$0")/lib.sh"
+NBDSNAPD=$2
+
+export TMPDIR=$dir/tmp
+mkdir "$TMPDIR"
+disk=$dir/disk.img
+head -c 64M /dev/urandom >"$disk"  # data everywhere: a full backup copies every block
+cp "$disk" "$dir/reference.img"    # nbdsnapd locks the disk itself
+start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk"
+run_cli 0 snapshot create s1 --origin disk --storage "$dir/s1.diff:80M"
+run_cli 0 snapshot take s1
+
+helper_dirs() { find "$TMPDIR" -maxdepth 1 -name 'nbdsnap-qemu-nbd.*' | sort; }
+gone() { ! kill -0 "$1" 2>/dev/null || [[ $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]; }
+
+# start_slow_backup [ENV-ARGS...]: a full qcow2 backup in 4 KiB requests one at a time (seconds long); returns
+# once its qemu-nbd serves, with backup_pid and qemu_pid set.
+start_slow_backup() {
+  env "$@" "$NBDSNAP" backup --image "$(uri disk@s1)" --to "$dir/chain" --format qcow2 \
+    --connections 1 --requests 1 --request-size 4K >"$dir/backup.out" 2>&1 &
+  backup_pid=$!
+  background_pids+=("$backup_pid")
+  for _ in $(seq 300); do
+    qemu_pid=$(pgrep -P "$backup_pid" -x qemu-nbd || true)
+    if [[ -n $qemu_pid ]]; then
+      local helper
+      helper=$(helper_dirs | head -n 1)
+      [[ -n $helper && -S $helper/qemu-nbd.sock ]] && return 0
+    fi
+    kill -0 "$backup_pid" 2>/dev/null || fail "the backup ended before it could be stopped: $(cat "$dir/backup.out")"
+    sleep 0.05
+  done
+  fail "no qemu-nbd serving under the backup after 15 s"
+}
+
+# stop_backup SIGNAL STATUS: sends SIGNAL, expects the CLI to end by it within 15 s, nothing left behind.
+stop_backup() {
+  kill -s "$1" "$backup_pid"
+  for _ in $(seq 150); do gone "$backup_pid" && break; sleep 0.1; done
+  gone "$backup_pid" || fail "the backup still runs 15 s after SIG$1"
+  local status=0
+  wait "$backup_pid" || status=$?
+  [[ $status -eq $2 ]] || fail "after SIG$1 the backup exited $status, expected $2: $(cat "$dir/backup.out")"
+  gone "$qemu_pid" || fail "qemu-nbd ($qemu_pid) still runs after the backup ended by SIG$1"
+  [[ -z $(helper_dirs) ]] || fail "SIG$1 left $(helper_dirs)"
+}
+
+start_slow_backup
+stop_backup TERM 143
+pass "SIGTERM during a qcow2 backup: ended by the signal, qemu-nbd gone, no temporary directory left"
+
+# A background job of a script ignores SIGINT: give the backup the default disposition, as a terminal's ^C would.
+start_slow_backup --default-signal=INT
+stop_backup INT 130
+pass "SIGINT likewise"
+
+# SIGKILL: no handler runs; qemu-nbd is stopped by its parent-death signal, the directory stays for now.
+start_slow_backup
+killed_dir=$(helper_dirs)
+kill -KILL "$backup_pid"
+for _ in $(seq 150); do gone "$qemu_pid" && break; sleep 0.1; done
+gone "$qemu_pid" || fail "qemu-nbd still runs 15 s after its parent was killed"
+wait "$backup_pid" 2>/dev/null || true
+[[ -d $killed_dir ]] || fail "expected the killed backup's $killed_dir to stay (nothing could remove it)"
+# Beside it: a directory whose owner lives and holds its lock (this shell, through fd 9), and two of the older
+# kind (no pid in the name): one two minutes old with no live socket (stale), one fresh (maybe being set up).
+live_dir=$TMPDIR/nbdsnap-qemu-nbd.$$.abcdef
+mkdir "$live_dir"
+exec 9<"$live_dir"
+flock -x -n 9 || fail "cannot lock $live_dir"
+old_dir=$TMPDIR/nbdsnap-qemu-nbd.Ab12Cd
+fresh_dir=$TMPDIR/nbdsnap-qemu-nbd.Zz98Yx
+mkdir "$old_dir" "$fresh_dir"
+touch "$old_dir/qemu-nbd.log"
+touch -d '2 minutes ago' "$old_dir"
+
+run_cli 0 --json backup --image "$(uri disk@s1)" --to "$dir/chain" --format qcow2
+expect_err "removed point 0001, left unfinished"
+[[ $(json_field .kind) == full ]] || fail "the backup after the interrupted ones: $out"
+[[ ! -e $killed_dir ]] || fail "the next backup left the killed one's $killed_dir"
+[[ ! -e $old_dir ]] || fail "the next backup left the stale $old_dir"
+[[ -d $live_dir && -d $fresh_dir ]] || fail "the next backup removed a directory in use: $(ls "$TMPDIR")"
+[[ $(helper_dirs | wc -l) -eq 2 ]] || fail "directories left: $(helper_dirs)"
+exec 9<&-
+qemu-img compare -q -f raw -F qcow2 "$dir/reference.img" "$(json_field .file)" || fail "the backup differs from the disk"
+pass "after SIGKILL the next backup removes the dead one's directory and the stale old one, keeps those in use"
