@@ -59,6 +59,11 @@
 #   raw NBD in Python (recv_exact, IHAVEOPT options, NBD_OPT_GO, requests) -> client-tests/nbd_raw.py
 set -euo pipefail
 
+# Binaries given before sourcing are made absolute: a test may cd into its directory (nbdkit resolves relative
+# storage paths from there).
+for _binary in NBDSNAPD FILTER NBDSNAP; do
+  if [[ -n ${!_binary:-} ]]; then printf -v "$_binary" '%s' "$(realpath "${!_binary}")"; fi
+done
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
@@ -190,8 +195,8 @@ start_filter() {
 use_front_end() {
   FRONT_END=$1
   case $1 in
-    nbdsnapd) NBDSNAPD=${2:?use_front_end: the nbdsnapd binary} ;;
-    filter) FILTER=${2:?use_front_end: the filter .so} ;;
+    nbdsnapd) NBDSNAPD=$(realpath "${2:?use_front_end: the nbdsnapd binary}") ;;
+    filter) FILTER=$(realpath "${2:?use_front_end: the filter .so}") ;;
     *) fail "front end must be nbdsnapd or filter, not '$1'" ;;
   esac
 }
