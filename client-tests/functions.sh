@@ -34,7 +34,7 @@
 #   cbt_state_is_clean ORIGIN                 the CBT state file and the log say: stopped cleanly (nbdsnapd)
 #   run_cli STATUS ARGS, run_cli_within SECONDS STATUS ARGS, expect_out RE, expect_err RE, jq_out FILTER
 #   write PATTERN OFFSET LENGTH EXPORT        qemu-io write through NBD
-#   mount_tmpfs DIR SIZE, vmrss PID
+#   mount_tmpfs DIR SIZE, vmrss PID, parse_rounds DEFAULT ARGS (the reliability scripts' --rounds N)
 # Environment: KEEP_TEST_DIR=1 keeps $dir (logs, images) after the test; STOP_TIMEOUT (30) bounds stop_server in
 # seconds; NBDKIT_VERBOSE (unset: -v) the verbosity option of start_filter; NBDSNAP_NBDKIT_PRELOAD (set by CMake in
 # sanitizer builds) the runtime preloaded into nbdkit.
@@ -303,6 +303,20 @@ expect_err() { grep -Eq -- "$1" <<<"$err" || fail "stderr lacks /$1/: $err"; }
 jq_out() { jq -r "$1" <<<"$out"; }
 # write PATTERN OFFSET LENGTH EXPORT: writes a byte pattern through NBD.
 write() { qemu-io -f raw -c "write -P $1 $2 $3" "$(uri "$4")" >/dev/null; }
+
+# parse_rounds DEFAULT ARGS...: sets $rounds from --rounds N (DEFAULT without it); --duration S is accepted and
+# ignored (a soak run passes it to every reliability script); any other argument fails the test.
+parse_rounds() {
+  rounds=$1
+  shift
+  while (($#)); do
+    case $1 in
+      --rounds) rounds=$2; shift 2 ;;
+      --duration) shift 2 ;;
+      *) fail "unknown option $1" ;;
+    esac
+  done
+}
 
 # mount_tmpfs DIR SIZE: a private tmpfs, unmounted at exit; skips the test when mounting is impossible.
 mount_tmpfs() {

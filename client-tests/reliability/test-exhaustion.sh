@@ -12,8 +12,7 @@
 source "$(dirname "$0")/../functions.sh"
 use_front_end "${1:?usage: $0 nbdsnapd|filter BINARY [--rounds N]}" "${2:-}"
 shift 2
-rounds=1
-while (($#)); do case $1 in --rounds) rounds=$2; shift 2 ;; --duration) shift 2 ;; *) fail "unknown option $1" ;; esac; done
+parse_rounds 1 "$@"
 
 mkdir "$dir/state" "$dir/disks"
 for o in a b c; do "$PY" -c "import sys; open(sys.argv[1], 'wb').write(b'\\x11' * 16777216)" "$dir/disks/$o"; done

@@ -5,8 +5,7 @@
 # Usage: test-hostile-nbdsnapd.sh NBDSNAPD [--rounds N]
 NBDSNAPD=${1:?usage: $0 NBDSNAPD [--rounds N]}; shift
 source "$(dirname "$0")/../functions.sh"
-rounds=2
-while (($#)); do case $1 in --rounds) rounds=$2; shift 2 ;; --duration) shift 2 ;; *) fail "unknown option $1" ;; esac; done
+parse_rounds 2 "$@"
 mkdir "$dir/state"
 truncate -s 64M "$dir/a.raw"
 start_nbdsnapd --log hostile --state-dir "$dir/state" --origin "a=$dir/a.raw"

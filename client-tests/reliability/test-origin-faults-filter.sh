@@ -6,8 +6,7 @@
 # Usage: test-origin-faults-filter.sh FILTER.so [--rounds N]
 FILTER=${1:?usage: $0 FILTER.so [--rounds N]}; shift
 source "$(dirname "$0")/../functions.sh"
-rounds=1
-while (($#)); do case $1 in --rounds) rounds=$2; shift 2 ;; --duration) shift 2 ;; *) fail "unknown option $1" ;; esac; done
+parse_rounds 1 "$@"
 mkdir "$dir/disks" "$dir/state"
 truncate -s 16M "$dir/disks/a"
 start_filter --log faults --threads 8 --filter=error file dir="$dir/disks" nbdsnap-state-dir="$dir/state" \

@@ -7,8 +7,7 @@
 # Usage: test-origin-faults-nbdsnapd.sh NBDSNAPD [--rounds N]
 NBDSNAPD=${1:?usage: $0 NBDSNAPD [--rounds N]}; shift
 source "$(dirname "$0")/../functions.sh"
-rounds=1
-while (($#)); do case $1 in --rounds) rounds=$2; shift 2 ;; --duration) shift 2 ;; *) fail "unknown option $1" ;; esac; done
+parse_rounds 1 "$@"
 mkdir "$dir/state"
 mount_tmpfs "$dir/t" 6M
 truncate -s 16M "$dir/t/a.raw"
