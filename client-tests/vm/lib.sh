@@ -50,6 +50,7 @@ nbdsnap() {
 # (or with a sanitizer runtime preloaded, where server_stop looks for the filter's unload message).
 server_start() {
   [[ -f $origin ]] || truncate -s 256M "$origin"
+  mkdir -p "$state"  # the filter's nbdsnap-state-dir must exist
   if [[ $FRONT_END == nbdsnapd ]]; then
     start_nbdsnapd --origin "disk=$origin"
   else
