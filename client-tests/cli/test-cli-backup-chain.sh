@@ -7,13 +7,13 @@
 # file is named by verify (and the points built on it), and the points before it still restore.
 # Usage: test-cli-backup-chain.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 disk=$dir/disk.img
 chain=$dir/chain
 truncate -s 32M "$disk"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk"
+start_nbdsnapd --origin "disk=$disk"
 
 # random_writes: a few writes of random bytes patterns at random places, and one range zeroed.
 random_writes() {
@@ -44,7 +44,7 @@ for n in $(seq 10); do
     --progress=3
   exec 3>&-
   kind=$([[ -n $previous ]] && echo incremental || echo full)
-  [[ $(json_field .kind) == "$kind" && $(json_field .point) == $(printf %04d "$n") ]] || fail "point $n: $out / $err"
+  [[ $(jq_out .kind) == "$kind" && $(jq_out .point) == $(printf %04d "$n") ]] || fail "point $n: $out / $err"
   run_cli 0 snapshot destroy "s$n"
   previous=s$n
 done
@@ -70,7 +70,7 @@ done
 pass "every point restored equals the disk at its take"
 
 run_cli 0 --json backup prune "$chain" --keep 4
-[[ $(json_field .merged_into) == 0007 && $(json_field '.removed | length') == 6 ]] || fail "prune: $out"
+[[ $(jq_out .merged_into) == 0007 && $(jq_out '.removed | length') == 6 ]] || fail "prune: $out"
 [[ $(ls "$chain"/*.qcow2 | wc -l) == 4 ]] || fail "files after prune: $(ls "$chain")"
 [[ $(qemu-img info --output=json "$chain/0007.qcow2" | jq -r '."backing-filename" // ""') == "" ]] ||
   fail "0007.qcow2 still has a backing file"
@@ -89,14 +89,14 @@ mkdir -p "$second/state"
 truncate -s 32M "$dir/disk2.img"
 setsid "$NBDSNAPD" --listen "unix:$second/nbd.sock" --control "$second/control.sock" --state-dir "$second/state" \
   --origin "disk2=$dir/disk2.img" </dev/null >"$dir/server-second.log" 2>&1 &
-background_pids+=($!)
-wait_for_socket "$second/control.sock" $!
+track_pid $!
+wait_for_path "$second/control.sock" $!
 qemu-io -f raw -c "write -P 0xee 0 32M" "nbd+unix:///disk2?socket=$second/nbd.sock" >/dev/null
 run_cli 0 --json restore "$chain" --point s9 --to "nbd+unix:///disk2?socket=$second/nbd.sock"
-(($(json_field .bytes_zeroed) > 0)) || fail "restore into an origin wrote no zeroes: $out"
+(($(jq_out .bytes_zeroed) > 0)) || fail "restore into an origin wrote no zeroes: $out"
 same_as_reference "nbd+unix:///disk2?socket=$second/nbd.sock" s9  # the file is locked by nbdsnapd
 run_cli 0 --control "$second/control.sock" --json cbt map disk2
-(($(json_field '.ranges | length') > 0)) || fail "the restore's writes are not in the origin's CBT: $out"
+(($(jq_out '.ranges | length') > 0)) || fail "the restore's writes are not in the origin's CBT: $out"
 run_cli 2 restore "$chain" --point s9 --to "nbd+unix:///disk2?socket=$second/control.sock"
 expect_err "this is an nbdsnap control socket, not an NBD socket: give --to a URI"
 run_cli 2 --control "$second/control.sock" backup --image "nbd+unix:///disk2?socket=$second/nbd.sock" \

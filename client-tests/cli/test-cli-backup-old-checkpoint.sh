@@ -6,13 +6,13 @@
 # typo still fails with exit 3.
 # Usage: test-cli-backup-old-checkpoint.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 disk=$dir/disk.img
 backup=$dir/backup.img
 truncate -s 8M "$disk"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk" --checkpoints-kept 2
+start_nbdsnapd --origin "disk=$disk" --checkpoints-kept 2
 write 0x11 0 1M disk
 run_cli 0 snapshot create first --origin disk --storage "$dir/first.diff:16M"
 run_cli 0 snapshot take first
@@ -32,6 +32,6 @@ run_cli 3 cbt map disk --since first
 run_cli 3 backup --image "$(uri disk@last)" --to "$backup" --since firts
 expect_err "checkpoint 'firts' is not known to the server"
 run_cli 0 --json backup --image "$(uri disk@last)" --to "$backup" --since first
-[[ $(json_field .kind) == full ]] || fail "a backup since a long-dropped checkpoint: $out"
+[[ $(jq_out .kind) == full ]] || fail "a backup since a long-dropped checkpoint: $out"
 cmp "$backup" "$dir/reference.img" || fail "the full backup differs from the image"
 pass "a checkpoint dropped long ago, named by the backup's record, makes a full backup; a typo still fails"

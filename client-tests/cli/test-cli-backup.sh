@@ -7,13 +7,13 @@
 # --allow-full; an interrupted backup is not a base; backup files are private (0600) whatever the umask.
 # Usage: test-cli-backup.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 disk=$dir/disk.img
 backup=$dir/backup.img
 truncate -s 64M "$disk"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk"
+start_nbdsnapd --origin "disk=$disk"
 
 # take NAME: snapshot of disk with the origin quiet, plus a reference copy of the origin at that instant.
 take() {
@@ -32,8 +32,8 @@ write 0x13 1M 3M disk   # after the take: must not reach the backup
 umask 000  # backups hold disk contents: private whatever the umask
 run_cli 0 --json backup --image "$(uri disk@s1)" --to "$backup" --verify
 umask 022
-[[ $(json_field .kind) == full && $(json_field .checkpoint) == s1 ]] || fail "full backup: $out"
-bytes=$(json_field .bytes_read)
+[[ $(jq_out .kind) == full && $(jq_out .checkpoint) == s1 ]] || fail "full backup: $out"
+bytes=$(jq_out .bytes_read)
 ((bytes >= 6 << 20 && bytes < 16 << 20)) || fail "full backup read $bytes bytes; holes not skipped?"
 same_as_reference s1
 allocated=$(($(stat -c %b "$backup") * 512))
@@ -53,9 +53,9 @@ for round in 2 3 4; do
   take "s$round"
   write 0x7f 0 8M disk  # after the take: must not reach the backup
   run_cli 0 --json backup --image "$(uri "disk@s$round")" --to "$backup" --since "$previous" --verify
-  [[ $(json_field .kind) == incremental ]] || fail "round $round not incremental: $out / $err"
-  [[ $(json_field .ranges_source) == "qemu:dirty-bitmap:$previous" ]] || fail "round $round ranges: $out"
-  bytes=$(json_field .bytes_read)
+  [[ $(jq_out .kind) == incremental ]] || fail "round $round not incremental: $out / $err"
+  [[ $(jq_out .ranges_source) == "qemu:dirty-bitmap:$previous" ]] || fail "round $round ranges: $out"
+  bytes=$(jq_out .bytes_read)
   # Changed since $previous: this round's 1M + 64K, and the 8M written after the previous take.
   ((bytes >= (1 << 20) + 65536 && bytes <= (10 << 20))) || fail "round $round read $bytes bytes"
   same_as_reference "s$round"
@@ -92,11 +92,11 @@ run_cli 3 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5-typo
 expect_out "checkpoint 's5-typo' is not known to the server for origin disk .*give --allow-full"  # --json: the error object on stdout
 same_as_reference s5  # the refused backup did not touch the file
 run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5
-[[ $(json_field .kind) == full ]] || fail "incremental after cbt reset: $out"
+[[ $(jq_out .kind) == full ]] || fail "incremental after cbt reset: $out"
 expect_err 'CBT generation of disk changed .*doing a full backup'
 same_as_reference s6
 run_cli 0 --json backup --image "$(uri disk@s6)" --to "$backup" --since s5-typo --allow-full
-[[ $(json_field .kind) == full ]] || fail "incremental since a typo with --allow-full: $out"
+[[ $(jq_out .kind) == full ]] || fail "incremental since a typo with --allow-full: $out"
 same_as_reference s6
 run_cli 0 snapshot destroy s6
 pass "a checkpoint never known fails (exit 3) unless --allow-full; one lost with the CBT generation makes a full backup"
@@ -105,12 +105,12 @@ pass "a checkpoint never known fails (exit 3) unless --allow-full; one lost with
 take s7
 jq '.state = "incomplete"' "$backup.nbdsnap-backup" >"$dir/sidecar" && mv "$dir/sidecar" "$backup.nbdsnap-backup"
 run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s6
-[[ $(json_field .kind) == full ]] || fail "incremental on an incomplete base: $out"
+[[ $(jq_out .kind) == full ]] || fail "incremental on an incomplete base: $out"
 expect_err 'did not complete'
 same_as_reference s7
 # And an incremental since a checkpoint the file does not hold is refused as a base too.
 run_cli 0 --json backup --image "$(uri disk@s7)" --to "$backup" --since s5 --allow-full
-[[ $(json_field .kind) == full ]] || fail "incremental on the wrong checkpoint: $out"
+[[ $(jq_out .kind) == full ]] || fail "incremental on the wrong checkpoint: $out"
 expect_err "holds checkpoint 's7', not 's5'"
 run_cli 0 snapshot destroy s7
 pass "incomplete or mismatched bases fall back to a full backup"
@@ -121,7 +121,7 @@ write 0x66 30M 64K disk
 take s8
 run_cli 0 cbt reset disk
 run_cli 0 --json backup --image "$(uri disk@s8)" --to "$backup" --since s7
-[[ $(json_field .kind) == incremental && $(json_field .checkpoint) == s8 ]] || fail "image after a live reset: $out / $err"
+[[ $(jq_out .kind) == incremental && $(jq_out .checkpoint) == s8 ]] || fail "image after a live reset: $out / $err"
 same_as_reference s8
 run_cli 0 snapshot destroy s8
 pass "a reset of the live CBT after the take leaves the image's backup incremental"
@@ -133,7 +133,7 @@ run_cli 0 snapshot destroy s9
 run_cli 0 checkpoint delete disk s9
 take s10
 run_cli 0 --json backup --image "$(uri disk@s10)" --to "$backup" --since s9
-[[ $(json_field .kind) == full ]] || fail "incremental since a deleted checkpoint: $out"
+[[ $(jq_out .kind) == full ]] || fail "incremental since a deleted checkpoint: $out"
 expect_err "checkpoint 's9' is gone: it was deleted; do a full backup \(checkpoint_gone\): doing a full backup"
 same_as_reference s10
 run_cli 0 snapshot destroy s10

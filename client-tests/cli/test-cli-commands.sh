@@ -4,18 +4,18 @@
 # code of each kind of error (usage 2, not found 3, server refusal 1, connection 4), and take hooks.
 # Usage: test-cli-commands.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 truncate -s 64M "$dir/disk.img" "$dir/data.img"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img" --origin "data=$dir/data.img"
+start_nbdsnapd --origin "disk=$dir/disk.img" --origin "data=$dir/data.img"
 
 run_cli 0 version
 expect_out '^client: +nbdsnap [0-9]'
 expect_out '^server: +nbdsnapd '
 expect_out '^protocol: +1$'
 run_cli 0 --json version
-[[ $(json_field .protocol) == 1 && $(json_field .front_end) == nbdsnapd ]] || fail "version --json: $out"
+[[ $(jq_out .protocol) == 1 && $(jq_out .front_end) == nbdsnapd ]] || fail "version --json: $out"
 pass "version (table and --json)"
 
 run_cli 0 origins
@@ -23,8 +23,8 @@ expect_out '^NAME +SIZE +RO +GENERATION +CHANGE +SNAPSHOT +CLIENTS$'
 expect_out '^disk +64\.0 MiB +no +[0-9a-f-]{36} '
 expect_out '^data +64\.0 MiB '
 run_cli 0 origins --json
-[[ $(json_field '.origins | length') == 2 ]] || fail "origins --json: $out"
-[[ $(json_field '.origins[] | select(.name == "disk") | .size') == 67108864 ]] || fail "origins --json size: $out"
+[[ $(jq_out '.origins | length') == 2 ]] || fail "origins --json: $out"
+[[ $(jq_out '.origins[] | select(.name == "disk") | .size') == 67108864 ]] || fail "origins --json size: $out"
 run_cli 0 origin info disk
 expect_out '^uri: +nbd'
 pass "origins and origin info"
@@ -34,7 +34,7 @@ run_cli 0 cbt info disk
 expect_out '^generation: +[^-]'
 expect_out '^block size: +64\.0 KiB'
 run_cli 0 --json cbt info disk
-generation=$(json_field .cbt.generation)
+generation=$(jq_out .cbt.generation)
 run_cli 0 cbt map disk
 expect_out '^ *OFFSET +LENGTH +END +SIZE$'
 expect_out '^ +0 +1048576 +1048576 +1\.0 MiB$'
@@ -42,8 +42,8 @@ expect_out '1 range\(s\), 1\.0 MiB changed'
 run_cli 0 cbt mark-dirty disk 8M+4K 16M+64K
 expect_out 'marked 2 range\(s\)'
 run_cli 0 --json cbt map disk
-[[ $(json_field '.ranges | length') == 3 ]] || fail "mark-dirty not in the map: $out"
-[[ $(json_field '.ranges[1].offset') == 8388608 ]] || fail "cbt map --json: $out"
+[[ $(jq_out '.ranges | length') == 3 ]] || fail "mark-dirty not in the map: $out"
+[[ $(jq_out '.ranges[1].offset') == 8388608 ]] || fail "cbt map --json: $out"
 pass "cbt info, map, mark-dirty"
 
 run_cli 0 snapshot create s1 --origin disk --origin data --storage "$dir/s1.diff:32M" --limit 48M
@@ -52,7 +52,7 @@ expect_out '^origins: +disk,data$'
 expect_out '^storage limit: +48\.0 MiB$'
 run_cli 0 snapshot remove s1 data
 run_cli 0 --json snapshot info s1
-[[ $(json_field '.snapshot.origins | join(",")') == disk ]] || fail "remove: $out"
+[[ $(jq_out '.snapshot.origins | join(",")') == disk ]] || fail "remove: $out"
 run_cli 0 snapshot add s1 data
 run_cli 0 snapshot take s1 --pre-hook "echo pre \$NBDSNAP_SNAPSHOT \$NBDSNAP_HOOK > $dir/hooks" \
   --post-hook "echo post \$NBDSNAP_SNAPSHOT \$NBDSNAP_HOOK >> $dir/hooks"
@@ -60,8 +60,8 @@ expect_out '^state: +taken$'
 expect_out '^disk +disk@s1 +0 +nbd'  # ORIGIN EXPORT CLIENTS URI
 [[ $(cat "$dir/hooks") == $'pre s1 pre\npost s1 post' ]] || fail "hooks: $(cat "$dir/hooks")"
 run_cli 0 --json snapshot info s1
-[[ $(json_field '.snapshot.images | length') == 2 ]] || fail "images: $out"
-image_uri=$(json_field '.snapshot.images[] | select(.origin == "disk") | .uri')
+[[ $(jq_out '.snapshot.images | length') == 2 ]] || fail "images: $out"
+image_uri=$(jq_out '.snapshot.images[] | select(.origin == "disk") | .uri')
 qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$image_uri" >/dev/null || fail "image URI from snapshot info unusable"
 run_cli 0 snapshot append-storage s1 "$dir/s1.more:8M"
 expect_out "s1\.more +0 +8\.0 MiB"
@@ -69,7 +69,7 @@ run_cli 0 snapshot list
 expect_out '^NAME +STATE +ORIGINS +USED / TOTAL +LIMIT +CHUNKS +TAKEN$'
 expect_out '^s1 +taken +disk,data +.* / 40\.0 MiB +48\.0 MiB '
 run_cli 0 --json snapshot list
-[[ $(json_field '.snapshots[0].storage_total') == $((40 << 20)) ]] || fail "snapshot list --json: $out"
+[[ $(jq_out '.snapshots[0].storage_total') == $((40 << 20)) ]] || fail "snapshot list --json: $out"
 run_cli 0 origins
 expect_out '^disk .* s1 '
 pass "snapshot create, remove, add, take with hooks, append-storage, info, list"
@@ -78,10 +78,10 @@ run_cli 0 checkpoints disk
 expect_out '^NAME +NUMBER +TAKEN +GENERATION$'
 expect_out "^s1 +[0-9]+ +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} +$generation\$"
 run_cli 0 --json checkpoints disk
-[[ $(json_field '.checkpoints[0].name') == s1 ]] || fail "checkpoints --json: $out"
+[[ $(jq_out '.checkpoints[0].name') == s1 ]] || fail "checkpoints --json: $out"
 write 0x22 2M 64K disk
 run_cli 0 --json cbt map disk --since s1
-[[ $(json_field '.ranges | map("\(.offset)+\(.length)") | join(" ")') == "2097152+65536" ]] ||
+[[ $(jq_out '.ranges | map("\(.offset)+\(.length)") | join(" ")') == "2097152+65536" ]] ||
   fail "cbt map --since s1: $out"
 pass "checkpoints and cbt map --since"
 
@@ -90,13 +90,13 @@ expect_out '^SEQ +TIME +TYPE +SNAPSHOT +ORIGIN +DETAIL$'
 expect_out ' snapshot_taken +s1 '
 expect_out ' storage_appended +s1 .*\+8\.0 MiB'
 run_cli 0 --json events
-last=$(json_field .last_sequence)
-[[ $(json_field '[.events[] | select(.type == "snapshot_taken")] | length') -ge 1 ]] || fail "events --json: $out"
+last=$(jq_out .last_sequence)
+[[ $(jq_out '[.events[] | select(.type == "snapshot_taken")] | length') -ge 1 ]] || fail "events --json: $out"
 run_cli 0 events --after "$last" --wait 0.2
 [[ $(wc -l <<<"$out") == 1 ]] || fail "events after the last one: $out"
 "$NBDSNAP" --json events --follow --after "$last" >"$dir/follow.out" 2>&1 &
 follower=$!
-background_pids+=("$follower")
+track_pid "$follower"
 run_cli 0 cbt reset data
 for _ in $(seq 300); do grep -q generation_renewed "$dir/follow.out" && break; sleep 0.1; done
 grep -q '"type":"generation_renewed"' "$dir/follow.out" || fail "events --follow: $(cat "$dir/follow.out")"
@@ -132,18 +132,18 @@ run_cli 1 snapshot take s3 --pre-hook 'exit 3' --post-hook "touch $dir/post-ran"
 expect_err 'pre-hook failed with status 3: snapshot s3 not taken'
 [[ -e $dir/post-ran ]] || fail "post-hook did not run after a failed pre-hook"
 run_cli 0 --json snapshot info s3
-[[ $(json_field .snapshot.state) == created ]] || fail "a failed pre-hook still took the snapshot: $out"
+[[ $(jq_out .snapshot.state) == created ]] || fail "a failed pre-hook still took the snapshot: $out"
 run_cli 1 snapshot take s3 --post-hook 'exit 4'
 expect_err 'taken but the post-hook failed with status 4'
 run_cli 0 --json snapshot info s3
-[[ $(json_field .snapshot.state) == taken ]] || fail "post-hook failure undid the take: $out"
+[[ $(jq_out .snapshot.state) == taken ]] || fail "post-hook failure undid the take: $out"
 run_cli 0 --json snapshot destroy s3
 pass "hooks: a failing pre-hook aborts the take, the post-hook always runs"
 
 run_cli 0 cbt reset disk
 expect_out 'new generation'
 run_cli 0 --json cbt info disk
-[[ $(json_field .cbt.generation) != "$generation" ]] || fail "cbt reset kept the generation"
+[[ $(jq_out .cbt.generation) != "$generation" ]] || fail "cbt reset kept the generation"
 run_cli 3 cbt map disk --since s1
 expect_err "checkpoint 's1' is gone: CBT history was lost .*; do a full backup \(checkpoint_gone\)$"
 truncate -s 1M "$dir/extra.img"
@@ -159,9 +159,9 @@ run_cli 0 snapshot take s4
 run_cli 0 checkpoint delete disk s4
 expect_out '^checkpoint s4 of disk deleted'
 run_cli 0 --json checkpoints disk
-[[ $(json_field '.checkpoints | length') == 0 ]] || fail "checkpoint delete: $out"
+[[ $(jq_out '.checkpoints | length') == 0 ]] || fail "checkpoint delete: $out"
 run_cli 0 --json checkpoints disk --snapshot s4
-[[ $(json_field '.checkpoints[0].name') == s4 ]] || fail "the image lost its checkpoint: $out"
+[[ $(jq_out '.checkpoints[0].name') == s4 ]] || fail "the image lost its checkpoint: $out"
 run_cli 0 cbt info disk --snapshot s4
 expect_out '^snapshot: +s4$'
 expect_out '^checkpoints: +s4=1$'

@@ -5,18 +5,18 @@
 # incremental backup takes its ranges from the control socket's cbt-map of the image's snapshot.
 # Usage: test-cli-filter.sh NBDSNAP FILTER.so
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 FILTER=$2
 
 disk=$dir/disk.img
 backup=$dir/backup.img
 mkdir "$dir/state" "$dir/diffs"
 truncate -s 32M "$disk"
-start_nbdkit_filter "$FILTER" file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:64M"
+start_filter file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:64M"
 write 0x11 0 2M ''   # the first open attaches the origin "default"
 
 run_cli 0 --json version
-[[ $(json_field .front_end) == nbdkit-filter ]] || fail "version: $out"
+[[ $(jq_out .front_end) == nbdkit-filter ]] || fail "version: $out"
 run_cli 0 origins
 expect_out '^default +32\.0 MiB +no +[0-9a-f-]{36} '
 pass "version and origins through the filter"
@@ -27,7 +27,7 @@ run_cli 0 snapshot take s1
 expect_out '^state: +taken$'
 write 0x12 0 1M default
 run_cli 0 --json backup --image "$(uri default@s1)" --to "$backup" --verify
-[[ $(json_field .kind) == full ]] || fail "full backup: $out"
+[[ $(jq_out .kind) == full ]] || fail "full backup: $out"
 cmp "$backup" "$dir/ref-s1.img" || fail "full backup differs from the take-time copy"
 run_cli 0 snapshot destroy s1
 pass "full backup through the filter"
@@ -38,9 +38,9 @@ cp "$disk" "$dir/ref-s2.img"
 run_cli 0 snapshot take s2
 write 0x14 16M 1M default
 run_cli 0 --json backup --image "$(uri default@s2)" --to "$backup" --since s1 --verify
-[[ $(json_field .kind) == incremental ]] || fail "incremental backup: $out / $err"
-[[ $(json_field .ranges_source) == "control socket cbt-map --since s1 --snapshot s2" ]] || fail "ranges: $out"
-bytes=$(json_field .bytes_read)
+[[ $(jq_out .kind) == incremental ]] || fail "incremental backup: $out / $err"
+[[ $(jq_out .ranges_source) == "control socket cbt-map --since s1 --snapshot s2" ]] || fail "ranges: $out"
+bytes=$(jq_out .bytes_read)
 # Exactly the 2M changed between the takes of s1 and s2 (the frozen map of s2 has not the write at 16M).
 ((bytes == 2 << 20)) || fail "incremental read $bytes bytes"
 cmp "$backup" "$dir/ref-s2.img" || fail "incremental backup differs from the take-time copy"

@@ -6,21 +6,21 @@
 # Usage: test-cli-incremental-forever.sh NBDSNAP nbdsnapd NBDSNAPD [ROUNDS]
 #        test-cli-incremental-forever.sh NBDSNAP filter FILTER.so [ROUNDS]
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
-front_end=$2
-server=$3
+source "$(dirname "$0")/../functions.sh"
+use_front_end "$2" "$3"
+front_end=$FRONT_END
 rounds=${4:-1000}
 
 disk=$dir/disk.img
 truncate -s 4M "$disk"  # 64 tracking blocks of 64 KiB
 if [[ $front_end == nbdsnapd ]]; then
   kept=16  # the default
-  start_nbdsnapd "$server" --origin "disk=$disk"
+  start_nbdsnapd --origin "disk=$disk"
   origin=disk ranges=dirty-bitmap storage=(8388608)
 else
   kept=2  # the smallest: a compaction every 254 takes keeps only the previous checkpoint's meaning
   mkdir "$dir/state" "$dir/diffs"
-  start_nbdkit_filter "$server" file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:8M" \
+  start_filter file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:8M" \
     nbdsnap-checkpoints-kept=$kept
   origin=default ranges=cbt-map storage=()
 fi

@@ -8,7 +8,7 @@
 # Unix control socket is mode 0600 (0660 with --control-group).
 # Usage: test-cli-remote-control.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 tls_credentials=$(dirname "$0")/../tls-credentials.sh
 "$tls_credentials" x509 "$dir/pki" admin1 || exit $?
@@ -19,7 +19,7 @@ control_port=$(port)
 
 disk=$dir/disk.img
 truncate -s 32M "$disk"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk" --listen "tcp:127.0.0.1:$nbd_port" --tls on --tls-psk "$dir/keys.psk" \
+start_nbdsnapd --origin "disk=$disk" --listen "tcp:127.0.0.1:$nbd_port" --tls on --tls-psk "$dir/keys.psk" \
   --tls-certificates "$dir/pki" --control-listen "tcp:127.0.0.1:$control_port" \
   --control-role 'operator psk:agent1' --control-role 'read-only psk:reader' \
   --control-role 'admin dn:CN=admin1,O=nbdsnap test' --remote-storage-dir "$dir" --log-level debug
@@ -52,12 +52,12 @@ run_cli 1 --connect "tls://nobody@127.0.0.1:$control_port" "${psk[@]}" origins
 expect_err "psk:nobody has no control role"
 run_cli 1 --connect "$remote" "${psk[@]}" origin detach disk
 expect_err "needs the admin role"
-grep -q "remote control: refused psk:reader" "$dir/server.log" || fail "the log does not name the refused identity"
+grep -q "remote control: refused psk:reader" "$server_log" || fail "the log does not name the refused identity"
 pass "a read-only identity is refused a take, an identity without a role everything"
 
 # An admin by client certificate (the host name is checked against the server's certificate).
 run_cli 0 --connect "tls://localhost:$control_port" --tls-certificates "$dir/pki" --json origins
-[[ $(json_field '.origins[0].name') == disk ]] || fail "origins over X.509: $out"
+[[ $(jq_out '.origins[0].name') == disk ]] || fail "origins over X.509: $out"
 # The Python package over the same listener: X.509 through Python's ssl module; PSK refused with the reason.
 PYTHONPATH=$(dirname "$0")/../../python timeout 30 /usr/bin/python3 -B - "$control_port" "$dir/pki" "$dir/keys.psk" <<'PY' ||
 import sys, nbdsnap
@@ -97,7 +97,7 @@ pass "X.509 admin; plain and credential-less clients refused"
 stop_server
 
 # --control-group: the socket belongs to the group, mode 0660.
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk" --control-group "$(id -gn)"
+start_nbdsnapd --origin "disk=$disk" --control-group "$(id -gn)"
 [[ $(stat -c %a "$NBDSNAP_CONTROL") == 660 && $(stat -c %G "$NBDSNAP_CONTROL") == "$(id -gn)" ]] ||
   fail "--control-group: $(stat -c '%a %G' "$NBDSNAP_CONTROL")"
 stop_server

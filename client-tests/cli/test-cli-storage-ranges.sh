@@ -6,14 +6,14 @@
 # that are not sizes are refused in words, and none of them becomes a file.
 # Usage: test-cli-storage-ranges.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 truncate -s 16M "$dir/disk.img" "$dir/data.img"
 # The shared storage file: 0xee everywhere, so bytes nbdsnap never wrote show.
 head -c 64M /dev/zero | tr '\0' '\356' >"$dir/shared.img"
 cp "$dir/shared.img" "$dir/pristine.img"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img" --origin "data=$dir/data.img" --chunk-buffer-budget 0
+start_nbdsnapd --origin "disk=$dir/disk.img" --origin "data=$dir/data.img" --chunk-buffer-budget 0
 write 0x11 0 16M disk
 write 0x22 0 16M data
 
@@ -22,8 +22,8 @@ run_cli 0 snapshot create a --origin disk --storage "$dir/shared.img:8M+8M" --st
 expect_out "shared.img +8388608 +8\.0 MiB +no"
 expect_out "shared.img +33554432 +8\.0 MiB +no"
 run_cli 0 --json snapshot info a
-[[ $(json_field '.snapshot.storage[1].offset') == 33554432 ]] || fail "second range's offset: $out"
-[[ $(json_field '.snapshot.storage_total') == 16777216 ]] || fail "storage total: $out"
+[[ $(jq_out '.snapshot.storage[1].offset') == 33554432 ]] || fail "second range's offset: $out"
+[[ $(jq_out '.snapshot.storage_total') == 16777216 ]] || fail "storage total: $out"
 # A third range of the same file for another snapshot, by the control socket's JSON form.
 run_cli 0 snapshot create b --origin data --storage "$dir/shared.img:48M+16M"
 run_cli 0 snapshot take a
@@ -33,8 +33,8 @@ write 0x44 0 4M data
 qemu-io -f raw -r -c 'read -P 0x11 0 16M' "$(uri disk@a)" >/dev/null || fail "disk@a lost take-time data"
 qemu-io -f raw -r -c 'read -P 0x22 0 16M' "$(uri data@b)" >/dev/null || fail "data@b lost take-time data"
 run_cli 0 --json snapshot info a
-[[ $(json_field '.snapshot.storage_used') == 12582912 ]] || fail "storage used: $out"
-[[ $(json_field '.snapshot.state') == taken ]] || fail "state: $out"
+[[ $(jq_out '.snapshot.storage_used') == 12582912 ]] || fail "storage used: $out"
+[[ $(jq_out '.snapshot.state') == taken ]] || fail "state: $out"
 cmp -n 8388608 "$dir/shared.img" "$dir/pristine.img" || fail "bytes before the first range were written"
 cmp -i 37748736 -n 12582912 "$dir/shared.img" "$dir/pristine.img" || fail "bytes between the ranges were written"
 pass "two ranges of one file serve one snapshot, a third another; nothing outside them is written"

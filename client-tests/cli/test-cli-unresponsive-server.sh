@@ -5,7 +5,7 @@
 # 4); a backup whose nbdsnapd stops answering mid-copy (SIGSTOP) ends with an error after --timeout, not a hang.
 # Usage: test-cli-unresponsive-server.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 # A listener that accepts every connection and never reads or writes (bounded: it exits after 60 s).
@@ -23,7 +23,7 @@ try:
 except OSError:
     pass
 PY
-background_pids+=($!)
+track_pid $!
 for _ in $(seq 100); do [[ -S $silent ]] && break; sleep 0.05; done
 [[ -S $silent ]] || fail "the silent listener did not start"
 
@@ -43,7 +43,7 @@ pass "--timeout 0 is refused"
 
 # A backup that loses its server mid-copy: 64 MiB of data read 4 KiB at a time, one read in flight.
 truncate -s 64M "$dir/disk.img"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img"
+start_nbdsnapd --origin "disk=$dir/disk.img"
 write 0x5c 0 64M disk
 run_cli 0 snapshot create s --origin disk --storage "$dir/s.diff:16M"
 run_cli 0 snapshot take s
@@ -52,7 +52,7 @@ start=$(date +%s%N)
 timeout -k 2 30 "$NBDSNAP" --timeout 2 backup --image "$(uri disk@s)" --to "$backup" \
   --connections 1 --requests 1 --request-size 4K >"$dir/out" 2>"$dir/err" &
 backup_pid=$!
-background_pids+=("$backup_pid")
+track_pid "$backup_pid"
 for _ in $(seq 500); do [[ -e $backup.nbdsnap-backup ]] && break; sleep 0.01; done  # the copy has begun
 kill -STOP "$server_pid"
 status=0

@@ -5,13 +5,13 @@
 # far larger than its first storage; the watcher exits when the snapshot is destroyed.
 # Usage: test-cli-watch-storage.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 disk=$dir/disk.img
 truncate -s 64M "$disk"
 qemu-io -f raw -c 'write -P 0x11 0 64M' "$disk" >/dev/null
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk" --low-space-threshold 6M --chunk-buffer-budget 1M
+start_nbdsnapd --origin "disk=$disk" --low-space-threshold 6M --chunk-buffer-budget 1M
 
 run_cli 0 snapshot create s1 --origin disk --storage "$dir/s1.diff:8M"
 cp "$disk" "$dir/ref.img"
@@ -19,7 +19,7 @@ run_cli 0 snapshot take s1
 
 setsid "$NBDSNAP" watch-storage s1 --grow "$dir/more" --step 16M </dev/null >"$dir/watch.log" 2>&1 &
 watcher=$!
-background_pids+=("$watcher")
+track_pid "$watcher"
 
 free_bytes() {
   "$NBDSNAP" --json snapshot info s1 | jq '.snapshot.storage_total - .snapshot.storage_used'
@@ -37,9 +37,9 @@ for ((mib = 0; mib < 48; mib++)); do
 done
 
 run_cli 0 --json snapshot info s1
-[[ $(json_field .snapshot.state) == taken ]] || fail "snapshot not intact: $out"
-[[ $(json_field '.snapshot.storage | map(.path) | index("'"$dir"'/more.1")') != null ]] || fail "no more.1: $out"
-((($(json_field .snapshot.storage_total)) >= 48 << 20)) || fail "storage did not grow enough: $out"
+[[ $(jq_out .snapshot.state) == taken ]] || fail "snapshot not intact: $out"
+[[ $(jq_out '.snapshot.storage | map(.path) | index("'"$dir"'/more.1")') != null ]] || fail "no more.1: $out"
+((($(jq_out .snapshot.storage_total)) >= 48 << 20)) || fail "storage did not grow enough: $out"
 grep -q "appended $dir/more.1 (16.0 MiB)" "$dir/watch.log" || fail "watcher log: $(cat "$dir/watch.log")"
 run_cli 0 events
 expect_out 'low_free_space +s1 '

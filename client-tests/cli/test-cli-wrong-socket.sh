@@ -6,11 +6,11 @@
 # and a message naming the path and the way out, with the default --timeout.
 # Usage: test-cli-wrong-socket.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 truncate -s 16M "$dir/disk.img"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img"
+start_nbdsnapd --origin "disk=$dir/disk.img"
 
 run_cli_within 20 2 --control "$sock" origins
 expect_err "$sock: this is an NBD socket, not a control socket"

@@ -4,13 +4,13 @@
 # forced, it cuts the connected client off (its writes, trims, zeroes and reads fail with EIO, so no write is
 # untracked) and the next open attaches the origin again with its CBT resumed.
 # Usage: test-detach.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 disk=$dir/disk.img
 mkdir "$dir/state"
 truncate -s 8M "$disk"
-start_nbdkit detach file "$disk" nbdsnap-state-dir="$dir/state"
+start_filter --log detach file "$disk" nbdsnap-state-dir="$dir/state"
 
 ctl_error '{"command":"origin-attach","name":"x","path":"'"$disk"'"}' >/dev/null
 pass "origin-attach by path is not supported by the filter"

@@ -4,14 +4,14 @@
 # write still succeeds, the snapshot turns corrupted with an event carrying the origin and the errno (EIO), as
 # snapshot info does per origin, and its image returns errors.
 # Usage: test-error-cow.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 disk=$dir/disk.img
 truncate -s 16M "$disk"
 qemu-io -f raw -c 'write -P 0x11 0 16M' "$disk" >/dev/null
 # Reads fail only while $dir/inject exists.
-start_nbdkit error --filter=error file "$disk" error-pread-rate=100% error-pread-file="$dir/inject"
+start_filter --log error --filter=error file "$disk" error-pread-rate=100% error-pread-file="$dir/inject"
 
 qemu-io -f raw -r -c 'read -P 0x11 0 4K' "$(uri '')" >/dev/null  # attach the origin
 ctl '{"command":"snapshot-create","name":"s","origins":["default"],"storage":[{"path":"'"$dir"'/s.diff","size":16777216}]}' >/dev/null

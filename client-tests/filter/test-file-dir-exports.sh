@@ -5,14 +5,14 @@
 # nbdkit runs becomes an origin when it is first listed or opened; after a restart with nbdsnap-state-dir, an
 # export nobody has opened yet answers cbt-info and checkpoints with its saved generation.
 # Usage: test-file-dir-exports.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 mkdir "$dir/D" "$dir/state"
 truncate -s 8M "$dir/D/a.img" "$dir/D/b.img"
 truncate -s 1M "$dir/x"  # what "../x" would name
 args=(file dir="$dir/D" nbdsnap-state-dir="$dir/state" nbdsnap-chunk-min-shift=16)
-start_nbdkit dir "${args[@]}"
+start_filter --log dir "${args[@]}"
 
 origins() { ctl '{"command":"origins"}' | jq -c '[.origins[].name] | sort'; }
 [[ $(origins) == '["a.img","b.img"]' ]] || fail "origins before any client opened an export: $(origins)"
@@ -32,8 +32,8 @@ for name in nope ../x ''; do
   if nbdinfo "$(uri "$name")" >/dev/null 2>&1; then fail "export '$name' opened"; fi
 done
 grep -q "export 'nope' is refused: export 'nope' is not one of the plugin's exports (\"a.img\", \"b.img\")" \
-  "$nbdkit_log" || fail "no clear message for 'nope'"
-grep -q "export '' is refused: export '' is not one of the plugin's exports" "$nbdkit_log" ||
+  "$server_log" || fail "no clear message for 'nope'"
+grep -q "export '' is refused: export '' is not one of the plugin's exports" "$server_log" ||
   fail "no clear message for the default export"
 pass "names that are not files in D are refused"
 
@@ -50,8 +50,8 @@ ctl '{"command":"snapshot-take","name":"s1"}' >/dev/null
 ctl '{"command":"snapshot-destroy","name":"s1"}' >/dev/null
 generation_b=$(ctl '{"command":"cbt-info","origin":"b.img"}' | jq -r .cbt.generation)
 generation_c=$(ctl '{"command":"cbt-info","origin":"c.img"}' | jq -r .cbt.generation)
-stop_nbdkit
-start_nbdkit dir2 "${args[@]}"
+stop_server
+start_filter --log dir2 "${args[@]}"
 checkpoints=$(ctl '{"command":"checkpoints","origin":"b.img"}')
 [[ $(jq -r .generation <<<"$checkpoints") == "$generation_b" ]] || fail "b.img after restart: $checkpoints"
 [[ $(jq -c '[.checkpoints[].name]' <<<"$checkpoints") == '["s1"]' ]] || fail "b.img checkpoints: $checkpoints"

@@ -5,14 +5,14 @@
 # The images must show, block by block, only data that may have been there at the take, and one point in
 # time across both disks (see snapshot_under_writers.py). nbdinfo --list shows both origins and both images.
 # Usage: test-file-dir-two-disks.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 mkdir "$dir/disks" "$dir/state"
 truncate -s 32M "$dir/disks/a.img" "$dir/disks/b.img"
-start_nbdkit dir file dir="$dir/disks" nbdsnap-state-dir="$dir/state" nbdsnap-chunk-min-shift=16
+start_filter --log dir file dir="$dir/disks" nbdsnap-state-dir="$dir/state" nbdsnap-chunk-min-shift=16
 
-"$PY" "$here/snapshot_under_writers.py" "$sock" "$ctl_sock" "$dir/live.diff" a.img b.img
+"$PY" "$here/snapshot_under_writers.py" "$sock" "$ctl" "$dir/live.diff" a.img b.img
 pass "snapshot of two disks under concurrent writers"
 
 # A second snapshot, quiet this time, to see the export list with images in it.

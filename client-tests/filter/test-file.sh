@@ -4,15 +4,15 @@
 # unknown images are refused, CBT map / mark-dirty through the control socket, CBT survives a clean restart
 # and renews its generation after a crash.
 # Usage: test-file.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 disk=$dir/disk.img
 mkdir "$dir/state" "$dir/diffs"
 truncate -s 32M "$disk"
 qemu-io -f raw -c 'write -P 0x11 0 32M' "$disk" >/dev/null
 args=(file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:64M")
-start_nbdkit file "${args[@]}"
+start_filter --log file "${args[@]}"
 
 # The plugin's default export "" is the origin "default".
 qemu-io -f raw -c 'write -P 0xaa 0 1M' "$(uri '')" >/dev/null
@@ -50,8 +50,8 @@ pass "cbt-map and cbt-mark-dirty over the control socket"
 
 # A clean stop saves CBT state: the same generation and checkpoint come back.
 ctl '{"command":"snapshot-destroy","name":"s1"}' >/dev/null
-stop_nbdkit
-start_nbdkit file2 "${args[@]}"
+stop_server
+start_filter --log file2 "${args[@]}"
 nbdinfo "$(uri '')" >/dev/null  # first open attaches the origin
 info=$(ctl '{"command":"cbt-info","origin":"default"}')
 [[ $(jq -r .cbt.generation <<<"$info") == "$generation" ]] || fail "generation changed over a clean restart: $info"
@@ -62,9 +62,9 @@ jq -e '.ranges | index({"length":65536,"offset":20971520}) != null' <<<"$map" >/
 pass "CBT survives a clean restart"
 
 # A crash (no unload) leaves the state marked in use: the next start begins a new generation.
-kill -9 "$nbdkit_pid"
-wait "$nbdkit_pid" 2>/dev/null || true
-start_nbdkit file3 "${args[@]}"
+kill -9 "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+start_filter --log file3 "${args[@]}"
 nbdinfo "$(uri '')" >/dev/null
 info=$(ctl '{"command":"cbt-info","origin":"default"}')
 [[ $(jq -r .cbt.generation <<<"$info") != "$generation" ]] || fail "generation kept after a crash: $info"

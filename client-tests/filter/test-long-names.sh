@@ -5,8 +5,8 @@
 # storage file's name fits (shortened, with a hash), the image serves take-time bytes, destroy removes the
 # file, and the origin's CBT resumes over a clean restart.
 # Usage: test-long-names.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 long=$(printf 'o%.0s' {1..255})
 snap=$(printf 's%.0s' {1..255})
@@ -15,7 +15,7 @@ disk=$dir/disk.img
 mkdir "$dir/state" "$dir/diffs"
 truncate -s 16M "$disk"
 args=(file "$disk" nbdsnap-default-origin="$long" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:32M")
-start_nbdkit long "${args[@]}"
+start_filter --log long "${args[@]}"
 
 qemu-io -f raw -c 'write -P 0x21 0 1M' "$(uri '')" >/dev/null
 ctl "{\"command\":\"snapshot-create\",\"name\":\"$snap\",\"origins\":[\"$long\"]}" >/dev/null  # default storage
@@ -31,8 +31,8 @@ pass "a 255-byte snapshot of a 255-byte origin gets a default storage file and s
 generation=$(ctl "{\"command\":\"cbt-info\",\"origin\":\"$long\"}" | jq -r .cbt.generation)
 ctl "{\"command\":\"snapshot-destroy\",\"name\":\"$snap\"}" >/dev/null
 [[ -z $(ls "$dir/diffs") ]] || fail "destroy left the default storage file: $(ls "$dir/diffs")"
-stop_nbdkit
-start_nbdkit long2 "${args[@]}"
+stop_server
+start_filter --log long2 "${args[@]}"
 nbdinfo "$(uri '')" >/dev/null  # the first open attaches the origin
 info=$(ctl "{\"command\":\"cbt-info\",\"origin\":\"$long\"}")
 [[ $(jq -r .cbt.generation <<<"$info") == "$generation" ]] || fail "generation changed over a clean restart: $info"

@@ -3,8 +3,8 @@
 # test-memory.sh — the `memory` plugin: a snapshot of a RAM disk, a writable snapshot whose writes never reach
 # the origin, the export list, and refusals (unknown origin, origin in a snapshot twice).
 # Usage: test-memory.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 help=$(${NBDSNAP_NBDKIT_PRELOAD:+env LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit --filter="$FILTER" memory --help)
 for parameter in control state-dir storage storage-limit default-origin chunk-min-shift tracking-block-min-shift; do
@@ -13,7 +13,7 @@ done
 pass "nbdkit --filter=nbdsnap --help documents every parameter"
 
 truncate -s 32M "$dir/one.diff"  # nbdsnap-storage must exist: a file used as is
-start_nbdkit memory memory size=16M nbdsnap-default-origin=ram nbdsnap-chunk-min-shift=16 \
+start_filter --log memory memory size=16M nbdsnap-default-origin=ram nbdsnap-chunk-min-shift=16 \
   nbdsnap-storage="$dir/one.diff:32M"
 qemu-io -f raw -c 'write -P 0x5a 0 16M' "$(uri '')" >/dev/null
 qemu-img convert -f raw -O raw "$(uri ram)" "$dir/take-time.img"  # "ram" and "" are the same origin

@@ -4,15 +4,15 @@
 # second long events-wait queued behind the first, and others that connect and wait while nbdkit stops.
 # nbdkit exits within 2 s of SIGTERM (the test fails above 5 s) and the filter saves CBT as cleanly stopped.
 # Usage: test-sigterm-events-wait.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 mkdir -p "$dir/state"
-start_nbdkit sigterm memory size=16M nbdsnap-default-origin=ram nbdsnap-state-dir="$dir/state"
+start_filter --log sigterm memory size=16M nbdsnap-default-origin=ram nbdsnap-state-dir="$dir/state"
 qemu-io -f raw -c 'write -P 0x5a 0 64k' "$(uri '')" >/dev/null  # attaches the origin: it has CBT state
 
 # waiter SOCKET READY: two events-wait requests of 60 s in one write, then reads until the server closes.
-"$PY" - "$ctl_sock" "$dir/waiter.ready" >"$dir/waiter.out" 2>&1 <<'PY' &
+"$PY" - "$ctl" "$dir/waiter.ready" >"$dir/waiter.out" 2>&1 <<'PY' &
 import json, socket, sys
 line = json.dumps({"command": "events-wait", "after": 1 << 40, "timeout_ms": 60000}).encode() + b"\n"
 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -27,13 +27,13 @@ with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         pass
 PY
 waiter=$!
-pids+=("$waiter")
+track_pid "$waiter"
 for _ in $(seq 300); do [[ -e $dir/waiter.ready ]] && break; sleep 0.01; done
 [[ -e $dir/waiter.ready ]] || fail "the control waiter did not start"
 sleep 0.2  # its first events-wait is blocked in the filter
 
 # latecomers: connect and wait again and again until the control socket is gone (at most 10 s).
-"$PY" - "$ctl_sock" >"$dir/latecomer.out" 2>&1 <<'PY' &
+"$PY" - "$ctl" >"$dir/latecomer.out" 2>&1 <<'PY' &
 import json, socket, sys, time
 line = json.dumps({"command": "events-wait", "after": 1 << 40, "timeout_ms": 60000}).encode() + b"\n"
 held, deadline = [], time.monotonic() + 10
@@ -49,23 +49,23 @@ while time.monotonic() < deadline:
 print(f"{len(held)} events-wait requests sent")
 PY
 latecomer=$!
-pids+=("$latecomer")
+track_pid "$latecomer"
 
 # stopped: nbdkit has exited, or (with a sanitizer runtime preloaded, where glibc's exit handlers sometimes
-# hang after the filter is done: see lib.sh) the filter has unloaded.
+# hang after the filter is done: see functions.sh) the filter has unloaded.
 stopped() {
-  ! kill -0 "$nbdkit_pid" 2>/dev/null ||
-    { [[ -n ${NBDSNAP_NBDKIT_PRELOAD:-} ]] && grep -qs "nbdsnap: unloaded, CBT state saved" "$nbdkit_log"; }
+  ! kill -0 "$server_pid" 2>/dev/null ||
+    { [[ -n ${NBDSNAP_NBDKIT_PRELOAD:-} ]] && grep -qs "nbdsnap: unloaded, CBT state saved" "$server_log"; }
 }
 start=$(date +%s%N)
-kill -TERM "$nbdkit_pid"
+kill -TERM "$server_pid"
 while ! stopped && (($(date +%s%N) - start < 30000000000)); do sleep 0.01; done
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 stopped || fail "nbdkit still runs 30 s after SIGTERM"
 wait "$waiter" "$latecomer" 2>/dev/null || true
 echo "nbdkit stopped $elapsed_ms ms after SIGTERM; latecomers: $(cat "$dir/latecomer.out")"
 ((elapsed_ms <= 5000)) || fail "nbdkit took $elapsed_ms ms to stop (control clients held it up)"
-grep -q "nbdsnap: unloaded, CBT state saved" "$nbdkit_log" || fail "the filter did not save CBT state"
+grep -q "nbdsnap: unloaded, CBT state saved" "$server_log" || fail "the filter did not save CBT state"
 head -n 1 "$dir/state/ram.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)' ||
   fail "CBT state not saved as clean"
 pass "SIGTERM with control clients in events-wait: nbdkit stopped in $elapsed_ms ms, CBT saved clean"

@@ -4,10 +4,10 @@
 # uses one, qemu-io cannot open it and another nbdsnap process cannot take it as storage (it is refused naming
 # nbdkit); destroy releases it.
 # Usage: test-storage-lock.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
-start_nbdkit storage memory size=16M
+start_filter --log storage memory size=16M
 qemu-io -f raw -c 'write -P 0x31 0 1M' "$(uri '')" >/dev/null
 ctl '{"command":"snapshot-create","name":"s","origins":["default"],"storage":[{"path":"'"$dir"'/s.diff","size":16777216}]}' >/dev/null
 ctl '{"command":"snapshot-take","name":"s"}' >/dev/null
@@ -23,12 +23,12 @@ pass "qemu-io cannot open a difference-storage file the filter uses"
 second_sock=$dir/second.sock second_ctl=$dir/second-ctl.sock
 setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit -f -U "$second_sock" --filter="$FILTER" memory size=16M nbdsnap-control="$second_ctl" \
   </dev/null >"$dir/nbdkit-second.log" 2>&1 &
-pids+=($!)
-wait_for "$second_ctl" "$!"
+track_pid $!
+wait_for_path "$second_ctl" "$!"
 nbdinfo "nbd+unix:///?socket=$second_sock" >/dev/null  # attaches its origin
 reply=$("$PY" -m nbdsnap --expect-error "$second_ctl" \
   '{"command":"snapshot-create","name":"t","origins":["default"],"storage":[{"path":"'"$dir"'/s.diff"}]}')
-jq -e --arg pid "$nbdkit_pid" '.error.code == "busy" and (.error.message | contains("(nbdkit, pid " + $pid + ")"))' \
+jq -e --arg pid "$server_pid" '.error.code == "busy" and (.error.message | contains("(nbdkit, pid " + $pid + ")"))' \
   <<<"$reply" >/dev/null || fail "second process took the storage: $reply"
 pass "another process cannot take the filter's storage file, and is told who holds it"
 

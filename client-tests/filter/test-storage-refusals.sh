@@ -6,8 +6,8 @@
 # file of `file FILE` and `file file=FILE`. nbdsnap-storage naming a served file, or a directory that does not
 # exist, stops nbdkit at start with a message naming the parameter.
 # Usage: test-storage-refusals.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 mkdir "$dir/D" "$dir/other"
 truncate -s 8M "$dir/D/d"
@@ -27,7 +27,7 @@ refuse() {
 create() { echo '{"command":"snapshot-create","name":"s","origins":["'"$1"'"],"storage":[{"path":"'"$2"'","size":'"$3"'}]}'; }
 append() { echo '{"command":"snapshot-append-storage","name":"s","path":"'"$1"'","size":'"$2"'}'; }
 
-start_nbdkit dir file dir="$dir/D" nbdsnap-chunk-min-shift=16
+start_filter --log dir file dir="$dir/D" nbdsnap-chunk-min-shift=16
 qemu-io -f raw -c 'write -P 0xd1 0 8M' "$(uri d)" >/dev/null
 served="which the plugin serves as export"
 refuse "$(create d "$dir/D/e" 0)" already_exists "difference storage $dir/D/e is $dir/D/e, $served 'e' (dir=$dir/D)"
@@ -49,18 +49,18 @@ qemu-io -f raw -c 'write -P 0xd2 0 1M' "$(uri d)" >/dev/null
 qemu-io -f raw -r -c 'read -P 0xd1 0 8M' "$(uri d@s)" >/dev/null || fail "image d@s"
 qemu-io -f raw -r -c 'read -P 0xee 0 1M' "$dir/D/e" >/dev/null || fail "D/e was overwritten"
 pass "dir=D: files in D (path, hard link, symlink, relative path) and new files in D are never storage"
-stop_nbdkit
+stop_server
 
 for form in bare key; do
-  if [[ $form == bare ]]; then start_nbdkit "file-$form" file "$dir/other/hard"
-  else start_nbdkit "file-$form" file file="$dir/other/hard"; fi
+  if [[ $form == bare ]]; then start_filter --log "file-$form" file "$dir/other/hard"
+  else start_filter --log "file-$form" file file="$dir/other/hard"; fi
   nbdinfo "$(uri '')" >/dev/null
   refuse "$(create default "$dir/D/d" 0)" already_exists \
     "difference storage $dir/D/d is $dir/other/hard, which the plugin serves (file=$dir/other/hard)"
   refuse "$(create default "$dir/other/soft" 0)" already_exists "which the plugin serves (file=$dir/other/hard)"
   ctl "$(create default "$dir/D/e" 0)" >/dev/null  # not served by this plugin
   ctl '{"command":"snapshot-destroy","name":"s"}' >/dev/null
-  stop_nbdkit
+  stop_server
 done
 pass "file FILE and file=FILE: the plugin's file is never storage"
 

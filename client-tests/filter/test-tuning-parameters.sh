@@ -4,8 +4,8 @@
 # value stops nbdkit at start with a message naming the parameter and its bounds; good values (and the old name
 # nbdsnap-tracking-min-shift) reach the engine; --help lists them all.
 # Usage: test-tuning-parameters.sh FILTER.so
-FILTER=$1
-source "$(dirname "$0")/lib.sh"
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
 
 run_nbdkit() {  # nbdkit with the filter in the foreground, for parameters that must stop it
   ${NBDSNAP_NBDKIT_PRELOAD:+env LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} timeout 20 \
@@ -37,7 +37,7 @@ for parameter in chunk-min-shift chunk-max-shift chunk-max-count-shift tracking-
 done
 pass "--help lists every tuning parameter"
 
-start_nbdkit tuned memory size=16M nbdsnap-chunk-min-shift=16 nbdsnap-tracking-min-shift=20 \
+start_filter --log tuned memory size=16M nbdsnap-chunk-min-shift=16 nbdsnap-tracking-min-shift=20 \
   nbdsnap-tracking-block-max-shift=22 nbdsnap-chunk-buffer-budget=8M nbdsnap-copy-io-size=64K
 nbdinfo --size "$(uri '')" >/dev/null  # the first open attaches the origin
 info=$(ctl '{"command":"origin-info","name":"default"}')

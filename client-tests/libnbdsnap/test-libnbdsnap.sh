@@ -7,18 +7,17 @@
 front=$1
 LIVE_TEST=$2
 NBDSNAP=$3
-source "$(dirname "$0")/../cli/lib.sh"
-SERVER=$4
-export PYTHONPATH=$(cd "$(dirname "$0")/../../python" && pwd)${PYTHONPATH:+:$PYTHONPATH}
+source "$(dirname "$0")/../functions.sh"
+use_front_end "$front" "$4"
 
 mkdir -p "$dir/storage"
 truncate -s 32M "$dir/disk.img" "$dir/storage/extra.img"  # extra.img: attached and detached by the live test
 if [[ $front == nbdsnapd ]]; then
-  start_nbdsnapd "$SERVER" --origin "disk=$dir/disk.img"
+  start_nbdsnapd --origin "disk=$dir/disk.img"
   origin=disk front_end=nbdsnapd
 else
   mkdir -p "$dir/state"
-  start_nbdkit_filter "$SERVER" file "$dir/disk.img" nbdsnap-state-dir="$dir/state"
+  start_filter file "$dir/disk.img" nbdsnap-state-dir="$dir/state"
   origin=default front_end=nbdkit-filter
 fi
 "$LIVE_TEST" "$NBDSNAP_CONTROL" "$origin" "$dir/storage" "$front_end" || fail "libnbdsnap against $front"

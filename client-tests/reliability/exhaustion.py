@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: BSD-3-Clause
-"""exhaustion.py — difference storage runs out or fails (see test-exhaustion-nbdsnapd.sh).
+"""exhaustion.py — difference storage runs out or fails (see test-exhaustion.sh).
 
 Usage: exhaustion.py NBD_SOCK CONTROL_SOCK DIR TMPFS_DIR ROUNDS
 Origins a, b, c of 16 MiB hold 0x11 everywhere at start.

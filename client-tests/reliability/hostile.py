@@ -19,13 +19,14 @@ import threading
 import time
 
 import nbd
+import nbd_raw
+from nbd_raw import CMD_READ, CMD_WRITE, IHAVEOPT, go, greet, recv_exact
+from nbd_raw import request_bytes as request
 
 from reltools import MiB, connect, fail, ok, main_wrapper
 import nbdsnap
 
 SOCK, CTL, PID, ROUNDS = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-REQUEST_MAGIC = 0x25609513
-CMD_READ, CMD_WRITE = 0, 1
 
 
 def vmrss_kib():
@@ -50,48 +51,11 @@ def sanitized():
 
 
 def raw(path=SOCK, timeout=10):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(path)  # blocking: a full listen backlog waits instead of failing with EAGAIN
-    s.settimeout(timeout)
-    return s
-
-
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
-def greet(s):
-    recv_exact(s, 18)
-    s.sendall(struct.pack(">I", 3))
-
-
-def go(s, name):
-    data = struct.pack(">I", len(name)) + name.encode() + struct.pack(">H", 0)
-    s.sendall(b"IHAVEOPT" + struct.pack(">II", 7, len(data)) + data)
-    while True:
-        _, _, reply_type, length = struct.unpack(">QIII", recv_exact(s, 20))
-        recv_exact(s, length)
-        if reply_type == 1:
-            return
-        if reply_type & 0x80000000:
-            raise AssertionError(f"GO refused: {reply_type:#x}")
+    return nbd_raw.connect(path, timeout)
 
 
 def transmission(name="a"):
-    s = raw()
-    greet(s)
-    go(s, name)
-    return s
-
-
-def request(cmd, handle, offset, length):
-    return struct.pack(">IHHQQI", REQUEST_MAGIC, 0, cmd, handle, offset, length)
+    return nbd_raw.transmission(SOCK, name, 10)
 
 
 def quietly(fn, *args):
@@ -142,10 +106,10 @@ def truncated(rng, stage):
             s.sendall(b"\x00\x00")
         elif stage == 1:        # half an option header
             greet(s)
-            s.sendall(b"IHAVEOPT\x00\x00")
+            s.sendall(IHAVEOPT + b"\x00\x00")
         elif stage == 2:        # option with a short payload
             greet(s)
-            s.sendall(b"IHAVEOPT" + struct.pack(">II", 7, 100) + b"\x00" * 10)
+            s.sendall(nbd_raw.option_bytes(nbd_raw.OPT_GO, b"\x00" * 100)[:26] + b"\x00" * 10)
         else:                   # half a request header after GO
             greet(s)
             go(s, "a")
@@ -159,15 +123,14 @@ def huge_lengths():
     # option header with a 4 GiB - 1 length: the server must refuse or close, not allocate.
     s = raw()
     quietly(greet, s)
-    quietly(s.sendall, b"IHAVEOPT" + struct.pack(">II", 7, 0xFFFFFFFF) + b"\x00" * 4096)
+    quietly(s.sendall, IHAVEOPT + struct.pack(">II", nbd_raw.OPT_GO, 0xFFFFFFFF) + b"\x00" * 4096)
     s.close()
     # READ of 4 GiB - 1: an error reply (EINVAL/EOVERFLOW) or a disconnect, never 4 GiB of data.
     s = transmission()
     try:
         s.sendall(request(CMD_READ, 7, 0, 0xFFFFFFFF))
-        hdr = recv_exact(s, 16)
-        magic, error, handle = struct.unpack(">IIQ", hdr)
-        if magic == 0x67446698 and error == 0:
+        magic, error, handle = nbd_raw.read_simple_reply(s)
+        if magic == nbd_raw.SIMPLE_REPLY_MAGIC and error == 0:
             fail("a 4 GiB READ was answered with success")
     except (OSError, EOFError):
         pass
@@ -180,7 +143,7 @@ def huge_lengths():
     s = transmission()
     try:
         s.sendall(request(CMD_WRITE, 9, 0xFFFFFFFFFFFF0000, 4096) + b"\xab" * 4096)
-        magic, error, handle = struct.unpack(">IIQ", recv_exact(s, 16))
+        magic, error, handle = nbd_raw.read_simple_reply(s)
         if error == 0:
             fail("a WRITE at offset 2^64-64Ki succeeded")
     except (OSError, EOFError):
@@ -196,7 +159,7 @@ def churn(rng, n):
             if stage >= 1:
                 recv_exact(s, 18)
             if stage == 2:
-                s.sendall(struct.pack(">I", 3))
+                s.sendall(struct.pack(">I", nbd_raw.CLIENT_FLAGS))
                 go(s, "a" if i % 2 else "a@s")
         except (OSError, EOFError, AssertionError):
             pass

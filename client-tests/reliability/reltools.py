@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """reltools.py — small helpers of the reliability tests' Python parts: NBD pattern writes/checks through
 libnbd, and failure reporting. The control connection is the nbdsnap package's Client (python/nbdsnap, on
-PYTHONPATH from lib.sh); its refusals fail the test through main_wrapper. One Python process per test keeps
+PYTHONPATH from client-tests/functions.sh); its refusals fail the test through main_wrapper. One Python process per test keeps
 the short mode cheap on loaded machines (a qemu-io or python start costs up to a second there)."""
 import sys
 

@@ -4,17 +4,16 @@
 # memory stays bounded, a good client keeps working.
 # Usage: test-hostile-nbdsnapd.sh NBDSNAPD [--rounds N]
 NBDSNAPD=${1:?usage: $0 NBDSNAPD [--rounds N]}; shift
-source "$(dirname "$0")/lib.sh"
-rounds=2
-while (($#)); do case $1 in --rounds) rounds=$2; shift 2 ;; --duration) shift 2 ;; *) fail "unknown option $1" ;; esac; done
+source "$(dirname "$0")/../functions.sh"
+parse_rounds 2 "$@"
 mkdir "$dir/state"
 truncate -s 64M "$dir/a.raw"
-start_nbdsnapd hostile --state-dir "$dir/state" --origin "a=$dir/a.raw"
+start_nbdsnapd --log hostile --state-dir "$dir/state" --origin "a=$dir/a.raw"
 "$PY" -c "import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b'\x5a'*2097152, 0); h.flush(); h.shutdown()" "$(uri a)"
 ctl '{"command":"snapshot-create","name":"s","origins":["a"],"storage":[{"path":"'"$dir"'/s.diff","size":67108864}]}' >/dev/null
 ctl '{"command":"snapshot-take","name":"s"}' >/dev/null
 "$PY" "$here/hostile.py" "$sock" "$ctl" "$server_pid" "$rounds"
 server_alive || fail "nbdsnapd died"
-kill_server TERM
+stop_server TERM
 ((server_status == 0)) || fail "nbdsnapd did not stop cleanly ($server_status)"
 pass "hostile clients, $rounds round(s)"

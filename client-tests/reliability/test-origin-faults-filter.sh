@@ -5,14 +5,13 @@
 # failures corrupt the snapshot and never make an image return wrong bytes.
 # Usage: test-origin-faults-filter.sh FILTER.so [--rounds N]
 FILTER=${1:?usage: $0 FILTER.so [--rounds N]}; shift
-source "$(dirname "$0")/lib.sh"
-rounds=1
-while (($#)); do case $1 in --rounds) rounds=$2; shift 2 ;; --duration) shift 2 ;; *) fail "unknown option $1" ;; esac; done
+source "$(dirname "$0")/../functions.sh"
+parse_rounds 1 "$@"
 mkdir "$dir/disks" "$dir/state"
 truncate -s 16M "$dir/disks/a"
-start_nbdkit faults --threads 8 --filter=error file dir="$dir/disks" nbdsnap-state-dir="$dir/state" \
+start_filter --log faults --threads 8 --filter=error file dir="$dir/disks" nbdsnap-state-dir="$dir/state" \
   error-pread-rate=1 error-pread-file="$dir/pread-inject" error-pwrite-rate=1 error-pwrite-file="$dir/pwrite-inject"
 "$PY" "$here/origin_faults.py" "$sock" "$ctl" "$dir" "$dir/pread-inject" "$dir/pwrite-inject" "$rounds"
 server_alive || fail "nbdkit died"
-kill_server TERM
+stop_server TERM
 pass "origin faults through nbdkit's error filter, $rounds round(s)"

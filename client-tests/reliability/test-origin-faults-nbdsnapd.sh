@@ -6,15 +6,14 @@
 # of the shared engine (test-origin-faults-filter.sh).
 # Usage: test-origin-faults-nbdsnapd.sh NBDSNAPD [--rounds N]
 NBDSNAPD=${1:?usage: $0 NBDSNAPD [--rounds N]}; shift
-source "$(dirname "$0")/lib.sh"
-rounds=1
-while (($#)); do case $1 in --rounds) rounds=$2; shift 2 ;; --duration) shift 2 ;; *) fail "unknown option $1" ;; esac; done
+source "$(dirname "$0")/../functions.sh"
+parse_rounds 1 "$@"
 mkdir "$dir/state"
 mount_tmpfs "$dir/t" 6M
 truncate -s 16M "$dir/t/a.raw"
-start_nbdsnapd faults --state-dir "$dir/state" --origin "a=$dir/t/a.raw"
+start_nbdsnapd --log faults --state-dir "$dir/state" --origin "a=$dir/t/a.raw"
 "$PY" "$here/origin_enospc.py" "$sock" "$ctl" "$dir" "$dir/t/filler" "$rounds"
 server_alive || fail "nbdsnapd died"
-kill_server TERM
+stop_server TERM
 ((server_status == 0)) || fail "nbdsnapd did not stop cleanly ($server_status)"
 pass "origin ENOSPC under nbdsnapd, $rounds round(s)"

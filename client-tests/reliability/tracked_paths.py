@@ -26,6 +26,7 @@ import threading
 import time
 
 import nbd
+import nbd_raw
 
 from reltools import fail, main_wrapper, ok
 import nbdsnap
@@ -190,26 +191,8 @@ class AliasClient(LibnbdClient):
         return self.args.alias
 
 
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
 class SlowHandshakeClient(LibnbdClient):
     """Sleeps between handshake steps, so detaches and takes land in the middle of its negotiation."""
-
-    def option(self, s, option, data=b""):
-        s.sendall(b"IHAVEOPT" + struct.pack(">II", option, len(data)) + data)
-        while True:
-            _, _, reply_type, length = struct.unpack(">QIII", recv_exact(s, 20))
-            recv_exact(s, length)
-            if reply_type == 1 or reply_type & 0x80000000:  # ACK or an error ends the reply
-                return reply_type
 
     def run(self):
         rng = random.Random(self.args.seed * 100 + self.stripe)
@@ -221,14 +204,12 @@ class SlowHandshakeClient(LibnbdClient):
             s.settimeout(30)
             try:
                 s.connect(self.args.nbd)
-                recv_exact(s, 18)
-                s.sendall(struct.pack(">I", 3))
+                nbd_raw.greet(s)
                 for _ in range(rng.randint(0, 3)):
                     time.sleep(rng.random() * 0.2)
-                    self.option(s, 3)  # LIST
+                    nbd_raw.option(s, nbd_raw.OPT_LIST)
                 time.sleep(rng.random() * 0.2)
-                go = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
-                if self.option(s, 7, go) != 1:
+                if nbd_raw.option(s, nbd_raw.OPT_GO, nbd_raw.go_data(name)) != nbd_raw.REP_ACK:
                     self.model.counts["refused_connects"] += 1
                     s.close()
                     time.sleep(0.05)
@@ -242,8 +223,8 @@ class SlowHandshakeClient(LibnbdClient):
                     offset, data = random_write(rng, self.stripe, self.args.size, serial)
                     self.model.begin_request()
                     try:
-                        s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, serial, offset, len(data)) + data)
-                        _, error, _ = struct.unpack(">IIQ", recv_exact(s, 16))
+                        nbd_raw.request(s, nbd_raw.CMD_WRITE, serial, offset, len(data), data)
+                        _, error, _ = nbd_raw.read_simple_reply(s)
                     except (EOFError, OSError):
                         error = -1
                     if error == 0:

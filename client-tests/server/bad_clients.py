@@ -8,88 +8,24 @@ read-only requests each get the error (or disconnect) the NBD spec asks for; mea
 writes and verifies data and must see no error at all.
 """
 import os
-import socket
 import struct
 import sys
 import threading
 
 import nbd
+from nbd_raw import (CMD_READ, CMD_WRITE, EINVAL, ENOSPC, EPERM, closed_by_server, greet, go, read_option_reply,
+                     recv_exact, request, send_option, simple_reply)
+import nbd_raw
 
 SOCK, ORIGIN, IMAGE = sys.argv[1:4]
-REQUEST_MAGIC = 0x25609513
-EINVAL, EPERM, ENOSPC = 22, 1, 28
-CMD_READ, CMD_WRITE = 0, 1
-
-
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise EOFError("server closed the connection")
-        data += chunk
-    return data
-
-
-def closed_by_server(s):
-    """True when the server has closed its side (reads give end of file)."""
-    s.settimeout(30)
-    try:
-        while s.recv(65536):
-            pass
-        return True
-    except ConnectionResetError:
-        return True
 
 
 def connect():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(SOCK)
-    return s
-
-
-def send_option(s, option, data=b""):
-    s.sendall(b"IHAVEOPT" + struct.pack(">II", option, len(data)) + data)
-
-
-def read_option_reply(s):
-    magic, option, reply_type, length = struct.unpack(">QIII", recv_exact(s, 20))
-    assert magic == 0x3E889045565A9, hex(magic)
-    return option, reply_type, recv_exact(s, length)
-
-
-def greet(s):
-    hello = recv_exact(s, 18)
-    assert hello[:16] == b"NBDMAGICIHAVEOPT", hello
-    s.sendall(struct.pack(">I", 3))  # fixed newstyle, no zeroes
-
-
-def go(s, name):
-    data = struct.pack(">I", len(name)) + name.encode() + struct.pack(">H", 0)
-    send_option(s, 7, data)
-    while True:
-        option, reply_type, payload = read_option_reply(s)
-        if reply_type == 1:
-            return
-        assert reply_type == 3, f"GO failed with reply {reply_type:#x}: {payload!r}"
+    return nbd_raw.connect(SOCK)
 
 
 def transmission(name):
-    s = connect()
-    greet(s)
-    go(s, name)
-    return s
-
-
-def request(s, cmd, handle, offset, length, payload=b""):
-    s.sendall(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, cmd, handle, offset, length) + payload)
-
-
-def simple_reply(s, handle, data_length=0):
-    magic, error, got = struct.unpack(">IIQ", recv_exact(s, 16))
-    assert magic == 0x67446698 and got == handle, (hex(magic), got, handle)
-    data = recv_exact(s, data_length) if error == 0 and data_length else b""
-    return error, data
+    return nbd_raw.transmission(SOCK, name)
 
 
 class GoodClient(threading.Thread):
@@ -130,7 +66,7 @@ def main():
     # An option claiming a gigabyte of data: dropped.
     s = connect()
     greet(s)
-    s.sendall(b"IHAVEOPT" + struct.pack(">II", 3, 1 << 30))
+    s.sendall(nbd_raw.IHAVEOPT + struct.pack(">II", nbd_raw.OPT_LIST, 1 << 30))
     assert closed_by_server(s), "huge option not dropped"
 
     # An unknown option: NBD_REP_ERR_UNSUP, and the haggling goes on.

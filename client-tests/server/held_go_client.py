@@ -12,59 +12,24 @@ How many LISTs: a Unix socket takes writes while the bytes it holds (each write 
 overhead) are below its send buffer, so the server's writes stop after a fixed number of LIST replies. A probe
 connection counts them; the real one then sends exactly that many, and the next write, the GO reply, waits.
 """
-import fcntl
-import socket
 import struct
 import sys
-import termios
-import time
+
+from nbd_raw import (CMD_WRITE, OPT_GO, OPT_LIST, REP_ACK, go_data, option_bytes, read_option_reply, recv_exact,
+                     request_bytes, settled_queue)
+import nbd_raw
 
 SOCK, EXPORT, FIFO = sys.argv[1:4]
-OPT_LIST, OPT_GO = 3, 7
-REP_ACK = 1
-REQUEST_MAGIC, CMD_WRITE = 0x25609513, 1
-
-
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
-def read_reply(s):
-    _, option, reply_type, length = struct.unpack(">QIII", recv_exact(s, 20))
-    return option, reply_type, recv_exact(s, length)
-
-
-def queued_bytes(s):
-    return struct.unpack("i", fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
-
-
-def settled_queue(s):
-    """Bytes waiting in the socket once the server stopped writing."""
-    last, stable_since = -1, time.monotonic()
-    while time.monotonic() - stable_since < 0.3:
-        time.sleep(0.02)
-        now = queued_bytes(s)
-        if now != last:
-            last, stable_since = now, time.monotonic()
-    return last
 
 
 def connect():
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.connect(SOCK)
-    recv_exact(s, 18)  # NBDMAGIC, IHAVEOPT, handshake flags
-    s.sendall(struct.pack(">I", 3))  # FIXED_NEWSTYLE | NO_ZEROES
+    s = nbd_raw.connect(SOCK)
+    nbd_raw.greet(s)
     return s
 
 
 def list_option():
-    return b"IHAVEOPT" + struct.pack(">II", OPT_LIST, 0)
+    return option_bytes(OPT_LIST)
 
 
 def list_replies_that_fit():
@@ -86,9 +51,7 @@ def list_replies_that_fit():
 def main():
     count, size = list_replies_that_fit()
     s = connect()
-    name = EXPORT.encode()
-    go = b"IHAVEOPT" + struct.pack(">II", OPT_GO, 4 + len(name) + 2) + struct.pack(">I", len(name)) + name
-    s.sendall(list_option() * count + go + struct.pack(">H", 0))
+    s.sendall(list_option() * count + option_bytes(OPT_GO, go_data(EXPORT)))
     held = settled_queue(s)
     if held != count * size:
         print(f"the GO reply was not held ({held} bytes queued, {count} LIST replies of {size})", flush=True)
@@ -99,10 +62,10 @@ def main():
     s.settimeout(30)
     try:
         for _ in range(count):
-            while read_reply(s)[1] != REP_ACK:
+            while read_option_reply(s)[1] != REP_ACK:
                 pass
         while True:
-            _, reply_type, _ = read_reply(s)
+            _, reply_type, _ = read_option_reply(s)
             if reply_type == REP_ACK:
                 break
             if reply_type & 0x80000000:
@@ -111,9 +74,9 @@ def main():
     except (EOFError, ConnectionResetError):
         print("closed during handshake", flush=True)
         return
-    s.sendall(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_WRITE, 1, 0, 4096) + b"\x99" * 4096)
+    s.sendall(request_bytes(CMD_WRITE, 1, 0, 4096) + b"\x99" * 4096)
     try:
-        _, error, _ = struct.unpack(">IIQ", recv_exact(s, 16))
+        _, error, _ = nbd_raw.read_simple_reply(s)
     except (EOFError, ConnectionResetError):
         print("closed before the write reply", flush=True)
         return

@@ -24,9 +24,10 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import time
+
+from nbd_raw import CMD_READ, OPT_EXPORT_NAME, greet, recv_exact, request_bytes, send_option
 
 EVENTS_WAIT = json.dumps({"command": "events-wait", "after": 1 << 40, "timeout_ms": 60000}).encode() + b"\n"
 
@@ -106,27 +107,15 @@ def opt_mode(path, pid):
         print(f"debug: {message}")
 
 
-def recv_exact(s, n):
-    data = b""
-    while len(data) < n:
-        chunk = s.recv(n - len(data))
-        if not chunk:
-            raise EOFError("server closed the connection")
-        data += chunk
-    return data
-
-
 def not_reading(path, export, ready):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(30)
     s.connect(path)
-    assert recv_exact(s, 18)[:16] == b"NBDMAGICIHAVEOPT"
-    s.sendall(struct.pack(">I", 3))  # fixed newstyle, no zeroes
-    name = export.encode()
-    s.sendall(b"IHAVEOPT" + struct.pack(">II", 1, len(name)) + name)  # NBD_OPT_EXPORT_NAME
+    greet(s)
+    send_option(s, OPT_EXPORT_NAME, export.encode())
     recv_exact(s, 10)  # size and transmission flags
     s.setblocking(False)
-    requests = b"".join(struct.pack(">IHHQQI", 0x25609513, 0, 0, i, (i % 64) << 20, 1 << 20) for i in range(256))
+    requests = b"".join(request_bytes(CMD_READ, i, (i % 64) << 20, 1 << 20) for i in range(256))
     sent = 0
     deadline = time.monotonic() + 10
     while sent < len(requests) and time.monotonic() < deadline:

@@ -3,10 +3,11 @@
 # test-connection-limits.sh — --max-connections refuses clients over the limit with an error they can report
 # (qemu-img prints it), and --handshake-timeout disconnects a client that connects and says nothing, while the
 # clients already in transmission go on working past the timeout.
-source "$(dirname "$0")/common.sh"
+NBDSNAPD=${1:?usage: $0 NBDSNAPD}
+source "$(dirname "$0")/../functions.sh"
 
-truncate -s 16M "$tmp/disk.raw"
-start_nbdsnapd --origin "disk=$tmp/disk.raw" --max-connections 3 --handshake-timeout 2
+truncate -s 16M "$dir/disk.raw"
+start_nbdsnapd --origin "disk=$dir/disk.raw" --max-connections 3 --handshake-timeout 2
 /usr/bin/python3 - "$sock" "$(uri disk)" <<'PY' || fail "connection limits"
 import socket, subprocess, sys, time
 import nbd
@@ -57,14 +58,14 @@ assert served.returncode == 0 and served.stdout.strip() == str(16 << 20), served
 for h in clients:
     h.shutdown()
 PY
-grep -q "no handshake within 2 s" "$log" || fail "the handshake timeout was not logged"
-grep -q "refused 1 connection(s): 3 are open (--max-connections)" "$log" || fail "the refusal was not logged"
-stop_nbdsnapd TERM
-((stopped_status == 0)) || fail "nbdsnapd did not exit 0"
+grep -q "no handshake within 2 s" "$server_log" || fail "the handshake timeout was not logged"
+grep -q "refused 1 connection(s): 3 are open (--max-connections)" "$server_log" || fail "the refusal was not logged"
+stop_server TERM
+((server_status == 0)) || fail "nbdsnapd did not exit 0"
 
 # A refused client that lingers (no handshake timeout here) does not count: once an admitted client leaves,
 # the next one is served.
-start_nbdsnapd --origin "disk=$tmp/disk.raw" --max-connections 2 --handshake-timeout 0
+start_nbdsnapd --origin "disk=$dir/disk.raw" --max-connections 2 --handshake-timeout 0
 /usr/bin/python3 - "$sock" "$(uri disk)" <<'PY' || fail "a lingering refused client kept a free slot"
 import socket, subprocess, sys, time
 import nbd
@@ -85,6 +86,6 @@ for _ in range(100):
 assert served.returncode == 0, served.stderr
 first.shutdown()
 PY
-stop_nbdsnapd TERM
-((stopped_status == 0)) || fail "nbdsnapd did not exit 0 with a client in the handshake"
+stop_server TERM
+((server_status == 0)) || fail "nbdsnapd did not exit 0 with a client in the handshake"
 echo PASS

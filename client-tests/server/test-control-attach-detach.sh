@@ -3,25 +3,26 @@
 # test-control-attach-detach.sh — a config file with an origin and a TCP listener; origin-attach by path over
 # the control socket; origin-detach is refused while a client is connected, and with force disconnects it and
 # drops the origin's image from its snapshot (with an event).
-source "$(dirname "$0")/common.sh"
+NBDSNAPD=${1:?usage: $0 NBDSNAPD}
+source "$(dirname "$0")/../functions.sh"
 
-truncate -s 16M "$tmp/a.raw" "$tmp/b.raw"
+truncate -s 16M "$dir/a.raw" "$dir/b.raw"
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$tmp/nbdsnapd.conf" <<CONF
+cat >"$dir/nbdsnapd.conf" <<CONF
 # nbdsnapd test configuration
-origin = a=$tmp/a.raw
+origin = a=$dir/a.raw
 listen = tcp:127.0.0.1:$port
 # origins over TCP are off by default (images only)
 tcp-origins = true
 log-level = debug
 CONF
-start_nbdsnapd --config "$tmp/nbdsnapd.conf"
+start_nbdsnapd --config "$dir/nbdsnapd.conf"
 qemu-io -f raw -c 'write -P 0x41 0 64k' "nbd://127.0.0.1:$port/a" >/dev/null || fail "TCP listener"
 qemu-io -f raw -r -c 'read -P 0x41 0 64k' "$(uri a)" >/dev/null || fail "Unix listener"
 
-reply=$(control "{\"command\":\"origin-attach\",\"name\":\"b\",\"path\":\"$tmp/b.raw\"}")
-[[ $(json_field "$reply" 'r["origin"]["uri"]') == "$(uri b)" ]] || fail "origin uri: $reply"
-control "{\"command\":\"origin-attach\",\"name\":\"b2\",\"path\":\"$tmp/b.raw\"}" >/dev/null && fail "same file attached twice"
+reply=$(ctl "{\"command\":\"origin-attach\",\"name\":\"b\",\"path\":\"$dir/b.raw\"}")
+[[ $(jf "$reply" 'r["origin"]["uri"]') == "$(uri b)" ]] || fail "origin uri: $reply"
+ctl "{\"command\":\"origin-attach\",\"name\":\"b2\",\"path\":\"$dir/b.raw\"}" >/dev/null && fail "same file attached twice"
 nbdinfo --list "$(uri '')" | grep -q '^export="b":' || fail "attached origin not listed"
 
 # A client holding a connection to b.
@@ -36,32 +37,32 @@ try:
     print("still served")
 except nbd.Error:
     print("disconnected")
-' "$(uri b)" < <(while [[ ! -f $tmp/release ]]; do sleep 0.1; done) >"$tmp/holder.out" 2>&1 &
+' "$(uri b)" < <(while [[ ! -f $dir/release ]]; do sleep 0.1; done) >"$dir/holder.out" 2>&1 &
 holder=$!
-until grep -q connected "$tmp/holder.out" 2>/dev/null; do
-  kill -0 $holder 2>/dev/null || fail "holder client failed: $(cat "$tmp/holder.out")"
+until grep -q connected "$dir/holder.out" 2>/dev/null; do
+  kill -0 $holder 2>/dev/null || fail "holder client failed: $(cat "$dir/holder.out")"
   sleep 0.1
 done
-[[ $(json_field "$(control '{"command":"origin-info","name":"b"}')" 'r["origin"]["clients"]') == 1 ]] ||
+[[ $(jf "$(ctl '{"command":"origin-info","name":"b"}')" 'r["origin"]["clients"]') == 1 ]] ||
   fail "client count"
 snapshot s1 b
 nbdinfo "$(uri b@s1)" >/dev/null || fail "image of b not served"
-reply=$(control '{"command":"origin-detach","name":"b"}' || true)
-[[ $(json_field "$reply" 'r["error"]["code"]') == busy ]] || fail "detach with a client was not refused: $reply"
-control '{"command":"origin-detach","name":"b","force":true}' >/dev/null || fail "forced detach failed"
+reply=$(ctl '{"command":"origin-detach","name":"b"}' || true)
+[[ $(jf "$reply" 'r["error"]["code"]') == busy ]] || fail "detach with a client was not refused: $reply"
+ctl '{"command":"origin-detach","name":"b","force":true}' >/dev/null || fail "forced detach failed"
 # The snapshot lives on without b's image, and says so with an event.
 nbdinfo "$(uri b@s1)" >/dev/null 2>&1 && fail "the image of a detached origin is still served"
-[[ $(json_field "$(control '{"command":"snapshot-info","name":"s1"}')" 'len(r["snapshot"]["images"])') == 0 ]] ||
+[[ $(jf "$(ctl '{"command":"snapshot-info","name":"s1"}')" 'len(r["snapshot"]["images"])') == 0 ]] ||
   fail "snapshot still lists the image of the detached origin"
-events=$(control '{"command":"events-wait","after":0}')
-json_field "$events" '[e["reason"] for e in r["events"] if e["type"] == "origin_detached" and e["origin"] == "b"][0]' |
+events=$(ctl '{"command":"events-wait","after":0}')
+jf "$events" '[e["reason"] for e in r["events"] if e["type"] == "origin_detached" and e["origin"] == "b"][0]' |
   grep -q 'forced out of its snapshot' || fail "no origin_detached event for the forced detach: $events"
-control '{"command":"snapshot-destroy","name":"s1"}' >/dev/null
-touch "$tmp/release"
+ctl '{"command":"snapshot-destroy","name":"s1"}' >/dev/null
+touch "$dir/release"
 wait $holder || true
-grep -q disconnected "$tmp/holder.out" || fail "the client was not disconnected: $(cat "$tmp/holder.out")"
+grep -q disconnected "$dir/holder.out" || fail "the client was not disconnected: $(cat "$dir/holder.out")"
 nbdinfo "$(uri b)" >/dev/null 2>&1 && fail "detached origin still served"
-control "{\"command\":\"origin-attach\",\"name\":\"b2\",\"path\":\"$tmp/b.raw\"}" >/dev/null || fail "reattach after detach"
-stop_nbdsnapd TERM
-((stopped_status == 0)) || fail "nbdsnapd did not exit 0"
+ctl "{\"command\":\"origin-attach\",\"name\":\"b2\",\"path\":\"$dir/b.raw\"}" >/dev/null || fail "reattach after detach"
+stop_server TERM
+((server_status == 0)) || fail "nbdsnapd did not exit 0"
 echo PASS

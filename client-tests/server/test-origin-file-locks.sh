@@ -6,34 +6,23 @@
 # snapshot still reads take-time bytes; a read-only origin lets readers (qemu-io -r, another read-only
 # nbdsnapd) in and keeps writers out; one nbdsnapd's difference storage is refused to another. Once the
 # holder is gone, the file is free again.
-source "$(dirname "$0")/common.sh"
+NBDSNAPD=${1:?usage: $0 NBDSNAPD}
+source "$(dirname "$0")/../functions.sh"
 
-truncate -s 16M "$tmp/disk.raw" "$tmp/other.raw" "$tmp/ro.raw"
-qemu-io -f raw -c 'write -P 0x11 0 1M' "$tmp/disk.raw" >/dev/null
-qemu-io -f raw -c 'write -P 0x33 0 1M' "$tmp/ro.raw" >/dev/null
-
-# Processes this test starts besides common.sh's nbdsnapd; killed by pid on exit, before common.sh's cleanup
-# (which must see the test's exit status: errexit is off here so that `(exit $status)` does not end the trap).
-extra_pids=()
-stop_extra_processes() {
-  local status=$? pid
-  set +e
-  for pid in "${extra_pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-  (exit $status)
-  cleanup
-}
-trap stop_extra_processes EXIT
+truncate -s 16M "$dir/disk.raw" "$dir/other.raw" "$dir/ro.raw"
+qemu-io -f raw -c 'write -P 0x11 0 1M' "$dir/disk.raw" >/dev/null
+qemu-io -f raw -c 'write -P 0x33 0 1M' "$dir/ro.raw" >/dev/null
 
 # second_nbdsnapd NAME ARGS...: a second nbdsnapd with its own sockets and state, run until it exits at start
 # or its control socket answers (bounded); sets second_status (0 = running) and second_log.
 second_nbdsnapd() {
   local name=$1 i
   shift
-  second_log=$tmp/$name.log
-  setsid "$nbdsnapd" --listen "unix:$tmp/$name.sock" --control "$tmp/$name.ctl" --state-dir "$tmp/$name.state" \
+  second_log=$dir/$name.log
+  setsid "$NBDSNAPD" --listen "unix:$dir/$name.sock" --control "$dir/$name.ctl" --state-dir "$dir/$name.state" \
     "$@" </dev/null >"$second_log" 2>&1 &
   second_pid=$!
-  extra_pids+=("$second_pid")
+  track_pid "$second_pid"
   for ((i = 0; i < 300; i++)); do
     if ! kill -0 "$second_pid" 2>/dev/null; then
       second_status=0
@@ -41,7 +30,7 @@ second_nbdsnapd() {
       ((second_status != 0)) || second_status=1  # exited, even if with 0: it did not serve
       return 0
     fi
-    if [[ -S $tmp/$name.ctl ]] && /usr/bin/python3 -m nbdsnap "$tmp/$name.ctl" \
+    if [[ -S $dir/$name.ctl ]] && /usr/bin/python3 -m nbdsnap "$dir/$name.ctl" \
       '{"command":"version"}' >/dev/null 2>&1; then
       second_status=0
       return 0
@@ -62,54 +51,54 @@ wait_for_locks() {
   fail "process $1 took no lock"
 }
 
-start_nbdsnapd --origin "disk=$tmp/disk.raw" --origin-read-only "ro=$tmp/ro.raw"
-first_pid=$(cat "$pidfile")
+start_nbdsnapd --origin "disk=$dir/disk.raw" --origin-read-only "ro=$dir/ro.raw"
+first_pid=$server_pid
 
 # 1. A second nbdsnapd on the same origin file (here through a hard link) exits at start, naming the first.
-ln "$tmp/disk.raw" "$tmp/disk-link.raw"
-second_nbdsnapd second --origin "x=$tmp/disk-link.raw"
+ln "$dir/disk.raw" "$dir/disk-link.raw"
+second_nbdsnapd second --origin "x=$dir/disk-link.raw"
 ((second_status != 0)) || fail "a second nbdsnapd served the same origin file"
 grep -q "busy: origin x .*is locked by another process (nbdsnapd, pid $first_pid)" "$second_log" ||
   fail "the refusal does not name the holder: $(cat "$second_log")"
 
 # 2. qemu-io cannot open the served origin file, neither to write nor to read; the image keeps take-time bytes.
 snapshot s1 disk
-if qemu-io -f raw -c 'write -P 0x99 0 1M' "$tmp/disk.raw" >"$tmp/qemu-io.out" 2>&1; then
+if qemu-io -f raw -c 'write -P 0x99 0 1M' "$dir/disk.raw" >"$dir/qemu-io.out" 2>&1; then
   fail "qemu-io wrote a served origin file"
 fi
-grep -q 'Failed to lock byte\|Failed to get .* lock' "$tmp/qemu-io.out" || fail "qemu-io: $(cat "$tmp/qemu-io.out")"
-qemu-io -f raw -r -c 'read 0 4k' "$tmp/disk.raw" >/dev/null 2>&1 && fail "qemu-io -r opened a served read-write origin"
+grep -q 'Failed to lock byte\|Failed to get .* lock' "$dir/qemu-io.out" || fail "qemu-io: $(cat "$dir/qemu-io.out")"
+qemu-io -f raw -r -c 'read 0 4k' "$dir/disk.raw" >/dev/null 2>&1 && fail "qemu-io -r opened a served read-write origin"
 qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$(uri disk@s1)" >/dev/null || fail "image lost its take-time bytes"
 echo "ok: served origin files are locked against qemu-io and a second nbdsnapd"
 
 # 3. origin-attach of a file qemu-io holds open is refused with busy, naming qemu-io.
-qemu-io -f raw -c 'sleep 20000' "$tmp/other.raw" </dev/null >/dev/null 2>&1 &
+qemu-io -f raw -c 'sleep 20000' "$dir/other.raw" </dev/null >/dev/null 2>&1 &
 holder=$!
-extra_pids+=("$holder")
+track_pid "$holder"
 wait_for_locks "$holder"
-reply=$(control "{\"command\":\"origin-attach\",\"name\":\"other\",\"path\":\"$tmp/other.raw\"}") &&
+reply=$(ctl "{\"command\":\"origin-attach\",\"name\":\"other\",\"path\":\"$dir/other.raw\"}") &&
   fail "attached a file qemu-io holds: $reply"
-[[ $(json_field "$reply" 'r["error"]["code"]') == busy ]] || fail "not busy: $reply"
-[[ $(json_field "$reply" 'r["error"]["errno"]') == 16 ]] || fail "not EBUSY: $reply"
-json_field "$reply" 'r["error"]["message"]' | grep -q "locked by another process (qemu-io, pid $holder)" ||
+[[ $(jf "$reply" 'r["error"]["code"]') == busy ]] || fail "not busy: $reply"
+[[ $(jf "$reply" 'r["error"]["errno"]') == 16 ]] || fail "not EBUSY: $reply"
+jf "$reply" 'r["error"]["message"]' | grep -q "locked by another process (qemu-io, pid $holder)" ||
   fail "the refusal does not name qemu-io: $reply"
 kill "$holder"
 wait "$holder" || true
-control "{\"command\":\"origin-attach\",\"name\":\"other\",\"path\":\"$tmp/other.raw\"}" >/dev/null ||
+ctl "{\"command\":\"origin-attach\",\"name\":\"other\",\"path\":\"$dir/other.raw\"}" >/dev/null ||
   fail "the file stayed refused after qemu-io exited"
 echo "ok: origin-attach refuses a file qemu-io holds, naming it, and takes it once qemu-io is gone"
 
 # 4. A read-only origin: readers come in, writers do not.
-qemu-io -f raw -r -c 'read -P 0x33 0 1M' "$tmp/ro.raw" >/dev/null || fail "qemu-io -r refused a read-only origin"
-qemu-io -f raw -c 'write -P 0x44 0 4k' "$tmp/ro.raw" >"$tmp/qemu-io.out" 2>&1 && fail "qemu-io wrote a read-only origin"
-grep -q 'Failed to get "write" lock' "$tmp/qemu-io.out" || fail "qemu-io: $(cat "$tmp/qemu-io.out")"
-qemu-img resize -f raw "$tmp/ro.raw" 32M >/dev/null 2>&1 && fail "qemu-img resized a read-only origin"
-second_nbdsnapd reader --origin-read-only "ro2=$tmp/ro.raw"
+qemu-io -f raw -r -c 'read -P 0x33 0 1M' "$dir/ro.raw" >/dev/null || fail "qemu-io -r refused a read-only origin"
+qemu-io -f raw -c 'write -P 0x44 0 4k' "$dir/ro.raw" >"$dir/qemu-io.out" 2>&1 && fail "qemu-io wrote a read-only origin"
+grep -q 'Failed to get "write" lock' "$dir/qemu-io.out" || fail "qemu-io: $(cat "$dir/qemu-io.out")"
+qemu-img resize -f raw "$dir/ro.raw" 32M >/dev/null 2>&1 && fail "qemu-img resized a read-only origin"
+second_nbdsnapd reader --origin-read-only "ro2=$dir/ro.raw"
 ((second_status == 0)) || fail "a second read-only nbdsnapd was refused: $(cat "$second_log")"
-qemu-io -f raw -r -c 'read -P 0x33 0 1M' "nbd+unix:///ro2?socket=$tmp/reader.sock" >/dev/null ||
+qemu-io -f raw -r -c 'read -P 0x33 0 1M' "nbd+unix:///ro2?socket=$dir/reader.sock" >/dev/null ||
   fail "second read-only nbdsnapd does not serve"
 reader_pid=$second_pid
-second_nbdsnapd writer --origin "rw=$tmp/ro.raw"
+second_nbdsnapd writer --origin "rw=$dir/ro.raw"
 ((second_status != 0)) || fail "a read-write nbdsnapd served a read-only origin's file"
 grep -q "busy: origin rw .*is locked by another process (nbdsnapd, pid $first_pid; nbdsnapd, pid $reader_pid)" \
   "$second_log" || fail "read-write refusal does not name both readers: $(cat "$second_log")"
@@ -118,13 +107,13 @@ wait "$reader_pid" || true
 echo "ok: a read-only origin is shared with readers and refused to writers"
 
 # 5. One nbdsnapd's difference storage is refused to another, naming the holder.
-truncate -s 16M "$tmp/thief.raw"
-second_nbdsnapd thief --origin "t=$tmp/thief.raw"
+truncate -s 16M "$dir/thief.raw"
+second_nbdsnapd thief --origin "t=$dir/thief.raw"
 ((second_status == 0)) || fail "third nbdsnapd did not start: $(cat "$second_log")"
-reply=$(/usr/bin/python3 -m nbdsnap "$tmp/thief.ctl" \
-  "{\"command\":\"snapshot-create\",\"name\":\"t1\",\"origins\":[\"t\"],\"storage\":[{\"path\":\"$tmp/s1.diff\"}]}") &&
+reply=$(/usr/bin/python3 -m nbdsnap "$dir/thief.ctl" \
+  "{\"command\":\"snapshot-create\",\"name\":\"t1\",\"origins\":[\"t\"],\"storage\":[{\"path\":\"$dir/s1.diff\"}]}") &&
   fail "a second nbdsnapd took another's difference storage: $reply"
-json_field "$reply" 'r["error"]["message"]' | grep -q "locked by another process (nbdsnapd, pid $first_pid)" ||
+jf "$reply" 'r["error"]["message"]' | grep -q "locked by another process (nbdsnapd, pid $first_pid)" ||
   fail "storage refusal does not name the holder: $reply"
 qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$(uri disk@s1)" >/dev/null || fail "image damaged by the refused storage"
 kill "$second_pid"
@@ -132,6 +121,6 @@ wait "$second_pid" || true
 echo "ok: difference storage of one nbdsnapd is refused to another"
 
 # 6. Once the first nbdsnapd has stopped, its files are free.
-stop_nbdsnapd TERM
-qemu-io -f raw -c 'write -P 0x55 0 4k' "$tmp/disk.raw" >/dev/null || fail "origin file still locked after stop"
+stop_server TERM
+qemu-io -f raw -c 'write -P 0x55 0 4k' "$dir/disk.raw" >/dev/null || fail "origin file still locked after stop"
 echo PASS

@@ -3,18 +3,19 @@
 # test-tuning-options.sh — nbdsnapd's engine tuning options (core/tuning.h): a bad value stops nbdsnapd at start
 # with exit status 2 and a message naming the option and its bounds; good values reach the engine (origin-info
 # shows the chunk and tracking block sizes they give).
-source "$(dirname "$0")/common.sh"
+NBDSNAPD=${1:?usage: $0 NBDSNAPD}
+source "$(dirname "$0")/../functions.sh"
 
-truncate -s 64M "$tmp/disk.raw"
+truncate -s 64M "$dir/disk.raw"
 
 # expect_refused MESSAGE ARGS...: nbdsnapd must exit 2 at once, printing MESSAGE.
 expect_refused() {
   local message=$1 status=0
   shift
-  timeout 20 "$nbdsnapd" --listen "unix:$sock" --control "$ctl" --state-dir "$state" \
-    --origin "disk=$tmp/disk.raw" "$@" >"$tmp/out" 2>&1 || status=$?
-  [[ $status == 2 ]] || fail "nbdsnapd $* exited with $status, not 2: $(cat "$tmp/out")"
-  grep -qxF "nbdsnapd: $message" "$tmp/out" || fail "nbdsnapd $*: expected '$message', got: $(cat "$tmp/out")"
+  timeout 20 "$NBDSNAPD" --listen "unix:$sock" --control "$ctl" --state-dir "$state" \
+    --origin "disk=$dir/disk.raw" "$@" >"$dir/out" 2>&1 || status=$?
+  [[ $status == 2 ]] || fail "nbdsnapd $* exited with $status, not 2: $(cat "$dir/out")"
+  grep -qxF "nbdsnapd: $message" "$dir/out" || fail "nbdsnapd $*: expected '$message', got: $(cat "$dir/out")"
   [[ ! -e $sock ]] || fail "nbdsnapd $* listened although refused"
 }
 
@@ -25,9 +26,9 @@ expect_refused "--chunk-max-shift 19 is below --chunk-min-shift 20: raise --chun
   --chunk-min-shift 20 --chunk-max-shift 19
 echo "ok: bad tuning values stop nbdsnapd with the option's name and bounds"
 
-start_nbdsnapd --origin "disk=$tmp/disk.raw" --chunk-min-shift 16 --tracking-block-min-shift 20 \
+start_nbdsnapd --origin "disk=$dir/disk.raw" --chunk-min-shift 16 --tracking-block-min-shift 20 \
   --tracking-block-max-shift 22 --chunk-buffer-budget 8M --copy-io-size 64K
-info=$(control '{"command":"origin-info","name":"disk"}')
-[[ $(json_field "$info" 'r["origin"]["chunk_size"]') == 65536 ]] || fail "chunk size: $info"
-[[ $(json_field "$info" 'r["origin"]["tracking_block_size"]') == 1048576 ]] || fail "tracking block size: $info"
+info=$(ctl '{"command":"origin-info","name":"disk"}')
+[[ $(jf "$info" 'r["origin"]["chunk_size"]') == 65536 ]] || fail "chunk size: $info"
+[[ $(jf "$info" 'r["origin"]["tracking_block_size"]') == 1048576 ]] || fail "tracking block size: $info"
 echo "ok: tuning values reach the engine"

@@ -21,21 +21,21 @@ cbt_field() {  # JSON FIELD: a field of a cbt-info reply, compact JSON
 
 server_start
 start_guest g1 "nbdsnap.format=1 nbdsnap.writer=g nbdsnap.pause=0.05" disk 60
-vm_wait_fsynced "$tmp/g1" 10 120 || fail "the writer did not start"
-nbdsnap snapshot create s1 --origin disk --storage "$tmp/s1.diff:256M" >/dev/null
+vm_wait_fsynced "$dir/g1" 10 120 || fail "the writer did not start"
+nbdsnap snapshot create s1 --origin disk --storage "$dir/s1.diff:256M" >/dev/null
 nbdsnap snapshot take s1 >/dev/null
 nbdsnap snapshot destroy s1 >/dev/null
 before=$("$NBDSNAP" --json cbt info disk) || fail "cbt info"
 jq -e '.cbt.checkpoints | tostring | contains("s1")' <<<"$before" >/dev/null || fail "no checkpoint s1: $before"
 pass "guest g1 writes; checkpoint s1 taken ($vm_front_end)"
 
-at_stop=$(vm_fsynced "$tmp/g1" | wc -l)
+at_stop=$(vm_fsynced "$dir/g1" | wc -l)
 server_stop
 ((server_status == 0)) || fail "$vm_front_end exited $server_status on SIGTERM"
 sleep 3  # the guest's requests wait in QEMU's NBD driver meanwhile
-while_down=$(vm_fsynced "$tmp/g1" | wc -l)
+while_down=$(vm_fsynced "$dir/g1" | wc -l)
 server_start
-vm_wait_fsynced "$tmp/g1" $((while_down + 10)) 120 || fail "the guest's I/O did not resume after the restart"
+vm_wait_fsynced "$dir/g1" $((while_down + 10)) 120 || fail "the guest's I/O did not resume after the restart"
 check_no_io_errors g1
 pass "restart under the guest: $at_stop fsyncs before the stop, $while_down while down, I/O resumed"
 
@@ -48,13 +48,13 @@ pass "CBT kept generation $(cbt_field "$after" generation) and checkpoint s1"
 
 # No write the guest saw complete is lost: kill the guest where it stands (nothing more is flushed), stop the
 # server cleanly, and look for every file the guest reported fsynced, after replaying the journal.
-vm_fsynced "$tmp/g1" >"$tmp/sums-g1"
-vm_kill "$tmp/g1"
+vm_fsynced "$dir/g1" >"$dir/sums-g1"
+vm_kill "$dir/g1"
 server_stop
 ((server_status == 0)) || fail "$vm_front_end exited $server_status on the second SIGTERM"
-cp --sparse=always "$origin" "$tmp/origin-copy.img"
-e2fsck -E journal_only -y "$tmp/origin-copy.img" >"$tmp/replay.log" 2>&1 || (($? == 1)) ||
-  { cat "$tmp/replay.log" >&2; fail "journal replay on a copy of the origin"; }
-check_filesystem "$tmp/origin-copy.img" "origin after the guest was killed"
-check_files "$tmp/origin-copy.img" "$tmp/sums-g1" "origin after the guest was killed"
-pass "every one of the guest's $(wc -l <"$tmp/sums-g1") fsynced files is on the origin"
+cp --sparse=always "$origin" "$dir/origin-copy.img"
+e2fsck -E journal_only -y "$dir/origin-copy.img" >"$dir/replay.log" 2>&1 || (($? == 1)) ||
+  { cat "$dir/replay.log" >&2; fail "journal replay on a copy of the origin"; }
+check_filesystem "$dir/origin-copy.img" "origin after the guest was killed"
+check_files "$dir/origin-copy.img" "$dir/sums-g1" "origin after the guest was killed"
+pass "every one of the guest's $(wc -l <"$dir/sums-g1") fsynced files is on the origin"

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# test-crash-filter.sh — kill -9 nbdkit running the nbdsnap filter (file plugin, dir= mode) while writers
-# write and flush (a snapshot taken, so copy-on-write is active); restart with the same
-# nbdsnap-state-dir: every write acknowledged before a completed flush is on the origin, CBT generations are
+# test-crash.sh — kill -9 the server (nbdsnapd, or nbdkit running the nbdsnap filter over the file plugin in
+# dir= mode) while writers write and flush (a snapshot taken, so copy-on-write is active); restart with the same
+# state directory: every write acknowledged before a completed flush is on the origin, CBT generations are
 # renewed, and no storage file the engine created is left behind.
-# Usage: test-crash-filter.sh FILTER.so [--rounds N]
-FILTER=${1:?usage: $0 FILTER.so [--rounds N]}; shift
-source "$(dirname "$0")/lib.sh"
-rounds=1
-while (($#)); do case $1 in --rounds) rounds=$2; shift 2 ;; --duration) shift 2 ;; *) fail "unknown option $1" ;; esac; done
+# Usage: test-crash.sh nbdsnapd|filter NBDSNAPD|FILTER.so [--rounds N]
+source "$(dirname "$0")/../functions.sh"
+use_front_end "${1:?usage: $0 nbdsnapd|filter BINARY [--rounds N]}" "${2:-}"
+shift 2
+parse_rounds 1 "$@"
 mkdir "$dir/state" "$dir/disks"
 truncate -s 16M "$dir/disks/a" "$dir/disks/b"
 start() {
-  start_nbdkit crash --threads 8 file dir="$dir/disks" nbdsnap-state-dir="$dir/state"
+  if [[ $FRONT_END == nbdsnapd ]]; then
+    start_nbdsnapd --log crash --state-dir "$dir/state" --origin "a=$dir/disks/a" --origin "b=$dir/disks/b"
+    return
+  fi
+  start_filter --log crash --threads 8 file dir="$dir/disks" nbdsnap-state-dir="$dir/state"
   # the filter attaches an origin when a client opens it
   "$PY" -c "import nbd,sys
 for o in 'ab': h = nbd.NBD(); h.connect_uri(f'nbd+unix:///{o}?socket={sys.argv[1]}'); h.shutdown()" "$sock"
@@ -26,8 +30,8 @@ for ((round = 1; round <= rounds; round++)); do
   ctl '{"command":"snapshot-take","name":"s'$round'"}' >/dev/null
   gen_a=$(gen a) gen_b=$(gen b)
   "$PY" "$here/crash.py" load "$sock" "$dir/server.pid" "$dir/crash.json" 40 a b
-  kill_server KILL
-  ((server_status == 137)) || fail "nbdkit exit status $server_status after SIGKILL"
+  stop_server KILL
+  ((server_status == 137)) || fail "$FRONT_END exit status $server_status after SIGKILL"
   start
   "$PY" "$here/crash.py" verify "$sock" "$dir/crash.json"
   [[ $(gen a) != "$gen_a" && $(gen b) != "$gen_b" ]] || fail "CBT generation kept after kill -9"
@@ -42,7 +46,7 @@ for ((round = 1; round <= rounds; round++)); do
     pass "no leftover storage file after kill -9 + restart"
   fi
 done
-kill_server TERM
-((server_status == 0)) || fail "nbdkit did not stop cleanly ($server_status)"
+stop_server TERM
+((server_status == 0)) || fail "$FRONT_END did not stop cleanly ($server_status)"
 pass "kill -9 during writes, $rounds round(s)"
-((known_bugs == 0)) || { echo "SKIP: $known_bugs known bug(s), see KNOWN BUG lines"; exit 77; }
+((known_bugs == 0)) || skip "$known_bugs known bug(s), see KNOWN BUG lines"

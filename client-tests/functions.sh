@@ -1,0 +1,327 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# functions.sh — the one harness of the shell integration tests (client-tests/*/test-*.sh): a private
+# directory, nbdsnapd or nbdkit + the nbdsnap filter started on Unix sockets with bounded waits, stopped by pid,
+# the control client, the nbdsnap CLI runner, URIs, skips, cleanup hooks, and the sanitizer-log scan. Modelled on
+# nbdkit's tests/functions.sh (requires, cleanup_fn, start_nbdkit).
+#
+# Use: set the binary the test runs, then source this file:
+#   NBDSNAPD=path/nbdsnapd | FILTER=path/filter.so | NBDSNAP=path/nbdsnap;  source "$(dirname "$0")/../functions.sh"
+# or, for a scenario run against both front ends (CMake registers it once per front end):
+#   source "$(dirname "$0")/../functions.sh"; use_front_end "$1" "$2"   # nbdsnapd NBDSNAPD | filter FILTER.so
+#
+# Provides
+#   $dir (private directory, removed at exit), $sock (NBD socket), $ctl (control socket, also exported as
+#   $NBDSNAP_CONTROL for the CLI), $state ($dir/state), $here (the test's directory), $PY (Debian's python3,
+#   which has `import nbd`; PYTHONPATH holds python/ for `import nbdsnap` and client-tests/ for `import nbd_raw`)
+#   requires CMD [ARGS] / requires_root       skip the test (exit 77) when the command fails / not root
+#   skip TEXT, fail TEXT, pass TEXT, known_bug TEXT ($known_bugs counts them)
+#   cleanup_fn CMD [ARGS]                     run CMD at exit, last registered first ($test_status: the exit status)
+#   track_pid PID                             a background process of the test: stopped at exit
+#   start_nbdsnapd [--log NAME] ARGS          nbdsnapd on $sock/$ctl (adds --state-dir $state and --threads 4
+#                                             unless ARGS has them); log $dir/nbdsnapd[-NAME].log, appended
+#   start_filter [--log NAME] ARGS            nbdkit -f -v with $FILTER outermost, nbdsnap-control=$ctl; log
+#                                             $dir/nbdkit[-NAME].log, appended
+#   use_front_end nbdsnapd|filter BINARY      sets $FRONT_END and $NBDSNAPD or $FILTER
+#   start_server ARGS                         start_nbdsnapd or start_filter, by $FRONT_END
+#   $server_pid, $server_log, server_alive
+#   stop_server [SIGNAL]                      SIGNAL (TERM), then a bounded wait (STOP_TIMEOUT); sets
+#                                             $server_status and $stop_ms (milliseconds to the exit)
+#   stop_server_timed / await_server_exit NS  SIGTERM / the wait alone, from START_NS (date +%s%N)
+#   ctl JSON...   ctl_error JSON              control requests (fail unless ok / unless an error)
+#   jf JSON EXPR                              a Python expression over the parsed JSON `r`
+#   uri EXPORT, image_uri ORIGIN SNAPSHOT     nbd+unix URIs on $sock
+#   snapshot NAME ORIGIN                      create + take with a 64 MiB storage file $dir/NAME.diff
+#   cbt_state_is_clean ORIGIN                 the CBT state file and the log say: stopped cleanly (nbdsnapd)
+#   run_cli STATUS ARGS, run_cli_within SECONDS STATUS ARGS, expect_out RE, expect_err RE, jq_out FILTER
+#   write PATTERN OFFSET LENGTH EXPORT        qemu-io write through NBD
+#   mount_tmpfs DIR SIZE, vmrss PID, parse_rounds DEFAULT ARGS (the reliability scripts' --rounds N)
+# Environment: KEEP_TEST_DIR=1 keeps $dir (logs, images) after the test; STOP_TIMEOUT (30) bounds stop_server in
+# seconds; NBDKIT_VERBOSE (unset: -v) the verbosity option of start_filter; NBDSNAP_NBDKIT_PRELOAD (set by CMake in
+# sanitizer builds) the runtime preloaded into nbdkit.
+#
+# Porting guide (old helper -> here):
+#   server/common.sh: source common.sh "$1"    -> NBDSNAPD=$1; source ../functions.sh
+#     $tmp -> $dir; $log -> $server_log; $pidfile -> $server_pid; control -> ctl; json_field -> jf;
+#     stop_nbdsnapd [SIG] -> stop_server [SIG]; stopped_status -> server_status;
+#     stop_nbdsnapd_timed -> stop_server_timed; await_nbdsnapd_exit -> await_server_exit
+#   filter/lib.sh: FILTER=$1; source lib.sh    -> FILTER=$1; source ../functions.sh
+#     start_nbdkit NAME ARGS -> start_filter --log NAME ARGS; stop_nbdkit -> stop_server;
+#     $ctl_sock -> $ctl; $nbdkit_pid -> $server_pid; $nbdkit_log -> $server_log; pids+=(P) -> track_pid P;
+#     wait_for PATH PID -> wait_for_path PATH PID
+#   cli/lib.sh: NBDSNAP=$1; source lib.sh      -> NBDSNAP=$1; source ../functions.sh
+#     start_nbdsnapd BINARY ARGS -> NBDSNAPD=BINARY; start_nbdsnapd ARGS;
+#     start_nbdkit_filter SO ARGS -> FILTER=SO; start_filter ARGS; json_field -> jq_out;
+#     background_pids+=(P) -> track_pid P; wait_for_socket PATH PID -> wait_for_path PATH PID
+#   vm/lib.sh keeps the guest helpers on top of this file; $tmp -> $dir
+#   reliability/lib.sh: source lib.sh          -> source ../functions.sh
+#     start_nbdsnapd NAME ARGS -> start_nbdsnapd --log NAME ARGS; start_nbdkit NAME -> start_filter --log NAME;
+#     kill_server [SIG] -> stop_server [SIG]; NBDKIT_VERBOSE= start_nbdkit -> NBDKIT_VERBOSE= start_filter
+#   raw NBD in Python (recv_exact, IHAVEOPT options, NBD_OPT_GO, requests) -> client-tests/nbd_raw.py
+set -euo pipefail
+
+# Binaries given before sourcing are made absolute: a test may cd into its directory (nbdkit resolves relative
+# storage paths from there).
+for _binary in NBDSNAPD FILTER NBDSNAP; do
+  if [[ -n ${!_binary:-} ]]; then printf -v "$_binary" '%s' "$(realpath "${!_binary}")"; fi
+done
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+PY=/usr/bin/python3
+export PYTHONPATH=$(cd "$top/../python" && pwd):$top${PYTHONPATH:+:$PYTHONPATH}
+export LIBNBD_DEBUG=0
+dir=$(mktemp -d "/tmp/nbdsnap-$(basename "$0" .sh).XXXXXX")
+sock=$dir/nbd.sock
+ctl=$dir/control.sock
+export NBDSNAP_CONTROL=$ctl
+state=$dir/state
+server_pid=
+server_log=
+server_status=
+known_bugs=0
+_cleanup_hooks=()
+_tracked_pids=()
+_mounts=()
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+skip() { echo "SKIP: $*"; exit 77; }  # ctest's SKIP_RETURN_CODE (set for every test in the CMakeLists)
+# known_bug TEXT: a check that fails because of a known bug in code this suite does not own; printed, counted.
+known_bug() { echo "KNOWN BUG: $*"; known_bugs=$((known_bugs + 1)); }
+
+# requires CMD [ARGS]: runs the command quietly; the test is skipped when it fails (a tool is missing).
+requires() { "$@" >/dev/null 2>&1 || skip "'$*' failed: $1 is needed"; }
+requires_root() { ((EUID == 0)) || skip "needs root"; }
+
+# cleanup_fn CMD [ARGS]: CMD runs at exit (pass or fail), before the servers stop; the last registered first.
+cleanup_fn() {
+  local quoted
+  printf -v quoted '%q ' "$@"
+  _cleanup_hooks+=("$quoted")
+}
+track_pid() { _tracked_pids+=("$1"); }
+
+# _stop_pid PID: SIGTERM, at most 10 s, then SIGKILL (processes this test started only).
+_stop_pid() {
+  kill -TERM "$1" 2>/dev/null || return 0
+  local i
+  for ((i = 0; i < 100; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# The sanitizer reports a log may hold: ASan, LSan, UBSan (runtime error), TSan (warnings are its reports).
+_sanitizer_re='ERROR: (Address|Thread|Leak|UndefinedBehavior)Sanitizer|WARNING: ThreadSanitizer|runtime error:'
+
+_run_cleanup_hooks() {
+  local status=$? i pid
+  set +e
+  test_status=$status
+  for ((i = ${#_cleanup_hooks[@]} - 1; i >= 0; i--)); do eval "${_cleanup_hooks[i]}"; done
+  for pid in "${_tracked_pids[@]}" $server_pid; do _stop_pid "$pid"; done
+  # A sanitizer report in a server's log fails the test even when every check passed.
+  if grep -lE "$_sanitizer_re" "$dir"/*.log 2>/dev/null; then
+    echo "--- sanitizer report in a server log:"
+    grep -hE -A30 "$_sanitizer_re" "$dir"/*.log | head -80
+    ((status != 0 && status != 77)) || status=1
+  fi
+  if ((status != 0 && status != 77)); then
+    for f in "$dir"/*.log; do [[ -f $f ]] && { echo "--- $f (tail):"; tail -n 50 "$f"; }; done
+  fi
+  for m in "${_mounts[@]}"; do umount -l "$m"; done
+  if [[ ${KEEP_TEST_DIR:-0} == 1 ]]; then echo "kept $dir" >&2; else rm -rf "$dir"; fi
+  exit $status
+}
+trap _run_cleanup_hooks EXIT
+trap 'exit 130' INT TERM
+
+# wait_for_path PATH PID: waits (at most 60 s) for PATH to exist; fails if PID exits first.
+wait_for_path() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    [[ -e $1 ]] && return 0
+    kill -0 "$2" 2>/dev/null || fail "the server (pid $2) exited before creating $1"
+    sleep 0.1
+  done
+  fail "$1 did not appear within 60 s"
+}
+
+# _await_ready: both sockets exist and the control socket answers (at most 60 s).
+_await_ready() {
+  wait_for_path "$sock" "$server_pid"
+  wait_for_path "$ctl" "$server_pid"
+  local i
+  for ((i = 0; i < 600; i++)); do
+    "$PY" -m nbdsnap "$ctl" '{"command":"version"}' >/dev/null 2>&1 && return 0
+    kill -0 "$server_pid" 2>/dev/null || fail "the server exited at start"
+    sleep 0.1
+  done
+  fail "the control socket $ctl did not answer within 60 s"
+}
+
+# _log_name PREFIX ARGS: the log file ($dir/PREFIX[-NAME].log) of a start with an optional --log NAME.
+_log_name() { if [[ ${2:-} == --log ]]; then echo "$dir/$1-$3.log"; else echo "$dir/$1.log"; fi; }
+
+# start_nbdsnapd [--log NAME] ARGS...: nbdsnapd ($NBDSNAPD) on $sock and $ctl, ready when it returns.
+start_nbdsnapd() {
+  server_log=$(_log_name nbdsnapd "$@")
+  [[ ${1:-} != --log ]] || shift 2
+  local defaults=()
+  [[ " $* " == *" --state-dir "* ]] || { mkdir -p "$state"; defaults+=(--state-dir "$state"); }
+  [[ " $* " == *" --threads "* ]] || defaults+=(--threads 4)
+  rm -f "$sock" "$ctl"  # stale sockets of a killed server must not look like a started one
+  setsid "${NBDSNAPD:?NBDSNAPD must name nbdsnapd}" --listen "unix:$sock" --control "$ctl" "${defaults[@]}" "$@" \
+    </dev/null >>"$server_log" 2>&1 &
+  server_pid=$!
+  echo "$server_pid" >"$dir/server.pid"
+  _await_ready
+}
+
+# start_filter [--log NAME] ARGS...: nbdkit -f with the nbdsnap filter ($FILTER) outermost, then ARGS (more
+# filters, the plugin and parameters). NBDSNAP_NBDKIT_PRELOAD: the sanitizer runtime an instrumented filter
+# needs, preloaded into nbdkit only (clients such as qemu-io misbehave with it). -v unless NBDKIT_VERBOSE= .
+start_filter() {
+  server_log=$(_log_name nbdkit "$@")
+  [[ ${1:-} != --log ]] || shift 2
+  case "${FILTER:?FILTER must name nbdkit-nbdsnap-filter.so}" in */*) ;; *) FILTER=./$FILTER ;; esac
+  rm -f "$sock" "$ctl"
+  setsid env ${NBDSNAP_NBDKIT_PRELOAD:+LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} nbdkit -f ${NBDKIT_VERBOSE--v} -U "$sock" \
+    --filter="$FILTER" "$@" nbdsnap-control="$ctl" </dev/null >>"$server_log" 2>&1 &
+  server_pid=$!
+  echo "$server_pid" >"$dir/server.pid"
+  _await_ready
+}
+
+# use_front_end nbdsnapd|filter BINARY: the test runs against this front end (start_server).
+use_front_end() {
+  FRONT_END=$1
+  case $1 in
+    nbdsnapd) NBDSNAPD=$(realpath "${2:?use_front_end: the nbdsnapd binary}") ;;
+    filter) FILTER=$(realpath "${2:?use_front_end: the filter .so}") ;;
+    *) fail "front end must be nbdsnapd or filter, not '$1'" ;;
+  esac
+}
+start_server() { if [[ $FRONT_END == nbdsnapd ]]; then start_nbdsnapd "$@"; else start_filter "$@"; fi; }
+server_alive() { [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; }
+
+# _unloaded_under_preload: with a sanitizer runtime preloaded into nbdkit, glibc's exit handlers (p11-kit's
+# freelocale) sometimes deadlock after the filter has unloaded; the filter's part of the stop is what we check.
+_unloaded_under_preload() {
+  [[ -n ${NBDSNAP_NBDKIT_PRELOAD:-} ]] && grep -qs "nbdsnap: unloaded" "$server_log"
+}
+
+# await_server_exit START_NS: waits (at most STOP_TIMEOUT, 30 s, then SIGKILL and a failure) for the server to
+# exit; sets $server_status and $stop_ms, the milliseconds from START_NS (date +%s%N) to its exit.
+await_server_exit() {
+  local start=$1 i=0 limit_ns=$((${STOP_TIMEOUT:-30} * 1000000000))
+  while kill -0 "$server_pid" 2>/dev/null && (($(date +%s%N) - start < limit_ns)); do
+    ((++i > 300)) && _unloaded_under_preload && break
+    sleep 0.01
+  done
+  stop_ms=$((($(date +%s%N) - start) / 1000000))
+  server_status=0
+  if kill -0 "$server_pid" 2>/dev/null; then
+    if _unloaded_under_preload; then
+      echo "note: nbdkit hung in exit handlers after the filter unloaded; killing it" >&2
+    elif command -v gdb >/dev/null; then  # show where it is stuck
+      gdb -p "$server_pid" -batch -ex 'thread apply all bt 15' 2>/dev/null | grep -E '^#|^Thread' >&2 || true
+    fi
+    kill -KILL "$server_pid"
+    wait "$server_pid" 2>/dev/null || true
+    if ! _unloaded_under_preload; then
+      server_pid=
+      fail "the server still ran ${STOP_TIMEOUT:-30} s after the stop signal (killed)"
+    fi
+  else
+    wait "$server_pid" 2>/dev/null || server_status=$?
+  fi
+  server_pid=
+  rm -f "$dir/server.pid"
+}
+
+# stop_server [SIGNAL]: sends SIGNAL (TERM) to the server and waits for it (SIGKILL: no grace needed).
+stop_server() {
+  local signal=${1:-TERM} start
+  [[ -n $server_pid ]] || fail "stop_server: no server is running"
+  start=$(date +%s%N)
+  kill -"$signal" "$server_pid" 2>/dev/null || true
+  await_server_exit "$start"
+}
+stop_server_timed() { stop_server TERM; }
+
+# ctl JSON...: requests on one control connection, a reply line each; fails unless every reply is ok.
+ctl() { "$PY" -m nbdsnap "$ctl" "$@"; }
+# ctl_error JSON: a request that must fail; prints the reply.
+ctl_error() { "$PY" -m nbdsnap --expect-error "$ctl" "$1"; }
+jf() { "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+uri() { echo "nbd+unix:///$1?socket=$sock"; }
+image_uri() { uri "$1@$2"; }
+
+# snapshot NAME ORIGIN: creates and takes a snapshot with a 64 MiB difference storage file.
+snapshot() {
+  local storage="[{\"path\":\"$dir/$1.diff\",\"size\":67108864}]"
+  ctl "{\"command\":\"snapshot-create\",\"name\":\"$1\",\"origins\":[\"$2\"],\"storage\":$storage}" \
+    "{\"command\":\"snapshot-take\",\"name\":\"$1\"}" >/dev/null
+}
+
+# cbt_state_is_clean ORIGIN: the origin's CBT state file (its JSON header line) says it was saved at a clean
+# stop, and the log says so too.
+cbt_state_is_clean() {
+  grep -q 'stopped cleanly' "$server_log" &&
+    head -n 1 "$state/$1.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)'
+}
+
+# run_cli EXPECTED-STATUS ARGS...: runs nbdsnap ($NBDSNAP), leaves stdout in $out and stderr in $err.
+run_cli() { run_cli_within 0 "$@"; }
+
+# run_cli_within SECONDS EXPECTED-STATUS ARGS...: run_cli, but nbdsnap is killed after SECONDS (0: no limit; a
+# hang fails the test instead of holding it up); leaves the run's duration in $elapsed_ms.
+run_cli_within() {
+  local limit=$1 want=$2 status=0 start
+  shift 2
+  start=$(date +%s%N)
+  if ((limit > 0)); then
+    timeout -k 2 "$limit" "${NBDSNAP:?NBDSNAP must name nbdsnap}" "$@" >"$dir/out" 2>"$dir/err" || status=$?
+  else
+    "${NBDSNAP:?NBDSNAP must name nbdsnap}" "$@" >"$dir/out" 2>"$dir/err" || status=$?
+  fi
+  elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+  out=$(cat "$dir/out")
+  err=$(cat "$dir/err")
+  if ((status != want)); then
+    echo "stdout: $out" >&2
+    echo "stderr: $err" >&2
+    ((limit > 0 && status == 124)) && fail "nbdsnap $* still ran after $limit s (killed)"
+    fail "nbdsnap $* exited $status, expected $want"
+  fi
+}
+
+# expect_out REGEX / expect_err REGEX: the last run_cli's stdout / stderr matches (grep -E).
+expect_out() { grep -Eq -- "$1" <<<"$out" || fail "stdout lacks /$1/: $out"; }
+expect_err() { grep -Eq -- "$1" <<<"$err" || fail "stderr lacks /$1/: $err"; }
+# jq_out FILTER: applies a jq filter to the last run_cli's stdout.
+jq_out() { jq -r "$1" <<<"$out"; }
+# write PATTERN OFFSET LENGTH EXPORT: writes a byte pattern through NBD.
+write() { qemu-io -f raw -c "write -P $1 $2 $3" "$(uri "$4")" >/dev/null; }
+
+# parse_rounds DEFAULT ARGS...: sets $rounds from --rounds N (DEFAULT without it); --duration S is accepted and
+# ignored (a soak run passes it to every reliability script); any other argument fails the test.
+parse_rounds() {
+  rounds=$1
+  shift
+  while (($#)); do
+    case $1 in
+      --rounds) rounds=$2; shift 2 ;;
+      --duration) shift 2 ;;
+      *) fail "unknown option $1" ;;
+    esac
+  done
+}
+
+# mount_tmpfs DIR SIZE: a private tmpfs, unmounted at exit; skips the test when mounting is impossible.
+mount_tmpfs() {
+  mkdir -p "$1"
+  mount -t tmpfs -o "size=$2" tmpfs "$1" 2>/dev/null || skip "cannot mount a tmpfs (not root or no permission)"
+  _mounts+=("$1")
+}
+vmrss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }  # KiB

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# test-functions.sh — the harness checks itself (no nbdsnap binary needed): a sanitizer report in a log fails a
+# test that passed, `requires` skips with 77, cleanup hooks run last-registered first and see the status, the
+# private directory goes, and stop_server bounds its wait on a server that ignores SIGTERM.
+# Usage: test-functions.sh
+set -euo pipefail
+functions=$(cd "$(dirname "$0")" && pwd)/functions.sh
+work=$(mktemp -d /tmp/nbdsnap-test-functions.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# run_case NAME EXPECTED-STATUS SCRIPT: runs SCRIPT (after sourcing functions.sh) in a fresh bash.
+run_case() {
+  local status=0
+  printf 'source %q\n%s\n' "$functions" "$3" >"$work/$1.sh"
+  timeout 60 bash "$work/$1.sh" >"$work/$1.out" 2>&1 || status=$?
+  if ((status != $2)); then
+    cat "$work/$1.out" >&2
+    echo "FAIL: $1 exited $status, expected $2" >&2
+    exit 1
+  fi
+  echo "ok: $1 (exit $status)"
+}
+
+run_case asan-report 1 'echo "==1==ERROR: AddressSanitizer: heap-use-after-free" >"$dir/nbdsnapd.log"'
+run_case ubsan-report 1 'echo "x.cpp:3:5: runtime error: signed integer overflow" >"$dir/nbdkit.log"'
+run_case tsan-report 1 'echo "WARNING: ThreadSanitizer: data race (pid=1)" >"$dir/nbdsnapd-x.log"'
+run_case clean-log 0 'echo "info: all good" >"$dir/nbdsnapd.log"'
+run_case requires-missing 77 'requires nbdsnap-no-such-tool --version; echo "not skipped"; exit 1'
+run_case requires-present 0 'requires true'
+grep -q "SKIP: .*nbdsnap-no-such-tool" "$work/requires-missing.out" || { echo "FAIL: no SKIP line" >&2; exit 1; }
+
+run_case cleanup-order 3 'echo "$dir" >'"$work"'/dir
+cleanup_fn sh -c "echo first >>'"$work"'/hooks"
+cleanup_fn eval "echo \"second \$test_status\" >>'"$work"'/hooks"
+exit 3'
+[[ $(cat "$work/hooks") == $'second 3\nfirst' ]] || { echo "FAIL: hooks ran as: $(cat "$work/hooks")" >&2; exit 1; }
+[[ ! -e $(cat "$work/dir") ]] || { echo "FAIL: the private directory was left behind" >&2; exit 1; }
+echo "ok: cleanup hooks in reverse order with the status; directory removed"
+
+# A "server" that ignores SIGTERM: stop_server gives up after STOP_TIMEOUT, kills it, and fails the test.
+run_case stubborn-server 1 'STOP_TIMEOUT=1
+setsid bash -c "trap \"\" TERM; echo \$\$ >'"$work"'/stubborn.pid; while :; do sleep 0.1; done" &
+server_pid=$! server_log=$dir/stub.log
+wait_for_path '"$work"'/stubborn.pid "$server_pid"  # its trap is set
+stop_server TERM
+echo "stop_server returned"'
+grep -q "still ran 1 s after the stop signal" "$work/stubborn-server.out" || {
+  cat "$work/stubborn-server.out" >&2
+  echo "FAIL: stop_server did not report the stuck server" >&2
+  exit 1
+}
+! kill -0 "$(cat "$work/stubborn.pid")" 2>/dev/null || { echo "FAIL: the stuck server was left running" >&2; exit 1; }
+echo "ok: stop_server bounds its wait and kills a stuck server"
