@@ -72,10 +72,16 @@ class Origin {
   // ok while attached; io_error naming the origin once it was detached.
   Status check_attached() const;
 
+
+ private:
+  // The tracker and the CBT are the engine's: front ends reach them only through Engine's narrow calls (CBT
+  // reads, mark_dirty, reset, checkpoint delete) and through the I/O calls above, never directly, so no
+  // front end can switch copy-on-write or change a map behind the engine's locks.
+  friend class Engine;
+  friend struct OriginTestAccess;  // tests only: hold the write gate as a take does (core/tests/test_support.h)
   Tracker& tracker() { return *tracker_; }
   Cbt& cbt();
 
- private:
   const std::string name_;
   // Reset only by release_device(), once no request can be inside either gate: readers hold a pass.
   std::shared_ptr<BlockDevice> device_;
