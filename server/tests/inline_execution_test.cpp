@@ -44,6 +44,14 @@ struct TakenOrigin {
   std::shared_ptr<Origin> origin;
 };
 
+// A front end cannot reach an origin's tracker or CBT (they are the engine's: CBT changes go through Engine's
+// calls, under its locks). Checked where a front end stands, in a server test.
+template <typename T>
+concept ReachesTracker = requires(T& origin) { origin.tracker(); };
+template <typename T>
+concept ReachesCbt = requires(T& origin) { origin.cbt(); };
+static_assert(!ReachesTracker<Origin> && !ReachesCbt<Origin>, "Origin's tracker and CBT are private to core");
+
 }  // namespace
 
 TEST_CASE("a write that must copy a chunk is not run without waiting; once the chunk is copied it is") {
