@@ -329,7 +329,7 @@ Status Engine::cbt_mark_dirty(const std::string& name, const std::vector<Range>&
   auto origin = find_origin(name);
   if (!origin) return unknown_origin(name);
   for (const Range& r : ranges) {
-    if (Status s = check_range(origin->size(), r.length, r.offset); !s) return s;
+    if (Status s = check_range(origin->size(), r.offset, r.length); !s) return s;
   }
   for (const Range& r : ranges) origin->cbt().mark_dirty(r.offset, r.length);
   return Status::ok();

@@ -60,15 +60,15 @@ class Origin {
   // tries small writes on its I/O thread this way and hands those to its workers).
   Status read(void* buf, uint64_t len, uint64_t offset);
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait = true);
-  Status trim(uint64_t len, uint64_t offset, bool fua);
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua);
+  Status trim(uint64_t offset, uint64_t len, bool fua);
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua);
   Status flush();
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out);
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out);
 
   // Marks CBT and copies old chunks for live snapshots before a write of [offset, offset+len), and holds the
   // write gate in `guard`. Never fails because of a snapshot (a failed copy corrupts the snapshot instead);
   // fails for a read-only origin, a bad range, a detached origin (io_error), or would_block (see above).
-  Status begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard, bool may_wait = true);
+  Status begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard, bool may_wait = true);
   // ok while attached; io_error naming the origin once it was detached.
   Status check_attached() const;
 
