@@ -3,6 +3,14 @@
 //
 // Origins, difference storage and test fakes all implement it. Implementations must be thread-safe:
 // the engine calls them from many threads at once on disjoint or overlapping ranges.
+//
+// Argument order of byte ranges, here and across core/ and the front ends: a range is (offset, length), as
+// NBD's requests carry it (proto.md: offset, then length) and as Range and Extent hold it — trim(offset, len),
+// zero(offset, len), extents(offset, len), check_range(size, offset, len). The one exception is a call that
+// moves bytes through a caller's buffer: it keeps POSIX pread(2)/pwrite(2)'s (buf, count, offset), the count
+// beside the buffer it sizes — pread/pwrite here, and the read/write of Origin, Image, ChunkMap, DiffStorage
+// and the server's exports. nbdkit's callbacks keep nbdkit's own (count, offset) signatures at the filter's
+// boundary (nbdkit-plugin/nbdsnap_filter.cpp) and pass (offset, count) on. Units: bytes.
 #pragma once
 
 #include <cstdint>
@@ -33,11 +41,11 @@ class BlockDevice {
   virtual Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) = 0;
   virtual Status flush() = 0;
   // Discards a range (reads of it afterwards are unspecified unless can_trim_zeroes). Default: not supported.
-  virtual Status trim(uint64_t len, uint64_t offset, bool fua);
+  virtual Status trim(uint64_t offset, uint64_t len, bool fua);
   // Makes a range read as zeroes; may_trim allows deallocating. Default: writes zero buffers.
-  virtual Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua);
+  virtual Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua);
   // Appends the allocation extents covering [offset, offset+len) to out. Default: all data.
-  virtual Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out);
+  virtual Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out);
   virtual bool can_trim() const { return false; }
   // The smallest unit the device reads and writes on its own, in bytes (a block device's BLKIOMIN and logical
   // block size): chunks and tracking blocks are never smaller (sizing.h). 1: no minimum.
@@ -54,6 +62,6 @@ class BlockDevice {
 };
 
 // Checks that [offset, offset+len) lies inside a device of the given size without overflow.
-Status check_range(uint64_t device_size, uint64_t len, uint64_t offset);
+Status check_range(uint64_t device_size, uint64_t offset, uint64_t len);
 
 }  // namespace nbdsnap

@@ -76,7 +76,7 @@ Status ChunkMap::failed_chunk_status() const {
   return {Errc::corrupted, "a chunk of origin '" + origin_name_ + "' was lost"};  // not expected: fail_chunk corrupts
 }
 
-void ChunkMap::copy_before_write(uint64_t len, uint64_t offset, BlockDevice* source) noexcept {
+void ChunkMap::copy_before_write(uint64_t offset, uint64_t len, BlockDevice* source) noexcept {
   if (len == 0 || offset >= origin_size_) return;
   const uint64_t last_byte = std::min(origin_size_, offset + len) - 1;
   try {
@@ -92,7 +92,7 @@ void ChunkMap::copy_before_write(uint64_t len, uint64_t offset, BlockDevice* sou
   }
 }
 
-bool ChunkMap::copies_needed(uint64_t len, uint64_t offset) const {
+bool ChunkMap::copies_needed(uint64_t offset, uint64_t len) const {
   if (len == 0 || offset >= origin_size_ || snapshot_.is_corrupted()) return false;
   const uint64_t last_byte = std::min(origin_size_, offset + len) - 1;
   MutexLock lock(mutex_);
@@ -273,7 +273,7 @@ void ChunkMap::release_buffers() noexcept {
 }
 
 Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {
-  if (Status s = check_range(origin_size_, len, offset); !s) return s;
+  if (Status s = check_range(origin_size_, offset, len); !s) return s;
   IoGate::Pass pass(image_io_);
   if (!pass.entered()) return snapshot_health();
   if (Status s = snapshot_health(); !s) return s;
@@ -319,7 +319,7 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
 }
 
 Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
-  if (Status s = check_range(origin_size_, len, offset); !s) return s;
+  if (Status s = check_range(origin_size_, offset, len); !s) return s;
   IoGate::Pass pass(image_io_);
   if (!pass.entered()) return snapshot_health();
   if (Status s = snapshot_health(); !s) return s;
@@ -352,8 +352,8 @@ Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevi
   return snapshot_health();
 }
 
-Status ChunkMap::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source) {
-  if (Status s = check_range(origin_size_, len, offset); !s) return s;
+Status ChunkMap::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source) {
+  if (Status s = check_range(origin_size_, offset, len); !s) return s;
   IoGate::Pass pass(image_io_);
   if (!pass.entered()) return snapshot_health();
   if (Status s = snapshot_health(); !s) return s;
@@ -374,7 +374,7 @@ Status ChunkMap::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out
       copied = chunks_.count(index) != 0;
     }
     std::vector<Extent> piece;
-    if (!copied && origin && origin->extents(n, offset, piece).is_ok()) {
+    if (!copied && origin && origin->extents(offset, n, piece).is_ok()) {
       MutexLock lock(mutex_);
       copied = chunks_.count(index) != 0;  // copied meanwhile: the origin's answer may describe new data
     } else {

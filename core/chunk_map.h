@@ -69,18 +69,18 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // Copies every not-yet-copied chunk of [offset, offset+len) before the origin is written there.
   // `source` reads the origin (null: the origin device). Never fails and never throws: failures (I/O,
   // allocation) corrupt the snapshot.
-  void copy_before_write(uint64_t len, uint64_t offset, BlockDevice* source) noexcept EXCLUDES(mutex_);
+  void copy_before_write(uint64_t offset, uint64_t len, BlockDevice* source) noexcept EXCLUDES(mutex_);
   // Whether a write of [offset, offset+len) would copy a chunk or wait for another writer's copy. Exact while
   // the caller holds the origin's write gate (no take can install another map meanwhile, and a copied chunk
   // never becomes uncopied).
-  bool copies_needed(uint64_t len, uint64_t offset) const EXCLUDES(mutex_);
+  bool copies_needed(uint64_t offset, uint64_t len) const EXCLUDES(mutex_);
   // Reads take-time data. With may_wait false, a read that would wait for a chunk being copied fails with
   // would_block (the buffer is then partly filled; the caller reads again where it may wait).
   Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait = true)
       EXCLUDES(mutex_);
   // Writes into the snapshot's copy (writable snapshots); buf == nullptr writes zeroes.
   Status write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) EXCLUDES(mutex_);
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source) EXCLUDES(mutex_);
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source) EXCLUDES(mutex_);
 
   // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
   void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);

@@ -20,9 +20,10 @@
 
 #include "block_device.h"
 #include "disk_use.h"
-#include "engine.h"
+#include "info.h"
 #include "mutex.h"
 #include "status.h"
+#include "storage_spec.h"
 
 namespace nbdsnap {
 

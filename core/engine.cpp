@@ -336,7 +336,7 @@ Status Engine::cbt_mark_dirty(const std::string& name, const std::vector<Range>&
   auto origin = find_origin(name);
   if (!origin) return unknown_origin(name);
   for (const Range& r : ranges) {
-    if (Status s = check_range(origin->size(), r.length, r.offset); !s) return s;
+    if (Status s = check_range(origin->size(), r.offset, r.length); !s) return s;
   }
   for (const Range& r : ranges) origin->cbt().mark_dirty(r.offset, r.length);
   return Status::ok();
@@ -485,11 +485,10 @@ Status Engine::remove_origin_from_snapshot(const std::string& snapshot_name, con
 
 namespace {
 
-// The chunk maps and frozen CBTs of a take, built before the snapshot changes. May throw std::bad_alloc;
-// CBT freezes that already happened then leave a checkpoint nobody can back up from, which under-reports
-// nothing.
+// The chunk maps of a take, built before the snapshot changes; the caller adds the frozen CBTs (Origin keeps
+// its CBT for the engine's members). May throw std::bad_alloc.
 std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins,
-                                           const EngineConfig& config, int64_t taken_unix_ms) {
+                                           const EngineConfig& config) {
   std::vector<Snapshot::Member> members;
   members.reserve(origins.size());
   for (const auto& origin : origins) {
@@ -498,9 +497,6 @@ std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector
                                              copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk),
                                              origin->counters());
     members.push_back({origin->name(), std::move(chunks), nullptr});
-  }
-  for (size_t i = 0; i < origins.size(); ++i) {
-    members[i].cbt = origins[i]->cbt().freeze(snapshot.name(), taken_unix_ms);
   }
   return members;
 }
@@ -543,7 +539,12 @@ Status Engine::take_snapshot(const std::string& name) {
     std::vector<IoGate::Freeze> frozen;
     frozen.reserve(origins.size());
     for (auto& origin : origins) frozen.emplace_back(origin->tracker().gate());
-    std::vector<Snapshot::Member> members = prepare_take(*snapshot, origins, config_, taken_unix_ms);
+    std::vector<Snapshot::Member> members = prepare_take(*snapshot, origins, config_);
+    // May throw std::bad_alloc too: CBT freezes that already happened then leave a checkpoint nobody can back
+    // up from, which under-reports nothing.
+    for (size_t i = 0; i < origins.size(); ++i) {
+      members[i].cbt = origins[i]->cbt().freeze(snapshot->name(), taken_unix_ms);
+    }
     auto targets = members;  // the trackers' copies; what cannot throw comes last
     snapshot->install_and_mark_taken(std::move(members), taken_unix_ms);
     for (size_t i = 0; i < origins.size(); ++i) origins[i]->tracker().set_cow_target(std::move(targets[i].chunks));

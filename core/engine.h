@@ -25,7 +25,6 @@
 #include <string>
 #include <vector>
 
-#include "direct_io.h"
 #include "block_device.h"
 #include "cbt.h"
 #include "cbt_store.h"
@@ -33,9 +32,10 @@
 #include "engine_stats.h"
 #include "events.h"
 #include "image.h"
+#include "info.h"
 #include "mutex.h"
+#include "options.h"
 #include "origin.h"
-#include "sizing.h"
 #include "status.h"
 #include "storage_ledger.h"
 #include "storage_spec.h"
@@ -46,104 +46,6 @@ class Snapshot;
 class BufferBudget;
 class ServedOriginFiles;
 struct AreaRequirements;
-
-struct EngineConfig {
-  std::string state_dir;                        // where CBT state is saved; empty = not persistent
-  SizingRules sizing;
-  // Files the front end serves as origins without a BlockDevice saying so (the nbdkit filter's plugin files):
-  // difference storage there is refused. Null: none.
-  std::shared_ptr<const ServedOriginFiles> served_origin_files;
-  uint64_t chunk_buffer_budget = 64ull << 20;   // old chunks held in memory awaiting writeback
-  uint64_t low_space_threshold = 64ull << 20;   // free difference storage below this posts low_free_space
-  uint64_t copy_io_size = 4ull << 20;           // a chunk larger than this is copied in several reads
-  // Called (without engine locks held) once a snapshot's memory was freed: after destroy, and after a forced
-  // detach dropped an origin's image; the engine has already unmapped its free chunk buffers (chunk_buffer.h).
-  // A front end that keeps freed heap in its allocator for speed (nbdsnapd's mallopt settings) may hand the
-  // rest back to the system here (malloc_trim). Empty: nothing.
-  std::function<void()> memory_released;
-  unsigned checkpoints_kept = kDefaultCheckpointsKept;  // CBT checkpoints kept per origin (check_checkpoints_kept)
-  // How difference-storage files are opened: none bypasses the page cache (O_DIRECT, core/direct_io.h).
-  FileCache storage_cache = FileCache::writeback;
-  // Tests only: wraps each difference-storage device the engine opens, to inject faults (as LevelDB's
-  // fault-injection tests wrap its Env). Empty: the files are used as they are.
-  std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_storage_device;
-};
-
-struct OriginInfo {
-  std::string name;
-  uint64_t size = 0;
-  uint64_t minimum_io_size = 1;  // the device's; chunks and tracking blocks are never smaller
-  bool read_only = false;
-  std::string generation;
-  unsigned change_number = 0;
-  uint64_t tracking_block_size = 0;
-  uint64_t chunk_size = 0;
-  std::string snapshot;  // the snapshot it belongs to, if any
-};
-
-enum class SnapshotState { created, taken, corrupted };
-
-// The failure that corrupted a snapshot for one of its origins (blksnap's SNAPSHOTINFO error_code): the first
-// one of that origin.
-struct OriginError {
-  std::string origin;
-  int error_code = 0;  // errno: EIO (an origin read or storage write failed), ENOSPC (storage full), ENOMEM...
-  std::string reason;  // what failed, in words
-};
-const char* snapshot_state_name(SnapshotState state);
-
-struct StorageAreaInfo {
-  std::string path;
-  uint64_t offset = 0;  // where the area starts in the file or device
-  uint64_t size = 0;    // bytes of the area
-  bool created_by_engine = false;
-  bool sparse = false;  // created sparse (StorageSpec::sparse): its blocks are allocated as chunks are stored
-};
-
-struct SnapshotInfo {
-  std::string name;
-  SnapshotState state = SnapshotState::created;
-  bool writable = false;
-  std::vector<std::string> origins;
-  std::vector<StorageAreaInfo> storage;
-  uint64_t storage_total = 0;   // bytes of all areas
-  uint64_t storage_used = 0;    // bytes allocated to chunks
-  uint64_t storage_limit = 0;   // 0 = the areas' total
-  uint64_t chunks_copied = 0;
-  uint64_t memory_bytes = 0;
-  std::string corruption_reason;
-  std::vector<OriginError> origin_errors;  // per origin with a failure, in origin name order
-  int64_t taken_unix_ms = 0;
-};
-
-struct SnapshotOptions {
-  std::vector<std::string> origins;
-  std::vector<StorageSpec> storage;
-  uint64_t limit = 0;  // 0: no limit beyond the storage given
-  bool writable = false;
-};
-
-// An origin's CBT: its live map, or the map frozen when a snapshot was taken.
-struct CbtInfo {
-  std::string origin;
-  std::string snapshot;        // "" for the live map
-  std::string generation;
-  unsigned change_number = 0;  // live: the number writes get now; frozen: the number the take closed
-  uint64_t block_size = 0;
-  uint64_t block_count = 0;
-  uint64_t device_size = 0;
-  Checkpoints checkpoints;
-};
-
-// Which CBT map a query reads, and which part of it.
-struct CbtMapQuery {
-  std::string origin;
-  std::string snapshot;  // "": the live map; else the map frozen when this snapshot was taken
-  std::string since;     // cbt_map only: blocks changed after this checkpoint ("": in this generation)
-  uint64_t offset = 0;   // bytes; at most the device size
-  uint64_t length = UINT64_MAX;                  // bytes; clipped to the device
-  size_t max_items = SIZE_MAX;                   // ranges (cbt_map) or runs (cbt_raw_map) per page, at least 1
-};
 
 class Engine {
  public:

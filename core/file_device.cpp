@@ -216,14 +216,14 @@ std::string FileDevice::content_fingerprint() const {
 }
 
 Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {
-  if (Status s = check_range(size_, len, offset); !s) return s;
+  if (Status s = check_range(size_, offset, len); !s) return s;
   if (direct_) return direct_->pread(buf, len, offset);
   return read_fully(fd_, buf, len, offset, path_);
 }
 
 Status FileDevice::pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) {
   if (readonly_) return {Errc::read_only, path_ + " is read-only"};
-  if (Status s = check_range(size_, len, offset); !s) return s;
+  if (Status s = check_range(size_, offset, len); !s) return s;
   Status written = direct_ ? direct_->pwrite(buf, len, offset) : write_fully(fd_, buf, len, offset, path_);
   if (!written) return written;
   return fua ? flush() : Status::ok();
@@ -234,9 +234,9 @@ Status FileDevice::flush() {
   return Status::ok();
 }
 
-Status FileDevice::trim(uint64_t len, uint64_t offset, bool fua) {
+Status FileDevice::trim(uint64_t offset, uint64_t len, bool fua) {
   if (readonly_) return {Errc::read_only, path_ + " is read-only"};
-  if (Status s = check_range(size_, len, offset); !s) return s;
+  if (Status s = check_range(size_, offset, len); !s) return s;
   if (is_block_device_) return {Errc::not_supported, "trim on block devices is not supported"};
   if (::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
                   static_cast<off_t>(len)) != 0) {
@@ -246,22 +246,22 @@ Status FileDevice::trim(uint64_t len, uint64_t offset, bool fua) {
   return fua ? flush() : Status::ok();
 }
 
-Status FileDevice::zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) {
+Status FileDevice::zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) {
   if (readonly_) return {Errc::read_only, path_ + " is read-only"};
-  if (Status s = check_range(size_, len, offset); !s) return s;
+  if (Status s = check_range(size_, offset, len); !s) return s;
   if (!is_block_device_) {
     const int mode = may_trim ? (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) : FALLOC_FL_ZERO_RANGE;
     if (::fallocate(fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(len)) == 0) {
       return fua ? flush() : Status::ok();
     }
   }
-  return BlockDevice::zero(len, offset, may_trim, fua);  // fall back to writing zeroes
+  return BlockDevice::zero(offset, len, may_trim, fua);  // fall back to writing zeroes
 }
 
-Status FileDevice::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) {
-  if (Status s = check_range(size_, len, offset); !s) return s;
+Status FileDevice::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) {
+  if (Status s = check_range(size_, offset, len); !s) return s;
   const uint64_t end = offset + len;
-  if (is_block_device_) return BlockDevice::extents(len, offset, out);
+  if (is_block_device_) return BlockDevice::extents(offset, len, out);
   uint64_t pos = offset;
   while (pos < end) {
     off_t data = ::lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
@@ -270,7 +270,7 @@ Status FileDevice::extents(uint64_t len, uint64_t offset, std::vector<Extent>& o
         out.push_back({pos, end - pos, true, true});
         return Status::ok();
       }
-      return BlockDevice::extents(end - pos, pos, out);  // no SEEK_DATA: all data
+      return BlockDevice::extents(pos, end - pos, out);  // no SEEK_DATA: all data
     }
     if (static_cast<uint64_t>(data) > pos) {
       const uint64_t hole_end = std::min<uint64_t>(static_cast<uint64_t>(data), end);

@@ -41,9 +41,9 @@ class FileDevice final : public BlockDevice {
   Status pread(void* buf, uint64_t len, uint64_t offset) override;
   Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override;
   Status flush() override;
-  Status trim(uint64_t len, uint64_t offset, bool fua) override;
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override;
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) override;
+  Status trim(uint64_t offset, uint64_t len, bool fua) override;
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override;
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) override;
   bool can_trim() const override { return !is_block_device_; }
   // Block devices: the larger of BLKIOMIN and the logical block size (BLKSSZGET). Regular files: 1 (the page
   // cache takes writes of any size). With cache none, at least the direct-I/O alignment.

@@ -37,19 +37,19 @@ Status Image::write(const void* buf, uint64_t len, uint64_t offset, BlockDevice*
   return chunks_->write(buf, len, offset, source);
 }
 
-Status Image::zero(uint64_t len, uint64_t offset, BlockDevice* source) {
+Status Image::zero(uint64_t offset, uint64_t len, BlockDevice* source) {
   return write(nullptr, len, offset, source);
 }
 
-Status Image::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source) {
+Status Image::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source) {
   IoGate::Pass pass(snapshot_->image_gate());
   if (!pass.entered()) return destroyed(snapshot_->name());
-  return chunks_->extents(len, offset, out, source);
+  return chunks_->extents(offset, len, out, source);
 }
 
-Status Image::changed_since(const std::string& checkpoint, uint64_t len, uint64_t offset,
+Status Image::changed_since(const std::string& checkpoint, uint64_t offset, uint64_t len,
                             std::vector<Range>& out) const {
-  if (Status s = check_range(cbt_->device_size, len, offset); !s) return s;
+  if (Status s = check_range(cbt_->device_size, offset, len); !s) return s;
   Checkpoint since;
   if (Status s = cbt_->view().find_checkpoint(checkpoint, since); !s) return s;  // checkpoint_gone or not_found
   if (since.number >= cbt_->number) {

@@ -35,16 +35,16 @@ class Image {
   Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source = nullptr, bool may_wait = true);
   // Writable snapshots only (read_only otherwise); the origin is never changed.
   Status write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source = nullptr);
-  Status zero(uint64_t len, uint64_t offset, BlockDevice* source = nullptr);
+  Status zero(uint64_t offset, uint64_t len, BlockDevice* source = nullptr);
   // Allocation of the frozen view: chunks held in difference storage are data; others as the origin says.
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out, BlockDevice* source = nullptr);
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source = nullptr);
 
   // The frozen CBT of this image (generation, number, map).
   const CbtFrozen& cbt() const { return *cbt_; }
   // Ranges changed between `checkpoint` and this snapshot, clipped to [offset, offset+len). The checkpoint
   // must belong to the same generation and be older than this snapshot: checkpoint_gone if this snapshot's
   // CBT had dropped it, not_found otherwise.
-  Status changed_since(const std::string& checkpoint, uint64_t len, uint64_t offset, std::vector<Range>& out) const;
+  Status changed_since(const std::string& checkpoint, uint64_t offset, uint64_t len, std::vector<Range>& out) const;
   // Checkpoints that changed_since accepts, oldest first.
   std::vector<std::string> usable_checkpoints() const;
 

@@ -10,7 +10,7 @@ namespace nbdsnap {
 MemoryDevice::MemoryDevice(uint64_t size) : size_(size) {}
 
 Status MemoryDevice::pread(void* buf, uint64_t len, uint64_t offset) {
-  if (Status s = check_range(size_, len, offset); !s) return s;
+  if (Status s = check_range(size_, offset, len); !s) return s;
   auto* out = static_cast<uint8_t*>(buf);
   MutexLock lock(mutex_);
   while (len > 0) {
@@ -30,7 +30,7 @@ Status MemoryDevice::pread(void* buf, uint64_t len, uint64_t offset) {
 }
 
 Status MemoryDevice::write_or_zero(const void* buf, uint64_t len, uint64_t offset) {
-  if (Status s = check_range(size_, len, offset); !s) return s;
+  if (Status s = check_range(size_, offset, len); !s) return s;
   const auto* in = static_cast<const uint8_t*>(buf);
   MutexLock lock(mutex_);
   while (len > 0) {
@@ -59,13 +59,13 @@ Status MemoryDevice::write_or_zero(const void* buf, uint64_t len, uint64_t offse
 Status MemoryDevice::pwrite(const void* buf, uint64_t len, uint64_t offset, bool) {
   return write_or_zero(buf, len, offset);
 }
-Status MemoryDevice::trim(uint64_t len, uint64_t offset, bool) { return write_or_zero(nullptr, len, offset); }
-Status MemoryDevice::zero(uint64_t len, uint64_t offset, bool, bool) {
+Status MemoryDevice::trim(uint64_t offset, uint64_t len, bool) { return write_or_zero(nullptr, len, offset); }
+Status MemoryDevice::zero(uint64_t offset, uint64_t len, bool, bool) {
   return write_or_zero(nullptr, len, offset);
 }
 
-Status MemoryDevice::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) {
-  if (Status s = check_range(size_, len, offset); !s) return s;
+Status MemoryDevice::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) {
+  if (Status s = check_range(size_, offset, len); !s) return s;
   MutexLock lock(mutex_);
   const uint64_t end = offset + len;
   uint64_t pos = offset;
@@ -102,10 +102,10 @@ Status FaultyDevice::pwrite(const void* buf, uint64_t len, uint64_t offset, bool
   return inner_->pwrite(buf, len, offset, fua);
 }
 
-Status FaultyDevice::zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) {
+Status FaultyDevice::zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) {
   if (writes_no_space) return {Errc::no_space, "injected: no space left on device"};
   if (fail_writes) return {Errc::io_error, "injected write error"};
-  return inner_->zero(len, offset, may_trim, fua);
+  return inner_->zero(offset, len, may_trim, fua);
 }
 
 }  // namespace nbdsnap

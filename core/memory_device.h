@@ -20,9 +20,9 @@ class MemoryDevice final : public BlockDevice {
   Status pread(void* buf, uint64_t len, uint64_t offset) override;
   Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override;
   Status flush() override { return Status::ok(); }
-  Status trim(uint64_t len, uint64_t offset, bool fua) override;
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override;
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) override;
+  Status trim(uint64_t offset, uint64_t len, bool fua) override;
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override;
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) override;
   bool can_trim() const override { return true; }
   // Bytes of pages held.
   uint64_t allocated_bytes() const;
@@ -43,8 +43,8 @@ class FaultyDevice final : public BlockDevice {
   Status pread(void* buf, uint64_t len, uint64_t offset) override;
   Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override;
   Status flush() override { return inner_->flush(); }
-  Status trim(uint64_t len, uint64_t offset, bool fua) override { return inner_->trim(len, offset, fua); }
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override;
+  Status trim(uint64_t offset, uint64_t len, bool fua) override { return inner_->trim(offset, len, fua); }
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override;
   bool can_trim() const override { return inner_->can_trim(); }
 
   std::atomic<bool> fail_reads{false};

@@ -34,10 +34,10 @@ Status Origin::check_attached() const {
   return Status::ok();
 }
 
-Status Origin::begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard, bool may_wait) {
+Status Origin::begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard, bool may_wait) {
   if (read_only_) return {Errc::read_only, "origin '" + name_ + "' is read-only"};
-  if (Status s = check_range(size_, len, offset); !s) return s;
-  switch (tracker_->begin_write(len, offset, source, may_wait, guard)) {
+  if (Status s = check_range(size_, offset, len); !s) return s;
+  switch (tracker_->begin_write(offset, len, source, may_wait, guard)) {
     case Tracker::Admission::admitted: return Status::ok();
     case Tracker::Admission::closed: return check_attached();
     case Tracker::Admission::would_block: break;
@@ -53,7 +53,7 @@ Status Origin::read(void* buf, uint64_t len, uint64_t offset) {
   IoGate::Pass pass(read_gate_);
   if (!pass.entered()) return check_attached();
   if (!device_) return no_device(name_);
-  if (Status s = check_range(size_, len, offset); !s) return s;
+  if (Status s = check_range(size_, offset, len); !s) return s;
   if (Status s = device_->pread(buf, len, offset); !s) return s;
   count_read(len);
   return Status::ok();
@@ -70,23 +70,23 @@ const std::shared_ptr<OriginCounters>& Origin::counters() const { return tracker
 // Writes check device_ only once they hold the write gate: a detached origin has none.
 Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait) {
   WriteGuard guard;
-  if (Status s = begin_write(len, offset, nullptr, guard, may_wait); !s) return s;
+  if (Status s = begin_write(offset, len, nullptr, guard, may_wait); !s) return s;
   if (!device_) return no_device(name_);
   return device_->pwrite(buf, len, offset, fua);
 }
 
-Status Origin::trim(uint64_t len, uint64_t offset, bool fua) {
+Status Origin::trim(uint64_t offset, uint64_t len, bool fua) {
   WriteGuard guard;
-  if (Status s = begin_write(len, offset, nullptr, guard); !s) return s;
+  if (Status s = begin_write(offset, len, nullptr, guard); !s) return s;
   if (!device_) return no_device(name_);
-  return device_->trim(len, offset, fua);
+  return device_->trim(offset, len, fua);
 }
 
-Status Origin::zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) {
+Status Origin::zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) {
   WriteGuard guard;
-  if (Status s = begin_write(len, offset, nullptr, guard); !s) return s;
+  if (Status s = begin_write(offset, len, nullptr, guard); !s) return s;
   if (!device_) return no_device(name_);
-  return device_->zero(len, offset, may_trim, fua);
+  return device_->zero(offset, len, may_trim, fua);
 }
 
 Status Origin::flush() {
@@ -96,12 +96,12 @@ Status Origin::flush() {
   return device_->flush();
 }
 
-Status Origin::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) {
+Status Origin::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) {
   IoGate::Pass pass(read_gate_);
   if (!pass.entered()) return check_attached();
   if (!device_) return no_device(name_);
-  if (Status s = check_range(size_, len, offset); !s) return s;
-  return device_->extents(len, offset, out);
+  if (Status s = check_range(size_, offset, len); !s) return s;
+  return device_->extents(offset, len, out);
 }
 
 }  // namespace nbdsnap

@@ -61,15 +61,15 @@ class Origin {
   // tries small writes on its I/O thread this way and hands those to its workers).
   Status read(void* buf, uint64_t len, uint64_t offset);
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait = true);
-  Status trim(uint64_t len, uint64_t offset, bool fua);
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua);
+  Status trim(uint64_t offset, uint64_t len, bool fua);
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua);
   Status flush();
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out);
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out);
 
   // Marks CBT and copies old chunks for live snapshots before a write of [offset, offset+len), and holds the
   // write gate in `guard`. Never fails because of a snapshot (a failed copy corrupts the snapshot instead);
   // fails for a read-only origin, a bad range, a detached origin (io_error), or would_block (see above).
-  Status begin_write(uint64_t len, uint64_t offset, BlockDevice* source, WriteGuard& guard, bool may_wait = true);
+  Status begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard, bool may_wait = true);
   // ok while attached; io_error naming the origin once it was detached.
   Status check_attached() const;
 
@@ -79,10 +79,16 @@ class Origin {
   // The origin's counters (io_counters.h), shared with the chunk maps of its snapshots.
   const std::shared_ptr<OriginCounters>& counters() const;
 
+
+ private:
+  // The tracker and the CBT are the engine's: front ends reach them only through Engine's narrow calls (CBT
+  // reads, mark_dirty, reset, checkpoint delete) and through the I/O calls above, never directly, so no
+  // front end can switch copy-on-write or change a map behind the engine's locks.
+  friend class Engine;
+  friend struct OriginTestAccess;  // tests only: hold the write gate as a take does (core/tests/test_support.h)
   Tracker& tracker() { return *tracker_; }
   Cbt& cbt();
 
- private:
   const std::string name_;
   // Reset only by release_device(), once no request can be inside either gate: readers hold a pass.
   std::shared_ptr<BlockDevice> device_;

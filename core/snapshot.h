@@ -20,10 +20,11 @@
 #include "cbt.h"
 #include "chunk_map.h"
 #include "diff_storage.h"
-#include "engine.h"
 #include "events.h"
+#include "info.h"
 #include "io_gate.h"
 #include "mutex.h"
+#include "options.h"
 
 namespace nbdsnap {
 

@@ -32,7 +32,7 @@ class Tracker {
   // write to the origin must happen while `pass` is held. Never fails because of a snapshot: a failed copy
   // corrupts the snapshot and the write goes on (invariant 2). With may_wait false, a write that would wait
   // for a take or a chunk copy is not admitted (would_block) and nothing is changed.
-  Admission begin_write(uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait, IoGate::Pass& pass);
+  Admission begin_write(uint64_t offset, uint64_t len, BlockDevice* source, bool may_wait, IoGate::Pass& pass);
 
   IoGate& gate() { return gate_; }
   // REQUIRES: the gate frozen or closed by the caller (the engine's take, destroy and detach).

@@ -19,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine.h"
+#include "options.h"
 #include "status.h"
 
 namespace nbdsnap {

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "engine.h"
+#include "options.h"
 #include "served_origin_files.h"
 #include "status.h"
 

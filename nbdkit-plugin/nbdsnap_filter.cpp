@@ -410,9 +410,9 @@ int nbdsnap_pread(nbdkit_next* next, void* handle, void* buf, uint32_t count, ui
 // An origin write: CBT and copy-on-write first, then `write_to_plugin` while the write gate is held. A
 // detached origin's gate is closed: begin_write fails (EIO), so nothing reaches the plugin untracked.
 template <typename WriteToPlugin>
-int write_origin(Connection& c, uint32_t count, uint64_t offset, int* err, WriteToPlugin&& write_to_plugin) {
+int write_origin(Connection& c, uint64_t offset, uint32_t count, int* err, WriteToPlugin&& write_to_plugin) {
   Origin::WriteGuard guard;
-  if (Status s = c.origin->begin_write(count, offset, c.source.get(), guard); !s) return fail(s, err);
+  if (Status s = c.origin->begin_write(offset, count, c.source.get(), guard); !s) return fail(s, err);
   return write_to_plugin();
 }
 
@@ -424,14 +424,14 @@ int nbdsnap_pwrite(nbdkit_next* next, void* handle, const void* buf, uint32_t co
       if (Status s = c.image->write(buf, count, offset, c.source.get()); !s) return fail(s, err);
       return 0;
     }
-    return write_origin(c, count, offset, err, [&] { return next->pwrite(next, buf, count, offset, flags, err); });
+    return write_origin(c, offset, count, err, [&] { return next->pwrite(next, buf, count, offset, flags, err); });
   });
 }
 
 int nbdsnap_trim(nbdkit_next* next, void* handle, uint32_t count, uint64_t offset, uint32_t flags, int* err) {
   return guarded(-1, err, [&] {
     Connection& c = connection_of(handle);
-    return write_origin(c, count, offset, err, [&] { return next->trim(next, count, offset, flags, err); });
+    return write_origin(c, offset, count, err, [&] { return next->trim(next, count, offset, flags, err); });
   });
 }
 
@@ -439,10 +439,10 @@ int nbdsnap_zero(nbdkit_next* next, void* handle, uint32_t count, uint64_t offse
   return guarded(-1, err, [&] {
     Connection& c = connection_of(handle);
     if (c.is_image()) {
-      if (Status s = c.image->zero(count, offset, c.source.get()); !s) return fail(s, err);
+      if (Status s = c.image->zero(offset, count, c.source.get()); !s) return fail(s, err);
       return 0;
     }
-    return write_origin(c, count, offset, err, [&] { return next->zero(next, count, offset, flags, err); });
+    return write_origin(c, offset, count, err, [&] { return next->zero(next, count, offset, flags, err); });
   });
 }
 
@@ -465,7 +465,7 @@ int nbdsnap_extents(nbdkit_next* next, void* handle, uint32_t count, uint64_t of
       return next->extents(next, count, offset, flags, extents, err);
     }
     std::vector<Extent> found;
-    if (Status s = c.image->extents(count, offset, found, c.source.get()); !s) return fail(s, err);
+    if (Status s = c.image->extents(offset, count, found, c.source.get()); !s) return fail(s, err);
     for (const Extent& e : found) {
       uint32_t type = (e.hole ? NBDKIT_EXTENT_HOLE : 0) | (e.zero ? NBDKIT_EXTENT_ZERO : 0);
       if (nbdkit_add_extent(extents, e.offset, e.length, type) == -1) {

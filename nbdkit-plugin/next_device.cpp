@@ -13,40 +13,40 @@ namespace {
 constexpr uint64_t kMaxRequestBytes = 32u << 20;
 constexpr uint64_t kMaxExtentsRequestBytes = 1u << 30;
 
-std::string where(uint64_t len, uint64_t offset) {
+std::string where(uint64_t offset, uint64_t len) {
   return std::to_string(len) + " bytes at offset " + std::to_string(offset);
 }
 
 }  // namespace
 
 Status NextDevice::pread(void* buf, uint64_t len, uint64_t offset) {
-  if (Status range = check_range(size_, len, offset); !range) return range;
+  if (Status range = check_range(size_, offset, len); !range) return range;
   auto* out = static_cast<char*>(buf);
   for (uint64_t done = 0; done < len;) {
     uint32_t count = static_cast<uint32_t>(std::min(len - done, kMaxRequestBytes));
     int err = 0;
     if (next_->pread(next_, out + done, count, offset + done, 0, &err) == -1)
-      return Status::from_errno(err ? err : EIO, "plugin read of " + where(count, offset + done));
+      return Status::from_errno(err ? err : EIO, "plugin read of " + where(offset + done, count));
     done += count;
   }
   return Status::ok();
 }
 
 Status NextDevice::pwrite(const void*, uint64_t len, uint64_t offset, bool) {
-  return {Errc::read_only, "the engine does not write to the plugin (" + where(len, offset) + ")"};
+  return {Errc::read_only, "the engine does not write to the plugin (" + where(offset, len) + ")"};
 }
 
 Status NextDevice::flush() { return Status::ok(); }
 
-Status NextDevice::extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) {
-  if (Status range = check_range(size_, len, offset); !range) return range;
-  if (next_->can_extents(next_) != 1) return BlockDevice::extents(len, offset, out);
+Status NextDevice::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) {
+  if (Status range = check_range(size_, offset, len); !range) return range;
+  if (next_->can_extents(next_) != 1) return BlockDevice::extents(offset, len, out);
   for (uint64_t done = 0; done < len;) {
     uint32_t count = static_cast<uint32_t>(std::min(len - done, kMaxExtentsRequestBytes));
     int err = 0;
     nbdkit_extents* found = nbdkit_extents_full(next_, count, offset + done, 0, &err);
     if (found == nullptr)
-      return Status::from_errno(err ? err : EIO, "plugin extents of " + where(count, offset + done));
+      return Status::from_errno(err ? err : EIO, "plugin extents of " + where(offset + done, count));
     uint64_t end = offset + done + count;
     for (size_t i = 0, n = nbdkit_extents_count(found); i < n; ++i) {
       nbdkit_extent e = nbdkit_get_extent(found, i);

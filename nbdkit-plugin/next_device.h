@@ -24,7 +24,7 @@ class NextDevice final : public BlockDevice {
   // Refused: writes reach the plugin only through the filter's own write path.
   Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override;
   Status flush() override;
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) override;
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) override;
 
  private:
   nbdkit_next* const next_;

@@ -33,13 +33,13 @@ class OriginExport final : public ServedExport {
   Status write_without_waiting(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
     return origin_->write(buf, len, offset, fua, /*may_wait=*/false);
   }
-  Status trim(uint64_t len, uint64_t offset, bool fua) override { return origin_->trim(len, offset, fua); }
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override {
-    return origin_->zero(len, offset, may_trim, fua);
+  Status trim(uint64_t offset, uint64_t len, bool fua) override { return origin_->trim(offset, len, fua); }
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override {
+    return origin_->zero(offset, len, may_trim, fua);
   }
   Status flush() override { return origin_->flush(); }
-  Status allocation(uint64_t len, uint64_t offset, std::vector<Extent>& out) override {
-    return origin_->extents(len, offset, out);
+  Status allocation(uint64_t offset, uint64_t len, std::vector<Extent>& out) override {
+    return origin_->extents(offset, len, out);
   }
 
  private:
@@ -63,19 +63,19 @@ class ImageExport final : public ServedExport {
     return image_->read(buf, len, offset, nullptr, /*may_wait=*/false);
   }
   // Image writes (writable snapshots) copy or store chunks: they always may wait (the default).
-  Status trim(uint64_t len, uint64_t offset, bool fua) override {
+  Status trim(uint64_t offset, uint64_t len, bool fua) override {
     return {Errc::not_supported, "images cannot be trimmed"};
   }
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override {
-    return image_->zero(len, offset);
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override {
+    return image_->zero(offset, len);
   }
   Status flush() override { return {Errc::not_supported, "images have no flush"}; }
-  Status allocation(uint64_t len, uint64_t offset, std::vector<Extent>& out) override {
-    return image_->extents(len, offset, out);
+  Status allocation(uint64_t offset, uint64_t len, std::vector<Extent>& out) override {
+    return image_->extents(offset, len, out);
   }
-  Status changed_since(const std::string& checkpoint, uint64_t len, uint64_t offset,
+  Status changed_since(const std::string& checkpoint, uint64_t offset, uint64_t len,
                        std::vector<Range>& out) override {
-    return image_->changed_since(checkpoint, len, offset, out);
+    return image_->changed_since(checkpoint, offset, len, out);
   }
 
  private:

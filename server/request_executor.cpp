@@ -143,7 +143,7 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
     case kCmdWrite: return status_reply(request, target.write(payload.data(), request.length, request.offset, fua));
     case kCmdFlush: return status_reply(request, target.flush());
     case kCmdTrim: {
-      Status status = target.trim(request.length, request.offset, fua);
+      Status status = target.trim(request.offset, request.length, fua);
       if (status.code() == Errc::not_supported) status = Status::ok();  // trim is advisory
       return status_reply(request, status);
     }
@@ -152,7 +152,7 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
       if ((request.flags & kCmdFlagFastZero) && (no_hole || !target.features().can_fast_zero)) {
         return error_reply(request, kEnotsup, "zeroing this range is not faster than writing");
       }
-      return status_reply(request, target.zero(request.length, request.offset, !no_hole, fua));
+      return status_reply(request, target.zero(request.offset, request.length, !no_hole, fua));
     }
     case kCmdCache: return status_reply(request, Status::ok());  // a hint; the engine has no cache to warm
     case kCmdBlockStatus: return block_status(request);
@@ -217,12 +217,12 @@ Reply RequestExecutor::block_status(const RequestHeader& request) const {
     std::vector<BlockStatusDescriptor> descriptors;
     if (context.kind == MetaContextKind::base_allocation) {
       std::vector<Extent> extents;
-      Status status = target.allocation(request.length, request.offset, extents);
+      Status status = target.allocation(request.offset, request.length, extents);
       if (!status.is_ok()) return error_reply(request, wire_error(status), status.to_string());
       descriptors = allocation_descriptors(extents, request.offset, request.length);
     } else {
       std::vector<Range> changed;
-      Status status = target.changed_since(context.checkpoint, request.length, request.offset, changed);
+      Status status = target.changed_since(context.checkpoint, request.offset, request.length, changed);
       if (!status.is_ok()) return error_reply(request, wire_error(status), status.to_string());
       descriptors = dirty_descriptors(changed, request.offset, request.length);
     }

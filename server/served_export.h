@@ -48,14 +48,14 @@ class ServedExport {
   virtual Status write_without_waiting(const void* buf, uint64_t len, uint64_t offset, bool fua) {
     return {Errc::would_block, "export '" + name() + "' may wait"};
   }
-  virtual Status trim(uint64_t len, uint64_t offset, bool fua) = 0;
+  virtual Status trim(uint64_t offset, uint64_t len, bool fua) = 0;
   // may_trim: the zeroed range may be deallocated (no NO_HOLE flag).
-  virtual Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) = 0;
+  virtual Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) = 0;
   virtual Status flush() = 0;
   // Allocation extents covering [offset, offset+len).
-  virtual Status allocation(uint64_t len, uint64_t offset, std::vector<Extent>& out) = 0;
+  virtual Status allocation(uint64_t offset, uint64_t len, std::vector<Extent>& out) = 0;
   // Ranges changed between the checkpoint and this export's take, clipped to [offset, offset+len).
-  virtual Status changed_since(const std::string& checkpoint, uint64_t len, uint64_t offset,
+  virtual Status changed_since(const std::string& checkpoint, uint64_t offset, uint64_t len,
                                std::vector<Range>& out) {
     return {Errc::not_supported, "export '" + name() + "' has no dirty bitmaps"};
   }

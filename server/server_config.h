@@ -10,7 +10,7 @@
 
 #include "access_policy.h"
 #include "control_roles.h"
-#include "engine.h"
+#include "options.h"
 #include "handshake.h"
 #include "log.h"
 #include "origin_list.h"

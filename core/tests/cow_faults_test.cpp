@@ -183,13 +183,13 @@ TEST_CASE("a detached origin refuses every request of the connections that still
   REQUIRE_OK(f.engine.detach_origin("disk0", false));
   const auto data = pattern(4 * KiB, 0, 2);
   CHECK_ERRC(f.origin->write(data.data(), data.size(), 0, false), Errc::io_error);
-  CHECK_ERRC(f.origin->zero(4 * KiB, 0, false, false), Errc::io_error);
-  CHECK_ERRC(f.origin->trim(4 * KiB, 0, false), Errc::io_error);
+  CHECK_ERRC(f.origin->zero(0, 4 * KiB, false, false), Errc::io_error);
+  CHECK_ERRC(f.origin->trim(0, 4 * KiB, false), Errc::io_error);
   std::vector<uint8_t> buf(4 * KiB);
   CHECK_ERRC(f.origin->read(buf.data(), buf.size(), 0), Errc::io_error);
   CHECK_ERRC(f.origin->flush(), Errc::io_error);
   Origin::WriteGuard guard;
-  const Status status = f.origin->begin_write(4 * KiB, 0, nullptr, guard);
+  const Status status = f.origin->begin_write(0, 4 * KiB, nullptr, guard);
   CHECK(status.code() == Errc::io_error);
   CHECK(status.message().find("detached") != std::string::npos);
   CHECK(f.device->size() == MiB);

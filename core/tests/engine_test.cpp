@@ -123,7 +123,7 @@ TEST_CASE("origin I/O past the end is refused and changes nothing") {
   std::vector<uint8_t> buf(8192, 1);
   CHECK_ERRC(origin->write(buf.data(), 8192, MiB - 4096, false), Errc::out_of_range);
   CHECK_ERRC(origin->read(buf.data(), 8192, MiB - 4096), Errc::out_of_range);
-  CHECK_ERRC(origin->zero(8192, MiB - 4096, false, false), Errc::out_of_range);
+  CHECK_ERRC(origin->zero(MiB - 4096, 8192, false, false), Errc::out_of_range);
   std::vector<Range> ranges;
   REQUIRE_OK(engine.cbt_map("disk0", "", ranges));
   CHECK(ranges.empty());
@@ -545,7 +545,7 @@ TEST_CASE("300 takes of an origin keep its CBT generation and the meaning of its
     REQUIRE(image->usable_checkpoints().size() == static_cast<size_t>(std::min(k - 1, 15)));
     if (k > 1) {  // the dirty bitmap since the previous take holds exactly this round's block
       std::vector<Range> changed;
-      REQUIRE_OK(image->changed_since("t" + std::to_string(k - 1), MiB, 0, changed));
+      REQUIRE_OK(image->changed_since("t" + std::to_string(k - 1), 0, MiB, changed));
       REQUIRE(changed == std::vector<Range>{{block * 4096, 4096}});
     }
     REQUIRE_OK(engine.destroy_snapshot(name));

@@ -175,7 +175,7 @@ TEST_CASE("file device extents report holes and data of a sparse file") {
   std::unique_ptr<FileDevice> device;
   REQUIRE_OK(FileDevice::open(dir.file("sparse"), true, device));
   std::vector<Extent> extents;
-  REQUIRE_OK(device->extents(size, 0, extents));
+  REQUIRE_OK(device->extents(0, size, extents));
   check_contiguous(extents, 0, size);
   bool hole_seen = false;
   for (const Extent& extent : extents) {
@@ -192,7 +192,7 @@ TEST_CASE("file device extents report holes and data of a sparse file") {
 
   // A window in the middle is clipped to the window.
   extents.clear();
-  REQUIRE_OK(device->extents(2 << 20, 512 << 10, extents));
+  REQUIRE_OK(device->extents(512 << 10, 2 << 20, extents));
   check_contiguous(extents, 512 << 10, 2 << 20);
 }
 
@@ -205,8 +205,8 @@ TEST_CASE("trim and zero on a file make the range read as zeroes") {
   const auto data = pattern(1 << 20, 0, 2);
   REQUIRE_OK(device->pwrite(data.data(), data.size(), 0, false));
   REQUIRE_OK(device->trim(256 << 10, 256 << 10, false));
-  REQUIRE_OK(device->zero(5000, 700000, false, false));
-  REQUIRE_OK(device->zero(65536, 800 << 10, true, false));
+  REQUIRE_OK(device->zero(700000, 5000, false, false));
+  REQUIRE_OK(device->zero(800 << 10, 65536, true, false));
   std::vector<uint8_t> back(1 << 20);
   REQUIRE_OK(device->pread(back.data(), back.size(), 0));
   auto expected = data;

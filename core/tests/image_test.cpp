@@ -155,7 +155,7 @@ TEST_CASE("an image of a snapshot that is not writable refuses writes") {
   CHECK_FALSE(image->writable());
   std::vector<uint8_t> buf(4096, 9);
   CHECK_ERRC(image->write(buf.data(), 4096, 0), Errc::read_only);
-  CHECK_ERRC(image->zero(4096, 0), Errc::read_only);
+  CHECK_ERRC(image->zero(0, 4096), Errc::read_only);
   CHECK(read_image(*image, 4096, 0) == pattern(4096, 0, 1));
 }
 
@@ -174,7 +174,7 @@ TEST_CASE("writable snapshot image writes never change the origin") {
   const uint64_t offset = 16 * KiB * 3 - 1000;
   const auto mine = pattern(5000, offset, 50);
   REQUIRE_OK(image->write(mine.data(), mine.size(), offset));
-  REQUIRE_OK(image->zero(20000, 200000));
+  REQUIRE_OK(image->zero(200000, 20000));
   auto expected = pattern(MiB, 0, 1);
   std::copy(mine.begin(), mine.end(), expected.begin() + static_cast<ptrdiff_t>(offset));
   std::fill(expected.begin() + 200000, expected.begin() + 220000, 0);
@@ -227,7 +227,7 @@ TEST_CASE("a front end writing on its own path after begin_write keeps the image
         const uint64_t offset = (i * 23 + w * 11) % 60 * 16 * KiB + 777;
         const auto data = pattern(9000, offset, 2 + w);
         Origin::WriteGuard guard;
-        CHECK(origin->begin_write(data.size(), offset, next.get(), guard).is_ok());
+        CHECK(origin->begin_write(offset, data.size(), next.get(), guard).is_ok());
         CHECK(next->pwrite(data.data(), data.size(), offset, false).is_ok());
         guard.release();
       }
@@ -247,7 +247,7 @@ TEST_CASE("begin_write refuses a range past the end") {
   REQUIRE_OK(engine.attach_origin("disk0", nullptr, false, MiB));
   auto next = std::make_shared<MemoryDevice>(MiB);
   Origin::WriteGuard guard;
-  CHECK_ERRC(engine.find_origin("disk0")->begin_write(4096, MiB - 100, next.get(), guard), Errc::out_of_range);
+  CHECK_ERRC(engine.find_origin("disk0")->begin_write(MiB - 100, 4096, next.get(), guard), Errc::out_of_range);
 }
 
 TEST_CASE("an image lists blocks changed since a checkpoint whose snapshot was destroyed") {
@@ -261,24 +261,24 @@ TEST_CASE("an image lists blocks changed since a checkpoint whose snapshot was d
   const uint64_t block = 4 * KiB;  // small_config's tracking blocks
   const auto data = pattern(10000, 100000, 2);
   REQUIRE_OK(origin->write(data.data(), data.size(), 100000, false));
-  REQUIRE_OK(origin->zero(block, 3 * MiB, false, false));
+  REQUIRE_OK(origin->zero(3 * MiB, block, false, false));
   auto image = take_one(engine, dir, "disk0", "inc", 4 * MiB);
   // A write after the take is not in the image's map.
   REQUIRE_OK(origin->write(data.data(), data.size(), MiB, false));
 
   std::vector<Range> changed;
-  REQUIRE_OK(image->changed_since("full", 4 * MiB, 0, changed));
+  REQUIRE_OK(image->changed_since("full", 0, 4 * MiB, changed));
   const uint64_t first = 100000 / block * block;
   const uint64_t end = (110000 + block - 1) / block * block;
   CHECK(changed == std::vector<Range>{{first, end - first}, {3 * MiB, block}});
   CHECK(image->usable_checkpoints() == std::vector<std::string>{"full"});
   CHECK(image->cbt().number == 2);
   CHECK(image->cbt().checkpoints.count("inc") == 1);
-  CHECK_ERRC(image->changed_since("inc", 4 * MiB, 0, changed), Errc::not_found);
-  CHECK_ERRC(image->changed_since("never", 4 * MiB, 0, changed), Errc::not_found);
+  CHECK_ERRC(image->changed_since("inc", 0, 4 * MiB, changed), Errc::not_found);
+  CHECK_ERRC(image->changed_since("never", 0, 4 * MiB, changed), Errc::not_found);
 
   // Clipped to a window.
-  REQUIRE_OK(image->changed_since("full", 2 * block, first + block, changed));
+  REQUIRE_OK(image->changed_since("full", first + block, 2 * block, changed));
   CHECK(changed == std::vector<Range>{{first + block, std::min(2 * block, end - first - block)}});
 
   // The live map since the checkpoint also has the write made after the take.
@@ -299,7 +299,7 @@ TEST_CASE("image extents cover the requested range") {
   auto image = take_one(engine, dir, "disk0", "s", 2 * MiB);
   REQUIRE_OK(origin->write(data.data(), data.size(), 128 * KiB, false));
   std::vector<Extent> extents;
-  REQUIRE_OK(image->extents(MiB, 0, extents));
+  REQUIRE_OK(image->extents(0, MiB, extents));
   REQUIRE_FALSE(extents.empty());
   uint64_t next = 0;
   for (const Extent& extent : extents) {
@@ -326,7 +326,7 @@ TEST_CASE("take waits for a write in flight on the front end's own path and the 
   REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 2 * MiB)));
 
   Origin::WriteGuard guard;
-  REQUIRE_OK(origin->begin_write(4096, 8192, next.get(), guard));
+  REQUIRE_OK(origin->begin_write(8192, 4096, next.get(), guard));
   std::atomic<bool> taken{false};
   std::thread taker([&] {
     CHECK(engine.take_snapshot("s").is_ok());
@@ -343,7 +343,7 @@ TEST_CASE("take waits for a write in flight on the front end's own path and the 
   // Written before the switch, so the image has it; a write after the take does not show.
   const auto after = pattern(4096, 8192, 3);
   Origin::WriteGuard second;
-  REQUIRE_OK(origin->begin_write(4096, 8192, next.get(), second));
+  REQUIRE_OK(origin->begin_write(8192, 4096, next.get(), second));
   REQUIRE_OK(next->pwrite(after.data(), after.size(), 8192, false));
   second.release();
   std::shared_ptr<Image> image;

@@ -90,7 +90,7 @@ TEST_CASE("origin counters count writes, their bytes, reads and the CBT blocks t
   const uint64_t block = info.tracking_block_size;
   write_pattern(*origin, 8 * KiB, 0, 2);
   write_pattern(*origin, 2 * block, 4 * block, 2);
-  REQUIRE_OK(origin->zero(KiB, 10 * block + 10, false, false));  // one block, not block-aligned
+  REQUIRE_OK(origin->zero(10 * block + 10, KiB, false, false));  // one block, not block-aligned
   (void)read_origin(*origin, 4 * KiB, 0);
   std::vector<uint8_t> buf(KiB);
   CHECK_FALSE(origin->read(buf.data(), buf.size(), MiB).is_ok());  // beyond the end: not counted

@@ -119,12 +119,12 @@ class FaultInjectingDevice final : public BlockDevice {
     return inner_->pwrite(buf, len, offset, fua);
   }
   Status flush() override { return inner_->flush(); }
-  Status trim(uint64_t len, uint64_t offset, bool fua) override { return inner_->trim(len, offset, fua); }
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override {
-    return inner_->zero(len, offset, may_trim, fua);
+  Status trim(uint64_t offset, uint64_t len, bool fua) override { return inner_->trim(offset, len, fua); }
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override {
+    return inner_->zero(offset, len, may_trim, fua);
   }
-  Status extents(uint64_t len, uint64_t offset, std::vector<Extent>& out) override {
-    return inner_->extents(len, offset, out);
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) override {
+    return inner_->extents(offset, len, out);
   }
   bool can_trim() const override { return inner_->can_trim(); }
   std::string file_identity() const override { return inner_->file_identity(); }
@@ -548,10 +548,10 @@ Status Model::run_origin_operation(std::mt19937_64& random, Origin& origin, Orig
     }
     case OpKind::zero:
       ++counts_.zeroes;
-      return origin.zero(op.length, op.offset, random() % 2 == 0, fua);
+      return origin.zero(op.offset, op.length, random() % 2 == 0, fua);
     case OpKind::trim: {
       ++counts_.trims;
-      Status status = origin.trim(op.length, op.offset, fua);
+      Status status = origin.trim(op.offset, op.length, fua);
       return status;
     }
     case OpKind::read: {
@@ -765,7 +765,7 @@ void Model::write_image(std::mt19937_64& random, uint32_t& version) {
     CallWatchdog::Call call(watchdog_, kImageWriterSlot, "an image write");
     if (random() % 4 == 0) {
       data.assign(length, 0);
-      status = image.image->zero(length, offset);
+      status = image.image->zero(offset, length);
     } else {
       data = pattern(length, offset, (0xffu << 24) | ++version);
       status = image.image->write(data.data(), length, offset);

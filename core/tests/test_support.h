@@ -23,6 +23,7 @@
 #include "events.h"
 #include "memory_device.h"
 #include "status.h"
+#include "tracker.h"
 
 // Checks that a Status-returning expression succeeded, printing the engine's message when it did not.
 #define REQUIRE_OK(expr)                                          \
@@ -203,3 +204,13 @@ inline int64_t first_difference(const std::vector<uint8_t>& a, const std::vector
 }
 
 }  // namespace nbdsnap::test
+
+namespace nbdsnap {
+
+// Tests only: an origin's write gate (Origin keeps its tracker private to the engine), to hold it frozen as a
+// take does while a test checks what waits.
+struct OriginTestAccess {
+  static IoGate& write_gate(Origin& origin) { return origin.tracker().gate(); }
+};
+
+}  // namespace nbdsnap

@@ -29,16 +29,16 @@ class FakeExport final : public ServedExport {
     last_fua = fua;
     return device_.pwrite(buf, len, offset, fua);
   }
-  Status trim(uint64_t len, uint64_t offset, bool fua) override { return device_.trim(len, offset, fua); }
-  Status zero(uint64_t len, uint64_t offset, bool may_trim, bool fua) override {
+  Status trim(uint64_t offset, uint64_t len, bool fua) override { return device_.trim(offset, len, fua); }
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override {
     last_may_trim = may_trim;
-    return device_.zero(len, offset, may_trim, fua);
+    return device_.zero(offset, len, may_trim, fua);
   }
   Status flush() override { return Status::ok(); }
-  Status allocation(uint64_t len, uint64_t offset, std::vector<Extent>& out) override {
-    return device_.extents(len, offset, out);
+  Status allocation(uint64_t offset, uint64_t len, std::vector<Extent>& out) override {
+    return device_.extents(offset, len, out);
   }
-  Status changed_since(const std::string& checkpoint, uint64_t len, uint64_t offset,
+  Status changed_since(const std::string& checkpoint, uint64_t offset, uint64_t len,
                        std::vector<Range>& out) override {
     if (checkpoint != "c1") return {Errc::not_found, "no checkpoint " + checkpoint};
     out = changed;

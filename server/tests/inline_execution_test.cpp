@@ -11,7 +11,6 @@
 #include "engine_exports.h"
 #include "request_executor.h"
 #include "test_support.h"
-#include "tracker.h"
 
 using namespace nbdsnap;
 using namespace nbdsnap::nbd;
@@ -45,6 +44,14 @@ struct TakenOrigin {
   std::shared_ptr<Origin> origin;
 };
 
+// A front end cannot reach an origin's tracker or CBT (they are the engine's: CBT changes go through Engine's
+// calls, under its locks). Checked where a front end stands, in a server test.
+template <typename T>
+concept ReachesTracker = requires(T& origin) { origin.tracker(); };
+template <typename T>
+concept ReachesCbt = requires(T& origin) { origin.cbt(); };
+static_assert(!ReachesTracker<Origin> && !ReachesCbt<Origin>, "Origin's tracker and CBT are private to core");
+
 }  // namespace
 
 TEST_CASE("a write that must copy a chunk is not run without waiting; once the chunk is copied it is") {
@@ -66,7 +73,7 @@ TEST_CASE("no write runs without waiting while a take holds the origin") {
   const auto data = pattern(4 * KiB, 0, 2);
   REQUIRE(x.execute(request(kCmdWrite, 0, 4 * KiB), data).size() > 0);  // chunk 0 copied
   {
-    IoGate::Freeze take(t.origin->tracker().gate());  // as Engine::take_snapshot does
+    IoGate::Freeze take(OriginTestAccess::write_gate(*t.origin));  // as Engine::take_snapshot does
     CHECK_FALSE(x.execute_without_waiting(request(kCmdWrite, 0, 4 * KiB), data).has_value());
     CHECK(x.execute_without_waiting(request(kCmdRead, 0, 4 * KiB), {}).has_value());  // reads never wait
   }
