@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "block_device.h"
+#include "direct_io.h"
 #include "disk_use.h"
 #include "info.h"
 #include "mutex.h"

@@ -20,6 +20,7 @@
 #include "cbt.h"
 #include "chunk_map.h"
 #include "diff_storage.h"
+#include "engine_stats.h"
 #include "events.h"
 #include "info.h"
 #include "io_gate.h"

@@ -173,8 +173,12 @@ Result<std::vector<Snapshot>> Client::snapshots() {
   return list_decoded(run(impl_.get(), "snapshot-list", nlohmann::json::object()), "snapshots", decode_snapshot);
 }
 
-Result<void> Client::snapshot_destroy(const std::string& name) {
-  return done(run(impl_.get(), "snapshot-destroy", nlohmann::json({{"name", name}})));
+Result<void> Client::snapshot_destroy(const std::string& name) { return snapshot_destroy(name, false); }
+
+Result<void> Client::snapshot_destroy(const std::string& name, bool force) {
+  nlohmann::json request{{"name", name}};
+  if (force) request["force"] = true;
+  return done(run(impl_.get(), "snapshot-destroy", request));
 }
 
 Result<Stats> Client::stats() {

@@ -141,9 +141,24 @@ def main(control, sock, origin, storage_dir, front_end):
         check(not failures, f"{len(failures)} calls from threads went wrong")
         print("ok: 200 calls from 4 threads on one client", flush=True)
 
-        image.shutdown()
+        try:
+            ctl.snapshot_destroy("py1")
+            fail("destroy went through while a client reads py1's image")
+        except nbdsnap.Error as e:
+            check(e.code == "busy", f"destroy with an image client: {e.code} {e}")
+        ctl.snapshot_destroy("py1", force=True)
+        try:
+            image.pread(4096, 0)
+            fail("the image client of a destroyed snapshot still reads")
+        except nbd.Error:
+            pass
+        print("ok: destroy refused (busy) while an image is read; force destroys it, the reader gets errors",
+              flush=True)
+        try:
+            image.shutdown()
+        except nbd.Error:
+            pass  # the server may have closed it with the snapshot
         live.shutdown()
-        ctl.snapshot_destroy("py1")
         check(ctl.snapshots() == [], "snapshot-list after destroy")
     try:
         ctl.version()

@@ -443,8 +443,13 @@ class Client:
     def snapshots(self):
         return self.call("snapshot-list").get("snapshots", [])
 
-    def snapshot_destroy(self, name):
-        self.call("snapshot-destroy", name=name)
+    def snapshot_destroy(self, name, force=False):
+        """Destroys a snapshot. The server refuses (code busy) while clients read its images unless force,
+        which makes their requests fail from then on."""
+        if force:
+            self.call("snapshot-destroy", name=name, force=True)
+        else:
+            self.call("snapshot-destroy", name=name)
 
     # --- metrics ----------------------------------------------------------------------------------------------
     def stats(self):

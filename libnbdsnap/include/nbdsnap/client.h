@@ -155,6 +155,9 @@ class Client {
   Result<Snapshot> snapshot_info(const std::string& name);
   Result<std::vector<Snapshot>> snapshots();
   Result<void> snapshot_destroy(const std::string& name);
+  // As above; force destroys it even while clients read its images (their requests fail from then on). Without
+  // force the server refuses with Errc busy, naming the number of image clients.
+  Result<void> snapshot_destroy(const std::string& name, bool force);
 
   // --- metrics ---------------------------------------------------------------------------------------------
   // Every origin's and image's counters and every snapshot's storage space (servers with `stats` only; older
