@@ -47,8 +47,8 @@ nlohmann::json cbt_source(const BackupFacts& facts, const std::string& snapshot)
   return source;
 }
 
-// Why the server cannot answer changes since `since`, asked with an empty range: its refusal, whose code tells
-// a checkpoint it knew and lost (checkpoint_gone) from a name it never knew (not_found).
+// Why the server cannot answer changes since `since`, asked with an empty range: its refusal, whose code
+// tells a checkpoint it knew and lost (checkpoint_gone) from a name it never knew (not_found).
 void ask_about_since(Context& context, const std::string& snapshot, BackupFacts& facts) {
   client::CbtQuery query;
   query.origin = facts.origin;
@@ -118,30 +118,36 @@ void describe_raw_target(const BackupJob& job, BackupFacts& facts) {
 
 // --since naming a checkpoint the server does not know (a typo, another origin's name) would make the backup
 // full: without --allow-full that is an error, never a silent full backup. A checkpoint the server knew and
-// reports gone (checkpoint_gone: deleted, older than the checkpoints kept, CBT history lost) is not a typo: the
-// plan makes the backup full and says why (the server's own advice).
-// The server remembers only the newest dropped names (core/cbt.h), so an older one is "not found"; the backup
-// record proves it was no typo when it names that checkpoint in this very generation.
+// reports gone (checkpoint_gone: deleted, older than the checkpoints kept, CBT history lost) is not a typo:
+// the plan makes the backup full and says why (the server's own advice). The server remembers only the newest
+// dropped names (core/cbt.h), so an older one is "not found"; the backup record proves it was no typo when it
+// names that checkpoint in this very generation.
 void check_since_is_known(const BackupJob& job, const BackupFacts& facts) {
-  if (job.since.empty() || job.allow_full || facts.since_gone || facts.checkpoints.count(job.since) != 0) return;
+  if (job.since.empty() || job.allow_full || facts.since_gone || facts.checkpoints.count(job.since) != 0)
+    return;
   // A raw file's record (a qcow2 chain's newest point is read later, under the chain's lock).
   const std::optional<BackupRecord> record =
       facts.previous ? facts.previous
                      : (job.format == BackupFormat::raw ? load_backup_record(job.file) : std::nullopt);
   const BackupRecord* previous = record ? &*record : nullptr;
-  if (previous && previous->complete && previous->origin == facts.origin && previous->checkpoint == job.since &&
-      !previous->generation.empty() && previous->generation == facts.generation) {
+  if (previous && previous->complete && previous->origin == facts.origin &&
+      previous->checkpoint == job.since && !previous->generation.empty() &&
+      previous->generation == facts.generation) {
     return;
   }
   const std::string why = facts.since_problem.empty() ? "" : " (" + facts.since_problem + ")";
   throw CliError(ExitCode::not_found,
                  "checkpoint '" + job.since + "' is not known to the server for origin " + facts.origin +
-                     " (CBT generation " + facts.generation + ")" + why + ": a full backup is needed; give "
-                     "--allow-full to do one, or check the name with nbdsnap checkpoints " + facts.origin);
+                     " (CBT generation " + facts.generation + ")" + why +
+                     ": a full backup is needed; give "
+                     "--allow-full to do one, or check the name with nbdsnap checkpoints " +
+                     facts.origin);
 }
 
-// Dirty ranges from the control socket's CBT map: the image's frozen one (exactly the changes up to the take).
-std::vector<ByteRange> ranges_from_cbt_map(Context& context, const BackupFacts& facts, const std::string& snapshot) {
+// Dirty ranges from the control socket's CBT map: the image's frozen one (exactly the changes up to the
+// take).
+std::vector<ByteRange> ranges_from_cbt_map(Context& context, const BackupFacts& facts,
+                                           const std::string& snapshot) {
   nlohmann::json request = cbt_source(facts, snapshot);
   request["since"] = facts.since;
   nlohmann::json reply = context.control().request_all_pages("cbt-map", request);
@@ -185,7 +191,8 @@ int open_backup_file(const BackupJob& job, bool incremental, uint64_t size) {
   if (!incremental && ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int err = errno;
     ::close(fd);
-    throw CliError(ExitCode::io_error, job.file + ": cannot size to " + std::to_string(size) + ": " + std::strerror(err));
+    throw CliError(ExitCode::io_error,
+                   job.file + ": cannot size to " + std::to_string(size) + ": " + std::strerror(err));
   }
   return fd;
 }
@@ -215,11 +222,12 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
     auto start = std::chrono::steady_clock::now();
     CopyResult result;
     {
-      ProgressBar bar(report.plan.incremental ? "incremental" : "full backup", total_length(ranges), terminal, stderr,
-                      machine);
+      ProgressBar bar(report.plan.incremental ? "incremental" : "full backup", total_length(ranges), terminal,
+                      stderr, machine);
       result = copy_ranges(image, job.uri, ranges, CopyTarget{fd, nullptr, job.file}, options, &bar);
     }
-    if (::fdatasync(fd) != 0) throw CliError(ExitCode::io_error, job.file + ": sync: " + std::strerror(errno));
+    if (::fdatasync(fd) != 0)
+      throw CliError(ExitCode::io_error, job.file + ": sync: " + std::strerror(errno));
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     report.bytes_read = result.bytes_read;
     report.bytes_written = result.bytes_written;
@@ -250,15 +258,25 @@ void print_report(Context& context, const BackupJob& job, const BackupReport& re
   const char* format = job.format == BackupFormat::qcow2 ? "qcow2" : "raw";
   double rate = report.seconds > 0 ? static_cast<double>(report.bytes_read) / report.seconds : 0;
   if (context.json()) {
-    context.print_json({{"kind", kind}, {"format", format}, {"fallback_reason", report.plan.fallback_reason},
-                        {"image_uri", job.uri}, {"file", job.format == BackupFormat::qcow2 ? report.point_file : job.file},
-                        {"directory", job.format == BackupFormat::qcow2 ? job.file : ""}, {"point", report.point},
-                        {"origin", report.origin}, {"snapshot", report.snapshot},
-                        {"since", report.plan.incremental ? job.since : ""}, {"ranges_source", report.ranges_source},
-                        {"image_size", report.image_size}, {"bytes_read", report.bytes_read},
-                        {"bytes_written", report.bytes_written}, {"bytes_zeroed", report.bytes_zeroed},
-                        {"seconds", report.seconds}, {"checkpoint", report.checkpoint},
-                        {"generation", report.generation}, {"verified", job.verify},
+    context.print_json({{"kind", kind},
+                        {"format", format},
+                        {"fallback_reason", report.plan.fallback_reason},
+                        {"image_uri", job.uri},
+                        {"file", job.format == BackupFormat::qcow2 ? report.point_file : job.file},
+                        {"directory", job.format == BackupFormat::qcow2 ? job.file : ""},
+                        {"point", report.point},
+                        {"origin", report.origin},
+                        {"snapshot", report.snapshot},
+                        {"since", report.plan.incremental ? job.since : ""},
+                        {"ranges_source", report.ranges_source},
+                        {"image_size", report.image_size},
+                        {"bytes_read", report.bytes_read},
+                        {"bytes_written", report.bytes_written},
+                        {"bytes_zeroed", report.bytes_zeroed},
+                        {"seconds", report.seconds},
+                        {"checkpoint", report.checkpoint},
+                        {"generation", report.generation},
+                        {"verified", job.verify},
                         {"verify_bytes_read", report.verify_bytes_read}});
     return;
   }
@@ -272,12 +290,15 @@ void print_report(Context& context, const BackupJob& job, const BackupReport& re
   }
   list.add("ranges from", report.ranges_source);
   char timing[64];
-  std::snprintf(timing, sizeof(timing), "%.2f s, %s/s", report.seconds, format_size(static_cast<uint64_t>(rate)).c_str());
+  std::snprintf(timing, sizeof(timing), "%.2f s, %s/s", report.seconds,
+                format_size(static_cast<uint64_t>(rate)).c_str());
   list.add("time", timing);
-  list.add("bytes written", std::to_string(report.bytes_written) + " (" + format_size(report.bytes_written) + ")" +
-                                (report.bytes_zeroed > 0 ? ", " + format_size(report.bytes_zeroed) + " of zeroes" : ""));
-  list.add("checkpoint", report.checkpoint.empty() ? "none (the next backup will be full)"
-                                                   : report.checkpoint + " (generation " + report.generation + ")");
+  list.add("bytes written",
+           std::to_string(report.bytes_written) + " (" + format_size(report.bytes_written) + ")" +
+               (report.bytes_zeroed > 0 ? ", " + format_size(report.bytes_zeroed) + " of zeroes" : ""));
+  list.add("checkpoint", report.checkpoint.empty()
+                             ? "none (the next backup will be full)"
+                             : report.checkpoint + " (generation " + report.generation + ")");
   list.add("verify", job.verify ? "ok, " + format_size(report.verify_bytes_read) + " re-read, checksums match"
                                 : "not requested");
   list.add("bytes read", std::to_string(report.bytes_read) + " (" + format_size(report.bytes_read) + ")");
@@ -286,22 +307,23 @@ void print_report(Context& context, const BackupJob& job, const BackupReport& re
 
 // An image read that failed (EIO) has its reason on the server: a corrupted snapshot (storage full, a failed
 // copy-on-write) or one destroyed meanwhile. Asks it (snapshot-info) and throws the read's error with that
-// reason, the state and the origin's errno; without an answer, or for a healthy snapshot, the read's error as it
-// was. The exit status stays the read's (4: I/O error).
+// reason, the state and the origin's errno; without an answer, or for a healthy snapshot, the read's error as
+// it was. The exit status stays the read's (4: I/O error).
 [[noreturn]] void explain_image_failure(Context& context, const BackupReport& report, const CliError& error) {
   nlohmann::json snapshot;
   try {
     snapshot = context.control().request("snapshot-info", {{"name", report.snapshot}})["snapshot"];
   } catch (const CliError& asked) {
     if (asked.code() != ExitCode::not_found) throw error;
-    throw CliError(error.code(), std::string(error.what()) + "; snapshot " + report.snapshot +
-                                     " no longer exists (destroyed during the backup?)",
+    throw CliError(error.code(),
+                   std::string(error.what()) + "; snapshot " + report.snapshot +
+                       " no longer exists (destroyed during the backup?)",
                    {"not_found", ENOENT, ""});
   }
   const std::string state = field_text(snapshot, "state");
   if (state != "corrupted") throw error;
-  std::string explanation = std::string(error.what()) + "; snapshot " + report.snapshot + " is corrupted: " +
-                            or_dash(field_text(snapshot, "corruption_reason"));
+  std::string explanation = std::string(error.what()) + "; snapshot " + report.snapshot +
+                            " is corrupted: " + or_dash(field_text(snapshot, "corruption_reason"));
   int origin_errno = 0;
   if (snapshot.contains("origin_errors") && snapshot["origin_errors"].is_array()) {
     for (const auto& failure : snapshot["origin_errors"]) {
@@ -322,7 +344,8 @@ BackupJob backup_job_of(const CommandArgs& args) {
   if (format == "qcow2") {
     job.format = BackupFormat::qcow2;
   } else if (format != "raw") {
-    usage_error("--format '" + format + "': give raw (one file, updated in place) or qcow2 (a chain of restore points)");
+    usage_error("--format '" + format +
+                "': give raw (one file, updated in place) or qcow2 (a chain of restore points)");
   }
   job.since = args.text("since");
   job.allow_full = args.flag("allow-full");
@@ -338,18 +361,25 @@ BackupJob backup_job_of(const CommandArgs& args) {
 
 int run_backup(Context& context, const std::vector<std::string>& words) {
   CommandArgs args(kSynopsis);
-  args.options()
-      ("image", po::value<std::string>()->value_name("URI"), "NBD URI of the snapshot image (nbd+unix:///ORIGIN@SNAPSHOT?socket=...)")
-      ("to", po::value<std::string>()->value_name("FILE|DIR"), "raw: the backup file (sparse; an incremental backup updates it in place); qcow2: the chain directory")
-      ("format", po::value<std::string>()->value_name("raw|qcow2")->default_value("raw"), "raw: one file; qcow2: a restore point per backup, each incremental one a qcow2 overlay of the last")
-      ("since", po::value<std::string>()->value_name("CHECKPOINT"), "incremental: copy only what changed after this checkpoint")
-      ("allow-full", "if the server does not know the --since checkpoint, do a full backup instead of failing")
-      ("verify", "re-read the image and the backup and compare checksums of what was copied")
-      ("mode", po::value<std::string>()->value_name("MODE"), "permission bits of the files written (octal; default 600)")
-      ("progress", po::value<std::string>()->value_name("FD"), "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
+  args.options()("image", po::value<std::string>()->value_name("URI"),
+                 "NBD URI of the snapshot image (nbd+unix:///ORIGIN@SNAPSHOT?socket=...)")(
+      "to", po::value<std::string>()->value_name("FILE|DIR"),
+      "raw: the backup file (sparse; an incremental backup updates it in place); qcow2: the chain directory")(
+      "format", po::value<std::string>()->value_name("raw|qcow2")->default_value("raw"),
+      "raw: one file; qcow2: a restore point per backup, each incremental one a qcow2 overlay of the last")(
+      "since", po::value<std::string>()->value_name("CHECKPOINT"),
+      "incremental: copy only what changed after this checkpoint")(
+      "allow-full",
+      "if the server does not know the --since checkpoint, do a full backup instead of failing")(
+      "verify", "re-read the image and the backup and compare checksums of what was copied")(
+      "mode", po::value<std::string>()->value_name("MODE"),
+      "permission bits of the files written (octal; default 600)")(
+      "progress", po::value<std::string>()->value_name("FD"),
+      "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
   add_copy_arguments(args);
   if (!parse_or_show_help(context, args, words)) return 0;
-  if (!args.has("image") || !args.has("to")) usage_error(std::string("backup needs --image URI and --to FILE|DIR\nUsage: nbdsnap ") + kSynopsis);
+  if (!args.has("image") || !args.has("to"))
+    usage_error(std::string("backup needs --image URI and --to FILE|DIR\nUsage: nbdsnap ") + kSynopsis);
   BackupJob job = backup_job_of(args);
 
   std::vector<std::string> contexts = {kBaseAllocation};
@@ -371,7 +401,8 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
     describe_raw_target(job, facts);
   }
   report.plan = plan_backup(facts);
-  if (!report.plan.fallback_reason.empty()) context.err() << "nbdsnap backup: " << report.plan.fallback_reason << "\n";
+  if (!report.plan.fallback_reason.empty())
+    context.err() << "nbdsnap backup: " << report.plan.fallback_reason << "\n";
   try {
     std::vector<ByteRange> ranges = ranges_to_read(context, image, facts, report);
     MachineProgress machine(job.progress_fd, total_length(ranges) * (job.verify ? 2 : 1));
@@ -392,9 +423,11 @@ int run_backup(Context& context, const std::vector<std::string>& words) {
 }  // namespace
 
 std::vector<CommandSpec> backup_command_specs() {
-  return {{{"backup"}, kSynopsis,
-           "copy a snapshot image to a sparse file or a qcow2 chain of restore points, fully or incrementally",
-           run_backup}};
+  return {
+      {{"backup"},
+       kSynopsis,
+       "copy a snapshot image to a sparse file or a qcow2 chain of restore points, fully or incrementally",
+       run_backup}};
 }
 
 }  // namespace nbdsnap::cli

@@ -6,7 +6,9 @@ namespace nbdsnap::cli {
 
 namespace {
 
-BackupPlan full_because(const std::string& reason) { return {false, reason + ": doing a full backup"}; }
+BackupPlan full_because(const std::string& reason) {
+  return {false, reason + ": doing a full backup"};
+}
 
 }  // namespace
 
@@ -18,7 +20,8 @@ BackupPlan plan_backup(const BackupFacts& facts) {
   const BackupRecord& previous = *facts.previous;
   if (!previous.complete) return full_because("the previous backup into " + file + " did not complete");
   if (previous.origin != facts.origin) {
-    return full_because(file + " holds a backup of origin '" + previous.origin + "', not '" + facts.origin + "'");
+    return full_because(file + " holds a backup of origin '" + previous.origin + "', not '" + facts.origin +
+                        "'");
   }
   if (previous.size != facts.image_size || facts.backup_file_size != facts.image_size) {
     return full_because("the image size changed (" + std::to_string(previous.size) + " -> " +
@@ -26,16 +29,18 @@ BackupPlan plan_backup(const BackupFacts& facts) {
   }
   if (previous.generation.empty() || previous.generation != facts.generation) {
     return full_because("the CBT generation of " + facts.origin + " changed (" +
-                        (previous.generation.empty() ? std::string("unknown") : previous.generation) + " -> " +
-                        facts.generation + "), so changes since " + facts.since + " are unknown");
+                        (previous.generation.empty() ? std::string("unknown") : previous.generation) +
+                        " -> " + facts.generation + "), so changes since " + facts.since + " are unknown");
   }
   if (previous.checkpoint != facts.since) {
-    return full_because(file + " holds checkpoint '" + (previous.checkpoint.empty() ? "none" : previous.checkpoint) +
-                        "', not '" + facts.since + "'");
+    return full_because(file + " holds checkpoint '" +
+                        (previous.checkpoint.empty() ? "none" : previous.checkpoint) + "', not '" +
+                        facts.since + "'");
   }
   if (facts.checkpoints.count(facts.since) == 0) {
     if (!facts.since_problem.empty()) return full_because(facts.since_problem);
-    return full_because("checkpoint '" + facts.since + "' is not in the CBT of " + facts.origin + " any more");
+    return full_because("checkpoint '" + facts.since + "' is not in the CBT of " + facts.origin +
+                        " any more");
   }
   return {true, {}};
 }

@@ -13,7 +13,7 @@
 namespace nbdsnap::cli {
 
 struct BackupFacts {
-  std::string since;                    // --since CHECKPOINT ("" for a full backup)
+  std::string since;  // --since CHECKPOINT ("" for a full backup)
   std::string backup_file;
   bool backup_file_exists = false;
   uint64_t backup_file_size = 0;
@@ -22,10 +22,11 @@ struct BackupFacts {
   std::string origin;
   // The CBT the backup reads: the image's own (frozen at its take), or the live one for an origin export.
   std::string generation;
-  std::set<std::string> checkpoints;     // its checkpoints
-  std::string since_problem;             // the server's answer for `since` when it is not among them
-  // That answer was checkpoint_gone: the server knew the checkpoint (deleted, dropped as older than those kept,
-  // or lost with the CBT history), so a full backup is the known way on; a name it never knew is not_found.
+  std::set<std::string> checkpoints;  // its checkpoints
+  std::string since_problem;          // the server's answer for `since` when it is not among them
+  // That answer was checkpoint_gone: the server knew the checkpoint (deleted, dropped as older than those
+  // kept, or lost with the CBT history), so a full backup is the known way on; a name it never knew is
+  // not_found.
   bool since_gone = false;
 };
 

@@ -18,7 +18,9 @@ constexpr const char* kFormat = "nbdsnap-backup";
 constexpr int kFormatVersion = 1;
 }  // namespace
 
-std::string sidecar_path(const std::string& backup_file) { return backup_file + ".nbdsnap-backup"; }
+std::string sidecar_path(const std::string& backup_file) {
+  return backup_file + ".nbdsnap-backup";
+}
 
 nlohmann::json backup_record_to_json(const BackupRecord& record) {
   return {{"format", kFormat},
@@ -40,7 +42,8 @@ BackupRecord backup_record_from_json(const nlohmann::json& json) {
     throw CliError(ExitCode::io_error, "not an nbdsnap backup record");
   }
   if (field_uint(json, "version") != kFormatVersion) {
-    throw CliError(ExitCode::io_error, "backup record version " + field_text(json, "version") + " is not supported");
+    throw CliError(ExitCode::io_error,
+                   "backup record version " + field_text(json, "version") + " is not supported");
   }
   BackupRecord record;
   record.complete = field_text(json, "state") == "complete";

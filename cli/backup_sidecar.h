@@ -18,13 +18,13 @@ namespace nbdsnap::cli {
 
 struct BackupRecord {
   bool complete = false;
-  std::string kind;           // "full" or "incremental"
+  std::string kind;  // "full" or "incremental"
   std::string image_uri;
   std::string origin;
   std::string snapshot;
-  std::string checkpoint;     // the CBT checkpoint the file's content corresponds to ("" if none)
-  std::string generation;     // the origin's CBT generation at backup time ("" if unknown)
-  uint64_t size = 0;          // image size in bytes
+  std::string checkpoint;  // the CBT checkpoint the file's content corresponds to ("" if none)
+  std::string generation;  // the origin's CBT generation at backup time ("" if unknown)
+  uint64_t size = 0;       // image size in bytes
   uint64_t bytes_read = 0;
   int64_t completed_unix_ms = 0;
 };

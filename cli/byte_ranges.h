@@ -27,7 +27,8 @@ std::vector<ByteRange> merge_byte_ranges(std::vector<ByteRange> ranges);
 // Total number of bytes in the ranges (as given, without merging).
 uint64_t total_length(const std::vector<ByteRange>& ranges);
 
-// [{offset, length}] as the control protocol writes them; from_json throws CliError (io_error) when malformed.
+// [{offset, length}] as the control protocol writes them; from_json throws CliError (io_error) when
+// malformed.
 nlohmann::json byte_ranges_to_json(const std::vector<ByteRange>& ranges);
 std::vector<ByteRange> byte_ranges_from_json(const nlohmann::json& ranges);
 

@@ -31,21 +31,22 @@ int run_cbt_info(Context& context, const std::vector<std::string>& words) {
 }
 
 constexpr const char* kCbtMapSynopsis =
-    "cbt map ORIGIN [--since CHECKPOINT | --raw] [--snapshot NAME] [--offset SIZE] [--length SIZE] [--page-size N]";
+    "cbt map ORIGIN [--since CHECKPOINT | --raw] [--snapshot NAME] [--offset SIZE] [--length SIZE] "
+    "[--page-size N]";
 
 int run_cbt_map(Context& context, const std::vector<std::string>& words) {
   namespace po = boost::program_options;
   CommandArgs args(kCbtMapSynopsis);
-  args.options()
-      ("since", po::value<std::string>()->value_name("CHECKPOINT"),
-       "only blocks changed after this checkpoint (default: all changes in this generation)")
-      ("raw", "the change number of every block (runs of equal numbers) instead of changed ranges")
-      ("snapshot", po::value<std::string>()->value_name("NAME"),
-       "the map frozen when snapshot NAME was taken (default: the live map)")
-      ("offset", po::value<std::string>()->value_name("SIZE"), "start at this byte offset (default 0)")
-      ("length", po::value<std::string>()->value_name("SIZE"), "cover this many bytes (default: to the end)")
-      ("page-size", po::value<std::string>()->value_name("N"),
-       "ranges (or runs with --raw) per control request, 1..16384 (1..32768 with --raw; default: the maximum)");
+  args.options()("since", po::value<std::string>()->value_name("CHECKPOINT"),
+                 "only blocks changed after this checkpoint (default: all changes in this generation)")(
+      "raw", "the change number of every block (runs of equal numbers) instead of changed ranges")(
+      "snapshot", po::value<std::string>()->value_name("NAME"),
+      "the map frozen when snapshot NAME was taken (default: the live map)")(
+      "offset", po::value<std::string>()->value_name("SIZE"), "start at this byte offset (default 0)")(
+      "length", po::value<std::string>()->value_name("SIZE"), "cover this many bytes (default: to the end)")(
+      "page-size", po::value<std::string>()->value_name("N"),
+      "ranges (or runs with --raw) per control request, 1..16384 (1..32768 with --raw; default: the "
+      "maximum)");
   args.positional("ORIGIN", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
   const bool raw = args.flag("raw");
@@ -78,8 +79,8 @@ int run_cbt_mark_dirty(Context& context, const std::vector<std::string>& words) 
     context.print_json(reply);
   } else {
     uint64_t bytes = total_length(byte_ranges_from_json(request["ranges"]));
-    context.out() << "marked " << request["ranges"].size() << " range(s), " << size_cell(bytes) << ", dirty on "
-                  << args.text("ORIGIN") << "\n";
+    context.out() << "marked " << request["ranges"].size() << " range(s), " << size_cell(bytes)
+                  << ", dirty on " << args.text("ORIGIN") << "\n";
   }
   return 0;
 }
@@ -92,8 +93,8 @@ int run_cbt_reset(Context& context, const std::vector<std::string>& words) {
   if (context.json()) {
     context.print_json(reply);
   } else {
-    context.out() << "CBT of " << args.text("ORIGIN") << " reset: new generation " << field_text(reply, "generation")
-                  << " (the next backup must be full)\n";
+    context.out() << "CBT of " << args.text("ORIGIN") << " reset: new generation "
+                  << field_text(reply, "generation") << " (the next backup must be full)\n";
   }
   return 0;
 }
@@ -119,8 +120,8 @@ int run_checkpoint_delete(Context& context, const std::vector<std::string>& word
   CommandArgs args("checkpoint delete ORIGIN NAME");
   args.positional("ORIGIN", 1).positional("NAME", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json reply =
-      context.control().request("checkpoint-delete", {{"origin", args.text("ORIGIN")}, {"name", args.text("NAME")}});
+  nlohmann::json reply = context.control().request(
+      "checkpoint-delete", {{"origin", args.text("ORIGIN")}, {"name", args.text("NAME")}});
   if (context.json()) {
     context.print_json(reply);
   } else {
@@ -134,15 +135,29 @@ int run_checkpoint_delete(Context& context, const std::vector<std::string>& word
 
 std::vector<CommandSpec> cbt_command_specs() {
   return {
-      {{"cbt", "info"}, "cbt info ORIGIN [--snapshot NAME]", "CBT generation, change number, block size, checkpoints",
+      {{"cbt", "info"},
+       "cbt info ORIGIN [--snapshot NAME]",
+       "CBT generation, change number, block size, checkpoints",
        run_cbt_info},
-      {{"cbt", "map"}, kCbtMapSynopsis, "changed ranges of an origin, or its raw change numbers", run_cbt_map},
-      {{"cbt", "mark-dirty"}, "cbt mark-dirty ORIGIN OFFSET+LENGTH...",
-       "mark ranges changed (writes the tracker did not see)", run_cbt_mark_dirty},
-      {{"cbt", "reset"}, "cbt reset ORIGIN", "start a new CBT generation (forces full backups)", run_cbt_reset},
-      {{"checkpoints"}, "checkpoints ORIGIN [--snapshot NAME]", "list the CBT checkpoints of an origin",
+      {{"cbt", "map"},
+       kCbtMapSynopsis,
+       "changed ranges of an origin, or its raw change numbers",
+       run_cbt_map},
+      {{"cbt", "mark-dirty"},
+       "cbt mark-dirty ORIGIN OFFSET+LENGTH...",
+       "mark ranges changed (writes the tracker did not see)",
+       run_cbt_mark_dirty},
+      {{"cbt", "reset"},
+       "cbt reset ORIGIN",
+       "start a new CBT generation (forces full backups)",
+       run_cbt_reset},
+      {{"checkpoints"},
+       "checkpoints ORIGIN [--snapshot NAME]",
+       "list the CBT checkpoints of an origin",
        run_checkpoints},
-      {{"checkpoint", "delete"}, "checkpoint delete ORIGIN NAME", "delete a CBT checkpoint of an origin",
+      {{"checkpoint", "delete"},
+       "checkpoint delete ORIGIN NAME",
+       "delete a CBT checkpoint of an origin",
        run_checkpoint_delete},
   };
 }
@@ -175,7 +190,8 @@ std::string format_cbt_info(const nlohmann::json& cbt) {
 }
 
 std::string format_cbt_map(const nlohmann::json& reply) {
-  Table table({{"OFFSET", Align::right}, {"LENGTH", Align::right}, {"END", Align::right}, {"SIZE", Align::right}});
+  Table table(
+      {{"OFFSET", Align::right}, {"LENGTH", Align::right}, {"END", Align::right}, {"SIZE", Align::right}});
   std::vector<ByteRange> ranges = byte_ranges_from_json(reply.value("ranges", nlohmann::json::array()));
   for (const ByteRange& range : ranges) {
     table.add_row({std::to_string(range.offset), std::to_string(range.length), std::to_string(range.end()),
@@ -188,12 +204,15 @@ std::string format_cbt_map(const nlohmann::json& reply) {
 }
 
 std::string format_cbt_raw_map(const nlohmann::json& reply) {
-  Table table({{"OFFSET", Align::right}, {"LENGTH", Align::right}, {"BLOCKS", Align::right},
+  Table table({{"OFFSET", Align::right},
+               {"LENGTH", Align::right},
+               {"BLOCKS", Align::right},
                {"NUMBER", Align::right}});
   const uint64_t block_size = field_uint(reply, "block_size"), device_size = field_uint(reply, "device_size");
   uint64_t offset = field_uint(reply, "offset"), blocks = 0, runs = 0;
   for (const auto& run : reply.value("runs", nlohmann::json::array())) {
-    if (!run.is_array() || run.size() != 2 || !run[0].is_number_unsigned() || !run[1].is_number_unsigned()) continue;
+    if (!run.is_array() || run.size() != 2 || !run[0].is_number_unsigned() || !run[1].is_number_unsigned())
+      continue;
     const uint64_t count = run[1].get<uint64_t>();
     const uint64_t end = std::min(device_size, offset + count * block_size);
     table.add_row({std::to_string(offset), std::to_string(end - offset), std::to_string(count),
@@ -207,8 +226,8 @@ std::string format_cbt_raw_map(const nlohmann::json& reply) {
     checkpoints += (checkpoints.empty() ? "" : ", ") + field_text(checkpoint, "name") + "=" +
                    std::to_string(field_uint(checkpoint, "number"));
   }
-  const std::string map = field_text(reply, "snapshot").empty() ? "live map"
-                                                                : "map of snapshot " + field_text(reply, "snapshot");
+  const std::string map =
+      field_text(reply, "snapshot").empty() ? "live map" : "map of snapshot " + field_text(reply, "snapshot");
   return table.render() + std::to_string(blocks) + " block(s) of " + size_cell(block_size) + " in " +
          std::to_string(runs) + " run(s), " + map + " (generation " + field_text(reply, "generation") +
          ", change number " + std::to_string(field_uint(reply, "change_number")) + ")\n" +

@@ -36,9 +36,10 @@ std::string joined(const std::vector<std::string>& names) {
 
 int run_verify(Context& context, const std::vector<std::string>& words) {
   CommandArgs args("backup verify DIR [--point NAME] [--progress FD]");
-  args.options()
-      ("point", po::value<std::string>()->value_name("NAME"), "check this point (or checkpoint) and the points it is built on; default: every point")
-      ("progress", po::value<std::string>()->value_name("FD"), "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
+  args.options()("point", po::value<std::string>()->value_name("NAME"),
+                 "check this point (or checkpoint) and the points it is built on; default: every point")(
+      "progress", po::value<std::string>()->value_name("FD"),
+      "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
   args.positional("DIR", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
   const int progress_fd = args.has("progress") ? parse_progress_fd(args.text("progress")) : -1;
@@ -55,7 +56,9 @@ int run_verify(Context& context, const std::vector<std::string>& words) {
   if (context.json()) {
     nlohmann::json points = nlohmann::json::array();
     for (const PointCheck& check : checks) {
-      points.push_back({{"point", check.point}, {"file", check.file}, {"ok", check.problem.empty()},
+      points.push_back({{"point", check.point},
+                        {"file", check.file},
+                        {"ok", check.problem.empty()},
                         {"problem", check.problem}});
     }
     context.print_json({{"directory", chain.path()}, {"ok", damaged.empty()}, {"points", points}});
@@ -69,8 +72,8 @@ int run_verify(Context& context, const std::vector<std::string>& words) {
   if (damaged.empty()) return 0;
   context.out().flush();
   throw CliError(ExitCode::server_error, "backup verify: " + std::to_string(damaged.size()) + " of " +
-                                             std::to_string(checks.size()) + " point(s) damaged or unusable: " +
-                                             joined(damaged));
+                                             std::to_string(checks.size()) +
+                                             " point(s) damaged or unusable: " + joined(damaged));
 }
 
 int run_prune(Context& context, const std::vector<std::string>& words) {
@@ -85,14 +88,17 @@ int run_prune(Context& context, const std::vector<std::string>& words) {
                        kPrivateFileMode);
   PruneResult result = prune_chain(chain, keep);
   if (context.json()) {
-    context.print_json({{"directory", chain.path()}, {"removed", result.removed}, {"merged_into", result.merged_into},
+    context.print_json({{"directory", chain.path()},
+                        {"removed", result.removed},
+                        {"merged_into", result.merged_into},
                         {"kept", result.kept}});
     return 0;
   }
   KeyValueList list;
   list.add("removed", joined(result.removed));
-  list.add("merged", result.merged_into.empty() ? "nothing (the oldest kept point stands alone)"
-                                                : "the removed points it was built on into " + result.merged_into);
+  list.add("merged", result.merged_into.empty()
+                         ? "nothing (the oldest kept point stands alone)"
+                         : "the removed points it was built on into " + result.merged_into);
   list.add("kept", joined(result.kept));
   context.out() << list.render();
   return 0;
@@ -116,21 +122,31 @@ int run_list(Context& context, const std::vector<std::string>& words) {
 
 std::vector<CommandSpec> chain_command_specs() {
   return {
-      {{"backup", "verify"}, "backup verify DIR [--point NAME] [--progress FD]",
-       "check the files of a qcow2 backup chain against its manifest and with qemu-img check", run_verify},
-      {{"backup", "prune"}, "backup prune DIR --keep N",
-       "remove all but the newest N points of a chain (merging into the oldest kept one)", run_prune},
+      {{"backup", "verify"},
+       "backup verify DIR [--point NAME] [--progress FD]",
+       "check the files of a qcow2 backup chain against its manifest and with qemu-img check",
+       run_verify},
+      {{"backup", "prune"},
+       "backup prune DIR --keep N",
+       "remove all but the newest N points of a chain (merging into the oldest kept one)",
+       run_prune},
       {{"backup", "list"}, "backup list DIR", "list the restore points of a qcow2 backup chain", run_list},
   };
 }
 
 std::string format_chain_table(const ChainManifest& manifest) {
-  Table table({{"POINT"}, {"CHECKPOINT"}, {"TIME"}, {"BYTES", Align::right}, {"SHARE", Align::right}, {"BASE"},
+  Table table({{"POINT"},
+               {"CHECKPOINT"},
+               {"TIME"},
+               {"BYTES", Align::right},
+               {"SHARE", Align::right},
+               {"BASE"},
                {"STATE"}});
   for (const ChainPoint& point : manifest.points) {
     const int64_t when = point.completed_unix_ms != 0 ? point.completed_unix_ms : point.started_unix_ms;
-    std::string base = point.backing.empty() ? (point.merged.empty() ? "-" : "- (merged " + joined(point.merged) + ")")
-                                             : point.backing;
+    std::string base = point.backing.empty()
+                           ? (point.merged.empty() ? "-" : "- (merged " + joined(point.merged) + ")")
+                           : point.backing;
     table.add_row({point.name, or_dash(point.checkpoint), time_cell(when), size_cell(point.bytes),
                    share_cell(point.bytes, point.size), base, point.state});
   }

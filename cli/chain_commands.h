@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// chain_commands.h — the commands on a qcow2 backup chain directory: backup verify, backup prune, backup list.
+// chain_commands.h — the commands on a qcow2 backup chain directory: backup verify, backup prune, backup
+// list.
 #pragma once
 
 #include <string>

@@ -25,8 +25,8 @@ void refuse_foreign_files(const std::string& directory) {
 
 }  // namespace
 
-ChainDirectory::ChainDirectory(const std::string& directory, bool exclusive, bool create, bool must_hold_chain,
-                               mode_t mode)
+ChainDirectory::ChainDirectory(const std::string& directory, bool exclusive, bool create,
+                               bool must_hold_chain, mode_t mode)
     : directory_(directory) {
   if (create) {
     make_private_directory(directory, directory_mode_for(mode));
@@ -43,14 +43,17 @@ ChainDirectory::ChainDirectory(const std::string& directory, bool exclusive, boo
   }
 }
 
-void ChainDirectory::save() const { save_chain_manifest(directory_, manifest_, manifest_.file_mode); }
+void ChainDirectory::save() const {
+  save_chain_manifest(directory_, manifest_, manifest_.file_mode);
+}
 
 const ChainPoint& ChainDirectory::point(const std::string& name) const {
   const ChainPoint* found = name.empty() ? newest_complete_point(manifest_) : find_point(manifest_, name);
   if (found != nullptr) return *found;
   std::string known;
   for (const ChainPoint& point : manifest_.points) {
-    known += (known.empty() ? "" : ", ") + point.name + (point.checkpoint.empty() ? "" : " (" + point.checkpoint + ")");
+    known += (known.empty() ? "" : ", ") + point.name +
+             (point.checkpoint.empty() ? "" : " (" + point.checkpoint + ")");
   }
   if (name.empty()) throw CliError(ExitCode::not_found, directory_ + " holds no complete restore point");
   throw CliError(ExitCode::not_found, directory_ + " has no point or checkpoint '" + name + "'" +

@@ -19,7 +19,8 @@ class ChainDirectory {
  public:
   // Opens `directory`, creating it (for a backup) with a mode fitting `mode` if `create`. A directory that
   // does not exist, or holds no chain when one is needed (`must_hold_chain`), is a usage error.
-  ChainDirectory(const std::string& directory, bool exclusive, bool create, bool must_hold_chain, mode_t mode);
+  ChainDirectory(const std::string& directory, bool exclusive, bool create, bool must_hold_chain,
+                 mode_t mode);
 
   const std::string& path() const { return directory_; }
   ChainManifest& manifest() { return manifest_; }

@@ -87,7 +87,8 @@ ChainManifest chain_manifest_from_json(const nlohmann::json& json) {
     throw CliError(ExitCode::io_error, "not an nbdsnap chain manifest");
   }
   if (field_uint(json, "version") != kFormatVersion) {
-    throw CliError(ExitCode::io_error, "chain manifest version " + field_text(json, "version") + " is not supported");
+    throw CliError(ExitCode::io_error,
+                   "chain manifest version " + field_text(json, "version") + " is not supported");
   }
   ChainManifest manifest;
   const std::string mode = field_text(json, "file_mode");
@@ -95,8 +96,8 @@ ChainManifest chain_manifest_from_json(const nlohmann::json& json) {
   for (const auto& entry : json.value("points", nlohmann::json::array())) {
     ChainPoint point = point_from_json(entry);
     if (!safe_name(point.name) || !safe_name(point.file)) {
-      throw CliError(ExitCode::io_error, "chain manifest: a point with the name '" + point.name + "' and file '" +
-                                             point.file + "' (names are plain file names)");
+      throw CliError(ExitCode::io_error, "chain manifest: a point with the name '" + point.name +
+                                             "' and file '" + point.file + "' (names are plain file names)");
     }
     manifest.points.push_back(std::move(point));
   }
@@ -106,7 +107,8 @@ ChainManifest chain_manifest_from_json(const nlohmann::json& json) {
 ChainManifest load_chain_manifest(const std::string& directory) {
   const std::string path = directory + "/" + kChainManifestName;
   if (!path_exists(path)) return {};
-  const nlohmann::json json = nlohmann::json::parse(read_whole_file(path), nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json json =
+      nlohmann::json::parse(read_whole_file(path), nullptr, /*allow_exceptions=*/false);
   try {
     return chain_manifest_from_json(json);
   } catch (const CliError& error) {
@@ -115,7 +117,8 @@ ChainManifest load_chain_manifest(const std::string& directory) {
 }
 
 void save_chain_manifest(const std::string& directory, const ChainManifest& manifest, mode_t mode) {
-  write_file_atomically(directory + "/" + kChainManifestName, chain_manifest_to_json(manifest).dump(2) + "\n", mode);
+  write_file_atomically(directory + "/" + kChainManifestName, chain_manifest_to_json(manifest).dump(2) + "\n",
+                        mode);
 }
 
 const ChainPoint* find_point(const ChainManifest& manifest, const std::string& name) {

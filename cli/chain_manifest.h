@@ -25,24 +25,24 @@ inline constexpr const char* kChainManifestName = "nbdsnap-chain.json";
 inline constexpr const char* kChainLockName = ".nbdsnap-chain.lock";
 
 struct ChainPoint {
-  std::string name;        // "0001", "0002", ...: numbers never reused in a directory
-  std::string file;        // "0001.qcow2", relative to the directory
-  std::string backing;     // the point this one is an overlay of ("" for a point that stands alone)
-  std::string state;       // "writing", "complete" or "pruning"
-  std::string kind;        // "full" or "incremental" (as written; a merged point stands alone but keeps it)
+  std::string name;     // "0001", "0002", ...: numbers never reused in a directory
+  std::string file;     // "0001.qcow2", relative to the directory
+  std::string backing;  // the point this one is an overlay of ("" for a point that stands alone)
+  std::string state;    // "writing", "complete" or "pruning"
+  std::string kind;     // "full" or "incremental" (as written; a merged point stands alone but keeps it)
   std::string origin;
   std::string snapshot;
   std::string checkpoint;  // the CBT checkpoint the point's content corresponds to ("" if none)
   std::string generation;  // the origin's CBT generation at backup time
   std::string since;       // incremental: the checkpoint it copied the changes after
   std::string image_uri;
-  uint64_t size = 0;             // the disk's size
-  uint64_t bytes = 0;            // data and zeroes the point's own file holds
-  uint64_t bytes_read = 0;       // read from the image to write it
-  uint64_t file_bytes = 0;       // the qcow2 file's size
+  uint64_t size = 0;        // the disk's size
+  uint64_t bytes = 0;       // data and zeroes the point's own file holds
+  uint64_t bytes_read = 0;  // read from the image to write it
+  uint64_t file_bytes = 0;  // the qcow2 file's size
   int64_t started_unix_ms = 0;
   int64_t completed_unix_ms = 0;
-  std::string file_sha256;  // of the file once complete
+  std::string file_sha256;          // of the file once complete
   std::vector<std::string> merged;  // points a prune merged into this one's file
 };
 

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <set>
 
-#include <cstdio>
 #include <sys/stat.h>
+#include <cstdio>
 
 #include "exit_codes.h"
 #include "file_digest.h"
@@ -34,13 +34,15 @@ void merge_into(ChainDirectory& chain, const std::string& kept_name, const std::
     qemu_img_commit(kept_path, base_path);
     sync_path(base_path);
     if (::rename(base_path.c_str(), kept_path.c_str()) != 0) {
-      throw CliError(ExitCode::io_error, "cannot rename " + base_path + " to " + kept_path + ": " + std::strerror(errno));
+      throw CliError(ExitCode::io_error,
+                     "cannot rename " + base_path + " to " + kept_path + ": " + std::strerror(errno));
     }
     sync_path(chain.path());
   }  // else an earlier prune got as far as the rename
   kept.backing.clear();
   for (const std::string& base : bases) {
-    if (std::find(kept.merged.begin(), kept.merged.end(), base) == kept.merged.end()) kept.merged.push_back(base);
+    if (std::find(kept.merged.begin(), kept.merged.end(), base) == kept.merged.end())
+      kept.merged.push_back(base);
   }
   kept.bytes = qemu_img_stored_bytes(kept_path);
   kept.file_sha256 = file_sha256(kept_path);

@@ -4,14 +4,14 @@
 //
 // Design notes. The oldest kept point K may be an overlay of points that go. qemu-img commit -b BASE K merges
 // the data of every file between BASE (the full point at the root of K's chain) and K, K's own included, into
-// BASE; BASE then reads exactly as K does, and its file is renamed over K's (atomically, in the same directory),
-// so K's file name, which K's successors name as their backing file, now holds a file of its own. Order and
-// crash safety: the points that go are first marked "pruning" in the manifest (no restore or backup uses
-// them from then on). While the commit runs, reading K through its chain still gives K's content: for any
-// cluster, K or the nearest file above BASE that holds it answers first, as before, and BASE now holds for
-// the others what the topmost of them held, which is what K read anyway. A prune interrupted after the rename
-// finds K without a backing file (qemu-img info) and does not merge again. Only then are the other files
-// removed and the manifest rewritten.
+// BASE; BASE then reads exactly as K does, and its file is renamed over K's (atomically, in the same
+// directory), so K's file name, which K's successors name as their backing file, now holds a file of its own.
+// Order and crash safety: the points that go are first marked "pruning" in the manifest (no restore or backup
+// uses them from then on). While the commit runs, reading K through its chain still gives K's content: for
+// any cluster, K or the nearest file above BASE that holds it answers first, as before, and BASE now holds
+// for the others what the topmost of them held, which is what K read anyway. A prune interrupted after the
+// rename finds K without a backing file (qemu-img info) and does not merge again. Only then are the other
+// files removed and the manifest rewritten.
 #pragma once
 
 #include <string>

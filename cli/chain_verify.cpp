@@ -22,8 +22,10 @@ uint64_t size_of(const std::string& path) {
 
 // What is wrong with one point's own file, or "".
 std::string check_point(const ChainDirectory& chain, const ChainPoint& point, ProgressBar& bar) {
-  if (point.state == "writing") return "unfinished: a backup that did not complete (the next backup removes it)";
-  if (point.state == "pruning") return "being removed by a prune that did not finish (run backup prune again)";
+  if (point.state == "writing")
+    return "unfinished: a backup that did not complete (the next backup removes it)";
+  if (point.state == "pruning")
+    return "being removed by a prune that did not finish (run backup prune again)";
   if (point.state != "complete") return "in an unknown state '" + point.state + "'";
   const std::string path = chain.file_of(point);
   if (!path_exists(path)) return path + " is missing";
@@ -42,7 +44,8 @@ std::string check_point(const ChainDirectory& chain, const ChainPoint& point, Pr
   if (!point.backing.empty()) expected_backing = chain.point(point.backing).file;
   if (info.format != "qcow2") return path + " is not a qcow2 file (" + info.format + ")";
   if (info.backing_filename != expected_backing) {
-    return path + " is an overlay of '" + info.backing_filename + "', the manifest says '" + expected_backing + "'";
+    return path + " is an overlay of '" + info.backing_filename + "', the manifest says '" +
+           expected_backing + "'";
   }
   if (info.virtual_size != point.size) {
     return path + " holds a disk of " + std::to_string(info.virtual_size) + " bytes, the manifest says " +
@@ -53,8 +56,8 @@ std::string check_point(const ChainDirectory& chain, const ChainPoint& point, Pr
 
 }  // namespace
 
-std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::string& point_name, bool terminal,
-                                     MachineProgress* machine) {
+std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::string& point_name,
+                                     bool terminal, MachineProgress* machine) {
   std::vector<const ChainPoint*> points;
   if (point_name.empty()) {
     for (const ChainPoint& point : chain.manifest().points) points.push_back(&point);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // chain_verify.h — `nbdsnap backup verify`: re-reads the files of a backup chain and checks each against its
 // manifest entry (SHA-256 of the file), QEMU's own consistency check (qemu-img check), and its place in the
-// chain (the backing file and size qemu-img reads in its header). A point built on a damaged one is named too.
+// chain (the backing file and size qemu-img reads in its header). A point built on a damaged one is named
+// too.
 #pragma once
 
 #include <string>
@@ -21,7 +22,7 @@ struct PointCheck {
 
 // Checks the point named (with the points it is built on), or every point when `point_name` is empty.
 // Progress counts the bytes hashed. Throws CliError only when the directory cannot be read at all.
-std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::string& point_name, bool terminal,
-                                     MachineProgress* machine);
+std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::string& point_name,
+                                     bool terminal, MachineProgress* machine);
 
 }  // namespace nbdsnap::cli

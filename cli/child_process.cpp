@@ -39,7 +39,8 @@ std::string command_text(const std::vector<std::string>& argv) {
 // (the child reports its errno through a close-on-exec pipe, which a successful exec closes).
 pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::string& package) {
   int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) throw CliError(ExitCode::io_error, "pipe: " + std::string(std::strerror(errno)));
+  if (::pipe2(report, O_CLOEXEC) != 0)
+    throw CliError(ExitCode::io_error, "pipe: " + std::string(std::strerror(errno)));
   std::vector<char*> args;
   for (const std::string& word : argv) args.push_back(const_cast<char*>(word.c_str()));
   args.push_back(nullptr);
@@ -79,7 +80,8 @@ pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::stri
     int ignored = 0;
     ::waitpid(pid, &ignored, 0);
     if (err == ENOENT) {
-      throw CliError(ExitCode::io_error, argv[0] + " not found: install " + package + " (it is in PATH nowhere)");
+      throw CliError(ExitCode::io_error,
+                     argv[0] + " not found: install " + package + " (it is in PATH nowhere)");
     }
     throw CliError(ExitCode::io_error, "cannot run " + argv[0] + ": " + std::strerror(err));
   }
@@ -91,7 +93,8 @@ pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::stri
 ProgramResult run_program(const std::vector<std::string>& argv, std::chrono::milliseconds bound,
                           const std::string& package) {
   int output[2];
-  if (::pipe2(output, O_CLOEXEC) != 0) throw CliError(ExitCode::io_error, "pipe: " + std::string(std::strerror(errno)));
+  if (::pipe2(output, O_CLOEXEC) != 0)
+    throw CliError(ExitCode::io_error, "pipe: " + std::string(std::strerror(errno)));
   pid_t pid = -1;
   try {
     pid = spawn(argv, output[1], package);
@@ -105,7 +108,8 @@ ProgramResult run_program(const std::vector<std::string>& argv, std::chrono::mil
   const auto deadline = std::chrono::steady_clock::now() + bound;
   bool timed_out = false;
   for (;;) {  // read until the child closes its output (it ended) or the bound passes
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
@@ -148,7 +152,8 @@ std::string run_program_checked(const std::vector<std::string>& argv, std::chron
     std::string output = result.output;
     while (!output.empty() && (output.back() == '\n' || output.back() == ' ')) output.pop_back();
     throw CliError(ExitCode::io_error, what + ": " + argv[0] + " exited with status " +
-                                           std::to_string(result.status) + (output.empty() ? "" : ": " + output));
+                                           std::to_string(result.status) +
+                                           (output.empty() ? "" : ": " + output));
   }
   return result.output;
 }
@@ -205,7 +210,8 @@ std::string ChildProcess::log_tail() const {
   if (fd < 0) return {};
   char buffer[2048];
   const off_t size = ::lseek(fd, 0, SEEK_END);
-  const off_t start = size > static_cast<off_t>(sizeof(buffer)) ? size - static_cast<off_t>(sizeof(buffer)) : 0;
+  const off_t start =
+      size > static_cast<off_t>(sizeof(buffer)) ? size - static_cast<off_t>(sizeof(buffer)) : 0;
   const ssize_t n = ::pread(fd, buffer, sizeof(buffer), start);
   ::close(fd);
   std::string text = n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string();

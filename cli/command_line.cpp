@@ -23,16 +23,10 @@ std::chrono::milliseconds timeout_milliseconds(double seconds) {
 
 Invocation split_command_line(const std::vector<std::string>& arguments, const char* environment_control) {
   po::options_description global;
-  global.add_options()
-      ("control", po::value<std::string>())
-      ("connect", po::value<std::string>())
-      ("tls-certificates", po::value<std::string>())
-      ("tls-psk", po::value<std::string>())
-      ("timeout", po::value<std::string>())
-      ("json", po::bool_switch())
-      ("help,h", po::bool_switch())
-      ("version", po::bool_switch())
-      ("words", po::value<std::vector<std::string>>());
+  global.add_options()("control", po::value<std::string>())("connect", po::value<std::string>())(
+      "tls-certificates", po::value<std::string>())("tls-psk", po::value<std::string>())(
+      "timeout", po::value<std::string>())("json", po::bool_switch())("help,h", po::bool_switch())(
+      "version", po::bool_switch())("words", po::value<std::vector<std::string>>());
   po::positional_options_description positional;
   positional.add("words", -1);
   Invocation invocation;
@@ -45,9 +39,12 @@ Invocation split_command_line(const std::vector<std::string>& arguments, const c
     invocation.global.json = values["json"].as<bool>();
     invocation.global.help = values["help"].as<bool>();
     invocation.global.version = values["version"].as<bool>();
-    if (values.count("timeout")) invocation.global.timeout = parse_timeout_argument(values["timeout"].as<std::string>());
-    if (values.count("control") && values.count("connect")) usage_error("give --control or --connect, not both");
-    if (values.count("tls-certificates")) invocation.global.tls_certificates = values["tls-certificates"].as<std::string>();
+    if (values.count("timeout"))
+      invocation.global.timeout = parse_timeout_argument(values["timeout"].as<std::string>());
+    if (values.count("control") && values.count("connect"))
+      usage_error("give --control or --connect, not both");
+    if (values.count("tls-certificates"))
+      invocation.global.tls_certificates = values["tls-certificates"].as<std::string>();
     if (values.count("tls-psk")) invocation.global.tls_psk = values["tls-psk"].as<std::string>();
     if (values.count("control") || values.count("connect")) {
       invocation.global.control = values[values.count("control") ? "control" : "connect"].as<std::string>();
@@ -115,7 +112,8 @@ uint64_t CommandArgs::number(const std::string& name, uint64_t minimum, uint64_t
                              uint64_t default_value) const {
   if (!values_.count(name)) return default_value;
   uint64_t value = 0;
-  const Status s = parse_bounded_number(name, values_[name].as<std::string>(), minimum, maximum, {"--", " "}, value);
+  const Status s =
+      parse_bounded_number(name, values_[name].as<std::string>(), minimum, maximum, {"--", " "}, value);
   if (!s) usage_error(s.message());
   return value;
 }

@@ -2,8 +2,8 @@
 // command_line.h — command-line parsing shared by every command: global options, per-command arguments.
 //
 // `nbdsnap [GLOBAL OPTIONS] COMMAND [SUBCOMMAND] [ARGS] [OPTIONS]`: global options (--control, --timeout,
-// --json, --help) may appear anywhere; the words left over go to the command, which parses them with CommandArgs.
-// Every parse error becomes a CliError with ExitCode::usage.
+// --json, --help) may appear anywhere; the words left over go to the command, which parses them with
+// CommandArgs. Every parse error becomes a CliError with ExitCode::usage.
 #pragma once
 
 #include <chrono>
@@ -64,10 +64,11 @@ class CommandArgs {
   }
   // The size option `name` read with parse_size ("64M"); default_value when absent.
   uint64_t size(const std::string& name, uint64_t default_value = 0) const;
-  // The whole-number option `name` (declared as a string), within minimum..maximum; default_value when absent.
-  // A bad value is a usage error naming the option, the value and the bounds, in the words nbdsnapd and the
-  // filter use (core/tuning.h, parse_bounded_number).
-  uint64_t number(const std::string& name, uint64_t minimum, uint64_t maximum, uint64_t default_value = 0) const;
+  // The whole-number option `name` (declared as a string), within minimum..maximum; default_value when
+  // absent. A bad value is a usage error naming the option, the value and the bounds, in the words nbdsnapd
+  // and the filter use (core/tuning.h, parse_bounded_number).
+  uint64_t number(const std::string& name, uint64_t minimum, uint64_t maximum,
+                  uint64_t default_value = 0) const;
   // "Usage: nbdsnap SYNOPSIS" and the options.
   std::string help() const;
   const std::string& synopsis() const { return synopsis_; }

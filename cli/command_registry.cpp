@@ -19,14 +19,14 @@ namespace nbdsnap::cli {
 std::vector<CommandSpec> all_command_specs() {
   std::vector<CommandSpec> specs;
   for (auto group : {origin_command_specs, cbt_command_specs, snapshot_command_specs, events_command_specs,
-                     backup_command_specs, chain_command_specs, restore_command_specs,
-                     stats_command_specs}) {
+                     backup_command_specs, chain_command_specs, restore_command_specs, stats_command_specs}) {
     for (CommandSpec& spec : group()) specs.push_back(std::move(spec));
   }
   return specs;
 }
 
-const CommandSpec* find_command(const std::vector<CommandSpec>& specs, const std::vector<std::string>& words) {
+const CommandSpec* find_command(const std::vector<CommandSpec>& specs,
+                                const std::vector<std::string>& words) {
   const CommandSpec* best = nullptr;
   for (const CommandSpec& spec : specs) {
     if (spec.words.size() > words.size()) continue;
@@ -60,11 +60,13 @@ std::string general_help(const std::vector<CommandSpec>& specs) {
       "  --help, -h      this help; `nbdsnap COMMAND --help` shows a command's options\n"
       "  --version       print the client's version\n"
       "\nExit status: 0 ok, 1 the command failed (server error, hook failure), 2 usage error (also a\n"
-      "control socket given for an NBD one or back), 3 not found, 4 I/O or connection error (also a timeout).\n";
+      "control socket given for an NBD one or back), 3 not found, 4 I/O or connection error (also a "
+      "timeout).\n";
   return out;
 }
 
-int dispatch_command(Context& context, const std::vector<std::string>& words, const std::vector<CommandSpec>& specs) {
+int dispatch_command(Context& context, const std::vector<std::string>& words,
+                     const std::vector<CommandSpec>& specs) {
   if (words.empty()) {
     if (context.global().version) {
       context.out() << "nbdsnap " << NBDSNAP_VERSION << "\n";
@@ -86,8 +88,10 @@ int dispatch_command(Context& context, const std::vector<std::string>& words, co
       context.out() << "Commands of nbdsnap " << words.front() << ":" << known << "\n";
       return 0;
     }
-    if (!known.empty() && words.size() == 1) usage_error("'" + words.front() + "' needs a subcommand, one of:" + known);
-    if (!known.empty()) usage_error("unknown command '" + words.front() + " " + words[1] + "'; one of:" + known);
+    if (!known.empty() && words.size() == 1)
+      usage_error("'" + words.front() + "' needs a subcommand, one of:" + known);
+    if (!known.empty())
+      usage_error("unknown command '" + words.front() + " " + words[1] + "'; one of:" + known);
     usage_error("unknown command '" + words.front() + "'; try nbdsnap --help");
   }
   std::vector<std::string> rest(words.begin() + static_cast<long>(spec->words.size()), words.end());

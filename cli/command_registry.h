@@ -15,6 +15,7 @@ const CommandSpec* find_command(const std::vector<CommandSpec>& specs, const std
 // `nbdsnap --help`: synopsis of every command, global options, exit codes.
 std::string general_help(const std::vector<CommandSpec>& specs);
 // Runs the command named by words (handles --version, --help, unknown commands).
-int dispatch_command(Context& context, const std::vector<std::string>& words, const std::vector<CommandSpec>& specs);
+int dispatch_command(Context& context, const std::vector<std::string>& words,
+                     const std::vector<CommandSpec>& specs);
 
 }  // namespace nbdsnap::cli

@@ -15,7 +15,8 @@ namespace nbdsnap::cli {
 
 class Context {
  public:
-  Context(GlobalOptions global, std::ostream& out, std::ostream& err) : global_(std::move(global)), out_(out), err_(err) {}
+  Context(GlobalOptions global, std::ostream& out, std::ostream& err)
+      : global_(std::move(global)), out_(out), err_(err) {}
 
   const GlobalOptions& global() const { return global_; }
   bool json() const { return global_.json; }

@@ -15,13 +15,15 @@ std::string format_timeout(std::chrono::milliseconds timeout) {
   return text;
 }
 
-ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout, const ControlTls& tls)
+ControlClient::ControlClient(const std::string& path, std::chrono::milliseconds timeout,
+                             const ControlTls& tls)
     : path_(path) {
   client::Options options;
   options.timeout = timeout;
   options.timeout_name = "--timeout";
   if (client::is_tls_address(path) && tls.certificates_dir.empty() && tls.psk_file.empty()) {
-    throw CliError(ExitCode::usage, path + ": a tls:// control address needs --tls-certificates DIR or --tls-psk FILE");
+    throw CliError(ExitCode::usage,
+                   path + ": a tls:// control address needs --tls-certificates DIR or --tls-psk FILE");
   }
   options.tls = {tls.certificates_dir, tls.psk_file};
   client_ = std::make_unique<client::Client>(checked(client::Client::connect(path, options)));

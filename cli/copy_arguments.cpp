@@ -20,16 +20,18 @@ unsigned default_connections() {
 }
 
 void add_copy_arguments(CommandArgs& args) {
-  args.options()
-      ("connections", po::value<std::string>()->value_name("N"), "NBD connections (1..16; default: half the CPUs, 1..4)")
-      ("requests", po::value<std::string>()->value_name("N")->default_value("16"), "NBD requests in flight, over all connections (1..64)")
-      ("request-size", po::value<std::string>()->value_name("SIZE")->default_value("2M"), "bytes per NBD request (4K..32M)");
+  args.options()("connections", po::value<std::string>()->value_name("N"),
+                 "NBD connections (1..16; default: half the CPUs, 1..4)")(
+      "requests", po::value<std::string>()->value_name("N")->default_value("16"),
+      "NBD requests in flight, over all connections (1..64)")(
+      "request-size", po::value<std::string>()->value_name("SIZE")->default_value("2M"),
+      "bytes per NBD request (4K..32M)");
 }
 
 CopyOptions copy_options_from(const CommandArgs& args) {
   CopyOptions options;
-  options.connections =
-      args.has("connections") ? static_cast<unsigned>(args.number("connections", 1, 16)) : default_connections();
+  options.connections = args.has("connections") ? static_cast<unsigned>(args.number("connections", 1, 16))
+                                                : default_connections();
   options.requests_in_flight = static_cast<unsigned>(args.number("requests", 1, 64));
   options.request_size = parse_size_argument("--request-size", args.text("request-size"));
   if (options.request_size < 4096 || options.request_size > (32u << 20)) {

@@ -50,8 +50,10 @@ double parse_wait_seconds(const std::string& text) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used == 0 || used != text.size()) usage_error("--wait " + text + ": expected seconds 0..86400 (e.g. 10 or 2.5)");
-  if (!(seconds >= 0 && seconds <= 86400)) usage_error("--wait " + text + " is out of range: it must be 0..86400");
+  if (used == 0 || used != text.size())
+    usage_error("--wait " + text + ": expected seconds 0..86400 (e.g. 10 or 2.5)");
+  if (!(seconds >= 0 && seconds <= 86400))
+    usage_error("--wait " + text + " is out of range: it must be 0..86400");
   return seconds;
 }
 
@@ -70,10 +72,11 @@ uint64_t print_events(Context& context, const nlohmann::json& events, uint64_t a
 
 int run_events(Context& context, const std::vector<std::string>& words) {
   CommandArgs args("events [--after SEQUENCE] [--wait SECONDS] [--follow]");
-  args.options()
-      ("after", po::value<std::string>()->value_name("SEQUENCE"), "only events with a larger sequence number")
-      ("wait", po::value<std::string>()->value_name("SECONDS"), "wait up to SECONDS for the first event (0..86400)")
-      ("follow", "keep printing events as they come (until interrupted)");
+  args.options()("after", po::value<std::string>()->value_name("SEQUENCE"),
+                 "only events with a larger sequence number")(
+      "wait", po::value<std::string>()->value_name("SECONDS"),
+      "wait up to SECONDS for the first event (0..86400)")(
+      "follow", "keep printing events as they come (until interrupted)");
   if (!parse_or_show_help(context, args, words)) return 0;
   uint64_t after = args.number("after", 0, UINT64_MAX);
   const double wait_seconds = args.has("wait") ? parse_wait_seconds(args.text("wait")) : 0;
@@ -86,7 +89,8 @@ int run_events(Context& context, const std::vector<std::string>& words) {
     context.print_json(reply);
     return 0;
   }
-  // Only now: a refused request (permission_denied, a bad --after) must leave stdout empty, not a lone header.
+  // Only now: a refused request (permission_denied, a bad --after) must leave stdout empty, not a lone
+  // header.
   if (!context.json()) context.out() << format_event_header();
   after = print_events(context, reply.value("events", nlohmann::json::array()), after);
   if (!follow) return 0;
@@ -103,7 +107,8 @@ bool file_exists(const std::string& path) {
 }
 
 // Appends the next GROW_PATH.N of `size` bytes to the snapshot; reports and returns false on failure.
-bool append_next_storage(Context& context, StorageWatcher& watcher, uint64_t size, const nlohmann::json& event) {
+bool append_next_storage(Context& context, StorageWatcher& watcher, uint64_t size,
+                         const nlohmann::json& event) {
   ControlClient& control = context.control();
   std::set<std::string> in_use;
   nlohmann::json info = control.request("snapshot-info", {{"name", watcher.snapshot()}});
@@ -112,7 +117,8 @@ bool append_next_storage(Context& context, StorageWatcher& watcher, uint64_t siz
   }
   std::string path = watcher.next_storage_path(in_use, file_exists);
   try {
-    control.request("snapshot-append-storage", {{"name", watcher.snapshot()}, {"path", path}, {"size", size}});
+    control.request("snapshot-append-storage",
+                    {{"name", watcher.snapshot()}, {"path", path}, {"size", size}});
   } catch (const CliError& error) {
     if (error.code() == ExitCode::not_found) throw;
     context.err() << "nbdsnap watch-storage: appending " << path << " to " << watcher.snapshot()
@@ -120,8 +126,11 @@ bool append_next_storage(Context& context, StorageWatcher& watcher, uint64_t siz
     return false;
   }
   if (context.json()) {
-    context.out() << nlohmann::json({{"action", "appended"}, {"snapshot", watcher.snapshot()}, {"path", path},
-                                     {"size", size}, {"event", field_uint(event, "sequence")}})
+    context.out() << nlohmann::json({{"action", "appended"},
+                                     {"snapshot", watcher.snapshot()},
+                                     {"path", path},
+                                     {"size", size},
+                                     {"event", field_uint(event, "sequence")}})
                          .dump()
                   << "\n";
   } else {
@@ -142,8 +151,8 @@ bool handle_events(Context& context, StorageWatcher& watcher, const nlohmann::js
         if (!append_next_storage(context, watcher, action.size, event)) watcher.append_failed();
         break;
       case WatchAction::report_corruption:
-        context.err() << "nbdsnap watch-storage: snapshot " << watcher.snapshot() << " corrupted: " << action.message
-                      << "\n";
+        context.err() << "nbdsnap watch-storage: snapshot " << watcher.snapshot()
+                      << " corrupted: " << action.message << "\n";
         break;
       case WatchAction::stop:
         return false;
@@ -156,9 +165,10 @@ bool handle_events(Context& context, StorageWatcher& watcher, const nlohmann::js
 
 int run_watch_storage(Context& context, const std::vector<std::string>& words) {
   CommandArgs args("watch-storage NAME --grow PATH --step SIZE");
-  args.options()
-      ("grow", po::value<std::string>()->value_name("PATH"), "new storage files are PATH.1, PATH.2, ...")
-      ("step", po::value<std::string>()->value_name("SIZE"), "size of each new file (more if an event asks for more)");
+  args.options()("grow", po::value<std::string>()->value_name("PATH"),
+                 "new storage files are PATH.1, PATH.2, ...")(
+      "step", po::value<std::string>()->value_name("SIZE"),
+      "size of each new file (more if an event asks for more)");
   args.positional("NAME", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
   if (!args.has("grow") || !args.has("step")) usage_error("watch-storage needs --grow PATH and --step SIZE");
@@ -173,7 +183,8 @@ int run_watch_storage(Context& context, const std::vector<std::string>& words) {
   nlohmann::json last_relevant;
   for (const auto& event : reply.value("events", nlohmann::json::array())) {
     const std::string type = field_text(event, "type");
-    if (field_text(event, "snapshot") == watcher.snapshot() && (type == "low_free_space" || type == "storage_appended")) {
+    if (field_text(event, "snapshot") == watcher.snapshot() &&
+        (type == "low_free_space" || type == "storage_appended")) {
       last_relevant = event;
     }
     after = std::max(after, field_uint(event, "sequence"));
@@ -181,7 +192,8 @@ int run_watch_storage(Context& context, const std::vector<std::string>& words) {
   if (!last_relevant.is_null()) handle_events(context, watcher, nlohmann::json::array({last_relevant}));
   unsigned quiet_rounds = 0;
   for (;;) {
-    reply = control.request("events-wait", {{"after", after}, {"timeout_ms", kFollowPoll.count()}}, kFollowPoll);
+    reply =
+        control.request("events-wait", {{"after", after}, {"timeout_ms", kFollowPoll.count()}}, kFollowPoll);
     nlohmann::json events = reply.value("events", nlohmann::json::array());
     for (const auto& event : events) after = std::max(after, field_uint(event, "sequence"));
     if (!handle_events(context, watcher, events)) break;
@@ -197,7 +209,8 @@ int run_watch_storage(Context& context, const std::vector<std::string>& words) {
       }
     }
   }
-  if (!context.json()) context.out() << "snapshot " << watcher.snapshot() << " destroyed; watch-storage ends\n";
+  if (!context.json())
+    context.out() << "snapshot " << watcher.snapshot() << " destroyed; watch-storage ends\n";
   return 0;
 }
 
@@ -205,21 +218,27 @@ int run_watch_storage(Context& context, const std::vector<std::string>& words) {
 
 std::vector<CommandSpec> events_command_specs() {
   return {
-      {{"events"}, "events [--after SEQUENCE] [--wait SECONDS] [--follow]", "show or follow the server's event log",
+      {{"events"},
+       "events [--after SEQUENCE] [--wait SECONDS] [--follow]",
+       "show or follow the server's event log",
        run_events},
-      {{"watch-storage"}, "watch-storage NAME --grow PATH --step SIZE",
-       "append storage to a snapshot whenever it runs low (until it is destroyed)", run_watch_storage},
+      {{"watch-storage"},
+       "watch-storage NAME --grow PATH --step SIZE",
+       "append storage to a snapshot whenever it runs low (until it is destroyed)",
+       run_watch_storage},
   };
 }
 
 std::string format_event_header() {
-  return pad("SEQ", 7) + pad("TIME", 21) + pad("TYPE", 20) + pad("SNAPSHOT", 16) + pad("ORIGIN", 16) + "DETAIL\n";
+  return pad("SEQ", 7) + pad("TIME", 21) + pad("TYPE", 20) + pad("SNAPSHOT", 16) + pad("ORIGIN", 16) +
+         "DETAIL\n";
 }
 
 std::string format_event_line(const nlohmann::json& event) {
   std::string line = pad(std::to_string(field_uint(event, "sequence")), 6) + " " +
-                     pad(time_cell(field_int(event, "time_unix_ms")), 20) + " " + pad(field_text(event, "type"), 19) +
-                     " " + pad(or_dash(field_text(event, "snapshot")), 15) + " " +
+                     pad(time_cell(field_int(event, "time_unix_ms")), 20) + " " +
+                     pad(field_text(event, "type"), 19) + " " +
+                     pad(or_dash(field_text(event, "snapshot")), 15) + " " +
                      pad(or_dash(field_text(event, "origin")), 15) + " " + event_detail(event);
   line.erase(line.find_last_not_of(' ') + 1);
   return line + "\n";

@@ -12,10 +12,14 @@ namespace {
 
 const char* code_name(ExitCode code) {
   switch (code) {
-    case ExitCode::usage: return "usage";
-    case ExitCode::not_found: return "not_found";
-    case ExitCode::io_error: return "io_error";
-    default: return "failed";
+    case ExitCode::usage:
+      return "usage";
+    case ExitCode::not_found:
+      return "not_found";
+    case ExitCode::io_error:
+      return "io_error";
+    default:
+      return "failed";
   }
 }
 

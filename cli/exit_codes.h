@@ -41,7 +41,9 @@ class CliError : public std::runtime_error {
   ErrorDetail detail_;
 };
 
-[[noreturn]] inline void usage_error(const std::string& message) { throw CliError(ExitCode::usage, message); }
+[[noreturn]] inline void usage_error(const std::string& message) {
+  throw CliError(ExitCode::usage, message);
+}
 
 // The exit status of an error code: the control protocol's codes ("not_found" and "checkpoint_gone" -> 3, any
 // other refusal -> 1) and the client library's (connections: "timeout", "connection_failed"... -> 4; a socket

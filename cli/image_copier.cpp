@@ -44,17 +44,19 @@ struct Connections {
   std::vector<NbdImage*> targets;  // null for a file target
 };
 
-Connections open_connections(NbdImage& image, const std::string& uri, const CopyTarget& target, unsigned wanted) {
+Connections open_connections(NbdImage& image, const std::string& uri, const CopyTarget& target,
+                             unsigned wanted) {
   Connections connections;
   connections.sources.push_back(&image);
   connections.targets.push_back(target.nbd);
   for (unsigned i = 1; i < wanted; ++i) {
     try {
-      auto source = std::make_unique<NbdImage>(uri, std::vector<std::string>{}, image.timeout(), NbdImage::Probe::none);
+      auto source =
+          std::make_unique<NbdImage>(uri, std::vector<std::string>{}, image.timeout(), NbdImage::Probe::none);
       std::unique_ptr<NbdImage> writer;
       if (target.nbd != nullptr) {
-        writer = std::make_unique<NbdImage>(target.nbd->uri(), std::vector<std::string>{}, target.nbd->timeout(),
-                                            NbdImage::Probe::none);
+        writer = std::make_unique<NbdImage>(target.nbd->uri(), std::vector<std::string>{},
+                                            target.nbd->timeout(), NbdImage::Probe::none);
       }
       connections.sources.push_back(source.get());
       connections.targets.push_back(writer.get());
@@ -74,7 +76,8 @@ LoopTotals run_loops(NbdImage& image, const std::string& uri, SharedWork& work, 
   uint64_t buffer_size = 4096;  // zero pieces need none, unless the target has no write-zeroes
   const bool target_zeroes = target != nullptr && target->can_zero();
   for (const CopyPiece& piece : work.pieces) {
-    if (!piece.zero || (target != nullptr && !target_zeroes)) buffer_size = std::max(buffer_size, piece.length);
+    if (!piece.zero || (target != nullptr && !target_zeroes))
+      buffer_size = std::max(buffer_size, piece.length);
   }
   unsigned wanted = std::clamp<unsigned>(work.options.connections, 1, 16);
   wanted = static_cast<unsigned>(std::min<size_t>(wanted, work.pieces.size()));
@@ -130,7 +133,8 @@ LoopTotals run_loops(NbdImage& image, const std::string& uri, SharedWork& work, 
 
 }  // namespace
 
-std::vector<CopyPiece> split_into_pieces(const std::vector<ByteRange>& ranges, uint64_t piece_size, bool zero) {
+std::vector<CopyPiece> split_into_pieces(const std::vector<ByteRange>& ranges, uint64_t piece_size,
+                                         bool zero) {
   std::vector<CopyPiece> pieces;
   for (const ByteRange& range : ranges) {
     for (uint64_t offset = range.offset; offset < range.end(); offset += piece_size) {

@@ -24,8 +24,8 @@ class NbdImage;
 class ProgressBar;
 
 struct CopyOptions {
-  unsigned connections = 1;          // NBD connections (more are opened to the same URI as the first)
-  unsigned requests_in_flight = 16;  // over all connections
+  unsigned connections = 1;            // NBD connections (more are opened to the same URI as the first)
+  unsigned requests_in_flight = 16;    // over all connections
   uint64_t request_size = 2ull << 20;  // qemu-img convert's size
   // A file target: start writing each piece back to the disk as soon as it is written (sync_file_range), so
   // the caller's final fdatasync() finds little left to do and the disk works while the copy goes on.
@@ -50,13 +50,14 @@ struct CopyPiece {
 
 struct CopyResult {
   uint64_t bytes_read = 0;
-  uint64_t bytes_written = 0;  // data written to the target
-  uint64_t bytes_zeroed = 0;   // zeroes written to the target (write-zeroes requests or zero buffers)
+  uint64_t bytes_written = 0;     // data written to the target
+  uint64_t bytes_zeroed = 0;      // zeroes written to the target (write-zeroes requests or zero buffers)
   std::vector<CopyPiece> pieces;  // what was copied, with checksums, for verification
 };
 
 // Splits ranges into pieces of at most piece_size bytes (pure, unit-tested).
-std::vector<CopyPiece> split_into_pieces(const std::vector<ByteRange>& ranges, uint64_t piece_size, bool zero = false);
+std::vector<CopyPiece> split_into_pieces(const std::vector<ByteRange>& ranges, uint64_t piece_size,
+                                         bool zero = false);
 
 // Reads `ranges` of the image (open at `uri`) and writes them at the same offsets of the target; writes
 // zeroes over `zero_ranges` (unless options.skip_zero_writes). Extra connections that cannot be opened

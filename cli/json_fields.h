@@ -22,7 +22,8 @@ inline uint64_t field_uint(const nlohmann::json& object, const char* key) {
   if (!object.is_object() || !object.contains(key)) return 0;
   const auto& value = object[key];
   if (value.is_number_unsigned()) return value.get<uint64_t>();
-  if (value.is_number_integer() && value.get<int64_t>() >= 0) return static_cast<uint64_t>(value.get<int64_t>());
+  if (value.is_number_integer() && value.get<int64_t>() >= 0)
+    return static_cast<uint64_t>(value.get<int64_t>());
   return 0;
 }
 

@@ -80,12 +80,13 @@ std::string explain_connect_failure(const std::string& uri, const std::string& l
   const std::string psk_file = query_value(uri, "tls-psk-file");
   const std::string certificates = query_value(uri, "tls-certificates");
   if (!psk_file.empty()) {
-    checks.push_back("that the key of user '" + (user.empty() ? std::string("(your login name)") : user) + "' in " +
-                     psk_file + " is the one the server's PSK file holds for that user");
+    checks.push_back("that the key of user '" + (user.empty() ? std::string("(your login name)") : user) +
+                     "' in " + psk_file + " is the one the server's PSK file holds for that user");
   }
   if (!certificates.empty()) {
-    checks.push_back("that " + certificates + "/ca-cert.pem is the CA that signed the server's certificate, and that " +
-                     certificates + "/client-cert.pem, if the server asks for one, is signed by the CA the server "
+    checks.push_back("that " + certificates +
+                     "/ca-cert.pem is the CA that signed the server's certificate, and that " + certificates +
+                     "/client-cert.pem, if the server asks for one, is signed by the CA the server "
                      "trusts and within its validity dates (certtool -i --infile FILE)");
   }
   if (checks.empty()) checks.push_back("the tls-psk-file= or tls-certificates= of the URI");

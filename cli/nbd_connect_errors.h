@@ -18,8 +18,8 @@ void capture_server_messages(nbd_handle* handle, std::string& sink);
 // Back to libnbd's own debug setting; once the handshake is over (debug output costs per request).
 void stop_capturing(nbd_handle* handle);
 
-// The error for a connection to `uri` that failed with libnbd's `libnbd_error`: the server's own reason when it
-// gave one (`server_message`), else for nbds:// what to check (the PSK file and user, the certificates
+// The error for a connection to `uri` that failed with libnbd's `libnbd_error`: the server's own reason when
+// it gave one (`server_message`), else for nbds:// what to check (the PSK file and user, the certificates
 // directory's CA and client certificate, its validity dates); libnbd's text stays in parentheses.
 std::string explain_connect_failure(const std::string& uri, const std::string& libnbd_error,
                                     const std::string& server_message);

@@ -25,8 +25,8 @@ namespace nbdsnap::cli {
 
 namespace {
 
-constexpr uint64_t kBlockStatusWindow = 1ull << 30;        // below 4 GiB: every server accepts it
-constexpr std::chrono::milliseconds kProbeAfter{1000};       // an NBD server greets at once
+constexpr uint64_t kBlockStatusWindow = 1ull << 30;           // below 4 GiB: every server accepts it
+constexpr std::chrono::milliseconds kProbeAfter{1000};        // an NBD server greets at once
 constexpr std::chrono::milliseconds kProbeGreetingWait{500};  // the probe's wait for an NBD greeting
 constexpr std::chrono::milliseconds kProbeBound{2000};        // the whole probe
 constexpr std::chrono::milliseconds kDisconnectWait{1000};    // for the server to close after NBD_CMD_DISC
@@ -50,8 +50,8 @@ struct ExtentWalk {
   std::vector<ByteRange>* out;
 };
 
-int collect_extents(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries, size_t count,
-                    int* error) {
+int collect_extents(void* user_data, const char* metacontext, uint64_t offset, uint32_t* entries,
+                    size_t count, int* error) {
   auto* walk = static_cast<ExtentWalk*>(user_data);
   if (*walk->context != metacontext) return 0;
   uint64_t position = offset;
@@ -71,7 +71,9 @@ std::chrono::milliseconds until(std::chrono::steady_clock::time_point when) {
 
 }  // namespace
 
-std::string dirty_bitmap_context(const std::string& checkpoint) { return "qemu:dirty-bitmap:" + checkpoint; }
+std::string dirty_bitmap_context(const std::string& checkpoint) {
+  return "qemu:dirty-bitmap:" + checkpoint;
+}
 
 NbdImage::NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts,
                    std::chrono::milliseconds timeout, const std::string& option)
@@ -98,17 +100,21 @@ void NbdImage::open(const std::vector<std::string>& meta_contexts, Probe probe) 
 }
 
 void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe probe) {
-  // The URI is the user's own (--image): its tls-psk-file= may name a local file, as with nbdinfo and nbdcopy.
-  // nbds:// and nbds+unix:// need TLS; tls-certificates= names the CA and client certificate directory.
-  if (nbd_set_uri_allow_local_file(handle_, true) == -1) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
+  // The URI is the user's own (--image): its tls-psk-file= may name a local file, as with nbdinfo and
+  // nbdcopy. nbds:// and nbds+unix:// need TLS; tls-certificates= names the CA and client certificate
+  // directory.
+  if (nbd_set_uri_allow_local_file(handle_, true) == -1)
+    throw CliError(ExitCode::io_error, "libnbd: " + last_error());
   for (const std::string& context : meta_contexts) {
-    if (nbd_add_meta_context(handle_, context.c_str()) == -1) throw CliError(ExitCode::io_error, "libnbd: " + last_error());
+    if (nbd_add_meta_context(handle_, context.c_str()) == -1)
+      throw CliError(ExitCode::io_error, "libnbd: " + last_error());
   }
   const std::string socket = probe == Probe::wrong_socket ? unix_socket_of_uri(uri_) : std::string();
   bool probed = socket.empty();
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + timeout_;
-  const auto probe_at = start + std::min(kProbeAfter, timeout_ / 2);  // leaves time to probe within the timeout
+  const auto probe_at =
+      start + std::min(kProbeAfter, timeout_ / 2);    // leaves time to probe within the timeout
   capture_server_messages(handle_, server_message_);  // the server's reason for refusing, if it gives one
   if (nbd_aio_connect_uri(handle_, uri_.c_str()) == -1) connect_failed(socket, probed);
   while (nbd_aio_is_ready(handle_) != 1) {
@@ -138,7 +144,8 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
 // A handshake that failed: with a reply that is not NBD, the socket may be a control socket.
 void NbdImage::connect_failed(const std::string& socket, bool probed) {
   const int err = nbd_get_errno();
-  const std::string message = "cannot open " + uri_ + ": " + explain_connect_failure(uri_, last_error(), server_message_);
+  const std::string message =
+      "cannot open " + uri_ + ": " + explain_connect_failure(uri_, last_error(), server_message_);
   if (!probed && is_control_socket(socket, kProbeBound)) {
     throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_),
                    {"wrong_socket", 0, ""});
@@ -206,9 +213,13 @@ int NbdImage::poll_both(NbdImage& first, NbdImage& second, std::chrono::millisec
   return 1;
 }
 
-bool NbdImage::read_only() const { return nbd_is_read_only(handle_) == 1; }
+bool NbdImage::read_only() const {
+  return nbd_is_read_only(handle_) == 1;
+}
 
-bool NbdImage::can_zero() const { return nbd_can_zero(handle_) == 1; }
+bool NbdImage::can_zero() const {
+  return nbd_can_zero(handle_) == 1;
+}
 
 void NbdImage::flush() {
   if (nbd_can_flush(handle_) != 1) return;
@@ -237,7 +248,8 @@ void NbdImage::wait_for_command(int64_t cookie, const std::string& request, std:
     if (std::chrono::steady_clock::now() >= deadline) {
       give_up();
       if (bound == timeout_) throw CliError(ExitCode::io_error, no_reply_message(request));
-      throw CliError(ExitCode::io_error, request + ": no reply from the NBD server within " + format_timeout(bound));
+      throw CliError(ExitCode::io_error,
+                     request + ": no reply from the NBD server within " + format_timeout(bound));
     }
     if (poll(until(deadline)) == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
   }
@@ -272,7 +284,8 @@ std::vector<ByteRange> NbdImage::ranges_where(const std::string& context, uint32
     if (cookie == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
     wait_for_command(cookie, request);  // `walk` outlives the command: it completed, or the handle gave up
     if (walk.covered <= offset) {
-      throw CliError(ExitCode::io_error, "the server sent no " + context + " extents at offset " + std::to_string(offset));
+      throw CliError(ExitCode::io_error,
+                     "the server sent no " + context + " extents at offset " + std::to_string(offset));
     }
     offset = walk.covered;
   }

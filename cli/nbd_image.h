@@ -33,12 +33,12 @@ class NbdImage {
   // Connects to uri asking for the given meta contexts, within `timeout`. Throws CliError: not_found when
   // the server does not know the export; usage when the URI's socket is an nbdsnap control socket; io_error
   // otherwise (a timeout names it).
-  NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts, std::chrono::milliseconds timeout,
-           Probe probe = Probe::wrong_socket);
+  NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts,
+           std::chrono::milliseconds timeout, Probe probe = Probe::wrong_socket);
   // As above with Probe::wrong_socket, naming `option` (the command's option that took the URI; "--image"
   // otherwise) in the message for a control socket given by mistake.
-  NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts, std::chrono::milliseconds timeout,
-           const std::string& option);
+  NbdImage(const std::string& uri, const std::vector<std::string>& meta_contexts,
+           std::chrono::milliseconds timeout, const std::string& option);
   // Disconnects politely (waiting at most a second, or the timeout if shorter) unless give_up() was called;
   // then just closes.
   ~NbdImage();

@@ -53,8 +53,9 @@ int run_origin_attach(Context& context, const std::vector<std::string>& words) {
   args.options()("read-only", "attach the origin read-only");
   args.positional("NAME", 1).positional("PATH", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json reply = context.control().request(
-      "origin-attach", {{"name", args.text("NAME")}, {"path", server_path(args.text("PATH"))}, {"read_only", args.flag("read-only")}});
+  nlohmann::json reply = context.control().request("origin-attach", {{"name", args.text("NAME")},
+                                                                     {"path", server_path(args.text("PATH"))},
+                                                                     {"read_only", args.flag("read-only")}});
   if (context.json()) {
     context.print_json(reply);
   } else {
@@ -68,8 +69,8 @@ int run_origin_detach(Context& context, const std::vector<std::string>& words) {
   args.options()("force", "detach even if the origin is in a snapshot (its image disappears)");
   args.positional("NAME", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json reply =
-      context.control().request("origin-detach", {{"name", args.text("NAME")}, {"force", args.flag("force")}});
+  nlohmann::json reply = context.control().request(
+      "origin-detach", {{"name", args.text("NAME")}, {"force", args.flag("force")}});
   if (context.json()) {
     context.print_json(reply);
   } else {
@@ -85,9 +86,14 @@ std::vector<CommandSpec> origin_command_specs() {
       {{"version"}, "version", "versions of the client, the server and the protocol", run_version},
       {{"origins"}, "origins", "list origins: size, tracker, CBT generation, snapshot", run_origins},
       {{"origin", "info"}, "origin info NAME", "show one origin", run_origin_info},
-      {{"origin", "attach"}, "origin attach NAME PATH [--read-only]", "attach a file or block device (nbdsnapd)",
+      {{"origin", "attach"},
+       "origin attach NAME PATH [--read-only]",
+       "attach a file or block device (nbdsnapd)",
        run_origin_attach},
-      {{"origin", "detach"}, "origin detach NAME [--force]", "detach an origin (nbdsnapd)", run_origin_detach},
+      {{"origin", "detach"},
+       "origin detach NAME [--force]",
+       "detach an origin (nbdsnapd)",
+       run_origin_detach},
   };
 }
 
@@ -100,7 +106,12 @@ std::string format_version(const std::string& client_version, const nlohmann::js
 }
 
 std::string format_origin_table(const nlohmann::json& origins) {
-  Table table({{"NAME"}, {"SIZE", Align::right}, {"RO"}, {"GENERATION"}, {"CHANGE", Align::right}, {"SNAPSHOT"},
+  Table table({{"NAME"},
+               {"SIZE", Align::right},
+               {"RO"},
+               {"GENERATION"},
+               {"CHANGE", Align::right},
+               {"SNAPSHOT"},
                {"CLIENTS", Align::right}});
   for (const auto& origin : origins) {
     table.add_row({field_text(origin, "name"), size_cell(field_uint(origin, "size")),
@@ -114,7 +125,8 @@ std::string format_origin_table(const nlohmann::json& origins) {
 std::string format_origin(const nlohmann::json& origin) {
   KeyValueList list;
   list.add("name", field_text(origin, "name"));
-  list.add("size", size_cell(field_uint(origin, "size")) + " (" + std::to_string(field_uint(origin, "size")) + " bytes)");
+  list.add("size", size_cell(field_uint(origin, "size")) + " (" + std::to_string(field_uint(origin, "size")) +
+                       " bytes)");
   list.add("read only", yes_no(field_bool(origin, "read_only")));
   list.add("generation", or_dash(field_text(origin, "generation")));
   list.add("change number", std::to_string(field_uint(origin, "change_number")));

@@ -163,8 +163,9 @@ DirectoryLock::DirectoryLock(const std::string& directory, const std::string& lo
   ::close(fd_);
   fd_ = -1;
   if (err == EWOULDBLOCK) {
-    throw CliError(ExitCode::server_error, directory + " is in use by another nbdsnap command (a backup or prune "
-                                           "changes it); try again when it has finished");
+    throw CliError(ExitCode::server_error, directory +
+                                               " is in use by another nbdsnap command (a backup or prune "
+                                               "changes it); try again when it has finished");
   }
   io_failure(path, "cannot lock", err);
 }

@@ -24,7 +24,8 @@ std::string format_duration(double seconds) {
   char text[32];
   if (total >= 3600) {
     std::snprintf(text, sizeof(text), "%llu:%02llu:%02llu", static_cast<unsigned long long>(total / 3600),
-                  static_cast<unsigned long long>(total / 60 % 60), static_cast<unsigned long long>(total % 60));
+                  static_cast<unsigned long long>(total / 60 % 60),
+                  static_cast<unsigned long long>(total % 60));
   } else {
     std::snprintf(text, sizeof(text), "%llu:%02llu", static_cast<unsigned long long>(total / 60),
                   static_cast<unsigned long long>(total % 60));
@@ -32,16 +33,16 @@ std::string format_duration(double seconds) {
   return text;
 }
 
-std::string render_progress_line(const std::string& label, uint64_t done, uint64_t total, double elapsed_seconds,
-                                 unsigned width) {
+std::string render_progress_line(const std::string& label, uint64_t done, uint64_t total,
+                                 double elapsed_seconds, unsigned width) {
   done = std::min(done, total);
   double fraction = total == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total);
   double rate = elapsed_seconds > 0 ? static_cast<double>(done) / elapsed_seconds : 0;
   std::string eta = rate > 0 ? format_duration(static_cast<double>(total - done) / rate) : "--:--";
   char percent[8];
   std::snprintf(percent, sizeof(percent), "%3d%%", static_cast<int>(fraction * 100));
-  std::string tail = std::string("  ") + percent + "  " + format_size(done) + " / " + format_size(total) + "  " +
-                     format_size(static_cast<uint64_t>(rate)) + "/s  ETA " + eta;
+  std::string tail = std::string("  ") + percent + "  " + format_size(done) + " / " + format_size(total) +
+                     "  " + format_size(static_cast<uint64_t>(rate)) + "/s  ETA " + eta;
   std::string head = label + " ";
   int bar_width = static_cast<int>(width) - static_cast<int>(head.size() + tail.size()) - 2;
   if (bar_width < 10) return head + tail.substr(2);
@@ -96,12 +97,14 @@ int parse_progress_fd(const std::string& text) {
     used = 0;
   }
   if (used == 0 || used != text.size() || fd < 0 || ::fcntl(fd, F_GETFD) == -1) {
-    usage_error("--progress '" + text + "': give the number of a file descriptor open for writing (e.g. 3 with 3>FILE)");
+    usage_error("--progress '" + text +
+                "': give the number of a file descriptor open for writing (e.g. 3 with 3>FILE)");
   }
   return fd;
 }
 
-ProgressBar::ProgressBar(std::string label, uint64_t total, bool enabled, std::FILE* stream, MachineProgress* machine)
+ProgressBar::ProgressBar(std::string label, uint64_t total, bool enabled, std::FILE* stream,
+                         MachineProgress* machine)
     : label_(std::move(label)), total_(total), enabled_(enabled), stream_(stream), machine_(machine) {}
 
 void ProgressBar::add(uint64_t bytes) {

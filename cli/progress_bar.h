@@ -11,8 +11,8 @@
 namespace nbdsnap::cli {
 
 // "LABEL [#####.....]  45%  115 MiB / 256 MiB  85.3 MiB/s  ETA 0:02" fitting in `width` columns (pure).
-std::string render_progress_line(const std::string& label, uint64_t done, uint64_t total, double elapsed_seconds,
-                                 unsigned width);
+std::string render_progress_line(const std::string& label, uint64_t done, uint64_t total,
+                                 double elapsed_seconds, unsigned width);
 // "1:02:03" / "2:03" for a number of seconds.
 std::string format_duration(double seconds);
 

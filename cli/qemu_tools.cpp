@@ -26,7 +26,9 @@ nlohmann::json json_output(const std::vector<std::string>& argv, std::chrono::mi
                            const std::string& what) {
   const std::string text = run_program_checked(argv, bound, what);
   nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) throw CliError(ExitCode::io_error, what + ": unexpected output of " + argv[0] + ": " + text.substr(0, 200));
+  if (value.is_discarded())
+    throw CliError(ExitCode::io_error,
+                   what + ": unexpected output of " + argv[0] + ": " + text.substr(0, 200));
   return value;
 }
 
@@ -45,7 +47,8 @@ bool accepts(const std::string& path) {
 
 }  // namespace
 
-void qemu_img_create_qcow2(const std::string& path, uint64_t size, const std::string& backing_file, mode_t mode) {
+void qemu_img_create_qcow2(const std::string& path, uint64_t size, const std::string& backing_file,
+                           mode_t mode) {
   // The file exists with its mode before qemu-img writes a byte; qemu-img keeps an existing file's mode.
   create_private_file(path, mode);
   std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2"};
@@ -77,17 +80,18 @@ std::string qemu_img_check(const std::string& path) {
   if (result.status == 0 || result.status == 3) return {};
   std::string output = result.output;
   while (!output.empty() && (output.back() == '\n' || output.back() == ' ')) output.pop_back();
-  return "qemu-img check exited with status " + std::to_string(result.status) + (output.empty() ? "" : ": " + output);
+  return "qemu-img check exited with status " + std::to_string(result.status) +
+         (output.empty() ? "" : ": " + output);
 }
 
 void qemu_img_commit(const std::string& top, const std::string& base) {
-  run_program_checked({"qemu-img", "commit", "-q", "-f", "qcow2", "-t", "writeback", "-b", base, top}, kDataToolBound,
-                      "merging " + top + " into " + base);
+  run_program_checked({"qemu-img", "commit", "-q", "-f", "qcow2", "-t", "writeback", "-b", base, top},
+                      kDataToolBound, "merging " + top + " into " + base);
 }
 
 uint64_t qemu_img_stored_bytes(const std::string& path) {
-  nlohmann::json map = json_output({"qemu-img", "map", "-U", "-f", "qcow2", "--output=json", path}, kDataToolBound,
-                                   "mapping " + path);
+  nlohmann::json map = json_output({"qemu-img", "map", "-U", "-f", "qcow2", "--output=json", path},
+                                   kDataToolBound, "mapping " + path);
   uint64_t bytes = 0;
   for (const auto& extent : map) {
     if (field_uint(extent, "depth") == 0 && field_bool(extent, "data") && !field_bool(extent, "zero")) {
@@ -102,8 +106,8 @@ QemuNbdServer::QemuNbdServer(const std::string& path, bool writable)
       directory_("qemu-nbd"),
       socket_(directory_.path() + "/qemu-nbd.sock"),
       uri_("nbd+unix:///?socket=" + socket_) {
-  std::vector<std::string> argv = {"qemu-nbd", "--socket=" + socket_, "--format=qcow2", "--shared=32", "--persistent",
-                                   "--cache=writeback", "--aio=threads"};
+  std::vector<std::string> argv = {"qemu-nbd",     "--socket=" + socket_, "--format=qcow2", "--shared=32",
+                                   "--persistent", "--cache=writeback",   "--aio=threads"};
   if (!writable) argv.push_back("--read-only");
   argv.push_back(path);
   try {
@@ -145,8 +149,9 @@ void QemuNbdServer::stop() {
   directory_.remove();
   // qemu-nbd ends with status 0 on SIGTERM after flushing the image.
   if (!was_running || status != 0) {
-    throw CliError(ExitCode::io_error, "qemu-nbd serving " + path_ + (was_running ? " failed when stopped" : " died") +
-                                           " (status " + std::to_string(status) + ")" + (log.empty() ? "" : ": " + log));
+    throw CliError(ExitCode::io_error, "qemu-nbd serving " + path_ +
+                                           (was_running ? " failed when stopped" : " died") + " (status " +
+                                           std::to_string(status) + ")" + (log.empty() ? "" : ": " + log));
   }
 }
 

@@ -25,7 +25,8 @@ inline constexpr std::chrono::milliseconds kDataToolBound{std::chrono::hours(24)
 
 // Creates path as a qcow2 file of `size` bytes with `mode` (whatever the umask), empty or (backing_file
 // not empty) an overlay of backing_file, a name relative to path's directory.
-void qemu_img_create_qcow2(const std::string& path, uint64_t size, const std::string& backing_file, mode_t mode);
+void qemu_img_create_qcow2(const std::string& path, uint64_t size, const std::string& backing_file,
+                           mode_t mode);
 
 struct QemuImageInfo {
   std::string format;
@@ -47,7 +48,8 @@ void qemu_img_commit(const std::string& top, const std::string& base);
 uint64_t qemu_img_stored_bytes(const std::string& path);
 
 // qemu-nbd serving one qcow2 file (and its backing chain) on a Unix socket in a private directory
-// (helper_directory.h: removed on SIGINT/SIGTERM/SIGHUP too, and at the next start when the command was killed).
+// (helper_directory.h: removed on SIGINT/SIGTERM/SIGHUP too, and at the next start when the command was
+// killed).
 class QemuNbdServer {
  public:
   // Starts qemu-nbd and waits (at most kToolBound) until it accepts connections.

@@ -75,7 +75,8 @@ void RequestLoop::run() {
 // reads into our buffers or calls back into this loop any more, not even while they are closed.
 bool RequestLoop::wait_for_replies() {
   const auto silent_until = last_reply_ + image_.timeout();
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(silent_until - std::chrono::steady_clock::now());
+  const auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(silent_until - std::chrono::steady_clock::now());
   const auto wait = std::max(left, std::chrono::milliseconds(0));
   const int polled = target_ != nullptr ? NbdImage::poll_both(image_, *target_, wait) : image_.poll(wait);
   if (polled == -1) {
@@ -137,7 +138,8 @@ void RequestLoop::issue(Slot& slot, size_t piece_index) {
   ++in_flight_;
   ++slot.pending;
   if (work_.mode == CopyMode::verify && target_ != nullptr) {
-    if (nbd_aio_pread(target_->handle(), slot.target_buffer.get(), piece.length, piece.offset, callback, 0) == -1) {
+    if (nbd_aio_pread(target_->handle(), slot.target_buffer.get(), piece.length, piece.offset, callback, 0) ==
+        -1) {
       fail("reading " + work_.target.name + " back" + at(piece) + ": " + NbdImage::last_error());
       return;
     }
@@ -235,7 +237,8 @@ void RequestLoop::store(Slot& slot, CopyPiece& piece) {
 
 void RequestLoop::compare(Slot& slot, const CopyPiece& piece) {
   if (target_ == nullptr) {
-    ssize_t n = ::pread(work_.target.fd, slot.target_buffer.get(), piece.length, static_cast<off_t>(piece.offset));
+    ssize_t n =
+        ::pread(work_.target.fd, slot.target_buffer.get(), piece.length, static_cast<off_t>(piece.offset));
     if (n != static_cast<ssize_t>(piece.length)) {
       fail("reading the backup back at offset " + std::to_string(piece.offset) + ": " +
            (n < 0 ? std::strerror(errno) : "short read"));

@@ -81,7 +81,7 @@ class RequestLoop {
   NbdImage* target_;
   SharedWork& work_;
   std::vector<Slot> slots_;
-  unsigned in_flight_ = 0;  // requests on either connection
+  unsigned in_flight_ = 0;                              // requests on either connection
   std::chrono::steady_clock::time_point last_reply_{};  // of any request, or when the first one was issued
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;

@@ -58,12 +58,12 @@ struct RestoreReport {
 void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
   for (const ChainPoint* link : backing_chain(chain.manifest(), point)) {
     if (link->state != "complete") {
-      throw CliError(ExitCode::server_error, "point " + point.name + " cannot be restored: point " + link->name +
-                                                 " it is built on is " + link->state);
+      throw CliError(ExitCode::server_error, "point " + point.name + " cannot be restored: point " +
+                                                 link->name + " it is built on is " + link->state);
     }
     if (!path_exists(chain.file_of(*link))) {
-      throw CliError(ExitCode::io_error, "point " + point.name + " cannot be restored: " + chain.file_of(*link) +
-                                             " (point " + link->name + ") is missing");
+      throw CliError(ExitCode::io_error, "point " + point.name + " cannot be restored: " +
+                                             chain.file_of(*link) + " (point " + link->name + ") is missing");
     }
   }
 }
@@ -78,8 +78,8 @@ int open_file_target(const RestoreJob& job, uint64_t size, bool& fresh) {
     uint64_t device_size = 0;
     if (::ioctl(fd, BLKGETSIZE64, &device_size) != 0 || device_size < size) {
       ::close(fd);
-      usage_error("--to " + job.to + ": the device holds " + std::to_string(device_size) + " bytes, the point " +
-                  std::to_string(size));
+      usage_error("--to " + job.to + ": the device holds " + std::to_string(device_size) +
+                  " bytes, the point " + std::to_string(size));
     }
     fresh = false;
     return fd;
@@ -91,7 +91,8 @@ int open_file_target(const RestoreJob& job, uint64_t size, bool& fresh) {
   if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     const int err = errno;
     ::close(fd);
-    throw CliError(ExitCode::io_error, job.to + ": cannot size to " + std::to_string(size) + ": " + std::strerror(err));
+    throw CliError(ExitCode::io_error,
+                   job.to + ": cannot size to " + std::to_string(size) + ": " + std::strerror(err));
   }
   fresh = true;
   return fd;
@@ -116,8 +117,8 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
     NbdImage target(job.to, {}, context.global().timeout, std::string("--to"));
     if (target.read_only()) usage_error("--to " + job.to + ": the export is read-only");
     if (target.size() < point.size) {
-      usage_error("--to " + job.to + ": the export holds " + std::to_string(target.size()) + " bytes, the point " +
-                  std::to_string(point.size));
+      usage_error("--to " + job.to + ": the export holds " + std::to_string(target.size()) +
+                  " bytes, the point " + std::to_string(point.size));
     }
     if (target.size() > point.size) {
       context.err() << "nbdsnap restore: warning: " << job.to << " is larger than the point; bytes after "
@@ -127,7 +128,8 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
     MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
     {
       ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
-      report.result = copy_ranges(source, server.uri(), data, CopyTarget{-1, &target, job.to}, options, &bar, zeroes);
+      report.result =
+          copy_ranges(source, server.uri(), data, CopyTarget{-1, &target, job.to}, options, &bar, zeroes);
     }
     machine.finish();
   } else {
@@ -139,9 +141,11 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
     try {
       {
         ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
-        report.result = copy_ranges(source, server.uri(), data, CopyTarget{fd, nullptr, job.to}, options, &bar, zeroes);
+        report.result =
+            copy_ranges(source, server.uri(), data, CopyTarget{fd, nullptr, job.to}, options, &bar, zeroes);
       }
-      if (::fdatasync(fd) != 0) throw CliError(ExitCode::io_error, job.to + ": sync: " + std::strerror(errno));
+      if (::fdatasync(fd) != 0)
+        throw CliError(ExitCode::io_error, job.to + ": sync: " + std::strerror(errno));
     } catch (...) {
       ::close(fd);
       throw;
@@ -155,19 +159,26 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
 void print_report(Context& context, const RestoreJob& job, const RestoreReport& report) {
   const ChainPoint& point = *report.point;
   if (context.json()) {
-    context.print_json({{"directory", job.directory}, {"point", point.name}, {"checkpoint", point.checkpoint},
-                        {"to", job.to}, {"size", point.size}, {"bytes_read", report.result.bytes_read},
-                        {"bytes_written", report.result.bytes_written}, {"bytes_zeroed", report.result.bytes_zeroed},
+    context.print_json({{"directory", job.directory},
+                        {"point", point.name},
+                        {"checkpoint", point.checkpoint},
+                        {"to", job.to},
+                        {"size", point.size},
+                        {"bytes_read", report.result.bytes_read},
+                        {"bytes_written", report.result.bytes_written},
+                        {"bytes_zeroed", report.result.bytes_zeroed},
                         {"seconds", report.seconds}});
     return;
   }
   KeyValueList list;
-  list.add("restored", "point " + point.name + (point.checkpoint.empty() ? "" : " (checkpoint " + point.checkpoint + ")") +
+  list.add("restored", "point " + point.name +
+                           (point.checkpoint.empty() ? "" : " (checkpoint " + point.checkpoint + ")") +
                            " of " + job.directory);
   list.add("to", job.to + " (" + format_size(point.size) + ")");
   char timing[64];
   const double rate = report.seconds > 0 ? static_cast<double>(report.result.bytes_read) / report.seconds : 0;
-  std::snprintf(timing, sizeof(timing), "%.2f s, %s/s", report.seconds, format_size(static_cast<uint64_t>(rate)).c_str());
+  std::snprintf(timing, sizeof(timing), "%.2f s, %s/s", report.seconds,
+                format_size(static_cast<uint64_t>(rate)).c_str());
   list.add("time", timing);
   list.add("bytes written", std::to_string(report.result.bytes_written) + " (" +
                                 format_size(report.result.bytes_written) + "), " +
@@ -177,11 +188,14 @@ void print_report(Context& context, const RestoreJob& job, const RestoreReport& 
 
 int run_restore(Context& context, const std::vector<std::string>& words) {
   CommandArgs args(kSynopsis);
-  args.options()
-      ("point", po::value<std::string>()->value_name("NAME"), "the point (or its checkpoint) to restore; default: the newest")
-      ("to", po::value<std::string>()->value_name("FILE|URI"), "a file (created sparse), a block device, or an NBD URI (nbd+unix:///ORIGIN?socket=...)")
-      ("mode", po::value<std::string>()->value_name("MODE"), "permission bits of a file created (octal; default 600)")
-      ("progress", po::value<std::string>()->value_name("FD"), "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
+  args.options()("point", po::value<std::string>()->value_name("NAME"),
+                 "the point (or its checkpoint) to restore; default: the newest")(
+      "to", po::value<std::string>()->value_name("FILE|URI"),
+      "a file (created sparse), a block device, or an NBD URI (nbd+unix:///ORIGIN?socket=...)")(
+      "mode", po::value<std::string>()->value_name("MODE"),
+      "permission bits of a file created (octal; default 600)")(
+      "progress", po::value<std::string>()->value_name("FD"),
+      "write progress lines \"N/100\" to file descriptor FD (as nbdcopy)");
   add_copy_arguments(args);
   args.positional("DIR", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
@@ -198,7 +212,8 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
   if (args.has("progress")) job.progress_fd = parse_progress_fd(args.text("progress"));
   job.copy = copy_options_from(args);
 
-  ChainDirectory chain(job.directory, /*exclusive=*/false, /*create=*/false, /*must_hold_chain=*/true, job.mode);
+  ChainDirectory chain(job.directory, /*exclusive=*/false, /*create=*/false, /*must_hold_chain=*/true,
+                       job.mode);
   RestoreReport report;
   report.point = &chain.point(job.point);
   check_restorable(chain, *report.point);
@@ -210,7 +225,9 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
 }  // namespace
 
 std::vector<CommandSpec> restore_command_specs() {
-  return {{{"restore"}, kSynopsis, "write a restore point of a qcow2 backup chain to a file, a device or an NBD export",
+  return {{{"restore"},
+           kSynopsis,
+           "write a restore point of a qcow2 backup chain to a file, a device or an NBD export",
            run_restore}};
 }
 

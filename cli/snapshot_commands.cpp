@@ -19,8 +19,8 @@ namespace nbdsnap::cli {
 namespace {
 
 // A --storage argument (storage_spec.h: PATH, PATH:SIZE, PATH:OFFSET+LENGTH, PATH:) as the control protocol's
-// {path, size[, sparse]} or {path, offset, length}; a usage error in words otherwise. `sparse` (--sparse) applies
-// to files created at a size; a range or an existing file is used as it is.
+// {path, size[, sparse]} or {path, offset, length}; a usage error in words otherwise. `sparse` (--sparse)
+// applies to files created at a size; a range or an existing file is used as it is.
 nlohmann::json storage_entry(const std::string& text, bool sparse) {
   StorageSpec spec;
   if (Status status = parse_storage_spec(text, spec); !status) usage_error(status.message());
@@ -41,8 +41,9 @@ void check_sparse_applies(const std::vector<std::string>& specs) {
     StorageSpec spec;
     if (parse_storage_spec(text, spec) && spec.size != 0) return;
   }
-  usage_error("--sparse applies to files created at a size (PATH:SIZE): none of the storage given is one (a "
-              "range or an existing file is used as it is, nothing is allocated there)");
+  usage_error(
+      "--sparse applies to files created at a size (PATH:SIZE): none of the storage given is one (a "
+      "range or an existing file is used as it is, nothing is allocated there)");
 }
 
 constexpr const char* kSparseHelp =
@@ -57,7 +58,8 @@ std::string allocation_lines(const nlohmann::json& snapshot) {
     if (!field_bool(area, "created")) continue;
     const std::string size = size_cell(field_uint(area, "size")), path = field_text(area, "path");
     out += field_bool(area, "sparse")
-               ? "sparse: " + path + " (" + size + ") takes space as chunks are copied; if its filesystem fills " +
+               ? "sparse: " + path + " (" + size +
+                     ") takes space as chunks are copied; if its filesystem fills " +
                      "up first, copy-on-write fails with ENOSPC and the snapshot is corrupted\n"
                : size + " allocated in " + path + "\n";
   }
@@ -80,17 +82,18 @@ void print_snapshot_reply(Context& context, const nlohmann::json& reply, bool sh
 
 int run_create(Context& context, const std::vector<std::string>& words) {
   CommandArgs args(
-      "snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable] [--sparse]");
-  args.options()
-      ("origin", po::value<std::vector<std::string>>()->value_name("ORIGIN"), "an origin of the snapshot (repeat for several)")
-      ("storage", po::value<std::vector<std::string>>()->value_name("STORAGE"), kStorageHelp)
-      ("limit", po::value<std::string>()->value_name("SIZE"), "most difference storage the snapshot may use")
-      ("writable", "images accept writes (kept in difference storage)")
-      ("sparse", kSparseHelp);
+      "snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable] "
+      "[--sparse]");
+  args.options()("origin", po::value<std::vector<std::string>>()->value_name("ORIGIN"),
+                 "an origin of the snapshot (repeat for several)")(
+      "storage", po::value<std::vector<std::string>>()->value_name("STORAGE"), kStorageHelp)(
+      "limit", po::value<std::string>()->value_name("SIZE"), "most difference storage the snapshot may use")(
+      "writable", "images accept writes (kept in difference storage)")("sparse", kSparseHelp);
   args.positional("NAME", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json request = snapshot_create_request(args.text("NAME"), args.list("origin"), args.list("storage"),
-                                                   args.size("limit"), args.flag("writable"), args.flag("sparse"));
+  nlohmann::json request =
+      snapshot_create_request(args.text("NAME"), args.list("origin"), args.list("storage"),
+                              args.size("limit"), args.flag("writable"), args.flag("sparse"));
   print_snapshot_reply(context, context.control().request("snapshot-create", request), true);
   return 0;
 }
@@ -99,8 +102,9 @@ int run_add_or_remove(Context& context, const std::vector<std::string>& words, b
   CommandArgs args(add ? "snapshot add NAME ORIGIN" : "snapshot remove NAME ORIGIN");
   args.positional("NAME", 1).positional("ORIGIN", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json reply = context.control().request(add ? "snapshot-add" : "snapshot-remove",
-                                                   {{"name", args.text("NAME")}, {"origin", args.text("ORIGIN")}});
+  nlohmann::json reply =
+      context.control().request(add ? "snapshot-add" : "snapshot-remove",
+                                {{"name", args.text("NAME")}, {"origin", args.text("ORIGIN")}});
   if (context.json()) {
     context.print_json(reply);
   } else {
@@ -110,7 +114,9 @@ int run_add_or_remove(Context& context, const std::vector<std::string>& words, b
   return 0;
 }
 
-int run_add(Context& context, const std::vector<std::string>& words) { return run_add_or_remove(context, words, true); }
+int run_add(Context& context, const std::vector<std::string>& words) {
+  return run_add_or_remove(context, words, true);
+}
 int run_remove(Context& context, const std::vector<std::string>& words) {
   return run_add_or_remove(context, words, false);
 }
@@ -119,9 +125,10 @@ int run_remove(Context& context, const std::vector<std::string>& words) {
 // was started (to undo a partial freeze) and whether or not the take succeeded.
 int run_take(Context& context, const std::vector<std::string>& words) {
   CommandArgs args("snapshot take NAME [--pre-hook CMD] [--post-hook CMD]");
-  args.options()
-      ("pre-hook", po::value<std::string>()->value_name("CMD"), "shell command run before the take (e.g. fsfreeze -f); failure aborts")
-      ("post-hook", po::value<std::string>()->value_name("CMD"), "shell command run after the take, even if it failed (e.g. fsfreeze -u)");
+  args.options()("pre-hook", po::value<std::string>()->value_name("CMD"),
+                 "shell command run before the take (e.g. fsfreeze -f); failure aborts")(
+      "post-hook", po::value<std::string>()->value_name("CMD"),
+      "shell command run after the take, even if it failed (e.g. fsfreeze -u)");
   args.positional("NAME", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
   const std::string name = args.text("NAME");
@@ -131,8 +138,8 @@ int run_take(Context& context, const std::vector<std::string>& words) {
   if (args.has("pre-hook")) {
     int status = run_hook(args.text("pre-hook"), name, "pre");
     if (status != 0) {
-      failure = CliError(ExitCode::server_error,
-                         "pre-hook failed with status " + std::to_string(status) + ": snapshot " + name + " not taken");
+      failure = CliError(ExitCode::server_error, "pre-hook failed with status " + std::to_string(status) +
+                                                     ": snapshot " + name + " not taken");
     }
   }
   if (!failure) {
@@ -145,8 +152,9 @@ int run_take(Context& context, const std::vector<std::string>& words) {
   if (args.has("post-hook")) {
     int status = run_hook(args.text("post-hook"), name, "post");
     if (status != 0 && !failure) {
-      failure = CliError(ExitCode::server_error,
-                         "snapshot " + name + " was taken but the post-hook failed with status " + std::to_string(status));
+      failure = CliError(
+          ExitCode::server_error,
+          "snapshot " + name + " was taken but the post-hook failed with status " + std::to_string(status));
     }
   }
   if (failure) throw *failure;
@@ -212,7 +220,8 @@ std::string join_names(const nlohmann::json& names) {
 }
 
 std::string storage_use(const nlohmann::json& snapshot) {
-  return size_cell(field_uint(snapshot, "storage_used")) + " / " + size_cell(field_uint(snapshot, "storage_total"));
+  return size_cell(field_uint(snapshot, "storage_used")) + " / " +
+         size_cell(field_uint(snapshot, "storage_total"));
 }
 
 }  // namespace
@@ -220,17 +229,30 @@ std::string storage_use(const nlohmann::json& snapshot) {
 std::vector<CommandSpec> snapshot_command_specs() {
   return {
       {{"snapshot", "create"},
-       "snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable] [--sparse]",
-       "create a snapshot of one or more origins (not yet taken)", run_create},
+       "snapshot create NAME --origin ORIGIN... [--storage STORAGE]... [--limit SIZE] [--writable] "
+       "[--sparse]",
+       "create a snapshot of one or more origins (not yet taken)",
+       run_create},
       {{"snapshot", "add"}, "snapshot add NAME ORIGIN", "add an origin to a created snapshot", run_add},
-      {{"snapshot", "remove"}, "snapshot remove NAME ORIGIN", "remove an origin from a created snapshot", run_remove},
-      {{"snapshot", "take"}, "snapshot take NAME [--pre-hook CMD] [--post-hook CMD]",
-       "freeze all origins of the snapshot at once", run_take},
-      {{"snapshot", "append-storage"}, "snapshot append-storage NAME STORAGE [--sparse]",
-       "give a snapshot more difference storage (PATH, PATH:SIZE or PATH:OFFSET+LENGTH)", run_append_storage},
-      {{"snapshot", "info"}, "snapshot info NAME", "state, images (NBD URIs), storage used and limit", run_info},
+      {{"snapshot", "remove"},
+       "snapshot remove NAME ORIGIN",
+       "remove an origin from a created snapshot",
+       run_remove},
+      {{"snapshot", "take"},
+       "snapshot take NAME [--pre-hook CMD] [--post-hook CMD]",
+       "freeze all origins of the snapshot at once",
+       run_take},
+      {{"snapshot", "append-storage"},
+       "snapshot append-storage NAME STORAGE [--sparse]",
+       "give a snapshot more difference storage (PATH, PATH:SIZE or PATH:OFFSET+LENGTH)",
+       run_append_storage},
+      {{"snapshot", "info"},
+       "snapshot info NAME",
+       "state, images (NBD URIs), storage used and limit",
+       run_info},
       {{"snapshot", "list"}, "snapshot list", "list snapshots", run_list},
-      {{"snapshot", "destroy"}, "snapshot destroy NAME [--force]",
+      {{"snapshot", "destroy"},
+       "snapshot destroy NAME [--force]",
        "destroy a snapshot and free its storage (refused while clients read its images, unless --force)",
        run_destroy},
   };
@@ -240,14 +262,16 @@ nlohmann::json snapshot_create_request(const std::string& name, const std::vecto
                                        const std::vector<std::string>& storage_specs, uint64_t limit,
                                        bool writable, bool sparse) {
   if (origins.empty()) usage_error("snapshot create needs at least one --origin");
-  // The server's default storage (no --storage) follows its own setting (the filter's nbdsnap-storage-sparse).
+  // The server's default storage (no --storage) follows its own setting (the filter's
+  // nbdsnap-storage-sparse).
   if (sparse && !storage_specs.empty()) check_sparse_applies(storage_specs);
   if (sparse && storage_specs.empty()) {
     usage_error("--sparse needs --storage PATH:SIZE (the server's default storage follows its own setting)");
   }
   nlohmann::json storage = nlohmann::json::array();
   for (const std::string& spec : storage_specs) storage.push_back(storage_entry(spec, sparse));
-  // Without --storage the server picks its default storage (the nbdkit filter's nbdsnap-storage=DIR) or refuses.
+  // Without --storage the server picks its default storage (the nbdkit filter's nbdsnap-storage=DIR) or
+  // refuses.
   nlohmann::json request = {{"name", name}, {"origins", origins}, {"writable", writable}};
   if (!storage.empty()) request["storage"] = storage;
   if (limit != 0) request["limit"] = limit;
@@ -306,8 +330,13 @@ std::string format_snapshot(const nlohmann::json& snapshot) {
 }
 
 std::string format_snapshot_table(const nlohmann::json& snapshots) {
-  Table table({{"NAME"}, {"STATE"}, {"ORIGINS"}, {"USED / TOTAL", Align::right}, {"LIMIT", Align::right},
-               {"CHUNKS", Align::right}, {"TAKEN"}});
+  Table table({{"NAME"},
+               {"STATE"},
+               {"ORIGINS"},
+               {"USED / TOTAL", Align::right},
+               {"LIMIT", Align::right},
+               {"CHUNKS", Align::right},
+               {"TAKEN"}});
   for (const auto& snapshot : snapshots) {
     uint64_t limit = field_uint(snapshot, "storage_limit");
     table.add_row({field_text(snapshot, "name"), field_text(snapshot, "state"),

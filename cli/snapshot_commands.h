@@ -14,9 +14,9 @@ namespace nbdsnap::cli {
 
 std::vector<CommandSpec> snapshot_command_specs();
 
-// Requests built from the command line (pure, unit-tested). Storage specs are core/storage_spec.h's text form:
-// "PATH", "PATH:SIZE", "PATH:OFFSET+LENGTH" or "PATH:". `sparse` (--sparse) asks for files created at a size
-// to be sparse (core/storage_allocation.h); a usage error when no spec creates a file.
+// Requests built from the command line (pure, unit-tested). Storage specs are core/storage_spec.h's text
+// form: "PATH", "PATH:SIZE", "PATH:OFFSET+LENGTH" or "PATH:". `sparse` (--sparse) asks for files created at a
+// size to be sparse (core/storage_allocation.h); a usage error when no spec creates a file.
 nlohmann::json snapshot_create_request(const std::string& name, const std::vector<std::string>& origins,
                                        const std::vector<std::string>& storage_specs, uint64_t limit,
                                        bool writable, bool sparse = false);

@@ -48,14 +48,16 @@ std::string unix_socket_of_uri(std::string_view uri) {
 }
 
 std::string nbd_socket_given_as_control_message(const std::string& path) {
-  return path + ": this is an NBD socket, not a control socket: give --control the control socket "
-                "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)";
+  return path +
+         ": this is an NBD socket, not a control socket: give --control the control socket "
+         "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)";
 }
 
 std::string control_socket_given_as_nbd_message(const std::string& uri, const std::string& path,
                                                 const std::string& option) {
   return "cannot open " + uri + ": " + path +
-         ": this is an nbdsnap control socket, not an NBD socket: give " + option + " a URI whose socket= is the NBD "
+         ": this is an nbdsnap control socket, not an NBD socket: give " + option +
+         " a URI whose socket= is the NBD "
          "socket (nbdsnapd --listen unix:PATH, or nbdkit -U PATH)";
 }
 

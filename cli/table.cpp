@@ -50,11 +50,17 @@ std::string KeyValueList::render() const {
   return out;
 }
 
-std::string yes_no(bool value) { return value ? "yes" : "no"; }
+std::string yes_no(bool value) {
+  return value ? "yes" : "no";
+}
 
-std::string or_dash(const std::string& text) { return text.empty() ? "-" : text; }
+std::string or_dash(const std::string& text) {
+  return text.empty() ? "-" : text;
+}
 
-std::string size_cell(uint64_t bytes) { return format_size(bytes); }
+std::string size_cell(uint64_t bytes) {
+  return format_size(bytes);
+}
 
 std::string time_cell(int64_t unix_ms) {
   if (unix_ms <= 0) return "-";

@@ -2,26 +2,26 @@
 // control_socket.cpp — the Unix stream socket behind both front ends' control servers.
 //
 // Design notes. One acceptor thread, one thread per client. A client thread closes its own descriptor when it
-// ends, under clients_mutex_, and marks its entry finished by setting the descriptor to -1; the acceptor joins
-// finished entries before each accept, so the number of threads follows the number of live clients, not the
-// number of connections ever made. stop() shuts the listening descriptor down (which wakes accept() on Linux)
-// and shuts every live client descriptor down (which wakes recv()); because descriptors are closed only under
-// the mutex, stop() never shuts down a descriptor number that was closed and reused elsewhere. A handler that
-// blocks on its own (events-wait) must be released by its owner before stop(), for good: EventLog::stop().
-// A one-time wake-up is not enough, because a client may have its next request already received (or send
-// one before its descriptor is shut down), and that request's wait would hold up the join.
+// ends, under clients_mutex_, and marks its entry finished by setting the descriptor to -1; the acceptor
+// joins finished entries before each accept, so the number of threads follows the number of live clients, not
+// the number of connections ever made. stop() shuts the listening descriptor down (which wakes accept() on
+// Linux) and shuts every live client descriptor down (which wakes recv()); because descriptors are closed
+// only under the mutex, stop() never shuts down a descriptor number that was closed and reused elsewhere. A
+// handler that blocks on its own (events-wait) must be released by its owner before stop(), for good:
+// EventLog::stop(). A one-time wake-up is not enough, because a client may have its next request already
+// received (or send one before its descriptor is shut down), and that request's wait would hold up the join.
 // On TCP, a connection first waits in the TlsHandshaker (one thread for all, bounded in number and time) and
 // gets its thread only once authenticated, within RemoteLimits::max_sessions; stop() stops the handshaker
 // after the acceptor and before shutting the clients down, so no client thread starts behind its back. A TLS
 // client's waits are poll(2)s, which shutting its descriptor down ends as it ends recv().
 #include "control_socket.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -43,11 +43,14 @@ namespace {
 constexpr size_t kMaxLineBytes = ControlSocketServer::kMaxLineBytes;
 constexpr size_t kReadChunkBytes = 64u << 10;
 // After an overlong line, this much more is read and dropped while looking for its end, so that the client's
-// send completes and it reads the error reply (rather than a connection reset); a client sending more is cut off.
+// send completes and it reads the error reply (rather than a connection reset); a client sending more is cut
+// off.
 constexpr size_t kMaxDiscardBytes = 64u << 20;
 constexpr int kAdoptedPollMs = 200;  // how soon stop() is noticed on an adopted socket
 
-std::string errno_text(const std::string& what, int err) { return what + ": " + std::strerror(err); }
+std::string errno_text(const std::string& what, int err) {
+  return what + ": " + std::strerror(err);
+}
 
 bool fill_address(const std::string& path, sockaddr_un& address, std::string& error) {
   address = {};
@@ -142,7 +145,8 @@ class TlsClientChannel final : public ControlChannel {
   ~TlsClientChannel() override { stream_->bye(); }
   ssize_t receive(char* buffer, size_t capacity) override {
     // The next request may be long in coming (a client between commands); stop() ends the wait.
-    return stream_->read_some(buffer, capacity, std::chrono::steady_clock::now() + std::chrono::hours(24 * 365));
+    return stream_->read_some(buffer, capacity,
+                              std::chrono::steady_clock::now() + std::chrono::hours(24 * 365));
   }
   bool send(const std::string& data) override {
     return stream_->write_all(data, std::chrono::steady_clock::now() + ControlSocketServer::kTlsSendTimeout);
@@ -175,7 +179,9 @@ bool give_to_group(const std::string& path, const std::string& group_name, std::
 
 }  // namespace
 
-ControlSocketServer::~ControlSocketServer() { stop(); }
+ControlSocketServer::~ControlSocketServer() {
+  stop();
+}
 
 bool ControlSocketServer::start(const std::string& path, LineHandler handler, std::string& error,
                                 const std::string& group) {
@@ -205,7 +211,9 @@ bool ControlSocketServer::start(const std::string& path, LineHandler handler, st
     return false;
   }
   path_ = path;
-  handler_ = [handler = std::move(handler)](const std::string& line, const PeerIdentity&) { return handler(line); };
+  handler_ = [handler = std::move(handler)](const std::string& line, const PeerIdentity&) {
+    return handler(line);
+  };
   if (start_accepting(fd, error)) return true;
   unlink(path.c_str());
   return false;
@@ -223,12 +231,15 @@ bool ControlSocketServer::adopt(int fd, const std::string& path, LineHandler han
   }
   path_.clear();  // not ours to unlink
   adopted_ = true;
-  handler_ = [handler = std::move(handler)](const std::string& line, const PeerIdentity&) { return handler(line); };
+  handler_ = [handler = std::move(handler)](const std::string& line, const PeerIdentity&) {
+    return handler(line);
+  };
   return start_accepting(fd, error);
 }
 
-bool ControlSocketServer::start_tls(const std::string& host, uint16_t port, const TlsCredentialStore& credentials,
-                                    PeerLineHandler handler, std::string& error) {
+bool ControlSocketServer::start_tls(const std::string& host, uint16_t port,
+                                    const TlsCredentialStore& credentials, PeerLineHandler handler,
+                                    std::string& error) {
   const std::string where = host + ":" + std::to_string(port);
   if (listen_fd_ >= 0) {
     error = "control server already started";
@@ -293,7 +304,8 @@ void ControlSocketServer::stop() {
   stopping_ = true;
   if (!adopted_) shutdown(listen_fd_, SHUT_RDWR);  // wakes accept4(); an adopted socket's poll() times out
   if (acceptor_.joinable()) acceptor_.join();
-  // After the acceptor (which feeds it) and before the clients (which it starts): no client starts after this.
+  // After the acceptor (which feeds it) and before the clients (which it starts): no client starts after
+  // this.
   if (handshaker_) handshaker_->stop();
 
   std::list<std::pair<int, std::thread>> clients;
@@ -425,10 +437,11 @@ void ControlSocketServer::serve_authenticated(int fd, const std::string& peer_ad
   // One too many: told so in the protocol's words, outside the lock (the send is bounded, not instant).
   const std::string limit = std::to_string(limits_.max_sessions);
   // The reply is short and the socket's buffer empty: this send does not wait in practice.
-  stream->write_all(error_reply_line("busy", EBUSY,
-                                     "the server already serves " + limit +
-                                         " remote control clients (nbdsnapd --control-max-sessions): try later"),
-                    std::chrono::steady_clock::now() + std::chrono::seconds(1));
+  stream->write_all(
+      error_reply_line("busy", EBUSY,
+                       "the server already serves " + limit +
+                           " remote control clients (nbdsnapd --control-max-sessions): try later"),
+      std::chrono::steady_clock::now() + std::chrono::seconds(1));
   stream->bye();
   stream.reset();
   close(fd);
@@ -437,7 +450,8 @@ void ControlSocketServer::serve_authenticated(int fd, const std::string& peer_ad
                    warn_);
 }
 
-bool ControlSocketServer::start_client_thread(int fd, std::unique_ptr<ControlChannel> channel, PeerIdentity peer) {
+bool ControlSocketServer::start_client_thread(int fd, std::unique_ptr<ControlChannel> channel,
+                                              PeerIdentity peer) {
   // The lock is held until the entry exists, so serve_client always finds its own entry at the end.
   std::thread thread;
   try {
@@ -469,11 +483,12 @@ bool discard_rest_of_line(ControlChannel& channel) {
 
 }  // namespace
 
-void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> channel, const PeerIdentity& peer) {
+void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> channel,
+                                       const PeerIdentity& peer) {
   std::string pending;
   std::vector<char> chunk(kReadChunkBytes);
   bool open = true;
-  bool overlong = false;     // a line over kMaxLineBytes: refused with an error reply, then the connection ends
+  bool overlong = false;  // a line over kMaxLineBytes: refused with an error reply, then the connection ends
   bool overlong_ended = false;  // ... and its newline was received
   while (open) {
     const ssize_t n = channel->receive(chunk.data(), chunk.size());
@@ -507,9 +522,10 @@ void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> c
     }
   }
   if (overlong && (overlong_ended || discard_rest_of_line(*channel))) {
-    channel->send(error_reply_line("bad_request", EMSGSIZE,
-                                   "a request line longer than " + std::to_string(kMaxLineBytes) +
-                                       " bytes (1 MiB, the control protocol's limit): the connection is closed"));
+    channel->send(
+        error_reply_line("bad_request", EMSGSIZE,
+                         "a request line longer than " + std::to_string(kMaxLineBytes) +
+                             " bytes (1 MiB, the control protocol's limit): the connection is closed"));
   }
 
   channel.reset();  // close_notify first

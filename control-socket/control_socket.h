@@ -4,11 +4,12 @@
 //
 // Both front ends use it to serve the engine's Control (one JSON request per line, one reply per line).
 // The handler runs on the client's thread and may block (events-wait) without holding up other clients.
-// On TCP every client must complete a TLS handshake within RemoteLimits::handshake_timeout and authenticate (a
-// PSK, or a client certificate signed by the CA: the credential store must verify peers); the handler gets who
-// it is. Handshakes run on one thread for all (tls_handshaker.h): a client gets its own thread only once
+// On TCP every client must complete a TLS handshake within RemoteLimits::handshake_timeout and authenticate
+// (a PSK, or a client certificate signed by the CA: the credential store must verify peers); the handler gets
+// who it is. Handshakes run on one thread for all (tls_handshaker.h): a client gets its own thread only once
 // authenticated, and at most RemoteLimits::max_sessions do.
-// A line longer than kMaxLineBytes gets a bad_request error reply (docs/control.md), then the connection ends.
+// A line longer than kMaxLineBytes gets a bad_request error reply (docs/control.md), then the connection
+// ends.
 #pragma once
 
 #include <atomic>
@@ -57,9 +58,9 @@ class ControlSocketServer {
   // Binds PATH (removing a stale socket file, refusing a live one), chmod 0600 (0660 and that group when
   // `group` names one), and starts accepting. Returns false with a message in `error` on failure.
   bool start(const std::string& path, LineHandler handler, std::string& error, const std::string& group = "");
-  // As start(), on a listening Unix socket someone else bound (systemd's socket activation): takes `fd`, serves
-  // it, and on stop() closes it without shutting it down or removing `path` (only named in messages), so
-  // that its owner can pass it on again.
+  // As start(), on a listening Unix socket someone else bound (systemd's socket activation): takes `fd`,
+  // serves it, and on stop() closes it without shutting it down or removing `path` (only named in messages),
+  // so that its owner can pass it on again.
   bool adopt(int fd, const std::string& path, LineHandler handler, std::string& error);
   // Listens on HOST:PORT (TCP) and serves TLS clients only, with the store's current credentials for each
   // new client (a reload applies to the next one). REQUIRES: the store is loaded, verifies peers when it has
@@ -85,9 +86,11 @@ class ControlSocketServer {
       EXCLUDES(clients_mutex_);
   // Starts the client's thread; on failure closes fd (and the channel) and returns false. REQUIRES: the
   // caller counted the client (sessions_) when it is remote.
-  bool start_client_thread(int fd, std::unique_ptr<ControlChannel> channel, PeerIdentity peer) REQUIRES(clients_mutex_);
-  void serve_client(int fd, std::unique_ptr<ControlChannel> channel, const PeerIdentity& peer) EXCLUDES(clients_mutex_);
-  std::string path_;  // empty for TCP
+  bool start_client_thread(int fd, std::unique_ptr<ControlChannel> channel, PeerIdentity peer)
+      REQUIRES(clients_mutex_);
+  void serve_client(int fd, std::unique_ptr<ControlChannel> channel, const PeerIdentity& peer)
+      EXCLUDES(clients_mutex_);
+  std::string path_;                         // empty for TCP
   const TlsCredentialStore* tls_ = nullptr;  // TCP: every client speaks TLS
   PeerLineHandler handler_;
   std::function<void(const std::string&)> warn_;

@@ -15,7 +15,8 @@ std::string PeerIdentity::describe() const {
 bool identity_matches(const std::string& pattern, const PeerIdentity& peer) {
   if (pattern == "*") return true;
   if (pattern == "local") return peer.local;
-  if (pattern.starts_with("psk:")) return !peer.psk_username.empty() && pattern.substr(4) == peer.psk_username;
+  if (pattern.starts_with("psk:"))
+    return !peer.psk_username.empty() && pattern.substr(4) == peer.psk_username;
   if (pattern.starts_with("dn:")) return !peer.dn.empty() && pattern.substr(3) == peer.dn;
   if (pattern.starts_with("san:")) {
     return std::find(peer.sans.begin(), peer.sans.end(), pattern.substr(4)) != peer.sans.end();

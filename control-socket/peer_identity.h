@@ -20,10 +20,10 @@
 namespace nbdsnap {
 
 struct PeerIdentity {
-  bool local = false;              // a Unix socket client without TLS
-  std::string psk_username;        // set for a PSK session
-  std::string dn;                  // a verified client certificate's subject
-  std::vector<std::string> sans;   // ... and its subject alternative names
+  bool local = false;             // a Unix socket client without TLS
+  std::string psk_username;       // set for a PSK session
+  std::string dn;                 // a verified client certificate's subject
+  std::vector<std::string> sans;  // ... and its subject alternative names
   // "psk:agent1", "dn:CN=agent1,O=Example", "local", or "anonymous" (plain TCP, unverified TLS): for logs.
   std::string describe() const;
 };

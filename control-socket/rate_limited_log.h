@@ -18,7 +18,8 @@ class RateLimitedLog {
 
   // Calls warn(message) when no line went out in the last interval (adding how many were left out since the
   // last one), else only counts the event.
-  void report(const std::string& message, const std::function<void(const std::string&)>& warn) EXCLUDES(mutex_) {
+  void report(const std::string& message, const std::function<void(const std::string&)>& warn)
+      EXCLUDES(mutex_) {
     std::string line;
     {
       MutexLock lock(mutex_);

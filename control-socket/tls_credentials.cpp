@@ -85,9 +85,10 @@ int hex_value(char c) {
 }
 
 // A server's PSK keys (binary), by its GnuTLS credentials object. GnuTLS's key callback has no user pointer,
-// but it can ask the session for its credentials. Keys live here rather than in GnuTLS's file reader so that the
-// keys a handshake uses are exactly the ones load() checked (the file reader re-reads the file at each
-// handshake, so a reload that "kept the previous keys" did not, and CRLF lines passed the check but not GnuTLS).
+// but it can ask the session for its credentials. Keys live here rather than in GnuTLS's file reader so that
+// the keys a handshake uses are exactly the ones load() checked (the file reader re-reads the file at each
+// handshake, so a reload that "kept the previous keys" did not, and CRLF lines passed the check but not
+// GnuTLS).
 struct PskKeyTable {
   Mutex mutex;
   std::map<const void*, std::map<std::string, std::string>> keys GUARDED_BY(mutex);
@@ -120,7 +121,9 @@ int server_psk_key(gnutls_session_t session, const char* username, gnutls_datum_
 
 }  // namespace
 
-PskLookup take_psk_lookup() { return std::exchange(last_psk_lookup, PskLookup{}); }
+PskLookup take_psk_lookup() {
+  return std::exchange(last_psk_lookup, PskLookup{});
+}
 
 Status read_psk_entry(const std::string& path, std::string& username, std::string& hex_key) {
   unsigned entries = 0;
@@ -140,8 +143,9 @@ Status read_psk_entry(const std::string& path, std::string& username, std::strin
     return {Errc::not_found, "PSK file " + path + " has no key for username '" + username + "'"};
   }
   if (entries != 1) {
-    return {Errc::invalid_argument, "PSK file " + path + " holds " + std::to_string(entries) +
-                                        " keys: name the one to use (--tls-username, or USER@ in the address)"};
+    return {Errc::invalid_argument,
+            "PSK file " + path + " holds " + std::to_string(entries) +
+                " keys: name the one to use (--tls-username, or USER@ in the address)"};
   }
   username = only_user;
   hex_key = only_key;
@@ -166,7 +170,8 @@ Status TlsCredentials::load(TlsEndpoint endpoint, const TlsOptions& options,
 }
 
 TlsCredentials::~TlsCredentials() {
-  if (x509_ != nullptr) gnutls_certificate_free_credentials(static_cast<gnutls_certificate_credentials_t>(x509_));
+  if (x509_ != nullptr)
+    gnutls_certificate_free_credentials(static_cast<gnutls_certificate_credentials_t>(x509_));
   if (psk_ != nullptr) {
     if (endpoint_ == TlsEndpoint::server) {
       {
@@ -185,7 +190,8 @@ TlsCredentials::~TlsCredentials() {
 Status TlsCredentials::load_x509() {
   const std::string& dir = options_.certificates_dir;
   gnutls_certificate_credentials_t cred = nullptr;
-  if (int rc = gnutls_certificate_allocate_credentials(&cred); rc < 0) return gnutls_failure(rc, "X.509 credentials");
+  if (int rc = gnutls_certificate_allocate_credentials(&cred); rc < 0)
+    return gnutls_failure(rc, "X.509 credentials");
   x509_ = cred;
   const std::string ca = dir + "/ca-cert.pem";
   const bool server = endpoint_ == TlsEndpoint::server;
@@ -209,7 +215,8 @@ Status TlsCredentials::load_x509() {
   if (!server && !file_exists(cert)) return Status::ok();  // a client certificate is optional
   if (Status s = check_readable(cert, "certificate"); !s) return s;
   if (Status s = check_readable(key, "private key"); !s) return s;
-  if (int rc = gnutls_certificate_set_x509_key_file(cred, cert.c_str(), key.c_str(), GNUTLS_X509_FMT_PEM); rc < 0) {
+  if (int rc = gnutls_certificate_set_x509_key_file(cred, cert.c_str(), key.c_str(), GNUTLS_X509_FMT_PEM);
+      rc < 0) {
     return gnutls_failure(rc, "certificate " + cert + " with key " + key);
   }
   if (server) gnutls_certificate_set_known_dh_params(cred, GNUTLS_SEC_PARAM_MEDIUM);
@@ -230,9 +237,11 @@ Status TlsCredentials::load_psk() {
       keys.emplace(user, std::move(binary));  // the first line of a user wins, as GnuTLS's reader did
     });
     if (!read) return read;
-    if (keys.empty()) return {Errc::invalid_argument, "PSK file " + path + " holds no keys (psktool -u NAME -p FILE)"};
+    if (keys.empty())
+      return {Errc::invalid_argument, "PSK file " + path + " holds no keys (psktool -u NAME -p FILE)"};
     gnutls_psk_server_credentials_t cred = nullptr;
-    if (int rc = gnutls_psk_allocate_server_credentials(&cred); rc < 0) return gnutls_failure(rc, "PSK credentials");
+    if (int rc = gnutls_psk_allocate_server_credentials(&cred); rc < 0)
+      return gnutls_failure(rc, "PSK credentials");
     psk_ = cred;
     gnutls_psk_set_server_credentials_function(cred, server_psk_key);
     gnutls_psk_set_server_known_dh_params(cred, GNUTLS_SEC_PARAM_MEDIUM);
@@ -244,7 +253,8 @@ Status TlsCredentials::load_psk() {
   std::string username = options_.psk_username, hex_key;
   if (Status s = read_psk_entry(path, username, hex_key); !s) return s;
   gnutls_psk_client_credentials_t cred = nullptr;
-  if (int rc = gnutls_psk_allocate_client_credentials(&cred); rc < 0) return gnutls_failure(rc, "PSK credentials");
+  if (int rc = gnutls_psk_allocate_client_credentials(&cred); rc < 0)
+    return gnutls_failure(rc, "PSK credentials");
   psk_ = cred;
   client_psk_username_ = username;
   const gnutls_datum_t key{reinterpret_cast<unsigned char*>(hex_key.data()), unsigned(hex_key.size())};

@@ -2,12 +2,12 @@
 // tls_credentials.h — GnuTLS credentials loaded from the files nbdkit, QEMU and libnbd use, for a server or a
 // client endpoint, and a store that swaps them on reload while sessions keep the ones they started with.
 //
-// X.509: a directory holding ca-cert.pem (the CA that signs peers; needed to verify them), server-cert.pem and
-// server-key.pem (server), client-cert.pem and client-key.pem (client, optional unless the server verifies
-// clients); ca-crl.pem is read when present. PSK: a file of `username:hexkey` lines as psktool writes them.
-// Loading reads every file at once, so a bad file is reported when the option is given, not at the first
-// client. Credentials are immutable once loaded and may be used by any number of sessions on any threads
-// (GnuTLS: read-only credentials are thread-safe).
+// X.509: a directory holding ca-cert.pem (the CA that signs peers; needed to verify them), server-cert.pem
+// and server-key.pem (server), client-cert.pem and client-key.pem (client, optional unless the server
+// verifies clients); ca-crl.pem is read when present. PSK: a file of `username:hexkey` lines as psktool
+// writes them. Loading reads every file at once, so a bad file is reported when the option is given, not at
+// the first client. Credentials are immutable once loaded and may be used by any number of sessions on any
+// threads (GnuTLS: read-only credentials are thread-safe).
 #pragma once
 
 #include <memory>
@@ -33,7 +33,8 @@ class TlsCredentials {
   // Loads the credentials `options` name for one endpoint. Errors: invalid_argument (no credentials named, a
   // malformed PSK file, a missing username), not_found / io_error (a file that cannot be read), and GnuTLS's
   // message for keys and certificates it refuses; every message names the file.
-  static Status load(TlsEndpoint endpoint, const TlsOptions& options, std::shared_ptr<const TlsCredentials>& out);
+  static Status load(TlsEndpoint endpoint, const TlsOptions& options,
+                     std::shared_ptr<const TlsCredentials>& out);
   ~TlsCredentials();
   TlsCredentials(const TlsCredentials&) = delete;
   TlsCredentials& operator=(const TlsCredentials&) = delete;
@@ -51,7 +52,8 @@ class TlsCredentials {
   const std::string& client_psk_username() const { return client_psk_username_; }
 
  private:
-  TlsCredentials(TlsEndpoint endpoint, TlsOptions options) : endpoint_(endpoint), options_(std::move(options)) {}
+  TlsCredentials(TlsEndpoint endpoint, TlsOptions options)
+      : endpoint_(endpoint), options_(std::move(options)) {}
   Status load_x509();
   Status load_psk();
   Status load_priority();

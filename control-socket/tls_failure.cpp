@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // tls_failure.cpp — administrator-facing explanations of failed TLS handshakes (see tls_failure.h).
 //
-// The cases are those seen with GnuTLS 3.7 between nbdsnapd, the nbdsnap CLI, libnbd and QEMU: a wrong PSK makes
-// the server fail with "An illegal parameter has been received" (TLS 1.3 checks the PSK binder first) and the
-// client see the connection end; an unknown PSK identity leaves the server without credentials in common; a
-// client certificate from another CA, expired, or missing fails the server's verification (tls_session.cpp
-// verifies after the handshake); a client that refuses the server's certificate simply hangs up.
+// The cases are those seen with GnuTLS 3.7 between nbdsnapd, the nbdsnap CLI, libnbd and QEMU: a wrong PSK
+// makes the server fail with "An illegal parameter has been received" (TLS 1.3 checks the PSK binder first)
+// and the client see the connection end; an unknown PSK identity leaves the server without credentials in
+// common; a client certificate from another CA, expired, or missing fails the server's verification
+// (tls_session.cpp verifies after the handshake); a client that refuses the server's certificate simply hangs
+// up.
 #include "tls_failure.h"
 
 #include <gnutls/gnutls.h>
@@ -17,17 +18,24 @@ namespace nbdsnap {
 
 namespace {
 
-std::string quoted(const std::string& text) { return "'" + text + "'"; }
+std::string quoted(const std::string& text) {
+  return "'" + text + "'";
+}
 
-std::string in_parentheses(int rc) { return std::string(" (GnuTLS: ") + gnutls_strerror(rc) + ")"; }
+std::string in_parentheses(int rc) {
+  return std::string(" (GnuTLS: ") + gnutls_strerror(rc) + ")";
+}
 
-std::string ca_file(const TlsOptions& options) { return options.certificates_dir + "/ca-cert.pem"; }
+std::string ca_file(const TlsOptions& options) {
+  return options.certificates_dir + "/ca-cert.pem";
+}
 
 // Server: what a failure means once the client offered a PSK identity.
 std::string psk_explanation(const TlsFailureContext& c) {
   if (!c.psk.known) {
-    return "the client offered an unknown PSK identity " + quoted(c.psk.username) + ": " + c.options->psk_file +
-           " has no key for it (add one with psktool -u " + c.psk.username + " -p FILE, then SIGHUP)";
+    return "the client offered an unknown PSK identity " + quoted(c.psk.username) + ": " +
+           c.options->psk_file + " has no key for it (add one with psktool -u " + c.psk.username +
+           " -p FILE, then SIGHUP)";
   }
   return "the client's PSK does not match the key for user " + quoted(c.psk.username) + " in " +
          c.options->psk_file + " (the client's key file must hold the same key for that user)";
@@ -44,7 +52,8 @@ std::string explain_refused_by_server(const TlsFailureContext& c) {
                      " is the one the server's --tls-psk file holds for that user");
   }
   if (!o.certificates_dir.empty()) {
-    checks.push_back("that " + o.certificates_dir + "/client-cert.pem exists, is signed by the CA the server "
+    checks.push_back("that " + o.certificates_dir +
+                     "/client-cert.pem exists, is signed by the CA the server "
                      "trusts (its ca-cert.pem) and is within its validity dates (certtool -i --infile " +
                      o.certificates_dir + "/client-cert.pem)");
   }
@@ -62,7 +71,8 @@ std::string server_peer_ended_explanation(const TlsFailureContext& c) {
                                      : "the client ended the TLS handshake with alert " + quoted(c.alert);
   if (!c.options->certificates_dir.empty()) {
     text += "; if it refused this server's certificate, check that the client trusts the CA that signed " +
-            c.options->certificates_dir + "/server-cert.pem and that the certificate is within its validity dates";
+            c.options->certificates_dir +
+            "/server-cert.pem and that the certificate is within its validity dates";
   }
   return text;
 }
@@ -76,7 +86,8 @@ std::string explain_handshake_error(int rc, const TlsFailureContext& c) {
   std::string why;
   if (rc == GNUTLS_E_UNEXPECTED_PACKET_LENGTH || rc == GNUTLS_E_UNSUPPORTED_VERSION_PACKET ||
       rc == GNUTLS_E_UNEXPECTED_PACKET) {
-    why = std::string("the ") + (c.server ? "client" : "server") + " does not speak TLS here (a plain connection?)";
+    why = std::string("the ") + (c.server ? "client" : "server") +
+          " does not speak TLS here (a plain connection?)";
   } else if (c.server && c.psk.happened) {
     why = psk_explanation(c);  // the key decides a PSK handshake once the identity is found, or not
   } else if (c.server && (rc == GNUTLS_E_CERTIFICATE_REQUIRED || rc == GNUTLS_E_NO_CERTIFICATE_FOUND)) {
@@ -113,7 +124,8 @@ std::string explain_certificate_status(unsigned status, const std::string& gnutl
   if (status & GNUTLS_CERT_NOT_ACTIVATED) {
     reasons.push_back(whose + " is not valid yet (check its validity dates, and both machines' clocks)");
   }
-  if (status & GNUTLS_CERT_REVOKED) reasons.push_back(whose + " is revoked by " + o.certificates_dir + "/ca-crl.pem");
+  if (status & GNUTLS_CERT_REVOKED)
+    reasons.push_back(whose + " is revoked by " + o.certificates_dir + "/ca-crl.pem");
   if (status & GNUTLS_CERT_UNEXPECTED_OWNER) {
     reasons.push_back(whose + " does not name " + quoted(c.server_name) +
                       " (connect with a host name or address its certificate lists)");

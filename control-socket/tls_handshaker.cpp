@@ -67,10 +67,12 @@ void TlsHandshaker::add(int fd, std::string peer_address, std::unique_ptr<TlsSes
     ++count_;
   }
   if (evicting) {
-    evicted_log_.report("remote control: " + std::to_string(max_pending_) +
-                            " connections are waiting for their TLS handshake (the limit): the oldest is closed "
-                            "to let " + peer_address + " in",
-                        warn_);
+    evicted_log_.report(
+        "remote control: " + std::to_string(max_pending_) +
+            " connections are waiting for their TLS handshake (the limit): the oldest is closed "
+            "to let " +
+            peer_address + " in",
+        warn_);
   }
   wake();
 }
@@ -127,9 +129,10 @@ bool TlsHandshaker::step(Pending& pending) {
     authenticated_(fd, pending.peer_address, std::make_unique<TlsStream>(std::move(pending.session), fd));
     return true;
   }
-  // A wrong PSK, a certificate from another CA, a port scanner...: TlsSession's error says which, for an admin.
-  const std::string why = pending.session->error().empty() ? "the client closed the connection"
-                                                           : pending.session->error();
+  // A wrong PSK, a certificate from another CA, a port scanner...: TlsSession's error says which, for an
+  // admin.
+  const std::string why =
+      pending.session->error().empty() ? "the client closed the connection" : pending.session->error();
   if (warn_) warn_("remote control: refused " + pending.peer_address + ": " + why);
   ::close(pending.fd);
   return true;
@@ -164,7 +167,8 @@ void TlsHandshaker::run() {
       polled.push_back(it);
     }
     const auto wait = std::chrono::ceil<std::chrono::milliseconds>(nearest - now);
-    const int ready = ::poll(entries.data(), entries.size(), int(std::clamp<long long>(wait.count(), 0, INT_MAX)));
+    const int ready =
+        ::poll(entries.data(), entries.size(), int(std::clamp<long long>(wait.count(), 0, INT_MAX)));
     if (ready > 0) {
       uint64_t drained = 0;
       if (entries[0].revents != 0) (void)!::read(wake_fd_, &drained, sizeof(drained));

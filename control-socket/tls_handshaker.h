@@ -29,11 +29,14 @@ namespace nbdsnap {
 class TlsHandshaker {
  public:
   // A connection that completed its handshake and verification: the callee owns fd and stream from now on.
-  using Authenticated = std::function<void(int fd, const std::string& peer_address, std::unique_ptr<TlsStream>)>;
+  using Authenticated =
+      std::function<void(int fd, const std::string& peer_address, std::unique_ptr<TlsStream>)>;
   using Warn = std::function<void(const std::string&)>;
 
   TlsHandshaker(size_t max_pending, std::chrono::milliseconds timeout, Authenticated authenticated, Warn warn)
-      : max_pending_(max_pending), timeout_(timeout), authenticated_(std::move(authenticated)),
+      : max_pending_(max_pending),
+        timeout_(timeout),
+        authenticated_(std::move(authenticated)),
         warn_(std::move(warn)) {}
   ~TlsHandshaker();  // stop()
   TlsHandshaker(const TlsHandshaker&) = delete;
@@ -70,9 +73,9 @@ class TlsHandshaker {
   const Warn warn_;
   RateLimitedLog evicted_log_;
   RateLimitedLog timed_out_log_;
-  int wake_fd_ = -1;            // an eventfd: add() and stop() wake the poll
+  int wake_fd_ = -1;  // an eventfd: add() and stop() wake the poll
   std::thread thread_;
-  mutable Mutex mutex_;  // a leaf lock
+  mutable Mutex mutex_;                             // a leaf lock
   std::list<Pending> incoming_ GUARDED_BY(mutex_);  // added, not yet polled by the thread
   size_t count_ GUARDED_BY(mutex_) = 0;             // incoming_ plus those the thread holds
   bool stopping_ GUARDED_BY(mutex_) = false;

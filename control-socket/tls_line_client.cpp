@@ -24,7 +24,8 @@ int milliseconds_left(SteadyDeadline deadline) {
   return int(std::clamp<long long>(left.count(), 0, INT_MAX));
 }
 
-// A non-blocking connect to one resolved address, waited for until the deadline. The descriptor or -1 (errno).
+// A non-blocking connect to one resolved address, waited for until the deadline. The descriptor or -1
+// (errno).
 int connect_by(const addrinfo& info, SteadyDeadline deadline) {
   const int fd = ::socket(info.ai_family, info.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, info.ai_protocol);
   if (fd < 0) return -1;
@@ -51,7 +52,9 @@ int connect_by(const addrinfo& info, SteadyDeadline deadline) {
 
 }  // namespace
 
-bool is_tls_address(const std::string& text) { return text.starts_with("tls://"); }
+bool is_tls_address(const std::string& text) {
+  return text.starts_with("tls://");
+}
 
 Status parse_tls_address(const std::string& text, TlsAddress& out) {
   const auto bad = [&](const std::string& why) {
@@ -74,7 +77,8 @@ Status parse_tls_address(const std::string& text, TlsAddress& out) {
   const std::string port = rest.substr(colon + 1);
   char* end = nullptr;
   const unsigned long value = std::strtoul(port.c_str(), &end, 10);
-  if (*end != '\0' || value == 0 || value > 65535 || port.find_first_not_of("0123456789") != std::string::npos) {
+  if (*end != '\0' || value == 0 || value > 65535 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
     return bad("bad port '" + port + "'");
   }
   out.port = uint16_t(value);
@@ -87,7 +91,8 @@ Status TlsLineClient::connect(const TlsAddress& address, std::shared_ptr<const T
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  if (int rc = ::getaddrinfo(address.host.c_str(), std::to_string(address.port).c_str(), &hints, &found); rc != 0) {
+  if (int rc = ::getaddrinfo(address.host.c_str(), std::to_string(address.port).c_str(), &hints, &found);
+      rc != 0) {
     return {Errc::not_found, address.text() + ": cannot resolve " + address.host + ": " + gai_strerror(rc)};
   }
   int fd = -1, err = 0;
@@ -141,7 +146,8 @@ Status TlsLineClient::receive_line(std::string& line, SteadyDeadline deadline, s
       return Status::ok();
     }
     if (buffered_.size() > max_bytes) {
-      return {Errc::io_error, address_.text() + ": a reply line longer than " + std::to_string(max_bytes) + " bytes"};
+      return {Errc::io_error,
+              address_.text() + ": a reply line longer than " + std::to_string(max_bytes) + " bytes"};
     }
     char chunk[16384];
     const ssize_t got = stream_->read_some(chunk, sizeof(chunk), deadline);

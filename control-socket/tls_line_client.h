@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // tls_line_client.h — a client of a line protocol over TLS on TCP: the transport of `nbdsnap --connect
-// tls://HOST:PORT` to nbdsnapd's remote control listener (--control-listen). Independent of the CLI's classes,
-// so the control client library can use it as it is.
+// tls://HOST:PORT` to nbdsnapd's remote control listener (--control-listen). Independent of the CLI's
+// classes, so the control client library can use it as it is.
 //
 // Every wait is bounded: connecting (TCP and the TLS handshake) within the timeout given to connect(), each
 // send and receive by its own deadline. Errors are Status values naming the address; timed_out() tells a
@@ -24,7 +24,9 @@ struct TlsAddress {
   std::string user;
   std::string host;
   uint16_t port = 0;
-  std::string text() const { return "tls://" + (user.empty() ? "" : user + "@") + host + ":" + std::to_string(port); }
+  std::string text() const {
+    return "tls://" + (user.empty() ? "" : user + "@") + host + ":" + std::to_string(port);
+  }
 };
 bool is_tls_address(const std::string& text);
 // invalid_argument naming what is wrong.

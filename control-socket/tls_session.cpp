@@ -18,7 +18,9 @@ namespace nbdsnap {
 
 namespace {
 
-gnutls_session_t native(void* session) { return static_cast<gnutls_session_t>(session); }
+gnutls_session_t native(void* session) {
+  return static_cast<gnutls_session_t>(session);
+}
 
 // The session's transport: the two descriptors, used with MSG_DONTWAIT so no call ever blocks.
 struct Transport {
@@ -57,21 +59,23 @@ Status TlsSession::create(std::shared_ptr<const TlsCredentials> credentials, int
   const bool server = credentials->endpoint() == TlsEndpoint::server;
   std::unique_ptr<TlsSession> session(new TlsSession(std::move(credentials), server_name));
   gnutls_session_t native_session = nullptr;
-  if (int rc = gnutls_init(&native_session, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK); rc < 0) {
+  if (int rc = gnutls_init(&native_session, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK);
+      rc < 0) {
     return {Errc::no_memory, std::string("TLS session: ") + gnutls_strerror(rc)};
   }
   session->session_ = native_session;
   const TlsCredentials& creds = *session->credentials_;
   int rc = gnutls_priority_set(native_session, static_cast<gnutls_priority_t>(creds.priority()));
-  if (rc >= 0 && creds.has_x509()) rc = gnutls_credentials_set(native_session, GNUTLS_CRD_CERTIFICATE, creds.x509());
+  if (rc >= 0 && creds.has_x509())
+    rc = gnutls_credentials_set(native_session, GNUTLS_CRD_CERTIFICATE, creds.x509());
   if (rc >= 0 && creds.has_psk()) rc = gnutls_credentials_set(native_session, GNUTLS_CRD_PSK, creds.psk());
   if (rc >= 0 && !server && !server_name.empty()) {
     rc = gnutls_server_name_set(native_session, GNUTLS_NAME_DNS, server_name.data(), server_name.size());
   }
   if (rc < 0) return {Errc::invalid_argument, std::string("TLS session: ") + gnutls_strerror(rc)};
   if (server && creds.has_x509()) {
-    gnutls_certificate_server_set_request(native_session,
-                                          creds.options().verify_peer ? GNUTLS_CERT_REQUIRE : GNUTLS_CERT_IGNORE);
+    gnutls_certificate_server_set_request(
+        native_session, creds.options().verify_peer ? GNUTLS_CERT_REQUIRE : GNUTLS_CERT_IGNORE);
   }
   // The caller bounds the handshake (nbdsnapd's --handshake-timeout): no second clock here.
   gnutls_handshake_set_timeout(native_session, 0);
@@ -115,7 +119,9 @@ TlsFailureContext TlsSession::failure_context() const {
   return context;
 }
 
-std::string TlsSession::refused_after_handshake() const { return explain_refused_by_server(failure_context()); }
+std::string TlsSession::refused_after_handshake() const {
+  return explain_refused_by_server(failure_context());
+}
 
 TlsSession::Io TlsSession::handshake() {
   int rc = 0;
@@ -152,8 +158,8 @@ bool TlsSession::verify_and_identify() {
   if (server && !credentials_->options().verify_peer) return true;  // no client certificate asked for
   unsigned status = 0;
   const int rc = server ? gnutls_certificate_verify_peers2(s, &status)
-                        : gnutls_certificate_verify_peers3(s, server_name_.empty() ? nullptr : server_name_.c_str(),
-                                                           &status);
+                        : gnutls_certificate_verify_peers3(
+                              s, server_name_.empty() ? nullptr : server_name_.c_str(), &status);
   if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND) {
     error_ = "TLS handshake: " + explain_handshake_error(rc, failure_context());
     return false;
@@ -168,7 +174,8 @@ bool TlsSession::verify_and_identify() {
       }
       why = explain_certificate_status(status, why, failure_context());
     } else {
-      why = std::string("the ") + (server ? "client" : "server") + "'s certificate could not be verified: " + why;
+      why = std::string("the ") + (server ? "client" : "server") +
+            "'s certificate could not be verified: " + why;
     }
     error_ = "TLS handshake: " + why;
     return false;
@@ -195,7 +202,8 @@ bool TlsSession::verify_and_identify() {
       if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE) break;
       if (type == GNUTLS_SAN_IPADDRESS && (size == 4 || size == 16)) {
         char text[64];
-        if (inet_ntop(size == 4 ? AF_INET : AF_INET6, name, text, sizeof(text)) != nullptr) peer_.sans.push_back(text);
+        if (inet_ntop(size == 4 ? AF_INET : AF_INET6, name, text, sizeof(text)) != nullptr)
+          peer_.sans.push_back(text);
       } else if (type == GNUTLS_SAN_DNSNAME || type == GNUTLS_SAN_RFC822NAME || type == GNUTLS_SAN_URI) {
         peer_.sans.emplace_back(name, size);
       }
@@ -232,7 +240,9 @@ void TlsSession::bye() {
   (void)gnutls_bye(native(session_), GNUTLS_SHUT_WR);  // non-blocking: a full socket just loses it
 }
 
-bool TlsSession::has_buffered_input() const { return gnutls_record_check_pending(native(session_)) > 0; }
+bool TlsSession::has_buffered_input() const {
+  return gnutls_record_check_pending(native(session_)) > 0;
+}
 
 std::string TlsSession::describe() const {
   char* text = gnutls_session_get_desc(native(session_));

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// tls_session.h — one GnuTLS session over a connected socket, non-blocking: every call returns at once, saying
-// whether it finished or which readiness of the socket it waits for. Callers bring the waiting (Asio in
-// nbdsnapd's NBD connections, poll(2) with a deadline in tls_stream.h).
+// tls_session.h — one GnuTLS session over a connected socket, non-blocking: every call returns at once,
+// saying whether it finished or which readiness of the socket it waits for. Callers bring the waiting (Asio
+// in nbdsnapd's NBD connections, poll(2) with a deadline in tls_stream.h).
 //
 // The session reads from recv_fd and writes to send_fd (the same descriptor, or a duplicate of it) with
 // MSG_DONTWAIT, so it never blocks whatever the descriptor's flags, and never raises SIGPIPE.

@@ -13,7 +13,8 @@ namespace nbdsnap {
 bool TlsStream::wait_for(TlsSession::Io io, SteadyDeadline deadline, const char* what) {
   const short events = io == TlsSession::Io::want_write ? POLLOUT : POLLIN;
   for (;;) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd entry{fd_, events, 0};
     const int ready = ::poll(&entry, 1, int(std::min<long long>(left.count(), INT_MAX)));

@@ -7,7 +7,9 @@
 
 namespace nbdsnap {
 
-Status BlockDevice::trim(uint64_t, uint64_t, bool) { return {Errc::not_supported, "device cannot trim"}; }
+Status BlockDevice::trim(uint64_t, uint64_t, bool) {
+  return {Errc::not_supported, "device cannot trim"};
+}
 
 Status BlockDevice::zero(uint64_t offset, uint64_t len, bool, bool fua) {
   static constexpr uint64_t kZeroBuffer = 1 << 20;

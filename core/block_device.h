@@ -5,12 +5,12 @@
 // the engine calls them from many threads at once on disjoint or overlapping ranges.
 //
 // Argument order of byte ranges, here and across core/ and the front ends: a range is (offset, length), as
-// NBD's requests carry it (proto.md: offset, then length) and as Range and Extent hold it — trim(offset, len),
-// zero(offset, len), extents(offset, len), check_range(size, offset, len). The one exception is a call that
-// moves bytes through a caller's buffer: it keeps POSIX pread(2)/pwrite(2)'s (buf, count, offset), the count
-// beside the buffer it sizes — pread/pwrite here, and the read/write of Origin, Image, ChunkMap, DiffStorage
-// and the server's exports. nbdkit's callbacks keep nbdkit's own (count, offset) signatures at the filter's
-// boundary (nbdkit-plugin/nbdsnap_filter.cpp) and pass (offset, count) on. Units: bytes.
+// NBD's requests carry it (proto.md: offset, then length) and as Range and Extent hold it — trim(offset,
+// len), zero(offset, len), extents(offset, len), check_range(size, offset, len). The one exception is a call
+// that moves bytes through a caller's buffer: it keeps POSIX pread(2)/pwrite(2)'s (buf, count, offset), the
+// count beside the buffer it sizes — pread/pwrite here, and the read/write of Origin, Image, ChunkMap,
+// DiffStorage and the server's exports. nbdkit's callbacks keep nbdkit's own (count, offset) signatures at
+// the filter's boundary (nbdkit-plugin/nbdsnap_filter.cpp) and pass (offset, count) on. Units: bytes.
 #pragma once
 
 #include <cstdint>

@@ -30,7 +30,8 @@ std::vector<std::string> drop_oldest(Checkpoints& checkpoints, std::vector<Dropp
     auto oldest = std::min_element(checkpoints.begin(), checkpoints.end(), [](const auto& a, const auto& b) {
       return a.second.number < b.second.number;
     });
-    remember_dropped(dropped, {oldest->first, "only the " + std::to_string(kept) + " newest checkpoints are kept"});
+    remember_dropped(dropped,
+                     {oldest->first, "only the " + std::to_string(kept) + " newest checkpoints are kept"});
     names.push_back(oldest->first);
     checkpoints.erase(oldest);
   }
@@ -57,13 +58,15 @@ Status CbtView::find_checkpoint(const std::string& name, Checkpoint& out) const 
   }
   for (auto it = dropped.rbegin(); it != dropped.rend(); ++it) {
     if (it->name == name) {
-      return {Errc::checkpoint_gone, "checkpoint '" + name + "' is gone: " + it->reason + "; do a full backup"};
+      return {Errc::checkpoint_gone,
+              "checkpoint '" + name + "' is gone: " + it->reason + "; do a full backup"};
     }
   }
   return {Errc::not_found, "checkpoint '" + name + "' is not in CBT generation " + generation.to_string()};
 }
 
-CbtRangesPage CbtView::changed_ranges(uint8_t since, uint64_t offset, uint64_t length, size_t max_ranges) const {
+CbtRangesPage CbtView::changed_ranges(uint8_t since, uint64_t offset, uint64_t length,
+                                      size_t max_ranges) const {
   CbtRangesPage page;
   page.next_offset = std::min(offset, device_size);
   if (block_size == 0 || offset >= device_size) return page;
@@ -184,7 +187,8 @@ uint64_t Cbt::mark_dirty(uint64_t offset, uint64_t length) {
   const uint64_t last_byte = std::min(device_size_ - 1, offset + length - 1);
   const uint64_t first = offset / block_size_, last = last_byte / block_size_;
   MutexLock lock(mutex_);
-  std::fill(map_.begin() + static_cast<ptrdiff_t>(first), map_.begin() + static_cast<ptrdiff_t>(last + 1), number_);
+  std::fill(map_.begin() + static_cast<ptrdiff_t>(first), map_.begin() + static_cast<ptrdiff_t>(last + 1),
+            number_);
   return last - first + 1;
 }
 
@@ -218,8 +222,8 @@ Status Cbt::delete_checkpoint(const std::string& name) {
   auto it = checkpoints_.find(name);
   if (it == checkpoints_.end()) {
     Checkpoint unused;
-    return CbtView{generation_, number_, block_size_, device_size_, map_, checkpoints_, dropped_}.find_checkpoint(
-        name, unused);
+    return CbtView{generation_, number_, block_size_, device_size_, map_, checkpoints_, dropped_}
+        .find_checkpoint(name, unused);
   }
   std::vector<DroppedCheckpoint> dropped = dropped_;  // may throw: before anything changes
   remember_dropped(dropped, {name, "it was deleted"});

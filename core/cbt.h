@@ -16,8 +16,8 @@
 //
 // The generation changes only when history is truly lost (reset, crash, resize, writes nobody tracked):
 // agents then do a full backup, which keeps the invariant that CBT never under-reports. A checkpoint that was
-// dropped (by count, by request, or with its generation) is remembered by name for a while, so an agent asking
-// for it gets checkpoint_gone ("do a full backup") rather than a bare not_found.
+// dropped (by count, by request, or with its generation) is remembered by name for a while, so an agent
+// asking for it gets checkpoint_gone ("do a full backup") rather than a bare not_found.
 #pragma once
 
 #include <cstdint>
@@ -96,7 +96,8 @@ struct CbtView {
   const Checkpoints& checkpoints;
   const std::vector<DroppedCheckpoint>& dropped;
 
-  // ok; checkpoint_gone if it was dropped (the message says why and to do a full backup); not_found if unknown.
+  // ok; checkpoint_gone if it was dropped (the message says why and to do a full backup); not_found if
+  // unknown.
   Status find_checkpoint(const std::string& name, Checkpoint& out) const;
   // Byte ranges of blocks with number > since, merged, clipped to [offset, offset+length) and the device, at
   // most max_ranges of them. since = 0 gives every block changed in this generation.
@@ -144,8 +145,8 @@ class Cbt {
   // Resumes a saved state (caller checked it is clean and matches the device). Checkpoints beyond
   // checkpoints_kept are dropped, oldest first.
   explicit Cbt(CbtState state, unsigned checkpoints_kept = kDefaultCheckpointsKept);
-  // The checkpoints of the saved state that the constructor dropped, oldest first (checkpoints_kept was lowered
-  // since the save). Set once by the constructor, then constant.
+  // The checkpoints of the saved state that the constructor dropped, oldest first (checkpoints_kept was
+  // lowered since the save). Set once by the constructor, then constant.
   const std::vector<std::string>& checkpoints_dropped_at_resume() const { return dropped_at_resume_; }
 
   Uuid generation() const;
@@ -200,7 +201,8 @@ class Cbt {
   uint8_t number_ GUARDED_BY(mutex_) = 1;
   std::vector<uint8_t> map_ GUARDED_BY(mutex_);
   Checkpoints checkpoints_ GUARDED_BY(mutex_);
-  std::vector<DroppedCheckpoint> dropped_ GUARDED_BY(mutex_);  // oldest first, at most kDroppedCheckpointsRemembered
+  std::vector<DroppedCheckpoint> dropped_
+      GUARDED_BY(mutex_);                       // oldest first, at most kDroppedCheckpointsRemembered
   std::vector<std::string> dropped_at_resume_;  // written by the constructor only
 };
 

@@ -2,10 +2,10 @@
 // cbt_store.cpp — CBT state files: one JSON header line, then the raw map bytes.
 //
 // The header carries a "clean" flag and an FNV-1a hash of the map, so a file left "in use" by a crash, or
-// damaged on disk, is recognised and never trusted. It also carries the origin's name: a long name's file name
-// is hashed (object_file_name.h), and a file holding another origin's name is not this origin's state. Format 2
-// keeps each checkpoint's take time and the names of recently dropped checkpoints; format 1 files (checkpoint
-// name -> number) still load, with unknown take times.
+// damaged on disk, is recognised and never trusted. It also carries the origin's name: a long name's file
+// name is hashed (object_file_name.h), and a file holding another origin's name is not this origin's state.
+// Format 2 keeps each checkpoint's take time and the names of recently dropped checkpoints; format 1 files
+// (checkpoint name -> number) still load, with unknown take times.
 #include "cbt_store.h"
 
 #include <fcntl.h>
@@ -42,7 +42,8 @@ using json = nlohmann::json;
 
 json checkpoints_json(const Checkpoints& checkpoints) {
   json out = json::object();
-  for (const auto& [name, c] : checkpoints) out[name] = {{"number", c.number}, {"taken_unix_ms", c.taken_unix_ms}};
+  for (const auto& [name, c] : checkpoints)
+    out[name] = {{"number", c.number}, {"taken_unix_ms", c.taken_unix_ms}};
   return out;
 }
 
@@ -50,8 +51,9 @@ json checkpoints_json(const Checkpoints& checkpoints) {
 Checkpoints checkpoints_from_json(const json& in, int version) {
   Checkpoints out;
   for (const auto& [name, value] : in.items()) {
-    out[name] = version == 1 ? Checkpoint{value.get<uint8_t>(), 0}
-                             : Checkpoint{value.at("number").get<uint8_t>(), value.at("taken_unix_ms").get<int64_t>()};
+    out[name] = version == 1
+                    ? Checkpoint{value.get<uint8_t>(), 0}
+                    : Checkpoint{value.at("number").get<uint8_t>(), value.at("taken_unix_ms").get<int64_t>()};
   }
   return out;
 }
@@ -71,7 +73,8 @@ std::vector<DroppedCheckpoint> dropped_from_json(const json& header) {
   return out;
 }
 
-// Writes `bytes` to a new file at `path` and syncs it; the errno of a failure is kept (ENOSPC, ENAMETOOLONG...).
+// Writes `bytes` to a new file at `path` and syncs it; the errno of a failure is kept (ENOSPC,
+// ENAMETOOLONG...).
 Status write_durably(const std::string& path, const std::string& bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::from_errno(errno, "create " + path);
@@ -99,11 +102,16 @@ Status write_durably(const std::string& path, const std::string& bytes) {
 
 const char* cbt_load_result_name(CbtLoadResult result) {
   switch (result) {
-    case CbtLoadResult::loaded: return "loaded";
-    case CbtLoadResult::missing: return "no saved state";
-    case CbtLoadResult::unclean: return "the last stop was not clean";
-    case CbtLoadResult::mismatch: return "the saved state is for a device of another size";
-    case CbtLoadResult::damaged: return "the saved state is damaged";
+    case CbtLoadResult::loaded:
+      return "loaded";
+    case CbtLoadResult::missing:
+      return "no saved state";
+    case CbtLoadResult::unclean:
+      return "the last stop was not clean";
+    case CbtLoadResult::mismatch:
+      return "the saved state is for a device of another size";
+    case CbtLoadResult::damaged:
+      return "the saved state is damaged";
   }
   return "unknown";
 }
@@ -120,10 +128,12 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
   try {
     const auto header = nlohmann::json::parse(header_line);
     const int version = header.at("version").get<int>();
-    if (header.at("magic") != kMagic || version < 1 || version > kFormatVersion) return CbtLoadResult::damaged;
+    if (header.at("magic") != kMagic || version < 1 || version > kFormatVersion)
+      return CbtLoadResult::damaged;
     // Files of earlier versions hold no name; they were only ever written under the plain file name.
-    const bool is_this_origin = header.contains("origin") ? json_text(header.at("origin")) == json_text(origin)
-                                                          : object_file_name_is_plain(origin, ".cbt");
+    const bool is_this_origin = header.contains("origin")
+                                    ? json_text(header.at("origin")) == json_text(origin)
+                                    : object_file_name_is_plain(origin, ".cbt");
     if (!is_this_origin) return CbtLoadResult::missing;
     CbtState state;
     const auto generation = Uuid::parse(header.at("generation").get<std::string>());
@@ -157,13 +167,19 @@ Status CbtStore::save(const std::string& origin, const CbtState& state, bool cle
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) return Status::from_errno(ec.value(), "create state directory " + dir_);
-  const nlohmann::json header = {
-      {"magic", kMagic},           {"version", kFormatVersion},          {"clean", clean},
-      {"origin", origin},
-      {"generation", state.generation.to_string()}, {"number", state.number}, {"block_size", state.block_size},
-      {"device_size", state.device_size}, {"map_bytes", state.map.size()}, {"map_hash", fnv1a(state.map)},
-      {"checkpoints", checkpoints_json(state.checkpoints)}, {"dropped_checkpoints", dropped_json(state.dropped)},
-      {"device_fingerprint", state.device_fingerprint}};
+  const nlohmann::json header = {{"magic", kMagic},
+                                 {"version", kFormatVersion},
+                                 {"clean", clean},
+                                 {"origin", origin},
+                                 {"generation", state.generation.to_string()},
+                                 {"number", state.number},
+                                 {"block_size", state.block_size},
+                                 {"device_size", state.device_size},
+                                 {"map_bytes", state.map.size()},
+                                 {"map_hash", fnv1a(state.map)},
+                                 {"checkpoints", checkpoints_json(state.checkpoints)},
+                                 {"dropped_checkpoints", dropped_json(state.dropped)},
+                                 {"device_fingerprint", state.device_fingerprint}};
   const std::string path = path_for(origin), temp = path + std::string(kTemporaryFileSuffix);
   std::string bytes = json_text(header) + '\n';
   bytes.append(reinterpret_cast<const char*>(state.map.data()), state.map.size());

@@ -3,8 +3,8 @@
 //
 // One file per origin, STATE_DIR/<origin>.cbt (a long origin name gets a shortened, hashed file name:
 // object_file_name.h; the file holds the name, and a file holding another name is not loaded). While an
-// origin is tracked its file says "in use"; a clean stop rewrites it as "clean". Loading a file that is in use,
-// damaged, or for another device size yields nothing, so the caller starts a new generation (CBT never
+// origin is tracked its file says "in use"; a clean stop rewrites it as "clean". Loading a file that is in
+// use, damaged, or for another device size yields nothing, so the caller starts a new generation (CBT never
 // under-reports after a crash).
 #pragma once
 

@@ -107,10 +107,18 @@ std::shared_ptr<uint8_t[]> allocate_chunk_buffer(uint64_t bytes) {
                                     [mapped](uint8_t* q) { pool().give_back(q, mapped); });
 }
 
-void set_chunk_buffer_pool_limit(uint64_t bytes) { pool().set_limit(bytes); }
-uint64_t release_free_chunk_buffers() { return pool().release(); }
-uint64_t free_chunk_buffer_bytes() { return pool().free_bytes(); }
+void set_chunk_buffer_pool_limit(uint64_t bytes) {
+  pool().set_limit(bytes);
+}
+uint64_t release_free_chunk_buffers() {
+  return pool().release();
+}
+uint64_t free_chunk_buffer_bytes() {
+  return pool().free_bytes();
+}
 
-void set_chunk_allocation_hook(ChunkAllocationHook hook) { allocation_hook.store(hook, std::memory_order_release); }
+void set_chunk_allocation_hook(ChunkAllocationHook hook) {
+  allocation_hook.store(hook, std::memory_order_release);
+}
 
 }  // namespace nbdsnap

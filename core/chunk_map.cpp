@@ -19,7 +19,8 @@ class ChunkMap::CopyClaim {
  public:
   CopyClaim(ChunkMap& map, uint64_t index) : map_(map), index_(index) {}
   ~CopyClaim() {
-    if (!settled_) map_.fail_chunk(index_, Errc::no_memory, "copy-on-write of a chunk was interrupted (out of memory)");
+    if (!settled_)
+      map_.fail_chunk(index_, Errc::no_memory, "copy-on-write of a chunk was interrupted (out of memory)");
   }
   CopyClaim(const CopyClaim&) = delete;
   CopyClaim& operator=(const CopyClaim&) = delete;
@@ -60,12 +61,15 @@ uint64_t ChunkMap::chunk_length(uint64_t index) const {
   return std::min(chunk_size_, origin_size_ - index * chunk_size_);
 }
 
-BlockDevice* ChunkMap::origin_reader(BlockDevice* source) const { return source ? source : origin_device_.get(); }
+BlockDevice* ChunkMap::origin_reader(BlockDevice* source) const {
+  return source ? source : origin_device_.get();
+}
 
 Status ChunkMap::snapshot_health() const {
   if (dropped()) return {Errc::not_found, "origin '" + origin_name_ + "' was detached from the snapshot"};
   if (snapshot_.is_corrupted()) {
-    return {Errc::corrupted, "snapshot '" + snapshot_.name() + "' is corrupted: " + snapshot_.corruption_reason()};
+    return {Errc::corrupted,
+            "snapshot '" + snapshot_.name() + "' is corrupted: " + snapshot_.corruption_reason()};
   }
   return Status::ok();
 }
@@ -73,7 +77,8 @@ Status ChunkMap::snapshot_health() const {
 Status ChunkMap::failed_chunk_status() const {
   Status health = snapshot_health();
   if (!health.is_ok()) return health;
-  return {Errc::corrupted, "a chunk of origin '" + origin_name_ + "' was lost"};  // not expected: fail_chunk corrupts
+  return {Errc::corrupted,
+          "a chunk of origin '" + origin_name_ + "' was lost"};  // not expected: fail_chunk corrupts
 }
 
 void ChunkMap::copy_before_write(uint64_t offset, uint64_t len, BlockDevice* source) noexcept {
@@ -116,7 +121,8 @@ void ChunkMap::ensure_copied(uint64_t index, BlockDevice* source) {
   // Timed here only: a chunk copy does I/O anyway, so two clock reads cost nothing next to it.
   const auto started = std::chrono::steady_clock::now();
   copy_chunk(index, source, claim);
-  const auto spent = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
+  const auto spent =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
   count(counters_->copy_on_write_ns, static_cast<uint64_t>(spent.count()));
 }
 

@@ -54,7 +54,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // before a snapshot goes).
   // copy_read_size: each read of the origin that copies a chunk is at most this large (sizing.h's
   // copy_read_size()). REQUIRES: chunk_size and copy_read_size are not 0.
-  // counters: the origin's (io_counters.h), where chunks copied and copy time are added; null: counted nowhere.
+  // counters: the origin's (io_counters.h), where chunks copied and copy time are added; null: counted
+  // nowhere.
   ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
            uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size,
            std::shared_ptr<OriginCounters> counters = nullptr);
@@ -80,7 +81,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
       EXCLUDES(mutex_);
   // Writes into the snapshot's copy (writable snapshots); buf == nullptr writes zeroes.
   Status write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) EXCLUDES(mutex_);
-  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source) EXCLUDES(mutex_);
+  Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source)
+      EXCLUDES(mutex_);
 
   // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
   void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);
@@ -90,8 +92,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   void release_buffers() noexcept EXCLUDES(mutex_);
 
   // Drops the map (its origin was detached): waits for image calls in flight, fails every later one with
-  // not_found, and lets go of the origin's device and of the old data held in memory. REQUIRES: no copy-on-write into this map any more (the
-  // origin's write gate is closed).
+  // not_found, and lets go of the origin's device and of the old data held in memory. REQUIRES: no
+  // copy-on-write into this map any more (the origin's write gate is closed).
   void drop();
   bool dropped() const { return dropped_.load(std::memory_order_acquire); }
 
@@ -123,8 +125,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // Moves a claimed chunk to its final state and wakes its waiters.
   void finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
                     StorageLocation location) noexcept EXCLUDES(mutex_);
-  // Corrupts the snapshot with `reason`, then marks the chunk failed: a reader that sees the chunk failed also
-  // sees the snapshot corrupted.
+  // Corrupts the snapshot with `reason`, then marks the chunk failed: a reader that sees the chunk failed
+  // also sees the snapshot corrupted.
   void fail_chunk(uint64_t index, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);
   // not_found once dropped, corrupted once the snapshot is; ok otherwise. Takes the snapshot's lock.
   Status snapshot_health() const EXCLUDES(mutex_);
@@ -138,7 +140,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   const uint64_t chunk_size_;
   const uint64_t copy_read_size_;
   std::atomic<bool> dropped_{false};
-  const std::shared_ptr<OriginCounters> counters_;  // the origin's; shared as the origin may be detached first
+  const std::shared_ptr<OriginCounters>
+      counters_;  // the origin's; shared as the origin may be detached first
   ImageCounters image_counters_;
   IoGate image_io_;  // image calls (read, write, extents); closed by drop()
   mutable Mutex mutex_;

@@ -25,13 +25,15 @@ struct BadArgument {
 
 const json& argument(const json& request, const char* key) {
   auto it = request.find(key);
-  if (it == request.end()) throw BadArgument{{Errc::invalid_argument, std::string("missing argument '") + key + "'"}};
+  if (it == request.end())
+    throw BadArgument{{Errc::invalid_argument, std::string("missing argument '") + key + "'"}};
   return *it;
 }
 
 std::string string_arg(const json& request, const char* key) {
   const json& value = argument(request, key);
-  if (!value.is_string()) throw BadArgument{{Errc::invalid_argument, std::string("'") + key + "' must be a string"}};
+  if (!value.is_string())
+    throw BadArgument{{Errc::invalid_argument, std::string("'") + key + "' must be a string"}};
   return value.get<std::string>();
 }
 
@@ -69,9 +71,9 @@ std::vector<Range> ranges_arg(const json& request) {
   return ranges;
 }
 
-// A storage entry: {path, size[, sparse]} (a whole file, created at size if given: fully allocated unless sparse)
-// or {path, offset, length} (a range of an existing file or device; length 0 or absent: to the end). Checked by
-// check_storage_spec().
+// A storage entry: {path, size[, sparse]} (a whole file, created at size if given: fully allocated unless
+// sparse) or {path, offset, length} (a range of an existing file or device; length 0 or absent: to the end).
+// Checked by check_storage_spec().
 StorageSpec storage_arg(const json& entry) {
   StorageSpec spec;
   spec.path = string_arg(entry, "path");
@@ -97,17 +99,23 @@ std::string error_text(int error_code) {
 }
 
 json event_json(const Event& e) {
-  return {{"sequence", e.sequence}, {"time_unix_ms", e.time_unix_ms}, {"type", event_type_name(e.type)},
-          {"snapshot", e.snapshot}, {"origin", e.origin}, {"reason", e.reason},
-          {"requested_bytes", e.requested_bytes}, {"bytes", e.bytes}, {"errno", e.error_code},
+  return {{"sequence", e.sequence},
+          {"time_unix_ms", e.time_unix_ms},
+          {"type", event_type_name(e.type)},
+          {"snapshot", e.snapshot},
+          {"origin", e.origin},
+          {"reason", e.reason},
+          {"requested_bytes", e.requested_bytes},
+          {"bytes", e.bytes},
+          {"errno", e.error_code},
           {"error", error_text(e.error_code)}};
 }
 
 // How long snapshot-destroy waits for image clients that are disconnecting before it refuses (busy).
 constexpr std::chrono::milliseconds kImageClientsGrace{1500};
 
-// Replies of cbt-map and cbt-raw-map stay under 1 MiB (the line limit of docs/control.md) whatever the map: at
-// most this many ranges (at most 58 bytes of JSON each) or runs (at most 27 bytes each, beside at most 128
+// Replies of cbt-map and cbt-raw-map stay under 1 MiB (the line limit of docs/control.md) whatever the map:
+// at most this many ranges (at most 58 bytes of JSON each) or runs (at most 27 bytes each, beside at most 128
 // checkpoints of at most ~320 bytes) per page.
 constexpr uint64_t kMaxRangesPerPage = 16384;
 constexpr uint64_t kMaxRunsPerPage = 32768;
@@ -115,7 +123,8 @@ constexpr uint64_t kMaxRunsPerPage = 32768;
 uint64_t page_limit(const json& request, const char* key, uint64_t maximum) {
   const uint64_t limit = optional_uint(request, key, maximum);
   if (limit == 0 || limit > maximum) {
-    throw BadArgument{{Errc::invalid_argument, std::string("'") + key + "' must be 1.." + std::to_string(maximum)}};
+    throw BadArgument{
+        {Errc::invalid_argument, std::string("'") + key + "' must be 1.." + std::to_string(maximum)}};
   }
   return limit;
 }
@@ -127,7 +136,8 @@ json checkpoint_list(const Checkpoints& checkpoints) {
   std::sort(ordered.begin(), ordered.end());
   json list = json::array();
   for (const auto& [number, name] : ordered) {
-    list.push_back({{"name", name}, {"number", number}, {"taken_unix_ms", checkpoints.at(name).taken_unix_ms}});
+    list.push_back(
+        {{"name", name}, {"number", number}, {"taken_unix_ms", checkpoints.at(name).taken_unix_ms}});
   }
   return list;
 }
@@ -141,7 +151,8 @@ json ok_reply(json result = json::object()) {
 
 json error_reply(const Status& status) {
   return {{"ok", false},
-          {"error", {{"code", errc_name(status.code())}, {"errno", to_errno(status)}, {"message", status.message()}}}};
+          {"error",
+           {{"code", errc_name(status.code())}, {"errno", to_errno(status)}, {"message", status.message()}}}};
 }
 
 namespace {
@@ -177,7 +188,8 @@ class CommandSet {
         {"stats", &CommandSet::stats},
     };
     auto it = kCommands.find(command);
-    if (it == kCommands.end()) return error_reply({Errc::invalid_argument, "unknown command '" + command + "'"});
+    if (it == kCommands.end())
+      return error_reply({Errc::invalid_argument, "unknown command '" + command + "'"});
     return (this->*(it->second))(request);
   }
 
@@ -187,11 +199,17 @@ class CommandSet {
   }
 
   json origin_json(const OriginInfo& o) const {
-    return {{"name", o.name}, {"size", o.size}, {"minimum_io_size", o.minimum_io_size}, {"read_only", o.read_only},
+    return {{"name", o.name},
+            {"size", o.size},
+            {"minimum_io_size", o.minimum_io_size},
+            {"read_only", o.read_only},
             {"generation", o.generation},
-            {"change_number", o.change_number}, {"tracking_block_size", o.tracking_block_size},
-            {"chunk_size", o.chunk_size}, {"snapshot", o.snapshot},
-            {"clients", front_end_.client_count(o.name)}, {"uri", front_end_.export_uri(o.name)}};
+            {"change_number", o.change_number},
+            {"tracking_block_size", o.tracking_block_size},
+            {"chunk_size", o.chunk_size},
+            {"snapshot", o.snapshot},
+            {"clients", front_end_.client_count(o.name)},
+            {"uri", front_end_.export_uri(o.name)}};
   }
 
   json snapshot_json(const SnapshotInfo& s) const {
@@ -199,24 +217,39 @@ class CommandSet {
     if (s.state != SnapshotState::created) {
       for (const auto& origin : s.origins) {
         const std::string name = format_export_name(origin, s.name);
-        images.push_back({{"origin", origin}, {"export", name}, {"uri", front_end_.export_uri(name)},
+        images.push_back({{"origin", origin},
+                          {"export", name},
+                          {"uri", front_end_.export_uri(name)},
                           {"clients", front_end_.client_count(name)}});
       }
     }
     json origin_errors = json::array();
     for (const OriginError& error : s.origin_errors) {
-      origin_errors.push_back({{"origin", error.origin}, {"errno", error.error_code},
-                               {"error", error_text(error.error_code)}, {"reason", error.reason}});
+      origin_errors.push_back({{"origin", error.origin},
+                               {"errno", error.error_code},
+                               {"error", error_text(error.error_code)},
+                               {"reason", error.reason}});
     }
     for (const auto& area : s.storage) {
-      storage.push_back({{"path", area.path}, {"offset", area.offset}, {"size", area.size},
-                         {"created", area.created_by_engine}, {"sparse", area.sparse}});
+      storage.push_back({{"path", area.path},
+                         {"offset", area.offset},
+                         {"size", area.size},
+                         {"created", area.created_by_engine},
+                         {"sparse", area.sparse}});
     }
-    return {{"name", s.name}, {"state", snapshot_state_name(s.state)}, {"writable", s.writable},
-            {"origins", s.origins}, {"images", images}, {"storage", storage}, {"storage_total", s.storage_total},
-            {"storage_used", s.storage_used}, {"storage_limit", s.storage_limit},
-            {"chunks_copied", s.chunks_copied}, {"memory_bytes", s.memory_bytes},
-            {"corruption_reason", s.corruption_reason}, {"origin_errors", origin_errors},
+    return {{"name", s.name},
+            {"state", snapshot_state_name(s.state)},
+            {"writable", s.writable},
+            {"origins", s.origins},
+            {"images", images},
+            {"storage", storage},
+            {"storage_total", s.storage_total},
+            {"storage_used", s.storage_used},
+            {"storage_limit", s.storage_limit},
+            {"chunks_copied", s.chunks_copied},
+            {"memory_bytes", s.memory_bytes},
+            {"corruption_reason", s.corruption_reason},
+            {"origin_errors", origin_errors},
             {"taken_unix_ms", s.taken_unix_ms}};
   }
 
@@ -227,21 +260,34 @@ class CommandSet {
     json origins = json::array(), snapshots = json::array();
     for (const OriginStats& o : stats.origins) {
       const OriginCounterValues& c = o.counters;
-      origins.push_back({{"name", o.name}, {"writes", c.writes}, {"bytes_written", c.bytes_written},
-                         {"reads", c.reads}, {"bytes_read", c.bytes_read}, {"chunks_copied", c.chunks_copied},
-                         {"bytes_copied", c.bytes_copied}, {"copy_on_write_ns", c.copy_on_write_ns},
-                         {"cbt_blocks_marked", c.cbt_blocks_marked}, {"clients", front_end_.client_count(o.name)}});
+      origins.push_back({{"name", o.name},
+                         {"writes", c.writes},
+                         {"bytes_written", c.bytes_written},
+                         {"reads", c.reads},
+                         {"bytes_read", c.bytes_read},
+                         {"chunks_copied", c.chunks_copied},
+                         {"bytes_copied", c.bytes_copied},
+                         {"copy_on_write_ns", c.copy_on_write_ns},
+                         {"cbt_blocks_marked", c.cbt_blocks_marked},
+                         {"clients", front_end_.client_count(o.name)}});
     }
     for (const SnapshotStats& s : stats.snapshots) {
       json images = json::array();
       for (const ImageStats& image : s.images) {
         const std::string name = format_export_name(image.origin, s.name);
-        images.push_back({{"origin", image.origin}, {"export", name}, {"reads", image.counters.reads},
-                          {"bytes_read", image.counters.bytes_read}, {"clients", front_end_.client_count(name)}});
+        images.push_back({{"origin", image.origin},
+                          {"export", name},
+                          {"reads", image.counters.reads},
+                          {"bytes_read", image.counters.bytes_read},
+                          {"clients", front_end_.client_count(name)}});
       }
-      snapshots.push_back({{"name", s.name}, {"state", s.state}, {"storage_total", s.storage_total},
-                           {"storage_used", s.storage_used}, {"storage_free", s.storage_free},
-                           {"storage_limit", s.storage_limit}, {"images", images}});
+      snapshots.push_back({{"name", s.name},
+                           {"state", s.state},
+                           {"storage_total", s.storage_total},
+                           {"storage_used", s.storage_used},
+                           {"storage_free", s.storage_free},
+                           {"storage_limit", s.storage_limit},
+                           {"images", images}});
     }
     return ok_reply({{"origins", origins}, {"snapshots", snapshots}});
   }
@@ -253,7 +299,8 @@ class CommandSet {
   }
 
   json version(const json&) {
-    return ok_reply({{"version", NBDSNAP_VERSION}, {"protocol", kControlProtocolVersion},
+    return ok_reply({{"version", NBDSNAP_VERSION},
+                     {"protocol", kControlProtocolVersion},
                      {"front_end", front_end_.front_end_name()}});
   }
 
@@ -271,7 +318,8 @@ class CommandSet {
 
   json origin_attach(const json& request) {
     const std::string name = string_arg(request, "name");
-    if (Status s = front_end_.attach_origin(name, string_arg(request, "path"), optional_bool(request, "read_only"));
+    if (Status s =
+            front_end_.attach_origin(name, string_arg(request, "path"), optional_bool(request, "read_only"));
         !s) {
       return error_reply(s);
     }
@@ -279,7 +327,8 @@ class CommandSet {
   }
 
   json origin_detach(const json& request) {
-    return result_or_error(front_end_.detach_origin(string_arg(request, "name"), optional_bool(request, "force")));
+    return result_or_error(
+        front_end_.detach_origin(string_arg(request, "name"), optional_bool(request, "force")));
   }
 
   // The map a CBT command reads: `origin`, optional `snapshot` (its frozen map), `offset` and `length`.
@@ -293,8 +342,9 @@ class CommandSet {
   }
 
   static json map_fields(const CbtInfo& info) {
-    return {{"origin", info.origin},           {"snapshot", info.snapshot},       {"generation", info.generation},
-            {"change_number", info.change_number}, {"block_size", info.block_size}, {"device_size", info.device_size}};
+    return {{"origin", info.origin},         {"snapshot", info.snapshot},
+            {"generation", info.generation}, {"change_number", info.change_number},
+            {"block_size", info.block_size}, {"device_size", info.device_size}};
   }
 
   json cbt_info(const json& request) {
@@ -361,7 +411,8 @@ class CommandSet {
   }
 
   json checkpoint_delete(const json& request) {
-    return result_or_error(engine_.checkpoint_delete(string_arg(request, "origin"), string_arg(request, "name")));
+    return result_or_error(
+        engine_.checkpoint_delete(string_arg(request, "origin"), string_arg(request, "name")));
   }
 
   json snapshot_create(const json& request) {
@@ -369,7 +420,8 @@ class CommandSet {
     SnapshotOptions options;
     if (request.contains("origins")) {
       const json& origins = request.at("origins");
-      if (!origins.is_array()) throw BadArgument{{Errc::invalid_argument, "'origins' must be a list of names"}};
+      if (!origins.is_array())
+        throw BadArgument{{Errc::invalid_argument, "'origins' must be a list of names"}};
       for (const json& o : origins) {
         if (!o.is_string()) throw BadArgument{{Errc::invalid_argument, "'origins' must be a list of names"}};
         options.origins.push_back(o.get<std::string>());
@@ -380,7 +432,8 @@ class CommandSet {
       if (!storage.is_array()) throw BadArgument{{Errc::invalid_argument, "'storage' must be a list"}};
       for (const json& area : storage) {
         if (!area.is_object()) {
-          throw BadArgument{{Errc::invalid_argument, "each storage entry is {path, size} or {path, offset, length}"}};
+          throw BadArgument{
+              {Errc::invalid_argument, "each storage entry is {path, size} or {path, offset, length}"}};
         }
         options.storage.push_back(storage_arg(area));
       }
@@ -392,7 +445,8 @@ class CommandSet {
   }
 
   json snapshot_add(const json& request) {
-    return result_or_error(engine_.add_origin_to_snapshot(string_arg(request, "name"), string_arg(request, "origin")));
+    return result_or_error(
+        engine_.add_origin_to_snapshot(string_arg(request, "name"), string_arg(request, "origin")));
   }
 
   json snapshot_remove(const json& request) {
@@ -463,7 +517,8 @@ class CommandSet {
 
   json events_wait(const json& request) {
     const uint64_t after = optional_uint(request, "after", 0);
-    const uint64_t timeout_ms = std::min<uint64_t>(optional_uint(request, "timeout_ms", 0), 24ull * 3600 * 1000);
+    const uint64_t timeout_ms =
+        std::min<uint64_t>(optional_uint(request, "timeout_ms", 0), 24ull * 3600 * 1000);
     json list = json::array();
     for (const Event& e : engine_.events().wait_after(after, std::chrono::milliseconds(timeout_ms))) {
       list.push_back(event_json(e));
@@ -502,7 +557,8 @@ Status check_remote_storage(const json& request, const ControlCaller& caller) {
     return check_remote_storage_path(caller, area["path"].get<std::string>(),
                                      area.contains("offset") || area.contains("length"));
   };
-  if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) return Status::ok();
+  if (!request.is_object() || !request.contains("command") || !request["command"].is_string())
+    return Status::ok();
   const std::string command = request["command"].get<std::string>();
   if (command == "snapshot-append-storage") return check_area(request);
   if (command == "snapshot-create" && request.contains("storage") && request["storage"].is_array()) {
@@ -515,7 +571,9 @@ Status check_remote_storage(const json& request, const ControlCaller& caller) {
 
 }  // namespace
 
-std::string Control::handle_line(const std::string& line) { return handle_line(line, ControlCaller{}); }
+std::string Control::handle_line(const std::string& line) {
+  return handle_line(line, ControlCaller{});
+}
 
 std::string Control::handle_line(const std::string& line, const ControlCaller& caller) {
   // Replies may quote bytes of the request (names, parse errors): replace invalid UTF-8 rather than throw.
@@ -531,8 +589,8 @@ std::string Control::handle_line(const std::string& line, const ControlCaller& c
     const ControlRole needed = required_control_role(command);
     if (caller.role < needed) {
       return dump(error_reply({Errc::permission_denied,
-                               "command '" + command + "' needs the " + control_role_name(needed) + " role; " +
-                                   caller.identity + " has " + control_role_name(caller.role)}));
+                               "command '" + command + "' needs the " + control_role_name(needed) +
+                                   " role; " + caller.identity + " has " + control_role_name(caller.role)}));
     }
   }
   if (caller.storage_dir) {

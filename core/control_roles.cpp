@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <filesystem>
 
-
 namespace nbdsnap {
 
 namespace {
@@ -46,9 +45,12 @@ constexpr CommandRole kCommandRoles[] = {
 
 const char* control_role_name(ControlRole role) {
   switch (role) {
-    case ControlRole::read_only: return "read-only";
-    case ControlRole::operator_role: return "operator";
-    case ControlRole::admin: return "admin";
+    case ControlRole::read_only:
+      return "read-only";
+    case ControlRole::operator_role:
+      return "operator";
+    case ControlRole::admin:
+      return "admin";
   }
   return "admin";
 }
@@ -76,11 +78,12 @@ std::vector<std::string> listed_control_commands() {
 Status check_remote_storage_path(const ControlCaller& caller, const std::string& path, bool range) {
   if (!caller.storage_dir) return Status::ok();
   const auto refuse = [&](const std::string& why) {
-    return Status{Errc::permission_denied, caller.identity + " may not use '" + path + "' as difference storage: " +
-                                               why};
+    return Status{Errc::permission_denied,
+                  caller.identity + " may not use '" + path + "' as difference storage: " + why};
   };
   if (caller.storage_dir->empty()) {
-    return refuse("remote clients name storage only inside nbdsnapd's --remote-storage-dir, which is not set");
+    return refuse(
+        "remote clients name storage only inside nbdsnapd's --remote-storage-dir, which is not set");
   }
   const std::string allowed = "remote clients may name only new files directly in " + *caller.storage_dir;
   if (range) return refuse("ranges of existing files are for local clients; " + allowed);

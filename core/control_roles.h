@@ -34,8 +34,9 @@ struct ControlCaller {
   std::string identity;  // "psk:agent1", "dn:...", "local"
   ControlRole role = ControlRole::admin;
   // Remote callers only (set): the directory in which they may name difference storage, as new files only;
-  // empty: they may not name storage at all. Unset (local callers): any path, as the Unix socket's owner could
-  // write it anyway. Without this an operator could have copy-on-write overwrite any file nbdsnapd can write.
+  // empty: they may not name storage at all. Unset (local callers): any path, as the Unix socket's owner
+  // could write it anyway. Without this an operator could have copy-on-write overwrite any file nbdsnapd can
+  // write.
   std::optional<std::string> storage_dir;
 };
 

@@ -13,16 +13,18 @@
 
 namespace nbdsnap {
 
-DiffStorage::DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space,
-                         std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device,
-                         FileCache cache)
+DiffStorage::DiffStorage(
+    uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space,
+    std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device, FileCache cache)
     : limit_(limit),
       low_space_threshold_(low_space_threshold),
       on_low_space_(std::move(on_low_space)),
       wrap_device_(std::move(wrap_device)),
       cache_(cache) {}
 
-DiffStorage::~DiffStorage() { release(); }
+DiffStorage::~DiffStorage() {
+  release();
+}
 
 namespace {
 
@@ -37,16 +39,18 @@ Status area_range(const StorageSpec& spec, uint64_t device_size, uint64_t& offse
     return Status::ok();
   }
   if (spec.offset >= device_size) {
-    return {Errc::out_of_range, "storage " + spec.to_string() + " starts at byte " + std::to_string(spec.offset) +
-                                    " but " + spec.path + " has only " + std::to_string(device_size) + " bytes (" +
-                                    format_size(device_size) + ")"};
+    return {Errc::out_of_range, "storage " + spec.to_string() + " starts at byte " +
+                                    std::to_string(spec.offset) + " but " + spec.path + " has only " +
+                                    std::to_string(device_size) + " bytes (" + format_size(device_size) +
+                                    ")"};
   }
   offset = spec.offset;
   length = spec.length != 0 ? spec.length : device_size - spec.offset;
   if (length > device_size - offset) {
-    return {Errc::out_of_range, "storage " + spec.to_string() + " ends at byte " + std::to_string(offset + length) +
-                                    " but " + spec.path + " has only " + std::to_string(device_size) + " bytes (" +
-                                    format_size(device_size) + "): shorten the range"};
+    return {Errc::out_of_range, "storage " + spec.to_string() + " ends at byte " +
+                                    std::to_string(offset + length) + " but " + spec.path + " has only " +
+                                    std::to_string(device_size) + " bytes (" + format_size(device_size) +
+                                    "): shorten the range"};
   }
   return Status::ok();
 }
@@ -61,9 +65,9 @@ DiskUse wanted_use(const StorageSpec& spec, const std::string& identity) {
 Status check_not_directory(const StorageSpec& spec) {
   struct stat st {};
   if (::stat(spec.path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Status::ok();
-  return {Errc::invalid_argument, "difference storage " + spec.path +
-                                      " is a directory: give a file in it (" + spec.path +
-                                      "/NAME.diff:SIZE creates one of SIZE bytes), an existing file or a block device"};
+  return {Errc::invalid_argument,
+          "difference storage " + spec.path + " is a directory: give a file in it (" + spec.path +
+              "/NAME.diff:SIZE creates one of SIZE bytes), an existing file or a block device"};
 }
 
 }  // namespace
@@ -83,7 +87,8 @@ Status DiffStorage::check_unused(const StorageSpec& spec, const DiskUse& wanted,
   return Status::ok();
 }
 
-Status DiffStorage::open_spec_device(const StorageSpec& spec, std::shared_ptr<BlockDevice>& out, bool& created) {
+Status DiffStorage::open_spec_device(const StorageSpec& spec, std::shared_ptr<BlockDevice>& out,
+                                     bool& created) {
   created = false;
   std::unique_ptr<FileDevice> file;
   Status s = spec.size > 0 ? FileDevice::create(spec.path, spec.size, file, created, cache_, spec.sparse)
@@ -127,15 +132,16 @@ Status DiffStorage::append(const StorageSpec& spec, const AreaRequirements& requ
   uint64_t offset = 0, length = 0;
   if (Status s = area_range(spec, device->size(), offset, length); !s) return give_up(s);
   if (length < requirements.minimum_size) {
-    return give_up({Errc::invalid_argument,
-                    "storage " + spec.to_string() + " holds " + format_size(length) + ", less than " +
-                        requirements.minimum_reason + " (" + format_size(requirements.minimum_size) +
-                        "): copy-on-write could store nothing in it; give at least " +
-                        std::to_string(requirements.minimum_size) + " bytes"});
+    return give_up({Errc::invalid_argument, "storage " + spec.to_string() + " holds " + format_size(length) +
+                                                ", less than " + requirements.minimum_reason + " (" +
+                                                format_size(requirements.minimum_size) +
+                                                "): copy-on-write could store nothing in it; give at least " +
+                                                std::to_string(requirements.minimum_size) + " bytes"});
   }
   MutexLock lock(mutex_);
   for (const Area& a : areas_) {  // appended meanwhile by a concurrent append
-    if (a.device && DiskUse{a.identity, a.info.offset, a.info.size, ""}.overlaps({identity, offset, length, ""})) {
+    if (a.device &&
+        DiskUse{a.identity, a.info.offset, a.info.size, ""}.overlaps({identity, offset, length, ""})) {
       lock.unlock();
       return give_up({Errc::already_exists, "storage " + spec.to_string() + " is already in this storage"});
     }
@@ -177,9 +183,10 @@ Status DiffStorage::full_status(uint64_t bytes) const {
     return {Errc::no_space, "no difference storage area can hold a chunk of " + format_size(bytes) + " (" +
                                 std::to_string(areas_.size()) + " area(s), " + format_size(total) + ")"};
   }
-  return {Errc::no_space, "difference storage is full: " + format_size(used_) + " of " + format_size(total) +
-                              " in " + std::to_string(areas_.size()) +
-                              " area(s) hold copied chunks; append storage before it fills (low_free_space events)"};
+  return {Errc::no_space,
+          "difference storage is full: " + format_size(used_) + " of " + format_size(total) + " in " +
+              std::to_string(areas_.size()) +
+              " area(s) hold copied chunks; append storage before it fills (low_free_space events)"};
 }
 
 uint64_t DiffStorage::free_locked() const {
@@ -225,7 +232,8 @@ std::shared_ptr<BlockDevice> DiffStorage::device_of(uint32_t area, uint64_t& sta
   return areas_[area].device;
 }
 
-Status DiffStorage::write(const StorageLocation& at, const void* buf, uint64_t len, uint64_t offset_in_piece) {
+Status DiffStorage::write(const StorageLocation& at, const void* buf, uint64_t len,
+                          uint64_t offset_in_piece) {
   uint64_t start = 0;
   const auto device = device_of(at.area, start);
   if (!device) return {Errc::io_error, "difference storage was released"};

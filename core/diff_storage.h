@@ -38,18 +38,18 @@ using OpenStorageLookup = std::function<std::shared_ptr<BlockDevice>(const std::
 
 // What the engine requires of a new area.
 struct AreaRequirements {
-  std::vector<DiskUse> in_use;     // origins and other snapshots' storage: no byte of these may be used
+  std::vector<DiskUse> in_use;       // origins and other snapshots' storage: no byte of these may be used
   OpenStorageLookup open_elsewhere;  // devices other snapshots have open, to share instead of opening again
-  uint64_t minimum_size = 0;       // bytes the area must hold at least: one chunk (a piece never straddles areas)
-  std::string minimum_reason;      // what minimum_size is, for the message: "one chunk of origin 'disk0'"
+  uint64_t minimum_size = 0;   // bytes the area must hold at least: one chunk (a piece never straddles areas)
+  std::string minimum_reason;  // what minimum_size is, for the message: "one chunk of origin 'disk0'"
 };
 
 class DiffStorage {
  public:
   // on_low_space(requested_bytes) is called (without locks held) when free space falls below the threshold;
   // once until storage is appended.
-  // wrap_device (may be empty) wraps every device append() opens (EngineConfig::wrap_storage_device); cache is
-  // how append() opens files (EngineConfig::storage_cache).
+  // wrap_device (may be empty) wraps every device append() opens (EngineConfig::wrap_storage_device); cache
+  // is how append() opens files (EngineConfig::storage_cache).
   DiffStorage(uint64_t limit, uint64_t low_space_threshold, std::function<void(uint64_t)> on_low_space,
               std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_device = {},
               FileCache cache = FileCache::writeback);
@@ -88,14 +88,14 @@ class DiffStorage {
   struct Area {
     std::shared_ptr<BlockDevice> device;  // shared with other areas of the same file
     StorageAreaInfo info;                 // info.offset: where the area starts in the device
-    std::string identity;  // the device's file_identity() when it was opened (empty: unknown)
-    uint64_t cursor = 0;   // next free byte, relative to the area's start
+    std::string identity;                 // the device's file_identity() when it was opened (empty: unknown)
+    uint64_t cursor = 0;                  // next free byte, relative to the area's start
   };
   // Opens or creates the device of `spec` (no range checks). `created` tells whether the file is new.
   Status open_spec_device(const StorageSpec& spec, std::shared_ptr<BlockDevice>& out, bool& created);
   // already_exists when [offset, offset+length) of `identity` overlaps in_use or an area of this pool.
-  Status check_unused(const StorageSpec& spec, const DiskUse& wanted, const std::vector<DiskUse>& in_use) const
-      EXCLUDES(mutex_);
+  Status check_unused(const StorageSpec& spec, const DiskUse& wanted,
+                      const std::vector<DiskUse>& in_use) const EXCLUDES(mutex_);
   uint64_t free_locked() const REQUIRES(mutex_);
   // The no_space error for an allocation of `bytes` that fits no area.
   Status full_status(uint64_t bytes) const REQUIRES(mutex_);

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// disk_use.h — which bytes of which file or disk the engine uses, so that none is used twice: as two origins, as
-// an origin and difference storage (copy-on-write would overwrite the data it preserves), or as storage twice.
+// disk_use.h — which bytes of which file or disk the engine uses, so that none is used twice: as two origins,
+// as an origin and difference storage (copy-on-write would overwrite the data it preserves), or as storage
+// twice.
 //
-// An origin uses its whole disk; a difference storage area uses a range of its file or device (storage_spec.h).
-// Files and disks are named by BlockDevice::file_identity(), whatever path or device node reached them.
+// An origin uses its whole disk; a difference storage area uses a range of its file or device
+// (storage_spec.h). Files and disks are named by BlockDevice::file_identity(), whatever path or device node
+// reached them.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +17,8 @@ namespace nbdsnap {
 struct DiskUse {
   std::string identity;  // BlockDevice::file_identity(): "file DEV:INODE", "block MAJOR:MINOR"
   uint64_t offset = 0;
-  uint64_t length = 0;   // 0: everything from offset on (an origin: the whole disk)
-  std::string user;      // for messages: "origin 'disk0'", "difference storage of snapshot 's1'"
+  uint64_t length = 0;  // 0: everything from offset on (an origin: the whole disk)
+  std::string user;     // for messages: "origin 'disk0'", "difference storage of snapshot 's1'"
 
   // Same identity (not empty) and at least one byte in common.
   bool overlaps(const DiskUse& other) const;

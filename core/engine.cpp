@@ -22,7 +22,9 @@ namespace nbdsnap {
 
 namespace {
 
-Status unknown_origin(const std::string& name) { return {Errc::not_found, "origin '" + name + "' does not exist"}; }
+Status unknown_origin(const std::string& name) {
+  return {Errc::not_found, "origin '" + name + "' does not exist"};
+}
 Status unknown_snapshot(const std::string& name) {
   return {Errc::not_found, "snapshot '" + name + "' does not exist"};
 }
@@ -113,8 +115,8 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   if (const std::string identity = device ? device->file_identity() : std::string(); !identity.empty()) {
     const std::vector<DiskUse> in_use = disks_in_use();
     if (const DiskUse* used = find_overlap(in_use, {identity, 0, 0, ""})) {  // an origin is the whole disk
-      return {Errc::already_exists, "the device of origin '" + name + "' is already in use: " + used->extent_text() +
-                                        " it is " + used->user};
+      return {Errc::already_exists, "the device of origin '" + name + "' is already in use: " +
+                                        used->extent_text() + " it is " + used->user};
     }
   }
   const uint64_t block_size = tracking_block_size(size, minimum_io_size, config_.sizing);
@@ -137,16 +139,17 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     renewed_because = "no state directory";
   }
   if (!cbt) {
-    // The map holds a change number per tracking block; for a huge origin (a sparse file of exabytes) that can
-    // be more memory than the process gets: refuse the origin by name rather than end the process.
+    // The map holds a change number per tracking block; for a huge origin (a sparse file of exabytes) that
+    // can be more memory than the process gets: refuse the origin by name rather than end the process.
     try {
       cbt = std::make_unique<Cbt>(size, block_size, config_.checkpoints_kept);
     } catch (const std::bad_alloc&) {
       const uint64_t blocks = size / block_size + (size % block_size != 0);
-      return {Errc::no_memory, "origin '" + name + "': its change tracking map of " + std::to_string(blocks) +
-                                   " blocks of " + std::to_string(block_size) +
-                                   " bytes could not be allocated; raise the tracking block maximum shift or "
-                                   "lower its maximum count (tracking-block-max-shift, tracking-block-max-count)"};
+      return {Errc::no_memory,
+              "origin '" + name + "': its change tracking map of " + std::to_string(blocks) + " blocks of " +
+                  std::to_string(block_size) +
+                  " bytes could not be allocated; raise the tracking block maximum shift or "
+                  "lower its maximum count (tracking-block-max-shift, tracking-block-max-count)"};
     }
   }
   // From now until a clean save the state on disk says "in use": a crash means a new generation next time.
@@ -189,7 +192,8 @@ Status Engine::detach_origin(const std::string& name, bool force) {
     snapshot = find_snapshot_locked(snapshot_of_origin_locked(name));
   }
   if (snapshot && !force) {
-    return {Errc::busy, "origin '" + name + "' is in snapshot '" + snapshot->name() + "' (destroy it or force)"};
+    return {Errc::busy,
+            "origin '" + name + "' is in snapshot '" + snapshot->name() + "' (destroy it or force)"};
   }
   // Close the origin's gates: in-flight requests finish (writes tracked), and every later request of a
   // connection that still holds this origin fails, so none can write it untracked after its CBT is saved
@@ -275,8 +279,9 @@ Status Engine::read_cbt(const std::string& origin, const std::string& snapshot,
 namespace {
 
 CbtInfo info_of(const std::string& origin, const std::string& snapshot, const CbtView& view) {
-  return {origin,          snapshot,         view.generation.to_string(), view.number, view.block_size,
-          view.map.size(), view.device_size, view.checkpoints};
+  return {origin,           snapshot,        view.generation.to_string(),
+          view.number,      view.block_size, view.map.size(),
+          view.device_size, view.checkpoints};
 }
 
 Status check_query_offset(const CbtMapQuery& query, const CbtView& view) {
@@ -403,7 +408,7 @@ AreaRequirements Engine::area_requirements(const std::vector<std::string>& origi
 }
 
 Status Engine::check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector<std::string>& origins,
-                                          Errc code) const {
+                                           Errc code) const {
   std::string reason;
   const uint64_t chunk = largest_chunk_locked(origins, reason);
   for (const StorageAreaInfo& area : snapshot.storage().areas()) {
@@ -414,8 +419,8 @@ Status Engine::check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector
     }
   }
   if (const uint64_t limit = snapshot.storage().limit(); limit != 0 && limit < chunk) {
-    return {code, "the limit of snapshot '" + snapshot.name() + "' (" + format_size(limit) + ") is less than " +
-                      reason + " (" + format_size(chunk) + "): no chunk could be stored"};
+    return {code, "the limit of snapshot '" + snapshot.name() + "' (" + format_size(limit) +
+                      ") is less than " + reason + " (" + format_size(chunk) + "): no chunk could be stored"};
   }
   return Status::ok();
 }
@@ -440,9 +445,10 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
   }
   const AreaRequirements requirements = area_requirements(options.origins);
   if (options.limit != 0 && options.limit < requirements.minimum_size) {
-    return {Errc::invalid_argument, "limit " + std::to_string(options.limit) + " (" + format_size(options.limit) +
-                                        ") is less than " + requirements.minimum_reason + " (" +
-                                        format_size(requirements.minimum_size) + "): no chunk could be stored"};
+    return {Errc::invalid_argument,
+            "limit " + std::to_string(options.limit) + " (" + format_size(options.limit) + ") is less than " +
+                requirements.minimum_reason + " (" + format_size(requirements.minimum_size) +
+                "): no chunk could be stored"};
   }
   auto snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
   for (const StorageSpec& spec : options.storage) {
@@ -487,15 +493,16 @@ namespace {
 
 // The chunk maps of a take, built before the snapshot changes; the caller adds the frozen CBTs (Origin keeps
 // its CBT for the engine's members). May throw std::bad_alloc.
-std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins,
+std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot,
+                                           const std::vector<std::shared_ptr<Origin>>& origins,
                                            const EngineConfig& config) {
   std::vector<Snapshot::Member> members;
   members.reserve(origins.size());
   for (const auto& origin : origins) {
     const uint64_t chunk = chunk_size(origin->size(), origin->minimum_io_size(), config.sizing);
-    auto chunks = std::make_shared<ChunkMap>(snapshot, origin->name(), origin->shared_device(), origin->size(), chunk,
-                                             copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk),
-                                             origin->counters());
+    auto chunks = std::make_shared<ChunkMap>(
+        snapshot, origin->name(), origin->shared_device(), origin->size(), chunk,
+        copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk), origin->counters());
     members.push_back({origin->name(), std::move(chunks), nullptr});
   }
   return members;
@@ -529,7 +536,8 @@ Status Engine::take_snapshot(const std::string& name) {
     MutexLock lock(mutex_);
     if (Status s = check_storage_holds_a_chunk(*snapshot, snapshot->origins(), Errc::bad_state); !s) return s;
   }
-  std::sort(origins.begin(), origins.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
+  std::sort(origins.begin(), origins.end(),
+            [](const auto& a, const auto& b) { return a->name() < b->name(); });
   // One instant for the snapshot and its checkpoints.
   const int64_t taken_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
@@ -547,7 +555,8 @@ Status Engine::take_snapshot(const std::string& name) {
     }
     auto targets = members;  // the trackers' copies; what cannot throw comes last
     snapshot->install_and_mark_taken(std::move(members), taken_unix_ms);
-    for (size_t i = 0; i < origins.size(); ++i) origins[i]->tracker().set_cow_target(std::move(targets[i].chunks));
+    for (size_t i = 0; i < origins.size(); ++i)
+      origins[i]->tracker().set_cow_target(std::move(targets[i].chunks));
   } catch (const std::bad_alloc&) {
     return {Errc::no_memory, "out of memory while taking snapshot '" + name + "'; nothing was taken"};
   }
@@ -632,7 +641,8 @@ EngineStats Engine::stats() const {
   }
   EngineStats out;
   for (const auto& origin : origins) out.origins.push_back({origin->name(), origin->counters()->values()});
-  for (const auto& snapshot : snapshots) out.snapshots.push_back(snapshot->stats());  // takes the snapshot's lock
+  for (const auto& snapshot : snapshots)
+    out.snapshots.push_back(snapshot->stats());  // takes the snapshot's lock
   return out;
 }
 
@@ -705,7 +715,8 @@ std::vector<DiskUse> Engine::disks_in_use() const {
     for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
   }
   for (const auto& snapshot : snapshots) {
-    for (DiskUse& use : snapshot->storage().disk_uses("difference storage of snapshot '" + snapshot->name() + "'")) {
+    for (DiskUse& use :
+         snapshot->storage().disk_uses("difference storage of snapshot '" + snapshot->name() + "'")) {
       out.push_back(std::move(use));
     }
   }
@@ -734,7 +745,9 @@ Status Engine::save_clean(Origin& origin) const {
   return store_.save(origin.name(), state, true);
 }
 
-uint64_t Engine::chunk_buffer_bytes() const { return budget_->used(); }
+uint64_t Engine::chunk_buffer_bytes() const {
+  return budget_->used();
+}
 
 uint64_t Engine::memory_bytes() const {
   uint64_t total = 0;  // buffered chunks are counted by their snapshots

@@ -10,7 +10,8 @@
 //   snapshot: created --take_snapshot--> taken --(a failed copy or storage I/O)--> corrupted
 //             created | taken | corrupted --destroy_snapshot--> destroyed (gone from the engine)
 //   image:    exists while its snapshot is taken (or corrupted: then every read fails with corrupted) and its
-//             origin is in it; after destroy, or a forced detach of its origin, every call fails with not_found.
+//             origin is in it; after destroy, or a forced detach of its origin, every call fails with
+//             not_found.
 // An origin belongs to at most one snapshot at a time. Every public method is thread-safe; control operations
 // (attach, detach, create, add, remove, take, append, destroy, reset) run one at a time (lock order:
 // core/lock_order.h).
@@ -61,16 +62,16 @@ class Engine {
   // Attaches a tracker to a device under `name`. CBT resumes from a clean saved state of the same size, else
   // starts a new generation (posting generation_renewed with the reason). device may be null when the front
   // end always passes a source for I/O (then size must be given); otherwise size 0 means device->size().
-  // minimum_io_size 0 means device->minimum_io_size() (1 without a device); sizing.h keeps chunks and tracking
-  // blocks at least that large.
-  // Valid: `name` not attached. Errors: invalid_argument (bad name, no size), already_exists (name attached,
-  // or the device is already an origin or storage), I/O errors of the CBT state file.
+  // minimum_io_size 0 means device->minimum_io_size() (1 without a device); sizing.h keeps chunks and
+  // tracking blocks at least that large. Valid: `name` not attached. Errors: invalid_argument (bad name, no
+  // size), already_exists (name attached, or the device is already an origin or storage), I/O errors of the
+  // CBT state file.
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
                        uint64_t size = 0, uint64_t minimum_io_size = 0);
-  // Detaches an origin: closes its gates (in-flight I/O finishes, later I/O of anyone holding the Origin fails),
-  // saves its CBT state cleanly and lets go of its device. Valid: attached. Errors: not_found; busy while it is
-  // in a snapshot unless force, which drops it from the snapshot (the image disappears); the CBT save's error
-  // (the origin is detached all the same).
+  // Detaches an origin: closes its gates (in-flight I/O finishes, later I/O of anyone holding the Origin
+  // fails), saves its CBT state cleanly and lets go of its device. Valid: attached. Errors: not_found; busy
+  // while it is in a snapshot unless force, which drops it from the snapshot (the image disappears); the CBT
+  // save's error (the origin is detached all the same).
   Status detach_origin(const std::string& name, bool force);
   // The attached origin of that name, or null.
   std::shared_ptr<Origin> find_origin(const std::string& name) const;
@@ -86,8 +87,10 @@ class Engine {
   // live map read one after another are not one picture; a snapshot's frozen map is).
   Status cbt_info(const std::string& origin, CbtInfo& out) const { return cbt_info(origin, "", out); }
   Status cbt_info(const std::string& origin, const std::string& snapshot, CbtInfo& out) const;
-  // Changed ranges of the live map, whole device, no page limit; with a checkpoint, only blocks changed after it.
-  Status cbt_map(const std::string& origin, const std::string& since_checkpoint, std::vector<Range>& out) const;
+  // Changed ranges of the live map, whole device, no page limit; with a checkpoint, only blocks changed after
+  // it.
+  Status cbt_map(const std::string& origin, const std::string& since_checkpoint,
+                 std::vector<Range>& out) const;
   // One page of changed ranges (CbtView::changed_ranges), and the map's info.
   Status cbt_map(const CbtMapQuery& query, CbtInfo& info, CbtRangesPage& page) const;
   // One page of raw change numbers (blksnap's CBT map; CbtView::number_runs), and the map's info.
@@ -127,9 +130,10 @@ class Engine {
   std::vector<SnapshotInfo> snapshots() const;
 
   // --- images ---
-  // The image of `origin` in a taken snapshot. Errors: not_found (unknown names, an untaken snapshot, an origin
-  // not in it).
-  Status find_image(const std::string& origin, const std::string& snapshot, std::shared_ptr<Image>& out) const;
+  // The image of `origin` in a taken snapshot. Errors: not_found (unknown names, an untaken snapshot, an
+  // origin not in it).
+  Status find_image(const std::string& origin, const std::string& snapshot,
+                    std::shared_ptr<Image>& out) const;
   // Export names of every image of taken snapshots ("ORIGIN@SNAPSHOT").
   std::vector<std::string> image_export_names() const;
 
@@ -165,13 +169,14 @@ class Engine {
   Status check_storage_not_served(const StorageSpec& spec) const;
   // The largest chunk of the named origins (unknown ones skipped), or, without any, the smallest chunk an
   // origin can have: every storage area and the limit must hold one. `reason` names it for messages.
-  uint64_t largest_chunk_locked(const std::vector<std::string>& origins, std::string& reason) const REQUIRES(mutex_);
-  // What a new storage area of a snapshot of `origins` must satisfy (DiffStorage::append).
-  AreaRequirements area_requirements(const std::vector<std::string>& origins) const
-      REQUIRES(control_mutex_) EXCLUDES(mutex_);
-  // Every area of the snapshot and its limit hold one chunk of `origins` (else `code`, naming the area).
-  Status check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector<std::string>& origins, Errc code) const
+  uint64_t largest_chunk_locked(const std::vector<std::string>& origins, std::string& reason) const
       REQUIRES(mutex_);
+  // What a new storage area of a snapshot of `origins` must satisfy (DiffStorage::append).
+  AreaRequirements area_requirements(const std::vector<std::string>& origins) const REQUIRES(control_mutex_)
+      EXCLUDES(mutex_);
+  // Every area of the snapshot and its limit hold one chunk of `origins` (else `code`, naming the area).
+  Status check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector<std::string>& origins,
+                                     Errc code) const REQUIRES(mutex_);
   // Saves an origin's CBT as cleanly stopped, with its device's content fingerprint.
   Status save_clean(Origin& origin) const;
   // Calls read with a view of the map `snapshot` froze for `origin` ("" = the live map, under its lock).

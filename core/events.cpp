@@ -6,15 +6,24 @@ namespace nbdsnap {
 
 const char* event_type_name(EventType type) {
   switch (type) {
-    case EventType::low_free_space: return "low_free_space";
-    case EventType::corrupted: return "corrupted";
-    case EventType::storage_appended: return "storage_appended";
-    case EventType::snapshot_taken: return "snapshot_taken";
-    case EventType::snapshot_destroyed: return "snapshot_destroyed";
-    case EventType::origin_attached: return "origin_attached";
-    case EventType::origin_detached: return "origin_detached";
-    case EventType::generation_renewed: return "generation_renewed";
-    case EventType::snapshot_created: return "snapshot_created";
+    case EventType::low_free_space:
+      return "low_free_space";
+    case EventType::corrupted:
+      return "corrupted";
+    case EventType::storage_appended:
+      return "storage_appended";
+    case EventType::snapshot_taken:
+      return "snapshot_taken";
+    case EventType::snapshot_destroyed:
+      return "snapshot_destroyed";
+    case EventType::origin_attached:
+      return "origin_attached";
+    case EventType::origin_detached:
+      return "origin_detached";
+    case EventType::generation_renewed:
+      return "generation_renewed";
+    case EventType::snapshot_created:
+      return "snapshot_created";
   }
   return "unknown";
 }

@@ -18,8 +18,17 @@
 
 namespace nbdsnap {
 
-enum class EventType { low_free_space, corrupted, storage_appended, snapshot_taken, snapshot_destroyed,
-                       origin_attached, origin_detached, generation_renewed, snapshot_created };
+enum class EventType {
+  low_free_space,
+  corrupted,
+  storage_appended,
+  snapshot_taken,
+  snapshot_destroyed,
+  origin_attached,
+  origin_detached,
+  generation_renewed,
+  snapshot_created
+};
 const char* event_type_name(EventType type);
 
 struct Event {

@@ -23,14 +23,20 @@ namespace nbdsnap {
 
 FileDevice::FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device,
                        std::string identity, uint64_t minimum_io_size)
-    : fd_(fd), path_(std::move(path)), size_(size), readonly_(readonly), is_block_device_(is_block_device),
-      identity_(std::move(identity)), minimum_io_size_(minimum_io_size) {}
+    : fd_(fd),
+      path_(std::move(path)),
+      size_(size),
+      readonly_(readonly),
+      is_block_device_(is_block_device),
+      identity_(std::move(identity)),
+      minimum_io_size_(minimum_io_size) {}
 
 namespace {
 
 // A disk reached through two device nodes (/dev/sda, /dev/disk/by-id/...) is one disk: name it by st_rdev.
 std::string identity_of_stat(const struct stat& st) {
-  if (S_ISBLK(st.st_mode)) return "block " + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
+  if (S_ISBLK(st.st_mode))
+    return "block " + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
   return "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
 }
 
@@ -52,8 +58,8 @@ FileDevice::~FileDevice() {
   ::close(fd_);
 }
 
-Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
-                                   FileCache cache) {
+Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonly,
+                                   std::unique_ptr<FileDevice>& out, FileCache cache) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
@@ -87,7 +93,8 @@ Status FileDevice::enable_direct_io() {
   const DirectIoAlignment alignment = direct_io_alignment(fd_);
   if (!is_block_device_ && size_ % alignment.offset != 0) {
     // A second open file description without O_DIRECT for the last partial block (direct_io.h); through
-    // /proc/self/fd so that it is the inode we locked, whatever the path names now. It takes no lock of its own.
+    // /proc/self/fd so that it is the inode we locked, whatever the path names now. It takes no lock of its
+    // own.
     const std::string self = "/proc/self/fd/" + std::to_string(fd_);
     buffered_fd_ = ::open(self.c_str(), (readonly_ ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (buffered_fd_ < 0) return Status::from_errno(errno, "reopen " + path_ + " for its last partial block");
@@ -95,7 +102,8 @@ Status FileDevice::enable_direct_io() {
   const int flags = ::fcntl(fd_, F_GETFL);
   if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_DIRECT) != 0) {
     if (errno == EINVAL) {
-      return {Errc::not_supported, "cache mode none needs direct I/O (O_DIRECT), which the file system of " + path_ +
+      return {Errc::not_supported, "cache mode none needs direct I/O (O_DIRECT), which the file system of " +
+                                       path_ +
                                        " does not support: use cache mode writeback for it, or move it"};
     }
     return Status::from_errno(errno, "set O_DIRECT on " + path_);
@@ -118,24 +126,29 @@ std::string block_device_holder(const std::string& path) {
   while (std::getline(mounts, line)) {
     std::istringstream fields(line);
     std::string id, parent, device, root, mount_point;
-    if (fields >> id >> parent >> device >> root >> mount_point && device == number) return "mounted on " + mount_point;
+    if (fields >> id >> parent >> device >> root >> mount_point && device == number)
+      return "mounted on " + mount_point;
   }
   std::error_code ec;
-  for (const auto& holder : std::filesystem::directory_iterator("/sys/dev/block/" + number + "/holders", ec)) {
+  for (const auto& holder :
+       std::filesystem::directory_iterator("/sys/dev/block/" + number + "/holders", ec)) {
     return "held by " + holder.path().filename().string();
   }
   std::string processes;
   for (const LockHolder& holder : find_lock_holders(st.st_dev, st.st_ino, 0, 0, FileLockMode::exclusive)) {
-    processes += (processes.empty() ? "opened by " : "; ") + holder.command + ", pid " + std::to_string(holder.pid);
+    processes +=
+        (processes.empty() ? "opened by " : "; ") + holder.command + ", pid " + std::to_string(holder.pid);
   }
   return processes;
 }
 
 // Opens `path` with `flags`; read-write block devices also with O_EXCL (see file_lock.h), so a mounted device
-// or one another program opened exclusively is refused with busy. Returns the descriptor or -1 with `error` set.
+// or one another program opened exclusively is refused with busy. Returns the descriptor or -1 with `error`
+// set.
 int open_device_node(const std::string& path, int flags, Status& error) {
   struct stat st {};
-  const bool exclusive_block = (flags & O_ACCMODE) == O_RDWR && ::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
+  const bool exclusive_block =
+      (flags & O_ACCMODE) == O_RDWR && ::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
   const int fd = ::open(path.c_str(), flags | O_CLOEXEC | (exclusive_block ? O_EXCL : 0));
   if (fd >= 0) return fd;
   const int err = errno;
@@ -164,8 +177,8 @@ Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<
   return from_descriptor(fd, path, readonly, out, cache);
 }
 
-Status FileDevice::create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created,
-                          FileCache cache, bool sparse) {
+Status FileDevice::create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
+                          bool& created, FileCache cache, bool sparse) {
   created = false;
   Status error;
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600);
@@ -197,12 +210,15 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
   return Status::ok();
 }
 
-std::string FileDevice::file_identity() const { return identity_; }
+std::string FileDevice::file_identity() const {
+  return identity_;
+}
 
 Status FileDevice::identity_of(const std::string& path, std::string& identity) {
   identity.clear();
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT ? Status::ok() : Status::from_errno(errno, "stat " + path);
+  if (::stat(path.c_str(), &st) != 0)
+    return errno == ENOENT ? Status::ok() : Status::from_errno(errno, "stat " + path);
   identity = identity_of_stat(st);
   return Status::ok();
 }

@@ -15,12 +15,11 @@ namespace nbdsnap {
 class FileDevice final : public BlockDevice {
  public:
   // Opens an existing file or block device. readonly opens O_RDONLY, takes a shared lock (others may read,
-  // nobody may write) and refuses writes; otherwise the file is locked exclusively and a block device is opened
-  // O_EXCL. A file another process holds is refused with busy naming the holder; a file this process already
-  // holds (as an origin or storage) with already_exists.
-  // cache none opens it O_DIRECT (direct_io.h): requests of any alignment still work, and minimum_io_size()
-  // becomes at least the direct-I/O alignment; a file system without O_DIRECT is refused with not_supported
-  // naming the file.
+  // nobody may write) and refuses writes; otherwise the file is locked exclusively and a block device is
+  // opened O_EXCL. A file another process holds is refused with busy naming the holder; a file this process
+  // already holds (as an origin or storage) with already_exists. cache none opens it O_DIRECT (direct_io.h):
+  // requests of any alignment still work, and minimum_io_size() becomes at least the direct-I/O alignment; a
+  // file system without O_DIRECT is refused with not_supported naming the file.
   static Status open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
                      FileCache cache = FileCache::writeback);
   // Creates (or opens) a regular file, locks it exclusively (as open), and makes it at least `size` bytes:
@@ -28,8 +27,8 @@ class FileDevice final : public BlockDevice {
   // no_space names the file, the size and the free space). created tells whether the file did not exist
   // before (a created file is removed again when this fails; an existing one gets its old size back).
   // cache: as for open().
-  static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out, bool& created,
-                       FileCache cache = FileCache::writeback, bool sparse = false);
+  static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
+                       bool& created, FileCache cache = FileCache::writeback, bool sparse = false);
   // The file_identity() a FileDevice of `path` would have, found without opening it (stat), so that a file in
   // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
   static Status identity_of(const std::string& path, std::string& identity);
@@ -63,12 +62,12 @@ class FileDevice final : public BlockDevice {
 
  private:
   // Takes ownership of fd (closing it on failure) and reads its kind and size.
-  static Status from_descriptor(int fd, const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
-                                FileCache cache);
+  static Status from_descriptor(int fd, const std::string& path, bool readonly,
+                                std::unique_ptr<FileDevice>& out, FileCache cache);
   // Switches fd to O_DIRECT and builds direct_ (cache none).
   Status enable_direct_io();
-  FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device, std::string identity,
-             uint64_t minimum_io_size);
+  FileDevice(int fd, std::string path, uint64_t size, bool readonly, bool is_block_device,
+             std::string identity, uint64_t minimum_io_size);
   int fd_;
   std::string path_;
   uint64_t size_;
@@ -76,7 +75,7 @@ class FileDevice final : public BlockDevice {
   bool is_block_device_;
   std::string identity_;
   uint64_t minimum_io_size_;
-  int buffered_fd_ = -1;                 // cache none, a size not a multiple of the alignment: the tail's fd
+  int buffered_fd_ = -1;                  // cache none, a size not a multiple of the alignment: the tail's fd
   std::unique_ptr<DirectFileIo> direct_;  // cache none
 };
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// file_lock.cpp — OFD locks in QEMU's byte layout and the /proc scan that names lock holders (see file_lock.h).
+// file_lock.cpp — OFD locks in QEMU's byte layout and the /proc scan that names lock holders (see
+// file_lock.h).
 #include "file_lock.h"
 
 #include <dirent.h>
@@ -72,7 +73,8 @@ bool lock_line_conflicts(const std::string& line, dev_t dev, ino_t ino, LockRang
   unsigned major_number = 0, minor_number = 0;
   unsigned long long inode = 0;
   if (std::sscanf(file.c_str(), "%x:%x:%llu", &major_number, &minor_number, &inode) != 3) return false;
-  if (makedev(major_number, minor_number) != dev || inode != static_cast<unsigned long long>(ino)) return false;
+  if (makedev(major_number, minor_number) != dev || inode != static_cast<unsigned long long>(ino))
+    return false;
   if (mode == FileLockMode::shared_read && type != "WRITE") return false;
   const unsigned long long lock_first = std::strtoull(first.c_str(), nullptr, 10);
   const bool to_end = last == "EOF";
@@ -113,16 +115,18 @@ Status refusal(int fd, const std::string& path, LockRange range, FileLockMode mo
                const std::string& consequence) {
   struct stat st {};
   std::vector<LockHolder> holders;
-  if (::fstat(fd, &st) == 0) holders = find_lock_holders(st.st_dev, st.st_ino, range.start, range.length, mode);
+  if (::fstat(fd, &st) == 0)
+    holders = find_lock_holders(st.st_dev, st.st_ino, range.start, range.length, mode);
   const pid_t self = ::getpid();
   if (std::any_of(holders.begin(), holders.end(), [&](const LockHolder& h) { return h.pid == self; })) {
-    return {Errc::already_exists, path + " is already open in this process, as an origin or difference storage " +
-                                      "(perhaps under another name or path)"};
+    return {Errc::already_exists,
+            path + " is already open in this process, as an origin or difference storage " +
+                "(perhaps under another name or path)"};
   }
-  const std::string who = holders.empty()
-                              ? "a process not found in /proc (another user's or another container's; lslocks may "
-                                "name it)"
-                              : describe(holders);
+  const std::string who =
+      holders.empty() ? "a process not found in /proc (another user's or another container's; lslocks may "
+                        "name it)"
+                      : describe(holders);
   return {Errc::busy, path + " is " + what + " another process (" + who + "): " + consequence +
                           "; stop that process, or choose another file"};
 }
@@ -150,7 +154,8 @@ Status lock_shared_read(int fd, const std::string& path) {
   for (const off_t byte : {kUsesWrite, kUsesResize}) {
     const LockRange range{byte, 1};
     bool locked = false;
-    if (const int err = test_for_any_lock(fd, range, locked); err != 0) return Status::from_errno(err, "lock " + path);
+    if (const int err = test_for_any_lock(fd, range, locked); err != 0)
+      return Status::from_errno(err, "lock " + path);
     if (locked) {
       return refusal(fd, path, range, FileLockMode::exclusive, "open for writing by",
                      "a read-only origin must not change behind its snapshots");
@@ -165,7 +170,8 @@ Status lock_file(int fd, const std::string& path, FileLockMode mode) {
   return mode == FileLockMode::exclusive ? lock_exclusive(fd, path) : lock_shared_read(fd, path);
 }
 
-std::vector<LockHolder> find_lock_holders(dev_t dev, ino_t ino, off_t start, off_t length, FileLockMode mode) {
+std::vector<LockHolder> find_lock_holders(dev_t dev, ino_t ino, off_t start, off_t length,
+                                          FileLockMode mode) {
   std::vector<pid_t> pids;
   {
     std::unique_ptr<DIR, int (*)(DIR*)> proc(::opendir("/proc"), ::closedir);
@@ -179,7 +185,8 @@ std::vector<LockHolder> find_lock_holders(dev_t dev, ino_t ino, off_t start, off
   std::sort(pids.begin(), pids.end());
   std::vector<LockHolder> holders;
   for (const pid_t pid : pids) {
-    if (process_holds_lock(pid, dev, ino, {start, length}, mode)) holders.push_back({pid, process_command(pid)});
+    if (process_holds_lock(pid, dev, ino, {start, length}, mode))
+      holders.push_back({pid, process_command(pid)});
   }
   return holders;
 }

@@ -5,9 +5,9 @@
 // Design notes
 // - Open file description (OFD) locks, fcntl F_OFD_SETLK: they belong to the open file, not to a thread or a
 //   process, so they hold for every thread of a front end and are released when the last descriptor of the
-//   open file closes (also by a crash). Two opens of one file conflict even inside one process, so a file opened
-//   twice by nbdsnap (as two origins, or as an origin and storage) is refused as well. QEMU locks its images
-//   with the same kind of lock (block/file-posix.c: raw_apply_lock_bytes, raw_check_lock_bytes).
+//   open file closes (also by a crash). Two opens of one file conflict even inside one process, so a file
+//   opened twice by nbdsnap (as two origins, or as an origin and storage) is refused as well. QEMU locks its
+//   images with the same kind of lock (block/file-posix.c: raw_apply_lock_bytes, raw_check_lock_bytes).
 // - QEMU's scheme, found by experiment with qemu-io 7.2 and read in file-posix.c: for each permission P
 //   (0 consistent read, 1 write, 3 resize) a user of P holds a shared lock on byte 100+P, and a user that
 //   forbids others P holds a shared lock on byte 200+P. Opening for P, QEMU fails if byte 200+P is locked;
@@ -18,9 +18,9 @@
 // - Read-only origins: shared locks on bytes 100 (we read), 201 (no one may write) and 203 (no one may
 //   resize), QEMU's own lock bytes for a reader that forbids writes. qemu-io -r and another read-only nbdsnap
 //   still open the file; qemu-io and qemu-img writing or resizing fail ("Failed to get "write" lock"); a
-//   read-write nbdsnap fails to take its exclusive lock. After locking, bytes 101 and 103 are tested: a process
-//   already writing or resizing the file (a QEMU writer) makes the open fail. Lock first, test second, as QEMU
-//   does, so two openers racing see each other.
+//   read-write nbdsnap fails to take its exclusive lock. After locking, bytes 101 and 103 are tested: a
+//   process already writing or resizing the file (a QEMU writer) makes the open fail. Lock first, test
+//   second, as QEMU does, so two openers racing see each other.
 // - A refused lock names the holder: OFD locks show l_pid -1 to F_OFD_GETLK, so, as lslocks does, every
 //   /proc/PID/fdinfo/FD is read for "lock:" lines on the file's device and inode. A holder in another
 //   PID namespace, or of another user when we are not root, is not found; the message then says so.
@@ -56,8 +56,8 @@ struct LockHolder {
 
 // Processes holding a lock (OFD or POSIX) on the file with device `dev` and inode `ino` that overlaps bytes
 // [start, start+length) (length 0: to the end) and conflicts with a lock of `mode`: any lock for exclusive,
-// write locks for shared_read. Reads /proc/*/fdinfo; processes it may not read are skipped. Each process once,
-// in pid order.
+// write locks for shared_read. Reads /proc/*/fdinfo; processes it may not read are skipped. Each process
+// once, in pid order.
 std::vector<LockHolder> find_lock_holders(dev_t dev, ino_t ino, off_t start, off_t length, FileLockMode mode);
 
 }  // namespace nbdsnap

@@ -17,12 +17,20 @@ Status destroyed(const std::string& snapshot) {
 
 Image::Image(std::shared_ptr<Snapshot> snapshot, std::shared_ptr<ChunkMap> chunks,
              std::shared_ptr<const CbtFrozen> cbt, std::string origin_name)
-    : snapshot_(std::move(snapshot)), chunks_(std::move(chunks)), cbt_(std::move(cbt)),
+    : snapshot_(std::move(snapshot)),
+      chunks_(std::move(chunks)),
+      cbt_(std::move(cbt)),
       origin_name_(std::move(origin_name)) {}
 
-const std::string& Image::snapshot_name() const { return snapshot_->name(); }
-uint64_t Image::size() const { return chunks_->origin_size(); }
-bool Image::writable() const { return snapshot_->writable(); }
+const std::string& Image::snapshot_name() const {
+  return snapshot_->name();
+}
+uint64_t Image::size() const {
+  return chunks_->origin_size();
+}
+bool Image::writable() const {
+  return snapshot_->writable();
+}
 
 Status Image::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {
   IoGate::Pass pass(snapshot_->image_gate());
@@ -51,9 +59,11 @@ Status Image::changed_since(const std::string& checkpoint, uint64_t offset, uint
                             std::vector<Range>& out) const {
   if (Status s = check_range(cbt_->device_size, offset, len); !s) return s;
   Checkpoint since;
-  if (Status s = cbt_->view().find_checkpoint(checkpoint, since); !s) return s;  // checkpoint_gone or not_found
+  if (Status s = cbt_->view().find_checkpoint(checkpoint, since); !s)
+    return s;  // checkpoint_gone or not_found
   if (since.number >= cbt_->number) {
-    return {Errc::not_found, "checkpoint '" + checkpoint + "' is not an earlier checkpoint of CBT generation " +
+    return {Errc::not_found, "checkpoint '" + checkpoint +
+                                 "' is not an earlier checkpoint of CBT generation " +
                                  cbt_->generation.to_string()};
   }
   out = cbt_->changed_ranges(since.number, offset, len);

@@ -44,7 +44,8 @@ class Image {
   // Ranges changed between `checkpoint` and this snapshot, clipped to [offset, offset+len). The checkpoint
   // must belong to the same generation and be older than this snapshot: checkpoint_gone if this snapshot's
   // CBT had dropped it, not_found otherwise.
-  Status changed_since(const std::string& checkpoint, uint64_t offset, uint64_t len, std::vector<Range>& out) const;
+  Status changed_since(const std::string& checkpoint, uint64_t offset, uint64_t len,
+                       std::vector<Range>& out) const;
   // Checkpoints that changed_since accepts, oldest first.
   std::vector<std::string> usable_checkpoints() const;
 

@@ -10,8 +10,8 @@
 // Design notes. Entering and leaving an open gate costs one atomic read-modify-write, no lock: every origin
 // write passes here. state_ holds the number of entries inside and a `blocked` bit that freeze() and close()
 // set under the mutex; an entry that sees the bit takes the mutex and waits (or gives up). The last entry to
-// leave a blocked gate takes the mutex to wake the freezer; since the freezer checks the count under the mutex
-// after setting the bit, the wake-up cannot be lost.
+// leave a blocked gate takes the mutex to wake the freezer; since the freezer checks the count under the
+// mutex after setting the bit, the wake-up cannot be lost.
 #pragma once
 
 #include <atomic>

@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// lock_order.h — the engine's locks in precedence order: the one place that says which lock may be taken while
-// which other is held (as nbdkit's server/internal.h lists its locks). No code lives here.
+// lock_order.h — the engine's locks in precedence order: the one place that says which lock may be taken
+// while which other is held (as nbdkit's server/internal.h lists its locks). No code lives here.
 //
 // A thread holding a lock may take only locks listed *below* it. Leaf locks are never held while calling out
-// of their module. Clang's -Wthread-safety checks what each lock guards (GUARDED_BY, REQUIRES, EXCLUDES on the
-// declarations); this order is checked by TSan's lock-order detector in the fault-injection model test
+// of their module. Clang's -Wthread-safety checks what each lock guards (GUARDED_BY, REQUIRES, EXCLUDES on
+// the declarations); this order is checked by TSan's lock-order detector in the fault-injection model test
 // (core/tests/model_test.cpp), which runs takes, destroys, detaches and info() against failing copy-on-write.
 //
-//  1. Engine::control_mutex_    serialises control operations; held across freezes, storage creation, CBT saves.
+//  1. Engine::control_mutex_    serialises control operations; held across freezes, storage creation, CBT
+//  saves.
 //  2. IoGate (freeze/close)     not a lock but a wait: freeze() and close() wait for I/O inside the gate, so
-//                               they are called with nothing below held, and never by a thread inside the gate.
-//  3. Engine::mutex_            the origin and snapshot registries; held briefly, never across I/O or a freeze.
-//  4. Snapshot::mutex_          a snapshot's state, members, chunk maps and frozen CBT; never held while calling
+//                               they are called with nothing below held, and never by a thread inside the
+//                               gate.
+//  3. Engine::mutex_            the origin and snapshot registries; held briefly, never across I/O or a
+//  freeze.
+//  4. Snapshot::mutex_          a snapshot's state, members, chunk maps and frozen CBT; never held while
+//  calling
 //                               a chunk map, the difference storage or the event log.
 //  5. leaves — none of these is held while taking another lock:
 //       ChunkMap::mutex_          chunk states (waiters sleep on its striped condition variables)
@@ -22,11 +26,14 @@
 //       EventLog::mutex_          the event queue
 //       IoGate::mutex_            the gate's freeze count (held only inside IoGate)
 //       MemoryDevice::mutex_      test device pages
-//       DirectFileIo::stripes_    a block under read-modify-write (core/direct_io.h); held across that block's I/O
+//       DirectFileIo::stripes_    a block under read-modify-write (core/direct_io.h); held across that
+//       block's I/O
 //  6. below the leaves — taken with a leaf held, takes nothing:
-//       the chunk buffer pool's mutex (core/chunk_buffer.cpp): a buffer may be freed with ChunkMap::mutex_ held
-// Outside the engine, the TLS server's PSK key table (control-socket/tls_credentials.cpp) is a leaf of its own:
-// held only to copy one key inside GnuTLS's handshake callback or to add and drop a credentials object's keys.
+//       the chunk buffer pool's mutex (core/chunk_buffer.cpp): a buffer may be freed with ChunkMap::mutex_
+//       held
+// Outside the engine, the TLS server's PSK key table (control-socket/tls_credentials.cpp) is a leaf of its
+// own: held only to copy one key inside GnuTLS's handshake callback or to add and drop a credentials object's
+// keys.
 //
 // Paths that nest, for reference: take = 1 -> 2 (freeze each origin) -> 3 -> 4; destroy = 1 -> 3 -> 2 -> 4;
 // detach = 1 -> 3 -> 4 -> 2 (close); a write = gate entered -> ChunkMap -> (released) -> DiffStorage / device

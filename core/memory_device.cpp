@@ -59,7 +59,9 @@ Status MemoryDevice::write_or_zero(const void* buf, uint64_t len, uint64_t offse
 Status MemoryDevice::pwrite(const void* buf, uint64_t len, uint64_t offset, bool) {
   return write_or_zero(buf, len, offset);
 }
-Status MemoryDevice::trim(uint64_t offset, uint64_t len, bool) { return write_or_zero(nullptr, len, offset); }
+Status MemoryDevice::trim(uint64_t offset, uint64_t len, bool) {
+  return write_or_zero(nullptr, len, offset);
+}
 Status MemoryDevice::zero(uint64_t offset, uint64_t len, bool, bool) {
   return write_or_zero(nullptr, len, offset);
 }

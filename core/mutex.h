@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// mutex.h — the mutex, scoped lock and condition variable every nbdsnap module uses, annotated so that clang's
-// -Wthread-safety checks them (libstdc++'s std::mutex carries no annotations).
+// mutex.h — the mutex, scoped lock and condition variable every nbdsnap module uses, annotated so that
+// clang's -Wthread-safety checks them (libstdc++'s std::mutex carries no annotations).
 //
 // Mutex wraps std::mutex; MutexLock holds one for a scope and may release and re-take it (around I/O);
 // CondVar waits with a Mutex held. Waits take the predicate as a loop in the caller, so the analysis sees the

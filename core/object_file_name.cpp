@@ -20,10 +20,15 @@ uint64_t fnv1a64(std::string_view bytes) {
   return hash;
 }
 
-// A byte that may stand in a file name prefix: not '/', not '@' (the marker of hashed names), not a control byte.
-bool safe_in_prefix(unsigned char c) { return c != '/' && c != '@' && c >= 0x20 && c != 0x7f; }
+// A byte that may stand in a file name prefix: not '/', not '@' (the marker of hashed names), not a control
+// byte.
+bool safe_in_prefix(unsigned char c) {
+  return c != '/' && c != '@' && c >= 0x20 && c != 0x7f;
+}
 
-bool is_utf8_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+bool is_utf8_continuation(unsigned char c) {
+  return (c & 0xC0) == 0x80;
+}
 
 // The first bytes of `name` (at most max_bytes), unsafe bytes replaced by '_', never starting with '.' or '-'
 // (no hidden files, nothing that reads as an option) and never ending inside a UTF-8 character.

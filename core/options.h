@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "block_device.h"
-#include "direct_io.h"
 #include "cbt.h"
+#include "direct_io.h"
 #include "sizing.h"
 #include "storage_spec.h"
 

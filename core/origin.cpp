@@ -21,11 +21,15 @@ void Origin::close_io() {
   read_gate_.close();
 }
 
-void Origin::release_device() { device_.reset(); }
+void Origin::release_device() {
+  device_.reset();
+}
 
 Origin::~Origin() = default;
 
-Cbt& Origin::cbt() { return tracker_->cbt(); }
+Cbt& Origin::cbt() {
+  return tracker_->cbt();
+}
 
 Status Origin::check_attached() const {
   if (tracker_->gate().is_closed()) {
@@ -34,13 +38,17 @@ Status Origin::check_attached() const {
   return Status::ok();
 }
 
-Status Origin::begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard, bool may_wait) {
+Status Origin::begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard,
+                           bool may_wait) {
   if (read_only_) return {Errc::read_only, "origin '" + name_ + "' is read-only"};
   if (Status s = check_range(size_, offset, len); !s) return s;
   switch (tracker_->begin_write(offset, len, source, may_wait, guard)) {
-    case Tracker::Admission::admitted: return Status::ok();
-    case Tracker::Admission::closed: return check_attached();
-    case Tracker::Admission::would_block: break;
+    case Tracker::Admission::admitted:
+      return Status::ok();
+    case Tracker::Admission::closed:
+      return check_attached();
+    case Tracker::Admission::would_block:
+      break;
   }
   return {Errc::would_block, "a write to origin '" + name_ + "' must wait for a take or a chunk copy"};
 }
@@ -65,7 +73,9 @@ void Origin::count_read(uint64_t len) {
   count(counters.bytes_read, len);
 }
 
-const std::shared_ptr<OriginCounters>& Origin::counters() const { return tracker_->counters(); }
+const std::shared_ptr<OriginCounters>& Origin::counters() const {
+  return tracker_->counters();
+}
 
 // Writes check device_ only once they hold the write gate: a detached origin has none.
 Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait) {

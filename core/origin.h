@@ -57,8 +57,8 @@ class Origin {
   void release_device();
 
   // I/O through the origin's device. Writes, trims and zeroes pass the tracker first. With may_wait false a
-  // write that would wait for a take or copy chunks first fails with would_block and changes nothing (nbdsnapd
-  // tries small writes on its I/O thread this way and hands those to its workers).
+  // write that would wait for a take or copy chunks first fails with would_block and changes nothing
+  // (nbdsnapd tries small writes on its I/O thread this way and hands those to its workers).
   Status read(void* buf, uint64_t len, uint64_t offset);
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait = true);
   Status trim(uint64_t offset, uint64_t len, bool fua);
@@ -69,7 +69,8 @@ class Origin {
   // Marks CBT and copies old chunks for live snapshots before a write of [offset, offset+len), and holds the
   // write gate in `guard`. Never fails because of a snapshot (a failed copy corrupts the snapshot instead);
   // fails for a read-only origin, a bad range, a detached origin (io_error), or would_block (see above).
-  Status begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard, bool may_wait = true);
+  Status begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard,
+                     bool may_wait = true);
   // ok while attached; io_error naming the origin once it was detached.
   Status check_attached() const;
 
@@ -79,13 +80,13 @@ class Origin {
   // The origin's counters (io_counters.h), shared with the chunk maps of its snapshots.
   const std::shared_ptr<OriginCounters>& counters() const;
 
-
  private:
   // The tracker and the CBT are the engine's: front ends reach them only through Engine's narrow calls (CBT
   // reads, mark_dirty, reset, checkpoint delete) and through the I/O calls above, never directly, so no
   // front end can switch copy-on-write or change a map behind the engine's locks.
   friend class Engine;
-  friend struct OriginTestAccess;  // tests only: hold the write gate as a take does (core/tests/test_support.h)
+  friend struct OriginTestAccess;  // tests only: hold the write gate as a take does
+                                   // (core/tests/test_support.h)
   Tracker& tracker() { return *tracker_; }
   Cbt& cbt();
 
@@ -93,7 +94,8 @@ class Origin {
   // Reset only by release_device(), once no request can be inside either gate: readers hold a pass.
   std::shared_ptr<BlockDevice> device_;
   const bool can_trim_;
-  IoGate read_gate_;  // reads, flushes, extents: closed at detach (never frozen: a take does not wait for reads)
+  IoGate
+      read_gate_;  // reads, flushes, extents: closed at detach (never frozen: a take does not wait for reads)
   const uint64_t size_;
   const uint64_t minimum_io_size_;
   const bool read_only_;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// served_origin_files.cpp — comparing a storage path with served files by identity (device and inode) and place.
+// served_origin_files.cpp — comparing a storage path with served files by identity (device and inode) and
+// place.
 #include "served_origin_files.h"
 
 #include <dirent.h>
@@ -14,8 +15,8 @@
 namespace nbdsnap {
 namespace {
 
-// One file however it is reached: a block device by its device number (two device nodes are one disk), anything
-// else by file system and inode (hard links and symbolic links are one file).
+// One file however it is reached: a block device by its device number (two device nodes are one disk),
+// anything else by file system and inode (hard links and symbolic links are one file).
 struct Identity {
   bool block = false;
   dev_t device = 0;
@@ -76,24 +77,26 @@ Status ServedOriginFiles::check_storage(const std::string& path, const std::stri
 
 Status ServedOriginFiles::check_identity(const std::string& path, const std::string& shown) const {
   Identity storage;
-  if (!identity_of(path, storage)) return Status::ok();  // nothing there yet: where it would be is checked next
+  if (!identity_of(path, storage))
+    return Status::ok();  // nothing there yet: where it would be is checked next
   for (const Entry& file : files_) {
     Identity served;
     if (identity_of(file.path, served) && served == storage)
-      return {Errc::already_exists, shown + " is " + file.path +
-                                        ", which the plugin serves (" + file.source + ")" + kWhy};
+      return {Errc::already_exists,
+              shown + " is " + file.path + ", which the plugin serves (" + file.source + ")" + kWhy};
   }
   for (const Entry& directory : directories_) {
     Identity served;
     if (identity_of(directory.path, served) && served == storage)
-      return {Errc::invalid_argument, shown + " is the directory the plugin serves (" +
-                                          directory.source + ")"};
+      return {Errc::invalid_argument,
+              shown + " is the directory the plugin serves (" + directory.source + ")"};
     DIR* dir = ::opendir(directory.path.c_str());
     if (dir == nullptr) continue;
     Status found;
     while (dirent* entry = ::readdir(dir)) {
       struct stat st {};
-      if (::fstatat(::dirfd(dir), entry->d_name, &st, 0) != 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+      if (::fstatat(::dirfd(dir), entry->d_name, &st, 0) != 0 ||
+          !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
         continue;
       if (identity_of(st) == storage) {
         found = {Errc::already_exists, shown + " is " + directory.path + "/" + entry->d_name +
@@ -110,16 +113,17 @@ Status ServedOriginFiles::check_identity(const std::string& path, const std::str
 
 Status ServedOriginFiles::check_location(const std::string& path, const std::string& shown) const {
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Status::ok();  // a directory holds storage files
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    return Status::ok();  // a directory holds storage files
   // Where the file is, or would be created: a symbolic link is followed to the file it names.
   Identity parent;
   if (!identity_of(parent_of(resolved(path)), parent)) return Status::ok();  // opening it will fail anyway
   for (const Entry& directory : directories_) {
     Identity served;
     if (identity_of(directory.path, served) && served == parent)
-      return {Errc::invalid_argument, shown + " lies in " + directory.path +
-                                          ", which the plugin serves (" + directory.source +
-                                          "): every file there is an export; put storage in another directory"};
+      return {Errc::invalid_argument,
+              shown + " lies in " + directory.path + ", which the plugin serves (" + directory.source +
+                  "): every file there is an export; put storage in another directory"};
   }
   return Status::ok();
 }

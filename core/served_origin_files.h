@@ -1,17 +1,17 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// served_origin_files.h — files a front end serves as origins although no BlockDevice of the engine names them,
-// so that difference storage never lands on one.
+// served_origin_files.h — files a front end serves as origins although no BlockDevice of the engine names
+// them, so that difference storage never lands on one.
 //
-// The engine refuses storage whose file is an origin's device (BlockDevice::file_identity). The nbdkit filter's
-// origins are exports of a plugin: the engine sees no file behind them, so a snapshot could be given an origin's
-// own file, or a new file in a directory the plugin serves, as difference storage, and copy-on-write would
-// overwrite an origin's data. The front end records here what it learnt of the plugin's files (its file= and
-// dir= parameters), and the engine checks every storage path against them (Engine::create_snapshot,
-// Engine::append_storage).
+// The engine refuses storage whose file is an origin's device (BlockDevice::file_identity). The nbdkit
+// filter's origins are exports of a plugin: the engine sees no file behind them, so a snapshot could be given
+// an origin's own file, or a new file in a directory the plugin serves, as difference storage, and
+// copy-on-write would overwrite an origin's data. The front end records here what it learnt of the plugin's
+// files (its file= and dir= parameters), and the engine checks every storage path against them
+// (Engine::create_snapshot, Engine::append_storage).
 //
 // What is served is taken from the file system when storage is checked, not when it was recorded: a directory
-// serves every regular file and block device directly in it, as nbdkit's file plugin does with dir= (following
-// symbolic links), including files added after the start.
+// serves every regular file and block device directly in it, as nbdkit's file plugin does with dir=
+// (following symbolic links), including files added after the start.
 #pragma once
 
 #include <string>
@@ -34,7 +34,8 @@ class ServedOriginFiles {
   // and the reason:
   //  - already_exists: the path is a served file, however it is named (hard link, symbolic link, relative
   //    path, another device node of the same block device);
-  //  - invalid_argument: the path names a file directly in a served directory (an export, or one as soon as it
+  //  - invalid_argument: the path names a file directly in a served directory (an export, or one as soon as
+  //  it
   //    is created), or is a served directory itself. Another directory passes: it may hold storage files.
   // A relative path is taken from the current directory, as opening it would. `what` names the path in
   // messages ("difference storage PATH is ..."). Thread-safe.

@@ -21,7 +21,8 @@ namespace {
 uint64_t scaled_unit_size(uint64_t device_size, unsigned minimum_shift, unsigned maximum_shift,
                           uint64_t maximum_count) {
   unsigned shift = std::min(minimum_shift, maximum_shift);
-  while (shift < maximum_shift && shift < 63 && unit_count(device_size, uint64_t{1} << shift) > maximum_count) {
+  while (shift < maximum_shift && shift < 63 &&
+         unit_count(device_size, uint64_t{1} << shift) > maximum_count) {
     ++shift;
   }
   return uint64_t{1} << shift;
@@ -30,8 +31,9 @@ uint64_t scaled_unit_size(uint64_t device_size, unsigned minimum_shift, unsigned
 }  // namespace
 
 uint64_t tracking_block_size(uint64_t device_size, uint64_t minimum_io_size, const SizingRules& rules) {
-  const uint64_t scaled = scaled_unit_size(device_size, rules.tracking_block_minimum_shift,
-                                           rules.tracking_block_maximum_shift, rules.tracking_block_maximum_count);
+  const uint64_t scaled =
+      scaled_unit_size(device_size, rules.tracking_block_minimum_shift, rules.tracking_block_maximum_shift,
+                       rules.tracking_block_maximum_count);
   return std::max(scaled, round_up_to_power_of_two(minimum_io_size));
 }
 

@@ -20,16 +20,16 @@
 namespace nbdsnap {
 
 struct SizingRules {
-  unsigned tracking_block_minimum_shift = 16;            // 64 KiB
-  unsigned tracking_block_maximum_shift = 26;            // 64 MiB
+  unsigned tracking_block_minimum_shift = 16;                 // 64 KiB
+  unsigned tracking_block_maximum_shift = 26;                 // 64 MiB
   uint64_t tracking_block_maximum_count = uint64_t{1} << 21;  // 2,097,152 blocks (a 2 MiB map)
-  unsigned chunk_minimum_shift = 18;                     // 256 KiB
-  unsigned chunk_maximum_shift = 26;                     // 64 MiB
-  unsigned chunk_maximum_count_shift = 40;               // at most 2^40 chunks
+  unsigned chunk_minimum_shift = 18;                          // 256 KiB
+  unsigned chunk_maximum_shift = 26;                          // 64 MiB
+  unsigned chunk_maximum_count_shift = 40;                    // at most 2^40 chunks
 };
 
-// The CBT block size of a device of device_size bytes whose minimum I/O size is minimum_io_size bytes (0 or 1:
-// no minimum). A power of two. Thread-safe (pure).
+// The CBT block size of a device of device_size bytes whose minimum I/O size is minimum_io_size bytes (0 or
+// 1: no minimum). A power of two. Thread-safe (pure).
 uint64_t tracking_block_size(uint64_t device_size, uint64_t minimum_io_size, const SizingRules& rules);
 
 // The copy-on-write chunk size of such a device. A power of two. Thread-safe (pure).

@@ -9,34 +9,40 @@ namespace nbdsnap {
 
 const char* snapshot_state_name(SnapshotState state) {
   switch (state) {
-    case SnapshotState::created: return "created";
-    case SnapshotState::taken: return "taken";
-    case SnapshotState::corrupted: return "corrupted";
+    case SnapshotState::created:
+      return "created";
+    case SnapshotState::taken:
+      return "taken";
+    case SnapshotState::corrupted:
+      return "corrupted";
   }
   return "unknown";
 }
 
-Snapshot::Snapshot(std::string name, const SnapshotOptions& options, const EngineConfig& config, EventLog& events,
-                   std::shared_ptr<BufferBudget> budget)
+Snapshot::Snapshot(std::string name, const SnapshotOptions& options, const EngineConfig& config,
+                   EventLog& events, std::shared_ptr<BufferBudget> budget)
     : name_(std::move(name)),
       writable_(options.writable),
       events_(events),
       budget_(std::move(budget)),
-      storage_(options.limit, config.low_space_threshold,
-               [this](uint64_t requested) {
-                 Event e;
-                 e.type = EventType::low_free_space;
-                 e.snapshot = name_;
-                 e.requested_bytes = requested;
-                 e.reason = "difference storage is running out of free space";
-                 events_.post(std::move(e));
-               },
-               config.wrap_storage_device, config.storage_cache),
+      storage_(
+          options.limit, config.low_space_threshold,
+          [this](uint64_t requested) {
+            Event e;
+            e.type = EventType::low_free_space;
+            e.snapshot = name_;
+            e.requested_bytes = requested;
+            e.reason = "difference storage is running out of free space";
+            events_.post(std::move(e));
+          },
+          config.wrap_storage_device, config.storage_cache),
       origins_(options.origins) {
   writeback_thread_ = std::thread([this] { writeback_loop(); });
 }
 
-Snapshot::~Snapshot() { shutdown(); }
+Snapshot::~Snapshot() {
+  shutdown();
+}
 
 SnapshotState Snapshot::state() const {
   MutexLock lock(mutex_);
@@ -62,7 +68,8 @@ Status Snapshot::remove_origin(const std::string& origin) {
   MutexLock lock(mutex_);
   if (state_ != SnapshotState::created) return {Errc::bad_state, "snapshot '" + name_ + "' is already taken"};
   auto it = std::find(origins_.begin(), origins_.end(), origin);
-  if (it == origins_.end()) return {Errc::not_found, "origin '" + origin + "' is not in snapshot '" + name_ + "'"};
+  if (it == origins_.end())
+    return {Errc::not_found, "origin '" + origin + "' is not in snapshot '" + name_ + "'"};
   origins_.erase(it);
   return Status::ok();
 }
@@ -143,7 +150,8 @@ void Snapshot::corrupt(std::string_view origin, Errc code, std::string_view reas
     corrupted_.store(true);  // before anything that allocates
     try {
       if (origin_errors_.find(origin) == origin_errors_.end()) {
-        origin_errors_.emplace(std::string(origin), OriginError{std::string(origin), error_code, std::string(reason)});
+        origin_errors_.emplace(std::string(origin),
+                               OriginError{std::string(origin), error_code, std::string(reason)});
       }
       if (!first) return;  // the first reason wins
       corruption_reason_ = reason;

@@ -68,10 +68,10 @@ class Snapshot {
   void queue_writeback(std::shared_ptr<ChunkMap> chunks, uint64_t index) EXCLUDES(writeback_mutex_);
   bool is_corrupted() const { return corrupted_.load(); }
   std::string corruption_reason() const EXCLUDES(mutex_);
-  // Marks the snapshot corrupted because `origin` failed with `code` (first reason wins) and posts a corrupted
-  // event with the errno of `code` (to_errno). Records the first failure of each origin for info(). Never
-  // throws: it runs on the copy-on-write path, also after an allocation failed (the flag is set first, without
-  // allocating).
+  // Marks the snapshot corrupted because `origin` failed with `code` (first reason wins) and posts a
+  // corrupted event with the errno of `code` (to_errno). Records the first failure of each origin for info().
+  // Never throws: it runs on the copy-on-write path, also after an allocation failed (the flag is set first,
+  // without allocating).
   void corrupt(std::string_view origin, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);
 
   IoGate& image_gate() { return image_gate_; }
@@ -100,7 +100,8 @@ class Snapshot {
   std::map<std::string, std::shared_ptr<ChunkMap>> chunk_maps_ GUARDED_BY(mutex_);
   std::map<std::string, std::shared_ptr<const CbtFrozen>> frozen_cbt_ GUARDED_BY(mutex_);
   std::string corruption_reason_ GUARDED_BY(mutex_);
-  std::map<std::string, OriginError, std::less<>> origin_errors_ GUARDED_BY(mutex_);  // first failure per origin
+  std::map<std::string, OriginError, std::less<>> origin_errors_
+      GUARDED_BY(mutex_);  // first failure per origin
   int64_t taken_unix_ms_ GUARDED_BY(mutex_) = 0;
 
   Mutex writeback_mutex_;

@@ -25,8 +25,9 @@ Status prepare_state_directory(const std::string& path, const std::string& optio
   struct stat st {};
   if (stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) return Status::ok();
-    return {Errc::invalid_argument, name + " is not a directory: give a directory for CBT state (or a new path "
-                                           "in an existing directory, created then)"};
+    return {Errc::invalid_argument, name +
+                                        " is not a directory: give a directory for CBT state (or a new path "
+                                        "in an existing directory, created then)"};
   }
   if (errno != ENOENT) return Status::from_errno(errno, name);
   const std::string parent = parent_of(path);

@@ -27,8 +27,9 @@ enum class Errc {
   no_memory,         // an allocation failed (ENOMEM)
   would_block,       // a call asked not to wait would have had to (front ends retry it where waiting is fine)
   name_too_long,     // a file name or path is longer than the file system takes (ENAMETOOLONG)
-  checkpoint_gone,   // a CBT checkpoint that existed was dropped (kept count, deleted, history lost): back up fully
-  permission_denied, // the caller's identity or role may not do this (a remote control client; EACCES)
+  checkpoint_gone,   // a CBT checkpoint that existed was dropped (kept count, deleted, history lost): back up
+                     // fully
+  permission_denied,  // the caller's identity or role may not do this (a remote control client; EACCES)
 };
 
 const char* errc_name(Errc code);

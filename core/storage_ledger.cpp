@@ -17,8 +17,9 @@ namespace nbdsnap {
 
 namespace {
 
-// Removes a leftover storage file unless a process holds its lock: since the crash its path may have been given
-// to another nbdsnap as storage (or to anything else that locks it), and then it is no longer ours to delete.
+// Removes a leftover storage file unless a process holds its lock: since the crash its path may have been
+// given to another nbdsnap as storage (or to anything else that locks it), and then it is no longer ours to
+// delete.
 bool remove_if_unused(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return false;

@@ -22,7 +22,8 @@ Status bad_spec(const std::string& text, const std::string& problem, const std::
 }  // namespace
 
 std::string StorageSpec::to_string() const {
-  if (is_range()) return path + ":" + std::to_string(offset) + "+" + (length ? std::to_string(length) : "end");
+  if (is_range())
+    return path + ":" + std::to_string(offset) + "+" + (length ? std::to_string(length) : "end");
   if (size != 0) return path + ":" + std::to_string(size);
   return path;
 }
@@ -32,7 +33,8 @@ Status parse_storage_spec(const std::string& text, StorageSpec& out) {
   const auto colon = text.rfind(':');
   out.path = colon == std::string::npos ? text : text.substr(0, colon);
   if (out.path.empty()) {
-    return {Errc::invalid_argument, "storage '" + text + "' has no path: write PATH, PATH:SIZE or PATH:OFFSET+LENGTH"};
+    return {Errc::invalid_argument,
+            "storage '" + text + "' has no path: write PATH, PATH:SIZE or PATH:OFFSET+LENGTH"};
   }
   if (colon == std::string::npos || colon + 1 == text.size()) return Status::ok();
   const std::string tail = text.substr(colon + 1);
@@ -58,14 +60,16 @@ Status parse_storage_spec(const std::string& text, StorageSpec& out) {
 Status check_storage_spec(const StorageSpec& spec) {
   if (spec.path.empty()) return {Errc::invalid_argument, "difference storage needs a path"};
   if (spec.size != 0 && spec.is_range()) {
-    return {Errc::invalid_argument, "storage " + spec.path +
-                                        ": give either a size (a file created at that size) or an offset and a "
-                                        "length (a range of an existing file or device), not both"};
+    return {Errc::invalid_argument,
+            "storage " + spec.path +
+                ": give either a size (a file created at that size) or an offset and a "
+                "length (a range of an existing file or device), not both"};
   }
   if (spec.sparse && spec.size == 0) {
-    return {Errc::invalid_argument, "storage " + spec.to_string() +
-                                        ": sparse applies to a file created (or grown) at a size (PATH:SIZE); a "
-                                        "range or an existing file is used as it is, nothing is allocated there"};
+    return {Errc::invalid_argument,
+            "storage " + spec.to_string() +
+                ": sparse applies to a file created (or grown) at a size (PATH:SIZE); a "
+                "range or an existing file is used as it is, nothing is allocated there"};
   }
   if (spec.offset + spec.length < spec.offset) {
     return {Errc::overflow, "storage " + spec.to_string() + ": the range ends beyond 2^64 bytes"};

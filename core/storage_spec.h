@@ -7,9 +7,9 @@
 //   PATH:SIZE             the file, created (or grown) to SIZE bytes: 2G, 512M
 //   PATH:OFFSET+LENGTH    LENGTH bytes from OFFSET of an existing file or block device: 0+10G, 10G+10G
 //   PATH:                 the whole existing PATH, for a PATH that itself contains ':'
-// The last ':' always splits: what follows it must be a size or a range (or nothing), else the spec is refused
-// with a message saying so, instead of becoming a file named "x:-5M". The control protocol carries the same
-// as JSON fields {path, size} or {path, offset, length} (docs/control.md).
+// The last ':' always splits: what follows it must be a size or a range (or nothing), else the spec is
+// refused with a message saying so, instead of becoming a file named "x:-5M". The control protocol carries
+// the same as JSON fields {path, size} or {path, offset, length} (docs/control.md).
 #pragma once
 
 #include <cstdint>

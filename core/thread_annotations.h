@@ -2,8 +2,8 @@
 // thread_annotations.h — clang's thread-safety attributes as macros, so the compiler checks what each mutex
 // guards and which functions need it held (-Wthread-safety; after LevelDB's port/thread_annotations.h).
 //
-// Other compilers see nothing. Annotate every mutex-guarded member with GUARDED_BY, every function that must be
-// called with a lock held with REQUIRES, and every function that takes a lock itself with EXCLUDES when a
+// Other compilers see nothing. Annotate every mutex-guarded member with GUARDED_BY, every function that must
+// be called with a lock held with REQUIRES, and every function that takes a lock itself with EXCLUDES when a
 // caller holding it would deadlock. The lock order of the engine is written in core/lock_order.h.
 #pragma once
 

@@ -4,8 +4,9 @@
 //
 // Every write holds the gate for its whole duration (from begin_write until the origin write returned). A
 // take or destroy freezes the gate, which waits for in-flight writes and holds new ones, then switches the
-// copy-on-write target; so every write lies entirely before or entirely after the switch. Detaching the origin
-// closes the gate for good: a connection still holding the origin gets errors, never an untracked write.
+// copy-on-write target; so every write lies entirely before or entirely after the switch. Detaching the
+// origin closes the gate for good: a connection still holding the origin gets errors, never an untracked
+// write.
 #pragma once
 
 #include <memory>
@@ -20,7 +21,8 @@ namespace nbdsnap {
 
 class Tracker {
  public:
-  explicit Tracker(std::unique_ptr<Cbt> cbt) : cbt_(std::move(cbt)), counters_(std::make_shared<OriginCounters>()) {}
+  explicit Tracker(std::unique_ptr<Cbt> cbt)
+      : cbt_(std::move(cbt)), counters_(std::make_shared<OriginCounters>()) {}
 
   enum class Admission {
     admitted,     // the pass holds the gate; CBT is marked and old chunks are preserved
@@ -32,7 +34,8 @@ class Tracker {
   // write to the origin must happen while `pass` is held. Never fails because of a snapshot: a failed copy
   // corrupts the snapshot and the write goes on (invariant 2). With may_wait false, a write that would wait
   // for a take or a chunk copy is not admitted (would_block) and nothing is changed.
-  Admission begin_write(uint64_t offset, uint64_t len, BlockDevice* source, bool may_wait, IoGate::Pass& pass);
+  Admission begin_write(uint64_t offset, uint64_t len, BlockDevice* source, bool may_wait,
+                        IoGate::Pass& pass);
 
   IoGate& gate() { return gate_; }
   // REQUIRES: the gate frozen or closed by the caller (the engine's take, destroy and detach).
@@ -41,8 +44,8 @@ class Tracker {
   const std::shared_ptr<ChunkMap>& cow_target() const { return cow_target_; }
 
   Cbt& cbt() { return *cbt_; }
-  // The origin's counters (io_counters.h): admitted writes and CBT marks here, reads by the Origin, chunk copies
-  // by the snapshots' chunk maps (which share them).
+  // The origin's counters (io_counters.h): admitted writes and CBT marks here, reads by the Origin, chunk
+  // copies by the snapshots' chunk maps (which share them).
   const std::shared_ptr<OriginCounters>& counters() const { return counters_; }
 
  private:

@@ -41,14 +41,16 @@ const std::vector<TuningOption>& make_options() {
        TuningUnit::shift, 1, 63, false,
        [](const EngineConfig& c) -> uint64_t { return c.sizing.chunk_maximum_count_shift; },
        [](EngineConfig& c, uint64_t v) { c.sizing.chunk_maximum_count_shift = static_cast<unsigned>(v); }},
-      {"tracking-block-min-shift", "N", "smallest change tracking (CBT) block is 2^N bytes", TuningUnit::shift, 9,
-       30, false, [](const EngineConfig& c) -> uint64_t { return c.sizing.tracking_block_minimum_shift; },
+      {"tracking-block-min-shift", "N", "smallest change tracking (CBT) block is 2^N bytes",
+       TuningUnit::shift, 9, 30, false,
+       [](const EngineConfig& c) -> uint64_t { return c.sizing.tracking_block_minimum_shift; },
        [](EngineConfig& c, uint64_t v) { c.sizing.tracking_block_minimum_shift = static_cast<unsigned>(v); }},
       {"tracking-block-max-shift", "N", "largest CBT block is 2^N bytes", TuningUnit::shift, 9, 30, false,
        [](const EngineConfig& c) -> uint64_t { return c.sizing.tracking_block_maximum_shift; },
        [](EngineConfig& c, uint64_t v) { c.sizing.tracking_block_maximum_shift = static_cast<unsigned>(v); }},
       {"tracking-block-max-count", "COUNT",
-       "CBT blocks double in size while a device would have more than COUNT of them (one byte of memory each)",
+       "CBT blocks double in size while a device would have more than COUNT of them (one byte of memory "
+       "each)",
        TuningUnit::count, 1, uint64_t{1} << 32, false,
        [](const EngineConfig& c) -> uint64_t { return c.sizing.tracking_block_maximum_count; },
        [](EngineConfig& c, uint64_t v) { c.sizing.tracking_block_maximum_count = v; }},
@@ -64,8 +66,9 @@ const std::vector<TuningOption>& make_options() {
        TuningUnit::size, 4 * KiB, 64 * MiB, true, [](const EngineConfig& c) { return c.copy_io_size; },
        [](EngineConfig& c, uint64_t v) { c.copy_io_size = v; }},
       // Not a blksnap parameter: blksnap keeps no history past its 255 change numbers (core/cbt.h).
-      {"checkpoints-kept", "N", "CBT checkpoints kept per origin; older ones are dropped when change numbers wrap",
-       TuningUnit::count, kMinCheckpointsKept, kMaxCheckpointsKept, false,
+      {"checkpoints-kept", "N",
+       "CBT checkpoints kept per origin; older ones are dropped when change numbers wrap", TuningUnit::count,
+       kMinCheckpointsKept, kMaxCheckpointsKept, false,
        [](const EngineConfig& c) -> uint64_t { return c.checkpoints_kept; },
        [](EngineConfig& c, uint64_t v) { c.checkpoints_kept = static_cast<unsigned>(v); }},
   };
@@ -75,13 +78,13 @@ const std::vector<TuningOption>& make_options() {
 Status out_of_bounds(const TuningOption& option, uint64_t value, const OptionSpelling& spelling) {
   const bool in_range = value >= option.minimum && value <= option.maximum;
   return {Errc::invalid_argument, spelling.with_value(option.name, value_text(option.unit, value)) +
-                                      (in_range ? " is not a power of two" : " is out of range") + ": it must be " +
-                                      option.bounds_text()};
+                                      (in_range ? " is not a power of two" : " is out of range") +
+                                      ": it must be " + option.bounds_text()};
 }
 
 // A maximum shift below its minimum shift would make the minimum meaningless: refused, naming both.
-Status check_shift_order(const EngineConfig& config, std::string_view minimum_name, std::string_view maximum_name,
-                         const OptionSpelling& spelling) {
+Status check_shift_order(const EngineConfig& config, std::string_view minimum_name,
+                         std::string_view maximum_name, const OptionSpelling& spelling) {
   const TuningOption* minimum = find_tuning_option(minimum_name);
   const TuningOption* maximum = find_tuning_option(maximum_name);
   const uint64_t low = minimum->get(config), high = maximum->get(config);
@@ -95,14 +98,18 @@ Status check_shift_order(const EngineConfig& config, std::string_view minimum_na
 }  // namespace
 
 std::string TuningOption::bounds_text() const {
-  return value_text(unit, minimum) + ".." + value_text(unit, maximum) + (power_of_two ? ", a power of two" : "");
+  return value_text(unit, minimum) + ".." + value_text(unit, maximum) +
+         (power_of_two ? ", a power of two" : "");
 }
 
 std::string TuningOption::help_text() const {
-  return std::string(help) + " (default " + value_text(unit, get(EngineConfig{})) + "; " + bounds_text() + ")";
+  return std::string(help) + " (default " + value_text(unit, get(EngineConfig{})) + "; " + bounds_text() +
+         ")";
 }
 
-const std::vector<TuningOption>& tuning_options() { return make_options(); }
+const std::vector<TuningOption>& tuning_options() {
+  return make_options();
+}
 
 const TuningOption* find_tuning_option(std::string_view name) {
   for (const TuningOption& option : tuning_options()) {
@@ -130,13 +137,14 @@ Status parse_whole_number(std::string_view name, const std::string& text, const 
 
 }  // namespace
 
-Status parse_bounded_number(std::string_view name, const std::string& text, uint64_t minimum, uint64_t maximum,
-                            const OptionSpelling& spelling, uint64_t& out) {
+Status parse_bounded_number(std::string_view name, const std::string& text, uint64_t minimum,
+                            uint64_t maximum, const OptionSpelling& spelling, uint64_t& out) {
   const std::string bounds = std::to_string(minimum) + ".." + std::to_string(maximum);
   uint64_t value = 0;
   if (Status s = parse_whole_number(name, text, bounds, spelling, value); !s) return s;
   if (value < minimum || value > maximum) {
-    return {Errc::invalid_argument, spelling.with_value(name, text) + " is out of range: it must be " + bounds};
+    return {Errc::invalid_argument,
+            spelling.with_value(name, text) + " is out of range: it must be " + bounds};
   }
   out = value;
   return Status::ok();
@@ -162,7 +170,8 @@ Status sanitize_tuning(const EngineConfig& config, const OptionSpelling& spellin
   std::string_view& name = wrong != nullptr ? *wrong : ignored;
   for (const TuningOption& option : tuning_options()) {
     const uint64_t value = option.get(config);
-    if (value < option.minimum || value > option.maximum || (option.power_of_two && (value & (value - 1)) != 0)) {
+    if (value < option.minimum || value > option.maximum ||
+        (option.power_of_two && (value & (value - 1)) != 0)) {
       name = option.name;
       return out_of_bounds(option, value, spelling);
     }

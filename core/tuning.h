@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// tuning.h — the engine's tuning options (sizing, buffers, low space, copy reads, CBT checkpoints kept), named, bounded and checked
-// in one place for both front ends: the sanitize step.
+// tuning.h — the engine's tuning options (sizing, buffers, low space, copy reads, CBT checkpoints kept),
+// named, bounded and checked in one place for both front ends: the sanitize step.
 //
 // LevelDB's SanitizeOptions is the model: every option is checked once, before the engine starts, and a bad
 // value is refused with a message that names the option the way the user wrote it and gives its bounds. Both
@@ -71,15 +71,17 @@ Status parse_tuning_option(const TuningOption& option, const std::string& text, 
 // Reads `text` as a whole number of the option `name` and checks it against minimum..maximum: the rule of
 // every numeric option a front end has beside the tuning options (nbdsnapd's --threads, the CLI's --keep...),
 // so every option error says the same words, with the option, the value and the bounds. Returns
-// invalid_argument (not a whole number, out of bounds) or overflow (too large to hold); out is then unchanged.
-Status parse_bounded_number(std::string_view name, const std::string& text, uint64_t minimum, uint64_t maximum,
-                            const OptionSpelling& spelling, uint64_t& out);
+// invalid_argument (not a whole number, out of bounds) or overflow (too large to hold); out is then
+// unchanged.
+Status parse_bounded_number(std::string_view name, const std::string& text, uint64_t minimum,
+                            uint64_t maximum, const OptionSpelling& spelling, uint64_t& out);
 
 // The sanitize step: checks every tuning option of config against its bounds, and the options that depend on
 // each other (a maximum shift not below its minimum shift). Returns ok, or invalid_argument for the first
 // option in tuning_options() order that is wrong, naming it as `spelling` writes it, with its value and its
 // bounds. Front ends call it once, after reading all their options and before starting the engine. When
 // `wrong` is not null it is set to the name of the option the error is about (to say where it was given).
-Status sanitize_tuning(const EngineConfig& config, const OptionSpelling& spelling, std::string_view* wrong = nullptr);
+Status sanitize_tuning(const EngineConfig& config, const OptionSpelling& spelling,
+                       std::string_view* wrong = nullptr);
 
 }  // namespace nbdsnap

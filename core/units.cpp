@@ -14,7 +14,8 @@ int suffix_shift(std::string suffix) {
   if (suffix.empty() || suffix == "B") return 0;
   static const char kLetters[] = "KMGTP";
   for (int i = 0; i < 5; ++i) {
-    if (suffix.size() == 1 && (suffix[0] == kLetters[i] || suffix[0] == kLetters[i] + ('a' - 'A'))) return 10 * (i + 1);
+    if (suffix.size() == 1 && (suffix[0] == kLetters[i] || suffix[0] == kLetters[i] + ('a' - 'A')))
+      return 10 * (i + 1);
   }
   return -1;
 }
@@ -35,8 +36,8 @@ std::string fraction_advice(const std::string& text, size_t point) {
     if ((numerator >> (shift - unit_shift)) != digits) break;  // too large to say exactly
     if (numerator % scale == 0) {
       static const char* const kUnits[] = {"", "K", "M", "G", "T"};
-      return advice + ": " + text.substr(0, end) + text.substr(end, 1) + " is " + std::to_string(numerator / scale) +
-             kUnits[unit_shift / 10];
+      return advice + ": " + text.substr(0, end) + text.substr(end, 1) + " is " +
+             std::to_string(numerator / scale) + kUnits[unit_shift / 10];
     }
   }
   return advice;
@@ -45,8 +46,10 @@ std::string fraction_advice(const std::string& text, size_t point) {
 }  // namespace
 
 Status parse_size(const std::string& text, uint64_t& out) {
-  if (text.empty()) return {Errc::invalid_argument, "the size is empty: give a number of bytes such as 4096, 64K or 2G"};
-  if (text[0] == '-') return {Errc::invalid_argument, "size '" + text + "' is negative: sizes are whole numbers of bytes"};
+  if (text.empty())
+    return {Errc::invalid_argument, "the size is empty: give a number of bytes such as 4096, 64K or 2G"};
+  if (text[0] == '-')
+    return {Errc::invalid_argument, "size '" + text + "' is negative: sizes are whole numbers of bytes"};
   uint64_t value = 0;
   size_t i = 0;
   for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
@@ -55,7 +58,8 @@ Status parse_size(const std::string& text, uint64_t& out) {
     value = value * 10 + digit;
   }
   if (i == 0) {
-    return {Errc::invalid_argument, "size '" + text + "' does not start with a number (sizes look like 4096, 64K, 2G)"};
+    return {Errc::invalid_argument,
+            "size '" + text + "' does not start with a number (sizes look like 4096, 64K, 2G)"};
   }
   if (i < text.size() && (text[i] == '.' || text[i] == ',')) {
     return {Errc::invalid_argument, "size '" + text + "' is not a whole number: " + fraction_advice(text, i)};
@@ -76,8 +80,10 @@ std::string format_size(uint64_t bytes) {
   unsigned unit = 0;
   while (value >= 1024 && unit < 6) value /= 1024, ++unit;
   char text[32];
-  if (unit == 0) std::snprintf(text, sizeof text, "%llu B", static_cast<unsigned long long>(bytes));
-  else std::snprintf(text, sizeof text, "%.1f %s", value, kUnits[unit]);
+  if (unit == 0)
+    std::snprintf(text, sizeof text, "%llu B", static_cast<unsigned long long>(bytes));
+  else
+    std::snprintf(text, sizeof text, "%.1f %s", value, kUnits[unit]);
   return text;
 }
 

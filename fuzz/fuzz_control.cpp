@@ -45,7 +45,8 @@ nlohmann::json defuse(nlohmann::json request, const std::filesystem::path& scrat
   if (!request.is_object()) return request;
   request.erase("timeout_ms");
   auto confine = [&](nlohmann::json& path) {
-    if (path.is_string()) path = (scratch / std::to_string(std::hash<std::string>{}(path.get<std::string>()) % 8)).string();
+    if (path.is_string())
+      path = (scratch / std::to_string(std::hash<std::string>{}(path.get<std::string>()) % 8)).string();
   };
   auto limit_size = [](nlohmann::json& object) {
     if (object.is_object() && object.contains("size") && object["size"].is_number_unsigned() &&

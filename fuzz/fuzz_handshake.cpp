@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <span>
 
-#include "fuzz_world.h"
 #include "access_policy.h"
+#include "fuzz_world.h"
 #include "handshake.h"
 #include "nbd_protocol.h"
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// cbt_paging.cpp — a whole CBT map out of its pages: cbt-map and cbt-raw-map answer a bounded number of ranges
-// or runs per reply, with `more` and `next_offset` (docs/control.md, "Paging"). The one place of the project
-// that follows `more`: the typed calls of client_commands.cpp and the nbdsnap CLI both use it.
+// cbt_paging.cpp — a whole CBT map out of its pages: cbt-map and cbt-raw-map answer a bounded number of
+// ranges or runs per reply, with `more` and `next_offset` (docs/control.md, "Paging"). The one place of the
+// project that follows `more`: the typed calls of client_commands.cpp and the nbdsnap CLI both use it.
 #include <cerrno>
 #include <limits>
 
@@ -39,8 +39,9 @@ Result<nlohmann::json> Client::Impl::all_pages(const std::string& command, nlohm
   // The end of the range asked for; the device's end without a length.
   const bool has_length = arguments.contains("length");
   const uint64_t length = count_of(arguments, "length");
-  const uint64_t end = length > std::numeric_limits<uint64_t>::max() - start ? std::numeric_limits<uint64_t>::max()
-                                                                              : start + length;
+  const uint64_t end = length > std::numeric_limits<uint64_t>::max() - start
+                           ? std::numeric_limits<uint64_t>::max()
+                           : start + length;
   Result<nlohmann::json> first = exchange(command, arguments, std::chrono::milliseconds(0));
   if (!first) return first;
   nlohmann::json joined = std::move(*first);
@@ -51,8 +52,9 @@ Result<nlohmann::json> Client::Impl::all_pages(const std::string& command, nlohm
     // Pages start where the last one stopped; a server that did not move on would loop for ever.
     const uint64_t next = count_of(page, "next_offset");
     if (next <= offset || (has_length && next >= end)) {
-      return client_failure(kProtocolError, EPROTO, command + " of " + origin + ": a page ended at offset " +
-                                                        std::to_string(next) + " yet said more follows");
+      return client_failure(kProtocolError, EPROTO,
+                            command + " of " + origin + ": a page ended at offset " + std::to_string(next) +
+                                " yet said more follows");
     }
     offset = next;
     arguments["offset"] = next;
@@ -61,10 +63,11 @@ Result<nlohmann::json> Client::Impl::all_pages(const std::string& command, nlohm
     if (!following) return following;
     page = std::move(*following);
     if (text_of(page, "generation") != text_of(joined, "generation")) {
-      return client_failure(kGenerationChanged, ESTALE,
-                            "the CBT generation of " + origin + " changed from " + text_of(joined, "generation") +
-                                " to " + text_of(page, "generation") +
-                                " while its map was read: CBT history was lost, read it again (a backup: do a full one)");
+      return client_failure(
+          kGenerationChanged, ESTALE,
+          "the CBT generation of " + origin + " changed from " + text_of(joined, "generation") + " to " +
+              text_of(page, "generation") +
+              " while its map was read: CBT history was lost, read it again (a backup: do a full one)");
     }
     if (page.contains(items) && page[items].is_array()) {
       for (auto& item : page[items]) joined[items].push_back(std::move(item));

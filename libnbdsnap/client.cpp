@@ -31,13 +31,16 @@ Error exchange_failure(const Error& error, const std::string& where, const std::
     return client_failure(kTimeout, ETIMEDOUT,
                           where + ": cannot send " + command + " " + within + ": the server does not read");
   }
-  return client_failure(kTimeout, ETIMEDOUT,
-                        where + ": no reply to " + command + " " + within + "; the server may still carry it out");
+  return client_failure(
+      kTimeout, ETIMEDOUT,
+      where + ": no reply to " + command + " " + within + "; the server may still carry it out");
 }
 
 }  // namespace
 
-const char* library_version() { return NBDSNAP_VERSION; }
+const char* library_version() {
+  return NBDSNAP_VERSION;
+}
 
 std::string Client::Impl::within() const {
   std::string text = "within " + seconds_text(options.timeout);
@@ -62,7 +65,8 @@ Result<nlohmann::json> Client::Impl::exchange(const std::string& command, nlohma
   }
   MutexLock lock(call_mutex);
   if (state != State::connected) {
-    const std::string reason = state == State::closed ? "it was closed" : "an earlier call failed: " + end_reason;
+    const std::string reason =
+        state == State::closed ? "it was closed" : "an earlier call failed: " + end_reason;
     return client_failure(kNotConnected, ENOTCONN, endpoint_name + ": not connected (" + reason + ")");
   }
   const Deadline deadline = std::chrono::steady_clock::now() + options.timeout + server_wait;
@@ -91,7 +95,8 @@ Result<nlohmann::json> Client::Impl::exchange(const std::string& command, nlohma
   const nlohmann::json refusal = reply.value("error", nlohmann::json::object());
   Error error{ErrorSource::server, "unknown", 0, "(no message)"};
   if (refusal.is_object()) {
-    if (refusal.contains("code") && refusal["code"].is_string()) error.code = refusal["code"].get<std::string>();
+    if (refusal.contains("code") && refusal["code"].is_string())
+      error.code = refusal["code"].get<std::string>();
     if (refusal.contains("message") && refusal["message"].is_string()) {
       error.message = refusal["message"].get<std::string>();
     }
@@ -105,7 +110,9 @@ Result<nlohmann::json> Client::Impl::exchange(const std::string& command, nlohma
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Client::Client(Client&&) noexcept = default;
 Client& Client::operator=(Client&&) noexcept = default;
-Client::~Client() { close(); }
+Client::~Client() {
+  close();
+}
 
 Result<Client> Client::connect(const std::string& address, const Options& options) {
   if (is_tls_address(address)) {
@@ -134,7 +141,9 @@ Result<Client> Client::connect(std::unique_ptr<Transport> transport, const Optio
   return Client(std::move(impl));
 }
 
-State Client::state() const { return impl_ ? impl_->state.load() : State::closed; }
+State Client::state() const {
+  return impl_ ? impl_->state.load() : State::closed;
+}
 
 void Client::close() {
   if (!impl_) return;
@@ -142,7 +151,9 @@ void Client::close() {
   if (impl_->state != State::closed) impl_->end(State::closed, {});
 }
 
-std::string Client::endpoint() const { return impl_ ? impl_->endpoint_name : std::string("(moved-from client)"); }
+std::string Client::endpoint() const {
+  return impl_ ? impl_->endpoint_name : std::string("(moved-from client)");
+}
 
 Result<std::string> Client::call(const std::string& request_json, std::chrono::milliseconds server_wait) {
   if (!impl_) return client_failure(kNotConnected, ENOTCONN, "a moved-from client");

@@ -15,7 +15,9 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kMaximumEventWait{24 * 3600 * 1000};  // the server's bound (docs/control.md)
 
-Result<nlohmann::json> moved_from() { return client_failure(kNotConnected, ENOTCONN, "a moved-from client"); }
+Result<nlohmann::json> moved_from() {
+  return client_failure(kNotConnected, ENOTCONN, "a moved-from client");
+}
 
 // The reply's member `key` decoded with `decode`, or the call's error.
 template <typename Decode>
@@ -59,7 +61,6 @@ Result<void> done(const Result<nlohmann::json>& reply) {
 }
 
 }  // namespace
-
 
 Result<ServerVersion> Client::version() {
   return decoded(run(impl_.get(), "version", nlohmann::json::object()), decode_version);
@@ -111,7 +112,8 @@ Result<CbtRawMap> Client::cbt_whole_raw_map(const CbtQuery& query) {
 }
 
 Result<void> Client::cbt_mark_dirty(const std::string& origin, const std::vector<ByteRange>& ranges) {
-  return done(run(impl_.get(), "cbt-mark-dirty", nlohmann::json({{"origin", origin}, {"ranges", encode_ranges(ranges)}})));
+  return done(run(impl_.get(), "cbt-mark-dirty",
+                  nlohmann::json({{"origin", origin}, {"ranges", encode_ranges(ranges)}})));
 }
 
 Result<std::string> Client::cbt_reset(const std::string& origin) {
@@ -136,8 +138,8 @@ Result<Snapshot> Client::snapshot_create(const SnapshotSpec& spec) {
 }
 
 Result<Snapshot> Client::snapshot_create(const SnapshotSpec& spec, StorageAllocation allocation) {
-  return member_decoded(run(impl_.get(), "snapshot-create", encode_snapshot_spec(spec, allocation)), "snapshot",
-                        decode_snapshot);
+  return member_decoded(run(impl_.get(), "snapshot-create", encode_snapshot_spec(spec, allocation)),
+                        "snapshot", decode_snapshot);
 }
 
 Result<void> Client::snapshot_add(const std::string& name, const std::string& origin) {
@@ -170,10 +172,13 @@ Result<Snapshot> Client::snapshot_info(const std::string& name) {
 }
 
 Result<std::vector<Snapshot>> Client::snapshots() {
-  return list_decoded(run(impl_.get(), "snapshot-list", nlohmann::json::object()), "snapshots", decode_snapshot);
+  return list_decoded(run(impl_.get(), "snapshot-list", nlohmann::json::object()), "snapshots",
+                      decode_snapshot);
 }
 
-Result<void> Client::snapshot_destroy(const std::string& name) { return snapshot_destroy(name, false); }
+Result<void> Client::snapshot_destroy(const std::string& name) {
+  return snapshot_destroy(name, false);
+}
 
 Result<void> Client::snapshot_destroy(const std::string& name, bool force) {
   nlohmann::json request{{"name", name}};

@@ -38,7 +38,7 @@ struct Client::Impl {
   Mutex call_mutex;
   std::unique_ptr<Transport> transport GUARDED_BY(call_mutex);
   const Options options;
-  std::string endpoint_name;             // set once at connect
+  std::string endpoint_name;  // set once at connect
   std::atomic<State> state{State::connected};
   std::string end_reason GUARDED_BY(call_mutex);  // why the handle is dead
 };

@@ -21,7 +21,8 @@ class Members {
     const nlohmann::json* member = find(key);
     if (member == nullptr) return 0;
     if (member->is_number_unsigned()) return member->get<uint64_t>();
-    if (member->is_number_integer() && member->get<int64_t>() > 0) return static_cast<uint64_t>(member->get<int64_t>());
+    if (member->is_number_integer() && member->get<int64_t>() > 0)
+      return static_cast<uint64_t>(member->get<int64_t>());
     return 0;
   }
   int64_t time_ms(const char* key) const {
@@ -66,7 +67,8 @@ std::vector<Checkpoint> decode_checkpoints(const nlohmann::json& list) {
   std::vector<Checkpoint> checkpoints;
   for (const auto& entry : list) {
     Members checkpoint(entry);
-    checkpoints.push_back({checkpoint.text("name"), checkpoint.count("number"), checkpoint.time_ms("taken_unix_ms")});
+    checkpoints.push_back(
+        {checkpoint.text("name"), checkpoint.count("number"), checkpoint.time_ms("taken_unix_ms")});
   }
   return checkpoints;
 }
@@ -196,8 +198,13 @@ Stats decode_stats(const nlohmann::json& reply) {
   }
   for (const auto& entry : members.list("snapshots")) {
     Members s(entry);
-    SnapshotStats snapshot{s.text("name"),         s.text("state"),        s.count("storage_total"),
-                           s.count("storage_used"), s.count("storage_free"), s.count("storage_limit"), {}};
+    SnapshotStats snapshot{s.text("name"),
+                           s.text("state"),
+                           s.count("storage_total"),
+                           s.count("storage_used"),
+                           s.count("storage_free"),
+                           s.count("storage_limit"),
+                           {}};
     for (const auto& image_entry : s.list("images")) {
       Members image(image_entry);
       snapshot.images.push_back({image.text("origin"), image.text("export"), image.count("reads"),

@@ -33,7 +33,8 @@ bool is_control_reply(std::string_view line) {
   return reply.is_object() && reply.contains("ok") && reply["ok"].is_boolean();
 }
 
-SocketKind probe_socket_kind(const std::string& path, std::chrono::milliseconds greeting_wait, Deadline deadline) {
+SocketKind probe_socket_kind(const std::string& path, std::chrono::milliseconds greeting_wait,
+                             Deadline deadline) {
   ProbeSocket probe{connect_unix(path, deadline)};
   if (probe.fd < 0) return SocketKind::unknown;
   std::string received;
@@ -54,7 +55,7 @@ SocketKind probe_socket_kind(const std::string& path, std::chrono::milliseconds 
     const auto newline = received.find('\n');
     if (newline != std::string::npos) {
       return is_control_reply(std::string_view(received).substr(0, newline)) ? SocketKind::control
-                                                                                 : SocketKind::unknown;
+                                                                             : SocketKind::unknown;
     }
     if (received.size() > 65536) return SocketKind::unknown;
     const ssize_t n = receive_some(probe.fd, buffer, sizeof(buffer), deadline);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // tls_transport.cpp — the TLS transport: nbdsnapd's remote control listener (--control-listen) reached over
-// TCP with TLS, through the project's GnuTLS line client (control-socket/tls_line_client.h), so the CLI, agents
-// and nbdsnapd share one TLS implementation. See nbdsnap/transport.h.
+// TCP with TLS, through the project's GnuTLS line client (control-socket/tls_line_client.h), so the CLI,
+// agents and nbdsnapd share one TLS implementation. See nbdsnap/transport.h.
 #include <algorithm>
 #include <cerrno>
 
@@ -24,12 +24,13 @@ class TlsTransport final : public Transport {
   Result<void> connect(Deadline deadline) override {
     const auto timeout =
         std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    Status status = TlsLineClient::connect(address_, credentials_, std::max(timeout, std::chrono::milliseconds(0)),
-                                           line_client_);
+    Status status = TlsLineClient::connect(address_, credentials_,
+                                           std::max(timeout, std::chrono::milliseconds(0)), line_client_);
     if (status) return {};
     // The line client does not tell a deadline from other failures here; the clock does.
     if (std::chrono::steady_clock::now() >= deadline) {
-      return client_error(kTimeout, ETIMEDOUT, "no TCP connection or TLS handshake in time (" + status.message() + ")");
+      return client_error(kTimeout, ETIMEDOUT,
+                          "no TCP connection or TLS handshake in time (" + status.message() + ")");
     }
     return client_error(kConnectionFailed, to_errno(status), status.message());
   }
@@ -63,24 +64,29 @@ class TlsTransport final : public Transport {
 
 }  // namespace
 
-bool is_tls_address(const std::string& address) { return nbdsnap::is_tls_address(address); }
+bool is_tls_address(const std::string& address) {
+  return nbdsnap::is_tls_address(address);
+}
 
 Result<std::unique_ptr<Transport>> tls_transport(const std::string& address, const TlsFiles& files) {
   TlsAddress parsed;
-  if (Status s = parse_tls_address(address, parsed); !s) return client_error(kInvalidRequest, EINVAL, s.message());
+  if (Status s = parse_tls_address(address, parsed); !s)
+    return client_error(kInvalidRequest, EINVAL, s.message());
   TlsOptions options;
   options.certificates_dir = files.certificates_dir;
   options.psk_file = files.psk_file;
   options.psk_username = parsed.user;
   if (!options.enabled()) {
-    return client_error(kInvalidRequest, EINVAL,
-                        address + ": a tls:// address needs a certificates directory or a PSK file (TlsFiles)");
+    return client_error(
+        kInvalidRequest, EINVAL,
+        address + ": a tls:// address needs a certificates directory or a PSK file (TlsFiles)");
   }
   std::shared_ptr<const TlsCredentials> credentials;
   if (Status s = TlsCredentials::load(TlsEndpoint::client, options, credentials); !s) {
     return client_error(kBadCredentials, to_errno(s), s.message());
   }
-  return std::unique_ptr<Transport>(std::make_unique<TlsTransport>(std::move(parsed), std::move(credentials)));
+  return std::unique_ptr<Transport>(
+      std::make_unique<TlsTransport>(std::move(parsed), std::move(credentials)));
 }
 
 }  // namespace nbdsnap::client

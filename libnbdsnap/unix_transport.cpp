@@ -61,8 +61,9 @@ class UnixTransport final : public Transport {
         return line;
       }
       if (buffered_.size() > kMaximumLine) {
-        return client_error(kProtocolError, EPROTO, endpoint() + ": a reply line longer than " +
-                                                        std::to_string(kMaximumLine) + " bytes");
+        return client_error(
+            kProtocolError, EPROTO,
+            endpoint() + ": a reply line longer than " + std::to_string(kMaximumLine) + " bytes");
       }
       char chunk[65536];
       const ssize_t n = receive_some(fd_, chunk, sizeof(chunk), deadline);
@@ -81,8 +82,9 @@ class UnixTransport final : public Transport {
  private:
   Error wrong_socket() const {
     return client_error(kWrongSocket, EPROTO,
-                        path_ + ": this is an NBD socket, not a control socket: give the control socket "
-                                "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)");
+                        path_ +
+                            ": this is an NBD socket, not a control socket: give the control socket "
+                            "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)");
   }
 
   // The connection ended before a reply: an NBD server does that after our request (it is no NBD client

@@ -2,11 +2,11 @@
 // filter_config.cpp — parsing and checking the filter's parameters.
 #include "filter_config.h"
 
+#include <strings.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <string_view>
-#include <strings.h>
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,9 +40,10 @@ Status check_storage_path(const std::string& path, bool& is_directory) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) return Status::from_errno(errno, "nbdsnap-storage=" + path);
-    return {Errc::not_found, "nbdsnap-storage=" + path + " does not exist: mkdir " + path +
-                                 " for one file per snapshot in it, or create the file first (e.g. fallocate -l SIZE " +
-                                 path + ")"};
+    return {Errc::not_found,
+            "nbdsnap-storage=" + path + " does not exist: mkdir " + path +
+                " for one file per snapshot in it, or create the file first (e.g. fallocate -l SIZE " + path +
+                ")"};
   }
   is_directory = S_ISDIR(st.st_mode);
   if (!is_directory && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
@@ -73,7 +74,8 @@ const char* config_help() {
         "                              existing file or device (PATH:OFFSET+LENGTH: a range of it), or a\n"
         "                              directory holding one SNAPSHOT.nbdsnap-diff of SIZE per snapshot.\n"
         "nbdsnap-storage-limit=SIZE    Default limit of difference storage per snapshot.\n"
-        "nbdsnap-storage-cache=MODE    none: open difference storage with O_DIRECT (the page cache bypassed,\n"
+        "nbdsnap-storage-cache=MODE    none: open difference storage with O_DIRECT (the page cache "
+        "bypassed,\n"
         "                              as file cache=none does for the origin); writeback (default).\n"
         "nbdsnap-storage-sparse=BOOL   Create the default storage's files sparse, not allocated at create\n"
         "                              (copy-on-write may then fail with ENOSPC and corrupt a snapshot).\n"
@@ -97,7 +99,8 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
   const std::string_view name =
       canonical_parameter_name(std::string_view(key).substr(std::string_view(kParameterPrefix).size()));
   if (!given_.emplace(name).second) {
-    return {Errc::invalid_argument, key + " is given more than once (or with its old name too): give it once"};
+    return {Errc::invalid_argument,
+            key + " is given more than once (or with its old name too): give it once"};
   }
   if (name == "control") return absolute_path(key, value, control_socket);
   if (name == "state-dir") return absolute_path(key, value, state_dir);
@@ -149,19 +152,22 @@ Status FilterConfig::complete() {
   if (has_default_storage()) {
     if (Status s = check_storage_path(storage.path, storage_is_directory); !s) return s;
     if (storage_is_directory && storage.is_range())
-      return {Errc::invalid_argument, "nbdsnap-storage=" + storage.to_string() + ": " + storage.path +
-                                          " is a directory: give the size of each snapshot's file as DIR:SIZE, "
-                                          "not a range"};
+      return {Errc::invalid_argument,
+              "nbdsnap-storage=" + storage.to_string() + ": " + storage.path +
+                  " is a directory: give the size of each snapshot's file as DIR:SIZE, "
+                  "not a range"};
     if (storage_is_directory && storage.size == 0)
       return {Errc::invalid_argument,
               "nbdsnap-storage=" + storage.to_string() + ": " + storage.path +
                   " is a directory: give the size of each snapshot's file as DIR:SIZE"};
-    if (Status s = served_files->check_storage(storage.path); !s) return {s.code(), "nbdsnap-storage: " + s.message()};
+    if (Status s = served_files->check_storage(storage.path); !s)
+      return {s.code(), "nbdsnap-storage: " + s.message()};
   }
   if (storage_sparse && storage.size == 0) {
-    return {Errc::invalid_argument, "nbdsnap-storage-sparse=true applies to files the filter creates: give "
-                                    "nbdsnap-storage=DIR:SIZE or PATH:SIZE (an existing file, device or range is "
-                                    "used as it is)"};
+    return {Errc::invalid_argument,
+            "nbdsnap-storage-sparse=true applies to files the filter creates: give "
+            "nbdsnap-storage=DIR:SIZE or PATH:SIZE (an existing file, device or range is "
+            "used as it is)"};
   }
   return Status::ok();
 }

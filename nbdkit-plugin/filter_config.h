@@ -18,14 +18,14 @@ namespace nbdsnap {
 inline constexpr const char* kParameterPrefix = "nbdsnap-";
 
 struct FilterConfig {
-  std::string control_socket;           // nbdsnap-control: control protocol socket; empty = no control
-  std::string state_dir;                // nbdsnap-state-dir: CBT state; empty = not persistent
+  std::string control_socket;              // nbdsnap-control: control protocol socket; empty = no control
+  std::string state_dir;                   // nbdsnap-state-dir: CBT state; empty = not persistent
   std::string default_origin = "default";  // nbdsnap-default-origin: origin name of the plugin's "" export
-  // nbdsnap-storage: default difference storage (storage_spec.h's text form): a file or device, a range of one,
-  // or a directory with a size (one file of that size per snapshot). Its path is absolute.
+  // nbdsnap-storage: default difference storage (storage_spec.h's text form): a file or device, a range of
+  // one, or a directory with a size (one file of that size per snapshot). Its path is absolute.
   StorageSpec storage;
-  bool storage_is_directory = false;    // one file per snapshot inside storage.path
-  uint64_t storage_limit = 0;           // nbdsnap-storage-limit: default limit for new snapshots
+  bool storage_is_directory = false;  // one file per snapshot inside storage.path
+  uint64_t storage_limit = 0;         // nbdsnap-storage-limit: default limit for new snapshots
   // nbdsnap-storage-sparse: the default storage's files are created sparse instead of fully allocated
   // (core/storage_allocation.h); only with a size (DIR:SIZE or PATH:SIZE).
   bool storage_sparse = false;
@@ -39,8 +39,8 @@ struct FilterConfig {
   // daemonizes. REQUIRES: key starts with kParameterPrefix.
   Status apply(const std::string& key, const std::string& value);
   // Notes a plugin parameter on its way to the plugin: file= serves a file, dir= (directory=) every file in a
-  // directory, whatever the plugin (nbdkit's file plugin; split, partitioning and ondemand too). nbdkit passes
-  // a plugin's bare first argument under the plugin's magic key: `file` for the file plugin.
+  // directory, whatever the plugin (nbdkit's file plugin; split, partitioning and ondemand too). nbdkit
+  // passes a plugin's bare first argument under the plugin's magic key: `file` for the file plugin.
   void note_plugin_parameter(const std::string& key, const std::string& value);
   // Checks the parameters together, once all are known: the engine's sanitize step for the tuning options
   // (core/tuning.h); nbdsnap-state-dir must be a directory; nbdsnap-storage must exist (a directory: one file
@@ -48,12 +48,14 @@ struct FilterConfig {
   Status complete();
 
   bool has_default_storage() const { return !storage.path.empty(); }
-  // Difference storage for a snapshot created without any: the file (or range), or DIRECTORY/SNAPSHOT.nbdsnap-diff.
+  // Difference storage for a snapshot created without any: the file (or range), or
+  // DIRECTORY/SNAPSHOT.nbdsnap-diff.
   StorageSpec default_storage_for(const std::string& snapshot) const;
 
  private:
   // The parameters applied so far, by their current names (an old name counts as its new one): nbdkit passes
-  // every key=value, so a second one would silently override the first; nbdsnapd refuses a repeated option too.
+  // every key=value, so a second one would silently override the first; nbdsnapd refuses a repeated option
+  // too.
   std::set<std::string, std::less<>> given_;
 };
 

@@ -43,16 +43,16 @@ std::string find_tcp_listener(const std::set<unsigned long>& inodes) {
     unsigned address = 0, port = 0, state = 0;
     unsigned long inode = 0;
     // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-    if (std::sscanf(line.c_str(), " %*d: %8X:%4X %*8X:%*4X %2X %*8X:%*8X %*2X:%*8X %*8X %*u %*d %lu", &address,
-                    &port, &state, &inode) != 4)
+    if (std::sscanf(line.c_str(), " %*d: %8X:%4X %*8X:%*4X %2X %*8X:%*8X %*2X:%*8X %*8X %*u %*d %lu",
+                    &address, &port, &state, &inode) != 4)
       continue;
     constexpr unsigned kListen = 0x0A;
     if (state != kListen || inodes.count(inode) == 0) continue;
     // The address is in network byte order read as a little-endian number.
-    std::string host = address == 0 ? "localhost"
-                                     : std::to_string(address & 0xff) + "." + std::to_string((address >> 8) & 0xff) +
-                                           "." + std::to_string((address >> 16) & 0xff) + "." +
-                                           std::to_string(address >> 24);
+    std::string host =
+        address == 0 ? "localhost"
+                     : std::to_string(address & 0xff) + "." + std::to_string((address >> 8) & 0xff) + "." +
+                           std::to_string((address >> 16) & 0xff) + "." + std::to_string(address >> 24);
     return host + ":" + std::to_string(port);
   }
   return {};
@@ -72,7 +72,8 @@ std::string FilterFrontEnd::find_nbd_socket() const {
     std::string num, refcount, protocol, flags, type, state, path;
     unsigned long inode = 0;
     if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode >> path)) continue;
-    if ((std::stoul(flags, nullptr, 16) & kListening) == 0 || inodes.count(inode) == 0 || path[0] == '@') continue;
+    if ((std::stoul(flags, nullptr, 16) & kListening) == 0 || inodes.count(inode) == 0 || path[0] == '@')
+      continue;
     if (path[0] != '/') path = startup_dir_ + "/" + path;
     if (path != control_socket_) return path;
   }
@@ -91,7 +92,8 @@ NbdListener FilterFrontEnd::nbd_listener() const {
 std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
   const NbdListener where = nbd_listener();
   if (!where.unix_path.empty()) return nbd_unix_uri(export_name, where.unix_path);
-  if (!where.tcp_host_port.empty()) return "nbd://" + where.tcp_host_port + "/" + export_name_uri_path(export_name);
+  if (!where.tcp_host_port.empty())
+    return "nbd://" + where.tcp_host_port + "/" + export_name_uri_path(export_name);
   return {};
 }
 
@@ -103,12 +105,15 @@ SelfConnection self_connection_for_thread_model(int thread_model) {
 
 Status FilterFrontEnd::connect_to_self(bool in_handshake, std::unique_ptr<SelfClient>& out) const {
   if (self_connection_ == SelfConnection::never)
-    return {Errc::not_supported, "nbdkit serves one connection at a time (thread model serialize_connections)"};
+    return {Errc::not_supported,
+            "nbdkit serves one connection at a time (thread model serialize_connections)"};
   if (in_handshake && self_connection_ == SelfConnection::outside_handshakes)
-    return {Errc::not_supported, "nbdkit serializes all requests, handshakes included (thread model "
-                                 "serialize_all_requests): the list is read before control requests only"};
+    return {Errc::not_supported,
+            "nbdkit serializes all requests, handshakes included (thread model "
+            "serialize_all_requests): the list is read before control requests only"};
   const NbdListener where = nbd_listener();
-  if (where.empty()) return {Errc::not_supported, "nbdkit listens on no Unix or IPv4 socket the filter can find"};
+  if (where.empty())
+    return {Errc::not_supported, "nbdkit listens on no Unix or IPv4 socket the filter can find"};
   return SelfClient::connect(where, kSelfClientTimeout, out);
 }
 
@@ -123,12 +128,15 @@ Status FilterFrontEnd::plugin_export_for(const std::string& requested, const std
   plugin_export = export_now();  // the default origin's export depends on the list
   if (exports_.is_listed(plugin_export)) return Status::ok();
   if (!exports_.list_known())
-    return {Errc::not_found, "export '" + plugin_export + "' cannot be checked against the plugin's export list (" +
-                                 refreshed.message() + "); until the list can be read (a client's NBD_OPT_LIST, "
-                                 "e.g. nbdinfo --list, also shows it to the filter) only the default export \"\" "
-                                 "is served"};
+    return {Errc::not_found,
+            "export '" + plugin_export + "' cannot be checked against the plugin's export list (" +
+                refreshed.message() +
+                "); until the list can be read (a client's NBD_OPT_LIST, "
+                "e.g. nbdinfo --list, also shows it to the filter) only the default export \"\" "
+                "is served"};
   return {Errc::not_found, "export '" + plugin_export + "' is not one of the plugin's exports (" +
-                               exports_.describe() + "); only those are origins, so that one disk is never tracked "
+                               exports_.describe() +
+                               "); only those are origins, so that one disk is never tracked "
                                "under two names"};
 }
 
@@ -193,15 +201,16 @@ Status FilterFrontEnd::open_origin(const void* client, const std::string& name, 
     if (!out) return {Errc::not_found, "origin '" + name + "' vanished right after attaching"};
   }
   if (out->size() != size)
-    return {Errc::bad_state, "export '" + name + "' is now " + std::to_string(size) + " bytes but origin '" + name +
-                                 "' was attached with " + std::to_string(out->size()) +
+    return {Errc::bad_state, "export '" + name + "' is now " + std::to_string(size) + " bytes but origin '" +
+                                 name + "' was attached with " + std::to_string(out->size()) +
                                  " bytes; detach the origin (origin-detach) to attach it again"};
   clients_[client] = Client{name, name};
   attach_tried_.insert(name);
   return Status::ok();
 }
 
-void FilterFrontEnd::open_image(const void* client, const std::string& export_name, const std::string& origin) {
+void FilterFrontEnd::open_image(const void* client, const std::string& export_name,
+                                const std::string& origin) {
   MutexLock lock(mutex_);
   clients_[client] = Client{export_name, origin};
 }

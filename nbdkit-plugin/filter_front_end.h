@@ -55,10 +55,11 @@ class FilterFrontEnd final : public ControlFrontEnd {
   // Where this nbdkit listens for NBD clients, found once in /proc; empty when the filter cannot tell.
   NbdListener nbd_listener() const;
   // The plugin export a client's export name opens, if the plugin lists it: `requested` "" is the plugin's
-  // default export, otherwise `origin`'s export (the origin part of the name, PluginExports::export_of). A name
-  // not in the recorded list makes the filter ask nbdkit for the list again first. Refused with not_found and
-  // a message naming the export and the list. Called on nbdkit's connection threads (.open).
-  Status plugin_export_for(const std::string& requested, const std::string& origin, std::string& plugin_export);
+  // default export, otherwise `origin`'s export (the origin part of the name, PluginExports::export_of). A
+  // name not in the recorded list makes the filter ask nbdkit for the list again first. Refused with
+  // not_found and a message naming the export and the list. Called on nbdkit's connection threads (.open).
+  Status plugin_export_for(const std::string& requested, const std::string& origin,
+                           std::string& plugin_export);
   // Called before each control request: asks nbdkit for the plugin's list, then opens once (NBD_OPT_INFO on
   // nbdkit's own socket, which attaches it in .prepare) every listed export that has not been an origin
   // during this run. Exports attached before and detached since are left to their next client. Returns what
@@ -66,8 +67,8 @@ class FilterFrontEnd final : public ControlFrontEnd {
   std::vector<std::string> attach_listed_origins();
 
   // Finds the origin `name`, attaching it (size and minimum block size from the plugin; 0: none) when this is
-  // its first connection, and registers `client`. Once the origin is detached, every request of `client` fails
-  // (the origin's gates).
+  // its first connection, and registers `client`. Once the origin is detached, every request of `client`
+  // fails (the origin's gates).
   Status open_origin(const void* client, const std::string& name, uint64_t size, uint64_t minimum_io_size,
                      bool read_only, std::shared_ptr<Origin>& out);
   // Registers a connection to an image export.
@@ -85,7 +86,8 @@ class FilterFrontEnd final : public ControlFrontEnd {
   // nbdkit's handshakes (.open).
   Status connect_to_self(bool in_handshake, std::unique_ptr<SelfClient>& out) const;
 
-  // Every step of a connection to nbdkit's own socket (connect, NBD_OPT_LIST, each NBD_OPT_INFO) ends by then.
+  // Every step of a connection to nbdkit's own socket (connect, NBD_OPT_LIST, each NBD_OPT_INFO) ends by
+  // then.
   static constexpr std::chrono::milliseconds kSelfClientTimeout{5000};
 
   Engine& engine_;
@@ -95,7 +97,7 @@ class FilterFrontEnd final : public ControlFrontEnd {
   const SelfConnection self_connection_;
   // Locks of the filter, in precedence order: discovery_mutex_, then mutex_ (held while it calls the engine,
   // whose locks come next, core/lock_order.h), then PluginExports' refresh_mutex_ and mutex_.
-  Mutex discovery_mutex_;  // one attach_listed_origins at a time
+  Mutex discovery_mutex_;                                 // one attach_listed_origins at a time
   mutable Mutex mutex_ ACQUIRED_AFTER(discovery_mutex_);  // also serialises attach and detach against opens
   std::map<const void*, Client> clients_ GUARDED_BY(mutex_);
   std::set<std::string> attach_tried_ GUARDED_BY(mutex_);  // origins attached or offered during this run

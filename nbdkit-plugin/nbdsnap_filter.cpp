@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// nbdsnap_filter.cpp — the nbdkit callbacks of nbdkit-nbdsnap-filter: translation to the engine, nothing more.
+// nbdsnap_filter.cpp — the nbdkit callbacks of nbdkit-nbdsnap-filter: translation to the engine, nothing
+// more.
 //
 // Design notes. Every export the plugin lists is an origin (plugin_exports.h), and no other name opens: the
-// list is recorded in .list_exports and checked in .open. An origin is attached to the engine when it is first
-// opened (.prepare, where the plugin's size is known): by a client, or by the filter itself over nbdkit's own
-// socket before a control request, so every listed export is an origin once the control socket answers. Writes, trims and zeroes of an origin call
-// Origin::begin_write (CBT mark + copy-on-write of old chunks read through the plugin) and keep its guard
-// until the plugin's write has returned; reads pass through. "ORIGIN@SNAPSHOT" opens the plugin's ORIGIN
-// read-only and is served from the engine's Image, which reads unchanged chunks through that connection.
-// The engine and the control socket start in .after_fork (threads must not cross nbdkit's fork) and stop in
-// .cleanup; .unload saves CBT state if .cleanup did not. No exception crosses a callback: each one catches,
-// reports with nbdkit_error and returns the C error value. Engine errors become errno in fail() only.
+// list is recorded in .list_exports and checked in .open. An origin is attached to the engine when it is
+// first opened (.prepare, where the plugin's size is known): by a client, or by the filter itself over
+// nbdkit's own socket before a control request, so every listed export is an origin once the control socket
+// answers. Writes, trims and zeroes of an origin call Origin::begin_write (CBT mark + copy-on-write of old
+// chunks read through the plugin) and keep its guard until the plugin's write has returned; reads pass
+// through. "ORIGIN@SNAPSHOT" opens the plugin's ORIGIN read-only and is served from the engine's Image, which
+// reads unchanged chunks through that connection. The engine and the control socket start in .after_fork
+// (threads must not cross nbdkit's fork) and stop in .cleanup; .unload saves CBT state if .cleanup did not.
+// No exception crosses a callback: each one catches, reports with nbdkit_error and returns the C error value.
+// Engine errors become errno in fail() only.
 #include <nbdkit-filter.h>
 
 #include <atomic>
@@ -41,10 +43,10 @@ namespace {
 
 // ---------------------------------------------------------------- state of the filter
 
-FilterConfig config;             // set in .config / .config_complete, read-only afterwards
-std::string startup_dir;         // nbdkit's working directory before it daemonized
+FilterConfig config;                              // set in .config / .config_complete, read-only afterwards
+std::string startup_dir;                          // nbdkit's working directory before it daemonized
 int thread_model = NBDKIT_THREAD_MODEL_PARALLEL;  // nbdkit's, from .get_ready
-std::unique_ptr<Engine> engine;  // from .after_fork to .unload
+std::unique_ptr<Engine> engine;                   // from .after_fork to .unload
 std::unique_ptr<PluginExports> plugin_exports;
 std::unique_ptr<FilterFrontEnd> front_end;
 std::unique_ptr<Control> control;
@@ -60,7 +62,9 @@ struct Connection {
   bool is_image() const { return name.is_image(); }
 };
 
-Connection& connection_of(void* handle) { return *static_cast<Connection*>(handle); }
+Connection& connection_of(void* handle) {
+  return *static_cast<Connection*>(handle);
+}
 
 // ---------------------------------------------------------------- errors
 
@@ -122,7 +126,9 @@ int nbdsnap_config_complete(nbdkit_next_config_complete* next, nbdkit_backend* n
   });
 }
 
-int nbdsnap_thread_model() { return NBDKIT_THREAD_MODEL_PARALLEL; }
+int nbdsnap_thread_model() {
+  return NBDKIT_THREAD_MODEL_PARALLEL;
+}
 
 int nbdsnap_get_ready(int model) {
   thread_model = model;
@@ -134,8 +140,8 @@ Status check_storage_unused(const std::string& path) {
   for (const SnapshotInfo& snapshot : engine->snapshots())
     for (const StorageAreaInfo& area : snapshot.storage)
       if (area.path == path)
-        return {Errc::busy, "default difference storage " + path + " is in use by snapshot '" + snapshot.name +
-                                "'; destroy it or give storage explicitly"};
+        return {Errc::busy, "default difference storage " + path + " is in use by snapshot '" +
+                                snapshot.name + "'; destroy it or give storage explicitly"};
   return Status::ok();
 }
 
@@ -152,11 +158,12 @@ void attach_listed_origins(const nlohmann::json& request) {
 Status apply_snapshot_defaults(nlohmann::json& request) {
   auto command = request.find("command");
   auto name = request.find("name");
-  if (command == request.end() || *command != "snapshot-create" || name == request.end() || !name->is_string() ||
-      !check_object_name("snapshot", name->get<std::string>()))
+  if (command == request.end() || *command != "snapshot-create" || name == request.end() ||
+      !name->is_string() || !check_object_name("snapshot", name->get<std::string>()))
     return Status::ok();
   auto storage = request.find("storage");
-  if (config.has_default_storage() && (storage == request.end() || (storage->is_array() && storage->empty()))) {
+  if (config.has_default_storage() &&
+      (storage == request.end() || (storage->is_array() && storage->empty()))) {
     StorageSpec spec = config.default_storage_for(name->get<std::string>());
     if (Status s = check_storage_unused(spec.path); !s) return s;
     nlohmann::json entry = {{"path", spec.path}};
@@ -227,7 +234,8 @@ void stop_control_server() {
 void save_state_once() {
   if (!engine || state_saved) return;
   state_saved = true;
-  if (Status s = engine->save_state(); !s) nbdkit_error("nbdsnap: saving CBT state: %s", s.to_string().c_str());
+  if (Status s = engine->save_state(); !s)
+    nbdkit_error("nbdsnap: saving CBT state: %s", s.to_string().c_str());
 }
 
 void nbdsnap_cleanup(nbdkit_backend*) {
@@ -295,8 +303,9 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
     if (connection->is_image()) {
       const ExportName& name = connection->name;
       if (Status s = engine->find_image(name.origin, name.snapshot, connection->image); !s) {
-        nbdkit_error("nbdsnap: no snapshot image '%s' (snapshot '%s' of origin '%s' is unknown or not taken): %s",
-                     exportname, name.snapshot.c_str(), name.origin.c_str(), s.message().c_str());
+        nbdkit_error(
+            "nbdsnap: no snapshot image '%s' (snapshot '%s' of origin '%s' is unknown or not taken): %s",
+            exportname, name.snapshot.c_str(), name.origin.c_str(), s.message().c_str());
         return nullptr;
       }
       readonly = 1;  // the plugin is only read for an image; its writes go to difference storage
@@ -424,7 +433,8 @@ int nbdsnap_pwrite(nbdkit_next* next, void* handle, const void* buf, uint32_t co
       if (Status s = c.image->write(buf, count, offset, c.source.get()); !s) return fail(s, err);
       return 0;
     }
-    return write_origin(c, offset, count, err, [&] { return next->pwrite(next, buf, count, offset, flags, err); });
+    return write_origin(c, offset, count, err,
+                        [&] { return next->pwrite(next, buf, count, offset, flags, err); });
   });
 }
 

@@ -36,7 +36,9 @@ Status NextDevice::pwrite(const void*, uint64_t len, uint64_t offset, bool) {
   return {Errc::read_only, "the engine does not write to the plugin (" + where(offset, len) + ")"};
 }
 
-Status NextDevice::flush() { return Status::ok(); }
+Status NextDevice::flush() {
+  return Status::ok();
+}
 
 Status NextDevice::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out) {
   if (Status range = check_range(size_, offset, len); !range) return range;
@@ -53,7 +55,8 @@ Status NextDevice::extents(uint64_t offset, uint64_t len, std::vector<Extent>& o
       uint64_t from = std::max<uint64_t>(e.offset, offset + done);
       uint64_t to = std::min<uint64_t>(e.offset + e.length, end);
       if (from >= to) continue;
-      out.push_back(Extent{from, to - from, (e.type & NBDKIT_EXTENT_HOLE) != 0, (e.type & NBDKIT_EXTENT_ZERO) != 0});
+      out.push_back(
+          Extent{from, to - from, (e.type & NBDKIT_EXTENT_HOLE) != 0, (e.type & NBDKIT_EXTENT_ZERO) != 0});
     }
     nbdkit_extents_free(found);
     done += count;

@@ -46,8 +46,9 @@ Status PluginExports::refresh(SelfClient& client) {
   if (Status s = client.list(answered); !s) return s;
   MutexLock lock(mutex_);
   if (recorded_count_ == before)
-    return {Errc::io_error, "nbdkit answered NBD_OPT_LIST without asking the nbdsnap filter (does a filter "
-                            "stacked above nbdsnap answer it?)"};
+    return {Errc::io_error,
+            "nbdkit answered NBD_OPT_LIST without asking the nbdsnap filter (does a filter "
+            "stacked above nbdsnap answer it?)"};
   return Status::ok();
 }
 

@@ -3,9 +3,9 @@
 //
 // Design notes. One disk must be one origin. Plugins such as memory, or file with file=, serve the same disk
 // under every export name; if each name became an origin, a client writing through a second name would change
-// the disk behind the first origin's tracker, and that origin's snapshot images and CBT would silently miss it.
-// The plugin's own list (its .list_exports; nbdkit's default for plugins without one is the default export
-// alone) is the truth: an export the plugin lists is one disk, any other name is refused.
+// the disk behind the first origin's tracker, and that origin's snapshot images and CBT would silently miss
+// it. The plugin's own list (its .list_exports; nbdkit's default for plugins without one is the default
+// export alone) is the truth: an export the plugin lists is one disk, any other name is refused.
 //
 // nbdkit hands a filter that list only inside .list_exports, which runs when a client sends NBD_OPT_LIST. So
 // the filter records every list that passes through .list_exports, and when it needs a fresh one it makes
@@ -52,11 +52,11 @@ class PluginExports {
 
  private:
   const std::string default_origin_;
-  Mutex refresh_mutex_;  // one NBD_OPT_LIST at a time
+  Mutex refresh_mutex_;                                 // one NBD_OPT_LIST at a time
   mutable Mutex mutex_ ACQUIRED_AFTER(refresh_mutex_);  // a leaf
   std::set<std::string> names_ GUARDED_BY(mutex_);
-  bool known_ GUARDED_BY(mutex_) = false;            // a list has been recorded
-  uint64_t recorded_count_ GUARDED_BY(mutex_) = 0;   // lists recorded so far
+  bool known_ GUARDED_BY(mutex_) = false;           // a list has been recorded
+  uint64_t recorded_count_ GUARDED_BY(mutex_) = 0;  // lists recorded so far
 };
 
 }  // namespace nbdsnap

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// self_client.cpp — the client side of the NBD fixed newstyle handshake, over a non-blocking socket with a deadline.
+// self_client.cpp — the client side of the NBD fixed newstyle handshake, over a non-blocking socket with a
+// deadline.
 #include "self_client.h"
 
 #include <arpa/inet.h>
@@ -25,7 +26,9 @@ using Clock = std::chrono::steady_clock;
 // Longest option reply payload we accept: a name and a description of at most 4096 bytes each, and headers.
 constexpr uint32_t kMaxReplyPayload = 3 * nbd::kMaxStringLength;
 
-Status timed_out(const std::string& what) { return {Errc::io_error, what + ": no answer in time"}; }
+Status timed_out(const std::string& what) {
+  return {Errc::io_error, what + ": no answer in time"};
+}
 
 // The address to connect to: a Unix socket path, or an IPv4 "HOST:PORT" ("localhost" for any address).
 Status socket_address(const NbdListener& where, sockaddr_storage& address, socklen_t& length) {
@@ -59,15 +62,24 @@ Status socket_address(const NbdListener& where, sockaddr_storage& address, sockl
 
 std::string reply_name(uint32_t type) {
   switch (type) {
-    case nbd::kRepErrUnsup: return "NBD_REP_ERR_UNSUP";
-    case nbd::kRepErrPolicy: return "NBD_REP_ERR_POLICY";
-    case nbd::kRepErrInvalid: return "NBD_REP_ERR_INVALID";
-    case nbd::kRepErrPlatform: return "NBD_REP_ERR_PLATFORM";
-    case nbd::kRepErrTlsReqd: return "NBD_REP_ERR_TLS_REQD";
-    case nbd::kRepErrUnknown: return "NBD_REP_ERR_UNKNOWN";
-    case nbd::kRepErrShutdown: return "NBD_REP_ERR_SHUTDOWN";
-    case nbd::kRepErrTooBig: return "NBD_REP_ERR_TOO_BIG";
-    default: return "reply type " + std::to_string(type);
+    case nbd::kRepErrUnsup:
+      return "NBD_REP_ERR_UNSUP";
+    case nbd::kRepErrPolicy:
+      return "NBD_REP_ERR_POLICY";
+    case nbd::kRepErrInvalid:
+      return "NBD_REP_ERR_INVALID";
+    case nbd::kRepErrPlatform:
+      return "NBD_REP_ERR_PLATFORM";
+    case nbd::kRepErrTlsReqd:
+      return "NBD_REP_ERR_TLS_REQD";
+    case nbd::kRepErrUnknown:
+      return "NBD_REP_ERR_UNKNOWN";
+    case nbd::kRepErrShutdown:
+      return "NBD_REP_ERR_SHUTDOWN";
+    case nbd::kRepErrTooBig:
+      return "NBD_REP_ERR_TOO_BIG";
+    default:
+      return "reply type " + std::to_string(type);
   }
 }
 
@@ -106,7 +118,8 @@ Status SelfClient::connect(const NbdListener& where, std::chrono::milliseconds t
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   uint8_t greeting[18];
-  if (Status s = client->receive_bytes(greeting, sizeof greeting); !s) return {s.code(), "greeting: " + s.message()};
+  if (Status s = client->receive_bytes(greeting, sizeof greeting); !s)
+    return {s.code(), "greeting: " + s.message()};
   if (nbd::get_u64(greeting) != nbd::kInitPasswd || nbd::get_u64(greeting + 8) != nbd::kOptionMagic)
     return {Errc::not_supported, where.to_string() + " does not speak the newstyle NBD handshake"};
   const uint16_t flags = nbd::get_u16(greeting + 16);
@@ -141,7 +154,8 @@ Status SelfClient::list(std::vector<std::string>& names) {
     if (reply.type != nbd::kRepServer || reply.payload.size() < 4)
       return {Errc::io_error, "NBD_OPT_LIST: unexpected " + reply_name(reply.type)};
     const uint32_t name_length = nbd::get_u32(reply.payload.data());
-    if (name_length > reply.payload.size() - 4) return {Errc::io_error, "NBD_OPT_LIST: name longer than its reply"};
+    if (name_length > reply.payload.size() - 4)
+      return {Errc::io_error, "NBD_OPT_LIST: name longer than its reply"};
     names.emplace_back(reply.payload.begin() + 4, reply.payload.begin() + 4 + name_length);
   }
 }

@@ -33,7 +33,8 @@ class SelfClient {
   // Connects and completes the greeting; each call fails once `timeout` has passed since the connect or the
   // last renew_deadline().
   // Errors: not_supported (oldstyle server, no fixed newstyle), io_error (connection, timeout).
-  static Status connect(const NbdListener& where, std::chrono::milliseconds timeout, std::unique_ptr<SelfClient>& out);
+  static Status connect(const NbdListener& where, std::chrono::milliseconds timeout,
+                        std::unique_ptr<SelfClient>& out);
   // Sends NBD_OPT_ABORT (without waiting for its reply) and closes the connection.
   ~SelfClient();
   SelfClient(const SelfClient&) = delete;

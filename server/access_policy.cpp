@@ -17,11 +17,13 @@ bool parse_access_rule(const std::string& text, AccessRule& out, std::string& er
   }
   out.pattern = text.substr(0, blank);
   out.identity = text.substr(identity);
-  while (!out.identity.empty() && (out.identity.back() == ' ' || out.identity.back() == '\t')) out.identity.pop_back();
+  while (!out.identity.empty() && (out.identity.back() == ' ' || out.identity.back() == '\t'))
+    out.identity.pop_back();
   return valid_identity_pattern(out.identity, error);
 }
 
-std::string AccessPolicy::refusal(const std::string& export_name, const PeerIdentity& peer, bool over_tcp) const {
+std::string AccessPolicy::refusal(const std::string& export_name, const PeerIdentity& peer,
+                                  bool over_tcp) const {
   ExportName parsed;
   const bool origin = parse_export_name(export_name, parsed).is_ok() && !parsed.is_image();
   if (origin && over_tcp && !tcp_origins) {
@@ -30,9 +32,11 @@ std::string AccessPolicy::refusal(const std::string& export_name, const PeerIden
   }
   if (rules.empty()) return {};
   for (const AccessRule& rule : rules) {
-    if (::fnmatch(rule.pattern.c_str(), export_name.c_str(), 0) == 0 && identity_matches(rule.identity, peer)) return {};
+    if (::fnmatch(rule.pattern.c_str(), export_name.c_str(), 0) == 0 && identity_matches(rule.identity, peer))
+      return {};
   }
-  return peer.describe() + " may not open export '" + export_name + "': no allow rule names it (nbdsnapd allow)";
+  return peer.describe() + " may not open export '" + export_name +
+         "': no allow rule names it (nbdsnapd allow)";
 }
 
 }  // namespace nbdsnap

@@ -41,8 +41,8 @@ std::vector<nbd::BlockStatusDescriptor> describe(std::span<const Run> runs, uint
 
 }  // namespace
 
-std::vector<nbd::BlockStatusDescriptor> allocation_descriptors(std::span<const Extent> extents, uint64_t offset,
-                                                               uint32_t length) {
+std::vector<nbd::BlockStatusDescriptor> allocation_descriptors(std::span<const Extent> extents,
+                                                               uint64_t offset, uint32_t length) {
   return describe(extents, offset, length, 0, [](const Extent& e) {
     return (e.hole ? nbd::kStateHole : 0u) | (e.zero ? nbd::kStateZero : 0u);
   });

@@ -32,8 +32,8 @@ std::string ConfigFile::where(std::string_view key, const std::string* value) co
   return {};
 }
 
-Status read_config_file(const std::string& path, const std::function<ConfigKeyKind(std::string_view)>& kind_of,
-                        ConfigFile& out) {
+Status read_config_file(const std::string& path,
+                        const std::function<ConfigKeyKind(std::string_view)>& kind_of, ConfigFile& out) {
   std::ifstream file(path);
   if (!file) return Status::from_errno(errno, "cannot open the configuration file " + path);
   out.path = path;
@@ -50,17 +50,20 @@ Status read_config_file(const std::string& path, const std::function<ConfigKeyKi
     const auto equals = content.find('=');
     const std::string key = trimmed(std::string_view(content).substr(0, equals));
     if (equals == std::string::npos || key.empty()) {
-      return line_error(path, line, "'" + content + "': expected `key = value` (keys are the long options without --)");
+      return line_error(path, line,
+                        "'" + content + "': expected `key = value` (keys are the long options without --)");
     }
     const ConfigKeyKind kind = kind_of(key);
     if (kind == ConfigKeyKind::unknown) {
-      return line_error(path, line, "unknown option '" + key + "' (keys are the long options of nbdsnapd --help, " +
-                                        "without --)");
+      return line_error(
+          path, line,
+          "unknown option '" + key + "' (keys are the long options of nbdsnapd --help, " + "without --)");
     }
     if (kind == ConfigKeyKind::single) {
       if (auto [it, added] = single_lines.emplace(key, line); !added) {
-        return line_error(path, line, key + " is given twice (also on line " + std::to_string(it->second) +
-                                          "): give it once");
+        return line_error(
+            path, line,
+            key + " is given twice (also on line " + std::to_string(it->second) + "): give it once");
       }
     }
     out.entries.push_back({key, trimmed(std::string_view(content).substr(equals + 1)), line});

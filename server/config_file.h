@@ -23,7 +23,8 @@ struct ConfigFileEntry {
   unsigned line = 0;  // 1-based
 };
 
-// What the reader needs to know of a key: whether nbdsnapd has it, and whether it may be given more than once.
+// What the reader needs to know of a key: whether nbdsnapd has it, and whether it may be given more than
+// once.
 enum class ConfigKeyKind { unknown, single, repeatable };
 
 struct ConfigFile {
@@ -38,7 +39,7 @@ struct ConfigFile {
 // Reads the file at `path`. Errors (every one naming PATH, and the line where there is one): io errors
 // opening or reading it; invalid_argument for a line that is not `key = value`, a section, a key that
 // kind_of() calls unknown, and a single key given twice (naming both lines).
-Status read_config_file(const std::string& path, const std::function<ConfigKeyKind(std::string_view)>& kind_of,
-                        ConfigFile& out);
+Status read_config_file(const std::string& path,
+                        const std::function<ConfigKeyKind(std::string_view)>& kind_of, ConfigFile& out);
 
 }  // namespace nbdsnap

@@ -9,16 +9,17 @@
 // Small requests served from memory run on the I/O thread itself: a READ or WRITE of at most 64 KiB without
 // FUA, while the connection's recent inline requests did not sleep and used under 200 us of CPU on average.
 // They never wait for the engine: the I/O thread runs them with execute_without_waiting(), which refuses
-// (would_block, nothing changed) a write that must copy a chunk, wait for another writer's copy or for a take,
-// and a read of a chunk being copied; those go to the workers like any other request, so one slow copy or a
-// take never stalls every connection. A sample of them (every 4th) is measured with getrusage(RUSAGE_THREAD):
-// a voluntary context switch means it waited (for a disk, a lock, dirty page throttling). Handing a page-cache request to a worker cost more than the
-// request (a thread wake-up and a context switch; measured 58 -> 33 us of server CPU per 4 KiB write).
-// Elapsed time cannot tell a disk from a busy machine: under load the I/O thread is preempted, and page
-// cache writes took 50-330 us from start to end. When they sleep or cost much, requests go to the worker
-// pool, and only every 32nd small one runs inline to see whether they are cheap again, so the I/O thread is
-// never held up for long. Replies to requests run inline are held while more requests are already received,
-// and sent together before the reader next waits.
+// (would_block, nothing changed) a write that must copy a chunk, wait for another writer's copy or for a
+// take, and a read of a chunk being copied; those go to the workers like any other request, so one slow copy
+// or a take never stalls every connection. A sample of them (every 4th) is measured with
+// getrusage(RUSAGE_THREAD): a voluntary context switch means it waited (for a disk, a lock, dirty page
+// throttling). Handing a page-cache request to a worker cost more than the request (a thread wake-up and a
+// context switch; measured 58 -> 33 us of server CPU per 4 KiB write). Elapsed time cannot tell a disk from a
+// busy machine: under load the I/O thread is preempted, and page cache writes took 50-330 us from start to
+// end. When they sleep or cost much, requests go to the worker pool, and only every 32nd small one runs
+// inline to see whether they are cheap again, so the I/O thread is never held up for long. Replies to
+// requests run inline are held while more requests are already received, and sent together before the reader
+// next waits.
 //
 // Replies: the worker that finishes a request queues its reply and, unless another thread is sending, sends
 // the queue itself with non-blocking gathered writes (several replies in one sendmsg), so a reply needs no
@@ -56,10 +57,10 @@ namespace nbdsnap {
 using namespace nbd;
 
 namespace {
-constexpr uint64_t kMaxDiscard = 256ull << 20;  // a refused WRITE larger than this ends the connection
-constexpr size_t kInboxSize = 64 << 10;         // receive buffer; reads of half of it or more bypass it
-constexpr size_t kMaxGather = 64;               // replies sent by one sendmsg
-constexpr int kUnixSendBuffer = 1 << 20;        // the kernel doubles it for its bookkeeping
+constexpr uint64_t kMaxDiscard = 256ull << 20;   // a refused WRITE larger than this ends the connection
+constexpr size_t kInboxSize = 64 << 10;          // receive buffer; reads of half of it or more bypass it
+constexpr size_t kMaxGather = 64;                // replies sent by one sendmsg
+constexpr int kUnixSendBuffer = 1 << 20;         // the kernel doubles it for its bookkeeping
 constexpr uint32_t kInlineMaxLength = 64 << 10;  // larger requests always go to the workers
 constexpr uint64_t kInlineMaxCpuMicroseconds = 200;
 constexpr uint32_t kInlineMaxSleeps = 256;  // of 1024: a quarter of the sampled requests
@@ -74,8 +75,8 @@ std::pair<uint64_t, uint64_t> thread_usage() {
   return {micros(usage.ru_utime) + micros(usage.ru_stime), uint64_t(usage.ru_nvcsw)};
 }
 
-
-// Who is at the other end, as the kernel tells: the TCP peer's address, or a Unix-socket client's credentials.
+// Who is at the other end, as the kernel tells: the TCP peer's address, or a Unix-socket client's
+// credentials.
 std::string peer_address(NbdSocket& socket, bool tcp) {
   if (tcp) {
     sockaddr_storage address{};
@@ -87,7 +88,8 @@ std::string peer_address(NbdSocket& socket, bool tcp) {
                       NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
       return "an unknown TCP peer";
     }
-    return address.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + port : std::string(host) + ":" + port;
+    return address.ss_family == AF_INET6 ? "[" + std::string(host) + "]:" + port
+                                         : std::string(host) + ":" + port;
   }
   ucred credentials{};
   socklen_t length = sizeof credentials;
@@ -99,11 +101,14 @@ std::string peer_address(NbdSocket& socket, bool tcp) {
 
 // Reads until the buffer is full, each receive as large as the socket allows (asio's transfer_all caps
 // every receive at 64 KiB).
-size_t whole_buffer(const asio::error_code& ec, size_t) { return ec ? 0 : kMaxRequestLength; }
+size_t whole_buffer(const asio::error_code& ec, size_t) {
+  return ec ? 0 : kMaxRequestLength;
+}
 }  // namespace
 
-Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, asio::thread_pool& workers,
-                       ClientRegistry& registry, ConnectionLimits limits, ConnectionSecurity security)
+Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog,
+                       asio::thread_pool& workers, ClientRegistry& registry, ConnectionLimits limits,
+                       ConnectionSecurity security)
     : socket_(std::move(socket)),
       id_(id),
       workers_(workers),
@@ -126,17 +131,18 @@ Connection::~Connection() {
 
 void Connection::start() {
   registry_.add(id_, shared_from_this(), refused_);
-  asio::co_spawn(socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
-                 [self = shared_from_this()](const std::exception_ptr& error) {
-                   if (!error) return;
-                   try {
-                     std::rethrow_exception(error);
-                   } catch (const std::exception& e) {
-                     log_error(self->describe() + ": " + e.what());
-                   }
-                   self->close_socket();
-                   self->registry_.remove(self->id_);
-                 });
+  asio::co_spawn(
+      socket_.get_executor(), [self = shared_from_this()] { return self->run(); },
+      [self = shared_from_this()](const std::exception_ptr& error) {
+        if (!error) return;
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          log_error(self->describe() + ": " + e.what());
+        }
+        self->close_socket();
+        self->registry_.remove(self->id_);
+      });
 }
 
 std::string Connection::describe() const {
@@ -212,21 +218,22 @@ void Connection::start_handshake_deadline(asio::steady_timer& deadline) {
   deadline.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
     const auto self = weak.lock();
     if (ec || !self || !self->negotiating_) return;
-    log_warning(self->describe() + ": no handshake within " + std::to_string(self->limits_.handshake_timeout.count()) +
-                " s; disconnecting");
+    log_warning(self->describe() + ": no handshake within " +
+                std::to_string(self->limits_.handshake_timeout.count()) + " s; disconnecting");
     asio::error_code ignored;
     self->socket_.shutdown(asio::socket_base::shutdown_both, ignored);  // the pending read ends
   });
 }
 
-// A Unix socket's default send buffer (about 200 KiB) is smaller than one 256 KiB READ reply: every such reply
-// would fill it and be finished by the I/O thread. TCP keeps the kernel's buffer autotuning (which an explicit
-// size would turn off).
+// A Unix socket's default send buffer (about 200 KiB) is smaller than one 256 KiB READ reply: every such
+// reply would fill it and be finished by the I/O thread. TCP keeps the kernel's buffer autotuning (which an
+// explicit size would turn off).
 void Connection::enlarge_unix_send_buffer() {
   asio::error_code ec;
   const auto local = socket_.local_endpoint(ec);
   if (ec || local.protocol().family() != AF_UNIX) return;
-  socket_.set_option(asio::socket_base::send_buffer_size(kUnixSendBuffer), ec);  // capped by net.core.wmem_max
+  socket_.set_option(asio::socket_base::send_buffer_size(kUnixSendBuffer),
+                     ec);  // capped by net.core.wmem_max
 }
 
 asio::awaitable<bool> Connection::negotiate() {
@@ -342,8 +349,9 @@ asio::awaitable<size_t> Connection::read_at_least(uint8_t* out, size_t minimum, 
                                                  asio::redirect_error(asio::use_awaitable, ec));
     co_return ec ? std::min(got, minimum - 1) : got;
   }
-  const size_t got = co_await asio::async_read(socket_, asio::buffer(out, capacity), asio::transfer_at_least(minimum),
-                                               asio::redirect_error(asio::use_awaitable, ec));
+  const size_t got =
+      co_await asio::async_read(socket_, asio::buffer(out, capacity), asio::transfer_at_least(minimum),
+                                asio::redirect_error(asio::use_awaitable, ec));
   co_return got;
 }
 
@@ -364,7 +372,8 @@ asio::awaitable<void> Connection::transmit() {
       log_debug(describe() + ": " + command_name(request.type) + " refused: " + why);
       if (request.type == kCmdWrite) {
         if (request.length > kMaxDiscard) {
-          log_warning(describe() + ": oversized WRITE of " + std::to_string(request.length) + " bytes; disconnecting");
+          log_warning(describe() + ": oversized WRITE of " + std::to_string(request.length) +
+                      " bytes; disconnecting");
           break;
         }
         const bool discarded = co_await discard_payload(request.length);
@@ -506,7 +515,8 @@ bool Connection::runs_inline(const RequestHeader& request) {
   return probing_;
 }
 
-std::optional<Reply> Connection::execute_inline(const RequestHeader& request, std::span<const uint8_t> payload) {
+std::optional<Reply> Connection::execute_inline(const RequestHeader& request,
+                                                std::span<const uint8_t> payload) {
   const auto attempt = [&]() -> std::optional<Reply> {
     try {
       return executor_->execute_without_waiting(request, payload, &reply_buffers_);
@@ -572,9 +582,9 @@ void Connection::send_queued() {
       size_t done = 0;
       const TlsSession::Io io = tls_->send(data, length, done);
       sent = io == TlsSession::Io::ok ? ssize_t(done) : -1;
-      error = io == TlsSession::Io::ok ? 0
+      error = io == TlsSession::Io::ok                                              ? 0
               : io == TlsSession::Io::want_read || io == TlsSession::Io::want_write ? EAGAIN
-                                                                                       : EPIPE;
+                                                                                    : EPIPE;
     } else {
       std::array<iovec, kMaxGather> iov{};
       size_t count = 0;

@@ -3,10 +3,11 @@
 //
 // Threading: the handshake, the request reader and closing run on the server's single I/O thread; request
 // executions run on the worker pool (small ones served from memory on the I/O thread), and the thread that
-// finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to `max_in_flight` requests are served at once; replies go out in
-// completion order (NBD allows that). shut_down() stops reading requests, lets in-flight ones finish and
-// their replies go out, then closes (in the handshake it answers the next option with ERR_SHUTDOWN, then
-// closes); abort() closes at once. shut_down() sets no deadline of its own: the server bounds it.
+// finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to
+// `max_in_flight` requests are served at once; replies go out in completion order (NBD allows that).
+// shut_down() stops reading requests, lets in-flight ones finish and their replies go out, then closes (in
+// the handshake it answers the next option with ERR_SHUTDOWN, then closes); abort() closes at once.
+// shut_down() sets no deadline of its own: the server bounds it.
 #pragma once
 
 #include <atomic>
@@ -118,7 +119,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void wait_writable();  // on the I/O thread
   void release_slot(const Outgoing& sent) REQUIRES(mutex_);
   void wake_reader() REQUIRES(mutex_);
-  void close_socket();                      // on the I/O thread
+  void close_socket();  // on the I/O thread
   std::string describe() const;
   // describe() with who the client is, for refusals: its address (TCP) or process credentials (Unix
   // socket), and its TLS identity once it has one.
@@ -139,19 +140,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Handshake handshake_;
   std::shared_ptr<const RequestExecutor> executor_;  // set when transmission starts
   std::string export_name_;
-  uint64_t refusals_logged_ = 0;  // options refused in the handshake: only the first is a warning
-  asio::steady_timer wakeup_;  // the reader sleeps on it while the in-flight limit is reached
-  bool stopping_ = false;      // shut_down(): no new requests
-  bool negotiating_ = true;    // the handshake deadline applies
-  bool refused_ = false;       // refuse() was called
+  uint64_t refusals_logged_ = 0;      // options refused in the handshake: only the first is a warning
+  asio::steady_timer wakeup_;         // the reader sleeps on it while the in-flight limit is reached
+  bool stopping_ = false;             // shut_down(): no new requests
+  bool negotiating_ = true;           // the handshake deadline applies
+  bool refused_ = false;              // refuse() was called
   std::unique_ptr<uint8_t[]> inbox_;  // received bytes not yet parsed: [inbox_begin_, inbox_end_)
   size_t inbox_begin_ = 0;
   size_t inbox_end_ = 0;
-  uint64_t inline_cpu_us_ = 0;      // moving average of the CPU time of sampled requests run inline
-  uint32_t inline_sleeps_ = 0;      // moving average of sampled inline requests that slept, in 1/1024
-  unsigned inline_count_ = 0;       // requests run inline, for sampling
-  unsigned inline_probe_ = 0;       // counts small requests while they go to the workers
-  bool probing_ = false;            // the request runs inline to see whether requests are fast again
+  uint64_t inline_cpu_us_ = 0;  // moving average of the CPU time of sampled requests run inline
+  uint32_t inline_sleeps_ = 0;  // moving average of sampled inline requests that slept, in 1/1024
+  unsigned inline_count_ = 0;   // requests run inline, for sampling
+  unsigned inline_probe_ = 0;   // counts small requests while they go to the workers
+  bool probing_ = false;        // the request runs inline to see whether requests are fast again
 
   // A duplicate of the socket's descriptor for the senders: it stays open until the connection is destroyed,
   // so a worker sending while the I/O thread closes the socket never writes to a reused descriptor (closing

@@ -2,10 +2,10 @@
 // control_front_end.cpp — origin attach/detach for the control protocol (see control_front_end.h).
 //
 // An origin must not be detached while a connection can still write through it: those writes would miss
-// CBT after its state was saved. Detach without force refuses while clients are connected (a connection counts
-// from the moment its NBD_OPT_GO resolved the origin). A forced detach first detaches in the engine, which
-// closes the origin's gates (in-flight requests finish, every later one fails) and takes the name away from
-// new connections, and then disconnects the clients still holding it: the other way round, clients that
+// CBT after its state was saved. Detach without force refuses while clients are connected (a connection
+// counts from the moment its NBD_OPT_GO resolved the origin). A forced detach first detaches in the engine,
+// which closes the origin's gates (in-flight requests finish, every later one fails) and takes the name away
+// from new connections, and then disconnects the clients still holding it: the other way round, clients that
 // reconnect at once kept the origin busy for ever.
 #include "control_front_end.h"
 

@@ -14,7 +14,9 @@ class NbdsnapdFrontEnd final : public ControlFrontEnd {
   NbdsnapdFrontEnd(Engine& engine, Server& server, OriginFiles& files)
       : engine_(engine), server_(server), files_(files) {}
   std::string front_end_name() const override { return "nbdsnapd"; }
-  std::string export_uri(const std::string& export_name) const override { return server_.export_uri(export_name); }
+  std::string export_uri(const std::string& export_name) const override {
+    return server_.export_uri(export_name);
+  }
   unsigned client_count(const std::string& export_name) const override {
     return server_.clients().count(export_name);
   }

@@ -28,7 +28,8 @@ class EngineEventLog {
 
   // Follows the log from its first event still kept (startup events included).
   void start();
-  // Logs what is left and joins the follower: at once after EventLog::stop(), else within its next poll (1 s).
+  // Logs what is left and joins the follower: at once after EventLog::stop(), else within its next poll (1
+  // s).
   void stop();
 
  private:

@@ -30,7 +30,9 @@ bool read_queries(FieldReader& reader, std::vector<std::string>& queries) {
   return reader.remaining() == 0;
 }
 
-std::string status_message(const Status& status) { return status.message().empty() ? status.to_string() : status.message(); }
+std::string status_message(const Status& status) {
+  return status.message().empty() ? status.to_string() : status.message();
+}
 
 uint32_t open_failure_reply(const Status& status) {
   return status.code() == Errc::invalid_argument ? kRepErrInvalid : kRepErrUnknown;
@@ -50,7 +52,9 @@ uint16_t transmission_flags(const ExportFeatures& features, bool structured_repl
   return flags;
 }
 
-std::vector<uint8_t> Handshake::greeting() const { return encode_greeting(kFlagFixedNewstyle | kFlagNoZeroes); }
+std::vector<uint8_t> Handshake::greeting() const {
+  return encode_greeting(kFlagFixedNewstyle | kFlagNoZeroes);
+}
 
 bool Handshake::accept_client_flags(uint32_t flags) {
   if (flags & ~(kClientFlagFixedNewstyle | kClientFlagNoZeroes)) return false;
@@ -93,24 +97,32 @@ Handshake::Step Handshake::handle_option(uint32_t option, std::span<const uint8_
     const std::string why =
         std::string("TLS is required and the client did not start it (") + option_name(option) + ")";
     if (option == kOptExportName) return {{}, Next::close, why};
-    Step step = refuse(option, kRepErrTlsReqd, "this server requires TLS: use NBD_OPT_STARTTLS (nbds:// URIs)");
+    Step step =
+        refuse(option, kRepErrTlsReqd, "this server requires TLS: use NBD_OPT_STARTTLS (nbds:// URIs)");
     step.refused = why;
     return step;
   }
   switch (option) {
-    case kOptExportName: return handle_export_name(data);
-    case kOptList: return handle_list(data);
+    case kOptExportName:
+      return handle_export_name(data);
+    case kOptList:
+      return handle_list(data);
     case kOptInfo:
-    case kOptGo: return handle_info_or_go(option, data);
-    case kOptStructuredReply: return handle_structured_reply(data);
+    case kOptGo:
+      return handle_info_or_go(option, data);
+    case kOptStructuredReply:
+      return handle_structured_reply(data);
     case kOptListMetaContext:
-    case kOptSetMetaContext: return handle_meta_context(option, data);
-    default: return refuse(option, kRepErrUnsup, "option " + std::to_string(option) + " is not supported");
+    case kOptSetMetaContext:
+      return handle_meta_context(option, data);
+    default:
+      return refuse(option, kRepErrUnsup, "option " + std::to_string(option) + " is not supported");
   }
 }
 
 Handshake::Step Handshake::handle_starttls(std::span<const uint8_t> data) {
-  if (tls_ == TlsMode::off) return refuse(kOptStartTls, kRepErrUnsup, "TLS is not enabled on this server (nbdsnapd --tls)");
+  if (tls_ == TlsMode::off)
+    return refuse(kOptStartTls, kRepErrUnsup, "TLS is not enabled on this server (nbdsnapd --tls)");
   if (!data.empty()) return refuse(kOptStartTls, kRepErrInvalid, "OPT_STARTTLS takes no data");
   if (tls_active_) return refuse(kOptStartTls, kRepErrInvalid, "TLS is already active");
   Step step;
@@ -132,7 +144,8 @@ std::string Handshake::access_refusal(const std::string& name) const {
 
 bool Handshake::open_allowed(uint32_t option, const std::string& name, std::shared_ptr<ServedExport>& target,
                              Step& refusal) {
-  // The name asked for is checked before it is looked up, so a refused client cannot tell which exports exist.
+  // The name asked for is checked before it is looked up, so a refused client cannot tell which exports
+  // exist.
   std::string why = name.empty() ? std::string() : access_refusal(name);
   if (why.empty()) {
     Status opened = catalog_.open(name, target);
@@ -151,7 +164,8 @@ bool Handshake::open_allowed(uint32_t option, const std::string& name, std::shar
 
 void Handshake::finish_session(std::shared_ptr<ServedExport> target) {
   session_.transmission_flags = transmission_flags(target->features(), session_.structured_replies);
-  if (contexts_export_ == target->name() && session_.structured_replies) session_.contexts = selected_contexts_;
+  if (contexts_export_ == target->name() && session_.structured_replies)
+    session_.contexts = selected_contexts_;
   session_.target = std::move(target);
 }
 

@@ -55,10 +55,11 @@ class Handshake {
   struct Step {
     std::vector<uint8_t> reply;  // bytes to send (may be empty)
     Next next = Next::read_option;
-    std::string refused;         // a client refused (access rules, TLS required): the reason, for the log
+    std::string refused;  // a client refused (access rules, TLS required): the reason, for the log
   };
 
-  explicit Handshake(const ExportCatalog& catalog, TlsMode tls = TlsMode::off) : catalog_(catalog), tls_(tls) {}
+  explicit Handshake(const ExportCatalog& catalog, TlsMode tls = TlsMode::off)
+      : catalog_(catalog), tls_(tls) {}
 
   // Who decides which exports this client may open (null: every export). Set again after TLS, when the
   // client's identity is known. The object must outlive the handshake.
@@ -96,7 +97,8 @@ class Handshake {
   // The access refusal for `name` (empty: allowed).
   std::string access_refusal(const std::string& name) const;
   // Opens `name` if the client may, else a refusal Step (ERR_POLICY, or what open() failed with).
-  bool open_allowed(uint32_t option, const std::string& name, std::shared_ptr<ServedExport>& target, Step& refusal);
+  bool open_allowed(uint32_t option, const std::string& name, std::shared_ptr<ServedExport>& target,
+                    Step& refusal);
   // Keeps the selected contexts only if they were chosen for the export entering transmission.
   void finish_session(std::shared_ptr<ServedExport> target);
 

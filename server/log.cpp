@@ -17,15 +17,19 @@ namespace nbdsnap {
 namespace {
 std::atomic<int> g_level{int(LogLevel::info)};
 std::atomic<bool> g_journal{false};  // the journal keeps its own time stamps and reads the priority prefix
-Mutex g_mutex;  // keeps lines whole; a leaf lock
+Mutex g_mutex;                       // keeps lines whole; a leaf lock
 }  // namespace
 
 const char* log_level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::error: return "error";
-    case LogLevel::warning: return "warning";
-    case LogLevel::info: return "info";
-    case LogLevel::debug: return "debug";
+    case LogLevel::error:
+      return "error";
+    case LogLevel::warning:
+      return "warning";
+    case LogLevel::info:
+      return "info";
+    case LogLevel::debug:
+      return "debug";
   }
   return "?";
 }
@@ -49,7 +53,8 @@ bool journal_stream_matches(const char* journal_stream, dev_t dev, ino_t ino) {
   unsigned long long want_dev = 0;
   unsigned long long want_ino = 0;
   int end = 0;
-  if (std::sscanf(journal_stream, "%llu:%llu%n", &want_dev, &want_ino, &end) != 2 || journal_stream[end] != '\0') {
+  if (std::sscanf(journal_stream, "%llu:%llu%n", &want_dev, &want_ino, &end) != 2 ||
+      journal_stream[end] != '\0') {
     return false;
   }
   return want_dev == static_cast<unsigned long long>(dev) && want_ino == static_cast<unsigned long long>(ino);
@@ -57,21 +62,30 @@ bool journal_stream_matches(const char* journal_stream, dev_t dev, ino_t ino) {
 
 const char* journal_priority_prefix(LogLevel level) {
   switch (level) {
-    case LogLevel::error: return "<3>";
-    case LogLevel::warning: return "<4>";
-    case LogLevel::info: return "<6>";
-    case LogLevel::debug: return "<7>";
+    case LogLevel::error:
+      return "<3>";
+    case LogLevel::warning:
+      return "<4>";
+    case LogLevel::info:
+      return "<6>";
+    case LogLevel::debug:
+      return "<7>";
   }
   return "<6>";
 }
 
 void detect_journal_stderr() {
   struct stat st {};
-  g_journal = ::fstat(2, &st) == 0 && journal_stream_matches(std::getenv("JOURNAL_STREAM"), st.st_dev, st.st_ino);
+  g_journal =
+      ::fstat(2, &st) == 0 && journal_stream_matches(std::getenv("JOURNAL_STREAM"), st.st_dev, st.st_ino);
 }
 
-void set_log_level(LogLevel level) { g_level = int(level); }
-bool log_enabled(LogLevel level) { return int(level) <= g_level.load(); }
+void set_log_level(LogLevel level) {
+  g_level = int(level);
+}
+bool log_enabled(LogLevel level) {
+  return int(level) <= g_level.load();
+}
 
 std::string log_safe_text(std::string_view message) {
   std::string out;
@@ -95,13 +109,15 @@ void log_message(LogLevel level, const std::string& raw_message) {
   const std::string message = log_safe_text(raw_message);
   if (g_journal.load()) {
     MutexLock lock(g_mutex);
-    std::fprintf(stderr, "%s%s: %s\n", journal_priority_prefix(level), log_level_name(level), message.c_str());
+    std::fprintf(stderr, "%s%s: %s\n", journal_priority_prefix(level), log_level_name(level),
+                 message.c_str());
     std::fflush(stderr);
     return;
   }
   const auto now = std::chrono::system_clock::now();
   const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  const int millis = int(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
+  const int millis =
+      int(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm{};
   gmtime_r(&seconds, &tm);
   char stamp[32];

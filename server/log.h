@@ -31,13 +31,19 @@ bool journal_stream_matches(const char* journal_stream, dev_t dev, ino_t ino);
 // "<6>" (SD_INFO), "<7>" (SD_DEBUG).
 const char* journal_priority_prefix(LogLevel level);
 // `message` with every control character (bytes below 0x20 and 0x7f) written as \xNN: log lines quote what
-// clients send (export names, TLS identities), and a newline or an escape sequence in them must not forge a line
-// or restyle a terminal.
+// clients send (export names, TLS identities), and a newline or an escape sequence in them must not forge a
+// line or restyle a terminal.
 std::string log_safe_text(std::string_view message);
 
-inline void log_error(const std::string& message) { log_message(LogLevel::error, message); }
-inline void log_warning(const std::string& message) { log_message(LogLevel::warning, message); }
-inline void log_info(const std::string& message) { log_message(LogLevel::info, message); }
+inline void log_error(const std::string& message) {
+  log_message(LogLevel::error, message);
+}
+inline void log_warning(const std::string& message) {
+  log_message(LogLevel::warning, message);
+}
+inline void log_info(const std::string& message) {
+  log_message(LogLevel::info, message);
+}
 inline void log_debug(const std::string& message) {
   if (log_enabled(LogLevel::debug)) log_message(LogLevel::debug, message);
 }

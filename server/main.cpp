@@ -28,7 +28,8 @@ using namespace nbdsnap;
 namespace {
 
 // SIGHUP: the log level is read again from the command line and configuration file (nothing else of the
-// file is applied: listeners, origins and limits need a restart). A file that no longer parses changes nothing.
+// file is applied: listeners, origins and limits need a restart). A file that no longer parses changes
+// nothing.
 void reload_log_level(int argc, char** argv) {
   ServerConfig fresh;
   std::ostringstream out;
@@ -41,16 +42,18 @@ void reload_log_level(int argc, char** argv) {
   log_info(std::string("log level ") + log_level_name(fresh.log_level));
 }
 
-// systemd's sockets replace the configured ones (systemd_service.h). A configured address systemd did not pass
-// is not served: say so, since the configuration file alone no longer tells what nbdsnapd listens on.
+// systemd's sockets replace the configured ones (systemd_service.h). A configured address systemd did not
+// pass is not served: say so, since the configuration file alone no longer tells what nbdsnapd listens on.
 void use_activated_sockets(const ActivatedSockets& activated, ServerConfig& config) {
   if (!activated.nbd.empty()) {
     std::vector<std::string> passed;
-    for (const ActivatedSocket& socket : activated.nbd) passed.push_back(format_listen_address(socket.address));
+    for (const ActivatedSocket& socket : activated.nbd)
+      passed.push_back(format_listen_address(socket.address));
     for (const ListenAddress& address : config.listen) {
       const std::string text = format_listen_address(address);
       if (std::find(passed.begin(), passed.end(), text) == passed.end()) {
-        log_warning("listen " + text + " is not served: under socket activation nbdsnapd serves the NBD sockets " +
+        log_warning("listen " + text +
+                    " is not served: under socket activation nbdsnapd serves the NBD sockets " +
                     "systemd passes (add ListenStream= to nbdsnapd.socket)");
       }
     }
@@ -60,7 +63,8 @@ void use_activated_sockets(const ActivatedSockets& activated, ServerConfig& conf
   if (activated.control_fd >= 0) config.control_path = activated.control_path;
 }
 
-// Says which snapshots a stop ends: snapshots live only as long as the process (their storage goes with them).
+// Says which snapshots a stop ends: snapshots live only as long as the process (their storage goes with
+// them).
 void log_dropped_snapshots(Engine& engine) {
   for (const SnapshotInfo& info : engine.snapshots()) {
     std::string origins;
@@ -134,9 +138,12 @@ void raise_open_file_limit(unsigned max_connections) {
 int main(int argc, char** argv) {
   ServerConfig config;
   switch (parse_server_config(argc, argv, config, std::cout, std::cerr)) {
-    case ConfigOutcome::exit_success: return 0;
-    case ConfigOutcome::exit_failure: return 2;
-    case ConfigOutcome::run: break;
+    case ConfigOutcome::exit_success:
+      return 0;
+    case ConfigOutcome::exit_failure:
+      return 2;
+    case ConfigOutcome::run:
+      break;
   }
   set_log_level(config.log_level);
   detect_journal_stderr();
@@ -151,8 +158,8 @@ int main(int argc, char** argv) {
   // server runs (server.h), and is ignored until then.
   ::signal(SIGHUP, SIG_IGN);
   raise_open_file_limit(config.max_connections);
-  // Request payloads are large and short-lived. With glibc's defaults each one is a fresh mmap (or the heap is
-  // trimmed after it), so every request pays page faults on memory it just freed; the bench measured 1 MiB
+  // Request payloads are large and short-lived. With glibc's defaults each one is a fresh mmap (or the heap
+  // is trimmed after it), so every request pays page faults on memory it just freed; the bench measured 1 MiB
   // writes at 75 MiB/s this way and 517 MiB/s with these thresholds. The price is that freed heap stays with
   // the process, so chunk buffers, the large ones, come from a pool of our own that the engine unmaps at
   // destroy (core/chunk_buffer.h), and the heap is trimmed then too (bench T6, after destroying a snapshot of

@@ -24,7 +24,8 @@ std::vector<std::string> list_meta_context_matches(std::string_view query,
   return out;
 }
 
-std::optional<MetaContext> select_meta_context(std::string_view query, const std::vector<std::string>& available) {
+std::optional<MetaContext> select_meta_context(std::string_view query,
+                                               const std::vector<std::string>& available) {
   if (std::find(available.begin(), available.end(), query) == available.end()) return std::nullopt;
   MetaContext context;
   context.name = std::string(query);

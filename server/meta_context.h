@@ -30,8 +30,10 @@ struct MetaContext {
 // All context names an export offers, given its dirty bitmap checkpoints.
 std::vector<std::string> available_meta_contexts(const std::vector<std::string>& checkpoints);
 // Names of available contexts that one LIST query matches (wildcards allowed); unknown namespaces match none.
-std::vector<std::string> list_meta_context_matches(std::string_view query, const std::vector<std::string>& available);
+std::vector<std::string> list_meta_context_matches(std::string_view query,
+                                                   const std::vector<std::string>& available);
 // The context a SET query selects (exact name only), without its id.
-std::optional<MetaContext> select_meta_context(std::string_view query, const std::vector<std::string>& available);
+std::optional<MetaContext> select_meta_context(std::string_view query,
+                                               const std::vector<std::string>& available);
 
 }  // namespace nbdsnap

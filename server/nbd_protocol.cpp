@@ -9,21 +9,31 @@ namespace nbdsnap::nbd {
 
 uint32_t nbd_error_from_errno(int err) {
   switch (err) {
-    case 0: return 0;
+    case 0:
+      return 0;
     case EPERM:
     case EROFS:
-    case EACCES: return kEperm;
-    case EIO: return kEio;
-    case ENOMEM: return kEnomem;
+    case EACCES:
+      return kEperm;
+    case EIO:
+      return kEio;
+    case ENOMEM:
+      return kEnomem;
     case EINVAL:
-    case ERANGE: return kEinval;
+    case ERANGE:
+      return kEinval;
     case ENOSPC:
     case EDQUOT:
-    case EFBIG: return kEnospc;
-    case EOVERFLOW: return kEoverflow;
-    case ENOTSUP: return kEnotsup;  // == EOPNOTSUPP on Linux
-    case ESHUTDOWN: return kEshutdown;
-    default: return kEio;  // ENOENT (a destroyed image), EBUSY, corrupted snapshots...: the data is unavailable
+    case EFBIG:
+      return kEnospc;
+    case EOVERFLOW:
+      return kEoverflow;
+    case ENOTSUP:
+      return kEnotsup;  // == EOPNOTSUPP on Linux
+    case ESHUTDOWN:
+      return kEshutdown;
+    default:
+      return kEio;  // ENOENT (a destroyed image), EBUSY, corrupted snapshots...: the data is unavailable
   }
 }
 
@@ -37,13 +47,19 @@ void put_u32(std::vector<uint8_t>& out, uint32_t v) {
 void put_u64(std::vector<uint8_t>& out, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) out.push_back(uint8_t(v >> shift));
 }
-void put_bytes(std::vector<uint8_t>& out, std::string_view bytes) { out.insert(out.end(), bytes.begin(), bytes.end()); }
+void put_bytes(std::vector<uint8_t>& out, std::string_view bytes) {
+  out.insert(out.end(), bytes.begin(), bytes.end());
+}
 
-uint16_t get_u16(const uint8_t* p) { return uint16_t((p[0] << 8) | p[1]); }
+uint16_t get_u16(const uint8_t* p) {
+  return uint16_t((p[0] << 8) | p[1]);
+}
 uint32_t get_u32(const uint8_t* p) {
   return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
 }
-uint64_t get_u64(const uint8_t* p) { return (uint64_t(get_u32(p)) << 32) | get_u32(p + 4); }
+uint64_t get_u64(const uint8_t* p) {
+  return (uint64_t(get_u32(p)) << 32) | get_u32(p + 4);
+}
 void store_u32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (24 - 8 * i));
 }
@@ -126,7 +142,8 @@ void append_structured_header(std::vector<uint8_t>& out, uint16_t flags, uint16_
   put_u32(out, length);
 }
 
-void append_structured_error(std::vector<uint8_t>& out, uint64_t handle, uint32_t error, std::string_view message) {
+void append_structured_error(std::vector<uint8_t>& out, uint64_t handle, uint32_t error,
+                             std::string_view message) {
   message = message.substr(0, kMaxStringLength);
   append_structured_header(out, kReplyFlagDone, kReplyTypeError, handle, uint32_t(6 + message.size()));
   put_u32(out, error);
@@ -138,7 +155,8 @@ void append_structured_none(std::vector<uint8_t>& out, uint64_t handle) {
   append_structured_header(out, kReplyFlagDone, kReplyTypeNone, handle, 0);
 }
 
-void append_offset_hole(std::vector<uint8_t>& out, uint64_t handle, uint64_t offset, uint32_t length, bool done) {
+void append_offset_hole(std::vector<uint8_t>& out, uint64_t handle, uint64_t offset, uint32_t length,
+                        bool done) {
   append_structured_header(out, done ? kReplyFlagDone : 0, kReplyTypeOffsetHole, handle, 12);
   put_u64(out, offset);
   put_u32(out, length);
@@ -157,30 +175,49 @@ void append_block_status(std::vector<uint8_t>& out, uint64_t handle, uint32_t co
 
 const char* command_name(uint16_t type) {
   switch (type) {
-    case kCmdRead: return "READ";
-    case kCmdWrite: return "WRITE";
-    case kCmdDisc: return "DISC";
-    case kCmdFlush: return "FLUSH";
-    case kCmdTrim: return "TRIM";
-    case kCmdCache: return "CACHE";
-    case kCmdWriteZeroes: return "WRITE_ZEROES";
-    case kCmdBlockStatus: return "BLOCK_STATUS";
-    default: return "unknown";
+    case kCmdRead:
+      return "READ";
+    case kCmdWrite:
+      return "WRITE";
+    case kCmdDisc:
+      return "DISC";
+    case kCmdFlush:
+      return "FLUSH";
+    case kCmdTrim:
+      return "TRIM";
+    case kCmdCache:
+      return "CACHE";
+    case kCmdWriteZeroes:
+      return "WRITE_ZEROES";
+    case kCmdBlockStatus:
+      return "BLOCK_STATUS";
+    default:
+      return "unknown";
   }
 }
 
 const char* option_name(uint32_t option) {
   switch (option) {
-    case kOptExportName: return "EXPORT_NAME";
-    case kOptAbort: return "ABORT";
-    case kOptList: return "LIST";
-    case kOptStartTls: return "STARTTLS";
-    case kOptInfo: return "INFO";
-    case kOptGo: return "GO";
-    case kOptStructuredReply: return "STRUCTURED_REPLY";
-    case kOptListMetaContext: return "LIST_META_CONTEXT";
-    case kOptSetMetaContext: return "SET_META_CONTEXT";
-    default: return "unknown";
+    case kOptExportName:
+      return "EXPORT_NAME";
+    case kOptAbort:
+      return "ABORT";
+    case kOptList:
+      return "LIST";
+    case kOptStartTls:
+      return "STARTTLS";
+    case kOptInfo:
+      return "INFO";
+    case kOptGo:
+      return "GO";
+    case kOptStructuredReply:
+      return "STRUCTURED_REPLY";
+    case kOptListMetaContext:
+      return "LIST_META_CONTEXT";
+    case kOptSetMetaContext:
+      return "SET_META_CONTEXT";
+    default:
+      return "unknown";
   }
 }
 

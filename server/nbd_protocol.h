@@ -98,9 +98,9 @@ inline constexpr uint16_t kReplyTypeError = 0x8001;
 inline constexpr uint16_t kReplyTypeErrorOffset = 0x8002;
 
 // --- block status flags ---
-inline constexpr uint32_t kStateHole = 1u << 0;  // base:allocation
-inline constexpr uint32_t kStateZero = 1u << 1;  // base:allocation
-inline constexpr uint32_t kStateDirty = 1u << 0; // qemu:dirty-bitmap:*
+inline constexpr uint32_t kStateHole = 1u << 0;   // base:allocation
+inline constexpr uint32_t kStateZero = 1u << 1;   // base:allocation
+inline constexpr uint32_t kStateDirty = 1u << 0;  // qemu:dirty-bitmap:*
 
 // --- error values on the wire ---
 inline constexpr uint32_t kEperm = 1;
@@ -113,13 +113,13 @@ inline constexpr uint32_t kEnotsup = 95;
 inline constexpr uint32_t kEshutdown = 108;
 
 // --- sizes ---
-inline constexpr size_t kOptionHeaderSize = 16;    // magic, option, length
-inline constexpr size_t kRequestHeaderSize = 28;   // magic, flags, type, handle, offset, length
+inline constexpr size_t kOptionHeaderSize = 16;   // magic, option, length
+inline constexpr size_t kRequestHeaderSize = 28;  // magic, flags, type, handle, offset, length
 inline constexpr size_t kSimpleReplySize = 16;
 inline constexpr size_t kStructuredHeaderSize = 20;
 inline constexpr uint32_t kMaxRequestLength = 32u << 20;  // largest READ/WRITE/CACHE we serve
 inline constexpr uint32_t kMaxOptionLength = 64u << 10;   // longer option data is a denial of service
-inline constexpr size_t kMaxStringLength = 4096;           // the spec's limit for names and messages
+inline constexpr size_t kMaxStringLength = 4096;          // the spec's limit for names and messages
 inline constexpr uint32_t kMinimumBlockSize = 1;
 inline constexpr uint32_t kPreferredBlockSize = 4096;
 
@@ -180,9 +180,11 @@ RequestHeader parse_request_header(std::span<const uint8_t, kRequestHeaderSize> 
 void append_simple_reply(std::vector<uint8_t>& out, uint32_t error, uint64_t handle);
 void append_structured_header(std::vector<uint8_t>& out, uint16_t flags, uint16_t type, uint64_t handle,
                               uint32_t length);
-void append_structured_error(std::vector<uint8_t>& out, uint64_t handle, uint32_t error, std::string_view message);
+void append_structured_error(std::vector<uint8_t>& out, uint64_t handle, uint32_t error,
+                             std::string_view message);
 void append_structured_none(std::vector<uint8_t>& out, uint64_t handle);
-void append_offset_hole(std::vector<uint8_t>& out, uint64_t handle, uint64_t offset, uint32_t length, bool done);
+void append_offset_hole(std::vector<uint8_t>& out, uint64_t handle, uint64_t offset, uint32_t length,
+                        bool done);
 
 // One block status descriptor.
 struct BlockStatusDescriptor {

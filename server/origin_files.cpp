@@ -41,12 +41,14 @@ Status OriginFiles::attach_at_start(const std::vector<OriginSpec>& command_line)
     }
   }
   for (const OriginSpec& spec : saved) {
-    if (std::any_of(command_line.begin(), command_line.end(), [&](const auto& c) { return c.name == spec.name; })) {
+    if (std::any_of(command_line.begin(), command_line.end(),
+                    [&](const auto& c) { return c.name == spec.name; })) {
       continue;
     }
     if (Status status = attach_locked(spec); !status.is_ok()) {
       log_error("listed origin " + spec.name + " (" + spec.path + ") not attached: " + status.to_string() +
-                "; it stays listed in " + list_.path() + " (nbdsnap origin detach " + spec.name + " unlists it)");
+                "; it stays listed in " + list_.path() + " (nbdsnap origin detach " + spec.name +
+                " unlists it)");
       listed_.push_back(spec);
     }
   }
@@ -58,7 +60,8 @@ Status OriginFiles::attach(const std::string& name, const std::string& path, boo
   MutexLock lock(mutex_);
   // A listed origin that could not be attached at start is replaced by this attach, if it succeeds.
   std::optional<OriginSpec> unattached;
-  const auto listed = std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
+  const auto listed =
+      std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
   if (listed != listed_.end() && !attached_.count(name)) {
     unattached = *listed;
     listed_.erase(listed);
@@ -86,7 +89,8 @@ Status OriginFiles::attach_locked(const OriginSpec& spec) {
 bool OriginFiles::forget(const std::string& name) {
   MutexLock lock(mutex_);
   attached_.erase(name);
-  const auto listed = std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
+  const auto listed =
+      std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
   if (listed == listed_.end()) return false;
   listed_.erase(listed);
   save_list_locked();

@@ -17,7 +17,8 @@ namespace {
 constexpr int kFormatVersion = 1;
 }  // namespace
 
-OriginList::OriginList(const std::string& state_dir) : path_(state_dir.empty() ? "" : state_dir + "/origins.json") {}
+OriginList::OriginList(const std::string& state_dir)
+    : path_(state_dir.empty() ? "" : state_dir + "/origins.json") {}
 
 Status OriginList::load(std::vector<OriginSpec>& out) const {
   out.clear();
@@ -48,10 +49,9 @@ Status OriginList::save(const std::vector<OriginSpec>& origins) const {
   for (const auto& origin : origins) {
     list.push_back({{"name", origin.name}, {"path", origin.path}, {"read_only", origin.read_only}});
   }
-  const std::string text =
-      nlohmann::json{{"version", kFormatVersion}, {"origins", list}}.dump(2, ' ', false,
-                                                                          nlohmann::json::error_handler_t::replace) +
-      "\n";
+  const std::string text = nlohmann::json{{"version", kFormatVersion}, {"origins", list}}.dump(
+                               2, ' ', false, nlohmann::json::error_handler_t::replace) +
+                           "\n";
   const std::string temp = path_ + ".tmp";
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::from_errno(errno, "create " + temp);

@@ -20,7 +20,8 @@ std::string why_never_matches(const std::string& identity, bool tls_enabled, boo
   const bool certificate_rule = identity.starts_with("dn:") || identity.starts_with("san:");
   const bool psk_rule = identity.starts_with("psk:");
   if ((certificate_rule || psk_rule) && !tls_enabled) return "TLS is off (--tls on or --tls require)";
-  if (certificate_rule && !certificates_asked) return "no client certificate is asked for (" + certificate_option + ")";
+  if (certificate_rule && !certificates_asked)
+    return "no client certificate is asked for (" + certificate_option + ")";
   if (psk_rule && options.psk_file.empty()) return "no PSK file is loaded (--tls-psk FILE)";
   return {};
 }
@@ -28,7 +29,8 @@ std::string why_never_matches(const std::string& identity, bool tls_enabled, boo
 }  // namespace
 
 RemoteSecurity::RemoteSecurity(const SecurityConfig& config) : config_(config) {
-  if (config.tls != TlsMode::off) nbd_ = std::make_unique<TlsCredentialStore>(TlsEndpoint::server, config.tls_options);
+  if (config.tls != TlsMode::off)
+    nbd_ = std::make_unique<TlsCredentialStore>(TlsEndpoint::server, config.tls_options);
   if (config.control_listen) {
     TlsOptions options = config.tls_options;
     options.verify_peer = !options.certificates_dir.empty();  // as libvirt: remote control is never anonymous
@@ -69,8 +71,9 @@ void RemoteSecurity::warn_about_unmatchable_rules() const {
 }
 
 void RemoteSecurity::reload() {
-  // The NBD and remote control stores read the same files: a file that no longer loads fails both the same way,
-  // and is logged once (a message only one of them has, such as the CA the control side needs, still shows).
+  // The NBD and remote control stores read the same files: a file that no longer loads fails both the same
+  // way, and is logged once (a message only one of them has, such as the CA the control side needs, still
+  // shows).
   std::vector<std::string> reloaded, errors;
   for (TlsCredentialStore* store : {nbd_.get(), control_.get()}) {
     if (store == nullptr) continue;
@@ -81,8 +84,8 @@ void RemoteSecurity::reload() {
     }
   }
   if (!reloaded.empty()) {
-    log_info("TLS credentials reloaded (" + reloaded.front() + (reloaded.size() > 1 ? " and " + reloaded.back() : "") +
-             ")");
+    log_info("TLS credentials reloaded (" + reloaded.front() +
+             (reloaded.size() > 1 ? " and " + reloaded.back() : "") + ")");
   }
   for (const std::string& error : errors) {
     log_error("TLS credentials not reloaded, the previous ones stay in use: " + error);
@@ -95,12 +98,14 @@ std::string RemoteSecurity::handle_remote_line(Control& control, const std::stri
   const std::optional<ControlRole> role = config_.control_role_of(peer);
   if (!role) {
     log_warning("remote control: refused " + peer.describe() + ": no --control-role names it");
-    return error_reply({Errc::permission_denied, peer.describe() + " has no control role (nbdsnapd --control-role)"})
+    return error_reply(
+               {Errc::permission_denied, peer.describe() + " has no control role (nbdsnapd --control-role)"})
         .dump();
   }
   std::string reply = control.handle_line(line, {peer.describe(), *role, config_.remote_storage_dir});
   if (reply.find("\"permission_denied\"") != std::string::npos) {
-    log_warning("remote control: refused " + peer.describe() + " (" + control_role_name(*role) + "): " + line.substr(0, 200));
+    log_warning("remote control: refused " + peer.describe() + " (" + control_role_name(*role) +
+                "): " + line.substr(0, 200));
   }
   return reply;
 }

@@ -19,15 +19,21 @@ using namespace nbd;
 
 namespace {
 
-uint32_t wire_error(const Status& status) { return nbd_error_from_errno(to_errno(status)); }
+uint32_t wire_error(const Status& status) {
+  return nbd_error_from_errno(to_errno(status));
+}
 
 // Flags each command accepts besides FUA (FUA is accepted everywhere once advertised, as the spec asks).
 uint16_t allowed_flags(uint16_t type, bool structured) {
   switch (type) {
-    case kCmdRead: return structured ? kCmdFlagDf : 0;
-    case kCmdWriteZeroes: return kCmdFlagNoHole | kCmdFlagFastZero;
-    case kCmdBlockStatus: return kCmdFlagReqOne;
-    default: return 0;
+    case kCmdRead:
+      return structured ? kCmdFlagDf : 0;
+    case kCmdWriteZeroes:
+      return kCmdFlagNoHole | kCmdFlagFastZero;
+    case kCmdBlockStatus:
+      return kCmdFlagReqOne;
+    default:
+      return 0;
   }
 }
 
@@ -73,7 +79,8 @@ void ReplyBufferPool::recycle(Reply reply) {
     free_.clear();
     size_ = size;
   }
-  if (free_.size() < kMaxBuffers && (free_.size() + 1) * size <= kMaxBytes) free_.push_back(std::move(buffer));
+  if (free_.size() < kMaxBuffers && (free_.size() + 1) * size <= kMaxBytes)
+    free_.push_back(std::move(buffer));
 }
 
 uint32_t RequestExecutor::validate(const RequestHeader& request, std::string& message) const {
@@ -94,7 +101,8 @@ uint32_t RequestExecutor::validate(const RequestHeader& request, std::string& me
     message = "export '" + session_.target->name() + "' is read-only";
     return kEperm;
   }
-  if ((type == kCmdTrim && !(flags & kFlagSendTrim)) || (type == kCmdWriteZeroes && !(flags & kFlagSendWriteZeroes)) ||
+  if ((type == kCmdTrim && !(flags & kFlagSendTrim)) ||
+      (type == kCmdWriteZeroes && !(flags & kFlagSendWriteZeroes)) ||
       (type == kCmdFlush && !(flags & kFlagSendFlush))) {
     message = std::string(command_name(type)) + " is not supported on this export";
     return kEinval;
@@ -117,7 +125,8 @@ uint32_t RequestExecutor::validate(const RequestHeader& request, std::string& me
   return 0;
 }
 
-Reply RequestExecutor::error_reply(const RequestHeader& request, uint32_t error, std::string_view message) const {
+Reply RequestExecutor::error_reply(const RequestHeader& request, uint32_t error,
+                                   std::string_view message) const {
   std::vector<uint8_t> out;
   if (session_.structured_replies) {
     append_structured_error(out, request.handle, error, message);
@@ -139,9 +148,12 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
   ServedExport& target = *session_.target;
   const bool fua = (request.flags & kCmdFlagFua) != 0;
   switch (request.type) {
-    case kCmdRead: return *read(request, pool, true);
-    case kCmdWrite: return status_reply(request, target.write(payload.data(), request.length, request.offset, fua));
-    case kCmdFlush: return status_reply(request, target.flush());
+    case kCmdRead:
+      return *read(request, pool, true);
+    case kCmdWrite:
+      return status_reply(request, target.write(payload.data(), request.length, request.offset, fua));
+    case kCmdFlush:
+      return status_reply(request, target.flush());
     case kCmdTrim: {
       Status status = target.trim(request.offset, request.length, fua);
       if (status.code() == Errc::not_supported) status = Status::ok();  // trim is advisory
@@ -154,15 +166,18 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
       }
       return status_reply(request, target.zero(request.offset, request.length, !no_hole, fua));
     }
-    case kCmdCache: return status_reply(request, Status::ok());  // a hint; the engine has no cache to warm
-    case kCmdBlockStatus: return block_status(request);
-    default: return error_reply(request, kEinval, "unknown command");
+    case kCmdCache:
+      return status_reply(request, Status::ok());  // a hint; the engine has no cache to warm
+    case kCmdBlockStatus:
+      return block_status(request);
+    default:
+      return error_reply(request, kEinval, "unknown command");
   }
 }
 
 std::optional<Reply> RequestExecutor::execute_without_waiting(const RequestHeader& request,
-                                                             std::span<const uint8_t> payload,
-                                                             ReplyBufferPool* pool) const {
+                                                              std::span<const uint8_t> payload,
+                                                              ReplyBufferPool* pool) const {
   if (request.type == kCmdRead) return read(request, pool, false);
   if (request.type != kCmdWrite) return std::nullopt;
   const bool fua = (request.flags & kCmdFlagFua) != 0;
@@ -171,7 +186,8 @@ std::optional<Reply> RequestExecutor::execute_without_waiting(const RequestHeade
   return status_reply(request, status);
 }
 
-std::optional<Reply> RequestExecutor::read(const RequestHeader& request, ReplyBufferPool* pool, bool may_wait) const {
+std::optional<Reply> RequestExecutor::read(const RequestHeader& request, ReplyBufferPool* pool,
+                                           bool may_wait) const {
   std::vector<uint8_t> head;
   if (request.length == 0) {
     if (session_.structured_replies) {
@@ -184,8 +200,9 @@ std::optional<Reply> RequestExecutor::read(const RequestHeader& request, ReplyBu
   const size_t header = session_.structured_replies ? kStructuredHeaderSize + 8 : kSimpleReplySize;
   Reply out = pool ? pool->make(header + request.length) : Reply(header + request.length);
   uint8_t* data = out.data() + header;
-  const Status status = may_wait ? session_.target->read(data, request.length, request.offset)
-                                  : session_.target->read_without_waiting(data, request.length, request.offset);
+  const Status status = may_wait
+                            ? session_.target->read(data, request.length, request.offset)
+                            : session_.target->read_without_waiting(data, request.length, request.offset);
   if (status.code() == Errc::would_block) {
     if (pool) pool->recycle(std::move(out));
     return std::nullopt;

@@ -77,9 +77,11 @@ class RequestExecutor {
   // when one is given.
   Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload,
                 ReplyBufferPool* pool = nullptr) const;
-  // Runs a validated READ or WRITE only if it needs no wait for the engine (ServedExport's *_without_waiting);
-  // nullopt when it would have waited, or for other commands: run it with execute() where waiting is fine.
-  std::optional<Reply> execute_without_waiting(const nbd::RequestHeader& request, std::span<const uint8_t> payload,
+  // Runs a validated READ or WRITE only if it needs no wait for the engine (ServedExport's
+  // *_without_waiting); nullopt when it would have waited, or for other commands: run it with execute() where
+  // waiting is fine.
+  std::optional<Reply> execute_without_waiting(const nbd::RequestHeader& request,
+                                               std::span<const uint8_t> payload,
                                                ReplyBufferPool* pool = nullptr) const;
   // The reply refusing a request with an error.
   Reply error_reply(const nbd::RequestHeader& request, uint32_t error, std::string_view message) const;

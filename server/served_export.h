@@ -19,7 +19,7 @@ namespace nbdsnap {
 // What an export can do; the handshake turns it into NBD transmission flags.
 struct ExportFeatures {
   bool read_only = true;
-  bool can_flush = false;      // FLUSH and FUA
+  bool can_flush = false;  // FLUSH and FUA
   bool can_trim = false;
   bool can_zero = false;       // WRITE_ZEROES
   bool can_fast_zero = false;  // FAST_ZERO may succeed (it is advertised with WRITE_ZEROES anyway)

@@ -53,15 +53,17 @@ Status Server::listen_on(const ListenAddress& address) {
       if (!ec) return {Errc::busy, address.path + " is in use by another server"};
       ::unlink(address.path.c_str());
     }
-    const asio::generic::stream_protocol::endpoint endpoint(asio::local::stream_protocol::endpoint(address.path));
+    const asio::generic::stream_protocol::endpoint endpoint(
+        asio::local::stream_protocol::endpoint(address.path));
     acceptor->open(endpoint.protocol(), ec);
     if (!ec) acceptor->bind(endpoint, ec);
     if (!ec) unix_paths_.push_back(address.path);
   } else {
     asio::ip::tcp::resolver resolver(io_);
-    auto results = resolver.resolve(address.host, std::to_string(address.port),
-                                    asio::ip::resolver_base::passive, ec);
-    if (ec || results.empty()) return {Errc::invalid_argument, "cannot resolve " + text + ": " + ec.message()};
+    auto results =
+        resolver.resolve(address.host, std::to_string(address.port), asio::ip::resolver_base::passive, ec);
+    if (ec || results.empty())
+      return {Errc::invalid_argument, "cannot resolve " + text + ": " + ec.message()};
     const asio::generic::stream_protocol::endpoint endpoint(results.begin()->endpoint());
     acceptor->open(endpoint.protocol(), ec);
     if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
@@ -77,10 +79,11 @@ Status Server::listen_on(const ListenAddress& address) {
 Status Server::adopt(const ActivatedSocket& socket) {
   auto acceptor = std::make_unique<Acceptor>(io_);
   const int family = socket.address.kind == ListenAddress::Kind::unix_socket ? AF_UNIX
-                     : socket.address.host.find(':') != std::string::npos ? AF_INET6
-                                                                            : AF_INET;
+                     : socket.address.host.find(':') != std::string::npos    ? AF_INET6
+                                                                             : AF_INET;
   asio::error_code ec;
-  acceptor->assign(asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), socket.fd, ec);
+  acceptor->assign(asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), socket.fd,
+                   ec);
   const std::string text = format_listen_address(socket.address);
   if (ec) return Status::from_errno(ec.value(), "socket activation: serving " + text);
   log_info("listening on " + text + " (socket from systemd)");
@@ -125,7 +128,8 @@ asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
 void Server::refuse_if_over_limit(Connection& connection) {
   const unsigned limit = config_.max_connections;
   if (limit == 0 || registry_.admitted() < limit) return;
-  connection.refuse(nbd::kRepErrPolicy, "too many connections: this server serves at most " + std::to_string(limit) +
+  connection.refuse(nbd::kRepErrPolicy, "too many connections: this server serves at most " +
+                                            std::to_string(limit) +
                                             " clients at once (nbdsnapd --max-connections)");
   ++refusals_unlogged_;
   const auto now = std::chrono::steady_clock::now();
@@ -217,8 +221,8 @@ std::string Server::export_uri(const std::string& raw_name) const {
   } else {
     const std::string export_name = export_name_uri_path(raw_name);
     const bool ipv6 = address.host.find(':') != std::string::npos;
-    uri = "nbd://" + (ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(address.port) + "/" +
-          export_name;
+    uri = "nbd://" + (ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(address.port) +
+          "/" + export_name;
   }
   // Under --tls require only TLS clients get in: nbd:// -> nbds://, nbd+unix:// -> nbds+unix://.
   if (config_.security.tls == TlsMode::require) uri.insert(3, "s");

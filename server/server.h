@@ -33,8 +33,8 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  // Binds every listen address (a stale Unix socket file is replaced, a live one refused); or, socket-activated,
-  // serves the sockets systemd passed instead (never unlinked: systemd_service.h).
+  // Binds every listen address (a stale Unix socket file is replaced, a live one refused); or,
+  // socket-activated, serves the sockets systemd passed instead (never unlinked: systemd_service.h).
   Status listen(const std::vector<ActivatedSocket>& activated = {});
   // Serves until a signal or request_shutdown(), then until every connection has finished.
   void run();
@@ -79,8 +79,9 @@ class Server {
   ClientRegistry registry_;
   std::atomic<uint64_t> next_connection_id_{1};
   bool shutting_down_ = false;  // I/O thread only
-  std::chrono::steady_clock::time_point last_refusal_log_{};  // I/O thread only: refusals are logged once a second
-  uint64_t refusals_unlogged_ = 0;                              // I/O thread only
+  std::chrono::steady_clock::time_point
+      last_refusal_log_{};          // I/O thread only: refusals are logged once a second
+  uint64_t refusals_unlogged_ = 0;  // I/O thread only
 };
 
 }  // namespace nbdsnap

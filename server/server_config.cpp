@@ -30,66 +30,66 @@ std::string default_runtime_dir() {
 std::string default_state_dir() {
   if (geteuid() == 0) return "/var/lib/nbdsnap";
   if (const char* dir = std::getenv("XDG_STATE_HOME"); dir && *dir) return std::string(dir) + "/nbdsnap";
-  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.local/state/nbdsnap";
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::string(home) + "/.local/state/nbdsnap";
   return default_runtime_dir() + "/state";
 }
 
 po::options_description option_descriptions() {
   po::options_description general("General");
-  general.add_options()
-      ("help,h", "print this help and exit")
-      ("version,V", "print the version and exit")
-      ("config", po::value<std::string>()->value_name("FILE"),
-       "read options from FILE (same keys as the long options, one `key = value` per line)");
+  general.add_options()("help,h", "print this help and exit")("version,V", "print the version and exit")(
+      "config", po::value<std::string>()->value_name("FILE"),
+      "read options from FILE (same keys as the long options, one `key = value` per line)");
   po::options_description serving("Serving");
-  serving.add_options()
-      ("origin", po::value<std::vector<std::string>>()->composing()->value_name("NAME=PATH"),
-       "serve file or block device PATH as read-write export NAME (repeatable)")
-      ("origin-read-only", po::value<std::vector<std::string>>()->composing()->value_name("NAME=PATH"),
-       "serve PATH as read-only export NAME (repeatable)")
-      ("listen", po::value<std::vector<std::string>>()->composing()->value_name("ADDRESS"),
-       "listen on unix:PATH or tcp:HOST:PORT (repeatable; default unix:RUNTIME_DIR/nbdsnapd.sock)")
-      ("control", po::value<std::string>()->value_name("PATH"),
-       "serve the JSON control protocol on Unix socket PATH (mode 0600; default RUNTIME_DIR/control.sock, "
-       "'none' to disable)")
-      ("state-dir", po::value<std::string>()->value_name("DIR"),
-       "directory for CBT state (created, mode 0700, when its parent directory exists)")
-      ("log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
-       "error, warning, info or debug")
-      ("threads", po::value<std::string>()->default_value("4")->value_name("N"), "worker threads for I/O (1..1024)")
-      ("max-in-flight", po::value<std::string>()->default_value("64")->value_name("N"),
-       "requests served at once per connection (1..4096)")
-      ("max-connections", po::value<std::string>()->default_value("1000")->value_name("N"),
-       "NBD clients served at once (0: no limit; 0..1000000); more are refused in the handshake with an error")
-      ("handshake-timeout", po::value<std::string>()->default_value("10")->value_name("SECONDS"),
-       "disconnect a client that has not finished the NBD handshake (or the remote control's TLS handshake) "
-       "after SECONDS (0: never for NBD, 10 s for remote control; 0..86400)")
-      ("cache", po::value<std::string>()->default_value("writeback")->value_name("MODE"),
-       "none opens origins and difference storage with O_DIRECT, bypassing the page cache (nbdkit file's "
-       "cache=none, QEMU's cache.direct=on); writeback uses the page cache");
+  serving.add_options()("origin", po::value<std::vector<std::string>>()->composing()->value_name("NAME=PATH"),
+                        "serve file or block device PATH as read-write export NAME (repeatable)")(
+      "origin-read-only", po::value<std::vector<std::string>>()->composing()->value_name("NAME=PATH"),
+      "serve PATH as read-only export NAME (repeatable)")(
+      "listen", po::value<std::vector<std::string>>()->composing()->value_name("ADDRESS"),
+      "listen on unix:PATH or tcp:HOST:PORT (repeatable; default unix:RUNTIME_DIR/nbdsnapd.sock)")(
+      "control", po::value<std::string>()->value_name("PATH"),
+      "serve the JSON control protocol on Unix socket PATH (mode 0600; default RUNTIME_DIR/control.sock, "
+      "'none' to disable)")("state-dir", po::value<std::string>()->value_name("DIR"),
+                            "directory for CBT state (created, mode 0700, when its parent directory exists)")(
+      "log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
+      "error, warning, info or debug")("threads",
+                                       po::value<std::string>()->default_value("4")->value_name("N"),
+                                       "worker threads for I/O (1..1024)")(
+      "max-in-flight", po::value<std::string>()->default_value("64")->value_name("N"),
+      "requests served at once per connection (1..4096)")(
+      "max-connections", po::value<std::string>()->default_value("1000")->value_name("N"),
+      "NBD clients served at once (0: no limit; 0..1000000); more are refused in the handshake with an "
+      "error")(
+      "handshake-timeout", po::value<std::string>()->default_value("10")->value_name("SECONDS"),
+      "disconnect a client that has not finished the NBD handshake (or the remote control's TLS handshake) "
+      "after SECONDS (0: never for NBD, 10 s for remote control; 0..86400)")(
+      "cache", po::value<std::string>()->default_value("writeback")->value_name("MODE"),
+      "none opens origins and difference storage with O_DIRECT, bypassing the page cache (nbdkit file's "
+      "cache=none, QEMU's cache.direct=on); writeback uses the page cache");
   po::options_description security("TLS and access control");
-  security.add_options()
-      ("tls", po::value<std::string>()->default_value("off")->value_name("MODE"),
-       "off, on (clients may use STARTTLS) or require (every option but STARTTLS is refused in clear)")
-      ("tls-certificates", po::value<std::string>()->value_name("DIR"),
-       "X.509: DIR/ca-cert.pem, server-cert.pem, server-key.pem (as nbdkit and QEMU); SIGHUP reloads them")
-      ("tls-psk", po::value<std::string>()->value_name("FILE"), "PSK: username:hexkey lines (psktool)")
-      ("tls-verify-peer", po::bool_switch(), "NBD clients must present a certificate signed by ca-cert.pem")
-      ("allow", po::value<std::vector<std::string>>()->composing()->value_name("'PATTERN IDENTITY'"),
-       "only IDENTITY (psk:NAME, dn:DN, san:NAME, local or *) may open exports matching PATTERN (repeatable; "
-       "with none, every client may open every export)")
-      ("tcp-origins", po::bool_switch(), "serve origins over TCP too (by default TCP serves snapshot images only)")
-      ("control-listen", po::value<std::string>()->value_name("tcp:HOST:PORT"),
-       "also serve the control protocol on TCP, TLS only (client certificate or PSK required)")
-      ("control-role", po::value<std::vector<std::string>>()->composing()->value_name("'ROLE IDENTITY'"),
-       "give a remote control identity a role: read-only, operator or admin (repeatable)")
-      ("control-max-sessions", po::value<std::string>()->default_value("32")->value_name("N"),
-       "remote control clients served at once (1..1024); more get a busy error (clients still in their TLS "
-       "handshake are bounded apart: 128, the oldest closed first)")
-      ("control-group", po::value<std::string>()->value_name("GROUP"),
-       "the Unix control socket belongs to GROUP with mode 0660 (default: mode 0600, owner only)")
-      ("remote-storage-dir", po::value<std::string>()->value_name("DIR"),
-       "remote control clients may name difference storage only as new files in DIR (default: not at all)");
+  security.add_options()(
+      "tls", po::value<std::string>()->default_value("off")->value_name("MODE"),
+      "off, on (clients may use STARTTLS) or require (every option but STARTTLS is refused in clear)")(
+      "tls-certificates", po::value<std::string>()->value_name("DIR"),
+      "X.509: DIR/ca-cert.pem, server-cert.pem, server-key.pem (as nbdkit and QEMU); SIGHUP reloads them")(
+      "tls-psk", po::value<std::string>()->value_name("FILE"), "PSK: username:hexkey lines (psktool)")(
+      "tls-verify-peer", po::bool_switch(), "NBD clients must present a certificate signed by ca-cert.pem")(
+      "allow", po::value<std::vector<std::string>>()->composing()->value_name("'PATTERN IDENTITY'"),
+      "only IDENTITY (psk:NAME, dn:DN, san:NAME, local or *) may open exports matching PATTERN (repeatable; "
+      "with none, every client may open every export)")(
+      "tcp-origins", po::bool_switch(),
+      "serve origins over TCP too (by default TCP serves snapshot images only)")(
+      "control-listen", po::value<std::string>()->value_name("tcp:HOST:PORT"),
+      "also serve the control protocol on TCP, TLS only (client certificate or PSK required)")(
+      "control-role", po::value<std::vector<std::string>>()->composing()->value_name("'ROLE IDENTITY'"),
+      "give a remote control identity a role: read-only, operator or admin (repeatable)")(
+      "control-max-sessions", po::value<std::string>()->default_value("32")->value_name("N"),
+      "remote control clients served at once (1..1024); more get a busy error (clients still in their TLS "
+      "handshake are bounded apart: 128, the oldest closed first)")(
+      "control-group", po::value<std::string>()->value_name("GROUP"),
+      "the Unix control socket belongs to GROUP with mode 0660 (default: mode 0600, owner only)")(
+      "remote-storage-dir", po::value<std::string>()->value_name("DIR"),
+      "remote control clients may name difference storage only as new files in DIR (default: not at all)");
   // The engine's tuning options, named and bounded as the nbdkit filter's are (core/tuning.h).
   po::options_description tuning("Engine tuning (blksnap v4's parameters where it has them)");
   for (const TuningOption& option : tuning_options()) {
@@ -107,7 +107,7 @@ const OptionSpelling kSpelling{"--", " "};
 // Where each option's value came from, so that an error about a value read from the configuration file
 // names the file and the line. A key given on the command line wins over the file (for single values).
 struct OptionSources {
-  ConfigFile file;                                   // no path: no --config
+  ConfigFile file;                                  // no path: no --config
   std::set<std::string, std::less<>> command_line;  // keys given on the command line
 
   // "FILE:LINE: " when the value of `key` (the one equal to *value, for repeatable keys) came from the file.
@@ -148,8 +148,8 @@ constexpr ServerNumberOption kServerNumberOptions[] = {
 bool apply_numbers(const po::variables_map& vm, ServerConfig& config, OptionErrors& errors) {
   for (const ServerNumberOption& option : kServerNumberOptions) {
     uint64_t value = 0;
-    Status s = parse_bounded_number(option.name, vm[option.name].as<std::string>(), option.minimum, option.maximum,
-                                    kSpelling, value);
+    Status s = parse_bounded_number(option.name, vm[option.name].as<std::string>(), option.minimum,
+                                    option.maximum, kSpelling, value);
     if (!s) return errors.fail(option.name, s.message());
     config.*option.field = static_cast<unsigned>(value);
   }
@@ -184,7 +184,8 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, Optio
   } else {
     return errors.fail("tls", "--tls " + mode + ": must be off, on or require");
   }
-  if (vm.count("tls-certificates")) security.tls_options.certificates_dir = vm["tls-certificates"].as<std::string>();
+  if (vm.count("tls-certificates"))
+    security.tls_options.certificates_dir = vm["tls-certificates"].as<std::string>();
   if (vm.count("tls-psk")) security.tls_options.psk_file = vm["tls-psk"].as<std::string>();
   security.tls_options.verify_peer = vm["tls-verify-peer"].as<bool>();
   security.access.tcp_origins = vm["tcp-origins"].as<bool>();
@@ -211,8 +212,9 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, Optio
     const std::string dir = vm["remote-storage-dir"].as<std::string>();
     std::error_code ec;
     if (dir.empty() || dir.front() != '/' || !std::filesystem::is_directory(dir, ec)) {
-      return errors.fail("remote-storage-dir",
-                         "--remote-storage-dir " + dir + ": must be an existing directory, given as an absolute path");
+      return errors.fail(
+          "remote-storage-dir",
+          "--remote-storage-dir " + dir + ": must be an existing directory, given as an absolute path");
     }
     security.remote_storage_dir = dir;
   }
@@ -220,34 +222,38 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, Optio
     ListenAddress address;
     const std::string text = vm["control-listen"].as<std::string>();
     if (!parse_listen_address(text, address, error) || address.kind != ListenAddress::Kind::tcp) {
-      return errors.fail("control-listen",
-                         "--control-listen " + text + ": expected tcp:HOST:PORT (the Unix control socket is --control)");
+      return errors.fail(
+          "control-listen",
+          "--control-listen " + text + ": expected tcp:HOST:PORT (the Unix control socket is --control)");
     }
     security.control_listen = address;
   }
   const bool credentials = security.tls_options.enabled();
   if ((security.tls != TlsMode::off || security.control_listen) && !credentials) {
     const char* key = security.tls != TlsMode::off ? "tls" : "control-listen";
-    return errors.fail(key, (security.tls != TlsMode::off ? "--tls " + mode : std::string("--control-listen")) +
-                                " needs credentials: --tls-certificates DIR or --tls-psk FILE");
+    return errors.fail(key,
+                       (security.tls != TlsMode::off ? "--tls " + mode : std::string("--control-listen")) +
+                           " needs credentials: --tls-certificates DIR or --tls-psk FILE");
   }
   if (credentials && security.tls == TlsMode::off && !security.control_listen) {
-    return errors.fail(vm.count("tls-psk") ? "tls-psk" : "tls-certificates",
-                       "TLS credentials are given but unused: add --tls on or --tls require (or --control-listen)");
+    return errors.fail(
+        vm.count("tls-psk") ? "tls-psk" : "tls-certificates",
+        "TLS credentials are given but unused: add --tls on or --tls require (or --control-listen)");
   }
   if (security.tls_options.verify_peer && security.tls_options.certificates_dir.empty()) {
     return errors.fail("tls-verify-peer",
                        "--tls-verify-peer needs --tls-certificates DIR (its ca-cert.pem signs the clients)");
   }
   uint64_t sessions = 0;
-  if (Status s = parse_bounded_number("control-max-sessions", vm["control-max-sessions"].as<std::string>(), 1, 1024,
-                                      kSpelling, sessions);
+  if (Status s = parse_bounded_number("control-max-sessions", vm["control-max-sessions"].as<std::string>(), 1,
+                                      1024, kSpelling, sessions);
       !s) {
     return errors.fail("control-max-sessions", s.message());
   }
   security.control_max_sessions = static_cast<unsigned>(sessions);
   if (security.control_listen && security.control_roles.empty()) {
-    return errors.fail("control-listen", "--control-listen needs at least one --control-role: nobody could use it");
+    return errors.fail("control-listen",
+                       "--control-listen needs at least one --control-role: nobody could use it");
   }
   return true;
 }
@@ -279,8 +285,8 @@ bool apply(const po::variables_map& vm, ServerConfig& config, OptionErrors& erro
   config.state_dir_given = vm.count("state-dir") != 0;
   config.engine.state_dir = config.state_dir_given ? vm["state-dir"].as<std::string>() : default_state_dir();
   if (!parse_log_level(vm["log-level"].as<std::string>(), config.log_level)) {
-    return errors.fail("log-level",
-                       "--log-level " + vm["log-level"].as<std::string>() + ": must be error, warning, info or debug");
+    return errors.fail("log-level", "--log-level " + vm["log-level"].as<std::string>() +
+                                        ": must be error, warning, info or debug");
   }
   if (!apply_numbers(vm, config, errors)) return false;
   config.security.control_handshake_timeout_seconds =
@@ -296,14 +302,15 @@ bool apply(const po::variables_map& vm, ServerConfig& config, OptionErrors& erro
 // `tcp-origins = true`).
 ConfigKeyKind config_key_kind(const po::options_description& options, std::string_view key) {
   const po::option_description* option = options.find_nothrow(std::string(key), false);
-  if (option == nullptr || key == "config" || key == "help" || key == "version") return ConfigKeyKind::unknown;
+  if (option == nullptr || key == "config" || key == "help" || key == "version")
+    return ConfigKeyKind::unknown;
   return option->semantic()->is_composing() ? ConfigKeyKind::repeatable : ConfigKeyKind::single;
 }
 
 // Reads the configuration file into vm after the command line (whose single values win), one entry at a time
 // so that a value Program_options refuses is reported with its line.
-bool store_config_file(const std::string& path, const po::options_description& options, OptionSources& sources,
-                       po::variables_map& vm, std::ostream& err) {
+bool store_config_file(const std::string& path, const po::options_description& options,
+                       OptionSources& sources, po::variables_map& vm, std::ostream& err) {
   const auto kind_of = [&options](std::string_view key) { return config_key_kind(options, key); };
   if (Status s = read_config_file(path, kind_of, sources.file); !s) {
     err << "nbdsnapd: " << s.message() << "\n";
@@ -396,7 +403,8 @@ bool parse_control_role_rule(const std::string& text, ControlRoleRule& out, std:
   }
   out.role = *role;
   out.identity = text.substr(identity);
-  while (!out.identity.empty() && (out.identity.back() == ' ' || out.identity.back() == '\t')) out.identity.pop_back();
+  while (!out.identity.empty() && (out.identity.back() == ' ' || out.identity.back() == '\t'))
+    out.identity.pop_back();
   return valid_identity_pattern(out.identity, error);
 }
 
@@ -429,8 +437,9 @@ ConfigOutcome parse_server_config(int argc, const char* const* argv, ServerConfi
            "Serves block devices and their snapshots over NBD: origin NAME read-write, image NAME@SNAPSHOT "
            "read-only,\nwith CBT as qemu:dirty-bitmap contexts; snapshots are managed through the control "
            "socket (nbdsnap CLI).\n\n"
-        << options << "\nExample (as root: NBD on /run/nbdsnap/nbdsnapd.sock, control on /run/nbdsnap/control.sock):\n"
-                      "  nbdsnapd --origin disk0=/var/lib/vm/disk0.raw\n";
+        << options
+        << "\nExample (as root: NBD on /run/nbdsnap/nbdsnapd.sock, control on /run/nbdsnap/control.sock):\n"
+           "  nbdsnapd --origin disk0=/var/lib/vm/disk0.raw\n";
     return ConfigOutcome::exit_success;
   }
   if (vm.count("version")) {

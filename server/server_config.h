@@ -10,9 +10,9 @@
 
 #include "access_policy.h"
 #include "control_roles.h"
-#include "options.h"
 #include "handshake.h"
 #include "log.h"
+#include "options.h"
 #include "origin_list.h"
 #include "tls_credentials.h"
 
@@ -39,9 +39,9 @@ bool parse_control_role_rule(const std::string& text, ControlRoleRule& out, std:
 
 // TLS, access control and the remote control listener (docs/nbdsnapd.pod, SECURITY).
 struct SecurityConfig {
-  TlsMode tls = TlsMode::off;          // NBD STARTTLS
-  TlsOptions tls_options;              // certificates_dir, psk_file, verify_peer (NBD clients)
-  AccessPolicy access;                 // allow rules, origins over TCP
+  TlsMode tls = TlsMode::off;                   // NBD STARTTLS
+  TlsOptions tls_options;                       // certificates_dir, psk_file, verify_peer (NBD clients)
+  AccessPolicy access;                          // allow rules, origins over TCP
   std::optional<ListenAddress> control_listen;  // tcp only: the JSON control protocol over TLS
   std::vector<ControlRoleRule> control_roles;
   std::string control_group;           // the Unix control socket's group (mode 0660); empty: mode 0600
@@ -59,12 +59,12 @@ struct ServerConfig {
   std::vector<ListenAddress> listen;
   std::string control_path;  // empty: no control socket
   LogLevel log_level = LogLevel::info;
-  unsigned threads = 4;                    // workers running engine calls
-  unsigned max_in_flight = 64;             // requests per connection
+  unsigned threads = 4;                         // workers running engine calls
+  unsigned max_in_flight = 64;                  // requests per connection
   uint64_t max_in_flight_bytes = 256ull << 20;  // request and reply payload per connection
-  unsigned max_connections = 1000;         // NBD connections at once, handshaking ones included; 0: no limit
+  unsigned max_connections = 1000;          // NBD connections at once, handshaking ones included; 0: no limit
   unsigned handshake_timeout_seconds = 10;  // 0: none
-  EngineConfig engine;                     // state_dir and tuning
+  EngineConfig engine;                      // state_dir and tuning
   bool state_dir_given = false;            // --state-dir given: created only in an existing parent (main.cpp)
   FileCache cache = FileCache::writeback;  // origins' (engine.storage_cache: storage's, set from it)
   SecurityConfig security;

@@ -7,7 +7,8 @@ namespace nbdsnap {
 Status TlsChannel::create(std::shared_ptr<const TlsCredentials> credentials, NbdSocket& socket, int send_fd,
                           std::unique_ptr<TlsChannel>& out) {
   std::unique_ptr<TlsSession> session;
-  if (Status s = TlsSession::create(std::move(credentials), socket.native_handle(), send_fd, "", session); !s) {
+  if (Status s = TlsSession::create(std::move(credentials), socket.native_handle(), send_fd, "", session);
+      !s) {
     return s;
   }
   out.reset(new TlsChannel(std::move(session)));
@@ -17,9 +18,9 @@ Status TlsChannel::create(std::shared_ptr<const TlsCredentials> credentials, Nbd
 asio::awaitable<bool> TlsChannel::wait(NbdSocket& socket, TlsSession::Io io) {
   if (io != TlsSession::Io::want_read && io != TlsSession::Io::want_write) co_return false;
   asio::error_code ec;
-  co_await socket.async_wait(io == TlsSession::Io::want_write ? asio::socket_base::wait_write
-                                                              : asio::socket_base::wait_read,
-                             asio::redirect_error(asio::use_awaitable, ec));
+  co_await socket.async_wait(
+      io == TlsSession::Io::want_write ? asio::socket_base::wait_write : asio::socket_base::wait_read,
+      asio::redirect_error(asio::use_awaitable, ec));
   co_return !ec;  // a closed socket ends the wait with an error; a shut-down one makes the next call fail
 }
 

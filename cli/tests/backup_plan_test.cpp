@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// backup_plan_test.cpp — when an incremental backup may build on the previous copy, and the fallback messages.
+// backup_plan_test.cpp — when an incremental backup may build on the previous copy, and the fallback
+// messages.
 #include <doctest/doctest.h>
 
 #include "backup_plan.h"
@@ -61,22 +62,28 @@ TEST_CASE("every_unusable_base_falls_back_to_full") {
     CHECK_FALSE(plan.incremental);
     return plan.fallback_reason;
   };
-  CHECK(reason([](BackupFacts& f) { f.backup_file_exists = false; }).find("no previous backup") != std::string::npos);
+  CHECK(reason([](BackupFacts& f) { f.backup_file_exists = false; }).find("no previous backup") !=
+        std::string::npos);
   CHECK(reason([](BackupFacts& f) { f.previous.reset(); }).find("no backup record") != std::string::npos);
-  CHECK(reason([](BackupFacts& f) { f.previous->complete = false; }).find("did not complete") != std::string::npos);
-  CHECK(reason([](BackupFacts& f) { f.previous->origin = "other"; }).find("origin 'other'") != std::string::npos);
+  CHECK(reason([](BackupFacts& f) { f.previous->complete = false; }).find("did not complete") !=
+        std::string::npos);
+  CHECK(reason([](BackupFacts& f) { f.previous->origin = "other"; }).find("origin 'other'") !=
+        std::string::npos);
   CHECK(reason([](BackupFacts& f) { f.image_size = 2 << 20; }).find("size changed") != std::string::npos);
   CHECK(reason([](BackupFacts& f) { f.backup_file_size = 5; }).find("size changed") != std::string::npos);
   CHECK(reason([](BackupFacts& f) { f.previous->generation.clear(); }).find("unknown") != std::string::npos);
-  CHECK(reason([](BackupFacts& f) { f.previous->checkpoint = "s0"; }).find("holds checkpoint 's0'") != std::string::npos);
-  CHECK(reason([](BackupFacts& f) { f.checkpoints.erase("s1"); }).find("not in the CBT") != std::string::npos);
+  CHECK(reason([](BackupFacts& f) { f.previous->checkpoint = "s0"; }).find("holds checkpoint 's0'") !=
+        std::string::npos);
+  CHECK(reason([](BackupFacts& f) { f.checkpoints.erase("s1"); }).find("not in the CBT") !=
+        std::string::npos);
 }
 
 TEST_CASE("a_checkpoint_the_image_does_not_know_falls_back_to_full_with_the_servers_reason") {
   BackupFacts facts = incremental_facts();
   facts.checkpoints.erase("s1");
-  facts.since_problem = "origin 'disk': checkpoint 's1' is gone: only the 16 newest checkpoints are kept; do a "
-                        "full backup (checkpoint_gone)";
+  facts.since_problem =
+      "origin 'disk': checkpoint 's1' is gone: only the 16 newest checkpoints are kept; do a "
+      "full backup (checkpoint_gone)";
   BackupPlan plan = plan_backup(facts);
   CHECK_FALSE(plan.incremental);
   CHECK(plan.fallback_reason == facts.since_problem + ": doing a full backup");

@@ -58,8 +58,8 @@ TEST_CASE("backup_record_round_trips_through_json") {
 
 TEST_CASE("backup_record_refuses_foreign_json") {
   CHECK_THROWS_AS(backup_record_from_json(nlohmann::json::parse(R"({"format":"other"})")), CliError);
-  CHECK_THROWS_AS(backup_record_from_json(nlohmann::json::parse(R"({"format":"nbdsnap-backup","version":9})")),
-                  CliError);
+  CHECK_THROWS_AS(
+      backup_record_from_json(nlohmann::json::parse(R"({"format":"nbdsnap-backup","version":9})")), CliError);
   CHECK_THROWS_AS(backup_record_from_json(nlohmann::json::parse("[1]")), CliError);
 }
 

@@ -25,7 +25,8 @@ TEST_CASE("parse_byte_range_refuses_malformed_text_as_a_usage_error") {
 }
 
 TEST_CASE("merge_byte_ranges_sorts_and_joins_overlapping_and_touching_ranges") {
-  std::vector<ByteRange> merged = merge_byte_ranges({{100, 10}, {0, 10}, {10, 5}, {105, 20}, {200, 0}, {300, 1}});
+  std::vector<ByteRange> merged =
+      merge_byte_ranges({{100, 10}, {0, 10}, {10, 5}, {105, 20}, {200, 0}, {300, 1}});
   CHECK(merged == std::vector<ByteRange>{{0, 15}, {100, 25}, {300, 1}});
   CHECK(total_length(merged) == 41);
 }
@@ -33,7 +34,8 @@ TEST_CASE("merge_byte_ranges_sorts_and_joins_overlapping_and_touching_ranges") {
 TEST_CASE("byte_ranges_round_trip_through_the_protocol_json") {
   std::vector<ByteRange> ranges = {{0, 65536}, {1 << 20, 4096}};
   CHECK(byte_ranges_from_json(byte_ranges_to_json(ranges)) == ranges);
-  CHECK(byte_ranges_from_json(nlohmann::json::parse(R"([{"offset":0,"length":1}])")) == std::vector<ByteRange>{{0, 1}});
+  CHECK(byte_ranges_from_json(nlohmann::json::parse(R"([{"offset":0,"length":1}])")) ==
+        std::vector<ByteRange>{{0, 1}});
   CHECK_THROWS_AS(byte_ranges_from_json(nlohmann::json::parse(R"([{"offset":-1,"length":1}])")), CliError);
   CHECK_THROWS_AS(byte_ranges_from_json(nlohmann::json::parse(R"({"offset":0})")), CliError);
 }

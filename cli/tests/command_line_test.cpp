@@ -29,7 +29,8 @@ TEST_CASE("global_options_may_appear_before_or_after_the_command") {
   CHECK(a.global.control == "/s");
   CHECK(a.global.json);
   CHECK(a.words == std::vector<std::string>{"snapshot", "info", "s1"});
-  Invocation b = split_command_line({"snapshot", "create", "s1", "--origin", "a", "--json", "--control=/t"}, nullptr);
+  Invocation b =
+      split_command_line({"snapshot", "create", "s1", "--origin", "a", "--json", "--control=/t"}, nullptr);
   CHECK(b.global.control == "/t");
   CHECK(b.global.json);
   CHECK(b.words == std::vector<std::string>{"snapshot", "create", "s1", "--origin", "a"});
@@ -37,7 +38,8 @@ TEST_CASE("global_options_may_appear_before_or_after_the_command") {
 
 TEST_CASE("timeout_defaults_to_30_seconds_takes_fractions_and_refuses_zero_negative_and_words") {
   CHECK(split_command_line({"origins"}, nullptr).global.timeout == std::chrono::seconds(30));
-  CHECK(split_command_line({"origins", "--timeout", "2.5"}, nullptr).global.timeout == std::chrono::milliseconds(2500));
+  CHECK(split_command_line({"origins", "--timeout", "2.5"}, nullptr).global.timeout ==
+        std::chrono::milliseconds(2500));
   CHECK(split_command_line({"--timeout=1", "origins"}, nullptr).global.timeout == std::chrono::seconds(1));
   for (const char* bad : {"0", "-1", "abc", "1x", "", "nan", "inf", "86401"}) {
     CAPTURE(bad);
@@ -75,7 +77,8 @@ TEST_CASE("command_args_reports_missing_and_unknown_arguments_as_usage_errors") 
 }
 
 TEST_CASE("snapshot_create_request_parses_storage_specs_and_limit") {
-  nlohmann::json request = snapshot_create_request("s1", {"a", "b"}, {"/diff/one:1G", "/dev/sdz"}, 512 << 20, true);
+  nlohmann::json request =
+      snapshot_create_request("s1", {"a", "b"}, {"/diff/one:1G", "/dev/sdz"}, 512 << 20, true);
   CHECK(request["name"] == "s1");
   CHECK(request["origins"] == nlohmann::json::array({"a", "b"}));
   CHECK(request["storage"][0]["path"] == "/diff/one");
@@ -100,11 +103,14 @@ TEST_CASE("append_storage_request_carries_path_and_size") {
 
 TEST_CASE("storage_ranges_are_sent_as_offset_and_length") {
   nlohmann::json request = snapshot_append_storage_request("s1", "/dev/sdz:10G+2G");
-  CHECK(request == nlohmann::json({{"name", "s1"}, {"path", "/dev/sdz"}, {"offset", 10ull << 30},
-                                   {"length", 2ull << 30}}));
+  CHECK(request ==
+        nlohmann::json(
+            {{"name", "s1"}, {"path", "/dev/sdz"}, {"offset", 10ull << 30}, {"length", 2ull << 30}}));
   request = snapshot_create_request("s1", {"a"}, {"/dev/sdz:0+1G", "/dev/sdz:1G+1G", "/dev/a:b:"}, 0, false);
-  CHECK(request["storage"][0] == nlohmann::json({{"path", "/dev/sdz"}, {"offset", 0}, {"length", 1ull << 30}}));
-  CHECK(request["storage"][1] == nlohmann::json({{"path", "/dev/sdz"}, {"offset", 1ull << 30}, {"length", 1ull << 30}}));
+  CHECK(request["storage"][0] ==
+        nlohmann::json({{"path", "/dev/sdz"}, {"offset", 0}, {"length", 1ull << 30}}));
+  CHECK(request["storage"][1] ==
+        nlohmann::json({{"path", "/dev/sdz"}, {"offset", 1ull << 30}, {"length", 1ull << 30}}));
   CHECK(request["storage"][2] == nlohmann::json({{"path", "/dev/a:b"}, {"size", 0}}));
 }
 
@@ -134,7 +140,8 @@ TEST_CASE("storage_paths_are_sent_absolute_because_the_server_has_another_workin
 TEST_CASE("cbt_mark_dirty_request_lists_the_ranges") {
   nlohmann::json request = cbt_mark_dirty_request("disk", {"0+64K", "1M+4096"});
   CHECK(request["origin"] == "disk");
-  CHECK(request["ranges"] == nlohmann::json::parse(R"([{"offset":0,"length":65536},{"offset":1048576,"length":4096}])"));
+  CHECK(request["ranges"] ==
+        nlohmann::json::parse(R"([{"offset":0,"length":65536},{"offset":1048576,"length":4096}])"));
   CHECK(code_of([] { cbt_mark_dirty_request("disk", {}); }) == ExitCode::usage);
 }
 
@@ -150,12 +157,27 @@ TEST_CASE("find_command_picks_the_longest_matching_command_words") {
 
 TEST_CASE("every_command_of_issue_5_is_registered") {
   std::vector<CommandSpec> specs = all_command_specs();
-  for (std::vector<std::string> words : std::vector<std::vector<std::string>>{
-           {"version"}, {"origins"}, {"origin", "attach"}, {"origin", "detach"}, {"cbt", "info"}, {"cbt", "map"},
-           {"cbt", "mark-dirty"}, {"cbt", "reset"}, {"checkpoints"}, {"snapshot", "create"}, {"snapshot", "add"},
-           {"snapshot", "remove"}, {"snapshot", "take"}, {"snapshot", "append-storage"}, {"snapshot", "info"},
-           {"snapshot", "list"}, {"snapshot", "destroy"}, {"events"}, {"watch-storage"}, {"backup"},
-           {"checkpoint", "delete"}}) {
+  for (std::vector<std::string> words : std::vector<std::vector<std::string>>{{"version"},
+                                                                              {"origins"},
+                                                                              {"origin", "attach"},
+                                                                              {"origin", "detach"},
+                                                                              {"cbt", "info"},
+                                                                              {"cbt", "map"},
+                                                                              {"cbt", "mark-dirty"},
+                                                                              {"cbt", "reset"},
+                                                                              {"checkpoints"},
+                                                                              {"snapshot", "create"},
+                                                                              {"snapshot", "add"},
+                                                                              {"snapshot", "remove"},
+                                                                              {"snapshot", "take"},
+                                                                              {"snapshot", "append-storage"},
+                                                                              {"snapshot", "info"},
+                                                                              {"snapshot", "list"},
+                                                                              {"snapshot", "destroy"},
+                                                                              {"events"},
+                                                                              {"watch-storage"},
+                                                                              {"backup"},
+                                                                              {"checkpoint", "delete"}}) {
     CAPTURE(words.front());
     const CommandSpec* spec = find_command(specs, words);
     REQUIRE(spec != nullptr);

@@ -39,9 +39,11 @@ TEST_CASE("cbt_info_and_checkpoints") {
   CHECK(format_cbt_info(cbt).find("checkpoints:    s1=1") != std::string::npos);
   auto checkpoints = nlohmann::json::parse(
       R"({"generation":"g","checkpoints":[{"name":"s1","number":1,"taken_unix_ms":0},{"name":"s2","number":2}]})");
-  CHECK(format_checkpoints(checkpoints) == "NAME  NUMBER  TAKEN  GENERATION\ns1         1  -      g\ns2         2  -      g\n");
+  CHECK(format_checkpoints(checkpoints) ==
+        "NAME  NUMBER  TAKEN  GENERATION\ns1         1  -      g\ns2         2  -      g\n");
   checkpoints["checkpoints"][1]["taken_unix_ms"] = 1764160000000;
-  CHECK(format_checkpoints(checkpoints).find("s2         2  " + time_cell(1764160000000) + "  g\n") != std::string::npos);
+  CHECK(format_checkpoints(checkpoints).find("s2         2  " + time_cell(1764160000000) + "  g\n") !=
+        std::string::npos);
 }
 
 TEST_CASE("cbt_raw_map_lists_runs_with_offsets_and_what_the_numbers_mean") {
@@ -53,7 +55,8 @@ TEST_CASE("cbt_raw_map_lists_runs_with_offsets_and_what_the_numbers_mean") {
   CHECK(text.find("     0  131072       2       0\n") != std::string::npos);
   CHECK(text.find("131072   65536       1       2\n") != std::string::npos);
   CHECK(text.find("196608  103392       2       0\n") != std::string::npos);  // the last block is partial
-  CHECK(text.find("5 block(s) of 64.0 KiB in 3 run(s), live map (generation g, change number 3)") != std::string::npos);
+  CHECK(text.find("5 block(s) of 64.0 KiB in 3 run(s), live map (generation g, change number 3)") !=
+        std::string::npos);
   CHECK(text.find("(s1=1, s2=2)") != std::string::npos);
 }
 
@@ -77,12 +80,14 @@ TEST_CASE("snapshot_info_shows_state_images_and_storage") {
 }
 
 TEST_CASE("event_lines_show_type_specific_details") {
-  auto low = nlohmann::json::parse(R"({"sequence":7,"time_unix_ms":0,"type":"low_free_space","snapshot":"s1","origin":"","requested_bytes":67108864})");
+  auto low = nlohmann::json::parse(
+      R"({"sequence":7,"time_unix_ms":0,"type":"low_free_space","snapshot":"s1","origin":"","requested_bytes":67108864})");
   std::string line = format_event_line(low);
   CHECK(line.rfind("7 ", 0) == 0);
   CHECK(line.find("low_free_space") != std::string::npos);
   CHECK(line.find("requested 64.0 MiB\n") != std::string::npos);
-  auto appended = nlohmann::json::parse(R"({"sequence":8,"type":"storage_appended","snapshot":"s1","bytes":1048576})");
+  auto appended =
+      nlohmann::json::parse(R"({"sequence":8,"type":"storage_appended","snapshot":"s1","bytes":1048576})");
   CHECK(format_event_line(appended).find("+1.0 MiB") != std::string::npos);
   CHECK(format_event_header().rfind("SEQ", 0) == 0);
 }
@@ -95,12 +100,14 @@ TEST_CASE("a corrupted snapshot shows each failed origin's errno with its text, 
   const std::string text = format_snapshot(snapshot);
   const auto line = text.find("error of a:");
   REQUIRE(line != std::string::npos);
-  CHECK(text.find("errno 28 (No space left on device): difference storage is full", line) != std::string::npos);
-  CHECK(text.find("error of b") == std::string::npos);
-  auto event = nlohmann::json::parse(R"({"sequence":9,"type":"corrupted","snapshot":"s1","origin":"a","errno":5,
-    "error":"Input/output error","reason":"copy-on-write read of the origin failed: read: Input/output error"})");
-  CHECK(format_event_line(event).find("errno 5 (Input/output error): copy-on-write read of the origin failed") !=
+  CHECK(text.find("errno 28 (No space left on device): difference storage is full", line) !=
         std::string::npos);
+  CHECK(text.find("error of b") == std::string::npos);
+  auto event =
+      nlohmann::json::parse(R"({"sequence":9,"type":"corrupted","snapshot":"s1","origin":"a","errno":5,
+    "error":"Input/output error","reason":"copy-on-write read of the origin failed: read: Input/output error"})");
+  CHECK(format_event_line(event).find(
+            "errno 5 (Input/output error): copy-on-write read of the origin failed") != std::string::npos);
 }
 
 TEST_CASE("progress_line_has_percent_sizes_rate_and_eta") {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// socket_kind_test.cpp — the wrong socket from the CLI's side: the URI's socket path, and ControlClient's exit
-// codes and messages against libnbdsnap's fake servers (an NBD-like one, a control-like one, a silent one).
+// socket_kind_test.cpp — the wrong socket from the CLI's side: the URI's socket path, and ControlClient's
+// exit codes and messages against libnbdsnap's fake servers (an NBD-like one, a control-like one, a silent
+// one).
 #include <doctest/doctest.h>
 
 #include <functional>
@@ -29,7 +30,8 @@ ExitCode code_of(const std::function<void()>& call, std::string* message = nullp
 }  // namespace
 
 TEST_CASE("the_socket_of_a_unix_nbd_uri_is_its_decoded_socket_parameter") {
-  CHECK(unix_socket_of_uri("nbd+unix:///disk@s?socket=/run/nbdsnap/nbdsnapd.sock") == "/run/nbdsnap/nbdsnapd.sock");
+  CHECK(unix_socket_of_uri("nbd+unix:///disk@s?socket=/run/nbdsnap/nbdsnapd.sock") ==
+        "/run/nbdsnap/nbdsnapd.sock");
   CHECK(unix_socket_of_uri("nbds+unix://agent@/disk?tls-psk-file=/k&socket=/a%20b.sock") == "/a b.sock");
   CHECK(unix_socket_of_uri("nbd+unix:///?socket=/s.sock#frag") == "/s.sock");
   CHECK(unix_socket_of_uri("nbd://host:10809/disk") == "");
@@ -51,7 +53,11 @@ TEST_CASE("control_client_gives_up_on_a_silent_server_after_its_timeout_plus_the
   ControlClient client(quiet.path(), 200ms);
   std::string message;
   const auto start = std::chrono::steady_clock::now();
-  CHECK(code_of([&] { client.request("events-wait", {{"timeout_ms", 300}}, 300ms); }, &message) == ExitCode::io_error);
+  CHECK(code_of(
+            [&] {
+              client.request("events-wait", {{"timeout_ms", 300}}, 300ms);
+            },
+            &message) == ExitCode::io_error);
   const auto elapsed = std::chrono::steady_clock::now() - start;
   CHECK(elapsed >= 500ms);
   CHECK(elapsed < 4s);
@@ -61,14 +67,19 @@ TEST_CASE("control_client_gives_up_on_a_silent_server_after_its_timeout_plus_the
 TEST_CASE("control_client_maps_a_refusal_to_the_exit_code_of_its_code") {
   fake::Server server(fake::replying([](const std::string& line) {
     return line.find("snapshot-info") != std::string::npos
-               ? std::string(R"({"ok":false,"error":{"code":"not_found","errno":2,"message":"no snapshot x"}})")
+               ? std::string(
+                     R"({"ok":false,"error":{"code":"not_found","errno":2,"message":"no snapshot x"}})")
                : std::string(R"({"ok":false,"error":{"code":"busy","errno":16,"message":"in use"}})");
   }));
   ControlClient client(server.path(), 5s);
   std::string message;
   CHECK(code_of([&] { client.request("snapshot-info", {{"name", "x"}}); }, &message) == ExitCode::not_found);
   CHECK(message == "no snapshot x (not_found)");
-  CHECK(code_of([&] { client.request("origin-detach", {{"name", "x"}}); }, &message) == ExitCode::server_error);
+  CHECK(code_of(
+            [&] {
+              client.request("origin-detach", {{"name", "x"}});
+            },
+            &message) == ExitCode::server_error);
   CHECK(message == "in use (busy)");
 }
 

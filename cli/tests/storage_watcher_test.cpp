@@ -8,7 +8,11 @@ using namespace nbdsnap::cli;
 
 namespace {
 nlohmann::json event(const std::string& type, const std::string& snapshot, uint64_t requested = 0) {
-  return {{"sequence", 1}, {"type", type}, {"snapshot", snapshot}, {"requested_bytes", requested}, {"reason", "r"}};
+  return {{"sequence", 1},
+          {"type", type},
+          {"snapshot", snapshot},
+          {"requested_bytes", requested},
+          {"reason", "r"}};
 }
 }  // namespace
 

@@ -5,8 +5,8 @@
 // records, the event stream and the event callback (filter, stop by callback, by stop token, by timeout, the
 // callback calling the client), refusals as values, calls from several threads, and close().
 //
-// Usage: libnbdsnap_live_test CONTROL-SOCKET ORIGIN STORAGE-DIR FRONT-END   (FRONT-END: nbdsnapd|nbdkit-filter)
-// Prints "ok: ..." per step; exits 1 at the first failure.
+// Usage: libnbdsnap_live_test CONTROL-SOCKET ORIGIN STORAGE-DIR FRONT-END   (FRONT-END:
+// nbdsnapd|nbdkit-filter) Prints "ok: ..." per step; exits 1 at the first failure.
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -28,7 +28,9 @@ namespace {
   std::exit(1);
 }
 
-void pass(const std::string& message) { std::printf("ok: %s\n", message.c_str()); }
+void pass(const std::string& message) {
+  std::printf("ok: %s\n", message.c_str());
+}
 
 // The value of a call that must succeed.
 template <typename T>
@@ -63,17 +65,23 @@ void check_event_callback(Client& client, const std::string& origin, const std::
   EventFilter taken{{"snapshot_taken"}, "watch1", ""};
   std::vector<std::string> seen;
   std::string state_seen;
-  WatchEnd end = must(client.watch_events(taken, [&](const Event& event) {
-    seen.push_back(event.type + " " + event.snapshot);
-    Result<Snapshot> info = client.snapshot_info(event.snapshot);
-    state_seen = info ? info->state : info.error().describe();
-    return WatchVerdict::stop;
-  }, {}, options), "watch_events");
+  WatchEnd end = must(client.watch_events(
+                          taken,
+                          [&](const Event& event) {
+                            seen.push_back(event.type + " " + event.snapshot);
+                            Result<Snapshot> info = client.snapshot_info(event.snapshot);
+                            state_seen = info ? info->state : info.error().describe();
+                            return WatchVerdict::stop;
+                          },
+                          {}, options),
+                      "watch_events");
   check(end.reason == WatchEnd::Reason::callback_stopped && end.delivered == 1 && seen.size() == 1 &&
             seen[0] == "snapshot_taken watch1" && end.position > options.after,
         "watch_events with a filter: " + std::to_string(seen.size()) + " events passed on");
   check(state_seen == "taken", "the callback's own call of the client: " + state_seen);
-  pass("watch_events: only the filtered event passed on, the callback called the client and stopped the watch");
+  pass(
+      "watch_events: only the filtered event passed on, the callback called the client and stopped the "
+      "watch");
 
   // Nothing matches: a stop request from another thread ends the watch within the poll; a call from a third
   // thread meanwhile is served between the watch's waits.
@@ -88,8 +96,14 @@ void check_event_callback(Client& client, const std::string& origin, const std::
   const auto start = std::chrono::steady_clock::now();
   EventFilter nothing{{"corrupted"}, "no-such-snapshot", ""};
   int calls = 0;
-  end = must(client.watch_events(nothing, [&](const Event&) { ++calls; return WatchVerdict::keep_watching; },
-                                 stopper.get_token(), options), "watch_events until stopped");
+  end = must(client.watch_events(
+                 nothing,
+                 [&](const Event&) {
+                   ++calls;
+                   return WatchVerdict::keep_watching;
+                 },
+                 stopper.get_token(), options),
+             "watch_events until stopped");
   const auto took = std::chrono::steady_clock::now() - start;
   other.join();
   check(end.reason == WatchEnd::Reason::stop_requested && calls == 0 && end.delivered == 0 && took < 3s,
@@ -102,8 +116,14 @@ void check_event_callback(Client& client, const std::string& origin, const std::
   options.timeout = 300ms;
   int destroyed = 0;
   EventFilter any_destroy{{"snapshot_destroyed"}, "", ""};
-  end = must(client.watch_events(any_destroy, [&](const Event&) { ++destroyed; return WatchVerdict::keep_watching; },
-                                 {}, options), "watch_events with a timeout");
+  end = must(client.watch_events(
+                 any_destroy,
+                 [&](const Event&) {
+                   ++destroyed;
+                   return WatchVerdict::keep_watching;
+                 },
+                 {}, options),
+             "watch_events with a timeout");
   check(end.reason == WatchEnd::Reason::timed_out && destroyed == 1 && end.delivered == 1,
         "watch_events timed out after " + std::to_string(destroyed) + " snapshot_destroyed events");
   Result<WatchEnd> no_callback = client.watch_events({}, nullptr, {}, options);
@@ -157,17 +177,20 @@ int main(int argc, char** argv) {
   Snapshot taken = must(client.snapshot_take("lib1"), "snapshot-take");
   check(taken.state == "taken" && taken.images.size() == 1 && taken.images[0].export_name == origin + "@lib1",
         "snapshot-take images");
-  Snapshot grown = must(client.snapshot_append_storage("lib1", {storage_dir + "/lib1b.diff", 8u << 20, false}),
-                        "snapshot-append-storage");
+  Snapshot grown =
+      must(client.snapshot_append_storage("lib1", {storage_dir + "/lib1b.diff", 8u << 20, false}),
+           "snapshot-append-storage");
   check(grown.storage_total == (24u << 20) && grown.storage.size() == 2, "storage after append");
   std::vector<Snapshot> list = must(client.snapshots(), "snapshot-list");
   check(list.size() == 1 && list[0].name == "lib1", "snapshot-list");
   CheckpointList checkpoints = must(client.checkpoints(origin), "checkpoints");
-  check(!checkpoints.checkpoints.empty() && checkpoints.checkpoints.back().name == "lib1", "the take's checkpoint");
+  check(!checkpoints.checkpoints.empty() && checkpoints.checkpoints.back().name == "lib1",
+        "the take's checkpoint");
   check(checkpoints.checkpoints.back().taken_unix_ms > 0, "the checkpoint's take time");
   pass("snapshot create, take, append-storage, list; checkpoint lib1 recorded with its take time");
 
-  // Paging, as the server does it: one range per page, followed to the end by the library; the raw map the same.
+  // Paging, as the server does it: one range per page, followed to the end by the library; the raw map the
+  // same.
   must(client.cbt_mark_dirty(origin, {{0, 4096}, {1u << 20, 4096}, {2u << 20, 4096}}), "cbt-mark-dirty");
   CbtQuery paged;
   paged.origin = origin;
@@ -189,7 +212,8 @@ int main(int argc, char** argv) {
   gone.origin = origin;
   gone.since = "lib1";
   Result<CbtMap> after_delete = client.cbt_map(gone);
-  check(!after_delete && after_delete.error().code == "checkpoint_gone", "a deleted checkpoint is checkpoint_gone");
+  check(!after_delete && after_delete.error().code == "checkpoint_gone",
+        "a deleted checkpoint is checkpoint_gone");
   pass("checkpoint-delete; cbt-map since it: " + after_delete.error().describe());
 
   bool seen_take = false;

@@ -52,9 +52,9 @@ std::string control(const std::string& request) {
 }
 
 void take_snapshot(const std::string& name, const std::string& origin) {
-  const std::string created = control(R"({"command":"snapshot-create","name":")" + name + R"(","origins":[")" +
-                                      origin + R"("],"storage":[{"path":")" + env("NBDSNAP_TMP") + "/" + name +
-                                      R"(.diff","size":67108864}]})");
+  const std::string created = control(R"({"command":"snapshot-create","name":")" + name +
+                                      R"(","origins":[")" + origin + R"("],"storage":[{"path":")" +
+                                      env("NBDSNAP_TMP") + "/" + name + R"(.diff","size":67108864}]})");
   REQUIRE_MESSAGE(created.find("\"ok\":true") != std::string::npos, created);
   const std::string taken = control(R"({"command":"snapshot-take","name":")" + name + R"("})");
   REQUIRE_MESSAGE(taken.find("\"ok\":true") != std::string::npos, taken);
@@ -88,7 +88,8 @@ std::vector<uint8_t> pattern(size_t size, uint8_t seed) {
 
 // Block status as (length, flags) runs per context.
 using Runs = std::vector<std::pair<uint32_t, uint32_t>>;
-std::map<std::string, Runs> block_status(nbd_handle* h, uint64_t length, uint64_t offset, uint32_t flags = 0) {
+std::map<std::string, Runs> block_status(nbd_handle* h, uint64_t length, uint64_t offset,
+                                         uint32_t flags = 0) {
   std::map<std::string, Runs> out;
   nbd_extent_callback callback{
       [](void* user, const char* context, uint64_t, uint32_t* entries, size_t n, int*) {
@@ -278,7 +279,8 @@ TEST_CASE("many_concurrent_aio_requests_on_one_connection_all_complete") {
   std::vector<std::vector<uint8_t>> back(kRequests, std::vector<uint8_t>(kBlock));
   cookies.clear();
   for (int i = 0; i < kRequests; ++i) {
-    cookies.push_back(nbd_aio_pread(h.get(), back[i].data(), kBlock, (24ull << 20) + i * kBlock, kNoCompletion, 0));
+    cookies.push_back(
+        nbd_aio_pread(h.get(), back[i].data(), kBlock, (24ull << 20) + i * kBlock, kNoCompletion, 0));
   }
   while (nbd_aio_in_flight(h.get()) > 0) REQUIRE(nbd_poll(h.get(), -1) >= 0);
   for (int i = 0; i < kRequests; ++i) {
@@ -296,7 +298,8 @@ TEST_CASE("multi_conn_writes_from_four_connections_are_visible_on_a_fifth_after_
       Handle h(nbd_create());
       failures[w] += nbd_connect_uri(h.get(), uri("disk").c_str()) != 0;
       const auto data = pattern(kRegion, uint8_t(100 + w));
-      for (int i = 0; i < 4; ++i) failures[w] += nbd_pwrite(h.get(), data.data(), kRegion, kBase + (w * 4 + i) * kRegion, 0) != 0;
+      for (int i = 0; i < 4; ++i)
+        failures[w] += nbd_pwrite(h.get(), data.data(), kRegion, kBase + (w * 4 + i) * kRegion, 0) != 0;
       failures[w] += nbd_flush(h.get(), 0) != 0;
     });
   }

@@ -267,7 +267,7 @@ TEST_CASE("stop_wakes_idle_clients_joins_threads_and_removes_the_socket") {
   CHECK(idle1.read_line() == "<eof>");
   CHECK(idle2.read_line() == "<eof>");
   CHECK(access(dir.socket().c_str(), F_OK) != 0);
-  server.stop();  // idempotent
+  server.stop();                                       // idempotent
   REQUIRE(server.start(dir.socket(), echo(), error));  // and restartable
   Client again(dir.socket());
   REQUIRE(again.send_text("b\n"));

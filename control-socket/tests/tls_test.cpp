@@ -32,7 +32,9 @@ struct TempDir {
   ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
 };
 
-bool make(const std::string& arguments) { return std::system((kCredentialsScript + " " + arguments).c_str()) == 0; }
+bool make(const std::string& arguments) {
+  return std::system((kCredentialsScript + " " + arguments).c_str()) == 0;
+}
 
 TlsOptions psk(const std::string& file, const std::string& username = "") {
   TlsOptions options;
@@ -48,7 +50,9 @@ TlsOptions x509(const std::string& dir, bool verify_peer = false) {
   return options;
 }
 
-SteadyDeadline in_seconds(int seconds) { return std::chrono::steady_clock::now() + std::chrono::seconds(seconds); }
+SteadyDeadline in_seconds(int seconds) {
+  return std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+}
 
 std::shared_ptr<const TlsCredentials> load(TlsEndpoint endpoint, const TlsOptions& options) {
   std::shared_ptr<const TlsCredentials> credentials;
@@ -134,8 +138,9 @@ TEST_CASE("a_client_with_the_wrong_psk_is_refused") {
   INFO(pair.server->error() << " / " << pair.client->error());
   CHECK(pair.server->error().find("the client's PSK does not match the key for user 'agent1' in " + dir.path +
                                   "/server.psk") != std::string::npos);
-  CHECK(pair.client->error().find("the server refused the TLS handshake: check that the key of user 'agent1' in " +
-                                  dir.path + "/client.psk") != std::string::npos);
+  CHECK(pair.client->error().find(
+            "the server refused the TLS handshake: check that the key of user 'agent1' in " + dir.path +
+            "/client.psk") != std::string::npos);
 }
 
 TEST_CASE("a_client_with_an_unknown_psk_identity_is_refused_with_the_identity_named") {
@@ -148,7 +153,8 @@ TEST_CASE("a_client_with_an_unknown_psk_identity_is_refused_with_the_identity_na
   CHECK_FALSE(server_ok);
   CHECK_FALSE(client_ok);
   INFO(pair.server->error());
-  CHECK(pair.server->error().find("the client offered an unknown PSK identity 'stranger'") != std::string::npos);
+  CHECK(pair.server->error().find("the client offered an unknown PSK identity 'stranger'") !=
+        std::string::npos);
 }
 
 TEST_CASE("x509_with_verify_peer_names_the_client_by_dn_and_san") {
@@ -173,15 +179,16 @@ TEST_CASE("a_client_certificate_from_another_ca_is_refused_under_verify_peer") {
   REQUIRE(make("x509 " + dir.path + "/pki"));
   REQUIRE(make("x509 " + dir.path + "/other"));
   // The client trusts the server's CA (so only the server's check can fail) but holds the other CA's cert.
-  REQUIRE(std::system(("cp " + dir.path + "/pki/ca-cert.pem " + dir.path + "/other/ca-cert.pem").c_str()) == 0);
+  REQUIRE(std::system(("cp " + dir.path + "/pki/ca-cert.pem " + dir.path + "/other/ca-cert.pem").c_str()) ==
+          0);
   Pair pair(load(TlsEndpoint::server, x509(dir.path + "/pki", true)),
             load(TlsEndpoint::client, x509(dir.path + "/other")), "localhost");
   const auto [server_ok, client_ok] = pair.handshake();
   CHECK_FALSE(server_ok);
   INFO(pair.server->error());
   // A GnuTLS client does not offer a certificate of a CA the server does not name: the server sees none.
-  CHECK(pair.server->error().find("the client sent no certificate signed by " + dir.path + "/pki/ca-cert.pem") !=
-        std::string::npos);
+  CHECK(pair.server->error().find("the client sent no certificate signed by " + dir.path +
+                                  "/pki/ca-cert.pem") != std::string::npos);
 }
 
 TEST_CASE("a_client_refuses_a_server_certificate_for_another_host") {
@@ -200,9 +207,9 @@ TEST_CASE("a_handshake_with_a_silent_peer_ends_at_its_deadline") {
   int fds[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
   std::unique_ptr<TlsSession> session;
-  REQUIRE(TlsSession::create(load(TlsEndpoint::server, psk(dir.path + "/keys.psk")), fds[0], fds[0], "",
-                             session)
-              .is_ok());
+  REQUIRE(
+      TlsSession::create(load(TlsEndpoint::server, psk(dir.path + "/keys.psk")), fds[0], fds[0], "", session)
+          .is_ok());
   TlsStream stream(std::move(session), fds[0]);
   const auto start = std::chrono::steady_clock::now();
   CHECK_FALSE(stream.handshake(std::chrono::steady_clock::now() + std::chrono::milliseconds(200)));

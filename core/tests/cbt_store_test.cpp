@@ -226,7 +226,8 @@ TEST_CASE("a state file holding another origin's name is not loaded") {
   CHECK(store.load("b", kDevice, loaded) == CbtLoadResult::missing);
   const std::string long_a(255, 'a'), long_b(255, 'b');
   REQUIRE_OK(store.save(long_a, sample_state(), true));
-  std::filesystem::rename(dir.file(object_file_name(long_a, ".cbt")), dir.file(object_file_name(long_b, ".cbt")));
+  std::filesystem::rename(dir.file(object_file_name(long_a, ".cbt")),
+                          dir.file(object_file_name(long_b, ".cbt")));
   CHECK(store.load(long_b, kDevice, loaded) == CbtLoadResult::missing);
 }
 
@@ -242,7 +243,8 @@ TEST_CASE("a state file of an earlier version, without the origin's name, still 
   // Earlier versions never wrote a hashed file name: such a file without a name is nobody's.
   const std::string long_name(255, 'l');
   REQUIRE_OK(store.save(long_name, saved, true));
-  edit_header(dir.file(object_file_name(long_name, ".cbt")), [](nlohmann::json& header) { header.erase("origin"); });
+  edit_header(dir.file(object_file_name(long_name, ".cbt")),
+              [](nlohmann::json& header) { header.erase("origin"); });
   CHECK(store.load(long_name, kDevice, loaded) == CbtLoadResult::missing);
 }
 

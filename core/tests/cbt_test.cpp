@@ -50,8 +50,8 @@ TEST_CASE("two cbts get different generation ids") {
 
 TEST_CASE("mark dirty marks every block the range touches with the current number") {
   Cbt cbt(10 * kBlock, kBlock);
-  cbt.mark_dirty(kBlock - 1, 2);          // last byte of block 0, first of block 1
-  cbt.mark_dirty(5 * kBlock + 100, 10);   // inside block 5
+  cbt.mark_dirty(kBlock - 1, 2);         // last byte of block 0, first of block 1
+  cbt.mark_dirty(5 * kBlock + 100, 10);  // inside block 5
   const auto live = cbt.snapshot_of_live_map();
   const std::vector<uint8_t> expected = {1, 1, 0, 0, 0, 1, 0, 0, 0, 0};
   CHECK(live->map == expected);
@@ -141,7 +141,8 @@ TEST_CASE("the 255th take compacts the live map instead of starting a new genera
   last = cbt.freeze("s255");
   CHECK(last->number == 255);
   CHECK(last->map[1] == 255);
-  CHECK(numbers(last->checkpoints) == std::map<std::string, uint8_t>{{"s253", 253}, {"s254", 254}, {"s255", 255}});
+  CHECK(numbers(last->checkpoints) ==
+        std::map<std::string, uint8_t>{{"s253", 253}, {"s254", 254}, {"s255", 255}});
   // The live map: s253 -> 1, s254 -> 2, s255 -> 3, the next number 4; block 0 (written before s254) -> 2,
   // block 1 (written before s255) -> 3, blocks never written stay 0.
   CHECK(cbt.generation() == generation);
@@ -149,7 +150,7 @@ TEST_CASE("the 255th take compacts the live map instead of starting a new genera
   CHECK(numbers(cbt.checkpoints()) == std::map<std::string, uint8_t>{{"s253", 1}, {"s254", 2}, {"s255", 3}});
   const auto live = cbt.snapshot_of_live_map();
   CHECK(live->map == std::vector<uint8_t>{2, 3, 0, 0});
-  CHECK(all_changed(*live, 1) == std::vector<Range>{{0, 2 * kBlock}});  // since s253: blocks 0 and 1
+  CHECK(all_changed(*live, 1) == std::vector<Range>{{0, 2 * kBlock}});   // since s253: blocks 0 and 1
   CHECK(all_changed(*live, 2) == std::vector<Range>{{kBlock, kBlock}});  // since s254: block 1
   CHECK(all_changed(*live, 3).empty());                                  // since s255: nothing yet
   cbt.mark_dirty(3 * kBlock, 1);
@@ -281,7 +282,8 @@ void check_incremental_forever(unsigned kept, int takes, uint32_t seed) {
       for (uint64_t b = block; b < std::min(kBlocks, block + count); ++b) pending.insert(b);
     }
     ever.insert(pending.begin(), pending.end());
-    if (random() % 10 == 0 && take_of.size() > 2) {  // delete a checkpoint that is neither the newest nor oldest
+    if (random() % 10 == 0 &&
+        take_of.size() > 2) {  // delete a checkpoint that is neither the newest nor oldest
       auto victim = std::next(take_of.begin(), static_cast<ptrdiff_t>(random() % take_of.size()));
       if (cbt.delete_checkpoint(victim->first)) take_of.erase(victim);
     }
@@ -382,7 +384,8 @@ TEST_CASE("concurrent marks and reads of the live map are safe") {
   const auto frozen = cbt.freeze("s");
   std::set<uint64_t> changed;
   for (const Range& range : all_changed(*frozen, 0))
-    for (uint64_t b = range.offset / kBlock; b < (range.offset + range.length) / kBlock; ++b) changed.insert(b);
+    for (uint64_t b = range.offset / kBlock; b < (range.offset + range.length) / kBlock; ++b)
+      changed.insert(b);
   CHECK(changed.size() == 256);
 }
 
@@ -412,7 +415,7 @@ TEST_CASE("changed ranges come in pages that start where the last one stopped") 
 }
 
 TEST_CASE("raw change numbers come as runs over whole blocks, in pages") {
-  Cbt cbt(10 * kBlock + 512, kBlock);  // 11 blocks, the last partial
+  Cbt cbt(10 * kBlock + 512, kBlock);      // 11 blocks, the last partial
   cbt.mark_dirty(2 * kBlock, 2 * kBlock);  // 1
   cbt.freeze("a");
   cbt.mark_dirty(3 * kBlock, kBlock);  // 2

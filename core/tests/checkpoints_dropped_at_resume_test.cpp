@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// checkpoints_dropped_at_resume_test.cpp — lowering checkpoints-kept below the number of checkpoints saved drops
-// the oldest at the next attach, and the origin_attached event names them (nbdsnapd logs it at info).
+// checkpoints_dropped_at_resume_test.cpp — lowering checkpoints-kept below the number of checkpoints saved
+// drops the oldest at the next attach, and the origin_attached event names them (nbdsnapd logs it at info).
 #include <doctest/doctest.h>
 
 #include "cbt.h"
@@ -47,6 +47,7 @@ TEST_CASE("attaching_an_origin_whose_saved_checkpoints_exceed_checkpoints_kept_n
   const std::optional<Event> attached =
       wait_for_event(engine.events(), EventType::origin_attached, 0, std::chrono::milliseconds(0));
   REQUIRE(attached.has_value());
-  CHECK(attached->reason.find("; checkpoints dropped: mon, tue (checkpoints-kept is 2, fewer than were saved)") !=
+  CHECK(attached->reason.find(
+            "; checkpoints dropped: mon, tue (checkpoints-kept is 2, fewer than were saved)") !=
         std::string::npos);
 }

@@ -83,6 +83,7 @@ TEST_CASE("destroy_of_a_snapshot_not_taken_or_unknown_does_not_ask_for_clients")
   CHECK(f.control.handle({{"command", "snapshot-destroy"}, {"name", "c"}})["ok"] == true);
   const json unknown = f.control.handle({{"command", "snapshot-destroy"}, {"name", "nosuch"}});
   CHECK(unknown["error"]["code"] == "not_found");
-  CHECK(f.control.handle({{"command", "snapshot-destroy"}, {"name", "s"}, {"force", "yes"}})["error"]["code"] ==
-        "invalid_argument");
+  CHECK(
+      f.control.handle({{"command", "snapshot-destroy"}, {"name", "s"}, {"force", "yes"}})["error"]["code"] ==
+      "invalid_argument");
 }

@@ -29,12 +29,16 @@ class FakeFrontEnd final : public ControlFrontEnd {
   std::string export_uri(const std::string& export_name) const override {
     return "nbd+unix:///" + export_name + "?socket=/run/test.sock";
   }
-  unsigned client_count(const std::string& export_name) const override { return export_name == "disk0" ? 2 : 0; }
+  unsigned client_count(const std::string& export_name) const override {
+    return export_name == "disk0" ? 2 : 0;
+  }
   Status attach_origin(const std::string& name, const std::string& path, bool read_only) override {
     attached_paths.push_back(path);
     return engine_.attach_origin(name, std::make_shared<MemoryDevice>(2 * MiB), read_only);
   }
-  Status detach_origin(const std::string& name, bool force) override { return engine_.detach_origin(name, force); }
+  Status detach_origin(const std::string& name, bool force) override {
+    return engine_.detach_origin(name, force);
+  }
   std::vector<std::string> attached_paths;
 
  private:
@@ -62,11 +66,10 @@ struct ControlFixture {
     return reply;
   }
   static void check_error_shape(const json& reply) {
-    static const std::set<std::string> codes = {"invalid_argument", "out_of_range", "not_found", "already_exists",
-                                                "busy", "bad_state", "read_only", "no_space", "io_error",
-                                                "corrupted", "not_supported", "overflow",
-                                                "name_too_long", "checkpoint_gone",
-                                                "permission_denied"};
+    static const std::set<std::string> codes = {
+        "invalid_argument", "out_of_range", "not_found",     "already_exists",  "busy",
+        "bad_state",        "read_only",    "no_space",      "io_error",        "corrupted",
+        "not_supported",    "overflow",     "name_too_long", "checkpoint_gone", "permission_denied"};
     REQUIRE(reply.is_object());
     CHECK(reply["ok"] == false);
     REQUIRE(reply.contains("error"));
@@ -110,8 +113,8 @@ void check_origin_object(const json& origin) {
 
 void check_snapshot_object(const json& snapshot) {
   for (const char* key : {"name", "state", "writable", "origins", "images", "storage", "storage_total",
-                          "storage_used", "storage_limit", "chunks_copied", "memory_bytes", "corruption_reason",
-                          "origin_errors", "taken_unix_ms"}) {
+                          "storage_used", "storage_limit", "chunks_copied", "memory_bytes",
+                          "corruption_reason", "origin_errors", "taken_unix_ms"}) {
     CAPTURE(key);
     CHECK(snapshot.contains(key));
   }
@@ -153,7 +156,8 @@ TEST_CASE("control origins and origin-info describe each origin") {
 
 TEST_CASE("control origin-attach and origin-detach go through the front end") {
   ControlFixture f;
-  const json reply = f.ok({{"command", "origin-attach"}, {"name", "disk2"}, {"path", "/dev/fake"}, {"read_only", true}});
+  const json reply =
+      f.ok({{"command", "origin-attach"}, {"name", "disk2"}, {"path", "/dev/fake"}, {"read_only", true}});
   CHECK(reply["origin"]["name"] == "disk2");
   CHECK(reply["origin"]["read_only"] == true);
   CHECK(f.front_end.attached_paths == std::vector<std::string>{"/dev/fake"});
@@ -191,7 +195,9 @@ TEST_CASE("control cbt commands mark, map, list checkpoints and reset") {
   f.ok(f.create_request("s1", {"disk0"}));
   const json taken = f.ok({{"command", "snapshot-take"}, {"name", "s1"}});
   f.ok({{"command", "snapshot-destroy"}, {"name", "s1"}});
-  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", MiB}, {"length", 10}}})}});
+  f.ok({{"command", "cbt-mark-dirty"},
+        {"origin", "disk0"},
+        {"ranges", json::array({{{"offset", MiB}, {"length", 10}}})}});
   map = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "s1"}});
   CHECK(map["ranges"] == json::parse(R"([{"offset":1048576,"length":4096}])"));
   CHECK(map["change_number"] == 2);
@@ -218,7 +224,8 @@ TEST_CASE("control cbt commands mark, map, list checkpoints and reset") {
   CHECK(reset["generation"] != generation);
   CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}})["checkpoints"].empty());
   CHECK(f.ok({{"command", "cbt-map"}, {"origin", "disk0"}})["ranges"].empty());
-  const json gone = f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "s1"}}, "checkpoint_gone");
+  const json gone =
+      f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "s1"}}, "checkpoint_gone");
   CHECK(gone["error"]["message"].get<std::string>().find("do a full backup") != std::string::npos);
   f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"since", "never"}}, "not_found");
 }
@@ -226,13 +233,15 @@ TEST_CASE("control cbt commands mark, map, list checkpoints and reset") {
 TEST_CASE("control cbt-map pages by offset and length, and reads a snapshot's frozen map") {
   ControlFixture f;  // disk0: 4 MiB in 4 KiB tracking blocks
   json ranges = json::array();
-  for (int i = 0; i < 5; ++i) ranges.push_back({{"offset", i * 2 * 4096}, {"length", 1}});  // blocks 0, 2, 4, 6, 8
+  for (int i = 0; i < 5; ++i)
+    ranges.push_back({{"offset", i * 2 * 4096}, {"length", 1}});  // blocks 0, 2, 4, 6, 8
   f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", ranges}});
   json page = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"max_ranges", 2}});
   CHECK(page["ranges"] == json::parse(R"([{"offset":0,"length":4096},{"offset":8192,"length":4096}])"));
   CHECK(page["more"] == true);
   CHECK(page["next_offset"] == 16384);
-  page = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"max_ranges", 2}, {"offset", 16384}, {"length", 20000}});
+  page = f.ok(
+      {{"command", "cbt-map"}, {"origin", "disk0"}, {"max_ranges", 2}, {"offset", 16384}, {"length", 20000}});
   CHECK(page["ranges"] == json::parse(R"([{"offset":16384,"length":4096},{"offset":24576,"length":4096}])"));
   CHECK(page["more"] == true);
   CHECK(page["next_offset"] == 32768);
@@ -248,24 +257,32 @@ TEST_CASE("control cbt-map pages by offset and length, and reads a snapshot's fr
   // A snapshot's frozen map does not see writes made after its take.
   f.ok(f.create_request("s1", {"disk0"}));
   f.ok({{"command", "snapshot-take"}, {"name", "s1"}});
-  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", MiB}, {"length", 1}}})}});
+  f.ok({{"command", "cbt-mark-dirty"},
+        {"origin", "disk0"},
+        {"ranges", json::array({{{"offset", MiB}, {"length", 1}}})}});
   page = f.ok({{"command", "cbt-map"}, {"origin", "disk0"}, {"snapshot", "s1"}});
   CHECK(page["snapshot"] == "s1");
   CHECK(page["change_number"] == 1);
   CHECK(page["ranges"].size() == 5);
   CHECK(f.ok({{"command", "cbt-map"}, {"origin", "disk0"}})["ranges"].size() == 6);
-  CHECK(f.ok({{"command", "cbt-info"}, {"origin", "disk0"}, {"snapshot", "s1"}})["cbt"]["change_number"] == 1);
-  CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}, {"snapshot", "s1"}})["checkpoints"].size() == 1);
+  CHECK(f.ok({{"command", "cbt-info"}, {"origin", "disk0"}, {"snapshot", "s1"}})["cbt"]["change_number"] ==
+        1);
+  CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}, {"snapshot", "s1"}})["checkpoints"].size() ==
+        1);
   f.fails({{"command", "cbt-map"}, {"origin", "disk1"}, {"snapshot", "s1"}}, "not_found");
   f.fails({{"command", "cbt-map"}, {"origin", "disk0"}, {"snapshot", "nosuch"}}, "not_found");
 }
 
 TEST_CASE("control cbt-raw-map returns change numbers as runs, in pages") {
   ControlFixture f;
-  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", 4096}, {"length", 1}}})}});
+  f.ok({{"command", "cbt-mark-dirty"},
+        {"origin", "disk0"},
+        {"ranges", json::array({{{"offset", 4096}, {"length", 1}}})}});
   f.ok(f.create_request("s1", {"disk0"}));
   f.ok({{"command", "snapshot-take"}, {"name", "s1"}});
-  f.ok({{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", 8192}, {"length", 1}}})}});
+  f.ok({{"command", "cbt-mark-dirty"},
+        {"origin", "disk0"},
+        {"ranges", json::array({{{"offset", 8192}, {"length", 1}}})}});
   json raw = f.ok({{"command", "cbt-raw-map"}, {"origin", "disk0"}});
   CHECK(raw["runs"] == json::parse("[[0,1],[1,1],[2,1],[0,1021]]"));
   CHECK(raw["offset"] == 0);
@@ -303,7 +320,8 @@ TEST_CASE("control checkpoint-delete drops a checkpoint of the live CBT") {
   f.fails({{"command", "checkpoint-delete"}, {"origin", "disk0"}, {"name", "never"}}, "not_found");
   f.fails({{"command", "checkpoint-delete"}, {"origin", "disk0"}}, "invalid_argument");
   // The image keeps its own checkpoints.
-  CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}, {"snapshot", "s1"}})["checkpoints"].size() == 1);
+  CHECK(f.ok({{"command", "checkpoints"}, {"origin", "disk0"}, {"snapshot", "s1"}})["checkpoints"].size() ==
+        1);
 }
 
 TEST_CASE("control snapshot commands create, add, remove, take, append, list and destroy") {
@@ -321,8 +339,11 @@ TEST_CASE("control snapshot commands create, add, remove, take, append, list and
   CHECK(snapshot["writable"] == true);
   CHECK(snapshot["origins"] == json::array({"disk0"}));
   CHECK(snapshot["images"].empty());
-  CHECK(snapshot["storage"] ==
-        json::array({{{"path", f.dir.file("d0")}, {"offset", 0}, {"size", 4 * MiB}, {"created", true}, {"sparse", false}}}));
+  CHECK(snapshot["storage"] == json::array({{{"path", f.dir.file("d0")},
+                                             {"offset", 0},
+                                             {"size", 4 * MiB},
+                                             {"created", true},
+                                             {"sparse", false}}}));
   CHECK(snapshot["storage_total"] == 4 * MiB);
   CHECK(snapshot["storage_limit"] == 3 * MiB);
 
@@ -345,7 +366,10 @@ TEST_CASE("control snapshot commands create, add, remove, take, append, list and
   }
   CHECK(exports == std::set<std::string>{"disk0@nightly", "disk1@nightly"});
 
-  reply = f.ok({{"command", "snapshot-append-storage"}, {"name", "nightly"}, {"path", f.dir.file("d1")}, {"size", MiB}});
+  reply = f.ok({{"command", "snapshot-append-storage"},
+                {"name", "nightly"},
+                {"path", f.dir.file("d1")},
+                {"size", MiB}});
   CHECK(reply["snapshot"]["storage_total"] == 5 * MiB);
   CHECK(reply["snapshot"]["storage"].size() == 2);
 
@@ -373,8 +397,8 @@ TEST_CASE("control events-wait returns events after a sequence") {
   CHECK(last == reply["events"].back()["sequence"].get<uint64_t>());
   bool taken = false;
   for (const json& event : reply["events"]) {
-    for (const char* key : {"sequence", "time_unix_ms", "type", "snapshot", "origin", "reason", "requested_bytes",
-                            "bytes"}) {
+    for (const char* key :
+         {"sequence", "time_unix_ms", "type", "snapshot", "origin", "reason", "requested_bytes", "bytes"}) {
       CAPTURE(key);
       CHECK(event.contains(key));
     }
@@ -395,9 +419,9 @@ TEST_CASE("control refuses unknown commands and malformed requests without chang
   ControlFixture f;
   f.ok(f.create_request("s", {"disk0"}));
   const std::string before = f.state();
-  for (const json& request : {json{{"command", "snapshot-explode"}, {"name", "s"}}, json{{"name", "s"}},
-                              json{{"command", 42}}, json::array({"snapshot-destroy", "s"}), json("version"),
-                              json(nullptr)}) {
+  for (const json& request :
+       {json{{"command", "snapshot-explode"}, {"name", "s"}}, json{{"name", "s"}}, json{{"command", 42}},
+        json::array({"snapshot-destroy", "s"}), json("version"), json(nullptr)}) {
     CAPTURE(request.dump());
     const json reply = f.control.handle(request);
     ControlFixture::check_error_shape(reply);
@@ -414,23 +438,38 @@ TEST_CASE("control storage entries may be ranges of a file: {path, offset, lengt
     file.seekp(static_cast<std::streamoff>(8 * MiB - 1));
     file.put('\0');
   }
-  json reply = f.ok({{"command", "snapshot-create"},
-                     {"name", "r"},
-                     {"origins", {"disk0"}},
-                     {"storage", json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"length", 2 * MiB}}})}});
-  CHECK(reply["snapshot"]["storage"] ==
-        json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"size", 2 * MiB}, {"created", false}, {"sparse", false}}}));
-  reply = f.ok({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")},
+  json reply = f.ok(
+      {{"command", "snapshot-create"},
+       {"name", "r"},
+       {"origins", {"disk0"}},
+       {"storage", json::array({{{"path", f.dir.file("shared")}, {"offset", MiB}, {"length", 2 * MiB}}})}});
+  CHECK(reply["snapshot"]["storage"] == json::array({{{"path", f.dir.file("shared")},
+                                                      {"offset", MiB},
+                                                      {"size", 2 * MiB},
+                                                      {"created", false},
+                                                      {"sparse", false}}}));
+  reply = f.ok({{"command", "snapshot-append-storage"},
+                {"name", "r"},
+                {"path", f.dir.file("shared")},
                 {"offset", 4 * MiB}});  // no length: to the end
   CHECK(reply["snapshot"]["storage"][1]["size"] == 4 * MiB);
   CHECK(reply["snapshot"]["storage_total"] == 6 * MiB);
-  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")}, {"offset", 2 * MiB},
+  f.fails({{"command", "snapshot-append-storage"},
+           {"name", "r"},
+           {"path", f.dir.file("shared")},
+           {"offset", 2 * MiB},
            {"length", 2 * MiB}},
           "already_exists");
-  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("shared")}, {"offset", 0},
+  f.fails({{"command", "snapshot-append-storage"},
+           {"name", "r"},
+           {"path", f.dir.file("shared")},
+           {"offset", 0},
            {"length", 16 * MiB}},
           "already_exists");
-  f.fails({{"command", "snapshot-append-storage"}, {"name", "r"}, {"path", f.dir.file("none")}, {"offset", 0},
+  f.fails({{"command", "snapshot-append-storage"},
+           {"name", "r"},
+           {"path", f.dir.file("none")},
+           {"offset", 0},
            {"length", MiB}},
           "not_found");
   CHECK_FALSE(std::filesystem::exists(f.dir.file("none")));
@@ -446,9 +485,11 @@ TEST_CASE("control snapshot info and the corrupted event give the origin's errno
   const uint64_t after = f.ok({{"command", "events-wait"}})["last_sequence"];
   auto origin = f.engine.find_origin("disk0");
   const auto data = pattern(4096, 0, 2);
-  for (uint64_t chunk = 0; chunk < 3; ++chunk) REQUIRE_OK(origin->write(data.data(), 4096, chunk * 64 * 1024, false));
+  for (uint64_t chunk = 0; chunk < 3; ++chunk)
+    REQUIRE_OK(origin->write(data.data(), 4096, chunk * 64 * 1024, false));
   // Buffered chunks are stored in the background: the storage fills there.
-  REQUIRE(wait_for_event(f.engine.events(), EventType::corrupted, after, std::chrono::seconds(10), "s").has_value());
+  REQUIRE(wait_for_event(f.engine.events(), EventType::corrupted, after, std::chrono::seconds(10), "s")
+              .has_value());
   json snapshot = f.ok({{"command", "snapshot-info"}, {"name", "s"}})["snapshot"];
   CHECK(snapshot["state"] == "corrupted");
   REQUIRE(snapshot["origin_errors"].size() == 1);
@@ -485,16 +526,26 @@ TEST_CASE("control refuses bad arguments with invalid_argument and changes nothi
       {{"command", "snapshot-destroy"}},
       {{"command", "snapshot-take"}, {"name", json::array({"s"})}},
       {{"command", "snapshot-create"}, {"name", "t"}, {"origins", "disk1"}, {"storage", json::array()}},
-      {{"command", "snapshot-create"}, {"name", "bad/name"}, {"origins", {"disk1"}},
+      {{"command", "snapshot-create"},
+       {"name", "bad/name"},
+       {"origins", {"disk1"}},
        {"storage", json::array({{{"path", f.dir.file("x")}, {"size", MiB}}})}},
       {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}}, {"storage", "/tmp/x"}},
-      {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}},
+      {{"command", "snapshot-create"},
+       {"name", "t"},
+       {"origins", {"disk1"}},
        {"storage", json::array({{{"path", f.dir.file("x")}, {"size", -1}}})}},
       {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", 7}, {"size", MiB}},
-      {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", f.dir.file("x")}, {"size", MiB},
-       {"offset", 0}, {"length", MiB}},
+      {{"command", "snapshot-append-storage"},
+       {"name", "s"},
+       {"path", f.dir.file("x")},
+       {"size", MiB},
+       {"offset", 0},
+       {"length", MiB}},
       {{"command", "snapshot-append-storage"}, {"name", "s"}, {"path", f.dir.file("x")}, {"offset", -1}},
-      {{"command", "snapshot-create"}, {"name", "t"}, {"origins", {"disk1"}},
+      {{"command", "snapshot-create"},
+       {"name", "t"},
+       {"origins", {"disk1"}},
        {"storage", json::array({{{"path", f.dir.file("x")}, {"size", MiB}, {"length", MiB}}})}},
       {{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", "everything"}},
       {{"command", "cbt-mark-dirty"}, {"origin", "disk0"}, {"ranges", json::array({{{"offset", "zero"}}})}},
@@ -577,26 +628,28 @@ TEST_CASE("error_reply carries the code, errno and message of a status") {
   CHECK(reply["ok"] == false);
   CHECK(reply["error"]["code"] == "not_found");
   CHECK(reply["error"]["errno"] == to_errno(Status(Errc::not_found, "")));
-  CHECK(reply["error"]["message"].get<std::string>().find("snapshot 'x' does not exist") != std::string::npos);
+  CHECK(reply["error"]["message"].get<std::string>().find("snapshot 'x' does not exist") !=
+        std::string::npos);
 }
 
 TEST_CASE("control refuses numbers that do not fit and ranges that overflow") {
   ControlFixture f;
   const std::string before = f.state();
-  for (const std::string line :
-       {R"({"command":"events-wait","after":1e999})", R"({"command":"events-wait","after":-1})",
-        R"({"command":"events-wait","timeout_ms":1.5})",
-        R"({"command":"cbt-mark-dirty","origin":"disk0","ranges":[{"offset":99999999999999999999999,"length":1}]})",
-        R"({"command":"snapshot-create","name":"t","origins":["disk1"],"storage":[{"path":"/tmp/x","size":1e30}]})"}) {
+  for (
+      const std::string line :
+      {R"({"command":"events-wait","after":1e999})", R"({"command":"events-wait","after":-1})",
+       R"({"command":"events-wait","timeout_ms":1.5})",
+       R"({"command":"cbt-mark-dirty","origin":"disk0","ranges":[{"offset":99999999999999999999999,"length":1}]})",
+       R"({"command":"snapshot-create","name":"t","origins":["disk1"],"storage":[{"path":"/tmp/x","size":1e30}]})"}) {
     CAPTURE(line);
     const json reply = json::parse(f.control.handle_line(line));
     ControlFixture::check_error_shape(reply);
     CHECK(reply["error"]["code"] == "invalid_argument");
   }
-  const json overflow = f.control.handle(
-      {{"command", "cbt-mark-dirty"},
-       {"origin", "disk0"},
-       {"ranges", json::array({{{"offset", UINT64_MAX}, {"length", 2}}})}});
+  const json overflow =
+      f.control.handle({{"command", "cbt-mark-dirty"},
+                        {"origin", "disk0"},
+                        {"ranges", json::array({{{"offset", UINT64_MAX}, {"length", 2}}})}});
   ControlFixture::check_error_shape(overflow);
   CHECK(overflow["error"]["code"] == "out_of_range");
   CHECK(f.state() == before);
@@ -643,13 +696,16 @@ TEST_CASE("control refuses a command above the caller's role and names the role 
         "command 'snapshot-create' needs the operator role; psk:reader has read-only");
   CHECK(f.state() == before);
   const ControlCaller operator_caller{"psk:op", ControlRole::operator_role, std::nullopt};
-  CHECK(json::parse(f.control.handle_line(f.create_request("s1", {"disk0"}).dump(), operator_caller))["ok"] == true);
-  json detach = json::parse(f.control.handle_line(R"({"command":"origin-detach","name":"disk1"})", operator_caller));
+  CHECK(json::parse(f.control.handle_line(f.create_request("s1", {"disk0"}).dump(), operator_caller))["ok"] ==
+        true);
+  json detach =
+      json::parse(f.control.handle_line(R"({"command":"origin-detach","name":"disk1"})", operator_caller));
   CHECK(detach["error"]["code"] == "permission_denied");
   // A command nobody listed needs admin; an admin learns that it does not exist.
   CHECK(json::parse(f.control.handle_line(R"({"command":"made-up"})", operator_caller))["error"]["code"] ==
         "permission_denied");
-  CHECK(json::parse(f.control.handle_line(R"({"command":"made-up"})"))["error"]["code"] == "invalid_argument");
+  CHECK(json::parse(f.control.handle_line(R"({"command":"made-up"})"))["error"]["code"] ==
+        "invalid_argument");
 }
 
 TEST_CASE("every command of the role table is one the control serves") {
@@ -681,7 +737,8 @@ TEST_CASE("a remote caller names difference storage only as new files in the rem
   { std::ofstream(inside_existing) << "also precious"; }
   fs::create_directory_symlink(tmp.path(), dir / "up");
   const auto create = [&](const ControlCaller& caller, const json& area) {
-    json request = {{"command", "snapshot-create"}, {"name", "r1"}, {"origins", {"disk0"}}, {"storage", {area}}};
+    json request = {
+        {"command", "snapshot-create"}, {"name", "r1"}, {"origins", {"disk0"}}, {"storage", {area}}};
     return json::parse(f.control.handle_line(request.dump(), caller));
   };
   const ControlCaller no_dir{"psk:agent", ControlRole::operator_role, std::string()};
@@ -690,17 +747,19 @@ TEST_CASE("a remote caller names difference storage only as new files in the rem
   CHECK(refused["error"]["message"].get<std::string>().find("--remote-storage-dir") != std::string::npos);
 
   const ControlCaller agent{"psk:agent", ControlRole::operator_role, dir.string()};
-  for (const json& area : {json{{"path", victim}, {"size", 1 << 20}},
-                           json{{"path", inside_existing}, {"size", 1 << 20}},
-                           json{{"path", (dir / "up" / "new.diff").string()}, {"size", 1 << 20}},
-                           json{{"path", "relative.diff"}, {"size", 1 << 20}},
-                           json{{"path", (dir / "new.diff").string()}, {"offset", 0}, {"length", 1 << 20}}}) {
+  for (const json& area :
+       {json{{"path", victim}, {"size", 1 << 20}}, json{{"path", inside_existing}, {"size", 1 << 20}},
+        json{{"path", (dir / "up" / "new.diff").string()}, {"size", 1 << 20}},
+        json{{"path", "relative.diff"}, {"size", 1 << 20}},
+        json{{"path", (dir / "new.diff").string()}, {"offset", 0}, {"length", 1 << 20}}}) {
     CAPTURE(area.dump());
     json reply = create(agent, area);
     CHECK(reply["error"]["code"] == "permission_denied");
   }
   json append = json::parse(f.control.handle_line(
-      json{{"command", "snapshot-append-storage"}, {"name", "r1"}, {"path", victim}, {"size", 1 << 20}}.dump(), agent));
+      json{{"command", "snapshot-append-storage"}, {"name", "r1"}, {"path", victim}, {"size", 1 << 20}}
+          .dump(),
+      agent));
   CHECK(append["error"]["code"] == "permission_denied");
   std::ifstream in(victim);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

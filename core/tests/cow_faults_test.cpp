@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// cow_faults_test.cpp — failures on the copy-on-write path end in an error or a corrupted snapshot, never in a
-// hang, a failed origin write or a gate left entered (ARCHITECTURE.md invariants 2 and 5).
+// cow_faults_test.cpp — failures on the copy-on-write path end in an error or a corrupted snapshot, never in
+// a hang, a failed origin write or a gate left entered (ARCHITECTURE.md invariants 2 and 5).
 //
 // Each test runs under a HangWatchdog: before the fixes they hung for ever (a self-deadlock in the chunk map,
 // a chunk left `copying` by an exception, an origin gate left entered), which only a watchdog can report.
@@ -80,7 +80,9 @@ void control_operations_still_return(FaultyOrigin& f) {
 
 }  // namespace
 
-TEST_CASE("a writable image write whose chunk cannot be read from the origin fails at once, corrupting the snapshot") {
+TEST_CASE(
+    "a writable image write whose chunk cannot be read from the origin fails at once, corrupting the "
+    "snapshot") {
   HangWatchdog watchdog("writable image write with a failing origin read", 20s);
   FaultyOrigin f(true);
   // Another thread asks for the snapshot's info all along: the info path and the chunk map must not take
@@ -153,7 +155,8 @@ TEST_CASE("writers waiting for a chunk whose copy fails are released, and their 
   for (int i = 0; i < 8; ++i) {
     writers.emplace_back([&, i] {
       const auto data = pattern(512, static_cast<uint64_t>(i) * 512, 10 + static_cast<uint32_t>(i));
-      if (f.origin->write(data.data(), data.size(), static_cast<uint64_t>(i) * 512, false).is_ok()) ++succeeded;
+      if (f.origin->write(data.data(), data.size(), static_cast<uint64_t>(i) * 512, false).is_ok())
+        ++succeeded;
     });
   }
   for (auto& writer : writers) writer.join();
@@ -164,14 +167,16 @@ TEST_CASE("writers waiting for a chunk whose copy fails are released, and their 
   control_operations_still_return(f);
 }
 
-TEST_CASE("a write that would copy a chunk or wait for a take is refused with would_block when asked not to wait") {
+TEST_CASE(
+    "a write that would copy a chunk or wait for a take is refused with would_block when asked not to wait") {
   FaultyOrigin f(false);
   const auto data = pattern(4 * KiB, 0, 2);
   CHECK_ERRC(f.origin->write(data.data(), data.size(), 0, false, /*may_wait=*/false), Errc::would_block);
-  CHECK(read_origin(*f.origin, 4 * KiB, 0) == pattern(4 * KiB, 0, 1));  // refused: nothing changed
-  CHECK_OK(f.origin->write(data.data(), data.size(), 0, false));        // copies chunk 0
+  CHECK(read_origin(*f.origin, 4 * KiB, 0) == pattern(4 * KiB, 0, 1));         // refused: nothing changed
+  CHECK_OK(f.origin->write(data.data(), data.size(), 0, false));               // copies chunk 0
   CHECK_OK(f.origin->write(data.data(), data.size(), 8 * KiB, false, false));  // chunk 0 is copied now
-  CHECK_ERRC(f.origin->write(data.data(), data.size(), 64 * KiB, false, false), Errc::would_block);  // chunk 1
+  CHECK_ERRC(f.origin->write(data.data(), data.size(), 64 * KiB, false, false),
+             Errc::would_block);  // chunk 1
   std::vector<uint8_t> buf(4 * KiB);
   CHECK_OK(f.image->read(buf.data(), buf.size(), 0, nullptr, false));
   CHECK(buf == pattern(4 * KiB, 0, 1));
@@ -198,7 +203,8 @@ TEST_CASE("a detached origin refuses every request of the connections that still
   CHECK(disk == pattern(4 * KiB, 0, 1));  // nothing reached the disk
 }
 
-TEST_CASE("a detached origin lets go of its file at once, so it can be attached again while clients hold it") {
+TEST_CASE(
+    "a detached origin lets go of its file at once, so it can be attached again while clients hold it") {
   TempDir dir;
   const std::string path = dir.file("disk.img");
   {
@@ -214,7 +220,7 @@ TEST_CASE("a detached origin lets go of its file at once, so it can be attached 
   REQUIRE_OK(engine.take_snapshot("s"));
   std::shared_ptr<Origin> held = engine.find_origin("d");  // a connection's reference
   std::shared_ptr<Image> image;
-  REQUIRE_OK(engine.find_image("d", "s", image));          // and an image client's
+  REQUIRE_OK(engine.find_image("d", "s", image));  // and an image client's
   REQUIRE_OK(engine.detach_origin("d", true));
   std::unique_ptr<FileDevice> again;
   REQUIRE_OK(FileDevice::open(path, false, again));  // the file's lock went with the detach

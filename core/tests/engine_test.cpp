@@ -70,7 +70,8 @@ TEST_CASE("the engine's sizing rules decide chunk and tracking block sizes") {
 TEST_CASE("attaching an origin name twice is refused and keeps the first") {
   Engine engine(EngineConfig{});
   auto first = attach_memory_origin(engine, "disk0", 1 * MiB);
-  CHECK_ERRC(engine.attach_origin("disk0", std::make_shared<MemoryDevice>(2 * MiB), false), Errc::already_exists);
+  CHECK_ERRC(engine.attach_origin("disk0", std::make_shared<MemoryDevice>(2 * MiB), false),
+             Errc::already_exists);
   CHECK(info_of(engine, "disk0").size == 1 * MiB);
   CHECK(engine.origins().size() == 1);
 }
@@ -386,7 +387,8 @@ TEST_CASE("one file is never both an origin and storage, two origins, or storage
   REQUIRE_OK(engine.create_snapshot("s0", options));
   CHECK_ERRC(engine.append_storage("s0", {dir.file("disk1.raw"), 0}), Errc::already_exists);
   CHECK_ERRC(engine.append_storage("s0", {dir.file("./s0.diff"), 0}), Errc::already_exists);
-  CHECK_ERRC(engine.create_snapshot("s1", {{"disk1"}, {{dir.file("s0.diff"), 0}}, 0, false}), Errc::already_exists);
+  CHECK_ERRC(engine.create_snapshot("s1", {{"disk1"}, {{dir.file("s0.diff"), 0}}, 0, false}),
+             Errc::already_exists);
   std::shared_ptr<BlockDevice> storage;
   CHECK_ERRC(open_file("s0.diff", storage), Errc::already_exists);
   REQUIRE_OK(engine.destroy_snapshot("s0"));
@@ -433,7 +435,8 @@ TEST_CASE("engine memory stays small for a 16 TiB origin until chunks are touche
   const uint64_t stride = 16 * TiB / kTouched;
   auto origin = engine.find_origin("huge");
   const auto data = pattern(4096, 0, 7);
-  for (uint64_t i = 0; i < kTouched; ++i) REQUIRE_OK(origin->write(data.data(), 4096, i * stride + 8192, false));
+  for (uint64_t i = 0; i < kTouched; ++i)
+    REQUIRE_OK(origin->write(data.data(), 4096, i * stride + 8192, false));
   const uint64_t touched = engine.memory_bytes();
   MESSAGE("memory after touching " << kTouched << " chunks: " << touched);
   CHECK(touched > taken);
@@ -506,9 +509,8 @@ TEST_CASE("incremental CBT maps cover every write made between two takes, with w
   for (const Done& write : done) {
     for (uint64_t k = write.takes_started_before_end + 1; k <= frozen.size(); ++k) {
       const CbtFrozen& map = *frozen[k - 1];
-      const uint8_t since = write.takes_ended_before_start == 0
-                                ? 0
-                                : frozen[write.takes_ended_before_start - 1]->number;
+      const uint8_t since =
+          write.takes_ended_before_start == 0 ? 0 : frozen[write.takes_ended_before_start - 1]->number;
       for (uint64_t b = write.offset / block; b <= (write.offset + write.length - 1) / block; ++b) {
         if (map.map[b] <= since) {
           FAIL_CHECK("block " << b << " written between takes " << write.takes_ended_before_start << " and "

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// error_codes_test.cpp — what corrupted a snapshot, per origin, as an errno with words (blksnap's SNAPSHOTINFO
-// error_code and the corrupted event's err_code), and storage too small for one chunk refused up front, so that
-// "difference storage is full" never comes with nothing used.
+// error_codes_test.cpp — what corrupted a snapshot, per origin, as an errno with words (blksnap's
+// SNAPSHOTINFO error_code and the corrupted event's err_code), and storage too small for one chunk refused up
+// front, so that "difference storage is full" never comes with nothing used.
 #include <doctest/doctest.h>
 
 #include <cerrno>
@@ -151,23 +151,27 @@ TEST_CASE("storage smaller than one chunk is refused at create and append, and n
   attach_memory_origin(engine, "disk0", MiB);
   Status s = engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "tiny", kChunk - 512));
   CHECK(s.code() == Errc::invalid_argument);
-  CHECK(s.message().find("holds 63.5 KiB, less than one chunk of origin 'disk0' (64.0 KiB)") != std::string::npos);
+  CHECK(s.message().find("holds 63.5 KiB, less than one chunk of origin 'disk0' (64.0 KiB)") !=
+        std::string::npos);
   CHECK_FALSE(std::filesystem::exists(dir.file("tiny")));
   SnapshotInfo info;
   CHECK_ERRC(engine.snapshot_info("s", info), Errc::not_found);
 
-  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", kChunk)));  // exactly one fits
+  REQUIRE_OK(
+      engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", kChunk)));  // exactly one fits
   s = engine.append_storage("s", {dir.file("more"), 4096});
   CHECK(s.code() == Errc::invalid_argument);
   CHECK_FALSE(std::filesystem::exists(dir.file("more")));
   CHECK(info_of(engine, "s").storage.size() == 1);
 }
 
-TEST_CASE("without origins, storage must hold the smallest chunk; adding an origin with larger chunks is refused") {
+TEST_CASE(
+    "without origins, storage must hold the smallest chunk; adding an origin with larger chunks is refused") {
   TempDir dir;
   Engine engine(small_config());  // chunk-min-shift 16: no chunk is below 64 KiB
   REQUIRE_OK(engine.attach_origin("raid", std::make_shared<DeviceWithMinimumIo>(4 * MiB, MiB), false));
-  CHECK_ERRC(engine.create_snapshot("s", snapshot_options({}, dir, "tiny", 32 * KiB)), Errc::invalid_argument);
+  CHECK_ERRC(engine.create_snapshot("s", snapshot_options({}, dir, "tiny", 32 * KiB)),
+             Errc::invalid_argument);
   REQUIRE_OK(engine.create_snapshot("s", snapshot_options({}, dir, "diff", 512 * KiB)));
   const Status s = engine.add_origin_to_snapshot("s", "raid");  // 1 MiB chunks do not fit a 512 KiB area
   CHECK(s.code() == Errc::bad_state);
@@ -186,8 +190,9 @@ TEST_CASE("a limit smaller than one chunk is refused at create") {
   options.limit = 4096;
   const Status s = engine.create_snapshot("s", options);
   CHECK(s.code() == Errc::invalid_argument);
-  CHECK(s.message() == "limit 4096 (4.0 KiB) is less than one chunk of origin 'disk0' (64.0 KiB): no chunk could "
-                       "be stored");
+  CHECK(s.message() ==
+        "limit 4096 (4.0 KiB) is less than one chunk of origin 'disk0' (64.0 KiB): no chunk could "
+        "be stored");
   CHECK_FALSE(std::filesystem::exists(dir.file("diff")));
   options.limit = kChunk;
   REQUIRE_OK(engine.create_snapshot("s", options));

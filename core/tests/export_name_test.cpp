@@ -83,6 +83,8 @@ TEST_CASE("export names in URI paths keep letters, digits and '@' and percent-en
 }
 
 TEST_CASE("unix URIs percent-encode the socket path but keep its slashes") {
-  CHECK(nbd_unix_uri("disk@s1", "/run/nbdsnap/nbdsnapd.sock") == "nbd+unix:///disk@s1?socket=/run/nbdsnap/nbdsnapd.sock");
-  CHECK(nbd_unix_uri("my disk", "/tmp/a b&c=d/nbd.sock") == "nbd+unix:///my%20disk?socket=/tmp/a%20b%26c%3Dd/nbd.sock");
+  CHECK(nbd_unix_uri("disk@s1", "/run/nbdsnap/nbdsnapd.sock") ==
+        "nbd+unix:///disk@s1?socket=/run/nbdsnap/nbdsnapd.sock");
+  CHECK(nbd_unix_uri("my disk", "/tmp/a b&c=d/nbd.sock") ==
+        "nbd+unix:///my%20disk?socket=/tmp/a%20b%26c%3Dd/nbd.sock");
 }

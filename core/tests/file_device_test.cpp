@@ -272,14 +272,18 @@ class LockHoldingChild {
         if (::fcntl(fd, F_OFD_SETLK, &fl) != 0) status = 'n';
       }
       (void)!::write(ready[1], &status, 1);
-      struct pollfd until_released {release[0], POLLIN, 0};
+      struct pollfd until_released {
+        release[0], POLLIN, 0
+      };
       ::poll(&until_released, 1, 30000);
       ::_exit(0);
     }
     ::close(ready[1]);
     ::close(release[0]);
     release_ = release[1];
-    struct pollfd wait_ready {ready[0], POLLIN, 0};
+    struct pollfd wait_ready {
+      ready[0], POLLIN, 0
+    };
     char status = 'n';
     const bool answered = ::poll(&wait_ready, 1, 10000) == 1 && ::read(ready[0], &status, 1) == 1;
     ::close(ready[0]);
@@ -320,7 +324,9 @@ bool byte_is_locked(const std::string& path, off_t byte) {
   return fl.l_type != F_UNLCK;
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -348,7 +354,8 @@ TEST_CASE("the lock holder lookup finds the process by the file's device and ino
   const std::string path = make_file(dir, "disk", 4096);
   const std::string other = make_file(dir, "other", 4096);
   LockHoldingChild holder(path, {{F_RDLCK, 100, 1}, {F_RDLCK, 101, 1}}, "qemu-like");
-  struct stat st {}, other_st {};
+  struct stat st {
+  }, other_st{};
   REQUIRE(::stat(path.c_str(), &st) == 0);
   REQUIRE(::stat(other.c_str(), &other_st) == 0);
   const auto holders = find_lock_holders(st.st_dev, st.st_ino, 0, 0, FileLockMode::exclusive);
@@ -370,9 +377,9 @@ TEST_CASE("a read-only open lets readers in and keeps writers and resizers out, 
     std::unique_ptr<FileDevice> first, second;
     REQUIRE_OK(FileDevice::open(path, true, first));
     REQUIRE_OK(FileDevice::open(path, true, second));  // another read-only origin
-    CHECK(byte_is_locked(path, 201));   // QEMU opening for write tests this byte and fails
-    CHECK(byte_is_locked(path, 203));   // ... and for resize this one
-    CHECK_FALSE(byte_is_locked(path, 200));  // QEMU opening for read tests this one and succeeds
+    CHECK(byte_is_locked(path, 201));                  // QEMU opening for write tests this byte and fails
+    CHECK(byte_is_locked(path, 203));                  // ... and for resize this one
+    CHECK_FALSE(byte_is_locked(path, 200));            // QEMU opening for read tests this one and succeeds
     std::unique_ptr<FileDevice> writer;
     CHECK_ERRC(FileDevice::open(path, false, writer), Errc::already_exists);  // held by this process
   }

@@ -88,7 +88,8 @@ TEST_CASE("image read returns take-time data under concurrent writes") {
     std::vector<uint8_t> buf(len);
     REQUIRE_OK(image->read(buf.data(), len, offset));
     if (!std::equal(buf.begin(), buf.end(), frozen.begin() + static_cast<ptrdiff_t>(offset))) {
-      if (++mismatches <= 5) MESSAGE("image read at " << offset << " length " << len << " differs from take time");
+      if (++mismatches <= 5)
+        MESSAGE("image read at " << offset << " length " << len << " differs from take time");
     }
     ++reads;
   }
@@ -111,15 +112,21 @@ TEST_CASE("image reads spanning chunks at unaligned offsets return take-time dat
   const auto straddle = pattern(1000, 16 * KiB * 9 - 500, 3);
   REQUIRE_OK(origin->write(straddle.data(), straddle.size(), 16 * KiB * 9 - 500, false));
   const auto frozen = pattern(MiB, 0, 1);
-  for (const auto& range : std::vector<std::pair<uint64_t, uint64_t>>{
-           {0, MiB}, {1, 1}, {16 * KiB - 1, 2}, {16 * KiB - 7, 3 * 16 * KiB + 11}, {100, 3000}, {MiB - 1, 1},
-           {8 * 16 * KiB + 3, 2 * 16 * KiB}, {513, 511}}) {
+  for (const auto& range : std::vector<std::pair<uint64_t, uint64_t>>{{0, MiB},
+                                                                      {1, 1},
+                                                                      {16 * KiB - 1, 2},
+                                                                      {16 * KiB - 7, 3 * 16 * KiB + 11},
+                                                                      {100, 3000},
+                                                                      {MiB - 1, 1},
+                                                                      {8 * 16 * KiB + 3, 2 * 16 * KiB},
+                                                                      {513, 511}}) {
     const uint64_t offset = range.first, len = range.second;  // (clang 14 cannot capture structured bindings)
     CAPTURE(offset);
     CAPTURE(len);
     const auto got = read_image(*image, len, offset);
-    CHECK(first_difference(got, std::vector<uint8_t>(frozen.begin() + static_cast<ptrdiff_t>(offset),
-                                                     frozen.begin() + static_cast<ptrdiff_t>(offset + len))) == -1);
+    CHECK(first_difference(
+              got, std::vector<uint8_t>(frozen.begin() + static_cast<ptrdiff_t>(offset),
+                                        frozen.begin() + static_cast<ptrdiff_t>(offset + len))) == -1);
   }
 }
 
@@ -247,7 +254,8 @@ TEST_CASE("begin_write refuses a range past the end") {
   REQUIRE_OK(engine.attach_origin("disk0", nullptr, false, MiB));
   auto next = std::make_shared<MemoryDevice>(MiB);
   Origin::WriteGuard guard;
-  CHECK_ERRC(engine.find_origin("disk0")->begin_write(MiB - 100, 4096, next.get(), guard), Errc::out_of_range);
+  CHECK_ERRC(engine.find_origin("disk0")->begin_write(MiB - 100, 4096, next.get(), guard),
+             Errc::out_of_range);
 }
 
 TEST_CASE("an image lists blocks changed since a checkpoint whose snapshot was destroyed") {

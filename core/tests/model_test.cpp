@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // model_test.cpp — the randomized model test: random origin I/O from several threads, takes, image reads and
-// writes, destroys and detaches, with injected faults, checked against a reference copy of every origin kept in
-// memory and against the five invariants of ARCHITECTURE.md.
+// writes, destroys and detaches, with injected faults, checked against a reference copy of every origin kept
+// in memory and against the five invariants of ARCHITECTURE.md.
 //
 // Design notes. Every origin has a reference copy, updated when an origin operation completes. An operation
 // first claims its byte range (no two in-flight operations overlap, but many share a chunk), so the reference
@@ -19,8 +19,8 @@
 // EngineConfig::wrap_storage_device) and chunk buffer allocations (set_chunk_allocation_hook) fail at random.
 // The model's own bookkeeping reads of the devices never fail. What is checked does not change:
 //  1. a successful image read returns take-time bytes (or, racing, a candidate's); an image call may fail
-//     only with corrupted, io_error or no_memory once faults are injected, with not_found once its snapshot is
-//     being destroyed or its origin was detached;
+//     only with corrupted, io_error or no_memory once faults are injected, with not_found once its snapshot
+//     is being destroyed or its origin was detached;
 //  2. no origin write, zero or trim fails, except with io_error from an Origin that a detach closed (and then
 //     nothing reaches the device: the final comparison of devices and references shows it);
 //  3. the frozen CBT map of every take marks every write completed since the previous take of the same
@@ -77,9 +77,7 @@ struct FaultRates {
   std::atomic<uint32_t> storage_write{0};
   std::atomic<uint32_t> allocation{0};
   std::atomic<uint64_t> injected{0};
-  void clear() {
-    origin_read = storage_read = storage_write = allocation = 0;
-  }
+  void clear() { origin_read = storage_read = storage_write = allocation = 0; }
 };
 FaultRates faults;
 
@@ -137,8 +135,8 @@ class FaultInjectingDevice final : public BlockDevice {
 
 // ---------------------------------------------------------------- the watchdog of invariant 5
 
-// Each thread of the model says which engine call it is in; a call that lasts over kCallLimit ends the program
-// with the call's name (a hang cannot be reported any other way).
+// Each thread of the model says which engine call it is in; a call that lasts over kCallLimit ends the
+// program with the call's name (a hang cannot be reported any other way).
 class CallWatchdog {
  public:
   static constexpr int kSlots = 16;
@@ -176,14 +174,16 @@ class CallWatchdog {
 
  private:
   static int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
         .count();
   }
   void check() {
     const int64_t now = now_ms();
     for (int i = 0; i < kSlots; ++i) {
       const int64_t since = slots_[i].since_ms.load();
-      if (since == 0 || now - since < std::chrono::duration_cast<std::chrono::milliseconds>(kCallLimit).count())
+      if (since == 0 ||
+          now - since < std::chrono::duration_cast<std::chrono::milliseconds>(kCallLimit).count())
         continue;
       std::fprintf(stderr, "HANG: model thread %d has been in %s for %lld ms (invariant 5)\n", i,
                    slots_[i].what.load(), static_cast<long long>(now - since));
@@ -231,11 +231,11 @@ struct OriginOp {
   uint64_t offset = 0;
   uint64_t length = 0;
   std::vector<uint8_t> data;
-  uint32_t version = 0;    // writes: the pattern version of data
-  uint64_t claimed = 0;    // model clock when the range was claimed and released, for failure reports
+  uint32_t version = 0;  // writes: the pattern version of data
+  uint64_t claimed = 0;  // model clock when the range was claimed and released, for failure reports
   uint64_t released = 0;
-  bool performed = true;   // false: a detach refused it, the device did not change
-  bool done = false;       // GUARDED_BY(OriginModel::mutex)
+  bool performed = true;  // false: a detach refused it, the device did not change
+  bool done = false;      // GUARDED_BY(OriginModel::mutex)
 };
 
 // Collects the operations that start while a take is in progress.
@@ -274,7 +274,7 @@ struct OriginModel {
 struct ImageModel {
   OriginModel* origin = nullptr;
   std::shared_ptr<Image> image;
-  std::vector<uint8_t> frozen;                         // the reference at take (plus image writes)
+  std::vector<uint8_t> frozen;                        // the reference at take (plus image writes)
   std::vector<std::shared_ptr<OriginOp>> candidates;  // writes that may or may not be in the image
   std::vector<uint8_t> image_written;  // writable snapshots: 1 where an image write decided, 2 where unknown
   uint64_t take_started = 0;           // model clock around take_snapshot
@@ -329,12 +329,14 @@ class WriterGate {
 
 struct ModelCounts {
   std::atomic<uint64_t> writes{0}, zeroes{0}, trims{0}, origin_reads{0}, flushes{0}, would_block{0};
-  std::atomic<uint64_t> takes{0}, racing_takes{0}, raced_writes{0}, destroys{0}, image_reads{0}, image_writes{0};
+  std::atomic<uint64_t> takes{0}, racing_takes{0}, raced_writes{0}, destroys{0}, image_reads{0},
+      image_writes{0};
   std::atomic<uint64_t> detaches{0}, refused_by_detach{0}, failed_image_calls{0}, cbt_checks{0}, infos{0};
   std::atomic<uint64_t> corrupted_snapshots{0}, image_calls_after_destroy{0}, image_calls_after_detach{0};
   uint64_t total() const {
-    return writes.load() + zeroes.load() + trims.load() + origin_reads.load() + flushes.load() + takes.load() +
-           destroys.load() + image_reads.load() + image_writes.load() + detaches.load() + infos.load();
+    return writes.load() + zeroes.load() + trims.load() + origin_reads.load() + flushes.load() +
+           takes.load() + destroys.load() + image_reads.load() + image_writes.load() + detaches.load() +
+           infos.load();
   }
 };
 
@@ -367,7 +369,8 @@ class Model {
     // check spans detaches: a write that slipped past a closed gate would show as under-reported.
     config.state_dir = state_dir_.path().string();
     config.wrap_storage_device = [](std::shared_ptr<BlockDevice> file) -> std::shared_ptr<BlockDevice> {
-      return std::make_shared<FaultInjectingDevice>(std::move(file), &faults.storage_read, &faults.storage_write);
+      return std::make_shared<FaultInjectingDevice>(std::move(file), &faults.storage_read,
+                                                    &faults.storage_write);
     };
     budget_ = config.chunk_buffer_budget;
     engine_ = std::make_unique<Engine>(config);
@@ -394,8 +397,9 @@ class Model {
     out << "seed " << seed_ << ": chunk " << chunk_ << " bytes, " << writers_ << " writers, "
         << (racing_ ? "racing and quiesced takes" : "quiesced takes");
     if (inject_faults_) {
-      out << ", faults per million: origin read " << faults.origin_read << ", storage read " << faults.storage_read
-          << ", storage write " << faults.storage_write << ", allocation " << faults.allocation;
+      out << ", faults per million: origin read " << faults.origin_read << ", storage read "
+          << faults.storage_read << ", storage write " << faults.storage_write << ", allocation "
+          << faults.allocation;
     }
     return out.str();
   }
@@ -423,8 +427,8 @@ class Model {
   // Whether an image call's failure is allowed; reports it otherwise.
   bool image_failure_allowed(const SnapshotModel& snapshot, const ImageModel& image, const Status& status,
                              const char* call);
-  void check_image_read(const SnapshotModel& snapshot, const ImageModel& image, const uint8_t* buf, uint64_t len,
-                        uint64_t offset, uint64_t read_started, const char* note = "");
+  void check_image_read(const SnapshotModel& snapshot, const ImageModel& image, const uint8_t* buf,
+                        uint64_t len, uint64_t offset, uint64_t read_started, const char* note = "");
   // Which origin operations wrote `value` at byte `at`, relative to the take: the culprit of a failure.
   std::string explain(const ImageModel& image, uint64_t at, uint8_t value);
   std::shared_ptr<SnapshotModel> pick_snapshot(std::mt19937_64& random, bool writable);
@@ -588,7 +592,8 @@ void Model::origin_operation(std::mt19937_64& random, uint32_t& version, int id)
   if (op->kind == OpKind::zero) op->data.assign(op->length, 0);
   const std::shared_ptr<Origin> origin = claim_range(model, op);
   const Status status = run_origin_operation(random, *origin, *op, id);
-  const bool refused_by_detach = !status && status.code() == Errc::io_error && !origin->check_attached().is_ok();
+  const bool refused_by_detach =
+      !status && status.code() == Errc::io_error && !origin->check_attached().is_ok();
   if (refused_by_detach) {
     op->performed = false;  // the gate refused it before the device was touched
     ++counts_.refused_by_detach;
@@ -688,7 +693,8 @@ void Model::check_image_read(const SnapshotModel& snapshot, const ImageModel& im
     bool allowed = false;
     if (decided == 0) {
       for (const auto& op : image.candidates) {
-        if (op->performed && at >= op->offset && at < op->offset + op->length && op->data[at - op->offset] == buf[i]) {
+        if (op->performed && at >= op->offset && at < op->offset + op->length &&
+            op->data[at - op->offset] == buf[i]) {
           allowed = true;
           break;
         }
@@ -696,10 +702,11 @@ void Model::check_image_read(const SnapshotModel& snapshot, const ImageModel& im
     }
     if (!allowed) {
       std::ostringstream out;
-      out << "image " << image.origin->name << "@" << snapshot.name << (snapshot.racing ? " (racing take)" : "")
-          << " read [" << offset << ", +" << len << "): byte " << at << " is " << int{buf[i]} << ", take-time "
-          << int{image.frozen[at]} << ", " << image.candidates.size() << " writes in flight at take; take clock ["
-          << image.take_started << ", " << image.take_ended << "], read at " << read_started
+      out << "image " << image.origin->name << "@" << snapshot.name
+          << (snapshot.racing ? " (racing take)" : "") << " read [" << offset << ", +" << len << "): byte "
+          << at << " is " << int{buf[i]} << ", take-time " << int{image.frozen[at]} << ", "
+          << image.candidates.size() << " writes in flight at take; take clock [" << image.take_started
+          << ", " << image.take_ended << "], read at " << read_started
           << (snapshot.writable ? ", writable" : "") << note << explain(image, at, buf[i]);
       failures_.add(out.str());
       return;
@@ -707,8 +714,8 @@ void Model::check_image_read(const SnapshotModel& snapshot, const ImageModel& im
   }
 }
 
-bool Model::image_failure_allowed(const SnapshotModel& snapshot, const ImageModel& image, const Status& status,
-                                  const char* call) {
+bool Model::image_failure_allowed(const SnapshotModel& snapshot, const ImageModel& image,
+                                  const Status& status, const char* call) {
   ++counts_.failed_image_calls;
   if (status.code() == Errc::not_found && snapshot.destroying) {
     ++counts_.image_calls_after_destroy;
@@ -719,10 +726,11 @@ bool Model::image_failure_allowed(const SnapshotModel& snapshot, const ImageMode
     return true;
   }
   if (inject_faults_ && (status.code() == Errc::corrupted || status.code() == Errc::io_error ||
-                       status.code() == Errc::no_memory)) {
+                         status.code() == Errc::no_memory)) {
     return true;
   }
-  failures_.add(std::string(call) + " " + image.origin->name + "@" + snapshot.name + ": " + status.to_string());
+  failures_.add(std::string(call) + " " + image.origin->name + "@" + snapshot.name + ": " +
+                status.to_string());
   return false;
 }
 
@@ -795,7 +803,8 @@ void Model::check_cbt(OriginModel& model, const ImageModel& image) {
         std::ostringstream out;
         out << "CBT of " << model.name << " at take " << image.take_started << " under-reports the write ["
             << write.offset << ", +" << write.length << ") claimed at " << write.claimed << ", released at "
-            << write.released << ": " << covered << " bytes marked changed since change number " << int{since};
+            << write.released << ": " << covered << " bytes marked changed since change number "
+            << int{since};
         failures_.add(out.str());
       }
     }
@@ -881,10 +890,12 @@ void Model::take(std::mt19937_64& random) {
   // Wait for the candidates to finish so their data is final, then publish the snapshot.
   for (size_t i = 0; i < free.size(); ++i) {
     ImageModel& image = snapshot->images[i];
-    if (!snapshot->racing && !windows[i].ops.empty()) failures_.add("test bug: writes in flight at a quiesced take");
+    if (!snapshot->racing && !windows[i].ops.empty())
+      failures_.add("test bug: writes in flight at a quiesced take");
     std::unique_lock lock(free[i]->mutex);
     free[i]->changed.wait(lock, [&] {
-      return std::all_of(windows[i].ops.begin(), windows[i].ops.end(), [](const auto& op) { return op->done; });
+      return std::all_of(windows[i].ops.begin(), windows[i].ops.end(),
+                         [](const auto& op) { return op->done; });
     });
     counts_.raced_writes += windows[i].ops.size();
     image.candidates = std::move(windows[i].ops);
@@ -925,7 +936,8 @@ void Model::destroy_snapshot(const std::shared_ptr<SnapshotModel>& snapshot) {
     uint8_t byte = 0;
     const Status read = image.image->read(&byte, 1, 0);
     if (read.code() != Errc::not_found)
-      failures_.add("image read after destroy of " + snapshot->name + ": " + read.to_string() + ", want not_found");
+      failures_.add("image read after destroy of " + snapshot->name + ": " + read.to_string() +
+                    ", want not_found");
   }
   for (const std::string& path : snapshot->storage_paths)
     if (std::filesystem::exists(path)) failures_.add("storage file left after destroy: " + path);
@@ -987,7 +999,8 @@ void Model::detach(std::mt19937_64& random) {
 void Model::look_at_info() {
   CallWatchdog::Call call(watchdog_, kReaderSlot, "info");
   uint64_t buffered = engine_->chunk_buffer_bytes();
-  if (buffered > budget_) failures_.add("chunk buffers hold " + std::to_string(buffered) + " bytes, over the budget");
+  if (buffered > budget_)
+    failures_.add("chunk buffers hold " + std::to_string(buffered) + " bytes, over the budget");
   for (const SnapshotInfo& info : engine_->snapshots()) {
     if (info.state == SnapshotState::corrupted && info.corruption_reason.empty())
       failures_.add("snapshot " + info.name + " is corrupted without a reason");
@@ -1067,11 +1080,13 @@ void Model::finish() {
     Bookkeeping own_read;
     const Status status = model->device->pread(buf.data(), buf.size(), 0);
     std::scoped_lock lock(model->mutex);
-    if (!status || buf != model->reference) failures_.add("final origin content of " + model->name + " differs");
+    if (!status || buf != model->reference)
+      failures_.add("final origin content of " + model->name + " differs");
   }
   // Invariant 4: nothing of the snapshots stays in memory.
   if (engine_->chunk_buffer_bytes() != 0)
-    failures_.add(std::to_string(engine_->chunk_buffer_bytes()) + " bytes of chunk buffers left after every destroy");
+    failures_.add(std::to_string(engine_->chunk_buffer_bytes()) +
+                  " bytes of chunk buffers left after every destroy");
   if (!std::filesystem::is_empty(dir_.path())) failures_.add("files left in the storage directory");
 }
 
@@ -1099,29 +1114,31 @@ void run_seed(uint64_t seed, uint64_t operations, bool inject_faults) {
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
   MESSAGE(description << ": " << counts.total() << " operations in " << ms << " ms (" << counts.writes.load()
-                      << " writes of which " << counts.would_block.load() << " first refused with would_block, "
-                      << counts.zeroes.load() << " zeroes, " << counts.trims.load() << " trims, "
-                      << counts.origin_reads.load() << " origin reads, " << counts.flushes.load() << " flushes, "
-                      << counts.takes.load() << " takes of which " << counts.racing_takes.load() << " racing with "
-                      << counts.raced_writes.load() << " writes in flight, " << counts.destroys.load()
-                      << " destroys (" << counts.corrupted_snapshots.load() << " snapshots corrupted), "
-                      << counts.detaches.load() << " detaches refusing "
-                      << counts.refused_by_detach.load() << " writes, " << counts.image_reads.load()
-                      << " image reads, " << counts.image_writes.load() << " image writes, "
-                      << counts.failed_image_calls.load() << " image calls failed ("
-                      << counts.image_calls_after_destroy.load() << " during destroy, "
-                      << counts.image_calls_after_detach.load() << " after detach), " << counts.cbt_checks.load()
-                      << " writes checked in CBT, " << counts.infos.load() << " info calls, "
-                      << faults.injected.load() << " faults injected)");
+                      << " writes of which " << counts.would_block.load()
+                      << " first refused with would_block, " << counts.zeroes.load() << " zeroes, "
+                      << counts.trims.load() << " trims, " << counts.origin_reads.load() << " origin reads, "
+                      << counts.flushes.load() << " flushes, " << counts.takes.load() << " takes of which "
+                      << counts.racing_takes.load() << " racing with " << counts.raced_writes.load()
+                      << " writes in flight, " << counts.destroys.load() << " destroys ("
+                      << counts.corrupted_snapshots.load() << " snapshots corrupted), "
+                      << counts.detaches.load() << " detaches refusing " << counts.refused_by_detach.load()
+                      << " writes, " << counts.image_reads.load() << " image reads, "
+                      << counts.image_writes.load() << " image writes, " << counts.failed_image_calls.load()
+                      << " image calls failed (" << counts.image_calls_after_destroy.load()
+                      << " during destroy, " << counts.image_calls_after_detach.load() << " after detach), "
+                      << counts.cbt_checks.load() << " writes checked in CBT, " << counts.infos.load()
+                      << " info calls, " << faults.injected.load() << " faults injected)");
   for (const std::string& message : model.failures().messages()) FAIL_CHECK(description << ": " << message);
-  CHECK_MESSAGE(model.failures().count() == 0, description << ": " << model.failures().count() << " failures");
+  CHECK_MESSAGE(model.failures().count() == 0,
+                description << ": " << model.failures().count() << " failures");
   CHECK(counts.takes.load() > 0);
 }
 
 }  // namespace
 
-TEST_CASE("images, origins and CBT keep the invariants under random concurrent I/O, takes, destroys, detaches "
-          "and injected faults") {
+TEST_CASE(
+    "images, origins and CBT keep the invariants under random concurrent I/O, takes, destroys, detaches "
+    "and injected faults") {
   const uint64_t operations = env_u64("NBDSNAP_MODEL_OPS", kDefaultOperations);
   std::vector<uint64_t> seeds;
   if (std::getenv("NBDSNAP_SEED") != nullptr) {

@@ -37,7 +37,8 @@ TEST_CASE("names that fit keep the file name earlier versions used") {
   CHECK(object_file_name("disk0", ".cbt") == "disk0.cbt");
   CHECK(object_file_name("nightly", ".nbdsnap-diff") == "nightly.nbdsnap-diff");
   CHECK(object_file_name("a b+c:d~é", ".cbt") == "a b+c:d~é.cbt");
-  // 247 + ".cbt" + ".tmp" is exactly 255 bytes: the longest origin name whose CBT state earlier versions saved.
+  // 247 + ".cbt" + ".tmp" is exactly 255 bytes: the longest origin name whose CBT state earlier versions
+  // saved.
   const std::string longest(247, 'x');
   CHECK(object_file_name(longest, ".cbt") == longest + ".cbt");
   CHECK(object_file_name_is_plain(longest, ".cbt"));
@@ -59,7 +60,8 @@ TEST_CASE("names too long for a plain file name are a readable prefix, '@' and a
   CHECK(file == std::string(230, 'x') + "@dff658324c99c7bf.cbt");
   // Names that differ only in their last byte, beyond the prefix, still get different files.
   std::set<std::string> files;
-  for (char last = 'a'; last <= 'z'; ++last) files.insert(object_file_name(std::string(254, 'x') + last, ".cbt"));
+  for (char last = 'a'; last <= 'z'; ++last)
+    files.insert(object_file_name(std::string(254, 'x') + last, ".cbt"));
   CHECK(files.size() == 26);
 }
 
@@ -96,6 +98,7 @@ TEST_CASE("the readable prefix never ends inside a UTF-8 character") {
   for (int i = 0; i < 127; ++i) name += "é";
   name += "a";
   CHECK(object_file_name(name, ".cbt") == name.substr(0, 230) + "@2bb1b407fcce52e8.cbt");
-  const std::string odd_room = object_file_name(name, ".cbtx");  // room 229: the 115th character would be split
+  const std::string odd_room =
+      object_file_name(name, ".cbtx");  // room 229: the 115th character would be split
   CHECK(odd_room.substr(0, odd_room.find('@')) == name.substr(0, 228));
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// served_origin_files_test.cpp — difference storage never lands on a file a front end serves outside the engine.
+// served_origin_files_test.cpp — difference storage never lands on a file a front end serves outside the
+// engine.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,10 +45,12 @@ TEST_CASE("storage that is a served file is refused under every name it has") {
   served.add_directory(dir.file("D"), "dir=" + dir.file("D"));
   served.add_file(dir.file("plugin.img"), "file=plugin.img");
 
-  for (const std::string& name : {dir.file("D/d"), dir.file("hard"), dir.file("soft"), dir.file("D/../D/./d")}) {
+  for (const std::string& name :
+       {dir.file("D/d"), dir.file("hard"), dir.file("soft"), dir.file("D/../D/./d")}) {
     const Status s = served.check_storage(name);
     CHECK_MESSAGE(s.code() == Errc::already_exists, name << ": " << s.to_string());
-    CHECK(s.message().find(dir.file("D") + "/d, which the plugin serves as export 'd' (dir=") != std::string::npos);
+    CHECK(s.message().find(dir.file("D") + "/d, which the plugin serves as export 'd' (dir=") !=
+          std::string::npos);
   }
   for (const std::string& name : {dir.file("plugin.img"), dir.file("soft-plugin")}) {
     const Status s = served.check_storage(name);
@@ -75,7 +78,8 @@ TEST_CASE("storage in a served directory is refused even before the file exists"
   for (const std::string& name : {dir.file("D/e"), dir.file("link-to-D/e"), dir.file("D/sub/../e")}) {
     const Status s = served.check_storage(name);
     CHECK_MESSAGE(s.code() == Errc::invalid_argument, name << ": " << s.to_string());
-    CHECK(s.message().find("lies in " + dir.file("D") + ", which the plugin serves (dir=D)") != std::string::npos);
+    CHECK(s.message().find("lies in " + dir.file("D") + ", which the plugin serves (dir=D)") !=
+          std::string::npos);
   }
   in_directory(dir.file("D"), [&] { CHECK_ERRC(served.check_storage("e"), Errc::invalid_argument); });
   CHECK_ERRC(served.check_storage(dir.file("D")), Errc::invalid_argument);  // the directory itself
@@ -98,7 +102,8 @@ TEST_CASE("the engine refuses served files as snapshot storage and appended stor
   attach_memory_origin(engine, "d", MiB);
 
   CHECK_ERRC(engine.create_snapshot("s", {{"d"}, {{dir.file("D/d"), 0}}, 0, false}), Errc::already_exists);
-  CHECK_ERRC(engine.create_snapshot("s", {{"d"}, {{dir.file("D/e"), MiB}}, 0, false}), Errc::invalid_argument);
+  CHECK_ERRC(engine.create_snapshot("s", {{"d"}, {{dir.file("D/e"), MiB}}, 0, false}),
+             Errc::invalid_argument);
   CHECK_FALSE(std::filesystem::exists(dir.file("D/e")));
   CHECK(std::filesystem::file_size(dir.file("D/d")) == MiB);  // not grown to a requested size either
   REQUIRE_OK(engine.create_snapshot("s", {{"d"}, {{dir.file("s.diff"), MiB}}, 0, false}));

@@ -63,12 +63,12 @@ TEST_CASE("default sizes follow blksnap v4 from 1 MiB to 1 PiB") {
   // Tracking: >= 64 KiB, <= 2^21 blocks (doubles past 128 GiB) until 64 MiB (past 128 TiB there are more).
   // Chunks: 256 KiB up to 2^40 chunks, i.e. 256 KiB for every device below 256 PiB.
   const SizeRow table[] = {
-      {1 * MiB, 64 * KiB, 256 * KiB},     {16 * MiB, 64 * KiB, 256 * KiB},   {1 * GiB, 64 * KiB, 256 * KiB},
-      {64 * GiB, 64 * KiB, 256 * KiB},    {128 * GiB, 64 * KiB, 256 * KiB},  {256 * GiB, 128 * KiB, 256 * KiB},
-      {512 * GiB, 256 * KiB, 256 * KiB},  {1 * TiB, 512 * KiB, 256 * KiB},   {2 * TiB, 1 * MiB, 256 * KiB},
-      {4 * TiB, 2 * MiB, 256 * KiB},      {8 * TiB, 4 * MiB, 256 * KiB},     {9 * TiB, 8 * MiB, 256 * KiB},
-      {16 * TiB, 8 * MiB, 256 * KiB},     {32 * TiB, 16 * MiB, 256 * KiB},   {64 * TiB, 32 * MiB, 256 * KiB},
-      {128 * TiB, 64 * MiB, 256 * KiB},   {256 * TiB, 64 * MiB, 256 * KiB},  {1 * PiB, 64 * MiB, 256 * KiB},
+      {1 * MiB, 64 * KiB, 256 * KiB},    {16 * MiB, 64 * KiB, 256 * KiB},  {1 * GiB, 64 * KiB, 256 * KiB},
+      {64 * GiB, 64 * KiB, 256 * KiB},   {128 * GiB, 64 * KiB, 256 * KiB}, {256 * GiB, 128 * KiB, 256 * KiB},
+      {512 * GiB, 256 * KiB, 256 * KiB}, {1 * TiB, 512 * KiB, 256 * KiB},  {2 * TiB, 1 * MiB, 256 * KiB},
+      {4 * TiB, 2 * MiB, 256 * KiB},     {8 * TiB, 4 * MiB, 256 * KiB},    {9 * TiB, 8 * MiB, 256 * KiB},
+      {16 * TiB, 8 * MiB, 256 * KiB},    {32 * TiB, 16 * MiB, 256 * KiB},  {64 * TiB, 32 * MiB, 256 * KiB},
+      {128 * TiB, 64 * MiB, 256 * KiB},  {256 * TiB, 64 * MiB, 256 * KiB}, {1 * PiB, 64 * MiB, 256 * KiB},
   };
   for (const SizeRow& row : table) {
     CAPTURE(row.device_size);
@@ -127,8 +127,10 @@ TEST_CASE("no chunk or tracking block is smaller than the device's minimum I/O s
     for (const uint64_t minimum_io : {uint64_t{512}, uint64_t{4096}, 64 * KiB, 3 * MiB}) {
       CAPTURE(device);
       CAPTURE(minimum_io);
-      CHECK(chunk_size(device, minimum_io, rules) == expected_size(device, 18, 26, uint64_t{1} << 40, minimum_io));
-      CHECK(tracking_block_size(device, minimum_io, rules) == expected_size(device, 16, 26, 1u << 21, minimum_io));
+      CHECK(chunk_size(device, minimum_io, rules) ==
+            expected_size(device, 18, 26, uint64_t{1} << 40, minimum_io));
+      CHECK(tracking_block_size(device, minimum_io, rules) ==
+            expected_size(device, 16, 26, 1u << 21, minimum_io));
     }
   }
 }
@@ -142,8 +144,8 @@ TEST_CASE("custom rules change the shifts and the maximum counts") {
   rules.chunk_maximum_shift = 30;
   rules.chunk_maximum_count_shift = 10;  // 1024 chunks
   const SizeRow table[] = {
-      {1 * MiB, 64 * KiB, 1 * MiB},        {4 * KiB, 4 * KiB, 1 * MiB},      {64 * KiB, 4 * KiB, 1 * MiB},
-      {64 * KiB + 1, 8 * KiB, 1 * MiB},    {1 * GiB, 64 * MiB, 1 * MiB},     {1 * GiB + 1, 128 * MiB, 2 * MiB},
+      {1 * MiB, 64 * KiB, 1 * MiB},     {4 * KiB, 4 * KiB, 1 * MiB},  {64 * KiB, 4 * KiB, 1 * MiB},
+      {64 * KiB + 1, 8 * KiB, 1 * MiB}, {1 * GiB, 64 * MiB, 1 * MiB}, {1 * GiB + 1, 128 * MiB, 2 * MiB},
       {64 * TiB, 1 * GiB, 1 * GiB},
   };
   for (const SizeRow& row : table) {
@@ -175,7 +177,8 @@ TEST_CASE("unit count rounds a partial last unit up") {
   CHECK(unit_count(64 * TiB, 32 * MiB) == (1u << 21));
 }
 
-TEST_CASE("100 random 4 KiB writes to a 9 TiB origin use at most 100 chunks of 256 KiB of difference storage") {
+TEST_CASE(
+    "100 random 4 KiB writes to a 9 TiB origin use at most 100 chunks of 256 KiB of difference storage") {
   // Under the v1-v3 rule a 9 TiB origin had 8 MiB chunks: these writes used 800 MiB of difference storage.
   TempDir dir;
   EngineConfig config;
@@ -203,7 +206,8 @@ TEST_CASE("100 random 4 KiB writes to a 9 TiB origin use at most 100 chunks of 2
   REQUIRE_OK(engine.destroy_snapshot("s"));
 }
 
-TEST_CASE("an origin on a device with a large minimum I/O size gets chunks and tracking blocks of that size") {
+TEST_CASE(
+    "an origin on a device with a large minimum I/O size gets chunks and tracking blocks of that size") {
   TempDir dir;
   Engine engine(small_config(12));
   REQUIRE_OK(engine.attach_origin("raid", std::make_shared<DeviceWithMinimumIo>(64 * MiB, 128 * KiB), false));

@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <mutex>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include "engine.h"
@@ -160,7 +160,8 @@ TEST_CASE("a snapshot name that exists already is refused") {
   attach_memory_origin(engine, "disk0", MiB);
   attach_memory_origin(engine, "disk1", MiB);
   REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff0", MiB)));
-  CHECK_ERRC(engine.create_snapshot("s", snapshot_options({"disk1"}, dir, "diff1", MiB)), Errc::already_exists);
+  CHECK_ERRC(engine.create_snapshot("s", snapshot_options({"disk1"}, dir, "diff1", MiB)),
+             Errc::already_exists);
   CHECK(snapshot_of(engine, "disk1").empty());
   CHECK(engine.snapshots().size() == 1);
   CHECK_FALSE(std::filesystem::exists(dir.file("diff1")));
@@ -172,7 +173,8 @@ TEST_CASE("bad snapshot names are refused") {
   attach_memory_origin(engine, "disk0", MiB);
   for (const char* bad : {"", ".s", "a@b", "a/b"}) {
     CAPTURE(bad);
-    CHECK_ERRC(engine.create_snapshot(bad, snapshot_options({"disk0"}, dir, "diff", MiB)), Errc::invalid_argument);
+    CHECK_ERRC(engine.create_snapshot(bad, snapshot_options({"disk0"}, dir, "diff", MiB)),
+               Errc::invalid_argument);
   }
   CHECK(engine.snapshots().empty());
   CHECK(snapshot_of(engine, "disk0").empty());
@@ -182,7 +184,8 @@ TEST_CASE("create with an unknown origin is not found and creates nothing") {
   TempDir dir;
   Engine engine(small_config());
   attach_memory_origin(engine, "disk0", MiB);
-  CHECK_ERRC(engine.create_snapshot("s", snapshot_options({"disk0", "ghost"}, dir, "diff", MiB)), Errc::not_found);
+  CHECK_ERRC(engine.create_snapshot("s", snapshot_options({"disk0", "ghost"}, dir, "diff", MiB)),
+             Errc::not_found);
   CHECK(engine.snapshots().empty());
   CHECK(snapshot_of(engine, "disk0").empty());
   CHECK_FALSE(std::filesystem::exists(dir.file("diff")));
@@ -563,7 +566,8 @@ TEST_CASE("destroy waits for image readers, which then see not_found") {
           ++not_found;
           return;
         }
-        if (!status.is_ok() || !std::equal(buf.begin(), buf.end(), frozen.begin() + static_cast<ptrdiff_t>(offset)))
+        if (!status.is_ok() ||
+            !std::equal(buf.begin(), buf.end(), frozen.begin() + static_cast<ptrdiff_t>(offset)))
           ++wrong;
         ++good_reads;
       }
@@ -627,7 +631,8 @@ class ReadLatchDevice final : public BlockDevice {
 
 }  // namespace
 
-TEST_CASE("an image read in flight while its snapshot is destroyed never returns bytes written after the take") {
+TEST_CASE(
+    "an image read in flight while its snapshot is destroyed never returns bytes written after the take") {
   TempDir dir;
   Engine engine(small_config(16));
   auto device = std::make_shared<ReadLatchDevice>(MiB);
@@ -671,7 +676,8 @@ TEST_CASE("origin writes from several threads all land while the snapshot overfl
   Engine engine(config);
   attach_memory_origin(engine, "disk0", 2 * MiB);
   auto origin = engine.find_origin("disk0");
-  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 256 * KiB)));  // 16 of 128 chunks
+  REQUIRE_OK(
+      engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 256 * KiB)));  // 16 of 128 chunks
   REQUIRE_OK(engine.take_snapshot("s"));
   std::vector<std::thread> writers;
   std::atomic<int> failed_writes{0};
@@ -694,7 +700,9 @@ TEST_CASE("origin writes from several threads all land while the snapshot overfl
   CHECK_ERRC(image->read(buf.data(), buf.size(), MiB), Errc::corrupted);
 }
 
-TEST_CASE("an image read in flight while its origin is detached by force never returns bytes written after the take") {
+TEST_CASE(
+    "an image read in flight while its origin is detached by force never returns bytes written after the "
+    "take") {
   TempDir dir;
   Engine engine(small_config(16));
   auto device = std::make_shared<ReadLatchDevice>(MiB);

@@ -40,8 +40,9 @@ TEST_CASE("a_state_directory_whose_parent_is_missing_is_reported_missing_and_not
   const std::string path = parent + "/no/state";
   const Status s = prepare_state_directory(path, "nbdsnap-state-dir=");
   CHECK(s.code() == Errc::not_found);
-  CHECK(s.message() == "nbdsnap-state-dir=" + path + " does not exist, and neither does its parent directory " +
-                           parent + "/no: create it (mkdir -p " + path + ") or correct the path");
+  CHECK(s.message() == "nbdsnap-state-dir=" + path +
+                           " does not exist, and neither does its parent directory " + parent +
+                           "/no: create it (mkdir -p " + path + ") or correct the path");
   CHECK(access((parent + "/no").c_str(), F_OK) != 0);
   rmdir(parent.c_str());
 }

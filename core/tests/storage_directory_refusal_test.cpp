@@ -24,7 +24,8 @@ TEST_CASE("a_directory_given_as_difference_storage_is_refused_saying_what_to_giv
     const Status s = storage.append({dir.file("diffs"), size});
     CHECK(s.code() == Errc::invalid_argument);
     CHECK(s.message() == "difference storage " + dir.file("diffs") + " is a directory: give a file in it (" +
-                             dir.file("diffs") + "/NAME.diff:SIZE creates one of SIZE bytes), an existing file " +
+                             dir.file("diffs") +
+                             "/NAME.diff:SIZE creates one of SIZE bytes), an existing file " +
                              "or a block device");
     CHECK(storage.areas().empty());
   }

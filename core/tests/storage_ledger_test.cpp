@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// storage_ledger_test.cpp — storage files of snapshots that died with a crashed run are removed at start, unless
-// someone has locked them since.
+// storage_ledger_test.cpp — storage files of snapshots that died with a crashed run are removed at start,
+// unless someone has locked them since.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// storage_ranges_test.cpp — difference storage as ranges of files (blksnap v4 takes sector ranges of any block
-// device): several ranges of one file in one snapshot and across snapshots, each chunk landing inside its
-// range, and every overlap (with an origin, another snapshot's storage, the snapshot's own areas) refused.
+// storage_ranges_test.cpp — difference storage as ranges of files (blksnap v4 takes sector ranges of any
+// block device): several ranges of one file in one snapshot and across snapshots, each chunk landing inside
+// its range, and every overlap (with an origin, another snapshot's storage, the snapshot's own areas)
+// refused.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -28,7 +29,8 @@ std::string make_filled_file(const TempDir& dir, const std::string& name, uint64
   const std::string path = dir.file(name);
   std::ofstream out(path, std::ios::binary);
   const std::vector<char> block(MiB, static_cast<char>(0xEE));
-  for (uint64_t done = 0; done < size; done += MiB) out.write(block.data(), static_cast<std::streamsize>(std::min(MiB, size - done)));
+  for (uint64_t done = 0; done < size; done += MiB)
+    out.write(block.data(), static_cast<std::streamsize>(std::min(MiB, size - done)));
   return path;
 }
 
@@ -90,7 +92,8 @@ TEST_CASE("two ranges of one file hold a snapshot's chunks, and nothing outside 
   Engine engine(config);
   attach_memory_origin(engine, "disk0", 4 * MiB);
   // 1 MiB at 1 MiB and 1 MiB at 4 MiB: 32 chunks in all, the second range used once the first is full.
-  REQUIRE_OK(engine.create_snapshot("s", options_with({"disk0"}, {range(file, MiB, MiB), range(file, 4 * MiB, MiB)})));
+  REQUIRE_OK(engine.create_snapshot(
+      "s", options_with({"disk0"}, {range(file, MiB, MiB), range(file, 4 * MiB, MiB)})));
   SnapshotInfo info;
   REQUIRE_OK(engine.snapshot_info("s", info));
   REQUIRE(info.storage.size() == 2);
@@ -113,7 +116,8 @@ TEST_CASE("two ranges of one file hold a snapshot's chunks, and nothing outside 
   CHECK(file_bytes(file, 0, MiB) == untouched);
   CHECK(file_bytes(file, 2 * MiB, MiB) == untouched);
   CHECK(file_bytes(file, 3 * MiB, MiB) == untouched);
-  CHECK(file_bytes(file, 4 * MiB + 8 * kChunk, MiB - 8 * kChunk) == std::vector<uint8_t>(MiB - 8 * kChunk, 0xEE));
+  CHECK(file_bytes(file, 4 * MiB + 8 * kChunk, MiB - 8 * kChunk) ==
+        std::vector<uint8_t>(MiB - 8 * kChunk, 0xEE));
   CHECK(file_bytes(file, 5 * MiB, 3 * MiB) == std::vector<uint8_t>(3 * MiB, 0xEE));
   CHECK(file_bytes(file, MiB, kChunk) != std::vector<uint8_t>(kChunk, 0xEE));
   CHECK(file_bytes(file, 4 * MiB, kChunk) != std::vector<uint8_t>(kChunk, 0xEE));
@@ -152,7 +156,8 @@ TEST_CASE("overlapping ranges are refused, in one snapshot and across snapshots"
   Engine engine(small_config());
   attach_memory_origin(engine, "disk0", MiB);
   attach_memory_origin(engine, "disk1", MiB);
-  Status s = engine.create_snapshot("a", options_with({"disk0"}, {range(file, 0, 2 * MiB), range(file, MiB, MiB)}));
+  Status s =
+      engine.create_snapshot("a", options_with({"disk0"}, {range(file, 0, 2 * MiB), range(file, MiB, MiB)}));
   CHECK(s.code() == Errc::already_exists);
   CHECK(s.message().find("already in this snapshot's storage") != std::string::npos);
   SnapshotInfo info;
@@ -170,7 +175,8 @@ TEST_CASE("overlapping ranges are refused, in one snapshot and across snapshots"
   CHECK(info.storage.size() == 2);
 }
 
-TEST_CASE("storage overlapping an origin's file is refused before it is opened, and an origin in storage too") {
+TEST_CASE(
+    "storage overlapping an origin's file is refused before it is opened, and an origin in storage too") {
   TempDir dir;
   const std::string disk = make_filled_file(dir, "disk.img", 4 * MiB);
   const std::string other = make_filled_file(dir, "other.img", 4 * MiB);
@@ -185,8 +191,8 @@ TEST_CASE("storage overlapping an origin's file is refused before it is opened, 
   std::filesystem::create_hard_link(disk, dir.file("link.img"));
   CHECK_ERRC(engine.create_snapshot("s", options_with({"disk0"}, {range(dir.file("link.img"), 0, MiB)})),
              Errc::already_exists);
-  // The other way round: a file a range of which is storage cannot become an origin (its lock refuses a second
-  // open; the engine refuses its identity even from a device that is not locked).
+  // The other way round: a file a range of which is storage cannot become an origin (its lock refuses a
+  // second open; the engine refuses its identity even from a device that is not locked).
   REQUIRE_OK(engine.create_snapshot("s", options_with({"disk0"}, {range(other, MiB, MiB)})));
   std::unique_ptr<FileDevice> second;
   CHECK_ERRC(FileDevice::open(other, false, second), Errc::already_exists);
@@ -205,7 +211,8 @@ TEST_CASE("ranges beyond the end of the file, of a missing file, or mixed with a
   attach_memory_origin(engine, "disk0", MiB);
   Status s = engine.create_snapshot("s", options_with({"disk0"}, {range(file, MiB, 2 * MiB)}));
   CHECK(s.code() == Errc::out_of_range);
-  CHECK(s.message().find("ends at byte 3145728 but " + file + " has only 2097152 bytes") != std::string::npos);
+  CHECK(s.message().find("ends at byte 3145728 but " + file + " has only 2097152 bytes") !=
+        std::string::npos);
   s = engine.create_snapshot("s", options_with({"disk0"}, {range(file, 2 * MiB, 0)}));
   CHECK(s.code() == Errc::out_of_range);
   CHECK(s.message().find("starts at byte 2097152") != std::string::npos);

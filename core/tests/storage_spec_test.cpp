@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// storage_spec_test.cpp — difference storage as users write it: PATH, PATH:SIZE, PATH:OFFSET+LENGTH, PATH:, and
-// the messages for what cannot be read (never a file named after a typo).
+// storage_spec_test.cpp — difference storage as users write it: PATH, PATH:SIZE, PATH:OFFSET+LENGTH, PATH:,
+// and the messages for what cannot be read (never a file named after a typo).
 #include "storage_spec.h"
 
 #include <doctest/doctest.h>

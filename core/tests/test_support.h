@@ -13,8 +13,8 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,22 +26,22 @@
 #include "tracker.h"
 
 // Checks that a Status-returning expression succeeded, printing the engine's message when it did not.
-#define REQUIRE_OK(expr)                                          \
-  do {                                                            \
-    const ::nbdsnap::Status status_ = (expr);                     \
+#define REQUIRE_OK(expr)                                                 \
+  do {                                                                   \
+    const ::nbdsnap::Status status_ = (expr);                            \
     REQUIRE_MESSAGE(status_.is_ok(), #expr ": " << status_.to_string()); \
   } while (0)
-#define CHECK_OK(expr)                                            \
-  do {                                                            \
-    const ::nbdsnap::Status status_ = (expr);                     \
+#define CHECK_OK(expr)                                                 \
+  do {                                                                 \
+    const ::nbdsnap::Status status_ = (expr);                          \
     CHECK_MESSAGE(status_.is_ok(), #expr ": " << status_.to_string()); \
   } while (0)
 // Checks that an expression failed with a given Errc.
-#define CHECK_ERRC(expr, errc)                                                               \
-  do {                                                                                       \
-    const ::nbdsnap::Status status_ = (expr);                                                \
-    CHECK_MESSAGE(status_.code() == (errc), #expr ": got " << status_.to_string() << ", want " \
-                                                           << ::nbdsnap::errc_name(errc));   \
+#define CHECK_ERRC(expr, errc)                                                                       \
+  do {                                                                                               \
+    const ::nbdsnap::Status status_ = (expr);                                                        \
+    CHECK_MESSAGE(status_.code() == (errc),                                                          \
+                  #expr ": got " << status_.to_string() << ", want " << ::nbdsnap::errc_name(errc)); \
   } while (0)
 
 namespace nbdsnap::test {
@@ -105,7 +105,8 @@ class TempDir {
 // The byte that "version" v of the data holds at absolute offset o: differs between versions and offsets,
 // so a read from the wrong place or the wrong time shows.
 inline uint8_t pattern_byte(uint64_t offset, uint32_t version) {
-  uint64_t x = offset * 0x9E3779B97F4A7C15ull + uint64_t{version} * 0xC2B2AE3D27D4EB4Full + 0x165667B19E3779F9ull;
+  uint64_t x =
+      offset * 0x9E3779B97F4A7C15ull + uint64_t{version} * 0xC2B2AE3D27D4EB4Full + 0x165667B19E3779F9ull;
   x ^= x >> 29;
   x *= 0xBF58476D1CE4E5B9ull;
   x ^= x >> 32;
@@ -149,8 +150,8 @@ inline EngineConfig small_config(unsigned chunk_shift = 16) {
 }
 
 // Attaches a MemoryDevice filled with version `version` of the pattern; returns the device.
-inline std::shared_ptr<MemoryDevice> attach_memory_origin(Engine& engine, const std::string& name, uint64_t size,
-                                                          uint32_t version = 1) {
+inline std::shared_ptr<MemoryDevice> attach_memory_origin(Engine& engine, const std::string& name,
+                                                          uint64_t size, uint32_t version = 1) {
   auto device = std::make_shared<MemoryDevice>(size);
   fill_device(*device, version);
   REQUIRE_OK(engine.attach_origin(name, device, false));

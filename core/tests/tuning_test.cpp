@@ -101,7 +101,8 @@ TEST_CASE("every option refuses values outside its bounds, naming the option and
 }
 
 TEST_CASE("the messages read as the user wrote the option") {
-  CHECK(sanitize_message("chunk-min-shift", "40", kServer) == "--chunk-min-shift 40 is out of range: it must be 12..30");
+  CHECK(sanitize_message("chunk-min-shift", "40", kServer) ==
+        "--chunk-min-shift 40 is out of range: it must be 12..30");
   CHECK(sanitize_message("chunk-min-shift", "40", kFilter) ==
         "nbdsnap-chunk-min-shift=40 is out of range: it must be 12..30");
   CHECK(sanitize_message("chunk-buffer-budget", "65G", kServer) ==
@@ -150,13 +151,15 @@ TEST_CASE("a maximum shift below its minimum shift is refused, naming both") {
   config.sizing.tracking_block_minimum_shift = 22;
   config.sizing.tracking_block_maximum_shift = 21;
   s = sanitize_tuning(config, kFilter);
-  CHECK(s.message().find("nbdsnap-tracking-block-max-shift=21 is below nbdsnap-tracking-block-min-shift=22") == 0);
+  CHECK(s.message().find(
+            "nbdsnap-tracking-block-max-shift=21 is below nbdsnap-tracking-block-min-shift=22") == 0);
 }
 
 TEST_CASE("help text gives each option's default and bounds") {
   CHECK(find_tuning_option("chunk-min-shift")->help_text() ==
         "smallest copy-on-write chunk is 2^N bytes (default 18; 12..30)");
-  CHECK(find_tuning_option("chunk-buffer-budget")->help_text().find("(default 64M; 0..64G)") != std::string::npos);
+  CHECK(find_tuning_option("chunk-buffer-budget")->help_text().find("(default 64M; 0..64G)") !=
+        std::string::npos);
   CHECK(find_tuning_option("copy-io-size")->help_text().find("(default 4M; 4K..64M, a power of two)") !=
         std::string::npos);
   CHECK(find_tuning_option("no-such-option") == nullptr);

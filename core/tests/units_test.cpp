@@ -13,13 +13,9 @@ TEST_CASE("sizes parse as bytes or with binary suffixes") {
     const char* text;
     uint64_t bytes;
   };
-  const Row rows[] = {{"0", 0},
-                      {"1048576", 1048576},
-                      {"512", 512},
-                      {"64K", 64ull << 10},
-                      {"256M", 256ull << 20},
-                      {"2G", 2ull << 30},
-                      {"1T", 1ull << 40}};
+  const Row rows[] = {
+      {"0", 0},           {"1048576", 1048576}, {"512", 512}, {"64K", 64ull << 10}, {"256M", 256ull << 20},
+      {"2G", 2ull << 30}, {"1T", 1ull << 40}};
   for (const Row& row : rows) {
     CAPTURE(row.text);
     uint64_t bytes = 12345;
@@ -56,12 +52,14 @@ TEST_CASE("size errors say in words what to write instead") {
   Status s = parse_size("-5M", bytes);
   CHECK(s.message() == "size '-5M' is negative: sizes are whole numbers of bytes");
   s = parse_size("1.5G", bytes);
-  CHECK(s.message() == "size '1.5G' is not a whole number: write a whole number of bytes or of a smaller unit: "
-                       "1.5G is 1536M");
+  CHECK(s.message() ==
+        "size '1.5G' is not a whole number: write a whole number of bytes or of a smaller unit: "
+        "1.5G is 1536M");
   s = parse_size("0.25M", bytes);
   CHECK(s.message().find("0.25M is 256K") != std::string::npos);
   s = parse_size("1.3G", bytes);
-  CHECK(s.message() == "size '1.3G' is not a whole number: write a whole number of bytes or of a smaller unit");
+  CHECK(s.message() ==
+        "size '1.3G' is not a whole number: write a whole number of bytes or of a smaller unit");
   s = parse_size("12Q", bytes);
   CHECK(s.message() == "size '12Q' has an unknown suffix 'Q' (use K, M, G, T or P, powers of 1024)");
   s = parse_size("", bytes);

@@ -43,7 +43,8 @@ TEST_CASE("connecting_to_a_missing_socket_or_an_impossible_path_fails_with_errno
 TEST_CASE("a_refusal_carries_the_servers_code_errno_and_message_and_leaves_the_client_connected") {
   fake::Server server(fake::replying([](const std::string& line) {
     if (line.find("snapshot-info") != std::string::npos) {
-      return std::string(R"({"ok":false,"error":{"code":"not_found","errno":2,"message":"no snapshot 'x'"}})");
+      return std::string(
+          R"({"ok":false,"error":{"code":"not_found","errno":2,"message":"no snapshot 'x'"}})");
     }
     return std::string(R"({"ok":true,"version":"9.9","protocol":1,"front_end":"nbdsnapd"})");
   }));
@@ -105,8 +106,9 @@ TEST_CASE("a_malformed_reply_is_a_protocol_error_and_ends_the_connection") {
 
 TEST_CASE("the_raw_call_sends_any_command_and_returns_the_reply_line") {
   fake::Server server(fake::replying([](const std::string& line) {
-    return line.find("\"future-command\"") != std::string::npos ? std::string(R"({"ok":true,"new_field":[1,2]})")
-                                                                : std::string(R"({"ok":true})");
+    return line.find("\"future-command\"") != std::string::npos
+               ? std::string(R"({"ok":true,"new_field":[1,2]})")
+               : std::string(R"({"ok":true})");
   }));
   Client client = connected(server.path());
   Result<std::string> reply = client.call(R"({"command":"future-command","x":1})");

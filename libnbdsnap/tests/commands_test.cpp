@@ -59,18 +59,31 @@ TEST_CASE("origins_snapshots_and_cbt_info_are_decoded_field_by_field") {
   ScriptedServer server([](const json& request) -> json {
     const std::string command = request["command"];
     if (command == "origins") {
-      return {{"origins", {{{"name", "disk"}, {"size", 1048576}, {"read_only", false}, {"generation", "g1"},
-                            {"change_number", 7}, {"tracking_block_size", 65536}, {"chunk_size", 65536},
-                            {"snapshot", "s1"}, {"clients", 2}, {"uri", "nbd+unix:///disk?socket=/x"},
-                            {"a_field_of_the_future", true}}}}};
+      return {{"origins",
+               {{{"name", "disk"},
+                 {"size", 1048576},
+                 {"read_only", false},
+                 {"generation", "g1"},
+                 {"change_number", 7},
+                 {"tracking_block_size", 65536},
+                 {"chunk_size", 65536},
+                 {"snapshot", "s1"},
+                 {"clients", 2},
+                 {"uri", "nbd+unix:///disk?socket=/x"},
+                 {"a_field_of_the_future", true}}}}};
     }
     if (command == "snapshot-take") {
-      return {{"snapshot", {{"name", "s1"}, {"state", "taken"}, {"origins", {"disk"}},
-                            {"images", {{{"origin", "disk"}, {"export", "disk@s1"}, {"uri", "u"}}}},
-                            {"storage", {{{"path", "/d"}, {"size", 4096}, {"created", true}}}},
-                            {"storage_used", 0}, {"taken_unix_ms", 1700000000000}}}};
+      return {{"snapshot",
+               {{"name", "s1"},
+                {"state", "taken"},
+                {"origins", {"disk"}},
+                {"images", {{{"origin", "disk"}, {"export", "disk@s1"}, {"uri", "u"}}}},
+                {"storage", {{{"path", "/d"}, {"size", 4096}, {"created", true}}}},
+                {"storage_used", 0},
+                {"taken_unix_ms", 1700000000000}}}};
     }
-    if (command == "cbt-info") return {{"cbt", {{"generation", "g1"}, {"checkpoints", {{"b", 5}, {"a", 3}}}}}};
+    if (command == "cbt-info")
+      return {{"cbt", {{"generation", "g1"}, {"checkpoints", {{"b", 5}, {"a", 3}}}}}};
     return json::object();
   });
   Client client = connected(server.path());
@@ -112,11 +125,15 @@ TEST_CASE("requests_carry_exactly_the_arguments_of_the_protocol") {
   spec.storage = {{"/var/tmp/s.diff", 1 << 20, false}};
   spec.limit = 4096;
   REQUIRE(client.snapshot_create(spec).ok());
-  CHECK(server.last_request() == json({{"command", "snapshot-create"}, {"name", "s"}, {"origins", {"a", "b"}},
-                                       {"writable", false}, {"limit", 4096},
+  CHECK(server.last_request() == json({{"command", "snapshot-create"},
+                                       {"name", "s"},
+                                       {"origins", {"a", "b"}},
+                                       {"writable", false},
+                                       {"limit", 4096},
                                        {"storage", {{{"path", "/var/tmp/s.diff"}, {"size", 1 << 20}}}}}));
   REQUIRE(client.cbt_mark_dirty("a", {{0, 4096}, {65536, 512}}).ok());
-  CHECK(server.last_request()["ranges"] == json({{{"offset", 0}, {"length", 4096}}, {{"offset", 65536}, {"length", 512}}}));
+  CHECK(server.last_request()["ranges"] ==
+        json({{{"offset", 0}, {"length", 4096}}, {{"offset", 65536}, {"length", 512}}}));
   REQUIRE(client.origin_detach("a", true).ok());
   CHECK(server.last_request() == json({{"command", "origin-detach"}, {"name", "a"}, {"force", true}}));
   CbtQuery query;
@@ -124,7 +141,8 @@ TEST_CASE("requests_carry_exactly_the_arguments_of_the_protocol") {
   query.since = "s0";
   query.length = 8192;
   REQUIRE(client.cbt_map(query).ok());
-  CHECK(server.last_request() == json({{"command", "cbt-map"}, {"origin", "a"}, {"since", "s0"}, {"length", 8192}}));
+  CHECK(server.last_request() ==
+        json({{"command", "cbt-map"}, {"origin", "a"}, {"since", "s0"}, {"length", 8192}}));
 }
 
 TEST_CASE("changed_ranges_follow_the_pages_and_refuse_a_generation_change_between_them") {
@@ -133,10 +151,14 @@ TEST_CASE("changed_ranges_follow_the_pages_and_refuse_a_generation_change_betwee
     const uint64_t offset = request.value("offset", 0);
     const std::string generation = renew && offset > 0 ? "g2" : "g1";
     if (offset == 0) {
-      return {{"generation", generation}, {"ranges", {{{"offset", 0}, {"length", 4096}}}}, {"more", true},
+      return {{"generation", generation},
+              {"ranges", {{{"offset", 0}, {"length", 4096}}}},
+              {"more", true},
               {"next_offset", 65536}};
     }
-    return {{"generation", generation}, {"ranges", {{{"offset", 65536}, {"length", 4096}}}}, {"more", false},
+    return {{"generation", generation},
+            {"ranges", {{{"offset", 65536}, {"length", 4096}}}},
+            {"more", false},
             {"next_offset", 1 << 20}};
   });
   Client client = connected(server.path());
@@ -158,11 +180,21 @@ TEST_CASE("the_whole_raw_map_joins_runs_of_every_page_and_a_page_that_does_not_m
   ScriptedServer server([&](const json& request) -> json {
     const uint64_t offset = request.value("offset", 0);
     if (offset == 0) {
-      return {{"generation", "g1"}, {"block_size", 65536}, {"offset", 0}, {"length", 65536},
-              {"runs", {{0, 1}}}, {"more", true}, {"next_offset", stuck ? 0 : 65536}};
+      return {{"generation", "g1"},
+              {"block_size", 65536},
+              {"offset", 0},
+              {"length", 65536},
+              {"runs", {{0, 1}}},
+              {"more", true},
+              {"next_offset", stuck ? 0 : 65536}};
     }
-    return {{"generation", "g1"}, {"block_size", 65536}, {"offset", offset}, {"length", 65536},
-            {"runs", {{7, 1}}}, {"more", false}, {"next_offset", offset + 65536}};
+    return {{"generation", "g1"},
+            {"block_size", 65536},
+            {"offset", offset},
+            {"length", 65536},
+            {"runs", {{7, 1}}},
+            {"more", false},
+            {"next_offset", offset + 65536}};
   });
   Client client = connected(server.path());
   CbtQuery query;
@@ -216,19 +248,24 @@ TEST_CASE("watch_events_passes_the_filtered_events_and_ends_by_callback_by_stop_
                            "snapshot_taken"};
     json events = json::array();
     for (uint64_t sequence = after + 1; sequence <= std::min<uint64_t>(after + 2, 5); ++sequence) {
-      events.push_back({{"sequence", sequence}, {"type", types[sequence - 1]}, {"snapshot", sequence < 3 ? "a" : "b"}});
+      events.push_back(
+          {{"sequence", sequence}, {"type", types[sequence - 1]}, {"snapshot", sequence < 3 ? "a" : "b"}});
     }
-    if (events.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(request["timeout_ms"].get<int64_t>()));
+    if (events.empty())
+      std::this_thread::sleep_for(std::chrono::milliseconds(request["timeout_ms"].get<int64_t>()));
     return {{"events", events}, {"last_sequence", 5}};
   });
   Client client = connected(server.path());
   WatchOptions options;
   options.poll = 20ms;
   std::vector<uint64_t> seen;
-  Result<WatchEnd> end = client.watch_events({{"snapshot_taken"}, "", ""}, [&](const Event& event) {
-    seen.push_back(event.sequence);
-    return event.snapshot == "b" ? WatchVerdict::stop : WatchVerdict::keep_watching;
-  }, {}, options);
+  Result<WatchEnd> end = client.watch_events(
+      {{"snapshot_taken"}, "", ""},
+      [&](const Event& event) {
+        seen.push_back(event.sequence);
+        return event.snapshot == "b" ? WatchVerdict::stop : WatchVerdict::keep_watching;
+      },
+      {}, options);
   REQUIRE(end.ok());
   CHECK(seen == std::vector<uint64_t>{2, 3});
   CHECK((end->reason == WatchEnd::Reason::callback_stopped && end->position == 3 && end->delivered == 2));
@@ -241,8 +278,9 @@ TEST_CASE("watch_events_passes_the_filtered_events_and_ends_by_callback_by_stop_
     stop.request_stop();
   });
   const auto start = std::chrono::steady_clock::now();
-  end = client.watch_events({{"corrupted"}, "", ""}, [](const Event&) { return WatchVerdict::keep_watching; },
-                            stop.get_token(), options);
+  end = client.watch_events(
+      {{"corrupted"}, "", ""}, [](const Event&) { return WatchVerdict::keep_watching; }, stop.get_token(),
+      options);
   stopper.join();
   REQUIRE(end.ok());
   CHECK((end->reason == WatchEnd::Reason::stop_requested && end->position == 5 && end->delivered == 0));
@@ -250,7 +288,8 @@ TEST_CASE("watch_events_passes_the_filtered_events_and_ends_by_callback_by_stop_
 
   options.after = end->position;
   options.timeout = 50ms;
-  end = client.watch_events({}, [](const Event&) { return WatchVerdict::keep_watching; }, {}, options);
+  end = client.watch_events(
+      {}, [](const Event&) { return WatchVerdict::keep_watching; }, {}, options);
   REQUIRE(end.ok());
   CHECK((end->reason == WatchEnd::Reason::timed_out && end->position == 5 && end->delivered == 0));
 }

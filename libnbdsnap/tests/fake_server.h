@@ -76,7 +76,9 @@ inline std::string read_line(int fd) {
   return {};
 }
 
-inline void send_text(int fd, const std::string& text) { ::send(fd, text.data(), text.size(), MSG_NOSIGNAL); }
+inline void send_text(int fd, const std::string& text) {
+  ::send(fd, text.data(), text.size(), MSG_NOSIGNAL);
+}
 
 // Like nbdsnapd and nbdkit: greets at once, reads the client flags, closes on flags it does not know.
 inline void nbd_like(int fd) {
@@ -90,7 +92,8 @@ inline void nbd_like(int fd) {
 // Answers each request line with answer(line) plus a newline.
 inline std::function<void(int)> replying(std::function<std::string(const std::string&)> answer) {
   return [answer = std::move(answer)](int fd) {
-    for (std::string line = read_line(fd); !line.empty(); line = read_line(fd)) send_text(fd, answer(line) + "\n");
+    for (std::string line = read_line(fd); !line.empty(); line = read_line(fd))
+      send_text(fd, answer(line) + "\n");
   };
 }
 

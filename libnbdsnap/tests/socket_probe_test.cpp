@@ -10,14 +10,16 @@ using namespace nbdsnap::client;
 using namespace std::chrono_literals;
 
 namespace {
-Deadline in(std::chrono::milliseconds budget) { return std::chrono::steady_clock::now() + budget; }
+Deadline in(std::chrono::milliseconds budget) {
+  return std::chrono::steady_clock::now() + budget;
+}
 }  // namespace
 
 TEST_CASE("an_nbd_greeting_is_recognised_from_its_first_8_bytes") {
   CHECK(is_nbd_greeting(fake::kNbdGreeting));
   CHECK(is_nbd_greeting("NBDMAGIC"));
   CHECK(is_nbd_greeting(std::string("NBDMAGIC\x00\x42\x02\x81\x86\x12\x53", 15)));  // oldstyle
-  CHECK_FALSE(is_nbd_greeting("NBDMAGI"));  // too short to tell
+  CHECK_FALSE(is_nbd_greeting("NBDMAGI"));                                          // too short to tell
   CHECK_FALSE(is_nbd_greeting(""));
   CHECK_FALSE(is_nbd_greeting("{\"ok\":true}"));
   CHECK_FALSE(is_nbd_greeting("nbdmagic"));

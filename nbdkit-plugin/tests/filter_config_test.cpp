@@ -74,8 +74,10 @@ TEST_CASE("every_tuning_option_of_the_engine_is_a_parameter_with_the_bounds_nbds
     const char* message;
   };
   const Case cases[] = {
-      {"nbdsnap-chunk-min-shift", "16", "11", "nbdsnap-chunk-min-shift=11 is out of range: it must be 12..30"},
-      {"nbdsnap-chunk-max-shift", "28", "31", "nbdsnap-chunk-max-shift=31 is out of range: it must be 12..30"},
+      {"nbdsnap-chunk-min-shift", "16", "11",
+       "nbdsnap-chunk-min-shift=11 is out of range: it must be 12..30"},
+      {"nbdsnap-chunk-max-shift", "28", "31",
+       "nbdsnap-chunk-max-shift=31 is out of range: it must be 12..30"},
       {"nbdsnap-chunk-max-count-shift", "21", "64",
        "nbdsnap-chunk-max-count-shift=64 is out of range: it must be 1..63"},
       {"nbdsnap-tracking-block-min-shift", "12", "8",
@@ -86,10 +88,12 @@ TEST_CASE("every_tuning_option_of_the_engine_is_a_parameter_with_the_bounds_nbds
        "nbdsnap-tracking-block-max-count=0 is out of range: it must be 1..4294967296"},
       {"nbdsnap-chunk-buffer-budget", "1G", "65G",
        "nbdsnap-chunk-buffer-budget=65G is out of range: it must be 0..64G"},
-      {"nbdsnap-low-space-threshold", "0", "2P", "nbdsnap-low-space-threshold=2P is out of range: it must be 0..1P"},
+      {"nbdsnap-low-space-threshold", "0", "2P",
+       "nbdsnap-low-space-threshold=2P is out of range: it must be 0..1P"},
       {"nbdsnap-copy-io-size", "1M", "48K",
        "nbdsnap-copy-io-size=48K is not a power of two: it must be 4K..64M, a power of two"},
-      {"nbdsnap-checkpoints-kept", "32", "129", "nbdsnap-checkpoints-kept=129 is out of range: it must be 2..128"},
+      {"nbdsnap-checkpoints-kept", "32", "129",
+       "nbdsnap-checkpoints-kept=129 is out of range: it must be 2..128"},
   };
   for (const Case& c : cases) {
     CAPTURE(c.key);
@@ -106,9 +110,12 @@ TEST_CASE("every_tuning_option_of_the_engine_is_a_parameter_with_the_bounds_nbds
 
 TEST_CASE("tuning_parameters_reach_the_engine_configuration") {
   FilterConfig config;
-  for (auto [key, value] : {std::pair{"nbdsnap-chunk-max-shift", "24"}, {"nbdsnap-chunk-max-count-shift", "30"},
-                            {"nbdsnap-tracking-block-max-shift", "20"}, {"nbdsnap-tracking-block-max-count", "4096"},
-                            {"nbdsnap-chunk-buffer-budget", "16M"}, {"nbdsnap-low-space-threshold", "1G"},
+  for (auto [key, value] : {std::pair{"nbdsnap-chunk-max-shift", "24"},
+                            {"nbdsnap-chunk-max-count-shift", "30"},
+                            {"nbdsnap-tracking-block-max-shift", "20"},
+                            {"nbdsnap-tracking-block-max-count", "4096"},
+                            {"nbdsnap-chunk-buffer-budget", "16M"},
+                            {"nbdsnap-low-space-threshold", "1G"},
                             {"nbdsnap-copy-io-size", "256K"}}) {
     REQUIRE(config.apply(key, value));
   }
@@ -232,8 +239,9 @@ TEST_CASE("state_dir_is_created_in_an_existing_parent_and_reported_missing_witho
   REQUIRE(config.apply("nbdsnap-state-dir", "/nonexistent/nbdsnap-state"));
   const nbdsnap::Status missing = config.complete();
   CHECK(missing.code() == Errc::not_found);
-  CHECK(missing.message().find("nbdsnap-state-dir=/nonexistent/nbdsnap-state does not exist, and neither does its "
-                               "parent directory /nonexistent") == 0);
+  CHECK(missing.message().find(
+            "nbdsnap-state-dir=/nonexistent/nbdsnap-state does not exist, and neither does its "
+            "parent directory /nonexistent") == 0);
   const std::string dir = temp_dir();
   FilterConfig fresh;
   REQUIRE(fresh.apply("nbdsnap-state-dir", dir + "/state"));
@@ -264,7 +272,8 @@ TEST_CASE("default_storage_may_be_a_range_of_a_file_but_not_of_a_directory") {
   FilterConfig typo;
   auto t = typo.apply("nbdsnap-storage", dir + ":1.5G");
   CHECK(t.code() == Errc::invalid_argument);
-  CHECK(t.message().find("nbdsnap-storage: storage '" + dir + ":1.5G': '1.5G' after the last ':' is not a size") == 0);
+  CHECK(t.message().find("nbdsnap-storage: storage '" + dir +
+                         ":1.5G': '1.5G' after the last ':' is not a size") == 0);
   unlink(file.c_str());
   rmdir(dir.c_str());
 }
@@ -284,7 +293,8 @@ TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
     REQUIRE(out_of_range.apply("nbdsnap-checkpoints-kept", bad));
     auto s = out_of_range.complete();
     CHECK(s.code() == Errc::invalid_argument);
-    CHECK(s.message() == std::string("nbdsnap-checkpoints-kept=") + bad + " is out of range: it must be 2..128");
+    CHECK(s.message() ==
+          std::string("nbdsnap-checkpoints-kept=") + bad + " is out of range: it must be 2..128");
   }
   for (const char* bad : {"-1", "", "16x"}) {  // not numbers: refused at once
     CAPTURE(bad);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// plugin_exports_test.cpp — which names are origins, and asking "nbdkit" for the list: a fake server on a Unix
-// socket plays nbdkit, running the filter's part (PluginExports::record) when it answers NBD_OPT_LIST.
+// plugin_exports_test.cpp — which names are origins, and asking "nbdkit" for the list: a fake server on a
+// Unix socket plays nbdkit, running the filter's part (PluginExports::record) when it answers NBD_OPT_LIST.
 #include <doctest/doctest.h>
 
 #include <sys/socket.h>
@@ -73,7 +73,8 @@ class FakeServer {
   static uint32_t receive_option(int fd) {
     uint8_t header[nbd::kOptionHeaderSize];
     if (!receive_all(fd, header, sizeof header)) return 0;
-    const nbd::OptionHeader option = nbd::parse_option_header(std::span<const uint8_t, nbd::kOptionHeaderSize>(header));
+    const nbd::OptionHeader option =
+        nbd::parse_option_header(std::span<const uint8_t, nbd::kOptionHeaderSize>(header));
     std::vector<uint8_t> data(option.length);
     if (!receive_all(fd, data.data(), data.size())) return 0;
     return option.option;

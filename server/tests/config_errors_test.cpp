@@ -56,8 +56,9 @@ TEST_CASE("every_numeric_option_of_nbdsnapd_is_refused_with_its_name_value_and_b
       {"max-in-flight", "4097", "--max-in-flight 4097 is out of range: it must be 1..4096"},
       {"max-connections", "1000001", "--max-connections 1000001 is out of range: it must be 0..1000000"},
       {"handshake-timeout", "-1", "--handshake-timeout -1: expected a whole number 0..86400"},
-      {"handshake-timeout", "99999999999999999999999", "--handshake-timeout 99999999999999999999999 is too large: "
-                                                       "it must be 0..86400"},
+      {"handshake-timeout", "99999999999999999999999",
+       "--handshake-timeout 99999999999999999999999 is too large: "
+       "it must be 0..86400"},
       {"chunk-min-shift", "40", "--chunk-min-shift 40 is out of range: it must be 12..30"},
       {"checkpoints-kept", "1", "--checkpoints-kept 1 is out of range: it must be 2..128"},
       {"copy-io-size", "48K", "--copy-io-size 48K is not a power of two: it must be 4K..64M, a power of two"},
@@ -66,7 +67,8 @@ TEST_CASE("every_numeric_option_of_nbdsnapd_is_refused_with_its_name_value_and_b
     CAPTURE(c.option);
     CHECK(errors_of({std::string("--") + c.option, c.bad}) == std::string("nbdsnapd: ") + c.message + "\n");
     // The same value from the configuration file: the same words, after the file and the line.
-    TemporaryConfigFile file("# a comment\n\nlog-level = info\n" + std::string(c.option) + " = " + c.bad + "\n");
+    TemporaryConfigFile file("# a comment\n\nlog-level = info\n" + std::string(c.option) + " = " + c.bad +
+                             "\n");
     CHECK(errors_of({"--config", file.path()}) ==
           "nbdsnapd: " + file.path() + ":4: " + std::string(c.message) + "\n");
   }
@@ -82,13 +84,14 @@ TEST_CASE("a_value_given_on_the_command_line_wins_over_the_file_and_its_errors_n
 
 TEST_CASE("errors_of_the_sanitize_step_and_of_other_options_name_the_line_of_the_file") {
   TemporaryConfigFile shifts("chunk-min-shift = 22\n\nchunk-max-shift = 20\n");
-  CHECK(errors_of({"--config", shifts.path()}) ==
-        "nbdsnapd: " + shifts.path() +
-            ":3: --chunk-max-shift 20 is below --chunk-min-shift 22: raise --chunk-max-shift to at least 22 or "
-            "lower --chunk-min-shift\n");
+  CHECK(
+      errors_of({"--config", shifts.path()}) ==
+      "nbdsnapd: " + shifts.path() +
+          ":3: --chunk-max-shift 20 is below --chunk-min-shift 22: raise --chunk-max-shift to at least 22 or "
+          "lower --chunk-min-shift\n");
   TemporaryConfigFile origins("origin = a=/dev/null\norigin = b@c=/dev/null\n");
-  CHECK(errors_of({"--config", origins.path()}).find("nbdsnapd: " + origins.path() + ":2: --origin b@c=/dev/null: ") ==
-        0);
+  CHECK(errors_of({"--config", origins.path()})
+            .find("nbdsnapd: " + origins.path() + ":2: --origin b@c=/dev/null: ") == 0);
   TemporaryConfigFile level("\nlog-level = loud\n");
   CHECK(errors_of({"--config", level.path()}) ==
         "nbdsnapd: " + level.path() + ":2: --log-level loud: must be error, warning, info or debug\n");
@@ -110,10 +113,10 @@ TEST_CASE("lines_of_the_file_that_are_not_options_are_refused_with_their_line") 
   CHECK(errors_of({"--config", twice.path()}) ==
         "nbdsnapd: " + twice.path() + ":3: threads is given twice (also on line 1): give it once\n");
   TemporaryConfigFile section("[server]\nthreads = 2\n");
-  CHECK(errors_of({"--config", section.path()}).find(section.path() + ":1: '[server]': sections are not used") !=
-        std::string::npos);
-  CHECK(errors_of({"--config", "/nonexistent/nbdsnapd.conf"}).find(
-            "nbdsnapd: cannot open the configuration file /nonexistent/nbdsnapd.conf") == 0);
+  CHECK(errors_of({"--config", section.path()})
+            .find(section.path() + ":1: '[server]': sections are not used") != std::string::npos);
+  CHECK(errors_of({"--config", "/nonexistent/nbdsnapd.conf"})
+            .find("nbdsnapd: cannot open the configuration file /nonexistent/nbdsnapd.conf") == 0);
 }
 
 TEST_CASE("repeatable_options_and_switches_are_read_from_the_file") {

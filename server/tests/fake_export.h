@@ -14,7 +14,8 @@ namespace nbdsnap::testing {
 
 class FakeExport final : public ServedExport {
  public:
-  FakeExport(std::string name, uint64_t size, ExportFeatures features, std::vector<std::string> checkpoints = {})
+  FakeExport(std::string name, uint64_t size, ExportFeatures features,
+             std::vector<std::string> checkpoints = {})
       : name_(std::move(name)), device_(size), features_(features), checkpoints_(std::move(checkpoints)) {}
   const std::string& name() const override { return name_; }
   std::string description() const override { return "fake " + name_; }

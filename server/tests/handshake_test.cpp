@@ -57,7 +57,8 @@ struct Fixture {
   FakeCatalog catalog;
   Fixture() {
     catalog.add(std::make_shared<FakeExport>("disk", 1 << 20, testing::writable_features()));
-    catalog.add(std::make_shared<FakeExport>("disk@s2", 1 << 20, ExportFeatures{}, std::vector<std::string>{"s1"}));
+    catalog.add(
+        std::make_shared<FakeExport>("disk@s2", 1 << 20, ExportFeatures{}, std::vector<std::string>{"s1"}));
   }
 };
 
@@ -79,7 +80,8 @@ TEST_CASE("unknown_option_gets_err_unsup_and_haggling_goes_on") {
   REQUIRE(replies.size() == 1);
   CHECK(replies[0].option == 4242);
   CHECK(replies[0].type == kRepErrUnsup);
-  CHECK(split_replies(h.handle_option(kOptStartTls, {}).reply)[0].type == kRepErrUnsup);  // TLS off by default
+  CHECK(split_replies(h.handle_option(kOptStartTls, {}).reply)[0].type ==
+        kRepErrUnsup);  // TLS off by default
 }
 
 TEST_CASE("bad_option_magic_or_huge_option_data_is_not_accepted") {
@@ -106,7 +108,8 @@ TEST_CASE("list_names_every_export_with_its_description") {
 TEST_CASE("info_reports_export_name_description_and_block_size") {
   Fixture f;
   Handshake h(f.catalog);
-  auto step = h.handle_option(kOptInfo, name_and_infos("disk@s2", {kInfoName, kInfoDescription, kInfoBlockSize}));
+  auto step =
+      h.handle_option(kOptInfo, name_and_infos("disk@s2", {kInfoName, kInfoDescription, kInfoBlockSize}));
   CHECK(step.next == Handshake::Next::read_option);
   auto replies = split_replies(step.reply);
   REQUIRE(replies.size() == 5);
@@ -158,8 +161,8 @@ TEST_CASE("export_name_enters_transmission_with_size_and_flags") {
 TEST_CASE("meta_contexts_need_structured_replies_first") {
   Fixture f;
   Handshake h(f.catalog);
-  CHECK(split_replies(h.handle_option(kOptSetMetaContext, meta_request("disk", {"base:allocation"})).reply)[0].type ==
-        kRepErrInvalid);
+  CHECK(split_replies(h.handle_option(kOptSetMetaContext, meta_request("disk", {"base:allocation"})).reply)[0]
+            .type == kRepErrInvalid);
   CHECK(split_replies(h.handle_option(kOptStructuredReply, {}).reply)[0].type == kRepAck);
   CHECK(split_replies(h.handle_option(kOptStructuredReply, {}).reply)[0].type == kRepErrInvalid);
 }
@@ -285,7 +288,8 @@ TEST_CASE("tls_require_refuses_every_option_but_starttls_and_abort_and_reveals_n
   }
   CHECK(first_reply_type(h, kOptListMetaContext, meta_request("disk@s2", {})) == kRepErrTlsReqd);
   const std::string name = "disk";
-  auto export_name = h.handle_option(kOptExportName, {reinterpret_cast<const uint8_t*>(name.data()), name.size()});
+  auto export_name =
+      h.handle_option(kOptExportName, {reinterpret_cast<const uint8_t*>(name.data()), name.size()});
   CHECK(export_name.next == Handshake::Next::close);
   CHECK(export_name.reply.empty());
 }
@@ -311,11 +315,13 @@ TEST_CASE("tls_on_serves_plain_clients_and_forgets_what_was_negotiated_in_clear"
   Fixture f;
   Handshake h(f.catalog, TlsMode::on);
   CHECK(first_reply_type(h, kOptStructuredReply) == kRepAck);
-  CHECK(first_reply_type(h, kOptSetMetaContext, meta_request("disk@s2", {"base:allocation"})) == kRepMetaContext);
+  CHECK(first_reply_type(h, kOptSetMetaContext, meta_request("disk@s2", {"base:allocation"})) ==
+        kRepMetaContext);
   CHECK(h.handle_option(kOptStartTls, {}).next == Handshake::Next::start_tls);
   h.tls_started();
   // Structured replies negotiated before TLS do not count: meta contexts need them again.
-  CHECK(first_reply_type(h, kOptSetMetaContext, meta_request("disk@s2", {"base:allocation"})) == kRepErrInvalid);
+  CHECK(first_reply_type(h, kOptSetMetaContext, meta_request("disk@s2", {"base:allocation"})) ==
+        kRepErrInvalid);
   CHECK(first_reply_type(h, kOptStructuredReply) == kRepAck);
   CHECK(h.handle_option(kOptGo, name_and_infos("disk@s2", {})).next == Handshake::Next::transmission);
   CHECK(h.session().contexts.empty());
@@ -337,7 +343,8 @@ TEST_CASE("access_rules_hide_refused_exports_from_list_and_refuse_them_with_err_
   CHECK(first_reply_type(h, kOptStructuredReply) == kRepAck);
   CHECK(first_reply_type(h, kOptListMetaContext, meta_request("disk", {})) == kRepErrPolicy);
   const std::string name = "disk";
-  auto export_name = h.handle_option(kOptExportName, {reinterpret_cast<const uint8_t*>(name.data()), name.size()});
+  auto export_name =
+      h.handle_option(kOptExportName, {reinterpret_cast<const uint8_t*>(name.data()), name.size()});
   CHECK(export_name.next == Handshake::Next::close);
   CHECK_FALSE(export_name.refused.empty());
   CHECK(h.handle_option(kOptGo, name_and_infos("disk@s2", {})).next == Handshake::Next::transmission);

@@ -47,9 +47,13 @@ struct TakenOrigin {
 // A front end cannot reach an origin's tracker or CBT (they are the engine's: CBT changes go through Engine's
 // calls, under its locks). Checked where a front end stands, in a server test.
 template <typename T>
-concept ReachesTracker = requires(T& origin) { origin.tracker(); };
+concept ReachesTracker = requires(T& origin) {
+  origin.tracker();
+};
 template <typename T>
-concept ReachesCbt = requires(T& origin) { origin.cbt(); };
+concept ReachesCbt = requires(T& origin) {
+  origin.cbt();
+};
 static_assert(!ReachesTracker<Origin> && !ReachesCbt<Origin>, "Origin's tracker and CBT are private to core");
 
 }  // namespace

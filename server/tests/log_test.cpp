@@ -73,9 +73,11 @@ TEST_CASE("checkpoints_dropped_at_attach_are_logged_at_info_and_a_plain_attach_a
   event.origin = "disk0";
   event.reason = "generation 1234";
   CHECK(describe_event(event).level == LogLevel::debug);
-  event.reason = "generation 1234; checkpoints dropped: mon, tue (checkpoints-kept is 2, fewer than were saved)";
+  event.reason =
+      "generation 1234; checkpoints dropped: mon, tue (checkpoints-kept is 2, fewer than were saved)";
   CHECK(describe_event(event).level == LogLevel::info);
   CHECK(describe_event(event).text ==
-        "origin disk0 attached, generation 1234; checkpoints dropped: mon, tue (checkpoints-kept is 2, fewer than "
+        "origin disk0 attached, generation 1234; checkpoints dropped: mon, tue (checkpoints-kept is 2, fewer "
+        "than "
         "were saved)");
 }

@@ -25,7 +25,8 @@ TEST_CASE("request_header_fields_are_big_endian") {
   put_u64(raw, 1ull << 40);
   put_u32(raw, 4096);
   REQUIRE(raw.size() == kRequestHeaderSize);
-  const RequestHeader h = parse_request_header(std::span<const uint8_t, kRequestHeaderSize>(raw.data(), kRequestHeaderSize));
+  const RequestHeader h =
+      parse_request_header(std::span<const uint8_t, kRequestHeaderSize>(raw.data(), kRequestHeaderSize));
   CHECK(h.magic == kRequestMagic);
   CHECK(h.flags == kCmdFlagFua);
   CHECK(h.type == kCmdWrite);

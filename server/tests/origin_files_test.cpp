@@ -86,7 +86,8 @@ TEST_CASE("origins_attached_at_run_time_are_served_again_after_a_restart") {
 
 TEST_CASE("the_command_line_replaces_a_listed_origin_of_the_same_name_and_is_listed_too") {
   TempDir state, disks;
-  const std::string a = make_disk(disks, "a.raw"), a2 = make_disk(disks, "a2.raw"), c = make_disk(disks, "c.raw");
+  const std::string a = make_disk(disks, "a.raw"), a2 = make_disk(disks, "a2.raw"),
+                    c = make_disk(disks, "c.raw");
   REQUIRE_OK(OriginList(state.path().string()).save({{"a", a, false}}));
   EngineConfig config;
   config.state_dir = state.path().string();

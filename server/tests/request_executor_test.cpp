@@ -13,7 +13,8 @@ using nbdsnap::testing::FakeExport;
 
 namespace {
 
-NegotiatedSession session_for(std::shared_ptr<FakeExport> e, bool structured, std::vector<MetaContext> contexts = {}) {
+NegotiatedSession session_for(std::shared_ptr<FakeExport> e, bool structured,
+                              std::vector<MetaContext> contexts = {}) {
   NegotiatedSession s;
   s.structured_replies = structured;
   s.transmission_flags = transmission_flags(e->features(), structured);

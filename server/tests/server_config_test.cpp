@@ -22,9 +22,9 @@ ConfigOutcome parse(std::vector<const char*> args, ServerConfig& config, std::st
 
 TEST_CASE("origins_listeners_and_control_come_from_the_command_line") {
   ServerConfig c;
-  REQUIRE(parse({"--origin", "disk0=/tmp/a.raw", "--origin-read-only", "base=/tmp/b", "--listen", "unix:/tmp/s.sock",
-                 "--listen", "tcp:127.0.0.1:10809", "--control", "/tmp/c.sock", "--state-dir", "/tmp/st",
-                 "--threads", "2", "--chunk-min-shift", "16"},
+  REQUIRE(parse({"--origin", "disk0=/tmp/a.raw", "--origin-read-only", "base=/tmp/b", "--listen",
+                 "unix:/tmp/s.sock", "--listen", "tcp:127.0.0.1:10809", "--control", "/tmp/c.sock",
+                 "--state-dir", "/tmp/st", "--threads", "2", "--chunk-min-shift", "16"},
                 c) == ConfigOutcome::run);
   REQUIRE(c.origins.size() == 2);
   CHECK(c.origins[0].name == "disk0");
@@ -95,13 +95,16 @@ TEST_CASE("every_tuning_option_of_the_engine_is_an_option_with_its_bounds") {
       {"--chunk-min-shift", "16", "11", "--chunk-min-shift 11 is out of range: it must be 12..30"},
       {"--chunk-max-shift", "28", "31", "--chunk-max-shift 31 is out of range: it must be 12..30"},
       {"--chunk-max-count-shift", "21", "64", "--chunk-max-count-shift 64 is out of range: it must be 1..63"},
-      {"--tracking-block-min-shift", "12", "8", "--tracking-block-min-shift 8 is out of range: it must be 9..30"},
-      {"--tracking-block-max-shift", "24", "31", "--tracking-block-max-shift 31 is out of range: it must be 9..30"},
+      {"--tracking-block-min-shift", "12", "8",
+       "--tracking-block-min-shift 8 is out of range: it must be 9..30"},
+      {"--tracking-block-max-shift", "24", "31",
+       "--tracking-block-max-shift 31 is out of range: it must be 9..30"},
       {"--tracking-block-max-count", "65536", "0",
        "--tracking-block-max-count 0 is out of range: it must be 1..4294967296"},
       {"--chunk-buffer-budget", "1G", "65G", "--chunk-buffer-budget 65G is out of range: it must be 0..64G"},
       {"--low-space-threshold", "0", "2P", "--low-space-threshold 2P is out of range: it must be 0..1P"},
-      {"--copy-io-size", "1M", "48K", "--copy-io-size 48K is not a power of two: it must be 4K..64M, a power of two"},
+      {"--copy-io-size", "1M", "48K",
+       "--copy-io-size 48K is not a power of two: it must be 4K..64M, a power of two"},
       {"--checkpoints-kept", "32", "129", "--checkpoints-kept 129 is out of range: it must be 2..128"},
   };
   for (const Case& c : cases) {
@@ -120,8 +123,8 @@ TEST_CASE("tuning_options_set_the_engine_configuration") {
   ServerConfig c;
   REQUIRE(parse({"--chunk-min-shift", "16", "--chunk-max-shift", "24", "--chunk-max-count-shift", "30",
                  "--tracking-block-min-shift", "12", "--tracking-block-max-shift", "20",
-                 "--tracking-block-max-count", "4096", "--chunk-buffer-budget", "16M", "--low-space-threshold",
-                 "1G", "--copy-io-size", "256K"},
+                 "--tracking-block-max-count", "4096", "--chunk-buffer-budget", "16M",
+                 "--low-space-threshold", "1G", "--copy-io-size", "256K"},
                 c) == ConfigOutcome::run);
   CHECK(c.engine.sizing.chunk_minimum_shift == 16);
   CHECK(c.engine.sizing.chunk_maximum_shift == 24);
@@ -147,9 +150,11 @@ TEST_CASE("tuning_values_that_are_not_numbers_or_contradict_each_other_are_refus
   CHECK(parse({"--chunk-buffer-budget", "1.5G"}, d, &err) == ConfigOutcome::exit_failure);
   CHECK(err.find("nbdsnapd: --chunk-buffer-budget 1.5G: ") == 0);
   ServerConfig e;
-  CHECK(parse({"--chunk-min-shift", "22", "--chunk-max-shift", "20"}, e, &err) == ConfigOutcome::exit_failure);
-  CHECK(err == "nbdsnapd: --chunk-max-shift 20 is below --chunk-min-shift 22: raise --chunk-max-shift to at least "
-               "22 or lower --chunk-min-shift\n");
+  CHECK(parse({"--chunk-min-shift", "22", "--chunk-max-shift", "20"}, e, &err) ==
+        ConfigOutcome::exit_failure);
+  CHECK(err ==
+        "nbdsnapd: --chunk-max-shift 20 is below --chunk-min-shift 22: raise --chunk-max-shift to at least "
+        "22 or lower --chunk-min-shift\n");
 }
 
 TEST_CASE("tuning_options_are_keys_of_the_config_file_too") {
@@ -192,8 +197,8 @@ TEST_CASE("checkpoints_kept_defaults_to_16_and_takes_2_to_128") {
 TEST_CASE("tls_access_and_remote_control_options_are_checked_together") {
   ServerConfig c;
   REQUIRE(parse({"--tls", "require", "--tls-psk", "/k.psk", "--allow", "disk0@* psk:agent1", "--allow",
-                 "* dn:CN=backup agent,O=Example", "--control-listen", "tcp:127.0.0.1:10810", "--control-role",
-                 "operator psk:agent1", "--control-group", "backup"},
+                 "* dn:CN=backup agent,O=Example", "--control-listen", "tcp:127.0.0.1:10810",
+                 "--control-role", "operator psk:agent1", "--control-group", "backup"},
                 c) == ConfigOutcome::run);
   CHECK(c.security.tls == TlsMode::require);
   CHECK(c.security.tls_options.psk_file == "/k.psk");
@@ -215,12 +220,14 @@ TEST_CASE("tls_access_and_remote_control_options_are_checked_together") {
   CHECK(parse({"--tls-psk", "/k.psk"}, d, &err) == ConfigOutcome::exit_failure);
   CHECK(err.find("unused") != std::string::npos);
   CHECK(parse({"--tls", "maybe"}, d, &err) == ConfigOutcome::exit_failure);
-  CHECK(parse({"--tls", "on", "--tls-psk", "/k", "--tls-verify-peer"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(parse({"--tls", "on", "--tls-psk", "/k", "--tls-verify-peer"}, d, &err) ==
+        ConfigOutcome::exit_failure);
   CHECK(err.find("--tls-verify-peer needs --tls-certificates") != std::string::npos);
   CHECK(parse({"--allow", "disk0"}, d, &err) == ConfigOutcome::exit_failure);
   CHECK(parse({"--allow", "disk0 agent1"}, d, &err) == ConfigOutcome::exit_failure);
   CHECK(err.find("psk:NAME") != std::string::npos);
-  CHECK(parse({"--tls-psk", "/k", "--control-listen", "tcp:127.0.0.1:1"}, d, &err) == ConfigOutcome::exit_failure);
+  CHECK(parse({"--tls-psk", "/k", "--control-listen", "tcp:127.0.0.1:1"}, d, &err) ==
+        ConfigOutcome::exit_failure);
   CHECK(err.find("--control-role") != std::string::npos);
   CHECK(parse({"--tls-psk", "/k", "--control-listen", "unix:/x", "--control-role", "admin *"}, d, &err) ==
         ConfigOutcome::exit_failure);

@@ -155,8 +155,8 @@ class Client {
   Result<Snapshot> snapshot_info(const std::string& name);
   Result<std::vector<Snapshot>> snapshots();
   Result<void> snapshot_destroy(const std::string& name);
-  // As above; force destroys it even while clients read its images (their requests fail from then on). Without
-  // force the server refuses with Errc busy, naming the number of image clients.
+  // As above; force destroys it even while clients read its images (their requests fail from then on).
+  // Without force the server refuses with Errc busy, naming the number of image clients.
   Result<void> snapshot_destroy(const std::string& name, bool force);
 
   // --- metrics ---------------------------------------------------------------------------------------------
@@ -166,11 +166,12 @@ class Client {
 
   // --- events ----------------------------------------------------------------------------------------------
   // The events with sequence > after, waiting up to `wait` (at most 24 h) for the first one.
-  Result<EventBatch> wait_events(uint64_t after, std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+  Result<EventBatch> wait_events(uint64_t after,
+                                 std::chrono::milliseconds wait = std::chrono::milliseconds(0));
   // Calls `callback` with each event that matches `filter` as the server logs it, until the callback answers
   // WatchVerdict::stop, `stop` is requested or options.timeout passes (WatchEnd says which).
-  // Threading: the callback runs on the calling thread, one event at a time, in sequence order. No lock of the
-  // library is held while it runs, so it may call this Client (e.g. snapshot_append_storage() on
+  // Threading: the callback runs on the calling thread, one event at a time, in sequence order. No lock of
+  // the library is held while it runs, so it may call this Client (e.g. snapshot_append_storage() on
   // low_free_space); it must not close(), move or destroy it. An exception it throws propagates out of
   // watch_events() (the one thing the library lets through); the Client stays connected (no call in flight).
   // Stopping from another thread: request_stop() on the std::stop_source; it is seen within options.poll (a

@@ -17,7 +17,7 @@ enum class ErrorSource { server, client };
 
 // The client's own codes (ErrorSource::client). Server codes are listed in docs/control.md; new ones may
 // appear, so compare codes as strings and treat unknown ones as failures of the command.
-inline constexpr const char* kTimeout = "timeout";                      // errno ETIMEDOUT
+inline constexpr const char* kTimeout = "timeout";                     // errno ETIMEDOUT
 inline constexpr const char* kConnectionFailed = "connection_failed";  // connect(2) failed; errno says why
 inline constexpr const char* kConnectionLost = "connection_lost";      // the connection ended or broke
 inline constexpr const char* kWrongSocket = "wrong_socket";            // an NBD server answered, not nbdsnap
@@ -25,13 +25,13 @@ inline constexpr const char* kProtocolError = "protocol_error";        // a repl
 inline constexpr const char* kNotConnected = "not_connected";          // the handle is dead or closed
 inline constexpr const char* kInvalidRequest = "invalid_request";      // the call's arguments cannot be sent
 inline constexpr const char* kGenerationChanged = "generation_changed";  // CBT pages of two generations
-inline constexpr const char* kBadCredentials = "bad_credentials";      // TLS files missing, unreadable or refused
+inline constexpr const char* kBadCredentials = "bad_credentials";  // TLS files missing, unreadable or refused
 
 struct Error {
   ErrorSource source = ErrorSource::client;
-  std::string code;       // "not_found", "busy", ... (server) or one of the k* codes above (client)
-  int errno_value = 0;    // the server's "errno", or the local errno (0 when there is none)
-  std::string message;    // one line for people; names the object or the socket concerned
+  std::string code;     // "not_found", "busy", ... (server) or one of the k* codes above (client)
+  int errno_value = 0;  // the server's "errno", or the local errno (0 when there is none)
+  std::string message;  // one line for people; names the object or the socket concerned
 
   bool from_server() const { return source == ErrorSource::server; }
   // "MESSAGE (CODE)", as the nbdsnap CLI prints a server's refusal.
@@ -41,7 +41,7 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : state_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
   bool ok() const { return state_.index() == 0; }

@@ -28,6 +28,7 @@ enum class SocketKind { nbd, control, unknown };
 // Connects to the Unix socket at path and listens: a greeting within `greeting_wait` is NBD's; else it sends
 // {"command":"version"}, and a control reply before the deadline says control. Anything else (no server,
 // silence, other bytes) is unknown. Thread-safe; blocks until the deadline at most.
-SocketKind probe_socket_kind(const std::string& path, std::chrono::milliseconds greeting_wait, Deadline deadline);
+SocketKind probe_socket_kind(const std::string& path, std::chrono::milliseconds greeting_wait,
+                             Deadline deadline);
 
 }  // namespace nbdsnap::client

@@ -53,11 +53,12 @@ bool is_tls_address(const std::string& address);
 // TLS 1.2/1.3 (GnuTLS) over TCP to nbdsnapd's remote control listener (nbdsnapd --control-listen), at
 // "tls://[USER@]HOST:PORT" (HOST may be [IPv6]; USER picks the PSK file's key, default its only entry). The
 // credentials are read here, so a bad file is reported before any connection; connect() resolves HOST,
-// connects and completes the handshake before its deadline; with X.509 the server's certificate must be signed
-// by ca-cert.pem and name HOST. Errors: kInvalidRequest (not such an address; neither a certificates
-// directory nor a PSK file given), kBadCredentials (a file missing, unreadable or refused; USER not in the PSK
-// file; the message names the file). connect() fails with kConnectionFailed (resolving, TCP, the handshake)
-// or kTimeout; the server may still refuse each command with permission_denied (its role for this identity).
+// connects and completes the handshake before its deadline; with X.509 the server's certificate must be
+// signed by ca-cert.pem and name HOST. Errors: kInvalidRequest (not such an address; neither a certificates
+// directory nor a PSK file given), kBadCredentials (a file missing, unreadable or refused; USER not in the
+// PSK file; the message names the file). connect() fails with kConnectionFailed (resolving, TCP, the
+// handshake) or kTimeout; the server may still refuse each command with permission_denied (its role for this
+// identity).
 Result<std::unique_ptr<Transport>> tls_transport(const std::string& address, const TlsFiles& files);
 
 }  // namespace nbdsnap::client

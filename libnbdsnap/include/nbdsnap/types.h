@@ -63,11 +63,11 @@ struct CbtInfo {
 // pages; an older one ignores these fields and answers with the whole map.
 struct CbtQuery {
   std::string origin;
-  std::string snapshot;           // "" for the live map; else the map frozen at this snapshot's take
-  std::string since;              // cbt-map only: a checkpoint name; "" for all changes in the generation
-  uint64_t offset = 0;            // first byte asked for
+  std::string snapshot;            // "" for the live map; else the map frozen at this snapshot's take
+  std::string since;               // cbt-map only: a checkpoint name; "" for all changes in the generation
+  uint64_t offset = 0;             // first byte asked for
   std::optional<uint64_t> length;  // bytes asked for (none: to the end of the device)
-  uint64_t max_entries = 0;       // max_ranges (cbt-map) or max_runs (cbt-raw-map); 0: the server's default
+  uint64_t max_entries = 0;        // max_ranges (cbt-map) or max_runs (cbt-raw-map); 0: the server's default
 };
 
 // cbt-map: one page of changed ranges.
@@ -106,8 +106,8 @@ struct CheckpointList {
 
 // Difference storage: a file or block device given to a snapshot.
 struct StorageArea {
-  std::string path;   // as the server sees it: give absolute paths
-  uint64_t size = 0;  // create (or grow) to this size; 0: use the existing size
+  std::string path;      // as the server sees it: give absolute paths
+  uint64_t size = 0;     // create (or grow) to this size; 0: use the existing size
   bool created = false;  // in replies: the server created the file
 };
 
@@ -150,11 +150,11 @@ struct Snapshot {
 // The `stats` command (docs/control.md): counters since the origin was attached / the snapshot taken.
 struct OriginStats {
   std::string name;
-  uint64_t writes = 0;             // write, trim and zero requests
+  uint64_t writes = 0;  // write, trim and zero requests
   uint64_t bytes_written = 0;
-  uint64_t reads = 0;              // read requests of the origin export
+  uint64_t reads = 0;  // read requests of the origin export
   uint64_t bytes_read = 0;
-  uint64_t chunks_copied = 0;      // chunks whose old data reached difference storage
+  uint64_t chunks_copied = 0;  // chunks whose old data reached difference storage
   uint64_t bytes_copied = 0;
   uint64_t copy_on_write_ns = 0;   // time writers spent copying chunks
   uint64_t cbt_blocks_marked = 0;  // CBT blocks marked by writes
@@ -174,8 +174,8 @@ struct SnapshotStats {
   std::string state;  // "created", "taken" or "corrupted"
   uint64_t storage_total = 0;
   uint64_t storage_used = 0;
-  uint64_t storage_free = 0;   // still allocatable, within the limit
-  uint64_t storage_limit = 0;  // 0: none beyond the storage given
+  uint64_t storage_free = 0;       // still allocatable, within the limit
+  uint64_t storage_limit = 0;      // 0: none beyond the storage given
   std::vector<ImageStats> images;  // once taken
 };
 
