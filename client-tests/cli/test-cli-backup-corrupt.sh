@@ -8,18 +8,18 @@
 # Usage: test-cli-backup-corrupt.sh NBDSNAP nbdsnapd NBDSNAPD
 #        test-cli-backup-corrupt.sh NBDSNAP filter FILTER.so
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
-front_end=$2
-server=$3
+source "$(dirname "$0")/../functions.sh"
+use_front_end "$2" "$3"
+front_end=$FRONT_END
 
 disk=$dir/disk.img
 truncate -s 16M "$disk"
 if [[ $front_end == nbdsnapd ]]; then
-  start_nbdsnapd "$server" --chunk-min-shift 16 --origin "disk=$disk"
+  start_nbdsnapd --chunk-min-shift 16 --origin "disk=$disk"
   write_export=disk storage=(--storage "$dir/s.diff:1M")
 else
   mkdir "$dir/diffs"
-  start_nbdkit_filter "$server" file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:1M" \
+  start_filter file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:1M" \
     nbdsnap-default-origin=disk nbdsnap-chunk-min-shift=16
   write_export='' storage=()
 fi
@@ -28,9 +28,9 @@ run_cli 0 snapshot create s --origin disk "${storage[@]}"
 run_cli 0 snapshot take s
 write 0x22 0 4M "$write_export"  # 64 chunks to copy into room for 16: the snapshot is corrupted
 run_cli 0 --json snapshot info s
-[[ $(json_field .snapshot.state) == corrupted ]] || fail "the snapshot is not corrupted: $out"
-reason=$(json_field .snapshot.corruption_reason)
-errno=$(json_field '.snapshot.origin_errors[0].errno')
+[[ $(jq_out .snapshot.state) == corrupted ]] || fail "the snapshot is not corrupted: $out"
+reason=$(jq_out .snapshot.corruption_reason)
+errno=$(jq_out '.snapshot.origin_errors[0].errno')
 
 run_cli_within 60 4 backup --image "$(uri disk@s)" --to "$dir/backup.img"
 expect_err "; snapshot s is corrupted: "
@@ -40,7 +40,7 @@ pass "backup of a corrupted snapshot: exit 4: $err"
 
 run_cli_within 60 4 --json backup --image "$(uri disk@s)" --to "$dir/backup2.img"
 [[ -z $err ]] || fail "--json backup printed on stderr: $err"
-[[ $(json_field .error.code) == corrupted && $(json_field .error.errno) == "$errno" ]] ||
+[[ $(jq_out .error.code) == corrupted && $(jq_out .error.errno) == "$errno" ]] ||
   fail "--json backup of a corrupted snapshot: $out"
-json_field .error.message | grep -qF "snapshot s is corrupted: $reason" || fail "--json message: $out"
+jq_out .error.message | grep -qF "snapshot s is corrupted: $reason" || fail "--json message: $out"
 pass "--json backup of a corrupted snapshot: code corrupted, errno $errno"

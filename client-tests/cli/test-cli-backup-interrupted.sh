@@ -7,7 +7,7 @@
 # is private, so only this test's directories are looked at.
 # Usage: test-cli-backup-interrupted.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 export TMPDIR=$dir/tmp
@@ -15,7 +15,7 @@ mkdir "$TMPDIR"
 disk=$dir/disk.img
 head -c 64M /dev/urandom >"$disk"  # data everywhere: a full backup copies every block
 cp "$disk" "$dir/reference.img"    # nbdsnapd locks the disk itself
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$disk"
+start_nbdsnapd --origin "disk=$disk"
 run_cli 0 snapshot create s1 --origin disk --storage "$dir/s1.diff:80M"
 run_cli 0 snapshot take s1
 
@@ -28,7 +28,7 @@ start_slow_backup() {
   env "$@" "$NBDSNAP" backup --image "$(uri disk@s1)" --to "$dir/chain" --format qcow2 \
     --connections 1 --requests 1 --request-size 4K >"$dir/backup.out" 2>&1 &
   backup_pid=$!
-  background_pids+=("$backup_pid")
+  track_pid "$backup_pid"
   for _ in $(seq 300); do
     qemu_pid=$(pgrep -P "$backup_pid" -x qemu-nbd || true)
     if [[ -n $qemu_pid ]]; then
@@ -85,11 +85,11 @@ touch -d '2 minutes ago' "$old_dir"
 
 run_cli 0 --json backup --image "$(uri disk@s1)" --to "$dir/chain" --format qcow2
 expect_err "removed point 0001, left unfinished"
-[[ $(json_field .kind) == full ]] || fail "the backup after the interrupted ones: $out"
+[[ $(jq_out .kind) == full ]] || fail "the backup after the interrupted ones: $out"
 [[ ! -e $killed_dir ]] || fail "the next backup left the killed one's $killed_dir"
 [[ ! -e $old_dir ]] || fail "the next backup left the stale $old_dir"
 [[ -d $live_dir && -d $fresh_dir ]] || fail "the next backup removed a directory in use: $(ls "$TMPDIR")"
 [[ $(helper_dirs | wc -l) -eq 2 ]] || fail "directories left: $(helper_dirs)"
 exec 9<&-
-qemu-img compare -q -f raw -F qcow2 "$dir/reference.img" "$(json_field .file)" || fail "the backup differs from the disk"
+qemu-img compare -q -f raw -F qcow2 "$dir/reference.img" "$(jq_out .file)" || fail "the backup differs from the disk"
 pass "after SIGKILL the next backup removes the dead one's directory and the stale old one, keeps those in use"

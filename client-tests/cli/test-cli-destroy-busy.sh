@@ -7,19 +7,19 @@
 # Usage: test-cli-destroy-busy.sh NBDSNAP nbdsnapd NBDSNAPD
 #        test-cli-destroy-busy.sh NBDSNAP filter FILTER.so
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
-front_end=$2
-server=$3
+source "$(dirname "$0")/../functions.sh"
+use_front_end "$2" "$3"
+front_end=$FRONT_END
 
 disk=$dir/disk.img
 truncate -s 16M "$disk"
 if [[ $front_end == nbdsnapd ]]; then
-  start_nbdsnapd "$server" --origin "disk=$disk"
+  start_nbdsnapd --origin "disk=$disk"
   origin=disk write_export=disk
   storage=(--storage "$dir/s.diff:16M")
 else
   mkdir "$dir/diffs"
-  start_nbdkit_filter "$server" file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:16M" \
+  start_filter file "$disk" nbdsnap-state-dir="$dir/state" nbdsnap-storage="$dir/diffs:16M" \
     nbdsnap-default-origin=disk
   origin=disk write_export=''  # the plugin's default export: its first open attaches origin "disk"
   storage=()
@@ -33,7 +33,7 @@ mkfifo "$dir/go"
 /usr/bin/python3 "$(dirname "$0")/held_image_client.py" "$(uri "$origin@s")" "$dir/ready" "$dir/go" \
   >"$dir/held.out" 2>&1 &
 held_pid=$!
-background_pids+=("$held_pid")
+track_pid "$held_pid"
 for _ in $(seq 300); do [[ -e $dir/ready ]] && break; kill -0 "$held_pid" 2>/dev/null || break; sleep 0.1; done
 [[ -e $dir/ready ]] || fail "the held client did not open the image: $(cat "$dir/held.out")"
 
@@ -46,10 +46,10 @@ run_cli 1 snapshot destroy s
 expect_err "snapshot 's' has image clients \\($origin@s: 1 client\\): disconnect them, or destroy with force"
 expect_err "\\(busy\\)$"
 run_cli 1 --json snapshot destroy s
-[[ $(json_field .error.code) == busy ]] || fail "--json destroy: $out"
+[[ $(jq_out .error.code) == busy ]] || fail "--json destroy: $out"
 [[ -z $err ]] || fail "--json destroy printed on stderr: $err"
 run_cli 0 --json snapshot info s
-[[ $(json_field .snapshot.state) == taken ]] || fail "a refused destroy changed the snapshot: $out"
+[[ $(jq_out .snapshot.state) == taken ]] || fail "a refused destroy changed the snapshot: $out"
 pass "destroy with a client reading the image is refused (busy, 1 client)"
 
 run_cli 0 snapshot destroy s --force

@@ -7,11 +7,11 @@
 # with its name, value and bounds (issue 20, item 3).
 # Usage: test-cli-exit-status.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 
 truncate -s 16M "$dir/disk.img"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img"
+start_nbdsnapd --origin "disk=$dir/disk.img"
 run_cli 0 snapshot create s --origin disk --storage "$dir/s.diff:16M"
 
 # A Unix socket that accepts connections and never answers (bounded by --timeout 1, and killed with the test).
@@ -21,7 +21,7 @@ s = socket.socket(socket.AF_UNIX)
 s.bind(sys.argv[1])
 s.listen(8)
 time.sleep(120)' "$dir/silent.sock" &
-background_pids+=($!)
+track_pid $!
 for _ in $(seq 100); do [[ -S $dir/silent.sock ]] && break; sleep 0.1; done
 
 # STATUS CODE(--json) ARGS...: the documented cases.
@@ -47,8 +47,8 @@ for case in "${cases[@]}"; do
   # shellcheck disable=SC2086
   run_cli_within 20 "$status" --json $command
   [[ -z $err ]] || fail "nbdsnap --json $command printed on stderr: $err"
-  [[ $(json_field .error.code) == "$code" ]] || fail "nbdsnap --json $command: code is not $code: $out"
-  [[ $(json_field '.error.errno | type') == number && -n $(json_field .error.message) ]] ||
+  [[ $(jq_out .error.code) == "$code" ]] || fail "nbdsnap --json $command: code is not $code: $out"
+  [[ $(jq_out '.error.errno | type') == number && -n $(jq_out .error.message) ]] ||
     fail "nbdsnap --json $command: no errno or message: $out"
   pass "exit $status, code $code: $command"
 done

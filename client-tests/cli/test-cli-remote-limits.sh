@@ -7,17 +7,17 @@
 # sessions are capped by --control-max-sessions: one more gets a busy error naming the option.
 # Usage: test-cli-remote-limits.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 tls_credentials=$(dirname "$0")/../tls-credentials.sh
 "$tls_credentials" psk "$dir/keys.psk" agent1 || exit $?
 control_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 truncate -s 4M "$dir/disk.img"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img" --tls-psk "$dir/keys.psk" \
+start_nbdsnapd --origin "disk=$dir/disk.img" --tls-psk "$dir/keys.psk" \
   --control-listen "tcp:127.0.0.1:$control_port" --control-role 'read-only psk:agent1' \
   --handshake-timeout 3 --control-max-sessions 2
 remote=(--connect "tls://agent1@127.0.0.1:$control_port" --tls-psk "$dir/keys.psk" --timeout 10)
-for _ in $(seq 100); do grep -q "remote control (TLS) on" "$dir/server.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "remote control (TLS) on" "$server_log" && break; sleep 0.1; done
 run_cli 0 "${remote[@]}" origins
 threads_before=$(ls "/proc/$server_pid/task" | wc -l)
 
@@ -51,18 +51,20 @@ value() { awk -v k="$1" '$1 == k {print $2}' "$dir/idle.out"; }
 (($(value closed_at_once) >= 300 - 128)) || fail "connections beyond the limit were not closed at once: $(value closed_at_once)"
 [[ $(value cli) == 0 ]] || fail "the CLI over TLS failed among idle connections: $(grep '^cli' "$dir/idle.out")"
 (($(value closed_after_deadline) == 300)) || fail "idle connections kept past --handshake-timeout: $(value closed_after_deadline)"
-grep -c "connections are waiting for their TLS handshake (the limit)" "$dir/server.log" | grep -qx 1 ||
+grep -c "connections are waiting for their TLS handshake (the limit)" "$server_log" | grep -qx 1 ||
   fail "the closed excess did not make exactly one log line"
-grep -c "no TLS handshake within 3 s" "$dir/server.log" | grep -qx 1 ||
+grep -c "no TLS handshake within 3 s" "$server_log" | grep -qx 1 ||
   fail "the idle connections dropped did not make exactly one log line"
-grep -q "remote control: closed 127.0.0.1:[0-9]*: no TLS handshake" "$dir/server.log" ||
+grep -q "remote control: closed 127.0.0.1:[0-9]*: no TLS handshake" "$server_log" ||
   fail "the log line does not name the peer"
 pass "idle connections: bounded threads, the excess and the idle closed, the CLI served"
 
 # Two sessions that stay (events --wait blocks on the server), a third client gets busy.
+session_pids=()
 for i in 1 2; do
   "$NBDSNAP" "${remote[@]}" events --after 1000000 --wait 4 >/dev/null 2>&1 &
-  background_pids+=($!)
+  session_pids+=($!)
+  track_pid $!
 done
 for _ in $(seq 100); do
   (($(ss -Htn state established "( sport = :$control_port )" | wc -l) >= 2)) && break
@@ -71,10 +73,9 @@ done
 sleep 0.5  # their handshakes take milliseconds
 run_cli 1 "${remote[@]}" origins
 expect_err "already serves 2 remote control clients \(nbdsnapd --control-max-sessions\)"
-grep -q "refused psk:agent1 from 127.0.0.1:[0-9]*: 2 sessions are open" "$dir/server.log" ||
+grep -q "refused psk:agent1 from 127.0.0.1:[0-9]*: 2 sessions are open" "$server_log" ||
   fail "the busy refusal is not logged with the peer"
-for pid in "${background_pids[@]}"; do wait "$pid" 2>/dev/null || true; done  # their waits end after 4 s
-background_pids=()
+for pid in "${session_pids[@]}"; do wait "$pid" 2>/dev/null || true; done  # their waits end after 4 s
 for _ in $(seq 20); do "$NBDSNAP" "${remote[@]}" origins >/dev/null 2>&1 && break; sleep 0.1; done  # their ends
 run_cli 0 "${remote[@]}" origins
 pass "--control-max-sessions: one more session is refused as busy, and served once the others end"

@@ -6,19 +6,20 @@
 # replaces a file atomically. Also `snapshot create` saying what it allocated, or that a file is sparse.
 # Usage: test-cli-stats.sh NBDSNAP nbdsnapd|filter NBDSNAPD|FILTER.so
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
-front_end=$2 binary=$3
+source "$(dirname "$0")/../functions.sh"
+use_front_end "$2" "$3"
+front_end=$FRONT_END
 checker=$(dirname "$0")/prometheus_check.py
 
 disk=$dir/disk.img
 truncate -s 32M "$disk"
 if [[ $front_end == nbdsnapd ]]; then
   origin=disk0
-  start_nbdsnapd "$binary" --origin "$origin=$disk"
+  start_nbdsnapd --origin "$origin=$disk"
 else
   origin=default
   mkdir -p "$dir/state"
-  start_nbdkit_filter "$binary" file "$disk" nbdsnap-state-dir="$dir/state"
+  start_filter file "$disk" nbdsnap-state-dir="$dir/state"
   qemu-io -f raw -r -c 'read 0 512' "$(uri '')" >/dev/null  # the first open attaches the origin
 fi
 
@@ -27,8 +28,8 @@ stats_of() { "$NBDSNAP" --json stats | jq -r "$1"; }
 origin_stat() { stats_of ".origins[] | select(.name == \"$origin\") | .$1"; }
 
 run_cli 0 --json origins
-block=$(json_field ".origins[] | select(.name == \"$origin\") | .tracking_block_size")
-chunk=$(json_field ".origins[] | select(.name == \"$origin\") | .chunk_size")
+block=$(jq_out ".origins[] | select(.name == \"$origin\") | .tracking_block_size")
+chunk=$(jq_out ".origins[] | select(.name == \"$origin\") | .chunk_size")
 writes0=$(origin_stat writes) reads0=$(origin_stat bytes_read) marked0=$(origin_stat cbt_blocks_marked)
 
 # One 1 MiB write (one NBD request) and one 512 KiB read of the origin.

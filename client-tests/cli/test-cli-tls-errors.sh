@@ -9,7 +9,7 @@
 # logged once; dn:/san: rules that cannot match without --tls-verify-peer are warned about at start and reload.
 # Usage: test-cli-tls-errors.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 NBDSNAPD=$2
 tls_credentials=$(dirname "$0")/../tls-credentials.sh
 "$tls_credentials" x509 "$dir/pki" agent1 || exit $?
@@ -29,12 +29,12 @@ certtool --generate-certificate --load-privkey "$dir/expired/client-key.pem" --l
 port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 nbd_port=$(port)
 control_port=$(port)
-log=$dir/server.log
 truncate -s 8M "$dir/disk.img"
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img" --listen "tcp:127.0.0.1:$nbd_port" --tls on \
+start_nbdsnapd --origin "disk=$dir/disk.img" --listen "tcp:127.0.0.1:$nbd_port" --tls on \
   --tls-psk "$dir/keys.psk" --tls-certificates "$dir/pki" --tls-verify-peer --allow 'disk@* psk:agent1' --allow 'disk local' \
   --control-listen "tcp:127.0.0.1:$control_port" --control-role 'operator psk:agent1' \
   --control-role 'admin dn:CN=agent1,O=nbdsnap test' --remote-storage-dir "$dir"
+log=$server_log
 for _ in $(seq 100); do grep -q "remote control (TLS) on" "$log" && break; sleep 0.1; done
 at=127.0.0.1:$control_port
 peer='refused 127\.0\.0\.1:[0-9]+: TLS handshake: '
@@ -110,8 +110,9 @@ stop_server
 pass "a failed reload is logged once"
 
 # --- dn:/san: allow rules without --tls-verify-peer can never match: warned at start and at reload. ---
-start_nbdsnapd "$NBDSNAPD" --origin "disk=$dir/disk.img" --listen "tcp:127.0.0.1:$nbd_port" --tls on \
+start_nbdsnapd --log unverified --origin "disk=$dir/disk.img" --listen "tcp:127.0.0.1:$nbd_port" --tls on \
   --tls-certificates "$dir/pki" --allow '* dn:CN=agent1,O=nbdsnap test' --allow 'disk@* san:agent1.test' --allow 'disk local'
+log=$server_log  # a log of its own: the warnings counted below are this server's only
 for _ in $(seq 50); do grep -q "ready with" "$log" && break; sleep 0.1; done
 warning="can never match: no client certificate is asked for \(add --tls-verify-peer\)"
 grep -Eq "allow '\* dn:CN=agent1,O=nbdsnap test' $warning" "$log" || fail "no warning for a dn: rule without --tls-verify-peer"

@@ -8,7 +8,7 @@
 # Usage: test-option-errors.sh FILTER.so NBDSNAPD
 FILTER=$1
 NBDSNAPD=$2
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../functions.sh"
 
 # The message a front end printed for a refused start: the line holding "nbdsnap: " or "nbdsnapd: ".
 filter_message() {  # PARAMETERS...
@@ -58,9 +58,9 @@ message=$(filter_message nbdsnap-state-dir="$dir/no/state")
 touch "$dir/file"
 message=$(filter_message nbdsnap-state-dir="$dir/file")
 [[ $message == "nbdsnap-state-dir=$dir/file is not a directory: "* ]] || fail "nbdsnap-state-dir a file: $message"
-start_nbdkit fresh memory size=16M nbdsnap-state-dir="$dir/fresh-state"
+start_filter --log fresh memory size=16M nbdsnap-state-dir="$dir/fresh-state"
 [[ $(stat -c %a "$dir/fresh-state") == 700 ]] || fail "the new state dir's mode is $(stat -c %a "$dir/fresh-state")"
 nbdinfo --size "nbd+unix:///?socket=$sock" >/dev/null  # the first open attaches the origin
-stop_nbdkit
+stop_server
 ls "$dir/fresh-state"/*.cbt >/dev/null || fail "no CBT state in the created state dir"
 pass "nbdsnap-state-dir is created (0700) in an existing parent and reported missing without one"

@@ -4,18 +4,19 @@
 # out of bounds stops nbdsnapd with exit status 2 and a message naming the option, the value and the bounds;
 # from the configuration file the same message follows FILE:LINE; lines that are not options name their line.
 # --state-dir is created (mode 0700) in an existing parent and reported missing, not created, without one.
-source "$(dirname "$0")/common.sh"
+NBDSNAPD=${1:?usage: $0 NBDSNAPD}
+source "$(dirname "$0")/../functions.sh"
 
-truncate -s 16M "$tmp/disk.raw"
+truncate -s 16M "$dir/disk.raw"
 
 # expect_refused MESSAGE ARGS...: nbdsnapd exits 2 at once printing exactly "nbdsnapd: MESSAGE".
 expect_refused() {
   local message=$1 status=0
   shift
-  timeout 20 "$nbdsnapd" --listen "unix:$sock" --control "$ctl" --state-dir "$state" \
-    --origin "disk=$tmp/disk.raw" "$@" >"$tmp/out" 2>&1 || status=$?
-  [[ $status == 2 ]] || fail "nbdsnapd $* exited with $status, not 2: $(cat "$tmp/out")"
-  [[ $(cat "$tmp/out") == "nbdsnapd: $message" ]] || fail "nbdsnapd $*: expected '$message', got: $(cat "$tmp/out")"
+  timeout 20 "$NBDSNAPD" --listen "unix:$sock" --control "$ctl" --state-dir "$state" \
+    --origin "disk=$dir/disk.raw" "$@" >"$dir/out" 2>&1 || status=$?
+  [[ $status == 2 ]] || fail "nbdsnapd $* exited with $status, not 2: $(cat "$dir/out")"
+  [[ $(cat "$dir/out") == "nbdsnapd: $message" ]] || fail "nbdsnapd $*: expected '$message', got: $(cat "$dir/out")"
   [[ ! -e $sock ]] || fail "nbdsnapd $* listened although refused"
 }
 
@@ -39,33 +40,33 @@ cases=(
 for case in "${cases[@]}"; do
   IFS='|' read -r option value message <<<"$case"
   expect_refused "$message" "--$option" "$value"
-  printf '# nbdsnapd configuration\nlog-level = info\n\n%s = %s\n' "$option" "$value" >"$tmp/nbdsnapd.conf"
-  expect_refused "$tmp/nbdsnapd.conf:4: $message" --config "$tmp/nbdsnapd.conf"
+  printf '# nbdsnapd configuration\nlog-level = info\n\n%s = %s\n' "$option" "$value" >"$dir/nbdsnapd.conf"
+  expect_refused "$dir/nbdsnapd.conf:4: $message" --config "$dir/nbdsnapd.conf"
 done
 echo "ok: every numeric option names itself, its value and its bounds, from the file with FILE:LINE"
 
-printf 'threads = 2\nchunk-min-shift = 20\nchunk-max-shift = 18\n' >"$tmp/nbdsnapd.conf"
-expect_refused "$tmp/nbdsnapd.conf:3: --chunk-max-shift 18 is below --chunk-min-shift 20: raise --chunk-max-shift to at least 20 or lower --chunk-min-shift" \
-  --config "$tmp/nbdsnapd.conf"
-printf 'threads = 2\nthreds = 4\n' >"$tmp/nbdsnapd.conf"
-expect_refused "$tmp/nbdsnapd.conf:2: unknown option 'threds' (keys are the long options of nbdsnapd --help, without --)" \
-  --config "$tmp/nbdsnapd.conf"
-printf 'origin = a=%s\nlog-level = chatty\n' "$tmp/disk.raw" >"$tmp/nbdsnapd.conf"
-expect_refused "$tmp/nbdsnapd.conf:2: --log-level chatty: must be error, warning, info or debug" \
-  --config "$tmp/nbdsnapd.conf"
+printf 'threads = 2\nchunk-min-shift = 20\nchunk-max-shift = 18\n' >"$dir/nbdsnapd.conf"
+expect_refused "$dir/nbdsnapd.conf:3: --chunk-max-shift 18 is below --chunk-min-shift 20: raise --chunk-max-shift to at least 20 or lower --chunk-min-shift" \
+  --config "$dir/nbdsnapd.conf"
+printf 'threads = 2\nthreds = 4\n' >"$dir/nbdsnapd.conf"
+expect_refused "$dir/nbdsnapd.conf:2: unknown option 'threds' (keys are the long options of nbdsnapd --help, without --)" \
+  --config "$dir/nbdsnapd.conf"
+printf 'origin = a=%s\nlog-level = chatty\n' "$dir/disk.raw" >"$dir/nbdsnapd.conf"
+expect_refused "$dir/nbdsnapd.conf:2: --log-level chatty: must be error, warning, info or debug" \
+  --config "$dir/nbdsnapd.conf"
 echo "ok: the file's other errors name their line"
 
 # --state-dir: created in an existing parent, reported missing otherwise (exit 1, nothing created).
 status=0
-timeout 20 "$nbdsnapd" --listen "unix:$sock" --control "$ctl" --state-dir "$tmp/no/state" \
-  --origin "disk=$tmp/disk.raw" >"$tmp/out" 2>&1 || status=$?
-[[ $status == 1 ]] || fail "a state dir without parent: exit $status: $(cat "$tmp/out")"
-grep -qF -- "--state-dir $tmp/no/state does not exist, and neither does its parent directory $tmp/no" "$tmp/out" ||
-  fail "a state dir without parent: $(cat "$tmp/out")"
-[[ ! -e $tmp/no ]] || fail "a state dir without parent: something was created"
-state=$tmp/new-state
-printf 'threads = 0\n' >"$tmp/nbdsnapd.conf"  # start_nbdsnapd gives --threads 4: the command line wins
-start_nbdsnapd --config "$tmp/nbdsnapd.conf" --origin "disk=$tmp/disk.raw"
-[[ $(stat -c %a "$tmp/new-state") == 700 ]] || fail "the new state dir's mode is $(stat -c %a "$tmp/new-state")"
-stop_nbdsnapd
+timeout 20 "$NBDSNAPD" --listen "unix:$sock" --control "$ctl" --state-dir "$dir/no/state" \
+  --origin "disk=$dir/disk.raw" >"$dir/out" 2>&1 || status=$?
+[[ $status == 1 ]] || fail "a state dir without parent: exit $status: $(cat "$dir/out")"
+grep -qF -- "--state-dir $dir/no/state does not exist, and neither does its parent directory $dir/no" "$dir/out" ||
+  fail "a state dir without parent: $(cat "$dir/out")"
+[[ ! -e $dir/no ]] || fail "a state dir without parent: something was created"
+printf 'threads = 0\n' >"$dir/nbdsnapd.conf"  # start_nbdsnapd gives --threads 4: the command line wins
+# --state-dir given here: start_nbdsnapd would otherwise create its default $state itself (mkdir, not 0700).
+start_nbdsnapd --state-dir "$dir/new-state" --config "$dir/nbdsnapd.conf" --origin "disk=$dir/disk.raw"
+[[ $(stat -c %a "$dir/new-state") == 700 ]] || fail "the new state dir's mode is $(stat -c %a "$dir/new-state")"
+stop_server
 echo "ok: --state-dir is created (0700) in an existing parent and reported missing without one; the command line wins over the file"

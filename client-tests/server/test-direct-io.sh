@@ -4,31 +4,29 @@
 # /proc/PID/fdinfo), qemu-io's unaligned writes and reads (odd offsets and lengths, straddling blocks) before
 # and after a take give the bytes of a model file, the image holds the origin as it was at the take, and the
 # file on disk ends up equal to the model. Exits 77 (skip) where the temporary directory has no O_DIRECT.
-source "$(dirname "$0")/common.sh"
+NBDSNAPD=${1:?usage: $0 NBDSNAPD}
+source "$(dirname "$0")/../functions.sh"
 
-if ! dd if=/dev/zero of="$tmp/probe" bs=4096 count=1 oflag=direct status=none 2>/dev/null; then
-  echo "SKIP: $tmp has no O_DIRECT"
-  exit 77
-fi
+requires dd if=/dev/zero of="$dir/probe" bs=4096 count=1 oflag=direct status=none
 
 # A bad mode is refused at start, naming the option and the modes.
-if "$nbdsnapd" --cache bogus --state-dir "$tmp/bad-state" --listen "unix:$tmp/bad.sock" --control none \
-  >"$tmp/bad.log" 2>&1; then
+if "$NBDSNAPD" --cache bogus --state-dir "$dir/bad-state" --listen "unix:$dir/bad.sock" --control none \
+  >"$dir/bad.log" 2>&1; then
   fail "--cache bogus was accepted"
 fi
-grep -q "\-\-cache 'bogus' is not a cache mode: give none" "$tmp/bad.log" ||
-  fail "unclear error: $(cat "$tmp/bad.log")"
+grep -q "\-\-cache 'bogus' is not a cache mode: give none" "$dir/bad.log" ||
+  fail "unclear error: $(cat "$dir/bad.log")"
 
 size=$((8 << 20))
-truncate -s $size "$tmp/disk.raw"
-qemu-io -f raw -c "write -P 0x11 0 $size" "$tmp/disk.raw" >/dev/null
-cp "$tmp/disk.raw" "$tmp/model.raw"
-start_nbdsnapd --cache none --origin "disk=$tmp/disk.raw"
+truncate -s $size "$dir/disk.raw"
+qemu-io -f raw -c "write -P 0x11 0 $size" "$dir/disk.raw" >/dev/null
+cp "$dir/disk.raw" "$dir/model.raw"
+start_nbdsnapd --cache none --origin "disk=$dir/disk.raw"
 
 # open_with_direct FILE: some descriptor of nbdsnapd on FILE has O_DIRECT (040000 octal on Linux) in its flags.
 open_with_direct() {
   local pid fd flags
-  pid=$(cat "$pidfile")
+  pid=$server_pid
   for fd in /proc/"$pid"/fd/*; do
     [[ $(readlink "$fd") == "$1" ]] || continue
     flags=$(awk '/^flags:/ {print $2}' /proc/"$pid"/fdinfo/"${fd##*/}")
@@ -36,20 +34,20 @@ open_with_direct() {
   done
   return 1
 }
-open_with_direct "$tmp/disk.raw" || fail "the origin is not open with O_DIRECT"
+open_with_direct "$dir/disk.raw" || fail "the origin is not open with O_DIRECT"
 
 # write_both PATTERN OFFSET LENGTH: the same write through nbdsnapd and into the model.
 write_both() {
   qemu-io -f raw -c "write -P $1 $2 $3" "$(uri disk)" >/dev/null || fail "write $*"
-  qemu-io -f raw -c "write -P $1 $2 $3" "$tmp/model.raw" >/dev/null
+  qemu-io -f raw -c "write -P $1 $2 $3" "$dir/model.raw" >/dev/null
 }
 write_both 0xa1 1 3
 write_both 0xa2 511 1026
 write_both 0xa3 4095 8193
 write_both 0xa4 1048575 2
-cp "$tmp/model.raw" "$tmp/model-at-take.raw"
+cp "$dir/model.raw" "$dir/model-at-take.raw"
 snapshot s1 disk
-open_with_direct "$tmp/s1.diff" || fail "the difference storage is not open with O_DIRECT"
+open_with_direct "$dir/s1.diff" || fail "the difference storage is not open with O_DIRECT"
 
 # First touches of chunks after the take: copy-on-write from the O_DIRECT origin into O_DIRECT storage.
 write_both 0xb1 7 100
@@ -59,12 +57,12 @@ write_both 0xb4 $((size - 3)) 3
 write_both 0xb5 1048000 1000
 
 qemu-io -f raw -r -c 'read -P 0xa2 511 1026' -c 'read -P 0xa3 4095 1' -c 'read -P 0x11 4 1' "$(uri disk@s1)" \
-  >"$tmp/read.log" || fail "unaligned reads of the image: $(cat "$tmp/read.log")"
+  >"$dir/read.log" || fail "unaligned reads of the image: $(cat "$dir/read.log")"
 qemu-io -f raw -r -c 'read -P 0xb2 300001 70000' -c 'read -P 0xb4 8388605 3' "$(uri disk)" \
-  >"$tmp/read.log" || fail "unaligned reads of the origin: $(cat "$tmp/read.log")"
-qemu-img compare -q -f raw -F raw "$tmp/model-at-take.raw" "$(uri disk@s1)" || fail "image differs from the take"
-qemu-img compare -q -f raw -F raw "$tmp/model.raw" "$(uri disk)" || fail "origin differs from the model"
-stop_nbdsnapd TERM
-((stopped_status == 0)) || fail "nbdsnapd did not exit 0"
-cmp "$tmp/model.raw" "$tmp/disk.raw" || fail "the origin file differs from the model"
+  >"$dir/read.log" || fail "unaligned reads of the origin: $(cat "$dir/read.log")"
+qemu-img compare -q -f raw -F raw "$dir/model-at-take.raw" "$(uri disk@s1)" || fail "image differs from the take"
+qemu-img compare -q -f raw -F raw "$dir/model.raw" "$(uri disk)" || fail "origin differs from the model"
+stop_server TERM
+((server_status == 0)) || fail "nbdsnapd did not exit 0"
+cmp "$dir/model.raw" "$dir/disk.raw" || fail "the origin file differs from the model"
 echo PASS
