@@ -63,8 +63,10 @@ void capture_server_messages(nbd_handle* handle, std::string& sink) {
 }
 
 void stop_capturing(nbd_handle* handle) {
-  nbd_clear_debug_callback(handle);
+  // Debug off first, while our callback still takes libnbd's trace of the call: clearing the callback with
+  // debug on would print libnbd's own trace of it on stderr (and break --json's quiet stderr).
   nbd_set_debug(handle, user_wants_debug());
+  nbd_clear_debug_callback(handle);
 }
 
 std::string explain_connect_failure(const std::string& uri, const std::string& libnbd_error,
