@@ -78,8 +78,21 @@ void create_private_file(const std::string& path, mode_t mode) {
   if (::fchmod(fd, mode) != 0) io_failure(path, "cannot set its mode", errno);
 }
 
+// Refuses a path that exists as something other than a regular file (a device node, a directory, a FIFO, a
+// symbolic link): renaming over it would replace /dev/null or /dev/stdout with a file of ours.
+void require_regular_or_absent(const std::string& path, const char* what) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;  // absent (or unreadable: open/rename will say)
+  if (S_ISREG(st.st_mode)) return;
+  throw CliError(ExitCode::io_error, path + ": " + what +
+                                         " is not a regular file, and writing it would replace it: give the path "
+                                         "of a regular file (it is written as FILE.tmp, then renamed over FILE)");
+}
+
 void write_file_atomically(const std::string& path, const std::string& text, mode_t mode) {
   const std::string temporary = path + ".tmp";
+  require_regular_or_absent(path, "the file to write");
+  require_regular_or_absent(temporary, "the temporary file FILE.tmp");
   ::unlink(temporary.c_str());  // a leftover of an interrupted write
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) io_failure(temporary, "cannot create", errno);

@@ -26,7 +26,8 @@ int open_private_file(const std::string& path, mode_t mode, bool truncate, bool 
 // Creates path as a new file with `mode` (fails with EEXIST if it exists), closed again.
 void create_private_file(const std::string& path, mode_t mode);
 // Writes `text` to path atomically: a temporary file with `mode` beside it, fsync, rename, fsync of the
-// directory.
+// directory. Throws CliError (io_error) when path or its temporary exists as anything but a regular file
+// (a device node, symbolic link, FIFO, directory), which the rename would replace.
 void write_file_atomically(const std::string& path, const std::string& text, mode_t mode);
 // The whole file as text. Throws io_error (ENOENT included).
 std::string read_whole_file(const std::string& path);

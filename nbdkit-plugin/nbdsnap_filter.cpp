@@ -172,6 +172,7 @@ Status apply_snapshot_defaults(nlohmann::json& request) {
       entry["length"] = spec.length;
     } else {
       entry["size"] = spec.size;
+      if (spec.sparse) entry["sparse"] = true;  // nbdsnap-storage-sparse=true
     }
     request["storage"] = nlohmann::json::array({entry});
   }

@@ -91,7 +91,16 @@ value() { jq -r ".[] | select(.name == \"$1\" and .labels == $2) | .value" <<<"$
   fail "escaped image labels: $(grep image_read_bytes "$dir/nbdsnap.prom")"
 grep -Fq 'snapshot="q\"b\\s"' "$dir/nbdsnap.prom" || fail "label not escaped: $(grep snapshot= "$dir/nbdsnap.prom")"
 run_cli 2 --json stats --prometheus
-pass "$front_end: --prometheus passes the format checker, labels escaped, --output atomic"
+# --output never replaces what is not a regular file (as root, --output /dev/full made it a regular file).
+mkfifo "$dir/fifo"
+echo keep >"$dir/victim"
+ln -s "$dir/victim" "$dir/link"
+for target in fifo link; do
+  run_cli 4 stats --prometheus --output "$dir/$target"
+  [[ $err == *"is not a regular file"* ]] || fail "--output $target: $err"
+done
+[[ -p $dir/fifo && -L $dir/link && $(cat "$dir/victim") == keep ]] || fail "--output replaced a FIFO or a link"
+pass "$front_end: --prometheus passes the format checker, labels escaped, --output atomic, never over a non-file"
 
 run_cli 0 snapshot append-storage "$snap" "$dir/more:8M" --sparse
 expect_out "^sparse: $dir/more \(8\.0 MiB\)"
