@@ -84,9 +84,10 @@ void require_regular_or_absent(const std::string& path, const char* what) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return;  // absent (or unreadable: open/rename will say)
   if (S_ISREG(st.st_mode)) return;
-  throw CliError(ExitCode::io_error, path + ": " + what +
-                                         " is not a regular file, and writing it would replace it: give the path "
-                                         "of a regular file (it is written as FILE.tmp, then renamed over FILE)");
+  throw CliError(ExitCode::io_error,
+                 path + ": " + what +
+                     " is not a regular file, and writing it would replace it: give the path "
+                     "of a regular file (it is written as FILE.tmp, then renamed over FILE)");
 }
 
 void write_file_atomically(const std::string& path, const std::string& text, mode_t mode) {
