@@ -145,7 +145,7 @@ Status read_psk_entry(const std::string& path, std::string& username, std::strin
   if (entries != 1) {
     return {Errc::invalid_argument,
             "PSK file " + path + " holds " + std::to_string(entries) +
-                " keys: name the one to use (--tls-username, or USER@ in the address)"};
+                " keys: name the one to use as USER@ in the address (tls://USER@HOST:PORT)"};
   }
   username = only_user;
   hex_key = only_key;
