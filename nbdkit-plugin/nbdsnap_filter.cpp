@@ -37,6 +37,7 @@
 #include "filter_front_end.h"
 #include "next_device.h"
 #include "plugin_exports.h"
+#include "request_errno.h"
 
 namespace nbdsnap {
 namespace {
@@ -71,7 +72,7 @@ Connection& connection_of(void* handle) {
 // The one place an engine Status becomes an nbdkit error and errno.
 int fail(const Status& status, int* err) {
   nbdkit_error("nbdsnap: %s", status.to_string().c_str());
-  int code = to_errno(status);
+  int code = to_request_errno(status);  // nbdkit sends an errno NBD has no value for as EINVAL
   if (err != nullptr) *err = code;
   errno = code;
   return -1;

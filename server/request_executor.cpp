@@ -5,13 +5,14 @@
 // engine reads in place, so a 32 MiB read is never copied, and the buffer is not zero-filled first. With
 // structured replies an all-zero read is answered by a single OFFSET_HOLE chunk (cheap to detect after the
 // read: the scan stops at the first non-zero byte, and it saves the transfer).
-// Errors: engine Status -> errno (to_errno, core) -> NBD code (nbd_error_from_errno), nowhere else.
+// Errors: engine Status -> errno (to_request_errno, core) -> NBD code (nbd_error_from_errno), nowhere else.
 #include "request_executor.h"
 
 #include <algorithm>
 #include <cstring>
 
 #include "block_status.h"
+#include "request_errno.h"
 
 namespace nbdsnap {
 
@@ -20,7 +21,7 @@ using namespace nbd;
 namespace {
 
 uint32_t wire_error(const Status& status) {
-  return nbd_error_from_errno(to_errno(status));
+  return nbd_error_from_errno(to_request_errno(status));
 }
 
 // Flags each command accepts besides FUA (FUA is accepted everywhere once advertised, as the spec asks).

@@ -6,7 +6,7 @@ Usage: held_image_client.py URI READY-FILE GO-FIFO
 Connects to URI, reads 64 KiB at offset 0 and remembers them, creates READY-FILE, then waits (at most 60 s)
 for a line on GO-FIFO. Then reads the same 64 KiB again and prints one line: "same data" when the read returns
 what the first one did, "other data" when it returns different bytes (what must never happen), or
-"read failed: ERROR" when it fails. Every wait is bounded: libnbd's own connect, the FIFO's 60 s.
+"read failed: errno N: ERROR" when it fails. Every wait is bounded: libnbd's own connect, the FIFO's 60 s.
 """
 import os
 import select
@@ -30,4 +30,4 @@ try:
     again = handle.pread(65536, 0)
     print("same data" if again == first else "other data")
 except nbd.Error as error:
-    print(f"read failed: {error.string}")
+    print(f"read failed: errno {error.errnum}: {error.string}")

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // status_test.cpp — error values, their names, and the one mapping to errno.
 #include "status.h"
+#include "request_errno.h"
 
 #include <doctest/doctest.h>
 
@@ -73,4 +74,16 @@ TEST_CASE("a file name that is too long is reported as such, not as an I/O error
   CHECK(status.code() == Errc::name_too_long);
   CHECK(to_errno(status) == ENAMETOOLONG);
   CHECK(status.to_string() == "name_too_long: create /state/x.cbt.tmp: File name too long");
+}
+
+TEST_CASE("I/O requests report errors a block protocol can carry: a destroyed image is EIO, not ENOENT") {
+  CHECK(to_request_errno(Status{Errc::not_found, "snapshot destroyed"}) == EIO);
+  CHECK(to_request_errno(Status{Errc::busy, "x"}) == EIO);
+  CHECK(to_request_errno(Status{Errc::would_block, "x"}) == EIO);
+  CHECK(to_request_errno(Status{Errc::corrupted, "x"}) == EIO);
+  CHECK(to_request_errno(Status{Errc::invalid_argument, "x"}) == EINVAL);
+  CHECK(to_request_errno(Status{Errc::no_space, "x"}) == ENOSPC);
+  CHECK(to_request_errno(Status{Errc::permission_denied, "x"}) == EPERM);
+  CHECK(to_request_errno(Status{Errc::not_supported, "x"}) == EOPNOTSUPP);
+  CHECK(to_request_errno(Status::ok()) == 0);
 }
