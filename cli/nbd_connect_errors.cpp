@@ -47,7 +47,7 @@ std::string query_value(const std::string& uri, const std::string& key) {
 void authority_of(const std::string& uri, std::string& where, std::string& user) {
   const auto scheme_end = uri.find("://");
   std::string authority = scheme_end == std::string::npos ? "" : uri.substr(scheme_end + 3);
-  authority = authority.substr(0, authority.find_first_of("/?"));
+  if (const auto end = authority.find_first_of("/?"); end != std::string::npos) authority.resize(end);
   if (const auto at = authority.rfind('@'); at != std::string::npos) {
     user = authority.substr(0, at);
     authority = authority.substr(at + 1);

@@ -54,7 +54,7 @@ void TlsHandshaker::wake() {
   (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
-void TlsHandshaker::add(int fd, std::string peer_address, std::unique_ptr<TlsSession> session) {
+void TlsHandshaker::add(int fd, const std::string& peer_address, std::unique_ptr<TlsSession> session) {
   bool evicting = false;
   {
     MutexLock lock(mutex_);

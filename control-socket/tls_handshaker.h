@@ -45,7 +45,7 @@ class TlsHandshaker {
   // Starts the thread; false with `error` when it cannot.
   bool start(std::string& error);
   // Takes fd (closing it in every case) and runs `session`'s handshake on it. peer_address: "HOST:PORT".
-  void add(int fd, std::string peer_address, std::unique_ptr<TlsSession> session) EXCLUDES(mutex_);
+  void add(int fd, const std::string& peer_address, std::unique_ptr<TlsSession> session) EXCLUDES(mutex_);
   // Closes every waiting connection and joins the thread; no callback runs after it returns.
   void stop() EXCLUDES(mutex_);
   // Connections waiting for their handshake now (tests, logs).
