@@ -121,7 +121,7 @@ _run_cleanup_hooks() {
   # A sanitizer report in a server's log fails the test even when every check passed.
   if grep -lE "$_sanitizer_re" "$dir"/*.log 2>/dev/null; then
     echo "--- sanitizer report in a server log:"
-    grep -hE -A30 "$_sanitizer_re" "$dir"/*.log | head -80
+    grep -hE -A30 "$_sanitizer_re" "$dir"/*.log | sed -n 1,80p
     ((status != 0 && status != 77)) || status=1
   fi
   if ((status != 0 && status != 77)); then

@@ -42,5 +42,5 @@ run_cli_within 60 4 --json backup --image "$(uri disk@s)" --to "$dir/backup2.img
 [[ -z $err ]] || fail "--json backup printed on stderr: $err"
 [[ $(jq_out .error.code) == corrupted && $(jq_out .error.errno) == "$errno" ]] ||
   fail "--json backup of a corrupted snapshot: $out"
-jq_out .error.message | grep -qF "snapshot s is corrupted: $reason" || fail "--json message: $out"
+jq_out .error.message | grep -F "snapshot s is corrupted: $reason" >/dev/null || fail "--json message: $out"
 pass "--json backup of a corrupted snapshot: code corrupted, errno $errno"

@@ -33,7 +33,7 @@ start_slow_backup() {
     qemu_pid=$(pgrep -P "$backup_pid" -x qemu-nbd || true)
     if [[ -n $qemu_pid ]]; then
       local helper
-      helper=$(helper_dirs | head -n 1)
+      helper=$(helper_dirs | sed -n 1p)
       [[ -n $helper && -S $helper/qemu-nbd.sock ]] && return 0
     fi
     kill -0 "$backup_pid" 2>/dev/null || fail "the backup ended before it could be stopped: $(cat "$dir/backup.out")"

@@ -100,7 +100,7 @@ track_pid "$follower"
 run_cli 0 cbt reset data
 for _ in $(seq 300); do grep -q generation_renewed "$dir/follow.out" && break; sleep 0.1; done
 grep -q '"type":"generation_renewed"' "$dir/follow.out" || fail "events --follow: $(cat "$dir/follow.out")"
-[[ $(jq -r .origin <"$dir/follow.out" | head -1) == data ]] || fail "events --follow: $(cat "$dir/follow.out")"
+[[ $(jq -r .origin <"$dir/follow.out" | sed -n 1p) == data ]] || fail "events --follow: $(cat "$dir/follow.out")"
 kill "$follower"
 pass "events (table, --json, --after, --wait, --follow)"
 

@@ -16,14 +16,14 @@ filter_message() {  # PARAMETERS...
   ${NBDSNAP_NBDKIT_PRELOAD:+env LD_PRELOAD=$NBDSNAP_NBDKIT_PRELOAD} timeout 20 \
     nbdkit -f -U "$dir/refused.sock" --filter="$FILTER" memory size=16M "$@" >"$dir/out" 2>&1 || status=$?
   [[ $status != 0 && $status != 124 ]] || fail "nbdkit with $* exited with $status: $(cat "$dir/out")"
-  grep -o 'nbdsnap: .*' "$dir/out" | head -n 1 | sed 's/^nbdsnap: //'
+  grep -o 'nbdsnap: .*' "$dir/out" | sed -n 1p | sed 's/^nbdsnap: //'
 }
 nbdsnapd_message() {  # OPTIONS...
   local status=0
   timeout 20 "$NBDSNAPD" --listen "unix:$dir/refused.sock" --control none --state-dir "$dir/state" "$@" \
     >"$dir/out" 2>&1 || status=$?
   [[ $status == 2 ]] || fail "nbdsnapd $* exited with $status, not 2: $(cat "$dir/out")"
-  sed -n 's/^nbdsnapd: //p' "$dir/out" | head -n 1
+  sed -n 's/^nbdsnapd: //p' "$dir/out" | sed -n 1p
 }
 
 mkdir "$dir/state"

@@ -16,7 +16,7 @@ packages=(nbdsnap nbdkit-nbdsnap-filter libnbdsnap0 libnbdsnap-dev python3-nbdsn
 
 if (($(id -u) != 0)); then echo "SKIP: installing packages needs root"; exit 77; fi
 for p in "${packages[@]}"; do
-  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed'; then
+  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -v 'not-installed' >/dev/null; then
     echo "SKIP: package $p is already on this machine; not replacing it"
     exit 77
   fi
@@ -42,7 +42,7 @@ cleanup() {
   if ((status != 0)) && [[ -f $log ]]; then echo "---- nbdsnapd log ----" >&2; tail -n 40 "$log" >&2; fi
   local installed=()
   for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed' && installed+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -v 'not-installed' >/dev/null && installed+=("$p")
   done
   ((${#installed[@]} == 0)) || dpkg -P "${installed[@]}" >/dev/null 2>&1 || true
   rm -rf /run/nbdsnap
@@ -84,15 +84,15 @@ expect_in nbdsnap usr/sbin/nbdsnapd usr/bin/nbdsnap usr/share/man/man8/nbdsnapd.
   usr/lib/sysusers.d/nbdsnap.conf "${conf#/}" usr/share/bash-completion/completions/nbdsnap \
   usr/share/doc/nbdsnap/guide.md usr/share/doc/nbdsnap/control.md usr/share/doc/nbdsnap/copyright
 expect_in nbdkit-nbdsnap-filter "${filterdir#/}/nbdkit-nbdsnap-filter.so" usr/share/man/man1/nbdkit-nbdsnap-filter.1.gz
-dpkg -c "$(deb nbdkit-nbdsnap-filter)" | grep -q 'nbdsnapd\|bin/nbdsnap' && fail "the filter package holds the daemon"
-dpkg-deb -f "$(deb nbdkit-nbdsnap-filter)" Depends | grep -q 'nbdkit (>= ' || fail "filter does not depend on nbdkit"
+dpkg -c "$(deb nbdkit-nbdsnap-filter)" | grep 'nbdsnapd\|bin/nbdsnap' >/dev/null && fail "the filter package holds the daemon"
+dpkg-deb -f "$(deb nbdkit-nbdsnap-filter)" Depends | grep 'nbdkit (>= ' >/dev/null || fail "filter does not depend on nbdkit"
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 expect_in libnbdsnap0 "usr/lib/$multiarch/libnbdsnap.so.0"
 expect_in libnbdsnap-dev usr/include/nbdsnap/client.h usr/include/nbdsnap/transport.h "usr/lib/$multiarch/libnbdsnap.so" \
   "usr/lib/$multiarch/pkgconfig/libnbdsnap.pc" usr/share/doc/libnbdsnap-dev/libnbdsnap.md
 expect_in python3-nbdsnap usr/lib/python3/dist-packages/nbdsnap/__init__.py usr/lib/python3/dist-packages/nbdsnap/client.py
-dpkg-deb -f "$(deb nbdsnap)" Depends | grep -q 'libnbdsnap0' || fail "nbdsnap does not depend on libnbdsnap0"
-dpkg-deb -f "$(deb python3-nbdsnap)" Depends | grep -q 'python3' || fail "python3-nbdsnap does not depend on python3"
+dpkg-deb -f "$(deb nbdsnap)" Depends | grep 'libnbdsnap0' >/dev/null || fail "nbdsnap does not depend on libnbdsnap0"
+dpkg-deb -f "$(deb python3-nbdsnap)" Depends | grep 'python3' >/dev/null || fail "python3-nbdsnap does not depend on python3"
 pass "dpkg -c: every package holds what it should"
 
 # --- install
@@ -100,16 +100,16 @@ if ! dpkg -i $(for p in "${packages[@]}"; do deb "$p"; done) >"$tmp/dpkg-i.log" 
   DEBIAN_FRONTEND=noninteractive apt-get install -f -y -qq >>"$tmp/dpkg-i.log" 2>&1 || { cat "$tmp/dpkg-i.log"; fail "dpkg -i"; }
 fi
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" | grep -q 'install ok installed' || fail "$p not installed"
+  dpkg-query -W -f='${Status}' "$p" | grep 'install ok installed' >/dev/null || fail "$p not installed"
 done
 getent passwd nbdsnap >/dev/null || fail "postinst did not create the nbdsnap user"
-dpkg-query -W -f='${Conffiles}' nbdsnap | grep -q "$conf" || fail "$conf is not a conffile"
-/usr/sbin/nbdsnapd --version | grep -q '^nbdsnapd ' || fail "nbdsnapd --version"
-/usr/bin/nbdsnap --version | grep -q '^nbdsnap ' || fail "nbdsnap --version"
+dpkg-query -W -f='${Conffiles}' nbdsnap | grep "$conf" >/dev/null || fail "$conf is not a conffile"
+/usr/sbin/nbdsnapd --version | grep '^nbdsnapd ' >/dev/null || fail "nbdsnapd --version"
+/usr/bin/nbdsnap --version | grep '^nbdsnap ' >/dev/null || fail "nbdsnap --version"
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify "$unit" /lib/systemd/system/nbdsnapd.socket /lib/systemd/system/nbdsnapd-control.socket \
     >"$tmp/verify.txt" 2>&1 || true
-  if grep -v -e "Command 'man " -e 'man:' "$tmp/verify.txt" | grep -q .; then cat "$tmp/verify.txt"; fail "unit"; fi
+  if grep -v -e "Command 'man " -e 'man:' "$tmp/verify.txt" | grep . >/dev/null; then cat "$tmp/verify.txt"; fail "unit"; fi
 fi
 pass "installed: user nbdsnap, conffile, binaries run, unit verifies"
 
@@ -221,7 +221,7 @@ CPP
 g++ -std=c++20 -o "$tmp/agent" "$tmp/agent.cpp" $(pkg-config --cflags --libs libnbdsnap) || fail "building against libnbdsnap"
 [[ $("$tmp/agent" "$ctl") == "1 s2" ]] || fail "agent built on libnbdsnap: $("$tmp/agent" "$ctl" 2>&1)"
 # (/lib is /usr/lib on a merged-/usr system, and ld.so.cache may name either.)
-ldd "$tmp/agent" | grep -Eq "=> (/usr)?/lib/$multiarch/libnbdsnap.so.0 " || fail "agent does not use the installed library: $(ldd "$tmp/agent")"
+ldd "$tmp/agent" | grep -E "=> (/usr)?/lib/$multiarch/libnbdsnap.so.0 " >/dev/null || fail "agent does not use the installed library: $(ldd "$tmp/agent")"
 (cd / && env -u PYTHONPATH /usr/bin/python3 -c 'import sys, nbdsnap
 assert nbdsnap.__file__.startswith("/usr/lib/python3/dist-packages/"), nbdsnap.__file__
 print(nbdsnap.Client(sys.argv[1]).snapshot_info("s2")["state"])' "$ctl") >"$tmp/python.txt" 2>&1 ||
@@ -235,7 +235,7 @@ pass "SIGTERM: clean stop"
 start_service
 [[ $(nbdsnap --json cbt info disk0 | json 'r["cbt"]["generation"]') == "$generation" ]] ||
   fail "CBT generation changed across a clean restart"
-nbdsnap --json checkpoints disk0 | grep -q '"s2"' || fail "checkpoint s2 lost across a clean restart"
+nbdsnap --json checkpoints disk0 | grep '"s2"' >/dev/null || fail "checkpoint s2 lost across a clean restart"
 [[ -e $state/s2.diff ]] && fail "difference storage of s2 survived the stop"
 stop_service
 pass "restart after a clean stop keeps the CBT generation and checkpoints"
@@ -248,7 +248,7 @@ for path in /usr/sbin/nbdsnapd /usr/bin/nbdsnap /etc/nbdsnap "$unit" "$filterdir
   [[ -e $path ]] && fail "$path is left after purge"
 done
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv 'not-installed' && fail "$p still known to dpkg"
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -v 'not-installed' >/dev/null && fail "$p still known to dpkg"
 done
 pass "dpkg -P removed every package, the configuration and the state"
 echo PASS

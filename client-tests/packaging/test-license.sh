@@ -19,9 +19,9 @@ for f in "${files[@]}"; do
   [[ -f $f && ! -L $f ]] || continue
   case $f in
     *.cpp|*.h|*.c|*.sh|*.py|*CMakeLists.txt|*.cmake) ;;
-    *) head -c2 "$f" | grep -q '^#!' || continue ;;
+    *) head -c2 "$f" | grep '^#!' >/dev/null || continue ;;
   esac
-  head -n 5 "$f" | grep -q "SPDX-License-Identifier: BSD-3-Clause" || missing+=("$f")
+  head -n 5 "$f" | grep "SPDX-License-Identifier: BSD-3-Clause" >/dev/null || missing+=("$f")
 done
 ((${#missing[@]} == 0)) || fail "no 'SPDX-License-Identifier: BSD-3-Clause' in the first 5 lines of: ${missing[*]}"
 echo "ok: LICENSE, debian/copyright and ${#files[@]} tracked files checked"

@@ -51,7 +51,7 @@ if command -v mkfs.ext4 >/dev/null && mkfs.ext4 -q "$loop" && mkdir "$dir/mnt" &
   reply=$(ctl "{\"command\":\"origin-attach\",\"name\":\"blk\",\"path\":\"$loop\"}") &&
     fail "attached a mounted block device: $reply"
   [[ $(jf "$reply" 'r["error"]["code"]') == busy ]] || fail "mounted device: $reply"
-  jf "$reply" 'r["error"]["message"]' | grep -q "in use (mounted on $dir/mnt)" || fail "mounted device: $reply"
+  jf "$reply" 'r["error"]["message"]' | grep "in use (mounted on $dir/mnt)" >/dev/null || fail "mounted device: $reply"
   umount "$mounted"
   mounted=
   ctl "{\"command\":\"origin-attach\",\"name\":\"blk\",\"path\":\"$loop\"}" >/dev/null ||

@@ -54,9 +54,9 @@ qemu-io -f raw -c "write -P 0x5a 0 4M" "$(uri d)" >/dev/null
 expect_log "error: snapshot s2 corrupted \\(origin d\\)"
 ctl '{"command":"snapshot-destroy","name":"s2"}' >/dev/null
 
-ctl "{\"command\":\"origin-attach\",\"name\":\"e\",\"path\":\"$dir/e.raw\"}" | grep -q '"ok":true' || fail "origin-attach e"
+ctl "{\"command\":\"origin-attach\",\"name\":\"e\",\"path\":\"$dir/e.raw\"}" | grep '"ok":true' >/dev/null || fail "origin-attach e"
 expect_log "info: origin e attached: $dir/e.raw"
-ctl '{"command":"origin-detach","name":"e"}' | grep -q '"ok":true' || fail "origin-detach e"
+ctl '{"command":"origin-detach","name":"e"}' | grep '"ok":true' >/dev/null || fail "origin-detach e"
 expect_log "info: origin e detached$"
 
 ctl "{\"command\":\"snapshot-create\",\"name\":\"s3\",\"origins\":[\"d\"],\"storage\":[{\"path\":\"$dir/s3.diff\",\"size\":1048576}]}" \

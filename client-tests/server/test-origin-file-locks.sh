@@ -80,7 +80,7 @@ reply=$(ctl "{\"command\":\"origin-attach\",\"name\":\"other\",\"path\":\"$dir/o
   fail "attached a file qemu-io holds: $reply"
 [[ $(jf "$reply" 'r["error"]["code"]') == busy ]] || fail "not busy: $reply"
 [[ $(jf "$reply" 'r["error"]["errno"]') == 16 ]] || fail "not EBUSY: $reply"
-jf "$reply" 'r["error"]["message"]' | grep -q "locked by another process (qemu-io, pid $holder)" ||
+jf "$reply" 'r["error"]["message"]' | grep "locked by another process (qemu-io, pid $holder)" >/dev/null ||
   fail "the refusal does not name qemu-io: $reply"
 kill "$holder"
 wait "$holder" || true
@@ -113,7 +113,7 @@ second_nbdsnapd thief --origin "t=$dir/thief.raw"
 reply=$(/usr/bin/python3 -m nbdsnap "$dir/thief.ctl" \
   "{\"command\":\"snapshot-create\",\"name\":\"t1\",\"origins\":[\"t\"],\"storage\":[{\"path\":\"$dir/s1.diff\"}]}") &&
   fail "a second nbdsnapd took another's difference storage: $reply"
-jf "$reply" 'r["error"]["message"]' | grep -q "locked by another process (nbdsnapd, pid $first_pid)" ||
+jf "$reply" 'r["error"]["message"]' | grep "locked by another process (nbdsnapd, pid $first_pid)" >/dev/null ||
   fail "storage refusal does not name the holder: $reply"
 qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$(uri disk@s1)" >/dev/null || fail "image damaged by the refused storage"
 kill "$second_pid"
