@@ -176,6 +176,19 @@ start_nbdsnapd() {
   _await_ready
 }
 
+# expect_nbdsnapd_refused MESSAGE ARGS...: nbdsnapd with ARGS (after $sock, $ctl and $state) must stop at once
+# with exit status 2, printing exactly the line "nbdsnapd: MESSAGE" (an option error), and never listen.
+expect_nbdsnapd_refused() {
+  local message=$1 status=0
+  shift
+  timeout 20 "${NBDSNAPD:?NBDSNAPD must name nbdsnapd}" --listen "unix:$sock" --control "$ctl" --state-dir "$state" \
+    "$@" >"$dir/refused.out" 2>&1 || status=$?
+  [[ $status == 2 ]] || fail "nbdsnapd $* exited with $status, not 2: $(cat "$dir/refused.out")"
+  [[ $(cat "$dir/refused.out") == "nbdsnapd: $message" ]] ||
+    fail "nbdsnapd $*: expected 'nbdsnapd: $message', got: $(cat "$dir/refused.out")"
+  [[ ! -e $sock ]] || fail "nbdsnapd $* listened although refused"
+}
+
 # start_filter [--log NAME] ARGS...: nbdkit -f with the nbdsnap filter ($FILTER) outermost, then ARGS (more
 # filters, the plugin and parameters). NBDSNAP_NBDKIT_PRELOAD: the sanitizer runtime an instrumented filter
 # needs, preloaded into nbdkit only (clients such as qemu-io misbehave with it). -v unless NBDKIT_VERBOSE= .

@@ -9,16 +9,8 @@ source "$(dirname "$0")/../functions.sh"
 
 truncate -s 16M "$dir/disk.raw"
 
-# expect_refused MESSAGE ARGS...: nbdsnapd exits 2 at once printing exactly "nbdsnapd: MESSAGE".
-expect_refused() {
-  local message=$1 status=0
-  shift
-  timeout 20 "$NBDSNAPD" --listen "unix:$sock" --control "$ctl" --state-dir "$state" \
-    --origin "disk=$dir/disk.raw" "$@" >"$dir/out" 2>&1 || status=$?
-  [[ $status == 2 ]] || fail "nbdsnapd $* exited with $status, not 2: $(cat "$dir/out")"
-  [[ $(cat "$dir/out") == "nbdsnapd: $message" ]] || fail "nbdsnapd $*: expected '$message', got: $(cat "$dir/out")"
-  [[ ! -e $sock ]] || fail "nbdsnapd $* listened although refused"
-}
+# expect_refused MESSAGE ARGS...: nbdsnapd with this test's origin must refuse to start (functions.sh).
+expect_refused() { local message=$1; shift; expect_nbdsnapd_refused "$message" --origin "disk=$dir/disk.raw" "$@"; }
 
 # OPTION|VALUE|MESSAGE: every numeric option of nbdsnapd, one bad value each.
 cases=(

@@ -8,16 +8,8 @@ source "$(dirname "$0")/../functions.sh"
 
 truncate -s 64M "$dir/disk.raw"
 
-# expect_refused MESSAGE ARGS...: nbdsnapd must exit 2 at once, printing MESSAGE.
-expect_refused() {
-  local message=$1 status=0
-  shift
-  timeout 20 "$NBDSNAPD" --listen "unix:$sock" --control "$ctl" --state-dir "$state" \
-    --origin "disk=$dir/disk.raw" "$@" >"$dir/out" 2>&1 || status=$?
-  [[ $status == 2 ]] || fail "nbdsnapd $* exited with $status, not 2: $(cat "$dir/out")"
-  grep -qxF "nbdsnapd: $message" "$dir/out" || fail "nbdsnapd $*: expected '$message', got: $(cat "$dir/out")"
-  [[ ! -e $sock ]] || fail "nbdsnapd $* listened although refused"
-}
+# expect_refused MESSAGE ARGS...: nbdsnapd with this test's origin must refuse to start (functions.sh).
+expect_refused() { local message=$1; shift; expect_nbdsnapd_refused "$message" --origin "disk=$dir/disk.raw" "$@"; }
 
 expect_refused "--chunk-min-shift 40 is out of range: it must be 12..30" --chunk-min-shift 40
 expect_refused "--copy-io-size 48K is not a power of two: it must be 4K..64M, a power of two" --copy-io-size 48K
