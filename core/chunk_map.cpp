@@ -13,6 +13,15 @@
 
 namespace nbdsnap {
 
+namespace {
+
+// 1 when a chunk in this state holds the origin's old data (what chunks_copied() counts).
+uint64_t holds_old_data(ChunkState state) {
+  return state == ChunkState::in_memory || state == ChunkState::storing || state == ChunkState::stored;
+}
+
+}  // namespace
+
 // A chunk this thread inserted as `copying`. finish() or fail() settle it; if neither ran because an
 // exception unwound the copy, the destructor fails it, so no waiter of the chunk waits for ever.
 class ChunkMap::CopyClaim {
@@ -185,6 +194,8 @@ void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<co
   MutexLock lock(mutex_);
   const auto it = chunks_.find(index);
   if (it == chunks_.end()) return;  // not reached: chunks are never erased
+  copied_chunks_ += holds_old_data(state);
+  copied_chunks_ -= holds_old_data(it->second.state);
   it->second.state = state;
   it->second.buffer = std::move(buffer);
   it->second.location = location;
@@ -270,6 +281,7 @@ void ChunkMap::release_buffers() noexcept {
     for (auto& [index, chunk] : chunks_) {
       if (chunk.state != ChunkState::in_memory) continue;  // a chunk being stored gives its bytes back itself
       chunk.state = ChunkState::failed;  // never read again; a queued writeback finds nothing to do
+      --copied_chunks_;
       chunk.buffer.reset();
       released += chunk_length(index);
     }
@@ -399,7 +411,7 @@ Status ChunkMap::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out
 
 uint64_t ChunkMap::chunks_copied() const {
   MutexLock lock(mutex_);
-  return chunks_.size();
+  return copied_chunks_;
 }
 
 uint64_t ChunkMap::memory_bytes() const {

@@ -97,6 +97,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   void drop();
   bool dropped() const { return dropped_.load(std::memory_order_acquire); }
 
+  // Chunks whose old data is preserved (in difference storage, or read and waiting in memory to be stored):
+  // not those being copied, nor those whose copy or store failed.
   uint64_t chunks_copied() const EXCLUDES(mutex_);
   uint64_t memory_bytes() const EXCLUDES(mutex_);
   // Reads of this image that succeeded, and their bytes (io_counters.h).
@@ -148,6 +150,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   std::array<CondVar, kWaitStripes> chunk_done_;  // waiters of chunks whose index % kWaitStripes is i
   std::unordered_map<uint64_t, Chunk> chunks_ GUARDED_BY(mutex_);
   uint64_t buffered_bytes_ GUARDED_BY(mutex_) = 0;
+  uint64_t copied_chunks_ GUARDED_BY(mutex_) = 0;  // entries in_memory, storing or stored
 };
 
 }  // namespace nbdsnap

@@ -111,6 +111,9 @@ TEST_CASE("chunks copied straight to storage are counted with their bytes and th
   const OriginCounterValues c = origin_counters(t.engine, "d");
   CHECK(c.chunks_copied == 2);
   CHECK(c.bytes_copied == 128 * KiB);
+  SnapshotInfo info;
+  REQUIRE_OK(t.engine.snapshot_info("s", info));
+  CHECK(info.chunks_copied == 2);
   CHECK(c.copy_on_write_ns > 0);
   const SnapshotStats s = snapshot_stats(t.engine, "s");
   CHECK(s.state == "taken");
@@ -135,6 +138,9 @@ TEST_CASE("a copy that failed in storage is not counted as copied") {
   CHECK(c.chunks_copied == 0);
   CHECK(c.bytes_copied == 0);
   CHECK(snapshot_stats(t.engine, "s").state == "corrupted");
+  SnapshotInfo info;  // `snapshot info` agrees with the counters (it counted the failed chunk once)
+  REQUIRE_OK(t.engine.snapshot_info("s", info));
+  CHECK(info.chunks_copied == 0);
 }
 
 TEST_CASE("a writeback that failed is not counted as copied") {
@@ -145,6 +151,9 @@ TEST_CASE("a writeback that failed is not counted as copied") {
     std::this_thread::sleep_for(10ms);
   CHECK(snapshot_stats(t.engine, "s").state == "corrupted");
   CHECK(origin_counters(t.engine, "d").chunks_copied == 0);
+  SnapshotInfo info;
+  REQUIRE_OK(t.engine.snapshot_info("s", info));
+  CHECK(info.chunks_copied == 0);
 }
 
 TEST_CASE("image reads that succeed are counted per image; failed ones are not") {
