@@ -16,6 +16,18 @@ TEST_CASE("table_aligns_columns_to_the_widest_cell_and_right_aligns_numbers") {
         "database-volume  256.0 MiB  nightly\n");
 }
 
+TEST_CASE("table_pads_by_terminal_columns_not_bytes") {
+  Table table({{"NAME"}, {"SIZE", Align::right}});
+  table.add_row({"caf\xc3\xa9", "1"});                // "café": 5 bytes, 4 columns
+  table.add_row({"\xe6\x97\xa5\xe6\x9c\xac", "22"});  // two wide characters: 6 bytes, 4 columns
+  table.add_row({"a\xffz", "3"});                     // not UTF-8: each byte one column
+  CHECK(table.render() ==
+        "NAME  SIZE\n"
+        "caf\xc3\xa9     1\n"
+        "\xe6\x97\xa5\xe6\x9c\xac    22\n"
+        "a\xffz      3\n");
+}
+
 TEST_CASE("table_without_rows_prints_its_header") {
   Table table({{"NAME"}, {"STATE"}});
   CHECK(table.empty());
