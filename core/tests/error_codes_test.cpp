@@ -32,23 +32,6 @@ void write_chunks(Origin& origin, uint64_t first, uint64_t count) {
   }
 }
 
-// A sparse device with a minimum I/O size (a RAID's BLKIOMIN): its chunks are at least that large.
-class DeviceWithMinimumIo final : public BlockDevice {
- public:
-  DeviceWithMinimumIo(uint64_t size, uint64_t minimum_io) : inner_(size), minimum_io_(minimum_io) {}
-  uint64_t size() const override { return inner_.size(); }
-  Status pread(void* buf, uint64_t len, uint64_t offset) override { return inner_.pread(buf, len, offset); }
-  Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
-    return inner_.pwrite(buf, len, offset, fua);
-  }
-  Status flush() override { return Status::ok(); }
-  uint64_t minimum_io_size() const override { return minimum_io_; }
-
- private:
-  MemoryDevice inner_;
-  const uint64_t minimum_io_;
-};
-
 }  // namespace
 
 TEST_CASE("an origin read failure gives that origin EIO in snapshot info and in the corrupted event") {

@@ -38,24 +38,6 @@ struct SizeRow {
   uint64_t chunk;
 };
 
-// A sparse device that states a minimum I/O size, as a RAID block device (BLKIOMIN) or an nbdkit plugin's
-// minimum block size does.
-class DeviceWithMinimumIo final : public BlockDevice {
- public:
-  DeviceWithMinimumIo(uint64_t size, uint64_t minimum_io) : inner_(size), minimum_io_(minimum_io) {}
-  uint64_t size() const override { return inner_.size(); }
-  Status pread(void* buf, uint64_t len, uint64_t offset) override { return inner_.pread(buf, len, offset); }
-  Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
-    return inner_.pwrite(buf, len, offset, fua);
-  }
-  Status flush() override { return Status::ok(); }
-  uint64_t minimum_io_size() const override { return minimum_io_; }
-
- private:
-  MemoryDevice inner_;
-  const uint64_t minimum_io_;
-};
-
 }  // namespace
 
 TEST_CASE("default sizes follow blksnap v4 from 1 MiB to 1 PiB") {

@@ -102,6 +102,24 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A sparse device that states a minimum I/O size, as a RAID block device (BLKIOMIN) or an nbdkit plugin's
+// minimum block size does.
+class DeviceWithMinimumIo final : public BlockDevice {
+ public:
+  DeviceWithMinimumIo(uint64_t size, uint64_t minimum_io) : inner_(size), minimum_io_(minimum_io) {}
+  uint64_t size() const override { return inner_.size(); }
+  Status pread(void* buf, uint64_t len, uint64_t offset) override { return inner_.pread(buf, len, offset); }
+  Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
+    return inner_.pwrite(buf, len, offset, fua);
+  }
+  Status flush() override { return Status::ok(); }
+  uint64_t minimum_io_size() const override { return minimum_io_; }
+
+ private:
+  MemoryDevice inner_;
+  const uint64_t minimum_io_;
+};
+
 // The byte that "version" v of the data holds at absolute offset o: differs between versions and offsets,
 // so a read from the wrong place or the wrong time shows.
 inline uint8_t pattern_byte(uint64_t offset, uint32_t version) {
