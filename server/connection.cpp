@@ -261,7 +261,14 @@ asio::awaitable<bool> Connection::negotiate() {
       // One warning per connection: a client may send thousands of refused options, and the log must not
       // become theirs to fill. The rest go to the debug level.
       if (refusals_logged_++ == 0) {
-        log_warning(describe_client() + ": refused: " + step.refused);
+        // In clear under --tls require, any peer can make this refusal, once per connection: counted.
+        const bool tls_required = security_.tls == TlsMode::require && !tls_;
+        const std::string line = describe_client() + ": refused: " + step.refused;
+        if (tls_required) {
+          log_refusal("in clear under --tls require", line);
+        } else {
+          log_warning(line);
+        }
       } else {
         log_debug(describe_client() + ": refused again: " + step.refused);
       }
@@ -290,6 +297,14 @@ asio::awaitable<bool> Connection::negotiate() {
   co_return true;
 }
 
+void Connection::log_refusal(const std::string& kind, const std::string& line) const {
+  if (security_.refusals != nullptr) {
+    security_.refusals->report(kind, peer_address_, line);
+  } else {
+    log_warning(line);
+  }
+}
+
 asio::awaitable<bool> Connection::start_tls() {
   const auto credentials = security_.credentials ? security_.credentials->current() : nullptr;
   // The senders' descriptor exists from now on: the TLS session writes to it (see send_fd_).
@@ -305,8 +320,10 @@ asio::awaitable<bool> Connection::start_tls() {
   if (!secured) {
     // A wrong PSK, a certificate from another CA, a plain client that sent STARTTLS and nothing else...
     const std::string error = tls_->error();
+    const std::string kind = tls_->failure_kind();
     tls_.reset();  // no close_notify for a session that never started; and no identity for describe_client()
-    log_warning(describe_client() + ": refused: " + error);  // "TLS handshake: what to check (GnuTLS: ...)"
+    // "TLS handshake: what to check (GnuTLS: ...)"; a peer can repeat it at will, so it is counted.
+    log_refusal(kind, describe_client() + ": refused: " + error);
     co_return false;
   }
   handshake_.tls_started();

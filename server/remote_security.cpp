@@ -28,6 +28,16 @@ std::string why_never_matches(const std::string& identity, bool tls_enabled, boo
 
 }  // namespace
 
+ControlSocketServer::Limits control_socket_limits(const SecurityConfig& config) {
+  ControlSocketServer::Limits limits;
+  limits.max_sessions = config.control_max_sessions;
+  limits.max_sessions_option = "nbdsnapd --control-max-sessions";
+  limits.handshake_timeout = std::chrono::seconds(config.control_handshake_timeout_seconds);
+  limits.idle_timeout = std::chrono::seconds(config.control_idle_timeout_seconds);
+  limits.idle_timeout_option = "--control-idle-timeout";
+  return limits;
+}
+
 RemoteSecurity::RemoteSecurity(const SecurityConfig& config) : config_(config) {
   if (config.tls != TlsMode::off)
     nbd_ = std::make_unique<TlsCredentialStore>(TlsEndpoint::server, config.tls_options);
@@ -93,10 +103,16 @@ void RemoteSecurity::reload() {
   warn_about_unmatchable_rules();
 }
 
+std::string RemoteSecurity::refuse_without_role(const PeerIdentity& peer) const {
+  if (config_.control_role_of(peer)) return {};
+  return peer.describe() +
+         " has no control role: nbdsnapd gives remote control only to identities a --control-role names";
+}
+
 std::string RemoteSecurity::handle_remote_line(Control& control, const std::string& line,
                                                const PeerIdentity& peer) const {
   const std::optional<ControlRole> role = config_.control_role_of(peer);
-  if (!role) {
+  if (!role) {  // refused at admission already (refuse_without_role); kept as the handler's own rule
     log_warning("remote control: refused " + peer.describe() + ": no --control-role names it");
     return error_reply(
                {Errc::permission_denied, peer.describe() + " has no control role (nbdsnapd --control-role)"})
@@ -114,10 +130,8 @@ Status RemoteSecurity::start_remote_control(ControlSocketServer& server, Control
   if (!config_.control_listen) return Status::ok();
   const ListenAddress& address = *config_.control_listen;
   server.set_warning_log([](const std::string& message) { log_warning(message); });
-  ControlSocketServer::RemoteLimits limits;
-  limits.max_sessions = config_.control_max_sessions;
-  limits.handshake_timeout = std::chrono::seconds(config_.control_handshake_timeout_seconds);
-  server.set_remote_limits(limits);
+  server.set_limits(control_socket_limits(config_));
+  server.set_peer_admission([this](const PeerIdentity& peer) { return refuse_without_role(peer); });
   std::string error;
   const bool started = server.start_tls(
       address.host, address.port, *control_,
