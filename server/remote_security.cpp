@@ -15,14 +15,23 @@ namespace {
 // Why an identity rule can never name a client under these options; empty when it can. NBD clients are asked
 // for a certificate only under --tls-verify-peer (without it GnuTLS never receives one, so no DN or SAN is
 // known); remote control clients always are when --tls-certificates is given (remote_security.h).
+// psk_usernames: the keys of the PSK file as loaded (null when none is).
 std::string why_never_matches(const std::string& identity, bool tls_enabled, bool certificates_asked,
-                              const std::string& certificate_option, const TlsOptions& options) {
+                              const std::string& certificate_option, const TlsOptions& options,
+                              const std::vector<std::string>* psk_usernames) {
   const bool certificate_rule = identity.starts_with("dn:") || identity.starts_with("san:");
   const bool psk_rule = identity.starts_with("psk:");
   if ((certificate_rule || psk_rule) && !tls_enabled) return "TLS is off (--tls on or --tls require)";
   if (certificate_rule && !certificates_asked)
     return "no client certificate is asked for (" + certificate_option + ")";
   if (psk_rule && options.psk_file.empty()) return "no PSK file is loaded (--tls-psk FILE)";
+  // A typo, or a key not added yet: the file decides who has a PSK identity.
+  const std::string name = psk_rule ? identity.substr(4) : std::string();
+  if (psk_rule && psk_usernames != nullptr &&
+      !std::binary_search(psk_usernames->begin(), psk_usernames->end(), name)) {
+    return "the PSK file " + options.psk_file + " has no key for '" + name + "' (add one with psktool -u " +
+           name + " -p " + options.psk_file + ", then SIGHUP)";
+  }
   return {};
 }
 
@@ -62,9 +71,14 @@ void RemoteSecurity::warn_about_unmatchable_rules() const {
   // configuration shared by servers with different TLS options stays usable. QEMU, by contrast, skips its
   // tls-authz check altogether when verify-peer is off, which would let anyone in; nbdkit has no such rules.
   const TlsOptions& options = config_.tls_options;
+  // Both stores read the same PSK file: the one in use by either names the keys.
+  const TlsCredentialStore* store = nbd_ ? nbd_.get() : control_.get();
+  const auto credentials = store != nullptr ? store->current() : nullptr;
+  const std::vector<std::string>* psk_usernames =
+      credentials && credentials->has_psk() ? &credentials->psk_usernames() : nullptr;
   for (const AccessRule& rule : config_.access.rules) {
     const std::string why = why_never_matches(rule.identity, config_.tls != TlsMode::off, options.verify_peer,
-                                              "add --tls-verify-peer", options);
+                                              "add --tls-verify-peer", options, psk_usernames);
     if (!why.empty()) {
       log_warning("--allow '" + rule.pattern + " " + rule.identity + "' can never match: " + why);
     }
@@ -72,7 +86,7 @@ void RemoteSecurity::warn_about_unmatchable_rules() const {
   if (!config_.control_listen) return;
   for (const ControlRoleRule& rule : config_.control_roles) {
     const std::string why = why_never_matches(rule.identity, true, !options.certificates_dir.empty(),
-                                              "add --tls-certificates DIR", options);
+                                              "add --tls-certificates DIR", options, psk_usernames);
     if (!why.empty()) {
       log_warning("--control-role '" + std::string(control_role_name(rule.role)) + " " + rule.identity +
                   "' can never match: " + why);

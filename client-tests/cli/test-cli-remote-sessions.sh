@@ -5,7 +5,8 @@
 # permission_denied reply naming it and the option, logged with its HOST:PORT) and never takes a session slot,
 # so two such peers held open cannot lock out the operator under --control-max-sessions 2; an operator session
 # that sends nothing is closed after --control-idle-timeout (logged), while one waiting in events-wait is not
-# idle; and the Unix control socket has a session cap too (busy names --control-max-sessions).
+# idle; the Unix control socket has a session cap too (busy names --control-max-sessions); and a psk: rule
+# naming a user the PSK file lacks is warned about at start and at each SIGHUP.
 # Usage: test-cli-remote-sessions.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -29,6 +30,14 @@ psk_client() {
     -p "$control_port" 127.0.0.1
 }
 established() { ss -Htn state established "( sport = :$control_port )" | wc -l; }
+
+# A psk: rule naming a user the file lacks: warned about at start, and again at SIGHUP.
+warning="--control-role 'read-only psk:ghost' can never match: the PSK file $dir/keys.psk has no key for 'ghost'"
+(($(grep -cF -- "$warning" "$server_log") == 1)) || fail "no warning at start about psk:ghost missing from the PSK file"
+kill -HUP "$server_pid"
+for _ in $(seq 50); do (($(grep -cF -- "$warning" "$server_log") == 2)) && break; sleep 0.1; done
+(($(grep -cF -- "$warning" "$server_log") == 2)) || fail "no warning at SIGHUP about psk:ghost missing from the PSK file"
+pass "a psk: rule naming a user the PSK file lacks is warned about at start and at SIGHUP"
 
 # Two roleless peers that would hold their connections for 10 s: each is refused at once, without a slot.
 for i in 1 2; do
