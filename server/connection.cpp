@@ -218,8 +218,10 @@ void Connection::start_handshake_deadline(asio::steady_timer& deadline) {
   deadline.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
     const auto self = weak.lock();
     if (ec || !self || !self->negotiating_) return;
-    log_warning(self->describe() + ": no handshake within " +
-                std::to_string(self->limits_.handshake_timeout.count()) + " s; disconnecting");
+    // Any peer can connect and say nothing, over and over: counted with the other refusals.
+    const std::string seconds = std::to_string(self->limits_.handshake_timeout.count());
+    self->log_refusal("closed without a handshake in " + seconds + " s",
+                      self->describe_client() + ": no handshake within " + seconds + " s; disconnecting");
     asio::error_code ignored;
     self->socket_.shutdown(asio::socket_base::shutdown_both, ignored);  // the pending read ends
   });

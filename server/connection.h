@@ -47,7 +47,8 @@ struct ConnectionSecurity {
   std::shared_ptr<const AccessPolicy> access;       // null: every export for every client
   bool tcp = false;                                 // the client came over TCP (else a Unix socket)
   // Where refusals an unauthenticated client can repeat at will go (failed TLS handshakes, options in clear
-  // under --tls require): counted, not a line each. Outlives the connection; null: logged directly.
+  // under --tls require, handshake time-outs): counted, not a line each. Outlives the connection; null:
+  // logged directly.
   RefusalLog* refusals = nullptr;
 };
 

@@ -144,7 +144,7 @@ void Server::refuse_if_over_limit(Connection& connection) {
 
 void Server::run() {
   wait_for_signal();
-  if (config_.security.tls != TlsMode::off) asio::co_spawn(io_, flush_refusals(), asio::detached);
+  asio::co_spawn(io_, flush_refusals(), asio::detached);
   io_.run();
   refusals_.flush();  // what a flood left counted
 }

@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # test-tls-refusal-flood.sh — unauthenticated peers cannot flood nbdsnapd's log (issue 17): 2,000 connections
 # to the remote control listener that close before their TLS handshake ends, 1,000 NBD connections over TCP
-# that send STARTTLS and close, and 1,000 that send an option in clear under --tls require, each cost one full
-# log line for the first of its kind and a summary line with the count (written at shutdown here, once a
-# minute under a longer flood), not a line each. A real TLS client is still served after them.
+# that send STARTTLS and close, 1,000 that send an option in clear under --tls require, and 50 that say nothing
+# until --handshake-timeout closes them: each kind costs one full log line for its first and a count in a
+# summary line (written at shutdown here, once a minute under a longer flood), not a line each. A real TLS
+# client is still served after them.
 # Usage: test-tls-refusal-flood.sh NBDSNAPD
 NBDSNAPD=$1
 source "$(dirname "$0")/../functions.sh"
@@ -17,7 +18,7 @@ nbd_port=$(free_port)
 truncate -s 4M "$dir/disk.img"
 start_nbdsnapd --origin "disk=$dir/disk.img" --tls require --tls-psk "$dir/keys.psk" \
   --listen "tcp:127.0.0.1:$nbd_port" --control-listen "tcp:127.0.0.1:$control_port" \
-  --control-role 'read-only psk:agent1'
+  --control-role 'read-only psk:agent1' --handshake-timeout 1
 for _ in $(seq 100); do grep "remote control (TLS) on" "$server_log" >/dev/null && break; sleep 0.1; done
 
 timeout 120 "$PY" - "$control_port" "$nbd_port" >"$dir/flood.out" 2>&1 <<'PY' || fail "the flood failed: $(cat "$dir/flood.out")"
@@ -34,6 +35,11 @@ for option in (OPT_STARTTLS, OPT_LIST):
         nbd_raw.send_option(s, option)
         nbd_raw.read_option_reply(s)  # STARTTLS: ACK, then this client hangs up; LIST: ERR_TLS_REQD
         s.close()
+silent = [socket.create_connection(("127.0.0.1", nbd_port), timeout=10) for _ in range(50)]
+for s in silent:
+    nbd_raw.recv_exact(s, 18)  # the greeting; then nothing until --handshake-timeout 1 closes it
+for s in silent:
+    assert s.recv(1) == b"", "a silent connection was not closed"
 print("flooded")
 PY
 timeout 30 nbdinfo --list "nbds://agent1@127.0.0.1:$nbd_port/?tls-psk-file=$dir/keys.psk" >"$dir/list.out" 2>&1 ||
@@ -42,15 +48,15 @@ stop_server
 [[ $server_status == 0 ]] || fail "nbdsnapd exited $server_status"
 
 warnings=$(grep -c " warning: " "$server_log" || true)
-echo "log lines of warnings after 4,000 refused connections: $warnings"
+echo "log lines of warnings after 4,050 refused connections: $warnings"
 grep " warning: " "$server_log" | cut -c1-300
 ((warnings <= 8)) || fail "the flood made $warnings warning lines (at most 8 expected: a full line and a count per kind)"
 grep -E "remote control: refused 127\.0\.0\.1:[0-9]+: .*closed .*TLS handshake" "$server_log" >/dev/null ||
   fail "the first refused remote control peer is not logged in full with its HOST:PORT"
 grep -E "remote control: refused 2000 connections in the last [0-9]+ s: 2000 closed before the TLS handshake ended, last from 127\.0\.0\.1:[0-9]+" \
   "$server_log" >/dev/null || fail "no summary line counting the 2000 remote control peers"
-grep -E "refused 2000 NBD connections in the last [0-9]+ s: 1000 closed before the TLS handshake ended, 1000 in clear under --tls require, last from 127\.0\.0\.1:[0-9]+" \
-  "$server_log" >/dev/null || fail "no summary line counting the 2000 NBD peers by kind"
+grep -E "refused 2050 NBD connections in the last [0-9]+ s: 1000 closed before the TLS handshake ended, 1000 in clear under --tls require, 50 closed without a handshake in 1 s, last from 127\.0\.0\.1:[0-9]+" \
+  "$server_log" >/dev/null || fail "no summary line counting the 2050 NBD peers by kind"
 grep -E "connection [0-9]+ from 127\.0\.0\.1:[0-9]+: refused: TLS handshake" "$server_log" >/dev/null ||
   fail "the first NBD TLS refusal is not logged in full"
-pass "4,000 refused connections made $warnings warning lines, with their counts"
+pass "4,050 refused connections made $warnings warning lines, with their counts"
