@@ -11,9 +11,11 @@
 // EventLog::stop(). A one-time wake-up is not enough, because a client may have its next request already
 // received (or send one before its descriptor is shut down), and that request's wait would hold up the join.
 // On TCP, a connection first waits in the TlsHandshaker (one thread for all, bounded in number and time) and
-// gets its thread only once authenticated, within RemoteLimits::max_sessions; stop() stops the handshaker
-// after the acceptor and before shutting the clients down, so no client thread starts behind its back. A TLS
-// client's waits are poll(2)s, which shutting its descriptor down ends as it ends recv().
+// gets its thread only once authenticated and admitted, within Limits::max_sessions (the Unix socket's
+// clients are counted against the same bound when accepted); stop() stops the handshaker after the acceptor
+// and before shutting the clients down, so no client thread starts behind its back. A TLS client's waits are
+// poll(2)s, which shutting its descriptor down ends as it ends recv(); the wait for its next request also
+// ends at the idle deadline, which the end of each reply moves on (a request in progress is never idle).
 #include "control_socket.h"
 
 #include <arpa/inet.h>
@@ -116,9 +118,11 @@ bool send_all(int fd, const std::string& data) {
 class ControlChannel {
  public:
   virtual ~ControlChannel() = default;
-  // Some bytes, 0 at the end, -1 on failure.
-  virtual ssize_t receive(char* buffer, size_t capacity) = 0;
-  virtual bool send(const std::string& data) = 0;
+  // Some bytes, 0 at the end, -1 on failure or (TLS) when `deadline` passed (timed_out() then says so).
+  virtual ssize_t receive(char* buffer, size_t capacity, std::chrono::steady_clock::time_point deadline) = 0;
+  // All of data within timeout (TLS; a Unix socket's send is ended by stop() instead).
+  virtual bool send(const std::string& data, std::chrono::milliseconds timeout) = 0;
+  virtual bool timed_out() const { return false; }
 };
 
 namespace {
@@ -126,14 +130,16 @@ namespace {
 class PlainChannel final : public ControlChannel {
  public:
   explicit PlainChannel(int fd) : fd_(fd) {}
-  ssize_t receive(char* buffer, size_t capacity) override {
+  // No deadline: the Unix socket has no idle timeout (control_socket.h).
+  ssize_t receive(char* buffer, size_t capacity, std::chrono::steady_clock::time_point) override {
     for (;;) {
       const ssize_t n = recv(fd_, buffer, capacity, 0);
       if (n < 0 && errno == EINTR) continue;
       return n;
     }
   }
-  bool send(const std::string& data) override { return send_all(fd_, data); }
+  // Unix sockets: blocking sends, which stop() ends by shutting the descriptor down.
+  bool send(const std::string& data, std::chrono::milliseconds) override { return send_all(fd_, data); }
 
  private:
   int fd_;
@@ -143,13 +149,14 @@ class TlsClientChannel final : public ControlChannel {
  public:
   explicit TlsClientChannel(std::unique_ptr<TlsStream> stream) : stream_(std::move(stream)) {}
   ~TlsClientChannel() override { stream_->bye(); }
-  ssize_t receive(char* buffer, size_t capacity) override {
-    // The next request may be long in coming (a client between commands); stop() ends the wait.
-    return stream_->read_some(buffer, capacity,
-                              std::chrono::steady_clock::now() + std::chrono::hours(24 * 365));
+  // The next request may be long in coming (a client between commands): the idle deadline or stop() ends the
+  // wait.
+  ssize_t receive(char* buffer, size_t capacity, std::chrono::steady_clock::time_point deadline) override {
+    return stream_->read_some(buffer, capacity, deadline);
   }
-  bool send(const std::string& data) override {
-    return stream_->write_all(data, std::chrono::steady_clock::now() + ControlSocketServer::kTlsSendTimeout);
+  bool timed_out() const override { return stream_->timed_out(); }
+  bool send(const std::string& data, std::chrono::milliseconds timeout) override {
+    return stream_->write_all(data, std::chrono::steady_clock::now() + timeout);
   }
 
  private:
@@ -273,13 +280,16 @@ bool ControlSocketServer::start_tls(const std::string& host, uint16_t port,
 bool ControlSocketServer::start_accepting(int fd, std::string& error) {
   stopping_ = false;
   listen_fd_ = fd;
+  refusals_ =
+      std::make_unique<RefusalLog>(tls_ != nullptr ? "remote control: " : "control socket: ", "connections");
+  refusals_->set_warn(warn_);
   if (tls_ != nullptr) {
     handshaker_ = std::make_unique<TlsHandshaker>(
         limits_.max_handshakes, limits_.handshake_timeout,
         [this](int client_fd, const std::string& peer_address, std::unique_ptr<TlsStream> stream) {
           serve_authenticated(client_fd, peer_address, std::move(stream));
         },
-        warn_);
+        *refusals_);
     if (!handshaker_->start(error)) {
       handshaker_.reset();
       close(fd);
@@ -319,6 +329,7 @@ void ControlSocketServer::stop() {
     if (thread.joinable()) thread.join();
 
   handshaker_.reset();
+  refusals_->flush();  // what a flood left counted
   close(listen_fd_);
   listen_fd_ = -1;
   if (!path_.empty()) unlink(path_.c_str());
@@ -394,15 +405,29 @@ void ControlSocketServer::accept_loop() {
       start_tls_handshake(fd, peer_address_text(address));
       continue;
     }
+    serve_local(fd);
+  }
+}
+
+void ControlSocketServer::serve_local(int fd) {
+  auto channel = std::make_unique<PlainChannel>(fd);
+  {
     MutexLock lock(clients_mutex_);
     if (stopping_) {
       close(fd);
-      break;
+      return;
     }
-    PeerIdentity local;
-    local.local = true;
-    start_client_thread(fd, std::make_unique<PlainChannel>(fd), local);
+    if (sessions_ < limits_.max_sessions) {
+      ++sessions_;
+      PeerIdentity local;
+      local.local = true;
+      if (!start_client_thread(fd, std::move(channel), local, "local")) --sessions_;
+      return;
+    }
   }
+  // One too many: a local user could otherwise take a thread per connection until nbdsnapd runs out.
+  refuse(fd, std::move(channel), busy_reply());
+  refusals_->report("busy", "a local client", "refused a local client: " + busy_log_text());
 }
 
 void ControlSocketServer::start_tls_handshake(int fd, const std::string& peer_address) {
@@ -422,41 +447,68 @@ void ControlSocketServer::serve_authenticated(int fd, const std::string& peer_ad
                                               std::unique_ptr<TlsStream> stream) {
   reap_finished_clients();
   const PeerIdentity peer = stream->session().peer();
+  auto channel = std::make_unique<TlsClientChannel>(std::move(stream));
+  // Before the session count: an identity that may do nothing here (a backup agent's NBD key) must not hold
+  // a session slot an operator needs.
+  if (const std::string refused = admission_ ? admission_(peer) : std::string(); !refused.empty()) {
+    refuse(fd, std::move(channel), error_reply_line("permission_denied", EACCES, refused));
+    refusals_->report("without a control role", peer_address,
+                      "refused " + peer.describe() + " from " + peer_address + ": " + refused);
+    return;
+  }
   {
     MutexLock lock(clients_mutex_);
     if (stopping_) {
+      channel.reset();
       close(fd);
       return;
     }
     if (sessions_ < limits_.max_sessions) {
       ++sessions_;
-      if (!start_client_thread(fd, std::make_unique<TlsClientChannel>(std::move(stream)), peer)) --sessions_;
+      if (!start_client_thread(fd, std::move(channel), peer, peer_address)) --sessions_;
       return;
     }
   }
   // One too many: told so in the protocol's words, outside the lock (the send is bounded, not instant).
+  refuse(fd, std::move(channel), busy_reply());
+  refusals_->report("busy", peer_address,
+                    "refused " + peer.describe() + " from " + peer_address + ": " + busy_log_text());
+}
+
+std::string ControlSocketServer::busy_reply() const {
+  const std::string option =
+      limits_.max_sessions_option.empty() ? "a fixed limit" : limits_.max_sessions_option;
+  return error_reply_line(
+      "busy", EBUSY,
+      "the server already serves " + std::to_string(limits_.max_sessions) +
+          (tls_ != nullptr ? " remote control clients" : " clients on this control socket") + " (" + option +
+          "): try later");
+}
+
+std::string ControlSocketServer::busy_log_text() const {
   const std::string limit = std::to_string(limits_.max_sessions);
-  // The reply is short and the socket's buffer empty: this send does not wait in practice.
-  stream->write_all(
-      error_reply_line("busy", EBUSY,
-                       "the server already serves " + limit +
-                           " remote control clients (nbdsnapd --control-max-sessions): try later"),
-      std::chrono::steady_clock::now() + std::chrono::seconds(1));
-  stream->bye();
-  stream.reset();
+  const std::string option =
+      limits_.max_sessions_option.empty() ? "a fixed limit" : limits_.max_sessions_option + " " + limit;
+  return limit + " sessions are open (" + option + ")";
+}
+
+void ControlSocketServer::refuse(int fd, std::unique_ptr<ControlChannel> channel,
+                                 const std::string& reply_line) {
+  // The reply is short and the socket's buffer empty: this send does not wait in practice, and its bound
+  // keeps a peer that does not read from holding up the thread that refuses (the handshaker's, on TCP).
+  channel->send(reply_line, std::chrono::seconds(1));
+  channel.reset();  // close_notify first
   close(fd);
-  busy_log_.report("remote control: refused " + peer.describe() + " from " + peer_address + ": " + limit +
-                       " sessions are open (--control-max-sessions " + limit + ")",
-                   warn_);
 }
 
 bool ControlSocketServer::start_client_thread(int fd, std::unique_ptr<ControlChannel> channel,
-                                              PeerIdentity peer) {
+                                              PeerIdentity peer, std::string peer_address) {
   // The lock is held until the entry exists, so serve_client always finds its own entry at the end.
   std::thread thread;
   try {
-    thread = std::thread([this, fd, channel = std::move(channel), peer = std::move(peer)]() mutable {
-      serve_client(fd, std::move(channel), peer);
+    thread = std::thread([this, fd, channel = std::move(channel), peer = std::move(peer),
+                          peer_address = std::move(peer_address)]() mutable {
+      serve_client(fd, std::move(channel), peer, peer_address);
     });
   } catch (const std::exception&) {
     close(fd);  // out of threads: refuse this client, keep serving the others
@@ -470,10 +522,10 @@ namespace {
 
 // After a line longer than the limit: reads and drops the rest of it (up to its newline, within
 // kMaxDiscardBytes), so that the client, done sending, reads the error reply. False when it never ended.
-bool discard_rest_of_line(ControlChannel& channel) {
+bool discard_rest_of_line(ControlChannel& channel, std::chrono::steady_clock::time_point deadline) {
   std::vector<char> chunk(kReadChunkBytes);
   for (size_t dropped = 0; dropped < kMaxDiscardBytes;) {
-    const ssize_t n = channel.receive(chunk.data(), chunk.size());
+    const ssize_t n = channel.receive(chunk.data(), chunk.size(), deadline);
     if (n <= 0) return false;
     if (std::find(chunk.begin(), chunk.begin() + n, '\n') != chunk.begin() + n) return true;
     dropped += size_t(n);
@@ -481,17 +533,34 @@ bool discard_rest_of_line(ControlChannel& channel) {
   return false;
 }
 
+std::string seconds_text(std::chrono::milliseconds duration) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(duration).count());
+}
+
 }  // namespace
 
+std::chrono::steady_clock::time_point ControlSocketServer::idle_deadline(const PeerIdentity& peer) const {
+  const auto now = std::chrono::steady_clock::now();
+  if (peer.local || limits_.idle_timeout.count() == 0) return now + std::chrono::hours(24 * 365);
+  return now + limits_.idle_timeout;
+}
+
 void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> channel,
-                                       const PeerIdentity& peer) {
+                                       const PeerIdentity& peer, const std::string& peer_address) {
   std::string pending;
   std::vector<char> chunk(kReadChunkBytes);
   bool open = true;
   bool overlong = false;  // a line over kMaxLineBytes: refused with an error reply, then the connection ends
   bool overlong_ended = false;  // ... and its newline was received
+  // Moved on by each reply only: bytes of a request that never ends do not keep a session.
+  auto deadline = idle_deadline(peer);
   while (open) {
-    const ssize_t n = channel->receive(chunk.data(), chunk.size());
+    const ssize_t n = channel->receive(chunk.data(), chunk.size(), deadline);
+    if (n < 0 && channel->timed_out() && warn_) {
+      warn_((tls_ != nullptr ? "remote control: closed " : "control socket: closed ") + peer.describe() +
+            " from " + peer_address + ": no request for " + seconds_text(limits_.idle_timeout) + " s (" +
+            limits_.idle_timeout_option + " " + seconds_text(limits_.idle_timeout) + ")");
+    }
     if (n <= 0) break;
     pending.append(chunk.data(), static_cast<size_t>(n));
     size_t start = 0;
@@ -512,7 +581,8 @@ void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> c
         break;
       }
       reply.push_back('\n');
-      open = channel->send(reply);
+      open = channel->send(reply, kTlsSendTimeout);
+      deadline = idle_deadline(peer);
     }
     if (overlong) break;
     pending.erase(0, start);
@@ -521,18 +591,19 @@ void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> c
       overlong = true;
     }
   }
-  if (overlong && (overlong_ended || discard_rest_of_line(*channel))) {
+  if (overlong && (overlong_ended || discard_rest_of_line(*channel, deadline))) {
     channel->send(
         error_reply_line("bad_request", EMSGSIZE,
                          "a request line longer than " + std::to_string(kMaxLineBytes) +
-                             " bytes (1 MiB, the control protocol's limit): the connection is closed"));
+                             " bytes (1 MiB, the control protocol's limit): the connection is closed"),
+        kTlsSendTimeout);
   }
 
   channel.reset();  // close_notify first
   // Close under the lock and mark the entry finished, so stop() never shuts down a reused descriptor.
   MutexLock lock(clients_mutex_);
   close(fd);
-  if (!peer.local) --sessions_;
+  --sessions_;
   for (auto& [entry_fd, thread] : clients_) {
     if (thread.get_id() == std::this_thread::get_id()) {
       entry_fd = -1;

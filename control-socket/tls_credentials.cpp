@@ -239,6 +239,7 @@ Status TlsCredentials::load_psk() {
     if (!read) return read;
     if (keys.empty())
       return {Errc::invalid_argument, "PSK file " + path + " holds no keys (psktool -u NAME -p FILE)"};
+    for (const auto& [user, key] : keys) psk_usernames_.push_back(user);
     gnutls_psk_server_credentials_t cred = nullptr;
     if (int rc = gnutls_psk_allocate_server_credentials(&cred); rc < 0)
       return gnutls_failure(rc, "PSK credentials");

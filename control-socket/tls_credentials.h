@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "mutex.h"
 #include "status.h"
@@ -50,6 +51,8 @@ class TlsCredentials {
   void* priority() const { return priority_; }
   // Client: the PSK identity it offers (options().psk_username, or the file's only user); else empty.
   const std::string& client_psk_username() const { return client_psk_username_; }
+  // Server: the PSK usernames of the key file, sorted (for checking the rules that name them).
+  const std::vector<std::string>& psk_usernames() const { return psk_usernames_; }
 
  private:
   TlsCredentials(TlsEndpoint endpoint, TlsOptions options)
@@ -64,6 +67,7 @@ class TlsCredentials {
   void* psk_ = nullptr;
   void* priority_ = nullptr;
   std::string client_psk_username_;
+  std::vector<std::string> psk_usernames_;
 };
 
 // The credentials a server hands to new sessions. reload() reads the files again and, only if that works,

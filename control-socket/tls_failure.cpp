@@ -79,35 +79,87 @@ std::string server_peer_ended_explanation(const TlsFailureContext& c) {
 
 }  // namespace
 
-std::string explain_handshake_error(int rc, const TlsFailureContext& c) {
-  const TlsOptions& o = *c.options;
+namespace {
+
+// The cases a server or client meets in a failed handshake, each with its kind and its explanation.
+enum class HandshakeCase { not_tls, psk, no_certificate, no_common_credentials, peer_ended, refused, other };
+
+HandshakeCase handshake_case(int rc, const TlsFailureContext& c) {
   const bool peer_ended = rc == GNUTLS_E_PREMATURE_TERMINATION || rc == GNUTLS_E_PULL_ERROR ||
                           rc == GNUTLS_E_PUSH_ERROR || rc == GNUTLS_E_FATAL_ALERT_RECEIVED;
-  std::string why;
   if (rc == GNUTLS_E_UNEXPECTED_PACKET_LENGTH || rc == GNUTLS_E_UNSUPPORTED_VERSION_PACKET ||
       rc == GNUTLS_E_UNEXPECTED_PACKET) {
-    why = std::string("the ") + (c.server ? "client" : "server") +
-          " does not speak TLS here (a plain connection?)";
-  } else if (c.server && c.psk.happened) {
-    why = psk_explanation(c);  // the key decides a PSK handshake once the identity is found, or not
-  } else if (c.server && (rc == GNUTLS_E_CERTIFICATE_REQUIRED || rc == GNUTLS_E_NO_CERTIFICATE_FOUND)) {
-    // A GnuTLS client (libnbd, QEMU, the CLI) offers only a certificate signed by a CA the server names: one
-    // of another CA is not sent at all, so this is also what a foreign certificate looks like.
-    why = "the client sent no certificate signed by " + ca_file(o) +
-          " (it has none, or one of another CA, which clients do not offer)";
-  } else if (c.server && (rc == GNUTLS_E_INSUFFICIENT_CREDENTIALS || rc == GNUTLS_E_NO_CIPHER_SUITES ||
-                          rc == GNUTLS_E_UNKNOWN_CIPHER_SUITE)) {
-    why = std::string("the client offered no credentials this server accepts (it has ") +
-          (o.psk_file.empty() ? "" : "PSK keys in " + o.psk_file) +
-          (!o.psk_file.empty() && !o.certificates_dir.empty() ? " and " : "") +
-          (o.certificates_dir.empty() ? "" : "certificates in " + o.certificates_dir) + ")";
-  } else if (c.server && peer_ended) {
-    why = server_peer_ended_explanation(c);
-  } else if (!c.server && (peer_ended || rc == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
-                           rc == GNUTLS_E_DECRYPTION_FAILED || rc == GNUTLS_E_INSUFFICIENT_CREDENTIALS)) {
-    why = explain_refused_by_server(c);
-  } else {
-    why = "the TLS handshake failed";
+    return HandshakeCase::not_tls;
+  }
+  if (c.server && c.psk.happened) return HandshakeCase::psk;
+  if (c.server && (rc == GNUTLS_E_CERTIFICATE_REQUIRED || rc == GNUTLS_E_NO_CERTIFICATE_FOUND))
+    return HandshakeCase::no_certificate;
+  if (c.server && (rc == GNUTLS_E_INSUFFICIENT_CREDENTIALS || rc == GNUTLS_E_NO_CIPHER_SUITES ||
+                   rc == GNUTLS_E_UNKNOWN_CIPHER_SUITE)) {
+    return HandshakeCase::no_common_credentials;
+  }
+  if (c.server && peer_ended) return HandshakeCase::peer_ended;
+  if (!c.server && (peer_ended || rc == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
+                    rc == GNUTLS_E_DECRYPTION_FAILED || rc == GNUTLS_E_INSUFFICIENT_CREDENTIALS)) {
+    return HandshakeCase::refused;
+  }
+  return HandshakeCase::other;
+}
+
+}  // namespace
+
+std::string handshake_error_kind(int rc, const TlsFailureContext& c) {
+  switch (handshake_case(rc, c)) {
+    case HandshakeCase::not_tls:
+      return "not speaking TLS";
+    case HandshakeCase::psk:
+      return c.psk.known ? "with a wrong PSK" : "with an unknown PSK identity";
+    case HandshakeCase::no_certificate:
+      return "without a certificate of the CA";
+    case HandshakeCase::no_common_credentials:
+      return "without credentials in common";
+    case HandshakeCase::peer_ended:
+      return "closed before the TLS handshake ended";
+    case HandshakeCase::refused:
+      return "refused by the server";
+    case HandshakeCase::other:
+      break;
+  }
+  return "with another TLS failure";
+}
+
+std::string explain_handshake_error(int rc, const TlsFailureContext& c) {
+  const TlsOptions& o = *c.options;
+  std::string why;
+  switch (handshake_case(rc, c)) {
+    case HandshakeCase::not_tls:
+      why = std::string("the ") + (c.server ? "client" : "server") +
+            " does not speak TLS here (a plain connection?)";
+      break;
+    case HandshakeCase::psk:
+      why = psk_explanation(c);  // the key decides a PSK handshake once the identity is found, or not
+      break;
+    case HandshakeCase::no_certificate:
+      // A GnuTLS client (libnbd, QEMU, the CLI) offers only a certificate signed by a CA the server names:
+      // one of another CA is not sent at all, so this is also what a foreign certificate looks like.
+      why = "the client sent no certificate signed by " + ca_file(o) +
+            " (it has none, or one of another CA, which clients do not offer)";
+      break;
+    case HandshakeCase::no_common_credentials:
+      why = std::string("the client offered no credentials this server accepts (it has ") +
+            (o.psk_file.empty() ? "" : "PSK keys in " + o.psk_file) +
+            (!o.psk_file.empty() && !o.certificates_dir.empty() ? " and " : "") +
+            (o.certificates_dir.empty() ? "" : "certificates in " + o.certificates_dir) + ")";
+      break;
+    case HandshakeCase::peer_ended:
+      why = server_peer_ended_explanation(c);
+      break;
+    case HandshakeCase::refused:
+      why = explain_refused_by_server(c);
+      break;
+    case HandshakeCase::other:
+      why = "the TLS handshake failed";
+      break;
   }
   return why + in_parentheses(rc);
 }

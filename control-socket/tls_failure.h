@@ -22,6 +22,11 @@ struct TlsFailureContext {
 
 // The explanation of a fatal GnuTLS handshake error `rc` (GnuTLS's text in parentheses).
 std::string explain_handshake_error(int rc, const TlsFailureContext& context);
+// The same failure's kind, a short phrase that counts refusals in a log line (refusal_log.h): "closed
+// before the TLS handshake ended", "with a wrong PSK", ... (kTlsCertificateRefused for
+// explain_certificate_status).
+std::string handshake_error_kind(int rc, const TlsFailureContext& context);
+inline constexpr const char* kTlsCertificateRefused = "with a certificate refused";
 // Client: the server ended the handshake, or the connection right after it (under TLS 1.3 a client finishes
 // its handshake before the server has checked the client's certificate): what to check.
 std::string explain_refused_by_server(const TlsFailureContext& context);

@@ -67,12 +67,13 @@ void TlsHandshaker::add(int fd, const std::string& peer_address, std::unique_ptr
     ++count_;
   }
   if (evicting) {
-    evicted_log_.report(
-        "remote control: " + std::to_string(max_pending_) +
+    refusals_.report(
+        "closed to let newer ones in (" + std::to_string(max_pending_) + " waited for a handshake)",
+        peer_address,
+        std::to_string(max_pending_) +
             " connections are waiting for their TLS handshake (the limit): the oldest is closed "
             "to let " +
-            peer_address + " in",
-        warn_);
+            peer_address + " in");
   }
   wake();
 }
@@ -130,10 +131,12 @@ bool TlsHandshaker::step(Pending& pending) {
     return true;
   }
   // A wrong PSK, a certificate from another CA, a port scanner...: TlsSession's error says which, for an
-  // admin.
-  const std::string why =
+  // admin; its kind counts the flood (a peer may connect and hang up thousands of times a second).
+  const std::string& why =
       pending.session->error().empty() ? "the client closed the connection" : pending.session->error();
-  if (warn_) warn_("remote control: refused " + pending.peer_address + ": " + why);
+  const std::string& kind = pending.session->failure_kind().empty() ? "closed before the TLS handshake ended"
+                                                                    : pending.session->failure_kind();
+  refusals_.report(kind, pending.peer_address, "refused " + pending.peer_address + ": " + why);
   ::close(pending.fd);
   return true;
 }
@@ -145,13 +148,15 @@ void TlsHandshaker::run() {
   while (take_incoming(active)) {
     // Drop those past their deadline, then wait for the nearest deadline, a ready socket or a wake-up.
     const auto now = std::chrono::steady_clock::now();
-    auto nearest = now + std::chrono::hours(1);
+    refusals_.flush_due(now);  // a flood that stopped is summed up too
+    auto nearest =
+        std::min(now + std::chrono::hours(1), refusals_.next_due().value_or(now + std::chrono::hours(1)));
     size_t done = 0;
     for (auto it = active.begin(); it != active.end();) {
       if (it->deadline <= now) {
-        timed_out_log_.report("remote control: closed " + it->peer_address + ": no TLS handshake within " +
-                                  duration_text(timeout_) + " (nbdsnapd --handshake-timeout)",
-                              warn_);
+        refusals_.report("closed without a TLS handshake in " + duration_text(timeout_), it->peer_address,
+                         "closed " + it->peer_address + ": no TLS handshake within " +
+                             duration_text(timeout_) + " (nbdsnapd --handshake-timeout)");
         ::close(it->fd);
         it = active.erase(it);
         ++done;

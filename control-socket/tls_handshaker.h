@@ -6,8 +6,8 @@
 // Bounds: at most max_pending connections wait for their handshake; a new one beyond that closes the oldest
 // waiting one at once (an idle flood then cannot lock out a real client, whose handshake takes milliseconds).
 // Each connection gets `timeout` for its whole handshake and is closed when it passes. Failures, time-outs
-// and evictions are reported through `warn` with the peer's HOST:PORT, at most one line per kWarnInterval
-// for the flood-like ones (time-outs, evictions), with the number left unreported.
+// and evictions are refusals a peer can repeat at will: they go to the listener's RefusalLog with the peer's
+// HOST:PORT (the first of each kind in full, then counted), whose summaries this thread writes when due.
 // Thread-safety: add() and stop() from any thread; the callbacks run on the handshaker's thread.
 #pragma once
 
@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "mutex.h"
-#include "rate_limited_log.h"
+#include "refusal_log.h"
 #include "tls_session.h"
 #include "tls_stream.h"
 
@@ -31,13 +31,14 @@ class TlsHandshaker {
   // A connection that completed its handshake and verification: the callee owns fd and stream from now on.
   using Authenticated =
       std::function<void(int fd, const std::string& peer_address, std::unique_ptr<TlsStream>)>;
-  using Warn = std::function<void(const std::string&)>;
 
-  TlsHandshaker(size_t max_pending, std::chrono::milliseconds timeout, Authenticated authenticated, Warn warn)
+  // `refusals` outlives the handshaker.
+  TlsHandshaker(size_t max_pending, std::chrono::milliseconds timeout, Authenticated authenticated,
+                RefusalLog& refusals)
       : max_pending_(max_pending),
         timeout_(timeout),
         authenticated_(std::move(authenticated)),
-        warn_(std::move(warn)) {}
+        refusals_(refusals) {}
   ~TlsHandshaker();  // stop()
   TlsHandshaker(const TlsHandshaker&) = delete;
   TlsHandshaker& operator=(const TlsHandshaker&) = delete;
@@ -70,9 +71,7 @@ class TlsHandshaker {
   const size_t max_pending_;
   const std::chrono::milliseconds timeout_;
   const Authenticated authenticated_;
-  const Warn warn_;
-  RateLimitedLog evicted_log_;
-  RateLimitedLog timed_out_log_;
+  RefusalLog& refusals_;
   int wake_fd_ = -1;  // an eventfd: add() and stop() wake the poll
   std::thread thread_;
   mutable Mutex mutex_;                             // a leaf lock

@@ -138,6 +138,7 @@ TlsSession::Io TlsSession::handshake() {
       context.alert = alert != nullptr ? alert : "";
     }
     error_ = "TLS handshake: " + explain_handshake_error(rc, context);
+    failure_kind_ = handshake_error_kind(rc, context);
     return rc == GNUTLS_E_PREMATURE_TERMINATION ? Io::closed : Io::failed;
   }
   return verify_and_identify() ? Io::ok : Io::failed;
@@ -162,6 +163,7 @@ bool TlsSession::verify_and_identify() {
                               s, server_name_.empty() ? nullptr : server_name_.c_str(), &status);
   if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND) {
     error_ = "TLS handshake: " + explain_handshake_error(rc, failure_context());
+    failure_kind_ = handshake_error_kind(rc, failure_context());
     return false;
   }
   if (rc < 0 || status != 0) {
@@ -178,6 +180,7 @@ bool TlsSession::verify_and_identify() {
             "'s certificate could not be verified: " + why;
     }
     error_ = "TLS handshake: " + why;
+    failure_kind_ = kTlsCertificateRefused;
     return false;
   }
   if (!server) return true;
@@ -185,6 +188,7 @@ bool TlsSession::verify_and_identify() {
   const gnutls_datum_t* chain = gnutls_certificate_get_peers(s, &count);
   if (chain == nullptr || count == 0) {
     error_ = "TLS handshake: " + explain_handshake_error(GNUTLS_E_NO_CERTIFICATE_FOUND, failure_context());
+    failure_kind_ = handshake_error_kind(GNUTLS_E_NO_CERTIFICATE_FOUND, failure_context());
     return false;
   }
   gnutls_x509_crt_t cert = nullptr;

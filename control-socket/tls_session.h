@@ -51,6 +51,9 @@ class TlsSession {
   bool has_buffered_input() const;
 
   const std::string& error() const { return error_; }
+  // After a failed handshake(): the failure's kind for counting refusals ("with a wrong PSK", tls_failure.h);
+  // empty when the peer went before saying anything GnuTLS could judge.
+  const std::string& failure_kind() const { return failure_kind_; }
   // Who the peer authenticated as (after handshake() returned ok).
   const PeerIdentity& peer() const { return peer_; }
   // Client: what to check when the server hung up right after the handshake (TLS 1.3 lets a client finish
@@ -73,6 +76,7 @@ class TlsSession {
   int send_fd_ = -1;
   bool said_bye_ = false;
   std::string error_;
+  std::string failure_kind_;
   PeerIdentity peer_;
   PskLookup psk_lookup_;  // server: the identity the client offered (for explaining a failure)
 };

@@ -218,8 +218,10 @@ void Connection::start_handshake_deadline(asio::steady_timer& deadline) {
   deadline.async_wait([weak = weak_from_this()](const asio::error_code& ec) {
     const auto self = weak.lock();
     if (ec || !self || !self->negotiating_) return;
-    log_warning(self->describe() + ": no handshake within " +
-                std::to_string(self->limits_.handshake_timeout.count()) + " s; disconnecting");
+    // Any peer can connect and say nothing, over and over: counted with the other refusals.
+    const std::string seconds = std::to_string(self->limits_.handshake_timeout.count());
+    self->log_refusal("closed without a handshake in " + seconds + " s",
+                      self->describe_client() + ": no handshake within " + seconds + " s; disconnecting");
     asio::error_code ignored;
     self->socket_.shutdown(asio::socket_base::shutdown_both, ignored);  // the pending read ends
   });
@@ -261,7 +263,14 @@ asio::awaitable<bool> Connection::negotiate() {
       // One warning per connection: a client may send thousands of refused options, and the log must not
       // become theirs to fill. The rest go to the debug level.
       if (refusals_logged_++ == 0) {
-        log_warning(describe_client() + ": refused: " + step.refused);
+        // In clear under --tls require, any peer can make this refusal, once per connection: counted.
+        const bool tls_required = security_.tls == TlsMode::require && !tls_;
+        const std::string line = describe_client() + ": refused: " + step.refused;
+        if (tls_required) {
+          log_refusal("in clear under --tls require", line);
+        } else {
+          log_warning(line);
+        }
       } else {
         log_debug(describe_client() + ": refused again: " + step.refused);
       }
@@ -290,6 +299,14 @@ asio::awaitable<bool> Connection::negotiate() {
   co_return true;
 }
 
+void Connection::log_refusal(const std::string& kind, const std::string& line) const {
+  if (security_.refusals != nullptr) {
+    security_.refusals->report(kind, peer_address_, line);
+  } else {
+    log_warning(line);
+  }
+}
+
 asio::awaitable<bool> Connection::start_tls() {
   const auto credentials = security_.credentials ? security_.credentials->current() : nullptr;
   // The senders' descriptor exists from now on: the TLS session writes to it (see send_fd_).
@@ -305,8 +322,10 @@ asio::awaitable<bool> Connection::start_tls() {
   if (!secured) {
     // A wrong PSK, a certificate from another CA, a plain client that sent STARTTLS and nothing else...
     const std::string error = tls_->error();
+    const std::string kind = tls_->failure_kind();
     tls_.reset();  // no close_notify for a session that never started; and no identity for describe_client()
-    log_warning(describe_client() + ": refused: " + error);  // "TLS handshake: what to check (GnuTLS: ...)"
+    // "TLS handshake: what to check (GnuTLS: ...)"; a peer can repeat it at will, so it is counted.
+    log_refusal(kind, describe_client() + ": refused: " + error);
     co_return false;
   }
   handshake_.tls_started();

@@ -26,6 +26,7 @@
 #include "client_registry.h"
 #include "handshake.h"
 #include "mutex.h"
+#include "refusal_log.h"
 #include "request_executor.h"
 #include "tls_channel.h"
 
@@ -45,6 +46,10 @@ struct ConnectionSecurity {
   const TlsCredentialStore* credentials = nullptr;  // set when tls is not off; outlives the connection
   std::shared_ptr<const AccessPolicy> access;       // null: every export for every client
   bool tcp = false;                                 // the client came over TCP (else a Unix socket)
+  // Where refusals an unauthenticated client can repeat at will go (failed TLS handshakes, options in clear
+  // under --tls require, handshake time-outs): counted, not a line each. Outlives the connection; null:
+  // logged directly.
+  RefusalLog* refusals = nullptr;
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -124,6 +129,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // describe() with who the client is, for refusals: its address (TCP) or process credentials (Unix
   // socket), and its TLS identity once it has one.
   std::string describe_client() const;
+  // A refusal an unauthenticated peer can repeat at will: to security_.refusals under `kind`.
+  void log_refusal(const std::string& kind, const std::string& line) const;
 
   NbdSocket socket_;
   const uint64_t id_;

@@ -206,6 +206,8 @@ int main(int argc, char** argv) {
   NbdsnapdFrontEnd front_end(engine, server, files);
   Control control(engine, front_end);
   ControlSocketServer control_socket;
+  control_socket.set_warning_log([](const std::string& message) { log_warning(message); });
+  control_socket.set_limits(control_socket_limits(config.security));  // its session cap (no idle timeout)
   const auto handle_line = [&control](const std::string& line) { return control.handle_line(line); };
   if (activated.control_fd >= 0) {
     std::string error;

@@ -15,18 +15,37 @@ namespace {
 // Why an identity rule can never name a client under these options; empty when it can. NBD clients are asked
 // for a certificate only under --tls-verify-peer (without it GnuTLS never receives one, so no DN or SAN is
 // known); remote control clients always are when --tls-certificates is given (remote_security.h).
+// psk_usernames: the keys of the PSK file as loaded (null when none is).
 std::string why_never_matches(const std::string& identity, bool tls_enabled, bool certificates_asked,
-                              const std::string& certificate_option, const TlsOptions& options) {
+                              const std::string& certificate_option, const TlsOptions& options,
+                              const std::vector<std::string>* psk_usernames) {
   const bool certificate_rule = identity.starts_with("dn:") || identity.starts_with("san:");
   const bool psk_rule = identity.starts_with("psk:");
   if ((certificate_rule || psk_rule) && !tls_enabled) return "TLS is off (--tls on or --tls require)";
   if (certificate_rule && !certificates_asked)
     return "no client certificate is asked for (" + certificate_option + ")";
   if (psk_rule && options.psk_file.empty()) return "no PSK file is loaded (--tls-psk FILE)";
+  // A typo, or a key not added yet: the file decides who has a PSK identity.
+  const std::string name = psk_rule ? identity.substr(4) : std::string();
+  if (psk_rule && psk_usernames != nullptr &&
+      !std::binary_search(psk_usernames->begin(), psk_usernames->end(), name)) {
+    return "the PSK file " + options.psk_file + " has no key for '" + name + "' (add one with psktool -u " +
+           name + " -p " + options.psk_file + ", then SIGHUP)";
+  }
   return {};
 }
 
 }  // namespace
+
+ControlSocketServer::Limits control_socket_limits(const SecurityConfig& config) {
+  ControlSocketServer::Limits limits;
+  limits.max_sessions = config.control_max_sessions;
+  limits.max_sessions_option = "nbdsnapd --control-max-sessions";
+  limits.handshake_timeout = std::chrono::seconds(config.control_handshake_timeout_seconds);
+  limits.idle_timeout = std::chrono::seconds(config.control_idle_timeout_seconds);
+  limits.idle_timeout_option = "--control-idle-timeout";
+  return limits;
+}
 
 RemoteSecurity::RemoteSecurity(const SecurityConfig& config) : config_(config) {
   if (config.tls != TlsMode::off)
@@ -52,9 +71,14 @@ void RemoteSecurity::warn_about_unmatchable_rules() const {
   // configuration shared by servers with different TLS options stays usable. QEMU, by contrast, skips its
   // tls-authz check altogether when verify-peer is off, which would let anyone in; nbdkit has no such rules.
   const TlsOptions& options = config_.tls_options;
+  // Both stores read the same PSK file: the one in use by either names the keys.
+  const TlsCredentialStore* store = nbd_ ? nbd_.get() : control_.get();
+  const auto credentials = store != nullptr ? store->current() : nullptr;
+  const std::vector<std::string>* psk_usernames =
+      credentials && credentials->has_psk() ? &credentials->psk_usernames() : nullptr;
   for (const AccessRule& rule : config_.access.rules) {
     const std::string why = why_never_matches(rule.identity, config_.tls != TlsMode::off, options.verify_peer,
-                                              "add --tls-verify-peer", options);
+                                              "add --tls-verify-peer", options, psk_usernames);
     if (!why.empty()) {
       log_warning("--allow '" + rule.pattern + " " + rule.identity + "' can never match: " + why);
     }
@@ -62,7 +86,7 @@ void RemoteSecurity::warn_about_unmatchable_rules() const {
   if (!config_.control_listen) return;
   for (const ControlRoleRule& rule : config_.control_roles) {
     const std::string why = why_never_matches(rule.identity, true, !options.certificates_dir.empty(),
-                                              "add --tls-certificates DIR", options);
+                                              "add --tls-certificates DIR", options, psk_usernames);
     if (!why.empty()) {
       log_warning("--control-role '" + std::string(control_role_name(rule.role)) + " " + rule.identity +
                   "' can never match: " + why);
@@ -93,10 +117,16 @@ void RemoteSecurity::reload() {
   warn_about_unmatchable_rules();
 }
 
+std::string RemoteSecurity::refuse_without_role(const PeerIdentity& peer) const {
+  if (config_.control_role_of(peer)) return {};
+  return peer.describe() +
+         " has no control role: nbdsnapd gives remote control only to identities a --control-role names";
+}
+
 std::string RemoteSecurity::handle_remote_line(Control& control, const std::string& line,
                                                const PeerIdentity& peer) const {
   const std::optional<ControlRole> role = config_.control_role_of(peer);
-  if (!role) {
+  if (!role) {  // refused at admission already (refuse_without_role); kept as the handler's own rule
     log_warning("remote control: refused " + peer.describe() + ": no --control-role names it");
     return error_reply(
                {Errc::permission_denied, peer.describe() + " has no control role (nbdsnapd --control-role)"})
@@ -114,10 +144,8 @@ Status RemoteSecurity::start_remote_control(ControlSocketServer& server, Control
   if (!config_.control_listen) return Status::ok();
   const ListenAddress& address = *config_.control_listen;
   server.set_warning_log([](const std::string& message) { log_warning(message); });
-  ControlSocketServer::RemoteLimits limits;
-  limits.max_sessions = config_.control_max_sessions;
-  limits.handshake_timeout = std::chrono::seconds(config_.control_handshake_timeout_seconds);
-  server.set_remote_limits(limits);
+  server.set_limits(control_socket_limits(config_));
+  server.set_peer_admission([this](const PeerIdentity& peer) { return refuse_without_role(peer); });
   std::string error;
   const bool started = server.start_tls(
       address.host, address.port, *control_,

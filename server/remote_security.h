@@ -17,6 +17,10 @@
 
 namespace nbdsnap {
 
+// The bounds of a control socket, Unix or remote, from the options (--control-max-sessions,
+// --handshake-timeout, --control-idle-timeout), with the options named for the messages.
+ControlSocketServer::Limits control_socket_limits(const SecurityConfig& config);
+
 class RemoteSecurity {
  public:
   explicit RemoteSecurity(const SecurityConfig& config);
@@ -29,6 +33,9 @@ class RemoteSecurity {
   const TlsCredentialStore* nbd_credentials() const { return nbd_.get(); }
   // Starts `server` on --control-listen, if given, serving `control` to identities with a --control-role.
   Status start_remote_control(ControlSocketServer& server, Control& control);
+  // Admission of an authenticated remote peer: empty when a --control-role names it, else the refusal's
+  // message (naming the identity and the option). A peer without a role never holds a session slot.
+  std::string refuse_without_role(const PeerIdentity& peer) const;
   // The reply line for one remote request: refused without a role, else handled within the role.
   std::string handle_remote_line(Control& control, const std::string& line, const PeerIdentity& peer) const;
 

@@ -20,7 +20,9 @@ Server::Server(Engine& engine, const ServerConfig& config, const TlsCredentialSt
       access_(std::make_shared<const AccessPolicy>(config.security.access)),
       catalog_(engine),
       workers_(config.threads),
-      signals_(io_, SIGINT, SIGTERM, SIGHUP) {}
+      signals_(io_, SIGINT, SIGTERM, SIGHUP) {
+  refusals_.set_warn([](const std::string& line) { log_warning(line); });
+}
 
 Server::~Server() {
   workers_.join();
@@ -114,7 +116,7 @@ asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
     if (tcp) socket.set_option(asio::ip::tcp::no_delay(true), ec);
     const uint64_t id = next_connection_id_++;
     log_debug("connection " + std::to_string(id) + ": accepted");
-    const ConnectionSecurity security{config_.security.tls, tls_credentials_, access_, tcp};
+    const ConnectionSecurity security{config_.security.tls, tls_credentials_, access_, tcp, &refusals_};
     auto connection =
         std::make_shared<Connection>(std::move(socket), id, catalog_, workers_, registry_, limits, security);
     refuse_if_over_limit(*connection);
@@ -142,7 +144,19 @@ void Server::refuse_if_over_limit(Connection& connection) {
 
 void Server::run() {
   wait_for_signal();
+  asio::co_spawn(io_, flush_refusals(), asio::detached);
   io_.run();
+  refusals_.flush();  // what a flood left counted
+}
+
+asio::awaitable<void> Server::flush_refusals() {
+  while (!shutting_down_) {
+    refusal_flush_.expires_at(
+        refusals_.next_due().value_or(std::chrono::steady_clock::now() + std::chrono::seconds(60)));
+    asio::error_code ignored;  // cancelled at shutdown
+    co_await refusal_flush_.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    refusals_.flush_due();
+  }
 }
 
 void Server::wait_for_signal() {
@@ -169,6 +183,7 @@ void Server::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   notify_service_manager("STOPPING=1");
+  refusal_flush_.cancel();
   asio::error_code ignored;
   signals_.cancel(ignored);
   for (auto& acceptor : acceptors_) acceptor->close(ignored);

@@ -60,6 +60,8 @@ class Server {
   void wait_for_signal();
   void begin_shutdown();  // on the I/O thread
   asio::awaitable<void> drain_connections();
+  // Writes refusals_' summaries when due, until shutdown.
+  asio::awaitable<void> flush_refusals();
   // How long connections may take, after SIGTERM, to send the replies of requests in flight (a client that
   // reads them gets them in far less) and to negotiate one more option (answered with ERR_SHUTDOWN). Engine
   // calls in flight are not cut short: they always return, and run() waits for them. Small enough that
@@ -82,6 +84,10 @@ class Server {
   std::chrono::steady_clock::time_point
       last_refusal_log_{};          // I/O thread only: refusals are logged once a second
   uint64_t refusals_unlogged_ = 0;  // I/O thread only
+  // NBD clients refused before they are known (connection.h): failed TLS handshakes, options in clear under
+  // --tls require, handshake time-outs; counted by kind, summed up by refusal_flush_.
+  RefusalLog refusals_{"", "NBD connections"};
+  asio::steady_timer refusal_flush_{io_};
 };
 
 }  // namespace nbdsnap

@@ -84,8 +84,13 @@ po::options_description option_descriptions() {
       "control-role", po::value<std::vector<std::string>>()->composing()->value_name("'ROLE IDENTITY'"),
       "give a remote control identity a role: read-only, operator or admin (repeatable)")(
       "control-max-sessions", po::value<std::string>()->default_value("32")->value_name("N"),
-      "remote control clients served at once (1..1024); more get a busy error (clients still in their TLS "
-      "handshake are bounded apart: 128, the oldest closed first)")(
+      "control clients served at once on each control socket, the Unix one and --control-listen counted "
+      "apart (1..1024); more get a busy error (remote clients still in their TLS handshake are bounded "
+      "apart: "
+      "128, the oldest closed first)")(
+      "control-idle-timeout", po::value<std::string>()->default_value("300")->value_name("SECONDS"),
+      "close a remote control session that sends no request for SECONDS after its last reply (0: never; "
+      "0..86400; a client waiting for events is not idle)")(
       "control-group", po::value<std::string>()->value_name("GROUP"),
       "the Unix control socket belongs to GROUP with mode 0660 (default: mode 0600, owner only)")(
       "remote-storage-dir", po::value<std::string>()->value_name("DIR"),
@@ -251,6 +256,13 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, Optio
     return errors.fail("control-max-sessions", s.message());
   }
   security.control_max_sessions = static_cast<unsigned>(sessions);
+  uint64_t idle = 0;
+  if (Status s = parse_bounded_number("control-idle-timeout", vm["control-idle-timeout"].as<std::string>(), 0,
+                                      86'400, kSpelling, idle);
+      !s) {
+    return errors.fail("control-idle-timeout", s.message());
+  }
+  security.control_idle_timeout_seconds = static_cast<unsigned>(idle);
   if (security.control_listen && security.control_roles.empty()) {
     return errors.fail("control-listen",
                        "--control-listen needs at least one --control-role: nobody could use it");

@@ -46,7 +46,9 @@ struct SecurityConfig {
   std::vector<ControlRoleRule> control_roles;
   std::string control_group;           // the Unix control socket's group (mode 0660); empty: mode 0600
   std::string remote_storage_dir;      // remote control clients' storage: new files here only; empty: none
-  unsigned control_max_sessions = 32;  // authenticated remote control clients at once (a thread each)
+  unsigned control_max_sessions = 32;  // clients at once on each control socket (a thread each)
+  unsigned control_idle_timeout_seconds =
+      300;  // remote sessions without a request for this long close; 0: never
   // Remote control clients must finish their TLS handshake within this: --handshake-timeout, except that 0
   // (never, for NBD) means 10 s here, as a peer that never authenticates must not be kept.
   unsigned control_handshake_timeout_seconds = 10;

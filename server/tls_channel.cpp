@@ -85,4 +85,10 @@ std::string TlsChannel::error() const {
   return session_->error();
 }
 
+std::string TlsChannel::failure_kind() const {
+  MutexLock lock(session_mutex_);
+  return session_->failure_kind().empty() ? "closed before the TLS handshake ended"
+                                          : session_->failure_kind();
+}
+
 }  // namespace nbdsnap

@@ -43,6 +43,8 @@ class TlsChannel {
   void bye() EXCLUDES(session_mutex_);
 
   std::string error() const EXCLUDES(session_mutex_);
+  // After a failed handshake: its kind, for counting refusals (tls_session.h).
+  std::string failure_kind() const EXCLUDES(session_mutex_);
   const PeerIdentity& peer() const { return peer_; }  // set by handshake()
   const std::string& description() const { return description_; }
 

@@ -59,6 +59,8 @@ TEST_CASE("every_numeric_option_of_nbdsnapd_is_refused_with_its_name_value_and_b
       {"handshake-timeout", "99999999999999999999999",
        "--handshake-timeout 99999999999999999999999 is too large: "
        "it must be 0..86400"},
+      {"control-idle-timeout", "86401", "--control-idle-timeout 86401 is out of range: it must be 0..86400"},
+      {"control-max-sessions", "0", "--control-max-sessions 0 is out of range: it must be 1..1024"},
       {"chunk-min-shift", "40", "--chunk-min-shift 40 is out of range: it must be 12..30"},
       {"checkpoints-kept", "1", "--checkpoints-kept 1 is out of range: it must be 2..128"},
       {"copy-io-size", "48K", "--copy-io-size 48K is not a power of two: it must be 4K..64M, a power of two"},
