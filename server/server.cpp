@@ -155,18 +155,23 @@ void Server::run() {
   wait_for_signal();
   // The other I/O threads run until their last connection is gone once the guards are released: after the
   // shutdown sequence on this thread has closed or aborted every connection (drain_connections).
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
-  std::vector<std::thread> threads;
+  // Released and joined however run() is left (also if io_.run() throws), so no thread outlives its context.
+  struct IoThreads {
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+    std::vector<std::thread> threads;
+    ~IoThreads() {
+      for (auto& guard : guards) guard.reset();
+      for (auto& thread : threads) thread.join();
+    }
+  } io_threads;
   for (auto& context : connection_contexts_) {
-    guards.push_back(asio::make_work_guard(*context));
-    threads.emplace_back([&context = *context] {
+    io_threads.guards.push_back(asio::make_work_guard(*context));
+    io_threads.threads.emplace_back([&context = *context] {
       ::pthread_setname_np(::pthread_self(), "nbdsnapd-io");  // what top -H and /proc/PID/task/*/comm show
       context.run();
     });
   }
   io_.run();
-  for (auto& guard : guards) guard.reset();
-  for (auto& thread : threads) thread.join();
 }
 
 void Server::wait_for_signal() {
