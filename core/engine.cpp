@@ -3,8 +3,11 @@
 //
 // Design notes. Control operations are serialised by control_mutex_, so a take never interleaves with a
 // destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze.
-// Take freezes the trackers of all its origins (in name order) before switching any of them, so the
-// snapshot holds, for every origin, exactly the writes that completed before the freeze.
+// Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
+// origin, exactly the writes that completed before the freeze. It first holds new writes at every origin (in
+// name order), then waits for the writes in flight at each: the drains overlap, so a take of 32 busy origins
+// waits about as long as the slowest origin, not the sum of all (bench T8), and no origin stays frozen while
+// the others are still being drained one by one.
 #include "engine.h"
 
 #include <algorithm>
@@ -543,10 +546,12 @@ Status Engine::take_snapshot(const std::string& name) {
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count();
   try {
-    // Every origin is frozen until the end of this block, however it is left.
+    // Every origin is frozen until the end of this block, however it is left: held first, all of them, then
+    // drained (no write path enters a second origin's gate, so a drain never waits for another hold).
     std::vector<IoGate::Freeze> frozen;
     frozen.reserve(origins.size());
-    for (auto& origin : origins) frozen.emplace_back(origin->tracker().gate());
+    for (auto& origin : origins) frozen.emplace_back(origin->tracker().gate(), IoGate::Freeze::Drain::later);
+    for (auto& freeze : frozen) freeze.wait_until_empty();
     std::vector<Snapshot::Member> members = prepare_take(*snapshot, origins, config_);
     // May throw std::bad_alloc too: CBT freezes that already happened then leave a checkpoint nobody can back
     // up from, which under-reports nothing.

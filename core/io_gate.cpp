@@ -40,9 +40,18 @@ void IoGate::leave() {
 }
 
 void IoGate::freeze() {
+  hold();
+  wait_until_empty();
+}
+
+void IoGate::hold() {
   MutexLock lock(mutex_);
   ++freezes_;
   state_.fetch_or(kBlocked, std::memory_order_acq_rel);
+}
+
+void IoGate::wait_until_empty() {
+  MutexLock lock(mutex_);
   while (inside() != 0) changed_.wait(mutex_);
 }
 

@@ -38,6 +38,12 @@ class IoGate {
   void leave() EXCLUDES(mutex_);
   // Holds new entries and waits until nothing is inside. Freezes nest. REQUIRES: the caller is not inside.
   void freeze() EXCLUDES(mutex_);
+  // The two halves of freeze(): hold() holds new entries and never waits (it counts as a freeze: thaw() ends
+  // it); wait_until_empty() then waits until nothing is inside. A take holds every origin's gate before it
+  // waits for any, so the drains of many busy origins overlap instead of adding up.
+  // REQUIRES (wait_until_empty): a hold or freeze of the caller's, who is not inside.
+  void hold() EXCLUDES(mutex_);
+  void wait_until_empty() EXCLUDES(mutex_);
   void thaw() EXCLUDES(mutex_);
   // Refuses every later entry and waits until nothing is inside. REQUIRES: the caller is not inside.
   void close() EXCLUDES(mutex_);
@@ -91,10 +97,19 @@ class IoGate::Pass {
   IoGate* gate_ = nullptr;
 };
 
-// The gate frozen for as long as the Freeze lives. Move-only.
+// The gate frozen for as long as the Freeze lives. Move-only. Drain::later only holds new entries: the owner
+// calls wait_until_empty() before it counts on nothing being inside.
 class IoGate::Freeze {
  public:
-  explicit Freeze(IoGate& gate) : gate_(&gate) { gate.freeze(); }
+  enum class Drain { now, later };
+  explicit Freeze(IoGate& gate, Drain drain = Drain::now) : gate_(&gate) {
+    if (drain == Drain::now) {
+      gate.freeze();
+    } else {
+      gate.hold();
+    }
+  }
+  void wait_until_empty() { gate_->wait_until_empty(); }
   Freeze(Freeze&& other) noexcept : gate_(std::exchange(other.gate_, nullptr)) {}
   Freeze& operator=(Freeze&&) = delete;
   Freeze(const Freeze&) = delete;

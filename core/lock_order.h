@@ -35,7 +35,7 @@
 // own: held only to copy one key inside GnuTLS's handshake callback or to add and drop a credentials object's
 // keys.
 //
-// Paths that nest, for reference: take = 1 -> 2 (freeze each origin) -> 3 -> 4; destroy = 1 -> 3 -> 2 -> 4;
-// detach = 1 -> 3 -> 4 -> 2 (close); a write = gate entered -> ChunkMap -> (released) -> DiffStorage / device
-// I/O -> Snapshot::mutex_ only through Snapshot::corrupt(), which holds no other lock.
+// Paths that nest, for reference: take = 1 -> 2 (hold every origin, then drain each) -> 3 -> 4; destroy = 1
+// -> 3 -> 2 -> 4; detach = 1 -> 3 -> 4 -> 2 (close); a write = gate entered -> ChunkMap -> (released) ->
+// DiffStorage / device I/O -> Snapshot::mutex_ only through Snapshot::corrupt(), which holds no other lock.
 #pragma once

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // connection.h — one NBD client over a socket: the handshake, then requests served concurrently.
 //
-// Threading: the handshake, the request reader and closing run on the server's single I/O thread; request
+// Threading: the handshake, the request reader and closing run on the connection's I/O thread (the one thread
+// running its socket's executor; the server has several, server.h, and a connection never moves); request
 // executions run on the worker pool (small ones served from memory on the I/O thread), and the thread that
 // finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to
 // `max_in_flight` requests are served at once; replies go out in completion order (NBD allows that).

@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +23,9 @@ Server::Server(Engine& engine, const ServerConfig& config, const TlsCredentialSt
       workers_(config.threads),
       signals_(io_, SIGINT, SIGTERM, SIGHUP) {
   refusals_.set_warn([](const std::string& line) { log_warning(line); });
+  for (unsigned i = 1; i < config.io_threads; ++i) {
+    connection_contexts_.push_back(std::make_unique<asio::io_context>(1));
+  }
 }
 
 Server::~Server() {
@@ -103,7 +107,8 @@ asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
                                 std::chrono::seconds(config_.handshake_timeout_seconds)};
   for (;;) {
     asio::error_code ec;
-    NbdSocket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    NbdSocket socket = co_await acceptor.async_accept(next_connection_context(),
+                                                      asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
     if (ec) {
       log_warning("accept: " + ec.message());
@@ -122,6 +127,11 @@ asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
     refuse_if_over_limit(*connection);
     connection->start();
   }
+}
+
+asio::io_context& Server::next_connection_context() {
+  const size_t turn = next_context_++ % (connection_contexts_.size() + 1);
+  return turn == 0 ? io_ : *connection_contexts_[turn - 1];
 }
 
 // The refused client still gets a handshake (bounded by the handshake timeout) so that it can report why it
@@ -145,8 +155,29 @@ void Server::refuse_if_over_limit(Connection& connection) {
 void Server::run() {
   wait_for_signal();
   asio::co_spawn(io_, flush_refusals(), asio::detached);
-  io_.run();
-  refusals_.flush();  // what a flood left counted
+  {
+    // The other I/O threads run until their last connection is gone once the guards are released: after the
+    // shutdown sequence on this thread has closed or aborted every connection (drain_connections).
+    // Released and joined however run() is left (also if io_.run() throws), so no thread outlives its
+    // context.
+    struct IoThreads {
+      std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+      std::vector<std::thread> threads;
+      ~IoThreads() {
+        for (auto& guard : guards) guard.reset();
+        for (auto& thread : threads) thread.join();
+      }
+    } io_threads;
+    for (auto& context : connection_contexts_) {
+      io_threads.guards.push_back(asio::make_work_guard(*context));
+      io_threads.threads.emplace_back([&context = *context] {
+        ::pthread_setname_np(::pthread_self(), "nbdsnapd-io");  // what top -H and /proc/PID/task/*/comm show
+        context.run();
+      });
+    }
+    io_.run();
+  }
+  refusals_.flush();  // what a flood left counted, once every I/O thread has ended
 }
 
 asio::awaitable<void> Server::flush_refusals() {
@@ -192,7 +223,9 @@ void Server::begin_shutdown() {
     log_info("waiting up to " + std::to_string(kShutdownGrace.count()) + " ms for " +
              std::to_string(connections.size()) + " connections to finish in-flight requests");
   }
-  for (const auto& connection : connections) connection->shut_down();
+  for (const auto& connection : connections) {
+    asio::post(connection->executor(), [connection] { connection->shut_down(); });  // on its own I/O thread
+  }
   asio::co_spawn(io_, drain_connections(), asio::detached);
 }
 
@@ -205,7 +238,9 @@ asio::awaitable<void> Server::drain_connections() {
   while (registry_.size() > 0) {
     if (std::chrono::steady_clock::now() >= deadline) {
       log_warning("closing " + std::to_string(registry_.size()) + " connections that did not finish in time");
-      for (const auto& connection : registry_.all()) connection->abort();
+      for (const auto& connection : registry_.all()) {
+        asio::post(connection->executor(), [connection] { connection->abort(); });
+      }
       co_return;
     }
     tick.expires_after(std::chrono::milliseconds(50));

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // server.h — nbdsnapd's NBD listeners: accepts clients on Unix and TCP sockets and runs their connections.
 //
-// One I/O thread runs every socket (Asio); a pool of workers runs the engine calls. SIGTERM/SIGINT start a
-// clean shutdown: listeners close, connections stop reading and finish what is in flight, clients still
-// negotiating get NBD_REP_ERR_SHUTDOWN for their next option, then run() returns. No client can hold that up:
-// after kShutdownGrace every connection left is closed (docs/nbdsnapd.pod, SIGNALS). SIGHUP calls the reload
-// handler (TLS credentials are read again) and serving goes on.
+// --io-threads I/O threads run the sockets (Asio), each its own io_context: the thread that calls run() has
+// the listeners, the signals and the shutdown sequence, and every thread (that one included) gets a share of
+// the connections, dealt out in turn as they are accepted. A connection stays on its thread for its whole
+// life, so everything connection.h says of "the I/O thread" holds per connection; one thread for every socket
+// could not keep up with dozens of busy connections (bench T8, 32 origins). A pool of workers runs the engine
+// calls. SIGTERM/SIGINT start a clean shutdown: listeners close, connections stop reading and finish what is
+// in flight, clients still negotiating get NBD_REP_ERR_SHUTDOWN for their next option, then run() returns. No
+// client can hold that up: after kShutdownGrace every connection left is closed (docs/nbdsnapd.pod, SIGNALS).
+// SIGHUP calls the reload handler (TLS credentials are read again) and serving goes on.
 #pragma once
 
 #include <atomic>
@@ -13,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <asio.hpp>
@@ -36,7 +41,8 @@ class Server {
   // Binds every listen address (a stale Unix socket file is replaced, a live one refused); or,
   // socket-activated, serves the sockets systemd passed instead (never unlinked: systemd_service.h).
   Status listen(const std::vector<ActivatedSocket>& activated = {});
-  // Serves until a signal or request_shutdown(), then until every connection has finished.
+  // Serves until a signal or request_shutdown(), then until every connection has finished (the other I/O
+  // threads are started here and joined before it returns).
   void run();
   // Thread-safe.
   void request_shutdown();
@@ -55,6 +61,8 @@ class Server {
   Status adopt(const ActivatedSocket& socket);
   void start_accepting(std::unique_ptr<Acceptor> acceptor, const ListenAddress& address);
   asio::awaitable<void> accept_clients(Acceptor& acceptor, bool tcp);
+  // The io_context of the next connection: each I/O thread's in turn. On the I/O thread of run().
+  asio::io_context& next_connection_context();
   // Over --max-connections, a new client is told so in the handshake. On the I/O thread.
   void refuse_if_over_limit(Connection& connection);
   void wait_for_signal();
@@ -73,7 +81,10 @@ class Server {
   const std::shared_ptr<const AccessPolicy> access_;
   std::function<void()> reload_;
   EngineCatalog catalog_;
-  asio::io_context io_{1};
+  asio::io_context io_{1};  // run()'s thread: listeners, signals, shutdown, and its share of connections
+  // The other I/O threads' contexts (--io-threads - 1), each run by one thread while run() runs.
+  std::vector<std::unique_ptr<asio::io_context>> connection_contexts_;
+  size_t next_context_ = 0;  // I/O thread of run() only
   asio::thread_pool workers_;
   asio::signal_set signals_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;

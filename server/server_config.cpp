@@ -4,10 +4,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <set>
+#include <thread>
 
 #include <boost/program_options.hpp>
 
@@ -55,6 +57,8 @@ po::options_description option_descriptions() {
       "error, warning, info or debug")("threads",
                                        po::value<std::string>()->default_value("4")->value_name("N"),
                                        "worker threads for I/O (1..1024)")(
+      "io-threads", po::value<std::string>()->default_value("0")->value_name("N"),
+      "threads serving the NBD sockets, each connection staying on one (0: one per CPU, at most 16; 0..256)")(
       "max-in-flight", po::value<std::string>()->default_value("64")->value_name("N"),
       "requests served at once per connection (1..4096)")(
       "max-connections", po::value<std::string>()->default_value("1000")->value_name("N"),
@@ -136,6 +140,12 @@ class OptionErrors {
   std::ostream& err_;
 };
 
+// --io-threads 0: one I/O thread per CPU, so that dozens of busy connections can use every core; more than 16
+// would only add threads that wait on the same sockets' readiness.
+unsigned default_io_threads() {
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+}
+
 // nbdsnapd's own numeric options, bounded as the tuning options are and refused in the same words.
 struct ServerNumberOption {
   const char* name;
@@ -145,6 +155,7 @@ struct ServerNumberOption {
 };
 constexpr ServerNumberOption kServerNumberOptions[] = {
     {"threads", 1, 1024, &ServerConfig::threads},
+    {"io-threads", 0, 256, &ServerConfig::io_threads},
     {"max-in-flight", 1, 4096, &ServerConfig::max_in_flight},
     {"max-connections", 0, 1'000'000, &ServerConfig::max_connections},
     {"handshake-timeout", 0, 86'400, &ServerConfig::handshake_timeout_seconds},
@@ -301,6 +312,7 @@ bool apply(const po::variables_map& vm, ServerConfig& config, OptionErrors& erro
                                         ": must be error, warning, info or debug");
   }
   if (!apply_numbers(vm, config, errors)) return false;
+  if (config.io_threads == 0) config.io_threads = default_io_threads();
   config.security.control_handshake_timeout_seconds =
       config.handshake_timeout_seconds > 0 ? config.handshake_timeout_seconds : 10;
   if (Status s = parse_file_cache(vm["cache"].as<std::string>(), "--cache", config.cache); !s) {

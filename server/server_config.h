@@ -61,7 +61,8 @@ struct ServerConfig {
   std::vector<ListenAddress> listen;
   std::string control_path;  // empty: no control socket
   LogLevel log_level = LogLevel::info;
-  unsigned threads = 4;                         // workers running engine calls
+  unsigned threads = 4;     // workers running engine calls
+  unsigned io_threads = 2;  // threads running sockets, each connection staying on one (--io-threads 0: CPUs)
   unsigned max_in_flight = 64;                  // requests per connection
   uint64_t max_in_flight_bytes = 256ull << 20;  // request and reply payload per connection
   unsigned max_connections = 1000;          // NBD connections at once, handshaking ones included; 0: no limit

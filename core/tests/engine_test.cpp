@@ -196,6 +196,32 @@ TEST_CASE("cbt map since an unknown checkpoint is not found") {
   CHECK_ERRC(engine.cbt_map("disk0", "never-taken", ranges), Errc::not_found);
 }
 
+TEST_CASE("a take holds new writes at every origin before it waits for the writes in flight at any") {
+  TempDir dir;
+  Engine engine(small_config());
+  attach_memory_origin(engine, "a", MiB);
+  attach_memory_origin(engine, "b", MiB);
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"a", "b"}, dir, "diff", 4 * MiB)));
+  IoGate& gate_b = OriginTestAccess::write_gate(*engine.find_origin("b"));
+  // A write to a, still in flight when the take starts.
+  auto in_flight = std::make_unique<IoGate::Pass>(OriginTestAccess::write_gate(*engine.find_origin("a")));
+  REQUIRE(in_flight->entered());
+  Status taken;
+  std::thread take([&] { taken = engine.take_snapshot("s"); });
+  // b is held while a still drains: a take that froze one origin after the other would keep b open (and
+  // its writes coming) until a's write had finished, and its wait would be the sum of every origin's drain.
+  bool b_held = false;
+  for (int i = 0; i < 2000 && !b_held; ++i) {  // at most 2 s
+    b_held = gate_b.is_frozen();
+    if (!b_held) std::this_thread::sleep_for(1ms);
+  }
+  in_flight.reset();
+  take.join();
+  REQUIRE_OK(taken);
+  CHECK(b_held);
+  CHECK_FALSE(gate_b.is_frozen());  // thawed when the take ended
+}
+
 TEST_CASE("detach refuses an origin in a snapshot unless forced") {
   TempDir dir;
   Engine engine(small_config());

@@ -39,6 +39,27 @@ TEST_CASE("freeze waits for I/O inside the gate and holds new entries until thaw
   CHECK(entered);
 }
 
+TEST_CASE("hold refuses new entries at once and wait_until_empty then waits for those inside") {
+  IoGate gate;
+  REQUIRE(gate.enter());
+  gate.hold();  // returns with one I/O still inside
+  CHECK(gate.is_frozen());
+  CHECK_FALSE(gate.try_enter());
+  std::atomic<bool> drained{false};
+  std::thread waiter([&] {
+    gate.wait_until_empty();
+    drained = true;
+  });
+  std::this_thread::sleep_for(30ms);
+  CHECK_FALSE(drained);
+  gate.leave();
+  waiter.join();
+  CHECK(drained);
+  gate.thaw();
+  CHECK(gate.try_enter());
+  gate.leave();
+}
+
 TEST_CASE("nested freezes need as many thaws") {
   IoGate gate;
   gate.freeze();

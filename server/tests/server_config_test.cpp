@@ -3,8 +3,10 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
+#include <thread>
 
 #include "server_config.h"
 
@@ -48,6 +50,19 @@ TEST_CASE("bad_origin_and_listen_values_are_refused") {
   CHECK(parse({"--origin", "a@b=/x"}, e) == ConfigOutcome::exit_failure);
   ServerConfig f;
   CHECK(parse({"--bogus"}, f) == ConfigOutcome::exit_failure);
+}
+
+TEST_CASE("io_threads_default_to_one_per_cpu_at_most_16_and_an_explicit_count_is_kept") {
+  ServerConfig defaults;
+  REQUIRE(parse({"--origin", "d=/tmp/d.raw"}, defaults) == ConfigOutcome::run);
+  const unsigned cpus = std::thread::hardware_concurrency();
+  CHECK(defaults.io_threads == std::clamp(cpus, 1u, 16u));
+  ServerConfig one;
+  REQUIRE(parse({"--origin", "d=/tmp/d.raw", "--io-threads", "1"}, one) == ConfigOutcome::run);
+  CHECK(one.io_threads == 1);
+  ServerConfig many;
+  REQUIRE(parse({"--origin", "d=/tmp/d.raw", "--io-threads", "256"}, many) == ConfigOutcome::run);
+  CHECK(many.io_threads == 256);
 }
 
 TEST_CASE("help_and_version_exit_successfully") {
