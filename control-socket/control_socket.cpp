@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "control_client_watch.h"
 #include "tls_stream.h"
 
 #include <sys/socket.h>
@@ -539,6 +540,18 @@ std::string seconds_text(std::chrono::milliseconds duration) {
 
 }  // namespace
 
+namespace {
+
+// Whether the client at the other end of `fd` has closed (or shut down its sending side, after which it can
+// send no more requests): a poll that does not wait. Bytes of a next request waiting to be read are not a
+// hang-up.
+bool peer_hung_up(int fd) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+}  // namespace
+
 std::chrono::steady_clock::time_point ControlSocketServer::idle_deadline(const PeerIdentity& peer) const {
   const auto now = std::chrono::steady_clock::now();
   if (peer.local || limits_.idle_timeout.count() == 0) return now + std::chrono::hours(24 * 365);
@@ -575,6 +588,8 @@ void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> c
       if (line.find_first_not_of(" \t") == std::string::npos) continue;
       std::string reply;
       try {
+        // A client that hangs up during a long request (events-wait) must not keep its session.
+        const ControlClientWatch watch([fd] { return peer_hung_up(fd); });
         reply = handler_(line, peer);
       } catch (...) {
         open = false;  // a handler that throws leaves the client without an answer: close rather than hang

@@ -10,6 +10,7 @@
 #include <map>
 #include <thread>
 
+#include "control_client_watch.h"
 #include "export_name.h"
 
 namespace nbdsnap {
@@ -519,10 +520,11 @@ class CommandSet {
     const uint64_t after = optional_uint(request, "after", 0);
     const uint64_t timeout_ms =
         std::min<uint64_t>(optional_uint(request, "timeout_ms", 0), 24ull * 3600 * 1000);
+    // A client that hung up ends its wait (ControlClientWatch): checked each second.
+    const std::vector<Event> events = engine_.events().wait_after(
+        after, std::chrono::milliseconds(timeout_ms), [] { return ControlClientWatch::client_gone(); });
     json list = json::array();
-    for (const Event& e : engine_.events().wait_after(after, std::chrono::milliseconds(timeout_ms))) {
-      list.push_back(event_json(e));
-    }
+    for (const Event& e : events) list.push_back(event_json(e));
     return ok_reply({{"events", list}, {"last_sequence", engine_.events().last_sequence()}});
   }
 

@@ -2,6 +2,8 @@
 // events.cpp — a bounded, numbered event log with waiters.
 #include "events.h"
 
+#include <algorithm>
+
 namespace nbdsnap {
 
 const char* event_type_name(EventType type) {
@@ -40,12 +42,21 @@ uint64_t EventLog::post(Event event) {
   return next_sequence_ - 1;
 }
 
-std::vector<Event> EventLog::wait_after(uint64_t after, std::chrono::milliseconds timeout) {
+std::vector<Event> EventLog::wait_after(uint64_t after, std::chrono::milliseconds timeout,
+                                        const std::function<bool()>& give_up) {
+  constexpr auto kGiveUpInterval = std::chrono::seconds(1);
   MutexLock lock(mutex_);
   const uint64_t interrupts = interrupts_;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (next_sequence_ - 1 <= after && interrupts_ == interrupts && !stopped_) {
-    if (!changed_.wait_until(mutex_, deadline)) break;
+    const auto until =
+        give_up ? std::min(deadline, std::chrono::steady_clock::now() + kGiveUpInterval) : deadline;
+    if (changed_.wait_until(mutex_, until)) continue;
+    if (until >= deadline) break;
+    lock.unlock();  // give_up may make a system call (a poll of the client's socket)
+    const bool stop = give_up();
+    lock.lock();
+    if (stop) break;
   }
   std::vector<Event> found;
   for (const Event& e : events_) {

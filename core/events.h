@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -49,8 +50,10 @@ class EventLog {
   // Records an event (its sequence and time are filled in) and wakes waiters. Returns its sequence.
   uint64_t post(Event event);
   // Events with sequence > after; waits up to timeout for at least one. Empty on timeout. Returns at once,
-  // with what it has, once stop() has been called.
-  std::vector<Event> wait_after(uint64_t after, std::chrono::milliseconds timeout);
+  // with what it has, once stop() has been called. give_up (if set) is asked about once a second, without
+  // the lock: true ends the wait at once with what there is (a control client that hung up).
+  std::vector<Event> wait_after(uint64_t after, std::chrono::milliseconds timeout,
+                                const std::function<bool()>& give_up = {});
   // Sequence of the newest event (0 when none).
   uint64_t last_sequence() const;
   // Wakes the waiters of this moment; they return what they have. A wait that starts afterwards waits as

@@ -106,4 +106,15 @@ run_cli 0 origins
 grep -E "control socket: refused a local client: 2 sessions are open \(nbdsnapd --control-max-sessions 2\)" \
   "$server_log" >/dev/null || fail "the local busy refusal is not logged"
 pass "the Unix control socket refuses one client over --control-max-sessions as busy"
+
+# Clients killed while waiting in events-wait (Ctrl-C on `events --wait 3600`) give their sessions back within
+# a couple of seconds, not at the end of the wait: else two of them lock everyone out for an hour.
+for _ in 1 2; do
+  timeout -s INT 1 "$NBDSNAP" events --after 1000000 --wait 3600 >/dev/null 2>&1 || true
+  timeout -s INT 2 "$NBDSNAP" "${remote[@]}" events --after 1000000 --wait 3600 >/dev/null 2>&1 || true
+done
+sleep 2.5
+run_cli_within 5 0 origins
+run_cli_within 10 0 "${remote[@]}" origins
+pass "clients that hang up during events-wait give their sessions back (Unix socket and remote)"
 stop_server

@@ -8,6 +8,8 @@
 #include <string>
 #include <thread>
 
+#include "control_client_watch.h"
+
 using namespace nbdsnap;
 using namespace std::chrono_literals;
 
@@ -151,6 +153,37 @@ TEST_CASE("several waiters following the log each see every event") {
   for (int i = 0; i < kEvents; ++i) log.post(event_of(EventType::snapshot_taken, "s"));
   for (auto& follower : followers) follower.join();
   CHECK(seen_total == 3 * kEvents);
+}
+
+TEST_CASE("a wait whose caller gives up ends within about a second, not at its timeout") {
+  EventLog log(16);
+  std::atomic<bool> gone{false};
+  std::thread hang_up([&gone] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    gone = true;
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const auto events = log.wait_after(0, std::chrono::hours(1), [&gone] { return gone.load(); });
+  hang_up.join();
+  CHECK(events.empty());
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(30));  // not the hour
+}
+
+TEST_CASE("a control client watch answers for its thread only, innermost first") {
+  CHECK_FALSE(ControlClientWatch::client_gone());
+  {
+    const ControlClientWatch outer([] { return true; });
+    CHECK(ControlClientWatch::client_gone());
+    {
+      const ControlClientWatch inner([] { return false; });
+      CHECK_FALSE(ControlClientWatch::client_gone());
+    }
+    CHECK(ControlClientWatch::client_gone());
+    bool other_thread = true;
+    std::thread([&other_thread] { other_thread = ControlClientWatch::client_gone(); }).join();
+    CHECK_FALSE(other_thread);
+  }
+  CHECK_FALSE(ControlClientWatch::client_gone());
 }
 
 TEST_CASE("event type names are the protocol's names") {
