@@ -29,8 +29,9 @@ Status parse_reflink_mode(const std::string& text, const std::string& what, Refl
   } else if (text == "off") {
     out = ReflinkMode::off;
   } else {
-    return {Errc::invalid_argument,
-            what + " " + text + ": must be auto (share extents where the file system can) or off (copy)"};
+    return {Errc::invalid_argument, what + " '" + text +
+                                        "' is not a reflink mode: give auto (share extents where the file "
+                                        "system can, the default) or off (always copy)"};
   }
   return Status::ok();
 }

@@ -20,7 +20,7 @@ if "$NBDSNAPD" --reflink on --state-dir "$dir/bad-state" --listen "unix:$dir/bad
   >"$dir/bad.log" 2>&1; then
   fail "--reflink on was accepted"
 fi
-grep -- "--reflink on: must be auto" "$dir/bad.log" >/dev/null || fail "unclear error: $(cat "$dir/bad.log")"
+grep -- "--reflink 'on' is not a reflink mode: give auto" "$dir/bad.log" >/dev/null || fail "unclear error: $(cat "$dir/bad.log")"
 
 xfs=$dir/xfs
 mkdir "$xfs"

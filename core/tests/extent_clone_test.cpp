@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cerrno>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "engine.h"
@@ -118,7 +119,7 @@ TEST_CASE("reflink mode parses auto and off and names the option otherwise") {
   CHECK(mode == ReflinkMode::off);
   const Status bad = parse_reflink_mode("on", "--reflink", mode);
   CHECK(bad.code() == Errc::invalid_argument);
-  CHECK(bad.message().find("--reflink on") != std::string::npos);
+  CHECK(bad.message().find("--reflink 'on' is not a reflink mode") != std::string::npos);
   CHECK(std::string(reflink_mode_name(ReflinkMode::automatic)) == "auto");
 }
 
@@ -235,4 +236,36 @@ TEST_CASE("without a clone hook, files on a file system without sharing are copi
   REQUIRE_OK(f.engine.snapshot_info("s", info));
   CHECK(info.state == SnapshotState::taken);
   CHECK(f.log_lines().size() == 1);
+}
+
+TEST_CASE("writers racing on first touches decide once and every chunk keeps its take-time data") {
+  HangWatchdog watchdog("writers racing on first touches", std::chrono::seconds(60));
+  for (int error : {0, EXDEV}) {
+    CAPTURE(error);
+    ClonesBy clones(error);
+    FileOrigin f(2 * MiB);
+    std::vector<std::thread> writers;
+    std::atomic<int> failed_writes{0};
+    for (int w = 0; w < 4; ++w) {
+      writers.emplace_back([&f, &failed_writes, w] {
+        // Each writer touches every chunk, in its own order, so first touches of one chunk race too.
+        for (uint64_t i = 0; i < 32; ++i) {
+          const uint64_t chunk = (i * 7 + static_cast<uint64_t>(w) * 11) % 32;
+          const auto data = pattern(KiB, chunk * kChunk + static_cast<uint64_t>(w) * KiB, 2);
+          if (!f.origin->write(data.data(), KiB, chunk * kChunk + static_cast<uint64_t>(w) * KiB, false))
+            ++failed_writes;
+        }
+      });
+    }
+    for (auto& t : writers) t.join();
+    CHECK(failed_writes == 0);
+    f.check_image_is_take_time(2 * MiB);
+    CHECK(f.log_lines().size() == 1);
+    if (error == 0) {
+      CHECK(clones_tried == 32);
+    } else {
+      CHECK(clones_tried >= 1);
+      CHECK(clones_tried <= 4);  // at most the writers that raced on the undecided pair
+    }
+  }
 }
