@@ -21,6 +21,8 @@
 
 namespace nbdsnap {
 
+struct SharableFile;  // extent_clone.h
+
 // A run of bytes with one allocation state (for NBD base:allocation).
 struct Extent {
   uint64_t offset = 0;
@@ -59,6 +61,11 @@ class BlockDevice {
   // refuse to use one disk twice: as two origins, as storage of two snapshots, or as an origin and storage
   // (copy-on-write would overwrite the data it preserves). Empty: unknown, never matches.
   virtual std::string file_identity() const { return {}; }
+  // The regular file whose bytes this device reads and writes at the same offsets, so that copy-on-write can
+  // share its extents with difference storage (extent_clone.h). Null when there is none: block devices,
+  // devices reached through another layer (nbdkit's next plugin), wrappers that change what is read. Valid
+  // as long as the device lives.
+  virtual const SharableFile* sharable_file() const { return nullptr; }
 };
 
 // Checks that [offset, offset+len) lies inside a device of the given size without overflow.

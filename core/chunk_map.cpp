@@ -51,13 +51,17 @@ class ChunkMap::CopyClaim {
 
 ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
                    uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size,
-                   std::shared_ptr<OriginCounters> counters)
+                   std::shared_ptr<OriginCounters> counters, ReflinkMode reflink,
+                   std::function<void(const std::string&)> log_info)
     : snapshot_(snapshot),
       origin_name_(std::move(origin_name)),
       origin_device_(std::move(origin_device)),
       origin_size_(origin_size),
       chunk_size_(chunk_size),
       copy_read_size_(copy_read_size),
+      sharing_(reflink, snapshot.name(), origin_name_, std::move(log_info)),
+      slot_alignment_(
+          sharing_.slot_alignment(origin_device_ ? origin_device_->sharable_file() : nullptr, chunk_size_)),
       counters_(counters ? std::move(counters) : std::make_shared<OriginCounters>()) {}
 
 ChunkMap::~ChunkMap() {
@@ -68,6 +72,11 @@ ChunkMap::~ChunkMap() {
 
 uint64_t ChunkMap::chunk_length(uint64_t index) const {
   return std::min(chunk_size_, origin_size_ - index * chunk_size_);
+}
+
+uint64_t ChunkMap::slot_length(uint64_t index) const {
+  const uint64_t length = chunk_length(index);
+  return (length + slot_alignment_ - 1) / slot_alignment_ * slot_alignment_;
 }
 
 BlockDevice* ChunkMap::origin_reader(BlockDevice* source) const {
@@ -141,6 +150,7 @@ void ChunkMap::count_stored(uint64_t index) noexcept {
 }
 
 void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim) {
+  if (share_chunk(index, source, claim)) return;
   const uint64_t length = chunk_length(index);
   // Not zero-filled: the read overwrites every byte, and zeroing a chunk per first write was measurable.
   std::shared_ptr<uint8_t[]> buffer = allocate_chunk_buffer(length);
@@ -170,6 +180,49 @@ void ChunkMap::copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim)
   claim.finish(ChunkState::stored, nullptr, location);
 }
 
+bool ChunkMap::share_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim) {
+  BlockDevice* origin = origin_reader(source);
+  const SharableFile* from = origin ? origin->sharable_file() : nullptr;
+  DiffStorage& storage = snapshot_.storage();
+  if (!sharing_.may_clone(from, storage.filling_area())) return false;
+  StorageLocation location;
+  if (Status s = storage.allocate(slot_length(index), location); !s) {
+    claim.fail(s);
+    return true;
+  }
+  uint64_t file_offset = 0;
+  const std::shared_ptr<BlockDevice> device = storage.piece_device(location, file_offset);
+  const SharableFile* to = device ? device->sharable_file() : nullptr;
+  Status failure;
+  switch (sharing_.preserve(*from, index * chunk_size_, to, location.area, file_offset, chunk_length(index),
+                            failure)) {
+    case ExtentSharing::Outcome::cloned:
+      break;
+    case ExtentSharing::Outcome::failed:
+      claim.fail(failure);
+      return true;
+    case ExtentSharing::Outcome::copy:  // the slot is ours already: fill it here rather than queue the chunk
+      failure = copy_into_slot(index, source, location);
+      if (!failure) {
+        claim.fail(failure);
+        return true;
+      }
+      break;
+  }
+  count_stored(index);
+  claim.finish(ChunkState::stored, nullptr, location);
+  return true;
+}
+
+Status ChunkMap::copy_into_slot(uint64_t index, BlockDevice* source, const StorageLocation& location) {
+  const uint64_t length = chunk_length(index);
+  std::shared_ptr<uint8_t[]> buffer = allocate_chunk_buffer(length);
+  if (Status s = read_piece(buffer.get(), length, index * chunk_size_, source); !s) {
+    return {s.code(), "copy-on-write read of the origin failed: " + s.message()};
+  }
+  return snapshot_.storage().write(location, buffer.get(), length, 0);
+}
+
 Status ChunkMap::read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
   BlockDevice* origin = origin_reader(source);
   if (!origin) return {Errc::io_error, "no device to read origin '" + origin_name_ + "' from"};
@@ -185,7 +238,7 @@ Status ChunkMap::read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDe
 
 Status ChunkMap::store_buffer(uint64_t index, const uint8_t* buffer, StorageLocation& location) {
   const uint64_t length = chunk_length(index);
-  if (Status s = snapshot_.storage().allocate(length, location); !s) return s;
+  if (Status s = snapshot_.storage().allocate(slot_length(index), location); !s) return s;
   return snapshot_.storage().write(location, buffer, length, 0);
 }
 

@@ -7,9 +7,12 @@
 // is spent, writes it to difference storage itself (`stored`). Concurrent writers of one chunk copy it once:
 // the later ones wait for that chunk's copy only; writes to other chunks never wait. A failed read, storage
 // write or allocation marks the chunk `failed` and corrupts the snapshot; the origin write goes on regardless
-// (invariant 2). Whatever happens, a chunk never stays `copying` or `storing`: the thread that moved it
-// there holds a claim (CopyClaim, or the guard in store_chunk) whose destructor marks it failed if the copy
-// did not finish, also when an exception unwinds through it (invariant 5).
+// (invariant 2). Where origin and storage are files on one file system that shares extents, the chunk is
+// cloned into its storage slot instead (extent_clone.h): synchronously, straight to `stored`, before the
+// origin write proceeds; a pair that cannot share copies as above. Whatever happens, a chunk never stays
+// `copying` or `storing`: the thread that moved it there holds a claim (CopyClaim, or the guard in
+// store_chunk) whose destructor marks it failed if the copy did not finish, also when an exception unwinds
+// through it (invariant 5).
 //
 // Waiting. Waiters of a chunk sleep on one of kWaitStripes condition variables chosen by the chunk's index,
 // and a finished copy wakes only that stripe: with 16 writers on different chunks, a finished copy does not
@@ -29,6 +32,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -37,6 +41,7 @@
 
 #include "block_device.h"
 #include "diff_storage.h"
+#include "extent_clone.h"
 #include "io_counters.h"
 #include "io_gate.h"
 #include "mutex.h"
@@ -55,10 +60,12 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // copy_read_size: each read of the origin that copies a chunk is at most this large (sizing.h's
   // copy_read_size()). REQUIRES: chunk_size and copy_read_size are not 0.
   // counters: the origin's (io_counters.h), where chunks copied and copy time are added; null: counted
-  // nowhere.
+  // nowhere. reflink: whether chunks may be preserved by sharing extents (extent_clone.h); log_info (may be
+  // empty) receives its decisions, one line each.
   ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
            uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size,
-           std::shared_ptr<OriginCounters> counters = nullptr);
+           std::shared_ptr<OriginCounters> counters = nullptr, ReflinkMode reflink = ReflinkMode::off,
+           std::function<void(const std::string&)> log_info = {});
   ~ChunkMap();
   ChunkMap(const ChunkMap&) = delete;
   ChunkMap& operator=(const ChunkMap&) = delete;
@@ -114,11 +121,19 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   class CopyClaim;
 
   uint64_t chunk_length(uint64_t index) const;
+  // The bytes of storage a chunk takes: its length, rounded up to the block size while extents may be shared
+  // (so that the next slot stays aligned for FICLONERANGE).
+  uint64_t slot_length(uint64_t index) const;
   BlockDevice* origin_reader(BlockDevice* source) const;
   CondVar& waiters_of(uint64_t index) { return chunk_done_[index % kWaitStripes]; }
   // Ensures the chunk is copied (or failed). May throw std::bad_alloc before it claimed the chunk.
   void ensure_copied(uint64_t index, BlockDevice* source) EXCLUDES(mutex_);
   void copy_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim) EXCLUDES(mutex_);
+  // Preserves the chunk by sharing extents (extent_clone.h) and settles the claim: true. False when this
+  // origin and the storage being filled do not share extents: then nothing was done, copy it.
+  bool share_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim) EXCLUDES(mutex_);
+  // Reads the chunk from the origin and writes it to its slot at `location`, synchronously.
+  Status copy_into_slot(uint64_t index, BlockDevice* source, const StorageLocation& location);
   Status read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDevice* source);
   Status ensure_stored(uint64_t index, StorageLocation& location) EXCLUDES(mutex_);
   Status store_buffer(uint64_t index, const uint8_t* buffer, StorageLocation& location);
@@ -141,6 +156,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   const uint64_t origin_size_;
   const uint64_t chunk_size_;
   const uint64_t copy_read_size_;
+  ExtentSharing sharing_;
+  const uint64_t slot_alignment_;  // sharing_.slot_alignment() of the origin device and chunk size
   std::atomic<bool> dropped_{false};
   const std::shared_ptr<OriginCounters>
       counters_;  // the origin's; shared as the origin may be detached first

@@ -247,6 +247,19 @@ Status DiffStorage::read(const StorageLocation& at, void* buf, uint64_t len, uin
   return device->pread(buf, len, start + at.offset + offset_in_piece);
 }
 
+uint32_t DiffStorage::filling_area() const {
+  MutexLock lock(mutex_);
+  return static_cast<uint32_t>(current_);
+}
+
+std::shared_ptr<BlockDevice> DiffStorage::piece_device(const StorageLocation& at,
+                                                       uint64_t& device_offset) const {
+  uint64_t start = 0;
+  auto device = device_of(at.area, start);
+  device_offset = start + at.offset;
+  return device;
+}
+
 void DiffStorage::release() {
   std::vector<Area> areas;
   {

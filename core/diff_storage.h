@@ -71,6 +71,12 @@ class DiffStorage {
   Status allocate(uint64_t bytes, StorageLocation& out);
   Status write(const StorageLocation& at, const void* buf, uint64_t len, uint64_t offset_in_piece);
   Status read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece);
+  // The area allocate() is filling now: a hint (a concurrent allocation may move on to the next area).
+  uint32_t filling_area() const EXCLUDES(mutex_);
+  // The device holding a piece, and the piece's offset in that device (for sharing extents with it,
+  // extent_clone.h); null once released. The caller keeps the device while it uses its file.
+  std::shared_ptr<BlockDevice> piece_device(const StorageLocation& at, uint64_t& device_offset) const
+      EXCLUDES(mutex_);
   // Closes every area and removes the files this storage created.
   void release();
 

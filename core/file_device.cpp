@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -50,6 +51,14 @@ uint64_t block_device_minimum_io(int fd) {
   return std::max<uint64_t>({1, io_min, static_cast<uint64_t>(logical_block)});
 }
 
+// The block size extents of a regular file are shared in (FICLONERANGE's alignment): the file system's block
+// (statfs f_bsize), or the file's preferred I/O size when that is larger, to be safe rather than refused.
+uint64_t file_block_size(int fd, const struct stat& st) {
+  struct statfs fs {};
+  const uint64_t fs_block = ::fstatfs(fd, &fs) == 0 && fs.f_bsize > 0 ? static_cast<uint64_t>(fs.f_bsize) : 1;
+  return std::max<uint64_t>({1, fs_block, st.st_blksize > 0 ? static_cast<uint64_t>(st.st_blksize) : 1});
+}
+
 }  // namespace
 
 FileDevice::~FileDevice() {
@@ -80,6 +89,7 @@ Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonl
   std::string identity = identity_of_stat(st);
   const uint64_t minimum_io = block ? block_device_minimum_io(fd) : 1;
   out.reset(new FileDevice(fd, path, size, readonly, block, std::move(identity), minimum_io));
+  if (!block) out->sharable_ = {fd, file_block_size(fd, st), path};
   if (cache == FileCache::none) {
     if (Status s = out->enable_direct_io(); !s) {
       out.reset();  // closes fd

@@ -9,6 +9,7 @@
 
 #include "block_device.h"
 #include "direct_io.h"
+#include "extent_clone.h"
 
 namespace nbdsnap {
 
@@ -53,6 +54,8 @@ class FileDevice final : public BlockDevice {
   std::string content_fingerprint() const override;
 
   std::string file_identity() const override;
+  // Regular files: the descriptor and the file system's block size; null for block devices.
+  const SharableFile* sharable_file() const override { return is_block_device_ ? nullptr : &sharable_; }
 
   const std::string& path() const { return path_; }
   bool is_block_device() const { return is_block_device_; }
@@ -77,6 +80,7 @@ class FileDevice final : public BlockDevice {
   uint64_t minimum_io_size_;
   int buffered_fd_ = -1;                  // cache none, a size not a multiple of the alignment: the tail's fd
   std::unique_ptr<DirectFileIo> direct_;  // cache none
+  SharableFile sharable_;                 // regular files: fd_, block size and path (extent_clone.h)
 };
 
 }  // namespace nbdsnap

@@ -20,6 +20,8 @@
 //  5. leaves — none of these is held while taking another lock:
 //       ChunkMap::mutex_          chunk states (waiters sleep on its striped condition variables)
 //       DiffStorage::mutex_       allocation cursor and areas (never held across I/O or on_low_space)
+//       ExtentSharing::mutex_     per storage area: share extents or copy (never held across the ioctl or the
+//                                 log)
 //       Snapshot::writeback_mutex_  the writeback queue
 //       Cbt::mutex_               the change map and checkpoints (Cbt::visit_live runs a reader under it: the
 //                                 reader only computes, takes no lock and calls nothing outside core/cbt)

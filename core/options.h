@@ -14,6 +14,7 @@
 #include "block_device.h"
 #include "cbt.h"
 #include "direct_io.h"
+#include "extent_clone.h"
 #include "sizing.h"
 #include "storage_spec.h"
 
@@ -39,6 +40,12 @@ struct EngineConfig {
   unsigned checkpoints_kept = kDefaultCheckpointsKept;
   // How difference-storage files are opened: none bypasses the page cache (O_DIRECT, core/direct_io.h).
   FileCache storage_cache = FileCache::writeback;
+  // Whether copy-on-write may preserve a chunk by sharing the origin file's extents with difference storage
+  // (extent_clone.h) where both are files on one file system that can (XFS reflink=1, btrfs).
+  ReflinkMode reflink = ReflinkMode::automatic;
+  // Receives informational lines (which way each origin preserves chunks); called from I/O threads without
+  // engine locks held. Empty: not logged.
+  std::function<void(const std::string&)> log_info;
   // Tests only: wraps each difference-storage device the engine opens, to inject faults (as LevelDB's
   // fault-injection tests wrap its Env). Empty: the files are used as they are.
   std::function<std::shared_ptr<BlockDevice>(std::shared_ptr<BlockDevice>)> wrap_storage_device;

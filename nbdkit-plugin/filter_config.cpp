@@ -77,6 +77,9 @@ const char* config_help() {
         "nbdsnap-storage-cache=MODE    none: open difference storage with O_DIRECT (the page cache "
         "bypassed,\n"
         "                              as file cache=none does for the origin); writeback (default).\n"
+        "nbdsnap-reflink=auto|off      Accepted for nbdsnapd's --reflink; the filter always copies old\n"
+        "                              chunks (the plugin owns the origin's file, "
+        "nbdkit-nbdsnap-filter(1)).\n"
         "nbdsnap-storage-sparse=BOOL   Create the default storage's files sparse, not allocated at create\n"
         "                              (copy-on-write may then fail with ENOSPC and corrupt a snapshot).\n"
         "nbdsnap-default-origin=NAME   Origin name of the plugin's default export \"\" (default: default).";
@@ -125,6 +128,7 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
     // The plugin owns the origin's descriptor (file cache=none for it); this is the filter's own storage.
     return parse_file_cache(value, key, tuning.storage_cache);
   }
+  if (name == "reflink") return parse_reflink_mode(value, key, tuning.reflink);
   if (const TuningOption* option = find_tuning_option(name)) {
     Status s = parse_tuning_option(*option, value, tuning, kSpelling);
     if (!s && key != kSpelling.name(name)) {  // an old name: say which one the message means

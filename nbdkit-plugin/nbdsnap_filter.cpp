@@ -208,6 +208,8 @@ int nbdsnap_after_fork(nbdkit_backend*) {
     EngineConfig engine_config = config.tuning;  // sanitized in .config_complete
     engine_config.state_dir = config.state_dir;
     engine_config.served_origin_files = config.served_files;
+    // nbdkit has no info level: the engine's lines (how chunks are preserved) go to its debug output (-v).
+    engine_config.log_info = [](const std::string& line) { nbdkit_debug("nbdsnap: %s", line.c_str()); };
     engine = std::make_unique<Engine>(std::move(engine_config));
     plugin_exports = std::make_unique<PluginExports>(config.default_origin);
     front_end = std::make_unique<FilterFrontEnd>(*engine, *plugin_exports, startup_dir, config.control_socket,

@@ -168,6 +168,7 @@ int main(int argc, char** argv) {
   ::mallopt(M_MMAP_THRESHOLD, 64 << 20);
   ::mallopt(M_TRIM_THRESHOLD, 512 << 20);
   config.engine.memory_released = [] { ::malloc_trim(0); };
+  config.engine.log_info = [](const std::string& line) { log_info(log_safe_text(line)); };
 
   if (Status s = prepare_state(config); !s) {
     log_error(s.message());

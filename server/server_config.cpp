@@ -69,7 +69,10 @@ po::options_description option_descriptions() {
       "after SECONDS (0: never for NBD, 10 s for remote control; 0..86400)")(
       "cache", po::value<std::string>()->default_value("writeback")->value_name("MODE"),
       "none opens origins and difference storage with O_DIRECT, bypassing the page cache (nbdkit file's "
-      "cache=none, QEMU's cache.direct=on); writeback uses the page cache");
+      "cache=none, QEMU's cache.direct=on); writeback uses the page cache")(
+      "reflink", po::value<std::string>()->default_value("auto")->value_name("MODE"),
+      "auto preserves old chunks by sharing extents (FICLONERANGE) where an origin file and its difference "
+      "storage are on one file system that can (XFS reflink=1, btrfs); off always copies");
   po::options_description security("TLS and access control");
   security.add_options()(
       "tls", po::value<std::string>()->default_value("off")->value_name("MODE"),
@@ -319,6 +322,10 @@ bool apply(const po::variables_map& vm, ServerConfig& config, OptionErrors& erro
     return errors.fail("cache", s.message());
   }
   config.engine.storage_cache = config.cache;
+  if (Status s = parse_reflink_mode(vm["reflink"].as<std::string>(), "--reflink", config.engine.reflink);
+      !s) {
+    return errors.fail("reflink", s.message());
+  }
   return apply_tuning(vm, config.engine, errors) && apply_security(vm, config.security, errors);
 }
 

@@ -15,6 +15,7 @@
 using nbdsnap::Errc;
 using nbdsnap::FileCache;
 using nbdsnap::FilterConfig;
+using nbdsnap::ReflinkMode;
 using nbdsnap::Status;
 
 namespace {
@@ -51,6 +52,17 @@ TEST_CASE("storage_cache_none_opens_the_filters_storage_with_o_direct_and_a_bad_
   const Status bad = other.apply("nbdsnap-storage-cache", "direct");
   CHECK(bad.code() == Errc::invalid_argument);
   CHECK(bad.message().find("nbdsnap-storage-cache 'direct' is not a cache mode") != std::string::npos);
+}
+
+TEST_CASE("reflink_off_is_accepted_and_a_bad_mode_is_refused_naming_the_parameter") {
+  FilterConfig config;
+  CHECK(config.tuning.reflink == ReflinkMode::automatic);
+  REQUIRE(config.apply("nbdsnap-reflink", "off"));
+  CHECK(config.tuning.reflink == ReflinkMode::off);
+  FilterConfig other;
+  const Status bad = other.apply("nbdsnap-reflink", "always");
+  CHECK(bad.code() == Errc::invalid_argument);
+  CHECK(bad.message().find("nbdsnap-reflink 'always' is not a reflink mode") != std::string::npos);
 }
 
 TEST_CASE("sizes_and_shifts_are_checked") {
