@@ -47,6 +47,9 @@ class UnixTransport final : public Transport {
     if (send_all(fd_, line, deadline)) return {};
     const int err = errno;
     if (err == ETIMEDOUT) return client_error(kTimeout, err, endpoint() + ": the server does not read");
+    // A server that refuses a client (busy: --control-max-sessions) writes its reply and closes before our
+    // request arrives; the reply is still ours to read, and says more than "Broken pipe".
+    if ((err == EPIPE || err == ECONNRESET) && reply_left_behind()) return {};
     return connection_lost("send", err);
   }
 
@@ -85,6 +88,20 @@ class UnixTransport final : public Transport {
                         path_ +
                             ": this is an NBD socket, not a control socket: give the control socket "
                             "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)");
+  }
+
+  // Reads what the server sent before it closed, briefly; true when that holds a whole line (a reply) or an
+  // NBD greeting, for receive_line() to return or to recognise.
+  bool reply_left_behind() {
+    const Deadline until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    for (;;) {
+      if (buffered_.find('\n') != std::string::npos || is_nbd_greeting(buffered_)) return true;
+      if (buffered_.size() > kMaximumLine) return false;
+      char chunk[65536];
+      const ssize_t n = receive_some(fd_, chunk, sizeof(chunk), until);
+      if (n <= 0) return false;
+      buffered_.append(chunk, static_cast<size_t>(n));
+    }
   }
 
   // The connection ended before a reply: an NBD server does that after our request (it is no NBD client

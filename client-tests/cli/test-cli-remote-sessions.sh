@@ -79,8 +79,8 @@ run_cli 0 "${remote[@]}" events --after 1000000 --wait 4
 pass "idle remote sessions are closed after --control-idle-timeout, a waiting one is not"
 
 # The Unix control socket: at most --control-max-sessions clients at once too.
-/usr/bin/python3 - "$ctl" >"$dir/unix.out" 2>&1 <<'PY' || fail "the Unix socket cap check failed: $(cat "$dir/unix.out")"
-import json, socket, sys
+/usr/bin/python3 - "$ctl" "$NBDSNAP" "$(dirname "$0")/../../python" >"$dir/unix.out" 2>&1 <<'PY' || fail "the Unix socket cap check failed: $(cat "$dir/unix.out")"
+import json, socket, subprocess, sys
 path = sys.argv[1]
 held = []
 for _ in range(2):
@@ -97,6 +97,19 @@ reply = json.loads(third.makefile().readline())
 assert reply["error"]["code"] == "busy", reply
 assert "--control-max-sessions" in reply["error"]["message"], reply
 print("busy:", reply["error"]["message"])
+# The CLI shows that refusal too, every time: the server writes it and closes before the CLI's request
+# arrives, and the CLI, failing to send (EPIPE), used to say "Broken pipe" instead of reading it.
+for i in range(10):
+    r = subprocess.run([sys.argv[2], "--control", path, "origins"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "--control-max-sessions" in r.stderr, (i, r.returncode, r.stderr)
+sys.path.insert(0, sys.argv[3])
+import nbdsnap
+for i in range(10):  # and so does the Python package
+    try:
+        nbdsnap.Client(path).origins()
+        raise AssertionError("a client over the cap was served")
+    except nbdsnap.Error as e:
+        assert e.code == "busy", (i, e.code, str(e))
 for s in held:
     s.close()
 PY

@@ -277,7 +277,28 @@ class Client:
         except ssl.SSLError as e:
             raise self._ssl_lost("send", e) from None
         except OSError as e:
+            # A server that refuses a client (busy: --control-max-sessions) writes its reply and closes before
+            # our request arrives: that reply is still ours to read, and says more than "Broken pipe".
+            if e.errno in (errno_codes.EPIPE, errno_codes.ECONNRESET) and self._reply_left_behind():
+                return
             raise self._lost("send", e.errno) from None
+
+    def _reply_left_behind(self):
+        """Reads, briefly, what the server sent before it closed; True when that holds a whole line."""
+        until = time.monotonic() + 0.2
+        while b"\n" not in self._buffered and not self._buffered.startswith(NBD_GREETING_MAGIC):
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                self._sock.settimeout(left)
+                chunk = self._sock.recv(65536)
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self._buffered += chunk
+        return True
 
     def _receive_line(self, command, deadline):
         while True:
