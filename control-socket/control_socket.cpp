@@ -569,10 +569,19 @@ void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> c
   auto deadline = idle_deadline(peer);
   while (open) {
     const ssize_t n = channel->receive(chunk.data(), chunk.size(), deadline);
-    if (n < 0 && channel->timed_out() && warn_) {
-      warn_((tls_ != nullptr ? "remote control: closed " : "control socket: closed ") + peer.describe() +
-            " from " + peer_address + ": no request for " + seconds_text(limits_.idle_timeout) + " s (" +
-            limits_.idle_timeout_option + " " + seconds_text(limits_.idle_timeout) + ")");
+    if (n < 0 && channel->timed_out()) {
+      const std::string why = "no request for " + seconds_text(limits_.idle_timeout) + " s (" +
+                              limits_.idle_timeout_option + " " + seconds_text(limits_.idle_timeout) + ")";
+      if (warn_) {
+        warn_((tls_ != nullptr ? "remote control: closed " : "control socket: closed ") + peer.describe() +
+              " from " + peer_address + ": " + why);
+      }
+      // Said to the client too, as the reply its next request finds, so that an agent holding one session
+      // through a long backup learns why the server closed it (and connects again) rather than "connection
+      // lost".
+      channel->send(error_reply_line("timeout", ETIMEDOUT,
+                                     "the server closed this control session: " + why + "; connect again"),
+                    kTlsSendTimeout);
     }
     if (n <= 0) break;
     pending.append(chunk.data(), static_cast<size_t>(n));

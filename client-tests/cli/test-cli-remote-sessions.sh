@@ -73,6 +73,11 @@ for _ in $(seq 80); do (($(established) == 0)) && break; sleep 0.1; done
 (($(established) == 0)) || fail "idle sessions were not closed after --control-idle-timeout 3"
 (($(grep -cE "remote control: closed psk:agent1 from 127\.0\.0\.1:[0-9]+: no request for 3 s \(--control-idle-timeout 3\)" \
   "$server_log") == 2)) || fail "each idle close is not logged once"
+told() { grep -F '"code":"timeout"' "$dir/idle$1.out" | grep -F -- "--control-idle-timeout 3" >/dev/null; }
+for i in 1 2; do  # ... and said to the client before the close, for its next request to find
+  for _ in $(seq 50); do told "$i" && break; sleep 0.1; done
+  told "$i" || fail "idle session $i was not told why it was closed: $(cat "$dir/idle$i.out")"
+done
 run_cli 0 "${remote[@]}" origins
 # A client waiting for events longer than the idle timeout is not idle: its wait ends with its own timeout.
 run_cli 0 "${remote[@]}" events --after 1000000 --wait 4
