@@ -53,8 +53,9 @@ grep " warning: " "$server_log" | cut -c1-300
 ((warnings <= 8)) || fail "the flood made $warnings warning lines (at most 8 expected: a full line and a count per kind)"
 grep -E "remote control: refused 127\.0\.0\.1:[0-9]+: .*closed .*TLS handshake" "$server_log" >/dev/null ||
   fail "the first refused remote control peer is not logged in full with its HOST:PORT"
-# Under a heavy load a peer may also pass the handshake deadline before its close is seen: a kind of its own.
-grep -E "remote control: refused 2000 connections in the last [0-9]+ s: [0-9]+ closed before the TLS handshake ended(, [0-9]+ closed without a TLS handshake in 2 s)?, last from 127\.0\.0\.1:[0-9]+" \
+# Under a heavy load (a sanitizer build, CI) a peer may also pass the handshake deadline before its close is
+# seen, or be closed to let newer ones in when 128 wait: kinds of their own, counted in the same line.
+grep -E "remote control: refused 2000 connections in the last [0-9]+ s: [0-9]+ closed before the TLS handshake ended(, [0-9]+ closed [^,]*)*, last from 127\.0\.0\.1:[0-9]+" \
   "$server_log" >/dev/null || fail "no summary line counting the 2000 remote control peers"
 grep -E "refused 2050 NBD connections in the last [0-9]+ s: [0-9]+ closed before the TLS handshake ended, [0-9]+ in clear under --tls require, [0-9]+ closed without a handshake in 2 s, last from 127\.0\.0\.1:[0-9]+" \
   "$server_log" >/dev/null || fail "no summary line counting the 2050 NBD peers by kind"
