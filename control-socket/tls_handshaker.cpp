@@ -55,25 +55,16 @@ void TlsHandshaker::wake() {
 }
 
 void TlsHandshaker::add(int fd, const std::string& peer_address, std::unique_ptr<TlsSession> session) {
-  bool evicting = false;
   {
     MutexLock lock(mutex_);
     if (stopping_) {
       ::close(fd);
       return;
     }
-    evicting = count_ >= max_pending_;  // the thread closes the oldest when it takes this one in
+    // Over max_pending_, the thread closes the oldest when it takes this one in (take_incoming), and counts
+    // it then: by that time others may have ended, and nothing is closed.
     incoming_.push_back({fd, peer_address, std::move(session), std::chrono::steady_clock::now() + timeout_});
     ++count_;
-  }
-  if (evicting) {
-    refusals_.report(
-        "closed to let newer ones in (" + std::to_string(max_pending_) + " waited for a handshake)",
-        peer_address,
-        std::to_string(max_pending_) +
-            " connections are waiting for their TLS handshake (the limit): the oldest is closed "
-            "to let " +
-            peer_address + " in");
   }
   wake();
 }
@@ -113,7 +104,14 @@ bool TlsHandshaker::take_incoming(std::list<Pending>& active) {
     count_ -= evicted;
   }
   for (size_t i = 0; i < evicted; ++i) {
-    ::close(active.front().fd);
+    const Pending& oldest = active.front();
+    refusals_.report(
+        "closed to let newer ones in (" + std::to_string(max_pending_) + " waited for a handshake)",
+        oldest.peer_address,
+        std::to_string(max_pending_) +
+            " connections are waiting for their TLS handshake (the limit): the oldest, " +
+            oldest.peer_address + ", is closed to let newer ones in");
+    ::close(oldest.fd);
     active.pop_front();
   }
   return true;
