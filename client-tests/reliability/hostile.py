@@ -190,6 +190,28 @@ def never_reads(n_requests):
     return s, sent
 
 
+def admitted_control():
+    """A control connection the server serves. The sessions of the clients just dropped may still hold their
+    places (their threads end when they see the close, later under ASan and load), so one more can be refused
+    `busy`, as the session cap says; wait (bounded) for a place rather than flood a closed socket."""
+    deadline = time.monotonic() + 30
+    while True:
+        c = raw(CTL)
+        c.sendall(b'{"command":"version"}\n')
+        reply = b""
+        while not reply.endswith(b"\n"):
+            data = c.recv(65536)
+            if not data:
+                break
+            reply += data
+        if b'"busy"' not in reply and reply.endswith(b"\n"):
+            return c
+        c.close()
+        if time.monotonic() > deadline:
+            fail(f"no control session admitted within 30 s after the abuse: {reply[:200]!r}")
+        time.sleep(0.05)
+
+
 def control_abuse(rng):
     c = raw(CTL)
     quietly(c.sendall, rng.randbytes(2048) + b"\n")
@@ -216,7 +238,7 @@ def control_abuse(rng):
             quietly(c.sendall, b'{"command":"snapshot-li')
         c.close()
     # Requests never read: 20000 lines (a few MB of replies) with nobody reading.
-    c = raw(CTL)
+    c = admitted_control()
     c.setblocking(False)
     line = b'{"command":"snapshot-list"}\n' * 100
     deadline = time.monotonic() + 5

@@ -8,7 +8,8 @@ source "$(dirname "$0")/../functions.sh"
 parse_rounds 2 "$@"
 mkdir "$dir/state"
 truncate -s 64M "$dir/a.raw"
-start_nbdsnapd --log hostile --state-dir "$dir/state" --origin "a=$dir/a.raw"
+# A small session cap, so the control abuse meets the busy refusal every run (the test client holds one).
+start_nbdsnapd --log hostile --state-dir "$dir/state" --origin "a=$dir/a.raw" --control-max-sessions 3
 "$PY" -c "import nbd,sys; h=nbd.NBD(); h.connect_uri(sys.argv[1]); h.pwrite(b'\x5a'*2097152, 0); h.flush(); h.shutdown()" "$(uri a)"
 ctl '{"command":"snapshot-create","name":"s","origins":["a"],"storage":[{"path":"'"$dir"'/s.diff","size":67108864}]}' >/dev/null
 ctl '{"command":"snapshot-take","name":"s"}' >/dev/null
