@@ -118,6 +118,7 @@ void write_chain_point(ChainDirectory& chain, const BackupJob& job, const Backup
   try {
     qemu_img_create_qcow2(path, point.size, backing_file, manifest.file_mode);
     copy_into_point(path, job, image, ranges, report, machine);
+    start_writeback(path);  // the disk writes while the CPU hashes
     point.file_sha256 = file_sha256(path);
     sync_path(path);
   } catch (...) {

@@ -157,6 +157,13 @@ void sync_path(const std::string& path) {
   if (::fsync(fd) != 0 && errno != EINVAL) io_failure(path, "sync", errno);
 }
 
+void start_writeback(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  FileCloser closer{fd};
+  ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 void remove_file(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) io_failure(path, "cannot remove", errno);
 }

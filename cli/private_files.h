@@ -36,6 +36,10 @@ std::string read_whole_file(const std::string& path);
 void make_private_directory(const std::string& path, mode_t mode);
 // fsync of a file or a directory by path.
 void sync_path(const std::string& path);
+// Starts writing a file's dirty pages back without waiting (sync_file_range WRITE over the whole file), so a
+// later sync_path waits less, e.g. when the file is read for its checksum meanwhile. Only a hint: errors are
+// ignored (sync_path reports them).
+void start_writeback(const std::string& path);
 // Removes a file; a file that is already gone is fine.
 void remove_file(const std::string& path);
 // Whether a path exists (any type).

@@ -106,8 +106,16 @@ QemuNbdServer::QemuNbdServer(const std::string& path, bool writable)
       directory_("qemu-nbd"),
       socket_(directory_.path() + "/qemu-nbd.sock"),
       uri_("nbd+unix:///?socket=" + socket_) {
-  std::vector<std::string> argv = {"qemu-nbd",     "--socket=" + socket_, "--format=qcow2", "--shared=32",
-                                   "--persistent", "--cache=writeback",   "--aio=threads"};
+  // A point being written is not part of the chain until the manifest says "complete", which happens only
+  // after the caller's fsync of the whole file (chain_backup.cpp): a crash before that leaves a point the
+  // next backup discards. So qemu-nbd need not honour flushes while it writes (--cache=unsafe, as qemu-img
+  // convert writes its target): with writeback, the qcow2 driver's flushes that order its metadata updates
+  // became fdatasyncs of a half-written file in the middle of the copy. qemu-nbd still writes its cached
+  // metadata to the file when it stops.
+  std::vector<std::string> argv = {"qemu-nbd",       "--socket=" + socket_,
+                                   "--format=qcow2", "--shared=32",
+                                   "--persistent",   writable ? "--cache=unsafe" : "--cache=writeback",
+                                   "--aio=threads"};
   if (!writable) argv.push_back("--read-only");
   argv.push_back(path);
   try {

@@ -52,7 +52,8 @@ uint64_t qemu_img_stored_bytes(const std::string& path);
 // killed).
 class QemuNbdServer {
  public:
-  // Starts qemu-nbd and waits (at most kToolBound) until it accepts connections.
+  // Starts qemu-nbd and waits (at most kToolBound) until it accepts connections. A writable server does not
+  // make the file durable (--cache=unsafe): the caller fsyncs it after stop().
   QemuNbdServer(const std::string& path, bool writable);
   ~QemuNbdServer();  // stop(), ignoring errors
   QemuNbdServer(const QemuNbdServer&) = delete;
@@ -60,7 +61,7 @@ class QemuNbdServer {
 
   // nbd+unix:///?socket=SOCKET
   const std::string& uri() const { return uri_; }
-  // Stops qemu-nbd (it flushes the file first). Throws when it failed or had died before.
+  // Stops qemu-nbd (it writes what it caches to the file first). Throws when it failed or had died before.
   void stop();
 
  private:
