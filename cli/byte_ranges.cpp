@@ -24,6 +24,23 @@ ByteRange parse_byte_range(const std::string& text) {
   return range;
 }
 
+std::vector<ByteRange> read_byte_range_lines(std::istream& in, const std::string& name) {
+  std::vector<ByteRange> ranges;
+  std::string line;
+  for (uint64_t number = 1; std::getline(in, line); ++number) {
+    const size_t first = line.find_first_not_of(" \t\r");
+    if (first == std::string::npos || line[first] == '#') continue;
+    const size_t last = line.find_last_not_of(" \t\r");
+    try {
+      ranges.push_back(parse_byte_range(line.substr(first, last - first + 1)));
+    } catch (const CliError& error) {
+      usage_error(name + ":" + std::to_string(number) + ": " + error.what());
+    }
+  }
+  if (in.bad()) throw CliError(ExitCode::io_error, name + ": cannot read");
+  return ranges;
+}
+
 std::vector<ByteRange> merge_byte_ranges(std::vector<ByteRange> ranges) {
   std::erase_if(ranges, [](const ByteRange& r) { return r.length == 0; });
   std::sort(ranges.begin(), ranges.end(),

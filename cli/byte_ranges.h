@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,11 @@ struct ByteRange {
 // "OFFSET+LENGTH", each part a size as parse_size() reads it ("1M+64K", "0+4096"). Throws CliError (usage)
 // for a malformed text, a zero length, or a range whose end overflows 64 bits.
 ByteRange parse_byte_range(const std::string& text);
+
+// One "OFFSET+LENGTH" per line of `in` (read from `name`, for messages); blank lines and lines starting with
+// '#' are skipped, spaces around a range ignored. Throws CliError (usage) naming NAME:LINE for a malformed
+// line, (io_error) when reading fails.
+std::vector<ByteRange> read_byte_range_lines(std::istream& in, const std::string& name);
 
 // Sorted by offset, with overlapping and touching ranges joined; empty ranges dropped.
 std::vector<ByteRange> merge_byte_ranges(std::vector<ByteRange> ranges);

@@ -3,6 +3,10 @@
 #include "cbt_commands.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
 
 #include "byte_ranges.h"
 #include "exit_codes.h"
@@ -70,17 +74,53 @@ int run_cbt_map(Context& context, const std::vector<std::string>& words) {
 }
 
 int run_cbt_mark_dirty(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args("cbt mark-dirty ORIGIN OFFSET+LENGTH...");
-  args.positional("ORIGIN", 1).positional("OFFSET+LENGTH", -1);
+  CommandArgs args("cbt mark-dirty ORIGIN [OFFSET+LENGTH...] [--ranges-from FILE]");
+  args.options()(
+      "ranges-from", boost::program_options::value<std::string>()->value_name("FILE"),
+      "also mark the ranges listed in FILE, one OFFSET+LENGTH per line ('-': standard input; blank "
+      "lines and lines starting with # are skipped): for lists too long for a command line");
+  args.positional("ORIGIN", 1).positional("OFFSET+LENGTH", -1, /*required=*/false);
   if (!parse_or_show_help(context, args, words)) return 0;
-  nlohmann::json request = cbt_mark_dirty_request(args.text("ORIGIN"), args.list("OFFSET+LENGTH"));
-  nlohmann::json reply = context.control().request("cbt-mark-dirty", request);
+  std::vector<ByteRange> ranges;
+  for (const std::string& text : args.list("OFFSET+LENGTH")) ranges.push_back(parse_byte_range(text));
+  if (args.has("ranges-from")) {
+    const std::string file = args.text("ranges-from");
+    std::vector<ByteRange> listed;
+    if (file == "-") {
+      listed = read_byte_range_lines(std::cin, "standard input");
+    } else {
+      std::ifstream in(file);
+      if (!in) usage_error("--ranges-from " + file + ": " + std::strerror(errno));
+      listed = read_byte_range_lines(in, file);
+    }
+    ranges.insert(ranges.end(), listed.begin(), listed.end());
+  }
+  const std::vector<nlohmann::json> requests =
+      cbt_mark_dirty_requests(args.text("ORIGIN"), std::move(ranges));
+  // Marking is idempotent and only ever adds to what a backup copies, so requests sent before a failure
+  // leave the map safe; the message says how far it got, and running the command again is harmless.
+  size_t marked = 0;
+  uint64_t bytes = 0;
+  nlohmann::json reply;
+  for (const nlohmann::json& request : requests) {
+    try {
+      reply = context.control().request("cbt-mark-dirty", request);
+    } catch (CliError& error) {
+      if (marked == 0) throw;
+      const std::string message = std::string(error.what()) + " (" + std::to_string(marked) +
+                                  " range(s) were marked before it; marking them again is harmless)";
+      ErrorDetail detail = error.detail();
+      detail.message = message;
+      throw CliError(error.code(), message, detail);
+    }
+    marked += request["ranges"].size();
+    bytes += total_length(byte_ranges_from_json(request["ranges"]));
+  }
   if (context.json()) {
     context.print_json(reply);
   } else {
-    uint64_t bytes = total_length(byte_ranges_from_json(request["ranges"]));
-    context.out() << "marked " << request["ranges"].size() << " range(s), " << size_cell(bytes)
-                  << ", dirty on " << args.text("ORIGIN") << "\n";
+    context.out() << "marked " << marked << " range(s), " << size_cell(bytes) << ", dirty on "
+                  << args.text("ORIGIN") << "\n";
   }
   return 0;
 }
@@ -162,11 +202,19 @@ std::vector<CommandSpec> cbt_command_specs() {
   };
 }
 
-nlohmann::json cbt_mark_dirty_request(const std::string& origin, const std::vector<std::string>& ranges) {
-  std::vector<ByteRange> parsed;
-  for (const std::string& text : ranges) parsed.push_back(parse_byte_range(text));
-  if (parsed.empty()) usage_error("cbt mark-dirty needs at least one OFFSET+LENGTH");
-  return {{"origin", origin}, {"ranges", byte_ranges_to_json(parsed)}};
+std::vector<nlohmann::json> cbt_mark_dirty_requests(const std::string& origin, std::vector<ByteRange> ranges,
+                                                    size_t per_request) {
+  if (ranges.empty()) usage_error("cbt mark-dirty needs at least one OFFSET+LENGTH (or --ranges-from FILE)");
+  const std::vector<ByteRange> merged = merge_byte_ranges(std::move(ranges));
+  std::vector<nlohmann::json> requests;
+  const size_t step = std::max<size_t>(per_request, 1);
+  for (size_t first = 0; first < merged.size(); first += step) {
+    const size_t last = std::min(merged.size(), first + step);
+    const std::vector<ByteRange> part(merged.begin() + static_cast<std::ptrdiff_t>(first),
+                                      merged.begin() + static_cast<std::ptrdiff_t>(last));
+    requests.push_back({{"origin", origin}, {"ranges", byte_ranges_to_json(part)}});
+  }
+  return requests;
 }
 
 std::string format_cbt_info(const nlohmann::json& cbt) {

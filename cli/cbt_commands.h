@@ -8,14 +8,22 @@
 
 #include <nlohmann/json.hpp>
 
+#include "byte_ranges.h"
 #include "context.h"
 
 namespace nbdsnap::cli {
 
 std::vector<CommandSpec> cbt_command_specs();
 
-// Request for `cbt mark-dirty ORIGIN RANGE...` (ranges as "OFFSET+LENGTH"; pure, unit-tested).
-nlohmann::json cbt_mark_dirty_request(const std::string& origin, const std::vector<std::string>& ranges);
+// Ranges per cbt-mark-dirty request: about 40 bytes each in JSON, so a request stays far below the control
+// protocol's 1 MiB line (docs/control.md).
+constexpr size_t kMarkDirtyRangesPerRequest = 16384;
+
+// Requests for `cbt mark-dirty ORIGIN RANGE...`: the ranges merged (marking is idempotent, so overlapping and
+// touching ranges are one), at most per_request of them in each. Throws CliError (usage) when there is no
+// range. Pure, unit-tested.
+std::vector<nlohmann::json> cbt_mark_dirty_requests(const std::string& origin, std::vector<ByteRange> ranges,
+                                                    size_t per_request = kMarkDirtyRangesPerRequest);
 std::string format_cbt_info(const nlohmann::json& cbt);
 std::string format_cbt_map(const nlohmann::json& reply);
 // `cbt map --raw`: one row per run of equal change numbers, and what the numbers mean.

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <sstream>
 
 #include "cbt_commands.h"
 #include "command_line.h"
@@ -137,12 +138,44 @@ TEST_CASE("storage_paths_are_sent_absolute_because_the_server_has_another_workin
   CHECK(server_path("") == "");
 }
 
-TEST_CASE("cbt_mark_dirty_request_lists_the_ranges") {
-  nlohmann::json request = cbt_mark_dirty_request("disk", {"0+64K", "1M+4096"});
-  CHECK(request["origin"] == "disk");
-  CHECK(request["ranges"] ==
-        nlohmann::json::parse(R"([{"offset":0,"length":65536},{"offset":1048576,"length":4096}])"));
-  CHECK(code_of([] { cbt_mark_dirty_request("disk", {}); }) == ExitCode::usage);
+TEST_CASE("cbt_mark_dirty_requests_list_the_ranges_merged") {
+  std::vector<nlohmann::json> requests = cbt_mark_dirty_requests(
+      "disk", {parse_byte_range("1M+4096"), parse_byte_range("0+64K"), parse_byte_range("32K+64K")});
+  REQUIRE(requests.size() == 1);
+  CHECK(requests[0]["origin"] == "disk");
+  CHECK(requests[0]["ranges"] ==
+        nlohmann::json::parse(R"([{"offset":0,"length":98304},{"offset":1048576,"length":4096}])"));
+  CHECK(code_of([] { cbt_mark_dirty_requests("disk", {}); }) == ExitCode::usage);
+}
+
+TEST_CASE("cbt_mark_dirty_requests_split_long_lists_below_the_control_line_limit") {
+  std::vector<ByteRange> ranges;
+  for (uint64_t i = 0; i < 40000; ++i) ranges.push_back({i * 2 * 4096, 4096});
+  std::vector<nlohmann::json> requests = cbt_mark_dirty_requests("disk", ranges);
+  REQUIRE(requests.size() == 3);
+  size_t total = 0;
+  for (const nlohmann::json& request : requests) {
+    CHECK(request["ranges"].size() <= kMarkDirtyRangesPerRequest);
+    CHECK(request.dump().size() + 1 < (1u << 20));  // the control protocol's line limit (docs/control.md)
+    total += request["ranges"].size();
+  }
+  CHECK(total == 40000);
+  CHECK(requests[2]["ranges"].back()["offset"] == 39999u * 2 * 4096);
+}
+
+TEST_CASE("range_lists_skip_blanks_and_comments_and_name_the_bad_line") {
+  std::istringstream good("# changed by the guest agent\n0+4K\n\n  1M+64K  \r\n");
+  std::vector<ByteRange> ranges = read_byte_range_lines(good, "list.txt");
+  REQUIRE(ranges.size() == 2);
+  CHECK(ranges[1] == ByteRange{1u << 20, 64u << 10});
+  std::istringstream bad("0+4K\n12\n");
+  try {
+    read_byte_range_lines(bad, "list.txt");
+    FAIL("a malformed line was accepted");
+  } catch (const CliError& error) {
+    CHECK(error.code() == ExitCode::usage);
+    CHECK(std::string(error.what()).find("list.txt:2: range '12' is not OFFSET+LENGTH") != std::string::npos);
+  }
 }
 
 TEST_CASE("find_command_picks_the_longest_matching_command_words") {
