@@ -83,6 +83,13 @@ def main(control, sock, origin, storage_dir, front_end):
             check(e.code == "checkpoint_gone", f"since a deleted checkpoint: {e!r}")
         print("ok: paged cbt-map, whole raw map, checkpoint-delete gives checkpoint_gone", flush=True)
 
+        # 40,000 ranges: more than one request holds under the protocol's 1 MiB line.
+        ctl.cbt_mark_dirty(origin, [(i * 512, 256) for i in range(40000)])
+        marked = ctl.cbt_map(origin)["ranges"]
+        check(marked and marked[0]["offset"] == 0 and marked[0]["length"] >= 39999 * 512 + 256,
+              f"a long mark-dirty list: {marked[:2]}")
+        print("ok: cbt_mark_dirty of 40,000 ranges", flush=True)
+
         try:
             ctl.snapshot_info("no-such-snapshot")
             fail("snapshot-info of a missing snapshot succeeded")

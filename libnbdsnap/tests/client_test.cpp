@@ -177,3 +177,21 @@ TEST_CASE("a_transport_of_its_own_plugs_into_the_client") {
   CHECK(lost.error().code == kConnectionLost);
   CHECK(client->state() == State::dead);
 }
+
+TEST_CASE("a_long_mark_dirty_list_goes_in_requests_below_the_line_limit_and_stops_at_an_error") {
+  std::vector<std::string> sent;
+  auto transport = std::make_unique<ScriptedTransport>(
+      std::vector<std::string>{R"({"ok":true})", R"({"ok":true})",
+                               R"({"ok":false,"error":{"code":"not_found","errno":2,"message":"gone"}})"},
+      &sent);
+  Result<Client> client = Client::connect(std::move(transport));
+  REQUIRE(client.ok());
+  std::vector<ByteRange> ranges;
+  for (uint64_t i = 0; i < 40000; ++i) ranges.push_back({i * 8192, 4096});
+  Result<void> marked = client->cbt_mark_dirty("disk", ranges);
+  REQUIRE_FALSE(marked.ok());
+  CHECK(marked.error().code == "not_found");
+  REQUIRE(sent.size() == 3);
+  for (const std::string& line : sent) CHECK(line.size() < (1u << 20));
+  CHECK(sent[2].find("\"offset\":327663616") != std::string::npos);  // the last range, 39999 * 8192
+}

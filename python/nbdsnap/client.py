@@ -417,9 +417,12 @@ class Client:
         return joined
 
     def cbt_mark_dirty(self, origin, ranges):
-        """ranges: [(offset, length)] or [{offset, length}]"""
+        """ranges: [(offset, length)] or [{offset, length}]. A long list is sent in requests of at most 16,384
+        ranges (the protocol's lines are at most 1 MiB); an error stops at the failed request, the ones before it
+        having been marked (harmless: marking only adds to what the next backup copies)."""
         ranges = [r if isinstance(r, dict) else {"offset": r[0], "length": r[1]} for r in ranges]
-        self.call("cbt-mark-dirty", origin=origin, ranges=ranges)
+        for first in range(0, max(len(ranges), 1), 16384):
+            self.call("cbt-mark-dirty", origin=origin, ranges=ranges[first:first + 16384])
 
     def cbt_reset(self, origin):
         """Starts a new generation; returns it."""

@@ -135,6 +135,9 @@ class Client {
   // All pages of the raw map from query.offset on, joined (more == false; length covers them all). Errors:
   // cbt_raw_map()'s, kGenerationChanged as cbt_changed_ranges().
   Result<CbtRawMap> cbt_whole_raw_map(const CbtQuery& query);
+  // Marks ranges changed (for writes the tracker did not see). A long list is sent in requests of at most
+  // 16,384 ranges; an error stops at the failed request, the ones before it having been marked (harmless:
+  // marking only adds to what the next backup copies).
   Result<void> cbt_mark_dirty(const std::string& origin, const std::vector<ByteRange>& ranges);
   // Starts a new generation; returns it.
   Result<std::string> cbt_reset(const std::string& origin);
