@@ -123,7 +123,8 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
     if (!probed && now >= probe_at) {
       probed = true;
       if (is_control_socket(socket, until(deadline))) {
-        throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_));
+        throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_),
+                       {"wrong_socket", EPROTO, ""});
       }
     }
     if (now >= deadline) {
@@ -148,7 +149,7 @@ void NbdImage::connect_failed(const std::string& socket, bool probed) {
       "cannot open " + uri_ + ": " + explain_connect_failure(uri_, last_error(), server_message_);
   if (!probed && is_control_socket(socket, kProbeBound)) {
     throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_),
-                   {"wrong_socket", 0, ""});
+                   {"wrong_socket", EPROTO, ""});
   }
   // libnbd says ENOENT both for an export the server does not have (not found, 3) and for a Unix socket that
   // does not exist, where no server answered (cannot be reached, 4).

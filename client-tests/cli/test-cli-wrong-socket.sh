@@ -25,6 +25,13 @@ expect_err "give --image"
 [[ ! -e $dir/backup.img ]] || fail "a backup file was created"
 pass "backup --image at the control socket: exit 2 in $elapsed_ms ms: $err"
 
+# Under --json both are the same error object: wrong_socket, EPROTO (as the control side's library says).
+run_cli_within 20 2 --json --control "$sock" origins
+[[ $(jq_out .error.code) == wrong_socket && $(jq_out .error.errno) == 71 ]] || fail "--json --control: $out"
+run_cli_within 20 2 --json backup --image "nbd+unix:///disk?socket=$NBDSNAP_CONTROL" --to "$dir/backup.img"
+[[ $(jq_out .error.code) == wrong_socket && $(jq_out .error.errno) == 71 ]] || fail "--json --image: $out"
+pass "--json: both wrong sockets are wrong_socket (errno 71)"
+
 # The right sockets still work (nothing above disturbed the server).
 run_cli 0 origins
 run_cli 0 snapshot create s --origin disk --storage "$dir/s.diff:16M"
