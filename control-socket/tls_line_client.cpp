@@ -89,7 +89,8 @@ Status parse_tls_address(const std::string& text, TlsAddress& out) {
   return Status::ok();
 }
 
-Status TlsLineClient::connect(const TlsAddress& address, std::shared_ptr<const TlsCredentials> credentials,
+Status TlsLineClient::connect(const TlsAddress& address,
+                              const std::shared_ptr<const TlsCredentials>& credentials,
                               std::chrono::milliseconds timeout, std::unique_ptr<TlsLineClient>& out) {
   const auto start = std::chrono::steady_clock::now();
   const SteadyDeadline deadline = start + timeout;
@@ -113,8 +114,9 @@ Status TlsLineClient::connect(const TlsAddress& address, std::shared_ptr<const T
 }
 
 Status TlsLineClient::connect_once(const TlsAddress& address,
-                                   std::shared_ptr<const TlsCredentials> credentials, SteadyDeadline deadline,
-                                   std::unique_ptr<TlsLineClient>& out, bool& closed_by_server) {
+                                   const std::shared_ptr<const TlsCredentials>& credentials,
+                                   SteadyDeadline deadline, std::unique_ptr<TlsLineClient>& out,
+                                   bool& closed_by_server) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
@@ -135,7 +137,7 @@ Status TlsLineClient::connect_once(const TlsAddress& address,
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   std::unique_ptr<TlsLineClient> client(new TlsLineClient(address, fd));
   std::unique_ptr<TlsSession> session;
-  if (Status s = TlsSession::create(std::move(credentials), fd, fd, address.host, session); !s) return s;
+  if (Status s = TlsSession::create(credentials, fd, fd, address.host, session); !s) return s;
   client->stream_ = std::make_unique<TlsStream>(std::move(session), fd);
   if (!client->stream_->handshake(deadline)) {
     closed_by_server = client->stream_->session().closed_by_server_in_handshake();

@@ -40,7 +40,7 @@ class TlsLineClient {
   // again, up to kConnectAttempts in all within kRetryWindow (and the timeout); a refusal never is.
   static constexpr int kConnectAttempts = 3;
   static constexpr std::chrono::milliseconds kRetryWindow{2000};
-  static Status connect(const TlsAddress& address, std::shared_ptr<const TlsCredentials> credentials,
+  static Status connect(const TlsAddress& address, const std::shared_ptr<const TlsCredentials>& credentials,
                         std::chrono::milliseconds timeout, std::unique_ptr<TlsLineClient>& out);
   ~TlsLineClient();
   TlsLineClient(const TlsLineClient&) = delete;
@@ -57,7 +57,8 @@ class TlsLineClient {
  private:
   TlsLineClient(TlsAddress address, int fd) : address_(std::move(address)), fd_(fd) {}
   // One attempt; closed_by_server tells a close without an alert during the handshake.
-  static Status connect_once(const TlsAddress& address, std::shared_ptr<const TlsCredentials> credentials,
+  static Status connect_once(const TlsAddress& address,
+                             const std::shared_ptr<const TlsCredentials>& credentials,
                              SteadyDeadline deadline, std::unique_ptr<TlsLineClient>& out,
                              bool& closed_by_server);
   Status failure(const std::string& what);
