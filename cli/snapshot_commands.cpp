@@ -318,6 +318,14 @@ std::string format_snapshot(const nlohmann::json& snapshot) {
     }
   }
   if (!images.empty()) out += "\n" + images.render();
+  // A remote control client gets no URI when the server has none it can open (remote_security.h): why.
+  if (snapshot.contains("images") && snapshot["images"].is_array()) {
+    for (const auto& image : snapshot["images"]) {
+      if (field_text(image, "uri").empty() && !field_text(image, "uri_hint").empty()) {
+        out += "no URI for " + field_text(image, "export") + ": " + field_text(image, "uri_hint") + "\n";
+      }
+    }
+  }
   Table storage({{"STORAGE"}, {"OFFSET", Align::right}, {"SIZE", Align::right}, {"CREATED"}});
   if (snapshot.contains("storage") && snapshot["storage"].is_array()) {
     for (const auto& area : snapshot["storage"]) {

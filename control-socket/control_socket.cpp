@@ -479,18 +479,20 @@ void ControlSocketServer::serve_authenticated(int fd, const std::string& peer_ad
 std::string ControlSocketServer::busy_reply() const {
   const std::string option =
       limits_.max_sessions_option.empty() ? "a fixed limit" : limits_.max_sessions_option;
+  const bool one = limits_.max_sessions == 1;
   return error_reply_line(
       "busy", EBUSY,
       "the server already serves " + std::to_string(limits_.max_sessions) +
-          (tls_ != nullptr ? " remote control clients" : " clients on this control socket") + " (" + option +
-          "): try later");
+          (tls_ != nullptr ? (one ? " remote control client" : " remote control clients")
+                           : (one ? " client on this control socket" : " clients on this control socket")) +
+          " (" + option + "): try later");
 }
 
 std::string ControlSocketServer::busy_log_text() const {
   const std::string limit = std::to_string(limits_.max_sessions);
   const std::string option =
       limits_.max_sessions_option.empty() ? "a fixed limit" : limits_.max_sessions_option + " " + limit;
-  return limit + " sessions are open (" + option + ")";
+  return limit + (limits_.max_sessions == 1 ? " session is open (" : " sessions are open (") + option + ")";
 }
 
 void ControlSocketServer::refuse(int fd, std::unique_ptr<ControlChannel> channel,
@@ -572,10 +574,10 @@ void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> c
     if (n < 0 && channel->timed_out()) {
       const std::string why = "no request for " + seconds_text(limits_.idle_timeout) + " s (" +
                               limits_.idle_timeout_option + " " + seconds_text(limits_.idle_timeout) + ")";
-      if (warn_) {
-        warn_((tls_ != nullptr ? "remote control: closed " : "control socket: closed ") + peer.describe() +
-              " from " + peer_address + ": " + why);
-      }
+      // Counted as the refusals are: a client that connects and waits, again and again, costs a few lines
+      // a minute, not one per session.
+      refusals_->report("closed idle after " + seconds_text(limits_.idle_timeout) + " s without a request",
+                        peer_address, "closed " + peer.describe() + " from " + peer_address + ": " + why);
       // Said to the client too, as the reply its next request finds, so that an agent holding one session
       // through a long backup learns why the server closed it (and connects again) rather than "connection
       // lost".

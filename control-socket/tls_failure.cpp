@@ -65,10 +65,16 @@ std::string explain_refused_by_server(const TlsFailureContext& c) {
 
 namespace {
 
-// Server: the client ended the handshake (it sent an alert or hung up).
+// Server: the client ended the handshake (it sent an alert or hung up), said by what it sent: nothing at all
+// is a port scanner or a TCP health check, not a client that judged this server's certificate.
 std::string server_peer_ended_explanation(const TlsFailureContext& c) {
-  std::string text = c.alert.empty() ? "the client closed the connection during the TLS handshake"
-                                     : "the client ended the TLS handshake with alert " + quoted(c.alert);
+  if (c.alert.empty() && c.peer_sent_nothing) {
+    return "the client closed the connection without sending a TLS ClientHello (not a TLS client: a port "
+           "scanner or a TCP health check?)";
+  }
+  std::string text = c.alert.empty()
+                         ? "the client closed the connection during the TLS handshake, after its ClientHello"
+                         : "the client ended the TLS handshake with alert " + quoted(c.alert);
   if (!c.options->certificates_dir.empty()) {
     text += "; if it refused this server's certificate, check that the client trusts the CA that signed " +
             c.options->certificates_dir +
@@ -82,11 +88,19 @@ std::string server_peer_ended_explanation(const TlsFailureContext& c) {
 namespace {
 
 // The cases a server or client meets in a failed handshake, each with its kind and its explanation.
-enum class HandshakeCase { not_tls, psk, no_certificate, no_common_credentials, peer_ended, refused, other };
+enum class HandshakeCase {
+  not_tls,
+  psk,
+  no_certificate,
+  no_common_credentials,
+  peer_ended,
+  refused,
+  closed_by_server,
+  other
+};
 
 HandshakeCase handshake_case(int rc, const TlsFailureContext& c) {
-  const bool peer_ended = rc == GNUTLS_E_PREMATURE_TERMINATION || rc == GNUTLS_E_PULL_ERROR ||
-                          rc == GNUTLS_E_PUSH_ERROR || rc == GNUTLS_E_FATAL_ALERT_RECEIVED;
+  const bool peer_ended = closed_without_alert(rc) || rc == GNUTLS_E_FATAL_ALERT_RECEIVED;
   if (rc == GNUTLS_E_UNEXPECTED_PACKET_LENGTH || rc == GNUTLS_E_UNSUPPORTED_VERSION_PACKET ||
       rc == GNUTLS_E_UNEXPECTED_PACKET) {
     return HandshakeCase::not_tls;
@@ -99,6 +113,9 @@ HandshakeCase handshake_case(int rc, const TlsFailureContext& c) {
     return HandshakeCase::no_common_credentials;
   }
   if (c.server && peer_ended) return HandshakeCase::peer_ended;
+  // nbdsnapd refuses with an alert (tls_session.cpp): a close without one is not a refusal of the key or
+  // certificate but the server making room (its bound on waiting handshakes) or a cut connection.
+  if (!c.server && closed_without_alert(rc)) return HandshakeCase::closed_by_server;
   if (!c.server && (peer_ended || rc == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
                     rc == GNUTLS_E_DECRYPTION_FAILED || rc == GNUTLS_E_INSUFFICIENT_CREDENTIALS)) {
     return HandshakeCase::refused;
@@ -107,6 +124,10 @@ HandshakeCase handshake_case(int rc, const TlsFailureContext& c) {
 }
 
 }  // namespace
+
+bool closed_without_alert(int rc) {
+  return rc == GNUTLS_E_PREMATURE_TERMINATION || rc == GNUTLS_E_PULL_ERROR || rc == GNUTLS_E_PUSH_ERROR;
+}
 
 std::string handshake_error_kind(int rc, const TlsFailureContext& c) {
   switch (handshake_case(rc, c)) {
@@ -119,9 +140,12 @@ std::string handshake_error_kind(int rc, const TlsFailureContext& c) {
     case HandshakeCase::no_common_credentials:
       return "without credentials in common";
     case HandshakeCase::peer_ended:
-      return "closed before the TLS handshake ended";
+      return c.alert.empty() && c.peer_sent_nothing ? "closed without a TLS ClientHello"
+                                                    : "closed before the TLS handshake ended";
     case HandshakeCase::refused:
       return "refused by the server";
+    case HandshakeCase::closed_by_server:
+      return "closed by the server during the TLS handshake";
     case HandshakeCase::other:
       break;
   }
@@ -134,7 +158,7 @@ std::string explain_handshake_error(int rc, const TlsFailureContext& c) {
   switch (handshake_case(rc, c)) {
     case HandshakeCase::not_tls:
       why = std::string("the ") + (c.server ? "client" : "server") +
-            " does not speak TLS here (a plain connection?)";
+            " does not speak TLS here: what it sent is not a TLS record (a plain connection, or a scanner?)";
       break;
     case HandshakeCase::psk:
       why = psk_explanation(c);  // the key decides a PSK handshake once the identity is found, or not
@@ -156,6 +180,9 @@ std::string explain_handshake_error(int rc, const TlsFailureContext& c) {
       break;
     case HandshakeCase::refused:
       why = explain_refused_by_server(c);
+      break;
+    case HandshakeCase::closed_by_server:
+      why = std::string(kTlsClosedByServer);
       break;
     case HandshakeCase::other:
       why = "the TLS handshake failed";

@@ -147,8 +147,10 @@ void TlsHandshaker::run() {
     // Drop those past their deadline, then wait for the nearest deadline, a ready socket or a wake-up.
     const auto now = std::chrono::steady_clock::now();
     refusals_.flush_due(now);  // a flood that stopped is summed up too
+    // At least once a second: a window that another thread opened (an idle session closed,
+    // control_socket.cpp) is summed up on time too.
     auto nearest =
-        std::min(now + std::chrono::hours(1), refusals_.next_due().value_or(now + std::chrono::hours(1)));
+        std::min(now + std::chrono::seconds(1), refusals_.next_due().value_or(now + std::chrono::seconds(1)));
     size_t done = 0;
     for (auto it = active.begin(); it != active.end();) {
       if (it->deadline <= now) {

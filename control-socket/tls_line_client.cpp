@@ -14,6 +14,10 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <random>
+#include <thread>
+
+#include "tls_failure.h"
 
 namespace nbdsnap {
 
@@ -85,9 +89,34 @@ Status parse_tls_address(const std::string& text, TlsAddress& out) {
   return Status::ok();
 }
 
-Status TlsLineClient::connect(const TlsAddress& address, std::shared_ptr<const TlsCredentials> credentials,
+Status TlsLineClient::connect(const TlsAddress& address,
+                              const std::shared_ptr<const TlsCredentials>& credentials,
                               std::chrono::milliseconds timeout, std::unique_ptr<TlsLineClient>& out) {
-  const SteadyDeadline deadline = std::chrono::steady_clock::now() + timeout;
+  const auto start = std::chrono::steady_clock::now();
+  const SteadyDeadline deadline = start + timeout;
+  for (int attempt = 1;; ++attempt) {
+    bool closed_by_server = false;
+    Status status = connect_once(address, credentials, deadline, out, closed_by_server);
+    // Only a close without an alert is tried again: a refusal (key, certificate, role) stays one.
+    const auto now = std::chrono::steady_clock::now();
+    if (status || !closed_by_server || attempt == kConnectAttempts || now - start >= kRetryWindow) {
+      if (!status && closed_by_server && attempt > 1) {
+        return {status.code(), status.message() + " (" + std::to_string(attempt) + " attempts)"};
+      }
+      return status;
+    }
+    // After 100 ms, then 300 ms, each with up to 100 ms of jitter, so that clients closed together (the
+    // oldest of a flood) do not come back together.
+    const auto pause = std::chrono::milliseconds(100 * (2 * attempt - 1) + std::random_device{}() % 100);
+    if (now + pause >= deadline) return status;
+    std::this_thread::sleep_for(pause);
+  }
+}
+
+Status TlsLineClient::connect_once(const TlsAddress& address,
+                                   const std::shared_ptr<const TlsCredentials>& credentials,
+                                   SteadyDeadline deadline, std::unique_ptr<TlsLineClient>& out,
+                                   bool& closed_by_server) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
@@ -108,9 +137,12 @@ Status TlsLineClient::connect(const TlsAddress& address, std::shared_ptr<const T
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   std::unique_ptr<TlsLineClient> client(new TlsLineClient(address, fd));
   std::unique_ptr<TlsSession> session;
-  if (Status s = TlsSession::create(std::move(credentials), fd, fd, address.host, session); !s) return s;
+  if (Status s = TlsSession::create(credentials, fd, fd, address.host, session); !s) return s;
   client->stream_ = std::make_unique<TlsStream>(std::move(session), fd);
-  if (!client->stream_->handshake(deadline)) return client->failure("TLS handshake");
+  if (!client->stream_->handshake(deadline)) {
+    closed_by_server = client->stream_->session().closed_by_server_in_handshake();
+    return client->failure("TLS handshake");
+  }
   out = std::move(client);
   return Status::ok();
 }
@@ -125,7 +157,15 @@ Status TlsLineClient::failure(const std::string& what) {
   const std::string why = stream_->error().empty() ? "the server closed the connection" : stream_->error();
   const std::string text = why.starts_with(what) ? why : what + ": " + why;
   if (!timed_out_ && what != "TLS handshake" && !received_any_) {
-    // Nothing ever came back: under TLS 1.3 this is how a server refuses a client certificate.
+    // Nothing ever came back. Under TLS 1.3 a client finishes its handshake before the server has checked
+    // its certificate, so this is how a server refuses one: with an alert. Without one, the server closed
+    // the connection before its side of the handshake ended (a flood, as in kTlsClosedByServer) or the
+    // connection was cut.
+    if (stream_->session().peer_alert().empty()) {
+      return {Errc::io_error,
+              address_.text() + ": " + kTlsClosedByServer +
+                  " (the connection ended right after the handshake, before any reply: " + text + ")"};
+    }
     return {Errc::io_error, address_.text() + ": " + stream_->session().refused_after_handshake() +
                                 " (the connection ended right after the handshake: " + text + ")"};
   }
@@ -133,8 +173,24 @@ Status TlsLineClient::failure(const std::string& what) {
 }
 
 Status TlsLineClient::send_line(const std::string& line, SteadyDeadline deadline) {
-  if (!stream_->write_all(line + "\n", deadline)) return failure("send");
-  return Status::ok();
+  if (stream_->write_all(line + "\n", deadline)) return Status::ok();
+  // A server that refuses a client before its first request (a certificate refused under TLS 1.3, `busy`)
+  // sends its alert or reply and closes; our request may then meet the close. What it left says more than
+  // the failed send: a reply line is the answer, an alert the refusal (failure() names it).
+  if (!received_any_ && !stream_->timed_out() && reply_left_behind(deadline)) return Status::ok();
+  return failure("send");
+}
+
+bool TlsLineClient::reply_left_behind(SteadyDeadline deadline) {
+  const SteadyDeadline until = std::min(deadline, std::chrono::steady_clock::now() + kLeftBehindWait);
+  while (buffered_.find('\n') == std::string::npos) {
+    char chunk[16384];
+    const ssize_t got = stream_->read_some(chunk, sizeof(chunk), until);
+    if (got <= 0) return false;
+    received_any_ = true;
+    buffered_.append(chunk, size_t(got));
+  }
+  return true;
 }
 
 Status TlsLineClient::receive_line(std::string& line, SteadyDeadline deadline, size_t max_bytes) {

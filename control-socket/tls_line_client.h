@@ -35,8 +35,12 @@ Status parse_tls_address(const std::string& text, TlsAddress& out);
 class TlsLineClient {
  public:
   // Resolves and connects to address, then runs the TLS handshake (the server's certificate must be signed
-  // by the CA of `credentials` and name the host), all within `timeout`.
-  static Status connect(const TlsAddress& address, std::shared_ptr<const TlsCredentials> credentials,
+  // by the CA of `credentials` and name the host), all within `timeout`. A connection the server closes
+  // during the handshake without an alert (not a refusal: kTlsClosedByServer, tls_failure.h) is tried
+  // again, up to kConnectAttempts in all within kRetryWindow (and the timeout); a refusal never is.
+  static constexpr int kConnectAttempts = 3;
+  static constexpr std::chrono::milliseconds kRetryWindow{2000};
+  static Status connect(const TlsAddress& address, const std::shared_ptr<const TlsCredentials>& credentials,
                         std::chrono::milliseconds timeout, std::unique_ptr<TlsLineClient>& out);
   ~TlsLineClient();
   TlsLineClient(const TlsLineClient&) = delete;
@@ -52,7 +56,16 @@ class TlsLineClient {
 
  private:
   TlsLineClient(TlsAddress address, int fd) : address_(std::move(address)), fd_(fd) {}
+  // One attempt; closed_by_server tells a close without an alert during the handshake.
+  static Status connect_once(const TlsAddress& address,
+                             const std::shared_ptr<const TlsCredentials>& credentials,
+                             SteadyDeadline deadline, std::unique_ptr<TlsLineClient>& out,
+                             bool& closed_by_server);
   Status failure(const std::string& what);
+  // After a failed send before any reply: reads, briefly, what the server sent before it closed (a reply
+  // line, or an alert that failure() then names); true when that holds a whole line.
+  bool reply_left_behind(SteadyDeadline deadline);
+  static constexpr std::chrono::milliseconds kLeftBehindWait{200};
 
   TlsAddress address_;
   int fd_ = -1;

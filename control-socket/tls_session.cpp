@@ -26,11 +26,14 @@ gnutls_session_t native(void* session) {
 struct Transport {
   int recv_fd;
   int send_fd;
+  uint64_t received = 0;  // bytes the peer sent (a peer that sent none is no TLS client at all)
 };
 
 ssize_t pull(gnutls_transport_ptr_t ptr, void* buffer, size_t length) {
   auto* transport = static_cast<Transport*>(ptr);
-  return ::recv(transport->recv_fd, buffer, length, MSG_DONTWAIT);
+  const ssize_t got = ::recv(transport->recv_fd, buffer, length, MSG_DONTWAIT);
+  if (got > 0) transport->received += uint64_t(got);
+  return got;
 }
 
 ssize_t vec_push(gnutls_transport_ptr_t ptr, const giovec_t* iov, int count) {
@@ -46,6 +49,23 @@ int pull_timeout(gnutls_transport_ptr_t ptr, unsigned int) {
   auto* transport = static_cast<Transport*>(ptr);
   pollfd entry{transport->recv_fd, POLLIN, 0};
   return ::poll(&entry, 1, 0);
+}
+
+// The alert that tells a client why its handshake failed: for a PSK, the identity or the key (RFC 8446
+// 4.2.11: a binder that does not match is decrypt_error); else GnuTLS's own mapping of its error.
+int refusal_alert(int rc, const PskLookup& psk) {
+  if (psk.happened) return psk.known ? GNUTLS_A_DECRYPT_ERROR : GNUTLS_A_UNKNOWN_PSK_IDENTITY;
+  int level = 0;
+  const int alert = gnutls_error_to_alert(rc, &level);
+  return alert >= 0 ? alert : GNUTLS_A_HANDSHAKE_FAILURE;
+}
+
+// The alert for a peer certificate refused with verification `status` bits.
+int certificate_alert(unsigned status) {
+  if (status & GNUTLS_CERT_EXPIRED) return GNUTLS_A_CERTIFICATE_EXPIRED;
+  if (status & GNUTLS_CERT_REVOKED) return GNUTLS_A_CERTIFICATE_REVOKED;
+  if (status & GNUTLS_CERT_SIGNER_NOT_FOUND) return GNUTLS_A_UNKNOWN_CA;
+  return GNUTLS_A_BAD_CERTIFICATE;
 }
 
 std::string datum_text(const gnutls_datum_t& datum) {
@@ -97,9 +117,27 @@ TlsSession::~TlsSession() {
   gnutls_deinit(native(session_));
 }
 
+void TlsSession::record_peer_alert() {
+  const char* alert = gnutls_alert_get_name(gnutls_alert_get(native(session_)));
+  peer_alert_ = alert != nullptr ? alert : "an unknown alert";
+}
+
+// Every refusal carries an alert, so that a client tells it from a connection closed without one: the
+// handshaker closing the oldest waiting handshakes in a flood (tls_handshaker.h) or a cut connection, which
+// are worth trying again, where a refused key or certificate is not.
+void TlsSession::send_refusal_alert(int alert) {
+  if (credentials_->endpoint() != TlsEndpoint::server) return;
+  (void)gnutls_alert_send(native(session_), GNUTLS_AL_FATAL, gnutls_alert_description_t(alert));
+}
+
 TlsSession::Io TlsSession::result_of(int rc, const char* what) {
   if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
     return gnutls_record_get_direction(native(session_)) == 1 ? Io::want_write : Io::want_read;
+  }
+  if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+    record_peer_alert();
+    error_ = std::string(what) + ": the peer sent the alert '" + peer_alert_ + "'";
+    return Io::failed;
   }
   if (rc == GNUTLS_E_PREMATURE_TERMINATION) {
     error_ = std::string(what) + ": the peer closed the connection";
@@ -116,6 +154,9 @@ TlsFailureContext TlsSession::failure_context() const {
   context.client_psk_username = credentials_->client_psk_username();
   context.server_name = server_name_;
   context.psk = psk_lookup_;
+  context.alert = peer_alert_;
+  context.peer_sent_nothing =
+      static_cast<const Transport*>(gnutls_session_get_ptr(native(session_)))->received == 0;
   return context;
 }
 
@@ -134,11 +175,16 @@ TlsSession::Io TlsSession::handshake() {
   if (rc < 0) {
     TlsFailureContext context = failure_context();
     if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED) {
-      const char* alert = gnutls_alert_get_name(gnutls_alert_get(native(session_)));
-      context.alert = alert != nullptr ? alert : "";
+      record_peer_alert();
+      context.alert = peer_alert_;
     }
     error_ = "TLS handshake: " + explain_handshake_error(rc, context);
     failure_kind_ = handshake_error_kind(rc, context);
+    if (closed_without_alert(rc)) {
+      closed_by_server_in_handshake_ = !context.server;
+    } else if (rc != GNUTLS_E_FATAL_ALERT_RECEIVED) {
+      send_refusal_alert(refusal_alert(rc, context.psk));
+    }
     return rc == GNUTLS_E_PREMATURE_TERMINATION ? Io::closed : Io::failed;
   }
   return verify_and_identify() ? Io::ok : Io::failed;
@@ -164,6 +210,7 @@ bool TlsSession::verify_and_identify() {
   if (rc == GNUTLS_E_NO_CERTIFICATE_FOUND) {
     error_ = "TLS handshake: " + explain_handshake_error(rc, failure_context());
     failure_kind_ = handshake_error_kind(rc, failure_context());
+    send_refusal_alert(GNUTLS_A_CERTIFICATE_REQUIRED);
     return false;
   }
   if (rc < 0 || status != 0) {
@@ -181,6 +228,7 @@ bool TlsSession::verify_and_identify() {
     }
     error_ = "TLS handshake: " + why;
     failure_kind_ = kTlsCertificateRefused;
+    send_refusal_alert(rc < 0 ? GNUTLS_A_BAD_CERTIFICATE : certificate_alert(status));
     return false;
   }
   if (!server) return true;
@@ -189,6 +237,7 @@ bool TlsSession::verify_and_identify() {
   if (chain == nullptr || count == 0) {
     error_ = "TLS handshake: " + explain_handshake_error(GNUTLS_E_NO_CERTIFICATE_FOUND, failure_context());
     failure_kind_ = handshake_error_kind(GNUTLS_E_NO_CERTIFICATE_FOUND, failure_context());
+    send_refusal_alert(GNUTLS_A_CERTIFICATE_REQUIRED);
     return false;
   }
   gnutls_x509_crt_t cert = nullptr;

@@ -54,6 +54,11 @@ class TlsSession {
   // After a failed handshake(): the failure's kind for counting refusals ("with a wrong PSK", tls_failure.h);
   // empty when the peer went before saying anything GnuTLS could judge.
   const std::string& failure_kind() const { return failure_kind_; }
+  // Client: the server closed the connection during the handshake without an alert (not a refusal:
+  // kTlsClosedByServer in tls_failure.h), which is worth trying again.
+  bool closed_by_server_in_handshake() const { return closed_by_server_in_handshake_; }
+  // The fatal alert the peer sent ("Certificate is bad"), empty when it sent none.
+  const std::string& peer_alert() const { return peer_alert_; }
   // Who the peer authenticated as (after handshake() returned ok).
   const PeerIdentity& peer() const { return peer_; }
   // Client: what to check when the server hung up right after the handshake (TLS 1.3 lets a client finish
@@ -68,6 +73,9 @@ class TlsSession {
   Io result_of(int rc, const char* what);
   bool verify_and_identify();
   TlsFailureContext failure_context() const;
+  // Server: tells the client it is refused, with the alert that says why (best effort, never waits).
+  void send_refusal_alert(int alert);
+  void record_peer_alert();
 
   std::shared_ptr<const TlsCredentials> credentials_;  // GnuTLS keeps pointers into them
   std::string server_name_;
@@ -77,6 +85,8 @@ class TlsSession {
   bool said_bye_ = false;
   std::string error_;
   std::string failure_kind_;
+  bool closed_by_server_in_handshake_ = false;
+  std::string peer_alert_;
   PeerIdentity peer_;
   PskLookup psk_lookup_;  // server: the identity the client offered (for explaining a failure)
 };

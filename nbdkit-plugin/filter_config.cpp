@@ -69,6 +69,8 @@ const char* config_help() {
   static const std::string help = [] {
     std::string text =
         "nbdsnap-control=SOCKET        Serve the nbdsnap control protocol on this Unix socket.\n"
+        "nbdsnap-control-max-sessions=N  Control clients served at once (1..1024, default 32); one more\n"
+        "                              gets a busy error.\n"
         "nbdsnap-state-dir=DIR         Keep change block tracking state here across restarts.\n"
         "nbdsnap-storage=PATH[:SIZE]   Default difference storage for snapshots created without any: an\n"
         "                              existing file or device (PATH:OFFSET+LENGTH: a range of it), or a\n"
@@ -106,6 +108,12 @@ Status FilterConfig::apply(const std::string& key, const std::string& value) {
             key + " is given more than once (or with its old name too): give it once"};
   }
   if (name == "control") return absolute_path(key, value, control_socket);
+  if (name == "control-max-sessions") {
+    uint64_t sessions = 0;
+    if (Status s = parse_bounded_number(name, value, 1, 1024, kSpelling, sessions); !s) return s;
+    control_max_sessions = unsigned(sessions);
+    return Status::ok();
+  }
   if (name == "state-dir") return absolute_path(key, value, state_dir);
   if (name == "default-origin") {
     if (Status s = check_object_name("origin", value); !s) return {s.code(), key + ": " + s.message()};
@@ -147,6 +155,10 @@ void FilterConfig::note_plugin_parameter(const std::string& key, const std::stri
 
 Status FilterConfig::complete() {
   if (Status s = sanitize_tuning(tuning, kSpelling); !s) return s;
+  if (given_.count("control-max-sessions") != 0 && control_socket.empty()) {
+    return {Errc::invalid_argument,
+            "nbdsnap-control-max-sessions applies to the control socket: give nbdsnap-control=SOCKET too"};
+  }
   // CBT state files in a directory the plugin serves would be exports, and origins, themselves: checked
   // before the directory is created, so a refused path leaves nothing behind.
   if (Status s = served_files->check_storage(state_dir, "nbdsnap-state-dir"); !s) return s;

@@ -18,7 +18,9 @@ namespace nbdsnap {
 inline constexpr const char* kParameterPrefix = "nbdsnap-";
 
 struct FilterConfig {
-  std::string control_socket;              // nbdsnap-control: control protocol socket; empty = no control
+  std::string control_socket;  // nbdsnap-control: control protocol socket; empty = no control
+  // nbdsnap-control-max-sessions: control clients served at once (a thread each); one more gets `busy`.
+  unsigned control_max_sessions = 32;
   std::string state_dir;                   // nbdsnap-state-dir: CBT state; empty = not persistent
   std::string default_origin = "default";  // nbdsnap-default-origin: origin name of the plugin's "" export
   // nbdsnap-storage: default difference storage (storage_spec.h's text form): a file or device, a range of
@@ -44,7 +46,8 @@ struct FilterConfig {
   void note_plugin_parameter(const std::string& key, const std::string& value);
   // Checks the parameters together, once all are known: the engine's sanitize step for the tuning options
   // (core/tuning.h); nbdsnap-state-dir must be a directory; nbdsnap-storage must exist (a directory: one file
-  // per snapshot in it; a file or block device: used as is); neither may be something the plugin serves.
+  // per snapshot in it; a file or block device: used as is); neither may be something the plugin serves;
+  // nbdsnap-control-max-sessions needs nbdsnap-control.
   Status complete();
 
   bool has_default_storage() const { return !storage.path.empty(); }

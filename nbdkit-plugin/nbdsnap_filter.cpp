@@ -225,6 +225,10 @@ bool start_control_server(std::string& error) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
   control_server = std::make_unique<ControlSocketServer>();
+  ControlSocketServer::Limits limits;
+  limits.max_sessions = config.control_max_sessions;
+  limits.max_sessions_option = "nbdkit nbdsnap-control-max-sessions";
+  control_server->set_limits(limits);
   bool started = control_server->start(config.control_socket, handle_control_line, error);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return started;

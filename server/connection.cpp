@@ -48,6 +48,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "log.h"
@@ -239,11 +240,28 @@ void Connection::enlarge_unix_send_buffer() {
 }
 
 asio::awaitable<bool> Connection::negotiate() {
+  // A peer that connects and hangs up (a port scanner, a TCP health check), or sends what is no NBD client's
+  // flags, can do it at will: counted as the other refusals, not a line each (nor unseen). One that hung up
+  // at once may make the greeting fail already.
   const bool greeted = co_await write_all(handshake_.greeting());
-  if (!greeted) co_return false;
   std::array<uint8_t, 4> flags{};
-  const bool flagged = co_await read_exact(flags.data(), flags.size());
-  if (!flagged || !handshake_.accept_client_flags(get_u32(flags.data()))) co_return false;
+  bool flagged = false;
+  if (greeted) flagged = co_await read_exact(flags.data(), flags.size());
+  if (!flagged) {
+    if (!stopping_) {
+      log_refusal("closed before the NBD handshake began",
+                  describe_client() + ": closed the connection before sending its NBD client flags");
+    }
+    co_return false;
+  }
+  if (!handshake_.accept_client_flags(get_u32(flags.data()))) {
+    char hex[16];
+    std::snprintf(hex, sizeof(hex), "0x%08x", unsigned(get_u32(flags.data())));
+    log_refusal("with unknown NBD client flags", describe_client() + ": refused: unknown NBD client flags " +
+                                                     hex +
+                                                     " (not an NBD client, or not a fixed-newstyle one)");
+    co_return false;
+  }
   std::vector<uint8_t> data;
   for (;;) {
     std::array<uint8_t, kOptionHeaderSize> raw{};
@@ -251,7 +269,8 @@ asio::awaitable<bool> Connection::negotiate() {
     if (!got_header) co_return false;
     const OptionHeader header = parse_option_header(raw);
     if (!handshake_.accept_option_header(header)) {
-      log_warning(describe() + ": malformed option header; disconnecting");
+      log_refusal("with a malformed NBD option header",
+                  describe_client() + ": malformed option header; disconnecting");
       co_return false;
     }
     data.resize(header.length);
@@ -299,7 +318,11 @@ asio::awaitable<bool> Connection::negotiate() {
   co_return true;
 }
 
-void Connection::log_refusal(const std::string& kind, const std::string& line) const {
+void Connection::log_refusal(const std::string& kind, const std::string& line) {
+  if (refusal_counted_.exchange(true)) {
+    log_debug(line);
+    return;
+  }
   if (security_.refusals != nullptr) {
     security_.refusals->report(kind, peer_address_, line);
   } else {

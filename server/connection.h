@@ -130,8 +130,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // describe() with who the client is, for refusals: its address (TCP) or process credentials (Unix
   // socket), and its TLS identity once it has one.
   std::string describe_client() const;
-  // A refusal an unauthenticated peer can repeat at will: to security_.refusals under `kind`.
-  void log_refusal(const std::string& kind, const std::string& line) const;
+  // A refusal an unauthenticated peer can repeat at will: to security_.refusals under `kind`. A connection
+  // counts once, by its first refusal (one refused in clear may then time out, or fail STARTTLS): the rest
+  // go to the debug level.
+  void log_refusal(const std::string& kind, const std::string& line);
 
   NbdSocket socket_;
   const uint64_t id_;
@@ -148,12 +150,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Handshake handshake_;
   std::shared_ptr<const RequestExecutor> executor_;  // set when transmission starts
   std::string export_name_;
-  uint64_t refusals_logged_ = 0;      // options refused in the handshake: only the first is a warning
-  asio::steady_timer wakeup_;         // the reader sleeps on it while the in-flight limit is reached
-  bool stopping_ = false;             // shut_down(): no new requests
-  bool negotiating_ = true;           // the handshake deadline applies
-  bool refused_ = false;              // refuse() was called
-  std::unique_ptr<uint8_t[]> inbox_;  // received bytes not yet parsed: [inbox_begin_, inbox_end_)
+  uint64_t refusals_logged_ = 0;              // options refused in the handshake: only the first is a warning
+  std::atomic<bool> refusal_counted_{false};  // log_refusal() ran (the handshake deadline's handler too)
+  asio::steady_timer wakeup_;                 // the reader sleeps on it while the in-flight limit is reached
+  bool stopping_ = false;                     // shut_down(): no new requests
+  bool negotiating_ = true;                   // the handshake deadline applies
+  bool refused_ = false;                      // refuse() was called
+  std::unique_ptr<uint8_t[]> inbox_;          // received bytes not yet parsed: [inbox_begin_, inbox_end_)
   size_t inbox_begin_ = 0;
   size_t inbox_end_ = 0;
   uint64_t inline_cpu_us_ = 0;  // moving average of the CPU time of sampled requests run inline

@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
   }
   set_log_level(config.log_level);
   detect_journal_stderr();
+  for (const std::string& warning : config.security.warnings) log_warning(warning);
   ActivatedSockets activated;
   if (Status status = take_activated_sockets(activated); !status.is_ok()) {
     log_error(status.to_string());
@@ -226,6 +227,9 @@ int main(int argc, char** argv) {
     log_info("control socket on " + config.control_path);
   }
   ControlSocketServer remote_control;
+  security.set_remote_export_uri([&server](const std::string& export_name, std::string& hint) {
+    return server.remote_export_uri(export_name, hint);
+  });
   if (Status status = security.start_remote_control(remote_control, control); !status.is_ok()) {
     control_socket.stop();  // no control command may run while the state is saved
     return failed_start(status.to_string());

@@ -42,6 +42,7 @@ ControlSocketServer::Limits control_socket_limits(const SecurityConfig& config) 
   limits.max_sessions = config.control_max_sessions;
   limits.max_sessions_option = "nbdsnapd --control-max-sessions";
   limits.handshake_timeout = std::chrono::seconds(config.control_handshake_timeout_seconds);
+  limits.max_handshakes = config.control_max_handshakes;
   limits.idle_timeout = std::chrono::seconds(config.control_idle_timeout_seconds);
   limits.idle_timeout_option = "--control-idle-timeout";
   return limits;
@@ -133,11 +134,33 @@ std::string RemoteSecurity::handle_remote_line(Control& control, const std::stri
         .dump();
   }
   std::string reply = control.handle_line(line, {peer.describe(), *role, config_.remote_storage_dir});
+  if (remote_export_uri_ && reply.find("\"uri\":") != std::string::npos) reply = with_remote_uris(reply);
   if (reply.find("\"permission_denied\"") != std::string::npos) {
     log_warning("remote control: refused " + peer.describe() + " (" + control_role_name(*role) +
                 "): " + line.substr(0, 200));
   }
   return reply;
+}
+
+std::string RemoteSecurity::with_remote_uris(const std::string& reply) const {
+  nlohmann::json value = nlohmann::json::parse(reply, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return reply;
+  // Images carry "export", origins their "name": both are export names.
+  const std::function<void(nlohmann::json&)> visit = [&](nlohmann::json& node) {
+    if (node.is_object() && node.contains("uri")) {
+      const auto name = node.contains("export") ? node["export"] : node.value("name", nlohmann::json());
+      if (name.is_string()) {
+        std::string hint;
+        node["uri"] = remote_export_uri_(name.get<std::string>(), hint);
+        if (!hint.empty()) node["uri_hint"] = hint;
+      }
+    }
+    if (node.is_structured()) {
+      for (auto& child : node) visit(child);
+    }
+  };
+  visit(value);
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Status RemoteSecurity::start_remote_control(ControlSocketServer& server, Control& control) {

@@ -8,7 +8,9 @@
 // that no longer loads leaves the previous credentials in use and is logged.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "control.h"
 #include "control_socket.h"
@@ -36,15 +38,24 @@ class RemoteSecurity {
   // Admission of an authenticated remote peer: empty when a --control-role names it, else the refusal's
   // message (naming the identity and the option). A peer without a role never holds a session slot.
   std::string refuse_without_role(const PeerIdentity& peer) const;
-  // The reply line for one remote request: refused without a role, else handled within the role.
+  // The reply line for one remote request: refused without a role, else handled within the role. Its image
+  // and origin URIs are the ones a client on another machine can open (set_remote_export_uri()).
   std::string handle_remote_line(Control& control, const std::string& line, const PeerIdentity& peer) const;
+  // How a remote client's URI of an export is made (Server::remote_export_uri): the Unix socket URIs the
+  // local control socket reports name a path on this machine, useless on the client's. Before
+  // start_remote_control().
+  using RemoteExportUri = std::function<std::string(const std::string& export_name, std::string& hint)>;
+  void set_remote_export_uri(RemoteExportUri uri) { remote_export_uri_ = std::move(uri); }
 
  private:
   void warn_about_unmatchable_rules() const;
+  // `reply` with every "uri" made a remote one, with "uri_hint" where there is none.
+  std::string with_remote_uris(const std::string& reply) const;
 
   const SecurityConfig& config_;
   std::unique_ptr<TlsCredentialStore> nbd_;
   std::unique_ptr<TlsCredentialStore> control_;
+  RemoteExportUri remote_export_uri_;
 };
 
 }  // namespace nbdsnap

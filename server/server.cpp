@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -277,6 +278,28 @@ std::string Server::export_uri(const std::string& raw_name) const {
   // Under --tls require only TLS clients get in: nbd:// -> nbds://, nbd+unix:// -> nbds+unix://.
   if (config_.security.tls == TlsMode::require) uri.insert(3, "s");
   return uri;
+}
+
+std::string Server::remote_export_uri(const std::string& raw_name, std::string& hint) const {
+  hint.clear();
+  const auto tcp = std::find_if(config_.listen.begin(), config_.listen.end(),
+                                [](const ListenAddress& a) { return a.kind == ListenAddress::Kind::tcp; });
+  const std::string scheme = config_.security.tls == TlsMode::off ? "nbd://" : "nbds://";
+  const std::string path = "/" + export_name_uri_path(raw_name);
+  if (tcp == config_.listen.end()) {
+    hint =
+        "nbdsnapd serves NBD on Unix sockets only, which another machine cannot open: add --listen "
+        "tcp:HOST:PORT to read images remotely";
+    return {};
+  }
+  const std::string port = std::to_string(tcp->port);
+  if (tcp->host.empty() || tcp->host == "0.0.0.0" || tcp->host == "::") {
+    hint = "open " + scheme + "SERVER:" + port + path + ", SERVER being this server's name or address (it " +
+           "listens on every address: --listen " + format_listen_address(*tcp) + ")";
+    return {};
+  }
+  const bool ipv6 = tcp->host.find(':') != std::string::npos;
+  return scheme + (ipv6 ? "[" + tcp->host + "]" : tcp->host) + ":" + port + path;
 }
 
 }  // namespace nbdsnap

@@ -54,6 +54,10 @@ class Server {
   bool disconnect_origin_clients(const std::string& origin, std::chrono::milliseconds timeout);
   // An NBD URI for an export on the first listen address.
   std::string export_uri(const std::string& export_name) const;
+  // The URI a remote control client, on another machine, opens the export with: on the first TCP listen
+  // address (nbds:// unless --tls off). Empty, with `hint` saying why and what to use, when there is no TCP
+  // listener or it listens on every address (the server does not know which name reaches it).
+  std::string remote_export_uri(const std::string& export_name, std::string& hint) const;
 
  private:
   using Acceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;

@@ -93,8 +93,10 @@ po::options_description option_descriptions() {
       "control-max-sessions", po::value<std::string>()->default_value("32")->value_name("N"),
       "control clients served at once on each control socket, the Unix one and --control-listen counted "
       "apart (1..1024); more get a busy error (remote clients still in their TLS handshake are bounded "
-      "apart: "
-      "128, the oldest closed first)")(
+      "apart: --control-max-handshakes)")(
+      "control-max-handshakes", po::value<std::string>()->default_value("128")->value_name("N"),
+      "remote control connections waiting for their TLS handshake at once (1..65536); one more closes the "
+      "oldest waiting, so a flood of idle connections cannot lock out a client (which tries again)")(
       "control-idle-timeout", po::value<std::string>()->default_value("300")->value_name("SECONDS"),
       "close a remote control session that sends no request for SECONDS after its last reply (0: never; "
       "0..86400; a client waiting for events is not idle)")(
@@ -136,6 +138,10 @@ class OptionErrors {
   bool fail(std::string_view key, const std::string& message, const std::string* value = nullptr) {
     err_ << "nbdsnapd: " << sources_.where(key, value) << message << "\n";
     return false;
+  }
+  // A warning for the log at start, "[FILE:LINE: ]MESSAGE" as the errors are.
+  std::string warning(std::string_view key, const std::string& message) const {
+    return sources_.where(key) + message;
   }
 
  private:
@@ -187,6 +193,19 @@ bool apply_tuning(const po::variables_map& vm, EngineConfig& engine, OptionError
   std::string_view wrong;
   if (Status s = sanitize_tuning(engine, kSpelling, &wrong); !s) return errors.fail(wrong, s.message());
   return true;
+}
+
+// Options that only the remote control listener uses, given without it: accepted (a configuration shared by
+// servers with and without the listener stays usable) but said at start, as they change nothing.
+void warn_remote_only_options(const po::variables_map& vm, const OptionErrors& errors,
+                              std::vector<std::string>& warnings) {
+  for (const char* key :
+       {"control-role", "control-idle-timeout", "control-max-handshakes", "remote-storage-dir"}) {
+    if (vm.count(key) == 0 || vm[key].defaulted()) continue;
+    warnings.push_back(errors.warning(key, "--" + std::string(key) +
+                                               " is ignored: it only applies with --control-listen "
+                                               "(the remote control listener)"));
+  }
 }
 
 // The security options, checked together: TLS needs credentials, the remote control listener needs TLS
@@ -277,6 +296,15 @@ bool apply_security(const po::variables_map& vm, SecurityConfig& security, Optio
     return errors.fail("control-idle-timeout", s.message());
   }
   security.control_idle_timeout_seconds = static_cast<unsigned>(idle);
+  uint64_t handshakes = 0;
+  if (Status s =
+          parse_bounded_number("control-max-handshakes", vm["control-max-handshakes"].as<std::string>(), 1,
+                               65'536, kSpelling, handshakes);
+      !s) {
+    return errors.fail("control-max-handshakes", s.message());
+  }
+  security.control_max_handshakes = static_cast<unsigned>(handshakes);
+  if (!security.control_listen) warn_remote_only_options(vm, errors, security.warnings);
   if (security.control_listen && security.control_roles.empty()) {
     return errors.fail("control-listen",
                        "--control-listen needs at least one --control-role: nobody could use it");

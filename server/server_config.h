@@ -52,6 +52,10 @@ struct SecurityConfig {
   // Remote control clients must finish their TLS handshake within this: --handshake-timeout, except that 0
   // (never, for NBD) means 10 s here, as a peer that never authenticates must not be kept.
   unsigned control_handshake_timeout_seconds = 10;
+  unsigned control_max_handshakes = 128;  // remote connections waiting for their TLS handshake at once
+  // Said in the log at start: options given that change nothing ("[FILE:LINE: ]--control-role is
+  // ignored...").
+  std::vector<std::string> warnings;
   // The highest role any rule gives `peer`; none when no rule names it.
   std::optional<ControlRole> control_role_of(const PeerIdentity& peer) const;
 };

@@ -41,7 +41,7 @@ peer='refused 127\.0\.0\.1:[0-9]+: TLS handshake: '
 
 # --- The remote control listener: each failure in the log with the peer, in the CLI with what to check. ---
 run_cli 4 --connect "tls://agent1@$at" --tls-psk "$dir/wrong.psk" origins
-expect_err "tls://agent1@$at: TLS handshake: the server refused the TLS handshake: check that the key of user 'agent1' in $dir/wrong.psk is the one the server's --tls-psk file holds"
+expect_err "tls://agent1@$at: TLS handshake: the server refused the TLS handshake with alert '[^']+': check that the key of user 'agent1' in $dir/wrong.psk is the one the server's --tls-psk file holds"
 grep -Eq "remote control: ${peer}the client's PSK does not match the key for user 'agent1' in $dir/keys.psk .*\(GnuTLS: " "$log" ||
   fail "a wrong PSK is not explained in the log"
 run_cli 4 --connect "tls://stranger@$at" --tls-psk "$dir/stranger.psk" origins

@@ -125,6 +125,48 @@ TEST_CASE("psk_handshake_carries_data_both_ways_and_names_the_username") {
   CHECK(received == large);
 }
 
+TEST_CASE("a_handshake_closed_without_an_alert_is_not_a_refusal_and_a_refusal_carries_one") {
+  TempDir dir;
+  REQUIRE(make("psk " + dir.path + "/keys.psk agent1"));
+  auto client = load(TlsEndpoint::client, psk(dir.path + "/keys.psk", "agent1"));
+  // The server end reads the ClientHello and closes, as nbdsnapd's handshaker does to its oldest waiting
+  // handshake in a flood.
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  std::unique_ptr<TlsSession> c;
+  REQUIRE(TlsSession::create(client, fds[1], fds[1], "", c).is_ok());
+  TlsStream stream(std::move(c), fds[1]);
+  auto closer = std::async(std::launch::async, [&] {
+    char hello[4096];
+    (void)!::read(fds[0], hello, sizeof(hello));
+    ::close(fds[0]);
+  });
+  CHECK_FALSE(stream.handshake(in_seconds(5)));
+  closer.get();
+  CHECK(stream.session().closed_by_server_in_handshake());
+  CHECK(stream.session().peer_alert().empty());
+  INFO(stream.error());
+  CHECK(stream.error().find("closed the connection during the TLS handshake without refusing it") !=
+        std::string::npos);
+  CHECK(stream.error().find("try again") != std::string::npos);
+  CHECK(stream.error().find("check that the key") == std::string::npos);
+  ::close(fds[1]);
+
+  // A real refusal (an unknown identity) comes with an alert, which the client names.
+  REQUIRE(make("psk " + dir.path + "/stranger.psk stranger"));
+  auto server = load(TlsEndpoint::server, psk(dir.path + "/keys.psk"));
+  Pair pair(server, load(TlsEndpoint::client, psk(dir.path + "/stranger.psk", "stranger")));
+  const auto [server_ok, client_ok] = pair.handshake();
+  CHECK_FALSE(server_ok);
+  CHECK_FALSE(client_ok);
+  CHECK_FALSE(pair.client->session().closed_by_server_in_handshake());
+  CHECK(pair.client->session().peer_alert() == "The SRP/PSK username is missing or not known");
+  CHECK(
+      pair.client->error().find(
+          "the server refused the TLS handshake with alert 'The SRP/PSK username is missing or not known'") !=
+      std::string::npos);
+}
+
 TEST_CASE("a_client_with_the_wrong_psk_is_refused") {
   TempDir dir;
   REQUIRE(make("psk " + dir.path + "/server.psk agent1"));
@@ -138,9 +180,9 @@ TEST_CASE("a_client_with_the_wrong_psk_is_refused") {
   INFO(pair.server->error() << " / " << pair.client->error());
   CHECK(pair.server->error().find("the client's PSK does not match the key for user 'agent1' in " + dir.path +
                                   "/server.psk") != std::string::npos);
-  CHECK(pair.client->error().find(
-            "the server refused the TLS handshake: check that the key of user 'agent1' in " + dir.path +
-            "/client.psk") != std::string::npos);
+  CHECK(pair.client->error().find("the server refused the TLS handshake with alert 'Decrypt error': check "
+                                  "that the key of user 'agent1' in " +
+                                  dir.path + "/client.psk") != std::string::npos);
 }
 
 TEST_CASE("a_client_with_an_unknown_psk_identity_is_refused_with_the_identity_named") {

@@ -327,3 +327,23 @@ TEST_CASE("a_parameter_given_twice_is_refused_as_nbdsnapd_refuses_a_repeated_opt
   REQUIRE(aliases.apply("nbdsnap-tracking-min-shift", "12"));
   CHECK_FALSE(aliases.apply("nbdsnap-tracking-block-min-shift", "20"));
 }
+
+TEST_CASE("control_max_sessions_bounds_the_control_socket_and_needs_it") {
+  FilterConfig defaults;
+  CHECK(defaults.control_max_sessions == 32);
+  FilterConfig config;
+  REQUIRE(config.apply("nbdsnap-control", "/tmp/ctl.sock"));
+  REQUIRE(config.apply("nbdsnap-control-max-sessions", "2"));
+  CHECK(config.control_max_sessions == 2);
+  CHECK(config.complete());
+  FilterConfig zero;
+  const Status refused = zero.apply("nbdsnap-control-max-sessions", "0");
+  CHECK(refused.code() == Errc::invalid_argument);
+  CHECK(refused.message().find("nbdsnap-control-max-sessions=0") != std::string::npos);
+  CHECK(refused.message().find("1..1024") != std::string::npos);
+  FilterConfig alone;
+  REQUIRE(alone.apply("nbdsnap-control-max-sessions", "4"));
+  const Status lonely = alone.complete();
+  CHECK(lonely.code() == Errc::invalid_argument);
+  CHECK(lonely.message().find("give nbdsnap-control=SOCKET too") != std::string::npos);
+}

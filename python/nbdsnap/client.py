@@ -12,6 +12,7 @@ client connected.
 import errno as errno_codes
 import json
 import os
+import random
 import socket
 import ssl
 import threading
@@ -139,6 +140,29 @@ def _storage_entry(path, size, sparse):
         entry["sparse"] = True
     return entry
 
+TLS_CONNECT_ATTEMPTS = 3
+TLS_RETRY_WINDOW = 2.0  # seconds
+TLS_CLOSED_BY_SERVER = (
+    "the server closed the connection during the TLS handshake without refusing it (it may be at its limit of "
+    "connections waiting for a TLS handshake, nbdsnapd --control-max-handshakes, during a flood of connections; "
+    "or the connection was cut): try again")
+
+
+class _ClosedInHandshake(Exception):
+    """The server closed the connection during the TLS handshake without an alert."""
+
+
+def _closed_without_alert(error):
+    """Whether a failed handshake is the connection ending (end of file, reset) rather than a TLS alert or a
+    verification failure of our own."""
+    if isinstance(error, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError, BrokenPipeError)):
+        return True
+    if isinstance(error, ssl.SSLError):
+        reason = getattr(error, "reason", "") or ""
+        return reason == "UNEXPECTED_EOF_WHILE_READING" or "EOF occurred" in str(error)
+    return isinstance(error, OSError) and error.errno in (errno_codes.ECONNRESET, errno_codes.EPIPE)
+
+
 class Client:
     """A connection to the control socket at `path` (nbdsnapd --control PATH, nbdkit nbdsnap-control=PATH), or
     to nbdsnapd's remote control listener at "tls://[USER@]HOST:PORT" over TLS with X.509 credentials
@@ -149,7 +173,11 @@ class Client:
     `timeout` (seconds) bounds connecting and each call's wait for its reply, on top of what the command itself
     waits on the server (wait_events). Raises Error("connection_failed") with the errno (ENOENT, ECONNREFUSED,
     ENAMETOOLONG...), Error("timeout"), and for tls:// Error("invalid_request") (a malformed address, no
-    credentials) or Error("bad_credentials"). Safe to share between threads: calls are serialised.
+    credentials) or Error("bad_credentials"). A tls:// connection the server closes during the TLS handshake
+    without an alert (not a refusal: a server making room in a flood of connections) is tried again, up to 3
+    attempts within about 2 s, then raises Error("connection_failed") with ECONNRESET and a message saying to
+    try again; a refusal (an alert) raises at once with ECONNREFUSED. Safe to share between threads: calls
+    are serialised.
     """
 
     def __init__(self, path, timeout=30.0, timeout_name="", tls_certificates=None, tls_psk=None):
@@ -185,9 +213,27 @@ class Client:
         user, host, port = parse_tls_address(self.path)
         self.endpoint = f"remote control {self.path}"
         context = _tls_context(self.path, certificates, psk)
-        deadline = time.monotonic() + self.timeout
+        start = time.monotonic()
+        deadline = start + self.timeout
+        # A close without a TLS alert during the handshake is not a refusal (nbdsnapd refuses with an alert):
+        # the server made room for newer handshakes in a flood, or the connection was cut. Tried again, as the
+        # C++ library does (control-socket/tls_line_client.h), within TLS_CONNECT_ATTEMPTS and ~2 s.
+        for attempt in range(1, TLS_CONNECT_ATTEMPTS + 1):
+            try:
+                self._sock = self._tls_handshake(context, host, port, deadline)
+                return
+            except _ClosedInHandshake as closed:
+                now = time.monotonic()
+                pause = 0.1 * (2 * attempt - 1) + random.random() * 0.1
+                if attempt == TLS_CONNECT_ATTEMPTS or now - start >= TLS_RETRY_WINDOW or now + pause >= deadline:
+                    tries = f" ({attempt} attempts)" if attempt > 1 else ""
+                    raise Error("connection_failed", f"{self.endpoint}: TLS handshake: {TLS_CLOSED_BY_SERVER} "
+                                f"({closed}){tries}", errno_codes.ECONNRESET) from None
+                time.sleep(pause)
+
+    def _tls_handshake(self, context, host, port, deadline):
         try:
-            plain = socket.create_connection((host, port), timeout=self.timeout)
+            plain = socket.create_connection((host, port), timeout=max(deadline - time.monotonic(), 0.001))
         except socket.timeout:
             raise Error("timeout", f"{self.endpoint}: cannot connect {_within(self.timeout, self.timeout_name)}",
                         errno_codes.ETIMEDOUT) from None
@@ -196,13 +242,15 @@ class Client:
                         e.errno or 0) from None
         try:
             plain.settimeout(max(deadline - time.monotonic(), 0.001))
-            self._sock = context.wrap_socket(plain, server_hostname=host)
+            return context.wrap_socket(plain, server_hostname=host)
         except socket.timeout:
             plain.close()
             raise Error("timeout", f"{self.endpoint}: no TLS handshake {_within(self.timeout, self.timeout_name)}",
                         errno_codes.ETIMEDOUT) from None
         except (OSError, ssl.SSLError) as e:
             plain.close()
+            if _closed_without_alert(e):
+                raise _ClosedInHandshake(str(e) or type(e).__name__) from None
             raise Error("connection_failed", f"{self.endpoint}: TLS handshake: {e}", errno_codes.ECONNREFUSED) from None
 
     # --- lifecycle -----------------------------------------------------------------------------------------

@@ -264,3 +264,39 @@ TEST_CASE("origins_are_refused_over_tcp_unless_tcp_origins_and_allow_rules_name_
         "psk:agent1 may not open export 'disk1@s1': no allow rule names it (nbdsnapd allow)");
   CHECK_FALSE(policy.refusal("disk0", agent, true).empty());
 }
+
+TEST_CASE("remote_only_options_without_control_listen_are_warned_about_by_name_and_file_line") {
+  ServerConfig c;
+  REQUIRE(parse({"--control-idle-timeout", "60", "--control-role", "operator psk:a"}, c) ==
+          ConfigOutcome::run);
+  REQUIRE(c.security.warnings.size() == 2);
+  CHECK(c.security.warnings[0] ==
+        "--control-role is ignored: it only applies with --control-listen (the remote control listener)");
+  CHECK(
+      c.security.warnings[1].starts_with("--control-idle-timeout is ignored: it only applies with "
+                                         "--control-listen"));
+
+  char path[] = "/tmp/nbdsnapd-config-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const std::string text = "# remote\ncontrol-max-handshakes = 16\n";
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  ServerConfig f;
+  CHECK(parse({"--config", path}, f) == ConfigOutcome::run);
+  REQUIRE(f.security.warnings.size() == 1);
+  CHECK(f.security.warnings[0].starts_with(std::string(path) + ":2: --control-max-handshakes is ignored"));
+  unlink(path);
+
+  // With the listener, nothing to say; and the defaults alone say nothing either.
+  ServerConfig r;
+  REQUIRE(parse({"--tls-psk", "/k", "--control-listen", "tcp:127.0.0.1:1", "--control-role", "admin psk:a",
+                 "--control-idle-timeout", "60", "--control-max-handshakes", "8"},
+                r) == ConfigOutcome::run);
+  CHECK(r.security.warnings.empty());
+  CHECK(r.security.control_max_handshakes == 8);
+  ServerConfig d;
+  REQUIRE(parse({}, d) == ConfigOutcome::run);
+  CHECK(d.security.warnings.empty());
+  CHECK(d.security.control_max_handshakes == 128);
+}

@@ -58,7 +58,10 @@ bool is_tls_address(const std::string& address);
 // directory nor a PSK file given), kBadCredentials (a file missing, unreadable or refused; USER not in the
 // PSK file; the message names the file). connect() fails with kConnectionFailed (resolving, TCP, the
 // handshake) or kTimeout; the server may still refuse each command with permission_denied (its role for this
-// identity).
+// identity). A handshake the server closes without a TLS alert (not a refusal: nbdsnapd making room for newer
+// handshakes in a flood, --control-max-handshakes) is tried again by connect(), up to 3 attempts within about
+// 2 s and the deadline; its kConnectionFailed message then says to try again, where a refusal names the key
+// or certificate to check.
 Result<std::unique_ptr<Transport>> tls_transport(const std::string& address, const TlsFiles& files);
 
 }  // namespace nbdsnap::client
