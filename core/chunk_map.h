@@ -91,6 +91,13 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source)
       EXCLUDES(mutex_);
 
+  // The origin write of [offset, offset+len) failed for want of space (ENOSPC) on the origin's file system.
+  // A chunk there whose old data shares extents with its slot (extent_clone.h) makes an origin write need new
+  // blocks where an overwrite in place would not, so the snapshot must give way (invariant 2): corrupts it,
+  // then punches those slots so that the origin holds its blocks alone again. Returns whether a slot was
+  // punched (then the caller writes once more). REQUIRES: the caller is inside the origin's write gate.
+  bool unshare_for_write(uint64_t offset, uint64_t len) noexcept EXCLUDES(mutex_);
+
   // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
   void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);
   // Frees the old data held in memory and gives its buffer budget back: the snapshot was destroyed, or the
@@ -117,6 +124,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
     ChunkState state = ChunkState::copying;
     std::shared_ptr<const uint8_t[]> buffer;  // in_memory/storing: the old data, chunk_length() bytes
     StorageLocation location;                 // stored
+    bool shared = false;                      // stored by sharing extents with the origin (not punched)
   };
   class CopyClaim;
 
@@ -141,7 +149,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   void count_stored(uint64_t index) noexcept;
   // Moves a claimed chunk to its final state and wakes its waiters.
   void finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
-                    StorageLocation location) noexcept EXCLUDES(mutex_);
+                    StorageLocation location, bool shared = false) noexcept EXCLUDES(mutex_);
   // Corrupts the snapshot with `reason`, then marks the chunk failed: a reader that sees the chunk failed
   // also sees the snapshot corrupted.
   void fail_chunk(uint64_t index, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);

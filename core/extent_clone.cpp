@@ -3,6 +3,7 @@
 // design notes in the header).
 #include "extent_clone.h"
 
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 
@@ -51,6 +52,14 @@ int clone_file_range(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_o
     if (::ioctl(dst_fd, FICLONERANGE, &range) == 0) return 0;
     if (errno != EINTR) return errno;
   }
+}
+
+int punch_file_range(int fd, uint64_t offset, uint64_t len) {
+  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(len)) == 0) {
+    return 0;
+  }
+  return errno;
 }
 
 bool clone_unsupported(int error) {
