@@ -35,8 +35,8 @@ class ChunkMap::CopyClaim {
   CopyClaim& operator=(const CopyClaim&) = delete;
 
   void finish(ChunkState state, std::shared_ptr<const uint8_t[]> buffer, StorageLocation location,
-              bool shared = false) noexcept {
-    map_.finish_chunk(index_, state, std::move(buffer), location, shared);
+              bool cloned = false) noexcept {
+    map_.finish_chunk(index_, state, std::move(buffer), location, cloned);
     settled_ = true;
   }
   void fail(const Status& cause) noexcept {
@@ -195,11 +195,11 @@ bool ChunkMap::share_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim
   const std::shared_ptr<BlockDevice> device = storage.piece_device(location, file_offset);
   const SharableFile* to = device ? device->sharable_file() : nullptr;
   Status failure;
-  bool shared = false;
+  bool cloned = false;
   switch (sharing_.preserve(*from, index * chunk_size_, to, location.area, file_offset, chunk_length(index),
                             failure)) {
     case ExtentSharing::Outcome::cloned:
-      shared = true;
+      cloned = true;
       break;
     case ExtentSharing::Outcome::failed:
       claim.fail(failure);
@@ -213,41 +213,51 @@ bool ChunkMap::share_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim
       break;
   }
   count_stored(index);
-  claim.finish(ChunkState::stored, nullptr, location, shared);
+  claim.finish(ChunkState::stored, nullptr, location, cloned);
   return true;
 }
 
 bool ChunkMap::unshare_for_write(uint64_t offset, uint64_t len) noexcept {
   if (len == 0 || offset >= origin_size_) return false;
   const uint64_t last_byte = std::min(origin_size_, offset + len) - 1;
-  std::vector<std::pair<uint64_t, StorageLocation>> slots;
+  // Held to the end: a writer of the same chunks that met ENOSPC meanwhile finds them punched once we are
+  // done, and writes again then, not before.
+  MutexLock unsharing(unshare_mutex_);
+  bool cloned = false;
+  std::vector<std::pair<uint64_t, StorageLocation>> slots;  // marked punched, to punch below
   try {
     MutexLock lock(mutex_);
     for (uint64_t index = offset / chunk_size_; index <= last_byte / chunk_size_; ++index) {
       const auto it = chunks_.find(index);
-      if (it == chunks_.end() || !it->second.shared) continue;
-      it->second.shared = false;  // punched below: the next write that finds the file system full fails
+      if (it == chunks_.end() || !it->second.cloned) continue;
+      cloned = true;
+      if (it->second.punched) continue;  // given back by an earlier writer
       slots.emplace_back(index, it->second.location);
+      it->second.punched = true;
     }
   } catch (const std::bad_alloc&) {
-    // Nothing is punched: the write fails with ENOSPC as the file system said.
+    // Out of memory: what was marked is punched below; the write may fail with ENOSPC once more.
   }
-  if (slots.empty()) return false;
+  if (slots.empty()) return cloned;
+  std::string reason;
+  try {
+    reason =
+        "the file system of origin '" + origin_name_ +
+        "' is full: an origin write needed the blocks its chunks share with difference storage (reflink), "
+        "so the snapshot gave them up";
+  } catch (const std::bad_alloc&) {
+    // The flag is what keeps images safe; the reason stays empty.
+  }
   // Corrupted before a byte is punched: an image read that reads a punched slot checks the snapshot's health
   // after its reads and fails (invariant 1).
-  snapshot_.corrupt(
-      origin_name_, Errc::no_space,
-      "the file system of origin '" + origin_name_ +
-          "' is full: an origin write needed the blocks its chunks share with difference storage "
-          "(reflink), so the snapshot gave them up");
-  bool punched = false;
+  snapshot_.corrupt(origin_name_, Errc::no_space, reason);
   for (const auto& [index, location] : slots) {
     uint64_t file_offset = 0;
     const std::shared_ptr<BlockDevice> device = snapshot_.storage().piece_device(location, file_offset);
     const SharableFile* file = device ? device->sharable_file() : nullptr;
-    if (file != nullptr && punch_file_range(file->fd, file_offset, slot_length(index)) == 0) punched = true;
+    if (file != nullptr) punch_file_range(file->fd, file_offset, slot_length(index));
   }
-  return punched;
+  return true;
 }
 
 Status ChunkMap::copy_into_slot(uint64_t index, BlockDevice* source, const StorageLocation& location) {
@@ -279,7 +289,7 @@ Status ChunkMap::store_buffer(uint64_t index, const uint8_t* buffer, StorageLoca
 }
 
 void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
-                            StorageLocation location, bool shared) noexcept {
+                            StorageLocation location, bool cloned) noexcept {
   MutexLock lock(mutex_);
   const auto it = chunks_.find(index);
   if (it == chunks_.end()) return;  // not reached: chunks are never erased
@@ -288,7 +298,7 @@ void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<co
   it->second.state = state;
   it->second.buffer = std::move(buffer);
   it->second.location = location;
-  it->second.shared = shared;
+  it->second.cloned = cloned;
   waiters_of(index).notify_all();
 }
 

@@ -7,7 +7,8 @@
 # needed none: nbdsnapd must give the shared blocks up (the snapshot is corrupted with ENOSPC, its image
 # reads fail) and the origin write must succeed — with sparse storage (no block given back by the clone) and
 # with fully allocated storage (the blocks it gives back may not cover the write); with --cache writeback and
-# none. Before the fix every
+# none; sequential 1 MiB writes and 16 connections writing into the same chunks at once (each writer that met
+# ENOSPC must write again once another has given the blocks up). Before the fix every
 # origin write failed with ENOSPC and the snapshot stayed healthy. Skips (77) when not root or the image
 # cannot be made or mounted.
 NBDSNAPD=${1:?usage: $0 NBDSNAPD}
@@ -49,7 +50,34 @@ for cache in writeback none; do
     ctl "{\"command\":\"snapshot-create\",\"name\":\"$name\",\"origins\":[\"disk\"],\"storage\":[{\"path\":\"$xfs/$name.diff\",\"size\":$size,\"sparse\":$sparse}]}" \
       "{\"command\":\"snapshot-take\",\"name\":\"$name\"}" >/dev/null || fail "take $name"
     fill
-    # 1 MiB writes over the first 8 MiB: each needs blocks the clones of its chunks share.
+    # 16 connections at once write 4 KiB pieces over the second 8 MiB, all of them into the same chunks first:
+    # writers of one chunk meet ENOSPC together, and each must write once the first has given the blocks up.
+    "$PY" - "$(uri disk)" "$dir/model.raw" <<'EOF' || fail "concurrent origin writes failed (cache $cache, sparse $sparse)"
+import sys, threading
+import nbd
+uri, model_path = sys.argv[1:3]
+errors = []
+def writer(t):
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    for j in range(128):
+        try:
+            h.pwrite(bytes([0x80 + t]) * 4096, (8 << 20) + (j * 16 + t) * 4096)
+        except nbd.Error as e:
+            errors.append(f"writer {t}: {e}")
+            return
+threads = [threading.Thread(target=writer, args=(t,)) for t in range(16)]
+for t in threads: t.start()
+for t in threads: t.join(120)
+with open(model_path, "r+b") as model:
+    for t in range(16):
+        for j in range(128):
+            model.seek((8 << 20) + (j * 16 + t) * 4096)
+            model.write(bytes([0x80 + t]) * 4096)
+if errors:
+    sys.exit("; ".join(errors[:4]))
+EOF
+    # Then 1 MiB writes over the first 8 MiB.
     for ((i = 0; i < 8; i++)); do
       qemu-io -f raw -c "write -P 0x5$i $((i << 20)) 1M" "$(uri disk)" >"$dir/w.log" 2>&1 ||
         fail "origin write $i of 1 MiB failed (cache $cache, sparse $sparse): $(cat "$dir/w.log")"
@@ -62,9 +90,9 @@ for cache in writeback none; do
     # Allocated storage gave its slots' blocks back: whether that covered the origin's writes depends on the
     # file system's reservations (buffered writes reserve more than O_DIRECT ones); either the snapshot gave
     # way, or it is whole.
-    state=$(snapshot_field "$name" state)
-    if [[ $sparse == true || $state == corrupted ]]; then
-      [[ $state == corrupted ]] || fail "$name is not corrupted after it gave up its blocks"
+    snapshot_state=$(snapshot_field "$name" state)
+    if [[ $sparse == true || $snapshot_state == corrupted ]]; then
+      [[ $snapshot_state == corrupted ]] || fail "$name is not corrupted after it gave up its blocks"
       info=$(ctl "{\"command\":\"snapshot-info\",\"name\":\"$name\"}")
       [[ $(jf "$info" 'r["snapshot"]["origin_errors"][0]["errno"]') == 28 ]] || fail "$name's error is not ENOSPC: $info"
       if qemu-io -f raw -r -c "read 0 4096" "$(image_uri disk "$name")" >/dev/null 2>&1; then
@@ -75,7 +103,7 @@ for cache in writeback none; do
       cmp "$dir/image.raw" "$dir/$name-at-take.raw" || fail "the healthy image $name differs from the take"
     fi
     ctl "{\"command\":\"snapshot-destroy\",\"name\":\"$name\"}" >/dev/null || fail "destroy $name"
-    echo "cache $cache, sparse $sparse: $state"
+    echo "cache $cache, sparse $sparse: $snapshot_state"
     rm -f "$xfs/filler" "$xfs/filler2" "$dir/origin.raw" "$dir/image.raw" "$dir/$name-at-take.raw"
   done
   stop_server TERM
