@@ -202,6 +202,14 @@ bool ChunkMap::share_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim
       cloned = true;
       break;
     case ExtentSharing::Outcome::failed:
+      // The file system may have shared part of the range before it failed (XFS remaps extent by extent):
+      // give the slot back first, so that the origin write after this copy does not need blocks the slot
+      // still shares (invariant 2: on a full file system it would fail with ENOSPC, and unshare_for_write
+      // does not know a failed chunk's slot).
+      if (punch_file_range(to->fd, file_offset, slot_length(index)) != 0) {
+        snapshot_.corrupt(origin_name_, failure.code(), failure.message());  // first: readers see it
+        snapshot_.storage().empty_created_files();                           // as in unshare_for_write()
+      }
       claim.fail(failure);
       return true;
     case ExtentSharing::Outcome::copy:  // the slot is ours already: fill it here rather than queue the chunk
@@ -251,12 +259,17 @@ bool ChunkMap::unshare_for_write(uint64_t offset, uint64_t len) noexcept {
   // Corrupted before a byte is punched: an image read that reads a punched slot checks the snapshot's health
   // after its reads and fails (invariant 1).
   snapshot_.corrupt(origin_name_, Errc::no_space, reason);
+  bool all_punched = true;
   for (const auto& [index, location] : slots) {
     uint64_t file_offset = 0;
     const std::shared_ptr<BlockDevice> device = snapshot_.storage().piece_device(location, file_offset);
     const SharableFile* file = device ? device->sharable_file() : nullptr;
-    if (file != nullptr) punch_file_range(file->fd, file_offset, slot_length(index));
+    if (file == nullptr || punch_file_range(file->fd, file_offset, slot_length(index)) != 0)
+      all_punched = false;
   }
+  // A punch needs blocks reserved for the file's mapping and fails with ENOSPC on a file system full to the
+  // last block (seen on XFS); emptying the files the snapshot created needs none.
+  if (!all_punched) snapshot_.storage().empty_created_files();
   return true;
 }
 

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -60,6 +62,13 @@ int punch_file_range(int fd, uint64_t offset, uint64_t len) {
     return 0;
   }
   return errno;
+}
+
+int empty_file(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno;
+  if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, st.st_size) != 0) return errno;
+  return 0;
 }
 
 bool clone_unsupported(int error) {

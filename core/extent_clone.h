@@ -71,6 +71,10 @@ int clone_file_range(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_o
 // the errno of the failure. Used on a cloned storage slot of a corrupted snapshot so that the origin no
 // longer shares those blocks (ChunkMap::unshare_for_write). Thread-safe.
 int punch_file_range(int fd, uint64_t offset, uint64_t len);
+// Empties the regular file open on fd and gives it its size back (ftruncate to 0, then to the size it had):
+// every block it held goes back to the file system. Unlike a punch, a truncation needs no block reserved, so
+// it works on a file system full to the last block. Returns 0 or the errno of the failure. Thread-safe.
+int empty_file(int fd);
 // Whether a clone that failed with `error` was refused before anything changed because the pair cannot share
 // extents (EXDEV, EOPNOTSUPP, ENOTTY, EINVAL, EBADF): then copying is the answer, not a corruption.
 bool clone_unsupported(int error);
