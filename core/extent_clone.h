@@ -35,7 +35,10 @@
 //   get. Invariant 2 says such a write must not fail because of the snapshot: when an origin write meets
 //   ENOSPC and a chunk it covers shares extents with a slot, the snapshot is corrupted and those slots are
 //   punched (ChunkMap::unshare_for_write), so the origin holds its blocks alone again and the write is
-//   issued once more, as an overwrite in place.
+//   issued once more, as an overwrite in place. A punch may itself need a block (XFS refuses one now and
+//   then on a file system full to the last block): then the files the snapshot created are emptied by
+//   truncation, which needs none. Storage the user gave as an existing file or range is never emptied, so
+//   there such a write can still fail; a clone that failed part way has its slot punched the same way.
 #pragma once
 
 #include <cstdint>
