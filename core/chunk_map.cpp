@@ -34,8 +34,9 @@ class ChunkMap::CopyClaim {
   CopyClaim(const CopyClaim&) = delete;
   CopyClaim& operator=(const CopyClaim&) = delete;
 
-  void finish(ChunkState state, std::shared_ptr<const uint8_t[]> buffer, StorageLocation location) noexcept {
-    map_.finish_chunk(index_, state, std::move(buffer), location);
+  void finish(ChunkState state, std::shared_ptr<const uint8_t[]> buffer, StorageLocation location,
+              bool cloned = false) noexcept {
+    map_.finish_chunk(index_, state, std::move(buffer), location, cloned);
     settled_ = true;
   }
   void fail(const Status& cause) noexcept {
@@ -194,11 +195,21 @@ bool ChunkMap::share_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim
   const std::shared_ptr<BlockDevice> device = storage.piece_device(location, file_offset);
   const SharableFile* to = device ? device->sharable_file() : nullptr;
   Status failure;
+  bool cloned = false;
   switch (sharing_.preserve(*from, index * chunk_size_, to, location.area, file_offset, chunk_length(index),
                             failure)) {
     case ExtentSharing::Outcome::cloned:
+      cloned = true;
       break;
     case ExtentSharing::Outcome::failed:
+      // The file system may have shared part of the range before it failed (XFS remaps extent by extent):
+      // give the slot back first, so that the origin write after this copy does not need blocks the slot
+      // still shares (invariant 2: on a full file system it would fail with ENOSPC, and unshare_for_write
+      // does not know a failed chunk's slot).
+      if (punch_file_range(to->fd, file_offset, slot_length(index)) != 0) {
+        snapshot_.corrupt(origin_name_, failure.code(), failure.message());  // first: readers see it
+        snapshot_.storage().empty_created_files();                           // as in unshare_for_write()
+      }
       claim.fail(failure);
       return true;
     case ExtentSharing::Outcome::copy:  // the slot is ours already: fill it here rather than queue the chunk
@@ -210,7 +221,55 @@ bool ChunkMap::share_chunk(uint64_t index, BlockDevice* source, CopyClaim& claim
       break;
   }
   count_stored(index);
-  claim.finish(ChunkState::stored, nullptr, location);
+  claim.finish(ChunkState::stored, nullptr, location, cloned);
+  return true;
+}
+
+bool ChunkMap::unshare_for_write(uint64_t offset, uint64_t len) noexcept {
+  if (len == 0 || offset >= origin_size_) return false;
+  const uint64_t last_byte = std::min(origin_size_, offset + len) - 1;
+  // Held to the end: a writer of the same chunks that met ENOSPC meanwhile finds them punched once we are
+  // done, and writes again then, not before.
+  MutexLock unsharing(unshare_mutex_);
+  bool cloned = false;
+  std::vector<std::pair<uint64_t, StorageLocation>> slots;  // marked punched, to punch below
+  try {
+    MutexLock lock(mutex_);
+    for (uint64_t index = offset / chunk_size_; index <= last_byte / chunk_size_; ++index) {
+      const auto it = chunks_.find(index);
+      if (it == chunks_.end() || !it->second.cloned) continue;
+      cloned = true;
+      if (it->second.punched) continue;  // given back by an earlier writer
+      slots.emplace_back(index, it->second.location);
+      it->second.punched = true;
+    }
+  } catch (const std::bad_alloc&) {
+    // Out of memory: what was marked is punched below; the write may fail with ENOSPC once more.
+  }
+  if (slots.empty()) return cloned;
+  std::string reason;
+  try {
+    reason =
+        "the file system of origin '" + origin_name_ +
+        "' is full: an origin write needed the blocks its chunks share with difference storage (reflink), "
+        "so the snapshot gave them up";
+  } catch (const std::bad_alloc&) {
+    // The flag is what keeps images safe; the reason stays empty.
+  }
+  // Corrupted before a byte is punched: an image read that reads a punched slot checks the snapshot's health
+  // after its reads and fails (invariant 1).
+  snapshot_.corrupt(origin_name_, Errc::no_space, reason);
+  bool all_punched = true;
+  for (const auto& [index, location] : slots) {
+    uint64_t file_offset = 0;
+    const std::shared_ptr<BlockDevice> device = snapshot_.storage().piece_device(location, file_offset);
+    const SharableFile* file = device ? device->sharable_file() : nullptr;
+    if (file == nullptr || punch_file_range(file->fd, file_offset, slot_length(index)) != 0)
+      all_punched = false;
+  }
+  // A punch needs blocks reserved for the file's mapping and fails with ENOSPC on a file system full to the
+  // last block (seen on XFS); emptying the files the snapshot created needs none.
+  if (!all_punched) snapshot_.storage().empty_created_files();
   return true;
 }
 
@@ -243,7 +302,7 @@ Status ChunkMap::store_buffer(uint64_t index, const uint8_t* buffer, StorageLoca
 }
 
 void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
-                            StorageLocation location) noexcept {
+                            StorageLocation location, bool cloned) noexcept {
   MutexLock lock(mutex_);
   const auto it = chunks_.find(index);
   if (it == chunks_.end()) return;  // not reached: chunks are never erased
@@ -252,6 +311,7 @@ void ChunkMap::finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<co
   it->second.state = state;
   it->second.buffer = std::move(buffer);
   it->second.location = location;
+  it->second.cloned = cloned;
   waiters_of(index).notify_all();
 }
 

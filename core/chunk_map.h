@@ -91,6 +91,14 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source)
       EXCLUDES(mutex_);
 
+  // The origin write of [offset, offset+len) failed for want of space (ENOSPC) on the origin's file system.
+  // A chunk there whose old data shares extents with its slot (extent_clone.h) makes an origin write need new
+  // blocks where an overwrite in place would not, so the snapshot must give way (invariant 2): corrupts it,
+  // then punches those slots so that the origin holds its blocks alone again. Returns whether a slot was
+  // punched, by this call or by another writer's before it (then the caller writes once more). REQUIRES: the
+  // caller is inside the origin's write gate.
+  bool unshare_for_write(uint64_t offset, uint64_t len) noexcept EXCLUDES(mutex_, unshare_mutex_);
+
   // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
   void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);
   // Frees the old data held in memory and gives its buffer budget back: the snapshot was destroyed, or the
@@ -117,6 +125,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
     ChunkState state = ChunkState::copying;
     std::shared_ptr<const uint8_t[]> buffer;  // in_memory/storing: the old data, chunk_length() bytes
     StorageLocation location;                 // stored
+    bool cloned = false;                      // stored by sharing extents with the origin
+    bool punched = false;                     // cloned, and its slot given back (unshare_for_write)
   };
   class CopyClaim;
 
@@ -141,7 +151,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   void count_stored(uint64_t index) noexcept;
   // Moves a claimed chunk to its final state and wakes its waiters.
   void finish_chunk(uint64_t index, ChunkState state, std::shared_ptr<const uint8_t[]> buffer,
-                    StorageLocation location) noexcept EXCLUDES(mutex_);
+                    StorageLocation location, bool cloned = false) noexcept EXCLUDES(mutex_);
   // Corrupts the snapshot with `reason`, then marks the chunk failed: a reader that sees the chunk failed
   // also sees the snapshot corrupted.
   void fail_chunk(uint64_t index, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);
@@ -163,6 +173,9 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
       counters_;  // the origin's; shared as the origin may be detached first
   ImageCounters image_counters_;
   IoGate image_io_;  // image calls (read, write, extents); closed by drop()
+  // Serialises unshare_for_write(): a writer that met ENOSPC while another writer of the same chunk was
+  // punching its slot waits for that punch before it writes again (core/lock_order.h, 3b).
+  Mutex unshare_mutex_ ACQUIRED_BEFORE(mutex_);
   mutable Mutex mutex_;
   std::array<CondVar, kWaitStripes> chunk_done_;  // waiters of chunks whose index % kWaitStripes is i
   std::unordered_map<uint64_t, Chunk> chunks_ GUARDED_BY(mutex_);

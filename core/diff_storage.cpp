@@ -260,6 +260,22 @@ std::shared_ptr<BlockDevice> DiffStorage::piece_device(const StorageLocation& at
   return device;
 }
 
+bool DiffStorage::empty_created_files() {
+  std::vector<std::shared_ptr<BlockDevice>> devices;
+  {
+    MutexLock lock(mutex_);
+    for (const Area& area : areas_) {
+      if (area.info.created_by_engine && area.device) devices.push_back(area.device);
+    }
+  }
+  bool emptied = false;
+  for (const auto& device : devices) {
+    const SharableFile* file = device->sharable_file();
+    if (file != nullptr && empty_file(file->fd) == 0) emptied = true;
+  }
+  return emptied;
+}
+
 void DiffStorage::release() {
   std::vector<Area> areas;
   {

@@ -77,6 +77,10 @@ class DiffStorage {
   // extent_clone.h); null once released. The caller keeps the device while it uses its file.
   std::shared_ptr<BlockDevice> piece_device(const StorageLocation& at, uint64_t& device_offset) const
       EXCLUDES(mutex_);
+  // Empties the files this storage created (extent_clone.h, empty_file()), keeping their size: for a
+  // corrupted snapshot whose slots could not be punched on a full file system (ChunkMap::unshare_for_write).
+  // Files it did not create keep their bytes. Returns whether a file was emptied.
+  bool empty_created_files() EXCLUDES(mutex_);
   // Closes every area and removes the files this storage created.
   void release();
 

@@ -3,8 +3,11 @@
 // design notes in the header).
 #include "extent_clone.h"
 
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -51,6 +54,21 @@ int clone_file_range(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_o
     if (::ioctl(dst_fd, FICLONERANGE, &range) == 0) return 0;
     if (errno != EINTR) return errno;
   }
+}
+
+int punch_file_range(int fd, uint64_t offset, uint64_t len) {
+  if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                  static_cast<off_t>(len)) == 0) {
+    return 0;
+  }
+  return errno;
+}
+
+int empty_file(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno;
+  if (::ftruncate(fd, 0) != 0 || ::ftruncate(fd, st.st_size) != 0) return errno;
+  return 0;
 }
 
 bool clone_unsupported(int error) {

@@ -30,8 +30,15 @@
 //   origin's next write to the chunk allocates new ones: the total is what copying uses, and the storage's
 //   used/free accounting, its limit and the low-space event count slots exactly as before. What changes is
 //   who holds the reserve: the origin write now needs a block, so on a file system that other programs fill
-//   at the same moment it can meet ENOSPC where an overwrite in place could not. Where that matters, turn
-//   sharing off (reflink off); sparse storage has the same trade-off as with copying.
+//   at the same moment it can meet ENOSPC where an overwrite in place could not; with sparse storage no block
+//   is given back at all, so on a full file system every origin write to a cloned chunk needs one it cannot
+//   get. Invariant 2 says such a write must not fail because of the snapshot: when an origin write meets
+//   ENOSPC and a chunk it covers shares extents with a slot, the snapshot is corrupted and those slots are
+//   punched (ChunkMap::unshare_for_write), so the origin holds its blocks alone again and the write is
+//   issued once more, as an overwrite in place. A punch may itself need a block (XFS refuses one now and
+//   then on a file system full to the last block): then the files the snapshot created are emptied by
+//   truncation, which needs none. Storage the user gave as an existing file or range is never emptied, so
+//   there such a write can still fail; a clone that failed part way has its slot punched the same way.
 #pragma once
 
 #include <cstdint>
@@ -63,6 +70,14 @@ struct SharableFile {
 // Clones [src_offset, src_offset+len) of src_fd into dst_fd at dst_offset (FICLONERANGE). Returns 0 or the
 // errno of the failure. Thread-safe.
 int clone_file_range(int src_fd, uint64_t src_offset, int dst_fd, uint64_t dst_offset, uint64_t len);
+// Gives [offset, offset+len) of fd back to the file system (fallocate PUNCH_HOLE, KEEP_SIZE). Returns 0 or
+// the errno of the failure. Used on a cloned storage slot of a corrupted snapshot so that the origin no
+// longer shares those blocks (ChunkMap::unshare_for_write). Thread-safe.
+int punch_file_range(int fd, uint64_t offset, uint64_t len);
+// Empties the regular file open on fd and gives it its size back (ftruncate to 0, then to the size it had):
+// every block it held goes back to the file system. Unlike a punch, a truncation needs no block reserved, so
+// it works on a file system full to the last block. Returns 0 or the errno of the failure. Thread-safe.
+int empty_file(int fd);
 // Whether a clone that failed with `error` was refused before anything changed because the pair cannot share
 // extents (EXDEV, EOPNOTSUPP, ENOTTY, EINVAL, EBADF): then copying is the answer, not a corruption.
 bool clone_unsupported(int error);

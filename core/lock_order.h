@@ -14,6 +14,10 @@
 //                               gate.
 //  3. Engine::mutex_            the origin and snapshot registries; held briefly, never across I/O or a
 //  freeze.
+//  3b. ChunkMap::unshare_mutex_ an origin write that met ENOSPC giving up the extents a snapshot shares with
+//                               the origin (ChunkMap::unshare_for_write): held across Snapshot::corrupt(),
+//                               the leaves ChunkMap::mutex_ and DiffStorage::mutex_ and the punch of the
+//                               slots.
 //  4. Snapshot::mutex_          a snapshot's state, members, chunk maps and frozen CBT; never held while
 //  calling
 //                               a chunk map, the difference storage or the event log.

@@ -82,7 +82,13 @@ Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua, b
   WriteGuard guard;
   if (Status s = begin_write(offset, len, nullptr, guard, may_wait); !s) return s;
   if (!device_) return no_device(name_);
-  return device_->pwrite(buf, len, offset, fua);
+  Status s = device_->pwrite(buf, len, offset, fua);
+  // A full file system: if extents the origin shares with a snapshot made the write need blocks, the snapshot
+  // gives them up (corrupted) and the write goes on in place (invariant 2, extent_clone.h).
+  if (s.code() == Errc::no_space && tracker_->unshare_for_write(offset, len)) {
+    s = device_->pwrite(buf, len, offset, fua);
+  }
+  return s;
 }
 
 Status Origin::trim(uint64_t offset, uint64_t len, bool fua) {
@@ -96,7 +102,11 @@ Status Origin::zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) {
   WriteGuard guard;
   if (Status s = begin_write(offset, len, nullptr, guard); !s) return s;
   if (!device_) return no_device(name_);
-  return device_->zero(offset, len, may_trim, fua);
+  Status s = device_->zero(offset, len, may_trim, fua);
+  if (s.code() == Errc::no_space && tracker_->unshare_for_write(offset, len)) {  // as in write()
+    s = device_->zero(offset, len, may_trim, fua);
+  }
+  return s;
 }
 
 Status Origin::flush() {

@@ -19,4 +19,8 @@ Tracker::Admission Tracker::begin_write(uint64_t offset, uint64_t len, BlockDevi
   return Admission::admitted;
 }
 
+bool Tracker::unshare_for_write(uint64_t offset, uint64_t len) {
+  return cow_target_ && cow_target_->unshare_for_write(offset, len);
+}
+
 }  // namespace nbdsnap

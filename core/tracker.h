@@ -43,6 +43,11 @@ class Tracker {
   // REQUIRES: the gate frozen or closed by the caller.
   const std::shared_ptr<ChunkMap>& cow_target() const { return cow_target_; }
 
+  // An admitted write of [offset, offset+len) failed with ENOSPC: lets the snapshot give up extents it
+  // shares with the origin there (ChunkMap::unshare_for_write). True: write once more. REQUIRES: the caller
+  // holds the Pass of that write.
+  bool unshare_for_write(uint64_t offset, uint64_t len);
+
   Cbt& cbt() { return *cbt_; }
   // The origin's counters (io_counters.h): admitted writes and CBT marks here, reads by the Origin, chunk
   // copies by the snapshots' chunk maps (which share them).
