@@ -47,7 +47,13 @@ std::string psk_explanation(const TlsFailureContext& c) {
 std::string explain_refused_by_server(const TlsFailureContext& c) {
   const TlsOptions& o = *c.options;
   std::vector<std::string> checks;
-  if (!o.psk_file.empty()) {
+  const char* unknown_identity = gnutls_alert_get_name(GNUTLS_A_UNKNOWN_PSK_IDENTITY);
+  if (!o.psk_file.empty() && unknown_identity != nullptr && c.alert == unknown_identity) {
+    // The server has no key for that user at all: comparing keys would not help.
+    checks.push_back("that the server's --tls-psk file has a key for user " + quoted(c.client_psk_username) +
+                     " (it knows no such user; USER@ in the --connect address picks the user in " +
+                     o.psk_file + ")");
+  } else if (!o.psk_file.empty()) {
     checks.push_back("that the key of user " + quoted(c.client_psk_username) + " in " + o.psk_file +
                      " is the one the server's --tls-psk file holds for that user");
   }
@@ -105,6 +111,9 @@ HandshakeCase handshake_case(int rc, const TlsFailureContext& c) {
       rc == GNUTLS_E_UNEXPECTED_PACKET) {
     return HandshakeCase::not_tls;
   }
+  // A client that hung up after offering its PSK identity (it gave up at its --timeout, or was killed) is not
+  // a wrong key: the server finds a wrong key itself, from the ClientHello's binder, and fails on that.
+  if (c.server && c.psk.happened && closed_without_alert(rc)) return HandshakeCase::peer_ended;
   if (c.server && c.psk.happened) return HandshakeCase::psk;
   if (c.server && (rc == GNUTLS_E_CERTIFICATE_REQUIRED || rc == GNUTLS_E_NO_CERTIFICATE_FOUND))
     return HandshakeCase::no_certificate;
@@ -167,7 +176,9 @@ std::string explain_handshake_error(int rc, const TlsFailureContext& c) {
       // A GnuTLS client (libnbd, QEMU, the CLI) offers only a certificate signed by a CA the server names:
       // one of another CA is not sent at all, so this is also what a foreign certificate looks like.
       why = "the client sent no certificate signed by " + ca_file(o) +
-            " (it has none, or one of another CA, which clients do not offer)";
+            " (it has none, or one of another CA, which clients do not offer; such a client often does not "
+            "trust this server's certificate either: check that it trusts the CA that signed " +
+            o.certificates_dir + "/server-cert.pem)";
       break;
     case HandshakeCase::no_common_credentials:
       why = std::string("the client offered no credentials this server accepts (it has ") +

@@ -435,7 +435,9 @@ bool parse_listen_address(const std::string& text, ListenAddress& out, std::stri
 
 std::string format_listen_address(const ListenAddress& address) {
   if (address.kind == ListenAddress::Kind::unix_socket) return "unix:" + address.path;
-  return "tcp:" + address.host + ":" + std::to_string(address.port);
+  // An IPv6 host in brackets, as --listen takes it (tcp:[::1]:10809): the form a user can give back.
+  const bool ipv6 = address.host.find(':') != std::string::npos;
+  return "tcp:" + (ipv6 ? "[" + address.host + "]" : address.host) + ":" + std::to_string(address.port);
 }
 
 bool parse_origin_spec(const std::string& text, bool read_only, OriginSpec& out, std::string& error) {

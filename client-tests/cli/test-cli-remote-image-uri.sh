@@ -54,4 +54,14 @@ run_cli 0 "${remote[@]}" snapshot take s1
 expect_out "no URI for disk@s1: open nbds://SERVER:$nbd_port/disk@s1, SERVER being this server's name or address"
 run_cli 0 "${remote[@]}" snapshot destroy s1
 stop_server
+
+# Every IPv6 address: the hint gives the listener back as --listen takes it, in brackets.
+if "$PY" -c 'import socket; socket.socket(socket.AF_INET6).bind(("::", 0))' 2>/dev/null; then
+  serve "tcp:[::]:$nbd_port"
+  run_cli 0 "${remote[@]}" snapshot create s1 --origin disk --storage "$dir/s4.diff:16M"
+  run_cli 0 "${remote[@]}" snapshot take s1
+  expect_out "listens on every address: --listen tcp:\[::\]:$nbd_port\)"
+  run_cli 0 "${remote[@]}" snapshot destroy s1
+  stop_server
+fi
 pass "no TCP listener, or one on every address: no URI, a hint instead"

@@ -165,6 +165,55 @@ TEST_CASE("a_handshake_closed_without_an_alert_is_not_a_refusal_and_a_refusal_ca
       pair.client->error().find(
           "the server refused the TLS handshake with alert 'The SRP/PSK username is missing or not known'") !=
       std::string::npos);
+  // The server has no key for that user: the advice is to add one, not to compare keys.
+  CHECK(pair.client->error().find("check that the server's --tls-psk file has a key for user 'stranger'") !=
+        std::string::npos);
+  CHECK(pair.client->error().find("is the one the server's --tls-psk file holds") == std::string::npos);
+}
+
+TEST_CASE("a_psk_client_that_hangs_up_after_its_client_hello_is_not_taken_for_a_wrong_key") {
+  TempDir dir;
+  REQUIRE(make("psk " + dir.path + "/keys.psk agent1"));
+  auto client = load(TlsEndpoint::client, psk(dir.path + "/keys.psk", "agent1"));
+  auto server = load(TlsEndpoint::server, psk(dir.path + "/keys.psk"));
+  // A ClientHello offering agent1 with the right key, as a client sends it before it gives up (its --timeout
+  // against a stopped server, or Ctrl-C).
+  // Closed after the streams that use them (declared first, destroyed last).
+  struct SocketPair {
+    int fd[2] = {-1, -1};
+    ~SocketPair() {
+      for (int f : fd)
+        if (f >= 0) ::close(f);
+    }
+  } capture_pair, server_pair;
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, capture_pair.fd) == 0);
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, server_pair.fd) == 0);
+  int* capture = capture_pair.fd;
+  int* fds = server_pair.fd;
+  std::unique_ptr<TlsSession> c;
+  REQUIRE(TlsSession::create(client, capture[1], capture[1], "", c).is_ok());
+  TlsStream client_stream(std::move(c), capture[1]);
+  auto reader = std::async(std::launch::async, [&] {
+    std::string hello(16384, '\0');
+    const ssize_t n = ::read(capture[0], hello.data(), hello.size());
+    ::shutdown(capture[0], SHUT_RDWR);
+    hello.resize(size_t(std::max<ssize_t>(n, 0)));
+    return hello;
+  });
+  CHECK_FALSE(client_stream.handshake(in_seconds(5)));
+  const std::string hello = reader.get();
+  REQUIRE_FALSE(hello.empty());
+  // The server gets it, and then the end of the connection.
+  REQUIRE(::write(fds[1], hello.data(), hello.size()) == ssize_t(hello.size()));
+  ::shutdown(fds[1], SHUT_WR);
+  std::unique_ptr<TlsSession> s;
+  REQUIRE(TlsSession::create(server, fds[0], fds[0], "", s).is_ok());
+  TlsStream server_stream(std::move(s), fds[0]);
+  CHECK_FALSE(server_stream.handshake(in_seconds(5)));
+  INFO(server_stream.error());
+  CHECK(server_stream.error().find("does not match the key") == std::string::npos);
+  CHECK(server_stream.error().find("the client closed the connection during the TLS handshake") !=
+        std::string::npos);
 }
 
 TEST_CASE("a_client_with_the_wrong_psk_is_refused") {
