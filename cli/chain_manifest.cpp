@@ -37,7 +37,7 @@ nlohmann::json point_to_json(const ChainPoint& point) {
           {"file_bytes", point.file_bytes},
           {"started_unix_ms", point.started_unix_ms},
           {"completed_unix_ms", point.completed_unix_ms},
-          {"checksums", {{"file_sha256", point.file_sha256}}},
+          {"checksums", point.checksums},
           {"merged", point.merged}};
 }
 
@@ -60,7 +60,10 @@ ChainPoint point_from_json(const nlohmann::json& json) {
   point.file_bytes = field_uint(json, "file_bytes");
   point.started_unix_ms = field_int(json, "started_unix_ms");
   point.completed_unix_ms = field_int(json, "completed_unix_ms");
-  point.file_sha256 = field_text(json.value("checksums", nlohmann::json::object()), "file_sha256");
+  const nlohmann::json checksums = json.value("checksums", nlohmann::json::object());
+  for (const auto& [key, value] : checksums.items()) {
+    if (value.is_string()) point.checksums[key] = value.get<std::string>();
+  }
   for (const auto& name : json.value("merged", nlohmann::json::array())) {
     if (name.is_string()) point.merged.push_back(name.get<std::string>());
   }

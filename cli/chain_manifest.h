@@ -4,13 +4,14 @@
 // A chain directory holds one qcow2 file per point: a full point is a qcow2 file of its own; an incremental
 // point is a qcow2 overlay backed by the previous point's file (a name relative to DIR), holding only the
 // ranges that changed. The manifest records per point what it holds (origin, snapshot, CBT checkpoint and
-// generation), when it was written, how many bytes, and the SHA-256 of its file, so `backup verify` can name
-// a damaged file. A point is "writing" from before its file is created until its data is synced, and
-// "complete" after; "pruning" marks points a prune is removing. Only complete points are restored or built
-// upon. Pure (no I/O) but for load_chain_manifest() and save_chain_manifest().
+// generation), when it was written, how many bytes, and a checksum of its file (file_digest.h), so `backup
+// verify` can name a damaged file. A point is "writing" from before its file is created until its data is
+// synced, and "complete" after; "pruning" marks points a prune is removing. Only complete points are restored
+// or built upon. Pure (no I/O) but for load_chain_manifest() and save_chain_manifest().
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,7 +43,9 @@ struct ChainPoint {
   uint64_t file_bytes = 0;  // the qcow2 file's size
   int64_t started_unix_ms = 0;
   int64_t completed_unix_ms = 0;
-  std::string file_sha256;          // of the file once complete
+  // Of the file once complete: manifest key ("file_xxh3_128", older points "file_sha256") -> lowercase
+  // hex. Keys this version does not know are kept as they are.
+  std::map<std::string, std::string> checksums;
   std::vector<std::string> merged;  // points a prune merged into this one's file
 };
 

@@ -45,7 +45,7 @@ void merge_into(ChainDirectory& chain, const std::string& kept_name, const std::
       kept.merged.push_back(base);
   }
   kept.bytes = qemu_img_stored_bytes(kept_path);
-  kept.file_sha256 = file_sha256(kept_path);
+  kept.checksums = {{digest_key(kChainDigest), file_digest(kept_path, kChainDigest)}};
   struct stat info {};
   kept.file_bytes = ::stat(kept_path.c_str(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
   chain.save();

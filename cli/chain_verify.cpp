@@ -3,6 +3,7 @@
 #include "chain_verify.h"
 
 #include <map>
+#include <optional>
 
 #include <sys/stat.h>
 
@@ -29,14 +30,29 @@ std::string check_point(const ChainDirectory& chain, const ChainPoint& point, Pr
   if (point.state != "complete") return "in an unknown state '" + point.state + "'";
   const std::string path = chain.file_of(point);
   if (!path_exists(path)) return path + " is missing";
+  // The checksum this version knows that comes first in its order of preference (file_digest.h).
+  std::optional<DigestAlgorithm> algorithm;
+  std::string recorded;
+  for (const auto& [key, value] : point.checksums) {
+    const std::optional<DigestAlgorithm> known = digest_of_key(key);
+    if (known && (!algorithm || *known < *algorithm)) {
+      algorithm = known;
+      recorded = value;
+    }
+  }
+  if (!algorithm) {
+    return "the manifest records no checksum of " + path +
+           " that this version of nbdsnap knows (it knows file_xxh3_128 and file_sha256)";
+  }
   std::string digest;
   try {
-    digest = file_sha256(path, [&](uint64_t bytes) { bar.add(bytes); });
+    digest = file_digest(path, *algorithm, [&](uint64_t bytes) { bar.add(bytes); });
   } catch (const CliError& error) {
     return error.what();
   }
-  if (digest != point.file_sha256) {
-    return path + " is damaged: its SHA-256 is " + digest + ", the manifest says " + point.file_sha256;
+  if (digest != recorded) {
+    return path + " is damaged: its " + digest_name(*algorithm) + " is " + digest + ", the manifest says " +
+           recorded;
   }
   if (std::string findings = qemu_img_check(path); !findings.empty()) return path + ": " + findings;
   const QemuImageInfo info = qemu_img_info(path);

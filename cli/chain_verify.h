@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // chain_verify.h — `nbdsnap backup verify`: re-reads the files of a backup chain and checks each against its
-// manifest entry (SHA-256 of the file), QEMU's own consistency check (qemu-img check), and its place in the
-// chain (the backing file and size qemu-img reads in its header). A point built on a damaged one is named
-// too.
+// manifest entry (its checksum, file_digest.h), QEMU's own consistency check (qemu-img check), and its place
+// in the chain (the backing file and size qemu-img reads in its header). A point built on a damaged one is
+// named too.
 #pragma once
 
 #include <string>

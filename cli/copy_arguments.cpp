@@ -37,6 +37,7 @@ CopyOptions copy_options_from(const CommandArgs& args) {
   if (options.request_size < 4096 || options.request_size > (32u << 20)) {
     usage_error("--request-size " + args.text("request-size") + " is out of range: it must be 4K..32M");
   }
+  options.tuned = args.has("connections") || args.has("requests") || args.has("request-size");
   return options;
 }
 

@@ -221,6 +221,10 @@ int remove_stale_helper_directories(const std::string& kind) {
 
 HelperDirectory::HelperDirectory(const std::string& kind) {
   install_handler();
+  // Every kind: a killed full backup leaves a qemu-img directory, and the next backup may be incremental.
+  for (const char* known : {"qemu-nbd", "qemu-img"}) {
+    if (kind != known) remove_stale_helper_directories(known);
+  }
   remove_stale_helper_directories(kind);
   std::string pattern = temporary_base() + "/nbdsnap-" + kind + "." + std::to_string(::getpid()) + ".XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) {

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// helper_directory.h — the private temporary directory a helper process works in (qemu-nbd's socket and log),
-// and what makes sure none outlives the nbdsnap command that made it:
+// helper_directory.h — the private temporary directory a helper process works in (qemu-nbd's socket and log,
+// qemu-img's log), and what makes sure none outlives the nbdsnap command that made it:
 //
 // - its name carries the owner's pid (TMPDIR/nbdsnap-qemu-nbd.PID.XXXXXX) and the owner holds an flock on it
 //   for its whole life (released by the kernel however the owner ends, SIGKILL included);
 // - SIGINT, SIGTERM and SIGHUP (those whose disposition is the default when the first directory is made; an
 //   ignored SIGHUP under nohup stays ignored) run a handler that stops the helper (SIGTERM, then SIGKILL
 //   after a bound), empties and removes every live directory, then ends the command with the same signal;
-// - making a directory first removes the stale ones of the same kind: owned by this user, not locked, and
-//   either named after a pid that is gone or (older names without a pid) more than a minute old with no
-//   socket in them that accepts connections.
+// - making a directory first removes the stale ones of every kind (qemu-nbd, qemu-img): owned by this user,
+//   not locked, and either named after a pid that is gone or (older names without a pid) more than a minute
+//   old with no socket in them that accepts connections.
 //
 // Thread-safety: directories may be made and dropped on any thread; the signal handler may run on any thread
 // and only calls async-signal-safe functions (kill, waitpid, nanosleep, getdents64, unlinkat, rmdir).

@@ -32,6 +32,9 @@ struct CopyOptions {
   bool write_behind = false;
   bool skip_zero_writes = false;  // a fresh target: leave all-zero pieces as holes
   bool checksums = false;         // record checksums for verify_pieces()
+  // --connections, --requests or --request-size was given: the user asked for this copier's requests (a full
+  // qcow2 point then goes through it and qemu-nbd rather than qemu-img convert, chain_backup.cpp).
+  bool tuned = false;
 };
 
 // Where a copy writes: a local file or device, or an NBD export (more connections are opened to its URI).

@@ -35,13 +35,13 @@ ChainManifest two_chains() {
 TEST_CASE("a_chain_manifest_survives_its_json_form") {
   ChainManifest manifest = two_chains();
   manifest.file_mode = 0640;
-  manifest.points[1].file_sha256 = "abc";
+  manifest.points[1].checksums = {{"file_xxh3_128", "abc"}, {"file_sha256", "def"}};
   manifest.points[1].merged = {"0000"};
   ChainManifest back = chain_manifest_from_json(chain_manifest_to_json(manifest));
   REQUIRE(back.points.size() == 5);
   CHECK(back.file_mode == 0640);
   CHECK(back.points[1].backing == "0001");
-  CHECK(back.points[1].file_sha256 == "abc");
+  CHECK(back.points[1].checksums == manifest.points[1].checksums);
   CHECK(back.points[1].merged == std::vector<std::string>{"0000"});
   CHECK(chain_manifest_to_json(back) == chain_manifest_to_json(manifest));
 }

@@ -109,7 +109,7 @@ size=$(stat -c %s "$chain/0008.qcow2")
 dd if=/dev/urandom of="$chain/0008.qcow2" bs=4096 count=4 seek=$((size / 4096 / 2)) conv=notrunc status=none
 run_cli 1 backup verify "$chain"
 expect_out '^0007 .* ok$'
-expect_out '^0008 .*0008.qcow2 is damaged: its SHA-256 is'
+expect_out '^0008 .*0008.qcow2 is damaged: its XXH3-128 is'
 expect_out '^0009 .* built on point 0008, which is damaged$'
 expect_err '3 of 4 point\(s\) damaged or unusable: 0008, 0009, 0010'
 run_cli 0 backup verify "$chain" --point s7

@@ -3,7 +3,8 @@
 # test-cli-backup-interrupted.sh — a qcow2 backup stopped midway leaves nothing behind: SIGTERM or SIGINT during
 # the copy ends the CLI by that signal, with its qemu-nbd gone and its temporary directory removed; after SIGKILL
 # (no handler can run) the next backup removes the directory the dead one left, but not one whose owner lives
-# nor a fresh one of an older nbdsnap; the unfinished point is discarded and the chain still backs up. TMPDIR
+# nor a fresh one of an older nbdsnap; the unfinished point is discarded and the chain still backs up; the same
+# for a full point that qemu-img convert writes (held mid-copy by stopping nbdsnapd). TMPDIR
 # is private, so only this test's directories are looked at.
 # Usage: test-cli-backup-interrupted.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
@@ -93,3 +94,45 @@ expect_err "removed point 0001, left unfinished"
 exec 9<&-
 qemu-img compare -q -f raw -F qcow2 "$dir/reference.img" "$(jq_out .file)" || fail "the backup differs from the disk"
 pass "after SIGKILL the next backup removes the dead one's directory and the stale old one, keeps those in use"
+
+# A full point that qemu-img convert writes (no copier option given): held mid-copy by stopping nbdsnapd, so
+# the signal finds qemu-img running. SIGTERM ends the CLI by it, qemu-img goes and so does its directory.
+img_dirs() { find "$TMPDIR" -maxdepth 1 -name 'nbdsnap-qemu-img.*' | sort; }
+start_held_convert() {
+  "$NBDSNAP" backup --image "$(uri disk@s1)" --to "$dir/chain2" --format qcow2 >"$dir/backup.out" 2>&1 &
+  backup_pid=$!
+  track_pid "$backup_pid"
+  qemu_pid=
+  for _ in $(seq 1000); do
+    qemu_pid=$(pgrep -P "$backup_pid" -x qemu-img) && break
+    kill -0 "$backup_pid" 2>/dev/null || fail "the backup ended before qemu-img started: $(cat "$dir/backup.out")"
+    sleep 0.005
+  done
+  [[ -n $qemu_pid ]] || fail "no qemu-img under the backup after 5 s"
+  kill -STOP "$server_pid"
+}
+start_held_convert
+kill -TERM "$backup_pid"
+for _ in $(seq 150); do gone "$backup_pid" && break; sleep 0.1; done
+status=0
+wait "$backup_pid" || status=$?
+kill -CONT "$server_pid"
+((status == 143)) || fail "after SIGTERM the qemu-img backup exited $status, expected 143: $(cat "$dir/backup.out")"
+gone "$qemu_pid" || fail "qemu-img ($qemu_pid) still runs after the backup ended by SIGTERM"
+[[ -z $(img_dirs) ]] || fail "SIGTERM left $(img_dirs)"
+pass "SIGTERM while qemu-img convert writes a full point: ended by the signal, qemu-img gone, no directory left"
+
+# SIGKILL: qemu-img gets its parent-death signal; the next backup removes its directory and the unfinished point.
+start_held_convert
+killed_dir=$(img_dirs)
+kill -KILL "$backup_pid"
+wait "$backup_pid" 2>/dev/null || true
+for _ in $(seq 150); do gone "$qemu_pid" && break; sleep 0.1; done
+kill -CONT "$server_pid"
+gone "$qemu_pid" || fail "qemu-img still runs 15 s after its parent was killed"
+[[ -n $killed_dir && -d $killed_dir ]] || fail "expected the killed backup's qemu-img directory to stay: $(ls "$TMPDIR")"
+run_cli 0 --json backup --image "$(uri disk@s1)" --to "$dir/chain2" --format qcow2
+expect_err "removed point 0001, left unfinished"
+[[ ! -e $killed_dir ]] || fail "the next backup left the killed one's $killed_dir"
+qemu-img compare -q -f raw -F qcow2 "$dir/reference.img" "$(jq_out .file)" || fail "the backup differs from the disk"
+pass "after SIGKILL under qemu-img the next backup removes its directory and the unfinished point, and is exact"

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// qemu_convert.cpp — qemu-img convert and compare with progress and a stall bound (qemu_convert.h).
+#include "qemu_convert.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "child_process.h"
+#include "control_client.h"
+#include "exit_codes.h"
+#include "helper_directory.h"
+#include "private_files.h"
+#include "progress_bar.h"
+
+namespace nbdsnap::cli {
+
+namespace {
+
+constexpr std::chrono::milliseconds kPollInterval{100};
+constexpr std::chrono::milliseconds kStopBound{std::chrono::seconds(10)};
+constexpr size_t kLogWindow = 512;  // bytes of the log read per poll: the last progress lines
+
+// Signs that a tool works: CPU time (clock ticks, utime + stime from /proc/PID/stat) and bytes it wrote
+// (wchar from /proc/PID/io). Reading from a socket counts nowhere in /proc but costs CPU time.
+struct Activity {
+  uint64_t cpu_ticks = 0;
+  uint64_t bytes_written = 0;
+  bool operator==(const Activity&) const = default;
+};
+
+Activity activity_of(pid_t pid) {
+  Activity activity;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::ifstream stat_file(proc + "/stat");
+  std::string stat_text;
+  std::getline(stat_file, stat_text);
+  // Fields after the command name (which may hold spaces) start after its closing parenthesis: utime and
+  // stime are fields 14 and 15, the 12th and 13th after it.
+  if (const size_t close = stat_text.rfind(')'); close != std::string::npos) {
+    std::istringstream fields(stat_text.substr(close + 1));
+    std::string field;
+    for (int i = 1; i <= 13 && fields >> field; ++i) {
+      if (i >= 12) activity.cpu_ticks += std::strtoull(field.c_str(), nullptr, 10);
+    }
+  }
+  std::ifstream io_file(proc + "/io");
+  for (std::string key; io_file >> key;) {
+    uint64_t value = 0;
+    io_file >> value;
+    if (key == "wchar:") activity.bytes_written = value;
+  }
+  return activity;
+}
+
+std::string log_window(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  char buffer[kLogWindow];
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  const off_t start =
+      size > static_cast<off_t>(sizeof(buffer)) ? size - static_cast<off_t>(sizeof(buffer)) : 0;
+  const ssize_t n = ::pread(fd, buffer, sizeof(buffer), start);
+  ::close(fd);
+  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : std::string();
+}
+
+// Runs a qemu-img command that prints -p progress, advancing `progress` and stopping the tool when it stalls
+// (see the header). Returns its exit status and its output without the progress lines.
+ProgramResult run_with_progress(const std::vector<std::string>& argv, const std::string& what,
+                                std::chrono::milliseconds stall_bound, ProgressBar& progress,
+                                uint64_t progress_total) {
+  HelperDirectory directory("qemu-img");
+  const std::string log = directory.path() + "/qemu-img.log";
+  ChildProcess child(argv, log);
+  directory.set_helper(child.pid());
+  uint64_t shown = 0;
+  Activity last = activity_of(child.pid());
+  auto last_sign = std::chrono::steady_clock::now();
+  while (child.running()) {
+    std::this_thread::sleep_for(kPollInterval);
+    const auto now = std::chrono::steady_clock::now();
+    const double percent = qemu_progress_percent(log_window(log));
+    const auto done = percent > 0 ? static_cast<uint64_t>(static_cast<double>(progress_total) * percent / 100)
+                                  : uint64_t{0};
+    const Activity current = activity_of(child.pid());
+    if (done > shown || !(current == last)) last_sign = now;
+    if (done > shown) {
+      progress.add(done - shown);
+      shown = done;
+    }
+    last = current;
+    if (now - last_sign >= stall_bound && child.running()) {
+      directory.set_helper(0);  // reaped by stop(): its pid may be reused
+      child.stop(kStopBound);
+      throw CliError(
+          ExitCode::io_error,
+          what + ": qemu-img showed no sign of work within " + format_timeout(stall_bound) +
+              " (--timeout): no progress, no byte written, no CPU time; is the NBD server answering?");
+    }
+  }
+  directory.set_helper(0);
+  if (child.exit_status() == 0 && shown < progress_total) progress.add(progress_total - shown);
+  std::ifstream whole(log);
+  std::stringstream text;
+  text << whole.rdbuf();
+  return {child.exit_status(), without_qemu_progress(text.str())};
+}
+
+}  // namespace
+
+bool qemu_can_read_uri(const std::string& uri) {
+  const size_t scheme_end = uri.find("://");
+  if (scheme_end == std::string::npos) return false;
+  const std::string scheme = uri.substr(0, scheme_end);
+  if (scheme != "nbd" && scheme != "nbd+tcp" && scheme != "nbd+unix") return false;
+  const size_t query = uri.find('?', scheme_end);
+  if (query == std::string::npos) return true;
+  std::string rest = uri.substr(query + 1);
+  if (const size_t fragment = rest.find('#'); fragment != std::string::npos) return false;
+  for (size_t start = 0; start <= rest.size();) {
+    const size_t end = std::min(rest.find('&', start), rest.size());
+    const std::string parameter = rest.substr(start, end - start);
+    if (parameter.rfind("socket=", 0) != 0) return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+void qemu_img_convert_to_qcow2(const std::string& uri, const std::string& path, mode_t mode,
+                               std::chrono::milliseconds stall_bound, ProgressBar& progress,
+                               uint64_t progress_total) {
+  // The file exists with its mode before qemu-img writes a byte; qemu-img keeps an existing file's mode.
+  create_private_file(path, mode);
+  // -W: writes in any order, as they complete (a fresh file has nothing to keep in order); -t unsafe: no
+  // flushes during the copy (the caller syncs the whole file before the point counts, chain_backup.cpp).
+  const std::vector<std::string> argv = {"qemu-img", "convert", "-p", "-W",    "-t", "unsafe",
+                                         "-f",       "raw",     "-O", "qcow2", uri,  path};
+  try {
+    ProgramResult result = run_with_progress(argv, "writing " + path, stall_bound, progress, progress_total);
+    if (result.status != 0) {
+      throw CliError(ExitCode::io_error,
+                     "writing " + path + " from " + uri + ": qemu-img convert exited with status " +
+                         std::to_string(result.status) + (result.output.empty() ? "" : ": " + result.output));
+    }
+  } catch (...) {
+    remove_file(path);
+    throw;
+  }
+}
+
+std::string qemu_img_compare_with_image(const std::string& uri, const std::string& path,
+                                        std::chrono::milliseconds stall_bound, ProgressBar& progress,
+                                        uint64_t progress_total) {
+  const std::vector<std::string> argv = {"qemu-img", "compare", "-p", "-f", "raw", "-F", "qcow2", uri, path};
+  ProgramResult result = run_with_progress(argv, "verifying " + path, stall_bound, progress, progress_total);
+  // 0: the same; 1: they differ (the output names the first offset); anything else: it could not compare.
+  if (result.status == 0) return {};
+  if (result.status == 1) return result.output.empty() ? "the contents differ" : result.output;
+  throw CliError(ExitCode::io_error,
+                 "verifying " + path + " against " + uri + ": qemu-img compare exited with status " +
+                     std::to_string(result.status) + (result.output.empty() ? "" : ": " + result.output));
+}
+
+double qemu_progress_percent(const std::string& output) {
+  const size_t mark = output.rfind("/100%)");
+  if (mark == std::string::npos) return -1;
+  const size_t open = output.rfind('(', mark);
+  if (open == std::string::npos) return -1;
+  const std::string number = output.substr(open + 1, mark - open - 1);
+  char* end = nullptr;
+  const double value = std::strtod(number.c_str(), &end);
+  if (end == number.c_str() || *end != '\0' || !(value >= 0) || value > 100) return -1;
+  return value;
+}
+
+std::string without_qemu_progress(const std::string& output) {
+  // qemu-img -p redraws "    (P/100%)" with carriage returns; messages end in newlines.
+  std::string kept;
+  std::string line;
+  auto flush = [&] {
+    const bool is_progress = line.find("/100%)") != std::string::npos &&
+                             line.find('(') != std::string::npos &&
+                             line.find_first_not_of(" (0123456789./%)") == std::string::npos;
+    if (!is_progress && line.find_first_not_of(' ') != std::string::npos) {
+      if (!kept.empty()) kept += '\n';
+      kept += line;
+    }
+    line.clear();
+  };
+  for (char c : output) {
+    if (c == '\r' || c == '\n') {
+      flush();
+    } else {
+      line += c;
+    }
+  }
+  flush();
+  return kept;
+}
+
+}  // namespace nbdsnap::cli
