@@ -57,6 +57,15 @@ std::vector<ByteRange> merge_byte_ranges(std::vector<ByteRange> ranges) {
   return merged;
 }
 
+std::vector<ByteRange> clip_byte_ranges(const std::vector<ByteRange>& ranges, uint64_t limit) {
+  std::vector<ByteRange> clipped;
+  for (const ByteRange& range : ranges) {
+    if (range.offset >= limit) continue;
+    clipped.push_back({range.offset, std::min(range.length, limit - range.offset)});
+  }
+  return clipped;
+}
+
 uint64_t total_length(const std::vector<ByteRange>& ranges) {
   uint64_t total = 0;
   for (const ByteRange& range : ranges) total += range.length;

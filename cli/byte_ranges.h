@@ -30,6 +30,9 @@ std::vector<ByteRange> read_byte_range_lines(std::istream& in, const std::string
 // Sorted by offset, with overlapping and touching ranges joined; empty ranges dropped.
 std::vector<ByteRange> merge_byte_ranges(std::vector<ByteRange> ranges);
 
+// The parts of the ranges below `limit` (a range across it is cut there; ranges past it dropped).
+std::vector<ByteRange> clip_byte_ranges(const std::vector<ByteRange>& ranges, uint64_t limit);
+
 // Total number of bytes in the ranges (as given, without merging).
 uint64_t total_length(const std::vector<ByteRange>& ranges);
 

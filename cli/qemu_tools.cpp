@@ -63,6 +63,12 @@ void qemu_img_create_qcow2(const std::string& path, uint64_t size, const std::st
   }
 }
 
+bool qcow2_holds_disk_of(uint64_t qcow2_size, uint64_t disk_size) {
+  constexpr uint64_t kSector = 512;
+  return qcow2_size == disk_size ||
+         (disk_size % kSector != 0 && qcow2_size == (disk_size / kSector + 1) * kSector);
+}
+
 QemuImageInfo qemu_img_info(const std::string& path) {
   nlohmann::json info = json_output({"qemu-img", "info", "-U", "--output=json", path}, kToolBound,
                                     "reading the header of " + path);

@@ -28,6 +28,11 @@ inline constexpr std::chrono::milliseconds kDataToolBound{std::chrono::hours(24)
 void qemu_img_create_qcow2(const std::string& path, uint64_t size, const std::string& backing_file,
                            mode_t mode);
 
+// QEMU sizes every image in 512-byte sectors: a qcow2 file made for a disk of another size (an origin of
+// 1,000,001 bytes) holds the disk rounded up, its tail reading as zeroes. Whether a qcow2 disk of
+// `qcow2_size` bytes holds a disk of `disk_size` bytes that way (or exactly). Pure.
+bool qcow2_holds_disk_of(uint64_t qcow2_size, uint64_t disk_size);
+
 struct QemuImageInfo {
   std::string format;
   uint64_t virtual_size = 0;

@@ -102,12 +102,15 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
   const ChainPoint& point = *report.point;
   QemuNbdServer server(chain.file_of(point), /*writable=*/false);
   NbdImage source(server.uri(), {kBaseAllocation}, context.global().timeout, NbdImage::Probe::none);
-  if (source.size() != point.size) {
+  if (!qcow2_holds_disk_of(source.size(), point.size)) {
     throw CliError(ExitCode::io_error, chain.file_of(point) + " reads as " + std::to_string(source.size()) +
                                            " bytes, the manifest says " + std::to_string(point.size));
   }
-  std::vector<ByteRange> data = source.ranges_where(kBaseAllocation, kStateZero, 0);
-  std::vector<ByteRange> zeroes = source.ranges_where(kBaseAllocation, kStateZero, kStateZero);
+  // Only the disk's own bytes: a disk whose size is not a multiple of 512 reads rounded up from qcow2.
+  std::vector<ByteRange> data =
+      clip_byte_ranges(source.ranges_where(kBaseAllocation, kStateZero, 0), point.size);
+  std::vector<ByteRange> zeroes =
+      clip_byte_ranges(source.ranges_where(kBaseAllocation, kStateZero, kStateZero), point.size);
   report.data_bytes = total_length(data);
   report.zero_bytes = total_length(zeroes);
   CopyOptions options = job.copy;

@@ -39,3 +39,10 @@ TEST_CASE("byte_ranges_round_trip_through_the_protocol_json") {
   CHECK_THROWS_AS(byte_ranges_from_json(nlohmann::json::parse(R"([{"offset":-1,"length":1}])")), CliError);
   CHECK_THROWS_AS(byte_ranges_from_json(nlohmann::json::parse(R"({"offset":0})")), CliError);
 }
+
+TEST_CASE("byte ranges clipped at a limit: cut across it, dropped past it") {
+  const std::vector<ByteRange> ranges = {{0, 512}, {1000, 100}, {1048576, 512}, {2000000, 10}};
+  CHECK(clip_byte_ranges(ranges, 1048676) == std::vector<ByteRange>{{0, 512}, {1000, 100}, {1048576, 100}});
+  CHECK(clip_byte_ranges(ranges, 0).empty());
+  CHECK(clip_byte_ranges(ranges, UINT64_MAX) == ranges);
+}

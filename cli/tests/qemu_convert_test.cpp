@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "qemu_convert.h"
+#include "qemu_tools.h"
 
 using namespace nbdsnap::cli;
 
@@ -34,4 +35,13 @@ TEST_CASE("qemu-img -p output: the last share done, and the messages without the
   CHECK(without_qemu_progress("    (0.00/100%)\rqemu-img: Could not open 'x': No such file\n") ==
         "qemu-img: Could not open 'x': No such file");
   CHECK(without_qemu_progress("Content mismatch at offset 65536!\n") == "Content mismatch at offset 65536!");
+}
+
+TEST_CASE("a qcow2 disk holds a disk of any size rounded up to 512-byte sectors, and no other") {
+  CHECK(qcow2_holds_disk_of(1048576, 1048576));
+  CHECK(qcow2_holds_disk_of(1049088, 1048676));  // 1 MiB + 100 bytes: QEMU's size is 1 MiB + 512
+  CHECK(qcow2_holds_disk_of(512, 1));
+  CHECK_FALSE(qcow2_holds_disk_of(1049088, 1048576));  // a whole sector more: another disk
+  CHECK_FALSE(qcow2_holds_disk_of(1048576, 1048676));  // smaller than the disk
+  CHECK_FALSE(qcow2_holds_disk_of(1049600, 1048676));  // two sectors up
 }

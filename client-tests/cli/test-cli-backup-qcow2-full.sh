@@ -5,7 +5,7 @@
 # --progress=FD climbs to 100/100, the file is private (or --mode), the manifest's XXH3-128 is what `xxhsum -H2`
 # prints; a point of an older manifest carrying only SHA-256 still verifies (and its damage is named), one with
 # no known checksum is named; a TLS image (nbds+unix://, which QEMU cannot open as given) is written through
-# qemu-nbd instead, and equals the image too.
+# qemu-nbd instead, and equals the image too. A disk whose size is not a multiple of 512 restores exactly.
 # Usage: test-cli-backup-qcow2-full.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -76,6 +76,31 @@ pass "an older point's SHA-256 verifies and names damage; a point with no known 
 run_cli 0 --json backup --image "$(uri disk@s2)" --format qcow2 --to "$dir/chain-0640" --mode 0640
 [[ $(stat -c %a "$dir/chain-0640/0001.qcow2") == 640 ]] || fail "--mode 0640 gave $(stat -c %a "$dir/chain-0640/0001.qcow2")"
 pass "--mode applies to a point qemu-img convert writes"
+
+# A disk whose size is not a multiple of 512: QEMU sizes qcow2 in sectors, so the points read rounded up; a
+# restore writes the disk's own bytes only, and verify accepts the rounding (both writers: qemu-img convert and,
+# with --requests, the copier through qemu-nbd; an incremental point on top).
+head -c 1048676 /dev/urandom >"$dir/odd.img"
+cp "$dir/odd.img" "$dir/odd-at-o1.img"
+run_cli 0 origin attach odd "$dir/odd.img"
+run_cli 0 snapshot create o1 --origin odd --storage "$dir/o1.diff:8M"
+run_cli 0 snapshot take o1
+run_cli 0 backup --image "$(uri odd@o1)" --format qcow2 --to "$dir/odd-chain" --verify
+run_cli 0 backup --image "$(uri odd@o1)" --format qcow2 --to "$dir/odd-chain-copier" --requests 4 --verify
+run_cli 0 snapshot destroy o1
+write 0x66 1048000 676 odd  # up to the last byte
+cp "$dir/odd.img" "$dir/odd-at-o2.img"
+run_cli 0 snapshot create o2 --origin odd --storage "$dir/o2.diff:8M"
+run_cli 0 snapshot take o2
+run_cli 0 backup --image "$(uri odd@o2)" --format qcow2 --to "$dir/odd-chain" --since o1
+for chain_dir in odd-chain odd-chain-copier; do
+  run_cli 0 backup verify "$dir/$chain_dir"
+  run_cli 0 restore "$dir/$chain_dir" --point 0001 --to "$dir/odd-restored.img"
+  cmp "$dir/odd-restored.img" "$dir/odd-at-o1.img" || fail "$chain_dir point 0001 differs from the odd-sized disk"
+done
+run_cli 0 restore "$dir/odd-chain" --point 0002 --to "$dir/odd-restored.img"
+cmp "$dir/odd-restored.img" "$dir/odd-at-o2.img" || fail "odd-chain point 0002 differs from the odd-sized disk"
+pass "a disk of 1 MiB + 100 bytes: full (both writers) and incremental points verify and restore byte for byte"
 stop_server
 
 # TLS: QEMU cannot open nbds+unix://...?tls-psk-file= as given, so the full point goes through qemu-nbd.
