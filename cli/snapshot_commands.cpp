@@ -2,6 +2,7 @@
 // snapshot_commands.cpp — the snapshot life cycle from the shell: create, take (with hooks), grow, destroy.
 #include "snapshot_commands.h"
 
+#include <cstdio>
 #include <optional>
 
 #include "exit_codes.h"
@@ -293,6 +294,16 @@ std::string format_snapshot(const nlohmann::json& snapshot) {
   list.add("writable", yes_no(field_bool(snapshot, "writable")));
   list.add("origins", or_dash(join_names(snapshot.value("origins", nlohmann::json::array()))));
   list.add("taken", time_cell(field_int(snapshot, "taken_unix_ms")));
+  if (field_int(snapshot, "taken_unix_ms") != 0) {
+    // What the take cost the origins' writers: held for this long, most of it waiting for writes in flight.
+    const auto ms = [](uint64_t us) {
+      char text[32];
+      std::snprintf(text, sizeof(text), "%.2f ms", static_cast<double>(us) / 1000);
+      return std::string(text);
+    };
+    list.add("writes held", ms(field_uint(snapshot, "take_hold_us")) + " at the take (" +
+                                ms(field_uint(snapshot, "take_drain_us")) + " waiting for writes in flight)");
+  }
   list.add("storage used", storage_use(snapshot));
   uint64_t limit = field_uint(snapshot, "storage_limit");
   list.add("storage limit", limit == 0 ? "none" : size_cell(limit));

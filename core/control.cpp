@@ -251,7 +251,9 @@ class CommandSet {
             {"memory_bytes", s.memory_bytes},
             {"corruption_reason", s.corruption_reason},
             {"origin_errors", origin_errors},
-            {"taken_unix_ms", s.taken_unix_ms}};
+            {"taken_unix_ms", s.taken_unix_ms},
+            {"take_hold_us", s.take_hold_us},
+            {"take_drain_us", s.take_drain_us}};
   }
 
   // `stats`: every origin's and image's counters and every snapshot's storage space (core/io_counters.h says

@@ -546,6 +546,8 @@ Status Engine::take_snapshot(const std::string& name) {
   const int64_t taken_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
                                     .count();
+  const auto held_at = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point drained_at;
   try {
     // Every origin is frozen until the end of this block, however it is left: held first, all of them, then
     // drained (no write path enters a second origin's gate, so a drain never waits for another hold).
@@ -553,6 +555,7 @@ Status Engine::take_snapshot(const std::string& name) {
     frozen.reserve(origins.size());
     for (auto& origin : origins) frozen.emplace_back(origin->tracker().gate(), IoGate::Freeze::Drain::later);
     for (auto& freeze : frozen) freeze.wait_until_empty();
+    drained_at = std::chrono::steady_clock::now();
     std::vector<Snapshot::Member> members = prepare_take(*snapshot, origins, config_);
     // May throw std::bad_alloc too: CBT freezes that already happened then leave a checkpoint nobody can back
     // up from, which under-reports nothing.
@@ -566,6 +569,11 @@ Status Engine::take_snapshot(const std::string& name) {
   } catch (const std::bad_alloc&) {
     return {Errc::no_memory, "out of memory while taking snapshot '" + name + "'; nothing was taken"};
   }
+  const auto micros = [](std::chrono::steady_clock::duration d) {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  };
+  snapshot->record_take_hold(micros(std::chrono::steady_clock::now() - held_at),
+                             micros(drained_at - held_at));
   post(events_, EventType::snapshot_taken, name, "", "");
   return Status::ok();
 }

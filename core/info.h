@@ -58,6 +58,11 @@ struct SnapshotInfo {
   std::string corruption_reason;
   std::vector<OriginError> origin_errors;  // per origin with a failure, in origin name order
   int64_t taken_unix_ms = 0;
+  // How long the take held new writes at its origins (from the first hold to the thaw), and how much of that
+  // it waited for the writes already in flight to finish: what a take costs the origins' writers.
+  // Microseconds.
+  uint64_t take_hold_us = 0;
+  uint64_t take_drain_us = 0;
 };
 
 // An origin's CBT: its live map, or the map frozen when a snapshot was taken.

@@ -89,6 +89,12 @@ void Snapshot::install_and_mark_taken(std::vector<Member> members, int64_t taken
   taken_unix_ms_ = taken_unix_ms;
 }
 
+void Snapshot::record_take_hold(uint64_t hold_us, uint64_t drain_us) {
+  MutexLock lock(mutex_);
+  take_hold_us_ = hold_us;
+  take_drain_us_ = drain_us;
+}
+
 std::shared_ptr<ChunkMap> Snapshot::chunk_map(const std::string& origin) const {
   MutexLock lock(mutex_);
   auto it = chunk_maps_.find(origin);
@@ -219,6 +225,8 @@ SnapshotInfo Snapshot::info() const {
     out.corruption_reason = corruption_reason_;
     for (const auto& [origin, error] : origin_errors_) out.origin_errors.push_back(error);
     out.taken_unix_ms = taken_unix_ms_;
+    out.take_hold_us = take_hold_us_;
+    out.take_drain_us = take_drain_us_;
   }
   // Chunk maps take their own lock: never while holding ours (core/lock_order.h).
   for (const auto& chunks : maps) {

@@ -74,6 +74,9 @@ class Snapshot {
   // without allocating).
   void corrupt(std::string_view origin, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);
 
+  // Records what the take cost the origins' writers (SnapshotInfo::take_hold_us, take_drain_us).
+  void record_take_hold(uint64_t hold_us, uint64_t drain_us) EXCLUDES(mutex_);
+
   IoGate& image_gate() { return image_gate_; }
   // Appends storage (see DiffStorage::append for the requirements) and posts storage_appended.
   Status append_storage(const StorageSpec& spec, const AreaRequirements& requirements);
@@ -103,6 +106,8 @@ class Snapshot {
   std::map<std::string, OriginError, std::less<>> origin_errors_
       GUARDED_BY(mutex_);  // first failure per origin
   int64_t taken_unix_ms_ GUARDED_BY(mutex_) = 0;
+  uint64_t take_hold_us_ GUARDED_BY(mutex_) = 0;
+  uint64_t take_drain_us_ GUARDED_BY(mutex_) = 0;
 
   Mutex writeback_mutex_;
   CondVar writeback_wake_;

@@ -184,6 +184,8 @@ Snapshot decode_snapshot(const nlohmann::json& object) {
   snapshot.memory_bytes = members.count("memory_bytes");
   snapshot.corruption_reason = members.text("corruption_reason");
   snapshot.taken_unix_ms = members.time_ms("taken_unix_ms");
+  snapshot.take_hold_us = members.count("take_hold_us");
+  snapshot.take_drain_us = members.count("take_drain_us");
   return snapshot;
 }
 

@@ -215,11 +215,17 @@ TEST_CASE("a take holds new writes at every origin before it waits for the write
     b_held = gate_b.is_frozen();
     if (!b_held) std::this_thread::sleep_for(1ms);
   }
+  std::this_thread::sleep_for(20ms);  // the holds began before b_held was seen: the take drains this long
   in_flight.reset();
   take.join();
   REQUIRE_OK(taken);
   CHECK(b_held);
   CHECK_FALSE(gate_b.is_frozen());  // thawed when the take ended
+  // What the take reports it cost the writers: held at least as long as it drained, drained at least 20 ms.
+  SnapshotInfo info;
+  REQUIRE_OK(engine.snapshot_info("s", info));
+  CHECK(info.take_drain_us >= 20000);
+  CHECK(info.take_hold_us >= info.take_drain_us);
 }
 
 TEST_CASE("detach refuses an origin in a snapshot unless forced") {

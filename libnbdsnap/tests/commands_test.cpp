@@ -80,7 +80,9 @@ TEST_CASE("origins_snapshots_and_cbt_info_are_decoded_field_by_field") {
                 {"images", {{{"origin", "disk"}, {"export", "disk@s1"}, {"uri", "u"}}}},
                 {"storage", {{{"path", "/d"}, {"size", 4096}, {"created", true}}}},
                 {"storage_used", 0},
-                {"taken_unix_ms", 1700000000000}}}};
+                {"taken_unix_ms", 1700000000000},
+                {"take_hold_us", 420},
+                {"take_drain_us", 400}}}};
     }
     if (command == "cbt-info")
       return {{"cbt", {{"generation", "g1"}, {"checkpoints", {{"b", 5}, {"a", 3}}}}}};
@@ -107,6 +109,8 @@ TEST_CASE("origins_snapshots_and_cbt_info_are_decoded_field_by_field") {
   REQUIRE(taken->storage.size() == 1);
   CHECK(taken->storage[0].created);
   CHECK(taken->taken_unix_ms == 1700000000000);
+  CHECK(taken->take_hold_us == 420);
+  CHECK(taken->take_drain_us == 400);
 
   Result<CbtInfo> cbt = client.cbt_info("disk", "s1");
   REQUIRE(cbt.ok());

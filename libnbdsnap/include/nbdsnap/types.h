@@ -145,6 +145,8 @@ struct Snapshot {
   uint64_t memory_bytes = 0;
   std::string corruption_reason;
   int64_t taken_unix_ms = 0;
+  uint64_t take_hold_us = 0;   // how long the take held new writes at its origins (microseconds)
+  uint64_t take_drain_us = 0;  // how much of that it waited for writes in flight
 };
 
 // The `stats` command (docs/control.md): counters since the origin was attached / the snapshot taken.
