@@ -10,14 +10,14 @@
 
 #include "byte_ranges.h"
 #include "context.h"
+#include "nbdsnap/client.h"
 
 namespace nbdsnap::cli {
 
 std::vector<CommandSpec> cbt_command_specs();
 
-// Ranges per cbt-mark-dirty request: about 40 bytes each in JSON, so a request stays far below the control
-// protocol's 1 MiB line (docs/control.md).
-constexpr size_t kMarkDirtyRangesPerRequest = 16384;
+// Ranges per cbt-mark-dirty request: libnbdsnap's (nbdsnap/client.h).
+using client::kMarkDirtyRangesPerRequest;
 
 // Requests for `cbt mark-dirty ORIGIN RANGE...`: the ranges merged (marking is idempotent, so overlapping and
 // touching ranges are one), at most per_request of them in each. Throws CliError (usage) when there is no

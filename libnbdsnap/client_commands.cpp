@@ -114,7 +114,7 @@ Result<CbtRawMap> Client::cbt_whole_raw_map(const CbtQuery& query) {
 Result<void> Client::cbt_mark_dirty(const std::string& origin, const std::vector<ByteRange>& ranges) {
   // Long lists go in several requests, each far below the protocol's 1 MiB line (docs/control.md); marking
   // only adds to what a backup copies, so stopping at a failed request leaves a safe map.
-  constexpr size_t kPerRequest = 16384;
+  constexpr size_t kPerRequest = kMarkDirtyRangesPerRequest;
   size_t first = 0;
   do {
     const size_t last = std::min(ranges.size(), first + kPerRequest);

@@ -22,6 +22,9 @@ LIBRARY_VERSION = "0.1.0"
 
 NBD_GREETING_MAGIC = b"NBDMAGIC"
 MAXIMUM_EVENT_WAIT = 24 * 3600.0  # seconds: the server's bound (docs/control.md)
+# Ranges per cbt-mark-dirty request when cbt_mark_dirty splits a long list, as libnbdsnap's
+# kMarkDirtyRangesPerRequest (nbdsnap/client.h): far below the protocol's 1 MiB line.
+MARK_DIRTY_RANGES_PER_REQUEST = 16384
 
 
 class Error(Exception):
@@ -469,8 +472,9 @@ class Client:
         ranges (the protocol's lines are at most 1 MiB); an error stops at the failed request, the ones before it
         having been marked (harmless: marking only adds to what the next backup copies)."""
         ranges = [r if isinstance(r, dict) else {"offset": r[0], "length": r[1]} for r in ranges]
-        for first in range(0, max(len(ranges), 1), 16384):
-            self.call("cbt-mark-dirty", origin=origin, ranges=ranges[first:first + 16384])
+        for first in range(0, max(len(ranges), 1), MARK_DIRTY_RANGES_PER_REQUEST):
+            self.call("cbt-mark-dirty", origin=origin,
+                      ranges=ranges[first:first + MARK_DIRTY_RANGES_PER_REQUEST])
 
     def cbt_reset(self, origin):
         """Starts a new generation; returns it."""

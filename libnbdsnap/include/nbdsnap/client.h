@@ -40,6 +40,10 @@ namespace nbdsnap::client {
 // The library's version, "MAJOR.MINOR.PATCH" (the soname is libnbdsnap.so.MAJOR-ish: see docs/libnbdsnap.md).
 const char* library_version();
 
+// Ranges per cbt-mark-dirty request when cbt_mark_dirty() splits a long list: about 40 bytes each in JSON, so
+// a request stays far below the control protocol's 1 MiB line (docs/control.md).
+inline constexpr size_t kMarkDirtyRangesPerRequest = 16384;
+
 struct Options {
   // Bounds connecting and each call's wait for its reply (beyond what the command waits on the server).
   std::chrono::milliseconds timeout{30000};
@@ -136,8 +140,8 @@ class Client {
   // cbt_raw_map()'s, kGenerationChanged as cbt_changed_ranges().
   Result<CbtRawMap> cbt_whole_raw_map(const CbtQuery& query);
   // Marks ranges changed (for writes the tracker did not see). A long list is sent in requests of at most
-  // 16,384 ranges; an error stops at the failed request, the ones before it having been marked (harmless:
-  // marking only adds to what the next backup copies).
+  // kMarkDirtyRangesPerRequest ranges; an error stops at the failed request, the ones before it having been
+  // marked (harmless: marking only adds to what the next backup copies).
   Result<void> cbt_mark_dirty(const std::string& origin, const std::vector<ByteRange>& ranges);
   // Starts a new generation; returns it.
   Result<std::string> cbt_reset(const std::string& origin);
