@@ -403,6 +403,65 @@ void ChunkMap::release_buffers() noexcept {
   snapshot_.budget().release(released);
 }
 
+uint64_t ChunkMap::untouched_chunks(uint64_t first, uint64_t last) const {
+  const uint64_t limit = std::min(last - first + 1, kMaxChunksPerScan);
+  if (chunks_.empty()) return limit;  // nothing touched yet: the image of an unchanged origin
+  uint64_t count = 0;
+  while (count < limit && chunks_.count(first + count) == 0) ++count;
+  return count;
+}
+
+uint64_t ChunkMap::first_touched(uint64_t first, uint64_t last) const {
+  if (chunks_.empty()) return last + 1;
+  for (uint64_t index = first; index <= last; ++index) {
+    if (chunks_.count(index) != 0) return index;
+  }
+  return last + 1;
+}
+
+Status ChunkMap::read_touched(uint64_t index, uint8_t* out, uint64_t len, uint64_t in_chunk, bool may_wait) {
+  MutexLock lock(mutex_);
+  auto it = chunks_.find(index);  // present: chunks are never erased
+  while (it->second.state == ChunkState::copying) {
+    if (!may_wait) return {Errc::would_block, "a chunk of the image is being copied"};
+    waiters_of(index).wait(mutex_);
+    it = chunks_.find(index);
+  }
+  const Chunk chunk = it->second;  // a copy: the buffer stays alive without the lock
+  lock.unlock();
+  if (chunk.state == ChunkState::failed) return failed_chunk_status();
+  if (chunk.buffer) {
+    std::memcpy(out, chunk.buffer.get() + in_chunk, len);
+  } else if (Status s = snapshot_.storage().read(chunk.location, out, len, in_chunk); !s) {
+    snapshot_.corrupt(origin_name_, s.code(), "read of difference storage failed: " + s.message());
+    return snapshot_health();
+  }
+  return Status::ok();
+}
+
+Status ChunkMap::read_untouched(uint8_t* out, uint64_t len, uint64_t offset, BlockDevice* source,
+                                bool may_wait) {
+  BlockDevice* origin = origin_reader(source);
+  if (!origin) return {Errc::io_error, "no device to read origin '" + origin_name_ + "' from"};
+  if (Status s = origin->pread(out, len, offset); !s) return s;
+  // Chunks still absent now were not written during the read (writers insert first); the others are read
+  // again from their copies.
+  const uint64_t last = (offset + len - 1) / chunk_size_;
+  for (uint64_t index = offset / chunk_size_;; ++index) {
+    {
+      MutexLock lock(mutex_);
+      index = first_touched(index, last);
+    }
+    if (index > last) return Status::ok();
+    const uint64_t from = std::max(offset, index * chunk_size_);
+    const uint64_t to = std::min(offset + len, (index + 1) * chunk_size_);
+    if (Status s =
+            read_touched(index, out + (from - offset), to - from, from - index * chunk_size_, may_wait);
+        !s)
+      return s;
+  }
+}
+
 Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {
   if (Status s = check_range(origin_size_, offset, len); !s) return s;
   IoGate::Pass pass(image_io_);
@@ -412,31 +471,18 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
   auto* out = static_cast<uint8_t*>(buf);
   while (len > 0) {
     const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
-    const uint64_t n = std::min(len, chunk_size_ - in_chunk);
-    MutexLock lock(mutex_);
-    auto it = chunks_.find(index);
-    if (it == chunks_.end()) {
-      lock.unlock();
-      if (Status s = read_piece(out, n, offset, source); !s) return s;
-      lock.lock();
-      it = chunks_.find(index);
-      // Still absent: no write reached the origin here during our read (writers insert first).
+    uint64_t untouched;
+    {
+      MutexLock lock(mutex_);
+      untouched = untouched_chunks(index, (offset + len - 1) / chunk_size_);
     }
-    while (it != chunks_.end() && it->second.state == ChunkState::copying) {
-      if (!may_wait) return {Errc::would_block, "a chunk of the image is being copied"};
-      waiters_of(index).wait(mutex_);
-      it = chunks_.find(index);
-    }
-    if (it != chunks_.end()) {
-      const Chunk chunk = it->second;  // a copy: the buffer stays alive without the lock
-      lock.unlock();
-      if (chunk.state == ChunkState::failed) return failed_chunk_status();
-      if (chunk.buffer) {
-        std::memcpy(out, chunk.buffer.get() + in_chunk, n);
-      } else if (Status s = snapshot_.storage().read(chunk.location, out, n, in_chunk); !s) {
-        snapshot_.corrupt(origin_name_, s.code(), "read of difference storage failed: " + s.message());
-        return snapshot_health();
-      }
+    uint64_t n;
+    if (untouched > 0) {
+      n = std::min(len, (index + untouched) * chunk_size_ - offset);
+      if (Status s = read_untouched(out, n, offset, source, may_wait); !s) return s;
+    } else {
+      n = std::min(len, chunk_size_ - in_chunk);
+      if (Status s = read_touched(index, out, n, in_chunk, may_wait); !s) return s;
     }
     out += n;
     offset += n;
@@ -483,6 +529,39 @@ Status ChunkMap::write(const void* buf, uint64_t len, uint64_t offset, BlockDevi
   return snapshot_health();
 }
 
+template <typename Add>
+void ChunkMap::untouched_extents(uint64_t offset, uint64_t len, BlockDevice* origin, Add&& add) {
+  std::vector<Extent> found;
+  if (!origin || !origin->extents(offset, len, found).is_ok()) {
+    add(offset, len, false);  // unknown: data is always a safe answer
+    return;
+  }
+  // Chunks touched during the query: the origin's answer there may describe new data.
+  const uint64_t first = offset / chunk_size_, last = (offset + len - 1) / chunk_size_;
+  std::vector<uint64_t> touched;
+  {
+    MutexLock lock(mutex_);
+    for (uint64_t index = first_touched(first, last); index <= last; index = first_touched(index + 1, last))
+      touched.push_back(index);
+  }
+  uint64_t at = offset;                 // everything before it is added
+  auto add_found = [&](uint64_t end) {  // the origin's extents over [at, end)
+    for (const Extent& e : found) {
+      const uint64_t from = std::max(e.offset, at), to = std::min(e.offset + e.length, end);
+      if (from < to) add(from, to - from, e.hole && e.zero);
+    }
+    at = end;
+  };
+  for (uint64_t index : touched) {
+    const uint64_t from = std::max(offset, index * chunk_size_);
+    const uint64_t to = std::min(offset + len, (index + 1) * chunk_size_);
+    add_found(from);
+    add(from, to - from, false);
+    at = to;
+  }
+  add_found(offset + len);
+}
+
 Status ChunkMap::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source) {
   if (Status s = check_range(origin_size_, offset, len); !s) return s;
   IoGate::Pass pass(image_io_);
@@ -498,23 +577,18 @@ Status ChunkMap::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out
   };
   while (len > 0) {
     const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
-    const uint64_t n = std::min(len, chunk_size_ - in_chunk);
-    bool copied;
+    uint64_t untouched;
     {
       MutexLock lock(mutex_);
-      copied = chunks_.count(index) != 0;
+      untouched = untouched_chunks(index, (offset + len - 1) / chunk_size_);
     }
-    std::vector<Extent> piece;
-    if (!copied && origin && origin->extents(offset, n, piece).is_ok()) {
-      MutexLock lock(mutex_);
-      copied = chunks_.count(index) != 0;  // copied meanwhile: the origin's answer may describe new data
+    uint64_t n;
+    if (untouched > 0) {
+      n = std::min(len, (index + untouched) * chunk_size_ - offset);
+      untouched_extents(offset, n, origin, add);
     } else {
-      copied = true;
-    }
-    if (copied) {
-      add(offset, n, false);
-    } else {
-      for (const Extent& e : piece) add(e.offset, e.length, e.hole && e.zero);
+      n = std::min(len, chunk_size_ - in_chunk);
+      add(offset, n, false);  // copied: its old data is in memory or difference storage
     }
     offset += n;
     len -= n;
