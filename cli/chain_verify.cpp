@@ -21,8 +21,10 @@ uint64_t size_of(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
 }
 
-// What is wrong with one point's own file, or "".
-std::string check_point(const ChainDirectory& chain, const ChainPoint& point, ProgressBar& bar) {
+// What is wrong with one point's own file, or "". With `base_damaged` only its checksum is checked: QEMU's
+// checks open the backing chain, and a damaged base may be a FIFO, whose open blocks qemu-img for ever.
+std::string check_point(const ChainDirectory& chain, const ChainPoint& point, bool base_damaged,
+                        ProgressBar& bar) {
   if (point.state == "writing")
     return "unfinished: a backup that did not complete (the next backup removes it)";
   if (point.state == "pruning")
@@ -54,6 +56,7 @@ std::string check_point(const ChainDirectory& chain, const ChainPoint& point, Pr
     return path + " is damaged: its " + digest_name(*algorithm) + " is " + digest + ", the manifest says " +
            recorded;
   }
+  if (base_damaged) return {};
   if (std::string findings = qemu_img_check(path); !findings.empty()) return path + ": " + findings;
   const QemuImageInfo info = qemu_img_info(path);
   std::string expected_backing;
@@ -86,8 +89,9 @@ std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::str
   std::map<std::string, std::string> damaged;  // point -> why
   ProgressBar bar("verify", total, terminal, stderr, machine);
   for (const ChainPoint* point : points) {  // oldest first: a base is checked before its overlays
-    PointCheck check{point->name, chain.file_of(*point), check_point(chain, *point, bar)};
     auto base = damaged.find(point->backing);
+    PointCheck check{point->name, chain.file_of(*point),
+                     check_point(chain, *point, base != damaged.end(), bar)};
     if (check.problem.empty() && base != damaged.end()) {
       check.problem = "built on point " + point->backing + ", which is damaged";
     }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# test-cli-backup-chain-damage.sh — damaged chain files are named, never read for ever: a point file replaced
+# by a symbolic link to a FIFO or to /dev/zero makes `backup verify` name it at once (it used to block on the
+# FIFO's open, or hash /dev/zero without end).
+# Usage: test-cli-backup-chain-damage.sh NBDSNAP NBDSNAPD
+NBDSNAP=$1
+source "$(dirname "$0")/../functions.sh"
+NBDSNAPD=$2
+requires qemu-img --version
+requires qemu-nbd --version
+
+truncate -s 16M "$dir/disk.img"
+start_nbdsnapd --origin "disk=$dir/disk.img"
+chain=$dir/chain
+write 0x11 0 4M disk
+run_cli 0 snapshot create s1 --origin disk --storage "$dir/s1.diff:8M"
+run_cli 0 snapshot take s1
+run_cli 0 backup --image "$(uri disk@s1)" --format qcow2 --to "$chain"
+qemu-img convert -f raw -O raw "$(uri disk@s1)" "$dir/at-s1.img"
+run_cli 0 snapshot destroy s1
+write 0x22 2M 4M disk
+run_cli 0 snapshot create s2 --origin disk --storage "$dir/s2.diff:8M"
+run_cli 0 snapshot take s2
+run_cli 0 backup --image "$(uri disk@s2)" --format qcow2 --to "$chain" --since s1
+qemu-img convert -f raw -O raw "$(uri disk@s2)" "$dir/at-s2.img"
+run_cli 0 snapshot destroy s2
+base=$chain/0001.qcow2
+mv "$base" "$dir/saved.qcow2"
+
+mkfifo "$dir/fifo"
+for target in "$dir/fifo" /dev/zero; do
+  ln -sfn "$target" "$base"
+  run_cli_within 20 1 backup verify "$chain"
+  expect_out "^0001 .*0001.qcow2 is not a regular file"
+  expect_out "^0002 .*built on point 0001, which is damaged"
+  ((elapsed_ms < 10000)) || fail "verify took $elapsed_ms ms to name the $target in 0001's place"
+done
+pass "a symbolic link to a FIFO or to /dev/zero in a point file's place: verify names it at once"
+rm "$base"
+mv "$dir/saved.qcow2" "$base"
+run_cli 0 backup verify "$chain"
