@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# test-cli-backup-chain-damage.sh — damaged chain files are named, never read for ever: a point file replaced
-# by a symbolic link to a FIFO or to /dev/zero makes `backup verify` name it at once (it used to block on the
-# FIFO's open, or hash /dev/zero without end).
+# test-cli-backup-chain-damage.sh — damaged chain files are named, never read for ever or restored
+# from: a point file replaced by a symbolic link to a FIFO or to /dev/zero makes `backup verify` name it at
+# once (it used to block on the FIFO's open, or hash /dev/zero without end); a point file cut short is refused
+# by restore (QEMU read the missing end as zeroes, and the restore succeeded with other data).
 # Usage: test-cli-backup-chain-damage.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -40,3 +41,16 @@ pass "a symbolic link to a FIFO or to /dev/zero in a point file's place: verify 
 rm "$base"
 mv "$dir/saved.qcow2" "$base"
 run_cli 0 backup verify "$chain"
+
+# Cut short by 4 KiB (a copy of the chain that ran out of space): restore refuses both points.
+cp "$base" "$dir/saved.qcow2"
+truncate -s -4096 "$base"
+for point in 0001 0002; do
+  run_cli 4 restore "$chain" --point $point --to "$dir/restored.img"
+  expect_err "point $point cannot be restored: .*0001.qcow2 \\(point 0001\\) holds [0-9]+ bytes, the manifest says [0-9]+"
+done
+cp "$dir/saved.qcow2" "$base"
+run_cli 0 restore "$chain" --point 0002 --to "$dir/restored.img"
+cmp "$dir/restored.img" "$dir/at-s2.img" || fail "point 0002 differs from s2"
+pass "a point file cut short: restore refuses every point built on it; whole again, 0002 restores exactly"
+
