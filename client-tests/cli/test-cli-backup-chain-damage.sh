@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: BSD-3-Clause
-# test-cli-backup-chain-damage.sh — damaged chain files are named, never read for ever or restored
-# from: a point file replaced by a symbolic link to a FIFO or to /dev/zero makes `backup verify` name it at
+# test-cli-backup-chain-damage.sh — damaged chain files are named, never read for ever, restored from or
+# merged: a point file replaced by a symbolic link to a FIFO or to /dev/zero makes `backup verify` name it at
 # once (it used to block on the FIFO's open, or hash /dev/zero without end); a point file cut short is refused
-# by restore (QEMU read the missing end as zeroes, and the restore succeeded with other data).
+# by restore (QEMU read the missing end as zeroes, and the restore succeeded with other data); a prune that
+# would merge a damaged file refuses and changes nothing (it recorded a new checksum over the damage, and the
+# damaged point verified).
 # Usage: test-cli-backup-chain-damage.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -54,3 +56,18 @@ run_cli 0 restore "$chain" --point 0002 --to "$dir/restored.img"
 cmp "$dir/restored.img" "$dir/at-s2.img" || fail "point 0002 differs from s2"
 pass "a point file cut short: restore refuses every point built on it; whole again, 0002 restores exactly"
 
+# A data cluster of 0001 that 0002 does not overwrite (offset 0) damaged: prune --keep 1 would merge it.
+manifest=$(cat "$chain/nbdsnap-chain.json")
+offset=$(qemu-img map -f qcow2 --output=json "$base" | jq '[.[] | select(.data and .start == 0)][0].offset')
+printf '\xff\xff\xff\xff' | dd of="$base" bs=1 seek="$offset" conv=notrunc status=none
+run_cli 4 backup prune "$chain" --keep 1
+expect_err "nothing changed: point 0002 would be merged with point 0001, which is not sound \\(.*0001.qcow2 is damaged"
+[[ $(cat "$chain/nbdsnap-chain.json") == "$manifest" ]] || fail "the refused prune changed the manifest"
+run_cli 1 backup verify "$chain"
+expect_out "^0001 .*is damaged"
+cp "$dir/saved.qcow2" "$base"
+run_cli 0 backup prune "$chain" --keep 1
+run_cli 0 backup verify "$chain"
+run_cli 0 restore "$chain" --point 0002 --to "$dir/restored.img"
+cmp "$dir/restored.img" "$dir/at-s2.img" || fail "point 0002 differs from s2 after the prune"
+pass "a prune that would merge a damaged file refuses and changes nothing; whole again, it merges exactly"
