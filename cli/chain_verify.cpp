@@ -32,29 +32,31 @@ std::string check_point(const ChainDirectory& chain, const ChainPoint& point, bo
   if (point.state != "complete") return "in an unknown state '" + point.state + "'";
   const std::string path = chain.file_of(point);
   if (!path_exists(path)) return path + " is missing";
-  // The checksum this version knows that comes first in its order of preference (file_digest.h).
-  std::optional<DigestAlgorithm> algorithm;
-  std::string recorded;
+  // Every checksum this version knows, in its order of preference (file_digest.h): a manifest recording two
+  // that disagree is damaged whichever is wrong (the file or the manifest), not fine because the preferred
+  // one matches. Only the first counts towards the progress (the total is one read per file).
+  std::map<DigestAlgorithm, std::string> known;
   for (const auto& [key, value] : point.checksums) {
-    const std::optional<DigestAlgorithm> known = digest_of_key(key);
-    if (known && (!algorithm || *known < *algorithm)) {
-      algorithm = known;
-      recorded = value;
-    }
+    if (const std::optional<DigestAlgorithm> algorithm = digest_of_key(key)) known[*algorithm] = value;
   }
-  if (!algorithm) {
+  if (known.empty()) {
     return "the manifest records no checksum of " + path +
            " that this version of nbdsnap knows (it knows file_xxh3_128 and file_sha256)";
   }
-  std::string digest;
-  try {
-    digest = file_digest(path, *algorithm, [&](uint64_t bytes) { bar.add(bytes); });
-  } catch (const CliError& error) {
-    return error.what();
-  }
-  if (digest != recorded) {
-    return path + " is damaged: its " + digest_name(*algorithm) + " is " + digest + ", the manifest says " +
-           recorded;
+  bool first = true;
+  for (const auto& [algorithm, recorded] : known) {
+    std::string digest;
+    try {
+      digest = first ? file_digest(path, algorithm, [&](uint64_t bytes) { bar.add(bytes); })
+                     : file_digest(path, algorithm);
+    } catch (const CliError& error) {
+      return error.what();
+    }
+    if (digest != recorded) {
+      return path + " is damaged: its " + digest_name(algorithm) + " is " + digest + ", the manifest says " +
+             recorded;
+    }
+    first = false;
   }
   if (base_damaged) return {};
   if (std::string findings = qemu_img_check(path); !findings.empty()) return path + ": " + findings;

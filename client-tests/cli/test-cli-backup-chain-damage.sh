@@ -5,7 +5,8 @@
 # once (it used to block on the FIFO's open, or hash /dev/zero without end); a point file cut short is refused
 # by restore (QEMU read the missing end as zeroes, and the restore succeeded with other data); a prune that
 # would merge a damaged file refuses and changes nothing (it recorded a new checksum over the damage, and the
-# damaged point verified).
+# damaged point verified); a manifest recording two checksums of a file that disagree names the point,
+# whichever one is wrong (verify used to check the preferred one only).
 # Usage: test-cli-backup-chain-damage.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -43,6 +44,23 @@ pass "a symbolic link to a FIFO or to /dev/zero in a point file's place: verify 
 rm "$base"
 mv "$dir/saved.qcow2" "$base"
 run_cli 0 backup verify "$chain"
+
+# Both checksums recorded, one of them wrong: the point is named either way.
+manifest=$chain/nbdsnap-chain.json
+cp "$manifest" "$dir/manifest.good"
+sha=$(sha256sum "$base" | cut -d' ' -f1)
+xxh=$(jq -r '.points[0].checksums.file_xxh3_128' "$manifest")
+jq '.points[0].checksums.file_sha256 = "00"' "$dir/manifest.good" >"$manifest"
+run_cli 1 backup verify "$chain"
+expect_out "^0001 .*0001.qcow2 is damaged: its SHA-256 is $sha, the manifest says 00"
+jq --arg sha "$sha" '.points[0].checksums.file_sha256 = $sha | .points[0].checksums.file_xxh3_128 = "00"' \
+  "$dir/manifest.good" >"$manifest"
+run_cli 1 backup verify "$chain"
+expect_out "^0001 .*0001.qcow2 is damaged: its XXH3-128 is $xxh, the manifest says 00"
+jq --arg sha "$sha" '.points[0].checksums.file_sha256 = $sha' "$dir/manifest.good" >"$manifest"
+run_cli 0 backup verify "$chain"
+cp "$dir/manifest.good" "$manifest"
+pass "two checksums of a file that disagree name the point, whichever is wrong; two that agree verify"
 
 # Cut short by 4 KiB (a copy of the chain that ran out of space): restore refuses both points.
 cp "$base" "$dir/saved.qcow2"
