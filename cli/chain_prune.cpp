@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <cstdio>
 
+#include "chain_verify.h"
 #include "exit_codes.h"
 #include "file_digest.h"
 #include "qemu_tools.h"
@@ -51,6 +52,19 @@ void merge_into(ChainDirectory& chain, const std::string& kept_name, const std::
   chain.save();
 }
 
+// A merge writes the kept point's chain into one file and records a new checksum of it: damage in any file
+// of that chain would become part of a point that verifies. So those files are checked first (as `backup
+// verify --point` does), and a damaged one stops the prune before anything changes.
+void refuse_to_merge_damage(const ChainDirectory& chain, const std::string& kept_name) {
+  for (const PointCheck& check : verify_chain(chain, kept_name, /*terminal=*/false, nullptr)) {
+    if (check.problem.empty()) continue;
+    throw CliError(ExitCode::io_error, "backup prune: nothing changed: point " + kept_name +
+                                           " would be merged with point " + check.point +
+                                           ", which is not sound (" + check.problem +
+                                           "); a merge would record a checksum over the damage");
+  }
+}
+
 }  // namespace
 
 PruneResult prune_chain(ChainDirectory& chain, size_t keep) {
@@ -62,6 +76,7 @@ PruneResult prune_chain(ChainDirectory& chain, size_t keep) {
     if (going.count(point.name) == 0) result.kept.push_back(point.name);
   }
   if (plan.empty()) return result;
+  if (plan.merge_into) refuse_to_merge_damage(chain, *plan.merge_into);
   for (ChainPoint& point : manifest.points) {
     if (going.count(point.name) != 0) point.state = "pruning";
   }

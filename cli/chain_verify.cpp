@@ -21,8 +21,10 @@ uint64_t size_of(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? static_cast<uint64_t>(info.st_size) : 0;
 }
 
-// What is wrong with one point's own file, or "".
-std::string check_point(const ChainDirectory& chain, const ChainPoint& point, ProgressBar& bar) {
+// What is wrong with one point's own file, or "". With `base_damaged` only its checksum is checked: QEMU's
+// checks open the backing chain, and a damaged base may be a FIFO, whose open blocks qemu-img for ever.
+std::string check_point(const ChainDirectory& chain, const ChainPoint& point, bool base_damaged,
+                        ProgressBar& bar) {
   if (point.state == "writing")
     return "unfinished: a backup that did not complete (the next backup removes it)";
   if (point.state == "pruning")
@@ -30,30 +32,33 @@ std::string check_point(const ChainDirectory& chain, const ChainPoint& point, Pr
   if (point.state != "complete") return "in an unknown state '" + point.state + "'";
   const std::string path = chain.file_of(point);
   if (!path_exists(path)) return path + " is missing";
-  // The checksum this version knows that comes first in its order of preference (file_digest.h).
-  std::optional<DigestAlgorithm> algorithm;
-  std::string recorded;
+  // Every checksum this version knows, in its order of preference (file_digest.h): a manifest recording two
+  // that disagree is damaged whichever is wrong (the file or the manifest), not fine because the preferred
+  // one matches. Only the first counts towards the progress (the total is one read per file).
+  std::map<DigestAlgorithm, std::string> known;
   for (const auto& [key, value] : point.checksums) {
-    const std::optional<DigestAlgorithm> known = digest_of_key(key);
-    if (known && (!algorithm || *known < *algorithm)) {
-      algorithm = known;
-      recorded = value;
-    }
+    if (const std::optional<DigestAlgorithm> algorithm = digest_of_key(key)) known[*algorithm] = value;
   }
-  if (!algorithm) {
+  if (known.empty()) {
     return "the manifest records no checksum of " + path +
            " that this version of nbdsnap knows (it knows file_xxh3_128 and file_sha256)";
   }
-  std::string digest;
-  try {
-    digest = file_digest(path, *algorithm, [&](uint64_t bytes) { bar.add(bytes); });
-  } catch (const CliError& error) {
-    return error.what();
+  bool first = true;
+  for (const auto& [algorithm, recorded] : known) {
+    std::string digest;
+    try {
+      digest = first ? file_digest(path, algorithm, [&](uint64_t bytes) { bar.add(bytes); })
+                     : file_digest(path, algorithm);
+    } catch (const CliError& error) {
+      return error.what();
+    }
+    if (digest != recorded) {
+      return path + " is damaged: its " + digest_name(algorithm) + " is " + digest + ", the manifest says " +
+             recorded;
+    }
+    first = false;
   }
-  if (digest != recorded) {
-    return path + " is damaged: its " + digest_name(*algorithm) + " is " + digest + ", the manifest says " +
-           recorded;
-  }
+  if (base_damaged) return {};
   if (std::string findings = qemu_img_check(path); !findings.empty()) return path + ": " + findings;
   const QemuImageInfo info = qemu_img_info(path);
   std::string expected_backing;
@@ -86,8 +91,9 @@ std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::str
   std::map<std::string, std::string> damaged;  // point -> why
   ProgressBar bar("verify", total, terminal, stderr, machine);
   for (const ChainPoint* point : points) {  // oldest first: a base is checked before its overlays
-    PointCheck check{point->name, chain.file_of(*point), check_point(chain, *point, bar)};
     auto base = damaged.find(point->backing);
+    PointCheck check{point->name, chain.file_of(*point),
+                     check_point(chain, *point, base != damaged.end(), bar)};
     if (check.problem.empty() && base != damaged.end()) {
       check.problem = "built on point " + point->backing + ", which is damaged";
     }

@@ -9,6 +9,7 @@
 
 #include <fcntl.h>
 #include <nettle/sha2.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -91,8 +92,17 @@ std::optional<DigestAlgorithm> digest_of_key(const std::string& key) {
 
 std::string file_digest(const std::string& path, DigestAlgorithm algorithm,
                         const std::function<void(uint64_t)>& progress) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a FIFO put in a point file's place must not block the open for ever (regular files ignore
+  // the flag); a FIFO or a device (/dev/zero never ends) is no chain file, and its reading would be
+  // unbounded.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw CliError(ExitCode::io_error, path + ": " + std::strerror(errno));
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    throw CliError(ExitCode::io_error,
+                   path + " is not a regular file (a FIFO, device or directory in its place)");
+  }
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   Digest digest(algorithm);
   auto buffer = std::make_unique<uint8_t[]>(kReadSize);

@@ -32,7 +32,7 @@ std::optional<DigestAlgorithm> digest_of_key(const std::string& key);
 
 // Lowercase hex digest of the file's bytes (XXH3-128 in its canonical big-endian form, as xxhsum prints it).
 // `progress` (if set) is told the bytes read as it goes. Throws CliError (io_error) naming the file when it
-// cannot be read.
+// cannot be read or is not a regular file (a FIFO would block, a device such as /dev/zero never end).
 std::string file_digest(const std::string& path, DigestAlgorithm algorithm,
                         const std::function<void(uint64_t)>& progress = {});
 

@@ -2,6 +2,7 @@
 // qemu_convert.cpp — qemu-img convert and compare with progress and a stall bound (qemu_convert.h).
 #include "qemu_convert.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -117,21 +118,27 @@ ProgramResult run_with_progress(const std::vector<std::string>& argv, const std:
 }  // namespace
 
 bool qemu_can_read_uri(const std::string& uri) {
+  // QEMU's rules (block/nbd.c, nbd_parse_uri, QEMU 7.2), stricter than libnbd's: a URI QEMU refuses would
+  // fail the backup ("No valid URL specified") where the copier reads it. libnbd takes the last of several
+  // socket= parameters, ignores a host in nbd+unix:// and connects to localhost for nbd:///; QEMU refuses
+  // each, and splits the query at ';' as well as '&'.
   const size_t scheme_end = uri.find("://");
   if (scheme_end == std::string::npos) return false;
   const std::string scheme = uri.substr(0, scheme_end);
-  if (scheme != "nbd" && scheme != "nbd+tcp" && scheme != "nbd+unix") return false;
-  const size_t query = uri.find('?', scheme_end);
-  if (query == std::string::npos) return true;
-  std::string rest = uri.substr(query + 1);
-  if (const size_t fragment = rest.find('#'); fragment != std::string::npos) return false;
-  for (size_t start = 0; start <= rest.size();) {
-    const size_t end = std::min(rest.find('&', start), rest.size());
-    const std::string parameter = rest.substr(start, end - start);
-    if (parameter.rfind("socket=", 0) != 0) return false;
-    start = end + 1;
-  }
-  return true;
+  const bool unix_socket = scheme == "nbd+unix";
+  if (scheme != "nbd" && scheme != "nbd+tcp" && !unix_socket) return false;
+  const size_t authority_start = scheme_end + 3;
+  const size_t authority_end = std::min(uri.find_first_of("/?#", authority_start), uri.size());
+  std::string host = uri.substr(authority_start, authority_end - authority_start);
+  if (const size_t user = host.rfind('@'); user != std::string::npos) host.erase(0, user + 1);
+  const size_t query = uri.find('?', authority_end);
+  if (uri.find('#', authority_end) != std::string::npos) return false;
+  if (!unix_socket) return !host.empty() && host[0] != ':' && query == std::string::npos;
+  // nbd+unix: no host or port, exactly one parameter, socket=.
+  if (!host.empty() || query == std::string::npos) return false;
+  const std::string parameters = uri.substr(query + 1);
+  return parameters.rfind("socket=", 0) == 0 && parameters.size() > 7 &&
+         parameters.find_first_of("&;") == std::string::npos;
 }
 
 void qemu_img_convert_to_qcow2(const std::string& uri, const std::string& path, mode_t mode,

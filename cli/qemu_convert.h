@@ -24,8 +24,8 @@ namespace nbdsnap::cli {
 
 class ProgressBar;
 
-// Whether QEMU can open this NBD URI as given: scheme nbd, nbd+tcp or nbd+unix, and no query parameter but
-// socket=. Pure.
+// Whether QEMU can open this NBD URI as given and reads the export libnbd would: nbd:// or nbd+tcp:// with a
+// host and no query, or nbd+unix:// with no host and exactly one parameter, socket=; no fragment. Pure.
 bool qemu_can_read_uri(const std::string& uri);
 
 // Writes the whole image at `uri` (raw) into `path` as a new qcow2 file with no backing file and the given

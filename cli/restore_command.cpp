@@ -61,9 +61,22 @@ void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
       throw CliError(ExitCode::server_error, "point " + point.name + " cannot be restored: point " +
                                                  link->name + " it is built on is " + link->state);
     }
-    if (!path_exists(chain.file_of(*link))) {
-      throw CliError(ExitCode::io_error, "point " + point.name + " cannot be restored: " +
-                                             chain.file_of(*link) + " (point " + link->name + ") is missing");
+    const std::string path = chain.file_of(*link);
+    if (!path_exists(path)) {
+      throw CliError(ExitCode::io_error, "point " + point.name + " cannot be restored: " + path + " (point " +
+                                             link->name + ") is missing");
+    }
+    // A file cut short (a copy of the chain that ran out of space) reads as zeroes past its end: QEMU
+    // restores from it without an error. Its size is what the manifest recorded when it was complete.
+    struct stat info {};
+    const bool regular = ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
+    if (!regular || (link->file_bytes != 0 && static_cast<uint64_t>(info.st_size) != link->file_bytes)) {
+      throw CliError(ExitCode::io_error,
+                     "point " + point.name + " cannot be restored: " + path + " (point " + link->name + ") " +
+                         (regular ? "holds " + std::to_string(info.st_size) + " bytes, the manifest says " +
+                                        std::to_string(link->file_bytes)
+                                  : std::string("is not a regular file")) +
+                         ": it is damaged (nbdsnap backup verify " + chain.path() + " names the damage)");
     }
   }
 }

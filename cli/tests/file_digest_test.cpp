@@ -8,6 +8,7 @@
 #include <fstream>
 #include <string>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "exit_codes.h"
@@ -37,6 +38,19 @@ TEST_CASE("a file's digest equals the digest of its bytes, over many read blocks
   }
   ::unlink(path);
   CHECK_THROWS_AS(file_digest(path, kChainDigest), CliError);
+}
+
+TEST_CASE("a FIFO, a device or a directory in a file's place is refused at once, not read for ever") {
+  char directory[] = "/tmp/nbdsnap-digest-XXXXXX";
+  REQUIRE(::mkdtemp(directory) != nullptr);
+  const std::string fifo = std::string(directory) + "/fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(file_digest(fifo, kChainDigest), doctest::Contains("is not a regular file"), CliError);
+  CHECK_THROWS_WITH_AS(file_digest("/dev/zero", kChainDigest), doctest::Contains("is not a regular file"),
+                       CliError);
+  CHECK_THROWS_AS(file_digest(directory, kChainDigest), CliError);
+  ::unlink(fifo.c_str());
+  ::rmdir(directory);
 }
 
 TEST_CASE("manifest keys name their algorithms, and new points use XXH3-128") {

@@ -19,6 +19,19 @@ TEST_CASE("qemu-img reads plain NBD URIs, not TLS ones or libnbd-only parameters
   CHECK_FALSE(qemu_can_read_uri("nbd://host/disk?tls=require"));
   CHECK_FALSE(qemu_can_read_uri("nbd+vsock://2:10809/disk"));
   CHECK_FALSE(qemu_can_read_uri("nbd+unix:///disk?socket=/s#frag"));
+  CHECK(qemu_can_read_uri("nbd+unix://agent@/disk@s1?socket=/s"));
+  CHECK(qemu_can_read_uri("nbd://agent@127.0.0.1/disk@s1"));
+  // libnbd opens these (the last socket=, the host ignored, localhost), QEMU refuses them: the copier's.
+  CHECK_FALSE(qemu_can_read_uri("nbd+unix:///disk?socket=/s&socket=/t"));
+  CHECK_FALSE(qemu_can_read_uri("nbd+unix:///disk?socket=/s;socket=/t"));
+  CHECK_FALSE(qemu_can_read_uri("nbd+unix://localhost/disk?socket=/s"));
+  CHECK_FALSE(qemu_can_read_uri("nbd+unix://:5/disk?socket=/s"));
+  CHECK_FALSE(qemu_can_read_uri("nbd+unix:///disk?socket="));
+  CHECK_FALSE(qemu_can_read_uri("nbd+unix:///disk"));
+  CHECK_FALSE(qemu_can_read_uri("nbd:///disk"));
+  CHECK_FALSE(qemu_can_read_uri("nbd://:10809/disk"));
+  CHECK_FALSE(qemu_can_read_uri("nbd://host/disk?socket=/s"));
+  CHECK_FALSE(qemu_can_read_uri("nbd://host/disk#frag"));
   CHECK_FALSE(qemu_can_read_uri("/tmp/plain/file"));
   CHECK_FALSE(qemu_can_read_uri(""));
 }
