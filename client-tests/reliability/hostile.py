@@ -193,17 +193,21 @@ def never_reads(n_requests):
 def admitted_control():
     """A control connection the server serves. The sessions of the clients just dropped may still hold their
     places (their threads end when they see the close, later under ASan and load), so one more can be refused
-    `busy`, as the session cap says; wait (bounded) for a place rather than flood a closed socket."""
+    `busy`, as the session cap says, and closed, even before the request is sent (EPIPE); wait (bounded) for a
+    place rather than flood a closed socket."""
     deadline = time.monotonic() + 30
     while True:
         c = raw(CTL)
-        c.sendall(b'{"command":"version"}\n')
         reply = b""
-        while not reply.endswith(b"\n"):
-            data = c.recv(65536)
-            if not data:
-                break
-            reply += data
+        try:
+            c.sendall(b'{"command":"version"}\n')
+            while not reply.endswith(b"\n"):
+                data = c.recv(65536)
+                if not data:
+                    break
+                reply += data
+        except OSError as error:  # refused `busy` and closed before the request arrived (EPIPE, ECONNRESET)
+            reply = repr(error).encode()
         if b'"busy"' not in reply and reply.endswith(b"\n"):
             return c
         c.close()
