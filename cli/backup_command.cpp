@@ -299,8 +299,9 @@ void print_report(Context& context, const BackupJob& job, const BackupReport& re
   list.add("checkpoint", report.checkpoint.empty()
                              ? "none (the next backup will be full)"
                              : report.checkpoint + " (generation " + report.generation + ")");
-  list.add("verify", job.verify ? "ok, " + format_size(report.verify_bytes_read) + " re-read, checksums match"
-                                : "not requested");
+  list.add("verify",
+           job.verify ? "ok, " + format_size(report.verify_bytes_read) + " re-read, " + report.verify_result
+                      : "not requested");
   list.add("bytes read", std::to_string(report.bytes_read) + " (" + format_size(report.bytes_read) + ")");
   context.out() << list.render();
 }

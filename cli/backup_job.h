@@ -42,6 +42,7 @@ struct BackupReport {
   uint64_t bytes_written = 0;
   uint64_t bytes_zeroed = 0;
   uint64_t verify_bytes_read = 0;
+  std::string verify_result = "checksums match";  // how --verify found the copy right, for the summary
   double seconds = 0;
 };
 

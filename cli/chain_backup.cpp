@@ -138,6 +138,7 @@ void convert_into_point(const std::string& path, mode_t mode, const BackupJob& j
                      "verify failed: " + path + " does not read as the image: " + difference);
     }
     report.verify_bytes_read = total;
+    report.verify_result = "qemu-img compare: identical";
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }

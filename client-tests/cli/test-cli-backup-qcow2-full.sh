@@ -86,7 +86,9 @@ run_cli 0 origin attach odd "$dir/odd.img"
 run_cli 0 snapshot create o1 --origin odd --storage "$dir/o1.diff:8M"
 run_cli 0 snapshot take o1
 run_cli 0 backup --image "$(uri odd@o1)" --format qcow2 --to "$dir/odd-chain" --verify
+expect_out '^verify: +ok, .* re-read, qemu-img compare: identical$'
 run_cli 0 backup --image "$(uri odd@o1)" --format qcow2 --to "$dir/odd-chain-copier" --requests 4 --verify
+expect_out '^verify: +ok, .* re-read, checksums match$'
 run_cli 0 snapshot destroy o1
 write 0x66 1048000 676 odd  # up to the last byte
 cp "$dir/odd.img" "$dir/odd-at-o2.img"
