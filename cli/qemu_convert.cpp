@@ -123,7 +123,7 @@ ProgramResult run_with_progress(const std::vector<std::string>& argv, const std:
 class WriteBehind {
  public:
   explicit WriteBehind(const std::string& path)
-      : thread_([path](std::stop_token stop) {
+      : thread_([path](const std::stop_token& stop) {
           const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
           if (fd < 0) return;
           while (!stop.stop_requested()) {
