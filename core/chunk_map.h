@@ -104,7 +104,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // caller is inside the origin's write gate.
   bool unshare_for_write(uint64_t offset, uint64_t len) noexcept EXCLUDES(mutex_, unshare_mutex_);
 
-  // Writes a chunk held in memory to difference storage (the snapshot's writeback threads call this).
+  // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
   void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);
   // Frees the old data held in memory and gives its buffer budget back: the snapshot was destroyed, or the
   // origin dropped, so nobody reads it again (invariant 4: a client that keeps a destroyed image open must

@@ -40,9 +40,6 @@ struct EngineConfig {
   unsigned checkpoints_kept = kDefaultCheckpointsKept;
   // How difference-storage files are opened: none bypasses the page cache (O_DIRECT, core/direct_io.h).
   FileCache storage_cache = FileCache::writeback;
-  // Threads per snapshot writing buffered chunks to difference storage; 0: one over the page cache, four
-  // when storage_cache is none (snapshot.h says why).
-  unsigned writeback_threads = 0;
   // Whether copy-on-write may preserve a chunk by sharing the origin file's extents with difference storage
   // (extent_clone.h) where both are files on one file system that can (XFS reflink=1, btrfs).
   ReflinkMode reflink = ReflinkMode::automatic;

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <system_error>
 
 namespace nbdsnap {
 
@@ -38,15 +37,7 @@ Snapshot::Snapshot(std::string name, const SnapshotOptions& options, const Engin
           },
           config.wrap_storage_device, config.storage_cache),
       origins_(options.origins) {
-  writeback_threads_.emplace_back([this] { writeback_loop(); });  // may throw: nothing runs yet
-  const size_t wanted = config.writeback_threads != 0             ? config.writeback_threads
-                        : config.storage_cache == FileCache::none ? kDirectWritebackThreads
-                                                                  : 1;
-  try {
-    while (writeback_threads_.size() < wanted) writeback_threads_.emplace_back([this] { writeback_loop(); });
-  } catch (const std::system_error&) {
-    // Out of threads: the ones running store every queued chunk, only with fewer writes in flight.
-  }
+  writeback_thread_ = std::thread([this] { writeback_loop(); });
 }
 
 Snapshot::~Snapshot() {
@@ -206,9 +197,7 @@ void Snapshot::shutdown() {
     writeback_queue_.clear();
     writeback_wake_.notify_all();
   }
-  for (std::thread& thread : writeback_threads_) {
-    if (thread.joinable()) thread.join();
-  }
+  if (writeback_thread_.joinable()) writeback_thread_.join();
   std::vector<std::shared_ptr<ChunkMap>> maps;
   {
     MutexLock lock(mutex_);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // snapshot.h — one snapshot: its origins, difference storage, per-origin chunk maps and frozen CBT, its
-// state (created -> taken, corrupted at any time after), the image I/O gate and the writeback threads.
+// state (created -> taken, corrupted at any time after), the image I/O gate and the writeback thread.
 //
 // The Engine orchestrates take and destroy across origins; a Snapshot only keeps its own state consistent.
 // Locks (core/lock_order.h): mutex_ comes after the engine's locks and is never held while calling a chunk
@@ -113,12 +113,7 @@ class Snapshot {
   CondVar writeback_wake_;
   std::deque<std::pair<std::shared_ptr<ChunkMap>, uint64_t>> writeback_queue_ GUARDED_BY(writeback_mutex_);
   bool writeback_stop_ GUARDED_BY(writeback_mutex_) = false;
-  // One thread over the page cache (a store is a memcpy into it); kDirectWritebackThreads when storage is
-  // opened O_DIRECT (a store waits for the disk, so one thread kept one 256 KiB write in flight: 1.45 GB/s on
-  // the development machine's virtio disk, 2.0 GB/s with four; sequential first touch with the default 64 MiB
-  // buffer budget was bound by it, writers storing chunks themselves once the budget was spent).
-  static constexpr size_t kDirectWritebackThreads = 4;
-  std::vector<std::thread> writeback_threads_;
+  std::thread writeback_thread_;
 };
 
 }  // namespace nbdsnap

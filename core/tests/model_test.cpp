@@ -365,10 +365,6 @@ class Model {
     config.chunk_buffer_budget = chunk_ * (2 + random() % 16);
     config.copy_io_size = std::max<uint64_t>(4096, chunk_ >> (random() % 3));
     config.low_space_threshold = 0;
-    // Several writeback threads store chunks of one snapshot at once (as over O_DIRECT storage), racing
-    // each other, the writers storing for themselves and the image readers.
-    writeback_threads_ = 1 + static_cast<unsigned>(random() % 4);
-    config.writeback_threads = writeback_threads_;
     // With a state directory a detached origin keeps its CBT generation when it is attached again, so the CBT
     // check spans detaches: a write that slipped past a closed gate would show as under-reported.
     config.state_dir = state_dir_.path().string();
@@ -399,7 +395,6 @@ class Model {
   std::string describe() const {
     std::ostringstream out;
     out << "seed " << seed_ << ": chunk " << chunk_ << " bytes, " << writers_ << " writers, "
-        << writeback_threads_ << " writeback threads, "
         << (racing_ ? "racing and quiesced takes" : "quiesced takes");
     if (inject_faults_) {
       out << ", faults per million: origin read " << faults.origin_read << ", storage read "
@@ -448,7 +443,6 @@ class Model {
   uint64_t chunk_ = 4096;
   uint64_t budget_ = 0;
   int writers_ = 2;
-  unsigned writeback_threads_ = 1;
   bool racing_ = true;
   TempDir dir_;        // difference storage
   TempDir state_dir_;  // CBT state
