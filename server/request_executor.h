@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <span>
@@ -38,7 +39,12 @@ class Reply {
 
   Reply() = default;
   // A moved-from reply is empty (no bytes, size 0).
-  Reply(Reply&& other) noexcept { *this = std::move(other); }
+  Reply(Reply&& other) noexcept
+      : storage_(std::move(other.storage_)),
+        capacity_(std::exchange(other.capacity_, 0)),
+        alignment_(std::exchange(other.alignment_, 1)),
+        start_(std::exchange(other.start_, 0)),
+        size_(std::exchange(other.size_, 0)) {}
   Reply& operator=(Reply&& other) noexcept {
     storage_ = std::move(other.storage_);
     capacity_ = std::exchange(other.capacity_, 0);
@@ -67,7 +73,7 @@ class Reply {
  private:
   friend class ReplyBufferPool;
   struct Free {
-    void operator()(uint8_t* p) const;
+    void operator()(uint8_t* p) const { std::free(p); }
   };
   using Storage = std::unique_ptr<uint8_t, Free>;
   Reply(Storage storage, size_t capacity, size_t alignment, size_t start, size_t size)
