@@ -11,8 +11,12 @@
 // header the data was never aligned, and every read went through direct I/O's bounce buffer and one more copy
 // of all its bytes. Replies are aligned whatever the export's cache mode: the executor does not know it (an
 // image reads from the origin and from storage, each with its own), and the cost is small: the unused bytes
-// in front of the header are fewer than the data's and than a page (Reply::data_alignment), pooled buffers
-// are allocated once, and reads under 512 bytes, which no device takes O_DIRECT, are not aligned at all.
+// of a reply are fewer than the data's and than a page plus 32 (Reply::data_alignment), pooled buffers are
+// allocated once, and reads under 512 bytes, which no device takes O_DIRECT, are not aligned at all. Measured
+// (bench build, 1 GiB origin and image read by nbdcopy, --cache none): server CPU 0.60 -> 0.55 s/GiB, the
+// memmove of the bounce path 12-16% of the samples before, 0.1% after; 4 KiB reads 10.4 -> 9.1 s/GiB; no
+// change with the page cache (4 KiB reads 1.58 vs 1.60 s/GiB).
+//
 // Errors: engine Status -> errno (to_request_errno, core) -> NBD code (nbd_error_from_errno), nowhere else.
 #include "request_executor.h"
 
@@ -67,18 +71,17 @@ bool all_zero(const uint8_t* data, size_t length) {
 
 }  // namespace
 
-Reply::Storage Reply::allocate(size_t capacity, size_t alignment) {
-  void* p = nullptr;
-  if (alignment <= alignof(std::max_align_t)) {
-    p = std::malloc(std::max<size_t>(capacity, 1));
-  } else if (::posix_memalign(&p, alignment, capacity) != 0) {
-    p = nullptr;
-  }
+// Plain malloc, the data aligned inside: posix_memalign takes a larger chunk from the heap and frees the
+// bytes in front of the aligned one, and small allocations settling in those gaps kept the freed replies from
+// coalescing (nbdsnapd keeps freed heap, main.cpp): test-hostile-nbdsnapd's 1 MiB reads left VmRSS at 147
+// MiB after one round and 270 MiB after the second, against 146 and 164 MiB with malloc.
+Reply::Storage Reply::allocate(size_t capacity) {
+  void* p = std::malloc(std::max<size_t>(capacity, 1));
   if (p == nullptr) throw std::bad_alloc();
   return Storage(static_cast<uint8_t*>(p));
 }
 
-Reply::Reply(size_t size) : Reply(allocate(size, 1), size, 1, 0, size) {}
+Reply::Reply(size_t size) : Reply(allocate(size), size, 1, 0, size) {}
 
 Reply::Reply(std::span<const uint8_t> encoded) : Reply(encoded.size()) {
   std::copy(encoded.begin(), encoded.end(), data());
@@ -89,27 +92,29 @@ size_t Reply::data_alignment(size_t length) {
   return std::min(kMaxDataAlignment, std::bit_floor(length));
 }
 
-size_t Reply::data_offset(size_t header, size_t alignment) {
-  return (header + alignment - 1) / alignment * alignment;
+Reply Reply::with_aligned_data(Storage storage, size_t header, size_t length) {
+  const size_t alignment = data_alignment(length);
+  const size_t capacity = aligned_capacity(length);
+  // The first aligned address with room for the header in front; the data ends within capacity because
+  // header <= kMaxHeader.
+  const auto base = reinterpret_cast<uintptr_t>(storage.get());
+  const uintptr_t data = (base + header + alignment - 1) / alignment * alignment;
+  return Reply(std::move(storage), capacity, alignment, data - header - base, header + length);
 }
 
 Reply Reply::with_aligned_data(size_t header, size_t length) {
-  const size_t alignment = data_alignment(length);
-  const size_t front = data_offset(header, alignment);
-  return Reply(allocate(front + length, alignment), front + length, alignment, front - header,
-               header + length);
+  return with_aligned_data(allocate(aligned_capacity(length)), header, length);
 }
 
 Reply ReplyBufferPool::make(size_t header, size_t length) {
-  const size_t alignment = Reply::data_alignment(length);
-  const size_t front = Reply::data_offset(header, alignment);
-  const size_t capacity = front + length;
+  const size_t capacity = Reply::aligned_capacity(length);
   if (capacity >= kMinSize) {
     MutexLock lock(mutex_);
     if (capacity == capacity_ && !free_.empty()) {
       Reply::Storage storage = std::move(free_.back());
       free_.pop_back();
-      return Reply(std::move(storage), capacity, alignment, front - header, header + length);
+      lock.unlock();
+      return Reply::with_aligned_data(std::move(storage), header, length);
     }
   }
   return Reply::with_aligned_data(header, length);

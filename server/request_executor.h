@@ -36,6 +36,8 @@ class Reply {
   static constexpr size_t kMaxDataAlignment = 4096;
   // Data shorter than this is never aligned: no device has an O_DIRECT block below 512 bytes.
   static constexpr size_t kMinAlignedData = 512;
+  // Room for the header of a reply with aligned data (a READ reply's: 16 or 20 bytes).
+  static constexpr size_t kMaxHeader = 32;
 
   Reply() = default;
   // A moved-from reply is empty (no bytes, size 0).
@@ -56,14 +58,16 @@ class Reply {
   // `size` uninitialized bytes: the caller fills all of them. Throws std::bad_alloc.
   explicit Reply(size_t size);
   explicit Reply(std::span<const uint8_t> encoded);
-  // `header` bytes then `length` uninitialized bytes of data (the caller fills all of them) starting at an
-  // address aligned to data_alignment(length). Throws std::bad_alloc.
+  // `header` (<= kMaxHeader) bytes then `length` uninitialized bytes of data (the caller fills all of them)
+  // starting at an address aligned to data_alignment(length). Throws std::bad_alloc.
   static Reply with_aligned_data(size_t header, size_t length);
   // min(kMaxDataAlignment, the largest power of two <= length), or 1 (none) below kMinAlignedData. Every read
   // that O_DIRECT can take as it is has a length that is a multiple of the device's block (a power of two
-  // that is never below its memory alignment), so this alignment suffices for it, and the unused bytes in
-  // front of the header (alignment - header) stay below both the data's length and a page.
+  // that is never below its memory alignment), so this alignment suffices for it, and the unused bytes
+  // (fewer than the alignment plus kMaxHeader) stay below both the data's length and a page plus 32 bytes.
   static size_t data_alignment(size_t length);
+  // The bytes a with_aligned_data() reply of `length` data bytes holds, whatever its header.
+  static size_t aligned_capacity(size_t length) { return length + data_alignment(length) + kMaxHeader; }
 
   uint8_t* data() { return storage_.get() + start_; }
   const uint8_t* data() const { return storage_.get() + start_; }
@@ -82,14 +86,14 @@ class Reply {
         alignment_(alignment),
         start_(start),
         size_(size) {}
-  // Where data aligned to `alignment` starts behind a header of `header` bytes: the header ends there.
-  static size_t data_offset(size_t header, size_t alignment);
-  // Storage of `capacity` bytes aligned to `alignment` (a power of two), never null. Throws std::bad_alloc.
-  static Storage allocate(size_t capacity, size_t alignment);
+  // A reply with aligned data in `storage` of aligned_capacity(length) bytes (new or recycled).
+  static Reply with_aligned_data(Storage storage, size_t header, size_t length);
+  // malloc'd storage of `capacity` bytes, never null. Throws std::bad_alloc.
+  static Storage allocate(size_t capacity);
 
   Storage storage_;
   size_t capacity_ = 0;   // bytes of storage_
-  size_t alignment_ = 1;  // of storage_ (and of the data of a with_aligned_data() reply)
+  size_t alignment_ = 1;  // of the data of a with_aligned_data() reply
   size_t start_ = 0;      // where the reply starts in storage_
   size_t size_ = 0;
 };
