@@ -13,9 +13,10 @@
 // image reads from the origin and from storage, each with its own), and the cost is small: the unused bytes
 // of a reply are fewer than the data's and than a page plus 32 (Reply::data_alignment), pooled buffers are
 // allocated once, and reads under 512 bytes, which no device takes O_DIRECT, are not aligned at all. Measured
-// (bench build, 1 GiB origin and image read by nbdcopy, --cache none): server CPU 0.60 -> 0.55 s/GiB, the
-// memmove of the bounce path 12-16% of the samples before, 0.1% after; 4 KiB reads 10.4 -> 9.1 s/GiB; no
-// change with the page cache (4 KiB reads 1.58 vs 1.60 s/GiB).
+// (bench build, 1 GiB origin and image read by nbdcopy, --cache none, 2 rounds of 5 runs): server CPU medians
+// from 0.52-0.64 to 0.43-0.46 s/GiB, the memmove of the bounce path from 15-17% of the server's samples to
+// 0.2%; 4 KiB reads from 7.7 to 7.1 s/GiB; with the page cache no change (1 GiB reads 0.41 and 0.39, 4 KiB
+// reads 1.38 and 1.36 s/GiB).
 //
 // Errors: engine Status -> errno (to_request_errno, core) -> NBD code (nbd_error_from_errno), nowhere else.
 #include "request_executor.h"
