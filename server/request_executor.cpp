@@ -5,11 +5,28 @@
 // engine reads in place, so a 32 MiB read is never copied, and the buffer is not zero-filled first. With
 // structured replies an all-zero read is answered by a single OFFSET_HOLE chunk (cheap to detect after the
 // read: the scan stops at the first non-zero byte, and it saves the transfer).
+//
+// The data starts on an aligned address (Reply::with_aligned_data), the header right before it, so that with
+// --cache none an aligned request is read O_DIRECT straight into the reply. Right behind a 16 or 20 byte
+// header the data was never aligned, and every read went through direct I/O's bounce buffer and one more copy
+// of all its bytes. Replies are aligned whatever the export's cache mode: the executor does not know it (an
+// image reads from the origin and from storage, each with its own), and the cost is small: the unused bytes
+// of a reply are fewer than the data's and than a page plus 32 (Reply::data_alignment), pooled buffers are
+// allocated once, and reads under 512 bytes, which no device takes O_DIRECT, are not aligned at all. Measured
+// (bench build, 1 GiB origin and image read by nbdcopy, --cache none, 2 rounds of 5 runs): server CPU medians
+// from 0.52-0.64 to 0.43-0.46 s/GiB, the memmove of the bounce path from 15-17% of the server's samples to
+// 0.2%; 4 KiB reads from 7.7 to 7.1 s/GiB; with the page cache no change (1 GiB reads 0.41 and 0.39, 4 KiB
+// reads 1.38 and 1.36 s/GiB).
+//
 // Errors: engine Status -> errno (to_request_errno, core) -> NBD code (nbd_error_from_errno), nowhere else.
 #include "request_executor.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "block_status.h"
 #include "request_errno.h"
@@ -55,33 +72,72 @@ bool all_zero(const uint8_t* data, size_t length) {
 
 }  // namespace
 
-Reply::Reply(std::span<const uint8_t> encoded) : Reply(encoded.size()) {
-  std::copy(encoded.begin(), encoded.end(), bytes_.get());
+// Plain malloc, the data aligned inside: posix_memalign takes a larger chunk from the heap and frees the
+// bytes in front of the aligned one, and small allocations settling in those gaps kept the freed replies from
+// coalescing (nbdsnapd keeps freed heap, main.cpp): test-hostile-nbdsnapd's 1 MiB reads left VmRSS at 147
+// MiB after one round and 270 MiB after the second, against 146 and 164 MiB with malloc.
+Reply::Storage Reply::allocate(size_t capacity) {
+  void* p = std::malloc(std::max<size_t>(capacity, 1));
+  if (p == nullptr) throw std::bad_alloc();
+  return Storage(static_cast<uint8_t*>(p));
 }
 
-Reply ReplyBufferPool::make(size_t size) {
-  if (size >= kMinSize) {
+Reply::Reply(size_t size) : Reply(allocate(size), size, 1, 0, size) {}
+
+Reply::Reply(std::span<const uint8_t> encoded) : Reply(encoded.size()) {
+  std::copy(encoded.begin(), encoded.end(), data());
+}
+
+size_t Reply::data_alignment(size_t length) {
+  if (length < kMinAlignedData) return 1;
+  return std::min(kMaxDataAlignment, std::bit_floor(length));
+}
+
+Reply Reply::with_aligned_data(Storage storage, size_t header, size_t length) {
+  const size_t alignment = data_alignment(length);
+  const size_t capacity = aligned_capacity(length);
+  // The first aligned address with room for the header in front; the data ends within capacity because
+  // header <= kMaxHeader.
+  const auto base = reinterpret_cast<uintptr_t>(storage.get());
+  const uintptr_t data = (base + header + alignment - 1) / alignment * alignment;
+  return Reply(std::move(storage), capacity, alignment, data - header - base, header + length);
+}
+
+Reply Reply::with_aligned_data(size_t header, size_t length) {
+  return with_aligned_data(allocate(aligned_capacity(length)), header, length);
+}
+
+Reply ReplyBufferPool::make(size_t header, size_t length) {
+  const size_t capacity = Reply::aligned_capacity(length);
+  if (capacity >= kMinSize) {
     MutexLock lock(mutex_);
-    if (size == size_ && !free_.empty()) {
-      Reply reply(std::move(free_.back()), size);
+    if (capacity == capacity_ && !free_.empty()) {
+      Reply::Storage storage = std::move(free_.back());
       free_.pop_back();
-      return reply;
+      lock.unlock();
+      return Reply::with_aligned_data(std::move(storage), header, length);
     }
   }
-  return Reply(size);
+  return Reply::with_aligned_data(header, length);
 }
 
 void ReplyBufferPool::recycle(Reply reply) {
-  const size_t size = reply.size();
-  if (size < kMinSize || size > kMaxBytes) return;
-  std::unique_ptr<uint8_t[]> buffer = reply.release();
+  const size_t capacity = reply.capacity_;
+  // Only buffers of READ replies (with_aligned_data) have the layout make() gives out again.
+  if (capacity < kMinSize || capacity > kMaxBytes || reply.alignment_ != Reply::kMaxDataAlignment) return;
+  Reply::Storage storage = std::move(reply.storage_);
   MutexLock lock(mutex_);
-  if (size != size_) {
+  if (capacity != capacity_) {
     free_.clear();
-    size_ = size;
+    capacity_ = capacity;
   }
-  if (free_.size() < kMaxBuffers && (free_.size() + 1) * size <= kMaxBytes)
-    free_.push_back(std::move(buffer));
+  if (free_.size() < kMaxBuffers && (free_.size() + 1) * capacity <= kMaxBytes)
+    free_.push_back(std::move(storage));
+}
+
+size_t ReplyBufferPool::kept() const {
+  MutexLock lock(mutex_);
+  return free_.size();
 }
 
 uint32_t RequestExecutor::validate(const RequestHeader& request, std::string& message) const {
@@ -199,19 +255,33 @@ std::optional<Reply> RequestExecutor::read(const RequestHeader& request, ReplyBu
     return Reply(head);
   }
   const size_t header = session_.structured_replies ? kStructuredHeaderSize + 8 : kSimpleReplySize;
-  Reply out = pool ? pool->make(header + request.length) : Reply(header + request.length);
+  // (if/else, not ?: — clang-analyzer loses the buffer of a conditional's temporary and reports a leak)
+  Reply out;
+  if (pool) {
+    out = pool->make(header, request.length);
+  } else {
+    out = Reply::with_aligned_data(header, request.length);
+  }
   uint8_t* data = out.data() + header;
   const Status status = may_wait
                             ? session_.target->read(data, request.length, request.offset)
                             : session_.target->read_without_waiting(data, request.length, request.offset);
-  if (status.code() == Errc::would_block) {
+  // Replies without the data give the buffer back at once.
+  const auto give_back = [&] {
     if (pool) pool->recycle(std::move(out));
+  };
+  if (status.code() == Errc::would_block) {
+    give_back();
     return std::nullopt;
   }
-  if (!status.is_ok()) return error_reply(request, wire_error(status), status.to_string());
+  if (!status.is_ok()) {
+    give_back();
+    return error_reply(request, wire_error(status), status.to_string());
+  }
   if (!session_.structured_replies) {
     append_simple_reply(head, 0, request.handle);
   } else if (all_zero(data, request.length)) {
+    give_back();
     append_offset_hole(head, request.handle, request.offset, request.length, true);
     return Reply(head);
   } else {

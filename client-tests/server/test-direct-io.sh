@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # test-direct-io.sh — nbdsnapd --cache none: origin and difference storage opened O_DIRECT (checked in
 # /proc/PID/fdinfo), qemu-io's unaligned writes and reads (odd offsets and lengths, straddling blocks) before
-# and after a take give the bytes of a model file, the image holds the origin as it was at the take, and the
-# file on disk ends up equal to the model. Exits 77 (skip) where the temporary directory has no O_DIRECT.
+# and after a take give the bytes of a model file, so do libnbd's aligned and unaligned reads with simple and
+# structured replies, the image holds the origin as it was at the take, and the file on disk ends up equal to
+# the model. Exits 77 (skip) where the temporary directory has no O_DIRECT.
 NBDSNAPD=${1:?usage: $0 NBDSNAPD}
 source "$(dirname "$0")/../functions.sh"
 
@@ -60,6 +61,28 @@ qemu-io -f raw -r -c 'read -P 0xa2 511 1026' -c 'read -P 0xa3 4095 1' -c 'read -
   >"$dir/read.log" || fail "unaligned reads of the image: $(cat "$dir/read.log")"
 qemu-io -f raw -r -c 'read -P 0xb2 300001 70000' -c 'read -P 0xb4 8388605 3' "$(uri disk)" \
   >"$dir/read.log" || fail "unaligned reads of the origin: $(cat "$dir/read.log")"
+# Through libnbd, with simple and structured replies: aligned reads (the server reads them O_DIRECT straight
+# into the reply, server/request_executor.cpp) and unaligned ones (bounce buffer) give the models' bytes, on
+# the origin and on the image (untouched chunks from the origin, touched ones from the storage).
+"$PY" - "$sock" "$dir/model.raw" "$dir/model-at-take.raw" >"$dir/libnbd.log" 2>&1 <<'PYEOF' ||
+import sys, nbd
+sock, origin_model, image_model = sys.argv[1:4]
+reads = [(0, 4096), (4096, 65536), (262144, 262144), (1 << 20, 1 << 20), (8388608 - 4096, 4096),
+         (0, 8388608 // 4), (1, 4096), (4095, 8193), (300001, 70000), (8388605, 3), (511, 1026), (7, 1)]
+for export, model in (("disk", origin_model), ("disk@s1", image_model)):
+    with open(model, "rb") as f:
+        expected = f.read()
+    for structured in (False, True):
+        h = nbd.NBD()
+        h.set_request_structured_replies(structured)
+        h.connect_uri(f"nbd+unix:///{export}?socket={sock}")
+        assert h.get_structured_replies_negotiated() == structured
+        for offset, length in reads:
+            if h.pread(length, offset) != expected[offset:offset + length]:
+                sys.exit(f"{export} structured={structured}: read of {length} at {offset} differs")
+        h.shutdown()
+PYEOF
+  fail "libnbd reads: $(cat "$dir/libnbd.log")"
 qemu-img compare -q -f raw -F raw "$dir/model-at-take.raw" "$(uri disk@s1)" || fail "image differs from the take"
 qemu-img compare -q -f raw -F raw "$dir/model.raw" "$(uri disk)" || fail "origin differs from the model"
 stop_server TERM
