@@ -16,8 +16,6 @@
 // and before shutting the clients down, so no client thread starts behind its back. A TLS client's waits are
 // poll(2)s, which shutting its descriptor down ends as it ends recv(); the wait for its next request also
 // ends at the idle deadline, which the end of each reply moves on (a request in progress is never idle).
-// Client threads ask for a short scheduler time slice (prompt_wakeup.h): what they run is short, and others
-// wait for it.
 #include "control_socket.h"
 
 #include <arpa/inet.h>
@@ -35,7 +33,6 @@
 #include <vector>
 
 #include "control_client_watch.h"
-#include "prompt_wakeup.h"
 #include "tls_stream.h"
 
 #include <sys/socket.h>
@@ -565,9 +562,6 @@ std::chrono::steady_clock::time_point ControlSocketServer::idle_deadline(const P
 
 void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> channel,
                                        const PeerIdentity& peer, const std::string& peer_address) {
-  // Requests run on this thread, and a take holds every origin's writes while it runs: let it have a CPU
-  // soon after it wakes, even when the served writers keep every CPU busy (prompt_wakeup.h).
-  prefer_prompt_wakeups();
   std::string pending;
   std::vector<char> chunk(kReadChunkBytes);
   bool open = true;

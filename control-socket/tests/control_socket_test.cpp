@@ -16,10 +16,8 @@
 #include <fstream>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "control_socket.h"
-#include "prompt_wakeup.h"
 
 using nbdsnap::ControlSocketServer;
 
@@ -113,26 +111,6 @@ TEST_CASE("replies_to_each_line_in_order_even_when_lines_arrive_together_or_in_p
   REQUIRE(client.send_text("thr"));
   REQUIRE(client.send_text("ee\r\n"));
   CHECK(client.read_line() == "echo three");
-}
-
-TEST_CASE("requests_run_on_a_thread_with_the_short_time_slice_where_the_kernel_offers_it") {
-  // The thread that runs a take must get a CPU soon after it wakes (prompt_wakeup.h).
-  bool offered = false;  // does this kernel take custom slices?
-  std::thread([&offered] { offered = nbdsnap::prefer_prompt_wakeups(); }).join();
-  TempDir dir;
-  ControlSocketServer server;
-  std::string error;
-  REQUIRE(server.start(
-      dir.socket(), [](const std::string&) { return std::to_string(nbdsnap::current_time_slice_ns()); },
-      error));
-  Client client(dir.socket());
-  REQUIRE(client.send_text("slice?\n"));
-  const std::string slice = client.read_line();
-  if (offered) {
-    CHECK(slice == std::to_string(nbdsnap::kPromptWakeupSliceNs));
-  } else {
-    MESSAGE("this kernel keeps its default slice: " << slice << " ns");
-  }
 }
 
 TEST_CASE("skips_blank_lines") {
