@@ -82,7 +82,10 @@ TEST_CASE("aligned reads of an O_DIRECT origin and of its image go straight into
       ReplyBufferPool pool;
       const uint64_t bounced = io.bounced_requests();
       for (int round = 0; round < 2; ++round) {  // the second round takes the pool's recycled buffers
-        for (const auto& [offset, length] : aligned) {
+        for (const auto& range : aligned) {
+          // Named copies: CAPTURE is a lambda, and clang before 16 cannot capture a structured binding.
+          const uint64_t offset = range.first;
+          const uint32_t length = range.second;
           CAPTURE(offset);
           Reply reply = executor.execute({kRequestMagic, 0, kCmdRead, 1, offset, length}, {}, &pool);
           CHECK(reply_data(reply, structured) ==
@@ -92,7 +95,9 @@ TEST_CASE("aligned reads of an O_DIRECT origin and of its image go straight into
         }
       }
       CHECK(io.bounced_requests() == bounced);
-      for (const auto& [offset, length] : unaligned) {
+      for (const auto& range : unaligned) {
+        const uint64_t offset = range.first;
+        const uint32_t length = range.second;
         CAPTURE(offset);
         const Reply reply = executor.execute({kRequestMagic, 0, kCmdRead, 1, offset, length}, {}, &pool);
         CHECK(reply_data(reply, structured) ==
