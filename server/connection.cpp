@@ -426,6 +426,11 @@ asio::awaitable<void> Connection::transmit() {
       send(executor_->error_reply(request, error, why), 0, true);
       continue;
     }
+    // Payload bytes only. A READ reply also holds its header and the pad in front of its aligned data (under
+    // a page plus 32 bytes, Reply::aligned_capacity): at most max_in_flight (<= 4096) times that, 16.1 MiB,
+    // beside the 256 MiB byte limit, which only 64 KiB requests and larger can reach, where the pad is at
+    // most 6%. Measured: 64 clients x 60 unread 4 KiB reads held 8.3 KB of RSS per reply (--cache none or
+    // not), 512-byte reads 1.2 KB.
     const uint64_t accounted = (request.type == kCmdRead || request.type == kCmdWrite) ? request.length : 0;
     const bool slot = co_await wait_for_slot(accounted);
     if (!slot) break;
