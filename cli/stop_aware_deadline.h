@@ -13,7 +13,9 @@
 // --timeout again, as if it had just begun. We chose this over "poll once more before declaring a timeout"
 // because a server stopped in the same group needs time to run again and reply, and one extra poll of 0 ms
 // could still come too early; a full bound is also what a user can predict ("N seconds of silence while
-// nbdsnap runs"). The cost: a dead server is detected at most one bound after the last continue.
+// nbdsnap runs"). The cost: a dead server is detected at most one bound after the last continue (a SIGCONT
+// sent without a stop restarts the waits too; only repeated ones would delay a timeout, and only while they
+// come). The waits of libnbdsnap on the control socket take a plain steady_clock deadline and do not restart.
 //
 // The clock is std::chrono::steady_clock, CLOCK_MONOTONIC on Linux, which does not advance while the machine
 // is suspended (CLOCK_BOOTTIME would), so a suspend does not count either, and no SIGCONT is needed for it.
