@@ -61,25 +61,39 @@ void StopAwareDeadline::restart() {
   // next look sees its continue.
   continues_ = continues_seen();
   start_ = Clock::now();
+  last_look_ = start_;
+  granted_ = Clock::duration::zero();
+}
+
+bool StopAwareDeadline::was_stopped(Clock::time_point now) const {
+  // The counter is read after `now`: a stop before `now` is seen here. The gap covers the continue whose
+  // handler has not run yet (it may run on another thread, or later under a sanitizer's signal deferral).
+  return continues_seen() != continues_ || now - last_look_ > granted_ + kStopSlack;
 }
 
 bool StopAwareDeadline::expired() {
   const Clock::time_point now = Clock::now();
-  if (continues_seen() != continues_) {  // read after `now`: a stop before `now` is seen here
+  if (was_stopped(now)) {
     restart();
     return false;
   }
+  last_look_ = now;
+  granted_ = Clock::duration::zero();
   return now >= start_ + bound_;
 }
 
 std::chrono::milliseconds StopAwareDeadline::remaining() {
   const Clock::time_point now = Clock::now();
-  if (continues_seen() != continues_) {
+  if (was_stopped(now)) {
     restart();
+    granted_ = bound_;
     return bound_;
   }
-  const auto left = std::chrono::ceil<std::chrono::milliseconds>(start_ + bound_ - now);
-  return std::max(left, std::chrono::milliseconds(0));
+  const auto left = std::max(std::chrono::ceil<std::chrono::milliseconds>(start_ + bound_ - now),
+                             std::chrono::milliseconds(0));
+  last_look_ = now;
+  granted_ = left;  // the caller may wait this long before it looks again
+  return left;
 }
 
 }  // namespace nbdsnap::cli

@@ -9,7 +9,12 @@
 // the server answered at once.
 //
 // The rule (one place for it). A SIGCONT handler counts continues; a deadline that sees the count change
-// starts again from that moment with its full bound. So after a continue every pending wait gets its whole
+// starts again from that moment with its full bound. The handler may run on another thread than the one
+// that looks at the deadline, and later than that look (after a continue all threads run at once; TSan
+// defers handlers), so a deadline also takes a gap between two of its looks longer than the wait it granted
+// (remaining()) plus kStopSlack as a stop: the thread was not running, so the server was not being waited
+// for. A thread merely starved that long gets its bound again too, which only delays a timeout. So after a
+// continue every pending wait gets its whole
 // --timeout again, as if it had just begun. We chose this over "poll once more before declaring a timeout"
 // because a server stopped in the same group needs time to run again and reply, and one extra poll of 0 ms
 // could still come too early; a full bound is also what a user can predict ("N seconds of silence while
@@ -44,6 +49,9 @@ uint64_t continues_seen();
 class StopAwareDeadline {
  public:
   using Clock = std::chrono::steady_clock;
+  // How much longer than the wait it granted a deadline lets pass between two looks before it takes the gap
+  // for a stop (see above): above scheduling delays, below any useful --timeout.
+  static constexpr std::chrono::milliseconds kStopSlack{500};
 
   // A deadline `bound` from now (installs the SIGCONT counter if needed).
   explicit StopAwareDeadline(std::chrono::milliseconds bound);
@@ -60,9 +68,13 @@ class StopAwareDeadline {
  private:
   // expired() and remaining() read the clock first and the counter after: a stop before the clock was read
   // is then seen as a continue (restart), never counted as silence.
+  bool was_stopped(Clock::time_point now) const;
+
   std::chrono::milliseconds bound_;
   uint64_t continues_ = 0;  // continues_seen() when the deadline last (re)started
   Clock::time_point start_;
+  Clock::time_point last_look_;  // of expired(), remaining() or restart()
+  Clock::duration granted_{};    // what the last look let the caller wait (remaining()'s answer)
 };
 
 }  // namespace nbdsnap::cli

@@ -63,3 +63,14 @@ TEST_CASE("stop-aware deadline: the SIGCONT counter restarts reads and writes (S
   CHECK((current.sa_flags & SA_RESTART) != 0);
   CHECK((current.sa_flags & SA_SIGINFO) != 0);
 }
+
+TEST_CASE("stop-aware deadline: a gap between looks far beyond the granted wait counts as a stop") {
+  // The continue's handler may run on another thread, after this one looked: the gap tells the stop.
+  StopAwareDeadline deadline(50ms);
+  CHECK(deadline.remaining() <= 50ms);                                 // grants at most 50 ms of waiting
+  std::this_thread::sleep_for(StopAwareDeadline::kStopSlack + 200ms);  // not running for this long
+  CHECK_FALSE(deadline.expired());
+  CHECK(deadline.remaining() > 40ms);
+  std::this_thread::sleep_for(80ms);  // a wait within what was granted: it counts
+  CHECK(deadline.expired());
+}
