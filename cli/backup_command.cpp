@@ -3,6 +3,7 @@
 // find the ranges to read (block status or the control socket's CBT map), copy, sync, verify, record.
 #include "backup_command.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -306,16 +307,48 @@ void print_report(Context& context, const BackupJob& job, const BackupReport& re
   context.out() << list.render();
 }
 
+// After the server let a copy time out, the failure path asks it only this long (connecting, then the reply:
+// at most twice this), so a stalled backup ends about one --timeout after the server went silent, not two.
+constexpr std::chrono::milliseconds kSilentServerQuery{500};
+
+// The snapshot's info for explaining a failure. After a timeout (the error's detail code), on a connection of
+// its own bounded by kSilentServerQuery; else on the command's connection, with --timeout.
+nlohmann::json failure_snapshot_info(Context& context, const std::string& name, bool server_silent) {
+  if (!server_silent) return context.control().request("snapshot-info", {{"name", name}})["snapshot"];
+  const GlobalOptions& global = context.global();
+  ControlClient brief(global.control, std::min(global.timeout, kSilentServerQuery),
+                      ControlTls{global.tls_certificates, global.tls_psk});
+  return brief.request("snapshot-info", {{"name", name}})["snapshot"];
+}
+
+// The read's error when the server did not answer the failure path's question either: what may be left
+// behind and what to do about it.
+CliError silent_server_error(const BackupReport& report, const CliError& error) {
+  return CliError(
+      error.code(),
+      std::string(error.what()) + "; the control socket did not answer within " +
+          format_timeout(kSilentServerQuery) + " either: snapshot " + report.snapshot +
+          " may still exist and hold its difference storage; once nbdsnapd answers again, check it " +
+          "with 'nbdsnap snapshot info " + report.snapshot +
+          "' and remove it with 'nbdsnap snapshot destroy " + report.snapshot + "' when no backup needs it",
+      error.detail());
+}
+
 // An image read that failed (EIO) has its reason on the server: a corrupted snapshot (storage full, a failed
 // copy-on-write) or one destroyed meanwhile. Asks it (snapshot-info) and throws the read's error with that
 // reason, the state and the origin's errno; without an answer, or for a healthy snapshot, the read's error as
-// it was. The exit status stays the read's (4: I/O error).
+// it was. The exit status stays the read's (4: I/O error). After a timeout (the server stopped answering)
+// the question is bounded by kSilentServerQuery, and without an answer the error says what may be left.
 [[noreturn]] void explain_image_failure(Context& context, const BackupReport& report, const CliError& error) {
+  const bool server_silent = error.detail().code == "timeout";
   nlohmann::json snapshot;
   try {
-    snapshot = context.control().request("snapshot-info", {{"name", report.snapshot}})["snapshot"];
+    snapshot = failure_snapshot_info(context, report.snapshot, server_silent);
   } catch (const CliError& asked) {
-    if (asked.code() != ExitCode::not_found) throw error;
+    if (asked.code() != ExitCode::not_found) {
+      if (server_silent) throw silent_server_error(report, error);
+      throw error;
+    }
     throw CliError(error.code(),
                    std::string(error.what()) + "; snapshot " + report.snapshot +
                        " no longer exists (destroyed during the backup?)",

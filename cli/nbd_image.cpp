@@ -20,6 +20,7 @@
 #include "exit_codes.h"
 #include "nbd_connect_errors.h"
 #include "socket_kind.h"
+#include "stop_aware_deadline.h"
 
 namespace nbdsnap::cli {
 
@@ -112,7 +113,7 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
   const std::string socket = probe == Probe::wrong_socket ? unix_socket_of_uri(uri_) : std::string();
   bool probed = socket.empty();
   const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + timeout_;
+  StopAwareDeadline deadline(timeout_);  // a stop of nbdsnap itself does not count (stop_aware_deadline.h)
   const auto probe_at =
       start + std::min(kProbeAfter, timeout_ / 2);    // leaves time to probe within the timeout
   capture_server_messages(handle_, server_message_);  // the server's reason for refusing, if it gives one
@@ -122,19 +123,20 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
     const auto now = std::chrono::steady_clock::now();
     if (!probed && now >= probe_at) {
       probed = true;
-      if (is_control_socket(socket, until(deadline))) {
+      if (is_control_socket(socket, deadline.remaining())) {
         throw CliError(ExitCode::usage, control_socket_given_as_nbd_message(uri_, socket, option_),
                        {"wrong_socket", EPROTO, ""});
       }
     }
-    if (now >= deadline) {
+    if (deadline.expired()) {
       responsive_ = false;
       throw CliError(ExitCode::io_error,
                      "cannot open " + uri_ + ": no NBD handshake within " + format_timeout(timeout_) +
                          " (--timeout): is it an NBD server?",
                      {"timeout", ETIMEDOUT, ""});
     }
-    if (poll(until(probed ? deadline : std::min(deadline, probe_at))) == -1) connect_failed(socket, probed);
+    const auto wait = probed ? deadline.remaining() : std::min(deadline.remaining(), until(probe_at));
+    if (poll(wait) == -1) connect_failed(socket, probed);
   }
   stop_capturing(handle_);
   int64_t size = nbd_get_size(handle_);
@@ -176,7 +178,11 @@ NbdImage::~NbdImage() {
 
 int NbdImage::poll(std::chrono::milliseconds wait) {
   const auto milliseconds = std::min<std::chrono::milliseconds::rep>(wait.count(), 1 << 30);
-  return nbd_poll(handle_, static_cast<int>(milliseconds));
+  const int polled = nbd_poll(handle_, static_cast<int>(milliseconds));
+  // libnbd reports poll(2)'s EINTR as a failure; a signal (SIGCONT after a stop: stop_aware_deadline.h) only
+  // cut the wait short, and the caller polls again with the time left.
+  if (polled == -1 && nbd_get_errno() == EINTR) return 0;
+  return polled;
 }
 
 int NbdImage::poll_both(NbdImage& first, NbdImage& second, std::chrono::milliseconds wait) {
@@ -236,23 +242,28 @@ std::string NbdImage::no_reply_message(const std::string& request) const {
          " (--timeout)";
 }
 
+ErrorDetail NbdImage::no_reply_detail() {
+  return {"timeout", ETIMEDOUT, ""};
+}
+
 void NbdImage::wait_for_command(int64_t cookie, const std::string& request) {
   wait_for_command(cookie, request, timeout_);
 }
 
 void NbdImage::wait_for_command(int64_t cookie, const std::string& request, std::chrono::milliseconds bound) {
-  const auto deadline = std::chrono::steady_clock::now() + bound;
+  StopAwareDeadline deadline(bound);  // a stop of nbdsnap itself does not count (stop_aware_deadline.h)
   for (;;) {
     const int done = nbd_aio_command_completed(handle_, static_cast<uint64_t>(cookie));
     if (done == 1) return;
     if (done == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
-    if (std::chrono::steady_clock::now() >= deadline) {
+    if (deadline.expired()) {
       give_up();
-      if (bound == timeout_) throw CliError(ExitCode::io_error, no_reply_message(request));
+      if (bound == timeout_) throw CliError(ExitCode::io_error, no_reply_message(request), no_reply_detail());
       throw CliError(ExitCode::io_error,
-                     request + ": no reply from the NBD server within " + format_timeout(bound));
+                     request + ": no reply from the NBD server within " + format_timeout(bound),
+                     no_reply_detail());
     }
-    if (poll(until(deadline)) == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
+    if (poll(deadline.remaining()) == -1) throw CliError(ExitCode::io_error, request + ": " + last_error());
   }
 }
 

@@ -3,7 +3,8 @@
 // block status meta contexts (base:allocation for holes and zeroes, qemu:dirty-bitmap:NAME for changes).
 //
 // Every wait on the server is bounded by the timeout given at construction (nbdsnap --timeout): connecting
-// and the handshake, each block status request, and (through poll()) the reads of image_copier. libnbd 1.14
+// and the handshake, each block status request, and (through poll()) the reads of image_copier; time while
+// nbdsnap itself was stopped does not count (stop_aware_deadline.h). libnbd 1.14
 // has no timeouts of its own, so everything goes through its asynchronous API and nbd_poll() with a bound.
 #pragma once
 
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "byte_ranges.h"
+#include "exit_codes.h"
 
 struct nbd_handle;
 
@@ -74,6 +76,8 @@ class NbdImage {
   void give_up() { responsive_ = false; }
   // The message for a request that got no reply within the timeout.
   std::string no_reply_message(const std::string& request) const;
+  // The --json detail of such an error ("timeout", ETIMEDOUT): callers tell a silent server by it.
+  static ErrorDetail no_reply_detail();
   // The last libnbd error as text.
   static std::string last_error();
 

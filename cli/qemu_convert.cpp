@@ -3,6 +3,7 @@
 #include "qemu_convert.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "helper_directory.h"
 #include "private_files.h"
 #include "progress_bar.h"
+#include "stop_aware_deadline.h"
 
 namespace nbdsnap::cli {
 
@@ -84,27 +86,28 @@ ProgramResult run_with_progress(const std::vector<std::string>& argv, const std:
   directory.set_helper(child.pid());
   uint64_t shown = 0;
   Activity last = activity_of(child.pid());
-  auto last_sign = std::chrono::steady_clock::now();
+  // Silence since the last sign of work; a stop of nbdsnap (and of qemu-img with it, ^Z) does not count.
+  StopAwareDeadline stall(stall_bound);
   while (child.running()) {
     std::this_thread::sleep_for(kPollInterval);
-    const auto now = std::chrono::steady_clock::now();
     const double percent = qemu_progress_percent(log_window(log));
     const auto done = percent > 0 ? static_cast<uint64_t>(static_cast<double>(progress_total) * percent / 100)
                                   : uint64_t{0};
     const Activity current = activity_of(child.pid());
-    if (done > shown || !(current == last)) last_sign = now;
+    if (done > shown || !(current == last)) stall.restart();
     if (done > shown) {
       progress.add(done - shown);
       shown = done;
     }
     last = current;
-    if (now - last_sign >= stall_bound && child.running()) {
+    if (stall.expired() && child.running()) {
       directory.set_helper(0);  // reaped by stop(): its pid may be reused
       child.stop(kStopBound);
       throw CliError(
           ExitCode::io_error,
           what + ": qemu-img showed no sign of work within " + format_timeout(stall_bound) +
-              " (--timeout): no progress, no byte written, no CPU time; is the NBD server answering?");
+              " (--timeout): no progress, no byte written, no CPU time; is the NBD server answering?",
+          {"timeout", ETIMEDOUT, ""});
     }
   }
   directory.set_helper(0);

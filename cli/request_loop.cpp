@@ -26,7 +26,11 @@ std::string at(const CopyPiece& piece) {
 
 RequestLoop::RequestLoop(NbdImage& image, NbdImage* target, SharedWork& work, unsigned slot_count,
                          uint64_t buffer_size)
-    : image_(image), target_(target), work_(work), slots_(std::max(1u, slot_count)) {
+    : image_(image),
+      target_(target),
+      work_(work),
+      slots_(std::max(1u, slot_count)),
+      silence_(image.timeout()) {
   for (Slot& slot : slots_) {
     slot.loop = this;
     slot.buffer = std::make_unique<char[]>(buffer_size);
@@ -74,10 +78,7 @@ void RequestLoop::run() {
 // the timeout (a stopped server must not hang the copy). Both connections are then given up, so nothing
 // reads into our buffers or calls back into this loop any more, not even while they are closed.
 bool RequestLoop::wait_for_replies() {
-  const auto silent_until = last_reply_ + image_.timeout();
-  const auto left =
-      std::chrono::ceil<std::chrono::milliseconds>(silent_until - std::chrono::steady_clock::now());
-  const auto wait = std::max(left, std::chrono::milliseconds(0));
+  const auto wait = silence_.remaining();
   const int polled = target_ != nullptr ? NbdImage::poll_both(image_, *target_, wait) : image_.poll(wait);
   if (polled == -1) {
     image_.give_up();
@@ -85,10 +86,11 @@ bool RequestLoop::wait_for_replies() {
     fail("NBD connection failed: " + NbdImage::last_error());
     return false;
   }
-  if (in_flight_ > 0 && std::chrono::steady_clock::now() >= silent_until) {
+  if (in_flight_ > 0 && silence_.expired()) {
     image_.give_up();
     if (target_ != nullptr) target_->give_up();
-    fail(image_.no_reply_message(work_.mode == CopyMode::copy ? "reading the image" : "verifying"));
+    fail(image_.no_reply_message(work_.mode == CopyMode::copy ? "reading the image" : "verifying"),
+         NbdImage::no_reply_detail());
     return false;
   }
   return true;
@@ -127,7 +129,7 @@ void RequestLoop::issue(Slot& slot, size_t piece_index) {
   }
   slot.state = SlotState::reading;
   slot.pending = 0;
-  if (in_flight_ == 0) last_reply_ = std::chrono::steady_clock::now();  // the silence starts now
+  if (in_flight_ == 0) silence_.restart();  // the silence starts now
   nbd_completion_callback callback{on_read, &slot, nullptr};
   if (nbd_aio_pread(image_.handle(), slot.buffer.get(), piece.length, piece.offset, callback, 0) == -1) {
     // Not thrown here: requests in flight still point at our slots, so run() drains them first.
@@ -151,7 +153,7 @@ void RequestLoop::issue(Slot& slot, size_t piece_index) {
 void RequestLoop::issue_write(Slot& slot) {
   const CopyPiece& piece = work_.pieces[slot.piece];
   slot.state = SlotState::writing;
-  if (in_flight_ == 0) last_reply_ = std::chrono::steady_clock::now();
+  if (in_flight_ == 0) silence_.restart();
   nbd_completion_callback callback{on_write, &slot, nullptr};
   int64_t cookie = 0;
   if (slot.write_zeroes && target_->can_zero()) {
@@ -172,7 +174,7 @@ void RequestLoop::issue_write(Slot& slot) {
 void RequestLoop::read_done(Slot& slot, int error) {
   --in_flight_;
   --slot.pending;
-  last_reply_ = std::chrono::steady_clock::now();
+  silence_.restart();
   CopyPiece& piece = work_.pieces[slot.piece];
   if (error != 0) fail("NBD read" + at(piece) + " failed: " + std::strerror(error));
   if (slot.pending > 0) return;  // verify: the other side's read is still in flight
@@ -203,7 +205,7 @@ void RequestLoop::read_done(Slot& slot, int error) {
 void RequestLoop::write_done(Slot& slot, int error) {
   --in_flight_;
   slot.pending = 0;
-  last_reply_ = std::chrono::steady_clock::now();
+  silence_.restart();
   const CopyPiece& piece = work_.pieces[slot.piece];
   if (error != 0) {
     fail("writing " + work_.target.name + at(piece) + " failed: " + std::strerror(error));
@@ -275,8 +277,8 @@ bool RequestLoop::zero_file(uint64_t length, uint64_t offset) {
   return true;
 }
 
-void RequestLoop::fail(const std::string& message) {
-  if (!failure_) failure_.emplace(ExitCode::io_error, message);
+void RequestLoop::fail(const std::string& message, ErrorDetail detail) {
+  if (!failure_) failure_.emplace(ExitCode::io_error, message, std::move(detail));
   work_.failed = true;
 }
 

@@ -18,6 +18,7 @@
 
 #include "exit_codes.h"
 #include "image_copier.h"
+#include "stop_aware_deadline.h"
 
 namespace nbdsnap::cli {
 
@@ -75,14 +76,16 @@ class RequestLoop {
   void compare(Slot& slot, const CopyPiece& piece);
   bool write_file(const char* data, uint64_t length, uint64_t offset);
   bool zero_file(uint64_t length, uint64_t offset);
-  void fail(const std::string& message);
+  void fail(const std::string& message, ErrorDetail detail = {});
 
   NbdImage& image_;
   NbdImage* target_;
   SharedWork& work_;
   std::vector<Slot> slots_;
-  unsigned in_flight_ = 0;                              // requests on either connection
-  std::chrono::steady_clock::time_point last_reply_{};  // of any request, or when the first one was issued
+  unsigned in_flight_ = 0;  // requests on either connection
+  // Silence of the server(s): restarted by any reply, or when a request is issued with none in flight; a
+  // stop of nbdsnap itself (SIGSTOP/SIGCONT) restarts it too (stop_aware_deadline.h).
+  StopAwareDeadline silence_;
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;
   uint64_t bytes_zeroed_ = 0;

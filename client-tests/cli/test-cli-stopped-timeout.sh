@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# test-cli-stopped-timeout.sh — nbdsnap --timeout counts only time during which nbdsnap itself runs
+# (cli/stop_aware_deadline.h), and a backup whose server stops answering ends after about one --timeout:
+# 1. a backup (one 4 KiB read in flight at a time) whose process group and nbdsnapd are stopped (SIGSTOP, as
+#    ^Z does) for twice --timeout, nbdsnap continued first: it completes, and the backup reads as the origin;
+# 2. a backup whose nbdsnapd is stopped for good: exit 4 within --timeout + 1 s (the failure path asks the
+#    stopped server for the snapshot's state only briefly), saying the snapshot may still exist and how to
+#    destroy it.
+# Usage: test-cli-stopped-timeout.sh NBDSNAP NBDSNAPD
+NBDSNAP=$1
+source "$(dirname "$0")/../functions.sh"
+NBDSNAPD=$2
+requires qemu-io --version
+
+truncate -s 64M "$dir/disk.img"
+start_nbdsnapd --origin "disk=$dir/disk.img"
+write 0x5c 0 64M disk
+write 0xa7 1M 3M disk
+run_cli 0 snapshot create s --origin disk --storage "$dir/s.diff:16M"
+run_cli 0 snapshot take s
+
+# start_backup FILE TIMEOUT: a slow backup (4 KiB reads, one in flight) in a process group of its own
+# (setsid: $backup_pid leads it, with timeout(1) and nbdsnap), bounded at 30 s; waits until the copy began.
+start_backup() {
+  backup=$1
+  setsid timeout -k 2 30 "$NBDSNAP" --timeout "$2" backup --image "$(uri disk@s)" --to "$backup" \
+    --connections 1 --requests 1 --request-size 4K >"$dir/out" 2>"$dir/err" &
+  backup_pid=$!
+  track_pid "$backup_pid"
+  for _ in $(seq 500); do [[ -e $backup.nbdsnap-backup ]] && break; sleep 0.01; done
+  [[ -e $backup.nbdsnap-backup ]] || fail "the backup did not begin within 5 s: $(cat "$dir/err")"
+}
+
+# finish_backup: waits for the backup; sets $status, $err, and $elapsed_ms since $since (date +%s%N).
+finish_backup() {
+  status=0
+  wait "$backup_pid" || status=$?
+  elapsed_ms=$((($(date +%s%N) - since) / 1000000))
+  err=$(cat "$dir/err")
+  ((status != 124)) || fail "the backup still ran after 30 s (killed): $err"
+}
+
+# 1. The server is stopped first (so that the request in flight stays unanswered), then nbdsnap's group; after
+# 4 s (twice --timeout) nbdsnap is continued first, finding its deadline long past, then the server.
+start_backup "$dir/stopped.img" 2
+kill -STOP -- "-$server_pid"
+sleep 0.1
+kill -STOP -- "-$backup_pid"
+kill -0 "$backup_pid" 2>/dev/null && [[ $(jq -r .state "$dir/stopped.img.nbdsnap-backup") == incomplete ]] ||
+  fail "the backup ended before it could be stopped: $(cat "$dir/err")"
+sleep 4
+since=$(date +%s%N)
+kill -CONT -- "-$backup_pid"
+sleep 0.3
+kill -CONT -- "-$server_pid"
+finish_backup
+((status == 0)) || fail "backup stopped for 4 s with --timeout 2 exited $status: $err"
+cmp "$dir/disk.img" "$dir/stopped.img" || fail "the backup stopped and continued does not read as the origin"
+[[ $(jq -r .state "$dir/stopped.img.nbdsnap-backup") == complete ]] ||
+  fail "sidecar: $(cat "$dir/stopped.img.nbdsnap-backup")"
+pass "backup stopped (with nbdsnapd) for 4 s under --timeout 2 completed after SIGCONT, same data as the origin"
+
+# 2. nbdsnapd stopped until the backup ends: one --timeout (3 s) for the copy, at most 2 x 0.5 s for the
+# failure path's question (backup_command.cpp, kSilentServerQuery), well below the two --timeouts it took.
+start_backup "$dir/silent.img" 3
+since=$(date +%s%N)
+kill -STOP -- "-$server_pid"
+finish_backup
+kill -CONT -- "-$server_pid"
+((status == 4)) || fail "backup with a stopped server exited $status, expected 4: $err"
+((elapsed_ms >= 3000 && elapsed_ms < 5000)) ||
+  fail "backup with a stopped server exited after $elapsed_ms ms, expected 3 s (--timeout) + at most 1 s: $err"
+expect_err "no reply from the NBD server within 3 s \\(--timeout\\)"
+expect_err "snapshot s may still exist"
+expect_err "nbdsnap snapshot destroy s"
+pass "backup whose server stops for good: exit 4 after $elapsed_ms ms with --timeout 3: $err"
+
+run_cli 0 snapshot info s  # nbdsnapd answers again after SIGCONT, and the snapshot is still there
+stop_server
