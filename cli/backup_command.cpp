@@ -340,7 +340,7 @@ CliError silent_server_error(const BackupReport& report, const CliError& error) 
 // it was. The exit status stays the read's (4: I/O error). After a timeout (the server stopped answering)
 // the question is bounded by kSilentServerQuery, and without an answer the error says what may be left.
 [[noreturn]] void explain_image_failure(Context& context, const BackupReport& report, const CliError& error) {
-  const bool server_silent = error.detail().code == "timeout";
+  const bool server_silent = error.detail().code == no_reply_detail().code;
   nlohmann::json snapshot;
   try {
     snapshot = failure_snapshot_info(context, report.snapshot, server_silent);

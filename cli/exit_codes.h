@@ -45,6 +45,10 @@ class CliError : public std::runtime_error {
   throw CliError(ExitCode::usage, message);
 }
 
+// The detail of an error for a peer (an NBD server, qemu-img) that showed no sign of work within --timeout:
+// "timeout", ETIMEDOUT. Callers tell a silent server by its code.
+ErrorDetail no_reply_detail();
+
 // The exit status of an error code: the control protocol's codes ("not_found" and "checkpoint_gone" -> 3, any
 // other refusal -> 1) and the client library's (connections: "timeout", "connection_failed"... -> 4; a socket
 // of the wrong kind, bad arguments or credentials -> 2). errno_value refines it: a socket path too long is a

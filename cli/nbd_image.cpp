@@ -133,7 +133,7 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
       throw CliError(ExitCode::io_error,
                      "cannot open " + uri_ + ": no NBD handshake within " + format_timeout(timeout_) +
                          " (--timeout): is it an NBD server?",
-                     {"timeout", ETIMEDOUT, ""});
+                     no_reply_detail());
     }
     const auto wait = probed ? deadline.remaining() : std::min(deadline.remaining(), until(probe_at));
     if (poll(wait) == -1) connect_failed(socket, probed);
@@ -240,10 +240,6 @@ void NbdImage::flush() {
 std::string NbdImage::no_reply_message(const std::string& request) const {
   return uri_ + ": " + request + ": no reply from the NBD server within " + format_timeout(timeout_) +
          " (--timeout)";
-}
-
-ErrorDetail NbdImage::no_reply_detail() {
-  return {"timeout", ETIMEDOUT, ""};
 }
 
 void NbdImage::wait_for_command(int64_t cookie, const std::string& request) {

@@ -76,8 +76,6 @@ class NbdImage {
   void give_up() { responsive_ = false; }
   // The message for a request that got no reply within the timeout.
   std::string no_reply_message(const std::string& request) const;
-  // The --json detail of such an error ("timeout", ETIMEDOUT): callers tell a silent server by it.
-  static ErrorDetail no_reply_detail();
   // The last libnbd error as text.
   static std::string last_error();
 

@@ -3,7 +3,6 @@
 #include "qemu_convert.h"
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -107,7 +106,7 @@ ProgramResult run_with_progress(const std::vector<std::string>& argv, const std:
           ExitCode::io_error,
           what + ": qemu-img showed no sign of work within " + format_timeout(stall_bound) +
               " (--timeout): no progress, no byte written, no CPU time; is the NBD server answering?",
-          {"timeout", ETIMEDOUT, ""});
+          no_reply_detail());
     }
   }
   directory.set_helper(0);

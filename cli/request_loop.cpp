@@ -90,7 +90,7 @@ bool RequestLoop::wait_for_replies() {
     image_.give_up();
     if (target_ != nullptr) target_->give_up();
     fail(image_.no_reply_message(work_.mode == CopyMode::copy ? "reading the image" : "verifying"),
-         NbdImage::no_reply_detail());
+         no_reply_detail());
     return false;
   }
   return true;
