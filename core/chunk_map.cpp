@@ -403,6 +403,17 @@ void ChunkMap::release_buffers() noexcept {
   snapshot_.budget().release(released);
 }
 
+ChunkMap::Piece ChunkMap::next_piece(uint64_t offset, uint64_t len) const {
+  const uint64_t index = offset / chunk_size_;
+  uint64_t untouched;
+  {
+    MutexLock lock(mutex_);
+    untouched = untouched_chunks(index, (offset + len - 1) / chunk_size_);
+  }
+  if (untouched > 0) return {std::min(len, (index + untouched) * chunk_size_ - offset), true};
+  return {std::min(len, chunk_size_ - offset % chunk_size_), false};
+}
+
 uint64_t ChunkMap::untouched_chunks(uint64_t first, uint64_t last) const {
   const uint64_t limit = std::min(last - first + 1, kMaxChunksPerScan);
   if (chunks_.empty()) return limit;  // nothing touched yet: the image of an unchanged origin
@@ -470,23 +481,14 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
   const uint64_t requested = len;
   auto* out = static_cast<uint8_t*>(buf);
   while (len > 0) {
-    const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
-    uint64_t untouched;
-    {
-      MutexLock lock(mutex_);
-      untouched = untouched_chunks(index, (offset + len - 1) / chunk_size_);
-    }
-    uint64_t n;
-    if (untouched > 0) {
-      n = std::min(len, (index + untouched) * chunk_size_ - offset);
-      if (Status s = read_untouched(out, n, offset, source, may_wait); !s) return s;
-    } else {
-      n = std::min(len, chunk_size_ - in_chunk);
-      if (Status s = read_touched(index, out, n, in_chunk, may_wait); !s) return s;
-    }
-    out += n;
-    offset += n;
-    len -= n;
+    const Piece piece = next_piece(offset, len);
+    const Status s = piece.untouched ? read_untouched(out, piece.length, offset, source, may_wait)
+                                     : read_touched(offset / chunk_size_, out, piece.length,
+                                                    offset % chunk_size_, may_wait);
+    if (!s) return s;
+    out += piece.length;
+    offset += piece.length;
+    len -= piece.length;
   }
   // A corruption during the read may have let writers change the origin without copying first.
   if (Status s = snapshot_health(); !s) return s;
@@ -576,22 +578,14 @@ Status ChunkMap::extents(uint64_t offset, uint64_t len, std::vector<Extent>& out
     }
   };
   while (len > 0) {
-    const uint64_t index = offset / chunk_size_, in_chunk = offset % chunk_size_;
-    uint64_t untouched;
-    {
-      MutexLock lock(mutex_);
-      untouched = untouched_chunks(index, (offset + len - 1) / chunk_size_);
-    }
-    uint64_t n;
-    if (untouched > 0) {
-      n = std::min(len, (index + untouched) * chunk_size_ - offset);
-      untouched_extents(offset, n, origin, add);
+    const Piece piece = next_piece(offset, len);
+    if (piece.untouched) {
+      untouched_extents(offset, piece.length, origin, add);
     } else {
-      n = std::min(len, chunk_size_ - in_chunk);
-      add(offset, n, false);  // copied: its old data is in memory or difference storage
+      add(offset, piece.length, false);  // copied: its old data is in memory or difference storage
     }
-    offset += n;
-    len -= n;
+    offset += piece.length;
+    len -= piece.length;
   }
   return Status::ok();
 }

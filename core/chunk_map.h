@@ -153,6 +153,14 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // Reads the chunk from the origin and writes it to its slot at `location`, synchronously.
   Status copy_into_slot(uint64_t index, BlockDevice* source, const StorageLocation& location);
   Status read_piece(uint8_t* buf, uint64_t len, uint64_t offset, BlockDevice* source);
+  // The next piece of a read or extents query of [offset, offset+len), len > 0: the untouched chunks from
+  // `offset` on (the origin answers for all of them at once), or the rest of one touched chunk. Takes the
+  // lock for the look-up only.
+  struct Piece {
+    uint64_t length;
+    bool untouched;
+  };
+  Piece next_piece(uint64_t offset, uint64_t len) const EXCLUDES(mutex_);
   // How many chunks from `first` on are absent from the map (untouched since the take: the origin still holds
   // their take-time data), counting up to `last` and at most kMaxChunksPerScan of them.
   uint64_t untouched_chunks(uint64_t first, uint64_t last) const REQUIRES(mutex_);
