@@ -32,7 +32,9 @@ ErrorDetail CliError::detail() const {
   return detail;
 }
 
-ErrorDetail no_reply_detail() { return {"timeout", ETIMEDOUT, ""}; }
+ErrorDetail no_reply_detail() {
+  return {"timeout", ETIMEDOUT, ""};
+}
 
 ExitCode exit_code_for(const std::string& code, int errno_value) {
   if (code == "not_found" || code == "checkpoint_gone") return ExitCode::not_found;

@@ -482,9 +482,9 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
   auto* out = static_cast<uint8_t*>(buf);
   while (len > 0) {
     const Piece piece = next_piece(offset, len);
-    const Status s = piece.untouched ? read_untouched(out, piece.length, offset, source, may_wait)
-                                     : read_touched(offset / chunk_size_, out, piece.length,
-                                                    offset % chunk_size_, may_wait);
+    Status s = piece.untouched
+                   ? read_untouched(out, piece.length, offset, source, may_wait)
+                   : read_touched(offset / chunk_size_, out, piece.length, offset % chunk_size_, may_wait);
     if (!s) return s;
     out += piece.length;
     offset += piece.length;
