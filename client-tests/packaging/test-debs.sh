@@ -60,7 +60,11 @@ pass() { echo "ok: $*"; }
 # NBDSNAP_TEST_DEBS=DIR tests the packages already in DIR instead of building them (for quick iterations).
 debs=${NBDSNAP_TEST_DEBS:-$tmp/debs}
 if [[ -z ${NBDSNAP_TEST_DEBS:-} ]]; then
-  DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=2" "$top/packaging/build-debs" "$debs" >"$tmp/built.txt"
+  # Without -g: noautodbgsym drops the debug symbols anyway (dh_strip), so the shipped code is the same, and
+  # the build, this test's long pole, compiles about a fifth faster (server/connection.cpp: 12.2 against 14.7
+  # CPU s at -O2).
+  DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=2" DEB_CFLAGS_STRIP=-g DEB_CXXFLAGS_STRIP=-g \
+    "$top/packaging/build-debs" "$debs" >"$tmp/built.txt"
 fi
 deb() { ls "$debs/$1"_*.deb; }
 for p in "${packages[@]}"; do deb "$p" >/dev/null || fail "no $p package built"; done
