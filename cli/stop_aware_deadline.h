@@ -31,7 +31,8 @@
 //
 // Signals. The handler only reads CLOCK_MONOTONIC and stores into lock-free atomics (async-signal-safe), is
 // installed with SA_RESTART (so read/write/waitpid resume; poll and nanosleep still return EINTR, which every
-// wait here retries with the time left, and NbdImage::poll turns libnbd's EINTR into "nothing happened"), and
+// wait here retries with the time left; NbdImage::poll polls by itself, as libnbd's nbd_poll() would retry
+// with its whole timeout, and takes EINTR for "nothing happened", so its deadline looks again at once), and
 // chains a SIGCONT handler installed before it. Children exec'd by the CLI (qemu-img, qemu-nbd, hooks) get
 // SIGCONT's default action back at exec, as they had before: for SIGCONT, default and ignored behave the
 // same.
