@@ -7,7 +7,9 @@
 # 2. a backup whose nbdsnapd is stopped for good: exit 4 within --timeout + 1 s (the failure path asks the
 #    stopped server for the snapshot's state only briefly), saying the snapshot may still exist and how to
 #    destroy it;
-# 3. the same with --json: the error object's message says so too (it once held the read's error alone).
+# 3. the same with --json: the error object's message says so too (it once held the read's error alone);
+# 4. a restore whose target (nbdsnapd's origin export) stops answering: exit 4, the message names the target,
+#    not the image it reads (qemu-nbd serving the chain), which answered.
 # Usage: test-cli-stopped-timeout.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -91,6 +93,24 @@ kill -CONT -- "-$server_pid"
 jq_out .error.message | grep "snapshot s may still exist.*nbdsnap snapshot destroy s" >/dev/null ||
   fail "backup --json: the error message does not say what may be left: $out"
 pass "backup --json whose server stops for good: exit 4, the error object says what may be left"
+
+# 4. A restore of a qcow2 point into the origin's export, its server stopped once the copy began.
+run_cli 0 backup --image "$(uri disk@s)" --to "$dir/chain" --format qcow2
+setsid timeout -k 2 30 "$NBDSNAP" --timeout 1 restore "$dir/chain" --to "$(uri disk)" --connections 1 \
+  --requests 1 --request-size 4K --progress 3 3>"$dir/progress" >"$dir/out" 2>"$dir/err" &
+backup_pid=$!
+track_pid "$backup_pid"
+for _ in $(seq 500); do grep -q '^1/100' "$dir/progress" && break; sleep 0.01; done
+grep -q '^1/100' "$dir/progress" || fail "the restore did not begin within 5 s: $(cat "$dir/err")"
+since=$(date +%s%N)
+kill -STOP -- "-$server_pid"
+finish_backup
+kill -CONT -- "-$server_pid"
+((status == 4)) || fail "restore into a stopped server exited $status, expected 4: $err"
+[[ $err == *"$(uri disk): writing the target: no reply from the NBD server within 1 s (--timeout)"* ]] ||
+  fail "restore into a stopped server does not name its target: $err"
+[[ $err != *qemu-nbd* ]] || fail "restore into a stopped server blames the chain's qemu-nbd: $err"
+pass "restore whose target stops answering: exit 4 naming the target: $err"
 
 run_cli 0 snapshot info s  # nbdsnapd answers again after SIGCONT, and the snapshot is still there
 stop_server
