@@ -324,14 +324,15 @@ nlohmann::json failure_snapshot_info(Context& context, const std::string& name, 
 // The read's error when the server did not answer the failure path's question either: what may be left
 // behind and what to do about it.
 CliError silent_server_error(const BackupReport& report, const CliError& error) {
-  return CliError(
-      error.code(),
+  const std::string message =
       std::string(error.what()) + "; the control socket did not answer within " +
-          format_timeout(kSilentServerQuery) + " either: snapshot " + report.snapshot +
-          " may still exist and hold its difference storage; once nbdsnapd answers again, check it " +
-          "with 'nbdsnap snapshot info " + report.snapshot +
-          "' and remove it with 'nbdsnap snapshot destroy " + report.snapshot + "' when no backup needs it",
-      error.detail());
+      format_timeout(kSilentServerQuery) + " either: snapshot " + report.snapshot +
+      " may still exist and hold its difference storage; once nbdsnapd answers again, check it " +
+      "with 'nbdsnap snapshot info " + report.snapshot + "' and remove it with 'nbdsnap snapshot destroy " +
+      report.snapshot + "' when no backup needs it";
+  ErrorDetail detail = error.detail();  // its message is the read's alone: --json prints the whole one too
+  detail.message = message;
+  return CliError(error.code(), message, detail);
 }
 
 // An image read that failed (EIO) has its reason on the server: a corrupted snapshot (storage full, a failed

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // nbd_image.cpp — libnbd connection with a bounded handshake, and block status walking.
 //
-// Design notes. The handshake runs through nbd_aio_connect_uri() and nbd_poll() until the handle is ready,
-// the connection fails, or the timeout passes. The wrong socket given by mistake is recognised on the way:
-// an nbdsnap control socket accepts the connection and then says nothing (it waits for a request line), so
-// a handshake that has not finished after kProbeAfter, or that failed or timed out, probes the URI's Unix
+// Design notes. The handshake runs through nbd_aio_connect_uri() and poll_nbd_handles() until the handle is
+// ready, the connection fails, or the timeout passes. The wrong socket given by mistake is recognised on the
+// way: an nbdsnap control socket accepts the connection and then says nothing (it waits for a request line),
+// so a handshake that has not finished after kProbeAfter, or that failed or timed out, probes the URI's Unix
 // socket on a fresh connection (libnbdsnap's socket_probe.h) and, if it speaks the control protocol, says so.
 #include "nbd_image.h"
 
@@ -177,41 +177,43 @@ NbdImage::~NbdImage() {
 }
 
 int NbdImage::poll(std::chrono::milliseconds wait) {
-  const auto milliseconds = std::min<std::chrono::milliseconds::rep>(wait.count(), 1 << 30);
-  const int polled = nbd_poll(handle_, static_cast<int>(milliseconds));
-  // libnbd reports poll(2)'s EINTR as a failure; a signal (SIGCONT after a stop: stop_aware_deadline.h) only
-  // cut the wait short, and the caller polls again with the time left.
-  if (polled == -1 && nbd_get_errno() == EINTR) return 0;
-  return polled;
+  nbd_handle* handles[1] = {handle_};
+  return poll_nbd_handles(handles, wait);
 }
 
 int NbdImage::poll_both(NbdImage& first, NbdImage& second, std::chrono::milliseconds wait) {
-  // libnbd's nbd_poll() for one handle, done for two: wait on both descriptors in the direction each state
-  // machine wants, then tell the ready ones (as nbd_poll does: read first, then write, else a hang-up).
-  NbdImage* images[2] = {&first, &second};
-  pollfd entries[2];
-  for (int i = 0; i < 2; ++i) {
-    nbd_handle* handle = images[i]->handle_;
+  nbd_handle* handles[2] = {first.handle_, second.handle_};
+  return poll_nbd_handles(handles, wait);
+}
+
+int poll_nbd_handles(std::span<nbd_handle* const> handles, std::chrono::milliseconds wait) {
+  // libnbd's nbd_poll() done here, for several handles at once: wait on each descriptor in the direction its
+  // state machine wants, then tell the ready ones (as nbd_poll does: read first, then write, else a hang-up).
+  // Not nbd_poll() itself, even for one handle: libnbd 1.14 retries poll(2) after EINTR with its whole
+  // timeout, so a wait cut short by a signal (SIGCONT after a stop: stop_aware_deadline.h) went on for up to
+  // another whole --timeout before its deadline could look; here EINTR ends the wait ("nothing happened").
+  std::vector<pollfd> entries;
+  entries.reserve(handles.size());
+  for (nbd_handle* handle : handles) {
     const int fd = nbd_aio_get_fd(handle);
     if (fd < 0) return -1;
     const unsigned direction = nbd_aio_get_direction(handle);
     short events = 0;
     if ((direction & LIBNBD_AIO_DIRECTION_READ) != 0) events |= POLLIN;
     if ((direction & LIBNBD_AIO_DIRECTION_WRITE) != 0) events |= POLLOUT;
-    entries[i] = pollfd{fd, events, 0};
+    entries.push_back(pollfd{fd, events, 0});
   }
   const auto milliseconds = std::min<std::chrono::milliseconds::rep>(wait.count(), 1 << 30);
-  const int ready = ::poll(entries, 2, static_cast<int>(milliseconds));
+  const int ready = ::poll(entries.data(), entries.size(), static_cast<int>(milliseconds));
   if (ready < 0) return errno == EINTR ? 0 : -1;
   if (ready == 0) return 0;
-  for (int i = 0; i < 2; ++i) {
-    nbd_handle* handle = images[i]->handle_;
+  for (size_t i = 0; i < handles.size(); ++i) {
     const short revents = entries[i].revents;
     int status = 0;
     if ((revents & (POLLIN | POLLHUP)) != 0) {
-      status = nbd_aio_notify_read(handle);
+      status = nbd_aio_notify_read(handles[i]);
     } else if ((revents & POLLOUT) != 0) {
-      status = nbd_aio_notify_write(handle);
+      status = nbd_aio_notify_write(handles[i]);
     } else if ((revents & (POLLERR | POLLNVAL)) != 0) {
       status = -1;
     }

@@ -5,11 +5,13 @@
 // Every wait on the server is bounded by the timeout given at construction (nbdsnap --timeout): connecting
 // and the handshake, each block status request, and (through poll()) the reads of image_copier; time while
 // nbdsnap itself was stopped does not count (stop_aware_deadline.h). libnbd 1.14
-// has no timeouts of its own, so everything goes through its asynchronous API and nbd_poll() with a bound.
+// has no timeouts of its own, so everything goes through its asynchronous API and a poll(2) with a bound
+// (poll_nbd_handles, which unlike nbd_poll() lets a signal end the wait).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,11 @@ inline constexpr uint32_t kStateZero = 2;   // base:allocation: reads as zeroes
 inline constexpr uint32_t kStateDirty = 1;  // qemu:dirty-bitmap:NAME: changed
 
 std::string dirty_bitmap_context(const std::string& checkpoint);
+
+// Runs the state machines of these libnbd handles for at most `wait` (one poll(2) of all their descriptors):
+// 1 when something happened, 0 when nothing did or a signal cut the wait short, -1 when a connection failed
+// (libnbd's last error, or errno, says why). NbdImage::poll and poll_both use it; public for the tests.
+int poll_nbd_handles(std::span<nbd_handle* const> handles, std::chrono::milliseconds wait);
 
 class NbdImage {
  public:
@@ -65,8 +72,9 @@ class NbdImage {
   // Ranges of [0, size) whose flags in `context` satisfy (flags & mask) == want, merged.
   std::vector<ByteRange> ranges_where(const std::string& context, uint32_t mask, uint32_t want);
 
-  // Runs libnbd's state machine for at most `wait`: 1 when something happened, 0 when nothing did, -1 when
-  // the connection failed (last_error() says why).
+  // Runs libnbd's state machine for at most `wait`: 1 when something happened, 0 when nothing did (or a
+  // signal cut the wait short: the caller looks at its deadline again), -1 when the connection failed
+  // (last_error() says why).
   int poll(std::chrono::milliseconds wait);
   // As poll(), for two connections at once (a copy reading one export and writing another): runs the state
   // machine of whichever is ready. -1 when either connection failed (last_error() says why).

@@ -89,17 +89,34 @@ bool RequestLoop::wait_for_replies() {
   if (in_flight_ > 0 && silence_.expired()) {
     image_.give_up();
     if (target_ != nullptr) target_->give_up();
-    fail(image_.no_reply_message(work_.mode == CopyMode::copy ? "reading the image" : "verifying"),
-         no_reply_detail());
+    fail(silence_message(), no_reply_detail());
     return false;
   }
   return true;
+}
+
+std::string RequestLoop::silence_message() const {
+  const bool copy = work_.mode == CopyMode::copy;
+  const std::string target_request = copy ? "writing the target" : "reading the target back";
+  if (target_ == nullptr || target_in_flight_ == 0)
+    return image_.no_reply_message(copy ? "reading the image" : "verifying");
+  // Only the target's requests wait: the image answered, and it is the target that stopped answering.
+  if (target_in_flight_ == in_flight_) return target_->no_reply_message(target_request);
+  return image_.no_reply_message(copy ? "reading the image" : "verifying") + "; nor did " + target_->uri() +
+         " (" + target_request + ")";
 }
 
 int RequestLoop::on_read(void* user_data, int* error) {
   auto* slot = static_cast<Slot*>(user_data);
   slot->loop->read_done(*slot, *error);
   return 1;  // retire the command
+}
+
+int RequestLoop::on_read_back(void* user_data, int* error) {
+  auto* slot = static_cast<Slot*>(user_data);
+  --slot->loop->target_in_flight_;
+  slot->loop->read_done(*slot, *error);
+  return 1;
 }
 
 int RequestLoop::on_write(void* user_data, int* error) {
@@ -140,12 +157,14 @@ void RequestLoop::issue(Slot& slot, size_t piece_index) {
   ++in_flight_;
   ++slot.pending;
   if (work_.mode == CopyMode::verify && target_ != nullptr) {
-    if (nbd_aio_pread(target_->handle(), slot.target_buffer.get(), piece.length, piece.offset, callback, 0) ==
-        -1) {
+    nbd_completion_callback read_back{on_read_back, &slot, nullptr};
+    if (nbd_aio_pread(target_->handle(), slot.target_buffer.get(), piece.length, piece.offset, read_back,
+                      0) == -1) {
       fail("reading " + work_.target.name + " back" + at(piece) + ": " + NbdImage::last_error());
       return;
     }
     ++in_flight_;
+    ++target_in_flight_;
     ++slot.pending;
   }
 }
@@ -168,6 +187,7 @@ void RequestLoop::issue_write(Slot& slot) {
     return;
   }
   ++in_flight_;
+  ++target_in_flight_;
   slot.pending = 1;
 }
 
@@ -204,6 +224,7 @@ void RequestLoop::read_done(Slot& slot, int error) {
 
 void RequestLoop::write_done(Slot& slot, int error) {
   --in_flight_;
+  --target_in_flight_;
   slot.pending = 0;
   silence_.restart();
   const CopyPiece& piece = work_.pieces[slot.piece];

@@ -64,7 +64,10 @@ class RequestLoop {
 
   bool stopping() const { return work_.failed.load(std::memory_order_relaxed); }
   bool wait_for_replies();
+  // The message for a silence that outlasted the timeout, naming the connection(s) that did not answer.
+  std::string silence_message() const;
   static int on_read(void* user_data, int* error);
+  static int on_read_back(void* user_data, int* error);  // verify: the target's read
   static int on_write(void* user_data, int* error);
   void issue(Slot& slot, size_t piece_index);
   void issue_write(Slot& slot);
@@ -82,7 +85,8 @@ class RequestLoop {
   NbdImage* target_;
   SharedWork& work_;
   std::vector<Slot> slots_;
-  unsigned in_flight_ = 0;  // requests on either connection
+  unsigned in_flight_ = 0;         // requests on either connection
+  unsigned target_in_flight_ = 0;  // of these, on the target's (writes, and the reads back of verify)
   // Silence of the server(s): restarted by any reply, or when a request is issued with none in flight; a
   // stop of nbdsnap itself (SIGSTOP/SIGCONT) restarts it too (stop_aware_deadline.h).
   StopAwareDeadline silence_;

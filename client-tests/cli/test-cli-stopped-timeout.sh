@@ -6,7 +6,10 @@
 #    ^Z does) for twice --timeout, nbdsnap continued first: it completes, and the backup reads as the origin;
 # 2. a backup whose nbdsnapd is stopped for good: exit 4 within --timeout + 1 s (the failure path asks the
 #    stopped server for the snapshot's state only briefly), saying the snapshot may still exist and how to
-#    destroy it.
+#    destroy it;
+# 3. the same with --json: the error object's message says so too (it once held the read's error alone);
+# 4. a restore whose target (nbdsnapd's origin export) stops answering: exit 4, the message names the target,
+#    not the image it reads (qemu-nbd serving the chain), which answered.
 # Usage: test-cli-stopped-timeout.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -20,11 +23,12 @@ write 0xa7 1M 3M disk
 run_cli 0 snapshot create s --origin disk --storage "$dir/s.diff:16M"
 run_cli 0 snapshot take s
 
-# start_backup FILE TIMEOUT: a slow backup (4 KiB reads, one in flight) in a process group of its own
-# (setsid: $backup_pid leads it, with timeout(1) and nbdsnap), bounded at 30 s; waits until the copy began.
+# start_backup FILE TIMEOUT [OPTION...]: a slow backup (4 KiB reads, one in flight) in a process group of its
+# own (setsid: $backup_pid leads it, with timeout(1) and nbdsnap), bounded at 30 s, with nbdsnap's global
+# OPTIONs; waits until the copy began.
 start_backup() {
   backup=$1
-  setsid timeout -k 2 30 "$NBDSNAP" --timeout "$2" backup --image "$(uri disk@s)" --to "$backup" \
+  setsid timeout -k 2 30 "$NBDSNAP" --timeout "$2" "${@:3}" backup --image "$(uri disk@s)" --to "$backup" \
     --connections 1 --requests 1 --request-size 4K >"$dir/out" 2>"$dir/err" &
   backup_pid=$!
   track_pid "$backup_pid"
@@ -32,11 +36,12 @@ start_backup() {
   [[ -e $backup.nbdsnap-backup ]] || fail "the backup did not begin within 5 s: $(cat "$dir/err")"
 }
 
-# finish_backup: waits for the backup; sets $status, $err, and $elapsed_ms since $since (date +%s%N).
+# finish_backup: waits for the backup; sets $status, $out, $err, and $elapsed_ms since $since (date +%s%N).
 finish_backup() {
   status=0
   wait "$backup_pid" || status=$?
   elapsed_ms=$((($(date +%s%N) - since) / 1000000))
+  out=$(cat "$dir/out")
   err=$(cat "$dir/err")
   ((status != 124)) || fail "the backup still ran after 30 s (killed): $err"
 }
@@ -75,6 +80,37 @@ expect_err "no reply from the NBD server within 3 s \\(--timeout\\)"
 expect_err "snapshot s may still exist"
 expect_err "nbdsnap snapshot destroy s"
 pass "backup whose server stops for good: exit 4 after $elapsed_ms ms with --timeout 3: $err"
+
+# 3. As 2 with --json: the error object on stdout carries the whole message, nothing on stderr.
+start_backup "$dir/silent-json.img" 1 --json
+since=$(date +%s%N)
+kill -STOP -- "-$server_pid"
+finish_backup
+kill -CONT -- "-$server_pid"
+((status == 4)) || fail "backup --json with a stopped server exited $status, expected 4: $out $err"
+[[ -z $err ]] || fail "backup --json with a stopped server printed on stderr: $err"
+[[ $(jq_out .error.code) == timeout ]] || fail "backup --json: the error code is not timeout: $out"
+jq_out .error.message | grep "snapshot s may still exist.*nbdsnap snapshot destroy s" >/dev/null ||
+  fail "backup --json: the error message does not say what may be left: $out"
+pass "backup --json whose server stops for good: exit 4, the error object says what may be left"
+
+# 4. A restore of a qcow2 point into the origin's export, its server stopped once the copy began.
+run_cli 0 backup --image "$(uri disk@s)" --to "$dir/chain" --format qcow2
+setsid timeout -k 2 30 "$NBDSNAP" --timeout 1 restore "$dir/chain" --to "$(uri disk)" --connections 1 \
+  --requests 1 --request-size 4K --progress 3 3>"$dir/progress" >"$dir/out" 2>"$dir/err" &
+backup_pid=$!
+track_pid "$backup_pid"
+for _ in $(seq 500); do grep -q '^1/100' "$dir/progress" && break; sleep 0.01; done
+grep -q '^1/100' "$dir/progress" || fail "the restore did not begin within 5 s: $(cat "$dir/err")"
+since=$(date +%s%N)
+kill -STOP -- "-$server_pid"
+finish_backup
+kill -CONT -- "-$server_pid"
+((status == 4)) || fail "restore into a stopped server exited $status, expected 4: $err"
+[[ $err == *"$(uri disk): writing the target: no reply from the NBD server within 1 s (--timeout)"* ]] ||
+  fail "restore into a stopped server does not name its target: $err"
+[[ $err != *qemu-nbd* ]] || fail "restore into a stopped server blames the chain's qemu-nbd: $err"
+pass "restore whose target stops answering: exit 4 naming the target: $err"
 
 run_cli 0 snapshot info s  # nbdsnapd answers again after SIGCONT, and the snapshot is still there
 stop_server
