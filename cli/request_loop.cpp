@@ -36,7 +36,8 @@ RequestLoop::RequestLoop(NbdImage& image, NbdImage* target, SharedWork& work, un
   for (Slot& slot : slots_) {
     slot.loop = this;
     slot.buffer = std::make_unique_for_overwrite<char[]>(buffer_size);
-    if (work.mode == CopyMode::verify) slot.target_buffer = std::make_unique_for_overwrite<char[]>(buffer_size);
+    if (work.mode == CopyMode::verify)
+      slot.target_buffer = std::make_unique_for_overwrite<char[]>(buffer_size);
   }
 }
 
