@@ -12,9 +12,6 @@ namespace nbdsnap {
 
 namespace {
 
-constexpr uint64_t KiB = uint64_t{1} << 10;
-constexpr uint64_t MiB = uint64_t{1} << 20;
-constexpr uint64_t GiB = uint64_t{1} << 30;
 constexpr uint64_t PiB = uint64_t{1} << 50;
 
 // A value as a user would type it back: "18", "2097152", "64M".

@@ -22,14 +22,14 @@ namespace {
 
 const std::string kCredentialsScript = NBDSNAP_TLS_CREDENTIALS_SCRIPT;
 
-struct TempDir {
+struct CredentialsDir {
   std::string path;
-  TempDir() {
+  CredentialsDir() {
     char pattern[] = "/tmp/nbdsnap-tls-test-XXXXXX";
     REQUIRE(mkdtemp(pattern) != nullptr);
     path = pattern;
   }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  ~CredentialsDir() { std::system(("rm -rf '" + path + "'").c_str()); }
 };
 
 bool make(const std::string& arguments) {
@@ -97,7 +97,7 @@ struct Pair {
 }  // namespace
 
 TEST_CASE("psk_handshake_carries_data_both_ways_and_names_the_username") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("psk " + dir.path + "/keys.psk agent1 other"));
   auto server = load(TlsEndpoint::server, psk(dir.path + "/keys.psk"));
   auto client = load(TlsEndpoint::client, psk(dir.path + "/keys.psk", "agent1"));
@@ -126,7 +126,7 @@ TEST_CASE("psk_handshake_carries_data_both_ways_and_names_the_username") {
 }
 
 TEST_CASE("a_handshake_closed_without_an_alert_is_not_a_refusal_and_a_refusal_carries_one") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("psk " + dir.path + "/keys.psk agent1"));
   auto client = load(TlsEndpoint::client, psk(dir.path + "/keys.psk", "agent1"));
   // The server end reads the ClientHello and closes, as nbdsnapd's handshaker does to its oldest waiting
@@ -172,7 +172,7 @@ TEST_CASE("a_handshake_closed_without_an_alert_is_not_a_refusal_and_a_refusal_ca
 }
 
 TEST_CASE("a_psk_client_that_hangs_up_after_its_client_hello_is_not_taken_for_a_wrong_key") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("psk " + dir.path + "/keys.psk agent1"));
   auto client = load(TlsEndpoint::client, psk(dir.path + "/keys.psk", "agent1"));
   auto server = load(TlsEndpoint::server, psk(dir.path + "/keys.psk"));
@@ -217,7 +217,7 @@ TEST_CASE("a_psk_client_that_hangs_up_after_its_client_hello_is_not_taken_for_a_
 }
 
 TEST_CASE("a_client_with_the_wrong_psk_is_refused") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("psk " + dir.path + "/server.psk agent1"));
   REQUIRE(make("psk " + dir.path + "/client.psk agent1"));  // same name, another key
   Pair pair(load(TlsEndpoint::server, psk(dir.path + "/server.psk")),
@@ -235,7 +235,7 @@ TEST_CASE("a_client_with_the_wrong_psk_is_refused") {
 }
 
 TEST_CASE("a_client_with_an_unknown_psk_identity_is_refused_with_the_identity_named") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("psk " + dir.path + "/server.psk agent1"));
   REQUIRE(make("psk " + dir.path + "/client.psk stranger"));
   Pair pair(load(TlsEndpoint::server, psk(dir.path + "/server.psk")),
@@ -249,7 +249,7 @@ TEST_CASE("a_client_with_an_unknown_psk_identity_is_refused_with_the_identity_na
 }
 
 TEST_CASE("x509_with_verify_peer_names_the_client_by_dn_and_san") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("x509 " + dir.path + "/pki agent7"));
   Pair pair(load(TlsEndpoint::server, x509(dir.path + "/pki", true)),
             load(TlsEndpoint::client, x509(dir.path + "/pki")), "localhost");
@@ -266,7 +266,7 @@ TEST_CASE("x509_with_verify_peer_names_the_client_by_dn_and_san") {
 }
 
 TEST_CASE("a_client_certificate_from_another_ca_is_refused_under_verify_peer") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("x509 " + dir.path + "/pki"));
   REQUIRE(make("x509 " + dir.path + "/other"));
   // The client trusts the server's CA (so only the server's check can fail) but holds the other CA's cert.
@@ -283,7 +283,7 @@ TEST_CASE("a_client_certificate_from_another_ca_is_refused_under_verify_peer") {
 }
 
 TEST_CASE("a_client_refuses_a_server_certificate_for_another_host") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("x509 " + dir.path + "/pki"));
   Pair pair(load(TlsEndpoint::server, x509(dir.path + "/pki")),
             load(TlsEndpoint::client, x509(dir.path + "/pki")), "backup.example");
@@ -293,7 +293,7 @@ TEST_CASE("a_client_refuses_a_server_certificate_for_another_host") {
 }
 
 TEST_CASE("a_handshake_with_a_silent_peer_ends_at_its_deadline") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("psk " + dir.path + "/keys.psk agent1"));
   int fds[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
@@ -311,7 +311,7 @@ TEST_CASE("a_handshake_with_a_silent_peer_ends_at_its_deadline") {
 }
 
 TEST_CASE("credentials_that_cannot_be_loaded_say_which_file") {
-  TempDir dir;
+  CredentialsDir dir;
   std::shared_ptr<const TlsCredentials> out;
   Status missing = TlsCredentials::load(TlsEndpoint::server, x509(dir.path), out);
   CHECK(missing.message().find(dir.path + "/server-cert.pem") != std::string::npos);
@@ -327,7 +327,7 @@ TEST_CASE("credentials_that_cannot_be_loaded_say_which_file") {
 }
 
 TEST_CASE("a_store_keeps_its_credentials_when_a_reload_fails") {
-  TempDir dir;
+  CredentialsDir dir;
   REQUIRE(make("psk " + dir.path + "/keys.psk agent1"));
   TlsCredentialStore store(TlsEndpoint::server, psk(dir.path + "/keys.psk"));
   REQUIRE(store.load().is_ok());

@@ -18,16 +18,16 @@ using nbdsnap::test::TempDir;
 
 namespace {
 
-constexpr uint64_t kBlock = 64 << 10;
-constexpr uint64_t kDevice = 20 * kBlock + 4096;
+constexpr uint64_t kCbtBlock = 64 << 10;
+constexpr uint64_t kDevice = 20 * kCbtBlock + 4096;
 
 CbtState sample_state() {
-  Cbt cbt(kDevice, kBlock);
+  Cbt cbt(kDevice, kCbtBlock);
   cbt.mark_dirty(0, 1);
   cbt.freeze("monday");
-  cbt.mark_dirty(3 * kBlock, 2 * kBlock);
+  cbt.mark_dirty(3 * kCbtBlock, 2 * kCbtBlock);
   cbt.freeze("tuesday");
-  cbt.mark_dirty(20 * kBlock, 1);
+  cbt.mark_dirty(20 * kCbtBlock, 1);
   CbtState state = cbt.state();
   state.device_fingerprint = "file 2049:12 size 1314816 mtime 1764160000.5";
   return state;
@@ -72,7 +72,7 @@ TEST_CASE("saving again replaces the previous state") {
   CbtState first = sample_state();
   REQUIRE_OK(store.save("disk0", first, true));
   Cbt cbt(first);
-  cbt.mark_dirty(10 * kBlock, 1);
+  cbt.mark_dirty(10 * kCbtBlock, 1);
   cbt.freeze("wednesday");
   const CbtState second = cbt.state();
   REQUIRE_OK(store.save("disk0", second, true));
@@ -268,7 +268,7 @@ TEST_CASE("a state directory path that is too long fails as name_too_long, not a
 TEST_CASE("checkpoint take times and dropped checkpoints survive a save and load") {
   TempDir dir;
   CbtStore store(dir.path().string());
-  Cbt cbt(kDevice, kBlock, 2);
+  Cbt cbt(kDevice, kCbtBlock, 2);
   cbt.freeze("monday", 1764000000000);
   cbt.freeze("tuesday", 1764086400000);
   cbt.freeze("wednesday", 1764172800000);  // monday is dropped: 2 kept

@@ -11,10 +11,6 @@
 using namespace nbdsnap;
 using namespace nbdsnap::test;
 
-namespace {
-constexpr uint64_t kMiB = uint64_t{1} << 20;
-}  // namespace
-
 TEST_CASE("a_resumed_cbt_tells_which_checkpoints_a_lowered_limit_dropped") {
   Cbt cbt(4 * 4096, 4096, 5);
   for (int i = 1; i <= 5; ++i) cbt.freeze("s" + std::to_string(i), i);
@@ -30,12 +26,12 @@ TEST_CASE("attaching_an_origin_whose_saved_checkpoints_exceed_checkpoints_kept_n
   EngineConfig config = small_config();
   config.state_dir = state.path().string();
   config.checkpoints_kept = 4;
-  auto device = std::make_shared<MemoryDevice>(4 * kMiB);
+  auto device = std::make_shared<MemoryDevice>(4 * MiB);
   {
     Engine engine(config);
     REQUIRE_OK(engine.attach_origin("disk0", device, false));
     for (const char* name : {"mon", "tue", "wed", "thu"}) {
-      REQUIRE_OK(engine.create_snapshot(name, snapshot_options({"disk0"}, dir, name, 4 * kMiB)));
+      REQUIRE_OK(engine.create_snapshot(name, snapshot_options({"disk0"}, dir, name, 4 * MiB)));
       REQUIRE_OK(engine.take_snapshot(name));
       REQUIRE_OK(engine.destroy_snapshot(name));
     }

@@ -16,8 +16,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * KiB;
-
 // Restores the engine default limit whatever a test set.
 struct PoolReset {
   PoolReset() { release_free_chunk_buffers(); }

@@ -16,8 +16,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr uint64_t kMiB = uint64_t{1} << 20;
-
 // A front end whose images have as many clients as the test says.
 class CountingFrontEnd final : public ControlFrontEnd {
  public:
@@ -33,9 +31,9 @@ class CountingFrontEnd final : public ControlFrontEnd {
 
 struct DestroyFixture {
   DestroyFixture() : engine(small_config(16)), control(engine, front_end) {
-    attach_memory_origin(engine, "disk0", 4 * kMiB);
-    attach_memory_origin(engine, "disk1", 4 * kMiB);
-    REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0", "disk1"}, dir, "s.diff", 4 * kMiB)));
+    attach_memory_origin(engine, "disk0", 4 * MiB);
+    attach_memory_origin(engine, "disk1", 4 * MiB);
+    REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0", "disk1"}, dir, "s.diff", 4 * MiB)));
     REQUIRE_OK(engine.take_snapshot("s"));
   }
   TempDir dir;
@@ -78,8 +76,8 @@ TEST_CASE("destroy_waits_briefly_for_image_clients_that_are_disconnecting") {
 TEST_CASE("destroy_of_a_snapshot_not_taken_or_unknown_does_not_ask_for_clients") {
   DestroyFixture f;
   f.front_end.disk0_image_clients = 3;  // (an untaken snapshot has no images: counts are not asked)
-  REQUIRE_OK(f.engine.attach_origin("disk2", std::make_shared<MemoryDevice>(4 * kMiB), false));
-  REQUIRE_OK(f.engine.create_snapshot("c", snapshot_options({"disk2"}, f.dir, "c.diff", 4 * kMiB)));
+  REQUIRE_OK(f.engine.attach_origin("disk2", std::make_shared<MemoryDevice>(4 * MiB), false));
+  REQUIRE_OK(f.engine.create_snapshot("c", snapshot_options({"disk2"}, f.dir, "c.diff", 4 * MiB)));
   CHECK(f.control.handle({{"command", "snapshot-destroy"}, {"name", "c"}})["ok"] == true);
   const json unknown = f.control.handle({{"command", "snapshot-destroy"}, {"name", "nosuch"}});
   CHECK(unknown["error"]["code"] == "not_found");

@@ -19,8 +19,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr uint64_t MiB = 1ull << 20;
-
 // A front end that attaches MemoryDevices by "path" and makes up URIs, recording what it was asked.
 class FakeFrontEnd final : public ControlFrontEnd {
  public:

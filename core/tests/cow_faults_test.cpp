@@ -23,8 +23,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * KiB;
-
 // Allocation hook state: the next `chunk_allocations_to_fail` chunk buffer allocations throw, each after
 // `chunk_allocation_delay_ms` (so that other writers of the chunk are waiting for it by then).
 std::atomic<int> chunk_allocations_to_fail{0};

@@ -12,12 +12,6 @@
 using namespace nbdsnap;
 using namespace nbdsnap::test;
 
-namespace {
-
-constexpr uint64_t KiB = 1ull << 10;
-
-}  // namespace
-
 TEST_CASE("difference storage hands out pieces area after area without straddling") {
   DiffStorage storage(0, 0, nullptr);
   storage.append_device(std::make_shared<MemoryDevice>(100 * KiB), "a");

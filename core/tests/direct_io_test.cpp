@@ -21,8 +21,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t MiB = 1ull << 20;
-
 // Creates `name` of `size` bytes in dir opened with cache none; false (with a message) when the file system
 // of the temporary directory has no O_DIRECT, so the test has nothing to check there.
 bool create_direct(const TempDir& dir, const std::string& name, uint64_t size,

@@ -20,9 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uint64_t MiB = 1ull << 20;
-constexpr uint64_t TiB = 1ull << 40;
-
 bool has_event(EventLog& log, EventType type, const std::string& origin) {
   for (const Event& event : log.wait_after(0, 0ms))
     if (event.type == type && event.origin == origin) return true;

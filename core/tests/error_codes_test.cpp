@@ -15,11 +15,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uint64_t KiB = 1ull << 10;
-constexpr uint64_t MiB = 1ull << 20;
-constexpr uint64_t kChunk = 64 * KiB;  // small_config()'s chunks
-
-SnapshotInfo info_of(Engine& engine, const std::string& name) {
+SnapshotInfo snapshot_info_of(Engine& engine, const std::string& name) {
   SnapshotInfo info;
   REQUIRE_OK(engine.snapshot_info(name, info));
   return info;
@@ -49,7 +45,7 @@ TEST_CASE("an origin read failure gives that origin EIO in snapshot info and in 
   write_chunks(*engine.find_origin("disk0"), 0, 1);
   faulty->fail_reads = false;
 
-  const SnapshotInfo info = info_of(engine, "s");
+  const SnapshotInfo info = snapshot_info_of(engine, "s");
   CHECK(info.state == SnapshotState::corrupted);
   REQUIRE(info.origin_errors.size() == 1);
   CHECK(info.origin_errors[0].origin == "disk0");
@@ -80,7 +76,7 @@ TEST_CASE("a storage write failure gives the origin whose chunk it was EIO") {
   const uint64_t before = engine.events().last_sequence();
   write_chunks(*engine.find_origin("disk1"), 3, 1);
 
-  const SnapshotInfo info = info_of(engine, "s");
+  const SnapshotInfo info = snapshot_info_of(engine, "s");
   CHECK(info.state == SnapshotState::corrupted);
   REQUIRE(info.origin_errors.size() == 1);
   CHECK(info.origin_errors[0].origin == "disk1");
@@ -100,7 +96,7 @@ TEST_CASE("full difference storage gives ENOSPC and says how much is used, never
   REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 2 * kChunk)));
   REQUIRE_OK(engine.take_snapshot("s"));
   write_chunks(*engine.find_origin("disk0"), 0, 3);
-  const SnapshotInfo info = info_of(engine, "s");
+  const SnapshotInfo info = snapshot_info_of(engine, "s");
   CHECK(info.state == SnapshotState::corrupted);
   REQUIRE(info.origin_errors.size() == 1);
   CHECK(info.origin_errors[0].error_code == ENOSPC);
@@ -123,7 +119,7 @@ TEST_CASE("a storage device that runs out of space gives ENOSPC") {
   REQUIRE_OK(engine.take_snapshot("s"));
   storage->writes_no_space = true;
   write_chunks(*engine.find_origin("disk0"), 0, 1);
-  const SnapshotInfo info = info_of(engine, "s");
+  const SnapshotInfo info = snapshot_info_of(engine, "s");
   REQUIRE(info.origin_errors.size() == 1);
   CHECK(info.origin_errors[0].error_code == ENOSPC);
 }
@@ -145,7 +141,7 @@ TEST_CASE("storage smaller than one chunk is refused at create and append, and n
   s = engine.append_storage("s", {dir.file("more"), 4096});
   CHECK(s.code() == Errc::invalid_argument);
   CHECK_FALSE(std::filesystem::exists(dir.file("more")));
-  CHECK(info_of(engine, "s").storage.size() == 1);
+  CHECK(snapshot_info_of(engine, "s").storage.size() == 1);
 }
 
 TEST_CASE(
@@ -159,7 +155,7 @@ TEST_CASE(
   const Status s = engine.add_origin_to_snapshot("s", "raid");  // 1 MiB chunks do not fit a 512 KiB area
   CHECK(s.code() == Errc::bad_state);
   CHECK(s.message().find("less than one chunk of origin 'raid' (1.0 MiB)") != std::string::npos);
-  CHECK(info_of(engine, "s").origins.empty());
+  CHECK(snapshot_info_of(engine, "s").origins.empty());
   REQUIRE_OK(engine.destroy_snapshot("s"));
   REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"raid"}, dir, "diff", MiB)));
   REQUIRE_OK(engine.take_snapshot("s"));

@@ -22,9 +22,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * KiB;
-constexpr uint64_t kChunk = 64 * KiB;  // small_config(16)
-
 // What the hook does and saw. One test at a time installs it (ClonesBy below).
 std::atomic<int> clone_errno{0};  // 0: emulate the clone by copying bytes; else fail with this errno
 std::atomic<int> clones_tried{0};

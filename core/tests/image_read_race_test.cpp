@@ -18,9 +18,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t KiB = 1ull << 10;
-constexpr uint64_t MiB = 1ull << 20;
-
 // A memory device that runs a hook, once, inside the next pread or extents call after it was armed, before
 // the call reads the device: a write the hook makes lands in the middle of that call.
 class HookedDevice final : public BlockDevice {

@@ -17,9 +17,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uint64_t KiB = 1ull << 10;
-constexpr uint64_t MiB = 1ull << 20;
-
 // A memory device that remembers the largest single read, to see how copy-on-write splits a chunk.
 class ReadSizeRecorder final : public BlockDevice {
  public:

@@ -19,8 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * KiB;
-
 OriginCounterValues origin_counters(const Engine& engine, const std::string& name) {
   for (const OriginStats& o : engine.stats().origins) {
     if (o.name == name) return o.counters;

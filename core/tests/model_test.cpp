@@ -58,7 +58,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t KiB = 1ull << 10;
 constexpr uint64_t kDefaultOperations = 25'000;
 constexpr std::chrono::seconds kCallLimit{10};
 

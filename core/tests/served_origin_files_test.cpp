@@ -15,8 +15,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t MiB = 1 << 20;
-
 void make_file(const std::string& path, uint64_t size) {
   std::ofstream(path).close();
   std::filesystem::resize_file(path, size);

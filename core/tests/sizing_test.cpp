@@ -16,10 +16,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t KiB = 1ull << 10;
-constexpr uint64_t MiB = 1ull << 20;
-constexpr uint64_t GiB = 1ull << 30;
-constexpr uint64_t TiB = 1ull << 40;
 constexpr uint64_t PiB = 1ull << 50;
 
 // The rule written the slow, obvious way: start at 2^min_shift, double while the device needs too many units

@@ -21,10 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uint64_t KiB = 1ull << 10;
-constexpr uint64_t MiB = 1ull << 20;
-constexpr uint64_t kChunk = 64 * KiB;  // small_config(16)
-
 SnapshotInfo info_of(Engine& engine, const std::string& name) {
   SnapshotInfo info;
   REQUIRE_OK(engine.snapshot_info(name, info));

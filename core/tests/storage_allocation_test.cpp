@@ -20,8 +20,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t MiB = 1ull << 20;
-
 uint64_t allocated_bytes(const std::string& path) {
   struct stat st {};
   REQUIRE(::stat(path.c_str(), &st) == 0);

@@ -11,10 +11,6 @@
 using namespace nbdsnap;
 using namespace nbdsnap::test;
 
-namespace {
-constexpr uint64_t KiB = uint64_t{1} << 10;
-}  // namespace
-
 TEST_CASE("a_directory_given_as_difference_storage_is_refused_saying_what_to_give_instead") {
   TempDir dir;
   std::filesystem::create_directory(dir.file("diffs"));

@@ -20,10 +20,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t KiB = 1ull << 10;
-constexpr uint64_t MiB = 1ull << 20;
-constexpr uint64_t kChunk = 64 * KiB;  // small_config()'s chunks
-
 // A file of `size` bytes, every byte 0xEE, so bytes nbdsnap never wrote show.
 std::string make_filled_file(const TempDir& dir, const std::string& name, uint64_t size) {
   const std::string path = dir.file(name);

@@ -10,8 +10,6 @@
 using namespace nbdsnap;
 
 namespace {
-constexpr uint64_t MiB = 1ull << 20;
-constexpr uint64_t GiB = 1ull << 30;
 
 StorageSpec parsed(const std::string& text) {
   StorageSpec spec;

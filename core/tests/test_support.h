@@ -24,6 +24,7 @@
 #include "memory_device.h"
 #include "status.h"
 #include "tracker.h"
+#include "units.h"
 
 // Checks that a Status-returning expression succeeded, printing the engine's message when it did not.
 #define REQUIRE_OK(expr)                                                 \
@@ -158,6 +159,9 @@ inline SizingRules small_sizing(unsigned chunk_shift, unsigned tracking_shift = 
 }
 
 // An engine configuration for tests: small chunks, a small buffer pool, no low-space noise.
+// The chunk size of small_config() with its default chunk_shift.
+inline constexpr uint64_t kChunk = uint64_t{1} << 16;
+
 inline EngineConfig small_config(unsigned chunk_shift = 16) {
   EngineConfig config;
   config.sizing = small_sizing(chunk_shift);

@@ -47,7 +47,7 @@ class ScriptedServer {
   fake::Server server_;
 };
 
-Client connected(const std::string& path) {
+Client connected_with_defaults(const std::string& path) {
   Result<Client> client = Client::connect(path);
   REQUIRE(client.ok());
   return std::move(client).value();
@@ -88,7 +88,7 @@ TEST_CASE("origins_snapshots_and_cbt_info_are_decoded_field_by_field") {
       return {{"cbt", {{"generation", "g1"}, {"checkpoints", {{"b", 5}, {"a", 3}}}}}};
     return json::object();
   });
-  Client client = connected(server.path());
+  Client client = connected_with_defaults(server.path());
   Result<std::vector<Origin>> origins = client.origins();
   REQUIRE(origins.ok());
   REQUIRE(origins->size() == 1);
@@ -122,7 +122,7 @@ TEST_CASE("origins_snapshots_and_cbt_info_are_decoded_field_by_field") {
 
 TEST_CASE("requests_carry_exactly_the_arguments_of_the_protocol") {
   ScriptedServer server([](const json&) { return json::object(); });
-  Client client = connected(server.path());
+  Client client = connected_with_defaults(server.path());
   SnapshotSpec spec;
   spec.name = "s";
   spec.origins = {"a", "b"};
@@ -165,7 +165,7 @@ TEST_CASE("changed_ranges_follow_the_pages_and_refuse_a_generation_change_betwee
             {"more", false},
             {"next_offset", 1 << 20}};
   });
-  Client client = connected(server.path());
+  Client client = connected_with_defaults(server.path());
   CbtQuery query;
   query.origin = "disk";
   Result<CbtMap> all = client.cbt_changed_ranges(query);
@@ -200,7 +200,7 @@ TEST_CASE("the_whole_raw_map_joins_runs_of_every_page_and_a_page_that_does_not_m
             {"more", false},
             {"next_offset", offset + 65536}};
   });
-  Client client = connected(server.path());
+  Client client = connected_with_defaults(server.path());
   CbtQuery query;
   query.origin = "disk";
   Result<CbtRawMap> whole = client.cbt_whole_raw_map(query);
@@ -230,7 +230,7 @@ TEST_CASE("an_event_stream_returns_events_one_by_one_and_asks_for_more_after_the
     }
     return {{"events", events}, {"last_sequence", 3}};
   });
-  Client client = connected(server.path());
+  Client client = connected_with_defaults(server.path());
   EventStream stream(client);
   std::vector<uint64_t> seen;
   for (int i = 0; i < 4; ++i) {
@@ -259,7 +259,7 @@ TEST_CASE("watch_events_passes_the_filtered_events_and_ends_by_callback_by_stop_
       std::this_thread::sleep_for(std::chrono::milliseconds(request["timeout_ms"].get<int64_t>()));
     return {{"events", events}, {"last_sequence", 5}};
   });
-  Client client = connected(server.path());
+  Client client = connected_with_defaults(server.path());
   WatchOptions options;
   options.poll = 20ms;
   std::vector<uint64_t> seen;
@@ -300,7 +300,7 @@ TEST_CASE("watch_events_passes_the_filtered_events_and_ends_by_callback_by_stop_
 
 TEST_CASE("calls_from_many_threads_on_one_client_each_get_their_own_reply") {
   ScriptedServer server([](const json& request) -> json { return {{"version", request["name"]}}; });
-  Client client = connected(server.path());
+  Client client = connected_with_defaults(server.path());
   constexpr int kThreads = 8, kCalls = 100;
   std::atomic<int> mismatches{0};
   std::vector<std::thread> threads;

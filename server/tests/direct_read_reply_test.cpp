@@ -22,8 +22,6 @@ using nbdsnap::test::TempDir;
 
 namespace {
 
-constexpr uint64_t MiB = 1ull << 20;
-
 NegotiatedSession session_for(std::shared_ptr<ServedExport> target, bool structured) {
   NegotiatedSession s;
   s.structured_replies = structured;

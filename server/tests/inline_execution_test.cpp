@@ -18,8 +18,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t KiB = 1024, MiB = 1024 * KiB;
-
 NegotiatedSession session_for(std::shared_ptr<ServedExport> e) {
   NegotiatedSession s;
   s.structured_replies = true;
