@@ -36,4 +36,12 @@ inline bool field_bool(const nlohmann::json& object, const char* key) {
   return object.is_object() && object.contains(key) && object[key].is_boolean() && object[key].get<bool>();
 }
 
+// The array at `key`, or an empty array when the field is missing or not an array.
+inline const nlohmann::json& field_list(const nlohmann::json& object, const char* key) {
+  static const nlohmann::json empty = nlohmann::json::array();
+  if (!object.is_object()) return empty;
+  auto it = object.find(key);
+  return it != object.end() && it->is_array() ? *it : empty;
+}
+
 }  // namespace nbdsnap::cli

@@ -101,12 +101,6 @@ const std::vector<Family>& image_families() {
   return families;
 }
 
-const nlohmann::json& list_of(const nlohmann::json& object, const char* key) {
-  static const nlohmann::json empty = nlohmann::json::array();
-  auto it = object.find(key);
-  return it != object.end() && it->is_array() ? *it : empty;
-}
-
 }  // namespace
 
 std::string escape_label_value(const std::string& value) {
@@ -129,14 +123,14 @@ std::string escape_label_value(const std::string& value) {
 std::string format_prometheus(const nlohmann::json& stats) {
   std::vector<const nlohmann::json*> origins, snapshots, images;
   std::vector<std::string> origin_labels, snapshot_labels, image_labels;
-  for (const auto& origin : list_of(stats, "origins")) {
+  for (const auto& origin : field_list(stats, "origins")) {
     origins.push_back(&origin);
     origin_labels.push_back(label("origin", field_text(origin, "name")));
   }
-  for (const auto& snapshot : list_of(stats, "snapshots")) {
+  for (const auto& snapshot : field_list(stats, "snapshots")) {
     snapshots.push_back(&snapshot);
     snapshot_labels.push_back(label("snapshot", field_text(snapshot, "name")));
-    for (const auto& image : list_of(snapshot, "images")) {
+    for (const auto& image : field_list(snapshot, "images")) {
       images.push_back(&image);
       image_labels.push_back(label("origin", field_text(image, "origin")) + "," +
                              label("snapshot", field_text(snapshot, "name")));

@@ -18,12 +18,6 @@ namespace nbdsnap::cli {
 
 namespace {
 
-const nlohmann::json& list_of(const nlohmann::json& object, const char* key) {
-  static const nlohmann::json empty = nlohmann::json::array();
-  auto it = object.find(key);
-  return it != object.end() && it->is_array() ? *it : empty;
-}
-
 // Nanoseconds as "1.234 s" (milliseconds kept).
 std::string seconds_cell(uint64_t ns) {
   char text[40];
@@ -42,7 +36,7 @@ std::string origins_table(const nlohmann::json& stats) {
                {"COW TIME", Align::right},
                {"CBT BLOCKS", Align::right},
                {"CLIENTS", Align::right}});
-  for (const auto& o : list_of(stats, "origins")) {
+  for (const auto& o : field_list(stats, "origins")) {
     table.add_row({field_text(o, "name"), std::to_string(field_uint(o, "writes")),
                    size_cell(field_uint(o, "bytes_written")), std::to_string(field_uint(o, "reads")),
                    size_cell(field_uint(o, "bytes_read")), std::to_string(field_uint(o, "chunks_copied")),
@@ -60,7 +54,7 @@ std::string snapshots_table(const nlohmann::json& stats) {
                {"FREE", Align::right},
                {"SIZE", Align::right},
                {"LIMIT", Align::right}});
-  for (const auto& s : list_of(stats, "snapshots")) {
+  for (const auto& s : field_list(stats, "snapshots")) {
     const uint64_t limit = field_uint(s, "storage_limit");
     table.add_row({field_text(s, "name"), field_text(s, "state"), size_cell(field_uint(s, "storage_used")),
                    size_cell(field_uint(s, "storage_free")), size_cell(field_uint(s, "storage_total")),
@@ -71,8 +65,8 @@ std::string snapshots_table(const nlohmann::json& stats) {
 
 std::string images_table(const nlohmann::json& stats) {
   Table table({{"IMAGE"}, {"READS", Align::right}, {"READ", Align::right}, {"CLIENTS", Align::right}});
-  for (const auto& s : list_of(stats, "snapshots")) {
-    for (const auto& image : list_of(s, "images")) {
+  for (const auto& s : field_list(stats, "snapshots")) {
+    for (const auto& image : field_list(s, "images")) {
       table.add_row({field_text(image, "export"), std::to_string(field_uint(image, "reads")),
                      size_cell(field_uint(image, "bytes_read")),
                      std::to_string(field_uint(image, "clients"))});

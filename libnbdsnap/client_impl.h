@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "client_failure.h"
 #include "mutex.h"
 #include "nbdsnap/client.h"
 
@@ -42,10 +43,5 @@ struct Client::Impl {
   std::atomic<State> state{State::connected};
   std::string end_reason GUARDED_BY(call_mutex);  // why the handle is dead
 };
-
-// An Error from the client side.
-inline Error client_failure(const char* code, int err, std::string message) {
-  return Error{ErrorSource::client, code, err, std::move(message)};
-}
 
 }  // namespace nbdsnap::client

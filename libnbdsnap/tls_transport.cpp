@@ -5,16 +5,13 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "client_failure.h"
 #include "nbdsnap/transport.h"
 #include "tls_line_client.h"
 
 namespace nbdsnap::client {
 
 namespace {
-
-Error client_error(const char* code, int err, std::string message) {
-  return Error{ErrorSource::client, code, err, std::move(message)};
-}
 
 class TlsTransport final : public Transport {
  public:
@@ -29,10 +26,10 @@ class TlsTransport final : public Transport {
     if (status) return {};
     // The line client does not tell a deadline from other failures here; the clock does.
     if (std::chrono::steady_clock::now() >= deadline) {
-      return client_error(kTimeout, ETIMEDOUT,
-                          "no TCP connection or TLS handshake in time (" + status.message() + ")");
+      return client_failure(kTimeout, ETIMEDOUT,
+                            "no TCP connection or TLS handshake in time (" + status.message() + ")");
     }
-    return client_error(kConnectionFailed, to_errno(status), status.message());
+    return client_failure(kConnectionFailed, to_errno(status), status.message());
   }
 
   Result<void> send_line(std::string_view line, Deadline deadline) override {
@@ -53,8 +50,8 @@ class TlsTransport final : public Transport {
 
  private:
   Error failure(const Status& status) const {
-    if (line_client_->timed_out()) return client_error(kTimeout, ETIMEDOUT, status.message());
-    return client_error(kConnectionLost, to_errno(status), status.message());
+    if (line_client_->timed_out()) return client_failure(kTimeout, ETIMEDOUT, status.message());
+    return client_failure(kConnectionLost, to_errno(status), status.message());
   }
 
   TlsAddress address_;
@@ -71,19 +68,19 @@ bool is_tls_address(const std::string& address) {
 Result<std::unique_ptr<Transport>> tls_transport(const std::string& address, const TlsFiles& files) {
   TlsAddress parsed;
   if (Status s = parse_tls_address(address, parsed); !s)
-    return client_error(kInvalidRequest, EINVAL, s.message());
+    return client_failure(kInvalidRequest, EINVAL, s.message());
   TlsOptions options;
   options.certificates_dir = files.certificates_dir;
   options.psk_file = files.psk_file;
   options.psk_username = parsed.user;
   if (!options.enabled()) {
-    return client_error(
+    return client_failure(
         kInvalidRequest, EINVAL,
         address + ": a tls:// address needs a certificates directory or a PSK file (TlsFiles)");
   }
   std::shared_ptr<const TlsCredentials> credentials;
   if (Status s = TlsCredentials::load(TlsEndpoint::client, options, credentials); !s) {
-    return client_error(kBadCredentials, to_errno(s), s.message());
+    return client_failure(kBadCredentials, to_errno(s), s.message());
   }
   return std::unique_ptr<Transport>(
       std::make_unique<TlsTransport>(std::move(parsed), std::move(credentials)));

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include "client_failure.h"
 #include "nbdsnap/socket_probe.h"
 #include "nbdsnap/transport.h"
 #include "unix_socket.h"
@@ -18,10 +19,6 @@ namespace {
 constexpr std::chrono::milliseconds kGreetingWait{1000};
 // Lines longer than the server's limit (1 MiB) plus slack are not replies of the protocol.
 constexpr size_t kMaximumLine = 64u << 20;
-
-Error client_error(const char* code, int err, std::string message) {
-  return Error{ErrorSource::client, code, err, std::move(message)};
-}
 
 class UnixTransport final : public Transport {
  public:
@@ -37,16 +34,17 @@ class UnixTransport final : public Transport {
     if (fd_ >= 0) return {};
     const int err = errno;
     if (err == ENAMETOOLONG) {
-      return client_error(kConnectionFailed, err, "control socket path '" + path_ + "' is empty or too long");
+      return client_failure(kConnectionFailed, err,
+                            "control socket path '" + path_ + "' is empty or too long");
     }
-    if (err == ETIMEDOUT) return client_error(kTimeout, err, "the server accepts no clients");
-    return client_error(kConnectionFailed, err, endpoint() + ": cannot connect: " + std::strerror(err));
+    if (err == ETIMEDOUT) return client_failure(kTimeout, err, "the server accepts no clients");
+    return client_failure(kConnectionFailed, err, endpoint() + ": cannot connect: " + std::strerror(err));
   }
 
   Result<void> send_line(std::string_view line, Deadline deadline) override {
     if (send_all(fd_, line, deadline)) return {};
     const int err = errno;
-    if (err == ETIMEDOUT) return client_error(kTimeout, err, endpoint() + ": the server does not read");
+    if (err == ETIMEDOUT) return client_failure(kTimeout, err, endpoint() + ": the server does not read");
     // A server that refuses a client (busy: --control-max-sessions) writes its reply and closes before our
     // request arrives; the reply is still ours to read, and says more than "Broken pipe".
     if ((err == EPIPE || err == ECONNRESET) && reply_left_behind()) return {};
@@ -64,7 +62,7 @@ class UnixTransport final : public Transport {
         return line;
       }
       if (buffered_.size() > kMaximumLine) {
-        return client_error(
+        return client_failure(
             kProtocolError, EPROTO,
             endpoint() + ": a reply line longer than " + std::to_string(kMaximumLine) + " bytes");
       }
@@ -75,7 +73,7 @@ class UnixTransport final : public Transport {
         continue;
       }
       const int err = n == 0 ? 0 : errno;
-      if (err == ETIMEDOUT) return client_error(kTimeout, err, endpoint() + ": no reply in time");
+      if (err == ETIMEDOUT) return client_failure(kTimeout, err, endpoint() + ": no reply in time");
       return connection_lost("receive", err);
     }
   }
@@ -84,10 +82,10 @@ class UnixTransport final : public Transport {
 
  private:
   Error wrong_socket() const {
-    return client_error(kWrongSocket, EPROTO,
-                        path_ +
-                            ": this is an NBD socket, not a control socket: give the control socket "
-                            "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)");
+    return client_failure(kWrongSocket, EPROTO,
+                          path_ +
+                              ": this is an NBD socket, not a control socket: give the control socket "
+                              "(nbdsnapd --control PATH, or the nbdkit filter's nbdsnap-control=PATH)");
   }
 
   // Reads what the server sent before it closed, briefly; true when that holds a whole line (a reply) or an
@@ -111,8 +109,8 @@ class UnixTransport final : public Transport {
       const Deadline probe_deadline = std::chrono::steady_clock::now() + 2 * kGreetingWait;
       if (probe_socket_kind(path_, kGreetingWait, probe_deadline) == SocketKind::nbd) return wrong_socket();
     }
-    if (err == 0) return client_error(kConnectionLost, 0, endpoint() + ": server closed the connection");
-    return client_error(kConnectionLost, err, endpoint() + ": " + what + ": " + std::strerror(err));
+    if (err == 0) return client_failure(kConnectionLost, 0, endpoint() + ": server closed the connection");
+    return client_failure(kConnectionLost, err, endpoint() + ": " + what + ": " + std::strerror(err));
   }
 
   std::string path_;
