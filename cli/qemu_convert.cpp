@@ -27,7 +27,7 @@ namespace nbdsnap::cli {
 namespace {
 
 constexpr std::chrono::milliseconds kPollInterval{100};
-constexpr std::chrono::milliseconds kStopBound{std::chrono::seconds(10)};
+constexpr std::chrono::milliseconds kStalledConvertStopBound{std::chrono::seconds(10)};
 constexpr size_t kLogWindow = 512;  // bytes of the log read per poll: the last progress lines
 
 // Signs that a tool works: CPU time (clock ticks, utime + stime from /proc/PID/stat) and bytes it wrote
@@ -101,7 +101,7 @@ ProgramResult run_with_progress(const std::vector<std::string>& argv, const std:
     last = current;
     if (stall.expired() && child.running()) {
       directory.set_helper(0);  // reaped by stop(): its pid may be reused
-      child.stop(kStopBound);
+      child.stop(kStalledConvertStopBound);
       throw CliError(
           ExitCode::io_error,
           what + ": qemu-img showed no sign of work within " + format_timeout(stall_bound) +

@@ -20,7 +20,7 @@ namespace nbdsnap::cli {
 
 namespace {
 
-constexpr std::chrono::milliseconds kStopBound{std::chrono::seconds(60)};
+constexpr std::chrono::milliseconds kQemuNbdStopBound{std::chrono::seconds(60)};
 
 nlohmann::json json_output(const std::vector<std::string>& argv, std::chrono::milliseconds bound,
                            const std::string& what) {
@@ -157,7 +157,7 @@ void QemuNbdServer::stop() {
   if (!process_) return;
   directory_.set_helper(0);  // reaped next: its pid may be reused
   const bool was_running = process_->running();
-  const int status = process_->stop(kStopBound);
+  const int status = process_->stop(kQemuNbdStopBound);
   const std::string log = process_->log_tail();
   process_.reset();
   directory_.remove();

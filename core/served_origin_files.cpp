@@ -50,9 +50,11 @@ std::string resolved(const std::string& path) {
   return real ? std::string(real.get()) : absolute(path);
 }
 
-std::string parent_of(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  return slash == std::string::npos || slash == 0 ? std::string("/") : path.substr(0, slash);
+// The directory that holds the file at `path`, once resolved (so absolute, without a trailing slash).
+std::string resolved_parent(const std::string& path) {
+  const std::string absolute_path = resolved(path);
+  const size_t slash = absolute_path.find_last_of('/');
+  return slash == std::string::npos || slash == 0 ? std::string("/") : absolute_path.substr(0, slash);
 }
 
 constexpr const char* kWhy =
@@ -117,7 +119,7 @@ Status ServedOriginFiles::check_location(const std::string& path, const std::str
     return Status::ok();  // a directory holds storage files
   // Where the file is, or would be created: a symbolic link is followed to the file it names.
   Identity parent;
-  if (!identity_of(parent_of(resolved(path)), parent)) return Status::ok();  // opening it will fail anyway
+  if (!identity_of(resolved_parent(path), parent)) return Status::ok();  // opening it will fail anyway
   for (const Entry& directory : directories_) {
     Identity served;
     if (identity_of(directory.path, served) && served == parent)
