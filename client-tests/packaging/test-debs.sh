@@ -62,8 +62,9 @@ debs=${NBDSNAP_TEST_DEBS:-$tmp/debs}
 if [[ -z ${NBDSNAP_TEST_DEBS:-} ]]; then
   # Without -g: noautodbgsym drops the debug symbols anyway (dh_strip), so the shipped code is the same, and
   # the build, this test's long pole, compiles about a fifth faster (server/connection.cpp: 12.2 against 14.7
-  # CPU s at -O2).
-  DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=2" DEB_CFLAGS_STRIP=-g DEB_CXXFLAGS_STRIP=-g \
+  # CPU s at -O2). nbdsnap-unity (debian/rules): a unity build, 152 CPU s instead of ~370 for the shipped
+  # targets on a 2-core CI machine.
+  DEB_BUILD_OPTIONS="nocheck noautodbgsym parallel=2 nbdsnap-unity" DEB_CFLAGS_STRIP=-g DEB_CXXFLAGS_STRIP=-g \
     "$top/packaging/build-debs" "$debs" >"$tmp/built.txt"
 fi
 deb() { ls "$debs/$1"_*.deb; }
