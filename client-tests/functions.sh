@@ -110,13 +110,14 @@ _nap() { read -r -t "$1" -u "$_nap_fd" || true; }
 _now_ns() { now_ns=${EPOCHREALTIME//[!0-9]/}000; }
 
 # _stop_pid PID: SIGTERM, at most 10 s, then SIGKILL (processes this test started only). A server hung in
-# nbdkit's exit handlers after the filter unloaded (see _unloaded_under_preload) is killed after 1 s.
+# nbdkit's exit handlers after the filter unloaded (_hung_after_unload) is killed sooner.
 _stop_pid() {
   kill -TERM "$1" 2>/dev/null || return 0
-  local i unloaded=0
+  local i now_ns
+  _unloaded_at_ns=0 _unload_checked_ns=0
   for ((i = 0; i < 100; i++)); do
     kill -0 "$1" 2>/dev/null || break
-    if [[ $1 == "$server_pid" ]] && _unloaded_under_preload && ((++unloaded > 10)); then break; fi
+    if [[ $1 == "$server_pid" ]] && _hung_after_unload; then break; fi
     _nap 0.1
   done
   kill -KILL "$1" 2>/dev/null || true
@@ -239,17 +240,27 @@ server_alive() { [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; }
 _unloaded_under_preload() {
   [[ -n ${NBDSNAP_NBDKIT_PRELOAD:-} ]] && grep -qs "nbdsnap: unloaded" "$server_log"
 }
+# _hung_after_unload: true once the server has run 1 s past that line. For wait loops, which set
+# _unloaded_at_ns=0 _unload_checked_ns=0 first; it reads the log (grep is a process) at most every 100 ms.
+_hung_after_unload() {
+  _now_ns
+  if ((_unloaded_at_ns == 0)); then
+    ((now_ns - _unload_checked_ns >= 100000000)) || return 1
+    _unload_checked_ns=$now_ns
+    _unloaded_under_preload && _unloaded_at_ns=$now_ns
+    return 1
+  fi
+  ((now_ns - _unloaded_at_ns > 1000000000))
+}
 
 # await_server_exit START_NS: waits (at most STOP_TIMEOUT, 30 s, then SIGKILL and a failure) for the server to
 # exit; sets $server_status and $stop_ms, the milliseconds from START_NS (date +%s%N) to its exit.
 await_server_exit() {
-  local start=$1 i=0 unloaded_at=0 limit_ns=$((${STOP_TIMEOUT:-30} * 1000000000)) now_ns
+  local start=$1 limit_ns=$((${STOP_TIMEOUT:-30} * 1000000000)) now_ns
+  _unloaded_at_ns=0 _unload_checked_ns=0
   _now_ns
   while kill -0 "$server_pid" 2>/dev/null && ((now_ns - start < limit_ns)); do
-    # The log is read every 10th poll (grep is a process): a server still running 1 s after the filter's
-    # "unloaded" line is hung in its exit handlers.
-    if ((unloaded_at == 0 && ++i % 10 == 0)) && _unloaded_under_preload; then unloaded_at=$now_ns; fi
-    ((unloaded_at && now_ns - unloaded_at > 1000000000)) && break
+    _hung_after_unload && break
     _nap 0.01
     _now_ns
   done
