@@ -12,8 +12,6 @@ namespace nbdsnap {
 
 namespace {
 
-constexpr uint64_t PiB = uint64_t{1} << 50;
-
 // A value as a user would type it back: "18", "2097152", "64M".
 std::string value_text(TuningUnit unit, uint64_t value) {
   if (unit != TuningUnit::size || value == 0) return std::to_string(value);

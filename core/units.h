@@ -14,6 +14,7 @@ inline constexpr uint64_t KiB = uint64_t{1} << 10;
 inline constexpr uint64_t MiB = uint64_t{1} << 20;
 inline constexpr uint64_t GiB = uint64_t{1} << 30;
 inline constexpr uint64_t TiB = uint64_t{1} << 40;
+inline constexpr uint64_t PiB = uint64_t{1} << 50;
 
 // Reads a whole number of bytes with an optional binary suffix (K, M, G, T, P; KiB and KB read the same).
 // invalid_argument says in words what is wrong and what to write instead (a negative size, "1.5G" -> 1536M,

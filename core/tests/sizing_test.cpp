@@ -16,8 +16,6 @@ using namespace nbdsnap::test;
 
 namespace {
 
-constexpr uint64_t PiB = 1ull << 50;
-
 // The rule written the slow, obvious way: start at 2^min_shift, double while the device needs too many units
 // but not past 2^max_shift, then never below the minimum I/O size.
 uint64_t expected_size(uint64_t device_size, unsigned min_shift, unsigned max_shift, uint64_t max_count,
