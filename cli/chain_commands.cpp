@@ -104,7 +104,7 @@ int run_prune(Context& context, const std::vector<std::string>& words) {
   return 0;
 }
 
-int run_list(Context& context, const std::vector<std::string>& words) {
+int run_chain_list(Context& context, const std::vector<std::string>& words) {
   CommandArgs args("backup list DIR");
   args.positional("DIR", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
@@ -130,7 +130,10 @@ std::vector<CommandSpec> chain_command_specs() {
        "backup prune DIR --keep N",
        "remove all but the newest N points of a chain (merging into the oldest kept one)",
        run_prune},
-      {{"backup", "list"}, "backup list DIR", "list the restore points of a qcow2 backup chain", run_list},
+      {{"backup", "list"},
+       "backup list DIR",
+       "list the restore points of a qcow2 backup chain",
+       run_chain_list},
   };
 }
 

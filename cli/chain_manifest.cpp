@@ -16,8 +16,8 @@ namespace nbdsnap::cli {
 
 namespace {
 
-constexpr const char* kFormat = "nbdsnap-chain";
-constexpr int kFormatVersion = 1;
+constexpr const char* kManifestFormat = "nbdsnap-chain";
+constexpr int kManifestFormatVersion = 1;
 
 nlohmann::json point_to_json(const ChainPoint& point) {
   return {{"name", point.name},
@@ -82,14 +82,17 @@ nlohmann::json chain_manifest_to_json(const ChainManifest& manifest) {
   for (const ChainPoint& point : manifest.points) points.push_back(point_to_json(point));
   char mode[8];
   std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(manifest.file_mode));
-  return {{"format", kFormat}, {"version", kFormatVersion}, {"file_mode", mode}, {"points", points}};
+  return {{"format", kManifestFormat},
+          {"version", kManifestFormatVersion},
+          {"file_mode", mode},
+          {"points", points}};
 }
 
 ChainManifest chain_manifest_from_json(const nlohmann::json& json) {
-  if (!json.is_object() || field_text(json, "format") != kFormat) {
+  if (!json.is_object() || field_text(json, "format") != kManifestFormat) {
     throw CliError(ExitCode::io_error, "not an nbdsnap chain manifest");
   }
-  if (field_uint(json, "version") != kFormatVersion) {
+  if (field_uint(json, "version") != kManifestFormatVersion) {
     throw CliError(ExitCode::io_error,
                    "chain manifest version " + field_text(json, "version") + " is not supported");
   }

@@ -31,7 +31,7 @@ namespace nbdsnap::cli {
 
 namespace {
 
-constexpr const char* kSynopsis =
+constexpr const char* kRestoreSynopsis =
     "restore DIR [--point NAME] --to FILE|URI [--mode MODE] [--progress FD] [--connections N] [--requests N] "
     "[--request-size SIZE]";
 
@@ -172,7 +172,7 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-void print_report(Context& context, const RestoreJob& job, const RestoreReport& report) {
+void print_restore_report(Context& context, const RestoreJob& job, const RestoreReport& report) {
   const ChainPoint& point = *report.point;
   if (context.json()) {
     context.print_json({{"directory", job.directory},
@@ -203,7 +203,7 @@ void print_report(Context& context, const RestoreJob& job, const RestoreReport& 
 }
 
 int run_restore(Context& context, const std::vector<std::string>& words) {
-  CommandArgs args(kSynopsis);
+  CommandArgs args(kRestoreSynopsis);
   args.options()("point", po::value<std::string>()->value_name("NAME"),
                  "the point (or its checkpoint) to restore; default: the newest")(
       "to", po::value<std::string>()->value_name("FILE|URI"),
@@ -215,7 +215,8 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
   add_copy_arguments(args);
   args.positional("DIR", 1);
   if (!parse_or_show_help(context, args, words)) return 0;
-  if (!args.has("to")) usage_error(std::string("restore needs --to FILE|URI\nUsage: nbdsnap ") + kSynopsis);
+  if (!args.has("to"))
+    usage_error(std::string("restore needs --to FILE|URI\nUsage: nbdsnap ") + kRestoreSynopsis);
   RestoreJob job;
   job.directory = args.text("DIR");
   job.point = args.text("point");
@@ -234,7 +235,7 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
   report.point = &chain.point(job.point);
   check_restorable(chain, *report.point);
   copy_point(context, job, chain, report);
-  print_report(context, job, report);
+  print_restore_report(context, job, report);
   return 0;
 }
 
@@ -242,7 +243,7 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
 
 std::vector<CommandSpec> restore_command_specs() {
   return {{{"restore"},
-           kSynopsis,
+           kRestoreSynopsis,
            "write a restore point of a qcow2 backup chain to a file, a device or an NBD export",
            run_restore}};
 }

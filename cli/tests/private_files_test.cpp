@@ -17,13 +17,13 @@ using namespace nbdsnap::cli;
 
 namespace {
 
-struct TemporaryDirectory {
+struct PrivateFilesDir {
   std::string path;
-  TemporaryDirectory() {
+  PrivateFilesDir() {
     char pattern[] = "/tmp/nbdsnap-private-files.XXXXXX";
     path = ::mkdtemp(pattern);
   }
-  ~TemporaryDirectory() { std::filesystem::remove_all(path); }
+  ~PrivateFilesDir() { std::filesystem::remove_all(path); }
 };
 
 mode_t mode_of(const std::string& path) {
@@ -42,7 +42,7 @@ struct Umask {
 }  // namespace
 
 TEST_CASE("files_get_the_mode_asked_for_whatever_the_umask") {
-  TemporaryDirectory dir;
+  PrivateFilesDir dir;
   {
     Umask open_umask(0);
     ::close(open_private_file(dir.path + "/a", kPrivateFileMode, true));
@@ -62,7 +62,7 @@ TEST_CASE("files_get_the_mode_asked_for_whatever_the_umask") {
 }
 
 TEST_CASE("an_existing_file_keeps_its_mode_unless_the_mode_is_forced") {
-  TemporaryDirectory dir;
+  PrivateFilesDir dir;
   const std::string path = dir.path + "/a";
   ::close(open_private_file(path, 0640, true));
   ::close(open_private_file(path, 0600, false));

@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-ExitCode code_of(const std::function<void()>& call, std::string* message = nullptr) {
+ExitCode exit_code_of(const std::function<void()>& call, std::string* message = nullptr) {
   try {
     call();
   } catch (const CliError& error) {
@@ -43,7 +43,7 @@ TEST_CASE("the_socket_of_a_unix_nbd_uri_is_its_decoded_socket_parameter") {
 TEST_CASE("control_client_on_an_nbd_socket_says_so_and_names_the_path") {
   fake::Server nbd(fake::nbd_like);
   std::string message;
-  CHECK(code_of([&] { ControlClient(nbd.path(), 5s).request("origins"); }, &message) == ExitCode::usage);
+  CHECK(exit_code_of([&] { ControlClient(nbd.path(), 5s).request("origins"); }, &message) == ExitCode::usage);
   CHECK(message.find(nbd.path() + ": this is an NBD socket, not a control socket") != std::string::npos);
   CHECK(message.find("--control") != std::string::npos);
 }
@@ -53,7 +53,7 @@ TEST_CASE("control_client_gives_up_on_a_silent_server_after_its_timeout_plus_the
   ControlClient client(quiet.path(), 200ms);
   std::string message;
   const auto start = std::chrono::steady_clock::now();
-  CHECK(code_of(
+  CHECK(exit_code_of(
             [&] {
               client.request("events-wait", {{"timeout_ms", 300}}, 300ms);
             },
@@ -73,9 +73,13 @@ TEST_CASE("control_client_maps_a_refusal_to_the_exit_code_of_its_code") {
   }));
   ControlClient client(server.path(), 5s);
   std::string message;
-  CHECK(code_of([&] { client.request("snapshot-info", {{"name", "x"}}); }, &message) == ExitCode::not_found);
+  CHECK(exit_code_of(
+            [&] {
+              client.request("snapshot-info", {{"name", "x"}});
+            },
+            &message) == ExitCode::not_found);
   CHECK(message == "no snapshot x (not_found)");
-  CHECK(code_of(
+  CHECK(exit_code_of(
             [&] {
               client.request("origin-detach", {{"name", "x"}});
             },

@@ -26,12 +26,6 @@ bool has_event(EventLog& log, EventType type, const std::string& origin) {
   return false;
 }
 
-OriginInfo info_of(Engine& engine, const std::string& name) {
-  OriginInfo info;
-  REQUIRE_OK(engine.origin_info(name, info));
-  return info;
-}
-
 }  // namespace
 
 TEST_CASE("an attached origin is listed with its sizes and a fresh CBT") {
@@ -39,7 +33,7 @@ TEST_CASE("an attached origin is listed with its sizes and a fresh CBT") {
   attach_memory_origin(engine, "disk0", 4 * MiB);
   REQUIRE(engine.find_origin("disk0") != nullptr);
   CHECK(engine.find_origin("disk0")->size() == 4 * MiB);
-  const OriginInfo info = info_of(engine, "disk0");
+  const OriginInfo info = origin_info_of(engine, "disk0");
   CHECK(info.name == "disk0");
   CHECK(info.size == 4 * MiB);
   CHECK_FALSE(info.read_only);
@@ -59,7 +53,7 @@ TEST_CASE("the engine's sizing rules decide chunk and tracking block sizes") {
   config.sizing.tracking_block_minimum_shift = 15;
   Engine engine(config);
   attach_memory_origin(engine, "disk0", 3 * MiB);
-  const OriginInfo info = info_of(engine, "disk0");
+  const OriginInfo info = origin_info_of(engine, "disk0");
   CHECK(info.chunk_size == 8192);
   CHECK(info.tracking_block_size == 32768);
 }
@@ -69,7 +63,7 @@ TEST_CASE("attaching an origin name twice is refused and keeps the first") {
   auto first = attach_memory_origin(engine, "disk0", 1 * MiB);
   CHECK_ERRC(engine.attach_origin("disk0", std::make_shared<MemoryDevice>(2 * MiB), false),
              Errc::already_exists);
-  CHECK(info_of(engine, "disk0").size == 1 * MiB);
+  CHECK(origin_info_of(engine, "disk0").size == 1 * MiB);
   CHECK(engine.origins().size() == 1);
 }
 
@@ -108,7 +102,7 @@ TEST_CASE("origin writes read back and mark the CBT") {
   CHECK(read_origin(*origin, 10000, 70000) == data);
   std::vector<Range> ranges;
   REQUIRE_OK(engine.cbt_map("disk0", "", ranges));
-  const uint64_t block = info_of(engine, "disk0").tracking_block_size;
+  const uint64_t block = origin_info_of(engine, "disk0").tracking_block_size;
   const uint64_t first = 70000 / block * block;
   const uint64_t end = (80000 + block - 1) / block * block;
   CHECK(ranges == std::vector<Range>{{first, end - first}});
@@ -131,7 +125,7 @@ TEST_CASE("a read-only origin refuses writes") {
   Engine engine(small_config());
   auto device = std::make_shared<MemoryDevice>(MiB);
   REQUIRE_OK(engine.attach_origin("ro", device, true));
-  CHECK(info_of(engine, "ro").read_only);
+  CHECK(origin_info_of(engine, "ro").read_only);
   auto origin = engine.find_origin("ro");
   std::vector<uint8_t> buf(4096, 1);
   CHECK_ERRC(origin->write(buf.data(), 4096, 0, false), Errc::read_only);
@@ -142,14 +136,14 @@ TEST_CASE("a read-only origin refuses writes") {
 TEST_CASE("an origin given a size but no device reports that size") {
   Engine engine(small_config());
   REQUIRE_OK(engine.attach_origin("remote", nullptr, false, 5 * MiB));
-  CHECK(info_of(engine, "remote").size == 5 * MiB);
+  CHECK(origin_info_of(engine, "remote").size == 5 * MiB);
   CHECK(engine.find_origin("remote")->device() == nullptr);
 }
 
 TEST_CASE("cbt mark dirty, map, info and reset through the engine") {
   Engine engine(small_config());
   attach_memory_origin(engine, "disk0", 4 * MiB);
-  const uint64_t block = info_of(engine, "disk0").tracking_block_size;
+  const uint64_t block = origin_info_of(engine, "disk0").tracking_block_size;
   REQUIRE_OK(engine.cbt_mark_dirty("disk0", {{0, 1}, {10 * block, 2 * block}}));
   std::vector<Range> ranges;
   REQUIRE_OK(engine.cbt_map("disk0", "", ranges));
@@ -255,7 +249,7 @@ TEST_CASE("a detached origin can be attached again under the same name") {
   REQUIRE_OK(engine.detach_origin("disk0", false));
   CHECK(engine.origins().empty());
   attach_memory_origin(engine, "disk0", 2 * MiB);
-  CHECK(info_of(engine, "disk0").size == 2 * MiB);
+  CHECK(origin_info_of(engine, "disk0").size == 2 * MiB);
 }
 
 TEST_CASE("a cleanly saved CBT resumes after an engine restart") {
@@ -276,14 +270,14 @@ TEST_CASE("a cleanly saved CBT resumes after an engine restart") {
     REQUIRE_OK(engine.take_snapshot("monday"));
     REQUIRE_OK(engine.destroy_snapshot("monday"));
     REQUIRE_OK(origin->write(data.data(), data.size(), 3 * MiB, false));
-    generation = info_of(engine, "disk0").generation;
+    generation = origin_info_of(engine, "disk0").generation;
     REQUIRE_OK(engine.cbt_map("disk0", "monday", before_ranges));
     CHECK_FALSE(before_ranges.empty());
     REQUIRE_OK(engine.save_state());
   }
   Engine engine(config);
   REQUIRE_OK(engine.attach_origin("disk0", device, false));
-  const OriginInfo info = info_of(engine, "disk0");
+  const OriginInfo info = origin_info_of(engine, "disk0");
   CHECK(info.generation == generation);
   CHECK(info.change_number == 2);
   std::vector<Range> after_ranges;
@@ -302,12 +296,12 @@ TEST_CASE("an engine stopped without save_state starts a new generation on the n
     REQUIRE_OK(engine.attach_origin("disk0", device, false));
     const auto data = pattern(5000, 0, 1);
     REQUIRE_OK(engine.find_origin("disk0")->write(data.data(), data.size(), 0, false));
-    generation = info_of(engine, "disk0").generation;
+    generation = origin_info_of(engine, "disk0").generation;
     // No save_state: a crash, as far as the state directory can tell.
   }
   Engine engine(config);
   REQUIRE_OK(engine.attach_origin("disk0", device, false));
-  CHECK(info_of(engine, "disk0").generation != generation);
+  CHECK(origin_info_of(engine, "disk0").generation != generation);
   const auto renewed = wait_for_event(engine.events(), EventType::generation_renewed, 0, 1s);
   REQUIRE(renewed.has_value());
   CHECK(renewed->origin == "disk0");
@@ -321,10 +315,10 @@ TEST_CASE("detach saves the CBT cleanly so a re-attach resumes it") {
   auto device = std::make_shared<MemoryDevice>(4 * MiB);
   REQUIRE_OK(engine.attach_origin("disk0", device, false));
   REQUIRE_OK(engine.cbt_mark_dirty("disk0", {{MiB, 1}}));
-  const std::string generation = info_of(engine, "disk0").generation;
+  const std::string generation = origin_info_of(engine, "disk0").generation;
   REQUIRE_OK(engine.detach_origin("disk0", false));
   REQUIRE_OK(engine.attach_origin("disk0", device, false));
-  CHECK(info_of(engine, "disk0").generation == generation);
+  CHECK(origin_info_of(engine, "disk0").generation == generation);
   std::vector<Range> ranges;
   REQUIRE_OK(engine.cbt_map("disk0", "", ranges));
   CHECK(ranges.size() == 1);
@@ -350,12 +344,12 @@ TEST_CASE("a file changed while detached gets a new generation; an unchanged one
   };
   Engine engine(config);
   attach(engine);
-  const std::string first = info_of(engine, "disk0").generation;
+  const std::string first = origin_info_of(engine, "disk0").generation;
   const std::vector<uint8_t> bytes(4096, 0x5a);
   REQUIRE_OK(engine.find_origin("disk0")->write(bytes.data(), bytes.size(), 0, false));
   REQUIRE_OK(engine.detach_origin("disk0", false));
   attach(engine);
-  CHECK(info_of(engine, "disk0").generation == first);
+  CHECK(origin_info_of(engine, "disk0").generation == first);
   REQUIRE_OK(engine.detach_origin("disk0", false));
 
   {  // someone else writes the file while nbdsnap does not track it
@@ -369,7 +363,7 @@ TEST_CASE("a file changed while detached gets a new generation; an unchanged one
   REQUIRE(::utimensat(AT_FDCWD, path.c_str(), times, 0) == 0);
   const uint64_t before = engine.events().last_sequence();
   attach(engine);
-  CHECK(info_of(engine, "disk0").generation != first);
+  CHECK(origin_info_of(engine, "disk0").generation != first);
   const auto renewed = wait_for_event(engine.events(), EventType::generation_renewed, before, 1s);
   REQUIRE(renewed);
   CHECK(renewed->reason.find("changed while nothing tracked it") != std::string::npos);
@@ -432,12 +426,12 @@ TEST_CASE("a saved CBT for another device size is not resumed") {
   {
     Engine engine(config);
     REQUIRE_OK(engine.attach_origin("disk0", std::make_shared<MemoryDevice>(4 * MiB), false));
-    generation = info_of(engine, "disk0").generation;
+    generation = origin_info_of(engine, "disk0").generation;
     REQUIRE_OK(engine.save_state());
   }
   Engine engine(config);
   REQUIRE_OK(engine.attach_origin("disk0", std::make_shared<MemoryDevice>(8 * MiB), false));
-  CHECK(info_of(engine, "disk0").generation != generation);
+  CHECK(origin_info_of(engine, "disk0").generation != generation);
 }
 
 TEST_CASE("engine memory stays small for a 16 TiB origin until chunks are touched") {

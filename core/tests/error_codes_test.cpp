@@ -15,12 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-SnapshotInfo snapshot_info_of(Engine& engine, const std::string& name) {
-  SnapshotInfo info;
-  REQUIRE_OK(engine.snapshot_info(name, info));
-  return info;
-}
-
 void write_chunks(Origin& origin, uint64_t first, uint64_t count) {
   for (uint64_t i = first; i < first + count; ++i) {
     const auto data = pattern(4096, i * kChunk, 2);

@@ -15,7 +15,7 @@ using namespace nbdsnap::test;
 
 namespace {
 
-void make_file(const std::string& path, uint64_t size) {
+void make_sized_file(const std::string& path, uint64_t size) {
   std::ofstream(path).close();
   std::filesystem::resize_file(path, size);
 }
@@ -34,8 +34,8 @@ void in_directory(const std::string& dir, Body&& body) {
 TEST_CASE("storage that is a served file is refused under every name it has") {
   TempDir dir;
   std::filesystem::create_directory(dir.file("D"));
-  make_file(dir.file("D/d"), MiB);
-  make_file(dir.file("plugin.img"), MiB);
+  make_sized_file(dir.file("D/d"), MiB);
+  make_sized_file(dir.file("plugin.img"), MiB);
   std::filesystem::create_hard_link(dir.file("D/d"), dir.file("hard"));
   std::filesystem::create_symlink(dir.file("D/d"), dir.file("soft"));
   std::filesystem::create_symlink(dir.file("plugin.img"), dir.file("soft-plugin"));
@@ -60,7 +60,7 @@ TEST_CASE("storage that is a served file is refused under every name it has") {
     CHECK_ERRC(served.check_storage("hard"), Errc::already_exists);
   });
   CHECK_OK(served.check_storage(dir.file("elsewhere.diff")));  // a new file outside D
-  make_file(dir.file("other.diff"), MiB);
+  make_sized_file(dir.file("other.diff"), MiB);
   CHECK_OK(served.check_storage(dir.file("other.diff")));
   CHECK_OK(served.check_storage(dir.path().string()));  // a directory of storage files that is not D
 }
@@ -83,7 +83,7 @@ TEST_CASE("storage in a served directory is refused even before the file exists"
   CHECK_ERRC(served.check_storage(dir.file("D")), Errc::invalid_argument);  // the directory itself
   CHECK_OK(served.check_storage(dir.file("D/sub/e")));  // the file plugin serves no subdirectory
   // A file added to D after the start is served too.
-  make_file(dir.file("D/later"), MiB);
+  make_sized_file(dir.file("D/later"), MiB);
   std::filesystem::create_hard_link(dir.file("D/later"), dir.file("later-link"));
   CHECK_ERRC(served.check_storage(dir.file("later-link")), Errc::already_exists);
 }
@@ -91,7 +91,7 @@ TEST_CASE("storage in a served directory is refused even before the file exists"
 TEST_CASE("the engine refuses served files as snapshot storage and appended storage, creating nothing") {
   TempDir dir;
   std::filesystem::create_directory(dir.file("D"));
-  make_file(dir.file("D/d"), MiB);
+  make_sized_file(dir.file("D/d"), MiB);
   auto served = std::make_shared<ServedOriginFiles>();
   served->add_directory(dir.file("D"), "dir=D");
   EngineConfig config = small_config();

@@ -21,12 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-SnapshotInfo info_of(Engine& engine, const std::string& name) {
-  SnapshotInfo info;
-  REQUIRE_OK(engine.snapshot_info(name, info));
-  return info;
-}
-
 std::string snapshot_of(Engine& engine, const std::string& origin) {
   OriginInfo info;
   REQUIRE_OK(engine.origin_info(origin, info));
@@ -80,7 +74,7 @@ TEST_CASE("a snapshot goes from created to taken to destroyed") {
   const uint64_t start = engine.events().last_sequence();
   REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", 4 * MiB)));
 
-  SnapshotInfo info = info_of(engine, "s");
+  SnapshotInfo info = snapshot_info_of(engine, "s");
   CHECK(info.name == "s");
   CHECK(info.state == SnapshotState::created);
   CHECK_FALSE(info.writable);
@@ -100,7 +94,7 @@ TEST_CASE("a snapshot goes from created to taken to destroyed") {
   CHECK(engine.image_export_names().empty());
 
   REQUIRE_OK(engine.take_snapshot("s"));
-  info = info_of(engine, "s");
+  info = snapshot_info_of(engine, "s");
   CHECK(info.state == SnapshotState::taken);
   CHECK(info.taken_unix_ms > 0);
   CHECK(engine.image_export_names() == std::vector<std::string>{"disk0@s"});
@@ -140,7 +134,7 @@ TEST_CASE("storage the engine did not create survives destroy") {
   options.origins = {"disk0"};
   options.storage = {{dir.file("mine"), 0}};
   REQUIRE_OK(engine.create_snapshot("s", options));
-  SnapshotInfo info = info_of(engine, "s");
+  SnapshotInfo info = snapshot_info_of(engine, "s");
   REQUIRE(info.storage.size() == 1);
   CHECK(info.storage[0].size == MiB);
   CHECK_FALSE(info.storage[0].created_by_engine);
@@ -212,13 +206,13 @@ TEST_CASE("an origin in one snapshot cannot join another") {
   const Status add = engine.add_origin_to_snapshot("c", "disk0");
   CHECK_MESSAGE((add.code() == Errc::busy || add.code() == Errc::already_exists), add.to_string());
   CHECK(snapshot_of(engine, "disk0") == "a");
-  CHECK(info_of(engine, "c").origins == std::vector<std::string>{"disk1"});
+  CHECK(snapshot_info_of(engine, "c").origins == std::vector<std::string>{"disk1"});
 
   // Taken or not, the rule holds; after destroy the origin is free again.
   REQUIRE_OK(engine.take_snapshot("a"));
   REQUIRE_OK(engine.destroy_snapshot("a"));
   REQUIRE_OK(engine.add_origin_to_snapshot("c", "disk0"));
-  CHECK(info_of(engine, "c").origins.size() == 2);
+  CHECK(snapshot_info_of(engine, "c").origins.size() == 2);
 }
 
 TEST_CASE("adding an origin twice is refused") {
@@ -228,7 +222,7 @@ TEST_CASE("adding an origin twice is refused") {
   REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", MiB)));
   const Status again = engine.add_origin_to_snapshot("s", "disk0");
   CHECK_MESSAGE((again.code() == Errc::already_exists || again.code() == Errc::busy), again.to_string());
-  CHECK(info_of(engine, "s").origins == std::vector<std::string>{"disk0"});
+  CHECK(snapshot_info_of(engine, "s").origins == std::vector<std::string>{"disk0"});
   SnapshotOptions twice = snapshot_options({"disk0", "disk0"}, dir, "diff2", MiB);
   CHECK_FALSE(engine.create_snapshot("t", twice).is_ok());
   CHECK(engine.snapshots().size() == 1);
@@ -364,7 +358,7 @@ TEST_CASE("overflowing storage corrupts the snapshot, not the origin") {
   CHECK(low->sequence < corrupted->sequence);
   CHECK(low->requested_bytes > 0);
 
-  const SnapshotInfo info = info_of(engine, "s");
+  const SnapshotInfo info = snapshot_info_of(engine, "s");
   CHECK(info.state == SnapshotState::corrupted);
   CHECK_FALSE(info.corruption_reason.empty());
   std::shared_ptr<Image> image;
@@ -394,11 +388,11 @@ TEST_CASE("a storage limit below the storage size overflows like full storage") 
   SnapshotOptions options = snapshot_options({"disk0"}, dir, "diff", 4 * MiB);
   options.limit = 4 * kChunk;
   REQUIRE_OK(engine.create_snapshot("s", options));
-  CHECK(info_of(engine, "s").storage_limit == 4 * kChunk);
+  CHECK(snapshot_info_of(engine, "s").storage_limit == 4 * kChunk);
   REQUIRE_OK(engine.take_snapshot("s"));
   for (uint64_t i = 0; i < 32; ++i) touch_chunk(*origin, i, 2);
   REQUIRE(wait_for_event(engine.events(), EventType::corrupted, 0, 10s, "s").has_value());
-  const SnapshotInfo info = info_of(engine, "s");
+  const SnapshotInfo info = snapshot_info_of(engine, "s");
   CHECK(info.state == SnapshotState::corrupted);
   CHECK(info.storage_used <= 4 * kChunk);
   std::vector<uint8_t> buf(512);
@@ -429,13 +423,13 @@ TEST_CASE("appending storage after a low free space event avoids corruption") {
   const auto appended = wait_for_event(engine.events(), EventType::storage_appended, before_append, 1s, "s");
   REQUIRE(appended.has_value());
   CHECK(appended->bytes == 2 * MiB);
-  SnapshotInfo info = info_of(engine, "s");
+  SnapshotInfo info = snapshot_info_of(engine, "s");
   CHECK(info.storage.size() == 2);
   CHECK(info.storage_total == 8 * kChunk + 2 * MiB);
 
   for (uint64_t i = 6; i < 36; ++i) touch_chunk(*origin, i, 2);  // 36 chunks in 40 chunks of storage
   CHECK_FALSE(wait_for_event(engine.events(), EventType::corrupted, start, 300ms, "s").has_value());
-  info = info_of(engine, "s");
+  info = snapshot_info_of(engine, "s");
   CHECK(info.state == SnapshotState::taken);
   CHECK(info.chunks_copied == 36);
   std::shared_ptr<Image> image;
@@ -454,7 +448,7 @@ TEST_CASE("appending storage in a missing directory fails and changes nothing") 
   REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"disk0"}, dir, "diff", MiB)));
   REQUIRE_OK(engine.take_snapshot("s"));
   CHECK_FALSE(engine.append_storage("s", {dir.file("no/such/more"), MiB}).is_ok());
-  const SnapshotInfo info = info_of(engine, "s");
+  const SnapshotInfo info = snapshot_info_of(engine, "s");
   CHECK(info.storage.size() == 1);
   CHECK(info.storage_total == MiB);
 }
@@ -479,7 +473,7 @@ TEST_CASE("an origin read error during copy-on-write corrupts the snapshot and t
   const auto corrupted = wait_for_event(engine.events(), EventType::corrupted, 0, 5s, "s");
   REQUIRE(corrupted.has_value());
   CHECK_FALSE(corrupted->reason.empty());
-  CHECK(info_of(engine, "s").state == SnapshotState::corrupted);
+  CHECK(snapshot_info_of(engine, "s").state == SnapshotState::corrupted);
   CHECK(read_origin(*origin, 4096, 3 * kChunk) == data);
   std::shared_ptr<Image> image;
   REQUIRE_OK(engine.find_image("disk0", "s", image));
@@ -511,7 +505,7 @@ TEST_CASE("a storage write error corrupts the snapshot and origin writes still l
     corrupted = wait_for_event(engine.events(), EventType::corrupted, 0, 5s, "s");
   }
   REQUIRE(corrupted.has_value());
-  CHECK(info_of(engine, "s").state == SnapshotState::corrupted);
+  CHECK(snapshot_info_of(engine, "s").state == SnapshotState::corrupted);
   CHECK(first_difference(read_origin(*origin, 8 * kChunk, 0), expected_after_touch(8 * kChunk, 8)) == -1);
   std::shared_ptr<Image> image;
   REQUIRE_OK(engine.find_image("disk0", "s", image));

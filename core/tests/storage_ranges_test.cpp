@@ -30,7 +30,7 @@ std::string make_filled_file(const TempDir& dir, const std::string& name, uint64
   return path;
 }
 
-std::vector<uint8_t> file_bytes(const std::string& path, uint64_t offset, uint64_t length) {
+std::vector<uint8_t> file_range_bytes(const std::string& path, uint64_t offset, uint64_t length) {
   std::ifstream in(path, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(offset));
   std::vector<uint8_t> out(length);
@@ -109,14 +109,14 @@ TEST_CASE("two ranges of one file hold a snapshot's chunks, and nothing outside 
   CHECK(read_image(*image, 4 * MiB, 0) == pattern(4 * MiB, 0, 1));
   // The first range is full of old chunks; the second holds the rest; outside them the file is untouched.
   const std::vector<uint8_t> untouched(MiB, 0xEE);
-  CHECK(file_bytes(file, 0, MiB) == untouched);
-  CHECK(file_bytes(file, 2 * MiB, MiB) == untouched);
-  CHECK(file_bytes(file, 3 * MiB, MiB) == untouched);
-  CHECK(file_bytes(file, 4 * MiB + 8 * kChunk, MiB - 8 * kChunk) ==
+  CHECK(file_range_bytes(file, 0, MiB) == untouched);
+  CHECK(file_range_bytes(file, 2 * MiB, MiB) == untouched);
+  CHECK(file_range_bytes(file, 3 * MiB, MiB) == untouched);
+  CHECK(file_range_bytes(file, 4 * MiB + 8 * kChunk, MiB - 8 * kChunk) ==
         std::vector<uint8_t>(MiB - 8 * kChunk, 0xEE));
-  CHECK(file_bytes(file, 5 * MiB, 3 * MiB) == std::vector<uint8_t>(3 * MiB, 0xEE));
-  CHECK(file_bytes(file, MiB, kChunk) != std::vector<uint8_t>(kChunk, 0xEE));
-  CHECK(file_bytes(file, 4 * MiB, kChunk) != std::vector<uint8_t>(kChunk, 0xEE));
+  CHECK(file_range_bytes(file, 5 * MiB, 3 * MiB) == std::vector<uint8_t>(3 * MiB, 0xEE));
+  CHECK(file_range_bytes(file, MiB, kChunk) != std::vector<uint8_t>(kChunk, 0xEE));
+  CHECK(file_range_bytes(file, 4 * MiB, kChunk) != std::vector<uint8_t>(kChunk, 0xEE));
   REQUIRE_OK(engine.destroy_snapshot("s"));
   CHECK(std::filesystem::exists(file));  // a range is never removed with the snapshot
 }

@@ -158,10 +158,22 @@ inline SizingRules small_sizing(unsigned chunk_shift, unsigned tracking_shift = 
   return rules;
 }
 
-// An engine configuration for tests: small chunks, a small buffer pool, no low-space noise.
+// What the engine says of a snapshot or an origin the test made (the test stops if it does not exist).
+inline SnapshotInfo snapshot_info_of(Engine& engine, const std::string& name) {
+  SnapshotInfo info;
+  REQUIRE_OK(engine.snapshot_info(name, info));
+  return info;
+}
+inline OriginInfo origin_info_of(Engine& engine, const std::string& name) {
+  OriginInfo info;
+  REQUIRE_OK(engine.origin_info(name, info));
+  return info;
+}
+
 // The chunk size of small_config() with its default chunk_shift.
 inline constexpr uint64_t kChunk = uint64_t{1} << 16;
 
+// An engine configuration for tests: small chunks, a small buffer pool, no low-space noise.
 inline EngineConfig small_config(unsigned chunk_shift = 16) {
   EngineConfig config;
   config.sizing = small_sizing(chunk_shift);

@@ -22,7 +22,7 @@ using nbdsnap::test::TempDir;
 
 namespace {
 
-NegotiatedSession session_for(std::shared_ptr<ServedExport> target, bool structured) {
+NegotiatedSession direct_session_for(std::shared_ptr<ServedExport> target, bool structured) {
   NegotiatedSession s;
   s.structured_replies = structured;
   s.transmission_flags = transmission_flags(target->features(), structured);
@@ -76,7 +76,7 @@ TEST_CASE("aligned reads of an O_DIRECT origin and of its image go straight into
     for (const bool structured : {false, true}) {
       CAPTURE(name);
       CAPTURE(structured);
-      RequestExecutor executor(session_for(target, structured));
+      RequestExecutor executor(direct_session_for(target, structured));
       ReplyBufferPool pool;
       const uint64_t bounced = io.bounced_requests();
       for (int round = 0; round < 2; ++round) {  // the second round takes the pool's recycled buffers

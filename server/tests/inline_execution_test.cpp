@@ -18,7 +18,7 @@ using namespace nbdsnap::test;
 
 namespace {
 
-NegotiatedSession session_for(std::shared_ptr<ServedExport> e) {
+NegotiatedSession inline_session_for(std::shared_ptr<ServedExport> e) {
   NegotiatedSession s;
   s.structured_replies = true;
   s.transmission_flags = transmission_flags(e->features(), true);
@@ -26,7 +26,7 @@ NegotiatedSession session_for(std::shared_ptr<ServedExport> e) {
   return s;
 }
 
-RequestHeader request(uint16_t type, uint64_t offset, uint32_t length, uint16_t flags = 0) {
+RequestHeader inline_request(uint16_t type, uint64_t offset, uint32_t length, uint16_t flags = 0) {
   return {kRequestMagic, flags, type, 7, offset, length};
 }
 
@@ -58,36 +58,39 @@ static_assert(!ReachesTracker<Origin> && !ReachesCbt<Origin>, "Origin's tracker 
 
 TEST_CASE("a write that must copy a chunk is not run without waiting; once the chunk is copied it is") {
   TakenOrigin t;
-  RequestExecutor x(session_for(std::make_shared<OriginExport>(t.origin)));
+  RequestExecutor x(inline_session_for(std::make_shared<OriginExport>(t.origin)));
   const auto data = pattern(4 * KiB, 0, 2);
-  CHECK_FALSE(x.execute_without_waiting(request(kCmdWrite, 0, 4 * KiB), data).has_value());
+  CHECK_FALSE(x.execute_without_waiting(inline_request(kCmdWrite, 0, 4 * KiB), data).has_value());
   CHECK(read_origin(*t.origin, 4 * KiB, 0) == pattern(4 * KiB, 0, 1));  // nothing changed
-  const Reply copied = x.execute(request(kCmdWrite, 0, 4 * KiB), data);
+  const Reply copied = x.execute(inline_request(kCmdWrite, 0, 4 * KiB), data);
   CHECK(copied.size() > 0);
-  CHECK(x.execute_without_waiting(request(kCmdWrite, 8 * KiB, 4 * KiB), data).has_value());  // same chunk
-  CHECK(x.execute_without_waiting(request(kCmdRead, 0, 4 * KiB), {}).has_value());
-  CHECK_FALSE(x.execute_without_waiting(request(kCmdFlush, 0, 0), {}).has_value());  // only READ and WRITE
+  CHECK(x.execute_without_waiting(inline_request(kCmdWrite, 8 * KiB, 4 * KiB), data)
+            .has_value());  // same chunk
+  CHECK(x.execute_without_waiting(inline_request(kCmdRead, 0, 4 * KiB), {}).has_value());
+  CHECK_FALSE(
+      x.execute_without_waiting(inline_request(kCmdFlush, 0, 0), {}).has_value());  // only READ and WRITE
 }
 
 TEST_CASE("no write runs without waiting while a take holds the origin") {
   TakenOrigin t;
-  RequestExecutor x(session_for(std::make_shared<OriginExport>(t.origin)));
+  RequestExecutor x(inline_session_for(std::make_shared<OriginExport>(t.origin)));
   const auto data = pattern(4 * KiB, 0, 2);
-  REQUIRE(x.execute(request(kCmdWrite, 0, 4 * KiB), data).size() > 0);  // chunk 0 copied
+  REQUIRE(x.execute(inline_request(kCmdWrite, 0, 4 * KiB), data).size() > 0);  // chunk 0 copied
   {
     IoGate::Freeze take(OriginTestAccess::write_gate(*t.origin));  // as Engine::take_snapshot does
-    CHECK_FALSE(x.execute_without_waiting(request(kCmdWrite, 0, 4 * KiB), data).has_value());
-    CHECK(x.execute_without_waiting(request(kCmdRead, 0, 4 * KiB), {}).has_value());  // reads never wait
+    CHECK_FALSE(x.execute_without_waiting(inline_request(kCmdWrite, 0, 4 * KiB), data).has_value());
+    CHECK(
+        x.execute_without_waiting(inline_request(kCmdRead, 0, 4 * KiB), {}).has_value());  // reads never wait
   }
-  CHECK(x.execute_without_waiting(request(kCmdWrite, 0, 4 * KiB), data).has_value());
+  CHECK(x.execute_without_waiting(inline_request(kCmdWrite, 0, 4 * KiB), data).has_value());
 }
 
 TEST_CASE("image reads run without waiting unless a chunk is being copied; image writes never do") {
   TakenOrigin t;
   std::shared_ptr<Image> image;
   REQUIRE_OK(t.engine.find_image("d", "s", image));
-  RequestExecutor reads(session_for(std::make_shared<ImageExport>(image, "d@s", "")));
-  const std::optional<Reply> reply = reads.execute_without_waiting(request(kCmdRead, 0, 4 * KiB), {});
+  RequestExecutor reads(inline_session_for(std::make_shared<ImageExport>(image, "d@s", "")));
+  const std::optional<Reply> reply = reads.execute_without_waiting(inline_request(kCmdRead, 0, 4 * KiB), {});
   REQUIRE(reply.has_value());
   CHECK(reply->size() > 4 * KiB);
 
@@ -100,7 +103,7 @@ TEST_CASE("image reads run without waiting unless a chunk is being copied; image
   REQUIRE_OK(engine.take_snapshot("s"));
   std::shared_ptr<Image> writable;
   REQUIRE_OK(engine.find_image("w", "s", writable));
-  RequestExecutor writes(session_for(std::make_shared<ImageExport>(writable, "w@s", "")));
+  RequestExecutor writes(inline_session_for(std::make_shared<ImageExport>(writable, "w@s", "")));
   const auto data = pattern(4 * KiB, 0, 3);
-  CHECK_FALSE(writes.execute_without_waiting(request(kCmdWrite, 0, 4 * KiB), data).has_value());
+  CHECK_FALSE(writes.execute_without_waiting(inline_request(kCmdWrite, 0, 4 * KiB), data).has_value());
 }
