@@ -105,7 +105,7 @@ void Engine::give_back_memory() {
 // ---------------------------------------------------------------- origins
 
 Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                             uint64_t size, uint64_t minimum_io_size) {
+                             uint64_t size, uint64_t minimum_io_size, const std::string& file_identity) {
   if (Status s = check_object_name("origin", name); !s) return s;
   if (size == 0 && device) size = device->size();
   if (minimum_io_size == 0) minimum_io_size = device ? device->minimum_io_size() : 1;
@@ -115,7 +115,8 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     MutexLock lock(mutex_);
     if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
   }
-  if (const std::string identity = device ? device->file_identity() : std::string(); !identity.empty()) {
+  const std::string identity = device ? device->file_identity() : file_identity;
+  if (!identity.empty()) {
     const std::vector<DiskUse> in_use = disks_in_use();
     if (const DiskUse* used = find_overlap(in_use, {identity, 0, 0, ""})) {  // an origin is the whole disk
       return {Errc::already_exists, "the device of origin '" + name + "' is already in use: " +
@@ -170,7 +171,7 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
                        std::to_string(config_.checkpoints_kept) + ", fewer than were saved)";
   }
   auto origin = std::make_shared<Origin>(name, std::move(device), size, minimum_io_size, read_only,
-                                         std::make_unique<Tracker>(std::move(cbt)));
+                                         std::make_unique<Tracker>(std::move(cbt)), identity);
   {
     MutexLock lock(mutex_);
     origins_[name] = origin;
@@ -725,11 +726,8 @@ std::vector<DiskUse> Engine::disks_in_use() const {
   {
     MutexLock lock(mutex_);
     for (const auto& [name, origin] : origins_) {
-      if (const BlockDevice* device = origin->device()) {
-        if (std::string identity = device->file_identity(); !identity.empty()) {
-          out.push_back({std::move(identity), 0, 0, "origin '" + name + "'"});
-        }
-      }
+      if (!origin->file_identity().empty())
+        out.push_back({origin->file_identity(), 0, 0, "origin '" + name + "'"});
     }
     for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
   }

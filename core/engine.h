@@ -65,9 +65,13 @@ class Engine {
   // minimum_io_size 0 means device->minimum_io_size() (1 without a device); sizing.h keeps chunks and
   // tracking blocks at least that large. Valid: `name` not attached. Errors: invalid_argument (bad name, no
   // size), already_exists (name attached, or the device is already an origin or storage), I/O errors of the
-  // CBT state file.
+  // CBT state file. file_identity: for a null device, the identity (FileDevice::identity_of) of the file the
+  // front end's source reads and writes, when it knows one (the filter:
+  // ServedOriginFiles::identity_of_export), checked and counted as the origin's disk as a device's is; empty:
+  // unknown.
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                       uint64_t size = 0, uint64_t minimum_io_size = 0);
+                       uint64_t size = 0, uint64_t minimum_io_size = 0,
+                       const std::string& file_identity = {});
   // Detaches an origin: closes its gates (in-flight I/O finishes, later I/O of anyone holding the Origin
   // fails), saves its CBT state cleanly and lets go of its device. Valid: attached. Errors: not_found; busy
   // while it is in a snapshot unless force, which drops it from the snapshot (the image disappears); the CBT

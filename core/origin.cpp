@@ -7,8 +7,9 @@
 namespace nbdsnap {
 
 Origin::Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, uint64_t minimum_io_size,
-               bool read_only, std::unique_ptr<Tracker> tracker)
+               bool read_only, std::unique_ptr<Tracker> tracker, std::string file_identity)
     : name_(std::move(name)),
+      file_identity_(std::move(file_identity)),
       device_(std::move(device)),
       can_trim_(device_ && device_->can_trim()),
       size_(size),

@@ -33,8 +33,10 @@ class Origin {
   // Holds the origin's write gate for one write (IoGate::Pass). Releasing it lets a pending take proceed.
   using WriteGuard = IoGate::Pass;
 
+  // file_identity: the disk behind the origin (BlockDevice::file_identity() of its device, or what the
+  // front end named for a device-less origin: Engine::attach_origin); empty: unknown.
   Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, uint64_t minimum_io_size,
-         bool read_only, std::unique_ptr<Tracker> tracker);
+         bool read_only, std::unique_ptr<Tracker> tracker, std::string file_identity = {});
   ~Origin();
   Origin(const Origin&) = delete;
   Origin& operator=(const Origin&) = delete;
@@ -50,6 +52,9 @@ class Origin {
   // origin is attached and the caller serialises with detach (the engine's control lock).
   BlockDevice* device() const { return device_.get(); }
   const std::shared_ptr<BlockDevice>& shared_device() const { return device_; }
+  // The file or disk behind the origin, as BlockDevice::file_identity() names it (disk_use.h); empty:
+  // unknown. Fixed at attach: it stays after release_device(), when the origin is no longer the engine's.
+  const std::string& file_identity() const { return file_identity_; }
 
   // Detaching (Engine::detach_origin): close_io() refuses every later request and waits for those in flight;
   // release_device() then lets go of the device. REQUIRES for release_device(): close_io() has returned.
@@ -91,6 +96,7 @@ class Origin {
   Cbt& cbt();
 
   const std::string name_;
+  const std::string file_identity_;
   // Reset only by release_device(), once no request can be inside either gate: readers hold a pass.
   std::shared_ptr<BlockDevice> device_;
   const bool can_trim_;

@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "file_device.h"
+
 namespace nbdsnap {
 namespace {
 
@@ -111,6 +113,21 @@ Status ServedOriginFiles::check_identity(const std::string& path, const std::str
     if (!found) return found;
   }
   return Status::ok();
+}
+
+std::string ServedOriginFiles::identity_of_export(const std::string& name) const {
+  std::string path;
+  if (files_.size() == 1 && directories_.empty()) {
+    path = files_.front().path;
+  } else if (directories_.size() == 1 && files_.empty() && !name.empty() && name != "." && name != ".." &&
+             name.find('/') == std::string::npos) {
+    path = directories_.front().path + "/" + name;
+  } else {
+    return {};
+  }
+  std::string identity;
+  if (!FileDevice::identity_of(path, identity)) return {};  // the plugin's open of it fails too
+  return identity;
 }
 
 Status ServedOriginFiles::check_location(const std::string& path, const std::string& shown) const {

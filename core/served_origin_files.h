@@ -41,6 +41,15 @@ class ServedOriginFiles {
   // messages ("difference storage PATH is ..."). Thread-safe.
   Status check_storage(const std::string& path, const std::string& what = "difference storage") const;
 
+  // The identity (FileDevice::identity_of) of the file the plugin serves as export `name`, so that the engine
+  // counts it as the origin's disk (Engine::attach_origin): a second export of the same file, through a hard
+  // or symbolic link in a served directory, is then refused as a second origin, and so is an export that is
+  // a snapshot's difference storage. With one file= and no dir=: that file, whatever the export's name; with
+  // one dir= and no file=: the entry `name` directly in it, as nbdkit's file plugin serves it. Empty where
+  // that cannot be known (several of them, none, an empty name or one with a slash, nothing there).
+  // Thread-safe.
+  std::string identity_of_export(const std::string& name) const;
+
  private:
   struct Entry {
     std::string path;

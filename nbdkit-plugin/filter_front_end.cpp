@@ -192,11 +192,13 @@ Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
 }
 
 Status FilterFrontEnd::open_origin(const void* client, const std::string& name, uint64_t size,
-                                   uint64_t minimum_io_size, bool read_only, std::shared_ptr<Origin>& out) {
+                                   uint64_t minimum_io_size, bool read_only, const std::string& file_identity,
+                                   std::shared_ptr<Origin>& out) {
   MutexLock lock(mutex_);
   out = engine_.find_origin(name);
   if (!out) {
-    if (Status s = engine_.attach_origin(name, nullptr, read_only, size, minimum_io_size); !s) return s;
+    if (Status s = engine_.attach_origin(name, nullptr, read_only, size, minimum_io_size, file_identity); !s)
+      return s;
     out = engine_.find_origin(name);
     if (!out) return {Errc::not_found, "origin '" + name + "' vanished right after attaching"};
   }

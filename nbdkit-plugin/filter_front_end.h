@@ -66,11 +66,13 @@ class FilterFrontEnd final : public ControlFrontEnd {
   // failed, for the log. Serialised; bounded by kSelfClientTimeout per step.
   std::vector<std::string> attach_listed_origins();
 
-  // Finds the origin `name`, attaching it (size and minimum block size from the plugin; 0: none) when this is
+  // Finds the origin `name`, attaching it (size and minimum block size from the plugin; 0: none;
+  // file_identity: the file behind the export when known, ServedOriginFiles::identity_of_export) when this is
   // its first connection, and registers `client`. Once the origin is detached, every request of `client`
-  // fails (the origin's gates).
+  // fails (the origin's gates). Errors: those of Engine::attach_origin (already_exists: the file is another
+  // origin or difference storage), bad_state (the export's size changed).
   Status open_origin(const void* client, const std::string& name, uint64_t size, uint64_t minimum_io_size,
-                     bool read_only, std::shared_ptr<Origin>& out);
+                     bool read_only, const std::string& file_identity, std::shared_ptr<Origin>& out);
   // Registers a connection to an image export.
   void open_image(const void* client, const std::string& export_name, const std::string& origin);
   void close_client(const void* client);

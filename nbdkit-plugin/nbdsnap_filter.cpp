@@ -59,6 +59,7 @@ bool state_saved = false;
 // One client connection: an origin export or an image export.
 struct Connection {
   ExportName name;
+  std::string plugin_export;       // the plugin's export it reads and writes (.open)
   std::shared_ptr<Origin> origin;  // origin exports
   std::shared_ptr<Image> image;    // image exports
   std::unique_ptr<NextDevice> source;
@@ -346,6 +347,7 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
       readonly = 1;  // the plugin is only read for an image; its writes go to difference storage
     }
     if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
+    connection->plugin_export = std::move(plugin_export);
     return connection.release();
   });
 }
@@ -366,7 +368,12 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     // The plugin's minimum block size (0 when it states none): chunks and tracking blocks are never smaller.
     uint32_t minimum = 0, preferred = 0, maximum = 0;
     if (next->block_size(next, &minimum, &preferred, &maximum) == -1) return -1;
-    if (Status s = front_end->open_origin(handle, c.name.origin, size, minimum, read_only, c.origin); !s)
+    // The file behind the export, where the plugin's parameters say (file=, dir=): one file is one origin
+    // however many names reach it (hard and symbolic links), and never difference storage too.
+    const std::string identity = config.served_files->identity_of_export(c.plugin_export);
+    if (Status s =
+            front_end->open_origin(handle, c.name.origin, size, minimum, read_only, identity, c.origin);
+        !s)
       return fail(s, nullptr);
     return 0;
   });
