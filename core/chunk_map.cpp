@@ -63,6 +63,7 @@ ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<
       sharing_(reflink, snapshot.name(), origin_name_, std::move(log_info)),
       slot_alignment_(
           sharing_.slot_alignment(origin_device_ ? origin_device_->sharable_file() : nullptr, chunk_size_)),
+      origin_file_system_(OriginFileSystem::of(origin_device_.get())),
       counters_(counters ? std::move(counters) : std::make_shared<OriginCounters>()) {}
 
 ChunkMap::~ChunkMap() {
@@ -271,6 +272,10 @@ bool ChunkMap::unshare_for_write(uint64_t offset, uint64_t len) noexcept {
   // last block (seen on XFS); emptying the files the snapshot created needs none.
   if (!all_punched) snapshot_.storage().empty_created_files();
   return true;
+}
+
+bool ChunkMap::give_up_storage_for_write() noexcept {
+  return snapshot_.give_up_storage(origin_name_, origin_file_system_);
 }
 
 Status ChunkMap::copy_into_slot(uint64_t index, BlockDevice* source, const StorageLocation& location) {

@@ -103,6 +103,11 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // punched, by this call or by another writer's before it (then the caller writes once more). REQUIRES: the
   // caller is inside the origin's write gate.
   bool unshare_for_write(uint64_t offset, uint64_t len) noexcept EXCLUDES(mutex_, unshare_mutex_);
+  // The origin write failed with ENOSPC and no shared slot was given back: when the snapshot's storage files
+  // hold blocks on the origin's file system (any file system when the engine cannot tell which the origin's
+  // is, as in the nbdkit filter), the snapshot is corrupted and gives them back (Snapshot::give_up_storage).
+  // True: write once more. REQUIRES: the caller is inside the origin's write gate, holding no lock.
+  bool give_up_storage_for_write() noexcept;
 
   // Writes a chunk held in memory to difference storage (the snapshot's writeback thread calls this).
   void store_chunk(uint64_t index) noexcept EXCLUDES(mutex_);
@@ -202,6 +207,7 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   const uint64_t copy_read_size_;
   ExtentSharing sharing_;
   const uint64_t slot_alignment_;  // sharing_.slot_alignment() of the origin device and chunk size
+  const OriginFileSystem origin_file_system_;  // where origin writes take blocks from (give_up_storage)
   std::atomic<bool> dropped_{false};
   const std::shared_ptr<OriginCounters>
       counters_;  // the origin's; shared as the origin may be detached first

@@ -260,14 +260,44 @@ std::shared_ptr<BlockDevice> DiffStorage::piece_device(const StorageLocation& at
   return device;
 }
 
-bool DiffStorage::empty_created_files() {
-  std::vector<std::shared_ptr<BlockDevice>> devices;
-  {
-    MutexLock lock(mutex_);
-    for (const Area& area : areas_) {
-      if (area.info.created_by_engine && area.device) devices.push_back(area.device);
+OriginFileSystem OriginFileSystem::of(const BlockDevice* origin) {
+  OriginFileSystem out;
+  if (origin == nullptr) return out;
+  if (const SharableFile* file = origin->sharable_file(); file != nullptr) {
+    struct stat st {};
+    if (::fstat(file->fd, &st) == 0) {
+      out.kind = Kind::file_system;
+      out.device = static_cast<uint64_t>(st.st_dev);
     }
+    return out;
   }
+  if (origin->file_identity().rfind("block ", 0) == 0) out.kind = Kind::block_device;
+  return out;
+}
+
+std::vector<std::shared_ptr<BlockDevice>> DiffStorage::created_devices() const {
+  std::vector<std::shared_ptr<BlockDevice>> devices;
+  MutexLock lock(mutex_);
+  for (const Area& area : areas_) {
+    if (area.info.created_by_engine && area.device) devices.push_back(area.device);
+  }
+  return devices;
+}
+
+bool DiffStorage::created_files_hold_blocks(const OriginFileSystem& origin) const {
+  if (origin.kind == OriginFileSystem::Kind::block_device) return false;
+  for (const auto& device : created_devices()) {
+    const SharableFile* file = device->sharable_file();
+    struct stat st {};
+    if (file == nullptr || ::fstat(file->fd, &st) != 0 || st.st_blocks == 0) continue;
+    if (origin.kind == OriginFileSystem::Kind::unknown || static_cast<uint64_t>(st.st_dev) == origin.device)
+      return true;
+  }
+  return false;
+}
+
+bool DiffStorage::empty_created_files() {
+  const std::vector<std::shared_ptr<BlockDevice>> devices = created_devices();
   bool emptied = false;
   for (const auto& device : devices) {
     const SharableFile* file = device->sharable_file();

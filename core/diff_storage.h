@@ -33,6 +33,21 @@ struct StorageLocation {
   uint64_t offset = 0;  // in the area
 };
 
+// The file system an origin's writes take blocks from, as far as the engine can tell: what decides whether an
+// origin write that met ENOSPC may take the snapshot's difference storage back (Snapshot::give_up_storage).
+struct OriginFileSystem {
+  enum class Kind {
+    unknown,       // no file behind the device the engine sees (the nbdkit filter's plugin, test doubles)
+    file_system,   // a regular file on the file system `device` (st_dev)
+    block_device,  // a block device: it takes no blocks from a file system
+  };
+  Kind kind = Kind::unknown;
+  uint64_t device = 0;  // st_dev of the file system; kind file_system only
+
+  // Of the origin's device (null: unknown). A regular file is fstat'ed once, here.
+  static OriginFileSystem of(const BlockDevice* origin);
+};
+
 // A device already open as difference storage elsewhere in the engine, by file identity (null: none).
 using OpenStorageLookup = std::function<std::shared_ptr<BlockDevice>(const std::string& identity)>;
 
@@ -81,6 +96,11 @@ class DiffStorage {
   // corrupted snapshot whose slots could not be punched on a full file system (ChunkMap::unshare_for_write).
   // Files it did not create keep their bytes. Returns whether a file was emptied.
   bool empty_created_files() EXCLUDES(mutex_);
+  // Whether a file this storage created holds allocated blocks (st_blocks > 0) on the origin's file system:
+  // the one named by `origin` when known, any file system when unknown, none for a block device. Those are
+  // the blocks empty_created_files() would give back to an origin write that met ENOSPC. fstat()s the files
+  // without holding the lock.
+  bool created_files_hold_blocks(const OriginFileSystem& origin) const EXCLUDES(mutex_);
   // Closes every area and removes the files this storage created.
   void release();
 
@@ -107,6 +127,8 @@ class DiffStorage {
   Status check_unused(const StorageSpec& spec, const DiskUse& wanted,
                       const std::vector<DiskUse>& in_use) const EXCLUDES(mutex_);
   uint64_t free_locked() const REQUIRES(mutex_);
+  // The devices of the areas this storage created (files it may empty), copied out under the lock.
+  std::vector<std::shared_ptr<BlockDevice>> created_devices() const EXCLUDES(mutex_);
   // The no_space error for an allocation of `bytes` that fits no area.
   Status full_status(uint64_t bytes) const REQUIRES(mutex_);
   // The area's device and where the area starts in it (null once released).

@@ -18,6 +18,11 @@
 //                               the origin (ChunkMap::unshare_for_write): held across Snapshot::corrupt(),
 //                               the leaves ChunkMap::mutex_ and DiffStorage::mutex_ and the punch of the
 //                               slots.
+//  3c. Snapshot::give_up_mutex_ an origin write that met ENOSPC giving up the snapshot's storage files on the
+//                               origin's file system (Snapshot::give_up_storage): held across
+//                               Snapshot::corrupt(), DiffStorage::mutex_ (leaf) and the ftruncates of the
+//                               files. Never held with 3b, nor 3b with it (Tracker::make_room_for_write calls
+//                               them one after the other).
 //  4. Snapshot::mutex_          a snapshot's state, members, chunk maps and frozen CBT; never held while
 //  calling
 //                               a chunk map, the difference storage or the event log.

@@ -78,25 +78,35 @@ const std::shared_ptr<OriginCounters>& Origin::counters() const {
   return tracker_->counters();
 }
 
+bool Origin::make_room_for_write(uint64_t offset, uint64_t len, const WriteGuard& guard) {
+  return guard.entered() && tracker_->make_room_for_write(offset, len);
+}
+
 // Writes check device_ only once they hold the write gate: a detached origin has none.
+// A full file system: if the snapshot holds space the write needs (extents it shares with the origin, or its
+// storage files on the origin's file system), it gives that up (corrupted) and the write goes on, once more
+// (invariant 2; Tracker::make_room_for_write).
 Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait) {
   WriteGuard guard;
   if (Status s = begin_write(offset, len, nullptr, guard, may_wait); !s) return s;
   if (!device_) return no_device(name_);
   Status s = device_->pwrite(buf, len, offset, fua);
-  // A full file system: if extents the origin shares with a snapshot made the write need blocks, the snapshot
-  // gives them up (corrupted) and the write goes on in place (invariant 2, extent_clone.h).
-  if (s.code() == Errc::no_space && tracker_->unshare_for_write(offset, len)) {
+  if (s.code() == Errc::no_space && make_room_for_write(offset, len, guard)) {
     s = device_->pwrite(buf, len, offset, fua);
   }
   return s;
 }
 
+// A trim may need blocks too (a punch that splits an extent needs a mapping block on a full file system).
 Status Origin::trim(uint64_t offset, uint64_t len, bool fua) {
   WriteGuard guard;
   if (Status s = begin_write(offset, len, nullptr, guard); !s) return s;
   if (!device_) return no_device(name_);
-  return device_->trim(offset, len, fua);
+  Status s = device_->trim(offset, len, fua);
+  if (s.code() == Errc::no_space && make_room_for_write(offset, len, guard)) {  // as in write()
+    s = device_->trim(offset, len, fua);
+  }
+  return s;
 }
 
 Status Origin::zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) {
@@ -104,7 +114,7 @@ Status Origin::zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) {
   if (Status s = begin_write(offset, len, nullptr, guard); !s) return s;
   if (!device_) return no_device(name_);
   Status s = device_->zero(offset, len, may_trim, fua);
-  if (s.code() == Errc::no_space && tracker_->unshare_for_write(offset, len)) {  // as in write()
+  if (s.code() == Errc::no_space && make_room_for_write(offset, len, guard)) {  // as in write()
     s = device_->zero(offset, len, may_trim, fua);
   }
   return s;

@@ -76,6 +76,12 @@ class Origin {
   // fails for a read-only origin, a bad range, a detached origin (io_error), or would_block (see above).
   Status begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard,
                      bool may_wait = true);
+  // A write, zero or trim admitted by begin_write failed with ENOSPC: the snapshot gives way so the write can
+  // go on (invariant 2; Tracker::make_room_for_write has the rule). True: issue it once more, still holding
+  // `guard`. write(), trim() and zero() call it themselves; front ends that write on their own path (the
+  // nbdkit filter) call it after their write failed with ENOSPC. REQUIRES: `guard` holds the gate of that
+  // write (entered); no lock held. May corrupt a snapshot; never fails otherwise.
+  bool make_room_for_write(uint64_t offset, uint64_t len, const WriteGuard& guard);
   // ok while attached; io_error naming the origin once it was detached.
   Status check_attached() const;
 

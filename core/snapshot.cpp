@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <new>
 
 namespace nbdsnap {
 
@@ -175,6 +176,26 @@ void Snapshot::corrupt(std::string_view origin, Errc code, std::string_view reas
     events_.post(std::move(e));
   } catch (...) {  // out of memory: the event is lost, the state says corrupted
   }
+}
+
+bool Snapshot::give_up_storage(std::string_view origin, const OriginFileSystem& file_system) noexcept {
+  MutexLock lock(give_up_mutex_);
+  // Emptied ones hold no blocks: a second writer finds none and retries on the first one's work.
+  if (!storage_.created_files_hold_blocks(file_system)) return storage_given_up_;
+  std::string reason;
+  try {
+    reason = "the file system of origin '" + std::string(origin) +
+             "' is full: an origin write met ENOSPC, so the snapshot gave up its difference storage "
+             "(the files it created) and origin writes go on";
+  } catch (const std::bad_alloc&) {
+    // The flag is what keeps images safe; the reason stays empty.
+  }
+  corrupt(origin, Errc::no_space, reason);  // first: readers of an emptied slot then see it (invariant 1)
+  storage_given_up_ = true;
+  // Copies in flight may still write a slot after this; they allocate again, and the next ENOSPC of an
+  // origin write finds those blocks and empties the files once more.
+  storage_.empty_created_files();
+  return true;
 }
 
 Status Snapshot::append_storage(const StorageSpec& spec, const AreaRequirements& requirements) {

@@ -74,6 +74,17 @@ class Snapshot {
   // without allocating).
   void corrupt(std::string_view origin, Errc code, std::string_view reason) noexcept EXCLUDES(mutex_);
 
+  // A write to `origin` (on `file_system`) failed with ENOSPC: if files this snapshot created hold blocks on
+  // that file system (any, when it is unknown: DiffStorage::created_files_hold_blocks), the space may be
+  // ours, and invariant 2 puts the origin write first. Corrupts the snapshot (no_space, first reason wins)
+  // *before* emptying those files (DiffStorage::empty_created_files), so an image read that meets an emptied
+  // slot fails instead of returning zeroes (invariant 1). Returns true when the caller should write once
+  // more: storage was given back now, or by an earlier writer (whose emptying has finished: the calls are
+  // serialised). Storage on another file system, or given by the user as an existing file, is never touched.
+  // Never throws. Takes give_up_mutex_, then Snapshot::mutex_ and the storage's lock (core/lock_order.h).
+  bool give_up_storage(std::string_view origin, const OriginFileSystem& file_system) noexcept
+      EXCLUDES(give_up_mutex_, mutex_);
+
   // Records what the take cost the origins' writers (SnapshotInfo::take_hold_us, take_drain_us).
   void record_take_hold(uint64_t hold_us, uint64_t drain_us) EXCLUDES(mutex_);
 
@@ -108,6 +119,12 @@ class Snapshot {
   int64_t taken_unix_ms_ GUARDED_BY(mutex_) = 0;
   uint64_t take_hold_us_ GUARDED_BY(mutex_) = 0;
   uint64_t take_drain_us_ GUARDED_BY(mutex_) = 0;
+
+  // Held across the check, the corruption and the emptying in give_up_storage(): a writer that met ENOSPC
+  // while another was emptying the files waits until the blocks are back, then writes again (3c in
+  // core/lock_order.h). Held across ftruncate on purpose: that wait is what makes the retry succeed.
+  Mutex give_up_mutex_ ACQUIRED_BEFORE(mutex_);
+  bool storage_given_up_ GUARDED_BY(give_up_mutex_) = false;
 
   Mutex writeback_mutex_;
   CondVar writeback_wake_;

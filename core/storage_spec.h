@@ -25,7 +25,8 @@ struct StorageSpec {
   uint64_t offset = 0;  // range form: first byte of the range in the file or device
   uint64_t length = 0;  // range form: bytes of the range (0: to the end of the file or device)
   // Whole-file form with a size: set the size only, allocating nothing ahead (storage_allocation.h). The file
-  // costs no space at create, but copy-on-write may then find its filesystem full and corrupt the snapshot.
+  // costs no space at create, but copy-on-write may then find its filesystem full and corrupt the snapshot;
+  // an origin write that meets ENOSPC there takes the file's blocks back (Snapshot::give_up_storage).
   // Not for ranges or existing files used at their size: the engine allocates nothing there anyway.
   bool sparse = false;
 

@@ -19,8 +19,11 @@ Tracker::Admission Tracker::begin_write(uint64_t offset, uint64_t len, BlockDevi
   return Admission::admitted;
 }
 
-bool Tracker::unshare_for_write(uint64_t offset, uint64_t len) {
-  return cow_target_ && cow_target_->unshare_for_write(offset, len);
+bool Tracker::make_room_for_write(uint64_t offset, uint64_t len) {
+  if (!cow_target_) return false;
+  // Shared extents first: punching the chunks this write covers may be enough, and keeps the storage of
+  // chunks it does not cover until a write there needs it too.
+  return cow_target_->unshare_for_write(offset, len) || cow_target_->give_up_storage_for_write();
 }
 
 }  // namespace nbdsnap

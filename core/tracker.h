@@ -43,10 +43,14 @@ class Tracker {
   // REQUIRES: the gate frozen or closed by the caller.
   const std::shared_ptr<ChunkMap>& cow_target() const { return cow_target_; }
 
-  // An admitted write of [offset, offset+len) failed with ENOSPC: lets the snapshot give up extents it
-  // shares with the origin there (ChunkMap::unshare_for_write). True: write once more. REQUIRES: the caller
-  // holds the Pass of that write.
-  bool unshare_for_write(uint64_t offset, uint64_t len);
+  // An admitted write of [offset, offset+len) failed with ENOSPC (invariant 2: the snapshot gives way, not
+  // the write). The one place for that rule, for both front ends: first the snapshot gives up extents it
+  // shares with the origin there (ChunkMap::unshare_for_write); if it shares none, it gives up the storage
+  // files it created on the origin's file system (ChunkMap::give_up_storage_for_write), corrupting itself
+  // first. True: write once more (once: a second ENOSPC is the caller's error). False when there is no live
+  // snapshot or the space was not the snapshot's to give. REQUIRES: the caller holds the Pass of that write
+  // and no lock.
+  bool make_room_for_write(uint64_t offset, uint64_t len);
 
   Cbt& cbt() { return *cbt_; }
   // The origin's counters (io_counters.h): admitted writes and CBT marks here, reads by the Origin, chunk

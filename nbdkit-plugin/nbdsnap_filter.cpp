@@ -460,11 +460,16 @@ int nbdsnap_pread(nbdkit_next* next, void* handle, void* buf, uint32_t count, ui
 
 // An origin write: CBT and copy-on-write first, then `write_to_plugin` while the write gate is held. A
 // detached origin's gate is closed: begin_write fails (EIO), so nothing reaches the plugin untracked.
+// A write that met ENOSPC asks the engine whether a snapshot gives way (Origin::make_room_for_write: the
+// rule lives in core/, the plugin's file system is unknown to it) and is issued once more, under the same
+// guard, if one did.
 template <typename WriteToPlugin>
 int write_origin(Connection& c, uint64_t offset, uint32_t count, int* err, WriteToPlugin&& write_to_plugin) {
   Origin::WriteGuard guard;
   if (Status s = c.origin->begin_write(offset, count, c.source.get(), guard); !s) return fail(s, err);
-  return write_to_plugin();
+  int rc = write_to_plugin();
+  if (rc == -1 && *err == ENOSPC && c.origin->make_room_for_write(offset, count, guard)) rc = write_to_plugin();
+  return rc;
 }
 
 int nbdsnap_pwrite(nbdkit_next* next, void* handle, const void* buf, uint32_t count, uint64_t offset,
