@@ -53,7 +53,7 @@ class ChunkMap::CopyClaim {
 ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
                    uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size,
                    std::shared_ptr<OriginCounters> counters, ReflinkMode reflink,
-                   std::function<void(const std::string&)> log_info)
+                   std::function<void(const std::string&)> log_info, const std::string& origin_file_identity)
     : snapshot_(snapshot),
       origin_name_(std::move(origin_name)),
       origin_device_(std::move(origin_device)),
@@ -63,7 +63,7 @@ ChunkMap::ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<
       sharing_(reflink, snapshot.name(), origin_name_, std::move(log_info)),
       slot_alignment_(
           sharing_.slot_alignment(origin_device_ ? origin_device_->sharable_file() : nullptr, chunk_size_)),
-      origin_file_system_(OriginFileSystem::of(origin_device_.get())),
+      origin_file_system_(OriginFileSystem::of(origin_device_.get(), origin_file_identity)),
       counters_(counters ? std::move(counters) : std::make_shared<OriginCounters>()) {}
 
 ChunkMap::~ChunkMap() {

@@ -66,11 +66,13 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // copy_read_size()). REQUIRES: chunk_size and copy_read_size are not 0.
   // counters: the origin's (io_counters.h), where chunks copied and copy time are added; null: counted
   // nowhere. reflink: whether chunks may be preserved by sharing extents (extent_clone.h); log_info (may be
-  // empty) receives its decisions, one line each.
+  // empty) receives its decisions, one line each. origin_file_identity: Origin::file_identity(), which names
+  // the file system origin writes take blocks from when origin_device is null (give_up_storage_for_write).
   ChunkMap(Snapshot& snapshot, std::string origin_name, std::shared_ptr<BlockDevice> origin_device,
            uint64_t origin_size, uint64_t chunk_size, uint64_t copy_read_size,
            std::shared_ptr<OriginCounters> counters = nullptr, ReflinkMode reflink = ReflinkMode::off,
-           std::function<void(const std::string&)> log_info = {});
+           std::function<void(const std::string&)> log_info = {},
+           const std::string& origin_file_identity = {});
   ~ChunkMap();
   ChunkMap(const ChunkMap&) = delete;
   ChunkMap& operator=(const ChunkMap&) = delete;

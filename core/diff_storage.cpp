@@ -260,9 +260,17 @@ std::shared_ptr<BlockDevice> DiffStorage::piece_device(const StorageLocation& at
   return device;
 }
 
-OriginFileSystem OriginFileSystem::of(const BlockDevice* origin) {
+OriginFileSystem OriginFileSystem::of(const BlockDevice* origin, const std::string& file_identity) {
   OriginFileSystem out;
-  if (origin == nullptr) return out;
+  if (origin == nullptr) {
+    // The filter over nbdkit's file plugin: the file the plugin writes (ServedOriginFiles).
+    if (FileDevice::file_system_of(file_identity, out.device)) {
+      out.kind = Kind::file_system;
+    } else if (file_identity.rfind("block ", 0) == 0) {
+      out.kind = Kind::block_device;
+    }
+    return out;
+  }
   if (const SharableFile* file = origin->sharable_file(); file != nullptr) {
     struct stat st {};
     if (::fstat(file->fd, &st) == 0) {

@@ -37,15 +37,16 @@ struct StorageLocation {
 // origin write that met ENOSPC may take the snapshot's difference storage back (Snapshot::give_up_storage).
 struct OriginFileSystem {
   enum class Kind {
-    unknown,       // no file behind the device the engine sees (the nbdkit filter's plugin, test doubles)
+    unknown,       // no file known behind the origin (the filter over other plugins, test doubles)
     file_system,   // a regular file on the file system `device` (st_dev)
     block_device,  // a block device: it takes no blocks from a file system
   };
   Kind kind = Kind::unknown;
   uint64_t device = 0;  // st_dev of the file system; kind file_system only
 
-  // Of the origin's device (null: unknown). A regular file is fstat'ed once, here.
-  static OriginFileSystem of(const BlockDevice* origin);
+  // Of the origin's device, or where there is none (the filter) of the origin's file identity
+  // (Origin::file_identity(); empty: unknown). A regular file is fstat'ed once, here.
+  static OriginFileSystem of(const BlockDevice* origin, const std::string& file_identity);
 };
 
 // A device already open as difference storage elsewhere in the engine, by file identity (null: none).

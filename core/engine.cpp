@@ -504,10 +504,10 @@ std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot,
   members.reserve(origins.size());
   for (const auto& origin : origins) {
     const uint64_t chunk = chunk_size(origin->size(), origin->minimum_io_size(), config.sizing);
-    auto chunks =
-        std::make_shared<ChunkMap>(snapshot, origin->name(), origin->shared_device(), origin->size(), chunk,
-                                   copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk),
-                                   origin->counters(), config.reflink, config.log_info);
+    auto chunks = std::make_shared<ChunkMap>(
+        snapshot, origin->name(), origin->shared_device(), origin->size(), chunk,
+        copy_read_size(config.copy_io_size, origin->minimum_io_size(), chunk), origin->counters(),
+        config.reflink, config.log_info, origin->file_identity());
     members.push_back({origin->name(), std::move(chunks), nullptr});
   }
   return members;

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -218,6 +219,14 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
     return s;
   }
   return Status::ok();
+}
+
+bool FileDevice::file_system_of(const std::string& identity, uint64_t& st_dev) {
+  // identity_of_stat()'s "file DEV:INODE".
+  unsigned long long device = 0, inode = 0;
+  if (std::sscanf(identity.c_str(), "file %llu:%llu", &device, &inode) != 2) return false;
+  st_dev = device;
+  return true;
 }
 
 std::string FileDevice::file_identity() const {

@@ -33,6 +33,8 @@ class FileDevice final : public BlockDevice {
   // The file_identity() a FileDevice of `path` would have, found without opening it (stat), so that a file in
   // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
   static Status identity_of(const std::string& path, std::string& identity);
+  // The file system (st_dev) a regular file's identity names; false for a block device's or an empty one.
+  static bool file_system_of(const std::string& identity, uint64_t& st_dev);
   ~FileDevice() override;
   FileDevice(const FileDevice&) = delete;
   FileDevice& operator=(const FileDevice&) = delete;

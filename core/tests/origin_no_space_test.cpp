@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // origin_no_space_test.cpp — invariant 2 on a full file system shared by the origin and the snapshot's sparse
 // difference storage: an origin write that meets ENOSPC corrupts the snapshot, which gives back the files it
-// created, and the write succeeds once more (Tracker::make_room_for_write, Snapshot::give_up_storage). Storage
-// on another file system, or given as an existing file, is not the snapshot's to give: it stays.
+// created, and the write succeeds once more (Tracker::make_room_for_write, Snapshot::give_up_storage).
+// Storage on another file system, or given as an existing file, is not the snapshot's to give: it stays.
 //
 // The origin is a device double that fails writes with no_space while the storage file holds blocks, as a
 // file system whose last free blocks the storage took would. Before the fix every such write failed and the
@@ -67,8 +67,8 @@ class FullFileSystemOrigin final : public BlockDevice {
 };
 
 // An engine (chunks stored synchronously: no buffer budget) with a 1 MiB origin on a FullFileSystemOrigin and
-// a taken snapshot "s" whose storage is `storage` (sparse when created here). `origin_file` (may be null): the
-// file the origin says it writes.
+// a taken snapshot "s" whose storage is `storage` (sparse when created here). `origin_file` (may be null):
+// the file the origin says it writes.
 struct FullFileSystem {
   FullFileSystem(const StorageSpec& storage, const SharableFile* origin_file) : engine(config()) {
     auto memory = std::make_shared<MemoryDevice>(MiB);
@@ -161,7 +161,8 @@ TEST_CASE("an origin file on the storage's file system gives way; one on another
   }
   SUBCASE("another file system") {
     const std::filesystem::path shm = "/dev/shm";
-    struct stat a {}, b {};
+    struct stat a {
+    }, b{};
     if (::stat(shm.c_str(), &a) != 0 || ::stat(dir.path().c_str(), &b) != 0 || a.st_dev == b.st_dev) {
       MESSAGE("skipped: /dev/shm is not another file system than " << dir.path());
       return;
@@ -178,7 +179,8 @@ TEST_CASE("an origin file on the storage's file system gives way; one on another
   }
 }
 
-TEST_CASE("storage given as an existing file is never emptied: the origin write fails and the snapshot stays") {
+TEST_CASE(
+    "storage given as an existing file is never emptied: the origin write fails and the snapshot stays") {
   TempDir dir;
   {
     std::unique_ptr<FileDevice> existing;
@@ -204,4 +206,27 @@ TEST_CASE("the filter's path: make_room_for_write under the write guard gives wa
   guard.release();
   Origin::WriteGuard not_entered;
   CHECK_FALSE(t.origin->make_room_for_write(3 * kChunk, 4096, not_entered));
+}
+
+TEST_CASE("a device-less origin's file identity tells the file system its writes take blocks from") {
+  // The filter over nbdkit's file plugin: no device, but the file behind the export is known, so storage on
+  // another file system is not given up for it (and storage on its own file system is).
+  TempDir dir;
+  {
+    std::unique_ptr<FileDevice> file;
+    bool created = false;
+    REQUIRE_OK(FileDevice::create(dir.file("origin-file"), 4096, file, created));
+  }
+  std::string identity;
+  REQUIRE_OK(FileDevice::identity_of(dir.file("origin-file"), identity));
+  struct stat st {};
+  REQUIRE(::stat(dir.file("origin-file").c_str(), &st) == 0);
+  const OriginFileSystem known = OriginFileSystem::of(nullptr, identity);
+  CHECK(known.kind == OriginFileSystem::Kind::file_system);
+  CHECK(known.device == static_cast<uint64_t>(st.st_dev));
+  CHECK(OriginFileSystem::of(nullptr, "block 8:0").kind == OriginFileSystem::Kind::block_device);
+  CHECK(OriginFileSystem::of(nullptr, "").kind == OriginFileSystem::Kind::unknown);
+  uint64_t device = 0;
+  CHECK_FALSE(FileDevice::file_system_of("block 8:0", device));
+  CHECK_FALSE(FileDevice::file_system_of("file 12", device));
 }
