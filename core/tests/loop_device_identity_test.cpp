@@ -12,6 +12,7 @@
 
 #include "disk_use.h"
 #include "file_device.h"
+#include "served_origin_files.h"
 #include "test_support.h"
 
 using namespace nbdsnap;
@@ -182,4 +183,20 @@ TEST_CASE("a loop device over an origin's file is never its storage, nor the fil
     // A loop device at byte 0 shares its file's byte ranges: other bytes of the file stay usable.
     CHECK_OK(engine.create_snapshot("c", {{"q"}, {loop_test_range(loop.path(), 2 * MiB, MiB)}, 0, false}));
   }
+}
+
+TEST_CASE("a loop device over a file the nbdkit plugin serves is refused as storage") {
+  TempDir dir;
+  const std::string file = make_loop_test_file(dir, "served.raw");
+  LoopDevice loop(file);
+  if (loop.path().empty()) {
+    MESSAGE("skipped: no loop device (needs root and losetup)");
+    return;
+  }
+  LoopDevice offset(file, MiB);
+  REQUIRE_FALSE(offset.path().empty());
+  ServedOriginFiles served;
+  served.add_file(file, "file=");
+  CHECK_ERRC(served.check_storage(loop.path()), Errc::already_exists);
+  CHECK_ERRC(served.check_storage(offset.path()), Errc::already_exists);
 }
