@@ -59,7 +59,8 @@ class BlockDevice {
   virtual std::string content_fingerprint() const { return {}; }
   // Names the file or disk behind the device ("file DEV:INODE", "block MAJOR:MINOR"), so the engine can
   // refuse to use one disk twice: as two origins, as storage of two snapshots, or as an origin and storage
-  // (copy-on-write would overwrite the data it preserves). Empty: unknown, never matches.
+  // (copy-on-write would overwrite the data it preserves). A loop device is named by its backing file
+  // (FileDevice). Empty: unknown, never matches.
   virtual std::string file_identity() const { return {}; }
   // The regular file whose bytes this device reads and writes at the same offsets, so that copy-on-write can
   // share its extents with difference storage (extent_clone.h). Null when there is none: block devices,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <string_view>
 
 namespace nbdsnap {
 
@@ -13,10 +14,19 @@ uint64_t end_of(const DiskUse& use) {
   if (use.length == 0 || use.offset + use.length < use.offset) return std::numeric_limits<uint64_t>::max();
   return use.offset + use.length;
 }
+// The file or disk an identity names, without where in it a loop device starts: "file 2049:12 at 4096" is
+// "file 2049:12" (file_device.cpp, loop_backing_identity).
+std::string_view disk_of(const std::string& identity) {
+  const std::string_view whole(identity);
+  return whole.substr(0, whole.find(" at "));
+}
 }  // namespace
 
 bool DiskUse::overlaps(const DiskUse& other) const {
-  if (identity.empty() || identity != other.identity) return false;
+  if (identity.empty() || disk_of(identity) != disk_of(other.identity)) return false;
+  // One disk seen from two starting points (its file and a loop device at an offset in it): byte ranges are
+  // in different coordinates, so any use of one counts as using all of the other.
+  if (identity != other.identity) return true;
   return std::max(offset, other.offset) < std::min(end_of(*this), end_of(other));
 }
 

@@ -5,7 +5,9 @@
 //
 // An origin uses its whole disk; a difference storage area uses a range of its file or device
 // (storage_spec.h). Files and disks are named by BlockDevice::file_identity(), whatever path or device node
-// reached them.
+// reached them; a loop device is named by its backing file (file_device.cpp), so a file and a loop device
+// over it are one disk. A loop device that starts inside its file (lo_offset, or a partition of it) is named
+// "IDENTITY at OFFSET": any use of it overlaps every use of that file (conservative: ranges are not shifted).
 #pragma once
 
 #include <cstdint>
@@ -15,12 +17,12 @@
 namespace nbdsnap {
 
 struct DiskUse {
-  std::string identity;  // BlockDevice::file_identity(): "file DEV:INODE", "block MAJOR:MINOR"
+  std::string identity;  // BlockDevice::file_identity(): "file DEV:INODE", "block MAJ:MIN", + " at OFFSET"
   uint64_t offset = 0;
   uint64_t length = 0;  // 0: everything from offset on (an origin: the whole disk)
   std::string user;     // for messages: "origin 'disk0'", "difference storage of snapshot 's1'"
 
-  // Same identity (not empty) and at least one byte in common.
+  // Same identity (not empty) and at least one byte in common; or the same disk at two starting points.
   bool overlaps(const DiskUse& other) const;
   // "bytes 0..1048575 of" or "all of", for messages.
   std::string extent_text() const;

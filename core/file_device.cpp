@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/loop.h>
+#include <linux/major.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -16,6 +18,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "file_lock.h"
@@ -35,11 +38,83 @@ FileDevice::FileDevice(int fd, std::string path, uint64_t size, bool readonly, b
 
 namespace {
 
+std::string block_identity(dev_t rdev) {
+  return "block " + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev));
+}
+
+std::string file_identity_of(dev_t device, uint64_t inode) {
+  return "file " + std::to_string(device) + ":" + std::to_string(inode);
+}
+
 // A disk reached through two device nodes (/dev/sda, /dev/disk/by-id/...) is one disk: name it by st_rdev.
 std::string identity_of_stat(const struct stat& st) {
-  if (S_ISBLK(st.st_mode))
-    return "block " + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
-  return "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+  if (S_ISBLK(st.st_mode)) return block_identity(st.st_rdev);
+  return file_identity_of(st.st_dev, st.st_ino);
+}
+
+// A device number as loop(4) reports it in lo_device and lo_rdevice: the kernel's own encoding
+// (new_encode_dev in include/linux/kdev_t.h: minor bits 0-7, major bits 8-19, the rest of the minor from bit
+// 20 on), which is not glibc's dev_t; rebuilt with makedev so that it compares with stat's st_dev.
+dev_t decode_kernel_dev(uint64_t encoded) {
+  return makedev(static_cast<unsigned>((encoded >> 8) & 0xfff),
+                 static_cast<unsigned>((encoded & 0xff) | ((encoded >> 12) & 0xfff00)));
+}
+
+// Whether block device `rdev` is a loop device or a partition of one, from sysfs (a partition of a loop
+// device has the extended major 259, not LOOP_MAJOR). start: where it begins on the loop device (0 for the
+// loop device itself). Without sysfs, LOOP_MAJOR decides and start is unknown (nullopt).
+bool is_loop_device(dev_t rdev, std::optional<uint64_t>& start) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  start = 0;
+  if (!fs::exists("/sys/dev/block", error)) {
+    start.reset();
+    return major(rdev) == LOOP_MAJOR;
+  }
+  const fs::path sys = "/sys/dev/block/" + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev));
+  if (fs::exists(sys / "partition", error)) {
+    const fs::path disk = fs::canonical(sys, error).parent_path();
+    if (error || !fs::exists(disk / "loop", error)) return false;
+    std::ifstream in(sys / "start");
+    uint64_t sectors = 0;
+    if (in >> sectors) {
+      start = sectors * 512;  // sysfs counts 512-byte sectors whatever the logical block size
+    } else {
+      start.reset();
+    }
+    return true;
+  }
+  return major(rdev) == LOOP_MAJOR || fs::exists(sys / "loop", error);
+}
+
+// A loop device is its backing file: writes to /dev/loopN land in that file, so the two must have one
+// identity (and two loop devices over one file too). The loop(4) ioctl LOOP_GET_STATUS64 on the device (or on
+// one of its partitions, which answers for the whole loop device) tells the backing file's device and inode
+// (lo_device, lo_inode), or, when the backing is itself a block device, that device's number (lo_rdevice),
+// and where in the backing the loop device starts (lo_offset). A loop device that starts at byte 0 is named
+// exactly as its backing file, so byte ranges of both compare directly; one that starts elsewhere (lo_offset,
+// or a partition) gets " at OFFSET" after the backing's identity, which disk_use.cpp counts as using the
+// whole backing file. Empty when `fd` is no loop device or the kernel does not answer (not bound, no
+// permission): the caller keeps the device's own identity then.
+std::string loop_backing_identity(int fd, dev_t rdev) {
+  std::optional<uint64_t> start;
+  if (!is_loop_device(rdev, start)) return {};
+  struct loop_info64 info {};
+  if (::ioctl(fd, LOOP_GET_STATUS64, &info) != 0) return {};
+  const std::string backing = info.lo_rdevice != 0
+                                  ? block_identity(decode_kernel_dev(info.lo_rdevice))
+                                  : file_identity_of(decode_kernel_dev(info.lo_device), info.lo_inode);
+  if (!start) return backing + " at unknown offset";
+  const uint64_t offset = info.lo_offset + *start;
+  return offset == 0 ? backing : backing + " at " + std::to_string(offset);
+}
+
+// The identity of the open file or device `fd` (whose stat is `st`): a loop device's is its backing file's.
+std::string identity_of_open(int fd, const struct stat& st) {
+  if (S_ISBLK(st.st_mode)) {
+    if (std::string loop = loop_backing_identity(fd, st.st_rdev); !loop.empty()) return loop;
+  }
+  return identity_of_stat(st);
 }
 
 // A block device's minimum I/O size: BLKIOMIN (the kernel's io_min, e.g. a RAID chunk), at least the logical
@@ -87,7 +162,7 @@ Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonl
     ::close(fd);
     return {Errc::invalid_argument, path + " is neither a regular file nor a block device"};
   }
-  std::string identity = identity_of_stat(st);
+  std::string identity = identity_of_open(fd, st);
   const uint64_t minimum_io = block ? block_device_minimum_io(fd) : 1;
   out.reset(new FileDevice(fd, path, size, readonly, block, std::move(identity), minimum_io));
   if (!block) out->sharable_ = {fd, file_block_size(fd, st), path};
@@ -239,6 +314,18 @@ Status FileDevice::identity_of(const std::string& path, std::string& identity) {
   if (::stat(path.c_str(), &st) != 0)
     return errno == ENOENT ? Status::ok() : Status::from_errno(errno, "stat " + path);
   identity = identity_of_stat(st);
+  std::optional<uint64_t> start;
+  if (S_ISBLK(st.st_mode) && is_loop_device(st.st_rdev, start)) {
+    // Asking loop(4) needs a descriptor: opened read-only without O_EXCL, which neither claims the device nor
+    // conflicts with an O_EXCL holder (an origin).
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) {
+      struct stat opened {};
+      if (::fstat(fd, &opened) == 0)
+        identity = identity_of_open(fd, opened);  // the device opened, not the path
+      ::close(fd);
+    }
+  }
   return Status::ok();
 }
 

@@ -30,7 +30,8 @@ class FileDevice final : public BlockDevice {
   // cache: as for open().
   static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
                        bool& created, FileCache cache = FileCache::writeback, bool sparse = false);
-  // The file_identity() a FileDevice of `path` would have, found without opening it (stat), so that a file in
+  // The file_identity() a FileDevice of `path` would have, found without opening it for I/O (stat; a loop
+  // device is opened read-only without O_EXCL, only to ask loop(4) for its backing file), so that a file in
   // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
   static Status identity_of(const std::string& path, std::string& identity);
   // The file system (st_dev) a regular file's identity names; false for a block device's or an empty one.
@@ -55,6 +56,10 @@ class FileDevice final : public BlockDevice {
   // lands within the same timestamp tick as our own last write is not seen either.
   std::string content_fingerprint() const override;
 
+  // "file DEV:INODE" for a regular file (every hard link and path of it), "block MAJOR:MINOR" for a block
+  // device (every node of it). A loop device (or a partition of one) is its backing file: that file's
+  // identity, followed by " at OFFSET" when the device starts inside it (disk_use.h); a loop device the
+  // kernel does not describe (LOOP_GET_STATUS64 fails) keeps "block MAJOR:MINOR". Found once, at open.
   std::string file_identity() const override;
   // Regular files: the descriptor and the file system's block size; null for block devices.
   const SharableFile* sharable_file() const override { return is_block_device_ ? nullptr : &sharable_; }

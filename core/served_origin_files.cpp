@@ -12,31 +12,22 @@
 #include <cstdlib>
 #include <memory>
 
+#include "disk_use.h"
 #include "file_device.h"
 
 namespace nbdsnap {
 namespace {
 
-// One file however it is reached: a block device by its device number (two device nodes are one disk),
-// anything else by file system and inode (hard links and symbolic links are one file).
-struct Identity {
-  bool block = false;
-  dev_t device = 0;
-  ino_t inode = 0;
-  bool operator==(const Identity&) const = default;
-};
-
-Identity identity_of(const struct stat& st) {
-  if (S_ISBLK(st.st_mode)) return {true, st.st_rdev, 0};
-  return {false, st.st_dev, st.st_ino};
+// One file however it is reached (FileDevice::identity_of): a block device by its device number (two device
+// nodes are one disk), a loop device by its backing file, anything else by file system and inode (hard links
+// and symbolic links are one file). False when nothing is there.
+bool identity_of(const std::string& path, std::string& out) {
+  return FileDevice::identity_of(path, out).is_ok() && !out.empty();
 }
 
-// The identity of what `path` names, following symbolic links; false when nothing is there.
-bool identity_of(const std::string& path, Identity& out) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return false;
-  out = identity_of(st);
-  return true;
+// Whether two identities name one disk (a loop device that starts inside its file included: disk_use.h).
+bool same_disk(const std::string& a, const std::string& b) {
+  return DiskUse{a, 0, 0, ""}.overlaps(DiskUse{b, 0, 0, ""});
 }
 
 std::string absolute(const std::string& path) {
@@ -80,17 +71,17 @@ Status ServedOriginFiles::check_storage(const std::string& path, const std::stri
 }
 
 Status ServedOriginFiles::check_identity(const std::string& path, const std::string& shown) const {
-  Identity storage;
+  std::string storage;
   if (!identity_of(path, storage))
     return Status::ok();  // nothing there yet: where it would be is checked next
   for (const Entry& file : files_) {
-    Identity served;
-    if (identity_of(file.path, served) && served == storage)
+    std::string served;
+    if (identity_of(file.path, served) && same_disk(served, storage))
       return {Errc::already_exists,
               shown + " is " + file.path + ", which the plugin serves (" + file.source + ")" + kWhy};
   }
   for (const Entry& directory : directories_) {
-    Identity served;
+    std::string served;
     if (identity_of(directory.path, served) && served == storage)
       return {Errc::invalid_argument,
               shown + " is the directory the plugin serves (" + directory.source + ")"};
@@ -102,7 +93,9 @@ Status ServedOriginFiles::check_identity(const std::string& path, const std::str
       if (::fstatat(::dirfd(dir), entry->d_name, &st, 0) != 0 ||
           !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
         continue;
-      if (identity_of(st) == storage) {
+      std::string entry_identity;
+      if (identity_of(directory.path + "/" + entry->d_name, entry_identity) &&
+          same_disk(entry_identity, storage)) {
         found = {Errc::already_exists, shown + " is " + directory.path + "/" + entry->d_name +
                                            ", which the plugin serves as export '" + entry->d_name + "' (" +
                                            directory.source + ")" + kWhy};
@@ -135,10 +128,10 @@ Status ServedOriginFiles::check_location(const std::string& path, const std::str
   if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
     return Status::ok();  // a directory holds storage files
   // Where the file is, or would be created: a symbolic link is followed to the file it names.
-  Identity parent;
+  std::string parent;
   if (!identity_of(resolved_parent(path), parent)) return Status::ok();  // opening it will fail anyway
   for (const Entry& directory : directories_) {
-    Identity served;
+    std::string served;
     if (identity_of(directory.path, served) && served == parent)
       return {Errc::invalid_argument,
               shown + " lies in " + directory.path + ", which the plugin serves (" + directory.source +

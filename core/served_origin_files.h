@@ -11,7 +11,8 @@
 //
 // What is served is taken from the file system when storage is checked, not when it was recorded: a directory
 // serves every regular file and block device directly in it, as nbdkit's file plugin does with dir=
-// (following symbolic links), including files added after the start.
+// (following symbolic links), including files added after the start. Files are compared as the engine
+// compares them (FileDevice::identity_of): a loop device over a served file is that file.
 #pragma once
 
 #include <string>

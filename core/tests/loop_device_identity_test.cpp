@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// loop_device_identity_test.cpp — a loop device is its backing file: the same identity by path and when open,
+// so the engine refuses a file and a loop device over it as two origins, or as an origin and difference
+// storage, in either order. Needs root and losetup(8); skipped otherwise.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "disk_use.h"
+#include "file_device.h"
+#include "served_origin_files.h"
+#include "test_support.h"
+
+using namespace nbdsnap;
+using namespace nbdsnap::test;
+
+namespace {
+
+// A loop device over a file (losetup -f --show), detached when this goes out of scope. path() is empty when
+// none could be set up (not root, no loop driver, no free device): the test then skips.
+class LoopDevice {
+ public:
+  explicit LoopDevice(const std::string& file, uint64_t offset = 0) {
+    if (::geteuid() != 0) return;
+    const std::string command = "losetup -f --show" +
+                                (offset ? " -o " + std::to_string(offset) : std::string()) + " '" + file +
+                                "' 2>/dev/null";
+    FILE* out = ::popen(command.c_str(), "r");
+    if (out == nullptr) return;
+    char line[256] = {};
+    const bool read = std::fgets(line, sizeof line, out) != nullptr;
+    const int status = ::pclose(out);
+    if (!read || status != 0) return;
+    path_ = line;
+    while (!path_.empty() && (path_.back() == '\n' || path_.back() == ' ')) path_.pop_back();
+  }
+  ~LoopDevice() {
+    if (!path_.empty()) (void)std::system(("losetup -d '" + path_ + "' 2>/dev/null").c_str());
+  }
+  LoopDevice(const LoopDevice&) = delete;
+  LoopDevice& operator=(const LoopDevice&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string identity_for_loop_test(const std::string& path) {
+  std::string identity;
+  REQUIRE_OK(FileDevice::identity_of(path, identity));
+  return identity;
+}
+
+std::shared_ptr<BlockDevice> open_for_loop_test(const std::string& path) {
+  std::unique_ptr<FileDevice> device;
+  REQUIRE_OK(FileDevice::open(path, false, device));
+  return std::shared_ptr<BlockDevice>(std::move(device));
+}
+
+// A file of 4 MiB in dir, made with FileDevice::create and closed again.
+std::string make_loop_test_file(const TempDir& dir, const std::string& name) {
+  std::unique_ptr<FileDevice> device;
+  bool created = false;
+  REQUIRE_OK(FileDevice::create(dir.file(name), 4 * MiB, device, created));
+  return dir.file(name);
+}
+
+StorageSpec loop_test_range(const std::string& path, uint64_t offset, uint64_t length) {
+  StorageSpec spec;
+  spec.path = path;
+  spec.offset = offset;
+  spec.length = length;
+  return spec;
+}
+
+}  // namespace
+
+TEST_CASE("a disk at another starting point overlaps every use of it; at the same one, only its bytes") {
+  const DiskUse whole_loop{"file 2049:12", 0, 0, "origin 'x'"};
+  const DiskUse first_mib{"file 2049:12", 0, MiB, "storage"};
+  const DiskUse offset_loop_tail{"file 2049:12 at 4096", 3 * MiB, MiB, "storage"};
+  const DiskUse offset_loop_head{"file 2049:12 at 4096", 0, MiB, "storage"};
+  CHECK(whole_loop.overlaps(first_mib));
+  CHECK(offset_loop_tail.overlaps(first_mib));  // other coordinates: the whole file counts
+  CHECK(first_mib.overlaps(offset_loop_tail));
+  CHECK_FALSE(offset_loop_tail.overlaps(offset_loop_head));  // one loop device: ranges compare
+  CHECK_FALSE(DiskUse({"file 2049:13 at 4096", 0, 0, ""}).overlaps(first_mib));
+}
+
+TEST_CASE("a loop device has its backing file's identity, by path and open, however many loop over it") {
+  TempDir dir;
+  const std::string file = make_loop_test_file(dir, "disk.raw");
+  LoopDevice loop(file);
+  if (loop.path().empty()) {
+    MESSAGE("skipped: no loop device (needs root and losetup)");
+    return;
+  }
+  LoopDevice second(file);
+  REQUIRE_FALSE(second.path().empty());
+  const std::string identity = identity_for_loop_test(file);
+  struct stat st {};
+  REQUIRE(::stat(file.c_str(), &st) == 0);
+  CHECK(identity == "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
+  CHECK(identity_for_loop_test(loop.path()) == identity);  // lo_device decoded to the st_dev stat shows
+  CHECK(identity_for_loop_test(second.path()) == identity);
+  CHECK(open_for_loop_test(loop.path())->file_identity() == identity);
+  CHECK(open_for_loop_test(file)->file_identity() == identity);
+
+  // A loop device that starts inside its file: the file's identity at that offset, the same by path and open.
+  LoopDevice offset(file, MiB);
+  REQUIRE_FALSE(offset.path().empty());
+  CHECK(identity_for_loop_test(offset.path()) == identity + " at " + std::to_string(MiB));
+  CHECK(open_for_loop_test(offset.path())->file_identity() == identity + " at " + std::to_string(MiB));
+}
+
+TEST_CASE("a file and a loop device over it are never two origins, in either order") {
+  TempDir dir;
+  const std::string file = make_loop_test_file(dir, "disk.raw");
+  LoopDevice loop(file);
+  if (loop.path().empty()) {
+    MESSAGE("skipped: no loop device (needs root and losetup)");
+    return;
+  }
+  LoopDevice offset(file, MiB);
+  REQUIRE_FALSE(offset.path().empty());
+  {
+    Engine engine(small_config());
+    REQUIRE_OK(engine.attach_origin("o", open_for_loop_test(file), false));
+    CHECK_ERRC(engine.attach_origin("x", open_for_loop_test(loop.path()), false), Errc::already_exists);
+    CHECK_ERRC(engine.attach_origin("y", open_for_loop_test(offset.path()), false), Errc::already_exists);
+  }
+  {
+    Engine engine(small_config());
+    REQUIRE_OK(engine.attach_origin("x", open_for_loop_test(loop.path()), false));
+    CHECK_ERRC(engine.attach_origin("o", open_for_loop_test(file), false), Errc::already_exists);
+  }
+  {
+    Engine engine(small_config());
+    REQUIRE_OK(engine.attach_origin("y", open_for_loop_test(offset.path()), false));
+    CHECK_ERRC(engine.attach_origin("o", open_for_loop_test(file), false), Errc::already_exists);
+  }
+}
+
+TEST_CASE("a loop device over an origin's file is never its storage, nor the file a loop origin's storage") {
+  TempDir dir;
+  const std::string file = make_loop_test_file(dir, "disk.raw");
+  LoopDevice loop(file);
+  if (loop.path().empty()) {
+    MESSAGE("skipped: no loop device (needs root and losetup)");
+    return;
+  }
+  LoopDevice offset(file, MiB);
+  REQUIRE_FALSE(offset.path().empty());
+  {
+    Engine engine(small_config());
+    REQUIRE_OK(engine.attach_origin("o", open_for_loop_test(file), false));
+    CHECK_ERRC(
+        engine.create_snapshot("t", {{"o"}, {loop_test_range(loop.path(), 2 * MiB, 2 * MiB)}, 0, false}),
+        Errc::already_exists);
+    CHECK_ERRC(engine.create_snapshot("t", {{"o"}, {loop_test_range(offset.path(), MiB, MiB)}, 0, false}),
+               Errc::already_exists);
+    REQUIRE_OK(engine.create_snapshot("t", {{"o"}, {{dir.file("t.diff"), 4 * MiB}}, 0, false}));
+    CHECK_ERRC(engine.append_storage("t", loop_test_range(loop.path(), 2 * MiB, MiB)), Errc::already_exists);
+  }
+  {
+    Engine engine(small_config());
+    REQUIRE_OK(engine.attach_origin("x", open_for_loop_test(loop.path()), false));
+    CHECK_ERRC(engine.create_snapshot("t", {{"x"}, {loop_test_range(file, 2 * MiB, 2 * MiB)}, 0, false}),
+               Errc::already_exists);
+  }
+  {  // storage of two snapshots: the same bytes through the file and through an offset loop device
+    Engine engine(small_config());
+    REQUIRE_OK(engine.attach_origin("p", open_for_loop_test(make_loop_test_file(dir, "p.raw")), false));
+    REQUIRE_OK(engine.attach_origin("q", open_for_loop_test(make_loop_test_file(dir, "q.raw")), false));
+    REQUIRE_OK(engine.create_snapshot("a", {{"p"}, {loop_test_range(file, MiB, MiB)}, 0, false}));
+    CHECK_ERRC(engine.create_snapshot("b", {{"q"}, {loop_test_range(offset.path(), 0, MiB)}, 0, false}),
+               Errc::already_exists);
+    // A loop device at byte 0 shares its file's byte ranges: other bytes of the file stay usable.
+    CHECK_OK(engine.create_snapshot("c", {{"q"}, {loop_test_range(loop.path(), 2 * MiB, MiB)}, 0, false}));
+  }
+}
+
+TEST_CASE("a loop device over a file the nbdkit plugin serves is refused as storage") {
+  TempDir dir;
+  const std::string file = make_loop_test_file(dir, "served.raw");
+  LoopDevice loop(file);
+  if (loop.path().empty()) {
+    MESSAGE("skipped: no loop device (needs root and losetup)");
+    return;
+  }
+  LoopDevice offset(file, MiB);
+  REQUIRE_FALSE(offset.path().empty());
+  ServedOriginFiles served;
+  served.add_file(file, "file=");
+  CHECK_ERRC(served.check_storage(loop.path()), Errc::already_exists);
+  CHECK_ERRC(served.check_storage(offset.path()), Errc::already_exists);
+}
