@@ -262,16 +262,7 @@ std::shared_ptr<BlockDevice> DiffStorage::piece_device(const StorageLocation& at
 
 OriginFileSystem OriginFileSystem::of(const BlockDevice* origin, const std::string& file_identity) {
   OriginFileSystem out;
-  if (origin == nullptr) {
-    // The filter over nbdkit's file plugin: the file the plugin writes (ServedOriginFiles).
-    if (FileDevice::file_system_of(file_identity, out.device)) {
-      out.kind = Kind::file_system;
-    } else if (file_identity.rfind("block ", 0) == 0) {
-      out.kind = Kind::block_device;
-    }
-    return out;
-  }
-  if (const SharableFile* file = origin->sharable_file(); file != nullptr) {
+  if (const SharableFile* file = origin ? origin->sharable_file() : nullptr; file != nullptr) {
     struct stat st {};
     if (::fstat(file->fd, &st) == 0) {
       out.kind = Kind::file_system;
@@ -279,7 +270,14 @@ OriginFileSystem OriginFileSystem::of(const BlockDevice* origin, const std::stri
     }
     return out;
   }
-  if (origin->file_identity().rfind("block ", 0) == 0) out.kind = Kind::block_device;
+  // No regular file open: the identity tells. A loop device's is its backing file's (whose file system its
+  // writes take blocks from), the filter's that of the file behind the export (ServedOriginFiles).
+  const std::string& identity = file_identity.empty() && origin ? origin->file_identity() : file_identity;
+  if (FileDevice::file_system_of(identity, out.device)) {
+    out.kind = Kind::file_system;
+  } else if (identity.rfind("block ", 0) == 0) {
+    out.kind = Kind::block_device;
+  }
   return out;
 }
 

@@ -44,8 +44,9 @@ struct OriginFileSystem {
   Kind kind = Kind::unknown;
   uint64_t device = 0;  // st_dev of the file system; kind file_system only
 
-  // Of the origin's device, or where there is none (the filter) of the origin's file identity
-  // (Origin::file_identity(); empty: unknown). A regular file is fstat'ed once, here.
+  // Of the origin's device when it is a regular file (fstat'ed once, here); otherwise of its identity:
+  // `file_identity` (Origin::file_identity(), which also names a device-less origin's file: the filter), or
+  // the device's own when that is empty. A loop device's identity is its backing file's.
   static OriginFileSystem of(const BlockDevice* origin, const std::string& file_identity);
 };
 

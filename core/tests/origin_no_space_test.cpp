@@ -224,6 +224,19 @@ TEST_CASE("a device-less origin's file identity tells the file system its writes
   const OriginFileSystem known = OriginFileSystem::of(nullptr, identity);
   CHECK(known.kind == OriginFileSystem::Kind::file_system);
   CHECK(known.device == static_cast<uint64_t>(st.st_dev));
+  // A device that is no regular file but names one (a loop device is its backing file: file_device.cpp).
+  struct NamedDevice final : BlockDevice {
+    explicit NamedDevice(std::string identity) : identity_(std::move(identity)) {}
+    uint64_t size() const override { return 4096; }
+    Status pread(void*, uint64_t, uint64_t) override { return Status::ok(); }
+    Status pwrite(const void*, uint64_t, uint64_t, bool) override { return Status::ok(); }
+    Status flush() override { return Status::ok(); }
+    std::string file_identity() const override { return identity_; }
+    const std::string identity_;
+  };
+  const NamedDevice loop(identity);
+  CHECK(OriginFileSystem::of(&loop, "").device == static_cast<uint64_t>(st.st_dev));
+  CHECK(OriginFileSystem::of(&loop, "").kind == OriginFileSystem::Kind::file_system);
   CHECK(OriginFileSystem::of(nullptr, "block 8:0").kind == OriginFileSystem::Kind::block_device);
   CHECK(OriginFileSystem::of(nullptr, "").kind == OriginFileSystem::Kind::unknown);
   uint64_t device = 0;
