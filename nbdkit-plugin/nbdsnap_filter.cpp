@@ -468,7 +468,8 @@ int write_origin(Connection& c, uint64_t offset, uint32_t count, int* err, Write
   Origin::WriteGuard guard;
   if (Status s = c.origin->begin_write(offset, count, c.source.get(), guard); !s) return fail(s, err);
   int rc = write_to_plugin();
-  if (rc == -1 && *err == ENOSPC && c.origin->make_room_for_write(offset, count, guard)) rc = write_to_plugin();
+  if (rc == -1 && *err == ENOSPC && c.origin->make_room_for_write(offset, count, guard))
+    rc = write_to_plugin();
   return rc;
 }
 
