@@ -96,16 +96,73 @@ bool is_loop_device(dev_t rdev, std::optional<uint64_t>& start) {
 // or a partition) gets " at OFFSET" after the backing's identity, which disk_use.cpp counts as using the
 // whole backing file. Empty when `fd` is no loop device or the kernel does not answer (not bound, no
 // permission): the caller keeps the device's own identity then.
-std::string loop_backing_identity(int fd, dev_t rdev) {
+// Loop devices stacked deeper than this are named by the last one reached (no real setup comes near it).
+constexpr int kMaxLoopDepth = 8;
+
+// The device node of block device `rdev`, from sysfs (DEVNAME in its uevent: /dev/loop3), or empty.
+std::string device_node_of(dev_t rdev) {
+  std::ifstream uevent("/sys/dev/block/" + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev)) +
+                       "/uevent");
+  std::string line;
+  while (std::getline(uevent, line)) {
+    if (line.rfind("DEVNAME=", 0) == 0) return "/dev/" + line.substr(8);
+  }
+  return {};
+}
+
+std::string loop_backing_identity(int fd, dev_t rdev, int depth = 0);
+
+// The identity of block device `rdev` when it backs a loop device: a loop device itself is followed to its
+// own backing file (a loop device over a loop device over a file is that file too), anything else is named by
+// its device number.
+std::string backing_block_identity(dev_t rdev, int depth) {
+  if (depth < kMaxLoopDepth) {
+    const std::string node = device_node_of(rdev);
+    // Read-only without O_EXCL: neither claims the device nor conflicts with an O_EXCL holder.
+    const int fd = node.empty() ? -1 : ::open(node.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) {
+      struct stat st {};
+      std::string inner;
+      if (::fstat(fd, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == rdev)
+        inner = loop_backing_identity(fd, rdev, depth + 1);
+      ::close(fd);
+      if (!inner.empty()) return inner;
+    }
+  }
+  return block_identity(rdev);
+}
+
+// A loop device is its backing file: writes to /dev/loopN land in that file, so the two must have one
+// identity (and two loop devices over one file too). The loop(4) ioctl LOOP_GET_STATUS64 on the device (or on
+// one of its partitions, which answers for the whole loop device) tells the backing file's device and inode
+// (lo_device, lo_inode), or, when the backing is itself a block device, that device's number (lo_rdevice:
+// followed when it is a loop device too), and where in the backing the loop device starts (lo_offset). A loop
+// device that starts at byte 0 of the file at the end of the chain is named exactly as that file, so byte
+// ranges of both compare directly; one that starts elsewhere (lo_offset, or a partition, added up along the
+// chain) gets " at OFFSET" after the file's identity, which disk_use.cpp counts as using the whole file.
+// Empty when `fd` is no loop device or the kernel does not answer (not bound, no permission): the caller
+// keeps the device's own identity then.
+std::string loop_backing_identity(int fd, dev_t rdev, int depth) {
   std::optional<uint64_t> start;
   if (!is_loop_device(rdev, start)) return {};
   struct loop_info64 info {};
   if (::ioctl(fd, LOOP_GET_STATUS64, &info) != 0) return {};
-  const std::string backing = info.lo_rdevice != 0
-                                  ? block_identity(decode_kernel_dev(info.lo_rdevice))
-                                  : file_identity_of(decode_kernel_dev(info.lo_device), info.lo_inode);
-  if (!start) return backing + " at unknown offset";
-  const uint64_t offset = info.lo_offset + *start;
+  std::string backing = info.lo_rdevice != 0
+                            ? backing_block_identity(decode_kernel_dev(info.lo_rdevice), depth)
+                            : file_identity_of(decode_kernel_dev(info.lo_device), info.lo_inode);
+  // Where the backing's own name says it starts (a loop device deeper in the chain): " at N" or unknown.
+  std::optional<uint64_t> inner_offset = 0;
+  if (const size_t at = backing.find(" at "); at != std::string::npos) {
+    const std::string where = backing.substr(at + 4);
+    backing.resize(at);
+    if (where.find_first_not_of("0123456789") == std::string::npos && !where.empty()) {
+      inner_offset = std::stoull(where);
+    } else {
+      inner_offset.reset();
+    }
+  }
+  if (!start || !inner_offset) return backing + " at unknown offset";
+  const uint64_t offset = info.lo_offset + *start + *inner_offset;
   return offset == 0 ? backing : backing + " at " + std::to_string(offset);
 }
 

@@ -200,3 +200,35 @@ TEST_CASE("a loop device over a file the nbdkit plugin serves is refused as stor
   CHECK_ERRC(served.check_storage(loop.path()), Errc::already_exists);
   CHECK_ERRC(served.check_storage(offset.path()), Errc::already_exists);
 }
+
+TEST_CASE("a loop device over a loop device over a file is that file: never a second origin or its storage") {
+  TempDir dir;
+  const std::string file = make_loop_test_file(dir, "o.img");
+  const LoopDevice inner(file);
+  if (inner.path().empty()) {
+    MESSAGE("skipped: no loop device (needs root and losetup)");
+    return;
+  }
+  const LoopDevice outer(inner.path());
+  const LoopDevice outer_offset(inner.path(), MiB);
+  const LoopDevice inner_offset(file, MiB);
+  const LoopDevice outer_of_offset(inner_offset.path(), MiB);
+  REQUIRE_FALSE(outer.path().empty());
+  REQUIRE_FALSE(outer_offset.path().empty());
+  REQUIRE_FALSE(outer_of_offset.path().empty());
+  const std::string identity = identity_for_loop_test(file);
+  CHECK(identity_for_loop_test(outer.path()) == identity);
+  CHECK(open_for_loop_test(outer.path())->file_identity() == identity);
+  // Offsets add up along the chain: 1 MiB into the loop device that is the file.
+  CHECK(identity_for_loop_test(outer_offset.path()) == identity + " at 1048576");
+  CHECK(identity_for_loop_test(outer_of_offset.path()) == identity + " at 2097152");
+
+  Engine engine(small_config());
+  REQUIRE_OK(engine.attach_origin("o", open_for_loop_test(file), false));
+  for (const std::string& path : {outer.path(), outer_offset.path(), outer_of_offset.path()})
+    CHECK_ERRC(engine.attach_origin("x", open_for_loop_test(path), false), Errc::already_exists);
+  SnapshotOptions options;
+  options.origins = {"o"};
+  options.storage = {loop_test_range(outer.path(), 0, 2 * MiB)};
+  CHECK_ERRC(engine.create_snapshot("s", options), Errc::already_exists);
+}
