@@ -97,6 +97,19 @@ std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
   return {};
 }
 
+// An origin is one file for as long as it is attached: an export of its name that now reaches another file
+// (renamed or replaced in the plugin's directory) would be written under this origin's tracker, and its
+// images would read their unchanged chunks from that file. Unknown files (other plugins) are not compared.
+Status same_file_as_attached(const Origin& origin, const std::string& export_name,
+                             const std::string& file_identity) {
+  if (file_identity.empty() || origin.file_identity().empty() || file_identity == origin.file_identity())
+    return Status::ok();
+  return {Errc::bad_state, "export '" + export_name + "' is now another file than the one origin '" +
+                               origin.name() +
+                               "' was attached with (renamed or replaced in the plugin's directory?); put "
+                               "that file back, or detach the origin (origin-detach) to attach it again"};
+}
+
 SelfConnection self_connection_for_thread_model(int thread_model) {
   if (thread_model <= NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS) return SelfConnection::never;
   if (thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS) return SelfConnection::outside_handshakes;
@@ -202,6 +215,7 @@ Status FilterFrontEnd::open_origin(const void* client, const std::string& name, 
     out = engine_.find_origin(name);
     if (!out) return {Errc::not_found, "origin '" + name + "' vanished right after attaching"};
   }
+  if (Status s = same_file_as_attached(*out, name, file_identity); !s) return s;
   if (out->size() != size)
     return {Errc::bad_state, "export '" + name + "' is now " + std::to_string(size) + " bytes but origin '" +
                                  name + "' was attached with " + std::to_string(out->size()) +
@@ -211,10 +225,14 @@ Status FilterFrontEnd::open_origin(const void* client, const std::string& name, 
   return Status::ok();
 }
 
-void FilterFrontEnd::open_image(const void* client, const std::string& export_name,
-                                const std::string& origin) {
+Status FilterFrontEnd::open_image(const void* client, const std::string& export_name,
+                                  const std::string& origin, const std::string& file_identity) {
   MutexLock lock(mutex_);
+  if (const std::shared_ptr<Origin> attached = engine_.find_origin(origin)) {
+    if (Status s = same_file_as_attached(*attached, origin, file_identity); !s) return s;
+  }
   clients_[client] = Client{export_name, origin};
+  return Status::ok();
 }
 
 void FilterFrontEnd::close_client(const void* client) {

@@ -70,11 +70,15 @@ class FilterFrontEnd final : public ControlFrontEnd {
   // file_identity: the file behind the export when known, ServedOriginFiles::identity_of_export) when this is
   // its first connection, and registers `client`. Once the origin is detached, every request of `client`
   // fails (the origin's gates). Errors: those of Engine::attach_origin (already_exists: the file is another
-  // origin or difference storage), bad_state (the export's size changed).
+  // origin or difference storage), bad_state (the export's size changed, or it is now another file than the
+  // one the origin was attached with: renamed or replaced in dir=).
   Status open_origin(const void* client, const std::string& name, uint64_t size, uint64_t minimum_io_size,
                      bool read_only, const std::string& file_identity, std::shared_ptr<Origin>& out);
-  // Registers a connection to an image export.
-  void open_image(const void* client, const std::string& export_name, const std::string& origin);
+  // Registers a connection to an image export, whose unchanged chunks it reads through the plugin's export of
+  // `origin`. Errors: bad_state when file_identity (as for open_origin) is not the file the origin was
+  // attached with.
+  Status open_image(const void* client, const std::string& export_name, const std::string& origin,
+                    const std::string& file_identity);
   void close_client(const void* client);
 
  private:

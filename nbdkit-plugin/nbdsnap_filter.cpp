@@ -358,8 +358,15 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     int64_t size = next->get_size(next);
     if (size == -1) return -1;
     c.source = std::make_unique<NextDevice>(next, static_cast<uint64_t>(size));
+    // The file behind the export, where the plugin's parameters say (file=, dir=): one file is one origin
+    // however many names reach it (hard and symbolic links), never difference storage too, and always the
+    // file the origin was attached with (an image reads its unchanged chunks through the export).
+    const std::string identity = config.served_files->identity_of_export(c.plugin_export);
     if (c.is_image()) {
-      front_end->open_image(handle, format_export_name(c.name.origin, c.name.snapshot), c.name.origin);
+      if (Status s = front_end->open_image(handle, format_export_name(c.name.origin, c.name.snapshot),
+                                           c.name.origin, identity);
+          !s)
+        return fail(s, nullptr);
       return 0;
     }
     int can_write = next->can_write(next);
@@ -368,9 +375,6 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     // The plugin's minimum block size (0 when it states none): chunks and tracking blocks are never smaller.
     uint32_t minimum = 0, preferred = 0, maximum = 0;
     if (next->block_size(next, &minimum, &preferred, &maximum) == -1) return -1;
-    // The file behind the export, where the plugin's parameters say (file=, dir=): one file is one origin
-    // however many names reach it (hard and symbolic links), and never difference storage too.
-    const std::string identity = config.served_files->identity_of_export(c.plugin_export);
     if (Status s =
             front_end->open_origin(handle, c.name.origin, size, minimum, read_only, identity, c.origin);
         !s)

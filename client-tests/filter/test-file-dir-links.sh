@@ -4,7 +4,9 @@
 # A hard link and a symbolic link to an origin's file are exports of the plugin, but the filter refuses to
 # make them second origins, so no write reaches the file around the first origin's tracker (its image keeps
 # the take-time bytes, its CBT sees every change). A link in D to a snapshot's difference storage, added after
-# the snapshot was created, is refused too: copy-on-write data is never an origin.
+# the snapshot was created, is refused too: copy-on-write data is never an origin. Files renamed in D after
+# their origins were attached: an export that now reaches another file is refused, for writes and for images
+# (which read their unchanged chunks through the export), until the file is back.
 # Usage: test-file-dir-links.sh FILTER.so
 FILTER=${1:?usage: $0 FILTER.so}
 source "$(dirname "$0")/../functions.sh"
@@ -62,3 +64,24 @@ qemu-io -f raw -r -c 'read -P 0x21 0 1M' "$(uri e.img@t)" >/dev/null ||
   fail "the image of e.img lost its take-time bytes"
 [[ $(ctl '{"command":"snapshot-info","name":"t"}' | jq -r .snapshot.state) == taken ]] || fail "snapshot t is not taken"
 pass "a link in D to difference storage is no origin: the image keeps its bytes"
+
+# Two files swap names in D after their origins were attached and one was snapshotted.
+truncate -s 8M "$dir/D/r1.img" "$dir/D/r2.img"
+qemu-io -f raw -c 'write -P 0x31 0 1M' "$(uri r1.img)" >/dev/null
+qemu-io -f raw -c 'write -P 0x32 0 1M' "$(uri r2.img)" >/dev/null
+ctl '{"command":"snapshot-create","name":"r","origins":["r1.img"],"storage":[{"path":"'"$dir/r.diff"'","size":16777216}]}' >/dev/null
+ctl '{"command":"snapshot-take","name":"r"}' >/dev/null
+swap() { mv "$dir/D/r1.img" "$dir/D/swap" && mv "$dir/D/r2.img" "$dir/D/r1.img" && mv "$dir/D/swap" "$dir/D/r2.img"; }
+swap
+if qemu-io -f raw -c 'write -P 0x99 0 1M' "$(uri r2.img)" >"$dir/swap.out" 2>&1; then
+  fail "a write through r2.img, now the file of origin 'r1.img', was accepted"
+fi
+if qemu-io -f raw -r -c 'read -P 0x32 0 1M' "$(uri r1.img@r)" >"$dir/swap.out" 2>&1; then
+  fail "image r1.img@r read the file now named r1.img (r2.img's)"
+fi
+grep -q "export 'r1.img' is now another file than the one origin 'r1.img' was attached with" "$server_log" ||
+  fail "no clear message for the swapped names"
+swap
+qemu-io -f raw -r -c 'read -P 0x31 0 1M' "$(uri r1.img@r)" >/dev/null || fail "image r1.img@r after the names came back"
+qemu-io -f raw -r -c 'read -P 0x31 0 1M' "$dir/D/r1.img" >/dev/null || fail "r1.img's file changed"
+pass "names swapped in D after attach: writes and image reads through them are refused until the files are back"
