@@ -70,13 +70,25 @@ std::string make_loop_test_file(const TempDir& dir, const std::string& name) {
   return dir.file(name);
 }
 
-StorageSpec loop_test_range(const std::string& path, uint64_t offset, uint64_t length) {
-  StorageSpec spec;
-  spec.path = path;
-  spec.offset = offset;
-  spec.length = length;
-  return spec;
-}
+// A 4 MiB file in a temporary directory with a loop device over all of it (`loop`) and one that starts
+// 1 MiB in (`offset`), both detached at the end. ready() is false, with a message, where loop devices cannot
+// be set up: the test then skips.
+struct LoopedFile {
+  explicit LoopedFile(const std::string& name)
+      : file(make_loop_test_file(dir, name)), loop(file), offset(file, MiB) {}
+  bool ready() const {
+    if (loop.path().empty()) {
+      MESSAGE("skipped: no loop device (needs root and losetup)");
+      return false;
+    }
+    REQUIRE_FALSE(offset.path().empty());
+    return true;
+  }
+  TempDir dir;
+  const std::string file;
+  const LoopDevice loop;
+  const LoopDevice offset;
+};
 
 }  // namespace
 
@@ -93,13 +105,10 @@ TEST_CASE("a disk at another starting point overlaps every use of it; at the sam
 }
 
 TEST_CASE("a loop device has its backing file's identity, by path and open, however many loop over it") {
-  TempDir dir;
-  const std::string file = make_loop_test_file(dir, "disk.raw");
-  LoopDevice loop(file);
-  if (loop.path().empty()) {
-    MESSAGE("skipped: no loop device (needs root and losetup)");
-    return;
-  }
+  const LoopedFile t("disk.raw");
+  if (!t.ready()) return;
+  const std::string& file = t.file;
+  const LoopDevice& loop = t.loop;
   LoopDevice second(file);
   REQUIRE_FALSE(second.path().empty());
   const std::string identity = identity_for_loop_test(file);
@@ -112,22 +121,17 @@ TEST_CASE("a loop device has its backing file's identity, by path and open, howe
   CHECK(open_for_loop_test(file)->file_identity() == identity);
 
   // A loop device that starts inside its file: the file's identity at that offset, the same by path and open.
-  LoopDevice offset(file, MiB);
-  REQUIRE_FALSE(offset.path().empty());
+  const LoopDevice& offset = t.offset;
   CHECK(identity_for_loop_test(offset.path()) == identity + " at " + std::to_string(MiB));
   CHECK(open_for_loop_test(offset.path())->file_identity() == identity + " at " + std::to_string(MiB));
 }
 
 TEST_CASE("a file and a loop device over it are never two origins, in either order") {
-  TempDir dir;
-  const std::string file = make_loop_test_file(dir, "disk.raw");
-  LoopDevice loop(file);
-  if (loop.path().empty()) {
-    MESSAGE("skipped: no loop device (needs root and losetup)");
-    return;
-  }
-  LoopDevice offset(file, MiB);
-  REQUIRE_FALSE(offset.path().empty());
+  const LoopedFile t("disk.raw");
+  if (!t.ready()) return;
+  const std::string& file = t.file;
+  const LoopDevice& loop = t.loop;
+  const LoopDevice& offset = t.offset;
   {
     Engine engine(small_config());
     REQUIRE_OK(engine.attach_origin("o", open_for_loop_test(file), false));
@@ -147,72 +151,56 @@ TEST_CASE("a file and a loop device over it are never two origins, in either ord
 }
 
 TEST_CASE("a loop device over an origin's file is never its storage, nor the file a loop origin's storage") {
-  TempDir dir;
-  const std::string file = make_loop_test_file(dir, "disk.raw");
-  LoopDevice loop(file);
-  if (loop.path().empty()) {
-    MESSAGE("skipped: no loop device (needs root and losetup)");
-    return;
-  }
-  LoopDevice offset(file, MiB);
-  REQUIRE_FALSE(offset.path().empty());
+  const LoopedFile t("disk.raw");
+  if (!t.ready()) return;
+  const TempDir& dir = t.dir;
+  const std::string& file = t.file;
+  const LoopDevice& loop = t.loop;
+  const LoopDevice& offset = t.offset;
   {
     Engine engine(small_config());
     REQUIRE_OK(engine.attach_origin("o", open_for_loop_test(file), false));
-    CHECK_ERRC(
-        engine.create_snapshot("t", {{"o"}, {loop_test_range(loop.path(), 2 * MiB, 2 * MiB)}, 0, false}),
-        Errc::already_exists);
-    CHECK_ERRC(engine.create_snapshot("t", {{"o"}, {loop_test_range(offset.path(), MiB, MiB)}, 0, false}),
+    CHECK_ERRC(engine.create_snapshot("t", {{"o"}, {storage_range(loop.path(), 2 * MiB, 2 * MiB)}, 0, false}),
+               Errc::already_exists);
+    CHECK_ERRC(engine.create_snapshot("t", {{"o"}, {storage_range(offset.path(), MiB, MiB)}, 0, false}),
                Errc::already_exists);
     REQUIRE_OK(engine.create_snapshot("t", {{"o"}, {{dir.file("t.diff"), 4 * MiB}}, 0, false}));
-    CHECK_ERRC(engine.append_storage("t", loop_test_range(loop.path(), 2 * MiB, MiB)), Errc::already_exists);
+    CHECK_ERRC(engine.append_storage("t", storage_range(loop.path(), 2 * MiB, MiB)), Errc::already_exists);
   }
   {
     Engine engine(small_config());
     REQUIRE_OK(engine.attach_origin("x", open_for_loop_test(loop.path()), false));
-    CHECK_ERRC(engine.create_snapshot("t", {{"x"}, {loop_test_range(file, 2 * MiB, 2 * MiB)}, 0, false}),
+    CHECK_ERRC(engine.create_snapshot("t", {{"x"}, {storage_range(file, 2 * MiB, 2 * MiB)}, 0, false}),
                Errc::already_exists);
   }
   {  // storage of two snapshots: the same bytes through the file and through an offset loop device
     Engine engine(small_config());
     REQUIRE_OK(engine.attach_origin("p", open_for_loop_test(make_loop_test_file(dir, "p.raw")), false));
     REQUIRE_OK(engine.attach_origin("q", open_for_loop_test(make_loop_test_file(dir, "q.raw")), false));
-    REQUIRE_OK(engine.create_snapshot("a", {{"p"}, {loop_test_range(file, MiB, MiB)}, 0, false}));
-    CHECK_ERRC(engine.create_snapshot("b", {{"q"}, {loop_test_range(offset.path(), 0, MiB)}, 0, false}),
+    REQUIRE_OK(engine.create_snapshot("a", {{"p"}, {storage_range(file, MiB, MiB)}, 0, false}));
+    CHECK_ERRC(engine.create_snapshot("b", {{"q"}, {storage_range(offset.path(), 0, MiB)}, 0, false}),
                Errc::already_exists);
     // A loop device at byte 0 shares its file's byte ranges: other bytes of the file stay usable.
-    CHECK_OK(engine.create_snapshot("c", {{"q"}, {loop_test_range(loop.path(), 2 * MiB, MiB)}, 0, false}));
+    CHECK_OK(engine.create_snapshot("c", {{"q"}, {storage_range(loop.path(), 2 * MiB, MiB)}, 0, false}));
   }
 }
 
 TEST_CASE("a loop device over a file the nbdkit plugin serves is refused as storage") {
-  TempDir dir;
-  const std::string file = make_loop_test_file(dir, "served.raw");
-  LoopDevice loop(file);
-  if (loop.path().empty()) {
-    MESSAGE("skipped: no loop device (needs root and losetup)");
-    return;
-  }
-  LoopDevice offset(file, MiB);
-  REQUIRE_FALSE(offset.path().empty());
+  const LoopedFile t("served.raw");
+  if (!t.ready()) return;
   ServedOriginFiles served;
-  served.add_file(file, "file=");
-  CHECK_ERRC(served.check_storage(loop.path()), Errc::already_exists);
-  CHECK_ERRC(served.check_storage(offset.path()), Errc::already_exists);
+  served.add_file(t.file, "file=");
+  CHECK_ERRC(served.check_storage(t.loop.path()), Errc::already_exists);
+  CHECK_ERRC(served.check_storage(t.offset.path()), Errc::already_exists);
 }
 
 TEST_CASE("a loop device over a loop device over a file is that file: never a second origin or its storage") {
-  TempDir dir;
-  const std::string file = make_loop_test_file(dir, "o.img");
-  const LoopDevice inner(file);
-  if (inner.path().empty()) {
-    MESSAGE("skipped: no loop device (needs root and losetup)");
-    return;
-  }
-  const LoopDevice outer(inner.path());
-  const LoopDevice outer_offset(inner.path(), MiB);
-  const LoopDevice inner_offset(file, MiB);
-  const LoopDevice outer_of_offset(inner_offset.path(), MiB);
+  const LoopedFile t("o.img");
+  if (!t.ready()) return;
+  const std::string& file = t.file;
+  const LoopDevice outer(t.loop.path());
+  const LoopDevice outer_offset(t.loop.path(), MiB);
+  const LoopDevice outer_of_offset(t.offset.path(), MiB);
   REQUIRE_FALSE(outer.path().empty());
   REQUIRE_FALSE(outer_offset.path().empty());
   REQUIRE_FALSE(outer_of_offset.path().empty());
@@ -229,6 +217,6 @@ TEST_CASE("a loop device over a loop device over a file is that file: never a se
     CHECK_ERRC(engine.attach_origin("x", open_for_loop_test(path), false), Errc::already_exists);
   SnapshotOptions options;
   options.origins = {"o"};
-  options.storage = {loop_test_range(outer.path(), 0, 2 * MiB)};
+  options.storage = {storage_range(outer.path(), 0, 2 * MiB)};
   CHECK_ERRC(engine.create_snapshot("s", options), Errc::already_exists);
 }

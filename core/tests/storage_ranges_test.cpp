@@ -55,14 +55,6 @@ class DeviceNamed final : public BlockDevice {
   const std::string identity_;
 };
 
-StorageSpec range(const std::string& path, uint64_t offset, uint64_t length) {
-  StorageSpec spec;
-  spec.path = path;
-  spec.offset = offset;
-  spec.length = length;
-  return spec;
-}
-
 SnapshotOptions options_with(const std::vector<std::string>& origins, std::vector<StorageSpec> storage) {
   SnapshotOptions options;
   options.origins = origins;
@@ -89,7 +81,7 @@ TEST_CASE("two ranges of one file hold a snapshot's chunks, and nothing outside 
   attach_memory_origin(engine, "disk0", 4 * MiB);
   // 1 MiB at 1 MiB and 1 MiB at 4 MiB: 32 chunks in all, the second range used once the first is full.
   REQUIRE_OK(engine.create_snapshot(
-      "s", options_with({"disk0"}, {range(file, MiB, MiB), range(file, 4 * MiB, MiB)})));
+      "s", options_with({"disk0"}, {storage_range(file, MiB, MiB), storage_range(file, 4 * MiB, MiB)})));
   SnapshotInfo info;
   REQUIRE_OK(engine.snapshot_info("s", info));
   REQUIRE(info.storage.size() == 2);
@@ -127,8 +119,9 @@ TEST_CASE("ranges of one file may serve two snapshots, and the file stays locked
   Engine engine(small_config());
   attach_memory_origin(engine, "disk0", MiB);
   attach_memory_origin(engine, "disk1", MiB);
-  REQUIRE_OK(engine.create_snapshot("a", options_with({"disk0"}, {range(file, 0, 2 * MiB)})));
-  REQUIRE_OK(engine.create_snapshot("b", options_with({"disk1"}, {range(file, 2 * MiB, 0)})));  // to the end
+  REQUIRE_OK(engine.create_snapshot("a", options_with({"disk0"}, {storage_range(file, 0, 2 * MiB)})));
+  REQUIRE_OK(
+      engine.create_snapshot("b", options_with({"disk1"}, {storage_range(file, 2 * MiB, 0)})));  // to the end
   SnapshotInfo info;
   REQUIRE_OK(engine.snapshot_info("b", info));
   CHECK(info.storage[0].size == 2 * MiB);
@@ -152,21 +145,21 @@ TEST_CASE("overlapping ranges are refused, in one snapshot and across snapshots"
   Engine engine(small_config());
   attach_memory_origin(engine, "disk0", MiB);
   attach_memory_origin(engine, "disk1", MiB);
-  Status s =
-      engine.create_snapshot("a", options_with({"disk0"}, {range(file, 0, 2 * MiB), range(file, MiB, MiB)}));
+  Status s = engine.create_snapshot(
+      "a", options_with({"disk0"}, {storage_range(file, 0, 2 * MiB), storage_range(file, MiB, MiB)}));
   CHECK(s.code() == Errc::already_exists);
   CHECK(s.message().find("already in this snapshot's storage") != std::string::npos);
   SnapshotInfo info;
   CHECK_ERRC(engine.snapshot_info("a", info), Errc::not_found);
 
-  REQUIRE_OK(engine.create_snapshot("a", options_with({"disk0"}, {range(file, MiB, MiB)})));
-  CHECK_ERRC(engine.append_storage("a", range(file, 2 * MiB - 1, 1)), Errc::already_exists);
-  REQUIRE_OK(engine.append_storage("a", range(file, 2 * MiB, MiB)));  // touching is not overlapping
-  s = engine.create_snapshot("b", options_with({"disk1"}, {range(file, 0, MiB + 4096)}));
+  REQUIRE_OK(engine.create_snapshot("a", options_with({"disk0"}, {storage_range(file, MiB, MiB)})));
+  CHECK_ERRC(engine.append_storage("a", storage_range(file, 2 * MiB - 1, 1)), Errc::already_exists);
+  REQUIRE_OK(engine.append_storage("a", storage_range(file, 2 * MiB, MiB)));  // touching is not overlapping
+  s = engine.create_snapshot("b", options_with({"disk1"}, {storage_range(file, 0, MiB + 4096)}));
   CHECK(s.code() == Errc::already_exists);
   CHECK(s.message().find("difference storage of snapshot 'a'") != std::string::npos);
   CHECK_ERRC(engine.create_snapshot("b", options_with({"disk1"}, {StorageSpec{file}})), Errc::already_exists);
-  REQUIRE_OK(engine.create_snapshot("b", options_with({"disk1"}, {range(file, 0, MiB)})));
+  REQUIRE_OK(engine.create_snapshot("b", options_with({"disk1"}, {storage_range(file, 0, MiB)})));
   REQUIRE_OK(engine.snapshot_info("a", info));
   CHECK(info.storage.size() == 2);
 }
@@ -180,16 +173,17 @@ TEST_CASE(
   std::unique_ptr<FileDevice> file;
   REQUIRE_OK(FileDevice::open(disk, false, file));
   REQUIRE_OK(engine.attach_origin("disk0", std::shared_ptr<BlockDevice>(std::move(file)), false));
-  const Status s = engine.create_snapshot("s", options_with({"disk0"}, {range(disk, 3 * MiB, MiB)}));
+  const Status s = engine.create_snapshot("s", options_with({"disk0"}, {storage_range(disk, 3 * MiB, MiB)}));
   CHECK(s.code() == Errc::already_exists);
   CHECK(s.message().find("overlaps origin 'disk0'") != std::string::npos);
   // Through another name of the same file (a hard link).
   std::filesystem::create_hard_link(disk, dir.file("link.img"));
-  CHECK_ERRC(engine.create_snapshot("s", options_with({"disk0"}, {range(dir.file("link.img"), 0, MiB)})),
-             Errc::already_exists);
+  CHECK_ERRC(
+      engine.create_snapshot("s", options_with({"disk0"}, {storage_range(dir.file("link.img"), 0, MiB)})),
+      Errc::already_exists);
   // The other way round: a file a range of which is storage cannot become an origin (its lock refuses a
   // second open; the engine refuses its identity even from a device that is not locked).
-  REQUIRE_OK(engine.create_snapshot("s", options_with({"disk0"}, {range(other, MiB, MiB)})));
+  REQUIRE_OK(engine.create_snapshot("s", options_with({"disk0"}, {storage_range(other, MiB, MiB)})));
   std::unique_ptr<FileDevice> second;
   CHECK_ERRC(FileDevice::open(other, false, second), Errc::already_exists);
   std::string identity;
@@ -205,18 +199,18 @@ TEST_CASE("ranges beyond the end of the file, of a missing file, or mixed with a
   const std::string file = make_filled_file(dir, "small.img", 2 * MiB);
   Engine engine(small_config());
   attach_memory_origin(engine, "disk0", MiB);
-  Status s = engine.create_snapshot("s", options_with({"disk0"}, {range(file, MiB, 2 * MiB)}));
+  Status s = engine.create_snapshot("s", options_with({"disk0"}, {storage_range(file, MiB, 2 * MiB)}));
   CHECK(s.code() == Errc::out_of_range);
   CHECK(s.message().find("ends at byte 3145728 but " + file + " has only 2097152 bytes") !=
         std::string::npos);
-  s = engine.create_snapshot("s", options_with({"disk0"}, {range(file, 2 * MiB, 0)}));
+  s = engine.create_snapshot("s", options_with({"disk0"}, {storage_range(file, 2 * MiB, 0)}));
   CHECK(s.code() == Errc::out_of_range);
   CHECK(s.message().find("starts at byte 2097152") != std::string::npos);
-  s = engine.create_snapshot("s", options_with({"disk0"}, {range(dir.file("missing.img"), 0, MiB)}));
+  s = engine.create_snapshot("s", options_with({"disk0"}, {storage_range(dir.file("missing.img"), 0, MiB)}));
   CHECK(s.code() == Errc::not_found);
   CHECK(s.message().find("a range needs an existing file or block device") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(dir.file("missing.img")));
-  StorageSpec mixed = range(file, 0, MiB);
+  StorageSpec mixed = storage_range(file, 0, MiB);
   mixed.size = MiB;
   CHECK_ERRC(engine.create_snapshot("s", options_with({"disk0"}, {mixed})), Errc::invalid_argument);
   std::unique_ptr<FileDevice> reopened;

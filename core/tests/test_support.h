@@ -170,6 +170,15 @@ inline OriginInfo origin_info_of(Engine& engine, const std::string& name) {
   return info;
 }
 
+// Difference storage as a byte range of a file or device (storage_spec.h's {path, offset, length} form).
+inline StorageSpec storage_range(const std::string& path, uint64_t offset, uint64_t length) {
+  StorageSpec spec;
+  spec.path = path;
+  spec.offset = offset;
+  spec.length = length;
+  return spec;
+}
+
 // The chunk size of small_config() with its default chunk_shift.
 inline constexpr uint64_t kChunk = uint64_t{1} << 16;
 
