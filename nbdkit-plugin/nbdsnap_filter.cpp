@@ -423,9 +423,11 @@ int nbdsnap_can_zero(nbdkit_next* next, void* handle) {
   return c.image->writable() ? NBDKIT_ZERO_NATIVE : NBDKIT_ZERO_NONE;
 }
 
-int nbdsnap_can_fast_zero(nbdkit_next* next, void* handle) {
-  return connection_of(handle).is_image() ? 0 : next->can_fast_zero(next);
-}
+// Every export advertises fast zero. A client may send the fast-zero flag whatever was advertised, and nbdkit
+// 1.32 (Debian 12) then aborts on an assertion in backend_zero, ending every origin's tracking. The NBD spec
+// lets a server that cannot zero faster than it writes fail a fast zero at once with ENOTSUP (the client then
+// writes zeros); nbdsnap_zero does that unless the plugin below zeroes fast itself.
+int nbdsnap_can_fast_zero(nbdkit_next*, void*) { return 1; }
 
 int nbdsnap_can_extents(nbdkit_next* next, void* handle) {
   return connection_of(handle).is_image() ? 1 : next->can_extents(next);
@@ -500,6 +502,10 @@ int nbdsnap_trim(nbdkit_next* next, void* handle, uint32_t count, uint64_t offse
 int nbdsnap_zero(nbdkit_next* next, void* handle, uint32_t count, uint64_t offset, uint32_t flags, int* err) {
   return guarded(-1, err, [&] {
     Connection& c = connection_of(handle);
+    if ((flags & NBDKIT_FLAG_FAST_ZERO) && (c.is_image() || next->can_fast_zero(next) != 1)) {
+      *err = ENOTSUP;  // see nbdsnap_can_fast_zero; before copy-on-write, so nothing is copied for it
+      return -1;
+    }
     if (c.is_image()) {
       if (Status s = c.image->zero(offset, count, c.source.get()); !s) return fail(s, err);
       return 0;
