@@ -2,7 +2,11 @@
 // engine.cpp — registries of origins and snapshots, and the orchestration of take, destroy and detach.
 //
 // Design notes. Control operations are serialised by control_mutex_, so a take never interleaves with a
-// destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze.
+// destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze. A
+// destroy waits for I/O in flight (its images' reads, writes copying to its storage) after it releases
+// control_mutex_: a disk that stalls (a hung NFS server, a frozen file system) then holds up only the calls
+// that need that snapshot, its origins or its storage, which fail with busy meanwhile (destroying_), not
+// every control call of the engine.
 // Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
 // origin, exactly the writes that completed before the freeze. It first holds new writes at every origin (in
 // name order), then waits for the writes in flight at each: the drains overlap, so a take of 32 busy origins
@@ -88,9 +92,11 @@ void Engine::record_created_storage() {
   std::vector<std::string> files;
   {
     MutexLock lock(mutex_);
-    for (const auto& [name, snapshot] : snapshots_) {
-      for (const auto& area : snapshot->storage().areas()) {
-        if (area.created_by_engine) files.push_back(area.path);
+    for (const auto* registry : {&snapshots_, &destroying_}) {
+      for (const auto& [name, snapshot] : *registry) {
+        for (const auto& area : snapshot->storage().areas()) {
+          if (area.created_by_engine) files.push_back(area.path);
+        }
       }
     }
   }
@@ -193,7 +199,11 @@ Status Engine::detach_origin(const std::string& name, bool force) {
     auto it = origins_.find(name);
     if (it == origins_.end()) return unknown_origin(name);
     origin = it->second;
-    snapshot = find_snapshot_locked(snapshot_of_origin_locked(name));
+    const std::string member_of = snapshot_of_origin_locked(name);
+    // Even forced: closing the origin's gate would wait, under control_mutex_, for the same writes in
+    // flight the destroy waits for.
+    if (destroying_.count(member_of)) return being_destroyed(member_of);
+    snapshot = find_snapshot_locked(member_of);
   }
   if (snapshot && !force) {
     return {Errc::busy,
@@ -379,11 +389,19 @@ std::shared_ptr<Snapshot> Engine::find_snapshot_locked(const std::string& name) 
 }
 
 std::string Engine::snapshot_of_origin_locked(const std::string& origin) const {
-  for (const auto& [name, snapshot] : snapshots_) {
-    const auto members = snapshot->origins();
-    if (std::find(members.begin(), members.end(), origin) != members.end()) return name;
+  for (const auto* registry : {&snapshots_, &destroying_}) {
+    for (const auto& [name, snapshot] : *registry) {
+      const auto members = snapshot->origins();
+      if (std::find(members.begin(), members.end(), origin) != members.end()) return name;
+    }
   }
   return "";
+}
+
+Status Engine::being_destroyed(const std::string& name) {
+  return {Errc::busy, "snapshot '" + name +
+                          "' is being destroyed: it waits for I/O in flight (a disk or its difference "
+                          "storage may not be answering); try again once snapshot-destroy has returned"};
 }
 
 uint64_t Engine::largest_chunk_locked(const std::vector<std::string>& origins, std::string& reason) const {
@@ -435,6 +453,7 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
   {
     MutexLock lock(mutex_);
     if (snapshots_.count(name)) return {Errc::already_exists, "snapshot '" + name + "' already exists"};
+    if (destroying_.count(name)) return being_destroyed(name);
     for (size_t i = 0; i < options.origins.size(); ++i) {
       const std::string& origin = options.origins[i];
       if (!origins_.count(origin)) return unknown_origin(origin);
@@ -443,6 +462,7 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
         return {Errc::already_exists, "origin '" + origin + "' is named twice"};
       }
       if (auto other = snapshot_of_origin_locked(origin); !other.empty()) {
+        if (destroying_.count(other)) return being_destroyed(other);
         return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
       }
     }
@@ -478,6 +498,7 @@ Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const st
   if (!snapshot) return unknown_snapshot(snapshot_name);
   if (!origins_.count(origin)) return unknown_origin(origin);
   if (auto other = snapshot_of_origin_locked(origin); !other.empty() && other != snapshot_name) {
+    if (destroying_.count(other)) return being_destroyed(other);
     return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
   }
   // The origin's chunks may be larger than the snapshot's storage areas were checked for.
@@ -599,18 +620,21 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
 }
 
 Status Engine::destroy_snapshot(const std::string& name) {
-  MutexLock control(control_mutex_);
   std::shared_ptr<Snapshot> snapshot;
   std::vector<std::shared_ptr<Origin>> members;
   {
+    MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
     snapshot = find_snapshot_locked(name);
-    if (!snapshot) return unknown_snapshot(name);
+    if (!snapshot) return destroying_.count(name) ? being_destroyed(name) : unknown_snapshot(name);
     snapshots_.erase(name);  // from now on find_image cannot hand out new images of it
+    destroying_[name] = snapshot;
     for (const auto& origin : snapshot->origins()) {
       if (auto it = origins_.find(origin); it != origins_.end()) members.push_back(it->second);
     }
   }
+  // Without control_mutex_ from here (design notes): destroying_ keeps every other call off this snapshot's
+  // origins, so the freezes below are the only ones there and the copy-on-write targets are ours to switch.
   // Image I/O must be drained before copy-on-write stops: a read in flight that found a chunk still on the
   // origin relies on writers copying that chunk before changing it. Later image calls fail cleanly.
   snapshot->image_gate().close();
@@ -621,7 +645,14 @@ Status Engine::destroy_snapshot(const std::string& name) {
     }
   }
   snapshot->shutdown();
-  record_created_storage();
+  {
+    MutexLock control(control_mutex_);
+    {
+      MutexLock lock(mutex_);
+      destroying_.erase(name);
+    }
+    record_created_storage();
+  }
   post(events_, EventType::snapshot_destroyed, name, "", "");
   give_back_memory();  // the buffers went in shutdown()
   return Status::ok();
@@ -730,6 +761,7 @@ std::vector<DiskUse> Engine::disks_in_use() const {
         out.push_back({origin->file_identity(), 0, 0, "origin '" + name + "'"});
     }
     for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
+    for (const auto& [name, snapshot] : destroying_) snapshots.push_back(snapshot);  // files still open
   }
   for (const auto& snapshot : snapshots) {
     for (DiskUse& use :

@@ -127,7 +127,10 @@ class Engine {
   // corrupted: it does not heal). Errors as create_snapshot's storage.
   Status append_storage(const std::string& snapshot, const StorageSpec& spec);
   // Waits for in-flight image I/O, stops copy-on-write, frees difference storage (removing files it created)
-  // and the chunks held in memory. Valid: any state. Errors: not_found.
+  // and the chunks held in memory. Valid: any state. Errors: not_found, busy (already being destroyed).
+  // Its waits (image reads and origin writes in flight, the writeback) last as long as a stalled disk
+  // stalls, so they hold no other control call: until it returns the snapshot's name, origins and storage
+  // stay in use, and calls that need them fail with busy ("being destroyed"); all others go on.
   Status destroy_snapshot(const std::string& name);
   // Errors: not_found.
   Status snapshot_info(const std::string& name, SnapshotInfo& out) const;
@@ -159,8 +162,11 @@ class Engine {
 
  private:
   std::shared_ptr<Snapshot> find_snapshot_locked(const std::string& name) const REQUIRES(mutex_);
+  // The snapshot the origin belongs to, one being destroyed included ("" if none).
   std::string snapshot_of_origin_locked(const std::string& origin) const REQUIRES(mutex_);
-  // Records the storage files the engine created for live snapshots.
+  // busy: snapshot `name` is being destroyed (its destroy still waits for I/O in flight).
+  static Status being_destroyed(const std::string& name);
+  // Records the storage files the engine created for live snapshots and those being destroyed.
   void record_created_storage() REQUIRES(control_mutex_) EXCLUDES(mutex_);
   // A snapshot's chunk buffers were freed (destroy, forced detach): unmaps the pool's free buffers
   // (chunk_buffer.h) and calls EngineConfig::memory_released.
@@ -193,12 +199,17 @@ class Engine {
   EventLog events_;
   std::shared_ptr<BufferBudget> budget_;
   // Serialises control operations (create/take/destroy/attach...) so they never interleave half-done. The
-  // first lock in core/lock_order.h: taken before every other, held across freezes and I/O of control calls.
+  // first lock in core/lock_order.h: taken before every other, held across freezes and I/O of control calls
+  // (not across a destroy's drain: destroying_).
   mutable Mutex control_mutex_;
   // Guards the registries below; held briefly, never across I/O or a freeze.
   mutable Mutex mutex_ ACQUIRED_AFTER(control_mutex_);
   std::map<std::string, std::shared_ptr<Origin>> origins_ GUARDED_BY(mutex_);
   std::map<std::string, std::shared_ptr<Snapshot>> snapshots_ GUARDED_BY(mutex_);
+  // Snapshots a destroy_snapshot() has taken out of snapshots_ and still drains without control_mutex_.
+  // Their names, origins and storage stay in use: no other call may switch those origins' copy-on-write
+  // targets (the destroy's freeze is the only one there) or reuse the names and files meanwhile.
+  std::map<std::string, std::shared_ptr<Snapshot>> destroying_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

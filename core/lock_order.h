@@ -8,7 +8,8 @@
 // (core/tests/model_test.cpp), which runs takes, destroys, detaches and info() against failing copy-on-write.
 //
 //  1. Engine::control_mutex_    serialises control operations; held across freezes, storage creation, CBT
-//  saves.
+//                               saves, but not across a destroy's drain and release (Engine::destroying_
+//                               keeps other calls off that snapshot's origins meanwhile).
 //  2. IoGate (freeze/close)     not a lock but a wait: freeze() and close() wait for I/O inside the gate, so
 //                               they are called with nothing below held, and never by a thread inside the
 //                               gate.
@@ -47,6 +48,7 @@
 // keys.
 //
 // Paths that nest, for reference: take = 1 -> 2 (hold every origin, then drain each) -> 3 -> 4; destroy = 1
-// -> 3 -> 2 -> 4; detach = 1 -> 3 -> 4 -> 2 (close); a write = gate entered -> ChunkMap -> (released) ->
-// DiffStorage / device I/O -> Snapshot::mutex_ only through Snapshot::corrupt(), which holds no other lock.
+// -> 3 (both released), then 2 -> 4, then 1 -> 3 again; detach = 1 -> 3 -> 4 -> 2 (close); a write = gate
+// entered -> ChunkMap -> (released) -> DiffStorage / device I/O -> Snapshot::mutex_ only through
+// Snapshot::corrupt(), which holds no other lock.
 #pragma once
