@@ -389,9 +389,12 @@ Status FileDevice::identity_of(const std::string& path, std::string& identity) {
 std::string FileDevice::content_fingerprint() const {
   struct stat st {};
   if (is_block_device_ || ::fstat(fd_, &st) != 0) return {};
+  // The change time too: anyone can set a file's mtime back (touch -r, cp -p, rsync -t), nobody but the
+  // kernel sets its ctime, and every write moves it.
   return "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + " size " +
          std::to_string(st.st_size) + " mtime " + std::to_string(st.st_mtim.tv_sec) + "." +
-         std::to_string(st.st_mtim.tv_nsec);
+         std::to_string(st.st_mtim.tv_nsec) + " ctime " + std::to_string(st.st_ctim.tv_sec) + "." +
+         std::to_string(st.st_ctim.tv_nsec);
 }
 
 Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <map>
 #include <memory>
 #include <new>
 #include <set>
@@ -39,6 +40,8 @@
 #include "filter_front_end.h"
 #include "next_device.h"
 #include "plugin_exports.h"
+#include "mutex.h"
+#include "opened_files.h"
 #include "request_errno.h"
 
 namespace nbdsnap {
@@ -63,8 +66,14 @@ struct Connection {
   std::shared_ptr<Origin> origin;  // origin exports
   std::shared_ptr<Image> image;    // image exports
   std::unique_ptr<NextDevice> source;
+  // The file the plugin opened, when the filter knows the file behind the export (opened_files.h).
+  std::string file_identity;
+  bool opened_another_file = false;  // the plugin's open did not open the file the export's path names
   bool is_image() const { return name.is_image(); }
 };
+
+// One plugin open of a known file at a time, so that the files it adds to the process are its own.
+Mutex plugin_open_mutex;
 
 Connection& connection_of(void* handle) {
   return *static_cast<Connection*>(handle);
@@ -346,7 +355,19 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
       }
       readonly = 1;  // the plugin is only read for an image; its writes go to difference storage
     }
-    if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
+    // Which file the plugin opens (opened_files.h), where the plugin's parameters name one.
+    const ServedOriginFiles& files = *config.served_files;
+    if (files.identity_of_export(plugin_export).empty()) {
+      if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
+    } else {
+      MutexLock serial(plugin_open_mutex);
+      const std::map<int, std::string> before = open_file_identities();
+      if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
+      const std::map<int, std::string> after = open_file_identities();
+      connection->file_identity = files.identity_of_export(plugin_export);
+      connection->opened_another_file =
+          connection->file_identity.empty() || !opened_between(before, after, connection->file_identity);
+    }
     connection->plugin_export = std::move(plugin_export);
     return connection.release();
   });
@@ -361,7 +382,12 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     // The file behind the export, where the plugin's parameters say (file=, dir=): one file is one origin
     // however many names reach it (hard and symbolic links), never difference storage too, and always the
     // file the origin was attached with (an image reads its unchanged chunks through the export).
-    const std::string identity = config.served_files->identity_of_export(c.plugin_export);
+    if (c.opened_another_file)
+      return fail({Errc::bad_state, "export '" + c.plugin_export +
+                                        "': the plugin opened another file than the one its path names (was "
+                                        "a file in the plugin's directory renamed meanwhile?); connect again"},
+                  nullptr);
+    const std::string& identity = c.file_identity;
     if (c.is_image()) {
       if (Status s = front_end->open_image(handle, format_export_name(c.name.origin, c.name.snapshot),
                                            c.name.origin, identity);
