@@ -301,6 +301,19 @@ ctl() { "$PY" -m nbdsnap "$ctl" "$@"; }
 ctl_error() { "$PY" -m nbdsnap --expect-error "$ctl" "$1"; }
 jf() { "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
 
+# file_holds FILE OFFSET LENGTH BYTE: FILE holds LENGTH bytes of value BYTE (0-255) at OFFSET (sizes as qemu-io
+# takes them: 4K, 1M). Reads the file itself, which qemu-io refuses while nbdsnap locks it (an origin).
+file_holds() {
+  "$PY" - "$@" <<'PYEOF'
+import sys
+units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+size = lambda t: int(t.rstrip("KMG")) * units[t[len(t.rstrip("KMG")):]]
+path, offset, length, byte = sys.argv[1], size(sys.argv[2]), size(sys.argv[3]), int(sys.argv[4], 0)
+with open(path, "rb") as f:
+    f.seek(offset)
+    sys.exit(0 if f.read(length) == bytes([byte]) * length else 1)
+PYEOF
+}
 uri() { echo "nbd+unix:///$1?socket=$sock"; }
 image_uri() { uri "$1@$2"; }
 

@@ -108,16 +108,17 @@ Status ServedOriginFiles::check_identity(const std::string& path, const std::str
   return Status::ok();
 }
 
+std::string ServedOriginFiles::path_of_export(const std::string& name) const {
+  if (files_.size() == 1 && directories_.empty()) return files_.front().path;
+  if (directories_.size() == 1 && files_.empty() && !name.empty() && name != "." && name != ".." &&
+      name.find('/') == std::string::npos)
+    return directories_.front().path + "/" + name;
+  return {};
+}
+
 std::string ServedOriginFiles::identity_of_export(const std::string& name) const {
-  std::string path;
-  if (files_.size() == 1 && directories_.empty()) {
-    path = files_.front().path;
-  } else if (directories_.size() == 1 && files_.empty() && !name.empty() && name != "." && name != ".." &&
-             name.find('/') == std::string::npos) {
-    path = directories_.front().path + "/" + name;
-  } else {
-    return {};
-  }
+  const std::string path = path_of_export(name);
+  if (path.empty()) return {};
   std::string identity;
   if (!FileDevice::identity_of(path, identity)) return {};  // the plugin's open of it fails too
   return identity;

@@ -50,6 +50,8 @@ class ServedOriginFiles {
   // that cannot be known (several of them, none, an empty name or one with a slash, nothing there).
   // Thread-safe.
   std::string identity_of_export(const std::string& name) const;
+  // The path of that file (same rule, whether or not it exists); empty where it cannot be known.
+  std::string path_of_export(const std::string& name) const;
 
  private:
   struct Entry {

@@ -201,17 +201,34 @@ Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
                             " client(s) connected; disconnect them or use force"};
   // The engine closes the origin's gates: the connections that still hold it get EIO on every request from
   // now on, so no write reaches the plugin untracked after the CBT was saved.
-  return engine_.detach_origin(name, force);
+  Status detached = engine_.detach_origin(name, force);
+  // Detached (its CBT saved or not): the file is free for others, as nbdsnapd's after origin-detach.
+  if (detached || !engine_.find_origin(name)) origin_locks_.erase(name);
+  return detached;
 }
 
 Status FilterFrontEnd::open_origin(const void* client, const std::string& name, uint64_t size,
                                    uint64_t minimum_io_size, bool read_only, const std::string& file_identity,
-                                   std::shared_ptr<Origin>& out) {
+                                   const std::string& file_path, std::shared_ptr<Origin>& out) {
   MutexLock lock(mutex_);
   out = engine_.find_origin(name);
   if (!out) {
+    // Locked before it is tracked: a file another process serves (and tracks) is never attached here. A
+    // file this process holds is another origin or difference storage: the engine refuses it below, with
+    // the message that names which.
+    OriginFileLock file_lock;
+    Status locked = Status::ok();
+    if (!file_identity.empty() && !file_path.empty()) {
+      locked = OriginFileLock::acquire(file_path, file_identity, read_only, file_lock);
+      if (!locked && locked.code() != Errc::already_exists) return locked;
+    }
     if (Status s = engine_.attach_origin(name, nullptr, read_only, size, minimum_io_size, file_identity); !s)
       return s;
+    if (!locked) {
+      (void)engine_.detach_origin(name, true);  // never reached while the engine knows every file we hold
+      return locked;
+    }
+    origin_locks_[name] = std::move(file_lock);
     out = engine_.find_origin(name);
     if (!out) return {Errc::not_found, "origin '" + name + "' vanished right after attaching"};
   }

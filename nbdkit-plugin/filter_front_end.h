@@ -19,6 +19,7 @@
 #include "control.h"
 #include "engine.h"
 #include "mutex.h"
+#include "opened_files.h"
 #include "plugin_exports.h"
 #include "self_client.h"
 
@@ -67,13 +68,16 @@ class FilterFrontEnd final : public ControlFrontEnd {
   std::vector<std::string> attach_listed_origins();
 
   // Finds the origin `name`, attaching it (size and minimum block size from the plugin; 0: none;
-  // file_identity: the file behind the export when known, ServedOriginFiles::identity_of_export) when this is
-  // its first connection, and registers `client`. Once the origin is detached, every request of `client`
+  // file_identity: the file the plugin opened when known, opened_files.h; file_path: its path) when this is
+  // its first connection, and registers `client`. A file attached is locked until the origin is detached
+  // (OriginFileLock), as nbdsnapd locks its origins. Once the origin is detached, every request of `client`
   // fails (the origin's gates). Errors: those of Engine::attach_origin (already_exists: the file is another
-  // origin or difference storage), bad_state (the export's size changed, or it is now another file than the
-  // one the origin was attached with: renamed or replaced in dir=).
+  // origin or difference storage), of OriginFileLock::acquire (busy: another process, an nbdsnapd or another
+  // nbdkit, holds the file), bad_state (the export's size changed, or it is now another file than the one the
+  // origin was attached with: renamed or replaced in dir=).
   Status open_origin(const void* client, const std::string& name, uint64_t size, uint64_t minimum_io_size,
-                     bool read_only, const std::string& file_identity, std::shared_ptr<Origin>& out);
+                     bool read_only, const std::string& file_identity, const std::string& file_path,
+                     std::shared_ptr<Origin>& out);
   // Registers a connection to an image export, whose unchanged chunks it reads through the plugin's export of
   // `origin`. Errors: bad_state when file_identity (as for open_origin) is not the file the origin was
   // attached with.
@@ -107,6 +111,7 @@ class FilterFrontEnd final : public ControlFrontEnd {
   mutable Mutex mutex_ ACQUIRED_AFTER(discovery_mutex_);  // also serialises attach and detach against opens
   std::map<const void*, Client> clients_ GUARDED_BY(mutex_);
   std::set<std::string> attach_tried_ GUARDED_BY(mutex_);  // origins attached or offered during this run
+  std::map<std::string, OriginFileLock> origin_locks_ GUARDED_BY(mutex_);  // attached origins' files
   mutable std::string nbd_socket_ GUARDED_BY(mutex_);      // cache of find_nbd_socket()
   mutable std::string tcp_listener_ GUARDED_BY(mutex_);    // "HOST:PORT" when nbdkit listens on TCP only
 };

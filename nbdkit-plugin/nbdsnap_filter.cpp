@@ -20,7 +20,6 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
-#include <map>
 #include <memory>
 #include <new>
 #include <set>
@@ -355,18 +354,17 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
       }
       readonly = 1;  // the plugin is only read for an image; its writes go to difference storage
     }
-    // Which file the plugin opens (opened_files.h), where the plugin's parameters name one.
+    // Which file the plugin opens (opened_files.h), where the plugin's parameters name one: the file the
+    // path names before and after the open, and one the open added.
     const ServedOriginFiles& files = *config.served_files;
-    if (files.identity_of_export(plugin_export).empty()) {
+    if (std::string named = files.identity_of_export(plugin_export); named.empty()) {
       if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
     } else {
       MutexLock serial(plugin_open_mutex);
-      const std::map<int, std::string> before = open_file_identities();
+      const OpenedFileCheck check(named);
       if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
-      const std::map<int, std::string> after = open_file_identities();
-      connection->file_identity = files.identity_of_export(plugin_export);
-      connection->opened_another_file =
-          connection->file_identity.empty() || !opened_between(before, after, connection->file_identity);
+      connection->opened_another_file = files.identity_of_export(plugin_export) != named || !check.opened();
+      connection->file_identity = std::move(named);
     }
     connection->plugin_export = std::move(plugin_export);
     return connection.release();
@@ -402,7 +400,8 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     uint32_t minimum = 0, preferred = 0, maximum = 0;
     if (next->block_size(next, &minimum, &preferred, &maximum) == -1) return -1;
     if (Status s =
-            front_end->open_origin(handle, c.name.origin, size, minimum, read_only, identity, c.origin);
+            front_end->open_origin(handle, c.name.origin, size, minimum, read_only, identity,
+                                   config.served_files->path_of_export(c.plugin_export), c.origin);
         !s)
       return fail(s, nullptr);
     return 0;

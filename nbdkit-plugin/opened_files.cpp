@@ -1,41 +1,111 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// opened_files.cpp — /proc/self/fd, read with opendir, each entry's file told by stat through the link.
+// opened_files.cpp — /proc/self/fd, read with opendir, each entry's file told by stat through the link; the
+// origin's lock on a descriptor of our own.
 #include "opened_files.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <utility>
 
 #include "file_device.h"
+#include "file_lock.h"
 
 namespace nbdsnap {
 
-std::map<int, std::string> open_file_identities() {
-  std::map<int, std::string> out;
+namespace {
+
+// Calls visit(fd) for every open descriptor of the file `identity`, from /proc/self/fd (one stat each).
+template <typename Visit>
+void for_each_descriptor_of(const std::string& identity, Visit visit) {
   DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return out;
+  if (dir == nullptr) return;
   const int own = ::dirfd(dir);
   while (const dirent* entry = ::readdir(dir)) {
     char* end = nullptr;
     const long fd = std::strtol(entry->d_name, &end, 10);
     if (end == entry->d_name || *end != '\0' || fd == own) continue;  // ".", "..", the listing itself
-    std::string identity;
+    std::string file;
     // stat() of /proc/self/fd/N is the open file's, whatever its path has become since.
-    if (FileDevice::identity_of("/proc/self/fd/" + std::string(entry->d_name), identity) && !identity.empty())
-      out.emplace(static_cast<int>(fd), std::move(identity));
+    if (FileDevice::identity_of("/proc/self/fd/" + std::string(entry->d_name), file) && file == identity)
+      visit(static_cast<int>(fd));
   }
   ::closedir(dir);
-  return out;
 }
 
-bool opened_between(const std::map<int, std::string>& before, const std::map<int, std::string>& after,
-                    const std::string& identity) {
-  for (const auto& [fd, file] : after) {
-    if (file != identity) continue;
-    const auto it = before.find(fd);
-    if (it == before.end() || it->second != file) return true;
+// 0: the two descriptors of this process refer to one open file; 1 or 2: to two; -1: cannot tell.
+int compare_open_files(int a, int b) {
+  const pid_t self = ::getpid();
+  const long order = ::syscall(SYS_kcmp, self, self, KCMP_FILE, a, b);
+  return order < 0 ? -1 : static_cast<int>(order);
+}
+
+}  // namespace
+
+OpenedFileCheck::OpenedFileCheck(std::string identity) : identity_(std::move(identity)) {
+  for_each_descriptor_of(identity_, [this](int fd) {
+    const int kept = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (kept >= 0) {
+      kept_.push_back(kept);
+      numbers_.push_back(fd);
+    }
+  });
+}
+
+OpenedFileCheck::~OpenedFileCheck() {
+  for (int fd : kept_) ::close(fd);
+}
+
+bool OpenedFileCheck::opened() const {
+  bool found = false;
+  for_each_descriptor_of(identity_, [&](int fd) {
+    if (found || std::find(kept_.begin(), kept_.end(), fd) != kept_.end()) return;  // our own dups
+    bool old = false;
+    for (size_t i = 0; i < kept_.size() && !old; ++i) {
+      const int same = compare_open_files(fd, kept_[i]);
+      old = same == 0 || (same < 0 && fd == numbers_[i]);  // without kcmp: a number open before is old
+    }
+    found = !old;
+  });
+  return found;
+}
+
+OriginFileLock::OriginFileLock(OriginFileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+
+OriginFileLock& OriginFileLock::operator=(OriginFileLock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
   }
-  return false;
+  return *this;
+}
+
+OriginFileLock::~OriginFileLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status OriginFileLock::acquire(const std::string& path, const std::string& identity, bool read_only,
+                               OriginFileLock& out) {
+  // O_NONBLOCK: a FIFO put in the directory must not hang the open; the lock needs write access to be
+  // exclusive (F_WRLCK), as nbdsnapd's read-write origins are opened.
+  const int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return Status::from_errno(errno, "open " + path + " to lock it");
+  OriginFileLock opened;
+  opened.fd_ = fd;
+  std::string now;
+  if (!FileDevice::identity_of("/proc/self/fd/" + std::to_string(fd), now) || now != identity)
+    return {Errc::bad_state, path + " is another file than the one the plugin opened (renamed meanwhile?); "
+                                    "connect again"};
+  if (Status s = lock_file(fd, path, read_only ? FileLockMode::shared_read : FileLockMode::exclusive); !s)
+    return s;
+  out = std::move(opened);
+  return Status::ok();
 }
 
 }  // namespace nbdsnap

@@ -6,24 +6,62 @@
 // Two renames in the plugin's directory (renameat2 RENAME_EXCHANGE there and back) around that open leave the
 // path naming the attached origin's file while the plugin holds another one: its writes would then pass this
 // origin's tracker and reach another file (whose CBT misses them), and this origin's images would read that
-// file's bytes (found by a hostile tester, invariants 1 and 3). So the filter lists the process's open files
-// before and after the plugin's open (serialised, see nbdsnap_open) and requires the file the path names
-// among those the open added.
+// file's bytes (found by a hostile tester, invariants 1 and 3). So the filter looks at the process's open
+// files (/proc/self/fd) before and after the plugin's open (serialised, see nbdsnap_open) and requires the
+// file the path names among those the open added.
+//
+// It also locks the file behind an origin as nbdsnapd locks its origins (core/file_lock.h): the file plugin
+// takes no lock, so without one a second nbdkit with this filter, or an nbdsnapd, served the same file with a
+// tracker of its own, and each one's writes were missing from the other's images and CBT.
 #pragma once
 
-#include <map>
 #include <string>
+#include <vector>
+
+#include "status.h"
 
 namespace nbdsnap {
 
-// The process's open descriptors and the identity of the file or disk each refers to
-// (FileDevice::identity_of: "file DEV:INODE", "block MAJOR:MINOR", a loop device's backing file), from
-// /proc/self/fd. Descriptors whose file cannot be told are left out. Costs one stat per descriptor.
-std::map<int, std::string> open_file_identities();
+// The descriptors open on one file before some code runs (the plugin's open), kept open meanwhile (dup) so
+// that a number the code frees and reuses is still told apart: a connection to the same export closing while
+// another opens it is common (clients that reconnect). Thread-compatible; the caller serialises the code
+// whose opens it wants to see.
+class OpenedFileCheck {
+ public:
+  // identity: FileDevice::identity_of's ("file DEV:INODE", "block MAJOR:MINOR", a loop device's backing file).
+  explicit OpenedFileCheck(std::string identity);
+  OpenedFileCheck(const OpenedFileCheck&) = delete;
+  OpenedFileCheck& operator=(const OpenedFileCheck&) = delete;
+  ~OpenedFileCheck();
 
-// Whether a descriptor that is new in `after`, or refers to another file than in `before`, refers to
-// `identity`: whether the code that ran between the two lists opened that file.
-bool opened_between(const std::map<int, std::string>& before, const std::map<int, std::string>& after,
-                    const std::string& identity);
+  // Whether a descriptor of the file is open now that was not open at construction: the code opened that
+  // file. Compares open files with kcmp(2); without it (ENOSYS, or a seccomp filter), descriptor numbers.
+  bool opened() const;
+
+ private:
+  std::string identity_;
+  std::vector<int> kept_;        // dups of the descriptors open on the file before
+  std::vector<int> numbers_;     // their own numbers
+};
+// An origin's file, held open and locked for as long as this object lives: exclusive for a read-write
+// origin, shared_read for a read-only one (file_lock.h). Move-only; thread-compatible.
+class OriginFileLock {
+ public:
+  OriginFileLock() = default;
+  OriginFileLock(OriginFileLock&& other) noexcept;
+  OriginFileLock& operator=(OriginFileLock&& other) noexcept;
+  OriginFileLock(const OriginFileLock&) = delete;
+  OriginFileLock& operator=(const OriginFileLock&) = delete;
+  ~OriginFileLock();
+
+  // Opens `path` and locks it, if it still is the file `identity` names (FileDevice::identity_of). Errors:
+  // bad_state (the path names another file now: renamed meanwhile), those of lock_file (busy: another
+  // process holds it, naming it; already_exists: this process), or the errno of the open.
+  static Status acquire(const std::string& path, const std::string& identity, bool read_only,
+                        OriginFileLock& out);
+
+ private:
+  int fd_ = -1;
+};
 
 }  // namespace nbdsnap

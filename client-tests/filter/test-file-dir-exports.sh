@@ -20,8 +20,8 @@ pass "every file in D is an origin before any client opened it"
 
 qemu-io -f raw -c 'write -P 0xa1 0 1M' "$(uri a.img)" >/dev/null
 qemu-io -f raw -c 'write -P 0xb1 2M 1M' "$(uri b.img)" >/dev/null
-qemu-io -f raw -r -c 'read -P 0xa1 0 1M' -c 'read -P 0 2M 1M' "$dir/D/a.img" >/dev/null || fail "a.img on disk"
-qemu-io -f raw -r -c 'read -P 0 0 1M' -c 'read -P 0xb1 2M 1M' "$dir/D/b.img" >/dev/null || fail "b.img on disk"
+{ file_holds "$dir/D/a.img" 0 1M 0xa1 && file_holds "$dir/D/a.img" 2M 1M 0; } || fail "a.img on disk"
+{ file_holds "$dir/D/b.img" 0 1M 0 && file_holds "$dir/D/b.img" 2M 1M 0xb1; } || fail "b.img on disk"
 [[ $(ctl '{"command":"cbt-map","origin":"a.img"}' | jq -c .ranges) == '[{"length":1048576,"offset":0}]' ]] ||
   fail "cbt-map of a.img"
 [[ $(ctl '{"command":"cbt-map","origin":"b.img"}' | jq -c .ranges) == '[{"length":1048576,"offset":2097152}]' ]] ||

@@ -44,7 +44,7 @@ for name in a.img b.img c.img; do
 done
 qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$(uri "$first@s")" >/dev/null ||
   fail "the image of '$first' does not hold its take-time bytes"
-qemu-io -f raw -r -c 'read -P 0x11 0 1M' "$dir/D/a.img" >/dev/null || fail "the file changed behind the tracker"
+file_holds "$dir/D/a.img" 0 1M 0x11 || fail "the file changed behind the tracker"
 ranges=$(ctl '{"command":"cbt-map","origin":"'"$first"'","since":"s"}' | jq -c .ranges)
 [[ $ranges == '[]' ]] || fail "changes since the take without a write through '$first': $ranges"
 pass "writes through the other names are refused: the image and CBT of '$first' stay right"
@@ -83,5 +83,5 @@ grep -q "export 'r1.img' is now another file than the one origin 'r1.img' was at
   fail "no clear message for the swapped names"
 swap
 qemu-io -f raw -r -c 'read -P 0x31 0 1M' "$(uri r1.img@r)" >/dev/null || fail "image r1.img@r after the names came back"
-qemu-io -f raw -r -c 'read -P 0x31 0 1M' "$dir/D/r1.img" >/dev/null || fail "r1.img's file changed"
+file_holds "$dir/D/r1.img" 0 1M 0x31 || fail "r1.img's file changed"
 pass "names swapped in D after attach: writes and image reads through them are refused until the files are back"
