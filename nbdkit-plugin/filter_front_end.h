@@ -111,9 +111,10 @@ class FilterFrontEnd final : public ControlFrontEnd {
   mutable Mutex mutex_ ACQUIRED_AFTER(discovery_mutex_);  // also serialises attach and detach against opens
   std::map<const void*, Client> clients_ GUARDED_BY(mutex_);
   std::set<std::string> attach_tried_ GUARDED_BY(mutex_);  // origins attached or offered during this run
-  std::map<std::string, OriginFileLock> origin_locks_ GUARDED_BY(mutex_);  // attached origins' files
   mutable std::string nbd_socket_ GUARDED_BY(mutex_);      // cache of find_nbd_socket()
   mutable std::string tcp_listener_ GUARDED_BY(mutex_);    // "HOST:PORT" when nbdkit listens on TCP only
+  // The files of attached origins, locked from attach until detach (open_origin, detach_origin).
+  std::map<std::string, OriginFileLock> origin_locks_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

@@ -37,10 +37,10 @@
 #include "export_name.h"
 #include "filter_config.h"
 #include "filter_front_end.h"
-#include "next_device.h"
-#include "plugin_exports.h"
 #include "mutex.h"
+#include "next_device.h"
 #include "opened_files.h"
+#include "plugin_exports.h"
 #include "request_errno.h"
 
 namespace nbdsnap {
@@ -381,10 +381,11 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     // however many names reach it (hard and symbolic links), never difference storage too, and always the
     // file the origin was attached with (an image reads its unchanged chunks through the export).
     if (c.opened_another_file)
-      return fail({Errc::bad_state, "export '" + c.plugin_export +
-                                        "': the plugin opened another file than the one its path names (was "
-                                        "a file in the plugin's directory renamed meanwhile?); connect again"},
-                  nullptr);
+      return fail(
+          {Errc::bad_state, "export '" + c.plugin_export +
+                                "': the plugin opened another file than the one its path names (was "
+                                "a file in the plugin's directory renamed meanwhile?); connect again"},
+          nullptr);
     const std::string& identity = c.file_identity;
     if (c.is_image()) {
       if (Status s = front_end->open_image(handle, format_export_name(c.name.origin, c.name.snapshot),
@@ -399,9 +400,8 @@ int nbdsnap_prepare(nbdkit_next* next, void* handle, int readonly) {
     // The plugin's minimum block size (0 when it states none): chunks and tracking blocks are never smaller.
     uint32_t minimum = 0, preferred = 0, maximum = 0;
     if (next->block_size(next, &minimum, &preferred, &maximum) == -1) return -1;
-    if (Status s =
-            front_end->open_origin(handle, c.name.origin, size, minimum, read_only, identity,
-                                   config.served_files->path_of_export(c.plugin_export), c.origin);
+    if (Status s = front_end->open_origin(handle, c.name.origin, size, minimum, read_only, identity,
+                                          config.served_files->path_of_export(c.plugin_export), c.origin);
         !s)
       return fail(s, nullptr);
     return 0;
@@ -452,7 +452,9 @@ int nbdsnap_can_zero(nbdkit_next* next, void* handle) {
 // 1.32 (Debian 12) then aborts on an assertion in backend_zero, ending every origin's tracking. The NBD spec
 // lets a server that cannot zero faster than it writes fail a fast zero at once with ENOTSUP (the client then
 // writes zeros); nbdsnap_zero does that unless the plugin below zeroes fast itself.
-int nbdsnap_can_fast_zero(nbdkit_next*, void*) { return 1; }
+int nbdsnap_can_fast_zero(nbdkit_next*, void*) {
+  return 1;
+}
 
 int nbdsnap_can_extents(nbdkit_next* next, void* handle) {
   return connection_of(handle).is_image() ? 1 : next->can_extents(next);

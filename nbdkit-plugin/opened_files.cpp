@@ -100,8 +100,9 @@ Status OriginFileLock::acquire(const std::string& path, const std::string& ident
   opened.fd_ = fd;
   std::string now;
   if (!FileDevice::identity_of("/proc/self/fd/" + std::to_string(fd), now) || now != identity)
-    return {Errc::bad_state, path + " is another file than the one the plugin opened (renamed meanwhile?); "
-                                    "connect again"};
+    return {Errc::bad_state, path +
+                                 " is another file than the one the plugin opened (renamed meanwhile?); "
+                                 "connect again"};
   if (Status s = lock_file(fd, path, read_only ? FileLockMode::shared_read : FileLockMode::exclusive); !s)
     return s;
   out = std::move(opened);

@@ -28,7 +28,8 @@ namespace nbdsnap {
 // whose opens it wants to see.
 class OpenedFileCheck {
  public:
-  // identity: FileDevice::identity_of's ("file DEV:INODE", "block MAJOR:MINOR", a loop device's backing file).
+  // identity: FileDevice::identity_of's ("file DEV:INODE", "block MAJOR:MINOR", a loop device's backing
+  // file).
   explicit OpenedFileCheck(std::string identity);
   OpenedFileCheck(const OpenedFileCheck&) = delete;
   OpenedFileCheck& operator=(const OpenedFileCheck&) = delete;
@@ -40,8 +41,8 @@ class OpenedFileCheck {
 
  private:
   std::string identity_;
-  std::vector<int> kept_;        // dups of the descriptors open on the file before
-  std::vector<int> numbers_;     // their own numbers
+  std::vector<int> kept_;     // dups of the descriptors open on the file before
+  std::vector<int> numbers_;  // their own numbers
 };
 // An origin's file, held open and locked for as long as this object lives: exclusive for a read-write
 // origin, shared_read for a read-only one (file_lock.h). Move-only; thread-compatible.

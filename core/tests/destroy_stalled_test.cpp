@@ -121,7 +121,8 @@ TEST_CASE("a destroy waiting for a stalled disk holds up only the calls that nee
   CHECK_OK(within_five_seconds(*stalling, "destroy", [&] { return engine.destroy_snapshot("b"); }));
 
   // What needs the snapshot being destroyed is refused at once, naming it, rather than waiting.
-  Status again = within_five_seconds(*stalling, "second destroy", [&] { return engine.destroy_snapshot("a"); });
+  Status again =
+      within_five_seconds(*stalling, "second destroy", [&] { return engine.destroy_snapshot("a"); });
   CHECK(again.code() == Errc::busy);
   CHECK(again.message().find("snapshot 'a' is being destroyed") != std::string::npos);
   CHECK(within_five_seconds(*stalling, "create of the same name", [&] {
