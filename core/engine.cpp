@@ -3,8 +3,8 @@
 //
 // Design notes. Control operations are serialised by control_mutex_, so a take never interleaves with a
 // destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze. A
-// destroy waits for I/O in flight (its images' reads, writes copying to its storage) after it releases
-// control_mutex_: a disk that stalls (a hung NFS server, a frozen file system) then holds up only the calls
+// destroy waits for I/O in flight (its images' reads, writes copying to its storage, its writeback) after it
+// releases control_mutex_, and takes it again to release the storage: a disk that stalls (a hung NFS server, a frozen file system) then holds up only the calls
 // that need that snapshot, its origins or its storage, which fail with busy meanwhile (destroying_), not
 // every control call of the engine.
 // Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
@@ -365,6 +365,15 @@ Status Engine::cbt_reset(const std::string& name) {
   MutexLock control(control_mutex_);
   auto origin = find_origin(name);
   if (!origin) return unknown_origin(name);
+  // A write in flight has marked the old map and may land after the reset: wait for such writes, holding
+  // new ones, so that the new generation misses none (a hostile tester's cbt-map showed [] for a write that
+  // landed after the reset). Bounded: a write stuck on a stalled disk fails the reset, not the engine.
+  IoGate::Freeze frozen(origin->tracker().gate(), IoGate::Freeze::Drain::later);
+  if (!frozen.wait_until_empty_for(config_.cbt_reset_drain_limit))
+    return {Errc::busy, "origin '" + name + "' has writes in flight that did not finish within " +
+                            std::to_string(config_.cbt_reset_drain_limit.count()) +
+                            " ms (its disk or a snapshot's difference storage is not answering); the CBT was "
+                            "not reset: try again"};
   origin->cbt().reset();
   post(events_, EventType::generation_renewed, "", name,
        "new CBT generation " + origin->cbt().generation().to_string() + ": reset by request");
@@ -644,9 +653,12 @@ Status Engine::destroy_snapshot(const std::string& name) {
       origin->tracker().set_cow_target(nullptr);
     }
   }
-  snapshot->shutdown();
+  snapshot->stop_writeback();  // may wait for a stalled storage write too
   {
+    // The storage is released under control_mutex_: a create that has listed the disks in use (this
+    // snapshot's files among them) must not meet one of their inodes again, reused by a file it creates.
     MutexLock control(control_mutex_);
+    snapshot->shutdown();
     {
       MutexLock lock(mutex_);
       destroying_.erase(name);

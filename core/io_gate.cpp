@@ -55,6 +55,15 @@ void IoGate::wait_until_empty() {
   while (inside() != 0) changed_.wait(mutex_);
 }
 
+bool IoGate::wait_until_empty_for(std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  MutexLock lock(mutex_);
+  while (inside() != 0) {
+    if (!changed_.wait_until(mutex_, deadline)) return inside() == 0;
+  }
+  return true;
+}
+
 void IoGate::thaw() {
   MutexLock lock(mutex_);
   if (freezes_ == 0 || --freezes_ > 0) return;

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <utility>
 
@@ -44,6 +45,8 @@ class IoGate {
   // REQUIRES (wait_until_empty): a hold or freeze of the caller's, who is not inside.
   void hold() EXCLUDES(mutex_);
   void wait_until_empty() EXCLUDES(mutex_);
+  // As wait_until_empty(), for at most `limit`: false if entries are still inside then.
+  bool wait_until_empty_for(std::chrono::milliseconds limit) EXCLUDES(mutex_);
   void thaw() EXCLUDES(mutex_);
   // Refuses every later entry and waits until nothing is inside. REQUIRES: the caller is not inside.
   void close() EXCLUDES(mutex_);
@@ -110,6 +113,7 @@ class IoGate::Freeze {
     }
   }
   void wait_until_empty() { gate_->wait_until_empty(); }
+  bool wait_until_empty_for(std::chrono::milliseconds limit) { return gate_->wait_until_empty_for(limit); }
   Freeze(Freeze&& other) noexcept : gate_(std::exchange(other.gate_, nullptr)) {}
   Freeze& operator=(Freeze&&) = delete;
   Freeze(const Freeze&) = delete;

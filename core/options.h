@@ -4,6 +4,7 @@
 // Units: every size, offset and length is in bytes.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -31,6 +32,9 @@ struct EngineConfig {
   uint64_t chunk_buffer_budget = 64ull << 20;  // old chunks held in memory awaiting writeback
   uint64_t low_space_threshold = 64ull << 20;  // free difference storage below this posts low_free_space
   uint64_t copy_io_size = 4ull << 20;          // a chunk larger than this is copied in several reads
+  // How long a CBT reset waits for the origin's writes in flight (each belongs wholly to the old generation
+  // or the new one) before it gives up with busy: a stalled disk must not hold the control lock for good.
+  std::chrono::milliseconds cbt_reset_drain_limit{10000};
   // Called (without engine locks held) once a snapshot's memory was freed: after destroy, and after a forced
   // detach dropped an origin's image; the engine has already unmapped its free chunk buffers
   // (chunk_buffer.h). A front end that keeps freed heap in its allocator for speed (nbdsnapd's mallopt

@@ -209,16 +209,21 @@ Status Snapshot::append_storage(const StorageSpec& spec, const AreaRequirements&
   return Status::ok();
 }
 
-void Snapshot::shutdown() {
+void Snapshot::stop_writeback() {
   {
     MutexLock lock(writeback_mutex_);
-    if (writeback_stop_) return;
-    writeback_stop_ = true;
-    // Nobody will read these chunks again: drop them rather than write them out; their buffers go below.
-    writeback_queue_.clear();
-    writeback_wake_.notify_all();
+    if (!writeback_stop_) {
+      writeback_stop_ = true;
+      // Nobody will read these chunks again: drop them rather than write them out; their buffers go later.
+      writeback_queue_.clear();
+      writeback_wake_.notify_all();
+    }
   }
   if (writeback_thread_.joinable()) writeback_thread_.join();
+}
+
+void Snapshot::shutdown() {
+  stop_writeback();
   std::vector<std::shared_ptr<ChunkMap>> maps;
   {
     MutexLock lock(mutex_);

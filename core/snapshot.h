@@ -91,7 +91,12 @@ class Snapshot {
   IoGate& image_gate() { return image_gate_; }
   // Appends storage (see DiffStorage::append for the requirements) and posts storage_appended.
   Status append_storage(const StorageSpec& spec, const AreaRequirements& requirements);
-  // Stops writeback and releases difference storage. REQUIRES: no more I/O (gates closed/cleared).
+  // Stops writeback: chunks still queued are dropped, and the writeback thread is joined (it may be waiting
+  // for a stalled storage write). Idempotent. REQUIRES: no more I/O (gates closed/cleared); one caller at a
+  // time (destroy, or the destructor).
+  void stop_writeback() EXCLUDES(writeback_mutex_);
+  // stop_writeback(), then releases chunk buffers and difference storage (closing it, removing the files the
+  // engine created). Idempotent. REQUIRES: as stop_writeback().
   void shutdown() EXCLUDES(writeback_mutex_);
   SnapshotInfo info() const EXCLUDES(mutex_);
   // Storage space and image counters (Engine::stats).

@@ -355,15 +355,19 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
       readonly = 1;  // the plugin is only read for an image; its writes go to difference storage
     }
     // Which file the plugin opens (opened_files.h), where the plugin's parameters name one: the file the
-    // path names before and after the open, and one the open added.
+    // path names before and after the open, and one the open added. A path that names no file before the
+    // open names no file the open could be checked against (it was renamed away meanwhile, or the plugin's
+    // open fails anyway): refused.
     const ServedOriginFiles& files = *config.served_files;
-    if (std::string named = files.identity_of_export(plugin_export); named.empty()) {
+    if (files.path_of_export(plugin_export).empty()) {
       if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
     } else {
       MutexLock serial(plugin_open_mutex);
+      std::string named = files.identity_of_export(plugin_export);
       const OpenedFileCheck check(named);
       if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
-      connection->opened_another_file = files.identity_of_export(plugin_export) != named || !check.opened();
+      connection->opened_another_file =
+          named.empty() || files.identity_of_export(plugin_export) != named || !check.opened();
       connection->file_identity = std::move(named);
     }
     connection->plugin_export = std::move(plugin_export);

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # test-file-swap-race.sh — an export of `file dir=` is the file the plugin opened, not only the file its path
 # names when the filter looks. Another process swaps A.img and B.img (renameat2 RENAME_EXCHANGE) and back,
-# again and again, while clients connect to origin A.img: before the fix a connection now and then held B.img
+# and rotates them with plain renames (so that at moments A.img names no file), again and again, while
+# clients connect to origin A.img: before the fix a connection now and then held B.img
 # (the plugin opened it in the middle of a swap, the filter's check came after the swap back), so the origin's
 # writes reached B.img untracked and its image read B's bytes (invariants 1 and 3). Every connection to A.img
 # must read A's bytes or be refused. Probabilistic without the fix (a hit in 2-52 tries seen); never with it.
@@ -25,10 +26,16 @@ A, B = (d + "/A.img").encode(), (d + "/B.img").encode()
 
 def swap(stop):
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    T = (d + "/T.img").encode()
+    def rename(a, b, flags=0):
+        if libc.renameat2(-100, a, -100, b, flags) != 0:  # AT_FDCWD
+            raise OSError(ctypes.get_errno(), "renameat2")
     while not stop.is_set():
-        for _ in range(2):  # there and back: the names end where they began
-            if libc.renameat2(-100, A, -100, B, 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
-                raise OSError(ctypes.get_errno(), "renameat2")
+        # Atomic exchanges there and back, then plain renames, with moments where A.img names no file.
+        rename(A, B, 2)  # RENAME_EXCHANGE
+        rename(A, B, 2)
+        for a, b in ((A, T), (B, A), (A, B), (T, A)):
+            rename(a, b)
 
 stop = multiprocessing.Event()
 swapper = multiprocessing.Process(target=swap, args=(stop,))
