@@ -4,9 +4,9 @@
 // Design notes. Control operations are serialised by control_mutex_, so a take never interleaves with a
 // destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze. A
 // destroy waits for I/O in flight (its images' reads, writes copying to its storage, its writeback) after it
-// releases control_mutex_, and takes it again to release the storage: a disk that stalls (a hung NFS server, a frozen file system) then holds up only the calls
-// that need that snapshot, its origins or its storage, which fail with busy meanwhile (destroying_), not
-// every control call of the engine.
+// releases control_mutex_, and takes it again to release the storage: a disk that stalls (a hung NFS server,
+// a frozen file system) then holds up only the calls that need that snapshot, its origins or its storage,
+// which fail with busy meanwhile (destroying_), not every control call of the engine.
 // Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
 // origin, exactly the writes that completed before the freeze. It first holds new writes at every origin (in
 // name order), then waits for the writes in flight at each: the drains overlap, so a take of 32 busy origins
