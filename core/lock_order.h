@@ -48,7 +48,7 @@
 // keys.
 //
 // Paths that nest, for reference: take = 1 -> 2 (hold every origin, then drain each) -> 3 -> 4; destroy = 1
-// -> 3 (both released), then 2 -> 4, then 1 (storage released) -> 3; detach = 1 -> 3 -> 4 -> 2 (close); a write = gate
-// entered -> ChunkMap -> (released) -> DiffStorage / device I/O -> Snapshot::mutex_ only through
-// Snapshot::corrupt(), which holds no other lock.
+// -> 3 (both released), then 2 -> 4, then 1 (storage released) -> 3; detach = 1 -> 3 -> 4 -> 2 (close); a
+// write = gate entered -> ChunkMap -> (released) -> DiffStorage / device I/O -> Snapshot::mutex_ only
+// through Snapshot::corrupt(), which holds no other lock.
 #pragma once
