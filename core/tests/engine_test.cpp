@@ -324,25 +324,37 @@ TEST_CASE("detach saves the CBT cleanly so a re-attach resumes it") {
   CHECK(ranges.size() == 1);
 }
 
-// Writes made while no engine tracked a file are missing from its CBT, so a file changed after a clean
-// detach must start a new generation; an untouched file resumes. The test moves the mtime on itself: a write
-// within the same timestamp tick as the engine's last one leaves it unchanged, a window the check cannot see.
-TEST_CASE("a file changed while detached gets a new generation; an unchanged one resumes") {
-  TempDir state;
-  EngineConfig config = small_config();
-  config.state_dir = state.path().string();
-  const std::string path = (state.path() / "disk.raw").string();
-  {
+namespace {
+
+// A 4 MiB file, origin "disk0" of an engine with a state directory each time it is attached (its CBT state is
+// saved at a detach and resumed at the next attach).
+struct DetachableFileOrigin {
+  DetachableFileOrigin() : path((state.path() / "disk.raw").string()) {
+    config.state_dir = state.path().string();
     std::unique_ptr<FileDevice> file;
     bool created = false;
     REQUIRE_OK(FileDevice::create(path, 4 * MiB, file, created));
   }
-  auto attach = [&](Engine& engine) {
+  void attach(Engine& engine) const {
     std::unique_ptr<FileDevice> file;
     REQUIRE_OK(FileDevice::open(path, false, file));
     REQUIRE_OK(engine.attach_origin("disk0", std::shared_ptr<BlockDevice>(std::move(file)), false));
-  };
-  Engine engine(config);
+  }
+  TempDir state;
+  EngineConfig config = small_config();
+  const std::string path;
+};
+
+}  // namespace
+
+// Writes made while no engine tracked a file are missing from its CBT, so a file changed after a clean
+// detach must start a new generation; an untouched file resumes. The test moves the mtime on itself: a write
+// within the same timestamp tick as the engine's last one leaves it unchanged, a window the check cannot see.
+TEST_CASE("a file changed while detached gets a new generation; an unchanged one resumes") {
+  const DetachableFileOrigin disk;
+  const std::string& path = disk.path;
+  auto attach = [&](Engine& engine) { disk.attach(engine); };
+  Engine engine(disk.config);
   attach(engine);
   const std::string first = origin_info_of(engine, "disk0").generation;
   const std::vector<uint8_t> bytes(4096, 0x5a);
@@ -372,21 +384,10 @@ TEST_CASE("a file changed while detached gets a new generation; an unchanged one
 // Putting the modification time back (touch -r, cp -p, rsync -t) does not hide a write made while detached:
 // the change time, which only the kernel sets, moved too. Found by a hostile tester (the block was missed).
 TEST_CASE("a file written while detached gets a new generation even with its mtime put back") {
-  TempDir state;
-  EngineConfig config = small_config();
-  config.state_dir = state.path().string();
-  const std::string path = (state.path() / "disk.raw").string();
-  {
-    std::unique_ptr<FileDevice> file;
-    bool created = false;
-    REQUIRE_OK(FileDevice::create(path, 4 * MiB, file, created));
-  }
-  auto attach = [&](Engine& engine) {
-    std::unique_ptr<FileDevice> file;
-    REQUIRE_OK(FileDevice::open(path, false, file));
-    REQUIRE_OK(engine.attach_origin("disk0", std::shared_ptr<BlockDevice>(std::move(file)), false));
-  };
-  Engine engine(config);
+  const DetachableFileOrigin disk;
+  const std::string& path = disk.path;
+  auto attach = [&](Engine& engine) { disk.attach(engine); };
+  Engine engine(disk.config);
   attach(engine);
   const std::string first = origin_info_of(engine, "disk0").generation;
   REQUIRE_OK(engine.detach_origin("disk0", false));
