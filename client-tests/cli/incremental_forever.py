@@ -29,6 +29,17 @@ def fail(round_number, message):
     sys.exit(f"FAIL: round {round_number}: {message}")
 
 
+def cli_environment(round_number, rounds):
+    """The CLI's environment in a round. In a sanitizer build LeakSanitizer's scan at exit costs about as much
+    as the CLI's whole run (0.09 of 0.19 s per backup with ASan on a 2-core machine): it checks the CLI for
+    leaks in the first round, every 100th and the last (a leak on the path of every backup shows there), and
+    is off in the others, where the 1,000 backups check CBT and backups, not the allocator."""
+    environment = dict(os.environ)
+    if round_number != 1 and round_number % 100 != 0 and round_number != rounds:
+        environment["ASAN_OPTIONS"] = environment.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
+    return environment
+
+
 def main():
     nbdsnap_cli, nbd_socket, control_socket, origin, work, rounds, kept, ranges = sys.argv[1:9]
     rounds, kept = int(rounds), int(kept)
@@ -66,7 +77,7 @@ def main():
                    "--image", f"nbd+unix:///{origin}@{name}?socket={nbd_socket}"]
         if previous:
             command += ["--since", previous]
-        run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        run = subprocess.run(command, capture_output=True, text=True, timeout=60, env=cli_environment(r, rounds))
         if run.returncode != 0:
             fail(r, f"nbdsnap backup exited {run.returncode}: {run.stderr}")
         report = json.loads(run.stdout)
