@@ -18,12 +18,14 @@ run_cli 0 snapshot create first --origin disk --storage "$dir/first.diff:16M"
 run_cli 0 snapshot take first
 run_cli 0 backup --image "$(uri disk@first)" --to "$backup"
 run_cli 0 snapshot destroy first
-# 70 takes with 2 checkpoints kept: 'first' falls out of the 64 remembered names.
+# 70 takes with 2 checkpoints kept: 'first' falls out of the 64 remembered names. Sent in one control session
+# (the CLI's create, take and destroy are tested elsewhere): 210 starts of a sanitizer-built CLI took 2 minutes.
+requests=()
 for ((i = 0; i < 70; i++)); do
-  run_cli 0 snapshot create "t$i" --origin disk --storage "$dir/t.diff:16M"
-  run_cli 0 snapshot take "t$i"
-  run_cli 0 snapshot destroy "t$i"
+  requests+=("{\"command\":\"snapshot-create\",\"name\":\"t$i\",\"origins\":[\"disk\"],\"storage\":[{\"path\":\"$dir/t.diff\",\"size\":16777216}]}"
+             "{\"command\":\"snapshot-take\",\"name\":\"t$i\"}" "{\"command\":\"snapshot-destroy\",\"name\":\"t$i\"}")
 done
+ctl "${requests[@]}" >/dev/null || fail "70 takes through the control socket"
 write 0x22 2M 1M disk
 run_cli 0 snapshot create last --origin disk --storage "$dir/last.diff:16M"
 run_cli 0 snapshot take last
