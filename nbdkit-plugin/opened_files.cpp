@@ -76,12 +76,14 @@ bool OpenedFileCheck::opened() const {
   return found;
 }
 
-OriginFileLock::OriginFileLock(OriginFileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+OriginFileLock::OriginFileLock(OriginFileLock&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), backing_(std::move(other.backing_)) {}
 
 OriginFileLock& OriginFileLock::operator=(OriginFileLock&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(other.fd_, -1);
+    backing_ = std::move(other.backing_);
   }
   return *this;
 }
@@ -103,8 +105,10 @@ Status OriginFileLock::acquire(const std::string& path, const std::string& ident
     return {Errc::bad_state, path +
                                  " is another file than the one the plugin opened (renamed meanwhile?); "
                                  "connect again"};
-  if (Status s = lock_file(fd, path, read_only ? FileLockMode::shared_read : FileLockMode::exclusive); !s)
-    return s;
+  const FileLockMode mode = read_only ? FileLockMode::shared_read : FileLockMode::exclusive;
+  if (Status s = lock_file(fd, path, mode); !s) return s;
+  // A loop device: the file behind it too, so that a server on that file and this one refuse each other.
+  if (Status s = LoopBackingLock::acquire(fd, path, mode, opened.backing_); !s) return s;
   out = std::move(opened);
   return Status::ok();
 }
