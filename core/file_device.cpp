@@ -380,10 +380,9 @@ std::string block_device_holder(const std::string& path) {
   return processes;
 }
 
-// Opens `path` with `flags`; read-write block devices also with O_EXCL (see file_lock.h), so a mounted device
-// or one another program opened exclusively is refused with busy. Returns the descriptor or -1 with `error`
-// set.
-int open_device_node(const std::string& path, int flags, Status& error) {
+}  // namespace
+
+int FileDevice::open_node(const std::string& path, int flags, Status& error) {
   struct stat st {};
   const bool exclusive_block =
       (flags & O_ACCMODE) == O_RDWR && ::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
@@ -401,12 +400,10 @@ int open_device_node(const std::string& path, int flags, Status& error) {
   return -1;
 }
 
-}  // namespace
-
 Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
                         FileCache cache) {
   Status error;
-  const int fd = open_device_node(path, readonly ? O_RDONLY : O_RDWR, error);
+  const int fd = open_node(path, readonly ? O_RDONLY : O_RDWR, error);
   if (fd < 0) return error;
   const FileLockMode mode = readonly ? FileLockMode::shared_read : FileLockMode::exclusive;
   LoopBackingLock backing;
@@ -429,7 +426,7 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
   if (fd >= 0) {
     created = true;
   } else if (errno == EEXIST) {
-    fd = open_device_node(path, O_RDWR, error);
+    fd = open_node(path, O_RDWR, error);
     if (fd < 0) return error;
   } else {
     return Status::from_errno(errno, "create " + path);

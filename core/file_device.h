@@ -59,6 +59,12 @@ class FileDevice final : public BlockDevice {
   // cache: as for open().
   static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
                        bool& created, FileCache cache = FileCache::writeback, bool sparse = false);
+  // Opens `path` with open(2) `flags` (O_CLOEXEC added); a block device opened read-write also with O_EXCL,
+  // the kernel's exclusive claim, so a mounted device, one stacked under device mapper or RAID, or one
+  // another program opened exclusively is refused with busy naming its holder. Returns the descriptor, or -1
+  // with `error` set. Thread-safe. Used by open() and create(), and by the nbdkit filter for the file behind
+  // an origin (its plugin opened the device without O_EXCL).
+  static int open_node(const std::string& path, int flags, Status& error);
   // The file_identity() a FileDevice of `path` would have, found without opening it for I/O (stat; a loop
   // device is opened read-only without O_EXCL, only to ask loop(4) for its backing file), so that a file in
   // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.

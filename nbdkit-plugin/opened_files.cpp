@@ -95,9 +95,12 @@ OriginFileLock::~OriginFileLock() {
 Status OriginFileLock::acquire(const std::string& path, const std::string& identity, bool read_only,
                                OriginFileLock& out) {
   // O_NONBLOCK: a FIFO put in the directory must not hang the open; the lock needs write access to be
-  // exclusive (F_WRLCK), as nbdsnapd's read-write origins are opened.
-  const int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return Status::from_errno(errno, "open " + path + " to lock it");
+  // exclusive (F_WRLCK), as nbdsnapd's read-write origins are opened. A read-write block device is claimed
+  // with O_EXCL as nbdsnapd claims it: the plugin's own open does not, so a mounted device (whose file system
+  // writes it) or one under device mapper would otherwise be served and tracked while others write it too.
+  Status error;
+  const int fd = FileDevice::open_node(path, (read_only ? O_RDONLY : O_RDWR) | O_NOCTTY | O_NONBLOCK, error);
+  if (fd < 0) return error;
   OriginFileLock opened;
   opened.fd_ = fd;
   std::string now;

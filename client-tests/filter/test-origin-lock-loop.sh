@@ -3,8 +3,9 @@
 # test-origin-lock-loop.sh — a loop device and its backing file are one disk: the filter serving one of them and
 # nbdsnapd (or a second nbdkit with the filter) serving the other refuse each other, in either order, naming
 # the holder. A hostile tester saw both accept writes, each missing from the other's images and CBT. Read-only
-# servers still share the file, and a detached origin's file is free again. Needs root and loop devices;
-# skipped (77) otherwise.
+# servers still share the file, and a detached origin's file is free again. A mounted loop device is refused to
+# the filter as to nbdsnapd (its file system writes it): the filter claims a read-write block device with O_EXCL.
+# Needs root and loop devices; skipped (77) otherwise.
 # Usage: test-origin-lock-loop.sh FILTER.so NBDSNAPD
 FILTER=${1:?usage: $0 FILTER.so NBDSNAPD}
 NBDSNAPD=$(realpath "${2:?usage: $0 FILTER.so NBDSNAPD}")
@@ -22,6 +23,7 @@ release_loop_device() {
     kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
+  umount "$dir/mnt" 2>/dev/null
   for ((i = 0; i < 50; i++)); do losetup -d "$loop" 2>/dev/null && break; sleep 0.1; done
 }
 cleanup_fn release_loop_device
@@ -108,3 +110,22 @@ timeout 30 qemu-io -f raw -r -c 'read -P 0x22 0 4k' "nbd+unix:///disk?socket=$di
 _stop_pid "$other_pid"
 stop_server TERM
 pass "read-only servers share a loop device's backing file"
+
+# 4. A mounted device: its file system writes it behind any tracker, so the filter refuses it read-write, naming
+# the mount point, as nbdsnapd does (both open a read-write block device O_EXCL). The tester's filter served it.
+if command -v mkfs.ext4 >/dev/null && mkfs.ext4 -q -F "$loop" >/dev/null 2>&1 && mkdir -p "$dir/mnt" &&
+  mount "$loop" "$dir/mnt" 2>/dev/null; then
+  start_filter --log mounted file "$loop" nbdsnap-state-dir="$dir/state"
+  if timeout 30 qemu-io -f raw -c 'write -P 0x33 1M 4k' "$(uri '')" >"$dir/write.out" 2>&1; then
+    fail "a write through the filter reached $loop, mounted on $dir/mnt"
+  fi
+  grep -q "$loop is in use (mounted on $dir/mnt)" "$server_log" ||
+    fail "the filter does not name the mount point: $(cat "$dir/write.out")"
+  stop_server TERM
+  nbdsnapd_exits_at_start d5 --origin "disk=$loop"
+  grep -q "$loop is in use (mounted on $dir/mnt)" "$dir/d5.out" || fail "nbdsnapd said: $(cat "$dir/d5.out")"
+  umount "$dir/mnt"
+  pass "a mounted loop device is refused to the filter and to nbdsnapd, naming the mount point"
+else
+  echo "SKIP (part): no ext4 file system could be made and mounted on $loop"
+fi
