@@ -110,18 +110,11 @@ void Engine::give_back_memory() {
 
 // ---------------------------------------------------------------- origins
 
-Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                             uint64_t size, uint64_t minimum_io_size, const std::string& file_identity) {
-  if (Status s = check_object_name("origin", name); !s) return s;
-  if (size == 0 && device) size = device->size();
-  if (minimum_io_size == 0) minimum_io_size = device ? device->minimum_io_size() : 1;
-  if (size == 0) return {Errc::invalid_argument, "origin '" + name + "' has no size"};
-  MutexLock control(control_mutex_);
+Status Engine::check_origin_unused_locked(const std::string& name, const std::string& identity) const {
   {
     MutexLock lock(mutex_);
     if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
   }
-  const std::string identity = device ? device->file_identity() : file_identity;
   if (!identity.empty()) {
     const std::vector<DiskUse> in_use = disks_in_use();
     if (const DiskUse* used = find_overlap(in_use, {identity, 0, 0, ""})) {  // an origin is the whole disk
@@ -129,6 +122,23 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
                                         used->extent_text() + " it is " + used->user};
     }
   }
+  return Status::ok();
+}
+
+Status Engine::check_origin_unused(const std::string& name, const std::string& identity) const {
+  MutexLock control(control_mutex_);
+  return check_origin_unused_locked(name, identity);
+}
+
+Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
+                             uint64_t size, uint64_t minimum_io_size, const std::string& file_identity) {
+  if (Status s = check_object_name("origin", name); !s) return s;
+  if (size == 0 && device) size = device->size();
+  if (minimum_io_size == 0) minimum_io_size = device ? device->minimum_io_size() : 1;
+  if (size == 0) return {Errc::invalid_argument, "origin '" + name + "' has no size"};
+  MutexLock control(control_mutex_);
+  const std::string identity = device ? device->file_identity() : file_identity;
+  if (Status s = check_origin_unused_locked(name, identity); !s) return s;
   const uint64_t block_size = tracking_block_size(size, minimum_io_size, config_.sizing);
   std::unique_ptr<Cbt> cbt;
   std::string renewed_because;

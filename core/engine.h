@@ -72,6 +72,11 @@ class Engine {
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
                        uint64_t size = 0, uint64_t minimum_io_size = 0,
                        const std::string& file_identity = {});
+  // What attach_origin refuses before it looks at a device: already_exists when `name` is attached or the
+  // disk of that identity (FileDevice::identity_of; empty: unknown) is an origin's or storage's already. A
+  // front end asks before it opens (and locks) the file, so the refusal names the origin or snapshot.
+  Status check_origin_unused(const std::string& name, const std::string& identity) const
+      EXCLUDES(control_mutex_, mutex_);
   // Detaches an origin: closes its gates (in-flight I/O finishes, later I/O of anyone holding the Origin
   // fails), saves its CBT state cleanly and lets go of its device. Valid: attached. Errors: not_found; busy
   // while it is in a snapshot unless force, which drops it from the snapshot (the image disappears); the CBT
@@ -171,6 +176,9 @@ class Engine {
   // A snapshot's chunk buffers were freed (destroy, forced detach): unmaps the pool's free buffers
   // (chunk_buffer.h) and calls EngineConfig::memory_released.
   void give_back_memory() EXCLUDES(mutex_);
+  // check_origin_unused, with control_mutex_ held.
+  Status check_origin_unused_locked(const std::string& name, const std::string& identity) const
+      REQUIRES(control_mutex_) EXCLUDES(mutex_);
   // What every origin's device and every snapshot's storage uses of its file or disk.
   std::vector<DiskUse> disks_in_use() const REQUIRES(control_mutex_) EXCLUDES(mutex_);
   // A device some snapshot's storage has open with this file identity (null: none), to share it.

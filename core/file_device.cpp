@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // file_device.cpp — pread/pwrite over a descriptor; fallocate for trim/zero; SEEK_DATA/SEEK_HOLE for extents;
-// the lock (file_lock.h) and, for read-write block devices, O_EXCL taken at open.
+// the lock (file_lock.h), also on a loop device's backing file, and, for read-write block devices, O_EXCL
+// taken at open.
 #include "file_device.h"
 
 #include <fcntl.h>
@@ -16,10 +17,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <utility>
 
 #include "file_lock.h"
 #include "storage_allocation.h"
@@ -174,6 +177,55 @@ std::string identity_of_open(int fd, const struct stat& st) {
   return identity_of_stat(st);
 }
 
+// The path of the file behind loop device `rdev` (or behind the loop device a partition `rdev` belongs to),
+// as the kernel shows it: sysfs's loop/backing_file, the file's whole path now (renames followed; once it is
+// unlinked, with " (deleted)" after it), or, without sysfs, lo_file_name (the path losetup gave, cut at 63
+// bytes).
+std::string loop_backing_path(dev_t rdev, const struct loop_info64& info) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  fs::path sys = "/sys/dev/block/" + std::to_string(major(rdev)) + ":" + std::to_string(minor(rdev));
+  if (fs::exists(sys / "partition", error)) sys = fs::canonical(sys, error).parent_path();
+  std::ifstream in(sys / "loop" / "backing_file");
+  std::string path;
+  if (std::getline(in, path) && !path.empty()) return path;
+  return std::string(reinterpret_cast<const char*>(info.lo_file_name),
+                     ::strnlen(reinterpret_cast<const char*>(info.lo_file_name), LO_NAME_SIZE));
+}
+
+// Opens the file behind the loop device `device` (`rdev`, described by `info`) for a lock of `mode` and
+// checks that it is the file loop(4) holds (lo_device and lo_inode: the inode, a device node for a block
+// device backing). backing is -1 when it was deleted (unreachable by path: nothing to lock); refused when the
+// path leads elsewhere.
+Status open_loop_backing_file(dev_t rdev, const struct loop_info64& info, const std::string& device,
+                              FileLockMode mode, std::string& path, int& backing) {
+  backing = -1;
+  path = loop_backing_path(rdev, info);
+  if (path.empty()) return {Errc::bad_state, "loop(4) names no backing file for " + device + " to lock"};
+  const int flags = mode == FileLockMode::exclusive ? O_RDWR : O_RDONLY;
+  // O_NONBLOCK: a FIFO put at that path must not hang the open.
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  const int open_error = errno;
+  struct stat st {};
+  if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_dev == decode_kernel_dev(info.lo_device) &&
+      st.st_ino == static_cast<ino_t>(info.lo_inode)) {
+    backing = fd;
+    return Status::ok();
+  }
+  if (fd >= 0) ::close(fd);
+  static const std::string kDeleted = " (deleted)";
+  if (path.size() > kDeleted.size() &&
+      path.compare(path.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0)
+    return Status::ok();
+  if (fd < 0)
+    return Status::from_errno(open_error,
+                              "open " + path + ", the backing file of " + device + ", to lock it");
+  return {Errc::bad_state,
+          path + " is another file than the one behind " + device +
+              " (renamed or replaced meanwhile?), so that one cannot be locked against other "
+              "servers; try again, or set up the loop device again"};
+}
+
 // A block device's minimum I/O size: BLKIOMIN (the kernel's io_min, e.g. a RAID chunk), at least the logical
 // block size. 1 when the kernel tells neither.
 uint64_t block_device_minimum_io(int fd) {
@@ -193,6 +245,49 @@ uint64_t file_block_size(int fd, const struct stat& st) {
 }
 
 }  // namespace
+
+LoopBackingLock::LoopBackingLock(LoopBackingLock&& other) noexcept : fds_(std::exchange(other.fds_, {})) {}
+
+LoopBackingLock& LoopBackingLock::operator=(LoopBackingLock&& other) noexcept {
+  if (this != &other) {
+    for (const int fd : fds_) ::close(fd);
+    fds_ = std::exchange(other.fds_, {});
+  }
+  return *this;
+}
+
+LoopBackingLock::~LoopBackingLock() {
+  for (const int fd : fds_) ::close(fd);
+}
+
+Status LoopBackingLock::acquire(int fd, const std::string& path, FileLockMode mode, LoopBackingLock& out) {
+  LoopBackingLock held;
+  int device = fd;
+  std::string device_path = path;
+  for (int depth = 0; depth < kMaxLoopDepth; ++depth) {
+    struct stat st {};
+    if (::fstat(device, &st) != 0) return Status::from_errno(errno, "stat " + device_path);
+    std::optional<uint64_t> start;
+    if (!S_ISBLK(st.st_mode) || !is_loop_device(st.st_rdev, start)) break;
+    struct loop_info64 info {};
+    if (::ioctl(device, LOOP_GET_STATUS64, &info) != 0) {
+      if (errno == ENXIO) break;  // no file bound: nothing to lock
+      return Status::from_errno(errno, "ask loop(4) for the backing file of " + device_path);
+    }
+    std::string backing_path;
+    int backing = -1;
+    if (Status s = open_loop_backing_file(st.st_rdev, info, device_path, mode, backing_path, backing); !s)
+      return s;
+    if (backing < 0) break;  // deleted
+    held.fds_.push_back(backing);
+    const std::string described = backing_path + " (the backing file of " + device_path + ")";
+    if (Status s = lock_file(backing, described, mode); !s) return s;
+    device = backing;  // a loop device over a loop device: lock that one's file too
+    device_path = backing_path;
+  }
+  out = std::move(held);
+  return Status::ok();
+}
 
 FileDevice::~FileDevice() {
   direct_.reset();
@@ -285,10 +380,9 @@ std::string block_device_holder(const std::string& path) {
   return processes;
 }
 
-// Opens `path` with `flags`; read-write block devices also with O_EXCL (see file_lock.h), so a mounted device
-// or one another program opened exclusively is refused with busy. Returns the descriptor or -1 with `error`
-// set.
-int open_device_node(const std::string& path, int flags, Status& error) {
+}  // namespace
+
+int FileDevice::open_node(const std::string& path, int flags, Status& error) {
   struct stat st {};
   const bool exclusive_block =
       (flags & O_ACCMODE) == O_RDWR && ::stat(path.c_str(), &st) == 0 && S_ISBLK(st.st_mode);
@@ -306,18 +400,22 @@ int open_device_node(const std::string& path, int flags, Status& error) {
   return -1;
 }
 
-}  // namespace
-
 Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
                         FileCache cache) {
   Status error;
-  const int fd = open_device_node(path, readonly ? O_RDONLY : O_RDWR, error);
+  const int fd = open_node(path, readonly ? O_RDONLY : O_RDWR, error);
   if (fd < 0) return error;
-  if (Status s = lock_file(fd, path, readonly ? FileLockMode::shared_read : FileLockMode::exclusive); !s) {
+  const FileLockMode mode = readonly ? FileLockMode::shared_read : FileLockMode::exclusive;
+  LoopBackingLock backing;
+  Status locked = lock_file(fd, path, mode);
+  if (locked) locked = LoopBackingLock::acquire(fd, path, mode, backing);
+  if (!locked) {
     ::close(fd);
-    return s;
+    return locked;
   }
-  return from_descriptor(fd, path, readonly, out, cache);
+  if (Status s = from_descriptor(fd, path, readonly, out, cache); !s) return s;
+  out->backing_lock_ = std::move(backing);
+  return Status::ok();
 }
 
 Status FileDevice::create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
@@ -328,7 +426,7 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
   if (fd >= 0) {
     created = true;
   } else if (errno == EEXIST) {
-    fd = open_device_node(path, O_RDWR, error);
+    fd = open_node(path, O_RDWR, error);
     if (fd < 0) return error;
   } else {
     return Status::from_errno(errno, "create " + path);
@@ -339,7 +437,10 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
     return status;
   };
   // Locked before anything changes the file: an existing file may be another process's disk.
+  LoopBackingLock backing;
   if (Status s = lock_file(fd, path, FileLockMode::exclusive); !s) return give_up(std::move(s));
+  if (Status s = LoopBackingLock::acquire(fd, path, FileLockMode::exclusive, backing); !s)
+    return give_up(std::move(s));
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && size > static_cast<uint64_t>(st.st_size)) {
     if (Status s = allocate_storage_file(fd, path, size, static_cast<uint64_t>(st.st_size), sparse); !s) {
@@ -350,6 +451,7 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
     if (created) ::unlink(path.c_str());  // from_descriptor closed fd
     return s;
   }
+  out->backing_lock_ = std::move(backing);
   return Status::ok();
 }
 

@@ -6,21 +6,50 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "block_device.h"
 #include "direct_io.h"
 #include "extent_clone.h"
+#include "file_lock.h"
 
 namespace nbdsnap {
+
+// The locks on the file behind a loop device, held as long as this object lives (file_lock.h: a loop device
+// and its backing file are two inodes, so their locks do not meet; a server on each would write one disk
+// past the other's tracker). Move-only; thread-compatible.
+class LoopBackingLock {
+ public:
+  LoopBackingLock() = default;
+  LoopBackingLock(LoopBackingLock&& other) noexcept;
+  LoopBackingLock& operator=(LoopBackingLock&& other) noexcept;
+  LoopBackingLock(const LoopBackingLock&) = delete;
+  LoopBackingLock& operator=(const LoopBackingLock&) = delete;
+  ~LoopBackingLock();
+
+  // When `fd`, an open descriptor of `path`, is a loop device or a partition of one, opens the loop device's
+  // backing file by the path the kernel shows (/sys/block/loopN/loop/backing_file), checks that it is the
+  // file loop(4) holds (LOOP_GET_STATUS64's device and inode) and takes the lock of `mode` on the whole file
+  // (whatever lo_offset and sizelimit cover: file_lock.h locks whole files); a backing block device that is a
+  // loop device too is followed the same way. Nothing to lock: no loop device, a loop device without a
+  // file, or a backing file deleted (" (deleted)" in sysfs: no path reaches it). Errors: those of lock_file
+  // on the backing file, its path followed by "(the backing file of PATH)"; bad_state when the file found
+  // by that path is another one (renamed or replaced meanwhile); the errno of the ioctl or of the open.
+  static Status acquire(int fd, const std::string& path, FileLockMode mode, LoopBackingLock& out);
+
+ private:
+  std::vector<int> fds_;  // the locked backing files, outermost first
+};
 
 class FileDevice final : public BlockDevice {
  public:
   // Opens an existing file or block device. readonly opens O_RDONLY, takes a shared lock (others may read,
   // nobody may write) and refuses writes; otherwise the file is locked exclusively and a block device is
-  // opened O_EXCL. A file another process holds is refused with busy naming the holder; a file this process
-  // already holds (as an origin or storage) with already_exists. cache none opens it O_DIRECT (direct_io.h):
-  // requests of any alignment still work, and minimum_io_size() becomes at least the direct-I/O alignment; a
-  // file system without O_DIRECT is refused with not_supported naming the file.
+  // opened O_EXCL. A loop device's backing file is locked the same way (LoopBackingLock). A file another
+  // process holds is refused with busy naming the holder; a file this process already holds (as an origin or
+  // storage) with already_exists. cache none opens it O_DIRECT (direct_io.h): requests of any alignment still
+  // work, and minimum_io_size() becomes at least the direct-I/O alignment; a file system without O_DIRECT is
+  // refused with not_supported naming the file.
   static Status open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
                      FileCache cache = FileCache::writeback);
   // Creates (or opens) a regular file, locks it exclusively (as open), and makes it at least `size` bytes:
@@ -30,6 +59,12 @@ class FileDevice final : public BlockDevice {
   // cache: as for open().
   static Status create(const std::string& path, uint64_t size, std::unique_ptr<FileDevice>& out,
                        bool& created, FileCache cache = FileCache::writeback, bool sparse = false);
+  // Opens `path` with open(2) `flags` (O_CLOEXEC added); a block device opened read-write also with O_EXCL,
+  // the kernel's exclusive claim, so a mounted device, one stacked under device mapper or RAID, or one
+  // another program opened exclusively is refused with busy naming its holder. Returns the descriptor, or -1
+  // with `error` set. Thread-safe. Used by open() and create(), and by the nbdkit filter for the file behind
+  // an origin (its plugin opened the device without O_EXCL).
+  static int open_node(const std::string& path, int flags, Status& error);
   // The file_identity() a FileDevice of `path` would have, found without opening it for I/O (stat; a loop
   // device is opened read-only without O_EXCL, only to ask loop(4) for its backing file), so that a file in
   // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
@@ -88,6 +123,7 @@ class FileDevice final : public BlockDevice {
   int buffered_fd_ = -1;                  // cache none, a size not a multiple of the alignment: the tail's fd
   std::unique_ptr<DirectFileIo> direct_;  // cache none
   SharableFile sharable_;                 // regular files: fd_, block size and path (extent_clone.h)
+  LoopBackingLock backing_lock_;          // a loop device's backing file, locked as fd_ is
 };
 
 }  // namespace nbdsnap

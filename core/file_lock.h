@@ -26,6 +26,9 @@
 //   PID namespace, or of another user when we are not root, is not found; the message then says so.
 // - Block devices take the same locks on their device node. Read-write block devices are also opened with
 //   O_EXCL (file_device.cpp), which Linux refuses while the device is mounted or opened O_EXCL elsewhere.
+// - A loop device and its backing file are two inodes whose locks never meet, yet writes to one land in the
+//   other: a user of a loop device also takes its lock on the whole backing file (LoopBackingLock in
+//   file_device.h), so a server on the file and one on the loop device refuse each other in either order.
 #pragma once
 
 #include <sys/types.h>

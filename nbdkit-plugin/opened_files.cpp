@@ -76,12 +76,14 @@ bool OpenedFileCheck::opened() const {
   return found;
 }
 
-OriginFileLock::OriginFileLock(OriginFileLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+OriginFileLock::OriginFileLock(OriginFileLock&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), backing_(std::move(other.backing_)) {}
 
 OriginFileLock& OriginFileLock::operator=(OriginFileLock&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = std::exchange(other.fd_, -1);
+    backing_ = std::move(other.backing_);
   }
   return *this;
 }
@@ -93,9 +95,12 @@ OriginFileLock::~OriginFileLock() {
 Status OriginFileLock::acquire(const std::string& path, const std::string& identity, bool read_only,
                                OriginFileLock& out) {
   // O_NONBLOCK: a FIFO put in the directory must not hang the open; the lock needs write access to be
-  // exclusive (F_WRLCK), as nbdsnapd's read-write origins are opened.
-  const int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return Status::from_errno(errno, "open " + path + " to lock it");
+  // exclusive (F_WRLCK), as nbdsnapd's read-write origins are opened. A read-write block device is claimed
+  // with O_EXCL as nbdsnapd claims it: the plugin's own open does not, so a mounted device (whose file system
+  // writes it) or one under device mapper would otherwise be served and tracked while others write it too.
+  Status error;
+  const int fd = FileDevice::open_node(path, (read_only ? O_RDONLY : O_RDWR) | O_NOCTTY | O_NONBLOCK, error);
+  if (fd < 0) return error;
   OriginFileLock opened;
   opened.fd_ = fd;
   std::string now;
@@ -103,8 +108,10 @@ Status OriginFileLock::acquire(const std::string& path, const std::string& ident
     return {Errc::bad_state, path +
                                  " is another file than the one the plugin opened (renamed meanwhile?); "
                                  "connect again"};
-  if (Status s = lock_file(fd, path, read_only ? FileLockMode::shared_read : FileLockMode::exclusive); !s)
-    return s;
+  const FileLockMode mode = read_only ? FileLockMode::shared_read : FileLockMode::exclusive;
+  if (Status s = lock_file(fd, path, mode); !s) return s;
+  // A loop device: the file behind it too, so that a server on that file and this one refuse each other.
+  if (Status s = LoopBackingLock::acquire(fd, path, mode, opened.backing_); !s) return s;
   out = std::move(opened);
   return Status::ok();
 }

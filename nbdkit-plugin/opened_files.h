@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "file_device.h"
 #include "status.h"
 
 namespace nbdsnap {
@@ -45,7 +46,8 @@ class OpenedFileCheck {
   std::vector<int> numbers_;  // their own numbers
 };
 // An origin's file, held open and locked for as long as this object lives: exclusive for a read-write
-// origin, shared_read for a read-only one (file_lock.h). Move-only; thread-compatible.
+// origin, shared_read for a read-only one (file_lock.h); a loop device's backing file too (LoopBackingLock).
+// Move-only; thread-compatible.
 class OriginFileLock {
  public:
   OriginFileLock() = default;
@@ -57,12 +59,14 @@ class OriginFileLock {
 
   // Opens `path` and locks it, if it still is the file `identity` names (FileDevice::identity_of). Errors:
   // bad_state (the path names another file now: renamed meanwhile), those of lock_file (busy: another
-  // process holds it, naming it; already_exists: this process), or the errno of the open.
+  // process holds it, naming it; already_exists: this process) and of LoopBackingLock::acquire, or the errno
+  // of the open.
   static Status acquire(const std::string& path, const std::string& identity, bool read_only,
                         OriginFileLock& out);
 
  private:
   int fd_ = -1;
+  LoopBackingLock backing_;  // held as long as fd_
 };
 
 }  // namespace nbdsnap

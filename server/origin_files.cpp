@@ -76,6 +76,12 @@ Status OriginFiles::attach(const std::string& name, const std::string& path, boo
 }
 
 Status OriginFiles::attach_locked(const OriginSpec& spec) {
+  // Refused before anything is opened, naming the origin or snapshot that uses the disk: the open would meet
+  // our own lock on it first (the file under another path, a loop device over it or the file behind one).
+  std::string identity;
+  if (FileDevice::identity_of(spec.path, identity)) {
+    if (Status s = engine_.check_origin_unused(spec.name, identity); !s) return s;
+  }
   std::unique_ptr<FileDevice> device;
   Status status = FileDevice::open(spec.path, spec.read_only, device, cache_);
   if (!status.is_ok()) return status;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -60,6 +61,27 @@ std::shared_ptr<BlockDevice> open_for_loop_test(const std::string& path) {
   std::unique_ptr<FileDevice> device;
   REQUIRE_OK(FileDevice::open(path, false, device));
   return std::shared_ptr<BlockDevice>(std::move(device));
+}
+
+// Opens `path` as nbdsnapd opens an origin and attaches it: the open's refusal (its lock, or the lock on a
+// loop device's backing file, meeting this process's own) or the engine's.
+Status attach_for_loop_test(Engine& engine, const std::string& name, const std::string& path) {
+  std::unique_ptr<FileDevice> device;
+  if (Status s = FileDevice::open(path, false, device); !s) return s;
+  return engine.attach_origin(name, std::shared_ptr<BlockDevice>(std::move(device)), false);
+}
+
+// The status of opening `path` (read-only or read-write) as an origin, the device closed again at once.
+Status open_status(const std::string& path, bool read_only) {
+  std::unique_ptr<FileDevice> device;
+  return FileDevice::open(path, read_only, device);
+}
+
+// How many descriptors this process has open.
+size_t open_descriptor_count() {
+  size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++count;
+  return count;
 }
 
 // A file of 4 MiB in dir, made with FileDevice::create and closed again.
@@ -135,18 +157,18 @@ TEST_CASE("a file and a loop device over it are never two origins, in either ord
   {
     Engine engine(small_config());
     REQUIRE_OK(engine.attach_origin("o", open_for_loop_test(file), false));
-    CHECK_ERRC(engine.attach_origin("x", open_for_loop_test(loop.path()), false), Errc::already_exists);
-    CHECK_ERRC(engine.attach_origin("y", open_for_loop_test(offset.path()), false), Errc::already_exists);
+    CHECK_ERRC(attach_for_loop_test(engine, "x", loop.path()), Errc::already_exists);
+    CHECK_ERRC(attach_for_loop_test(engine, "y", offset.path()), Errc::already_exists);
   }
   {
     Engine engine(small_config());
     REQUIRE_OK(engine.attach_origin("x", open_for_loop_test(loop.path()), false));
-    CHECK_ERRC(engine.attach_origin("o", open_for_loop_test(file), false), Errc::already_exists);
+    CHECK_ERRC(attach_for_loop_test(engine, "o", file), Errc::already_exists);
   }
   {
     Engine engine(small_config());
     REQUIRE_OK(engine.attach_origin("y", open_for_loop_test(offset.path()), false));
-    CHECK_ERRC(engine.attach_origin("o", open_for_loop_test(file), false), Errc::already_exists);
+    CHECK_ERRC(attach_for_loop_test(engine, "o", file), Errc::already_exists);
   }
 }
 
@@ -214,9 +236,61 @@ TEST_CASE("a loop device over a loop device over a file is that file: never a se
   Engine engine(small_config());
   REQUIRE_OK(engine.attach_origin("o", open_for_loop_test(file), false));
   for (const std::string& path : {outer.path(), outer_offset.path(), outer_of_offset.path()})
-    CHECK_ERRC(engine.attach_origin("x", open_for_loop_test(path), false), Errc::already_exists);
+    CHECK_ERRC(attach_for_loop_test(engine, "x", path), Errc::already_exists);
   SnapshotOptions options;
   options.origins = {"o"};
   options.storage = {storage_range(outer.path(), 0, 2 * MiB)};
   CHECK_ERRC(engine.create_snapshot("s", options), Errc::already_exists);
+}
+
+TEST_CASE(
+    "a loop device's backing file is locked as long as the device is open, all of it, in either order") {
+  const LoopedFile t("disk.raw");
+  if (!t.ready()) return;
+  const size_t descriptors = open_descriptor_count();
+  for (const std::string& device : {t.loop.path(), t.offset.path()}) {
+    CAPTURE(device);
+    {
+      std::unique_ptr<FileDevice> loop;
+      REQUIRE_OK(FileDevice::open(device, false, loop));
+      CHECK_ERRC(open_status(t.file, false), Errc::already_exists);  // OFD locks meet inside one process too
+      CHECK_ERRC(open_status(t.file, true), Errc::already_exists);
+    }
+    CHECK_OK(open_status(t.file, false));  // closed: free again
+    {
+      std::unique_ptr<FileDevice> file;
+      REQUIRE_OK(FileDevice::open(t.file, false, file));
+      CHECK_ERRC(open_status(device, false), Errc::already_exists);
+      CHECK_ERRC(open_status(device, true), Errc::already_exists);
+    }
+    CHECK_OK(open_status(device, false));
+  }
+  CHECK(open_descriptor_count() == descriptors);
+}
+
+TEST_CASE(
+    "a read-only loop device and its read-only backing file share it, and a writer of either is refused") {
+  const LoopedFile t("disk.raw");
+  if (!t.ready()) return;
+  std::unique_ptr<FileDevice> loop, file;
+  REQUIRE_OK(FileDevice::open(t.loop.path(), true, loop));
+  REQUIRE_OK(FileDevice::open(t.file, true, file));
+  CHECK_ERRC(open_status(t.file, false), Errc::already_exists);
+  loop.reset();
+  CHECK_ERRC(open_status(t.loop.path(), false), Errc::already_exists);
+}
+
+TEST_CASE(
+    "the file behind a loop device is found and locked after a rename, and opens unlocked once deleted") {
+  const LoopedFile t("disk.raw");
+  if (!t.ready()) return;
+  const std::string renamed = t.dir.file("renamed.raw");
+  REQUIRE(::rename(t.file.c_str(), renamed.c_str()) == 0);
+  {
+    std::unique_ptr<FileDevice> loop;
+    REQUIRE_OK(FileDevice::open(t.loop.path(), false, loop));
+    CHECK_ERRC(open_status(renamed, false), Errc::already_exists);
+  }
+  REQUIRE(::unlink(renamed.c_str()) == 0);
+  CHECK_OK(open_status(t.loop.path(), false));
 }
