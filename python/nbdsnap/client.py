@@ -175,7 +175,8 @@ class Client:
 
     `timeout` (seconds) bounds connecting and each call's wait for its reply, on top of what the command itself
     waits on the server (wait_events). Raises Error("connection_failed") with the errno (ENOENT, ECONNREFUSED,
-    ENAMETOOLONG...), Error("timeout"), and for tls:// Error("invalid_request") (a malformed address, no
+    ENAMETOOLONG...), Error("timeout") (the server's listen backlog stayed full: a stopped or flooded server,
+    tried again until the timeout), and for tls:// Error("invalid_request") (a malformed address, no
     credentials) or Error("bad_credentials"). A tls:// connection the server closes during the TLS handshake
     without an alert (not a refusal: a server making room in a flood of connections) is tried again, up to 3
     attempts within about 2 s, then raises Error("connection_failed") with ECONNRESET and a message saying to
@@ -200,17 +201,33 @@ class Client:
         if not path or len(path.encode()) >= 108:
             raise Error("connection_failed", f"control socket path '{path}' is empty or too long",
                         errno_codes.ENAMETOOLONG)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(self.timeout)
-        try:
-            self._sock.connect(path)
-        except socket.timeout:
-            self._sock.close()
-            raise Error("timeout", f"{self.endpoint}: cannot connect {_within(self.timeout, timeout_name)}: "
-                        "the server accepts no clients", errno_codes.ETIMEDOUT) from None
-        except OSError as e:
-            self._sock.close()
-            raise Error("connection_failed", f"{self.endpoint}: cannot connect: {e.strerror}", e.errno) from None
+        self._sock = self._connect_unix(path)
+
+    def _connect_unix(self, path):
+        """A connected socket, trying again until the timeout while the listen backlog is full: a non-blocking
+        connect to a Unix socket then fails at once with EAGAIN, and poll cannot wait for room (as
+        libnbdsnap's connect_unix)."""
+        deadline = time.monotonic() + self.timeout
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        pause = 0.005
+        while True:
+            err = sock.connect_ex(path)
+            if err == 0:
+                sock.settimeout(self.timeout)
+                return sock
+            if err == errno_codes.EINTR:
+                continue
+            if err != errno_codes.EAGAIN:
+                sock.close()
+                raise Error("connection_failed", f"{self.endpoint}: cannot connect: {os.strerror(err)}", err)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                sock.close()
+                raise Error("timeout", f"{self.endpoint}: cannot connect {_within(self.timeout, self.timeout_name)}: "
+                            "the server accepts no clients (its listen backlog stayed full)", errno_codes.ETIMEDOUT)
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
 
     def _connect_tls(self, certificates, psk):
         user, host, port = parse_tls_address(self.path)

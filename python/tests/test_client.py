@@ -142,6 +142,40 @@ class ClientTest(unittest.TestCase):
             nbdsnap.Client("/" + "x" * 200)
         self.assertEqual(caught.exception.errno, errno.ENAMETOOLONG)
 
+    def test_a_full_listen_backlog_is_waited_out_then_reported_as_a_timeout(self):
+        path, listener, queued = self.full_backlog()
+        start = time.monotonic()
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client(path, timeout=0.5, timeout_name="--timeout")
+        elapsed = time.monotonic() - start
+        self.assertEqual((caught.exception.code, caught.exception.errno), ("timeout", errno.ETIMEDOUT))
+        self.assertIn("cannot connect within 0.5 s (--timeout): the server accepts no clients",
+                      caught.exception.message)
+        self.assertTrue(0.45 <= elapsed < 3, elapsed)
+        # Room made while the client waits: it connects.
+        threading.Timer(0.3, lambda: listener.accept()[0].close()).start()
+        with nbdsnap.Client(path, timeout=5) as ctl:
+            self.assertEqual(ctl.state, "connected")
+
+    def full_backlog(self):
+        """A Unix socket that accepts no clients (listen backlog 0, filled): a server stopped with SIGSTOP."""
+        directory = tempfile.mkdtemp(prefix="nbdsnap-py-test.")
+        path = os.path.join(directory, "s.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(0)
+        queued = []
+        self.addCleanup(lambda: ([s.close() for s in queued], listener.close(), os.unlink(path),
+                                 os.rmdir(directory)))
+        for _ in range(64):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            if s.connect_ex(path) != 0:
+                s.close()
+                return path, listener, queued
+            queued.append(s)
+        self.fail("the listen backlog never filled")
+
     def test_changed_ranges_follow_the_pages_and_refuse_a_generation_change(self):
         renew = {"on": False}
 
