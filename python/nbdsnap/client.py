@@ -11,6 +11,7 @@ client connected.
 """
 import errno as errno_codes
 import json
+import math
 import os
 import random
 import socket
@@ -40,6 +41,33 @@ class Error(Exception):
     @property
     def from_server(self):
         return self.source == "server"
+
+
+LONGEST_TIMEOUT = 86400.0  # seconds: Client(timeout=), as the CLI's --timeout (more than 0, at most 24 h)
+SHORTEST_POLL, LONGEST_POLL = 0.01, 60.0  # seconds: watch_events(poll=), as libnbdsnap's WatchOptions::poll
+
+
+def _seconds_argument(value, name, lowest=0.0, highest=None, clamp=False, above_lowest=False):
+    """`value` as seconds (a float): the one check of every time argument of the package, so that every wait
+    has a bound. NaN, infinities, negative values and non-numbers are refused; so are values outside
+    lowest .. highest (above lowest only, with above_lowest), unless clamp, which cuts them to the range.
+    Raises Error("invalid_request", EINVAL) naming the argument and the allowed range."""
+    if clamp:
+        allowed = f"0 or more (cut to {lowest:g} .. {highest:g})"
+    elif highest is None:
+        allowed = f"more than {lowest:g}" if above_lowest else f"{lowest:g} or more"
+    else:
+        allowed = f"more than {lowest:g} and at most {highest:g}" if above_lowest else f"{lowest:g} .. {highest:g}"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    out_of_range = (seconds < lowest or (above_lowest and seconds == lowest)
+                    or (highest is not None and seconds > highest))
+    if not math.isfinite(seconds) or seconds < 0 or (out_of_range and not clamp):
+        raise Error("invalid_request", f"{name}={value!r}: give a finite number of seconds, {allowed}",
+                    errno_codes.EINVAL)
+    return min(max(seconds, lowest), highest) if out_of_range else seconds
 
 
 def _within(timeout, timeout_name):
@@ -173,8 +201,10 @@ class Client:
     certificate; the server's certificate must name HOST). `tls_psk` (a PSK file) raises Error("not_supported"):
     Python's ssl module has no TLS-PSK before 3.13.
 
-    `timeout` (seconds) bounds connecting and each call's wait for its reply, on top of what the command itself
-    waits on the server (wait_events). Raises Error("connection_failed") with the errno (ENOENT, ECONNREFUSED,
+    `timeout` (seconds, more than 0 and at most 86400) bounds connecting and each call's wait for its reply, on
+    top of what the command itself waits on the server (wait_events). Every time argument of the package is
+    checked alike: NaN, infinities, negative values and non-numbers raise Error("invalid_request") naming the
+    argument and its range. Raises Error("connection_failed") with the errno (ENOENT, ECONNREFUSED,
     ENAMETOOLONG...), Error("timeout") (the server's listen backlog stayed full: a stopped or flooded server,
     tried again until the timeout), and for tls:// Error("invalid_request") (a malformed address, no
     credentials) or Error("bad_credentials"). A tls:// connection the server closes during the TLS handshake
@@ -187,7 +217,7 @@ class Client:
     def __init__(self, path, timeout=30.0, timeout_name="", tls_certificates=None, tls_psk=None):
         self.path = path
         self.endpoint = f"control socket {path}"
-        self.timeout = float(timeout)
+        self.timeout = _seconds_argument(timeout, "Client: timeout", 0.0, LONGEST_TIMEOUT, above_lowest=True)
         self.timeout_name = timeout_name
         self.state = "connected"
         self._lock = threading.Lock()
@@ -554,9 +584,9 @@ class Client:
 
     # --- events -----------------------------------------------------------------------------------------------
     def wait_events(self, after=0, wait=0.0):
-        """{events, last_sequence}: the events with sequence > after, waiting up to `wait` seconds (at most
-        24 h) for the first one."""
-        wait = min(max(float(wait), 0.0), MAXIMUM_EVENT_WAIT)
+        """{events, last_sequence}: the events with sequence > after, waiting up to `wait` seconds (0 or more;
+        more than 24 h is cut to 24 h) for the first one."""
+        wait = _seconds_argument(wait, "wait_events: wait", 0.0, MAXIMUM_EVENT_WAIT, clamp=True)
         return self.call("events-wait", server_wait=wait, after=after, timeout_ms=int(wait * 1000))
 
     def watch_events(self, callback, types=None, snapshot=None, origin=None, after=0, timeout=86400.0, poll=0.5,
@@ -565,12 +595,13 @@ class Client:
         origin: names; None matches any) as the server logs it, until the callback returns False, `stop` (a
         threading.Event) is set, or `timeout` seconds pass. Returns {"reason": "callback_stopped" |
         "stop_requested" | "timed_out", "position": the last sequence read, "delivered": events passed on}.
+        `timeout` is seconds, 0 or more (finite: a program that watches for ever calls again with after=position)
         As libnbdsnap's Client::watch_events: the callback runs on the calling thread, one event at a time, in
         sequence order, with no lock held, so it may call this client (not close it); an exception it raises
-        propagates. `stop` is seen within `poll` seconds (each events-wait's wait, 0.01 .. 60); a call of
+        propagates. `stop` is seen within `poll` seconds (each events-wait's wait, cut to 0.01 .. 60); a call of
         another thread on this client may wait that long behind the watch. Errors: wait_events()'s."""
-        poll = min(max(float(poll), 0.01), 60.0)
-        deadline = time.monotonic() + max(float(timeout), 0.0)
+        poll = _seconds_argument(poll, "watch_events: poll", SHORTEST_POLL, LONGEST_POLL, clamp=True)
+        deadline = time.monotonic() + _seconds_argument(timeout, "watch_events: timeout")
         position, delivered = after, 0
         while True:
             if stop is not None and stop.is_set():
@@ -602,7 +633,7 @@ class EventStream:
     def __init__(self, client, after=0, wait=1.0):
         self.client = client
         self.position = after
-        self.wait = wait
+        self.wait = _seconds_argument(wait, "events: wait", 0.0, MAXIMUM_EVENT_WAIT, clamp=True)
         self._buffered = []
 
     def __iter__(self):

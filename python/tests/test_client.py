@@ -5,6 +5,7 @@ the server's code and errno, a silent server's timeout and the dead state it lea
 mistake, malformed replies, paging of CBT maps, and calls from several threads. Run: python3 -m unittest."""
 import errno
 import json
+import math
 import os
 import socket
 import sys
@@ -276,6 +277,41 @@ class ClientTest(unittest.TestCase):
             end = ctl.watch_events(lambda e: self.fail(f"{e}"), origin="elsewhere", after=3, timeout=0.2, poll=0.05)
             self.assertEqual((end["reason"], end["position"], end["delivered"]), ("timed_out", 5, 0))
             self.assertLess(time.monotonic() - start, 2)
+
+    def test_every_time_argument_refuses_nan_infinity_and_negatives_as_invalid_request(self):
+        asked = []
+
+        def events_wait(request):
+            asked.append(request["timeout_ms"])
+            return {"ok": True, "events": [], "last_sequence": 0}
+        server = self.server(replying(events_wait))
+        with nbdsnap.Client(server.path, timeout=2) as ctl:
+            stop = threading.Event()  # ends a watch that took a NaN for a bound (it would never time out)
+            threading.Timer(1.0, stop.set).start()
+            calls = {
+                "wait_events: wait": lambda bad: ctl.wait_events(0, bad),
+                "watch_events: timeout": lambda bad: ctl.watch_events(print, timeout=bad, poll=0.01, stop=stop),
+                "watch_events: poll": lambda bad: ctl.watch_events(print, timeout=0.1, poll=bad, stop=stop),
+                "events: wait": lambda bad: ctl.events(0, bad),
+                "Client: timeout": lambda bad: nbdsnap.Client(server.path, timeout=bad),
+            }
+            for name, call in calls.items():
+                for bad in (math.nan, math.inf, -math.inf, -1, "soon"):
+                    with self.subTest(name=name, value=bad):
+                        with self.assertRaises(nbdsnap.Error) as caught:
+                            call(bad)
+                        self.assertEqual((caught.exception.code, caught.exception.errno),
+                                         ("invalid_request", errno.EINVAL))
+                        self.assertIn(f"{name}={bad!r}: give a finite number of seconds", caught.exception.message)
+            self.assertEqual(ctl.state, "connected")
+            for bad in (0, 86401):
+                with self.assertRaises(nbdsnap.Error) as caught:
+                    nbdsnap.Client(server.path, timeout=bad)
+                self.assertIn("more than 0 and at most 86400", caught.exception.message)
+            # Beyond their documented ranges, the waits are cut to them: 24 h, and a poll of 10 ms .. 60 s.
+            ctl.wait_events(0, 1e9)
+            ctl.watch_events(print, timeout=0.05, poll=0)
+            self.assertEqual(asked[:2], [86400000, 10])
 
 
 if __name__ == "__main__":
