@@ -23,13 +23,20 @@ LIBRARY_VERSION = "0.1.0"
 
 NBD_GREETING_MAGIC = b"NBDMAGIC"
 MAXIMUM_EVENT_WAIT = 24 * 3600.0  # seconds: the server's bound (docs/control.md)
+# An events-wait answered with no event more than EARLY_WAIT_END before its wait was over is looked at: a
+# stopping server answers so, then closes the connection, which the client waits up to CLOSE_AFTER_CUT_WAIT for.
+EARLY_WAIT_END = 0.02  # seconds
+CLOSE_AFTER_CUT_WAIT = 1.0  # seconds
 # Ranges per cbt-mark-dirty request when cbt_mark_dirty splits a long list, as libnbdsnap's
 # kMarkDirtyRangesPerRequest (nbdsnap/client.h): far below the protocol's 1 MiB line.
 MARK_DIRTY_RANGES_PER_REQUEST = 16384
 
 
 class Error(Exception):
-    """A refused command (source "server") or a failure of the client (source "client")."""
+    """A refused command (source "server") or a failure of the client (source "client"). `position`: for an
+    event wait that lost its connection (connection_lost), the sequence to resume after on a new connection."""
+
+    position = None
 
     def __init__(self, code, message, errno=0, source="client"):
         super().__init__(f"{message} ({code})")
@@ -332,6 +339,24 @@ class Client:
     def reply(self, command, server_wait=0.0, **arguments):
         """Sends {"command": command, ...arguments} and returns the reply object as the server sent it, "ok"
         true or false (for programs that look at refusals themselves). Client failures raise Error."""
+        return self._exchange(command, server_wait, arguments)
+
+    def call(self, command, server_wait=0.0, **arguments):
+        """Sends a command and returns its result (the reply without "ok"); a refusal raises Error with the
+        server's code, errno and message."""
+        return self._result(self._exchange(command, server_wait, arguments))
+
+    @staticmethod
+    def _result(value):
+        if value.pop("ok"):
+            return value
+        error = value.get("error") if isinstance(value.get("error"), dict) else {}
+        raise Error(error.get("code", "unknown"), error.get("message", "(no message)"), error.get("errno", 0),
+                    source="server")
+
+    def _exchange(self, command, server_wait, arguments, after_reply=None):
+        """One request and its reply object, under the lock; after_reply(value, sent), when given, looks further
+        at a well-formed reply still under the lock (sent: when the request went out, time.monotonic())."""
         request = dict(arguments, command=command)
         try:
             line = json.dumps(request).encode() + b"\n"
@@ -342,7 +367,8 @@ class Client:
             if self.state != "connected":
                 reason = "it was closed" if self.state == "closed" else "an earlier call failed: " + self._end_reason
                 raise Error("not_connected", f"{self.endpoint}: not connected ({reason})", errno_codes.ENOTCONN)
-            deadline = time.monotonic() + self.timeout + server_wait
+            sent = time.monotonic()
+            deadline = sent + self.timeout + server_wait
             self._send(line, command, deadline)
             text = self._receive_line(command, deadline)
             try:
@@ -352,17 +378,28 @@ class Client:
             if not isinstance(value, dict) or not isinstance(value.get("ok"), bool):
                 raise self._fail("protocol_error", "malformed reply from the control socket: " +
                                  text[:200].decode(errors="replace"), errno_codes.EPROTO)
+            if after_reply is not None:
+                after_reply(value, sent)
             return value
 
-    def call(self, command, server_wait=0.0, **arguments):
-        """Sends a command and returns its result (the reply without "ok"); a refusal raises Error with the
-        server's code, errno and message."""
-        value = self.reply(command, server_wait, **arguments)
-        if value.pop("ok"):
-            return value
-        error = value.get("error") if isinstance(value.get("error"), dict) else {}
-        raise Error(error.get("code", "unknown"), error.get("message", "(no message)"), error.get("errno", 0),
-                    source="server")
+    def _closes_within(self, grace):
+        """Whether the server closes the connection within `grace` seconds after a reply. It sends nothing
+        unasked, so anything else that comes is a protocol error."""
+        until = time.monotonic() + grace
+        try:
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            self._sock.settimeout(left)
+            chunk = self._sock.recv(65536)
+        except socket.timeout:
+            return False
+        except (ssl.SSLError, OSError):
+            return True  # reset, or a TLS connection cut without close_notify
+        if chunk:
+            raise self._fail("protocol_error", f"{self.endpoint}: the server sent a line nobody asked for: " +
+                             chunk[:200].decode(errors="replace"), errno_codes.EPROTO)
+        return True
 
     def _send(self, line, command, deadline):
         try:
@@ -436,6 +473,9 @@ class Client:
             return self._fail("wrong_socket", self._wrong_socket_message(), errno_codes.EPROTO)
         if not err:
             return self._fail("connection_lost", f"{self.endpoint}: server closed the connection", 0)
+        if err in (errno_codes.EPIPE, errno_codes.ECONNRESET):
+            return self._fail("connection_lost", f"{self.endpoint}: server closed the connection ({what}: "
+                              f"{os.strerror(err)})", err)
         return self._fail("connection_lost", f"{self.endpoint}: {what}: {os.strerror(err)}", err)
 
     def _ssl_lost(self, what, error):
@@ -585,9 +625,29 @@ class Client:
     # --- events -----------------------------------------------------------------------------------------------
     def wait_events(self, after=0, wait=0.0):
         """{events, last_sequence}: the events with sequence > after, waiting up to `wait` seconds (0 or more;
-        more than 24 h is cut to 24 h) for the first one."""
+        more than 24 h is cut to 24 h) for the first one. A server that stops or restarts meanwhile ends the
+        wait early with no event and closes the connection: that raises Error("connection_lost") (as a
+        connection lost otherwise), saying to resume with after=N on a new connection (N also in its
+        `position`), rather than returning no events as if none had come within the wait."""
         wait = _seconds_argument(wait, "wait_events: wait", 0.0, MAXIMUM_EVENT_WAIT, clamp=True)
-        return self.call("events-wait", server_wait=wait, after=after, timeout_ms=int(wait * 1000))
+
+        def cut_short(value, sent):
+            # A stopping server ends its waits at once, answers with no event and closes: not "no event came
+            # within the wait". (It ends a wait early with no event for nothing else.)
+            left = wait - (time.monotonic() - sent)
+            if value["ok"] and not value.get("events") and left > EARLY_WAIT_END and \
+                    self._closes_within(min(left, CLOSE_AFTER_CUT_WAIT)):
+                raise self._fail("connection_lost", f"{self.endpoint}: the server closed the connection, ending "
+                                 "events-wait early with no event (it stopped or restarted)", 0)
+        try:
+            return self._result(self._exchange("events-wait", wait, {"after": after, "timeout_ms": int(wait * 1000)},
+                                               cut_short))
+        except Error as e:
+            if e.code != "connection_lost":
+                raise
+            lost = Error(e.code, f"{e.message}: connect again and resume with after={after}", e.errno)
+            lost.position = after
+            raise lost from None
 
     def watch_events(self, callback, types=None, snapshot=None, origin=None, after=0, timeout=86400.0, poll=0.5,
                      stop=None):
@@ -599,7 +659,8 @@ class Client:
         As libnbdsnap's Client::watch_events: the callback runs on the calling thread, one event at a time, in
         sequence order, with no lock held, so it may call this client (not close it); an exception it raises
         propagates. `stop` is seen within `poll` seconds (each events-wait's wait, cut to 0.01 .. 60); a call of
-        another thread on this client may wait that long behind the watch. Errors: wait_events()'s."""
+        another thread on this client may wait that long behind the watch. Errors: wait_events()'s; a lost
+        connection's Error names the position to resume from (and has it as `position`)."""
         poll = _seconds_argument(poll, "watch_events: poll", SHORTEST_POLL, LONGEST_POLL, clamp=True)
         deadline = time.monotonic() + _seconds_argument(timeout, "watch_events: timeout")
         position, delivered = after, 0

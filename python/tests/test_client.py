@@ -313,6 +313,41 @@ class ClientTest(unittest.TestCase):
             ctl.watch_events(print, timeout=0.05, poll=0)
             self.assertEqual(asked[:2], [86400000, 10])
 
+    def test_a_server_that_stops_during_an_event_wait_is_reported_with_where_to_resume(self):
+        def stopping(conn):
+            # As nbdsnapd on SIGTERM: the wait ends at once with no event, then the connection closes.
+            stream = conn.makefile("rwb")
+            for line in stream:
+                request = json.loads(line)
+                reply = {"ok": True, "events": [], "last_sequence": 7}
+                if request["after"] == 5:
+                    reply["events"] = [{"sequence": 6, "type": "snapshot_taken", "snapshot": "a"}]
+                stream.write(json.dumps(reply).encode() + b"\n")
+                stream.flush()
+                if request["timeout_ms"] > 0 and request["after"] != 5:
+                    time.sleep(0.1)
+                    return
+        server = self.server(stopping)
+        with nbdsnap.Client(server.path, timeout=2) as ctl:
+            self.assertEqual(ctl.wait_events(7, 0)["events"], [])  # no wait asked: nothing to tell
+            start = time.monotonic()
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.wait_events(7, 20)
+            self.assertLess(time.monotonic() - start, 3)
+            self.assertEqual((caught.exception.code, caught.exception.position), ("connection_lost", 7))
+            self.assertIn("the server closed the connection", caught.exception.message)
+            self.assertIn("connect again and resume with after=7", caught.exception.message)
+            self.assertEqual(ctl.state, "dead")
+        with nbdsnap.Client(server.path, timeout=2) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.watch_events(print, after=5, timeout=20, poll=5)
+            self.assertEqual(caught.exception.position, 6)
+            self.assertIn("resume with after=6", caught.exception.message)
+        with nbdsnap.Client(server.path, timeout=2) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                next(ctl.events(after=7, wait=20))
+            self.assertEqual(caught.exception.position, 7)
+
 
 if __name__ == "__main__":
     unittest.main()
