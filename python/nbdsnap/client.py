@@ -346,6 +346,22 @@ class Client:
         server's code, errno and message."""
         return self._result(self._exchange(command, server_wait, arguments))
 
+    def _shaped(self, command, shape, arguments=None, server_wait=0.0, after_reply=None):
+        """call() for the commands this class wraps: a successful reply must hold `shape` ({key: type}), else
+        Error("protocol_error") naming the socket and the command, and the client is dead (a reply that is not the
+        protocol's: what else it says cannot be trusted). after_reply as _exchange's."""
+        def check(value, sent):
+            if value["ok"]:
+                for key, kind in shape.items():
+                    got = value.get(key)
+                    if not isinstance(got, kind) or (isinstance(got, bool) and kind is not bool):
+                        what = json.dumps(got)[:80] if key in value else "missing"
+                        raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: "
+                                         f"\"{key}\" is {what}, not {_KIND_NAMES[kind]}", errno_codes.EPROTO)
+            if after_reply is not None:
+                after_reply(value, sent)
+        return self._result(self._exchange(command, server_wait, arguments or {}, check))
+
     @staticmethod
     def _result(value):
         if value.pop("ok"):
@@ -376,7 +392,7 @@ class Client:
             except ValueError:
                 value = None
             if not isinstance(value, dict) or not isinstance(value.get("ok"), bool):
-                raise self._fail("protocol_error", "malformed reply from the control socket: " +
+                raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: " +
                                  text[:200].decode(errors="replace"), errno_codes.EPROTO)
             if after_reply is not None:
                 after_reply(value, sent)
@@ -485,31 +501,32 @@ class Client:
     # --- server and origins -----------------------------------------------------------------------------------
     def version(self):
         """{version, protocol, front_end}"""
-        return self.call("version")
+        return self._shaped("version", {"version": str})
 
     def origins(self):
         """The origin objects: [{name, size, read_only, generation, change_number, ..., snapshot, clients, uri}]"""
-        return self.call("origins").get("origins", [])
+        return self._shaped("origins", {"origins": list})["origins"]
 
     def origin_info(self, name):
-        return self.call("origin-info", name=name)["origin"]
+        return self._shaped("origin-info", {"origin": dict}, {"name": name})["origin"]
 
     def origin_attach(self, name, path, read_only=False):
         """nbdsnapd only; `path` as the server sees it (give an absolute path)."""
-        return self.call("origin-attach", name=name, path=path, read_only=read_only)["origin"]
+        return self._shaped("origin-attach", {"origin": dict},
+                            {"name": name, "path": path, "read_only": read_only})["origin"]
 
     def origin_detach(self, name, force=False):
         self.call("origin-detach", name=name, force=force)
 
     # --- change block tracking --------------------------------------------------------------------------------
     def cbt_info(self, origin, snapshot=None):
-        return self.call("cbt-info", **_present(origin=origin, snapshot=snapshot))["cbt"]
+        return self._shaped("cbt-info", {"cbt": dict}, _present(origin=origin, snapshot=snapshot))["cbt"]
 
     def cbt_map(self, origin, since=None, snapshot=None, offset=None, length=None, max_ranges=None):
         """One page of changed ranges: {generation, change_number, block_size, ranges: [{offset, length}],
         more, next_offset} (paging needs a server that pages; others send the whole map)."""
-        return self.call("cbt-map", **_present(origin=origin, since=since, snapshot=snapshot, offset=offset,
-                                              length=length, max_ranges=max_ranges))
+        return self._shaped("cbt-map", {"ranges": list}, _present(origin=origin, since=since, snapshot=snapshot,
+                                                                 offset=offset, length=length, max_ranges=max_ranges))
 
     def cbt_changed_ranges(self, origin, since=None, snapshot=None, offset=None, length=None):
         """All pages of cbt_map joined: the reply of the first page with every page's ranges, more False. A change
@@ -520,8 +537,8 @@ class Client:
 
     def cbt_raw_map(self, origin, snapshot=None, offset=None, length=None, max_runs=None):
         """One page of change numbers per tracking block (servers with cbt-raw-map)."""
-        return self.call("cbt-raw-map", **_present(origin=origin, snapshot=snapshot, offset=offset, length=length,
-                                                  max_runs=max_runs))
+        return self._shaped("cbt-raw-map", {"runs": list}, _present(origin=origin, snapshot=snapshot, offset=offset,
+                                                                   length=length, max_runs=max_runs))
 
     def cbt_whole_raw_map(self, origin, snapshot=None, offset=None, length=None):
         """All pages of cbt_raw_map joined (runs of every page; length covers them all), as cbt_changed_ranges."""
@@ -531,8 +548,7 @@ class Client:
         arguments = _present(**arguments)
         start = arguments.get("offset", 0)
         end = start + arguments["length"] if "length" in arguments else None
-        joined = self.call(command, **arguments)
-        joined.setdefault(items, [])
+        joined = self._shaped(command, {items: list}, dict(arguments))
         page, offset = joined, start
         while page.get("more"):
             following = page.get("next_offset", 0)
@@ -542,12 +558,12 @@ class Client:
             offset = arguments["offset"] = following
             if end is not None:
                 arguments["length"] = end - following
-            page = self.call(command, **arguments)
+            page = self._shaped(command, {items: list}, dict(arguments))
             if page.get("generation") != joined.get("generation"):
                 raise Error("generation_changed", f"the CBT generation of {arguments['origin']} changed from "
                             f"{joined.get('generation')} to {page.get('generation')} while its map was read: CBT "
                             "history was lost, read it again (a backup: do a full one)", errno_codes.ESTALE)
-            joined[items].extend(page.get(items, []))
+            joined[items].extend(page[items])
         joined["next_offset"] = page.get("next_offset", 0)
         joined["more"] = False
         if command == "cbt-raw-map":
@@ -565,11 +581,11 @@ class Client:
 
     def cbt_reset(self, origin):
         """Starts a new generation; returns it."""
-        return self.call("cbt-reset", origin=origin).get("generation", "")
+        return self._shaped("cbt-reset", {"generation": str}, {"origin": origin})["generation"]
 
     def checkpoints(self, origin, snapshot=None):
         """{generation, checkpoints: [{name, number, taken_unix_ms}]} oldest first"""
-        return self.call("checkpoints", **_present(origin=origin, snapshot=snapshot))
+        return self._shaped("checkpoints", {"checkpoints": list}, _present(origin=origin, snapshot=snapshot))
 
     def checkpoint_delete(self, origin, name):
         """Servers with checkpoint-delete."""
@@ -585,7 +601,7 @@ class Client:
             arguments["storage"] = [s if isinstance(s, dict) else _storage_entry(s[0], s[1], sparse) for s in storage]
         if limit:
             arguments["limit"] = limit
-        return self.call("snapshot-create", **arguments)["snapshot"]
+        return self._shaped("snapshot-create", {"snapshot": dict}, arguments)["snapshot"]
 
     def snapshot_add(self, name, origin):
         self.call("snapshot-add", name=name, origin=origin)
@@ -594,17 +610,18 @@ class Client:
         self.call("snapshot-remove", name=name, origin=origin)
 
     def snapshot_take(self, name):
-        return self.call("snapshot-take", name=name)["snapshot"]
+        return self._shaped("snapshot-take", {"snapshot": dict}, {"name": name})["snapshot"]
 
     def snapshot_append_storage(self, name, path, size=0, sparse=False):
         """As snapshot_create's storage: a file created at `size` is allocated unless sparse=True."""
-        return self.call("snapshot-append-storage", name=name, **_storage_entry(path, size, sparse))["snapshot"]
+        return self._shaped("snapshot-append-storage", {"snapshot": dict},
+                            dict(name=name, **_storage_entry(path, size, sparse)))["snapshot"]
 
     def snapshot_info(self, name):
-        return self.call("snapshot-info", name=name)["snapshot"]
+        return self._shaped("snapshot-info", {"snapshot": dict}, {"name": name})["snapshot"]
 
     def snapshots(self):
-        return self.call("snapshot-list").get("snapshots", [])
+        return self._shaped("snapshot-list", {"snapshots": list})["snapshots"]
 
     def snapshot_destroy(self, name, force=False):
         """Destroys a snapshot. The server refuses (code busy) while clients read its images unless force,
@@ -619,8 +636,8 @@ class Client:
         """{origins: [{name, writes, bytes_written, reads, bytes_read, chunks_copied, bytes_copied,
         copy_on_write_ns, cbt_blocks_marked, clients}], snapshots: [{name, state, storage_total, storage_used,
         storage_free, storage_limit, images: [{origin, export, reads, bytes_read, clients}]}]} (docs/control.md)."""
-        reply = self.call("stats")
-        return {"origins": reply.get("origins", []), "snapshots": reply.get("snapshots", [])}
+        reply = self._shaped("stats", {"origins": list, "snapshots": list})
+        return {"origins": reply["origins"], "snapshots": reply["snapshots"]}
 
     # --- events -----------------------------------------------------------------------------------------------
     def wait_events(self, after=0, wait=0.0):
@@ -632,6 +649,10 @@ class Client:
         wait = _seconds_argument(wait, "wait_events: wait", 0.0, MAXIMUM_EVENT_WAIT, clamp=True)
 
         def cut_short(value, sent):
+            if value["ok"] and not all(isinstance(e, dict) and isinstance(e.get("sequence"), int)
+                                       for e in value["events"]):
+                raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to events-wait: an event "
+                                 "is not an object with a \"sequence\" number", errno_codes.EPROTO)
             # A stopping server ends its waits at once, answers with no event and closes: not "no event came
             # within the wait". (It ends a wait early with no event for nothing else.)
             left = wait - (time.monotonic() - sent)
@@ -640,8 +661,8 @@ class Client:
                 raise self._fail("connection_lost", f"{self.endpoint}: the server closed the connection, ending "
                                  "events-wait early with no event (it stopped or restarted)", 0)
         try:
-            return self._result(self._exchange("events-wait", wait, {"after": after, "timeout_ms": int(wait * 1000)},
-                                               cut_short))
+            return self._shaped("events-wait", {"events": list, "last_sequence": int},
+                                {"after": after, "timeout_ms": int(wait * 1000)}, wait, cut_short)
         except Error as e:
             if e.code != "connection_lost":
                 raise
@@ -714,6 +735,9 @@ class EventStream:
         if not self._buffered:
             return None
         return self.__next__()
+
+
+_KIND_NAMES = {list: "a list", dict: "an object", str: "a string", int: "a whole number"}
 
 
 def _present(**arguments):

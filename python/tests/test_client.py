@@ -133,7 +133,27 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(nbdsnap.Error) as caught:
                 ctl.snapshots()
             self.assertEqual(caught.exception.code, "protocol_error")
+            self.assertIn(f"control socket {server.path}: malformed reply to snapshot-list: hello",
+                          caught.exception.message)
             self.assertEqual(ctl.state, "dead")
+
+    def test_a_reply_of_the_wrong_shape_is_a_protocol_error_naming_the_socket_and_command(self):
+        wrong = {"origins": {"origins": 5}, "snapshot-list": {"snapshots": "s1"}, "stats": {"origins": []},
+                 "snapshot-info": {}, "cbt-reset": {"generation": 3}, "cbt-map": {"ranges": None},
+                 "events-wait": {"events": [1], "last_sequence": 1}, "version": {"version": True}}
+        server = self.server(replying(lambda request: dict(wrong[request["command"]], ok=True)))
+        calls = {"origins": lambda c: c.origins(), "snapshot-list": lambda c: c.snapshots(),
+                 "stats": lambda c: c.stats(), "snapshot-info": lambda c: c.snapshot_info("s1"),
+                 "cbt-reset": lambda c: c.cbt_reset("disk"), "cbt-map": lambda c: c.cbt_changed_ranges("disk"),
+                 "events-wait": lambda c: c.wait_events(0), "version": lambda c: c.version()}
+        for command, call in calls.items():
+            with self.subTest(command=command), nbdsnap.Client(server.path) as ctl:
+                with self.assertRaises(nbdsnap.Error) as caught:
+                    call(ctl)
+                self.assertEqual((caught.exception.code, caught.exception.errno), ("protocol_error", errno.EPROTO))
+                self.assertIn(f"control socket {server.path}: malformed reply to {command}: ",
+                              caught.exception.message)
+                self.assertEqual(ctl.state, "dead")
 
     def test_connecting_to_nothing_fails_with_errno(self):
         with self.assertRaises(nbdsnap.Error) as caught:
@@ -340,7 +360,7 @@ class ClientTest(unittest.TestCase):
             self.assertEqual(ctl.state, "dead")
         with nbdsnap.Client(server.path, timeout=2) as ctl:
             with self.assertRaises(nbdsnap.Error) as caught:
-                ctl.watch_events(print, after=5, timeout=20, poll=5)
+                ctl.watch_events(lambda event: None, after=5, timeout=20, poll=5)
             self.assertEqual(caught.exception.position, 6)
             self.assertIn("resume with after=6", caught.exception.message)
         with nbdsnap.Client(server.path, timeout=2) as ctl:
