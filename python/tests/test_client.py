@@ -164,7 +164,7 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(caught.exception.errno, errno.ENAMETOOLONG)
 
     def test_a_full_listen_backlog_is_waited_out_then_reported_as_a_timeout(self):
-        path, listener, queued = self.full_backlog()
+        path, listener = self.full_backlog()
         start = time.monotonic()
         with self.assertRaises(nbdsnap.Error) as caught:
             nbdsnap.Client(path, timeout=0.5, timeout_name="--timeout")
@@ -193,7 +193,7 @@ class ClientTest(unittest.TestCase):
             s.setblocking(False)
             if s.connect_ex(path) != 0:
                 s.close()
-                return path, listener, queued
+                return path, listener
             queued.append(s)
         self.fail("the listen backlog never filled")
 
