@@ -11,6 +11,7 @@ client connected.
 """
 import errno as errno_codes
 import json
+import math
 import os
 import random
 import socket
@@ -22,13 +23,20 @@ LIBRARY_VERSION = "0.1.0"
 
 NBD_GREETING_MAGIC = b"NBDMAGIC"
 MAXIMUM_EVENT_WAIT = 24 * 3600.0  # seconds: the server's bound (docs/control.md)
+# An events-wait answered with no event more than EARLY_WAIT_END before its wait was over is looked at: a
+# stopping server answers so, then closes the connection, which the client waits up to CLOSE_AFTER_CUT_WAIT for.
+EARLY_WAIT_END = 0.02  # seconds
+CLOSE_AFTER_CUT_WAIT = 1.0  # seconds
 # Ranges per cbt-mark-dirty request when cbt_mark_dirty splits a long list, as libnbdsnap's
 # kMarkDirtyRangesPerRequest (nbdsnap/client.h): far below the protocol's 1 MiB line.
 MARK_DIRTY_RANGES_PER_REQUEST = 16384
 
 
 class Error(Exception):
-    """A refused command (source "server") or a failure of the client (source "client")."""
+    """A refused command (source "server") or a failure of the client (source "client"). `position`: for an
+    event wait that lost its connection (connection_lost), the sequence to resume after on a new connection."""
+
+    position = None
 
     def __init__(self, code, message, errno=0, source="client"):
         super().__init__(f"{message} ({code})")
@@ -40,6 +48,33 @@ class Error(Exception):
     @property
     def from_server(self):
         return self.source == "server"
+
+
+LONGEST_TIMEOUT = 86400.0  # seconds: Client(timeout=), as the CLI's --timeout (more than 0, at most 24 h)
+SHORTEST_POLL, LONGEST_POLL = 0.01, 60.0  # seconds: watch_events(poll=), as libnbdsnap's WatchOptions::poll
+
+
+def _seconds_argument(value, name, lowest=0.0, highest=None, clamp=False, above_lowest=False):
+    """`value` as seconds (a float): the one check of every time argument of the package, so that every wait
+    has a bound. NaN, infinities, negative values and non-numbers are refused; so are values outside
+    lowest .. highest (above lowest only, with above_lowest), unless clamp, which cuts them to the range.
+    Raises Error("invalid_request", EINVAL) naming the argument and the allowed range."""
+    if clamp:
+        allowed = f"0 or more (cut to {lowest:g} .. {highest:g})"
+    elif highest is None:
+        allowed = f"more than {lowest:g}" if above_lowest else f"{lowest:g} or more"
+    else:
+        allowed = f"more than {lowest:g} and at most {highest:g}" if above_lowest else f"{lowest:g} .. {highest:g}"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    out_of_range = (seconds < lowest or (above_lowest and seconds == lowest)
+                    or (highest is not None and seconds > highest))
+    if not math.isfinite(seconds) or seconds < 0 or (out_of_range and not clamp):
+        raise Error("invalid_request", f"{name}={value!r}: give a finite number of seconds, {allowed}",
+                    errno_codes.EINVAL)
+    return min(max(seconds, lowest), highest) if out_of_range else seconds
 
 
 def _within(timeout, timeout_name):
@@ -173,9 +208,12 @@ class Client:
     certificate; the server's certificate must name HOST). `tls_psk` (a PSK file) raises Error("not_supported"):
     Python's ssl module has no TLS-PSK before 3.13.
 
-    `timeout` (seconds) bounds connecting and each call's wait for its reply, on top of what the command itself
-    waits on the server (wait_events). Raises Error("connection_failed") with the errno (ENOENT, ECONNREFUSED,
-    ENAMETOOLONG...), Error("timeout"), and for tls:// Error("invalid_request") (a malformed address, no
+    `timeout` (seconds, more than 0 and at most 86400) bounds connecting and each call's wait for its reply, on
+    top of what the command itself waits on the server (wait_events). Every time argument of the package is
+    checked alike: NaN, infinities, negative values and non-numbers raise Error("invalid_request") naming the
+    argument and its range. Raises Error("connection_failed") with the errno (ENOENT, ECONNREFUSED,
+    ENAMETOOLONG...), Error("timeout") (the server's listen backlog stayed full: a stopped or flooded server,
+    tried again until the timeout), and for tls:// Error("invalid_request") (a malformed address, no
     credentials) or Error("bad_credentials"). A tls:// connection the server closes during the TLS handshake
     without an alert (not a refusal: a server making room in a flood of connections) is tried again, up to 3
     attempts within about 2 s, then raises Error("connection_failed") with ECONNRESET and a message saying to
@@ -186,7 +224,7 @@ class Client:
     def __init__(self, path, timeout=30.0, timeout_name="", tls_certificates=None, tls_psk=None):
         self.path = path
         self.endpoint = f"control socket {path}"
-        self.timeout = float(timeout)
+        self.timeout = _seconds_argument(timeout, "Client: timeout", 0.0, LONGEST_TIMEOUT, above_lowest=True)
         self.timeout_name = timeout_name
         self.state = "connected"
         self._lock = threading.Lock()
@@ -200,17 +238,33 @@ class Client:
         if not path or len(path.encode()) >= 108:
             raise Error("connection_failed", f"control socket path '{path}' is empty or too long",
                         errno_codes.ENAMETOOLONG)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.settimeout(self.timeout)
-        try:
-            self._sock.connect(path)
-        except socket.timeout:
-            self._sock.close()
-            raise Error("timeout", f"{self.endpoint}: cannot connect {_within(self.timeout, timeout_name)}: "
-                        "the server accepts no clients", errno_codes.ETIMEDOUT) from None
-        except OSError as e:
-            self._sock.close()
-            raise Error("connection_failed", f"{self.endpoint}: cannot connect: {e.strerror}", e.errno) from None
+        self._sock = self._connect_unix(path)
+
+    def _connect_unix(self, path):
+        """A connected socket, trying again until the timeout while the listen backlog is full: a non-blocking
+        connect to a Unix socket then fails at once with EAGAIN, and poll cannot wait for room (as
+        libnbdsnap's connect_unix)."""
+        deadline = time.monotonic() + self.timeout
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        pause = 0.005
+        while True:
+            err = sock.connect_ex(path)
+            if err == 0:
+                sock.settimeout(self.timeout)
+                return sock
+            if err == errno_codes.EINTR:
+                continue
+            if err != errno_codes.EAGAIN:
+                sock.close()
+                raise Error("connection_failed", f"{self.endpoint}: cannot connect: {os.strerror(err)}", err)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                sock.close()
+                raise Error("timeout", f"{self.endpoint}: cannot connect {_within(self.timeout, self.timeout_name)}: "
+                            "the server accepts no clients (its listen backlog stayed full)", errno_codes.ETIMEDOUT)
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
 
     def _connect_tls(self, certificates, psk):
         user, host, port = parse_tls_address(self.path)
@@ -285,6 +339,40 @@ class Client:
     def reply(self, command, server_wait=0.0, **arguments):
         """Sends {"command": command, ...arguments} and returns the reply object as the server sent it, "ok"
         true or false (for programs that look at refusals themselves). Client failures raise Error."""
+        return self._exchange(command, server_wait, arguments)
+
+    def call(self, command, server_wait=0.0, **arguments):
+        """Sends a command and returns its result (the reply without "ok"); a refusal raises Error with the
+        server's code, errno and message."""
+        return self._result(self._exchange(command, server_wait, arguments))
+
+    def _shaped(self, command, shape, arguments=None, server_wait=0.0, after_reply=None):
+        """call() for the commands this class wraps: a successful reply must hold `shape` ({key: type}), else
+        Error("protocol_error") naming the socket and the command, and the client is dead (a reply that is not the
+        protocol's: what else it says cannot be trusted). after_reply as _exchange's."""
+        def check(value, sent):
+            if value["ok"]:
+                for key, kind in shape.items():
+                    got = value.get(key)
+                    if not isinstance(got, kind) or (isinstance(got, bool) and kind is not bool):
+                        what = json.dumps(got)[:80] if key in value else "missing"
+                        raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: "
+                                         f"\"{key}\" is {what}, not {_KIND_NAMES[kind]}", errno_codes.EPROTO)
+            if after_reply is not None:
+                after_reply(value, sent)
+        return self._result(self._exchange(command, server_wait, arguments or {}, check))
+
+    @staticmethod
+    def _result(value):
+        if value.pop("ok"):
+            return value
+        error = value.get("error") if isinstance(value.get("error"), dict) else {}
+        raise Error(error.get("code", "unknown"), error.get("message", "(no message)"), error.get("errno", 0),
+                    source="server")
+
+    def _exchange(self, command, server_wait, arguments, after_reply=None):
+        """One request and its reply object, under the lock; after_reply(value, sent), when given, looks further
+        at a well-formed reply still under the lock (sent: when the request went out, time.monotonic())."""
         request = dict(arguments, command=command)
         try:
             line = json.dumps(request).encode() + b"\n"
@@ -295,7 +383,8 @@ class Client:
             if self.state != "connected":
                 reason = "it was closed" if self.state == "closed" else "an earlier call failed: " + self._end_reason
                 raise Error("not_connected", f"{self.endpoint}: not connected ({reason})", errno_codes.ENOTCONN)
-            deadline = time.monotonic() + self.timeout + server_wait
+            sent = time.monotonic()
+            deadline = sent + self.timeout + server_wait
             self._send(line, command, deadline)
             text = self._receive_line(command, deadline)
             try:
@@ -303,19 +392,30 @@ class Client:
             except ValueError:
                 value = None
             if not isinstance(value, dict) or not isinstance(value.get("ok"), bool):
-                raise self._fail("protocol_error", "malformed reply from the control socket: " +
+                raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: " +
                                  text[:200].decode(errors="replace"), errno_codes.EPROTO)
+            if after_reply is not None:
+                after_reply(value, sent)
             return value
 
-    def call(self, command, server_wait=0.0, **arguments):
-        """Sends a command and returns its result (the reply without "ok"); a refusal raises Error with the
-        server's code, errno and message."""
-        value = self.reply(command, server_wait, **arguments)
-        if value.pop("ok"):
-            return value
-        error = value.get("error") if isinstance(value.get("error"), dict) else {}
-        raise Error(error.get("code", "unknown"), error.get("message", "(no message)"), error.get("errno", 0),
-                    source="server")
+    def _closes_within(self, grace):
+        """Whether the server closes the connection within `grace` seconds after a reply. It sends nothing
+        unasked, so anything else that comes is a protocol error."""
+        until = time.monotonic() + grace
+        try:
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            self._sock.settimeout(left)
+            chunk = self._sock.recv(65536)
+        except socket.timeout:
+            return False
+        except (ssl.SSLError, OSError):
+            return True  # reset, or a TLS connection cut without close_notify
+        if chunk:
+            raise self._fail("protocol_error", f"{self.endpoint}: the server sent a line nobody asked for: " +
+                             chunk[:200].decode(errors="replace"), errno_codes.EPROTO)
+        return True
 
     def _send(self, line, command, deadline):
         try:
@@ -389,6 +489,9 @@ class Client:
             return self._fail("wrong_socket", self._wrong_socket_message(), errno_codes.EPROTO)
         if not err:
             return self._fail("connection_lost", f"{self.endpoint}: server closed the connection", 0)
+        if err in (errno_codes.EPIPE, errno_codes.ECONNRESET):
+            return self._fail("connection_lost", f"{self.endpoint}: server closed the connection ({what}: "
+                              f"{os.strerror(err)})", err)
         return self._fail("connection_lost", f"{self.endpoint}: {what}: {os.strerror(err)}", err)
 
     def _ssl_lost(self, what, error):
@@ -398,31 +501,32 @@ class Client:
     # --- server and origins -----------------------------------------------------------------------------------
     def version(self):
         """{version, protocol, front_end}"""
-        return self.call("version")
+        return self._shaped("version", {"version": str})
 
     def origins(self):
         """The origin objects: [{name, size, read_only, generation, change_number, ..., snapshot, clients, uri}]"""
-        return self.call("origins").get("origins", [])
+        return self._shaped("origins", {"origins": list})["origins"]
 
     def origin_info(self, name):
-        return self.call("origin-info", name=name)["origin"]
+        return self._shaped("origin-info", {"origin": dict}, {"name": name})["origin"]
 
     def origin_attach(self, name, path, read_only=False):
         """nbdsnapd only; `path` as the server sees it (give an absolute path)."""
-        return self.call("origin-attach", name=name, path=path, read_only=read_only)["origin"]
+        return self._shaped("origin-attach", {"origin": dict},
+                            {"name": name, "path": path, "read_only": read_only})["origin"]
 
     def origin_detach(self, name, force=False):
         self.call("origin-detach", name=name, force=force)
 
     # --- change block tracking --------------------------------------------------------------------------------
     def cbt_info(self, origin, snapshot=None):
-        return self.call("cbt-info", **_present(origin=origin, snapshot=snapshot))["cbt"]
+        return self._shaped("cbt-info", {"cbt": dict}, _present(origin=origin, snapshot=snapshot))["cbt"]
 
     def cbt_map(self, origin, since=None, snapshot=None, offset=None, length=None, max_ranges=None):
         """One page of changed ranges: {generation, change_number, block_size, ranges: [{offset, length}],
         more, next_offset} (paging needs a server that pages; others send the whole map)."""
-        return self.call("cbt-map", **_present(origin=origin, since=since, snapshot=snapshot, offset=offset,
-                                              length=length, max_ranges=max_ranges))
+        return self._shaped("cbt-map", {"ranges": list}, _present(origin=origin, since=since, snapshot=snapshot,
+                                                                 offset=offset, length=length, max_ranges=max_ranges))
 
     def cbt_changed_ranges(self, origin, since=None, snapshot=None, offset=None, length=None):
         """All pages of cbt_map joined: the reply of the first page with every page's ranges, more False. A change
@@ -433,8 +537,8 @@ class Client:
 
     def cbt_raw_map(self, origin, snapshot=None, offset=None, length=None, max_runs=None):
         """One page of change numbers per tracking block (servers with cbt-raw-map)."""
-        return self.call("cbt-raw-map", **_present(origin=origin, snapshot=snapshot, offset=offset, length=length,
-                                                  max_runs=max_runs))
+        return self._shaped("cbt-raw-map", {"runs": list}, _present(origin=origin, snapshot=snapshot, offset=offset,
+                                                                   length=length, max_runs=max_runs))
 
     def cbt_whole_raw_map(self, origin, snapshot=None, offset=None, length=None):
         """All pages of cbt_raw_map joined (runs of every page; length covers them all), as cbt_changed_ranges."""
@@ -444,8 +548,7 @@ class Client:
         arguments = _present(**arguments)
         start = arguments.get("offset", 0)
         end = start + arguments["length"] if "length" in arguments else None
-        joined = self.call(command, **arguments)
-        joined.setdefault(items, [])
+        joined = self._shaped(command, {items: list}, dict(arguments))
         page, offset = joined, start
         while page.get("more"):
             following = page.get("next_offset", 0)
@@ -455,12 +558,12 @@ class Client:
             offset = arguments["offset"] = following
             if end is not None:
                 arguments["length"] = end - following
-            page = self.call(command, **arguments)
+            page = self._shaped(command, {items: list}, dict(arguments))
             if page.get("generation") != joined.get("generation"):
                 raise Error("generation_changed", f"the CBT generation of {arguments['origin']} changed from "
                             f"{joined.get('generation')} to {page.get('generation')} while its map was read: CBT "
                             "history was lost, read it again (a backup: do a full one)", errno_codes.ESTALE)
-            joined[items].extend(page.get(items, []))
+            joined[items].extend(page[items])
         joined["next_offset"] = page.get("next_offset", 0)
         joined["more"] = False
         if command == "cbt-raw-map":
@@ -478,11 +581,11 @@ class Client:
 
     def cbt_reset(self, origin):
         """Starts a new generation; returns it."""
-        return self.call("cbt-reset", origin=origin).get("generation", "")
+        return self._shaped("cbt-reset", {"generation": str}, {"origin": origin})["generation"]
 
     def checkpoints(self, origin, snapshot=None):
         """{generation, checkpoints: [{name, number, taken_unix_ms}]} oldest first"""
-        return self.call("checkpoints", **_present(origin=origin, snapshot=snapshot))
+        return self._shaped("checkpoints", {"checkpoints": list}, _present(origin=origin, snapshot=snapshot))
 
     def checkpoint_delete(self, origin, name):
         """Servers with checkpoint-delete."""
@@ -498,7 +601,7 @@ class Client:
             arguments["storage"] = [s if isinstance(s, dict) else _storage_entry(s[0], s[1], sparse) for s in storage]
         if limit:
             arguments["limit"] = limit
-        return self.call("snapshot-create", **arguments)["snapshot"]
+        return self._shaped("snapshot-create", {"snapshot": dict}, arguments)["snapshot"]
 
     def snapshot_add(self, name, origin):
         self.call("snapshot-add", name=name, origin=origin)
@@ -507,17 +610,18 @@ class Client:
         self.call("snapshot-remove", name=name, origin=origin)
 
     def snapshot_take(self, name):
-        return self.call("snapshot-take", name=name)["snapshot"]
+        return self._shaped("snapshot-take", {"snapshot": dict}, {"name": name})["snapshot"]
 
     def snapshot_append_storage(self, name, path, size=0, sparse=False):
         """As snapshot_create's storage: a file created at `size` is allocated unless sparse=True."""
-        return self.call("snapshot-append-storage", name=name, **_storage_entry(path, size, sparse))["snapshot"]
+        return self._shaped("snapshot-append-storage", {"snapshot": dict},
+                            dict(name=name, **_storage_entry(path, size, sparse)))["snapshot"]
 
     def snapshot_info(self, name):
-        return self.call("snapshot-info", name=name)["snapshot"]
+        return self._shaped("snapshot-info", {"snapshot": dict}, {"name": name})["snapshot"]
 
     def snapshots(self):
-        return self.call("snapshot-list").get("snapshots", [])
+        return self._shaped("snapshot-list", {"snapshots": list})["snapshots"]
 
     def snapshot_destroy(self, name, force=False):
         """Destroys a snapshot. The server refuses (code busy) while clients read its images unless force,
@@ -532,15 +636,39 @@ class Client:
         """{origins: [{name, writes, bytes_written, reads, bytes_read, chunks_copied, bytes_copied,
         copy_on_write_ns, cbt_blocks_marked, clients}], snapshots: [{name, state, storage_total, storage_used,
         storage_free, storage_limit, images: [{origin, export, reads, bytes_read, clients}]}]} (docs/control.md)."""
-        reply = self.call("stats")
-        return {"origins": reply.get("origins", []), "snapshots": reply.get("snapshots", [])}
+        reply = self._shaped("stats", {"origins": list, "snapshots": list})
+        return {"origins": reply["origins"], "snapshots": reply["snapshots"]}
 
     # --- events -----------------------------------------------------------------------------------------------
     def wait_events(self, after=0, wait=0.0):
-        """{events, last_sequence}: the events with sequence > after, waiting up to `wait` seconds (at most
-        24 h) for the first one."""
-        wait = min(max(float(wait), 0.0), MAXIMUM_EVENT_WAIT)
-        return self.call("events-wait", server_wait=wait, after=after, timeout_ms=int(wait * 1000))
+        """{events, last_sequence}: the events with sequence > after, waiting up to `wait` seconds (0 or more;
+        more than 24 h is cut to 24 h) for the first one. A server that stops or restarts meanwhile ends the
+        wait early with no event and closes the connection: that raises Error("connection_lost") (as a
+        connection lost otherwise), saying to resume with after=N on a new connection (N also in its
+        `position`), rather than returning no events as if none had come within the wait."""
+        wait = _seconds_argument(wait, "wait_events: wait", 0.0, MAXIMUM_EVENT_WAIT, clamp=True)
+
+        def cut_short(value, sent):
+            if value["ok"] and not all(isinstance(e, dict) and isinstance(e.get("sequence"), int)
+                                       for e in value["events"]):
+                raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to events-wait: an event "
+                                 "is not an object with a \"sequence\" number", errno_codes.EPROTO)
+            # A stopping server ends its waits at once, answers with no event and closes: not "no event came
+            # within the wait". (It ends a wait early with no event for nothing else.)
+            left = wait - (time.monotonic() - sent)
+            if value["ok"] and not value.get("events") and left > EARLY_WAIT_END and \
+                    self._closes_within(min(left, CLOSE_AFTER_CUT_WAIT)):
+                raise self._fail("connection_lost", f"{self.endpoint}: the server closed the connection, ending "
+                                 "events-wait early with no event (it stopped or restarted)", 0)
+        try:
+            return self._shaped("events-wait", {"events": list, "last_sequence": int},
+                                {"after": after, "timeout_ms": int(wait * 1000)}, wait, cut_short)
+        except Error as e:
+            if e.code != "connection_lost":
+                raise
+            lost = Error(e.code, f"{e.message}: connect again and resume with after={after}", e.errno)
+            lost.position = after
+            raise lost from None
 
     def watch_events(self, callback, types=None, snapshot=None, origin=None, after=0, timeout=86400.0, poll=0.5,
                      stop=None):
@@ -548,12 +676,14 @@ class Client:
         origin: names; None matches any) as the server logs it, until the callback returns False, `stop` (a
         threading.Event) is set, or `timeout` seconds pass. Returns {"reason": "callback_stopped" |
         "stop_requested" | "timed_out", "position": the last sequence read, "delivered": events passed on}.
+        `timeout` is seconds, 0 or more (finite: a program that watches for ever calls again with after=position)
         As libnbdsnap's Client::watch_events: the callback runs on the calling thread, one event at a time, in
         sequence order, with no lock held, so it may call this client (not close it); an exception it raises
-        propagates. `stop` is seen within `poll` seconds (each events-wait's wait, 0.01 .. 60); a call of
-        another thread on this client may wait that long behind the watch. Errors: wait_events()'s."""
-        poll = min(max(float(poll), 0.01), 60.0)
-        deadline = time.monotonic() + max(float(timeout), 0.0)
+        propagates. `stop` is seen within `poll` seconds (each events-wait's wait, cut to 0.01 .. 60); a call of
+        another thread on this client may wait that long behind the watch. Errors: wait_events()'s; a lost
+        connection's Error names the position to resume from (and has it as `position`)."""
+        poll = _seconds_argument(poll, "watch_events: poll", SHORTEST_POLL, LONGEST_POLL, clamp=True)
+        deadline = time.monotonic() + _seconds_argument(timeout, "watch_events: timeout")
         position, delivered = after, 0
         while True:
             if stop is not None and stop.is_set():
@@ -585,7 +715,7 @@ class EventStream:
     def __init__(self, client, after=0, wait=1.0):
         self.client = client
         self.position = after
-        self.wait = wait
+        self.wait = _seconds_argument(wait, "events: wait", 0.0, MAXIMUM_EVENT_WAIT, clamp=True)
         self._buffered = []
 
     def __iter__(self):
@@ -605,6 +735,9 @@ class EventStream:
         if not self._buffered:
             return None
         return self.__next__()
+
+
+_KIND_NAMES = {list: "a list", dict: "an object", str: "a string", int: "a whole number"}
 
 
 def _present(**arguments):

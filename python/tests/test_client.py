@@ -5,6 +5,7 @@ the server's code and errno, a silent server's timeout and the dead state it lea
 mistake, malformed replies, paging of CBT maps, and calls from several threads. Run: python3 -m unittest."""
 import errno
 import json
+import math
 import os
 import socket
 import sys
@@ -132,7 +133,27 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(nbdsnap.Error) as caught:
                 ctl.snapshots()
             self.assertEqual(caught.exception.code, "protocol_error")
+            self.assertIn(f"control socket {server.path}: malformed reply to snapshot-list: hello",
+                          caught.exception.message)
             self.assertEqual(ctl.state, "dead")
+
+    def test_a_reply_of_the_wrong_shape_is_a_protocol_error_naming_the_socket_and_command(self):
+        wrong = {"origins": {"origins": 5}, "snapshot-list": {"snapshots": "s1"}, "stats": {"origins": []},
+                 "snapshot-info": {}, "cbt-reset": {"generation": 3}, "cbt-map": {"ranges": None},
+                 "events-wait": {"events": [1], "last_sequence": 1}, "version": {"version": True}}
+        server = self.server(replying(lambda request: dict(wrong[request["command"]], ok=True)))
+        calls = {"origins": lambda c: c.origins(), "snapshot-list": lambda c: c.snapshots(),
+                 "stats": lambda c: c.stats(), "snapshot-info": lambda c: c.snapshot_info("s1"),
+                 "cbt-reset": lambda c: c.cbt_reset("disk"), "cbt-map": lambda c: c.cbt_changed_ranges("disk"),
+                 "events-wait": lambda c: c.wait_events(0), "version": lambda c: c.version()}
+        for command, call in calls.items():
+            with self.subTest(command=command), nbdsnap.Client(server.path) as ctl:
+                with self.assertRaises(nbdsnap.Error) as caught:
+                    call(ctl)
+                self.assertEqual((caught.exception.code, caught.exception.errno), ("protocol_error", errno.EPROTO))
+                self.assertIn(f"control socket {server.path}: malformed reply to {command}: ",
+                              caught.exception.message)
+                self.assertEqual(ctl.state, "dead")
 
     def test_connecting_to_nothing_fails_with_errno(self):
         with self.assertRaises(nbdsnap.Error) as caught:
@@ -141,6 +162,40 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(nbdsnap.Error) as caught:
             nbdsnap.Client("/" + "x" * 200)
         self.assertEqual(caught.exception.errno, errno.ENAMETOOLONG)
+
+    def test_a_full_listen_backlog_is_waited_out_then_reported_as_a_timeout(self):
+        path, listener = self.full_backlog()
+        start = time.monotonic()
+        with self.assertRaises(nbdsnap.Error) as caught:
+            nbdsnap.Client(path, timeout=0.5, timeout_name="--timeout")
+        elapsed = time.monotonic() - start
+        self.assertEqual((caught.exception.code, caught.exception.errno), ("timeout", errno.ETIMEDOUT))
+        self.assertIn("cannot connect within 0.5 s (--timeout): the server accepts no clients",
+                      caught.exception.message)
+        self.assertTrue(0.45 <= elapsed < 3, elapsed)
+        # Room made while the client waits: it connects.
+        threading.Timer(0.3, lambda: listener.accept()[0].close()).start()
+        with nbdsnap.Client(path, timeout=5) as ctl:
+            self.assertEqual(ctl.state, "connected")
+
+    def full_backlog(self):
+        """A Unix socket that accepts no clients (listen backlog 0, filled): a server stopped with SIGSTOP."""
+        directory = tempfile.mkdtemp(prefix="nbdsnap-py-test.")
+        path = os.path.join(directory, "s.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(0)
+        queued = []
+        self.addCleanup(lambda: ([s.close() for s in queued], listener.close(), os.unlink(path),
+                                 os.rmdir(directory)))
+        for _ in range(64):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            if s.connect_ex(path) != 0:
+                s.close()
+                return path, listener
+            queued.append(s)
+        self.fail("the listen backlog never filled")
 
     def test_changed_ranges_follow_the_pages_and_refuse_a_generation_change(self):
         renew = {"on": False}
@@ -242,6 +297,76 @@ class ClientTest(unittest.TestCase):
             end = ctl.watch_events(lambda e: self.fail(f"{e}"), origin="elsewhere", after=3, timeout=0.2, poll=0.05)
             self.assertEqual((end["reason"], end["position"], end["delivered"]), ("timed_out", 5, 0))
             self.assertLess(time.monotonic() - start, 2)
+
+    def test_every_time_argument_refuses_nan_infinity_and_negatives_as_invalid_request(self):
+        asked = []
+
+        def events_wait(request):
+            asked.append(request["timeout_ms"])
+            return {"ok": True, "events": [], "last_sequence": 0}
+        server = self.server(replying(events_wait))
+        with nbdsnap.Client(server.path, timeout=2) as ctl:
+            stop = threading.Event()  # ends a watch that took a NaN for a bound (it would never time out)
+            threading.Timer(1.0, stop.set).start()
+            calls = {
+                "wait_events: wait": lambda bad: ctl.wait_events(0, bad),
+                "watch_events: timeout": lambda bad: ctl.watch_events(print, timeout=bad, poll=0.01, stop=stop),
+                "watch_events: poll": lambda bad: ctl.watch_events(print, timeout=0.1, poll=bad, stop=stop),
+                "events: wait": lambda bad: ctl.events(0, bad),
+                "Client: timeout": lambda bad: nbdsnap.Client(server.path, timeout=bad),
+            }
+            for name, call in calls.items():
+                for bad in (math.nan, math.inf, -math.inf, -1, "soon"):
+                    with self.subTest(name=name, value=bad):
+                        with self.assertRaises(nbdsnap.Error) as caught:
+                            call(bad)
+                        self.assertEqual((caught.exception.code, caught.exception.errno),
+                                         ("invalid_request", errno.EINVAL))
+                        self.assertIn(f"{name}={bad!r}: give a finite number of seconds", caught.exception.message)
+            self.assertEqual(ctl.state, "connected")
+            for bad in (0, 86401):
+                with self.assertRaises(nbdsnap.Error) as caught:
+                    nbdsnap.Client(server.path, timeout=bad)
+                self.assertIn("more than 0 and at most 86400", caught.exception.message)
+            # Beyond their documented ranges, the waits are cut to them: 24 h, and a poll of 10 ms .. 60 s.
+            ctl.wait_events(0, 1e9)
+            ctl.watch_events(print, timeout=0.05, poll=0)
+            self.assertEqual(asked[:2], [86400000, 10])
+
+    def test_a_server_that_stops_during_an_event_wait_is_reported_with_where_to_resume(self):
+        def stopping(conn):
+            # As nbdsnapd on SIGTERM: the wait ends at once with no event, then the connection closes.
+            stream = conn.makefile("rwb")
+            for line in stream:
+                request = json.loads(line)
+                reply = {"ok": True, "events": [], "last_sequence": 7}
+                if request["after"] == 5:
+                    reply["events"] = [{"sequence": 6, "type": "snapshot_taken", "snapshot": "a"}]
+                stream.write(json.dumps(reply).encode() + b"\n")
+                stream.flush()
+                if request["timeout_ms"] > 0 and request["after"] != 5:
+                    time.sleep(0.1)
+                    return
+        server = self.server(stopping)
+        with nbdsnap.Client(server.path, timeout=2) as ctl:
+            self.assertEqual(ctl.wait_events(7, 0)["events"], [])  # no wait asked: nothing to tell
+            start = time.monotonic()
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.wait_events(7, 20)
+            self.assertLess(time.monotonic() - start, 3)
+            self.assertEqual((caught.exception.code, caught.exception.position), ("connection_lost", 7))
+            self.assertIn("the server closed the connection", caught.exception.message)
+            self.assertIn("connect again and resume with after=7", caught.exception.message)
+            self.assertEqual(ctl.state, "dead")
+        with nbdsnap.Client(server.path, timeout=2) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.watch_events(lambda event: None, after=5, timeout=20, poll=5)
+            self.assertEqual(caught.exception.position, 6)
+            self.assertIn("resume with after=6", caught.exception.message)
+        with nbdsnap.Client(server.path, timeout=2) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                next(ctl.events(after=7, wait=20))
+            self.assertEqual(caught.exception.position, 7)
 
 
 if __name__ == "__main__":
