@@ -67,10 +67,15 @@ void ask_about_since(Context& context, const std::string& snapshot, BackupFacts&
 // (recording an unknown generation, so the next incremental falls back to full); an incremental one cannot.
 void read_cbt_facts(Context& context, const BackupJob& job, const std::string& snapshot, BackupFacts& facts) {
   try {
-    nlohmann::json cbt = context.control().request("cbt-info", cbt_source(facts, snapshot))["cbt"];
-    facts.generation = field_text(cbt, "generation");
-    if (cbt.contains("checkpoints") && cbt["checkpoints"].is_object()) {
-      for (const auto& [name, number] : cbt["checkpoints"].items()) facts.checkpoints.insert(name);
+    // `checkpoints` rather than `cbt-info`: it tells when each was taken, which says what a name stands for.
+    nlohmann::json reply = context.control().request("checkpoints", cbt_source(facts, snapshot));
+    facts.generation = field_text(reply, "generation");
+    if (reply.contains("checkpoints") && reply["checkpoints"].is_array()) {
+      for (const auto& checkpoint : reply["checkpoints"]) {
+        if (checkpoint.is_object()) {
+          facts.checkpoints[field_text(checkpoint, "name")] = field_int(checkpoint, "taken_unix_ms");
+        }
+      }
     }
     if (!facts.since.empty() && facts.checkpoints.count(facts.since) == 0) {
       ask_about_since(context, snapshot, facts);
@@ -98,6 +103,7 @@ BackupFacts gather_facts(Context& context, const BackupJob& job, NbdImage& image
                   << " is a live origin, not a snapshot image: the copy will not be consistent\n";
   }
   facts.origin = name.origin;
+  facts.snapshot = name.snapshot;
   report.origin = name.origin;
   report.snapshot = name.snapshot;
   read_cbt_facts(context, job, name.snapshot, facts);
@@ -246,6 +252,7 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
   record.complete = true;
   record.bytes_read = report.bytes_read;
   record.checkpoint = facts.checkpoints.count(report.snapshot) ? report.snapshot : "";
+  record.checkpoint_taken_unix_ms = record.checkpoint.empty() ? 0 : facts.checkpoints.at(record.checkpoint);
   record.completed_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();

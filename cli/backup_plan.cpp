@@ -37,10 +37,27 @@ BackupPlan plan_backup(const BackupFacts& facts) {
                         (previous.checkpoint.empty() ? "none" : previous.checkpoint) + "', not '" +
                         facts.since + "'");
   }
-  if (facts.checkpoints.count(facts.since) == 0) {
+  const auto checkpoint = facts.checkpoints.find(facts.since);
+  if (checkpoint == facts.checkpoints.end()) {
     if (!facts.since_problem.empty()) return full_because(facts.since_problem);
     return full_because("checkpoint '" + facts.since + "' is not in the CBT of " + facts.origin +
                         " any more");
+  }
+  // A snapshot of an earlier checkpoint's name was taken since (a script that names every night's snapshot
+  // alike): the name now stands for the newer take, and "changed since" it would miss what changed between
+  // the two takes. Records of older versions know no take time: there a --since naming this image's own
+  // take (the usual form of that mistake) is refused too, since nothing changed since it.
+  const int64_t held = previous.checkpoint_taken_unix_ms;
+  if (held != 0 && checkpoint->second != 0 && held != checkpoint->second) {
+    return full_because("checkpoint '" + facts.since + "' was taken again after the backup in " + file +
+                        " (that backup holds the take of " + std::to_string(held) + ", the server's '" +
+                        facts.since + "' is the take of " + std::to_string(checkpoint->second) +
+                        " unix ms), so changes since the earlier take are unknown; name each snapshot anew");
+  }
+  if (held == 0 && !facts.snapshot.empty() && facts.since == facts.snapshot) {
+    return full_because("--since " + facts.since + " names this image's own take, and " + file +
+                        " does not say which take of '" + facts.since +
+                        "' it holds; name each snapshot anew");
   }
   return {true, {}};
 }

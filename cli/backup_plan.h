@@ -4,8 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
-#include <set>
 #include <string>
 
 #include "backup_sidecar.h"
@@ -20,10 +20,13 @@ struct BackupFacts {
   std::optional<BackupRecord> previous;  // the sidecar, if any
   uint64_t image_size = 0;
   std::string origin;
+  std::string snapshot;  // the image's snapshot ("" when the backup reads an origin export)
   // The CBT the backup reads: the image's own (frozen at its take), or the live one for an origin export.
   std::string generation;
-  std::set<std::string> checkpoints;  // its checkpoints
-  std::string since_problem;          // the server's answer for `since` when it is not among them
+  // Its checkpoints: name -> when the server took it (unix ms, the server's clock; 0 unknown). A take
+  // replaces a checkpoint of its name, so the name alone does not say which take a backup holds.
+  std::map<std::string, int64_t> checkpoints;
+  std::string since_problem;  // the server's answer for `since` when it is not among them
   // That answer was checkpoint_gone: the server knew the checkpoint (deleted, dropped as older than those
   // kept, or lost with the CBT history), so a full backup is the known way on; a name it never knew is
   // not_found.

@@ -31,6 +31,7 @@ nlohmann::json backup_record_to_json(const BackupRecord& record) {
           {"origin", record.origin},
           {"snapshot", record.snapshot},
           {"checkpoint", record.checkpoint},
+          {"checkpoint_taken_unix_ms", record.checkpoint_taken_unix_ms},
           {"generation", record.generation},
           {"size", record.size},
           {"bytes_read", record.bytes_read},
@@ -52,6 +53,7 @@ BackupRecord backup_record_from_json(const nlohmann::json& json) {
   record.origin = field_text(json, "origin");
   record.snapshot = field_text(json, "snapshot");
   record.checkpoint = field_text(json, "checkpoint");
+  record.checkpoint_taken_unix_ms = field_int(json, "checkpoint_taken_unix_ms");  // 0 when absent
   record.generation = field_text(json, "generation");
   record.size = field_uint(json, "size");
   record.bytes_read = field_uint(json, "bytes_read");

@@ -23,6 +23,9 @@ struct BackupRecord {
   std::string origin;
   std::string snapshot;
   std::string checkpoint;  // the CBT checkpoint the file's content corresponds to ("" if none)
+  // When the server took that checkpoint (unix ms, its clock; 0 unknown, as in records of older versions): a
+  // take of the same name later makes a new checkpoint, which this file does not hold (backup_plan.h).
+  int64_t checkpoint_taken_unix_ms = 0;
   std::string generation;  // the origin's CBT generation at backup time ("" if unknown)
   uint64_t size = 0;       // image size in bytes
   uint64_t bytes_read = 0;

@@ -164,6 +164,7 @@ void describe_chain_target(const ChainDirectory& chain, BackupFacts& facts) {
   record.origin = newest->origin;
   record.snapshot = newest->snapshot;
   record.checkpoint = newest->checkpoint;
+  record.checkpoint_taken_unix_ms = newest->checkpoint_taken_unix_ms;
   record.generation = newest->generation;
   record.size = newest->size;
   record.bytes_read = newest->bytes_read;
@@ -199,6 +200,7 @@ void write_chain_point(ChainDirectory& chain, const BackupJob& job, const Backup
   }
   point.state = "complete";
   point.checkpoint = facts.checkpoints.count(report.snapshot) ? report.snapshot : "";
+  point.checkpoint_taken_unix_ms = point.checkpoint.empty() ? 0 : facts.checkpoints.at(point.checkpoint);
   point.bytes = report.bytes_written + report.bytes_zeroed;
   point.bytes_read = report.bytes_read;
   point.file_bytes = file_size(path);

@@ -28,6 +28,7 @@ nlohmann::json point_to_json(const ChainPoint& point) {
           {"origin", point.origin},
           {"snapshot", point.snapshot},
           {"checkpoint", point.checkpoint},
+          {"checkpoint_taken_unix_ms", point.checkpoint_taken_unix_ms},
           {"generation", point.generation},
           {"since", point.since},
           {"image_uri", point.image_uri},
@@ -51,6 +52,7 @@ ChainPoint point_from_json(const nlohmann::json& json) {
   point.origin = field_text(json, "origin");
   point.snapshot = field_text(json, "snapshot");
   point.checkpoint = field_text(json, "checkpoint");
+  point.checkpoint_taken_unix_ms = field_int(json, "checkpoint_taken_unix_ms");  // 0 when absent
   point.generation = field_text(json, "generation");
   point.since = field_text(json, "since");
   point.image_uri = field_text(json, "image_uri");

@@ -33,9 +33,10 @@ struct ChainPoint {
   std::string kind;     // "full" or "incremental" (as written; a merged point stands alone but keeps it)
   std::string origin;
   std::string snapshot;
-  std::string checkpoint;  // the CBT checkpoint the point's content corresponds to ("" if none)
-  std::string generation;  // the origin's CBT generation at backup time
-  std::string since;       // incremental: the checkpoint it copied the changes after
+  std::string checkpoint;                // the CBT checkpoint the point's content corresponds to ("" if none)
+  int64_t checkpoint_taken_unix_ms = 0;  // when the server took it (0 unknown): BackupRecord says why
+  std::string generation;                // the origin's CBT generation at backup time
+  std::string since;                     // incremental: the checkpoint it copied the changes after
   std::string image_uri;
   uint64_t size = 0;        // the disk's size
   uint64_t bytes = 0;       // data and zeroes the point's own file holds

@@ -18,11 +18,13 @@ BackupFacts incremental_facts() {
   facts.image_size = 1 << 20;
   facts.origin = "disk";
   facts.generation = "g1";
-  facts.checkpoints = {"s1", "s2"};
+  facts.snapshot = "s2";  // backing up image disk@s2 since s1
+  facts.checkpoints = {{"s1", 1000}, {"s2", 2000}};
   BackupRecord previous;
   previous.complete = true;
   previous.origin = "disk";
   previous.checkpoint = "s1";
+  previous.checkpoint_taken_unix_ms = 1000;
   previous.generation = "g1";
   previous.size = 1 << 20;
   facts.previous = previous;
@@ -87,4 +89,35 @@ TEST_CASE("a_checkpoint_the_image_does_not_know_falls_back_to_full_with_the_serv
   BackupPlan plan = plan_backup(facts);
   CHECK_FALSE(plan.incremental);
   CHECK(plan.fallback_reason == facts.since_problem + ": doing a full backup");
+}
+
+TEST_CASE("a_checkpoint_taken_again_under_its_name_since_the_backup_falls_back_to_full") {
+  // The tester's nightly script: every night's snapshot is "bk", so the server's "bk" is tonight's take and
+  // changes since it are none: the copy holding last night's "bk" must be rewritten in full.
+  BackupFacts facts = incremental_facts();
+  facts.since = "bk";
+  facts.snapshot = "bk";
+  facts.checkpoints = {{"bk", 5000}};
+  facts.previous->checkpoint = "bk";
+  facts.previous->checkpoint_taken_unix_ms = 1000;
+  BackupPlan plan = plan_backup(facts);
+  CHECK_FALSE(plan.incremental);
+  CHECK(plan.fallback_reason.find("checkpoint 'bk' was taken again after the backup in /b/disk.img") !=
+        std::string::npos);
+  // The same take the copy holds: nothing changed since it, an (empty) incremental backup is right.
+  facts.previous->checkpoint_taken_unix_ms = 5000;
+  CHECK(plan_backup(facts).incremental);
+  // A record of an older version knows no take time: --since naming the image's own take is refused, any
+  // other checkpoint still goes on as before.
+  facts.previous->checkpoint_taken_unix_ms = 0;
+  plan = plan_backup(facts);
+  CHECK_FALSE(plan.incremental);
+  CHECK(plan.fallback_reason.find("--since bk names this image's own take") != std::string::npos);
+  BackupFacts older = incremental_facts();
+  older.previous->checkpoint_taken_unix_ms = 0;
+  CHECK(plan_backup(older).incremental);
+  // A server that does not say when it took a checkpoint (0) cannot tell either.
+  BackupFacts unknown = incremental_facts();
+  unknown.checkpoints["s1"] = 0;
+  CHECK(plan_backup(unknown).incremental);
 }

@@ -32,6 +32,7 @@ BackupRecord sample_record() {
   record.origin = "disk";
   record.snapshot = "s2";
   record.checkpoint = "s2";
+  record.checkpoint_taken_unix_ms = 1764159990000;
   record.generation = "6b1f";
   record.size = 256ull << 20;
   record.bytes_read = 65536;
@@ -51,9 +52,16 @@ TEST_CASE("backup_record_round_trips_through_json") {
   CHECK(back.kind == record.kind);
   CHECK(back.image_uri == record.image_uri);
   CHECK(back.checkpoint == "s2");
+  CHECK(back.checkpoint_taken_unix_ms == 1764159990000);
   CHECK(back.generation == "6b1f");
   CHECK(back.size == record.size);
   CHECK(back.completed_unix_ms == record.completed_unix_ms);
+}
+
+TEST_CASE("a_record_of_an_older_version_has_no_checkpoint_take_time") {
+  nlohmann::json json = backup_record_to_json(sample_record());
+  json.erase("checkpoint_taken_unix_ms");
+  CHECK(backup_record_from_json(json).checkpoint_taken_unix_ms == 0);
 }
 
 TEST_CASE("backup_record_refuses_foreign_json") {
