@@ -2,11 +2,24 @@
 // engine.cpp — registries of origins and snapshots, and the orchestration of take, destroy and detach.
 //
 // Design notes. Control operations are serialised by control_mutex_, so a take never interleaves with a
-// destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze. A
-// destroy waits for I/O in flight (its images' reads, writes copying to its storage, its writeback) after it
-// releases control_mutex_, and takes it again to release the storage: a disk that stalls (a hung NFS server,
-// a frozen file system) then holds up only the calls that need that snapshot, its origins or its storage,
-// which fail with busy meanwhile (destroying_), not every control call of the engine.
+// destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze.
+// Control calls whose I/O a stalled disk or file system (a hung NFS server, a frozen file system) can hold
+// for as long as it stalls do that I/O without control_mutex_, so that it holds up only the calls that need
+// the same snapshot, origin or storage, which fail with busy meanwhile, and not every control call of the
+// engine. Each registers what it works on under control_mutex_ first:
+// - destroy (destroying_, then releasing_): waits for its images' reads, writes copying to its storage and
+//   its writeback, then closes and removes its storage files. The files' disk uses and paths, listed before
+//   the release, stay in use and in the ledger until it has ended.
+// - detach (detaching_): closes the origin's gates (waiting for its I/O in flight), drops its image, saves
+// its
+//   CBT, lets go of its device; the origin stays in origins_, its disk in use, until then.
+// - create (creating_) and append (appending_): create and size the storage files in storage nothing
+//   allocates from (a Snapshot not yet registered, a staged DiffStorage), then take control_mutex_ again,
+//   check every new area against the disks in use *now* (a concurrent create or append may have claimed the
+//   same bytes; the file locks refuse a second open of one file meanwhile) and register or adopt it. The
+//   disks listed before the files were made may be stale; the check under the lock is the one that counts.
+// A take holds control_mutex_ across its freezes: it refuses a snapshot whose origin is being detached (the
+// freeze would wait for the same I/O), and destroys and detaches never run beside it.
 // Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
 // origin, exactly the writes that completed before the freeze. It first holds new writes at every origin (in
 // name order), then waits for the writes in flight at each: the drains overlap, so a take of 32 busy origins
