@@ -14,7 +14,9 @@
 //             not_found.
 // An origin belongs to at most one snapshot at a time. Every public method is thread-safe; control operations
 // (attach, detach, create, add, remove, take, append, destroy, reset) run one at a time (lock order:
-// core/lock_order.h).
+// core/lock_order.h), except for the waits a stalled disk can hold: a detach's, a destroy's, and a create's
+// or an append's creation of storage files run beside other calls, which get busy if they need the same
+// origin, snapshot or storage (see each).
 #pragma once
 
 #include <chrono>
