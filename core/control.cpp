@@ -300,6 +300,9 @@ class CommandSet {
     Status s = engine_.snapshot_info(name, info);
     return result_or_error(s, s ? json{{"snapshot", snapshot_json(info)}} : json());
   }
+  // The reply of a call that changed the snapshot, from what that call saw: reading it again could answer
+  // not_found for a snapshot the call made, when another client destroyed it meanwhile.
+  json snapshot_reply(const SnapshotInfo& info) { return ok_reply({{"snapshot", snapshot_json(info)}}); }
 
   json version(const json&) {
     return ok_reply({{"version", NBDSNAP_VERSION},
@@ -443,8 +446,9 @@ class CommandSet {
     }
     options.limit = optional_uint(request, "limit", 0);
     options.writable = optional_bool(request, "writable");
-    if (Status s = engine_.create_snapshot(name, options); !s) return error_reply(s);
-    return snapshot_reply(name);
+    SnapshotInfo created;
+    if (Status s = engine_.create_snapshot(name, options, &created); !s) return error_reply(s);
+    return snapshot_reply(created);
   }
 
   json snapshot_add(const json& request) {
@@ -459,14 +463,16 @@ class CommandSet {
 
   json snapshot_take(const json& request) {
     const std::string name = string_arg(request, "name");
-    if (Status s = engine_.take_snapshot(name); !s) return error_reply(s);
-    return snapshot_reply(name);
+    SnapshotInfo taken;
+    if (Status s = engine_.take_snapshot(name, &taken); !s) return error_reply(s);
+    return snapshot_reply(taken);
   }
 
   json snapshot_append_storage(const json& request) {
     const std::string name = string_arg(request, "name");
-    if (Status s = engine_.append_storage(name, storage_arg(request)); !s) return error_reply(s);
-    return snapshot_reply(name);
+    SnapshotInfo appended;
+    if (Status s = engine_.append_storage(name, storage_arg(request), &appended); !s) return error_reply(s);
+    return snapshot_reply(appended);
   }
 
   json snapshot_info(const json& request) { return snapshot_reply(string_arg(request, "name")); }

@@ -151,6 +151,23 @@ Status DiffStorage::append(const StorageSpec& spec, const AreaRequirements& requ
   return Status::ok();
 }
 
+uint64_t DiffStorage::adopt(DiffStorage& staged) {
+  std::vector<Area> moved;
+  {
+    MutexLock lock(staged.mutex_);  // a leaf: released before ours is taken
+    moved.swap(staged.areas_);
+    staged.current_ = 0;
+  }
+  uint64_t bytes = 0;
+  MutexLock lock(mutex_);
+  for (Area& area : moved) {
+    bytes += area.info.size;
+    areas_.push_back(std::move(area));
+  }
+  low_space_signalled_ = false;
+  return bytes;
+}
+
 void DiffStorage::append_device(std::shared_ptr<BlockDevice> device, const std::string& label) {
   MutexLock lock(mutex_);
   const uint64_t size = device->size();

@@ -82,6 +82,10 @@ class DiffStorage {
   // range), out_of_range (a range beyond the end), already_exists, and the errors of opening the file (busy
   // when another process holds it). A file created here is removed again when the append fails.
   Status append(const StorageSpec& spec, const AreaRequirements& requirements = {});
+  // Moves every area of `staged` (storage of its own, filled by append() without the engine's control lock)
+  // to the end of this pool; `staged` is left empty. REQUIRES: the areas overlap nothing of this pool (the
+  // engine checked them against the disks in use). Returns the bytes added.
+  uint64_t adopt(DiffStorage& staged) EXCLUDES(mutex_);
   // Adds an already open device (tests inject failing devices this way).
   void append_device(std::shared_ptr<BlockDevice> device, const std::string& label);
   // Reserves `bytes` contiguous bytes; no_space when the areas or the limit are exhausted.

@@ -2,11 +2,24 @@
 // engine.cpp — registries of origins and snapshots, and the orchestration of take, destroy and detach.
 //
 // Design notes. Control operations are serialised by control_mutex_, so a take never interleaves with a
-// destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze. A
-// destroy waits for I/O in flight (its images' reads, writes copying to its storage, its writeback) after it
-// releases control_mutex_, and takes it again to release the storage: a disk that stalls (a hung NFS server,
-// a frozen file system) then holds up only the calls that need that snapshot, its origins or its storage,
-// which fail with busy meanwhile (destroying_), not every control call of the engine.
+// destroy or a detach. The registry mutex_ is held only to look things up, never across I/O or a freeze.
+// Control calls whose I/O a stalled disk or file system (a hung NFS server, a frozen file system) can hold
+// for as long as it stalls do that I/O without control_mutex_, so that it holds up only the calls that need
+// the same snapshot, origin or storage, which fail with busy meanwhile, and not every control call of the
+// engine. Each registers what it works on under control_mutex_ first:
+// - destroy (destroying_, then releasing_): waits for its images' reads, writes copying to its storage and
+//   its writeback, then closes and removes its storage files. The files' disk uses and paths, listed before
+//   the release, stay in use and in the ledger until it has ended.
+// - detach (detaching_): closes the origin's gates (waiting for its I/O in flight), drops its image, saves
+// its
+//   CBT, lets go of its device; the origin stays in origins_, its disk in use, until then.
+// - create (creating_) and append (appending_): create and size the storage files in storage nothing
+//   allocates from (a Snapshot not yet registered, a staged DiffStorage), then take control_mutex_ again,
+//   check every new area against the disks in use *now* (a concurrent create or append may have claimed the
+//   same bytes; the file locks refuse a second open of one file meanwhile) and register or adopt it. The
+//   disks listed before the files were made may be stale; the check under the lock is the one that counts.
+// A take holds control_mutex_ across its freezes: it refuses a snapshot whose origin is being detached (the
+// freeze would wait for the same I/O), and destroys and detaches never run beside it.
 // Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
 // origin, exactly the writes that completed before the freeze. It first holds new writes at every origin (in
 // name order), then waits for the writes in flight at each: the drains overlap, so a take of 32 busy origins
@@ -89,6 +102,9 @@ Engine::~Engine() {
 }
 
 void Engine::record_created_storage() {
+  // Listed and written under one lock: two calls (a destroy's release, a create) never write their lists in
+  // the other order, which would leave the older list in the ledger.
+  MutexLock ledger(ledger_mutex_);
   std::vector<std::string> files;
   {
     MutexLock lock(mutex_);
@@ -99,7 +115,12 @@ void Engine::record_created_storage() {
         }
       }
     }
+    for (const auto& [name, released] : releasing_) {
+      files.insert(files.end(), released.created_files.begin(), released.created_files.end());
+    }
   }
+  std::sort(files.begin(), files.end());  // a destroying snapshot's files may be listed twice
+  files.erase(std::unique(files.begin(), files.end()), files.end());
   (void)storage_ledger_.record(files);  // best effort: a missing ledger only means leftovers after a crash
 }
 
@@ -113,6 +134,7 @@ void Engine::give_back_memory() {
 Status Engine::check_origin_unused_locked(const std::string& name, const std::string& identity) const {
   {
     MutexLock lock(mutex_);
+    if (detaching_.count(name)) return being_detached(name);
     if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
   }
   if (!identity.empty()) {
@@ -201,39 +223,46 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
 }
 
 Status Engine::detach_origin(const std::string& name, bool force) {
-  MutexLock control(control_mutex_);
   std::shared_ptr<Origin> origin;
   std::shared_ptr<Snapshot> snapshot;
   {
+    MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
+    if (detaching_.count(name)) return being_detached(name);
     auto it = origins_.find(name);
     if (it == origins_.end()) return unknown_origin(name);
     origin = it->second;
     const std::string member_of = snapshot_of_origin_locked(name);
-    // Even forced: closing the origin's gate would wait, under control_mutex_, for the same writes in
-    // flight the destroy waits for.
-    if (destroying_.count(member_of)) return being_destroyed(member_of);
+    // Even forced: a destroy drains (and switches) this origin's copy-on-write itself, and a create has
+    // checked its storage against this origin's chunk size.
+    if (Status s = check_member_of_locked(member_of); !s) return s;
     snapshot = find_snapshot_locked(member_of);
+    if (snapshot && !force) {
+      return {Errc::busy,
+              "origin '" + name + "' is in snapshot '" + snapshot->name() + "' (destroy it or force)"};
+    }
+    detaching_[name] =
+        member_of;  // from here no other call uses the origin, nor takes or destroys its snapshot
   }
-  if (snapshot && !force) {
-    return {Errc::busy,
-            "origin '" + name + "' is in snapshot '" + snapshot->name() + "' (destroy it or force)"};
-  }
-  // Close the origin's gates: in-flight requests finish (writes tracked), and every later request of a
-  // connection that still holds this origin fails, so none can write it untracked after its CBT is saved
-  // below. From here nothing writes the origin through nbdsnap, so an image read in flight still reads
-  // take-time data; dropping the image then waits for those reads and fails later ones with not_found.
+  // Without control_mutex_ from here (design notes): close the origin's gates: in-flight requests finish
+  // (writes tracked; a stalled disk holds them, and this detach, as long as it stalls), and every later
+  // request of a connection that still holds this origin fails, so none can write it untracked after its
+  // CBT is saved below. From here nothing writes the origin through nbdsnap, so an image read in flight
+  // still reads take-time data; dropping the image then waits for those reads and fails later ones with
+  // not_found. detaching_ keeps takes and destroys off its snapshot: the copy-on-write target is ours.
   origin->close_io();
   origin->tracker().set_cow_target(nullptr);  // closed: nobody is inside
   if (snapshot) snapshot->drop_origin(name);
+  Status saved = store_.enabled() ? save_clean(*origin) : Status::ok();
+  // The device (and its file's lock) goes now, even while connections still hold the Origin. The origin
+  // stays in origins_ until it has let go (its disk counts as in use until then); then the file can be
+  // attached again at once.
+  origin->release_device();
   {
     MutexLock lock(mutex_);
     origins_.erase(name);
+    detaching_.erase(name);
   }
-  Status saved = store_.enabled() ? save_clean(*origin) : Status::ok();
-  // The device (and its file's lock) goes now, even while connections still hold the Origin: the file can be
-  // attached again at once.
-  origin->release_device();
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
   if (snapshot) give_back_memory();  // the image's buffers went in drop_origin()
@@ -373,6 +402,10 @@ Status Engine::cbt_mark_dirty(const std::string& name, const std::vector<Range>&
 
 Status Engine::cbt_reset(const std::string& name) {
   MutexLock control(control_mutex_);
+  {
+    MutexLock lock(mutex_);
+    if (detaching_.count(name)) return being_detached(name);  // its gate is closing: a freeze would wait
+  }
   auto origin = find_origin(name);
   if (!origin) return unknown_origin(name);
   // A write in flight has marked the old map and may land after the reset: wait for such writes, holding
@@ -392,6 +425,10 @@ Status Engine::cbt_reset(const std::string& name) {
 
 Status Engine::checkpoint_delete(const std::string& name, const std::string& checkpoint) {
   MutexLock control(control_mutex_);  // never between a take's freeze and its end
+  {
+    MutexLock lock(mutex_);
+    if (detaching_.count(name)) return being_detached(name);  // its CBT is being saved
+  }
   auto origin = find_origin(name);
   if (!origin) return unknown_origin(name);
   if (Status s = origin->cbt().delete_checkpoint(checkpoint); !s) {
@@ -408,7 +445,7 @@ std::shared_ptr<Snapshot> Engine::find_snapshot_locked(const std::string& name) 
 }
 
 std::string Engine::snapshot_of_origin_locked(const std::string& origin) const {
-  for (const auto* registry : {&snapshots_, &destroying_}) {
+  for (const auto* registry : {&snapshots_, &destroying_, &creating_}) {
     for (const auto& [name, snapshot] : *registry) {
       const auto members = snapshot->origins();
       if (std::find(members.begin(), members.end(), origin) != members.end()) return name;
@@ -421,6 +458,39 @@ Status Engine::being_destroyed(const std::string& name) {
   return {Errc::busy, "snapshot '" + name +
                           "' is being destroyed: it waits for I/O in flight (a disk or its difference "
                           "storage may not be answering); try again once snapshot-destroy has returned"};
+}
+
+Status Engine::being_created(const std::string& name) {
+  return {Errc::busy,
+          "snapshot '" + name +
+              "' is being created: its difference storage files are being created and sized (their "
+              "file system may not be answering); try again once snapshot-create has returned"};
+}
+
+Status Engine::being_detached(const std::string& name) {
+  return {Errc::busy,
+          "origin '" + name +
+              "' is being detached: it waits for I/O in flight (its disk or a snapshot's difference "
+              "storage may not be answering); try again once origin-detach has returned"};
+}
+
+Status Engine::missing_snapshot_locked(const std::string& name) const {
+  if (destroying_.count(name)) return being_destroyed(name);
+  if (creating_.count(name)) return being_created(name);
+  return unknown_snapshot(name);
+}
+
+Status Engine::check_member_of_locked(const std::string& member_of) const {
+  if (destroying_.count(member_of)) return being_destroyed(member_of);
+  if (creating_.count(member_of)) return being_created(member_of);
+  return Status::ok();
+}
+
+Status Engine::check_no_origin_detaching_locked(const std::string& name) const {
+  for (const auto& [origin, member_of] : detaching_) {
+    if (member_of == name) return being_detached(origin);
+  }
+  return Status::ok();
 }
 
 uint64_t Engine::largest_chunk_locked(const std::vector<std::string>& origins, std::string& reason) const {
@@ -466,44 +536,110 @@ Status Engine::check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector
   return Status::ok();
 }
 
-Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& options) {
-  if (Status s = check_object_name("snapshot", name); !s) return s;
-  MutexLock control(control_mutex_);
-  {
-    MutexLock lock(mutex_);
-    if (snapshots_.count(name)) return {Errc::already_exists, "snapshot '" + name + "' already exists"};
-    if (destroying_.count(name)) return being_destroyed(name);
-    for (size_t i = 0; i < options.origins.size(); ++i) {
-      const std::string& origin = options.origins[i];
-      if (!origins_.count(origin)) return unknown_origin(origin);
-      if (std::find(options.origins.begin(), options.origins.begin() + static_cast<ptrdiff_t>(i), origin) !=
-          options.origins.begin() + static_cast<ptrdiff_t>(i)) {
-        return {Errc::already_exists, "origin '" + origin + "' is named twice"};
-      }
-      if (auto other = snapshot_of_origin_locked(origin); !other.empty()) {
-        if (destroying_.count(other)) return being_destroyed(other);
-        return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
-      }
+Status Engine::check_new_snapshot_locked(const std::string& name,
+                                         const std::vector<std::string>& origins) const {
+  if (snapshots_.count(name)) return {Errc::already_exists, "snapshot '" + name + "' already exists"};
+  if (destroying_.count(name) || creating_.count(name)) return missing_snapshot_locked(name);
+  for (size_t i = 0; i < origins.size(); ++i) {
+    const std::string& origin = origins[i];
+    if (detaching_.count(origin)) return being_detached(origin);
+    if (!origins_.count(origin)) return unknown_origin(origin);
+    if (std::find(origins.begin(), origins.begin() + static_cast<ptrdiff_t>(i), origin) !=
+        origins.begin() + static_cast<ptrdiff_t>(i)) {
+      return {Errc::already_exists, "origin '" + origin + "' is named twice"};
+    }
+    if (auto other = snapshot_of_origin_locked(origin); !other.empty()) {
+      if (Status s = check_member_of_locked(other); !s) return s;
+      return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
     }
   }
-  const AreaRequirements requirements = area_requirements(options.origins);
-  if (options.limit != 0 && options.limit < requirements.minimum_size) {
-    return {Errc::invalid_argument,
-            "limit " + std::to_string(options.limit) + " (" + format_size(options.limit) + ") is less than " +
-                requirements.minimum_reason + " (" + format_size(requirements.minimum_size) +
-                "): no chunk could be stored"};
-  }
-  auto snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
+  return Status::ok();
+}
+
+Status Engine::create_storage(Snapshot& snapshot, const SnapshotOptions& options,
+                              const AreaRequirements& requirements) {
   for (const StorageSpec& spec : options.storage) {
     if (Status s = check_storage_not_served(spec); !s) return s;
     // Earlier entries are areas of this snapshot's storage by now: append() checks overlaps with them too.
-    if (Status s = snapshot->storage().append(spec, requirements); !s) return s;  // the destructor cleans up
+    if (Status s = snapshot.storage().append(spec, requirements); !s) return s;
   }
+  return Status::ok();
+}
+
+Status Engine::check_still_unused(const DiffStorage& storage) const {
+  std::vector<DiskUse> releasing;
   {
     MutexLock lock(mutex_);
-    snapshots_[name] = std::move(snapshot);
+    for (const auto& [name, released] : releasing_) {
+      releasing.insert(releasing.end(), released.uses.begin(), released.uses.end());
+    }
   }
-  record_created_storage();
+  const std::vector<DiskUse> in_use = disks_in_use();
+  for (const StorageAreaInfo& area : storage.areas()) {
+    for (const DiskUse& mine : storage.disk_uses("")) {
+      if (mine.offset != area.offset || mine.length != area.size) continue;
+      // A file a destroy is removing may have given its inode to this new one: busy, not a conflict for good.
+      if (const DiskUse* other = find_overlap(releasing, mine)) {
+        return {Errc::busy, "storage " + area.path + " overlaps " + other->user +
+                                ": try again once snapshot-destroy has returned"};
+      }
+      if (const DiskUse* other = find_overlap(in_use, mine)) {
+        return {Errc::already_exists, "storage " + area.path + " overlaps " + other->user + " (" +
+                                          other->extent_text() +
+                                          " it), which another call claimed while this "
+                                          "one created the storage: copy-on-write would overwrite what it "
+                                          "preserves"};
+      }
+    }
+  }
+  return Status::ok();
+}
+
+Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& options,
+                               SnapshotInfo* created) {
+  if (Status s = check_object_name("snapshot", name); !s) return s;
+  std::shared_ptr<Snapshot> snapshot;
+  AreaRequirements requirements;
+  {
+    MutexLock control(control_mutex_);
+    {
+      MutexLock lock(mutex_);
+      if (Status s = check_new_snapshot_locked(name, options.origins); !s) return s;
+    }
+    requirements = area_requirements(options.origins);
+    if (options.limit != 0 && options.limit < requirements.minimum_size) {
+      return {Errc::invalid_argument,
+              "limit " + std::to_string(options.limit) + " (" + format_size(options.limit) +
+                  ") is less than " + requirements.minimum_reason + " (" +
+                  format_size(requirements.minimum_size) + "): no chunk could be stored"};
+    }
+    snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
+    MutexLock lock(mutex_);
+    creating_[name] = snapshot;  // the name and the origins are ours until it is registered or given up
+  }
+  // Without control_mutex_ (design notes): creating and sizing the files may wait as long as their file
+  // system stalls. Nothing sees the snapshot meanwhile but this call: no image, no copy-on-write.
+  Status result = create_storage(*snapshot, options, requirements);
+  if (result) {
+    MutexLock control(control_mutex_);
+    // Other creates and appends ran meanwhile: the bytes must still be free now, when they become ours.
+    result = check_still_unused(snapshot->storage());
+    if (result) {
+      {
+        MutexLock lock(mutex_);
+        creating_.erase(name);
+        snapshots_[name] = snapshot;
+      }
+      record_created_storage();
+      if (created) *created = snapshot->info();
+    }
+  }
+  if (!result) {
+    snapshot->shutdown();  // removes the files it created; without locks (it may wait for the file system)
+    MutexLock lock(mutex_);
+    creating_.erase(name);
+    return result;
+  }
   std::string origins;
   for (const std::string& origin : options.origins) origins += (origins.empty() ? "" : ",") + origin;
   post(events_, EventType::snapshot_created, name, origins, "");
@@ -514,10 +650,11 @@ Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const st
   MutexLock control(control_mutex_);
   MutexLock lock(mutex_);
   auto snapshot = find_snapshot_locked(snapshot_name);
-  if (!snapshot) return unknown_snapshot(snapshot_name);
+  if (!snapshot) return missing_snapshot_locked(snapshot_name);
+  if (detaching_.count(origin)) return being_detached(origin);
   if (!origins_.count(origin)) return unknown_origin(origin);
   if (auto other = snapshot_of_origin_locked(origin); !other.empty() && other != snapshot_name) {
-    if (destroying_.count(other)) return being_destroyed(other);
+    if (Status s = check_member_of_locked(other); !s) return s;
     return {Errc::busy, "origin '" + origin + "' already belongs to snapshot '" + other + "'"};
   }
   // The origin's chunks may be larger than the snapshot's storage areas were checked for.
@@ -529,7 +666,8 @@ Status Engine::remove_origin_from_snapshot(const std::string& snapshot_name, con
   MutexLock control(control_mutex_);
   MutexLock lock(mutex_);
   auto snapshot = find_snapshot_locked(snapshot_name);
-  if (!snapshot) return unknown_snapshot(snapshot_name);
+  if (!snapshot) return missing_snapshot_locked(snapshot_name);
+  if (detaching_.count(origin)) return being_detached(origin);
   return snapshot->remove_origin(origin);
 }
 
@@ -555,14 +693,16 @@ std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot,
 
 }  // namespace
 
-Status Engine::take_snapshot(const std::string& name) {
+Status Engine::take_snapshot(const std::string& name, SnapshotInfo* taken) {
   MutexLock control(control_mutex_);
   std::shared_ptr<Snapshot> snapshot;
   std::vector<std::shared_ptr<Origin>> origins;
   {
     MutexLock lock(mutex_);
     snapshot = find_snapshot_locked(name);
-    if (!snapshot) return unknown_snapshot(name);
+    if (!snapshot) return missing_snapshot_locked(name);
+    // A detach closing an origin's gate: freezing it would wait for the same stalled I/O.
+    if (Status s = check_no_origin_detaching_locked(name); !s) return s;
     if (snapshot->state() != SnapshotState::created) {
       return {Errc::bad_state, "snapshot '" + name + "' is already taken"};
     }
@@ -620,22 +760,50 @@ Status Engine::take_snapshot(const std::string& name) {
   };
   snapshot->record_take_hold(micros(std::chrono::steady_clock::now() - held_at),
                              micros(drained_at - held_at));
+  if (taken) *taken = snapshot->info();
   post(events_, EventType::snapshot_taken, name, "", "");
   return Status::ok();
 }
 
-Status Engine::append_storage(const std::string& snapshot_name, const StorageSpec& spec) {
-  MutexLock control(control_mutex_);  // never append to a snapshot a destroy is releasing
+Status Engine::append_storage(const std::string& snapshot_name, const StorageSpec& spec,
+                              SnapshotInfo* appended) {
   std::shared_ptr<Snapshot> snapshot;
+  AreaRequirements requirements;
   {
+    MutexLock control(control_mutex_);
+    {
+      MutexLock lock(mutex_);
+      snapshot = find_snapshot_locked(snapshot_name);
+      if (!snapshot) return missing_snapshot_locked(snapshot_name);
+      if (auto it = appending_.find(snapshot_name); it != appending_.end()) {
+        return {Errc::busy,
+                "snapshot '" + snapshot_name + "' is being appended storage " + it->second +
+                    ": its file is being created and sized (its file system may not be answering); "
+                    "try again once that snapshot-append-storage has returned"};
+      }
+    }
+    if (Status s = check_storage_not_served(spec); !s) return s;
+    requirements = area_requirements(snapshot->origins());
     MutexLock lock(mutex_);
-    snapshot = find_snapshot_locked(snapshot_name);
+    appending_[snapshot_name] = spec.to_string();  // keeps destroys (and other appends) off the snapshot
   }
-  if (!snapshot) return unknown_snapshot(snapshot_name);
-  if (Status s = check_storage_not_served(spec); !s) return s;
-  if (Status s = snapshot->append_storage(spec, area_requirements(snapshot->origins())); !s) return s;
-  record_created_storage();
-  return Status::ok();
+  // Without control_mutex_ (design notes): the file is created and sized aside, in storage of its own that
+  // nothing allocates from, and joins the snapshot only after the check under control_mutex_ below.
+  DiffStorage staged(0, 0, {}, config_.wrap_storage_device, config_.storage_cache);
+  Status result = staged.append(spec, requirements);
+  if (result) {
+    MutexLock control(control_mutex_);
+    result = check_still_unused(staged);
+    if (result) {
+      snapshot->adopt_storage(staged, spec);
+      record_created_storage();
+      if (appended) *appended = snapshot->info();
+    }
+  }
+  staged.release();  // on failure: removes a file it created; without locks (it may wait for the file system)
+  MutexLock lock(mutex_);
+  appending_.erase(snapshot_name);
+  return result;
 }
 
 Status Engine::destroy_snapshot(const std::string& name) {
@@ -645,7 +813,15 @@ Status Engine::destroy_snapshot(const std::string& name) {
     MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
     snapshot = find_snapshot_locked(name);
-    if (!snapshot) return destroying_.count(name) ? being_destroyed(name) : unknown_snapshot(name);
+    if (!snapshot) return missing_snapshot_locked(name);
+    if (auto it = appending_.find(name); it != appending_.end()) {
+      return {Errc::busy, "snapshot '" + name + "' is being appended storage " + it->second +
+                              " (its file system may not be answering); try again once "
+                              "snapshot-append-storage has returned"};
+    }
+    // A detach closing a member's gate: the freeze below would wait for it, and both would switch its
+    // copy-on-write target.
+    if (Status s = check_no_origin_detaching_locked(name); !s) return s;
     snapshots_.erase(name);  // from now on find_image cannot hand out new images of it
     destroying_[name] = snapshot;
     for (const auto& origin : snapshot->origins()) {
@@ -664,17 +840,28 @@ Status Engine::destroy_snapshot(const std::string& name) {
     }
   }
   snapshot->stop_writeback();  // may wait for a stalled storage write too
-  {
-    // The storage is released under control_mutex_: a create that has listed the disks in use (this
-    // snapshot's files among them) must not meet one of their inodes again, reused by a file it creates.
-    MutexLock control(control_mutex_);
-    snapshot->shutdown();
-    {
-      MutexLock lock(mutex_);
-      destroying_.erase(name);
-    }
-    record_created_storage();
+  // The release (closing the storage, removing the files it created) may wait for a stalled file system as
+  // well, so it runs without control_mutex_. Its disk uses and files, listed before it begins, stay in use
+  // (releasing_) until it has ended: a create that lists the disks in use meanwhile never claims those bytes,
+  // and one whose new file got an inode of a removed one back is told busy, not a false conflict for good
+  // (check_still_unused).
+  ReleasedStorage released;
+  released.uses = snapshot->storage().disk_uses("difference storage of snapshot '" + name +
+                                                "', which its destroy is still releasing");
+  for (const auto& area : snapshot->storage().areas()) {
+    if (area.created_by_engine) released.created_files.push_back(area.path);
   }
+  {
+    MutexLock lock(mutex_);
+    releasing_[name] = std::move(released);
+  }
+  snapshot->shutdown();
+  {
+    MutexLock lock(mutex_);
+    destroying_.erase(name);
+    releasing_.erase(name);
+  }
+  record_created_storage();
   post(events_, EventType::snapshot_destroyed, name, "", "");
   give_back_memory();  // the buffers went in shutdown()
   return Status::ok();
@@ -784,6 +971,8 @@ std::vector<DiskUse> Engine::disks_in_use() const {
     }
     for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
     for (const auto& [name, snapshot] : destroying_) snapshots.push_back(snapshot);  // files still open
+    for (const auto& [name, released] : releasing_)
+      out.insert(out.end(), released.uses.begin(), released.uses.end());
   }
   for (const auto& snapshot : snapshots) {
     for (DiskUse& use :

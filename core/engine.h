@@ -14,7 +14,9 @@
 //             not_found.
 // An origin belongs to at most one snapshot at a time. Every public method is thread-safe; control operations
 // (attach, detach, create, add, remove, take, append, destroy, reset) run one at a time (lock order:
-// core/lock_order.h).
+// core/lock_order.h), except for the waits a stalled disk can hold: a detach's, a destroy's, and a create's
+// or an append's creation of storage files run beside other calls, which get busy if they need the same
+// origin, snapshot or storage (see each).
 #pragma once
 
 #include <chrono>
@@ -45,6 +47,7 @@ namespace nbdsnap {
 
 class Snapshot;
 class BufferBudget;
+class DiffStorage;
 class ServedOriginFiles;
 struct AreaRequirements;
 
@@ -79,8 +82,11 @@ class Engine {
       EXCLUDES(control_mutex_, mutex_);
   // Detaches an origin: closes its gates (in-flight I/O finishes, later I/O of anyone holding the Origin
   // fails), saves its CBT state cleanly and lets go of its device. Valid: attached. Errors: not_found; busy
-  // while it is in a snapshot unless force, which drops it from the snapshot (the image disappears); the CBT
-  // save's error (the origin is detached all the same).
+  // while it is in a snapshot unless force, which drops it from the snapshot (the image disappears), and
+  // busy while it is being detached, or its snapshot created or destroyed; the CBT save's error (the origin
+  // is detached all the same). Its wait for I/O in flight lasts as long as a stalled disk stalls, so it holds
+  // no other control call: until it returns, calls that need this origin (or take or destroy its snapshot)
+  // fail with busy ("being detached"); all others go on.
   Status detach_origin(const std::string& name, bool force);
   // The attached origin of that name, or null.
   std::shared_ptr<Origin> find_origin(const std::string& name) const;
@@ -119,23 +125,35 @@ class Engine {
   // smaller than one chunk. Several ranges of one file, in one snapshot or in several, share one open of it.
   // Errors: invalid_argument (bad name or storage), already_exists (name, or storage in use), not_found
   // (origin), busy (origin in another snapshot), the storage's I/O errors (no_space, name_too_long...).
-  // Nothing is left behind on failure.
-  Status create_snapshot(const std::string& name, const SnapshotOptions& options);
+  // Nothing is left behind on failure. The storage files are created and sized (which a stalled file system
+  // can hold up) without holding other control calls: meanwhile the name and the origins are reserved, and
+  // calls that need them fail with busy ("being created"). `created`, when given, receives the snapshot's
+  // info as this call left it (a concurrent destroy may remove it before the caller reads it again).
+  Status create_snapshot(const std::string& name, const SnapshotOptions& options,
+                         SnapshotInfo* created = nullptr);
   // Valid: snapshot created (not taken). Errors: not_found, bad_state, already_exists, busy.
   Status add_origin_to_snapshot(const std::string& snapshot, const std::string& origin);
   Status remove_origin_from_snapshot(const std::string& snapshot, const std::string& origin);
   // Freezes all origins of the snapshot at once: new writes wait, in-flight writes finish, then every
   // origin switches to copy-on-write for this snapshot and its CBT is frozen under the snapshot's name.
-  // Valid: created, with origins and storage. Errors: not_found, bad_state, no_memory (nothing was taken).
-  Status take_snapshot(const std::string& name);
+  // Valid: created, with origins and storage. Errors: not_found, bad_state, no_memory (nothing was taken),
+  // busy (the snapshot is being created or destroyed, or one of its origins detached). `taken`: as
+  // create_snapshot's `created`.
+  Status take_snapshot(const std::string& name, SnapshotInfo* taken = nullptr);
   // Adds storage to a snapshot, checked as create_snapshot checks it. Valid: created or taken (also
-  // corrupted: it does not heal). Errors as create_snapshot's storage.
-  Status append_storage(const std::string& snapshot, const StorageSpec& spec);
+  // corrupted: it does not heal). Errors as create_snapshot's storage; busy while another append to it runs
+  // or it is being created or destroyed. The file is created and sized without holding other control calls
+  // (as create_snapshot's), and joins the snapshot only once checked again under the control lock.
+  // `appended`: as create_snapshot's `created`.
+  Status append_storage(const std::string& snapshot, const StorageSpec& spec,
+                        SnapshotInfo* appended = nullptr);
   // Waits for in-flight image I/O, stops copy-on-write, frees difference storage (removing files it created)
-  // and the chunks held in memory. Valid: any state. Errors: not_found, busy (already being destroyed).
-  // Its waits (image reads and origin writes in flight, the writeback) last as long as a stalled disk
-  // stalls, so they hold no other control call: until it returns the snapshot's name, origins and storage
-  // stay in use, and calls that need them fail with busy ("being destroyed"); all others go on.
+  // and the chunks held in memory. Valid: any state. Errors: not_found, busy (already being destroyed, being
+  // created, storage being appended, an origin of it being detached).
+  // Its waits (image reads and origin writes in flight, the writeback, closing and removing the storage
+  // files) last as long as a stalled disk stalls, so they hold no other control call: until it returns the
+  // snapshot's name, origins and storage stay in use, and calls that need them fail with busy ("being
+  // destroyed"); all others go on.
   Status destroy_snapshot(const std::string& name);
   // Errors: not_found.
   Status snapshot_info(const std::string& name, SnapshotInfo& out) const;
@@ -171,8 +189,30 @@ class Engine {
   std::string snapshot_of_origin_locked(const std::string& origin) const REQUIRES(mutex_);
   // busy: snapshot `name` is being destroyed (its destroy still waits for I/O in flight).
   static Status being_destroyed(const std::string& name);
-  // Records the storage files the engine created for live snapshots and those being destroyed.
-  void record_created_storage() REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // busy: snapshot `name` is being created (its storage files are still being created and sized).
+  static Status being_created(const std::string& name);
+  // busy: origin `name` is being detached (its detach still waits for I/O in flight).
+  static Status being_detached(const std::string& name);
+  // busy when snapshot `name` is not registered but being created or destroyed; else not_found.
+  Status missing_snapshot_locked(const std::string& name) const REQUIRES(mutex_);
+  // busy when the snapshot is being created or destroyed (an origin's `member_of`), else ok.
+  Status check_member_of_locked(const std::string& member_of) const REQUIRES(mutex_);
+  // busy when an origin of snapshot `name` is being detached, else ok.
+  Status check_no_origin_detaching_locked(const std::string& name) const REQUIRES(mutex_);
+  // Records the storage files the engine created for live snapshots and those being destroyed. Serialised
+  // by ledger_mutex_, so the last list written is the newest.
+  void record_created_storage() EXCLUDES(ledger_mutex_, mutex_);
+  // After storage files were created without control_mutex_: every area of `storage` is checked once more
+  // against the disks in use now (another create or append may have claimed the same bytes meanwhile).
+  // Errors: already_exists, or busy when the bytes belong to storage a destroy is still releasing.
+  Status check_still_unused(const DiffStorage& storage) const REQUIRES(control_mutex_) EXCLUDES(mutex_);
+  // Checks what a create of `name` over `origins` needs: the name free, the origins attached, named once and
+  // in no other snapshot.
+  Status check_new_snapshot_locked(const std::string& name, const std::vector<std::string>& origins) const
+      REQUIRES(mutex_);
+  // Creates (and sizes) the storage of a snapshot being created, without control_mutex_.
+  Status create_storage(Snapshot& snapshot, const SnapshotOptions& options,
+                        const AreaRequirements& requirements) EXCLUDES(control_mutex_, mutex_);
   // A snapshot's chunk buffers were freed (destroy, forced detach): unmaps the pool's free buffers
   // (chunk_buffer.h) and calls EngineConfig::memory_released.
   void give_back_memory() EXCLUDES(mutex_);
@@ -208,16 +248,37 @@ class Engine {
   std::shared_ptr<BufferBudget> budget_;
   // Serialises control operations (create/take/destroy/attach...) so they never interleave half-done. The
   // first lock in core/lock_order.h: taken before every other, held across freezes and I/O of control calls
-  // (not across a destroy's drain: destroying_).
+  // (not across a destroy's drain and release, a detach's drain, or the creation of storage files: the
+  // registries destroying_, releasing_, detaching_, creating_ and appending_ reserve what those use).
   mutable Mutex control_mutex_;
+  // Serialises writes of the storage ledger (record_created_storage); held across that write, which is I/O
+  // of the state directory.
+  mutable Mutex ledger_mutex_ ACQUIRED_AFTER(control_mutex_);
   // Guards the registries below; held briefly, never across I/O or a freeze.
-  mutable Mutex mutex_ ACQUIRED_AFTER(control_mutex_);
+  mutable Mutex mutex_ ACQUIRED_AFTER(control_mutex_, ledger_mutex_);
   std::map<std::string, std::shared_ptr<Origin>> origins_ GUARDED_BY(mutex_);
   std::map<std::string, std::shared_ptr<Snapshot>> snapshots_ GUARDED_BY(mutex_);
   // Snapshots a destroy_snapshot() has taken out of snapshots_ and still drains without control_mutex_.
   // Their names, origins and storage stay in use: no other call may switch those origins' copy-on-write
   // targets (the destroy's freeze is the only one there) or reuse the names and files meanwhile.
   std::map<std::string, std::shared_ptr<Snapshot>> destroying_ GUARDED_BY(mutex_);
+  // Storage a destroy is releasing (closing, removing the files it created) without control_mutex_, by
+  // snapshot: the disk uses and created files as they were before the release began, listed as in use (and
+  // in the ledger) until it has ended, so that no create claims those bytes or inodes meanwhile.
+  struct ReleasedStorage {
+    std::vector<DiskUse> uses;
+    std::vector<std::string> created_files;
+  };
+  std::map<std::string, ReleasedStorage> releasing_ GUARDED_BY(mutex_);
+  // Origins a detach_origin() closes without control_mutex_ (their I/O in flight may wait for a stalled
+  // disk), with the snapshot each belonged to ("" none): no other call may use, reattach or snapshot them,
+  // nor take or destroy that snapshot, meanwhile. They stay in origins_ until the detach has let go of them.
+  std::map<std::string, std::string> detaching_ GUARDED_BY(mutex_);
+  // Snapshots a create_snapshot() is making storage for without control_mutex_ (not yet in snapshots_):
+  // their names and origins are reserved.
+  std::map<std::string, std::shared_ptr<Snapshot>> creating_ GUARDED_BY(mutex_);
+  // Snapshots an append_storage() adds a file to without control_mutex_, with the storage asked for.
+  std::map<std::string, std::string> appending_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

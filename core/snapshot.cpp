@@ -209,6 +209,15 @@ Status Snapshot::append_storage(const StorageSpec& spec, const AreaRequirements&
   return Status::ok();
 }
 
+void Snapshot::adopt_storage(DiffStorage& staged, const StorageSpec& spec) {
+  Event e;
+  e.type = EventType::storage_appended;
+  e.snapshot = name_;
+  e.bytes = storage_.adopt(staged);
+  e.reason = spec.path;
+  events_.post(std::move(e));
+}
+
 void Snapshot::stop_writeback() {
   {
     MutexLock lock(writeback_mutex_);

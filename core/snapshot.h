@@ -91,6 +91,9 @@ class Snapshot {
   IoGate& image_gate() { return image_gate_; }
   // Appends storage (see DiffStorage::append for the requirements) and posts storage_appended.
   Status append_storage(const StorageSpec& spec, const AreaRequirements& requirements);
+  // Moves the areas of `staged` (storage appended aside, DiffStorage::adopt) into this snapshot's storage
+  // and posts storage_appended for `spec`.
+  void adopt_storage(DiffStorage& staged, const StorageSpec& spec);
   // Stops writeback: chunks still queued are dropped, and the writeback thread is joined (it may be waiting
   // for a stalled storage write). Idempotent. REQUIRES: no more I/O (gates closed/cleared); one caller at a
   // time (destroy, or the destructor).

@@ -4,12 +4,15 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include <set>
+#include <thread>
 
 #include "test_support.h"
 
@@ -382,6 +385,48 @@ TEST_CASE("control snapshot commands create, add, remove, take, append, list and
   CHECK(f.ok({{"command", "snapshot-list"}})["snapshots"].empty());
   CHECK_FALSE(std::filesystem::exists(f.dir.file("d0")));
   CHECK_FALSE(std::filesystem::exists(f.dir.file("d1")));
+}
+
+// snapshot_reply() used to look the snapshot up again after the call: a destroy by another client in between
+// made a create (or take) that had succeeded answer not_found. The reply now comes from what the call saw.
+TEST_CASE("control create and take answer for the snapshot they made, even when another client destroys it") {
+  ControlFixture f;
+  std::atomic<bool> stop{false};
+  std::atomic<unsigned> destroyed{0};
+  std::thread other_client([&] {
+    while (!stop) {
+      if (f.engine.destroy_snapshot("r").is_ok()) ++destroyed;
+    }
+  });
+  unsigned created = 0, taken = 0;
+  for (int i = 0; i < 6000 && created < 400; ++i) {
+    json reply = f.control.handle(f.create_request("r", {"disk1"}));
+    INFO("create reply: " << reply.dump());
+    if (reply.value("ok", false)) {
+      ++created;
+      CHECK(reply["snapshot"]["name"] == "r");
+      CHECK(reply["snapshot"]["state"] == "created");
+    } else {  // the other client has not destroyed the last one yet, or is destroying it
+      CHECK((reply["error"]["code"] == "already_exists" || reply["error"]["code"] == "busy"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
+    reply = f.control.handle({{"command", "snapshot-take"}, {"name", "r"}});
+    INFO("take reply: " << reply.dump());
+    if (reply.value("ok", false)) {
+      ++taken;
+      CHECK(reply["snapshot"]["name"] == "r");
+      CHECK(reply["snapshot"]["state"] == "taken");
+    } else {  // destroyed before the take began: then not_found (or busy) is the right answer
+      CHECK((reply["error"]["code"] == "not_found" || reply["error"]["code"] == "busy"));
+    }
+  }
+  stop = true;
+  other_client.join();
+  (void)f.engine.destroy_snapshot("r");
+  CHECK(created > 0);
+  MESSAGE(created << " creates, " << taken << " takes, " << destroyed.load()
+                  << " destroys by the other client");
 }
 
 TEST_CASE("control events-wait returns events after a sequence") {

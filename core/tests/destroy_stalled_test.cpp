@@ -16,75 +16,12 @@
 
 #include "engine.h"
 #include "memory_device.h"
+#include "stalling_device.h"
 #include "test_support.h"
 
 using namespace nbdsnap;
 using namespace nbdsnap::test;
 using namespace std::chrono_literals;
-
-namespace {
-
-// A device whose reads wait while it is stalled, as reads of a disk that does not answer do.
-class StallingDevice final : public BlockDevice {
- public:
-  explicit StallingDevice(std::shared_ptr<BlockDevice> inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  Status pread(void* buf, uint64_t len, uint64_t offset) override {
-    {
-      std::unique_lock lock(mutex_);
-      if (stalled_) {
-        ++waiting_;
-        changed_.notify_all();
-        changed_.wait(lock, [this] { return !stalled_; });
-        --waiting_;
-      }
-    }
-    return inner_->pread(buf, len, offset);
-  }
-  Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
-    return inner_->pwrite(buf, len, offset, fua);
-  }
-  Status flush() override { return inner_->flush(); }
-  Status trim(uint64_t offset, uint64_t len, bool fua) override { return inner_->trim(offset, len, fua); }
-  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override {
-    return inner_->zero(offset, len, may_trim, fua);
-  }
-
-  void stall() {
-    std::scoped_lock lock(mutex_);
-    stalled_ = true;
-  }
-  void answer() {
-    std::scoped_lock lock(mutex_);
-    stalled_ = false;
-    changed_.notify_all();
-  }
-  // Waits (at most 10 s) until a read waits for the stall.
-  bool await_waiting_read() {
-    std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, 10s, [this] { return waiting_ > 0; });
-  }
-
- private:
-  std::shared_ptr<BlockDevice> inner_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  bool stalled_ = false;  // GUARDED_BY(mutex_)
-  int waiting_ = 0;       // GUARDED_BY(mutex_)
-};
-
-// Runs `call` on a thread of its own and returns its status. A call that takes more than 5 s fails the test,
-// and the disk then answers so that it can return.
-Status within_five_seconds(StallingDevice& disk, const char* what, const std::function<Status()>& call) {
-  auto result = std::async(std::launch::async, call);
-  if (result.wait_for(5s) != std::future_status::ready) {
-    FAIL_CHECK(std::string(what) << " waited for another snapshot's stalled destroy");
-    disk.answer();
-  }
-  return result.get();
-}
-
-}  // namespace
 
 TEST_CASE("a destroy waiting for a stalled disk holds up only the calls that need its snapshot") {
   HangWatchdog watchdog("destroy of a snapshot on a stalled disk", 120s);
