@@ -193,24 +193,38 @@ Status FilterFrontEnd::attach_origin(const std::string& name, const std::string&
 }
 
 Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
-  MutexLock lock(mutex_);
-  unsigned writers = 0;
-  for (const auto& [handle, client] : clients_) writers += client.export_name == name;
-  if (writers > 0 && !force)
-    return {Errc::busy, "origin '" + name + "' has " + std::to_string(writers) +
-                            " client(s) connected; disconnect them or use force"};
-  // The engine closes the origin's gates: the connections that still hold it get EIO on every request from
-  // now on, so no write reaches the plugin untracked after the CBT was saved.
+  {
+    MutexLock lock(mutex_);
+    if (detaching_.count(name)) return being_detached(name);
+    unsigned writers = 0;
+    for (const auto& [handle, client] : clients_) writers += client.export_name == name;
+    if (writers > 0 && !force)
+      return {Errc::busy, "origin '" + name + "' has " + std::to_string(writers) +
+                              " client(s) connected; disconnect them or use force"};
+    detaching_.insert(name);  // no new client of it from here (open_origin)
+  }
+  // Without mutex_: the engine closes the origin's gates and waits for the requests inside, as long as a
+  // stalled disk holds them; the connections that still hold it get EIO on every request from then on, so no
+  // write reaches the plugin untracked after the CBT was saved. Other origins' clients connect meanwhile.
   Status detached = engine_.detach_origin(name, force);
+  MutexLock lock(mutex_);
+  detaching_.erase(name);
   // Detached (its CBT saved or not): the file is free for others, as nbdsnapd's after origin-detach.
   if (detached || !engine_.find_origin(name)) origin_locks_.erase(name);
   return detached;
+}
+
+Status FilterFrontEnd::being_detached(const std::string& name) {
+  return {Errc::busy, "origin '" + name +
+                          "' is being detached: it waits for I/O in flight (the plugin's disk may not be "
+                          "answering); connect again once origin-detach has returned"};
 }
 
 Status FilterFrontEnd::open_origin(const void* client, const std::string& name, uint64_t size,
                                    uint64_t minimum_io_size, bool read_only, const std::string& file_identity,
                                    const std::string& file_path, std::shared_ptr<Origin>& out) {
   MutexLock lock(mutex_);
+  if (detaching_.count(name)) return being_detached(name);
   out = engine_.find_origin(name);
   if (!out) {
     // Locked before it is tracked: a file another process serves (and tracks) is never attached here. A

@@ -90,6 +90,8 @@ class FilterFrontEnd final : public ControlFrontEnd {
     std::string export_name;
     std::string origin;
   };
+  // busy: origin `name` is being detached (detaching_).
+  static Status being_detached(const std::string& name);
   // The listening Unix socket of this nbdkit (not the control socket), or empty. IPv4 TCP is the fallback.
   std::string find_nbd_socket() const;
   // A connection to nbdkit's own socket, or why there is none. in_handshake: the caller is inside one of
@@ -107,14 +109,19 @@ class FilterFrontEnd final : public ControlFrontEnd {
   const SelfConnection self_connection_;
   // Locks of the filter, in precedence order: discovery_mutex_, then mutex_ (held while it calls the engine,
   // whose locks come next, core/lock_order.h), then PluginExports' refresh_mutex_ and mutex_.
-  Mutex discovery_mutex_;                                 // one attach_listed_origins at a time
-  mutable Mutex mutex_ ACQUIRED_AFTER(discovery_mutex_);  // also serialises attach and detach against opens
+  Mutex discovery_mutex_;  // one attach_listed_origins at a time
+  // Also serialises attaches against opens; a detach holds it only to check and to mark (detaching_): the
+  // engine's detach waits for I/O in flight, which a stalled disk holds up, and opens of other origins must
+  // not wait behind it.
+  mutable Mutex mutex_ ACQUIRED_AFTER(discovery_mutex_);
   std::map<const void*, Client> clients_ GUARDED_BY(mutex_);
   std::set<std::string> attach_tried_ GUARDED_BY(mutex_);  // origins attached or offered during this run
   mutable std::string nbd_socket_ GUARDED_BY(mutex_);      // cache of find_nbd_socket()
   mutable std::string tcp_listener_ GUARDED_BY(mutex_);    // "HOST:PORT" when nbdkit listens on TCP only
   // The files of attached origins, locked from attach until detach (open_origin, detach_origin).
   std::map<std::string, OriginFileLock> origin_locks_ GUARDED_BY(mutex_);
+  // Origins whose detach waits, without mutex_, for their I/O in flight: new clients of them are refused.
+  std::set<std::string> detaching_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap
