@@ -23,6 +23,7 @@
 #include "progress_bar.h"
 #include "qemu_tools.h"
 #include "table.h"
+#include "target_file.h"
 #include "units.h"
 
 namespace po = boost::program_options;
@@ -82,12 +83,20 @@ void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
 }
 
 // A file target: a block device is written in place, zeroes included; a regular file is created (or
-// truncated) sparse with the job's mode. Returns the descriptor; `fresh` says whether zeroes may be skipped.
-int open_file_target(const RestoreJob& job, uint64_t size, bool& fresh) {
+// truncated) sparse with the job's mode. Either is refused while another process uses it (an origin or
+// difference storage of a server: target_file.h) or when it is a file of the chain being read. Returns the
+// descriptor, which holds the target's lock until closed; `fresh` says whether zeroes may be skipped.
+int open_file_target(const RestoreJob& job, const ChainDirectory& chain, uint64_t size, bool& fresh) {
+  TargetFileOptions options;
+  options.command = "restore";
+  options.mode = job.mode;
+  options.force_mode = job.mode_given;
+  options.truncate = true;
+  options.block_device = true;
+  options.read_directories = {chain.path()};
+  const int fd = open_target_file(job.to, options);
   struct stat info {};
-  if (::stat(job.to.c_str(), &info) == 0 && S_ISBLK(info.st_mode)) {
-    const int fd = ::open(job.to.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) throw CliError(ExitCode::io_error, job.to + ": " + std::strerror(errno));
+  if (::fstat(fd, &info) == 0 && S_ISBLK(info.st_mode)) {
     uint64_t device_size = 0;
     if (::ioctl(fd, BLKGETSIZE64, &device_size) != 0 || device_size < size) {
       ::close(fd);
@@ -97,10 +106,6 @@ int open_file_target(const RestoreJob& job, uint64_t size, bool& fresh) {
     fresh = false;
     return fd;
   }
-  if (::stat(job.to.c_str(), &info) == 0 && !S_ISREG(info.st_mode)) {
-    usage_error("--to " + job.to + " is neither a regular file nor a block device");
-  }
-  const int fd = open_private_file(job.to, job.mode, /*truncate=*/true, job.mode_given);
   if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     const int err = errno;
     ::close(fd);
@@ -111,7 +116,8 @@ int open_file_target(const RestoreJob& job, uint64_t size, bool& fresh) {
   return fd;
 }
 
-void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& chain, RestoreReport& report) {
+void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& chain, RestoreReport& report,
+                int target_fd, bool fresh) {
   const ChainPoint& point = *report.point;
   QemuNbdServer server(chain.file_of(point), /*writable=*/false);
   NbdImage source(server.uri(), {kBaseAllocation}, context.global().timeout, NbdImage::Probe::none);
@@ -149,24 +155,16 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
     }
     machine.finish();
   } else {
-    bool fresh = false;
-    const int fd = open_file_target(job, point.size, fresh);
+    const int fd = target_fd;
     options.skip_zero_writes = fresh;
     options.write_behind = true;  // the fdatasync below then waits for little
     MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
-    try {
-      {
-        ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
-        report.result =
-            copy_ranges(source, server.uri(), data, CopyTarget{fd, nullptr, job.to}, options, &bar, zeroes);
-      }
-      if (::fdatasync(fd) != 0)
-        throw CliError(ExitCode::io_error, job.to + ": sync: " + std::strerror(errno));
-    } catch (...) {
-      ::close(fd);
-      throw;
+    {
+      ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
+      report.result =
+          copy_ranges(source, server.uri(), data, CopyTarget{fd, nullptr, job.to}, options, &bar, zeroes);
     }
-    ::close(fd);
+    if (::fdatasync(fd) != 0) throw CliError(ExitCode::io_error, job.to + ": sync: " + std::strerror(errno));
     machine.finish();
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -234,7 +232,16 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
   RestoreReport report;
   report.point = &chain.point(job.point);
   check_restorable(chain, *report.point);
-  copy_point(context, job, chain, report);
+  // A file target is opened (and locked) before the chain is served, and closed after its sync.
+  bool fresh = false;
+  const int target_fd = job.to_nbd ? -1 : open_file_target(job, chain, report.point->size, fresh);
+  try {
+    copy_point(context, job, chain, report, target_fd, fresh);
+  } catch (...) {
+    if (target_fd >= 0) ::close(target_fd);
+    throw;
+  }
+  if (target_fd >= 0) ::close(target_fd);
   print_restore_report(context, job, report);
   return 0;
 }
