@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "chain_directory.h"
+#include "chain_prune.h"
 #include "copy_arguments.h"
 #include "exit_codes.h"
 #include "image_copier.h"
@@ -57,6 +58,14 @@ struct RestoreReport {
 
 // Every point the restore reads through must be complete and have its file.
 void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
+  if (prune_unfinished(chain.manifest())) {
+    // The kept point's file may be half-way through its merge, the others' files about to go: the prune must
+    // finish first (it needs the directory to itself).
+    throw CliError(ExitCode::server_error, "point " + point.name + " cannot be restored yet: a prune of " +
+                                               chain.path() + " did not finish; run " +
+                                               finish_prune_command(chain) +
+                                               " to finish it (it removes nothing more), then restore again");
+  }
   for (const ChainPoint* link : backing_chain(chain.manifest(), point)) {
     if (link->state != "complete") {
       throw CliError(ExitCode::server_error, "point " + point.name + " cannot be restored: point " +
