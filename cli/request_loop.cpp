@@ -250,7 +250,7 @@ void RequestLoop::finish(Slot& slot) {
 void RequestLoop::store(Slot& slot, CopyPiece& piece) {
   if (work_.options.skip_zero_writes && is_all_zero(slot.buffer.get(), piece.length)) return;
   if (!write_file(slot.buffer.get(), piece.length, piece.offset)) {
-    fail("writing the backup at offset " + std::to_string(piece.offset) + ": " + std::strerror(errno));
+    fail("writing " + work_.target.name + at(piece) + ": " + std::strerror(errno));
     return;
   }
   bytes_written_ += piece.length;
@@ -266,7 +266,7 @@ void RequestLoop::compare(Slot& slot, const CopyPiece& piece) {
     ssize_t n =
         ::pread(work_.target.fd, slot.target_buffer.get(), piece.length, static_cast<off_t>(piece.offset));
     if (n != static_cast<ssize_t>(piece.length)) {
-      fail("reading the backup back at offset " + std::to_string(piece.offset) + ": " +
+      fail("reading " + work_.target.name + " back" + at(piece) + ": " +
            (n < 0 ? std::strerror(errno) : "short read"));
       return;
     }

@@ -168,12 +168,20 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
     options.skip_zero_writes = fresh;
     options.write_behind = true;  // the fdatasync below then waits for little
     MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
-    {
-      ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
-      report.result =
-          copy_ranges(source, server.uri(), data, CopyTarget{fd, nullptr, job.to}, options, &bar, zeroes);
+    try {
+      {
+        ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
+        report.result =
+            copy_ranges(source, server.uri(), data, CopyTarget{fd, nullptr, job.to}, options, &bar, zeroes);
+      }
+      if (::fdatasync(fd) != 0)
+        throw CliError(ExitCode::io_error, job.to + ": sync: " + std::strerror(errno));
+    } catch (const CliError& error) {
+      // The copier's messages serve backup too: say that a restore failed (its target is named).
+      ErrorDetail detail = error.detail();
+      if (detail.message == error.what()) detail.message.clear();  // then the new text
+      throw CliError(error.code(), "restore of point " + point.name + " failed: " + error.what(), detail);
     }
-    if (::fdatasync(fd) != 0) throw CliError(ExitCode::io_error, job.to + ": sync: " + std::strerror(errno));
     machine.finish();
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

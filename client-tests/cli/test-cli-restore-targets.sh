@@ -4,7 +4,7 @@
 # --to the file of a live origin of nbdsnapd, or a snapshot's difference storage, is refused (exit 1) naming
 # the file and the holder, and the file is left as it was (not truncated, the image still reads its take);
 # --to a file of the chain being restored (itself, a symbolic or a hard link to it) is refused (exit 2) and
-# the chain still verifies; a file nobody uses is written.
+# the chain still verifies; a file nobody uses is written; a full file system is named in the error.
 # Usage: test-cli-restore-targets.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -53,3 +53,11 @@ run_cli 0 restore "$dir/chain" --to "$dir/restored.img"
 qemu-io -f raw -c "read -P 0x11 0 1M" -c "read -P 0x22 1M 1M" "$dir/restored.img" >/dev/null ||
   fail "the restored file does not hold point 0002"
 pass "a file nobody uses is restored"
+
+# A target on a full file system: the error says restore and names the file (as root, on a 1 MiB tmpfs).
+if ((EUID == 0)) && mkdir "$dir/small" && mount -t tmpfs -o size=1m tmpfs "$dir/small" 2>/dev/null; then
+  _mounts+=("$dir/small")
+  run_cli 4 restore "$dir/chain" --to "$dir/small/disk.img"
+  expect_err "^nbdsnap: restore of point 0002 failed: writing $dir/small/disk.img at offset [0-9]+ .*No space left"
+  pass "a restore into a full file system names the restore and its target"
+fi
