@@ -56,17 +56,21 @@ struct RestoreReport {
   double seconds = 0;
 };
 
-// Every point the restore reads through must be complete and have its file.
+// Every point the restore reads through must be complete and have its file. A prune that did not finish
+// leaves the kept point K reading as before (chain_prune.h): through its "pruning" bases while the merge is
+// unfinished, the base then holding, for the clusters K reads from it, what it held; or alone once the merged
+// file took K's place. So K and the points above it restore, QEMU reading K's backing files as K names them,
+// and neither the "pruning" points nor K's size (its file may be the merge) are checked; the points that go
+// do not restore.
 void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
-  if (prune_unfinished(chain.manifest())) {
-    // The kept point's file may be half-way through its merge, the others' files about to go: the prune must
-    // finish first (it needs the directory to itself).
-    throw CliError(ExitCode::server_error, "point " + point.name + " cannot be restored yet: a prune of " +
-                                               chain.path() + " did not finish; run " +
-                                               finish_prune_command(chain) +
-                                               " to finish it (it removes nothing more), then restore again");
+  if (point.state == "pruning") {
+    throw CliError(ExitCode::server_error, "point " + point.name +
+                                               " cannot be restored: a prune that did not finish is removing "
+                                               "it (run " +
+                                               finish_prune_command(chain) + " to finish it)");
   }
   for (const ChainPoint* link : backing_chain(chain.manifest(), point)) {
+    if (link->state == "pruning") continue;
     if (link->state != "complete") {
       throw CliError(ExitCode::server_error, "point " + point.name + " cannot be restored: point " +
                                                  link->name + " it is built on is " + link->state);
@@ -76,11 +80,13 @@ void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
       throw CliError(ExitCode::io_error, "point " + point.name + " cannot be restored: " + path + " (point " +
                                              link->name + ") is missing");
     }
+    const bool merging = !link->backing.empty() && chain.point(link->backing).state == "pruning";
     // A file cut short (a copy of the chain that ran out of space) reads as zeroes past its end: QEMU
     // restores from it without an error. Its size is what the manifest recorded when it was complete.
     struct stat info {};
     const bool regular = ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
-    if (!regular || (link->file_bytes != 0 && static_cast<uint64_t>(info.st_size) != link->file_bytes)) {
+    if (!regular ||
+        (!merging && link->file_bytes != 0 && static_cast<uint64_t>(info.st_size) != link->file_bytes)) {
       throw CliError(ExitCode::io_error,
                      "point " + point.name + " cannot be restored: " + path + " (point " + link->name + ") " +
                          (regular ? "holds " + std::to_string(info.st_size) + " bytes, the manifest says " +

@@ -3,8 +3,8 @@
 # test-cli-prune-interrupted.sh — a prune killed (SIGKILL) at each step that a crash can interrupt is finished
 # by running it again: after the points are marked "pruning" (before qemu-img commit), after the commit (before
 # the merged file is renamed over the kept point's), and after the rename (before the manifest records it).
-# Meanwhile verify reports the unfinished prune, not damage, and restore says which prune command to run;
-# after the re-run every kept point verifies and reads as the disk at its take. The kill is deterministic:
+# Meanwhile verify reports the unfinished prune, not damage, the kept points restore exactly (a point that
+# goes is refused with the prune command that finishes the work); after the re-run every kept point verifies and reads as the disk at its take. The kill is deterministic:
 # a qemu-img wrapper first in PATH kills its parent, the prune, when it is asked for one verb, once.
 # Usage: test-cli-prune-interrupted.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
@@ -76,17 +76,28 @@ finished() {
   pass "$1: verify reports the unfinished prune, running prune again finishes it, points 0003 and 0004 exact"
 }
 
+# restores CASE: before the re-run, the kept points restore exactly, a point that goes is refused.
+restores() {
+  run_cli 0 restore "$chain" --point 0003 --to "$dir/restored.img"
+  qemu-img compare -q -f raw -F raw "$dir/restored.img" "$dir/ref-3.img" || fail "$1: restore of 0003"
+  run_cli 0 restore "$chain" --to "$dir/restored.img"
+  qemu-img compare -q -f raw -F raw "$dir/restored.img" "$dir/ref-4.img" || fail "$1: restore of 0004"
+  run_cli 1 restore "$chain" --point 0002 --to "$dir/restored.img"
+  expect_err "a prune that did not finish is removing it \(run 'nbdsnap backup prune .* --keep 2' to finish it\)"
+}
+
 interrupted_prune marked commit no
-run_cli 1 restore "$chain" --to "$dir/restored.img"
-expect_err "cannot be restored yet: a prune of .* did not finish; run 'nbdsnap backup prune .* --keep 2'"
+restores "killed before the commit"
 finished "killed before the commit"
 
 interrupted_prune committed commit yes
+restores "killed after the commit"
 finished "killed after the commit, before the rename"
 
 interrupted_prune renamed map no
 [[ -z $(qemu-img info --output=json "$chain/0003.qcow2" | jq -r '."backing-filename" // empty') ]] ||
   fail "the kill at map came before the rename"
+restores "killed after the rename"
 finished "killed after the rename, before the manifest records it"
 run_cli 0 restore "$chain" --to "$dir/restored.img"
 qemu-img compare -q -f raw -F raw "$dir/restored.img" "$dir/ref-4.img" || fail "restore after the re-run"
