@@ -81,9 +81,7 @@ int open_unlocked(const std::string& path, const TargetFileOptions& options, boo
     if (!options.block_device) usage_error(options.command + ": --to " + path + " is not a regular file");
     fd = ::open(path.c_str(), O_WRONLY | O_EXCL | O_CLOEXEC);
     if (fd < 0 && errno == EBUSY) {
-      busy(options, path +
-                        " is in use by another process (mounted, or opened exclusively, e.g. as an origin "
-                        "of nbdsnapd)");
+      busy(options, path + " is held by another process (mounted, or opened exclusively)");
     }
   } else {
     fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
