@@ -28,6 +28,7 @@
 #include "private_files.h"
 #include "progress_bar.h"
 #include "table.h"
+#include "target_file.h"
 #include "units.h"
 
 namespace po = boost::program_options;
@@ -193,8 +194,10 @@ std::vector<ByteRange> ranges_to_read(Context& context, NbdImage& image, const B
 }
 
 int open_backup_file(const BackupJob& job, bool incremental, uint64_t size) {
-  // Disk contents: created 0600 (or --mode) whatever the umask.
-  int fd = open_private_file(job.file, job.mode, /*truncate=*/!incremental, job.mode_given);
+  // Disk contents: created 0600 (or --mode) whatever the umask; never a disk in use (target_file.h).
+  TargetFileOptions target{
+      .command = "backup", .mode = job.mode, .force_mode = job.mode_given, .truncate = !incremental};
+  int fd = open_target_file(job.file, target);
   if (!incremental && ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int err = errno;
     ::close(fd);

@@ -50,8 +50,10 @@ int run_verify(Context& context, const std::vector<std::string>& words) {
   std::vector<PointCheck> checks = verify_chain(chain, args.text("point"), terminal, &machine);
   machine.finish();
   std::vector<std::string> damaged;
+  std::vector<std::string> unfinished;
   for (const PointCheck& check : checks) {
     if (!check.problem.empty()) damaged.push_back(check.point);
+    if (!check.unfinished.empty()) unfinished.push_back(check.point);
   }
   if (context.json()) {
     nlohmann::json points = nlohmann::json::array();
@@ -59,18 +61,27 @@ int run_verify(Context& context, const std::vector<std::string>& words) {
       points.push_back({{"point", check.point},
                         {"file", check.file},
                         {"ok", check.problem.empty()},
-                        {"problem", check.problem}});
+                        {"problem", check.problem},
+                        {"unfinished_prune", check.unfinished}});
     }
-    context.print_json({{"directory", chain.path()}, {"ok", damaged.empty()}, {"points", points}});
+    context.print_json(
+        {{"directory", chain.path()}, {"ok", damaged.empty() && unfinished.empty()}, {"points", points}});
   } else {
     Table table({{"POINT"}, {"FILE"}, {"RESULT"}});
     for (const PointCheck& check : checks) {
-      table.add_row({check.point, check.file, check.problem.empty() ? "ok" : check.problem});
+      table.add_row(
+          {check.point, check.file,
+           !check.problem.empty() ? check.problem : (check.unfinished.empty() ? "ok" : check.unfinished)});
     }
     context.out() << table.render();
   }
-  if (damaged.empty()) return 0;
+  if (damaged.empty() && unfinished.empty()) return 0;
   context.out().flush();
+  if (damaged.empty()) {
+    throw CliError(ExitCode::server_error, "backup verify: no damage, but a prune did not finish (points " +
+                                               joined(unfinished) + "); run " + finish_prune_command(chain) +
+                                               " to finish it");
+  }
   throw CliError(ExitCode::server_error, "backup verify: " + std::to_string(damaged.size()) + " of " +
                                              std::to_string(checks.size()) +
                                              " point(s) damaged or unusable: " + joined(damaged));
@@ -91,10 +102,12 @@ int run_prune(Context& context, const std::vector<std::string>& words) {
     context.print_json({{"directory", chain.path()},
                         {"removed", result.removed},
                         {"merged_into", result.merged_into},
+                        {"finished_unfinished_prune", result.finished_unfinished},
                         {"kept", result.kept}});
     return 0;
   }
   KeyValueList list;
+  if (result.finished_unfinished) list.add("finished", "a prune that did not finish");
   list.add("removed", joined(result.removed));
   list.add("merged", result.merged_into.empty()
                          ? "nothing (the oldest kept point stands alone)"

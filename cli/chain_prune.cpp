@@ -65,18 +65,28 @@ void refuse_to_merge_damage(const ChainDirectory& chain, const std::string& kept
   }
 }
 
-}  // namespace
-
-PruneResult prune_chain(ChainDirectory& chain, size_t keep) {
-  ChainManifest& manifest = chain.manifest();
-  const PrunePlan plan = plan_prune(manifest, keep);
-  PruneResult result;
-  const std::set<std::string> going(plan.remove.begin(), plan.remove.end());
-  for (const ChainPoint& point : manifest.points) {
-    if (going.count(point.name) == 0) result.kept.push_back(point.name);
+// An interrupted prune's merge is finished without `backup verify`'s checks: they ran before the points were
+// marked, and the merge's base (the file the interrupted qemu-img commit wrote) no longer matches its
+// checksum. The files the commit only read, the kept point's and those between it and the base, must still
+// match theirs. Once the kept point's file is the merge (renamed over it), there is nothing left to check.
+void refuse_to_finish_on_damage(const ChainDirectory& chain, const std::string& kept_name) {
+  const ChainPoint& kept = chain.point(kept_name);
+  if (qemu_img_info(chain.file_of(kept)).backing_filename.empty()) return;
+  const std::vector<const ChainPoint*> links = backing_chain(chain.manifest(), kept);
+  for (size_t i = 1; i < links.size(); ++i) {  // links[0], the base, is the commit's target
+    if (std::string problem = checksum_problem(chain, *links[i]); !problem.empty()) {
+      throw CliError(ExitCode::io_error, "backup prune: cannot finish the prune that did not finish: point " +
+                                             kept_name + " would be merged with point " + links[i]->name +
+                                             ", which is not sound (" + problem + ")");
+    }
   }
-  if (plan.empty()) return result;
-  if (plan.merge_into) refuse_to_merge_damage(chain, *plan.merge_into);
+}
+
+// Marks the plan's points "pruning", merges, removes their files, then drops them from the manifest; each
+// step is safe to repeat from the start (chain_prune.h).
+void carry_out(ChainDirectory& chain, const PrunePlan& plan, PruneResult& result) {
+  ChainManifest& manifest = chain.manifest();
+  const std::set<std::string> going(plan.remove.begin(), plan.remove.end());
   for (ChainPoint& point : manifest.points) {
     if (going.count(point.name) != 0) point.state = "pruning";
   }
@@ -94,6 +104,43 @@ PruneResult prune_chain(ChainDirectory& chain, size_t keep) {
   sync_path(chain.path());
   std::erase_if(manifest.points, [&](const ChainPoint& point) { return going.count(point.name) != 0; });
   chain.save();
+}
+
+size_t complete_points(const ChainManifest& manifest) {
+  return static_cast<size_t>(
+      std::count_if(manifest.points.begin(), manifest.points.end(),
+                    [](const ChainPoint& point) { return point.state == "complete"; }));
+}
+
+}  // namespace
+
+bool prune_unfinished(const ChainManifest& manifest) {
+  return std::any_of(manifest.points.begin(), manifest.points.end(),
+                     [](const ChainPoint& point) { return point.state == "pruning"; });
+}
+
+std::string finish_prune_command(const ChainDirectory& chain) {
+  return "'nbdsnap backup prune " + chain.path() + " --keep " +
+         std::to_string(std::max<size_t>(complete_points(chain.manifest()), 1)) + "'";
+}
+
+PruneResult prune_chain(ChainDirectory& chain, size_t keep) {
+  ChainManifest& manifest = chain.manifest();
+  PruneResult result;
+  if (prune_unfinished(manifest)) {
+    // First the interrupted prune, with its own plan: every complete point stays, the "pruning" ones go, and
+    // the oldest complete point takes their data if it is built on them.
+    const PrunePlan unfinished = plan_prune(manifest, complete_points(manifest));
+    if (unfinished.merge_into) refuse_to_finish_on_damage(chain, *unfinished.merge_into);
+    carry_out(chain, unfinished, result);
+    result.finished_unfinished = true;
+  }
+  const PrunePlan plan = plan_prune(manifest, keep);
+  if (!plan.empty()) {
+    if (plan.merge_into) refuse_to_merge_damage(chain, *plan.merge_into);
+    carry_out(chain, plan, result);
+  }
+  for (const ChainPoint& point : manifest.points) result.kept.push_back(point.name);
   return result;
 }
 

@@ -25,10 +25,16 @@ struct PruneResult {
   std::vector<std::string> removed;  // points that left the chain
   std::string merged_into;           // the kept point that took its bases' data ("" if none)
   std::vector<std::string> kept;
+  bool finished_unfinished = false;  // a prune that did not finish was finished first
 };
 
 // REQUIRES: keep >= 1; the directory is locked exclusively. Throws CliError; what it did so far is recorded
-// in the manifest, and running it again finishes the work.
+// in the manifest, and running it again (with any --keep) first finishes that work, then prunes to `keep`.
 PruneResult prune_chain(ChainDirectory& chain, size_t keep);
+
+// Whether a prune that did not finish left points marked "pruning".
+bool prune_unfinished(const ChainManifest& manifest);
+// The command line that finishes an interrupted prune and removes nothing more (quoted, for messages).
+std::string finish_prune_command(const ChainDirectory& chain);
 
 }  // namespace nbdsnap::cli

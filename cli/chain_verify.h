@@ -5,6 +5,8 @@
 // named too.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,12 +19,18 @@ class MachineProgress;
 struct PointCheck {
   std::string point;
   std::string file;
-  std::string problem;  // "" when the point is fine
+  std::string problem;     // "" when the point is fine
+  std::string unfinished;  // "" or what a prune that did not finish left of the point (not damage)
 };
 
 // Checks the point named (with the points it is built on), or every point when `point_name` is empty.
 // Progress counts the bytes hashed. Throws CliError only when the directory cannot be read at all.
 std::vector<PointCheck> verify_chain(const ChainDirectory& chain, const std::string& point_name,
                                      bool terminal, MachineProgress* machine);
+
+// What is wrong with the point's file as the manifest's checksums see it (missing, unreadable, another
+// digest), or "". `progress` is told the bytes hashed.
+std::string checksum_problem(const ChainDirectory& chain, const ChainPoint& point,
+                             const std::function<void(uint64_t)>& progress = {});
 
 }  // namespace nbdsnap::cli

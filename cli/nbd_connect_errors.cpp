@@ -97,4 +97,9 @@ std::string explain_connect_failure(const std::string& uri, const std::string& l
   return text + " (libnbd: " + libnbd_error + ")";
 }
 
+std::string lost_connection_message(nbd_handle* handle, const std::string& uri) {
+  if (handle == nullptr || (nbd_aio_is_closed(handle) != 1 && nbd_aio_is_dead(handle) != 1)) return {};
+  return "the NBD server of " + uri + " closed the connection (it stopped or dropped the client)";
+}
+
 }  // namespace nbdsnap::cli

@@ -24,4 +24,10 @@ void stop_capturing(nbd_handle* handle);
 std::string explain_connect_failure(const std::string& uri, const std::string& libnbd_error,
                                     const std::string& server_message);
 
+// Once a connection that worked is over (the server closed it, died, or the socket broke), libnbd fails
+// every call with words about its own state ("nbd_aio_get_fd: connection is not in a connected state",
+// "invalid state: CLOSED"). Returns "the NBD server of URI closed the connection" then, "" while `handle` is
+// still connected.
+std::string lost_connection_message(nbd_handle* handle, const std::string& uri);
+
 }  // namespace nbdsnap::cli

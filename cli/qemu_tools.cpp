@@ -3,6 +3,7 @@
 #include "qemu_tools.h"
 
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include <sys/socket.h>
@@ -91,8 +92,12 @@ std::string qemu_img_check(const std::string& path) {
 }
 
 void qemu_img_commit(const std::string& top, const std::string& base) {
-  run_program_checked({"qemu-img", "commit", "-q", "-f", "qcow2", "-t", "writeback", "-b", base, top},
-                      kDataToolBound, "merging " + top + " into " + base);
+  // qemu-img looks BASE up in TOP's backing chain, whose relative names it resolves against TOP's directory,
+  // not the working directory: a relative BASE such as "dir/0001.qcow2" is "not found". An absolute one is.
+  const std::string absolute_base = std::filesystem::absolute(base).string();
+  run_program_checked(
+      {"qemu-img", "commit", "-q", "-f", "qcow2", "-t", "writeback", "-b", absolute_base, top},
+      kDataToolBound, "merging " + top + " into " + base);
 }
 
 uint64_t qemu_img_stored_bytes(const std::string& path) {

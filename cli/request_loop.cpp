@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "checksum.h"
+#include "nbd_connect_errors.h"
 #include "nbd_image.h"
 
 namespace nbdsnap::cli {
@@ -20,6 +21,14 @@ namespace {
 
 std::string at(const CopyPiece& piece) {
   return " at offset " + std::to_string(piece.offset) + " (" + std::to_string(piece.length) + " bytes)";
+}
+
+// libnbd's error for a failed call on `image`; once its connection is over, that the server closed it
+// (libnbd's own words are then about its state machine, and left out).
+std::string request_error(NbdImage& image) {
+  const std::string libnbd = NbdImage::last_error();
+  const std::string lost = lost_connection_message(image.handle(), image.uri());
+  return lost.empty() ? libnbd : lost;
 }
 
 }  // namespace
@@ -86,7 +95,10 @@ bool RequestLoop::wait_for_replies() {
   if (polled == -1) {
     image_.give_up();
     if (target_ != nullptr) target_->give_up();
-    fail("NBD connection failed: " + NbdImage::last_error());
+    const std::string libnbd = NbdImage::last_error();
+    std::string lost = lost_connection_message(image_.handle(), image_.uri());
+    if (lost.empty() && target_ != nullptr) lost = lost_connection_message(target_->handle(), target_->uri());
+    fail(lost.empty() ? "NBD connection failed: " + libnbd : lost);
     return false;
   }
   if (in_flight_ > 0 && silence_.expired()) {
@@ -154,7 +166,7 @@ void RequestLoop::issue(Slot& slot, size_t piece_index) {
   if (nbd_aio_pread(image_.handle(), slot.buffer.get(), piece.length, piece.offset, callback, 0) == -1) {
     // Not thrown here: requests in flight still point at our slots, so run() drains them first.
     slot.state = SlotState::idle;
-    fail("NBD read" + at(piece) + ": " + NbdImage::last_error());
+    fail("NBD read" + at(piece) + ": " + request_error(image_));
     return;
   }
   ++in_flight_;
@@ -163,7 +175,7 @@ void RequestLoop::issue(Slot& slot, size_t piece_index) {
     nbd_completion_callback read_back{on_read_back, &slot, nullptr};
     if (nbd_aio_pread(target_->handle(), slot.target_buffer.get(), piece.length, piece.offset, read_back,
                       0) == -1) {
-      fail("reading " + work_.target.name + " back" + at(piece) + ": " + NbdImage::last_error());
+      fail("reading " + work_.target.name + " back" + at(piece) + ": " + request_error(*target_));
       return;
     }
     ++in_flight_;
@@ -186,7 +198,7 @@ void RequestLoop::issue_write(Slot& slot) {
   }
   if (cookie == -1) {
     slot.state = SlotState::idle;
-    fail("writing " + work_.target.name + at(piece) + ": " + NbdImage::last_error());
+    fail("writing " + work_.target.name + at(piece) + ": " + request_error(*target_));
     return;
   }
   ++in_flight_;
@@ -250,7 +262,7 @@ void RequestLoop::finish(Slot& slot) {
 void RequestLoop::store(Slot& slot, CopyPiece& piece) {
   if (work_.options.skip_zero_writes && is_all_zero(slot.buffer.get(), piece.length)) return;
   if (!write_file(slot.buffer.get(), piece.length, piece.offset)) {
-    fail("writing the backup at offset " + std::to_string(piece.offset) + ": " + std::strerror(errno));
+    fail("writing " + work_.target.name + at(piece) + ": " + std::strerror(errno));
     return;
   }
   bytes_written_ += piece.length;
@@ -266,7 +278,7 @@ void RequestLoop::compare(Slot& slot, const CopyPiece& piece) {
     ssize_t n =
         ::pread(work_.target.fd, slot.target_buffer.get(), piece.length, static_cast<off_t>(piece.offset));
     if (n != static_cast<ssize_t>(piece.length)) {
-      fail("reading the backup back at offset " + std::to_string(piece.offset) + ": " +
+      fail("reading " + work_.target.name + " back" + at(piece) + ": " +
            (n < 0 ? std::strerror(errno) : "short read"));
       return;
     }

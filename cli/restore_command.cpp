@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "chain_directory.h"
+#include "chain_prune.h"
 #include "copy_arguments.h"
 #include "exit_codes.h"
 #include "image_copier.h"
@@ -23,6 +24,7 @@
 #include "progress_bar.h"
 #include "qemu_tools.h"
 #include "table.h"
+#include "target_file.h"
 #include "units.h"
 
 namespace po = boost::program_options;
@@ -54,9 +56,21 @@ struct RestoreReport {
   double seconds = 0;
 };
 
-// Every point the restore reads through must be complete and have its file.
+// Every point the restore reads through must be complete and have its file. A prune that did not finish
+// leaves the kept point K reading as before (chain_prune.h): through its "pruning" bases while the merge is
+// unfinished, the base then holding, for the clusters K reads from it, what it held; or alone once the merged
+// file took K's place. So K and the points above it restore, QEMU reading K's backing files as K names them,
+// and neither the "pruning" points nor K's size (its file may be the merge) are checked; the points that go
+// do not restore.
 void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
+  if (point.state == "pruning") {
+    throw CliError(ExitCode::server_error, "point " + point.name +
+                                               " cannot be restored: a prune that did not finish is removing "
+                                               "it (run " +
+                                               finish_prune_command(chain) + " to finish it)");
+  }
   for (const ChainPoint* link : backing_chain(chain.manifest(), point)) {
+    if (link->state == "pruning") continue;
     if (link->state != "complete") {
       throw CliError(ExitCode::server_error, "point " + point.name + " cannot be restored: point " +
                                                  link->name + " it is built on is " + link->state);
@@ -66,11 +80,13 @@ void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
       throw CliError(ExitCode::io_error, "point " + point.name + " cannot be restored: " + path + " (point " +
                                              link->name + ") is missing");
     }
+    const bool merging = !link->backing.empty() && chain.point(link->backing).state == "pruning";
     // A file cut short (a copy of the chain that ran out of space) reads as zeroes past its end: QEMU
     // restores from it without an error. Its size is what the manifest recorded when it was complete.
     struct stat info {};
     const bool regular = ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
-    if (!regular || (link->file_bytes != 0 && static_cast<uint64_t>(info.st_size) != link->file_bytes)) {
+    if (!regular ||
+        (!merging && link->file_bytes != 0 && static_cast<uint64_t>(info.st_size) != link->file_bytes)) {
       throw CliError(ExitCode::io_error,
                      "point " + point.name + " cannot be restored: " + path + " (point " + link->name + ") " +
                          (regular ? "holds " + std::to_string(info.st_size) + " bytes, the manifest says " +
@@ -82,12 +98,20 @@ void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
 }
 
 // A file target: a block device is written in place, zeroes included; a regular file is created (or
-// truncated) sparse with the job's mode. Returns the descriptor; `fresh` says whether zeroes may be skipped.
-int open_file_target(const RestoreJob& job, uint64_t size, bool& fresh) {
+// truncated) sparse with the job's mode. Either is refused while another process uses it (an origin or
+// difference storage of a server: target_file.h) or when it is a file of the chain being read. Returns the
+// descriptor, which holds the target's lock until closed; `fresh` says whether zeroes may be skipped.
+int open_file_target(const RestoreJob& job, const ChainDirectory& chain, uint64_t size, bool& fresh) {
+  TargetFileOptions options;
+  options.command = "restore";
+  options.mode = job.mode;
+  options.force_mode = job.mode_given;
+  options.truncate = true;
+  options.block_device = true;
+  options.read_directories = {chain.path()};
+  const int fd = open_target_file(job.to, options);
   struct stat info {};
-  if (::stat(job.to.c_str(), &info) == 0 && S_ISBLK(info.st_mode)) {
-    const int fd = ::open(job.to.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) throw CliError(ExitCode::io_error, job.to + ": " + std::strerror(errno));
+  if (::fstat(fd, &info) == 0 && S_ISBLK(info.st_mode)) {
     uint64_t device_size = 0;
     if (::ioctl(fd, BLKGETSIZE64, &device_size) != 0 || device_size < size) {
       ::close(fd);
@@ -97,10 +121,6 @@ int open_file_target(const RestoreJob& job, uint64_t size, bool& fresh) {
     fresh = false;
     return fd;
   }
-  if (::stat(job.to.c_str(), &info) == 0 && !S_ISREG(info.st_mode)) {
-    usage_error("--to " + job.to + " is neither a regular file nor a block device");
-  }
-  const int fd = open_private_file(job.to, job.mode, /*truncate=*/true, job.mode_given);
   if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     const int err = errno;
     ::close(fd);
@@ -111,7 +131,8 @@ int open_file_target(const RestoreJob& job, uint64_t size, bool& fresh) {
   return fd;
 }
 
-void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& chain, RestoreReport& report) {
+void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& chain, RestoreReport& report,
+                int target_fd, bool fresh) {
   const ChainPoint& point = *report.point;
   QemuNbdServer server(chain.file_of(point), /*writable=*/false);
   NbdImage source(server.uri(), {kBaseAllocation}, context.global().timeout, NbdImage::Probe::none);
@@ -149,8 +170,7 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
     }
     machine.finish();
   } else {
-    bool fresh = false;
-    const int fd = open_file_target(job, point.size, fresh);
+    const int fd = target_fd;
     options.skip_zero_writes = fresh;
     options.write_behind = true;  // the fdatasync below then waits for little
     MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
@@ -162,11 +182,12 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
       }
       if (::fdatasync(fd) != 0)
         throw CliError(ExitCode::io_error, job.to + ": sync: " + std::strerror(errno));
-    } catch (...) {
-      ::close(fd);
-      throw;
+    } catch (const CliError& error) {
+      // The copier's messages serve backup too: say that a restore failed (its target is named).
+      ErrorDetail detail = error.detail();
+      if (detail.message == error.what()) detail.message.clear();  // then the new text
+      throw CliError(error.code(), "restore of point " + point.name + " failed: " + error.what(), detail);
     }
-    ::close(fd);
     machine.finish();
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -234,7 +255,16 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
   RestoreReport report;
   report.point = &chain.point(job.point);
   check_restorable(chain, *report.point);
-  copy_point(context, job, chain, report);
+  // A file target is opened (and locked) before the chain is served, and closed after its sync.
+  bool fresh = false;
+  const int target_fd = job.to_nbd ? -1 : open_file_target(job, chain, report.point->size, fresh);
+  try {
+    copy_point(context, job, chain, report, target_fd, fresh);
+  } catch (...) {
+    if (target_fd >= 0) ::close(target_fd);
+    throw;
+  }
+  if (target_fd >= 0) ::close(target_fd);
   print_restore_report(context, job, report);
   return 0;
 }

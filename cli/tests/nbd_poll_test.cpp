@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
 
 #include <libnbd.h>
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "nbd_connect_errors.h"
 #include "nbd_image.h"
 #include "stop_aware_deadline.h"
 
@@ -54,5 +56,22 @@ TEST_CASE("poll_nbd_handles: nothing to read within the wait is 0, a peer that h
   int polled = 0;
   for (int i = 0; i < 10 && polled == 0; ++i) polled = poll_nbd_handles(handles, 1s);
   CHECK((polled == -1 || nbd_aio_is_dead(handle) == 1 || nbd_aio_is_closed(handle) == 1));
+  nbd_close(handle);
+}
+
+TEST_CASE("lost_connection_message: nothing while the connection lives, the URI once the server hung up") {
+  int pair[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+  nbd_handle* handle = nbd_create();
+  REQUIRE(handle != nullptr);
+  REQUIRE(nbd_aio_connect_socket(handle, pair[0]) == 0);
+  const std::string uri = "nbd+unix:///A?socket=/run/x.sock";
+  CHECK(lost_connection_message(handle, uri).empty());
+  ::close(pair[1]);
+  nbd_handle* handles[1] = {handle};
+  for (int i = 0; i < 10 && poll_nbd_handles(handles, 1s) == 0;) ++i;
+  const std::string message = lost_connection_message(handle, uri);
+  CHECK(message.find(uri) != std::string::npos);
+  CHECK(message.find("closed the connection") != std::string::npos);
   nbd_close(handle);
 }
