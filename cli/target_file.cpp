@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "exit_codes.h"
+#include "file_device.h"
 #include "file_lock.h"
 #include "status.h"
 
@@ -79,10 +80,12 @@ int open_unlocked(const std::string& path, const TargetFileOptions& options, boo
   struct stat info {};
   if (::stat(path.c_str(), &info) == 0 && S_ISBLK(info.st_mode)) {
     if (!options.block_device) usage_error(options.command + ": --to " + path + " is not a regular file");
-    fd = ::open(path.c_str(), O_WRONLY | O_EXCL | O_CLOEXEC);
-    if (fd < 0 && errno == EBUSY) {
-      busy(options, path + " is held by another process (mounted, or opened exclusively)");
-    }
+    // Claimed as nbdsnapd and the filter claim their origins (O_EXCL), refused naming the holder.
+    Status error;
+    fd = FileDevice::open_node(path, O_RDWR, error);
+    if (fd < 0 && error.code() == Errc::busy) busy(options, error.message());
+    if (fd < 0) throw CliError(ExitCode::io_error, options.command + ": " + error.message());
+    return fd;
   } else {
     fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   }
