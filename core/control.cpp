@@ -508,12 +508,14 @@ class CommandSet {
   }
 
   // ok once no image of the snapshot has a client (at once, or within kImageClientsGrace); busy naming the
-  // clients of each image otherwise; not_found for an unknown snapshot (as destroy would say).
+  // clients of each image otherwise. ok for a snapshot not registered: destroy then says why (not_found, or
+  // busy while another call creates or destroys it).
   Status wait_for_no_image_clients(const std::string& name) const {
     const auto deadline = std::chrono::steady_clock::now() + kImageClientsGrace;
     for (;;) {
       SnapshotInfo info;
-      if (Status s = engine_.snapshot_info(name, info); !s) return s;
+      if (Status s = engine_.snapshot_info(name, info); !s)
+        return s.code() == Errc::not_found ? Status::ok() : s;
       const std::string clients = info.state == SnapshotState::created ? "" : image_clients_text(info);
       if (clients.empty()) return Status::ok();
       if (std::chrono::steady_clock::now() >= deadline) {

@@ -16,8 +16,10 @@
 // - create (creating_) and append (appending_): create and size the storage files in storage nothing
 //   allocates from (a Snapshot not yet registered, a staged DiffStorage), then take control_mutex_ again,
 //   check every new area against the disks in use *now* (a concurrent create or append may have claimed the
-//   same bytes; the file locks refuse a second open of one file meanwhile) and register or adopt it. The
-//   disks listed before the files were made may be stale; the check under the lock is the one that counts.
+//   same bytes) and register or adopt it. The disks listed before the files were made may be stale; the check
+//   under the lock is the one that counts. Their paths are reserved meanwhile (storage_paths_in_creation_):
+//   two calls making one new file would race for its lock, and the loser's clean-up could remove the file
+//   the winner uses.
 // A take holds control_mutex_ across its freezes: it refuses a snapshot whose origin is being detached (the
 // freeze would wait for the same I/O), and destroys and detaches never run beside it.
 // Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
@@ -28,6 +30,7 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <new>
 
 #include "buffer_budget.h"
@@ -536,6 +539,38 @@ Status Engine::check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector
   return Status::ok();
 }
 
+namespace {
+
+// One spelling per file for storage_paths_in_creation_: absolute, with symbolic links and "." resolved as far
+// as the path exists (the file itself may not yet).
+std::string storage_path_key(const std::string& path) {
+  std::error_code error;
+  const std::filesystem::path canonical =
+      std::filesystem::weakly_canonical(std::filesystem::absolute(path), error);
+  return error ? path : canonical.string();
+}
+
+}  // namespace
+
+Status Engine::reserve_storage_paths_locked(const std::vector<StorageSpec>& specs,
+                                            const std::string& snapshot) {
+  for (const StorageSpec& spec : specs) {
+    if (auto it = storage_paths_in_creation_.find(storage_path_key(spec.path));
+        it != storage_paths_in_creation_.end()) {
+      return {Errc::busy,
+              "storage " + spec.path + " is being created for snapshot '" + it->second +
+                  "' (its file system may not be answering); try again once that call has returned"};
+    }
+  }
+  for (const StorageSpec& spec : specs)
+    storage_paths_in_creation_.emplace(storage_path_key(spec.path), snapshot);
+  return Status::ok();
+}
+
+void Engine::release_storage_paths_locked(const std::vector<StorageSpec>& specs) {
+  for (const StorageSpec& spec : specs) storage_paths_in_creation_.erase(storage_path_key(spec.path));
+}
+
 Status Engine::check_new_snapshot_locked(const std::string& name,
                                          const std::vector<std::string>& origins) const {
   if (snapshots_.count(name)) return {Errc::already_exists, "snapshot '" + name + "' already exists"};
@@ -615,6 +650,7 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     }
     snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
     MutexLock lock(mutex_);
+    if (Status s = reserve_storage_paths_locked(options.storage, name); !s) return s;
     creating_[name] = snapshot;  // the name and the origins are ours until it is registered or given up
   }
   // Without control_mutex_ (design notes): creating and sizing the files may wait as long as their file
@@ -628,6 +664,7 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
       {
         MutexLock lock(mutex_);
         creating_.erase(name);
+        release_storage_paths_locked(options.storage);
         snapshots_[name] = snapshot;
       }
       record_created_storage();
@@ -638,6 +675,7 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     snapshot->shutdown();  // removes the files it created; without locks (it may wait for the file system)
     MutexLock lock(mutex_);
     creating_.erase(name);
+    release_storage_paths_locked(options.storage);
     return result;
   }
   std::string origins;
@@ -652,6 +690,13 @@ Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const st
   auto snapshot = find_snapshot_locked(snapshot_name);
   if (!snapshot) return missing_snapshot_locked(snapshot_name);
   if (detaching_.count(origin)) return being_detached(origin);
+  // An append sizes its area for the chunks of the members it saw: a new member's larger chunks could
+  // leave that area unable to hold one.
+  if (auto it = appending_.find(snapshot_name); it != appending_.end()) {
+    return {Errc::busy, "snapshot '" + snapshot_name + "' is being appended storage " + it->second +
+                            " (its file system may not be answering); try again once "
+                            "snapshot-append-storage has returned"};
+  }
   if (!origins_.count(origin)) return unknown_origin(origin);
   if (auto other = snapshot_of_origin_locked(origin); !other.empty() && other != snapshot_name) {
     if (Status s = check_member_of_locked(other); !s) return s;
@@ -785,6 +830,7 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
     if (Status s = check_storage_not_served(spec); !s) return s;
     requirements = area_requirements(snapshot->origins());
     MutexLock lock(mutex_);
+    if (Status s = reserve_storage_paths_locked({spec}, snapshot_name); !s) return s;
     appending_[snapshot_name] = spec.to_string();  // keeps destroys (and other appends) off the snapshot
   }
   // Without control_mutex_ (design notes): the file is created and sized aside, in storage of its own that
@@ -803,6 +849,7 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
   staged.release();  // on failure: removes a file it created; without locks (it may wait for the file system)
   MutexLock lock(mutex_);
   appending_.erase(snapshot_name);
+  release_storage_paths_locked({spec});
   return result;
 }
 

@@ -193,6 +193,11 @@ class Engine {
   static Status being_created(const std::string& name);
   // busy: origin `name` is being detached (its detach still waits for I/O in flight).
   static Status being_detached(const std::string& name);
+  // Reserves the paths of `specs` for `snapshot` in storage_paths_in_creation_, or says which another call
+  // reserved (busy; nothing reserved then). release_storage_paths_locked gives them back.
+  Status reserve_storage_paths_locked(const std::vector<StorageSpec>& specs, const std::string& snapshot)
+      REQUIRES(mutex_);
+  void release_storage_paths_locked(const std::vector<StorageSpec>& specs) REQUIRES(mutex_);
   // busy when snapshot `name` is not registered but being created or destroyed; else not_found.
   Status missing_snapshot_locked(const std::string& name) const REQUIRES(mutex_);
   // busy when the snapshot is being created or destroyed (an origin's `member_of`), else ok.
@@ -279,6 +284,10 @@ class Engine {
   std::map<std::string, std::shared_ptr<Snapshot>> creating_ GUARDED_BY(mutex_);
   // Snapshots an append_storage() adds a file to without control_mutex_, with the storage asked for.
   std::map<std::string, std::string> appending_ GUARDED_BY(mutex_);
+  // The storage paths (made absolute and canonical) that a create or an append is creating without
+  // control_mutex_, with the snapshot each is for: a second call naming one is busy at once. Two calls
+  // creating one new file would otherwise race for its lock, and the loser's clean-up could remove it.
+  std::map<std::string, std::string> storage_paths_in_creation_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

@@ -431,14 +431,18 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
   } else {
     return Status::from_errno(errno, "create " + path);
   }
+  bool locked = false;
   auto give_up = [&](Status status) {
     ::close(fd);
-    if (created) ::unlink(path.c_str());
+    // Only a file this call made and still holds: another call (or process) that opened it meanwhile and
+    // won its lock uses it now.
+    if (created && locked) ::unlink(path.c_str());
     return status;
   };
   // Locked before anything changes the file: an existing file may be another process's disk.
   LoopBackingLock backing;
   if (Status s = lock_file(fd, path, FileLockMode::exclusive); !s) return give_up(std::move(s));
+  locked = true;
   if (Status s = LoopBackingLock::acquire(fd, path, FileLockMode::exclusive, backing); !s)
     return give_up(std::move(s));
   struct stat st {};

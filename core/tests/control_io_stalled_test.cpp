@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control.h"
 #include "engine.h"
 #include "memory_device.h"
 #include "stalling_device.h"
@@ -173,13 +174,39 @@ TEST_CASE("a create whose storage file stalls holds up only the calls that need 
              creating);
   check_busy(within_five_seconds(*stall, "destroy", [&] { return engine.destroy_snapshot("slow"); }),
              creating);
+  // Through the control socket too, forced or not (an unforced destroy first looks for image clients).
+  struct NoClients final : ControlFrontEnd {
+    std::string front_end_name() const override { return "nbdsnapd"; }
+    std::string export_uri(const std::string&) const override { return ""; }
+  } front_end;
+  Control control(engine, front_end);
+  for (const bool force : {false, true}) {
+    nlohmann::json reply =
+        control.handle({{"command", "snapshot-destroy"}, {"name", "slow"}, {"force", force}});
+    INFO("force " << force << ": " << reply.dump());
+    CHECK(reply["error"]["code"] == "busy");
+    CHECK(reply["error"]["message"].get<std::string>().find(creating) != std::string::npos);
+  }
   check_busy(within_five_seconds(*stall, "forced detach of its origin",
                                  [&] { return engine.detach_origin("o1", true); }),
              creating);
-  // Its file is claimed: another create of it fails (the file is locked by the create), it does not wait.
-  CHECK_FALSE(within_five_seconds(*stall, "create with its file", [&] {
-                return engine.create_snapshot("d", snapshot_options({"healthy"}, dir, "slow.diff", 1 << 20));
-              }).is_ok());
+  // Its file is claimed: another create or an append naming it is busy at once. (Both used to race the
+  // create for the new file's lock, and the loser's clean-up could remove the file the winner then used.)
+  const std::string file_claimed =
+      "storage " + dir.file("slow.diff") + " is being created for snapshot 'slow'";
+  check_busy(within_five_seconds(*stall, "create with its file",
+                                 [&] {
+                                   return engine.create_snapshot(
+                                       "d", snapshot_options({"healthy"}, dir, "slow.diff", 1 << 20));
+                                 }),
+             file_claimed);
+  REQUIRE_OK(engine.create_snapshot("e", snapshot_options({"healthy"}, dir, "e.diff", 1 << 20)));
+  check_busy(within_five_seconds(*stall, "append of its file",
+                                 [&] {
+                                   return engine.append_storage("e", {dir.file("slow.diff"), 1 << 20});
+                                 }),
+             file_claimed);
+  CHECK_OK(engine.destroy_snapshot("e"));
 
   stall->answer();
   CHECK_OK(create.get());
@@ -222,6 +249,10 @@ TEST_CASE("an append whose storage file stalls holds up only the calls that need
                                  }),
              appending);
   check_busy(within_five_seconds(*stall, "destroy", [&] { return engine.destroy_snapshot("s"); }), appending);
+  // A new member's chunks could be larger than the area being sized holds.
+  check_busy(within_five_seconds(*stall, "add of an origin",
+                                 [&] { return engine.add_origin_to_snapshot("s", "healthy"); }),
+             appending);
   // The snapshot itself goes on: its image reads and copy-on-write do not see the area before it joins.
   CHECK(snapshot_info_of(engine, "s").storage.size() == 1);
 
