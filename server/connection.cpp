@@ -116,9 +116,8 @@ size_t whole_buffer(const asio::error_code& ec, size_t) {
 }
 }  // namespace
 
-Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog,
-                       WorkerPool& workers, ClientRegistry& registry, ConnectionLimits limits,
-                       ConnectionSecurity security)
+Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, WorkerPool& workers,
+                       ClientRegistry& registry, ConnectionLimits limits, ConnectionSecurity security)
     : socket_(std::move(socket)),
       id_(id),
       workers_(workers),

@@ -21,7 +21,8 @@ Server::Server(Engine& engine, const ServerConfig& config, const TlsCredentialSt
       tls_credentials_(tls_credentials),
       access_(std::make_shared<const AccessPolicy>(config.security.access)),
       catalog_(engine),
-      workers_({.min_threads = config.threads, .max_threads = config.threads_max, .lane_limit = config.threads}),
+      workers_(
+          {.min_threads = config.threads, .max_threads = config.threads_max, .lane_limit = config.threads}),
       signals_(io_, SIGINT, SIGTERM, SIGHUP) {
   refusals_.set_warn([](const std::string& line) { log_warning(line); });
   for (unsigned i = 0; i < config.io_threads; ++i) {

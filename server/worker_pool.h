@@ -30,9 +30,9 @@
 namespace nbdsnap {
 
 struct WorkerPoolLimits {
-  unsigned min_threads = 4;   // started at once and kept
-  unsigned max_threads = 64;  // never more (> lane_limit: room for other lanes)
-  unsigned lane_limit = 4;    // tasks of one lane running at once
+  unsigned min_threads = 4;                        // started at once and kept
+  unsigned max_threads = 64;                       // never more (> lane_limit: room for other lanes)
+  unsigned lane_limit = 4;                         // tasks of one lane running at once
   std::chrono::milliseconds idle_timeout{10'000};  // threads above min_threads end after this without a task
 };
 
@@ -69,8 +69,8 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  // Runs `task` on a worker: at once if its lane runs fewer than lane_limit tasks (starting a thread if none is
-  // free and fewer than max_threads run), else after the lane's earlier tasks. Any thread, also a worker.
+  // Runs `task` on a worker: at once if its lane runs fewer than lane_limit tasks (starting a thread if none
+  // is free and fewer than max_threads run), else after the lane's earlier tasks. Any thread, also a worker.
   void post(std::string_view lane, Task task) EXCLUDES(mutex_);
   // Waits until every task posted has run (those tasks post meanwhile too), then ends the threads.
   void join() EXCLUDES(mutex_);
