@@ -448,7 +448,8 @@ Status ChunkMap::read_touched(uint64_t index, uint8_t* out, uint64_t len, uint64
   if (chunk.state == ChunkState::failed) return failed_chunk_status();
   if (chunk.buffer) {
     std::memcpy(out, chunk.buffer.get() + in_chunk, len);
-  } else if (Status s = snapshot_.storage().read(chunk.location, out, len, in_chunk); !s) {
+  } else if (Status s = snapshot_.storage().read(chunk.location, out, len, in_chunk, may_wait); !s) {
+    if (s.code() == Errc::would_block) return s;  // not cached: read again where waiting is fine
     snapshot_.corrupt(origin_name_, s.code(), "read of difference storage failed: " + s.message());
     return snapshot_health();
   }
@@ -459,7 +460,8 @@ Status ChunkMap::read_untouched(uint8_t* out, uint64_t len, uint64_t offset, Blo
                                 bool may_wait) {
   BlockDevice* origin = origin_reader(source);
   if (!origin) return {Errc::io_error, "no device to read origin '" + origin_name_ + "' from"};
-  if (Status s = origin->pread(out, len, offset); !s) return s;
+  Status read = may_wait ? origin->pread(out, len, offset) : origin->pread_without_waiting(out, len, offset);
+  if (!read) return read;
   // Chunks still absent now were not written during the read (writers insert first); the others are read
   // again from their copies.
   const uint64_t last = (offset + len - 1) / chunk_size_;

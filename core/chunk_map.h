@@ -89,8 +89,9 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // the caller holds the origin's write gate (no take can install another map meanwhile, and a copied chunk
   // never becomes uncopied).
   bool copies_needed(uint64_t offset, uint64_t len) const EXCLUDES(mutex_);
-  // Reads take-time data. With may_wait false, a read that would wait for a chunk being copied fails with
-  // would_block (the buffer is then partly filled; the caller reads again where it may wait).
+  // Reads take-time data. With may_wait false, a read that would wait for a chunk being copied, or for a
+  // device (bytes not in the page cache: BlockDevice::pread_without_waiting), fails with would_block (the
+  // buffer is then partly filled; the caller reads again where it may wait).
   Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait = true)
       EXCLUDES(mutex_);
   // Writes into the snapshot's copy (writable snapshots); buf == nullptr writes zeroes.

@@ -257,11 +257,13 @@ Status DiffStorage::write(const StorageLocation& at, const void* buf, uint64_t l
   return device->pwrite(buf, len, start + at.offset + offset_in_piece, false);
 }
 
-Status DiffStorage::read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece) {
+Status DiffStorage::read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece,
+                         bool may_wait) {
   uint64_t start = 0;
   const auto device = device_of(at.area, start);
   if (!device) return {Errc::io_error, "difference storage was released"};
-  return device->pread(buf, len, start + at.offset + offset_in_piece);
+  const uint64_t offset = start + at.offset + offset_in_piece;
+  return may_wait ? device->pread(buf, len, offset) : device->pread_without_waiting(buf, len, offset);
 }
 
 uint32_t DiffStorage::filling_area() const {

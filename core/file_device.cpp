@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -507,6 +508,28 @@ Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {
   if (Status s = check_range(size_, offset, len); !s) return s;
   if (direct_) return direct_->pread(buf, len, offset);
   return read_fully(fd_, buf, len, offset, path_);
+}
+
+// RWF_NOWAIT fails with EAGAIN where the read would wait: a page not in the cache or being read, a lock held.
+// A short read within the checked range means the rest is not cached (or the file shrank behind our back:
+// pread() says so). It does not skip the atime update a read may make (relatime: the first read after a
+// write), which on a stalled journal could still wait: origins on file systems mounted noatime are immune.
+Status FileDevice::pread_without_waiting(void* buf, uint64_t len, uint64_t offset) {
+  if (Status s = check_range(size_, offset, len); !s) return s;
+  const Status would_block{Errc::would_block, "not all in the page cache: " + path_};
+  if (direct_) return would_block;
+  auto* out = static_cast<uint8_t*>(buf);
+  while (len > 0) {
+    iovec part{out, len};
+    const ssize_t n = ::preadv2(fd_, &part, 1, static_cast<off_t>(offset), RWF_NOWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP))) return would_block;
+    if (n < 0) return Status::from_errno(errno, "read " + path_);
+    out += n;
+    offset += uint64_t(n);
+    len -= uint64_t(n);
+  }
+  return Status::ok();
 }
 
 Status FileDevice::pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) {

@@ -58,12 +58,13 @@ static Status no_device(const std::string& name) {
   return {Errc::io_error, "origin '" + name + "' has no device attached"};
 }
 
-Status Origin::read(void* buf, uint64_t len, uint64_t offset) {
+Status Origin::read(void* buf, uint64_t len, uint64_t offset, bool may_wait) {
   IoGate::Pass pass(read_gate_);
   if (!pass.entered()) return check_attached();
   if (!device_) return no_device(name_);
   if (Status s = check_range(size_, offset, len); !s) return s;
-  if (Status s = device_->pread(buf, len, offset); !s) return s;
+  Status s = may_wait ? device_->pread(buf, len, offset) : device_->pread_without_waiting(buf, len, offset);
+  if (!s) return s;
   count_read(len);
   return Status::ok();
 }

@@ -62,9 +62,10 @@ class Origin {
   void release_device();
 
   // I/O through the origin's device. Writes, trims and zeroes pass the tracker first. With may_wait false a
-  // write that would wait for a take or copy chunks first fails with would_block and changes nothing
-  // (nbdsnapd tries small writes on its I/O thread this way and hands those to its workers).
-  Status read(void* buf, uint64_t len, uint64_t offset);
+  // write that would wait for a take or copy chunks first fails with would_block and changes nothing; a read
+  // that would wait for the device (BlockDevice::pread_without_waiting) fails with would_block too (nbdsnapd
+  // tries small reads on its I/O threads this way and hands those to its workers).
+  Status read(void* buf, uint64_t len, uint64_t offset, bool may_wait = true);
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait = true);
   Status trim(uint64_t offset, uint64_t len, bool fua);
   Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua);

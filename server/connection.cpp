@@ -6,20 +6,28 @@
 // payload, and hands the request to the worker pool. It reads through a receive buffer, so one system call
 // brings in many small requests; large payloads are read straight into their own buffer, never zero-filled.
 //
-// Small requests served from memory run on the I/O thread itself: a READ or WRITE of at most 64 KiB without
-// FUA, while the connection's recent inline requests did not sleep and used under 200 us of CPU on average.
-// They never wait for the engine: the I/O thread runs them with execute_without_waiting(), which refuses
-// (would_block, nothing changed) a write that must copy a chunk, wait for another writer's copy or for a
-// take, and a read of a chunk being copied; those go to the workers like any other request, so one slow copy
-// or a take never stalls every connection. A sample of them (every 4th) is measured with
-// getrusage(RUSAGE_THREAD): a voluntary context switch means it waited (for a disk, a lock, dirty page
-// throttling). Handing a page-cache request to a worker cost more than the request (a thread wake-up and a
-// context switch; measured 58 -> 33 us of server CPU per 4 KiB write). Elapsed time cannot tell a disk from a
-// busy machine: under load the I/O thread is preempted, and page cache writes took 50-330 us from start to
-// end. When they sleep or cost much, requests go to the worker pool, and only every 32nd small one runs
-// inline to see whether they are cheap again, so the I/O thread is never held up for long. Replies to
-// requests run inline are held while more requests are already received, and sent together before the reader
-// next waits.
+// Where requests run. An I/O thread must never sleep on a disk: every connection dealt to it would stop
+// with it (one write stuck on a frozen file system once held up every new connection to other origins). So
+// it runs no write, no flush, trim or zero, nothing that can wait for a device, only small READs (at most 64
+// KiB) served from the page cache: it tries them with execute_without_waiting(), which reads only through
+// preadv2(RWF_NOWAIT) (BlockDevice::pread_without_waiting) and never waits for the engine either; a read of
+// bytes not cached (EAGAIN), of an O_DIRECT origin (--cache none), of a file system without RWF_NOWAIT (NFS,
+// FUSE), or of a chunk being copied is refused (would_block, nothing changed) and goes to the workers like
+// any other request. Writes always go to the workers, even those the page cache would take: a buffered
+// pwrite can sleep for as long as the disk wants (sb_start_write on a frozen file system, dirty-page
+// throttling while writeback is stuck, a dead NFS server), and pwritev2(RWF_NOWAIT) cannot tell beforehand
+// (it still waits on a freeze, and is refused for buffered writes on most file systems). That costs a
+// thread hand-off per small write (measured when writes still ran inline: 58 -> 33 us of server CPU per
+// 4 KiB write inline). The workers (worker_pool.h) grow while some hang, and one origin never holds more
+// than --threads of them, so a stalled disk holds up only its own exports.
+//
+// Even page-cache reads are watched: a sample of them (every 4th) is measured with getrusage(RUSAGE_THREAD):
+// a voluntary context switch means it slept anyway (on memory, a lock) and CPU time above 200 us means it
+// costs more than a hand-off. Elapsed time cannot tell a disk from a busy machine: under load the I/O thread
+// is preempted. When they sleep or cost much, reads go to the worker pool, and only every 32nd small one runs
+// inline to see whether they are cheap again. Replies to requests run inline are held while more requests are
+// already received, and sent together before the reader next waits. The thread of Server::run() (listeners,
+// signals, the shutdown sequence) serves no connection at all (server.h).
 //
 // Replies: the worker that finishes a request queues its reply and, unless another thread is sending, sends
 // the queue itself with non-blocking gathered writes (several replies in one sendmsg), so a reply needs no
@@ -51,6 +59,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "export_name.h"
 #include "log.h"
 
 namespace nbdsnap {
@@ -107,9 +116,8 @@ size_t whole_buffer(const asio::error_code& ec, size_t) {
 }
 }  // namespace
 
-Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog,
-                       asio::thread_pool& workers, ClientRegistry& registry, ConnectionLimits limits,
-                       ConnectionSecurity security)
+Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, WorkerPool& workers,
+                       ClientRegistry& registry, ConnectionLimits limits, ConnectionSecurity security)
     : socket_(std::move(socket)),
       id_(id),
       workers_(workers),
@@ -298,6 +306,8 @@ asio::awaitable<bool> Connection::negotiate() {
       // The export is resolved: from now on this connection counts as its client (a detach without force is
       // refused), even while the GO reply still waits in a full socket buffer below.
       export_name_ = handshake_.session().target->name();
+      ExportName parsed;
+      lane_ = parse_export_name(export_name_, parsed).is_ok() ? parsed.origin : export_name_;
       registry_.set_export(id_, export_name_);
     }
     if (!step.reply.empty()) {
@@ -536,7 +546,7 @@ void Connection::give_back_slot(uint64_t accounted) {
 }
 
 void Connection::dispatch(const RequestHeader& request, Payload payload, uint64_t accounted) {
-  asio::post(workers_, [self = shared_from_this(), request, payload = std::move(payload), accounted,
+  workers_.post(lane_, [self = shared_from_this(), request, payload = std::move(payload), accounted,
                         work = asio::make_work_guard(socket_.get_executor())]() mutable {
     const size_t payload_length = payload ? request.length : 0;
     Reply reply = self->execute(request, {payload.get(), payload_length});
@@ -554,7 +564,7 @@ Reply Connection::execute(const RequestHeader& request, std::span<const uint8_t>
 }
 
 bool Connection::runs_inline(const RequestHeader& request) {
-  if (request.type != kCmdRead && request.type != kCmdWrite) return false;
+  if (request.type != kCmdRead) return false;  // a write may sleep in the kernel: see the design notes
   if (request.length > kInlineMaxLength) return false;
   if (request.flags & kCmdFlagFua) return false;  // waits for the disk by definition
   if (inline_cpu_us_ < kInlineMaxCpuMicroseconds && inline_sleeps_ < kInlineMaxSleeps) return true;

@@ -3,7 +3,7 @@
 //
 // Threading: the handshake, the request reader and closing run on the connection's I/O thread (the one thread
 // running its socket's executor; the server has several, server.h, and a connection never moves); request
-// executions run on the worker pool (small ones served from memory on the I/O thread), and the thread that
+// executions run on the worker pool (small reads served from the page cache on the I/O thread), and the thread that
 // finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to
 // `max_in_flight` requests are served at once; replies go out in completion order (NBD allows that).
 // shut_down() stops reading requests, lets in-flight ones finish and their replies go out, then closes (in
@@ -30,6 +30,7 @@
 #include "refusal_log.h"
 #include "request_executor.h"
 #include "tls_channel.h"
+#include "worker_pool.h"
 
 namespace nbdsnap {
 
@@ -55,7 +56,7 @@ struct ConnectionSecurity {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, asio::thread_pool& workers,
+  Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catalog, WorkerPool& workers,
              ClientRegistry& registry, ConnectionLimits limits, ConnectionSecurity security = {});
   ~Connection();
   Connection(const Connection&) = delete;
@@ -137,7 +138,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   NbdSocket socket_;
   const uint64_t id_;
-  asio::thread_pool& workers_;
+  WorkerPool& workers_;
   ClientRegistry& registry_;
   const ConnectionLimits limits_;
   const ConnectionSecurity security_;
@@ -150,6 +151,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Handshake handshake_;
   std::shared_ptr<const RequestExecutor> executor_;  // set when transmission starts
   std::string export_name_;
+  // The worker pool's lane of its requests: the origin of the export (an image's too, which reads it), so
+  // that an origin on a stalled disk holds up at most --threads workers (worker_pool.h).
+  std::string lane_;
   uint64_t refusals_logged_ = 0;              // options refused in the handshake: only the first is a warning
   std::atomic<bool> refusal_counted_{false};  // log_refusal() ran (the handshake deadline's handler too)
   asio::steady_timer wakeup_;                 // the reader sleeps on it while the in-flight limit is reached
@@ -175,8 +179,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Locks of nbdsnapd, in precedence order: OriginFiles::mutex_ (held while attaching: it calls the engine,
   // whose locks come next, core/lock_order.h), then the leaves, none held while taking another:
-  // Connection::mutex_, TlsChannel::session_mutex_, ClientRegistry::mutex_, ReplyBufferPool::mutex_, the
-  // log's mutex, TlsCredentialStore::mutex_.
+  // Connection::mutex_, TlsChannel::session_mutex_, ClientRegistry::mutex_, ReplyBufferPool::mutex_,
+  // WorkerPool::mutex_, the log's mutex, TlsCredentialStore::mutex_.
   Mutex mutex_;
   unsigned in_flight_ GUARDED_BY(mutex_) = 0;  // requests read and not yet answered
   uint64_t in_flight_bytes_ GUARDED_BY(mutex_) = 0;

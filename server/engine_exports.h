@@ -26,9 +26,9 @@ class OriginExport final : public ServedExport {
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
     return origin_->write(buf, len, offset, fua);
   }
-  // An origin read never waits for the engine (only for the device).
+  // An origin read never waits for the engine; without waiting, not for the device either (page cache only).
   Status read_without_waiting(void* buf, uint64_t len, uint64_t offset) override {
-    return origin_->read(buf, len, offset);
+    return origin_->read(buf, len, offset, /*may_wait=*/false);
   }
   Status write_without_waiting(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
     return origin_->write(buf, len, offset, fua, /*may_wait=*/false);

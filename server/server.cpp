@@ -21,10 +21,11 @@ Server::Server(Engine& engine, const ServerConfig& config, const TlsCredentialSt
       tls_credentials_(tls_credentials),
       access_(std::make_shared<const AccessPolicy>(config.security.access)),
       catalog_(engine),
-      workers_(config.threads),
+      workers_(
+          {.min_threads = config.threads, .max_threads = config.threads_max, .lane_limit = config.threads}),
       signals_(io_, SIGINT, SIGTERM, SIGHUP) {
   refusals_.set_warn([](const std::string& line) { log_warning(line); });
-  for (unsigned i = 1; i < config.io_threads; ++i) {
+  for (unsigned i = 0; i < config.io_threads; ++i) {
     connection_contexts_.push_back(std::make_unique<asio::io_context>(1));
   }
 }
@@ -131,8 +132,7 @@ asio::awaitable<void> Server::accept_clients(Acceptor& acceptor, bool tcp) {
 }
 
 asio::io_context& Server::next_connection_context() {
-  const size_t turn = next_context_++ % (connection_contexts_.size() + 1);
-  return turn == 0 ? io_ : *connection_contexts_[turn - 1];
+  return *connection_contexts_[next_context_++ % connection_contexts_.size()];
 }
 
 // The refused client still gets a handshake (bounded by the handshake timeout) so that it can report why it

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // server.h — nbdsnapd's NBD listeners: accepts clients on Unix and TCP sockets and runs their connections.
 //
-// --io-threads I/O threads run the sockets (Asio), each its own io_context: the thread that calls run() has
-// the listeners, the signals and the shutdown sequence, and every thread (that one included) gets a share of
-// the connections, dealt out in turn as they are accepted. A connection stays on its thread for its whole
-// life, so everything connection.h says of "the I/O thread" holds per connection; one thread for every socket
-// could not keep up with dozens of busy connections (bench T8, 32 origins). A pool of workers runs the engine
-// calls. SIGTERM/SIGINT start a clean shutdown: listeners close, connections stop reading and finish what is
+// --io-threads I/O threads run the connections' sockets (Asio), each its own io_context, and get the
+// connections dealt out in turn as they are accepted. A connection stays on its thread for its whole life, so
+// everything connection.h says of "the I/O thread" holds per connection; one thread for every socket could not
+// keep up with dozens of busy connections (bench T8, 32 origins). The thread that calls run() has the
+// listeners, the signals and the shutdown sequence, and no connection: nothing a client or a disk does can
+// keep it from accepting clients or from stopping the server. A pool of workers (worker_pool.h) runs the
+// engine calls. SIGTERM/SIGINT start a clean shutdown: listeners close, connections stop reading and finish what is
 // in flight, clients still negotiating get NBD_REP_ERR_SHUTDOWN for their next option, then run() returns. No
 // client can hold that up: after kShutdownGrace every connection left is closed (docs/nbdsnapd.pod, SIGNALS).
 // SIGHUP calls the reload handler (TLS credentials are read again) and serving goes on.
@@ -27,6 +28,7 @@
 #include "engine_exports.h"
 #include "server_config.h"
 #include "systemd_service.h"
+#include "worker_pool.h"
 
 namespace nbdsnap {
 
@@ -85,11 +87,11 @@ class Server {
   const std::shared_ptr<const AccessPolicy> access_;
   std::function<void()> reload_;
   EngineCatalog catalog_;
-  asio::io_context io_{1};  // run()'s thread: listeners, signals, shutdown, and its share of connections
-  // The other I/O threads' contexts (--io-threads - 1), each run by one thread while run() runs.
+  asio::io_context io_{1};  // run()'s thread: listeners, signals, shutdown
+  // The I/O threads' contexts (--io-threads), each run by one thread while run() runs.
   std::vector<std::unique_ptr<asio::io_context>> connection_contexts_;
   size_t next_context_ = 0;  // I/O thread of run() only
-  asio::thread_pool workers_;
+  WorkerPool workers_;  // --threads kept, up to --threads-max while some hang (worker_pool.h)
   asio::signal_set signals_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<std::string> unix_paths_;  // removed at exit

@@ -54,9 +54,13 @@ po::options_description option_descriptions() {
       "'none' to disable)")("state-dir", po::value<std::string>()->value_name("DIR"),
                             "directory for CBT state (created, mode 0700, when its parent directory exists)")(
       "log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
-      "error, warning, info or debug")("threads",
-                                       po::value<std::string>()->default_value("4")->value_name("N"),
-                                       "worker threads for I/O (1..1024)")(
+      "error, warning, info or debug")(
+      "threads", po::value<std::string>()->default_value("4")->value_name("N"),
+      "worker threads kept for I/O, and the most requests one origin and its images run at once (1..1024)")(
+      "threads-max", po::value<std::string>()->default_value("0")->value_name("N"),
+      "worker threads at most: more start while every worker is busy (a disk that stopped answering "
+      "holds its requests' workers), and end after 10 s idle; above --threads (0: 64, or twice --threads "
+      "if more; 0..4096)")(
       "io-threads", po::value<std::string>()->default_value("0")->value_name("N"),
       "threads serving the NBD sockets, each connection staying on one (0: one per CPU, at most 16; 0..256)")(
       "max-in-flight", po::value<std::string>()->default_value("64")->value_name("N"),
@@ -164,6 +168,7 @@ struct ServerNumberOption {
 };
 constexpr ServerNumberOption kServerNumberOptions[] = {
     {"threads", 1, 1024, &ServerConfig::threads},
+    {"threads-max", 0, 4096, &ServerConfig::threads_max},
     {"io-threads", 0, 256, &ServerConfig::io_threads},
     {"max-in-flight", 1, 4096, &ServerConfig::max_in_flight},
     {"max-connections", 0, 1'000'000, &ServerConfig::max_connections},
@@ -344,6 +349,14 @@ bool apply(const po::variables_map& vm, ServerConfig& config, OptionErrors& erro
   }
   if (!apply_numbers(vm, config, errors)) return false;
   if (config.io_threads == 0) config.io_threads = default_io_threads();
+  if (config.threads_max == 0) {
+    config.threads_max = std::max(64u, 2 * config.threads);
+  } else if (config.threads_max <= config.threads) {
+    return errors.fail("threads-max", "--threads-max " + std::to_string(config.threads_max) +
+                                          ": must be above --threads (" + std::to_string(config.threads) +
+                                          "), so that an origin whose disk stopped answering leaves workers "
+                                          "to the others");
+  }
   config.security.control_handshake_timeout_seconds =
       config.handshake_timeout_seconds > 0 ? config.handshake_timeout_seconds : 10;
   if (Status s = parse_file_cache(vm["cache"].as<std::string>(), "--cache", config.cache); !s) {

@@ -65,7 +65,10 @@ struct ServerConfig {
   std::vector<ListenAddress> listen;
   std::string control_path;  // empty: no control socket
   LogLevel log_level = LogLevel::info;
-  unsigned threads = 4;     // workers running engine calls
+  unsigned threads = 4;  // workers kept for engine calls; also the most one origin (its images too) runs at once
+  // Workers at most: more start while every worker is busy, so an origin on a stalled disk leaves the others
+  // theirs (worker_pool.h). Above threads; --threads-max 0: max(64, 2 x threads).
+  unsigned threads_max = 64;
   unsigned io_threads = 2;  // threads running sockets, each connection staying on one (--io-threads 0: CPUs)
   unsigned max_in_flight = 64;                  // requests per connection
   uint64_t max_in_flight_bytes = 256ull << 20;  // request and reply payload per connection

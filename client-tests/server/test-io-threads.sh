@@ -10,12 +10,13 @@ source "$(dirname "$0")/../functions.sh"
 truncate -s 32M "$dir/a.raw" "$dir/b.raw"
 start_nbdsnapd --io-threads 3 --origin "a=$dir/a.raw" --origin "b=$dir/b.raw"
 
-# The threads run() starts besides its own, named so that top -H and this test can tell them.
+# The threads run() starts besides its own (which serves no connection), named so that top -H and this test
+# can tell them.
 io_threads=()
 for task in /proc/"$server_pid"/task/*; do
   [[ $(cat "$task/comm") == nbdsnapd-io ]] && io_threads+=("$task")
 done
-((${#io_threads[@]} == 2)) || fail "expected 2 threads named nbdsnapd-io besides the main one, found ${#io_threads[@]}"
+((${#io_threads[@]} == 3)) || fail "expected 3 threads named nbdsnapd-io besides the main one, found ${#io_threads[@]}"
 # CPU time of a thread so far, in nanoseconds (schedstat's first field).
 cpu_ns() { cut -d' ' -f1 "$1/schedstat"; }
 declare -A before

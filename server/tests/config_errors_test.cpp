@@ -53,6 +53,10 @@ TEST_CASE("every_numeric_option_of_nbdsnapd_is_refused_with_its_name_value_and_b
   const Case cases[] = {
       {"threads", "0", "--threads 0 is out of range: it must be 1..1024"},
       {"threads", "-1", "--threads -1: expected a whole number 1..1024"},
+      {"threads-max", "4097", "--threads-max 4097 is out of range: it must be 0..4096"},
+      {"threads-max", "4",
+       "--threads-max 4: must be above --threads (4), so that an origin whose disk "
+       "stopped answering leaves workers to the others"},
       {"io-threads", "257", "--io-threads 257 is out of range: it must be 0..256"},
       {"io-threads", "x", "--io-threads x: expected a whole number 0..256"},
       {"max-in-flight", "4097", "--max-in-flight 4097 is out of range: it must be 1..4096"},

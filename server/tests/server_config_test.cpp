@@ -65,6 +65,23 @@ TEST_CASE("io_threads_default_to_one_per_cpu_at_most_16_and_an_explicit_count_is
   CHECK(many.io_threads == 256);
 }
 
+TEST_CASE("threads_max_defaults_to_64_or_twice_threads_and_an_explicit_count_is_kept") {
+  ServerConfig defaults;
+  REQUIRE(parse({"--origin", "d=/tmp/d.raw"}, defaults) == ConfigOutcome::run);
+  CHECK(defaults.threads == 4);
+  CHECK(defaults.threads_max == 64);
+  ServerConfig many;
+  REQUIRE(parse({"--origin", "d=/tmp/d.raw", "--threads", "100"}, many) == ConfigOutcome::run);
+  CHECK(many.threads_max == 200);
+  ServerConfig given;
+  REQUIRE(parse({"--origin", "d=/tmp/d.raw", "--threads", "2", "--threads-max", "3"}, given) ==
+          ConfigOutcome::run);
+  CHECK(given.threads_max == 3);
+  ServerConfig below;
+  CHECK(parse({"--origin", "d=/tmp/d.raw", "--threads", "8", "--threads-max", "8"}, below) ==
+        ConfigOutcome::exit_failure);
+}
+
 TEST_CASE("help_and_version_exit_successfully") {
   ServerConfig c;
   CHECK(parse({"--help"}, c) == ConfigOutcome::exit_success);

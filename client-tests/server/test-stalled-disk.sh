@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# test-stalled-disk.sh — writes stuck on one origin's disk (a frozen file system, as on a dead NFS server or a
+# dying disk) hold up only that origin. With one 64 KiB write to f and more writes to f in flight than
+# --threads, all stuck in the kernel: new connections to origin q are served, reads, writes and flushes on q
+# (a new connection and one opened before) complete, and a snapshot of q is created, taken and destroyed,
+# within seconds. After the thaw f's writes complete with their data. SIGTERM during such a stall ends
+# nbdsnapd once the disk thaws (engine calls in flight are not cut short). Run with --io-threads 1 and 2 and
+# --threads 2. Before the fix, small writes ran on the connection's I/O thread (also run()'s, with the
+# listeners) and a fixed pool of --threads workers was taken by the stuck writes: q was not served.
+# Usage: test-stalled-disk.sh NBDSNAPD. Skips (77) without root, mkfs.ext4, fsfreeze or a loop mount.
+NBDSNAPD=${1:?usage: $0 NBDSNAPD}
+source "$(dirname "$0")/../functions.sh"
+requires_root
+requires mkfs.ext4 -V
+requires fsfreeze --version
+
+fs=$dir/fs
+mkdir "$fs"
+truncate -s 64M "$dir/fs.img"
+mkfs.ext4 -q -F "$dir/fs.img" || skip "mkfs.ext4 failed"
+timeout 30 mount -o loop "$dir/fs.img" "$fs" 2>/dev/null || skip "cannot loop-mount an ext4 image"
+thaw_and_unmount() {
+  timeout 30 fsfreeze -u "$fs" 2>/dev/null || true  # frozen or not: the script below may have frozen it
+  [[ -z $server_pid ]] || stop_server TERM
+  timeout 30 umount "$fs" || timeout 30 umount -l "$fs"
+}
+cleanup_fn thaw_and_unmount
+
+# The clients, all in one process with libnbd's asynchronous calls, each awaited with a deadline.
+#   stall FS SOCK: freeze FS, get writes to f stuck, check q, thaw, check f's writes and data.
+#   stuck FS SOCK: freeze FS and leave one write to f stuck (for the SIGTERM check).
+cat >"$dir/clients.py" <<'EOF'
+import subprocess, sys, time
+import nbd
+mode, fs, sock = sys.argv[1:4]
+uri = lambda e: f"nbd+unix:///{e}?socket={sock}"
+def fail(text):
+    sys.exit("FAIL: " + text)
+def until(h, done, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            fail(f"{what}: not done within {seconds} s")
+        h.poll(50)
+def connect(export, seconds, what):
+    h = nbd.NBD()
+    h.aio_connect_uri(uri(export))
+    until(h, lambda: h.aio_is_ready() or h.aio_is_dead(), seconds, what)
+    if h.aio_is_dead():
+        fail(f"{what}: the connection died")
+    return h
+def run(h, cookie, seconds, what):
+    until(h, lambda: h.aio_command_completed(cookie), seconds, what)
+def write(h, data, offset, seconds, what):
+    run(h, h.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(data)), offset), seconds, what)
+def read(h, length, offset, seconds, what):
+    buf = nbd.Buffer(length)
+    run(h, h.aio_pread(buf, offset), seconds, what)
+    return bytes(buf.to_bytearray())
+def ctl(*requests):
+    return subprocess.run([sys.executable, "-m", "nbdsnap", sock.replace("nbd.sock", "control.sock"), *requests],
+                          timeout=10, capture_output=True, text=True)
+
+def freeze():
+    subprocess.run(["sync"], check=True)
+    subprocess.run(["timeout", "30", "fsfreeze", "-f", fs], check=True)
+
+if mode == "stuck":
+    freeze()
+    f = connect("f", 10, "connect to f")
+    f.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"\x77" * 4096)), 0)
+    time.sleep(0.5)
+    f.poll(0)
+    print("stuck", flush=True)
+    time.sleep(60)  # killed by the test
+    sys.exit(0)
+
+q_old = connect("q", 10, "connect to q before the stall")
+write(q_old, b"\x51" * 65536, 0, 10, "write to q before the stall")
+
+f_small = connect("f", 10, "connect to f")
+f_many = connect("f", 10, "second connection to f")
+freeze()
+# One small write (served inline on the I/O thread before the fix), and more writes in flight than --threads
+# (4 KiB ones and 128 KiB ones, which always went to the workers) on a second connection.
+small = f_small.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(b"\x66" * 65536)), 0)
+many = [(b"\x67" * 4096, 1 << 20), (b"\x68" * 4096, (1 << 20) + 8192), (b"\x69" * 4096, (1 << 20) + 16384)]
+many += [(bytes([0x70 + i]) * (128 << 10), (2 + i) << 20) for i in range(4)]
+cookies = [f_many.aio_pwrite(nbd.Buffer.from_bytearray(bytearray(d)), o) for d, o in many]
+deadline = time.monotonic() + 1
+while time.monotonic() < deadline:
+    f_small.poll(20)
+    f_many.poll(20)
+if f_small.aio_command_completed(small) or any(f_many.aio_command_completed(c) for c in cookies):
+    fail("a write to the frozen file system completed: the test stalls nothing")
+
+start = time.monotonic()
+for i in range(4):
+    q = connect("q", 5, f"new connection {i} to q while writes to f are stuck")
+    write(q, bytes([0x52 + i]) * 4096, (i + 1) * 65536, 5, f"4 KiB write on new connection {i} to q")
+    if read(q, 4096, (i + 1) * 65536, 5, f"4 KiB read on new connection {i} to q") != bytes([0x52 + i]) * 4096:
+        fail(f"new connection {i} to q read back other data")
+    read(q, 1 << 20, 0, 5, f"1 MiB read on new connection {i} to q")
+    run(q, q.aio_flush(), 5, f"flush on new connection {i} to q")
+    q.shutdown()
+write(q_old, b"\x53" * 4096, 4 << 20, 5, "4 KiB write on the connection to q opened before")
+write(q_old, b"\x54" * (1 << 20), 5 << 20, 5, "1 MiB write on the connection to q opened before")
+if read(q_old, 4096, 0, 5, "4 KiB read on the connection to q opened before") != b"\x51" * 4096:
+    fail("the connection to q opened before read back other data")
+run(q_old, q_old.aio_flush(), 5, "flush on the connection to q opened before")
+storage = sock.replace("nbd.sock", "q.diff")
+done = ctl('{"command":"snapshot-create","name":"s","origins":["q"],"storage":[{"path":"%s","size":%d}]}'
+           % (storage, 16 << 20), '{"command":"snapshot-take","name":"s"}', '{"command":"snapshot-destroy","name":"s"}')
+if done.returncode != 0:
+    fail("a snapshot of q during the stall: " + done.stdout + done.stderr)
+print(f"ok: q served while writes to f were stuck ({time.monotonic() - start:.2f} s)", flush=True)
+if f_small.aio_command_completed(small) or any(f_many.aio_command_completed(c) for c in cookies):
+    fail("a write to f completed while its file system was frozen")
+
+subprocess.run(["timeout", "30", "fsfreeze", "-u", fs], check=True)
+run(f_small, small, 30, "the 64 KiB write to f after the thaw")
+for c in cookies:
+    run(f_many, c, 30, "the writes to f after the thaw")
+f = connect("f", 10, "connect to f after the thaw")
+if read(f, 65536, 0, 10, "read f") != b"\x66" * 65536:
+    fail("f does not hold the 64 KiB write made while frozen")
+for d, o in many:
+    if read(f, len(d), o, 10, "read f") != d:
+        fail(f"f does not hold the write at {o} made while frozen")
+print("ok: after the thaw the writes to f completed with their data", flush=True)
+EOF
+
+truncate -s 8M "$fs/f.raw" "$dir/q.raw"
+for io_threads in 1 2; do
+  start_nbdsnapd --log "io$io_threads" --io-threads "$io_threads" --threads 2 \
+    --origin "f=$fs/f.raw" --origin "q=$dir/q.raw"
+  "$PY" "$dir/clients.py" stall "$fs" "$sock" || fail "--io-threads $io_threads: see above"
+  pass "--io-threads $io_threads --threads 2: a stalled disk held up only its own origin"
+
+  # SIGTERM while a write is stuck: nbdsnapd waits for it (engine calls are never cut short) and ends
+  # cleanly once the file system thaws.
+  "$PY" "$dir/clients.py" stuck "$fs" "$sock" >"$dir/stuck.out" 2>&1 &
+  stuck=$!
+  track_pid "$stuck"
+  for ((i = 0; i < 1000; i++)); do
+    grep -q stuck "$dir/stuck.out" 2>/dev/null && break
+    kill -0 "$stuck" 2>/dev/null || break
+    _nap 0.01
+  done
+  grep -q stuck "$dir/stuck.out" || fail "no write stuck on f: $(cat "$dir/stuck.out")"
+  kill -TERM "$server_pid"
+  _nap 2
+  kill -0 "$server_pid" 2>/dev/null || fail "nbdsnapd ended while a write to f was still stuck"
+  timeout 30 fsfreeze -u "$fs" || fail "fsfreeze -u"
+  start=$(date +%s%N)
+  await_server_exit "$start"
+  ((server_status == 0)) || fail "nbdsnapd exited $server_status after SIGTERM during a stall"
+  ((stop_ms <= 5000)) || fail "nbdsnapd took $stop_ms ms after the thaw to stop"
+  kill "$stuck" 2>/dev/null || true
+  wait "$stuck" 2>/dev/null || true
+  pass "--io-threads $io_threads: SIGTERM during the stall ended nbdsnapd $stop_ms ms after the thaw"
+done
+echo PASS
