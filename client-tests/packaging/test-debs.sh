@@ -6,8 +6,9 @@
 # no capabilities, the unit's ExecStart and the packaged configuration plus one origin), take snapshots and
 # back them up with /usr/bin/nbdsnap (full, then incremental, and into a qcow2 chain restored again), reach the
 # service with a program built against the installed libnbdsnap (pkg-config) and with the installed Python
-# package, stop with SIGTERM and check that CBT survives a restart, load the installed nbdkit filter, then purge
-# every package and check nothing is left.
+# package, stop with SIGTERM and check that CBT survives a restart, load the installed nbdkit filter, make
+# 1,000 takes and incremental backups in a row through the packaged daemon and filter, then purge every
+# package and check nothing is left.
 #
 # Exit 77 (skipped) when not root, or when nbdsnap packages are already installed (they would be replaced).
 set -euo pipefail
@@ -244,6 +245,17 @@ nbdsnap --json checkpoints disk0 | grep '"s2"' >/dev/null || fail "checkpoint s2
 [[ -e $state/s2.diff ]] && fail "difference storage of s2 survived the stop"
 stop_service
 pass "restart after a clean stop keeps the CBT generation and checkpoints"
+
+# --- 1,000 takes in a row through the packaged binaries, each followed by an incremental backup, with both
+# front ends: the optimised build runs the whole of client-tests/cli/test-cli-incremental-forever.sh (the
+# ASan stage runs 300 of its rounds, client-tests/cli/CMakeLists.txt), across three compactions of the
+# change numbers. Outside the service: a private directory and sockets of the test's own.
+forever=$top/client-tests/cli/test-cli-incremental-forever.sh
+"$forever" /usr/bin/nbdsnap nbdsnapd /usr/sbin/nbdsnapd 1000 >"$tmp/forever.txt" 2>&1 ||
+  { cat "$tmp/forever.txt"; fail "1,000 takes through the packaged nbdsnapd"; }
+"$forever" /usr/bin/nbdsnap filter "$filterdir/nbdkit-nbdsnap-filter.so" 1000 >"$tmp/forever.txt" 2>&1 ||
+  { cat "$tmp/forever.txt"; fail "1,000 takes through the packaged filter"; }
+pass "1,000 takes and incremental backups through the packaged nbdsnapd and filter"
 
 # --- purge
 dpkg -P nbdkit-nbdsnap-filter nbdsnap python3-nbdsnap libnbdsnap-dev libnbdsnap0 >"$tmp/purge.log" 2>&1 ||
