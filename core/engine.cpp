@@ -20,8 +20,14 @@
 //   under the lock is the one that counts. Their paths are reserved meanwhile (storage_paths_in_creation_):
 //   two calls making one new file would race for its lock, and the loser's clean-up could remove the file
 //   the winner uses.
-// A take holds control_mutex_ across its freezes: it refuses a snapshot whose origin is being detached (the
-// freeze would wait for the same I/O), and destroys and detaches never run beside it.
+// - take (taking_): holds every origin of the snapshot, then waits for the writes in flight at each, for at
+//   most EngineConfig::take_drain_limit all together; then switches them all, or thaws them all and takes
+//   nothing. Meanwhile the snapshot's members and storage, and its origins' CBTs, gates and copy-on-write
+//   targets, are the take's alone: the calls that would change them get busy. It refuses a snapshot whose
+//   origin is being detached or reset (its freeze would wait for the same I/O).
+// - CBT reset (resetting_): holds the origin's writes and waits (bounded) for those in flight, then starts
+//   the new generation; no detach (whose CBT save would miss it), take or checkpoint-delete of the origin
+//   meanwhile.
 // Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
 // origin, exactly the writes that completed before the freeze. It first holds new writes at every origin (in
 // name order), then waits for the writes in flight at each: the drains overlap, so a take of 32 busy origins
@@ -232,6 +238,7 @@ Status Engine::detach_origin(const std::string& name, bool force) {
     MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
     if (detaching_.count(name)) return being_detached(name);
+    if (resetting_.count(name)) return being_reset(name);  // the CBT saved below would miss the reset
     auto it = origins_.find(name);
     if (it == origins_.end()) return unknown_origin(name);
     origin = it->second;
@@ -404,33 +411,51 @@ Status Engine::cbt_mark_dirty(const std::string& name, const std::vector<Range>&
 }
 
 Status Engine::cbt_reset(const std::string& name) {
-  MutexLock control(control_mutex_);
+  std::shared_ptr<Origin> origin;
+  {
+    MutexLock control(control_mutex_);
+    MutexLock lock(mutex_);
+    // Being detached: its gate is closing, a freeze would wait. Its snapshot being taken: the take freezes
+    // this CBT.
+    if (Status s = check_origin_unreserved_locked(name); !s) return s;
+    auto it = origins_.find(name);
+    if (it == origins_.end()) return unknown_origin(name);
+    origin = it->second;
+    resetting_.insert(name);  // from here no detach, take or checkpoint-delete of it, nor a second reset
+  }
+  // Without control_mutex_ (design notes). A write in flight has marked the old map and may land after the
+  // reset: wait for such writes, holding new ones, so that the new generation misses none (a hostile tester's
+  // cbt-map showed [] for a write that landed after the reset). Bounded: a write stuck on a stalled disk
+  // fails the reset, not the engine; and only this origin's writes and calls wait for it meanwhile.
+  Status result = Status::ok();
+  {
+    IoGate::Freeze frozen(origin->tracker().gate(), IoGate::Freeze::Drain::later);
+    if (frozen.wait_until_empty_for(config_.cbt_reset_drain_limit)) {
+      origin->cbt().reset();
+    } else {
+      result = {Errc::busy, "origin '" + name + "' has writes in flight that did not finish within " +
+                                std::to_string(config_.cbt_reset_drain_limit.count()) +
+                                " ms (its disk or a snapshot's difference storage is not answering); the CBT "
+                                "was not reset: try again"};
+    }
+  }
   {
     MutexLock lock(mutex_);
-    if (detaching_.count(name)) return being_detached(name);  // its gate is closing: a freeze would wait
+    resetting_.erase(name);
   }
-  auto origin = find_origin(name);
-  if (!origin) return unknown_origin(name);
-  // A write in flight has marked the old map and may land after the reset: wait for such writes, holding
-  // new ones, so that the new generation misses none (a hostile tester's cbt-map showed [] for a write that
-  // landed after the reset). Bounded: a write stuck on a stalled disk fails the reset, not the engine.
-  IoGate::Freeze frozen(origin->tracker().gate(), IoGate::Freeze::Drain::later);
-  if (!frozen.wait_until_empty_for(config_.cbt_reset_drain_limit))
-    return {Errc::busy, "origin '" + name + "' has writes in flight that did not finish within " +
-                            std::to_string(config_.cbt_reset_drain_limit.count()) +
-                            " ms (its disk or a snapshot's difference storage is not answering); the CBT was "
-                            "not reset: try again"};
-  origin->cbt().reset();
+  if (!result) return result;
   post(events_, EventType::generation_renewed, "", name,
        "new CBT generation " + origin->cbt().generation().to_string() + ": reset by request");
   return Status::ok();
 }
 
 Status Engine::checkpoint_delete(const std::string& name, const std::string& checkpoint) {
-  MutexLock control(control_mutex_);  // never between a take's freeze and its end
+  MutexLock control(control_mutex_);
   {
     MutexLock lock(mutex_);
-    if (detaching_.count(name)) return being_detached(name);  // its CBT is being saved
+    // Being detached: its CBT is being saved. Being reset, or its snapshot taken: its CBT is another
+    // call's until that call has returned.
+    if (Status s = check_origin_unreserved_locked(name); !s) return s;
   }
   auto origin = find_origin(name);
   if (!origin) return unknown_origin(name);
@@ -477,6 +502,27 @@ Status Engine::being_detached(const std::string& name) {
               "storage may not be answering); try again once origin-detach has returned"};
 }
 
+Status Engine::being_taken(const std::string& name) {
+  return {Errc::busy, "snapshot '" + name +
+                          "' is being taken: it waits for its origins' writes in flight (a disk may not be "
+                          "answering); try again once snapshot-take has returned"};
+}
+
+Status Engine::being_reset(const std::string& name) {
+  return {Errc::busy, "origin '" + name +
+                          "' is having its CBT reset: it waits for the origin's writes in flight (its disk "
+                          "may not be answering); try again once cbt-reset has returned"};
+}
+
+Status Engine::check_origin_unreserved_locked(const std::string& name) const {
+  if (detaching_.count(name)) return being_detached(name);
+  if (resetting_.count(name)) return being_reset(name);
+  for (const auto& [snapshot, members] : taking_) {
+    if (std::find(members.begin(), members.end(), name) != members.end()) return being_taken(snapshot);
+  }
+  return Status::ok();
+}
+
 Status Engine::missing_snapshot_locked(const std::string& name) const {
   if (destroying_.count(name)) return being_destroyed(name);
   if (creating_.count(name)) return being_created(name);
@@ -486,6 +532,7 @@ Status Engine::missing_snapshot_locked(const std::string& name) const {
 Status Engine::check_member_of_locked(const std::string& member_of) const {
   if (destroying_.count(member_of)) return being_destroyed(member_of);
   if (creating_.count(member_of)) return being_created(member_of);
+  if (taking_.count(member_of)) return being_taken(member_of);
   return Status::ok();
 }
 
@@ -689,6 +736,7 @@ Status Engine::add_origin_to_snapshot(const std::string& snapshot_name, const st
   MutexLock lock(mutex_);
   auto snapshot = find_snapshot_locked(snapshot_name);
   if (!snapshot) return missing_snapshot_locked(snapshot_name);
+  if (taking_.count(snapshot_name)) return being_taken(snapshot_name);  // its members are the take's
   if (detaching_.count(origin)) return being_detached(origin);
   // An append sizes its area for the chunks of the members it saw: a new member's larger chunks could
   // leave that area unable to hold one.
@@ -712,6 +760,7 @@ Status Engine::remove_origin_from_snapshot(const std::string& snapshot_name, con
   MutexLock lock(mutex_);
   auto snapshot = find_snapshot_locked(snapshot_name);
   if (!snapshot) return missing_snapshot_locked(snapshot_name);
+  if (taking_.count(snapshot_name)) return being_taken(snapshot_name);  // its members are the take's
   if (detaching_.count(origin)) return being_detached(origin);
   return snapshot->remove_origin(origin);
 }
@@ -738,36 +787,74 @@ std::vector<Snapshot::Member> prepare_take(Snapshot& snapshot,
 
 }  // namespace
 
-Status Engine::take_snapshot(const std::string& name, SnapshotInfo* taken) {
-  MutexLock control(control_mutex_);
-  std::shared_ptr<Snapshot> snapshot;
-  std::vector<std::shared_ptr<Origin>> origins;
-  {
-    MutexLock lock(mutex_);
-    snapshot = find_snapshot_locked(name);
-    if (!snapshot) return missing_snapshot_locked(name);
-    // A detach closing an origin's gate: freezing it would wait for the same stalled I/O.
-    if (Status s = check_no_origin_detaching_locked(name); !s) return s;
-    if (snapshot->state() != SnapshotState::created) {
-      return {Errc::bad_state, "snapshot '" + name + "' is already taken"};
-    }
-    for (const auto& origin : snapshot->origins()) {
-      auto it = origins_.find(origin);
-      if (it == origins_.end()) return unknown_origin(origin);
-      origins.push_back(it->second);
-    }
+Status Engine::check_takeable_locked(const std::string& name, std::shared_ptr<Snapshot>& snapshot,
+                                     std::vector<std::shared_ptr<Origin>>& origins) const {
+  snapshot = find_snapshot_locked(name);
+  if (!snapshot) return missing_snapshot_locked(name);
+  if (taking_.count(name)) return being_taken(name);
+  // A detach closing an origin's gate (or, below, a reset draining it): a freeze would wait for the same I/O.
+  if (Status s = check_no_origin_detaching_locked(name); !s) return s;
+  if (snapshot->state() != SnapshotState::created) {
+    return {Errc::bad_state, "snapshot '" + name + "' is already taken"};
+  }
+  for (const auto& origin : snapshot->origins()) {
+    if (resetting_.count(origin)) return being_reset(origin);
+    auto it = origins_.find(origin);
+    if (it == origins_.end()) return unknown_origin(origin);
+    origins.push_back(it->second);
   }
   if (origins.empty()) return {Errc::bad_state, "snapshot '" + name + "' has no origins"};
   if (snapshot->storage().total() == 0) {
     return {Errc::bad_state, "snapshot '" + name + "' has no difference storage"};
   }
-  {
-    // Checked at create, append and add already; once more where every origin's chunk size is final.
-    MutexLock lock(mutex_);
-    if (Status s = check_storage_holds_a_chunk(*snapshot, snapshot->origins(), Errc::bad_state); !s) return s;
-  }
+  // Checked at create, append and add already; once more where every origin's chunk size is final.
+  if (Status s = check_storage_holds_a_chunk(*snapshot, snapshot->origins(), Errc::bad_state); !s) return s;
   std::sort(origins.begin(), origins.end(),
             [](const auto& a, const auto& b) { return a->name() < b->name(); });
+  return Status::ok();
+}
+
+Status Engine::take_snapshot(const std::string& name, SnapshotInfo* taken) {
+  std::shared_ptr<Snapshot> snapshot;
+  std::vector<std::shared_ptr<Origin>> origins;
+  {
+    MutexLock control(control_mutex_);
+    MutexLock lock(mutex_);
+    if (Status s = check_takeable_locked(name, snapshot, origins); !s) return s;
+    // From here until it ends the snapshot's members and storage, its origins' CBTs, gates and copy-on-write
+    // targets are this take's: the calls that would change them get busy (taking_).
+    taking_[name] = snapshot->origins();
+  }
+  // Without control_mutex_ (design notes): the drain may wait as long as a stalled disk holds a write.
+  Status result = freeze_and_take(*snapshot, origins);
+  {
+    MutexLock lock(mutex_);
+    taking_.erase(name);
+  }
+  if (!result) return result;
+  if (taken) *taken = snapshot->info();
+  post(events_, EventType::snapshot_taken, name, "", "");
+  return Status::ok();
+}
+
+namespace {
+
+// busy: the writes in flight at `stuck` did not finish within the take's limit; nothing was taken.
+Status take_drain_timed_out(const std::string& snapshot, const std::vector<std::string>& stuck,
+                            std::chrono::milliseconds limit) {
+  std::string names;
+  for (const std::string& origin : stuck) names += (names.empty() ? "'" : ", '") + origin + "'";
+  return {Errc::busy, "snapshot '" + snapshot + "' was not taken: writes in flight at origin" +
+                          (stuck.size() > 1 ? "s " : " ") + names + " did not finish within " +
+                          std::to_string(limit.count()) +
+                          " ms (a disk may not be answering); its origins were let go and nothing was taken "
+                          "(the snapshot stays created): try again"};
+}
+
+}  // namespace
+
+Status Engine::freeze_and_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins) {
+  const std::string& name = snapshot.name();
   // One instant for the snapshot and its checkpoints.
   const int64_t taken_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
@@ -777,24 +864,37 @@ Status Engine::take_snapshot(const std::string& name, SnapshotInfo* taken) {
     // The chunk maps depend on nothing the writers change: they are built before any origin is held, so the
     // hold lasts for the drain and the switch only (on a loaded machine, every microsecond of work inside it
     // is a chance to be preempted while every writer of every origin waits; bench T8's take_hold_us).
-    std::vector<Snapshot::Member> members = prepare_take(*snapshot, origins, config_);
+    std::vector<Snapshot::Member> members = prepare_take(snapshot, origins, config_);
     std::vector<std::shared_ptr<ChunkMap>> targets;  // the trackers' copies
     targets.reserve(members.size());
     for (const auto& member : members) targets.push_back(member.chunks);
     // Every origin is frozen until the end of this block, however it is left: held first, all of them, then
-    // drained (no write path enters a second origin's gate, so a drain never waits for another hold).
+    // drained (no write path enters a second origin's gate, so a drain never waits for another hold). The
+    // drains share one deadline: a write stuck on a stalled disk holds every origin of the snapshot only
+    // that long, then all are thawed and nothing is taken (nothing changed yet, so there is nothing to undo;
+    // the writes still in flight land after the thaw, marked in the live CBT as any later write).
     std::vector<IoGate::Freeze> frozen;
     frozen.reserve(origins.size());
     held_at = std::chrono::steady_clock::now();
-    for (auto& origin : origins) frozen.emplace_back(origin->tracker().gate(), IoGate::Freeze::Drain::later);
-    for (auto& freeze : frozen) freeze.wait_until_empty();
+    for (const auto& origin : origins) {
+      frozen.emplace_back(origin->tracker().gate(), IoGate::Freeze::Drain::later);
+    }
+    const auto deadline = held_at + config_.take_drain_limit;
+    std::vector<std::string> stuck;
+    for (size_t i = 0; i < frozen.size(); ++i) {
+      const auto left = std::max(
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()),
+          std::chrono::milliseconds(0));
+      if (!frozen[i].wait_until_empty_for(left)) stuck.push_back(origins[i]->name());
+    }
+    if (!stuck.empty()) return take_drain_timed_out(name, stuck, config_.take_drain_limit);
     drained_at = std::chrono::steady_clock::now();
     // May throw std::bad_alloc too: CBT freezes that already happened then leave a checkpoint nobody can back
     // up from, which under-reports nothing.
     for (size_t i = 0; i < origins.size(); ++i) {
-      members[i].cbt = origins[i]->cbt().freeze(snapshot->name(), taken_unix_ms);
+      members[i].cbt = origins[i]->cbt().freeze(name, taken_unix_ms);
     }
-    snapshot->install_and_mark_taken(std::move(members), taken_unix_ms);
+    snapshot.install_and_mark_taken(std::move(members), taken_unix_ms);
     // What cannot throw comes last.
     for (size_t i = 0; i < origins.size(); ++i) origins[i]->tracker().set_cow_target(std::move(targets[i]));
   } catch (const std::bad_alloc&) {
@@ -803,10 +903,8 @@ Status Engine::take_snapshot(const std::string& name, SnapshotInfo* taken) {
   const auto micros = [](std::chrono::steady_clock::duration d) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
   };
-  snapshot->record_take_hold(micros(std::chrono::steady_clock::now() - held_at),
-                             micros(drained_at - held_at));
-  if (taken) *taken = snapshot->info();
-  post(events_, EventType::snapshot_taken, name, "", "");
+  snapshot.record_take_hold(micros(std::chrono::steady_clock::now() - held_at),
+                            micros(drained_at - held_at));
   return Status::ok();
 }
 
@@ -820,6 +918,7 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
       MutexLock lock(mutex_);
       snapshot = find_snapshot_locked(snapshot_name);
       if (!snapshot) return missing_snapshot_locked(snapshot_name);
+      if (taking_.count(snapshot_name)) return being_taken(snapshot_name);  // checked its storage already
       if (auto it = appending_.find(snapshot_name); it != appending_.end()) {
         return {Errc::busy,
                 "snapshot '" + snapshot_name + "' is being appended storage " + it->second +
@@ -866,6 +965,8 @@ Status Engine::destroy_snapshot(const std::string& name) {
                               " (its file system may not be answering); try again once "
                               "snapshot-append-storage has returned"};
     }
+    // A take holding its origins frozen switches their copy-on-write targets to this snapshot's maps.
+    if (taking_.count(name)) return being_taken(name);
     // A detach closing a member's gate: the freeze below would wait for it, and both would switch its
     // copy-on-write target.
     if (Status s = check_no_origin_detaching_locked(name); !s) return s;

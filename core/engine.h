@@ -14,9 +14,9 @@
 //             not_found.
 // An origin belongs to at most one snapshot at a time. Every public method is thread-safe; control operations
 // (attach, detach, create, add, remove, take, append, destroy, reset) run one at a time (lock order:
-// core/lock_order.h), except for the waits a stalled disk can hold: a detach's, a destroy's, and a create's
-// or an append's creation of storage files run beside other calls, which get busy if they need the same
-// origin, snapshot or storage (see each).
+// core/lock_order.h), except for the waits a stalled disk can hold: a detach's, a destroy's, a take's and a
+// CBT reset's waits for writes in flight, and a create's or an append's creation of storage files run beside
+// other calls, which get busy if they need the same origin, snapshot or storage (see each).
 #pragma once
 
 #include <chrono>
@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -83,7 +84,8 @@ class Engine {
   // Detaches an origin: closes its gates (in-flight I/O finishes, later I/O of anyone holding the Origin
   // fails), saves its CBT state cleanly and lets go of its device. Valid: attached. Errors: not_found; busy
   // while it is in a snapshot unless force, which drops it from the snapshot (the image disappears), and
-  // busy while it is being detached, or its snapshot created or destroyed; the CBT save's error (the origin
+  // busy while it is being detached or its CBT reset, or its snapshot created, taken or destroyed; the CBT
+  // save's error (the origin
   // is detached all the same). Its wait for I/O in flight lasts as long as a stalled disk stalls, so it holds
   // no other control call: until it returns, calls that need this origin (or take or destroy its snapshot)
   // fail with busy ("being detached"); all others go on.
@@ -112,9 +114,15 @@ class Engine {
   Status cbt_raw_map(const CbtMapQuery& query, CbtInfo& info, CbtRunsPage& page) const;
   // Errors: not_found; out_of_range for a range beyond the origin (then nothing is marked).
   Status cbt_mark_dirty(const std::string& origin, const std::vector<Range>& ranges);
-  // Starts a new generation (posts generation_renewed).
-  Status cbt_reset(const std::string& origin);
+  // Starts a new generation (posts generation_renewed). It first waits for the origin's writes in flight
+  // (holding new ones), so that each is wholly in the old generation or the new one: for at most
+  // EngineConfig::cbt_reset_drain_limit, then it fails with busy and resets nothing. It waits without holding
+  // other control calls: until it returns, a detach, a CBT reset or checkpoint-delete of this origin and a
+  // take of its snapshot fail with busy ("being reset"). Errors: not_found; busy (that wait, or the origin
+  // being detached or its snapshot being taken).
+  Status cbt_reset(const std::string& origin) EXCLUDES(control_mutex_, mutex_);
   // Deletes a checkpoint of the live CBT (images keep theirs): later queries for it get checkpoint_gone.
+  // Errors: not_found; busy while the origin is being detached or reset, or its snapshot taken.
   Status checkpoint_delete(const std::string& origin, const std::string& checkpoint);
 
   // --- snapshots ---
@@ -131,25 +139,32 @@ class Engine {
   // info as this call left it (a concurrent destroy may remove it before the caller reads it again).
   Status create_snapshot(const std::string& name, const SnapshotOptions& options,
                          SnapshotInfo* created = nullptr);
-  // Valid: snapshot created (not taken). Errors: not_found, bad_state, already_exists, busy.
+  // Valid: snapshot created (not taken). Errors: not_found, bad_state, already_exists, busy (also while the
+  // snapshot is being taken).
   Status add_origin_to_snapshot(const std::string& snapshot, const std::string& origin);
   Status remove_origin_from_snapshot(const std::string& snapshot, const std::string& origin);
   // Freezes all origins of the snapshot at once: new writes wait, in-flight writes finish, then every
   // origin switches to copy-on-write for this snapshot and its CBT is frozen under the snapshot's name.
+  // The wait for writes in flight lasts at most EngineConfig::take_drain_limit: then every origin is thawed,
+  // nothing is taken (the snapshot stays created) and the take fails with busy naming the origins whose
+  // writes did not finish. That wait holds no other control call: until the take returns, calls that need
+  // the snapshot (take, add, remove, append, destroy) or its origins (detach, CBT reset, checkpoint-delete,
+  // a create or add with them) fail with busy ("being taken"); all others go on.
   // Valid: created, with origins and storage. Errors: not_found, bad_state, no_memory (nothing was taken),
-  // busy (the snapshot is being created or destroyed, or one of its origins detached). `taken`: as
-  // create_snapshot's `created`.
-  Status take_snapshot(const std::string& name, SnapshotInfo* taken = nullptr);
+  // busy (that wait; the snapshot being created, taken or destroyed; one of its origins being detached or
+  // reset). `taken`: as create_snapshot's `created`.
+  Status take_snapshot(const std::string& name, SnapshotInfo* taken = nullptr)
+      EXCLUDES(control_mutex_, mutex_);
   // Adds storage to a snapshot, checked as create_snapshot checks it. Valid: created or taken (also
   // corrupted: it does not heal). Errors as create_snapshot's storage; busy while another append to it runs
-  // or it is being created or destroyed. The file is created and sized without holding other control calls
+  // or it is being created, taken or destroyed. The file is created and sized without holding other control calls
   // (as create_snapshot's), and joins the snapshot only once checked again under the control lock.
   // `appended`: as create_snapshot's `created`.
   Status append_storage(const std::string& snapshot, const StorageSpec& spec,
                         SnapshotInfo* appended = nullptr);
   // Waits for in-flight image I/O, stops copy-on-write, frees difference storage (removing files it created)
   // and the chunks held in memory. Valid: any state. Errors: not_found, busy (already being destroyed, being
-  // created, storage being appended, an origin of it being detached).
+  // created or taken, storage being appended, an origin of it being detached).
   // Its waits (image reads and origin writes in flight, the writeback, closing and removing the storage
   // files) last as long as a stalled disk stalls, so they hold no other control call: until it returns the
   // snapshot's name, origins and storage stay in use, and calls that need them fail with busy ("being
@@ -193,6 +208,21 @@ class Engine {
   static Status being_created(const std::string& name);
   // busy: origin `name` is being detached (its detach still waits for I/O in flight).
   static Status being_detached(const std::string& name);
+  // busy: snapshot `name` is being taken (its take still waits for its origins' writes in flight).
+  static Status being_taken(const std::string& name);
+  // busy: origin `name`'s CBT is being reset (the reset still waits for its writes in flight).
+  static Status being_reset(const std::string& name);
+  // busy when origin `name` is being detached or reset, or its snapshot taken (its CBT and gates are
+  // another call's meanwhile), else ok.
+  Status check_origin_unreserved_locked(const std::string& name) const REQUIRES(mutex_);
+  // What a take of `name` needs, checked: the snapshot created, with storage holding a chunk of each of
+  // its origins, none of them being detached or reset, and no other take of it. Fills in the snapshot and
+  // its origins (sorted by name).
+  Status check_takeable_locked(const std::string& name, std::shared_ptr<Snapshot>& snapshot,
+                               std::vector<std::shared_ptr<Origin>>& origins) const REQUIRES(mutex_);
+  // The take itself, without control_mutex_ (registered in taking_): holds, drains (bounded), switches.
+  Status freeze_and_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins)
+      EXCLUDES(control_mutex_, mutex_);
   // Reserves the paths of `specs` for `snapshot` in storage_paths_in_creation_, or says which another call
   // reserved (busy; nothing reserved then). release_storage_paths_locked gives them back.
   Status reserve_storage_paths_locked(const std::vector<StorageSpec>& specs, const std::string& snapshot)
@@ -200,7 +230,7 @@ class Engine {
   void release_storage_paths_locked(const std::vector<StorageSpec>& specs) REQUIRES(mutex_);
   // busy when snapshot `name` is not registered but being created or destroyed; else not_found.
   Status missing_snapshot_locked(const std::string& name) const REQUIRES(mutex_);
-  // busy when the snapshot is being created or destroyed (an origin's `member_of`), else ok.
+  // busy when the snapshot is being created, taken or destroyed (an origin's `member_of`), else ok.
   Status check_member_of_locked(const std::string& member_of) const REQUIRES(mutex_);
   // busy when an origin of snapshot `name` is being detached, else ok.
   Status check_no_origin_detaching_locked(const std::string& name) const REQUIRES(mutex_);
@@ -252,9 +282,11 @@ class Engine {
   EventLog events_;
   std::shared_ptr<BufferBudget> budget_;
   // Serialises control operations (create/take/destroy/attach...) so they never interleave half-done. The
-  // first lock in core/lock_order.h: taken before every other, held across freezes and I/O of control calls
-  // (not across a destroy's drain and release, a detach's drain, or the creation of storage files: the
-  // registries destroying_, releasing_, detaching_, creating_ and appending_ reserve what those use).
+  // first lock in core/lock_order.h: taken before every other, held across the I/O of control calls that
+  // no stalled disk holds up (attach's CBT load and save), never across a wait for I/O in flight or the
+  // creation of storage files (a destroy's drain and release, a detach's, a take's or a CBT reset's drain,
+  // a create's or append's files): the registries destroying_, releasing_, detaching_, taking_, resetting_,
+  // creating_ and appending_ reserve what those use.
   mutable Mutex control_mutex_;
   // Serialises writes of the storage ledger (record_created_storage); held across that write, which is I/O
   // of the state directory.
@@ -279,6 +311,14 @@ class Engine {
   // disk), with the snapshot each belonged to ("" none): no other call may use, reattach or snapshot them,
   // nor take or destroy that snapshot, meanwhile. They stay in origins_ until the detach has let go of them.
   std::map<std::string, std::string> detaching_ GUARDED_BY(mutex_);
+  // Snapshots a take_snapshot() holds frozen and drains without control_mutex_ (they stay in snapshots_,
+  // created), with their origins' names: until the take has switched them or given up, nothing may change
+  // the snapshot's members or storage, destroy it or take it again, nor detach, reset the CBT of or delete a
+  // checkpoint of those origins (the take freezes their CBTs and switches their copy-on-write targets).
+  std::map<std::string, std::vector<std::string>> taking_ GUARDED_BY(mutex_);
+  // Origins a cbt_reset() drains without control_mutex_: no detach (its CBT save would miss the reset), take,
+  // checkpoint-delete or second reset of them meanwhile.
+  std::set<std::string> resetting_ GUARDED_BY(mutex_);
   // Snapshots a create_snapshot() is making storage for without control_mutex_ (not yet in snapshots_):
   // their names and origins are reserved.
   std::map<std::string, std::shared_ptr<Snapshot>> creating_ GUARDED_BY(mutex_);

@@ -35,6 +35,10 @@ struct EngineConfig {
   // How long a CBT reset waits for the origin's writes in flight (each belongs wholly to the old generation
   // or the new one) before it gives up with busy: a stalled disk must not hold the control lock for good.
   std::chrono::milliseconds cbt_reset_drain_limit{10000};
+  // How long a take waits for the writes in flight at its origins (each must be wholly before the take or
+  // wholly after it) while it holds every origin of the snapshot frozen, before it thaws them all and gives
+  // up with busy, taking nothing: a stalled disk must not hold the snapshot's other origins for good.
+  std::chrono::milliseconds take_drain_limit{10000};
   // Called (without engine locks held) once a snapshot's memory was freed: after destroy, and after a forced
   // detach dropped an origin's image; the engine has already unmapped its free chunk buffers
   // (chunk_buffer.h). A front end that keeps freed heap in its allocator for speed (nbdsnapd's mallopt

@@ -66,6 +66,16 @@ const std::vector<TuningOption>& make_options() {
        kMinCheckpointsKept, kMaxCheckpointsKept, false,
        [](const EngineConfig& c) -> uint64_t { return c.checkpoints_kept; },
        [](EngineConfig& c, uint64_t v) { c.checkpoints_kept = static_cast<unsigned>(v); }},
+      // Not a blksnap parameter: blksnap's take and CBT reset run in the kernel's block layer. One option for
+      // both waits (EngineConfig::take_drain_limit and cbt_reset_drain_limit).
+      {"drain-limit-ms", "MS",
+       "milliseconds snapshot-take and cbt-reset wait for an origin's writes in flight (a disk not "
+       "answering) before they give up with busy",
+       TuningUnit::count, 100, 3600000, false,
+       [](const EngineConfig& c) -> uint64_t { return static_cast<uint64_t>(c.take_drain_limit.count()); },
+       [](EngineConfig& c, uint64_t v) {
+         c.take_drain_limit = c.cbt_reset_drain_limit = std::chrono::milliseconds(v);
+       }},
   };
   return options;
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// tuning.h — the engine's tuning options (sizing, buffers, low space, copy reads, CBT checkpoints kept),
+// tuning.h — the engine's tuning options (sizing, buffers, low space, copy reads, CBT checkpoints kept, the
+// drain limit of takes and CBT resets),
 // named, bounded and checked in one place for both front ends: the sanitize step.
 //
 // LevelDB's SanitizeOptions is the model: every option is checked once, before the engine starts, and a bad

@@ -63,7 +63,8 @@ class Stall {
   int waiting_ = 0;        // GUARDED_BY(mutex_)
 };
 
-// A device whose reads wait while it is stalled, as reads of a disk that does not answer do.
+// A device whose reads wait while it is stalled, as reads of a disk that does not answer do; and whose
+// writes wait while stall_writes() holds them, as an NBD write stuck in pwrite on a frozen file system does.
 class StallingDevice final : public BlockDevice {
  public:
   explicit StallingDevice(std::shared_ptr<BlockDevice> inner) : inner_(std::move(inner)) {}
@@ -73,6 +74,7 @@ class StallingDevice final : public BlockDevice {
     return inner_->pread(buf, len, offset);
   }
   Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
+    write_stall_.pass();
     return inner_->pwrite(buf, len, offset, fua);
   }
   Status flush() override { return inner_->flush(); }
@@ -82,13 +84,21 @@ class StallingDevice final : public BlockDevice {
   }
 
   void stall() { stall_.stall(); }
-  void answer() { stall_.answer(); }
+  // Holds every write until answer().
+  void stall_writes() { write_stall_.stall(); }
+  void answer() {
+    stall_.answer();
+    write_stall_.answer();
+  }
   // Waits (at most 10 s) until a read waits for the stall.
   bool await_waiting_read() { return stall_.await_waiting(); }
+  // Waits (at most 10 s) until a write waits for the stall.
+  bool await_waiting_write() { return write_stall_.await_waiting(); }
 
  private:
   std::shared_ptr<BlockDevice> inner_;
   Stall stall_;
+  Stall write_stall_;
 };
 
 // A difference-storage device (EngineConfig::wrap_storage_device) whose closing waits at `stall`, as the

@@ -255,6 +255,8 @@ namespace nbdsnap {
 // take does while a test checks what waits.
 struct OriginTestAccess {
   static IoGate& write_gate(Origin& origin) { return origin.tracker().gate(); }
+  // Whether the origin's writes copy old chunks to a snapshot (a take switched its copy-on-write target).
+  static bool copies_on_write(Origin& origin) { return origin.tracker().cow_target() != nullptr; }
 };
 
 }  // namespace nbdsnap

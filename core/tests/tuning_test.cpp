@@ -37,6 +37,7 @@ const OptionCase kCases[] = {
     {"low-space-threshold", "256M", 256ull << 20, nullptr, "1025T"},
     {"copy-io-size", "1M", 1ull << 20, "2K", "128M"},
     {"checkpoints-kept", "32", 32, "1", "129"},
+    {"drain-limit-ms", "500", 500, "99", "3600001"},
 };
 
 std::string sanitize_message(const char* name, const char* text, const OptionSpelling& spelling) {
