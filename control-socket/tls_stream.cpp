@@ -36,6 +36,7 @@ bool TlsStream::fail(TlsSession::Io io) {
 }
 
 bool TlsStream::handshake(SteadyDeadline deadline) {
+  timed_out_ = false;
   for (;;) {
     const TlsSession::Io io = session_->handshake();
     if (io == TlsSession::Io::ok) return true;
@@ -45,6 +46,7 @@ bool TlsStream::handshake(SteadyDeadline deadline) {
 }
 
 bool TlsStream::write_all(std::string_view data, SteadyDeadline deadline) {
+  timed_out_ = false;
   while (!data.empty()) {
     size_t sent = 0;
     const TlsSession::Io io = session_->send(data.data(), data.size(), sent);
@@ -59,6 +61,7 @@ bool TlsStream::write_all(std::string_view data, SteadyDeadline deadline) {
 }
 
 ssize_t TlsStream::read_some(char* buffer, size_t capacity, SteadyDeadline deadline) {
+  timed_out_ = false;
   for (;;) {
     size_t got = 0;
     const TlsSession::Io io = session_->receive(buffer, capacity, got);

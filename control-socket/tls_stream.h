@@ -34,6 +34,8 @@ class TlsStream {
   // close_notify, best effort.
   void bye() { session_->bye(); }
 
+  // Whether the last call failed because its deadline passed (a later call may still succeed: a receive that
+  // timed out with nothing read leaves the session as it was).
   bool timed_out() const { return timed_out_; }
   // What failed (timeouts included).
   const std::string& error() const { return error_; }

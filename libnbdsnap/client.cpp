@@ -36,6 +36,34 @@ Error exchange_failure(const Error& error, const std::string& where, const std::
       where + ": no reply to " + command + " " + within + "; the server may still carry it out");
 }
 
+// events-wait: a server that stops (or restarts) ends the waits in flight at once, answers them with no event
+// and closes the connection (docs/control.md, events-wait). An answer with no event that comes more than
+// kEarlyWaitEnd before the wait was over is therefore looked at: if the connection closes within
+// kCloseAfterCutWait (or what is left of the wait), the call fails with kConnectionLost, saying where to
+// resume, instead of returning "no event came" to an agent that would then wait on a dead connection. (The
+// Python client does the same: python/nbdsnap/client.py, wait_events.)
+constexpr std::chrono::milliseconds kEarlyWaitEnd{20};
+constexpr std::chrono::milliseconds kCloseAfterCutWait{1000};
+
+// "after" of an events-wait request, as text.
+std::string after_of(const nlohmann::json& arguments) {
+  const auto it = arguments.find("after");
+  return it != arguments.end() && it->is_number_unsigned() ? std::to_string(it->get<uint64_t>()) : "0";
+}
+
+// An events-wait that lost its connection (the server stopped between two waits of `nbdsnap events --follow`,
+// or during one) says where a new connection resumes.
+void add_resume_hint(Error& error, const std::string& command, const nlohmann::json& arguments) {
+  if (command == "events-wait" && error.code == kConnectionLost) {
+    error.message += ": connect again and resume with after=" + after_of(arguments);
+  }
+}
+
+bool no_event(const nlohmann::json& reply) {
+  const auto events = reply.find("events");
+  return events != reply.end() && events->is_array() && events->empty();
+}
+
 }  // namespace
 
 const char* library_version() {
@@ -69,15 +97,18 @@ Result<nlohmann::json> Client::Impl::exchange(const std::string& command, nlohma
         state == State::closed ? "it was closed" : "an earlier call failed: " + end_reason;
     return client_failure(kNotConnected, ENOTCONN, endpoint_name + ": not connected (" + reason + ")");
   }
-  const Deadline deadline = std::chrono::steady_clock::now() + options.timeout + server_wait;
+  const auto sent_at = std::chrono::steady_clock::now();
+  const Deadline deadline = sent_at + options.timeout + server_wait;
   if (Result<void> sent = transport->send_line(line, deadline); !sent) {
     Error error = exchange_failure(sent.error(), endpoint_name, within(), command, true);
+    add_resume_hint(error, command, arguments);
     end(State::dead, error.message);
     return error;
   }
   Result<std::string> received = transport->receive_line(deadline);
   if (!received) {
     Error error = exchange_failure(received.error(), endpoint_name, within(), command, false);
+    add_resume_hint(error, command, arguments);
     end(State::dead, error.message);
     return error;
   }
@@ -90,6 +121,14 @@ Result<nlohmann::json> Client::Impl::exchange(const std::string& command, nlohma
   }
   if (reply["ok"].get<bool>()) {
     reply.erase("ok");
+    if (command == "events-wait" && no_event(reply)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          sent_at + server_wait - std::chrono::steady_clock::now());
+      if (left > kEarlyWaitEnd) {
+        if (Result<void> open = still_open(std::min(left, kCloseAfterCutWait), arguments); !open)
+          return open.error();
+      }
+    }
     return reply;
   }
   const nlohmann::json refusal = reply.value("error", nlohmann::json::object());
@@ -104,6 +143,23 @@ Result<nlohmann::json> Client::Impl::exchange(const std::string& command, nlohma
       error.errno_value = refusal["errno"].get<int>();
     }
   }
+  return error;
+}
+
+Result<void> Client::Impl::still_open(std::chrono::milliseconds grace, const nlohmann::json& arguments) {
+  Result<std::string> unasked = transport->receive_line(std::chrono::steady_clock::now() + grace);
+  if (!unasked && unasked.error().code == kTimeout) return {};  // still open: no event came after all
+  Error error =
+      unasked ? client_failure(kProtocolError, EPROTO,
+                               endpoint_name + ": a line the client did not ask for after events-wait: " +
+                                   unasked->substr(0, 200))
+              : client_failure(kConnectionLost, unasked.error().errno_value,
+                               endpoint_name +
+                                   ": the server closed the connection, ending events-wait early with "
+                                   "no event (it stopped or restarted): connect again and resume with "
+                                   "after=" +
+                                   after_of(arguments));
+  end(State::dead, error.message);
   return error;
 }
 

@@ -30,6 +30,11 @@ struct Client::Impl {
   // exchanges', kGenerationChanged (pages of two generations), kProtocolError (a page that does not move on).
   Result<nlohmann::json> all_pages(const std::string& command, nlohmann::json arguments) EXCLUDES(call_mutex);
 
+  // After an events-wait answered early with no event: ok if the connection stays open for `grace`;
+  // kConnectionLost (the server stopped: the message says to resume with `after`) or kProtocolError (it sent
+  // a line unasked) otherwise, and the handle is dead.
+  Result<void> still_open(std::chrono::milliseconds grace, const nlohmann::json& arguments)
+      REQUIRES(call_mutex);
   // Ends the connection; `to` is dead or closed.
   void end(State to, const std::string& why) REQUIRES(call_mutex);
   // "within 30 s (--timeout)" for messages.

@@ -110,6 +110,12 @@ class UnixTransport final : public Transport {
       if (probe_socket_kind(path_, kGreetingWait, probe_deadline) == SocketKind::nbd) return wrong_socket();
     }
     if (err == 0) return client_failure(kConnectionLost, 0, endpoint() + ": server closed the connection");
+    // A send into a connection the server closed (it stopped between two requests).
+    if (err == EPIPE || err == ECONNRESET) {
+      return client_failure(
+          kConnectionLost, err,
+          endpoint() + ": server closed the connection (" + what + ": " + std::strerror(err) + ")");
+    }
     return client_failure(kConnectionLost, err, endpoint() + ": " + what + ": " + std::strerror(err));
   }
 

@@ -83,6 +83,46 @@ TEST_CASE("a_silent_server_times_out_after_the_timeout_plus_the_server_wait_and_
   CHECK(after.error().message.find("no reply to events-wait") != std::string::npos);
 }
 
+// A stopping nbdsnapd ends the waits in flight at once with no event and closes the connection.
+TEST_CASE(
+    "an_events_wait_a_stopping_server_ends_early_and_closes_is_a_lost_connection_saying_where_to_resume") {
+  fake::Server stopping([](int fd) {
+    (void)fake::read_line(fd);
+    fake::send_text(fd, "{\"ok\":true,\"events\":[],\"last_sequence\":7}\n");
+  });  // and closes
+  Client client = connected(stopping.path());
+  Result<EventBatch> events = client.wait_events(7, 10s);
+  REQUIRE_FALSE(events.ok());
+  CHECK(events.error().code == kConnectionLost);
+  CHECK(events.error().message.find("ending events-wait early with no event") != std::string::npos);
+  CHECK(events.error().message.find("resume with after=7") != std::string::npos);
+  CHECK(client.state() == State::dead);
+  // The same through call(), as the CLI's `events --wait` and `--follow` send it.
+  fake::Server stopping_too([](int fd) {
+    (void)fake::read_line(fd);
+    fake::send_text(fd, "{\"ok\":true,\"events\":[],\"last_sequence\":3}\n");
+  });
+  Client raw = connected(stopping_too.path());
+  Result<std::string> reply = raw.call(R"({"command":"events-wait","after":3,"timeout_ms":10000})", 10s);
+  REQUIRE_FALSE(reply.ok());
+  CHECK(reply.error().code == kConnectionLost);
+  CHECK(reply.error().message.find("resume with after=3") != std::string::npos);
+}
+
+TEST_CASE("an_events_wait_answered_early_with_no_event_on_a_connection_that_stays_open_is_no_event") {
+  fake::Server early(fake::replying(
+      [](const std::string&) { return std::string("{\"ok\":true,\"events\":[],\"last_sequence\":0}"); }));
+  Client client = connected(early.path());
+  const auto start = std::chrono::steady_clock::now();
+  Result<EventBatch> events = client.wait_events(0, 300ms);
+  REQUIRE(events.ok());
+  CHECK(events->events.empty());
+  CHECK(std::chrono::steady_clock::now() - start < 5s);  // looked at most what was left of the wait
+  CHECK(client.state() == State::connected);
+  CHECK(client.wait_events(0, 0ms).ok());  // not looked at: the wait was over
+  CHECK(client.version().ok());            // the conversation goes on in step
+}
+
 TEST_CASE("a_client_on_an_nbd_socket_says_so_and_names_the_path") {
   fake::Server nbd(fake::nbd_like);
   Client client = connected(nbd.path());

@@ -172,7 +172,10 @@ class Client {
   Result<Stats> stats();
 
   // --- events ----------------------------------------------------------------------------------------------
-  // The events with sequence > after, waiting up to `wait` (at most 24 h) for the first one.
+  // The events with sequence > after, waiting up to `wait` (at most 24 h) for the first one. A server that stops
+  // or restarts meanwhile ends the wait early with no event and closes the connection: that is
+  // kConnectionLost, whose message says to resume with `after` on a new connection, not an empty batch (the
+  // same for call() with an events-wait request).
   Result<EventBatch> wait_events(uint64_t after,
                                  std::chrono::milliseconds wait = std::chrono::milliseconds(0));
   // Calls `callback` with each event that matches `filter` as the server logs it, until the callback answers
