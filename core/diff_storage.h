@@ -91,7 +91,8 @@ class DiffStorage {
   // Reserves `bytes` contiguous bytes; no_space when the areas or the limit are exhausted.
   Status allocate(uint64_t bytes, StorageLocation& out);
   Status write(const StorageLocation& at, const void* buf, uint64_t len, uint64_t offset_in_piece);
-  // With may_wait false, only from the page cache (BlockDevice::pread_without_waiting): would_block otherwise.
+  // With may_wait false, only from the page cache (BlockDevice::pread_without_waiting): would_block
+  // otherwise.
   Status read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece,
               bool may_wait = true);
   // The area allocate() is filling now: a hint (a concurrent allocation may move on to the next area).

@@ -882,9 +882,9 @@ Status Engine::freeze_and_take(Snapshot& snapshot, const std::vector<std::shared
     const auto deadline = held_at + config_.take_drain_limit;
     std::vector<std::string> stuck;
     for (size_t i = 0; i < frozen.size(); ++i) {
-      const auto left = std::max(
-          std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()),
-          std::chrono::milliseconds(0));
+      const auto left =
+          std::max(std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()),
+                   std::chrono::milliseconds(0));
       if (!frozen[i].wait_until_empty_for(left)) stuck.push_back(origins[i]->name());
     }
     if (!stuck.empty()) return take_drain_timed_out(name, stuck, config_.take_drain_limit);
@@ -903,8 +903,7 @@ Status Engine::freeze_and_take(Snapshot& snapshot, const std::vector<std::shared
   const auto micros = [](std::chrono::steady_clock::duration d) {
     return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
   };
-  snapshot.record_take_hold(micros(std::chrono::steady_clock::now() - held_at),
-                            micros(drained_at - held_at));
+  snapshot.record_take_hold(micros(std::chrono::steady_clock::now() - held_at), micros(drained_at - held_at));
   return Status::ok();
 }
 

@@ -157,8 +157,8 @@ class Engine {
       EXCLUDES(control_mutex_, mutex_);
   // Adds storage to a snapshot, checked as create_snapshot checks it. Valid: created or taken (also
   // corrupted: it does not heal). Errors as create_snapshot's storage; busy while another append to it runs
-  // or it is being created, taken or destroyed. The file is created and sized without holding other control calls
-  // (as create_snapshot's), and joins the snapshot only once checked again under the control lock.
+  // or it is being created, taken or destroyed. The file is created and sized without holding other control
+  // calls (as create_snapshot's), and joins the snapshot only once checked again under the control lock.
   // `appended`: as create_snapshot's `created`.
   Status append_storage(const std::string& snapshot, const StorageSpec& spec,
                         SnapshotInfo* appended = nullptr);

@@ -3,8 +3,8 @@
 //
 // Threading: the handshake, the request reader and closing run on the connection's I/O thread (the one thread
 // running its socket's executor; the server has several, server.h, and a connection never moves); request
-// executions run on the worker pool (small reads served from the page cache on the I/O thread), and the thread that
-// finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to
+// executions run on the worker pool (small reads served from the page cache on the I/O thread), and the
+// thread that finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to
 // `max_in_flight` requests are served at once; replies go out in completion order (NBD allows that).
 // shut_down() stops reading requests, lets in-flight ones finish and their replies go out, then closes (in
 // the handshake it answers the next option with ERR_SHUTDOWN, then closes); abort() closes at once.

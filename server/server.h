@@ -3,14 +3,15 @@
 //
 // --io-threads I/O threads run the connections' sockets (Asio), each its own io_context, and get the
 // connections dealt out in turn as they are accepted. A connection stays on its thread for its whole life, so
-// everything connection.h says of "the I/O thread" holds per connection; one thread for every socket could not
-// keep up with dozens of busy connections (bench T8, 32 origins). The thread that calls run() has the
+// everything connection.h says of "the I/O thread" holds per connection; one thread for every socket could
+// not keep up with dozens of busy connections (bench T8, 32 origins). The thread that calls run() has the
 // listeners, the signals and the shutdown sequence, and no connection: nothing a client or a disk does can
 // keep it from accepting clients or from stopping the server. A pool of workers (worker_pool.h) runs the
-// engine calls. SIGTERM/SIGINT start a clean shutdown: listeners close, connections stop reading and finish what is
-// in flight, clients still negotiating get NBD_REP_ERR_SHUTDOWN for their next option, then run() returns. No
-// client can hold that up: after kShutdownGrace every connection left is closed (docs/nbdsnapd.pod, SIGNALS).
-// SIGHUP calls the reload handler (TLS credentials are read again) and serving goes on.
+// engine calls. SIGTERM/SIGINT start a clean shutdown: listeners close, connections stop reading and finish
+// what is in flight, clients still negotiating get NBD_REP_ERR_SHUTDOWN for their next option, then run()
+// returns. No client can hold that up: after kShutdownGrace every connection left is closed
+// (docs/nbdsnapd.pod, SIGNALS). SIGHUP calls the reload handler (TLS credentials are read again) and serving
+// goes on.
 #pragma once
 
 #include <atomic>
@@ -91,7 +92,7 @@ class Server {
   // The I/O threads' contexts (--io-threads), each run by one thread while run() runs.
   std::vector<std::unique_ptr<asio::io_context>> connection_contexts_;
   size_t next_context_ = 0;  // I/O thread of run() only
-  WorkerPool workers_;  // --threads kept, up to --threads-max while some hang (worker_pool.h)
+  WorkerPool workers_;       // --threads kept, up to --threads-max while some hang (worker_pool.h)
   asio::signal_set signals_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<std::string> unix_paths_;  // removed at exit

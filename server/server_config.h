@@ -65,7 +65,8 @@ struct ServerConfig {
   std::vector<ListenAddress> listen;
   std::string control_path;  // empty: no control socket
   LogLevel log_level = LogLevel::info;
-  unsigned threads = 4;  // workers kept for engine calls; also the most one origin (its images too) runs at once
+  unsigned threads =
+      4;  // workers kept for engine calls; also the most one origin (its images too) runs at once
   // Workers at most: more start while every worker is busy, so an origin on a stalled disk leaves the others
   // theirs (worker_pool.h). Above threads; --threads-max 0: max(64, 2 x threads).
   unsigned threads_max = 64;

@@ -68,7 +68,8 @@ void check_unrelated_calls_go_on(Engine& engine, Answer& answer, const TempDir& 
                                [&] { return engine.destroy_snapshot("other"); }));
   CHECK_OK(within_five_seconds(answer, "checkpoint-delete of another origin",
                                [&] { return engine.checkpoint_delete(origin, "other"); }));
-  CHECK_OK(within_five_seconds(answer, "CBT reset of another origin", [&] { return engine.cbt_reset(origin); }));
+  CHECK_OK(
+      within_five_seconds(answer, "CBT reset of another origin", [&] { return engine.cbt_reset(origin); }));
   CHECK_OK(within_five_seconds(answer, "attach of another origin", [&] {
     return engine.attach_origin("late", std::make_shared<MemoryDevice>(4 * kChunk), false);
   }));
@@ -87,7 +88,8 @@ std::vector<uint8_t> image_bytes(Engine& engine, const std::string& origin, cons
 
 using namespace take_reset_stalled;
 
-TEST_CASE("a take whose origin write is stuck gives up with busy at its limit, takes nothing, and can retry") {
+TEST_CASE(
+    "a take whose origin write is stuck gives up with busy at its limit, takes nothing, and can retry") {
   HangWatchdog watchdog("take beside a stuck origin write", 120s);
   TempDir dir;
   EngineConfig config = small_config();
@@ -230,17 +232,17 @@ TEST_CASE("a take waiting for a stuck write answers busy to calls on its snapsho
     check_busy(within_five_seconds(answer, "forced detach of an origin",
                                    [&] { return engine.detach_origin(origin, true); }),
                taking);
-    check_busy(within_five_seconds(answer, "CBT reset of an origin", [&] { return engine.cbt_reset(origin); }),
-               taking);
+    check_busy(
+        within_five_seconds(answer, "CBT reset of an origin", [&] { return engine.cbt_reset(origin); }),
+        taking);
     check_busy(within_five_seconds(answer, "checkpoint-delete of an origin",
                                    [&] { return engine.checkpoint_delete(origin, "none"); }),
                taking);
-    check_busy(within_five_seconds(answer, "create with an origin",
-                                   [&] {
-                                     return engine.create_snapshot(
-                                         "c", snapshot_options({origin}, dir, "c.diff", 1 << 20));
-                                   }),
-               taking);
+    check_busy(
+        within_five_seconds(
+            answer, "create with an origin",
+            [&] { return engine.create_snapshot("c", snapshot_options({origin}, dir, "c.diff", 1 << 20)); }),
+        taking);
     check_busy(within_five_seconds(answer, "add of an origin to another snapshot",
                                    [&] { return engine.add_origin_to_snapshot("d", origin); }),
                taking);
@@ -293,8 +295,9 @@ TEST_CASE("a CBT reset waiting for a stuck write answers busy to calls on its or
   const std::string resetting = "origin 'stalled' is having its CBT reset";
   check_busy(within_five_seconds(answer, "second reset", [&] { return engine.cbt_reset("stalled"); }),
              resetting);
-  check_busy(within_five_seconds(answer, "forced detach", [&] { return engine.detach_origin("stalled", true); }),
-             resetting);
+  check_busy(
+      within_five_seconds(answer, "forced detach", [&] { return engine.detach_origin("stalled", true); }),
+      resetting);
   check_busy(within_five_seconds(answer, "take of its snapshot", [&] { return engine.take_snapshot("s"); }),
              resetting);
   CHECK(origin_info_of(engine, "stalled").generation == generation);

@@ -172,8 +172,8 @@ class Client {
   Result<Stats> stats();
 
   // --- events ----------------------------------------------------------------------------------------------
-  // The events with sequence > after, waiting up to `wait` (at most 24 h) for the first one. A server that stops
-  // or restarts meanwhile ends the wait early with no event and closes the connection: that is
+  // The events with sequence > after, waiting up to `wait` (at most 24 h) for the first one. A server that
+  // stops or restarts meanwhile ends the wait early with no event and closes the connection: that is
   // kConnectionLost, whose message says to resume with `after` on a new connection, not an empty batch (the
   // same for call() with an events-wait request).
   Result<EventBatch> wait_events(uint64_t after,
