@@ -807,6 +807,17 @@ Status Engine::check_takeable_locked(const std::string& name, std::shared_ptr<Sn
   if (snapshot->storage().total() == 0) {
     return {Errc::bad_state, "snapshot '" + name + "' has no difference storage"};
   }
+  // Last: a call that conflicts for another reason says that reason.
+  if (auto it = take_gave_up_at_.find(name); it != take_gave_up_at_.end()) {
+    const auto since =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - it->second);
+    if (since < config_.take_drain_limit) {
+      return {Errc::busy, "snapshot '" + name + "' gave up a take " + std::to_string(since.count()) +
+                              " ms ago (writes in flight did not finish): the writes it held run first; try "
+                              "again in " +
+                              std::to_string((config_.take_drain_limit - since).count()) + " ms"};
+    }
+  }
   // Checked at create, append and add already; once more where every origin's chunk size is final.
   if (Status s = check_storage_holds_a_chunk(*snapshot, snapshot->origins(), Errc::bad_state); !s) return s;
   std::sort(origins.begin(), origins.end(),
@@ -830,6 +841,11 @@ Status Engine::take_snapshot(const std::string& name, SnapshotInfo* taken) {
   {
     MutexLock lock(mutex_);
     taking_.erase(name);
+    if (result.code() == Errc::busy) {
+      take_gave_up_at_[name] = std::chrono::steady_clock::now();
+    } else {
+      take_gave_up_at_.erase(name);
+    }
   }
   if (!result) return result;
   if (taken) *taken = snapshot->info();
@@ -855,10 +871,6 @@ Status take_drain_timed_out(const std::string& snapshot, const std::vector<std::
 
 Status Engine::freeze_and_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins) {
   const std::string& name = snapshot.name();
-  // One instant for the snapshot and its checkpoints.
-  const int64_t taken_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::chrono::system_clock::now().time_since_epoch())
-                                    .count();
   std::chrono::steady_clock::time_point held_at, drained_at;
   try {
     // The chunk maps depend on nothing the writers change: they are built before any origin is held, so the
@@ -889,6 +901,11 @@ Status Engine::freeze_and_take(Snapshot& snapshot, const std::vector<std::shared
     }
     if (!stuck.empty()) return take_drain_timed_out(name, stuck, config_.take_drain_limit);
     drained_at = std::chrono::steady_clock::now();
+    // One instant for the snapshot and its checkpoints: now, when the images hold every write that finished
+    // (not when the hold began: a write stuck for most of take_drain_limit is in them).
+    const int64_t taken_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count();
     // May throw std::bad_alloc too: CBT freezes that already happened then leave a checkpoint nobody can back
     // up from, which under-reports nothing.
     for (size_t i = 0; i < origins.size(); ++i) {
@@ -970,6 +987,7 @@ Status Engine::destroy_snapshot(const std::string& name) {
     // copy-on-write target.
     if (Status s = check_no_origin_detaching_locked(name); !s) return s;
     snapshots_.erase(name);  // from now on find_image cannot hand out new images of it
+    take_gave_up_at_.erase(name);
     destroying_[name] = snapshot;
     for (const auto& origin : snapshot->origins()) {
       if (auto it = origins_.find(origin); it != origins_.end()) members.push_back(it->second);
@@ -981,10 +999,13 @@ Status Engine::destroy_snapshot(const std::string& name) {
   // origin relies on writers copying that chunk before changing it. Later image calls fail cleanly.
   snapshot->image_gate().close();
   for (auto& origin : members) {
+    // A member without a chunk map was never taken (a snapshot not yet taken, or whose take gave up beside a
+    // stuck write): it was never the origin's copy-on-write target, and there are no writes to wait for. Only
+    // a take installs maps, and destroying_ keeps takes off this snapshot.
+    const std::shared_ptr<ChunkMap> chunks = snapshot->chunk_map(origin->name());
+    if (!chunks) continue;
     IoGate::Freeze frozen(origin->tracker().gate());
-    if (origin->tracker().cow_target() == snapshot->chunk_map(origin->name())) {
-      origin->tracker().set_cow_target(nullptr);
-    }
+    if (origin->tracker().cow_target() == chunks) origin->tracker().set_cow_target(nullptr);
   }
   snapshot->stop_writeback();  // may wait for a stalled storage write too
   // The release (closing the storage, removing the files it created) may wait for a stalled file system as

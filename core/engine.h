@@ -316,6 +316,11 @@ class Engine {
   // the snapshot's members or storage, destroy it or take it again, nor detach, reset the CBT of or delete a
   // checkpoint of those origins (the take freezes their CBTs and switches their copy-on-write targets).
   std::map<std::string, std::vector<std::string>> taking_ GUARDED_BY(mutex_);
+  // Snapshots whose last take gave up (a write in flight outlived take_drain_limit), and when: for one more
+  // take_drain_limit their take answers busy at once, so that the writes the attempt held (and those queued
+  // behind them) run before the same origins are held again (a tester's agent retrying at once held a
+  // healthy origin's writes 8.8 times the limit). Cleared by a take that succeeds and by destroy.
+  std::map<std::string, std::chrono::steady_clock::time_point> take_gave_up_at_ GUARDED_BY(mutex_);
   // Origins a cbt_reset() drains without control_mutex_: no detach (its CBT save would miss the reset), take,
   // checkpoint-delete or second reset of them meanwhile.
   std::set<std::string> resetting_ GUARDED_BY(mutex_);

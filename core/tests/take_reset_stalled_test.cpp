@@ -148,9 +148,15 @@ TEST_CASE(
   CbtInfo frozen;
   CHECK_ERRC(engine.cbt_info("stalled", "s", frozen), Errc::not_found);
 
-  // The disk answers: the take succeeds, and the images hold what the origins held at the take.
+  // The disk answers. A take at once is refused, saying when to try: the writes the last attempt held run
+  // first (an agent retrying at once held a healthy origin's writes limit after limit). Then the take
+  // succeeds, and the images hold what the origins held at the take.
   stalling->answer();
   CHECK_OK(stuck.get());
+  const Status again = engine.take_snapshot("s");
+  check_busy(again, "gave up a take");
+  CHECK_MESSAGE(again.message().find("try again in") != std::string::npos, again.to_string());
+  std::this_thread::sleep_for(1000ms);
   REQUIRE_OK(engine.take_snapshot("s"));
   const std::vector<char> later(4096, 'z');
   REQUIRE_OK(stalled->write(later.data(), later.size(), 0, false));
@@ -309,4 +315,65 @@ TEST_CASE("a CBT reset waiting for a stuck write answers busy to calls on its or
   CHECK(origin_info_of(engine, "stalled").generation != generation);
   CHECK_OK(engine.take_snapshot("s"));
   CHECK_OK(engine.destroy_snapshot("s"));
+}
+
+// Found by a second tester (/work/attack9 F2 and F3): after a take gave up beside a stuck write, the natural
+// next step, destroying the snapshot, waited for that write without a bound, though a snapshot never taken
+// never was a copy-on-write target; and a take's time was stamped when it began to hold its origins, before
+// a drain that may last up to the limit, so its image held writes that finished after that time.
+TEST_CASE(
+    "a snapshot never taken is destroyed beside a stuck write at once; a take's time is its drain's end") {
+  HangWatchdog watchdog("destroy beside a stuck origin write", 120s);
+  TempDir dir;
+  EngineConfig config = small_config();
+  config.take_drain_limit = 300ms;
+  Engine engine(config);
+  auto memory = std::make_shared<MemoryDevice>(4 * kChunk);
+  auto stalling = std::make_shared<StallingDevice>(memory);
+  Answer answer{*stalling};
+  REQUIRE_OK(engine.attach_origin("stalled", stalling, false));
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"stalled"}, dir, "s.diff", 1 << 20)));
+  auto stalled = engine.find_origin("stalled");
+
+  stalling->stall_writes();
+  const std::vector<char> data(4096, 'w');
+  auto stuck =
+      std::async(std::launch::async, [&] { return stalled->write(data.data(), data.size(), 0, false); });
+  REQUIRE(stalling->await_waiting_write());
+  check_busy(engine.take_snapshot("s"), "did not finish within 300 ms");
+  CHECK_OK(within_five_seconds(answer, "destroy of a snapshot whose take gave up",
+                               [&] { return engine.destroy_snapshot("s"); }));
+  CHECK_OK(within_five_seconds(answer, "destroy of a snapshot never taken", [&] {
+    REQUIRE_OK(engine.create_snapshot("t", snapshot_options({"stalled"}, dir, "t.diff", 1 << 20)));
+    return engine.destroy_snapshot("t");
+  }));
+  stalling->answer();
+  CHECK_OK(stuck.get());
+
+  // A take whose drain waits for a write stamps the instant the drain ended: the write is in its image.
+  EngineConfig patient = small_config();
+  patient.take_drain_limit = 60s;
+  Engine later(patient);
+  auto memory2 = std::make_shared<MemoryDevice>(4 * kChunk);
+  auto stalling2 = std::make_shared<StallingDevice>(memory2);
+  REQUIRE_OK(later.attach_origin("o", stalling2, false));
+  REQUIRE_OK(later.create_snapshot("u", snapshot_options({"o"}, dir, "u.diff", 1 << 20)));
+  auto origin = later.find_origin("o");
+  stalling2->stall_writes();
+  auto slow =
+      std::async(std::launch::async, [&] { return origin->write(data.data(), data.size(), 0, false); });
+  REQUIRE(stalling2->await_waiting_write());
+  auto take = std::async(std::launch::async, [&] { return later.take_snapshot("u"); });
+  REQUIRE(await_frozen(*origin));
+  std::this_thread::sleep_for(500ms);
+  const int64_t answered_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+  stalling2->answer();
+  CHECK_OK(slow.get());
+  REQUIRE(take.wait_for(5s) == std::future_status::ready);
+  REQUIRE_OK(take.get());
+  SnapshotInfo info;
+  REQUIRE_OK(later.snapshot_info("u", info));
+  CHECK(info.taken_unix_ms >= answered_ms);
 }
