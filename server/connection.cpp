@@ -18,7 +18,7 @@
 // throttling while writeback is stuck, a dead NFS server), and pwritev2(RWF_NOWAIT) cannot tell beforehand
 // (it still waits on a freeze, and is refused for buffered writes on most file systems). That costs a
 // thread hand-off per small write (measured when writes still ran inline: 58 -> 33 us of server CPU per
-// 4 KiB write inline). The workers (worker_pool.h) grow while some hang, and one origin never holds more
+// 4 KiB write inline). The workers (worker_pool.h) grow while some hang, and one export never holds more
 // than --threads of them, so a stalled disk holds up only its own exports.
 //
 // Even page-cache reads are watched: a sample of them (every 4th) is measured with getrusage(RUSAGE_THREAD):
@@ -59,7 +59,6 @@
 #include <cstdio>
 #include <cstring>
 
-#include "export_name.h"
 #include "log.h"
 
 namespace nbdsnap {
@@ -306,8 +305,7 @@ asio::awaitable<bool> Connection::negotiate() {
       // The export is resolved: from now on this connection counts as its client (a detach without force is
       // refused), even while the GO reply still waits in a full socket buffer below.
       export_name_ = handshake_.session().target->name();
-      ExportName parsed;
-      lane_ = parse_export_name(export_name_, parsed).is_ok() ? parsed.origin : export_name_;
+      lane_ = export_name_;
       registry_.set_export(id_, export_name_);
     }
     if (!step.reply.empty()) {

@@ -151,8 +151,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Handshake handshake_;
   std::shared_ptr<const RequestExecutor> executor_;  // set when transmission starts
   std::string export_name_;
-  // The worker pool's lane of its requests: the origin of the export (an image's too, which reads it), so
-  // that an origin on a stalled disk holds up at most --threads workers (worker_pool.h).
+  // The worker pool's lane of its requests: the export, so that an export on a stalled disk holds up at most
+  // --threads workers (worker_pool.h). An image has a lane of its own, not its origin's: a backup's large
+  // reads of the image then never queue a guest's small writes to the origin behind them (a tester measured
+  // p99 0.3-2 ms -> 9-12 ms for 4 KiB writes during a backup when they shared one).
   std::string lane_;
   uint64_t refusals_logged_ = 0;              // options refused in the handshake: only the first is a warning
   std::atomic<bool> refusal_counted_{false};  // log_refusal() ran (the handshake deadline's handler too)

@@ -54,9 +54,10 @@ po::options_description option_descriptions() {
       "'none' to disable)")("state-dir", po::value<std::string>()->value_name("DIR"),
                             "directory for CBT state (created, mode 0700, when its parent directory exists)")(
       "log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
-      "error, warning, info or debug")(
-      "threads", po::value<std::string>()->default_value("4")->value_name("N"),
-      "worker threads kept for I/O, and the most requests one origin and its images run at once (1..1024)")(
+      "error, warning, info or debug")("threads",
+                                       po::value<std::string>()->default_value("4")->value_name("N"),
+                                       "worker threads kept for I/O, and the most requests one export (an "
+                                       "origin or an image) runs at once (1..1024)")(
       "threads-max", po::value<std::string>()->default_value("0")->value_name("N"),
       "worker threads at most: more start while every worker is busy (a disk that stopped answering "
       "holds its requests' workers), and end after 10 s idle; above --threads (0: 64, or twice --threads "

@@ -6,8 +6,8 @@
 // holds its worker in the kernel until the disk answers: a fixed pool of N workers is taken by N such
 // requests, and then every other export's requests wait too. So, as QEMU's util/thread-pool.c does, a task
 // posted while no worker is free starts one more thread (up to max_threads); threads above min_threads end
-// after idle_timeout without a task. And, unlike QEMU, tasks carry a lane (nbdsnapd: the origin an export
-// belongs to, its images included): at most lane_limit tasks of one lane run at once, the rest wait in their
+// after idle_timeout without a task. And, unlike QEMU, tasks carry a lane (nbdsnapd: the export, an origin
+// or one of its images): at most lane_limit tasks of one lane run at once, the rest wait in their
 // lane's queue, holding no thread. With lane_limit < max_threads, a lane whose tasks all hang leaves
 // max_threads - lane_limit workers to the other lanes: a stalled disk holds up only its own exports, as long
 // as fewer than max_threads / lane_limit lanes hang at once. Tasks of one lane start in the order posted.
