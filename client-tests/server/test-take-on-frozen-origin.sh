@@ -29,7 +29,10 @@ thaw_and_unmount() {
 }
 cleanup_fn thaw_and_unmount
 
-limit_ms=2500
+# Long enough for every check below to run while the take (or reset) still waits: each is a Python process,
+# and on a loaded 2-core CI machine the requests on q and five checks took 4.5 s, past a 2.5 s limit (the take
+# had given up before the destroy check, which then destroyed the never-taken snapshot at once).
+limit_ms=10000
 truncate -s 4M "$fs/o.raw" "$dir/q.raw"
 start_nbdsnapd --log nbdsnapd --drain-limit-ms "$limit_ms" --origin "o=$fs/o.raw" --origin "q=$dir/q.raw"
 ctl "{\"command\":\"snapshot-create\",\"name\":\"s\",\"origins\":[\"o\"],\"storage\":[{\"path\":\"$dir/s.diff\",\"size\":$((8 << 20))}]}" \
