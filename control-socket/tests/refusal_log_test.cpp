@@ -44,7 +44,7 @@ TEST_CASE("a flood of one kind costs its first line in full and one summary with
   CHECK(!log.next_due());
 }
 
-TEST_CASE("a steady flood gets one summary a minute and no more full lines; a quiet kind is logged in full") {
+TEST_CASE("a steady flood gets one summary a minute and no more full lines, a quiet kind is logged in full") {
   Lines out;
   RefusalLog log("", "NBD connections");
   log.set_warn(out.warn());

@@ -107,7 +107,7 @@ TEST_CASE(
   control_operations_still_return(f);
 }
 
-TEST_CASE("an allocation failure while copying a chunk corrupts the snapshot; the origin write succeeds") {
+TEST_CASE("an allocation failure while copying a chunk corrupts the snapshot, the origin write succeeds") {
   HangWatchdog watchdog("copy-on-write with a failing chunk allocation", 20s);
   FaultyOrigin f(false);
   {

@@ -182,7 +182,7 @@ TEST_CASE("concurrent read-modify-writes of one block keep every writer's bytes"
   CHECK(lost == 0);
 }
 
-TEST_CASE("cache modes are none and writeback; anything else is refused naming the option") {
+TEST_CASE("cache modes are none and writeback, anything else is refused naming the option") {
   FileCache cache = FileCache::writeback;
   CHECK_OK(parse_file_cache("none", "--cache", cache));
   CHECK(cache == FileCache::none);

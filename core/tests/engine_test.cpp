@@ -350,7 +350,7 @@ struct DetachableFileOrigin {
 // Writes made while no engine tracked a file are missing from its CBT, so a file changed after a clean
 // detach must start a new generation; an untouched file resumes. The test moves the mtime on itself: a write
 // within the same timestamp tick as the engine's last one leaves it unchanged, a window the check cannot see.
-TEST_CASE("a file changed while detached gets a new generation; an unchanged one resumes") {
+TEST_CASE("a file changed while detached gets a new generation, an unchanged one resumes") {
   const DetachableFileOrigin disk;
   const std::string& path = disk.path;
   auto attach = [&](Engine& engine) { disk.attach(engine); };

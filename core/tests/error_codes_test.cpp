@@ -139,7 +139,7 @@ TEST_CASE("storage smaller than one chunk is refused at create and append, and n
 }
 
 TEST_CASE(
-    "without origins, storage must hold the smallest chunk; adding an origin with larger chunks is refused") {
+    "without origins, storage must hold the smallest chunk, adding an origin with larger chunks is refused") {
   TempDir dir;
   Engine engine(small_config());  // chunk-min-shift 16: no chunk is below 64 KiB
   REQUIRE_OK(engine.attach_origin("raid", std::make_shared<DeviceWithMinimumIo>(4 * MiB, MiB), false));

@@ -154,7 +154,7 @@ TEST_CASE("a writeback that failed is not counted as copied") {
   CHECK(info.chunks_copied == 0);
 }
 
-TEST_CASE("image reads that succeed are counted per image; failed ones are not") {
+TEST_CASE("image reads that succeed are counted per image, failed ones are not") {
   TakenSnapshot t(0);
   std::vector<uint8_t> buf(8 * KiB);
   REQUIRE_OK(t.image->read(buf.data(), 4 * KiB, 0));

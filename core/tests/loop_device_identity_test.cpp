@@ -114,7 +114,7 @@ struct LoopedFile {
 
 }  // namespace
 
-TEST_CASE("a disk at another starting point overlaps every use of it; at the same one, only its bytes") {
+TEST_CASE("a disk at another starting point overlaps every use of it, at the same one, only its bytes") {
   const DiskUse whole_loop{"file 2049:12", 0, 0, "origin 'x'"};
   const DiskUse first_mib{"file 2049:12", 0, MiB, "storage"};
   const DiskUse offset_loop_tail{"file 2049:12 at 4096", 3 * MiB, MiB, "storage"};

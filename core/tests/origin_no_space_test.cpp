@@ -148,7 +148,7 @@ TEST_CASE("a zero of the origin meeting ENOSPC makes the snapshot give up its st
   CHECK(read_origin(*t.origin, 4096, 3 * kChunk) == std::vector<uint8_t>(4096, 0));
 }
 
-TEST_CASE("an origin file on the storage's file system gives way; one on another file system does not") {
+TEST_CASE("an origin file on the storage's file system gives way, one on another file system does not") {
   TempDir dir;
   // The origin claims a real file, so the engine compares file systems (st_dev).
   std::unique_ptr<FileDevice> same_fs;

@@ -322,7 +322,7 @@ TEST_CASE("a CBT reset waiting for a stuck write answers busy to calls on its or
 // never was a copy-on-write target; and a take's time was stamped when it began to hold its origins, before
 // a drain that may last up to the limit, so its image held writes that finished after that time.
 TEST_CASE(
-    "a snapshot never taken is destroyed beside a stuck write at once; a take's time is its drain's end") {
+    "a snapshot never taken is destroyed beside a stuck write at once, a take's time is its drain's end") {
   HangWatchdog watchdog("destroy beside a stuck origin write", 120s);
   TempDir dir;
   EngineConfig config = small_config();

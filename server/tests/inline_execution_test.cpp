@@ -56,7 +56,7 @@ static_assert(!ReachesTracker<Origin> && !ReachesCbt<Origin>, "Origin's tracker 
 
 }  // namespace
 
-TEST_CASE("a write that must copy a chunk is not run without waiting; once the chunk is copied it is") {
+TEST_CASE("a write that must copy a chunk is not run without waiting, once the chunk is copied it is") {
   TakenOrigin t;
   RequestExecutor x(inline_session_for(std::make_shared<OriginExport>(t.origin)));
   const auto data = pattern(4 * KiB, 0, 2);
@@ -85,7 +85,7 @@ TEST_CASE("no write runs without waiting while a take holds the origin") {
   CHECK(x.execute_without_waiting(inline_request(kCmdWrite, 0, 4 * KiB), data).has_value());
 }
 
-TEST_CASE("image reads run without waiting unless a chunk is being copied; image writes never do") {
+TEST_CASE("image reads run without waiting unless a chunk is being copied, image writes never do") {
   TakenOrigin t;
   std::shared_ptr<Image> image;
   REQUIRE_OK(t.engine.find_image("d", "s", image));

@@ -97,7 +97,7 @@ TEST_CASE("tasks of one lane over its limit start in the order they were posted"
   for (int i = 0; i < 50; ++i) CHECK(order[size_t(i)] == i);
 }
 
-TEST_CASE("workers started for a stall end after being idle; the minimum stays") {
+TEST_CASE("workers started for a stall end after being idle, the minimum stays") {
   WorkerPool pool({.min_threads = 1, .max_threads = 6, .lane_limit = 6, .idle_timeout = 100ms});
   Stall stall;
   for (int i = 0; i < 5; ++i) pool.post("f", stall.task());
