@@ -516,14 +516,17 @@ Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {
 // write), which on a stalled journal could still wait: origins on file systems mounted noatime are immune.
 Status FileDevice::pread_without_waiting(void* buf, uint64_t len, uint64_t offset) {
   if (Status s = check_range(size_, offset, len); !s) return s;
-  const Status would_block{Errc::would_block, "not all in the page cache: " + path_};
-  if (direct_) return would_block;
+  // Made only when needed: the page-cache hit that runs on an I/O thread allocates no message.
+  const auto would_block = [this] {
+    return Status{Errc::would_block, "not all in the page cache: " + path_};
+  };
+  if (direct_) return would_block();
   auto* out = static_cast<uint8_t*>(buf);
   while (len > 0) {
     iovec part{out, len};
     const ssize_t n = ::preadv2(fd_, &part, 1, static_cast<off_t>(offset), RWF_NOWAIT);
     if (n < 0 && errno == EINTR) continue;
-    if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP))) return would_block;
+    if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP))) return would_block();
     if (n < 0) return Status::from_errno(errno, "read " + path_);
     out += n;
     offset += uint64_t(n);

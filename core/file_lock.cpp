@@ -75,7 +75,7 @@ std::string read_proc_file(const std::string& path) {
 
 std::string process_command(pid_t pid) {
   std::string command = read_proc_file("/proc/" + std::to_string(pid) + "/comm");
-  command = command.substr(0, command.find('\n'));
+  if (const size_t end = command.find('\n'); end != std::string::npos) command.resize(end);
   return command.empty() ? "unknown command" : command;
 }
 
