@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "file_device.h"
+#include "scope_exit.h"
 #include "storage_spec.h"
 #include "units.h"
 
@@ -116,42 +117,54 @@ Status DiffStorage::append(const StorageSpec& spec, const AreaRequirements& requ
   std::shared_ptr<BlockDevice> device = identity.empty() ? nullptr : open_device(identity);
   if (!device && !identity.empty() && open_elsewhere) device = open_elsewhere(identity);
   bool created = false;
+  // Whatever ends this call without the area (an error, std::bad_alloc), a file it created goes again.
+  ScopeExit give_up([&] {
+    device.reset();
+    if (created) ::unlink(spec.path.c_str());
+  });
   if (!device) {  // (a shared device is never grown: a size means the whole file, which overlaps its areas)
     if (Status s = open_spec_device(spec, device, created); !s) return s;
   }
-  auto give_up = [&](Status status) {
-    device.reset();
-    if (created) ::unlink(spec.path.c_str());
-    return status;
-  };
   // The open file is what counts: the path may have been replaced since it was looked at.
   if (const std::string opened = device->file_identity(); opened != identity) {
     identity = opened;
-    if (Status s = check_unused(spec, wanted_use(spec, identity), in_use); !s) return give_up(s);
+    if (Status s = check_unused(spec, wanted_use(spec, identity), in_use); !s) return s;
   }
   uint64_t offset = 0, length = 0;
-  if (Status s = area_range(spec, device->size(), offset, length); !s) return give_up(s);
+  if (Status s = area_range(spec, device->size(), offset, length); !s) return s;
   if (length < requirements.minimum_size) {
-    return give_up({Errc::invalid_argument, "storage " + spec.to_string() + " holds " + format_size(length) +
-                                                ", less than " + requirements.minimum_reason + " (" +
-                                                format_size(requirements.minimum_size) +
-                                                "): copy-on-write could store nothing in it; give at least " +
-                                                std::to_string(requirements.minimum_size) + " bytes"});
+    return {Errc::invalid_argument, "storage " + spec.to_string() + " holds " + format_size(length) +
+                                        ", less than " + requirements.minimum_reason + " (" +
+                                        format_size(requirements.minimum_size) +
+                                        "): copy-on-write could store nothing in it; give at least " +
+                                        std::to_string(requirements.minimum_size) + " bytes"};
   }
   MutexLock lock(mutex_);
   for (const Area& a : areas_) {  // appended meanwhile by a concurrent append
     if (a.device &&
         DiskUse{a.identity, a.info.offset, a.info.size, ""}.overlaps({identity, offset, length, ""})) {
-      lock.unlock();
-      return give_up({Errc::already_exists, "storage " + spec.to_string() + " is already in this storage"});
+      return {Errc::already_exists, "storage " + spec.to_string() + " is already in this storage"};
     }
   }
   areas_.push_back({device, {spec.path, offset, length, created, created && spec.sparse}, identity, 0});
   low_space_signalled_ = false;
+  give_up.dismiss();  // the area's: release() removes the file it created
   return Status::ok();
 }
 
 uint64_t DiffStorage::adopt(DiffStorage& staged) {
+  // Room first, while the areas are still `staged`'s (whose release() removes the files they created): the
+  // push_backs below then cannot throw std::bad_alloc and lose an area half-way. Only adopt() grows the areas
+  // of a storage in use (append() works on storage not yet shared), and the engine runs one per snapshot.
+  size_t count = 0;
+  {
+    MutexLock lock(staged.mutex_);
+    count = staged.areas_.size();
+  }
+  {
+    MutexLock lock(mutex_);
+    areas_.reserve(areas_.size() + count);
+  }
   std::vector<Area> moved;
   {
     MutexLock lock(staged.mutex_);  // a leaf: released before ours is taken

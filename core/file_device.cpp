@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "file_lock.h"
+#include "scope_exit.h"
 #include "storage_allocation.h"
 
 namespace nbdsnap {
@@ -123,13 +124,12 @@ std::string backing_block_identity(dev_t rdev, int depth) {
   if (depth < kMaxLoopDepth) {
     const std::string node = device_node_of(rdev);
     // Read-only without O_EXCL: neither claims the device nor conflicts with an O_EXCL holder.
-    const int fd = node.empty() ? -1 : ::open(node.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0) {
+    const UniqueFd fd(node.empty() ? -1 : ::open(node.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    if (fd.valid()) {
       struct stat st {};
       std::string inner;
-      if (::fstat(fd, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == rdev)
-        inner = loop_backing_identity(fd, rdev, depth + 1);
-      ::close(fd);
+      if (::fstat(fd.get(), &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == rdev)
+        inner = loop_backing_identity(fd.get(), rdev, depth + 1);
       if (!inner.empty()) return inner;
     }
   }
@@ -199,26 +199,27 @@ std::string loop_backing_path(dev_t rdev, const struct loop_info64& info) {
 // device backing). backing is -1 when it was deleted (unreachable by path: nothing to lock); refused when the
 // path leads elsewhere.
 Status open_loop_backing_file(dev_t rdev, const struct loop_info64& info, const std::string& device,
-                              FileLockMode mode, std::string& path, int& backing) {
-  backing = -1;
+                              FileLockMode mode, std::string& path, UniqueFd& backing) {
+  backing.reset();
   path = loop_backing_path(rdev, info);
   if (path.empty()) return {Errc::bad_state, "loop(4) names no backing file for " + device + " to lock"};
   const int flags = mode == FileLockMode::exclusive ? O_RDWR : O_RDONLY;
   // O_NONBLOCK: a FIFO put at that path must not hang the open.
-  const int fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   const int open_error = errno;
   struct stat st {};
-  if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_dev == decode_kernel_dev(info.lo_device) &&
+  if (fd.valid() && ::fstat(fd.get(), &st) == 0 && st.st_dev == decode_kernel_dev(info.lo_device) &&
       st.st_ino == static_cast<ino_t>(info.lo_inode)) {
-    backing = fd;
+    backing = std::move(fd);
     return Status::ok();
   }
-  if (fd >= 0) ::close(fd);
+  const bool opened = fd.valid();
+  fd.reset();
   static const std::string kDeleted = " (deleted)";
   if (path.size() > kDeleted.size() &&
       path.compare(path.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0)
     return Status::ok();
-  if (fd < 0)
+  if (!opened)
     return Status::from_errno(open_error,
                               "open " + path + ", the backing file of " + device + ", to lock it");
   return {Errc::bad_state,
@@ -247,20 +248,6 @@ uint64_t file_block_size(int fd, const struct stat& st) {
 
 }  // namespace
 
-LoopBackingLock::LoopBackingLock(LoopBackingLock&& other) noexcept : fds_(std::exchange(other.fds_, {})) {}
-
-LoopBackingLock& LoopBackingLock::operator=(LoopBackingLock&& other) noexcept {
-  if (this != &other) {
-    for (const int fd : fds_) ::close(fd);
-    fds_ = std::exchange(other.fds_, {});
-  }
-  return *this;
-}
-
-LoopBackingLock::~LoopBackingLock() {
-  for (const int fd : fds_) ::close(fd);
-}
-
 Status LoopBackingLock::acquire(int fd, const std::string& path, FileLockMode mode, LoopBackingLock& out) {
   LoopBackingLock held;
   int device = fd;
@@ -276,14 +263,15 @@ Status LoopBackingLock::acquire(int fd, const std::string& path, FileLockMode mo
       return Status::from_errno(errno, "ask loop(4) for the backing file of " + device_path);
     }
     std::string backing_path;
-    int backing = -1;
+    UniqueFd backing;
     if (Status s = open_loop_backing_file(st.st_rdev, info, device_path, mode, backing_path, backing); !s)
       return s;
-    if (backing < 0) break;  // deleted
-    held.fds_.push_back(backing);
+    if (!backing.valid()) break;  // deleted
+    const int backing_fd = backing.get();
+    held.fds_.push_back(std::move(backing));  // on std::bad_alloc `backing` keeps it (and closes it)
     const std::string described = backing_path + " (the backing file of " + device_path + ")";
-    if (Status s = lock_file(backing, described, mode); !s) return s;
-    device = backing;  // a loop device over a loop device: lock that one's file too
+    if (Status s = lock_file(backing_fd, described, mode); !s) return s;
+    device = backing_fd;  // a loop device over a loop device: lock that one's file too
     device_path = backing_path;
   }
   out = std::move(held);
@@ -296,29 +284,26 @@ FileDevice::~FileDevice() {
   ::close(fd_);
 }
 
-Status FileDevice::from_descriptor(int fd, const std::string& path, bool readonly,
+Status FileDevice::from_descriptor(UniqueFd fd, const std::string& path, bool readonly,
                                    std::unique_ptr<FileDevice>& out, FileCache cache) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Status::from_errno(err, "stat " + path);
-  }
+  if (::fstat(fd.get(), &st) != 0) return Status::from_errno(errno, "stat " + path);
   uint64_t size = static_cast<uint64_t>(st.st_size);
   const bool block = S_ISBLK(st.st_mode);
-  if (block && ::ioctl(fd, BLKGETSIZE64, &size) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Status::from_errno(err, "size of block device " + path);
+  if (block && ::ioctl(fd.get(), BLKGETSIZE64, &size) != 0) {
+    return Status::from_errno(errno, "size of block device " + path);
   }
   if (!block && !S_ISREG(st.st_mode)) {
-    ::close(fd);
     return {Errc::invalid_argument, path + " is neither a regular file nor a block device"};
   }
-  std::string identity = identity_of_open(fd, st);
-  const uint64_t minimum_io = block ? block_device_minimum_io(fd) : 1;
-  out.reset(new FileDevice(fd, path, size, readonly, block, std::move(identity), minimum_io));
-  if (!block) out->sharable_ = {fd, file_block_size(fd, st), path};
+  std::string identity = identity_of_open(fd.get(), st);
+  const uint64_t minimum_io = block ? block_device_minimum_io(fd.get()) : 1;
+  std::string path_copy = path;
+  // The device owns the descriptor once it is made: `fd` keeps it until then, also when new throws.
+  out.reset(
+      new FileDevice(fd.get(), std::move(path_copy), size, readonly, block, std::move(identity), minimum_io));
+  const int owned = fd.release();
+  if (!block) out->sharable_ = {owned, file_block_size(owned, st), path};
   if (cache == FileCache::none) {
     if (Status s = out->enable_direct_io(); !s) {
       out.reset();  // closes fd
@@ -404,17 +389,13 @@ int FileDevice::open_node(const std::string& path, int flags, Status& error) {
 Status FileDevice::open(const std::string& path, bool readonly, std::unique_ptr<FileDevice>& out,
                         FileCache cache) {
   Status error;
-  const int fd = open_node(path, readonly ? O_RDONLY : O_RDWR, error);
-  if (fd < 0) return error;
+  UniqueFd fd(open_node(path, readonly ? O_RDONLY : O_RDWR, error));
+  if (!fd.valid()) return error;
   const FileLockMode mode = readonly ? FileLockMode::shared_read : FileLockMode::exclusive;
   LoopBackingLock backing;
-  Status locked = lock_file(fd, path, mode);
-  if (locked) locked = LoopBackingLock::acquire(fd, path, mode, backing);
-  if (!locked) {
-    ::close(fd);
-    return locked;
-  }
-  if (Status s = from_descriptor(fd, path, readonly, out, cache); !s) return s;
+  if (Status s = lock_file(fd.get(), path, mode); !s) return s;
+  if (Status s = LoopBackingLock::acquire(fd.get(), path, mode, backing); !s) return s;
+  if (Status s = from_descriptor(std::move(fd), path, readonly, out, cache); !s) return s;
   out->backing_lock_ = std::move(backing);
   return Status::ok();
 }
@@ -423,40 +404,31 @@ Status FileDevice::create(const std::string& path, uint64_t size, std::unique_pt
                           bool& created, FileCache cache, bool sparse) {
   created = false;
   Status error;
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600);
-  if (fd >= 0) {
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600));
+  if (fd.valid()) {
     created = true;
   } else if (errno == EEXIST) {
-    fd = open_node(path, O_RDWR, error);
-    if (fd < 0) return error;
+    fd.reset(open_node(path, O_RDWR, error));
+    if (!fd.valid()) return error;
   } else {
     return Status::from_errno(errno, "create " + path);
   }
-  bool locked = false;
-  auto give_up = [&](Status status) {
-    ::close(fd);
-    // Only a file this call made and still holds: another call (or process) that opened it meanwhile and
-    // won its lock uses it now.
-    if (created && locked) ::unlink(path.c_str());
-    return status;
-  };
+  // Whatever ends this call without a device (an error, std::bad_alloc), a file it made and locked goes
+  // again. Only such a file: another call (or process) that opened it meanwhile and won its lock uses it.
+  ScopeExit remove_created([&] { ::unlink(path.c_str()); }, ScopeExitArmed::later);
   // Locked before anything changes the file: an existing file may be another process's disk.
   LoopBackingLock backing;
-  if (Status s = lock_file(fd, path, FileLockMode::exclusive); !s) return give_up(std::move(s));
-  locked = true;
-  if (Status s = LoopBackingLock::acquire(fd, path, FileLockMode::exclusive, backing); !s)
-    return give_up(std::move(s));
+  if (Status s = lock_file(fd.get(), path, FileLockMode::exclusive); !s) return s;
+  if (created) remove_created.arm();
+  if (Status s = LoopBackingLock::acquire(fd.get(), path, FileLockMode::exclusive, backing); !s) return s;
   struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && size > static_cast<uint64_t>(st.st_size)) {
-    if (Status s = allocate_storage_file(fd, path, size, static_cast<uint64_t>(st.st_size), sparse); !s) {
-      return give_up(std::move(s));
-    }
+  if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && size > static_cast<uint64_t>(st.st_size)) {
+    if (Status s = allocate_storage_file(fd.get(), path, size, static_cast<uint64_t>(st.st_size), sparse); !s)
+      return s;
   }
-  if (Status s = from_descriptor(fd, path, false, out, cache); !s) {
-    if (created) ::unlink(path.c_str());  // from_descriptor closed fd
-    return s;
-  }
+  if (Status s = from_descriptor(std::move(fd), path, false, out, cache); !s) return s;
   out->backing_lock_ = std::move(backing);
+  remove_created.dismiss();
   return Status::ok();
 }
 
@@ -482,12 +454,11 @@ Status FileDevice::identity_of(const std::string& path, std::string& identity) {
   if (S_ISBLK(st.st_mode) && is_loop_device(st.st_rdev, start)) {
     // Asking loop(4) needs a descriptor: opened read-only without O_EXCL, which neither claims the device nor
     // conflicts with an O_EXCL holder (an origin).
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0) {
+    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    if (fd.valid()) {
       struct stat opened {};
-      if (::fstat(fd, &opened) == 0)
-        identity = identity_of_open(fd, opened);  // the device opened, not the path
-      ::close(fd);
+      if (::fstat(fd.get(), &opened) == 0)
+        identity = identity_of_open(fd.get(), opened);  // the device opened, not the path
     }
   }
   return Status::ok();

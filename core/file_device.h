@@ -12,6 +12,7 @@
 #include "direct_io.h"
 #include "extent_clone.h"
 #include "file_lock.h"
+#include "unique_fd.h"
 
 namespace nbdsnap {
 
@@ -21,11 +22,6 @@ namespace nbdsnap {
 class LoopBackingLock {
  public:
   LoopBackingLock() = default;
-  LoopBackingLock(LoopBackingLock&& other) noexcept;
-  LoopBackingLock& operator=(LoopBackingLock&& other) noexcept;
-  LoopBackingLock(const LoopBackingLock&) = delete;
-  LoopBackingLock& operator=(const LoopBackingLock&) = delete;
-  ~LoopBackingLock();
 
   // When `fd`, an open descriptor of `path`, is a loop device or a partition of one, opens the loop device's
   // backing file by the path the kernel shows (/sys/block/loopN/loop/backing_file), checks that it is the
@@ -38,7 +34,7 @@ class LoopBackingLock {
   static Status acquire(int fd, const std::string& path, FileLockMode mode, LoopBackingLock& out);
 
  private:
-  std::vector<int> fds_;  // the locked backing files, outermost first
+  std::vector<UniqueFd> fds_;  // the locked backing files, outermost first
 };
 
 class FileDevice final : public BlockDevice {
@@ -110,7 +106,7 @@ class FileDevice final : public BlockDevice {
 
  private:
   // Takes ownership of fd (closing it on failure) and reads its kind and size.
-  static Status from_descriptor(int fd, const std::string& path, bool readonly,
+  static Status from_descriptor(UniqueFd fd, const std::string& path, bool readonly,
                                 std::unique_ptr<FileDevice>& out, FileCache cache);
   // Switches fd to O_DIRECT and builds direct_ (cache none).
   Status enable_direct_io();
