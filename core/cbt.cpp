@@ -192,23 +192,32 @@ uint64_t Cbt::mark_dirty(uint64_t offset, uint64_t length) {
   return last - first + 1;
 }
 
-std::shared_ptr<const CbtFrozen> Cbt::freeze(const std::string& checkpoint, int64_t taken_unix_ms) {
+Cbt::PreparedFreeze Cbt::prepare_freeze(const std::string& checkpoint, int64_t taken_unix_ms) const {
   MutexLock lock(mutex_);
-  // Everything that may throw works on copies, before the state changes.
-  Checkpoints checkpoints = checkpoints_;
-  std::vector<DroppedCheckpoint> dropped = dropped_;
-  checkpoints[checkpoint] = {number_, taken_unix_ms};
-  std::erase_if(dropped, [&](const DroppedCheckpoint& d) { return d.name == checkpoint; });
-  drop_oldest(checkpoints, dropped, checkpoints_kept_);
-  auto frozen = std::make_shared<CbtFrozen>(
-      CbtFrozen{generation_, number_, block_size_, device_size_, map_, checkpoints, dropped});
-  checkpoints_.swap(checkpoints);
-  dropped_.swap(dropped);
+  PreparedFreeze prepared{nullptr, checkpoints_, dropped_};
+  prepared.checkpoints[checkpoint] = {number_, taken_unix_ms};
+  std::erase_if(prepared.dropped, [&](const DroppedCheckpoint& d) { return d.name == checkpoint; });
+  drop_oldest(prepared.checkpoints, prepared.dropped, checkpoints_kept_);
+  prepared.frozen = std::make_shared<CbtFrozen>(CbtFrozen{generation_, number_, block_size_, device_size_,
+                                                          map_, prepared.checkpoints, prepared.dropped});
+  return prepared;
+}
+
+void Cbt::commit_freeze(PreparedFreeze&& prepared) noexcept {
+  MutexLock lock(mutex_);
+  checkpoints_.swap(prepared.checkpoints);
+  dropped_.swap(prepared.dropped);
   if (number_ == 255) {
     compact();  // the next write could not be told apart from this take's: renumber, keep the history
   } else {
     ++number_;
   }
+}
+
+std::shared_ptr<const CbtFrozen> Cbt::freeze(const std::string& checkpoint, int64_t taken_unix_ms) {
+  PreparedFreeze prepared = prepare_freeze(checkpoint, taken_unix_ms);
+  std::shared_ptr<const CbtFrozen> frozen = prepared.frozen;
+  commit_freeze(std::move(prepared));
   return frozen;
 }
 

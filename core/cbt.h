@@ -158,10 +158,23 @@ class Cbt {
   // Marks every block touching [offset, offset+length) as changed in the current number. Returns how many
   // blocks that was (for the origin's counters, io_counters.h).
   uint64_t mark_dirty(uint64_t offset, uint64_t length);
-  // Freezes the map for a snapshot named `checkpoint` taken at taken_unix_ms, records the checkpoint (a name
-  // used before is replaced), drops the oldest checkpoints beyond checkpoints_kept(), and advances the number
-  // (compacting the live map when it would wrap). The generation stays. REQUIRES: no concurrent writes (take
-  // holds them). On std::bad_alloc nothing has changed.
+  // A take's freeze in two steps, so that a take of several origins changes every origin's CBT or none:
+  // prepare_freeze() makes everything that needs memory and may throw std::bad_alloc, changing nothing;
+  // commit_freeze() cannot fail. Between the two nothing may change this CBT: no write (the take holds
+  // them), no other freeze, reset or checkpoint delete (the engine's taking_ keeps those off).
+  struct PreparedFreeze {
+    std::shared_ptr<const CbtFrozen> frozen;  // what the snapshot keeps
+    Checkpoints checkpoints;                  // the live state once committed
+    std::vector<DroppedCheckpoint> dropped;
+  };
+  // The freeze for a snapshot named `checkpoint` taken at taken_unix_ms: the map as it is, the checkpoint
+  // recorded (a name used before is replaced: the older checkpoint of that name is gone once committed),
+  // the oldest checkpoints beyond checkpoints_kept() dropped. May throw std::bad_alloc; changes nothing.
+  PreparedFreeze prepare_freeze(const std::string& checkpoint, int64_t taken_unix_ms) const;
+  // Records a prepared freeze and advances the number (compacting the live map when it would wrap). The
+  // generation stays. REQUIRES: `prepared` came from this CBT's prepare_freeze() with nothing in between.
+  void commit_freeze(PreparedFreeze&& prepared) noexcept;
+  // prepare_freeze() and commit_freeze() in one (one origin). On std::bad_alloc nothing has changed.
   std::shared_ptr<const CbtFrozen> freeze(const std::string& checkpoint, int64_t taken_unix_ms = 0);
   // Starts a new generation: new UUID, zeroed map, no checkpoints (the old ones are remembered as gone).
   void reset();

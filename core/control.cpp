@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <new>
 #include <thread>
 
 #include "control_client_watch.h"
@@ -554,6 +555,13 @@ json Control::handle(const json& request) {
     return CommandSet(engine_, front_end_).run(command->get<std::string>(), request);
   } catch (const BadArgument& bad) {
     return error_reply(bad.status);
+  } catch (const std::bad_alloc&) {
+    // Not the request's fault. The engine's calls change all or nothing on std::bad_alloc and give back what
+    // they reserved, but one may have been done when its reply (an info, an event) could not be made.
+    return error_reply(
+        {Errc::no_memory,
+         "out of memory while handling the request: it may have been done (a reply or an event "
+         "could not be made); look at the state (e.g. snapshot-info) before trying again"});
   } catch (const std::exception& e) {
     return error_reply({Errc::invalid_argument, std::string("bad request: ") + e.what()});
   }

@@ -28,6 +28,9 @@
 // - CBT reset (resetting_): holds the origin's writes and waits (bounded) for those in flight, then starts
 //   the new generation; no detach (whose CBT save would miss it), take or checkpoint-delete of the origin
 //   meanwhile.
+// Each entry is given back however its call ends (a ScopeExit armed just before the entry is made, declared
+// outside every lock scope so that it runs after they end, taking mutex_ itself): a call left by
+// std::bad_alloc half-way must not leave its snapshot, origin or storage path answering busy for good.
 // Take freezes the trackers of all its origins before switching any of them, so the snapshot holds, for every
 // origin, exactly the writes that completed before the freeze. It first holds new writes at every origin (in
 // name order), then waits for the writes in flight at each: the drains overlap, so a take of 32 busy origins
@@ -42,6 +45,7 @@
 #include "buffer_budget.h"
 #include "chunk_buffer.h"
 #include "export_name.h"
+#include "scope_exit.h"
 #include "served_origin_files.h"
 #include "snapshot.h"
 #include "tracker.h"
@@ -234,6 +238,12 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
 Status Engine::detach_origin(const std::string& name, bool force) {
   std::shared_ptr<Origin> origin;
   std::shared_ptr<Snapshot> snapshot;
+  ScopeExit reserved(
+      [&] {
+        MutexLock lock(mutex_);
+        detaching_.erase(name);
+      },
+      ScopeExitArmed::later);
   {
     MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
@@ -251,6 +261,7 @@ Status Engine::detach_origin(const std::string& name, bool force) {
       return {Errc::busy,
               "origin '" + name + "' is in snapshot '" + snapshot->name() + "' (destroy it or force)"};
     }
+    reserved.arm();
     detaching_[name] =
         member_of;  // from here no other call uses the origin, nor takes or destroys its snapshot
   }
@@ -272,6 +283,7 @@ Status Engine::detach_origin(const std::string& name, bool force) {
     MutexLock lock(mutex_);
     origins_.erase(name);
     detaching_.erase(name);
+    reserved.dismiss();
   }
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
@@ -412,6 +424,12 @@ Status Engine::cbt_mark_dirty(const std::string& name, const std::vector<Range>&
 
 Status Engine::cbt_reset(const std::string& name) {
   std::shared_ptr<Origin> origin;
+  ScopeExit reserved(
+      [&] {
+        MutexLock lock(mutex_);
+        resetting_.erase(name);
+      },
+      ScopeExitArmed::later);
   {
     MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
@@ -421,6 +439,7 @@ Status Engine::cbt_reset(const std::string& name) {
     auto it = origins_.find(name);
     if (it == origins_.end()) return unknown_origin(name);
     origin = it->second;
+    reserved.arm();
     resetting_.insert(name);  // from here no detach, take or checkpoint-delete of it, nor a second reset
   }
   // Without control_mutex_ (design notes). A write in flight has marked the old map and may land after the
@@ -439,10 +458,7 @@ Status Engine::cbt_reset(const std::string& name) {
                                 "was not reset: try again"};
     }
   }
-  {
-    MutexLock lock(mutex_);
-    resetting_.erase(name);
-  }
+  reserved.run_now();
   if (!result) return result;
   post(events_, EventType::generation_renewed, "", name,
        "new CBT generation " + origin->cbt().generation().to_string() + ": reset by request");
@@ -600,22 +616,32 @@ std::string storage_path_key(const std::string& path) {
 }  // namespace
 
 Status Engine::reserve_storage_paths_locked(const std::vector<StorageSpec>& specs,
-                                            const std::string& snapshot) {
-  for (const StorageSpec& spec : specs) {
-    if (auto it = storage_paths_in_creation_.find(storage_path_key(spec.path));
-        it != storage_paths_in_creation_.end()) {
+                                            const std::string& snapshot, std::vector<std::string>& keys) {
+  std::vector<std::string> wanted;  // made first: their allocations may throw before anything is reserved
+  wanted.reserve(specs.size());
+  for (const StorageSpec& spec : specs) wanted.push_back(storage_path_key(spec.path));
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (auto it = storage_paths_in_creation_.find(wanted[i]); it != storage_paths_in_creation_.end()) {
       return {Errc::busy,
-              "storage " + spec.path + " is being created for snapshot '" + it->second +
+              "storage " + specs[i].path + " is being created for snapshot '" + it->second +
                   "' (its file system may not be answering); try again once that call has returned"};
     }
   }
-  for (const StorageSpec& spec : specs)
-    storage_paths_in_creation_.emplace(storage_path_key(spec.path), snapshot);
+  size_t reserved = 0;
+  try {
+    for (; reserved < wanted.size(); ++reserved)
+      storage_paths_in_creation_.emplace(wanted[reserved], snapshot);
+  } catch (
+      const std::bad_alloc&) {  // all or nothing: none of these paths was reserved before (checked above)
+    for (size_t i = 0; i < reserved; ++i) storage_paths_in_creation_.erase(wanted[i]);
+    throw;
+  }
+  keys.swap(wanted);
   return Status::ok();
 }
 
-void Engine::release_storage_paths_locked(const std::vector<StorageSpec>& specs) {
-  for (const StorageSpec& spec : specs) storage_paths_in_creation_.erase(storage_path_key(spec.path));
+void Engine::release_storage_paths_locked(const std::vector<std::string>& keys) {
+  for (const std::string& key : keys) storage_paths_in_creation_.erase(key);
 }
 
 Status Engine::check_new_snapshot_locked(const std::string& name,
@@ -682,6 +708,17 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
   if (Status s = check_object_name("snapshot", name); !s) return s;
   std::shared_ptr<Snapshot> snapshot;
   AreaRequirements requirements;
+  std::vector<std::string> path_keys;  // storage_paths_in_creation_'s, for our storage
+  // Given up (the files it made removed, the name and paths given back) unless registered.
+  ScopeExit reserved(
+      [&] {
+        // Removes the files it created; without locks (it may wait for the file system).
+        snapshot->shutdown();
+        MutexLock lock(mutex_);
+        creating_.erase(name);
+        release_storage_paths_locked(path_keys);
+      },
+      ScopeExitArmed::later);
   {
     MutexLock control(control_mutex_);
     {
@@ -697,7 +734,8 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     }
     snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
     MutexLock lock(mutex_);
-    if (Status s = reserve_storage_paths_locked(options.storage, name); !s) return s;
+    if (Status s = reserve_storage_paths_locked(options.storage, name, path_keys); !s) return s;
+    reserved.arm();
     creating_[name] = snapshot;  // the name and the origins are ours until it is registered or given up
   }
   // Without control_mutex_ (design notes): creating and sizing the files may wait as long as their file
@@ -710,21 +748,16 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     if (result) {
       {
         MutexLock lock(mutex_);
+        snapshots_[name] = snapshot;  // first: it may throw, and then the snapshot is given up
         creating_.erase(name);
-        release_storage_paths_locked(options.storage);
-        snapshots_[name] = snapshot;
+        release_storage_paths_locked(path_keys);
+        reserved.dismiss();
       }
       record_created_storage();
       if (created) *created = snapshot->info();
     }
   }
-  if (!result) {
-    snapshot->shutdown();  // removes the files it created; without locks (it may wait for the file system)
-    MutexLock lock(mutex_);
-    creating_.erase(name);
-    release_storage_paths_locked(options.storage);
-    return result;
-  }
+  if (!result) return result;  // `reserved` gives it up
   std::string origins;
   for (const std::string& origin : options.origins) origins += (origins.empty() ? "" : ",") + origin;
   post(events_, EventType::snapshot_created, name, origins, "");
@@ -828,12 +861,19 @@ Status Engine::check_takeable_locked(const std::string& name, std::shared_ptr<Sn
 Status Engine::take_snapshot(const std::string& name, SnapshotInfo* taken) {
   std::shared_ptr<Snapshot> snapshot;
   std::vector<std::shared_ptr<Origin>> origins;
+  ScopeExit reserved(
+      [&] {
+        MutexLock lock(mutex_);
+        taking_.erase(name);
+      },
+      ScopeExitArmed::later);
   {
     MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
     if (Status s = check_takeable_locked(name, snapshot, origins); !s) return s;
     // From here until it ends the snapshot's members and storage, its origins' CBTs, gates and copy-on-write
     // targets are this take's: the calls that would change them get busy (taking_).
+    reserved.arm();
     taking_[name] = snapshot->origins();
   }
   // Without control_mutex_ (design notes): the drain may wait as long as a stalled disk holds a write.
@@ -841,6 +881,7 @@ Status Engine::take_snapshot(const std::string& name, SnapshotInfo* taken) {
   {
     MutexLock lock(mutex_);
     taking_.erase(name);
+    reserved.dismiss();
     if (result.code() == Errc::busy) {
       take_gave_up_at_[name] = std::chrono::steady_clock::now();
     } else {
@@ -906,14 +947,22 @@ Status Engine::freeze_and_take(Snapshot& snapshot, const std::vector<std::shared
     const int64_t taken_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                       std::chrono::system_clock::now().time_since_epoch())
                                       .count();
-    // May throw std::bad_alloc too: CBT freezes that already happened then leave a checkpoint nobody can back
-    // up from, which under-reports nothing.
+    // All or nothing: everything that may throw std::bad_alloc runs before any origin's CBT records the
+    // checkpoint. A checkpoint is named after its snapshot and replaces an older one of that name, so a take
+    // that failed after freezing some CBTs would leave, under a name an agent backed up from before, a change
+    // number no backup was made at: "changed since" it would under-report (invariant 3).
+    std::vector<Cbt::PreparedFreeze> freezes;
+    freezes.reserve(origins.size());
     for (size_t i = 0; i < origins.size(); ++i) {
-      members[i].cbt = origins[i]->cbt().freeze(name, taken_unix_ms);
+      freezes.push_back(origins[i]->cbt().prepare_freeze(name, taken_unix_ms));
+      members[i].cbt = freezes.back().frozen;
     }
-    snapshot.install_and_mark_taken(std::move(members), taken_unix_ms);
+    snapshot.install_and_mark_taken(std::move(members), taken_unix_ms);  // all or nothing too
     // What cannot throw comes last.
-    for (size_t i = 0; i < origins.size(); ++i) origins[i]->tracker().set_cow_target(std::move(targets[i]));
+    for (size_t i = 0; i < origins.size(); ++i) {
+      origins[i]->cbt().commit_freeze(std::move(freezes[i]));
+      origins[i]->tracker().set_cow_target(std::move(targets[i]));
+    }
   } catch (const std::bad_alloc&) {
     return {Errc::no_memory, "out of memory while taking snapshot '" + name + "'; nothing was taken"};
   }
@@ -928,6 +977,14 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
                               SnapshotInfo* appended) {
   std::shared_ptr<Snapshot> snapshot;
   AreaRequirements requirements;
+  std::vector<std::string> path_keys;  // storage_paths_in_creation_'s, for the new file
+  ScopeExit reserved(
+      [&] {
+        MutexLock lock(mutex_);
+        appending_.erase(snapshot_name);
+        release_storage_paths_locked(path_keys);
+      },
+      ScopeExitArmed::later);
   {
     MutexLock control(control_mutex_);
     {
@@ -945,7 +1002,8 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
     if (Status s = check_storage_not_served(spec); !s) return s;
     requirements = area_requirements(snapshot->origins());
     MutexLock lock(mutex_);
-    if (Status s = reserve_storage_paths_locked({spec}, snapshot_name); !s) return s;
+    if (Status s = reserve_storage_paths_locked({spec}, snapshot_name, path_keys); !s) return s;
+    reserved.arm();
     appending_[snapshot_name] = spec.to_string();  // keeps destroys (and other appends) off the snapshot
   }
   // Without control_mutex_ (design notes): the file is created and sized aside, in storage of its own that
@@ -962,15 +1020,20 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
     }
   }
   staged.release();  // on failure: removes a file it created; without locks (it may wait for the file system)
-  MutexLock lock(mutex_);
-  appending_.erase(snapshot_name);
-  release_storage_paths_locked({spec});
+  reserved.run_now();
   return result;
 }
 
 Status Engine::destroy_snapshot(const std::string& name) {
   std::shared_ptr<Snapshot> snapshot;
   std::vector<std::shared_ptr<Origin>> members;
+  ScopeExit reserved(
+      [&] {
+        MutexLock lock(mutex_);
+        destroying_.erase(name);
+        releasing_.erase(name);
+      },
+      ScopeExitArmed::later);
   {
     MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
@@ -986,12 +1049,13 @@ Status Engine::destroy_snapshot(const std::string& name) {
     // A detach closing a member's gate: the freeze below would wait for it, and both would switch its
     // copy-on-write target.
     if (Status s = check_no_origin_detaching_locked(name); !s) return s;
-    snapshots_.erase(name);  // from now on find_image cannot hand out new images of it
-    take_gave_up_at_.erase(name);
-    destroying_[name] = snapshot;
     for (const auto& origin : snapshot->origins()) {
       if (auto it = origins_.find(origin); it != origins_.end()) members.push_back(it->second);
     }
+    destroying_.emplace(name, snapshot);  // the last step that may throw std::bad_alloc: nothing changed yet
+    reserved.arm();
+    snapshots_.erase(name);  // from now on find_image cannot hand out new images of it
+    take_gave_up_at_.erase(name);
   }
   // Without control_mutex_ from here (design notes): destroying_ keeps every other call off this snapshot's
   // origins, so the freezes below are the only ones there and the copy-on-write targets are ours to switch.
@@ -1013,22 +1077,21 @@ Status Engine::destroy_snapshot(const std::string& name) {
   // (releasing_) until it has ended: a create that lists the disks in use meanwhile never claims those bytes,
   // and one whose new file got an inode of a removed one back is told busy, not a false conflict for good
   // (check_still_unused).
-  ReleasedStorage released;
-  released.uses = snapshot->storage().disk_uses("difference storage of snapshot '" + name +
-                                                "', which its destroy is still releasing");
-  for (const auto& area : snapshot->storage().areas()) {
-    if (area.created_by_engine) released.created_files.push_back(area.path);
-  }
-  {
+  // Without memory to list them, the destroy goes on: a create meanwhile may then be told of a conflict with
+  // this storage rather than busy.
+  try {
+    ReleasedStorage released;
+    released.uses = snapshot->storage().disk_uses("difference storage of snapshot '" + name +
+                                                  "', which its destroy is still releasing");
+    for (const auto& area : snapshot->storage().areas()) {
+      if (area.created_by_engine) released.created_files.push_back(area.path);
+    }
     MutexLock lock(mutex_);
     releasing_[name] = std::move(released);
+  } catch (const std::bad_alloc&) {
   }
   snapshot->shutdown();
-  {
-    MutexLock lock(mutex_);
-    destroying_.erase(name);
-    releasing_.erase(name);
-  }
+  reserved.run_now();
   record_created_storage();
   post(events_, EventType::snapshot_destroyed, name, "", "");
   give_back_memory();  // the buffers went in shutdown()

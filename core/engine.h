@@ -223,11 +223,13 @@ class Engine {
   // The take itself, without control_mutex_ (registered in taking_): holds, drains (bounded), switches.
   Status freeze_and_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins)
       EXCLUDES(control_mutex_, mutex_);
-  // Reserves the paths of `specs` for `snapshot` in storage_paths_in_creation_, or says which another call
-  // reserved (busy; nothing reserved then). release_storage_paths_locked gives them back.
-  Status reserve_storage_paths_locked(const std::vector<StorageSpec>& specs, const std::string& snapshot)
-      REQUIRES(mutex_);
-  void release_storage_paths_locked(const std::vector<StorageSpec>& specs) REQUIRES(mutex_);
+  // Reserves the paths of `specs` for `snapshot` in storage_paths_in_creation_ under the keys it returns in
+  // `keys`, or says which another call reserved (busy; nothing reserved then). All or nothing on
+  // std::bad_alloc too. release_storage_paths_locked gives them back, allocating nothing (it runs from the
+  // caller's ScopeExit, also while an exception unwinds).
+  Status reserve_storage_paths_locked(const std::vector<StorageSpec>& specs, const std::string& snapshot,
+                                      std::vector<std::string>& keys) REQUIRES(mutex_);
+  void release_storage_paths_locked(const std::vector<std::string>& keys) REQUIRES(mutex_);
   // busy when snapshot `name` is not registered but being created or destroyed; else not_found.
   Status missing_snapshot_locked(const std::string& name) const REQUIRES(mutex_);
   // busy when the snapshot is being created, taken or destroyed (an origin's `member_of`), else ok.

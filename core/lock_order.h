@@ -34,8 +34,9 @@
 //                               files. Never held with 3b, nor 3b with it (Tracker::make_room_for_write calls
 //                               them one after the other).
 //  4. Snapshot::mutex_          a snapshot's state, members, chunk maps and frozen CBT; never held while
-//  calling
-//                               a chunk map, the difference storage or the event log.
+//                               calling a chunk map, the difference storage or the event log (but for
+//                               ChunkMap::release_buffers(), which takes leaves only, in a shutdown without
+//                               the memory to list the maps).
 //  5. leaves — none of these is held while taking another lock:
 //       ChunkMap::mutex_          chunk states (waiters sleep on its striped condition variables)
 //       DiffStorage::mutex_       allocation cursor and areas (never held across I/O or on_low_space)

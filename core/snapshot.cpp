@@ -233,12 +233,19 @@ void Snapshot::stop_writeback() {
 
 void Snapshot::shutdown() {
   stop_writeback();
+  // Images still open elsewhere keep no buffers. Listed first, so that no chunk map is called under mutex_;
+  // without the memory to list them (the destructor calls this too, and must not throw), under mutex_:
+  // release_buffers() takes only leaf locks (core/lock_order.h).
   std::vector<std::shared_ptr<ChunkMap>> maps;
-  {
+  try {
     MutexLock lock(mutex_);
+    maps.reserve(chunk_maps_.size());
     for (const auto& [origin, chunks] : chunk_maps_) maps.push_back(chunks);
+  } catch (const std::bad_alloc&) {
+    MutexLock lock(mutex_);
+    for (const auto& [origin, chunks] : chunk_maps_) chunks->release_buffers();
   }
-  for (const auto& chunks : maps) chunks->release_buffers();  // images still open elsewhere keep no buffers
+  for (const auto& chunks : maps) chunks->release_buffers();
   storage_.release();
 }
 

@@ -257,6 +257,7 @@ struct OriginTestAccess {
   static IoGate& write_gate(Origin& origin) { return origin.tracker().gate(); }
   // Whether the origin's writes copy old chunks to a snapshot (a take switched its copy-on-write target).
   static bool copies_on_write(Origin& origin) { return origin.tracker().cow_target() != nullptr; }
+  static Cbt& cbt(Origin& origin) { return origin.cbt(); }
 };
 
 }  // namespace nbdsnap
