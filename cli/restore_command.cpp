@@ -175,12 +175,12 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
   }
   const bool terminal = ::isatty(STDERR_FILENO) == 1 && job.progress_fd < 0;
   const uint64_t check_bytes = file_bytes_of(chain, files);
-  // Progress: the checksums, then the copy of the disk's data and zeroes (as backup counts its copy and its
-  // verify). The checksums come first, before qemu-nbd opens a file: a damaged chain (a point file in its own
-  // backing file's place) can make qemu-nbd fail or never answer.
-  MachineProgress machine(job.progress_fd, check_bytes + point.size);
+  // The checksums come first, before qemu-nbd opens a file: a damaged chain (a point file in its own backing
+  // file's place) can make qemu-nbd fail or never answer. They have a bar of their own on a terminal;
+  // --progress FD counts the copy only, as before (agents and tests take its first lines for the copy having
+  // begun).
   {
-    ProgressBar bar("verify", check_bytes, terminal, stderr, &machine);
+    ProgressBar bar("verify", check_bytes, terminal, stderr);
     check_checksums(chain, job, point, files, bar);
   }
   QemuNbdServer server(chain.file_of(point), /*writable=*/false);
@@ -197,6 +197,7 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
   report.data_bytes = total_length(data);
   report.zero_bytes = total_length(zeroes);
   CopyOptions options = job.copy;
+  MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
   const auto start = std::chrono::steady_clock::now();
   if (target == nullptr) {
     NbdImage nbd_target(job.to, {}, context.global().timeout, std::string("--to"));
