@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "reply_shape.h"
 #include "socket_kind.h"
 
 namespace nbdsnap::cli {
@@ -52,9 +53,11 @@ std::string request_line(const std::string& command, nlohmann::json arguments) {
   }
 }
 
-nlohmann::json result_of(const std::string& reply_text) {
+// The reply without "ok", its fields of the types the commands read (reply_shape.h).
+nlohmann::json result_of(const std::string& command, const std::string& reply_text) {
   nlohmann::json reply = nlohmann::json::parse(reply_text);
   reply.erase("ok");
+  check_reply_shape(command, reply);
   return reply;
 }
 
@@ -62,11 +65,11 @@ nlohmann::json result_of(const std::string& reply_text) {
 
 nlohmann::json ControlClient::request(const std::string& command, nlohmann::json arguments,
                                       std::chrono::milliseconds server_wait) {
-  return result_of(checked(client_->call(request_line(command, std::move(arguments)), server_wait)));
+  return result_of(command, checked(client_->call(request_line(command, std::move(arguments)), server_wait)));
 }
 
 nlohmann::json ControlClient::request_all_pages(const std::string& command, nlohmann::json arguments) {
-  return result_of(checked(client_->call_all_pages(request_line(command, std::move(arguments)))));
+  return result_of(command, checked(client_->call_all_pages(request_line(command, std::move(arguments)))));
 }
 
 }  // namespace nbdsnap::cli

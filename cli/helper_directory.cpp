@@ -48,6 +48,12 @@ struct Slot {
   char path[kPathMax] = {};
 };
 Slot g_slots[kSlots];
+// The one PartialFile: free, busy (being registered or dropped), live, or taken by the handler.
+struct PartialSlot {
+  std::atomic<int> state{kFree};
+  char path[kPathMax] = {};
+};
+PartialSlot g_partial;
 std::atomic<bool> g_dying{false};
 static_assert(std::atomic<int>::is_always_lock_free && std::atomic<pid_t>::is_always_lock_free,
               "the signal handler needs lock-free atomics");
@@ -102,6 +108,8 @@ void on_signal(int signal_number) {
       if (fd >= 0) empty_directory(fd);
       ::rmdir(slot.path);
     }
+    int expected = kLive;
+    if (g_partial.state.compare_exchange_strong(expected, kTaken)) ::unlink(g_partial.path);
     // Ends the command as the signal would have: blocked while this handler runs, delivered when it returns.
     struct sigaction default_action {};
     default_action.sa_handler = SIG_DFL;
@@ -206,6 +214,24 @@ bool remove_if_stale(const std::filesystem::path& path, pid_t owner) {
 }
 
 }  // namespace
+
+PartialFile::PartialFile(const std::string& path) {
+  install_handler();
+  int expected = kFree;
+  if (path.size() >= kPathMax || !g_partial.state.compare_exchange_strong(expected, kBusy)) {
+    throw CliError(ExitCode::io_error, "cannot register " + path + " for removal on a signal");
+  }
+  std::memcpy(g_partial.path, path.c_str(), path.size() + 1);
+  g_partial.state.store(kLive);
+}
+
+PartialFile::~PartialFile() {
+  int expected = kLive;
+  if (!g_partial.state.compare_exchange_strong(expected, kFree)) {
+    // The signal handler has it and ends the process once done: wait for that (bounded), as remove() does.
+    for (int waited = 0; waited < 2 * kHelperStopMs + 5000; waited += 10) sleep_ms(10);
+  }
+}
 
 int remove_stale_helper_directories(const std::string& kind) {
   const std::string prefix = "nbdsnap-" + kind + ".";

@@ -11,8 +11,11 @@
 //   not locked, and either named after a pid that is gone or (older names without a pid) more than a minute
 //   old with no socket in them that accepts connections.
 //
+// The same handler also removes a partial file a command registered (PartialFile below): a restore's
+// temporary target, which must not be left behind looking like a restore.
+//
 // Thread-safety: directories may be made and dropped on any thread; the signal handler may run on any thread
-// and only calls async-signal-safe functions (kill, waitpid, nanosleep, getdents64, unlinkat, rmdir).
+// and only calls async-signal-safe functions (kill, waitpid, nanosleep, getdents64, unlinkat, rmdir, unlink).
 #pragma once
 
 #include <string>
@@ -42,6 +45,19 @@ class HelperDirectory {
   std::string path_;
   int fd_ = -1;    // the directory, open and flock()ed while it exists
   int slot_ = -1;  // its entry in the signal handler's table
+};
+
+// A file that SIGINT, SIGTERM and SIGHUP remove (as they remove the directories above) before the command
+// ends by the signal, for as long as this object lives: a file written in place of another and renamed over
+// it only once complete. One at a time per process. Dropping the object neither removes nor keeps the file:
+// the owner renames it into place or removes it, then drops the registration.
+class PartialFile {
+ public:
+  // Throws CliError (io_error) when another is registered or the path is too long.
+  explicit PartialFile(const std::string& path);
+  ~PartialFile();
+  PartialFile(const PartialFile&) = delete;
+  PartialFile& operator=(const PartialFile&) = delete;
 };
 
 // Removes the stale directories of `kind` in TMPDIR (see above); returns how many. For tests and the

@@ -2,20 +2,27 @@
 // restore_command.cpp — restore: qemu-nbd serves the point (its qcow2 file and backing chain) read-only, its
 // block status tells data from zeroes, and the copier writes the data, and the zeroes where the target is not
 // fresh (an NBD export or a block device still holds old data), to the target.
+//
+// Design notes. Nothing is written to the target until every file the restore reads matched its checksum in
+// the manifest: a file with bit rot, or two point files swapped, would otherwise restore other bytes without
+// an error (QEMU has no checksums of its own). The check is a read of each file before the copy, not a hash
+// of what qemu-nbd reads: the checksum is over the whole file, which the copy reads only in part (the point's
+// allocated clusters, through the chain), and a block device or an NBD export written before the check ended
+// could not be put back. It costs one more sequential read of the chain's files (XXH3-128: CPU cost small
+// beside the read; see docs/nbdsnap.pod). A file target is written beside it and renamed into place once
+// complete (restore_target.h).
 #include "restore_command.h"
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
+#include <memory>
+#include <vector>
 
-#include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "chain_directory.h"
 #include "chain_prune.h"
+#include "chain_verify.h"
 #include "copy_arguments.h"
 #include "exit_codes.h"
 #include "image_copier.h"
@@ -23,8 +30,8 @@
 #include "private_files.h"
 #include "progress_bar.h"
 #include "qemu_tools.h"
+#include "restore_target.h"
 #include "table.h"
-#include "target_file.h"
 #include "units.h"
 
 namespace po = boost::program_options;
@@ -97,43 +104,85 @@ void check_restorable(const ChainDirectory& chain, const ChainPoint& point) {
   }
 }
 
-// A file target: a block device is written in place, zeroes included; a regular file is created (or
-// truncated) sparse with the job's mode. Either is refused while another process uses it (an origin or
-// difference storage of a server: target_file.h) or when it is a file of the chain being read. Returns the
-// descriptor, which holds the target's lock until closed; `fresh` says whether zeroes may be skipped.
-int open_file_target(const RestoreJob& job, const ChainDirectory& chain, uint64_t size, bool& fresh) {
-  TargetFileOptions options;
-  options.command = "restore";
-  options.mode = job.mode;
-  options.force_mode = job.mode_given;
-  options.truncate = true;
-  options.block_device = true;
-  options.read_directories = {chain.path()};
-  const int fd = open_target_file(job.to, options);
-  struct stat info {};
-  if (::fstat(fd, &info) == 0 && S_ISBLK(info.st_mode)) {
-    uint64_t device_size = 0;
-    if (::ioctl(fd, BLKGETSIZE64, &device_size) != 0 || device_size < size) {
-      ::close(fd);
-      usage_error("--to " + job.to + ": the device holds " + std::to_string(device_size) +
-                  " bytes, the point " + std::to_string(size));
+// The files a restore of `point` reads, base first, which must match their checksums before it writes: every
+// file of its backing chain, but for a prune that did not finish (check_restorable): the base its merge
+// writes into (links[0], "pruning") no longer matches its checksum; and once the merge was renamed over the
+// kept point K's file, K's file is new (the manifest still records the old one's checksum) and reads alone,
+// so neither K nor its "pruning" bases are read. Those are named in `unchecked`.
+std::vector<const ChainPoint*> files_to_check(const ChainDirectory& chain, const ChainPoint& point,
+                                              std::vector<std::string>& unchecked) {
+  const std::vector<const ChainPoint*> links = backing_chain(chain.manifest(), point);
+  size_t first = 0;
+  for (size_t i = 0; i < links.size(); ++i) {
+    const ChainPoint& link = *links[i];
+    if (link.state == "pruning" || link.backing.empty() || chain.point(link.backing).state != "pruning")
+      continue;
+    // links[i] is K, the kept point of the unfinished prune.
+    if (qemu_img_info(chain.file_of(link)).backing_filename.empty()) {
+      unchecked.push_back(chain.file_of(link) + " (point " + link.name + ", merged by the prune)");
+      first = i + 1;
+    } else {
+      unchecked.push_back(chain.file_of(*links[0]) + " (point " + links[0]->name + ", merged into)");
+      first = 1;
     }
-    fresh = false;
-    return fd;
   }
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw CliError(ExitCode::io_error,
-                   job.to + ": cannot size to " + std::to_string(size) + ": " + std::strerror(err));
-  }
-  fresh = true;
-  return fd;
+  return {links.begin() + static_cast<std::ptrdiff_t>(first), links.end()};
 }
 
+// Throws CliError (io_error, as for a file cut short) when a file the restore reads does not match the
+// manifest, naming the file, its point, what the manifest expects and what to do. Nothing is written yet.
+void check_checksums(const ChainDirectory& chain, const RestoreJob& job, const ChainPoint& point,
+                     const std::vector<const ChainPoint*>& files, ProgressBar& bar) {
+  for (const ChainPoint* link : files) {
+    const std::string problem = checksum_problem(chain, *link, [&](uint64_t bytes) { bar.add(bytes); });
+    if (problem.empty()) continue;
+    std::string older;  // the newest complete point before the damaged one: it cannot be built on it
+    for (const ChainPoint& candidate : chain.manifest().points) {
+      if (&candidate == link) break;
+      if (candidate.state == "complete") older = candidate.name;
+    }
+    throw CliError(ExitCode::io_error,
+                   "point " + point.name + " cannot be restored: point " + link->name +
+                       "'s file does not match " + "the manifest: " + problem + ". Nothing was written to " +
+                       job.to + ". Run 'nbdsnap backup " + "verify " + chain.path() +
+                       "' to see every damaged point; restore " +
+                       (older.empty() ? std::string("from another copy of the chain")
+                                      : "an older point (--point " + older +
+                                            ", verify it first) or from another " + "copy of the chain"));
+  }
+}
+
+uint64_t file_bytes_of(const ChainDirectory& chain, const std::vector<const ChainPoint*>& files) {
+  uint64_t total = 0;
+  for (const ChainPoint* link : files) {
+    struct stat info {};
+    if (::stat(chain.file_of(*link).c_str(), &info) == 0) total += static_cast<uint64_t>(info.st_size);
+  }
+  return total;
+}
+
+// Checks the files the point reads against the manifest, serves the point, and only then writes the target:
+// an NBD export (`target` null) or a local file or device.
 void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& chain, RestoreReport& report,
-                int target_fd, bool fresh) {
+                RestoreTarget* target) {
   const ChainPoint& point = *report.point;
+  std::vector<std::string> unchecked;
+  const std::vector<const ChainPoint*> files = files_to_check(chain, point, unchecked);
+  for (const std::string& file : unchecked) {
+    context.err() << "nbdsnap restore: warning: " << file
+                  << " is not checked against the manifest: a prune did not finish (run "
+                  << finish_prune_command(chain) << " to finish it)\n";
+  }
+  const bool terminal = ::isatty(STDERR_FILENO) == 1 && job.progress_fd < 0;
+  const uint64_t check_bytes = file_bytes_of(chain, files);
+  // The checksums come first, before qemu-nbd opens a file: a damaged chain (a point file in its own backing
+  // file's place) can make qemu-nbd fail or never answer. They have a bar of their own on a terminal;
+  // --progress FD counts the copy only, as before (agents and tests take its first lines for the copy having
+  // begun).
+  {
+    ProgressBar bar("verify", check_bytes, terminal, stderr);
+    check_checksums(chain, job, point, files, bar);
+  }
   QemuNbdServer server(chain.file_of(point), /*writable=*/false);
   NbdImage source(server.uri(), {kBaseAllocation}, context.global().timeout, NbdImage::Probe::none);
   if (!qcow2_holds_disk_of(source.size(), point.size)) {
@@ -148,45 +197,53 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
   report.data_bytes = total_length(data);
   report.zero_bytes = total_length(zeroes);
   CopyOptions options = job.copy;
-  const bool terminal = ::isatty(STDERR_FILENO) == 1 && job.progress_fd < 0;
+  MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
   const auto start = std::chrono::steady_clock::now();
-  if (job.to_nbd) {
-    NbdImage target(job.to, {}, context.global().timeout, std::string("--to"));
-    if (target.read_only()) usage_error("--to " + job.to + ": the export is read-only");
-    if (target.size() < point.size) {
-      usage_error("--to " + job.to + ": the export holds " + std::to_string(target.size()) +
+  if (target == nullptr) {
+    NbdImage nbd_target(job.to, {}, context.global().timeout, std::string("--to"));
+    if (nbd_target.read_only()) usage_error("--to " + job.to + ": the export is read-only");
+    if (nbd_target.size() < point.size) {
+      usage_error("--to " + job.to + ": the export holds " + std::to_string(nbd_target.size()) +
                   " bytes, the point " + std::to_string(point.size));
     }
-    if (target.size() > point.size) {
+    if (nbd_target.size() > point.size) {
       context.err() << "nbdsnap restore: warning: " << job.to << " is larger than the point; bytes after "
                     << point.size << " are left as they are\n";
     }
     options.skip_zero_writes = false;  // the export holds old data where the point reads zeroes
-    MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
-    {
+    try {
       ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
       report.result =
-          copy_ranges(source, server.uri(), data, CopyTarget{-1, &target, job.to}, options, &bar, zeroes);
+          copy_ranges(source, server.uri(), data, CopyTarget{-1, &nbd_target, job.to}, options, &bar, zeroes);
+    } catch (const CliError& error) {
+      ErrorDetail detail = error.detail();
+      if (detail.message == error.what()) detail.message.clear();  // then the new text
+      throw CliError(error.code(),
+                     "restore of point " + point.name + " failed: " + error.what() + "; " + job.to +
+                         " now holds a partial restore (its old data partly overwritten): do not use it, "
+                         "restore again",
+                     detail);
     }
     machine.finish();
   } else {
-    const int fd = target_fd;
-    options.skip_zero_writes = fresh;
-    options.write_behind = true;  // the fdatasync below then waits for little
-    MachineProgress machine(job.progress_fd, report.data_bytes + report.zero_bytes);
+    options.skip_zero_writes = target->fresh();
+    options.write_behind = true;  // the sync below then waits for little
     try {
+      target->begin();
       {
         ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
-        report.result =
-            copy_ranges(source, server.uri(), data, CopyTarget{fd, nullptr, job.to}, options, &bar, zeroes);
+        report.result = copy_ranges(source, server.uri(), data, CopyTarget{target->fd(), nullptr, job.to},
+                                    options, &bar, zeroes);
       }
-      if (::fdatasync(fd) != 0)
-        throw CliError(ExitCode::io_error, job.to + ": sync: " + std::strerror(errno));
+      target->commit();
     } catch (const CliError& error) {
-      // The copier's messages serve backup too: say that a restore failed (its target is named).
+      // The copier's messages serve backup too: say that a restore failed (its target is named), and what it
+      // left there.
       ErrorDetail detail = error.detail();
       if (detail.message == error.what()) detail.message.clear();  // then the new text
-      throw CliError(error.code(), "restore of point " + point.name + " failed: " + error.what(), detail);
+      throw CliError(error.code(),
+                     "restore of point " + point.name + " failed: " + error.what() + target->failure_note(),
+                     detail);
     }
     machine.finish();
   }
@@ -255,16 +312,15 @@ int run_restore(Context& context, const std::vector<std::string>& words) {
   RestoreReport report;
   report.point = &chain.point(job.point);
   check_restorable(chain, *report.point);
-  // A file target is opened (and locked) before the chain is served, and closed after its sync.
-  bool fresh = false;
-  const int target_fd = job.to_nbd ? -1 : open_file_target(job, chain, report.point->size, fresh);
-  try {
-    copy_point(context, job, chain, report, target_fd, fresh);
-  } catch (...) {
-    if (target_fd >= 0) ::close(target_fd);
-    throw;
+  // A file or device target is opened (and locked) before the chain is served, written only after its files
+  // matched their checksums, and closed after its sync (and, for a file, the rename into place).
+  std::unique_ptr<RestoreTarget> target;
+  if (!job.to_nbd) {
+    target = std::make_unique<RestoreTarget>(
+        RestoreTargetOptions{job.to, job.mode, job.mode_given, {chain.path()}}, report.point->size);
   }
-  if (target_fd >= 0) ::close(target_fd);
+  copy_point(context, job, chain, report, target.get());
+  target.reset();
   print_restore_report(context, job, report);
   return 0;
 }

@@ -69,13 +69,16 @@ void refuse_read_file(const TargetFileOptions& options, const std::string& path,
   }
 }
 
-// Opens a regular file without truncating it, or a block device O_EXCL; creates an absent file.
+// Opens a regular file without truncating it, or a block device O_EXCL; creates an absent file if asked to.
 int open_unlocked(const std::string& path, const TargetFileOptions& options, bool& created) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, options.mode);
-  created = fd >= 0;
-  if (fd >= 0 || errno != EEXIST) {
-    if (fd < 0) io_failure(options, path, "", errno);
-    return fd;
+  int fd = -1;
+  if (options.create) {
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, options.mode);
+    created = fd >= 0;
+    if (fd >= 0 || errno != EEXIST) {
+      if (fd < 0) io_failure(options, path, "", errno);
+      return fd;
+    }
   }
   struct stat info {};
   if (::stat(path.c_str(), &info) == 0 && S_ISBLK(info.st_mode)) {

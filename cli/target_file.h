@@ -26,6 +26,7 @@ struct TargetFileOptions {
   bool force_mode = false;    // also set `mode` on an existing file
   bool truncate = false;      // empty an existing regular file (after the lock is held)
   bool block_device = false;  // accept a block device (opened O_EXCL, never truncated)
+  bool create = true;         // create an absent file (else an absent file is an I/O error, ENOENT)
   // Directories whose entries the target must not be (by device and inode): a chain directory being read.
   std::vector<std::string> read_directories;
 };
