@@ -7,10 +7,6 @@
 
 namespace nbdsnap {
 
-Status BlockDevice::pread_without_waiting(void*, uint64_t, uint64_t) {
-  return {Errc::would_block, "device may wait"};
-}
-
 Status BlockDevice::trim(uint64_t, uint64_t, bool) {
   return {Errc::not_supported, "device cannot trim"};
 }

@@ -39,11 +39,6 @@ class BlockDevice {
   virtual uint64_t size() const = 0;
   // Reads exactly len bytes at offset; a short read is an error.
   virtual Status pread(void* buf, uint64_t len, uint64_t offset) = 0;
-  // As pread(), but only where no wait for the device is needed (the bytes are in the page cache): fails with
-  // would_block otherwise (buf may then be partly filled; read again with pread() where waiting is fine).
-  // nbdsnapd reads on its I/O threads only this way, which must never sleep on a disk
-  // (server/connection.cpp). Default: always would_block.
-  virtual Status pread_without_waiting(void* buf, uint64_t len, uint64_t offset);
   // Writes exactly len bytes; fua asks for the data to be durable before returning.
   virtual Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) = 0;
   virtual Status flush() = 0;

@@ -117,17 +117,6 @@ void ChunkMap::copy_before_write(uint64_t offset, uint64_t len, BlockDevice* sou
   }
 }
 
-bool ChunkMap::copies_needed(uint64_t offset, uint64_t len) const {
-  if (len == 0 || offset >= origin_size_ || snapshot_.is_corrupted()) return false;
-  const uint64_t last_byte = std::min(origin_size_, offset + len) - 1;
-  MutexLock lock(mutex_);
-  for (uint64_t index = offset / chunk_size_; index <= last_byte / chunk_size_; ++index) {
-    const auto it = chunks_.find(index);
-    if (it == chunks_.end() || it->second.state == ChunkState::copying) return true;
-  }
-  return false;
-}
-
 void ChunkMap::ensure_copied(uint64_t index, BlockDevice* source) {
   {
     MutexLock lock(mutex_);
@@ -435,11 +424,10 @@ uint64_t ChunkMap::first_touched(uint64_t first, uint64_t last) const {
   return last + 1;
 }
 
-Status ChunkMap::read_touched(uint64_t index, uint8_t* out, uint64_t len, uint64_t in_chunk, bool may_wait) {
+Status ChunkMap::read_touched(uint64_t index, uint8_t* out, uint64_t len, uint64_t in_chunk) {
   MutexLock lock(mutex_);
   auto it = chunks_.find(index);  // present: chunks are never erased
   while (it->second.state == ChunkState::copying) {
-    if (!may_wait) return {Errc::would_block, "a chunk of the image is being copied"};
     waiters_of(index).wait(mutex_);
     it = chunks_.find(index);
   }
@@ -448,20 +436,17 @@ Status ChunkMap::read_touched(uint64_t index, uint8_t* out, uint64_t len, uint64
   if (chunk.state == ChunkState::failed) return failed_chunk_status();
   if (chunk.buffer) {
     std::memcpy(out, chunk.buffer.get() + in_chunk, len);
-  } else if (Status s = snapshot_.storage().read(chunk.location, out, len, in_chunk, may_wait); !s) {
-    if (s.code() == Errc::would_block) return s;  // not cached: read again where waiting is fine
+  } else if (Status s = snapshot_.storage().read(chunk.location, out, len, in_chunk); !s) {
     snapshot_.corrupt(origin_name_, s.code(), "read of difference storage failed: " + s.message());
     return snapshot_health();
   }
   return Status::ok();
 }
 
-Status ChunkMap::read_untouched(uint8_t* out, uint64_t len, uint64_t offset, BlockDevice* source,
-                                bool may_wait) {
+Status ChunkMap::read_untouched(uint8_t* out, uint64_t len, uint64_t offset, BlockDevice* source) {
   BlockDevice* origin = origin_reader(source);
   if (!origin) return {Errc::io_error, "no device to read origin '" + origin_name_ + "' from"};
-  Status read = may_wait ? origin->pread(out, len, offset) : origin->pread_without_waiting(out, len, offset);
-  if (!read) return read;
+  if (Status read = origin->pread(out, len, offset); !read) return read;
   // Chunks still absent now were not written during the read (writers insert first); the others are read
   // again from their copies.
   const uint64_t last = (offset + len - 1) / chunk_size_;
@@ -473,14 +458,13 @@ Status ChunkMap::read_untouched(uint8_t* out, uint64_t len, uint64_t offset, Blo
     if (index > last) return Status::ok();
     const uint64_t from = std::max(offset, index * chunk_size_);
     const uint64_t to = std::min(offset + len, (index + 1) * chunk_size_);
-    if (Status s =
-            read_touched(index, out + (from - offset), to - from, from - index * chunk_size_, may_wait);
-        !s)
+    if (Status s = read_touched(index, out + (from - offset), to - from, from - index * chunk_size_); !s) {
       return s;
+    }
   }
 }
 
-Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {
+Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
   if (Status s = check_range(origin_size_, offset, len); !s) return s;
   IoGate::Pass pass(image_io_);
   if (!pass.entered()) return snapshot_health();
@@ -489,9 +473,8 @@ Status ChunkMap::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* sou
   auto* out = static_cast<uint8_t*>(buf);
   while (len > 0) {
     const Piece piece = next_piece(offset, len);
-    Status s = piece.untouched
-                   ? read_untouched(out, piece.length, offset, source, may_wait)
-                   : read_touched(offset / chunk_size_, out, piece.length, offset % chunk_size_, may_wait);
+    Status s = piece.untouched ? read_untouched(out, piece.length, offset, source)
+                               : read_touched(offset / chunk_size_, out, piece.length, offset % chunk_size_);
     if (!s) return s;
     out += piece.length;
     offset += piece.length;

@@ -85,15 +85,8 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   // `source` reads the origin (null: the origin device). Never fails and never throws: failures (I/O,
   // allocation) corrupt the snapshot.
   void copy_before_write(uint64_t offset, uint64_t len, BlockDevice* source) noexcept EXCLUDES(mutex_);
-  // Whether a write of [offset, offset+len) would copy a chunk or wait for another writer's copy. Exact while
-  // the caller holds the origin's write gate (no take can install another map meanwhile, and a copied chunk
-  // never becomes uncopied).
-  bool copies_needed(uint64_t offset, uint64_t len) const EXCLUDES(mutex_);
-  // Reads take-time data. With may_wait false, a read that would wait for a chunk being copied, or for a
-  // device (bytes not in the page cache: BlockDevice::pread_without_waiting), fails with would_block (the
-  // buffer is then partly filled; the caller reads again where it may wait).
-  Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait = true)
-      EXCLUDES(mutex_);
+  // Reads take-time data; waits while a chunk it covers is being copied.
+  Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source) EXCLUDES(mutex_);
   // Writes into the snapshot's copy (writable snapshots); buf == nullptr writes zeroes.
   Status write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) EXCLUDES(mutex_);
   Status extents(uint64_t offset, uint64_t len, std::vector<Extent>& out, BlockDevice* source)
@@ -176,12 +169,10 @@ class ChunkMap : public std::enable_shared_from_this<ChunkMap> {
   uint64_t first_touched(uint64_t first, uint64_t last) const REQUIRES(mutex_);
   // Reads [offset, offset+len), which a moment ago lay in untouched chunks only, from the origin in one read;
   // then reads again, from their copies, the chunks a writer touched meanwhile.
-  Status read_untouched(uint8_t* out, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait)
-      EXCLUDES(mutex_);
+  Status read_untouched(uint8_t* out, uint64_t len, uint64_t offset, BlockDevice* source) EXCLUDES(mutex_);
   // Reads [in_chunk, in_chunk+len) of chunk `index`, present in the map, from its copy: in memory or in
-  // difference storage; waits while it is being copied (would_block instead when may_wait is false).
-  Status read_touched(uint64_t index, uint8_t* out, uint64_t len, uint64_t in_chunk, bool may_wait)
-      EXCLUDES(mutex_);
+  // difference storage; waits while it is being copied.
+  Status read_touched(uint64_t index, uint8_t* out, uint64_t len, uint64_t in_chunk) EXCLUDES(mutex_);
   // The extents of [offset, offset+len), which a moment ago lay in untouched chunks only: as the origin
   // reports them, except for chunks a writer touched meanwhile (data: the origin's answer may describe new
   // data). Appended through `add(offset, length, hole)`.

@@ -270,13 +270,11 @@ Status DiffStorage::write(const StorageLocation& at, const void* buf, uint64_t l
   return device->pwrite(buf, len, start + at.offset + offset_in_piece, false);
 }
 
-Status DiffStorage::read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece,
-                         bool may_wait) {
+Status DiffStorage::read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece) {
   uint64_t start = 0;
   const auto device = device_of(at.area, start);
   if (!device) return {Errc::io_error, "difference storage was released"};
-  const uint64_t offset = start + at.offset + offset_in_piece;
-  return may_wait ? device->pread(buf, len, offset) : device->pread_without_waiting(buf, len, offset);
+  return device->pread(buf, len, start + at.offset + offset_in_piece);
 }
 
 uint32_t DiffStorage::filling_area() const {

@@ -91,10 +91,7 @@ class DiffStorage {
   // Reserves `bytes` contiguous bytes; no_space when the areas or the limit are exhausted.
   Status allocate(uint64_t bytes, StorageLocation& out);
   Status write(const StorageLocation& at, const void* buf, uint64_t len, uint64_t offset_in_piece);
-  // With may_wait false, only from the page cache (BlockDevice::pread_without_waiting): would_block
-  // otherwise.
-  Status read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece,
-              bool may_wait = true);
+  Status read(const StorageLocation& at, void* buf, uint64_t len, uint64_t offset_in_piece);
   // The area allocate() is filling now: a hint (a concurrent allocation may move on to the next area).
   uint32_t filling_area() const EXCLUDES(mutex_);
   // The device holding a piece, and the piece's offset in that device (for sharing extents with it,

@@ -481,31 +481,6 @@ Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {
   return read_fully(fd_, buf, len, offset, path_);
 }
 
-// RWF_NOWAIT fails with EAGAIN where the read would wait: a page not in the cache or being read, a lock held.
-// A short read within the checked range means the rest is not cached (or the file shrank behind our back:
-// pread() says so). It does not skip the atime update a read may make (relatime: the first read after a
-// write), which on a stalled journal could still wait: origins on file systems mounted noatime are immune.
-Status FileDevice::pread_without_waiting(void* buf, uint64_t len, uint64_t offset) {
-  if (Status s = check_range(size_, offset, len); !s) return s;
-  // Made only when needed: the page-cache hit that runs on an I/O thread allocates no message.
-  const auto would_block = [this] {
-    return Status{Errc::would_block, "not all in the page cache: " + path_};
-  };
-  if (direct_) return would_block();
-  auto* out = static_cast<uint8_t*>(buf);
-  while (len > 0) {
-    iovec part{out, len};
-    const ssize_t n = ::preadv2(fd_, &part, 1, static_cast<off_t>(offset), RWF_NOWAIT);
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0 || (n < 0 && (errno == EAGAIN || errno == EOPNOTSUPP))) return would_block();
-    if (n < 0) return Status::from_errno(errno, "read " + path_);
-    out += n;
-    offset += uint64_t(n);
-    len -= uint64_t(n);
-  }
-  return Status::ok();
-}
-
 Status FileDevice::pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) {
   if (readonly_) return {Errc::read_only, path_ + " is read-only"};
   if (Status s = check_range(size_, offset, len); !s) return s;

@@ -73,9 +73,6 @@ class FileDevice final : public BlockDevice {
 
   uint64_t size() const override { return size_; }
   Status pread(void* buf, uint64_t len, uint64_t offset) override;
-  // From the page cache only: preadv2(RWF_NOWAIT). would_block with cache none (O_DIRECT always reads the
-  // device), on file systems without RWF_NOWAIT (NFS, FUSE), and for bytes not cached.
-  Status pread_without_waiting(void* buf, uint64_t len, uint64_t offset) override;
   Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override;
   Status flush() override;
   Status trim(uint64_t offset, uint64_t len, bool fua) override;

@@ -32,10 +32,10 @@ bool Image::writable() const {
   return snapshot_->writable();
 }
 
-Status Image::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source, bool may_wait) {
+Status Image::read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {
   IoGate::Pass pass(snapshot_->image_gate());
   if (!pass.entered()) return destroyed(snapshot_->name());
-  return chunks_->read(buf, len, offset, source, may_wait);
+  return chunks_->read(buf, len, offset, source);
 }
 
 Status Image::write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source) {

@@ -30,10 +30,7 @@ class Image {
   uint64_t size() const;
   bool writable() const;
 
-  // With may_wait false, a read that would wait for a chunk being copied or for a device (ChunkMap::read)
-  // fails with would_block (nbdsnapd tries small reads on its I/O threads this way and hands those to its
-  // workers).
-  Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source = nullptr, bool may_wait = true);
+  Status read(void* buf, uint64_t len, uint64_t offset, BlockDevice* source = nullptr);
   // Writable snapshots only (read_only otherwise); the origin is never changed.
   Status write(const void* buf, uint64_t len, uint64_t offset, BlockDevice* source = nullptr);
   Status zero(uint64_t offset, uint64_t len, BlockDevice* source = nullptr);

@@ -18,10 +18,6 @@ class MemoryDevice final : public BlockDevice {
   explicit MemoryDevice(uint64_t size);
   uint64_t size() const override { return size_; }
   Status pread(void* buf, uint64_t len, uint64_t offset) override;
-  // Memory never waits for a disk.
-  Status pread_without_waiting(void* buf, uint64_t len, uint64_t offset) override {
-    return pread(buf, len, offset);
-  }
   Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override;
   Status flush() override { return Status::ok(); }
   Status trim(uint64_t offset, uint64_t len, bool fua) override;

@@ -39,32 +39,23 @@ Status Origin::check_attached() const {
   return Status::ok();
 }
 
-Status Origin::begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard,
-                           bool may_wait) {
+Status Origin::begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard) {
   if (read_only_) return {Errc::read_only, "origin '" + name_ + "' is read-only"};
   if (Status s = check_range(size_, offset, len); !s) return s;
-  switch (tracker_->begin_write(offset, len, source, may_wait, guard)) {
-    case Tracker::Admission::admitted:
-      return Status::ok();
-    case Tracker::Admission::closed:
-      return check_attached();
-    case Tracker::Admission::would_block:
-      break;
-  }
-  return {Errc::would_block, "a write to origin '" + name_ + "' must wait for a take or a chunk copy"};
+  if (!tracker_->begin_write(offset, len, source, guard)) return check_attached();
+  return Status::ok();
 }
 
 static Status no_device(const std::string& name) {
   return {Errc::io_error, "origin '" + name + "' has no device attached"};
 }
 
-Status Origin::read(void* buf, uint64_t len, uint64_t offset, bool may_wait) {
+Status Origin::read(void* buf, uint64_t len, uint64_t offset) {
   IoGate::Pass pass(read_gate_);
   if (!pass.entered()) return check_attached();
   if (!device_) return no_device(name_);
   if (Status s = check_range(size_, offset, len); !s) return s;
-  Status s = may_wait ? device_->pread(buf, len, offset) : device_->pread_without_waiting(buf, len, offset);
-  if (!s) return s;
+  if (Status s = device_->pread(buf, len, offset); !s) return s;
   count_read(len);
   return Status::ok();
 }
@@ -87,9 +78,9 @@ bool Origin::make_room_for_write(uint64_t offset, uint64_t len, const WriteGuard
 // A full file system: if the snapshot holds space the write needs (extents it shares with the origin, or its
 // storage files on the origin's file system), it gives that up (corrupted) and the write goes on, once more
 // (invariant 2; Tracker::make_room_for_write).
-Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait) {
+Status Origin::write(const void* buf, uint64_t len, uint64_t offset, bool fua) {
   WriteGuard guard;
-  if (Status s = begin_write(offset, len, nullptr, guard, may_wait); !s) return s;
+  if (Status s = begin_write(offset, len, nullptr, guard); !s) return s;
   if (!device_) return no_device(name_);
   Status s = device_->pwrite(buf, len, offset, fua);
   if (s.code() == Errc::no_space && make_room_for_write(offset, len, guard)) {

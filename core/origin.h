@@ -61,12 +61,9 @@ class Origin {
   void close_io();
   void release_device();
 
-  // I/O through the origin's device. Writes, trims and zeroes pass the tracker first. With may_wait false a
-  // write that would wait for a take or copy chunks first fails with would_block and changes nothing; a read
-  // that would wait for the device (BlockDevice::pread_without_waiting) fails with would_block too (nbdsnapd
-  // tries small reads on its I/O threads this way and hands those to its workers).
-  Status read(void* buf, uint64_t len, uint64_t offset, bool may_wait = true);
-  Status write(const void* buf, uint64_t len, uint64_t offset, bool fua, bool may_wait = true);
+  // I/O through the origin's device. Writes, trims and zeroes pass the tracker first.
+  Status read(void* buf, uint64_t len, uint64_t offset);
+  Status write(const void* buf, uint64_t len, uint64_t offset, bool fua);
   Status trim(uint64_t offset, uint64_t len, bool fua);
   Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua);
   Status flush();
@@ -74,9 +71,8 @@ class Origin {
 
   // Marks CBT and copies old chunks for live snapshots before a write of [offset, offset+len), and holds the
   // write gate in `guard`. Never fails because of a snapshot (a failed copy corrupts the snapshot instead);
-  // fails for a read-only origin, a bad range, a detached origin (io_error), or would_block (see above).
-  Status begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard,
-                     bool may_wait = true);
+  // fails for a read-only origin, a bad range or a detached origin (io_error).
+  Status begin_write(uint64_t offset, uint64_t len, BlockDevice* source, WriteGuard& guard);
   // A write, zero or trim admitted by begin_write failed with ENOSPC: the snapshot gives way so the write can
   // go on (invariant 2; Tracker::make_room_for_write has the rule). True: issue it once more, still holding
   // `guard`. write(), trim() and zero() call it themselves; front ends that write on their own path (the

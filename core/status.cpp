@@ -37,8 +37,6 @@ const char* errc_name(Errc code) {
       return "overflow";
     case Errc::no_memory:
       return "no_memory";
-    case Errc::would_block:
-      return "would_block";
     case Errc::name_too_long:
       return "name_too_long";
     case Errc::checkpoint_gone:
@@ -126,8 +124,6 @@ int to_errno(const Status& status) {
       return EOVERFLOW;
     case Errc::no_memory:
       return ENOMEM;
-    case Errc::would_block:
-      return EAGAIN;
     case Errc::name_too_long:
       return ENAMETOOLONG;
     case Errc::checkpoint_gone:

@@ -25,7 +25,6 @@ enum class Errc {
   not_supported,     // the device cannot do this (trim on a plain device...)
   overflow,          // a value does not fit (NBD's EOVERFLOW)
   no_memory,         // an allocation failed (ENOMEM)
-  would_block,       // a call asked not to wait would have had to (front ends retry it where waiting is fine)
   name_too_long,     // a file name or path is longer than the file system takes (ENAMETOOLONG)
   checkpoint_gone,   // a CBT checkpoint that existed was dropped (kept count, deleted, history lost): back up
                      // fully

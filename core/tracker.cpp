@@ -4,19 +4,14 @@
 
 namespace nbdsnap {
 
-Tracker::Admission Tracker::begin_write(uint64_t offset, uint64_t len, BlockDevice* source, bool may_wait,
-                                        IoGate::Pass& pass) {
-  pass = may_wait ? IoGate::Pass(gate_) : IoGate::Pass::try_enter(gate_);
-  if (!pass.entered()) return gate_.is_closed() ? Admission::closed : Admission::would_block;
-  if (!may_wait && cow_target_ && cow_target_->copies_needed(offset, len)) {
-    pass.release();
-    return Admission::would_block;
-  }
+bool Tracker::begin_write(uint64_t offset, uint64_t len, BlockDevice* source, IoGate::Pass& pass) {
+  pass = IoGate::Pass(gate_);
+  if (!pass.entered()) return false;
   count(counters_->writes);
   count(counters_->bytes_written, len);
   count(counters_->cbt_blocks_marked, cbt_->mark_dirty(offset, len));
   if (cow_target_) cow_target_->copy_before_write(offset, len, source);  // never throws, never fails
-  return Admission::admitted;
+  return true;
 }
 
 bool Tracker::make_room_for_write(uint64_t offset, uint64_t len) {

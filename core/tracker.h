@@ -24,18 +24,12 @@ class Tracker {
   explicit Tracker(std::unique_ptr<Cbt> cbt)
       : cbt_(std::move(cbt)), counters_(std::make_shared<OriginCounters>()) {}
 
-  enum class Admission {
-    admitted,     // the pass holds the gate; CBT is marked and old chunks are preserved
-    closed,       // the origin was detached
-    would_block,  // only with may_wait == false: a take holds the gate, or chunks need copying first
-  };
   // Admits one write of [offset, offset+len): enters the gate (into `pass`), marks CBT and copies the old
   // chunks for the live snapshot (reading them through `source`, or the origin's device when null). The
   // write to the origin must happen while `pass` is held. Never fails because of a snapshot: a failed copy
-  // corrupts the snapshot and the write goes on (invariant 2). With may_wait false, a write that would wait
-  // for a take or a chunk copy is not admitted (would_block) and nothing is changed.
-  Admission begin_write(uint64_t offset, uint64_t len, BlockDevice* source, bool may_wait,
-                        IoGate::Pass& pass);
+  // corrupts the snapshot and the write goes on (invariant 2). Waits while a take holds the gate; false (not
+  // entered) once the origin was detached.
+  bool begin_write(uint64_t offset, uint64_t len, BlockDevice* source, IoGate::Pass& pass);
 
   IoGate& gate() { return gate_; }
   // REQUIRES: the gate frozen or closed by the caller (the engine's take, destroy and detach).

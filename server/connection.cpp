@@ -6,28 +6,27 @@
 // payload, and hands the request to the worker pool. It reads through a receive buffer, so one system call
 // brings in many small requests; large payloads are read straight into their own buffer, never zero-filled.
 //
-// Where requests run. An I/O thread must never sleep on a disk: every connection dealt to it would stop
-// with it (one write stuck on a frozen file system once held up every new connection to other origins). So
-// it runs no write, no flush, trim or zero, nothing that can wait for a device, only small READs (at most 64
-// KiB) served from the page cache: it tries them with execute_without_waiting(), which reads only through
-// preadv2(RWF_NOWAIT) (BlockDevice::pread_without_waiting) and never waits for the engine either; a read of
-// bytes not cached (EAGAIN), of an O_DIRECT origin (--cache none), of a file system without RWF_NOWAIT (NFS,
-// FUSE), or of a chunk being copied is refused (would_block, nothing changed) and goes to the workers like
-// any other request. Writes always go to the workers, even those the page cache would take: a buffered
-// pwrite can sleep for as long as the disk wants (sb_start_write on a frozen file system, dirty-page
-// throttling while writeback is stuck, a dead NFS server), and pwritev2(RWF_NOWAIT) cannot tell beforehand
-// (it still waits on a freeze, and is refused for buffered writes on most file systems). That costs a
-// thread hand-off per small write (measured when writes still ran inline: 58 -> 33 us of server CPU per
-// 4 KiB write inline). The workers (worker_pool.h) grow while some hang, and one export never holds more
-// than --threads of them, so a stalled disk holds up only its own exports.
+// Where requests run. An I/O thread never waits for a disk: every connection dealt to it would stop with it
+// (one write stuck on a frozen file system once held up every new connection to other origins). So it runs no
+// request at all: every one, READs included, goes to the worker pool (worker_pool.h), which grows while some
+// workers hang, and where one export never holds more than --threads of them, so a stalled disk holds up only
+// its own exports. No read can promise not to wait for a disk, not even one the page cache would serve:
+// small READs once ran inline through preadv2(RWF_NOWAIT), and a 4 KiB READ of a fragmented origin on a
+// dying disk put the I/O thread in D state. RWF_NOWAIT sets IOCB_NOWAIT, not IOCB_NOIO (Linux 6.1 and
+// later): for bytes not cached filemap_get_pages() still starts synchronous readahead, and a cached page
+// carrying the readahead mark starts asynchronous readahead; both map blocks through the file system, and
+// ext4 reads its extent-tree blocks synchronously for that. After the copy, file_accessed() may update atime,
+// and the inode update waits for a journal handle. A residency check first (cachestat, mincore) sees neither
+// of the last two and races with eviction. Writes could never run inline: a buffered pwrite sleeps for as
+// long as the disk wants (a freeze, dirty-page throttling, a dead NFS server). The thread of Server::run()
+// (listeners, signals, the shutdown sequence) serves no connection at all (server.h).
 //
-// Even page-cache reads are watched: a sample of them (every 4th) is measured with getrusage(RUSAGE_THREAD):
-// a voluntary context switch means it slept anyway (on memory, a lock) and CPU time above 200 us means it
-// costs more than a hand-off. Elapsed time cannot tell a disk from a busy machine: under load the I/O thread
-// is preempted. When they sleep or cost much, reads go to the worker pool, and only every 32nd small one runs
-// inline to see whether they are cheap again. Replies to requests run inline are held while more requests are
-// already received, and sent together before the reader next waits. The thread of Server::run() (listeners,
-// signals, the shutdown sequence) serves no connection at all (server.h).
+// The price is a thread hand-off per task. Small READs (at most 64 KiB) received together share one: the
+// reader holds them while more requests are already received, and hands them (up to 16) to the workers as
+// one task before it next waits (for the socket or for a slot), whose worker runs them one after the other and
+// sends their replies together (one gathered send). They all read one export, so one of them stuck on its
+// disk holds up only requests of that export, as the export's other tasks would be. Larger READs and every
+// other request go one task each.
 //
 // Replies: the worker that finishes a request queues its reply and, unless another thread is sending, sends
 // the queue itself with non-blocking gathered writes (several replies in one sendmsg), so a reply needs no
@@ -49,7 +48,6 @@
 
 #include <fcntl.h>
 #include <netdb.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -66,23 +64,12 @@ namespace nbdsnap {
 using namespace nbd;
 
 namespace {
-constexpr uint64_t kMaxDiscard = 256ull << 20;   // a refused WRITE larger than this ends the connection
-constexpr size_t kInboxSize = 64 << 10;          // receive buffer; reads of half of it or more bypass it
-constexpr size_t kMaxGather = 64;                // replies sent by one sendmsg
-constexpr int kUnixSendBuffer = 1 << 20;         // the kernel doubles it for its bookkeeping
-constexpr uint32_t kInlineMaxLength = 64 << 10;  // larger requests always go to the workers
-constexpr uint64_t kInlineMaxCpuMicroseconds = 200;
-constexpr uint32_t kInlineMaxSleeps = 256;  // of 1024: a quarter of the sampled requests
-constexpr unsigned kInlineProbeInterval = 32;
-constexpr unsigned kInlineSampleInterval = 4;
-
-// The calling thread's CPU time in microseconds and its count of voluntary context switches.
-std::pair<uint64_t, uint64_t> thread_usage() {
-  rusage usage{};
-  ::getrusage(RUSAGE_THREAD, &usage);
-  const auto micros = [](const timeval& t) { return uint64_t(t.tv_sec) * 1'000'000 + uint64_t(t.tv_usec); };
-  return {micros(usage.ru_utime) + micros(usage.ru_stime), uint64_t(usage.ru_nvcsw)};
-}
+constexpr uint64_t kMaxDiscard = 256ull << 20;     // a refused WRITE larger than this ends the connection
+constexpr size_t kInboxSize = 64 << 10;            // receive buffer; reads of half of it or more bypass it
+constexpr size_t kMaxGather = 64;                  // replies sent by one sendmsg
+constexpr int kUnixSendBuffer = 1 << 20;           // the kernel doubles it for its bookkeeping
+constexpr uint32_t kMaxHeldReadLength = 64 << 10;  // larger READs go to the workers one by one
+constexpr size_t kMaxHeldReads = 16;               // READs run by one task at most
 
 // Who is at the other end, as the kernel tells: the TCP peer's address, or a Unix-socket client's
 // credentials.
@@ -431,7 +418,7 @@ asio::awaitable<void> Connection::transmit() {
       }
       const bool slot = co_await wait_for_slot(0);
       if (!slot) break;
-      send(executor_->error_reply(request, error, why), 0, true);
+      send(executor_->error_reply(request, error, why), 0);
       continue;
     }
     // Payload bytes only. A READ reply also holds its header and the pad in front of its aligned data (under
@@ -451,16 +438,13 @@ asio::awaitable<void> Connection::transmit() {
         break;
       }
     }
-    std::optional<Reply> reply;
-    if (runs_inline(request)) reply = execute_inline(request, {payload.get(), payload ? request.length : 0});
-    if (reply) {
-      payload.reset();
-      send(std::move(*reply), accounted, true);
+    if (request.type == kCmdRead && request.length <= kMaxHeldReadLength) {
+      hold_read(request, accounted);
     } else {
       dispatch(request, std::move(payload), accounted);
     }
   }
-  send_held();
+  dispatch_held();
   inbox_.reset();
 }
 
@@ -471,7 +455,7 @@ asio::awaitable<bool> Connection::receive(uint8_t* out, size_t length) {
   out += buffered;
   length -= buffered;
   if (length == 0) co_return true;
-  send_held();  // the socket may make us wait
+  dispatch_held();  // the socket may make us wait
   inbox_begin_ = inbox_end_ = 0;
   if (length >= kInboxSize / 2) {
     const size_t got = co_await read_at_least(out, length, length);
@@ -511,7 +495,7 @@ asio::awaitable<bool> Connection::wait_for_slot(uint64_t bytes) {
       }
       reader_waiting_ = true;
     }
-    send_held();
+    dispatch_held();  // they hold slots: they must run for one to come free
     co_await sleep_until_woken();
   }
 }
@@ -524,7 +508,6 @@ asio::awaitable<void> Connection::wait_until_idle() {
       if (in_flight_ == 0 && !sending_ && outbox_.empty()) co_return;
       reader_waiting_ = true;
     }
-    send_held();
     co_await sleep_until_woken();
   }
 }
@@ -549,8 +532,28 @@ void Connection::dispatch(const RequestHeader& request, Payload payload, uint64_
     const size_t payload_length = payload ? request.length : 0;
     Reply reply = self->execute(request, {payload.get(), payload_length});
     payload.reset();
-    self->send(std::move(reply), accounted, false);
+    self->send(std::move(reply), accounted);
   });
+}
+
+void Connection::hold_read(const RequestHeader& request, uint64_t accounted) {
+  held_reads_.push_back(request);
+  held_accounted_.push_back(accounted);
+  if (held_reads_.size() >= kMaxHeldReads) dispatch_held();
+}
+
+void Connection::dispatch_held() {
+  if (held_reads_.empty()) return;
+  workers_.post(lane_, [self = shared_from_this(), reads = std::move(held_reads_),
+                        accounted = std::move(held_accounted_),
+                        work = asio::make_work_guard(socket_.get_executor())]() mutable {
+    std::vector<Reply> replies;
+    replies.reserve(reads.size());
+    for (const RequestHeader& read : reads) replies.push_back(self->execute(read, {}));
+    self->send(replies, accounted);
+  });
+  held_reads_.clear();  // moved from: empty, but only clear() says so
+  held_accounted_.clear();
 }
 
 Reply Connection::execute(const RequestHeader& request, std::span<const uint8_t> payload) {
@@ -561,51 +564,21 @@ Reply Connection::execute(const RequestHeader& request, std::span<const uint8_t>
   }
 }
 
-bool Connection::runs_inline(const RequestHeader& request) {
-  if (request.type != kCmdRead) return false;  // a write may sleep in the kernel: see the design notes
-  if (request.length > kInlineMaxLength) return false;
-  if (request.flags & kCmdFlagFua) return false;  // waits for the disk by definition
-  if (inline_cpu_us_ < kInlineMaxCpuMicroseconds && inline_sleeps_ < kInlineMaxSleeps) return true;
-  probing_ = ++inline_probe_ % kInlineProbeInterval == 0;
-  return probing_;
-}
-
-std::optional<Reply> Connection::execute_inline(const RequestHeader& request,
-                                                std::span<const uint8_t> payload) {
-  const auto attempt = [&]() -> std::optional<Reply> {
-    try {
-      return executor_->execute_without_waiting(request, payload, &reply_buffers_);
-    } catch (const std::exception& e) {
-      return executor_->error_reply(request, kEio, e.what());
-    }
-  };
-  const bool sampled = probing_ || ++inline_count_ % kInlineSampleInterval == 0;
-  probing_ = false;
-  if (!sampled) return attempt();
-  const auto [cpu_before, switches_before] = thread_usage();
-  std::optional<Reply> reply = attempt();
-  const auto [cpu_after, switches_after] = thread_usage();
-  // Moving averages over about 8 samples.
-  const uint64_t cpu = std::min<uint64_t>(cpu_after - cpu_before, 1'000'000);
-  inline_cpu_us_ = inline_cpu_us_ - inline_cpu_us_ / 8 + cpu / 8;
-  inline_sleeps_ = inline_sleeps_ - inline_sleeps_ / 8 + (switches_after != switches_before ? 1024 / 8 : 0);
-  return reply;
-}
-
-void Connection::send(Reply reply, uint64_t accounted, bool hold) {
+void Connection::send(Reply reply, uint64_t accounted) {
   {
     MutexLock lock(mutex_);
     outbox_.push_back({std::move(reply), accounted});
-    if (sending_ || hold) return;  // the sender sends it after the ones before it
+    if (sending_) return;  // the sender sends it after the ones before it
     sending_ = true;
   }
   send_queued();
 }
 
-void Connection::send_held() {
+void Connection::send(std::vector<Reply>& replies, const std::vector<uint64_t>& accounted) {
   {
     MutexLock lock(mutex_);
-    if (sending_ || outbox_.empty()) return;
+    for (size_t i = 0; i < replies.size(); ++i) outbox_.push_back({std::move(replies[i]), accounted[i]});
+    if (sending_) return;
     sending_ = true;
   }
   send_queued();

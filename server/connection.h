@@ -2,9 +2,9 @@
 // connection.h — one NBD client over a socket: the handshake, then requests served concurrently.
 //
 // Threading: the handshake, the request reader and closing run on the connection's I/O thread (the one thread
-// running its socket's executor; the server has several, server.h, and a connection never moves); request
-// executions run on the worker pool (small reads served from the page cache on the I/O thread), and the
-// thread that finishes a request sends its reply itself when the socket is free (see connection.cpp). Up to
+// running its socket's executor; the server has several, server.h, and a connection never moves); every
+// request runs on the worker pool, and the worker that finishes it sends its reply itself when the socket is
+// free (see connection.cpp). Up to
 // `max_in_flight` requests are served at once; replies go out in completion order (NBD allows that).
 // shut_down() stops reading requests, lets in-flight ones finish and their replies go out, then closes (in
 // the handshake it answers the next option with ERR_SHUTDOWN, then closes); abort() closes at once.
@@ -109,17 +109,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static constexpr size_t kPayloadAlignment = 4096;
   using Payload = std::unique_ptr<uint8_t[], PayloadFree>;
   void dispatch(const nbd::RequestHeader& request, Payload payload, uint64_t accounted);
+  // Holds a small READ for one task with the small READs received with it (see connection.cpp).
+  void hold_read(const nbd::RequestHeader& request, uint64_t accounted);
+  // Hands the held READs to the workers as one task. The reader calls it before every wait.
+  void dispatch_held();
   // Runs a request (any thread); exceptions become EIO replies.
   Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
-  // Whether the reader tries to run this request itself (see connection.cpp), and trying so, sampled:
-  // nullopt when the engine would have waited (the request then goes to the workers).
-  bool runs_inline(const nbd::RequestHeader& request);
-  std::optional<Reply> execute_inline(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
-  // Queues a reply and sends it if no other thread is sending. Any thread. hold (I/O thread only): leave it
-  // queued for send_held(), unless a sender is active anyway.
-  void send(Reply reply, uint64_t accounted, bool hold) EXCLUDES(mutex_);
-  // Starts sending held replies. The reader calls it before every wait.
-  void send_held() EXCLUDES(mutex_);
+  // Queues a reply and sends it if no other thread is sending. Any thread.
+  void send(Reply reply, uint64_t accounted) EXCLUDES(mutex_);
+  // The same for several replies at once: one gathered send when no other thread is sending.
+  void send(std::vector<Reply>& replies, const std::vector<uint64_t>& accounted) EXCLUDES(mutex_);
   // Sends queued replies without blocking until none is left; waits for the socket on the I/O thread when
   // it is full. REQUIRES: the caller holds the sender role (sending_), which it gives up when none is left.
   void send_queued() EXCLUDES(mutex_);
@@ -165,11 +164,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<uint8_t[]> inbox_;          // received bytes not yet parsed: [inbox_begin_, inbox_end_)
   size_t inbox_begin_ = 0;
   size_t inbox_end_ = 0;
-  uint64_t inline_cpu_us_ = 0;  // moving average of the CPU time of sampled requests run inline
-  uint32_t inline_sleeps_ = 0;  // moving average of sampled inline requests that slept, in 1/1024
-  unsigned inline_count_ = 0;   // requests run inline, for sampling
-  unsigned inline_probe_ = 0;   // counts small requests while they go to the workers
-  bool probing_ = false;        // the request runs inline to see whether requests are fast again
+  std::vector<nbd::RequestHeader> held_reads_;  // small READs not yet handed to the workers
+  std::vector<uint64_t> held_accounted_;        // their in-flight bytes
 
   // A duplicate of the socket's descriptor for the senders: it stays open until the connection is destroyed,
   // so a worker sending while the I/O thread closes the socket never writes to a reused descriptor (closing
@@ -186,8 +182,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Mutex mutex_;
   unsigned in_flight_ GUARDED_BY(mutex_) = 0;  // requests read and not yet answered
   uint64_t in_flight_bytes_ GUARDED_BY(mutex_) = 0;
-  // Replies not yet (completely) sent, in order; not empty while nobody sends only between send(hold) and
-  // send_held().
+  // Replies not yet (completely) sent, in order; never left there without a thread holding the sender role.
   std::deque<Outgoing> outbox_ GUARDED_BY(mutex_);
   size_t front_sent_ GUARDED_BY(mutex_) = 0;        // bytes of outbox_.front() already sent
   bool sending_ GUARDED_BY(mutex_) = false;         // a thread holds the sender role

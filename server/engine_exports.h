@@ -26,13 +26,6 @@ class OriginExport final : public ServedExport {
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
     return origin_->write(buf, len, offset, fua);
   }
-  // An origin read never waits for the engine; without waiting, not for the device either (page cache only).
-  Status read_without_waiting(void* buf, uint64_t len, uint64_t offset) override {
-    return origin_->read(buf, len, offset, /*may_wait=*/false);
-  }
-  Status write_without_waiting(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
-    return origin_->write(buf, len, offset, fua, /*may_wait=*/false);
-  }
   Status trim(uint64_t offset, uint64_t len, bool fua) override { return origin_->trim(offset, len, fua); }
   Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override {
     return origin_->zero(offset, len, may_trim, fua);
@@ -59,10 +52,6 @@ class ImageExport final : public ServedExport {
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
     return image_->write(buf, len, offset);
   }
-  Status read_without_waiting(void* buf, uint64_t len, uint64_t offset) override {
-    return image_->read(buf, len, offset, nullptr, /*may_wait=*/false);
-  }
-  // Image writes (writable snapshots) copy or store chunks: they always may wait (the default).
   Status trim(uint64_t offset, uint64_t len, bool fua) override {
     return {Errc::not_supported, "images cannot be trimmed"};
   }

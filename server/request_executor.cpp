@@ -206,7 +206,7 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
   const bool fua = (request.flags & kCmdFlagFua) != 0;
   switch (request.type) {
     case kCmdRead:
-      return *read(request, pool, true);
+      return read(request, pool);
     case kCmdWrite:
       return status_reply(request, target.write(payload.data(), request.length, request.offset, fua));
     case kCmdFlush:
@@ -232,19 +232,7 @@ Reply RequestExecutor::execute(const RequestHeader& request, std::span<const uin
   }
 }
 
-std::optional<Reply> RequestExecutor::execute_without_waiting(const RequestHeader& request,
-                                                              std::span<const uint8_t> payload,
-                                                              ReplyBufferPool* pool) const {
-  if (request.type == kCmdRead) return read(request, pool, false);
-  if (request.type != kCmdWrite) return std::nullopt;
-  const bool fua = (request.flags & kCmdFlagFua) != 0;
-  Status status = session_.target->write_without_waiting(payload.data(), request.length, request.offset, fua);
-  if (status.code() == Errc::would_block) return std::nullopt;
-  return status_reply(request, status);
-}
-
-std::optional<Reply> RequestExecutor::read(const RequestHeader& request, ReplyBufferPool* pool,
-                                           bool may_wait) const {
+Reply RequestExecutor::read(const RequestHeader& request, ReplyBufferPool* pool) const {
   std::vector<uint8_t> head;
   if (request.length == 0) {
     if (session_.structured_replies) {
@@ -263,17 +251,11 @@ std::optional<Reply> RequestExecutor::read(const RequestHeader& request, ReplyBu
     out = Reply::with_aligned_data(header, request.length);
   }
   uint8_t* data = out.data() + header;
-  const Status status = may_wait
-                            ? session_.target->read(data, request.length, request.offset)
-                            : session_.target->read_without_waiting(data, request.length, request.offset);
+  const Status status = session_.target->read(data, request.length, request.offset);
   // Replies without the data give the buffer back at once.
   const auto give_back = [&] {
     if (pool) pool->recycle(std::move(out));
   };
-  if (status.code() == Errc::would_block) {
-    give_back();
-    return std::nullopt;
-  }
   if (!status.is_ok()) {
     give_back();
     return error_reply(request, wire_error(status), status.to_string());

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -134,18 +133,11 @@ class RequestExecutor {
   // when one is given.
   Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload,
                 ReplyBufferPool* pool = nullptr) const;
-  // Runs a validated READ or WRITE only if it needs no wait for the engine (ServedExport's
-  // *_without_waiting); nullopt when it would have waited, or for other commands: run it with execute() where
-  // waiting is fine.
-  std::optional<Reply> execute_without_waiting(const nbd::RequestHeader& request,
-                                               std::span<const uint8_t> payload,
-                                               ReplyBufferPool* pool = nullptr) const;
   // The reply refusing a request with an error.
   Reply error_reply(const nbd::RequestHeader& request, uint32_t error, std::string_view message) const;
 
  private:
-  // nullopt only when may_wait is false and the read would have waited.
-  std::optional<Reply> read(const nbd::RequestHeader& request, ReplyBufferPool* pool, bool may_wait) const;
+  Reply read(const nbd::RequestHeader& request, ReplyBufferPool* pool) const;
   Reply block_status(const nbd::RequestHeader& request) const;
   Reply status_reply(const nbd::RequestHeader& request, const Status& status) const;
   NegotiatedSession session_;

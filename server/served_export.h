@@ -39,17 +39,6 @@ class ServedExport {
 
   virtual Status read(void* buf, uint64_t len, uint64_t offset) = 0;
   virtual Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) = 0;
-  // As read() and write(), but failing with would_block (and changing nothing) where the engine would wait:
-  // for a take's freeze, a chunk another writer is copying, or a chunk this write must copy first; a read
-  // also where it would wait for a device (bytes not in the page cache). A write may still sleep in the
-  // kernel (a frozen file system, dirty-page throttling): nbdsnapd runs only reads on its I/O threads, this
-  // way (connection.cpp). By default every call would block.
-  virtual Status read_without_waiting(void* buf, uint64_t len, uint64_t offset) {
-    return {Errc::would_block, "export '" + name() + "' may wait"};
-  }
-  virtual Status write_without_waiting(const void* buf, uint64_t len, uint64_t offset, bool fua) {
-    return {Errc::would_block, "export '" + name() + "' may wait"};
-  }
   virtual Status trim(uint64_t offset, uint64_t len, bool fua) = 0;
   // may_trim: the zeroed range may be deallocated (no NO_HOLE flag).
   virtual Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) = 0;

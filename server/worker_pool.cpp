@@ -59,11 +59,12 @@ std::vector<std::thread> WorkerPool::take_retired() {
 void WorkerPool::finish(const std::string& lane_name) {
   const auto it = lanes_.find(lane_name);
   Lane& lane = it->second;
-  if (!lane.waiting.empty()) {  // its turn: the lane keeps its count, and this (now idle) thread is there
+  if (!lane.waiting.empty()) {
+    // Its turn: the lane keeps its count, and this (now idle) thread runs it next. No other worker is woken:
+    // it would find nothing to run (a wasted wake-up per task of a busy lane).
     runnable_.push_back({std::move(lane.waiting.front()), lane_name});
     lane.waiting.pop_front();
     --waiting_;
-    wake_.notify_one();
     return;
   }
   if (--lane.admitted == 0) lanes_.erase(it);

@@ -165,21 +165,6 @@ TEST_CASE("writers waiting for a chunk whose copy fails are released, and their 
   control_operations_still_return(f);
 }
 
-TEST_CASE(
-    "a write that would copy a chunk or wait for a take is refused with would_block when asked not to wait") {
-  FaultyOrigin f(false);
-  const auto data = pattern(4 * KiB, 0, 2);
-  CHECK_ERRC(f.origin->write(data.data(), data.size(), 0, false, /*may_wait=*/false), Errc::would_block);
-  CHECK(read_origin(*f.origin, 4 * KiB, 0) == pattern(4 * KiB, 0, 1));         // refused: nothing changed
-  CHECK_OK(f.origin->write(data.data(), data.size(), 0, false));               // copies chunk 0
-  CHECK_OK(f.origin->write(data.data(), data.size(), 8 * KiB, false, false));  // chunk 0 is copied now
-  CHECK_ERRC(f.origin->write(data.data(), data.size(), 64 * KiB, false, false),
-             Errc::would_block);  // chunk 1
-  std::vector<uint8_t> buf(4 * KiB);
-  CHECK_OK(f.image->read(buf.data(), buf.size(), 0, nullptr, false));
-  CHECK(buf == pattern(4 * KiB, 0, 1));
-}
-
 TEST_CASE("a detached origin refuses every request of the connections that still hold it") {
   FaultyOrigin f(false);
   REQUIRE_OK(f.engine.destroy_snapshot("s"));

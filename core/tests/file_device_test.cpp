@@ -122,36 +122,6 @@ TEST_CASE("file device writes read back at unaligned offsets") {
   CHECK(back == data);
 }
 
-TEST_CASE("a read without waiting takes bytes from the page cache only, never from the disk") {
-  TempDir dir;
-  std::unique_ptr<FileDevice> device;
-  bool created = false;
-  REQUIRE_OK(FileDevice::create(dir.file("disk"), 1 << 20, device, created));
-  const auto data = pattern(65536, 0, 9);
-  REQUIRE_OK(device->pwrite(data.data(), data.size(), 0, true));
-  // Out of the page cache (clean after the flush), as after a long time or on a cold start.
-  const int fd = ::open(dir.file("disk").c_str(), O_RDONLY);
-  REQUIRE(fd >= 0);
-  REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
-  ::close(fd);
-  std::vector<uint8_t> back(65536);
-  CHECK_ERRC(device->pread_without_waiting(back.data(), back.size(), 0), Errc::would_block);
-  REQUIRE_OK(device->pread(back.data(), back.size(), 0));  // now cached
-  std::fill(back.begin(), back.end(), 0);
-  const Status cached = device->pread_without_waiting(back.data(), back.size(), 0);
-  if (cached.code() != Errc::would_block) {  // a file system without RWF_NOWAIT always says would_block
-    REQUIRE_OK(cached);
-    CHECK(back == data);
-  }
-  CHECK_ERRC(device->pread_without_waiting(back.data(), 4096, (1 << 20) - 1), Errc::out_of_range);
-
-  // O_DIRECT (cache none) always reads the disk.
-  std::unique_ptr<FileDevice> direct;
-  REQUIRE_OK(FileDevice::create(dir.file("direct"), 1 << 20, direct, created, FileCache::none));
-  REQUIRE_OK(direct->pread(back.data(), 4096, 0));
-  CHECK_ERRC(direct->pread_without_waiting(back.data(), 4096, 0), Errc::would_block);
-}
-
 TEST_CASE("file device refuses ranges past its end") {
   TempDir dir;
   std::unique_ptr<FileDevice> device;

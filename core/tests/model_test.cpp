@@ -327,7 +327,7 @@ class WriterGate {
 };
 
 struct ModelCounts {
-  std::atomic<uint64_t> writes{0}, zeroes{0}, trims{0}, origin_reads{0}, flushes{0}, would_block{0};
+  std::atomic<uint64_t> writes{0}, zeroes{0}, trims{0}, origin_reads{0}, flushes{0};
   std::atomic<uint64_t> takes{0}, racing_takes{0}, raced_writes{0}, destroys{0}, image_reads{0},
       image_writes{0};
   std::atomic<uint64_t> detaches{0}, refused_by_detach{0}, failed_image_calls{0}, cbt_checks{0}, infos{0};
@@ -542,11 +542,6 @@ Status Model::run_origin_operation(std::mt19937_64& random, Origin& origin, Orig
   switch (op.kind) {
     case OpKind::write: {
       ++counts_.writes;
-      if (random() % 4 == 0) {  // as nbdsnapd's I/O thread does: try without waiting first
-        Status status = origin.write(op.data.data(), op.length, op.offset, fua, /*may_wait=*/false);
-        if (status.code() != Errc::would_block) return status;
-        ++counts_.would_block;
-      }
       return origin.write(op.data.data(), op.length, op.offset, fua);
     }
     case OpKind::zero:
@@ -1113,9 +1108,8 @@ void run_seed(uint64_t seed, uint64_t operations, bool inject_faults) {
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
   MESSAGE(description << ": " << counts.total() << " operations in " << ms << " ms (" << counts.writes.load()
-                      << " writes of which " << counts.would_block.load()
-                      << " first refused with would_block, " << counts.zeroes.load() << " zeroes, "
-                      << counts.trims.load() << " trims, " << counts.origin_reads.load() << " origin reads, "
+                      << " writes, " << counts.zeroes.load() << " zeroes, " << counts.trims.load()
+                      << " trims, " << counts.origin_reads.load() << " origin reads, "
                       << counts.flushes.load() << " flushes, " << counts.takes.load() << " takes of which "
                       << counts.racing_takes.load() << " racing with " << counts.raced_writes.load()
                       << " writes in flight, " << counts.destroys.load() << " destroys ("

@@ -79,7 +79,6 @@ TEST_CASE("a file name that is too long is reported as such, not as an I/O error
 TEST_CASE("I/O requests report errors a block protocol can carry: a destroyed image is EIO, not ENOENT") {
   CHECK(to_request_errno(Status{Errc::not_found, "snapshot destroyed"}) == EIO);
   CHECK(to_request_errno(Status{Errc::busy, "x"}) == EIO);
-  CHECK(to_request_errno(Status{Errc::would_block, "x"}) == EIO);
   CHECK(to_request_errno(Status{Errc::corrupted, "x"}) == EIO);
   CHECK(to_request_errno(Status{Errc::invalid_argument, "x"}) == EINVAL);
   CHECK(to_request_errno(Status{Errc::no_space, "x"}) == ENOSPC);
