@@ -23,8 +23,8 @@
 //
 // The price is a thread hand-off per task. Small READs (at most 64 KiB) received together share one: the
 // reader holds them while more requests are already received, and hands them (up to 16) to the workers as
-// one task before it next waits (for the socket or for a slot), whose worker runs them one after the other and
-// sends their replies together (one gathered send). They all read one export, so one of them stuck on its
+// one task before it next waits (for the socket or for a slot), whose worker runs them one after the other
+// and sends their replies together (one gathered send). They all read one export, so one of them stuck on its
 // disk holds up only requests of that export, as the export's other tasks would be. Larger READs and every
 // other request go one task each.
 //
