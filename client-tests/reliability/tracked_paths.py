@@ -51,7 +51,11 @@ class Model:
         self.writing = 0               # clients inside a request
         self.paused = False
         self.errors = []
-        self.counts = dict(writes=0, refused=0, lost=0, connects=0, refused_connects=0, slow_handshakes=0)
+        self.cut_off = {}              # stripe -> (offset, data): a write whose connection went before its reply
+        self.takes = 0
+        self.fate = {}                 # (stripe, serial) -> what became of that write, for failure messages
+        self.counts = dict(writes=0, refused=0, lost=0, lost_landed_client=0, lost_landed_take=0,
+                           lost_landed_end=0, connects=0, refused_connects=0, slow_handshakes=0)
 
     def begin_request(self):
         with self.quiesce:
@@ -75,15 +79,47 @@ class Model:
             self.paused = False
             self.quiesce.notify_all()
 
-    def acknowledged(self, offset, data):
+    def acknowledged(self, offset, data, how="acknowledged"):
         with self.lock:
+            self.fate[tag_of(data)] = f"{how} after take {self.takes}"
             self.content[offset:offset + len(data)] = data
             self.since_take.append((offset, len(data)))
             self.counts["writes"] += 1
 
+    def describe(self, content, offset):
+        """Whose write the bytes at offset of content are (every write is 16-byte tags from a 4 KiB boundary)."""
+        tag = tag_of(content[offset // 16 * 16:])
+        with self.lock:
+            return f"stripe {tag[0]} serial {tag[1]} ({self.fate.get(tag, 'never written by this run')})"
+
     def error(self, message):
         with self.lock:
             self.errors.append(message)
+
+    def lose(self, stripe, offset, data):
+        """Called inside the request (before end_request), so a take that paused the writers sees it."""
+        with self.lock:
+            self.cut_off[stripe] = (offset, data)
+            self.fate[tag_of(data)] = f"cut off by a disconnect after take {self.takes}"
+            self.counts["lost"] += 1
+
+    def resolve_lost(self, path, stripe=None, who="client"):
+        """Settles cut-off writes: the stripe's (a client that connected again), or all of them (a take, with the
+        writers paused). Both happen with no request of that stripe in flight, and after the detach that cut the
+        write has returned: the write has happened or never will. A take must settle them before it records the
+        take-time content, or the image shows a write the model never learnt of."""
+        with self.lock:
+            stripes = list(self.cut_off) if stripe is None else [stripe] if stripe in self.cut_off else []
+            lost = [self.cut_off.pop(s) for s in stripes]
+        for offset, data in lost:
+            if resolve_lost_write(self, path, (offset, data)):
+                with self.lock:
+                    self.counts[f"lost_landed_{who}"] += 1
+
+
+def tag_of(data):
+    """(stripe, serial) of the write whose bytes data starts with."""
+    return struct.unpack_from(">II", data)
 
 
 def stripe_range(stripe, size):
@@ -113,20 +149,19 @@ def check_refused_write(model, path, offset, data, how):
 
 
 def resolve_lost_write(model, path, lost):
-    """A write whose connection was cut before its reply may or may not have happened. Called once the client
-    has connected again, so the detach that cut it has finished and the write with it: if it is on the disk, it
-    was done (and tracked, which the takes check), else nothing of it may be there."""
-    if lost is None:
-        return
+    """A write whose connection was cut before its reply may or may not have happened (see Model.resolve_lost):
+    if it is on the disk, it was done (and tracked, which the takes check), else nothing of it may be there.
+    Returns whether it was done."""
     offset, data = lost
     on_disk = read_file(path, offset, len(data))
     if on_disk == data:
-        model.acknowledged(offset, data)
-    else:
-        with model.lock:
-            expected = bytes(model.content[offset:offset + len(data)])
-        if on_disk != expected:
-            model.error(f"a write cut off by a disconnect left part of its data at {offset}, +{len(data)}")
+        model.acknowledged(offset, data, "cut off by a disconnect, found on the disk")
+        return True
+    with model.lock:
+        expected = bytes(model.content[offset:offset + len(data)])
+    if on_disk != expected:
+        model.error(f"a write cut off by a disconnect left part of its data at {offset}, +{len(data)}")
+    return False
 
 
 class LibnbdClient(threading.Thread):
@@ -137,10 +172,18 @@ class LibnbdClient(threading.Thread):
     def export(self):
         return self.args.origin
 
+    def settle_lost_write(self):
+        """Connected again: the detach that cut this client's last write has returned. Inside a request window,
+        so a take cannot record the content half-way through."""
+        self.model.begin_request()
+        try:
+            self.model.resolve_lost(self.args.file, self.stripe)
+        finally:
+            self.model.end_request()
+
     def run(self):
         rng = random.Random(self.args.seed * 100 + self.stripe)
         serial = 0
-        self.lost = None
         while not self.stop.is_set():
             h = nbd.NBD()
             try:
@@ -150,8 +193,7 @@ class LibnbdClient(threading.Thread):
                 time.sleep(0.05)
                 continue
             self.model.counts["connects"] += 1
-            resolve_lost_write(self.model, self.args.file, self.lost)
-            self.lost = None
+            self.settle_lost_write()
             for _ in range(rng.randint(1, 20)):
                 if self.stop.is_set():
                     break
@@ -159,19 +201,19 @@ class LibnbdClient(threading.Thread):
                 serial += 1
                 offset, data = random_write(rng, self.stripe, self.args.size, serial)
                 self.model.begin_request()
+                failed = cut_off = None
                 try:
                     h.pwrite(data, offset)
                     self.model.acknowledged(offset, data)
-                    failed = None
                 except nbd.Error as e:
                     failed = str(e)
+                    cut_off = h.aio_is_dead() or h.aio_is_closed()
+                    if cut_off:  # settled after the next connect, or by a take before that
+                        self.model.lose(self.stripe, offset, data)
                 finally:
                     self.model.end_request()
                 if failed is not None:
-                    if h.aio_is_dead() or h.aio_is_closed():
-                        self.lost = (offset, data)  # cut off: resolved after the next connect
-                        self.model.counts["lost"] += 1
-                    else:
+                    if not cut_off:
                         self.model.counts["refused"] += 1
                         check_refused_write(self.model, self.args.file, offset, data, failed)
                     break  # a detached origin: connect again
@@ -197,7 +239,6 @@ class SlowHandshakeClient(LibnbdClient):
     def run(self):
         rng = random.Random(self.args.seed * 100 + self.stripe)
         serial = 0
-        self.lost = None
         name = self.args.origin.encode()
         while not self.stop.is_set():
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -215,8 +256,7 @@ class SlowHandshakeClient(LibnbdClient):
                     time.sleep(0.05)
                     continue
                 self.model.counts["slow_handshakes"] += 1
-                resolve_lost_write(self.model, self.args.file, self.lost)
-                self.lost = None
+                self.settle_lost_write()
                 for _ in range(rng.randint(1, 5)):
                     time.sleep(rng.random() * 0.1)
                     serial += 1
@@ -229,10 +269,10 @@ class SlowHandshakeClient(LibnbdClient):
                         error = -1
                     if error == 0:
                         self.model.acknowledged(offset, data)
+                    elif error == -1:
+                        self.model.lose(self.stripe, offset, data)
                     self.model.end_request()
                     if error == -1:
-                        self.lost = (offset, data)
-                        self.model.counts["lost"] += 1
                         break
                     if error != 0:
                         self.model.counts["refused"] += 1
@@ -283,6 +323,7 @@ class Controller:
         storage = os.path.join(self.args.storage_dir, name)
         self.model.pause()
         try:
+            self.model.resolve_lost(self.args.file, who="take")
             reply = self.ctl.reply("snapshot-create", name=name, origins=[self.args.origin],
                                   storage=[{"path": storage, "size": self.args.size + (4 << 20)}])
             if not reply["ok"]:
@@ -295,6 +336,7 @@ class Controller:
                 fail(f"take {name}: {reply}")
             with self.model.lock:
                 frozen = bytes(self.model.content)
+                self.model.takes += 1
                 written = self.model.since_take
                 self.model.since_take = []
             self.check_cbt(name, written)
@@ -337,7 +379,9 @@ class Controller:
                 if got != want:
                     bad = next(i for i in range(len(got)) if got[i] != want[i])
                     fail(f"image {self.args.origin}@{name}: byte {offset + bad} is not the take-time byte "
-                         "(a write reached the origin without copy-on-write)")
+                         "(a write reached the origin without copy-on-write): the image has the write "
+                         f"{self.model.describe(got, bad)}, take {self.counts['takes']} recorded "
+                         f"{self.model.describe(want, bad)}")
         except nbd.Error as e:
             if self.attached():
                 info = self.ctl.reply("snapshot-info", name=name)
@@ -420,8 +464,7 @@ def main():
                 fail("a client did not finish within 60 s")
     if model.errors:
         fail("; ".join(model.errors[:5]))
-    for c in clients:  # writes cut off at the very end: the server is quiet now
-        resolve_lost_write(model, args.file, c.lost)
+    model.resolve_lost(args.file, who="end")  # writes cut off at the very end: the server is quiet now
     if model.errors:
         fail("; ".join(model.errors[:5]))
     controller.destroy()
@@ -429,7 +472,8 @@ def main():
         on_disk = f.read()
     if on_disk != model.content:
         bad = next(i for i in range(len(on_disk)) if on_disk[i] != model.content[i])
-        fail(f"the origin file differs from the acknowledged writes at byte {bad}")
+        fail(f"the origin file differs from the acknowledged writes at byte {bad}: it has the write "
+             f"{model.describe(on_disk, bad)}, the model {model.describe(model.content, bad)}")
     ok(f"{model.counts} {controller.counts}")
     if controller.counts["takes"] < 3 or model.counts["writes"] < 50:
         fail("the run was too short to mean anything")
