@@ -3,10 +3,10 @@
 // the project), with its errors turned into CliError and exit codes.
 //
 // request() returns the reply's result (the reply object without "ok"), its fields of the types the command
-// reads (reply_shape.h: else CliError io_error, code protocol_error), or throws CliError: a refused
-// command keeps the server's message and maps its code to an exit code; a broken connection, or a server that
-// does not answer within the timeout, is io_error; a socket that turns out to be an NBD server's is usage
-// (the command line names the wrong socket).
+// reads (libnbdsnap's reply_shape.h: else CliError io_error, code protocol_error), or throws CliError: a
+// refused command keeps the server's message and maps its code to an exit code; a broken connection, or a
+// server that does not answer within the timeout, is io_error; a socket that turns out to be an NBD server's
+// is usage (the command line names the wrong socket).
 #pragma once
 
 #include <chrono>

@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstdio>
 
+#include "reply_shape.h"
+
 namespace nbdsnap::client {
 
 namespace {
@@ -121,6 +123,15 @@ Result<nlohmann::json> Client::Impl::exchange(const std::string& command, nlohma
   }
   if (reply["ok"].get<bool>()) {
     reply.erase("ok");
+    // Read tolerantly, a field of another type reads as empty: a CBT range of length "64K" as no change.
+    if (std::string problem = reply_shape_problem(command, reply); !problem.empty()) {
+      Error error = client_failure(kProtocolError, EPROTO,
+                                   "server's reply to " + command + ": " + problem +
+                                       "; is the server (nbdsnapd or the nbdkit filter) the same version as "
+                                       "nbdsnap " NBDSNAP_VERSION "?");
+      end(State::dead, error.message);
+      return error;
+    }
     if (command == "events-wait" && no_event(reply)) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           sent_at + server_wait - std::chrono::steady_clock::now());

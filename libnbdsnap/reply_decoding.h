@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // reply_decoding.h — the protocol's JSON objects turned into the values of nbdsnap/types.h, and back for
-// the few a request carries. Tolerant like the protocol asks of clients: a missing or mistyped field reads
-// as empty, 0 or false, so a newer server's extra or renamed fields never fail a call. Internal.
+// the few a request carries. Every reply was checked first (reply_shape.h: a field of another type, or a
+// missing one the reply needs, failed the call); a field left out reads as empty, 0 or false, and a newer
+// server's extra fields are ignored. Internal.
 #pragma once
 
 #include <nlohmann/json.hpp>

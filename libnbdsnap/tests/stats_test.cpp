@@ -98,7 +98,7 @@ TEST_CASE("stats_are_decoded_per_origin_snapshot_and_image") {
 }
 
 TEST_CASE("sparse_storage_is_asked_for_only_for_files_created_at_a_size") {
-  OneReplyServer server(json{{"snapshot", json::object()}});
+  OneReplyServer server(json{{"snapshot", {{"name", "s"}}}});
   Result<Client> client = Client::connect(server.path());
   REQUIRE(client.ok());
   SnapshotSpec spec;

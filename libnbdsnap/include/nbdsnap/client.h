@@ -13,6 +13,12 @@
 // kProtocolError, after which the Client is dead. The errors each command can get from the server are listed
 // in docs/libnbdsnap.md.
 //
+// Replies are checked before a call reads them: a field present with another type than docs/control.md
+// gives it, or missing where the reply means nothing without it (the list of a list command, the offset and
+// length of a CBT range), is kProtocolError ("server's reply to cbt-map: 'ranges[3].length' is missing;
+// ..."), never read as empty or 0 (a changed range an incremental backup would skip). Fields a newer server
+// adds, and the replies of commands this version does not know (through call()), pass unchecked.
+//
 // Thread-safety: a Client may be used from several threads at once. The protocol answers requests in order
 // on one connection, so calls are serialised: a call waits while another thread's call is in flight,
 // including wait_events() for the time it waits on the server. Follow events on a Client of their own.
@@ -109,7 +115,8 @@ class Client {
   // Sends `request_json` (one JSON object with a "command" member, no newline) and returns the reply line
   // ({"ok": true, ...}) as text. For commands newer than this library, or to see every field of a reply.
   // `server_wait` is what the command may wait on the server (events-wait's timeout_ms). Errors: the
-  // server's, kInvalidRequest (not a JSON object, or a newline in it).
+  // server's, kInvalidRequest (not a JSON object, or a newline in it), kProtocolError (a reply of the wrong
+  // shape, see above).
   Result<std::string> call(const std::string& request_json,
                            std::chrono::milliseconds server_wait = std::chrono::milliseconds(0));
   // As call() for the paged commands (cbt-map, cbt-raw-map): asks for page after page while the reply says

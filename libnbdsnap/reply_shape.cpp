@@ -2,15 +2,10 @@
 // reply_shape.cpp — the table of reply fields per command (docs/control.md) and the walk that checks them.
 #include "reply_shape.h"
 
-#include <cerrno>
 #include <map>
 #include <vector>
 
-#include <nbdsnap/result.h>
-
-#include "exit_codes.h"
-
-namespace nbdsnap::cli {
+namespace nbdsnap::client {
 
 namespace {
 
@@ -259,13 +254,4 @@ std::string reply_shape_problem(const std::string& command, const nlohmann::json
   return {};
 }
 
-void check_reply_shape(const std::string& command, const nlohmann::json& result) {
-  const std::string problem = reply_shape_problem(command, result);
-  if (problem.empty()) return;
-  const std::string message = "server's reply to " + command + ": " + problem +
-                              "; is the server (nbdsnapd or the nbdkit filter) the same version as nbdsnap " +
-                              NBDSNAP_VERSION + "?";
-  throw CliError(ExitCode::io_error, message, {client::kProtocolError, EPROTO, message});
-}
-
-}  // namespace nbdsnap::cli
+}  // namespace nbdsnap::client
