@@ -109,16 +109,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
   static constexpr size_t kPayloadAlignment = 4096;
   using Payload = std::unique_ptr<uint8_t[], PayloadFree>;
   void dispatch(const nbd::RequestHeader& request, Payload payload, uint64_t accounted);
-  // Holds a small READ for one task with the small READs received with it (see connection.cpp).
+  // Small READs received together, run by one task and the helpers it asks for (see connection.cpp).
+  struct ReadBatch {
+    std::vector<nbd::RequestHeader> reads;
+    std::vector<uint64_t> accounted;  // their in-flight bytes
+    std::atomic<size_t> next{0};      // the next read to take; count or more: all taken
+  };
+  // Holds a small READ for one batch with the small READs received with it.
   void hold_read(const nbd::RequestHeader& request, uint64_t accounted);
-  // Hands the held READs to the workers as one task. The reader calls it before every wait.
+  // Hands the held READs to the workers as one batch. The reader calls it before every wait.
   void dispatch_held();
+  void post_batch(std::shared_ptr<ReadBatch> batch);
+  // On a worker: asks for a helper while more than one read is left, takes reads until none is left, sends.
+  void run_batch(const std::shared_ptr<ReadBatch>& batch);
   // Runs a request (any thread); exceptions become EIO replies.
   Reply execute(const nbd::RequestHeader& request, std::span<const uint8_t> payload);
   // Queues a reply and sends it if no other thread is sending. Any thread.
   void send(Reply reply, uint64_t accounted) EXCLUDES(mutex_);
-  // The same for several replies at once: one gathered send when no other thread is sending.
-  void send(std::vector<Reply>& replies, const std::vector<uint64_t>& accounted) EXCLUDES(mutex_);
+  // Queues a reply for the next send (a batch's; see run_batch()). Any thread.
+  void queue(Reply reply, uint64_t accounted) EXCLUDES(mutex_);
+  // Sends the queued replies if no other thread is sending (that one sends them). Any thread.
+  void send_queued_unless_sending() EXCLUDES(mutex_);
   // Sends queued replies without blocking until none is left; waits for the socket on the I/O thread when
   // it is full. REQUIRES: the caller holds the sender role (sending_), which it gives up when none is left.
   void send_queued() EXCLUDES(mutex_);
@@ -182,7 +193,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Mutex mutex_;
   unsigned in_flight_ GUARDED_BY(mutex_) = 0;  // requests read and not yet answered
   uint64_t in_flight_bytes_ GUARDED_BY(mutex_) = 0;
-  // Replies not yet (completely) sent, in order; never left there without a thread holding the sender role.
+  // Replies not yet (completely) sent, in order. Left there without a thread holding the sender role only by
+  // the workers of a batch, one of which sends them once the batch is taken (run_batch()).
   std::deque<Outgoing> outbox_ GUARDED_BY(mutex_);
   size_t front_sent_ GUARDED_BY(mutex_) = 0;        // bytes of outbox_.front() already sent
   bool sending_ GUARDED_BY(mutex_) = false;         // a thread holds the sender role

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // connection_test.cpp — where a connection runs its requests: every one on the worker pool, READs of bytes
 // in memory included, never on the connection's I/O thread (connection.cpp, "Where requests run"), so a read
-// that sleeps on a dying disk holds up no other connection of that thread. A raw NBD client on one end of a
-// socket pair, the real Connection on the other, over the real engine.
+// that sleeps on a dying disk holds up no other connection of that thread; and small READs received together
+// (one batch) run on several workers when one of them waits: it holds up neither the others' replies nor
+// their parallelism. A raw NBD client on one end of a socket pair, the real Connection on the other, over the
+// real engine.
 #include <doctest/doctest.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -68,15 +71,37 @@ class RawNbdClient {
     std::vector<uint8_t> reply(10);  // size, transmission flags
     return send(out) && receive(reply.data(), reply.size(), 5s);
   }
-  bool send_read(uint64_t handle, uint64_t offset, uint32_t length) {
-    std::vector<uint8_t> out;
+  static void put_read(std::vector<uint8_t>& out, uint64_t handle, uint64_t offset, uint32_t length) {
     put_u32(out, kRequestMagic);
     put_u16(out, 0);
     put_u16(out, kCmdRead);
     put_u64(out, handle);
     put_u64(out, offset);
     put_u32(out, length);
+  }
+  bool send_read(uint64_t handle, uint64_t offset, uint32_t length) {
+    std::vector<uint8_t> out;
+    put_read(out, handle, offset, length);
     return send(out);
+  }
+  // READs of `length` bytes at each offset, handles 1, 2, ... in one send (so the server receives them
+  // together, one batch).
+  bool send_reads(const std::vector<uint64_t>& offsets, uint32_t length) {
+    std::vector<uint8_t> out;
+    for (size_t i = 0; i < offsets.size(); ++i) put_read(out, i + 1, offsets[i], length);
+    return send(out);
+  }
+  // The next simple reply, of any handle, with `length` bytes of data when it succeeded, within `limit`:
+  // its handle (0 when none came), error and data.
+  uint64_t receive_any_read(uint32_t& error, std::vector<uint8_t>& data, uint32_t length,
+                            std::chrono::milliseconds limit) {
+    std::vector<uint8_t> header(kSimpleReplySize);
+    if (!receive(header.data(), header.size(), limit)) return 0;
+    REQUIRE(get_u32(header.data()) == kSimpleReplyMagic);
+    error = get_u32(header.data() + 4);
+    data.resize(error == 0 ? length : 0);
+    if (!data.empty() && !receive(data.data(), data.size(), 5s)) return 0;
+    return get_u64(header.data() + 8);
   }
   // A simple reply with `length` bytes of data within `limit`; its error (or -1 when none came) and data.
   int64_t receive_read(uint64_t handle, std::vector<uint8_t>& data, uint32_t length,
@@ -198,6 +223,54 @@ class DyingDiskExport final : public ServedExport {
   bool released_ GUARDED_BY(mutex_) = false;
 };
 
+// An export whose reads wait in groups: the n-th read to arrive waits (at most 5 s) until the rest of its
+// group of `together` has arrived, as a disk that answers a queue of requests at once. Reads served one
+// after the other fail with EIO.
+class RendezvousExport final : public ServedExport {
+ public:
+  RendezvousExport(std::shared_ptr<ServedExport> healthy, unsigned together)
+      : healthy_(std::move(healthy)), together_(together) {}
+  const std::string& name() const override { return healthy_->name(); }
+  std::string description() const override { return healthy_->description(); }
+  uint64_t size() const override { return healthy_->size(); }
+  ExportFeatures features() const override { return healthy_->features(); }
+  Status read(void* buf, uint64_t len, uint64_t offset) override {
+    {
+      MutexLock lock(mutex_);
+      const unsigned group_end = (arrived_ / together_ + 1) * together_;
+      ++arrived_;
+      arrived_cond_.notify_all();
+      const auto deadline = std::chrono::steady_clock::now() + 5s;
+      while (arrived_ < group_end && std::chrono::steady_clock::now() < deadline)
+        arrived_cond_.wait_until(mutex_, deadline);
+      if (arrived_ < group_end) {
+        ++served_alone;
+        return {Errc::io_error, "served alone"};
+      }
+    }
+    return healthy_->read(buf, len, offset);
+  }
+  Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
+    return healthy_->write(buf, len, offset, fua);
+  }
+  Status trim(uint64_t offset, uint64_t len, bool fua) override { return healthy_->trim(offset, len, fua); }
+  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override {
+    return healthy_->zero(offset, len, may_trim, fua);
+  }
+  Status flush() override { return healthy_->flush(); }
+  Status allocation(uint64_t offset, uint64_t len, std::vector<Extent>& out) override {
+    return healthy_->allocation(offset, len, out);
+  }
+  Mutex mutex_;
+  unsigned served_alone GUARDED_BY(mutex_) = 0;
+
+ private:
+  std::shared_ptr<ServedExport> healthy_;
+  const unsigned together_;
+  CondVar arrived_cond_;
+  unsigned arrived_ GUARDED_BY(mutex_) = 0;
+};
+
 // Releases what it names when the test ends, also when a check failed: the workers' join waits for them.
 template <typename Held>
 class ReleasedAtExit {
@@ -282,4 +355,79 @@ TEST_CASE("a READ stuck on a dying disk holds up no other connection of its I/O 
   catalog.f().release();
   REQUIRE(f.receive_read(1, data, 4096, 5s) == 0);
   CHECK(data == pattern(4096, 0, 1));
+}
+
+TEST_CASE("READs received with a READ stuck on a dying disk are answered while it stays stuck") {
+  Engine engine(small_config());
+  attach_memory_origin(engine, "f", 1 << 20);
+  DyingDiskCatalog catalog(engine);
+  ServedConnections served(catalog,
+                           {.min_threads = 2, .max_threads = 8, .lane_limit = 4, .idle_timeout = 10s});
+  const ReleasedAtExit<DyingDiskExport> release_at_exit(catalog.f());
+  RawNbdClient& f = served.connect();
+  REQUIRE(f.open("f"));
+  // Handle 1 reads the dying first 64 KiB; 2..16 read bytes in memory, received with it: one batch, which
+  // once ran on one worker, one read after the other, and sent the replies together when all were done.
+  std::vector<uint64_t> offsets = {0};
+  for (uint64_t i = 1; i < 16; ++i) offsets.push_back(65536 + i * 4096);
+  REQUIRE(f.send_reads(offsets, 4096));
+  std::vector<bool> answered(offsets.size() + 1);
+  std::vector<uint8_t> data;
+  for (size_t i = 1; i < offsets.size(); ++i) {
+    uint32_t error = 0;
+    const uint64_t handle = f.receive_any_read(error, data, 4096, 5s);
+    REQUIRE_MESSAGE(handle != 0, "only " << i - 1 << " of 15 READs answered while one is stuck");
+    REQUIRE(handle >= 2);
+    REQUIRE(handle <= offsets.size());
+    CHECK_FALSE(answered[handle]);
+    answered[handle] = true;
+    CHECK(error == 0);
+    CHECK(data == pattern(4096, offsets[handle - 1], 1));
+  }
+  CHECK(catalog.f().stuck == 1);
+  catalog.f().release();
+  uint32_t error = 0;
+  REQUIRE(f.receive_any_read(error, data, 4096, 5s) == 1);
+  CHECK(error == 0);
+  CHECK(data == pattern(4096, 0, 1));
+}
+
+TEST_CASE("small READs received together run on several workers when their reads wait") {
+  Engine engine(small_config());
+  attach_memory_origin(engine, "r", 1 << 20);
+  const EngineCatalog engine_catalog(engine);
+  std::shared_ptr<ServedExport> r;
+  REQUIRE_OK(engine_catalog.open("r", r));
+  // Reads wait in groups of 4: a disk that serves requests in parallel, as an SSD does for a queue depth of
+  // 4. Run one after the other, they fail.
+  auto rendezvous = std::make_shared<RendezvousExport>(std::move(r), 4);
+  class Catalog final : public ExportCatalog {
+   public:
+    explicit Catalog(std::shared_ptr<ServedExport> only) : only_(std::move(only)) {}
+    std::vector<std::string> export_names() const override { return {"r"}; }
+    Status open(const std::string&, std::shared_ptr<ServedExport>& out) const override {
+      out = only_;
+      return Status::ok();
+    }
+
+   private:
+    std::shared_ptr<ServedExport> only_;
+  } catalog(rendezvous);
+  ServedConnections served(catalog,
+                           {.min_threads = 1, .max_threads = 8, .lane_limit = 4, .idle_timeout = 10s});
+  RawNbdClient& client = served.connect();
+  REQUIRE(client.open("r"));
+  const std::vector<uint64_t> offsets = {0, 8192, 16384, 24576, 32768, 40960, 49152, 57344};
+  REQUIRE(client.send_reads(offsets, 4096));
+  std::vector<uint8_t> data;
+  for (size_t i = 0; i < offsets.size(); ++i) {
+    uint32_t error = 1;
+    const uint64_t handle = client.receive_any_read(error, data, 4096, 15s);
+    REQUIRE(handle >= 1);
+    REQUIRE(handle <= offsets.size());
+    CHECK_MESSAGE(error == 0, "READ " << handle << " ran with fewer than 4 reads at once");
+    if (error == 0) CHECK(data == pattern(4096, offsets[handle - 1], 1));
+  }
+  MutexLock lock(rendezvous->mutex_);
+  CHECK(rendezvous->served_alone == 0);
 }
