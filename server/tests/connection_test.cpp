@@ -182,22 +182,15 @@ class HeldWorker {
   bool released_ GUARDED_BY(mutex_) = false;
 };
 
-// An export whose reads of the first 64 KiB hang until released, as on a disk that stopped answering.
-class DyingDiskExport final : public ServedExport {
+// An export that passes every call to the engine's: the tests' exports below change only how it reads.
+class ForwardingExport : public ServedExport {
  public:
-  explicit DyingDiskExport(std::shared_ptr<ServedExport> healthy) : healthy_(std::move(healthy)) {}
+  explicit ForwardingExport(std::shared_ptr<ServedExport> healthy) : healthy_(std::move(healthy)) {}
   const std::string& name() const override { return healthy_->name(); }
   std::string description() const override { return healthy_->description(); }
   uint64_t size() const override { return healthy_->size(); }
   ExportFeatures features() const override { return healthy_->features(); }
-  Status read(void* buf, uint64_t len, uint64_t offset) override {
-    if (offset < 65536) {
-      ++stuck;
-      MutexLock lock(mutex_);
-      while (!released_) released_cond_.wait(mutex_);
-    }
-    return healthy_->read(buf, len, offset);
-  }
+  Status read(void* buf, uint64_t len, uint64_t offset) override { return healthy_->read(buf, len, offset); }
   Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
     return healthy_->write(buf, len, offset, fua);
   }
@@ -209,6 +202,23 @@ class DyingDiskExport final : public ServedExport {
   Status allocation(uint64_t offset, uint64_t len, std::vector<Extent>& out) override {
     return healthy_->allocation(offset, len, out);
   }
+
+ private:
+  std::shared_ptr<ServedExport> healthy_;
+};
+
+// An export whose reads of the first 64 KiB hang until released, as on a disk that stopped answering.
+class DyingDiskExport final : public ForwardingExport {
+ public:
+  using ForwardingExport::ForwardingExport;
+  Status read(void* buf, uint64_t len, uint64_t offset) override {
+    if (offset < 65536) {
+      ++stuck;
+      MutexLock lock(mutex_);
+      while (!released_) released_cond_.wait(mutex_);
+    }
+    return ForwardingExport::read(buf, len, offset);
+  }
   void release() {
     MutexLock lock(mutex_);
     released_ = true;
@@ -217,7 +227,6 @@ class DyingDiskExport final : public ServedExport {
   std::atomic<unsigned> stuck{0};
 
  private:
-  std::shared_ptr<ServedExport> healthy_;
   Mutex mutex_;
   CondVar released_cond_;
   bool released_ GUARDED_BY(mutex_) = false;
@@ -226,14 +235,10 @@ class DyingDiskExport final : public ServedExport {
 // An export whose reads wait in groups: the n-th read to arrive waits (at most 5 s) until the rest of its
 // group of `together` has arrived, as a disk that answers a queue of requests at once. Reads served one
 // after the other fail with EIO.
-class RendezvousExport final : public ServedExport {
+class RendezvousExport final : public ForwardingExport {
  public:
   RendezvousExport(std::shared_ptr<ServedExport> healthy, unsigned together)
-      : healthy_(std::move(healthy)), together_(together) {}
-  const std::string& name() const override { return healthy_->name(); }
-  std::string description() const override { return healthy_->description(); }
-  uint64_t size() const override { return healthy_->size(); }
-  ExportFeatures features() const override { return healthy_->features(); }
+      : ForwardingExport(std::move(healthy)), together_(together) {}
   Status read(void* buf, uint64_t len, uint64_t offset) override {
     {
       MutexLock lock(mutex_);
@@ -248,24 +253,12 @@ class RendezvousExport final : public ServedExport {
         return {Errc::io_error, "served alone"};
       }
     }
-    return healthy_->read(buf, len, offset);
-  }
-  Status write(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
-    return healthy_->write(buf, len, offset, fua);
-  }
-  Status trim(uint64_t offset, uint64_t len, bool fua) override { return healthy_->trim(offset, len, fua); }
-  Status zero(uint64_t offset, uint64_t len, bool may_trim, bool fua) override {
-    return healthy_->zero(offset, len, may_trim, fua);
-  }
-  Status flush() override { return healthy_->flush(); }
-  Status allocation(uint64_t offset, uint64_t len, std::vector<Extent>& out) override {
-    return healthy_->allocation(offset, len, out);
+    return ForwardingExport::read(buf, len, offset);
   }
   Mutex mutex_;
   unsigned served_alone GUARDED_BY(mutex_) = 0;
 
  private:
-  std::shared_ptr<ServedExport> healthy_;
   const unsigned together_;
   CondVar arrived_cond_;
   unsigned arrived_ GUARDED_BY(mutex_) = 0;
