@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: BSD-3-Clause
-// reply_shape.cpp — the table of reply fields per command (docs/control.md) and the walk that checks them.
+// reply_shape.cpp — the table of reply fields per command (docs/control.md, kept in
+// python/nbdsnap/reply_shapes.json for both clients) and the walk that checks a reply against it.
 #include "reply_shape.h"
 
 #include <map>
+#include <stdexcept>
 #include <vector>
+
+#include "reply_shapes_json.h"
 
 namespace nbdsnap::client {
 
@@ -67,133 +71,52 @@ bool has_kind(const nlohmann::json& value, Kind kind) {
   return false;
 }
 
-// `prefix` + each field of `object` (the protocol's origin, snapshot, checkpoint... objects).
-Shape under(const std::string& prefix, const Shape& object) {
-  Shape shape;
-  for (const FieldShape& field : object) shape.push_back({prefix + field.path, field.kind, field.required});
-  return shape;
+Kind kind_named(const std::string& name) {
+  static const std::map<std::string, Kind> kinds = {{"text", Kind::text},       {"count", Kind::count},
+                                                    {"integer", Kind::integer}, {"flag", Kind::flag},
+                                                    {"list", Kind::list},       {"object", Kind::object}};
+  const auto kind = kinds.find(name);
+  if (kind == kinds.end()) throw std::logic_error("reply_shapes.json: unknown kind '" + name + "'");
+  return kind->second;
 }
 
-Shape join(std::initializer_list<Shape> parts) {
-  Shape shape;
-  for (const Shape& part : parts) shape.insert(shape.end(), part.begin(), part.end());
-  return shape;
-}
-
-const Shape& origin_object() {
-  static const Shape shape = {{"name", Kind::text, true},
-                              {"size", Kind::count},
-                              {"minimum_io_size", Kind::count},
-                              {"read_only", Kind::flag},
-                              {"generation", Kind::text},
-                              {"change_number", Kind::count},
-                              {"tracking_block_size", Kind::count},
-                              {"chunk_size", Kind::count},
-                              {"snapshot", Kind::text},
-                              {"clients", Kind::count},
-                              {"uri", Kind::text}};
-  return shape;
-}
-
-const Shape& snapshot_object() {
-  static const Shape shape = {{"name", Kind::text, true},        {"state", Kind::text},
-                              {"writable", Kind::flag},          {"origins", Kind::list},
-                              {"origins[]", Kind::text},         {"images", Kind::list},
-                              {"images[]", Kind::object},        {"images[].origin", Kind::text},
-                              {"images[].export", Kind::text},   {"images[].uri", Kind::text},
-                              {"storage", Kind::list},           {"storage[]", Kind::object},
-                              {"storage[].path", Kind::text},    {"storage[].offset", Kind::count},
-                              {"storage[].size", Kind::count},   {"storage[].created", Kind::flag},
-                              {"storage[].sparse", Kind::flag},  {"storage_total", Kind::count},
-                              {"storage_used", Kind::count},     {"storage_limit", Kind::count},
-                              {"chunks_copied", Kind::count},    {"memory_bytes", Kind::count},
-                              {"corruption_reason", Kind::text}, {"origin_errors", Kind::list},
-                              {"origin_errors[]", Kind::object}, {"taken_unix_ms", Kind::integer},
-                              {"take_hold_us", Kind::count},     {"take_drain_us", Kind::count}};
-  return shape;
-}
-
-const Shape& checkpoint_object() {
-  static const Shape shape = {
-      {"name", Kind::text, true}, {"number", Kind::count}, {"taken_unix_ms", Kind::integer}};
-  return shape;
-}
-
-// What every page of a CBT map says about the map.
-const Shape& cbt_page() {
-  static const Shape shape = {{"origin", Kind::text},       {"snapshot", Kind::text},
-                              {"generation", Kind::text},   {"change_number", Kind::count},
-                              {"block_size", Kind::count},  {"device_size", Kind::count},
-                              {"next_offset", Kind::count}, {"more", Kind::flag}};
-  return shape;
-}
-
-const Shape& event_object() {
-  static const Shape shape = {{"sequence", Kind::count, true},
-                              {"time_unix_ms", Kind::integer},
-                              {"type", Kind::text},
-                              {"snapshot", Kind::text},
-                              {"origin", Kind::text},
-                              {"reason", Kind::text},
-                              {"requested_bytes", Kind::count},
-                              {"bytes", Kind::count},
-                              {"errno", Kind::integer},
-                              {"error", Kind::text}};
-  return shape;
-}
-
-const std::map<std::string, Shape>& reply_shapes() {
-  static const std::map<std::string, Shape> shapes = [] {
-    const Shape origin = join({{{"origin", Kind::object, true}}, under("origin.", origin_object())});
-    const Shape snapshot = join({{{"snapshot", Kind::object, true}}, under("snapshot.", snapshot_object())});
-    const Shape checkpoints = join({{{"checkpoints", Kind::list}, {"checkpoints[]", Kind::object}},
-                                    under("checkpoints[].", checkpoint_object())});
-    std::map<std::string, Shape> table;
-    table["version"] = {{"version", Kind::text, true}, {"protocol", Kind::count}, {"front_end", Kind::text}};
-    table["origins"] = join(
-        {{{"origins", Kind::list, true}, {"origins[]", Kind::object}}, under("origins[].", origin_object())});
-    table["origin-info"] = origin;
-    table["origin-attach"] = origin;
-    table["cbt-info"] = {{"cbt", Kind::object, true},        {"cbt.origin", Kind::text},
-                         {"cbt.snapshot", Kind::text},       {"cbt.generation", Kind::text},
-                         {"cbt.change_number", Kind::count}, {"cbt.block_size", Kind::count},
-                         {"cbt.block_count", Kind::count},   {"cbt.device_size", Kind::count},
-                         {"cbt.checkpoints", Kind::object}};
-    table["cbt-map"] = join({cbt_page(),
-                             {{"ranges", Kind::list, true},
-                              {"ranges[]", Kind::object},
-                              {"ranges[].offset", Kind::count, true},
-                              {"ranges[].length", Kind::count, true}}});
-    table["cbt-raw-map"] = join({cbt_page(),
-                                 checkpoints,
-                                 {{"offset", Kind::count},
-                                  {"length", Kind::count},
-                                  {"runs", Kind::list, true},
-                                  {"runs[]", Kind::list},
-                                  {"runs[].[]", Kind::count}}});
-    table["cbt-reset"] = {{"generation", Kind::text}};
-    table["checkpoints"] =
-        join({{{"generation", Kind::text}, {"checkpoints", Kind::list, true}}, checkpoints});
-    for (const char* command :
-         {"snapshot-create", "snapshot-take", "snapshot-append-storage", "snapshot-info"})
-      table[command] = snapshot;
-    table["snapshot-list"] = join({{{"snapshots", Kind::list, true}, {"snapshots[]", Kind::object}},
-                                   under("snapshots[].", snapshot_object())});
-    table["events-wait"] =
-        join({{{"events", Kind::list, true}, {"events[]", Kind::object}, {"last_sequence", Kind::count}},
-              under("events[].", event_object())});
-    table["stats"] = {{"origins", Kind::list, true},         {"origins[]", Kind::object},
-                      {"origins[].name", Kind::text, true},  {"snapshots", Kind::list, true},
-                      {"snapshots[]", Kind::object},         {"snapshots[].name", Kind::text, true},
-                      {"snapshots[].state", Kind::text},     {"snapshots[].images", Kind::list},
-                      {"snapshots[].images[]", Kind::object}};
-    for (const char* counter : {"writes", "bytes_written", "reads", "bytes_read", "chunks_copied",
-                                "bytes_copied", "copy_on_write_ns", "cbt_blocks_marked", "clients"}) {
-      table["stats"].push_back({std::string("origins[].") + counter, Kind::count});
+// The fields of `fields` ({PATH: KIND} of reply_shapes.json) under `prefix`, an "@NAME" entry expanded to
+// the fields of objects.NAME under its path.
+void add_fields(const nlohmann::ordered_json& objects, const nlohmann::ordered_json& fields,
+                const std::string& prefix, Shape& shape) {
+  for (const auto& [path, kind_text] : fields.items()) {
+    const std::string kind = kind_text.get<std::string>();
+    if (kind.rfind('@', 0) == 0) {
+      add_fields(objects, objects.at(kind.substr(1)), prefix + path, shape);
+    } else {
+      const bool required = !kind.empty() && kind.back() == '!';
+      shape.push_back(
+          {prefix + path, kind_named(required ? kind.substr(0, kind.size() - 1) : kind), required});
     }
-    for (const char* counter : {"storage_total", "storage_used", "storage_free", "storage_limit"})
-      table["stats"].push_back({std::string("snapshots[].") + counter, Kind::count});
-    return table;
+  }
+}
+
+// The table, read once from python/nbdsnap/reply_shapes.json (compiled in): the Python package checks
+// replies against the same file. `broken` says why a malformed table could not be read (then every reply is
+// refused, which the library's unit tests see at once: they check replies of every command).
+struct ReplyShapes {
+  std::map<std::string, Shape> by_command;
+  std::string broken;
+};
+
+const ReplyShapes& reply_shapes() {
+  static const ReplyShapes shapes = [] {
+    ReplyShapes read;
+    try {
+      const nlohmann::ordered_json table = nlohmann::ordered_json::parse(kReplyShapesJson);
+      for (const auto& [command, fields] : table.at("commands").items())
+        add_fields(table.at("objects"), fields, "", read.by_command[command]);
+    } catch (const std::exception& e) {
+      read.by_command.clear();
+      read.broken =
+          std::string("libnbdsnap's table of reply shapes (reply_shapes.json) is malformed: ") + e.what();
+    }
+    return read;
   }();
   return shapes;
 }
@@ -245,8 +168,10 @@ std::string check_at(const nlohmann::json& value, const std::vector<std::string>
 
 std::string reply_shape_problem(const std::string& command, const nlohmann::json& result) {
   if (!result.is_object()) return std::string("the reply is ") + type_of(result) + ", expected an object";
-  const auto shape = reply_shapes().find(command);
-  if (shape == reply_shapes().end()) return {};
+  const ReplyShapes& shapes = reply_shapes();
+  if (!shapes.broken.empty()) return shapes.broken;
+  const auto shape = shapes.by_command.find(command);
+  if (shape == shapes.by_command.end()) return {};
   for (const FieldShape& field : shape->second) {
     if (std::string problem = check_at(result, segments_of(field.path), 0, "", field); !problem.empty())
       return problem;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // reply_shape.h — the types of the fields of each control command's reply (docs/control.md), checked once,
 // where every reply arrives (Client::Impl::exchange), before a typed call decodes it or call() hands it on.
-// Internal to libnbdsnap.
+// The table is python/nbdsnap/reply_shapes.json, compiled in: the Python package checks against the same
+// file. Internal to libnbdsnap.
 //
 // The decoders (reply_decoding.h) and the CLI's readers stay tolerant of fields left out or added (a newer
 // server may add fields, or drop one a client can do without), but a field present with another type means a

@@ -19,6 +19,8 @@ import ssl
 import threading
 import time
 
+from .reply_shape import reply_shape_problem
+
 LIBRARY_VERSION = "0.1.0"
 
 NBD_GREETING_MAGIC = b"NBDMAGIC"
@@ -346,21 +348,23 @@ class Client:
         server's code, errno and message."""
         return self._result(self._exchange(command, server_wait, arguments))
 
-    def _shaped(self, command, shape, arguments=None, server_wait=0.0, after_reply=None):
-        """call() for the commands this class wraps: a successful reply must hold `shape` ({key: type}), else
-        Error("protocol_error") naming the socket and the command, and the client is dead (a reply that is not the
-        protocol's: what else it says cannot be trusted). after_reply as _exchange's."""
+    def _shaped(self, command, needed, arguments=None, server_wait=0.0, after_reply=None):
+        """call() for the commands this class wraps: a successful reply must hold the keys `needed` (their
+        types, and every other field's, _exchange checks against the protocol's table), else
+        Error("protocol_error") naming the socket, the command and the key, and the client is dead (a reply that
+        is not the protocol's: what else it says cannot be trusted). after_reply as _exchange's."""
         def check(value, sent):
-            if value["ok"]:
-                for key, kind in shape.items():
-                    got = value.get(key)
-                    if not isinstance(got, kind) or (isinstance(got, bool) and kind is not bool):
-                        what = json.dumps(got)[:80] if key in value else "missing"
-                        raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: "
-                                         f"\"{key}\" is {what}, not {_KIND_NAMES[kind]}", errno_codes.EPROTO)
+            missing = [key for key in needed if key not in value] if value["ok"] else []
+            if missing:
+                raise self._malformed(command, f"'{missing[0]}' is missing")
             if after_reply is not None:
                 after_reply(value, sent)
         return self._result(self._exchange(command, server_wait, arguments or {}, check))
+
+    def _malformed(self, command, problem):
+        return self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: {problem}; is the "
+                          "server (nbdsnapd or the nbdkit filter) the same version as this package?",
+                          errno_codes.EPROTO)
 
     @staticmethod
     def _result(value):
@@ -394,6 +398,11 @@ class Client:
             if not isinstance(value, dict) or not isinstance(value.get("ok"), bool):
                 raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: " +
                                  text[:200].decode(errors="replace"), errno_codes.EPROTO)
+            # Every successful reply, whichever call asked for it (typed, call(), reply()), has the protocol's
+            # field types, or the client is dead: read tolerantly, a mistyped field reads as another value.
+            problem = reply_shape_problem(command, value) if value["ok"] else ""
+            if problem:
+                raise self._malformed(command, problem)
             if after_reply is not None:
                 after_reply(value, sent)
             return value
@@ -501,18 +510,18 @@ class Client:
     # --- server and origins -----------------------------------------------------------------------------------
     def version(self):
         """{version, protocol, front_end}"""
-        return self._shaped("version", {"version": str})
+        return self._shaped("version", ("version",))
 
     def origins(self):
         """The origin objects: [{name, size, read_only, generation, change_number, ..., snapshot, clients, uri}]"""
-        return self._shaped("origins", {"origins": list})["origins"]
+        return self._shaped("origins", ("origins",))["origins"]
 
     def origin_info(self, name):
-        return self._shaped("origin-info", {"origin": dict}, {"name": name})["origin"]
+        return self._shaped("origin-info", ("origin",), {"name": name})["origin"]
 
     def origin_attach(self, name, path, read_only=False):
         """nbdsnapd only; `path` as the server sees it (give an absolute path)."""
-        return self._shaped("origin-attach", {"origin": dict},
+        return self._shaped("origin-attach", ("origin",),
                             {"name": name, "path": path, "read_only": read_only})["origin"]
 
     def origin_detach(self, name, force=False):
@@ -520,12 +529,12 @@ class Client:
 
     # --- change block tracking --------------------------------------------------------------------------------
     def cbt_info(self, origin, snapshot=None):
-        return self._shaped("cbt-info", {"cbt": dict}, _present(origin=origin, snapshot=snapshot))["cbt"]
+        return self._shaped("cbt-info", ("cbt",), _present(origin=origin, snapshot=snapshot))["cbt"]
 
     def cbt_map(self, origin, since=None, snapshot=None, offset=None, length=None, max_ranges=None):
         """One page of changed ranges: {generation, change_number, block_size, ranges: [{offset, length}],
         more, next_offset} (paging needs a server that pages; others send the whole map)."""
-        return self._shaped("cbt-map", {"ranges": list}, _present(origin=origin, since=since, snapshot=snapshot,
+        return self._shaped("cbt-map", ("ranges",), _present(origin=origin, since=since, snapshot=snapshot,
                                                                  offset=offset, length=length, max_ranges=max_ranges))
 
     def cbt_changed_ranges(self, origin, since=None, snapshot=None, offset=None, length=None):
@@ -537,7 +546,7 @@ class Client:
 
     def cbt_raw_map(self, origin, snapshot=None, offset=None, length=None, max_runs=None):
         """One page of change numbers per tracking block (servers with cbt-raw-map)."""
-        return self._shaped("cbt-raw-map", {"runs": list}, _present(origin=origin, snapshot=snapshot, offset=offset,
+        return self._shaped("cbt-raw-map", ("runs",), _present(origin=origin, snapshot=snapshot, offset=offset,
                                                                    length=length, max_runs=max_runs))
 
     def cbt_whole_raw_map(self, origin, snapshot=None, offset=None, length=None):
@@ -548,7 +557,7 @@ class Client:
         arguments = _present(**arguments)
         start = arguments.get("offset", 0)
         end = start + arguments["length"] if "length" in arguments else None
-        joined = self._shaped(command, {items: list}, dict(arguments))
+        joined = self._shaped(command, (items,), dict(arguments))
         page, offset = joined, start
         while page.get("more"):
             following = page.get("next_offset", 0)
@@ -558,7 +567,7 @@ class Client:
             offset = arguments["offset"] = following
             if end is not None:
                 arguments["length"] = end - following
-            page = self._shaped(command, {items: list}, dict(arguments))
+            page = self._shaped(command, (items,), dict(arguments))
             if page.get("generation") != joined.get("generation"):
                 raise Error("generation_changed", f"the CBT generation of {arguments['origin']} changed from "
                             f"{joined.get('generation')} to {page.get('generation')} while its map was read: CBT "
@@ -581,11 +590,11 @@ class Client:
 
     def cbt_reset(self, origin):
         """Starts a new generation; returns it."""
-        return self._shaped("cbt-reset", {"generation": str}, {"origin": origin})["generation"]
+        return self._shaped("cbt-reset", ("generation",), {"origin": origin})["generation"]
 
     def checkpoints(self, origin, snapshot=None):
         """{generation, checkpoints: [{name, number, taken_unix_ms}]} oldest first"""
-        return self._shaped("checkpoints", {"checkpoints": list}, _present(origin=origin, snapshot=snapshot))
+        return self._shaped("checkpoints", ("checkpoints",), _present(origin=origin, snapshot=snapshot))
 
     def checkpoint_delete(self, origin, name):
         """Servers with checkpoint-delete."""
@@ -601,7 +610,7 @@ class Client:
             arguments["storage"] = [s if isinstance(s, dict) else _storage_entry(s[0], s[1], sparse) for s in storage]
         if limit:
             arguments["limit"] = limit
-        return self._shaped("snapshot-create", {"snapshot": dict}, arguments)["snapshot"]
+        return self._shaped("snapshot-create", ("snapshot",), arguments)["snapshot"]
 
     def snapshot_add(self, name, origin):
         self.call("snapshot-add", name=name, origin=origin)
@@ -610,18 +619,18 @@ class Client:
         self.call("snapshot-remove", name=name, origin=origin)
 
     def snapshot_take(self, name):
-        return self._shaped("snapshot-take", {"snapshot": dict}, {"name": name})["snapshot"]
+        return self._shaped("snapshot-take", ("snapshot",), {"name": name})["snapshot"]
 
     def snapshot_append_storage(self, name, path, size=0, sparse=False):
         """As snapshot_create's storage: a file created at `size` is allocated unless sparse=True."""
-        return self._shaped("snapshot-append-storage", {"snapshot": dict},
+        return self._shaped("snapshot-append-storage", ("snapshot",),
                             dict(name=name, **_storage_entry(path, size, sparse)))["snapshot"]
 
     def snapshot_info(self, name):
-        return self._shaped("snapshot-info", {"snapshot": dict}, {"name": name})["snapshot"]
+        return self._shaped("snapshot-info", ("snapshot",), {"name": name})["snapshot"]
 
     def snapshots(self):
-        return self._shaped("snapshot-list", {"snapshots": list})["snapshots"]
+        return self._shaped("snapshot-list", ("snapshots",))["snapshots"]
 
     def snapshot_destroy(self, name, force=False):
         """Destroys a snapshot. The server refuses (code busy) while clients read its images unless force,
@@ -636,7 +645,7 @@ class Client:
         """{origins: [{name, writes, bytes_written, reads, bytes_read, chunks_copied, bytes_copied,
         copy_on_write_ns, cbt_blocks_marked, clients}], snapshots: [{name, state, storage_total, storage_used,
         storage_free, storage_limit, images: [{origin, export, reads, bytes_read, clients}]}]} (docs/control.md)."""
-        reply = self._shaped("stats", {"origins": list, "snapshots": list})
+        reply = self._shaped("stats", ("origins", "snapshots"))
         return {"origins": reply["origins"], "snapshots": reply["snapshots"]}
 
     # --- events -----------------------------------------------------------------------------------------------
@@ -649,10 +658,6 @@ class Client:
         wait = _seconds_argument(wait, "wait_events: wait", 0.0, MAXIMUM_EVENT_WAIT, clamp=True)
 
         def cut_short(value, sent):
-            if value["ok"] and not all(isinstance(e, dict) and isinstance(e.get("sequence"), int)
-                                       for e in value["events"]):
-                raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to events-wait: an event "
-                                 "is not an object with a \"sequence\" number", errno_codes.EPROTO)
             # A stopping server ends its waits at once, answers with no event and closes: not "no event came
             # within the wait". (It ends a wait early with no event for nothing else.)
             left = wait - (time.monotonic() - sent)
@@ -661,7 +666,7 @@ class Client:
                 raise self._fail("connection_lost", f"{self.endpoint}: the server closed the connection, ending "
                                  "events-wait early with no event (it stopped or restarted)", 0)
         try:
-            return self._shaped("events-wait", {"events": list, "last_sequence": int},
+            return self._shaped("events-wait", ("events", "last_sequence"),
                                 {"after": after, "timeout_ms": int(wait * 1000)}, wait, cut_short)
         except Error as e:
             if e.code != "connection_lost":
@@ -735,9 +740,6 @@ class EventStream:
         if not self._buffered:
             return None
         return self.__next__()
-
-
-_KIND_NAMES = {list: "a list", dict: "an object", str: "a string", int: "a whole number"}
 
 
 def _present(**arguments):

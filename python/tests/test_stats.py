@@ -36,7 +36,7 @@ class StatsTest(unittest.TestCase):
         self.assertEqual(stats["snapshots"][0]["images"][0]["reads"], 5)
 
     def test_sparse_is_sent_only_for_files_created_at_a_size(self):
-        server, requests = self.recording_server({"snapshot": {}})
+        server, requests = self.recording_server({"snapshot": {"name": "s", "state": "created"}})
         with nbdsnap.Client(server.path) as client:
             client.snapshot_create("s", ["a"], storage=[("/var/tmp/new.diff", 1 << 20), ("/dev/sdz", 0)], sparse=True)
             self.assertEqual(requests[-1]["storage"], [{"path": "/var/tmp/new.diff", "size": 1 << 20, "sparse": True},
