@@ -258,14 +258,18 @@ forever=$top/client-tests/cli/test-cli-incremental-forever.sh
   { cat "$tmp/forever.txt"; fail "1,000 takes through the packaged filter"; }
 pass "1,000 takes and incremental backups through the packaged nbdsnapd and filter"
 
-# --- bench/run --smoke with the packaged (optimised) binaries: every peer of the bench starts and its report is
+# --- bench/run and bench/many-disks --smoke with the packaged (optimised) binaries: every peer starts, a report is
 # written. bench-smoke (bench/CMakeLists.txt) needs uninstrumented binaries, which no default stage of
-# scripts/test builds: QEMU's peer and the filter's lock on one origin file refused each other for a day unseen.
+# scripts/test builds: the filter's lock on the origin files it tracks kept QEMU's peer (bench/run) and
+# nbdsnapd (bench/many-disks) from starting, unseen for a day.
 if command -v qemu-storage-daemon fio gnuplot >/dev/null; then
   "$top/bench/run" --smoke --nbdsnapd /usr/sbin/nbdsnapd --filter "$filterdir/nbdkit-nbdsnap-filter.so" \
     --dir "$tmp" --out "$tmp/bench-smoke" >"$tmp/bench.txt" 2>&1 ||
     { cat "$tmp/bench.txt"; fail "bench/run --smoke with the packaged nbdsnapd and filter"; }
-  pass "bench/run --smoke: every peer starts beside the packaged nbdsnapd and filter"
+  "$top/bench/many-disks" --smoke --nbdsnapd /usr/sbin/nbdsnapd --filter "$filterdir/nbdkit-nbdsnap-filter.so" \
+    --dir "$tmp" --out "$tmp/many-disks-smoke" >"$tmp/bench.txt" 2>&1 ||
+    { cat "$tmp/bench.txt"; fail "bench/many-disks --smoke with the packaged nbdsnapd and filter"; }
+  pass "bench/run and bench/many-disks --smoke: every peer starts beside the packaged nbdsnapd and filter"
 fi
 
 # --- purge
