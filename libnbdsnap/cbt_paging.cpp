@@ -73,9 +73,16 @@ Result<nlohmann::json> Client::Impl::all_pages(const std::string& command, nlohm
       for (auto& item : page[items]) joined[items].push_back(std::move(item));
     }
   }
-  joined["next_offset"] = count_of(page, "next_offset");
+  const uint64_t map_end = count_of(page, "next_offset");
+  if (raw && map_end < count_of(joined, "offset")) {  // the table makes next_offset required for raw maps
+    return client_failure(kProtocolError, EPROTO,
+                          command + " of " + origin + ": the map starting at offset " +
+                              std::to_string(count_of(joined, "offset")) + " ended before it, at offset " +
+                              std::to_string(map_end));
+  }
+  joined["next_offset"] = map_end;
   joined["more"] = false;
-  if (raw) joined["length"] = count_of(page, "next_offset") - count_of(joined, "offset");
+  if (raw) joined["length"] = map_end - count_of(joined, "offset");
   return joined;
 }
 

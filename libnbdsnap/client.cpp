@@ -114,6 +114,11 @@ Result<nlohmann::json> Client::Impl::exchange(const std::string& command, nlohma
     end(State::dead, error.message);
     return error;
   }
+  if (std::string problem = reply_nesting_problem(*received); !problem.empty()) {
+    Error error = client_failure(kProtocolError, EPROTO, "server's reply to " + command + ": " + problem);
+    end(State::dead, error.message);
+    return error;
+  }
   nlohmann::json reply = nlohmann::json::parse(*received, nullptr, /*allow_exceptions=*/false);
   if (!reply.is_object() || !reply.contains("ok") || !reply["ok"].is_boolean()) {
     Error error = client_failure(kProtocolError, EPROTO,

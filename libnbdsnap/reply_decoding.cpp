@@ -8,7 +8,16 @@ namespace nbdsnap::client {
 
 namespace {
 
-// Reads the members of one JSON object; anything absent or of another type gives the empty value.
+// A number of 0 or more as reply_shape.cpp's "count" kind accepts it (-0 is a signed 0), else 0.
+uint64_t count_of(const nlohmann::json& value) {
+  if (value.is_number_unsigned()) return value.get<uint64_t>();
+  if (value.is_number_integer() && value.get<int64_t>() > 0)
+    return static_cast<uint64_t>(value.get<int64_t>());
+  return 0;
+}
+
+// Reads the members of one JSON object; anything absent or of another type gives the empty value. Every reply
+// was checked against the protocol's table first (reply_shape.h), so a present member has its type.
 class Members {
  public:
   explicit Members(const nlohmann::json& object) : object_(object) {}
@@ -19,11 +28,7 @@ class Members {
   }
   uint64_t count(const char* key) const {
     const nlohmann::json* member = find(key);
-    if (member == nullptr) return 0;
-    if (member->is_number_unsigned()) return member->get<uint64_t>();
-    if (member->is_number_integer() && member->get<int64_t>() > 0)
-      return static_cast<uint64_t>(member->get<int64_t>());
-    return 0;
+    return member == nullptr ? 0 : count_of(*member);
   }
   int64_t time_ms(const char* key) const {
     const nlohmann::json* member = find(key);
@@ -127,7 +132,7 @@ CbtInfo decode_cbt_info(const nlohmann::json& object) {
   info.device_size = members.count("device_size");
   // {NAME: NUMBER}; listed oldest (smallest number) first.
   for (const auto& [name, number] : members.object("checkpoints").items()) {
-    info.checkpoints.push_back({name, number.is_number_unsigned() ? number.get<uint64_t>() : 0, 0});
+    info.checkpoints.push_back({name, count_of(number), 0});
   }
   std::stable_sort(info.checkpoints.begin(), info.checkpoints.end(),
                    [](const Checkpoint& a, const Checkpoint& b) { return a.number < b.number; });
@@ -149,10 +154,11 @@ CbtRawMap decode_cbt_raw_map(const nlohmann::json& reply) {
   map.checkpoints = decode_checkpoints(members.list("checkpoints"));
   map.offset = members.count("offset");
   map.length = members.count("length");
+  // Each run is a pair of counts (the table's count_pair): none may be skipped, since a run has no offset of
+  // its own and skipping one would move every later run onto other blocks.
   for (const auto& run : members.list("runs")) {
-    if (run.is_array() && run.size() == 2 && run[0].is_number_unsigned() && run[1].is_number_unsigned()) {
-      map.runs.push_back({run[0].get<uint64_t>(), run[1].get<uint64_t>()});
-    }
+    if (run.is_array() && run.size() == 2)  // always (checked): the guard keeps a bad index out of reach
+      map.runs.push_back({count_of(run[0]), count_of(run[1])});
   }
   return map;
 }

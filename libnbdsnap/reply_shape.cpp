@@ -13,9 +13,10 @@ namespace nbdsnap::client {
 
 namespace {
 
-enum class Kind { text, count, integer, flag, list, object };
+enum class Kind { text, count, integer, flag, list, object, count_pair };
 
-// A field by its path: members separated by '.', "[]" for every element of a list ("origins[].name").
+// A field by its path: members separated by '.', "[]" for every element of a list ("origins[].name"), "{}"
+// for every member of an object ("cbt.checkpoints{}").
 // `required`: the reply means nothing without it (else only its type is checked, when present).
 struct FieldShape {
   std::string path;
@@ -39,6 +40,8 @@ const char* kind_name(Kind kind) {
       return "an array";
     case Kind::object:
       return "an object";
+    case Kind::count_pair:
+      return "an array of two numbers of 0 or more";
   }
   return "?";
 }
@@ -46,6 +49,7 @@ const char* kind_name(Kind kind) {
 const char* type_of(const nlohmann::json& value) {
   if (value.is_string()) return "a string";
   if (value.is_boolean()) return "a boolean";
+  if (value.is_number_float()) return "a number that is not a 64-bit integer";
   if (value.is_number()) return "a number";
   if (value.is_array()) return "an array";
   if (value.is_object()) return "an object";
@@ -53,28 +57,35 @@ const char* type_of(const nlohmann::json& value) {
   return "something else";
 }
 
+bool is_count(const nlohmann::json& value) {
+  return value.is_number_unsigned() || (value.is_number_integer() && value.get<int64_t>() >= 0);
+}
+
 bool has_kind(const nlohmann::json& value, Kind kind) {
   switch (kind) {
     case Kind::text:
       return value.is_string();
     case Kind::count:
-      return value.is_number_unsigned() || (value.is_number_integer() && value.get<int64_t>() >= 0);
-    case Kind::integer:
-      return value.is_number_integer();
+      return is_count(value);
+    case Kind::integer:  // an unsigned value above 2^63 - 1 would read as a negative one
+      return value.is_number_integer() &&
+             (!value.is_number_unsigned() || value.get<uint64_t>() <= uint64_t(INT64_MAX));
     case Kind::flag:
       return value.is_boolean();
     case Kind::list:
       return value.is_array();
     case Kind::object:
       return value.is_object();
+    case Kind::count_pair:
+      return value.is_array() && value.size() == 2 && is_count(value[0]) && is_count(value[1]);
   }
   return false;
 }
 
 Kind kind_named(const std::string& name) {
-  static const std::map<std::string, Kind> kinds = {{"text", Kind::text},       {"count", Kind::count},
-                                                    {"integer", Kind::integer}, {"flag", Kind::flag},
-                                                    {"list", Kind::list},       {"object", Kind::object}};
+  static const std::map<std::string, Kind> kinds = {
+      {"text", Kind::text}, {"count", Kind::count},   {"integer", Kind::integer},      {"flag", Kind::flag},
+      {"list", Kind::list}, {"object", Kind::object}, {"count_pair", Kind::count_pair}};
   const auto kind = kinds.find(name);
   if (kind == kinds.end()) throw std::logic_error("reply_shapes.json: unknown kind '" + name + "'");
   return kind->second;
@@ -101,6 +112,7 @@ void add_fields(const nlohmann::ordered_json& objects, const nlohmann::ordered_j
 // refused, which the library's unit tests see at once: they check replies of every command).
 struct ReplyShapes {
   std::map<std::string, Shape> by_command;
+  size_t max_depth = 0;
   std::string broken;
 };
 
@@ -109,6 +121,7 @@ const ReplyShapes& reply_shapes() {
     ReplyShapes read;
     try {
       const nlohmann::ordered_json table = nlohmann::ordered_json::parse(kReplyShapesJson);
+      read.max_depth = table.at("max_depth").get<size_t>();
       for (const auto& [command, fields] : table.at("commands").items())
         add_fields(table.at("objects"), fields, "", read.by_command[command]);
     } catch (const std::exception& e) {
@@ -127,9 +140,10 @@ std::vector<std::string> segments_of(const std::string& path) {
   for (;;) {
     const size_t dot = path.find('.', start);
     std::string segment = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (segment.size() > 2 && segment.compare(segment.size() - 2, 2, "[]") == 0) {
+    if (segment.size() > 2 && (segment.compare(segment.size() - 2, 2, "[]") == 0 ||
+                               segment.compare(segment.size() - 2, 2, "{}") == 0)) {
       segments.push_back(segment.substr(0, segment.size() - 2));
-      segments.emplace_back("[]");
+      segments.push_back(segment.substr(segment.size() - 2));
     } else {
       segments.push_back(std::move(segment));
     }
@@ -156,6 +170,15 @@ std::string check_at(const nlohmann::json& value, const std::vector<std::string>
     }
     return {};
   }
+  if (segment == "{}") {
+    if (!value.is_object()) return {};  // the object's own entry names that
+    for (const auto& [key, member] : value.items()) {
+      if (std::string problem = check_at(member, segments, at + 1, shown + "." + key, field);
+          !problem.empty())
+        return problem;
+    }
+    return {};
+  }
   if (!value.is_object()) return {};  // the enclosing object's own entry names that
   const std::string next = shown.empty() ? segment : shown + "." + segment;
   const auto member = value.find(segment);
@@ -175,6 +198,33 @@ std::string reply_shape_problem(const std::string& command, const nlohmann::json
   for (const FieldShape& field : shape->second) {
     if (std::string problem = check_at(result, segments_of(field.path), 0, "", field); !problem.empty())
       return problem;
+  }
+  return {};
+}
+
+std::string reply_nesting_problem(std::string_view line) {
+  const ReplyShapes& shapes = reply_shapes();
+  if (!shapes.broken.empty()) return shapes.broken;
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : line) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > shapes.max_depth)
+        return "the reply nests lists and objects deeper than " + std::to_string(shapes.max_depth) +
+               " levels";
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
   }
   return {};
 }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -23,5 +24,11 @@ namespace nbdsnap::client {
 // expected an array", "'snapshots[1].name' is missing". Commands this version does not know are not checked.
 // Thread-safe (the table is built once, then only read).
 std::string reply_shape_problem(const std::string& command, const nlohmann::json& result);
+
+// What is wrong with a reply line before it is parsed, or "": lists and objects nested deeper than the
+// table's max_depth ("the reply nests lists and objects deeper than 64 levels"). The parser does not recurse,
+// but serialising a value (call() hands replies on as text) and every walk of it would, without bound: a
+// reply 100,000 levels deep crashed the CLI. A linear scan of the bytes. Thread-safe.
+std::string reply_nesting_problem(std::string_view line);
 
 }  // namespace nbdsnap::client

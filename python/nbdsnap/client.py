@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 
-from .reply_shape import reply_shape_problem
+from .reply_shape import reply_nesting_problem, reply_shape_problem
 
 LIBRARY_VERSION = "0.1.0"
 
@@ -391,9 +391,13 @@ class Client:
             deadline = sent + self.timeout + server_wait
             self._send(line, command, deadline)
             text = self._receive_line(command, deadline)
+            nesting = reply_nesting_problem(text)
+            if nesting:
+                raise self._malformed(command, nesting)
             try:
-                value = json.loads(text)
-            except ValueError:
+                # NaN and Infinity are no JSON (libnbdsnap refuses them too)
+                value = json.loads(text, parse_constant=_refuse_constant)
+            except (ValueError, RecursionError):
                 value = None
             if not isinstance(value, dict) or not isinstance(value.get("ok"), bool):
                 raise self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: " +
@@ -575,8 +579,12 @@ class Client:
             joined[items].extend(page[items])
         joined["next_offset"] = page.get("next_offset", 0)
         joined["more"] = False
-        if command == "cbt-raw-map":
-            joined["length"] = page.get("next_offset", 0) - joined.get("offset", 0)
+        if command == "cbt-raw-map":  # next_offset is required there (reply_shapes.json)
+            if page["next_offset"] < joined.get("offset", 0):
+                raise Error("protocol_error", f"{command} of {arguments['origin']}: the map starting at offset "
+                            f"{joined.get('offset', 0)} ended before it, at offset {page['next_offset']}",
+                            errno_codes.EPROTO)
+            joined["length"] = page["next_offset"] - joined.get("offset", 0)
         return joined
 
     def cbt_mark_dirty(self, origin, ranges):
@@ -740,6 +748,10 @@ class EventStream:
         if not self._buffered:
             return None
         return self.__next__()
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
 
 
 def _present(**arguments):

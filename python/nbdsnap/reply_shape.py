@@ -8,26 +8,33 @@ without); a field present with another type, or a field the table marks required
 client does not understand: read tolerantly, a CBT range whose length is "64K" or -4096 would be a change an
 incremental backup copies wrongly or skips.
 """
+import itertools
 import json
 import os
+import re
 
 _TYPE_NAMES = {"text": "a string", "count": "a number of 0 or more", "integer": "an integer",
-               "flag": "true or false", "list": "an array", "object": "an object"}
+               "flag": "true or false", "list": "an array", "object": "an object",
+               "count_pair": "an array of two numbers of 0 or more"}
+# JSON numbers as libnbdsnap reads them (nlohmann::json): integers of 64 bits, signed or not; anything else,
+# 2^64 included, is a float to it.
+_COUNT_END, _INTEGER_LOW, _INTEGER_END = 1 << 64, -(1 << 63), 1 << 63
 
 
 def _segments(path):
-    """"ranges[].offset" -> ["ranges", "[]", "offset"]; "runs[].[]" -> ["runs", "[]", "[]"]."""
+    """"ranges[].offset" -> ["ranges", "[]", "offset"]; "cbt.checkpoints{}" -> ["cbt", "checkpoints", "{}"]."""
     segments = []
     for segment in path.split("."):
-        if len(segment) > 2 and segment.endswith("[]"):
-            segments += [segment[:-2], "[]"]
+        if len(segment) > 2 and segment[-2:] in ("[]", "{}"):
+            segments += [segment[:-2], segment[-2:]]
         else:
             segments.append(segment)
     return segments
 
 
 def _load(path):
-    """{command: [(segments, kind, required)]} from the table at `path`, "@NAME" entries expanded."""
+    """({command: [(segments, kind, required)]}, max_depth) from the table at `path`, "@NAME" entries
+    expanded."""
     with open(path, encoding="utf-8") as f:
         table = json.load(f)
 
@@ -42,10 +49,10 @@ def _load(path):
                     raise ValueError(f"{path}: unknown kind '{kind}' of '{prefix + path_}'")
                 shape.append((_segments(prefix + path_), kind, required))
         return shape
-    return {command: add(fields, "", []) for command, fields in table["commands"].items()}
+    return {command: add(fields, "", []) for command, fields in table["commands"].items()}, table["max_depth"]
 
 
-_SHAPES = _load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "reply_shapes.json"))
+_SHAPES, _MAX_DEPTH = _load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "reply_shapes.json"))
 
 
 def _type_of(value):
@@ -53,7 +60,9 @@ def _type_of(value):
         return "a string"
     if isinstance(value, bool):
         return "a boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, int) and not _INTEGER_LOW <= value < _COUNT_END or isinstance(value, float):
+        return "a number that is not a 64-bit integer"
+    if isinstance(value, int):
         return "a number"
     if isinstance(value, list):
         return "an array"
@@ -64,13 +73,21 @@ def _type_of(value):
     return "something else"
 
 
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _COUNT_END
+
+
 def _has_kind(value, kind):
     if kind == "text":
         return isinstance(value, str)
     if kind == "flag":
         return isinstance(value, bool)
-    if kind in ("count", "integer"):
-        return isinstance(value, int) and not isinstance(value, bool) and (kind == "integer" or value >= 0)
+    if kind == "count":
+        return _is_count(value)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) and _INTEGER_LOW <= value < _INTEGER_END
+    if kind == "count_pair":
+        return isinstance(value, list) and len(value) == 2 and _is_count(value[0]) and _is_count(value[1])
     if kind == "list":
         return isinstance(value, list)
     return isinstance(value, dict)
@@ -85,6 +102,14 @@ def _check_at(value, segments, at, shown, kind, required):
             return ""  # the list's own entry names that
         for i, element in enumerate(value):
             problem = _check_at(element, segments, at + 1, f"{shown}[{i}]", kind, required)
+            if problem:
+                return problem
+        return ""
+    if segment == "{}":
+        if not isinstance(value, dict):
+            return ""  # the object's own entry names that
+        for key, member in value.items():
+            problem = _check_at(member, segments, at + 1, f"{shown}.{key}", kind, required)
             if problem:
                 return problem
         return ""
@@ -106,4 +131,19 @@ def reply_shape_problem(command, result):
         problem = _check_at(result, segments, 0, "", kind, required)
         if problem:
             return problem
+    return ""
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = re.compile(rb'[^\[\]{}]')
+
+
+def reply_nesting_problem(line):
+    """What is wrong with a reply line (bytes) before it is parsed, or "": lists and objects nested deeper than
+    the table's max_depth, as libnbdsnap refuses them (json.loads recurses: about 1,000 levels raise
+    RecursionError). The strings are cut out and the brackets counted, at the regular expressions' speed."""
+    brackets = _NOT_BRACKETS.sub(b"", _STRINGS.sub(b"", line))
+    depth = max(itertools.accumulate(1 if c in b"[{" else -1 for c in brackets), default=0)
+    if depth > _MAX_DEPTH:
+        return f"the reply nests lists and objects deeper than {_MAX_DEPTH} levels"
     return ""

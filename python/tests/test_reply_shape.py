@@ -57,8 +57,28 @@ class ReplyShapeTest(unittest.TestCase):
             ("cbt-map", {"ranges": [{"offset": 0, "length": True}]},
              "'ranges[0].length' is a boolean, expected a number of 0 or more"),
             ("cbt-map", {"ranges": [{"offset": 0, "length": 4096.0}]},
-             "'ranges[0].length' is a number, expected a number of 0 or more"),
-            ("cbt-raw-map", {"runs": [[1, "2"]]}, "'runs[0][1]' is a string, expected a number of 0 or more"),
+             "'ranges[0].length' is a number that is not a 64-bit integer, expected a number of 0 or more"),
+            ("cbt-map", {"ranges": [{"offset": 0, "length": 1 << 64}]},
+             "'ranges[0].length' is a number that is not a 64-bit integer, expected a number of 0 or more"),
+            ("cbt-raw-map", {"runs": [[1, "2"]], "next_offset": 0},
+             "'runs[0]' is an array, expected an array of two numbers of 0 or more"),
+            # A run has no offset of its own: one skipped moved every later run onto other blocks.
+            ("cbt-raw-map", {"runs": [[1, 1], [1], [2, 255]], "next_offset": 0},
+             "'runs[1]' is an array, expected an array of two numbers of 0 or more"),
+            ("cbt-raw-map", {"runs": [[1, 1, 7]], "next_offset": 0},
+             "'runs[0]' is an array, expected an array of two numbers of 0 or more"),
+            ("cbt-info", {"cbt": {"checkpoints": {"s0": 3, "s1": "5"}}},
+             "'cbt.checkpoints.s1' is a string, expected a number of 0 or more"),
+            ("snapshot-info", {"snapshot": {"name": "s", "taken_unix_ms": 1 << 63}},
+             "'snapshot.taken_unix_ms' is a number, expected an integer"),
+            ("snapshot-info", {"snapshot": {"name": "s", "images": [{"origin": "d", "clients": "3"}]}},
+             "'snapshot.images[0].clients' is a string, expected a number of 0 or more"),
+            ("snapshot-info", {"snapshot": {"name": "s", "origin_errors": [{"origin": "d", "errno": "28"}]}},
+             "'snapshot.origin_errors[0].errno' is a string, expected an integer"),
+            ("stats", {"origins": [], "snapshots": [{"name": "s", "images": [{"export": "d@s", "reads": "7"}]}]},
+             "'snapshots[0].images[0].reads' is a string, expected a number of 0 or more"),
+            ("cbt-reset", {}, "'generation' is missing"),
+            ("events-wait", {"events": []}, "'last_sequence' is missing"),
             ("origin-info", {"origin": {"name": "d", "read_only": "no"}},
              "'origin.read_only' is a string, expected true or false"),
             ("origins", {"origins": [3]}, "'origins[0]' is a number, expected an object"),
@@ -77,6 +97,7 @@ class ReplyShapeTest(unittest.TestCase):
                                             "storage": [{"path": "/x", "offset": 0, "size": 8, "created": True,
                                                          "sparse": False}],
                                             "taken_unix_ms": -1, "origin_errors": []}}),
+            ("cbt-info", {"cbt": {"checkpoints": {"s0": 3, "s1": 5}}}),
             ("cbt-raw-map", {"runs": [[0, 16], [2, 1]], "checkpoints": [{"name": "c", "number": 2,
                                                                          "taken_unix_ms": 5}],
                              "more": False, "next_offset": 0}),
@@ -87,6 +108,30 @@ class ReplyShapeTest(unittest.TestCase):
         for command, reply in cases:
             with self.subTest(command=command):
                 self.assertEqual(self.problem_of(command, reply), "")
+
+    def test_a_reply_nested_without_bound_is_refused_before_it_is_parsed(self):
+        # json.loads recursed: 1,000 levels raised RecursionError out of every call, the client left connected;
+        # libnbdsnap's call() crashed on 100,000 (attack11). Strings holding brackets do not count.
+        for depth in (65, 1000, 200000):
+            with self.subTest(depth=depth):
+                line = b'{"ok":true,"version":"1","x":' + b"[" * depth + b"]" * depth + b"}\n"
+                raw = helpers.FakeServer(lambda conn, line=line: (conn.recv(4096), conn.sendall(line)))
+                self.addCleanup(raw.stop)
+                with nbdsnap.Client(raw.path) as ctl:
+                    with self.assertRaises(nbdsnap.Error) as caught:
+                        ctl.version()
+                    self.assertEqual((caught.exception.code, ctl.state), ("protocol_error", "dead"))
+                    self.assertIn("malformed reply to version: the reply nests lists and objects deeper than 64 "
+                                  "levels", caught.exception.message)
+        self.assertEqual(self.problem_of("version", {"version": "[" * 100, "x": [[[1]]]}), "")
+
+    def test_nan_and_infinity_are_no_json(self):
+        raw = helpers.FakeServer(lambda conn: (conn.recv(4096), conn.sendall(b'{"ok":true,"version":"1","x":NaN}\n')))
+        self.addCleanup(raw.stop)
+        with nbdsnap.Client(raw.path) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.version()
+            self.assertEqual(caught.exception.code, "protocol_error")
 
     def test_a_typed_call_refuses_a_cbt_range_it_would_have_read_as_no_change(self):
         # The second page's range has a negative length: read tolerantly, the joined map held [1 MiB, -4096),
