@@ -212,12 +212,17 @@ Result<std::optional<Event>> EventStream::next(milliseconds wait) {
   if (next_buffered_ == buffered_.size()) {
     Result<EventBatch> batch = client_->wait_events(after_, wait);
     if (!batch) return batch.error();
-    buffered_ = std::move(batch->events);
+    // Each event once, in sequence order: one at or below the newest kept is a replay (watch_events too).
+    buffered_.clear();
+    for (Event& event : batch->events) {
+      if (event.sequence > (buffered_.empty() ? after_ : buffered_.back().sequence))
+        buffered_.push_back(std::move(event));
+    }
     next_buffered_ = 0;
   }
   if (next_buffered_ == buffered_.size()) return std::optional<Event>();
   Event event = std::move(buffered_[next_buffered_++]);
-  after_ = std::max(after_, event.sequence);
+  after_ = event.sequence;
   return std::optional<Event>(std::move(event));
 }
 

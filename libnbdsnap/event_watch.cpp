@@ -45,7 +45,10 @@ Result<WatchEnd> Client::watch_events(const EventFilter& filter, const EventCall
     Result<EventBatch> batch = wait_events(end.position, std::min(poll, left));
     if (!batch) return batch.error();
     for (const Event& event : batch->events) {
-      end.position = std::max(end.position, event.sequence);
+      // Each event once, in sequence order: one at or below the position reached was delivered already (or
+      // passed over); a server that replayed old events would otherwise have them called back for ever.
+      if (event.sequence <= end.position) continue;
+      end.position = event.sequence;
       if (!filter.matches(event)) continue;
       ++end.delivered;
       if (callback(event) == WatchVerdict::stop) {

@@ -249,6 +249,37 @@ TEST_CASE("an_event_stream_returns_events_one_by_one_and_asks_for_more_after_the
   CHECK(server.last_request()["after"] == 3);
 }
 
+TEST_CASE("a_server_replaying_old_events_has_each_delivered_once_in_sequence_order") {
+  // attack11: a server answering every events-wait with events 1 and 2 had them called back for ever.
+  ScriptedServer server([](const json& request) -> json {
+    if (request["after"].get<uint64_t>() >= 2)
+      std::this_thread::sleep_for(std::chrono::milliseconds(request["timeout_ms"].get<int64_t>()));
+    return {{"events", json::array({{{"sequence", 2}, {"type", "t"}},
+                                    {{"sequence", 1}, {"type", "t"}},
+                                    {{"sequence", 2}, {"type", "t"}}})},
+            {"last_sequence", 2}};
+  });
+  Client client = connected_with_defaults(server.path());
+  WatchOptions options;
+  options.poll = 20ms;
+  options.timeout = 200ms;
+  std::vector<uint64_t> seen;
+  Result<WatchEnd> end = client.watch_events(
+      {}, [&](const Event& event) { return seen.push_back(event.sequence), WatchVerdict::keep_watching; }, {},
+      options);
+  REQUIRE(end.ok());
+  CHECK(seen == std::vector<uint64_t>{2});
+  CHECK((end->position == 2 && end->delivered == 1));
+  EventStream stream(client);
+  std::vector<uint64_t> streamed;
+  for (int i = 0; i < 4; ++i) {
+    Result<std::optional<Event>> event = stream.next(20ms);
+    REQUIRE(event.ok());
+    if (*event) streamed.push_back((*event)->sequence);
+  }
+  CHECK(streamed == std::vector<uint64_t>{2});
+}
+
 TEST_CASE("watch_events_passes_the_filtered_events_and_ends_by_callback_by_stop_token_or_by_timeout") {
   // Five events, two per reply; with nothing new the server waits out the wait asked for, as nbdsnapd does.
   ScriptedServer server([](const json& request) -> json {

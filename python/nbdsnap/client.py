@@ -371,7 +371,11 @@ class Client:
         if value.pop("ok"):
             return value
         error = value.get("error") if isinstance(value.get("error"), dict) else {}
-        raise Error(error.get("code", "unknown"), error.get("message", "(no message)"), error.get("errno", 0),
+
+        def field(key, kind, default):  # as libnbdsnap: a field of another type reads as the default
+            got = error.get(key)
+            return got if isinstance(got, kind) and not isinstance(got, bool) else default
+        raise Error(field("code", str, "unknown"), field("message", str, "(no message)"), field("errno", int, 0),
                     source="server")
 
     def _exchange(self, command, server_wait, arguments, after_reply=None):
@@ -705,7 +709,11 @@ class Client:
             if left <= 0:
                 return {"reason": "timed_out", "position": position, "delivered": delivered}
             for event in self.wait_events(position, min(poll, left)).get("events", []):
-                position = max(position, event.get("sequence", 0))
+                # Each event once, in sequence order (as libnbdsnap): one at or below the position reached was
+                # delivered already; a server replaying old events would have them called back for ever.
+                if event["sequence"] <= position:
+                    continue
+                position = event["sequence"]
                 if types is not None and event.get("type") not in types:
                     continue
                 if snapshot is not None and event.get("snapshot") != snapshot:
@@ -734,17 +742,25 @@ class EventStream:
     def __iter__(self):
         return self
 
+    def _fetch(self, wait):
+        """Buffers the events after `position`, each once, in sequence order (a replayed old one is dropped)."""
+        newest = self.position
+        for event in self.client.wait_events(self.position, wait).get("events", []):
+            if event["sequence"] > newest:
+                self._buffered.append(event)
+                newest = event["sequence"]
+
     def __next__(self):
         while not self._buffered:
-            self._buffered = self.client.wait_events(self.position, self.wait).get("events", [])
+            self._fetch(self.wait)
         event = self._buffered.pop(0)
-        self.position = max(self.position, event.get("sequence", 0))
+        self.position = event["sequence"]
         return event
 
     def next(self, wait):
         """The next event within `wait` seconds, or None."""
         if not self._buffered:
-            self._buffered = self.client.wait_events(self.position, wait).get("events", [])
+            self._fetch(wait)
         if not self._buffered:
             return None
         return self.__next__()

@@ -269,6 +269,20 @@ class ClientTest(unittest.TestCase):
                 t.join()
         self.assertEqual(mismatches, [])
 
+    def test_a_server_replaying_old_events_has_each_delivered_once_in_sequence_order(self):
+        # attack11: a server answering every events-wait with events 1 and 2 had them called back for ever.
+        def events_wait(request):
+            if request["after"] >= 2:
+                time.sleep(request["timeout_ms"] / 1000)
+            return {"ok": True, "events": [{"sequence": 2}, {"sequence": 1}, {"sequence": 2}], "last_sequence": 2}
+        server = self.server(replying(events_wait))
+        with nbdsnap.Client(server.path) as ctl:
+            seen = []
+            end = ctl.watch_events(lambda e: seen.append(e["sequence"]), timeout=0.2, poll=0.02)
+            self.assertEqual((seen, end["position"], end["delivered"]), ([2], 2, 1))
+            stream = ctl.events(0, wait=0.02)
+            self.assertEqual([stream.next(0.02) for _ in range(3)], [{"sequence": 2}, None, None])
+
     def test_watch_events_filters_resumes_from_its_position_and_stops(self):
         log = [{"sequence": n, "type": kind, "snapshot": name} for n, kind, name in
                [(1, "snapshot_created", "a"), (2, "snapshot_taken", "a"), (3, "snapshot_taken", "b"),

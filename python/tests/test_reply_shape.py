@@ -164,6 +164,14 @@ class ReplyShapeTest(unittest.TestCase):
             self.assertEqual(caught.exception.code, "protocol_error")
             self.assertEqual(ctl.state, "dead")
 
+    def test_a_refusal_of_another_shape_raises_an_error_of_the_documented_types(self):
+        server = self.serve(lambda request: {"ok": False, "error": {"code": {"a": 1}, "errno": "x", "message": [1]}})
+        with nbdsnap.Client(server.path) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.origins()
+            e = caught.exception
+            self.assertEqual((e.code, e.errno, e.message, e.source), ("unknown", 0, "(no message)", "server"))
+
     def test_the_table_is_well_formed_and_names_every_command_the_client_wraps(self):
         path = os.path.join(os.path.dirname(nbdsnap.__file__), "reply_shapes.json")
         with open(path, encoding="utf-8") as f:

@@ -205,7 +205,9 @@ class Client {
 };
 
 // A blocking iterator over the event log: next() returns the events one by one, asking the server for more
-// (events-wait) when it has none buffered. Uses the Client it is given; not thread-safe itself.
+// (events-wait) when it has none buffered. Each event once, in increasing sequence (an event a server sends
+// again, or out of order, at or below the last one returned is dropped; watch_events() does the same). Uses
+// the Client it is given; not thread-safe itself.
 class EventStream {
  public:
   // Events with sequence > after (0: from the oldest the server still holds).
