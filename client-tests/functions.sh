@@ -385,4 +385,30 @@ mount_tmpfs() {
   mount -t tmpfs -o "size=$2" tmpfs "$1" 2>/dev/null || skip "cannot mount a tmpfs (not root or no permission)"
   _mounts+=("$1")
 }
+# freezable_fs SIZE: mounts a new ext4 file system of SIZE bytes (truncate's units: 64M) on $fs (in $dir),
+# for freeze_fs and thaw_fs: a frozen file system stops answering writes as a hung NFS server does. At exit it
+# is thawed, the server stopped (its files may be there) and unmounted. Skips (77) without root, mkfs.ext4,
+# fsfreeze or a loop mount.
+freezable_fs() {
+  requires_root
+  requires mkfs.ext4 -V
+  requires fsfreeze --version
+  fs=$dir/fs
+  mkdir "$fs"
+  truncate -s "$1" "$dir/fs.img"
+  mkfs.ext4 -q -F "$dir/fs.img" || skip "mkfs.ext4 failed"
+  timeout 30 mount -o loop "$dir/fs.img" "$fs" 2>/dev/null || skip "cannot loop-mount an ext4 image"
+  cleanup_fn _thaw_and_unmount_fs
+}
+_thaw_and_unmount_fs() {
+  timeout 30 fsfreeze -u "$fs" 2>/dev/null || true  # frozen or not: the test may have frozen it itself
+  [[ -z $server_pid ]] || stop_server TERM
+  timeout 30 umount "$fs" || timeout 30 umount -l "$fs"
+}
+# freeze_fs: writes back what is cached, then freezes $fs (skips when it cannot). thaw_fs: thaws it.
+freeze_fs() {
+  sync
+  timeout 30 fsfreeze -f "$fs" || skip "fsfreeze -f failed"
+}
+thaw_fs() { timeout 30 fsfreeze -u "$fs" || fail "fsfreeze -u"; }
 vmrss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }  # KiB

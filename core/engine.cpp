@@ -20,6 +20,8 @@
 //   under the lock is the one that counts. Their paths are reserved meanwhile (storage_paths_in_creation_):
 //   two calls making one new file would race for its lock, and the loser's clean-up could remove the file
 //   the winner uses.
+// - attach (attaching_): reads the origin's fingerprint and loads and saves its CBT state (state directory
+//   I/O); the name and the disk are reserved meanwhile, and the origin joins origins_ once that is done.
 // - take (taking_): holds every origin of the snapshot, then waits for the writes in flight at each, for at
 //   most EngineConfig::take_drain_limit all together; then switches them all, or thaws them all and takes
 //   nothing. Meanwhile the snapshot's members and storage, and its origins' CBTs, gates and copy-on-write
@@ -148,6 +150,7 @@ Status Engine::check_origin_unused_locked(const std::string& name, const std::st
   {
     MutexLock lock(mutex_);
     if (detaching_.count(name)) return being_detached(name);
+    if (attaching_.count(name)) return being_attached(name);
     if (origins_.count(name)) return {Errc::already_exists, "origin '" + name + "' is already attached"};
   }
   if (!identity.empty()) {
@@ -171,9 +174,22 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   if (size == 0 && device) size = device->size();
   if (minimum_io_size == 0) minimum_io_size = device ? device->minimum_io_size() : 1;
   if (size == 0) return {Errc::invalid_argument, "origin '" + name + "' has no size"};
-  MutexLock control(control_mutex_);
   const std::string identity = device ? device->file_identity() : file_identity;
-  if (Status s = check_origin_unused_locked(name, identity); !s) return s;
+  ScopeExit reserved(
+      [&] {
+        MutexLock lock(mutex_);
+        attaching_.erase(name);
+      },
+      ScopeExitArmed::later);
+  {
+    MutexLock control(control_mutex_);
+    if (Status s = check_origin_unused_locked(name, identity); !s) return s;
+    MutexLock lock(mutex_);
+    reserved.arm();
+    attaching_[name] = identity;  // the name and the disk are ours until the origin is registered or given up
+  }
+  // Without control_mutex_ (design notes): the device's fingerprint (an fstat) and the CBT state file's load
+  // and save wait as long as the origin's file system or the state directory stalls.
   const uint64_t block_size = tracking_block_size(size, minimum_io_size, config_.sizing);
   std::unique_ptr<Cbt> cbt;
   std::string renewed_because;
@@ -224,8 +240,11 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   auto origin = std::make_shared<Origin>(name, std::move(device), size, minimum_io_size, read_only,
                                          std::make_unique<Tracker>(std::move(cbt)), identity);
   {
+    // Registered without control_mutex_: attaching_ has kept the name and the disk from every other call.
     MutexLock lock(mutex_);
-    origins_[name] = origin;
+    origins_[name] = origin;  // first: it may throw, and then the attach is given up
+    attaching_.erase(name);
+    reserved.dismiss();
   }
   post(events_, EventType::origin_attached, "", name, attached_reason);
   if (!renewed_because.empty()) {
@@ -248,6 +267,7 @@ Status Engine::detach_origin(const std::string& name, bool force) {
     MutexLock control(control_mutex_);
     MutexLock lock(mutex_);
     if (detaching_.count(name)) return being_detached(name);
+    if (attaching_.count(name)) return being_attached(name);
     if (resetting_.count(name)) return being_reset(name);  // the CBT saved below would miss the reset
     auto it = origins_.find(name);
     if (it == origins_.end()) return unknown_origin(name);
@@ -511,6 +531,13 @@ Status Engine::being_created(const std::string& name) {
               "file system may not be answering); try again once snapshot-create has returned"};
 }
 
+Status Engine::being_attached(const std::string& name) {
+  return {Errc::busy, "origin '" + name +
+                          "' is being attached: its CBT state is being loaded and saved (the state directory "
+                          "or the origin's file system may not be answering); try again once origin-attach "
+                          "has returned"};
+}
+
 Status Engine::being_detached(const std::string& name) {
   return {Errc::busy,
           "origin '" + name +
@@ -746,18 +773,17 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     // Other creates and appends ran meanwhile: the bytes must still be free now, when they become ours.
     result = check_still_unused(snapshot->storage());
     if (result) {
-      {
-        MutexLock lock(mutex_);
-        snapshots_[name] = snapshot;  // first: it may throw, and then the snapshot is given up
-        creating_.erase(name);
-        release_storage_paths_locked(path_keys);
-        reserved.dismiss();
-      }
-      record_created_storage();
-      if (created) *created = snapshot->info();
+      MutexLock lock(mutex_);
+      snapshots_[name] = snapshot;  // first: it may throw, and then the snapshot is given up
+      creating_.erase(name);
+      release_storage_paths_locked(path_keys);
+      reserved.dismiss();
     }
   }
   if (!result) return result;  // `reserved` gives it up
+  // Without control_mutex_: the ledger is written to the state directory, which may stall.
+  record_created_storage();
+  if (created) *created = snapshot->info();
   std::string origins;
   for (const std::string& origin : options.origins) origins += (origins.empty() ? "" : ",") + origin;
   post(events_, EventType::snapshot_created, name, origins, "");
@@ -1013,11 +1039,11 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
   if (result) {
     MutexLock control(control_mutex_);
     result = check_still_unused(staged);
-    if (result) {
-      snapshot->adopt_storage(staged, spec);
-      record_created_storage();
-      if (appended) *appended = snapshot->info();
-    }
+    if (result) snapshot->adopt_storage(staged, spec);
+  }
+  if (result) {
+    record_created_storage();  // without control_mutex_: the state directory may stall
+    if (appended) *appended = snapshot->info();
   }
   staged.release();  // on failure: removes a file it created; without locks (it may wait for the file system)
   reserved.run_now();
@@ -1199,6 +1225,9 @@ std::vector<DiskUse> Engine::disks_in_use() const {
     for (const auto& [name, origin] : origins_) {
       if (!origin->file_identity().empty())
         out.push_back({origin->file_identity(), 0, 0, "origin '" + name + "'"});
+    }
+    for (const auto& [name, identity] : attaching_) {
+      if (!identity.empty()) out.push_back({identity, 0, 0, "origin '" + name + "' (being attached)"});
     }
     for (const auto& [name, snapshot] : snapshots_) snapshots.push_back(snapshot);
     for (const auto& [name, snapshot] : destroying_) snapshots.push_back(snapshot);  // files still open

@@ -15,8 +15,9 @@
 // An origin belongs to at most one snapshot at a time. Every public method is thread-safe; control operations
 // (attach, detach, create, add, remove, take, append, destroy, reset) run one at a time (lock order:
 // core/lock_order.h), except for the waits a stalled disk can hold: a detach's, a destroy's, a take's and a
-// CBT reset's waits for writes in flight, and a create's or an append's creation of storage files run beside
-// other calls, which get busy if they need the same origin, snapshot or storage (see each).
+// CBT reset's waits for writes in flight, a create's or an append's creation of storage files, and an
+// attach's CBT state I/O run beside other calls, which get busy if they need the same origin, snapshot or
+// storage (see each).
 #pragma once
 
 #include <chrono>
@@ -68,11 +69,13 @@ class Engine {
   // end always passes a source for I/O (then size must be given); otherwise size 0 means device->size().
   // minimum_io_size 0 means device->minimum_io_size() (1 without a device); sizing.h keeps chunks and
   // tracking blocks at least that large. Valid: `name` not attached. Errors: invalid_argument (bad name, no
-  // size), already_exists (name attached, or the device is already an origin or storage), I/O errors of the
-  // CBT state file. file_identity: for a null device, the identity (FileDevice::identity_of) of the file the
-  // front end's source reads and writes, when it knows one (the filter:
-  // ServedOriginFiles::identity_of_export), checked and counted as the origin's disk as a device's is; empty:
-  // unknown.
+  // size), already_exists (name attached, or the device is already an origin or storage), busy (the name
+  // is being attached or detached), I/O errors of the CBT state file. The CBT state I/O waits as long as the
+  // state directory stalls; meanwhile only calls that need this name or disk are refused (busy, "being
+  // attached"), and all others go on. file_identity: for a null device, the identity
+  // (FileDevice::identity_of) of the file the front end's source reads and writes, when it knows one (the
+  // filter: ServedOriginFiles::identity_of_export), checked and counted as the origin's disk as a device's
+  // is; empty: unknown.
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
                        uint64_t size = 0, uint64_t minimum_io_size = 0,
                        const std::string& file_identity = {});
@@ -206,6 +209,8 @@ class Engine {
   static Status being_destroyed(const std::string& name);
   // busy: snapshot `name` is being created (its storage files are still being created and sized).
   static Status being_created(const std::string& name);
+  // busy: origin `name` is being attached (its CBT state is still being loaded and saved).
+  static Status being_attached(const std::string& name);
   // busy: origin `name` is being detached (its detach still waits for I/O in flight).
   static Status being_detached(const std::string& name);
   // busy: snapshot `name` is being taken (its take still waits for its origins' writes in flight).
@@ -284,11 +289,11 @@ class Engine {
   EventLog events_;
   std::shared_ptr<BufferBudget> budget_;
   // Serialises control operations (create/take/destroy/attach...) so they never interleave half-done. The
-  // first lock in core/lock_order.h: taken before every other, held across the I/O of control calls that
-  // no stalled disk holds up (attach's CBT load and save), never across a wait for I/O in flight or the
-  // creation of storage files (a destroy's drain and release, a detach's, a take's or a CBT reset's drain,
-  // a create's or append's files): the registries destroying_, releasing_, detaching_, taking_, resetting_,
-  // creating_ and appending_ reserve what those use.
+  // first lock in core/lock_order.h: taken before every other, never across I/O a stalled disk or state
+  // directory can hold (an attach's CBT load and save, a destroy's drain and release, a detach's, a take's
+  // or a CBT reset's drain, a create's or append's files and the storage ledger's write): the registries
+  // attaching_, destroying_, releasing_, detaching_, taking_, resetting_, creating_ and appending_ reserve
+  // what those use.
   mutable Mutex control_mutex_;
   // Serialises writes of the storage ledger (record_created_storage); held across that write, which is I/O
   // of the state directory.
@@ -313,6 +318,9 @@ class Engine {
   // disk), with the snapshot each belonged to ("" none): no other call may use, reattach or snapshot them,
   // nor take or destroy that snapshot, meanwhile. They stay in origins_ until the detach has let go of them.
   std::map<std::string, std::string> detaching_ GUARDED_BY(mutex_);
+  // Origins an attach_origin() loads and saves the CBT state of without control_mutex_ (not yet in
+  // origins_), with their disks' identities ("" unknown): the names and disks are reserved (disks_in_use).
+  std::map<std::string, std::string> attaching_ GUARDED_BY(mutex_);
   // Snapshots a take_snapshot() holds frozen and drains without control_mutex_ (they stay in snapshots_,
   // created), with their origins' names: until the take has switched them or given up, nothing may change
   // the snapshot's members or storage, destroy it or take it again, nor detach, reset the CBT of or delete a

@@ -7,16 +7,17 @@
 // the declarations); this order is checked by TSan's lock-order detector in the fault-injection model test
 // (core/tests/model_test.cpp), which runs takes, destroys, detaches and info() against failing copy-on-write.
 //
-//  1. Engine::control_mutex_    serialises control operations; held across attach's CBT load and save, but
-//                               never across a wait for I/O in flight: not across a take's freezes and
-//                               drain, a CBT reset's drain, a destroy's drain and release, a detach's drain
-//                               and CBT save, or the creation of storage files by a create or an append. The
-//                               registries Engine::taking_, resetting_, destroying_, releasing_, detaching_,
-//                               creating_ and appending_ (under 3) keep other calls off what those use
-//                               meanwhile, and they take this lock again, briefly, only to register or to
-//                               check and commit (a take and a reset register under it and commit without
-//                               it: nothing they reserved can change meanwhile). Never taken while a gate
-//                               is frozen (2).
+//  1. Engine::control_mutex_    serialises control operations; never held across a wait for I/O in flight
+//                               or state directory I/O: not across a take's freezes and drain, a CBT
+//                               reset's drain, a destroy's drain and release, a detach's drain and CBT
+//                               save, an attach's CBT load and save, the creation of storage files by a
+//                               create or an append, or the storage ledger's write. The registries
+//                               Engine::taking_, resetting_, destroying_, releasing_, detaching_,
+//                               attaching_, creating_ and appending_ (under 3) keep other calls off what
+//                               those use meanwhile, and they take this lock again, briefly, only to
+//                               register or to check and commit (a take, a reset and an attach register
+//                               under it and commit without it: nothing they reserved can change
+//                               meanwhile). Never taken while a gate is frozen (2).
 //  1b. Engine::ledger_mutex_    serialises writes of the storage ledger (list and write as one); held across
 //                               that write (state directory I/O) and Engine::mutex_ (to list).
 //  2. IoGate (freeze/close)     not a lock but a wait: freeze() and close() wait for I/O inside the gate, so
@@ -62,7 +63,9 @@
 // resetting_), then 2 (bounded drain) -> the leaf Cbt::mutex_, then 3; destroy = 1
 // -> 3 (both released), then 2 -> 4, then 3 (releasing_), storage released with nothing held, then 1b -> 3;
 // detach = 1 -> 3 (both released), then 2 (close) and 4, the CBT save with nothing held, then 3;
-// create/append = 1 -> 3 (both released), storage files created with nothing held, then 1 -> 3, 1 -> 1b; a
+// attach = 1 -> 3 (both released), the CBT load and save with nothing held, then 3;
+// create/append = 1 -> 3 (both released), storage files created with nothing held, then 1 -> 3, then
+// 1b -> 3; a
 // write = gate entered -> ChunkMap -> (released) -> DiffStorage / device I/O -> Snapshot::mutex_ only
 // through Snapshot::corrupt(), which holds no other lock.
 #pragma once

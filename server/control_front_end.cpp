@@ -25,6 +25,8 @@ Status NbdsnapdFrontEnd::detach_origin(const std::string& name, bool force) {
       log_info("origin " + name + " removed from the origin list");
       return Status::ok();
     }
+    // An origin-attach of the name still waiting for its CBT state I/O: busy, "being attached".
+    if (Status s = engine_.check_origin_unused(name, ""); s.code() == Errc::busy) return s;
     return {Errc::not_found, "origin '" + name + "' does not exist"};
   }
   const unsigned clients = server_.clients().count_of_origin(name);

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <optional>
 
 #include "file_device.h"
 #include "log.h"
@@ -57,39 +56,50 @@ Status OriginFiles::attach_at_start(const std::vector<OriginSpec>& command_line)
 }
 
 Status OriginFiles::attach(const std::string& name, const std::string& path, bool read_only) {
+  const OriginSpec spec{name, absolute_path(path), read_only};
+  // Opened and attached without mutex_: the open waits as long as the file's file system stalls (a hung NFS
+  // server) and the engine's attach as long as the state directory's does; the engine refuses the name and
+  // the disk to other calls meanwhile (busy, "being attached"), and other attaches and detaches go on.
+  std::string identity;
+  if (Status status = open_and_attach(spec, identity); !status.is_ok()) return status;
   MutexLock lock(mutex_);
-  // A listed origin that could not be attached at start is replaced by this attach, if it succeeds.
-  std::optional<OriginSpec> unattached;
-  const auto listed =
-      std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
-  if (listed != listed_.end() && !attached_.count(name)) {
-    unattached = *listed;
-    listed_.erase(listed);
-  }
-  Status status = attach_locked({name, absolute_path(path), read_only});
-  if (status.is_ok()) {
-    save_list_locked();
-  } else if (unattached) {
-    listed_.push_back(*unattached);
-  }
-  return status;
+  // A detach may have come between the engine's attach and this lock: its forget() found nothing to drop
+  // then, so list the origin only while the engine still has this file attached under the name (and not
+  // another attach's, after that detach). A later forget() waits for this lock.
+  const std::shared_ptr<Origin> attached = engine_.find_origin(name);
+  if (!attached || attached->file_identity() != identity) return Status::ok();
+  list_attached_locked(spec);
+  save_list_locked();
+  return Status::ok();
 }
 
 Status OriginFiles::attach_locked(const OriginSpec& spec) {
+  std::string identity;
+  if (Status status = open_and_attach(spec, identity); !status.is_ok()) return status;
+  list_attached_locked(spec);
+  return Status::ok();
+}
+
+Status OriginFiles::open_and_attach(const OriginSpec& spec, std::string& identity) {
   // Refused before anything is opened, naming the origin or snapshot that uses the disk: the open would meet
   // our own lock on it first (the file under another path, a loop device over it or the file behind one).
-  std::string identity;
   if (FileDevice::identity_of(spec.path, identity)) {
     if (Status s = engine_.check_origin_unused(spec.name, identity); !s) return s;
   }
   std::unique_ptr<FileDevice> device;
   Status status = FileDevice::open(spec.path, spec.read_only, device, cache_);
   if (!status.is_ok()) return status;
-  status = engine_.attach_origin(spec.name, std::shared_ptr<BlockDevice>(std::move(device)), spec.read_only);
-  if (!status.is_ok()) return status;
+  identity = device->file_identity();  // the file opened, not the path
+  return engine_.attach_origin(spec.name, std::shared_ptr<BlockDevice>(std::move(device)), spec.read_only);
+}
+
+void OriginFiles::list_attached_locked(const OriginSpec& spec) {
+  // A listed origin that could not be attached at start is replaced by the one attached now.
+  listed_.erase(
+      std::remove_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == spec.name; }),
+      listed_.end());
   attached_.insert(spec.name);
   listed_.push_back(spec);
-  return Status::ok();
 }
 
 bool OriginFiles::forget(const std::string& name) {

@@ -32,13 +32,20 @@ class OriginFiles {
   bool forget(const std::string& name);
 
  private:
+  // attach_at_start's: opens, attaches and lists one origin.
   Status attach_locked(const OriginSpec& spec) REQUIRES(mutex_);
+  // Opens the file and attaches it in the engine; lists nothing. May wait for a stalled file system. Sets
+  // `identity` to the opened file's (FileDevice::file_identity).
+  Status open_and_attach(const OriginSpec& spec, std::string& identity);
+  // Lists an origin the engine has attached, in place of a listed one of its name that was not attached.
+  void list_attached_locked(const OriginSpec& spec) REQUIRES(mutex_);
   void save_list_locked() REQUIRES(mutex_);
 
   Engine& engine_;
   OriginList list_;
   const FileCache cache_;
-  // Serialises attaches and the list; taken before the engine's locks (it calls Engine::attach_origin).
+  // Guards the list and serialises its writes (state directory I/O: the last list written is the newest).
+  // Held across the engine's attach only at start; a control attach opens and attaches without it.
   mutable Mutex mutex_;
   std::vector<OriginSpec> listed_ GUARDED_BY(mutex_);  // attach order
   std::set<std::string> attached_ GUARDED_BY(mutex_);

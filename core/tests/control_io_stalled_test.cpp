@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // control_io_stalled_test.cpp — a forced detach, a create or append of storage, and a destroy's release of
-// its storage, each waiting for a stalled disk or file system, hold up only the calls that need the same
-// origin, snapshot or storage (ARCHITECTURE.md invariant 5): those fail at once with busy naming what is
-// going on, and every other control call goes on. Each of the three used to wait holding the engine's control
-// lock.
+// its storage, and an attach whose origin's file system stalls, each waiting for a stalled disk or file
+// system, hold up only the calls that need the same origin, snapshot or storage (ARCHITECTURE.md invariant
+// 5): those fail at once with busy naming what is going on, and every other control call goes on. Each of
+// the four used to wait holding the engine's control lock.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -16,6 +16,7 @@
 
 #include "control.h"
 #include "engine.h"
+#include "file_device.h"
 #include "memory_device.h"
 #include "stalling_device.h"
 #include "test_support.h"
@@ -68,6 +69,29 @@ void check_busy(const Status& status, const std::string& words) {
 struct DeviceAnswer {
   StallingDevice& device;
   void answer() { device.answer(); }
+};
+
+// A file origin whose content fingerprint (an fstat, core/file_device.cpp) waits at `stall`, as the fstat of
+// a file on a hung NFS server does. Passes everything else to the file.
+class StallingFingerprint final : public BlockDevice {
+ public:
+  StallingFingerprint(std::shared_ptr<BlockDevice> inner, std::shared_ptr<Stall> stall)
+      : inner_(std::move(inner)), stall_(std::move(stall)) {}
+  uint64_t size() const override { return inner_->size(); }
+  Status pread(void* buf, uint64_t len, uint64_t offset) override { return inner_->pread(buf, len, offset); }
+  Status pwrite(const void* buf, uint64_t len, uint64_t offset, bool fua) override {
+    return inner_->pwrite(buf, len, offset, fua);
+  }
+  Status flush() override { return inner_->flush(); }
+  std::string content_fingerprint() const override {
+    stall_->pass();
+    return inner_->content_fingerprint();
+  }
+  std::string file_identity() const override { return inner_->file_identity(); }
+
+ private:
+  std::shared_ptr<BlockDevice> inner_;
+  std::shared_ptr<Stall> stall_;
 };
 
 }  // namespace control_io_stalled
@@ -320,4 +344,52 @@ TEST_CASE("a destroy whose storage release stalls holds up only the calls that n
   // Everything is free again.
   CHECK_OK(engine.create_snapshot("a", snapshot_options({"o1"}, dir, "a.diff", 1 << 20)));
   CHECK_OK(engine.destroy_snapshot("a"));
+}
+
+TEST_CASE("an attach whose origin's file system stalls holds up only the calls that need its name or disk") {
+  HangWatchdog watchdog("attach of an origin on a stalled file system", 120s);
+  TempDir dir;
+  const EngineConfig config = config_with_state(dir);
+  Engine engine(config);
+  attach_memory_origin(engine, "healthy", 4 * kChunk);
+  {
+    std::ofstream(dir.file("slow.raw")).close();
+    std::filesystem::resize_file(dir.file("slow.raw"), 4 * kChunk);
+  }
+  std::unique_ptr<FileDevice> file;
+  REQUIRE_OK(FileDevice::open(dir.file("slow.raw"), false, file));
+  auto stall = std::make_shared<Stall>();
+  auto slow = std::make_shared<StallingFingerprint>(std::shared_ptr<BlockDevice>(std::move(file)), stall);
+
+  stall->stall_next();
+  auto attach = std::async(std::launch::async, [&] { return engine.attach_origin("slow", slow, false); });
+  REQUIRE(stall->await_waiting());
+
+  check_other_snapshot_goes_on(engine, *stall, dir, "healthy");
+  CHECK_OK(within_five_seconds(*stall, "detach of another origin",
+                               [&] { return engine.detach_origin("healthy", false); }));
+  const std::string attaching = "origin 'slow' is being attached";
+  check_busy(within_five_seconds(
+                 *stall, "attach of the same name",
+                 [&] { return engine.attach_origin("slow", std::make_shared<MemoryDevice>(kChunk), false); }),
+             attaching);
+  check_busy(within_five_seconds(*stall, "front end's check of the name",
+                                 [&] { return engine.check_origin_unused("slow", ""); }),
+             attaching);
+  // Its disk is claimed: another origin on the same file is refused, naming the attach.
+  const Status same_disk = within_five_seconds(*stall, "attach of its file under another name", [&] {
+    return engine.check_origin_unused("other", slow->file_identity());
+  });
+  CHECK(same_disk.code() == Errc::already_exists);
+  CHECK_MESSAGE(same_disk.message().find("origin 'slow' (being attached)") != std::string::npos,
+                same_disk.to_string());
+  CHECK(engine.find_origin("slow") == nullptr);
+
+  stall->answer();
+  CHECK_OK(attach.get());
+  REQUIRE(engine.find_origin("slow") != nullptr);
+  REQUIRE_OK(engine.create_snapshot("s", snapshot_options({"slow"}, dir, "s.diff", 1 << 20)));
+  CHECK_OK(engine.take_snapshot("s"));
+  CHECK_OK(engine.destroy_snapshot("s"));
+  CHECK_OK(engine.detach_origin("slow", false));
 }
