@@ -196,6 +196,7 @@ Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
   {
     MutexLock lock(mutex_);
     if (detaching_.count(name)) return being_detached(name);
+    if (attaching_.count(name)) return being_attached(name);
     unsigned writers = 0;
     for (const auto& [handle, client] : clients_) writers += client.export_name == name;
     if (writers > 0 && !force)
@@ -220,29 +221,64 @@ Status FilterFrontEnd::being_detached(const std::string& name) {
                           "answering); connect again once origin-detach has returned"};
 }
 
+Status FilterFrontEnd::being_attached(const std::string& name) {
+  return {Errc::busy, "origin '" + name + "' is being attached by another connection, for longer than " +
+                          std::to_string(kAttachWaitLimit.count() / 1000) +
+                          " s (the CBT state directory may not be answering); connect again later"};
+}
+
+Status FilterFrontEnd::attach_locked(const std::string& name, uint64_t size, uint64_t minimum_io_size,
+                                     bool read_only, const std::string& file_identity,
+                                     const std::string& file_path) {
+  attaching_.insert(name);  // later opens of it wait, a detach of it is busy
+  // Without mutex_: locking the file and the engine's CBT state I/O wait as long as their file systems
+  // stall, and the opens of other exports must not wait behind them.
+  mutex_.unlock();
+  OriginFileLock file_lock;
+  Status status = Status::ok();
+  try {
+    // Locked before it is tracked: a file another process serves (and tracks) is never attached here. A
+    // file this process holds is another origin or difference storage: the engine refuses it below, with
+    // the message that names which.
+    Status locked = Status::ok();
+    if (!file_identity.empty() && !file_path.empty()) {
+      locked = OriginFileLock::acquire(file_path, file_identity, read_only, file_lock);
+    }
+    if (!locked && locked.code() != Errc::already_exists) {
+      status = locked;
+    } else if (status = engine_.attach_origin(name, nullptr, read_only, size, minimum_io_size, file_identity);
+               status && !locked) {
+      (void)engine_.detach_origin(name, true);  // never reached while the engine knows every file we hold
+      status = locked;
+    }
+  } catch (...) {
+    mutex_.lock();
+    attaching_.erase(name);
+    attached_.notify_all();
+    throw;
+  }
+  mutex_.lock();
+  attaching_.erase(name);
+  attached_.notify_all();
+  if (status) origin_locks_[name] = std::move(file_lock);
+  return status;
+}
+
 Status FilterFrontEnd::open_origin(const void* client, const std::string& name, uint64_t size,
                                    uint64_t minimum_io_size, bool read_only, const std::string& file_identity,
                                    const std::string& file_path, std::shared_ptr<Origin>& out) {
   MutexLock lock(mutex_);
+  // Another connection attaching this origin (its first clients often connect together: multi-conn) is
+  // waited for, within a bound: the attach saves CBT state, which a stalled state directory holds up.
+  const auto deadline = std::chrono::steady_clock::now() + kAttachWaitLimit;
+  while (attaching_.count(name)) {
+    if (!attached_.wait_until(mutex_, deadline) && attaching_.count(name)) return being_attached(name);
+  }
   if (detaching_.count(name)) return being_detached(name);
   out = engine_.find_origin(name);
   if (!out) {
-    // Locked before it is tracked: a file another process serves (and tracks) is never attached here. A
-    // file this process holds is another origin or difference storage: the engine refuses it below, with
-    // the message that names which.
-    OriginFileLock file_lock;
-    Status locked = Status::ok();
-    if (!file_identity.empty() && !file_path.empty()) {
-      locked = OriginFileLock::acquire(file_path, file_identity, read_only, file_lock);
-      if (!locked && locked.code() != Errc::already_exists) return locked;
-    }
-    if (Status s = engine_.attach_origin(name, nullptr, read_only, size, minimum_io_size, file_identity); !s)
+    if (Status s = attach_locked(name, size, minimum_io_size, read_only, file_identity, file_path); !s)
       return s;
-    if (!locked) {
-      (void)engine_.detach_origin(name, true);  // never reached while the engine knows every file we hold
-      return locked;
-    }
-    origin_locks_[name] = std::move(file_lock);
     out = engine_.find_origin(name);
     if (!out) return {Errc::not_found, "origin '" + name + "' vanished right after attaching"};
   }

@@ -74,7 +74,8 @@ class FilterFrontEnd final : public ControlFrontEnd {
   // fails (the origin's gates). Errors: those of Engine::attach_origin (already_exists: the file is another
   // origin or difference storage), of OriginFileLock::acquire (busy: another process, an nbdsnapd or another
   // nbdkit, holds the file), bad_state (the export's size changed, or it is now another file than the one the
-  // origin was attached with: renamed or replaced in dir=).
+  // origin was attached with: renamed or replaced in dir=), busy (the origin is being detached, or another
+  // connection's attach of it has not ended within kAttachWaitLimit, which this call waits at most).
   Status open_origin(const void* client, const std::string& name, uint64_t size, uint64_t minimum_io_size,
                      bool read_only, const std::string& file_identity, const std::string& file_path,
                      std::shared_ptr<Origin>& out);
@@ -92,6 +93,12 @@ class FilterFrontEnd final : public ControlFrontEnd {
   };
   // busy: origin `name` is being detached (detaching_).
   static Status being_detached(const std::string& name);
+  // busy: origin `name` has been being attached by another connection for kAttachWaitLimit (attaching_).
+  static Status being_attached(const std::string& name);
+  // Locks the origin's file and attaches it in the engine, registered in attaching_ and without mutex_
+  // meanwhile (held again on return); keeps the file's lock in origin_locks_ once attached.
+  Status attach_locked(const std::string& name, uint64_t size, uint64_t minimum_io_size, bool read_only,
+                       const std::string& file_identity, const std::string& file_path) REQUIRES(mutex_);
   // The listening Unix socket of this nbdkit (not the control socket), or empty. IPv4 TCP is the fallback.
   std::string find_nbd_socket() const;
   // A connection to nbdkit's own socket, or why there is none. in_handshake: the caller is inside one of
@@ -101,6 +108,8 @@ class FilterFrontEnd final : public ControlFrontEnd {
   // Every step of a connection to nbdkit's own socket (connect, NBD_OPT_LIST, each NBD_OPT_INFO) ends by
   // then.
   static constexpr std::chrono::milliseconds kSelfClientTimeout{5000};
+  // How long an open waits for another connection's attach of the same origin before it gives up (busy).
+  static constexpr std::chrono::milliseconds kAttachWaitLimit{10000};
 
   Engine& engine_;
   PluginExports& exports_;
@@ -110,9 +119,9 @@ class FilterFrontEnd final : public ControlFrontEnd {
   // Locks of the filter, in precedence order: discovery_mutex_, then mutex_ (held while it calls the engine,
   // whose locks come next, core/lock_order.h), then PluginExports' refresh_mutex_ and mutex_.
   Mutex discovery_mutex_;  // one attach_listed_origins at a time
-  // Also serialises attaches against opens; a detach holds it only to check and to mark (detaching_): the
-  // engine's detach waits for I/O in flight, which a stalled disk holds up, and opens of other origins must
-  // not wait behind it.
+  // Held by an attach and a detach only to check and to mark (attaching_, detaching_): the engine's attach
+  // waits for CBT state I/O and its detach for I/O in flight, which a stalled disk holds up, and opens of
+  // other origins must not wait behind them.
   mutable Mutex mutex_ ACQUIRED_AFTER(discovery_mutex_);
   std::map<const void*, Client> clients_ GUARDED_BY(mutex_);
   std::set<std::string> attach_tried_ GUARDED_BY(mutex_);  // origins attached or offered during this run
@@ -122,6 +131,10 @@ class FilterFrontEnd final : public ControlFrontEnd {
   std::map<std::string, OriginFileLock> origin_locks_ GUARDED_BY(mutex_);
   // Origins whose detach waits, without mutex_, for their I/O in flight: new clients of them are refused.
   std::set<std::string> detaching_ GUARDED_BY(mutex_);
+  // Origins an open attaches without mutex_ (attach_locked): other opens of them wait on attached_ (bounded),
+  // detaches of them are busy.
+  std::set<std::string> attaching_ GUARDED_BY(mutex_);
+  CondVar attached_;  // an attach_locked ended
 };
 
 }  // namespace nbdsnap
