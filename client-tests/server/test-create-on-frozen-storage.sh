@@ -8,31 +8,14 @@
 # Usage: test-create-on-frozen-storage.sh NBDSNAPD. Skips (77) without root, mkfs.ext4, fsfreeze or a loop mount.
 NBDSNAPD=${1:?usage: $0 NBDSNAPD}
 source "$(dirname "$0")/../functions.sh"
-requires_root
-requires mkfs.ext4 -V
-requires fsfreeze --version
-
-fs=$dir/fs
-mkdir "$fs"
-truncate -s 64M "$dir/fs.img"
-mkfs.ext4 -q -F "$dir/fs.img" || skip "mkfs.ext4 failed"
-timeout 30 mount -o loop "$dir/fs.img" "$fs" 2>/dev/null || skip "cannot loop-mount an ext4 image"
-frozen=
-thaw_and_unmount() {
-  [[ -z $frozen ]] || timeout 30 fsfreeze -u "$fs" || true
-  [[ -z $server_pid ]] || stop_server TERM
-  timeout 30 umount "$fs" || timeout 30 umount -l "$fs"
-}
-cleanup_fn thaw_and_unmount
+freezable_fs 64M
 
 truncate -s 4M "$dir/o.raw" "$dir/p.raw" "$dir/q.raw"
 start_nbdsnapd --log nbdsnapd --origin "o=$dir/o.raw" --origin "p=$dir/p.raw" --origin "q=$dir/q.raw"
 ctl "{\"command\":\"snapshot-create\",\"name\":\"t\",\"origins\":[\"q\"],\"storage\":[{\"path\":\"$dir/t.diff\",\"size\":$((8 << 20))}]}" \
   >/dev/null || fail "create t"
 
-sync
-timeout 30 fsfreeze -f "$fs" || skip "fsfreeze -f failed"
-frozen=1
+freeze_fs
 timeout 120 "$PY" -m nbdsnap "$ctl" \
   "{\"command\":\"snapshot-create\",\"name\":\"a\",\"origins\":[\"o\"],\"storage\":[{\"path\":\"$fs/a.diff\",\"size\":$((8 << 20))}]}" \
   >"$dir/create.out" 2>&1 &
@@ -60,8 +43,7 @@ reply=$(timeout 10 "$PY" -m nbdsnap --expect-error "$ctl" '{"command":"snapshot-
 grep -q "being appended" <<<"$reply" || fail "the refusal does not say snapshot t is being appended: $reply"
 pass "while a create and an append wait for their frozen storage, snapshot b lives and dies, and a and t are busy"
 
-timeout 30 fsfreeze -u "$fs" || fail "fsfreeze -u"
-frozen=
+thaw_fs
 wait "$creator" || fail "snapshot-create a failed: $(cat "$dir/create.out")"
 wait "$appender" || fail "snapshot-append-storage t failed: $(cat "$dir/append.out")"
 ctl '{"command":"snapshot-take","name":"a"}' '{"command":"snapshot-destroy","name":"a"}' \

@@ -9,31 +9,14 @@
 # Usage: test-destroy-frozen-storage.sh NBDSNAPD. Skips (77) without root, mkfs.ext4, fsfreeze or a loop mount.
 NBDSNAPD=${1:?usage: $0 NBDSNAPD}
 source "$(dirname "$0")/../functions.sh"
-requires_root
-requires mkfs.ext4 -V
-requires fsfreeze --version
-
-fs=$dir/fs
-mkdir "$fs"
-truncate -s 32M "$dir/fs.img"
-mkfs.ext4 -q -F "$dir/fs.img" || skip "mkfs.ext4 failed"
-timeout 30 mount -o loop "$dir/fs.img" "$fs" 2>/dev/null || skip "cannot loop-mount an ext4 image"
-frozen=
-thaw_and_unmount() {
-  [[ -z $frozen ]] || timeout 30 fsfreeze -u "$fs" || true
-  [[ -z $server_pid ]] || stop_server TERM
-  timeout 30 umount "$fs" || timeout 30 umount -l "$fs"
-}
-cleanup_fn thaw_and_unmount
+freezable_fs 32M
 
 truncate -s 4M "$dir/o.raw" "$dir/p.raw"
 start_nbdsnapd --log nbdsnapd --chunk-buffer-budget 0 --origin "o=$dir/o.raw" --origin "p=$dir/p.raw"
 ctl "{\"command\":\"snapshot-create\",\"name\":\"a\",\"origins\":[\"o\"],\"storage\":[{\"path\":\"$fs/a.diff\",\"size\":$((8 << 20))}]}" \
   '{"command":"snapshot-take","name":"a"}' >/dev/null || fail "take a"
 
-sync
-timeout 30 fsfreeze -f "$fs" || skip "fsfreeze -f failed"
-frozen=1
+freeze_fs
 # The write's copy-on-write waits for the frozen file system; so does the destroy that drains it.
 timeout 120 qemu-io -f raw -c 'write -P 0x77 0 64k' "$(uri o)" >"$dir/write.out" 2>&1 &
 writer=$!
@@ -58,8 +41,7 @@ reply=$(timeout 10 "$PY" -m nbdsnap --expect-error "$ctl" \
 grep -q "being destroyed" <<<"$reply" || fail "the refusal does not say snapshot a is being destroyed: $reply"
 pass "while destroy a waits for its frozen storage, snapshot b lives and dies, and origin o is refused as busy"
 
-timeout 30 fsfreeze -u "$fs" || fail "fsfreeze -u"
-frozen=
+thaw_fs
 wait "$writer" || fail "the origin write failed: $(cat "$dir/write.out")"
 wait "$destroyer" || fail "snapshot-destroy a failed: $(cat "$dir/destroy.out")"
 file_holds "$dir/o.raw" 0 64K 0x77 || fail "the origin lacks the write made while the storage was frozen"

@@ -11,21 +11,7 @@
 # Usage: test-stalled-disk.sh NBDSNAPD. Skips (77) without root, mkfs.ext4, fsfreeze or a loop mount.
 NBDSNAPD=${1:?usage: $0 NBDSNAPD}
 source "$(dirname "$0")/../functions.sh"
-requires_root
-requires mkfs.ext4 -V
-requires fsfreeze --version
-
-fs=$dir/fs
-mkdir "$fs"
-truncate -s 64M "$dir/fs.img"
-mkfs.ext4 -q -F "$dir/fs.img" || skip "mkfs.ext4 failed"
-timeout 30 mount -o loop "$dir/fs.img" "$fs" 2>/dev/null || skip "cannot loop-mount an ext4 image"
-thaw_and_unmount() {
-  timeout 30 fsfreeze -u "$fs" 2>/dev/null || true  # frozen or not: the script below may have frozen it
-  [[ -z $server_pid ]] || stop_server TERM
-  timeout 30 umount "$fs" || timeout 30 umount -l "$fs"
-}
-cleanup_fn thaw_and_unmount
+freezable_fs 64M
 
 # The clients, all in one process with libnbd's asynchronous calls, each awaited with a deadline.
 #   stall FS SOCK: freeze FS, get writes to f stuck, check q, thaw, check f's writes and data.
@@ -152,7 +138,7 @@ for io_threads in 1 2; do
   kill -TERM "$server_pid"
   _nap 2
   kill -0 "$server_pid" 2>/dev/null || fail "nbdsnapd ended while a write to f was still stuck"
-  timeout 30 fsfreeze -u "$fs" || fail "fsfreeze -u"
+  thaw_fs
   start=$(date +%s%N)
   await_server_exit "$start"
   ((server_status == 0)) || fail "nbdsnapd exited $server_status after SIGTERM during a stall"

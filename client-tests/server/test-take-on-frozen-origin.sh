@@ -11,23 +11,8 @@
 # Usage: test-take-on-frozen-origin.sh NBDSNAPD. Skips (77) without root, mkfs.ext4, fsfreeze or a loop mount.
 NBDSNAPD=${1:?usage: $0 NBDSNAPD}
 source "$(dirname "$0")/../functions.sh"
-requires_root
-requires mkfs.ext4 -V
-requires fsfreeze --version
 requires qemu-io --version
-
-fs=$dir/fs
-mkdir "$fs"
-truncate -s 32M "$dir/fs.img"
-mkfs.ext4 -q -F "$dir/fs.img" || skip "mkfs.ext4 failed"
-timeout 30 mount -o loop "$dir/fs.img" "$fs" 2>/dev/null || skip "cannot loop-mount an ext4 image"
-frozen=
-thaw_and_unmount() {
-  [[ -z $frozen ]] || timeout 30 fsfreeze -u "$fs" || true
-  [[ -z $server_pid ]] || stop_server TERM
-  timeout 30 umount "$fs" || timeout 30 umount -l "$fs"
-}
-cleanup_fn thaw_and_unmount
+freezable_fs 32M
 
 # Long enough for every check below to run while the take (or reset) still waits: each is a Python process,
 # and on a loaded 2-core CI machine the requests on q and five checks took 4.5 s, past a 2.5 s limit (the take
@@ -38,9 +23,7 @@ start_nbdsnapd --log nbdsnapd --drain-limit-ms "$limit_ms" --origin "o=$fs/o.raw
 ctl "{\"command\":\"snapshot-create\",\"name\":\"s\",\"origins\":[\"o\"],\"storage\":[{\"path\":\"$dir/s.diff\",\"size\":$((8 << 20))}]}" \
   >/dev/null || fail "create s"
 
-sync
-timeout 30 fsfreeze -f "$fs" || skip "fsfreeze -f failed"
-frozen=1
+freeze_fs
 # The write waits in pwrite for the frozen file system, inside origin o's gate.
 timeout 120 qemu-io -f raw -c 'write -P 0x77 0 64k' "$(uri o)" >"$dir/write.out" 2>&1 &
 writer=$!
@@ -99,8 +82,7 @@ while_waiting_for_o '{"command":"cbt-reset","origin":"o"}' "origin 'o' is having
   fail "the CBT reset that gave up changed the generation"
 pass "cbt-reset beside the stuck write answers busy after ${limit_ms} ms, resetting nothing; requests on q went on"
 
-timeout 30 fsfreeze -u "$fs" || fail "fsfreeze -u"
-frozen=
+thaw_fs
 wait "$writer" || fail "the origin write failed: $(cat "$dir/write.out")"
 ctl '{"command":"snapshot-take","name":"s"}' >/dev/null || fail "snapshot-take s after the thaw"
 timeout 30 qemu-io -f raw -c 'write -P 0x55 0 64k' "$(uri o)" >/dev/null || fail "a write after the take"
