@@ -1,19 +1,22 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // cbt_paging.cpp — a whole CBT map out of its pages: cbt-map and cbt-raw-map answer a bounded number of
 // ranges or runs per reply, with `more` and `next_offset` (docs/control.md, "Paging"). The one place of the
-// project that follows `more`: the typed calls of client_commands.cpp and the nbdsnap CLI both use it.
+// project that follows `more`: the typed calls of client_commands.cpp and the nbdsnap CLI both use it; and
+// the one place that checks every page of a map, a single page asked for too (cbt_page_check.h).
 #include <cerrno>
 #include <limits>
 
+#include "cbt_page_check.h"
 #include "client_impl.h"
+#include "reply_decoding.h"
 
 namespace nbdsnap::client {
 
 namespace {
 
-uint64_t count_of(const nlohmann::json& object, const char* key) {
+uint64_t count_member(const nlohmann::json& object, const char* key) {
   auto it = object.find(key);
-  return it != object.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+  return it == object.end() ? 0 : count_of(*it);  // reply_decoding.h's
 }
 
 std::string text_of(const nlohmann::json& object, const char* key) {
@@ -26,7 +29,34 @@ bool flag_of(const nlohmann::json& object, const char* key) {
   return it != object.end() && it->is_boolean() && it->get<bool>();
 }
 
+// The bytes `arguments` (of cbt-map or cbt-raw-map) ask for.
+AskedSpan asked_by(const nlohmann::json& arguments) {
+  AskedSpan asked;
+  asked.offset = count_member(arguments, "offset");
+  if (arguments.contains("length")) {
+    const uint64_t length = count_member(arguments, "length");
+    asked.end = length > std::numeric_limits<uint64_t>::max() - asked.offset
+                    ? std::numeric_limits<uint64_t>::max()
+                    : asked.offset + length;
+  }
+  return asked;
+}
+
+Error inconsistent(const std::string& command, const std::string& origin, const std::string& problem) {
+  return client_failure(kProtocolError, EPROTO,
+                        command + " of " + origin + ": a page of the map is inconsistent: " + problem +
+                            "; is the server the same version as nbdsnap " + NBDSNAP_VERSION + "?");
+}
+
 }  // namespace
+
+Result<nlohmann::json> Client::Impl::one_page(const std::string& command, const nlohmann::json& arguments) {
+  Result<nlohmann::json> page = exchange(command, arguments, std::chrono::milliseconds(0));
+  if (!page) return page;
+  if (std::string problem = cbt_page_problem(command, *page, asked_by(arguments)); !problem.empty())
+    return inconsistent(command, text_of(arguments, "origin"), problem);
+  return page;
+}
 
 Result<nlohmann::json> Client::Impl::all_pages(const std::string& command, nlohmann::json arguments) {
   const bool raw = command == "cbt-raw-map";
@@ -35,22 +65,17 @@ Result<nlohmann::json> Client::Impl::all_pages(const std::string& command, nlohm
   }
   const char* items = raw ? "runs" : "ranges";
   const std::string origin = text_of(arguments, "origin");
-  const uint64_t start = count_of(arguments, "offset");
-  // The end of the range asked for; the device's end without a length.
   const bool has_length = arguments.contains("length");
-  const uint64_t length = count_of(arguments, "length");
-  const uint64_t end = length > std::numeric_limits<uint64_t>::max() - start
-                           ? std::numeric_limits<uint64_t>::max()
-                           : start + length;
-  Result<nlohmann::json> first = exchange(command, arguments, std::chrono::milliseconds(0));
+  const uint64_t end = asked_by(arguments).end;
+  Result<nlohmann::json> first = one_page(command, arguments);
   if (!first) return first;
   nlohmann::json joined = std::move(*first);
   if (!joined.contains(items) || !joined[items].is_array()) joined[items] = nlohmann::json::array();
   nlohmann::json page = joined;
-  uint64_t offset = start;
+  uint64_t offset = count_member(arguments, "offset");
   while (flag_of(page, "more")) {
     // Pages start where the last one stopped; a server that did not move on would loop for ever.
-    const uint64_t next = count_of(page, "next_offset");
+    const uint64_t next = count_member(page, "next_offset");
     if (next <= offset || (has_length && next >= end)) {
       return client_failure(kProtocolError, EPROTO,
                             command + " of " + origin + ": a page ended at offset " + std::to_string(next) +
@@ -59,7 +84,7 @@ Result<nlohmann::json> Client::Impl::all_pages(const std::string& command, nlohm
     offset = next;
     arguments["offset"] = next;
     if (has_length) arguments["length"] = end - next;
-    Result<nlohmann::json> following = exchange(command, arguments, std::chrono::milliseconds(0));
+    Result<nlohmann::json> following = one_page(command, arguments);
     if (!following) return following;
     page = std::move(*following);
     if (text_of(page, "generation") != text_of(joined, "generation")) {
@@ -69,20 +94,22 @@ Result<nlohmann::json> Client::Impl::all_pages(const std::string& command, nlohm
               text_of(page, "generation") +
               " while its map was read: CBT history was lost, read it again (a backup: do a full one)");
     }
+    if (std::string problem = cbt_pages_disagree(joined, page); !problem.empty())
+      return inconsistent(command, origin, problem);
     if (page.contains(items) && page[items].is_array()) {
       for (auto& item : page[items]) joined[items].push_back(std::move(item));
     }
   }
-  const uint64_t map_end = count_of(page, "next_offset");
-  if (raw && map_end < count_of(joined, "offset")) {  // the table makes next_offset required for raw maps
+  const uint64_t map_end = count_member(page, "next_offset");
+  if (raw && map_end < count_member(joined, "offset")) {  // the table makes next_offset required for raw maps
     return client_failure(kProtocolError, EPROTO,
                           command + " of " + origin + ": the map starting at offset " +
-                              std::to_string(count_of(joined, "offset")) + " ended before it, at offset " +
-                              std::to_string(map_end));
+                              std::to_string(count_member(joined, "offset")) +
+                              " ended before it, at offset " + std::to_string(map_end));
   }
   joined["next_offset"] = map_end;
   joined["more"] = false;
-  if (raw) joined["length"] = map_end - count_of(joined, "offset");
+  if (raw) joined["length"] = map_end - count_member(joined, "offset");
   return joined;
 }
 

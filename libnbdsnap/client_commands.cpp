@@ -90,7 +90,8 @@ Result<CbtInfo> Client::cbt_info(const std::string& origin, const std::string& s
 }
 
 Result<CbtMap> Client::cbt_map(const CbtQuery& query) {
-  return decoded(run(impl_.get(), "cbt-map", encode_cbt_query(query, "max_ranges")), decode_cbt_map);
+  if (!impl_) return moved_from().error();
+  return decoded(impl_->one_page("cbt-map", encode_cbt_query(query, "max_ranges")), decode_cbt_map);
 }
 
 Result<CbtMap> Client::cbt_changed_ranges(const CbtQuery& query) {
@@ -99,9 +100,10 @@ Result<CbtMap> Client::cbt_changed_ranges(const CbtQuery& query) {
 }
 
 Result<CbtRawMap> Client::cbt_raw_map(const CbtQuery& query) {
+  if (!impl_) return moved_from().error();
   nlohmann::json arguments = encode_cbt_query(query, "max_runs");
   arguments.erase("since");
-  return decoded(run(impl_.get(), "cbt-raw-map", arguments), decode_cbt_raw_map);
+  return decoded(impl_->one_page("cbt-raw-map", arguments), decode_cbt_raw_map);
 }
 
 Result<CbtRawMap> Client::cbt_whole_raw_map(const CbtQuery& query) {

@@ -25,9 +25,14 @@ struct Client::Impl {
   Result<nlohmann::json> exchange(const std::string& command, nlohmann::json arguments,
                                   std::chrono::milliseconds server_wait) EXCLUDES(call_mutex);
 
-  // cbt-map or cbt-raw-map with `arguments`, following `more` page after page (cbt_paging.cpp): the first
-  // reply with every page's ranges (or runs) and the last page's next_offset; more is false. Errors: the
-  // exchanges', kGenerationChanged (pages of two generations), kProtocolError (a page that does not move on).
+  // cbt-map or cbt-raw-map with `arguments`: one page, checked (cbt_page_check.h). Errors: the exchange's,
+  // kProtocolError (an inconsistent page; the connection stays up).
+  Result<nlohmann::json> one_page(const std::string& command, const nlohmann::json& arguments)
+      EXCLUDES(call_mutex);
+  // As one_page, following `more` page after page (cbt_paging.cpp): the first reply with every page's
+  // ranges (or runs) and the last page's next_offset; more is false. Errors: one_page's,
+  // kGenerationChanged (pages of two generations), kProtocolError (a page that does not move on, or whose
+  // block_size or device_size differs from the first's).
   Result<nlohmann::json> all_pages(const std::string& command, nlohmann::json arguments) EXCLUDES(call_mutex);
 
   // After an events-wait answered early with no event: ok if the connection stays open for `grace`;

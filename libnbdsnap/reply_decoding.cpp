@@ -6,15 +6,14 @@
 
 namespace nbdsnap::client {
 
-namespace {
-
-// A number of 0 or more as reply_shape.cpp's "count" kind accepts it (-0 is a signed 0), else 0.
 uint64_t count_of(const nlohmann::json& value) {
   if (value.is_number_unsigned()) return value.get<uint64_t>();
   if (value.is_number_integer() && value.get<int64_t>() > 0)
     return static_cast<uint64_t>(value.get<int64_t>());
   return 0;
 }
+
+namespace {
 
 // Reads the members of one JSON object; anything absent or of another type gives the empty value. Every reply
 // was checked against the protocol's table first (reply_shape.h), so a present member has its type.

@@ -11,6 +11,9 @@
 
 namespace nbdsnap::client {
 
+// A number of 0 or more as reply_shape.cpp's "count" kind accepts it (-0 is a signed 0), else 0.
+uint64_t count_of(const nlohmann::json& value);
+
 ServerVersion decode_version(const nlohmann::json& reply);
 Origin decode_origin(const nlohmann::json& object);
 CbtInfo decode_cbt_info(const nlohmann::json& object);

@@ -47,6 +47,26 @@ class ScriptedServer {
   fake::Server server_;
 };
 
+// The pages a scripted cbt-map or cbt-raw-map server answers, set by the test between calls: `first` for
+// offset 0 (or every request when `following` is null), `following` for the others.
+class PageScript {
+ public:
+  void set(const json& first, const json& following = nullptr) {
+    std::scoped_lock lock(mutex_);
+    first_ = first;
+    following_ = following;
+  }
+  json answer(const json& request) {
+    std::scoped_lock lock(mutex_);
+    return request.value("offset", 0) == 0 || following_.is_null() ? first_ : following_;
+  }
+
+ private:
+  std::mutex mutex_;
+  json first_;
+  json following_;
+};
+
 Client connected_with_defaults(const std::string& path) {
   Result<Client> client = Client::connect(path);
   REQUIRE(client.ok());
@@ -353,4 +373,127 @@ TEST_CASE("calls_from_many_threads_on_one_client_each_get_their_own_reply") {
   for (std::thread& thread : threads) thread.join();
   CHECK(mismatches == 0);
   CHECK(client.state() == State::connected);
+}
+
+TEST_CASE("a_cbt_map_page_that_breaks_the_paging_rules_fails_the_call_and_keeps_the_connection") {
+  // What the scripted server answers to cbt-map: `page` (offset 0) and, for a second page, `second`.
+  json page;
+  json second;
+  PageScript script;
+  ScriptedServer server([&](const json& request) -> json { return script.answer(request); });
+  Client client = connected_with_defaults(server.path());
+  CbtQuery query;
+  query.origin = "disk";
+  const auto ranges = [](std::initializer_list<std::pair<uint64_t, uint64_t>> list) {
+    json out = json::array();
+    for (const auto& [offset, length] : list) out.push_back({{"offset", offset}, {"length", length}});
+    return out;
+  };
+  const auto refused = [&](const std::string& words) {
+    script.set(page, second);
+    Result<CbtMap> all = client.cbt_changed_ranges(query);
+    REQUIRE_FALSE(all.ok());
+    CHECK(all.error().code == kProtocolError);
+    CHECK_MESSAGE(all.error().message.find(words) != std::string::npos, all.error().message);
+    CHECK(client.state() == State::connected);
+  };
+  const json base = {{"generation", "g1"},
+                     {"block_size", 4096},
+                     {"device_size", 1 << 20},
+                     {"more", false},
+                     {"next_offset", 1 << 20}};
+  page = base;
+  page["ranges"] = ranges({{8192, 4096}, {4096, 4096}});
+  refused("starts before the end of the range before it");
+  page["ranges"] = ranges({{0, 8192}, {4096, 8192}});
+  refused("sorted and disjoint");
+  page["ranges"] = ranges({{4096, 0}});
+  refused("is empty");
+  page["ranges"] = ranges({{(1 << 20) - 4096, 8192}});
+  refused("ends past the device's 1048576 bytes");
+  page["ranges"] = ranges({{UINT64_MAX - 10, 4096}});
+  refused("ends past 2^64");
+  // Outside what was asked: a server that pages clips to [offset, offset+length).
+  page["ranges"] = ranges({{0, 8192}});
+  query.length = 4096;
+  refused("outside the bytes asked for [0, 4096)");
+  query.length.reset();
+  // One page's range past its next_offset, where the next page starts.
+  page = base;
+  page["ranges"] = ranges({{0, 8192}});
+  page["more"] = true;
+  page["next_offset"] = 4096;
+  refused("ends past the page's next_offset 4096");
+  // Pages of one generation with two block sizes.
+  page["ranges"] = ranges({{0, 4096}});
+  second = base;
+  second["block_size"] = 65536;
+  second["ranges"] = ranges({{8192, 4096}});
+  refused("block_size changed from 4096 to 65536");
+  // A single page asked for is checked as well.
+  page = base;
+  page["ranges"] = ranges({{8192, 4096}, {0, 4096}});
+  script.set(page);
+  Result<CbtMap> one = client.cbt_map(query);
+  REQUIRE_FALSE(one.ok());
+  CHECK(one.error().code == kProtocolError);
+  // What holds: adjacent ranges, and a server that does not page sending its whole map whatever was asked.
+  page = base;
+  page["ranges"] = ranges({{0, 4096}, {4096, 4096}, {65536, 4096}});
+  script.set(page);
+  CHECK(client.cbt_changed_ranges(query).ok());
+  page = {{"generation", "g1"}, {"ranges", ranges({{0, 4096}, {65536, 4096}})}};
+  script.set(page);
+  query.offset = 32768;
+  query.length = 4096;
+  Result<CbtMap> old_server = client.cbt_map(query);
+  REQUIRE(old_server.ok());
+  CHECK(old_server->ranges.size() == 2);
+}
+
+TEST_CASE("a_cbt_raw_map_page_whose_runs_do_not_cover_its_blocks_fails_the_call") {
+  json page;
+  PageScript script;
+  ScriptedServer server([&](const json& request) -> json { return script.answer(request); });
+  Client client = connected_with_defaults(server.path());
+  CbtQuery query;
+  query.origin = "disk";
+  query.offset = 8192 + 100;  // in block 2
+  const auto refused = [&](const std::string& words) {
+    script.set(page);
+    Result<CbtRawMap> whole = client.cbt_whole_raw_map(query);
+    REQUIRE_FALSE(whole.ok());
+    CHECK(whole.error().code == kProtocolError);
+    CHECK_MESSAGE(whole.error().message.find(words) != std::string::npos, whole.error().message);
+    CHECK(client.state() == State::connected);
+    Result<CbtRawMap> one = client.cbt_raw_map(query);
+    REQUIRE_FALSE(one.ok());
+    CHECK(one.error().code == kProtocolError);
+  };
+  const json base = {
+      {"generation", "g1"}, {"block_size", 4096}, {"device_size", 10000 + 8192}, {"offset", 8192},
+      {"length", 10000},    {"more", false},      {"next_offset", 10000 + 8192}};
+  page = base;
+  page["runs"] = {{0, 2}, {3, 1}};  // 3 blocks for 10000 bytes: the last one partial
+  script.set(page);
+  CHECK(client.cbt_whole_raw_map(query).ok());
+  CHECK(client.cbt_raw_map(query).ok());
+  page["runs"] = {{0, 2}};
+  refused("its runs cover 2 blocks of 4096 bytes, but [8192, 18192) spans 3");
+  page["runs"] = {{0, 2}, {1, 0}, {3, 1}};
+  refused("run 1 covers no block");
+  page["runs"] = {{0, 3}};
+  page["offset"] = 8192 + 1024;
+  refused("not a multiple of its block_size");
+  page["offset"] = 4096;
+  page["length"] = 10000 + 4096;
+  page["runs"] = {{0, 4}};
+  refused("is not the start of the block holding the offset asked for (8292)");
+  page = base;
+  page["runs"] = {{0, 3}};
+  page["length"] = 4096;
+  refused("its length 4096 is not next_offset - offset (10000)");
+  page = base;
+  page["runs"] = {{0, UINT64_MAX}, {1, 2}};
+  refused("more than 2^64 blocks");
 }

@@ -19,6 +19,7 @@ import ssl
 import threading
 import time
 
+from .cbt_page import page_problem, pages_disagree
 from .reply_shape import reply_nesting_problem, reply_shape_problem
 
 LIBRARY_VERSION = "0.1.0"
@@ -542,8 +543,9 @@ class Client:
     def cbt_map(self, origin, since=None, snapshot=None, offset=None, length=None, max_ranges=None):
         """One page of changed ranges: {generation, change_number, block_size, ranges: [{offset, length}],
         more, next_offset} (paging needs a server that pages; others send the whole map)."""
-        return self._shaped("cbt-map", ("ranges",), _present(origin=origin, since=since, snapshot=snapshot,
-                                                                 offset=offset, length=length, max_ranges=max_ranges))
+        return self._cbt_page("cbt-map", ("ranges",), _present(origin=origin, since=since, snapshot=snapshot,
+                                                                   offset=offset, length=length,
+                                                                   max_ranges=max_ranges))
 
     def cbt_changed_ranges(self, origin, since=None, snapshot=None, offset=None, length=None):
         """All pages of cbt_map joined: the reply of the first page with every page's ranges, more False. A change
@@ -554,18 +556,30 @@ class Client:
 
     def cbt_raw_map(self, origin, snapshot=None, offset=None, length=None, max_runs=None):
         """One page of change numbers per tracking block (servers with cbt-raw-map)."""
-        return self._shaped("cbt-raw-map", ("runs",), _present(origin=origin, snapshot=snapshot, offset=offset,
-                                                                   length=length, max_runs=max_runs))
+        return self._cbt_page("cbt-raw-map", ("runs",), _present(origin=origin, snapshot=snapshot, offset=offset,
+                                                                     length=length, max_runs=max_runs))
 
     def cbt_whole_raw_map(self, origin, snapshot=None, offset=None, length=None):
         """All pages of cbt_raw_map joined (runs of every page; length covers them all), as cbt_changed_ranges."""
         return self._all_pages("cbt-raw-map", "runs", origin=origin, snapshot=snapshot, offset=offset, length=length)
 
+    def _cbt_page(self, command, needed, arguments):
+        """One page of a CBT map, checked (cbt_page.py): an inconsistent one raises Error("protocol_error"); the
+        client stays connected."""
+        page = self._shaped(command, needed, dict(arguments))
+        start = arguments.get("offset", 0)
+        end = min(start + arguments["length"], (1 << 64) - 1) if "length" in arguments else (1 << 64) - 1
+        problem = page_problem(command, page, start, end)
+        if problem:
+            raise Error("protocol_error", f"{command} of {arguments['origin']}: a page of the map is inconsistent: "
+                        f"{problem}; is the server the same version as this package?", errno_codes.EPROTO)
+        return page
+
     def _all_pages(self, command, items, **arguments):
         arguments = _present(**arguments)
         start = arguments.get("offset", 0)
         end = start + arguments["length"] if "length" in arguments else None
-        joined = self._shaped(command, (items,), dict(arguments))
+        joined = self._cbt_page(command, (items,), arguments)
         page, offset = joined, start
         while page.get("more"):
             following = page.get("next_offset", 0)
@@ -575,11 +589,16 @@ class Client:
             offset = arguments["offset"] = following
             if end is not None:
                 arguments["length"] = end - following
-            page = self._shaped(command, (items,), dict(arguments))
+            page = self._cbt_page(command, (items,), arguments)
             if page.get("generation") != joined.get("generation"):
                 raise Error("generation_changed", f"the CBT generation of {arguments['origin']} changed from "
                             f"{joined.get('generation')} to {page.get('generation')} while its map was read: CBT "
                             "history was lost, read it again (a backup: do a full one)", errno_codes.ESTALE)
+            problem = pages_disagree(joined, page)
+            if problem:
+                raise Error("protocol_error", f"{command} of {arguments['origin']}: a page of the map is "
+                            f"inconsistent: {problem}; is the server the same version as this package?",
+                            errno_codes.EPROTO)
             joined[items].extend(page[items])
         joined["next_offset"] = page.get("next_offset", 0)
         joined["more"] = False

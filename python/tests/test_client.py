@@ -237,6 +237,75 @@ class ClientTest(unittest.TestCase):
                 ctl.cbt_whole_raw_map("disk")
             self.assertEqual(caught.exception.code, "protocol_error")
 
+    def test_a_cbt_map_page_that_breaks_the_paging_rules_fails_the_call_and_keeps_the_connection(self):
+        script = {"first": None, "following": None}
+
+        def answer(request):
+            if request["command"] == "version":
+                return {"ok": True, "version": "0.1.0"}
+            page = script["following"] if request.get("offset", 0) and script["following"] else script["first"]
+            return dict(page, ok=True)
+        server = self.server(replying(answer))
+        base = {"generation": "g1", "block_size": 4096, "device_size": 1 << 20, "more": False,
+                "next_offset": 1 << 20}
+
+        def ranges(*pairs):
+            return [{"offset": offset, "length": length} for offset, length in pairs]
+
+        with nbdsnap.Client(server.path) as ctl:
+            def refused(words, first, following=None, **query):
+                script["first"], script["following"] = first, following
+                with self.assertRaises(nbdsnap.Error) as caught:
+                    ctl.cbt_changed_ranges("disk", **query)
+                self.assertEqual(caught.exception.code, "protocol_error")
+                self.assertIn(words, caught.exception.message)
+                ctl.version()  # still connected
+            refused("starts before the end of the range before it",
+                    dict(base, ranges=ranges((8192, 4096), (4096, 4096))))
+            refused("sorted and disjoint", dict(base, ranges=ranges((0, 8192), (4096, 8192))))
+            refused("is empty", dict(base, ranges=ranges((4096, 0))))
+            refused("ends past the device's 1048576 bytes", dict(base, ranges=ranges(((1 << 20) - 4096, 8192))))
+            refused("ends past 2^64", dict(base, ranges=ranges(((1 << 64) - 11, 4096))))
+            refused("outside the bytes asked for [0, 4096)", dict(base, ranges=ranges((0, 8192))), length=4096)
+            refused("ends past the page's next_offset 4096",
+                    dict(base, ranges=ranges((0, 8192)), more=True, next_offset=4096))
+            refused("block_size changed from 4096 to 65536",
+                    dict(base, ranges=ranges((0, 4096)), more=True, next_offset=4096),
+                    dict(base, block_size=65536, ranges=ranges((8192, 4096))))
+            script["first"], script["following"] = dict(base, ranges=ranges((8192, 4096), (0, 4096))), None
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.cbt_map("disk")
+            self.assertEqual(caught.exception.code, "protocol_error")
+            # What holds: adjacent ranges, and a server that does not page sending its whole map.
+            script["first"] = dict(base, ranges=ranges((0, 4096), (4096, 4096), (65536, 4096)))
+            self.assertEqual(len(ctl.cbt_changed_ranges("disk")["ranges"]), 3)
+            script["first"] = {"generation": "g1", "ranges": ranges((0, 4096), (65536, 4096))}
+            self.assertEqual(len(ctl.cbt_map("disk", offset=32768, length=4096)["ranges"]), 2)
+
+    def test_a_cbt_raw_map_page_whose_runs_do_not_cover_its_blocks_fails_the_call(self):
+        script = {"page": None}
+        server = self.server(replying(lambda request: dict(script["page"], ok=True)))
+        base = {"generation": "g1", "block_size": 4096, "device_size": 10000 + 8192, "offset": 8192,
+                "length": 10000, "more": False, "next_offset": 10000 + 8192}
+        asked = 8192 + 100
+        with nbdsnap.Client(server.path) as ctl:
+            def refused(words, **changes):
+                script["page"] = dict(base, **changes)
+                for call in (ctl.cbt_whole_raw_map, ctl.cbt_raw_map):
+                    with self.assertRaises(nbdsnap.Error) as caught:
+                        call("disk", offset=asked)
+                    self.assertEqual(caught.exception.code, "protocol_error")
+                    self.assertIn(words, caught.exception.message)
+            script["page"] = dict(base, runs=[[0, 2], [3, 1]])  # 3 blocks for 10000 bytes: the last partial
+            self.assertEqual(ctl.cbt_whole_raw_map("disk", offset=asked)["runs"], [[0, 2], [3, 1]])
+            refused("its runs cover 2 blocks of 4096 bytes, but [8192, 18192) spans 3", runs=[[0, 2]])
+            refused("run 1 covers no block", runs=[[0, 2], [1, 0], [3, 1]])
+            refused("not a multiple of its block_size", runs=[[0, 3]], offset=8192 + 1024)
+            refused("is not the start of the block holding the offset asked for (8292)", runs=[[0, 4]],
+                    offset=4096, length=10000 + 4096)
+            refused("its length 4096 is not next_offset - offset (10000)", runs=[[0, 3]], length=4096)
+            refused("more than 2^64 blocks", runs=[[0, (1 << 64) - 1], [1, 2]])
+
     def test_tls_addresses_need_x509_files_and_psk_is_refused_clearly(self):
         with self.assertRaises(nbdsnap.Error) as caught:
             nbdsnap.Client("tls://agent@127.0.0.1:1", tls_psk="/nowhere/keys.psk")

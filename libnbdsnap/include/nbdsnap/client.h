@@ -136,15 +136,21 @@ class Client {
 
   // --- change block tracking -------------------------------------------------------------------------------
   Result<CbtInfo> cbt_info(const std::string& origin, const std::string& snapshot = {});
-  // One page of the changed ranges (query.since: after that checkpoint).
+  // One page of the changed ranges (query.since: after that checkpoint). A page that breaks the paging rules
+  // (docs/control.md: ranges sorted, disjoint, not empty, within the device and the bytes asked for and
+  // before next_offset) fails with kProtocolError; the connection stays up.
   Result<CbtMap> cbt_map(const CbtQuery& query);
   // All pages of the changed ranges from query.offset on, joined into one CbtMap (more == false). A change
   // of generation between pages fails with kGenerationChanged: CBT history was lost, do a full backup.
+  // Errors: cbt_map()'s for each page; kProtocolError for a page that does not move on or whose block_size
+  // or device_size differs from the first's.
   Result<CbtMap> cbt_changed_ranges(const CbtQuery& query);
-  // One page of change numbers per tracking block (servers with cbt-raw-map only).
+  // One page of change numbers per tracking block (servers with cbt-raw-map only). A page whose runs do not
+  // cover exactly the whole blocks from its offset (the block holding query.offset) to next_offset, or with
+  // a run of no block, fails with kProtocolError; the connection stays up.
   Result<CbtRawMap> cbt_raw_map(const CbtQuery& query);
   // All pages of the raw map from query.offset on, joined (more == false; length covers them all). Errors:
-  // cbt_raw_map()'s, kGenerationChanged as cbt_changed_ranges().
+  // cbt_raw_map()'s, kGenerationChanged and kProtocolError as cbt_changed_ranges().
   Result<CbtRawMap> cbt_whole_raw_map(const CbtQuery& query);
   // Marks ranges changed (for writes the tracker did not see). A long list is sent in requests of at most
   // kMarkDirtyRangesPerRequest ranges; an error stops at the failed request, the ones before it having been
