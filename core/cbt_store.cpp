@@ -8,15 +8,13 @@
 // (checkpoint name -> number) still load, with unknown take times.
 #include "cbt_store.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "durable_file.h"
 #include "object_file_name.h"
 
 namespace nbdsnap {
@@ -71,31 +69,6 @@ std::vector<DroppedCheckpoint> dropped_from_json(const json& header) {
     out.push_back({d.at("name").get<std::string>(), d.at("reason").get<std::string>()});
   }
   return out;
-}
-
-// Writes `bytes` to a new file at `path` and syncs it; the errno of a failure is kept (ENOSPC,
-// ENAMETOOLONG...).
-Status write_durably(const std::string& path, const std::string& bytes) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::from_errno(errno, "create " + path);
-  size_t done = 0;
-  int err = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      err = n < 0 ? errno : EIO;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (err == 0 && ::fsync(fd) != 0) err = errno;
-  ::close(fd);
-  if (err != 0) {
-    ::unlink(path.c_str());
-    return Status::from_errno(err, "write " + path);
-  }
-  return Status::ok();
 }
 
 }  // namespace
@@ -180,17 +153,10 @@ Status CbtStore::save(const std::string& origin, const CbtState& state, bool cle
                                  {"checkpoints", checkpoints_json(state.checkpoints)},
                                  {"dropped_checkpoints", dropped_json(state.dropped)},
                                  {"device_fingerprint", state.device_fingerprint}};
-  const std::string path = path_for(origin), temp = path + std::string(kTemporaryFileSuffix);
   std::string bytes = json_text(header) + '\n';
   bytes.append(reinterpret_cast<const char*>(state.map.data()), state.map.size());
-  // Durable before the rename so a crash leaves either the old or the new state, never a torn one.
-  if (Status s = write_durably(temp, bytes); !s) return s;
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    return Status::from_errno(err, "rename " + temp);
-  }
-  return Status::ok();
+  // A crash leaves either the old or the new state, never a torn one.
+  return replace_file_durably(path_for(origin), bytes, 0600);
 }
 
 Status CbtStore::remove(const std::string& origin) const {

@@ -17,7 +17,7 @@
 
 namespace nbdsnap {
 
-// The suffix of the file written before a rename into place (cbt_store.cpp, storage_ledger.cpp).
+// The suffix of the file written before a rename into place (durable_file.h).
 inline constexpr std::string_view kTemporaryFileSuffix = ".tmp";
 // The longest file name Linux file systems take (NAME_MAX).
 inline constexpr size_t kMaxFileNameBytes = 255;

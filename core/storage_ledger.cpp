@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "durable_file.h"
 #include "file_lock.h"
 
 namespace nbdsnap {
@@ -53,14 +54,7 @@ Status StorageLedger::record(const std::vector<std::string>& paths) const {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) return {Errc::io_error, "create state directory " + dir_ + ": " + ec.message()};
-  const std::string temp = path() + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::trunc);
-    out << nlohmann::json{{"files", paths}}.dump() << '\n';
-    if (!out.flush()) return {Errc::io_error, "write " + temp};
-  }
-  if (std::rename(temp.c_str(), path().c_str()) != 0) return Status::from_errno(errno, "rename " + temp);
-  return Status::ok();
+  return replace_file_durably(path(), nlohmann::json{{"files", paths}}.dump() + '\n');
 }
 
 }  // namespace nbdsnap

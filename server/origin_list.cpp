@@ -2,14 +2,12 @@
 // origin_list.cpp — reading and writing STATE_DIR/origins.json (see origin_list.h).
 #include "origin_list.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
-#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "durable_file.h"
 
 namespace nbdsnap {
 
@@ -52,19 +50,7 @@ Status OriginList::save(const std::vector<OriginSpec>& origins) const {
   const std::string text = nlohmann::json{{"version", kFormatVersion}, {"origins", list}}.dump(
                                2, ' ', false, nlohmann::json::error_handler_t::replace) +
                            "\n";
-  const std::string temp = path_ + ".tmp";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::from_errno(errno, "create " + temp);
-  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  const int write_errno = errno;
-  const bool synced = written && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!written || !synced) {
-    ::unlink(temp.c_str());
-    return Status::from_errno(written ? EIO : write_errno, "write " + temp);
-  }
-  if (std::rename(temp.c_str(), path_.c_str()) != 0) return Status::from_errno(errno, "rename " + temp);
-  return Status::ok();
+  return replace_file_durably(path_, text);
 }
 
 }  // namespace nbdsnap

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// durable_file_test.cpp — a state file is replaced whole or not at all: a failed replacement leaves the old
+// file and no temporary file, and its error names the file and keeps the errno's meaning.
+#include "durable_file.h"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "test_support.h"
+
+using namespace nbdsnap;
+using namespace nbdsnap::test;
+
+namespace {
+
+std::string contents(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE("replace_file_durably writes a new file and replaces an old one") {
+  TempDir dir;
+  const std::string path = dir.file("state.json");
+  REQUIRE_OK(replace_file_durably(path, "one\n"));
+  CHECK(contents(path) == "one\n");
+  REQUIRE_OK(replace_file_durably(path, std::string(1 << 20, 'x')));
+  CHECK(contents(path) == std::string(1 << 20, 'x'));
+  REQUIRE_OK(replace_file_durably(path, ""));
+  CHECK(contents(path).empty());
+  CHECK(!std::filesystem::exists(path + ".tmp"));
+}
+
+TEST_CASE("a failed replacement keeps the old file and says which file failed") {
+  TempDir dir;
+  const std::string path = dir.file("state.json");
+  REQUIRE_OK(replace_file_durably(path, "old\n"));
+  SUBCASE("the temporary file cannot be created") {
+    std::filesystem::create_directory(path + ".tmp");  // fails even for root (EISDIR)
+    const Status status = replace_file_durably(path, "new\n");
+    CHECK(status.code() == Errc::io_error);
+    CHECK(status.message().find("state.json.tmp") != std::string::npos);
+    CHECK(std::filesystem::is_directory(path + ".tmp"));  // not ours to remove
+  }
+  SUBCASE("the rename fails") {
+    std::filesystem::remove(path);
+    std::filesystem::create_directory(path);
+    std::ofstream(path + "/keep") << "k";  // a non-empty directory cannot be renamed over
+    const Status status = replace_file_durably(path, "new\n");
+    CHECK(!status.is_ok());
+    CHECK(status.message().find("rename") != std::string::npos);
+    CHECK(!std::filesystem::exists(path + ".tmp"));
+    CHECK(contents(path + "/keep") == "k");
+    return;
+  }
+  CHECK(contents(path) == "old\n");
+}
+
+TEST_CASE("a missing directory is not_found, naming the file") {
+  TempDir dir;
+  const Status status = replace_file_durably(dir.file("gone") + "/state.json", "x");
+  CHECK(status.code() == Errc::not_found);
+  CHECK(status.message().find("gone/state.json.tmp") != std::string::npos);
+}
