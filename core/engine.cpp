@@ -254,7 +254,7 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   return Status::ok();
 }
 
-Status Engine::detach_origin(const std::string& name, bool force) {
+Status Engine::detach_origin(const std::string& name, bool force, const Origin* only) {
   std::shared_ptr<Origin> origin;
   std::shared_ptr<Snapshot> snapshot;
   ScopeExit reserved(
@@ -270,7 +270,7 @@ Status Engine::detach_origin(const std::string& name, bool force) {
     if (attaching_.count(name)) return being_attached(name);
     if (resetting_.count(name)) return being_reset(name);  // the CBT saved below would miss the reset
     auto it = origins_.find(name);
-    if (it == origins_.end()) return unknown_origin(name);
+    if (it == origins_.end() || (only && it->second.get() != only)) return unknown_origin(name);
     origin = it->second;
     const std::string member_of = snapshot_of_origin_locked(name);
     // Even forced: a destroy drains (and switches) this origin's copy-on-write itself, and a create has

@@ -91,8 +91,10 @@ class Engine {
   // save's error (the origin
   // is detached all the same). Its wait for I/O in flight lasts as long as a stalled disk stalls, so it holds
   // no other control call: until it returns, calls that need this origin (or take or destroy its snapshot)
-  // fail with busy ("being detached"); all others go on.
-  Status detach_origin(const std::string& name, bool force);
+  // fail with busy ("being detached"); all others go on. only: when not null, detaches the origin only while
+  // `name` is still this object (else not_found): a front end undoing its own attach must not detach the
+  // origin a later attach of the same name made after someone else detached its own.
+  Status detach_origin(const std::string& name, bool force, const Origin* only = nullptr);
   // The attached origin of that name, or null.
   std::shared_ptr<Origin> find_origin(const std::string& name) const;
   std::vector<OriginInfo> origins() const;

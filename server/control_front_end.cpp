@@ -20,15 +20,33 @@ Status NbdsnapdFrontEnd::attach_origin(const std::string& name, const std::strin
 }
 
 Status NbdsnapdFrontEnd::detach_origin(const std::string& name, bool force) {
-  if (!engine_.find_origin(name)) {
-    if (files_.forget(name)) {  // listed, but its file could not be opened at start
+  // An attach of the name may finish at any point of this (it attaches without our locks): the list
+  // changes only through OriginFiles::unlist, which asks the engine under the list's lock, and an origin
+  // that appears while we look is detached in a second round, as if this detach came after its attach.
+  for (int round = 0;; ++round) {
+    if (engine_.find_origin(name)) return detach_attached(name, force);
+    OriginFiles::Unlisted outcome{};
+    if (Status s = files_.unlist(name, outcome); !s) return s;  // listed, and still listed
+    if (outcome == OriginFiles::Unlisted::dropped) {  // listed, but its file could not be opened at start
       log_info("origin " + name + " removed from the origin list");
       return Status::ok();
     }
-    // An origin-attach of the name still waiting for its CBT state I/O: busy, "being attached".
-    if (Status s = engine_.check_origin_unused(name, ""); s.code() == Errc::busy) return s;
-    return {Errc::not_found, "origin '" + name + "' does not exist"};
+    if (outcome == OriginFiles::Unlisted::not_listed) {
+      // busy: an attach of the name waits for its CBT state I/O ("being attached"); already_exists: it
+      // has just attached, and is detached in the next round.
+      Status unused = engine_.check_origin_unused(name, "");
+      if (unused.code() == Errc::busy) return unused;
+      if (unused.code() != Errc::already_exists) {
+        return {Errc::not_found, "origin '" + name + "' does not exist"};
+      }
+    }
+    if (round > 0) {
+      return {Errc::busy, "origin '" + name + "' was attached again while it was detached; detach it again"};
+    }
   }
+}
+
+Status NbdsnapdFrontEnd::detach_attached(const std::string& name, bool force) {
   const unsigned clients = server_.clients().count_of_origin(name);
   if (clients > 0 && !force) {
     return {Errc::busy, std::to_string(clients) + " NBD clients use origin '" + name +
@@ -36,7 +54,6 @@ Status NbdsnapdFrontEnd::detach_origin(const std::string& name, bool force) {
   }
   Status status = engine_.detach_origin(name, force);
   if (!status.is_ok()) return status;
-  files_.forget(name);
   log_info("origin " + name + " detached");
   if (server_.clients().count_of_origin(name) > 0) {
     log_info("disconnecting the clients of detached origin " + name);
@@ -44,6 +61,14 @@ Status NbdsnapdFrontEnd::detach_origin(const std::string& name, bool force) {
       // Harmless: every request of theirs fails now. They go when their sockets close.
       log_warning("clients of detached origin " + name + " are still closing");
     }
+  }
+  // An attach of the name since the engine's detach lists it itself (Unlisted::attached), and one undone
+  // because its listing failed never listed it (not_listed): either way this detach is done.
+  OriginFiles::Unlisted outcome{};
+  if (Status s = files_.unlist(name, outcome); !s) {
+    return {s.code(), "origin '" + name + "' is detached, but " + s.message() +
+                          ": the next start attaches it again; detach it again once the state directory "
+                          "can be written"};
   }
   return Status::ok();
 }

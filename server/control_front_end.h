@@ -24,6 +24,9 @@ class NbdsnapdFrontEnd final : public ControlFrontEnd {
   Status detach_origin(const std::string& name, bool force) override;
 
  private:
+  // detach_origin's, for an origin the engine has attached: clients, the engine's detach, the list.
+  Status detach_attached(const std::string& name, bool force);
+
   Engine& engine_;
   Server& server_;
   OriginFiles& files_;

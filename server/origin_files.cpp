@@ -51,7 +51,9 @@ Status OriginFiles::attach_at_start(const std::vector<OriginSpec>& command_line)
       listed_.push_back(spec);
     }
   }
-  save_list_locked();
+  // The origins are served either way (the command line's were asked for): only the next start would miss
+  // them, and the error is logged.
+  (void)save_list_locked();
   return Status::ok();
 }
 
@@ -62,15 +64,31 @@ Status OriginFiles::attach(const std::string& name, const std::string& path, boo
   // the disk to other calls meanwhile (busy, "being attached"), and other attaches and detaches go on.
   std::string identity;
   if (Status status = open_and_attach(spec, identity); !status.is_ok()) return status;
-  MutexLock lock(mutex_);
-  // A detach may have come between the engine's attach and this lock: its forget() found nothing to drop
-  // then, so list the origin only while the engine still has this file attached under the name (and not
-  // another attach's, after that detach). A later forget() waits for this lock.
-  const std::shared_ptr<Origin> attached = engine_.find_origin(name);
-  if (!attached || attached->file_identity() != identity) return Status::ok();
-  list_attached_locked(spec);
-  save_list_locked();
-  return Status::ok();
+  std::shared_ptr<Origin> attached;
+  Status saved;
+  {
+    MutexLock lock(mutex_);
+    // A detach may have come between the engine's attach and this lock: its unlist() found nothing to drop
+    // then, so list the origin only while the engine still has this file attached under the name (and not
+    // another attach's, after that detach). A later unlist() waits for this lock.
+    attached = engine_.find_origin(name);
+    if (!attached || attached->file_identity() != identity) return Status::ok();
+    const std::vector<OriginSpec> before = listed_;
+    list_attached_locked(spec);
+    saved = save_list_locked();
+    if (saved.is_ok()) return Status::ok();
+    listed_ = before;  // a failed save replaced nothing: the file still lists `before`
+  }
+  // Undone without mutex_ (the detach saves CBT state, in the same failing directory), and only this
+  // attach's origin: a detach and another attach of the name may have come meanwhile.
+  if (Status undone = engine_.detach_origin(name, /*force=*/true, attached.get());
+      !undone.is_ok() && undone.code() != Errc::not_found) {
+    log_warning("origin " + name + " detached again with an error: " + undone.to_string());
+  }
+  return {saved.code(), "origin '" + name + "' not attached: the origin list " + list_.path() +
+                            " could not be saved (" + saved.message() +
+                            "), so the next start would not serve it; make the state directory writable "
+                            "and attach again"};
 }
 
 Status OriginFiles::attach_locked(const OriginSpec& spec) {
@@ -98,26 +116,40 @@ void OriginFiles::list_attached_locked(const OriginSpec& spec) {
   listed_.erase(
       std::remove_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == spec.name; }),
       listed_.end());
-  attached_.insert(spec.name);
   listed_.push_back(spec);
 }
 
-bool OriginFiles::forget(const std::string& name) {
+Status OriginFiles::unlist(const std::string& name, Unlisted& outcome) {
   MutexLock lock(mutex_);
-  attached_.erase(name);
+  // Asked under mutex_, as attach() asks before it lists: an attach whose engine attach came after the
+  // caller's detach (or its look for the name) lists the name itself, and must keep its entry.
+  if (engine_.find_origin(name)) {
+    outcome = Unlisted::attached;
+    return Status::ok();
+  }
   const auto listed =
       std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
-  if (listed == listed_.end()) return false;
-  listed_.erase(listed);
-  save_list_locked();
-  return true;
+  if (listed == listed_.end()) {
+    outcome = Unlisted::not_listed;
+    return Status::ok();
+  }
+  const OriginSpec dropped = *listed;
+  const auto position = listed_.erase(listed);
+  if (Status saved = save_list_locked(); !saved.is_ok()) {
+    listed_.insert(position, dropped);  // the file still lists it: so does the next save
+    return {saved.code(),
+            "the origin list " + list_.path() + " could not be saved (" + saved.message() + ")"};
+  }
+  outcome = Unlisted::dropped;
+  return Status::ok();
 }
 
-void OriginFiles::save_list_locked() {
-  // The origins are served either way; only the next start would miss a change, so say so loudly.
-  if (Status status = list_.save(listed_); !status.is_ok()) {
+Status OriginFiles::save_list_locked() {
+  Status status = list_.save(listed_);
+  if (!status.is_ok()) {
     log_error("origin list not saved (" + status.to_string() + "): the next start may serve other origins");
   }
+  return status;
 }
 
 }  // namespace nbdsnap

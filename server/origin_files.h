@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -25,11 +24,20 @@ class OriginFiles {
   // error (the caller stops); a listed one is logged and stays listed, to be tried again at the next start,
   // so a disk that is missing for a while is not forgotten.
   Status attach_at_start(const std::vector<OriginSpec>& command_line);
-  // Opens PATH (made absolute) and attaches it as origin NAME, then lists it.
+  // Opens PATH (made absolute) and attaches it as origin NAME, then lists it. When the list cannot be saved
+  // (the state directory full, read-only or failing) the origin is detached again and the save's error is
+  // returned: a served origin the next start would not serve again loses its tracking.
   Status attach(const std::string& name, const std::string& path, bool read_only);
-  // Drops NAME from the list after the engine detached it, or when it is listed but was never attached.
-  // Returns whether it was listed.
-  bool forget(const std::string& name);
+  // What unlist() found.
+  enum class Unlisted {
+    dropped,     // listed and dropped, and the list saved
+    not_listed,  // nothing to drop
+    attached,    // the engine has NAME attached: an attach came after the caller's look, and lists it itself
+  };
+  // Drops NAME from the list while the engine has no origin of that name: after a detach, or when it is
+  // listed but could not be attached at start. Errors: the list save's (NAME stays listed, in the file and
+  // here, so the next start attaches it again and a later unlist tries again); `outcome` is then unset.
+  Status unlist(const std::string& name, Unlisted& outcome);
 
  private:
   // attach_at_start's: opens, attaches and lists one origin.
@@ -39,16 +47,17 @@ class OriginFiles {
   Status open_and_attach(const OriginSpec& spec, std::string& identity);
   // Lists an origin the engine has attached, in place of a listed one of its name that was not attached.
   void list_attached_locked(const OriginSpec& spec) REQUIRES(mutex_);
-  void save_list_locked() REQUIRES(mutex_);
+  Status save_list_locked() REQUIRES(mutex_);
 
   Engine& engine_;
   OriginList list_;
   const FileCache cache_;
   // Guards the list and serialises its writes (state directory I/O: the last list written is the newest).
-  // Held across the engine's attach only at start; a control attach opens and attaches without it.
+  // Held across the engine's attach only at start; a control attach opens and attaches without it. Lists
+  // and unlists only after asking the engine (find_origin) under it, so an attach's listing and a detach's
+  // unlisting of one name apply in the order of the engine's own attach and detach.
   mutable Mutex mutex_;
   std::vector<OriginSpec> listed_ GUARDED_BY(mutex_);  // attach order
-  std::set<std::string> attached_ GUARDED_BY(mutex_);
 };
 
 }  // namespace nbdsnap

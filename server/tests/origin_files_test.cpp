@@ -79,8 +79,13 @@ TEST_CASE("origins_attached_at_run_time_are_served_again_after_a_restart") {
   OriginInfo info;
   REQUIRE_OK(engine.origin_info("b", info));
   CHECK(info.read_only);
+  OriginFiles::Unlisted outcome{};
+  REQUIRE_OK(files.unlist("a", outcome));
+  CHECK(outcome == OriginFiles::Unlisted::attached);  // an unlist must not drop an attached origin's entry
+  CHECK(listed_in(state).size() == 2);
   REQUIRE_OK(engine.detach_origin("a", false));
-  CHECK(files.forget("a"));
+  REQUIRE_OK(files.unlist("a", outcome));
+  CHECK(outcome == OriginFiles::Unlisted::dropped);
   CHECK(listed_in(state) == std::vector<OriginSpec>{{"b", b, true}});
 }
 
@@ -114,9 +119,44 @@ TEST_CASE("a_listed_origin_whose_file_is_missing_stays_listed_until_attached_or_
   make_disk(disks, "gone.raw");
   REQUIRE_OK(files.attach("gone", gone, false));
   CHECK(listed_in(state).size() == 2);
-  CHECK(files.forget("gone"));
-  CHECK(!files.forget("never-listed"));
+  REQUIRE_OK(engine.detach_origin("gone", false));
+  OriginFiles::Unlisted outcome{};
+  REQUIRE_OK(files.unlist("gone", outcome));
+  CHECK(outcome == OriginFiles::Unlisted::dropped);
+  REQUIRE_OK(files.unlist("never-listed", outcome));
+  CHECK(outcome == OriginFiles::Unlisted::not_listed);
   CHECK(listed_in(state) == std::vector<OriginSpec>{{"a", a, false}});
+}
+
+// A list that cannot be saved must not leave an origin served that the next start would not serve (its
+// writes there would go untracked), nor drop a listing the file still holds. A directory in the way of
+// the temporary file fails the save even for root.
+TEST_CASE("an_attach_whose_listing_cannot_be_saved_is_undone_and_an_unlist_keeps_the_entry") {
+  TempDir state, disks;
+  const std::string a = make_disk(disks, "a.raw"), b = make_disk(disks, "b.raw");
+  EngineConfig config;
+  config.state_dir = state.path().string();
+  Engine engine(config);
+  OriginFiles files(engine, config.state_dir);
+  REQUIRE_OK(files.attach_at_start({{"a", a, false}}));
+  const auto blocker = state.path() / "origins.json.tmp";
+  std::filesystem::create_directory(blocker);
+  const Status refused = files.attach("b", b, false);
+  CHECK(refused.code() == Errc::io_error);
+  CHECK(refused.message().find("origin 'b' not attached") != std::string::npos);
+  CHECK(refused.message().find("origins.json") != std::string::npos);
+  CHECK(attached(engine) == std::vector<std::string>{"a"});
+  REQUIRE_OK(engine.detach_origin("a", false));
+  OriginFiles::Unlisted outcome{};
+  const Status kept = files.unlist("a", outcome);
+  CHECK(!kept.is_ok());
+  CHECK(kept.message().find("origins.json") != std::string::npos);
+  std::filesystem::remove(blocker);
+  CHECK(listed_in(state) == std::vector<OriginSpec>{{"a", a, false}});
+  REQUIRE_OK(files.unlist("a", outcome));  // still listed in memory too: a second detach unlists it
+  CHECK(outcome == OriginFiles::Unlisted::dropped);
+  REQUIRE_OK(files.attach("b", b, false));  // the same name and file again, once the list can be saved
+  CHECK(listed_in(state) == std::vector<OriginSpec>{{"b", b, false}});
 }
 
 TEST_CASE("a_command_line_origin_that_cannot_be_opened_is_an_error") {
