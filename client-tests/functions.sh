@@ -35,6 +35,8 @@
 #   run_cli STATUS ARGS, run_cli_within SECONDS STATUS ARGS, expect_out RE, expect_err RE, jq_out FILTER
 #   write PATTERN OFFSET LENGTH EXPORT        qemu-io write through NBD
 #   mount_tmpfs DIR SIZE, vmrss PID, parse_rounds DEFAULT ARGS (the reliability scripts' --rounds N)
+#   freezable_fs SIZE, freeze_fs, thaw_fs    an ext4 on $fs whose writes stop answering
+#   stallable_fs, stall_fs, unstall_fs        a FUSE file system on $sfs that stops answering everything
 # Environment: KEEP_TEST_DIR=1 keeps $dir (logs, images) after the test; STOP_TIMEOUT (30) bounds stop_server in
 # seconds; NBDKIT_VERBOSE (unset: -v) the verbosity option of start_filter; NBDSNAP_NBDKIT_PRELOAD (set by CMake in
 # sanitizer builds) the runtime preloaded into nbdkit.
@@ -411,4 +413,32 @@ freeze_fs() {
   timeout 30 fsfreeze -f "$fs" || skip "fsfreeze -f failed"
 }
 thaw_fs() { timeout 30 fsfreeze -u "$fs" || fail "fsfreeze -u"; }
+# stallable_fs: mounts stall_fs.py (FUSE) on $sfs (in $dir), passing through to $dir/sfs-back; after stall_fs
+# every call on it waits, as on a hung NFS server, until unstall_fs; even lookups and stat, which a frozen
+# file system still answers. The kernel keeps what was looked up, so stall names nothing has looked up yet.
+# At exit it is unstalled, the server stopped (it may wait on it) and unmounted. Skips (77) without root,
+# /dev/fuse or python3-fusepy.
+stallable_fs() {
+  requires_root
+  [[ -c /dev/fuse ]] || skip "no /dev/fuse"
+  requires "$PY" -c 'import fusepy'
+  sfs=$dir/sfs
+  mkdir "$sfs" "$dir/sfs-back"
+  "$PY" "$top/stall_fs.py" "$dir/sfs-back" "$dir/sfs-stalled" "$sfs" >"$dir/stall_fs.log" 2>&1 &
+  track_pid $!
+  cleanup_fn _unstall_and_unmount_fs
+  local i
+  for ((i = 0; i < 100; i++)); do
+    mountpoint -q "$sfs" && return 0
+    _nap 0.1
+  done
+  skip "stall_fs.py did not mount $sfs: $(cat "$dir/stall_fs.log")"
+}
+_unstall_and_unmount_fs() {
+  rm -f "$dir/sfs-stalled"
+  [[ -z $server_pid ]] || stop_server TERM
+  if mountpoint -q "$sfs"; then timeout 30 umount "$sfs" || timeout 30 umount -l "$sfs"; fi
+}
+stall_fs() { touch "$dir/sfs-stalled"; }
+unstall_fs() { rm -f "$dir/sfs-stalled"; }
 vmrss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }  # KiB

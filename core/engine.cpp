@@ -632,7 +632,8 @@ Status Engine::check_storage_holds_a_chunk(Snapshot& snapshot, const std::vector
 namespace {
 
 // One spelling per file for storage_paths_in_creation_: absolute, with symbolic links and "." resolved as far
-// as the path exists (the file itself may not yet).
+// as the path exists (the file itself may not yet). It asks the file system (lstat, readlink): never with a
+// lock held, so a stalled file system stalls only the call that names a path on it.
 std::string storage_path_key(const std::string& path) {
   std::error_code error;
   const std::filesystem::path canonical =
@@ -640,15 +641,20 @@ std::string storage_path_key(const std::string& path) {
   return error ? path : canonical.string();
 }
 
+std::vector<std::string> storage_path_keys(const std::vector<StorageSpec>& specs) {
+  std::vector<std::string> keys;
+  keys.reserve(specs.size());
+  for (const StorageSpec& spec : specs) keys.push_back(storage_path_key(spec.path));
+  return keys;
+}
+
 }  // namespace
 
 Status Engine::reserve_storage_paths_locked(const std::vector<StorageSpec>& specs,
-                                            const std::string& snapshot, std::vector<std::string>& keys) {
-  std::vector<std::string> wanted;  // made first: their allocations may throw before anything is reserved
-  wanted.reserve(specs.size());
-  for (const StorageSpec& spec : specs) wanted.push_back(storage_path_key(spec.path));
+                                            const std::vector<std::string>& keys,
+                                            const std::string& snapshot) {
   for (size_t i = 0; i < specs.size(); ++i) {
-    if (auto it = storage_paths_in_creation_.find(wanted[i]); it != storage_paths_in_creation_.end()) {
+    if (auto it = storage_paths_in_creation_.find(keys[i]); it != storage_paths_in_creation_.end()) {
       return {Errc::busy,
               "storage " + specs[i].path + " is being created for snapshot '" + it->second +
                   "' (its file system may not be answering); try again once that call has returned"};
@@ -656,14 +662,12 @@ Status Engine::reserve_storage_paths_locked(const std::vector<StorageSpec>& spec
   }
   size_t reserved = 0;
   try {
-    for (; reserved < wanted.size(); ++reserved)
-      storage_paths_in_creation_.emplace(wanted[reserved], snapshot);
+    for (; reserved < keys.size(); ++reserved) storage_paths_in_creation_.emplace(keys[reserved], snapshot);
   } catch (
       const std::bad_alloc&) {  // all or nothing: none of these paths was reserved before (checked above)
-    for (size_t i = 0; i < reserved; ++i) storage_paths_in_creation_.erase(wanted[i]);
+    for (size_t i = 0; i < reserved; ++i) storage_paths_in_creation_.erase(keys[i]);
     throw;
   }
-  keys.swap(wanted);
   return Status::ok();
 }
 
@@ -735,7 +739,8 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
   if (Status s = check_object_name("snapshot", name); !s) return s;
   std::shared_ptr<Snapshot> snapshot;
   AreaRequirements requirements;
-  std::vector<std::string> path_keys;  // storage_paths_in_creation_'s, for our storage
+  // storage_paths_in_creation_'s keys for our storage, made before the locks (they ask the file system).
+  const std::vector<std::string> path_keys = storage_path_keys(options.storage);
   // Given up (the files it made removed, the name and paths given back) unless registered.
   ScopeExit reserved(
       [&] {
@@ -761,7 +766,7 @@ Status Engine::create_snapshot(const std::string& name, const SnapshotOptions& o
     }
     snapshot = std::make_shared<Snapshot>(name, options, config_, events_, budget_);
     MutexLock lock(mutex_);
-    if (Status s = reserve_storage_paths_locked(options.storage, name, path_keys); !s) return s;
+    if (Status s = reserve_storage_paths_locked(options.storage, path_keys, name); !s) return s;
     reserved.arm();
     creating_[name] = snapshot;  // the name and the origins are ours until it is registered or given up
   }
@@ -1003,7 +1008,9 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
                               SnapshotInfo* appended) {
   std::shared_ptr<Snapshot> snapshot;
   AreaRequirements requirements;
-  std::vector<std::string> path_keys;  // storage_paths_in_creation_'s, for the new file
+  // Asked before the locks: both look at the file system, which may stall (a hung NFS server).
+  const std::vector<std::string> path_keys = storage_path_keys({spec});  // storage_paths_in_creation_'s
+  Status not_served = check_storage_not_served(spec);
   ScopeExit reserved(
       [&] {
         MutexLock lock(mutex_);
@@ -1025,10 +1032,10 @@ Status Engine::append_storage(const std::string& snapshot_name, const StorageSpe
                     "try again once that snapshot-append-storage has returned"};
       }
     }
-    if (Status s = check_storage_not_served(spec); !s) return s;
+    if (!not_served) return not_served;
     requirements = area_requirements(snapshot->origins());
     MutexLock lock(mutex_);
-    if (Status s = reserve_storage_paths_locked({spec}, snapshot_name, path_keys); !s) return s;
+    if (Status s = reserve_storage_paths_locked({spec}, path_keys, snapshot_name); !s) return s;
     reserved.arm();
     appending_[snapshot_name] = spec.to_string();  // keeps destroys (and other appends) off the snapshot
   }

@@ -230,12 +230,14 @@ class Engine {
   // The take itself, without control_mutex_ (registered in taking_): holds, drains (bounded), switches.
   Status freeze_and_take(Snapshot& snapshot, const std::vector<std::shared_ptr<Origin>>& origins)
       EXCLUDES(control_mutex_, mutex_);
-  // Reserves the paths of `specs` for `snapshot` in storage_paths_in_creation_ under the keys it returns in
-  // `keys`, or says which another call reserved (busy; nothing reserved then). All or nothing on
-  // std::bad_alloc too. release_storage_paths_locked gives them back, allocating nothing (it runs from the
-  // caller's ScopeExit, also while an exception unwinds).
-  Status reserve_storage_paths_locked(const std::vector<StorageSpec>& specs, const std::string& snapshot,
-                                      std::vector<std::string>& keys) REQUIRES(mutex_);
+  // Reserves the paths of `specs` for `snapshot` in storage_paths_in_creation_ under `keys`, which the
+  // caller made with storage_path_keys(specs) before it took any lock (resolving a path asks its file
+  // system, which may stall), or says which another call reserved (busy; nothing reserved then). All or
+  // nothing on std::bad_alloc too. release_storage_paths_locked gives them back, allocating nothing (it runs
+  // from the caller's ScopeExit, also while an exception unwinds).
+  Status reserve_storage_paths_locked(const std::vector<StorageSpec>& specs,
+                                      const std::vector<std::string>& keys, const std::string& snapshot)
+      REQUIRES(mutex_);
   void release_storage_paths_locked(const std::vector<std::string>& keys) REQUIRES(mutex_);
   // busy when snapshot `name` is not registered but being created or destroyed; else not_found.
   Status missing_snapshot_locked(const std::string& name) const REQUIRES(mutex_);

@@ -11,7 +11,10 @@
 //                               or state directory I/O: not across a take's freezes and drain, a CBT
 //                               reset's drain, a destroy's drain and release, a detach's drain and CBT
 //                               save, an attach's CBT load and save, the creation of storage files by a
-//                               create or an append, or the storage ledger's write. The registries
+//                               create or an append, or the storage ledger's write; nor across a look at
+//                               the file system that may stall (resolving a storage path, checking it
+//                               against the files a front end serves): those run before it is taken. The
+//                               registries
 //                               Engine::taking_, resetting_, destroying_, releasing_, detaching_,
 //                               attaching_, creating_ and appending_ (under 3) keep other calls off what
 //                               those use meanwhile, and they take this lock again, briefly, only to
