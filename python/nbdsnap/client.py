@@ -53,6 +53,9 @@ class Error(Exception):
         return self.source == "server"
 
 
+# bytes: a longer reply line is no reply of the protocol (the server takes request lines of at most 1 MiB, and
+# pages what could grow); libnbdsnap's limit too, so a hostile server cannot make either client hold more.
+MAXIMUM_REPLY_LINE = 64 << 20
 LONGEST_TIMEOUT = 86400.0  # seconds: Client(timeout=), as the CLI's --timeout (more than 0, at most 24 h)
 SHORTEST_POLL, LONGEST_POLL = 0.01, 60.0  # seconds: watch_events(poll=), as libnbdsnap's WatchOptions::poll
 
@@ -231,7 +234,7 @@ class Client:
         self.timeout_name = timeout_name
         self.state = "connected"
         self._lock = threading.Lock()
-        self._buffered = b""
+        self._buffered = bytearray()  # received, not yet returned: appended in place (a long line is no copy per chunk)
         self._replied = False
         self._end_reason = ""
         self._tls = path.startswith("tls://") if isinstance(path, str) else False
@@ -457,7 +460,7 @@ class Client:
         until = time.monotonic() + 0.2
         while b"\n" not in self._buffered and not self._buffered.startswith(NBD_GREETING_MAGIC):
             left = until - time.monotonic()
-            if left <= 0:
+            if left <= 0 or len(self._buffered) > MAXIMUM_REPLY_LINE:
                 return False
             try:
                 self._sock.settimeout(left)
@@ -470,14 +473,21 @@ class Client:
         return True
 
     def _receive_line(self, command, deadline):
+        scanned = 0  # the bytes of _buffered already searched for the newline
         while True:
             if not self._replied and self._buffered.startswith(NBD_GREETING_MAGIC):
                 raise self._fail("wrong_socket", self._wrong_socket_message(), errno_codes.EPROTO)
-            newline = self._buffered.find(b"\n")
+            newline = self._buffered.find(b"\n", scanned)
             if newline >= 0:
-                line, self._buffered = self._buffered[:newline], self._buffered[newline + 1:]
+                line = bytes(self._buffered[:newline])
+                del self._buffered[:newline + 1]
                 self._replied = True
                 return line
+            scanned = len(self._buffered)
+            if scanned > MAXIMUM_REPLY_LINE:
+                raise self._fail("protocol_error", f"{self.endpoint}: a reply line to {command} longer than "
+                                 f"{MAXIMUM_REPLY_LINE} bytes: not a reply of the control protocol",
+                                 errno_codes.EPROTO)
             left = deadline - time.monotonic()
             try:
                 if left <= 0:

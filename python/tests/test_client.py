@@ -137,6 +137,38 @@ class ClientTest(unittest.TestCase):
                           caught.exception.message)
             self.assertEqual(ctl.state, "dead")
 
+    def test_a_reply_line_without_end_is_refused_past_the_limit_and_a_long_one_arrives_whole(self):
+        # A hostile or broken server must not make the client hold more than libnbdsnap would (64 MiB).
+        def endless(conn):
+            conn.recv(4096)
+            block = b"x" * (1 << 20)
+            try:
+                while True:
+                    conn.sendall(block)
+            except OSError:
+                pass
+        server = self.server(endless)
+        with nbdsnap.Client(server.path, timeout=60) as ctl:
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.snapshots()
+            self.assertEqual((caught.exception.code, caught.exception.errno), ("protocol_error", errno.EPROTO))
+            self.assertIn(f"a reply line to snapshot-list longer than {nbdsnap.client.MAXIMUM_REPLY_LINE} bytes",
+                          caught.exception.message)
+            self.assertEqual(ctl.state, "dead")
+        # Just under the limit, in small pieces, is a reply: read in time linear in its length.
+        names = ["s%07d" % i for i in range(100000)]
+        reply = json.dumps({"ok": True, "snapshots": [{"name": n} for n in names]}).encode() + b"\n"
+        self.assertLess(len(reply), nbdsnap.client.MAXIMUM_REPLY_LINE)
+
+        def long_reply(conn):
+            conn.recv(4096)
+            for start in range(0, len(reply), 4096):
+                conn.sendall(reply[start:start + 4096])
+            conn.recv(4096)
+        server = self.server(long_reply)
+        with nbdsnap.Client(server.path, timeout=60) as ctl:
+            self.assertEqual(len(ctl.reply("snapshot-list")["snapshots"]), len(names))
+
     def test_a_reply_of_the_wrong_shape_is_a_protocol_error_naming_the_socket_and_command(self):
         wrong = {"origins": {"origins": 5}, "snapshot-list": {"snapshots": "s1"}, "stats": {"origins": []},
                  "snapshot-info": {}, "cbt-reset": {"generation": 3}, "cbt-map": {"ranges": None},
