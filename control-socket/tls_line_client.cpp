@@ -183,7 +183,10 @@ Status TlsLineClient::send_line(const std::string& line, SteadyDeadline deadline
 
 bool TlsLineClient::reply_left_behind(SteadyDeadline deadline) {
   const SteadyDeadline until = std::min(deadline, std::chrono::steady_clock::now() + kLeftBehindWait);
-  while (buffered_.find('\n') == std::string::npos) {
+  size_t scanned = 0;
+  while (buffered_.find('\n', scanned) == std::string::npos) {
+    if (buffered_.size() > kMaxLineBytes) return false;
+    scanned = buffered_.size();
     char chunk[16384];
     const ssize_t got = stream_->read_some(chunk, sizeof(chunk), until);
     if (got <= 0) return false;
@@ -194,8 +197,9 @@ bool TlsLineClient::reply_left_behind(SteadyDeadline deadline) {
 }
 
 Status TlsLineClient::receive_line(std::string& line, SteadyDeadline deadline, size_t max_bytes) {
+  size_t scanned = 0;  // searched for the newline already: a long line costs time linear in its length
   for (;;) {
-    const size_t newline = buffered_.find('\n');
+    const size_t newline = buffered_.find('\n', scanned);
     if (newline != std::string::npos) {
       line = buffered_.substr(0, newline);
       buffered_.erase(0, newline + 1);
@@ -205,6 +209,7 @@ Status TlsLineClient::receive_line(std::string& line, SteadyDeadline deadline, s
       return {Errc::io_error,
               address_.text() + ": a reply line longer than " + std::to_string(max_bytes) + " bytes"};
     }
+    scanned = buffered_.size();
     char chunk[16384];
     const ssize_t got = stream_->read_some(chunk, sizeof(chunk), deadline);
     if (got < 0) return failure("receive");

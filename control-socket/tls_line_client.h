@@ -48,8 +48,10 @@ class TlsLineClient {
 
   // Sends `line` and a newline.
   Status send_line(const std::string& line, SteadyDeadline deadline);
+  // Longer reply lines are no replies of the control protocol (libnbdsnap's and the Python client's limit).
+  static constexpr size_t kMaxLineBytes = 64u << 20;
   // The next line without its newline; lines longer than max_bytes are an error.
-  Status receive_line(std::string& line, SteadyDeadline deadline, size_t max_bytes = 64u << 20);
+  Status receive_line(std::string& line, SteadyDeadline deadline, size_t max_bytes = kMaxLineBytes);
   bool timed_out() const { return timed_out_; }
   // "TLS1.3-(ECDHE-SECP256R1)-(RSA-PSS-RSAE-SHA256)-(AES-256-GCM)": what the session negotiated.
   std::string session_description() const { return stream_->session().describe(); }

@@ -52,9 +52,10 @@ class UnixTransport final : public Transport {
   }
 
   Result<std::string> receive_line(Deadline deadline) override {
+    size_t scanned = 0;  // searched for the newline already: a long line costs time linear in its length
     for (;;) {
       if (!replied_ && is_nbd_greeting(buffered_)) return wrong_socket();
-      const size_t newline = buffered_.find('\n');
+      const size_t newline = buffered_.find('\n', scanned);
       if (newline != std::string::npos) {
         std::string line = buffered_.substr(0, newline);
         buffered_.erase(0, newline + 1);
@@ -66,6 +67,7 @@ class UnixTransport final : public Transport {
             kProtocolError, EPROTO,
             endpoint() + ": a reply line longer than " + std::to_string(kMaximumLine) + " bytes");
       }
+      scanned = buffered_.size();
       char chunk[65536];
       const ssize_t n = receive_some(fd_, chunk, sizeof(chunk), deadline);
       if (n > 0) {

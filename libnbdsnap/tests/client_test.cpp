@@ -146,6 +146,22 @@ TEST_CASE("a_malformed_reply_is_a_protocol_error_and_ends_the_connection") {
   CHECK(client.state() == State::dead);
 }
 
+// A broken or hostile server must not make the client hold an endless line: past 64 MiB it is no reply.
+TEST_CASE("a_reply_line_without_end_is_a_protocol_error_past_64_mib") {
+  fake::Server server([](int fd) {
+    fake::read_line(fd);
+    const std::string block(1 << 20, 'x');
+    while (::send(fd, block.data(), block.size(), MSG_NOSIGNAL) > 0) {
+    }
+  });
+  Client client = connected(server.path(), 60s);
+  Result<std::vector<Snapshot>> list = client.snapshots();
+  REQUIRE_FALSE(list.ok());
+  CHECK(list.error().code == kProtocolError);
+  CHECK(list.error().message.find("a reply line longer than 67108864 bytes") != std::string::npos);
+  CHECK(client.state() == State::dead);
+}
+
 TEST_CASE("the_raw_call_sends_any_command_and_returns_the_reply_line") {
   fake::Server server(fake::replying([](const std::string& line) {
     return line.find("\"future-command\"") != std::string::npos
