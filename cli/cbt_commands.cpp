@@ -263,7 +263,11 @@ std::string format_cbt_raw_map(const nlohmann::json& reply) {
     // no offset of its own.
     if (!run.is_array() || run.size() != 2) continue;  // not reached
     const uint64_t count = run[1].get<uint64_t>();
-    const uint64_t end = std::min(device_size, offset + count * block_size);
+    // Saturating: a run reaching past the device (its last block may be partial) ends at device_size, and
+    // count * block_size never wraps (counts near 2^48 of 64 KiB blocks pass 2^64).
+    const uint64_t room = offset < device_size ? device_size - offset : 0;
+    const uint64_t span = block_size != 0 && count <= room / block_size ? count * block_size : room;
+    const uint64_t end = offset + span;
     table.add_row({std::to_string(offset), std::to_string(end - offset), std::to_string(count),
                    std::to_string(run[0].get<uint64_t>())});
     offset = end;

@@ -60,6 +60,18 @@ TEST_CASE("cbt_raw_map_lists_runs_with_offsets_and_what_the_numbers_mean") {
   CHECK(text.find("(s1=1, s2=2)") != std::string::npos);
 }
 
+TEST_CASE("cbt_raw_map_offsets_never_wrap_for_huge_run_counts") {
+  // 2^48 blocks of 64 KiB are 2^64 bytes: the product wrapped to 0 and the next run's offset went back.
+  auto reply = nlohmann::json::parse(R"({"origin":"disk","snapshot":"","generation":"g","change_number":1,
+    "block_size":65536,"device_size":9223372036854775807,"offset":0,"length":9223372036854775807,
+    "runs":[[1,281474976710656],[0,1]],"checkpoints":[],"next_offset":9223372036854775807,"more":false})");
+  const std::string text = format_cbt_raw_map(reply);
+  CHECK(text.find("                  0  9223372036854775807  281474976710656       1\n") !=
+        std::string::npos);
+  CHECK(text.find("9223372036854775807                    0                1       0\n") !=
+        std::string::npos);
+}
+
 TEST_CASE("snapshot_info_shows_state_images_and_storage") {
   auto snapshot = nlohmann::json::parse(R"({"name":"s1","state":"taken","writable":false,"origins":["a","b"],
     "images":[{"origin":"a","export":"a@s1","uri":"nbd+unix:///a@s1?socket=/x","clients":2}],
