@@ -387,8 +387,11 @@ class Client:
         at a well-formed reply still under the lock (sent: when the request went out, time.monotonic())."""
         request = dict(arguments, command=command)
         try:
-            line = json.dumps(request).encode() + b"\n"
-        except (TypeError, ValueError) as e:
+            # UTF-8 as the server reads it: a lone surrogate ("\ud800", which Python strings may hold) has no
+            # UTF-8 form and NaN or Infinity no JSON one; both are refused here, as libnbdsnap refuses them,
+            # instead of being sent as escapes the server refuses.
+            line = json.dumps(request, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+        except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError
             raise Error("invalid_request", f"{command}: the arguments cannot be sent as JSON: {e}",
                         errno_codes.EINVAL) from None
         with self._lock:

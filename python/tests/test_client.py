@@ -338,6 +338,22 @@ class ClientTest(unittest.TestCase):
             refused("its length 4096 is not next_offset - offset (10000)", runs=[[0, 3]], length=4096)
             refused("more than 2^64 blocks", runs=[[0, (1 << 64) - 1], [1, 2]])
 
+    def test_arguments_without_a_utf8_or_json_form_are_refused_before_sending(self):
+        requests = []
+        server = self.server(replying(lambda request: (requests.append(request), {"ok": True, "snapshots": []})[1]))
+        with nbdsnap.Client(server.path) as ctl:
+            for name in ("lone \ud800 surrogate", "\udfff"):
+                with self.assertRaises(nbdsnap.Error) as caught:
+                    ctl.reply("snapshot-info", name=name)
+                self.assertEqual((caught.exception.code, caught.exception.errno), ("invalid_request", errno.EINVAL))
+                self.assertIn("snapshot-info: the arguments cannot be sent as JSON", caught.exception.message)
+            with self.assertRaises(nbdsnap.Error) as caught:
+                ctl.reply("snapshot-list", x=float("nan"))
+            self.assertEqual(caught.exception.code, "invalid_request")
+            self.assertEqual(ctl.state, "connected")  # nothing was sent: the connection goes on
+            ctl.reply("snapshot-list", name="caf\u00e9 \U0001F600")  # any other text goes, as UTF-8
+        self.assertEqual(requests, [{"command": "snapshot-list", "name": "caf\u00e9 \U0001F600"}])
+
     def test_tls_addresses_need_x509_files_and_psk_is_refused_clearly(self):
         with self.assertRaises(nbdsnap.Error) as caught:
             nbdsnap.Client("tls://agent@127.0.0.1:1", tls_psk="/nowhere/keys.psk")
