@@ -3,6 +3,7 @@
 #include "origin_files.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 
 #include "file_device.h"
@@ -64,31 +65,28 @@ Status OriginFiles::attach(const std::string& name, const std::string& path, boo
   // the disk to other calls meanwhile (busy, "being attached"), and other attaches and detaches go on.
   std::string identity;
   if (Status status = open_and_attach(spec, identity); !status.is_ok()) return status;
-  std::shared_ptr<Origin> attached;
-  Status saved;
-  {
-    MutexLock lock(mutex_);
-    // A detach may have come between the engine's attach and this lock: its unlist() found nothing to drop
-    // then, so list the origin only while the engine still has this file attached under the name (and not
-    // another attach's, after that detach). A later unlist() waits for this lock.
-    attached = engine_.find_origin(name);
-    if (!attached || attached->file_identity() != identity) return Status::ok();
-    const std::vector<OriginSpec> before = listed_;
+  // A detach may come between the engine's attach and our turn at the list: its unlist() finds nothing to
+  // drop then, so list the origin only while the engine still has this attach's origin under the name (and
+  // not another attach's, after that detach).
+  const std::shared_ptr<Origin> attached = engine_.find_origin(name);
+  if (!attached || attached->file_identity() != identity) return Status::ok();
+  const Status saved = change_list([&]() REQUIRES(mutex_) {
+    if (engine_.find_origin(name) != attached) return false;
     list_attached_locked(spec);
-    saved = save_list_locked();
-    if (saved.is_ok()) return Status::ok();
-    listed_ = before;  // a failed save replaced nothing: the file still lists `before`
-  }
-  // Undone without mutex_ (the detach saves CBT state, in the same failing directory), and only this
-  // attach's origin: a detach and another attach of the name may have come meanwhile.
+    return true;
+  });
+  if (saved.is_ok()) return Status::ok();
+  // Undone (the detach saves CBT state, in the same failing directory), and only this attach's origin: a
+  // detach and another attach of the name may have come meanwhile.
   if (Status undone = engine_.detach_origin(name, /*force=*/true, attached.get());
       !undone.is_ok() && undone.code() != Errc::not_found) {
     log_warning("origin " + name + " detached again with an error: " + undone.to_string());
   }
-  return {saved.code(), "origin '" + name + "' not attached: the origin list " + list_.path() +
-                            " could not be saved (" + saved.message() +
-                            "), so the next start would not serve it; make the state directory writable "
-                            "and attach again"};
+  return {saved.code(), "origin '" + name + "' not attached: " + saved.message() +
+                            (saved.code() == Errc::busy
+                                 ? "; attach again once it answers"
+                                 : "; the next start would not serve it: make the state directory writable "
+                                   "and attach again")};
 }
 
 Status OriginFiles::attach_locked(const OriginSpec& spec) {
@@ -120,28 +118,49 @@ void OriginFiles::list_attached_locked(const OriginSpec& spec) {
 }
 
 Status OriginFiles::unlist(const std::string& name, Unlisted& outcome) {
+  Unlisted found = Unlisted::not_listed;
+  Status saved = change_list([&]() REQUIRES(mutex_) {
+    // Asked in our turn, as attach() asks before it lists: an attach whose engine attach came after the
+    // caller's detach (or its look for the name) lists the name itself, and must keep its entry.
+    if (engine_.find_origin(name)) {
+      found = Unlisted::attached;
+      return false;
+    }
+    const auto listed =
+        std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
+    if (listed == listed_.end()) return false;
+    listed_.erase(listed);
+    found = Unlisted::dropped;
+    return true;
+  });
+  if (saved.is_ok()) outcome = found;
+  return saved;
+}
+
+Status OriginFiles::change_list(const std::function<bool()>& change) {
   MutexLock lock(mutex_);
-  // Asked under mutex_, as attach() asks before it lists: an attach whose engine attach came after the
-  // caller's detach (or its look for the name) lists the name itself, and must keep its entry.
-  if (engine_.find_origin(name)) {
-    outcome = Unlisted::attached;
-    return Status::ok();
+  const auto deadline = std::chrono::steady_clock::now() + kListWaitLimit;
+  while (writing_) {
+    if (!written_.wait_until(mutex_, deadline) && writing_) {
+      return {Errc::busy, "the origin list " + list_.path() + " is being written by another call, and its " +
+                              "file system has not answered for " + std::to_string(kListWaitLimit.count()) +
+                              " s"};
+    }
   }
-  const auto listed =
-      std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == name; });
-  if (listed == listed_.end()) {
-    outcome = Unlisted::not_listed;
-    return Status::ok();
-  }
-  const OriginSpec dropped = *listed;
-  const auto position = listed_.erase(listed);
-  if (Status saved = save_list_locked(); !saved.is_ok()) {
-    listed_.insert(position, dropped);  // the file still lists it: so does the next save
-    return {saved.code(),
-            "the origin list " + list_.path() + " could not be saved (" + saved.message() + ")"};
-  }
-  outcome = Unlisted::dropped;
-  return Status::ok();
+  const std::vector<OriginSpec> before = listed_;
+  if (!change()) return Status::ok();
+  const std::vector<OriginSpec> after = listed_;
+  writing_ = true;
+  // Written without mutex_: the write waits as long as the state directory's file system stalls.
+  lock.unlock();
+  Status saved = list_.save(after);
+  lock.lock();
+  writing_ = false;
+  written_.notify_all();
+  if (saved.is_ok()) return saved;
+  log_error("origin list not saved (" + saved.to_string() + ")");
+  listed_ = before;  // a failed save replaced nothing: the file still lists `before`
+  return {saved.code(), "the origin list " + list_.path() + " could not be saved (" + saved.message() + ")"};
 }
 
 Status OriginFiles::save_list_locked() {

@@ -4,7 +4,9 @@
 // in step with what is attached, so a restart serves the same origins.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,16 +50,26 @@ class OriginFiles {
   // Lists an origin the engine has attached, in place of a listed one of its name that was not attached.
   void list_attached_locked(const OriginSpec& spec) REQUIRES(mutex_);
   Status save_list_locked() REQUIRES(mutex_);
+  // Changes the list and writes it, one call at a time: waits for a write in progress (at most
+  // kListWaitLimit: busy, naming the list, when a stalled state directory holds that write), then runs
+  // `change` under mutex_; when it returns true, writes the changed list without mutex_ and, if that
+  // fails, puts the list back and returns the error, naming the list. The write in progress is a call's
+  // own, so others see busy rather than wait as long as the state directory stalls.
+  Status change_list(const std::function<bool()>& change) EXCLUDES(mutex_);
+  static constexpr std::chrono::seconds kListWaitLimit{10};
 
   Engine& engine_;
   OriginList list_;
   const FileCache cache_;
   // Guards the list and serialises its writes (state directory I/O: the last list written is the newest).
-  // Held across the engine's attach only at start; a control attach opens and attaches without it. Lists
-  // and unlists only after asking the engine (find_origin) under it, so an attach's listing and a detach's
-  // unlisting of one name apply in the order of the engine's own attach and detach.
+  // Held across the engine's attach only at start; a control attach opens and attaches without it, and
+  // the list is written without it (change_list). Lists and unlists only after asking the engine
+  // (find_origin) in their turn, so an attach's listing and a detach's unlisting of one name apply in the
+  // order of the engine's own attach and detach.
   mutable Mutex mutex_;
   std::vector<OriginSpec> listed_ GUARDED_BY(mutex_);  // attach order
+  bool writing_ GUARDED_BY(mutex_) = false;            // a change_list() writes the list (without mutex_)
+  CondVar written_;                                    // writing_ went false
 };
 
 }  // namespace nbdsnap
