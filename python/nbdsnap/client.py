@@ -352,18 +352,13 @@ class Client:
         server's code, errno and message."""
         return self._result(self._exchange(command, server_wait, arguments))
 
-    def _shaped(self, command, needed, arguments=None, server_wait=0.0, after_reply=None):
-        """call() for the commands this class wraps: a successful reply must hold the keys `needed` (their
-        types, and every other field's, _exchange checks against the protocol's table), else
-        Error("protocol_error") naming the socket, the command and the key, and the client is dead (a reply that
-        is not the protocol's: what else it says cannot be trusted). after_reply as _exchange's."""
-        def check(value, sent):
-            missing = [key for key in needed if key not in value] if value["ok"] else []
-            if missing:
-                raise self._malformed(command, f"'{missing[0]}' is missing")
-            if after_reply is not None:
-                after_reply(value, sent)
-        return self._result(self._exchange(command, server_wait, arguments or {}, check))
+    def _shaped(self, command, arguments=None, server_wait=0.0, after_reply=None):
+        """call() for the commands this class wraps. _exchange checks a successful reply against the protocol's
+        table (reply_shapes.json), which marks the fields a reply means nothing without (those these methods
+        return): one missing, or any field of another type, is Error("protocol_error") naming the socket, the
+        command and the field, and the client is dead (a reply that is not the protocol's: what else it says
+        cannot be trusted). after_reply as _exchange's."""
+        return self._result(self._exchange(command, server_wait, arguments or {}, after_reply))
 
     def _malformed(self, command, problem):
         return self._fail("protocol_error", f"{self.endpoint}: malformed reply to {command}: {problem}; is the "
@@ -532,33 +527,31 @@ class Client:
     # --- server and origins -----------------------------------------------------------------------------------
     def version(self):
         """{version, protocol, front_end}"""
-        return self._shaped("version", ("version",))
+        return self._shaped("version")
 
     def origins(self):
         """The origin objects: [{name, size, read_only, generation, change_number, ..., snapshot, clients, uri}]"""
-        return self._shaped("origins", ("origins",))["origins"]
+        return self._shaped("origins")["origins"]
 
     def origin_info(self, name):
-        return self._shaped("origin-info", ("origin",), {"name": name})["origin"]
+        return self._shaped("origin-info", {"name": name})["origin"]
 
     def origin_attach(self, name, path, read_only=False):
         """nbdsnapd only; `path` as the server sees it (give an absolute path)."""
-        return self._shaped("origin-attach", ("origin",),
-                            {"name": name, "path": path, "read_only": read_only})["origin"]
+        return self._shaped("origin-attach", {"name": name, "path": path, "read_only": read_only})["origin"]
 
     def origin_detach(self, name, force=False):
         self.call("origin-detach", name=name, force=force)
 
     # --- change block tracking --------------------------------------------------------------------------------
     def cbt_info(self, origin, snapshot=None):
-        return self._shaped("cbt-info", ("cbt",), _present(origin=origin, snapshot=snapshot))["cbt"]
+        return self._shaped("cbt-info", _present(origin=origin, snapshot=snapshot))["cbt"]
 
     def cbt_map(self, origin, since=None, snapshot=None, offset=None, length=None, max_ranges=None):
         """One page of changed ranges: {generation, change_number, block_size, ranges: [{offset, length}],
         more, next_offset} (paging needs a server that pages; others send the whole map)."""
-        return self._cbt_page("cbt-map", ("ranges",), _present(origin=origin, since=since, snapshot=snapshot,
-                                                                   offset=offset, length=length,
-                                                                   max_ranges=max_ranges))
+        return self._cbt_page("cbt-map", _present(origin=origin, since=since, snapshot=snapshot, offset=offset,
+                                                  length=length, max_ranges=max_ranges))
 
     def cbt_changed_ranges(self, origin, since=None, snapshot=None, offset=None, length=None):
         """All pages of cbt_map joined: the reply of the first page with every page's ranges, more False. A change
@@ -569,17 +562,17 @@ class Client:
 
     def cbt_raw_map(self, origin, snapshot=None, offset=None, length=None, max_runs=None):
         """One page of change numbers per tracking block (servers with cbt-raw-map)."""
-        return self._cbt_page("cbt-raw-map", ("runs",), _present(origin=origin, snapshot=snapshot, offset=offset,
-                                                                     length=length, max_runs=max_runs))
+        return self._cbt_page("cbt-raw-map", _present(origin=origin, snapshot=snapshot, offset=offset,
+                                                      length=length, max_runs=max_runs))
 
     def cbt_whole_raw_map(self, origin, snapshot=None, offset=None, length=None):
         """All pages of cbt_raw_map joined (runs of every page; length covers them all), as cbt_changed_ranges."""
         return self._all_pages("cbt-raw-map", "runs", origin=origin, snapshot=snapshot, offset=offset, length=length)
 
-    def _cbt_page(self, command, needed, arguments):
+    def _cbt_page(self, command, arguments):
         """One page of a CBT map, checked (cbt_page.py): an inconsistent one raises Error("protocol_error"); the
         client stays connected."""
-        page = self._shaped(command, needed, dict(arguments))
+        page = self._shaped(command, dict(arguments))
         start = arguments.get("offset", 0)
         end = min(start + arguments["length"], (1 << 64) - 1) if "length" in arguments else (1 << 64) - 1
         problem = page_problem(command, page, start, end)
@@ -592,7 +585,7 @@ class Client:
         arguments = _present(**arguments)
         start = arguments.get("offset", 0)
         end = start + arguments["length"] if "length" in arguments else None
-        joined = self._cbt_page(command, (items,), arguments)
+        joined = self._cbt_page(command, arguments)
         page, offset = joined, start
         while page.get("more"):
             following = page.get("next_offset", 0)
@@ -602,7 +595,7 @@ class Client:
             offset = arguments["offset"] = following
             if end is not None:
                 arguments["length"] = end - following
-            page = self._cbt_page(command, (items,), arguments)
+            page = self._cbt_page(command, arguments)
             if page.get("generation") != joined.get("generation"):
                 raise Error("generation_changed", f"the CBT generation of {arguments['origin']} changed from "
                             f"{joined.get('generation')} to {page.get('generation')} while its map was read: CBT "
@@ -634,11 +627,11 @@ class Client:
 
     def cbt_reset(self, origin):
         """Starts a new generation; returns it."""
-        return self._shaped("cbt-reset", ("generation",), {"origin": origin})["generation"]
+        return self._shaped("cbt-reset", {"origin": origin})["generation"]
 
     def checkpoints(self, origin, snapshot=None):
         """{generation, checkpoints: [{name, number, taken_unix_ms}]} oldest first"""
-        return self._shaped("checkpoints", ("checkpoints",), _present(origin=origin, snapshot=snapshot))
+        return self._shaped("checkpoints", _present(origin=origin, snapshot=snapshot))
 
     def checkpoint_delete(self, origin, name):
         """Servers with checkpoint-delete."""
@@ -654,7 +647,7 @@ class Client:
             arguments["storage"] = [s if isinstance(s, dict) else _storage_entry(s[0], s[1], sparse) for s in storage]
         if limit:
             arguments["limit"] = limit
-        return self._shaped("snapshot-create", ("snapshot",), arguments)["snapshot"]
+        return self._shaped("snapshot-create", arguments)["snapshot"]
 
     def snapshot_add(self, name, origin):
         self.call("snapshot-add", name=name, origin=origin)
@@ -663,18 +656,18 @@ class Client:
         self.call("snapshot-remove", name=name, origin=origin)
 
     def snapshot_take(self, name):
-        return self._shaped("snapshot-take", ("snapshot",), {"name": name})["snapshot"]
+        return self._shaped("snapshot-take", {"name": name})["snapshot"]
 
     def snapshot_append_storage(self, name, path, size=0, sparse=False):
         """As snapshot_create's storage: a file created at `size` is allocated unless sparse=True."""
-        return self._shaped("snapshot-append-storage", ("snapshot",),
-                            dict(name=name, **_storage_entry(path, size, sparse)))["snapshot"]
+        arguments = dict(name=name, **_storage_entry(path, size, sparse))
+        return self._shaped("snapshot-append-storage", arguments)["snapshot"]
 
     def snapshot_info(self, name):
-        return self._shaped("snapshot-info", ("snapshot",), {"name": name})["snapshot"]
+        return self._shaped("snapshot-info", {"name": name})["snapshot"]
 
     def snapshots(self):
-        return self._shaped("snapshot-list", ("snapshots",))["snapshots"]
+        return self._shaped("snapshot-list")["snapshots"]
 
     def snapshot_destroy(self, name, force=False):
         """Destroys a snapshot. The server refuses (code busy) while clients read its images unless force,
@@ -689,7 +682,7 @@ class Client:
         """{origins: [{name, writes, bytes_written, reads, bytes_read, chunks_copied, bytes_copied,
         copy_on_write_ns, cbt_blocks_marked, clients}], snapshots: [{name, state, storage_total, storage_used,
         storage_free, storage_limit, images: [{origin, export, reads, bytes_read, clients}]}]} (docs/control.md)."""
-        reply = self._shaped("stats", ("origins", "snapshots"))
+        reply = self._shaped("stats")
         return {"origins": reply["origins"], "snapshots": reply["snapshots"]}
 
     # --- events -----------------------------------------------------------------------------------------------
@@ -710,8 +703,7 @@ class Client:
                 raise self._fail("connection_lost", f"{self.endpoint}: the server closed the connection, ending "
                                  "events-wait early with no event (it stopped or restarted)", 0)
         try:
-            return self._shaped("events-wait", ("events", "last_sequence"),
-                                {"after": after, "timeout_ms": int(wait * 1000)}, wait, cut_short)
+            return self._shaped("events-wait", {"after": after, "timeout_ms": int(wait * 1000)}, wait, cut_short)
         except Error as e:
             if e.code != "connection_lost":
                 raise
