@@ -28,6 +28,7 @@
 #                                             $server_status and $stop_ms (milliseconds to the exit)
 #   stop_server_timed / await_server_exit NS  SIGTERM / the wait alone, from START_NS (date +%s%N)
 #   ctl JSON...   ctl_error JSON              control requests (fail unless ok / unless an error)
+#   ctl_waiting NAME JSON..., still_waiting NAME WHY, ctl_waited NAME   requests left waiting in the background
 #   jf JSON EXPR                              a Python expression over the parsed JSON `r`
 #   uri EXPORT, image_uri ORIGIN SNAPSHOT     nbd+unix URIs on $sock
 #   snapshot NAME ORIGIN                      create + take with a 64 MiB storage file $dir/NAME.diff
@@ -303,6 +304,21 @@ ctl() { "$PY" -m nbdsnap "$ctl" "$@"; }
 # ctl_error JSON: a request that must fail; prints the reply.
 ctl_error() { "$PY" -m nbdsnap --expect-error "$ctl" "$1"; }
 jf() { "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+# ctl_waiting NAME JSON...: control requests expected to wait (for a frozen or stalled file system), sent in the
+# background for at most 120 s; their output goes to $dir/NAME.out. still_waiting NAME WHY: fails unless they
+# still wait (WHY: what they wait for). ctl_waited NAME: waits for them; fails unless they answered ok.
+declare -A _waiting=()
+ctl_waiting() {
+  local name=$1
+  shift
+  timeout 120 "$PY" -m nbdsnap "$ctl" "$@" >"$dir/$name.out" 2>&1 &
+  _waiting[$name]=$!
+  track_pid $!
+}
+still_waiting() {
+  kill -0 "${_waiting[$1]}" 2>/dev/null || fail "the $1 request answered while $2: $(cat "$dir/$1.out")"
+}
+ctl_waited() { wait "${_waiting[$1]}" || fail "the $1 request failed: $(cat "$dir/$1.out")"; }
 
 # file_holds FILE OFFSET LENGTH BYTE: FILE holds LENGTH bytes of value BYTE (0-255) at OFFSET (sizes as qemu-io
 # takes them: 4K, 1M). Reads the file itself, which qemu-io refuses while nbdsnap locks it (an origin).

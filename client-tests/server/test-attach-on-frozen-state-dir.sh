@@ -21,13 +21,9 @@ ctl "{\"command\":\"snapshot-create\",\"name\":\"b\",\"origins\":[\"p\"],\"stora
 timeout 30 qemu-io -f raw -c 'write -P 0x11 0 64k' "$(uri p)" >/dev/null || fail "a write before the take"
 
 freeze_fs
-timeout 120 "$PY" -m nbdsnap "$ctl" "{\"command\":\"origin-attach\",\"name\":\"n\",\"path\":\"$dir/n.raw\"}" \
-  >"$dir/attach.out" 2>&1 &
-attacher=$!
-track_pid "$attacher"
+ctl_waiting attach "{\"command\":\"origin-attach\",\"name\":\"n\",\"path\":\"$dir/n.raw\"}"
 _nap 1
-kill -0 "$attacher" 2>/dev/null ||
-  fail "origin-attach n returned while its state directory was frozen: $(cat "$dir/attach.out")"
+still_waiting attach "its state directory was frozen"
 
 timeout 10 "$PY" -m nbdsnap "$ctl" '{"command":"snapshot-take","name":"b"}' \
   '{"command":"snapshot-info","name":"b"}' '{"command":"origin-info","name":"o"}' >"$dir/b.out" 2>&1 ||
@@ -43,11 +39,11 @@ for request in "{\"command\":\"origin-attach\",\"name\":\"n\",\"path\":\"$dir/o2
   grep "origin 'n' is being attached" <<<"$reply" >/dev/null ||
     fail "$request: the refusal does not say that n is being attached: $reply"
 done
-kill -0 "$attacher" 2>/dev/null || fail "origin-attach n returned while frozen: $(cat "$dir/attach.out")"
+still_waiting attach "its state directory was frozen"
 pass "while an attach waits for its frozen state directory, snapshot b is taken and served, and info answers"
 
 thaw_fs
-wait "$attacher" || fail "origin-attach n failed after the thaw: $(cat "$dir/attach.out")"
+ctl_waited attach
 timeout 30 qemu-io -f raw -c 'write -P 0x33 0 64k' "$(uri n)" >/dev/null || fail "a write to n after its attach"
 ctl '{"command":"snapshot-destroy","name":"b"}' '{"command":"origin-info","name":"n"}' >/dev/null ||
   fail "b and n after the thaw"

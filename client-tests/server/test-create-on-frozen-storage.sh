@@ -16,19 +16,13 @@ ctl "{\"command\":\"snapshot-create\",\"name\":\"t\",\"origins\":[\"q\"],\"stora
   >/dev/null || fail "create t"
 
 freeze_fs
-timeout 120 "$PY" -m nbdsnap "$ctl" \
-  "{\"command\":\"snapshot-create\",\"name\":\"a\",\"origins\":[\"o\"],\"storage\":[{\"path\":\"$fs/a.diff\",\"size\":$((8 << 20))}]}" \
-  >"$dir/create.out" 2>&1 &
-creator=$!
-track_pid "$creator"
-timeout 120 "$PY" -m nbdsnap "$ctl" \
-  "{\"command\":\"snapshot-append-storage\",\"name\":\"t\",\"path\":\"$fs/t2.diff\",\"size\":$((8 << 20))}" \
-  >"$dir/append.out" 2>&1 &
-appender=$!
-track_pid "$appender"
+ctl_waiting create \
+  "{\"command\":\"snapshot-create\",\"name\":\"a\",\"origins\":[\"o\"],\"storage\":[{\"path\":\"$fs/a.diff\",\"size\":$((8 << 20))}]}"
+ctl_waiting append \
+  "{\"command\":\"snapshot-append-storage\",\"name\":\"t\",\"path\":\"$fs/t2.diff\",\"size\":$((8 << 20))}"
 _nap 1
-kill -0 "$creator" 2>/dev/null || fail "snapshot-create a returned while its storage was frozen: $(cat "$dir/create.out")"
-kill -0 "$appender" 2>/dev/null || fail "snapshot-append-storage t returned while frozen: $(cat "$dir/append.out")"
+still_waiting create "its storage was frozen"
+still_waiting append "its storage was frozen"
 
 timeout 10 "$PY" -m nbdsnap "$ctl" \
   "{\"command\":\"snapshot-create\",\"name\":\"b\",\"origins\":[\"p\"],\"storage\":[{\"path\":\"$dir/b.diff\",\"size\":$((8 << 20))}]}" \
@@ -44,8 +38,8 @@ grep -q "being appended" <<<"$reply" || fail "the refusal does not say snapshot 
 pass "while a create and an append wait for their frozen storage, snapshot b lives and dies, and a and t are busy"
 
 thaw_fs
-wait "$creator" || fail "snapshot-create a failed: $(cat "$dir/create.out")"
-wait "$appender" || fail "snapshot-append-storage t failed: $(cat "$dir/append.out")"
+ctl_waited create
+ctl_waited append
 ctl '{"command":"snapshot-take","name":"a"}' '{"command":"snapshot-destroy","name":"a"}' \
   '{"command":"snapshot-destroy","name":"t"}' >/dev/null || fail "a and t after the thaw"
 [[ ! -e $fs/a.diff && ! -e $fs/t2.diff ]] || fail "storage files left on the thawed file system"

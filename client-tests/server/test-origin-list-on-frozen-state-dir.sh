@@ -24,11 +24,9 @@ listed() { "$PY" -c 'import json,sys; print(" ".join(sorted(o["name"] for o in j
 [[ $(listed) == "o x y" ]] || fail "the list at start: $(listed)"
 
 freeze_fs
-timeout 120 "$PY" -m nbdsnap "$ctl" '{"command":"origin-detach","name":"x"}' >"$dir/x.out" 2>&1 &
-detacher=$!
-track_pid "$detacher"
+ctl_waiting detach-x '{"command":"origin-detach","name":"x"}'
 _nap 1
-kill -0 "$detacher" 2>/dev/null || fail "the detach of x returned while the list could not be written: $(cat "$dir/x.out")"
+still_waiting detach-x "the list could not be written"
 
 _now_ns
 started_ns=$now_ns
@@ -42,11 +40,11 @@ grep "the origin list $fs/state/origins.json is being written by another call" <
 timeout 10 "$PY" -m nbdsnap "$ctl" '{"command":"origins"}' '{"command":"origin-info","name":"o"}' >/dev/null ||
   fail "calls that leave the list alone waited for the frozen state directory"
 timeout 10 nbdinfo "$(uri o)" >/dev/null || fail "origin o is not served while the list waits"
-kill -0 "$detacher" 2>/dev/null || fail "the detach of x returned while frozen: $(cat "$dir/x.out")"
+still_waiting detach-x "the list could not be written"
 pass "while one call's write of the list waits, another's change is refused busy after $waited_ms ms"
 
 thaw_fs
-wait "$detacher" || fail "the detach of x failed after the thaw: $(cat "$dir/x.out")"
+ctl_waited detach-x
 [[ $(listed) == "o y" ]] || fail "the list after the thaw: $(listed)"
 ctl '{"command":"origin-detach","name":"y"}' >/dev/null || fail "the detach of y after the thaw"
 [[ $(listed) == "o" ]] || fail "the list at the end: $(listed)"

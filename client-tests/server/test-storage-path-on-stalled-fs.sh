@@ -19,19 +19,13 @@ ctl "{\"command\":\"snapshot-create\",\"name\":\"t\",\"origins\":[\"q\"],\"stora
 
 stall_fs
 # Names nothing has looked up yet: the kernel must ask the stalled file system.
-timeout 120 "$PY" -m nbdsnap "$ctl" \
-  "{\"command\":\"snapshot-create\",\"name\":\"a\",\"origins\":[\"o\"],\"storage\":$(storage "$sfs/a.diff")}" \
-  >"$dir/create.out" 2>&1 &
-creator=$!
-track_pid "$creator"
-timeout 120 "$PY" -m nbdsnap "$ctl" \
-  "{\"command\":\"snapshot-append-storage\",\"name\":\"t\",\"path\":\"$sfs/t2.diff\",\"size\":$((8 << 20))}" \
-  >"$dir/append.out" 2>&1 &
-appender=$!
-track_pid "$appender"
+ctl_waiting create \
+  "{\"command\":\"snapshot-create\",\"name\":\"a\",\"origins\":[\"o\"],\"storage\":$(storage "$sfs/a.diff")}"
+ctl_waiting append \
+  "{\"command\":\"snapshot-append-storage\",\"name\":\"t\",\"path\":\"$sfs/t2.diff\",\"size\":$((8 << 20))}"
 _nap 1
-kill -0 "$creator" 2>/dev/null || fail "snapshot-create a returned while its file system stalled: $(cat "$dir/create.out")"
-kill -0 "$appender" 2>/dev/null || fail "snapshot-append-storage t returned while stalled: $(cat "$dir/append.out")"
+still_waiting create "its file system stalled"
+still_waiting append "its file system stalled"
 
 timeout 10 "$PY" -m nbdsnap "$ctl" '{"command":"origins"}' >/dev/null ||
   fail "the control socket waited for a storage path's stalled file system"
@@ -42,12 +36,12 @@ timeout 10 "$PY" -m nbdsnap "$ctl" \
   fail "snapshot b waited for the stalled storage path of a create or an append: $(cat "$dir/b.out")"
 timeout 10 "$PY" -m nbdsnap "$ctl" '{"command":"snapshot-info","name":"t"}' >/dev/null ||
   fail "snapshot t, whose append waits for its path, did not answer"
-kill -0 "$creator" 2>/dev/null || fail "the create did not wait for its stalled file system"
+still_waiting create "its file system stalled"
 pass "while a create and an append wait for a stalled file system, the server answers and serves"
 
 unstall_fs
-wait "$creator" || fail "snapshot-create a failed: $(cat "$dir/create.out")"
-wait "$appender" || fail "snapshot-append-storage t failed: $(cat "$dir/append.out")"
+ctl_waited create
+ctl_waited append
 ctl '{"command":"snapshot-take","name":"a"}' '{"command":"snapshot-destroy","name":"a"}' \
   '{"command":"snapshot-destroy","name":"t"}' >/dev/null || fail "a and t once the file system answers"
 [[ ! -e $sfs/a.diff && ! -e $sfs/t.diff && ! -e $sfs/t2.diff ]] || fail "storage files left behind"
