@@ -464,6 +464,19 @@ Status FileDevice::identity_of(const std::string& path, std::string& identity) {
   return Status::ok();
 }
 
+bool FileDevice::identity_of_descriptor(int fd, std::string& identity) {
+  identity.clear();
+  struct statx x {};
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO, &x) != 0) return false;
+  struct stat st {};  // what identity_of_open reads of it
+  st.st_mode = x.stx_mode;
+  st.st_ino = x.stx_ino;
+  st.st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
+  st.st_rdev = makedev(x.stx_rdev_major, x.stx_rdev_minor);
+  identity = identity_of_open(fd, st);
+  return true;
+}
+
 std::string FileDevice::content_fingerprint() const {
   struct stat st {};
   if (is_block_device_ || ::fstat(fd_, &st) != 0) return {};

@@ -65,6 +65,11 @@ class FileDevice final : public BlockDevice {
   // device is opened read-only without O_EXCL, only to ask loop(4) for its backing file), so that a file in
   // use is refused before anything opens it. Empty when nothing exists at `path`; other stat errors returned.
   static Status identity_of(const std::string& path, std::string& identity);
+  // The file_identity() of what descriptor `fd` of this process has open, from the attributes the kernel
+  // keeps (statx AT_STATX_DONT_SYNC): a file's device and inode never change, so its file system is not
+  // asked, and a stalled one (a hung NFS server, FUSE) cannot hold the caller. A loop device is asked for
+  // its backing file (an ioctl on `fd`). False when `fd` is not open.
+  static bool identity_of_descriptor(int fd, std::string& identity);
   // The file system (st_dev) a regular file's identity names; false for a block device's or an empty one.
   static bool file_system_of(const std::string& identity, uint64_t& st_dev);
   ~FileDevice() override;

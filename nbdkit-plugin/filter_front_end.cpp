@@ -208,10 +208,15 @@ Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
   // stalled disk holds them; the connections that still hold it get EIO on every request from then on, so no
   // write reaches the plugin untracked after the CBT was saved. Other origins' clients connect meanwhile.
   Status detached = engine_.detach_origin(name, force);
-  MutexLock lock(mutex_);
-  detaching_.erase(name);
-  // Detached (its CBT saved or not): the file is free for others, as nbdsnapd's after origin-detach.
-  if (detached || !engine_.find_origin(name)) origin_locks_.erase(name);
+  // Closed after mutex_ is released: a close waits for the file's file system (FUSE flushes, NFS writes
+  // back and unlocks), and every open and close of a connection needs mutex_.
+  decltype(origin_locks_)::node_type released;
+  {
+    MutexLock lock(mutex_);
+    detaching_.erase(name);
+    // Detached (its CBT saved or not): the file is free for others, as nbdsnapd's after origin-detach.
+    if (detached || !engine_.find_origin(name)) released = origin_locks_.extract(name);
+  }
   return detached;
 }
 
@@ -252,11 +257,14 @@ Status FilterFrontEnd::attach_locked(const std::string& name, uint64_t size, uin
       status = locked;
     }
   } catch (...) {
+    file_lock = OriginFileLock();  // closed before mutex_ is taken again, as below
     mutex_.lock();
     attaching_.erase(name);
     attached_.notify_all();
     throw;
   }
+  // A lock not kept is closed before mutex_ is taken again: a close waits for the file's file system.
+  if (!status) file_lock = OriginFileLock();
   mutex_.lock();
   attaching_.erase(name);
   attached_.notify_all();

@@ -71,8 +71,9 @@ struct Connection {
   bool is_image() const { return name.is_image(); }
 };
 
-// One plugin open of a known file at a time, so that the files it adds to the process are its own.
-Mutex plugin_open_mutex;
+// One plugin open of a known file at a time, so that the files it adds to the process are its own; the next
+// waits at most 10 s behind one whose file system stalls.
+PluginOpenTurn plugin_open_turn(std::chrono::seconds(10));
 
 Connection& connection_of(void* handle) {
   return *static_cast<Connection*>(handle);
@@ -362,12 +363,21 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
     if (files.path_of_export(plugin_export).empty()) {
       if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
     } else {
-      MutexLock serial(plugin_open_mutex);
+      // The path is asked before the turn and again after it, without it: it may be on a file system that
+      // stalls, and then only this open waits for it. In its turn, only this open adds files to the process.
       std::string named = files.identity_of_export(plugin_export);
-      const OpenedFileCheck check(named);
-      if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
+      {
+        PluginOpenTurn::Holder turn;
+        if (Status s = plugin_open_turn.take(plugin_export, turn); !s) {
+          nbdkit_error("nbdsnap: %s", s.message().c_str());
+          return nullptr;
+        }
+        const OpenedFileCheck check(named);
+        if (next(context, readonly, plugin_export.c_str()) == -1) return nullptr;
+        connection->opened_another_file = named.empty() || !check.opened();
+      }
       connection->opened_another_file =
-          named.empty() || files.identity_of_export(plugin_export) != named || !check.opened();
+          connection->opened_another_file || files.identity_of_export(plugin_export) != named;
       connection->file_identity = std::move(named);
     }
     connection->plugin_export = std::move(plugin_export);

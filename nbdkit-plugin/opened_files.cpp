@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <utility>
 
@@ -21,7 +22,10 @@ namespace nbdsnap {
 
 namespace {
 
-// Calls visit(fd) for every open descriptor of the file `identity`, from /proc/self/fd (one stat each).
+// Calls visit(fd) for every open descriptor of the file `identity`, from /proc/self/fd. Each descriptor's
+// file is told by the kernel's cached attributes (identity_of_descriptor): a stat through /proc/self/fd/N
+// asked the file's own file system, and one descriptor on a stalled one (difference storage on a hung NFS
+// server) held every open of every export.
 template <typename Visit>
 void for_each_descriptor_of(const std::string& identity, Visit visit) {
   DIR* dir = ::opendir("/proc/self/fd");
@@ -31,9 +35,8 @@ void for_each_descriptor_of(const std::string& identity, Visit visit) {
     char* end = nullptr;
     const long fd = std::strtol(entry->d_name, &end, 10);
     if (end == entry->d_name || *end != '\0' || fd == own) continue;  // ".", "..", the listing itself
-    std::string file;
-    // stat() of /proc/self/fd/N is the open file's, whatever its path has become since.
-    if (FileDevice::identity_of("/proc/self/fd/" + std::string(entry->d_name), file) && file == identity)
+    std::string file;  // the open file's, whatever its path has become since
+    if (FileDevice::identity_of_descriptor(static_cast<int>(fd), file) && file == identity)
       visit(static_cast<int>(fd));
   }
   ::closedir(dir);
@@ -104,7 +107,7 @@ Status OriginFileLock::acquire(const std::string& path, const std::string& ident
   OriginFileLock opened;
   opened.fd_ = fd;
   std::string now;
-  if (!FileDevice::identity_of("/proc/self/fd/" + std::to_string(fd), now) || now != identity)
+  if (!FileDevice::identity_of_descriptor(fd, now) || now != identity)
     return {Errc::bad_state, path +
                                  " is another file than the one the plugin opened (renamed meanwhile?); "
                                  "connect again"};
@@ -113,6 +116,31 @@ Status OriginFileLock::acquire(const std::string& path, const std::string& ident
   // A loop device: the file behind it too, so that a server on that file and this one refuse each other.
   if (Status s = LoopBackingLock::acquire(fd, path, mode, opened.backing_); !s) return s;
   out = std::move(opened);
+  return Status::ok();
+}
+
+PluginOpenTurn::Holder::~Holder() {
+  if (turn_ == nullptr) return;
+  MutexLock lock(turn_->mutex_);
+  turn_->taken_ = false;
+  turn_->holder_.clear();
+  turn_->free_.notify_all();
+}
+
+Status PluginOpenTurn::take(const std::string& export_name, Holder& out) {
+  MutexLock lock(mutex_);
+  const auto deadline = std::chrono::steady_clock::now() + limit_;
+  while (taken_) {
+    if (!free_.wait_until(mutex_, deadline) && taken_) {
+      return {Errc::busy, "export '" + export_name + "': the plugin's open of export '" + holder_ +
+                              "' has not returned for " + std::to_string(limit_.count() / 1000) +
+                              " s (its file system may not be answering), and opens of files are checked "
+                              "one at a time; connect again later"};
+    }
+  }
+  taken_ = true;
+  holder_ = export_name;
+  out.turn_ = this;
   return Status::ok();
 }
 

@@ -15,10 +15,12 @@
 // tracker of its own, and each one's writes were missing from the other's images and CBT.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
 #include "file_device.h"
+#include "mutex.h"
 #include "status.h"
 
 namespace nbdsnap {
@@ -45,6 +47,37 @@ class OpenedFileCheck {
   std::vector<int> kept_;     // dups of the descriptors open on the file before
   std::vector<int> numbers_;  // their own numbers
 };
+// The plugin's opens of the files an OpenedFileCheck looks at, one at a time, so that the files an open
+// adds to the process are its own. An open waits as long as its file system stalls; the next one waits at
+// most `limit`, then is refused (busy, naming the export whose open holds it up), so one export on a hung
+// NFS server does not hold every other export's clients for ever. Thread-safe.
+class PluginOpenTurn {
+ public:
+  // Holds the turn from take() until destroyed. Move-only in spirit: not copied, not moved.
+  class Holder {
+   public:
+    Holder() = default;
+    Holder(const Holder&) = delete;
+    Holder& operator=(const Holder&) = delete;
+    ~Holder();
+
+   private:
+    friend class PluginOpenTurn;
+    PluginOpenTurn* turn_ = nullptr;
+  };
+
+  explicit PluginOpenTurn(std::chrono::milliseconds limit) : limit_(limit) {}
+  // Waits for the turn of `export_name`'s open; `out` holds it on success. Errors: busy after the limit.
+  Status take(const std::string& export_name, Holder& out) EXCLUDES(mutex_);
+
+ private:
+  const std::chrono::milliseconds limit_;
+  Mutex mutex_;
+  CondVar free_;
+  bool taken_ GUARDED_BY(mutex_) = false;
+  std::string holder_ GUARDED_BY(mutex_);  // the export whose open has the turn
+};
+
 // An origin's file, held open and locked for as long as this object lives: exclusive for a read-write
 // origin, shared_read for a read-only one (file_lock.h); a loop device's backing file too (LoopBackingLock).
 // Move-only; thread-compatible.

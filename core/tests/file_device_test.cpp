@@ -93,6 +93,25 @@ TEST_CASE("create in a missing directory fails") {
   CHECK_FALSE(FileDevice::create(dir.file("no/such/dir"), 1 << 20, device, created).is_ok());
 }
 
+TEST_CASE("a descriptor's identity is its file's, whatever the path names since") {
+  TempDir dir;
+  const std::string path = dir.file("disk.raw"), moved = dir.file("moved.raw");
+  std::ofstream(path) << "x";
+  std::string by_path;
+  REQUIRE_OK(FileDevice::identity_of(path, by_path));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  std::rename(path.c_str(), moved.c_str());
+  std::ofstream(path) << "another file at the old path";
+  std::string by_descriptor, now_named;
+  CHECK(FileDevice::identity_of_descriptor(fd, by_descriptor));
+  CHECK(by_descriptor == by_path);
+  REQUIRE_OK(FileDevice::identity_of(path, now_named));
+  CHECK(now_named != by_path);
+  ::close(fd);
+  CHECK_FALSE(FileDevice::identity_of_descriptor(fd, by_descriptor));
+}
+
 TEST_CASE("open of a missing file is not found") {
   TempDir dir;
   std::unique_ptr<FileDevice> device;

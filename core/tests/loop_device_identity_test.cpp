@@ -3,6 +3,7 @@
 // so the engine refuses a file and a loop device over it as two origins, or as an origin and difference
 // storage, in either order. Needs root and losetup(8); skipped otherwise.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "disk_use.h"
 #include "file_device.h"
@@ -146,6 +148,18 @@ TEST_CASE("a loop device has its backing file's identity, by path and open, howe
   const LoopDevice& offset = t.offset;
   CHECK(identity_for_loop_test(offset.path()) == identity + " at " + std::to_string(MiB));
   CHECK(open_for_loop_test(offset.path())->file_identity() == identity + " at " + std::to_string(MiB));
+
+  // A descriptor tells the same, from the kernel's cached attributes (FileDevice::identity_of_descriptor).
+  for (const auto& [path, expected] : {std::pair{file, identity}, std::pair{loop.path(), identity},
+                                       std::pair{offset.path(), identity + " at " + std::to_string(MiB)}}) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    std::string by_descriptor;
+    CHECK(FileDevice::identity_of_descriptor(fd, by_descriptor));
+    CHECK(by_descriptor == expected);
+    ::close(fd);
+    CHECK_FALSE(FileDevice::identity_of_descriptor(fd, by_descriptor));  // closed
+  }
 }
 
 TEST_CASE("a file and a loop device over it are never two origins, in either order") {
