@@ -33,8 +33,12 @@
 // read that waits keeps its worker, and the helpers take the others, up to what the export's lane lets run
 // (--threads). A helper that finds nothing left sends what the batch's workers queued and ends: the extra
 // hand-off when every read was quick. Whoever finds the batch taken sends after the replies of every read
-// taken before that were queued, so a worker stuck in a read holds back only that read's reply; and a read
-// that took long is sent at once (kSlowRead: the disk is in play, gathering saves nothing beside it). Larger
+// taken before that were queued; a read that took long is sent at once (kSlowRead: the disk is in play,
+// gathering saves nothing beside it); and while batches of several reads run, the I/O thread sends what is
+// queued every kQueuedReplyWait (watch_batches): a worker that queued a quick read's reply and then took a
+// read that got stuck, beside helpers stuck in the batch's other reads (or kept from running by the lane),
+// held that reply for as long as the disk (attack13c). The I/O thread arms its timer when it hands a batch
+// over, so no worker wakes it. So a worker stuck in a read holds back only that read's reply. Larger
 // READs and every other request go one task each. Overlapping requests in flight together may therefore run
 // in any order, as the NBD protocol allows ("Ordering of messages and writes"): a READ sent before a WRITE to
 // the same bytes may see the WRITE's data.
@@ -84,6 +88,9 @@ constexpr size_t kMaxHeldReads = 16;               // READs of one batch at most
 // A batched READ that took longer than this waited for something (a page cache hit of 64 KiB takes a few
 // microseconds): its reply is sent at once.
 constexpr auto kSlowRead = std::chrono::microseconds(200);
+// While batches run, the I/O thread sends what they queued this often: the longest a quick read's reply
+// waits behind a read of its batch that is stuck.
+constexpr auto kQueuedReplyWait = std::chrono::milliseconds(1);
 
 // Who is at the other end, as the kernel tells: the TCP peer's address, or a Unix-socket client's
 // credentials.
@@ -126,7 +133,8 @@ Connection::Connection(NbdSocket socket, uint64_t id, const ExportCatalog& catal
       security_(std::move(security)),
       peer_address_(peer_address(socket_, security_.tcp)),
       handshake_(catalog, security_.tls),
-      wakeup_(socket_.get_executor()) {
+      wakeup_(socket_.get_executor()),
+      flush_timer_(socket_.get_executor()) {
   if (security_.access) {
     PeerIdentity plain;  // until STARTTLS: a local client on a Unix socket, anonymous on TCP
     plain.local = !security_.tcp;
@@ -563,6 +571,10 @@ void Connection::dispatch_held() {
   batch->accounted = std::move(held_accounted_);
   held_reads_.clear();  // moved from: empty, but only clear() says so
   held_accounted_.clear();
+  if (batch->reads.size() > 1) {  // a lone read's worker sends its reply itself, right after it
+    ++batches_running_;
+    watch_batches();
+  }
   post_batch(std::move(batch));
 }
 
@@ -579,6 +591,7 @@ void Connection::run_batch(const std::shared_ptr<ReadBatch>& batch) {
     Reply reply = execute(batch->reads[i], {});
     const bool slow = std::chrono::steady_clock::now() - started > kSlowRead;
     queue(std::move(reply), batch->accounted[i]);
+    if (++batch->done == count && count > 1) --batches_running_;  // its replies are queued: watched no more
     if (slow) send_queued_unless_sending();
   }
   // Taken: every reply of a read taken before now is queued, or its read is still running (and its worker
@@ -607,6 +620,18 @@ void Connection::send(Reply reply, uint64_t accounted) {
 void Connection::queue(Reply reply, uint64_t accounted) {
   MutexLock lock(mutex_);
   outbox_.push_back({std::move(reply), accounted});
+}
+
+void Connection::watch_batches() {
+  if (flush_timer_waits_) return;
+  flush_timer_waits_ = true;
+  flush_timer_.expires_after(kQueuedReplyWait);
+  flush_timer_.async_wait([self = shared_from_this()](asio::error_code ec) {
+    self->flush_timer_waits_ = false;
+    if (ec) return;
+    self->send_queued_unless_sending();
+    if (self->batches_running_ > 0) self->watch_batches();
+  });
 }
 
 void Connection::send_queued_unless_sending() {

@@ -114,6 +114,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::vector<nbd::RequestHeader> reads;
     std::vector<uint64_t> accounted;  // their in-flight bytes
     std::atomic<size_t> next{0};      // the next read to take; count or more: all taken
+    std::atomic<size_t> done{0};      // reads whose replies are queued
   };
   // Holds a small READ for one batch with the small READs received with it.
   void hold_read(const nbd::RequestHeader& request, uint64_t accounted);
@@ -130,6 +131,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void queue(Reply reply, uint64_t accounted) EXCLUDES(mutex_);
   // Sends the queued replies if no other thread is sending (that one sends them). Any thread.
   void send_queued_unless_sending() EXCLUDES(mutex_);
+  // While batches of several reads run, sends what is queued every kQueuedReplyWait. I/O thread only.
+  void watch_batches();
   // Sends queued replies without blocking until none is left; waits for the socket on the I/O thread when
   // it is full. REQUIRES: the caller holds the sender role (sending_), which it gives up when none is left.
   void send_queued() EXCLUDES(mutex_);
@@ -169,6 +172,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t refusals_logged_ = 0;              // options refused in the handshake: only the first is a warning
   std::atomic<bool> refusal_counted_{false};  // log_refusal() ran (the handshake deadline's handler too)
   asio::steady_timer wakeup_;                 // the reader sleeps on it while the in-flight limit is reached
+  asio::steady_timer flush_timer_;            // watch_batches()'s
+  bool flush_timer_waits_ = false;            // watch_batches() armed it
+  std::atomic<unsigned> batches_running_{0};  // batches of several reads with replies not all queued
   bool stopping_ = false;                     // shut_down(): no new requests
   bool negotiating_ = true;                   // the handshake deadline applies
   bool refused_ = false;                      // refuse() was called
@@ -194,7 +200,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   unsigned in_flight_ GUARDED_BY(mutex_) = 0;  // requests read and not yet answered
   uint64_t in_flight_bytes_ GUARDED_BY(mutex_) = 0;
   // Replies not yet (completely) sent, in order. Left there without a thread holding the sender role only by
-  // the workers of a batch, one of which sends them once the batch is taken (run_batch()).
+  // the workers of a batch, one of which sends them once the batch is taken (run_batch()), and the I/O
+  // thread within kQueuedReplyWait if none does (watch_batches()).
   std::deque<Outgoing> outbox_ GUARDED_BY(mutex_);
   size_t front_sent_ GUARDED_BY(mutex_) = 0;        // bytes of outbox_.front() already sent
   bool sending_ GUARDED_BY(mutex_) = false;         // a thread holds the sender role

@@ -385,6 +385,44 @@ TEST_CASE("READs received with a READ stuck on a dying disk are answered while i
   CHECK(data == pattern(4096, 0, 1));
 }
 
+// attack13c: the quick READ's reply was queued, its worker took a stuck read next, and the workers of the
+// other reads (the last taken by a helper that posted none) got stuck too: nobody found the batch taken,
+// and the reply stayed queued for as long as the disk (7 of 10 runs).
+TEST_CASE("a READ done before the rest of its batch got stuck is answered while they stay stuck") {
+  Engine engine(small_config());
+  attach_memory_origin(engine, "f", 1 << 20);
+  DyingDiskCatalog catalog(engine);
+  ServedConnections served(catalog,
+                           {.min_threads = 2, .max_threads = 8, .lane_limit = 8, .idle_timeout = 10s});
+  const ReleasedAtExit<DyingDiskExport> release_at_exit(catalog.f());
+  RawNbdClient& f = served.connect();
+  REQUIRE(f.open("f"));
+  // Three rounds: in the third the lane is full (8 tasks) before the batch's last read is taken, so no
+  // worker ever finds the batch taken while the disk stays stuck.
+  for (int round = 0; round < 3; ++round) {
+    // Handle 1 reads bytes in memory; 2..4 the dying first 64 KiB.
+    const std::vector<uint64_t> offsets = {65536 + 4096, 0, 8192, 16384};
+    const unsigned stuck_before = catalog.f().stuck;
+    REQUIRE(f.send_reads(offsets, 4096));
+    uint32_t error = 1;
+    std::vector<uint8_t> data;
+    REQUIRE_MESSAGE(f.receive_any_read(error, data, 4096, 5s) == 1,
+                    "round " << round << ": the quick READ was not answered while the others were stuck");
+    CHECK(error == 0);
+    CHECK(data == pattern(4096, offsets[0], 1));
+    const unsigned expected = std::min(stuck_before + 3, 8u - 1);  // one task slot ran the quick read
+    for (int i = 0; i < 500 && catalog.f().stuck < expected; ++i) std::this_thread::sleep_for(10ms);
+    // Not released: the next round's stuck reads join these.
+  }
+  catalog.f().release();
+  for (int i = 0; i < 9; ++i) {
+    uint32_t error = 1;
+    std::vector<uint8_t> data;
+    REQUIRE(f.receive_any_read(error, data, 4096, 5s) >= 2);
+    CHECK(error == 0);
+  }
+}
+
 TEST_CASE("small READs received together run on several workers when their reads wait") {
   Engine engine(small_config());
   attach_memory_origin(engine, "r", 1 << 20);
