@@ -324,13 +324,12 @@ class CommandSet {
   }
 
   json origin_attach(const json& request) {
-    const std::string name = string_arg(request, "name");
-    if (Status s =
-            front_end_.attach_origin(name, string_arg(request, "path"), optional_bool(request, "read_only"));
-        !s) {
-      return error_reply(s);
-    }
-    return origin_info({{"name", name}});
+    // Described as attached, not looked up by name afterwards: a detach, or another attach of the name,
+    // may already have come.
+    OriginInfo attached;
+    Status s = front_end_.attach_origin(string_arg(request, "name"), string_arg(request, "path"),
+                                        optional_bool(request, "read_only"), attached);
+    return result_or_error(s, s ? json{{"origin", origin_json(attached)}} : json());
   }
 
   json origin_detach(const json& request) {

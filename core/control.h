@@ -28,8 +28,10 @@ class ControlFrontEnd {
   virtual std::string export_uri(const std::string& export_name) const = 0;
   // Number of clients connected to an export (origin or image).
   virtual unsigned client_count(const std::string& export_name) const { return 0; }
-  // `origin attach NAME PATH`: opens the device and attaches it (not_supported by default).
-  virtual Status attach_origin(const std::string& name, const std::string& path, bool read_only) {
+  // `origin attach NAME PATH`: opens the device and attaches it (not_supported by default); `attached`
+  // receives the origin as the engine attached it (Engine::attach_origin), for the reply.
+  virtual Status attach_origin(const std::string& name, const std::string& path, bool read_only,
+                               OriginInfo& attached) {
     return {Errc::not_supported, "this front end cannot attach origins by path"};
   }
   // `origin detach NAME`: disconnects clients if forced, then detaches.

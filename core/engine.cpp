@@ -169,7 +169,8 @@ Status Engine::check_origin_unused(const std::string& name, const std::string& i
 }
 
 Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                             uint64_t size, uint64_t minimum_io_size, const std::string& file_identity) {
+                             uint64_t size, uint64_t minimum_io_size, const std::string& file_identity,
+                             OriginInfo* attached) {
   if (Status s = check_object_name("origin", name); !s) return s;
   if (size == 0 && device) size = device->size();
   if (minimum_io_size == 0) minimum_io_size = device ? device->minimum_io_size() : 1;
@@ -242,9 +243,11 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   {
     // Registered without control_mutex_: attaching_ has kept the name and the disk from every other call.
     MutexLock lock(mutex_);
+    OriginInfo info = attached ? info_of_locked(name, *origin) : OriginInfo{};  // may throw: given up then
     origins_[name] = origin;  // first: it may throw, and then the attach is given up
     attaching_.erase(name);
     reserved.dismiss();
+    if (attached) *attached = std::move(info);
   }
   post(events_, EventType::origin_attached, "", name, attached_reason);
   if (!renewed_because.empty()) {
@@ -254,7 +257,8 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   return Status::ok();
 }
 
-Status Engine::detach_origin(const std::string& name, bool force, const Origin* only) {
+Status Engine::detach_origin(const std::string& name, bool force, bool* detached) {
+  if (detached) *detached = false;
   std::shared_ptr<Origin> origin;
   std::shared_ptr<Snapshot> snapshot;
   ScopeExit reserved(
@@ -270,7 +274,7 @@ Status Engine::detach_origin(const std::string& name, bool force, const Origin* 
     if (attaching_.count(name)) return being_attached(name);
     if (resetting_.count(name)) return being_reset(name);  // the CBT saved below would miss the reset
     auto it = origins_.find(name);
-    if (it == origins_.end() || (only && it->second.get() != only)) return unknown_origin(name);
+    if (it == origins_.end()) return unknown_origin(name);
     origin = it->second;
     const std::string member_of = snapshot_of_origin_locked(name);
     // Even forced: a destroy drains (and switches) this origin's copy-on-write itself, and a create has
@@ -305,6 +309,7 @@ Status Engine::detach_origin(const std::string& name, bool force, const Origin* 
     detaching_.erase(name);
     reserved.dismiss();
   }
+  if (detached) *detached = true;
   post(events_, EventType::origin_detached, snapshot ? snapshot->name() : "", name,
        snapshot ? "forced out of its snapshot; its image is gone" : "");
   if (snapshot) give_back_memory();  // the image's buffers went in drop_origin()
@@ -321,7 +326,12 @@ Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
   MutexLock lock(mutex_);
   auto it = origins_.find(name);
   if (it == origins_.end()) return unknown_origin(name);
-  Origin& origin = *it->second;
+  out = info_of_locked(name, *it->second);
+  return Status::ok();
+}
+
+OriginInfo Engine::info_of_locked(const std::string& name, Origin& origin) const {
+  OriginInfo out;
   out.name = name;
   out.size = origin.size();
   out.minimum_io_size = origin.minimum_io_size();
@@ -331,7 +341,7 @@ Status Engine::origin_info(const std::string& name, OriginInfo& out) const {
   out.tracking_block_size = origin.cbt().block_size();
   out.chunk_size = chunk_size(origin.size(), origin.minimum_io_size(), config_.sizing);
   out.snapshot = snapshot_of_origin_locked(name);
-  return Status::ok();
+  return out;
 }
 
 std::vector<OriginInfo> Engine::origins() const {

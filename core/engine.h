@@ -75,10 +75,11 @@ class Engine {
   // attached"), and all others go on. file_identity: for a null device, the identity
   // (FileDevice::identity_of) of the file the front end's source reads and writes, when it knows one (the
   // filter: ServedOriginFiles::identity_of_export), checked and counted as the origin's disk as a device's
-  // is; empty: unknown.
+  // is; empty: unknown. attached, when given, receives the new origin as origin_info() describes it at the
+  // moment it is attached (a later call may have detached it again by the time this returns).
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
-                       uint64_t size = 0, uint64_t minimum_io_size = 0,
-                       const std::string& file_identity = {});
+                       uint64_t size = 0, uint64_t minimum_io_size = 0, const std::string& file_identity = {},
+                       OriginInfo* attached = nullptr);
   // What attach_origin refuses before it looks at a device: already_exists when `name` is attached or the
   // disk of that identity (FileDevice::identity_of; empty: unknown) is an origin's or storage's already. A
   // front end asks before it opens (and locks) the file, so the refusal names the origin or snapshot.
@@ -91,10 +92,9 @@ class Engine {
   // save's error (the origin
   // is detached all the same). Its wait for I/O in flight lasts as long as a stalled disk stalls, so it holds
   // no other control call: until it returns, calls that need this origin (or take or destroy its snapshot)
-  // fail with busy ("being detached"); all others go on. only: when not null, detaches the origin only while
-  // `name` is still this object (else not_found): a front end undoing its own attach must not detach the
-  // origin a later attach of the same name made after someone else detached its own.
-  Status detach_origin(const std::string& name, bool force, const Origin* only = nullptr);
+  // fail with busy ("being detached"); all others go on. detached, when given, tells whether this call
+  // detached the origin: also true with the CBT save's error, false with a refusal.
+  Status detach_origin(const std::string& name, bool force, bool* detached = nullptr);
   // The attached origin of that name, or null.
   std::shared_ptr<Origin> find_origin(const std::string& name) const;
   std::vector<OriginInfo> origins() const;
@@ -206,6 +206,8 @@ class Engine {
  private:
   std::shared_ptr<Snapshot> find_snapshot_locked(const std::string& name) const REQUIRES(mutex_);
   // The snapshot the origin belongs to, one being destroyed included ("" if none).
+  // origin_info()'s description of `origin`, registered (or about to be) under `name`.
+  OriginInfo info_of_locked(const std::string& name, Origin& origin) const REQUIRES(mutex_);
   std::string snapshot_of_origin_locked(const std::string& origin) const REQUIRES(mutex_);
   // busy: snapshot `name` is being destroyed (its destroy still waits for I/O in flight).
   static Status being_destroyed(const std::string& name);

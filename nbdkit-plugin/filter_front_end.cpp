@@ -187,7 +187,7 @@ unsigned FilterFrontEnd::client_count(const std::string& export_name) const {
   return count;
 }
 
-Status FilterFrontEnd::attach_origin(const std::string& name, const std::string&, bool) {
+Status FilterFrontEnd::attach_origin(const std::string& name, const std::string&, bool, OriginInfo&) {
   return {Errc::not_supported, "the nbdkit filter attaches origin '" + name +
                                    "' when a client first opens the plugin's export of that name"};
 }

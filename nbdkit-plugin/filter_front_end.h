@@ -49,7 +49,8 @@ class FilterFrontEnd final : public ControlFrontEnd {
   std::string front_end_name() const override { return "nbdkit-filter"; }
   std::string export_uri(const std::string& export_name) const override;
   unsigned client_count(const std::string& export_name) const override;
-  Status attach_origin(const std::string& name, const std::string& path, bool read_only) override;
+  Status attach_origin(const std::string& name, const std::string& path, bool read_only,
+                       OriginInfo& attached) override;
   // Refused (busy) while clients have the origin open, unless force: then their writes fail from now on.
   Status detach_origin(const std::string& name, bool force) override;
 

@@ -13,8 +13,9 @@
 
 namespace nbdsnap {
 
-Status NbdsnapdFrontEnd::attach_origin(const std::string& name, const std::string& path, bool read_only) {
-  Status status = files_.attach(name, path, read_only);
+Status NbdsnapdFrontEnd::attach_origin(const std::string& name, const std::string& path, bool read_only,
+                                       OriginInfo& attached) {
+  Status status = files_.attach(name, path, read_only, &attached);
   if (status.is_ok()) log_info("origin " + name + " attached: " + path + (read_only ? " (read-only)" : ""));
   return status;
 }
@@ -26,7 +27,7 @@ Status NbdsnapdFrontEnd::detach_origin(const std::string& name, bool force) {
   for (int round = 0;; ++round) {
     if (engine_.find_origin(name)) return detach_attached(name, force);
     OriginFiles::Unlisted outcome{};
-    if (Status s = files_.unlist(name, outcome); !s) return s;  // listed, and still listed
+    if (Status s = files_.unlist(name, outcome, false); !s) return s;  // listed, and still listed
     if (outcome == OriginFiles::Unlisted::dropped) {  // listed, but its file could not be opened at start
       log_info("origin " + name + " removed from the origin list");
       return Status::ok();
@@ -52,9 +53,12 @@ Status NbdsnapdFrontEnd::detach_attached(const std::string& name, bool force) {
     return {Errc::busy, std::to_string(clients) + " NBD clients use origin '" + name +
                             "' or its images (detach with force to disconnect them)"};
   }
-  Status status = engine_.detach_origin(name, force);
-  if (!status.is_ok()) return status;
-  log_info("origin " + name + " detached");
+  bool done = false;
+  Status detached = engine_.detach_origin(name, force, &done);
+  // The engine detaches even when the CBT state cannot be saved, and says so; after a refusal (busy, or
+  // not_found when another detach came first) there is nothing more to do here.
+  if (!done) return detached;
+  log_info("origin " + name + " detached" + (detached.is_ok() ? "" : " (" + detached.to_string() + ")"));
   if (server_.clients().count_of_origin(name) > 0) {
     log_info("disconnecting the clients of detached origin " + name);
     if (!server_.disconnect_origin_clients(name, std::chrono::seconds(5))) {
@@ -62,15 +66,22 @@ Status NbdsnapdFrontEnd::detach_attached(const std::string& name, bool force) {
       log_warning("clients of detached origin " + name + " are still closing");
     }
   }
-  // An attach of the name since the engine's detach lists it itself (Unlisted::attached), and one undone
-  // because its listing failed never listed it (not_listed): either way this detach is done.
+  // An attach of the name since the engine's detach owns the entry now (Unlisted::attached): this detach is
+  // done either way.
   OriginFiles::Unlisted outcome{};
-  if (Status s = files_.unlist(name, outcome); !s) {
-    return {s.code(), "origin '" + name + "' is detached, but " + s.message() +
-                          ": the next start attaches it again; detach it again once the state directory "
-                          "can be written"};
+  const Status unlisted = files_.unlist(name, outcome, true);
+  std::string problems;
+  if (!detached.is_ok()) {
+    problems = "its CBT state could not be saved (" + detached.message() +
+               "), so its next attach starts a new CBT generation: back it up fully then";
   }
-  return Status::ok();
+  if (!unlisted.is_ok()) {
+    problems += (problems.empty() ? "" : "; and ") + unlisted.message() +
+                ": the next start attaches it again; detach it again once the state directory can be written";
+  }
+  if (problems.empty()) return Status::ok();
+  return {detached.is_ok() ? unlisted.code() : detached.code(),
+          "origin '" + name + "' is detached, but " + problems};
 }
 
 }  // namespace nbdsnap

@@ -20,7 +20,8 @@ class NbdsnapdFrontEnd final : public ControlFrontEnd {
   unsigned client_count(const std::string& export_name) const override {
     return server_.clients().count(export_name);
   }
-  Status attach_origin(const std::string& name, const std::string& path, bool read_only) override;
+  Status attach_origin(const std::string& name, const std::string& path, bool read_only,
+                       OriginInfo& attached) override;
   Status detach_origin(const std::string& name, bool force) override;
 
  private:

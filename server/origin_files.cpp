@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "file_device.h"
 #include "log.h"
@@ -58,55 +59,118 @@ Status OriginFiles::attach_at_start(const std::vector<OriginSpec>& command_line)
   return Status::ok();
 }
 
-Status OriginFiles::attach(const std::string& name, const std::string& path, bool read_only) {
+Status OriginFiles::attach(const std::string& name, const std::string& path, bool read_only,
+                           OriginInfo* attached_info) {
   const OriginSpec spec{name, absolute_path(path), read_only};
+  // Listed first, and served only once the list says so: an origin served that the next start would not
+  // serve has its writes go untracked in between, and undoing an attach after the fact can fail (a
+  // snapshot-create of the origin under way) or meet clients that connected meanwhile. The name is
+  // pending until the engine's attach has ended: unlist() waits for it.
+  std::optional<OriginSpec> replaced;
+  if (Status listed = list_pending(spec, replaced); !listed.is_ok()) return listed;
   // Opened and attached without mutex_: the open waits as long as the file's file system stalls (a hung NFS
   // server) and the engine's attach as long as the state directory's does; the engine refuses the name and
   // the disk to other calls meanwhile (busy, "being attached"), and other attaches and detaches go on.
+  Status attached = Status::ok();
+  try {
+    attached = open_and_attach(spec, attached_info);
+  } catch (...) {
+    end_pending(spec, false, replaced);
+    throw;
+  }
+  end_pending(spec, attached.is_ok(), replaced);
+  return attached;
+}
+
+Status OriginFiles::list_pending(const OriginSpec& spec, std::optional<OriginSpec>& replaced) {
+  // Refusals that need no list write: the name or the disk in use (the engine's own words).
   std::string identity;
-  if (Status status = open_and_attach(spec, identity); !status.is_ok()) return status;
-  // A detach may come between the engine's attach and our turn at the list: its unlist() finds nothing to
-  // drop then, so list the origin only while the engine still has this attach's origin under the name (and
-  // not another attach's, after that detach).
-  const std::shared_ptr<Origin> attached = engine_.find_origin(name);
-  if (!attached || attached->file_identity() != identity) return Status::ok();
+  if (FileDevice::identity_of(spec.path, identity).is_ok()) {
+    if (Status s = engine_.check_origin_unused(spec.name, identity); !s) return s;
+  }
+  {
+    MutexLock lock(mutex_);  // at once, not after the wait for another call's list write
+    if (pending_.count(spec.name)) return pending_attach(spec.name);
+  }
+  Status refused = Status::ok();
   const Status saved = change_list([&]() REQUIRES(mutex_) {
-    if (engine_.find_origin(name) != attached) return false;
-    list_attached_locked(spec);
+    if (pending_.count(spec.name)) {
+      refused = pending_attach(spec.name);
+      return false;
+    }
+    if (engine_.find_origin(spec.name)) {
+      refused = engine_.check_origin_unused(spec.name, "");
+      return false;
+    }
+    // A listed origin that could not be attached at start is replaced by this one (and put back if this
+    // attach fails).
+    replaced.reset();
+    const auto listed =
+        std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == spec.name; });
+    if (listed != listed_.end()) {
+      replaced = *listed;
+      listed_.erase(listed);
+    }
+    listed_.push_back(spec);
+    pending_.insert(spec.name);
     return true;
   });
+  if (!refused.is_ok()) return refused;
   if (saved.is_ok()) return Status::ok();
-  // Undone (the detach saves CBT state, in the same failing directory), and only this attach's origin: a
-  // detach and another attach of the name may have come meanwhile.
-  if (Status undone = engine_.detach_origin(name, /*force=*/true, attached.get());
-      !undone.is_ok() && undone.code() != Errc::not_found) {
-    log_warning("origin " + name + " detached again with an error: " + undone.to_string());
+  {
+    MutexLock lock(mutex_);  // change_list put the list back
+    pending_.erase(spec.name);
+    pending_done_.notify_all();
   }
-  return {saved.code(), "origin '" + name + "' not attached: " + saved.message() +
+  return {saved.code(), "origin '" + spec.name + "' not attached: " + saved.message() +
                             (saved.code() == Errc::busy
                                  ? "; attach again once it answers"
                                  : "; the next start would not serve it: make the state directory writable "
                                    "and attach again")};
 }
 
+void OriginFiles::end_pending(const OriginSpec& spec, bool attached,
+                              const std::optional<OriginSpec>& replaced) {
+  if (!attached) {
+    const Status saved = change_list([&]() REQUIRES(mutex_) {
+      const auto listed =
+          std::find_if(listed_.begin(), listed_.end(), [&](const auto& l) { return l.name == spec.name; });
+      if (listed == listed_.end() || !(*listed == spec)) return false;
+      if (replaced) {
+        *listed = *replaced;
+      } else {
+        listed_.erase(listed);
+      }
+      return true;
+    });
+    if (!saved.is_ok()) {
+      log_error("origin " + spec.name + " was not attached but stays listed: " + saved.message() +
+                "; the next start tries to attach it (nbdsnap origin detach " + spec.name + " unlists it)");
+    }
+  }
+  MutexLock lock(mutex_);
+  pending_.erase(spec.name);
+  pending_done_.notify_all();
+}
+
 Status OriginFiles::attach_locked(const OriginSpec& spec) {
-  std::string identity;
-  if (Status status = open_and_attach(spec, identity); !status.is_ok()) return status;
+  if (Status status = open_and_attach(spec, nullptr); !status.is_ok()) return status;
   list_attached_locked(spec);
   return Status::ok();
 }
 
-Status OriginFiles::open_and_attach(const OriginSpec& spec, std::string& identity) {
+Status OriginFiles::open_and_attach(const OriginSpec& spec, OriginInfo* attached) {
   // Refused before anything is opened, naming the origin or snapshot that uses the disk: the open would meet
   // our own lock on it first (the file under another path, a loop device over it or the file behind one).
+  std::string identity;
   if (FileDevice::identity_of(spec.path, identity)) {
     if (Status s = engine_.check_origin_unused(spec.name, identity); !s) return s;
   }
   std::unique_ptr<FileDevice> device;
   Status status = FileDevice::open(spec.path, spec.read_only, device, cache_);
   if (!status.is_ok()) return status;
-  identity = device->file_identity();  // the file opened, not the path
-  return engine_.attach_origin(spec.name, std::shared_ptr<BlockDevice>(std::move(device)), spec.read_only);
+  return engine_.attach_origin(spec.name, std::shared_ptr<BlockDevice>(std::move(device)), spec.read_only, 0,
+                               0, {}, attached);
 }
 
 void OriginFiles::list_attached_locked(const OriginSpec& spec) {
@@ -117,12 +181,26 @@ void OriginFiles::list_attached_locked(const OriginSpec& spec) {
   listed_.push_back(spec);
 }
 
-Status OriginFiles::unlist(const std::string& name, Unlisted& outcome) {
+Status OriginFiles::unlist(const std::string& name, Unlisted& outcome, bool wait_for_attach) {
+  {
+    // An attach of the name between its listing and the end of the engine's attach: whether the entry is
+    // its origin's or a failed attach's is known only then.
+    MutexLock lock(mutex_);
+    if (!wait_for_attach && pending_.count(name)) return pending_attach(name);
+    const auto deadline = std::chrono::steady_clock::now() + kListWaitLimit;
+    while (pending_.count(name)) {
+      if (!pending_done_.wait_until(mutex_, deadline) && pending_.count(name)) {
+        return {Errc::busy, "origin '" + name + "' is being attached, for longer than " +
+                                std::to_string(kListWaitLimit.count()) +
+                                " s (its file or the CBT state directory may not be answering); try again "
+                                "once origin-attach has returned"};
+      }
+    }
+  }
   Unlisted found = Unlisted::not_listed;
   Status saved = change_list([&]() REQUIRES(mutex_) {
-    // Asked in our turn, as attach() asks before it lists: an attach whose engine attach came after the
-    // caller's detach (or its look for the name) lists the name itself, and must keep its entry.
-    if (engine_.find_origin(name)) {
+    // Asked in our turn: an attach listed since (pending again) or attached since owns the entry now.
+    if (pending_.count(name) || engine_.find_origin(name)) {
       found = Unlisted::attached;
       return false;
     }
@@ -135,6 +213,12 @@ Status OriginFiles::unlist(const std::string& name, Unlisted& outcome) {
   });
   if (saved.is_ok()) outcome = found;
   return saved;
+}
+
+Status OriginFiles::pending_attach(const std::string& name) {
+  return {Errc::busy, "origin '" + name +
+                          "' is being attached by another origin-attach (its file or the state directory may "
+                          "not be answering); try again once it has returned"};
 }
 
 Status OriginFiles::change_list(const std::function<bool()>& change) {

@@ -8,6 +8,8 @@
 #  2. a list that cannot be saved (a directory in the way of origins.json.tmp, which fails even for root):
 #     an attach is refused naming the list and leaves nothing served; a detach is done but says the list
 #     still names the origin; a second detach, once the list can be saved, unlists it.
+#  3. a detach whose CBT state cannot be saved: done all the same (clients disconnected, origin unlisted),
+#     and the reply says so.
 NBDSNAPD=${1:?usage: $0 NBDSNAPD}
 source "$(dirname "$0")/../functions.sh"
 
@@ -76,6 +78,32 @@ grep -q '"o"' "$dir/state/origins.json" || fail "o unlisted though the save fail
 ctl '{"command":"origin-detach","name":"o"}' >/dev/null || fail "the second detach of o"
 grep -q '"o"' "$dir/state/origins.json" && fail "o still listed after the second detach"
 ctl "{\"command\":\"origin-attach\",\"name\":\"k\",\"path\":\"$dir/k.raw\"}" >/dev/null || fail "attach once saveable"
+
+# 3. A detach whose CBT state cannot be saved still detaches: its clients go, the list drops it, and the
+# reply says what was lost. (The engine detached it; the reply used to be the save's bare error, with the
+# clients left connected and the origin still listed.)
+ctl "{\"command\":\"origin-attach\",\"name\":\"c\",\"path\":\"$dir/m1.raw\"}" >/dev/null || fail "attach c"
+"$PY" -c 'import nbd, sys, time
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); print("connected", flush=True)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        h.pread(512, 0)
+    except nbd.Error:
+        print("disconnected", flush=True); sys.exit(0)
+    time.sleep(0.1)' "$(uri c)" >"$dir/holder.out" 2>&1 &
+holder=$!
+track_pid "$holder"
+for ((i = 0; i < 100; i++)); do grep connected "$dir/holder.out" >/dev/null 2>&1 && break; _nap 0.1; done
+mkdir "$dir/state/c.cbt.tmp"
+reply=$(ctl '{"command":"origin-detach","name":"c","force":true}' || true)
+jf "$reply" 'r["error"]["message"]' | grep "origin 'c' is detached, but its CBT state could not be saved" >/dev/null ||
+  fail "a detach whose CBT save failed: $reply"
+rmdir "$dir/state/c.cbt.tmp"
+grep '"c"' "$dir/state/origins.json" >/dev/null && fail "c is still listed after its detach"
+[[ $(jf "$(ctl '{"command":"origins"}')" '[o["name"] for o in r["origins"]]') == "['k']" ]] || fail "c still served"
+for ((i = 0; i < 100; i++)); do kill -0 "$holder" 2>/dev/null || break; _nap 0.1; done
+grep disconnected "$dir/holder.out" >/dev/null || fail "the client of c was not disconnected: $(cat "$dir/holder.out")"
 stop_server TERM
 start_nbdsnapd --state-dir "$dir/state"
 [[ $(jf "$(ctl '{"command":"origins"}')" '[o["name"] for o in r["origins"]]') == "['k']" ]] ||

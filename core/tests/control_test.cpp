@@ -33,14 +33,19 @@ class FakeFrontEnd final : public ControlFrontEnd {
   unsigned client_count(const std::string& export_name) const override {
     return export_name == "disk0" ? 2 : 0;
   }
-  Status attach_origin(const std::string& name, const std::string& path, bool read_only) override {
+  Status attach_origin(const std::string& name, const std::string& path, bool read_only,
+                       OriginInfo& attached) override {
     attached_paths.push_back(path);
-    return engine_.attach_origin(name, std::make_shared<MemoryDevice>(2 * MiB), read_only);
+    Status s =
+        engine_.attach_origin(name, std::make_shared<MemoryDevice>(2 * MiB), read_only, 0, 0, {}, &attached);
+    if (s && detach_right_after_attach) (void)engine_.detach_origin(name, false);  // another client's call
+    return s;
   }
   Status detach_origin(const std::string& name, bool force) override {
     return engine_.detach_origin(name, force);
   }
   std::vector<std::string> attached_paths;
+  bool detach_right_after_attach = false;
 
  private:
   Engine& engine_;
@@ -166,6 +171,19 @@ TEST_CASE("control origin-attach and origin-detach go through the front end") {
   f.ok({{"command", "origin-detach"}, {"name", "disk2"}});
   CHECK(f.engine.find_origin("disk2") == nullptr);
   f.fails({{"command", "origin-detach"}, {"name", "disk2"}}, "not_found");
+}
+
+// The reply describes the origin this attach made, as it made it: looked up by name afterwards, it said
+// not_found after a detach that came first, or described another attach's origin (attack13 F4).
+TEST_CASE("control origin-attach answers with the origin it attached, even if it is gone by then") {
+  ControlFixture f;
+  f.front_end.detach_right_after_attach = true;
+  const json reply =
+      f.ok({{"command", "origin-attach"}, {"name", "disk2"}, {"path", "/dev/fake"}, {"read_only", true}});
+  CHECK(reply["origin"]["name"] == "disk2");
+  CHECK(reply["origin"]["read_only"] == true);
+  CHECK(reply["origin"]["size"] == 2 * MiB);
+  CHECK(f.engine.find_origin("disk2") == nullptr);
 }
 
 TEST_CASE("control origin-attach is not supported by a front end that cannot attach") {

@@ -80,11 +80,11 @@ TEST_CASE("origins_attached_at_run_time_are_served_again_after_a_restart") {
   REQUIRE_OK(engine.origin_info("b", info));
   CHECK(info.read_only);
   OriginFiles::Unlisted outcome{};
-  REQUIRE_OK(files.unlist("a", outcome));
+  REQUIRE_OK(files.unlist("a", outcome, true));
   CHECK(outcome == OriginFiles::Unlisted::attached);  // an unlist must not drop an attached origin's entry
   CHECK(listed_in(state).size() == 2);
   REQUIRE_OK(engine.detach_origin("a", false));
-  REQUIRE_OK(files.unlist("a", outcome));
+  REQUIRE_OK(files.unlist("a", outcome, true));
   CHECK(outcome == OriginFiles::Unlisted::dropped);
   CHECK(listed_in(state) == std::vector<OriginSpec>{{"b", b, true}});
 }
@@ -121,9 +121,9 @@ TEST_CASE("a_listed_origin_whose_file_is_missing_stays_listed_until_attached_or_
   CHECK(listed_in(state).size() == 2);
   REQUIRE_OK(engine.detach_origin("gone", false));
   OriginFiles::Unlisted outcome{};
-  REQUIRE_OK(files.unlist("gone", outcome));
+  REQUIRE_OK(files.unlist("gone", outcome, true));
   CHECK(outcome == OriginFiles::Unlisted::dropped);
-  REQUIRE_OK(files.unlist("never-listed", outcome));
+  REQUIRE_OK(files.unlist("never-listed", outcome, false));
   CHECK(outcome == OriginFiles::Unlisted::not_listed);
   CHECK(listed_in(state) == std::vector<OriginSpec>{{"a", a, false}});
 }
@@ -148,12 +148,12 @@ TEST_CASE("an_attach_whose_listing_cannot_be_saved_is_undone_and_an_unlist_keeps
   CHECK(attached(engine) == std::vector<std::string>{"a"});
   REQUIRE_OK(engine.detach_origin("a", false));
   OriginFiles::Unlisted outcome{};
-  const Status kept = files.unlist("a", outcome);
+  const Status kept = files.unlist("a", outcome, true);
   CHECK(!kept.is_ok());
   CHECK(kept.message().find("origins.json") != std::string::npos);
   std::filesystem::remove(blocker);
   CHECK(listed_in(state) == std::vector<OriginSpec>{{"a", a, false}});
-  REQUIRE_OK(files.unlist("a", outcome));  // still listed in memory too: a second detach unlists it
+  REQUIRE_OK(files.unlist("a", outcome, true));  // still listed in memory too: a second detach unlists it
   CHECK(outcome == OriginFiles::Unlisted::dropped);
   REQUIRE_OK(files.attach("b", b, false));  // the same name and file again, once the list can be saved
   CHECK(listed_in(state) == std::vector<OriginSpec>{{"b", b, false}});
