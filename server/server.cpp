@@ -195,10 +195,8 @@ void Server::wait_for_signal() {
   signals_.async_wait([this](asio::error_code ec, int signal) {
     if (ec) return;
     if (signal == SIGHUP) {
-      notify_service_manager("RELOADING=1");
       log_info("received SIGHUP: reloading the log level and TLS credentials");
-      if (reload_) reload_();
-      notify_service_manager("READY=1");
+      if (reloader_) reloader_->request();  // on its own thread: this one goes on accepting clients
       wait_for_signal();
       return;
     }

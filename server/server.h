@@ -27,6 +27,7 @@
 #include "client_registry.h"
 #include "connection.h"
 #include "engine_exports.h"
+#include "reloader.h"
 #include "server_config.h"
 #include "systemd_service.h"
 #include "worker_pool.h"
@@ -49,8 +50,11 @@ class Server {
   void run();
   // Thread-safe.
   void request_shutdown();
-  // What SIGHUP does (on the I/O thread), between RELOADING=1 and READY=1 to systemd. Before run().
-  void set_reload_handler(std::function<void()> reload) { reload_ = std::move(reload); }
+  // What SIGHUP does, on a thread of its own (reloader.h), between RELOADING=1 and READY=1 to systemd.
+  // Before run().
+  void set_reload_handler(std::function<void()> reload) {
+    reloader_ = std::make_unique<Reloader>(std::move(reload));
+  }
 
   const ClientRegistry& clients() const { return registry_; }
   // Closes the connections of an origin and of its images, and waits (bounded) until they are gone.
@@ -86,7 +90,7 @@ class Server {
   const ServerConfig& config_;
   const TlsCredentialStore* tls_credentials_;
   const std::shared_ptr<const AccessPolicy> access_;
-  std::function<void()> reload_;
+  std::unique_ptr<Reloader> reloader_;
   EngineCatalog catalog_;
   asio::io_context io_{1};  // run()'s thread: listeners, signals, shutdown
   // The I/O threads' contexts (--io-threads), each run by one thread while run() runs.
