@@ -118,7 +118,8 @@ class FilterFrontEnd final : public ControlFrontEnd {
   const std::string control_socket_;
   const SelfConnection self_connection_;
   // Locks of the filter, in precedence order: discovery_mutex_, then mutex_ (held while it calls the engine,
-  // whose locks come next, core/lock_order.h), then PluginExports' refresh_mutex_ and mutex_.
+  // whose locks come next, core/lock_order.h), then PluginExports' refresh_mutex_ and mutex_. A leaf:
+  // PluginOpenTurn::mutex_ (opened_files.h; the turn it guards is a wait, bounded, held by no lock).
   Mutex discovery_mutex_;  // one attach_listed_origins at a time
   // Held by an attach and a detach only to check and to mark (attaching_, detaching_): the engine's attach
   // waits for CBT state I/O and its detach for I/O in flight, which a stalled disk holds up, and opens of

@@ -192,10 +192,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   ReplyBufferPool reply_buffers_;
 
-  // Locks of nbdsnapd, in precedence order: OriginFiles::mutex_ (held while attaching: it calls the engine,
-  // whose locks come next, core/lock_order.h), then the leaves, none held while taking another:
-  // Connection::mutex_, TlsChannel::session_mutex_, ClientRegistry::mutex_, ReplyBufferPool::mutex_,
-  // WorkerPool::mutex_, the log's mutex, TlsCredentialStore::mutex_.
+  // Locks of nbdsnapd, in precedence order: OriginFiles::mutex_ (held while attaching at start and while a
+  // list change asks the engine: the engine's locks come next, core/lock_order.h; never across the list's
+  // write), then the leaves, none held while taking another: Connection::mutex_, TlsChannel::session_mutex_,
+  // ClientRegistry::mutex_, ReplyBufferPool::mutex_, WorkerPool::mutex_, the log's mutex,
+  // TlsCredentialStore::mutex_, Reloader::State::mutex.
   Mutex mutex_;
   unsigned in_flight_ GUARDED_BY(mutex_) = 0;  // requests read and not yet answered
   uint64_t in_flight_bytes_ GUARDED_BY(mutex_) = 0;
