@@ -15,6 +15,12 @@ Reloader::Reloader(std::function<void()> reload) : state_(std::make_shared<State
 }
 
 Reloader::~Reloader() {
+  if (stop() || !thread_.joinable()) return;
+  log_warning("a reload (SIGHUP) still waits to read its files; left running");
+  thread_.detach();
+}
+
+bool Reloader::stop() {
   bool stuck = false;
   {
     MutexLock lock(state_->mutex);
@@ -23,14 +29,9 @@ Reloader::~Reloader() {
     }
     stuck = state_->running;
   }
-  if (!thread_.joinable()) return;
-  if (!stuck) {
-    thread_.join();
-    return;
-  }
-  log_warning("a reload (SIGHUP) has waited " + std::to_string(kStopWait.count()) +
-              " s to read its files (their file system may not be answering); stopping without it");
-  thread_.detach();
+  if (stuck) return false;
+  if (thread_.joinable()) thread_.join();
+  return true;
 }
 
 void Reloader::request() {

@@ -19,10 +19,8 @@ class Reloader {
   // reload: runs on the reloader's thread, between RELOADING=1 and READY=1 to systemd; must be thread-safe
   // against everything else the server does, and must not throw (an exception is logged).
   explicit Reloader(std::function<void()> reload);
-  // Waits at most kStopWait for a reload under way, then leaves it to end with the process (logged): a
-  // stopping server must not wait as long as a stalled file system. The process's exit itself may still
-  // wait for the stalled read (the kernel cannot interrupt a FUSE request its server has taken, nor an NFS
-  // hard mount's), but by then clients are gone and the CBT state is saved.
+  // Waits for a reload under way (stop()); one still stuck is left running (logged), which is safe only if
+  // the process ends without running more code: callers stop() first and end with _Exit when it fails.
   ~Reloader();
   Reloader(const Reloader&) = delete;
   Reloader& operator=(const Reloader&) = delete;
@@ -30,6 +28,12 @@ class Reloader {
   // Starts a reload, or asks the one under way for another after it. Called from one thread (the I/O
   // thread's signal handler).
   void request();
+  // Waits at most kStopWait for a reload under way; true when none runs any more. False: a reload still
+  // waits to read its files, and will go on when they answer, using whatever the process has then; a stopping
+  // server must not wait as long as a stalled file system, so it ends with _Exit, running no destructor
+  // the reload might still use (main.cpp). The exit itself may still wait for the stalled read (the kernel
+  // cannot interrupt a FUSE request its server has taken, nor an NFS hard mount's), but no code of ours runs.
+  bool stop();
 
   static constexpr std::chrono::seconds kStopWait{5};
 

@@ -56,6 +56,10 @@ class Server {
     reloader_ = std::make_unique<Reloader>(std::move(reload));
   }
 
+  // After run(): waits at most Reloader::kStopWait for a reload under way; false when one still waits for
+  // its files (Reloader::stop).
+  bool stop_reloads() { return !reloader_ || reloader_->stop(); }
+
   const ClientRegistry& clients() const { return registry_; }
   // Closes the connections of an origin and of its images, and waits (bounded) until they are gone.
   bool disconnect_origin_clients(const std::string& origin, std::chrono::milliseconds timeout);
