@@ -14,8 +14,6 @@ source "$(dirname "$0")/../functions.sh"
 mkdir "$dir/d"
 "$PY" -c 'import sys; open(sys.argv[1], "wb").write(b"\x11" * (1 << 20)); open(sys.argv[2], "wb").write(b"\x22" * (1 << 20))' \
   "$dir/d/A.img" "$dir/d/B.img"
-# With -v (start_filter's default): an ASan nbdkit can hang in its exit handlers, and only the filter's
-# "unloaded" debug line lets the harness tell that from a filter that does not stop (functions.sh).
 start_filter --log race file dir="$dir/d" nbdsnap-state-dir="$dir/state"
 ctl "{\"command\":\"snapshot-create\",\"name\":\"s\",\"origins\":[\"A.img\"],\"storage\":[{\"path\":\"$dir/s.diff\",\"size\":$((4 << 20))}]}" \
   '{"command":"snapshot-take","name":"s"}' >/dev/null || fail "take"

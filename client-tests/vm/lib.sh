@@ -46,15 +46,14 @@ nbdsnap() {
   "$NBDSNAP" "$@" || fail "nbdsnap $* exited $?"
 }
 
-# server_start: the origin "disk" served by the front end; nbdkit logs every request only with VM_VERBOSE=1
-# (or with a sanitizer runtime preloaded, where server_stop looks for the filter's unload message).
+# server_start: the origin "disk" served by the front end; nbdkit logs every request only with VM_VERBOSE=1.
 server_start() {
   [[ -f $origin ]] || truncate -s 256M "$origin"
   mkdir -p "$state"  # the filter's nbdsnap-state-dir must exist
   if [[ $FRONT_END == nbdsnapd ]]; then
     start_nbdsnapd --origin "disk=$origin"
   else
-    NBDKIT_VERBOSE=${NBDSNAP_NBDKIT_PRELOAD:+-v}${VM_VERBOSE:+ -v} start_filter file "$origin" \
+    NBDKIT_VERBOSE=${VM_VERBOSE:+-v} start_filter file "$origin" \
       nbdsnap-default-origin=disk nbdsnap-state-dir="$state"
   fi
 }
