@@ -62,6 +62,17 @@
 #   raw NBD in Python (recv_exact, IHAVEOPT options, NBD_OPT_GO, requests) -> client-tests/nbd_raw.py
 set -euo pipefail
 
+# Every test runs under client-tests/watchdog.py, which starts the script again: a test's lines before this
+# `source` run twice and should only set variables. The shell's own command line gives the script and its
+# arguments as they were given (a test may have shifted them). The watchdog reaps what the test leaves running,
+# orphans included, and with NBDSNAP_TEST_TIMEOUT (ctest's TIMEOUT, passed by nbdsnap_pass_test_timeouts) ends a
+# hung test before ctest does, printing where each of its processes waits.
+if [[ -z ${_NBDSNAP_UNDER_WATCHDOG:-} ]]; then
+  export _NBDSNAP_UNDER_WATCHDOG=1
+  mapfile -d '' _command_line </proc/$$/cmdline
+  exec /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/watchdog.py" "$BASH" "${_command_line[@]:1}"
+fi
+
 # Binaries given before sourcing are made absolute: a test may cd into its directory (nbdkit resolves relative
 # storage paths from there).
 for _binary in NBDSNAPD FILTER NBDSNAP; do

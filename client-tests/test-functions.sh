@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # test-functions.sh — the harness checks itself (no nbdsnap binary needed): a sanitizer report in a log fails a
 # test that passed, `requires` skips with 77, cleanup hooks run last-registered first and see the status, the
-# private directory goes, and stop_server bounds its wait on a server that ignores SIGTERM.
+# private directory goes, stop_server bounds its wait on a server that ignores SIGTERM, and the watchdog reaps
+# orphans and ends a test at its deadline.
 # Usage: test-functions.sh
 set -euo pipefail
 functions=$(cd "$(dirname "$0")" && pwd)/functions.sh
@@ -52,3 +53,34 @@ grep -q "still ran 1 s after the stop signal" "$work/stubborn-server.out" || {
 }
 ! kill -0 "$(cat "$work/stubborn.pid")" 2>/dev/null || { echo "FAIL: the stuck server was left running" >&2; exit 1; }
 echo "ok: stop_server bounds its wait and kills a stuck server"
+
+# The watchdog (watchdog.py): what a test leaves running is reaped, orphans included, and an orphan holding the
+# test's output does not keep a reader of that output waiting (ctest waits for it).
+printf 'source %q\n%s\n' "$functions" 'setsid sleep 1001 </dev/null >/dev/null 2>&1 &
+(sleep 1002 &)
+echo started' >"$work/orphans.sh"
+SECONDS=0
+# (Read as ctest reads it, to the end of the pipe; without the watchdog the orphan holds that for 30 s.)
+timeout 60 bash "$work/orphans.sh" 2>&1 | timeout 30 cat >"$work/orphans.out" || true
+out=$(cat "$work/orphans.out")
+((SECONDS < 20)) || { echo "FAIL: an orphan held the test's output for $SECONDS s: $out" >&2; exit 1; }
+[[ $out == *started* ]] || { echo "FAIL: orphans.sh did not run: $out" >&2; exit 1; }
+[[ $out == *"killing what the test left running"*sleep* ]] ||
+  { echo "FAIL: the watchdog did not say what it killed: $out" >&2; exit 1; }
+for _ in $(seq 50); do pgrep -f "sleep 100[12]" >/dev/null || break; sleep 0.1; done
+! pgrep -f "sleep 100[12]" >/dev/null || { echo "FAIL: a process of the test outlived it" >&2; exit 1; }
+echo "ok: the watchdog reaps what a test left running, orphans included"
+
+# A test past its deadline (NBDSNAP_TEST_TIMEOUT minus the watchdog's margin of at least 25 s) is told where it
+# waits and ends through its own cleanup, with a failure, long before ctest's TIMEOUT.
+SECONDS=0
+status=0
+NBDSNAP_TEST_TIMEOUT=28 run_case deadline 130 'cleanup_fn sh -c "echo cleaned >'"$work"'/deadline-cleanup"
+sleep 1003' || status=$?
+((SECONDS < 25)) || { echo "FAIL: the hung test ran $SECONDS s past a deadline of 3 s" >&2; exit 1; }
+grep -q "the test still runs after" "$work/deadline.out" && grep -q "sleep 1003" "$work/deadline.out" &&
+  grep -q "FAIL: the test ran into its deadline" "$work/deadline.out" ||
+  { cat "$work/deadline.out" >&2; echo "FAIL: the watchdog did not report the hung test" >&2; exit 1; }
+[[ $(cat "$work/deadline-cleanup" 2>/dev/null) == cleaned ]] ||
+  { echo "FAIL: the test's cleanup did not run after the deadline" >&2; exit 1; }
+echo "ok: a hung test is reported and ended at its deadline, through its cleanup"

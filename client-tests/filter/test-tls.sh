@@ -40,7 +40,7 @@ server_log=$dir/nbdkit-tcp.log
 track_pid "$server_pid"
 wait_for_path "$ctl" "$server_pid"
 tcp_uri() { echo "nbds://127.0.0.1:$port/$1?tls-certificates=$dir/pki"; }
-for _ in $(seq 100); do nbdinfo "$(tcp_uri ram)" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do timeout 10 nbdinfo "$(tcp_uri ram)" >/dev/null 2>&1 && break; sleep 0.1; done
 nbdcopy -- [ nbdkit pattern size=16M ] "$(tcp_uri ram)" || fail "writing the origin over nbds://127.0.0.1"
 ctl '{"command":"snapshot-create","name":"s2","origins":["ram"]}' >/dev/null
 ctl '{"command":"snapshot-take","name":"s2"}' >/dev/null
