@@ -134,6 +134,10 @@ def main():
     deadline = time.monotonic() + timeout - margin if timeout > margin else None
     started = time.monotonic()
 
+    # Orphans are reaped as soon as they exit, as init would: a test may check that a killed process is gone
+    # (kill -0 succeeds on a zombie).
+    reaped = {}
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: reaped.update(reap_children()))
     shell = subprocess.Popen(sys.argv[1:])
     # A signal to the watchdog (Ctrl-C, `timeout` around a test run by hand) goes to the test shell, whose
     # trap then runs the test's cleanup.
@@ -144,10 +148,9 @@ def main():
     timed_out = False
     grace_end = None
     while status is None:
-        for pid, raw in reap_children().items():
-            if pid == shell.pid:
-                status = os.waitstatus_to_exitcode(raw)
-        if status is not None:
+        reaped.update(reap_children())
+        if shell.pid in reaped:
+            status = os.waitstatus_to_exitcode(reaped[shell.pid])
             break
         now = time.monotonic()
         if deadline is not None and not timed_out and now >= deadline:
@@ -172,7 +175,7 @@ def main():
     left, table = descendants(os.getpid())
     if left:
         say("killing what the test left running: " +
-            ", ".join(f"{pid} ({table[pid][3]})" for pid in left if pid in table))
+            "; ".join(f"{pid} ({read(f'/proc/{pid}/cmdline', 120)})" for pid in left if pid in table))
         signal_all(left, signal.SIGKILL)
         end = time.monotonic() + 10
         while descendants(os.getpid())[0] and time.monotonic() < end:

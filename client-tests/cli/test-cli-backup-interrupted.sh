@@ -21,7 +21,13 @@ run_cli 0 snapshot create s1 --origin disk --storage "$dir/s1.diff:80M"
 run_cli 0 snapshot take s1
 
 helper_dirs() { find "$TMPDIR" -maxdepth 1 -name 'nbdsnap-qemu-nbd.*' | sort; }
-gone() { ! kill -0 "$1" 2>/dev/null || [[ $(ps -o stat= -p "$1" 2>/dev/null) == Z* ]]; }
+# gone PID: no such process, or a zombie its new parent has not reaped yet. One look (ps), not two: between a
+# `kill -0` and a `ps` the zombie may be reaped (the test's watchdog reaps orphans every 50 ms).
+gone() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || true
+  [[ -z $stat || $stat == Z* ]]
+}
 
 # start_slow_backup [ENV-ARGS...]: a full qcow2 backup in 4 KiB requests one at a time (seconds long); returns
 # once its qemu-nbd serves, with backup_pid and qemu_pid set.
