@@ -74,7 +74,9 @@ def read(path, limit=200):
         return "?"
 
 
-def report(root, elapsed):
+def report(root, elapsed, budget):
+    """Prints the processes below root and the stacks of its servers, in about `budget` seconds at most."""
+    end = time.monotonic() + budget
     pids, table = descendants(root)
     say(f"the test still runs after {elapsed:.0f} s; its processes (pid ppid state wait-channel command):")
     for pid in pids:
@@ -82,14 +84,14 @@ def report(root, elapsed):
         say(f"  {pid} {ppid} {state} {read(f'/proc/{pid}/wchan')} {read(f'/proc/{pid}/cmdline')}")
     for pid in pids:
         name = table[pid][3]
-        if name in ("nbdkit", "nbdsnapd") or name.startswith("qemu"):
-            stacks(pid, name)
+        if (name in ("nbdkit", "nbdsnapd") or name.startswith("qemu")) and time.monotonic() < end - 1:
+            stacks(pid, name, end - time.monotonic())
 
 
-def stacks(pid, name):
-    """The user-space stacks of a server's threads (gdb, bounded), the lines that say where each thread is."""
+def stacks(pid, name, seconds):
+    """The user-space stacks of a server's threads (gdb, at most `seconds`), the lines that say where each is."""
     try:
-        out = subprocess.run(["timeout", "30", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"],
+        out = subprocess.run(["timeout", f"{seconds:.1f}", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"],
                              stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stdout
     except OSError as error:
         say(f"  (no stacks of {name} {pid}: {error})")
@@ -155,14 +157,15 @@ def main():
         now = time.monotonic()
         if deadline is not None and not timed_out and now >= deadline:
             timed_out = True
-            report(os.getpid(), now - started)
+            # Half the margin for the report (gdb takes seconds per server under load), half for the cleanup.
+            report(os.getpid(), now - started, margin / 2)
             # The shell defers its TERM trap until its foreground command ends: end the clients (every process
             # of the test but the shell that is not a server; servers are session leaders, started with setsid)
             # as well.
             pids, table = descendants(os.getpid())
             signal_all([shell.pid], signal.SIGTERM)
             signal_all([pid for pid in pids if pid != shell.pid and table[pid][1] != pid], signal.SIGKILL)
-            grace_end = time.monotonic() + margin - 10
+            grace_end = deadline + margin - 5
         if grace_end is not None and now >= grace_end:
             say("the test did not end within its grace period; killing all of it")
             pids, _table = descendants(os.getpid())
