@@ -68,6 +68,14 @@ set -euo pipefail
 # orphans included, and with NBDSNAP_TEST_TIMEOUT (ctest's TIMEOUT, passed by nbdsnap_pass_test_timeouts) ends a
 # hung test before ctest does, printing where each of its processes waits.
 if [[ -z ${_NBDSNAP_UNDER_WATCHDOG:-} ]]; then
+  if [[ $BASHPID != "$$" ]]; then
+    echo "functions.sh: source it in the test's own shell, not in a subshell (it starts the test again)" >&2
+    exit 2
+  fi
+  if [[ ! -e $0 ]]; then
+    echo "functions.sh: $0 is not found from $PWD: source functions.sh before changing directory" >&2
+    exit 2
+  fi
   export _NBDSNAP_UNDER_WATCHDOG=1
   mapfile -d '' _command_line </proc/$$/cmdline
   exec /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/watchdog.py" "$BASH" "${_command_line[@]:1}"
@@ -159,6 +167,7 @@ _run_cleanup_hooks() {
 }
 trap _run_cleanup_hooks EXIT
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP  # (a closed terminal: the cleanup runs as for ^C)
 
 # wait_for_path PATH PID: waits (at most 60 s) for PATH to exist; fails if PID exits first.
 wait_for_path() {
@@ -254,8 +263,9 @@ await_server_exit() {
   stop_ms=$(((now_ns - start) / 1000000))
   server_status=0
   if kill -0 "$server_pid" 2>/dev/null; then
-    if command -v gdb >/dev/null; then  # show where it is stuck
-      timeout 60 gdb -p "$server_pid" -batch -ex 'thread apply all bt 15' 2>/dev/null | grep -E '^#|^Thread' >&2 || true
+    if command -v gdb >/dev/null; then  # show where it is stuck (-k: gdb ignores TERM on a thread in D state)
+      timeout -k 1 60 gdb -p "$server_pid" -batch -ex 'thread apply all bt 15' 2>/dev/null |
+        grep -E '^#|^Thread' >&2 || true
     fi
     kill -KILL "$server_pid"
     wait "$server_pid" 2>/dev/null || true

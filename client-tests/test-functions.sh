@@ -84,3 +84,13 @@ grep -q "the test still runs after" "$work/deadline.out" && grep -q "sleep 1003"
 [[ $(cat "$work/deadline-cleanup" 2>/dev/null) == cleaned ]] ||
   { echo "FAIL: the test's cleanup did not run after the deadline" >&2; exit 1; }
 echo "ok: a hung test is reported and ended at its deadline, through its cleanup"
+
+# The watchdog passes the test every descriptor it was given, and refuses a deadline that is not seconds.
+printf 'source %q\n%s\n' "$functions" 'echo kept >&3' >"$work/fd3.sh"
+timeout 60 bash "$work/fd3.sh" 3>"$work/fd3.out" || { echo "FAIL: fd3.sh exited $?" >&2; exit 1; }
+[[ $(cat "$work/fd3.out") == kept ]] || { echo "FAIL: descriptor 3 did not reach the test" >&2; exit 1; }
+status=0
+NBDSNAP_TEST_TIMEOUT=40s timeout 60 bash "$work/fd3.sh" 3>/dev/null 2>"$work/bad-timeout.out" || status=$?
+((status == 2)) && grep -q "NBDSNAP_TEST_TIMEOUT='40s' is not a number of seconds" "$work/bad-timeout.out" ||
+  { cat "$work/bad-timeout.out" >&2; echo "FAIL: a malformed NBDSNAP_TEST_TIMEOUT gave status $status" >&2; exit 1; }
+echo "ok: the watchdog keeps the test's descriptors and names a malformed NBDSNAP_TEST_TIMEOUT"

@@ -12,10 +12,11 @@ cannot:
   holding that pipe kept two filter tests "running" for 45 minutes in a loaded CI run (2026-12-03), with no
   word of where they hung.
 * With NBDSNAP_TEST_TIMEOUT (the test's ctest TIMEOUT, in seconds; the CMakeLists pass it), it stops the test
-  before ctest would: at the deadline it prints what every process of the test is doing (state, kernel wait
-  channel, command line, and the threads' stacks of a server), then ends the clients the shell waits for and
-  sends the shell SIGTERM, so the test fails through its own cleanup (servers stopped, their logs printed).
-  Whatever still runs after a grace period is killed.
+  before ctest would, by a margin of 25-60 s (at most half the TIMEOUT): at the deadline it prints what every
+  process of the test is doing (state, kernel wait channel, command line, and the threads' stacks of a
+  server, or their wait channels if one is in uninterruptible sleep, where gdb would hang), then ends the
+  clients the shell waits for and sends the shell SIGTERM, so the test fails through its own cleanup
+  (servers stopped, their logs printed). Whatever still runs 5 s before ctest's TIMEOUT is killed.
 * It exits with the test's status (128+N for a signal N), or 1 if the deadline was reached and the test
   exited 0 or 77 anyway.
 
@@ -89,17 +90,44 @@ def report(root, elapsed, budget):
 
 
 def stacks(pid, name, seconds):
-    """The user-space stacks of a server's threads (gdb, at most `seconds`), the lines that say where each is."""
+    """The user-space stacks of a server's threads (gdb, at most `seconds`), the lines that say where each is.
+
+    gdb cannot attach to a thread in uninterruptible sleep (D: a frozen or stalled file system, which tests
+    make on purpose): it waits for the thread to stop, deaf to SIGTERM. Such a process gets its threads' kernel
+    wait channels instead, and gdb is killed (-k) if it overstays all the same."""
+    waiting = {task: read(f"/proc/{pid}/task/{task}/wchan") for task in tasks_in_d_state(pid)}
+    if waiting:
+        say(f"  threads of {name} {pid} in uninterruptible sleep (no gdb): " +
+            ", ".join(f"{task} {channel}" for task, channel in waiting.items()))
+        return
+    command = ["timeout", "-k", "1", f"{seconds:.1f}", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"]
     try:
-        out = subprocess.run(["timeout", f"{seconds:.1f}", "gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt 12"],
-                             stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace").stdout
-    except OSError as error:
+        out = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
+                             timeout=seconds + 3).stdout
+    except (OSError, subprocess.TimeoutExpired) as error:
         say(f"  (no stacks of {name} {pid}: {error})")
         return
+    finally:
+        # A gdb that was killed may leave its tracee stopped; the test's cleanup must find it running.
+        signal_all([pid], signal.SIGCONT)
     lines = [line for line in out.splitlines() if line.startswith(("#", "Thread"))]
     say(f"  threads of {name} {pid}:" if lines else f"  (gdb gave no stacks of {name} {pid})")
     for line in lines[:200]:
         say(f"    {line[:160]}")
+
+
+def tasks_in_d_state(pid):
+    """The threads of pid in uninterruptible sleep."""
+    found = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        stat = read(f"/proc/{pid}/task/{task}/stat", 4096)
+        if ")" in stat and stat[stat.rindex(")") + 2:].startswith("D"):
+            found.append(task)
+    return found
 
 
 def signal_all(pids, signum):
@@ -129,10 +157,16 @@ def main():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         say(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}; orphans go to init")
-    timeout = float(os.environ.get("NBDSNAP_TEST_TIMEOUT", "0") or 0)
+    setting = os.environ.get("NBDSNAP_TEST_TIMEOUT", "")
+    try:
+        timeout = float(setting or 0)
+    except ValueError:
+        say(f"NBDSNAP_TEST_TIMEOUT={setting!r} is not a number of seconds (ctest's TIMEOUT of the test); "
+            "unset it or give seconds, as 300")
+        sys.exit(2)
     # The margin before ctest's own kill: the report (gdb may take seconds per server under load) and the
-    # test's cleanup must fit in it.
-    margin = min(60.0, max(25.0, timeout / 10))
+    # test's cleanup must fit in it. At most half the time, so that a short TIMEOUT still leaves the test some.
+    margin = min(60.0, max(25.0, timeout / 10), timeout / 2)
     deadline = time.monotonic() + timeout - margin if timeout > margin else None
     started = time.monotonic()
 
@@ -140,7 +174,8 @@ def main():
     # (kill -0 succeeds on a zombie).
     reaped = {}
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: reaped.update(reap_children()))
-    shell = subprocess.Popen(sys.argv[1:])
+    # The test keeps every descriptor it was given (a log, a jobserver's).
+    shell = subprocess.Popen(sys.argv[1:], close_fds=False)
     # A signal to the watchdog (Ctrl-C, `timeout` around a test run by hand) goes to the test shell, whose
     # trap then runs the test's cleanup.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
