@@ -518,6 +518,11 @@ std::shared_ptr<Snapshot> Engine::find_snapshot_locked(const std::string& name) 
   return it == snapshots_.end() ? nullptr : it->second;
 }
 
+std::string Engine::cbt_not_saved_on_detach(const Status& save) {
+  return "its CBT state could not be saved (" + save.message() +
+         "), so its next attach starts a new CBT generation: back it up fully then";
+}
+
 std::string Engine::snapshot_of_origin_locked(const std::string& origin) const {
   for (const auto* registry : {&snapshots_, &destroying_, &creating_}) {
     for (const auto& [name, snapshot] : *registry) {

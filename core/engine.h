@@ -95,6 +95,11 @@ class Engine {
   // fail with busy ("being detached"); all others go on. detached, when given, tells whether this call
   // detached the origin: also true with the CBT save's error, false with a refusal.
   Status detach_origin(const std::string& name, bool force, bool* detached = nullptr);
+  // What a front end tells the agent when detach_origin() detached the origin but could not save its CBT
+  // state (`save`, its error): "its CBT state could not be saved (...), so its next attach starts a new CBT
+  // generation: back it up fully then", to follow "origin 'NAME' is detached, but ". One wording for
+  // nbdsnapd's origin-detach and the filter's.
+  static std::string cbt_not_saved_on_detach(const Status& save);
   // The attached origin of that name, or null.
   std::shared_ptr<Origin> find_origin(const std::string& name) const;
   std::vector<OriginInfo> origins() const;

@@ -207,7 +207,8 @@ Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
   // Without mutex_: the engine closes the origin's gates and waits for the requests inside, as long as a
   // stalled disk holds them; the connections that still hold it get EIO on every request from then on, so no
   // write reaches the plugin untracked after the CBT was saved. Other origins' clients connect meanwhile.
-  Status detached = engine_.detach_origin(name, force);
+  bool done = false;
+  Status detached = engine_.detach_origin(name, force, &done);
   // Closed after mutex_ is released: a close waits for the file's file system (FUSE flushes, NFS writes
   // back and unlocks), and every open and close of a connection needs mutex_.
   decltype(origin_locks_)::node_type released;
@@ -215,7 +216,13 @@ Status FilterFrontEnd::detach_origin(const std::string& name, bool force) {
     MutexLock lock(mutex_);
     detaching_.erase(name);
     // Detached (its CBT saved or not): the file is free for others, as nbdsnapd's after origin-detach.
-    if (detached || !engine_.find_origin(name)) released = origin_locks_.extract(name);
+    if (done || !engine_.find_origin(name)) released = origin_locks_.extract(name);
+  }
+  // Detached although its CBT state could not be saved: the reply says both, or an agent would take the
+  // origin for still attached (and tracked) and retry the detach.
+  if (done && !detached.is_ok()) {
+    return {detached.code(),
+            "origin '" + name + "' is detached, but " + Engine::cbt_not_saved_on_detach(detached)};
   }
   return detached;
 }

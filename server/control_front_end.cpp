@@ -72,8 +72,7 @@ Status NbdsnapdFrontEnd::detach_attached(const std::string& name, bool force) {
   const Status unlisted = files_.unlist(name, outcome, true);
   std::string problems;
   if (!detached.is_ok()) {
-    problems = "its CBT state could not be saved (" + detached.message() +
-               "), so its next attach starts a new CBT generation: back it up fully then";
+    problems = Engine::cbt_not_saved_on_detach(detached);
   }
   if (!unlisted.is_ok()) {
     problems += (problems.empty() ? "" : "; and ") + unlisted.message() +
