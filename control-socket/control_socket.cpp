@@ -310,30 +310,59 @@ bool ControlSocketServer::start_accepting(int fd, std::string& error) {
   return true;
 }
 
-void ControlSocketServer::stop() {
-  if (listen_fd_ < 0) return;
-  stopping_ = true;
-  if (!adopted_) shutdown(listen_fd_, SHUT_RDWR);  // wakes accept4(); an adopted socket's poll() times out
-  if (acceptor_.joinable()) acceptor_.join();
-  // After the acceptor (which feeds it) and before the clients (which it starts): no client starts after
-  // this.
-  if (handshaker_) handshaker_->stop();
-
-  std::list<std::pair<int, std::thread>> clients;
-  {
+bool ControlSocketServer::stop_within(std::chrono::milliseconds limit) {
+  const bool listening = listen_fd_ >= 0;
+  if (listening) {
+    stopping_ = true;
+    if (!adopted_) shutdown(listen_fd_, SHUT_RDWR);  // wakes accept4(); an adopted socket's poll() times out
+    if (acceptor_.joinable()) acceptor_.join();
+    // After the acceptor (which feeds it) and before the clients (which it starts): no client starts after
+    // this.
+    if (handshaker_) handshaker_->stop();
     MutexLock lock(clients_mutex_);
     for (auto& [fd, thread] : clients_)
       if (fd >= 0) shutdown(fd, SHUT_RDWR);
-    clients.swap(clients_);
   }
-  for (auto& [fd, thread] : clients)
+  // The entries stay in clients_ while their handlers run: each marks its own finished (fd -1) at its end.
+  // A handler an earlier stop_within() left running is waited for here again (the destructor waits for it
+  // for good: its thread uses this object).
+  const auto deadline = limit == std::chrono::milliseconds::max()
+                            ? std::chrono::steady_clock::time_point::max()
+                            : std::chrono::steady_clock::now() + limit;
+  bool all_finished = false;
+  for (;;) {
+    {
+      MutexLock lock(clients_mutex_);
+      all_finished =
+          std::none_of(clients_.begin(), clients_.end(), [](const auto& c) { return c.first >= 0; });
+    }
+    if (all_finished || std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::list<std::pair<int, std::thread>> finished;
+  {
+    MutexLock lock(clients_mutex_);
+    for (auto it = clients_.begin(); it != clients_.end();) {
+      auto next = std::next(it);
+      if (it->first < 0) finished.splice(finished.end(), clients_, it);
+      it = next;
+    }
+    // The handlers still running keep their entries (they look for them at their end), without a thread
+    // to join: the caller goes on without them.
+    for (auto& [fd, thread] : clients_)
+      if (thread.joinable()) thread.detach();
+  }
+  for (auto& [fd, thread] : finished)
     if (thread.joinable()) thread.join();
 
-  handshaker_.reset();
-  refusals_->flush();  // what a flood left counted
-  close(listen_fd_);
-  listen_fd_ = -1;
-  if (!path_.empty()) unlink(path_.c_str());
+  if (listening) {
+    handshaker_.reset();
+    refusals_->flush();  // what a flood left counted
+    close(listen_fd_);
+    listen_fd_ = -1;
+    if (!path_.empty()) unlink(path_.c_str());
+  }
+  return all_finished;
 }
 
 void ControlSocketServer::reap_finished_clients() {
@@ -626,12 +655,13 @@ void ControlSocketServer::serve_client(int fd, std::unique_ptr<ControlChannel> c
   }
 
   channel.reset();  // close_notify first
-  // Close under the lock and mark the entry finished, so stop() never shuts down a reused descriptor.
+  // Close under the lock and mark the entry finished, so stop() never shuts down a reused descriptor. The
+  // entry is told by its descriptor, open until here: its thread may have been detached (stop_within()).
   MutexLock lock(clients_mutex_);
   close(fd);
   --sessions_;
   for (auto& [entry_fd, thread] : clients_) {
-    if (thread.get_id() == std::this_thread::get_id()) {
+    if (entry_fd == fd) {
       entry_fd = -1;
       break;
     }

@@ -92,7 +92,12 @@ class ControlSocketServer {
   // soon as every handler running returns: a handler that waits (events-wait) must have been released
   // before, for good (EventLog::stop()). Clients that send half a line or do not read their replies do not
   // hold it up (their descriptors are shut down).
-  void stop();
+  void stop() { (void)stop_within(std::chrono::milliseconds::max()); }
+  // The same, but waits at most `limit` for the handlers still running (a request whose file system stopped
+  // answering runs as long): false when one still ran, whose thread is then left running. Its handler may
+  // still use this object and whatever it was given: the caller must not destroy them; nbdsnapd ends with
+  // _Exit after saving its state.
+  bool stop_within(std::chrono::milliseconds limit);
 
  private:
   bool start_accepting(int fd, std::string& error);

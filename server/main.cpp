@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -28,6 +29,11 @@
 using namespace nbdsnap;
 
 namespace {
+
+// How long a stop waits for the control requests still running once their connections are shut down. A
+// request waits at most 10 s for a busy origin or snapshot (control.md); longer, it waits on a file system
+// that does not answer.
+constexpr std::chrono::seconds kControlStopWait{15};
 
 // SIGHUP: the log level is read again from the command line and configuration file (nothing else of the
 // file is applied: listeners, origins and limits need a restart). A file that no longer parses changes
@@ -244,12 +250,22 @@ int main(int argc, char** argv) {
   // For good, not just a wake-up: an events-wait that arrives while the control socket is closing must not
   // hold up saving state for its timeout (up to 24 h).
   engine.events().stop();
-  remote_control.stop();
-  control_socket.stop();
+  // A request whose file system stopped answering (an origin-attach opening a file there) would hold the stop
+  // as long, and with it the CBT save of every other origin: it gets kControlStopWait, then is left behind.
+  const bool remote_stopped = remote_control.stop_within(kControlStopWait);
+  const bool control_stopped = control_socket.stop_within(kControlStopWait);
   event_log.stop();  // no control command runs any more, so no event comes after this
   log_dropped_snapshots(engine);
   const bool saved = save_clean_state(engine);
   log_info(saved ? "CBT state saved; stopped cleanly" : "stopped with errors");
+  if (!remote_stopped || !control_stopped) {
+    // Its thread goes on when the file system answers: no destructor may run that it could still use. An
+    // origin it attaches then has no clean CBT state, so the next start gives it a new generation.
+    log_warning("a control request still ran " + std::to_string(kControlStopWait.count()) +
+                " s into the stop (its file system may not be answering); exiting without it");
+    std::fflush(nullptr);
+    std::_Exit(saved ? 0 : 1);
+  }
   if (!server.stop_reloads()) {
     // Its thread goes on when the file system answers: no destructor may run that it could still use. The
     // difference storage of snapshots dropped above stays until the next start removes it (its ledger).

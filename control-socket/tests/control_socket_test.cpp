@@ -274,6 +274,42 @@ TEST_CASE("stop_wakes_idle_clients_joins_threads_and_removes_the_socket") {
   CHECK(again.read_line() == "echo b");
 }
 
+TEST_CASE("stop_within_leaves_a_handler_that_outlasts_it_and_a_later_stop_waits_for_it") {
+  // nbdsnapd's stop gives a control request stuck on a file system that does not answer a bounded wait.
+  TempDir dir;
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool entered = false;
+  bool released = false;
+  auto handler = [&](const std::string&) -> std::string {
+    std::unique_lock lock(mutex);
+    entered = true;
+    cv.notify_all();
+    // Bounded so a broken server fails the test instead of hanging it.
+    cv.wait_for(lock, std::chrono::seconds(30), [&] { return released; });
+    return "done";
+  };
+  ControlSocketServer server;
+  std::string error;
+  REQUIRE(server.start(dir.socket(), handler, error));
+  Client waiter(dir.socket());
+  REQUIRE(waiter.send_text("wait\n"));
+  {
+    std::unique_lock lock(mutex);
+    REQUIRE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return entered; }));
+  }
+  CHECK_FALSE(server.stop_within(std::chrono::milliseconds(100)));
+  CHECK(access(dir.socket().c_str(), F_OK) != 0);  // stopped all the same: no new client
+  CHECK(Client(dir.socket()).connected() == false);
+  {
+    std::lock_guard lock(mutex);
+    released = true;
+  }
+  cv.notify_all();
+  // The handler's thread marks itself finished although it was detached; a later stop waits for it.
+  CHECK(server.stop_within(std::chrono::seconds(30)));
+}
+
 TEST_CASE("thousands_of_connections_do_not_accumulate_threads") {
   TempDir dir;
   ControlSocketServer server;
