@@ -411,9 +411,11 @@ _thaw_and_unmount_fs() {
   [[ -z $server_pid ]] || stop_server TERM
   timeout 30 umount "$fs" || timeout 30 umount -l "$fs"
 }
-# freeze_fs: writes back what is cached, then freezes $fs (skips when it cannot). thaw_fs: thaws it.
+# freeze_fs: writes back what is cached on $fs, then freezes it (skips when it cannot). thaw_fs: thaws it.
+# `sync -f` writes back $fs alone: a plain sync waits for every file system's dirty pages, many seconds on a CI
+# machine that builds packages meanwhile.
 freeze_fs() {
-  sync
+  timeout 60 sync -f "$fs" || true
   timeout 30 fsfreeze -f "$fs" || skip "fsfreeze -f failed"
 }
 thaw_fs() { timeout 30 fsfreeze -u "$fs" || fail "fsfreeze -u"; }

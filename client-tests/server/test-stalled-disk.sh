@@ -49,7 +49,7 @@ def ctl(*requests):
                           timeout=10, capture_output=True, text=True)
 
 def freeze():
-    subprocess.run(["sync"], check=True)
+    subprocess.run(["timeout", "60", "sync", "-f", fs], check=True)  # this file system only (freeze_fs)
     subprocess.run(["timeout", "30", "fsfreeze", "-f", fs], check=True)
 
 if mode == "stuck":
@@ -129,7 +129,7 @@ for io_threads in 1 2; do
   "$PY" "$dir/clients.py" stuck "$fs" "$sock" >"$dir/stuck.out" 2>&1 &
   stuck=$!
   track_pid "$stuck"
-  for ((i = 0; i < 1000; i++)); do
+  for ((i = 0; i < 6000; i++)); do  # 60 s: its freeze (fsfreeze has 30 s) and connect (10 s)
     grep -q stuck "$dir/stuck.out" 2>/dev/null && break
     kill -0 "$stuck" 2>/dev/null || break
     _nap 0.01
