@@ -125,10 +125,15 @@ Status DiffStorage::append(const StorageSpec& spec, const AreaRequirements& requ
   if (!device) {  // (a shared device is never grown: a size means the whole file, which overlaps its areas)
     if (Status s = open_spec_device(spec, device, created); !s) return s;
   }
-  // The open file is what counts: the path may have been replaced since it was looked at.
+  // The open file is what counts: the path may have been replaced since it was looked at. A file this call
+  // created is new to everyone: a use of its identity in `in_use` is a removed file whose inode it got back
+  // from a destroy still releasing it, which the engine's check under its lock answers busy (a concurrent
+  // create in the integrity soak was refused already_exists, as if for good).
   if (const std::string opened = device->file_identity(); opened != identity) {
     identity = opened;
-    if (Status s = check_unused(spec, wanted_use(spec, identity), in_use); !s) return s;
+    if (!created) {
+      if (Status s = check_unused(spec, wanted_use(spec, identity), in_use); !s) return s;
+    }
   }
   uint64_t offset = 0, length = 0;
   if (Status s = area_range(spec, device->size(), offset, length); !s) return s;

@@ -101,14 +101,20 @@ class Soak:
         h.connect_uri(f"nbd+unix:///{export}?socket={self.args.nbd}")
         return h
 
-    def control(self, request):
+    def control(self, request, retry_busy=False):
+        """One control request; with retry_busy, a `busy` refusal is tried again for up to 30 s."""
         arguments = dict(request)
         command = arguments.pop("command")
+        deadline = time.monotonic() + 30
         with nbdsnap.Client(self.args.control) as client:
-            try:
-                return client.call(command, **arguments)
-            except nbdsnap.Error as e:
-                raise Failure(f"control {request} failed: {e}") from None
+            while True:
+                try:
+                    return client.call(command, **arguments)
+                except nbdsnap.Error as e:
+                    if retry_busy and e.code == "busy" and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    raise Failure(f"control {request} failed: {e}") from None
 
     def error(self, message):
         print("FAIL:", message, file=sys.stderr, flush=True)
@@ -268,8 +274,9 @@ class Soak:
                 name = f"g{gi}r{round_no}"
                 path = os.path.join(self.args.storage_dir, name + ".diff")
                 time.sleep(rng.uniform(0, 0.1))
+                # busy: the other group's destroy still releases a file whose inode the new one got back.
                 self.control({"command": "snapshot-create", "name": name, "origins": group,
-                              "storage": [{"path": path, "size": storage_size}]})
+                              "storage": [{"path": path, "size": storage_size}]}, retry_busy=True)
                 time.sleep(rng.uniform(0, 0.05))
                 send = tick()
                 info = self.control({"command": "snapshot-take", "name": name})["snapshot"]
