@@ -339,21 +339,14 @@ bool ControlSocketServer::stop_within(std::chrono::milliseconds limit) {
     if (all_finished || std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  std::list<std::pair<int, std::thread>> finished;
-  {
-    MutexLock lock(clients_mutex_);
-    for (auto it = clients_.begin(); it != clients_.end();) {
-      auto next = std::next(it);
-      if (it->first < 0) finished.splice(finished.end(), clients_, it);
-      it = next;
-    }
+  reap_finished_clients();
+  if (!all_finished) {
     // The handlers still running keep their entries (they look for them at their end), without a thread
     // to join: the caller goes on without them.
+    MutexLock lock(clients_mutex_);
     for (auto& [fd, thread] : clients_)
       if (thread.joinable()) thread.detach();
   }
-  for (auto& [fd, thread] : finished)
-    if (thread.joinable()) thread.join();
 
   if (listening) {
     handshaker_.reset();
@@ -366,7 +359,8 @@ bool ControlSocketServer::stop_within(std::chrono::milliseconds limit) {
 }
 
 void ControlSocketServer::reap_finished_clients() {
-  // Join the threads of clients that have gone (their entries carry fd -1).
+  // Join the threads of clients that have gone (their entries carry fd -1); a thread stop_within() detached
+  // has nothing to join.
   std::list<std::pair<int, std::thread>> finished;
   {
     MutexLock lock(clients_mutex_);
@@ -376,7 +370,8 @@ void ControlSocketServer::reap_finished_clients() {
       it = next;
     }
   }
-  for (auto& [fd, thread] : finished) thread.join();
+  for (auto& [fd, thread] : finished)
+    if (thread.joinable()) thread.join();
 }
 
 namespace {
