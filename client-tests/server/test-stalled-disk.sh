@@ -135,14 +135,24 @@ for io_threads in 1 2; do
     _nap 0.01
   done
   grep -q stuck "$dir/stuck.out" || fail "no write stuck on f: $(cat "$dir/stuck.out")"
+  # The client sent its write; nbdsnapd must be writing it, asleep on the frozen file system (state D), before
+  # the SIGTERM: a loaded machine (TSan, CI) may not have read it off the socket yet, and a stop then rightly
+  # ends without it.
+  for ((i = 0; i < 3000; i++)); do  # 30 s
+    grep -qs '^State:[[:space:]]*D' /proc/"$server_pid"/task/*/status && break
+    _nap 0.01
+  done
+  grep -qs '^State:[[:space:]]*D' /proc/"$server_pid"/task/*/status ||
+    fail "no thread of nbdsnapd waits on the frozen file system 30 s after the client's write"
   kill -TERM "$server_pid"
   _nap 2
   kill -0 "$server_pid" 2>/dev/null || fail "nbdsnapd ended while a write to f was still stuck"
   thaw_fs
   start=$(date +%s%N)
   await_server_exit "$start"
+  # (await_server_exit fails past STOP_TIMEOUT: what this checks is that the stop ends once the disk thaws, not
+  # how fast a loaded machine writes back what the freeze held.)
   ((server_status == 0)) || fail "nbdsnapd exited $server_status after SIGTERM during a stall"
-  ((stop_ms <= 5000)) || fail "nbdsnapd took $stop_ms ms after the thaw to stop"
   kill "$stuck" 2>/dev/null || true
   wait "$stuck" 2>/dev/null || true
   pass "--io-threads $io_threads: SIGTERM during the stall ended nbdsnapd $stop_ms ms after the thaw"
