@@ -26,6 +26,7 @@
 #   $server_pid, $server_log, server_alive
 #   stop_server [SIGNAL]                      SIGNAL (TERM), then a bounded wait (STOP_TIMEOUT); sets
 #                                             $server_status and $stop_ms (milliseconds to the exit)
+#   show_stacks PID                           where each thread of PID waits (state, wchan, gdb), on stderr
 #   stop_server_timed / await_server_exit NS  SIGTERM / the wait alone, from START_NS (date +%s%N)
 #   ctl JSON...   ctl_error JSON              control requests (fail unless ok / unless an error)
 #   ctl_waiting NAME JSON..., still_waiting NAME WHY, ctl_waited NAME   requests left waiting in the background
@@ -104,7 +105,8 @@ _cleanup_hooks=()
 _tracked_pids=()
 _mounts=()
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# (fail says when: a test that failed after minutes on a loaded machine tells which part was slow.)
+fail() { echo "FAIL: $* (${SECONDS} s into the test)" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 skip() { echo "SKIP: $*"; exit 77; }  # ctest's SKIP_RETURN_CODE (set for every test in the CMakeLists)
 # known_bug TEXT: a check that fails because of a known bug in code this suite does not own; printed, counted.
@@ -263,10 +265,7 @@ await_server_exit() {
   stop_ms=$(((now_ns - start) / 1000000))
   server_status=0
   if kill -0 "$server_pid" 2>/dev/null; then
-    if command -v gdb >/dev/null; then  # show where it is stuck (-k: gdb ignores TERM on a thread in D state)
-      timeout -k 1 60 gdb -p "$server_pid" -batch -ex 'thread apply all bt 15' 2>/dev/null |
-        grep -E '^#|^Thread' >&2 || true
-    fi
+    show_stacks "$server_pid"
     kill -KILL "$server_pid"
     wait "$server_pid" 2>/dev/null || true
     server_pid=
@@ -275,6 +274,18 @@ await_server_exit() {
   wait "$server_pid" 2>/dev/null || server_status=$?
   server_pid=
   rm -f "$dir/server.pid"
+}
+
+# show_stacks PID: where each thread of PID waits, on stderr: its state and kernel wait channel, and gdb's
+# backtraces (bounded: -k, as gdb ignores TERM while a thread is in state D).
+show_stacks() {
+  local task
+  for task in /proc/"$1"/task/*; do
+    echo "  thread ${task##*/}: $(awk '/^State:/ {print $2, $3}' "$task/status" 2>/dev/null) in $(cat "$task/wchan" 2>/dev/null)" >&2
+  done
+  if command -v gdb >/dev/null; then
+    timeout -k 1 60 gdb -p "$1" -batch -ex 'thread apply all bt 15' 2>/dev/null | grep -E '^#|^Thread' >&2 || true
+  fi
 }
 
 # stop_server [SIGNAL]: sends SIGNAL (TERM) to the server and waits for it (SIGKILL: no grace needed).

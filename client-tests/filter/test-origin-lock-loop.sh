@@ -39,8 +39,12 @@ other_filter() {
 }
 # expect_refused_write URI LOG HOLDER: a write through URI fails, and LOG says the file is locked by HOLDER.
 expect_refused_write() {
-  if timeout 30 qemu-io -f raw -c 'write -P 0x99 0 4k' "$1" >"$dir/write.out" 2>&1; then
-    fail "a write through $1 succeeded while $3 held the disk"
+  local status=0
+  timeout 30 qemu-io -f raw -c 'write -P 0x99 0 4k' "$1" >"$dir/write.out" 2>&1 || status=$?
+  ((status != 0)) || fail "a write through $1 succeeded while $3 held the disk"
+  if ((status == 124)); then
+    show_stacks "$other_pid"
+    fail "qemu-io got no answer through $1 within 30 s (where nbdkit waits: above)"
   fi
   grep -q "disk.raw.* is locked by another process ($3" "$2" ||
     fail "$2 does not name $3; the client said: $(cat "$dir/write.out")"
