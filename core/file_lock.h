@@ -23,7 +23,9 @@
 //   second, as QEMU does, so two openers racing see each other.
 // - A refused lock names the holder: OFD locks show l_pid -1 to F_OFD_GETLK, so, as lslocks does, every
 //   /proc/PID/fdinfo/FD is read for "lock:" lines on the file's device and inode. A holder in another
-//   PID namespace, or of another user when we are not root, is not found; the message then says so.
+//   PID namespace, or of another user when we are not root, is not found; the message then says so. A
+//   refusal whose holder is not found is tried again a few times first: a holder that let go between the
+//   refusal and the scan leaves the file free, and the open then succeeds.
 // - Block devices take the same locks on their device node. Read-write block devices are also opened with
 //   O_EXCL (file_device.cpp), which Linux refuses while the device is mounted or opened O_EXCL elsewhere.
 // - A loop device and its backing file are two inodes whose locks never meet, yet writes to one land in the

@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -366,6 +367,58 @@ TEST_CASE("a file another process locked exclusively is refused, naming the proc
   CHECK_ERRC(FileDevice::create(path, 1 << 20, device, created), Errc::busy);
   CHECK_FALSE(created);
   CHECK(std::filesystem::file_size(path) == 4096);  // not grown behind the holder's back
+}
+
+// attack13 F6: a holder that let go between our refused lock and the /proc scan was reported as "a process
+// not found in /proc" holding a file that was free by then. A child takes and drops its lock over and over
+// (held 1 ms, free 10 ms): each open either gets the file or names the child.
+TEST_CASE("a holder that lets go while it is looked up is neither reported as hidden nor blocks the open") {
+  TempDir dir;
+  const std::string path = make_file(dir, "disk", 4096);
+  int stop[2];
+  REQUIRE(::pipe(stop) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // only async-signal-safe calls from here on
+    ::close(stop[1]);
+    ::prctl(PR_SET_NAME, "lock-toggler");
+    const int fd = ::open(path.c_str(), O_RDWR);
+    struct flock fl {};
+    fl.l_whence = SEEK_SET;
+    struct pollfd until_stopped {
+      stop[0], POLLIN, 0
+    };
+    for (int i = 0; i < 3000 && ::poll(&until_stopped, 1, 10) == 0; ++i) {  // 30 s at most
+      fl.l_type = F_WRLCK;
+      if (::fcntl(fd, F_OFD_SETLK, &fl) == 0) {
+        const struct timespec held { 0, 1000000 };
+        ::nanosleep(&held, nullptr);
+        fl.l_type = F_UNLCK;
+        (void)::fcntl(fd, F_OFD_SETLK, &fl);
+      }
+    }
+    ::_exit(0);
+  }
+  ::close(stop[0]);
+  const std::string named = "(lock-toggler, pid " + std::to_string(child) + ")";
+  int opened = 0, refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::unique_ptr<FileDevice> device;
+    const Status s = FileDevice::open(path, false, device);
+    if (s) {
+      ++opened;
+    } else {
+      ++refused;
+      CHECK_MESSAGE(contains(s.message(), named), s.message());
+    }
+    device.reset();  // lets the child lock again
+    std::this_thread::sleep_for(std::chrono::microseconds(500 + 1000 * (i % 7)));
+  }
+  ::close(stop[1]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  INFO("opened " << opened << ", refused naming the child " << refused);
+  CHECK(opened > 0);
 }
 
 TEST_CASE("the lock holder lookup finds the process by the file's device and inode") {
