@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "durable_file.h"
 #include "exit_codes.h"
+#include "object_file_name.h"
 
 namespace nbdsnap::cli {
 
@@ -91,36 +93,10 @@ void require_regular_or_absent(const std::string& path, const char* what) {
 }
 
 void write_file_atomically(const std::string& path, const std::string& text, mode_t mode) {
-  const std::string temporary = path + ".tmp";
   require_regular_or_absent(path, "the file to write");
-  require_regular_or_absent(temporary, "the temporary file FILE.tmp");
-  ::unlink(temporary.c_str());  // a leftover of an interrupted write
-  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) io_failure(temporary, "cannot create", errno);
-  bool written = ::fchmod(fd, mode) == 0;
-  const char* data = text.data();
-  size_t left = text.size();
-  while (written && left > 0) {
-    const ssize_t n = ::write(fd, data, left);
-    if (n < 0 && errno == EINTR) continue;
-    written = n > 0;
-    if (written) {
-      data += n;
-      left -= static_cast<size_t>(n);
-    }
-  }
-  written = written && ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
-  if (written && ::rename(temporary.c_str(), path.c_str()) != 0) {
-    written = false;
-    err = errno;
-  }
-  if (!written) {
-    ::unlink(temporary.c_str());
-    io_failure(path, "cannot write", err);
-  }
-  sync_path(parent_of(path));
+  require_regular_or_absent(path + std::string(kTemporaryFileSuffix), "the temporary file FILE.tmp");
+  if (Status s = replace_file_durably(path, text, mode, NewFileMode::exactly); !s)
+    throw CliError(ExitCode::io_error, s.message());
 }
 
 std::string read_whole_file(const std::string& path) {

@@ -3,6 +3,7 @@
 #include "durable_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,12 +16,15 @@ namespace nbdsnap {
 namespace {
 
 // Writes all of `bytes` to a new file at `path` and syncs it; returns 0 or the errno of the failure.
-int write_and_sync(const std::string& path, const std::string& bytes, mode_t mode) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+int write_and_sync(const std::string& path, const std::string& bytes, mode_t mode, NewFileMode how) {
+  // A leftover of an interrupted write goes; what cannot go (a directory: EISDIR) is the error.
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return errno;
   size_t done = 0;
   int err = 0;
-  while (done < bytes.size()) {
+  if (how == NewFileMode::exactly && ::fchmod(fd, mode) != 0) err = errno;
+  while (err == 0 && done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
@@ -42,9 +46,9 @@ std::string directory_of(const std::string& path) {
 
 }  // namespace
 
-Status replace_file_durably(const std::string& path, const std::string& bytes, mode_t mode) {
+Status replace_file_durably(const std::string& path, const std::string& bytes, mode_t mode, NewFileMode how) {
   const std::string temp = path + std::string(kTemporaryFileSuffix);
-  if (const int err = write_and_sync(temp, bytes, mode); err != 0) {
+  if (const int err = write_and_sync(temp, bytes, mode, how); err != 0) {
     ::unlink(temp.c_str());
     return Status::from_errno(err, "write " + temp);
   }

@@ -4,6 +4,7 @@
 #include "durable_file.h"
 
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -67,4 +68,40 @@ TEST_CASE("a missing directory is not_found, naming the file") {
   const Status status = replace_file_durably(dir.file("gone") + "/state.json", "x");
   CHECK(status.code() == Errc::not_found);
   CHECK(status.message().find("gone/state.json.tmp") != std::string::npos);
+}
+
+// The temporary file is made anew: a symbolic link left at PATH.tmp (by an interrupted write's neighbour, or
+// on purpose) is replaced, and the file it names is never written. The CLI's backup files shared this rule
+// only in their own copy of the write (cli/private_files.cpp), which now calls this one.
+TEST_CASE("a leftover temporary file or a symbolic link in its place is replaced, never followed") {
+  TempDir dir;
+  const std::string path = dir.file("state.json");
+  const std::string victim = dir.file("victim");
+  REQUIRE_OK(replace_file_durably(victim, "keep\n"));
+  std::filesystem::create_symlink(victim, path + ".tmp");
+  REQUIRE_OK(replace_file_durably(path, "new\n"));
+  CHECK(contents(path) == "new\n");
+  CHECK(contents(victim) == "keep\n");
+  CHECK(!std::filesystem::exists(path + ".tmp"));
+  std::ofstream(path + ".tmp") << "half a write";
+  REQUIRE_OK(replace_file_durably(path, "newer\n"));
+  CHECK(contents(path) == "newer\n");
+}
+
+TEST_CASE("the new file's mode is the mode less the umask, or exactly the mode when asked") {
+  TempDir dir;
+  const std::string path = dir.file("file");
+  const mode_t old_umask = ::umask(077);
+  const Status less = replace_file_durably(path, "a", 0644);
+  struct stat st {};
+  ::stat(path.c_str(), &st);
+  const mode_t less_mode = st.st_mode & 07777;
+  const Status exact = replace_file_durably(path, "b", 0644, NewFileMode::exactly);
+  ::stat(path.c_str(), &st);
+  const mode_t exact_mode = st.st_mode & 07777;
+  ::umask(old_umask);
+  REQUIRE_OK(less);
+  REQUIRE_OK(exact);
+  CHECK(less_mode == 0600);
+  CHECK(exact_mode == 0644);
 }
