@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -57,6 +58,13 @@ std::unique_ptr<FilterFrontEnd> front_end;
 std::unique_ptr<Control> control;
 std::unique_ptr<ControlSocketServer> control_server;
 bool state_saved = false;
+// A control request stuck on a file system that stopped answering (a snapshot-create opening its difference
+// storage there) would hold nbdkit's shutdown, and with it the CBT save of every origin, as long as the file
+// system stalls: the stop gives it kControlStopWait (nbdsnapd's bound too), then leaves it behind. Its
+// thread may still use the engine and the control objects, so they are never destroyed then, and the module
+// stays mapped after nbdkit's dlclose (keep_module_mapped).
+constexpr std::chrono::seconds kControlStopWait{15};
+bool control_left_behind = false;
 
 // One client connection: an origin export or an image export.
 struct Connection {
@@ -267,13 +275,31 @@ int nbdsnap_after_fork(nbdkit_backend*) {
   });
 }
 
+// dlopen of this module with RTLD_NODELETE: nbdkit's dlclose after .unload then leaves it mapped, for the
+// thread of a control request left behind.
+void keep_module_mapped() {
+  Dl_info self{};
+  if (::dladdr(reinterpret_cast<void*>(&keep_module_mapped), &self) != 0 && self.dli_fname != nullptr)
+    (void)::dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 // Stops the control server. Stopping the event log first is permanent: a handler in events-wait returns at
-// once, and so does one whose request arrives while the server stops, so stop() joins every client promptly.
+// once, and so does one whose request arrives while the server stops, so the stop joins every client
+// promptly, but for one whose file system does not answer (kControlStopWait).
 void stop_control_server() {
   if (!control_server) return;
   engine->events().stop();
-  control_server->stop();
-  control_server.reset();
+  if (control_server->stop_within(kControlStopWait)) {
+    control_server.reset();
+    return;
+  }
+  nbdkit_error(
+      "nbdsnap: a control request still ran %lld s into the stop (its file system may not be "
+      "answering); stopping without it",
+      static_cast<long long>(kControlStopWait.count()));
+  control_left_behind = true;
+  keep_module_mapped();
+  (void)control_server.release();  // see control_left_behind
 }
 
 void save_state_once() {
@@ -295,6 +321,14 @@ void nbdsnap_unload() {
   guarded(0, nullptr, [&] {
     if (engine) stop_control_server();
     save_state_once();
+    if (control_left_behind) {  // its thread may still use them: they stay until the process ends
+      (void)control.release();
+      (void)front_end.release();
+      (void)plugin_exports.release();
+      (void)engine.release();
+      nbdkit_debug("nbdsnap: unloaded, CBT state saved, a control request left behind");
+      return 0;
+    }
     control.reset();
     front_end.reset();
     plugin_exports.reset();

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
+# test-stop-with-stalled-request.sh — nbdkit's shutdown does not wait for a control request stuck on a file
+# system that stopped answering. A snapshot-create whose difference storage is on a stalled FUSE file system
+# waits in its open; then SIGTERM. The filter waits 15 s for the request (nbdsnapd's bound), saves the
+# origin's CBT state as cleanly stopped and goes on without it; nbdkit ends once the file system answers. The
+# filter used to wait for the request as long as the file system stalled, with no CBT state saved meanwhile:
+# a supervisor's SIGKILL then cost the origin a new CBT generation, and a full backup.
+# Usage: test-stop-with-stalled-request.sh FILTER.so
+FILTER=${1:?usage: $0 FILTER.so}
+source "$(dirname "$0")/../functions.sh"
+
+stallable_fs
+truncate -s 4M "$dir/disk.img"
+start_filter file "$dir/disk.img" nbdsnap-state-dir="$state"
+write 0x11 0 64K ''  # attaches the origin
+stall_fs
+ctl_waiting create '{"command":"snapshot-create","name":"s","origins":["default"],"storage":[{"path":"'"$sfs"'/s.diff","size":16777216}]}'
+_nap 1
+still_waiting create "the file system of s.diff stalls"
+kill -TERM "$server_pid"
+for ((i = 0; i < 300; i++)); do
+  grep "unloaded, CBT state saved" "$server_log" >/dev/null && break
+  _nap 0.1
+done
+grep "a control request still ran 15 s into the stop" "$server_log" >/dev/null ||
+  fail "30 s after SIGTERM the stop still waits for the stalled snapshot-create"
+grep "unloaded, CBT state saved, a control request left behind" "$server_log" >/dev/null ||
+  fail "the filter did not unload after leaving the request behind"
+head -n 1 "$state/default.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)' ||
+  fail "the CBT state of the origin was not saved as cleanly stopped"
+unstall_fs
+await_server_exit "$(date +%s%N)"
+((server_status == 0)) || fail "nbdkit exited with $server_status"
+pass "nbdkit's stop leaves a control request stalled on its file system behind after 15 s, CBT state saved"
