@@ -27,6 +27,8 @@
 #   stop_server [SIGNAL]                      SIGNAL (TERM), then a bounded wait (STOP_TIMEOUT); sets
 #                                             $server_status and $stop_ms (milliseconds to the exit)
 #   show_stacks PID                           where each thread of PID waits (state, wchan, gdb), on stderr
+#   await_log PATTERN SECONDS [FILE]          a line matching PATTERN in FILE ($server_log), waited for
+#   expect_refused_write URI LOG PATTERN PID  a qemu-io write refused, LOG saying why (PATTERN)
 #   stop_server_timed / await_server_exit NS  SIGTERM / the wait alone, from START_NS (date +%s%N)
 #   ctl JSON...   ctl_error JSON              control requests (fail unless ok / unless an error)
 #   ctl_waiting NAME JSON..., still_waiting NAME WHY, ctl_waited NAME   requests left waiting in the background
@@ -274,6 +276,31 @@ await_server_exit() {
   wait "$server_pid" 2>/dev/null || server_status=$?
   server_pid=
   rm -f "$dir/server.pid"
+}
+
+# await_log PATTERN SECONDS [FILE]: waits until FILE ($server_log) has a line matching PATTERN (grep -E); 1 if it
+# has none after SECONDS.
+await_log() {
+  local i file=${3:-$server_log}
+  for ((i = 0; i < $2 * 10; i++)); do
+    grep -E "$1" "$file" >/dev/null 2>&1 && return 0
+    _nap 0.1
+  done
+  grep -E "$1" "$file" >/dev/null 2>&1
+}
+
+# expect_refused_write URI LOG PATTERN PID: a qemu-io write through URI fails within 30 s, and LOG (the log of
+# the server PID) then has a line matching PATTERN (grep, basic). A write that is served, or no answer at all
+# (PID's threads are shown then), fails the test.
+expect_refused_write() {
+  local status=0
+  timeout 30 qemu-io -f raw -c 'write -P 0x99 0 4k' "$1" >"$dir/write.out" 2>&1 || status=$?
+  ((status != 0)) || fail "a write through $1 succeeded; expected it refused ($3)"
+  if ((status == 124)); then
+    show_stacks "$4"
+    fail "qemu-io got no answer through $1 within 30 s (where the server waits: above)"
+  fi
+  grep -q "$3" "$2" || fail "$2 does not say '$3'; the client said: $(cat "$dir/write.out")"
 }
 
 # show_stacks PID: where each thread of PID waits, on stderr: its state and kernel wait channel, and gdb's

@@ -19,10 +19,7 @@ ctl_waiting create '{"command":"snapshot-create","name":"s","origins":["default"
 _nap 1
 still_waiting create "the file system of s.diff stalls"
 kill -TERM "$server_pid"
-for ((i = 0; i < 300; i++)); do
-  grep "unloaded, CBT state saved" "$server_log" >/dev/null && break
-  _nap 0.1
-done
+await_log "unloaded, CBT state saved" 30 || true
 grep "a control request still ran 15 s into the stop" "$server_log" >/dev/null ||
   fail "30 s after SIGTERM the stop still waits for the stalled snapshot-create"
 grep "unloaded, CBT state saved, a control request left behind" "$server_log" >/dev/null ||
