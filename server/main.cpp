@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "control.h"
 #include "control_front_end.h"
@@ -24,6 +25,7 @@
 #include "server.h"
 #include "server_config.h"
 #include "state_directory.h"
+#include "stop_deadline.h"
 #include "systemd_service.h"
 
 using namespace nbdsnap;
@@ -245,7 +247,21 @@ int main(int argc, char** argv) {
   log_info("nbdsnapd " NBDSNAP_VERSION " ready with " + std::to_string(engine.origins().size()) + " origins");
   notify_service_manager("READY=1");
 
+  // A connection whose engine call is stuck on a disk that does not answer holds run() as long: past
+  // kStopWait after the signal, the deadline's thread saves the CBT state and exits (stop_deadline.h).
+  StopDeadline deadline(
+      kControlStopWait,
+      [&engine] {
+        Status status = engine.save_state();  // no flush: an origin's disk may be the one that stalls
+        if (!status.is_ok()) log_error("saving CBT state: " + status.to_string());
+        return status.is_ok();
+      },
+      [](const std::string& line) { log_warning(line); });
+  server.set_stop_handler([&deadline] { deadline.arm(); });
   server.run();  // returns after a signal, once every connection has finished (bounded: server.h)
+  if (!deadline.disarm()) {
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));  // the deadline's thread ends the process
+  }
 
   // For good, not just a wake-up: an events-wait that arrives while the control socket is closing must not
   // hold up saving state for its timeout (up to 24 h).

@@ -213,6 +213,7 @@ void Server::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   notify_service_manager("STOPPING=1");
+  if (on_stop_) on_stop_();
   refusal_flush_.cancel();
   asio::error_code ignored;
   signals_.cancel(ignored);

@@ -56,6 +56,9 @@ class Server {
     reloader_ = std::make_unique<Reloader>(std::move(reload));
   }
 
+  // Called once, on run()'s thread, when the shutdown begins (a signal or request_shutdown()). Before run().
+  void set_stop_handler(std::function<void()> on_stop) { on_stop_ = std::move(on_stop); }
+
   // After run(): waits at most Reloader::kStopWait for a reload under way; false when one still waits for
   // its files (Reloader::stop).
   bool stop_reloads() { return !reloader_ || reloader_->stop(); }
@@ -90,6 +93,7 @@ class Server {
   // calls in flight are not cut short: they always return, and run() waits for them. Small enough that
   // nbdsnapd stops within 2 s whatever its clients do, which the SIGTERM tests check.
   static constexpr std::chrono::milliseconds kShutdownGrace{1000};
+  std::function<void()> on_stop_;
 
   const ServerConfig& config_;
   const TlsCredentialStore* tls_credentials_;
