@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <future>
 #include <memory>
 #include <new>
 #include <set>
@@ -317,6 +318,30 @@ void nbdsnap_cleanup(nbdkit_backend*) {
   });
 }
 
+// Destroys the engine, which waits for the difference-storage writes of its snapshots still in flight (their
+// writeback): on a file system that does not answer, as long as it stalls (attack15 F2). The CBT state is
+// saved by then; the wait gets kControlStopWait, then the log says why nbdkit still waits and the engine is
+// left to end on its own thread (the module stays mapped for it). nbdkit's exit itself still waits in the
+// kernel for the stalled write.
+void end_engine() {
+  auto ended = std::make_shared<std::promise<void>>();
+  std::future<void> ended_future = ended->get_future();
+  std::thread ender([doomed = engine.release(), ended] {
+    delete doomed;
+    ended->set_value();
+  });
+  if (ended_future.wait_for(kControlStopWait) == std::future_status::ready) {
+    ender.join();
+    return;
+  }
+  nbdkit_error(
+      "nbdsnap: CBT state saved, but difference-storage writes still ran %lld s into the unload (their "
+      "file system may not be answering); nbdkit ends once they do",
+      static_cast<long long>(kControlStopWait.count()));
+  keep_module_mapped();
+  ender.detach();
+}
+
 void nbdsnap_unload() {
   guarded(0, nullptr, [&] {
     if (engine) stop_control_server();
@@ -332,7 +357,7 @@ void nbdsnap_unload() {
     control.reset();
     front_end.reset();
     plugin_exports.reset();
-    engine.reset();
+    end_engine();
     nbdkit_debug("nbdsnap: unloaded, CBT state saved");
     return 0;
   });

@@ -6,6 +6,9 @@
 # origin's CBT state as cleanly stopped and goes on without it; nbdkit ends once the file system answers. The
 # filter used to wait for the request as long as the file system stalled, with no CBT state saved meanwhile:
 # a supervisor's SIGKILL then cost the origin a new CBT generation, and a full backup.
+# Then the same for a snapshot's writeback stuck on stalled difference storage (attack15 F2): the client's
+# write is served, its copy-on-write store waits; at unload the CBT state is saved, and the engine's end (which
+# waits for that store) gets 15 s before the log says why nbdkit still waits.
 # Usage: test-stop-with-stalled-request.sh FILTER.so
 FILTER=${1:?usage: $0 FILTER.so}
 source "$(dirname "$0")/../functions.sh"
@@ -30,3 +33,25 @@ unstall_fs
 await_server_exit "$(date +%s%N)"
 ((server_status == 0)) || fail "nbdkit exited with $server_status"
 pass "nbdkit's stop leaves a control request stalled on its file system behind after 15 s, CBT state saved"
+
+rm -f "$state/default.cbt"
+start_filter --log writeback file "$dir/disk.img" nbdsnap-state-dir="$state"
+write 0x11 0 1M ''
+ctl '{"command":"snapshot-create","name":"w","origins":["default"],"storage":[{"path":"'"$sfs"'/w.diff","size":16777216}]}' \
+  '{"command":"snapshot-take","name":"w"}' >/dev/null
+stall_fs
+timeout 120 qemu-io -f raw -c 'write -P 0x44 0 64K' "$(uri '')" >"$dir/write.out" 2>&1 &
+writer=$!
+track_pid "$writer"
+_nap 2
+kill -TERM "$server_pid"
+await_log "unloaded, CBT state saved" 40 ||
+  fail "40 s after SIGTERM the unload still waits for the store stuck on the stalled difference storage"
+grep "difference-storage writes still ran 15 s into the unload" "$server_log" >/dev/null ||
+  fail "the log does not say why nbdkit still waits"
+head -n 1 "$state/default.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)' ||
+  fail "the CBT state of the origin was not saved as cleanly stopped"
+unstall_fs
+await_server_exit "$(date +%s%N)"
+((server_status == 0)) || fail "nbdkit exited with $server_status"
+pass "nbdkit's unload says why it waits for a store stuck on difference storage, CBT state saved first"
