@@ -82,19 +82,22 @@ void create_private_file(const std::string& path, mode_t mode) {
 
 // Refuses a path that exists as something other than a regular file (a device node, a directory, a FIFO, a
 // symbolic link): renaming over it would replace /dev/null or /dev/stdout with a file of ours.
-void require_regular_or_absent(const std::string& path, const char* what) {
+// advice: what the user should do when `path` is something else.
+void require_regular_or_absent(const std::string& path, const char* what, const char* advice) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return;  // absent (or unreadable: open/rename will say)
   if (S_ISREG(st.st_mode)) return;
   throw CliError(ExitCode::io_error,
-                 path + ": " + what +
-                     " is not a regular file, and writing it would replace it: give the path "
-                     "of a regular file (it is written as FILE.tmp, then renamed over FILE)");
+                 path + ": " + what + " is not a regular file, and writing it would replace it: " + advice);
 }
 
 void write_file_atomically(const std::string& path, const std::string& text, mode_t mode) {
-  require_regular_or_absent(path, "the file to write");
-  require_regular_or_absent(path + std::string(kTemporaryFileSuffix), "the temporary file FILE.tmp");
+  const std::string temporary = path + std::string(kTemporaryFileSuffix);
+  require_regular_or_absent(
+      path, "the file to write",
+      "give the path of a regular file (it is written as FILE.tmp, then renamed over FILE)");
+  require_regular_or_absent(temporary, "the temporary file beside it",
+                            "remove it (FILE is written as FILE.tmp, then renamed over FILE)");
   if (Status s = replace_file_durably(path, text, mode, NewFileMode::exactly); !s)
     throw CliError(ExitCode::io_error, s.message());
 }

@@ -54,6 +54,13 @@ Status replace_file_durably(const std::string& path, const std::string& bytes, m
   }
   if (std::rename(temp.c_str(), path.c_str()) != 0) {
     const int err = errno;
+    // ENOENT: removed between our write and our rename, by a second writer of PATH making its own (whose
+    // file must stay), or with its directory.
+    if (err == ENOENT) {
+      return Status::from_errno(err, "rename " + temp +
+                                         " (removed meanwhile: perhaps another process writes " + path +
+                                         " at the same time; write it from one process at a time)");
+    }
     ::unlink(temp.c_str());
     return Status::from_errno(err, "rename " + temp);
   }
