@@ -196,7 +196,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // list change asks the engine: the engine's locks come next, core/lock_order.h; never across the list's
   // write), then the leaves, none held while taking another: Connection::mutex_, TlsChannel::session_mutex_,
   // ClientRegistry::mutex_, ReplyBufferPool::mutex_, WorkerPool::mutex_, the log's mutex,
-  // TlsCredentialStore::mutex_, Reloader::State::mutex.
+  // TlsCredentialStore::mutex_, Reloader::State::mutex, StopDeadline::mutex_.
   Mutex mutex_;
   unsigned in_flight_ GUARDED_BY(mutex_) = 0;  // requests read and not yet answered
   uint64_t in_flight_bytes_ GUARDED_BY(mutex_) = 0;
