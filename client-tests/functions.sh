@@ -36,6 +36,7 @@
 #   uri EXPORT, image_uri ORIGIN SNAPSHOT     nbd+unix URIs on $sock
 #   snapshot NAME ORIGIN                      create + take with a 64 MiB storage file $dir/NAME.diff
 #   cbt_state_is_clean ORIGIN                 the CBT state file and the log say: stopped cleanly (nbdsnapd)
+#   cbt_file_is_clean ORIGIN                  the CBT state file says: saved by a clean stop (either front end)
 #   run_cli STATUS ARGS, run_cli_within SECONDS STATUS ARGS, expect_out RE, expect_err RE, jq_out FILTER
 #   write PATTERN OFFSET LENGTH EXPORT        qemu-io write through NBD
 #   mount_tmpfs DIR SIZE, vmrss PID, parse_rounds DEFAULT ARGS (the reliability scripts' --rounds N)
@@ -371,9 +372,10 @@ snapshot() {
 
 # cbt_state_is_clean ORIGIN: the origin's CBT state file (its JSON header line) says it was saved at a clean
 # stop, and the log says so too.
-cbt_state_is_clean() {
-  grep -q 'stopped cleanly' "$server_log" &&
-    head -n 1 "$state/$1.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)'
+cbt_state_is_clean() { grep -q 'stopped cleanly' "$server_log" && cbt_file_is_clean "$1"; }
+# cbt_file_is_clean ORIGIN: $state/ORIGIN.cbt is marked as saved by a clean stop (either front end).
+cbt_file_is_clean() {
+  head -n 1 "$state/$1.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)'
 }
 
 # run_cli EXPECTED-STATUS ARGS...: runs nbdsnap ($NBDSNAP), leaves stdout in $out and stderr in $err.

@@ -61,6 +61,6 @@ wait "$waiter" "$latecomer" 2>/dev/null || true
 echo "nbdkit stopped $elapsed_ms ms after SIGTERM; latecomers: $(cat "$dir/latecomer.out")"
 ((elapsed_ms <= 5000)) || fail "nbdkit took $elapsed_ms ms to stop (control clients held it up)"
 grep -q "nbdsnap: unloaded, CBT state saved" "$server_log" || fail "the filter did not save CBT state"
-head -n 1 "$dir/state/ram.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)' ||
+cbt_file_is_clean ram ||
   fail "CBT state not saved as clean"
 pass "SIGTERM with control clients in events-wait: nbdkit stopped in $elapsed_ms ms, CBT saved clean"

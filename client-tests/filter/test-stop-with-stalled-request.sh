@@ -27,7 +27,7 @@ grep "a control request still ran 15 s into the stop" "$server_log" >/dev/null |
   fail "30 s after SIGTERM the stop still waits for the stalled snapshot-create"
 grep "unloaded, CBT state saved, a control request left behind" "$server_log" >/dev/null ||
   fail "the filter did not unload after leaving the request behind"
-head -n 1 "$state/default.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)' ||
+cbt_file_is_clean default ||
   fail "the CBT state of the origin was not saved as cleanly stopped"
 unstall_fs
 await_server_exit "$(date +%s%N)"
@@ -49,7 +49,7 @@ await_log "unloaded, CBT state saved" 40 ||
   fail "40 s after SIGTERM the unload still waits for the store stuck on the stalled difference storage"
 grep "difference-storage writes still ran 15 s into the unload" "$server_log" >/dev/null ||
   fail "the log does not say why nbdkit still waits"
-head -n 1 "$state/default.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)' ||
+cbt_file_is_clean default ||
   fail "the CBT state of the origin was not saved as cleanly stopped"
 unstall_fs
 await_server_exit "$(date +%s%N)"

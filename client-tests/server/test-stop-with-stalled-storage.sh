@@ -28,7 +28,7 @@ kill -TERM "$server_pid"
 await_log "exiting without it" 40 ||
   fail "40 s after SIGTERM the stop still waits for the write stuck on the stalled difference storage"
 grep "a request still ran 15 s into the stop" "$server_log" >/dev/null || fail "the log does not say why it exits"
-head -n 1 "$state/disk.cbt" | "$PY" -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["clean"] else 1)' ||
+cbt_file_is_clean disk ||
   fail "the CBT state was not saved as cleanly stopped"
 unstall_fs
 await_server_exit "$(date +%s%N)"
