@@ -15,12 +15,17 @@ namespace nbdsnap {
 
 namespace {
 
-// Writes all of `bytes` to a new file at `path` and syncs it; returns 0 or the errno of the failure.
-int write_and_sync(const std::string& path, const std::string& bytes, mode_t mode, NewFileMode how) {
-  // A leftover of an interrupted write goes; what cannot go (a directory: EISDIR) is the error.
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return errno;
+// Writes all of `bytes` to a new file at `path` and syncs it.
+Status write_and_sync(const std::string& path, const std::string& bytes, mode_t mode, NewFileMode how) {
+  // A leftover of an interrupted write goes. What cannot go is the error, and only the user can clear it: a
+  // directory (EISDIR), another user's file in a sticky directory such as /tmp (EPERM).
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::from_errno(errno, "cannot remove " + path +
+                                         ", left there by an interrupted write or by another user (remove "
+                                         "it, then try again)");
+  }
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return errno;
+  if (fd < 0) return Status::from_errno(errno, "write " + path);
   size_t done = 0;
   int err = 0;
   if (how == NewFileMode::exactly && ::fchmod(fd, mode) != 0) err = errno;
@@ -35,7 +40,7 @@ int write_and_sync(const std::string& path, const std::string& bytes, mode_t mod
   }
   if (err == 0 && ::fsync(fd) != 0) err = errno;
   if (::close(fd) != 0 && err == 0) err = errno;  // NFS reports a failed write back at close
-  return err;
+  return err == 0 ? Status::ok() : Status::from_errno(err, "write " + path);
 }
 
 std::string directory_of(const std::string& path) {
@@ -48,9 +53,9 @@ std::string directory_of(const std::string& path) {
 
 Status replace_file_durably(const std::string& path, const std::string& bytes, mode_t mode, NewFileMode how) {
   const std::string temp = path + std::string(kTemporaryFileSuffix);
-  if (const int err = write_and_sync(temp, bytes, mode, how); err != 0) {
+  if (Status written = write_and_sync(temp, bytes, mode, how); !written) {
     ::unlink(temp.c_str());
-    return Status::from_errno(err, "write " + temp);
+    return written;
   }
   if (std::rename(temp.c_str(), path.c_str()) != 0) {
     const int err = errno;

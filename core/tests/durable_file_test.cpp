@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -47,7 +49,42 @@ TEST_CASE("a failed replacement keeps the old file and says which file failed") 
     const Status status = replace_file_durably(path, "new\n");
     CHECK(status.code() == Errc::io_error);
     CHECK(status.message().find("state.json.tmp") != std::string::npos);
+    CHECK(status.message().find("remove it, then try again") != std::string::npos);
     CHECK(std::filesystem::is_directory(path + ".tmp"));  // not ours to remove
+  }
+  SUBCASE("another user's leftover in a sticky directory (attack15 F5)") {
+    // Root may remove anything: the writer is a child that became nobody. Its old file is nobody's too.
+    if (::geteuid() != 0) {
+      MESSAGE("skipped: needs root to write as another user");
+      return;
+    }
+    REQUIRE(::chmod(dir.path().c_str(), 01777) == 0);
+    REQUIRE(::chown(path.c_str(), 65534, 65534) == 0);
+    std::ofstream(path + ".tmp") << "root's";
+    int report[2];
+    REQUIRE(::pipe(report) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      ::close(report[0]);
+      std::string said = "setuid failed";
+      if (::setgid(65534) == 0 && ::setuid(65534) == 0)
+        said = replace_file_durably(path, "new\n").to_string();
+      (void)!::write(report[1], said.data(), said.size());
+      ::_exit(0);
+    }
+    ::close(report[1]);
+    std::string said;
+    char buffer[512];
+    for (ssize_t n; (n = ::read(report[0], buffer, sizeof(buffer))) > 0;) said.append(buffer, size_t(n));
+    ::close(report[0]);
+    int child_status = 0;
+    ::waitpid(child, &child_status, 0);
+    INFO(said);
+    CHECK(said.find("read_only: cannot remove " + path + ".tmp") == 0);
+    CHECK(said.find("another user (remove it, then try again): Operation not permitted") !=
+          std::string::npos);
+    CHECK(contents(path + ".tmp") == "root's");
   }
   SUBCASE("the rename fails") {
     std::filesystem::remove(path);
