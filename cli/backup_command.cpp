@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -119,7 +118,7 @@ void describe_raw_target(const BackupJob& job, BackupFacts& facts) {
     facts.backup_file_exists = true;
     facts.backup_file_size = static_cast<uint64_t>(info.st_size);
   } else if (errno != ENOENT) {
-    throw CliError(ExitCode::io_error, job.file + ": " + std::strerror(errno));
+    local_io_error(job.file, errno);
   }
   facts.previous = load_backup_record(job.file);
 }
@@ -201,8 +200,7 @@ int open_backup_file(const BackupJob& job, bool incremental, uint64_t size) {
   if (!incremental && ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int err = errno;
     ::close(fd);
-    throw CliError(ExitCode::io_error,
-                   job.file + ": cannot size to " + std::to_string(size) + ": " + std::strerror(err));
+    local_io_error(job.file + ": cannot size to " + std::to_string(size), err);
   }
   return fd;
 }
@@ -236,8 +234,7 @@ void copy_and_record(const BackupJob& job, const BackupFacts& facts, NbdImage& i
                       stderr, machine);
       result = copy_ranges(image, job.uri, ranges, CopyTarget{fd, nullptr, job.file}, options, &bar);
     }
-    if (::fdatasync(fd) != 0)
-      throw CliError(ExitCode::io_error, job.file + ": sync: " + std::strerror(errno));
+    if (::fdatasync(fd) != 0) local_io_error(job.file + ": sync", errno);
     report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     report.bytes_read = result.bytes_read;
     report.bytes_written = result.bytes_written;

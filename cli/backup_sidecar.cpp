@@ -3,7 +3,6 @@
 #include "backup_sidecar.h"
 
 #include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -66,7 +65,7 @@ std::optional<BackupRecord> load_backup_record(const std::string& backup_file) {
   std::ifstream in(path);
   if (!in) {
     if (errno == ENOENT) return std::nullopt;
-    throw CliError(ExitCode::io_error, path + ": " + std::strerror(errno));
+    local_io_error(path, errno);
   }
   std::stringstream text;
   text << in.rdbuf();

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <set>
 
 #include <sys/stat.h>
@@ -35,8 +34,7 @@ void merge_into(ChainDirectory& chain, const std::string& kept_name, const std::
     qemu_img_commit(kept_path, base_path);
     sync_path(base_path);
     if (::rename(base_path.c_str(), kept_path.c_str()) != 0) {
-      throw CliError(ExitCode::io_error,
-                     "cannot rename " + base_path + " to " + kept_path + ": " + std::strerror(errno));
+      local_io_error("cannot rename " + base_path + " to " + kept_path, errno);
     }
     sync_path(chain.path());
   }  // else an earlier prune got as far as the rename

@@ -4,7 +4,6 @@
 
 #include <cerrno>
 #include <csignal>
-#include <cstring>
 #include <thread>
 
 #include <fcntl.h>
@@ -39,8 +38,7 @@ std::string command_text(const std::vector<std::string>& argv) {
 // (the child reports its errno through a close-on-exec pipe, which a successful exec closes).
 pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::string& package) {
   int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0)
-    throw CliError(ExitCode::io_error, "pipe: " + std::string(std::strerror(errno)));
+  if (::pipe2(report, O_CLOEXEC) != 0) local_io_error("pipe", errno);
   std::vector<char*> args;
   for (const std::string& word : argv) args.push_back(const_cast<char*>(word.c_str()));
   args.push_back(nullptr);
@@ -50,7 +48,7 @@ pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::stri
     const int err = errno;
     ::close(report[0]);
     ::close(report[1]);
-    throw CliError(ExitCode::io_error, "cannot start " + argv[0] + ": " + std::strerror(err));
+    local_io_error("cannot start " + argv[0], err);
   }
   if (pid == 0) {
     ::close(report[0]);
@@ -83,7 +81,7 @@ pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::stri
       throw CliError(ExitCode::io_error,
                      argv[0] + " not found: install " + package + " (it is in PATH nowhere)");
     }
-    throw CliError(ExitCode::io_error, "cannot run " + argv[0] + ": " + std::strerror(err));
+    local_io_error("cannot run " + argv[0], err);
   }
   return pid;
 }
@@ -93,8 +91,7 @@ pid_t spawn(const std::vector<std::string>& argv, int output_fd, const std::stri
 ProgramResult run_program(const std::vector<std::string>& argv, std::chrono::milliseconds bound,
                           const std::string& package) {
   int output[2];
-  if (::pipe2(output, O_CLOEXEC) != 0)
-    throw CliError(ExitCode::io_error, "pipe: " + std::string(std::strerror(errno)));
+  if (::pipe2(output, O_CLOEXEC) != 0) local_io_error("pipe", errno);
   pid_t pid = -1;
   try {
     pid = spawn(argv, output[1], package);
@@ -162,7 +159,7 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, const std::stri
                            const std::string& package)
     : program_(argv.at(0)), log_path_(log_path) {
   const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (log < 0) throw CliError(ExitCode::io_error, log_path + ": " + std::strerror(errno));
+  if (log < 0) local_io_error(log_path, errno);
   try {
     pid_ = spawn(argv, log, package);
   } catch (...) {

@@ -3,6 +3,7 @@
 #include "exit_codes.h"
 
 #include <cerrno>
+#include <cstring>
 
 #include <nbdsnap/result.h>
 
@@ -30,6 +31,10 @@ ErrorDetail CliError::detail() const {
   if (detail.code.empty()) detail.code = code_name(code_);
   if (detail.message.empty()) detail.message = what();
   return detail;
+}
+
+void local_io_error(const std::string& context, int err) {
+  throw CliError(ExitCode::io_error, context + ": " + std::strerror(err), {"", err, ""});
 }
 
 ErrorDetail no_reply_detail() {

@@ -45,6 +45,10 @@ class CliError : public std::runtime_error {
   throw CliError(ExitCode::usage, message);
 }
 
+// A local system call failed with errno `err` (a file of the user's, a pipe, a child process): says
+// "CONTEXT: strerror(err)", exits with io_error, and --json carries `err` as the error's errno.
+[[noreturn]] void local_io_error(const std::string& context, int err);
+
 // The detail of an error for a peer (an NBD server, qemu-img) that showed no sign of work within --timeout:
 // "timeout", ETIMEDOUT. Callers tell a silent server by its code.
 ErrorDetail no_reply_detail();

@@ -3,7 +3,6 @@
 #include "file_digest.h"
 
 #include <cerrno>
-#include <cstring>
 #include <memory>
 #include <variant>
 
@@ -96,7 +95,7 @@ std::string file_digest(const std::string& path, DigestAlgorithm algorithm,
   // the flag); a FIFO or a device (/dev/zero never ends) is no chain file, and its reading would be
   // unbounded.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) throw CliError(ExitCode::io_error, path + ": " + std::strerror(errno));
+  if (fd < 0) local_io_error(path, errno);
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
     ::close(fd);
@@ -112,7 +111,7 @@ std::string file_digest(const std::string& path, DigestAlgorithm algorithm,
     if (n < 0) {
       const int err = errno;
       ::close(fd);
-      throw CliError(ExitCode::io_error, path + ": cannot read: " + std::strerror(err));
+      local_io_error(path + ": cannot read", err);
     }
     if (n == 0) break;
     digest.update(buffer.get(), static_cast<size_t>(n));

@@ -254,8 +254,7 @@ HelperDirectory::HelperDirectory(const std::string& kind) {
   remove_stale_helper_directories(kind);
   std::string pattern = temporary_base() + "/nbdsnap-" + kind + "." + std::to_string(::getpid()) + ".XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) {
-    throw CliError(ExitCode::io_error, "cannot create a temporary directory for " + kind + " in " +
-                                           temporary_base() + ": " + std::strerror(errno));
+    local_io_error("cannot create a temporary directory for " + kind + " in " + temporary_base(), errno);
   }
   path_ = pattern;
   fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

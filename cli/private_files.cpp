@@ -3,7 +3,6 @@
 #include "private_files.h"
 
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
 
 #include <fcntl.h>
@@ -20,7 +19,7 @@ namespace nbdsnap::cli {
 namespace {
 
 [[noreturn]] void io_failure(const std::string& path, const std::string& what, int err) {
-  throw CliError(ExitCode::io_error, path + ": " + what + (what.empty() ? "" : ": ") + std::strerror(err));
+  local_io_error(what.empty() ? path : path + ": " + what, err);
 }
 
 // Closes a descriptor at the end of a scope.
@@ -99,7 +98,7 @@ void write_file_atomically(const std::string& path, const std::string& text, mod
   require_regular_or_absent(temporary, "the temporary file beside it",
                             "remove it (FILE is written as FILE.tmp, then renamed over FILE)");
   if (Status s = replace_file_durably(path, text, mode, NewFileMode::exactly); !s)
-    throw CliError(ExitCode::io_error, s.message());
+    throw CliError(ExitCode::io_error, s.message(), {"", to_errno(s), ""});
 }
 
 std::string read_whole_file(const std::string& path) {

@@ -153,7 +153,8 @@ void RequestLoop::issue(Slot& slot, size_t piece_index) {
       if (zero_file(piece.length, piece.offset)) {
         bytes_zeroed_ += piece.length;
       } else {
-        fail("writing zeroes to " + work_.target.name + at(piece) + ": " + std::strerror(errno));
+        const int err = errno;
+        fail("writing zeroes to " + work_.target.name + at(piece) + ": " + std::strerror(err), {"", err, ""});
       }
       finish(slot);
     }
@@ -211,7 +212,7 @@ void RequestLoop::read_done(Slot& slot, int error) {
   --slot.pending;
   silence_.restart();
   CopyPiece& piece = work_.pieces[slot.piece];
-  if (error != 0) fail("NBD read" + at(piece) + " failed: " + std::strerror(error));
+  if (error != 0) fail("NBD read" + at(piece) + " failed: " + std::strerror(error), {"", error, ""});
   if (slot.pending > 0) return;  // verify: the other side's read is still in flight
   if (failure_) {
     slot.state = SlotState::idle;
@@ -244,7 +245,7 @@ void RequestLoop::write_done(Slot& slot, int error) {
   silence_.restart();
   const CopyPiece& piece = work_.pieces[slot.piece];
   if (error != 0) {
-    fail("writing " + work_.target.name + at(piece) + " failed: " + std::strerror(error));
+    fail("writing " + work_.target.name + at(piece) + " failed: " + std::strerror(error), {"", error, ""});
   } else if (slot.write_zeroes) {
     bytes_zeroed_ += piece.length;
   } else {
@@ -262,7 +263,8 @@ void RequestLoop::finish(Slot& slot) {
 void RequestLoop::store(Slot& slot, CopyPiece& piece) {
   if (work_.options.skip_zero_writes && is_all_zero(slot.buffer.get(), piece.length)) return;
   if (!write_file(slot.buffer.get(), piece.length, piece.offset)) {
-    fail("writing " + work_.target.name + at(piece) + ": " + std::strerror(errno));
+    const int err = errno;
+    fail("writing " + work_.target.name + at(piece) + ": " + std::strerror(err), {"", err, ""});
     return;
   }
   bytes_written_ += piece.length;
@@ -278,8 +280,10 @@ void RequestLoop::compare(Slot& slot, const CopyPiece& piece) {
     ssize_t n =
         ::pread(work_.target.fd, slot.target_buffer.get(), piece.length, static_cast<off_t>(piece.offset));
     if (n != static_cast<ssize_t>(piece.length)) {
+      const int err = n < 0 ? errno : EIO;
       fail("reading " + work_.target.name + " back" + at(piece) + ": " +
-           (n < 0 ? std::strerror(errno) : "short read"));
+               (n < 0 ? std::strerror(err) : "short read"),
+           {"", err, ""});
       return;
     }
   }

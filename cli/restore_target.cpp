@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 
 #include <fcntl.h>
@@ -80,7 +79,7 @@ RestoreTarget::RestoreTarget(const RestoreTargetOptions& options, uint64_t size)
     if (::fstat(target_fd_, &info) != 0) {
       const int err = errno;
       ::close(target_fd_);
-      throw CliError(ExitCode::io_error, "restore: " + final_path_ + ": " + std::strerror(err));
+      local_io_error("restore: " + final_path_, err);
     }
     block_device_ = S_ISBLK(info.st_mode);
     owner_ = info.st_uid;
@@ -123,27 +122,22 @@ void RestoreTarget::begin() {
   open_options.read_directories = options_.read_directories;
   write_fd_ = open_target_file(partial_path_, open_options);
   if (existed_ && ::geteuid() == 0 && ::fchown(write_fd_, owner_, group_) != 0) {
-    throw CliError(ExitCode::io_error, "restore: " + partial_path_ + ": cannot give it the owner of " +
-                                           final_path_ + ": " + std::strerror(errno));
+    local_io_error("restore: " + partial_path_ + ": cannot give it the owner of " + final_path_, errno);
   }
   if (::ftruncate(write_fd_, static_cast<off_t>(size_)) != 0) {
-    throw CliError(ExitCode::io_error, "restore: " + partial_path_ + ": cannot size to " +
-                                           std::to_string(size_) + ": " + std::strerror(errno));
+    local_io_error("restore: " + partial_path_ + ": cannot size to " + std::to_string(size_), errno);
   }
 }
 
 void RestoreTarget::commit() {
   if (block_device_) {
-    if (::fdatasync(write_fd_) != 0)
-      throw CliError(ExitCode::io_error, options_.path + ": sync: " + std::strerror(errno));
+    if (::fdatasync(write_fd_) != 0) local_io_error(options_.path + ": sync", errno);
     committed_ = true;
     return;
   }
-  if (::fsync(write_fd_) != 0)
-    throw CliError(ExitCode::io_error, partial_path_ + ": sync: " + std::strerror(errno));
+  if (::fsync(write_fd_) != 0) local_io_error(partial_path_ + ": sync", errno);
   if (::rename(partial_path_.c_str(), final_path_.c_str()) != 0) {
-    throw CliError(ExitCode::io_error,
-                   "cannot rename " + partial_path_ + " to " + final_path_ + ": " + std::strerror(errno));
+    local_io_error("cannot rename " + partial_path_ + " to " + final_path_, errno);
   }
   committed_ = true;
   signal_removal_.reset();

@@ -3,7 +3,6 @@
 #include "target_file.h"
 
 #include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <utility>
 
@@ -44,8 +43,7 @@ class DescriptorGuard {
 
 [[noreturn]] void io_failure(const TargetFileOptions& options, const std::string& path,
                              const std::string& what, int err) {
-  throw CliError(ExitCode::io_error, options.command + ": " + path + ": " + what +
-                                         (what.empty() ? "" : ": ") + std::strerror(err));
+  local_io_error(options.command + ": " + path + (what.empty() ? "" : ": " + what), err);
 }
 
 [[noreturn]] void busy(const TargetFileOptions& options, const std::string& text) {
@@ -87,7 +85,8 @@ int open_unlocked(const std::string& path, const TargetFileOptions& options, boo
     Status error;
     fd = FileDevice::open_node(path, O_RDWR, error);
     if (fd < 0 && error.code() == Errc::busy) busy(options, error.message());
-    if (fd < 0) throw CliError(ExitCode::io_error, options.command + ": " + error.message());
+    if (fd < 0)
+      throw CliError(ExitCode::io_error, options.command + ": " + error.message(), {"", to_errno(error), ""});
     return fd;
   } else {
     fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
@@ -112,7 +111,7 @@ int open_target_file(const std::string& path, const TargetFileOptions& options) 
   refuse_read_file(options, path, info);
   if (Status locked = lock_file(descriptor, path, FileLockMode::exclusive); !locked) {
     if (locked.code() == Errc::busy || locked.code() == Errc::already_exists) busy(options, locked.message());
-    throw CliError(ExitCode::io_error, options.command + ": " + locked.message());
+    throw CliError(ExitCode::io_error, options.command + ": " + locked.message(), {"", to_errno(locked), ""});
   }
   // Only now, with the lock held, may the file change.
   if ((created || options.force_mode) && !block && ::fchmod(descriptor, options.mode) != 0)

@@ -3,8 +3,8 @@
 # test-cli-exit-status.sh — nbdsnap's documented exit statuses (docs/nbdsnap.md, EXIT STATUS), one case each,
 # run twice: in text (on stderr, nothing on stdout) and with --json (an error object on stdout with
 # code, errno and message, nothing on stderr), connection errors included (a socket that does not exist, a
-# socket of the other protocol, a server that never answers). Then every numeric option of the CLI refused
-# with its name, value and bounds (issue 20, item 3).
+# socket of the other protocol, a server that never answers), and a local file's with its errno. Then every
+# numeric option of the CLI refused with its name, value and bounds (issue 20, item 3).
 # Usage: test-cli-exit-status.sh NBDSNAP NBDSNAPD
 NBDSNAP=$1
 source "$(dirname "$0")/../functions.sh"
@@ -13,6 +13,7 @@ NBDSNAPD=$2
 truncate -s 16M "$dir/disk.img"
 start_nbdsnapd --origin "disk=$dir/disk.img"
 run_cli 0 snapshot create s --origin disk --storage "$dir/s.diff:16M"
+run_cli 0 snapshot take s
 
 # A Unix socket that accepts connections and never answers (bounded by --timeout 1, and killed with the test).
 /usr/bin/python3 -c '
@@ -37,6 +38,7 @@ cases=(
   "4|connection_failed|backup --image nbd+unix:///disk?socket=$dir/missing.sock --to $dir/b2.img"
   "4|timeout|--timeout 1 --control $dir/silent.sock origins"
   "4|timeout|--timeout 1 backup --image nbd+unix:///disk?socket=$dir/silent.sock --to $dir/b3.img"
+  "4|io_error|backup --image nbd+unix:///disk@s?socket=$sock --to $dir/missing-directory/b4.img"
 )
 for case in "${cases[@]}"; do
   IFS='|' read -r status code command <<<"$case"
@@ -50,6 +52,8 @@ for case in "${cases[@]}"; do
   [[ $(jq_out .error.code) == "$code" ]] || fail "nbdsnap --json $command: code is not $code: $out"
   [[ $(jq_out '.error.errno | type') == number && -n $(jq_out .error.message) ]] ||
     fail "nbdsnap --json $command: no errno or message: $out"
+  # A local system call's failure carries its errno (ENOENT here), not 0.
+  [[ $code != io_error || $(jq_out .error.errno) -gt 0 ]] || fail "nbdsnap --json $command: errno 0: $out"
   pass "exit $status, code $code: $command"
 done
 [[ ! -e $dir/b1.img && ! -e $dir/b2.img && ! -e $dir/b3.img ]] || fail "a failed backup left a file"
