@@ -148,6 +148,21 @@ Cbt::Cbt(CbtState state, unsigned checkpoints_kept)
   dropped_at_resume_ = drop_oldest(checkpoints_, dropped_, checkpoints_kept_);
 }
 
+Cbt::Cbt(uint64_t device_size, uint64_t block_size, unsigned checkpoints_kept, const CbtState& ended,
+         const std::string& why)
+    : Cbt(device_size, block_size, checkpoints_kept) {
+  MutexLock lock(mutex_);
+  dropped_ = ended.dropped;
+  // Oldest first, as drops are remembered: the newest names survive kDroppedCheckpointsRemembered.
+  std::vector<std::pair<uint8_t, std::string>> names;
+  names.reserve(ended.checkpoints.size());
+  for (const auto& [name, checkpoint] : ended.checkpoints) names.emplace_back(checkpoint.number, name);
+  std::sort(names.begin(), names.end());
+  const std::string reason =
+      "CBT history was lost (generation " + ended.generation.to_string() + " ended: " + why + ")";
+  for (const auto& [number, name] : names) remember_dropped(dropped_, {name, reason});
+}
+
 void Cbt::start_generation() {
   const std::string reason = "CBT history was lost (generation " + generation_.to_string() + " ended)";
   for (const auto& [name, checkpoint] : checkpoints_) remember_dropped(dropped_, {name, reason});

@@ -145,6 +145,13 @@ class Cbt {
   // Resumes a saved state (caller checked it is clean and matches the device). Checkpoints beyond
   // checkpoints_kept are dropped, oldest first.
   explicit Cbt(CbtState state, unsigned checkpoints_kept = kDefaultCheckpointsKept);
+  // A fresh generation in place of a saved state that cannot be resumed (`ended`: not saved cleanly, of
+  // another size or tracking block size, or of a disk changed while nothing tracked it; `why` says which).
+  // The ended state's checkpoints, and those it remembered as dropped, are remembered as gone, so an agent
+  // asking for one after a crash is told to back up fully (checkpoint_gone), as after a reset, rather than
+  // that the name is unknown (nbdsnap(1), backup --since).
+  Cbt(uint64_t device_size, uint64_t block_size, unsigned checkpoints_kept, const CbtState& ended,
+      const std::string& why);
   // The checkpoints of the saved state that the constructor dropped, oldest first (checkpoints_kept was
   // lowered since the save). Set once by the constructor, then constant.
   const std::vector<std::string>& checkpoints_dropped_at_resume() const { return dropped_at_resume_; }

@@ -127,9 +127,10 @@ CbtLoadResult CbtStore::load(const std::string& origin, uint64_t device_size, Cb
       return CbtLoadResult::damaged;
     }
     if (header.at("map_hash").get<uint64_t>() != fnv1a(state.map)) return CbtLoadResult::damaged;
-    if (!header.at("clean").get<bool>()) return CbtLoadResult::unclean;
-    if (state.device_size != device_size) return CbtLoadResult::mismatch;
-    out = std::move(state);
+    const bool clean = header.at("clean").get<bool>();
+    out = std::move(state);  // also when it cannot be resumed: its checkpoints are then remembered as gone
+    if (!clean) return CbtLoadResult::unclean;
+    if (out.device_size != device_size) return CbtLoadResult::mismatch;
     return CbtLoadResult::loaded;
   } catch (const std::exception&) {
     return CbtLoadResult::damaged;

@@ -25,8 +25,10 @@ class CbtStore {
   bool enabled() const { return !dir_.empty(); }
   const std::string& directory() const { return dir_; }
 
-  // Loads the state of an origin if it was saved cleanly for a device of device_size; `missing` also when the
-  // file found holds another origin's state.
+  // Loads the state of an origin: `loaded` if it was saved cleanly for a device of device_size; `missing`
+  // also when the file found holds another origin's state. `out` is filled for `loaded`, and for `unclean`
+  // and `mismatch` too, so that a new generation can name the checkpoints it ends (Cbt's renewing
+  // constructor); it is left alone for `missing` and `damaged`.
   CbtLoadResult load(const std::string& origin, uint64_t device_size, CbtState& out) const;
   // Writes the state atomically (temp file + rename). clean=false marks it in use. Errors keep their errno's
   // code (no_space, name_too_long when the state directory's path is too long...).

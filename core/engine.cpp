@@ -194,12 +194,15 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   const uint64_t block_size = tracking_block_size(size, minimum_io_size, config_.sizing);
   std::unique_ptr<Cbt> cbt;
   std::string renewed_because;
+  CbtState state;
+  bool state_ended = false;  // a saved state was read but cannot be resumed: the new generation names its end
   if (store_.enabled()) {
-    CbtState state;
     const CbtLoadResult result = store_.load(name, size, state);
     const std::string fingerprint = device ? device->content_fingerprint() : std::string();
+    state_ended = true;
     if (result != CbtLoadResult::loaded) {
       renewed_because = cbt_load_result_name(result);
+      state_ended = result == CbtLoadResult::unclean || result == CbtLoadResult::mismatch;
     } else if (state.block_size != block_size) {
       renewed_because = "the tracking block size changed";
     } else if (!state.device_fingerprint.empty() && state.device_fingerprint != fingerprint) {
@@ -214,7 +217,9 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     // The map holds a change number per tracking block; for a huge origin (a sparse file of exabytes) that
     // can be more memory than the process gets: refuse the origin by name rather than end the process.
     try {
-      cbt = std::make_unique<Cbt>(size, block_size, config_.checkpoints_kept);
+      cbt = state_ended
+                ? std::make_unique<Cbt>(size, block_size, config_.checkpoints_kept, state, renewed_because)
+                : std::make_unique<Cbt>(size, block_size, config_.checkpoints_kept);
     } catch (const std::bad_alloc&) {
       const uint64_t blocks = size / block_size + (size % block_size != 0);
       return {Errc::no_memory,

@@ -285,12 +285,29 @@ TEST_CASE("a cleanly saved CBT resumes after an engine restart") {
   CHECK(after_ranges == before_ranges);
 }
 
+// The checkpoints the state file knew (those of the last clean save; a take does not write it) are gone with
+// the ended generation, not unknown: an agent asking for one after a crash is told to back up fully
+// (checkpoint_gone), as after a reset (a hostile tester saw not_found).
 TEST_CASE("an engine stopped without save_state starts a new generation on the next attach") {
   TempDir state;
+  TempDir dir;
   EngineConfig config = small_config();
   config.state_dir = state.path().string();
   auto device = std::make_shared<MemoryDevice>(4 * MiB);
   std::string generation;
+  {
+    Engine engine(config);
+    REQUIRE_OK(engine.attach_origin("disk0", device, false));
+    REQUIRE_OK(engine.cbt_mark_dirty("disk0", {{0, 1}}));
+    REQUIRE_OK(engine.create_snapshot("monday", snapshot_options({"disk0"}, dir, "m", 4 * MiB)));
+    REQUIRE_OK(engine.take_snapshot("monday"));
+    REQUIRE_OK(engine.destroy_snapshot("monday"));
+    REQUIRE_OK(engine.checkpoint_delete("disk0", "monday"));  // gone already: stays gone
+    REQUIRE_OK(engine.create_snapshot("tuesday", snapshot_options({"disk0"}, dir, "t", 4 * MiB)));
+    REQUIRE_OK(engine.take_snapshot("tuesday"));
+    REQUIRE_OK(engine.destroy_snapshot("tuesday"));
+    REQUIRE_OK(engine.save_state());  // a clean stop, and the engine started again
+  }
   {
     Engine engine(config);
     REQUIRE_OK(engine.attach_origin("disk0", device, false));
@@ -305,6 +322,17 @@ TEST_CASE("an engine stopped without save_state starts a new generation on the n
   const auto renewed = wait_for_event(engine.events(), EventType::generation_renewed, 0, 1s);
   REQUIRE(renewed.has_value());
   CHECK(renewed->origin == "disk0");
+  std::vector<Range> ranges;
+  const Status tuesday = engine.cbt_map("disk0", "tuesday", ranges);
+  CHECK(tuesday.code() == Errc::checkpoint_gone);
+  CHECK(tuesday.message().find("generation " + generation + " ended: the last stop was not clean") !=
+        std::string::npos);
+  CHECK(engine.cbt_map("disk0", "monday", ranges).code() == Errc::checkpoint_gone);
+  CHECK(engine.cbt_map("disk0", "never", ranges).code() == Errc::not_found);
+  // A second crash keeps them gone: the renewed generation's state remembers them.
+  REQUIRE_OK(engine.detach_origin("disk0", false));
+  REQUIRE_OK(engine.attach_origin("disk0", device, false));
+  CHECK(engine.cbt_map("disk0", "tuesday", ranges).code() == Errc::checkpoint_gone);
 }
 
 TEST_CASE("detach saves the CBT cleanly so a re-attach resumes it") {
