@@ -127,19 +127,21 @@ void describe_raw_target(const BackupJob& job, BackupFacts& facts) {
 // full: without --allow-full that is an error, never a silent full backup. A checkpoint the server knew and
 // reports gone (checkpoint_gone: deleted, older than the checkpoints kept, CBT history lost) is not a typo:
 // the plan makes the backup full and says why (the server's own advice). The server remembers only the newest
-// dropped names (core/cbt.h), so an older one is "not found"; the backup record proves it was no typo when it
-// names that checkpoint in this very generation.
+// dropped names (core/cbt.h), and a crash loses the names of the checkpoints taken since its last clean save,
+// so such a one is "not found"; the target's newest backup proves it was no typo when it was made at that
+// checkpoint of this origin, in a known generation. In another generation than the server's now, the plan
+// then makes the backup full ("the CBT generation changed").
 void check_since_is_known(const BackupJob& job, const BackupFacts& facts) {
   if (job.since.empty() || job.allow_full || facts.since_gone || facts.checkpoints.count(job.since) != 0)
     return;
-  // A raw file's record (a qcow2 chain's newest point is read later, under the chain's lock).
+  // A raw file's record, or a qcow2 chain's newest point (read here without the chain's lock).
   const std::optional<BackupRecord> record =
       facts.previous ? facts.previous
-                     : (job.format == BackupFormat::raw ? load_backup_record(job.file) : std::nullopt);
+                     : (job.format == BackupFormat::raw ? load_backup_record(job.file)
+                                                        : newest_chain_record_unlocked(job.file));
   const BackupRecord* previous = record ? &*record : nullptr;
   if (previous && previous->complete && previous->origin == facts.origin &&
-      previous->checkpoint == job.since && !previous->generation.empty() &&
-      previous->generation == facts.generation) {
+      previous->checkpoint == job.since && !previous->generation.empty()) {
     return;
   }
   const std::string why = facts.since_problem.empty() ? "" : " (" + facts.since_problem + ")";

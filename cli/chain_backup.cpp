@@ -143,6 +143,23 @@ void convert_into_point(const std::string& path, mode_t mode, const BackupJob& j
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// What a backup record says of a chain point (backup_plan.h's view of the previous backup).
+BackupRecord record_of_point(const ChainPoint& point) {
+  BackupRecord record;
+  record.complete = true;
+  record.kind = point.kind;
+  record.image_uri = point.image_uri;
+  record.origin = point.origin;
+  record.snapshot = point.snapshot;
+  record.checkpoint = point.checkpoint;
+  record.checkpoint_taken_unix_ms = point.checkpoint_taken_unix_ms;
+  record.generation = point.generation;
+  record.size = point.size;
+  record.bytes_read = point.bytes_read;
+  record.completed_unix_ms = point.completed_unix_ms;
+  return record;
+}
+
 }  // namespace
 
 void describe_chain_target(const ChainDirectory& chain, BackupFacts& facts) {
@@ -157,19 +174,18 @@ void describe_chain_target(const ChainDirectory& chain, BackupFacts& facts) {
   if (newest == nullptr) return;
   facts.backup_file_exists = true;
   facts.backup_file_size = newest->size;
-  BackupRecord record;
-  record.complete = true;
-  record.kind = newest->kind;
-  record.image_uri = newest->image_uri;
-  record.origin = newest->origin;
-  record.snapshot = newest->snapshot;
-  record.checkpoint = newest->checkpoint;
-  record.checkpoint_taken_unix_ms = newest->checkpoint_taken_unix_ms;
-  record.generation = newest->generation;
-  record.size = newest->size;
-  record.bytes_read = newest->bytes_read;
-  record.completed_unix_ms = newest->completed_unix_ms;
-  facts.previous = record;
+  facts.previous = record_of_point(*newest);
+}
+
+std::optional<BackupRecord> newest_chain_record_unlocked(const std::string& directory) {
+  try {
+    const ChainManifest manifest = load_chain_manifest(directory);  // empty when there is none
+    const ChainPoint* newest = newest_complete_point(manifest);
+    if (newest == nullptr) return std::nullopt;
+    return record_of_point(*newest);
+  } catch (const CliError&) {
+    return std::nullopt;
+  }
 }
 
 void write_chain_point(ChainDirectory& chain, const BackupJob& job, const BackupFacts& facts, NbdImage& image,
