@@ -62,6 +62,7 @@ std::string find_tcp_listener(const std::set<unsigned long>& inodes) {
 
 std::string FilterFrontEnd::find_nbd_socket() const {
   // /proc/net/unix: "Num RefCount Protocol Flags Type St Inode Path"; flag 0x10000 marks a listening socket.
+  // The path is the rest of the line after one space, unescaped: it may hold spaces ("/srv/my disks/s").
   constexpr unsigned long kListening = 0x10000;
   const auto inodes = own_socket_inodes();
   std::ifstream table("/proc/net/unix");
@@ -71,7 +72,8 @@ std::string FilterFrontEnd::find_nbd_socket() const {
     std::istringstream fields(line);
     std::string num, refcount, protocol, flags, type, state, path;
     unsigned long inode = 0;
-    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode >> path)) continue;
+    if (!(fields >> num >> refcount >> protocol >> flags >> type >> state >> inode)) continue;
+    if (fields.get() != ' ' || !std::getline(fields, path) || path.empty()) continue;  // unbound
     if ((std::stoul(flags, nullptr, 16) & kListening) == 0 || inodes.count(inode) == 0 || path[0] == '@')
       continue;
     if (path[0] != '/') path = startup_dir_ + "/" + path;
