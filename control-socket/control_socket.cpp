@@ -197,18 +197,22 @@ bool ControlSocketServer::start(const std::string& path, LineHandler handler, st
     error = "control socket server already started on " + path_;
     return false;
   }
-  sockaddr_un address;
-  if (!fill_address(path, address, error) || !remove_stale_socket(path, address, error)) return false;
+  const int fd = listen_unix(path, error, group);
+  return fd >= 0 && serve_listening(fd, path, std::move(handler), error);
+}
 
+int ControlSocketServer::listen_unix(const std::string& path, std::string& error, const std::string& group) {
+  sockaddr_un address;
+  if (!fill_address(path, address, error) || !remove_stale_socket(path, address, error)) return -1;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     error = errno_text("socket", errno);
-    return false;
+    return -1;
   }
   if (bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
     error = errno_text("cannot bind " + path, errno);
     close(fd);
-    return false;
+    return -1;
   }
   // Nobody can connect before listen(), so tightening the mode here leaves no window.
   if (chmod(path.c_str(), 0600) != 0 || (!group.empty() && !give_to_group(path, group, error)) ||
@@ -216,6 +220,16 @@ bool ControlSocketServer::start(const std::string& path, LineHandler handler, st
     if (error.empty()) error = errno_text("cannot set up " + path, errno);
     close(fd);
     unlink(path.c_str());
+    return -1;
+  }
+  return fd;
+}
+
+bool ControlSocketServer::serve_listening(int fd, const std::string& path, LineHandler handler,
+                                          std::string& error) {
+  if (listen_fd_ >= 0) {
+    error = "control socket server already started on " + path_;
+    close(fd);
     return false;
   }
   path_ = path;
@@ -223,6 +237,7 @@ bool ControlSocketServer::start(const std::string& path, LineHandler handler, st
     return handler(line);
   };
   if (start_accepting(fd, error)) return true;
+  path_.clear();
   unlink(path.c_str());
   return false;
 }

@@ -74,6 +74,14 @@ class ControlSocketServer {
   // Binds PATH (removing a stale socket file, refusing a live one), chmod 0600 (0660 and that group when
   // `group` names one), and starts accepting. Returns false with a message in `error` on failure.
   bool start(const std::string& path, LineHandler handler, std::string& error, const std::string& group = "");
+  // start() in two halves, for a server whose socket must exist before it may start threads (the filter:
+  // nbdkit forks, to daemonize or for --run, after .get_ready and before .after_fork, and threads do not
+  // cross a fork). listen_unix() binds and sets up PATH as start() does and listens: clients may connect and
+  // wait in the backlog. Returns the descriptor, or -1 with a message in `error`.
+  static int listen_unix(const std::string& path, std::string& error, const std::string& group = "");
+  // Serves `fd` from listen_unix() as start() would, removing PATH at stop(). Takes `fd` either way: on
+  // failure it is closed and PATH removed.
+  bool serve_listening(int fd, const std::string& path, LineHandler handler, std::string& error);
   // As start(), on a listening Unix socket someone else bound (systemd's socket activation): takes `fd`,
   // serves it, and on stop() closes it without shutting it down or removing `path` (only named in messages),
   // so that its owner can pass it on again.

@@ -9,8 +9,9 @@
 // answers. Writes, trims and zeroes of an origin call Origin::begin_write (CBT mark + copy-on-write of old
 // chunks read through the plugin) and keep its guard until the plugin's write has returned; reads pass
 // through. "ORIGIN@SNAPSHOT" opens the plugin's ORIGIN read-only and is served from the engine's Image, which
-// reads unchanged chunks through that connection. The engine and the control socket start in .after_fork
-// (threads must not cross nbdkit's fork) and stop in .cleanup; .unload saves CBT state if .cleanup did not.
+// reads unchanged chunks through that connection. The control socket listens from .get_ready (before nbdkit
+// forks); the engine and the control socket's threads start in .after_fork (threads must not cross nbdkit's
+// fork) and stop in .cleanup; .unload saves CBT state if .cleanup did not.
 // No exception crosses a callback: each one catches, reports with nbdkit_error and returns the C error value.
 // Engine errors become errno in fail() only.
 #include <nbdkit-filter.h>
@@ -58,6 +59,7 @@ std::unique_ptr<PluginExports> plugin_exports;
 std::unique_ptr<FilterFrontEnd> front_end;
 std::unique_ptr<Control> control;
 std::unique_ptr<ControlSocketServer> control_server;
+int control_listen_fd = -1;  // the control socket, listening from .get_ready until .after_fork serves it
 bool state_saved = false;
 // A control request stuck on a file system that stopped answering (a snapshot-create opening its difference
 // storage there) would hold nbdkit's shutdown, and with it the CBT save of every origin, as long as the file
@@ -152,8 +154,18 @@ int nbdsnap_thread_model() {
   return NBDKIT_THREAD_MODEL_PARALLEL;
 }
 
+// The control socket exists from here on, before nbdkit forks: its parent returns (daemonizing) and its --run
+// command starts with the socket in place, and a client's first request waits in the backlog until
+// .after_fork serves it (it used to fail, now and then, with "No such file or directory": a hostile tester).
 int nbdsnap_get_ready(int model) {
   thread_model = model;
+  if (config.control_socket.empty()) return 0;
+  std::string error;
+  control_listen_fd = ControlSocketServer::listen_unix(config.control_socket, error);
+  if (control_listen_fd < 0) {
+    nbdkit_error("nbdsnap: control socket: %s", error.c_str());
+    return -1;
+  }
   return 0;
 }
 
@@ -248,7 +260,8 @@ bool start_control_server(std::string& error) {
   limits.max_sessions = config.control_max_sessions;
   limits.max_sessions_option = "nbdkit nbdsnap-control-max-sessions";
   control_server->set_limits(limits);
-  bool started = control_server->start(config.control_socket, handle_control_line, error);
+  bool started = control_server->serve_listening(std::exchange(control_listen_fd, -1), config.control_socket,
+                                                 handle_control_line, error);
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   return started;
 }
@@ -344,6 +357,10 @@ void end_engine() {
 
 void nbdsnap_unload() {
   guarded(0, nullptr, [&] {
+    if (control_listen_fd >= 0) {  // nbdkit gave up between .get_ready and .after_fork
+      ::close(std::exchange(control_listen_fd, -1));
+      ::unlink(config.control_socket.c_str());
+    }
     if (engine) stop_control_server();
     save_state_once();
     if (control_left_behind) {  // its thread may still use them: they stay until the process ends
