@@ -47,6 +47,7 @@
 #include "buffer_budget.h"
 #include "chunk_buffer.h"
 #include "export_name.h"
+#include "file_device.h"
 #include "scope_exit.h"
 #include "served_origin_files.h"
 #include "snapshot.h"
@@ -170,7 +171,7 @@ Status Engine::check_origin_unused(const std::string& name, const std::string& i
 
 Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
                              uint64_t size, uint64_t minimum_io_size, const std::string& file_identity,
-                             OriginInfo* attached) {
+                             OriginInfo* attached, const std::string& file_path) {
   if (Status s = check_object_name("origin", name); !s) return s;
   if (size == 0 && device) size = device->size();
   if (minimum_io_size == 0) minimum_io_size = device ? device->minimum_io_size() : 1;
@@ -198,7 +199,8 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
   bool state_ended = false;  // a saved state was read but cannot be resumed: the new generation names its end
   if (store_.enabled()) {
     const CbtLoadResult result = store_.load(name, size, state);
-    const std::string fingerprint = device ? device->content_fingerprint() : std::string();
+    const std::string fingerprint =
+        device ? device->content_fingerprint() : FileDevice::content_fingerprint_of(file_path, identity);
     state_ended = true;
     if (result != CbtLoadResult::loaded) {
       renewed_because = cbt_load_result_name(result);
@@ -243,8 +245,10 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     attached_reason += "; checkpoints dropped: " + names + " (checkpoints-kept is " +
                        std::to_string(config_.checkpoints_kept) + ", fewer than were saved)";
   }
-  auto origin = std::make_shared<Origin>(name, std::move(device), size, minimum_io_size, read_only,
-                                         std::make_unique<Tracker>(std::move(cbt)), identity);
+  const std::string fingerprint_path = device ? std::string() : file_path;
+  auto origin =
+      std::make_shared<Origin>(name, std::move(device), size, minimum_io_size, read_only,
+                               std::make_unique<Tracker>(std::move(cbt)), identity, fingerprint_path);
   {
     // Registered without control_mutex_: attaching_ has kept the name and the disk from every other call.
     MutexLock lock(mutex_);
@@ -1288,7 +1292,7 @@ Status Engine::check_storage_not_served(const StorageSpec& spec) const {
 
 Status Engine::save_clean(Origin& origin) const {
   CbtState state = origin.cbt().state();
-  if (const BlockDevice* device = origin.device()) state.device_fingerprint = device->content_fingerprint();
+  state.device_fingerprint = origin.content_fingerprint();
   return store_.save(origin.name(), state, true);
 }
 

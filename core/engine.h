@@ -76,10 +76,13 @@ class Engine {
   // (FileDevice::identity_of) of the file the front end's source reads and writes, when it knows one (the
   // filter: ServedOriginFiles::identity_of_export), checked and counted as the origin's disk as a device's
   // is; empty: unknown. attached, when given, receives the new origin as origin_info() describes it at the
-  // moment it is attached (a later call may have detached it again by the time this returns).
+  // moment it is attached (a later call may have detached it again by the time this returns). file_path:
+  // for a null device, a path of that file, where its content fingerprint is read at attach and at every
+  // clean save, as a FileDevice's (so a file replaced or written while nothing tracked it gets a new
+  // generation); empty: the fingerprint is unknown and not checked.
   Status attach_origin(const std::string& name, std::shared_ptr<BlockDevice> device, bool read_only,
                        uint64_t size = 0, uint64_t minimum_io_size = 0, const std::string& file_identity = {},
-                       OriginInfo* attached = nullptr);
+                       OriginInfo* attached = nullptr, const std::string& file_path = {});
   // What attach_origin refuses before it looks at a device: already_exists when `name` is attached or the
   // disk of that identity (FileDevice::identity_of; empty: unknown) is an origin's or storage's already. A
   // front end asks before it opens (and locks) the file, so the refusal names the origin or snapshot.

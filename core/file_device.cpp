@@ -477,15 +477,31 @@ bool FileDevice::identity_of_descriptor(int fd, std::string& identity) {
   return true;
 }
 
-std::string FileDevice::content_fingerprint() const {
-  struct stat st {};
-  if (is_block_device_ || ::fstat(fd_, &st) != 0) return {};
-  // The change time too: anyone can set a file's mtime back (touch -r, cp -p, rsync -t), nobody but the
-  // kernel sets its ctime, and every write moves it.
+namespace {
+
+// A regular file's content_fingerprint(). The change time too: anyone can set a file's mtime back (touch -r,
+// cp -p, rsync -t), nobody but the kernel sets its ctime, and every write moves it.
+std::string fingerprint_of_stat(const struct stat& st) {
   return "file " + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + " size " +
          std::to_string(st.st_size) + " mtime " + std::to_string(st.st_mtim.tv_sec) + "." +
          std::to_string(st.st_mtim.tv_nsec) + " ctime " + std::to_string(st.st_ctim.tv_sec) + "." +
          std::to_string(st.st_ctim.tv_nsec);
+}
+
+}  // namespace
+
+std::string FileDevice::content_fingerprint() const {
+  struct stat st {};
+  if (is_block_device_ || ::fstat(fd_, &st) != 0) return {};
+  return fingerprint_of_stat(st);
+}
+
+std::string FileDevice::content_fingerprint_of(const std::string& path, const std::string& identity) {
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      identity_of_stat(st) != identity)
+    return {};
+  return fingerprint_of_stat(st);
 }
 
 Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {

@@ -70,6 +70,9 @@ class FileDevice final : public BlockDevice {
   // asked, and a stalled one (a hung NFS server, FUSE) cannot hold the caller. A loop device is asked for
   // its backing file (an ioctl on `fd`). False when `fd` is not open.
   static bool identity_of_descriptor(int fd, std::string& identity);
+  // The content_fingerprint() a FileDevice of `path` would have now, if `path` still names the regular file
+  // `identity` names (stat); empty otherwise. For front ends whose plugin opens the file itself (the filter).
+  static std::string content_fingerprint_of(const std::string& path, const std::string& identity);
   // The file system (st_dev) a regular file's identity names; false for a block device's or an empty one.
   static bool file_system_of(const std::string& identity, uint64_t& st_dev);
   ~FileDevice() override;

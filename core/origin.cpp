@@ -2,14 +2,17 @@
 // origin.cpp — origin I/O: reads pass through; writes, trims and zeroes go through the tracker first.
 #include "origin.h"
 
+#include "file_device.h"
 #include "tracker.h"
 
 namespace nbdsnap {
 
 Origin::Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, uint64_t minimum_io_size,
-               bool read_only, std::unique_ptr<Tracker> tracker, std::string file_identity)
+               bool read_only, std::unique_ptr<Tracker> tracker, std::string file_identity,
+               std::string file_path)
     : name_(std::move(name)),
       file_identity_(std::move(file_identity)),
+      file_path_(std::move(file_path)),
       device_(std::move(device)),
       can_trim_(device_ && device_->can_trim()),
       size_(size),
@@ -20,6 +23,11 @@ Origin::Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t s
 void Origin::close_io() {
   tracker_->gate().close();
   read_gate_.close();
+}
+
+std::string Origin::content_fingerprint() const {
+  if (device_) return device_->content_fingerprint();
+  return FileDevice::content_fingerprint_of(file_path_, file_identity_);
 }
 
 void Origin::release_device() {

@@ -34,9 +34,11 @@ class Origin {
   using WriteGuard = IoGate::Pass;
 
   // file_identity: the disk behind the origin (BlockDevice::file_identity() of its device, or what the
-  // front end named for a device-less origin: Engine::attach_origin); empty: unknown.
+  // front end named for a device-less origin: Engine::attach_origin); empty: unknown. file_path: for a
+  // device-less origin, a path of that file (its content fingerprint is read there); empty: unknown.
   Origin(std::string name, std::shared_ptr<BlockDevice> device, uint64_t size, uint64_t minimum_io_size,
-         bool read_only, std::unique_ptr<Tracker> tracker, std::string file_identity = {});
+         bool read_only, std::unique_ptr<Tracker> tracker, std::string file_identity = {},
+         std::string file_path = {});
   ~Origin();
   Origin(const Origin&) = delete;
   Origin& operator=(const Origin&) = delete;
@@ -55,6 +57,10 @@ class Origin {
   // The file or disk behind the origin, as BlockDevice::file_identity() names it (disk_use.h); empty:
   // unknown. Fixed at attach: it stays after release_device(), when the origin is no longer the engine's.
   const std::string& file_identity() const { return file_identity_; }
+  // BlockDevice::content_fingerprint() of the device, or of the file at file_path for a device-less origin
+  // (FileDevice::content_fingerprint_of); empty: cannot tell. An fstat or a stat: may wait for a stalled
+  // file system. REQUIRES: as device().
+  std::string content_fingerprint() const;
 
   // Detaching (Engine::detach_origin): close_io() refuses every later request and waits for those in flight;
   // release_device() then lets go of the device. REQUIRES for release_device(): close_io() has returned.
@@ -100,6 +106,7 @@ class Origin {
 
   const std::string name_;
   const std::string file_identity_;
+  const std::string file_path_;
   // Reset only by release_device(), once no request can be inside either gate: readers hold a pass.
   std::shared_ptr<BlockDevice> device_;
   const bool can_trim_;

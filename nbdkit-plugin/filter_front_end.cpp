@@ -260,7 +260,8 @@ Status FilterFrontEnd::attach_locked(const std::string& name, uint64_t size, uin
     }
     if (!locked && locked.code() != Errc::already_exists) {
       status = locked;
-    } else if (status = engine_.attach_origin(name, nullptr, read_only, size, minimum_io_size, file_identity);
+    } else if (status = engine_.attach_origin(name, nullptr, read_only, size, minimum_io_size, file_identity,
+                                              nullptr, file_path);
                status && !locked) {
       (void)engine_.detach_origin(name, true);  // never reached while the engine knows every file we hold
       status = locked;
