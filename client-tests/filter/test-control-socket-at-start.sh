@@ -16,10 +16,11 @@ request='{"command":"snapshot-create","name":"s","origins":["default"],"storage"
 
 for ((round = 0; round < 10; round++)); do
   rm -f "$dir/run.out" "$sock"  # nbdkit leaves a -U socket it did not create in a directory of its own
-  timeout 60 "${preload[@]}" nbdkit -U "$sock" "${args[@]}" \
+  if ! timeout 60 "${preload[@]}" nbdkit -U "$sock" "${args[@]}" \
     --run "[ -S '$ctl' ] || echo 'no socket at the start' >'$dir/run.out'; '$PY' -m nbdsnap '$ctl' '$request' >>'$dir/run.out' 2>&1" \
-    >>"$dir/run.log" 2>&1 && ! grep -q 'no socket' "$dir/run.out" ||
+    >>"$dir/run.log" 2>&1 || grep -q 'no socket' "$dir/run.out"; then
     fail "round $round: the --run command's first request failed: $(cat "$dir/run.out")"
+  fi
   [[ ! -e $ctl ]] || fail "round $round: the control socket is left after nbdkit --run ended"
 done
 pass "nbdkit --run: the command's first control request is answered (10 rounds)"
@@ -29,7 +30,9 @@ for ((round = 0; round < 10; round++)); do
   "${preload[@]}" nbdkit -P "$dir/nbdkit.pid" -U "$sock" "${args[@]}" >>"$dir/background.log" 2>&1 ||
     fail "round $round: nbdkit did not start: $(tail -n 5 "$dir/background.log")"
   [[ -S $ctl ]] || socket_missing=1  # the shell's first look, before any process could start
-  pid=$(cat "$dir/nbdkit.pid")
+  # nbdkit's background process writes its pid file itself, maybe after its parent returned.
+  for ((i = 0; i < 600; i++)); do [[ -s $dir/nbdkit.pid ]] && break; _nap 0.1; done
+  pid=$(cat "$dir/nbdkit.pid") || fail "round $round: no pid file from nbdkit in 60 s"
   track_pid "$pid"
   ((!${socket_missing:-0})) || fail "round $round: no control socket when nbdkit returned"
   "$PY" -m nbdsnap "$ctl" "$request" >"$dir/first.out" 2>&1 ||
