@@ -32,8 +32,21 @@ start_backup() {
     --connections 1 --requests 1 --request-size 4K >"$dir/out" 2>"$dir/err" &
   backup_pid=$!
   track_pid "$backup_pid"
-  for _ in $(seq 500); do [[ -e $backup.nbdsnap-backup ]] && break; sleep 0.01; done
-  [[ -e $backup.nbdsnap-backup ]] || fail "the backup did not begin within 5 s: $(cat "$dir/err")"
+  await_copy_start "the backup" test -e "$backup.nbdsnap-backup"
+}
+
+# await_copy_start WHAT COMMAND...: waits until COMMAND succeeds, while $backup_pid runs. Only a readiness
+# wait, so its bound is the copy's own 30 s, not a timing claim: a qcow2 restore first starts qemu-nbd and
+# reads the chain, which took over 5 s under ASan on a loaded machine (CI, 2026-12-03).
+await_copy_start() {
+  local what=$1 i
+  shift
+  for ((i = 0; i < 300; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    kill -0 "$backup_pid" 2>/dev/null || fail "$what ended before its copy began: $(cat "$dir/err")"
+    _nap 0.1
+  done
+  fail "$what did not begin its copy within 30 s: $(cat "$dir/err")"
 }
 
 # finish_backup: waits for the backup; sets $status, $out, $err, and $elapsed_ms since $since (date +%s%N).
@@ -100,8 +113,7 @@ setsid timeout -k 2 30 "$NBDSNAP" --timeout 1 restore "$dir/chain" --to "$(uri d
   --requests 1 --request-size 4K --progress 3 3>"$dir/progress" >"$dir/out" 2>"$dir/err" &
 backup_pid=$!
 track_pid "$backup_pid"
-for _ in $(seq 500); do grep -q '^1/100' "$dir/progress" && break; sleep 0.01; done
-grep -q '^1/100' "$dir/progress" || fail "the restore did not begin within 5 s: $(cat "$dir/err")"
+await_copy_start "the restore" grep '^1/100' "$dir/progress"
 since=$(date +%s%N)
 kill -STOP -- "-$server_pid"
 finish_backup
