@@ -139,9 +139,28 @@ void NbdImage::connect(const std::vector<std::string>& meta_contexts, Probe prob
     if (poll(wait) == -1) connect_failed(socket, probed);
   }
   stop_capturing(handle_);
+  refuse_export_name_on_oldstyle();
   int64_t size = nbd_get_size(handle_);
   if (size < 0) throw CliError(ExitCode::io_error, uri_ + ": cannot get the size: " + last_error());
   size_ = static_cast<uint64_t>(size);
+}
+
+// The oldstyle handshake (nbdkit -o) carries no export name: libnbd connects anyway, to the server's one
+// export, which for an image's URI is the live origin, so a backup would copy the wrong data without an
+// error. Refused, as qemu refuses it ("Server does not support non-empty export names").
+void NbdImage::refuse_export_name_on_oldstyle() {
+  const char* protocol = nbd_get_protocol(handle_);
+  if (protocol == nullptr || std::string(protocol) != "oldstyle") return;
+  char* name = nbd_get_export_name(handle_);
+  const std::string requested = name != nullptr ? name : "";
+  std::free(name);
+  if (requested.empty()) return;
+  throw CliError(ExitCode::not_found,
+                 "cannot open " + uri_ +
+                     ": the server speaks the oldstyle NBD handshake, which carries no "
+                     "export name, so it would serve its only export instead of '" +
+                     requested + "' (a snapshot image is never reachable so: start nbdkit without -o)",
+                 {"not_found", ENOTSUP, ""});
 }
 
 // A handshake that failed: with a reply that is not NBD, the socket may be a control socket.

@@ -91,6 +91,8 @@ class NbdImage {
   void open(const std::vector<std::string>& meta_contexts, Probe probe);
   void connect(const std::vector<std::string>& meta_contexts, Probe probe);
   [[noreturn]] void connect_failed(const std::string& socket, bool probed);
+  // not_found (3) when the server speaks the oldstyle handshake and the URI names an export (nbd_image.cpp).
+  void refuse_export_name_on_oldstyle();
   // Waits for one command to complete (at most the timeout, or `bound`); throws CliError (io_error) when it
   // fails or times out.
   void wait_for_command(int64_t cookie, const std::string& request);
