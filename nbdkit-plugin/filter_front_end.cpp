@@ -92,6 +92,16 @@ NbdListener FilterFrontEnd::nbd_listener() const {
 }
 
 std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
+  // Oldstyle nbdkit (-o) serves one export, to clients that send no name: the default origin has a URI
+  // without one, and every other export (images above all) has none, since no client can reach it.
+  if (exports_.oldstyle()) {
+    if (export_name != exports_.origin_of("")) return {};
+    return export_uri_of_listener("");
+  }
+  return export_uri_of_listener(export_name);
+}
+
+std::string FilterFrontEnd::export_uri_of_listener(const std::string& export_name) const {
   const NbdListener where = nbd_listener();
   if (!where.unix_path.empty()) return nbd_unix_uri(export_name, where.unix_path);
   if (!where.tcp_host_port.empty())
@@ -126,19 +136,30 @@ Status FilterFrontEnd::connect_to_self(bool in_handshake, std::unique_ptr<SelfCl
     return {Errc::not_supported,
             "nbdkit serializes all requests, handshakes included (thread model "
             "serialize_all_requests): the list is read before control requests only"};
+  if (exports_.oldstyle())
+    return {Errc::not_supported, "nbdkit speaks the oldstyle handshake (-o), which lists no exports"};
   const NbdListener where = nbd_listener();
   if (where.empty())
     return {Errc::not_supported, "nbdkit listens on no Unix or IPv4 socket the filter can find"};
-  return SelfClient::connect(where, kSelfClientTimeout, out);
+  bool oldstyle = false;
+  Status connected = SelfClient::connect(where, kSelfClientTimeout, out, &oldstyle);
+  // Learnt once: oldstyle nbdkit opened the default export for this connection before its greeting (that
+  // open, by the filter's own connection, did not connect again: nbdsnap_open), and it is all it serves.
+  if (oldstyle) exports_.record_oldstyle();
+  return connected;
 }
 
 Status FilterFrontEnd::plugin_export_for(const std::string& requested, const std::string& origin,
-                                         std::string& plugin_export) {
+                                         bool by_own_connection, std::string& plugin_export) {
   auto export_now = [&] { return requested.empty() ? std::string() : exports_.export_of(origin); };
   plugin_export = export_now();
   if (exports_.list_known() && exports_.is_listed(plugin_export)) return Status::ok();
   std::unique_ptr<SelfClient> client;
-  Status refreshed = connect_to_self(true, client);
+  Status refreshed = by_own_connection
+                         ? Status(Errc::not_supported,
+                                  "the open comes from the filter's own connection to nbdkit, which never "
+                                  "makes another")
+                         : connect_to_self(true, client);
   if (refreshed) refreshed = exports_.refresh(*client);
   plugin_export = export_now();  // the default origin's export depends on the list
   if (exports_.is_listed(plugin_export)) return Status::ok();
@@ -162,7 +183,8 @@ std::vector<std::string> FilterFrontEnd::attach_listed_origins() {
   Status s = connect_to_self(false, client);
   if (s) s = exports_.refresh(*client);
   if (!s) {
-    failures.push_back("reading the plugin's export list: " + s.message());
+    // Oldstyle nbdkit lists nothing; the connection that found that out attached its one export (its open).
+    if (!exports_.oldstyle()) failures.push_back("reading the plugin's export list: " + s.message());
     return failures;
   }
   for (const std::string& name : exports_.names()) {

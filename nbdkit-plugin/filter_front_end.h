@@ -58,9 +58,11 @@ class FilterFrontEnd final : public ControlFrontEnd {
   NbdListener nbd_listener() const;
   // The plugin export a client's export name opens, if the plugin lists it: `requested` "" is the plugin's
   // default export, otherwise `origin`'s export (the origin part of the name, PluginExports::export_of). A
-  // name not in the recorded list makes the filter ask nbdkit for the list again first. Refused with
-  // not_found and a message naming the export and the list. Called on nbdkit's connection threads (.open).
-  Status plugin_export_for(const std::string& requested, const std::string& origin,
+  // name not in the recorded list makes the filter ask nbdkit for the list again first, unless
+  // by_own_connection (the open comes from the filter's own connection to nbdkit, self_client.h: it must not
+  // make another). Refused with not_found and a message naming the export and the list. Called on nbdkit's
+  // connection threads (.open).
+  Status plugin_export_for(const std::string& requested, const std::string& origin, bool by_own_connection,
                            std::string& plugin_export);
   // Called before each control request: asks nbdkit for the plugin's list, then opens once (NBD_OPT_INFO on
   // nbdkit's own socket, which attaches it in .prepare) every listed export that has not been an origin
@@ -100,6 +102,8 @@ class FilterFrontEnd final : public ControlFrontEnd {
   // meanwhile (held again on return); keeps the file's lock in origin_locks_ once attached.
   Status attach_locked(const std::string& name, uint64_t size, uint64_t minimum_io_size, bool read_only,
                        const std::string& file_identity, const std::string& file_path) REQUIRES(mutex_);
+  // The URI of `export_name` at nbd_listener(), or empty when the filter found no listener.
+  std::string export_uri_of_listener(const std::string& export_name) const;
   // The listening Unix socket of this nbdkit (not the control socket), or empty. IPv4 TCP is the fallback.
   std::string find_nbd_socket() const;
   // A connection to nbdkit's own socket, or why there is none. in_handshake: the caller is inside one of

@@ -31,7 +31,9 @@
 #include <vector>
 
 #include <dlfcn.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "control.h"
@@ -399,6 +401,21 @@ int nbdsnap_list_exports(nbdkit_next_list_exports* next, nbdkit_backend* nxdata,
   });
 }
 
+// Whether the connection being opened is one of the filter's own to nbdkit (self_client.h): its peer is a
+// Unix socket of this very process, or a TCP address one of its live clients is bound to. Asked only while
+// such a client lives, so other opens pay nothing, and nbdkit_peer_name never runs (and logs an error) for a
+// connection that has no socket (nbdkit -s).
+bool opened_by_own_connection() {
+  if (SelfClient::live_count() == 0) return false;
+  sockaddr_storage peer{};
+  socklen_t length = sizeof peer;
+  if (nbdkit_peer_name(reinterpret_cast<sockaddr*>(&peer), &length) == -1) return false;
+  if (peer.ss_family == AF_UNIX) return nbdkit_peer_pid() == ::getpid();
+  if (peer.ss_family == AF_INET)
+    return SelfClient::is_own_tcp_peer(reinterpret_cast<const sockaddr_in&>(peer));
+  return false;
+}
+
 void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly, const char* exportname,
                    int is_tls) {
   return guarded<void*>(nullptr, nullptr, [&]() -> void* {
@@ -417,7 +434,9 @@ void* nbdsnap_open(nbdkit_next_open* next, nbdkit_context* context, int readonly
     // Only the plugin's own exports are origins (and images of them): a name the plugin merely accepts
     // could be the same disk under a second name.
     std::string plugin_export;
-    if (Status s = front_end->plugin_export_for(requested, connection->name.origin, plugin_export); !s) {
+    if (Status s = front_end->plugin_export_for(requested, connection->name.origin,
+                                                opened_by_own_connection(), plugin_export);
+        !s) {
       nbdkit_error("nbdsnap: export '%s' is refused: %s", exportname, s.message().c_str());
       return nullptr;
     }

@@ -20,6 +20,18 @@ void PluginExports::record(const std::vector<std::string>& names) {
   ++recorded_count_;
 }
 
+void PluginExports::record_oldstyle() {
+  MutexLock lock(mutex_);
+  names_ = {""};
+  known_ = true;
+  oldstyle_ = true;
+}
+
+bool PluginExports::oldstyle() const {
+  MutexLock lock(mutex_);
+  return oldstyle_;
+}
+
 bool PluginExports::is_listed(const std::string& export_name) const {
   MutexLock lock(mutex_);
   return known_ ? names_.count(export_name) != 0 : export_name.empty();
@@ -56,6 +68,7 @@ std::string PluginExports::describe() const {
   constexpr size_t kShown = 8;
   MutexLock lock(mutex_);
   if (!known_) return "no list read yet";
+  if (oldstyle_) return "\"\" alone: nbdkit speaks the oldstyle handshake (-o)";
   if (names_.empty()) return "no exports";
   std::string text;
   size_t shown = 0;

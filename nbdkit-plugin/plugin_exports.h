@@ -39,6 +39,10 @@ class PluginExports {
   // --- the list ---
   // Records the plugin's list as .list_exports received it. Thread-safe.
   void record(const std::vector<std::string>& names);
+  // Records that nbdkit speaks the oldstyle handshake (-o): its clients reach the default export "" alone,
+  // whatever the plugin lists, and nbdkit never runs .list_exports. The list is "" from now on. Thread-safe.
+  void record_oldstyle();
+  bool oldstyle() const;
   // Whether the plugin lists `export_name`; while no list has been read, true for "" only. Thread-safe.
   bool is_listed(const std::string& export_name) const;
   bool list_known() const;
@@ -56,6 +60,7 @@ class PluginExports {
   mutable Mutex mutex_ ACQUIRED_AFTER(refresh_mutex_);  // a leaf
   std::set<std::string> names_ GUARDED_BY(mutex_);
   bool known_ GUARDED_BY(mutex_) = false;           // a list has been recorded
+  bool oldstyle_ GUARDED_BY(mutex_) = false;        // record_oldstyle
   uint64_t recorded_count_ GUARDED_BY(mutex_) = 0;  // lists recorded so far
 };
 

@@ -14,8 +14,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <thread>
+#include <utility>
 
+#include "mutex.h"
 #include "nbd_protocol.h"
 
 namespace nbdsnap {
@@ -23,8 +26,44 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The oldstyle greeting: NBDMAGIC, the oldstyle magic, the size (8 bytes), flags (4) and 124 zero bytes.
+constexpr size_t kOldstyleGreetingSize = 152;
+
 // Longest option reply payload we accept: a name and a description of at most 4096 bytes each, and headers.
 constexpr uint32_t kMaxReplyPayload = 3 * nbd::kMaxStringLength;
+
+// The clients alive in this process (self_client.h): how many, and the TCP addresses they are bound to.
+// Never destroyed: a control request's thread may still end its client while the process exits.
+struct LiveClients {
+  Mutex mutex;
+  CondVar released;  // count went down
+  int count GUARDED_BY(mutex) = 0;
+  std::set<std::pair<uint32_t, uint16_t>> tcp GUARDED_BY(mutex);  // (address, port), network byte order
+};
+
+LiveClients& live_clients() {
+  static auto* live = new LiveClients;
+  return *live;
+}
+
+// Waits until fewer than kMaxLive clients live, at most until `deadline`: a burst of opens of names not
+// listed yet (each asks for the list) queues for a moment, each client living milliseconds.
+bool take_live_slot(Clock::time_point deadline) {
+  LiveClients& live = live_clients();
+  MutexLock lock(live.mutex);
+  while (live.count >= SelfClient::kMaxLive) {
+    if (!live.released.wait_until(live.mutex, deadline) && live.count >= SelfClient::kMaxLive) return false;
+  }
+  ++live.count;
+  return true;
+}
+
+void release_live_slot() {
+  LiveClients& live = live_clients();
+  MutexLock lock(live.mutex);
+  --live.count;
+  live.released.notify_one();
+}
 
 Status timed_out(const std::string& what) {
   return {Errc::io_error, what + ": no answer in time"};
@@ -95,13 +134,25 @@ Status option_error(const std::string& what, uint32_t type, const std::vector<ui
 }  // namespace
 
 Status SelfClient::connect(const NbdListener& where, std::chrono::milliseconds timeout,
-                           std::unique_ptr<SelfClient>& out) {
+                           std::unique_ptr<SelfClient>& out, bool* oldstyle) {
   sockaddr_storage address;
   socklen_t length = 0;
   if (Status s = socket_address(where, address, length); !s) return s;
+  if (!take_live_slot(Clock::now() + timeout))
+    return {Errc::busy,
+            "the filter's " + std::to_string(kMaxLive) +
+                " connections of its own to nbdkit did not end in time; not one more (a connection "
+                "made while nbdkit opens one of them would open another, without end)"};
   const int fd = ::socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return Status::from_errno(errno, "socket");
-  std::unique_ptr<SelfClient> client(new SelfClient(fd, timeout));
+  if (fd < 0) {
+    const int error = errno;
+    release_live_slot();
+    return Status::from_errno(error, "socket");
+  }
+  std::unique_ptr<SelfClient> client(new SelfClient(fd, timeout));  // releases the slot when destroyed
+  if (address.ss_family == AF_INET) {
+    if (Status s = client->bind_tcp(reinterpret_cast<const sockaddr_in&>(address)); !s) return s;
+  }
   const std::string what = "connect to " + where.to_string();
   // A Unix socket whose backlog is full answers EAGAIN at once: try again until the deadline.
   while (::connect(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
@@ -120,6 +171,16 @@ Status SelfClient::connect(const NbdListener& where, std::chrono::milliseconds t
   uint8_t greeting[18];
   if (Status s = client->receive_bytes(greeting, sizeof greeting); !s)
     return {s.code(), "greeting: " + s.message()};
+  if (nbd::get_u64(greeting) == nbd::kInitPasswd && nbd::get_u64(greeting + 8) == nbd::kOldstyleMagic) {
+    if (oldstyle != nullptr) *oldstyle = true;
+    // The rest of the oldstyle greeting (size, flags, 124 zero bytes), read so that the close is a plain
+    // end of the connection to nbdkit, not a reset it would log as an error.
+    uint8_t rest[kOldstyleGreetingSize - sizeof greeting];
+    (void)client->receive_bytes(rest, sizeof rest);
+    return {Errc::not_supported, where.to_string() +
+                                     " speaks the oldstyle NBD handshake (nbdkit -o): it serves the default "
+                                     "export only, and lists none"};
+  }
   if (nbd::get_u64(greeting) != nbd::kInitPasswd || nbd::get_u64(greeting + 8) != nbd::kOptionMagic)
     return {Errc::not_supported, where.to_string() + " does not speak the newstyle NBD handshake"};
   const uint16_t flags = nbd::get_u16(greeting + 16);
@@ -129,18 +190,59 @@ Status SelfClient::connect(const NbdListener& where, std::chrono::milliseconds t
   nbd::put_u32(client_flags, nbd::kClientFlagFixedNewstyle |
                                  ((flags & nbd::kFlagNoZeroes) != 0 ? nbd::kClientFlagNoZeroes : 0));
   if (Status s = client->send_bytes(client_flags.data(), client_flags.size()); !s) return s;
+  client->newstyle_ = true;
   out = std::move(client);
   return Status::ok();
 }
 
 SelfClient::~SelfClient() {
-  // Best effort: nbdkit closes the connection either way once we close ours.
-  std::vector<uint8_t> abort;
-  nbd::put_u64(abort, nbd::kOptionMagic);
-  nbd::put_u32(abort, nbd::kOptAbort);
-  nbd::put_u32(abort, 0);
-  (void)::send(fd_, abort.data(), abort.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  // Best effort: nbdkit closes the connection either way once we close ours. Only a newstyle server reads
+  // options; to an oldstyle one these bytes would be a malformed request.
+  if (newstyle_) {
+    std::vector<uint8_t> abort;
+    nbd::put_u64(abort, nbd::kOptionMagic);
+    nbd::put_u32(abort, nbd::kOptAbort);
+    nbd::put_u32(abort, 0);
+    (void)::send(fd_, abort.data(), abort.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
   ::close(fd_);
+  {
+    LiveClients& live = live_clients();
+    MutexLock lock(live.mutex);
+    if (registered_tcp_) live.tcp.erase({tcp_self_.sin_addr.s_addr, tcp_self_.sin_port});
+  }
+  release_live_slot();
+}
+
+int SelfClient::live_count() {
+  LiveClients& live = live_clients();
+  MutexLock lock(live.mutex);
+  return live.count;
+}
+
+bool SelfClient::is_own_tcp_peer(const sockaddr_in& peer) {
+  LiveClients& live = live_clients();
+  MutexLock lock(live.mutex);
+  return live.tcp.count({peer.sin_addr.s_addr, peer.sin_port}) != 0;
+}
+
+Status SelfClient::bind_tcp(const sockaddr_in& destination) {
+  // Bound before the connect, so the port is registered before nbdkit can accept the connection and ask.
+  // The destination is this process's own listening address, so it is a local address to bind to.
+  sockaddr_in self{};
+  self.sin_family = AF_INET;
+  self.sin_addr = destination.sin_addr;
+  self.sin_port = 0;
+  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&self), sizeof self) != 0)
+    return Status::from_errno(errno, "bind a connection to nbdkit's own socket");
+  socklen_t length = sizeof tcp_self_;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&tcp_self_), &length) != 0)
+    return Status::from_errno(errno, "getsockname");
+  LiveClients& live = live_clients();
+  MutexLock lock(live.mutex);
+  live.tcp.insert({tcp_self_.sin_addr.s_addr, tcp_self_.sin_port});
+  registered_tcp_ = true;
+  return Status::ok();
 }
 
 Status SelfClient::list(std::vector<std::string>& names) {

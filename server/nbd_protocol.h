@@ -17,6 +17,9 @@ namespace nbdsnap::nbd {
 // --- magics ---
 inline constexpr uint64_t kInitPasswd = 0x4e42444d41474943ull;   // "NBDMAGIC"
 inline constexpr uint64_t kOptionMagic = 0x49484156454f5054ull;  // "IHAVEOPT"
+// Follows NBDMAGIC instead of IHAVEOPT in the oldstyle greeting (the export's size and flags come with it;
+// nbdsnapd never sends it, the filter's own client recognises it from an nbdkit started with -o).
+inline constexpr uint64_t kOldstyleMagic = 0x0000420281861253ull;
 inline constexpr uint64_t kOptionReplyMagic = 0x0003e889045565a9ull;
 inline constexpr uint32_t kRequestMagic = 0x25609513u;
 inline constexpr uint32_t kSimpleReplyMagic = 0x67446698u;

@@ -3,6 +3,8 @@
 // Unix socket plays nbdkit, running the filter's part (PluginExports::record) when it answers NBD_OPT_LIST.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "mutex.h"
 #include "nbd_protocol.h"
 #include "plugin_exports.h"
 #include "self_client.h"
@@ -218,4 +221,186 @@ TEST_CASE("no_server_is_a_clear_error") {
   Status s = SelfClient::connect({"/nonexistent/nbdsnap.sock", ""}, 1s, client);
   CHECK_FALSE(s);
   CHECK(s.message().find("connect to /nonexistent/nbdsnap.sock") != std::string::npos);
+}
+
+namespace {
+
+// A server that greets every connection it accepts with `greeting` (and reads a newstyle client's flags),
+// then keeps it open until the server ends; on IPv4 127.0.0.1 or a Unix socket. It records, per connection,
+// whether SelfClient::is_own_tcp_peer said the peer is a live client, and how many bytes the client sent
+// after the greeting (read until the client closed).
+class GreetingServer {
+ public:
+  GreetingServer(std::vector<uint8_t> greeting, bool tcp) : greeting_(std::move(greeting)) {
+    if (tcp) {
+      listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+      socklen_t length = sizeof address;
+      REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+      where_.tcp_host_port = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+    } else {
+      char pattern[] = "/tmp/nbdsnap-self-client-XXXXXX";
+      REQUIRE(mkdtemp(pattern) != nullptr);
+      dir_ = pattern;
+      where_.unix_path = dir_ + "/nbd.sock";
+      listener_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un address{};
+      address.sun_family = AF_UNIX;
+      where_.unix_path.copy(address.sun_path, sizeof address.sun_path - 1);
+      REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    }
+    REQUIRE(::listen(listener_, 16) == 0);
+    acceptor_ = std::thread([this] {
+      for (;;) {
+        sockaddr_storage peer{};
+        socklen_t length = sizeof peer;
+        const int fd = ::accept(listener_, reinterpret_cast<sockaddr*>(&peer), &length);
+        if (fd < 0) return;
+        const bool own = peer.ss_family == AF_INET &&
+                         SelfClient::is_own_tcp_peer(reinterpret_cast<const sockaddr_in&>(peer));
+        FakeServer::send_all(fd, greeting_);
+        connections_.emplace_back([this, fd, own] {
+          size_t after = 0;
+          uint8_t byte;
+          while (FakeServer::receive_all(fd, &byte, 1)) ++after;
+          ::close(fd);
+          MutexLock lock(mutex_);
+          own_.push_back(own);
+          sent_after_greeting_.push_back(after);
+        });
+      }
+    });
+  }
+  ~GreetingServer() {
+    ::shutdown(listener_, SHUT_RDWR);
+    acceptor_.join();
+    for (std::thread& connection : connections_) connection.join();
+    ::close(listener_);
+    if (!dir_.empty()) {
+      ::unlink(where_.unix_path.c_str());
+      ::rmdir(dir_.c_str());
+    }
+  }
+  const NbdListener& where() const { return where_; }
+  // Connections ended so far: whether each peer was a live client, and the bytes it sent after the greeting.
+  std::vector<bool> own() {
+    MutexLock lock(mutex_);
+    return own_;
+  }
+  std::vector<size_t> sent_after_greeting() {
+    MutexLock lock(mutex_);
+    return sent_after_greeting_;
+  }
+  // Waits (at most 5 s) until `count` connections have ended.
+  bool await_ended(size_t count) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        MutexLock lock(mutex_);
+        if (own_.size() >= count) return true;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+ private:
+  const std::vector<uint8_t> greeting_;
+  NbdListener where_;
+  std::string dir_;
+  int listener_ = -1;
+  std::thread acceptor_;
+  std::vector<std::thread> connections_;  // only the acceptor adds, only the destructor joins (after it)
+  Mutex mutex_;
+  std::vector<bool> own_ GUARDED_BY(mutex_);
+  std::vector<size_t> sent_after_greeting_ GUARDED_BY(mutex_);
+};
+
+std::vector<uint8_t> oldstyle_greeting(uint64_t size) {
+  std::vector<uint8_t> greeting;
+  nbd::put_u64(greeting, nbd::kInitPasswd);
+  nbd::put_u64(greeting, nbd::kOldstyleMagic);
+  nbd::put_u64(greeting, size);
+  nbd::put_u32(greeting, 0);               // flags
+  greeting.resize(greeting.size() + 124);  // zeros
+  return greeting;
+}
+
+}  // namespace
+
+// nbdkit -o opens the export for a connection before it greets it; the filter's own client must tell that
+// server apart, send it nothing (NBD_OPT_ABORT would be a malformed request), and read the greeting whole
+// (a close with unread bytes is a reset nbdkit logs as an error).
+TEST_CASE("an_oldstyle_server_is_recognised_and_left_without_a_stray_byte") {
+  GreetingServer server(oldstyle_greeting(1 << 20), false);
+  std::unique_ptr<SelfClient> client;
+  bool oldstyle = false;
+  const Status s = SelfClient::connect(server.where(), 5s, client, &oldstyle);
+  CHECK(s.code() == Errc::not_supported);
+  CHECK(s.message().find("oldstyle") != std::string::npos);
+  CHECK(oldstyle);
+  CHECK_FALSE(client);
+  REQUIRE(server.await_ended(1));
+  CHECK(server.sent_after_greeting() == std::vector<size_t>{0});
+  CHECK(SelfClient::live_count() == 0);
+
+  PluginExports exports("disk");
+  exports.record_oldstyle();
+  CHECK(exports.oldstyle());
+  CHECK(exports.list_known());
+  CHECK(exports.is_listed(""));
+  CHECK_FALSE(exports.is_listed("other"));
+  CHECK(exports.export_of("disk") == "");
+  CHECK(exports.describe().find("oldstyle") != std::string::npos);
+}
+
+// A chain of connections that each make another (an .open that connects to nbdkit, which opens...) ends at
+// kMaxLive live clients, whatever asks; one more waits for one to end, within its timeout.
+TEST_CASE("at_most_kMaxLive_own_clients_live_at_once") {
+  GreetingServer server(nbd::encode_greeting(nbd::kFlagFixedNewstyle | nbd::kFlagNoZeroes), false);
+  std::vector<std::unique_ptr<SelfClient>> clients(SelfClient::kMaxLive);
+  for (auto& client : clients) REQUIRE(SelfClient::connect(server.where(), 5s, client));
+  CHECK(SelfClient::live_count() == SelfClient::kMaxLive);
+  std::unique_ptr<SelfClient> one_more;
+  const auto start = std::chrono::steady_clock::now();
+  const Status refused = SelfClient::connect(server.where(), 200ms, one_more);
+  CHECK(refused.code() == Errc::busy);
+  CHECK(refused.message().find("without end") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - start >= 150ms);  // it waited for a client to end
+  // One that ends while another waits makes room for it.
+  std::thread ender([&] {
+    std::this_thread::sleep_for(100ms);
+    clients.back().reset();
+  });
+  CHECK(SelfClient::connect(server.where(), 5s, one_more));
+  ender.join();
+  clients.clear();
+  one_more.reset();
+  CHECK(SelfClient::live_count() == 0);
+}
+
+// Over TCP, nbdkit's .open learns the peer's address only: a live client is bound to its port before it
+// connects, so the server can ask at once; once the client is gone, the address is no longer its own.
+TEST_CASE("a_tcp_peer_is_known_as_an_own_client_while_it_lives") {
+  GreetingServer server(nbd::encode_greeting(nbd::kFlagFixedNewstyle | nbd::kFlagNoZeroes), true);
+  sockaddr_in address{};
+  {
+    std::unique_ptr<SelfClient> client;
+    REQUIRE(SelfClient::connect(server.where(), 5s, client));
+    CHECK(SelfClient::live_count() == 1);
+  }
+  REQUIRE(server.await_ended(1));
+  CHECK(server.own() == std::vector<bool>{true});
+  // An ordinary client of the same listener is not one.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(std::stoi(server.where().tcp_host_port.substr(10))));
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  ::close(fd);
+  REQUIRE(server.await_ended(2));
+  CHECK(server.own() == std::vector<bool>{true, false});
+  CHECK(SelfClient::live_count() == 0);
 }
