@@ -1,23 +1,143 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // log.cpp — the stderr logger (see log.h).
+//
+// Lines reach stderr through one writer thread, so that a reader of stderr that stops (a stalled journal, a
+// pipe whose reader paused) never blocks a thread that logs: those serve NBD requests and control commands,
+// and may hold engine locks. log_message still waits for its own line to be written, as a direct write did
+// (logs read right after an action show it), but at most kSyncWait, and not at all while the writer has been
+// stuck in a write for longer. Past kQueueLimit queued bytes, lines are dropped, counted, and the count is
+// logged once there is room again.
 #include "log.h"
 
+#include <poll.h>
+#include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <deque>
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 #include "mutex.h"
 
 namespace nbdsnap {
 
 namespace {
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kSyncWait = std::chrono::milliseconds(100);
+constexpr size_t kQueueLimit = size_t{1} << 20;
+
 std::atomic<int> g_level{int(LogLevel::info)};
 std::atomic<bool> g_journal{false};  // the journal keeps its own time stamps and reads the priority prefix
-Mutex g_mutex;                       // keeps lines whole; a leaf lock
+
+// The queue between the threads that log and the writer. Never destroyed: a thread may log while the
+// process exits, and the writer may be blocked in write() then.
+struct Writer {
+  Mutex mutex;      // a leaf lock, never held across a write
+  CondVar queued;   // a line was queued
+  CondVar written;  // the writer finished a batch
+  std::deque<std::string> lines GUARDED_BY(mutex);
+  size_t queued_bytes GUARDED_BY(mutex) = 0;
+  uint64_t next_seq GUARDED_BY(mutex) = 0;     // number of the next line queued
+  uint64_t written_seq GUARDED_BY(mutex) = 0;  // every line numbered below is written (or failed)
+  uint64_t dropped GUARDED_BY(mutex) = 0;      // lines dropped since the last note about it
+  bool started GUARDED_BY(mutex) = false;
+  bool no_thread GUARDED_BY(mutex) = false;  // the thread could not start: lines are written by their caller
+  bool writing GUARDED_BY(mutex) = false;
+  Clock::time_point writing_since GUARDED_BY(mutex);
+};
+
+// The process's writer. A child of fork() gets a fresh one (fork_child): the writer thread does not exist
+// there, and the lock and condition variables may have been in use by threads that do not exist either.
+Writer*& writer_slot() {
+  static Writer* slot = new Writer;
+  return slot;
+}
+
+Writer& writer() {
+  return *writer_slot();
+}
+
+// pthread_atfork handlers: the writer's lock is held across fork() so that the child never copies a queue in
+// the middle of a change; the child starts over with an empty writer (the parent writes what was queued).
+void fork_prepare() NO_THREAD_SAFETY_ANALYSIS {
+  writer().mutex.lock();
+}
+void fork_parent() NO_THREAD_SAFETY_ANALYSIS {
+  writer().mutex.unlock();
+}
+void fork_child() {
+  writer_slot() = new Writer;  // the old one stays locked and unused
+}
+
+// Writes all of `text` to stderr, waiting as long as stderr does (only the writer thread, or a caller
+// without one, does this). A stderr that fails (its reader closed: EPIPE) loses the text.
+void write_stderr(const std::string& text) {
+  const char* p = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    const ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n > 0) {
+      p += n;
+      left -= static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {  // a non-blocking stderr someone else set up
+      pollfd ready{STDERR_FILENO, POLLOUT, 0};
+      (void)::poll(&ready, 1, -1);
+    } else {
+      return;
+    }
+  }
+}
+
+void write_batches() {
+  Writer& w = writer();
+  MutexLock lock(w.mutex);
+  for (;;) {
+    while (w.lines.empty()) w.queued.wait(w.mutex);
+    std::string batch;
+    batch.reserve(w.queued_bytes);
+    for (const std::string& line : w.lines) batch += line;
+    w.lines.clear();
+    w.queued_bytes = 0;
+    const uint64_t upto = w.next_seq;
+    w.writing = true;
+    w.writing_since = Clock::now();
+    lock.unlock();
+    write_stderr(batch);
+    lock.lock();
+    w.writing = false;
+    w.written_seq = upto;
+    w.written.notify_all();
+  }
+}
+
+// Starts the writer thread on first use (a thread cannot fail to start later, in the middle of a stop).
+void start_writer_locked(Writer& w) REQUIRES(w.mutex) {
+  if (w.started) return;
+  w.started = true;
+  try {
+    std::thread(write_batches).detach();
+  } catch (const std::system_error&) {
+    w.no_thread = true;
+    return;
+  }
+  // A return from main or exit() writes what is still queued, within a bound (_Exit callers flush first).
+  static std::once_flag registered;
+  std::call_once(registered, [] {
+    std::atexit([] { log_flush(kExitLogFlush); });
+    ::pthread_atfork(fork_prepare, fork_parent, fork_child);
+  });
+}
 }  // namespace
 
 const char* log_level_name(LogLevel level) {
@@ -104,27 +224,68 @@ std::string log_safe_text(std::string_view message) {
   return out;
 }
 
-void log_message(LogLevel level, const std::string& raw_message) {
-  if (!log_enabled(level)) return;
-  const std::string message = log_safe_text(raw_message);
-  if (g_journal.load()) {
-    MutexLock lock(g_mutex);
-    std::fprintf(stderr, "%s%s: %s\n", journal_priority_prefix(level), log_level_name(level),
-                 message.c_str());
-    std::fflush(stderr);
-    return;
-  }
+namespace {
+std::string format_line(LogLevel level, const std::string& message) {
+  if (g_journal.load())
+    return std::string(journal_priority_prefix(level)) + log_level_name(level) + ": " + message + "\n";
   const auto now = std::chrono::system_clock::now();
   const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
   const int millis =
       int(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm{};
   gmtime_r(&seconds, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  MutexLock lock(g_mutex);
-  std::fprintf(stderr, "%s.%03dZ nbdsnapd %s: %s\n", stamp, millis, log_level_name(level), message.c_str());
-  std::fflush(stderr);
+  char stamp[64];
+  std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
+  return std::string(stamp) + " nbdsnapd " + log_level_name(level) + ": " + message + "\n";
+}
+
+// Queues `line`; its number. The caller holds w.mutex and has checked there is room.
+uint64_t queue_locked(Writer& w, std::string line) REQUIRES(w.mutex) {
+  w.queued_bytes += line.size();
+  w.lines.push_back(std::move(line));
+  w.queued.notify_one();
+  return w.next_seq++;
+}
+}  // namespace
+
+void log_message(LogLevel level, const std::string& raw_message) {
+  if (!log_enabled(level)) return;
+  std::string line = format_line(level, log_safe_text(raw_message));
+  Writer& w = writer();
+  MutexLock lock(w.mutex);
+  start_writer_locked(w);
+  if (w.no_thread) {  // lines stay whole: written under the lock
+    write_stderr(line);
+    return;
+  }
+  if (w.queued_bytes + line.size() > kQueueLimit) {
+    ++w.dropped;
+    return;
+  }
+  if (w.dropped > 0) {
+    queue_locked(w, format_line(LogLevel::warning, std::to_string(w.dropped) +
+                                                       " log line(s) dropped here: stderr took none for a "
+                                                       "while (its reader stopped reading?)"));
+    w.dropped = 0;
+  }
+  const uint64_t seq = queue_locked(w, std::move(line));
+  // As a direct write would, wait for the line, but not for a writer already stuck.
+  const auto deadline = Clock::now() + kSyncWait;
+  while (w.written_seq <= seq) {
+    if (w.writing && Clock::now() - w.writing_since > kSyncWait) return;
+    if (!w.written.wait_until(w.mutex, deadline)) return;
+  }
+}
+
+bool log_flush(std::chrono::milliseconds bound) {
+  Writer& w = writer();
+  MutexLock lock(w.mutex);
+  const auto deadline = Clock::now() + bound;
+  while (w.written_seq < w.next_seq) {
+    if (!w.written.wait_until(w.mutex, deadline)) return w.written_seq >= w.next_seq;
+  }
+  return true;
 }
 
 }  // namespace nbdsnap

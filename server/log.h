@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -17,8 +18,15 @@ const char* log_level_name(LogLevel level);
 bool parse_log_level(const std::string& text, LogLevel& out);
 void set_log_level(LogLevel level);
 bool log_enabled(LogLevel level);
-// Thread-safe; lines from several threads never interleave.
+// Thread-safe; lines from several threads never interleave. Never blocks on stderr for long (log.cpp): it
+// waits at most 100 ms for its line to be written, then leaves it queued (up to 1 MiB of lines; beyond that
+// lines are dropped, and how many is logged once stderr takes lines again).
 void log_message(LogLevel level, const std::string& message);
+// Waits until every line logged so far is written, at most `bound`; false if some were not (stderr stuck).
+// For the end of the process: before exit or _Exit, so that the last lines are not lost.
+bool log_flush(std::chrono::milliseconds bound);
+// How long an exit waits for the last lines (log_flush): a stop must end even when stderr does not take them.
+inline constexpr std::chrono::seconds kExitLogFlush{2};
 
 // Looks once whether stderr is the journal (below) and formats lines for it from then on. Call at start,
 // before other threads log.

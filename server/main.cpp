@@ -279,6 +279,7 @@ int main(int argc, char** argv) {
     // origin it attaches then has no clean CBT state, so the next start gives it a new generation.
     log_warning("a control request still ran " + std::to_string(kControlStopWait.count()) +
                 " s into the stop (its file system may not be answering); exiting without it");
+    log_flush(kExitLogFlush);
     std::fflush(nullptr);
     std::_Exit(saved ? 0 : 1);
   }
@@ -287,6 +288,7 @@ int main(int argc, char** argv) {
     // difference storage of snapshots dropped above stays until the next start removes it (its ledger).
     log_warning("a reload (SIGHUP) has waited " + std::to_string(Reloader::kStopWait.count()) +
                 " s to read its files (their file system may not be answering); exiting without it");
+    log_flush(kExitLogFlush);
     std::fflush(nullptr);
     std::_Exit(saved ? 0 : 1);
   }

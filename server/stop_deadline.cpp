@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "log.h"
+
 namespace nbdsnap {
 
 StopDeadline::StopDeadline(std::chrono::milliseconds limit, std::function<bool()> save,
@@ -52,6 +54,7 @@ void StopDeadline::watch() {
       "and exiting without it");
   const bool saved = save_();
   warn_(saved ? "CBT state saved; exiting with a request still stuck" : "exiting with errors");
+  log_flush(kExitLogFlush);  // _Exit runs no atexit handler
   std::fflush(nullptr);
   std::_Exit(saved ? 0 : 1);
 }
