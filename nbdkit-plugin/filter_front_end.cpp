@@ -95,7 +95,8 @@ std::string FilterFrontEnd::export_uri(const std::string& export_name) const {
   // Oldstyle nbdkit (-o) serves one export, to clients that send no name: the default origin has a URI
   // without one, and every other export (images above all) has none, since no client can reach it.
   if (exports_.oldstyle()) {
-    if (export_name != exports_.origin_of("")) return {};
+    const std::string served = exports_.oldstyle_export();
+    if (export_name != (served.empty() ? exports_.origin_of("") : served)) return {};
     return export_uri_of_listener("");
   }
   return export_uri_of_listener(export_name);
@@ -153,6 +154,8 @@ Status FilterFrontEnd::plugin_export_for(const std::string& requested, const std
                                          bool by_own_connection, std::string& plugin_export) {
   auto export_now = [&] { return requested.empty() ? std::string() : exports_.export_of(origin); };
   plugin_export = export_now();
+  // Oldstyle nbdkit opens one name for every client: that one is the export, and nothing is listed.
+  if (exports_.oldstyle()) return exports_.accept_oldstyle_open(requested);
   if (exports_.list_known() && exports_.is_listed(plugin_export)) return Status::ok();
   std::unique_ptr<SelfClient> client;
   Status refreshed = by_own_connection

@@ -43,6 +43,7 @@
 #include "filter_config.h"
 #include "filter_front_end.h"
 #include "mutex.h"
+#include "nbdkit_command_line.h"
 #include "next_device.h"
 #include "opened_files.h"
 #include "plugin_exports.h"
@@ -277,6 +278,12 @@ int nbdsnap_after_fork(nbdkit_backend*) {
     engine_config.log_info = [](const std::string& line) { nbdkit_debug("nbdsnap: %s", line.c_str()); };
     engine = std::make_unique<Engine>(std::move(engine_config));
     plugin_exports = std::make_unique<PluginExports>(config.default_origin);
+    // Known before any client: under -o no export name reaches nbdkit, so no image URI may be handed out
+    // (an agent's libnbd would reach the live origin), and the filter never connects to itself then.
+    if (nbdkit_runs_oldstyle()) {
+      plugin_exports->record_oldstyle();
+      nbdkit_debug("nbdsnap: nbdkit speaks the oldstyle handshake (-o): one export, no image URIs");
+    }
     front_end = std::make_unique<FilterFrontEnd>(*engine, *plugin_exports, startup_dir, config.control_socket,
                                                  self_connection_for_thread_model(thread_model));
     control = std::make_unique<Control>(*engine, *front_end);

@@ -32,6 +32,27 @@ bool PluginExports::oldstyle() const {
   return oldstyle_;
 }
 
+Status PluginExports::accept_oldstyle_open(const std::string& requested) {
+  MutexLock lock(mutex_);
+  if (!oldstyle_opened_) {
+    oldstyle_opened_ = true;
+    oldstyle_export_ = requested;
+    return Status::ok();
+  }
+  if (requested == oldstyle_export_) return Status::ok();
+  return {Errc::bad_state,
+          "nbdkit speaks the oldstyle handshake (-o), whose clients name no export, and it "
+          "opened '" +
+              oldstyle_export_ +
+              "' for them before; a second name could be a "
+              "second disk, so only that one is served"};
+}
+
+std::string PluginExports::oldstyle_export() const {
+  MutexLock lock(mutex_);
+  return oldstyle_export_;
+}
+
 bool PluginExports::is_listed(const std::string& export_name) const {
   MutexLock lock(mutex_);
   return known_ ? names_.count(export_name) != 0 : export_name.empty();

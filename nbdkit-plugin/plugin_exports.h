@@ -39,10 +39,16 @@ class PluginExports {
   // --- the list ---
   // Records the plugin's list as .list_exports received it. Thread-safe.
   void record(const std::vector<std::string>& names);
-  // Records that nbdkit speaks the oldstyle handshake (-o): its clients reach the default export "" alone,
-  // whatever the plugin lists, and nbdkit never runs .list_exports. The list is "" from now on. Thread-safe.
+  // Records that nbdkit speaks the oldstyle handshake (-o): its clients send no export name, so nbdkit opens
+  // one name for all of them ("", or what a filter above maps it to), whatever the plugin lists, and never
+  // runs .list_exports. The list is "" from now on, until an open names that one export. Thread-safe.
   void record_oldstyle();
   bool oldstyle() const;
+  // Under oldstyle: the name the first open asked for is the one export from then on; another name is
+  // refused (bad_state), so that a second disk never comes under one origin. Thread-safe.
+  Status accept_oldstyle_open(const std::string& requested);
+  // The name accepted so (empty before the first open).
+  std::string oldstyle_export() const;
   // Whether the plugin lists `export_name`; while no list has been read, true for "" only. Thread-safe.
   bool is_listed(const std::string& export_name) const;
   bool list_known() const;
@@ -59,8 +65,10 @@ class PluginExports {
   Mutex refresh_mutex_;                                 // one NBD_OPT_LIST at a time
   mutable Mutex mutex_ ACQUIRED_AFTER(refresh_mutex_);  // a leaf
   std::set<std::string> names_ GUARDED_BY(mutex_);
-  bool known_ GUARDED_BY(mutex_) = false;           // a list has been recorded
-  bool oldstyle_ GUARDED_BY(mutex_) = false;        // record_oldstyle
+  bool known_ GUARDED_BY(mutex_) = false;            // a list has been recorded
+  bool oldstyle_ GUARDED_BY(mutex_) = false;         // record_oldstyle
+  bool oldstyle_opened_ GUARDED_BY(mutex_) = false;  // accept_oldstyle_open accepted oldstyle_export_
+  std::string oldstyle_export_ GUARDED_BY(mutex_);
   uint64_t recorded_count_ GUARDED_BY(mutex_) = 0;  // lists recorded so far
 };
 

@@ -14,7 +14,8 @@
 // the filter's .open, before it sends its greeting; an .open that connected to nbdkit again would then open
 // again, without end (thousands of connections until the process ran out of descriptors). So the clients
 // that live are registered, .open asks whether its connection is one of them (live_count, is_own_tcp_peer,
-// and the peer's pid) and then never connects, and at most kMaxLive exist at once whatever asks (more wait, within their timeout).
+// and the peer's pid) and then never connects, and at most kMaxLive exist at once whatever asks (more wait,
+// within their timeout).
 #pragma once
 
 #include <netinet/in.h>

@@ -404,3 +404,17 @@ TEST_CASE("a_tcp_peer_is_known_as_an_own_client_while_it_lives") {
   CHECK(server.own() == std::vector<bool>{true, false});
   CHECK(SelfClient::live_count() == 0);
 }
+
+// Oldstyle nbdkit opens one name for every client (its clients name none): the first open's name is the
+// export from then on, whichever it is ("" or what a filter above maps it to), and another is refused.
+TEST_CASE("under_oldstyle_the_first_name_opened_is_the_only_export") {
+  PluginExports exports("disk");
+  exports.record_oldstyle();
+  CHECK(exports.oldstyle_export().empty());
+  CHECK(exports.accept_oldstyle_open("a.img"));
+  CHECK(exports.accept_oldstyle_open("a.img"));
+  CHECK(exports.oldstyle_export() == "a.img");
+  const Status second = exports.accept_oldstyle_open("b.img");
+  CHECK(second.code() == Errc::bad_state);
+  CHECK(second.message().find("opened 'a.img'") != std::string::npos);
+}
