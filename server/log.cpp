@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // log.cpp — the stderr logger (see log.h).
 //
-// Lines reach stderr through one writer thread, so that a reader of stderr that stops (a stalled journal, a
-// pipe whose reader paused) never blocks a thread that logs: those serve NBD requests and control commands,
-// and may hold engine locks. log_message still waits for its own line to be written, as a direct write did
-// (logs read right after an action show it), but at most kSyncWait, and not at all while the writer has been
-// stuck in a write for longer. Past kQueueLimit queued bytes, lines are dropped, counted, and the count is
-// logged once there is room again.
+// A reader of stderr that stops (a stalled journal, a pipe whose reader paused) must never block a thread
+// that logs: those serve NBD requests and control commands, and may hold engine locks. So a line is written
+// directly only while stderr takes it at once (poll says writable, and the line fits in one atomic pipe
+// write); the first time it does not, a writer thread starts and every later line goes through it, in order.
+// log_message then still waits for its own line, as a direct write does (logs read right after an action
+// show it), but at most kSyncWait, and not at all while the writer has been stuck in a write for longer. Past
+// kQueueLimit queued bytes, lines are dropped, counted, and the count is logged once there is room again.
+// (Only then is there a thread: a process whose stderr never backs up, such as the tests that fork, has
+// none. A log file on a file system that stops answering still blocks: poll says files are writable.)
 #include "log.h"
 
 #include <poll.h>
@@ -17,6 +20,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -121,7 +125,7 @@ void write_batches() {
   }
 }
 
-// Starts the writer thread on first use (a thread cannot fail to start later, in the middle of a stop).
+// Starts the writer thread once, when stderr first does not take a line at once.
 void start_writer_locked(Writer& w) REQUIRES(w.mutex) {
   if (w.started) return;
   w.started = true;
@@ -249,11 +253,23 @@ uint64_t queue_locked(Writer& w, std::string line) REQUIRES(w.mutex) {
 }
 }  // namespace
 
+// Whether stderr takes `size` bytes now without blocking: a write of at most PIPE_BUF bytes to a pipe that
+// poll says is writable completes at once (and whole); files and terminals always say writable.
+bool stderr_takes_now(size_t size) {
+  if (size > PIPE_BUF) return false;
+  pollfd ready{STDERR_FILENO, POLLOUT, 0};
+  return ::poll(&ready, 1, 0) == 1 && (ready.revents & POLLOUT) != 0;
+}
+
 void log_message(LogLevel level, const std::string& raw_message) {
   if (!log_enabled(level)) return;
   std::string line = format_line(level, log_safe_text(raw_message));
   Writer& w = writer();
   MutexLock lock(w.mutex);
+  if (!w.started && stderr_takes_now(line.size())) {
+    write_stderr(line);
+    return;
+  }
   start_writer_locked(w);
   if (w.no_thread) {  // lines stay whole: written under the lock
     write_stderr(line);
