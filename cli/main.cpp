@@ -9,6 +9,7 @@
 
 #include "command_registry.h"
 #include "exit_codes.h"
+#include "standard_fds.h"
 
 using namespace nbdsnap::cli;
 
@@ -42,6 +43,8 @@ int report(const CliError& error, bool json) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // stdout or stderr closed: messages must not land in a backup target or an image file (standard_fds.h).
+  if (!nbdsnap::keep_standard_fds_open()) return 4;
   const bool json = json_requested(argc, argv);
   try {
     std::vector<std::string> arguments(argv + 1, argv + argc);

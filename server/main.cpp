@@ -24,6 +24,7 @@
 #include "remote_security.h"
 #include "server.h"
 #include "server_config.h"
+#include "standard_fds.h"
 #include "state_directory.h"
 #include "stop_deadline.h"
 #include "systemd_service.h"
@@ -146,6 +147,8 @@ void raise_open_file_limit(unsigned max_connections) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // stderr closed: the log must not land in an origin's disk image (standard_fds.h).
+  if (!keep_standard_fds_open()) return 2;
   ServerConfig config;
   switch (parse_server_config(argc, argv, config, std::cout, std::cerr)) {
     case ConfigOutcome::exit_success:
