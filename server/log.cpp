@@ -1,26 +1,30 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // log.cpp — the stderr logger (see log.h).
 //
-// A reader of stderr that stops (a stalled journal, a pipe whose reader paused) must never block a thread
-// that logs: those serve NBD requests and control commands, and may hold engine locks. So a line is written
-// directly only while stderr takes it at once (poll says writable, and the line fits in one atomic pipe
-// write); the first time it does not, a writer thread starts and every later line goes through it, in order.
-// log_message then still waits for its own line, as a direct write does (logs read right after an action
-// show it), but at most kSyncWait, and not at all while the writer has been stuck in a write for longer. Past
-// kQueueLimit queued bytes, lines are dropped, counted, and the count is logged once there is room again.
-// (Only then is there a thread: a process whose stderr never backs up, such as the tests that fork, has
-// none. A log file on a file system that stops answering still blocks: poll says files are writable.)
+// A reader of stderr that stops (a stalled journal, a pipe or terminal whose reader paused) must never block
+// a thread that logs: those serve NBD requests and control commands, and may hold engine locks. So a line is
+// written directly only as far as stderr takes it without waiting: through a non-blocking open file
+// description of its own (/proc/self/fd/2 opened again, for pipes and terminals; O_NONBLOCK on fd 2 itself
+// would change it for every process sharing it), or send(MSG_DONTWAIT) for a socket (the journal). The first
+// time stderr does not take a whole line, a writer thread starts, with the rest of that line first, and every
+// later line goes through it, in order. log_message then still waits for its own line, as a direct write
+// does (logs read right after an action show it), but at most kSyncWait, and not at all while the writer has
+// been stuck in a write for longer. Past kQueueLimit queued bytes, lines are dropped, counted, and the count
+// is logged once there is room again. (Only then is there a thread: a process whose stderr never backs up,
+// such as the tests that fork, has none. A log file on a file system that stops answering still blocks:
+// writes to files have no non-blocking form.)
 #include "log.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -42,6 +46,15 @@ constexpr size_t kQueueLimit = size_t{1} << 20;
 std::atomic<int> g_level{int(LogLevel::info)};
 std::atomic<bool> g_journal{false};  // the journal keeps its own time stamps and reads the priority prefix
 
+// How a line is written without the writer thread (chosen at the first line).
+enum class DirectWrite {
+  unknown,
+  file,             // a regular file: write() waits only for its file system
+  socket,           // send(MSG_DONTWAIT)
+  own_description,  // a non-blocking description of stderr's pipe or terminal of our own (direct_fd)
+  none,             // neither: every line through the writer thread
+};
+
 // The queue between the threads that log and the writer. Never destroyed: a thread may log while the
 // process exits, and the writer may be blocked in write() then.
 struct Writer {
@@ -53,6 +66,8 @@ struct Writer {
   uint64_t next_seq GUARDED_BY(mutex) = 0;     // number of the next line queued
   uint64_t written_seq GUARDED_BY(mutex) = 0;  // every line numbered below is written (or failed)
   uint64_t dropped GUARDED_BY(mutex) = 0;      // lines dropped since the last note about it
+  DirectWrite direct GUARDED_BY(mutex) = DirectWrite::unknown;
+  int direct_fd GUARDED_BY(mutex) = -1;  // DirectWrite::own_description
   bool started GUARDED_BY(mutex) = false;
   bool no_thread GUARDED_BY(mutex) = false;  // the thread could not start: lines are written by their caller
   bool writing GUARDED_BY(mutex) = false;
@@ -253,12 +268,46 @@ uint64_t queue_locked(Writer& w, std::string line) REQUIRES(w.mutex) {
 }
 }  // namespace
 
-// Whether stderr takes `size` bytes now without blocking: a write of at most PIPE_BUF bytes to a pipe that
-// poll says is writable completes at once (and whole); files and terminals always say writable.
-bool stderr_takes_now(size_t size) {
-  if (size > PIPE_BUF) return false;
-  pollfd ready{STDERR_FILENO, POLLOUT, 0};
-  return ::poll(&ready, 1, 0) == 1 && (ready.revents & POLLOUT) != 0;
+void choose_direct_write(Writer& w) REQUIRES(w.mutex) {
+  struct stat st {};
+  if (::fstat(STDERR_FILENO, &st) != 0) {
+    w.direct = DirectWrite::none;
+  } else if (S_ISREG(st.st_mode)) {
+    w.direct = DirectWrite::file;
+  } else if (S_ISSOCK(st.st_mode)) {
+    w.direct = DirectWrite::socket;
+  } else {
+    w.direct_fd = ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    w.direct = w.direct_fd >= 0 ? DirectWrite::own_description : DirectWrite::none;
+  }
+}
+
+// Writes as much of `line` as stderr takes without waiting; returns how many bytes that was (all of it when
+// stderr failed: the line is lost then, as a write to a closed pipe loses it).
+size_t write_without_waiting(Writer& w, const std::string& line) REQUIRES(w.mutex) {
+  if (w.direct == DirectWrite::unknown) choose_direct_write(w);
+  if (w.direct == DirectWrite::none) return 0;
+  if (w.direct == DirectWrite::file) {
+    write_stderr(line);
+    return line.size();
+  }
+  size_t done = 0;
+  while (done < line.size()) {
+    const ssize_t n =
+        w.direct == DirectWrite::socket
+            ? ::send(STDERR_FILENO, line.data() + done, line.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL)
+            : ::write(w.direct_fd, line.data() + done, line.size() - done);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return done;
+    } else {
+      return line.size();
+    }
+  }
+  return done;
 }
 
 void log_message(LogLevel level, const std::string& raw_message) {
@@ -266,9 +315,10 @@ void log_message(LogLevel level, const std::string& raw_message) {
   std::string line = format_line(level, log_safe_text(raw_message));
   Writer& w = writer();
   MutexLock lock(w.mutex);
-  if (!w.started && stderr_takes_now(line.size())) {
-    write_stderr(line);
-    return;
+  if (!w.started) {
+    const size_t done = write_without_waiting(w, line);
+    if (done == line.size()) return;
+    line.erase(0, done);  // the rest of it goes first through the writer
   }
   start_writer_locked(w);
   if (w.no_thread) {  // lines stay whole: written under the lock

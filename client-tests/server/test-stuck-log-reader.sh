@@ -8,7 +8,11 @@
 # 2. then writes through the origin, a snapshot create/take/destroy, cbt-map, and more connections all
 #    complete, each within 30 s (they take milliseconds);
 # 3. the reader continues: the lines logged meanwhile arrive, whole;
-# 4. a SIGTERM while the reader is stopped again ends nbdsnapd, exit 0, CBT saved clean.
+# 4. a SIGTERM while the reader is stopped again ends nbdsnapd, exit 0, CBT saved clean;
+# 5. the same with stderr a terminal nobody reads (a frozen ssh session): poll says a pty is writable while
+#    it takes only part of a line, and a direct write then blocked the thread that logged, and the stop;
+# 6. stderr closed (2>&-): the log lands nowhere, and never in the origin's disk image, which the first
+#    open took as fd 2 before (every line written from byte 0, untracked).
 # Usage: test-stuck-log-reader.sh NBDSNAPD
 NBDSNAPD=${1:?usage: $0 NBDSNAPD}
 source "$(dirname "$0")/../functions.sh"
@@ -88,3 +92,56 @@ kill -CONT "$reader_pid"
 wait "$reader_pid" || true
 cbt_file_is_clean disk || fail "the CBT state was not saved clean"
 pass "SIGTERM with the log reader stopped: exit 0 after $stop_ms ms, CBT saved clean"
+
+# 5. stderr on a pty whose other end nobody reads.
+rm -f "$sock" "$ctl"
+"$PY" - "$NBDSNAPD" "$dir" "$(uri disk)" <<'EOF' || fail "stderr on a terminal nobody reads: see above"
+import os, pty, signal, subprocess, sys, time
+nbdsnapd, d, uri = sys.argv[1:4]
+master, slave = pty.openpty()  # the master is never read
+server = subprocess.Popen([nbdsnapd, "--listen", f"unix:{d}/nbd.sock", "--control", f"{d}/control.sock",
+                           "--state-dir", f"{d}/state", "--origin", f"disk={d}/disk.img", "--log-level", "debug"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, start_new_session=True)
+os.close(slave)
+try:
+    for _ in range(600):
+        if os.path.exists(f"{d}/control.sock"):
+            break
+        time.sleep(0.1)
+    clients = subprocess.run(["timeout", "60", sys.executable, "-c", '''
+import nbd, sys
+for _ in range(400):
+    h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.pread(4096, 0); h.shutdown()
+''', uri])
+    if clients.returncode != 0:
+        sys.exit("400 connections did not complete within 60 s with stderr on a pty nobody reads")
+    started = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    try:
+        status = server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        sys.exit("nbdsnapd still ran 30 s after SIGTERM with stderr on a pty nobody reads")
+    if status != 0:
+        sys.exit(f"nbdsnapd exited {status}")
+    print(f"ok: stderr on a pty nobody reads: 400 connections served, SIGTERM ended it in "
+          f"{time.monotonic() - started:.1f} s")
+finally:
+    if server.poll() is None:
+        server.kill()
+    os.close(master)
+EOF
+cbt_file_is_clean disk || fail "pty: the CBT state was not saved clean"
+
+# 6. stderr closed.
+head -c 1M /dev/zero >"$dir/zeros"
+dd if=/dev/zero of="$dir/disk.img" bs=1M count=1 conv=notrunc status=none
+rm -f "$sock" "$ctl"
+setsid "$NBDSNAPD" --listen "unix:$sock" --control "$ctl" --state-dir "$state" --log-level debug \
+  --origin "disk=$dir/disk.img" </dev/null >/dev/null 2>&- {_nap_fd}>&- &
+server_pid=$!
+_await_ready
+connections 20
+stop_server TERM
+((server_status == 0)) || fail "nbdsnapd with stderr closed exited $server_status"
+cmp -n 1M "$dir/disk.img" "$dir/zeros" || fail "with stderr closed, the log was written into the origin's disk image"
+pass "stderr closed: the origin's disk image holds no log line"
