@@ -59,7 +59,10 @@
 //       held
 // Outside the engine, the TLS server's PSK key table (control-socket/tls_credentials.cpp) is a leaf of its
 // own: held only to copy one key inside GnuTLS's handshake callback or to add and drop a credentials object's
-// keys.
+// keys. nbdsnapd's log writer lock (server/log.cpp) is below every lock, since lines are logged with engine
+// locks held: it takes nothing, and is held across a write only to a regular file (a pipe, terminal or socket
+// is written without waiting). The filter's registry of its own connections to nbdkit
+// (nbdkit-plugin/self_client.cpp) is a leaf, taken under FilterFrontEnd's discovery lock at most.
 //
 // Paths that nest, for reference: take = 1 -> 3 (both released, taking_), then 2 (hold every origin, then
 // drain each, bounded) -> 4 (install), then 3 (taking_ released); CBT reset = 1 -> 3 (both released,
