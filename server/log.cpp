@@ -266,7 +266,6 @@ uint64_t queue_locked(Writer& w, std::string line) REQUIRES(w.mutex) {
   w.queued.notify_one();
   return w.next_seq++;
 }
-}  // namespace
 
 void choose_direct_write(Writer& w) REQUIRES(w.mutex) {
   struct stat st {};
@@ -309,6 +308,8 @@ size_t write_without_waiting(Writer& w, const std::string& line) REQUIRES(w.mute
   }
   return done;
 }
+
+}  // namespace
 
 void log_message(LogLevel level, const std::string& raw_message) {
   if (!log_enabled(level)) return;
