@@ -211,6 +211,16 @@ void copy_point(Context& context, const RestoreJob& job, const ChainDirectory& c
                     << point.size << " are left as they are\n";
     }
     options.skip_zero_writes = false;  // the export holds old data where the point reads zeroes
+    // One flush before the first write: a server that refuses what it advertised would otherwise fail the
+    // restore part way, its export partly overwritten. nbdkit 1.32 under -o (oldstyle) advertises flush,
+    // FUA, trim and write zeroes and refuses each with EINVAL; found here, the export is untouched.
+    try {
+      nbd_target.flush();
+    } catch (const CliError& error) {
+      throw CliError(error.code(), "restore of point " + point.name +
+                                       " failed before its first write: " + error.what() + "; " + job.to +
+                                       " is unchanged (its server advertises a flush that it refuses)");
+    }
     try {
       ProgressBar bar("restore", report.data_bytes + report.zero_bytes, terminal, stderr, &machine);
       report.result =

@@ -61,3 +61,43 @@ if ((EUID == 0)) && mkdir "$dir/small" && mount -t tmpfs -o size=1m tmpfs "$dir/
   expect_err "^nbdsnap: restore of point 0002 failed: writing $dir/small/disk.img at offset [0-9]+ .*No space left"
   pass "a restore into a full file system names the restore and its target"
 fi
+
+# An NBD export whose server refuses a flush it advertises: the restore fails before its first write, says the
+# export is unchanged, and it is. nbdkit 1.32 under -o refuses flush, FUA, trim and write zeroes alike (a later
+# nbdkit may serve them: then the restore must be whole); an eval plugin refuses every flush.
+requires nbdkit --version
+restore_to_nbdkit() {  # NAME NBDKIT-ARGS...: restores point 0002 into what nbdkit ARGS serves ($dir/NAME.img)
+  local name=$1
+  shift
+  truncate -s 8M "$dir/$name.img"
+  qemu-io -f raw -c "write -P 0x44 0 8M" "$dir/$name.img" >/dev/null
+  nbdkit -U "$dir/$name.sock" -P "$dir/$name.pid" "$@" </dev/null >"$dir/nbdkit-$name.log" 2>&1 ||
+    fail "nbdkit $*: $(cat "$dir/nbdkit-$name.log")"
+  track_pid "$(cat "$dir/$name.pid")"  # written once nbdkit listens, before it returns
+  status=0
+  timeout -k 2 60 "$NBDSNAP" restore "$dir/chain" --to "nbd+unix:///?socket=$dir/$name.sock" >"$dir/out" \
+    2>"$dir/err" || status=$?
+  out=$(cat "$dir/out")
+  err=$(cat "$dir/err")
+}
+file=$dir/refused.img
+restore_to_nbdkit refused eval get_size='echo 8388608' can_write='exit 0' can_flush='exit 0' \
+  pread="dd if=$file skip=\$4 count=\$3 iflag=skip_bytes,count_bytes status=none" \
+  pwrite="dd of=$file seek=\$4 oflag=seek_bytes conv=notrunc status=none" \
+  flush='echo "EINVAL this server refuses flush" >&2; exit 1'
+((status == 4)) || fail "a restore into an export that refuses flush exited $status: $err"
+expect_err "^nbdsnap: restore of point 0002 failed before its first write: .*flush.*; nbd\+unix:.* is unchanged"
+qemu-io -f raw -c "read -P 0x44 0 8M" "$dir/refused.img" >/dev/null || fail "the refused export was written"
+pass "an export that refuses the flush it advertises fails the restore before its first write, unchanged"
+
+restore_to_nbdkit oldstyle -o file "$dir/oldstyle.img"
+if ((status == 0)); then
+  qemu-io -f raw -c "read -P 0x11 0 1M" -c "read -P 0x22 1M 1M" -c "read -P 0 2M 6M" "$dir/oldstyle.img" \
+    >/dev/null || fail "the restore into nbdkit -o does not hold point 0002"
+  pass "a restore into nbdkit -o (which serves what it advertises) holds the point"
+else
+  ((status == 4)) || fail "a restore into nbdkit -o exited $status: $err"
+  expect_err "failed before its first write: .*is unchanged"
+  qemu-io -f raw -c "read -P 0x44 0 8M" "$dir/oldstyle.img" >/dev/null || fail "the nbdkit -o export was written"
+  pass "nbdkit -o, which refuses the flush it advertises: the restore fails before its first write, unchanged"
+fi
