@@ -126,15 +126,18 @@ for io_threads in 1 2; do
 
   # SIGTERM while a write is stuck: nbdsnapd waits for it (engine calls are never cut short) and ends
   # cleanly once the file system thaws.
-  "$PY" "$dir/clients.py" stuck "$fs" "$sock" >"$dir/stuck.out" 2>&1 &
+  # A file of this round's own: the first look may come before the client's shell has opened (truncated) its
+  # output, and the last round's "stuck" then read as this one's (seen under TSan, io-threads 2).
+  stuck_out=$dir/stuck-io$io_threads.out
+  "$PY" "$dir/clients.py" stuck "$fs" "$sock" >"$stuck_out" 2>&1 &
   stuck=$!
   track_pid "$stuck"
   for ((i = 0; i < 6000; i++)); do  # 60 s: its freeze (fsfreeze has 30 s) and connect (10 s)
-    grep -q stuck "$dir/stuck.out" 2>/dev/null && break
+    grep -q stuck "$stuck_out" 2>/dev/null && break
     kill -0 "$stuck" 2>/dev/null || break
     _nap 0.01
   done
-  grep -q stuck "$dir/stuck.out" || fail "no write stuck on f: $(cat "$dir/stuck.out")"
+  grep -q stuck "$stuck_out" || fail "no write stuck on f: $(cat "$stuck_out")"
   # The client sent its write; nbdsnapd must be writing it, asleep on the frozen file system (state D), before
   # the SIGTERM: a loaded machine (TSan, CI) may not have read it off the socket yet, and a stop then rightly
   # ends without it.
