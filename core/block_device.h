@@ -54,7 +54,8 @@ class BlockDevice {
   virtual uint64_t minimum_io_size() const { return 1; }
   virtual bool is_read_only() const { return false; }
   // A text that changes whenever the content may have been changed by someone else (for a file: its
-  // identity, size, modification and change times). CBT saved at a clean stop is resumed only if this is
+  // identity, size, modification and change times; for a block device: the kernel's count of its writes,
+  // block_device_writes.h). CBT saved at a clean stop is resumed only if this is
   // still the same, since writes made while nothing tracked the device are missing from the map. Empty:
   // cannot tell.
   virtual std::string content_fingerprint() const { return {}; }

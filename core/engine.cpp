@@ -44,6 +44,7 @@
 #include <filesystem>
 #include <new>
 
+#include "block_device_writes.h"
 #include "buffer_budget.h"
 #include "chunk_buffer.h"
 #include "export_name.h"
@@ -208,7 +209,7 @@ Status Engine::attach_origin(const std::string& name, std::shared_ptr<BlockDevic
     } else if (state.block_size != block_size) {
       renewed_because = "the tracking block size changed";
     } else if (!state.device_fingerprint.empty() && state.device_fingerprint != fingerprint) {
-      renewed_because = "the origin was changed while nothing tracked it";
+      renewed_because = fingerprint_change_reason(state.device_fingerprint, fingerprint);
     } else {
       cbt = std::make_unique<Cbt>(std::move(state), config_.checkpoints_kept);
     }

@@ -25,6 +25,7 @@
 #include <sstream>
 #include <utility>
 
+#include "block_device_writes.h"
 #include "file_lock.h"
 #include "scope_exit.h"
 #include "storage_allocation.h"
@@ -492,16 +493,36 @@ std::string fingerprint_of_stat(const struct stat& st) {
 
 std::string FileDevice::content_fingerprint() const {
   struct stat st {};
-  if (is_block_device_ || ::fstat(fd_, &st) != 0) return {};
-  return fingerprint_of_stat(st);
+  if (::fstat(fd_, &st) != 0) return {};
+  if (!S_ISBLK(st.st_mode)) return fingerprint_of_stat(st);
+  // Our writes still in the page cache would be counted when written back, after the save: write them now.
+  // A failure leaves the count unsettled: a fingerprint equal to no other then (a new generation next time).
+  if (::fdatasync(fd_) != 0) {
+    return uncounted_block_device_fingerprint(
+        st.st_rdev, Status::from_errno(errno, "writing back its page cache").message());
+  }
+  return block_device_fingerprint(st.st_rdev);
 }
 
 std::string FileDevice::content_fingerprint_of(const std::string& path, const std::string& identity) {
   struct stat st {};
-  if (path.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
-      identity_of_stat(st) != identity)
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return {};
+  if (S_ISREG(st.st_mode)) return identity_of_stat(st) == identity ? fingerprint_of_stat(st) : std::string();
+  if (!S_ISBLK(st.st_mode)) return {};
+  // Opened read-only without O_EXCL (it claims nothing): the identity of the device opened (a loop device is
+  // its backing file, asked of loop(4)), and a plugin's writes still in the device's page cache, shared by
+  // every descriptor of it, written back first as content_fingerprint() does with its own.
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  struct stat opened {};
+  if (!fd.valid() || ::fstat(fd.get(), &opened) != 0 || !S_ISBLK(opened.st_mode) ||
+      identity_of_open(fd.get(), opened) != identity) {
     return {};
-  return fingerprint_of_stat(st);
+  }
+  if (::fdatasync(fd.get()) != 0) {
+    return uncounted_block_device_fingerprint(
+        opened.st_rdev, Status::from_errno(errno, "writing back its page cache").message());
+  }
+  return block_device_fingerprint(opened.st_rdev);
 }
 
 Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {

@@ -71,7 +71,9 @@ class FileDevice final : public BlockDevice {
   // its backing file (an ioctl on `fd`). False when `fd` is not open.
   static bool identity_of_descriptor(int fd, std::string& identity);
   // The content_fingerprint() a FileDevice of `path` would have now, if `path` still names the regular file
-  // `identity` names (stat); empty otherwise. For front ends whose plugin opens the file itself (the filter).
+  // or block device `identity` names (stat; a block device's page cache is written back first, through a
+  // read-only descriptor of its own); empty otherwise. For front ends whose plugin opens the file itself
+  // (the filter).
   static std::string content_fingerprint_of(const std::string& path, const std::string& identity);
   // The file system (st_dev) a regular file's identity names; false for a block device's or an empty one.
   static bool file_system_of(const std::string& identity, uint64_t& st_dev);
@@ -91,8 +93,9 @@ class FileDevice final : public BlockDevice {
   // cache takes writes of any size). With cache none, at least the direct-I/O alignment.
   uint64_t minimum_io_size() const override { return minimum_io_size_; }
   bool is_read_only() const override { return readonly_; }
-  // Regular files only: writes to a block device change no timestamp the device node shows. A write that
-  // lands within the same timestamp tick as our own last write is not seen either.
+  // A regular file's identity, size, modification and change times: a write that lands within the same
+  // timestamp tick as our own last write is not seen. A block device's count of writes since boot
+  // (block_device_writes.h), after writing back its page cache (fdatasync: may wait on a stalled disk).
   std::string content_fingerprint() const override;
 
   // "file DEV:INODE" for a regular file (every hard link and path of it), "block MAJOR:MINOR" for a block
