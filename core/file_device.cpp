@@ -501,7 +501,9 @@ std::string FileDevice::content_fingerprint() const {
     return uncounted_block_device_fingerprint(
         st.st_rdev, Status::from_errno(errno, "writing back its page cache").message());
   }
-  return block_device_fingerprint(st.st_rdev);
+  // With what the device is (a loop device: its backing file and offset): the kernel keeps a loop device's
+  // counts when it is detached and bound to another file.
+  return block_device_fingerprint(st.st_rdev) + " of " + file_identity();
 }
 
 std::string FileDevice::content_fingerprint_of(const std::string& path, const std::string& identity) {
@@ -522,7 +524,7 @@ std::string FileDevice::content_fingerprint_of(const std::string& path, const st
     return uncounted_block_device_fingerprint(
         opened.st_rdev, Status::from_errno(errno, "writing back its page cache").message());
   }
-  return block_device_fingerprint(opened.st_rdev);
+  return block_device_fingerprint(opened.st_rdev) + " of " + identity;
 }
 
 Status FileDevice::pread(void* buf, uint64_t len, uint64_t offset) {

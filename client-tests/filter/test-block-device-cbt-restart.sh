@@ -4,7 +4,7 @@
 # generation at the next start, through nbdsnapd and through the filter over the file plugin; an untouched
 # one resumes its generation and checkpoints. Before, a block device had no content fingerprint: CBT resumed
 # over a dd (or a mkfs, a mount) made while the server was stopped, and the next incremental backup missed
-# those blocks with no error. Needs root and a loop device; skipped (77) otherwise.
+# those blocks with no error. A loop device bound to another file while stopped renews too. Needs root and a loop device; skipped (77) otherwise.
 # Usage: test-block-device-cbt-restart.sh FILTER.so NBDSNAPD
 FILTER=${1:?usage: $0 FILTER.so NBDSNAPD}
 NBDSNAPD=$(realpath "${2:?usage: $0 FILTER.so NBDSNAPD}")
@@ -77,6 +77,18 @@ check_front_end() {
 
 mkdir -p "$dir/state-nbdsnapd" "$dir/state-filter"
 check_front_end nbdsnapd d d start_nbdsnapd --state-dir "$dir/state-nbdsnapd" --origin "d=$loop"
+
+# The same loop device bound to another file while stopped (nothing written through it): the kernel keeps
+# its counts, so the fingerprint also names the backing file (a hostile tester saw CBT resume over it).
+start_nbdsnapd --state-dir "$dir/state-nbdsnapd" --origin "d=$loop"
+gen=$(generation d)
+stop_server
+truncate -s 8M "$dir/other.raw"
+losetup -d "$loop" && losetup "$loop" "$dir/other.raw" || skip "cannot bind $loop again"
+start_nbdsnapd --state-dir "$dir/state-nbdsnapd" --origin "d=$loop"
+[[ $(generation d) != "$gen" ]] || fail "a loop device bound to another file while stopped kept its CBT generation"
+pass "nbdsnapd: a loop device bound to another file while stopped gets a new CBT generation"
+stop_server
 check_front_end "the filter over file=$loop" "" default \
   start_filter file "$loop" nbdsnap-state-dir="$dir/state-filter"
 echo PASS
